@@ -1,0 +1,246 @@
+// Package gcr maintains the Golden Customer Record (GCR): one record per
+// profile, folded from the events the identity keychain assigned to it.
+//
+// The GCR is a deterministic function of the event log. The engine calls a Txn
+// from its single-threaded apply loop: Add for each event once the keychain has
+// named the event's profile and the identifiers that profile owns, Merge when
+// the keychain merges two profiles, and Flush at the end of the apply step.
+// The package never reads the wall clock and never decrypts: personal values
+// (identifier values, trait values, the record's private part) are copied as
+// sealed bytes together with the id of the data key that sealed them. Views
+// decrypt through a caller-supplied Opener, so the package stays key-agnostic.
+//
+// # Semantics
+//
+// A Profile is an element of a join-semilattice (counts are a commutative
+// monoid): Add and Merge are commutative and associative, so any order of
+// events and any order of merges yields byte-identical encoded profiles.
+//   - counts and revenue sums add; FirstSeen/LastSeen take min/max;
+//   - an identifier keeps the sealed value and key of its earliest sighting
+//     by (time, event id) and the min/max of its sighting times;
+//   - a trait is last-writer-wins by (time, event id), event ids compared
+//     bytewise (ties, possible only when one event id is reused, fall back to
+//     comparing key id and sealed bytes so the order stays total);
+//   - MergedFrom is the set union of merged profile ids.
+//
+// Revenue: a track event whose properties.revenue (or, when revenue is absent
+// or null, properties.total) is a number or a numeric string adds one to the
+// count of its event name and its value, in integer micro-units rounded half
+// away from zero, to the sum. Non-numeric values, NaN, ±Inf and values with
+// |v| > MaxRevenue are ignored. Sums are exact integers (they would wrap
+// modulo 2^64 only beyond ±9.2e12 units, which keeps them order-independent).
+//
+// # Key layout
+//
+// Profiles are spread over Options.Partitions partitions by PartitionOf (FNV-1a
+// 32 of the 16-byte profile id, mod n). part is a big-endian uint16:
+//
+//	p/<part:2>/g/<profile:16>                       → msgpack Profile
+//	p/<part:2>/e/<profile:16>/<time:8>/<event:16>   → msgpack event.Record
+//
+// time is the event time in Unix milliseconds as a big-endian uint64, clamped
+// at 0 (events before 1970 sort as 1970-01-01). Event records stay under the
+// profile that received them; a merged-away profile's GCR key is deleted but
+// its event keys remain, and the survivor lists it in MergedFrom.
+//
+// Encodings are deterministic: every map is written with sorted keys and
+// integers in their compact form, so equal profiles encode to equal bytes.
+package gcr
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/store"
+)
+
+// Key layout constants.
+const (
+	idLen          = 16
+	profileKeyLen  = 2 + 2 + 3 + idLen              // p/ part /g/ profile
+	eventPrefixLen = 2 + 2 + 3 + idLen + 1          // p/ part /e/ profile /
+	eventKeyLen    = eventPrefixLen + 8 + 1 + idLen // ... time / event
+	maxPartitions  = 1 << 16
+)
+
+// DefaultPartitions is the number of partitions used when Options.Partitions is 0.
+const DefaultPartitions = 16
+
+// ErrCorrupt marks stored data that does not decode or breaks an invariant.
+var ErrCorrupt = errors.New("gcr: corrupt")
+
+// Options configure a Projection. A nil *Options is valid.
+type Options struct {
+	// Partitions is the number of key partitions (1..65536); 0 means
+	// DefaultPartitions. It must not change once data is written.
+	Partitions int
+}
+
+// EnsureDefaults fills zero fields with their defaults and returns o (a new
+// Options if o is nil). It panics on invalid values: they are programmer errors.
+func (o *Options) EnsureDefaults() *Options {
+	if o == nil {
+		o = &Options{}
+	}
+	if o.Partitions == 0 {
+		o.Partitions = DefaultPartitions
+	}
+	if o.Partitions < 1 || o.Partitions > maxPartitions {
+		panic(fmt.Sprintf("gcr: Options.Partitions %d out of range 1..%d", o.Partitions, maxPartitions))
+	}
+	return o
+}
+
+// Projection is the GCR projection. It holds only configuration and is safe
+// for concurrent use; Txns are not.
+type Projection struct {
+	parts int
+}
+
+// New returns a Projection. opts may be nil.
+func New(opts *Options) *Projection {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	o.EnsureDefaults()
+	return &Projection{parts: o.Partitions}
+}
+
+// PartitionOf returns the partition of a profile id: FNV-1a 32 of its bytes,
+// mod n. n must be positive.
+func PartitionOf(profile []byte, n int) int {
+	if n <= 0 {
+		panic("gcr: PartitionOf: n must be positive")
+	}
+	h := fnv.New32a()
+	h.Write(profile)
+	return int(h.Sum32() % uint32(n))
+}
+
+func (p *Projection) profileKey(profile []byte) []byte {
+	k := make([]byte, 0, profileKeyLen)
+	k = append(k, 'p', '/')
+	k = binary.BigEndian.AppendUint16(k, uint16(PartitionOf(profile, p.parts)))
+	k = append(k, '/', 'g', '/')
+	return append(k, profile...)
+}
+
+func (p *Projection) eventPrefix(profile []byte) []byte {
+	k := make([]byte, 0, eventKeyLen)
+	k = append(k, 'p', '/')
+	k = binary.BigEndian.AppendUint16(k, uint16(PartitionOf(profile, p.parts)))
+	k = append(k, '/', 'e', '/')
+	k = append(k, profile...)
+	return append(k, '/')
+}
+
+func (p *Projection) eventKey(profile []byte, t int64, id []byte) []byte {
+	k := p.eventPrefix(profile)
+	k = binary.BigEndian.AppendUint64(k, uint64(max(t, 0)))
+	k = append(k, '/')
+	return append(k, id...)
+}
+
+// Get returns the stored GCR of profile, or an error wrapping store.ErrNotFound.
+func (p *Projection) Get(r store.Reader, profile []byte) (*Profile, error) {
+	if len(profile) != idLen {
+		return nil, fmt.Errorf("gcr: get: profile id has %d bytes, want %d", len(profile), idLen)
+	}
+	prof, err := p.load(r, profile)
+	if err != nil {
+		return nil, fmt.Errorf("gcr: get: %w", err)
+	}
+	return prof, nil
+}
+
+// load reads and decodes the GCR of profile; store.ErrNotFound passes through.
+func (p *Projection) load(r store.Reader, profile []byte) (*Profile, error) {
+	v, err := r.Get(p.profileKey(profile))
+	if err != nil {
+		return nil, err
+	}
+	prof, err := decodeProfile(v)
+	if err != nil {
+		return nil, fmt.Errorf("profile %x: %w", profile, err)
+	}
+	if !bytes.Equal(prof.ID, profile) {
+		return nil, fmt.Errorf("profile %x: stored id %x: %w", profile, prof.ID, ErrCorrupt)
+	}
+	return prof, nil
+}
+
+// Events returns up to limit event records of prof, newest first by (event
+// time clamped at 0, event id), read from prof.ID and every id in
+// prof.MergedFrom: one bounded reverse scan per id (at most limit keys each),
+// combined by a k-way merge. Only the returned records are decoded. limit <= 0
+// returns nothing.
+func (p *Projection) Events(r store.Reader, prof *Profile, limit int) ([]event.Record, error) {
+	if prof == nil || limit <= 0 {
+		return nil, nil
+	}
+	ids := make([][]byte, 0, 1+len(prof.MergedFrom))
+	ids = append(ids, prof.ID)
+	ids = append(ids, prof.MergedFrom...)
+
+	type item struct{ order, value []byte } // order: time(8) '/' id(16)
+	runs := make([][]item, 0, len(ids))
+	for _, id := range ids {
+		if len(id) != idLen {
+			return nil, fmt.Errorf("gcr: events: profile id %x has %d bytes: %w", id, len(id), ErrCorrupt)
+		}
+		prefix := p.eventPrefix(id)
+		var run []item
+		var bad []byte
+		err := r.Scan(prefix, store.PrefixEnd(prefix), true, func(k, v []byte) bool {
+			if len(k) != eventKeyLen {
+				bad = append([]byte(nil), k...)
+				return false
+			}
+			run = append(run, item{
+				order: append([]byte(nil), k[eventPrefixLen:]...),
+				value: append([]byte(nil), v...),
+			})
+			return len(run) < limit
+		})
+		if err != nil {
+			return nil, fmt.Errorf("gcr: events: scan %x: %w", id, err)
+		}
+		if bad != nil {
+			return nil, fmt.Errorf("gcr: events: key %x: %w", bad, ErrCorrupt)
+		}
+		if len(run) > 0 {
+			runs = append(runs, run)
+		}
+	}
+
+	out := make([]event.Record, 0, min(limit, 64))
+	var last []byte
+	for len(out) < limit {
+		best := -1
+		for i, run := range runs {
+			if len(run) > 0 && (best < 0 || bytes.Compare(run[0].order, runs[best][0].order) > 0) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		it := runs[best][0]
+		runs[best] = runs[best][1:]
+		if last != nil && bytes.Equal(it.order, last) {
+			continue // the same event stored under two profiles
+		}
+		last = it.order
+		var rec event.Record
+		if err := unmarshal(it.value, &rec); err != nil {
+			return nil, fmt.Errorf("gcr: events: record %x: %w: %v", it.order[9:], ErrCorrupt, err)
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}

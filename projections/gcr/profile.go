@@ -1,0 +1,415 @@
+package gcr
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Profile is the stored Golden Customer Record of one profile.
+//
+// Invariants (checked by Check): ID has 16 bytes; MergedFrom is sorted,
+// without duplicates and without ID; Identifiers are sorted by (Type, Hash)
+// without duplicates, each with FirstSeen <= LastSeen; Stats.FirstSeen <=
+// Stats.LastSeen when Stats.Events > 0.
+type Profile struct {
+	ID []byte `msgpack:"id"`
+	// MergedFrom lists the profiles merged into this one (directly or
+	// transitively). Their events stay under their own ids.
+	MergedFrom  [][]byte           `msgpack:"mf,omitempty"`
+	Identifiers []Ident            `msgpack:"ids,omitempty"`
+	Traits      map[string]Trait   `msgpack:"tr,omitempty"`
+	Stats       Stats              `msgpack:"st"`
+	Revenue     map[string]Money   `msgpack:"rv,omitempty"` // track event name → revenue
+	Audiences   map[string]int64   `msgpack:"au,omitempty"` // reserved: audience → since (Unix ms); joined by min
+	Predictions map[string]float64 `msgpack:"pd,omitempty"` // reserved; joined by max
+}
+
+// Ident is an identifier owned by a profile. Key and Sealed are those of its
+// earliest sighting by (FirstSeen, FirstEvent).
+type Ident struct {
+	Type       string `msgpack:"t"`
+	Hash       []byte `msgpack:"h"`
+	Key        []byte `msgpack:"k,omitempty"` // id of the data key that sealed Sealed
+	Sealed     []byte `msgpack:"s,omitempty"` // sealed msgpack string
+	FirstSeen  int64  `msgpack:"f"`           // Unix ms
+	LastSeen   int64  `msgpack:"l"`           // Unix ms
+	FirstEvent []byte `msgpack:"fe"`          // id of the earliest sighting
+}
+
+// Trait is a sealed trait value, last-writer-wins by (Time, Event).
+type Trait struct {
+	Key    []byte `msgpack:"k,omitempty"` // id of the data key that sealed Sealed
+	Sealed []byte `msgpack:"s,omitempty"` // sealed msgpack value
+	Time   int64  `msgpack:"t"`           // event time, Unix ms
+	Event  []byte `msgpack:"e"`           // event id
+}
+
+// Stats are event statistics. FirstSeen and LastSeen are meaningful only
+// when Events > 0. Empty source, channel and device values are not counted.
+type Stats struct {
+	FirstSeen   int64            `msgpack:"f"`
+	LastSeen    int64            `msgpack:"l"`
+	Events      int64            `msgpack:"n"`
+	EventCounts map[string]int64 `msgpack:"ec,omitempty"` // track event name → count
+	KindCounts  map[string]int64 `msgpack:"kc,omitempty"`
+	Sources     map[string]int64 `msgpack:"so,omitempty"`
+	Channels    map[string]int64 `msgpack:"ch,omitempty"`
+	Devices     map[string]int64 `msgpack:"dv,omitempty"`
+}
+
+// Money is a count and an exact sum in micro-units (1e-6).
+type Money struct {
+	Count  int64 `msgpack:"n"`
+	Micros int64 `msgpack:"m"`
+}
+
+// add folds one event into p. owned are the event's identifiers that p owns.
+// The caller has validated rec and owned. Byte slices are copied.
+func (p *Profile) add(rec *event.Record, owned []event.IDRef) {
+	s := &p.Stats
+	if s.Events == 0 {
+		s.FirstSeen, s.LastSeen = rec.Time, rec.Time
+	} else {
+		s.FirstSeen, s.LastSeen = min(s.FirstSeen, rec.Time), max(s.LastSeen, rec.Time)
+	}
+	s.Events++
+	if rec.Kind == event.Track && rec.Event != "" {
+		incr(&s.EventCounts, rec.Event, 1)
+		if micros, ok := revenueOf(rec.Properties); ok {
+			if p.Revenue == nil {
+				p.Revenue = make(map[string]Money)
+			}
+			m := p.Revenue[rec.Event]
+			m.Count++
+			m.Micros += micros
+			p.Revenue[rec.Event] = m
+		}
+	}
+	incr(&s.KindCounts, string(rec.Kind), 1)
+	incr(&s.Sources, rec.Source, 1)
+	incr(&s.Channels, rec.Channel, 1)
+	incr(&s.Devices, rec.DeviceType, 1)
+
+	key, id := bytes.Clone(rec.Key), bytes.Clone(rec.ID)
+	for _, o := range owned {
+		p.joinIdent(Ident{
+			Type: o.Type, Hash: bytes.Clone(o.Hash),
+			Key: key, Sealed: bytes.Clone(o.Sealed),
+			FirstSeen: rec.Time, LastSeen: rec.Time, FirstEvent: id,
+		})
+	}
+	for name, sealed := range rec.Traits {
+		p.joinTrait(name, Trait{Key: key, Sealed: bytes.Clone(sealed), Time: rec.Time, Event: id})
+	}
+}
+
+// join folds from into p (the semilattice join). from is not modified but p
+// may share its byte slices afterwards.
+func (p *Profile) join(from *Profile) {
+	// MergedFrom ∪ from.MergedFrom ∪ {from.ID}, without p.ID.
+	mf := make([][]byte, 0, len(p.MergedFrom)+len(from.MergedFrom)+1)
+	mf = append(mf, p.MergedFrom...)
+	mf = append(mf, from.MergedFrom...)
+	mf = append(mf, from.ID)
+	slices.SortFunc(mf, bytes.Compare)
+	mf = slices.CompactFunc(mf, bytes.Equal)
+	mf = slices.DeleteFunc(mf, func(b []byte) bool { return bytes.Equal(b, p.ID) })
+	if len(mf) == 0 {
+		mf = nil
+	}
+	p.MergedFrom = mf
+
+	for _, id := range from.Identifiers {
+		p.joinIdent(id)
+	}
+	for name, t := range from.Traits {
+		p.joinTrait(name, t)
+	}
+
+	s, fs := &p.Stats, &from.Stats
+	if fs.Events > 0 {
+		if s.Events == 0 {
+			s.FirstSeen, s.LastSeen = fs.FirstSeen, fs.LastSeen
+		} else {
+			s.FirstSeen, s.LastSeen = min(s.FirstSeen, fs.FirstSeen), max(s.LastSeen, fs.LastSeen)
+		}
+	}
+	s.Events += fs.Events
+	addCounts(&s.EventCounts, fs.EventCounts)
+	addCounts(&s.KindCounts, fs.KindCounts)
+	addCounts(&s.Sources, fs.Sources)
+	addCounts(&s.Channels, fs.Channels)
+	addCounts(&s.Devices, fs.Devices)
+
+	for name, m := range from.Revenue {
+		if p.Revenue == nil {
+			p.Revenue = make(map[string]Money)
+		}
+		cur := p.Revenue[name]
+		p.Revenue[name] = Money{Count: cur.Count + m.Count, Micros: cur.Micros + m.Micros}
+	}
+	for name, since := range from.Audiences {
+		if p.Audiences == nil {
+			p.Audiences = make(map[string]int64)
+		}
+		if cur, ok := p.Audiences[name]; !ok || since < cur {
+			p.Audiences[name] = since
+		}
+	}
+	for name, v := range from.Predictions {
+		if p.Predictions == nil {
+			p.Predictions = make(map[string]float64)
+		}
+		if cur, ok := p.Predictions[name]; !ok || v > cur {
+			p.Predictions[name] = v
+		}
+	}
+}
+
+// joinIdent inserts id or joins it with the identifier of the same (Type, Hash).
+func (p *Profile) joinIdent(id Ident) {
+	i, found := sort.Find(len(p.Identifiers), func(i int) int { return compareIdent(&id, &p.Identifiers[i]) })
+	if !found {
+		p.Identifiers = slices.Insert(p.Identifiers, i, id)
+		return
+	}
+	cur := &p.Identifiers[i]
+	if sightingBefore(&id, cur) {
+		cur.Key, cur.Sealed, cur.FirstSeen, cur.FirstEvent = id.Key, id.Sealed, id.FirstSeen, id.FirstEvent
+	}
+	cur.LastSeen = max(cur.LastSeen, id.LastSeen)
+}
+
+func compareIdent(a, b *Ident) int {
+	if a.Type != b.Type {
+		if a.Type < b.Type {
+			return -1
+		}
+		return 1
+	}
+	return bytes.Compare(a.Hash, b.Hash)
+}
+
+// sightingBefore reports whether a's first sighting precedes b's in the total
+// order (FirstSeen, FirstEvent, Key, Sealed).
+func sightingBefore(a, b *Ident) bool {
+	if a.FirstSeen != b.FirstSeen {
+		return a.FirstSeen < b.FirstSeen
+	}
+	if c := bytes.Compare(a.FirstEvent, b.FirstEvent); c != 0 {
+		return c < 0
+	}
+	if c := bytes.Compare(a.Key, b.Key); c != 0 {
+		return c < 0
+	}
+	return bytes.Compare(a.Sealed, b.Sealed) < 0
+}
+
+// joinTrait keeps the later of t and the current value of name.
+func (p *Profile) joinTrait(name string, t Trait) {
+	if cur, ok := p.Traits[name]; ok && !traitAfter(&t, &cur) {
+		return
+	}
+	if p.Traits == nil {
+		p.Traits = make(map[string]Trait)
+	}
+	p.Traits[name] = t
+}
+
+// traitAfter reports whether a is later than b in the total order
+// (Time, Event, Key, Sealed).
+func traitAfter(a, b *Trait) bool {
+	if a.Time != b.Time {
+		return a.Time > b.Time
+	}
+	if c := bytes.Compare(a.Event, b.Event); c != 0 {
+		return c > 0
+	}
+	if c := bytes.Compare(a.Key, b.Key); c != 0 {
+		return c > 0
+	}
+	return bytes.Compare(a.Sealed, b.Sealed) > 0
+}
+
+func incr(m *map[string]int64, k string, n int64) {
+	if k == "" {
+		return
+	}
+	if *m == nil {
+		*m = make(map[string]int64)
+	}
+	(*m)[k] += n
+}
+
+func addCounts(dst *map[string]int64, src map[string]int64) {
+	for k, n := range src {
+		if *dst == nil {
+			*dst = make(map[string]int64, len(src))
+		}
+		(*dst)[k] += n
+	}
+}
+
+// Check verifies the invariants documented on Profile.
+func (p *Profile) Check() error {
+	if len(p.ID) != idLen {
+		return fmt.Errorf("gcr: profile id has %d bytes, want %d", len(p.ID), idLen)
+	}
+	for i, id := range p.MergedFrom {
+		if len(id) != idLen {
+			return fmt.Errorf("gcr: profile %x: merged id %x has %d bytes", p.ID, id, len(id))
+		}
+		if bytes.Equal(id, p.ID) {
+			return fmt.Errorf("gcr: profile %x: merged from itself", p.ID)
+		}
+		if i > 0 && bytes.Compare(p.MergedFrom[i-1], id) >= 0 {
+			return fmt.Errorf("gcr: profile %x: merged ids not sorted and unique at %d", p.ID, i)
+		}
+	}
+	for i := range p.Identifiers {
+		id := &p.Identifiers[i]
+		if id.FirstSeen > id.LastSeen {
+			return fmt.Errorf("gcr: profile %x: identifier %s/%x first seen %d after last seen %d", p.ID, id.Type, id.Hash, id.FirstSeen, id.LastSeen)
+		}
+		if i > 0 && compareIdent(&p.Identifiers[i-1], id) >= 0 {
+			return fmt.Errorf("gcr: profile %x: identifiers not sorted and unique at %d", p.ID, i)
+		}
+	}
+	if p.Stats.Events > 0 && p.Stats.FirstSeen > p.Stats.LastSeen {
+		return fmt.Errorf("gcr: profile %x: first seen %d after last seen %d", p.ID, p.Stats.FirstSeen, p.Stats.LastSeen)
+	}
+	return nil
+}
+
+// Encoding. msgpack's SetSortMapKeys sorts only map[string]string, bool and
+// interface{} maps, so every other map goes through sortedMap. The wire
+// structs mirror the public ones tag for tag; decoding uses the public ones.
+
+type sortedMap[V any] map[string]V
+
+func (m sortedMap[V]) EncodeMsgpack(e *msgpack.Encoder) error {
+	if m == nil {
+		return e.EncodeNil()
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if err := e.EncodeMapLen(len(keys)); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := e.EncodeString(k); err != nil {
+			return err
+		}
+		if err := e.Encode(m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type profileWire struct {
+	ID          []byte             `msgpack:"id"`
+	MergedFrom  [][]byte           `msgpack:"mf,omitempty"`
+	Identifiers []Ident            `msgpack:"ids,omitempty"`
+	Traits      sortedMap[Trait]   `msgpack:"tr,omitempty"`
+	Stats       statsWire          `msgpack:"st"`
+	Revenue     sortedMap[Money]   `msgpack:"rv,omitempty"`
+	Audiences   sortedMap[int64]   `msgpack:"au,omitempty"`
+	Predictions sortedMap[float64] `msgpack:"pd,omitempty"`
+}
+
+type statsWire struct {
+	FirstSeen   int64            `msgpack:"f"`
+	LastSeen    int64            `msgpack:"l"`
+	Events      int64            `msgpack:"n"`
+	EventCounts sortedMap[int64] `msgpack:"ec,omitempty"`
+	KindCounts  sortedMap[int64] `msgpack:"kc,omitempty"`
+	Sources     sortedMap[int64] `msgpack:"so,omitempty"`
+	Channels    sortedMap[int64] `msgpack:"ch,omitempty"`
+	Devices     sortedMap[int64] `msgpack:"dv,omitempty"`
+}
+
+func (s *Stats) wire() statsWire {
+	return statsWire{
+		FirstSeen: s.FirstSeen, LastSeen: s.LastSeen, Events: s.Events,
+		EventCounts: s.EventCounts, KindCounts: s.KindCounts,
+		Sources: s.Sources, Channels: s.Channels, Devices: s.Devices,
+	}
+}
+
+func (p *Profile) wire() *profileWire {
+	return &profileWire{
+		ID: p.ID, MergedFrom: p.MergedFrom, Identifiers: p.Identifiers,
+		Traits: p.Traits, Stats: p.Stats.wire(), Revenue: p.Revenue,
+		Audiences: p.Audiences, Predictions: p.Predictions,
+	}
+}
+
+// EncodeMsgpack makes any msgpack encoding of a Profile deterministic.
+func (p *Profile) EncodeMsgpack(e *msgpack.Encoder) error { return e.Encode(p.wire()) }
+
+// EncodeMsgpack makes any msgpack encoding of Stats deterministic.
+func (s *Stats) EncodeMsgpack(e *msgpack.Encoder) error { return e.Encode(s.wire()) }
+
+// recordWire mirrors event.Record with its Traits map sorted. Properties are
+// map[string]any, which the encoder sorts itself (nested maps included).
+type recordWire struct {
+	ID         []byte            `msgpack:"id"`
+	MessageID  string            `msgpack:"mid"`
+	Source     string            `msgpack:"src"`
+	Kind       event.Kind        `msgpack:"k"`
+	Event      string            `msgpack:"e,omitempty"`
+	Name       string            `msgpack:"n,omitempty"`
+	Time       int64             `msgpack:"t"`
+	Received   int64             `msgpack:"rt"`
+	Channel    string            `msgpack:"ch,omitempty"`
+	DeviceType string            `msgpack:"dt,omitempty"`
+	Key        []byte            `msgpack:"key"`
+	IDs        []event.IDRef     `msgpack:"ids"`
+	Traits     sortedMap[[]byte] `msgpack:"tr,omitempty"`
+	Properties map[string]any    `msgpack:"p,omitempty"`
+	Private    []byte            `msgpack:"pv,omitempty"`
+}
+
+func encodeRecord(r *event.Record) ([]byte, error) {
+	return marshal(&recordWire{
+		ID: r.ID, MessageID: r.MessageID, Source: r.Source, Kind: r.Kind,
+		Event: r.Event, Name: r.Name, Time: r.Time, Received: r.Received,
+		Channel: r.Channel, DeviceType: r.DeviceType, Key: r.Key, IDs: r.IDs,
+		Traits: r.Traits, Properties: r.Properties, Private: r.Private,
+	})
+}
+
+func encodeProfile(p *Profile) ([]byte, error) { return marshal(p.wire()) }
+
+func decodeProfile(b []byte) (*Profile, error) {
+	var p Profile
+	if err := unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("decode: %w: %v", ErrCorrupt, err)
+	}
+	if err := p.Check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return &p, nil
+}
+
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func unmarshal(b []byte, v any) error { return msgpack.Unmarshal(b, v) }

@@ -1,0 +1,158 @@
+package gcr
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/store"
+)
+
+// Txn batches the GCR work of one apply step over a store.ReadWriter: each
+// profile it touches is read and decoded at most once, and encoded and written
+// at most once, by Flush. Event records are written by Add directly. A Txn is
+// not safe for concurrent use. After Flush it is empty and can be reused;
+// after an error from any method it must be discarded (the caller aborts the
+// apply step and its batch).
+type Txn struct {
+	p     *Projection
+	rw    store.ReadWriter
+	cache map[string]*entry // profile id → state
+}
+
+type entry struct {
+	prof  *Profile // nil: absent (never stored, or merged away)
+	dirty bool
+}
+
+// Begin starts a Txn writing through rw.
+func (p *Projection) Begin(rw store.ReadWriter) *Txn {
+	return &Txn{p: p, rw: rw, cache: make(map[string]*entry)}
+}
+
+func (t *Txn) load(profile []byte) (*entry, error) {
+	if e, ok := t.cache[string(profile)]; ok {
+		return e, nil
+	}
+	prof, err := t.p.load(t.rw, profile)
+	if errors.Is(err, store.ErrNotFound) {
+		prof, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	e := &entry{prof: prof}
+	t.cache[string(profile)] = e
+	return e, nil
+}
+
+// Add folds rec into the GCR of profile and stores rec under the profile.
+// owned are the identifiers of rec that profile owns (as decided by the
+// identity keychain); they are recorded with rec's key id and time.
+func (t *Txn) Add(profile []byte, rec *event.Record, owned []event.IDRef) error {
+	if err := validateAdd(profile, rec, owned); err != nil {
+		return fmt.Errorf("gcr: add: %w", err)
+	}
+	e, err := t.load(profile)
+	if err != nil {
+		return fmt.Errorf("gcr: add: %w", err)
+	}
+	v, err := encodeRecord(rec)
+	if err != nil {
+		return fmt.Errorf("gcr: add: encode event %x: %w", rec.ID, err)
+	}
+	if err := t.rw.Set(t.p.eventKey(profile, rec.Time, rec.ID), v); err != nil {
+		return fmt.Errorf("gcr: add: store event %x: %w", rec.ID, err)
+	}
+	if e.prof == nil {
+		e.prof = &Profile{ID: bytes.Clone(profile)}
+	}
+	e.prof.add(rec, owned)
+	e.dirty = true
+	return nil
+}
+
+func validateAdd(profile []byte, rec *event.Record, owned []event.IDRef) error {
+	if len(profile) != idLen {
+		return fmt.Errorf("profile id has %d bytes, want %d", len(profile), idLen)
+	}
+	if rec == nil {
+		return errors.New("nil record")
+	}
+	if len(rec.ID) != idLen {
+		return fmt.Errorf("event id has %d bytes, want %d", len(rec.ID), idLen)
+	}
+	if rec.Kind == "" {
+		return fmt.Errorf("event %x: empty kind", rec.ID)
+	}
+	for _, o := range owned {
+		if o.Type == "" || len(o.Hash) == 0 {
+			return fmt.Errorf("event %x: owned identifier without type or hash", rec.ID)
+		}
+	}
+	return nil
+}
+
+// Merge folds the GCR of from into that of into (creating into if absent) and
+// deletes from's GCR key; from's event records stay where they are and into
+// lists from (and everything from was merged from) in MergedFrom. If from has
+// no GCR, Merge does nothing.
+func (t *Txn) Merge(from, into []byte) error {
+	if len(from) != idLen || len(into) != idLen {
+		return fmt.Errorf("gcr: merge: profile ids have %d and %d bytes, want %d", len(from), len(into), idLen)
+	}
+	if bytes.Equal(from, into) {
+		return fmt.Errorf("gcr: merge: profile %x into itself", from)
+	}
+	ef, err := t.load(from)
+	if err != nil {
+		return fmt.Errorf("gcr: merge: %w", err)
+	}
+	if ef.prof == nil {
+		return nil
+	}
+	ei, err := t.load(into)
+	if err != nil {
+		return fmt.Errorf("gcr: merge: %w", err)
+	}
+	if ei.prof == nil {
+		ei.prof = &Profile{ID: bytes.Clone(into)}
+	}
+	ei.prof.join(ef.prof)
+	ei.dirty = true
+	ef.prof, ef.dirty = nil, true
+	return nil
+}
+
+// Flush writes every profile changed since the last Flush (deleting merged-
+// away ones) in key order, then empties the Txn.
+func (t *Txn) Flush() error {
+	ids := make([]string, 0, len(t.cache))
+	for id, e := range t.cache {
+		if e.dirty {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		e := t.cache[id]
+		key := t.p.profileKey([]byte(id))
+		if e.prof == nil {
+			if err := t.rw.Delete(key); err != nil {
+				return fmt.Errorf("gcr: flush: delete %x: %w", id, err)
+			}
+			continue
+		}
+		v, err := encodeProfile(e.prof)
+		if err != nil {
+			return fmt.Errorf("gcr: flush: encode %x: %w", id, err)
+		}
+		if err := t.rw.Set(key, v); err != nil {
+			return fmt.Errorf("gcr: flush: store %x: %w", id, err)
+		}
+	}
+	clear(t.cache)
+	return nil
+}
