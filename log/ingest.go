@@ -1,0 +1,252 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// RawMsg is one raw message of AURUM_INGEST, as published by a producer on
+// aurum.ingest.<source>.
+type RawMsg struct {
+	Seq    uint64    // stream sequence in AURUM_INGEST
+	Source string    // subject suffix after "aurum.ingest."
+	Data   []byte    // owned by the handler
+	Time   time.Time // when the stream stored it
+	// Delivered counts deliveries of this message (1 on the first).
+	Delivered uint64
+}
+
+// MaxIngestBatch bounds the max argument of ConsumeIngest.
+const MaxIngestBatch = 10000
+
+// ingestFetchWait is how long ConsumeIngest waits to fill a batch.
+const ingestFetchWait = 50 * time.Millisecond
+
+var ackBody = []byte("+ACK")
+
+// ConsumeIngest consumes AURUM_INGEST through the durable pull consumer
+// "aurum-gateway" (explicit ack, at most 2*max messages un-acked) until ctx
+// is done (it then returns nil) or the Log is closed (ErrClosed).
+//
+// It fetches batches of up to max messages, waiting at most ~50 ms to fill
+// one, and calls handle with each non-empty batch. When handle returns nil
+// every message of the batch is acked and the acks are confirmed by the
+// server (so the messages are gone from the work queue) before the next
+// fetch; when handle returns an error the batch is nak'ed and ConsumeIngest
+// pauses for an exponential backoff (Options.IngestRetryMin ..
+// IngestRetryMax) before fetching again. The server redelivers nak'ed
+// messages before newer ones, so with one ConsumeIngest running, messages
+// are handled in stream order.
+//
+// Delivery is at least once: a batch whose ack confirmation is lost is
+// redelivered after Options.IngestAckWait, possibly after newer messages.
+// handle must not retain the slice; it may retain RawMsg.Data.
+func (l *Log) ConsumeIngest(ctx context.Context, max int, handle func([]RawMsg) error) error {
+	if max <= 0 || max > MaxIngestBatch {
+		return fmt.Errorf("log: consume ingest: batch size %d out of range [1, %d]", max, MaxIngestBatch)
+	}
+	if l.isClosed() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(l.closing, cancel)
+	defer stop()
+
+	err := l.consumeIngest(ctx, max, handle)
+	if l.isClosed() {
+		return ErrClosed
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) error) error {
+	cons, err := l.js.CreateOrUpdateConsumer(ctx, StreamIngest, jetstream.ConsumerConfig{
+		Durable:       GatewayConsumer,
+		Description:   "Aurum gateway",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       l.opts.IngestAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 2 * max,
+	})
+	if err != nil {
+		return fmt.Errorf("log: consume ingest: consumer %s: %w", GatewayConsumer, err)
+	}
+	acker, err := newAcker(l.nc, 2*max)
+	if err != nil {
+		return fmt.Errorf("log: consume ingest: %w", err)
+	}
+	defer acker.close()
+
+	var (
+		failures int
+		msgs     = make([]jetstream.Msg, 0, max)
+		raws     = make([]RawMsg, 0, max)
+	)
+	for ctx.Err() == nil {
+		msgs, raws = msgs[:0], raws[:0]
+		batch, err := cons.Fetch(max, jetstream.FetchMaxWait(ingestFetchWait))
+		if err == nil {
+			for m := range batch.Messages() {
+				msgs = append(msgs, m)
+			}
+			err = batch.Error()
+		}
+		for _, m := range msgs {
+			raw, merr := toRaw(m)
+			if merr != nil {
+				err = errors.Join(err, merr)
+				continue
+			}
+			raws = append(raws, raw)
+		}
+		if err != nil && ctx.Err() == nil {
+			// Messages received before the error stay un-acked and are
+			// redelivered after AckWait; nak them to speed that up.
+			l.nakAll(msgs)
+			failures++
+			l.logger.Warn("log: consume ingest: fetch", "err", err, "failures", failures)
+			if !l.pause(ctx, failures) {
+				return ctx.Err()
+			}
+			continue
+		}
+		if len(raws) == 0 {
+			continue
+		}
+		if herr := handle(raws); herr != nil {
+			l.nakAll(msgs)
+			failures++
+			l.logger.Warn("log: consume ingest: handler failed; batch nak'ed",
+				"err", herr, "msgs", len(msgs), "first_seq", raws[0].Seq, "failures", failures)
+			if !l.pause(ctx, failures) {
+				return ctx.Err()
+			}
+			continue
+		}
+		failures = 0
+		actx, cancel := context.WithTimeout(ctx, l.opts.RequestTimeout)
+		err = acker.ackAll(actx, msgs)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			l.logger.Warn("log: consume ingest: ack not confirmed; batch will be redelivered after AckWait",
+				"err", err, "msgs", len(msgs), "first_seq", raws[0].Seq, "ack_wait", l.opts.IngestAckWait)
+		}
+	}
+	return ctx.Err()
+}
+
+func toRaw(m jetstream.Msg) (RawMsg, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return RawMsg{}, fmt.Errorf("log: consume ingest: metadata: %w", err)
+	}
+	return RawMsg{
+		Seq:       md.Sequence.Stream,
+		Source:    strings.TrimPrefix(m.Subject(), IngestPrefix),
+		Data:      m.Data(),
+		Time:      md.Timestamp,
+		Delivered: md.NumDelivered,
+	}, nil
+}
+
+func (l *Log) nakAll(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		if err := m.Nak(); err != nil {
+			l.logger.Warn("log: consume ingest: nak", "err", err)
+			return // the rest is redelivered after AckWait
+		}
+	}
+}
+
+// pause sleeps for the backoff after the given number of consecutive
+// failures; it reports false if ctx ended first.
+func (l *Log) pause(ctx context.Context, failures int) bool {
+	d := l.opts.IngestRetryMin
+	for i := 1; i < failures && d < l.opts.IngestRetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, l.opts.IngestRetryMax)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// acker pipelines confirmed acks: it publishes every "+ACK" of a batch with
+// a reply subject prefix.<gen>.<i>, then waits for the server's reply to
+// each. Replies of an earlier, timed-out batch are ignored by generation.
+type acker struct {
+	nc     *nats.Conn
+	prefix string
+	sub    *nats.Subscription
+	gen    uint64
+}
+
+func newAcker(nc *nats.Conn, bound int) (*acker, error) {
+	prefix := nc.NewInbox()
+	sub, err := nc.SubscribeSync(prefix + ".>")
+	if err != nil {
+		return nil, fmt.Errorf("ack inbox: %w", err)
+	}
+	// A batch has at most bound/2 messages; leave room for late replies.
+	if err := sub.SetPendingLimits(bound+1024, -1); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("ack inbox: %w", err)
+	}
+	return &acker{nc: nc, prefix: prefix, sub: sub}, nil
+}
+
+func (a *acker) close() { _ = a.sub.Unsubscribe() }
+
+func (a *acker) ackAll(ctx context.Context, msgs []jetstream.Msg) error {
+	a.gen++
+	gen := strconv.FormatUint(a.gen, 10)
+	for i, m := range msgs {
+		if m.Reply() == "" {
+			return fmt.Errorf("ack: message without reply subject")
+		}
+		err := a.nc.PublishMsg(&nats.Msg{
+			Subject: m.Reply(),
+			Reply:   a.prefix + "." + gen + "." + strconv.Itoa(i),
+			Data:    ackBody,
+		})
+		if err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+	}
+	got := make([]bool, len(msgs))
+	left := len(msgs)
+	for left > 0 {
+		r, err := a.sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return fmt.Errorf("ack: %d of %d unconfirmed: %w", left, len(msgs), err)
+		}
+		g, idx, ok := strings.Cut(strings.TrimPrefix(r.Subject, a.prefix+"."), ".")
+		if !ok || g != gen {
+			continue
+		}
+		i, err := strconv.Atoi(idx)
+		if err != nil || i < 0 || i >= len(got) || got[i] {
+			continue
+		}
+		got[i] = true
+		left--
+	}
+	return nil
+}

@@ -1,0 +1,341 @@
+// Package log is Aurum's event log: the only package that imports nats-server
+// and nats.go. It owns the embedded NATS server with JetStream (or a
+// connection to an external deployment), the four streams, appends, ordered
+// reads of the truth log, the raw-ingest work queue and dead letters.
+//
+// Streams (created or updated by Open; file storage; one replica):
+//
+//	AURUM_LOG     aurum.log.>                          truth log; limits, no max age, duplicate window 2 min
+//	AURUM_INGEST  aurum.ingest.>                       raw JSON from producers; work queue
+//	AURUM_DLQ     aurum.dlq.>                          dead letters (JSON); limits, MaxAge Options.DeadLetterMaxAge
+//	AURUM_OUT     aurum.identity.>, aurum.audience.>   outputs; limits, MaxAge Options.OutMaxAge,
+//	                                                   duplicate window Options.OutDuplicateWindow
+//
+// Messages are at most MaxMessageSize (4 MiB); the embedded server's
+// MaxPayload and every stream's MaxMsgSize are ServerMaxPayload (8 MiB) to
+// leave room for headers.
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names, subject prefixes and the gateway consumer name.
+const (
+	StreamLog        = "AURUM_LOG"
+	StreamIngest     = "AURUM_INGEST"
+	StreamDeadLetter = "AURUM_DLQ"
+	StreamOut        = "AURUM_OUT"
+
+	LogPrefix        = "aurum.log."
+	IngestPrefix     = "aurum.ingest."
+	DeadLetterPrefix = "aurum.dlq."
+	IdentityPrefix   = "aurum.identity."
+	AudiencePrefix   = "aurum.audience."
+
+	// GatewayConsumer is the durable pull consumer of AURUM_INGEST.
+	GatewayConsumer = "aurum-gateway"
+
+	// MaxMessageSize is the largest payload Append accepts.
+	MaxMessageSize = 4 << 20
+	// ServerMaxPayload is the embedded server's MaxPayload and every
+	// stream's MaxMsgSize (payload plus headers).
+	ServerMaxPayload = 8 << 20
+
+	logDuplicateWindow = 2 * time.Minute
+)
+
+// Errors returned by the package (match with errors.Is).
+var (
+	ErrClosed         = errors.New("log: closed")
+	ErrInvalidSubject = errors.New("log: invalid subject")
+	ErrTooLarge       = errors.New("log: message too large")
+)
+
+// Log is an open event log. Its methods are safe for concurrent use.
+type Log struct {
+	opts      Options
+	logger    *slog.Logger
+	srv       *server.Server // nil with Options.URL
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	clientURL string
+	connGone  chan struct{} // closed by nc's ClosedHandler
+
+	mu      sync.Mutex
+	closed  bool
+	done    chan struct{} // closed at the start of Close
+	// closing is cancelled at the start of Close, with done.
+	closing       context.Context
+	cancelClosing context.CancelFunc
+	readers map[*Reader]struct{}
+}
+
+// Open starts the embedded server (or connects to Options.URL), and creates
+// or updates the streams. Open on the same Dir continues the same streams.
+func Open(ctx context.Context, opts Options) (*Log, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	l := &Log{
+		opts:     opts,
+		logger:   opts.Logger,
+		connGone: make(chan struct{}),
+		done:     make(chan struct{}),
+		readers:  make(map[*Reader]struct{}),
+	}
+	l.closing, l.cancelClosing = context.WithCancel(context.Background())
+	natsOpts := []nats.Option{
+		nats.Name("aurum"),
+		nats.ClosedHandler(func(*nats.Conn) { close(l.connGone) }),
+		nats.DrainTimeout(opts.RequestTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				l.logger.Warn("log: disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			l.logger.Info("log: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if opts.URL == "" {
+		srv, err := startServer(opts)
+		if err != nil {
+			return nil, err
+		}
+		l.srv = srv
+		l.clientURL = srv.ClientURL()
+		natsOpts = append(natsOpts, nats.InProcessServer(srv))
+		l.logger.Info("log: embedded NATS JetStream listening", "url", l.clientURL, "dir", opts.Dir, "fsync", opts.Fsync.String())
+	} else {
+		l.clientURL = opts.URL
+		if opts.Fsync == FsyncAlways {
+			l.logger.Warn("log: fsync=always requested but an external NATS URL is set: syncing is the deployment's setting", "url", opts.URL)
+		}
+	}
+	nc, err := nats.Connect(l.clientURL, natsOpts...)
+	if err != nil {
+		l.stopServer()
+		return nil, fmt.Errorf("log: connect %s: %w", l.clientURL, err)
+	}
+	l.nc = nc
+	if opts.URL != "" {
+		l.logger.Info("log: connected to external NATS", "url", nc.ConnectedUrlRedacted())
+		if nc.MaxPayload() < ServerMaxPayload {
+			l.logger.Warn("log: external NATS max_payload is below the recommended size", "max_payload", nc.MaxPayload(), "recommended", ServerMaxPayload)
+		}
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(opts.MaxAsyncPending),
+		jetstream.WithPublishAsyncTimeout(opts.RequestTimeout),
+	)
+	if err != nil {
+		l.shutdown()
+		return nil, fmt.Errorf("log: jetstream: %w", err)
+	}
+	l.js = js
+	for _, cfg := range l.streamConfigs() {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			l.shutdown()
+			return nil, fmt.Errorf("log: stream %s: %w", cfg.Name, err)
+		}
+	}
+	return l, nil
+}
+
+func (l *Log) streamConfigs() []jetstream.StreamConfig {
+	base := func(name string, subjects ...string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name:       name,
+			Subjects:   subjects,
+			Retention:  jetstream.LimitsPolicy,
+			Storage:    jetstream.FileStorage,
+			Replicas:   1,
+			MaxMsgSize: ServerMaxPayload,
+			MaxMsgs:    -1,
+			MaxBytes:   -1,
+			Discard:    jetstream.DiscardOld,
+		}
+	}
+	logCfg := base(StreamLog, LogPrefix+">")
+	logCfg.Description = "Aurum truth log"
+	logCfg.Duplicates = logDuplicateWindow
+
+	ingest := base(StreamIngest, IngestPrefix+">")
+	ingest.Description = "Aurum raw ingest work queue"
+	ingest.Retention = jetstream.WorkQueuePolicy
+
+	dlq := base(StreamDeadLetter, DeadLetterPrefix+">")
+	dlq.Description = "Aurum dead letters"
+	dlq.MaxAge = l.opts.DeadLetterMaxAge
+
+	out := base(StreamOut, IdentityPrefix+">", AudiencePrefix+">")
+	out.Description = "Aurum outputs for subscribers"
+	out.MaxAge = l.opts.OutMaxAge
+	out.Duplicates = l.opts.OutDuplicateWindow
+
+	return []jetstream.StreamConfig{logCfg, ingest, dlq, out}
+}
+
+func startServer(opts Options) (*server.Server, error) {
+	host, port, err := splitListen(opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("log: %w", err)
+	}
+	sopts := &server.Options{
+		ServerName:             "aurum",
+		Host:                   host,
+		Port:                   port,
+		JetStream:              true,
+		StoreDir:               opts.Dir,
+		MaxPayload:             ServerMaxPayload,
+		SyncAlways:             opts.Fsync == FsyncAlways,
+		NoSigs:                 true,
+		DisableJetStreamBanner: true,
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("log: embedded server: %w", err)
+	}
+	srv.SetLoggerV2(serverLogger{opts.Logger}, false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("log: embedded server on %s not ready", opts.Listen)
+	}
+	if !srv.JetStreamEnabled() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("log: embedded server: JetStream failed to start (store dir %s)", opts.Dir)
+	}
+	return srv, nil
+}
+
+// ClientURL is the URL outside producers and subscribers connect to.
+func (l *Log) ClientURL() string { return l.clientURL }
+
+// Close stops every Reader, waits (at most Options.RequestTimeout) for
+// pending AppendAsync acks, drains the connection, and stops the embedded
+// server, waiting for its goroutines. ConsumeIngest calls return ErrClosed.
+// Close is idempotent.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.done)
+	l.cancelClosing()
+	readers := make([]*Reader, 0, len(l.readers))
+	for r := range l.readers {
+		readers = append(readers, r)
+	}
+	l.mu.Unlock()
+
+	for _, r := range readers {
+		r.stop()
+	}
+	var err error
+	timer := time.NewTimer(l.opts.RequestTimeout)
+	defer timer.Stop()
+	select {
+	case <-l.js.PublishAsyncComplete():
+	case <-timer.C:
+		err = fmt.Errorf("log: close: %d async appends still pending after %v", l.js.PublishAsyncPending(), l.opts.RequestTimeout)
+	}
+	if derr := l.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+		l.nc.Close()
+	}
+	select {
+	case <-l.connGone:
+	case <-timer.C:
+		l.nc.Close()
+		<-l.connGone
+	}
+	l.stopServer()
+	return err
+}
+
+// shutdown undoes a partial Open.
+func (l *Log) shutdown() {
+	l.cancelClosing()
+	if l.nc != nil {
+		l.nc.Close()
+		<-l.connGone
+	}
+	l.stopServer()
+}
+
+func (l *Log) stopServer() {
+	if l.srv != nil {
+		l.srv.Shutdown()
+		l.srv.WaitForShutdown()
+	}
+}
+
+func (l *Log) isClosed() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// checkSubject refuses subjects that are empty, contain whitespace or
+// wildcards, have empty tokens, or belong to no Aurum stream.
+func checkSubject(subject string) error {
+	if subject == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidSubject)
+	}
+	if strings.ContainsAny(subject, " \t\r\n*>") {
+		return fmt.Errorf("%w: %q contains whitespace or a wildcard", ErrInvalidSubject, subject)
+	}
+	for _, tok := range strings.Split(subject, ".") {
+		if tok == "" {
+			return fmt.Errorf("%w: %q has an empty token", ErrInvalidSubject, subject)
+		}
+	}
+	for _, p := range []string{LogPrefix, IngestPrefix, DeadLetterPrefix, IdentityPrefix, AudiencePrefix} {
+		if strings.HasPrefix(subject, p) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %q is not under aurum.{log,ingest,dlq,identity,audience}", ErrInvalidSubject, subject)
+}
+
+// serverLogger routes nats-server logs to slog. Notices go to Debug: the
+// server is chatty at start-up; Open logs where it listens at Info.
+type serverLogger struct{ l *slog.Logger }
+
+func (s serverLogger) Noticef(format string, v ...any) {
+	s.l.Debug("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (s serverLogger) Warnf(format string, v ...any) {
+	s.l.Warn("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (s serverLogger) Fatalf(format string, v ...any) {
+	s.l.Error("nats-server: fatal: " + fmt.Sprintf(format, v...))
+}
+func (s serverLogger) Errorf(format string, v ...any) {
+	s.l.Error("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (s serverLogger) Debugf(format string, v ...any) {
+	s.l.Debug("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (s serverLogger) Tracef(format string, v ...any) {}

@@ -1,0 +1,197 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Entry is one message of the truth log (AURUM_LOG).
+type Entry struct {
+	Seq     uint64
+	Subject string
+	Data    []byte // owned by the caller
+	Time    time.Time
+}
+
+// readerBatch bounds the messages (and bytes) a Reader buffers.
+const (
+	readerBatch      = 1024
+	readerBatchBytes = 64 << 20
+)
+
+// Reader reads AURUM_LOG in sequence order through an ordered consumer.
+// It is not safe for concurrent use.
+//
+// Invariant: the sequences returned by Next are strictly increasing; after
+// any failure (consumer reset, reconnect, server restart) the Reader
+// re-opens at the last returned sequence + 1, so it never repeats an entry,
+// and it never skips one that the stream still holds.
+type Reader struct {
+	l    *Log
+	next uint64 // sequence to re-open at: last returned + 1
+
+	mu     sync.Mutex // guards it and closed against Log.Close
+	it     jetstream.MessagesContext
+	closed bool
+}
+
+// NewReader returns a Reader of AURUM_LOG starting at fromSeq (0 or 1 = the
+// beginning). No server request is made until the first Next.
+func (l *Log) NewReader(fromSeq uint64) (*Reader, error) {
+	if fromSeq == 0 {
+		fromSeq = 1
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	r := &Reader{l: l, next: fromSeq}
+	l.readers[r] = struct{}{}
+	return r, nil
+}
+
+// Next returns the next entry, blocking until there is one, ctx is done or
+// the Reader or Log is closed (ErrClosed). Transient errors are logged and
+// retried with a backoff.
+func (r *Reader) Next(ctx context.Context) (Entry, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		it, err := r.iterator(ctx)
+		if err != nil {
+			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+				return Entry{}, r.stopErr(ctx, err)
+			}
+			r.l.logger.Warn("log: reader: open", "from_seq", r.next, "err", err)
+			if err := r.sleep(ctx, &backoff); err != nil {
+				return Entry{}, err
+			}
+			continue
+		}
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil || r.isStopped() {
+				return Entry{}, r.stopErr(ctx, err)
+			}
+			r.l.logger.Warn("log: reader: re-opening", "from_seq", r.next, "err", err)
+			r.reset()
+			if err := r.sleep(ctx, &backoff); err != nil {
+				return Entry{}, err
+			}
+			continue
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return Entry{}, fmt.Errorf("log: reader: metadata: %w", err)
+		}
+		seq := md.Sequence.Stream
+		if seq < r.next {
+			continue // already returned; never repeat
+		}
+		r.next = seq + 1
+		return Entry{Seq: seq, Subject: msg.Subject(), Data: msg.Data(), Time: md.Timestamp}, nil
+	}
+}
+
+func (r *Reader) iterator(ctx context.Context) (jetstream.MessagesContext, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if r.it != nil {
+		return r.it, nil
+	}
+	cons, err := r.l.js.OrderedConsumer(ctx, StreamLog, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   r.next,
+		// One attempt: on failure Next re-opens itself with a backoff
+		// that honours ctx and Close.
+		MaxResetAttempts: 1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(readerBatch, readerBatchBytes))
+	if err != nil {
+		return nil, err
+	}
+	r.it = it
+	return it, nil
+}
+
+func (r *Reader) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.it != nil {
+		r.it.Stop()
+		r.it = nil
+	}
+}
+
+func (r *Reader) isStopped() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+func (r *Reader) stopErr(ctx context.Context, err error) error {
+	if r.isStopped() {
+		return ErrClosed
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("log: reader: %w", ctx.Err())
+	}
+	return fmt.Errorf("log: reader: %w", err)
+}
+
+func (r *Reader) sleep(ctx context.Context, backoff *time.Duration) error {
+	t := time.NewTimer(*backoff)
+	defer t.Stop()
+	*backoff = min(2**backoff, 2*time.Second)
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("log: reader: %w", ctx.Err())
+	case <-r.l.done:
+		return ErrClosed
+	}
+}
+
+// stop is called by Log.Close.
+func (r *Reader) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	if r.it != nil {
+		r.it.Stop()
+		r.it = nil
+	}
+}
+
+// Close stops the Reader. It is idempotent.
+func (r *Reader) Close() error {
+	r.stop()
+	r.l.mu.Lock()
+	delete(r.l.readers, r)
+	r.l.mu.Unlock()
+	return nil
+}
+
+// LastSeq returns the last sequence of AURUM_LOG (0 when empty).
+func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
+	if l.isClosed() {
+		return 0, ErrClosed
+	}
+	s, err := l.js.Stream(ctx, StreamLog)
+	if err != nil {
+		return 0, fmt.Errorf("log: last seq: %w", err)
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}
