@@ -1,0 +1,332 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ErrClosed is returned by operations on a closed DB.
+var ErrClosed = errors.New("store: closed")
+
+// Options configures a DB. A nil *Options is valid and means all defaults.
+type Options struct {
+	// CacheSize is the size in bytes of the block cache. Default 64 MB.
+	CacheSize int64
+	// MemTableSize is the size in bytes of one memtable. Default 32 MB.
+	MemTableSize uint64
+	// Logger receives Pebble's log messages. Default slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	defaultCacheSize    = 64 << 20
+	defaultMemTableSize = 32 << 20
+)
+
+// EnsureDefaults returns a copy of o with zero fields set to their defaults.
+func (o *Options) EnsureDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.CacheSize <= 0 {
+		r.CacheSize = defaultCacheSize
+	}
+	if r.MemTableSize == 0 {
+		r.MemTableSize = defaultMemTableSize
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	return r
+}
+
+// DB is a Pebble database. It is safe for concurrent use. Reads through DB
+// see committed data; writes go through a Batch and Commit.
+type DB struct {
+	db     *pebble.DB
+	closed atomic.Bool
+}
+
+var _ Reader = (*DB)(nil)
+
+// Open opens (creating if needed) the Pebble database in dir.
+func Open(dir string, opts *Options) (*DB, error) {
+	o := opts.EnsureDefaults()
+	cache := pebble.NewCache(o.CacheSize)
+	defer cache.Unref() // Pebble holds its own reference while open.
+	po := &pebble.Options{
+		Cache:        cache,
+		MemTableSize: o.MemTableSize,
+		Logger:       slogAdapter{o.Logger},
+		// New stores start at the newest format; existing ones are ratcheted
+		// explicitly, never implicitly.
+		FormatMajorVersion: pebble.FormatNewest,
+	}
+	pdb, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	return &DB{db: pdb}, nil
+}
+
+// Get implements Reader.
+func (db *DB) Get(key []byte) ([]byte, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	return get(db.db, key)
+}
+
+// Scan implements Reader.
+func (db *DB) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return scan(db.db, lower, upper, reverse, fn)
+}
+
+// NewBatch returns an indexed batch: its Get and Scan see its own writes
+// merged over the DB's committed contents. The caller must Close it, whether
+// or not it was committed. A Batch is not safe for concurrent use.
+func (db *DB) NewBatch() *Batch {
+	return &Batch{b: db.db.NewIndexedBatch()}
+}
+
+// Commit applies b atomically. With sync set, the WAL is fsynced before
+// Commit returns, so the batch survives a crash. A batch can be committed
+// once; it must still be closed afterwards.
+func (db *DB) Commit(b *Batch, sync bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if b.committed {
+		return errors.New("store: commit: batch already committed")
+	}
+	if err := db.db.Apply(b.b, writeOpts(sync)); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	b.committed = true
+	return nil
+}
+
+// NewSnapshot returns a point-in-time Reader of the DB. The caller must Close
+// it before closing the DB.
+func (db *DB) NewSnapshot() *Snapshot {
+	return &Snapshot{s: db.db.NewSnapshot()}
+}
+
+// DeleteRange deletes every key in [lower, upper). upper must not be nil.
+func (db *DB) DeleteRange(lower, upper []byte, sync bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if upper == nil {
+		return errors.New("store: delete range: nil upper bound")
+	}
+	if err := db.db.DeleteRange(lower, upper, writeOpts(sync)); err != nil {
+		return fmt.Errorf("store: delete range: %w", err)
+	}
+	return nil
+}
+
+// Metrics is a snapshot of numbers worth exporting.
+type Metrics struct {
+	DiskSpaceUsage   uint64 // bytes of live and obsolete files on disk
+	MemTableSize     uint64 // bytes allocated by memtables
+	MemTableCount    int64
+	BlockCacheSize   int64 // bytes in use by the block cache
+	BlockCacheHits   int64
+	BlockCacheMisses int64
+	WALFiles         int64
+	WALBytesWritten  uint64
+	Flushes          int64
+	Compactions      int64
+	CompactionDebt   uint64 // estimated bytes still to compact
+	ReadAmp          int    // sublevels in L0 plus non-empty levels
+	Snapshots        int    // open snapshots
+}
+
+// Metrics returns current metrics.
+func (db *DB) Metrics() Metrics {
+	if db.closed.Load() {
+		return Metrics{}
+	}
+	m := db.db.Metrics()
+	return Metrics{
+		DiskSpaceUsage:   m.DiskSpaceUsage(),
+		MemTableSize:     m.MemTable.Size,
+		MemTableCount:    m.MemTable.Count,
+		BlockCacheSize:   m.BlockCache.Size,
+		BlockCacheHits:   m.BlockCache.Hits,
+		BlockCacheMisses: m.BlockCache.Misses,
+		WALFiles:         m.WAL.Files,
+		WALBytesWritten:  m.WAL.BytesWritten,
+		Flushes:          m.Flush.Count,
+		Compactions:      m.Compact.Count,
+		CompactionDebt:   m.Compact.EstimatedDebt,
+		ReadAmp:          m.ReadAmp(),
+		Snapshots:        m.Snapshots.Count,
+	}
+}
+
+// Close closes the DB. Every Batch and Snapshot must be closed first.
+// Closing twice returns ErrClosed.
+func (db *DB) Close() error {
+	if db.closed.Swap(true) {
+		return ErrClosed
+	}
+	if err := db.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Batch is an indexed write batch (see DB.NewBatch).
+type Batch struct {
+	b         *pebble.Batch
+	committed bool
+}
+
+var _ ReadWriter = (*Batch)(nil)
+
+// Get implements Reader: the batch's own writes over the DB.
+func (b *Batch) Get(key []byte) ([]byte, error) { return get(b.b, key) }
+
+// Scan implements Reader: the batch's own writes over the DB.
+func (b *Batch) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
+	return scan(b.b, lower, upper, reverse, fn)
+}
+
+// Set implements Writer.
+func (b *Batch) Set(key, value []byte) error {
+	if b.committed {
+		return errors.New("store: set: batch already committed")
+	}
+	return b.b.Set(key, value, nil)
+}
+
+// Delete implements Writer.
+func (b *Batch) Delete(key []byte) error {
+	if b.committed {
+		return errors.New("store: delete: batch already committed")
+	}
+	return b.b.Delete(key, nil)
+}
+
+// Len returns the size in bytes of the batch's encoded writes.
+func (b *Batch) Len() int { return b.b.Len() }
+
+// Count returns the number of writes in the batch.
+func (b *Batch) Count() uint32 { return b.b.Count() }
+
+// Close releases the batch. An uncommitted batch is discarded.
+func (b *Batch) Close() error { return b.b.Close() }
+
+// Snapshot is a point-in-time Reader (see DB.NewSnapshot).
+type Snapshot struct {
+	s *pebble.Snapshot
+}
+
+var _ Reader = (*Snapshot)(nil)
+
+// Get implements Reader.
+func (s *Snapshot) Get(key []byte) ([]byte, error) { return get(s.s, key) }
+
+// Scan implements Reader.
+func (s *Snapshot) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
+	return scan(s.s, lower, upper, reverse, fn)
+}
+
+// Close releases the snapshot.
+func (s *Snapshot) Close() error { return s.s.Close() }
+
+func writeOpts(sync bool) *pebble.WriteOptions {
+	if sync {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}
+
+// pebbleReader is what DB, indexed Batch and Snapshot have in common.
+type pebbleReader interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func get(r pebbleReader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get: %w", err)
+	}
+	out := append([]byte(nil), v...)
+	if err := closer.Close(); err != nil {
+		return nil, fmt.Errorf("store: get: %w", err)
+	}
+	return out, nil
+}
+
+func scan(r pebbleReader, lower, upper []byte, reverse bool, fn func(k, v []byte) bool) (err error) {
+	if upper != nil && bytes.Compare(lower, upper) >= 0 {
+		return nil // empty or inverted range; Pebble requires lower < upper
+	}
+	if len(lower) == 0 {
+		lower = nil // an empty lower bound means "from the start"
+	}
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("store: scan: %w", err)
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("store: scan: %w", cerr)
+		}
+	}()
+	if reverse {
+		for ok := it.Last(); ok; ok = it.Prev() {
+			if !fn(it.Key(), it.Value()) {
+				return nil
+			}
+		}
+	} else {
+		for ok := it.First(); ok; ok = it.Next() {
+			if !fn(it.Key(), it.Value()) {
+				return nil
+			}
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("store: scan: %w", err)
+	}
+	return nil
+}
+
+// slogAdapter routes Pebble's logger to slog.
+type slogAdapter struct{ l *slog.Logger }
+
+// Infof logs at Debug level: Pebble's informational messages (WAL replay,
+// compactions) are too chatty for Info.
+func (a slogAdapter) Infof(format string, args ...any) {
+	a.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (a slogAdapter) Errorf(format string, args ...any) {
+	a.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is called by Pebble on unrecoverable conditions (corruption). It
+// logs and panics so that the owner's stack is visible.
+func (a slogAdapter) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	a.l.Error(msg, "component", "pebble", "fatal", true)
+	panic("store: pebble fatal: " + msg)
+}
