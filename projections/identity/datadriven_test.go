@@ -1,7 +1,7 @@
 package identity
 
 import (
-		"crypto/sha256"
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"os"
