@@ -72,13 +72,13 @@ type Log struct {
 	clientURL string
 	connGone  chan struct{} // closed by nc's ClosedHandler
 
-	mu      sync.Mutex
-	closed  bool
-	done    chan struct{} // closed at the start of Close
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{} // closed at the start of Close
 	// closing is cancelled at the start of Close, with done.
 	closing       context.Context
 	cancelClosing context.CancelFunc
-	readers map[*Reader]struct{}
+	readers       map[*Reader]struct{}
 }
 
 // Open starts the embedded server (or connects to Options.URL), and creates
