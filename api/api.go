@@ -1,0 +1,235 @@
+// Package api is Aurum's HTTP API: the Segment-compatible tracking endpoints
+// (write-key auth), the management endpoints (admin bearer token), profile
+// look-ups, /healthz and /metrics. It holds no state of its own: everything
+// goes through the engine.
+package api
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/event"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Limits of the tracking API (Segment's).
+const (
+	MaxEventBytes   = 32 << 10
+	MaxRequestBytes = 500 << 10
+)
+
+// Options configure the API server.
+type Options struct {
+	// AdminTokenHash is the SHA-256 of the admin bearer token. Required.
+	AdminTokenHash []byte
+	// RequestTimeout bounds one request's wait for durability. Default 30 s.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Server is the HTTP handler.
+type Server struct {
+	e    *engine.Engine
+	opts Options
+	mux  *http.ServeMux
+	reqs *prometheus.CounterVec
+	dur  *prometheus.HistogramVec
+}
+
+// New returns the API handler for e.
+func New(e *engine.Engine, opts Options) (*Server, error) {
+	if len(opts.AdminTokenHash) != sha256.Size {
+		return nil, errors.New("api: admin token hash must be a SHA-256")
+	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{e: e, opts: opts, mux: http.NewServeMux()}
+	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_http_requests_total",
+		Help: "HTTP requests by route and status code."}, []string{"route", "code"})
+	s.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "aurum_http_request_seconds",
+		Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}, []string{"route"})
+	if err := e.Registry().Register(s.reqs); err != nil {
+		return nil, fmt.Errorf("api: register metrics: %w", err)
+	}
+	if err := e.Registry().Register(s.dur); err != nil {
+		return nil, fmt.Errorf("api: register metrics: %w", err)
+	}
+
+	for _, k := range []event.Kind{event.Track, event.Identify, event.Page, event.Screen, event.Group, event.Alias} {
+		s.route("POST /v1/"+string(k), s.cors(s.handleSingle(k)))
+		s.route("OPTIONS /v1/"+string(k), s.cors(nil))
+	}
+	s.route("POST /v1/batch", s.cors(s.handleBatch))
+	s.route("OPTIONS /v1/batch", s.cors(nil))
+	s.route("POST /v1/import/{source}", s.admin(s.handleImport))
+	s.route("POST /v1/sources", s.admin(s.handleCreateSource))
+	s.route("GET /v1/sources", s.admin(s.handleListSources))
+	s.route("GET /v1/profiles/{ref}", s.admin(s.handleProfile))
+	s.route("GET /v1/profiles/{ref}/events", s.admin(s.handleEvents))
+	s.route("GET /v1/deadletters", s.admin(s.handleDeadLetters))
+	s.route("GET /healthz", s.handleHealth)
+	s.route("GET /metrics", promhttp.HandlerFor(e.Registry(), promhttp.HandlerOpts{}).ServeHTTP)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) route(pattern string, h http.HandlerFunc) {
+	name := pattern
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				s.opts.Logger.Error("api: panic", "route", name, "panic", p)
+				if !sw.wrote {
+					writeError(sw, http.StatusInternalServerError, "", "internal error")
+				}
+			}
+			s.reqs.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+			s.dur.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		}()
+		h(sw, r)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code, w.wrote = code, true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(p)
+}
+
+// cors allows browser SDKs (analytics.js, RudderStack's JS SDK) to post.
+func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			origin = "*"
+		}
+		hdr.Set("Access-Control-Allow-Origin", origin)
+		hdr.Set("Access-Control-Allow-Credentials", "true")
+		hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		hdr.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding, AnonymousId")
+		hdr.Set("Access-Control-Max-Age", "86400")
+		if h == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// admin requires the admin bearer token.
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="aurum"`)
+			writeError(w, http.StatusUnauthorized, "Authorization", "missing bearer token")
+			return
+		}
+		h2 := sha256.Sum256([]byte(tok))
+		if subtle.ConstantTimeCompare(h2[:], s.opts.AdminTokenHash) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="aurum"`)
+			writeError(w, http.StatusUnauthorized, "Authorization", "invalid token")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if err := s.e.Healthy(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "applied_seq": s.e.AppliedSeq()})
+}
+
+// errorBody is every error response's JSON shape.
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, code int, field, msg string) {
+	writeJSON(w, code, errorBody{Error: msg, Field: field})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// errTooLarge marks a body over its limit.
+var errTooLarge = errors.New("too large")
+
+// readBody reads the (possibly gzip-encoded) body up to limit bytes after
+// decoding.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	var body io.Reader = http.MaxBytesReader(nil, r.Body, limit*4+1024) // compressed bytes bound
+	switch strings.ToLower(r.Header.Get("Content-Encoding")) {
+	case "", "identity":
+		body = io.LimitReader(r.Body, limit+1)
+	case "gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, fmt.Errorf("body: invalid gzip: %v", err)
+		}
+		defer zr.Close()
+		body = io.LimitReader(zr, limit+1)
+	default:
+		return nil, fmt.Errorf("Content-Encoding: %q not supported (use gzip or none)", r.Header.Get("Content-Encoding"))
+	}
+	data, err := io.ReadAll(body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, errTooLarge
+	}
+	if err != nil {
+		return nil, fmt.Errorf("body: %v", err)
+	}
+	if int64(len(data)) > limit {
+		return nil, errTooLarge
+	}
+	return data, nil
+}
+
+func (s *Server) requestContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+}

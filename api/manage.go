@@ -1,0 +1,119 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/aurumcdp/aurum/engine"
+)
+
+func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r, 4<<10)
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "", "request body exceeds 4 KB")
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", err.Error())
+		return
+	}
+	var req struct {
+		Name *string `json:"name"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "", "body is not a JSON object: "+err.Error())
+		return
+	}
+	if req.Name == nil {
+		writeError(w, http.StatusBadRequest, "name", "required")
+		return
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	key, err := s.e.CreateSource(ctx, *req.Name)
+	switch {
+	case errors.Is(err, engine.ErrSourceExists):
+		writeError(w, http.StatusConflict, "name", "a source with this name exists")
+	case errors.Is(err, engine.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "name", err.Error())
+	case err != nil:
+		s.opts.Logger.Error("api: create source", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", "could not create the source; retry")
+	default:
+		writeJSON(w, http.StatusCreated, map[string]string{"name": *req.Name, "write_key": key})
+	}
+}
+
+func (s *Server) handleListSources(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"sources": s.e.Sources()})
+}
+
+func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {
+	v, err := s.e.Profile(r.PathValue("ref"))
+	if err != nil {
+		s.lookupError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	limit := 50
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit", "must be an integer in [1, 1000]")
+			return
+		}
+		limit = n
+	}
+	evs, err := s.e.Events(r.PathValue("ref"), limit)
+	if err != nil {
+		s.lookupError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+}
+
+func (s *Server) lookupError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		writeError(w, http.StatusNotFound, "ref", err.Error())
+	case errors.Is(err, engine.ErrBadRef):
+		writeError(w, http.StatusBadRequest, "ref", err.Error())
+	default:
+		s.opts.Logger.Error("api: profile look-up", "err", err)
+		writeError(w, http.StatusInternalServerError, "", "look-up failed")
+	}
+}
+
+func (s *Server) handleDeadLetters(w http.ResponseWriter, r *http.Request) {
+	from := uint64(1)
+	if q := r.URL.Query().Get("from"); q != "" {
+		n, err := strconv.ParseUint(q, 10, 64)
+		if err != nil || n == 0 {
+			writeError(w, http.StatusBadRequest, "from", "must be a positive integer")
+			return
+		}
+		from = n
+	}
+	limit := 100
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit", "must be an integer in [1, 1000]")
+			return
+		}
+		limit = n
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	dl, err := s.e.DeadLetters(ctx, from, limit)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": dl})
+}

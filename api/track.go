@@ -1,0 +1,186 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/event"
+)
+
+// writeKey returns the write key of a tracking request: the user name of
+// HTTP Basic auth (Segment's and RudderStack's SDKs), else the body's
+// "writeKey" field (older analytics.js).
+func writeKey(r *http.Request, body []byte) string {
+	if u, _, ok := r.BasicAuth(); ok && u != "" {
+		return u
+	}
+	var wk struct {
+		WriteKey string `json:"writeKey"`
+	}
+	if json.Unmarshal(body, &wk) == nil {
+		return wk.WriteKey
+	}
+	return ""
+}
+
+func (s *Server) authSource(w http.ResponseWriter, r *http.Request, body []byte) (string, bool) {
+	key := writeKey(r, body)
+	if key == "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="aurum"`)
+		writeError(w, http.StatusUnauthorized, "Authorization", "missing write key: send it as the user name of HTTP Basic auth")
+		return "", false
+	}
+	src, ok := s.e.SourceForKey(key)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="aurum"`)
+		writeError(w, http.StatusUnauthorized, "Authorization", "unknown write key")
+		return "", false
+	}
+	return src, true
+}
+
+func (s *Server) readTracking(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, err := readBody(r, limit)
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body exceeds %d KB", limit>>10))
+		return nil, false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) handleSingle(kind event.Kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, ok := s.readTracking(w, r, MaxEventBytes)
+		if !ok {
+			return
+		}
+		src, ok := s.authSource(w, r, body)
+		if !ok {
+			return
+		}
+		ctx, cancel := s.requestContext(r)
+		defer cancel()
+		ev, err := event.Parse(body, kind, s.e.ParseOptions())
+		if err != nil {
+			var fe *event.FieldError
+			if !errors.As(err, &fe) {
+				fe = &event.FieldError{Reason: err.Error()}
+			}
+			if derr := s.e.DeadLetter(ctx, src, 0, fe.Field, fe.Reason, body); derr != nil {
+				s.opts.Logger.Warn("api: dead letter failed", "err", derr)
+			}
+			writeError(w, http.StatusBadRequest, fe.Field, fe.Reason)
+			return
+		}
+		if err := s.e.Ingest(ctx, src, []event.Event{ev}); err != nil {
+			s.ingestError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"success": true})
+	}
+}
+
+// batchResponse answers /v1/batch and /v1/import.
+type batchResponse struct {
+	Success  bool              `json:"success"`
+	Accepted int               `json:"accepted"`
+	Rejected []event.Rejection `json:"rejected"`
+}
+
+func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readTracking(w, r, MaxRequestBytes)
+	if !ok {
+		return
+	}
+	src, ok := s.authSource(w, r, body)
+	if !ok {
+		return
+	}
+	s.ingestBatch(w, r, src, body)
+}
+
+func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
+	src := r.PathValue("source")
+	if err := event.ValidSourceName(src); err != nil {
+		writeError(w, http.StatusBadRequest, "source", err.Error())
+		return
+	}
+	if !sourceExists(s.e, src) {
+		writeError(w, http.StatusNotFound, "source", fmt.Sprintf("unknown source %q (create it with aurum source add)", src))
+		return
+	}
+	body, ok := s.readTracking(w, r, MaxRequestBytes)
+	if !ok {
+		return
+	}
+	s.ingestBatch(w, r, src, body)
+}
+
+func sourceExists(e *engine.Engine, name string) bool {
+	for _, s := range e.Sources() {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string, body []byte) {
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	accepted, rejected, err := event.ParseBatch(body, s.e.ParseOptions())
+	if err != nil {
+		var fe *event.FieldError
+		if errors.As(err, &fe) {
+			writeError(w, http.StatusBadRequest, fe.Field, fe.Reason)
+		} else {
+			writeError(w, http.StatusBadRequest, "", err.Error())
+		}
+		return
+	}
+	for _, rj := range rejected {
+		if derr := s.e.DeadLetter(ctx, src, rj.Index, rj.Field, rj.Reason, rj.Raw); derr != nil {
+			s.opts.Logger.Warn("api: dead letter failed", "err", derr)
+			writeError(w, http.StatusServiceUnavailable, "", "could not keep the rejected events; retry")
+			return
+		}
+	}
+	evs := make([]event.Event, len(accepted))
+	for i, a := range accepted {
+		evs[i] = a.Event
+	}
+	if err := s.e.Ingest(ctx, src, evs); err != nil {
+		s.ingestError(w, err)
+		return
+	}
+	if rejected == nil {
+		rejected = []event.Rejection{}
+	}
+	code := http.StatusOK
+	if len(evs) == 0 && len(rejected) > 0 {
+		code = http.StatusBadRequest
+	}
+	writeJSON(w, code, batchResponse{Success: code == http.StatusOK, Accepted: len(evs), Rejected: rejected})
+}
+
+func (s *Server) ingestError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, engine.ErrUnknownSource):
+		writeError(w, http.StatusUnauthorized, "Authorization", "unknown source")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, engine.ErrClosed):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "", "events not yet durable; retry with the same messageIds")
+	default:
+		s.opts.Logger.Error("api: ingest failed", "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "", "ingest failed; retry with the same messageIds")
+	}
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// client talks to a running node's HTTP API with the admin token.
+type client struct {
+	server, token string
+	hc            *http.Client
+}
+
+func addClientFlags(cmd *cobra.Command, server, token *string) {
+	def := os.Getenv("AURUM_SERVER")
+	if def == "" {
+		def = "http://127.0.0.1:8080"
+	}
+	cmd.PersistentFlags().StringVar(server, "server", def, "Aurum HTTP API base URL (default $AURUM_SERVER)")
+	cmd.PersistentFlags().StringVar(token, "token", "", "admin token (default $AURUM_ADMIN_TOKEN)")
+}
+
+func newClient(server, token string) (*client, error) {
+	if token == "" {
+		token = os.Getenv("AURUM_ADMIN_TOKEN")
+	}
+	if token == "" {
+		return nil, fmt.Errorf("no admin token: set $AURUM_ADMIN_TOKEN or --token (aurum serve prints one on first start)")
+	}
+	if _, err := url.Parse(server); err != nil {
+		return nil, fmt.Errorf("--server: %w", err)
+	}
+	return &client{server: strings.TrimRight(server, "/"), token: token, hc: &http.Client{Timeout: 60 * time.Second}}, nil
+}
+
+// apiError is an error response of the API.
+type apiError struct {
+	Status int
+	Msg    string `json:"error"`
+	Field  string `json:"field"`
+}
+
+func (e *apiError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("server answered %d: %s: %s", e.Status, e.Field, e.Msg)
+	}
+	return fmt.Sprintf("server answered %d: %s", e.Status, e.Msg)
+}
+
+// do sends a request and decodes a JSON answer into out (when non-nil).
+func (c *client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.server+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", c.server, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		ae := &apiError{Status: resp.StatusCode}
+		if json.Unmarshal(data, ae) != nil || ae.Msg == "" {
+			ae.Msg = strings.TrimSpace(string(data))
+		}
+		return ae
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func newSourceCmd() *cobra.Command {
+	var server, token string
+	cmd := &cobra.Command{Use: "source", Short: "Manage ingest sources"}
+	addClientFlags(cmd, &server, &token)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "add NAME",
+		Short: "Create a source and print its write key (shown once)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]string{"name": args[0]})
+			var out map[string]string
+			if err := c.do(cmd.Context(), http.MethodPost, "/v1/sources", body, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}, &cobra.Command{
+		Use:   "list",
+		Short: "List sources",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			var out any
+			if err := c.do(cmd.Context(), http.MethodGet, "/v1/sources", nil, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	})
+	return cmd
+}
+
+func newProfileCmd() *cobra.Command {
+	var server, token string
+	var limit int
+	cmd := &cobra.Command{Use: "profile", Short: "Look up Golden Customer Records"}
+	addClientFlags(cmd, &server, &token)
+	get := &cobra.Command{
+		Use:   "get REF",
+		Short: "Print the profile of an identifier, e.g. email:rob@example.com, user_id:42, profile_id:01J...",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			var out any
+			if err := c.do(cmd.Context(), http.MethodGet, "/v1/profiles/"+url.PathEscape(args[0]), nil, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	events := &cobra.Command{
+		Use:   "events REF",
+		Short: "Print the latest events of a profile",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			var out any
+			path := fmt.Sprintf("/v1/profiles/%s/events?limit=%d", url.PathEscape(args[0]), limit)
+			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	events.Flags().IntVar(&limit, "limit", 20, "number of events (1-1000)")
+	cmd.AddCommand(get, events)
+	return cmd
+}
+
+func newDeadLettersCmd() *cobra.Command {
+	var server, token string
+	var from uint64
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "deadletters",
+		Short: "List rejected events kept on the dead-letter stream, with their reasons",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			var out any
+			if err := c.do(cmd.Context(), http.MethodGet, fmt.Sprintf("/v1/deadletters?from=%d&limit=%d", from, limit), nil, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	addClientFlags(cmd, &server, &token)
+	cmd.Flags().Uint64Var(&from, "from", 1, "first dead-letter stream sequence")
+	cmd.Flags().IntVar(&limit, "limit", 100, "maximum records (1-1000)")
+	return cmd
+}

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The integration tests run the real aurum binary as a child process.
+
+var aurumBin string
+
+const testAdminToken = "test-admin-token-0123456789"
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "aurum-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	aurumBin = filepath.Join(dir, "aurum")
+	// The child is built without -race: the crash tests need its speed; the
+	// packages it is made of run under -race in their own tests.
+	out, err := exec.Command("go", "build", "-o", aurumBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building aurum: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// node is a running `aurum serve` process.
+type node struct {
+	t       *testing.T
+	dataDir string
+	args    []string
+	cmd     *exec.Cmd
+	HTTP    string // base URL
+	NATS    string
+	logMu   sync.Mutex
+	logs    bytes.Buffer
+	exited  chan struct{}
+}
+
+// freePort returns a TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startNode starts `aurum serve` on dataDir with fixed ports (so that a
+// restarted node keeps its addresses) and waits until it listens.
+func startNode(t *testing.T, dataDir string, extra ...string) *node {
+	t.Helper()
+	n := &node{t: t, dataDir: dataDir}
+	n.args = append([]string{"serve", "--data-dir", dataDir, "--log-format", "json",
+		"--http", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--nats", fmt.Sprintf("127.0.0.1:%d", freePort(t))}, extra...)
+	n.start()
+	t.Cleanup(func() { n.stop() })
+	return n
+}
+
+func (n *node) start() {
+	n.t.Helper()
+	n.cmd = exec.Command(aurumBin, n.args...)
+	n.cmd.Env = append(os.Environ(), "AURUM_ADMIN_TOKEN="+testAdminToken)
+	stderr, err := n.cmd.StderrPipe()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.cmd.Stdout = io.Discard
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.exited = make(chan struct{})
+	ready := make(chan map[string]any, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			n.logMu.Lock()
+			n.logs.Write(line)
+			n.logs.WriteByte('\n')
+			n.logMu.Unlock()
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil && rec["msg"] == "aurum listening" {
+				select {
+				case ready <- rec:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		_ = n.cmd.Wait()
+		close(n.exited)
+	}()
+	select {
+	case rec := <-ready:
+		n.HTTP, _ = rec["http"].(string)
+		n.NATS, _ = rec["nats"].(string)
+	case <-n.exited:
+		n.t.Fatalf("aurum serve exited before listening:\n%s", n.logText())
+	case <-time.After(60 * time.Second):
+		n.t.Fatalf("aurum serve did not start within 60s:\n%s", n.logText())
+	}
+}
+
+func (n *node) logText() string {
+	n.logMu.Lock()
+	defer n.logMu.Unlock()
+	return n.logs.String()
+}
+
+// kill sends SIGKILL and waits for the process to go.
+func (n *node) kill() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGKILL)
+	<-n.exited
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (n *node) stop() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-n.exited:
+		return
+	default:
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(30 * time.Second):
+		n.t.Errorf("aurum serve did not stop on SIGTERM within 30s; killing")
+		n.kill()
+	}
+}
+
+// restart starts the process again on the same data dir and ports.
+func (n *node) restart() { n.t.Helper(); n.start() }
+
+// request sends a request and returns status and body.
+func (n *node) request(method, path string, body any, auth func(*http.Request)) (int, []byte, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(data)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, n.HTTP+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if auth != nil {
+		auth(req)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}
+
+func adminAuth(r *http.Request) { r.Header.Set("Authorization", "Bearer "+testAdminToken) }
+
+func writeKeyAuth(key string) func(*http.Request) {
+	return func(r *http.Request) { r.SetBasicAuth(key, "") }
+}
+
+// mustJSON sends a request that must answer want, and decodes the body.
+func (n *node) mustJSON(method, path string, body any, auth func(*http.Request), want int, out any) {
+	n.t.Helper()
+	code, data, err := n.request(method, path, body, auth)
+	if err != nil {
+		n.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	if code != want {
+		n.t.Fatalf("%s %s: status %d, want %d: %s", method, path, code, want, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			n.t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
+		}
+	}
+}
+
+func (n *node) createSource(name string) string {
+	n.t.Helper()
+	var out struct {
+		Name     string `json:"name"`
+		WriteKey string `json:"write_key"`
+	}
+	n.mustJSON("POST", "/v1/sources", map[string]string{"name": name}, adminAuth, http.StatusCreated, &out)
+	if out.WriteKey == "" || out.Name != name {
+		n.t.Fatalf("create source: %+v", out)
+	}
+	return out.WriteKey
+}
+
+// checkFor polls fn until it returns nil or the timeout passes.
+func checkFor(t *testing.T, timeout, interval time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = fn(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: %v", timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// profile fetches a GCR (status 200) or returns an error.
+func (n *node) profile(ref string) (map[string]any, error) {
+	code, data, err := n.request("GET", "/v1/profiles/"+ref, nil, adminAuth)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET profile %s: %d %s", ref, code, data)
+	}
+	var p map[string]any
+	return p, json.Unmarshal(data, &p)
+}
+
+func digestOf(t *testing.T, dataDir string) string {
+	t.Helper()
+	out, err := exec.Command(aurumBin, "digest", "--data-dir", dataDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("aurum digest: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aurumcdp/aurum/importer"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+)
+
+type importFlags struct {
+	server, token, source, format, mapping, reasons string
+	ids, traits, props                              []string
+	event, eventColumn, timestamp, timeLayout       string
+	comma, messageID                                string
+	batchBytes                                      int
+	noProgress                                      bool
+}
+
+func newImportCmd() *cobra.Command {
+	var f importFlags
+	cmd := &cobra.Command{
+		Use:   "import --source S [--format csv|json|ndjson|xml] FILE...",
+		Short: "Load history files (CRM exports, POS files) into Aurum",
+		Long: `Load history files through a running node. Every row becomes an event of source S and
+goes through the same validation as the tracking API; rejected rows are counted and written,
+with their reasons, to --reasons. Each row gets a deterministic messageId (unless it has one),
+so re-importing the same file adds nothing within the dedup window (serve --dedup-window).
+
+CSV needs a column mapping, from --mapping FILE (YAML) or from flags:
+  --id email=email --id card=loyalty_id     identifier columns (column=type)
+  --trait first_name=first_name             trait columns (column=trait)
+  --prop amount=revenue                     property columns (column=property)
+  --event "Order Completed" | --event-column kind
+  --timestamp ts [--time-layout 2006-01-02]
+JSON files hold an array of Segment messages or {"batch": [...]}; NDJSON one message per line;
+XML <events><event type="track">...</event></events> (see the importer package).
+
+Exit status: 0 when every row was accepted, 2 when some were rejected, 1 on failure.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runImport(cmd.Context(), cmd, f, args) },
+	}
+	addClientFlags(cmd, &f.server, &f.token)
+	fl := cmd.Flags()
+	fl.StringVar(&f.source, "source", "", "source the events belong to (required)")
+	fl.StringVar(&f.format, "format", "", "csv, json, ndjson or xml (default: from the file extension)")
+	fl.StringVar(&f.mapping, "mapping", "", "CSV column mapping file (YAML)")
+	fl.StringSliceVar(&f.ids, "id", nil, "CSV identifier column as column=type (repeatable)")
+	fl.StringSliceVar(&f.traits, "trait", nil, "CSV trait column as column=trait (repeatable)")
+	fl.StringSliceVar(&f.props, "prop", nil, "CSV property column as column=property (repeatable)")
+	fl.StringVar(&f.event, "event", "", "CSV: constant event name (rows become track events)")
+	fl.StringVar(&f.eventColumn, "event-column", "", "CSV: column holding the event name")
+	fl.StringVar(&f.timestamp, "timestamp", "", "CSV: column holding the event time")
+	fl.StringVar(&f.timeLayout, "time-layout", "", "CSV: Go time layout of --timestamp")
+	fl.StringVar(&f.comma, "comma", "", `CSV: field separator ("," default, "\t", or "ws" for whitespace)`)
+	fl.StringVar(&f.messageID, "message-id", "", "CSV: column holding a messageId")
+	fl.StringVar(&f.reasons, "reasons", "aurum-import-rejected.ndjson", "file receiving rejected rows and their reasons (NDJSON)")
+	fl.IntVar(&f.batchBytes, "batch-bytes", 400<<10, "bytes per request (at most 500 KB)")
+	fl.BoolVar(&f.noProgress, "no-progress", false, "do not draw a progress bar")
+	_ = cmd.MarkFlagRequired("source")
+	return cmd
+}
+
+func parsePairs(flag string, pairs []string) (map[string]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("--%s %q: want column=name", flag, p)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func (f *importFlags) csvMapping() (importer.Mapping, error) {
+	var m importer.Mapping
+	if f.mapping != "" {
+		var err error
+		if m, err = importer.LoadMapping(f.mapping); err != nil {
+			return m, fmt.Errorf("--mapping: %w", err)
+		}
+	}
+	for flag, pair := range map[string]struct {
+		in  []string
+		dst *map[string]string
+	}{"id": {f.ids, &m.Identifiers}, "trait": {f.traits, &m.Traits}, "prop": {f.props, &m.Properties}} {
+		pm, err := parsePairs(flag, pair.in)
+		if err != nil {
+			return m, err
+		}
+		if pm != nil {
+			if *pair.dst == nil {
+				*pair.dst = map[string]string{}
+			}
+			for k, v := range pm {
+				(*pair.dst)[k] = v
+			}
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&m.Event, f.event)
+	set(&m.EventColumn, f.eventColumn)
+	set(&m.Timestamp, f.timestamp)
+	set(&m.TimeLayout, f.timeLayout)
+	set(&m.Comma, f.comma)
+	set(&m.MessageID, f.messageID)
+	return m, nil
+}
+
+func formatOf(flag, path string) (importer.Format, error) {
+	if flag == "" {
+		flag = strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
+		if flag == "jsonl" {
+			flag = "ndjson"
+		}
+		if flag == "txt" || flag == "tsv" {
+			flag = "csv"
+		}
+	}
+	switch f := importer.Format(flag); f {
+	case importer.CSV, importer.JSON, importer.NDJSON, importer.XML:
+		return f, nil
+	}
+	return "", fmt.Errorf("--format: want csv, json, ndjson or xml, got %q (for %s)", flag, path)
+}
+
+// importStats counts one import run.
+type importStats struct{ rows, accepted, rejected int }
+
+// rejectRecord is one line of the reasons file.
+type rejectRecord struct {
+	File   string `json:"file"`
+	Line   int    `json:"line"`
+	Field  string `json:"field,omitempty"`
+	Reason string `json:"reason"`
+}
+
+func runImport(ctx context.Context, cmd *cobra.Command, f importFlags, files []string) error {
+	if f.batchBytes < 1<<10 || f.batchBytes > 480<<10 {
+		return fmt.Errorf("--batch-bytes must be in [1 KB, 480 KB]")
+	}
+	c, err := newClient(f.server, f.token)
+	if err != nil {
+		return err
+	}
+	m, err := f.csvMapping()
+	if err != nil {
+		return err
+	}
+	rf, err := os.Create(f.reasons)
+	if err != nil {
+		return fmt.Errorf("--reasons: %w", err)
+	}
+	defer rf.Close()
+	rw := bufio.NewWriter(rf)
+	defer rw.Flush()
+	renc := json.NewEncoder(rw)
+	var st importStats
+	for _, path := range files {
+		if err := importFile(ctx, cmd, c, f, m, path, renc, &st); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "imported %d file(s): %d rows, %d accepted, %d rejected", len(files), st.rows, st.accepted, st.rejected)
+	if st.rejected > 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), " (reasons in %s)\n", f.reasons)
+		if err := rw.Flush(); err != nil {
+			return err
+		}
+		return exitError{code: 2}
+	}
+	fmt.Fprintln(cmd.OutOrStdout())
+	return nil
+}
+
+func importFile(ctx context.Context, cmd *cobra.Command, c *client, f importFlags, m importer.Mapping,
+	path string, renc *json.Encoder, st *importStats) error {
+	format, err := formatOf(f.format, path)
+	if err != nil {
+		return err
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	var in io.Reader = file
+	if !f.noProgress {
+		if fi, err := file.Stat(); err == nil {
+			bar := progressbar.DefaultBytes(fi.Size(), filepath.Base(path))
+			defer bar.Finish()
+			in = io.TeeReader(file, bar)
+		}
+	}
+	rd, err := importer.NewReader(in, format, m, f.source)
+	if err != nil {
+		return err
+	}
+	var batch []json.RawMessage
+	var lines []int
+	size := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		res, err := c.sendImport(ctx, f.source, batch)
+		if err != nil {
+			return err
+		}
+		st.accepted += res.Accepted
+		for _, rj := range res.Rejected {
+			line := 0
+			if rj.Index >= 0 && rj.Index < len(lines) {
+				line = lines[rj.Index]
+			}
+			st.rejected++
+			if err := renc.Encode(rejectRecord{File: path, Line: line, Field: rj.Field, Reason: rj.Reason}); err != nil {
+				return err
+			}
+		}
+		batch, lines, size = batch[:0], lines[:0], 0
+		return nil
+	}
+	for {
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		st.rows++
+		if row.Err != nil {
+			st.rejected++
+			if err := renc.Encode(rejectRecord{File: path, Line: row.Line, Reason: row.Err.Error()}); err != nil {
+				return err
+			}
+			continue
+		}
+		data, err := json.Marshal(row.Message)
+		if err != nil {
+			st.rejected++
+			if err := renc.Encode(rejectRecord{File: path, Line: row.Line, Reason: err.Error()}); err != nil {
+				return err
+			}
+			continue
+		}
+		if size+len(data) > f.batchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		batch = append(batch, data)
+		lines = append(lines, row.Line)
+		size += len(data) + 1
+	}
+	return flush()
+}
+
+// importResult is the answer of /v1/import.
+type importResult struct {
+	Accepted int `json:"accepted"`
+	Rejected []struct {
+		Index  int    `json:"index"`
+		Field  string `json:"field"`
+		Reason string `json:"reason"`
+	} `json:"rejected"`
+}
+
+// sendImport posts one batch, retrying while the node is unavailable (the
+// rows' messageIds make retries safe).
+func (c *client) sendImport(ctx context.Context, source string, batch []json.RawMessage) (importResult, error) {
+	body, err := json.Marshal(map[string]any{"batch": batch})
+	if err != nil {
+		return importResult{}, err
+	}
+	var res importResult
+	backoff := 200 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err = c.do(ctx, http.MethodPost, "/v1/import/"+url.PathEscape(source), body, &res)
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusBadRequest && len(res.Rejected) == 0 {
+			// Every row rejected: the answer still lists them.
+			var all importResult
+			if jerr := json.Unmarshal([]byte(ae.Msg), &all); jerr == nil {
+				return all, nil
+			}
+		}
+		retry := err != nil && (!errors.As(err, &ae) || ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusTooManyRequests)
+		if !retry || attempt == 5 {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}

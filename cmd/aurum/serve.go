@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aurumcdp/aurum/api"
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/projections/identity"
+	"github.com/aurumcdp/aurum/seal"
+	"github.com/spf13/cobra"
+)
+
+type serveFlags struct {
+	dataDir, httpAddr, natsAddr, natsURL, fsync string
+	adminToken, masterKeyFile, identityFile     string
+	phoneRegion, logFormat, logLevel            string
+	partitions                                  int
+	dedupWindow                                 time.Duration
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run an Aurum node",
+		Long: `Run an Aurum node: an embedded NATS server with JetStream (the log) and Pebble (the
+projections), both under --data-dir, the HTTP API on --http and a NATS listener for outside
+producers and subscribers on --nats. With --nats-url an existing NATS/JetStream deployment is
+used instead of the embedded server. On restart the node continues where it stopped.
+
+The admin token comes from --admin-token or $AURUM_ADMIN_TOKEN; without either, one is
+generated on first start, printed once, and only its hash is kept in the data directory.
+The master key that wraps the data keys comes from $AURUM_MASTER_KEY or --master-key-file
+(32 bytes, base64 or hex); without either, DATA_DIR/master.key is created: back it up.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd.Context(), f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data-dir", "./aurum-data", "directory for the log, the projections and the keys")
+	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "HTTP API listen address (port 0 picks a free port)")
+	fl.StringVar(&f.natsAddr, "nats", "127.0.0.1:4222", "embedded NATS client listen address (port -1 picks a free port)")
+	fl.StringVar(&f.natsURL, "nats-url", "", "use this NATS/JetStream deployment instead of the embedded server")
+	fl.StringVar(&f.fsync, "fsync", "default", `"default" (an acknowledged event survives a process crash) or "always" (fsync before every acknowledgement: survives power loss)`)
+	fl.StringVar(&f.adminToken, "admin-token", "", "admin bearer token (default $AURUM_ADMIN_TOKEN, else generated on first start)")
+	fl.StringVar(&f.masterKeyFile, "master-key-file", "", "file holding the 32-byte master key (default DATA_DIR/master.key; $AURUM_MASTER_KEY wins)")
+	fl.StringVar(&f.identityFile, "identity-config", "", "identity settings (YAML): priority, limits, blocked values")
+	fl.StringVar(&f.phoneRegion, "phone-region", "", "default region (e.g. DK, US) for phone numbers without an international prefix")
+	fl.IntVar(&f.partitions, "partitions", 16, "profile partitions (fixed when the data directory is created)")
+	fl.DurationVar(&f.dedupWindow, "dedup-window", 30*24*time.Hour, "how long a messageId is remembered per source (log time)")
+	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, o)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}
+
+func runServe(ctx context.Context, f serveFlags) error {
+	logger, err := newLogger(f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	opts := engine.Options{
+		DataDir:     f.dataDir,
+		NATSListen:  f.natsAddr,
+		NATSURL:     f.natsURL,
+		PhoneRegion: strings.ToUpper(f.phoneRegion),
+		Partitions:  f.partitions,
+		DedupWindow: f.dedupWindow,
+		Logger:      logger,
+	}
+	switch f.fsync {
+	case "default":
+	case "always":
+		opts.FsyncAlways = true
+	default:
+		return fmt.Errorf("--fsync: want default or always, got %q", f.fsync)
+	}
+	if f.identityFile != "" {
+		cfg, err := identity.LoadConfig(f.identityFile)
+		if err != nil {
+			return fmt.Errorf("--identity-config: %w", err)
+		}
+		opts.Identity = &cfg
+	}
+	if env := os.Getenv("AURUM_MASTER_KEY"); env != "" || f.masterKeyFile != "" {
+		k, err := seal.LoadMasterKey(f.masterKeyFile, env)
+		if err != nil {
+			return fmt.Errorf("master key: %w", err)
+		}
+		opts.MasterKey = k
+	}
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	tokenHash, err := adminTokenHash(f.dataDir, f.adminToken)
+	if err != nil {
+		return err
+	}
+
+	e, err := engine.Open(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := e.Close(); err != nil {
+			logger.Error("close", "err", err)
+		}
+		logger.Info("stopped")
+	}()
+	srv, err := api.New(e, api.Options{AdminTokenHash: tokenHash, Logger: logger})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("--http: %w", err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	logger.Info("aurum listening", "http", "http://"+ln.Addr().String(), "nats", e.NATSURL(), "data_dir", f.dataDir)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		logger.Warn("http shutdown", "err", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Warn("http", "err", err)
+	}
+	return nil
+}
+
+// adminTokenHash returns the SHA-256 of the admin token: the given one (flag
+// or $AURUM_ADMIN_TOKEN), else the one generated on first start, whose hash
+// is kept in DATA_DIR/admin-token.sha256. A generated token is printed once.
+func adminTokenHash(dataDir, flagToken string) ([]byte, error) {
+	tok := flagToken
+	if tok == "" {
+		tok = os.Getenv("AURUM_ADMIN_TOKEN")
+	}
+	if tok != "" {
+		if len(tok) < 16 {
+			return nil, errors.New("admin token: must be at least 16 characters")
+		}
+		h := sha256.Sum256([]byte(tok))
+		return h[:], nil
+	}
+	path := filepath.Join(dataDir, "admin-token.sha256")
+	data, err := os.ReadFile(path)
+	if err == nil {
+		h, err := hex.DecodeString(strings.TrimSpace(string(data)))
+		if err != nil || len(h) != sha256.Size {
+			return nil, fmt.Errorf("admin token: %s is corrupt; delete it to generate a new token", path)
+		}
+		return h, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	tok = "at_" + base64.RawURLEncoding.EncodeToString(raw)
+	h := sha256.Sum256([]byte(tok))
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(h[:])+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	fmt.Fprintf(os.Stdout, "\nGenerated admin token (shown once, only its hash is kept):\n\n    export AURUM_ADMIN_TOKEN=%s\n\n", tok)
+	return h[:], nil
+}

@@ -1,0 +1,198 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/store"
+)
+
+func checkPartitions(db *store.DB, n int) (int, error) {
+	b := db.NewBatch()
+	defer b.Close()
+	got, err := projections.CheckPartitions(b, n)
+	if err != nil {
+		return 0, err
+	}
+	if err := db.Commit(b, true); err != nil {
+		return 0, fmt.Errorf("engine: record partitions: %w", err)
+	}
+	return got, nil
+}
+
+func readApplied(r store.Reader) (uint64, error) { return projections.Applied(r) }
+
+// applyLoop runs the state machine over the log from seq from onward: one
+// Pebble batch per log entry holds the state changes and the applied
+// position, so a crash at any point resumes exactly after the last commit.
+func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
+	r, err := e.log.NewReader(from)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for {
+		ent, err := r.Next(ctx)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		b := e.state.NewBatch()
+		res, err := e.sm.Apply(b, ent.Seq, ent.Subject, ent.Data)
+		if errors.Is(err, projections.ErrCorruptEntry) {
+			// Skip deterministically: the position is recorded, nothing else.
+			e.opts.Logger.Error("engine: skipping corrupt log entry", "seq", ent.Seq, "err", err)
+			e.metrics.corrupt.Inc()
+			b.Close()
+			b = e.state.NewBatch()
+			if err := projections.SkipEntry(b, ent.Seq); err != nil {
+				return err
+			}
+		} else if err != nil {
+			b.Close()
+			return err
+		}
+		if err := e.state.Commit(b, false); err != nil {
+			b.Close()
+			return fmt.Errorf("engine: commit seq %d: %w", ent.Seq, err)
+		}
+		b.Close()
+		for _, s := range res.Sources {
+			e.sources.add(s)
+		}
+		e.metrics.applied.Add(float64(res.Events))
+		e.metrics.duplicates.Add(float64(res.Duplicates))
+		e.metrics.merges.Add(float64(res.Merges))
+		e.metrics.profiles.Add(float64(res.Created))
+		e.metrics.appliedSeq.Set(float64(ent.Seq))
+		e.metrics.applySeconds.Observe(time.Since(start).Seconds())
+		e.applied.advance(ent.Seq)
+		if res.Outbox > 0 {
+			e.applied.kickOutbox()
+		}
+	}
+}
+
+// WaitApplied blocks until the state machine has applied log position seq.
+func (e *Engine) WaitApplied(ctx context.Context, seq uint64) error {
+	return e.applied.wait(ctx, e.ctx, seq)
+}
+
+// AppliedSeq is the last applied log position.
+func (e *Engine) AppliedSeq() uint64 { return e.applied.get() }
+
+// Sync waits until everything appended to the log so far is applied.
+func (e *Engine) Sync(ctx context.Context) error {
+	last, err := e.log.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	return e.WaitApplied(ctx, last)
+}
+
+// appliedWatch publishes the applied position to waiters.
+type appliedWatch struct {
+	mu     sync.Mutex
+	seq    uint64
+	ch     chan struct{} // closed and replaced on every advance
+	outbox chan struct{} // 1-buffered kick for the outbox publisher
+}
+
+func newAppliedWatch(seq uint64) *appliedWatch {
+	return &appliedWatch{seq: seq, ch: make(chan struct{}), outbox: make(chan struct{}, 1)}
+}
+
+func (w *appliedWatch) get() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seq
+}
+
+func (w *appliedWatch) advance(seq uint64) {
+	w.mu.Lock()
+	w.seq = seq
+	close(w.ch)
+	w.ch = make(chan struct{})
+	w.mu.Unlock()
+}
+
+func (w *appliedWatch) kickOutbox() {
+	select {
+	case w.outbox <- struct{}{}:
+	default:
+	}
+}
+
+func (w *appliedWatch) wait(ctx, engineCtx context.Context, seq uint64) error {
+	for {
+		w.mu.Lock()
+		cur, ch := w.seq, w.ch
+		w.mu.Unlock()
+		if cur >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-engineCtx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// outboxLoop publishes outbox entries with their deterministic message ids
+// and deletes each once the log acknowledged it. A crash between the two
+// re-publishes the entry with the same id, which the output stream's
+// duplicate window drops.
+func (e *Engine) outboxLoop(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		for {
+			n, err := e.drainOutbox(ctx, 256)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				e.opts.Logger.Warn("engine: outbox publish failed; will retry", "err", err)
+				break
+			}
+			if n == 0 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.applied.outbox:
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *Engine) drainOutbox(ctx context.Context, max int) (int, error) {
+	entries, err := projections.Outbox(e.state, max)
+	if err != nil || len(entries) == 0 {
+		return 0, err
+	}
+	b := e.state.NewBatch()
+	defer b.Close()
+	for _, ent := range entries {
+		if _, _, err := e.log.Append(ctx, ent.Msg.Subject, ent.Msg.MsgID, ent.Msg.Data); err != nil {
+			return 0, err
+		}
+		if err := b.Delete(ent.Key); err != nil {
+			return 0, err
+		}
+	}
+	if err := e.state.Commit(b, false); err != nil {
+		return 0, err
+	}
+	e.metrics.published.Add(float64(len(entries)))
+	return len(entries), nil
+}

@@ -1,0 +1,288 @@
+// Package engine wires Aurum together: the ingest edge (validation, sealing,
+// group commit onto the log), the apply loop that runs the deterministic state
+// machine (dedup, identity keychain, Golden Customer Record partitions) over the
+// log, the outbox that publishes its outputs, and the read side.
+//
+// Data flow:
+//
+//	HTTP / aurum.ingest.<source>  →  Ingest (parse, normalise, hash, seal)
+//	  → committer (many requests → one log append)  →  AURUM_LOG aurum.log.events
+//	  → apply loop (one Pebble batch per log entry: state + applied position)
+//	  → outbox  →  AURUM_OUT aurum.identity.merged
+//
+// The engine owns every goroutine it starts; Close stops and waits for them.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/projections/identity"
+	"github.com/aurumcdp/aurum/seal"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrClosed is returned by operations on a closed engine.
+var ErrClosed = errors.New("engine: closed")
+
+// Options configure an Engine. The zero value of every field has a default.
+type Options struct {
+	// DataDir holds the JetStream store (jetstream/), the projections
+	// (state/), the data keys (keys/) and, unless MasterKey is set, the master
+	// key file (master.key). Default "./aurum-data".
+	DataDir string
+	// NATSListen is the embedded NATS server's client listener. Default
+	// "127.0.0.1:4222"; port -1 picks a free port.
+	NATSListen string
+	// NATSURL, when set, uses an existing NATS/JetStream deployment instead of
+	// the embedded server.
+	NATSURL string
+	// FsyncAlways makes every acknowledged event survive power loss: the log
+	// fsyncs before it acknowledges. Without it an acknowledged event survives
+	// a crash of the process, not of the machine.
+	FsyncAlways bool
+	// MasterKey wraps the data keys (32 bytes). Default: read or create
+	// DataDir/master.key.
+	MasterKey []byte
+	// Identity configures the keychain. Default identity.DefaultConfig().
+	Identity *identity.Config
+	// Partitions splits the profile space. Default 16. Fixed when the data
+	// directory is created.
+	Partitions int
+	// DedupWindow is how long (in log time) a messageId is remembered per
+	// source. Default 30 days.
+	DedupWindow time.Duration
+	// PhoneRegion is the default region for phone numbers without an
+	// international prefix ("" = only international numbers become E.164).
+	PhoneRegion string
+	// MaxBatchBytes bounds one log append. Default 1 MB.
+	MaxBatchBytes int
+	// Now is the edge clock that stamps receive times. Default time.Now. The
+	// state machine never reads it: it sees only the times on the log.
+	Now func() time.Time
+	// Logger receives operational logs. Default: discard.
+	Logger *slog.Logger
+	// Registry receives the engine's metrics. Default: a fresh registry.
+	Registry *prometheus.Registry
+}
+
+func (o *Options) ensureDefaults() {
+	if o.DataDir == "" {
+		o.DataDir = "./aurum-data"
+	}
+	if o.NATSListen == "" {
+		o.NATSListen = "127.0.0.1:4222"
+	}
+	if o.Identity == nil {
+		c := identity.DefaultConfig()
+		o.Identity = &c
+	}
+	if o.Partitions == 0 {
+		o.Partitions = 16
+	}
+	if o.DedupWindow == 0 {
+		o.DedupWindow = 30 * 24 * time.Hour
+	}
+	if o.MaxBatchBytes == 0 {
+		o.MaxBatchBytes = 1 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+}
+
+func (o *Options) validate() error {
+	if o.Partitions < 1 || o.Partitions > 1024 {
+		return fmt.Errorf("engine: partitions must be in [1, 1024], got %d", o.Partitions)
+	}
+	if o.DedupWindow < 0 {
+		return fmt.Errorf("engine: dedup window must not be negative")
+	}
+	if o.MaxBatchBytes < 64<<10 || o.MaxBatchBytes > 4<<20 {
+		return fmt.Errorf("engine: max batch bytes must be in [64 KB, 4 MB], got %d", o.MaxBatchBytes)
+	}
+	if o.MasterKey != nil && len(o.MasterKey) != 32 {
+		return fmt.Errorf("engine: master key must be 32 bytes, got %d", len(o.MasterKey))
+	}
+	return o.Identity.Validate()
+}
+
+// Engine is a running Aurum node.
+type Engine struct {
+	opts     Options
+	log      *alog.Log
+	state    *store.DB
+	keysDB   *store.DB
+	keys     *seal.Keyring
+	sm       *projections.StateMachine
+	metrics  *metrics
+	ids      *idSource
+
+	sources *sourceTable
+	applied *appliedWatch
+	commit  *committer
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts an engine: the log (embedded NATS unless NATSURL is set), the
+// stores, the apply loop, the outbox publisher, the committer and the gateway
+// consuming aurum.ingest.>.
+func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
+	opts.ensureDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("engine: data dir: %w", err)
+	}
+	e := &Engine{opts: opts, ids: newIDSource()}
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				_ = closers[i]()
+			}
+		}
+	}()
+
+	master := opts.MasterKey
+	if master == nil {
+		k, created, err := seal.EnsureMasterKeyFile(filepath.Join(opts.DataDir, "master.key"))
+		if err != nil {
+			return nil, fmt.Errorf("engine: master key: %w", err)
+		}
+		if created {
+			opts.Logger.Warn("generated a master key; back it up, without it the data is unreadable",
+				"path", filepath.Join(opts.DataDir, "master.key"))
+		}
+		master = k
+	}
+	if e.keysDB, err = store.Open(filepath.Join(opts.DataDir, "keys"), &store.Options{CacheSize: 16 << 20, Logger: opts.Logger}); err != nil {
+		return nil, fmt.Errorf("engine: keys store: %w", err)
+	}
+	closers = append(closers, e.keysDB.Close)
+	if e.keys, err = seal.NewKeyring(e.keysDB, master, nil); err != nil {
+		return nil, err
+	}
+	if e.state, err = store.Open(filepath.Join(opts.DataDir, "state"), &store.Options{Logger: opts.Logger}); err != nil {
+		return nil, fmt.Errorf("engine: state store: %w", err)
+	}
+	closers = append(closers, e.state.Close)
+	parts, err := checkPartitions(e.state, opts.Partitions)
+	if err != nil {
+		return nil, err
+	}
+	e.opts.Partitions = parts
+	e.sm = projections.New(projections.Options{
+		Partitions:  parts,
+		DedupWindow: opts.DedupWindow.Milliseconds(),
+		Identity:    *opts.Identity,
+	})
+
+	fsync := alog.FsyncDefault
+	if opts.FsyncAlways {
+		fsync = alog.FsyncAlways
+	}
+	if e.log, err = alog.Open(ctx, alog.Options{
+		Dir:    filepath.Join(opts.DataDir, "jetstream"),
+		Listen: opts.NATSListen,
+		URL:    opts.NATSURL,
+		Fsync:  fsync,
+		Logger: opts.Logger,
+	}); err != nil {
+		return nil, err
+	}
+	closers = append(closers, e.log.Close)
+
+	e.metrics = newMetrics(opts.Registry)
+	if e.sources, err = loadSources(e.state); err != nil {
+		return nil, err
+	}
+	applied, err := readApplied(e.state)
+	if err != nil {
+		return nil, err
+	}
+	e.applied = newAppliedWatch(applied)
+	e.metrics.appliedSeq.Set(float64(applied))
+
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.commit = newCommitter(e)
+	e.start(applied)
+	opts.Logger.Info("engine started", "data_dir", opts.DataDir, "partitions", parts,
+		"applied_seq", applied, "nats", e.log.ClientURL(), "fsync_always", opts.FsyncAlways)
+	return e, nil
+}
+
+func (e *Engine) start(applied uint64) {
+	e.goRun("committer", e.commit.run)
+	e.goRun("apply", func(ctx context.Context) error { return e.applyLoop(ctx, applied+1) })
+	e.goRun("outbox", e.outboxLoop)
+	e.goRun("gateway", e.gatewayLoop)
+}
+
+// goRun runs fn in a goroutine owned by the engine. A failure other than
+// shutdown is logged and stops the engine's background work (a state machine
+// that cannot apply must not skip).
+func (e *Engine) goRun(name string, fn func(ctx context.Context) error) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		err := fn(e.ctx)
+		if err != nil && !errors.Is(err, context.Canceled) && e.ctx.Err() == nil {
+			e.opts.Logger.Error("engine: background task failed", "task", name, "err", err)
+			e.metrics.failures.WithLabelValues(name).Inc()
+			e.cancel()
+		}
+	}()
+}
+
+// Healthy reports whether the background tasks are running.
+func (e *Engine) Healthy() error {
+	if e.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
+}
+
+// NATSURL is the URL outside producers and subscribers connect to.
+func (e *Engine) NATSURL() string { return e.log.ClientURL() }
+
+// Registry is the engine's metrics registry.
+func (e *Engine) Registry() *prometheus.Registry { return e.opts.Registry }
+
+// Partitions is the number of profile partitions.
+func (e *Engine) Partitions() int { return e.opts.Partitions }
+
+// Close stops the background tasks, waits for them and closes the log and the
+// stores. Events acknowledged before Close are on the log; the apply loop
+// picks up where it stopped on the next Open.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		e.cancel()
+		e.wg.Wait()
+		errs := []error{e.log.Close(), e.state.Close(), e.keysDB.Close()}
+		e.closeErr = errors.Join(errs...)
+	})
+	return e.closeErr
+}

@@ -1,0 +1,78 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/aurumcdp/aurum/event"
+	alog "github.com/aurumcdp/aurum/log"
+)
+
+// gatewayLoop validates events that producers publish straight to
+// aurum.ingest.<source>: valid ones go through Ingest like HTTP events,
+// invalid ones to the dead-letter stream; then the raw messages are acked.
+// An event without messageId gets one from its raw stream sequence, so a
+// redelivery after a crash is deduplicated.
+func (e *Engine) gatewayLoop(ctx context.Context) error {
+	return e.log.ConsumeIngest(ctx, 500, func(msgs []alog.RawMsg) error {
+		bySource := map[string][]event.Event{}
+		var order []string
+		for _, m := range msgs {
+			ev, err := e.parseRaw(m)
+			if err != nil {
+				if err := e.deadLetter(ctx, m.Source, 0, m.Data, err); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, ok := bySource[m.Source]; !ok {
+				order = append(order, m.Source)
+			}
+			bySource[m.Source] = append(bySource[m.Source], ev)
+		}
+		for _, src := range order {
+			if err := e.Ingest(ctx, src, bySource[src]); err != nil {
+				return fmt.Errorf("engine: gateway ingest %q: %w", src, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (e *Engine) parseRaw(m alog.RawMsg) (event.Event, error) {
+	if !e.sources.exists(m.Source) {
+		return event.Event{}, &event.FieldError{Field: "source", Reason: fmt.Sprintf("unknown source %q (create it first)", m.Source)}
+	}
+	ev, err := event.Parse(m.Data, "", e.ParseOptions())
+	if err != nil {
+		return ev, err
+	}
+	if ev.MessageID == "" {
+		ev.MessageID = "nats-" + strconv.FormatUint(m.Seq, 10)
+	}
+	return ev, nil
+}
+
+// DeadLetter keeps a rejected event on the dead-letter stream with its reason.
+func (e *Engine) deadLetter(ctx context.Context, source string, index int, payload []byte, cause error) error {
+	d := alog.DeadLetter{Source: source, Index: index, Reason: cause.Error(), Payload: payload, Received: e.opts.Now()}
+	var fe *event.FieldError
+	if errors.As(cause, &fe) {
+		d.Field, d.Reason = fe.Field, fe.Reason
+	}
+	e.metrics.deadLetters.WithLabelValues(source).Inc()
+	return e.log.DeadLetter(ctx, d)
+}
+
+// DeadLetter keeps a rejected event (field and reason given) on the
+// dead-letter stream.
+func (e *Engine) DeadLetter(ctx context.Context, source string, index int, field, reason string, payload []byte) error {
+	return e.deadLetter(ctx, source, index, payload, &event.FieldError{Field: field, Reason: reason})
+}
+
+// DeadLetters reads dead-letter records from the stream position from.
+func (e *Engine) DeadLetters(ctx context.Context, from uint64, max int) ([]alog.DeadLetter, error) {
+	return e.log.ReadDeadLetters(ctx, from, max)
+}

@@ -1,0 +1,332 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/oklog/ulid/v2"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrUnknownSource is returned when events name a source that does not exist.
+var ErrUnknownSource = errors.New("engine: unknown source")
+
+// ParseOptions returns the options the edge parses events with: the identity
+// config's blocked values, the phone region and the clock.
+func (e *Engine) ParseOptions() event.ParseOptions {
+	cfg := e.opts.Identity
+	return event.ParseOptions{
+		Now:           e.opts.Now(),
+		Blocked:       cfg.IsBlocked,
+		DefaultRegion: e.opts.PhoneRegion,
+	}
+}
+
+// Ingest seals the events of source and appends them to the log. It returns
+// when they are durable (see Options.FsyncAlways) or with an error, in which
+// case none, some or all may have been appended: a retry with the same
+// messageIds is deduplicated by the state machine.
+func (e *Engine) Ingest(ctx context.Context, source string, evs []event.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if !e.sources.exists(source) {
+		return fmt.Errorf("%w: %q", ErrUnknownSource, source)
+	}
+	received := e.opts.Now()
+	recs, size, err := e.seal(source, evs, received)
+	if err != nil {
+		return err
+	}
+	p := &pending{recs: recs, size: size, done: make(chan error, 1)}
+	select {
+	case e.commit.in <- p:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.ctx.Done():
+		return ErrClosed
+	}
+	select {
+	case err := <-p.done:
+		if err == nil {
+			e.metrics.ingested.WithLabelValues(source).Add(float64(len(evs)))
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// seal turns plaintext events into encoded log records: identifiers hashed,
+// personal values sealed with the data key of the event's anchor identifier
+// (its highest-priority identifier), which is created on first use.
+func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][]byte, int, error) {
+	type prepared struct {
+		rec    event.Record
+		anchor []byte
+	}
+	preps := make([]prepared, len(evs))
+	anchors := make([][]byte, 0, len(evs))
+	for i := range evs {
+		ev := &evs[i]
+		rec := event.Record{
+			ID:         e.ids.next(received),
+			MessageID:  ev.MessageID,
+			Source:     source,
+			Kind:       ev.Kind,
+			Event:      ev.Event,
+			Name:       ev.Name,
+			Time:       ev.Timestamp.UnixMilli(),
+			Received:   received.UnixMilli(),
+			Channel:    ev.Channel,
+			DeviceType: ev.DeviceType,
+			Properties: ev.Properties,
+			IDs:        make([]event.IDRef, len(ev.Identifiers)),
+		}
+		if rec.MessageID == "" {
+			rec.MessageID = "aurum-" + ulidString(rec.ID)
+		}
+		anchor, best := -1, 0
+		for j, id := range ev.Identifiers {
+			rec.IDs[j] = event.IDRef{Type: id.Type, Hash: e.keys.Hash(id.Type, id.Value), Weak: id.Weak}
+			if r := e.opts.Identity.Rank(id.Type); !id.Weak && (anchor < 0 || r < best) {
+				anchor, best = j, r
+			}
+		}
+		if anchor < 0 {
+			anchor = 0 // only weak identifiers (an alias): the first one anchors
+		}
+		if len(rec.IDs) == 0 {
+			return nil, 0, fmt.Errorf("engine: event %d has no identifier", i)
+		}
+		rec.Key = rec.IDs[anchor].Hash
+		preps[i] = prepared{rec: rec, anchor: rec.Key}
+		anchors = append(anchors, rec.Key)
+	}
+	if err := e.keys.Ensure(anchors); err != nil {
+		return nil, 0, fmt.Errorf("engine: data keys: %w", err)
+	}
+	out := make([][]byte, len(evs))
+	size := 0
+	for i := range preps {
+		rec, ev := &preps[i].rec, &evs[i]
+		for j, id := range ev.Identifiers {
+			s, err := e.sealValue(rec.Key, id.Value)
+			if err != nil {
+				return nil, 0, err
+			}
+			rec.IDs[j].Sealed = s
+		}
+		if len(ev.Traits) > 0 {
+			rec.Traits = make(map[string][]byte, len(ev.Traits))
+			for k, v := range ev.Traits {
+				s, err := e.sealValue(rec.Key, v)
+				if err != nil {
+					return nil, 0, err
+				}
+				rec.Traits[k] = s
+			}
+		}
+		priv := event.Private{UserID: ev.UserID, AnonymousID: ev.AnonymousID, PreviousID: ev.PreviousID,
+			GroupID: ev.GroupID, Context: ev.Context}
+		if !ev.SentAt.IsZero() {
+			priv.SentAt = ev.SentAt.UnixMilli()
+		}
+		s, err := e.sealValue(rec.Key, &priv)
+		if err != nil {
+			return nil, 0, err
+		}
+		rec.Private = s
+		data, err := encodeSorted(rec)
+		if err != nil {
+			return nil, 0, fmt.Errorf("engine: encode record: %w", err)
+		}
+		out[i] = data
+		size += len(data)
+	}
+	return out, size, nil
+}
+
+func (e *Engine) sealValue(key []byte, v any) ([]byte, error) {
+	pt, err := encodeSorted(v)
+	if err != nil {
+		return nil, fmt.Errorf("engine: encode value: %w", err)
+	}
+	return e.keys.Seal(key, pt)
+}
+
+// encodeSorted encodes v as msgpack with map keys sorted, so that equal
+// values have equal encodings.
+func encodeSorted(v any) ([]byte, error) {
+	var buf bytesBuffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.b, nil
+}
+
+type bytesBuffer struct{ b []byte }
+
+func (w *bytesBuffer) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// pending is one Ingest call waiting for its records to be durable.
+type pending struct {
+	recs [][]byte
+	size int
+	done chan error
+}
+
+// inflight is one log append waiting for its acknowledgement.
+type inflight struct {
+	fut     interface{ Wait(context.Context) (uint64, bool, error) }
+	err     error
+	waiters []*pending
+}
+
+// committer groups records of concurrent Ingest calls into one log append
+// (group commit): while appends are in flight, new requests queue up and go
+// out together in the next one.
+type committer struct {
+	e     *Engine
+	in    chan *pending
+	acks  chan *inflight
+	limit int
+}
+
+func newCommitter(e *Engine) *committer {
+	return &committer{e: e, in: make(chan *pending, 1024), acks: make(chan *inflight, 64), limit: e.opts.MaxBatchBytes}
+}
+
+func (c *committer) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // owned by run: waits for acks in append order
+		defer wg.Done()
+		for f := range c.acks {
+			err := f.err
+			if err == nil {
+				_, _, err = f.fut.Wait(context.Background())
+			}
+			if err == nil {
+				c.e.metrics.appends.Inc()
+			}
+			for _, p := range f.waiters {
+				p.done <- err
+			}
+		}
+	}()
+	defer func() {
+		close(c.acks)
+		wg.Wait()
+	}()
+	var carry *pending
+	for {
+		var first *pending
+		if carry != nil {
+			first, carry = carry, nil
+		} else {
+			select {
+			case first = <-c.in:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		group := []*pending{first}
+		size := first.size
+	fill:
+		for size < c.limit {
+			select {
+			case p := <-c.in:
+				if size+p.size > c.limit {
+					carry = p
+					break fill
+				}
+				group = append(group, p)
+				size += p.size
+			default:
+				break fill
+			}
+		}
+		c.acks <- c.append(group)
+	}
+}
+
+// append encodes group as one event.Batch and starts its append.
+func (c *committer) append(group []*pending) *inflight {
+	f := &inflight{waiters: group}
+	id := c.e.ids.next(c.e.opts.Now())
+	n := 0
+	for _, p := range group {
+		n += len(p.recs)
+	}
+	recs := make([]msgpack.RawMessage, 0, n)
+	for _, p := range group {
+		for _, r := range p.recs {
+			recs = append(recs, r)
+		}
+	}
+	batch := struct {
+		ID       []byte               `msgpack:"id"`
+		Received int64                `msgpack:"rt"`
+		Records  []msgpack.RawMessage `msgpack:"r"`
+	}{ID: id, Received: c.e.opts.Now().UnixMilli(), Records: recs}
+	data, err := msgpack.Marshal(&batch)
+	if err != nil {
+		f.err = fmt.Errorf("engine: encode batch: %w", err)
+		return f
+	}
+	c.e.metrics.batchEvents.Observe(float64(n))
+	fut, err := c.e.log.AppendAsync(projections.SubjectEvents, ulidString(id), data)
+	if err != nil {
+		f.err = fmt.Errorf("engine: append: %w", err)
+		return f
+	}
+	f.fut = fut
+	return f
+}
+
+// idSource makes ULIDs: time from the edge clock, monotonic entropy.
+type idSource struct {
+	mu      sync.Mutex
+	entropy *ulid.MonotonicEntropy
+}
+
+func newIDSource() *idSource { return &idSource{entropy: ulid.Monotonic(rand.Reader, 0)} }
+
+func (s *idSource) next(t time.Time) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, err := ulid.New(ulid.Timestamp(t), s.entropy)
+	if err != nil { // entropy overflow within one millisecond: take a fresh one
+		u = ulid.MustNew(ulid.Timestamp(t), rand.Reader)
+	}
+	return u[:]
+}
+
+func ulidString(b []byte) string {
+	var u ulid.ULID
+	copy(u[:], b)
+	return u.String()
+}
+
+// sortedKeys returns m's keys in order (for deterministic output).
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,54 @@
+package engine
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the engine's Prometheus metrics (aurum_engine_*).
+type metrics struct {
+	ingested     *prometheus.CounterVec
+	deadLetters  *prometheus.CounterVec
+	appends      prometheus.Counter
+	batchEvents  prometheus.Histogram
+	applied      prometheus.Counter
+	duplicates   prometheus.Counter
+	merges       prometheus.Counter
+	profiles     prometheus.Counter
+	published    prometheus.Counter
+	corrupt      prometheus.Counter
+	appliedSeq   prometheus.Gauge
+	applySeconds prometheus.Histogram
+	failures     *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		ingested: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_ingest_events_total",
+			Help: "Events accepted at the edge and durable on the log, by source."}, []string{"source"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_ingest_dead_letters_total",
+			Help: "Invalid events kept on the dead-letter stream, by source."}, []string{"source"}),
+		appends: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_log_appends_total",
+			Help: "Group-commit appends to the event log."}),
+		batchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aurum_log_append_events",
+			Help: "Events per group-commit append.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
+		applied: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_apply_events_total",
+			Help: "Events applied to the projections."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_apply_duplicates_total",
+			Help: "Events dropped as duplicate messageIds."}),
+		merges: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_identity_merges_total",
+			Help: "Profile merges."}),
+		profiles: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_identity_profiles_created_total",
+			Help: "Profiles created (since this process started)."}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_outbox_published_total",
+			Help: "Outbox messages published."}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_apply_corrupt_entries_total",
+			Help: "Log entries skipped because they could not be decoded."}),
+		appliedSeq: prometheus.NewGauge(prometheus.GaugeOpts{Name: "aurum_apply_position",
+			Help: "Last applied log sequence."}),
+		applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aurum_apply_entry_seconds",
+			Help: "Time to apply and commit one log entry.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_engine_task_failures_total",
+			Help: "Background tasks that stopped with an error."}, []string{"task"}),
+	}
+	reg.MustRegister(m.ingested, m.deadLetters, m.appends, m.batchEvents, m.applied, m.duplicates,
+		m.merges, m.profiles, m.published, m.corrupt, m.appliedSeq, m.applySeconds, m.failures)
+	return m
+}

@@ -1,0 +1,113 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/gcr"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/oklog/ulid/v2"
+)
+
+// ErrNotFound is returned for an identifier or profile that Aurum does not know.
+var ErrNotFound = errors.New("engine: not found")
+
+// ErrBadRef is returned for a malformed profile reference.
+var ErrBadRef = errors.New("engine: bad profile reference")
+
+// ParseRef splits a profile reference "type:value" (email:rob@example.com,
+// user_id:42, profile_id:01J..., loyalty_id:L1, ...).
+func ParseRef(ref string) (typ, value string, err error) {
+	typ, value, ok := strings.Cut(ref, ":")
+	if !ok || typ == "" || strings.TrimSpace(value) == "" {
+		return "", "", fmt.Errorf("%w: %q: want type:value, e.g. email:rob@example.com", ErrBadRef, ref)
+	}
+	return strings.ToLower(typ), value, nil
+}
+
+// resolve finds the root profile id for a reference.
+func (e *Engine) resolve(r store.Reader, ref string) ([]byte, error) {
+	typ, value, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	kc := e.sm.Keychain()
+	var id []byte
+	if typ == event.ProfileID {
+		u, perr := ulid.ParseStrict(strings.TrimSpace(value))
+		if perr != nil {
+			return nil, fmt.Errorf("%w: profile_id %q: %v", ErrBadRef, value, perr)
+		}
+		id, err = kc.Root(r, u[:])
+	} else {
+		norm, ok := event.NormalizeIdentifier(typ, value, e.opts.PhoneRegion)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s %q is not a valid identifier", ErrBadRef, typ, value)
+		}
+		id, err = kc.Lookup(r, typ, e.keys.Hash(typ, norm))
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	return id, err
+}
+
+func (e *Engine) open(keyID, sealed []byte) ([]byte, error) { return e.keys.Open(keyID, sealed) }
+
+// Profile returns the Golden Customer Record of the person ref identifies.
+func (e *Engine) Profile(ref string) (*gcr.View, error) {
+	snap := e.state.NewSnapshot()
+	defer snap.Close()
+	id, err := e.resolve(snap, ref)
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.sm.GCR().Get(snap, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := p.View(e.open)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// Events returns the latest limit events of the person ref identifies,
+// newest first, in Segment's JSON shape.
+func (e *Engine) Events(ref string, limit int) ([]map[string]any, error) {
+	if limit <= 0 || limit > 1000 {
+		return nil, fmt.Errorf("engine: limit must be in [1, 1000], got %d", limit)
+	}
+	snap := e.state.NewSnapshot()
+	defer snap.Close()
+	id, err := e.resolve(snap, ref)
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.sm.GCR().Get(snap, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	if err != nil {
+		return nil, err
+	}
+	recs, err := e.sm.GCR().Events(snap, p, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, 0, len(recs))
+	for i := range recs {
+		v, err := gcr.RecordView(&recs[i], e.open)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

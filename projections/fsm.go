@@ -1,0 +1,348 @@
+// Package projections holds Aurum's state machine: the deterministic function
+// from the log to the projections (dedup table, identity keychain, Golden
+// Customer Record partitions, outbox). The engine runs it in one goroutine;
+// the cluster layer can replicate it unchanged (it has the hashicorp/raft FSM
+// shape: Apply, Snapshot, Restore).
+//
+// Contract: Apply must be deterministic. Given the same state and the same
+// entry it writes the same keys and values. It never reads the wall clock
+// (log time is the receive time stamped on each record at the edge), never
+// draws random numbers and never iterates a Go map without sorting.
+package projections
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/gcr"
+	"github.com/aurumcdp/aurum/projections/identity"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Log subjects the state machine understands.
+const (
+	SubjectEvents  = "aurum.log.events"  // msgpack event.Batch
+	SubjectControl = "aurum.log.control" // msgpack Control
+)
+
+// Output subjects written through the outbox.
+const (
+	SubjectMerged = "aurum.identity.merged"
+)
+
+// Key prefixes of the state store. Every key of the state machine starts with
+// one of these; ARCHITECTURE.md documents the full layout.
+var (
+	keyApplied    = []byte("meta/applied")    // uint64 BE: last applied log sequence
+	keyPartitions = []byte("meta/partitions") // uint32 BE: partition count, fixed at creation
+	prefixDedup   = []byte("dd/")             // dd/<source>\x00<sha256(messageId)[:16]> → expiry ms
+	prefixDedupX  = []byte("dx/")             // dx/<expiry ms u64 BE><dd key> → nil (expiry index)
+	prefixSource  = []byte("src/")            // src/<name> → msgpack Source
+	prefixMerge   = []byte("mg/")             // mg/<into16><seq u64 BE><idx u32 BE> → msgpack MergeRecord
+	prefixOutbox  = []byte("ob/")             // ob/<seq u64 BE><idx u32 BE> → msgpack OutMsg
+)
+
+// ErrCorruptEntry marks a log entry that could not be decoded.
+var ErrCorruptEntry = errors.New("projections: corrupt log entry")
+
+// Options configure a StateMachine.
+type Options struct {
+	Partitions  int   // default 16
+	DedupWindow int64 // milliseconds of log time a messageId is remembered; default 30 days
+	Identity    identity.Config
+	// MaxPrunePerEntry bounds the dedup-expiry work done per entry. Default 1024.
+	MaxPrunePerEntry int
+}
+
+// StateMachine applies log entries to a store.ReadWriter.
+type StateMachine struct {
+	opts     Options
+	keychain *identity.Keychain
+	gcr      *gcr.Projection
+}
+
+// New returns a state machine. The caller must have validated opts.Identity.
+func New(opts Options) *StateMachine {
+	if opts.Partitions == 0 {
+		opts.Partitions = 16
+	}
+	if opts.DedupWindow == 0 {
+		opts.DedupWindow = 30 * 24 * 3600 * 1000
+	}
+	if opts.MaxPrunePerEntry == 0 {
+		opts.MaxPrunePerEntry = 1024
+	}
+	return &StateMachine{
+		opts:     opts,
+		keychain: identity.New(opts.Identity),
+		gcr:      gcr.New(&gcr.Options{Partitions: opts.Partitions}),
+	}
+}
+
+// Keychain returns the identity keychain (read side).
+func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain }
+
+// GCR returns the Golden Customer Record projection (read side).
+func (sm *StateMachine) GCR() *gcr.Projection { return sm.gcr }
+
+// Partitions returns the number of GCR partitions.
+func (sm *StateMachine) Partitions() int { return sm.opts.Partitions }
+
+// Control is a state change other than an event: a source created, ...
+type Control struct {
+	Kind   string `msgpack:"k"` // "source.create"
+	Source Source `msgpack:"s,omitempty"`
+	Time   int64  `msgpack:"t"` // Unix ms, stamped at the edge
+}
+
+// ControlSourceCreate is the Control kind that creates a source.
+const ControlSourceCreate = "source.create"
+
+// Source is an ingest source. Only the hash of its write key is kept.
+type Source struct {
+	Name    string `msgpack:"n"`
+	KeyHash []byte `msgpack:"h"`
+	Created int64  `msgpack:"c"`
+}
+
+// MergeRecord records one merge and what caused it.
+type MergeRecord struct {
+	From    []byte `msgpack:"f"`
+	Into    []byte `msgpack:"i"`
+	EventID []byte `msgpack:"e"`
+	Type    string `msgpack:"t"`
+	Time    int64  `msgpack:"tm"`
+	Seq     uint64 `msgpack:"q"`
+}
+
+// OutMsg is an outbox entry: a message to publish with a deterministic id.
+type OutMsg struct {
+	Subject string `msgpack:"s"`
+	MsgID   string `msgpack:"id"`
+	Data    []byte `msgpack:"d"`
+}
+
+// Result summarises what one Apply did, for metrics and the engine's caches.
+type Result struct {
+	Events     int      // records applied
+	Duplicates int      // records dropped as duplicate messageIds
+	Created    int      // profiles created
+	Merges     int      // merges performed
+	Outbox     int      // outbox entries written
+	Sources    []Source // sources created
+}
+
+// Apply applies the log entry (seq, subject, data) to rw and records seq as
+// the applied position, all in rw (the caller commits rw atomically). An entry
+// that cannot be decoded leaves the state unchanged but for the applied
+// position, so every replay skips it alike; the error wraps ErrCorruptEntry.
+func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, data []byte) (Result, error) {
+	var res Result
+	prev, err := Applied(rw)
+	if err != nil {
+		return res, err
+	}
+	if seq <= prev {
+		return res, fmt.Errorf("projections: apply seq %d: already applied up to %d", seq, prev)
+	}
+	if err := setUint64(rw, keyApplied, seq); err != nil {
+		return res, err
+	}
+	switch subject {
+	case SubjectEvents:
+		var b event.Batch
+		if err := msgpack.Unmarshal(data, &b); err != nil {
+			return res, fmt.Errorf("%w: seq %d: %v", ErrCorruptEntry, seq, err)
+		}
+		return res, sm.applyBatch(rw, seq, &b, &res)
+	case SubjectControl:
+		var c Control
+		if err := msgpack.Unmarshal(data, &c); err != nil {
+			return res, fmt.Errorf("%w: seq %d: %v", ErrCorruptEntry, seq, err)
+		}
+		return res, sm.applyControl(rw, &c, &res)
+	default:
+		return res, nil // a subject of a later version: skipped, position recorded
+	}
+}
+
+func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Result) error {
+	switch c.Kind {
+	case ControlSourceCreate:
+		if event.ValidSourceName(c.Source.Name) != nil {
+			return nil
+		}
+		key := sourceKey(c.Source.Name)
+		if _, err := rw.Get(key); err == nil {
+			return nil // first creation wins
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := setMsgpack(rw, key, &c.Source); err != nil {
+			return err
+		}
+		res.Sources = append(res.Sources, c.Source)
+	}
+	return nil
+}
+
+func sourceKey(name string) []byte { return append(append([]byte(nil), prefixSource...), name...) }
+
+func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Batch, res *Result) error {
+	txn := sm.gcr.Begin(rw)
+	var outIdx uint32
+	for i := range b.Records {
+		rec := &b.Records[i]
+		dup, err := sm.dedup(rw, rec)
+		if err != nil {
+			return err
+		}
+		if dup {
+			res.Duplicates++
+			continue
+		}
+		ir, err := sm.keychain.Resolve(rw, identity.Input{EventID: rec.ID, Time: rec.Time, IDs: rec.IDs})
+		if err != nil {
+			return fmt.Errorf("projections: apply seq %d record %d: %w", seq, i, err)
+		}
+		if ir.Created {
+			res.Created++
+		}
+		for _, m := range ir.Merges {
+			if err := txn.Merge(m.From, m.Into); err != nil {
+				return fmt.Errorf("projections: apply seq %d merge: %w", seq, err)
+			}
+			if err := sm.recordMerge(rw, seq, &outIdx, rec, m); err != nil {
+				return err
+			}
+			res.Merges++
+		}
+		owned := make([]event.IDRef, 0, len(ir.Owned))
+		for _, j := range ir.Owned {
+			owned = append(owned, rec.IDs[j])
+		}
+		if err := txn.Add(ir.Profile, rec, owned); err != nil {
+			return fmt.Errorf("projections: apply seq %d record %d: %w", seq, i, err)
+		}
+		res.Events++
+	}
+	res.Outbox = int(outIdx)
+	if err := txn.Flush(); err != nil {
+		return err
+	}
+	if len(b.Records) > 0 {
+		return sm.pruneDedup(rw, b.Received)
+	}
+	return nil
+}
+
+// dedup reports whether rec's messageId was seen for its source within the
+// window, and remembers it otherwise.
+func (sm *StateMachine) dedup(rw store.ReadWriter, rec *event.Record) (bool, error) {
+	if rec.MessageID == "" {
+		return false, nil
+	}
+	h := sha256.Sum256([]byte(rec.MessageID))
+	key := make([]byte, 0, len(prefixDedup)+len(rec.Source)+1+16)
+	key = append(append(append(append(key, prefixDedup...), rec.Source...), 0), h[:16]...)
+	v, err := rw.Get(key)
+	switch {
+	case err == nil && len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > rec.Received:
+		return true, nil
+	case err == nil:
+		// Expired but not yet pruned: forget the old expiry entry.
+		if len(v) == 8 {
+			if err := rw.Delete(dedupExpiryKey(binary.BigEndian.Uint64(v), key)); err != nil {
+				return false, err
+			}
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return false, err
+	}
+	exp := uint64(max(0, rec.Received+sm.opts.DedupWindow))
+	if err := rw.Set(key, binary.BigEndian.AppendUint64(nil, exp)); err != nil {
+		return false, err
+	}
+	return false, rw.Set(dedupExpiryKey(exp, key), nil)
+}
+
+func dedupExpiryKey(exp uint64, ddKey []byte) []byte {
+	k := make([]byte, 0, len(prefixDedupX)+8+len(ddKey))
+	k = append(k, prefixDedupX...)
+	k = binary.BigEndian.AppendUint64(k, exp)
+	return append(k, ddKey...)
+}
+
+// pruneDedup forgets message ids whose window ended at or before now (log
+// time), at most MaxPrunePerEntry per entry.
+func (sm *StateMachine) pruneDedup(rw store.ReadWriter, now int64) error {
+	if now <= 0 {
+		return nil
+	}
+	upper := binary.BigEndian.AppendUint64(append([]byte(nil), prefixDedupX...), uint64(now)+1)
+	var expired [][]byte
+	err := rw.Scan(prefixDedupX, upper, false, func(k, _ []byte) bool {
+		expired = append(expired, append([]byte(nil), k...))
+		return len(expired) < sm.opts.MaxPrunePerEntry
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range expired {
+		if err := rw.Delete(k); err != nil {
+			return err
+		}
+		if err := rw.Delete(k[len(prefixDedupX)+8:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (sm *StateMachine) recordMerge(rw store.ReadWriter, seq uint64, idx *uint32, rec *event.Record, m identity.Merge) error {
+	mr := MergeRecord{From: m.From, Into: m.Into, EventID: m.EventID, Type: m.Type, Time: rec.Time, Seq: seq}
+	k := append(append([]byte(nil), prefixMerge...), m.Into...)
+	k = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(k, seq), *idx)
+	if err := setMsgpack(rw, k, &mr); err != nil {
+		return err
+	}
+	data, err := mergeJSON(&mr)
+	if err != nil {
+		return err
+	}
+	out := OutMsg{Subject: SubjectMerged, MsgID: "merge:" + ulidString(m.EventID) + ":" + ulidString(m.From), Data: data}
+	ok := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(append([]byte(nil), prefixOutbox...), seq), *idx)
+	*idx++
+	return setMsgpack(rw, ok, &out)
+}
+
+// Applied returns the last applied log sequence (0 when none).
+func Applied(r store.Reader) (uint64, error) {
+	v, err := r.Get(keyApplied)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projections: read applied: %w", err)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("projections: applied position has %d bytes", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func setUint64(w store.Writer, key []byte, v uint64) error {
+	return w.Set(key, binary.BigEndian.AppendUint64(nil, v))
+}
+
+func setMsgpack(w store.Writer, key []byte, v any) error {
+	data, err := msgpack.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("projections: encode %q: %w", key, err)
+	}
+	return w.Set(key, data)
+}

@@ -1,0 +1,228 @@
+package projections
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/identity"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/oklog/ulid/v2"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func testHash(typ, v string) []byte {
+	h := sha256.Sum256([]byte(typ + ":" + v))
+	return h[:16]
+}
+
+// entry is one log entry of a synthetic log.
+type entry struct {
+	seq     uint64
+	subject string
+	data    []byte
+}
+
+// syntheticLog makes a log of event batches: people with two cookies each,
+// logins that link them, duplicates (SDK retries) and a source creation.
+func syntheticLog(t testing.TB, people, events int, seed uint64) []entry {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	ctl, _ := msgpack.Marshal(&Control{Kind: ControlSourceCreate, Time: 1, Source: Source{Name: "web", KeyHash: testHash("k", "web")}})
+	log := []entry{{seq: 1, subject: SubjectControl, data: ctl}}
+	var recs []event.Record
+	for i := range events {
+		p := r.IntN(people)
+		ids := []event.IDRef{{Type: event.AnonymousID, Hash: testHash(event.AnonymousID, fmt.Sprintf("a%d-%d", p, r.IntN(2)))}}
+		if r.IntN(3) == 0 {
+			ids = append(ids, event.IDRef{Type: event.UserID, Hash: testHash(event.UserID, fmt.Sprintf("u%d", p))})
+		}
+		id := ulid.MustNew(uint64(1_700_000_000_000+i), bytes.NewReader(bytes.Repeat([]byte{byte(i)}, 16)))
+		rec := event.Record{ID: id[:], MessageID: fmt.Sprintf("m%d", i), Source: "web", Kind: event.Track,
+			Event: []string{"Viewed", "Added", "Order Completed"}[r.IntN(3)], Time: int64(1_700_000_000_000 + r.IntN(1e9)),
+			Received: int64(1_700_000_000_000 + i), Key: ids[0].Hash, IDs: ids,
+			Properties: map[string]any{"revenue": float64(r.IntN(1000)) / 10}}
+		recs = append(recs, rec)
+		if r.IntN(10) == 0 { // a retry of an earlier message
+			recs = append(recs, recs[r.IntN(len(recs))])
+		}
+	}
+	for len(recs) > 0 {
+		n := min(1+r.IntN(20), len(recs))
+		data, err := msgpack.Marshal(&event.Batch{ID: testHash("b", fmt.Sprint(len(log))), Received: recs[n-1].Received, Records: recs[:n]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log = append(log, entry{seq: uint64(len(log) + 1), subject: SubjectEvents, data: data})
+		recs = recs[n:]
+	}
+	return log
+}
+
+func applyAll(t testing.TB, sm *StateMachine, s store.ReadWriter, log []entry) Result {
+	t.Helper()
+	var total Result
+	for _, e := range log {
+		res, err := sm.Apply(s, e.seq, e.subject, e.data)
+		if err != nil {
+			t.Fatalf("apply %d: %v", e.seq, err)
+		}
+		total.Events += res.Events
+		total.Duplicates += res.Duplicates
+		total.Merges += res.Merges
+	}
+	return total
+}
+
+func newSM() *StateMachine { return New(Options{Partitions: 4, Identity: identity.DefaultConfig()}) }
+
+func digest(t testing.TB, r store.Reader) []byte {
+	t.Helper()
+	d, err := Digest(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestReplayIsDeterministic(t *testing.T) {
+	log := syntheticLog(t, 30, 600, 1)
+	a, b := store.NewMem(), store.NewMem()
+	ra := applyAll(t, newSM(), a, log)
+	rb := applyAll(t, newSM(), b, log)
+	if ra.Events != rb.Events || ra.Duplicates != rb.Duplicates || ra.Merges != rb.Merges {
+		t.Fatalf("results differ: %+v vs %+v", ra, rb)
+	}
+	if !bytes.Equal(digest(t, a), digest(t, b)) {
+		t.Fatal("two replays of the same log gave different digests")
+	}
+	if ra.Duplicates == 0 || ra.Merges == 0 {
+		t.Fatalf("workload exercised no duplicates or merges: %+v", ra)
+	}
+	if ra.Events+ra.Duplicates != countRecords(t, log) {
+		t.Fatalf("events %d + duplicates %d != records %d", ra.Events, ra.Duplicates, countRecords(t, log))
+	}
+	// A different log gives a different digest (the digest sees the state).
+	c := store.NewMem()
+	applyAll(t, newSM(), c, syntheticLog(t, 30, 600, 2))
+	if bytes.Equal(digest(t, a), digest(t, c)) {
+		t.Fatal("different logs gave equal digests")
+	}
+}
+
+func countRecords(t testing.TB, log []entry) int {
+	n := 0
+	for _, e := range log {
+		if e.subject == SubjectEvents {
+			var b event.Batch
+			if err := msgpack.Unmarshal(e.data, &b); err != nil {
+				t.Fatal(err)
+			}
+			n += len(b.Records)
+		}
+	}
+	return n
+}
+
+// TestSnapshotRestore: a state machine restored from a snapshot taken midway
+// and fed the rest of the log ends where an uninterrupted one does.
+func TestSnapshotRestore(t *testing.T) {
+	log := syntheticLog(t, 20, 400, 3)
+	full := store.NewMem()
+	applyAll(t, newSM(), full, log)
+
+	half := store.NewMem()
+	mid := len(log) / 2
+	applyAll(t, newSM(), half, log[:mid])
+	var snap bytes.Buffer
+	if err := Snapshot(half, &snap); err != nil {
+		t.Fatal(err)
+	}
+	restored := store.NewMem()
+	_ = restored.Set([]byte("p/\x00\x01/g/stale"), []byte("x")) // state the restore must replace
+	if err := Restore(restored, bytes.NewReader(snap.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	applyAll(t, newSM(), restored, log[mid:])
+	if !bytes.Equal(digest(t, full), digest(t, restored)) {
+		t.Fatal("snapshot + restore + rest of the log differs from a full replay")
+	}
+
+	// A partition's snapshot holds only its own keys.
+	var part bytes.Buffer
+	if err := Snapshot(full, &part, PartitionPrefix(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Restore(store.NewMem(), bytes.NewReader(part.Bytes()), PartitionPrefix(2)); err == nil {
+		t.Fatal("restoring partition 1's snapshot into partition 2's range was accepted")
+	}
+	if err := Restore(store.NewMem(), bytes.NewReader(snap.Bytes()[:snap.Len()-3])); err == nil {
+		t.Fatal("a truncated snapshot was accepted")
+	}
+}
+
+func TestApplyRefusesOldPositionsAndSkipsCorruptEntries(t *testing.T) {
+	log := syntheticLog(t, 5, 20, 4)
+	s := store.NewMem()
+	sm := newSM()
+	applyAll(t, sm, s, log)
+	last := log[len(log)-1]
+	if _, err := sm.Apply(s, last.seq, last.subject, last.data); err == nil {
+		t.Fatal("re-applying an applied position was accepted")
+	}
+	before := digest(t, s)
+	_, err := sm.Apply(s, last.seq+1, SubjectEvents, []byte{0xc1, 0x00})
+	if !errors.Is(err, ErrCorruptEntry) {
+		t.Fatalf("corrupt entry: err = %v, want ErrCorruptEntry", err)
+	}
+	if err := SkipEntry(s, last.seq+1); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := Applied(s); got != last.seq+1 {
+		t.Fatalf("applied = %d after skipping, want %d", got, last.seq+1)
+	}
+	if bytes.Equal(before, digest(t, s)) {
+		t.Fatal("the skip did not record the position")
+	}
+	// Unknown subjects are skipped with their position recorded.
+	if _, err := sm.Apply(s, last.seq+2, "aurum.log.future", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDedupWindow: a messageId is remembered for the window (log time) and
+// forgotten after it, with its expiry index pruned.
+func TestDedupWindow(t *testing.T) {
+	sm := New(Options{Partitions: 2, Identity: identity.DefaultConfig(), DedupWindow: 1000})
+	s := store.NewMem()
+	rec := func(i int, msg string, received int64) []byte {
+		id := ulid.MustNew(uint64(received), bytes.NewReader(bytes.Repeat([]byte{byte(i)}, 16)))
+		ids := []event.IDRef{{Type: event.UserID, Hash: testHash("user_id", "u")}}
+		data, _ := msgpack.Marshal(&event.Batch{Received: received, Records: []event.Record{{ID: id[:], MessageID: msg,
+			Source: "web", Kind: event.Track, Event: "E", Time: received, Received: received, Key: ids[0].Hash, IDs: ids}}})
+		return data
+	}
+	for i, c := range []struct {
+		msg      string
+		received int64
+		dup      bool
+	}{{"m1", 10_000, false}, {"m1", 10_500, true}, {"m2", 10_600, false}, {"m1", 11_001, false}, {"m1", 11_900, true}} {
+		res, err := sm.Apply(s, uint64(i+1), SubjectEvents, rec(i, c.msg, c.received))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.Duplicates == 1; got != c.dup {
+			t.Fatalf("step %d (%s at %d): duplicate = %v, want %v", i, c.msg, c.received, got, c.dup)
+		}
+	}
+	// m2 expired at 11_600 and was pruned by the entry at 11_900.
+	n := 0
+	_ = s.Scan(prefixDedup, store.PrefixEnd(prefixDedup), false, func(_, _ []byte) bool { n++; return true })
+	if n != 1 {
+		t.Fatalf("%d dedup entries remain, want 1 (m1)", n)
+	}
+}

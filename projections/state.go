@@ -1,0 +1,244 @@
+package projections
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/aurumcdp/aurum/store"
+	"github.com/oklog/ulid/v2"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// CheckPartitions records n as the partition count of a new state store, or
+// returns the recorded count of an existing one. Changing the count of an
+// existing store needs a rebuild from the log.
+func CheckPartitions(rw store.ReadWriter, n int) (int, error) {
+	v, err := rw.Get(keyPartitions)
+	if errors.Is(err, store.ErrNotFound) {
+		return n, rw.Set(keyPartitions, binary.BigEndian.AppendUint32(nil, uint32(n)))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projections: read partitions: %w", err)
+	}
+	if len(v) != 4 {
+		return 0, fmt.Errorf("projections: partition count has %d bytes", len(v))
+	}
+	return int(binary.BigEndian.Uint32(v)), nil
+}
+
+// Sources lists the sources in the state store.
+func Sources(r store.Reader) ([]Source, error) {
+	var out []Source
+	var derr error
+	err := r.Scan(prefixSource, store.PrefixEnd(prefixSource), false, func(_, v []byte) bool {
+		var s Source
+		if derr = msgpack.Unmarshal(v, &s); derr != nil {
+			return false
+		}
+		out = append(out, s)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("projections: list sources: %w", err)
+	}
+	return out, nil
+}
+
+// OutboxEntry is an outbox message with its key.
+type OutboxEntry struct {
+	Key []byte
+	Msg OutMsg
+}
+
+// Outbox returns up to max pending outbox entries in log order.
+func Outbox(r store.Reader, max int) ([]OutboxEntry, error) {
+	var out []OutboxEntry
+	var derr error
+	err := r.Scan(prefixOutbox, store.PrefixEnd(prefixOutbox), false, func(k, v []byte) bool {
+		var m OutMsg
+		if derr = msgpack.Unmarshal(v, &m); derr != nil {
+			return false
+		}
+		out = append(out, OutboxEntry{Key: append([]byte(nil), k...), Msg: m})
+		return len(out) < max
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("projections: read outbox: %w", err)
+	}
+	return out, nil
+}
+
+// Merges returns the merge records of the profiles into which others were
+// merged, for the given (root) profile, in log order.
+func Merges(r store.Reader, into []byte) ([]MergeRecord, error) {
+	p := append(append([]byte(nil), prefixMerge...), into...)
+	var out []MergeRecord
+	var derr error
+	err := r.Scan(p, store.PrefixEnd(p), false, func(_, v []byte) bool {
+		var m MergeRecord
+		if derr = msgpack.Unmarshal(v, &m); derr != nil {
+			return false
+		}
+		out = append(out, m)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
+
+func ulidString(b []byte) string {
+	var u ulid.ULID
+	if len(b) != len(u) {
+		return fmt.Sprintf("%x", b)
+	}
+	copy(u[:], b)
+	return u.String()
+}
+
+func mergeJSON(m *MergeRecord) ([]byte, error) {
+	return json.Marshal(map[string]any{
+		"type":            "profile.merged",
+		"from":            ulidString(m.From),
+		"into":            ulidString(m.Into),
+		"event_id":        ulidString(m.EventID),
+		"identifier_type": m.Type,
+		"event_time":      m.Time,
+		"seq":             m.Seq,
+	})
+}
+
+// digestPrefixes are the key ranges that make up the projection state. The
+// outbox is excluded: it drains asynchronously and is not part of the state.
+var digestPrefixes = [][]byte{
+	keyApplied, keyPartitions, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
+	[]byte("ik/"), []byte("ip/"), []byte("p/"),
+}
+
+// Digest returns a SHA-256 over every key and value of the projection state,
+// in key order. Two stores fed the same log have equal digests.
+func Digest(r store.Reader) ([]byte, error) {
+	h := sha256.New()
+	var lenBuf [8]byte
+	for _, p := range digestPrefixes {
+		err := r.Scan(p, store.PrefixEnd(p), false, func(k, v []byte) bool {
+			binary.BigEndian.PutUint32(lenBuf[:4], uint32(len(k)))
+			binary.BigEndian.PutUint32(lenBuf[4:], uint32(len(v)))
+			h.Write(lenBuf[:])
+			h.Write(k)
+			h.Write(v)
+			return true
+		})
+		if err != nil {
+			return nil, fmt.Errorf("projections: digest: %w", err)
+		}
+	}
+	return h.Sum(nil), nil
+}
+
+// PartitionPrefix returns the key prefix of GCR partition i.
+func PartitionPrefix(i int) []byte {
+	return binary.BigEndian.AppendUint16([]byte("p/"), uint16(i))
+}
+
+// Snapshot writes every key of the given ranges (length-prefixed key/value
+// pairs) to w: the snapshot of one partition is Snapshot(r, w,
+// PartitionPrefix(i)); of the whole state machine, Snapshot(r, w) with no
+// prefix given.
+func Snapshot(r store.Reader, w io.Writer, prefixes ...[]byte) error {
+	if len(prefixes) == 0 {
+		prefixes = append(digestPrefixes, prefixOutbox)
+	}
+	bw := bufio.NewWriter(w)
+	var werr error
+	for _, p := range prefixes {
+		err := r.Scan(p, store.PrefixEnd(p), false, func(k, v []byte) bool {
+			var hdr [8]byte
+			binary.BigEndian.PutUint32(hdr[:4], uint32(len(k)))
+			binary.BigEndian.PutUint32(hdr[4:], uint32(len(v)))
+			if _, werr = bw.Write(hdr[:]); werr == nil {
+				if _, werr = bw.Write(k); werr == nil {
+					_, werr = bw.Write(v)
+				}
+			}
+			return werr == nil
+		})
+		if err == nil {
+			err = werr
+		}
+		if err != nil {
+			return fmt.Errorf("projections: snapshot: %w", err)
+		}
+	}
+	return bw.Flush()
+}
+
+// Restore replaces the given key ranges of rw with a snapshot from r. Keys in
+// the snapshot outside the ranges are refused.
+func Restore(rw store.ReadWriter, r io.Reader, prefixes ...[]byte) error {
+	if len(prefixes) == 0 {
+		prefixes = append(digestPrefixes, prefixOutbox)
+	}
+	for _, p := range prefixes {
+		var keys [][]byte
+		if err := rw.Scan(p, store.PrefixEnd(p), false, func(k, _ []byte) bool {
+			keys = append(keys, append([]byte(nil), k...))
+			return true
+		}); err != nil {
+			return fmt.Errorf("projections: restore: %w", err)
+		}
+		for _, k := range keys {
+			if err := rw.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	br := bufio.NewReader(r)
+	for {
+		var hdr [8]byte
+		if _, err := io.ReadFull(br, hdr[:]); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("projections: restore: truncated snapshot: %w", err)
+		}
+		kl, vl := binary.BigEndian.Uint32(hdr[:4]), binary.BigEndian.Uint32(hdr[4:])
+		if kl > 1<<20 || vl > 64<<20 {
+			return fmt.Errorf("projections: restore: entry too large (%d, %d)", kl, vl)
+		}
+		buf := make([]byte, kl+vl)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return fmt.Errorf("projections: restore: truncated snapshot: %w", err)
+		}
+		k, v := buf[:kl], buf[kl:]
+		inRange := false
+		for _, p := range prefixes {
+			if bytes.HasPrefix(k, p) {
+				inRange = true
+				break
+			}
+		}
+		if !inRange {
+			return fmt.Errorf("projections: restore: key %q outside the snapshot's ranges", k)
+		}
+		if err := rw.Set(k, v); err != nil {
+			return err
+		}
+	}
+}
+
+// SkipEntry records seq as applied without any other change: the fate of a
+// log entry that cannot be decoded.
+func SkipEntry(rw store.ReadWriter, seq uint64) error { return setUint64(rw, keyApplied, seq) }
