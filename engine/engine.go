@@ -124,14 +124,14 @@ func (o *Options) validate() error {
 
 // Engine is a running Aurum node.
 type Engine struct {
-	opts     Options
-	log      *alog.Log
-	state    *store.DB
-	keysDB   *store.DB
-	keys     *seal.Keyring
-	sm       *projections.StateMachine
-	metrics  *metrics
-	ids      *idSource
+	opts    Options
+	log     *alog.Log
+	state   *store.DB
+	keysDB  *store.DB
+	keys    *seal.Keyring
+	sm      *projections.StateMachine
+	metrics *metrics
+	ids     *idSource
 
 	sources *sourceTable
 	applied *appliedWatch

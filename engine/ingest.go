@@ -190,7 +190,9 @@ type pending struct {
 
 // inflight is one log append waiting for its acknowledgement.
 type inflight struct {
-	fut     interface{ Wait(context.Context) (uint64, bool, error) }
+	fut interface {
+		Wait(context.Context) (uint64, bool, error)
+	}
 	err     error
 	waiters []*pending
 }
