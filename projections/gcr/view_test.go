@@ -1,0 +1,172 @@
+package gcr
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/oklog/ulid/v2"
+)
+
+var (
+	shredded   = bytes.Repeat([]byte{0x33}, 16) // a destroyed data key
+	errNoKey   = errors.New("keys: destroyed")
+	openOrFail = func(key, sealed []byte) ([]byte, error) {
+		if bytes.Equal(key, shredded) {
+			return nil, errNoKey
+		}
+		return xorOpen(key, sealed)
+	}
+)
+
+func ulidOf(b []byte) string { return ulid.ULID(b).String() }
+
+func jsonEqual(t *testing.T, got any, want string) {
+	t.Helper()
+	gb, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, w any
+	if err := json.Unmarshal(gb, &g); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatalf("bad want: %v", err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("got\n%s\nwant\n%s", gb, want)
+	}
+}
+
+func TestView(t *testing.T) {
+	const t0 = 1700000000000 // 2023-11-14T22:13:20Z
+	p, mem := New(nil), store.NewMem()
+	tx := p.Begin(mem)
+
+	id1 := identify(1, t0)
+	id1.Traits = map[string][]byte{"name": sealValue(t, testKey, "Rob"), "age": sealValue(t, testKey, 42)}
+	mustAdd(t, tx, pid(1), id1,
+		ref("email", 0xaa, sealValue(t, testKey, "rob@example.com")),
+		ref("user_id", 0x01, sealValue(t, testKey, "u-1")))
+	mustAdd(t, tx, pid(1), track(2, t0+1000, "Order Completed", map[string]any{"revenue": 100}))
+	ev3 := track(3, t0+2000, "Order Completed", map[string]any{"revenue": "50.5"})
+	ev3.Key = shredded
+	ev3.Traits = map[string][]byte{"plan": sealValue(t, shredded, "gold")}
+	mustAdd(t, tx, pid(1), ev3, ref("email", 0xbb, sealValue(t, shredded, "old@example.com")))
+	ev4 := &event.Record{ID: eid(4), Kind: event.Page, Name: "Home", Time: t0 - 1000, Source: "web", Channel: "web", DeviceType: "desktop", Key: testKey}
+	mustAdd(t, tx, pid(2), ev4, ref("email", 0xcc, sealValue(t, testKey, "second@example.com")))
+	if err := tx.Merge(pid(2), pid(1)); err != nil {
+		t.Fatal(err)
+	}
+	mustFlush(t, tx)
+	prof := mustGet(t, p, mem, pid(1))
+
+	v, err := prof.View(openOrFail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonEqual(t, v, `{
+		"profile_id": "`+ulidOf(pid(1))+`",
+		"identifiers": {
+			"email": [
+				{"value": "second@example.com", "first_seen": "2023-11-14T22:13:19Z", "last_seen": "2023-11-14T22:13:19Z"},
+				{"value": "rob@example.com", "first_seen": "2023-11-14T22:13:20Z", "last_seen": "2023-11-14T22:13:20Z"},
+				{"value": null, "redacted": true, "first_seen": "2023-11-14T22:13:22Z", "last_seen": "2023-11-14T22:13:22Z"}
+			],
+			"user_id": [{"value": "u-1", "first_seen": "2023-11-14T22:13:20Z", "last_seen": "2023-11-14T22:13:20Z"}]
+		},
+		"traits": {"name": "Rob", "age": 42, "plan": null},
+		"stats": {
+			"first_seen": "2023-11-14T22:13:19Z", "last_seen": "2023-11-14T22:13:22Z", "total_events": 4,
+			"event_counts": {"Order Completed": 2},
+			"kind_counts": {"identify": 1, "track": 2, "page": 1},
+			"sources": {"ios": 1, "web": 3},
+			"channels": {"mobile": 1, "web": 3},
+			"devices": {"ios": 1, "desktop": 1}
+		},
+		"revenue": {"Order Completed": {"count": 2, "total": 150.5}},
+		"audiences": {},
+		"predictions": {},
+		"merged_from": ["`+ulidOf(pid(2))+`"],
+		"redacted": true,
+		"redacted_traits": ["plan"]
+	}`)
+
+	// With every key available nothing is redacted.
+	v, err = prof.View(func(key, sealed []byte) ([]byte, error) { return xorOpen(key, sealed) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Redacted || v.Traits["plan"] != "gold" || v.Identifiers["email"][2].Value != "old@example.com" {
+		t.Errorf("all keys available: %+v", v)
+	}
+
+	// A plaintext that is not msgpack is an error, not a redaction.
+	if _, err := prof.View(func(_, _ []byte) ([]byte, error) { return []byte{0xc1}, nil }); err == nil {
+		t.Error("undecodable plaintext: no error")
+	}
+
+	// An empty profile has null first/last seen and empty collections.
+	v, err = (&Profile{ID: pid(9)}).View(openOrFail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonEqual(t, v, `{"profile_id": "`+ulidOf(pid(9))+`", "identifiers": {}, "traits": {},
+		"stats": {"first_seen": null, "last_seen": null, "total_events": 0, "event_counts": {}, "kind_counts": {}, "sources": {}, "channels": {}, "devices": {}},
+		"revenue": {}, "audiences": {}, "predictions": {}, "merged_from": []}`)
+}
+
+func TestRecordView(t *testing.T) {
+	const t0 = 1700000000000
+	priv := event.Private{UserID: "u-1", AnonymousID: "a-1", Context: map[string]any{"ip": "1.2.3.4", "library": map[string]any{"name": "js"}}, SentAt: t0 + 5}
+	rec := &event.Record{
+		ID: eid(1), MessageID: "msg-1", Source: "web", Kind: event.Identify, Time: t0, Received: t0 + 10,
+		Key: testKey, Channel: "web",
+		IDs: []event.IDRef{
+			ref("user_id", 1, sealValue(t, testKey, "u-1")),
+			ref("loyalty_id", 2, sealValue(t, testKey, "L-77")),
+		},
+		Traits:     map[string][]byte{"name": sealValue(t, testKey, "Rob")},
+		Properties: map[string]any{"x": "y"},
+		Private:    sealValue(t, testKey, priv),
+	}
+	m, err := RecordView(rec, openOrFail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonEqual(t, m, `{
+		"id": "`+ulidOf(eid(1))+`", "type": "identify", "messageId": "msg-1", "source": "web",
+		"timestamp": "2023-11-14T22:13:20Z", "receivedAt": "2023-11-14T22:13:20.01Z", "sentAt": "2023-11-14T22:13:20.005Z",
+		"userId": "u-1", "anonymousId": "a-1",
+		"traits": {"name": "Rob"},
+		"properties": {"x": "y"},
+		"context": {"ip": "1.2.3.4", "library": {"name": "js"},
+			"externalIds": [{"id": "L-77", "type": "loyalty_id", "collection": "users", "encoding": "none"}]}
+	}`)
+
+	// Under a destroyed key only the plaintext fields remain.
+	rec.Key = shredded
+	m, err = RecordView(rec, openOrFail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonEqual(t, m, `{
+		"id": "`+ulidOf(eid(1))+`", "type": "identify", "messageId": "msg-1", "source": "web",
+		"timestamp": "2023-11-14T22:13:20Z", "receivedAt": "2023-11-14T22:13:20.01Z",
+		"traits": {"name": null}, "properties": {"x": "y"}, "context": {}, "redacted": true
+	}`)
+
+	// A track event carries its name and no traits.
+	m, err = RecordView(track(2, t0, "Order Completed", nil), openOrFail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["event"] != "Order Completed" || m["type"] != "track" || m["traits"] != nil || m["redacted"] != nil {
+		t.Errorf("track view = %v", m)
+	}
+}
