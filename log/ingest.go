@@ -47,14 +47,18 @@ var ackBody = []byte("+ACK")
 //
 // Delivery is at least once: a batch whose ack confirmation is lost is
 // redelivered after Options.IngestAckWait, possibly after newer messages.
-// handle must not retain the slice; it may retain RawMsg.Data.
+// Run one ConsumeIngest at a time: concurrent ones share the consumer and
+// lose the ordering. handle must not retain the slice; it may retain
+// RawMsg.Data. Close waits (at most Options.RequestTimeout) for a running
+// ConsumeIngest to finish its current batch.
 func (l *Log) ConsumeIngest(ctx context.Context, max int, handle func([]RawMsg) error) error {
 	if max <= 0 || max > MaxIngestBatch {
 		return fmt.Errorf("log: consume ingest: batch size %d out of range [1, %d]", max, MaxIngestBatch)
 	}
-	if l.isClosed() {
+	if !l.enter() {
 		return ErrClosed
 	}
+	defer l.active.Done()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(l.closing, cancel)
@@ -70,7 +74,7 @@ func (l *Log) ConsumeIngest(ctx context.Context, max int, handle func([]RawMsg) 
 	return err
 }
 
-func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) error) error {
+func (l *Log) gatewayConsumer(ctx context.Context, max int) (jetstream.Consumer, error) {
 	cons, err := l.js.CreateOrUpdateConsumer(ctx, StreamIngest, jetstream.ConsumerConfig{
 		Durable:       GatewayConsumer,
 		Description:   "Aurum gateway",
@@ -81,7 +85,15 @@ func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) 
 		MaxAckPending: 2 * max,
 	})
 	if err != nil {
-		return fmt.Errorf("log: consume ingest: consumer %s: %w", GatewayConsumer, err)
+		return nil, fmt.Errorf("log: consume ingest: consumer %s: %w", GatewayConsumer, err)
+	}
+	return cons, nil
+}
+
+func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) error) error {
+	cons, err := l.gatewayConsumer(ctx, max)
+	if err != nil {
+		return err
 	}
 	acker, err := newAcker(l.nc, 2*max)
 	if err != nil {
@@ -96,6 +108,18 @@ func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) 
 	)
 	for ctx.Err() == nil {
 		msgs, raws = msgs[:0], raws[:0]
+		if cons == nil {
+			// Re-create after a fetch error: the consumer may have been
+			// deleted, or the server restarted without it.
+			if cons, err = l.gatewayConsumer(ctx, max); err != nil {
+				failures++
+				l.logger.Warn("log: consume ingest: consumer", "err", err, "failures", failures)
+				if !l.pause(ctx, failures) {
+					return ctx.Err()
+				}
+				continue
+			}
+		}
 		batch, err := cons.Fetch(max, jetstream.FetchMaxWait(ingestFetchWait))
 		if err == nil {
 			for m := range batch.Messages() {
@@ -115,6 +139,7 @@ func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) 
 			// Messages received before the error stay un-acked and are
 			// redelivered after AckWait; nak them to speed that up.
 			l.nakAll(msgs)
+			cons = nil
 			failures++
 			l.logger.Warn("log: consume ingest: fetch", "err", err, "failures", failures)
 			if !l.pause(ctx, failures) {
@@ -136,10 +161,12 @@ func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) 
 			continue
 		}
 		failures = 0
-		actx, cancel := context.WithTimeout(ctx, l.opts.RequestTimeout)
+		// The batch is handled: ack it even if ctx ends meanwhile (Close
+		// waits for this), so that it is not handled twice.
+		actx, cancel := context.WithTimeout(context.Background(), l.opts.RequestTimeout)
 		err = acker.ackAll(actx, msgs)
 		cancel()
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			l.logger.Warn("log: consume ingest: ack not confirmed; batch will be redelivered after AckWait",
 				"err", err, "msgs", len(msgs), "first_seq", raws[0].Seq, "ack_wait", l.opts.IngestAckWait)
 		}

@@ -79,6 +79,19 @@ type Log struct {
 	closing       context.Context
 	cancelClosing context.CancelFunc
 	readers       map[*Reader]struct{}
+	active        sync.WaitGroup // running ConsumeIngest calls
+}
+
+// enter registers a long-running call that Close waits for; it reports
+// false when the Log is closed. The caller calls l.active.Done.
+func (l *Log) enter() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.active.Add(1)
+	return true
 }
 
 // Open starts the embedded server (or connects to Options.URL), and creates
@@ -251,19 +264,30 @@ func (l *Log) Close() error {
 		r.stop()
 	}
 	var err error
-	timer := time.NewTimer(l.opts.RequestTimeout)
-	defer timer.Stop()
+	// One deadline for the whole drain; its Done channel stays closed.
+	deadline, cancel := context.WithTimeout(context.Background(), l.opts.RequestTimeout)
+	defer cancel()
+	idle := make(chan struct{})
+	go func() { // owned here: ends when every ConsumeIngest has returned
+		l.active.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-deadline.Done():
+		err = errors.Join(err, fmt.Errorf("log: close: ConsumeIngest still running after %v", l.opts.RequestTimeout))
+	}
 	select {
 	case <-l.js.PublishAsyncComplete():
-	case <-timer.C:
-		err = fmt.Errorf("log: close: %d async appends still pending after %v", l.js.PublishAsyncPending(), l.opts.RequestTimeout)
+	case <-deadline.Done():
+		err = errors.Join(err, fmt.Errorf("log: close: %d async appends still pending after %v", l.js.PublishAsyncPending(), l.opts.RequestTimeout))
 	}
 	if derr := l.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
 		l.nc.Close()
 	}
 	select {
 	case <-l.connGone:
-	case <-timer.C:
+	case <-deadline.Done():
 		l.nc.Close()
 		<-l.connGone
 	}
