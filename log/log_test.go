@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -701,5 +703,40 @@ func BenchmarkReader(b *testing.B) {
 		if e.Seq != uint64(i+1) {
 			b.Fatalf("seq %d, want %d", e.Seq, i+1)
 		}
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestLogsListenAddressAndFsyncWarning(t *testing.T) {
+	var out syncBuffer
+	logger := slog.New(slog.NewTextHandler(&out, nil))
+	opts := testOptions(t.TempDir())
+	opts.Logger = logger
+	srv := openLog(t, opts)
+	if !strings.Contains(out.String(), "listening") || !strings.Contains(out.String(), srv.ClientURL()) {
+		t.Fatalf("no Info line with the listen URL %s in:\n%s", srv.ClientURL(), out.String())
+	}
+	client := openLog(t, Options{URL: srv.ClientURL(), Fsync: FsyncAlways, Logger: logger})
+	if client.ClientURL() != srv.ClientURL() {
+		t.Fatalf("external ClientURL %q, want %q", client.ClientURL(), srv.ClientURL())
+	}
+	if !strings.Contains(out.String(), "level=WARN") || !strings.Contains(out.String(), "fsync=always") {
+		t.Fatalf("no fsync warning for an external URL in:\n%s", out.String())
 	}
 }
