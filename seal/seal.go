@@ -1,0 +1,413 @@
+// Package seal encrypts personal data with per-profile data keys so that it
+// can later be crypto-shredded: destroying a key makes every copy of the
+// data sealed under it (on the log, in projections, in backups) unreadable.
+//
+// Data keys are random 32-byte AES-256-GCM keys identified by a 16-byte id.
+// They are stored wrapped (AES-256-GCM) under a key derived from the 32-byte
+// master key, in their own small Pebble database. Key layout:
+//
+//	dk/<keyid16> → wrapped data key: version(1) || nonce(12) || ciphertext+tag(48)
+//	dx/<keyid16> → tombstone of a destroyed key (never recreated)
+//	meta/check   → key check value of the master key: version(1) || 16 bytes
+//
+// Look-ups use a keyed hash (HMAC-SHA256 under another derived key) so that
+// identifiers can be found without storing them in plaintext.
+package seal
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"hash"
+	"sync"
+
+	"github.com/aurumcdp/aurum/store"
+)
+
+// Errors returned by Open and Seal. They are wrapped with the key id; test
+// them with errors.Is.
+var (
+	ErrKeyDestroyed = errors.New("seal: key destroyed")
+	ErrUnknownKey   = errors.New("seal: unknown key")
+	ErrCorrupt      = errors.New("seal: corrupt or tampered data")
+)
+
+// ErrMasterKeyMismatch is returned by NewKeyring when the master key is not
+// the one the keys database was created with.
+var ErrMasterKeyMismatch = errors.New("seal: master key does not match this data directory")
+
+const (
+	idLen       = 16
+	dataKeyLen  = 32
+	nonceLen    = 12
+	tagLen      = 16
+	version     = 1
+	sealedExtra = 1 + nonceLen + tagLen // Seal overhead: version, nonce, tag
+	hashLen     = 16
+	checkLen    = 16
+)
+
+// HKDF info strings; changing them changes every derived key.
+const (
+	infoWrap  = "aurum/seal/v1/wrap"
+	infoHash  = "aurum/seal/v1/hash"
+	infoCheck = "aurum/seal/v1/check"
+)
+
+var (
+	prefixKey       = []byte("dk/")
+	prefixTombstone = []byte("dx/")
+	keyCheck        = []byte("meta/check")
+)
+
+// Options configures a Keyring. A nil *Options is valid.
+type Options struct {
+	// CacheKeys bounds the in-memory LRU of unwrapped keys. Default 100_000.
+	CacheKeys int
+}
+
+// EnsureDefaults returns a copy of o with zero fields set to defaults.
+func (o *Options) EnsureDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.CacheKeys <= 0 {
+		r.CacheKeys = 100_000
+	}
+	return r
+}
+
+// Keyring creates, caches, uses and destroys data keys. It is safe for
+// concurrent use. It does not own db: the caller closes it after the last
+// use of the Keyring.
+type Keyring struct {
+	db      *store.DB
+	wrap    cipher.AEAD // wraps data keys
+	hashKey []byte
+	hashers sync.Pool // *hasher
+	cache   *keyCache
+
+	// writeMu serialises Ensure and Destroy, so that concurrent Ensure of
+	// one id creates one key.
+	writeMu sync.Mutex
+	// loadMu orders cache fills from the database (read side) against
+	// Destroy (write side), so that a key being destroyed is never put back
+	// into the cache by a concurrent load.
+	loadMu sync.RWMutex
+}
+
+// NewKeyring returns the keyring stored in db, sealed under master (32
+// bytes). On an empty db it records a check value of master; on an existing
+// one it verifies it and returns ErrMasterKeyMismatch if it differs.
+func NewKeyring(db *store.DB, master []byte, opts *Options) (*Keyring, error) {
+	if len(master) != MasterKeySize {
+		return nil, fmt.Errorf("seal: master key is %d bytes, want %d", len(master), MasterKeySize)
+	}
+	o := opts.EnsureDefaults()
+	wrapKey, err := hkdf.Key(sha256.New, master, nil, infoWrap, dataKeyLen)
+	if err != nil {
+		return nil, fmt.Errorf("seal: derive keys: %w", err)
+	}
+	hashKey, err := hkdf.Key(sha256.New, master, nil, infoHash, sha256.Size)
+	if err != nil {
+		return nil, fmt.Errorf("seal: derive keys: %w", err)
+	}
+	check, err := hkdf.Key(sha256.New, master, nil, infoCheck, checkLen)
+	if err != nil {
+		return nil, fmt.Errorf("seal: derive keys: %w", err)
+	}
+	wrap, err := newAEAD(wrapKey)
+	if err != nil {
+		return nil, err
+	}
+	k := &Keyring{db: db, wrap: wrap, hashKey: hashKey, cache: newKeyCache(o.CacheKeys)}
+	k.hashers.New = func() any { return &hasher{h: hmac.New(sha256.New, k.hashKey)} }
+	if err := k.verifyCheck(check); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *Keyring) verifyCheck(check []byte) error {
+	want := append([]byte{version}, check...)
+	got, err := k.db.Get(keyCheck)
+	switch {
+	case err == nil:
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			return ErrMasterKeyMismatch
+		}
+		return nil
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("seal: read key check: %w", err)
+	}
+	// No check value: the keys database must be empty.
+	nonEmpty := false
+	if err := k.db.Scan(nil, nil, false, func(_, _ []byte) bool { nonEmpty = true; return false }); err != nil {
+		return fmt.Errorf("seal: read keys: %w", err)
+	}
+	if nonEmpty {
+		return errors.New("seal: keys database has keys but no master key check value")
+	}
+	b := k.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(keyCheck, want); err != nil {
+		return fmt.Errorf("seal: write key check: %w", err)
+	}
+	if err := k.db.Commit(b, true); err != nil {
+		return fmt.Errorf("seal: write key check: %w", err)
+	}
+	return nil
+}
+
+type hasher struct {
+	h   hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
+}
+
+// Hash returns the 16-byte keyed hash of an identifier:
+// HMAC-SHA256(hashKey, typ + ":" + value)[:16].
+func (k *Keyring) Hash(typ, value string) []byte {
+	hs := k.hashers.Get().(*hasher)
+	hs.buf = append(append(append(hs.buf[:0], typ...), ':'), value...)
+	hs.h.Reset()
+	hs.h.Write(hs.buf)
+	sum := hs.h.Sum(hs.sum[:0])
+	out := make([]byte, hashLen)
+	copy(out, sum)
+	if cap(hs.buf) <= 4096 { // do not keep huge buffers in the pool
+		k.hashers.Put(hs)
+	}
+	return out
+}
+
+// Ensure creates and persists, in one synced batch, every data key in
+// keyIDs that does not exist yet. Ids of destroyed keys are skipped: they
+// are never recreated, and Seal and Open under them return ErrKeyDestroyed.
+// Each id must be 16 bytes. Safe for concurrent use; concurrent Ensure of
+// one id creates one key.
+func (k *Keyring) Ensure(keyIDs [][]byte) error {
+	var missing []keyID
+	for _, raw := range keyIDs {
+		id, err := toID(raw)
+		if err != nil {
+			return fmt.Errorf("seal: ensure: %w", err)
+		}
+		if _, ok := k.cache.get(&id); !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	k.writeMu.Lock()
+	defer k.writeMu.Unlock()
+
+	b := k.db.NewBatch()
+	defer b.Close()
+	type created struct {
+		id   keyID
+		aead cipher.AEAD
+	}
+	var news []created
+	seen := make(map[keyID]bool, len(missing))
+	for _, id := range missing {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if _, err := k.load(&id); err == nil || errors.Is(err, ErrKeyDestroyed) {
+			continue // exists (now cached) or destroyed
+		} else if !errors.Is(err, ErrUnknownKey) {
+			return fmt.Errorf("seal: ensure: %w", err)
+		}
+		dk := make([]byte, dataKeyLen)
+		rand.Read(dk)
+		aead, err := newAEAD(dk)
+		if err != nil {
+			return err
+		}
+		wrapped := k.wrapKey(&id, dk)
+		clear(dk)
+		if err := b.Set(dbKey(prefixKey, &id), wrapped); err != nil {
+			return fmt.Errorf("seal: ensure: %w", err)
+		}
+		news = append(news, created{id, aead})
+	}
+	if len(news) == 0 {
+		return nil
+	}
+	if err := k.db.Commit(b, true); err != nil {
+		return fmt.Errorf("seal: ensure: %w", err)
+	}
+	for i := range news {
+		k.cache.put(&news[i].id, news[i].aead)
+	}
+	return nil
+}
+
+// Seal encrypts plaintext under the data key keyID with AES-256-GCM, a
+// random 12-byte nonce and keyID as additional data. The result is
+// version(1) || nonce(12) || ciphertext || tag(16).
+func (k *Keyring) Seal(keyID, plaintext []byte) ([]byte, error) {
+	aead, err := k.aead(keyID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 1+nonceLen, len(plaintext)+sealedExtra)
+	out[0] = version
+	nonce := out[1 : 1+nonceLen]
+	rand.Read(nonce)
+	return aead.Seal(out, nonce, plaintext, keyID), nil
+}
+
+// Open decrypts the output of Seal under keyID. It returns an error
+// wrapping ErrKeyDestroyed if the key was destroyed, ErrUnknownKey if it was
+// never created, and ErrCorrupt if sealed is malformed, was tampered with, or
+// was sealed under another key id.
+func (k *Keyring) Open(keyID, sealed []byte) ([]byte, error) {
+	aead, err := k.aead(keyID)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < sealedExtra {
+		return nil, fmt.Errorf("%w: %d bytes is too short", ErrCorrupt, len(sealed))
+	}
+	if sealed[0] != version {
+		return nil, fmt.Errorf("%w: unknown version %d", ErrCorrupt, sealed[0])
+	}
+	p, err := aead.Open(nil, sealed[1:1+nonceLen], sealed[1+nonceLen:], keyID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key %x", ErrCorrupt, keyID)
+	}
+	return p, nil
+}
+
+// Destroy crypto-shreds keyID: in one synced batch it deletes the wrapped key
+// and writes a tombstone so that Ensure never recreates it, then marks it
+// destroyed in the cache. Destroying an unknown or destroyed key is allowed
+// (it writes the tombstone). Data sealed concurrently with Destroy under the
+// same key is unreadable afterwards like all other data under it.
+//
+// The deleted wrapped key may remain physically in the keys database's
+// files until they are compacted or rewritten; the raw data key is never
+// stored.
+func (k *Keyring) Destroy(keyID []byte) error {
+	id, err := toID(keyID)
+	if err != nil {
+		return fmt.Errorf("seal: destroy: %w", err)
+	}
+	k.writeMu.Lock()
+	defer k.writeMu.Unlock()
+	k.loadMu.Lock()
+	defer k.loadMu.Unlock()
+	b := k.db.NewBatch()
+	defer b.Close()
+	if err := b.Delete(dbKey(prefixKey, &id)); err != nil {
+		return fmt.Errorf("seal: destroy: %w", err)
+	}
+	if err := b.Set(dbKey(prefixTombstone, &id), []byte{version}); err != nil {
+		return fmt.Errorf("seal: destroy: %w", err)
+	}
+	if err := k.db.Commit(b, true); err != nil {
+		return fmt.Errorf("seal: destroy: %w", err)
+	}
+	k.cache.put(&id, nil)
+	return nil
+}
+
+// aead returns the cipher of keyID, loading it on a cache miss.
+func (k *Keyring) aead(raw []byte) (cipher.AEAD, error) {
+	id, err := toID(raw)
+	if err != nil {
+		return nil, err
+	}
+	if a, ok := k.cache.get(&id); ok {
+		if a == nil {
+			return nil, fmt.Errorf("%w: %x", ErrKeyDestroyed, raw)
+		}
+		return a, nil
+	}
+	return k.load(&id)
+}
+
+// load reads keyID from the database and caches it (or its destroyed
+// state). Unknown keys are not cached: Ensure may create them.
+func (k *Keyring) load(id *keyID) (cipher.AEAD, error) {
+	k.loadMu.RLock()
+	defer k.loadMu.RUnlock()
+	wrapped, err := k.db.Get(dbKey(prefixKey, id))
+	if err == nil {
+		aead, err := k.unwrap(id, wrapped)
+		if err != nil {
+			return nil, err
+		}
+		k.cache.put(id, aead)
+		return aead, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("seal: load key %x: %w", id[:], err)
+	}
+	_, err = k.db.Get(dbKey(prefixTombstone, id))
+	switch {
+	case err == nil:
+		k.cache.put(id, nil)
+		return nil, fmt.Errorf("%w: %x", ErrKeyDestroyed, id[:])
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("%w: %x", ErrUnknownKey, id[:])
+	default:
+		return nil, fmt.Errorf("seal: load key %x: %w", id[:], err)
+	}
+}
+
+func (k *Keyring) wrapKey(id *keyID, dk []byte) []byte {
+	out := make([]byte, 1+nonceLen, 1+nonceLen+dataKeyLen+tagLen)
+	out[0] = version
+	rand.Read(out[1 : 1+nonceLen])
+	return k.wrap.Seal(out, out[1:1+nonceLen], dk, dbKey(prefixKey, id))
+}
+
+func (k *Keyring) unwrap(id *keyID, wrapped []byte) (cipher.AEAD, error) {
+	if len(wrapped) != 1+nonceLen+dataKeyLen+tagLen || wrapped[0] != version {
+		return nil, fmt.Errorf("%w: wrapped key %x is malformed", ErrCorrupt, id[:])
+	}
+	dk, err := k.wrap.Open(nil, wrapped[1:1+nonceLen], wrapped[1+nonceLen:], dbKey(prefixKey, id))
+	if err != nil {
+		return nil, fmt.Errorf("%w: wrapped key %x fails authentication", ErrCorrupt, id[:])
+	}
+	defer clear(dk)
+	return newAEAD(dk)
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return aead, nil
+}
+
+func toID(raw []byte) (keyID, error) {
+	var id keyID
+	if len(raw) != idLen {
+		return id, fmt.Errorf("seal: key id is %d bytes, want %d", len(raw), idLen)
+	}
+	copy(id[:], raw)
+	return id, nil
+}
+
+func dbKey(prefix []byte, id *keyID) []byte {
+	k := make([]byte, 0, len(prefix)+idLen)
+	return append(append(k, prefix...), id[:]...)
+}
