@@ -69,7 +69,7 @@ func TestCrashRecovery(t *testing.T) {
 	dataDir := t.TempDir()
 	n := startNode(t, dataDir)
 	key := n.createSource("web")
-	w := newCrashWorkload(60, 25, 25, 42)
+	w := newCrashWorkload(100, 30, 20, 42)
 
 	var acked atomic.Int64
 	work := make(chan []map[string]any)
@@ -96,23 +96,28 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	stopKiller := make(chan struct{})
 	killerDone := make(chan int)
-	go func() { // the killer: SIGKILL at random moments, then restart
+	go func() { // the killer: SIGKILL at random moments spread over the stream, then restart
 		r := rand.New(rand.NewPCG(7, 11))
+		const wantKills = 5
 		kills := 0
-		for {
-			select {
-			case <-stopKiller:
-				killerDone <- kills
-				return
-			case <-time.After(time.Duration(150+r.IntN(400)) * time.Millisecond):
+		total := int64(len(w.batches))
+		for kills < wantKills {
+			threshold := total * int64(kills+1) / (wantKills + 1)
+			for acked.Load() < threshold {
+				select {
+				case <-stopKiller:
+					killerDone <- kills
+					return
+				case <-time.After(2 * time.Millisecond):
+				}
 			}
-			if kills >= 5 {
-				continue
-			}
+			time.Sleep(time.Duration(r.IntN(20)) * time.Millisecond)
 			n.kill()
 			kills++
 			n.restart()
 		}
+		<-stopKiller
+		killerDone <- kills
 	}()
 	for _, b := range w.batches {
 		work <- b
