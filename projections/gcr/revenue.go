@@ -8,8 +8,9 @@ import (
 )
 
 // MaxRevenue bounds the absolute value of one event's revenue, in units.
-// Larger values are ignored as implausible; the bound also keeps sums of up
-// to ~900k maximal events inside int64 micro-units.
+// Larger values are ignored as implausible. Sums stay exact while their total
+// is within ±9.2e12 units (int64 micro-units); beyond that they wrap, which
+// keeps them order-independent.
 const MaxRevenue = 1e10
 
 const maxMicros = MaxRevenue * 1e6 // 1e16, < 2^63

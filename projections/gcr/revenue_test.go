@@ -3,6 +3,8 @@ package gcr
 import (
 	"encoding/json"
 	"math"
+	"math/big"
+	"strings"
 	"testing"
 )
 
@@ -102,6 +104,25 @@ func FuzzDecimalMicros(f *testing.F) {
 		}
 		if m > maxMicros || m < -maxMicros {
 			t.Fatalf("decimalMicros(%q) = %d out of range", s, m)
+		}
+		// Oracle: exact rational arithmetic, rounded half away from zero.
+		if e := strings.IndexAny(s, "eE"); e >= 0 && len(s)-e > 5 {
+			return // keep the oracle's big exponents cheap
+		}
+		r, okr := new(big.Rat).SetString(strings.TrimSpace(s))
+		if !okr || len(s) > 200 {
+			return
+		}
+		r.Mul(r, big.NewRat(1_000_000, 1))
+		neg := r.Sign() < 0
+		r.Abs(r)
+		r.Add(r, big.NewRat(1, 2))
+		q := new(big.Int).Quo(r.Num(), r.Denom())
+		if neg {
+			q.Neg(q)
+		}
+		if !q.IsInt64() || q.Int64() != m {
+			t.Fatalf("decimalMicros(%q) = %d, exact rounding gives %s", s, m, q)
 		}
 	})
 }
