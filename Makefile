@@ -17,7 +17,7 @@ test-short:
 
 # Benchmarks: ingest throughput and look-up latency against raw JetStream publish.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./bench/
+	$(GO) test -run '^TestReport$$' -count 1 -v -timeout 30m ./bench/ -args -report
 
 # Each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -35,7 +39,7 @@ func TestJourney(t *testing.T) {
 	send(web, "/v1/track", map[string]any{"userId": "u-1001", "anonymousId": "anon-phone", "messageId": "m4",
 		"event": "Signed In", "timestamp": at(3)})
 	identify := map[string]any{"userId": "u-1001", "anonymousId": "anon-laptop", "messageId": "m5",
-		"traits": map[string]any{"email": "  Rob@Example.COM ", "name": "Rob"}, "timestamp": at(4)}
+		"traits": map[string]any{"email": "  Rob@Example.COM ", "name": "Rob", "secret": "Plaintext-Canary-7731"}, "timestamp": at(4)}
 	send(web, "/v1/identify", identify)
 	send(pos, "/v1/track", map[string]any{"messageId": "m6", "event": "Order Completed", "timestamp": at(60),
 		"properties": map[string]any{"revenue": 42.5, "store": "CPH-1"},
@@ -140,8 +144,27 @@ func TestJourney(t *testing.T) {
 		}
 	}
 
+	// Metrics are exported.
+	code, metrics, err := n.request("GET", "/metrics", nil, nil)
+	if err != nil || code != http.StatusOK || !bytes.Contains(metrics, []byte(`aurum_ingest_events_total{source="pos"} 1`)) {
+		t.Errorf("GET /metrics: %d %v; want aurum_ingest_events_total for pos:\n%.2000s", code, err, metrics)
+	}
+
 	// The node restarts where it stopped: same answers after SIGTERM + start.
 	n.stop()
+	if code := n.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("aurum serve exited with %d on SIGTERM, want 0", code)
+	}
+	// Personal data is sealed on the log and in Pebble: neither the email nor
+	// a trait value appears in plain text in any file, while a plaintext
+	// property (the control) does.
+	found := scanDir(t, n.dataDir, "rob@example.com", "Plaintext-Canary-7731", "CPH-1")
+	if found["rob@example.com"] != "" || found["Plaintext-Canary-7731"] != "" {
+		t.Errorf("personal data in plain text on disk: %v", found)
+	}
+	if found["CPH-1"] == "" {
+		t.Errorf("control failed: the plaintext property CPH-1 was not found on disk, so the scan proves nothing")
+	}
 	n.restart()
 	p2, err := n.profile("loyalty_id:L-77")
 	if err != nil {
@@ -150,4 +173,29 @@ func TestJourney(t *testing.T) {
 	if p2["profile_id"] != pid || p2["stats"].(map[string]any)["total_events"] != float64(9) {
 		t.Fatalf("after restart: %v", fmt.Sprint(p2["profile_id"], p2["stats"]))
 	}
+}
+
+// scanDir reports, for each needle, a file under dir that contains it.
+func scanDir(t *testing.T, dir string, needles ...string) map[string]string {
+	t.Helper()
+	found := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, nd := range needles {
+			if bytes.Contains(data, []byte(nd)) {
+				found[nd] = path
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
