@@ -52,8 +52,11 @@ type node struct {
 	cmd     *exec.Cmd
 	HTTP    string // base URL
 	NATS    string
+	env     []string // extra environment; AURUM_ADMIN_TOKEN is set unless noToken
+	noToken bool
 	logMu   sync.Mutex
 	logs    bytes.Buffer
+	stdout  bytes.Buffer
 	exited  chan struct{}
 }
 
@@ -72,7 +75,14 @@ func freePort(t *testing.T) int {
 // restarted node keeps its addresses) and waits until it listens.
 func startNode(t *testing.T, dataDir string, extra ...string) *node {
 	t.Helper()
-	n := &node{t: t, dataDir: dataDir}
+	return startNodeWith(t, &node{dataDir: dataDir}, extra...)
+}
+
+// startNodeWith starts a node prepared by the caller (environment, token).
+func startNodeWith(t *testing.T, n *node, extra ...string) *node {
+	t.Helper()
+	n.t = t
+	dataDir := n.dataDir
 	n.args = append([]string{"serve", "--data-dir", dataDir, "--log-format", "json",
 		"--http", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"--nats", fmt.Sprintf("127.0.0.1:%d", freePort(t))}, extra...)
@@ -84,12 +94,16 @@ func startNode(t *testing.T, dataDir string, extra ...string) *node {
 func (n *node) start() {
 	n.t.Helper()
 	n.cmd = exec.Command(aurumBin, n.args...)
-	n.cmd.Env = append(os.Environ(), "AURUM_ADMIN_TOKEN="+testAdminToken)
+	n.cmd.Env = append(os.Environ(), n.env...)
+	if !n.noToken {
+		n.cmd.Env = append(n.cmd.Env, "AURUM_ADMIN_TOKEN="+testAdminToken)
+	}
 	stderr, err := n.cmd.StderrPipe()
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	n.cmd.Stdout = io.Discard
+	n.stdout.Reset()
+	n.cmd.Stdout = &n.stdout
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
