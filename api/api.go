@@ -5,6 +5,7 @@
 package api
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -86,14 +87,48 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 	s.route("GET /v1/deadletters", s.admin(s.handleDeadLetters))
 	s.route("GET /healthz", s.handleHealth)
 	s.route("GET /metrics", promhttp.HandlerFor(e.Registry(), promhttp.HandlerOpts{}).ServeHTTP)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
-	})
 	return s, nil
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		s.noRoute(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// routeMethods are the methods noRoute probes for a 405's Allow header.
+var routeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions}
+
+// noRoute answers a request no route matches: a JSON 405 with an Allow
+// header when the path has routes for other methods, else a JSON 404. (A
+// catch-all "/" route would hide the mux's own 405s.)
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range routeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, "", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "", fmt.Sprintf("method %s not allowed for %s (allowed: %s)",
+		r.Method, r.URL.Path, strings.Join(allow, ", ")))
+}
 
 func (s *Server) route(pattern string, h http.HandlerFunc) {
 	name := pattern
@@ -228,6 +263,24 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	return data, nil
+}
+
+// notJSON explains why body is not valid JSON, or returns "" when it is.
+// It is for error paths only: it scans the body again.
+func notJSON(body []byte) string {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "body is empty: want a JSON object"
+	}
+	var v any
+	err := json.Unmarshal(body, &v)
+	if err == nil {
+		return ""
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("body is not valid JSON: %v (at byte %d)", se, se.Offset)
+	}
+	return "body is not valid JSON: " + err.Error()
 }
 
 func (s *Server) requestContext(r *http.Request) (context.Context, context.CancelFunc) {

@@ -74,6 +74,11 @@ func (s *Server) handleSingle(kind event.Kind) http.HandlerFunc {
 			if !errors.As(err, &fe) {
 				fe = &event.FieldError{Reason: err.Error()}
 			}
+			if fe.Field == "" {
+				if why := notJSON(body); why != "" {
+					fe = &event.FieldError{Reason: why}
+				}
+			}
 			if derr := s.e.DeadLetter(ctx, src, 0, fe.Field, fe.Reason, body); derr != nil {
 				s.opts.Logger.Warn("api: dead letter failed", "err", derr)
 			}
@@ -139,9 +144,12 @@ func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string,
 	accepted, rejected, err := event.ParseBatch(body, s.e.ParseOptions())
 	if err != nil {
 		var fe *event.FieldError
-		if errors.As(err, &fe) {
+		switch why := notJSON(body); {
+		case why != "":
+			writeError(w, http.StatusBadRequest, "", why)
+		case errors.As(err, &fe):
 			writeError(w, http.StatusBadRequest, fe.Field, fe.Reason)
-		} else {
+		default:
 			writeError(w, http.StatusBadRequest, "", err.Error())
 		}
 		return
