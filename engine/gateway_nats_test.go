@@ -1,0 +1,225 @@
+package engine_test
+
+// Producers that publish straight to aurum.ingest.<source> with a plain NATS
+// client. This external test package may import nats.go: TestImportRules
+// reads `go list` Imports, which leave out test imports (checked by
+// TestImportRulesIgnoreTests below).
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/nats-io/nats.go"
+)
+
+func openEngine(t *testing.T) *engine.Engine {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, err := engine.Open(ctx, engine.Options{
+		DataDir:    t.TempDir(),
+		NATSListen: "127.0.0.1:-1",
+		MasterKey:  bytes.Repeat([]byte{3}, 32),
+		Partitions: 2,
+	})
+	if err != nil {
+		t.Fatalf("engine.Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return e
+}
+
+func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestGatewayNATSProducer publishes valid and invalid events with a plain
+// NATS client: valid ones reach their profiles; invalid JSON, invalid events
+// and unknown sources are dead-lettered with their reasons; the same
+// messageId twice counts once.
+func TestGatewayNATSProducer(t *testing.T) {
+	e := openEngine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.CreateSource(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(e.NATSURL())
+	if err != nil {
+		t.Fatalf("connect %s: %v", e.NATSURL(), err)
+	}
+	defer nc.Close()
+	pub := func(subject, data string) {
+		t.Helper()
+		if err := nc.Publish(subject, []byte(data)); err != nil {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+	}
+
+	bad := []struct {
+		subject, data    string
+		marker           string // in the payload of the dead letter
+		source, field    string
+		reason           string // substring
+		payloadIsRawJSON bool
+	}{
+		{"aurum.ingest.web", `{"type":"track","userId":"g-bad1"`, "g-bad1", "web", "", "JSON", false},
+		{"aurum.ingest.web", `not json g-bad2`, "g-bad2", "web", "", "JSON", false},
+		{"aurum.ingest.web", `{"type":"track","userId":"g-bad3"}`, "g-bad3", "web", "event", "required", true},
+		{"aurum.ingest.web", `{"userId":"g-bad4","event":"E"}`, "g-bad4", "web", "type", "required", true},
+		{"aurum.ingest.web", `{"type":"alias","userId":"g-bad5"}`, "g-bad5", "web", "previousId", "required", true},
+		{"aurum.ingest.web", `{"type":"track","event":"E","anonymousId":"g-bad6","timestamp":"later"}`, "g-bad6", "web", "timestamp", "", true},
+		{"aurum.ingest.web", `{"type":"track","event":"E","messageId":"g-bad7"}`, "g-bad7", "web", "userId", "", true},
+		{"aurum.ingest.nosuch", `{"type":"identify","userId":"g-bad8"}`, "g-bad8", "nosuch", "source", "unknown source", true},
+	}
+	for _, b := range bad {
+		pub(b.subject, b.data)
+	}
+	pub("aurum.ingest.web", `{"type":"identify","userId":"g-ok","traits":{"name":"Gee"},"messageId":"g-1"}`)
+	pub("aurum.ingest.web", `{"type":"track","userId":"g-ok","event":"Bought","messageId":"g-2"}`)
+	pub("aurum.ingest.web", `{"type":"track","userId":"g-ok","event":"Bought","messageId":"g-2"}`) // duplicate
+	pub("aurum.ingest.web", `{"type":"track","userId":"g-ok","event":"Viewed"}`)                   // no messageId
+	pub("aurum.ingest.web", `{"type":"track","userId":"g-ok","event":"Viewed"}`)                   // distinct: no messageId
+	pub("aurum.ingest.web", `{"type":"track","userId":"g-marker","event":"Marker","messageId":"g-m"}`)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The marker was published last: once it is applied, so is all before it
+	// (one gateway consumer handles the work queue in order).
+	checkFor(t, 15*time.Second, func() error {
+		_, err := e.Profile("user_id:g-marker")
+		return err
+	})
+	p, err := e.Profile("user_id:g-ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stats.TotalEvents != 4 || p.Stats.EventCounts["Bought"] != 1 || p.Stats.EventCounts["Viewed"] != 2 {
+		t.Errorf("stats %+v: want 4 events (Bought once despite its duplicate, Viewed twice)", p.Stats)
+	}
+	if p.Traits["name"] != "Gee" || p.Stats.Sources["web"] != 4 {
+		t.Errorf("traits %v sources %v", p.Traits, p.Stats.Sources)
+	}
+	for _, b := range bad {
+		if _, err := e.Profile("user_id:" + b.marker); !errors.Is(err, engine.ErrNotFound) {
+			t.Errorf("user_id:%s: %v, want not found", b.marker, err)
+		}
+	}
+
+	// Dead letters are written before the raw messages are acked, hence
+	// before the marker is applied.
+	dls, err := e.DeadLetters(ctx, 1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != len(bad) {
+		t.Errorf("%d dead letters, want %d", len(dls), len(bad))
+	}
+	for _, b := range bad {
+		found := false
+		for _, d := range dls {
+			payload := string(d.Payload)
+			if len(d.Payload) == 0 {
+				payload = string(d.PayloadRaw)
+			}
+			if !strings.Contains(payload, b.marker) {
+				continue
+			}
+			found = true
+			if payload != b.data {
+				t.Errorf("%s: payload %q, want the message as published %q", b.marker, payload, b.data)
+			}
+			if (len(d.Payload) > 0) != b.payloadIsRawJSON {
+				t.Errorf("%s: payload kept as JSON = %v, want %v", b.marker, len(d.Payload) > 0, b.payloadIsRawJSON)
+			}
+			if d.Source != b.source || d.Field != b.field || d.Reason == "" || !strings.Contains(d.Reason, b.reason) {
+				t.Errorf("%s: dead letter source %q field %q reason %q; want %q, %q, reason with %q",
+					b.marker, d.Source, d.Field, d.Reason, b.source, b.field, b.reason)
+			}
+		}
+		if !found {
+			t.Errorf("%s (%s) not dead-lettered", b.marker, b.data)
+		}
+	}
+}
+
+// TestGatewayNATSDedupAcrossPublishes: the same messageId published again
+// after the first copy was applied still counts once.
+func TestGatewayNATSDedupAcrossPublishes(t *testing.T) {
+	e := openEngine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.CreateSource(ctx, "pos"); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(e.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msg := []byte(`{"type":"track","event":"Order Completed","messageId":"pos-1","properties":{"revenue":10},
+		"context":{"externalIds":[{"id":"L-1","type":"loyalty_id","collection":"users","encoding":"none"}]}}`)
+	for round := 1; round <= 3; round++ {
+		if err := nc.Publish("aurum.ingest.pos", msg); err != nil {
+			t.Fatal(err)
+		}
+		marker := fmt.Sprintf(`{"type":"track","userId":"pos-marker-%d","event":"Marker"}`, round)
+		if err := nc.Publish("aurum.ingest.pos", []byte(marker)); err != nil {
+			t.Fatal(err)
+		}
+		checkFor(t, 15*time.Second, func() error {
+			_, err := e.Profile(fmt.Sprintf("user_id:pos-marker-%d", round))
+			return err
+		})
+		p, err := e.Profile("loyalty_id:L-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Stats.TotalEvents != 1 || p.Revenue["Order Completed"].Count != 1 || p.Revenue["Order Completed"].Total != 10 {
+			t.Fatalf("after %d publishes: stats %+v revenue %+v, want one order of 10", round, p.Stats, p.Revenue)
+		}
+	}
+}
+
+// TestImportRulesIgnoreTests checks the premise of this file: `go list`
+// Imports of engine exclude this test's import of nats.go, while its
+// XTestImports include it.
+func TestImportRulesIgnoreTests(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{join .Imports \" \"}}\n{{join .XTestImports \" \"}}", "github.com/aurumcdp/aurum/engine").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	lines := strings.SplitN(string(out), "\n", 2)
+	if len(lines) != 2 {
+		t.Fatalf("go list output %q", out)
+	}
+	if strings.Contains(lines[0], "nats-io") {
+		t.Errorf("engine imports NATS: %s", lines[0])
+	}
+	if !strings.Contains(lines[1], "github.com/nats-io/nats.go") {
+		t.Errorf("XTestImports %q lack nats.go: this file's premise changed", lines[1])
+	}
+}
