@@ -133,8 +133,14 @@ func (n *node) start() {
 	}()
 	select {
 	case rec := <-ready:
-		n.HTTP, _ = rec["http"].(string)
-		n.NATS, _ = rec["nats"].(string)
+		// Ports are fixed per node, so a restart listens where the first
+		// start did; other goroutines read these fields without locks.
+		if n.HTTP == "" {
+			n.HTTP, _ = rec["http"].(string)
+			n.NATS, _ = rec["nats"].(string)
+		} else if rec["http"] != n.HTTP {
+			n.t.Errorf("restarted node listens on %v, first start on %s", rec["http"], n.HTTP)
+		}
 	case <-n.exited:
 		n.t.Fatalf("aurum serve exited before listening:\n%s", n.logText())
 	case <-time.After(60 * time.Second):
