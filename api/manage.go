@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -115,5 +116,18 @@ func (s *Server) handleDeadLetters(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": dl})
+	// Each record gets its stream sequence ("seq", which the record's own
+	// JSON leaves out) and the answer the position of the next page.
+	views := make([]json.RawMessage, 0, len(dl))
+	next := from
+	for _, d := range dl {
+		b, err := json.Marshal(d)
+		if err != nil || len(b) < 2 || b[0] != '{' || b[1] == '}' {
+			writeError(w, http.StatusInternalServerError, "", fmt.Sprintf("dead letter %d: cannot encode", d.Seq))
+			return
+		}
+		views = append(views, append(fmt.Appendf(nil, `{"seq":%d,`, d.Seq), b[1:]...))
+		next = d.Seq + 1
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": views, "next": next})
 }

@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -222,5 +223,61 @@ func TestImportBadInput(t *testing.T) {
 	// A write key is not an admin token.
 	if r := s.do(req{path: "/v1/import/web", key: s.webKey, body: []byte(`{"batch":[]}`)}); r.code != 401 {
 		t.Errorf("import with a write key: %s, want 401", r)
+	}
+}
+
+// TestDeadLettersPaging: every dead letter carries its stream sequence and
+// the answer the start of the next page, so a client can read them all.
+func TestDeadLettersPaging(t *testing.T) {
+	s := newTestServer(t)
+	for i := range 5 {
+		body := []byte(`{"userId":"dl-u","messageId":"dl-` + string(rune('a'+i)) + `"}`)
+		if r := s.do(req{path: "/v1/track", key: s.webKey, body: body}); r.code != 400 {
+			t.Fatalf("invalid track: %s", r)
+		}
+	}
+	type page struct {
+		DeadLetters []struct {
+			Seq     uint64 `json:"seq"`
+			Field   string `json:"field"`
+			Payload struct {
+				MessageID string `json:"messageId"`
+			} `json:"payload"`
+		} `json:"dead_letters"`
+		Next uint64 `json:"next"`
+	}
+	var got []string
+	from := uint64(1)
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatalf("paging does not end; got %v", got)
+		}
+		r := s.do(req{method: "GET", path: "/v1/deadletters?limit=2&from=" + strconv.FormatUint(from, 10), admin: true})
+		var p page
+		if r.code != 200 || json.Unmarshal(r.body, &p) != nil {
+			t.Fatalf("page from %d: %s", from, r)
+		}
+		if len(p.DeadLetters) > 2 {
+			t.Fatalf("page of %d, limit 2", len(p.DeadLetters))
+		}
+		if len(p.DeadLetters) == 0 {
+			if p.Next != from {
+				t.Errorf("empty page: next %d, want %d", p.Next, from)
+			}
+			break
+		}
+		for _, d := range p.DeadLetters {
+			if d.Seq < from || d.Field != "event" {
+				t.Errorf("dead letter seq %d field %q on the page from %d", d.Seq, d.Field, from)
+			}
+			got = append(got, d.Payload.MessageID)
+		}
+		if last := p.DeadLetters[len(p.DeadLetters)-1].Seq; p.Next != last+1 {
+			t.Errorf("next %d, want %d", p.Next, last+1)
+		}
+		from = p.Next
+	}
+	if strings.Join(got, ",") != "dl-a,dl-b,dl-c,dl-d,dl-e" {
+		t.Errorf("paged dead letters %v, want dl-a..dl-e in order", got)
 	}
 }
