@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-func openEngine(t *testing.T) *engine.Engine {
+func openGatewayEngine(t *testing.T) *engine.Engine {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -40,7 +40,7 @@ func openEngine(t *testing.T) *engine.Engine {
 	return e
 }
 
-func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
+func gatewayCheckFor(t *testing.T, timeout time.Duration, fn func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -60,7 +60,7 @@ func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
 // and unknown sources are dead-lettered with their reasons; the same
 // messageId twice counts once.
 func TestGatewayNATSProducer(t *testing.T) {
-	e := openEngine(t)
+	e := openGatewayEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := e.CreateSource(ctx, "web"); err != nil {
@@ -109,7 +109,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 
 	// The marker was published last: once it is applied, so is all before it
 	// (one gateway consumer handles the work queue in order).
-	checkFor(t, 15*time.Second, func() error {
+	gatewayCheckFor(t, 15*time.Second, func() error {
 		_, err := e.Profile("user_id:g-marker")
 		return err
 	})
@@ -169,7 +169,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 // TestGatewayNATSDedupAcrossPublishes: the same messageId published again
 // after the first copy was applied still counts once.
 func TestGatewayNATSDedupAcrossPublishes(t *testing.T) {
-	e := openEngine(t)
+	e := openGatewayEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := e.CreateSource(ctx, "pos"); err != nil {
@@ -190,7 +190,7 @@ func TestGatewayNATSDedupAcrossPublishes(t *testing.T) {
 		if err := nc.Publish("aurum.ingest.pos", []byte(marker)); err != nil {
 			t.Fatal(err)
 		}
-		checkFor(t, 15*time.Second, func() error {
+		gatewayCheckFor(t, 15*time.Second, func() error {
 			_, err := e.Profile(fmt.Sprintf("user_id:pos-marker-%d", round))
 			return err
 		})
