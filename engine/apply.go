@@ -49,7 +49,7 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 			e.metrics.corrupt.Inc()
 			b.Close()
 			b = e.state.NewBatch()
-			if err := projections.SkipEntry(b, ent.Seq); err != nil {
+			if err := e.sm.Skip(b, ent.Seq); err != nil {
 				return err
 			}
 		} else if err != nil {

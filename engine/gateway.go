@@ -19,12 +19,15 @@ func (e *Engine) gatewayLoop(ctx context.Context) error {
 	return e.log.ConsumeIngest(ctx, 500, func(msgs []alog.RawMsg) error {
 		bySource := map[string][]event.Event{}
 		var order []string
+		type rejected struct {
+			m   alog.RawMsg
+			err error
+		}
+		var bad []rejected
 		for _, m := range msgs {
 			ev, err := e.parseRaw(m)
 			if err != nil {
-				if err := e.deadLetter(ctx, m.Source, 0, m.Data, err); err != nil {
-					return err
-				}
+				bad = append(bad, rejected{m, err})
 				continue
 			}
 			if _, ok := bySource[m.Source]; !ok {
@@ -32,9 +35,16 @@ func (e *Engine) gatewayLoop(ctx context.Context) error {
 			}
 			bySource[m.Source] = append(bySource[m.Source], ev)
 		}
+		// Valid events first: if their ingest fails the batch is redelivered,
+		// and dead letters written before would be written twice.
 		for _, src := range order {
 			if err := e.Ingest(ctx, src, bySource[src]); err != nil {
 				return fmt.Errorf("engine: gateway ingest %q: %w", src, err)
+			}
+		}
+		for _, r := range bad {
+			if err := e.deadLetter(ctx, r.m.Source, 0, r.m.Data, r.err); err != nil {
+				return err
 			}
 		}
 		return nil

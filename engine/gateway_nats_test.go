@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	alog "github.com/aurumcdp/aurum/log"
 	"os/exec"
 	"strings"
 	"testing"
@@ -129,11 +130,20 @@ func TestGatewayNATSProducer(t *testing.T) {
 		}
 	}
 
-	// Dead letters are written before the raw messages are acked, hence
-	// before the marker is applied.
-	dls, err := e.DeadLetters(ctx, 1, 1000)
-	if err != nil {
-		t.Fatal(err)
+	// Dead letters are written after the valid events of their batch
+	// (so that a failed ingest does not write them twice on redelivery),
+	// before the raw messages are acked.
+	var dls []alog.DeadLetter
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if dls, err = e.DeadLetters(ctx, 1, 1000); err != nil {
+			t.Fatal(err)
+		}
+		if len(dls) >= len(bad) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if len(dls) != len(bad) {
 		t.Errorf("%d dead letters, want %d", len(dls), len(bad))

@@ -60,9 +60,10 @@ type Options struct {
 
 // StateMachine applies log entries to a store.ReadWriter.
 type StateMachine struct {
-	opts     Options
-	keychain *identity.Keychain
-	gcr      *gcr.Projection
+	opts       Options
+	keychain   *identity.Keychain
+	gcr        *gcr.Projection
+	partitions []*Partition
 }
 
 // New returns a state machine. The caller must have validated opts.Identity.
@@ -76,12 +77,19 @@ func New(opts Options) *StateMachine {
 	if opts.MaxPrunePerEntry == 0 {
 		opts.MaxPrunePerEntry = 1024
 	}
-	return &StateMachine{
+	sm := &StateMachine{
 		opts:     opts,
 		keychain: identity.New(opts.Identity),
 		gcr:      gcr.New(&gcr.Options{Partitions: opts.Partitions}),
 	}
+	for i := range opts.Partitions {
+		sm.partitions = append(sm.partitions, &Partition{id: i, gcr: sm.gcr})
+	}
+	return sm
 }
+
+// Partition returns partition i.
+func (sm *StateMachine) Partition(i int) *Partition { return sm.partitions[i] }
 
 // Keychain returns the identity keychain (read side).
 func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain }
@@ -152,22 +160,56 @@ func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, d
 	if err := setUint64(rw, keyApplied, seq); err != nil {
 		return res, err
 	}
+	cmds := sm.emptyCommands(seq)
 	switch subject {
 	case SubjectEvents:
 		var b event.Batch
 		if err := msgpack.Unmarshal(data, &b); err != nil {
 			return res, fmt.Errorf("%w: seq %d: %v", ErrCorruptEntry, seq, err)
 		}
-		return res, sm.applyBatch(rw, seq, &b, &res)
+		if err := sm.applyBatch(rw, seq, &b, cmds, &res); err != nil {
+			return res, err
+		}
 	case SubjectControl:
 		var c Control
 		if err := msgpack.Unmarshal(data, &c); err != nil {
 			return res, fmt.Errorf("%w: seq %d: %v", ErrCorruptEntry, seq, err)
 		}
-		return res, sm.applyControl(rw, &c, &res)
-	default:
-		return res, nil // a subject of a later version: skipped, position recorded
+		if err := sm.applyControl(rw, &c, &res); err != nil {
+			return res, err
+		}
+	default: // a subject of a later version: skipped, position recorded
 	}
+	return res, sm.applyPartitions(rw, cmds)
+}
+
+// Skip records seq as applied, by the state machine and every partition,
+// with no other change: the fate of a log entry that cannot be decoded.
+func (sm *StateMachine) Skip(rw store.ReadWriter, seq uint64) error {
+	if err := setUint64(rw, keyApplied, seq); err != nil {
+		return err
+	}
+	return sm.applyPartitions(rw, sm.emptyCommands(seq))
+}
+
+func (sm *StateMachine) emptyCommands(seq uint64) []PartitionCommand {
+	cmds := make([]PartitionCommand, len(sm.partitions))
+	for i := range cmds {
+		cmds[i].Seq = seq
+	}
+	return cmds
+}
+
+// applyPartitions runs every partition's state machine on its command. Each
+// touches only its own key range, so they could run in parallel; they run
+// in order here, in the one batch that commits the entry.
+func (sm *StateMachine) applyPartitions(rw store.ReadWriter, cmds []PartitionCommand) error {
+	for i, p := range sm.partitions {
+		if err := p.Apply(rw, &cmds[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Result) error {
@@ -192,9 +234,14 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 
 func sourceKey(name string) []byte { return append(append([]byte(nil), prefixSource...), name...) }
 
-func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Batch, res *Result) error {
-	txn := sm.gcr.Begin(rw)
+// applyBatch runs the keychain over the batch's records in order and routes
+// the GCR work to the partitions: each event to the profile that is its root
+// at the end of the entry, each profile merged away to its root's partition
+// (Absorb, with its GCR as it was before the entry) and to its own (Drop).
+func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Batch, cmds []PartitionCommand, res *Result) error {
 	var outIdx uint32
+	var adds []Addition
+	var mergedAway [][]byte
 	for i := range b.Records {
 		rec := &b.Records[i]
 		dup, err := sm.dedup(rw, rec)
@@ -213,26 +260,64 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 			res.Created++
 		}
 		for _, m := range ir.Merges {
-			if err := txn.Merge(m.From, m.Into); err != nil {
-				return fmt.Errorf("projections: apply seq %d merge: %w", seq, err)
-			}
 			if err := sm.recordMerge(rw, seq, &outIdx, rec, m); err != nil {
 				return err
 			}
+			mergedAway = append(mergedAway, m.From)
 			res.Merges++
 		}
 		owned := make([]event.IDRef, 0, len(ir.Owned))
 		for _, j := range ir.Owned {
 			owned = append(owned, rec.IDs[j])
 		}
-		if err := txn.Add(ir.Profile, rec, owned); err != nil {
-			return fmt.Errorf("projections: apply seq %d record %d: %w", seq, i, err)
-		}
+		adds = append(adds, Addition{Profile: ir.Profile, Record: rec, Owned: owned})
 		res.Events++
 	}
 	res.Outbox = int(outIdx)
-	if err := txn.Flush(); err != nil {
-		return err
+
+	roots := map[string][]byte{}
+	root := func(p []byte) ([]byte, error) {
+		if r, ok := roots[string(p)]; ok {
+			return r, nil
+		}
+		r, err := sm.keychain.Root(rw, p)
+		if err != nil {
+			return nil, fmt.Errorf("projections: apply seq %d: root of %x: %w", seq, p, err)
+		}
+		roots[string(p)] = r
+		return r, nil
+	}
+	n := len(sm.partitions)
+	seen := map[string]bool{}
+	for _, from := range mergedAway {
+		if seen[string(from)] {
+			continue
+		}
+		seen[string(from)] = true
+		g, err := sm.gcr.Get(rw, from)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // created and merged away within this entry: it has no GCR yet
+		}
+		if err != nil {
+			return err
+		}
+		r, err := root(from)
+		if err != nil {
+			return err
+		}
+		pi := gcr.PartitionOf(r, n)
+		cmds[pi].Absorb = append(cmds[pi].Absorb, Absorption{Into: r, From: g})
+		pf := gcr.PartitionOf(from, n)
+		cmds[pf].Drop = append(cmds[pf].Drop, from)
+	}
+	for _, a := range adds {
+		r, err := root(a.Profile)
+		if err != nil {
+			return err
+		}
+		a.Profile = r
+		pi := gcr.PartitionOf(r, n)
+		cmds[pi].Add = append(cmds[pi].Add, a)
 	}
 	if len(b.Records) > 0 {
 		return sm.pruneDedup(rw, b.Received)

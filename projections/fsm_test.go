@@ -179,7 +179,7 @@ func TestApplyRefusesOldPositionsAndSkipsCorruptEntries(t *testing.T) {
 	if !errors.Is(err, ErrCorruptEntry) {
 		t.Fatalf("corrupt entry: err = %v, want ErrCorruptEntry", err)
 	}
-	if err := SkipEntry(s, last.seq+1); err != nil {
+	if err := newSM().Skip(s, last.seq+1); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := Applied(s); got != last.seq+1 {
@@ -224,5 +224,62 @@ func TestDedupWindow(t *testing.T) {
 	_ = s.Scan(prefixDedup, store.PrefixEnd(prefixDedup), false, func(_, _ []byte) bool { n++; return true })
 	if n != 1 {
 		t.Fatalf("%d dedup entries remain, want 1 (m1)", n)
+	}
+}
+
+// TestPartitions: every partition records the applied position in the same
+// batch as the state machine; a partition restored from its own snapshot
+// restores the whole state's digest; a partition refuses profiles of another
+// partition and positions it already applied.
+func TestPartitions(t *testing.T) {
+	log := syntheticLog(t, 40, 500, 5)
+	sm := newSM()
+	full := store.NewMem()
+	applyAll(t, sm, full, log)
+	last := log[len(log)-1].seq
+	profilesPer := make([]int, sm.Partitions())
+	for i := range sm.Partitions() {
+		p := sm.Partition(i)
+		if got, err := p.Applied(full); err != nil || got != last {
+			t.Fatalf("partition %d applied %d (%v), want %d", i, got, err, last)
+		}
+		pre := append(PartitionPrefix(i), 'g', '/')
+		_ = full.Scan(pre, store.PrefixEnd(pre), false, func(_, _ []byte) bool { profilesPer[i]++; return true })
+	}
+	for i, n := range profilesPer {
+		if n == 0 {
+			t.Fatalf("partition %d holds no profile (%v): the workload does not spread", i, profilesPer)
+		}
+	}
+	want := digest(t, full)
+
+	var snap bytes.Buffer
+	if err := sm.Partition(2).Snapshot(full, &snap); err != nil {
+		t.Fatal(err)
+	}
+	damaged := store.NewMem()
+	_ = full.Scan(nil, nil, false, func(k, v []byte) bool { _ = damaged.Set(k, v); return true })
+	pre := PartitionPrefix(2)
+	_ = full.Scan(pre, store.PrefixEnd(pre), false, func(k, _ []byte) bool { _ = damaged.Delete(k); return true })
+	if bytes.Equal(digest(t, damaged), want) {
+		t.Fatal("deleting a partition did not change the digest")
+	}
+	if err := sm.Partition(2).Restore(damaged, bytes.NewReader(snap.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(digest(t, damaged), want) {
+		t.Fatal("restoring the partition's snapshot did not restore the state")
+	}
+
+	var other []byte // a profile of partition 0, offered to partition 1
+	pre0 := append(PartitionPrefix(0), 'g', '/')
+	_ = full.Scan(pre0, store.PrefixEnd(pre0), false, func(k, _ []byte) bool { other = k[len(pre0):]; return false })
+	rec := event.Record{ID: testHash("id", "x"), Kind: event.Track}
+	err := sm.Partition(1).Apply(full, &PartitionCommand{Seq: last + 1, Add: []Addition{{Profile: other, Record: &rec}}})
+	if err == nil {
+		t.Fatal("partition 1 accepted a profile of partition 0")
+	}
+	if err := sm.Partition(1).Apply(full, &PartitionCommand{Seq: last}); err == nil {
+		t.Fatal("partition 1 re-applied an applied position")
 	}
 }

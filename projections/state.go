@@ -149,9 +149,9 @@ func Digest(r store.Reader) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-// PartitionPrefix returns the key prefix of GCR partition i.
+// PartitionPrefix returns the key prefix of partition i: "p/<i u16 BE>/".
 func PartitionPrefix(i int) []byte {
-	return binary.BigEndian.AppendUint16([]byte("p/"), uint16(i))
+	return append(binary.BigEndian.AppendUint16([]byte("p/"), uint16(i)), '/')
 }
 
 // Snapshot writes every key of the given ranges (length-prefixed key/value
@@ -238,7 +238,3 @@ func Restore(rw store.ReadWriter, r io.Reader, prefixes ...[]byte) error {
 		}
 	}
 }
-
-// SkipEntry records seq as applied without any other change: the fate of a
-// log entry that cannot be decoded.
-func SkipEntry(rw store.ReadWriter, seq uint64) error { return setUint64(rw, keyApplied, seq) }

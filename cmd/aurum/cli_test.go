@@ -33,10 +33,13 @@ func TestFirstStartTokenAndCLI(t *testing.T) {
 		t.Skip("starts a real aurum process")
 	}
 	n := startNodeWith(t, &node{dataDir: t.TempDir(), noToken: true})
-	m := regexp.MustCompile(`AURUM_ADMIN_TOKEN=(\S+)`).FindStringSubmatch(n.stdout.String())
-	if m == nil {
-		t.Fatalf("first start printed no admin token; stdout:\n%s", n.stdout.String())
-	}
+	var m []string
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if m = regexp.MustCompile(`AURUM_ADMIN_TOKEN=(\S+)`).FindStringSubmatch(n.stdout.String()); m == nil {
+			return fmt.Errorf("first start printed no admin token; stdout:\n%s", n.stdout.String())
+		}
+		return nil
+	})
 	token := m[1]
 	if found := scanDir(t, n.dataDir, token); found[token] != "" {
 		t.Fatalf("the admin token is stored in plain text in %s", found[token])

@@ -166,6 +166,14 @@ func runImport(ctx context.Context, cmd *cobra.Command, f importFlags, files []s
 	if err != nil {
 		return err
 	}
+	for _, path := range files { // refuse bad arguments before touching the reasons file
+		if _, err := formatOf(f.format, path); err != nil {
+			return err
+		}
+		if _, err := os.Stat(path); err != nil {
+			return err
+		}
+	}
 	rf, err := os.Create(f.reasons)
 	if err != nil {
 		return fmt.Errorf("--reasons: %w", err)

@@ -244,3 +244,6 @@ func (p *Projection) Events(r store.Reader, prof *Profile, limit int) ([]event.R
 	}
 	return out, nil
 }
+
+// Partitions is the number of partitions profiles are spread over.
+func (p *Projection) Partitions() int { return p.parts }

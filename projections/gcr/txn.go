@@ -156,3 +156,39 @@ func (t *Txn) Flush() error {
 	clear(t.cache)
 	return nil
 }
+
+// Absorb folds from, the GCR of a profile that was merged into into and read
+// from its own partition, into into's GCR (creating it if absent). Together
+// with Drop in from's partition it is Merge split across partitions.
+func (t *Txn) Absorb(into []byte, from *Profile) error {
+	if len(into) != idLen || from == nil || len(from.ID) != idLen {
+		return fmt.Errorf("gcr: absorb: want a %d-byte profile id and a profile", idLen)
+	}
+	if bytes.Equal(from.ID, into) {
+		return fmt.Errorf("gcr: absorb: profile %x into itself", into)
+	}
+	ei, err := t.load(into)
+	if err != nil {
+		return fmt.Errorf("gcr: absorb: %w", err)
+	}
+	if ei.prof == nil {
+		ei.prof = &Profile{ID: bytes.Clone(into)}
+	}
+	ei.prof.join(from)
+	ei.dirty = true
+	return nil
+}
+
+// Drop deletes the GCR of profile, which was absorbed by another profile;
+// its event records stay where they are.
+func (t *Txn) Drop(profile []byte) error {
+	if len(profile) != idLen {
+		return fmt.Errorf("gcr: drop: profile id has %d bytes, want %d", len(profile), idLen)
+	}
+	e, err := t.load(profile)
+	if err != nil {
+		return fmt.Errorf("gcr: drop: %w", err)
+	}
+	e.prof, e.dirty = nil, true
+	return nil
+}

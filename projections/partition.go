@@ -1,0 +1,124 @@
+package projections
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/gcr"
+	"github.com/aurumcdp/aurum/store"
+)
+
+// Partition is the state machine of one slice of the profile space: the GCRs
+// and event records of the profiles whose id hashes to it (key range
+// PartitionPrefix(id)), and the log position it has applied. It has the
+// hashicorp/raft FSM shape: Apply (deterministic), Snapshot, Restore.
+//
+// Invariant: Apply(cmd) writes only keys under its own prefix, and it
+// writes them to the same batch as its applied position (cmd.Seq).
+type Partition struct {
+	id  int
+	gcr *gcr.Projection
+}
+
+// PartitionCommand is what one log entry asks of one partition, as decided by
+// the identity keychain: profiles merged into profiles of this partition
+// (with their GCR read from their own partition), profiles of this
+// partition merged away, and events to fold in. Every event goes to the
+// profile that is the root at the end of the entry, so the three lists
+// commute (the GCR is a join-semilattice).
+type PartitionCommand struct {
+	Seq    uint64
+	Absorb []Absorption
+	Drop   [][]byte
+	Add    []Addition
+}
+
+// Absorption folds the GCR From into the profile Into.
+type Absorption struct {
+	Into []byte
+	From *gcr.Profile
+}
+
+// Addition folds an event into the GCR of Profile and stores it there.
+type Addition struct {
+	Profile []byte
+	Record  *event.Record
+	Owned   []event.IDRef
+}
+
+// ID is the partition number.
+func (p *Partition) ID() int { return p.id }
+
+func (p *Partition) appliedKey() []byte { return append(PartitionPrefix(p.id), 'a') } // p/<i>/a
+
+// Applied returns the last log position the partition applied.
+func (p *Partition) Applied(r store.Reader) (uint64, error) {
+	v, err := r.Get(p.appliedKey())
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil || len(v) != 8 {
+		return 0, fmt.Errorf("projections: partition %d applied position: %v (%d bytes)", p.id, err, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// Apply applies cmd and records cmd.Seq as the partition's position, in rw.
+func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
+	prev, err := p.Applied(rw)
+	if err != nil {
+		return err
+	}
+	if cmd.Seq <= prev {
+		return fmt.Errorf("projections: partition %d: apply seq %d: already applied up to %d", p.id, cmd.Seq, prev)
+	}
+	txn := p.gcr.Begin(rw)
+	for _, a := range cmd.Absorb {
+		if err := p.owns(a.Into); err != nil {
+			return err
+		}
+		if err := txn.Absorb(a.Into, a.From); err != nil {
+			return err
+		}
+	}
+	for _, d := range cmd.Drop {
+		if err := p.owns(d); err != nil {
+			return err
+		}
+		if err := txn.Drop(d); err != nil {
+			return err
+		}
+	}
+	for _, a := range cmd.Add {
+		if err := p.owns(a.Profile); err != nil {
+			return err
+		}
+		if err := txn.Add(a.Profile, a.Record, a.Owned); err != nil {
+			return err
+		}
+	}
+	if err := txn.Flush(); err != nil {
+		return err
+	}
+	return setUint64(rw, p.appliedKey(), cmd.Seq)
+}
+
+func (p *Partition) owns(profile []byte) error {
+	if got := gcr.PartitionOf(profile, p.gcr.Partitions()); got != p.id {
+		return fmt.Errorf("projections: partition %d got profile %x of partition %d", p.id, profile, got)
+	}
+	return nil
+}
+
+// Snapshot writes the partition's keys (its GCRs, events and position) to w.
+func (p *Partition) Snapshot(r store.Reader, w io.Writer) error {
+	return Snapshot(r, w, PartitionPrefix(p.id))
+}
+
+// Restore replaces the partition's keys with a snapshot.
+func (p *Partition) Restore(rw store.ReadWriter, r io.Reader) error {
+	return Restore(rw, r, PartitionPrefix(p.id))
+}
