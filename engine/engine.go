@@ -197,8 +197,10 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.sm = projections.New(projections.Options{
 		Partitions:  parts,
 		DedupWindow: opts.DedupWindow.Milliseconds(),
-		Identity:    *opts.Identity,
 	})
+	if err := e.sm.Load(e.state); err != nil {
+		return nil, err
+	}
 
 	fsync := alog.FsyncDefault
 	if opts.FsyncAlways {
@@ -226,6 +228,9 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.applied = newAppliedWatch(applied)
 	e.metrics.appliedSeq.Set(float64(applied))
 
+	if err := e.publishIdentityConfig(ctx); err != nil {
+		return nil, err
+	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.commit = newCommitter(e)
 	e.start(applied)

@@ -11,10 +11,13 @@
 package projections
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections/gcr"
@@ -39,6 +42,7 @@ const (
 var (
 	keyApplied    = []byte("meta/applied")    // uint64 BE: last applied log sequence
 	keyPartitions = []byte("meta/partitions") // uint32 BE: partition count, fixed at creation
+	keyIdentity   = []byte("meta/identity")   // JSON identity.Config in effect (absent: the default)
 	prefixDedup   = []byte("dd/")             // dd/<source>\x00<sha256(messageId)[:16]> → expiry ms
 	prefixDedupX  = []byte("dx/")             // dx/<expiry ms u64 BE><dd key> → nil (expiry index)
 	prefixSource  = []byte("src/")            // src/<name> → msgpack Source
@@ -53,7 +57,6 @@ var ErrCorruptEntry = errors.New("projections: corrupt log entry")
 type Options struct {
 	Partitions  int   // default 16
 	DedupWindow int64 // milliseconds of log time a messageId is remembered; default 30 days
-	Identity    identity.Config
 	// MaxPrunePerEntry bounds the dedup-expiry work done per entry. Default 1024.
 	MaxPrunePerEntry int
 }
@@ -61,7 +64,7 @@ type Options struct {
 // StateMachine applies log entries to a store.ReadWriter.
 type StateMachine struct {
 	opts       Options
-	keychain   *identity.Keychain
+	keychain   atomic.Pointer[identity.Keychain] // replaced by identity.config control records
 	gcr        *gcr.Projection
 	partitions []*Partition
 }
@@ -78,10 +81,10 @@ func New(opts Options) *StateMachine {
 		opts.MaxPrunePerEntry = 1024
 	}
 	sm := &StateMachine{
-		opts:     opts,
-		keychain: identity.New(opts.Identity),
-		gcr:      gcr.New(&gcr.Options{Partitions: opts.Partitions}),
+		opts: opts,
+		gcr:  gcr.New(&gcr.Options{Partitions: opts.Partitions}),
 	}
+	sm.keychain.Store(identity.New(identity.DefaultConfig()))
 	for i := range opts.Partitions {
 		sm.partitions = append(sm.partitions, &Partition{id: i, gcr: sm.gcr})
 	}
@@ -92,7 +95,58 @@ func New(opts Options) *StateMachine {
 func (sm *StateMachine) Partition(i int) *Partition { return sm.partitions[i] }
 
 // Keychain returns the identity keychain (read side).
-func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain }
+func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain.Load() }
+
+// Load restores what the state machine keeps outside the store's reach of
+// Apply — the identity config in effect — from a state store. Call it once,
+// before applying, on a store that was built by this state machine.
+func (sm *StateMachine) Load(r store.Reader) error {
+	v, err := r.Get(keyIdentity)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("projections: load identity config: %w", err)
+	}
+	cfg, err := decodeIdentityConfig(v)
+	if err != nil {
+		return fmt.Errorf("projections: load identity config: %w", err)
+	}
+	sm.keychain.Store(identity.New(cfg))
+	return nil
+}
+
+// IdentityConfig is the canonical encoding of the identity config in
+// effect in state r (the default when none was applied). Compare it with
+// EncodeIdentityConfig of a wanted config to decide whether to append a
+// control record.
+func IdentityConfig(r store.Reader) ([]byte, error) {
+	v, err := r.Get(keyIdentity)
+	if errors.Is(err, store.ErrNotFound) {
+		return EncodeIdentityConfig(identity.DefaultConfig())
+	}
+	return v, err
+}
+
+// EncodeIdentityConfig returns the canonical (JSON, sorted keys) encoding
+// of cfg, as carried by an identity.config control record.
+func EncodeIdentityConfig(cfg identity.Config) ([]byte, error) {
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("projections: encode identity config: %w", err)
+	}
+	return data, nil
+}
+
+func decodeIdentityConfig(data []byte) (identity.Config, error) {
+	var cfg identity.Config
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
 
 // GCR returns the Golden Customer Record projection (read side).
 func (sm *StateMachine) GCR() *gcr.Projection { return sm.gcr }
@@ -104,11 +158,15 @@ func (sm *StateMachine) Partitions() int { return sm.opts.Partitions }
 type Control struct {
 	Kind   string `msgpack:"k"` // "source.create"
 	Source Source `msgpack:"s,omitempty"`
+	Config []byte `msgpack:"cfg,omitempty"`
 	Time   int64  `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
-// ControlSourceCreate is the Control kind that creates a source.
-const ControlSourceCreate = "source.create"
+// Control kinds.
+const (
+	ControlSourceCreate   = "source.create"   // Source
+	ControlIdentityConfig = "identity.config" // Config: JSON identity.Config, in effect from this entry on
+)
 
 // Source is an ingest source. Only the hash of its write key is kept.
 type Source struct {
@@ -142,6 +200,8 @@ type Result struct {
 	Merges     int      // merges performed
 	Outbox     int      // outbox entries written
 	Sources    []Source // sources created
+	// IdentityConfig is set when the entry changed the identity config.
+	IdentityConfig bool
 }
 
 // Apply applies the log entry (seq, subject, data) to rw and records seq as
@@ -228,6 +288,16 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 			return err
 		}
 		res.Sources = append(res.Sources, c.Source)
+	case ControlIdentityConfig:
+		cfg, err := decodeIdentityConfig(c.Config)
+		if err != nil {
+			return nil // an invalid config on the log is ignored alike by every replay
+		}
+		if err := rw.Set(keyIdentity, c.Config); err != nil {
+			return err
+		}
+		sm.keychain.Store(identity.New(cfg))
+		res.IdentityConfig = true
 	}
 	return nil
 }
@@ -252,7 +322,7 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 			res.Duplicates++
 			continue
 		}
-		ir, err := sm.keychain.Resolve(rw, identity.Input{EventID: rec.ID, Time: rec.Time, IDs: rec.IDs})
+		ir, err := sm.Keychain().Resolve(rw, identity.Input{EventID: rec.ID, Time: rec.Time, IDs: rec.IDs})
 		if err != nil {
 			return fmt.Errorf("projections: apply seq %d record %d: %w", seq, i, err)
 		}
@@ -280,7 +350,7 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 		if r, ok := roots[string(p)]; ok {
 			return r, nil
 		}
-		r, err := sm.keychain.Root(rw, p)
+		r, err := sm.Keychain().Root(rw, p)
 		if err != nil {
 			return nil, fmt.Errorf("projections: apply seq %d: root of %x: %w", seq, p, err)
 		}

@@ -78,7 +78,7 @@ func applyAll(t testing.TB, sm *StateMachine, s store.ReadWriter, log []entry) R
 	return total
 }
 
-func newSM() *StateMachine { return New(Options{Partitions: 4, Identity: identity.DefaultConfig()}) }
+func newSM() *StateMachine { return New(Options{Partitions: 4}) }
 
 func digest(t testing.TB, r store.Reader) []byte {
 	t.Helper()
@@ -197,7 +197,7 @@ func TestApplyRefusesOldPositionsAndSkipsCorruptEntries(t *testing.T) {
 // TestDedupWindow: a messageId is remembered for the window (log time) and
 // forgotten after it, with its expiry index pruned.
 func TestDedupWindow(t *testing.T) {
-	sm := New(Options{Partitions: 2, Identity: identity.DefaultConfig(), DedupWindow: 1000})
+	sm := New(Options{Partitions: 2, DedupWindow: 1000})
 	s := store.NewMem()
 	rec := func(i int, msg string, received int64) []byte {
 		id := ulid.MustNew(uint64(received), bytes.NewReader(bytes.Repeat([]byte{byte(i)}, 16)))
@@ -281,5 +281,70 @@ func TestPartitions(t *testing.T) {
 	}
 	if err := sm.Partition(1).Apply(full, &PartitionCommand{Seq: last}); err == nil {
 		t.Fatal("partition 1 re-applied an applied position")
+	}
+}
+
+// TestIdentityConfigOnTheLog: identity settings take effect at their log
+// position, survive a restart (Load) and are part of the state's digest; an
+// invalid config record is ignored.
+func TestIdentityConfigOnTheLog(t *testing.T) {
+	cfgEntry := func(seq uint64, cfg identity.Config) entry {
+		raw, err := EncodeIdentityConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := msgpack.Marshal(&Control{Kind: ControlIdentityConfig, Config: raw})
+		return entry{seq: seq, subject: SubjectControl, data: data}
+	}
+	ev := func(seq uint64, user string) entry {
+		ids := []event.IDRef{{Type: event.UserID, Hash: testHash(event.UserID, user)}, {Type: event.AnonymousID, Hash: testHash(event.AnonymousID, "shared-tablet")}}
+		id := testHash("event", user)
+		data, _ := msgpack.Marshal(&event.Batch{Received: 1000, Records: []event.Record{{ID: id, MessageID: user, Source: "web",
+			Kind: event.Identify, Time: int64(seq), Received: 1000, Key: ids[0].Hash, IDs: ids}}})
+		return entry{seq: seq, subject: SubjectEvents, data: data}
+	}
+	unlimited := identity.DefaultConfig()
+	unlimited.Limits = map[string]int{}
+	bad, _ := msgpack.Marshal(&Control{Kind: ControlIdentityConfig, Config: []byte(`{"Limits":{"user_id":-3}}`)})
+
+	sameProfile := func(s store.Reader, sm *StateMachine) bool {
+		a, err1 := sm.Keychain().Lookup(s, event.UserID, testHash(event.UserID, "mum"))
+		b, err2 := sm.Keychain().Lookup(s, event.UserID, testHash(event.UserID, "dad"))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		return bytes.Equal(a, b)
+	}
+	// Default limits (one user_id per profile): a shared tablet does not merge mum and dad.
+	s1, sm1 := store.NewMem(), newSM()
+	applyAll(t, sm1, s1, []entry{ev(1, "mum"), ev(2, "dad")})
+	if sameProfile(s1, sm1) {
+		t.Fatal("default config merged two user ids")
+	}
+	// A config record without limits, then the same events: merged.
+	s2, sm2 := store.NewMem(), newSM()
+	log2 := []entry{cfgEntry(1, unlimited), {seq: 2, subject: SubjectControl, data: bad}, ev(3, "mum"), ev(4, "dad")}
+	applyAll(t, sm2, s2, log2)
+	if !sameProfile(s2, sm2) {
+		t.Fatal("the config record on the log did not take effect")
+	}
+	// After a restart the applied config is restored from the state.
+	restarted := newSM()
+	if err := restarted.Load(s2); err != nil {
+		t.Fatal(err)
+	}
+	if got := restarted.Keychain().Config().Limits; len(got) != 0 {
+		t.Fatalf("restarted state machine has limits %v, want the applied (none)", got)
+	}
+	// The same log replayed gives the same digest; the config is part of it.
+	s3 := store.NewMem()
+	applyAll(t, newSM(), s3, log2)
+	if !bytes.Equal(digest(t, s2), digest(t, s3)) {
+		t.Fatal("replay with a config record differs")
+	}
+	have, _ := IdentityConfig(s3)
+	want, _ := EncodeIdentityConfig(unlimited)
+	if !bytes.Equal(have, want) {
+		t.Fatalf("config in effect %s, want %s", have, want)
 	}
 }

@@ -124,7 +124,7 @@ func mergeJSON(m *MergeRecord) ([]byte, error) {
 // digestPrefixes are the key ranges that make up the projection state. The
 // outbox is excluded: it drains asynchronously and is not part of the state.
 var digestPrefixes = [][]byte{
-	keyApplied, keyPartitions, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
+	keyApplied, keyPartitions, keyIdentity, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
 	[]byte("ik/"), []byte("ip/"), []byte("p/"),
 }
 
