@@ -56,18 +56,24 @@ func (e *Engine) resolve(r store.Reader, ref string) ([]byte, error) {
 
 func (e *Engine) open(keyID, sealed []byte) ([]byte, error) { return e.keys.Open(keyID, sealed) }
 
+// profile loads the GCR of the person ref identifies from r.
+func (e *Engine) profile(r store.Reader, ref string) (*gcr.Profile, error) {
+	id, err := e.resolve(r, ref)
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.sm.GCR().Get(r, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	return p, err
+}
+
 // Profile returns the Golden Customer Record of the person ref identifies.
 func (e *Engine) Profile(ref string) (*gcr.View, error) {
 	snap := e.state.NewSnapshot()
 	defer snap.Close()
-	id, err := e.resolve(snap, ref)
-	if err != nil {
-		return nil, err
-	}
-	p, err := e.sm.GCR().Get(snap, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
-	}
+	p, err := e.profile(snap, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -86,14 +92,7 @@ func (e *Engine) Events(ref string, limit int) ([]map[string]any, error) {
 	}
 	snap := e.state.NewSnapshot()
 	defer snap.Close()
-	id, err := e.resolve(snap, ref)
-	if err != nil {
-		return nil, err
-	}
-	p, err := e.sm.GCR().Get(snap, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
-	}
+	p, err := e.profile(snap, ref)
 	if err != nil {
 		return nil, err
 	}

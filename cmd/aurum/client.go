@@ -96,6 +96,19 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// getAndPrint runs GET path against the node and prints the JSON answer.
+func getAndPrint(cmd *cobra.Command, server, token, path string) error {
+	c, err := newClient(server, token)
+	if err != nil {
+		return err
+	}
+	var out any
+	if err := c.do(cmd.Context(), http.MethodGet, path, nil, &out); err != nil {
+		return err
+	}
+	return printJSON(cmd.OutOrStdout(), out)
+}
+
 func newSourceCmd() *cobra.Command {
 	var server, token string
 	cmd := &cobra.Command{Use: "source", Short: "Manage ingest sources"}
@@ -121,15 +134,7 @@ func newSourceCmd() *cobra.Command {
 		Short: "List sources",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			var out any
-			if err := c.do(cmd.Context(), http.MethodGet, "/v1/sources", nil, &out); err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return getAndPrint(cmd, server, token, "/v1/sources")
 		},
 	})
 	return cmd
@@ -145,15 +150,7 @@ func newProfileCmd() *cobra.Command {
 		Short: "Print the profile of an identifier, e.g. email:rob@example.com, user_id:42, profile_id:01J...",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			var out any
-			if err := c.do(cmd.Context(), http.MethodGet, "/v1/profiles/"+url.PathEscape(args[0]), nil, &out); err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return getAndPrint(cmd, server, token, "/v1/profiles/"+url.PathEscape(args[0]))
 		},
 	}
 	events := &cobra.Command{
@@ -161,16 +158,7 @@ func newProfileCmd() *cobra.Command {
 		Short: "Print the latest events of a profile",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			var out any
-			path := fmt.Sprintf("/v1/profiles/%s/events?limit=%d", url.PathEscape(args[0]), limit)
-			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &out); err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return getAndPrint(cmd, server, token, fmt.Sprintf("/v1/profiles/%s/events?limit=%d", url.PathEscape(args[0]), limit))
 		},
 	}
 	events.Flags().IntVar(&limit, "limit", 20, "number of events (1-1000)")
@@ -187,15 +175,7 @@ func newDeadLettersCmd() *cobra.Command {
 		Short: "List rejected events kept on the dead-letter stream, with their reasons",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			var out any
-			if err := c.do(cmd.Context(), http.MethodGet, fmt.Sprintf("/v1/deadletters?from=%d&limit=%d", from, limit), nil, &out); err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return getAndPrint(cmd, server, token, fmt.Sprintf("/v1/deadletters?from=%d&limit=%d", from, limit))
 		},
 	}
 	addClientFlags(cmd, &server, &token)
