@@ -1,0 +1,442 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of ConsumeOptions (applied to zero fields).
+const (
+	DefaultConsumeMaxDeliver = 12
+	DefaultConsumeBackoffMin = 500 * time.Millisecond
+	DefaultConsumeBackoffMax = 5 * time.Minute
+	DefaultConsumeAckWait    = 30 * time.Second
+)
+
+// MaxConsumeFilters bounds the subject filters of one durable consumer.
+const MaxConsumeFilters = 256
+
+// ErrPermanent marks a handler error that retrying cannot fix: a handle
+// error wrapping it (errors.Is) sends the message to OnGiveUp at once.
+var ErrPermanent = errors.New("log: permanent failure")
+
+// RetryAfter is a handler error asking ConsumeDurable to redeliver the
+// message after Delay (instead of the exponential backoff). Delay <= 0
+// means the backoff.
+type RetryAfter struct {
+	Delay time.Duration
+	Err   error
+}
+
+func (e *RetryAfter) Error() string {
+	return fmt.Sprintf("retry after %v: %v", e.Delay, e.Err)
+}
+
+func (e *RetryAfter) Unwrap() error { return e.Err }
+
+// Msg is one message delivered by ConsumeDurable.
+type Msg struct {
+	Seq     uint64 // stream sequence
+	Subject string
+	MsgID   string // Nats-Msg-Id header ("" when published without one)
+	Data    []byte // owned by the handler
+	Time    time.Time
+	// Delivered counts deliveries of this message to the consumer, 1 on
+	// the first (a delivery interrupted by ctx or Close counts too).
+	Delivered uint64
+	// Pending is the number of messages of the consumer after this one
+	// that were not yet delivered: the consumer's lag.
+	Pending uint64
+}
+
+// ConsumeOptions configures ConsumeDurable. The zero value is valid.
+type ConsumeOptions struct {
+	// MaxDeliver is the number of attempts after which a failing message
+	// is handed to OnGiveUp (default 12).
+	MaxDeliver int
+	// BackoffMin and BackoffMax bound the redelivery delay after a failed
+	// attempt: BackoffMin * 2^(attempt-1), at most BackoffMax (default
+	// 500 ms, 5 min).
+	BackoffMin, BackoffMax time.Duration
+	// AckWait is how long the server waits for a verdict on a delivered
+	// message before it redelivers it: handle must return well within it
+	// (default 30 s).
+	AckWait time.Duration
+	// OnGiveUp receives a message that failed MaxDeliver times or with an
+	// ErrPermanent error, and that error. When it returns nil the message
+	// is acked and consumption moves on; when it fails the message is
+	// redelivered after the backoff (and handle is tried again). nil means
+	// the message is dropped (logged at Warn).
+	OnGiveUp func(Msg, error) error
+}
+
+// EnsureDefaults fills in zero fields with their defaults.
+func (o *ConsumeOptions) EnsureDefaults() {
+	if o.MaxDeliver == 0 {
+		o.MaxDeliver = DefaultConsumeMaxDeliver
+	}
+	if o.BackoffMin == 0 {
+		o.BackoffMin = DefaultConsumeBackoffMin
+	}
+	if o.BackoffMax == 0 {
+		o.BackoffMax = DefaultConsumeBackoffMax
+	}
+	if o.AckWait == 0 {
+		o.AckWait = DefaultConsumeAckWait
+	}
+}
+
+// Validate checks the options after EnsureDefaults.
+func (o *ConsumeOptions) Validate() error {
+	if o.MaxDeliver < 1 {
+		return fmt.Errorf("log: consume options: MaxDeliver %d < 1", o.MaxDeliver)
+	}
+	if o.BackoffMin < 0 || o.BackoffMax < 0 || o.AckWait < 0 {
+		return fmt.Errorf("log: consume options: negative duration")
+	}
+	if o.BackoffMin > o.BackoffMax {
+		return fmt.Errorf("log: consume options: BackoffMin %v exceeds BackoffMax %v", o.BackoffMin, o.BackoffMax)
+	}
+	return nil
+}
+
+// Backoff is the redelivery delay after the given failed attempt
+// (1-based): BackoffMin * 2^(attempt-1), at most BackoffMax.
+func (o *ConsumeOptions) Backoff(attempt uint64) time.Duration {
+	d := o.BackoffMin
+	for i := uint64(1); i < attempt && d < o.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, o.BackoffMax)
+}
+
+// checkName accepts JetStream stream and consumer names.
+func checkName(what, name string) error {
+	if name == "" || len(name) > 255 || strings.ContainsAny(name, " \t\r\n.*>/\\") {
+		return fmt.Errorf("log: invalid %s name %q", what, name)
+	}
+	return nil
+}
+
+// ConsumeDurable runs the durable pull consumer named durable on stream
+// (e.g. StreamOut) with the given subject filters (which must not
+// overlap), until ctx is done (it then returns nil) or the Log is closed
+// (ErrClosed). The consumer is created, or updated to these filters, on
+// start; JetStream keeps its position, so a later ConsumeDurable with the
+// same durable continues where this one stopped. A new consumer starts at
+// the beginning of the stream.
+//
+// Messages are handed to handle one at a time, in stream order (the
+// consumer has MaxAckPending 1). handle returns:
+//   - nil: the message is acked (and the ack confirmed) and the next one
+//     is delivered;
+//   - an error wrapping ErrPermanent, or any error on the MaxDeliver-th
+//     attempt: the message goes to OnGiveUp, then is acked;
+//   - a *RetryAfter (errors.As): the message is nak'ed with its Delay;
+//   - any other error: the message is nak'ed with the backoff.
+//
+// Nothing after a nak'ed message is delivered before it. Delivery is at
+// least once: an ack lost with the connection leads to a redelivery after
+// AckWait. A redelivered message that was already acked in this call is
+// acked again without calling handle, so within one call handle sees
+// strictly increasing sequences apart from retries of the same message.
+// Run one ConsumeDurable per durable at a time. Stop it (cancel ctx)
+// before DeleteConsumer: a running one re-creates its consumer, from the
+// start of the stream. Close waits (at most Options.RequestTimeout) for a
+// running handle to return.
+//
+// The first creation of the consumer is not retried: its error is
+// returned (a bad stream, filter or option). Later failures (consumer
+// lost, server restart) are logged and retried with a backoff.
+func (l *Log) ConsumeDurable(ctx context.Context, stream, durable string, filters []string, opts ConsumeOptions, handle func(Msg) error) error {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	if err := checkName("stream", stream); err != nil {
+		return err
+	}
+	if err := checkName("consumer", durable); err != nil {
+		return err
+	}
+	if len(filters) == 0 || len(filters) > MaxConsumeFilters {
+		return fmt.Errorf("log: consume %s/%s: %d filters, want 1..%d", stream, durable, len(filters), MaxConsumeFilters)
+	}
+	for i, f := range filters {
+		if !server.IsValidSubject(f) {
+			return fmt.Errorf("log: consume %s/%s: invalid filter %q", stream, durable, f)
+		}
+		for _, g := range filters[:i] {
+			if server.SubjectsCollide(f, g) {
+				return fmt.Errorf("log: consume %s/%s: filters %q and %q overlap", stream, durable, g, f)
+			}
+		}
+	}
+	if handle == nil {
+		return fmt.Errorf("log: consume %s/%s: nil handler", stream, durable)
+	}
+	if !l.enter() {
+		return ErrClosed
+	}
+	defer l.active.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(l.closing, cancel)
+	defer stop()
+
+	c := &durableConsumer{
+		l:       l,
+		stream:  stream,
+		durable: durable,
+		filters: append([]string(nil), filters...),
+		opts:    opts,
+		handle:  handle,
+	}
+	err := c.run(ctx)
+	if l.isClosed() {
+		return ErrClosed
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// DeleteConsumer deletes the durable consumer of stream, and with it its
+// position. Deleting a consumer that does not exist is not an error.
+func (l *Log) DeleteConsumer(ctx context.Context, stream, durable string) error {
+	if l.isClosed() {
+		return ErrClosed
+	}
+	if err := checkName("stream", stream); err != nil {
+		return err
+	}
+	if err := checkName("consumer", durable); err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.opts.RequestTimeout)
+		defer cancel()
+	}
+	err := l.js.DeleteConsumer(ctx, stream, durable)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("log: delete consumer %s/%s: %w", stream, durable, err)
+	}
+	return nil
+}
+
+// StreamOut returns the name of the outputs stream (the StreamOut
+// constant), for callers that hold a *Log.
+func (l *Log) StreamOut() string { return StreamOut }
+
+// durableConsumer is the state of one ConsumeDurable call; it is used by
+// that call's goroutine only.
+type durableConsumer struct {
+	l       *Log
+	stream  string
+	durable string
+	filters []string
+	opts    ConsumeOptions
+	handle  func(Msg) error
+
+	// done is the highest stream sequence acked by this call.
+	// Invariant: handle is never called for a sequence <= done.
+	done uint64
+}
+
+func (c *durableConsumer) create(ctx context.Context) (jetstream.Consumer, error) {
+	cons, err := c.l.js.CreateOrUpdateConsumer(ctx, c.stream, jetstream.ConsumerConfig{
+		Durable:        c.durable,
+		Description:    "Aurum durable consumer " + c.durable,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        c.opts.AckWait,
+		MaxDeliver:     -1, // giving up is ours: OnGiveUp, then ack
+		MaxAckPending:  1,  // strict order: nothing passes a nak'ed message
+		FilterSubjects: c.filters,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("log: consume %s/%s: consumer: %w", c.stream, c.durable, err)
+	}
+	return cons, nil
+}
+
+// checkFilters refuses filters that no subject of the stream can match
+// (the server accepts them and the consumer would wait forever).
+func (c *durableConsumer) checkFilters(ctx context.Context) error {
+	s, err := c.l.js.Stream(ctx, c.stream)
+	if err != nil {
+		return fmt.Errorf("log: consume %s/%s: stream: %w", c.stream, c.durable, err)
+	}
+	subjects := s.CachedInfo().Config.Subjects
+	for _, f := range c.filters {
+		ok := false
+		for _, sub := range subjects {
+			if subjectSubset(f, sub) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return fmt.Errorf("log: consume %s/%s: filter %q is outside the stream's subjects %v", c.stream, c.durable, f, subjects)
+		}
+	}
+	return nil
+}
+
+// subjectSubset reports whether every subject matching the valid subject
+// filter f also matches the pattern p.
+func subjectSubset(f, p string) bool {
+	ft, pt := strings.Split(f, "."), strings.Split(p, ".")
+	for i, t := range pt {
+		if t == ">" {
+			return len(ft) > i
+		}
+		if i >= len(ft) || ft[i] == ">" {
+			return false
+		}
+		if t != "*" && (ft[i] == "*" || ft[i] != t) {
+			return false
+		}
+	}
+	return len(ft) == len(pt)
+}
+
+func (c *durableConsumer) run(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, c.l.opts.RequestTimeout)
+	err := c.checkFilters(cctx)
+	var cons jetstream.Consumer
+	if err == nil {
+		cons, err = c.create(cctx)
+	}
+	cancel()
+	if err != nil {
+		return err
+	}
+	failures := 0
+	var it jetstream.MessagesContext
+	defer func() {
+		if it != nil {
+			it.Stop()
+		}
+	}()
+	for ctx.Err() == nil {
+		if it == nil {
+			if cons == nil {
+				cctx, cancel := context.WithTimeout(ctx, c.l.opts.RequestTimeout)
+				cons, err = c.create(cctx)
+				cancel()
+			}
+			if err == nil {
+				it, err = cons.Messages(jetstream.PullMaxMessages(1))
+			}
+			if err != nil {
+				cons = nil
+				failures++
+				c.l.logger.Warn("log: consume: open", "stream", c.stream, "consumer", c.durable, "err", err, "failures", failures)
+				if !c.l.pause(ctx, failures) {
+					return ctx.Err()
+				}
+				continue
+			}
+		}
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			it.Stop()
+			it, cons = nil, nil
+			failures++
+			c.l.logger.Warn("log: consume: re-opening", "stream", c.stream, "consumer", c.durable, "err", err, "failures", failures)
+			if !c.l.pause(ctx, failures) {
+				return ctx.Err()
+			}
+			continue
+		}
+		failures = 0
+		if err := c.process(ctx, m); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// process hands one message to handle and gives the server its verdict.
+// It returns an error only for a message it cannot read.
+func (c *durableConsumer) process(ctx context.Context, m jetstream.Msg) error {
+	md, err := m.Metadata()
+	if err != nil {
+		return fmt.Errorf("log: consume %s/%s: metadata: %w", c.stream, c.durable, err)
+	}
+	msg := Msg{
+		Seq:       md.Sequence.Stream,
+		Subject:   m.Subject(),
+		MsgID:     m.Headers().Get(jetstream.MsgIDHeader),
+		Data:      m.Data(),
+		Time:      md.Timestamp,
+		Delivered: md.NumDelivered,
+		Pending:   md.NumPending,
+	}
+	lg := c.l.logger.With("stream", c.stream, "consumer", c.durable, "seq", msg.Seq, "attempt", msg.Delivered)
+	if msg.Seq <= c.done {
+		// A redelivery of a message acked in this call whose ack was lost.
+		c.ack(m, lg)
+		return nil
+	}
+	herr := c.handle(msg)
+	if herr == nil {
+		c.ack(m, lg)
+		c.done = msg.Seq
+		return nil
+	}
+	if ctx.Err() != nil {
+		// Interrupted (ctx or Close): redeliver at once to the next run.
+		_ = m.Nak()
+		return nil
+	}
+	if errors.Is(herr, ErrPermanent) || msg.Delivered >= uint64(c.opts.MaxDeliver) {
+		var gerr error
+		if c.opts.OnGiveUp != nil {
+			gerr = c.opts.OnGiveUp(msg, herr)
+		} else {
+			lg.Warn("log: consume: giving up on message (no OnGiveUp)", "err", herr)
+		}
+		if gerr == nil {
+			c.ack(m, lg)
+			c.done = msg.Seq
+			return nil
+		}
+		lg.Warn("log: consume: give-up handler failed; message will be retried", "err", gerr)
+	}
+	delay := c.opts.Backoff(msg.Delivered)
+	var ra *RetryAfter
+	if errors.As(herr, &ra) && ra.Delay > 0 {
+		delay = ra.Delay
+	}
+	if err := m.NakWithDelay(delay); err != nil {
+		lg.Warn("log: consume: nak; redelivery after AckWait", "err", err, "ack_wait", c.opts.AckWait)
+	}
+	return nil
+}
+
+// ack acks m and waits (at most RequestTimeout) for the server to confirm;
+// an unconfirmed ack is logged: the message then comes back after AckWait
+// and is acked again without calling handle.
+func (c *durableConsumer) ack(m jetstream.Msg, lg *slog.Logger) {
+	// Ack even if ctx ended meanwhile, so that the message is not handled
+	// twice; Close waits for this.
+	actx, cancel := context.WithTimeout(context.Background(), c.l.opts.RequestTimeout)
+	defer cancel()
+	if err := m.DoubleAck(actx); err != nil {
+		lg.Warn("log: consume: ack not confirmed", "err", err)
+	}
+}
