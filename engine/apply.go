@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 func checkPartitions(db *store.DB, n int) (int, error) {
@@ -68,6 +70,7 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		e.metrics.duplicates.Add(float64(res.Duplicates))
 		e.metrics.merges.Add(float64(res.Merges))
 		e.metrics.profiles.Add(float64(res.Created))
+		e.metrics.transitions.Add(float64(res.Transitions))
 		e.metrics.appliedSeq.Set(float64(ent.Seq))
 		e.metrics.applySeconds.Observe(time.Since(start).Seconds())
 		e.applied.advance(ent.Seq)
@@ -176,14 +179,35 @@ func (e *Engine) outboxLoop(ctx context.Context) error {
 }
 
 func (e *Engine) drainOutbox(ctx context.Context, max int) (int, error) {
-	entries, err := projections.Outbox(e.state, max)
+	total := 0
+	for _, prefix := range projections.OutboxPrefixes(e.opts.Partitions) {
+		n, err := e.drainOutboxRange(ctx, prefix, max)
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// drainOutboxRange publishes up to max entries of one outbox (the global one
+// or a partition's): in order, so a subscriber sees each profile's
+// transitions in the order they happened.
+func (e *Engine) drainOutboxRange(ctx context.Context, prefix []byte, max int) (int, error) {
+	entries, err := projections.Outbox(e.state, prefix, max)
 	if err != nil || len(entries) == 0 {
 		return 0, err
 	}
 	b := e.state.NewBatch()
 	defer b.Close()
 	for _, ent := range entries {
-		if _, _, err := e.log.Append(ctx, ent.Msg.Subject, ent.Msg.MsgID, ent.Msg.Data); err != nil {
+		data := ent.Msg.Data
+		if len(ent.Msg.Identifiers) > 0 {
+			if data, err = e.withIdentifiers(data, ent.Msg.Identifiers); err != nil {
+				return 0, err
+			}
+		}
+		if _, _, err := e.log.Append(ctx, ent.Msg.Subject, ent.Msg.MsgID, data); err != nil {
 			return 0, err
 		}
 		if err := b.Delete(ent.Key); err != nil {
@@ -195,4 +219,28 @@ func (e *Engine) drainOutbox(ctx context.Context, max int) (int, error) {
 	}
 	e.metrics.published.Add(float64(len(entries)))
 	return len(entries), nil
+}
+
+// withIdentifiers adds the unsealed identifiers to an output message's JSON
+// as "identifiers": {type: [values]}. A value whose key was destroyed is
+// left out.
+func (e *Engine) withIdentifiers(data []byte, ids []projections.OutIdent) ([]byte, error) {
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("engine: outbox message: %w", err)
+	}
+	out := map[string][]string{}
+	for _, id := range ids {
+		pt, err := e.keys.Open(id.Key, id.Sealed)
+		if err != nil {
+			continue
+		}
+		var v string
+		if err := msgpack.Unmarshal(pt, &v); err != nil {
+			continue
+		}
+		out[id.Type] = append(out[id.Type], v)
+	}
+	m["identifiers"] = out
+	return json.Marshal(m)
 }

@@ -66,6 +66,10 @@ type Options struct {
 	PhoneRegion string
 	// MaxBatchBytes bounds one log append. Default 1 MB.
 	MaxBatchBytes int
+	// TickPeriod is how often the passage of time is recorded on the log
+	// (a tick record), which fires time-driven audience exits and entries.
+	// Default 1 s; negative disables ticks.
+	TickPeriod time.Duration
 	// Now is the edge clock that stamps receive times. Default time.Now. The
 	// state machine never reads it: it sees only the times on the log.
 	Now func() time.Time
@@ -91,6 +95,9 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.DedupWindow == 0 {
 		o.DedupWindow = 30 * 24 * time.Hour
+	}
+	if o.TickPeriod == 0 {
+		o.TickPeriod = time.Second
 	}
 	if o.MaxBatchBytes == 0 {
 		o.MaxBatchBytes = 1 << 20
@@ -198,6 +205,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		Partitions:  parts,
 		DedupWindow: opts.DedupWindow.Milliseconds(),
 	})
+	e.sm.SetOpener(e.keys.Open)
 	if err := e.sm.Load(e.state); err != nil {
 		return nil, err
 	}
@@ -244,6 +252,9 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("apply", func(ctx context.Context) error { return e.applyLoop(ctx, applied+1) })
 	e.goRun("outbox", e.outboxLoop)
 	e.goRun("gateway", e.gatewayLoop)
+	if e.opts.TickPeriod > 0 {
+		e.goRun("ticker", e.tickLoop)
+	}
 }
 
 // goRun runs fn in a goroutine owned by the engine. A failure other than

@@ -13,6 +13,8 @@ type metrics struct {
 	merges       prometheus.Counter
 	profiles     prometheus.Counter
 	published    prometheus.Counter
+	transitions  prometheus.Counter
+	ticks        prometheus.Counter
 	corrupt      prometheus.Counter
 	appliedSeq   prometheus.Gauge
 	applySeconds prometheus.Histogram
@@ -39,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Profiles created (since this process started)."}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_outbox_published_total",
 			Help: "Outbox messages published."}),
+		transitions: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_audience_transitions_total",
+			Help: "Audience entries and exits decided by the state machine."}),
+		ticks: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_ticks_total",
+			Help: "Tick records appended to the log (the passage of time)."}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_apply_corrupt_entries_total",
 			Help: "Log entries skipped because they could not be decoded."}),
 		appliedSeq: prometheus.NewGauge(prometheus.GaugeOpts{Name: "aurum_apply_position",
@@ -49,6 +55,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Background tasks that stopped with an error."}, []string{"task"}),
 	}
 	reg.MustRegister(m.ingested, m.deadLetters, m.appends, m.batchEvents, m.applied, m.duplicates,
-		m.merges, m.profiles, m.published, m.corrupt, m.appliedSeq, m.applySeconds, m.failures)
+		m.merges, m.profiles, m.published, m.transitions, m.ticks, m.corrupt, m.appliedSeq, m.applySeconds, m.failures)
 	return m
 }

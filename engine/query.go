@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections/gcr"
@@ -80,6 +81,14 @@ func (e *Engine) Profile(ref string) (*gcr.View, error) {
 	v, err := p.View(e.open)
 	if err != nil {
 		return nil, err
+	}
+	ms, err := e.sm.Memberships(snap, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	v.Audiences = make(map[string]time.Time, len(ms))
+	for _, m := range ms {
+		v.Audiences[m.Audience] = time.UnixMilli(m.Since).UTC()
 	}
 	return &v, nil
 }

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/store"
@@ -40,14 +41,17 @@ const (
 // Key prefixes of the state store. Every key of the state machine starts with
 // one of these; ARCHITECTURE.md documents the full layout.
 var (
-	keyApplied    = []byte("meta/applied")    // uint64 BE: last applied log sequence
-	keyPartitions = []byte("meta/partitions") // uint32 BE: partition count, fixed at creation
-	keyIdentity   = []byte("meta/identity")   // JSON identity.Config in effect (absent: the default)
-	prefixDedup   = []byte("dd/")             // dd/<source>\x00<sha256(messageId)[:16]> → expiry ms
-	prefixDedupX  = []byte("dx/")             // dx/<expiry ms u64 BE><dd key> → nil (expiry index)
-	prefixSource  = []byte("src/")            // src/<name> → msgpack Source
-	prefixMerge   = []byte("mg/")             // mg/<into16><seq u64 BE><idx u32 BE> → msgpack MergeRecord
-	prefixOutbox  = []byte("ob/")             // ob/<seq u64 BE><idx u32 BE> → msgpack OutMsg
+	keyApplied     = []byte("meta/applied")    // uint64 BE: last applied log sequence
+	keyPartitions  = []byte("meta/partitions") // uint32 BE: partition count, fixed at creation
+	keyIdentity    = []byte("meta/identity")   // JSON identity.Config in effect (absent: the default)
+	keyNow         = []byte("meta/now")        // uint64 BE: the log clock, Unix ms (max entry time so far)
+	keyAudienceGen = []byte("meta/audgen")     // uint64 BE: generation of the audience definitions
+	prefixAudience = []byte("ad/")             // ad/<name> → msgpack audience.Definition
+	prefixDedup    = []byte("dd/")             // dd/<source>\x00<sha256(messageId)[:16]> → expiry ms
+	prefixDedupX   = []byte("dx/")             // dx/<expiry ms u64 BE><dd key> → nil (expiry index)
+	prefixSource   = []byte("src/")            // src/<name> → msgpack Source
+	prefixMerge    = []byte("mg/")             // mg/<into16><seq u64 BE><idx u32 BE> → msgpack MergeRecord
+	prefixOutbox   = []byte("ob/")             // ob/<seq u64 BE><idx u32 BE> → msgpack OutMsg
 )
 
 // ErrCorruptEntry marks a log entry that could not be decoded.
@@ -59,12 +63,23 @@ type Options struct {
 	DedupWindow int64 // milliseconds of log time a messageId is remembered; default 30 days
 	// MaxPrunePerEntry bounds the dedup-expiry work done per entry. Default 1024.
 	MaxPrunePerEntry int
+	// Open unseals personal values (trait values that audience rules read).
+	// It must be deterministic for a given key and value: the keyring's
+	// Open is. nil: rules see no traits.
+	Open func(keyID, sealed []byte) ([]byte, error)
+	// BackfillPerEntry bounds how many profiles each partition re-evaluates
+	// per log entry after an audience changed. Default 512.
+	BackfillPerEntry int
+	// TimersPerEntry bounds how many due timers each partition runs per log
+	// entry. Default 4096.
+	TimersPerEntry int
 }
 
 // StateMachine applies log entries to a store.ReadWriter.
 type StateMachine struct {
 	opts       Options
 	keychain   atomic.Pointer[identity.Keychain] // replaced by identity.config control records
+	audiences  atomic.Pointer[audience.Set]      // replaced by audience.put/delete control records
 	gcr        *gcr.Projection
 	partitions []*Partition
 }
@@ -80,13 +95,21 @@ func New(opts Options) *StateMachine {
 	if opts.MaxPrunePerEntry == 0 {
 		opts.MaxPrunePerEntry = 1024
 	}
+	if opts.BackfillPerEntry == 0 {
+		opts.BackfillPerEntry = 512
+	}
+	if opts.TimersPerEntry == 0 {
+		opts.TimersPerEntry = 4096
+	}
 	sm := &StateMachine{
 		opts: opts,
 		gcr:  gcr.New(&gcr.Options{Partitions: opts.Partitions}),
 	}
 	sm.keychain.Store(identity.New(identity.DefaultConfig()))
+	empty, _ := audience.Compile(nil)
+	sm.audiences.Store(empty)
 	for i := range opts.Partitions {
-		sm.partitions = append(sm.partitions, &Partition{id: i, gcr: sm.gcr})
+		sm.partitions = append(sm.partitions, &Partition{id: i, gcr: sm.gcr, sm: sm})
 	}
 	return sm
 }
@@ -101,6 +124,9 @@ func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain.Load(
 // Apply — the identity config in effect — from a state store. Call it once,
 // before applying, on a store that was built by this state machine.
 func (sm *StateMachine) Load(r store.Reader) error {
+	if err := sm.loadAudiences(r); err != nil {
+		return err
+	}
 	v, err := r.Get(keyIdentity)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -156,16 +182,20 @@ func (sm *StateMachine) Partitions() int { return sm.opts.Partitions }
 
 // Control is a state change other than an event: a source created, ...
 type Control struct {
-	Kind   string `msgpack:"k"` // "source.create"
-	Source Source `msgpack:"s,omitempty"`
-	Config []byte `msgpack:"cfg,omitempty"`
-	Time   int64  `msgpack:"t"` // Unix ms, stamped at the edge
+	Kind     string              `msgpack:"k"` // "source.create"
+	Source   Source              `msgpack:"s,omitempty"`
+	Config   []byte              `msgpack:"cfg,omitempty"`
+	Audience audience.Definition `msgpack:"aud,omitempty"`
+	Time     int64               `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
 // Control kinds.
 const (
 	ControlSourceCreate   = "source.create"   // Source
 	ControlIdentityConfig = "identity.config" // Config: JSON identity.Config, in effect from this entry on
+	ControlAudiencePut    = "audience.put"    // Audience: create or replace (Version is assigned by Apply)
+	ControlAudienceDelete = "audience.delete" // Audience.Name
+	ControlTick           = "tick"            // Time: the passage of time
 )
 
 // Source is an ingest source. Only the hash of its write key is kept.
@@ -190,6 +220,16 @@ type OutMsg struct {
 	Subject string `msgpack:"s"`
 	MsgID   string `msgpack:"id"`
 	Data    []byte `msgpack:"d"`
+	// Identifiers (sealed) are unsealed by the publisher and added to Data
+	// as "identifiers": {type: [values]}.
+	Identifiers []OutIdent `msgpack:"ids,omitempty"`
+}
+
+// OutIdent is a sealed identifier of an output message.
+type OutIdent struct {
+	Type   string `msgpack:"t"`
+	Key    []byte `msgpack:"k"`
+	Sealed []byte `msgpack:"s"`
 }
 
 // Result summarises what one Apply did, for metrics and the engine's caches.
@@ -202,6 +242,10 @@ type Result struct {
 	Sources    []Source // sources created
 	// IdentityConfig is set when the entry changed the identity config.
 	IdentityConfig bool
+	// Audiences is set when the entry changed the audience definitions.
+	Audiences bool
+	// Transitions counts audience entries and exits.
+	Transitions int
 }
 
 // Apply applies the log entry (seq, subject, data) to rw and records seq as
@@ -221,6 +265,7 @@ func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, d
 		return res, err
 	}
 	cmds := sm.emptyCommands(seq)
+	var entryTime int64
 	switch subject {
 	case SubjectEvents:
 		var b event.Batch
@@ -230,6 +275,7 @@ func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, d
 		if err := sm.applyBatch(rw, seq, &b, cmds, &res); err != nil {
 			return res, err
 		}
+		entryTime = b.Received
 	case SubjectControl:
 		var c Control
 		if err := msgpack.Unmarshal(data, &c); err != nil {
@@ -238,9 +284,57 @@ func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, d
 		if err := sm.applyControl(rw, &c, &res); err != nil {
 			return res, err
 		}
+		entryTime = c.Time
 	default: // a subject of a later version: skipped, position recorded
 	}
-	return res, sm.applyPartitions(rw, cmds)
+	now, err := advanceClock(rw, entryTime)
+	if err != nil {
+		return res, err
+	}
+	gen, err := readUint64(rw, keyAudienceGen)
+	if err != nil {
+		return res, err
+	}
+	set := sm.audiences.Load()
+	for i := range cmds {
+		cmds[i].Now, cmds[i].Audiences, cmds[i].Gen = now, set, gen
+	}
+	if err := sm.applyPartitions(rw, cmds); err != nil {
+		return res, err
+	}
+	for i := range cmds {
+		res.Transitions += cmds[i].transitions
+	}
+	res.Outbox += res.Transitions
+	return res, nil
+}
+
+// advanceClock moves the log clock (meta/now) to t if t is later, and
+// returns it: the state machine's "now" never goes back, whatever the edge
+// clocks did.
+func advanceClock(rw store.ReadWriter, t int64) (int64, error) {
+	cur, err := readUint64(rw, keyNow)
+	if err != nil {
+		return 0, err
+	}
+	if t > int64(cur) {
+		return t, setUint64(rw, keyNow, uint64(t))
+	}
+	return int64(cur), nil
+}
+
+func readUint64(r store.Reader, key []byte) (uint64, error) {
+	v, err := r.Get(key)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projections: read %s: %w", key, err)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("projections: %s has %d bytes: %w", key, len(v), ErrCorruptEntry)
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
 // Skip records seq as applied, by the state machine and every partition,
@@ -288,6 +382,10 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 			return err
 		}
 		res.Sources = append(res.Sources, c.Source)
+	case ControlAudiencePut, ControlAudienceDelete:
+		return sm.applyAudienceControl(rw, c, res)
+	case ControlTick:
+		// Time passing: the partitions run their due timers (see Apply).
 	case ControlIdentityConfig:
 		cfg, err := decodeIdentityConfig(c.Config)
 		if err != nil {
@@ -376,7 +474,11 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 			return err
 		}
 		pi := gcr.PartitionOf(r, n)
-		cmds[pi].Absorb = append(cmds[pi].Absorb, Absorption{Into: r, From: g})
+		st, err := loadAudienceState(rw, sm.partitions[gcr.PartitionOf(from, n)], from)
+		if err != nil {
+			return err
+		}
+		cmds[pi].Absorb = append(cmds[pi].Absorb, Absorption{Into: r, From: g, FromState: st})
 		pf := gcr.PartitionOf(from, n)
 		cmds[pf].Drop = append(cmds[pf].Drop, from)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/store"
 )
@@ -21,6 +22,7 @@ import (
 type Partition struct {
 	id  int
 	gcr *gcr.Projection
+	sm  *StateMachine
 }
 
 // PartitionCommand is what one log entry asks of one partition, as decided by
@@ -34,12 +36,22 @@ type PartitionCommand struct {
 	Absorb []Absorption
 	Drop   [][]byte
 	Add    []Addition
+
+	// Now is the log clock at this entry (Unix ms).
+	Now int64
+	// Audiences are the audiences in effect; Gen their generation: when it
+	// changes, the partition re-evaluates all its profiles (backfill).
+	Audiences *audience.Set
+	Gen       uint64
+
+	transitions int // audience transitions written (for Result)
 }
 
 // Absorption folds the GCR From into the profile Into.
 type Absorption struct {
-	Into []byte
-	From *gcr.Profile
+	Into      []byte
+	From      *gcr.Profile
+	FromState *audience.State // the audience state of From; nil when none
 }
 
 // Addition folds an event into the GCR of Profile and stores it there.
@@ -102,6 +114,11 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 	}
 	if err := txn.Flush(); err != nil {
 		return err
+	}
+	if cmd.Audiences != nil {
+		if err := p.applyAudiences(rw, cmd); err != nil {
+			return fmt.Errorf("projections: partition %d seq %d: audiences: %w", p.id, cmd.Seq, err)
+		}
 	}
 	return setUint64(rw, p.appliedKey(), cmd.Seq)
 }

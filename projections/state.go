@@ -59,11 +59,26 @@ type OutboxEntry struct {
 	Msg OutMsg
 }
 
-// Outbox returns up to max pending outbox entries in log order.
-func Outbox(r store.Reader, max int) ([]OutboxEntry, error) {
+func isPartitionOutbox(k []byte) bool {
+	return len(k) > 6 && k[0] == 'p' && k[1] == '/' && k[4] == '/' && k[5] == 'o' && k[6] == '/'
+}
+
+// OutboxPrefixes are the key ranges of the outboxes: the global one (merge
+// records) and one per partition (audience transitions, in order per
+// profile).
+func OutboxPrefixes(partitions int) [][]byte {
+	out := [][]byte{prefixOutbox}
+	for i := range partitions {
+		out = append(out, append(PartitionPrefix(i), 'o', '/'))
+	}
+	return out
+}
+
+// Outbox returns up to max pending entries of the outbox at prefix, in log order.
+func Outbox(r store.Reader, prefix []byte, max int) ([]OutboxEntry, error) {
 	var out []OutboxEntry
 	var derr error
-	err := r.Scan(prefixOutbox, store.PrefixEnd(prefixOutbox), false, func(k, v []byte) bool {
+	err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, v []byte) bool {
 		var m OutMsg
 		if derr = msgpack.Unmarshal(v, &m); derr != nil {
 			return false
@@ -124,7 +139,7 @@ func mergeJSON(m *MergeRecord) ([]byte, error) {
 // digestPrefixes are the key ranges that make up the projection state. The
 // outbox is excluded: it drains asynchronously and is not part of the state.
 var digestPrefixes = [][]byte{
-	keyApplied, keyPartitions, keyIdentity, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
+	keyApplied, keyPartitions, keyIdentity, keyNow, keyAudienceGen, prefixAudience, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
 	[]byte("ik/"), []byte("ip/"), []byte("p/"),
 }
 
@@ -135,6 +150,9 @@ func Digest(r store.Reader) ([]byte, error) {
 	var lenBuf [8]byte
 	for _, p := range digestPrefixes {
 		err := r.Scan(p, store.PrefixEnd(p), false, func(k, v []byte) bool {
+			if isPartitionOutbox(k) {
+				return true // drains asynchronously: not part of the state
+			}
 			binary.BigEndian.PutUint32(lenBuf[:4], uint32(len(k)))
 			binary.BigEndian.PutUint32(lenBuf[4:], uint32(len(v)))
 			h.Write(lenBuf[:])

@@ -1,0 +1,159 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/rules"
+)
+
+// audienceBody is the JSON of POST /v1/audiences and PUT /v1/audiences/{name}.
+type audienceBody struct {
+	Name        *string `json:"name"`
+	Description string  `json:"description"`
+	Rule        *string `json:"rule"`
+}
+
+func (s *Server) readAudience(w http.ResponseWriter, r *http.Request) (audienceBody, bool) {
+	var b audienceBody
+	body, err := readBody(r, 16<<10)
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "", "request body exceeds 16 KB")
+		return b, false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", err.Error())
+		return b, false
+	}
+	dec := json.NewDecoder(bytesReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		writeError(w, http.StatusBadRequest, "", "body is not a valid audience: "+err.Error())
+		return b, false
+	}
+	if b.Rule == nil {
+		writeError(w, http.StatusBadRequest, "rule", "required")
+		return b, false
+	}
+	return b, true
+}
+
+// ruleError is the 400 answer for a rule that does not compile.
+type ruleError struct {
+	Error  string `json:"error"`
+	Field  string `json:"field"`
+	Line   int    `json:"line,omitempty"`
+	Column int    `json:"column,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (s *Server) putAudience(w http.ResponseWriter, r *http.Request, d audience.Definition, created bool) {
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	info, err := s.e.PutAudience(ctx, d)
+	var re *rules.Error
+	switch {
+	case errors.As(err, &re):
+		writeJSON(w, http.StatusBadRequest, ruleError{Error: "rule: " + re.Error(), Field: "rule", Line: re.Line, Column: re.Column, Reason: re.Reason})
+	case errors.Is(err, engine.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "name", err.Error())
+	case err != nil:
+		s.opts.Logger.Error("api: put audience", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", "could not save the audience; retry")
+	case created:
+		writeJSON(w, http.StatusCreated, info)
+	default:
+		writeJSON(w, http.StatusOK, info)
+	}
+}
+
+func (s *Server) handleCreateAudience(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.readAudience(w, r)
+	if !ok {
+		return
+	}
+	if b.Name == nil {
+		writeError(w, http.StatusBadRequest, "name", "required")
+		return
+	}
+	if _, err := s.e.Audience(*b.Name); err == nil {
+		writeError(w, http.StatusConflict, "name", fmt.Sprintf("audience %q exists (PUT /v1/audiences/%s replaces it)", *b.Name, *b.Name))
+		return
+	}
+	s.putAudience(w, r, audience.Definition{Name: *b.Name, Description: b.Description, Rule: *b.Rule}, true)
+}
+
+func (s *Server) handleReplaceAudience(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.readAudience(w, r)
+	if !ok {
+		return
+	}
+	name := r.PathValue("name")
+	if b.Name != nil && *b.Name != name {
+		writeError(w, http.StatusBadRequest, "name", "does not match the audience in the path")
+		return
+	}
+	_, err := s.e.Audience(name)
+	s.putAudience(w, r, audience.Definition{Name: name, Description: b.Description, Rule: *b.Rule}, errors.Is(err, engine.ErrNotFound))
+}
+
+func (s *Server) handleListAudiences(w http.ResponseWriter, r *http.Request) {
+	list, err := s.e.Audiences()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "", err.Error())
+		return
+	}
+	if list == nil {
+		list = []engine.AudienceInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"audiences": list})
+}
+
+func (s *Server) handleGetAudience(w http.ResponseWriter, r *http.Request) {
+	info, err := s.e.Audience(r.PathValue("name"))
+	if err != nil {
+		s.lookupError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) handleDeleteAudience(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	if err := s.e.DeleteAudience(ctx, r.PathValue("name")); err != nil {
+		s.lookupError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > 10000 {
+			writeError(w, http.StatusBadRequest, "limit", "must be an integer in [1, 10000]")
+			return
+		}
+		limit = n
+	}
+	members, next, err := s.e.AudienceMembers(r.PathValue("name"), r.URL.Query().Get("cursor"), limit)
+	if errors.Is(err, engine.ErrInvalid) {
+		writeError(w, http.StatusBadRequest, "cursor", err.Error())
+		return
+	}
+	if err != nil {
+		s.lookupError(w, err)
+		return
+	}
+	if members == nil {
+		members = []engine.Member{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"members": members, "next": next})
+}

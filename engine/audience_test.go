@@ -1,0 +1,121 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/rules"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestAudienceTimedExit: a profile enters an audience when it buys and
+// leaves it when the purchase ages out of the window, with no new event —
+// the tick records on the log move time; subscribers see both transitions
+// once, in order, with the person's identifiers.
+func TestAudienceTimedExit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := engine.Open(ctx, engine.Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", TickPeriod: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.CreateSource(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	// A rule that does not compile is refused with its position.
+	_, err = e.PutAudience(ctx, audience.Definition{Name: "bad", Rule: `count("Order Completed", "2s") >= `})
+	var re *rules.Error
+	if !errors.Is(err, engine.ErrInvalid) || !errors.As(err, &re) || re.Line != 1 || re.Column == 0 {
+		t.Fatalf("bad rule: %v", err)
+	}
+	info, err := e.PutAudience(ctx, audience.Definition{Name: "recent-buyers", Rule: `count("Order Completed", "2s") >= 1`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Version != 1 || info.Size != 0 {
+		t.Fatalf("new audience: %+v", info)
+	}
+
+	nc, err := nats.Connect(e.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	cons, err := js.OrderedConsumer(ctx, "AURUM_OUT", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.audience.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"u1","messageId":"o1","traits":{"email":"Ann@Example.com"},"timestamp":%q,"properties":{"revenue":10}}`,
+		time.Now().UTC().Format(time.RFC3339Nano))), "", e.ParseOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bought := time.Now()
+	if err := e.Ingest(ctx, "web", []event.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	type tr struct {
+		Type, Audience, ProfileID, Reason string
+		Identifiers                       map[string][]string
+	}
+	next := func() (tr, string) {
+		t.Helper()
+		msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("no transition: %v", err)
+		}
+		var x struct {
+			Type        string              `json:"type"`
+			Audience    string              `json:"audience"`
+			ProfileID   string              `json:"profile_id"`
+			Reason      string              `json:"reason"`
+			Identifiers map[string][]string `json:"identifiers"`
+		}
+		if err := json.Unmarshal(msg.Data(), &x); err != nil {
+			t.Fatal(err)
+		}
+		return tr{x.Type, x.Audience, x.ProfileID, x.Reason, x.Identifiers}, msg.Subject()
+	}
+	in, subj := next()
+	if in.Type != "audience.entered" || subj != "aurum.audience.recent-buyers.entered" || in.Audience != "recent-buyers" {
+		t.Fatalf("first transition %+v on %s", in, subj)
+	}
+	if got := in.Identifiers["email"]; len(got) != 1 || got[0] != "ann@example.com" {
+		t.Fatalf("identifiers %v", in.Identifiers)
+	}
+	p, err := e.Profile("user_id:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Audiences["recent-buyers"]; !ok {
+		t.Fatalf("GCR audiences %v", p.Audiences)
+	}
+	if a, _ := e.Audience("recent-buyers"); a.Size != 1 {
+		t.Fatalf("size %d", a.Size)
+	}
+	out, subj := next()
+	elapsed := time.Since(bought)
+	if out.Type != "audience.exited" || subj != "aurum.audience.recent-buyers.exited" || out.Reason != "time" || out.ProfileID != in.ProfileID {
+		t.Fatalf("second transition %+v on %s", out, subj)
+	}
+	if elapsed < 2*time.Second {
+		t.Fatalf("exited after %v, before the 2 s window ran out", elapsed)
+	}
+	if _, err := cons.Next(jetstream.FetchMaxWait(500 * time.Millisecond)); err == nil {
+		t.Fatal("a third transition")
+	}
+	if a, _ := e.Audience("recent-buyers"); a.Size != 0 {
+		t.Fatalf("size %d after exit", a.Size)
+	}
+}

@@ -1,0 +1,159 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/oklog/ulid/v2"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// tickLoop records the passage of time on the log: every TickPeriod a tick
+// record; the state machine runs the profiles' due timers at each.
+func (e *Engine) tickLoop(ctx context.Context) error {
+	t := time.NewTicker(e.opts.TickPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		now := e.opts.Now()
+		c := projections.Control{Kind: projections.ControlTick, Time: now.UnixMilli()}
+		data, err := msgpack.Marshal(&c)
+		if err != nil {
+			return err
+		}
+		if _, _, err := e.log.Append(ctx, projections.SubjectControl, fmt.Sprintf("tick-%d", now.UnixMilli()), data); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			e.opts.Logger.Warn("engine: tick append failed; time stands still until the next one", "err", err)
+			continue
+		}
+		e.metrics.ticks.Inc()
+	}
+}
+
+// AudienceInfo is an audience definition with its current size.
+type AudienceInfo struct {
+	audience.Definition
+	Size int64 `json:"size"`
+}
+
+func (e *Engine) appendControl(ctx context.Context, c projections.Control) (uint64, error) {
+	c.Time = e.opts.Now().UnixMilli()
+	data, err := msgpack.Marshal(&c)
+	if err != nil {
+		return 0, fmt.Errorf("engine: encode control: %w", err)
+	}
+	seq, _, err := e.log.Append(ctx, projections.SubjectControl, ulidString(e.ids.next(e.opts.Now())), data)
+	return seq, err
+}
+
+// PutAudience creates or replaces an audience through the log and waits
+// until it is in effect. The rule is checked first: a rule that does not
+// compile is refused with ErrInvalid and the position of the problem.
+func (e *Engine) PutAudience(ctx context.Context, d audience.Definition) (AudienceInfo, error) {
+	d.Version, d.Created, d.Updated = 0, 0, 0
+	if err := projections.ValidateAudience(d); err != nil {
+		return AudienceInfo{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlAudiencePut, Audience: d})
+	if err != nil {
+		return AudienceInfo{}, err
+	}
+	if err := e.WaitApplied(ctx, seq); err != nil {
+		return AudienceInfo{}, err
+	}
+	return e.Audience(d.Name)
+}
+
+// DeleteAudience deletes an audience through the log; its members exit.
+func (e *Engine) DeleteAudience(ctx context.Context, name string) error {
+	if _, err := e.Audience(name); err != nil {
+		return err
+	}
+	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlAudienceDelete, Audience: audience.Definition{Name: name}})
+	if err != nil {
+		return err
+	}
+	return e.WaitApplied(ctx, seq)
+}
+
+// Audiences lists the audiences with their sizes.
+func (e *Engine) Audiences() ([]AudienceInfo, error) {
+	snap := e.state.NewSnapshot()
+	defer snap.Close()
+	defs, err := projections.Audiences(snap)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AudienceInfo, 0, len(defs))
+	for _, d := range defs {
+		n, err := e.sm.AudienceSize(snap, d.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, AudienceInfo{Definition: d, Size: n})
+	}
+	return out, nil
+}
+
+// Audience returns one audience with its size.
+func (e *Engine) Audience(name string) (AudienceInfo, error) {
+	all, err := e.Audiences()
+	if err != nil {
+		return AudienceInfo{}, err
+	}
+	for _, a := range all {
+		if a.Name == name {
+			return a, nil
+		}
+	}
+	return AudienceInfo{}, fmt.Errorf("%w: audience %q", ErrNotFound, name)
+}
+
+// Member is one member of an audience.
+type Member struct {
+	ProfileID string    `json:"profile_id"`
+	Since     time.Time `json:"since"`
+	Version   int64     `json:"rule_version"`
+}
+
+// AudienceMembers lists up to limit members after cursor ("" = from the
+// start); next is the cursor of the following page ("" at the end).
+func (e *Engine) AudienceMembers(name, cursor string, limit int) (members []Member, next string, err error) {
+	if limit < 1 || limit > 10000 {
+		return nil, "", fmt.Errorf("%w: limit must be in [1, 10000]", ErrInvalid)
+	}
+	if _, err := e.Audience(name); err != nil {
+		return nil, "", err
+	}
+	var after []byte
+	if cursor != "" {
+		u, err := ulid.ParseStrict(cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: cursor %q", ErrInvalid, cursor)
+		}
+		after = u[:]
+	}
+	snap := e.state.NewSnapshot()
+	defer snap.Close()
+	ms, ids, err := e.sm.AudienceMembers(snap, name, after, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	members = make([]Member, len(ms))
+	for i, m := range ms {
+		members[i] = Member{ProfileID: ulidString(ids[i]), Since: time.UnixMilli(m.Since).UTC(), Version: m.Version}
+	}
+	if len(ms) == limit {
+		next = ulidString(ids[len(ids)-1])
+	}
+	return members, next, nil
+}

@@ -1,0 +1,452 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/projections/gcr"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Keys of a partition's audience state, under PartitionPrefix(i):
+//
+//	u/<profile16>                   msgpack audience.State (aggregates, memberships, timer)
+//	w/<time u64 BE><profile16>      timer index: re-evaluate the profile at time
+//	m/<audience>\x00<profile16>     membership index: since (u64 BE) + version (u64 BE)
+//	n/<audience>                    member count (u64 BE)
+//	b                               backfill cursor (msgpack backfillCursor)
+//	o/<seq u64 BE><idx u32 BE>      outbox: transitions to publish (not part of the digest)
+func (p *Partition) key(parts ...[]byte) []byte {
+	k := PartitionPrefix(p.id)
+	for _, x := range parts {
+		k = append(k, x...)
+	}
+	return k
+}
+
+func (p *Partition) stateKey(profile []byte) []byte { return p.key([]byte("u/"), profile) }
+
+func (p *Partition) timerKey(t int64, profile []byte) []byte {
+	return p.key([]byte("w/"), binary.BigEndian.AppendUint64(nil, uint64(max(t, 0))), profile)
+}
+
+func (p *Partition) memberKey(aud string, profile []byte) []byte {
+	return p.key([]byte("m/"), []byte(aud), []byte{0}, profile)
+}
+
+func (p *Partition) countKey(aud string) []byte { return p.key([]byte("n/"), []byte(aud)) }
+
+type backfillCursor struct {
+	Gen   uint64 `msgpack:"g"`
+	After []byte `msgpack:"a,omitempty"`
+	Done  bool   `msgpack:"d,omitempty"`
+}
+
+func loadAudienceState(r store.Reader, p *Partition, profile []byte) (*audience.State, error) {
+	v, err := r.Get(p.stateKey(profile))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return audience.DecodeState(v)
+}
+
+// work is what an entry asks of one profile's audiences.
+type work struct {
+	events []audience.Event
+	reason string
+	all    bool
+	joined []*audience.State
+}
+
+// applyAudiences runs the audience stage of an entry in the partition:
+// profiles that got events or absorbed others, profiles whose timers are
+// due, and the next slice of the backfill after an audience changed.
+func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) error {
+	todo := map[string]*work{}
+	get := func(id []byte) *work {
+		w, ok := todo[string(id)]
+		if !ok {
+			w = &work{}
+			todo[string(id)] = w
+		}
+		return w
+	}
+	var outIdx uint32
+	for _, d := range cmd.Drop {
+		if err := p.dropAudienceState(rw, cmd, d, &outIdx); err != nil {
+			return err
+		}
+	}
+	for _, a := range cmd.Absorb {
+		w := get(a.Into)
+		w.all, w.reason = true, "merge"
+		if a.FromState != nil {
+			w.joined = append(w.joined, a.FromState)
+		}
+	}
+	for _, a := range cmd.Add {
+		w := get(a.Profile)
+		name := ""
+		if a.Record.Kind == event.Track {
+			name = a.Record.Event
+		}
+		w.events = append(w.events, audience.Event{Name: name, Time: a.Record.Time, ID: a.Record.ID,
+			Props: a.Record.Properties, HasTraits: len(a.Record.Traits) > 0})
+		if w.reason == "" {
+			w.reason = "event:" + ulidString(a.Record.ID)
+		}
+	}
+	// Due timers.
+	upper := p.key([]byte("w/"), binary.BigEndian.AppendUint64(nil, uint64(max(cmd.Now, 0))+1))
+	var due [][]byte
+	if err := rw.Scan(p.key([]byte("w/")), upper, false, func(k, _ []byte) bool {
+		due = append(due, bytes.Clone(k))
+		return len(due) < p.sm.opts.TimersPerEntry
+	}); err != nil {
+		return err
+	}
+	for _, k := range due {
+		if err := rw.Delete(k); err != nil {
+			return err
+		}
+		w := get(k[len(k)-16:])
+		w.all = true
+		if w.reason == "" {
+			w.reason = "time"
+		}
+	}
+	// Backfill after an audience change.
+	if err := p.backfill(rw, cmd, get); err != nil {
+		return err
+	}
+
+	ids := make([]string, 0, len(todo))
+	for id := range todo {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if err := p.evaluate(rw, cmd, []byte(id), todo[id], &outIdx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Partition) backfill(rw store.ReadWriter, cmd *PartitionCommand, get func([]byte) *work) error {
+	if cmd.Gen == 0 {
+		return nil
+	}
+	var cur backfillCursor
+	v, err := rw.Get(p.key([]byte("b")))
+	if err == nil {
+		if err := msgpack.Unmarshal(v, &cur); err != nil {
+			return fmt.Errorf("backfill cursor: %w", err)
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if cur.Gen == cmd.Gen && cur.Done {
+		return nil
+	}
+	if cur.Gen != cmd.Gen {
+		cur = backfillCursor{Gen: cmd.Gen}
+	}
+	// Profiles with a GCR or with audience state (memberships of a deleted
+	// audience must end too); the GCR range covers both in practice.
+	prefix := p.key([]byte("g/"))
+	lower := prefix
+	if cur.After != nil {
+		lower = append(bytes.Clone(prefix), cur.After...)
+		lower = append(lower, 0)
+	}
+	n := 0
+	err = rw.Scan(lower, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+		id := bytes.Clone(k[len(prefix):])
+		w := get(id)
+		w.all = true
+		if w.reason == "" {
+			w.reason = "backfill"
+		}
+		cur.After = id
+		n++
+		return n < p.sm.opts.BackfillPerEntry
+	})
+	if err != nil {
+		return err
+	}
+	if n < p.sm.opts.BackfillPerEntry {
+		cur.Done = true
+	}
+	return setMsgpack(rw, p.key([]byte("b")), &cur)
+}
+
+// evaluate re-evaluates one profile's audiences and writes its state,
+// timer, membership index and transitions.
+func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []byte, w *work, outIdx *uint32) error {
+	st, err := loadAudienceState(rw, p, id)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		st = &audience.State{}
+	}
+	oldTimer := st.Timer
+	for _, j := range w.joined {
+		cmd.Audiences.Join(st, j)
+	}
+	prof, err := p.gcr.Get(rw, id)
+	if errors.Is(err, store.ErrNotFound) {
+		prof = &gcr.Profile{ID: id}
+	} else if err != nil {
+		return err
+	}
+	step := audience.Step{
+		Now: cmd.Now, Events: w.events, Reason: w.reason, All: w.all,
+		Traits:    p.traitReader(prof),
+		FirstSeen: prof.Stats.FirstSeen, LastSeen: prof.Stats.LastSeen, Seen: prof.Stats.Events > 0,
+		History: func(fn func(audience.Event) bool) error {
+			recs, err := p.gcr.Events(rw, prof, 1<<20)
+			if err != nil {
+				return err
+			}
+			for i := range recs {
+				r := &recs[i]
+				name := ""
+				if r.Kind == event.Track {
+					name = r.Event
+				}
+				if !fn(audience.Event{Name: name, Time: r.Time, ID: r.ID, Props: r.Properties}) {
+					break
+				}
+			}
+			return nil
+		},
+	}
+	if len(w.events) > 1 && !w.all {
+		step.Reason = "events"
+	}
+	trs, err := cmd.Audiences.Apply(st, step)
+	if err != nil {
+		return err
+	}
+	for _, tr := range trs {
+		if err := p.transition(rw, cmd, id, prof, tr, outIdx); err != nil {
+			return err
+		}
+	}
+	if oldTimer != st.Timer {
+		if oldTimer != 0 {
+			if err := rw.Delete(p.timerKey(oldTimer, id)); err != nil {
+				return err
+			}
+		}
+		if st.Timer != 0 {
+			if err := rw.Set(p.timerKey(st.Timer, id), nil); err != nil {
+				return err
+			}
+		}
+	}
+	if len(st.Aggs) == 0 && len(st.Members) == 0 && st.Timer == 0 {
+		return rw.Delete(p.stateKey(id))
+	}
+	data, err := audience.EncodeState(st)
+	if err != nil {
+		return err
+	}
+	return rw.Set(p.stateKey(id), data)
+}
+
+// dropAudienceState ends the memberships of a profile merged away (reason
+// "merged") and deletes its audience state; its aggregates live on in the
+// absorbing profile (Absorption.FromState).
+func (p *Partition) dropAudienceState(rw store.ReadWriter, cmd *PartitionCommand, id []byte, outIdx *uint32) error {
+	st, err := loadAudienceState(rw, p, id)
+	if err != nil || st == nil {
+		return err
+	}
+	for _, m := range st.Members {
+		tr := audience.Transition{Audience: m.Audience, Version: m.Version, Reason: "merged", Time: cmd.Now}
+		if err := p.transition(rw, cmd, id, nil, tr, outIdx); err != nil {
+			return err
+		}
+	}
+	if st.Timer != 0 {
+		if err := rw.Delete(p.timerKey(st.Timer, id)); err != nil {
+			return err
+		}
+	}
+	return rw.Delete(p.stateKey(id))
+}
+
+// Transition is the JSON published on aurum.audience.<name>.entered|exited.
+type Transition struct {
+	Type        string `json:"type"` // audience.entered | audience.exited
+	Audience    string `json:"audience"`
+	ProfileID   string `json:"profile_id"`
+	RuleVersion int64  `json:"rule_version"`
+	Time        string `json:"time"` // log time, RFC 3339
+	Reason      string `json:"reason"`
+	Seq         uint64 `json:"seq"` // log position that caused it
+}
+
+func (p *Partition) transition(rw store.ReadWriter, cmd *PartitionCommand, id []byte, prof *gcr.Profile, tr audience.Transition, outIdx *uint32) error {
+	kind := "exited"
+	if tr.Entered {
+		kind = "entered"
+	}
+	mk := p.memberKey(tr.Audience, id)
+	cnt, err := readUint64(rw, p.countKey(tr.Audience))
+	if err != nil {
+		return err
+	}
+	if tr.Entered {
+		v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(tr.Time)), uint64(tr.Version))
+		if err := rw.Set(mk, v); err != nil {
+			return err
+		}
+		cnt++
+	} else {
+		if err := rw.Delete(mk); err != nil {
+			return err
+		}
+		if cnt > 0 {
+			cnt--
+		}
+	}
+	if cnt == 0 {
+		if err := rw.Delete(p.countKey(tr.Audience)); err != nil {
+			return err
+		}
+	} else if err := setUint64(rw, p.countKey(tr.Audience), cnt); err != nil {
+		return err
+	}
+	data, err := json.Marshal(Transition{Type: "audience." + kind, Audience: tr.Audience, ProfileID: ulidString(id),
+		RuleVersion: tr.Version, Time: time.UnixMilli(tr.Time).UTC().Format(time.RFC3339Nano), Reason: tr.Reason, Seq: cmd.Seq})
+	if err != nil {
+		return err
+	}
+	msg := OutMsg{Subject: SubjectAudiencePrefix + tr.Audience + "." + kind, Data: data,
+		MsgID: fmt.Sprintf("aud:%s:%s:%d:%d", tr.Audience, ulidString(id), cmd.Seq, *outIdx)}
+	if prof != nil {
+		for _, ident := range prof.Identifiers {
+			msg.Identifiers = append(msg.Identifiers, OutIdent{Type: ident.Type, Key: ident.Key, Sealed: ident.Sealed})
+		}
+	}
+	ok := p.key([]byte("o/"), binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, cmd.Seq), *outIdx))
+	*outIdx++
+	cmd.transitions++
+	return setMsgpack(rw, ok, &msg)
+}
+
+// traitReader unseals trait values on demand (cached per evaluation).
+func (p *Partition) traitReader(prof *gcr.Profile) func(string) (any, bool) {
+	cache := map[string]any{}
+	return func(name string) (any, bool) {
+		if v, ok := cache[name]; ok {
+			return v, v != nil
+		}
+		t, ok := prof.Traits[name]
+		if !ok || p.sm.opts.Open == nil {
+			cache[name] = nil
+			return nil, false
+		}
+		pt, err := p.sm.opts.Open(t.Key, t.Sealed)
+		if err != nil {
+			cache[name] = nil
+			return nil, false
+		}
+		var v any
+		if err := msgpack.Unmarshal(pt, &v); err != nil || v == nil {
+			cache[name] = nil
+			return nil, false
+		}
+		cache[name] = v
+		return v, true
+	}
+}
+
+// Membership is a profile's membership of an audience (read side).
+type Membership struct {
+	Audience string
+	Since    int64
+	Version  int64
+}
+
+// Memberships returns the audiences profile is in.
+func (sm *StateMachine) Memberships(r store.Reader, profile []byte) ([]Membership, error) {
+	p := sm.partitions[gcr.PartitionOf(profile, len(sm.partitions))]
+	st, err := loadAudienceState(r, p, profile)
+	if err != nil || st == nil {
+		return nil, err
+	}
+	out := make([]Membership, 0, len(st.Members))
+	for _, m := range st.Members {
+		out = append(out, Membership{Audience: m.Audience, Since: m.Since, Version: m.Version})
+	}
+	return out, nil
+}
+
+// AudienceSize returns the number of members of an audience.
+func (sm *StateMachine) AudienceSize(r store.Reader, name string) (int64, error) {
+	var total int64
+	for _, p := range sm.partitions {
+		n, err := readUint64(r, p.countKey(name))
+		if err != nil {
+			return 0, err
+		}
+		total += int64(n)
+	}
+	return total, nil
+}
+
+// AudienceMembers lists up to limit members of an audience with profile ids
+// after the cursor (exclusive; nil = from the start), in profile id order.
+func (sm *StateMachine) AudienceMembers(r store.Reader, name string, after []byte, limit int) ([]Membership, [][]byte, error) {
+	type row struct {
+		id []byte
+		m  Membership
+	}
+	var rows []row
+	for _, p := range sm.partitions {
+		prefix := p.key([]byte("m/"), []byte(name), []byte{0})
+		lower := prefix
+		if after != nil {
+			lower = append(append(bytes.Clone(prefix), after...), 0)
+		}
+		n := 0
+		err := r.Scan(lower, store.PrefixEnd(prefix), false, func(k, v []byte) bool {
+			if len(v) != 16 {
+				return true
+			}
+			rows = append(rows, row{id: bytes.Clone(k[len(prefix):]), m: Membership{Audience: name,
+				Since: int64(binary.BigEndian.Uint64(v[:8])), Version: int64(binary.BigEndian.Uint64(v[8:]))}})
+			n++
+			return n < limit
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int { return bytes.Compare(a.id, b.id) })
+	if len(rows) > limit {
+		rows = rows[:limit]
+	}
+	ms := make([]Membership, len(rows))
+	ids := make([][]byte, len(rows))
+	for i, r := range rows {
+		ms[i], ids[i] = r.m, r.id
+	}
+	return ms, ids, nil
+}
