@@ -1,0 +1,304 @@
+package projections
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of data-driven tests")
+
+// audienceRun drives the state machine with a tiny language, one command
+// per block, and prints the transitions each command produced:
+//
+//	audience NAME RULE...            create or replace an audience
+//	delete NAME                      delete it
+//	event T USER EVENT [k=v ...]     a track event of USER at time T (also the log time)
+//	identify T USER [k=v ...]        traits of USER
+//	alias T USER ANON                link an anonymous id to USER
+//	anon T ANON EVENT [k=v ...]      a track event of an anonymous visitor
+//	tick T                           time passes to T
+//	members NAME                     list members
+//
+// T is RFC 3339 or a date (2026-01-02); values that parse as numbers are
+// numbers. Output lines: "USER entered|exited NAME (reason)".
+type audienceRun struct {
+	t     *testing.T
+	sm    *StateMachine
+	s     *store.Mem
+	seq   uint64
+	n     int
+	users map[string]string // profile id → label
+}
+
+func parseTime(t *testing.T, s string) int64 {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
+		if tm, err := time.Parse(layout, s); err == nil {
+			return tm.UnixMilli()
+		}
+	}
+	t.Fatalf("bad time %q", s)
+	return 0
+}
+
+func parseValue(s string) any {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return f
+	}
+	return strings.Trim(s, `"`)
+}
+
+func (r *audienceRun) apply(subject string, v any) string {
+	data, err := msgpack.Marshal(v)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.seq++
+	before := map[string]bool{}
+	for _, p := range OutboxPrefixes(r.sm.Partitions()) {
+		_ = r.s.Scan(p, store.PrefixEnd(p), false, func(k, _ []byte) bool { before[string(k)] = true; return true })
+	}
+	if _, err := r.sm.Apply(r.s, r.seq, subject, data); err != nil {
+		r.t.Fatalf("apply: %v", err)
+	}
+	var lines []string
+	for _, p := range OutboxPrefixes(r.sm.Partitions()) {
+		_ = r.s.Scan(p, store.PrefixEnd(p), false, func(k, v []byte) bool {
+			if before[string(k)] {
+				return true
+			}
+			var m OutMsg
+			if err := msgpack.Unmarshal(v, &m); err != nil {
+				r.t.Fatal(err)
+			}
+			if !strings.HasPrefix(m.Subject, SubjectAudiencePrefix) {
+				return true
+			}
+			var tr Transition
+			if err := json.Unmarshal(m.Data, &tr); err != nil {
+				r.t.Fatal(err)
+			}
+			reason := tr.Reason
+			if strings.HasPrefix(reason, "event:") {
+				reason = "event"
+			}
+			lines = append(lines, fmt.Sprintf("%s %s %s (%s)", r.label(tr.ProfileID), strings.TrimPrefix(tr.Type, "audience."), tr.Audience, reason))
+			return true
+		})
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func (r *audienceRun) label(pid string) string {
+	if l, ok := r.users[pid]; ok {
+		return l
+	}
+	return "?" + pid
+}
+
+func (r *audienceRun) record(at int64, ids []event.IDRef, kind event.Kind, name string, props map[string]any, traits map[string]any) string {
+	r.n++
+	id := testHash("event", strconv.Itoa(r.n))
+	rec := event.Record{ID: id, MessageID: strconv.Itoa(r.n), Source: "web", Kind: kind, Event: name, Time: at, Received: at,
+		Key: ids[0].Hash, IDs: ids, Properties: props}
+	if len(traits) > 0 {
+		rec.Traits = map[string][]byte{}
+		for k, v := range traits {
+			b, _ := msgpack.Marshal(v)
+			rec.Traits[k] = b
+		}
+	}
+	return r.apply(SubjectEvents, &event.Batch{ID: id, Received: at, Records: []event.Record{rec}})
+}
+
+func (r *audienceRun) userRef(user string) event.IDRef {
+	return event.IDRef{Type: event.UserID, Hash: testHash(event.UserID, user)}
+}
+
+func (r *audienceRun) profileOf(user string) []byte {
+	p, err := r.sm.Keychain().Lookup(r.s, event.UserID, testHash(event.UserID, user))
+	if err != nil {
+		r.t.Fatalf("user %s: %v", user, err)
+	}
+	r.users[ulidString(p)] = user
+	return p
+}
+
+func kv(t *testing.T, args []string) (map[string]any, map[string]any) {
+	props, traits := map[string]any{}, map[string]any{}
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			t.Fatalf("want key=value, got %q", a)
+		}
+		if tk, ok := strings.CutPrefix(k, "traits."); ok {
+			traits[tk] = parseValue(v)
+		} else {
+			props[k] = parseValue(v)
+		}
+	}
+	return props, traits
+}
+
+// fields splits a command line on spaces, keeping "quoted strings" whole.
+func fields(line string) []string {
+	var out []string
+	var cur strings.Builder
+	inQ := false
+	for _, c := range line {
+		switch {
+		case c == '"':
+			inQ = !inQ
+			cur.WriteRune(c)
+		case c == ' ' && !inQ:
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(c)
+		}
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+func (r *audienceRun) run(line string) string {
+	f := fields(line)
+	switch f[0] {
+	case "audience":
+		rule := strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(line, "audience"), " "+f[1]))
+		return r.apply(SubjectControl, &Control{Kind: ControlAudiencePut, Time: 0, Audience: audience.Definition{Name: f[1], Rule: rule}})
+	case "delete":
+		return r.apply(SubjectControl, &Control{Kind: ControlAudienceDelete, Audience: audience.Definition{Name: f[1]}})
+	case "tick":
+		return r.apply(SubjectControl, &Control{Kind: ControlTick, Time: parseTime(r.t, f[1])})
+	case "event":
+		props, _ := kv(r.t, f[4:])
+		out := r.record(parseTime(r.t, f[1]), []event.IDRef{r.userRef(f[2])}, event.Track, strings.Trim(f[3], `"`), props, nil)
+		r.profileOf(f[2])
+		return r.relabelOut(out)
+	case "identify":
+		_, traits := kv(r.t, f[3:])
+		out := r.record(parseTime(r.t, f[1]), []event.IDRef{r.userRef(f[2])}, event.Identify, "", nil, traits)
+		r.profileOf(f[2])
+		return r.relabelOut(out)
+	case "anon":
+		props, _ := kv(r.t, f[4:])
+		ref := event.IDRef{Type: event.AnonymousID, Hash: testHash(event.AnonymousID, f[2])}
+		out := r.record(parseTime(r.t, f[1]), []event.IDRef{ref}, event.Track, strings.Trim(f[3], `"`), props, nil)
+		p, _ := r.sm.Keychain().Lookup(r.s, event.AnonymousID, ref.Hash)
+		if _, ok := r.users[ulidString(p)]; !ok {
+			r.users[ulidString(p)] = "anon:" + f[2]
+		}
+		return r.relabelOut(out)
+	case "alias":
+		ids := []event.IDRef{r.userRef(f[2]), {Type: event.AnonymousID, Hash: testHash(event.AnonymousID, f[3])}}
+		out := r.record(parseTime(r.t, f[1]), ids, event.Alias, "", nil, nil)
+		r.profileOf(f[2])
+		return r.relabelOut(out)
+	case "members":
+		ms, ids, err := r.sm.AudienceMembers(r.s, f[1], nil, 1000)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		var names []string
+		for i := range ms {
+			names = append(names, r.label(ulidString(ids[i])))
+		}
+		sort.Strings(names)
+		n, _ := r.sm.AudienceSize(r.s, f[1])
+		return fmt.Sprintf("size %d: %s", n, strings.Join(names, " "))
+	}
+	r.t.Fatalf("unknown command %q", f[0])
+	return ""
+}
+
+// relabelOut replaces unknown profile ids in out with labels learnt since.
+func (r *audienceRun) relabelOut(out string) string {
+	for pid, l := range r.users {
+		out = strings.ReplaceAll(out, "?"+pid, l)
+	}
+	return out
+}
+
+func TestAudiencesDataDriven(t *testing.T) {
+	files, _ := filepath.Glob("testdata/audiences/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no scenarios")
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			runAudienceFile(t, file)
+		})
+	}
+}
+
+func runAudienceFile(t *testing.T, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &audienceRun{t: t, sm: New(Options{Partitions: 4, BackfillPerEntry: 1000, Open: func(_, sealed []byte) ([]byte, error) { return sealed, nil }}),
+		s: store.NewMem(), users: map[string]string{}}
+	var out strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(string(data)))
+	var cmd string
+	var expected []string
+	inExpect := false
+	flush := func() {
+		if cmd == "" {
+			return
+		}
+		got := r.run(cmd)
+		want := strings.Join(expected, "\n")
+		if !*rewrite && got != want {
+			t.Errorf("%s: %s\n got:\n%s\n want:\n%s", file, cmd, got, want)
+		}
+		out.WriteString(cmd + "\n----\n")
+		if got != "" {
+			out.WriteString(got + "\n")
+		}
+		out.WriteString("\n")
+		cmd, expected, inExpect = "", nil, false
+	}
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "#") && cmd == "":
+			out.WriteString(line + "\n")
+		case line == "----":
+			inExpect = true
+		case line == "" && inExpect:
+			flush()
+		case line == "" && cmd == "":
+			continue
+		case inExpect:
+			expected = append(expected, line)
+		default:
+			cmd = line
+		}
+	}
+	flush()
+	if *rewrite {
+		if err := os.WriteFile(file, []byte(strings.TrimRight(out.String(), "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
