@@ -94,6 +94,12 @@ func lex(src string) ([]token, error) {
 			toks = append(toks, token{kind: tIdent, pos: p, text: src[i:j]})
 			adv(j - i)
 			continue
+		case isDigit(c) && len(toks) > 0 && toks[len(toks)-1].kind == tDot:
+			j := i
+			for j < len(src) && (isLetter(src[j]) || isDigit(src[j])) {
+				j++
+			}
+			return nil, errAt(p, "a name cannot start with a digit (write [%q])", src[i:j])
 		case isDigit(c):
 			j := i
 			for j < len(src) && isDigit(src[j]) {

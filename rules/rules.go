@@ -246,7 +246,7 @@ func (r *Rule) Cost() int { return r.cost }
 func (r *Rule) Eval(f Facts) (bool, error) {
 	e := evaluator{facts: f, now: f.Now()}
 	v := e.eval(r.root)
-	if v.k != vBool && v.k != vNull {
+	if r.root.typ == tyBool && v.k != vBool {
 		return false, fmt.Errorf("rules: eval %s: result is %s, not bool", r.src, v.k)
 	}
 	return v.truth(), nil
