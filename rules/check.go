@@ -100,10 +100,22 @@ func (c *checker) check1(n *node, ctx context) (typ, error) {
 	case nNull:
 		return tyNull, nil
 	case nList:
+		lits := make([]value, 0, len(n.args))
 		for _, a := range n.args {
 			if _, err := c.check(a, ctx); err != nil {
 				return 0, err
 			}
+			switch a.kind {
+			case nNum:
+				lits = append(lits, value{k: vNum, n: a.num})
+			case nStr:
+				lits = append(lits, value{k: vStr, s: a.str})
+			case nBool:
+				lits = append(lits, boolean(a.b))
+			}
+		}
+		if len(lits) == len(n.args) {
+			n.lits = lits
 		}
 		return tyList, nil
 	case nPath:

@@ -157,6 +157,9 @@ func (e *evaluator) eval(n *node) value {
 	case nNull:
 		return null
 	case nList:
+		if n.lits != nil {
+			return value{k: vList, l: n.lits}
+		}
 		l := make([]value, len(n.args))
 		for i, a := range n.args {
 			l[i] = e.eval(a)

@@ -264,7 +264,8 @@ type node struct {
 	funnel Funnel
 	re     *regexp.Regexp
 	win    int64
-	time   int64 // date()
+	time   int64   // date()
+	lits   []value // nList of literals: the values, computed once
 }
 
 type parser struct {
