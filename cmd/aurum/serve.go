@@ -29,7 +29,7 @@ type serveFlags struct {
 	adminToken, masterKeyFile, identityFile     string
 	phoneRegion, logFormat, logLevel            string
 	partitions                                  int
-	dedupWindow                                 time.Duration
+	dedupWindow, tick                           time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -61,6 +61,7 @@ The master key that wraps the data keys comes from $AURUM_MASTER_KEY or --master
 	fl.StringVar(&f.phoneRegion, "phone-region", "", "default region (e.g. DK, US) for phone numbers without an international prefix")
 	fl.IntVar(&f.partitions, "partitions", 16, "profile partitions (fixed when the data directory is created)")
 	fl.DurationVar(&f.dedupWindow, "dedup-window", 30*24*time.Hour, "how long a messageId is remembered per source (log time)")
+	fl.DurationVar(&f.tick, "tick", time.Second, "how often the passage of time is recorded on the log (fires time-driven audience exits); 0 disables")
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
@@ -93,7 +94,13 @@ func runServe(ctx context.Context, f serveFlags) error {
 		PhoneRegion: strings.ToUpper(f.phoneRegion),
 		Partitions:  f.partitions,
 		DedupWindow: f.dedupWindow,
+		TickPeriod:  f.tick,
 		Logger:      logger,
+	}
+	if f.tick == 0 {
+		opts.TickPeriod = -1
+	} else if f.tick < 10*time.Millisecond {
+		return fmt.Errorf("--tick: at least 10ms (or 0 to disable), got %v", f.tick)
 	}
 	switch f.fsync {
 	case "default":
