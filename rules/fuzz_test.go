@@ -118,7 +118,7 @@ func (f *fixedFacts) Agg(a rules.Agg) (float64, bool) {
 	v, ok := f.aggs[a.Key()]
 	return v, ok
 }
-func (f *fixedFacts) Oldest(rules.Agg) (int64, bool)        { return 0, false }
+func (f *fixedFacts) Oldest(rules.Agg) (int64, bool)         { return 0, false }
 func (f *fixedFacts) FunnelStart(rules.Funnel) (int64, bool) { return 1e12 - 1, true }
 func (f *fixedFacts) Trait(name string) (any, bool) {
 	v, ok := f.traits[name]
