@@ -1,0 +1,171 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/seal"
+	"github.com/aurumcdp/aurum/store"
+)
+
+// ReplayOptions configure an offline replay of a stopped node's log.
+type ReplayOptions struct {
+	DataDir     string
+	MasterKey   []byte        // default: DataDir/master.key
+	DedupWindow time.Duration // as the node ran with; default 30 days
+	// Out receives every output the replay's state machine decides (merge
+	// records, audience transitions), in outbox order; nothing is published.
+	Out    func(projections.OutMsg) error
+	Logger *slog.Logger
+}
+
+// ReplayResult summarises a replay.
+type ReplayResult struct {
+	Applied uint64 // last log position applied
+	Digest  []byte // of the rebuilt projections
+	Outputs int
+}
+
+// Replay rebuilds the projections of a stopped node from its log into a
+// temporary state store (removed afterwards) and reports what they would
+// publish. It does not touch the node's own state.
+func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
+	var res ReplayResult
+	if opts.DedupWindow == 0 {
+		opts.DedupWindow = 30 * 24 * time.Hour
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	master := opts.MasterKey
+	if master == nil {
+		k, err := seal.LoadMasterKey(filepath.Join(opts.DataDir, "master.key"), "")
+		if err != nil {
+			return res, fmt.Errorf("engine: replay: %w", err)
+		}
+		master = k
+	}
+	keysDB, err := store.Open(filepath.Join(opts.DataDir, "keys"), &store.Options{CacheSize: 16 << 20, Logger: opts.Logger})
+	if err != nil {
+		return res, fmt.Errorf("engine: replay: keys: %w", err)
+	}
+	defer keysDB.Close()
+	keys, err := seal.NewKeyring(keysDB, master, nil)
+	if err != nil {
+		return res, err
+	}
+	parts := 16
+	if live, err := store.Open(filepath.Join(opts.DataDir, "state"), &store.Options{Logger: opts.Logger}); err == nil {
+		if parts, err = projections.CheckPartitions(readOnly{live}, 16); err != nil {
+			live.Close()
+			return res, err
+		}
+		live.Close()
+	}
+	tmp, err := os.MkdirTemp("", "aurum-replay-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(tmp)
+	db, err := store.Open(tmp, &store.Options{Logger: opts.Logger})
+	if err != nil {
+		return res, err
+	}
+	defer db.Close()
+	sm := projections.New(projections.Options{Partitions: parts, DedupWindow: opts.DedupWindow.Milliseconds()})
+	sm.SetOpener(keys.Open)
+
+	l, err := alog.Open(ctx, alog.Options{Dir: filepath.Join(opts.DataDir, "jetstream"), Listen: "127.0.0.1:-1", Logger: opts.Logger})
+	if err != nil {
+		return res, err
+	}
+	defer l.Close()
+	last, err := l.LastSeq(ctx)
+	if err != nil {
+		return res, err
+	}
+	r, err := l.NewReader(1)
+	if err != nil {
+		return res, err
+	}
+	defer r.Close()
+	for res.Applied < last {
+		ent, err := r.Next(ctx)
+		if err != nil {
+			return res, err
+		}
+		b := db.NewBatch()
+		if _, err := sm.Apply(b, ent.Seq, ent.Subject, ent.Data); errors.Is(err, projections.ErrCorruptEntry) {
+			b.Close()
+			b = db.NewBatch()
+			if err := sm.Skip(b, ent.Seq); err != nil {
+				return res, err
+			}
+		} else if err != nil {
+			b.Close()
+			return res, err
+		}
+		if err := db.Commit(b, false); err != nil {
+			b.Close()
+			return res, err
+		}
+		b.Close()
+		res.Applied = ent.Seq
+		n, err := drainTo(db, parts, opts.Out)
+		if err != nil {
+			return res, err
+		}
+		res.Outputs += n
+	}
+	res.Digest, err = projections.Digest(db)
+	return res, err
+}
+
+// drainTo hands every pending outbox entry to out, in outbox order, and
+// deletes it.
+func drainTo(db *store.DB, parts int, out func(projections.OutMsg) error) (int, error) {
+	n := 0
+	for _, prefix := range projections.OutboxPrefixes(parts) {
+		entries, err := projections.Outbox(db, prefix, 1<<30)
+		if err != nil || len(entries) == 0 {
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
+		b := db.NewBatch()
+		for _, e := range entries {
+			if out != nil {
+				if err := out(e.Msg); err != nil {
+					b.Close()
+					return n, err
+				}
+			}
+			if err := b.Delete(e.Key); err != nil {
+				b.Close()
+				return n, err
+			}
+			n++
+		}
+		err = db.Commit(b, false)
+		b.Close()
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// readOnly lets CheckPartitions read a store without writing to it (a
+// store without a recorded count reports the default and records nothing).
+type readOnly struct{ store.Reader }
+
+func (readOnly) Set(_, _ []byte) error { return nil }
+func (readOnly) Delete(_ []byte) error { return nil }
