@@ -86,11 +86,13 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 	s.route("GET /v1/profiles/{ref}/events", s.admin(s.handleEvents))
 	s.route("GET /v1/deadletters", s.admin(s.handleDeadLetters))
 	s.route("POST /v1/audiences", s.admin(s.handleCreateAudience))
+	s.route("POST /v1/audiences/preview", s.admin(s.handlePreviewAudience))
 	s.route("GET /v1/audiences", s.admin(s.handleListAudiences))
 	s.route("GET /v1/audiences/{name}", s.admin(s.handleGetAudience))
 	s.route("PUT /v1/audiences/{name}", s.admin(s.handleReplaceAudience))
 	s.route("DELETE /v1/audiences/{name}", s.admin(s.handleDeleteAudience))
 	s.route("GET /v1/audiences/{name}/members", s.admin(s.handleAudienceMembers))
+	s.route("GET /v1/audiences/{name}/export", s.admin(s.handleAudienceExport))
 	s.route("GET /healthz", s.handleHealth)
 	s.route("GET /metrics", promhttp.HandlerFor(e.Registry(), promhttp.HandlerOpts{}).ServeHTTP)
 	return s, nil

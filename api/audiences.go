@@ -157,3 +157,44 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"members": members, "next": next})
 }
+
+func (s *Server) handlePreviewAudience(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r, 16<<10)
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "", "request body exceeds 16 KB")
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", err.Error())
+		return
+	}
+	var req struct {
+		Rule   *string `json:"rule"`
+		Sample *int    `json:"sample"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "", "body is not a JSON object: "+err.Error())
+		return
+	}
+	if req.Rule == nil {
+		writeError(w, http.StatusBadRequest, "rule", "required")
+		return
+	}
+	sample := 20
+	if req.Sample != nil {
+		sample = *req.Sample
+	}
+	res, err := s.e.Preview(*req.Rule, sample)
+	var re *rules.Error
+	switch {
+	case errors.As(err, &re):
+		writeJSON(w, http.StatusBadRequest, ruleError{Error: "rule: " + re.Error(), Field: "rule", Line: re.Line, Column: re.Column, Reason: re.Reason})
+	case errors.Is(err, engine.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "sample", err.Error())
+	case err != nil:
+		s.opts.Logger.Error("api: preview", "err", err)
+		writeError(w, http.StatusInternalServerError, "", "preview failed")
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
+}

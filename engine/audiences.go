@@ -157,3 +157,42 @@ func (e *Engine) AudienceMembers(name, cursor string, limit int) (members []Memb
 	}
 	return members, next, nil
 }
+
+// PreviewResult is the size an audience rule would have now, with a sample.
+type PreviewResult struct {
+	Size      int64    `json:"size"`
+	Sample    []string `json:"sample"` // profile ids
+	Evaluated string   `json:"evaluated_at"`
+	Took      string   `json:"took"`
+}
+
+// Preview evaluates rule over every profile as of the current log time
+// without creating an audience (nothing goes on the log).
+func (e *Engine) Preview(rule string, sample int) (PreviewResult, error) {
+	if sample < 0 || sample > 1000 {
+		return PreviewResult{}, fmt.Errorf("%w: sample must be in [0, 1000]", ErrInvalid)
+	}
+	d := audience.Definition{Name: "preview", Rule: rule, Version: 1}
+	set, err := audience.Compile([]audience.Definition{d})
+	if err != nil {
+		return PreviewResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	start := time.Now()
+	snap := e.state.NewSnapshot()
+	defer snap.Close()
+	now, err := projections.LogClock(snap)
+	if err != nil {
+		return PreviewResult{}, err
+	}
+	size, ids, err := e.sm.Preview(readOnly{snap}, set, now, sample)
+	if err != nil {
+		return PreviewResult{}, err
+	}
+	res := PreviewResult{Size: size, Sample: make([]string, len(ids)), Evaluated: time.UnixMilli(now).UTC().Format(time.RFC3339Nano),
+		Took: time.Since(start).Round(time.Millisecond).String()}
+	for i, id := range ids {
+		res.Sample[i] = ulidString(id)
+	}
+	return res, nil
+}
+

@@ -163,8 +163,9 @@ func drainTo(db *store.DB, parts int, out func(projections.OutMsg) error) (int, 
 	return n, nil
 }
 
-// readOnly lets CheckPartitions read a store without writing to it (a
-// store without a recorded count reports the default and records nothing).
+// readOnly adapts a Reader to a ReadWriter whose writes are dropped: for
+// reading through code that takes a ReadWriter and must not change the
+// store (CheckPartitions on a stopped node's state, Preview on a snapshot).
 type readOnly struct{ store.Reader }
 
 func (readOnly) Set(_, _ []byte) error { return nil }

@@ -23,6 +23,9 @@ func ValidateAudience(d audience.Definition) error {
 	if !audienceName.MatchString(d.Name) {
 		return fmt.Errorf("name %q: want 1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit", d.Name)
 	}
+	if d.Name == "preview" {
+		return errors.New(`name "preview" is reserved (POST /v1/audiences/preview)`)
+	}
 	if len(d.Description) > 4096 {
 		return errors.New("description: longer than 4096 bytes")
 	}
@@ -134,4 +137,10 @@ func (sm *StateMachine) applyAudienceControl(rw store.ReadWriter, c *Control, re
 // (before the first Apply).
 func (sm *StateMachine) SetOpener(open func(keyID, sealed []byte) ([]byte, error)) {
 	sm.opts.Open = open
+}
+
+// LogClock returns the state machine's clock: the latest log time applied.
+func LogClock(r store.Reader) (int64, error) {
+	v, err := readUint64(r, keyNow)
+	return int64(v), err
 }

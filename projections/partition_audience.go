@@ -216,23 +216,7 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 		Now: cmd.Now, Events: w.events, Reason: w.reason, All: w.all,
 		Traits:    p.traitReader(prof),
 		FirstSeen: prof.Stats.FirstSeen, LastSeen: prof.Stats.LastSeen, Seen: prof.Stats.Events > 0,
-		History: func(fn func(audience.Event) bool) error {
-			recs, err := p.gcr.Events(rw, prof, 1<<20)
-			if err != nil {
-				return err
-			}
-			for i := range recs {
-				r := &recs[i]
-				name := ""
-				if r.Kind == event.Track {
-					name = r.Event
-				}
-				if !fn(audience.Event{Name: name, Time: r.Time, ID: r.ID, Props: r.Properties}) {
-					break
-				}
-			}
-			return nil
-		},
+		History: p.history(rw, prof),
 	}
 	if len(w.events) > 1 && !w.all {
 		step.Reason = "events"
@@ -449,4 +433,75 @@ func (sm *StateMachine) AudienceMembers(r store.Reader, name string, after []byt
 		ms[i], ids[i] = r.m, r.id
 	}
 	return ms, ids, nil
+}
+
+// Preview evaluates rule (the audience named name in set, compiled alone)
+// over every profile as of now, without changing anything: it returns how
+// many profiles satisfy it and up to sample of their ids. Aggregates the
+// profile's stored audience state already has are reused; others are
+// computed from its event history.
+func (sm *StateMachine) Preview(r store.ReadWriter, set *audience.Set, now int64, sample int) (int64, [][]byte, error) {
+	var size int64
+	var ids [][]byte
+	for _, p := range sm.partitions {
+		prefix := p.key([]byte("g/"))
+		var profiles [][]byte
+		if err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+			profiles = append(profiles, bytes.Clone(k[len(prefix):]))
+			return true
+		}); err != nil {
+			return 0, nil, err
+		}
+		for _, id := range profiles {
+			prof, err := p.gcr.Get(r, id)
+			if err != nil {
+				return 0, nil, err
+			}
+			live, err := loadAudienceState(r, p, id)
+			if err != nil {
+				return 0, nil, err
+			}
+			st := &audience.State{}
+			if live != nil {
+				st.Aggs, st.Members = live.Aggs, live.Members
+			}
+			step := audience.Step{Now: now, All: true, Preview: true, Reason: "preview", Traits: p.traitReader(prof),
+				FirstSeen: prof.Stats.FirstSeen, LastSeen: prof.Stats.LastSeen, Seen: prof.Stats.Events > 0,
+				History: p.history(r, prof)}
+			trs, err := set.Apply(st, step)
+			if err != nil {
+				return 0, nil, err
+			}
+			for _, tr := range trs {
+				if tr.Entered {
+					size++
+					if len(ids) < sample {
+						ids = append(ids, id)
+					}
+				}
+			}
+		}
+	}
+	return size, ids, nil
+}
+
+// history iterates a profile's stored events for audience aggregates.
+func (p *Partition) history(r store.Reader, prof *gcr.Profile) func(fn func(audience.Event) bool) error {
+	return func(fn func(audience.Event) bool) error {
+		recs, err := p.gcr.Events(r, prof, 1<<20)
+		if err != nil {
+			return err
+		}
+		for i := range recs {
+			rec := &recs[i]
+			name := ""
+			if rec.Kind == event.Track {
+				name = rec.Event
+			}
+			if !fn(audience.Event{Name: name, Time: rec.Time, ID: rec.ID, Props: rec.Properties}) {
+				break
+			}
+		}
+		return nil
+	}
 }

@@ -147,6 +147,10 @@ type Step struct {
 	// History iterates the profile's stored events (any order), to
 	// initialise an aggregate the state does not have yet (a new audience).
 	History func(fn func(Event) bool) error
+	// Preview evaluates without housekeeping: memberships of audiences
+	// outside the set stay (in_audience reads them) and aggregates outside
+	// the set are kept.
+	Preview bool
 }
 
 // Transition is a change of membership.
@@ -180,11 +184,15 @@ func (s *Set) Apply(st *State, step Step) ([]Transition, error) {
 			st.Aggs[i].evict(g, step.Now)
 		}
 	}
-	st.Aggs = slices.DeleteFunc(st.Aggs, func(a AggState) bool { _, ok := s.aggs[a.Key]; return !ok })
-
 	var out []Transition
+	if !step.Preview {
+		st.Aggs = slices.DeleteFunc(st.Aggs, func(a AggState) bool { _, ok := s.aggs[a.Key]; return !ok })
+	}
 	// Memberships of audiences that no longer exist end.
 	for _, m := range slices.Clone(st.Members) {
+		if step.Preview {
+			break
+		}
 		if _, ok := s.byName[m.Audience]; !ok {
 			st.removeMember(m.Audience)
 			out = append(out, Transition{Audience: m.Audience, Version: m.Version, Reason: "audience deleted", Time: step.Now})
