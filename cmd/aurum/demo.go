@@ -463,30 +463,33 @@ func (p *demoProducer) run(ctx context.Context) {
 	}
 }
 
-// send ingests a batch in order: each run of events of one source is one
-// Ingest call.
+// send ingests a batch with one Ingest call per source, each source's
+// events in order (identity resolution needs no more: the order-sensitive
+// case, a shared device's owner signing in before a family member uses it,
+// happens on one device and so within one source).
 func (p *demoProducer) send(ctx context.Context, batch []workload.Event) error {
 	opts := p.e.ParseOptions()
-	for lo := 0; lo < len(batch); {
-		hi := lo + 1
-		for hi < len(batch) && batch[hi].Source == batch[lo].Source {
-			hi++
-		}
-		evs := make([]event.Event, 0, hi-lo)
-		for _, w := range batch[lo:hi] {
+	for _, src := range workload.Sources {
+		var evs []event.Event
+		for _, w := range batch {
+			if w.Source != src {
+				continue
+			}
 			ev, err := event.Parse(w.JSON, "", opts)
 			if err != nil {
 				return fmt.Errorf("workload event does not parse: %w", err)
 			}
 			evs = append(evs, ev)
 		}
-		if err := p.e.Ingest(ctx, batch[lo].Source, evs); err != nil {
+		if len(evs) == 0 {
+			continue
+		}
+		if err := p.e.Ingest(ctx, src, evs); err != nil {
 			return err
 		}
 		p.mu.Lock()
-		p.sent += int64(hi - lo)
+		p.sent += int64(len(evs))
 		p.mu.Unlock()
-		lo = hi
 	}
 	return nil
 }
