@@ -44,6 +44,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newDemoCmd())
+	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newDemoCmd(), newAudienceCmd())
 	return root
 }
