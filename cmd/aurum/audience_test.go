@@ -104,8 +104,12 @@ func TestAudienceCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &a); err != nil || a.Version != 2 || a.Description != "bought once" {
 		t.Fatalf("update printed %+v (%v):\n%s", a, err, out)
 	}
-	if out := run(1, "audience", "update", "buyers", "--rule", "count(\"Order Completed\") >= 1 and\n  traits.x =="); !strings.Contains(out, "line 2, column ") {
-		t.Fatalf("update with a bad rule on line 2:\n%s", out)
+	ruleFile := filepath.Join(t.TempDir(), "bad.rule")
+	if err := os.WriteFile(ruleFile, []byte("count(\"Order Completed\") >= 1 and\n  traits.x ==\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(1, "audience", "update", "buyers", "--rule-file", ruleFile); !strings.Contains(out, "line 2, column ") || !strings.Contains(out, "traits.x ==") {
+		t.Fatalf("update with a bad rule on line 2 of --rule-file:\n%s", out)
 	}
 	if out := run(1, "audience", "update", "nobody", "--rule", `count("Order Completed") >= 1`); !strings.Contains(out, "404") {
 		t.Fatalf("update of an unknown audience:\n%s", out)
