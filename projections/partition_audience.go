@@ -131,6 +131,9 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 		return err
 	}
 
+	if len(cmd.Audiences.Audiences()) == 0 && cmd.Gen == 0 {
+		return nil // no audience was ever defined: nothing to evaluate
+	}
 	ids := make([]string, 0, len(todo))
 	for id := range todo {
 		ids = append(ids, id)
@@ -206,29 +209,48 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 	for _, j := range w.joined {
 		cmd.Audiences.Join(st, j)
 	}
-	prof, err := p.gcr.Get(rw, id)
-	if errors.Is(err, store.ErrNotFound) {
-		prof = &gcr.Profile{ID: id}
-	} else if err != nil {
-		return err
+	// The GCR is read only when a rule needs it (traits, stats, history)
+	// or a transition carries the person's identifiers.
+	var prof *gcr.Profile
+	var profErr error
+	loadProf := func() *gcr.Profile {
+		if prof == nil && profErr == nil {
+			prof, profErr = p.gcr.Get(rw, id)
+			if errors.Is(profErr, store.ErrNotFound) {
+				prof, profErr = &gcr.Profile{ID: id}, nil
+			}
+			if profErr != nil {
+				prof = &gcr.Profile{ID: id}
+			}
+		}
+		return prof
 	}
 	step := audience.Step{
 		Now: cmd.Now, Events: w.events, Reason: w.reason, All: w.all,
-		Traits:    p.traitReader(prof),
-		FirstSeen: prof.Stats.FirstSeen, LastSeen: prof.Stats.LastSeen, Seen: prof.Stats.Events > 0,
-		History: p.history(rw, prof),
+		Traits: func(name string) (any, bool) { return p.traitReader(loadProf())(name) },
+		Stats: func() (int64, int64, bool) {
+			s := loadProf().Stats
+			return s.FirstSeen, s.LastSeen, s.Events > 0
+		},
+		History: func(fn func(audience.Event) bool) error { return p.history(rw, loadProf())(fn) },
 	}
 	if len(w.events) > 1 && !w.all {
 		step.Reason = "events"
 	}
 	trs, err := cmd.Audiences.Apply(st, step)
+	if err == nil {
+		err = profErr
+	}
 	if err != nil {
 		return err
 	}
 	for _, tr := range trs {
-		if err := p.transition(rw, cmd, id, prof, tr, outIdx); err != nil {
+		if err := p.transition(rw, cmd, id, loadProf(), tr, outIdx); err != nil {
 			return err
 		}
+	}
+	if profErr != nil {
+		return profErr
 	}
 	if oldTimer != st.Timer {
 		if oldTimer != 0 {
@@ -466,7 +488,7 @@ func (sm *StateMachine) Preview(r store.ReadWriter, set *audience.Set, now int64
 				st.Aggs, st.Members = live.Aggs, live.Members
 			}
 			step := audience.Step{Now: now, All: true, Preview: true, Reason: "preview", Traits: p.traitReader(prof),
-				FirstSeen: prof.Stats.FirstSeen, LastSeen: prof.Stats.LastSeen, Seen: prof.Stats.Events > 0,
+				Stats:   func() (int64, int64, bool) { return prof.Stats.FirstSeen, prof.Stats.LastSeen, prof.Stats.Events > 0 },
 				History: p.history(r, prof)}
 			trs, err := set.Apply(st, step)
 			if err != nil {

@@ -140,10 +140,9 @@ type Step struct {
 	All bool
 	// Traits reads the profile's current trait values (plaintext).
 	Traits func(name string) (any, bool)
-	// FirstSeen, LastSeen are the profile's (Unix ms); Seen says whether
-	// the profile has events at all.
-	FirstSeen, LastSeen int64
-	Seen                bool
+	// Stats returns the profile's first and last seen times (Unix ms) and
+	// whether it has events at all; called only by rules that read them.
+	Stats func() (first, last int64, seen bool)
 	// History iterates the profile's stored events (any order), to
 	// initialise an aggregate the state does not have yet (a new audience).
 	History func(fn func(Event) bool) error
@@ -362,14 +361,18 @@ func (f *facts) Trait(name string) (any, bool) {
 }
 
 func (f *facts) Profile(field string) (int64, bool) {
-	if !f.step.Seen {
+	if f.step.Stats == nil {
+		return 0, false
+	}
+	first, last, seen := f.step.Stats()
+	if !seen {
 		return 0, false
 	}
 	switch field {
 	case "first_seen":
-		return f.step.FirstSeen, true
+		return first, true
 	case "last_seen":
-		return f.step.LastSeen, true
+		return last, true
 	}
 	return 0, false
 }

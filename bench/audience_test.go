@@ -1,0 +1,209 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/nats-io/nats.go"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// exampleAudiences are the product's eight example rules.
+var exampleAudiences = map[string]string{
+	"bought-no-return": `count("Order Completed", "90d") >= 1 and count("Order Refunded", "90d") == 0`,
+	"high-spenders":    `sum("Order Completed", "revenue", "365d") >= 1000`,
+	"lapsed":           `count("Order Completed") >= 2 and days_since("Order Completed") > 90`,
+	"browsers":         `count("Product Viewed", "7d") >= 5 and count("Order Completed", "30d") == 0`,
+	"loyalty":          `traits.loyalty_tier in ["gold", "platinum"] and traits.country == "DK"`,
+	"claimers":         `count("Order Refunded", "180d", properties.reason == "damaged") >= 2`,
+	"abandoners":       `funnel(["Product Viewed", "Product Added"], "2h") and count("Order Completed", "1d") == 0`,
+	"vip":              `in_audience("high-spenders") and not in_audience("claimers")`,
+}
+
+// smLog builds a log of event batches (100 events each) for people, with
+// views, adds, orders and refunds; identifiers are pre-hashed.
+func smLog(people, events int) [][]byte {
+	names := []string{"Product Viewed", "Product Viewed", "Product Added", "Order Completed", "Order Refunded"}
+	var out [][]byte
+	t0 := int64(1_780_000_000_000)
+	for lo := 0; lo < events; lo += 100 {
+		b := event.Batch{Received: t0 + int64(lo)*1000}
+		for i := lo; i < min(lo+100, events); i++ {
+			p := (i * 7919) % people
+			h := make([]byte, 16)
+			copy(h, fmt.Sprintf("u%015d", p))
+			id := make([]byte, 16)
+			copy(id, fmt.Sprintf("e%015d", i))
+			ids := []event.IDRef{{Type: event.UserID, Hash: h}}
+			b.Records = append(b.Records, event.Record{ID: id, MessageID: fmt.Sprint(i), Source: "web", Kind: event.Track,
+				Event: names[i%len(names)], Time: t0 + int64(i)*1000, Received: b.Received, Key: h, IDs: ids,
+				Properties: map[string]any{"revenue": 120.0, "reason": []string{"damaged", "wrong_size"}[i%2]}})
+		}
+		data, _ := msgpack.Marshal(&b)
+		out = append(out, data)
+	}
+	return out
+}
+
+// benchApply applies a synthetic log to a state machine on Pebble, with or
+// without the example audiences, and reports the cost per event.
+func benchApply(b *testing.B, withAudiences bool) {
+	db, err := store.Open(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	sm := projections.New(projections.Options{Partitions: 16})
+	seq := uint64(0)
+	apply := func(subject string, data []byte) {
+		seq++
+		batch := db.NewBatch()
+		defer batch.Close()
+		if _, err := sm.Apply(batch, seq, subject, data); err != nil {
+			b.Fatal(err)
+		}
+		if err := db.Commit(batch, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if withAudiences {
+		for _, name := range sortedNames(exampleAudiences) {
+			c, _ := msgpack.Marshal(&projections.Control{Kind: projections.ControlAudiencePut, Audience: audience.Definition{Name: name, Rule: exampleAudiences[name]}})
+			apply(projections.SubjectControl, c)
+		}
+	}
+	n := max(b.N, 100)
+	log := smLog(max(n/20, 10), n)
+	b.ResetTimer()
+	start := time.Now()
+	for _, data := range log {
+		apply(projections.SubjectEvents, data)
+	}
+	d := time.Since(start)
+	b.ReportMetric(float64(d.Nanoseconds())/float64(n), "ns/event")
+	reportRate(b, n, d)
+}
+
+func sortedNames(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// BenchmarkApplyNoAudiences is the baseline of BenchmarkApplyAudiences: the
+// state machine (dedup, identity, GCR) without audiences.
+func BenchmarkApplyNoAudiences(b *testing.B) { benchApply(b, false) }
+
+// BenchmarkApplyAudiences applies the same log with the eight example
+// audiences: the difference is the cost of incremental rule evaluation.
+func BenchmarkApplyAudiences(b *testing.B) { benchApply(b, true) }
+
+// transitionLatency offers rate orders/s (each from a new person, so each
+// makes one "entered" transition) for d and measures, per transition, the
+// time from Ingest's return (accepted, durable) to the subscriber receiving
+// it on NATS.
+func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999 time.Duration, n int) {
+	ctx := context.Background()
+	e, err := engine.Open(ctx, engine.Options{DataDir: tb.TempDir(), NATSListen: "127.0.0.1:-1", TickPeriod: -1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.CreateSource(ctx, "web"); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := e.PutAudience(ctx, audience.Definition{Name: "buyers", Rule: `count("Order Completed", "1d") >= 1`}); err != nil {
+		tb.Fatal(err)
+	}
+	nc, err := nats.Connect(e.NATSURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	accepted := map[string]time.Time{}
+	var lat []time.Duration
+	sub, err := nc.Subscribe("aurum.audience.buyers.entered", func(m *nats.Msg) {
+		now := time.Now()
+		var tr struct {
+			Identifiers map[string][]string `json:"identifiers"`
+		}
+		if json.Unmarshal(m.Data, &tr) != nil || len(tr.Identifiers["user_id"]) == 0 {
+			return
+		}
+		mu.Lock()
+		if t, ok := accepted[tr.Identifiers["user_id"][0]]; ok {
+			lat = append(lat, now.Sub(t))
+		}
+		mu.Unlock()
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	const tick = 10 * time.Millisecond
+	perTick := max(1, rate*int(tick)/int(time.Second))
+	total := 0
+	start := time.Now()
+	for next := start; time.Since(start) < d; next = next.Add(tick) {
+		time.Sleep(time.Until(next))
+		evs := make([]event.Event, perTick)
+		users := make([]string, perTick)
+		for i := range evs {
+			users[i] = fmt.Sprintf("lat-%d", total+i)
+			raw := fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":%q,"messageId":%q,"properties":{"revenue":5}}`, users[i], users[i])
+			if evs[i], err = event.Parse([]byte(raw), "", e.ParseOptions()); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if err := e.Ingest(ctx, "web", evs); err != nil {
+			tb.Fatal(err)
+		}
+		t := time.Now()
+		mu.Lock()
+		for _, u := range users {
+			accepted[u] = t
+		}
+		mu.Unlock()
+		total += perTick
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		got := len(lat)
+		mu.Unlock()
+		if got >= total || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lat) == 0 {
+		tb.Fatal("no transition received")
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))] }
+	return q(0.50), q(0.99), q(0.999), len(lat)
+}
+
+func BenchmarkTransitionLatency1k(b *testing.B) {
+	p50, p99, p999, n := transitionLatency(b, 1000, 3*time.Second)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(p999.Microseconds())/1000, "p99.9-ms")
+	b.ReportMetric(float64(n), "transitions")
+}
