@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -19,6 +20,10 @@ const (
 	DefaultConsumeBackoffMax = 5 * time.Minute
 	DefaultConsumeAckWait    = 30 * time.Second
 )
+
+// consumeFetchWait is how long one pull request of ConsumeDurable waits
+// for a message before it is renewed.
+const consumeFetchWait = 30 * time.Second
 
 // MaxConsumeFilters bounds the subject filters of one durable consumer.
 const MaxConsumeFilters = 256
@@ -322,24 +327,12 @@ func (c *durableConsumer) run(ctx context.Context) error {
 		return err
 	}
 	failures := 0
-	var it jetstream.MessagesContext
-	defer func() {
-		if it != nil {
-			it.Stop()
-		}
-	}()
 	for ctx.Err() == nil {
-		if it == nil {
-			if cons == nil {
-				cctx, cancel := context.WithTimeout(ctx, c.l.opts.RequestTimeout)
-				cons, err = c.create(cctx)
-				cancel()
-			}
-			if err == nil {
-				it, err = cons.Messages(jetstream.PullMaxMessages(1))
-			}
+		if cons == nil {
+			cctx, cancel := context.WithTimeout(ctx, c.l.opts.RequestTimeout)
+			cons, err = c.create(cctx)
+			cancel()
 			if err != nil {
-				cons = nil
 				failures++
 				c.l.logger.Warn("log: consume: open", "stream", c.stream, "consumer", c.durable, "err", err, "failures", failures)
 				if !c.l.pause(ctx, failures) {
@@ -348,13 +341,21 @@ func (c *durableConsumer) run(ctx context.Context) error {
 				continue
 			}
 		}
-		m, err := it.Next(jetstream.NextContext(ctx))
+		// One pull request per message, not the Messages iterator: with
+		// MaxAckPending 1 the iterator can miss re-issuing its pull
+		// request (a race in nats.go between a fast reply and its
+		// fetch-in-progress flag) and stall until its heartbeat check.
+		fctx, cancel := context.WithTimeout(ctx, consumeFetchWait)
+		m, err := cons.Next(jetstream.FetchContext(fctx))
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			it.Stop()
-			it, cons = nil, nil
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				continue // nothing to deliver yet
+			}
+			cons = nil
 			failures++
 			c.l.logger.Warn("log: consume: re-opening", "stream", c.stream, "consumer", c.durable, "err", err, "failures", failures)
 			if !c.l.pause(ctx, failures) {
@@ -392,7 +393,9 @@ func (c *durableConsumer) process(ctx context.Context, m jetstream.Msg) error {
 		c.ack(m, lg)
 		return nil
 	}
+	lg.Debug("log: consume: handling")
 	herr := c.handle(msg)
+	lg.Debug("log: consume: handled", "err", herr)
 	if herr == nil {
 		c.ack(m, lg)
 		c.done = msg.Seq
@@ -438,5 +441,7 @@ func (c *durableConsumer) ack(m jetstream.Msg, lg *slog.Logger) {
 	defer cancel()
 	if err := m.DoubleAck(actx); err != nil {
 		lg.Warn("log: consume: ack not confirmed", "err", err)
+		return
 	}
+	lg.Debug("log: consume: acked")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -388,6 +389,34 @@ func TestSubjectSubset(t *testing.T) {
 	} {
 		if got := subjectSubset(tc.f, tc.p); got != tc.want {
 			t.Errorf("subjectSubset(%q, %q) = %v, want %v", tc.f, tc.p, got, tc.want)
+		}
+	}
+}
+
+// A consumer stuck retrying its first message does not delay another
+// consumer of the same subjects. Repeated because the stall this guards
+// against (a pull request not renewed after a fast reply) was a race.
+func TestConsumeDurableIndependentConsumers(t *testing.T) {
+	ctx := testCtx(t)
+	l := openLog(t, testOptions(t.TempDir()))
+	for round := range 10 {
+		var ok atomic.Int64
+		failOpts := ConsumeOptions{MaxDeliver: 1 << 30, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond}
+		prefix := "r" + strconv.Itoa(round)
+		stopFail := runConsumer(t, l, prefix+"-fail", []string{"aurum.audience." + prefix + ".>"}, failOpts, func(Msg) error { return errors.New("down") })
+		stopOK := runConsumer(t, l, prefix+"-ok", []string{"aurum.audience." + prefix + ".>"}, ConsumeOptions{}, func(Msg) error { ok.Add(1); return nil })
+		for i := 1; i <= 10; i++ {
+			appendOut(t, ctx, l, "aurum.audience."+prefix+".entered", prefix+"-m"+strconv.Itoa(i))
+		}
+		// Well under the 30 s a stalled pull request would take.
+		checkFor(t, 3*time.Second, time.Millisecond, func() error {
+			if n := ok.Load(); n != 10 {
+				return fmt.Errorf("round %d: healthy consumer got %d of 10", round, n)
+			}
+			return nil
+		})
+		if err := errors.Join(stopFail(), stopOK()); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
