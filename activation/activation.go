@@ -1,0 +1,218 @@
+// Package activation delivers audience transitions to webhook destinations.
+//
+// Aurum publishes a person entering or leaving an audience as a JSON
+// message on aurum.audience.<audience>.entered / .exited (stream AURUM_OUT,
+// deterministic Nats-Msg-Id). A Destination (URL, secret, audiences) gets
+// each such message as an HTTP POST.
+//
+// Each destination is its own persistent queue: a durable JetStream
+// consumer named "webhook-<name>" on AURUM_OUT with one filter
+// aurum.audience.<audience>.> per audience (log.ConsumeDurable), run by
+// one worker goroutine. JetStream keeps the destination's position, so a
+// slow or dead endpoint delays neither the other destinations nor
+// ingestion, and after a restart the destination continues where it
+// stopped. Messages reach a destination in stream order, one at a time: a
+// failing message holds back the ones after it until it is delivered or
+// dead-lettered.
+//
+// # Request
+//
+//	POST <url>
+//	Content-Type:    application/json
+//	Aurum-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
+//	Aurum-Delivery:  <message id>   (idempotency key)
+//	Aurum-Attempt:   <n>            (1 on the first attempt)
+//
+//	<the transition JSON, byte for byte as on the stream>
+//
+// Receivers check the signature with Verify and de-duplicate on
+// Aurum-Delivery: delivery is at least once per destination (an attempt
+// whose response is lost is retried), so exactly once per transition with
+// receiver de-duplication. The delivery id is the message's Nats-Msg-Id
+// ("AURUM_OUT-<seq>" for a message published without one).
+//
+// # Outcomes
+//
+//   - 2xx: delivered.
+//   - 408, 429, 5xx, a timeout (Options.Timeout) or a connection error:
+//     retried after BackoffMin*2^(attempt-1), at most BackoffMax, or after
+//     the response's Retry-After when longer (also capped at BackoffMax);
+//     after MaxAttempts attempts the message is dead-lettered.
+//   - any other status (other 4xx; 3xx, as redirects are not followed by
+//     the default client): dead-lettered at once.
+//
+// A dead-lettered message goes to Options.DeadLetter (by default the log's
+// dead-letter stream, source "webhook:<name>"), then the destination moves
+// on to the next message.
+package activation
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Defaults of Options (applied to zero fields).
+const (
+	DefaultTimeout     = 10 * time.Second
+	DefaultMaxAttempts = 12
+	DefaultBackoffMin  = 500 * time.Millisecond
+	DefaultBackoffMax  = 5 * time.Minute
+)
+
+// Limits of a Destination.
+const (
+	MinSecretLen    = 16
+	MaxAudiences    = 64
+	MaxAudienceLen  = 128
+	maxResponseRead = 64 << 10 // response bytes read (and discarded) to reuse the connection
+)
+
+// Channels a Destination may name (for consent checks later).
+var Channels = []string{"email", "sms", "push", "ads", "web"}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// Destination is a webhook attached to one or more audiences.
+type Destination struct {
+	Name      string   // [a-z0-9][a-z0-9_-]{0,63}; names the durable consumer
+	URL       string   // absolute http(s) URL
+	Secret    string   // HMAC-SHA256 key, at least MinSecretLen bytes
+	Audiences []string // at least one; each a subject token
+	Channel   string   // "" or one of Channels: for consent later
+}
+
+// Validate checks d.
+func (d Destination) Validate() error {
+	if !nameRE.MatchString(d.Name) {
+		return fmt.Errorf("activation: destination %q: name must match %s", d.Name, nameRE)
+	}
+	u, err := url.Parse(d.URL)
+	if err != nil {
+		return fmt.Errorf("activation: destination %s: url: %w", d.Name, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("activation: destination %s: url must be an absolute http(s) URL", d.Name)
+	}
+	if len(d.Secret) < MinSecretLen {
+		return fmt.Errorf("activation: destination %s: secret shorter than %d bytes", d.Name, MinSecretLen)
+	}
+	if len(d.Audiences) == 0 || len(d.Audiences) > MaxAudiences {
+		return fmt.Errorf("activation: destination %s: %d audiences, want 1..%d", d.Name, len(d.Audiences), MaxAudiences)
+	}
+	for _, a := range d.Audiences {
+		if a == "" || len(a) > MaxAudienceLen || strings.ContainsFunc(a, func(r rune) bool {
+			return r <= ' ' || r == 0x7f || r == '.' || r == '*' || r == '>'
+		}) {
+			return fmt.Errorf("activation: destination %s: invalid audience %q", d.Name, a)
+		}
+	}
+	if d.Channel != "" {
+		ok := false
+		for _, c := range Channels {
+			ok = ok || c == d.Channel
+		}
+		if !ok {
+			return fmt.Errorf("activation: destination %s: unknown channel %q (want one of %v)", d.Name, d.Channel, Channels)
+		}
+	}
+	return nil
+}
+
+// DeadLetter is a transition a destination gave up on.
+type DeadLetter struct {
+	Destination string
+	Subject     string // e.g. aurum.audience.vip.entered
+	Seq         uint64 // AURUM_OUT sequence
+	DeliveryID  string // the Aurum-Delivery header
+	Body        []byte // the transition JSON
+	Attempts    uint64
+	Status      int    // the last HTTP status; 0 without a response
+	Reason      string // the last error
+	Time        time.Time
+}
+
+// Options configures a Dispatcher. The zero value is valid.
+type Options struct {
+	// Client sends the requests (nil: a client of its own, with its own
+	// connection pool, that does not follow redirects; Close closes its
+	// idle connections).
+	Client *http.Client
+	// Timeout bounds each attempt (default 10 s).
+	Timeout time.Duration
+	// MaxAttempts is the number of attempts before a retried message is
+	// dead-lettered (default 12).
+	MaxAttempts int
+	// BackoffMin and BackoffMax bound the delay before a retry (default
+	// 500 ms, 5 min).
+	BackoffMin, BackoffMax time.Duration
+	// Logger (nil = discard).
+	Logger *slog.Logger
+	// Now is the clock of signatures and dead letters (nil = time.Now).
+	Now func() time.Time
+	// DeadLetter stores a message given up on. It must be durable on
+	// return: the message is then acked. On error the message is retried
+	// later. nil writes it to the log's dead-letter stream (Log.DeadLetter)
+	// with source "webhook:<name>".
+	DeadLetter func(context.Context, DeadLetter) error
+}
+
+// EnsureDefaults fills in zero fields with their defaults.
+func (o *Options) EnsureDefaults() {
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.BackoffMin == 0 {
+		o.BackoffMin = DefaultBackoffMin
+	}
+	if o.BackoffMax == 0 {
+		o.BackoffMax = DefaultBackoffMax
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Validate checks the options after EnsureDefaults.
+func (o *Options) Validate() error {
+	if o.Timeout < 0 || o.BackoffMin < 0 || o.BackoffMax < 0 {
+		return fmt.Errorf("activation: options: negative duration")
+	}
+	if o.MaxAttempts < 1 {
+		return fmt.Errorf("activation: options: MaxAttempts %d < 1", o.MaxAttempts)
+	}
+	if o.BackoffMin > o.BackoffMax {
+		return fmt.Errorf("activation: options: BackoffMin %v exceeds BackoffMax %v", o.BackoffMin, o.BackoffMax)
+	}
+	return nil
+}
+
+// DestStats are a destination's counters since its worker first started
+// in this Dispatcher.
+type DestStats struct {
+	Delivered      uint64 // messages delivered (2xx)
+	FailedAttempts uint64 // attempts that did not get a 2xx
+	DeadLettered   uint64
+	LastError      string // of the last failed attempt ("" if none)
+	LastErrorTime  time.Time
+	// LastSeq is the AURUM_OUT sequence of the last message delivered or
+	// dead-lettered.
+	LastSeq uint64
+	// Lag is the number of the destination's messages after the one
+	// delivered last (as of its delivery).
+	Lag uint64
+	// Running is false once the worker has stopped (Close, log closed).
+	Running bool
+}

@@ -1,0 +1,255 @@
+package activation
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	alog "github.com/aurumcdp/aurum/log"
+)
+
+const (
+	// ackWaitMargin is added to Options.Timeout for the consumer's
+	// AckWait: an attempt (or a dead-letter write) must end within it.
+	ackWaitMargin = 30 * time.Second
+	// deadLetterTimeout bounds one Options.DeadLetter call.
+	deadLetterTimeout = 10 * time.Second
+	// maxRetryAfter bounds a parsed Retry-After before it is capped by
+	// BackoffMax (keeps the arithmetic far from overflow).
+	maxRetryAfter = 24 * time.Hour
+)
+
+// worker delivers one destination's messages. Its goroutine (run) is
+// owned by the Dispatcher: cancel stops it, done is closed when it ends.
+type worker struct {
+	d       *Dispatcher
+	dest    Destination
+	durable string
+	filters []string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	stats   *statsCell
+	logger  *slog.Logger
+}
+
+func (w *worker) run() {
+	defer close(w.done)
+	defer w.stats.update(func(s *DestStats) { s.Running = false })
+	o := &w.d.opts
+	copts := alog.ConsumeOptions{
+		MaxDeliver: o.MaxAttempts,
+		BackoffMin: o.BackoffMin,
+		BackoffMax: o.BackoffMax,
+		AckWait:    o.Timeout + ackWaitMargin,
+		OnGiveUp:   w.giveUp,
+	}
+	for failures := uint64(1); ; failures++ {
+		err := w.d.log.ConsumeDurable(w.ctx, alog.StreamOut, w.durable, w.filters, copts, w.handle)
+		if err == nil || errors.Is(err, alog.ErrClosed) || w.ctx.Err() != nil {
+			return
+		}
+		w.logger.Warn("activation: consumer failed; restarting", "err", err, "failures", failures)
+		w.failed(fmt.Errorf("consumer: %w", err), false)
+		t := time.NewTimer(o.backoff(failures))
+		select {
+		case <-t.C:
+		case <-w.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// attemptError is the outcome of a failed attempt.
+type attemptError struct {
+	Status int   // HTTP status; 0 without a response
+	Err    error // without a response: why
+}
+
+func (e *attemptError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("status %d", e.Status)
+	}
+	return e.Err.Error()
+}
+
+func (e *attemptError) Unwrap() error { return e.Err }
+
+// retryable reports whether a failed attempt with this status (0: no
+// response) is worth repeating.
+func retryable(status int) bool {
+	return status == 0 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
+}
+
+// handle is the ConsumeDurable handler: one attempt at delivering m.
+func (w *worker) handle(m alog.Msg) error {
+	o := &w.d.opts
+	status, retryAfter, err := w.attempt(m)
+	if err == nil {
+		w.stats.update(func(s *DestStats) {
+			s.Delivered++
+			s.LastSeq, s.Lag = m.Seq, m.Pending
+		})
+		return nil
+	}
+	if w.ctx.Err() != nil {
+		return err // stopping: not the endpoint's failure
+	}
+	ae := &attemptError{Status: status, Err: err}
+	w.failed(ae, true)
+	w.logger.Debug("activation: attempt failed", "seq", m.Seq, "attempt", m.Delivered, "err", ae)
+	if !retryable(status) {
+		return fmt.Errorf("activation: %s: %w: %w", w.dest.Name, ae, alog.ErrPermanent)
+	}
+	delay := o.backoff(m.Delivered)
+	if retryAfter > delay {
+		delay = min(retryAfter, o.BackoffMax)
+	}
+	return &alog.RetryAfter{Delay: delay, Err: ae}
+}
+
+// attempt POSTs m once. It returns the HTTP status (0 without a
+// response), the response's Retry-After (0 if none), and a nil error on
+// a 2xx.
+func (w *worker) attempt(m alog.Msg) (int, time.Duration, error) {
+	o := &w.d.opts
+	ctx, cancel := context.WithTimeout(w.ctx, o.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.dest.URL, bytes.NewReader(m.Data))
+	if err != nil {
+		return 0, 0, fmt.Errorf("request: %w", err)
+	}
+	now := o.Now()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "aurum-webhook")
+	req.Header.Set(HeaderSignature, Sign(w.dest.Secret, now, m.Data))
+	req.Header.Set(HeaderDelivery, deliveryID(m))
+	req.Header.Set(HeaderAttempt, strconv.FormatUint(m.Delivered, 10))
+	resp, err := w.d.client.Do(req)
+	if err != nil {
+		// Drop the *url.Error wrapper: the URL may carry a token, and
+		// the error ends up in stats and dead letters.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return 0, 0, fmt.Errorf("post: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseRead))
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp.StatusCode, 0, nil
+	}
+	return resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After"), now), fmt.Errorf("status %d", resp.StatusCode)
+}
+
+// deliveryID is the Aurum-Delivery header of m.
+func deliveryID(m alog.Msg) string {
+	if m.MsgID != "" {
+		return m.MsgID
+	}
+	return alog.StreamOut + "-" + strconv.FormatUint(m.Seq, 10)
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an
+// HTTP-date (relative to now). It returns 0 when absent, malformed or in
+// the past, and at most maxRetryAfter.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return min(d, maxRetryAfter)
+		}
+	}
+	return 0
+}
+
+// backoff is the delay after the given failed attempt (1-based):
+// BackoffMin * 2^(attempt-1), at most BackoffMax.
+func (o *Options) backoff(attempt uint64) time.Duration {
+	d := o.BackoffMin
+	for i := uint64(1); i < attempt && d < o.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, o.BackoffMax)
+}
+
+// failed records a failed attempt (attempt true) or a consumer failure.
+func (w *worker) failed(err error, attempt bool) {
+	now := w.d.opts.Now()
+	w.stats.update(func(s *DestStats) {
+		if attempt {
+			s.FailedAttempts++
+		}
+		s.LastError, s.LastErrorTime = err.Error(), now
+	})
+}
+
+// giveUp is the OnGiveUp of the consumer: it dead-letters m.
+func (w *worker) giveUp(m alog.Msg, cause error) error {
+	o := &w.d.opts
+	dl := DeadLetter{
+		Destination: w.dest.Name,
+		Subject:     m.Subject,
+		Seq:         m.Seq,
+		DeliveryID:  deliveryID(m),
+		Body:        m.Data,
+		Attempts:    m.Delivered,
+		Reason:      cause.Error(),
+		Time:        o.Now(),
+	}
+	var ae *attemptError
+	if errors.As(cause, &ae) {
+		dl.Status, dl.Reason = ae.Status, ae.Error()
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, deadLetterTimeout)
+	defer cancel()
+	write := o.DeadLetter
+	if write == nil {
+		write = w.d.logDeadLetter
+	}
+	if err := write(ctx, dl); err != nil {
+		err = fmt.Errorf("activation: %s: dead letter seq %d: %w", w.dest.Name, m.Seq, err)
+		w.failed(err, false)
+		return err
+	}
+	w.stats.update(func(s *DestStats) {
+		s.DeadLettered++
+		s.LastSeq, s.Lag = m.Seq, m.Pending
+	})
+	w.logger.Warn("activation: dead-lettered", "seq", m.Seq, "delivery", dl.DeliveryID, "attempts", dl.Attempts, "reason", dl.Reason)
+	return nil
+}
+
+// DeadLetterSource is the dead-letter source of destination name when
+// Options.DeadLetter is nil.
+func DeadLetterSource(name string) string { return "webhook:" + name }
+
+// logDeadLetter writes dl to the log's dead-letter stream.
+func (d *Dispatcher) logDeadLetter(ctx context.Context, dl DeadLetter) error {
+	return d.log.DeadLetter(ctx, alog.DeadLetter{
+		Source: DeadLetterSource(dl.Destination),
+		Reason: fmt.Sprintf("webhook %s: %s after %d attempts (delivery %s, %s seq %d, subject %s)",
+			dl.Destination, dl.Reason, dl.Attempts, dl.DeliveryID, alog.StreamOut, dl.Seq, dl.Subject),
+		Payload:  dl.Body,
+		Received: dl.Time,
+	})
+}
