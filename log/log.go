@@ -79,7 +79,7 @@ type Log struct {
 	closing       context.Context
 	cancelClosing context.CancelFunc
 	readers       map[*Reader]struct{}
-	active        sync.WaitGroup // running ConsumeIngest calls
+	active        sync.WaitGroup // running ConsumeIngest and ConsumeDurable calls
 }
 
 // enter registers a long-running call that Close waits for; it reports
@@ -243,7 +243,8 @@ func (l *Log) ClientURL() string { return l.clientURL }
 
 // Close stops every Reader, waits (at most Options.RequestTimeout) for
 // pending AppendAsync acks, drains the connection, and stops the embedded
-// server, waiting for its goroutines. ConsumeIngest calls return ErrClosed.
+// server, waiting for its goroutines. ConsumeIngest and ConsumeDurable
+// calls return ErrClosed.
 // Close is idempotent.
 func (l *Log) Close() error {
 	l.mu.Lock()
@@ -268,14 +269,14 @@ func (l *Log) Close() error {
 	deadline, cancel := context.WithTimeout(context.Background(), l.opts.RequestTimeout)
 	defer cancel()
 	idle := make(chan struct{})
-	go func() { // owned here: ends when every ConsumeIngest has returned
+	go func() { // owned here: ends when every Consume call has returned
 		l.active.Wait()
 		close(idle)
 	}()
 	select {
 	case <-idle:
 	case <-deadline.Done():
-		err = errors.Join(err, fmt.Errorf("log: close: ConsumeIngest still running after %v", l.opts.RequestTimeout))
+		err = errors.Join(err, fmt.Errorf("log: close: ConsumeIngest or ConsumeDurable still running after %v", l.opts.RequestTimeout))
 	}
 	select {
 	case <-l.js.PublishAsyncComplete():
