@@ -1,7 +1,9 @@
 // Package log is Aurum's event log: the only package that imports nats-server
 // and nats.go. It owns the embedded NATS server with JetStream (or a
 // connection to an external deployment), the four streams, appends, ordered
-// reads of the truth log, the raw-ingest work queue and dead letters.
+// reads of the truth log, the raw-ingest work queue, dead letters, and
+// durable in-order consumers of the other streams (ConsumeDurable, e.g.
+// one per webhook destination on AURUM_OUT).
 //
 // Streams (created or updated by Open; file storage; one replica):
 //
