@@ -207,3 +207,11 @@ func BenchmarkTransitionLatency1k(b *testing.B) {
 	b.ReportMetric(float64(p999.Microseconds())/1000, "p99.9-ms")
 	b.ReportMetric(float64(n), "transitions")
 }
+
+func BenchmarkTransitionLatency3k(b *testing.B) {
+	p50, p99, p999, n := transitionLatency(b, 3000, 3*time.Second)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(p999.Microseconds())/1000, "p99.9-ms")
+	b.ReportMetric(float64(n), "transitions")
+}

@@ -66,6 +66,11 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		for _, s := range res.Sources {
 			e.sources.add(s)
 		}
+		if res.Destinations {
+			if err := e.reloadDestinations(); err != nil {
+				e.opts.Logger.Error("engine: reload destinations", "err", err)
+			}
+		}
 		e.metrics.applied.Add(float64(res.Events))
 		e.metrics.duplicates.Add(float64(res.Duplicates))
 		e.metrics.merges.Add(float64(res.Merges))

@@ -195,4 +195,3 @@ func (e *Engine) Preview(rule string, sample int) (PreviewResult, error) {
 	}
 	return res, nil
 }
-

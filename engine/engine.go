@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aurumcdp/aurum/activation"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/identity"
@@ -66,6 +67,12 @@ type Options struct {
 	PhoneRegion string
 	// MaxBatchBytes bounds one log append. Default 1 MB.
 	MaxBatchBytes int
+	// Webhook delivery: per-attempt timeout, retry backoff bounds and
+	// attempts before a transition is dead-lettered (zero: the activation
+	// package's defaults).
+	WebhookTimeout                       time.Duration
+	WebhookBackoffMin, WebhookBackoffMax time.Duration
+	WebhookMaxAttempts                   int
 	// TickPeriod is how often the passage of time is recorded on the log
 	// (a tick record), which fires time-driven audience exits and entries.
 	// Default 1 s; negative disables ticks.
@@ -140,9 +147,10 @@ type Engine struct {
 	metrics *metrics
 	ids     *idSource
 
-	sources *sourceTable
-	applied *appliedWatch
-	commit  *committer
+	sources    *sourceTable
+	dispatcher *activation.Dispatcher
+	applied    *appliedWatch
+	commit     *committer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -241,6 +249,13 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.commit = newCommitter(e)
+	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
+		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts})
+	if err := e.reloadDestinations(); err != nil {
+		e.dispatcher.Close()
+		e.cancel()
+		return nil, err
+	}
 	e.start(applied)
 	opts.Logger.Info("engine started", "data_dir", opts.DataDir, "partitions", parts,
 		"applied_seq", applied, "nats", e.log.ClientURL(), "fsync_always", opts.FsyncAlways)
@@ -297,7 +312,7 @@ func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.cancel()
 		e.wg.Wait()
-		errs := []error{e.log.Close(), e.state.Close(), e.keysDB.Close()}
+		errs := []error{e.dispatcher.Close(), e.log.Close(), e.state.Close(), e.keysDB.Close()}
 		e.closeErr = errors.Join(errs...)
 	})
 	return e.closeErr

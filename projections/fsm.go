@@ -182,11 +182,12 @@ func (sm *StateMachine) Partitions() int { return sm.opts.Partitions }
 
 // Control is a state change other than an event: a source created, ...
 type Control struct {
-	Kind     string              `msgpack:"k"` // "source.create"
-	Source   Source              `msgpack:"s,omitempty"`
-	Config   []byte              `msgpack:"cfg,omitempty"`
-	Audience audience.Definition `msgpack:"aud,omitempty"`
-	Time     int64               `msgpack:"t"` // Unix ms, stamped at the edge
+	Kind        string              `msgpack:"k"` // "source.create"
+	Source      Source              `msgpack:"s,omitempty"`
+	Config      []byte              `msgpack:"cfg,omitempty"`
+	Audience    audience.Definition `msgpack:"aud,omitempty"`
+	Destination Destination         `msgpack:"dst,omitempty"`
+	Time        int64               `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
 // Control kinds.
@@ -244,6 +245,8 @@ type Result struct {
 	IdentityConfig bool
 	// Audiences is set when the entry changed the audience definitions.
 	Audiences bool
+	// Destinations is set when the entry changed the destinations.
+	Destinations bool
 	// Transitions counts audience entries and exits.
 	Transitions int
 }
@@ -384,6 +387,8 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 		res.Sources = append(res.Sources, c.Source)
 	case ControlAudiencePut, ControlAudienceDelete:
 		return sm.applyAudienceControl(rw, c, res)
+	case ControlDestinationPut, ControlDestinationDelete:
+		return sm.applyDestinationControl(rw, c, res)
 	case ControlTick:
 		// Time passing: the partitions run their due timers (see Apply).
 	case ControlIdentityConfig:

@@ -22,6 +22,7 @@ import (
 //	w/<time u64 BE><profile16>      timer index: re-evaluate the profile at time
 //	m/<audience>\x00<profile16>     membership index: since (u64 BE) + version (u64 BE)
 //	n/<audience>                    member count (u64 BE)
+//	wl                              u64 BE: timers up to this time were run
 //	b                               backfill cursor (msgpack backfillCursor)
 //	o/<seq u64 BE><idx u32 BE>      outbox: transitions to publish (not part of the digest)
 func (p *Partition) key(parts ...[]byte) []byte {
@@ -107,14 +108,30 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 			w.reason = "event:" + ulidString(a.Record.ID)
 		}
 	}
-	// Due timers.
+	// Due timers, from where the last scan stopped: deleted timer keys
+	// before it are never read again.
+	last, err := readUint64(rw, p.key([]byte("wl")))
+	if err != nil {
+		return err
+	}
+	lower := p.key([]byte("w/"), binary.BigEndian.AppendUint64(nil, last))
 	upper := p.key([]byte("w/"), binary.BigEndian.AppendUint64(nil, uint64(max(cmd.Now, 0))+1))
 	var due [][]byte
-	if err := rw.Scan(p.key([]byte("w/")), upper, false, func(k, _ []byte) bool {
+	if err := rw.Scan(lower, upper, false, func(k, _ []byte) bool {
 		due = append(due, bytes.Clone(k))
 		return len(due) < p.sm.opts.TimersPerEntry
 	}); err != nil {
 		return err
+	}
+	scanned := uint64(max(cmd.Now, 0))
+	if len(due) == p.sm.opts.TimersPerEntry { // more may be due at the last one's time
+		k := due[len(due)-1]
+		scanned = binary.BigEndian.Uint64(k[len(k)-24 : len(k)-16])
+	}
+	if scanned != last {
+		if err := setUint64(rw, p.key([]byte("wl")), scanned); err != nil {
+			return err
+		}
 	}
 	for _, k := range due {
 		if err := rw.Delete(k); err != nil {

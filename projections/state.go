@@ -139,7 +139,7 @@ func mergeJSON(m *MergeRecord) ([]byte, error) {
 // digestPrefixes are the key ranges that make up the projection state. The
 // outbox is excluded: it drains asynchronously and is not part of the state.
 var digestPrefixes = [][]byte{
-	keyApplied, keyPartitions, keyIdentity, keyNow, keyAudienceGen, prefixAudience, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
+	keyApplied, keyPartitions, keyIdentity, keyNow, keyAudienceGen, prefixAudience, prefixDestination, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
 	[]byte("ik/"), []byte("ip/"), []byte("p/"),
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/aurumcdp/aurum/bench/workload"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/spf13/cobra"
 )
 
@@ -36,11 +37,49 @@ type demoFlags struct {
 
 // audienceSizes reports the current size of each audience by name.
 //
-// HOOK (audiences): audiences are not available yet. When they are, set
-// demoHooks.audiences in newDemoCmd (e.g. from the engine's audience
-// read API); every status line then ends with "audiences name=size ...".
-// While it is nil nothing is printed for audiences.
+// Every status line ends with "audiences name=size ..."; nil prints none.
 type audienceSizes func(ctx context.Context, e *engine.Engine) (map[string]int64, error)
+
+// demoAudiences are the product's example audiences, installed by the demo.
+var demoAudiences = []audience.Definition{
+	{Name: "buyers-no-returns", Description: "bought without returning, last 90 days", Rule: `count("Order Completed", "90d") >= 1 and count("Order Refunded", "90d") == 0`},
+	{Name: "high-spenders", Description: "high spenders", Rule: `sum("Order Completed", "revenue", "365d") >= 1000`},
+	{Name: "lapsed", Description: "lapsed buyers (churners)", Rule: `count("Order Completed") >= 2 and days_since("Order Completed") > 90`},
+	{Name: "browsers", Description: "browsers", Rule: `count("Product Viewed", "7d") >= 5 and count("Order Completed", "30d") == 0`},
+	{Name: "loyalty", Description: "loyalty", Rule: `traits.loyalty_tier in ["gold", "platinum"] and traits.country == "DK"`},
+	{Name: "claimers", Description: "claimers", Rule: `count("Order Refunded", "180d", properties.reason == "damaged") >= 2`},
+	{Name: "cart-abandoners", Description: "cart abandoners", Rule: `funnel(["Product Viewed", "Product Added"], "2h") and count("Order Completed", "1d") == 0`},
+	{Name: "vip", Description: "high spenders who do not claim", Rule: `in_audience("high-spenders") and not in_audience("claimers")`},
+}
+
+// exampleAudienceSizes installs the example audiences on first use and then
+// reports their sizes.
+func exampleAudienceSizes() audienceSizes {
+	var once sync.Once
+	var installErr error
+	return func(ctx context.Context, e *engine.Engine) (map[string]int64, error) {
+		once.Do(func() {
+			for _, d := range demoAudiences {
+				if _, err := e.PutAudience(ctx, d); err != nil {
+					installErr = fmt.Errorf("install audience %s: %w", d.Name, err)
+					return
+				}
+			}
+		})
+		if installErr != nil {
+			return nil, installErr
+		}
+		list, err := e.Audiences()
+		if err != nil {
+			return nil, err
+		}
+		sizes := make(map[string]int64, len(list))
+		for _, a := range list {
+			sizes[a.Name] = a.Size
+		}
+		return sizes, nil
+	}
+}
 
 // demoHooks are the optional parts of the demo's status line.
 type demoHooks struct {
@@ -62,7 +101,7 @@ temporary directory removed at exit unless --keep is given (a --data-dir you nam
 Ctrl-C stops it; --duration stops it after a while.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), f, demoHooks{audiences: nil /* HOOK: audiences */})
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), f, demoHooks{audiences: exampleAudienceSizes()})
 		},
 	}
 	fl := cmd.Flags()

@@ -46,12 +46,21 @@ type Set struct {
 	byName  map[string]*Audience
 	aggs    map[string]rules.Agg // key → aggregate, over every audience
 	byEvent map[string][]keyedAgg
+	keys    map[rules.Agg]string // aggregate → key, so evaluation does not rebuild keys
+}
+
+// keyOf returns the state key of an aggregate of one of the set's rules.
+func (s *Set) keyOf(g rules.Agg) string {
+	if k, ok := s.keys[g]; ok {
+		return k
+	}
+	return g.Key()
 }
 
 // Compile compiles defs. A definition whose rule does not compile is an
 // error (definitions are validated before they reach the log).
 func Compile(defs []Definition) (*Set, error) {
-	s := &Set{byName: map[string]*Audience{}, aggs: map[string]rules.Agg{}, byEvent: map[string][]keyedAgg{}}
+	s := &Set{byName: map[string]*Audience{}, aggs: map[string]rules.Agg{}, byEvent: map[string][]keyedAgg{}, keys: map[rules.Agg]string{}}
 	sorted := slices.Clone(defs)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, d := range sorted {
@@ -64,7 +73,8 @@ func Compile(defs []Definition) (*Set, error) {
 			a.events[e] = true
 		}
 		for _, g := range r.Aggregates() {
-			s.addAgg(g.Key(), g)
+			s.keys[g] = g.Key()
+			s.addAgg(s.keys[g], g)
 		}
 		for _, f := range r.Funnels() {
 			// Each step keeps its events of the funnel's window, as a
@@ -346,7 +356,7 @@ type facts struct {
 func (f *facts) Now() int64 { return f.step.Now }
 
 func (f *facts) Agg(g rules.Agg) (float64, bool) {
-	a := f.st.agg(g.Key())
+	a := f.st.agg(f.set.keyOf(g))
 	if a == nil {
 		return 0, g.Kind == rules.Count || g.Kind == rules.Sum
 	}
@@ -383,7 +393,7 @@ func (f *facts) InAudience(name string) bool {
 }
 
 func (f *facts) Oldest(g rules.Agg) (int64, bool) {
-	a := f.st.agg(g.Key())
+	a := f.st.agg(f.set.keyOf(g))
 	if a == nil {
 		return 0, false
 	}

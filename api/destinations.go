@@ -1,0 +1,75 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/aurumcdp/aurum/activation"
+	"github.com/aurumcdp/aurum/engine"
+)
+
+func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r, 16<<10)
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "", "request body exceeds 16 KB")
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", err.Error())
+		return
+	}
+	var req struct {
+		Name      string   `json:"name"`
+		URL       string   `json:"url"`
+		Secret    string   `json:"secret"`
+		Audiences []string `json:"audiences"`
+		Channel   string   `json:"channel"`
+	}
+	dec := json.NewDecoder(bytesReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "", "body is not a valid destination: "+err.Error())
+		return
+	}
+	for field, missing := range map[string]bool{"name": req.Name == "", "url": req.URL == "", "secret": req.Secret == "", "audiences": len(req.Audiences) == 0} {
+		if missing {
+			writeError(w, http.StatusBadRequest, field, "required")
+			return
+		}
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	info, err := s.e.PutDestination(ctx, activation.Destination{Name: req.Name, URL: req.URL, Secret: req.Secret, Audiences: req.Audiences, Channel: req.Channel})
+	switch {
+	case errors.Is(err, engine.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "", err.Error())
+	case err != nil:
+		s.opts.Logger.Error("api: put destination", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", "could not save the destination; retry")
+	default:
+		writeJSON(w, http.StatusCreated, info)
+	}
+}
+
+func (s *Server) handleListDestinations(w http.ResponseWriter, r *http.Request) {
+	list, err := s.e.Destinations()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "", err.Error())
+		return
+	}
+	if list == nil {
+		list = []engine.DestinationInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"destinations": list})
+}
+
+func (s *Server) handleDeleteDestination(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	if err := s.e.DeleteDestination(ctx, r.PathValue("name")); err != nil {
+		s.lookupError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

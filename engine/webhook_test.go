@@ -1,0 +1,137 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/activation"
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/audience"
+)
+
+// hook records the deliveries a webhook endpoint accepted.
+type hook struct {
+	mu        sync.Mutex
+	secret    string
+	failUntil time.Time
+	got       map[string]time.Time // delivery id → when accepted
+	dups      int
+	badSig    int
+}
+
+func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := activation.Verify(h.secret, r.Header.Get("Aurum-Signature"), body, time.Now(), time.Minute); err != nil {
+		h.badSig++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if time.Now().Before(h.failUntil) {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	id := r.Header.Get("Aurum-Delivery")
+	if _, ok := h.got[id]; ok {
+		h.dups++
+	}
+	h.got[id] = time.Now()
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *hook) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.got)
+}
+
+// TestWebhooksFailingAndHealthy: a webhook endpoint that fails for a while
+// receives every transition once it recovers, while a healthy second
+// endpoint on the same audience is not delayed meanwhile. Requests are
+// signed (HMAC-SHA256) and each transition arrives once per endpoint.
+func TestWebhooksFailingAndHealthy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := engine.Open(ctx, engine.Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", TickPeriod: -1,
+		WebhookBackoffMin: 50 * time.Millisecond, WebhookBackoffMax: 200 * time.Millisecond, WebhookMaxAttempts: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.CreateSource(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PutAudience(ctx, audience.Definition{Name: "buyers", Rule: `count("Order Completed") >= 1`}); err != nil {
+		t.Fatal(err)
+	}
+	const outage = 3 * time.Second
+	flaky := &hook{secret: "flaky-secret-0123456789", failUntil: time.Now().Add(outage), got: map[string]time.Time{}}
+	healthy := &hook{secret: "healthy-secret-0123456789", got: map[string]time.Time{}}
+	fs, hs := httptest.NewServer(flaky), httptest.NewServer(healthy)
+	defer fs.Close()
+	defer hs.Close()
+	for name, h := range map[string]struct {
+		url, secret string
+	}{"flaky": {fs.URL, flaky.secret}, "healthy": {hs.URL, healthy.secret}} {
+		if _, err := e.PutDestination(ctx, activation.Destination{Name: name, URL: h.url, Secret: h.secret, Audiences: []string{"buyers"}, Channel: "email"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.PutDestination(ctx, activation.Destination{Name: "bad", URL: "ftp://x", Secret: "short", Audiences: []string{"buyers"}}); err == nil {
+		t.Fatal("an invalid destination was accepted")
+	}
+
+	const n = 20
+	var evs []event.Event
+	for i := range n {
+		ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"w-%d","messageId":"w-%d"}`, i, i)), "", e.ParseOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	start := time.Now()
+	if err := e.Ingest(ctx, "web", evs); err != nil {
+		t.Fatal(err)
+	}
+	for healthy.count() < n {
+		if time.Since(start) > outage {
+			t.Fatalf("the healthy endpoint got %d of %d before the other recovered: it was delayed", healthy.count(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if flaky.count() != 0 {
+		t.Fatalf("the failing endpoint accepted %d during its outage", flaky.count())
+	}
+	for flaky.count() < n {
+		if time.Since(start) > outage+20*time.Second {
+			t.Fatalf("after recovering the endpoint got %d of %d transitions", flaky.count(), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for name, h := range map[string]*hook{"flaky": flaky, "healthy": healthy} {
+		h.mu.Lock()
+		if h.dups != 0 || h.badSig != 0 {
+			t.Errorf("%s: %d duplicate deliveries, %d bad signatures", name, h.dups, h.badSig)
+		}
+		h.mu.Unlock()
+	}
+	ds, err := e.Destinations()
+	if err != nil || len(ds) != 2 || ds[0].Stats.Delivered != n || ds[0].Stats.FailedAttempts == 0 || ds[1].Stats.FailedAttempts != 0 {
+		t.Fatalf("destinations %+v (%v)", ds, err)
+	}
+	if err := e.DeleteDestination(ctx, "flaky"); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := e.Destinations(); len(ds) != 1 || ds[0].Name != "healthy" {
+		t.Fatalf("after delete: %+v", ds)
+	}
+}
