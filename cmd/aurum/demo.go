@@ -181,6 +181,12 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (
 		}
 	}
 
+	if hooks.audiences != nil { // install the audiences before the stream starts
+		if _, err := hooks.audiences(ctx, e); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+
 	srv, err := api.New(e, api.Options{AdminTokenHash: tokenHash[:], Logger: logger})
 	if err != nil {
 		return err

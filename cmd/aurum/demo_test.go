@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-var statusRE = regexp.MustCompile(`(?m)^\s*\S+  sent (\d+)  (\d+) ev/s  profiles (-?\d+)  merges (\d+)  dead letters (\d+)$`)
+var statusRE = regexp.MustCompile(`(?m)^\s*\S+  sent (\d+)  (\d+) ev/s  profiles (-?\d+)  merges (\d+)  dead letters (\d+)(?:  audiences( \S+=\d+)+)?$`)
 
 // TestDemo runs `aurum demo` in-process for 3 s on random ports: it prints
 // how to query it, the API answers with the printed token while it runs,
@@ -84,6 +84,9 @@ func TestDemo(t *testing.T) {
 	lines := statusRE.FindAllStringSubmatch(s, -1)
 	if len(lines) < 2 {
 		t.Fatalf("want at least 2 status lines, got %d:\n%s", len(lines), s)
+	}
+	if last := lines[len(lines)-1][0]; !strings.Contains(last, "audiences ") || !strings.Contains(last, " high-spenders=") || !strings.Contains(last, " vip=") {
+		t.Fatalf("the status line does not show the example audiences' sizes: %s", last)
 	}
 	prev := int64(-1)
 	for _, l := range lines {
