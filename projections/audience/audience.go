@@ -274,13 +274,15 @@ func (s *Set) ensureAggs(st *State, step Step) (map[string]bool, error) {
 	if len(missing) == 0 {
 		return nil, nil
 	}
-	fresh := map[string]bool{}
 	for _, ka := range missing {
 		st.addAgg(AggState{Key: ka.key})
-		fresh[ka.key] = true
 	}
 	if step.History == nil {
-		return fresh, nil
+		return nil, nil // no history: the step's events are added as usual
+	}
+	fresh := map[string]bool{}
+	for _, ka := range missing {
+		fresh[ka.key] = true
 	}
 	err := step.History(func(ev Event) bool {
 		for _, ka := range missing {
