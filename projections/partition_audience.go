@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/aurumcdp/aurum/event"
@@ -229,34 +231,23 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 	// The GCR is read only when a rule needs it (traits, stats, history)
 	// or a transition carries the person's identifiers.
 	var prof *gcr.Profile
-	var profErr error
 	loadProf := func() *gcr.Profile {
-		if prof == nil && profErr == nil {
-			prof, profErr = p.gcr.Get(rw, id)
-			if errors.Is(profErr, store.ErrNotFound) {
-				prof, profErr = &gcr.Profile{ID: id}, nil
-			}
-			if profErr != nil {
+		if prof == nil {
+			var err error
+			if prof, err = p.gcr.Get(rw, id); err != nil {
 				prof = &gcr.Profile{ID: id}
 			}
 		}
 		return prof
 	}
-	step := audience.Step{
-		Now: cmd.Now, Events: w.events, Reason: w.reason, All: w.all,
-		Traits: func(name string) (any, bool) { return p.traitReader(loadProf())(name) },
-		Stats: func() (int64, int64, bool) {
-			s := loadProf().Stats
-			return s.FirstSeen, s.LastSeen, s.Events > 0
-		},
-		History: func(fn func(audience.Event) bool) error { return p.history(rw, loadProf())(fn) },
-	}
+	step, profErr := p.lazyStep(rw, id)
+	step.Now, step.Events, step.Reason, step.All = cmd.Now, w.events, w.reason, w.all
 	if len(w.events) > 1 && !w.all {
 		step.Reason = "events"
 	}
 	trs, err := cmd.Audiences.Apply(st, step)
 	if err == nil {
-		err = profErr
+		err = profErr() // a rule read the GCR and the read failed
 	}
 	if err != nil {
 		return err
@@ -265,9 +256,6 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 		if err := p.transition(rw, cmd, id, loadProf(), tr, outIdx); err != nil {
 			return err
 		}
-	}
-	if profErr != nil {
-		return profErr
 	}
 	if oldTimer != st.Timer {
 		if oldTimer != 0 {
@@ -476,52 +464,117 @@ func (sm *StateMachine) AudienceMembers(r store.Reader, name string, after []byt
 
 // Preview evaluates rule (the audience named name in set, compiled alone)
 // over every profile as of now, without changing anything: it returns how
-// many profiles satisfy it and up to sample of their ids. Aggregates the
-// profile's stored audience state already has are reused; others are
-// computed from its event history.
+// many profiles satisfy it and up to sample of their ids (the first ones in
+// partition and id order). Partitions are evaluated in parallel; aggregates
+// the profile's stored audience state already has are reused, others are
+// computed from its event history, and the GCR is read only when the rule
+// needs it.
 func (sm *StateMachine) Preview(r store.ReadWriter, set *audience.Set, now int64, sample int) (int64, [][]byte, error) {
+	type result struct {
+		size int64
+		ids  [][]byte
+		err  error
+	}
+	results := make([]result, len(sm.partitions))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(sm.partitions)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				size, ids, err := sm.partitions[i].preview(r, set, now, sample)
+				results[i] = result{size, ids, err}
+			}
+		}()
+	}
+	for i := range sm.partitions {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
 	var size int64
 	var ids [][]byte
-	for _, p := range sm.partitions {
-		prefix := p.key([]byte("g/"))
-		var profiles [][]byte
-		if err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
-			profiles = append(profiles, bytes.Clone(k[len(prefix):]))
-			return true
-		}); err != nil {
+	for _, res := range results {
+		if res.err != nil {
+			return 0, nil, res.err
+		}
+		size += res.size
+		ids = append(ids, res.ids[:min(len(res.ids), sample-len(ids))]...)
+	}
+	return size, ids, nil
+}
+
+func (p *Partition) preview(r store.ReadWriter, set *audience.Set, now int64, sample int) (int64, [][]byte, error) {
+	var size int64
+	var ids [][]byte
+	prefix := p.key([]byte("g/"))
+	var profiles [][]byte
+	if err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+		profiles = append(profiles, bytes.Clone(k[len(prefix):]))
+		return true
+	}); err != nil {
+		return 0, nil, err
+	}
+	for _, id := range profiles {
+		live, err := loadAudienceState(r, p, id)
+		if err != nil {
 			return 0, nil, err
 		}
-		for _, id := range profiles {
-			prof, err := p.gcr.Get(r, id)
-			if err != nil {
-				return 0, nil, err
-			}
-			live, err := loadAudienceState(r, p, id)
-			if err != nil {
-				return 0, nil, err
-			}
-			st := &audience.State{}
-			if live != nil {
-				st.Aggs, st.Members = live.Aggs, live.Members
-			}
-			step := audience.Step{Now: now, All: true, Preview: true, Reason: "preview", Traits: p.traitReader(prof),
-				Stats:   func() (int64, int64, bool) { return prof.Stats.FirstSeen, prof.Stats.LastSeen, prof.Stats.Events > 0 },
-				History: p.history(r, prof)}
-			trs, err := set.Apply(st, step)
-			if err != nil {
-				return 0, nil, err
-			}
-			for _, tr := range trs {
-				if tr.Entered {
-					size++
-					if len(ids) < sample {
-						ids = append(ids, id)
-					}
+		st := &audience.State{}
+		if live != nil {
+			st.Aggs, st.Members = live.Aggs, live.Members
+		}
+		step, profErr := p.lazyStep(r, id)
+		step.Now, step.All, step.Preview, step.Reason = now, true, true, "preview"
+		trs, err := set.Apply(st, step)
+		if err == nil {
+			err = profErr()
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, tr := range trs {
+			if tr.Entered {
+				size++
+				if len(ids) < sample {
+					ids = append(ids, id)
 				}
 			}
 		}
 	}
 	return size, ids, nil
+}
+
+// lazyStep returns a Step whose Traits, Stats and History read the
+// profile's GCR on first use (once), and a function reporting the error of
+// that read if it happened (it does not force the read).
+func (p *Partition) lazyStep(r store.Reader, id []byte) (audience.Step, func() error) {
+	var prof *gcr.Profile
+	var profErr error
+	var traits func(string) (any, bool)
+	load := func() *gcr.Profile {
+		if prof == nil {
+			prof, profErr = p.gcr.Get(r, id)
+			if profErr != nil {
+				if errors.Is(profErr, store.ErrNotFound) {
+					profErr = nil
+				}
+				prof = &gcr.Profile{ID: id}
+			}
+			traits = p.traitReader(prof)
+		}
+		return prof
+	}
+	step := audience.Step{
+		Traits: func(name string) (any, bool) { load(); return traits(name) },
+		Stats: func() (int64, int64, bool) {
+			s := load().Stats
+			return s.FirstSeen, s.LastSeen, s.Events > 0
+		},
+		History: func(fn func(audience.Event) bool) error { return p.history(r, load())(fn) },
+	}
+	return step, func() error { return profErr }
 }
 
 // history iterates a profile's stored events for audience aggregates.
