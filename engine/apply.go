@@ -43,26 +43,12 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 			return err
 		}
 		start := time.Now()
-		b := e.state.NewBatch()
-		res, err := e.sm.Apply(b, ent.Seq, ent.Subject, ent.Data)
-		if errors.Is(err, projections.ErrCorruptEntry) {
-			// Skip deterministically: the position is recorded, nothing else.
-			e.opts.Logger.Error("engine: skipping corrupt log entry", "seq", ent.Seq, "err", err)
-			e.metrics.corrupt.Inc()
-			b.Close()
-			b = e.state.NewBatch()
-			if err := e.sm.Skip(b, ent.Seq); err != nil {
-				return err
-			}
-		} else if err != nil {
-			b.Close()
+		e.stateMu.RLock()
+		res, err := e.applyEntry(ent.Seq, ent.Subject, ent.Data)
+		e.stateMu.RUnlock()
+		if err != nil {
 			return err
 		}
-		if err := e.state.Commit(b, false); err != nil {
-			b.Close()
-			return fmt.Errorf("engine: commit seq %d: %w", ent.Seq, err)
-		}
-		b.Close()
 		for _, s := range res.Sources {
 			e.sources.add(s)
 		}
@@ -83,6 +69,42 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 			e.applied.kickOutbox()
 		}
 	}
+}
+
+// applyEntry applies one log entry to the live state (the caller holds
+// stateMu shared).
+func (e *Engine) applyEntry(seq uint64, subject string, data []byte) (projections.Result, error) {
+	res, err := applyOne(e.state, e.sm, seq, subject, data)
+	if errors.Is(err, projections.ErrCorruptEntry) {
+		e.opts.Logger.Error("engine: skipped a corrupt log entry", "seq", seq, "err", err)
+		e.metrics.corrupt.Inc()
+		err = nil
+	}
+	return res, err
+}
+
+// applyOne applies log entry seq to db through sm in one batch: the state
+// changes and the applied position commit together. An entry that cannot
+// be decoded is skipped deterministically (only its position is recorded)
+// and reported with ErrCorruptEntry after the commit.
+func applyOne(db *store.DB, sm *projections.StateMachine, seq uint64, subject string, data []byte) (projections.Result, error) {
+	b := db.NewBatch()
+	defer func() { b.Close() }()
+	res, applyErr := sm.Apply(b, seq, subject, data)
+	if errors.Is(applyErr, projections.ErrCorruptEntry) {
+		b.Close()
+		b = db.NewBatch()
+		res = projections.Result{}
+		if err := sm.Skip(b, seq); err != nil {
+			return res, err
+		}
+	} else if applyErr != nil {
+		return res, applyErr
+	}
+	if err := db.Commit(b, false); err != nil {
+		return res, fmt.Errorf("engine: commit seq %d: %w", seq, err)
+	}
+	return res, applyErr
 }
 
 // WaitApplied blocks until the state machine has applied log position seq.
@@ -184,6 +206,8 @@ func (e *Engine) outboxLoop(ctx context.Context) error {
 }
 
 func (e *Engine) drainOutbox(ctx context.Context, max int) (int, error) {
+	e.stateMu.RLock()
+	defer e.stateMu.RUnlock()
 	total := 0
 	for _, prefix := range projections.OutboxPrefixes(e.opts.Partitions) {
 		n, err := e.drainOutboxRange(ctx, prefix, max)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/store"
 	"github.com/oklog/ulid/v2"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -86,22 +87,23 @@ func (e *Engine) DeleteAudience(ctx context.Context, name string) error {
 }
 
 // Audiences lists the audiences with their sizes.
-func (e *Engine) Audiences() ([]AudienceInfo, error) {
-	snap := e.state.NewSnapshot()
-	defer snap.Close()
-	defs, err := projections.Audiences(snap)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]AudienceInfo, 0, len(defs))
-	for _, d := range defs {
-		n, err := e.sm.AudienceSize(snap, d.Name)
+func (e *Engine) Audiences() (out []AudienceInfo, err error) {
+	err = e.read(func(snap store.Reader, sm *projections.StateMachine) error {
+		defs, err := projections.Audiences(snap)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, AudienceInfo{Definition: d, Size: n})
-	}
-	return out, nil
+		out = make([]AudienceInfo, 0, len(defs))
+		for _, d := range defs {
+			n, err := sm.AudienceSize(snap, d.Name)
+			if err != nil {
+				return err
+			}
+			out = append(out, AudienceInfo{Definition: d, Size: n})
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Audience returns one audience with its size.
@@ -142,9 +144,12 @@ func (e *Engine) AudienceMembers(name, cursor string, limit int) (members []Memb
 		}
 		after = u[:]
 	}
-	snap := e.state.NewSnapshot()
-	defer snap.Close()
-	ms, ids, err := e.sm.AudienceMembers(snap, name, after, limit)
+	var ms []projections.Membership
+	var ids [][]byte
+	err = e.read(func(snap store.Reader, sm *projections.StateMachine) error {
+		ms, ids, err = sm.AudienceMembers(snap, name, after, limit)
+		return err
+	})
 	if err != nil {
 		return nil, "", err
 	}
@@ -178,13 +183,15 @@ func (e *Engine) Preview(rule string, sample int) (PreviewResult, error) {
 		return PreviewResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	start := time.Now()
-	snap := e.state.NewSnapshot()
-	defer snap.Close()
-	now, err := projections.LogClock(snap)
-	if err != nil {
-		return PreviewResult{}, err
-	}
-	size, ids, err := e.sm.Preview(readOnly{snap}, set, now, sample)
+	var now, size int64
+	var ids [][]byte
+	err = e.read(func(snap store.Reader, sm *projections.StateMachine) error {
+		if now, err = projections.LogClock(snap); err != nil {
+			return err
+		}
+		size, ids, err = sm.Preview(readOnly{snap}, set, now, sample)
+		return err
+	})
 	if err != nil {
 		return PreviewResult{}, err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/store"
 )
 
 // destinationKeyID names the data key that seals destination secrets.
@@ -61,7 +62,11 @@ func (e *Engine) DeleteDestination(ctx context.Context, name string) error {
 
 // Destinations lists the destinations with their delivery statistics.
 func (e *Engine) Destinations() ([]DestinationInfo, error) {
-	ds, err := projections.Destinations(e.state)
+	var ds []projections.Destination
+	err := e.read(func(r store.Reader, _ *projections.StateMachine) (err error) {
+		ds, err = projections.Destinations(r)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +96,11 @@ func (e *Engine) Destination(name string) (DestinationInfo, error) {
 // reloadDestinations hands the stored destinations (secrets unsealed) to
 // the dispatcher, which starts and stops workers to match.
 func (e *Engine) reloadDestinations() error {
-	ds, err := projections.Destinations(e.state)
+	var ds []projections.Destination
+	err := e.read(func(r store.Reader, _ *projections.StateMachine) (err error) {
+		ds, err = projections.Destinations(r)
+		return err
+	})
 	if err != nil {
 		return err
 	}

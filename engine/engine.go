@@ -73,6 +73,9 @@ type Options struct {
 	WebhookTimeout                       time.Duration
 	WebhookBackoffMin, WebhookBackoffMax time.Duration
 	WebhookMaxAttempts                   int
+	// SnapshotsKept is how many snapshots of the projections are kept.
+	// Default 3.
+	SnapshotsKept int
 	// TickPeriod is how often the passage of time is recorded on the log
 	// (a tick record), which fires time-driven audience exits and entries.
 	// Default 1 s; negative disables ticks.
@@ -102,6 +105,9 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.DedupWindow == 0 {
 		o.DedupWindow = 30 * 24 * time.Hour
+	}
+	if o.SnapshotsKept == 0 {
+		o.SnapshotsKept = 3
 	}
 	if o.TickPeriod == 0 {
 		o.TickPeriod = time.Second
@@ -147,6 +153,11 @@ type Engine struct {
 	metrics *metrics
 	ids     *idSource
 
+	// stateMu guards state and sm against a rebuild's swap: readers and
+	// the apply loop hold it shared while they use them; the swap holds it
+	// exclusively.
+	stateMu    sync.RWMutex
+	rebuild    *rebuilder
 	sources    *sourceTable
 	dispatcher *activation.Dispatcher
 	applied    *appliedWatch
@@ -171,7 +182,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("engine: data dir: %w", err)
 	}
-	e := &Engine{opts: opts, ids: newIDSource()}
+	e := &Engine{opts: opts, ids: newIDSource(), rebuild: &rebuilder{}}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -199,6 +210,9 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	closers = append(closers, e.keysDB.Close)
 	if e.keys, err = seal.NewKeyring(e.keysDB, master, nil); err != nil {
 		return nil, err
+	}
+	if err := recoverSwap(opts.DataDir); err != nil {
+		return nil, fmt.Errorf("engine: recover an interrupted replay: %w", err)
 	}
 	if e.state, err = store.Open(filepath.Join(opts.DataDir, "state"), &store.Options{Logger: opts.Logger}); err != nil {
 		return nil, fmt.Errorf("engine: state store: %w", err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/oklog/ulid/v2"
@@ -29,12 +30,12 @@ func ParseRef(ref string) (typ, value string, err error) {
 }
 
 // resolve finds the root profile id for a reference.
-func (e *Engine) resolve(r store.Reader, ref string) ([]byte, error) {
+func (e *Engine) resolve(r store.Reader, sm *projections.StateMachine, ref string) ([]byte, error) {
 	typ, value, err := ParseRef(ref)
 	if err != nil {
 		return nil, err
 	}
-	kc := e.sm.Keychain()
+	kc := sm.Keychain()
 	var id []byte
 	if typ == event.ProfileID {
 		u, perr := ulid.ParseStrict(strings.TrimSpace(value))
@@ -58,23 +59,39 @@ func (e *Engine) resolve(r store.Reader, ref string) ([]byte, error) {
 func (e *Engine) open(keyID, sealed []byte) ([]byte, error) { return e.keys.Open(keyID, sealed) }
 
 // profile loads the GCR of the person ref identifies from r.
-func (e *Engine) profile(r store.Reader, ref string) (*gcr.Profile, error) {
-	id, err := e.resolve(r, ref)
+func (e *Engine) profile(r store.Reader, sm *projections.StateMachine, ref string) (*gcr.Profile, error) {
+	id, err := e.resolve(r, sm, ref)
 	if err != nil {
 		return nil, err
 	}
-	p, err := e.sm.GCR().Get(r, id)
+	p, err := sm.GCR().Get(r, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
 	}
 	return p, err
 }
 
-// Profile returns the Golden Customer Record of the person ref identifies.
-func (e *Engine) Profile(ref string) (*gcr.View, error) {
+// read runs fn on a consistent snapshot of the projections and the state
+// machine that built them (a rebuild's swap waits until fn returns).
+func (e *Engine) read(fn func(r store.Reader, sm *projections.StateMachine) error) error {
+	e.stateMu.RLock()
+	defer e.stateMu.RUnlock()
 	snap := e.state.NewSnapshot()
 	defer snap.Close()
-	p, err := e.profile(snap, ref)
+	return fn(snap, e.sm)
+}
+
+// Profile returns the Golden Customer Record of the person ref identifies.
+func (e *Engine) Profile(ref string) (v *gcr.View, err error) {
+	err = e.read(func(r store.Reader, sm *projections.StateMachine) error {
+		v, err = e.profileView(r, sm, ref)
+		return err
+	})
+	return v, err
+}
+
+func (e *Engine) profileView(snap store.Reader, sm *projections.StateMachine, ref string) (*gcr.View, error) {
+	p, err := e.profile(snap, sm, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +99,7 @@ func (e *Engine) Profile(ref string) (*gcr.View, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms, err := e.sm.Memberships(snap, p.ID)
+	ms, err := sm.Memberships(snap, p.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -95,17 +112,23 @@ func (e *Engine) Profile(ref string) (*gcr.View, error) {
 
 // Events returns the latest limit events of the person ref identifies,
 // newest first, in Segment's JSON shape.
-func (e *Engine) Events(ref string, limit int) ([]map[string]any, error) {
+func (e *Engine) Events(ref string, limit int) (out []map[string]any, err error) {
 	if limit <= 0 || limit > 1000 {
 		return nil, fmt.Errorf("engine: limit must be in [1, 1000], got %d", limit)
 	}
-	snap := e.state.NewSnapshot()
-	defer snap.Close()
-	p, err := e.profile(snap, ref)
+	err = e.read(func(r store.Reader, sm *projections.StateMachine) error {
+		out, err = e.events(r, sm, ref, limit)
+		return err
+	})
+	return out, err
+}
+
+func (e *Engine) events(snap store.Reader, sm *projections.StateMachine, ref string, limit int) ([]map[string]any, error) {
+	p, err := e.profile(snap, sm, ref)
 	if err != nil {
 		return nil, err
 	}
-	recs, err := e.sm.GCR().Events(snap, p, limit)
+	recs, err := sm.GCR().Events(snap, p, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -101,22 +101,9 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		if err != nil {
 			return res, err
 		}
-		b := db.NewBatch()
-		if _, err := sm.Apply(b, ent.Seq, ent.Subject, ent.Data); errors.Is(err, projections.ErrCorruptEntry) {
-			b.Close()
-			b = db.NewBatch()
-			if err := sm.Skip(b, ent.Seq); err != nil {
-				return res, err
-			}
-		} else if err != nil {
-			b.Close()
+		if _, err := applyOne(db, sm, ent.Seq, ent.Subject, ent.Data); err != nil && !errors.Is(err, projections.ErrCorruptEntry) {
 			return res, err
 		}
-		if err := db.Commit(b, false); err != nil {
-			b.Close()
-			return res, err
-		}
-		b.Close()
 		res.Applied = ent.Seq
 		n, err := drainTo(db, parts, opts.Out)
 		if err != nil {

@@ -256,3 +256,75 @@ func Restore(rw store.ReadWriter, r io.Reader, prefixes ...[]byte) error {
 		}
 	}
 }
+
+// IsOutboxKey reports whether k is an outbox entry (global or a partition's).
+func IsOutboxKey(k []byte) bool { return isPartitionOutbox(k) || bytes.HasPrefix(k, prefixOutbox) }
+
+// SplitPartitionKey splits a partition key p/<i>/<kind>/<rest> into the
+// partition, the kind byte ('g' GCR, 'e' event, 'u' audience state, 'm'
+// membership, ...) and the profile id where the kind has one.
+func SplitPartitionKey(k []byte) (part int, kind byte, profile []byte, ok bool) {
+	if len(k) < 6 || k[0] != 'p' || k[1] != '/' || k[4] != '/' {
+		return 0, 0, nil, false
+	}
+	part, kind = int(binary.BigEndian.Uint16(k[2:4])), k[5]
+	if (kind == 'g' || kind == 'u' || kind == 'e') && len(k) >= 7+16 && k[6] == '/' {
+		profile = k[7 : 7+16]
+	}
+	return part, kind, profile, true
+}
+
+// Digests are the digest of the whole state and of its parts: the global
+// (keychain, dedup, definitions) key ranges and each partition's.
+type Digests struct {
+	All        []byte
+	Global     []byte
+	Partitions [][]byte
+}
+
+// DigestParts computes Digests in one pass over the state.
+func DigestParts(r store.Reader, partitions int) (Digests, error) {
+	all, err := Digest(r)
+	if err != nil {
+		return Digests{}, err
+	}
+	d := Digests{All: all}
+	hashRange := func(prefixes ...[]byte) ([]byte, error) {
+		h := sha256.New()
+		var lenBuf [8]byte
+		for _, p := range prefixes {
+			err := r.Scan(p, store.PrefixEnd(p), false, func(k, v []byte) bool {
+				if isPartitionOutbox(k) {
+					return true
+				}
+				binary.BigEndian.PutUint32(lenBuf[:4], uint32(len(k)))
+				binary.BigEndian.PutUint32(lenBuf[4:], uint32(len(v)))
+				h.Write(lenBuf[:])
+				h.Write(k)
+				h.Write(v)
+				return true
+			})
+			if err != nil {
+				return nil, fmt.Errorf("projections: digest: %w", err)
+			}
+		}
+		return h.Sum(nil), nil
+	}
+	var global [][]byte
+	for _, p := range digestPrefixes {
+		if string(p) != "p/" {
+			global = append(global, p)
+		}
+	}
+	if d.Global, err = hashRange(global...); err != nil {
+		return Digests{}, err
+	}
+	for i := range partitions {
+		pd, err := hashRange(PartitionPrefix(i))
+		if err != nil {
+			return Digests{}, err
+		}
+		d.Partitions = append(d.Partitions, pd)
+	}
+	return d, nil
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -472,5 +473,40 @@ func BenchmarkBatchCommit(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "sets/s")
 		})
+	}
+}
+
+func TestCheckpoint(t *testing.T) {
+	db, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := db.NewBatch()
+	_ = b.Set([]byte("k"), []byte("v1"))
+	if err := db.Commit(b, false); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	dir := filepath.Join(t.TempDir(), "cp")
+	if err := db.Checkpoint(dir); err != nil {
+		t.Fatal(err)
+	}
+	b = db.NewBatch()
+	_ = b.Set([]byte("k"), []byte("v2")) // after the checkpoint: not in it
+	if err := db.Commit(b, false); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	db.Close()
+	cp, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	if v, err := cp.Get([]byte("k")); err != nil || string(v) != "v1" {
+		t.Fatalf("checkpoint holds %q (%v), want v1", v, err)
+	}
+	if err := cp.Checkpoint(dir); err == nil {
+		t.Fatal("a checkpoint into an existing directory was accepted")
 	}
 }

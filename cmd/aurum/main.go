@@ -44,6 +44,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newDemoCmd(), newAudienceCmd())
+	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd())
 	return root
 }

@@ -1,0 +1,75 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/aurumcdp/aurum/engine"
+)
+
+func (s *Server) handleStartReplay(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r, 4<<10)
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "", "request body exceeds 4 KB")
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", err.Error())
+		return
+	}
+	var opts engine.RebuildOptions
+	if len(body) > 0 {
+		dec := json.NewDecoder(bytesReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&opts); err != nil {
+			writeError(w, http.StatusBadRequest, "", "body is not valid replay options: "+err.Error())
+			return
+		}
+	}
+	switch err := s.e.StartRebuild(opts); {
+	case errors.Is(err, engine.ErrBusy):
+		writeError(w, http.StatusConflict, "", err.Error())
+	case errors.Is(err, engine.ErrInvalid), errors.Is(err, engine.ErrNoSnapshot):
+		writeError(w, http.StatusBadRequest, "from", err.Error())
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "", err.Error())
+	default:
+		writeJSON(w, http.StatusAccepted, s.e.RebuildStatus())
+	}
+}
+
+func (s *Server) handleReplayStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.e.RebuildStatus())
+}
+
+func (s *Server) handleCreateSnapshot(w http.ResponseWriter, r *http.Request) {
+	info, err := s.e.CreateSnapshot()
+	if err != nil {
+		s.opts.Logger.Error("api: snapshot", "err", err)
+		writeError(w, http.StatusInternalServerError, "", "snapshot failed: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *Server) handleListSnapshots(w http.ResponseWriter, r *http.Request) {
+	list, err := s.e.Snapshots()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "", err.Error())
+		return
+	}
+	if list == nil {
+		list = []engine.SnapshotInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"snapshots": list})
+}
+
+func (s *Server) handleDigest(w http.ResponseWriter, r *http.Request) {
+	d, err := s.e.Digest()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
