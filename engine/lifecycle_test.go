@@ -1,0 +1,66 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/audience"
+)
+
+// TestCloseStopsEverything: an engine that ingested, applied, ticked and ran
+// an audience leaves no goroutine behind after Close, and a reopened engine
+// continues where it stopped.
+func TestCloseStopsEverything(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	run := func() {
+		e, err := engine.Open(ctx, engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", TickPeriod: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.CreateSource(ctx, "web"); err != nil && !errors.Is(err, engine.ErrSourceExists) {
+			t.Fatal(err)
+		}
+		if _, err := e.PutAudience(ctx, audience.Definition{Name: "any", Rule: `count("E", "1h") >= 1`}); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := event.Parse([]byte(`{"type":"track","event":"E","userId":"u"}`), "", e.ParseOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Ingest(ctx, "web", []event.Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run() // warm-up: lazily started runtime and library goroutines
+	before := runtime.NumGoroutine()
+	run()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+	e, err := engine.Open(ctx, engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", TickPeriod: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p, err := e.Profile("user_id:u")
+	if err != nil || p.Stats.TotalEvents != 2 {
+		t.Fatalf("after reopening: %+v %v (want the 2 events of both runs)", p, err)
+	}
+}
