@@ -249,6 +249,32 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
+// decodeJSON reads a management request's JSON body (at most limit bytes)
+// into v, refusing unknown fields; an empty body is allowed when
+// emptyOK. On failure it has answered (413 or 400 saying why) and returns
+// false.
+func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, emptyOK bool) bool {
+	body, err := readBody(r, limit)
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body exceeds %d KB", limit>>10))
+		return false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", err.Error())
+		return false
+	}
+	if len(bytes.TrimSpace(body)) == 0 && emptyOK {
+		return true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "", "body is not a valid JSON object for this request: "+err.Error())
+		return false
+	}
+	return true
+}
+
 // errTooLarge marks a body over its limit.
 var errTooLarge = errors.New("too large")
 

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,19 +20,7 @@ type audienceBody struct {
 
 func (s *Server) readAudience(w http.ResponseWriter, r *http.Request) (audienceBody, bool) {
 	var b audienceBody
-	body, err := readBody(r, 16<<10)
-	if errors.Is(err, errTooLarge) {
-		writeError(w, http.StatusRequestEntityTooLarge, "", "request body exceeds 16 KB")
-		return b, false
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "", err.Error())
-		return b, false
-	}
-	dec := json.NewDecoder(bytesReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		writeError(w, http.StatusBadRequest, "", "body is not a valid audience: "+err.Error())
+	if !decodeJSON(w, r, 16<<10, &b, false) {
 		return b, false
 	}
 	if b.Rule == nil {
@@ -159,21 +146,11 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePreviewAudience(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, 16<<10)
-	if errors.Is(err, errTooLarge) {
-		writeError(w, http.StatusRequestEntityTooLarge, "", "request body exceeds 16 KB")
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "", err.Error())
-		return
-	}
 	var req struct {
 		Rule   *string `json:"rule"`
 		Sample *int    `json:"sample"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "", "body is not a JSON object: "+err.Error())
+	if !decodeJSON(w, r, 16<<10, &req, false) {
 		return
 	}
 	if req.Rule == nil {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -10,15 +9,6 @@ import (
 )
 
 func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, 16<<10)
-	if errors.Is(err, errTooLarge) {
-		writeError(w, http.StatusRequestEntityTooLarge, "", "request body exceeds 16 KB")
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "", err.Error())
-		return
-	}
 	var req struct {
 		Name      string   `json:"name"`
 		URL       string   `json:"url"`
@@ -26,10 +16,7 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 		Audiences []string `json:"audiences"`
 		Channel   string   `json:"channel"`
 	}
-	dec := json.NewDecoder(bytesReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "", "body is not a valid destination: "+err.Error())
+	if !decodeJSON(w, r, 16<<10, &req, false) {
 		return
 	}
 	for field, missing := range map[string]bool{"name": req.Name == "", "url": req.URL == "", "secret": req.Secret == "", "audiences": len(req.Audiences) == 0} {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -9,23 +8,9 @@ import (
 )
 
 func (s *Server) handleStartReplay(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, 4<<10)
-	if errors.Is(err, errTooLarge) {
-		writeError(w, http.StatusRequestEntityTooLarge, "", "request body exceeds 4 KB")
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "", err.Error())
-		return
-	}
 	var opts engine.RebuildOptions
-	if len(body) > 0 {
-		dec := json.NewDecoder(bytesReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&opts); err != nil {
-			writeError(w, http.StatusBadRequest, "", "body is not valid replay options: "+err.Error())
-			return
-		}
+	if !decodeJSON(w, r, 4<<10, &opts, true) {
+		return
 	}
 	switch err := s.e.StartRebuild(opts); {
 	case errors.Is(err, engine.ErrBusy):

@@ -39,19 +39,7 @@ func audienceKey(name string) []byte { return append(append([]byte(nil), prefixA
 
 // Audiences lists the stored audience definitions by name.
 func Audiences(r store.Reader) ([]audience.Definition, error) {
-	var out []audience.Definition
-	var derr error
-	err := r.Scan(prefixAudience, store.PrefixEnd(prefixAudience), false, func(_, v []byte) bool {
-		var d audience.Definition
-		if derr = msgpack.Unmarshal(v, &d); derr != nil {
-			return false
-		}
-		out = append(out, d)
-		return true
-	})
-	if err == nil {
-		err = derr
-	}
+	out, err := scanValues[audience.Definition](r, prefixAudience, 0)
 	if err != nil {
 		return nil, fmt.Errorf("projections: list audiences: %w", err)
 	}

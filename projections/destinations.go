@@ -36,19 +36,7 @@ func destinationKey(name string) []byte {
 
 // Destinations lists the stored destinations by name.
 func Destinations(r store.Reader) ([]Destination, error) {
-	var out []Destination
-	var derr error
-	err := r.Scan(prefixDestination, store.PrefixEnd(prefixDestination), false, func(_, v []byte) bool {
-		var d Destination
-		if derr = msgpack.Unmarshal(v, &d); derr != nil {
-			return false
-		}
-		out = append(out, d)
-		return true
-	})
-	if err == nil {
-		err = derr
-	}
+	out, err := scanValues[Destination](r, prefixDestination, 0)
 	if err != nil {
 		return nil, fmt.Errorf("projections: list destinations: %w", err)
 	}

@@ -34,23 +34,34 @@ func CheckPartitions(rw store.ReadWriter, n int) (int, error) {
 
 // Sources lists the sources in the state store.
 func Sources(r store.Reader) ([]Source, error) {
-	var out []Source
-	var derr error
-	err := r.Scan(prefixSource, store.PrefixEnd(prefixSource), false, func(_, v []byte) bool {
-		var s Source
-		if derr = msgpack.Unmarshal(v, &s); derr != nil {
-			return false
-		}
-		out = append(out, s)
-		return true
-	})
-	if err == nil {
-		err = derr
-	}
+	out, err := scanValues[Source](r, prefixSource, 0)
 	if err != nil {
 		return nil, fmt.Errorf("projections: list sources: %w", err)
 	}
 	return out, nil
+}
+
+// scanValues decodes the msgpack values of the keys under prefix, in key
+// order, up to max of them (0: all). keyOf, when set, receives each key.
+func scanValues[T any](r store.Reader, prefix []byte, max int, keyOf ...func(k []byte)) ([]T, error) {
+	var out []T
+	var derr error
+	err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, v []byte) bool {
+		var x T
+		if derr = msgpack.Unmarshal(v, &x); derr != nil {
+			derr = fmt.Errorf("decode %q: %w", k, derr)
+			return false
+		}
+		out = append(out, x)
+		for _, f := range keyOf {
+			f(k)
+		}
+		return max == 0 || len(out) < max
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
 }
 
 // OutboxEntry is an outbox message with its key.
@@ -76,21 +87,14 @@ func OutboxPrefixes(partitions int) [][]byte {
 
 // Outbox returns up to max pending entries of the outbox at prefix, in log order.
 func Outbox(r store.Reader, prefix []byte, max int) ([]OutboxEntry, error) {
-	var out []OutboxEntry
-	var derr error
-	err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, v []byte) bool {
-		var m OutMsg
-		if derr = msgpack.Unmarshal(v, &m); derr != nil {
-			return false
-		}
-		out = append(out, OutboxEntry{Key: append([]byte(nil), k...), Msg: m})
-		return len(out) < max
-	})
-	if err == nil {
-		err = derr
-	}
+	var keys [][]byte
+	msgs, err := scanValues[OutMsg](r, prefix, max, func(k []byte) { keys = append(keys, append([]byte(nil), k...)) })
 	if err != nil {
 		return nil, fmt.Errorf("projections: read outbox: %w", err)
+	}
+	out := make([]OutboxEntry, len(msgs))
+	for i := range msgs {
+		out[i] = OutboxEntry{Key: keys[i], Msg: msgs[i]}
 	}
 	return out, nil
 }
@@ -98,21 +102,7 @@ func Outbox(r store.Reader, prefix []byte, max int) ([]OutboxEntry, error) {
 // Merges returns the merge records of the profiles into which others were
 // merged, for the given (root) profile, in log order.
 func Merges(r store.Reader, into []byte) ([]MergeRecord, error) {
-	p := append(append([]byte(nil), prefixMerge...), into...)
-	var out []MergeRecord
-	var derr error
-	err := r.Scan(p, store.PrefixEnd(p), false, func(_, v []byte) bool {
-		var m MergeRecord
-		if derr = msgpack.Unmarshal(v, &m); derr != nil {
-			return false
-		}
-		out = append(out, m)
-		return true
-	})
-	if err == nil {
-		err = derr
-	}
-	return out, err
+	return scanValues[MergeRecord](r, append(append([]byte(nil), prefixMerge...), into...), 0)
 }
 
 func ulidString(b []byte) string {
