@@ -155,7 +155,7 @@ func TestChaos(t *testing.T) {
 			if i != cfg.kills/2 {
 				continue
 			}
-			st, err := killDuringReplay(n, 0.2+0.6*r.Float64())
+			st, err := killDuringReplay(n)
 			switch {
 			case err == errNoReplayAPI:
 				rep.replayNote = "skipped: the node has no /v1/replay endpoint yet (404)"

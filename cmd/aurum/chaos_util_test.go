@@ -32,7 +32,7 @@ type chaosConfig struct {
 
 var (
 	chaosShort = chaosConfig{name: "short", people: 150, days: 14, kills: 10, producers: 4, batch: 25,
-		dupEvery: 4, rate: 15, seed: 1, timeout: 60 * time.Second}
+		dupEvery: 4, rate: 8, seed: 1, timeout: 60 * time.Second}
 	chaosLong = chaosConfig{name: "long", people: 2000, days: 30, kills: 30, producers: 8, batch: 50,
 		dupEvery: 4, rate: 20, seed: 1, timeout: 5 * time.Minute}
 )
@@ -168,11 +168,12 @@ type replayStatus struct {
 var errNoReplayAPI = fmt.Errorf("no /v1/replay endpoint (404)")
 
 // killDuringReplay starts a live replay (POST /v1/replay from the start)
-// and SIGKILLs the node while the replay is running with applied > 0 and
-// at least at the fraction at of its target. A replay that finishes before
-// it was caught there is started again, up to a bound. It returns the
-// status seen at the kill.
-func killDuringReplay(n *node, at float64) (replayStatus, error) {
+// and SIGKILLs the node as soon as the replay is seen running with applied
+// > 0 (the replay reports progress in steps, so waiting for a later step
+// could outlast the stream). A replay that finishes before it was caught
+// running is started again, up to a bound. It returns the status seen at
+// the kill.
+func killDuringReplay(n *node) (replayStatus, error) {
 	var st replayStatus
 	for attempt := range 20 {
 		st.Attempt = attempt + 1
@@ -197,7 +198,7 @@ func killDuringReplay(n *node, at float64) (replayStatus, error) {
 			if err := json.Unmarshal(data, &st); err != nil {
 				return st, fmt.Errorf("GET /v1/replay %s: %v", data, err)
 			}
-			if st.Status == "running" && st.Applied > 0 && float64(st.Applied) >= at*float64(st.Target) {
+			if st.Status == "running" && st.Applied > 0 {
 				n.kill()
 				return st, nil
 			}
