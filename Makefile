@@ -15,9 +15,15 @@ test:
 test-short:
 	$(GO) test -short $(PKGS)
 
-# Benchmarks: ingest throughput and look-up latency against raw JetStream publish.
+# Benchmarks: every issue #4 measurement in one run, one table (bench/RESULTS.md).
+# SIZES are workload sizes in people, each run in its own process; the default
+# takes about 10 minutes on 2 cores. A million: make bench SIZES=10000,100000,1000000
+# (about an hour). BENCHFLAGS adds flags, e.g. BENCHFLAGS=-profile-dir=/tmp/prof.
+SIZES ?= 10000,100000
+BENCHTIMEOUT ?= 3h
+BENCHFLAGS ?=
 bench:
-	$(GO) test -run '^TestReport$$' -count 1 -v -timeout 30m ./bench/ -args -report
+	$(GO) test -run '^TestReport$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -report -sizes $(SIZES) $(BENCHFLAGS)
 
 # Each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
