@@ -81,7 +81,7 @@ func TestChaos(t *testing.T) {
 
 	// Producers: each sends its batches in order, retrying until a 200.
 	var acked, rejected, dups atomic.Int64
-	sendDeadline := time.Now().Add(cfg.timeout + time.Duration(cfg.kills)*30*time.Second)
+	sendDeadline := time.Now().Add(cfg.timeout + time.Duration(cfg.kills)*5*time.Second) // a bound on retries, should the node not come back
 	var wg sync.WaitGroup
 	for p, batches := range w.producers {
 		wg.Add(1)
