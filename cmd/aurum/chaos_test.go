@@ -55,9 +55,10 @@ var chaosAudiences = []struct {
 // The short version (default, ≤ 60 s: 150 people, ~4k events, 10 kills) runs
 // in CI. The long one is on demand:
 //
-//	AURUM_CHAOS=long go test -race -run TestChaos -timeout 30m ./cmd/aurum
+//	AURUM_CHAOS=long go test -run TestChaos -timeout 30m ./cmd/aurum
 //
-// (2000 people, ~120k events, 30 kills). AURUM_CHAOS_SEED=N changes the
+// (2000 people, ~130k events, 30 kills; without -race: under -race the
+// in-process engine.Replay of that log alone takes many minutes). AURUM_CHAOS_SEED=N changes the
 // workload and the kill points; a failure names its seed.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
