@@ -197,7 +197,8 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 	}
 	// Catch up without holding the live state; close the gap under the lock.
 	const gap = 64
-	for n := 0; ; n++ {
+	lastReport := time.Time{}
+	for {
 		target := e.AppliedSeq()
 		if applied+gap >= target {
 			break
@@ -205,8 +206,9 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		if err := apply(ctx); err != nil {
 			return err
 		}
-		if n%256 == 0 {
+		if time.Since(lastReport) > 50*time.Millisecond {
 			report(target)
+			lastReport = time.Now()
 		}
 	}
 	e.progress(func(s *RebuildStatus) { s.Status = "swapping" })

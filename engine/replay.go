@@ -79,6 +79,9 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	defer db.Close()
+	if _, err := checkPartitions(db, parts); err != nil {
+		return res, err
+	}
 	sm := projections.New(projections.Options{Partitions: parts, DedupWindow: opts.DedupWindow.Milliseconds()})
 	sm.SetOpener(keys.Open)
 
