@@ -22,7 +22,8 @@ func TestImportRules(t *testing.T) {
 		"github.com/hashicorp/raft":      mod + "cluster",
 	}
 	lower := map[string]bool{mod + "event": true, mod + "store": true, mod + "seal": true, mod + "log": true,
-		mod + "importer": true, mod + "projections": true, mod + "projections/identity": true, mod + "projections/gcr": true}
+		mod + "importer": true, mod + "projections": true, mod + "projections/identity": true, mod + "projections/gcr": true,
+		mod + "projections/audience": true, mod + "rules": true, mod + "activation": true}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
 		pkg, imports := fields[0], fields[1:]
