@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -29,6 +31,10 @@ type RebuildOptions struct {
 	From string `json:"from"`
 	// DryRun rebuilds and reports what would differ, without swapping.
 	DryRun bool `json:"dry_run"`
+	// Projections limits the swap (and a dry run's comparison) to these
+	// projections (projections.ProjectionNames: "gcr", "audiences"); the
+	// others keep their live state. Empty: all.
+	Projections []string `json:"projections,omitempty"`
 }
 
 // RebuildStatus reports a replay's progress and outcome.
@@ -75,6 +81,11 @@ func (e *Engine) rebuildDir() string { return filepath.Join(e.opts.DataDir, "sta
 // published: they were published by the live state already, or (for
 // changed rules) are the backfill's business after the swap.
 func (e *Engine) StartRebuild(opts RebuildOptions) error {
+	for _, p := range opts.Projections {
+		if !slices.Contains(projections.ProjectionNames(), p) {
+			return fmt.Errorf("%w: projection %q: want one of %v", ErrInvalid, p, projections.ProjectionNames())
+		}
+	}
 	e.rebuild.mu.Lock()
 	defer e.rebuild.mu.Unlock()
 	if e.rebuild.status.Status == "running" || e.rebuild.status.Status == "swapping" {
@@ -232,7 +243,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		snap := e.state.NewSnapshot()
 		e.stateMu.Unlock()
 		locked = false
-		diff, err := diffStates(snap, db)
+		diff, err := diffStates(snap, db, opts.Projections, e.opts.Partitions)
 		snap.Close()
 		if err != nil {
 			return err
@@ -240,6 +251,20 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		diff.Seq = target
 		e.progress(func(s *RebuildStatus) { s.Diff = &diff })
 		return nil
+	}
+	// Carry over from the live state what the rebuild must not replace:
+	// the outboxes (outputs decided but not yet published) and, when only
+	// some projections are rebuilt, the ranges of the others.
+	keep := projections.OutboxPrefixes(e.opts.Partitions)
+	if len(opts.Projections) > 0 {
+		for _, name := range projections.ProjectionNames() {
+			if !slices.Contains(opts.Projections, name) {
+				keep = append(keep, projections.ProjectionPrefixes(name, e.opts.Partitions)...)
+			}
+		}
+	}
+	if err := copyRanges(e.state, db, keep); err != nil {
+		return fmt.Errorf("engine: carry over live ranges: %w", err)
 	}
 	// Swap: the rebuilt store becomes the live one. A crash between the
 	// renames is finished by recoverSwap on the next Open.
@@ -300,14 +325,22 @@ func recoverSwap(dataDir string) error {
 }
 
 // diffStates compares two projection states key by key (outboxes aside).
-func diffStates(live, rebuilt store.Reader) (RebuildDiff, error) {
+func diffStates(live, rebuilt store.Reader, only []string, partitions int) (RebuildDiff, error) {
 	var d RebuildDiff
+	var ranges [][]byte
+	for _, name := range only {
+		ranges = append(ranges, projections.ProjectionPrefixes(name, partitions)...)
+	}
 	collect := func(r store.Reader) (map[string][]byte, error) {
 		m := map[string][]byte{}
 		err := r.Scan(nil, nil, false, func(k, v []byte) bool {
-			if !projections.IsOutboxKey(k) {
-				m[string(k)] = append([]byte(nil), v...)
+			if projections.IsOutboxKey(k) {
+				return true
 			}
+			if len(ranges) > 0 && !slices.ContainsFunc(ranges, func(p []byte) bool { return bytes.HasPrefix(k, p) }) {
+				return true
+			}
+			m[string(k)] = append([]byte(nil), v...)
 			return true
 		})
 		return m, err
@@ -358,4 +391,40 @@ func diffStates(live, rebuilt store.Reader) (RebuildDiff, error) {
 	sort.Ints(d.Partitions)
 	sort.Strings(d.Examples)
 	return d, nil
+}
+
+// copyRanges replaces the given key ranges of dst with those of src.
+func copyRanges(src store.Reader, dst *store.DB, prefixes [][]byte) error {
+	for _, p := range prefixes {
+		if err := dst.DeleteRange(p, store.PrefixEnd(p), false); err != nil {
+			return err
+		}
+		b := dst.NewBatch()
+		n := 0
+		var werr error
+		err := src.Scan(p, store.PrefixEnd(p), false, func(k, v []byte) bool {
+			if werr = b.Set(k, v); werr != nil {
+				return false
+			}
+			if n++; n%4096 == 0 {
+				if werr = dst.Commit(b, false); werr != nil {
+					return false
+				}
+				b.Close()
+				b = dst.NewBatch()
+			}
+			return true
+		})
+		if err == nil {
+			err = werr
+		}
+		if err == nil {
+			err = dst.Commit(b, false)
+		}
+		b.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -318,3 +318,29 @@ func DigestParts(r store.Reader, partitions int) (Digests, error) {
 	}
 	return d, nil
 }
+
+// ProjectionNames are the projections a replay can rebuild on their own.
+func ProjectionNames() []string { return []string{"gcr", "audiences"} }
+
+// ProjectionPrefixes returns the key ranges of a projection: "gcr" is the
+// identity keychain, merge records, GCRs and stored events; "audiences" the
+// definitions, aggregates, memberships, timers and backfill cursors.
+func ProjectionPrefixes(name string, partitions int) [][]byte {
+	var out [][]byte
+	switch name {
+	case "gcr":
+		out = append(out, []byte("ik/"), []byte("ip/"), prefixMerge)
+		for i := range partitions {
+			out = append(out, append(PartitionPrefix(i), 'g', '/'), append(PartitionPrefix(i), 'e', '/'))
+		}
+	case "audiences":
+		out = append(out, prefixAudience, keyAudienceGen)
+		for i := range partitions {
+			pp := PartitionPrefix(i)
+			for _, sub := range []string{"u/", "w/", "wl", "m/", "n/", "b"} {
+				out = append(out, append(append([]byte(nil), pp...), sub...))
+			}
+		}
+	}
+	return out
+}

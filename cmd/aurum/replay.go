@@ -14,6 +14,7 @@ import (
 
 func newReplayCmd() *cobra.Command {
 	var server, token, from string
+	var only []string
 	var dryRun, noProgress bool
 	cmd := &cobra.Command{
 		Use:   "replay",
@@ -28,14 +29,19 @@ re-emitted.
 or before that log position or time.
 
 --dry-run reports what would differ at the same log position (keys, profiles, audience
-memberships that would enter or exit) and swaps nothing.`,
+memberships that would enter or exit) and swaps nothing.
+
+--projections gcr,audiences limits the swap (and the comparison) to those projections. The
+replay always runs the whole state machine, because audiences read the GCR and the GCR reads
+identity; the other projections keep their live state. Outputs that the live state decided but
+has not yet published are carried over, so none is lost.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newClient(server, token)
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(engine.RebuildOptions{From: from, DryRun: dryRun})
+			body, _ := json.Marshal(engine.RebuildOptions{From: from, DryRun: dryRun, Projections: only})
 			var st engine.RebuildStatus
 			if err := c.do(cmd.Context(), http.MethodPost, "/v1/replay", body, &st); err != nil {
 				return err
@@ -46,6 +52,7 @@ memberships that would enter or exit) and swaps nothing.`,
 	addClientFlags(cmd, &server, &token)
 	cmd.Flags().StringVar(&from, "from", "start", "start, snapshot, a log sequence or an RFC 3339 time")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would differ; swap nothing, emit nothing")
+	cmd.Flags().StringSliceVar(&only, "projections", nil, "rebuild only these projections (gcr, audiences); the others keep their live state (default all)")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "print status lines instead of a progress bar")
 	return cmd
 }

@@ -99,6 +99,17 @@ func TestReplayAndDigest(t *testing.T) {
 		t.Fatalf("a dry run changed the state:\n%s\n%s", got, swapped)
 	}
 
+	// Rebuilding one projection leaves the state as it was (same log).
+	if out, code := aurumCLI(t, env, "replay", "--projections", "audiences", "--no-progress"); code != 0 || !strings.Contains(out, `"status": "done"`) {
+		t.Fatalf("replay --projections audiences: exit %d: %s", code, out)
+	}
+	if got := digest(); got != swapped {
+		t.Fatalf("replay of the audiences changed the state:\n%s\n%s", got, swapped)
+	}
+	if out, code := aurumCLI(t, env, "replay", "--projections", "features"); code == 0 || !strings.Contains(out, "projection") {
+		t.Fatalf("replay of an unknown projection: exit %d: %s", code, out)
+	}
+
 	// A replay from a snapshot ends in the same state.
 	if out, code := aurumCLI(t, env, "snapshot", "create"); code != 0 {
 		t.Fatalf("snapshot create: %s", out)

@@ -92,6 +92,17 @@ func TestTransitionsAcrossCrashes(t *testing.T) {
 	close(work)
 	wg.Wait()
 	kills := <-killerDone
+	// A live replay swaps in while purchases age out (time-driven exits are
+	// being decided and published): none may be lost or repeated.
+	n.mustJSON("POST", "/v1/replay", map[string]any{"from": "start"}, adminAuth, http.StatusAccepted, nil)
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		var st struct{ Status, Error string }
+		n.mustJSON("GET", "/v1/replay", nil, adminAuth, http.StatusOK, &st)
+		if st.Status != "done" {
+			return fmt.Errorf("replay %s %s", st.Status, st.Error)
+		}
+		return nil
+	})
 	time.Sleep(3 * time.Second) // purchases age out: time-driven exits
 	n.stop()
 
