@@ -149,6 +149,7 @@ func (s *Server) handlePreviewAudience(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Rule   *string `json:"rule"`
 		Sample *int    `json:"sample"`
+		Exact  bool    `json:"exact"`
 	}
 	if !decodeJSON(w, r, 16<<10, &req, false) {
 		return
@@ -161,7 +162,7 @@ func (s *Server) handlePreviewAudience(w http.ResponseWriter, r *http.Request) {
 	if req.Sample != nil {
 		sample = *req.Sample
 	}
-	res, err := s.e.Preview(*req.Rule, sample)
+	res, err := s.e.Preview(*req.Rule, sample, req.Exact)
 	var re *rules.Error
 	switch {
 	case errors.As(err, &re):

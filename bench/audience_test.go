@@ -219,8 +219,15 @@ func BenchmarkTransitionLatency3k(b *testing.B) {
 // BenchmarkPreview measures POST /v1/audiences/preview's work: a new rule
 // evaluated over every profile of a state built from people × 2 events
 // (its aggregates come from each profile's event history).
-func BenchmarkPreview(b *testing.B) {
-	const people = 50_000
+func BenchmarkPreview(b *testing.B) { benchPreview(b, 50_000, 0) }
+
+// BenchmarkPreviewMillion: a million profiles, the preview evaluating its
+// default sample (engine.PreviewExactLimit) and estimating the size.
+// Building the state takes minutes: run it on purpose
+// (go test -run '^$' -bench PreviewMillion -benchtime 3x ./bench).
+func BenchmarkPreviewMillion(b *testing.B) { benchPreview(b, 1_000_000, engine.PreviewExactLimit) }
+
+func benchPreview(b *testing.B, people, maxEval int) {
 	db, err := store.Open(b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -244,10 +251,10 @@ func BenchmarkPreview(b *testing.B) {
 	now, _ := projections.LogClock(db)
 	b.ResetTimer()
 	start := time.Now()
-	var size int64
+	var res projections.PreviewResult
 	for range b.N {
 		snap := db.NewSnapshot()
-		size, _, err = sm.Preview(readOnly{snap}, set, now, 10)
+		res, err = sm.Preview(readOnly{snap}, set, now, 10, maxEval)
 		snap.Close()
 		if err != nil {
 			b.Fatal(err)
@@ -255,8 +262,10 @@ func BenchmarkPreview(b *testing.B) {
 	}
 	per := time.Since(start) / time.Duration(b.N)
 	b.ReportMetric(float64(per.Milliseconds()), "ms/preview")
-	b.ReportMetric(float64(per.Nanoseconds())/people/1000, "µs/profile")
-	b.ReportMetric(float64(size), "members")
+	b.ReportMetric(float64(per.Nanoseconds())/float64(res.Evaluated)/1000, "µs/evaluated")
+	b.ReportMetric(float64(res.Size), "members")
+	b.ReportMetric(float64(res.Margin), "margin")
+	b.ReportMetric(float64(res.Evaluated), "evaluated")
 }
 
 // readOnly adapts a snapshot to the ReadWriter Preview takes.

@@ -105,14 +105,14 @@ func TestAudienceTimedExit(t *testing.T) {
 		t.Fatalf("size %d", a.Size)
 	}
 	// A preview evaluates a rule over every profile without creating it.
-	pv, err := e.Preview(`count("Order Completed") >= 1 and in_audience("recent-buyers")`, 5)
-	if err != nil || pv.Size != 1 || len(pv.Sample) != 1 || pv.Sample[0] != in.ProfileID {
+	pv, err := e.Preview(`count("Order Completed") >= 1 and in_audience("recent-buyers")`, 5, false)
+	if err != nil || pv.Size != 1 || !pv.Exact || len(pv.Sample) != 1 || pv.Sample[0] != in.ProfileID {
 		t.Fatalf("preview: %+v, %v", pv, err)
 	}
-	if pv, err := e.Preview(`count("Order Completed") >= 2`, 5); err != nil || pv.Size != 0 {
+	if pv, err := e.Preview(`count("Order Completed") >= 2`, 5, false); err != nil || pv.Size != 0 {
 		t.Fatalf("preview of an unmet rule: %+v, %v", pv, err)
 	}
-	if _, err := e.Preview(`count("Order Completed" >= 2`, 5); !errors.As(err, &re) {
+	if _, err := e.Preview(`count("Order Completed" >= 2`, 5, false); !errors.As(err, &re) {
 		t.Fatalf("preview of a bad rule: %v", err)
 	}
 	out, subj := next()

@@ -165,15 +165,25 @@ func (e *Engine) AudienceMembers(name, cursor string, limit int) (members []Memb
 
 // PreviewResult is the size an audience rule would have now, with a sample.
 type PreviewResult struct {
-	Size      int64    `json:"size"`
-	Sample    []string `json:"sample"` // profile ids
-	Evaluated string   `json:"evaluated_at"`
-	Took      string   `json:"took"`
+	Size        int64    `json:"size"`
+	Exact       bool     `json:"exact"`            // false: Size is estimated from a sample
+	Margin      int64    `json:"margin,omitempty"` // 95 % confidence half-width of an estimate
+	Profiles    int64    `json:"profiles"`         // profiles in total
+	Evaluated   int64    `json:"evaluated"`        // profiles evaluated
+	Sample      []string `json:"sample"`           // profile ids of members
+	EvaluatedAt string   `json:"evaluated_at"`     // the log clock
+	Took        string   `json:"took"`
 }
 
-// Preview evaluates rule over every profile as of the current log time
-// without creating an audience (nothing goes on the log).
-func (e *Engine) Preview(rule string, sample int) (PreviewResult, error) {
+// PreviewExactLimit is how many profiles a preview evaluates exactly; past
+// it, it evaluates an evenly spaced sample of that many and estimates.
+const PreviewExactLimit = 50_000
+
+// Preview evaluates rule as of the current log time without creating an
+// audience (nothing goes on the log): over every profile when there are at
+// most PreviewExactLimit or exact is set, else over an evenly spaced sample
+// of that many, with the size estimated and its 95 % margin.
+func (e *Engine) Preview(rule string, sample int, exact bool) (PreviewResult, error) {
 	if sample < 0 || sample > 1000 {
 		return PreviewResult{}, fmt.Errorf("%w: sample must be in [0, 1000]", ErrInvalid)
 	}
@@ -183,21 +193,26 @@ func (e *Engine) Preview(rule string, sample int) (PreviewResult, error) {
 		return PreviewResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	start := time.Now()
-	var now, size int64
-	var ids [][]byte
+	var now int64
+	var pr projections.PreviewResult
+	limit := PreviewExactLimit
+	if exact {
+		limit = 0
+	}
 	err = e.read(func(snap store.Reader, sm *projections.StateMachine) error {
 		if now, err = projections.LogClock(snap); err != nil {
 			return err
 		}
-		size, ids, err = sm.Preview(readOnly{snap}, set, now, sample)
+		pr, err = sm.Preview(readOnly{snap}, set, now, sample, limit)
 		return err
 	})
 	if err != nil {
 		return PreviewResult{}, err
 	}
-	res := PreviewResult{Size: size, Sample: make([]string, len(ids)), Evaluated: time.UnixMilli(now).UTC().Format(time.RFC3339Nano),
+	res := PreviewResult{Size: pr.Size, Exact: pr.Exact, Margin: pr.Margin, Profiles: pr.Profiles, Evaluated: pr.Evaluated,
+		Sample: make([]string, len(pr.Sample)), EvaluatedAt: time.UnixMilli(now).UTC().Format(time.RFC3339Nano),
 		Took: time.Since(start).Round(time.Millisecond).String()}
-	for i, id := range ids {
+	for i, id := range pr.Sample {
 		res.Sample[i] = ulidString(id)
 	}
 	return res, nil

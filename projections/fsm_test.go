@@ -348,3 +348,17 @@ func TestIdentityConfigOnTheLog(t *testing.T) {
 		t.Fatalf("config in effect %s, want %s", have, want)
 	}
 }
+
+func applyControlEntry(t *testing.T, sm *StateMachine, s store.ReadWriter, seq *uint64, c *Control) {
+	t.Helper()
+	data, err := msgpack.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*seq++
+	if _, err := sm.Apply(s, *seq, SubjectControl, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func bytesEqual(a, b []byte) bool { return bytes.Equal(a, b) }

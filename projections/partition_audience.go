@@ -2,6 +2,7 @@ package projections
 
 import (
 	"bytes"
+	"math"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -462,18 +463,45 @@ func (sm *StateMachine) AudienceMembers(r store.Reader, name string, after []byt
 	return ms, ids, nil
 }
 
+// PreviewResult is the outcome of a preview.
+type PreviewResult struct {
+	Size      int64    // members (exact) or the estimate
+	Exact     bool     // every profile was evaluated
+	Margin    int64    // 95 % confidence half-width of an estimate (0 when exact)
+	Profiles  int64    // profiles in the state
+	Evaluated int64    // profiles evaluated
+	Sample    [][]byte // up to the requested number of member ids
+}
+
 // Preview evaluates rule (the audience named name in set, compiled alone)
-// over every profile as of now, without changing anything: it returns how
-// many profiles satisfy it and up to sample of their ids (the first ones in
-// partition and id order). Partitions are evaluated in parallel; aggregates
-// the profile's stored audience state already has are reused, others are
-// computed from its event history, and the GCR is read only when the rule
-// needs it.
-func (sm *StateMachine) Preview(r store.ReadWriter, set *audience.Set, now int64, sample int) (int64, [][]byte, error) {
+// over the profiles as of now, without changing anything. With at most
+// maxEval profiles (0: no bound) it evaluates all of them and the size is
+// exact; otherwise it evaluates an evenly spaced sample of maxEval profiles
+// (every k-th in key order, in every partition) and estimates the size with
+// a 95 % margin. Partitions are evaluated in parallel; aggregates the
+// profile's stored audience state already has are reused, others are
+// computed from its event history, and the GCR is read only when needed.
+func (sm *StateMachine) Preview(r store.ReadWriter, set *audience.Set, now int64, sample, maxEval int) (PreviewResult, error) {
+	ids := make([][][]byte, len(sm.partitions))
+	var total int64
+	for i, p := range sm.partitions {
+		prefix := p.key([]byte("g/"))
+		if err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+			ids[i] = append(ids[i], bytes.Clone(k[len(prefix):]))
+			return true
+		}); err != nil {
+			return PreviewResult{}, err
+		}
+		total += int64(len(ids[i]))
+	}
+	stride := int64(1)
+	if maxEval > 0 && total > int64(maxEval) {
+		stride = (total + int64(maxEval) - 1) / int64(maxEval)
+	}
 	type result struct {
-		size int64
-		ids  [][]byte
-		err  error
+		matched, evaluated int64
+		sample             [][]byte
+		err                error
 	}
 	results := make([]result, len(sm.partitions))
 	work := make(chan int)
@@ -483,8 +511,22 @@ func (sm *StateMachine) Preview(r store.ReadWriter, set *audience.Set, now int64
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				size, ids, err := sm.partitions[i].preview(r, set, now, sample)
-				results[i] = result{size, ids, err}
+				var res result
+				for j := int64(0); j < int64(len(ids[i])); j += stride {
+					in, err := sm.partitions[i].previewOne(r, set, now, ids[i][j])
+					if err != nil {
+						res.err = err
+						break
+					}
+					res.evaluated++
+					if in {
+						res.matched++
+						if len(res.sample) < sample {
+							res.sample = append(res.sample, ids[i][j])
+						}
+					}
+				}
+				results[i] = res
 			}
 		}()
 	}
@@ -493,57 +535,58 @@ func (sm *StateMachine) Preview(r store.ReadWriter, set *audience.Set, now int64
 	}
 	close(work)
 	wg.Wait()
-	var size int64
-	var ids [][]byte
+	out := PreviewResult{Profiles: total, Exact: stride == 1}
+	var matched int64
 	for _, res := range results {
 		if res.err != nil {
-			return 0, nil, res.err
+			return PreviewResult{}, res.err
 		}
-		size += res.size
-		ids = append(ids, res.ids[:min(len(res.ids), sample-len(ids))]...)
+		matched += res.matched
+		out.Evaluated += res.evaluated
+		out.Sample = append(out.Sample, res.sample[:min(len(res.sample), sample-len(out.Sample))]...)
 	}
-	return size, ids, nil
+	out.Size = matched
+	if !out.Exact && out.Evaluated > 0 {
+		p := float64(matched) / float64(out.Evaluated)
+		out.Size = int64(math.Round(p * float64(total)))
+		fpc := math.Sqrt(float64(total-out.Evaluated) / float64(max(total-1, 1))) // finite population
+		out.Margin = int64(math.Ceil(1.96 * math.Sqrt(p*(1-p)/float64(out.Evaluated)) * fpc * float64(total)))
+	}
+	return out, nil
 }
 
-func (p *Partition) preview(r store.ReadWriter, set *audience.Set, now int64, sample int) (int64, [][]byte, error) {
-	var size int64
-	var ids [][]byte
-	prefix := p.key([]byte("g/"))
-	var profiles [][]byte
-	if err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
-		profiles = append(profiles, bytes.Clone(k[len(prefix):]))
-		return true
-	}); err != nil {
-		return 0, nil, err
+// previewOne evaluates the preview set for one profile.
+func (p *Partition) previewOne(r store.ReadWriter, set *audience.Set, now int64, id []byte) (bool, error) {
+	live, err := loadAudienceState(r, p, id)
+	if err != nil {
+		return false, err
 	}
-	for _, id := range profiles {
-		live, err := loadAudienceState(r, p, id)
-		if err != nil {
-			return 0, nil, err
-		}
-		st := &audience.State{}
-		if live != nil {
-			st.Aggs, st.Members = live.Aggs, live.Members
-		}
-		step, profErr := p.lazyStep(r, id)
-		step.Now, step.All, step.Preview, step.Reason = now, true, true, "preview"
-		trs, err := set.Apply(st, step)
-		if err == nil {
-			err = profErr()
-		}
-		if err != nil {
-			return 0, nil, err
-		}
-		for _, tr := range trs {
-			if tr.Entered {
-				size++
-				if len(ids) < sample {
-					ids = append(ids, id)
-				}
+	st := &audience.State{}
+	if live != nil {
+		// Memberships of other audiences stay (in_audience reads them); one
+		// of the previewed name must not count as already in.
+		st.Aggs = live.Aggs
+		for _, m := range live.Members {
+			if _, ok := set.Get(m.Audience); !ok {
+				st.Members = append(st.Members, m)
 			}
 		}
 	}
-	return size, ids, nil
+	step, profErr := p.lazyStep(r, id)
+	step.Now, step.All, step.Preview, step.Reason = now, true, true, "preview"
+	trs, err := set.Apply(st, step)
+	if err == nil {
+		err = profErr()
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, tr := range trs {
+		if tr.Entered {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // lazyStep returns a Step whose Traits, Stats and History read the
