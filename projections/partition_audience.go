@@ -2,11 +2,11 @@ package projections
 
 import (
 	"bytes"
-	"math"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
