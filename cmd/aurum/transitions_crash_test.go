@@ -13,8 +13,6 @@ import (
 
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/projections"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestTransitionsAcrossCrashes: audience transitions published by a node
@@ -125,76 +123,7 @@ func TestTransitionsAcrossCrashes(t *testing.T) {
 	// drains its outbox, then read the stream.
 	n.args = append(n.args, "--tick", "0")
 	n.restart()
-	nc, err := nats.Connect(n.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	type pub struct{ id, subject string }
-	var published []pub
-	checkFor(t, 30*time.Second, 200*time.Millisecond, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		cons, err := js.OrderedConsumer(ctx, "AURUM_OUT", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.audience.>"}})
-		if err != nil {
-			return err
-		}
-		published = published[:0]
-		for {
-			m, err := cons.Next(jetstream.FetchMaxWait(300 * time.Millisecond))
-			if err != nil {
-				break
-			}
-			published = append(published, pub{m.Headers().Get("Nats-Msg-Id"), m.Subject()})
-		}
-		if len(published) < len(replayed) {
-			return fmt.Errorf("%d of %d transitions published so far", len(published), len(replayed))
-		}
-		return nil
-	})
-
-	seen := map[string]bool{}
-	for _, p := range published {
-		if seen[p.id] {
-			t.Fatalf("transition %s published twice", p.id)
-		}
-		seen[p.id] = true
-	}
-	want := map[string]bool{}
-	for _, m := range replayed {
-		want[m.MsgID] = true
-		if !seen[m.MsgID] {
-			t.Fatalf("transition %s (%s) derived by the replay was never published (a gap)", m.MsgID, m.Subject)
-		}
-	}
-	for _, p := range published {
-		if !want[p.id] {
-			t.Fatalf("transition %s (%s) published but not derived by a clean replay", p.id, p.subject)
-		}
-	}
-	// Same order per profile (and audience).
-	order := func(ids []string) map[string][]string {
-		out := map[string][]string{}
-		for _, id := range ids {
-			parts := strings.Split(id, ":") // aud:<audience>:<profile>:<seq>:<idx>
-			k := parts[1] + "/" + parts[2]
-			out[k] = append(out[k], id)
-		}
-		return out
-	}
-	var pubIDs, repIDs []string
-	for _, p := range published {
-		pubIDs = append(pubIDs, p.id)
-	}
-	for _, m := range replayed {
-		repIDs = append(repIDs, m.MsgID)
-	}
-	po, ro := order(pubIDs), order(repIDs)
-	for k, ids := range ro {
-		if fmt.Sprint(po[k]) != fmt.Sprint(ids) {
-			t.Fatalf("order of %s differs:\n published %v\n replayed  %v", k, po[k], ids)
-		}
-	}
+	published := readPublished(t, n.NATS, len(replayed), 30*time.Second)
+	compareTransitions(t, published, replayed)
 	t.Logf("%d transitions, identical to a clean replay of %d log entries, across %d SIGKILLs", len(published), res.Applied, kills)
 }
