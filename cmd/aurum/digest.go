@@ -13,7 +13,7 @@ func newDigestCmd() *cobra.Command {
 	var perPart bool
 	cmd := &cobra.Command{
 		Use:   "digest",
-		Short: "Print a digest of the projection state of a stopped node",
+		Short: "Print a digest of the projection state (of a stopped node, or a running one with --server)",
 		Long: `Print the SHA-256 digest of every projection key and value (keychain, GCR, dedup table,
 sources) and the applied log position. Two data directories built from the same log have
 equal digests: a crash-and-restart must give the digest of a clean rebuild. The node must be

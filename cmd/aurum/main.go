@@ -1,9 +1,13 @@
 // Command aurum runs and operates Aurum, the customer data platform.
 //
+//	aurum demo                       run a node fed by a synthetic store, with live counts
 //	aurum serve                      run a node (embedded NATS + Pebble under --data-dir)
 //	aurum source add NAME            create an ingest source and print its write key
 //	aurum import --source S FILE...  load history files (csv, json, ndjson, xml)
 //	aurum profile get REF            print a Golden Customer Record
+//	aurum audience add NAME --rule R define an audience (see docs/rules.md)
+//	aurum replay                     rebuild the projections from the log, then swap
+//	aurum digest                     digest of the projections (replays must agree)
 package main
 
 import (
