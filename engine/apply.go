@@ -59,6 +59,7 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		}
 		e.metrics.applied.Add(float64(res.Events))
 		e.metrics.duplicates.Add(float64(res.Duplicates))
+		e.metrics.invalid.Add(float64(res.Invalid))
 		e.metrics.merges.Add(float64(res.Merges))
 		e.metrics.profiles.Add(float64(res.Created))
 		e.metrics.transitions.Add(float64(res.Transitions))

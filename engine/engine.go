@@ -169,6 +169,9 @@ type Engine struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	failMu  sync.Mutex
+	failErr error // the first background task failure
 }
 
 // Open starts an engine: the log (embedded NATS unless NATSURL is set), the
@@ -297,9 +300,25 @@ func (e *Engine) goRun(name string, fn func(ctx context.Context) error) {
 		if err != nil && !errors.Is(err, context.Canceled) && e.ctx.Err() == nil {
 			e.opts.Logger.Error("engine: background task failed", "task", name, "err", err)
 			e.metrics.failures.WithLabelValues(name).Inc()
+			e.failMu.Lock()
+			if e.failErr == nil {
+				e.failErr = fmt.Errorf("engine: %s: %w", name, err)
+			}
+			e.failMu.Unlock()
 			e.cancel()
 		}
 	}()
+}
+
+// Done is closed when the engine stops, by Close or because a background
+// task failed (Err then says which and why).
+func (e *Engine) Done() <-chan struct{} { return e.ctx.Done() }
+
+// Err returns the failure that stopped the engine, or nil.
+func (e *Engine) Err() error {
+	e.failMu.Lock()
+	defer e.failMu.Unlock()
+	return e.failErr
 }
 
 // Healthy reports whether the background tasks are running.

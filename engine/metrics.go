@@ -16,6 +16,7 @@ type metrics struct {
 	transitions  prometheus.Counter
 	ticks        prometheus.Counter
 	corrupt      prometheus.Counter
+	invalid      prometheus.Counter
 	appliedSeq   prometheus.Gauge
 	applySeconds prometheus.Histogram
 	failures     *prometheus.CounterVec
@@ -47,6 +48,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Tick records appended to the log (the passage of time)."}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_apply_corrupt_entries_total",
 			Help: "Log entries skipped because they could not be decoded."}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_apply_invalid_records_total",
+			Help: "Malformed records skipped (no identifier, bad hash or id, no kind)."}),
 		appliedSeq: prometheus.NewGauge(prometheus.GaugeOpts{Name: "aurum_apply_position",
 			Help: "Last applied log sequence."}),
 		applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aurum_apply_entry_seconds",
@@ -55,6 +58,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Background tasks that stopped with an error."}, []string{"task"}),
 	}
 	reg.MustRegister(m.ingested, m.deadLetters, m.appends, m.batchEvents, m.applied, m.duplicates,
-		m.merges, m.profiles, m.published, m.transitions, m.ticks, m.corrupt, m.appliedSeq, m.applySeconds, m.failures)
+		m.merges, m.profiles, m.published, m.transitions, m.ticks, m.corrupt, m.invalid, m.appliedSeq, m.applySeconds, m.failures)
 	return m
 }

@@ -237,6 +237,7 @@ type OutIdent struct {
 type Result struct {
 	Events     int      // records applied
 	Duplicates int      // records dropped as duplicate messageIds
+	Invalid    int      // malformed records skipped
 	Created    int      // profiles created
 	Merges     int      // merges performed
 	Outbox     int      // outbox entries written
@@ -425,7 +426,15 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 			res.Duplicates++
 			continue
 		}
+		if rec.Kind == "" || len(rec.ID) != 16 {
+			res.Invalid++ // malformed on the log: skipped alike by every replay
+			continue
+		}
 		ir, err := sm.Keychain().Resolve(rw, identity.Input{EventID: rec.ID, Time: rec.Time, IDs: rec.IDs})
+		if errors.Is(err, identity.ErrInvalidInput) || errors.Is(err, identity.ErrNoIdentifiers) {
+			res.Invalid++ // a record that can never resolve must not stop the node
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("projections: apply seq %d record %d: %w", seq, i, err)
 		}

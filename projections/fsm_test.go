@@ -362,3 +362,30 @@ func applyControlEntry(t *testing.T, sm *StateMachine, s store.ReadWriter, seq *
 }
 
 func bytesEqual(a, b []byte) bool { return bytes.Equal(a, b) }
+
+// TestMalformedRecordsAreSkipped: records that can never resolve (no
+// identifier, a malformed hash or event id, no kind) are skipped and
+// counted; the good records of the same entry are applied; the node does not
+// stop on them.
+func TestMalformedRecordsAreSkipped(t *testing.T) {
+	sm := newSM()
+	s := store.NewMem()
+	good := event.Record{ID: testHash("e", "good"), MessageID: "g", Source: "web", Kind: event.Track, Event: "E", Time: 1, Received: 1,
+		IDs: []event.IDRef{{Type: event.UserID, Hash: testHash(event.UserID, "u")}}}
+	noIDs, badHash, badID, noKind := good, good, good, good
+	noIDs.MessageID, noIDs.IDs = "a", nil
+	badHash.MessageID, badHash.IDs = "b", []event.IDRef{{Type: event.UserID, Hash: []byte{1, 2, 3}}}
+	badID.MessageID, badID.ID = "c", []byte{1}
+	noKind.MessageID, noKind.Kind = "d", ""
+	data, _ := msgpack.Marshal(&event.Batch{Received: 1, Records: []event.Record{noIDs, badHash, good, badID, noKind}})
+	res, err := sm.Apply(s, 1, SubjectEvents, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Invalid != 4 || res.Events != 1 {
+		t.Fatalf("result %+v: want 4 invalid, 1 applied", res)
+	}
+	if _, err := sm.Keychain().Lookup(s, event.UserID, testHash(event.UserID, "u")); err != nil {
+		t.Fatalf("the good record was not applied: %v", err)
+	}
+}

@@ -153,11 +153,15 @@ func runServe(ctx context.Context, f serveFlags) error {
 	logger.Info("aurum listening", "http", "http://"+ln.Addr().String(), "nats", e.NATSURL(), "data_dir", f.dataDir)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	var failed error
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down")
 	case err := <-errc:
 		return fmt.Errorf("http: %w", err)
+	case <-e.Done(): // a background task failed: exit so a supervisor restarts the node
+		failed = e.Err()
+		logger.Error("engine stopped; shutting down", "err", failed)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -167,7 +171,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Warn("http", "err", err)
 	}
-	return nil
+	return failed
 }
 
 // adminTokenHash returns the SHA-256 of the admin token: the given one (flag

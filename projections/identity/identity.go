@@ -103,6 +103,11 @@ const IDLen = 16
 // ErrNoIdentifiers is returned by Resolve for an event without identifiers.
 var ErrNoIdentifiers = errors.New("identity: event has no identifiers")
 
+// ErrInvalidInput marks an Input that can never resolve (a malformed event
+// id, identifier type or hash): the caller skips the event rather than
+// retrying it.
+var ErrInvalidInput = errors.New("identity: invalid input")
+
 // ErrCorrupt marks a keychain entry that breaks the layout or an invariant.
 var ErrCorrupt = errors.New("identity: corrupt keychain")
 

@@ -151,7 +151,7 @@ func (k *Keychain) Resolve(rw store.ReadWriter, in Input) (Result, error) {
 
 func (k *Keychain) resolve(rw store.ReadWriter, in Input) (Result, error) {
 	if len(in.EventID) != IDLen {
-		return Result{}, fmt.Errorf("event id of %d bytes, want %d", len(in.EventID), IDLen)
+		return Result{}, fmt.Errorf("%w: event id of %d bytes, want %d", ErrInvalidInput, len(in.EventID), IDLen)
 	}
 	if len(in.IDs) == 0 {
 		return Result{}, ErrNoIdentifiers
@@ -164,10 +164,10 @@ func (k *Keychain) resolve(rw store.ReadWriter, in Input) (Result, error) {
 	byKey := make(map[string]*entry, len(in.IDs))
 	for i, id := range in.IDs {
 		if id.Type == "" || strings.ContainsAny(id.Type, "/\x00") || len(id.Type) > maxTypeLen {
-			return Result{}, fmt.Errorf("identifier %d: invalid type %q", i, id.Type)
+			return Result{}, fmt.Errorf("%w: identifier %d: invalid type %q", ErrInvalidInput, i, id.Type)
 		}
 		if len(id.Hash) != IDLen {
-			return Result{}, fmt.Errorf("identifier %d (%s): hash of %d bytes, want %d", i, id.Type, len(id.Hash), IDLen)
+			return Result{}, fmt.Errorf("%w: identifier %d (%s): hash of %d bytes, want %d", ErrInvalidInput, i, id.Type, len(id.Hash), IDLen)
 		}
 		key := string(ikKey(id.Type, id.Hash))
 		if e, ok := byKey[key]; ok {
