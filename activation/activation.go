@@ -86,6 +86,10 @@ type Destination struct {
 	Secret    string   // HMAC-SHA256 key, at least MinSecretLen bytes
 	Audiences []string // at least one; each a subject token
 	Channel   string   // "" or one of Channels: for consent later
+	// Since is when the destination was created: it receives transitions
+	// published from then on, not the stream's retained history. Zero:
+	// from the start of the retained stream.
+	Since time.Time
 }
 
 // Validate checks d.

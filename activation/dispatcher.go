@@ -137,7 +137,7 @@ func (d *Dispatcher) Set(dests []Destination) error {
 
 func sameDestination(a, b Destination) bool {
 	return a.Name == b.Name && a.URL == b.URL && a.Secret == b.Secret &&
-		a.Channel == b.Channel && slices.Equal(a.Audiences, b.Audiences)
+		a.Channel == b.Channel && slices.Equal(a.Audiences, b.Audiences) && a.Since.Equal(b.Since)
 }
 
 // Close stops every worker and waits for them; an attempt in flight is

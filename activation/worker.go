@@ -51,6 +51,7 @@ func (w *worker) run() {
 		BackoffMax: o.BackoffMax,
 		AckWait:    o.Timeout + ackWaitMargin,
 		OnGiveUp:   w.giveUp,
+		StartTime:  w.dest.Since,
 	}
 	for failures := uint64(1); ; failures++ {
 		err := w.d.log.ConsumeDurable(w.ctx, alog.StreamOut, w.durable, w.filters, copts, w.handle)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/projections"
@@ -111,7 +112,8 @@ func (e *Engine) reloadDestinations() error {
 			e.opts.Logger.Error("engine: destination secret unreadable; destination disabled", "destination", d.Name, "err", err)
 			continue
 		}
-		dests = append(dests, activation.Destination{Name: d.Name, URL: d.URL, Secret: string(secret), Audiences: d.Audiences, Channel: d.Channel})
+		dests = append(dests, activation.Destination{Name: d.Name, URL: d.URL, Secret: string(secret), Audiences: d.Audiences,
+			Channel: d.Channel, Since: time.UnixMilli(d.Created)})
 	}
 	return e.dispatcher.Set(dests)
 }

@@ -128,10 +128,40 @@ func TestWebhooksFailingAndHealthy(t *testing.T) {
 	if err != nil || len(ds) != 2 || ds[0].Stats.Delivered != n || ds[0].Stats.FailedAttempts == 0 || ds[1].Stats.FailedAttempts != 0 {
 		t.Fatalf("destinations %+v (%v)", ds, err)
 	}
+	// A destination created now gets the transitions from now on, not the
+	// retained history.
+	late := &hook{secret: "late-secret-0123456789", got: map[string]time.Time{}}
+	ls := httptest.NewServer(late)
+	defer ls.Close()
+	if _, err := e.PutDestination(ctx, activation.Destination{Name: "late", URL: ls.URL, Secret: late.secret, Audiences: []string{"buyers"}}); err != nil {
+		t.Fatal(err)
+	}
+	var more []event.Event
+	for i := n; i < n+5; i++ {
+		ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"w-%d","messageId":"w-%d"}`, i, i)), "", e.ParseOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		more = append(more, ev)
+	}
+	if err := e.Ingest(ctx, "web", more); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for healthy.count() < n+5 || late.count() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("new transitions: healthy %d of %d, late %d of 5", healthy.count(), n+5, late.count())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // would any old transition still arrive?
+	if late.count() != 5 {
+		t.Fatalf("the destination created later got %d transitions, want only the 5 after its creation", late.count())
+	}
 	if err := e.DeleteDestination(ctx, "flaky"); err != nil {
 		t.Fatal(err)
 	}
-	if ds, _ := e.Destinations(); len(ds) != 1 || ds[0].Name != "healthy" {
+	if ds, _ := e.Destinations(); len(ds) != 2 || ds[0].Name != "healthy" || ds[1].Name != "late" {
 		t.Fatalf("after delete: %+v", ds)
 	}
 }

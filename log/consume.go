@@ -70,6 +70,11 @@ type ConsumeOptions struct {
 	// attempt: BackoffMin * 2^(attempt-1), at most BackoffMax (default
 	// 500 ms, 5 min).
 	BackoffMin, BackoffMax time.Duration
+	// StartTime, when set, makes a new consumer start with the first
+	// message published at or after it (instead of the stream's first).
+	// It must stay the same across calls for one durable: JetStream does
+	// not change an existing consumer's start.
+	StartTime time.Time
 	// AckWait is how long the server waits for a verdict on a delivered
 	// message before it redelivers it: handle must return well within it
 	// (default 30 s).
@@ -258,7 +263,7 @@ type durableConsumer struct {
 }
 
 func (c *durableConsumer) create(ctx context.Context) (jetstream.Consumer, error) {
-	cons, err := c.l.js.CreateOrUpdateConsumer(ctx, c.stream, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:        c.durable,
 		Description:    "Aurum durable consumer " + c.durable,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -267,7 +272,12 @@ func (c *durableConsumer) create(ctx context.Context) (jetstream.Consumer, error
 		MaxDeliver:     -1, // giving up is ours: OnGiveUp, then ack
 		MaxAckPending:  1,  // strict order: nothing passes a nak'ed message
 		FilterSubjects: c.filters,
-	})
+	}
+	if !c.opts.StartTime.IsZero() {
+		t := c.opts.StartTime.UTC()
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	}
+	cons, err := c.l.js.CreateOrUpdateConsumer(ctx, c.stream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("log: consume %s/%s: consumer: %w", c.stream, c.durable, err)
 	}
