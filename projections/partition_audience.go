@@ -230,18 +230,8 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 		cmd.Audiences.Join(st, j)
 	}
 	// The GCR is read only when a rule needs it (traits, stats, history)
-	// or a transition carries the person's identifiers.
-	var prof *gcr.Profile
-	loadProf := func() *gcr.Profile {
-		if prof == nil {
-			var err error
-			if prof, err = p.gcr.Get(rw, id); err != nil {
-				prof = &gcr.Profile{ID: id}
-			}
-		}
-		return prof
-	}
-	step, profErr := p.lazyStep(rw, id)
+	// or a transition carries the person's identifiers, and then once.
+	step, loadProf, profErr := p.lazyStep(rw, id)
 	step.Now, step.Events, step.Reason, step.All = cmd.Now, w.events, w.reason, w.all
 	if len(w.events) > 1 && !w.all {
 		step.Reason = "events"
@@ -572,7 +562,7 @@ func (p *Partition) previewOne(r store.ReadWriter, set *audience.Set, now int64,
 			}
 		}
 	}
-	step, profErr := p.lazyStep(r, id)
+	step, _, profErr := p.lazyStep(r, id)
 	step.Now, step.All, step.Preview, step.Reason = now, true, true, "preview"
 	trs, err := set.Apply(st, step)
 	if err == nil {
@@ -590,9 +580,10 @@ func (p *Partition) previewOne(r store.ReadWriter, set *audience.Set, now int64,
 }
 
 // lazyStep returns a Step whose Traits, Stats and History read the
-// profile's GCR on first use (once), and a function reporting the error of
-// that read if it happened (it does not force the read).
-func (p *Partition) lazyStep(r store.Reader, id []byte) (audience.Step, func() error) {
+// profile's GCR on first use (once), the loader itself (for callers that
+// need the GCR too), and a function reporting the error of that read if it
+// happened (it does not force the read).
+func (p *Partition) lazyStep(r store.Reader, id []byte) (audience.Step, func() *gcr.Profile, func() error) {
 	var prof *gcr.Profile
 	var profErr error
 	var traits func(string) (any, bool)
@@ -617,7 +608,7 @@ func (p *Partition) lazyStep(r store.Reader, id []byte) (audience.Step, func() e
 		},
 		History: func(fn func(audience.Event) bool) error { return p.history(r, load())(fn) },
 	}
-	return step, func() error { return profErr }
+	return step, load, func() error { return profErr }
 }
 
 // history iterates a profile's stored events for audience aggregates.
