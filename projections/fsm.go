@@ -187,6 +187,7 @@ type Control struct {
 	Config      []byte              `msgpack:"cfg,omitempty"`
 	Audience    audience.Definition `msgpack:"aud,omitempty"`
 	Destination Destination         `msgpack:"dst,omitempty"`
+	Erasure     ErasureRequest      `msgpack:"er,omitempty"`
 	Time        int64               `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
@@ -224,6 +225,10 @@ type OutMsg struct {
 	// Identifiers (sealed) are unsealed by the publisher and added to Data
 	// as "identifiers": {type: [values]}.
 	Identifiers []OutIdent `msgpack:"ids,omitempty"`
+	// Profile is the profile the message is about (published as the
+	// Aurum-Profile header, so an erasure finds its copies); nil for an
+	// erased exit, which must not be found and deleted.
+	Profile []byte `msgpack:"p,omitempty"`
 }
 
 // OutIdent is a sealed identifier of an output message.
@@ -250,6 +255,13 @@ type Result struct {
 	Destinations bool
 	// Transitions counts audience entries and exits.
 	Transitions int
+	// Erasures counts erasure records (requested or completed) applied.
+	Erasures int
+	// Suppressed counts records dropped because they carry an erased
+	// (suppressed) identifier.
+	Suppressed int
+
+	erasure []byte // id of the erasure requested by this entry
 }
 
 // Apply applies the log entry (seq, subject, data) to rw and records seq as
@@ -288,6 +300,9 @@ func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, d
 		if err := sm.applyControl(rw, &c, &res); err != nil {
 			return res, err
 		}
+		if err := sm.applyErasureControl(rw, seq, &c, cmds, &res); err != nil {
+			return res, err
+		}
 		entryTime = c.Time
 	default: // a subject of a later version: skipped, position recorded
 	}
@@ -310,6 +325,9 @@ func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, d
 		res.Transitions += cmds[i].transitions
 	}
 	res.Outbox += res.Transitions
+	if err := sm.finishErasure(rw, cmds, &res); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
@@ -416,8 +434,22 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 	var outIdx uint32
 	var adds []Addition
 	var mergedAway [][]byte
+	anySuppressed, err := hasSuppressions(rw)
+	if err != nil {
+		return err
+	}
 	for i := range b.Records {
 		rec := &b.Records[i]
+		if anySuppressed {
+			drop, err := suppressed(rw, rec)
+			if err != nil {
+				return err
+			}
+			if drop {
+				res.Suppressed++ // an erased person's identifier: never a new profile
+				continue
+			}
+		}
 		dup, err := sm.dedup(rw, rec)
 		if err != nil {
 			return err
@@ -456,6 +488,11 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 		res.Events++
 	}
 	res.Outbox = int(outIdx)
+	if res.Suppressed > 0 {
+		if err := countSuppressed(rw, res.Suppressed); err != nil {
+			return err
+		}
+	}
 
 	roots := map[string][]byte{}
 	root := func(p []byte) ([]byte, error) {
@@ -585,7 +622,8 @@ func (sm *StateMachine) recordMerge(rw store.ReadWriter, seq uint64, idx *uint32
 	if err != nil {
 		return err
 	}
-	out := OutMsg{Subject: SubjectMerged, MsgID: "merge:" + ulidString(m.EventID) + ":" + ulidString(m.From), Data: data}
+	out := OutMsg{Subject: SubjectMerged, MsgID: "merge:" + ulidString(m.EventID) + ":" + ulidString(m.From), Data: data,
+		Profile: m.Into}
 	ok := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(append([]byte(nil), prefixOutbox...), seq), *idx)
 	*idx++
 	return setMsgpack(rw, ok, &out)

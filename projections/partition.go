@@ -43,8 +43,13 @@ type PartitionCommand struct {
 	// changes, the partition re-evaluates all its profiles (backfill).
 	Audiences *audience.Set
 	Gen       uint64
+	// Erase lists profiles of this partition an erasure removes: the
+	// erased root and the profiles merged into it (see erasure.go).
+	Erase [][]byte
 
-	transitions int // audience transitions written (for Result)
+	transitions     int    // audience transitions written (for Result)
+	outIdx          uint32 // next index in the partition outbox for this entry
+	erasedAudiences int    // memberships ended by Erase
 }
 
 // Absorption folds the GCR From into the profile Into.
@@ -86,6 +91,14 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 	}
 	if cmd.Seq <= prev {
 		return fmt.Errorf("projections: partition %d: apply seq %d: already applied up to %d", p.id, cmd.Seq, prev)
+	}
+	for _, id := range cmd.Erase {
+		if err := p.owns(id); err != nil {
+			return err
+		}
+		if err := p.erase(rw, cmd, id); err != nil {
+			return fmt.Errorf("projections: partition %d seq %d: erase: %w", p.id, cmd.Seq, err)
+		}
 	}
 	txn := p.gcr.Begin(rw)
 	for _, a := range cmd.Absorb {

@@ -28,6 +28,7 @@ import (
 //	wl                              u64 BE: timers up to this time were run
 //	b                               backfill cursor (msgpack backfillCursor)
 //	o/<seq u64 BE><idx u32 BE>      outbox: transitions to publish (not part of the digest)
+//	h/<profile16><time u64 BE><seq u64 BE><idx u32 BE>  audience history (msgpack HistoryEntry)
 func (p *Partition) key(parts ...[]byte) []byte {
 	k := PartitionPrefix(p.id)
 	for _, x := range parts {
@@ -86,7 +87,7 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 		}
 		return w
 	}
-	var outIdx uint32
+	outIdx := cmd.outIdx // after the exits of an erasure in this entry
 	for _, d := range cmd.Drop {
 		if err := p.dropAudienceState(rw, cmd, d, &outIdx); err != nil {
 			return err
@@ -341,7 +342,17 @@ func (p *Partition) transition(rw store.ReadWriter, cmd *PartitionCommand, id []
 	}
 	msg := OutMsg{Subject: SubjectAudiencePrefix + tr.Audience + "." + kind, Data: data,
 		MsgID: fmt.Sprintf("aud:%s:%s:%d:%d", tr.Audience, ulidString(id), cmd.Seq, *outIdx)}
-	if prof != nil {
+	if tr.Reason != ReasonErased {
+		// An erased exit carries no identifiers, no profile header and no
+		// history row: the person is gone.
+		msg.Profile = bytes.Clone(id)
+		h := HistoryEntry{Audience: tr.Audience, Entered: tr.Entered, Time: tr.Time, Reason: tr.Reason,
+			RuleVersion: tr.Version, Seq: cmd.Seq}
+		if err := setMsgpack(rw, p.historyKey(id, tr.Time, cmd.Seq, *outIdx), &h); err != nil {
+			return err
+		}
+	}
+	if prof != nil && tr.Reason != ReasonErased {
 		for _, ident := range prof.Identifiers {
 			msg.Identifiers = append(msg.Identifiers, OutIdent{Type: ident.Type, Key: ident.Key, Sealed: ident.Sealed})
 		}

@@ -131,6 +131,14 @@ func mergeJSON(m *MergeRecord) ([]byte, error) {
 var digestPrefixes = [][]byte{
 	keyApplied, keyPartitions, keyIdentity, keyNow, keyAudienceGen, prefixAudience, prefixDestination, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
 	[]byte("ik/"), []byte("ip/"), []byte("p/"),
+	keySuppressed, prefixSuppress, prefixErasure, prefixErasurePending,
+}
+
+// snapshotPrefixes are what a whole-state snapshot holds: the digest's
+// ranges, the global outbox and the erasures' output counts (state, but
+// not in the digest: see erasure.go).
+func snapshotPrefixes() [][]byte {
+	return append(append([][]byte(nil), digestPrefixes...), prefixOutbox, prefixErasureOut)
 }
 
 // Digest returns a SHA-256 over every key and value of the projection state,
@@ -168,7 +176,7 @@ func PartitionPrefix(i int) []byte {
 // prefix given.
 func Snapshot(r store.Reader, w io.Writer, prefixes ...[]byte) error {
 	if len(prefixes) == 0 {
-		prefixes = append(digestPrefixes, prefixOutbox)
+		prefixes = snapshotPrefixes()
 	}
 	bw := bufio.NewWriter(w)
 	var werr error
@@ -198,7 +206,7 @@ func Snapshot(r store.Reader, w io.Writer, prefixes ...[]byte) error {
 // the snapshot outside the ranges are refused.
 func Restore(rw store.ReadWriter, r io.Reader, prefixes ...[]byte) error {
 	if len(prefixes) == 0 {
-		prefixes = append(digestPrefixes, prefixOutbox)
+		prefixes = snapshotPrefixes()
 	}
 	for _, p := range prefixes {
 		var keys [][]byte
@@ -337,7 +345,7 @@ func ProjectionPrefixes(name string, partitions int) [][]byte {
 		out = append(out, prefixAudience, keyAudienceGen)
 		for i := range partitions {
 			pp := PartitionPrefix(i)
-			for _, sub := range []string{"u/", "w/", "wl", "m/", "n/", "b"} {
+			for _, sub := range []string{"u/", "w/", "wl", "m/", "n/", "b", "h/"} {
 				out = append(out, append(append([]byte(nil), pp...), sub...))
 			}
 		}

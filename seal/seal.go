@@ -411,3 +411,65 @@ func dbKey(prefix []byte, id *keyID) []byte {
 	k := make([]byte, 0, len(prefix)+idLen)
 	return append(append(k, prefix...), id[:]...)
 }
+
+// DestroyAll destroys every key in keyIDs like Destroy, in one synced
+// batch, skipping keys already destroyed (tombstone and no wrapped key). It
+// returns how many it destroyed now. The engine calls it at start with the
+// keys of every suppressed identifier, so a keys database restored from an
+// old backup cannot bring erased keys back.
+func (k *Keyring) DestroyAll(keyIDs [][]byte) (int, error) {
+	ids := make([]keyID, 0, len(keyIDs))
+	for _, raw := range keyIDs {
+		id, err := toID(raw)
+		if err != nil {
+			return 0, fmt.Errorf("seal: destroy all: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	k.writeMu.Lock()
+	defer k.writeMu.Unlock()
+	k.loadMu.Lock()
+	defer k.loadMu.Unlock()
+	b := k.db.NewBatch()
+	defer b.Close()
+	var done []keyID
+	for i := range ids {
+		id := &ids[i]
+		_, errKey := k.db.Get(dbKey(prefixKey, id))
+		_, errTomb := k.db.Get(dbKey(prefixTombstone, id))
+		if errors.Is(errKey, store.ErrNotFound) && errTomb == nil {
+			k.cache.put(id, nil)
+			continue
+		}
+		if errKey != nil && !errors.Is(errKey, store.ErrNotFound) {
+			return 0, fmt.Errorf("seal: destroy all: %w", errKey)
+		}
+		if err := b.Delete(dbKey(prefixKey, id)); err != nil {
+			return 0, fmt.Errorf("seal: destroy all: %w", err)
+		}
+		if err := b.Set(dbKey(prefixTombstone, id), []byte{version}); err != nil {
+			return 0, fmt.Errorf("seal: destroy all: %w", err)
+		}
+		done = append(done, *id)
+	}
+	if len(done) == 0 {
+		return 0, nil
+	}
+	if err := k.db.Commit(b, true); err != nil {
+		return 0, fmt.Errorf("seal: destroy all: %w", err)
+	}
+	for i := range done {
+		k.cache.put(&done[i], nil)
+	}
+	return len(done), nil
+}
+
+// Compact flushes the keys database and compacts the range of the wrapped
+// keys, so that destroyed keys leave its sstables (see store.DB.Compact for
+// the write-ahead log).
+func (k *Keyring) Compact() error {
+	if err := k.db.Compact(prefixKey, store.PrefixEnd(prefixKey)); err != nil {
+		return fmt.Errorf("seal: compact: %w", err)
+	}
+	return nil
+}

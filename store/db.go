@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -340,6 +341,27 @@ func (db *DB) Checkpoint(dir string) error {
 	}
 	if err := db.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Compact flushes the memtable and compacts every file overlapping [lower,
+// upper) to the bottom level, so that deleted keys of that range leave the
+// database's sstables (a crypto-shredded key must not survive in an old
+// file). Older write-ahead logs are obsolete after the flush; Pebble may
+// keep one for recycling until it is overwritten. upper must not be nil.
+func (db *DB) Compact(lower, upper []byte) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if upper == nil {
+		return errors.New("store: compact: nil upper bound")
+	}
+	if err := db.db.Flush(); err != nil {
+		return fmt.Errorf("store: compact: flush: %w", err)
+	}
+	if err := db.db.Compact(context.Background(), lower, upper, false); err != nil {
+		return fmt.Errorf("store: compact: %w", err)
 	}
 	return nil
 }

@@ -247,3 +247,118 @@ func (p *Projection) Events(r store.Reader, prof *Profile, limit int) ([]event.R
 
 // Partitions is the number of partitions profiles are spread over.
 func (p *Projection) Partitions() int { return p.parts }
+
+// EraseEvents deletes every event record stored under profile (not those
+// of the profiles merged into it: erase each) and returns how many.
+func (p *Projection) EraseEvents(rw store.ReadWriter, profile []byte) (int, error) {
+	if len(profile) != idLen {
+		return 0, fmt.Errorf("gcr: erase events: profile id has %d bytes, want %d", len(profile), idLen)
+	}
+	prefix := p.eventPrefix(profile)
+	var keys [][]byte
+	if err := rw.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+		keys = append(keys, bytes.Clone(k))
+		return true
+	}); err != nil {
+		return 0, fmt.Errorf("gcr: erase events %x: %w", profile, err)
+	}
+	for _, k := range keys {
+		if err := rw.Delete(k); err != nil {
+			return 0, fmt.Errorf("gcr: erase events %x: %w", profile, err)
+		}
+	}
+	return len(keys), nil
+}
+
+// CountEvents returns the number of event records stored under profile.
+func (p *Projection) CountEvents(r store.Reader, profile []byte) (int, error) {
+	prefix := p.eventPrefix(profile)
+	n := 0
+	err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(_, _ []byte) bool { n++; return true })
+	return n, err
+}
+
+// EachEvent calls fn with every event record of prof (prof.ID and every id
+// in prof.MergedFrom), oldest first by (event time clamped at 0, event id),
+// an event stored under two of them once. It holds at most pageSize
+// records per id in memory (pageSize <= 0: 256): a k-way merge of paged
+// forward scans. fn's error stops the iteration and is returned.
+func (p *Projection) EachEvent(r store.Reader, prof *Profile, pageSize int, fn func(rec *event.Record) error) error {
+	if prof == nil {
+		return nil
+	}
+	if pageSize <= 0 {
+		pageSize = 256
+	}
+	type item struct{ order, value []byte }
+	type run struct {
+		prefix, next []byte // next: lower bound of the next page (nil: exhausted)
+		buf          []item
+	}
+	ids := append([][]byte{prof.ID}, prof.MergedFrom...)
+	runs := make([]*run, 0, len(ids))
+	for _, id := range ids {
+		if len(id) != idLen {
+			return fmt.Errorf("gcr: each event: profile id %x has %d bytes: %w", id, len(id), ErrCorrupt)
+		}
+		pre := p.eventPrefix(id)
+		runs = append(runs, &run{prefix: pre, next: pre})
+	}
+	fill := func(rn *run) error {
+		var bad []byte
+		n := 0
+		var last []byte
+		err := r.Scan(rn.next, store.PrefixEnd(rn.prefix), false, func(k, v []byte) bool {
+			if len(k) != eventKeyLen {
+				bad = bytes.Clone(k)
+				return false
+			}
+			rn.buf = append(rn.buf, item{order: bytes.Clone(k[eventPrefixLen:]), value: bytes.Clone(v)})
+			last = k
+			n++
+			return n < pageSize
+		})
+		if err != nil {
+			return fmt.Errorf("gcr: each event: %w", err)
+		}
+		if bad != nil {
+			return fmt.Errorf("gcr: each event: key %x: %w", bad, ErrCorrupt)
+		}
+		if n < pageSize {
+			rn.next = nil
+		} else {
+			rn.next = append(bytes.Clone(last), 0)
+		}
+		return nil
+	}
+	var prev []byte
+	for {
+		best := -1
+		for i, rn := range runs {
+			if len(rn.buf) == 0 && rn.next != nil {
+				if err := fill(rn); err != nil {
+					return err
+				}
+			}
+			if len(rn.buf) > 0 && (best < 0 || bytes.Compare(rn.buf[0].order, runs[best].buf[0].order) < 0) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return nil
+		}
+		it := runs[best].buf[0]
+		runs[best].buf = runs[best].buf[1:]
+		if prev != nil && bytes.Equal(prev, it.order) {
+			continue
+		}
+		prev = it.order
+		var rec event.Record
+		if err := unmarshal(it.value, &rec); err != nil {
+			return fmt.Errorf("gcr: each event: record %x: %w: %v", it.order[9:], ErrCorrupt, err)
+		}
+		if err := fn(&rec); err != nil {
+			return err
+		}
+	}
+}
