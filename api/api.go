@@ -101,6 +101,10 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 	s.route("DELETE /v1/audiences/{name}", s.admin(s.handleDeleteAudience))
 	s.route("GET /v1/audiences/{name}/members", s.admin(s.handleAudienceMembers))
 	s.route("GET /v1/audiences/{name}/export", s.admin(s.handleAudienceExport))
+	s.route("POST /v1/privacy/erasures", s.admin(s.handleCreateErasure))
+	s.route("GET /v1/privacy/erasures", s.admin(s.handleListErasures))
+	s.route("GET /v1/privacy/erasures/{id}", s.admin(s.handleGetErasure))
+	s.route("GET /v1/profiles/{ref}/export", s.admin(s.handleProfileExport))
 	s.route("GET /healthz", s.handleHealth)
 	s.route("GET /metrics", promhttp.HandlerFor(e.Registry(), promhttp.HandlerOpts{}).ServeHTTP)
 	return s, nil

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/vmihailenco/msgpack/v5"
@@ -63,6 +64,10 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		e.metrics.merges.Add(float64(res.Merges))
 		e.metrics.profiles.Add(float64(res.Created))
 		e.metrics.transitions.Add(float64(res.Transitions))
+		e.metrics.suppressed.Add(float64(res.Suppressed))
+		if res.Erasures > 0 {
+			e.kickErasures()
+		}
 		e.metrics.appliedSeq.Set(float64(ent.Seq))
 		e.metrics.applySeconds.Observe(time.Since(start).Seconds())
 		e.applied.advance(ent.Seq)
@@ -207,6 +212,8 @@ func (e *Engine) outboxLoop(ctx context.Context) error {
 }
 
 func (e *Engine) drainOutbox(ctx context.Context, max int) (int, error) {
+	e.outboxMu.Lock()
+	defer e.outboxMu.Unlock()
 	e.stateMu.RLock()
 	defer e.stateMu.RUnlock()
 	total := 0
@@ -237,7 +244,11 @@ func (e *Engine) drainOutboxRange(ctx context.Context, prefix []byte, max int) (
 				return 0, err
 			}
 		}
-		if _, _, err := e.log.Append(ctx, ent.Msg.Subject, ent.Msg.MsgID, data); err != nil {
+		var hdr map[string]string
+		if len(ent.Msg.Profile) == 16 {
+			hdr = map[string]string{alog.HeaderProfile: ulidString(ent.Msg.Profile)}
+		}
+		if _, _, err := e.log.AppendWithHeaders(ctx, ent.Msg.Subject, ent.Msg.MsgID, hdr, data); err != nil {
 			return 0, err
 		}
 		if err := b.Delete(ent.Key); err != nil {

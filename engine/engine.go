@@ -172,6 +172,11 @@ type Engine struct {
 
 	failMu  sync.Mutex
 	failErr error // the first background task failure
+
+	// outboxMu is held by the outbox publisher while it publishes; the
+	// erasure worker takes it as a barrier (see erasure.go).
+	outboxMu    sync.Mutex
+	erasureKick chan struct{} // 1-buffered: an erasure was applied
 }
 
 // Open starts an engine: the log (embedded NATS unless NATSURL is set), the
@@ -185,7 +190,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("engine: data dir: %w", err)
 	}
-	e := &Engine{opts: opts, ids: newIDSource(), rebuild: &rebuilder{}}
+	e := &Engine{opts: opts, ids: newIDSource(), rebuild: &rebuilder{}, erasureKick: make(chan struct{}, 1)}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -232,6 +237,9 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	})
 	e.sm.SetOpener(e.keys.Open)
 	if err := e.sm.Load(e.state); err != nil {
+		return nil, err
+	}
+	if err := e.redestroySuppressed(); err != nil {
 		return nil, err
 	}
 
@@ -284,6 +292,7 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("apply", func(ctx context.Context) error { return e.applyLoop(ctx, applied+1) })
 	e.goRun("outbox", e.outboxLoop)
 	e.goRun("gateway", e.gatewayLoop)
+	e.goRun("erasure", e.erasureLoop)
 	if e.opts.TickPeriod > 0 {
 		e.goRun("ticker", e.tickLoop)
 	}

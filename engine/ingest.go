@@ -11,6 +11,7 @@ import (
 
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/seal"
 	"github.com/oklog/ulid/v2"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -45,6 +46,9 @@ func (e *Engine) Ingest(ctx context.Context, source string, evs []event.Event) e
 	if err != nil {
 		return err
 	}
+	if len(recs) == 0 {
+		return nil // every event belonged to an erased person
+	}
 	p := &pending{recs: recs, size: size, done: make(chan error, 1)}
 	select {
 	case e.commit.in <- p:
@@ -56,7 +60,7 @@ func (e *Engine) Ingest(ctx context.Context, source string, evs []event.Event) e
 	select {
 	case err := <-p.done:
 		if err == nil {
-			e.metrics.ingested.WithLabelValues(source).Add(float64(len(evs)))
+			e.metrics.ingested.WithLabelValues(source).Add(float64(len(recs)))
 		}
 		return err
 	case <-ctx.Done():
@@ -68,7 +72,10 @@ func (e *Engine) Ingest(ctx context.Context, source string, evs []event.Event) e
 
 // seal turns plaintext events into encoded log records: identifiers hashed,
 // personal values sealed with the data key of the event's anchor identifier
-// (its highest-priority identifier), which is created on first use.
+// (its highest-priority identifier), which is created on first use. An
+// event whose anchor key was destroyed (an erased person's identifier) is
+// dropped and counted; the state machine drops the events that carry an
+// erased identifier elsewhere than as their anchor.
 func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][]byte, int, error) {
 	type prepared struct {
 		rec    event.Record
@@ -115,16 +122,23 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 	if err := e.keys.Ensure(anchors); err != nil {
 		return nil, 0, fmt.Errorf("engine: data keys: %w", err)
 	}
-	out := make([][]byte, len(evs))
+	out := make([][]byte, 0, len(evs))
 	size := 0
 	for i := range preps {
 		rec, ev := &preps[i].rec, &evs[i]
 		for j, id := range ev.Identifiers {
 			s, err := e.sealValue(rec.Key, id.Value)
+			if j == 0 && errors.Is(err, seal.ErrKeyDestroyed) {
+				break
+			}
 			if err != nil {
 				return nil, 0, err
 			}
 			rec.IDs[j].Sealed = s
+		}
+		if len(ev.Identifiers) > 0 && rec.IDs[0].Sealed == nil {
+			e.metrics.suppressedEdge.Inc()
+			continue
 		}
 		if len(ev.Traits) > 0 {
 			rec.Traits = make(map[string][]byte, len(ev.Traits))
@@ -150,7 +164,7 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 		if err != nil {
 			return nil, 0, fmt.Errorf("engine: encode record: %w", err)
 		}
-		out[i] = data
+		out = append(out, data)
 		size += len(data)
 	}
 	return out, size, nil

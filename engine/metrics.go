@@ -20,6 +20,11 @@ type metrics struct {
 	appliedSeq   prometheus.Gauge
 	applySeconds prometheus.Histogram
 	failures     *prometheus.CounterVec
+
+	suppressed     prometheus.Counter
+	suppressedEdge prometheus.Counter
+	erasures       prometheus.Counter
+	scrubbed       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -57,6 +62,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_engine_task_failures_total",
 			Help: "Background tasks that stopped with an error."}, []string{"task"}),
 	}
+	m.suppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_suppressed_events_total",
+		Help: "Events dropped by the state machine because they carry an erased (suppressed) identifier."})
+	m.suppressedEdge = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_ingest_suppressed_events_total",
+		Help: "Events dropped at the edge because their anchor identifier's data key was destroyed by an erasure."})
+	m.erasures = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_erasures_completed_total",
+		Help: "Erasures completed by this process (copies scrubbed, keys destroyed)."})
+	m.scrubbed = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_erasure_scrubbed_messages_total",
+		Help: "Output and dead-letter messages securely deleted by erasures."})
+	reg.MustRegister(m.suppressed, m.suppressedEdge, m.erasures, m.scrubbed)
 	reg.MustRegister(m.ingested, m.deadLetters, m.appends, m.batchEvents, m.applied, m.duplicates,
 		m.merges, m.profiles, m.published, m.transitions, m.ticks, m.corrupt, m.invalid, m.appliedSeq, m.applySeconds, m.failures)
 	return m

@@ -1,0 +1,488 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aurumcdp/aurum/event"
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/projections/gcr"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/oklog/ulid/v2"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Erasure status values.
+const (
+	ErasurePending   = "pending"   // on the log, not yet applied
+	ErasureApplied   = "applied"   // gone from the projections; keys not yet destroyed
+	ErasureCompleted = "completed" // copies scrubbed, keys destroyed
+)
+
+// ErasureCounts are what an erasure removed (no personal data).
+type ErasureCounts struct {
+	Identifiers int `json:"identifiers"`
+	Profiles    int `json:"profiles"` // the person's profile and those merged into it
+	Events      int `json:"events"`
+	Audiences   int `json:"audiences"` // memberships ended with reason "erased"
+}
+
+// ErasureInfo is the public view of an erasure.
+type ErasureInfo struct {
+	ID             string        `json:"id"`
+	Status         string        `json:"status"`
+	IdentifierType string        `json:"identifier_type,omitempty"`
+	Requested      *time.Time    `json:"requested,omitempty"`
+	AppliedSeq     uint64        `json:"applied_seq,omitempty"`
+	Completed      *time.Time    `json:"completed,omitempty"`
+	CompletedSeq   uint64        `json:"completed_seq,omitempty"`
+	ProfileFound   bool          `json:"profile_found"`
+	Counts         ErasureCounts `json:"counts"`
+}
+
+func erasureInfo(st projections.ErasureStatus) ErasureInfo {
+	info := ErasureInfo{ID: ulidString(st.ID), Status: ErasureApplied, IdentifierType: st.Type,
+		AppliedSeq: st.Seq, ProfileFound: st.Found,
+		Counts: ErasureCounts{Identifiers: st.Identifiers, Profiles: st.Profiles, Events: st.Events, Audiences: st.Audiences}}
+	rq := time.UnixMilli(st.Requested).UTC()
+	info.Requested = &rq
+	if st.Completed != 0 {
+		c := time.UnixMilli(st.Completed).UTC()
+		info.Status, info.Completed, info.CompletedSeq = ErasureCompleted, &c, st.CompletedSeq
+	}
+	return info
+}
+
+// ParseErasureIdentifier normalises an erasure's identifier "type:value"
+// as ingest does (email lower-cased, phone E.164, ...); profile_id takes a
+// profile's ULID. Errors wrap ErrBadRef.
+func (e *Engine) ParseErasureIdentifier(ident string) (typ string, hash []byte, err error) {
+	typ, value, err := ParseRef(ident)
+	if err != nil {
+		return "", nil, err
+	}
+	if typ == event.ProfileID {
+		u, perr := ulid.ParseStrict(strings.TrimSpace(value))
+		if perr != nil {
+			return "", nil, fmt.Errorf("%w: profile_id %q: %v", ErrBadRef, value, perr)
+		}
+		return typ, u[:], nil
+	}
+	if !validIdentType(typ) {
+		return "", nil, fmt.Errorf("%w: identifier type %q: want [a-z][a-z0-9_]{0,63}", ErrBadRef, typ)
+	}
+	norm, ok := event.NormalizeIdentifier(typ, value, e.opts.PhoneRegion)
+	if !ok || len(norm) > event.MaxIdentifierBytes {
+		return "", nil, fmt.Errorf("%w: %s %q is not a valid identifier", ErrBadRef, typ, value)
+	}
+	return typ, e.keys.Hash(typ, norm), nil
+}
+
+func validIdentType(t string) bool {
+	if t == "" || len(t) > 64 || t[0] < 'a' || t[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// RequestErasure appends an erasure request for ident ("type:value") to
+// the log; only the identifier's type and keyed hash go on the log. It
+// waits until the request is applied (the person is gone from every
+// projection) or ctx ends; then the status is "pending". The erasure
+// worker completes it in the background.
+func (e *Engine) RequestErasure(ctx context.Context, ident string) (ErasureInfo, error) {
+	typ, hash, err := e.ParseErasureIdentifier(ident)
+	if err != nil {
+		return ErasureInfo{}, err
+	}
+	id := e.ids.next(e.opts.Now())
+	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlErasureRequest,
+		Erasure: projections.ErasureRequest{ID: id, Type: typ, Hash: hash}})
+	if err != nil {
+		return ErasureInfo{}, fmt.Errorf("engine: erase: %w", err)
+	}
+	pending := ErasureInfo{ID: ulidString(id), Status: ErasurePending, IdentifierType: typ}
+	if err := e.WaitApplied(ctx, seq); err != nil {
+		return pending, nil // on the log: it will be applied
+	}
+	info, err := e.Erasure(ulidString(id))
+	if errors.Is(err, ErrNotFound) {
+		return pending, nil
+	}
+	return info, err
+}
+
+// Erasure returns the status of the erasure with the given id (a ULID).
+func (e *Engine) Erasure(id string) (ErasureInfo, error) {
+	u, err := ulid.ParseStrict(strings.TrimSpace(id))
+	if err != nil {
+		return ErasureInfo{}, fmt.Errorf("%w: erasure id %q: %v", ErrBadRef, id, err)
+	}
+	var info ErasureInfo
+	err = e.read(func(r store.Reader, _ *projections.StateMachine) error {
+		st, err := projections.Erasure(r, u[:])
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: erasure %s", ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		info = erasureInfo(st)
+		return nil
+	})
+	return info, err
+}
+
+// Erasures lists every erasure, oldest first.
+func (e *Engine) Erasures() ([]ErasureInfo, error) {
+	var out []ErasureInfo
+	err := e.read(func(r store.Reader, _ *projections.StateMachine) error {
+		all, err := projections.Erasures(r)
+		if err != nil {
+			return err
+		}
+		out = make([]ErasureInfo, 0, len(all))
+		for _, st := range all {
+			out = append(out, erasureInfo(st))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// redestroySuppressed destroys, at start, the data keys of every
+// suppressed identifier that no pending erasure still needs: a keys
+// database restored from a backup older than an erasure cannot bring the
+// person's keys back.
+func (e *Engine) redestroySuppressed() error {
+	keys, err := projections.SuppressedKeys(e.state)
+	if err != nil {
+		return err
+	}
+	pend, err := projections.PendingErasures(e.state)
+	if err != nil {
+		return err
+	}
+	busy := map[string]bool{}
+	for _, p := range pend {
+		for _, k := range p.Keys {
+			busy[string(k)] = true
+		}
+	}
+	var todo [][]byte
+	for _, k := range keys {
+		if !busy[string(k)] {
+			todo = append(todo, k)
+		}
+	}
+	n, err := e.keys.DestroyAll(todo)
+	if err != nil {
+		return fmt.Errorf("engine: re-destroy erased keys: %w", err)
+	}
+	if n > 0 {
+		e.opts.Logger.Warn("engine: destroyed data keys of erased identifiers again (was an old keys backup restored?)", "keys", n)
+		if err := e.keys.Compact(); err != nil {
+			return fmt.Errorf("engine: re-destroy erased keys: %w", err)
+		}
+	}
+	return nil
+}
+
+// erasureLoop completes applied erasures: it scrubs the plaintext copies
+// of the person's data from the output and dead-letter streams, destroys
+// their data keys and appends erasure.completed. Each step is idempotent,
+// so a crash anywhere redoes the remaining ones at the next start.
+func (e *Engine) erasureLoop(ctx context.Context) error {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		if err := e.completeErasures(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			e.opts.Logger.Warn("engine: erasure worker: will retry", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.erasureKick:
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *Engine) kickErasures() {
+	select {
+	case e.erasureKick <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) completeErasures(ctx context.Context) error {
+	var pend []projections.ErasurePending
+	if err := e.read(func(r store.Reader, _ *projections.StateMachine) error {
+		var err error
+		pend, err = projections.PendingErasures(r)
+		return err
+	}); err != nil {
+		return err
+	}
+	for i := range pend {
+		if err := e.completeErasure(ctx, &pend[i]); err != nil {
+			return fmt.Errorf("engine: erase %s: %w", ulidString(pend[i].ID), err)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) completeErasure(ctx context.Context, p *projections.ErasurePending) error {
+	start := time.Now()
+	// 1. The person's identifier values, while their keys still exist
+	// (after a crash past step 4 they are gone, and so are the copies).
+	var values []string
+	for _, v := range p.Values {
+		pt, err := e.keys.Open(v.Key, v.Sealed)
+		if err != nil {
+			continue
+		}
+		var s string
+		if msgpack.Unmarshal(pt, &s) == nil && s != "" {
+			values = append(values, s)
+		}
+	}
+	// 2. Outputs about them. The barrier waits for a publish in flight:
+	// later ones read outbox entries the erasure stripped of identifiers.
+	e.outboxMu.Lock()
+	e.outboxMu.Unlock() //nolint:staticcheck // an intended barrier
+	scrubbed := 0
+	if len(p.Profiles) > 0 && p.FirstOutput > 0 {
+		ids := map[string]bool{}
+		for _, id := range p.Profiles {
+			ids[ulidString(id)] = true
+		}
+		var seqs []uint64
+		err := e.log.Scan(ctx, alog.StreamOut, alog.ScanOptions{HeadersOnly: true,
+			Since: time.UnixMilli(p.FirstOutput).Add(-time.Minute)}, func(m alog.ScanMsg) error {
+			if v := m.Header[alog.HeaderProfile]; len(v) > 0 && ids[v[0]] {
+				seqs = append(seqs, m.Seq)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, seq := range seqs {
+			if err := e.log.SecureDelete(ctx, alog.StreamOut, seq); err != nil {
+				return err
+			}
+		}
+		scrubbed += len(seqs)
+	}
+	// 3. Dead letters holding any of the values in plain text.
+	if len(values) > 0 {
+		m := newPlainMatcher(values)
+		var seqs []uint64
+		err := e.log.Scan(ctx, alog.StreamDeadLetter, alog.ScanOptions{}, func(msg alog.ScanMsg) error {
+			if m.match(msg.Data) {
+				seqs = append(seqs, msg.Seq)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, seq := range seqs {
+			if err := e.log.SecureDelete(ctx, alog.StreamDeadLetter, seq); err != nil {
+				return err
+			}
+		}
+		scrubbed += len(seqs)
+	}
+	// 4. Crypto-shred: destroy the keys, then compact them out of the
+	// keys database's files.
+	if _, err := e.keys.DestroyAll(p.Keys); err != nil {
+		return err
+	}
+	if err := e.keys.Compact(); err != nil {
+		return err
+	}
+	// 5. Done, on the log.
+	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlErasureCompleted,
+		Erasure: projections.ErasureRequest{ID: p.ID}})
+	if err != nil {
+		return err
+	}
+	if err := e.WaitApplied(ctx, seq); err != nil {
+		return err
+	}
+	e.metrics.erasures.Inc()
+	e.metrics.scrubbed.Add(float64(scrubbed))
+	e.opts.Logger.Info("engine: erasure completed", "id", ulidString(p.ID), "keys", len(p.Keys),
+		"scrubbed_messages", scrubbed, "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+// plainMatcher finds plaintext identifier values in raw payloads:
+// case-insensitively, and phone numbers also by their digits in any
+// common spelling (+45 12 34-56 78).
+type plainMatcher struct {
+	lower  [][]byte
+	digits [][]byte
+}
+
+func newPlainMatcher(values []string) *plainMatcher {
+	m := &plainMatcher{}
+	for _, v := range values {
+		m.lower = append(m.lower, []byte(strings.ToLower(v)))
+		var d []byte
+		for i := 0; i < len(v); i++ {
+			if v[i] >= '0' && v[i] <= '9' {
+				d = append(d, v[i])
+			}
+		}
+		if len(d) >= 6 && len(d)*2 >= len(v) { // mostly digits: a phone-like value
+			m.digits = append(m.digits, d)
+		}
+	}
+	return m
+}
+
+func (m *plainMatcher) match(data []byte) bool {
+	low := bytes.ToLower(data)
+	for _, v := range m.lower {
+		if bytes.Contains(low, v) {
+			return true
+		}
+	}
+	if len(m.digits) == 0 {
+		return false
+	}
+	// Runs of digits and phone punctuation, reduced to their digits.
+	var run []byte
+	check := func() bool {
+		for _, d := range m.digits {
+			if bytes.Contains(run, d) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range data {
+		switch {
+		case c >= '0' && c <= '9':
+			run = append(run, c)
+		case c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || c == '+' || c == '/':
+		default:
+			if len(run) > 0 && check() {
+				return true
+			}
+			run = run[:0]
+		}
+	}
+	return len(run) > 0 && check()
+}
+
+// Export writes the whole record of the person ref identifies as one JSON
+// object: the GCR view (identifiers, traits, stats, audiences, and what
+// other projections add to it, e.g. consent), the audience history, and
+// every event decrypted, oldest first (paged from the store, streamed to
+// w). It resolves ref before it calls start, so an unknown person is an
+// error (ErrNotFound) before anything is written.
+func (e *Engine) Export(ref string, start func() io.Writer) error {
+	return e.read(func(r store.Reader, sm *projections.StateMachine) error {
+		view, err := e.profileView(r, sm, ref)
+		if err != nil {
+			return err
+		}
+		p, err := e.profile(r, sm, ref)
+		if err != nil {
+			return err
+		}
+		hist, err := sm.AudienceHistory(r, append([][]byte{p.ID}, p.MergedFrom...))
+		if err != nil {
+			return err
+		}
+		type historyView struct {
+			Audience    string    `json:"audience"`
+			Event       string    `json:"event"` // entered | exited
+			Time        time.Time `json:"time"`
+			Reason      string    `json:"reason"`
+			RuleVersion int64     `json:"rule_version"`
+			Seq         uint64    `json:"seq"`
+		}
+		hv := make([]historyView, 0, len(hist))
+		for _, h := range hist {
+			kind := "exited"
+			if h.Entered {
+				kind = "entered"
+			}
+			hv = append(hv, historyView{Audience: h.Audience, Event: kind, Time: time.UnixMilli(h.Time).UTC(),
+				Reason: h.Reason, RuleVersion: h.RuleVersion, Seq: h.Seq})
+		}
+		w := start()
+		enc := func(v any) ([]byte, error) {
+			var b bytes.Buffer
+			je := json.NewEncoder(&b)
+			je.SetEscapeHTML(false)
+			if err := je.Encode(v); err != nil {
+				return nil, err
+			}
+			return bytes.TrimRight(b.Bytes(), "\n"), nil
+		}
+		write := func(parts ...[]byte) error {
+			for _, b := range parts {
+				if _, err := w.Write(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		pv, err := enc(view)
+		if err != nil {
+			return err
+		}
+		hvj, err := enc(hv)
+		if err != nil {
+			return err
+		}
+		at, _ := enc(e.opts.Now().UTC())
+		if err := write([]byte(`{"exported_at":`), at, []byte(`,"profile":`), pv,
+			[]byte(`,"audience_history":`), hvj, []byte(`,"events":[`)); err != nil {
+			return err
+		}
+		n := 0
+		err = sm.GCR().EachEvent(r, p, 256, func(rec *event.Record) error {
+			v, err := gcr.RecordView(rec, e.open)
+			if err != nil {
+				return err
+			}
+			b, err := enc(v)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				if err := write([]byte(",")); err != nil {
+					return err
+				}
+			}
+			n++
+			return write(b)
+		})
+		if err != nil {
+			return err
+		}
+		return write([]byte("]}\n"))
+	})
+}
