@@ -2,6 +2,7 @@ package projections
 
 import (
 	"bufio"
+	"errors"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -32,6 +33,10 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of data-d
 //	anon T ANON EVENT [k=v ...]      a track event of an anonymous visitor
 //	tick T                           time passes to T
 //	members NAME                     list members
+//	erase T TYPE VALUE               an erasure request (user_id/anonymous_id/email VALUE; profile_id USER)
+//	complete                         the erasure worker's completion of the last erasure
+//	lookup TYPE VALUE                which profile owns the identifier (or "not found")
+//	state                            erasure counters, keychain check, replay digest equality
 //
 // T is RFC 3339 or a date (2026-01-02); values that parse as numbers are
 // numbers. Output lines: "USER entered|exited NAME (reason)".
@@ -42,6 +47,9 @@ type audienceRun struct {
 	seq   uint64
 	n     int
 	users map[string]string // profile id → label
+	log   []entry           // every entry applied, for replays
+	opts  Options
+	lastErasure []byte
 }
 
 func parseTime(t *testing.T, s string) int64 {
@@ -74,6 +82,7 @@ func (r *audienceRun) apply(subject string, v any) string {
 	if _, err := r.sm.Apply(r.s, r.seq, subject, data); err != nil {
 		r.t.Fatalf("apply: %v", err)
 	}
+	r.log = append(r.log, entry{seq: r.seq, subject: subject, data: data})
 	var lines []string
 	for _, p := range OutboxPrefixes(r.sm.Partitions()) {
 		_ = r.s.Scan(p, store.PrefixEnd(p), false, func(k, v []byte) bool {
@@ -131,6 +140,9 @@ func (r *audienceRun) userRef(user string) event.IDRef {
 
 func (r *audienceRun) profileOf(user string) []byte {
 	p, err := r.sm.Keychain().Lookup(r.s, event.UserID, testHash(event.UserID, user))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // dropped (an erased identifier)
+	}
 	if err != nil {
 		r.t.Fatalf("user %s: %v", user, err)
 	}
@@ -213,6 +225,8 @@ func (r *audienceRun) run(line string) string {
 		out := r.record(parseTime(r.t, f[1]), ids, event.Alias, "", nil, nil)
 		r.profileOf(f[2])
 		return r.relabelOut(out)
+	case "erase", "complete", "lookup", "state":
+		return r.runErasure(f)
 	case "members":
 		ms, ids, err := r.sm.AudienceMembers(r.s, f[1], nil, 1000)
 		if err != nil {
@@ -255,8 +269,8 @@ func runAudienceFile(t *testing.T, file string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &audienceRun{t: t, sm: New(Options{Partitions: 4, BackfillPerEntry: 1000, Open: func(_, sealed []byte) ([]byte, error) { return sealed, nil }}),
-		s: store.NewMem(), users: map[string]string{}}
+	opts := Options{Partitions: 4, BackfillPerEntry: 1000, Open: func(_, sealed []byte) ([]byte, error) { return sealed, nil }}
+	r := &audienceRun{t: t, sm: New(opts), s: store.NewMem(), users: map[string]string{}, opts: opts}
 	var out strings.Builder
 	sc := bufio.NewScanner(strings.NewReader(string(data)))
 	var cmd string
