@@ -2,8 +2,8 @@ package projections
 
 import (
 	"bufio"
-	"errors"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -41,14 +41,14 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of data-d
 // T is RFC 3339 or a date (2026-01-02); values that parse as numbers are
 // numbers. Output lines: "USER entered|exited NAME (reason)".
 type audienceRun struct {
-	t     *testing.T
-	sm    *StateMachine
-	s     *store.Mem
-	seq   uint64
-	n     int
-	users map[string]string // profile id → label
-	log   []entry           // every entry applied, for replays
-	opts  Options
+	t           *testing.T
+	sm          *StateMachine
+	s           *store.Mem
+	seq         uint64
+	n           int
+	users       map[string]string // profile id → label
+	log         []entry           // every entry applied, for replays
+	opts        Options
 	lastErasure []byte
 }
 
