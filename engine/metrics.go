@@ -20,6 +20,8 @@ type metrics struct {
 	appliedSeq   prometheus.Gauge
 	applySeconds prometheus.Histogram
 	failures     *prometheus.CounterVec
+	// webhookSkipped counts transitions a destination skipped, by reason.
+	webhookSkipped *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,8 +58,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time to apply and commit one log entry.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_engine_task_failures_total",
 			Help: "Background tasks that stopped with an error."}, []string{"task"}),
+		webhookSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_webhook_skipped_total",
+			Help: "Audience transitions a webhook destination acked without sending, by reason (consent: the person has no consent for the destination's channel)."}, []string{"destination", "reason"}),
 	}
 	reg.MustRegister(m.ingested, m.deadLetters, m.appends, m.batchEvents, m.applied, m.duplicates,
-		m.merges, m.profiles, m.published, m.transitions, m.ticks, m.corrupt, m.invalid, m.appliedSeq, m.applySeconds, m.failures)
+		m.merges, m.profiles, m.published, m.transitions, m.ticks, m.corrupt, m.invalid, m.appliedSeq, m.applySeconds, m.failures, m.webhookSkipped)
 	return m
 }
