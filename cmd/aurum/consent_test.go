@@ -92,7 +92,8 @@ func TestConsentEnforced(t *testing.T) {
 	// A destination without a channel is refused, naming the choices.
 	code, body, err := n.request("POST", "/v1/destinations", map[string]any{"name": "nochan", "url": "http://127.0.0.1:1/x",
 		"secret": "consent-test-secret-0123", "audiences": []string{"viewers"}}, adminAuth)
-	if err != nil || code != http.StatusBadRequest || !strings.Contains(string(body), "channel") {
+	var eb struct{ Error, Field string }
+	if err != nil || code != http.StatusBadRequest || json.Unmarshal(body, &eb) != nil || eb.Field != "channel" || !strings.Contains(eb.Error, "email, sms") {
 		t.Fatalf("destination without a channel: %d %s (%v)", code, body, err)
 	}
 	send := func(events ...map[string]any) {
