@@ -31,6 +31,17 @@
 // receiver de-duplication. The delivery id is the message's Nats-Msg-Id
 // ("AURUM_OUT-<seq>" for a message published without one).
 //
+// # Consent
+//
+// Every destination has a channel: a consent channel (email, sms, push,
+// ads, web) or "none" (an internal system that does not contact the
+// person; it bypasses consent). Before each attempt for a consent channel
+// the worker asks Options.Consent whether the transition's person
+// (profile_id) may be contacted on it now; if not, the message is acked
+// without a request (skipped: counted in DestStats.Skipped and reported to
+// Options.OnSkip, never retried). A message without a profile_id is
+// dead-lettered unchecked; a failing check is retried like a failed attempt.
+//
 // # Outcomes
 //
 //   - 2xx: delivered.
@@ -54,8 +65,11 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/aurumcdp/aurum/event"
 )
 
 // Defaults of Options (applied to zero fields).
@@ -74,8 +88,29 @@ const (
 	maxResponseRead = 64 << 10 // response bytes read (and discarded) to reuse the connection
 )
 
-// Channels a Destination may name (for consent checks later).
-var Channels = []string{"email", "sms", "push", "ads", "web"}
+// ChannelNone is the channel of a destination that is not a way of
+// contacting the person (an internal system: a data warehouse, a fraud
+// check). It bypasses consent: use it only for such non-contact uses.
+const ChannelNone = "none"
+
+// Channels a Destination may name: the consent channels
+// (event.ConsentChannels) and ChannelNone.
+var Channels = append(slices.Clone(event.ConsentChannels), ChannelNone)
+
+// ConsentChecker decides whether a person may be contacted on a channel.
+// The engine implements it: it resolves a merged-away profile id to the
+// person's current profile, reads its consent for the channel and applies
+// the node's default when there is no statement.
+type ConsentChecker interface {
+	// Allowed reports whether the person of profileID (a ULID) may be
+	// contacted on channel (one of event.ConsentChannels) now. An error
+	// means it could not tell (the message is retried).
+	Allowed(profileID, channel string) (bool, error)
+}
+
+// SkipConsent is the reason of a transition skipped because the person's
+// consent for the destination's channel is not granted.
+const SkipConsent = "consent"
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
@@ -85,7 +120,10 @@ type Destination struct {
 	URL       string   // absolute http(s) URL
 	Secret    string   // HMAC-SHA256 key, at least MinSecretLen bytes
 	Audiences []string // at least one; each a subject token
-	Channel   string   // "" or one of Channels: for consent later
+	// Channel is how the destination contacts the person: one of
+	// event.ConsentChannels, whose consent every delivery checks, or
+	// ChannelNone. Required.
+	Channel string
 	// Since is when the destination was created: it receives transitions
 	// published from then on, not the stream's retained history. Zero:
 	// from the start of the retained stream.
@@ -117,14 +155,8 @@ func (d Destination) Validate() error {
 			return fmt.Errorf("activation: destination %s: invalid audience %q", d.Name, a)
 		}
 	}
-	if d.Channel != "" {
-		ok := false
-		for _, c := range Channels {
-			ok = ok || c == d.Channel
-		}
-		if !ok {
-			return fmt.Errorf("activation: destination %s: unknown channel %q (want one of %v)", d.Name, d.Channel, Channels)
-		}
+	if !slices.Contains(Channels, d.Channel) {
+		return fmt.Errorf("activation: destination %s: channel %q: want one of %s", d.Name, d.Channel, strings.Join(Channels, ", "))
 	}
 	return nil
 }
@@ -165,6 +197,14 @@ type Options struct {
 	// later. nil writes it to the log's dead-letter stream (Log.DeadLetter)
 	// with source "webhook:<name>".
 	DeadLetter func(context.Context, DeadLetter) error
+	// Consent is asked before every delivery to a destination whose
+	// channel is not ChannelNone; a transition of a person without consent
+	// is acked without a request (skipped). nil delivers everything (for
+	// tests; the engine always sets it).
+	Consent ConsentChecker
+	// OnSkip is called for every skipped transition with the destination
+	// and the reason (SkipConsent). nil: ignored.
+	OnSkip func(destination, reason string)
 }
 
 // EnsureDefaults fills in zero fields with their defaults.
@@ -209,6 +249,7 @@ type DestStats struct {
 	Delivered      uint64 // messages delivered (2xx)
 	FailedAttempts uint64 // attempts that did not get a 2xx
 	DeadLettered   uint64
+	Skipped        uint64 // acked without a request: no consent for the channel
 	LastError      string // of the last failed attempt ("" if none)
 	LastErrorTime  time.Time
 	// LastSeq is the AURUM_OUT sequence of the last message delivered or

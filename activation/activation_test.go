@@ -144,7 +144,7 @@ func (e *endpoint) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil || rq.attempt < 1 {
 		bad = append(bad, "attempt header "+r.Header.Get(HeaderAttempt))
 	}
-	if rq.delivery == "" || body(rq.delivery) != rq.body {
+	if rq.delivery == "" || (body(rq.delivery) != rq.body && !strings.Contains(rq.body, `"msg":"`+rq.delivery+`"`)) {
 		bad = append(bad, fmt.Sprintf("delivery %q does not match body %q", rq.delivery, rq.body))
 	}
 	rq.status = http.StatusOK
@@ -451,7 +451,7 @@ func TestTimeoutsAndConnectionErrorsAreRetried(t *testing.T) {
 	opts.MaxAttempts = 4
 	opts.DeadLetter = dl.write
 	d := newDispatcher(t, l, opts)
-	gone := Destination{Name: "gone", URL: deadURL + "/hook?token=secret-token", Secret: testSecret, Audiences: []string{"vip"}}
+	gone := Destination{Name: "gone", URL: deadURL + "/hook?token=secret-token", Secret: testSecret, Audiences: []string{"vip"}, Channel: "web"}
 	if err := d.Set([]Destination{dest("slow", ep, "vip"), gone}); err != nil {
 		t.Fatal(err)
 	}
@@ -661,6 +661,8 @@ func TestDestinationValidate(t *testing.T) {
 		{"audience gt", func(d *Destination) { d.Audiences = []string{">"} }},
 		{"audience space", func(d *Destination) { d.Audiences = []string{"a b"} }},
 		{"unknown channel", func(d *Destination) { d.Channel = "fax" }},
+		{"no channel", func(d *Destination) { d.Channel = "" }},
+		{"upper-case channel", func(d *Destination) { d.Channel = "EMAIL" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := ok
@@ -670,6 +672,13 @@ func TestDestinationValidate(t *testing.T) {
 				t.Fatalf("accepted %+v", d)
 			}
 		})
+	}
+	for _, ch := range []string{"email", "sms", "push", "ads", "web", ChannelNone} {
+		d := ok
+		d.Channel = ch
+		if err := d.Validate(); err != nil {
+			t.Errorf("channel %s: %v", ch, err)
+		}
 	}
 	long := ok
 	long.Name = strings.Repeat("a", 64)
@@ -762,7 +771,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	opts := testOpts(t)
 	opts.BackoffMax = 300 * time.Millisecond
 	d := newDispatcher(t, l, opts)
-	if err := d.Set([]Destination{{Name: "ra", URL: ra.URL, Secret: testSecret, Audiences: []string{"vip"}}}); err != nil {
+	if err := d.Set([]Destination{{Name: "ra", URL: ra.URL, Secret: testSecret, Audiences: []string{"vip"}, Channel: ChannelNone}}); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, l, "vip", "m1")

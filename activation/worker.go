@@ -3,6 +3,7 @@ package activation
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +95,19 @@ func retryable(status int) bool {
 // handle is the ConsumeDurable handler: one attempt at delivering m.
 func (w *worker) handle(m alog.Msg) error {
 	o := &w.d.opts
+	if skip, err := w.checkConsent(m); err != nil {
+		return err
+	} else if skip {
+		w.stats.update(func(s *DestStats) {
+			s.Skipped++
+			s.LastSeq, s.Lag = m.Seq, m.Pending
+		})
+		if o.OnSkip != nil {
+			o.OnSkip(w.dest.Name, SkipConsent)
+		}
+		w.logger.Debug("activation: skipped: no consent", "seq", m.Seq, "channel", w.dest.Channel)
+		return nil // acked: never retried
+	}
 	status, retryAfter, err := w.attempt(m)
 	if err == nil {
 		w.stats.update(func(s *DestStats) {
@@ -116,6 +130,35 @@ func (w *worker) handle(m alog.Msg) error {
 		delay = min(retryAfter, o.BackoffMax)
 	}
 	return &alog.RetryAfter{Delay: delay, Err: ae}
+}
+
+// checkConsent reports whether m must be skipped because its person has no
+// consent for the destination's channel. A message without a profile id
+// cannot be checked and is dead-lettered (never delivered unchecked); a
+// failing check is retried.
+func (w *worker) checkConsent(m alog.Msg) (bool, error) {
+	o := &w.d.opts
+	if o.Consent == nil || w.dest.Channel == ChannelNone {
+		return false, nil
+	}
+	var body struct {
+		ProfileID string `json:"profile_id"`
+	}
+	if err := json.Unmarshal(m.Data, &body); err != nil || body.ProfileID == "" {
+		err := fmt.Errorf("consent: message without a profile_id cannot be checked")
+		w.failed(err, true)
+		return false, fmt.Errorf("activation: %s: %w: %w", w.dest.Name, err, alog.ErrPermanent)
+	}
+	ok, err := o.Consent.Allowed(body.ProfileID, w.dest.Channel)
+	if err != nil {
+		if w.ctx.Err() != nil {
+			return false, err
+		}
+		err = fmt.Errorf("consent check: %w", err)
+		w.failed(err, true)
+		return false, &alog.RetryAfter{Delay: o.backoff(m.Delivered), Err: err}
+	}
+	return !ok, nil
 }
 
 // attempt POSTs m once. It returns the HTTP status (0 without a

@@ -84,6 +84,7 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 	s.route("GET /v1/sources", s.admin(s.handleListSources))
 	s.route("GET /v1/profiles/{ref}", s.admin(s.handleProfile))
 	s.route("GET /v1/profiles/{ref}/events", s.admin(s.handleEvents))
+	s.route("PUT /v1/profiles/{ref}/consent", s.admin(s.handleSetConsent))
 	s.route("GET /v1/deadletters", s.admin(s.handleDeadLetters))
 	s.route("POST /v1/replay", s.admin(s.handleStartReplay))
 	s.route("GET /v1/replay", s.admin(s.handleReplayStatus))

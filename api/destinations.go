@@ -2,7 +2,10 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/engine"
@@ -24,6 +27,14 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 			writeError(w, http.StatusBadRequest, field, "required")
 			return
 		}
+	}
+	if !slices.Contains(activation.Channels, req.Channel) {
+		why := "required: how the destination contacts people, one of " + strings.Join(activation.Channels, ", ") + " (none: a system that contacts nobody; it bypasses consent)"
+		if req.Channel != "" {
+			why = fmt.Sprintf("%q is not a channel (want one of %s)", req.Channel, strings.Join(activation.Channels, ", "))
+		}
+		writeError(w, http.StatusBadRequest, "channel", why)
+		return
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()

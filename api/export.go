@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/projections/gcr"
 )
@@ -55,10 +56,19 @@ type memberWriter interface {
 	end() error
 }
 
+// TrailerConsentExcluded is the HTTP trailer of an export that counts the
+// members left out because they have no consent for the export's channel.
+const TrailerConsentExcluded = "Aurum-Consent-Excluded"
+
 // handleAudienceExport streams every member of an audience with the
 // person's identifiers and traits:
 //
-//	GET /v1/audiences/{name}/export?format=csv|json|ndjson|xml   (default csv)
+//	GET /v1/audiences/{name}/export?channel=email|sms|push|ads|web|none&format=csv|json|ndjson|xml   (default csv)
+//
+// channel is required: it is what the export will be used for. Members
+// without consent for it (their latest statement, else the node's default)
+// are left out and counted in the trailer Aurum-Consent-Excluded. "none" is
+// for uses that contact nobody (analysis, a warehouse) and leaves nobody out.
 //
 // It pages through the members exportPageSize at a time, so memory stays flat
 // whatever the audience's size. Each page reads the current state: a member
@@ -75,6 +85,15 @@ func (s *Server) handleAudienceExport(w http.ResponseWriter, r *http.Request) {
 	f, ok := exportFormats[strings.ToLower(q)]
 	if !ok {
 		writeError(w, http.StatusBadRequest, "format", fmt.Sprintf("%q is not an export format (want csv, json, ndjson or xml)", q))
+		return
+	}
+	channel := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("channel")))
+	if !slices.Contains(activation.Channels, channel) {
+		why := "required: what the export is used for, one of " + strings.Join(activation.Channels, ", ") + " (none: a use that contacts nobody)"
+		if channel != "" {
+			why = fmt.Sprintf("%q is not a channel (want one of %s)", channel, strings.Join(activation.Channels, ", "))
+		}
+		writeError(w, http.StatusBadRequest, "channel", why)
 		return
 	}
 	name := r.PathValue("name")
@@ -95,39 +114,47 @@ func (s *Server) handleAudienceExport(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": info.Name + "." + f.ext}))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Trailer", TrailerConsentExcluded)
 	w.WriteHeader(http.StatusOK)
 
 	mw := f.newWriter(w, info.Name, time.Now())
-	n, err := s.exportMembers(r, mw, info.Name, page, next)
+	n, excluded, err := s.exportMembers(r, mw, info.Name, channel, page, next)
 	if err != nil {
 		s.opts.Logger.Warn("api: audience export aborted", "audience", info.Name, "exported", n, "err", err)
 		abortResponse(w)
 		return
 	}
-	s.opts.Logger.Info("api: audience exported", "audience", info.Name, "format", f.ext, "members", n)
+	h.Set(TrailerConsentExcluded, strconv.Itoa(excluded))
+	s.opts.Logger.Info("api: audience exported", "audience", info.Name, "format", f.ext, "channel", channel,
+		"members", n, "excluded_no_consent", excluded)
 }
 
 // exportMembers writes page and the pages after it (from cursor next) to mw
-// and returns the number of members written.
-func (s *Server) exportMembers(r *http.Request, mw memberWriter, name string, page []engine.Member, next string) (int, error) {
+// and returns the number of members written and the number left out for
+// want of consent for channel.
+func (s *Server) exportMembers(r *http.Request, mw memberWriter, name, channel string, page []engine.Member, next string) (int, int, error) {
 	if err := mw.begin(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
+	n, excluded := 0, 0
 	for {
 		for _, m := range page {
 			if err := r.Context().Err(); err != nil {
-				return n, err
+				return n, excluded, err
 			}
-			em, err := s.exportMember(m)
+			em, consented, err := s.exportMember(m, channel)
 			if err != nil {
-				return n, err
+				return n, excluded, err
 			}
 			if em == nil {
 				continue
 			}
+			if !consented {
+				excluded++
+				continue
+			}
 			if err := mw.member(em); err != nil {
-				return n, err
+				return n, excluded, err
 			}
 			n++
 		}
@@ -136,26 +163,28 @@ func (s *Server) exportMembers(r *http.Request, mw memberWriter, name string, pa
 		}
 		var err error
 		if page, next, err = s.e.AudienceMembers(name, next, exportPageSize); err != nil {
-			return n, fmt.Errorf("members after %s: %w", next, err)
+			return n, excluded, fmt.Errorf("members after %s: %w", next, err)
 		}
 	}
-	return n, mw.end()
+	return n, excluded, mw.end()
 }
 
 // exportMember looks up m's profile; it returns nil when the profile is
-// gone or was merged into another one.
-func (s *Server) exportMember(m engine.Member) (*exportMember, error) {
+// gone or was merged into another one. consented reports whether the
+// person may be contacted on channel (always true for "none").
+func (s *Server) exportMember(m engine.Member, channel string) (em *exportMember, consented bool, err error) {
 	v, err := s.e.Profile("profile_id:" + m.ProfileID)
 	if errors.Is(err, engine.ErrNotFound) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("profile %s: %w", m.ProfileID, err)
+		return nil, false, fmt.Errorf("profile %s: %w", m.ProfileID, err)
 	}
 	if v.ProfileID != m.ProfileID {
-		return nil, nil // merged into v.ProfileID since the page was read
+		return nil, false, nil // merged into v.ProfileID since the page was read
 	}
-	return newExportMember(m, v), nil
+	consented = channel == activation.ChannelNone || v.Consent[channel].Granted
+	return newExportMember(m, v), consented, nil
 }
 
 func newExportMember(m engine.Member, v *gcr.View) *exportMember {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/api"
 )
 
 // exported is one member as read back from an export, whatever the format.
@@ -137,14 +139,14 @@ func TestAudienceExport(t *testing.T) {
 		query, contentType, file string
 		parse                    func(t *testing.T, body []byte) []exported
 	}{
-		{"?format=csv", "text/csv; charset=utf-8", "buyers.csv", parseCSVExport},
-		{"", "text/csv; charset=utf-8", "buyers.csv", parseCSVExport}, // the default
-		{"?format=json", "application/json", "buyers.json", parseJSONExport},
-		{"?format=ndjson", "application/x-ndjson", "buyers.ndjson", parseNDJSONExport},
-		{"?format=XML", "application/xml; charset=utf-8", "buyers.xml", parseXMLExport},
+		{"?channel=email&format=csv", "text/csv; charset=utf-8", "buyers.csv", parseCSVExport},
+		{"?channel=email", "text/csv; charset=utf-8", "buyers.csv", parseCSVExport}, // the default
+		{"?channel=sms&format=json", "application/json", "buyers.json", parseJSONExport},
+		{"?channel=none&format=ndjson", "application/x-ndjson", "buyers.ndjson", parseNDJSONExport},
+		{"?channel=Web&format=XML", "application/xml; charset=utf-8", "buyers.xml", parseXMLExport},
 	}
 	for _, f := range formats {
-		t.Run(strings.TrimPrefix(f.query, "?format=")+"/"+f.file, func(t *testing.T) {
+		t.Run(strings.TrimPrefix(f.query, "?")+"/"+f.file, func(t *testing.T) {
 			r := s.do(req{method: http.MethodGet, path: "/v1/audiences/buyers/export" + f.query, admin: true})
 			if r.code != http.StatusOK {
 				t.Fatalf("export: %s", r)
@@ -155,6 +157,9 @@ func TestAudienceExport(t *testing.T) {
 			disp, params, err := mime.ParseMediaType(r.header.Get("Content-Disposition"))
 			if err != nil || disp != "attachment" || params["filename"] != f.file {
 				t.Errorf("Content-Disposition %q (%v), want attachment; filename=%s", r.header.Get("Content-Disposition"), err, f.file)
+			}
+			if x := r.trailer.Get(api.TrailerConsentExcluded); x != "0" {
+				t.Errorf("trailer %s = %q, want 0 (nobody withdrew consent)", api.TrailerConsentExcluded, x)
 			}
 			got := f.parse(t, r.body)
 			if len(got) != len(want) {
@@ -346,9 +351,11 @@ func TestAudienceExportErrors(t *testing.T) {
 		code       int
 		field, msg string
 	}{
-		{"unknown audience", "/v1/audiences/nope/export?format=csv", true, http.StatusNotFound, "", `"nope"`},
-		{"bad format", "/v1/audiences/empty/export?format=pdf", true, http.StatusBadRequest, "format", `"pdf"`},
-		{"bad format, unknown audience", "/v1/audiences/nope/export?format=pdf", true, http.StatusBadRequest, "format", "csv, json, ndjson or xml"},
+		{"unknown audience", "/v1/audiences/nope/export?format=csv&channel=email", true, http.StatusNotFound, "", `"nope"`},
+		{"bad format", "/v1/audiences/empty/export?format=pdf&channel=email", true, http.StatusBadRequest, "format", `"pdf"`},
+		{"bad format, unknown audience", "/v1/audiences/nope/export?format=pdf&channel=email", true, http.StatusBadRequest, "format", "csv, json, ndjson or xml"},
+		{"no channel", "/v1/audiences/empty/export?format=csv", true, http.StatusBadRequest, "channel", "required"},
+		{"unknown channel", "/v1/audiences/empty/export?channel=fax", true, http.StatusBadRequest, "channel", `"fax"`},
 		{"no token", "/v1/audiences/empty/export", false, http.StatusUnauthorized, "Authorization", "missing bearer token"},
 	}
 	for _, c := range cases {
@@ -369,12 +376,12 @@ func TestAudienceExportErrors(t *testing.T) {
 		"json":   "[\n]\n",
 		"ndjson": "",
 	} {
-		r := s.do(req{method: http.MethodGet, path: "/v1/audiences/empty/export?format=" + format, admin: true})
+		r := s.do(req{method: http.MethodGet, path: "/v1/audiences/empty/export?channel=email&format=" + format, admin: true})
 		if r.code != http.StatusOK || string(r.body) != want {
 			t.Errorf("empty %s export: %d %q, want %q", format, r.code, r.body, want)
 		}
 	}
-	r := s.do(req{method: http.MethodGet, path: "/v1/audiences/empty/export?format=xml", admin: true})
+	r := s.do(req{method: http.MethodGet, path: "/v1/audiences/empty/export?channel=email&format=xml", admin: true})
 	var doc struct {
 		Name    string     `xml:"name,attr"`
 		Members []struct{} `xml:"member"`
@@ -407,7 +414,7 @@ func TestAudienceExportPages(t *testing.T) {
 		}
 	}
 	waitAudienceSize(s, "all", people)
-	r := s.do(req{method: http.MethodGet, path: "/v1/audiences/all/export?format=ndjson", admin: true})
+	r := s.do(req{method: http.MethodGet, path: "/v1/audiences/all/export?channel=email&format=ndjson", admin: true})
 	if r.code != http.StatusOK {
 		t.Fatalf("export: %s", r)
 	}

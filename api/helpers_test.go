@@ -73,9 +73,10 @@ type req struct {
 }
 
 type resp struct {
-	code   int
-	header http.Header
-	body   []byte
+	code    int
+	header  http.Header
+	trailer http.Header // read after the body
+	body    []byte
 }
 
 func (r resp) String() string { return fmt.Sprintf("%d %s", r.code, bytes.TrimSpace(r.body)) }
@@ -129,7 +130,7 @@ func (s *testServer) do(r req) resp {
 	if err != nil {
 		s.t.Fatalf("%s %s: read: %v", r.method, r.path, err)
 	}
-	return resp{code: res.StatusCode, header: res.Header, body: body}
+	return resp{code: res.StatusCode, header: res.Header, trailer: res.Trailer, body: body}
 }
 
 func jsonBody(t *testing.T, v any) []byte {

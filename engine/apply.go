@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -239,8 +240,9 @@ func (e *Engine) drainOutboxRange(ctx context.Context, prefix []byte, max int) (
 	defer b.Close()
 	for _, ent := range entries {
 		data := ent.Msg.Data
-		if len(ent.Msg.Identifiers) > 0 {
-			if data, err = e.withIdentifiers(data, ent.Msg.Identifiers); err != nil {
+		audience := strings.HasPrefix(ent.Msg.Subject, projections.SubjectAudiencePrefix)
+		if len(ent.Msg.Identifiers) > 0 || audience {
+			if data, err = e.decorateOutput(data, ent.Msg.Identifiers, audience); err != nil {
 				return 0, err
 			}
 		}
@@ -262,14 +264,29 @@ func (e *Engine) drainOutboxRange(ctx context.Context, prefix []byte, max int) (
 	return len(entries), nil
 }
 
-// withIdentifiers adds the unsealed identifiers to an output message's JSON
-// as "identifiers": {type: [values]}. A value whose key was destroyed is
-// left out.
-func (e *Engine) withIdentifiers(data []byte, ids []projections.OutIdent) ([]byte, error) {
+// decorateOutput adds to an output message's JSON what the state machine
+// does not put there: the unsealed identifiers (when ids is not empty) and,
+// for an audience transition, the person's current consent.
+func (e *Engine) decorateOutput(data []byte, ids []projections.OutIdent, audience bool) ([]byte, error) {
 	var m map[string]any
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("engine: outbox message: %w", err)
 	}
+	if len(ids) > 0 {
+		e.withIdentifiers(m, ids)
+	}
+	if audience {
+		if err := e.withConsent(e.state, m); err != nil {
+			return nil, fmt.Errorf("engine: outbox message: %w", err)
+		}
+	}
+	return json.Marshal(m)
+}
+
+// withIdentifiers adds the unsealed identifiers to an output message as
+// "identifiers": {type: [values]}. A value whose key was destroyed is left
+// out.
+func (e *Engine) withIdentifiers(m map[string]any, ids []projections.OutIdent) {
 	out := map[string][]string{}
 	for _, id := range ids {
 		pt, err := e.keys.Open(id.Key, id.Sealed)
@@ -283,5 +300,4 @@ func (e *Engine) withIdentifiers(data []byte, ids []projections.OutIdent) ([]byt
 		out[id.Type] = append(out[id.Type], v)
 	}
 	m["identifiers"] = out
-	return json.Marshal(m)
 }

@@ -107,6 +107,13 @@ func (e *Engine) reloadDestinations() error {
 	}
 	dests := make([]activation.Destination, 0, len(ds))
 	for _, d := range ds {
+		if d.Channel == "" {
+			// Made before destinations had channels: whom it contacts, and
+			// so whose consent applies, is unknown. Never send unchecked.
+			e.opts.Logger.Error("engine: destination has no channel; destination disabled until it is recreated with one",
+				"destination", d.Name, "channels", activation.Channels)
+			continue
+		}
 		secret, err := e.keys.Open(d.SecretKey, d.SecretSealed)
 		if err != nil {
 			e.opts.Logger.Error("engine: destination secret unreadable; destination disabled", "destination", d.Name, "err", err)

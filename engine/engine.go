@@ -73,6 +73,10 @@ type Options struct {
 	WebhookTimeout                       time.Duration
 	WebhookBackoffMin, WebhookBackoffMax time.Duration
 	WebhookMaxAttempts                   int
+	// ConsentDefaultDenied makes a channel without any consent statement
+	// count as denied (opt-in, what EU marketing usually needs). Default:
+	// granted (opt-out: a person is contacted until they withdraw).
+	ConsentDefaultDenied bool
 	// SnapshotsKept is how many snapshots of the projections are kept.
 	// Default 3.
 	SnapshotsKept int
@@ -275,7 +279,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.commit = newCommitter(e)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
-		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts})
+		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
+		Consent: consentChecker{e}, OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() }})
 	if err := e.reloadDestinations(); err != nil {
 		e.dispatcher.Close()
 		e.cancel()

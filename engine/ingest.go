@@ -97,6 +97,7 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 			Channel:    ev.Channel,
 			DeviceType: ev.DeviceType,
 			Properties: ev.Properties,
+			Consent:    ev.Consent,
 			IDs:        make([]event.IDRef, len(ev.Identifiers)),
 		}
 		if rec.MessageID == "" {

@@ -25,6 +25,8 @@ type metrics struct {
 	suppressedEdge prometheus.Counter
 	erasures       prometheus.Counter
 	scrubbed       prometheus.Counter
+	// webhookSkipped counts transitions a destination skipped, by reason.
+	webhookSkipped *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -61,6 +63,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time to apply and commit one log entry.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_engine_task_failures_total",
 			Help: "Background tasks that stopped with an error."}, []string{"task"}),
+		webhookSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_webhook_skipped_total",
+			Help: "Audience transitions a webhook destination acked without sending, by reason (consent: the person has no consent for the destination's channel)."}, []string{"destination", "reason"}),
 	}
 	m.suppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_suppressed_events_total",
 		Help: "Events dropped by the state machine because they carry an erased (suppressed) identifier."})
@@ -72,6 +76,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Output and dead-letter messages securely deleted by erasures."})
 	reg.MustRegister(m.suppressed, m.suppressedEdge, m.erasures, m.scrubbed)
 	reg.MustRegister(m.ingested, m.deadLetters, m.appends, m.batchEvents, m.applied, m.duplicates,
-		m.merges, m.profiles, m.published, m.transitions, m.ticks, m.corrupt, m.invalid, m.appliedSeq, m.applySeconds, m.failures)
+		m.merges, m.profiles, m.published, m.transitions, m.ticks, m.corrupt, m.invalid, m.appliedSeq, m.applySeconds, m.failures, m.webhookSkipped)
 	return m
 }

@@ -99,6 +99,7 @@ func (e *Engine) profileView(snap store.Reader, sm *projections.StateMachine, re
 	if err != nil {
 		return nil, err
 	}
+	v.FillConsentDefaults(event.ConsentChannels, e.consentDefault())
 	ms, err := sm.Memberships(snap, p.ID)
 	if err != nil {
 		return nil, err

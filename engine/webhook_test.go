@@ -133,7 +133,7 @@ func TestWebhooksFailingAndHealthy(t *testing.T) {
 	late := &hook{secret: "late-secret-0123456789", got: map[string]time.Time{}}
 	ls := httptest.NewServer(late)
 	defer ls.Close()
-	if _, err := e.PutDestination(ctx, activation.Destination{Name: "late", URL: ls.URL, Secret: late.secret, Audiences: []string{"buyers"}}); err != nil {
+	if _, err := e.PutDestination(ctx, activation.Destination{Name: "late", URL: ls.URL, Secret: late.secret, Audiences: []string{"buyers"}, Channel: "sms"}); err != nil {
 		t.Fatal(err)
 	}
 	var more []event.Event

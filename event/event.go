@@ -69,6 +69,11 @@ type Event struct {
 	SentAt      time.Time // zero when absent
 	Channel     string    // context.channel, else derived ("web" for page, "mobile" for screen, "server")
 	DeviceType  string    // context.device.type, lower-cased; "" when absent
+	// Consent holds the consent statements the event makes, channel →
+	// granted (see ConsentChannels): from traits.consent,
+	// context.consent.categoryPreferences and "Consent Updated" events.
+	// nil when it states none.
+	Consent map[string]bool
 }
 
 // FieldError is a validation error naming the offending field, e.g.
@@ -109,6 +114,10 @@ type Record struct {
 	Traits     map[string][]byte `msgpack:"tr,omitempty"` // each value: sealed msgpack encoding
 	Properties map[string]any    `msgpack:"p,omitempty"`
 	Private    []byte            `msgpack:"pv,omitempty"` // sealed msgpack of Private
+	// Consent is the event's consent statements, channel → granted, in
+	// plaintext (a consent state is not personal data of its own, and the
+	// state machine must read it: see Event.Consent).
+	Consent map[string]bool `msgpack:"cs,omitempty"`
 }
 
 // Private is the sealed part of a Record that is not broken out elsewhere.

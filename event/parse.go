@@ -347,6 +347,9 @@ func parseMessage(m map[string]any, kind Kind, opts ParseOptions) (Event, error)
 	if strong == 0 {
 		return Event{}, fieldErr("userId", "neither userId nor anonymousId nor an external id")
 	}
+	if ev.Consent, err = consentFrom(&ev); err != nil {
+		return Event{}, err
+	}
 	// Numbers are converted last: identifiers read their exact text.
 	convertNumbers(ev.Traits)
 	convertNumbers(ev.Properties)

@@ -499,6 +499,14 @@ func checkAccepted(t testing.TB, ev Event, opts ParseOptions) {
 	if len(ev.MessageID) > MaxIdentifierBytes {
 		t.Fatalf("messageId too long")
 	}
+	if ev.Consent != nil && len(ev.Consent) == 0 {
+		t.Fatalf("empty, non-nil consent")
+	}
+	for c := range ev.Consent {
+		if !ValidConsentChannel(c) {
+			t.Fatalf("consent for unknown channel %q", c)
+		}
+	}
 	for _, m := range []map[string]any{ev.Traits, ev.Properties, ev.Context} {
 		if _, err := json.Marshal(m); err != nil {
 			t.Fatalf("maps do not encode: %v", err)

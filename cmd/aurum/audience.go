@@ -354,13 +354,17 @@ func printAllMembers(ctx context.Context, c *client, w io.Writer, base, cursor s
 }
 
 func newAudienceExportCmd(server, token *string) *cobra.Command {
-	var format, out string
+	var format, out, channel string
 	cmd := &cobra.Command{
-		Use:   "export NAME [--format csv|json|ndjson|xml] [--out FILE]",
+		Use:   "export NAME --channel email|sms|push|ads|web|none [--format csv|json|ndjson|xml] [--out FILE]",
 		Short: "Export an audience's members with their identifiers and traits",
 		Long: `Stream every member of an audience with its identifiers and traits to stdout or --out.
 With --out the file appears only when the export is complete (it is written beside it
 under a temporary name and renamed); a failed export leaves no file.
+
+--channel (required) is what the export will be used for: members without consent for
+it are left out, and their number is printed on stderr. "none" is for uses that contact
+nobody (analysis, a warehouse): it leaves nobody out.
 
 Formats:
   csv     header profile_id,since,rule_version,email,phone,user_id,identifiers,traits;
@@ -371,8 +375,8 @@ Formats:
   ndjson  the same objects, one per line
   xml     <audience name=".." exported=".."><member profile_id=".." since=".." rule_version="..">
           <identifier type="email">..</identifier><trait name="..">..</trait></member></audience>`,
-		Example: `  aurum audience export buyers --format csv --out buyers.csv
-  aurum audience export buyers --format ndjson | jq -r '.identifiers.email[0]'`,
+		Example: `  aurum audience export buyers --channel email --format csv --out buyers.csv
+  aurum audience export buyers --channel sms --format ndjson | jq -r '.identifiers.phone[0]'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch format {
@@ -380,18 +384,27 @@ Formats:
 			default:
 				return fmt.Errorf("--format: %q is not csv, json, ndjson or xml", format)
 			}
+			if channel == "" {
+				return errors.New("--channel is required: email, sms, push, ads or web (members without consent for it are left out), or none for a use that contacts nobody")
+			}
 			c, err := newClient(*server, *token)
 			if err != nil {
 				return err
 			}
-			path := "/v1/audiences/" + url.PathEscape(args[0]) + "/export?format=" + format
+			path := "/v1/audiences/" + url.PathEscape(args[0]) + "/export?format=" + format + "&channel=" + url.QueryEscape(channel)
+			var excluded string
 			if out == "" || out == "-" {
-				_, err := c.stream(cmd.Context(), path, cmd.OutOrStdout())
-				return err
+				excluded, err = c.stream(cmd.Context(), path, cmd.OutOrStdout())
+			} else {
+				excluded, err = exportToFile(cmd.Context(), c, path, out)
 			}
-			return exportToFile(cmd.Context(), c, path, out)
+			if err == nil && excluded != "" && excluded != "0" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "aurum: %s members left out: no consent for %s\n", excluded, channel)
+			}
+			return err
 		},
 	}
+	cmd.Flags().StringVar(&channel, "channel", "", "what the export is used for: email, sms, push, ads, web, or none (required)")
 	cmd.Flags().StringVar(&format, "format", "csv", "csv, json, ndjson or xml")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "write to FILE instead of stdout")
 	return cmd
@@ -399,10 +412,10 @@ Formats:
 
 // exportToFile streams path into a temporary file beside name and renames it
 // to name once the whole body arrived.
-func exportToFile(ctx context.Context, c *client, path, name string) (err error) {
+func exportToFile(ctx context.Context, c *client, path, name string) (excluded string, err error) {
 	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("--out: %w", err)
+		return "", fmt.Errorf("--out: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -410,37 +423,38 @@ func exportToFile(ctx context.Context, c *client, path, name string) (err error)
 			os.Remove(f.Name())
 		}
 	}()
-	if _, err = c.stream(ctx, path, f); err != nil {
-		return err
+	if excluded, err = c.stream(ctx, path, f); err != nil {
+		return "", err
 	}
 	if err = f.Sync(); err != nil {
-		return fmt.Errorf("--out: %w", err)
+		return "", fmt.Errorf("--out: %w", err)
 	}
 	if err = f.Close(); err != nil {
-		return fmt.Errorf("--out: %w", err)
+		return "", fmt.Errorf("--out: %w", err)
 	}
 	if err = os.Chmod(f.Name(), 0o644); err != nil {
-		return fmt.Errorf("--out: %w", err)
+		return "", fmt.Errorf("--out: %w", err)
 	}
 	if err = os.Rename(f.Name(), name); err != nil {
-		return fmt.Errorf("--out: %w", err)
+		return "", fmt.Errorf("--out: %w", err)
 	}
-	return nil
+	return excluded, nil
 }
 
-// stream GETs path and copies the body to w as it arrives. The client's
-// overall timeout does not apply (an export may take long); ctx ends it.
-func (c *client) stream(ctx context.Context, path string, w io.Writer) (int64, error) {
+// stream GETs path and copies the body to w as it arrives. It returns the
+// response's Aurum-Consent-Excluded trailer. The client's overall timeout
+// does not apply (an export may take long); ctx ends it.
+func (c *client) stream(ctx context.Context, path string, w io.Writer) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.server+path, nil)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	hc := *c.hc
 	hc.Timeout = 0
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("cannot reach %s: %w", c.server, err)
+		return "", fmt.Errorf("cannot reach %s: %w", c.server, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -449,11 +463,11 @@ func (c *client) stream(ctx context.Context, path string, w io.Writer) (int64, e
 		if json.Unmarshal(data, ae) != nil || ae.Msg == "" {
 			ae.Msg = strings.TrimSpace(string(data))
 		}
-		return 0, ae
+		return "", ae
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
-		return n, fmt.Errorf("export interrupted after %d bytes: %w", n, err)
+		return "", fmt.Errorf("export interrupted after %d bytes: %w", n, err)
 	}
-	return n, nil
+	return resp.Trailer.Get("Aurum-Consent-Excluded"), nil
 }

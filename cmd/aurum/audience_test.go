@@ -153,7 +153,7 @@ func TestAudienceCLI(t *testing.T) {
 
 	// export --format csv --out FILE: the three buyers with their emails.
 	file := filepath.Join(t.TempDir(), "buyers.csv")
-	if out := run(0, "audience", "export", "buyers", "--format", "csv", "--out", file); out != "" {
+	if out := run(0, "audience", "export", "buyers", "--channel", "email", "--format", "csv", "--out", file); out != "" {
 		t.Fatalf("export --out printed %q", out)
 	}
 	f, err := os.Open(file)
@@ -176,7 +176,7 @@ func TestAudienceCLI(t *testing.T) {
 	}
 	// Errors leave no file behind.
 	bad := filepath.Join(t.TempDir(), "x.csv")
-	if out := run(1, "audience", "export", "nobody", "--out", bad); !strings.Contains(out, "404") {
+	if out := run(1, "audience", "export", "nobody", "--channel", "email", "--out", bad); !strings.Contains(out, "404") {
 		t.Fatalf("export of an unknown audience:\n%s", out)
 	}
 	if left, _ := os.ReadDir(filepath.Dir(bad)); len(left) != 0 {
@@ -185,7 +185,13 @@ func TestAudienceCLI(t *testing.T) {
 	if out := run(1, "audience", "export", "buyers", "--format", "pdf"); !strings.Contains(out, "--format") {
 		t.Fatalf("export --format pdf:\n%s", out)
 	}
-	if out := run(0, "audience", "export", "buyers", "--format", "ndjson"); strings.Count(out, "\n") != 3 || !strings.Contains(out, `"ann@example.com"`) {
+	if out := run(1, "audience", "export", "buyers", "--format", "csv"); !strings.Contains(out, "--channel is required") {
+		t.Fatalf("export without --channel:\n%s", out)
+	}
+	if out := run(1, "audience", "export", "buyers", "--channel", "fax"); !strings.Contains(out, "400") || !strings.Contains(out, `"fax"`) {
+		t.Fatalf("export --channel fax:\n%s", out)
+	}
+	if out := run(0, "audience", "export", "buyers", "--channel", "sms", "--format", "ndjson"); strings.Count(out, "\n") != 3 || !strings.Contains(out, `"ann@example.com"`) {
 		t.Fatalf("export to stdout:\n%s", out)
 	}
 

@@ -162,7 +162,41 @@ func newProfileCmd() *cobra.Command {
 		},
 	}
 	events.Flags().IntVar(&limit, "limit", 20, "number of events (1-1000)")
-	cmd.AddCommand(get, events)
+	consent := &cobra.Command{
+		Use:   "consent REF CHANNEL=true|false...",
+		Short: "State a person's consent per channel (email, sms, push, ads, web)",
+		Long: `State consent for the person identified by REF (an identifier such as email:rob@example.com
+or phone:+4512345678; not a profile_id). The statement is a "Consent Updated" event on the
+log from the internal source "aurum"; the latest statement per channel, under any of the
+person's identifiers, decides. aurum profile get REF shows the result under "consent".`,
+		Example: `  aurum profile consent email:rob@example.com email=false
+  aurum profile consent phone:+4512345678 sms=true push=false`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			stmts := map[string]bool{}
+			for _, a := range args[1:] {
+				ch, v, ok := strings.Cut(a, "=")
+				if !ok || (v != "true" && v != "false") {
+					return fmt.Errorf("%q: want CHANNEL=true or CHANNEL=false", a)
+				}
+				stmts[ch] = v == "true"
+			}
+			body, err := json.Marshal(stmts)
+			if err != nil {
+				return err
+			}
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			var out any
+			if err := c.do(cmd.Context(), http.MethodPut, "/v1/profiles/"+url.PathEscape(args[0])+"/consent", body, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	cmd.AddCommand(get, events, consent)
 	return cmd
 }
 

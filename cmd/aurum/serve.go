@@ -28,6 +28,7 @@ type serveFlags struct {
 	dataDir, httpAddr, natsAddr, natsURL, fsync string
 	adminToken, masterKeyFile, identityFile     string
 	phoneRegion, logFormat, logLevel            string
+	consentDefault                              string
 	partitions                                  int
 	dedupWindow, tick                           time.Duration
 }
@@ -45,7 +46,12 @@ used instead of the embedded server. On restart the node continues where it stop
 The admin token comes from --admin-token or $AURUM_ADMIN_TOKEN; without either, one is
 generated on first start, printed once, and only its hash is kept in the data directory.
 The master key that wraps the data keys comes from $AURUM_MASTER_KEY or --master-key-file
-(32 bytes, base64 or hex); without either, DATA_DIR/master.key is created: back it up.`,
+(32 bytes, base64 or hex); without either, DATA_DIR/master.key is created: back it up.
+
+Consent: a webhook destination or an export for a channel (email, sms, push, ads, web)
+never gets a person whose consent for it is not granted. A channel the person made no
+statement about takes --consent-default: "granted" (opt-out model, the default) or
+"denied" (opt-in; EU marketing under GDPR/ePrivacy usually needs it). See docs/privacy.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd.Context(), f) },
 	}
@@ -62,6 +68,7 @@ The master key that wraps the data keys comes from $AURUM_MASTER_KEY or --master
 	fl.IntVar(&f.partitions, "partitions", 16, "profile partitions (fixed when the data directory is created)")
 	fl.DurationVar(&f.dedupWindow, "dedup-window", 30*24*time.Hour, "how long a messageId is remembered per source (log time)")
 	fl.DurationVar(&f.tick, "tick", time.Second, "how often the passage of time is recorded on the log (fires time-driven audience exits); 0 disables")
+	fl.StringVar(&f.consentDefault, "consent-default", "granted", `consent of a channel without any statement from the person: "granted" (opt-out: contacted until they withdraw) or "denied" (opt-in: what EU marketing usually needs)`)
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
@@ -101,6 +108,13 @@ func runServe(ctx context.Context, f serveFlags) error {
 		opts.TickPeriod = -1
 	} else if f.tick < 10*time.Millisecond {
 		return fmt.Errorf("--tick: at least 10ms (or 0 to disable), got %v", f.tick)
+	}
+	switch f.consentDefault {
+	case "granted":
+	case "denied":
+		opts.ConsentDefaultDenied = true
+	default:
+		return fmt.Errorf("--consent-default: want granted or denied, got %q", f.consentDefault)
 	}
 	switch f.fsync {
 	case "default":

@@ -13,6 +13,9 @@ func FuzzDecodeProfile(f *testing.F) {
 	p := &Profile{ID: pid(1), MergedFrom: [][]byte{pid(2)}}
 	p.add(withTraits(identify(1, 5), "name", "x"), nil)
 	p.add(track(2, 9, "Order Completed", map[string]any{"revenue": 3}), []event.IDRef{ref("email", 1, []byte("s"))})
+	consent := track(3, 11, "Consent Updated", nil)
+	consent.Consent = map[string]bool{"email": false, "sms": true}
+	p.add(consent, nil)
 	b, err := encodeProfile(p)
 	if err != nil {
 		f.Fatal(err)

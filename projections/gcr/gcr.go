@@ -21,6 +21,10 @@
 //   - a trait is last-writer-wins by (time, event id), event ids compared
 //     bytewise (ties, possible only when one event id is reused, fall back to
 //     comparing key id and sealed bytes so the order stays total);
+//   - consent per channel (event.ConsentChannels) is last-writer-wins by
+//     (time, event id) like a trait, so after a merge the latest statement
+//     made under any of the person's identifiers holds; an exact tie goes to
+//     the withdrawal;
 //   - MergedFrom is the set union of merged profile ids.
 //
 // Revenue: a track event whose properties.revenue (or, when revenue is absent

@@ -40,6 +40,12 @@ func randEvents(r *rand.Rand, n int) []addStep {
 			}
 			rec.Traits[[]string{"name", "plan", "city"}[r.IntN(3)]] = []byte{byte(r.IntN(256)), byte(i)}
 		}
+		for range r.IntN(3) {
+			if rec.Consent == nil {
+				rec.Consent = map[string]bool{}
+			}
+			rec.Consent[event.ConsentChannels[r.IntN(len(event.ConsentChannels))]] = r.IntN(2) == 0
+		}
 		var owned []event.IDRef
 		for range r.IntN(3) {
 			owned = append(owned, ref([]string{"email", "user_id"}[r.IntN(2)], byte(r.IntN(4)), []byte{byte(r.IntN(256)), byte(i)}))

@@ -27,6 +27,20 @@ type Profile struct {
 	Revenue     map[string]Money   `msgpack:"rv,omitempty"` // track event name → revenue
 	Audiences   map[string]int64   `msgpack:"au,omitempty"` // reserved: audience → since (Unix ms); joined by min
 	Predictions map[string]float64 `msgpack:"pd,omitempty"` // reserved; joined by max
+	// Consent is the latest consent statement per channel (event.ConsentChannels),
+	// last-writer-wins by (Time, Event) like traits.
+	Consent map[string]Consent `msgpack:"cn,omitempty"`
+}
+
+// Consent is one channel's consent statement: whether it was granted, and
+// the event that stated it. Statements are joined last-writer-wins by
+// (Time, Event); an exact tie (only possible when an event id is reused)
+// goes to the withdrawal, then to the smaller source, so the order is total.
+type Consent struct {
+	Granted bool   `msgpack:"g"`
+	Time    int64  `msgpack:"t"` // event time, Unix ms
+	Event   []byte `msgpack:"e"` // event id
+	Source  string `msgpack:"s,omitempty"`
 }
 
 // Ident is an identifier owned by a profile. Key and Sealed are those of its
@@ -106,6 +120,12 @@ func (p *Profile) add(rec *event.Record, owned []event.IDRef) {
 	for name, sealed := range rec.Traits {
 		p.joinTrait(name, Trait{Key: key, Sealed: bytes.Clone(sealed), Time: rec.Time, Event: id})
 	}
+	for ch, granted := range rec.Consent {
+		if !event.ValidConsentChannel(ch) {
+			continue // the edge accepts only channels; a malformed record states nothing
+		}
+		p.joinConsent(ch, Consent{Granted: granted, Time: rec.Time, Event: id, Source: rec.Source})
+	}
 }
 
 // join folds from into p (the semilattice join). from is not modified but p
@@ -129,6 +149,9 @@ func (p *Profile) join(from *Profile) {
 	}
 	for name, t := range from.Traits {
 		p.joinTrait(name, t)
+	}
+	for ch, c := range from.Consent {
+		p.joinConsent(ch, c)
 	}
 
 	s, fs := &p.Stats, &from.Stats
@@ -236,6 +259,41 @@ func traitAfter(a, b *Trait) bool {
 	return bytes.Compare(a.Sealed, b.Sealed) > 0
 }
 
+// joinConsent keeps the later of c and the current statement for channel ch.
+func (p *Profile) joinConsent(ch string, c Consent) {
+	if cur, ok := p.Consent[ch]; ok && !consentAfter(&c, &cur) {
+		return
+	}
+	if p.Consent == nil {
+		p.Consent = make(map[string]Consent)
+	}
+	p.Consent[ch] = c
+}
+
+// consentAfter reports whether a is later than b in the total order
+// (Time, Event, withdrawal over grant, Source).
+func consentAfter(a, b *Consent) bool {
+	if a.Time != b.Time {
+		return a.Time > b.Time
+	}
+	if c := bytes.Compare(a.Event, b.Event); c != 0 {
+		return c > 0
+	}
+	if a.Granted != b.Granted {
+		return !a.Granted
+	}
+	return a.Source > b.Source
+}
+
+// ConsentGranted reports whether the profile may be contacted on channel:
+// its latest statement for the channel, else def (the node's default).
+func (p *Profile) ConsentGranted(channel string, def bool) bool {
+	if c, ok := p.Consent[channel]; ok {
+		return c.Granted
+	}
+	return def
+}
+
 func incr(m *map[string]int64, k string, n int64) {
 	if k == "" {
 		return
@@ -278,6 +336,11 @@ func (p *Profile) Check() error {
 		}
 		if i > 0 && compareIdent(&p.Identifiers[i-1], id) >= 0 {
 			return fmt.Errorf("gcr: profile %x: identifiers not sorted and unique at %d", p.ID, i)
+		}
+	}
+	for ch := range p.Consent {
+		if !event.ValidConsentChannel(ch) {
+			return fmt.Errorf("gcr: profile %x: consent for unknown channel %q", p.ID, ch)
 		}
 	}
 	if p.Stats.Events > 0 && p.Stats.FirstSeen > p.Stats.LastSeen {
@@ -324,6 +387,7 @@ type profileWire struct {
 	Revenue     sortedMap[Money]   `msgpack:"rv,omitempty"`
 	Audiences   sortedMap[int64]   `msgpack:"au,omitempty"`
 	Predictions sortedMap[float64] `msgpack:"pd,omitempty"`
+	Consent     sortedMap[Consent] `msgpack:"cn,omitempty"`
 }
 
 type statsWire struct {
@@ -349,7 +413,7 @@ func (p *Profile) wire() *profileWire {
 	return &profileWire{
 		ID: p.ID, MergedFrom: p.MergedFrom, Identifiers: p.Identifiers,
 		Traits: p.Traits, Stats: p.Stats.wire(), Revenue: p.Revenue,
-		Audiences: p.Audiences, Predictions: p.Predictions,
+		Audiences: p.Audiences, Predictions: p.Predictions, Consent: p.Consent,
 	}
 }
 
@@ -377,6 +441,7 @@ type recordWire struct {
 	Traits     sortedMap[[]byte] `msgpack:"tr,omitempty"`
 	Properties map[string]any    `msgpack:"p,omitempty"`
 	Private    []byte            `msgpack:"pv,omitempty"`
+	Consent    map[string]bool   `msgpack:"cs,omitempty"` // sorted by the encoder
 }
 
 func encodeRecord(r *event.Record) ([]byte, error) {
@@ -384,7 +449,7 @@ func encodeRecord(r *event.Record) ([]byte, error) {
 		ID: r.ID, MessageID: r.MessageID, Source: r.Source, Kind: r.Kind,
 		Event: r.Event, Name: r.Name, Time: r.Time, Received: r.Received,
 		Channel: r.Channel, DeviceType: r.DeviceType, Key: r.Key, IDs: r.IDs,
-		Traits: r.Traits, Properties: r.Properties, Private: r.Private,
+		Traits: r.Traits, Properties: r.Properties, Private: r.Private, Consent: r.Consent,
 	})
 }
 

@@ -26,6 +26,9 @@ type View struct {
 	Audiences   map[string]time.Time   `json:"audiences"`
 	Predictions map[string]float64     `json:"predictions"`
 	MergedFrom  []string               `json:"merged_from"`
+	// Consent is the consent per channel: the latest statement, or (after
+	// FillConsentDefaults) the node's default, marked "default": true.
+	Consent map[string]ConsentView `json:"consent"`
 	// Redacted is set when any value could not be opened;
 	// RedactedTraits names the traits shown as null for that reason.
 	Redacted       bool     `json:"redacted,omitempty"`
@@ -51,6 +54,30 @@ type StatsView struct {
 	Sources     map[string]int64 `json:"sources"`
 	Channels    map[string]int64 `json:"channels"`
 	Devices     map[string]int64 `json:"devices"`
+}
+
+// ConsentView is one channel's consent: granted or not, and the statement
+// that decided it (time, event id, source), or Default when no statement
+// was made and the node's default applies.
+type ConsentView struct {
+	Granted bool       `json:"granted"`
+	Default bool       `json:"default,omitempty"`
+	Time    *time.Time `json:"time,omitempty"`
+	EventID string     `json:"event_id,omitempty"`
+	Source  string     `json:"source,omitempty"`
+}
+
+// FillConsentDefaults adds a default entry (Granted: def) for every channel
+// without a statement.
+func (v *View) FillConsentDefaults(channels []string, def bool) {
+	if v.Consent == nil {
+		v.Consent = make(map[string]ConsentView, len(channels))
+	}
+	for _, ch := range channels {
+		if _, ok := v.Consent[ch]; !ok {
+			v.Consent[ch] = ConsentView{Granted: def, Default: true}
+		}
+	}
 }
 
 // MoneyView is the JSON form of Money: Total is in units.
@@ -88,6 +115,15 @@ func (p *Profile) View(open Opener) (View, error) {
 		Audiences:   make(map[string]time.Time, len(p.Audiences)),
 		Predictions: make(map[string]float64, len(p.Predictions)),
 		MergedFrom:  make([]string, 0, len(p.MergedFrom)),
+		Consent:     make(map[string]ConsentView, len(p.Consent)),
+	}
+	for ch, c := range p.Consent {
+		t := msTime(c.Time)
+		cv := ConsentView{Granted: c.Granted, Time: &t, Source: c.Source}
+		if ev, err := ulidText(c.Event); err == nil {
+			cv.EventID = ev
+		}
+		v.Consent[ch] = cv
 	}
 
 	idents := slices.Clone(p.Identifiers)

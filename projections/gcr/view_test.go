@@ -53,12 +53,15 @@ func TestView(t *testing.T) {
 	mustAdd(t, tx, pid(1), id1,
 		ref("email", 0xaa, sealValue(t, testKey, "rob@example.com")),
 		ref("user_id", 0x01, sealValue(t, testKey, "u-1")))
-	mustAdd(t, tx, pid(1), track(2, t0+1000, "Order Completed", map[string]any{"revenue": 100}))
+	ev2 := track(2, t0+1000, "Order Completed", map[string]any{"revenue": 100})
+	ev2.Consent = map[string]bool{"email": false}
+	mustAdd(t, tx, pid(1), ev2)
 	ev3 := track(3, t0+2000, "Order Completed", map[string]any{"revenue": "50.5"})
 	ev3.Key = shredded
 	ev3.Traits = map[string][]byte{"plan": sealValue(t, shredded, "gold")}
 	mustAdd(t, tx, pid(1), ev3, ref("email", 0xbb, sealValue(t, shredded, "old@example.com")))
-	ev4 := &event.Record{ID: eid(4), Kind: event.Page, Name: "Home", Time: t0 - 1000, Source: "web", Channel: "web", DeviceType: "desktop", Key: testKey}
+	ev4 := &event.Record{ID: eid(4), Kind: event.Page, Name: "Home", Time: t0 - 1000, Source: "web", Channel: "web", DeviceType: "desktop", Key: testKey,
+		Consent: map[string]bool{"email": true, "sms": true}}
 	mustAdd(t, tx, pid(2), ev4, ref("email", 0xcc, sealValue(t, testKey, "second@example.com")))
 	if err := tx.Merge(pid(2), pid(1)); err != nil {
 		t.Fatal(err)
@@ -93,6 +96,10 @@ func TestView(t *testing.T) {
 		"audiences": {},
 		"predictions": {},
 		"merged_from": ["`+ulidOf(pid(2))+`"],
+		"consent": {
+			"email": {"granted": false, "time": "2023-11-14T22:13:21Z", "event_id": "`+ulidOf(eid(2))+`", "source": "web"},
+			"sms": {"granted": true, "time": "2023-11-14T22:13:19Z", "event_id": "`+ulidOf(eid(4))+`", "source": "web"}
+		},
 		"redacted": true,
 		"redacted_traits": ["plan"]
 	}`)
@@ -118,7 +125,22 @@ func TestView(t *testing.T) {
 	}
 	jsonEqual(t, v, `{"profile_id": "`+ulidOf(pid(9))+`", "identifiers": {}, "traits": {},
 		"stats": {"first_seen": null, "last_seen": null, "total_events": 0, "event_counts": {}, "kind_counts": {}, "sources": {}, "channels": {}, "devices": {}},
-		"revenue": {}, "audiences": {}, "predictions": {}, "merged_from": []}`)
+		"revenue": {}, "audiences": {}, "predictions": {}, "merged_from": [], "consent": {}}`)
+
+	// Defaults fill the channels without a statement, and only those.
+	v, err = prof.View(openOrFail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.FillConsentDefaults(event.ConsentChannels, false)
+	jsonEqual(t, v.Consent, `{
+		"email": {"granted": false, "time": "2023-11-14T22:13:21Z", "event_id": "`+ulidOf(eid(2))+`", "source": "web"},
+		"sms": {"granted": true, "time": "2023-11-14T22:13:19Z", "event_id": "`+ulidOf(eid(4))+`", "source": "web"},
+		"push": {"granted": false, "default": true}, "ads": {"granted": false, "default": true}, "web": {"granted": false, "default": true}
+	}`)
+	if prof.ConsentGranted("email", true) || !prof.ConsentGranted("sms", false) || !prof.ConsentGranted("push", true) || prof.ConsentGranted("push", false) {
+		t.Error("ConsentGranted disagrees with the statements and the default")
+	}
 }
 
 func TestRecordView(t *testing.T) {
