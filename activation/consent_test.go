@@ -150,3 +150,36 @@ func TestConsentSkip(t *testing.T) {
 		}
 	}
 }
+
+// TestErasedExitBypassesConsent checks that an exit with reason "erased"
+// (no personal data, the signal to forget the person) reaches a contact
+// channel's destination even though the erased person has no consent, while
+// an ordinary exit of the same person is skipped.
+func TestErasedExitBypassesConsent(t *testing.T) {
+	l := openLog(t)
+	mail := newEndpoint(t, nil)
+	fc := &fakeConsent{denied: map[string][]string{"p-gone": {"email"}}, asked: map[string]int{}}
+	opts := testOpts(t)
+	opts.Consent = fc
+	d := newDispatcher(t, l, opts)
+	dd := dest("mail", mail, "vip")
+	dd.Channel = "email"
+	if err := d.Set([]Destination{dd}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []struct{ id, reason string }{{"x1", "time"}, {"x2", ReasonErased}} {
+		data := fmt.Sprintf(`{"type":"audience.exited","audience":"vip","profile_id":"p-gone","reason":%q,"msg":%q}`, m.reason, m.id)
+		if _, _, err := l.Append(context.Background(), alog.AudiencePrefix+"vip.exited", m.id, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStats(t, d, "mail", func(s DestStats) bool { return s.LastSeq == 2 })
+	mail.waitDelivered(t, 1)
+	mail.check()
+	if got := mail.delivered(); !same(got, []string{"x2"}) {
+		t.Errorf("email destination got %v, want only the erased exit [x2]", got)
+	}
+	if st := d.Stats()["mail"]; st.Skipped != 1 || st.Delivered != 1 {
+		t.Errorf("mail stats %+v, want 1 skipped, 1 delivered", st)
+	}
+}

@@ -135,7 +135,12 @@ func (w *worker) handle(m alog.Msg) error {
 // checkConsent reports whether m must be skipped because its person has no
 // consent for the destination's channel. A message without a profile id
 // cannot be checked and is dead-lettered (never delivered unchecked); a
-// failing check is retried.
+// failing check is retried. An exit with reason "erased" is always
+// delivered: it carries no personal data, only the profile id, and it is how
+// the destination learns to forget the person.
+// ReasonErased is the reason of the exits an erasure emits.
+const ReasonErased = "erased"
+
 func (w *worker) checkConsent(m alog.Msg) (bool, error) {
 	o := &w.d.opts
 	if o.Consent == nil || w.dest.Channel == ChannelNone {
@@ -143,8 +148,14 @@ func (w *worker) checkConsent(m alog.Msg) (bool, error) {
 	}
 	var body struct {
 		ProfileID string `json:"profile_id"`
+		Type      string `json:"type"`
+		Reason    string `json:"reason"`
 	}
-	if err := json.Unmarshal(m.Data, &body); err != nil || body.ProfileID == "" {
+	err := json.Unmarshal(m.Data, &body)
+	if err == nil && body.Type == "audience.exited" && body.Reason == ReasonErased {
+		return false, nil
+	}
+	if err != nil || body.ProfileID == "" {
 		err := fmt.Errorf("consent: message without a profile_id cannot be checked")
 		w.failed(err, true)
 		return false, fmt.Errorf("activation: %s: %w: %w", w.dest.Name, err, alog.ErrPermanent)

@@ -54,7 +54,7 @@ func TestErasureRealProcess(t *testing.T) {
 	defer hook.Close()
 	n.mustJSON("POST", "/v1/audiences", map[string]string{"name": "signups", "rule": `count("Signed Up") >= 1`}, adminAuth, http.StatusCreated, nil)
 	n.mustJSON("POST", "/v1/destinations", map[string]any{"name": "crm", "url": hook.URL, "secret": "s3cret-s3cret-s3cret",
-		"audiences": []string{"signups"}}, adminAuth, http.StatusCreated, nil)
+		"audiences": []string{"signups"}, "channel": "email"}, adminAuth, http.StatusCreated, nil)
 
 	nc, err := nats.Connect(n.NATS)
 	if err != nil {
