@@ -42,10 +42,12 @@ func (l *Log) AppendAudit(ctx context.Context, msgID string, data []byte) (uint6
 // ReadAudit returns up to limit records (limit <= 0: 100; at most MaxAuditRead)
 // of AURUM_AUDIT in sequence order, starting at fromSeq, or, when fromSeq is
 // 0, at the first record stored at or after since (the beginning when since
-// is zero). The next page starts at the last Seq + 1.
-func (l *Log) ReadAudit(ctx context.Context, fromSeq uint64, since time.Time, limit int) ([]AuditRecord, error) {
+// is zero). next is where the following page starts: the last Seq + 1, or,
+// with no records, the position the read started at (so polling with it
+// sees only later records).
+func (l *Log) ReadAudit(ctx context.Context, fromSeq uint64, since time.Time, limit int) (recs []AuditRecord, next uint64, err error) {
 	if l.isClosed() {
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
 	if limit <= 0 {
 		limit = 100
@@ -53,31 +55,32 @@ func (l *Log) ReadAudit(ctx context.Context, fromSeq uint64, since time.Time, li
 	limit = min(limit, MaxAuditRead)
 	stream, err := l.js.Stream(ctx, StreamAudit)
 	if err != nil {
-		return nil, fmt.Errorf("log: read audit: %w", err)
+		return nil, 0, fmt.Errorf("log: read audit: %w", err)
 	}
 	st := stream.CachedInfo().State
 	if st.Msgs == 0 {
-		return nil, nil
+		return nil, max(fromSeq, st.LastSeq+1), nil
 	}
 	if fromSeq == 0 {
 		if fromSeq, err = l.auditSeqAt(ctx, stream, st.FirstSeq, st.LastSeq, since); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	fromSeq = max(fromSeq, st.FirstSeq)
-	var out []AuditRecord
-	for seq := fromSeq; seq <= st.LastSeq && len(out) < limit; {
+	next = fromSeq
+	for seq := fromSeq; seq <= st.LastSeq && len(recs) < limit; {
 		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(SubjectAudit))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
 		if err != nil {
-			return out, fmt.Errorf("log: read audit: seq %d: %w", seq, err)
+			return recs, next, fmt.Errorf("log: read audit: seq %d: %w", seq, err)
 		}
-		out = append(out, AuditRecord{Seq: m.Sequence, Time: m.Time, Data: m.Data})
+		recs = append(recs, AuditRecord{Seq: m.Sequence, Time: m.Time, Data: m.Data})
 		seq = m.Sequence + 1
+		next = seq
 	}
-	return out, nil
+	return recs, next, nil
 }
 
 // auditSeqAt finds the first sequence in [first, last] stored at or after t

@@ -26,8 +26,8 @@ func TestAuditAppendRead(t *testing.T) {
 	ctx := testCtx(t)
 	dir := t.TempDir()
 	l := openLog(t, testOptions(dir))
-	if recs, err := l.ReadAudit(ctx, 0, time.Time{}, 10); err != nil || len(recs) != 0 {
-		t.Fatalf("empty stream: %v, %v", recs, err)
+	if recs, next, err := l.ReadAudit(ctx, 0, time.Time{}, 10); err != nil || len(recs) != 0 || next != 1 {
+		t.Fatalf("empty stream: %v, next %d, %v", recs, next, err)
 	}
 	var mid time.Time
 	for i := 1; i <= 10; i++ {
@@ -50,10 +50,13 @@ func TestAuditAppendRead(t *testing.T) {
 	if seq, err := l.AppendAudit(ctx, "a10", payload(10)); err != nil || seq != 10 {
 		t.Fatalf("retry: seq %d, %v", seq, err)
 	}
-	check := func(name string, recs []AuditRecord, err error, from, n int) {
+	check := func(name string, recs []AuditRecord, next uint64, err error, from, n int, wantNext uint64) {
 		t.Helper()
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+		if next != wantNext {
+			t.Fatalf("%s: next %d, want %d", name, next, wantNext)
 		}
 		if len(recs) != n {
 			t.Fatalf("%s: %d records, want %d", name, len(recs), n)
@@ -71,17 +74,18 @@ func TestAuditAppendRead(t *testing.T) {
 		limit    int
 		wantFrom int
 		wantN    int
+		wantNext uint64
 	}{
-		{"all", 0, time.Time{}, 100, 1, 10},
-		{"page", 3, time.Time{}, 4, 3, 4},
-		{"past the end", 11, time.Time{}, 10, 0, 0},
-		{"since mid", 0, mid, 100, 6, 5},
-		{"since mid, limited", 0, mid, 2, 6, 2},
-		{"since long ago", 0, mid.Add(-time.Hour), 100, 1, 10},
-		{"since the future", 0, time.Now().Add(time.Hour), 100, 0, 0},
+		{"all", 0, time.Time{}, 100, 1, 10, 11},
+		{"page", 3, time.Time{}, 4, 3, 4, 7},
+		{"past the end", 11, time.Time{}, 10, 0, 0, 11},
+		{"since mid", 0, mid, 100, 6, 5, 11},
+		{"since mid, limited", 0, mid, 2, 6, 2, 8},
+		{"since long ago", 0, mid.Add(-time.Hour), 100, 1, 10, 11},
+		{"since the future", 0, time.Now().Add(time.Hour), 100, 0, 0, 11},
 	} {
-		recs, err := l.ReadAudit(ctx, tc.from, tc.since, tc.limit)
-		check(tc.name, recs, err, tc.wantFrom, tc.wantN)
+		recs, next, err := l.ReadAudit(ctx, tc.from, tc.since, tc.limit)
+		check(tc.name, recs, next, err, tc.wantFrom, tc.wantN, tc.wantNext)
 	}
 
 	// Entries survive a restart, and the stream keeps its settings.
@@ -89,8 +93,8 @@ func TestAuditAppendRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	l = openLog(t, testOptions(dir))
-	recs, err := l.ReadAudit(ctx, 0, time.Time{}, 100)
-	check("after reopen", recs, err, 1, 10)
+	recs, next, err := l.ReadAudit(ctx, 0, time.Time{}, 100)
+	check("after reopen", recs, next, err, 1, 10, 11)
 }
 
 // TestAuditCannotBeDeleted goes around the package to the JetStream API, as
@@ -146,7 +150,7 @@ func TestAuditCannotBeDeleted(t *testing.T) {
 	if _, err := js.UpdateStream(ctx, cfg); err == nil {
 		t.Error("UpdateStream lifting DenyDelete/DenyPurge succeeded")
 	}
-	recs, err := l.ReadAudit(ctx, 0, time.Time{}, 10)
+	recs, _, err := l.ReadAudit(ctx, 0, time.Time{}, 10)
 	if err != nil || len(recs) != 3 {
 		t.Fatalf("after the attempts: %d records, %v", len(recs), err)
 	}
