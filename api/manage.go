@@ -31,6 +31,7 @@ func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "name", "required")
 		return
 	}
+	setAuditObject(r, "name", *req.Name)
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	key, err := s.e.CreateSource(ctx, *req.Name)
