@@ -8,6 +8,7 @@
 //	aurum audience add NAME --rule R define an audience (see docs/rules.md)
 //	aurum replay                     rebuild the projections from the log, then swap
 //	aurum digest                     digest of the projections (replays must agree)
+//	aurum audit                      the audit log of management actions
 package main
 
 import (
@@ -48,6 +49,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd())
+	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd(), newAuditCmd())
 	return root
 }
