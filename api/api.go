@@ -47,8 +47,10 @@ type Server struct {
 	e    *engine.Engine
 	opts Options
 	mux  *http.ServeMux
-	reqs *prometheus.CounterVec
-	dur  *prometheus.HistogramVec
+	// patterns are the registered routes, in registration order.
+	patterns []string
+	reqs     *prometheus.CounterVec
+	dur      *prometheus.HistogramVec
 }
 
 // New returns the API handler for e.
@@ -108,6 +110,10 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// Routes returns the route patterns ("METHOD /path/{wildcard}"), in the
+// order they were registered.
+func (s *Server) Routes() []string { return append([]string(nil), s.patterns...) }
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, pattern := s.mux.Handler(r); pattern == "" {
@@ -159,6 +165,7 @@ const MaxManagementBodyBytes = 64 << 10
 // handler on a context a client disconnect cannot cancel.
 func (s *Server) route(pattern string, h http.HandlerFunc) {
 	name := pattern
+	s.patterns = append(s.patterns, pattern)
 	doAudit := audited(pattern)
 	wildcards := pathWildcards(pattern)
 	limit := int64(MaxManagementBodyBytes)
@@ -301,10 +308,25 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, empt
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "", "body is not a valid JSON object for this request: "+err.Error())
+		writeError(w, http.StatusBadRequest, jsonErrorField(err), "body is not a valid JSON object for this request: "+err.Error())
 		return false
 	}
 	return true
+}
+
+// jsonErrorField names the field a JSON decoding error is about ("" when
+// it is about the body as a whole).
+func jsonErrorField(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return te.Field
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if uq, err := strconv.Unquote(f); err == nil {
+			return uq
+		}
+	}
+	return ""
 }
 
 // errTooLarge marks a body over its limit.
