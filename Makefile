@@ -25,10 +25,13 @@ BENCHFLAGS ?=
 bench:
 	$(GO) test -run '^TestReport$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -report -sizes $(SIZES) $(BENCHFLAGS)
 
-# Each fuzz target for FUZZTIME (default 30s).
+# Each fuzz target for FUZZTIME (default 30s): events and batches, CSV/JSON/
+# NDJSON/XML import, the rule language, stored GCRs, webhook signatures, the
+# identity config, hostile log entries (Apply, CheckMsgpack) and management
+# request bodies.
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in ./event ./importer ./rules ./projections/gcr ./activation; do \
+	@for pkg in ./event ./importer ./rules ./projections/gcr ./activation ./projections ./projections/identity ./api; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \

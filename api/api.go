@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
@@ -46,8 +47,10 @@ type Server struct {
 	e    *engine.Engine
 	opts Options
 	mux  *http.ServeMux
-	reqs *prometheus.CounterVec
-	dur  *prometheus.HistogramVec
+	// patterns are the registered routes, in registration order.
+	patterns []string
+	reqs     *prometheus.CounterVec
+	dur      *prometheus.HistogramVec
 }
 
 // New returns the API handler for e.
@@ -91,6 +94,7 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 	s.route("POST /v1/snapshots", s.admin(s.handleCreateSnapshot))
 	s.route("GET /v1/snapshots", s.admin(s.handleListSnapshots))
 	s.route("GET /v1/digest", s.admin(s.handleDigest))
+	s.route("GET /v1/audit", s.admin(s.handleAudit))
 	s.route("POST /v1/destinations", s.admin(s.handleCreateDestination))
 	s.route("GET /v1/destinations", s.admin(s.handleListDestinations))
 	s.route("DELETE /v1/destinations/{name}", s.admin(s.handleDeleteDestination))
@@ -110,6 +114,10 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 	s.route("GET /metrics", promhttp.HandlerFor(e.Registry(), promhttp.HandlerOpts{}).ServeHTTP)
 	return s, nil
 }
+
+// Routes returns the route patterns ("METHOD /path/{wildcard}"), in the
+// order they were registered.
+func (s *Server) Routes() []string { return append([]string(nil), s.patterns...) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -151,21 +159,49 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 		r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
+// MaxManagementBodyBytes bounds the body of every management request (the
+// handlers' own limits are smaller); tracking and import requests are
+// bounded by MaxRequestBytes after decoding.
+const MaxManagementBodyBytes = 64 << 10
+
+// route registers h under pattern inside the one wrapper every request goes
+// through: body size limit, panic recovery, metrics, and, for management
+// routes (see audited), one audit entry per request, appended after the
+// handler on a context a client disconnect cannot cancel.
 func (s *Server) route(pattern string, h http.HandlerFunc) {
 	name := pattern
+	s.patterns = append(s.patterns, pattern)
+	doAudit := audited(pattern)
+	wildcards := pathWildcards(pattern)
+	limit := int64(MaxManagementBodyBytes)
+	if _, path, _ := strings.Cut(pattern, " "); trackingPath(path) || strings.HasPrefix(path, "/v1/import/") {
+		limit = MaxRequestBytes*4 + 1024 // compressed bound; readBody bounds the decoded size
+	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		if doAudit {
+			r = r.WithContext(context.WithValue(r.Context(), auditCtxKey{}, &auditInfo{}))
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				s.opts.Logger.Error("api: panic", "route", name, "panic", p)
 				if !sw.wrote {
 					writeError(sw, http.StatusInternalServerError, "", "internal error")
 				}
+				sw.code = http.StatusInternalServerError
+			}
+			if doAudit {
+				s.audit(r, name, wildcards, sw.code)
 			}
 			s.reqs.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 			s.dur.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		}()
+		if r.ContentLength > limit {
+			writeError(sw, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body exceeds %d KB", limit>>10))
+			return
+		}
+		r.Body = http.MaxBytesReader(sw, r.Body, limit)
 		h(sw, r)
 	})
 }
@@ -212,16 +248,19 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || tok == "" {
+			setAuditDetail(r, "missing bearer token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="aurum"`)
 			writeError(w, http.StatusUnauthorized, "Authorization", "missing bearer token")
 			return
 		}
 		h2 := sha256.Sum256([]byte(tok))
 		if subtle.ConstantTimeCompare(h2[:], s.opts.AdminTokenHash) != 1 {
+			setAuditDetail(r, "invalid token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="aurum"`)
 			writeError(w, http.StatusUnauthorized, "Authorization", "invalid token")
 			return
 		}
+		setPrincipal(r, "admin", "admin")
 		h(w, r)
 	}
 }
@@ -274,10 +313,25 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, empt
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "", "body is not a valid JSON object for this request: "+err.Error())
+		writeError(w, http.StatusBadRequest, jsonErrorField(err), "body is not a valid JSON object for this request: "+err.Error())
 		return false
 	}
 	return true
+}
+
+// jsonErrorField names the field a JSON decoding error is about ("" when
+// it is about the body as a whole).
+func jsonErrorField(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return te.Field
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if uq, err := strconv.Unquote(f); err == nil {
+			return uq
+		}
+	}
+	return ""
 }
 
 // errTooLarge marks a body over its limit.
@@ -310,6 +364,9 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	}
 	if int64(len(data)) > limit {
 		return nil, errTooLarge
+	}
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("body: not valid UTF-8 (JSON must be UTF-8)")
 	}
 	return data, nil
 }

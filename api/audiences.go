@@ -68,6 +68,7 @@ func (s *Server) handleCreateAudience(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "name", "required")
 		return
 	}
+	setAuditObject(r, "name", *b.Name)
 	if _, err := s.e.Audience(*b.Name); err == nil {
 		writeError(w, http.StatusConflict, "name", fmt.Sprintf("audience %q exists (PUT /v1/audiences/%s replaces it)", *b.Name, *b.Name))
 		return

@@ -36,6 +36,7 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 		writeError(w, http.StatusBadRequest, "channel", why)
 		return
 	}
+	setAuditObject(r, "name", req.Name)
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	info, err := s.e.PutDestination(ctx, activation.Destination{Name: req.Name, URL: req.URL, Secret: req.Secret, Audiences: req.Audiences, Channel: req.Channel})

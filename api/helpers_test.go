@@ -26,6 +26,7 @@ const adminToken = "api-test-admin-token-0123456789"
 type testServer struct {
 	t      *testing.T
 	e      *engine.Engine
+	srv    *api.Server
 	URL    string
 	webKey string
 }
@@ -59,7 +60,7 @@ func newTestServer(t *testing.T) *testServer {
 	if err != nil {
 		t.Fatalf("CreateSource: %v", err)
 	}
-	return &testServer{t: t, e: e, URL: hs.URL, webKey: key}
+	return &testServer{t: t, e: e, srv: srv, URL: hs.URL, webKey: key}
 }
 
 // req describes one HTTP request of a test.

@@ -11,26 +11,17 @@ import (
 )
 
 func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, 4<<10)
-	if errors.Is(err, errTooLarge) {
-		writeError(w, http.StatusRequestEntityTooLarge, "", "request body exceeds 4 KB")
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "", err.Error())
-		return
-	}
 	var req struct {
 		Name *string `json:"name"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "", "body is not a JSON object: "+err.Error())
+	if !decodeJSON(w, r, 4<<10, &req, false) {
 		return
 	}
 	if req.Name == nil {
 		writeError(w, http.StatusBadRequest, "name", "required")
 		return
 	}
+	setAuditObject(r, "name", *req.Name)
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	key, err := s.e.CreateSource(ctx, *req.Name)

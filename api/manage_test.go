@@ -70,7 +70,7 @@ func TestCreateSourceBadInput(t *testing.T) {
 		{"not JSON", `name=crm`, 400, ""},
 		{"empty body", ``, 400, ""},
 		{"array", `["crm"]`, 400, ""},
-		{"name not a string", `{"name":42}`, 400, ""},
+		{"name not a string", `{"name":42}`, 400, "name"},
 		{"missing name", `{}`, 400, "name"},
 		{"null name", `{"name":null}`, 400, "name"},
 		{"empty name", `{"name":""}`, 400, "name"},

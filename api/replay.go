@@ -29,6 +29,10 @@ func (s *Server) handleReplayStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleCreateSnapshot(w http.ResponseWriter, r *http.Request) {
+	// No options yet: the body is empty or {}.
+	if !decodeJSON(w, r, 1<<10, &struct{}{}, true) {
+		return
+	}
 	info, err := s.e.CreateSnapshot()
 	if err != nil {
 		s.opts.Logger.Error("api: snapshot", "err", err)

@@ -47,6 +47,10 @@ type Options struct {
 	// NATSURL, when set, uses an existing NATS/JetStream deployment instead of
 	// the embedded server.
 	NATSURL string
+	// NATSTLSCertFile and NATSTLSKeyFile (PEM, both or neither) make the
+	// embedded server's client listener require TLS. The engine's own
+	// connection is in-process and unaffected.
+	NATSTLSCertFile, NATSTLSKeyFile string
 	// FsyncAlways makes every acknowledged event survive power loss: the log
 	// fsyncs before it acknowledges. Without it an acknowledged event survives
 	// a crash of the process, not of the machine.
@@ -155,6 +159,7 @@ type Engine struct {
 	keys    *seal.Keyring
 	sm      *projections.StateMachine
 	metrics *metrics
+	audit   *auditMetrics
 	ids     *idSource
 
 	// stateMu guards state and sm against a rebuild's swap: readers and
@@ -257,12 +262,16 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		URL:    opts.NATSURL,
 		Fsync:  fsync,
 		Logger: opts.Logger,
+
+		TLSCertFile: opts.NATSTLSCertFile,
+		TLSKeyFile:  opts.NATSTLSKeyFile,
 	}); err != nil {
 		return nil, err
 	}
 	closers = append(closers, e.log.Close)
 
 	e.metrics = newMetrics(opts.Registry)
+	e.audit = newAuditMetrics(opts.Registry)
 	if e.sources, err = loadSources(e.state); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,6 @@
 // Package log is Aurum's event log: the only package that imports nats-server
 // and nats.go. It owns the embedded NATS server with JetStream (or a
-// connection to an external deployment), the four streams, appends, ordered
+// connection to an external deployment), the five streams, appends, ordered
 // reads of the truth log, the raw-ingest work queue, dead letters, and
 // durable in-order consumers of the other streams (ConsumeDurable, e.g.
 // one per webhook destination on AURUM_OUT).
@@ -12,6 +12,8 @@
 //	AURUM_DLQ     aurum.dlq.>                          dead letters (JSON); limits, MaxAge Options.DeadLetterMaxAge
 //	AURUM_OUT     aurum.identity.>, aurum.audience.>   outputs; limits, MaxAge Options.OutMaxAge,
 //	                                                   duplicate window Options.OutDuplicateWindow
+//	AURUM_AUDIT   aurum.audit                          audit log of management actions; limits, no max
+//	                                                   age, DenyDelete and DenyPurge (see audit.go)
 //
 // Messages are at most MaxMessageSize (4 MiB); the embedded server's
 // MaxPayload and every stream's MaxMsgSize are ServerMaxPayload (8 MiB) to
@@ -126,6 +128,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 			l.logger.Info("log: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
 		}),
 	}
+	connectURL := opts.URL
 	if opts.URL == "" {
 		srv, err := startServer(opts)
 		if err != nil {
@@ -134,6 +137,8 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		l.srv = srv
 		l.clientURL = srv.ClientURL()
 		natsOpts = append(natsOpts, nats.InProcessServer(srv))
+		// The in-process connection bypasses the listener and its TLS.
+		connectURL = strings.Replace(l.clientURL, "tls://", "nats://", 1)
 		l.logger.Info("log: embedded NATS JetStream listening", "url", l.clientURL, "dir", opts.Dir, "fsync", opts.Fsync.String())
 	} else {
 		l.clientURL = opts.URL
@@ -141,7 +146,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 			l.logger.Warn("log: fsync=always requested but an external NATS URL is set: syncing is the deployment's setting", "url", opts.URL)
 		}
 	}
-	nc, err := nats.Connect(l.clientURL, natsOpts...)
+	nc, err := nats.Connect(connectURL, natsOpts...)
 	if err != nil {
 		l.stopServer()
 		return nil, fmt.Errorf("log: connect %s: %w", l.clientURL, err)
@@ -202,7 +207,13 @@ func (l *Log) streamConfigs() []jetstream.StreamConfig {
 	out.MaxAge = l.opts.OutMaxAge
 	out.Duplicates = l.opts.OutDuplicateWindow
 
-	return []jetstream.StreamConfig{logCfg, ingest, dlq, out}
+	audit := base(StreamAudit, SubjectAudit)
+	audit.Description = "Aurum audit log of management actions"
+	audit.Duplicates = logDuplicateWindow
+	audit.DenyDelete = true
+	audit.DenyPurge = true
+
+	return []jetstream.StreamConfig{logCfg, ingest, dlq, out, audit}
 }
 
 func startServer(opts Options) (*server.Server, error) {
@@ -220,6 +231,15 @@ func startServer(opts Options) (*server.Server, error) {
 		SyncAlways:             opts.Fsync == FsyncAlways,
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
+	}
+	if opts.TLSCertFile != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: opts.TLSCertFile, KeyFile: opts.TLSKeyFile})
+		if err != nil {
+			return nil, fmt.Errorf("log: TLS: %w", err)
+		}
+		// Clients on the listener must use TLS; the engine's own
+		// in-process connection does not go through the listener.
+		sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, tc, 2
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {
@@ -338,12 +358,15 @@ func checkSubject(subject string) error {
 			return fmt.Errorf("%w: %q has an empty token", ErrInvalidSubject, subject)
 		}
 	}
+	if subject == SubjectAudit {
+		return nil
+	}
 	for _, p := range []string{LogPrefix, IngestPrefix, DeadLetterPrefix, IdentityPrefix, AudiencePrefix} {
 		if strings.HasPrefix(subject, p) {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %q is not under aurum.{log,ingest,dlq,identity,audience}", ErrInvalidSubject, subject)
+	return fmt.Errorf("%w: %q is not aurum.audit or under aurum.{log,ingest,dlq,identity,audience}", ErrInvalidSubject, subject)
 }
 
 // serverLogger routes nats-server logs to slog. Notices go to Debug: the

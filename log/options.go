@@ -59,6 +59,9 @@ type Options struct {
 	URL string
 	// Fsync selects the embedded server's sync mode.
 	Fsync FsyncMode
+	// TLSCertFile and TLSKeyFile (PEM), both or neither, make the embedded
+	// server's client listener require TLS. Not with URL.
+	TLSCertFile, TLSKeyFile string
 
 	// DeadLetterMaxAge is the MaxAge of AURUM_DLQ (default 30 days).
 	DeadLetterMaxAge time.Duration
@@ -139,6 +142,12 @@ func (o *Options) Validate() error {
 		if _, _, err := splitListen(o.Listen); err != nil {
 			return fmt.Errorf("log: options: %w", err)
 		}
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		return fmt.Errorf("log: options: TLSCertFile and TLSKeyFile go together")
+	}
+	if o.TLSCertFile != "" && o.URL != "" {
+		return fmt.Errorf("log: options: TLSCertFile is for the embedded server; the URL's scheme and the deployment decide TLS")
 	}
 	switch o.Fsync {
 	case FsyncDefault, FsyncAlways:

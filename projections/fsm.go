@@ -282,6 +282,11 @@ func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, d
 	}
 	cmds := sm.emptyCommands(seq)
 	var entryTime int64
+	if subject == SubjectEvents || subject == SubjectControl {
+		if err := CheckMsgpack(data); err != nil {
+			return res, fmt.Errorf("%w: seq %d: %v", ErrCorruptEntry, seq, err)
+		}
+	}
 	switch subject {
 	case SubjectEvents:
 		var b event.Batch

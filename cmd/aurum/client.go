@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,6 +30,42 @@ func addClientFlags(cmd *cobra.Command, server, token *string) {
 	}
 	cmd.PersistentFlags().StringVar(server, "server", def, "Aurum HTTP API base URL (default $AURUM_SERVER)")
 	cmd.PersistentFlags().StringVar(token, "token", "", "admin token (default $AURUM_ADMIN_TOKEN)")
+	var caFile string
+	cmd.PersistentFlags().StringVar(&caFile, "ca-file", "", "PEM file of the CA to trust for an https --server with a private certificate (default $AURUM_CA_FILE)")
+	// newClient reads $AURUM_CA_FILE; the flag overrides it for this run.
+	prev := cmd.PersistentPreRunE
+	cmd.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if caFile != "" {
+			if err := os.Setenv("AURUM_CA_FILE", caFile); err != nil {
+				return err
+			}
+		}
+		if prev != nil {
+			return prev(c, args)
+		}
+		return nil
+	}
+}
+
+// httpClient returns the CLI's HTTP client; with caFile it trusts the CAs
+// in that PEM file (instead of the system's) for https servers.
+func httpClient(caFile string) (*http.Client, error) {
+	hc := &http.Client{Timeout: 60 * time.Second}
+	if caFile == "" {
+		return hc, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-file: %s holds no PEM certificate", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	hc.Transport = tr
+	return hc, nil
 }
 
 func newClient(server, token string) (*client, error) {
@@ -40,7 +78,11 @@ func newClient(server, token string) (*client, error) {
 	if _, err := url.Parse(server); err != nil {
 		return nil, fmt.Errorf("--server: %w", err)
 	}
-	return &client{server: strings.TrimRight(server, "/"), token: token, hc: &http.Client{Timeout: 60 * time.Second}}, nil
+	hc, err := httpClient(os.Getenv("AURUM_CA_FILE"))
+	if err != nil {
+		return nil, err
+	}
+	return &client{server: strings.TrimRight(server, "/"), token: token, hc: hc}, nil
 }
 
 // apiError is an error response of the API.

@@ -9,6 +9,7 @@
 //	aurum replay                     rebuild the projections from the log, then swap
 //	aurum digest                     digest of the projections (replays must agree)
 //	aurum privacy erase IDENT        erase a person (crypto-shredding); status, export
+//	aurum audit                      the audit log of management actions
 package main
 
 import (
@@ -49,6 +50,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd(), newPrivacyCmd())
+	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd(), newPrivacyCmd(), newAuditCmd())
 	return root
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -29,6 +30,7 @@ type serveFlags struct {
 	adminToken, masterKeyFile, identityFile     string
 	phoneRegion, logFormat, logLevel            string
 	consentDefault                              string
+	tlsCert, tlsKey, natsTLSCert, natsTLSKey    string
 	partitions                                  int
 	dedupWindow, tick                           time.Duration
 }
@@ -51,7 +53,11 @@ The master key that wraps the data keys comes from $AURUM_MASTER_KEY or --master
 Consent: a webhook destination or an export for a channel (email, sms, push, ads, web)
 never gets a person whose consent for it is not granted. A channel the person made no
 statement about takes --consent-default: "granted" (opt-out model, the default) or
-"denied" (opt-in; EU marketing under GDPR/ePrivacy usually needs it). See docs/privacy.md.`,
+"denied" (opt-in; EU marketing under GDPR/ePrivacy usually needs it). See docs/privacy.md.
+
+TLS: --tls-cert and --tls-key (PEM files) serve the HTTP API over HTTPS only; the CLI trusts a
+private CA with --ca-file or $AURUM_CA_FILE. --nats-tls-cert and --nats-tls-key make the NATS
+listener require TLS from every client (the node's own connection is in-process).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd.Context(), f) },
 	}
@@ -69,6 +75,10 @@ statement about takes --consent-default: "granted" (opt-out model, the default) 
 	fl.DurationVar(&f.dedupWindow, "dedup-window", 30*24*time.Hour, "how long a messageId is remembered per source (log time)")
 	fl.DurationVar(&f.tick, "tick", time.Second, "how often the passage of time is recorded on the log (fires time-driven audience exits); 0 disables")
 	fl.StringVar(&f.consentDefault, "consent-default", "granted", `consent of a channel without any statement from the person: "granted" (opt-out: contacted until they withdraw) or "denied" (opt-in: what EU marketing usually needs)`)
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve the HTTP API over HTTPS (with --tls-key)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
+	fl.StringVar(&f.natsTLSCert, "nats-tls-cert", "", "PEM certificate file: the NATS listener requires TLS (with --nats-tls-key)")
+	fl.StringVar(&f.natsTLSKey, "nats-tls-key", "", "PEM private key file of --nats-tls-cert")
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
@@ -123,6 +133,24 @@ func runServe(ctx context.Context, f serveFlags) error {
 	default:
 		return fmt.Errorf("--fsync: want default or always, got %q", f.fsync)
 	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key: give both or neither")
+	}
+	if (f.natsTLSCert == "") != (f.natsTLSKey == "") {
+		return errors.New("--nats-tls-cert and --nats-tls-key: give both or neither")
+	}
+	if f.natsTLSCert != "" && f.natsURL != "" {
+		return errors.New("--nats-tls-cert: only for the embedded server; with --nats-url the deployment decides TLS")
+	}
+	opts.NATSTLSCertFile, opts.NATSTLSKeyFile = f.natsTLSCert, f.natsTLSKey
+	var tlsCfg *tls.Config
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	if f.identityFile != "" {
 		cfg, err := identity.LoadConfig(f.identityFile)
 		if err != nil {
@@ -164,7 +192,13 @@ func runServe(ctx context.Context, f serveFlags) error {
 		return fmt.Errorf("--http: %w", err)
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
-	logger.Info("aurum listening", "http", "http://"+ln.Addr().String(), "nats", e.NATSURL(), "data_dir", f.dataDir)
+	scheme := "http://"
+	if tlsCfg != nil {
+		hs.TLSConfig = tlsCfg
+		ln = tls.NewListener(ln, tlsCfg)
+		scheme = "https://"
+	}
+	logger.Info("aurum listening", "http", scheme+ln.Addr().String(), "nats", e.NATSURL(), "data_dir", f.dataDir)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	var failed error
