@@ -61,7 +61,7 @@ func TestAuditEachAction(t *testing.T) {
 		{"put audience", req{method: "PUT", path: "/v1/audiences/buyers", admin: true, body: []byte(`{"rule":"count(\"Order Completed\") >= 2"}`)},
 			ok("PUT /v1/audiences/{name}", 200, map[string]string{"name": "buyers"})},
 		{"create destination", req{path: "/v1/destinations", admin: true,
-			body: []byte(`{"name":"hook","url":"https://example.com/h","secret":"0123456789abcdef0123456789abcdef","audiences":["buyers"]}`)},
+			body: []byte(`{"name":"hook","url":"https://example.com/h","secret":"0123456789abcdef0123456789abcdef","audiences":["buyers"],"channel":"email"}`)},
 			ok("POST /v1/destinations", 201, map[string]string{"name": "hook"})},
 		{"delete destination", req{method: "DELETE", path: "/v1/destinations/hook", admin: true},
 			ok("DELETE /v1/destinations/{name}", 204, map[string]string{"name": "hook"})},
