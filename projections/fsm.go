@@ -187,6 +187,8 @@ type Control struct {
 	Config      []byte              `msgpack:"cfg,omitempty"`
 	Audience    audience.Definition `msgpack:"aud,omitempty"`
 	Destination Destination         `msgpack:"dst,omitempty"`
+	Token       Token               `msgpack:"tok,omitempty"`
+	User        User                `msgpack:"usr,omitempty"`
 	Time        int64               `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
@@ -250,6 +252,8 @@ type Result struct {
 	Destinations bool
 	// Transitions counts audience entries and exits.
 	Transitions int
+	// Access is set when the entry changed the tokens, sessions or users.
+	Access bool
 }
 
 // Apply applies the log entry (seq, subject, data) to rw and records seq as
@@ -390,6 +394,8 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 		return sm.applyAudienceControl(rw, c, res)
 	case ControlDestinationPut, ControlDestinationDelete:
 		return sm.applyDestinationControl(rw, c, res)
+	case ControlTokenPut, ControlTokenRevoke, ControlUserPut, ControlUserDelete:
+		return sm.applyAccessControl(rw, c, res)
 	case ControlTick:
 		// Time passing: the partitions run their due timers (see Apply).
 	case ControlIdentityConfig:
