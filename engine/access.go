@@ -17,6 +17,9 @@ import (
 // expired, and for a failed login (which never says which factor failed).
 var ErrUnauthenticated = errors.New("engine: unauthenticated")
 
+// ErrExpired is the ErrUnauthenticated of an expired token or session.
+var ErrExpired = fmt.Errorf("%w: token expired", ErrUnauthenticated)
+
 // ErrExists is returned when creating a user whose name is taken.
 var ErrExists = errors.New("engine: exists")
 
@@ -88,7 +91,7 @@ func (e *Engine) Authenticate(secret string) (auth.Principal, error) {
 		return auth.Principal{}, fmt.Errorf("%w: invalid token", ErrUnauthenticated)
 	}
 	if tk.Expires != 0 && e.opts.Now().UnixMilli() >= tk.Expires {
-		return auth.Principal{}, fmt.Errorf("%w: token expired", ErrUnauthenticated)
+		return auth.Principal{}, ErrExpired
 	}
 	role := auth.Role(tk.Role)
 	if tk.Kind == auth.KindSession {
