@@ -8,6 +8,8 @@
 //	aurum audience add NAME --rule R define an audience (see docs/rules.md)
 //	aurum replay                     rebuild the projections from the log, then swap
 //	aurum digest                     digest of the projections (replays must agree)
+//	aurum token add --name N --role R  create an API token (admin, editor, viewer, privacy)
+//	aurum user add --name N --role R   create a person who logs in (password + TOTP)
 package main
 
 import (
@@ -48,6 +50,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd())
+	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd(), newTokenCmd(), newUserCmd())
 	return root
 }

@@ -30,6 +30,9 @@ type serveFlags struct {
 	phoneRegion, logFormat, logLevel            string
 	partitions                                  int
 	dedupWindow, tick                           time.Duration
+	ingestRate                                  float64
+	publicMetrics                               bool
+	sessionTTL                                  time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -44,6 +47,8 @@ used instead of the embedded server. On restart the node continues where it stop
 
 The admin token comes from --admin-token or $AURUM_ADMIN_TOKEN; without either, one is
 generated on first start, printed once, and only its hash is kept in the data directory.
+It is the root credential (role admin); create role-scoped API tokens with "aurum token add"
+and people who log in with "aurum user add" (docs/security.md).
 The master key that wraps the data keys comes from $AURUM_MASTER_KEY or --master-key-file
 (32 bytes, base64 or hex); without either, DATA_DIR/master.key is created: back it up.`,
 		Args: cobra.NoArgs,
@@ -62,6 +67,9 @@ The master key that wraps the data keys comes from $AURUM_MASTER_KEY or --master
 	fl.IntVar(&f.partitions, "partitions", 16, "profile partitions (fixed when the data directory is created)")
 	fl.DurationVar(&f.dedupWindow, "dedup-window", 30*24*time.Hour, "how long a messageId is remembered per source (log time)")
 	fl.DurationVar(&f.tick, "tick", time.Second, "how often the passage of time is recorded on the log (fires time-driven audience exits); 0 disables")
+	fl.Float64Var(&f.ingestRate, "ingest-rate", 100000, "events per second each write key may send over HTTP (burst: 2 s worth); over it, 429 with Retry-After; 0 disables")
+	fl.BoolVar(&f.publicMetrics, "public-metrics", false, "serve /metrics without a token (default: a viewer, editor or admin token)")
+	fl.DurationVar(&f.sessionTTL, "session-ttl", 12*time.Hour, "how long a login session (POST /v1/login) lasts")
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
@@ -95,7 +103,14 @@ func runServe(ctx context.Context, f serveFlags) error {
 		Partitions:  f.partitions,
 		DedupWindow: f.dedupWindow,
 		TickPeriod:  f.tick,
+		SessionTTL:  f.sessionTTL,
 		Logger:      logger,
+	}
+	if f.ingestRate < 0 {
+		return fmt.Errorf("--ingest-rate: must not be negative (0 disables), got %g", f.ingestRate)
+	}
+	if f.sessionTTL <= 0 {
+		return fmt.Errorf("--session-ttl: must be positive, got %v", f.sessionTTL)
 	}
 	if f.tick == 0 {
 		opts.TickPeriod = -1
@@ -141,7 +156,8 @@ func runServe(ctx context.Context, f serveFlags) error {
 		}
 		logger.Info("stopped")
 	}()
-	srv, err := api.New(e, api.Options{AdminTokenHash: tokenHash, Logger: logger})
+	srv, err := api.New(e, api.Options{AdminTokenHash: tokenHash, Logger: logger,
+		IngestRate: f.ingestRate, PublicMetrics: f.publicMetrics})
 	if err != nil {
 		return err
 	}
