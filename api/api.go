@@ -164,6 +164,9 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 		r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
+// route registers one route of the table with its metrics and panic guard.
+// Only New's loop over routeTable calls it: a route not in the table (and
+// so without stated roles) cannot be registered.
 func (s *Server) route(pattern string, h http.HandlerFunc) {
 	name := pattern
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
