@@ -1,6 +1,7 @@
 // Package api is Aurum's HTTP API: the Segment-compatible tracking endpoints
-// (write-key auth), the management endpoints (admin bearer token), profile
-// look-ups, /healthz and /metrics. It holds no state of its own: everything
+// (write-key auth), the management endpoints (bearer tokens with roles:
+// routes.go states who may call each route), profile look-ups, login,
+// /healthz and /metrics. It holds no state of its own: everything
 // goes through the engine.
 package api
 
@@ -9,7 +10,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,10 +21,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
-	"github.com/aurumcdp/aurum/event"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Limits of the tracking API (Segment's).
@@ -40,6 +39,23 @@ type Options struct {
 	// RequestTimeout bounds one request's wait for durability. Default 30 s.
 	RequestTimeout time.Duration
 	Logger         *slog.Logger
+	// PublicMetrics serves /metrics without a token (default: viewer,
+	// editor or admin).
+	PublicMetrics bool
+	// IngestRate limits each write key (source) to this many events per
+	// second on the tracking routes and /v1/import; 0 disables the limit.
+	IngestRate float64
+	// IngestBurst is the bucket of the ingest limit. Default 2 s of
+	// IngestRate.
+	IngestBurst float64
+	// LoginFailures is how many failed logins in a row a client address, or
+	// a user name, may have before POST /v1/login answers 429. Default 5.
+	LoginFailures int
+	// LoginEvery is how often a throttled client or name regains one
+	// attempt. Default 1 min.
+	LoginEvery time.Duration
+	// Now is the rate limiters' clock. Default time.Now.
+	Now func() time.Time
 }
 
 // Server is the HTTP handler.
@@ -47,10 +63,14 @@ type Server struct {
 	e    *engine.Engine
 	opts Options
 	mux  *http.ServeMux
-	// patterns are the registered routes, in registration order.
-	patterns []string
-	reqs     *prometheus.CounterVec
-	dur      *prometheus.HistogramVec
+	reqs *prometheus.CounterVec
+	dur  *prometheus.HistogramVec
+
+	routes        []routeDef    // the route table (routes.go)
+	ingestLimit   *auth.Limiter // per source; nil: unlimited
+	loginThrottle *auth.Throttle
+	limited       *prometheus.CounterVec
+	throttled     prometheus.Counter
 }
 
 // New returns the API handler for e.
@@ -64,6 +84,15 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.IngestRate < 0 {
+		return nil, errors.New("api: ingest rate must not be negative")
+	}
+	if opts.IngestBurst == 0 {
+		opts.IngestBurst = 2 * opts.IngestRate
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Server{e: e, opts: opts, mux: http.NewServeMux()}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_http_requests_total",
 		Help: "HTTP requests by route and status code."}, []string{"route", "code"})
@@ -76,48 +105,25 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("api: register metrics: %w", err)
 	}
 
-	for _, k := range []event.Kind{event.Track, event.Identify, event.Page, event.Screen, event.Group, event.Alias} {
-		s.route("POST /v1/"+string(k), s.cors(s.handleSingle(k)))
-		s.route("OPTIONS /v1/"+string(k), s.cors(nil))
+	if opts.IngestRate > 0 {
+		s.ingestLimit = auth.NewLimiter(auth.LimiterOptions{Rate: opts.IngestRate, Burst: opts.IngestBurst, Now: opts.Now})
 	}
-	s.route("POST /v1/batch", s.cors(s.handleBatch))
-	s.route("OPTIONS /v1/batch", s.cors(nil))
-	s.route("POST /v1/import/{source}", s.admin(s.handleImport))
-	s.route("POST /v1/sources", s.admin(s.handleCreateSource))
-	s.route("GET /v1/sources", s.admin(s.handleListSources))
-	s.route("GET /v1/profiles/{ref}", s.admin(s.handleProfile))
-	s.route("GET /v1/profiles/{ref}/events", s.admin(s.handleEvents))
-	s.route("PUT /v1/profiles/{ref}/consent", s.admin(s.handleSetConsent))
-	s.route("GET /v1/deadletters", s.admin(s.handleDeadLetters))
-	s.route("POST /v1/replay", s.admin(s.handleStartReplay))
-	s.route("GET /v1/replay", s.admin(s.handleReplayStatus))
-	s.route("POST /v1/snapshots", s.admin(s.handleCreateSnapshot))
-	s.route("GET /v1/snapshots", s.admin(s.handleListSnapshots))
-	s.route("GET /v1/digest", s.admin(s.handleDigest))
-	s.route("GET /v1/audit", s.admin(s.handleAudit))
-	s.route("POST /v1/destinations", s.admin(s.handleCreateDestination))
-	s.route("GET /v1/destinations", s.admin(s.handleListDestinations))
-	s.route("DELETE /v1/destinations/{name}", s.admin(s.handleDeleteDestination))
-	s.route("POST /v1/audiences", s.admin(s.handleCreateAudience))
-	s.route("POST /v1/audiences/preview", s.admin(s.handlePreviewAudience))
-	s.route("GET /v1/audiences", s.admin(s.handleListAudiences))
-	s.route("GET /v1/audiences/{name}", s.admin(s.handleGetAudience))
-	s.route("PUT /v1/audiences/{name}", s.admin(s.handleReplaceAudience))
-	s.route("DELETE /v1/audiences/{name}", s.admin(s.handleDeleteAudience))
-	s.route("GET /v1/audiences/{name}/members", s.admin(s.handleAudienceMembers))
-	s.route("GET /v1/audiences/{name}/export", s.admin(s.handleAudienceExport))
-	s.route("POST /v1/privacy/erasures", s.admin(s.handleCreateErasure))
-	s.route("GET /v1/privacy/erasures", s.admin(s.handleListErasures))
-	s.route("GET /v1/privacy/erasures/{id}", s.admin(s.handleGetErasure))
-	s.route("GET /v1/profiles/{ref}/export", s.admin(s.handleProfileExport))
-	s.route("GET /healthz", s.handleHealth)
-	s.route("GET /metrics", promhttp.HandlerFor(e.Registry(), promhttp.HandlerOpts{}).ServeHTTP)
+	s.loginThrottle = auth.NewThrottle(auth.ThrottleOptions{Failures: opts.LoginFailures, Every: opts.LoginEvery, Now: opts.Now})
+	s.limited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_ingest_rate_limited_events_total",
+		Help: "Events refused with 429 by the per-write-key ingest rate limit, by source."}, []string{"source"})
+	s.throttled = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_login_throttled_total",
+		Help: "Login attempts refused with 429 after too many failures."})
+	for _, c := range []prometheus.Collector{s.limited, s.throttled} {
+		if err := e.Registry().Register(c); err != nil {
+			return nil, fmt.Errorf("api: register metrics: %w", err)
+		}
+	}
+	s.routes = s.routeTable()
+	for _, rd := range s.routes {
+		s.route(rd.Pattern, s.guard(rd))
+	}
 	return s, nil
 }
-
-// Routes returns the route patterns ("METHOD /path/{wildcard}"), in the
-// order they were registered.
-func (s *Server) Routes() []string { return append([]string(nil), s.patterns...) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -165,12 +171,12 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 const MaxManagementBodyBytes = 64 << 10
 
 // route registers h under pattern inside the one wrapper every request goes
-// through: body size limit, panic recovery, metrics, and, for management
+// through (only New's loop over routeTable calls it, so a route without
+// stated roles cannot be registered): body size limit, panic recovery, metrics, and, for management
 // routes (see audited), one audit entry per request, appended after the
 // handler on a context a client disconnect cannot cancel.
 func (s *Server) route(pattern string, h http.HandlerFunc) {
 	name := pattern
-	s.patterns = append(s.patterns, pattern)
 	doAudit := audited(pattern)
 	wildcards := pathWildcards(pattern)
 	limit := int64(MaxManagementBodyBytes)
@@ -239,28 +245,6 @@ func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		h(w, r)
-	}
-}
-
-// admin requires the admin bearer token.
-func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || tok == "" {
-			setAuditDetail(r, "missing bearer token")
-			w.Header().Set("WWW-Authenticate", `Bearer realm="aurum"`)
-			writeError(w, http.StatusUnauthorized, "Authorization", "missing bearer token")
-			return
-		}
-		h2 := sha256.Sum256([]byte(tok))
-		if subtle.ConstantTimeCompare(h2[:], s.opts.AdminTokenHash) != 1 {
-			setAuditDetail(r, "invalid token")
-			w.Header().Set("WWW-Authenticate", `Bearer realm="aurum"`)
-			writeError(w, http.StatusUnauthorized, "Authorization", "invalid token")
-			return
-		}
-		setPrincipal(r, "admin", "admin")
 		h(w, r)
 	}
 }

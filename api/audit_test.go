@@ -44,7 +44,7 @@ func TestAuditEachAction(t *testing.T) {
 		result              string
 	}
 	ok := func(action string, status int, object map[string]string) want {
-		return want{"admin", "admin", action, object, status, engine.AuditOK}
+		return want{"bootstrap", "admin", action, object, status, engine.AuditOK}
 	}
 	refHash := s.e.RefHash("email:jane@x.com")
 	for _, tc := range []struct {
@@ -55,7 +55,7 @@ func TestAuditEachAction(t *testing.T) {
 		{"create source", req{path: "/v1/sources", admin: true, body: []byte(`{"name":"crm"}`)},
 			ok("POST /v1/sources", 201, map[string]string{"name": "crm"})},
 		{"create source again", req{path: "/v1/sources", admin: true, body: []byte(`{"name":"crm"}`)},
-			want{"admin", "admin", "POST /v1/sources", map[string]string{"name": "crm"}, 409, engine.AuditError}},
+			want{"bootstrap", "admin", "POST /v1/sources", map[string]string{"name": "crm"}, 409, engine.AuditError}},
 		{"create audience", req{path: "/v1/audiences", admin: true, body: []byte(`{"name":"buyers","rule":"count(\"Order Completed\") >= 1"}`)},
 			ok("POST /v1/audiences", 201, map[string]string{"name": "buyers"})},
 		{"put audience", req{method: "PUT", path: "/v1/audiences/buyers", admin: true, body: []byte(`{"rule":"count(\"Order Completed\") >= 2"}`)},
@@ -68,7 +68,7 @@ func TestAuditEachAction(t *testing.T) {
 		{"delete audience", req{method: "DELETE", path: "/v1/audiences/buyers", admin: true},
 			ok("DELETE /v1/audiences/{name}", 204, map[string]string{"name": "buyers"})},
 		{"delete missing audience", req{method: "DELETE", path: "/v1/audiences/nope", admin: true},
-			want{"admin", "admin", "DELETE /v1/audiences/{name}", map[string]string{"name": "nope"}, 404, engine.AuditError}},
+			want{"bootstrap", "admin", "DELETE /v1/audiences/{name}", map[string]string{"name": "nope"}, 404, engine.AuditError}},
 		{"snapshot", req{path: "/v1/snapshots", admin: true},
 			ok("POST /v1/snapshots", 201, nil)},
 		{"profile read", req{method: "GET", path: "/v1/profiles/email:jane@x.com", admin: true},
@@ -152,7 +152,7 @@ func TestAuditAPI(t *testing.T) {
 		t.Fatalf("first page: %+v", p)
 	}
 	for i, name := range []string{"a", "b"} {
-		if e := p.Entries[i]; e.Action != "POST /v1/sources" || e.Status != 201 || e.Actor != "admin" {
+		if e := p.Entries[i]; e.Action != "POST /v1/sources" || e.Status != 201 || e.Actor != "bootstrap" {
 			t.Errorf("entry %d (%s): %+v", i, name, e)
 		}
 	}

@@ -15,14 +15,14 @@ import (
 func (s *testServer) bodyRoutes() []req {
 	s.t.Helper()
 	var out []req
-	for _, p := range s.srv.Routes() {
-		method, path, _ := strings.Cut(p, " ")
+	for _, rt := range s.srv.Routes() {
+		method, path, _ := strings.Cut(rt.Pattern, " ")
 		if method != http.MethodPost && method != http.MethodPut {
 			continue
 		}
 		path = strings.NewReplacer("{source}", "web", "{name}", "hostile", "{ref}", "user_id:h").Replace(path)
 		if strings.Contains(path, "{") {
-			s.t.Fatalf("route %s: unknown wildcard", p)
+			s.t.Fatalf("route %s: unknown wildcard", rt.Pattern)
 		}
 		r := req{method: method, path: path}
 		if strings.HasPrefix(path, "/v1/import/") || !isTracking(path) {

@@ -63,7 +63,7 @@ func (s *Server) handleSingle(kind event.Kind) http.HandlerFunc {
 			return
 		}
 		src, ok := s.authSource(w, r, body)
-		if !ok {
+		if !ok || !s.allowIngest(w, src, 1) {
 			return
 		}
 		ctx, cancel := s.requestContext(r)
@@ -152,6 +152,9 @@ func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string,
 		default:
 			writeError(w, http.StatusBadRequest, "", err.Error())
 		}
+		return
+	}
+	if !s.allowIngest(w, src, len(accepted)+len(rejected)) {
 		return
 	}
 	for _, rj := range rejected {

@@ -54,6 +54,11 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		for _, s := range res.Sources {
 			e.sources.add(s)
 		}
+		if res.Access {
+			if err := e.reloadAccess(); err != nil {
+				return fmt.Errorf("engine: reload tokens and users: %w", err)
+			}
+		}
 		if res.Destinations {
 			if err := e.reloadDestinations(); err != nil {
 				e.opts.Logger.Error("engine: reload destinations", "err", err)

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/activation"
+	"github.com/aurumcdp/aurum/auth"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/identity"
@@ -88,6 +89,11 @@ type Options struct {
 	// (a tick record), which fires time-driven audience exits and entries.
 	// Default 1 s; negative disables ticks.
 	TickPeriod time.Duration
+	// SessionTTL is how long a login session lasts. Default 12 h.
+	SessionTTL time.Duration
+	// PasswordParams are the argon2id costs of new password hashes. Zero:
+	// auth.DefaultPasswordParams.
+	PasswordParams auth.PasswordParams
 	// Now is the edge clock that stamps receive times. Default time.Now. The
 	// state machine never reads it: it sees only the times on the log.
 	Now func() time.Time
@@ -122,6 +128,9 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.MaxBatchBytes == 0 {
 		o.MaxBatchBytes = 1 << 20
+	}
+	if o.SessionTTL == 0 {
+		o.SessionTTL = 12 * time.Hour
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -168,6 +177,7 @@ type Engine struct {
 	stateMu    sync.RWMutex
 	rebuild    *rebuilder
 	sources    *sourceTable
+	access     *accessTable
 	dispatcher *activation.Dispatcher
 	applied    *appliedWatch
 	commit     *committer
@@ -273,6 +283,9 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.metrics = newMetrics(opts.Registry)
 	e.audit = newAuditMetrics(opts.Registry)
 	if e.sources, err = loadSources(e.state); err != nil {
+		return nil, err
+	}
+	if e.access, err = loadAccess(e.state); err != nil {
 		return nil, err
 	}
 	applied, err := readApplied(e.state)

@@ -8,7 +8,8 @@ import (
 
 // TestImportRules enforces ARCHITECTURE.md: exactly one package imports
 // Pebble (store) and exactly one imports NATS (log); bench may import
-// anything; nothing below engine imports engine or api.
+// anything; nothing below engine imports engine or api; auth imports no
+// other Aurum package.
 func TestImportRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "github.com/aurumcdp/aurum/...").Output()
 	if err != nil {
@@ -23,7 +24,7 @@ func TestImportRules(t *testing.T) {
 	}
 	lower := map[string]bool{mod + "event": true, mod + "store": true, mod + "seal": true, mod + "log": true,
 		mod + "importer": true, mod + "projections": true, mod + "projections/identity": true, mod + "projections/gcr": true,
-		mod + "projections/audience": true, mod + "rules": true, mod + "activation": true}
+		mod + "projections/audience": true, mod + "rules": true, mod + "activation": true, mod + "auth": true}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
 		pkg, imports := fields[0], fields[1:]
@@ -35,6 +36,9 @@ func TestImportRules(t *testing.T) {
 				if strings.HasPrefix(imp, prefix) && pkg != owner {
 					t.Errorf("%s imports %s; only %s may", pkg, imp, owner)
 				}
+			}
+			if pkg == mod+"auth" && strings.HasPrefix(imp, mod) {
+				t.Errorf("auth imports %s: auth imports no other Aurum package", imp)
 			}
 			if lower[pkg] && (strings.HasPrefix(imp, mod+"engine") || strings.HasPrefix(imp, mod+"api") || strings.HasPrefix(imp, mod+"cmd")) {
 				t.Errorf("%s imports %s: dependencies point down (see ARCHITECTURE.md)", pkg, imp)

@@ -188,6 +188,8 @@ type Control struct {
 	Audience    audience.Definition `msgpack:"aud,omitempty"`
 	Destination Destination         `msgpack:"dst,omitempty"`
 	Erasure     ErasureRequest      `msgpack:"er,omitempty"`
+	Token       Token               `msgpack:"tok,omitempty"`
+	User        User                `msgpack:"usr,omitempty"`
 	Time        int64               `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
@@ -262,6 +264,9 @@ type Result struct {
 	Suppressed int
 
 	erasure []byte // id of the erasure requested by this entry
+
+	// Access is set when the entry changed the tokens, sessions or users.
+	Access bool
 }
 
 // Apply applies the log entry (seq, subject, data) to rw and records seq as
@@ -413,6 +418,8 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 		return sm.applyAudienceControl(rw, c, res)
 	case ControlDestinationPut, ControlDestinationDelete:
 		return sm.applyDestinationControl(rw, c, res)
+	case ControlTokenPut, ControlTokenRevoke, ControlUserPut, ControlUserDelete:
+		return sm.applyAccessControl(rw, c, res)
 	case ControlTick:
 		// Time passing: the partitions run their due timers (see Apply).
 	case ControlIdentityConfig:

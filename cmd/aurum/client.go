@@ -17,7 +17,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// client talks to a running node's HTTP API with the admin token.
+// client talks to a running node's HTTP API with a bearer token (the admin
+// token or an API token).
 type client struct {
 	server, token string
 	hc            *http.Client
@@ -29,7 +30,7 @@ func addClientFlags(cmd *cobra.Command, server, token *string) {
 		def = "http://127.0.0.1:8080"
 	}
 	cmd.PersistentFlags().StringVar(server, "server", def, "Aurum HTTP API base URL (default $AURUM_SERVER)")
-	cmd.PersistentFlags().StringVar(token, "token", "", "admin token (default $AURUM_ADMIN_TOKEN)")
+	cmd.PersistentFlags().StringVar(token, "token", "", "bearer token: the admin token or an API token with the role the command needs (default $AURUM_ADMIN_TOKEN)")
 	var caFile string
 	cmd.PersistentFlags().StringVar(&caFile, "ca-file", "", "PEM file of the CA to trust for an https --server with a private certificate (default $AURUM_CA_FILE)")
 	// newClient reads $AURUM_CA_FILE; the flag overrides it for this run.

@@ -146,7 +146,7 @@ func TestJourney(t *testing.T) {
 	}
 
 	// Metrics are exported.
-	code, metrics, err := n.request("GET", "/metrics", nil, nil)
+	code, metrics, err := n.request("GET", "/metrics", nil, adminAuth)
 	if err != nil || code != http.StatusOK || !bytes.Contains(metrics, []byte(`aurum_ingest_events_total{source="pos"} 1`)) {
 		t.Errorf("GET /metrics: %d %v; want aurum_ingest_events_total for pos:\n%.2000s", code, err, metrics)
 	}

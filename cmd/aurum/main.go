@@ -10,6 +10,8 @@
 //	aurum digest                     digest of the projections (replays must agree)
 //	aurum privacy erase IDENT        erase a person (crypto-shredding); status, export
 //	aurum audit                      the audit log of management actions
+//	aurum token add --name N --role R  create an API token (admin, editor, viewer, privacy)
+//	aurum user add --name N --role R   create a person who logs in (password + TOTP)
 package main
 
 import (
@@ -50,6 +52,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd(), newPrivacyCmd(), newAuditCmd())
+	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd(), newPrivacyCmd(), newAuditCmd(), newTokenCmd(), newUserCmd())
 	return root
 }

@@ -33,6 +33,9 @@ type serveFlags struct {
 	tlsCert, tlsKey, natsTLSCert, natsTLSKey    string
 	partitions                                  int
 	dedupWindow, tick                           time.Duration
+	ingestRate                                  float64
+	publicMetrics                               bool
+	sessionTTL                                  time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -47,6 +50,8 @@ used instead of the embedded server. On restart the node continues where it stop
 
 The admin token comes from --admin-token or $AURUM_ADMIN_TOKEN; without either, one is
 generated on first start, printed once, and only its hash is kept in the data directory.
+It is the root credential (role admin); create role-scoped API tokens with "aurum token add"
+and people who log in with "aurum user add" (docs/security.md).
 The master key that wraps the data keys comes from $AURUM_MASTER_KEY or --master-key-file
 (32 bytes, base64 or hex); without either, DATA_DIR/master.key is created: back it up.
 
@@ -79,6 +84,9 @@ listener require TLS from every client (the node's own connection is in-process)
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fl.StringVar(&f.natsTLSCert, "nats-tls-cert", "", "PEM certificate file: the NATS listener requires TLS (with --nats-tls-key)")
 	fl.StringVar(&f.natsTLSKey, "nats-tls-key", "", "PEM private key file of --nats-tls-cert")
+	fl.Float64Var(&f.ingestRate, "ingest-rate", 100000, "events per second each write key may send over HTTP (burst: 2 s worth); over it, 429 with Retry-After; 0 disables")
+	fl.BoolVar(&f.publicMetrics, "public-metrics", false, "serve /metrics without a token (default: a viewer, editor or admin token)")
+	fl.DurationVar(&f.sessionTTL, "session-ttl", 12*time.Hour, "how long a login session (POST /v1/login) lasts")
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
@@ -112,7 +120,14 @@ func runServe(ctx context.Context, f serveFlags) error {
 		Partitions:  f.partitions,
 		DedupWindow: f.dedupWindow,
 		TickPeriod:  f.tick,
+		SessionTTL:  f.sessionTTL,
 		Logger:      logger,
+	}
+	if f.ingestRate < 0 {
+		return fmt.Errorf("--ingest-rate: must not be negative (0 disables), got %g", f.ingestRate)
+	}
+	if f.sessionTTL <= 0 {
+		return fmt.Errorf("--session-ttl: must be positive, got %v", f.sessionTTL)
 	}
 	if f.tick == 0 {
 		opts.TickPeriod = -1
@@ -183,7 +198,8 @@ func runServe(ctx context.Context, f serveFlags) error {
 		}
 		logger.Info("stopped")
 	}()
-	srv, err := api.New(e, api.Options{AdminTokenHash: tokenHash, Logger: logger})
+	srv, err := api.New(e, api.Options{AdminTokenHash: tokenHash, Logger: logger,
+		IngestRate: f.ingestRate, PublicMetrics: f.publicMetrics})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,176 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/aurumcdp/aurum/auth"
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/event"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Who may call a route.
+const (
+	AccessPublic   = "public"    // anyone, no credential
+	AccessWriteKey = "write_key" // a source write key (HTTP Basic user name or body writeKey)
+	AccessRoles    = "roles"     // a bearer token (bootstrap, API token or session) of one of Roles
+)
+
+// RouteInfo describes one route of the API and who may call it.
+type RouteInfo struct {
+	Pattern string      `json:"pattern"` // "METHOD /path" as registered
+	Access  string      `json:"access"`  // AccessPublic, AccessWriteKey or AccessRoles
+	Roles   []auth.Role `json:"roles"`   // with AccessRoles: the roles allowed besides admin
+}
+
+type routeDef struct {
+	RouteInfo
+	h http.HandlerFunc
+}
+
+// Role sets of the route table (admin may call every route).
+var (
+	rolesAdmin    = []auth.Role{}                                                   // admin only
+	rolesEdit     = []auth.Role{auth.RoleEditor}                                    // change sources, audiences, destinations
+	rolesRead     = []auth.Role{auth.RoleEditor, auth.RoleViewer}                   // read configuration and operations
+	rolesProfiles = []auth.Role{auth.RoleEditor, auth.RoleViewer, auth.RolePrivacy} // read personal data
+	rolesPrivacy  = []auth.Role{auth.RolePrivacy}                                   // erasure, export, consent
+)
+
+// routeTable is the ONE place that states every route and who may call it.
+// New registers exactly these; there is no other way to add a route.
+func (s *Server) routeTable() []routeDef {
+	pub := func(p string, h http.HandlerFunc) routeDef { return routeDef{RouteInfo{p, AccessPublic, nil}, h} }
+	wk := func(p string, h http.HandlerFunc) routeDef { return routeDef{RouteInfo{p, AccessWriteKey, nil}, h} }
+	role := func(p string, roles []auth.Role, h http.HandlerFunc) routeDef {
+		return routeDef{RouteInfo{p, AccessRoles, roles}, h}
+	}
+	var t []routeDef
+	for _, k := range []event.Kind{event.Track, event.Identify, event.Page, event.Screen, event.Group, event.Alias} {
+		t = append(t, wk("POST /v1/"+string(k), s.cors(s.handleSingle(k))), pub("OPTIONS /v1/"+string(k), s.cors(nil)))
+	}
+	metrics := promhttp.HandlerFor(s.e.Registry(), promhttp.HandlerOpts{}).ServeHTTP
+	metricsRoute := role("GET /metrics", rolesRead, metrics)
+	if s.opts.PublicMetrics {
+		metricsRoute = pub("GET /metrics", metrics)
+	}
+	t = append(t,
+		wk("POST /v1/batch", s.cors(s.handleBatch)),
+		pub("OPTIONS /v1/batch", s.cors(nil)),
+		role("POST /v1/import/{source}", rolesEdit, s.handleImport),
+		role("POST /v1/sources", rolesEdit, s.handleCreateSource),
+		role("GET /v1/sources", rolesRead, s.handleListSources),
+		role("GET /v1/profiles/{ref}", rolesProfiles, s.handleProfile),
+		role("GET /v1/profiles/{ref}/events", rolesProfiles, s.handleEvents),
+		role("GET /v1/profiles/{ref}/export", rolesPrivacy, s.handleProfileExport),
+		role("PUT /v1/profiles/{ref}/consent", rolesPrivacy, s.handleSetConsent),
+		role("POST /v1/privacy/erasures", rolesPrivacy, s.handleCreateErasure),
+		role("GET /v1/privacy/erasures", rolesPrivacy, s.handleListErasures),
+		role("GET /v1/privacy/erasures/{id}", rolesPrivacy, s.handleGetErasure),
+		role("GET /v1/audit", rolesAdmin, s.handleAudit),
+		role("GET /v1/deadletters", rolesRead, s.handleDeadLetters),
+		role("POST /v1/replay", rolesAdmin, s.handleStartReplay),
+		role("GET /v1/replay", rolesRead, s.handleReplayStatus),
+		role("POST /v1/snapshots", rolesAdmin, s.handleCreateSnapshot),
+		role("GET /v1/snapshots", rolesRead, s.handleListSnapshots),
+		role("GET /v1/digest", rolesRead, s.handleDigest),
+		role("POST /v1/destinations", rolesEdit, s.handleCreateDestination),
+		role("GET /v1/destinations", rolesRead, s.handleListDestinations),
+		role("DELETE /v1/destinations/{name}", rolesEdit, s.handleDeleteDestination),
+		role("POST /v1/audiences", rolesEdit, s.handleCreateAudience),
+		role("POST /v1/audiences/preview", rolesEdit, s.handlePreviewAudience),
+		role("GET /v1/audiences", rolesRead, s.handleListAudiences),
+		role("GET /v1/audiences/{name}", rolesRead, s.handleGetAudience),
+		role("PUT /v1/audiences/{name}", rolesEdit, s.handleReplaceAudience),
+		role("DELETE /v1/audiences/{name}", rolesEdit, s.handleDeleteAudience),
+		role("GET /v1/audiences/{name}/members", rolesRead, s.handleAudienceMembers),
+		role("GET /v1/audiences/{name}/export", rolesRead, s.handleAudienceExport),
+		role("POST /v1/tokens", rolesAdmin, s.handleCreateToken),
+		role("GET /v1/tokens", rolesAdmin, s.handleListTokens),
+		role("DELETE /v1/tokens/{id}", rolesAdmin, s.handleRevokeToken),
+		role("POST /v1/users", rolesAdmin, s.handleCreateUser),
+		role("GET /v1/users", rolesAdmin, s.handleListUsers),
+		role("DELETE /v1/users/{name}", rolesAdmin, s.handleDeleteUser),
+		pub("POST /v1/login", s.handleLogin),
+		pub("GET /healthz", s.handleHealth),
+		metricsRoute,
+	)
+	return t
+}
+
+// Routes lists every route with who may call it, in registration order.
+func (s *Server) Routes() []RouteInfo {
+	out := make([]RouteInfo, len(s.routes))
+	for i, r := range s.routes {
+		out[i] = r.RouteInfo
+		out[i].Roles = slices.Clone(r.Roles)
+	}
+	return out
+}
+
+// guard wraps a route's handler with its access check. A management route
+// needs "Authorization: Bearer <token>": the bootstrap admin token, an API
+// token or a session. Missing, unknown, revoked or expired tokens get 401
+// with WWW-Authenticate; a valid token of a role the route does not allow
+// gets 403 naming the roles that may. The principal goes on the request's
+// context (auth.FromContext).
+func (s *Server) guard(rd routeDef) http.HandlerFunc {
+	if rd.Access != AccessRoles {
+		return rd.h // public; write-key routes authenticate the key themselves
+	}
+	need := append([]string{string(auth.RoleAdmin)}, roleNames(rd.Roles)...)
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, ok := s.authenticate(w, r)
+		if !ok {
+			return
+		}
+		setPrincipal(r, p.Actor(), string(p.Role))
+		if !p.Role.Allowed(rd.Roles) {
+			setAuditDetail(r, "forbidden: needs role "+strings.Join(need, " or "))
+			writeError(w, http.StatusForbidden, "Authorization", "role "+string(p.Role)+" may not "+rd.Pattern+"; needs role "+strings.Join(need, " or "))
+			return
+		}
+		rd.h(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+	}
+}
+
+func roleNames(rs []auth.Role) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return out
+}
+
+// authenticate returns the principal of the request's bearer token, or
+// answers 401 and returns false.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
+	unauth := func(msg string) (auth.Principal, bool) {
+		setAuditDetail(r, msg)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="aurum"`)
+		writeError(w, http.StatusUnauthorized, "Authorization", msg)
+		return auth.Principal{}, false
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return unauth("missing bearer token")
+	}
+	h := auth.HashSecret(tok)
+	if auth.Equal(h[:], s.opts.AdminTokenHash) {
+		return auth.Principal{Name: "bootstrap", Role: auth.RoleAdmin, Kind: auth.KindBootstrap}, true
+	}
+	p, err := s.e.Authenticate(tok)
+	if err == nil {
+		return p, true
+	}
+	if _, isKey := s.e.SourceForKey(tok); isKey {
+		return unauth("invalid token: a source write key can only ingest, it is not a management credential")
+	}
+	if errors.Is(err, engine.ErrExpired) {
+		return unauth("token expired")
+	}
+	return unauth("invalid token")
+}

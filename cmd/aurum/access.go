@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+const rolesHelp = `Roles: admin (everything), editor (sources, audiences, destinations), viewer (read-only:
+profiles, audiences, metrics), privacy (profile reads; erasure, export and consent).
+docs/security.md has the table of routes and roles.`
+
+func newTokenCmd() *cobra.Command {
+	var server, token string
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Manage API tokens (bearer tokens with a role)",
+		Long: `Manage API tokens: bearer tokens with a role for scripts and services. A token's secret
+is shown once, when it is created; the node keeps only its SHA-256. Tokens can expire and
+be revoked. Managing tokens needs an admin token.
+
+` + rolesHelp,
+		Example: `  aurum token add --name ci --role editor --expires 720h
+  aurum token list
+  aurum token revoke 01JABCDEF...`,
+	}
+	addClientFlags(cmd, &server, &token)
+	var name, role, expires string
+	add := &cobra.Command{
+		Use:   "add --name NAME --role ROLE [--expires WHEN]",
+		Short: "Create a token and print it (its secret is shown only now)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]string{"name": name, "role": role, "expires": expires})
+			var out map[string]any
+			if err := c.do(cmd.Context(), http.MethodPost, "/v1/tokens", body, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	add.Flags().StringVar(&name, "name", "", "token name (what it is for)")
+	add.Flags().StringVar(&role, "role", "", "admin, editor, viewer or privacy")
+	add.Flags().StringVar(&expires, "expires", "", `expiry: a duration ("720h"), days ("30d") or an RFC 3339 time; default never`)
+	_ = add.MarkFlagRequired("name")
+	_ = add.MarkFlagRequired("role")
+	cmd.AddCommand(add, &cobra.Command{
+		Use:   "list",
+		Short: "List tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return getAndPrint(cmd, server, token, "/v1/tokens")
+		},
+	}, &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a token; it stops working at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/tokens/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", args[0])
+			return nil
+		},
+	})
+	return cmd
+}
+
+func newUserCmd() *cobra.Command {
+	var server, token string
+	cmd := &cobra.Command{
+		Use:   "user",
+		Short: "Manage people who log in (password + TOTP)",
+		Long: `Manage people who log in (POST /v1/login, for the web UI) with a password (argon2id) and
+a TOTP second factor (RFC 6238). "user add" prints the otpauth:// URI to enrol in an
+authenticator app, once. The password is read from --password-file or from the first line of
+standard input, never from a flag (flags end up in shell history and process lists). It
+must have at least 12 characters. Managing users needs an admin token.
+
+` + rolesHelp,
+		Example: `  aurum user add --name ada --role viewer --password-file ada.pw
+  printf '%s\n' "$PASSWORD" | aurum user add --name ada --role viewer
+  aurum user list
+  aurum user rm ada`,
+	}
+	addClientFlags(cmd, &server, &token)
+	var name, role, pwFile string
+	add := &cobra.Command{
+		Use:   "add --name NAME --role ROLE [--password-file FILE]",
+		Short: "Create a user and print the otpauth:// URI to enrol the second factor",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pw, err := readPassword(cmd.InOrStdin(), pwFile)
+			if err != nil {
+				return err
+			}
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]string{"name": name, "role": role, "password": pw})
+			var out map[string]any
+			if err := c.do(cmd.Context(), http.MethodPost, "/v1/users", body, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	add.Flags().StringVar(&name, "name", "", "user name (the login)")
+	add.Flags().StringVar(&role, "role", "", "admin, editor, viewer or privacy")
+	add.Flags().StringVar(&pwFile, "password-file", "", "file whose first line is the password (default: standard input)")
+	_ = add.MarkFlagRequired("name")
+	_ = add.MarkFlagRequired("role")
+	cmd.AddCommand(add, &cobra.Command{
+		Use:   "list",
+		Short: "List users",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return getAndPrint(cmd, server, token, "/v1/users")
+		},
+	}, &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Delete a user and end their sessions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/users/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
+			return nil
+		},
+	})
+	return cmd
+}
+
+// readPassword reads the first line of file, or of stdin when file is "".
+func readPassword(stdin io.Reader, file string) (string, error) {
+	src := stdin
+	what := "standard input"
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return "", fmt.Errorf("--password-file: %w", err)
+		}
+		defer f.Close()
+		src, what = f, file
+	}
+	line, err := bufio.NewReader(io.LimitReader(src, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("password: read %s: %w", what, err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", fmt.Errorf("password: %s is empty (give it on the first line)", what)
+	}
+	return pw, nil
+}
