@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,10 +189,45 @@ func TestErasureRealProcess(t *testing.T) {
 		}
 	}
 
+	// The privacy officer erases, with a privacy-role token, on a loaded
+	// node: producers keep streaming other people's events meanwhile.
+	var tok struct {
+		Token string `json:"token"`
+	}
+	n.mustJSON("POST", "/v1/tokens", map[string]string{"name": "dpo", "role": "privacy"}, adminAuth, http.StatusCreated, &tok)
+	privacyAuth := func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok.Token) }
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	var loadWG sync.WaitGroup
+	var loadSent atomic.Int64
+	for p := range 4 {
+		loadWG.Add(1)
+		go func() {
+			defer loadWG.Done()
+			for i := 0; loadCtx.Err() == nil; i++ {
+				batch := make([]map[string]any, 50)
+				for j := range batch {
+					batch[j] = map[string]any{"type": "track", "userId": fmt.Sprintf("load-%d-%d", p, (i*50+j)%500),
+						"messageId": fmt.Sprintf("load-%d-%d-%d", p, i, j), "event": "Page Viewed"}
+				}
+				if code, _, err := n.request("POST", "/v1/batch", map[string]any{"batch": batch}, writeKeyAuth(key)); err == nil && code == http.StatusOK {
+					loadSent.Add(int64(len(batch)))
+				}
+			}
+		}()
+	}
+	defer func() { stopLoad(); loadWG.Wait() }()
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if loadSent.Load() < 2000 {
+			return fmt.Errorf("load: %d events", loadSent.Load())
+		}
+		return nil
+	})
+
 	// Erase, by the email as a person would write it.
 	started := time.Now()
+	loadBefore := loadSent.Load()
 	var info engine.ErasureInfo
-	n.mustJSON("POST", "/v1/privacy/erasures", map[string]string{"identifier": "email: " + emailSent}, adminAuth, http.StatusAccepted, &info)
+	n.mustJSON("POST", "/v1/privacy/erasures", map[string]string{"identifier": "email: " + emailSent}, privacyAuth, http.StatusAccepted, &info)
 	if info.ID == "" || (info.Status != "applied" && info.Status != "completed") || !info.ProfileFound {
 		t.Fatalf("erasure answer: %+v", info)
 	}
@@ -201,7 +238,33 @@ func TestErasureRealProcess(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("erasure completed in %v: %+v", time.Since(started), info.Counts)
+	took := time.Since(started)
+	loadDuring := loadSent.Load() - loadBefore
+	stopLoad()
+	loadWG.Wait()
+	t.Logf("erasure completed in %v under load (%d events accepted meanwhile): %+v", took, loadDuring, info.Counts)
+	if took > time.Minute {
+		t.Errorf("erasure took %v on a loaded node, want under a minute", took)
+	}
+	if loadDuring == 0 {
+		t.Errorf("no load while erasing: the test did not test a loaded node")
+	}
+	var audit struct {
+		Entries []engine.AuditEntry `json:"entries"`
+	}
+	n.mustJSON("GET", "/v1/audit?since="+started.Add(-time.Second).UTC().Format(time.RFC3339Nano), nil, adminAuth, http.StatusOK, &audit)
+	var erasureAudited bool
+	for _, e := range audit.Entries {
+		if e.Action == "POST /v1/privacy/erasures" && e.Status == http.StatusAccepted {
+			erasureAudited = e.Actor == "token:dpo" && e.Role == "privacy" && e.Result == "ok"
+			if b, _ := json.Marshal(e); bytes.Contains(bytes.ToLower(b), []byte(email)) {
+				t.Errorf("audit entry holds the email: %s", b)
+			}
+		}
+	}
+	if !erasureAudited {
+		t.Errorf("no audit entry for the erasure by token:dpo (privacy): %+v", audit.Entries)
+	}
 	if c := info.Counts; c.Identifiers != 4 || c.Events != 2 || c.Audiences != 1 || c.Profiles < 1 {
 		t.Errorf("counts %+v: want 4 identifiers (user, anonymous, email, phone), 2 events, 1 audience", c)
 	}
