@@ -28,7 +28,7 @@ bench:
 # Each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in ./event ./importer ./rules ./projections/gcr ./activation; do \
+	@for pkg in ./event ./importer ./rules ./projections/gcr ./projections/audience ./activation; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \

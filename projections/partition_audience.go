@@ -21,7 +21,7 @@ import (
 
 // Keys of a partition's audience state, under PartitionPrefix(i):
 //
-//	u/<profile16>                   msgpack audience.State (aggregates, memberships, timer)
+//	u/<profile16>                   audience.State, audience.EncodeState (aggregates, memberships, timer)
 //	w/<time u64 BE><profile16>      timer index: re-evaluate the profile at time
 //	m/<audience>\x00<profile16>     membership index: since (u64 BE) + version (u64 BE)
 //	n/<audience>                    member count (u64 BE)
@@ -63,6 +63,29 @@ func loadAudienceState(r store.Reader, p *Partition, profile []byte) (*audience.
 		return nil, err
 	}
 	return audience.DecodeState(v)
+}
+
+// canonicalValue returns v as the current code would write it, for the
+// digest: an audience state still in the msgpack form of earlier versions
+// (an old data dir, not yet re-written) hashes as its current encoding, so
+// that the node and a replay of its log have equal digests. Every other
+// value, and a state that does not decode, is returned as it is.
+func canonicalValue(k, v []byte) []byte {
+	if !audience.IsLegacyState(v) {
+		return v
+	}
+	if _, kind, profile, ok := SplitPartitionKey(k); !ok || kind != 'u' || profile == nil {
+		return v
+	}
+	st, err := audience.DecodeState(v)
+	if err != nil {
+		return v
+	}
+	data, err := audience.EncodeState(st)
+	if err != nil {
+		return v
+	}
+	return data
 }
 
 // work is what an entry asks of one profile's audiences.
