@@ -45,6 +45,9 @@ type PartitionCommand struct {
 	Gen       uint64
 
 	transitions int // audience transitions written (for Result)
+	// gcr is the GCR Txn of this command, flushed before the audience
+	// stage: the GCRs it wrote are read from it, not the store.
+	gcr *gcr.Txn
 }
 
 // Absorption folds the GCR From into the profile Into.
@@ -115,6 +118,7 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 	if err := txn.Flush(); err != nil {
 		return err
 	}
+	cmd.gcr = txn
 	if cmd.Audiences != nil {
 		if err := p.applyAudiences(rw, cmd); err != nil {
 			return fmt.Errorf("projections: partition %d seq %d: audiences: %w", p.id, cmd.Seq, err)

@@ -254,7 +254,7 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 	}
 	// The GCR is read only when a rule needs it (traits, stats, history)
 	// or a transition carries the person's identifiers, and then once.
-	step, loadProf, profErr := p.lazyStep(rw, id)
+	step, loadProf, profErr := p.lazyStep(rw, cmd.gcr, id)
 	step.Now, step.Events, step.Reason, step.All = cmd.Now, w.events, w.reason, w.all
 	if len(w.events) > 1 && !w.all {
 		step.Reason = "events"
@@ -585,7 +585,7 @@ func (p *Partition) previewOne(r store.ReadWriter, set *audience.Set, now int64,
 			}
 		}
 	}
-	step, _, profErr := p.lazyStep(r, id)
+	step, _, profErr := p.lazyStep(r, nil, id)
 	step.Now, step.All, step.Preview, step.Reason = now, true, true, "preview"
 	trs, err := set.Apply(st, step)
 	if err == nil {
@@ -605,14 +605,23 @@ func (p *Partition) previewOne(r store.ReadWriter, set *audience.Set, now int64,
 // lazyStep returns a Step whose Traits, Stats and History read the
 // profile's GCR on first use (once), the loader itself (for callers that
 // need the GCR too), and a function reporting the error of that read if it
-// happened (it does not force the read).
-func (p *Partition) lazyStep(r store.Reader, id []byte) (audience.Step, func() *gcr.Profile, func() error) {
+// happened (it does not force the read). A GCR that txn (nil: none) wrote
+// in this apply is taken from it instead of being read and decoded again.
+func (p *Partition) lazyStep(r store.Reader, txn *gcr.Txn, id []byte) (audience.Step, func() *gcr.Profile, func() error) {
 	var prof *gcr.Profile
 	var profErr error
 	var traits func(string) (any, bool)
 	load := func() *gcr.Profile {
 		if prof == nil {
-			prof, profErr = p.gcr.Get(r, id)
+			var ok bool
+			if txn != nil {
+				prof, ok = txn.Flushed(id)
+			}
+			if !ok {
+				prof, profErr = p.gcr.Get(r, id)
+			} else if prof == nil {
+				profErr = store.ErrNotFound
+			}
 			if profErr != nil {
 				if errors.Is(profErr, store.ErrNotFound) {
 					profErr = nil
