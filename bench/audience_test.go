@@ -85,12 +85,16 @@ func benchApply(b *testing.B, withAudiences bool) {
 	n := max(b.N, 100)
 	log := smLog(max(n/20, 10), n)
 	b.ResetTimer()
+	cpu0, cpuOK := processCPU()
 	start := time.Now()
 	for _, data := range log {
 		apply(projections.SubjectEvents, data)
 	}
 	d := time.Since(start)
 	b.ReportMetric(float64(d.Nanoseconds())/float64(n), "ns/event")
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/float64(n), "cpu-ns/event")
+	}
 	reportRate(b, n, d)
 }
 

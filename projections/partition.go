@@ -50,6 +50,9 @@ type PartitionCommand struct {
 	transitions     int    // audience transitions written (for Result)
 	outIdx          uint32 // next index in the partition outbox for this entry
 	erasedAudiences int    // memberships ended by Erase
+	// gcr is the GCR Txn of this command, flushed before the audience
+	// stage: the GCRs it wrote are read from it, not the store.
+	gcr *gcr.Txn
 }
 
 // Absorption folds the GCR From into the profile Into.
@@ -128,6 +131,7 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 	if err := txn.Flush(); err != nil {
 		return err
 	}
+	cmd.gcr = txn
 	if cmd.Audiences != nil {
 		if err := p.applyAudiences(rw, cmd); err != nil {
 			return fmt.Errorf("projections: partition %d seq %d: audiences: %w", p.id, cmd.Seq, err)

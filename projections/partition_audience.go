@@ -21,7 +21,7 @@ import (
 
 // Keys of a partition's audience state, under PartitionPrefix(i):
 //
-//	u/<profile16>                   msgpack audience.State (aggregates, memberships, timer)
+//	u/<profile16>                   audience.State, audience.EncodeState (aggregates, memberships, timer)
 //	w/<time u64 BE><profile16>      timer index: re-evaluate the profile at time
 //	m/<audience>\x00<profile16>     membership index: since (u64 BE) + version (u64 BE)
 //	n/<audience>                    member count (u64 BE)
@@ -64,6 +64,29 @@ func loadAudienceState(r store.Reader, p *Partition, profile []byte) (*audience.
 		return nil, err
 	}
 	return audience.DecodeState(v)
+}
+
+// canonicalValue returns v as the current code would write it, for the
+// digest: an audience state still in the msgpack form of earlier versions
+// (an old data dir, not yet re-written) hashes as its current encoding, so
+// that the node and a replay of its log have equal digests. Every other
+// value, and a state that does not decode, is returned as it is.
+func canonicalValue(k, v []byte) []byte {
+	if !audience.IsLegacyState(v) {
+		return v
+	}
+	if _, kind, profile, ok := SplitPartitionKey(k); !ok || kind != 'u' || profile == nil {
+		return v
+	}
+	st, err := audience.DecodeState(v)
+	if err != nil {
+		return v
+	}
+	data, err := audience.EncodeState(st)
+	if err != nil {
+		return v
+	}
+	return data
 }
 
 // work is what an entry asks of one profile's audiences.
@@ -232,7 +255,7 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 	}
 	// The GCR is read only when a rule needs it (traits, stats, history)
 	// or a transition carries the person's identifiers, and then once.
-	step, loadProf, profErr := p.lazyStep(rw, id)
+	step, loadProf, profErr := p.lazyStep(rw, cmd.gcr, id)
 	step.Now, step.Events, step.Reason, step.All = cmd.Now, w.events, w.reason, w.all
 	if len(w.events) > 1 && !w.all {
 		step.Reason = "events"
@@ -573,7 +596,7 @@ func (p *Partition) previewOne(r store.ReadWriter, set *audience.Set, now int64,
 			}
 		}
 	}
-	step, _, profErr := p.lazyStep(r, id)
+	step, _, profErr := p.lazyStep(r, nil, id)
 	step.Now, step.All, step.Preview, step.Reason = now, true, true, "preview"
 	trs, err := set.Apply(st, step)
 	if err == nil {
@@ -593,14 +616,23 @@ func (p *Partition) previewOne(r store.ReadWriter, set *audience.Set, now int64,
 // lazyStep returns a Step whose Traits, Stats and History read the
 // profile's GCR on first use (once), the loader itself (for callers that
 // need the GCR too), and a function reporting the error of that read if it
-// happened (it does not force the read).
-func (p *Partition) lazyStep(r store.Reader, id []byte) (audience.Step, func() *gcr.Profile, func() error) {
+// happened (it does not force the read). A GCR that txn (nil: none) wrote
+// in this apply is taken from it instead of being read and decoded again.
+func (p *Partition) lazyStep(r store.Reader, txn *gcr.Txn, id []byte) (audience.Step, func() *gcr.Profile, func() error) {
 	var prof *gcr.Profile
 	var profErr error
 	var traits func(string) (any, bool)
 	load := func() *gcr.Profile {
 		if prof == nil {
-			prof, profErr = p.gcr.Get(r, id)
+			var ok bool
+			if txn != nil {
+				prof, ok = txn.Flushed(id)
+			}
+			if !ok {
+				prof, profErr = p.gcr.Get(r, id)
+			} else if prof == nil {
+				profErr = store.ErrNotFound
+			}
 			if profErr != nil {
 				if errors.Is(profErr, store.ErrNotFound) {
 					profErr = nil

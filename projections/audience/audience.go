@@ -46,7 +46,39 @@ type Set struct {
 	byName  map[string]*Audience
 	aggs    map[string]rules.Agg // key → aggregate, over every audience
 	byEvent map[string][]keyedAgg
-	keys    map[rules.Agg]string // aggregate → key, so evaluation does not rebuild keys
+	keys    map[rules.Agg]string  // aggregate → key, so evaluation does not rebuild keys
+	funnels map[funnelID][]string // compiled funnel → its step keys (likewise)
+}
+
+// funnelID identifies a funnel of one of the set's compiled rules without
+// building its key: the compiled rule hands FunnelStart the same Steps
+// slice every time, and the set keeps that slice alive (so its address
+// cannot be reused by another funnel while the set exists).
+type funnelID struct {
+	steps          *string
+	n              int
+	within, window int64
+}
+
+func idOfFunnel(f rules.Funnel) (funnelID, bool) {
+	if len(f.Steps) == 0 {
+		return funnelID{}, false
+	}
+	return funnelID{&f.Steps[0], len(f.Steps), f.Within, f.Window}, true
+}
+
+// funnelStepKeys returns the state keys of the steps of f.
+func (s *Set) funnelStepKeys(f rules.Funnel) []string {
+	if id, ok := idOfFunnel(f); ok {
+		if keys, ok := s.funnels[id]; ok {
+			return keys
+		}
+	}
+	keys := make([]string, len(f.Steps))
+	for i := range f.Steps {
+		keys[i] = funnelStepKey(f, i)
+	}
+	return keys
 }
 
 // keyOf returns the state key of an aggregate of one of the set's rules.
@@ -60,7 +92,7 @@ func (s *Set) keyOf(g rules.Agg) string {
 // Compile compiles defs. A definition whose rule does not compile is an
 // error (definitions are validated before they reach the log).
 func Compile(defs []Definition) (*Set, error) {
-	s := &Set{byName: map[string]*Audience{}, aggs: map[string]rules.Agg{}, byEvent: map[string][]keyedAgg{}, keys: map[rules.Agg]string{}}
+	s := &Set{byName: map[string]*Audience{}, aggs: map[string]rules.Agg{}, byEvent: map[string][]keyedAgg{}, keys: map[rules.Agg]string{}, funnels: map[funnelID][]string{}}
 	sorted := slices.Clone(defs)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, d := range sorted {
@@ -79,8 +111,13 @@ func Compile(defs []Definition) (*Set, error) {
 		for _, f := range r.Funnels() {
 			// Each step keeps its events of the funnel's window, as a
 			// windowed count under a key of its own.
+			keys := make([]string, len(f.Steps))
 			for i, step := range f.Steps {
-				s.addAgg(funnelStepKey(f, i), rules.Agg{Kind: rules.Count, Event: step, Window: f.Window})
+				keys[i] = funnelStepKey(f, i)
+				s.addAgg(keys[i], rules.Agg{Kind: rules.Count, Event: step, Window: f.Window})
+			}
+			if id, ok := idOfFunnel(f); ok {
+				s.funnels[id] = keys
 			}
 		}
 		s.byName[d.Name] = a
@@ -413,8 +450,8 @@ func (f *facts) Oldest(g rules.Agg) (int64, bool) {
 // is all a start inside the window needs.
 func (f *facts) FunnelStart(fn rules.Funnel) (int64, bool) {
 	steps := make([][]AggEntry, len(fn.Steps))
-	for i := range fn.Steps {
-		a := f.st.agg(funnelStepKey(fn, i))
+	for i, key := range f.set.funnelStepKeys(fn) {
+		a := f.st.agg(key)
 		if a == nil {
 			return 0, false
 		}

@@ -2,19 +2,19 @@ package audience
 
 import (
 	"bytes"
-	"fmt"
 	"math"
 	"slices"
 	"sort"
 
 	"github.com/aurumcdp/aurum/rules"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // State is the audience state of one profile: the aggregates its audiences'
-// rules read, its memberships and its next timer. It is stored as one
-// msgpack value per profile; every slice is kept sorted so that equal states
-// have equal encodings.
+// rules read, its memberships and its next timer. It is stored as one value
+// per profile (EncodeState, codec.go; the msgpack tags read states written
+// by earlier versions); every slice is kept sorted so that equal states have
+// equal encodings. A new field must be added to the codec too
+// (TestStateCodecCoversEveryField fails until it is).
 type State struct {
 	Aggs    []AggState `msgpack:"a,omitempty"` // sorted by Key
 	Members []Member   `msgpack:"m,omitempty"` // sorted by Audience
@@ -249,24 +249,6 @@ func (a *AggState) nextChange(agg rules.Agg, now int64) int64 {
 		}
 	}
 	return next
-}
-
-// EncodeState encodes s deterministically.
-func EncodeState(s *State) ([]byte, error) {
-	data, err := msgpack.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("audience: encode state: %w", err)
-	}
-	return data, nil
-}
-
-// DecodeState decodes a stored state.
-func DecodeState(data []byte) (*State, error) {
-	var s State
-	if err := msgpack.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("audience: decode state: %w", err)
-	}
-	return &s, nil
 }
 
 // Join folds from, the state of a profile merged into this one, into s.

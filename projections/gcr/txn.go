@@ -17,9 +17,10 @@ import (
 // after an error from any method it must be discarded (the caller aborts the
 // apply step and its batch).
 type Txn struct {
-	p     *Projection
-	rw    store.ReadWriter
-	cache map[string]*entry // profile id → state
+	p       *Projection
+	rw      store.ReadWriter
+	cache   map[string]*entry   // profile id → state
+	flushed map[string]*Profile // profile id → as the last Flush left it (nil: absent)
 }
 
 type entry struct {
@@ -153,8 +154,23 @@ func (t *Txn) Flush() error {
 			return fmt.Errorf("gcr: flush: store %x: %w", id, err)
 		}
 	}
+	if t.flushed == nil {
+		t.flushed = make(map[string]*Profile, len(t.cache))
+	}
+	for id, e := range t.cache {
+		t.flushed[id] = e.prof
+	}
 	clear(t.cache)
 	return nil
+}
+
+// Flushed returns the GCR of profile as the Txn's last Flush left it in the
+// store (nil: absent), without reading or decoding it again; ok is false
+// for a profile the Txn did not load, which must be read from the store.
+// The Profile is shared with the Txn: callers must not change it.
+func (t *Txn) Flushed(profile []byte) (prof *Profile, ok bool) {
+	prof, ok = t.flushed[string(profile)]
+	return prof, ok
 }
 
 // Absorb folds from, the GCR of a profile that was merged into into and read

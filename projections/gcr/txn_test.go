@@ -132,3 +132,45 @@ func TestTxnCopiesInput(t *testing.T) {
 		t.Errorf("profile changed with the caller's buffers: %+v", prof)
 	}
 }
+
+// TestTxnFlushed: after Flush, Flushed gives each profile the Txn loaded
+// exactly as the store now holds it (absent for one merged away), and
+// nothing for a profile it did not touch.
+func TestTxnFlushed(t *testing.T) {
+	p := New(nil)
+	s := store.NewMem()
+	a, b, c, d := pid(1), pid(2), pid(3), pid(4)
+	tx := p.Begin(s)
+	mustAdd(t, tx, a, withTraits(identify(1, 5), "name", "x"))
+	mustAdd(t, tx, b, track(2, 9, "Order Completed", map[string]any{"revenue": 3}), ref("email", 1, []byte("s")))
+	mustAdd(t, tx, d, track(3, 7, "Viewed", nil))
+	mustFlush(t, tx)
+	if _, ok := tx.Flushed(c); ok {
+		t.Fatal("Flushed reports a profile the Txn never loaded")
+	}
+	tx = p.Begin(s)
+	mustAdd(t, tx, a, track(4, 11, "Viewed", nil))
+	if err := tx.Merge(b, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tx.Flushed(a); ok {
+		t.Fatal("Flushed reports a profile before Flush")
+	}
+	mustFlush(t, tx)
+	got, ok := tx.Flushed(a)
+	if !ok || got == nil {
+		t.Fatalf("Flushed(a) = %v, %v", got, ok)
+	}
+	if !bytes.Equal(mustEncode(t, got), mustEncode(t, mustGet(t, p, s, a))) {
+		t.Fatal("Flushed(a) differs from the stored GCR")
+	}
+	if len(got.MergedFrom) != 1 || got.Stats.Events != 3 {
+		t.Fatalf("Flushed(a): merged from %d, %d events; want 1, 3", len(got.MergedFrom), got.Stats.Events)
+	}
+	if got, ok := tx.Flushed(b); !ok || got != nil {
+		t.Fatalf("Flushed(b) of a profile merged away = %v, %v; want nil, true", got, ok)
+	}
+	if _, ok := tx.Flushed(d); ok {
+		t.Fatal("Flushed reports a profile only an earlier Txn touched")
+	}
+}
