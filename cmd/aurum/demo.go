@@ -353,7 +353,7 @@ func printDemoBanner(w io.Writer, b demoBanner) {
 	if k := b.keys["web"]; k != "" {
 		fmt.Fprintf(w, "    curl -u %s: %s/v1/track -d '{\"anonymousId\": \"c-1\", \"event\": \"Demo Clicked\"}'\n", k, b.http)
 	}
-	fmt.Fprintf(w, "    curl -s %s/metrics | grep aurum_identity\n", b.http)
+	fmt.Fprintf(w, "    curl -s -H \"Authorization: Bearer $AURUM_ADMIN_TOKEN\" %s/metrics | grep aurum_identity\n", b.http)
 	fmt.Fprintf(w, "    aurum profile get %s\n", ref)
 	if len(b.keys) > 0 {
 		names := make([]string, 0, len(b.keys))
