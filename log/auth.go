@@ -147,10 +147,10 @@ func (a *serverAuth) permissions(g Grant) *server.Permissions {
 	for k := range a.owned {
 		s, c := k[0], k[1]
 		deny = append(deny,
-			"$JS.API.CONSUMER.*."+s+"."+c,   // INFO, DELETE, CREATE, PAUSE, UNPIN
+			"$JS.API.CONSUMER.*."+s+"."+c,      // INFO, DELETE, CREATE, PAUSE, UNPIN
 			"$JS.API.CONSUMER.*."+s+"."+c+".>", // CREATE with a filter
-			"$JS.API.CONSUMER.*.*."+s+"."+c, // MSG.NEXT, DURABLE.CREATE, LEADER.STEPDOWN
-			"$JS.ACK."+s+"."+c+".>",         // acks of its messages
+			"$JS.API.CONSUMER.*.*."+s+"."+c,    // MSG.NEXT, DURABLE.CREATE, LEADER.STEPDOWN
+			"$JS.ACK."+s+"."+c+".>",            // acks of its messages
 		)
 	}
 	sp := func(allow []string, deny []string) *server.SubjectPermission {
