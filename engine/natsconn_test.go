@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,4 +48,31 @@ func natsToken(t testing.TB, e *engine.Engine, role auth.Role) string {
 func natsReader(t testing.TB, e *engine.Engine, role auth.Role) *nats.Conn {
 	t.Helper()
 	return natsConnect(t, e, nats.Token(natsToken(t, e, role)), nats.CustomInboxPrefix(alog.ReaderInboxPrefix))
+}
+
+// natsViolations returns a connect option that collects the connection's
+// asynchronous errors, and a function that waits for the server's
+// permission violation naming subject.
+func natsViolations(t testing.TB) (nats.Option, func(subject string)) {
+	errs := make(chan error, 64)
+	opt := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	})
+	return opt, func(subject string) {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case err := <-errs:
+				if strings.Contains(err.Error(), "Permissions Violation") && strings.Contains(err.Error(), subject) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no permission violation for %s", subject)
+			}
+		}
+	}
 }
