@@ -38,7 +38,7 @@ func TestAuditSurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart: %+v", page)
 	}
 	e0, e1 := page.Entries[0], page.Entries[1]
-	if e0.Actor != "admin" || e0.Action != "POST /v1/sources" || e0.Object["name"] != "web" || e0.Status != 201 || e0.Result != "ok" {
+	if e0.Actor != "bootstrap" || e0.Action != "POST /v1/sources" || e0.Object["name"] != "web" || e0.Status != 201 || e0.Result != "ok" {
 		t.Errorf("entry 1: %+v", e0)
 	}
 	if e1.Actor != "" || e1.Action != "DELETE /v1/audiences/{name}" || e1.Object["name"] != "vip" || e1.Status != 401 || e1.Result != "unauthenticated" {

@@ -195,7 +195,7 @@ func TestConsentEnforced(t *testing.T) {
 		t.Errorf("cy's transition carries consent %v", text.body("buyers:cy")["consent"])
 	}
 	// The skips are counted.
-	_, metrics, err := n.request("GET", "/metrics", nil, nil)
+	_, metrics, err := n.request("GET", "/metrics", nil, adminAuth)
 	if err != nil || !strings.Contains(string(metrics), `aurum_webhook_skipped_total{destination="mail-a",reason="consent"} 3`) {
 		t.Errorf("metrics lack the skips (%v):\n%s", err, grepLines(string(metrics), "aurum_webhook_skipped_total"))
 	}

@@ -370,7 +370,7 @@ var metricLine = regexp.MustCompile(`(?m)^([a-z_]+) ([0-9.e+]+)$`)
 // metricValue reads an unlabelled counter from /metrics.
 func metricValue(t *testing.T, n *node, name string) float64 {
 	t.Helper()
-	code, body, err := n.request("GET", "/metrics", nil, nil)
+	code, body, err := n.request("GET", "/metrics", nil, adminAuth)
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("metrics: %d %v", code, err)
 	}
