@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections"
@@ -132,7 +133,11 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 	if _, err := e.PutAudience(ctx, audience.Definition{Name: "buyers", Rule: `count("Order Completed", "1d") >= 1`}); err != nil {
 		tb.Fatal(err)
 	}
-	nc, err := nats.Connect(e.NATSURL())
+	viewer, _, err := e.CreateToken(ctx, "bench", auth.RoleViewer, time.Time{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nc, err := nats.Connect(e.NATSURL(), nats.Token(viewer))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -68,10 +68,11 @@ func BenchmarkPebbleBatch(b *testing.B) {
 // event log (aurum_ingest_events_total).
 func BenchmarkIngestNATS(b *testing.B) {
 	e := openEngine(b, false)
-	if _, err := e.CreateSource(context.Background(), "web"); err != nil {
+	key, err := e.CreateSource(context.Background(), "web")
+	if err != nil {
 		b.Fatal(err)
 	}
-	nc, err := nats.Connect(e.NATSURL())
+	nc, err := nats.Connect(e.NATSURL(), nats.UserInfo("web", key))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -58,6 +58,7 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 			if err := e.reloadAccess(); err != nil {
 				return fmt.Errorf("engine: reload tokens and users: %w", err)
 			}
+			e.closeRevokedNATS()
 		}
 		if res.Destinations {
 			if err := e.reloadDestinations(); err != nil {

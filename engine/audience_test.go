@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/rules"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -45,11 +45,7 @@ func TestAudienceTimedExit(t *testing.T) {
 		t.Fatalf("new audience: %+v", info)
 	}
 
-	nc, err := nats.Connect(e.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := natsReader(t, e, auth.RoleViewer)
 	js, _ := jetstream.New(nc)
 	cons, err := js.OrderedConsumer(ctx, "AURUM_OUT", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.audience.>"}})
 	if err != nil {

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections/audience"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -88,11 +88,7 @@ func TestConsentDefaultDenied(t *testing.T) {
 	}
 
 	// Transitions carry the person's consent, defaults applied.
-	nc, err := nats.Connect(e.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := natsReader(t, e, auth.RoleViewer)
 	js, _ := jetstream.New(nc)
 	cons, err := js.OrderedConsumer(ctx, "AURUM_OUT", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.audience.>"}})
 	if err != nil {

@@ -52,6 +52,16 @@ type Options struct {
 	// embedded server's client listener require TLS. The engine's own
 	// connection is in-process and unaffected.
 	NATSTLSCertFile, NATSTLSKeyFile string
+	// AdminTokenHash is the SHA-256 of the bootstrap admin token (the one
+	// given to serve): on the embedded NATS server it gets full
+	// permissions. Empty: no bootstrap token on NATS.
+	AdminTokenHash []byte
+	// NATSNoAuth lets any client on the embedded server's listener do
+	// anything, without credentials: for local experiments only. By
+	// default producers present their source's write key and readers an
+	// API token (see natsPermissions and docs/security.md). No effect with
+	// NATSURL: the deployment's authentication applies.
+	NATSNoAuth bool
 	// FsyncAlways makes every acknowledged event survive power loss: the log
 	// fsyncs before it acknowledges. Without it an acknowledged event survives
 	// a crash of the process, not of the machine.
@@ -152,6 +162,9 @@ func (o *Options) validate() error {
 	}
 	if o.MaxBatchBytes < 64<<10 || o.MaxBatchBytes > 4<<20 {
 		return fmt.Errorf("engine: max batch bytes must be in [64 KB, 4 MB], got %d", o.MaxBatchBytes)
+	}
+	if len(o.AdminTokenHash) != 0 && len(o.AdminTokenHash) != 32 {
+		return fmt.Errorf("engine: admin token hash must be 32 bytes (SHA-256), got %d", len(o.AdminTokenHash))
 	}
 	if o.MasterKey != nil && len(o.MasterKey) != 32 {
 		return fmt.Errorf("engine: master key must be 32 bytes, got %d", len(o.MasterKey))
@@ -262,16 +275,28 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 
+	// The NATS authorizer reads the sources and tokens: load them first.
+	if e.sources, err = loadSources(e.state); err != nil {
+		return nil, err
+	}
+	if e.access, err = loadAccess(e.state); err != nil {
+		return nil, err
+	}
 	fsync := alog.FsyncDefault
 	if opts.FsyncAlways {
 		fsync = alog.FsyncAlways
 	}
+	var authz alog.Authorizer
+	if !opts.NATSNoAuth {
+		authz = alog.AuthorizerFunc(e.authorizeNATS)
+	}
 	if e.log, err = alog.Open(ctx, alog.Options{
-		Dir:    filepath.Join(opts.DataDir, "jetstream"),
-		Listen: opts.NATSListen,
-		URL:    opts.NATSURL,
-		Fsync:  fsync,
-		Logger: opts.Logger,
+		Dir:        filepath.Join(opts.DataDir, "jetstream"),
+		Listen:     opts.NATSListen,
+		URL:        opts.NATSURL,
+		Fsync:      fsync,
+		Logger:     opts.Logger,
+		Authorizer: authz,
 
 		TLSCertFile: opts.NATSTLSCertFile,
 		TLSKeyFile:  opts.NATSTLSKeyFile,
@@ -282,12 +307,6 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 
 	e.metrics = newMetrics(opts.Registry)
 	e.audit = newAuditMetrics(opts.Registry)
-	if e.sources, err = loadSources(e.state); err != nil {
-		return nil, err
-	}
-	if e.access, err = loadAccess(e.state); err != nil {
-		return nil, err
-	}
 	applied, err := readApplied(e.state)
 	if err != nil {
 		return nil, err

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
-	"github.com/nats-io/nats.go"
 )
 
 func openGatewayEngine(t *testing.T) *engine.Engine {
@@ -64,17 +64,20 @@ func TestGatewayNATSProducer(t *testing.T) {
 	e := openGatewayEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := e.CreateSource(ctx, "web"); err != nil {
+	key, err := e.CreateSource(ctx, "web")
+	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(e.NATSURL())
-	if err != nil {
-		t.Fatalf("connect %s: %v", e.NATSURL(), err)
-	}
-	defer nc.Close()
+	nc := natsProducer(t, e, "web", key)
+	// Only an admin can publish for a source that does not exist.
+	admin := natsReader(t, e, auth.RoleAdmin)
 	pub := func(subject, data string) {
 		t.Helper()
-		if err := nc.Publish(subject, []byte(data)); err != nil {
+		c := nc
+		if subject != "aurum.ingest.web" {
+			c = admin
+		}
+		if err := c.Publish(subject, []byte(data)); err != nil {
 			t.Fatalf("publish %s: %v", subject, err)
 		}
 	}
@@ -104,7 +107,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 	pub("aurum.ingest.web", `{"type":"track","userId":"g-ok","event":"Viewed"}`)                   // no messageId
 	pub("aurum.ingest.web", `{"type":"track","userId":"g-ok","event":"Viewed"}`)                   // distinct: no messageId
 	pub("aurum.ingest.web", `{"type":"track","userId":"g-marker","event":"Marker","messageId":"g-m"}`)
-	if err := nc.Flush(); err != nil {
+	if err := errors.Join(admin.Flush(), nc.Flush()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -182,14 +185,11 @@ func TestGatewayNATSDedupAcrossPublishes(t *testing.T) {
 	e := openGatewayEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := e.CreateSource(ctx, "pos"); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(e.NATSURL())
+	key, err := e.CreateSource(ctx, "pos")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	nc := natsProducer(t, e, "pos", key)
 	msg := []byte(`{"type":"track","event":"Order Completed","messageId":"pos-1","properties":{"revenue":10},
 		"context":{"externalIds":[{"id":"L-1","type":"loyalty_id","collection":"users","encoding":"none"}]}}`)
 	for round := 1; round <= 3; round++ {

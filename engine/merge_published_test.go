@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -61,11 +61,7 @@ func TestMergeIsPublished(t *testing.T) {
 		t.Fatalf("not merged: phone %s (%d events), laptop %s", phone.ProfileID, phone.Stats.TotalEvents, laptop.ProfileID)
 	}
 
-	nc, err := nats.Connect(e.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := natsReader(t, e, auth.RoleViewer)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

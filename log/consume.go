@@ -196,6 +196,7 @@ func (l *Log) ConsumeDurable(ctx context.Context, stream, durable string, filter
 		return ErrClosed
 	}
 	defer l.active.Done()
+	l.ownConsumer(stream, durable)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(l.closing, cancel)

@@ -71,6 +71,7 @@ type Log struct {
 	opts      Options
 	logger    *slog.Logger
 	srv       *server.Server // nil with Options.URL
+	auth      *serverAuth    // nil without an embedded server or Options.Authorizer
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	clientURL string
@@ -130,7 +131,17 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	}
 	connectURL := opts.URL
 	if opts.URL == "" {
-		srv, err := startServer(opts)
+		if opts.Authorizer != nil {
+			a, tok, err := newServerAuth(opts.Authorizer, opts.Now, opts.Logger.Info)
+			if err != nil {
+				return nil, err
+			}
+			l.auth = a
+			// Nobody but a Full grant may read the log's own replies.
+			natsOpts = append(natsOpts, nats.Token(tok), nats.CustomInboxPrefix(InternalInboxPrefix))
+			a.own(StreamIngest, GatewayConsumer)
+		}
+		srv, err := startServer(opts, l.auth)
 		if err != nil {
 			return nil, err
 		}
@@ -139,9 +150,12 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		natsOpts = append(natsOpts, nats.InProcessServer(srv))
 		// The in-process connection bypasses the listener and its TLS.
 		connectURL = strings.Replace(l.clientURL, "tls://", "nats://", 1)
-		l.logger.Info("log: embedded NATS JetStream listening", "url", l.clientURL, "dir", opts.Dir, "fsync", opts.Fsync.String())
+		l.logger.Info("log: embedded NATS JetStream listening", "url", l.clientURL, "dir", opts.Dir, "fsync", opts.Fsync.String(), "auth", l.auth != nil)
 	} else {
 		l.clientURL = opts.URL
+		if opts.Authorizer != nil {
+			l.logger.Info("log: external NATS: its own authentication and permissions apply", "url", opts.URL)
+		}
 		if opts.Fsync == FsyncAlways {
 			l.logger.Warn("log: fsync=always requested but an external NATS URL is set: syncing is the deployment's setting", "url", opts.URL)
 		}
@@ -216,7 +230,7 @@ func (l *Log) streamConfigs() []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{logCfg, ingest, dlq, out, audit}
 }
 
-func startServer(opts Options) (*server.Server, error) {
+func startServer(opts Options, auth *serverAuth) (*server.Server, error) {
 	host, port, err := splitListen(opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("log: %w", err)
@@ -231,6 +245,9 @@ func startServer(opts Options) (*server.Server, error) {
 		SyncAlways:             opts.Fsync == FsyncAlways,
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
+	}
+	if auth != nil {
+		sopts.CustomClientAuthentication = auth
 	}
 	if opts.TLSCertFile != "" {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: opts.TLSCertFile, KeyFile: opts.TLSKeyFile})

@@ -62,6 +62,12 @@ type Options struct {
 	// TLSCertFile and TLSKeyFile (PEM), both or neither, make the embedded
 	// server's client listener require TLS. Not with URL.
 	TLSCertFile, TLSKeyFile string
+	// Authorizer, when set, makes the embedded server require
+	// authentication: every client but the log's own connection (which
+	// presents a random per-process secret) is let in, with the grant it
+	// returns, only if it says so. Ignored with URL: the deployment's own
+	// authentication applies.
+	Authorizer Authorizer
 
 	// DeadLetterMaxAge is the MaxAge of AURUM_DLQ (default 30 days).
 	DeadLetterMaxAge time.Duration

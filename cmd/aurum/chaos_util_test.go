@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/bench/workload"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -330,11 +329,7 @@ type published struct{ id, subject string }
 // at least want are there.
 func readPublished(t *testing.T, natsURL string, want int, timeout time.Duration) []published {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := natsConnect(t, natsURL, natsAdmin())
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -366,11 +361,7 @@ func readPublished(t *testing.T, natsURL string, want int, timeout time.Duration
 // logLastSeq is the last sequence of AURUM_LOG.
 func logLastSeq(t *testing.T, natsURL string) uint64 {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := natsConnect(t, natsURL, natsAdmin())
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

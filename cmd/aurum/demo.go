@@ -160,7 +160,7 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (
 	tokenHash := sha256.Sum256([]byte(token))
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	e, err := engine.Open(ctx, engine.Options{DataDir: dataDir, NATSListen: f.natsAddr, Logger: logger})
+	e, err := engine.Open(ctx, engine.Options{DataDir: dataDir, NATSListen: f.natsAddr, Logger: logger, AdminTokenHash: tokenHash[:]})
 	if err != nil {
 		return err
 	}
@@ -353,6 +353,10 @@ func printDemoBanner(w io.Writer, b demoBanner) {
 	if k := b.keys["web"]; k != "" {
 		fmt.Fprintf(w, "    curl -u %s: %s/v1/track -d '{\"anonymousId\": \"c-1\", \"event\": \"Demo Clicked\"}'\n", k, b.http)
 	}
+	if k := b.keys["web"]; k != "" {
+		fmt.Fprintf(w, "    nats --server %s --user web --password %s pub aurum.ingest.web '{\"type\":\"track\",\"anonymousId\":\"c-2\",\"event\":\"Demo Clicked\"}'\n", b.nats, k)
+	}
+	fmt.Fprintf(w, "    nats --server %s --token \"$AURUM_ADMIN_TOKEN\" sub 'aurum.audience.>'\n", b.nats)
 	fmt.Fprintf(w, "    curl -s -H \"Authorization: Bearer $AURUM_ADMIN_TOKEN\" %s/metrics | grep aurum_identity\n", b.http)
 	fmt.Fprintf(w, "    aurum profile get %s\n", ref)
 	if len(b.keys) > 0 {

@@ -58,11 +58,8 @@ func TestErasureRealProcess(t *testing.T) {
 	n.mustJSON("POST", "/v1/destinations", map[string]any{"name": "crm", "url": hook.URL, "secret": "s3cret-s3cret-s3cret",
 		"audiences": []string{"signups"}, "channel": "email"}, adminAuth, http.StatusCreated, nil)
 
-	nc, err := nats.Connect(n.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	_, viewer := n.createToken("follower", "viewer")
+	nc := natsConnect(t, n.NATS, natsReader(viewer)...)
 	var subMu sync.Mutex
 	var subMsgs []map[string]any
 	sub, err := nc.Subscribe("aurum.audience.>", func(m *nats.Msg) {

@@ -34,7 +34,7 @@ type serveFlags struct {
 	partitions                                  int
 	dedupWindow, tick                           time.Duration
 	ingestRate                                  float64
-	publicMetrics                               bool
+	publicMetrics, natsNoAuth                   bool
 	sessionTTL                                  time.Duration
 }
 
@@ -62,7 +62,15 @@ statement about takes --consent-default: "granted" (opt-out model, the default) 
 
 TLS: --tls-cert and --tls-key (PEM files) serve the HTTP API over HTTPS only; the CLI trusts a
 private CA with --ca-file or $AURUM_CA_FILE. --nats-tls-cert and --nats-tls-key make the NATS
-listener require TLS from every client (the node's own connection is in-process).`,
+listener require TLS from every client (the node's own connection is in-process).
+
+NATS clients authenticate: a producer with user = its source's name and password = the
+source's write key, and may publish only on aurum.ingest.<source>; a reader with token = an
+API token or login session of role viewer or editor, and may follow aurum.audience.> and
+aurum.identity.> (JetStream: AURUM_OUT only, with the inbox prefix _INBOX_AURUM); the admin
+token and admin-role tokens may do everything. --nats-no-auth turns this off (local
+experiments only). With --nats-url the deployment's own authentication applies
+(docs/security.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd.Context(), f) },
 	}
@@ -84,6 +92,7 @@ listener require TLS from every client (the node's own connection is in-process)
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fl.StringVar(&f.natsTLSCert, "nats-tls-cert", "", "PEM certificate file: the NATS listener requires TLS (with --nats-tls-key)")
 	fl.StringVar(&f.natsTLSKey, "nats-tls-key", "", "PEM private key file of --nats-tls-cert")
+	fl.BoolVar(&f.natsNoAuth, "nats-no-auth", false, "let any client on the NATS listener do anything without credentials (local experiments only)")
 	fl.Float64Var(&f.ingestRate, "ingest-rate", 100000, "events per second each write key may send over HTTP (burst: 2 s worth); over it, 429 with Retry-After; 0 disables")
 	fl.BoolVar(&f.publicMetrics, "public-metrics", false, "serve /metrics without a token (default: a viewer, editor or admin token)")
 	fl.DurationVar(&f.sessionTTL, "session-ttl", 12*time.Hour, "how long a login session (POST /v1/login) lasts")
@@ -122,6 +131,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 		TickPeriod:  f.tick,
 		SessionTTL:  f.sessionTTL,
 		Logger:      logger,
+		NATSNoAuth:  f.natsNoAuth,
 	}
 	if f.ingestRate < 0 {
 		return fmt.Errorf("--ingest-rate: must not be negative (0 disables), got %g", f.ingestRate)
@@ -186,6 +196,10 @@ func runServe(ctx context.Context, f serveFlags) error {
 	tokenHash, err := adminTokenHash(f.dataDir, f.adminToken)
 	if err != nil {
 		return err
+	}
+	opts.AdminTokenHash = tokenHash
+	if f.natsNoAuth && f.natsURL == "" {
+		logger.Warn("--nats-no-auth: any client on the NATS listener may read and write everything", "nats", f.natsAddr)
 	}
 
 	e, err := engine.Open(ctx, opts)

@@ -22,11 +22,8 @@ func TestTimedExitRealProcess(t *testing.T) {
 	n.mustJSON("POST", "/v1/audiences", map[string]string{"name": "recent-buyers", "rule": `count("Order Completed", "3s") >= 1`},
 		adminAuth, http.StatusCreated, nil)
 
-	nc, err := nats.Connect(n.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	_, viewer := n.createToken("follower", "viewer")
+	nc := natsConnect(t, n.NATS, natsReader(viewer)...)
 	msgs := make(chan *nats.Msg, 16)
 	sub, err := nc.ChanSubscribe("aurum.audience.>", msgs)
 	if err != nil {

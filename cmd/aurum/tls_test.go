@@ -137,14 +137,14 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("audit with $AURUM_CA_FILE: %v: %s", err, out)
 	}
 
-	// NATS: a client without TLS is refused; one with it publishes an
-	// event through the gateway subject.
+	// NATS: a client without TLS is refused, even with the write key; one
+	// with it publishes an event through the gateway subject.
 	plainNATS := strings.Replace(n.NATS, "tls://", "nats://", 1)
-	if nc, err := nats.Connect(plainNATS, nats.Timeout(2*time.Second), nats.NoReconnect()); err == nil {
+	if nc, err := nats.Connect(plainNATS, natsProducer("web", src.WriteKey), nats.Timeout(2*time.Second), nats.NoReconnect()); err == nil {
 		nc.Close()
 		t.Fatal("a NATS client without TLS connected")
 	}
-	nc, err := nats.Connect(n.NATS, nats.RootCAs(caFile), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(n.NATS, natsProducer("web", src.WriteKey), nats.RootCAs(caFile), nats.Timeout(5*time.Second))
 	if err != nil {
 		t.Fatalf("NATS over TLS: %v", err)
 	}

@@ -1,0 +1,156 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"strings"
+	"time"
+
+	"github.com/aurumcdp/aurum/auth"
+	alog "github.com/aurumcdp/aurum/log"
+)
+
+// natsClass is a class of restricted NATS client.
+type natsClass int
+
+const (
+	// natsProducer connects with user = source name, password = the
+	// source's write key.
+	natsProducer natsClass = iota
+	// natsReader connects with token = an API token or session of role
+	// viewer or editor.
+	natsReader
+)
+
+// natsPermissions is every NATS permission a restricted client can get, one
+// row per subject and direction. Admins (the bootstrap token, tokens and
+// sessions of role admin) get full permissions instead; the privacy role
+// and anything else are refused a connection. On top of this table the log
+// denies every restricted client aurum.log.>, aurum.audit, its own inbox
+// and the consumers it runs itself (the gateway, the webhook destinations).
+var natsPermissions = []struct {
+	class   natsClass
+	publish bool   // false: subscribe
+	subject string // "{source}" is the producer's source
+}{
+	// A producer publishes raw events on its own source's subject only.
+	{natsProducer, true, alog.IngestPrefix + "{source}"},
+	// It receives the JetStream PubAck of each publish on the default inbox.
+	{natsProducer, false, "_INBOX.>"},
+
+	// Readers follow the outputs with plain subscriptions.
+	{natsReader, false, alog.AudiencePrefix + ">"},
+	{natsReader, false, alog.IdentityPrefix + ">"},
+	// They receive JetStream answers and pulled messages on the readers'
+	// inbox, which producers cannot read (nats.CustomInboxPrefix).
+	{natsReader, false, alog.ReaderInboxPrefix + ".>"},
+	// JetStream on AURUM_OUT only: the stream's info,
+	{natsReader, true, "$JS.API.STREAM.INFO." + alog.StreamOut},
+	// one message by sequence or subject,
+	{natsReader, true, "$JS.API.STREAM.MSG.GET." + alog.StreamOut},
+	{natsReader, true, "$JS.API.DIRECT.GET." + alog.StreamOut},
+	{natsReader, true, "$JS.API.DIRECT.GET." + alog.StreamOut + ".>"},
+	// create a consumer: ephemeral (old form), named or durable with a
+	// filter (new form), durable (old form),
+	{natsReader, true, "$JS.API.CONSUMER.CREATE." + alog.StreamOut},
+	{natsReader, true, "$JS.API.CONSUMER.CREATE." + alog.StreamOut + ".>"},
+	{natsReader, true, "$JS.API.CONSUMER.DURABLE.CREATE." + alog.StreamOut + ".*"},
+	// look one up, list them, delete one,
+	{natsReader, true, "$JS.API.CONSUMER.INFO." + alog.StreamOut + ".*"},
+	{natsReader, true, "$JS.API.CONSUMER.NAMES." + alog.StreamOut},
+	{natsReader, true, "$JS.API.CONSUMER.LIST." + alog.StreamOut},
+	{natsReader, true, "$JS.API.CONSUMER.DELETE." + alog.StreamOut + ".*"},
+	// fetch from a pull consumer,
+	{natsReader, true, "$JS.API.CONSUMER.MSG.NEXT." + alog.StreamOut + ".*"},
+	// ack (nak, term, in progress) a delivered message,
+	{natsReader, true, "$JS.ACK." + alog.StreamOut + ".>"},
+	// answer a push consumer's flow control.
+	{natsReader, true, "$JS.FC." + alog.StreamOut + ".>"},
+}
+
+// natsGrant returns the restricted grant of class for name; source is the
+// producer's source.
+func natsGrant(class natsClass, name, source string) alog.Grant {
+	g := alog.Grant{Name: name}
+	for _, p := range natsPermissions {
+		if p.class != class {
+			continue
+		}
+		s := strings.ReplaceAll(p.subject, "{source}", source)
+		if p.publish {
+			g.Publish = append(g.Publish, s)
+		} else {
+			g.Subscribe = append(g.Subscribe, s)
+		}
+	}
+	return g
+}
+
+// Grant names. Tokens and sessions are named by id (never the secret), so
+// that a revocation can find their connections.
+const natsBootstrapName = "bootstrap"
+
+func natsSourceName(source string) string { return "source:" + source }
+
+// authorizeNATS is the embedded server's alog.Authorizer.
+func (e *Engine) authorizeNATS(user, password, token string) (alog.Grant, bool) {
+	switch {
+	case token != "" && user == "" && password == "":
+		if len(e.opts.AdminTokenHash) == sha256.Size {
+			h := auth.HashSecret(token)
+			if auth.Equal(h[:], e.opts.AdminTokenHash) {
+				return alog.Grant{Name: natsBootstrapName, Full: true}, true
+			}
+		}
+		p, err := e.Authenticate(token)
+		if err != nil {
+			return alog.Grant{}, false
+		}
+		name := p.Kind + ":" + p.TokenID
+		var g alog.Grant
+		switch p.Role {
+		case auth.RoleAdmin:
+			g = alog.Grant{Name: name, Full: true}
+		case auth.RoleViewer, auth.RoleEditor:
+			g = natsGrant(natsReader, name, "")
+		default: // privacy: no output access
+			return alog.Grant{}, false
+		}
+		e.access.mu.RLock()
+		tk := e.access.byID[p.TokenID]
+		e.access.mu.RUnlock()
+		if tk.Expires != 0 {
+			g.Expires = time.UnixMilli(tk.Expires)
+		}
+		return g, true
+	case user != "" && password != "" && token == "":
+		src, ok := e.SourceForKey(password)
+		if !ok || src != user {
+			return alog.Grant{}, false
+		}
+		return natsGrant(natsProducer, natsSourceName(src), src), true
+	}
+	return alog.Grant{}, false
+}
+
+// natsClientValid reports whether a connection granted as name may stay
+// connected: a token's or session's connections are closed once it is
+// revoked (or its user deleted); expiry closes them by itself (the grant's
+// deadline).
+func (e *Engine) natsClientValid(name string) bool {
+	kind, id, ok := strings.Cut(name, ":")
+	if !ok || (kind != auth.KindToken && kind != auth.KindSession) {
+		return true
+	}
+	e.access.mu.RLock()
+	_, ok = e.access.byID[id]
+	e.access.mu.RUnlock()
+	return ok
+}
+
+// closeRevokedNATS closes the NATS connections of tokens and sessions that
+// no longer exist. Called after the access table changed.
+func (e *Engine) closeRevokedNATS() {
+	if n := e.log.DisconnectClients(e.natsClientValid); n > 0 {
+		e.opts.Logger.Info("engine: closed NATS connections of revoked tokens or sessions", "closed", n)
+	}
+}

@@ -1,0 +1,226 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/auth"
+	"github.com/aurumcdp/aurum/engine"
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const natsBootstrap = "nats-test-bootstrap-admin-token"
+
+func openNATSAuthEngine(t *testing.T) *engine.Engine {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h := auth.HashSecret(natsBootstrap)
+	e, err := engine.Open(ctx, engine.Options{
+		DataDir:        t.TempDir(),
+		NATSListen:     "127.0.0.1:-1",
+		MasterKey:      bytes.Repeat([]byte{5}, 32),
+		Partitions:     2,
+		AdminTokenHash: h[:],
+	})
+	if err != nil {
+		t.Fatalf("engine.Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return e
+}
+
+// TestNATSAuthConnect: who may connect to the embedded NATS server.
+func TestNATSAuthConnect(t *testing.T) {
+	e := openNATSAuthEngine(t)
+	ctx := context.Background()
+	keyA, err := e.CreateSource(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyB, err := e.CreateSource(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, privacy := natsToken(t, e, auth.RoleViewer), natsToken(t, e, auth.RolePrivacy)
+	for _, tt := range []struct {
+		name string
+		opts []nats.Option
+		ok   bool
+	}{
+		{"anonymous", nil, false},
+		{"write key", []nats.Option{nats.UserInfo("a", keyA)}, true},
+		{"wrong write key", []nats.Option{nats.UserInfo("a", "wk_nope")}, false},
+		{"another source's write key", []nats.Option{nats.UserInfo("a", keyB)}, false},
+		{"unknown source", []nats.Option{nats.UserInfo("c", keyA)}, false},
+		{"write key as token", []nats.Option{nats.Token(keyA)}, false},
+		{"viewer token", []nats.Option{nats.Token(viewer)}, true},
+		{"viewer token as password", []nats.Option{nats.UserInfo("a", viewer)}, false},
+		{"privacy token", []nats.Option{nats.Token(privacy)}, false},
+		{"bootstrap token", []nats.Option{nats.Token(natsBootstrap)}, true},
+		{"unknown token", []nats.Option{nats.Token("ak_nope")}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			nc, err := nats.Connect(e.NATSURL(), append(tt.opts, nats.NoReconnect(), nats.Timeout(5*time.Second))...)
+			if err == nil {
+				nc.Close()
+			}
+			if (err == nil) != tt.ok {
+				t.Fatalf("connect: %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, nats.ErrAuthorization) {
+				t.Fatalf("refused with %v, want an authorization violation", err)
+			}
+		})
+	}
+}
+
+// TestNATSAuthPermissions: a producer ingests only for its own source and
+// reads nothing; a viewer follows the outputs (plain subscription and a
+// JetStream consumer on AURUM_OUT) and can do nothing else; an admin can.
+func TestNATSAuthPermissions(t *testing.T) {
+	e := openNATSAuthEngine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	keyA, err := e.CreateSource(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CreateSource(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PutAudience(ctx, audience.Definition{Name: "buyers", Rule: `count("Bought", "1h") >= 1`}); err != nil {
+		t.Fatal(err)
+	}
+
+	vOpt, viewerViolation := natsViolations(t)
+	viewerToken := natsToken(t, e, auth.RoleViewer)
+	viewer := natsConnect(t, e, nats.Token(viewerToken), nats.CustomInboxPrefix(alog.ReaderInboxPrefix), vOpt)
+	plain, err := viewer.SubscribeSync("aurum.audience.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vjs, err := jetstream.New(viewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := vjs.OrderedConsumer(ctx, alog.StreamOut, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.audience.>"}})
+	if err != nil {
+		t.Fatalf("viewer's consumer on AURUM_OUT: %v", err)
+	}
+
+	pOpt, producerViolation := natsViolations(t)
+	producer := natsConnect(t, e, nats.UserInfo("a", keyA), pOpt)
+	// Source a's key on source b's subject: refused by the server.
+	if err := producer.Publish("aurum.ingest.b", []byte(`{"type":"track","event":"Bought","userId":"u-b"}`)); err != nil {
+		t.Fatal(err)
+	}
+	producerViolation("aurum.ingest.b")
+	pjs, err := jetstream.New(producer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pjs.Publish(ctx, "aurum.ingest.a", []byte(`{"type":"track","event":"Bought","userId":"u-a"}`)); err != nil {
+		t.Fatalf("producer on its own subject: %v", err)
+	}
+
+	if m, err := plain.NextMsg(10 * time.Second); err != nil || m.Subject != "aurum.audience.buyers.entered" {
+		t.Fatalf("viewer's plain subscription: %v", err)
+	}
+	m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil || m.Subject() != "aurum.audience.buyers.entered" || !bytes.Contains(m.Data(), []byte("u-a")) {
+		t.Fatalf("viewer's JetStream consumer: %v", err)
+	}
+	if _, err := e.Profile("user_id:u-a"); err != nil {
+		t.Fatalf("source a's event: %v", err)
+	}
+	// The gateway takes AURUM_INGEST in order: u-b would be in by now.
+	if _, err := e.Profile("user_id:u-b"); !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("the refused publish on aurum.ingest.b: profile %v", err)
+	}
+
+	// What a write key cannot do.
+	if _, err := producer.SubscribeSync("aurum.audience.>"); err != nil {
+		t.Fatal(err)
+	}
+	producerViolation("aurum.audience.>")
+	if err := producer.Publish("aurum.log.events", []byte{0x80}); err != nil {
+		t.Fatal(err)
+	}
+	producerViolation("aurum.log.events")
+
+	// What a viewer cannot do.
+	for _, subj := range []string{
+		"aurum.log.control",
+		"aurum.ingest.a",
+		"$JS.API.STREAM.DELETE." + alog.StreamOut,
+		"$JS.API.STREAM.DELETE." + alog.StreamLog,
+		"$JS.API.STREAM.PURGE." + alog.StreamOut,
+		"$JS.API.STREAM.INFO." + alog.StreamLog,
+		"$JS.API.CONSUMER.CREATE." + alog.StreamLog + ".x.aurum.log.>",
+		"$JS.API.STREAM.MSG.GET." + alog.StreamDeadLetter,
+	} {
+		if err := viewer.PublishRequest(subj, alog.ReaderInboxPrefix+".x", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		viewerViolation(subj)
+	}
+	short, stop := context.WithTimeout(ctx, 2*time.Second)
+	defer stop()
+	if _, err := vjs.Stream(short, alog.StreamLog); err == nil {
+		t.Fatal("a viewer read AURUM_LOG's info")
+	}
+
+	// An admin token can read the log.
+	admin := natsConnect(t, e, nats.Token(natsToken(t, e, auth.RoleAdmin)))
+	ajs, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := ajs.OrderedConsumer(ctx, alog.StreamLog, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("admin consumer on AURUM_LOG: %v", err)
+	}
+	if _, err := lc.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil {
+		t.Fatalf("admin read of AURUM_LOG: %v", err)
+	}
+}
+
+// TestNATSAuthRevoke: a revoked token's open connection is closed and it
+// cannot connect again.
+func TestNATSAuthRevoke(t *testing.T) {
+	e := openNATSAuthEngine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	secret, info, err := e.CreateToken(ctx, "feed", auth.RoleViewer, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	nc := natsConnect(t, e, nats.Token(secret), nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	other := natsReader(t, e, auth.RoleViewer)
+	if err := e.RevokeToken(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the revoked token's connection is still open")
+	}
+	if _, err := nats.Connect(e.NATSURL(), nats.Token(secret), nats.NoReconnect()); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("revoked token connects: %v", err)
+	}
+	if nc.IsConnected() || !other.IsConnected() {
+		t.Fatalf("after the revoke: revoked connected %v, other connected %v", nc.IsConnected(), other.IsConnected())
+	}
+}
