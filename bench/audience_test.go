@@ -58,13 +58,17 @@ func smLog(people, events int) [][]byte {
 
 // benchApply applies a synthetic log to a state machine on Pebble, with or
 // without the example audiences, and reports the cost per event.
-func benchApply(b *testing.B, withAudiences bool) {
+func benchApply(b *testing.B, withAudiences bool, cacheBytes ...int) {
 	db, err := store.Open(b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	sm := projections.New(projections.Options{Partitions: 16})
+	opts := projections.Options{Partitions: 16}
+	if len(cacheBytes) > 0 {
+		opts.CacheBytes = cacheBytes[0]
+	}
+	sm := projections.New(opts)
 	seq := uint64(0)
 	apply := func(subject string, data []byte) {
 		seq++
@@ -96,6 +100,9 @@ func benchApply(b *testing.B, withAudiences bool) {
 	if cpu1, ok := processCPU(); ok && cpuOK {
 		b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/float64(n), "cpu-ns/event")
 	}
+	if st := sm.CacheStats(); st.Hits+st.Misses > 0 {
+		b.ReportMetric(100*float64(st.Hits)/float64(st.Hits+st.Misses), "cache-hit-%")
+	}
 	reportRate(b, n, d)
 }
 
@@ -115,6 +122,11 @@ func BenchmarkApplyNoAudiences(b *testing.B) { benchApply(b, false) }
 // BenchmarkApplyAudiences applies the same log with the eight example
 // audiences: the difference is the cost of incremental rule evaluation.
 func BenchmarkApplyAudiences(b *testing.B) { benchApply(b, true) }
+
+// BenchmarkApplyNoCache and BenchmarkApplyAudiencesNoCache are the two
+// above without the state machine's state cache (projections.Options.CacheBytes).
+func BenchmarkApplyNoCache(b *testing.B)          { benchApply(b, false, -1) }
+func BenchmarkApplyAudiencesNoCache(b *testing.B) { benchApply(b, true, -1) }
 
 // transitionLatency offers rate orders/s (each from a new person, so each
 // makes one "entered" transition) for d and measures, per transition, the

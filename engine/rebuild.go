@@ -266,6 +266,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 	if err := copyRanges(e.state, db, keep); err != nil {
 		return fmt.Errorf("engine: carry over live ranges: %w", err)
 	}
+	sm.ResetCache() // the carried-over ranges were written behind its back
 	// Swap: the rebuilt store becomes the live one. A crash between the
 	// renames is finished by recoverSwap on the next Open.
 	if err := db.Close(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -34,38 +35,60 @@ func audienceLog(t testing.TB) []entry {
 	return log
 }
 
-// toLegacy rewrites every audience state in s in the msgpack form that
-// versions before the hand-written codec stored, and returns how many.
-func toLegacy(t *testing.T, s *store.Mem) int {
+// toLegacy rewrites every value of the given kind in s ('u' audience
+// states, 'g' GCRs) in the msgpack form that versions before the
+// hand-written codecs stored, and returns how many.
+func toLegacy(t *testing.T, s *store.Mem, kind byte) int {
 	t.Helper()
 	type kv struct{ k, v []byte }
-	var states []kv
+	var vals []kv
 	err := s.Scan([]byte("p/"), store.PrefixEnd([]byte("p/")), false, func(k, v []byte) bool {
-		if _, kind, profile, ok := SplitPartitionKey(k); ok && kind == 'u' && profile != nil {
-			states = append(states, kv{bytes.Clone(k), bytes.Clone(v)})
+		if _, kd, profile, ok := SplitPartitionKey(k); ok && kd == kind && profile != nil {
+			vals = append(vals, kv{bytes.Clone(k), bytes.Clone(v)})
 		}
 		return true
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, x := range states {
-		if audience.IsLegacyState(x.v) {
-			t.Fatalf("state %x already in the legacy form", x.k)
-		}
-		st, err := audience.DecodeState(x.v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		old, err := msgpack.Marshal(st)
-		if err != nil {
-			t.Fatal(err)
+	g := gcr.New(&gcr.Options{Partitions: 4})
+	for _, x := range vals {
+		var old []byte
+		switch kind {
+		case 'u':
+			if audience.IsLegacyState(x.v) {
+				t.Fatalf("state %x already in the legacy form", x.k)
+			}
+			st, err := audience.DecodeState(x.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if old, err = msgpack.Marshal(st); err != nil {
+				t.Fatal(err)
+			}
+		case 'g':
+			if gcr.IsLegacy(x.v) {
+				t.Fatalf("GCR %x already in the legacy form", x.k)
+			}
+			_, _, profile, _ := SplitPartitionKey(x.k)
+			prof, err := g.Get(s, profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			enc := msgpack.NewEncoder(&buf) // as gcr's encoder was set up
+			enc.SetSortMapKeys(true)
+			enc.UseCompactInts(true)
+			if err := enc.Encode(prof); err != nil {
+				t.Fatal(err)
+			}
+			old = buf.Bytes()
 		}
 		if err := s.Set(x.k, old); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return len(states)
+	return len(vals)
 }
 
 func outbox(t *testing.T, s store.Reader, partitions int) map[string]string {
@@ -90,9 +113,10 @@ func TestLegacyAudienceStatesKeepWorking(t *testing.T) {
 	smCur, smOld := newSM(), newSM()
 	applyAll(t, smCur, cur, log[:half])
 	applyAll(t, smOld, old, log[:half])
-	if n := toLegacy(t, old); n < 10 {
+	if n := toLegacy(t, old, 'u'); n < 10 {
 		t.Fatalf("only %d audience states to convert: the log exercises too little", n)
 	}
+	smOld.ResetCache() // the store was written behind the state machine's back
 	if !bytes.Equal(digest(t, cur), digest(t, old)) {
 		t.Fatal("legacy (msgpack) audience states change the digest")
 	}
@@ -133,6 +157,38 @@ func TestLegacyAudienceStatesKeepWorking(t *testing.T) {
 	}
 	if bytes.Equal(digest(t, cur), digest(t, old)) {
 		t.Fatal("a changed legacy state did not change the digest")
+	}
+}
+
+// TestLegacyGCRsKeepWorking: the same for GCRs written in msgpack by
+// versions before the hand-written GCR codec (commit f93f7cc).
+func TestLegacyGCRsKeepWorking(t *testing.T) {
+	log := audienceLog(t)
+	half := len(log) / 2
+	cur, old := store.NewMem(), store.NewMem()
+	smCur, smOld := newSM(), newSM()
+	applyAll(t, smCur, cur, log[:half])
+	applyAll(t, smOld, old, log[:half])
+	if n := toLegacy(t, old, 'g'); n < 10 {
+		t.Fatalf("only %d GCRs to convert: the log exercises too little", n)
+	}
+	smOld.ResetCache() // the store was written behind the state machine's back
+	if !bytes.Equal(digest(t, cur), digest(t, old)) {
+		t.Fatal("legacy (msgpack) GCRs change the digest")
+	}
+	applyAll(t, smCur, cur, log[half:])
+	applyAll(t, smOld, old, log[half:])
+	if !bytes.Equal(digest(t, cur), digest(t, old)) {
+		t.Fatal("applying the rest of the log to legacy GCRs gave another state")
+	}
+	oc, oo := outbox(t, cur, smCur.Partitions()), outbox(t, old, smOld.Partitions())
+	if len(oc) == 0 || len(oc) != len(oo) {
+		t.Fatalf("outboxes: %d vs %d rows", len(oc), len(oo))
+	}
+	for k, v := range oc {
+		if oo[k] != v {
+			t.Fatalf("outbox row %x differs", k)
+		}
 	}
 }
 

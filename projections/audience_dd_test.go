@@ -50,6 +50,15 @@ type audienceRun struct {
 	log         []entry           // every entry applied, for replays
 	opts        Options
 	lastErasure []byte
+	// shadows apply every entry too, with other cache settings (none, a
+	// tiny one): their stores must equal s, outbox included, after every
+	// entry (TestCacheNeverServesStaleValues).
+	shadows []shadow
+}
+
+type shadow struct {
+	sm *StateMachine
+	s  *store.Mem
 }
 
 func parseTime(t *testing.T, s string) int64 {
@@ -79,8 +88,21 @@ func (r *audienceRun) apply(subject string, v any) string {
 	for _, p := range OutboxPrefixes(r.sm.Partitions()) {
 		_ = r.s.Scan(p, store.PrefixEnd(p), false, func(k, _ []byte) bool { before[string(k)] = true; return true })
 	}
-	if _, err := r.sm.Apply(r.s, r.seq, subject, data); err != nil {
+	res, err := r.sm.Apply(r.s, r.seq, subject, data)
+	if err != nil {
 		r.t.Fatalf("apply: %v", err)
+	}
+	for i, sh := range r.shadows {
+		sres, err := sh.sm.Apply(sh.s, r.seq, subject, data)
+		if err != nil {
+			r.t.Fatalf("apply (shadow %d): %v", i, err)
+		}
+		if fmt.Sprint(res) != fmt.Sprint(sres) {
+			r.t.Fatalf("seq %d: result %+v, shadow %d (cache %d bytes): %+v", r.seq, res, i, sh.sm.opts.CacheBytes, sres)
+		}
+		if k, ok := firstDifference(r.s, sh.s); !ok {
+			r.t.Fatalf("seq %d: store and shadow %d (cache %d bytes) differ at key %q", r.seq, i, sh.sm.opts.CacheBytes, k)
+		}
 	}
 	r.log = append(r.log, entry{seq: r.seq, subject: subject, data: data})
 	var lines []string
@@ -252,6 +274,11 @@ func (r *audienceRun) relabelOut(out string) string {
 	return out
 }
 
+// shadowCaches are the cache settings runAudienceFile checks the default
+// one against, entry by entry: none, and one so small it rotates all the
+// time.
+var shadowCaches = []int{-1, 2048}
+
 func TestAudiencesDataDriven(t *testing.T) {
 	files, _ := filepath.Glob("testdata/audiences/*.txt")
 	if len(files) == 0 {
@@ -271,6 +298,11 @@ func runAudienceFile(t *testing.T, file string) {
 	}
 	opts := Options{Partitions: 4, BackfillPerEntry: 1000, Open: func(_, sealed []byte) ([]byte, error) { return sealed, nil }}
 	r := &audienceRun{t: t, sm: New(opts), s: store.NewMem(), users: map[string]string{}, opts: opts}
+	for _, cache := range shadowCaches {
+		o := opts
+		o.CacheBytes = cache
+		r.shadows = append(r.shadows, shadow{sm: New(o), s: store.NewMem()})
+	}
 	var out strings.Builder
 	sc := bufio.NewScanner(strings.NewReader(string(data)))
 	var cmd string

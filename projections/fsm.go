@@ -73,6 +73,10 @@ type Options struct {
 	// TimersPerEntry bounds how many due timers each partition runs per log
 	// entry. Default 4096.
 	TimersPerEntry int
+	// CacheBytes bounds the state cache: values of hot keys (keychain,
+	// GCRs, audience states) kept between entries (see stateCache).
+	// Default DefaultCacheBytes; negative: no cache.
+	CacheBytes int
 }
 
 // StateMachine applies log entries to a store.ReadWriter.
@@ -82,6 +86,7 @@ type StateMachine struct {
 	audiences  atomic.Pointer[audience.Set]      // replaced by audience.put/delete control records
 	gcr        *gcr.Projection
 	partitions []*Partition
+	cache      *stateCache // used by Apply and Skip only
 }
 
 // New returns a state machine. The caller must have validated opts.Identity.
@@ -101,9 +106,13 @@ func New(opts Options) *StateMachine {
 	if opts.TimersPerEntry == 0 {
 		opts.TimersPerEntry = 4096
 	}
+	if opts.CacheBytes == 0 {
+		opts.CacheBytes = DefaultCacheBytes
+	}
 	sm := &StateMachine{
-		opts: opts,
-		gcr:  gcr.New(&gcr.Options{Partitions: opts.Partitions}),
+		opts:  opts,
+		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions}),
+		cache: newStateCache(opts.CacheBytes),
 	}
 	sm.keychain.Store(identity.New(identity.DefaultConfig()))
 	empty, _ := audience.Compile(nil)
@@ -273,7 +282,21 @@ type Result struct {
 // the applied position, all in rw (the caller commits rw atomically). An entry
 // that cannot be decoded leaves the state unchanged but for the applied
 // position, so every replay skips it alike; the error wraps ErrCorruptEntry.
+//
+// After an error the caller must discard rw's changes (it then may Skip
+// seq on a fresh batch). Writes to the store other than through Apply and
+// Skip that keep the applied position need ResetCache.
 func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, data []byte) (Result, error) {
+	var res Result
+	err := sm.withCache(rw, seq, func(rw store.ReadWriter) error {
+		var err error
+		res, err = sm.apply(rw, seq, subject, data)
+		return err
+	})
+	return res, err
+}
+
+func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, data []byte) (Result, error) {
 	var res Result
 	prev, err := Applied(rw)
 	if err != nil {
@@ -372,10 +395,12 @@ func readUint64(r store.Reader, key []byte) (uint64, error) {
 // Skip records seq as applied, by the state machine and every partition,
 // with no other change: the fate of a log entry that cannot be decoded.
 func (sm *StateMachine) Skip(rw store.ReadWriter, seq uint64) error {
-	if err := setUint64(rw, keyApplied, seq); err != nil {
-		return err
-	}
-	return sm.applyPartitions(rw, sm.emptyCommands(seq))
+	return sm.withCache(rw, seq, func(rw store.ReadWriter) error {
+		if err := setUint64(rw, keyApplied, seq); err != nil {
+			return err
+		}
+		return sm.applyPartitions(rw, sm.emptyCommands(seq))
+	})
 }
 
 func (sm *StateMachine) emptyCommands(seq uint64) []PartitionCommand {

@@ -67,26 +67,33 @@ func loadAudienceState(r store.Reader, p *Partition, profile []byte) (*audience.
 }
 
 // canonicalValue returns v as the current code would write it, for the
-// digest: an audience state still in the msgpack form of earlier versions
-// (an old data dir, not yet re-written) hashes as its current encoding, so
-// that the node and a replay of its log have equal digests. Every other
-// value, and a state that does not decode, is returned as it is.
+// digest: an audience state or a GCR still in the msgpack form of earlier
+// versions (an old data dir, not yet re-written) hashes as its current
+// encoding, so that the node and a replay of its log have equal digests.
+// Every other value, and one that does not decode, is returned as it is.
 func canonicalValue(k, v []byte) []byte {
-	if !audience.IsLegacyState(v) {
+	_, kind, profile, ok := SplitPartitionKey(k)
+	if !ok || profile == nil {
 		return v
 	}
-	if _, kind, profile, ok := SplitPartitionKey(k); !ok || kind != 'u' || profile == nil {
-		return v
+	switch kind {
+	case 'g':
+		return gcr.Canonical(v)
+	case 'u':
+		if !audience.IsLegacyState(v) {
+			return v
+		}
+		st, err := audience.DecodeState(v)
+		if err != nil {
+			return v
+		}
+		data, err := audience.EncodeState(st)
+		if err != nil {
+			return v
+		}
+		return data
 	}
-	st, err := audience.DecodeState(v)
-	if err != nil {
-		return v
-	}
-	data, err := audience.EncodeState(st)
-	if err != nil {
-		return v
-	}
-	return data
+	return v
 }
 
 // work is what an entry asks of one profile's audiences.

@@ -2,13 +2,17 @@ package gcr
 
 import (
 	"bytes"
+	"encoding/hex"
+	"reflect"
 	"testing"
 
 	"github.com/aurumcdp/aurum/event"
 )
 
-// FuzzDecodeProfile checks that decoding never panics and that whatever
-// decodes re-encodes to a fixed point.
+// FuzzDecodeProfile checks that decoding a stored GCR (format version 1 or
+// the legacy msgpack form) never panics, that whatever decodes holds memory
+// bounded by the input's length (v1), and that it re-encodes to a fixed
+// point.
 func FuzzDecodeProfile(f *testing.F) {
 	p := &Profile{ID: pid(1), MergedFrom: [][]byte{pid(2)}}
 	p.add(withTraits(identify(1, 5), "name", "x"), nil)
@@ -21,11 +25,22 @@ func FuzzDecodeProfile(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b)
+	f.Add(legacyEncode(f, p))
+	f.Add(mustEncode(f, legacyWant()))
+	if raw, err := hex.DecodeString(legacyProfile); err == nil {
+		f.Add(raw)
+	}
 	f.Add([]byte{0x80})
+	f.Add([]byte{profileV1, 0x10})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		prof, err := decodeProfile(in)
 		if err != nil {
 			return
+		}
+		if !IsLegacy(in) {
+			if got, limit := decodedSize(prof), 256+64*len(in); got > limit {
+				t.Fatalf("%d input bytes decoded into %d bytes of profile (limit %d)", len(in), got, limit)
+			}
 		}
 		b1, err := encodeProfile(prof)
 		if err != nil {
@@ -43,6 +58,37 @@ func FuzzDecodeProfile(f *testing.F) {
 			t.Fatal("encoding is not a fixed point")
 		}
 	})
+}
+
+// decodedSize estimates the memory a decoded profile holds, in bytes (map
+// entries counted at their key, value and a bucket overhead).
+func decodedSize(p *Profile) int {
+	const entry = 48
+	n := int(reflect.TypeOf(Profile{}).Size()) + len(p.ID)
+	for _, id := range p.MergedFrom {
+		n += 24 + len(id)
+	}
+	for _, id := range p.Identifiers {
+		n += int(reflect.TypeOf(id).Size()) + len(id.Type) + len(id.Hash) + len(id.Key) + len(id.Sealed) + len(id.FirstEvent)
+	}
+	for k, tr := range p.Traits {
+		n += entry + len(k) + int(reflect.TypeOf(tr).Size()) + len(tr.Key) + len(tr.Sealed) + len(tr.Event)
+	}
+	for _, m := range []map[string]int64{p.Stats.EventCounts, p.Stats.KindCounts, p.Stats.Sources, p.Stats.Channels, p.Stats.Devices, p.Audiences} {
+		for k := range m {
+			n += entry + len(k) + 8
+		}
+	}
+	for k := range p.Revenue {
+		n += entry + len(k) + 16
+	}
+	for k := range p.Predictions {
+		n += entry + len(k) + 8
+	}
+	for k, c := range p.Consent {
+		n += entry + len(k) + int(reflect.TypeOf(c).Size()) + len(c.Event) + len(c.Source)
+	}
+	return n
 }
 
 func TestOptions(t *testing.T) {

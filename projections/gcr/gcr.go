@@ -39,7 +39,7 @@
 // Profiles are spread over Options.Partitions partitions by PartitionOf (FNV-1a
 // 32 of the 16-byte profile id, mod n). part is a big-endian uint16:
 //
-//	p/<part:2>/g/<profile:16>                       → msgpack Profile
+//	p/<part:2>/g/<profile:16>                       → Profile (codec.go; msgpack before)
 //	p/<part:2>/e/<profile:16>/<time:8>/<event:16>   → msgpack event.Record
 //
 // time is the event time in Unix milliseconds as a big-endian uint64, clamped
@@ -47,8 +47,9 @@
 // profile that received them; a merged-away profile's GCR key is deleted but
 // its event keys remain, and the survivor lists it in MergedFrom.
 //
-// Encodings are deterministic: every map is written with sorted keys and
-// integers in their compact form, so equal profiles encode to equal bytes.
+// Encodings are deterministic: every map is written with sorted keys, so
+// equal profiles encode to equal bytes (codec.go for profiles; msgpack with
+// sorted maps and compact integers for event records).
 package gcr
 
 import (

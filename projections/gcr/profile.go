@@ -349,7 +349,9 @@ func (p *Profile) Check() error {
 	return nil
 }
 
-// Encoding. msgpack's SetSortMapKeys sorts only map[string]string, bool and
+// Encoding. The stored form of a Profile is codec.go's. The msgpack form
+// below is that of earlier versions (still decoded) and of any msgpack
+// encoding of a Profile. msgpack's SetSortMapKeys sorts only map[string]string, bool and
 // interface{} maps, so every other map goes through sortedMap. The wire
 // structs mirror the public ones tag for tag; decoding uses the public ones.
 
@@ -451,19 +453,6 @@ func encodeRecord(r *event.Record) ([]byte, error) {
 		Channel: r.Channel, DeviceType: r.DeviceType, Key: r.Key, IDs: r.IDs,
 		Traits: r.Traits, Properties: r.Properties, Private: r.Private, Consent: r.Consent,
 	})
-}
-
-func encodeProfile(p *Profile) ([]byte, error) { return marshal(p.wire()) }
-
-func decodeProfile(b []byte) (*Profile, error) {
-	var p Profile
-	if err := unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("decode: %w: %v", ErrCorrupt, err)
-	}
-	if err := p.Check(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	return &p, nil
 }
 
 func marshal(v any) ([]byte, error) {

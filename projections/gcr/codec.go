@@ -1,0 +1,475 @@
+package gcr
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// The stored form of a Profile (key p/<partition>/g/<profile>).
+//
+// Version 1, hand-written (no reflection), deterministic: equal profiles
+// give equal bytes (maps are written in key order, nil and empty alike),
+// which the digest and the lattice tests rely on.
+//
+//	profile  = 0xc1 bytes(ID) uvarint(n) bytes*(MergedFrom) uvarint(n) ident*(Identifiers)
+//	           map(trait)(Traits) stats map(money)(Revenue) map(varint)(Audiences)
+//	           map(f64)(Predictions) map(consent)(Consent)
+//	ident    = str(Type) bytes(Hash) bytes(Key) bytes(Sealed) varint(FirstSeen) varint(LastSeen) bytes(FirstEvent)
+//	trait    = bytes(Key) bytes(Sealed) varint(Time) bytes(Event)
+//	stats    = varint(FirstSeen) varint(LastSeen) varint(Events) map(varint)(EventCounts)
+//	           map(varint)(KindCounts) map(varint)(Sources) map(varint)(Channels) map(varint)(Devices)
+//	money    = varint(Count) varint(Micros)
+//	consent  = byte(Granted: 0 or 1) varint(Time) bytes(Event) str(Source)
+//	map(v)   = uvarint(n) (str(key) v)*   keys strictly increasing (a decoder refuses any other order)
+//	str      = uvarint(len) bytes
+//	bytes    = uvarint(len) bytes          (length 0 decodes as nil)
+//	f64      = 8 bytes little endian of math.Float64bits
+//	varint   = encoding/binary zig-zag varint; uvarint = encoding/binary uvarint
+//
+// The leading byte 0xc1 is the one code msgpack never uses, and a msgpack
+// Profile starts with a map code, so decodeProfile still reads profiles
+// written in msgpack by earlier versions (re-written in this form when next
+// changed; Canonical re-encodes one for the digest). A later version takes
+// another leading byte no msgpack Profile starts with.
+//
+// Decoding checks every count against the bytes left before it allocates,
+// so hostile input allocates at most a small multiple of its length; it
+// refuses trailing bytes, then checks the Profile's invariants (Check).
+const profileV1 byte = 0xc1
+
+// Minimum encoded sizes of the repeated items, to bound allocations by the
+// input length.
+const (
+	minBytesSize   = 1             // uvarint length
+	minIdentSize   = 7             // 4 lengths, 2 varints, 1 length
+	minTraitSize   = 1 + 4         // key, 3 lengths + 1 varint
+	minCountSize   = 1 + 1         // key, varint
+	minMoneySize   = 1 + 2         // key, 2 varints
+	minFloatSize   = 1 + 8         // key, f64
+	minConsentSize = 1 + 1 + 2 + 1 // key, flag, varint + length, length
+)
+
+// IsLegacy reports whether a stored GCR is in the msgpack form of earlier
+// versions (one that the current code would write differently).
+func IsLegacy(data []byte) bool { return len(data) == 0 || data[0] != profileV1 }
+
+// Canonical returns a stored GCR as the current code would write it: a
+// legacy (msgpack) one re-encoded, for the digest, so that an old node and
+// a replay of its log digest alike. A current or undecodable value is
+// returned as it is.
+func Canonical(data []byte) []byte {
+	if !IsLegacy(data) {
+		return data
+	}
+	p, err := decodeProfile(data)
+	if err != nil {
+		return data
+	}
+	b, err := encodeProfile(p)
+	if err != nil {
+		return data
+	}
+	return b
+}
+
+func encodeProfile(p *Profile) ([]byte, error) {
+	e := profileEncoder{buf: make([]byte, 0, profileSize(p))}
+	e.profile(p)
+	return e.buf, nil
+}
+
+// profileEncoder writes format version 1; keys is scratch for sorting map
+// keys, reused across the maps of one profile.
+type profileEncoder struct {
+	buf  []byte
+	keys []string
+}
+
+func (e *profileEncoder) uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }
+func (e *profileEncoder) varint(v int64)   { e.buf = binary.AppendVarint(e.buf, v) }
+func (e *profileEncoder) str(s string)     { e.uvarint(uint64(len(s))); e.buf = append(e.buf, s...) }
+func (e *profileEncoder) bytes(b []byte)   { e.uvarint(uint64(len(b))); e.buf = append(e.buf, b...) }
+
+// sorted returns the keys of m in order (in e.keys: valid until the next call).
+func sorted[V any](e *profileEncoder, m map[string]V) []string {
+	e.keys = e.keys[:0]
+	for k := range m {
+		e.keys = append(e.keys, k)
+	}
+	slices.Sort(e.keys)
+	return e.keys
+}
+
+func (e *profileEncoder) counts(m map[string]int64) {
+	e.uvarint(uint64(len(m)))
+	for _, k := range sorted(e, m) {
+		e.str(k)
+		e.varint(m[k])
+	}
+}
+
+func (e *profileEncoder) profile(p *Profile) {
+	e.buf = append(e.buf, profileV1)
+	e.bytes(p.ID)
+	e.uvarint(uint64(len(p.MergedFrom)))
+	for _, id := range p.MergedFrom {
+		e.bytes(id)
+	}
+	e.uvarint(uint64(len(p.Identifiers)))
+	for i := range p.Identifiers {
+		id := &p.Identifiers[i]
+		e.str(id.Type)
+		e.bytes(id.Hash)
+		e.bytes(id.Key)
+		e.bytes(id.Sealed)
+		e.varint(id.FirstSeen)
+		e.varint(id.LastSeen)
+		e.bytes(id.FirstEvent)
+	}
+	e.uvarint(uint64(len(p.Traits)))
+	for _, k := range sorted(e, p.Traits) {
+		t := p.Traits[k]
+		e.str(k)
+		e.bytes(t.Key)
+		e.bytes(t.Sealed)
+		e.varint(t.Time)
+		e.bytes(t.Event)
+	}
+	s := &p.Stats
+	e.varint(s.FirstSeen)
+	e.varint(s.LastSeen)
+	e.varint(s.Events)
+	e.counts(s.EventCounts)
+	e.counts(s.KindCounts)
+	e.counts(s.Sources)
+	e.counts(s.Channels)
+	e.counts(s.Devices)
+	e.uvarint(uint64(len(p.Revenue)))
+	for _, k := range sorted(e, p.Revenue) {
+		m := p.Revenue[k]
+		e.str(k)
+		e.varint(m.Count)
+		e.varint(m.Micros)
+	}
+	e.counts(p.Audiences)
+	e.uvarint(uint64(len(p.Predictions)))
+	for _, k := range sorted(e, p.Predictions) {
+		e.str(k)
+		e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(p.Predictions[k]))
+	}
+	e.uvarint(uint64(len(p.Consent)))
+	for _, k := range sorted(e, p.Consent) {
+		c := p.Consent[k]
+		e.str(k)
+		if c.Granted {
+			e.buf = append(e.buf, 1)
+		} else {
+			e.buf = append(e.buf, 0)
+		}
+		e.varint(c.Time)
+		e.bytes(c.Event)
+		e.str(c.Source)
+	}
+}
+
+// profileSize is an upper bound of the encoded size of p (varints counted
+// at their maximum), so that encodeProfile allocates its buffer once.
+func profileSize(p *Profile) int {
+	const v = binary.MaxVarintLen64
+	n := 1 + v + len(p.ID) + v*6
+	for _, id := range p.MergedFrom {
+		n += v + len(id)
+	}
+	for i := range p.Identifiers {
+		id := &p.Identifiers[i]
+		n += 7*v + len(id.Type) + len(id.Hash) + len(id.Key) + len(id.Sealed) + len(id.FirstEvent)
+	}
+	for k, t := range p.Traits {
+		n += 5*v + len(k) + len(t.Key) + len(t.Sealed) + len(t.Event)
+	}
+	for _, m := range []map[string]int64{p.Stats.EventCounts, p.Stats.KindCounts, p.Stats.Sources, p.Stats.Channels, p.Stats.Devices, p.Audiences} {
+		n += v
+		for k := range m {
+			n += 2*v + len(k)
+		}
+	}
+	for k := range p.Revenue {
+		n += 3*v + len(k)
+	}
+	for k := range p.Predictions {
+		n += v + 8 + len(k)
+	}
+	for k, c := range p.Consent {
+		n += 4*v + 1 + len(k) + len(c.Event) + len(c.Source)
+	}
+	return n
+}
+
+func decodeProfile(b []byte) (*Profile, error) {
+	var p *Profile
+	if IsLegacy(b) {
+		p = new(Profile)
+		if err := unmarshal(b, p); err != nil {
+			return nil, fmt.Errorf("decode: %w: %v", ErrCorrupt, err)
+		}
+	} else {
+		var err error
+		if p, err = decodeV1(b); err != nil {
+			return nil, fmt.Errorf("decode: %w", err)
+		}
+	}
+	if err := p.Check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return p, nil
+}
+
+// decodeV1 decodes format version 1 (b starts with its version byte)
+// without checking the Profile's invariants.
+func decodeV1(b []byte) (*Profile, error) {
+	if len(b) == 0 || b[0] != profileV1 {
+		return nil, fmt.Errorf("%w: not format version 1", ErrCorrupt)
+	}
+	d := profileDecoder{buf: b[1:]}
+	p := d.profile()
+	if d.err == nil && len(d.buf) != 0 {
+		d.fail("%d trailing bytes", len(d.buf))
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return p, nil
+}
+
+// profileDecoder reads format version 1; the first error sticks and every
+// later read returns zero values. Byte strings are sub-slices of one copy of
+// the input and strings substrings of one string copy: two allocations for
+// all of them.
+type profileDecoder struct {
+	buf  []byte
+	copy []byte // one copy of the input (nil until the first byte string)
+	str0 string // one string copy of the input ("" until the first string)
+	off  int    // offset of buf within the input after its version byte
+	soff int    // value of off when str0 was taken
+	err  error
+}
+
+func (d *profileDecoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+	}
+	d.buf = nil
+}
+
+func (d *profileDecoder) advance(n int) {
+	d.buf = d.buf[n:]
+	d.off += n
+}
+
+func (d *profileDecoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.buf)
+	if n <= 0 {
+		d.fail("bad %s", what)
+		return 0
+	}
+	d.advance(n)
+	return v
+}
+
+func (d *profileDecoder) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.buf)
+	if n <= 0 {
+		d.fail("bad %s", what)
+		return 0
+	}
+	d.advance(n)
+	return v
+}
+
+// length reads a byte length, refusing one past the end of the input.
+func (d *profileDecoder) length(what string) int {
+	n := d.uvarint(what)
+	if d.err != nil {
+		return 0
+	}
+	if n > uint64(len(d.buf)) {
+		d.fail("%s length %d exceeds the input", what, n)
+		return 0
+	}
+	return int(n)
+}
+
+// count reads a number of items at least min bytes each, refusing one the
+// remaining input cannot hold.
+func (d *profileDecoder) count(what string, min int) int {
+	n := d.uvarint(what)
+	if d.err != nil {
+		return 0
+	}
+	if n > uint64(len(d.buf)/min) {
+		d.fail("%s %d exceeds the input", what, n)
+		return 0
+	}
+	return int(n)
+}
+
+// bytes reads a byte string: a slice of the input copy, its capacity
+// clipped (appending to it cannot clobber its neighbours); nil when empty.
+func (d *profileDecoder) bytes(what string) []byte {
+	n := d.length(what)
+	if n == 0 {
+		return nil
+	}
+	if d.copy == nil {
+		d.copy = make([]byte, d.off+len(d.buf))
+		copy(d.copy[d.off:], d.buf)
+	}
+	b := d.copy[d.off : d.off+n : d.off+n]
+	d.advance(n)
+	return b
+}
+
+func (d *profileDecoder) str(what string) string {
+	n := d.length(what)
+	if n == 0 {
+		return ""
+	}
+	if d.str0 == "" {
+		d.str0 = string(d.buf) // the rest of the input, once
+		d.soff = d.off
+	}
+	s := d.str0[d.off-d.soff : d.off-d.soff+n]
+	d.advance(n)
+	return s
+}
+
+func (d *profileDecoder) f64(what string) float64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.buf) < 8 {
+		d.fail("short %s", what)
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(d.buf))
+	d.advance(8)
+	return v
+}
+
+// key reads a map key, refusing one not after prev (keys strictly increase).
+func (d *profileDecoder) key(what string, i int, prev string) string {
+	k := d.str(what)
+	if d.err == nil && i > 0 && k <= prev {
+		d.fail("%s keys not in order at %q", what, k)
+	}
+	return k
+}
+
+func (d *profileDecoder) counts(what string) map[string]int64 {
+	n := d.count(what, minCountSize)
+	if n == 0 {
+		return nil
+	}
+	m := make(map[string]int64, n)
+	var prev string
+	for i := range n {
+		k := d.key(what, i, prev)
+		m[k], prev = d.varint(what), k
+	}
+	return m
+}
+
+func (d *profileDecoder) profile() *Profile {
+	p := &Profile{}
+	p.ID = d.bytes("id")
+	if n := d.count("merged count", minBytesSize); n > 0 {
+		p.MergedFrom = make([][]byte, n)
+		for i := range p.MergedFrom {
+			p.MergedFrom[i] = d.bytes("merged id")
+		}
+	}
+	if n := d.count("identifier count", minIdentSize); n > 0 {
+		p.Identifiers = make([]Ident, n)
+		for i := range p.Identifiers {
+			id := &p.Identifiers[i]
+			id.Type = d.str("identifier type")
+			id.Hash = d.bytes("identifier hash")
+			id.Key = d.bytes("identifier key")
+			id.Sealed = d.bytes("identifier value")
+			id.FirstSeen = d.varint("first seen")
+			id.LastSeen = d.varint("last seen")
+			id.FirstEvent = d.bytes("first event")
+		}
+	}
+	if n := d.count("trait count", minTraitSize); n > 0 {
+		p.Traits = make(map[string]Trait, n)
+		var prev string
+		for i := range n {
+			k := d.key("trait", i, prev)
+			var t Trait
+			t.Key = d.bytes("trait key")
+			t.Sealed = d.bytes("trait value")
+			t.Time = d.varint("trait time")
+			t.Event = d.bytes("trait event")
+			p.Traits[k], prev = t, k
+		}
+	}
+	s := &p.Stats
+	s.FirstSeen = d.varint("first seen")
+	s.LastSeen = d.varint("last seen")
+	s.Events = d.varint("events")
+	s.EventCounts = d.counts("event counts")
+	s.KindCounts = d.counts("kind counts")
+	s.Sources = d.counts("sources")
+	s.Channels = d.counts("channels")
+	s.Devices = d.counts("devices")
+	if n := d.count("revenue count", minMoneySize); n > 0 {
+		p.Revenue = make(map[string]Money, n)
+		var prev string
+		for i := range n {
+			k := d.key("revenue", i, prev)
+			var m Money
+			m.Count = d.varint("revenue count")
+			m.Micros = d.varint("revenue sum")
+			p.Revenue[k], prev = m, k
+		}
+	}
+	p.Audiences = d.counts("audiences")
+	if n := d.count("prediction count", minFloatSize); n > 0 {
+		p.Predictions = make(map[string]float64, n)
+		var prev string
+		for i := range n {
+			k := d.key("prediction", i, prev)
+			p.Predictions[k], prev = d.f64("prediction"), k
+		}
+	}
+	if n := d.count("consent count", minConsentSize); n > 0 {
+		p.Consent = make(map[string]Consent, n)
+		var prev string
+		for i := range n {
+			k := d.key("consent", i, prev)
+			var c Consent
+			if d.err == nil {
+				if len(d.buf) == 0 || d.buf[0] > 1 {
+					d.fail("bad consent flag")
+				} else {
+					c.Granted = d.buf[0] == 1
+					d.advance(1)
+				}
+			}
+			c.Time = d.varint("consent time")
+			c.Event = d.bytes("consent event")
+			c.Source = d.str("consent source")
+			p.Consent[k], prev = c, k
+		}
+	}
+	return p
+}
