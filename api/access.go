@@ -52,13 +52,8 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, 4<<10, &req, false) {
 		return
 	}
-	if req.Name == "" {
-		writeError(w, http.StatusBadRequest, "name", "required")
-		return
-	}
-	role, err := auth.ParseRole(req.Role)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "role", err.Error())
+	role, ok := nameAndRole(w, req.Name, req.Role)
+	if !ok {
 		return
 	}
 	exp, err := parseExpires(req.Expires, s.opts.Now())
@@ -123,13 +118,8 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, 4<<10, &req, false) {
 		return
 	}
-	if req.Name == "" {
-		writeError(w, http.StatusBadRequest, "name", "required")
-		return
-	}
-	role, err := auth.ParseRole(req.Role)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "role", err.Error())
+	role, ok := nameAndRole(w, req.Name, req.Role)
+	if !ok {
 		return
 	}
 	if err := auth.CheckPassword(req.Password); err != nil {
@@ -249,4 +239,19 @@ func (s *Server) allowIngest(w http.ResponseWriter, src string, n int) bool {
 		tooMany(w, wait, fmt.Sprintf("ingest rate limit of source %q (%g events/s) exceeded", src, s.opts.IngestRate))
 	}
 	return ok
+}
+
+// nameAndRole checks the name and role of a token or user to create; on
+// failure it has answered 400 naming the field.
+func nameAndRole(w http.ResponseWriter, name, role string) (auth.Role, bool) {
+	if name == "" {
+		writeError(w, http.StatusBadRequest, "name", "required")
+		return "", false
+	}
+	r, err := auth.ParseRole(role)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "role", err.Error())
+		return "", false
+	}
+	return r, true
 }

@@ -242,47 +242,73 @@ func (e *Engine) drainOutboxRange(ctx context.Context, prefix []byte, max int) (
 	if err != nil || len(entries) == 0 {
 		return 0, err
 	}
-	b := e.state.NewBatch()
-	defer b.Close()
+	// Publish them all, then wait for the acks: one round trip for the
+	// range, not one per entry. One goroutine's async appends are stored
+	// in call order, so per-profile order holds. Only the entries up to the
+	// first failure are deleted; the rest are published again (same ids)
+	// on the next pass.
+	futs := make([]*alog.Future, 0, len(entries))
+	var pubErr error
 	for _, ent := range entries {
 		data := ent.Msg.Data
 		audience := strings.HasPrefix(ent.Msg.Subject, projections.SubjectAudiencePrefix)
 		if len(ent.Msg.Identifiers) > 0 || audience {
-			if data, err = e.decorateOutput(data, ent.Msg.Identifiers, audience); err != nil {
-				return 0, err
+			if data, pubErr = e.decorateOutput(data, &ent.Msg, audience); pubErr != nil {
+				break
 			}
 		}
 		var hdr map[string]string
 		if len(ent.Msg.Profile) == 16 {
 			hdr = map[string]string{alog.HeaderProfile: ulidString(ent.Msg.Profile)}
 		}
-		if _, _, err := e.log.AppendWithHeaders(ctx, ent.Msg.Subject, ent.Msg.MsgID, hdr, data); err != nil {
+		f, err := e.log.AppendAsyncWithHeaders(ent.Msg.Subject, ent.Msg.MsgID, hdr, data)
+		if err != nil {
+			pubErr = err
+			break
+		}
+		futs = append(futs, f)
+	}
+	b := e.state.NewBatch()
+	defer b.Close()
+	acked := 0
+	for i, f := range futs {
+		if _, _, err := f.Wait(ctx); err != nil {
+			if pubErr == nil {
+				pubErr = err
+			}
+			break
+		}
+		if err := b.Delete(entries[i].Key); err != nil {
 			return 0, err
 		}
-		if err := b.Delete(ent.Key); err != nil {
+		acked++
+	}
+	if acked > 0 {
+		if err := e.state.Commit(b, false); err != nil {
 			return 0, err
 		}
+		e.metrics.published.Add(float64(acked))
 	}
-	if err := e.state.Commit(b, false); err != nil {
-		return 0, err
-	}
-	e.metrics.published.Add(float64(len(entries)))
-	return len(entries), nil
+	return acked, pubErr
 }
 
 // decorateOutput adds to an output message's JSON what the state machine
-// does not put there: the unsealed identifiers (when ids is not empty) and,
-// for an audience transition, the person's current consent.
-func (e *Engine) decorateOutput(data []byte, ids []projections.OutIdent, audience bool) ([]byte, error) {
+// does not put there: the unsealed identifiers and, for an audience
+// transition, the person's consent per channel (the statements recorded
+// with the transition, defaults for the rest; the current consent when the
+// transition recorded none).
+func (e *Engine) decorateOutput(data []byte, msg *projections.OutMsg, audience bool) ([]byte, error) {
 	var m map[string]any
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("engine: outbox message: %w", err)
 	}
-	if len(ids) > 0 {
-		e.withIdentifiers(m, ids)
+	if len(msg.Identifiers) > 0 {
+		e.withIdentifiers(m, msg.Identifiers)
 	}
 	if audience {
-		if err := e.withConsent(e.state, m); err != nil {
+		if msg.ConsentKnown {
+			m["consent"] = e.consentWithDefaults(msg.Consent)
+		} else if err := e.withConsent(e.state, m); err != nil {
 			return nil, fmt.Errorf("engine: outbox message: %w", err)
 		}
 	}

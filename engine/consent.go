@@ -73,6 +73,21 @@ func (e *Engine) consentOf(r store.Reader, sm *projections.StateMachine, profile
 	return out, true, nil
 }
 
+// consentWithDefaults is the consent of every channel: the explicit
+// statements, the default for the rest.
+func (e *Engine) consentWithDefaults(stated map[string]bool) map[string]bool {
+	def := e.consentDefault()
+	out := make(map[string]bool, len(event.ConsentChannels))
+	for _, ch := range event.ConsentChannels {
+		g, ok := stated[ch]
+		if !ok {
+			g = def
+		}
+		out[ch] = g
+	}
+	return out
+}
+
 // consentChecker is the engine as the activation package's ConsentChecker.
 type consentChecker struct{ e *Engine }
 

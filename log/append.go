@@ -71,12 +71,20 @@ type Future struct {
 // Appends are stored in the order of the AppendAsync calls made from one
 // goroutine.
 func (l *Log) AppendAsync(subject, msgID string, data []byte) (*Future, error) {
+	return l.AppendAsyncWithHeaders(subject, msgID, nil, data)
+}
+
+// AppendAsyncWithHeaders is AppendAsync with extra message headers.
+func (l *Log) AppendAsyncWithHeaders(subject, msgID string, hdr map[string]string, data []byte) (*Future, error) {
 	if l.isClosed() {
 		return nil, ErrClosed
 	}
 	m, err := l.newMsg(subject, msgID, data)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range hdr {
+		m.Header.Set(k, v)
 	}
 	paf, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(l.opts.RequestTimeout))
 	if err != nil {

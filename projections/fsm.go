@@ -240,6 +240,12 @@ type OutMsg struct {
 	// Aurum-Profile header, so an erasure finds its copies); nil for an
 	// erased exit, which must not be found and deleted.
 	Profile []byte `msgpack:"p,omitempty"`
+	// Consent holds, for an audience transition, the person's explicit
+	// consent statements (channel → granted) when it happened, if
+	// ConsentKnown; the publisher adds the default for the other channels.
+	// Without ConsentKnown the publisher reads the current consent.
+	Consent      map[string]bool `msgpack:"cs,omitempty"`
+	ConsentKnown bool            `msgpack:"ck,omitempty"`
 }
 
 // OutIdent is a sealed identifier of an output message.

@@ -383,6 +383,13 @@ func (p *Partition) transition(rw store.ReadWriter, cmd *PartitionCommand, id []
 		}
 	}
 	if prof != nil && tr.Reason != ReasonErased {
+		msg.ConsentKnown = true
+		for ch, c := range prof.Consent {
+			if msg.Consent == nil {
+				msg.Consent = make(map[string]bool, len(prof.Consent))
+			}
+			msg.Consent[ch] = c.Granted
+		}
 		for _, ident := range prof.Identifiers {
 			msg.Identifiers = append(msg.Identifiers, OutIdent{Type: ident.Type, Key: ident.Key, Sealed: ident.Sealed})
 		}
