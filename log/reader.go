@@ -18,10 +18,15 @@ type Entry struct {
 	Time    time.Time
 }
 
-// readerBatch bounds the messages (and bytes) a Reader buffers.
+// readerBatch bounds the messages (and bytes) a Reader buffers. The byte
+// bound stays well under the client's per-subscription pending limit
+// (64 MB): the iterator asks for the next batch before the current one is
+// consumed, and at 64 MB a reader far behind the log (a big backlog, a
+// replay) overflowed it, so the server dropped messages ("slow consumer")
+// and the ordered consumer had to start over from the gap.
 const (
 	readerBatch      = 1024
-	readerBatchBytes = 64 << 20
+	readerBatchBytes = 16 << 20
 )
 
 // Reader reads AURUM_LOG in sequence order through an ordered consumer.
