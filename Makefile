@@ -31,7 +31,7 @@ bench:
 # request bodies.
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in ./event ./importer ./rules ./projections/gcr ./projections/audience ./activation ./projections ./projections/identity ./api; do \
+	@for pkg in ./internal/wire ./event ./importer ./rules ./projections/gcr ./projections/audience ./activation ./projections ./projections/identity ./api; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \

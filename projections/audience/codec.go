@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 
+	"github.com/aurumcdp/aurum/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -35,6 +35,10 @@ import (
 // it refuses trailing bytes.
 const stateV1 byte = 0xc1
 
+// maxLegacyDepth bounds the nesting of a legacy (msgpack) state: a State is
+// three levels deep.
+const maxLegacyDepth = 16
+
 // Minimum encoded sizes, used to bound allocations by the input length.
 const (
 	minAggSize    = 1 + 1 + 1 + 3*8 + 1 + 1 // key len, entries len, N, Sum/Min/Max, First, Last
@@ -57,35 +61,29 @@ func AppendState(dst []byte, s *State) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s.Aggs)))
 	for i := range s.Aggs {
 		a := &s.Aggs[i]
-		dst = appendString(dst, a.Key)
+		dst = wire.AppendString(dst, a.Key)
 		dst = binary.AppendUvarint(dst, uint64(len(a.Entries)))
 		for j := range a.Entries {
 			e := &a.Entries[j]
 			dst = binary.AppendVarint(dst, e.T)
-			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.V))
-			dst = binary.AppendUvarint(dst, uint64(len(e.ID)))
-			dst = append(dst, e.ID...)
+			dst = wire.AppendFloat64(dst, e.V)
+			dst = wire.AppendBytes(dst, e.ID)
 		}
 		dst = binary.AppendVarint(dst, a.N)
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(a.Sum))
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(a.Min))
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(a.Max))
+		dst = wire.AppendFloat64(dst, a.Sum)
+		dst = wire.AppendFloat64(dst, a.Min)
+		dst = wire.AppendFloat64(dst, a.Max)
 		dst = binary.AppendVarint(dst, a.First)
 		dst = binary.AppendVarint(dst, a.Last)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(s.Members)))
 	for i := range s.Members {
 		m := &s.Members[i]
-		dst = appendString(dst, m.Audience)
+		dst = wire.AppendString(dst, m.Audience)
 		dst = binary.AppendVarint(dst, m.Since)
 		dst = binary.AppendVarint(dst, m.Version)
 	}
 	return binary.AppendVarint(dst, s.Timer)
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
 }
 
 // stateSize is an upper bound of the encoded size of s (varints counted at
@@ -112,8 +110,11 @@ func DecodeState(data []byte) (*State, error) {
 		// The msgpack decoder sizes a slice by its declared length before
 		// reading its elements: check the structure first, so that no
 		// declared length exceeds the bytes that follow it.
-		if err := checkMsgpack(data); err != nil {
-			return nil, fmt.Errorf("audience: decode state: %w", err)
+		if n, err := wire.CheckMsgpack(data, wire.MsgpackLimits{MaxDepth: maxLegacyDepth}); err != nil || n != len(data) {
+			if err == nil {
+				err = fmt.Errorf("%d trailing bytes", len(data)-n)
+			}
+			return nil, fmt.Errorf("audience: decode state: %w: %v", ErrCorruptState, err)
 		}
 		var s State
 		if err := msgpack.Unmarshal(data, &s); err != nil {
@@ -121,13 +122,10 @@ func DecodeState(data []byte) (*State, error) {
 		}
 		return &s, nil
 	}
-	d := stateDecoder{buf: data[1:]}
-	s := d.state()
-	if d.err == nil && len(d.buf) != 0 {
-		d.fail("%d trailing bytes", len(d.buf))
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("audience: decode state: %w", d.err)
+	d := wire.NewReader(data[1:], ErrCorruptState)
+	s := decodeV1(&d)
+	if err := d.Finish(); err != nil {
+		return nil, fmt.Errorf("audience: decode state: %w", err)
 	}
 	return s, nil
 }
@@ -136,242 +134,40 @@ func DecodeState(data []byte) (*State, error) {
 // (one that EncodeState would now write differently).
 func IsLegacyState(data []byte) bool { return len(data) == 0 || data[0] != stateV1 }
 
-// stateDecoder reads format version 1; the first error sticks and every
-// later read returns zero values.
-type stateDecoder struct {
-	buf []byte
-	ids []byte // one copy of the input: entry IDs are sub-slices of it
-	off int    // offset of buf within the input copy
-	err error
-}
-
-func (d *stateDecoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: "+format, append([]any{ErrCorruptState}, args...)...)
-	}
-	d.buf = nil
-}
-
-func (d *stateDecoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.buf)
-	if n <= 0 {
-		d.fail("bad %s", what)
-		return 0
-	}
-	d.advance(n)
-	return v
-}
-
-func (d *stateDecoder) varint(what string) int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.buf)
-	if n <= 0 {
-		d.fail("bad %s", what)
-		return 0
-	}
-	d.advance(n)
-	return v
-}
-
-func (d *stateDecoder) f64(what string) float64 {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.buf) < 8 {
-		d.fail("short %s", what)
-		return 0
-	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(d.buf))
-	d.advance(8)
-	return v
-}
-
-func (d *stateDecoder) advance(n int) {
-	d.buf = d.buf[n:]
-	d.off += n
-}
-
-// count reads a length of items at least min bytes each, refusing one the
-// remaining input cannot hold.
-func (d *stateDecoder) count(what string, min int) int {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return 0
-	}
-	if n > uint64(len(d.buf)/min) {
-		d.fail("%s %d exceeds the input", what, n)
-		return 0
-	}
-	return int(n)
-}
-
-// bytes reads a length-prefixed byte string, returned as a slice of the
-// input copy (capacity clipped: appending to it cannot clobber its
-// neighbours).
-func (d *stateDecoder) bytes(what string) []byte {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.buf)) {
-		d.fail("%s length %d exceeds the input", what, n)
-		return nil
-	}
-	if n == 0 {
-		return nil
-	}
-	if d.ids == nil {
-		d.ids = append([]byte(nil), d.buf...) // one copy of the rest of the input
-		d.off = 0
-	}
-	b := d.ids[d.off : d.off+int(n) : d.off+int(n)]
-	d.advance(int(n))
-	return b
-}
-
-func (d *stateDecoder) str(what string) string {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.buf)) {
-		d.fail("%s length %d exceeds the input", what, n)
-		return ""
-	}
-	s := string(d.buf[:n])
-	d.advance(int(n))
-	return s
-}
-
-func (d *stateDecoder) state() *State {
+// decodeV1 reads the body of format version 1 (after its version byte).
+func decodeV1(d *wire.Reader) *State {
 	s := &State{}
-	if n := d.count("aggregate count", minAggSize); n > 0 {
+	if n := d.Count("aggregate count", minAggSize); n > 0 {
 		s.Aggs = make([]AggState, n)
 		for i := range s.Aggs {
 			a := &s.Aggs[i]
-			a.Key = d.str("aggregate key")
-			if m := d.count("entry count", minEntrySize); m > 0 {
+			a.Key = d.String("aggregate key")
+			if m := d.Count("entry count", minEntrySize); m > 0 {
 				a.Entries = make([]AggEntry, m)
 				for j := range a.Entries {
 					e := &a.Entries[j]
-					e.T = d.varint("entry time")
-					e.V = d.f64("entry value")
-					e.ID = d.bytes("entry id")
+					e.T = d.Varint("entry time")
+					e.V = d.Float64("entry value")
+					e.ID = d.Bytes("entry id")
 				}
 			}
-			a.N = d.varint("count")
-			a.Sum = d.f64("sum")
-			a.Min = d.f64("min")
-			a.Max = d.f64("max")
-			a.First = d.varint("first")
-			a.Last = d.varint("last")
+			a.N = d.Varint("count")
+			a.Sum = d.Float64("sum")
+			a.Min = d.Float64("min")
+			a.Max = d.Float64("max")
+			a.First = d.Varint("first")
+			a.Last = d.Varint("last")
 		}
 	}
-	if n := d.count("member count", minMemberSize); n > 0 {
+	if n := d.Count("member count", minMemberSize); n > 0 {
 		s.Members = make([]Member, n)
 		for i := range s.Members {
 			m := &s.Members[i]
-			m.Audience = d.str("audience")
-			m.Since = d.varint("since")
-			m.Version = d.varint("version")
+			m.Audience = d.String("audience")
+			m.Since = d.Varint("since")
+			m.Version = d.Varint("version")
 		}
 	}
-	s.Timer = d.varint("timer")
+	s.Timer = d.Varint("timer")
 	return s
-}
-
-// checkMsgpack checks that data is exactly one well-formed msgpack value
-// whose every declared length fits in the bytes that follow it (each array
-// element or map entry takes at least one byte). It walks the value without
-// recursion and allocates nothing.
-func checkMsgpack(data []byte) error {
-	pending := 1 // values still to read
-	i := 0
-	need := func(n uint64) bool { return n <= uint64(len(data)-i) }
-	for pending > 0 {
-		if i >= len(data) {
-			return fmt.Errorf("%w: truncated msgpack", ErrCorruptState)
-		}
-		c := data[i]
-		i++
-		pending--
-		var skip, items uint64 // bytes to skip; values to add
-		switch {
-		case c <= 0x7f || c >= 0xe0, c == 0xc0, c == 0xc2, c == 0xc3:
-		case c <= 0x8f:
-			items = 2 * uint64(c&0x0f)
-		case c <= 0x9f:
-			items = uint64(c & 0x0f)
-		case c <= 0xbf:
-			skip = uint64(c & 0x1f)
-		default:
-			var lenBytes int // bytes of a big-endian length that follows
-			var fixed uint64 // bytes of payload not counted by that length
-			var mul uint64   // the length counts values (1, 2) or bytes (0)
-			switch c {
-			case 0xc4, 0xd9:
-				lenBytes = 1
-			case 0xc5, 0xda:
-				lenBytes = 2
-			case 0xc6, 0xdb:
-				lenBytes = 4
-			case 0xc7:
-				lenBytes, fixed = 1, 1
-			case 0xc8:
-				lenBytes, fixed = 2, 1
-			case 0xc9:
-				lenBytes, fixed = 4, 1
-			case 0xca, 0xd2, 0xce:
-				fixed = 4
-			case 0xcb, 0xd3, 0xcf:
-				fixed = 8
-			case 0xcc, 0xd0:
-				fixed = 1
-			case 0xcd, 0xd1:
-				fixed = 2
-			case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
-				fixed = 1 + 1<<(c-0xd4)
-			case 0xdc:
-				lenBytes, mul = 2, 1
-			case 0xdd:
-				lenBytes, mul = 4, 1
-			case 0xde:
-				lenBytes, mul = 2, 2
-			case 0xdf:
-				lenBytes, mul = 4, 2
-			default: // 0xc1: never used
-				return fmt.Errorf("%w: bad msgpack code %#x", ErrCorruptState, c)
-			}
-			if !need(uint64(lenBytes)) {
-				return fmt.Errorf("%w: truncated msgpack", ErrCorruptState)
-			}
-			var n uint64
-			for _, b := range data[i : i+lenBytes] {
-				n = n<<8 | uint64(b)
-			}
-			i += lenBytes
-			if mul == 0 {
-				skip = fixed + n
-			} else {
-				items = mul * n
-			}
-		}
-		if !need(skip) {
-			return fmt.Errorf("%w: msgpack length exceeds the input", ErrCorruptState)
-		}
-		i += int(skip)
-		if !need(items + uint64(pending)) {
-			return fmt.Errorf("%w: msgpack length exceeds the input", ErrCorruptState)
-		}
-		pending += int(items)
-	}
-	if i != len(data) {
-		return fmt.Errorf("%w: %d trailing bytes", ErrCorruptState, len(data)-i)
-	}
-	return nil
 }

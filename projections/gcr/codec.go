@@ -3,8 +3,10 @@ package gcr
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
+
 	"slices"
+
+	"github.com/aurumcdp/aurum/internal/wire"
 )
 
 // The stored form of a Profile (key p/<partition>/g/<profile>).
@@ -89,8 +91,8 @@ type profileEncoder struct {
 
 func (e *profileEncoder) uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }
 func (e *profileEncoder) varint(v int64)   { e.buf = binary.AppendVarint(e.buf, v) }
-func (e *profileEncoder) str(s string)     { e.uvarint(uint64(len(s))); e.buf = append(e.buf, s...) }
-func (e *profileEncoder) bytes(b []byte)   { e.uvarint(uint64(len(b))); e.buf = append(e.buf, b...) }
+func (e *profileEncoder) str(s string)     { e.buf = wire.AppendString(e.buf, s) }
+func (e *profileEncoder) bytes(b []byte)   { e.buf = wire.AppendBytes(e.buf, b) }
 
 // sorted returns the keys of m in order (in e.keys: valid until the next call).
 func sorted[V any](e *profileEncoder, m map[string]V) []string {
@@ -157,17 +159,13 @@ func (e *profileEncoder) profile(p *Profile) {
 	e.uvarint(uint64(len(p.Predictions)))
 	for _, k := range sorted(e, p.Predictions) {
 		e.str(k)
-		e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(p.Predictions[k]))
+		e.buf = wire.AppendFloat64(e.buf, p.Predictions[k])
 	}
 	e.uvarint(uint64(len(p.Consent)))
 	for _, k := range sorted(e, p.Consent) {
 		c := p.Consent[k]
 		e.str(k)
-		if c.Granted {
-			e.buf = append(e.buf, 1)
-		} else {
-			e.buf = append(e.buf, 0)
-		}
+		e.buf = wire.AppendBool(e.buf, c.Granted)
 		e.varint(c.Time)
 		e.bytes(c.Event)
 		e.str(c.Source)
@@ -232,242 +230,106 @@ func decodeV1(b []byte) (*Profile, error) {
 	if len(b) == 0 || b[0] != profileV1 {
 		return nil, fmt.Errorf("%w: not format version 1", ErrCorrupt)
 	}
-	d := profileDecoder{buf: b[1:]}
+	d := profileDecoder{wire.NewReader(b[1:], ErrCorrupt)}
 	p := d.profile()
-	if d.err == nil && len(d.buf) != 0 {
-		d.fail("%d trailing bytes", len(d.buf))
-	}
-	if d.err != nil {
-		return nil, d.err
+	if err := d.Finish(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
-// profileDecoder reads format version 1; the first error sticks and every
-// later read returns zero values. Byte strings are sub-slices of one copy of
-// the input and strings substrings of one string copy: two allocations for
-// all of them.
-type profileDecoder struct {
-	buf  []byte
-	copy []byte // one copy of the input (nil until the first byte string)
-	str0 string // one string copy of the input ("" until the first string)
-	off  int    // offset of buf within the input after its version byte
-	soff int    // value of off when str0 was taken
-	err  error
-}
-
-func (d *profileDecoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
-	}
-	d.buf = nil
-}
-
-func (d *profileDecoder) advance(n int) {
-	d.buf = d.buf[n:]
-	d.off += n
-}
-
-func (d *profileDecoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.buf)
-	if n <= 0 {
-		d.fail("bad %s", what)
-		return 0
-	}
-	d.advance(n)
-	return v
-}
-
-func (d *profileDecoder) varint(what string) int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.buf)
-	if n <= 0 {
-		d.fail("bad %s", what)
-		return 0
-	}
-	d.advance(n)
-	return v
-}
-
-// length reads a byte length, refusing one past the end of the input.
-func (d *profileDecoder) length(what string) int {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return 0
-	}
-	if n > uint64(len(d.buf)) {
-		d.fail("%s length %d exceeds the input", what, n)
-		return 0
-	}
-	return int(n)
-}
-
-// count reads a number of items at least min bytes each, refusing one the
-// remaining input cannot hold.
-func (d *profileDecoder) count(what string, min int) int {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return 0
-	}
-	if n > uint64(len(d.buf)/min) {
-		d.fail("%s %d exceeds the input", what, n)
-		return 0
-	}
-	return int(n)
-}
-
-// bytes reads a byte string: a slice of the input copy, its capacity
-// clipped (appending to it cannot clobber its neighbours); nil when empty.
-func (d *profileDecoder) bytes(what string) []byte {
-	n := d.length(what)
-	if n == 0 {
-		return nil
-	}
-	if d.copy == nil {
-		d.copy = make([]byte, d.off+len(d.buf))
-		copy(d.copy[d.off:], d.buf)
-	}
-	b := d.copy[d.off : d.off+n : d.off+n]
-	d.advance(n)
-	return b
-}
-
-func (d *profileDecoder) str(what string) string {
-	n := d.length(what)
-	if n == 0 {
-		return ""
-	}
-	if d.str0 == "" {
-		d.str0 = string(d.buf) // the rest of the input, once
-		d.soff = d.off
-	}
-	s := d.str0[d.off-d.soff : d.off-d.soff+n]
-	d.advance(n)
-	return s
-}
-
-func (d *profileDecoder) f64(what string) float64 {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.buf) < 8 {
-		d.fail("short %s", what)
-		return 0
-	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(d.buf))
-	d.advance(8)
-	return v
-}
-
-// key reads a map key, refusing one not after prev (keys strictly increase).
-func (d *profileDecoder) key(what string, i int, prev string) string {
-	k := d.str(what)
-	if d.err == nil && i > 0 && k <= prev {
-		d.fail("%s keys not in order at %q", what, k)
-	}
-	return k
-}
+// profileDecoder reads format version 1 (wire.Reader: the first error
+// sticks and every later read returns a zero value).
+type profileDecoder struct{ wire.Reader }
 
 func (d *profileDecoder) counts(what string) map[string]int64 {
-	n := d.count(what, minCountSize)
+	n := d.Count(what, minCountSize)
 	if n == 0 {
 		return nil
 	}
 	m := make(map[string]int64, n)
 	var prev string
 	for i := range n {
-		k := d.key(what, i, prev)
-		m[k], prev = d.varint(what), k
+		k := d.Key(what, i, prev)
+		m[k], prev = d.Varint(what), k
 	}
 	return m
 }
 
 func (d *profileDecoder) profile() *Profile {
 	p := &Profile{}
-	p.ID = d.bytes("id")
-	if n := d.count("merged count", minBytesSize); n > 0 {
+	p.ID = d.Bytes("id")
+	if n := d.Count("merged count", minBytesSize); n > 0 {
 		p.MergedFrom = make([][]byte, n)
 		for i := range p.MergedFrom {
-			p.MergedFrom[i] = d.bytes("merged id")
+			p.MergedFrom[i] = d.Bytes("merged id")
 		}
 	}
-	if n := d.count("identifier count", minIdentSize); n > 0 {
+	if n := d.Count("identifier count", minIdentSize); n > 0 {
 		p.Identifiers = make([]Ident, n)
 		for i := range p.Identifiers {
 			id := &p.Identifiers[i]
-			id.Type = d.str("identifier type")
-			id.Hash = d.bytes("identifier hash")
-			id.Key = d.bytes("identifier key")
-			id.Sealed = d.bytes("identifier value")
-			id.FirstSeen = d.varint("first seen")
-			id.LastSeen = d.varint("last seen")
-			id.FirstEvent = d.bytes("first event")
+			id.Type = d.String("identifier type")
+			id.Hash = d.Bytes("identifier hash")
+			id.Key = d.Bytes("identifier key")
+			id.Sealed = d.Bytes("identifier value")
+			id.FirstSeen = d.Varint("first seen")
+			id.LastSeen = d.Varint("last seen")
+			id.FirstEvent = d.Bytes("first event")
 		}
 	}
-	if n := d.count("trait count", minTraitSize); n > 0 {
+	if n := d.Count("trait count", minTraitSize); n > 0 {
 		p.Traits = make(map[string]Trait, n)
 		var prev string
 		for i := range n {
-			k := d.key("trait", i, prev)
+			k := d.Key("trait", i, prev)
 			var t Trait
-			t.Key = d.bytes("trait key")
-			t.Sealed = d.bytes("trait value")
-			t.Time = d.varint("trait time")
-			t.Event = d.bytes("trait event")
+			t.Key = d.Bytes("trait key")
+			t.Sealed = d.Bytes("trait value")
+			t.Time = d.Varint("trait time")
+			t.Event = d.Bytes("trait event")
 			p.Traits[k], prev = t, k
 		}
 	}
 	s := &p.Stats
-	s.FirstSeen = d.varint("first seen")
-	s.LastSeen = d.varint("last seen")
-	s.Events = d.varint("events")
+	s.FirstSeen = d.Varint("first seen")
+	s.LastSeen = d.Varint("last seen")
+	s.Events = d.Varint("events")
 	s.EventCounts = d.counts("event counts")
 	s.KindCounts = d.counts("kind counts")
 	s.Sources = d.counts("sources")
 	s.Channels = d.counts("channels")
 	s.Devices = d.counts("devices")
-	if n := d.count("revenue count", minMoneySize); n > 0 {
+	if n := d.Count("revenue count", minMoneySize); n > 0 {
 		p.Revenue = make(map[string]Money, n)
 		var prev string
 		for i := range n {
-			k := d.key("revenue", i, prev)
+			k := d.Key("revenue", i, prev)
 			var m Money
-			m.Count = d.varint("revenue count")
-			m.Micros = d.varint("revenue sum")
+			m.Count = d.Varint("revenue count")
+			m.Micros = d.Varint("revenue sum")
 			p.Revenue[k], prev = m, k
 		}
 	}
 	p.Audiences = d.counts("audiences")
-	if n := d.count("prediction count", minFloatSize); n > 0 {
+	if n := d.Count("prediction count", minFloatSize); n > 0 {
 		p.Predictions = make(map[string]float64, n)
 		var prev string
 		for i := range n {
-			k := d.key("prediction", i, prev)
-			p.Predictions[k], prev = d.f64("prediction"), k
+			k := d.Key("prediction", i, prev)
+			p.Predictions[k], prev = d.Float64("prediction"), k
 		}
 	}
-	if n := d.count("consent count", minConsentSize); n > 0 {
+	if n := d.Count("consent count", minConsentSize); n > 0 {
 		p.Consent = make(map[string]Consent, n)
 		var prev string
 		for i := range n {
-			k := d.key("consent", i, prev)
+			k := d.Key("consent", i, prev)
 			var c Consent
-			if d.err == nil {
-				if len(d.buf) == 0 || d.buf[0] > 1 {
-					d.fail("bad consent flag")
-				} else {
-					c.Granted = d.buf[0] == 1
-					d.advance(1)
-				}
-			}
-			c.Time = d.varint("consent time")
-			c.Event = d.bytes("consent event")
-			c.Source = d.str("consent source")
+			c.Granted = d.Bool("consent flag")
+			c.Time = d.Varint("consent time")
+			c.Event = d.Bytes("consent event")
+			c.Source = d.String("consent source")
 			p.Consent[k], prev = c, k
 		}
 	}
