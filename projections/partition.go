@@ -47,9 +47,10 @@ type PartitionCommand struct {
 	// erased root and the profiles merged into it (see erasure.go).
 	Erase [][]byte
 
-	transitions     int    // audience transitions written (for Result)
-	outIdx          uint32 // next index in the partition outbox for this entry
-	erasedAudiences int    // memberships ended by Erase
+	transitions      int    // audience transitions written (for Result)
+	quietEvaluations int    // profiles whose evaluation was skipped (audience.Set.Quiet)
+	outIdx           uint32 // next index in the partition outbox for this entry
+	erasedAudiences  int    // memberships ended by Erase
 	// gcr is the GCR Txn of this command, flushed before the audience
 	// stage: the GCRs it wrote are read from it, not the store.
 	gcr *gcr.Txn

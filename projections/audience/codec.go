@@ -107,7 +107,19 @@ func stateSize(s *State) int {
 
 // DecodeState decodes a stored state: format version 1 or, for states
 // written by earlier versions, msgpack.
-func DecodeState(data []byte) (*State, error) {
+func DecodeState(data []byte) (*State, error) { return decodeState(data, nil) }
+
+// DecodeState is DecodeState for states of this set's profiles: aggregate
+// keys and audience names the set knows are not allocated again (the
+// decoded strings share the set's). s may be nil.
+func (s *Set) DecodeState(data []byte) (*State, error) {
+	if s == nil {
+		return decodeState(data, nil)
+	}
+	return decodeState(data, s.intern)
+}
+
+func decodeState(data []byte, intern map[string]string) (*State, error) {
 	if len(data) == 0 || data[0] != stateV1 {
 		// The msgpack decoder sizes a slice by its declared length before
 		// reading its elements: check the structure first, so that no
@@ -121,7 +133,7 @@ func DecodeState(data []byte) (*State, error) {
 		}
 		return &s, nil
 	}
-	d := stateDecoder{buf: data[1:]}
+	d := stateDecoder{buf: data[1:], intern: intern}
 	s := d.state()
 	if d.err == nil && len(d.buf) != 0 {
 		d.fail("%d trailing bytes", len(d.buf))
@@ -143,6 +155,8 @@ type stateDecoder struct {
 	ids []byte // one copy of the input: entry IDs are sub-slices of it
 	off int    // offset of buf within the input copy
 	err error
+	// intern holds strings to reuse instead of allocating (nil: none).
+	intern map[string]string
 }
 
 func (d *stateDecoder) fail(format string, args ...any) {
@@ -243,7 +257,10 @@ func (d *stateDecoder) str(what string) string {
 		d.fail("%s length %d exceeds the input", what, n)
 		return ""
 	}
-	s := string(d.buf[:n])
+	s, ok := d.intern[string(d.buf[:n])] // no allocation for the look-up
+	if !ok {
+		s = string(d.buf[:n])
+	}
 	d.advance(int(n))
 	return s
 }
@@ -374,4 +391,74 @@ func checkMsgpack(data []byte) error {
 		return fmt.Errorf("%w: %d trailing bytes", ErrCorruptState, len(data)-i)
 	}
 	return nil
+}
+
+// StateUnchanged reports whether data, a stored state of a settled profile
+// (Step.Settled), would be written back unchanged by an evaluation at now
+// that feeds no aggregate and evaluates no audience (Set.Quiet): it is in
+// the current format and well formed (DecodeState would accept it), it
+// holds exactly the set's aggregates, no windowed aggregate has an entry
+// to evict at now, every membership is of an audience of the set, and its
+// timer is not due (0 or after now). It allocates nothing.
+//
+// The timer is then also the one the evaluation would compute: on a
+// settled profile it was computed under this set, no input of any rule
+// changed since, and now has not reached it, so every candidate
+// (rules.Rule.NextChange, entries dated in the future) is what it was.
+func (s *Set) StateUnchanged(data []byte, now int64) bool {
+	if len(data) == 0 || data[0] != stateV1 {
+		return false
+	}
+	d := stateDecoder{buf: data[1:]}
+	skip := func(what string) []byte { // a length-prefixed string, not copied
+		n := d.uvarint(what)
+		if d.err != nil || n > uint64(len(d.buf)) {
+			d.fail("%s", what)
+			return nil
+		}
+		b := d.buf[:n]
+		d.advance(int(n))
+		return b
+	}
+	n := d.count("aggregate count", minAggSize)
+	if d.err != nil || n != len(s.sorted) {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		ka := &s.sorted[i]
+		if string(skip("aggregate key")) != ka.key {
+			return false
+		}
+		m := d.count("entry count", minEntrySize)
+		for j := 0; j < m; j++ {
+			t := d.varint("entry time")
+			d.f64("entry value")
+			skip("entry id")
+			if j == 0 && ka.agg.Window > 0 && t <= now-ka.agg.Window {
+				return false // evict would drop it
+			}
+		}
+		d.varint("count")
+		d.f64("sum")
+		d.f64("min")
+		d.f64("max")
+		d.varint("first")
+		d.varint("last")
+	}
+	members := d.count("member count", minMemberSize)
+	for i := 0; i < members; i++ {
+		if _, ok := s.byName[string(skip("audience"))]; !ok {
+			return false
+		}
+		d.varint("since")
+		d.varint("version")
+	}
+	timer := d.varint("timer")
+	if d.err != nil || len(d.buf) != 0 {
+		return false
+	}
+	if n == 0 && members == 0 && timer == 0 {
+		return false // would be deleted
+	}
+	return timer == 0 || timer > now
 }
