@@ -23,6 +23,9 @@ type Partition struct {
 	id  int
 	gcr *gcr.Projection
 	sm  *StateMachine
+	// quiet counts the evaluations skipped as quiet (audience.Set.Quiet):
+	// for tests; written by the apply goroutine only.
+	quiet int
 }
 
 // PartitionCommand is what one log entry asks of one partition, as decided by
@@ -47,10 +50,9 @@ type PartitionCommand struct {
 	// erased root and the profiles merged into it (see erasure.go).
 	Erase [][]byte
 
-	transitions      int    // audience transitions written (for Result)
-	quietEvaluations int    // profiles whose evaluation was skipped (audience.Set.Quiet)
-	outIdx           uint32 // next index in the partition outbox for this entry
-	erasedAudiences  int    // memberships ended by Erase
+	transitions     int    // audience transitions written (for Result)
+	outIdx          uint32 // next index in the partition outbox for this entry
+	erasedAudiences int    // memberships ended by Erase
 	// gcr is the GCR Txn of this command, flushed before the audience
 	// stage: the GCRs it wrote are read from it, not the store.
 	gcr *gcr.Txn

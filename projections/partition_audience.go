@@ -284,7 +284,7 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 	if quiet && raw != nil && cmd.Audiences.StateUnchanged(raw, cmd.Now) {
 		// The events change nothing any rule reads and the state would be
 		// written back as it is: no decode, no evaluation, no write.
-		cmd.quietEvaluations++
+		p.quiet++
 		return nil
 	}
 	st := &audience.State{}
