@@ -101,7 +101,7 @@ func (r *audienceRun) apply(subject string, v any) string {
 			r.t.Fatalf("seq %d: result %+v, shadow %d (cache %d bytes): %+v", r.seq, res, i, sh.sm.opts.CacheBytes, sres)
 		}
 		if k, ok := firstDifference(r.s, sh.s); !ok {
-			r.t.Fatalf("seq %d: store and shadow %d (cache %d bytes) differ at key %q", r.seq, i, sh.sm.opts.CacheBytes, k)
+			r.t.Fatalf("seq %d: store and shadow %d (cache %d bytes, no index %v) differ at key %q", r.seq, i, sh.sm.opts.CacheBytes, sh.sm.opts.noAudienceIndex, k)
 		}
 	}
 	r.log = append(r.log, entry{seq: r.seq, subject: subject, data: data})
@@ -303,6 +303,11 @@ func runAudienceFile(t *testing.T, file string) {
 		o.CacheBytes = cache
 		r.shadows = append(r.shadows, shadow{sm: New(o), s: store.NewMem()})
 	}
+	// And one without the audience dependency index: the reference the
+	// index must equal, entry by entry (TestAudienceIndexEquivalence).
+	o := opts
+	o.noAudienceIndex = true
+	r.shadows = append(r.shadows, shadow{sm: New(o), s: store.NewMem()})
 	var out strings.Builder
 	sc := bufio.NewScanner(strings.NewReader(string(data)))
 	var cmd string

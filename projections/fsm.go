@@ -77,6 +77,10 @@ type Options struct {
 	// GCRs, audience states) kept between entries (see stateCache).
 	// Default DefaultCacheBytes; negative: no cache.
 	CacheBytes int
+	// noAudienceIndex turns off the audience dependency index
+	// (audience.Step.Settled and the skipping of quiet evaluations): the
+	// reference the equivalence tests compare with.
+	noAudienceIndex bool
 }
 
 // StateMachine applies log entries to a store.ReadWriter.

@@ -23,6 +23,9 @@ type Partition struct {
 	id  int
 	gcr *gcr.Projection
 	sm  *StateMachine
+	// quiet counts the evaluations skipped as quiet (audience.Set.Quiet):
+	// for tests; written by the apply goroutine only.
+	quiet int
 }
 
 // PartitionCommand is what one log entry asks of one partition, as decided by

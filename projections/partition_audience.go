@@ -66,6 +66,16 @@ func loadAudienceState(r store.Reader, p *Partition, profile []byte) (*audience.
 	return audience.DecodeState(v)
 }
 
+// loadRawAudienceState returns the stored state's bytes, nil when there is
+// none.
+func loadRawAudienceState(r store.Reader, p *Partition, profile []byte) ([]byte, error) {
+	v, err := r.Get(p.stateKey(profile))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return v, err
+}
+
 // canonicalValue returns v as the current code would write it, for the
 // digest: an audience state or a GCR still in the msgpack form of earlier
 // versions (an old data dir, not yet re-written) hashes as its current
@@ -100,7 +110,8 @@ func canonicalValue(k, v []byte) []byte {
 type work struct {
 	events []audience.Event
 	reason string
-	all    bool
+	all    bool // a merge or the backfill: every audience
+	timer  bool // a timer fired (audience.Step.Timer)
 	joined []*audience.State
 }
 
@@ -136,8 +147,15 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 		if a.Record.Kind == event.Track {
 			name = a.Record.Event
 		}
-		w.events = append(w.events, audience.Event{Name: name, Time: a.Record.Time, ID: a.Record.ID,
-			Props: a.Record.Properties, HasTraits: len(a.Record.Traits) > 0})
+		ev := audience.Event{Name: name, Time: a.Record.Time, ID: a.Record.ID,
+			Props: a.Record.Properties, HasTraits: len(a.Record.Traits) > 0}
+		if ev.HasTraits {
+			ev.Traits = make([]string, 0, len(a.Record.Traits))
+			for t := range a.Record.Traits {
+				ev.Traits = append(ev.Traits, t)
+			}
+		}
+		w.events = append(w.events, ev)
 		if w.reason == "" {
 			w.reason = "event:" + ulidString(a.Record.ID)
 		}
@@ -172,13 +190,14 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 			return err
 		}
 		w := get(k[len(k)-16:])
-		w.all = true
+		w.timer = true
 		if w.reason == "" {
 			w.reason = "time"
 		}
 	}
 	// Backfill after an audience change.
-	if err := p.backfill(rw, cmd, get); err != nil {
+	cur, err := p.backfill(rw, cmd, get)
+	if err != nil {
 		return err
 	}
 
@@ -191,28 +210,36 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		if err := p.evaluate(rw, cmd, []byte(id), todo[id], &outIdx); err != nil {
+		// Settled (audience.Step.Settled): the backfill of this
+		// generation has evaluated the profile, or it was created after
+		// the backfill passed its place; either way its state was written
+		// under this set of definitions.
+		settled := !p.sm.opts.noAudienceIndex && cur.Gen == cmd.Gen && cmd.Gen != 0 &&
+			(cur.Done || bytes.Compare([]byte(id), cur.After) <= 0)
+		if err := p.evaluate(rw, cmd, []byte(id), todo[id], settled, &outIdx); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (p *Partition) backfill(rw store.ReadWriter, cmd *PartitionCommand, get func([]byte) *work) error {
+// backfill queues the next slice of the backfill of the current audience
+// generation and returns the cursor after it.
+func (p *Partition) backfill(rw store.ReadWriter, cmd *PartitionCommand, get func([]byte) *work) (backfillCursor, error) {
 	if cmd.Gen == 0 {
-		return nil
+		return backfillCursor{}, nil
 	}
 	var cur backfillCursor
 	v, err := rw.Get(p.key([]byte("b")))
 	if err == nil {
 		if err := msgpack.Unmarshal(v, &cur); err != nil {
-			return fmt.Errorf("backfill cursor: %w", err)
+			return cur, fmt.Errorf("backfill cursor: %w", err)
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
+		return cur, err
 	}
 	if cur.Gen == cmd.Gen && cur.Done {
-		return nil
+		return cur, nil
 	}
 	if cur.Gen != cmd.Gen {
 		cur = backfillCursor{Gen: cmd.Gen}
@@ -238,23 +265,33 @@ func (p *Partition) backfill(rw store.ReadWriter, cmd *PartitionCommand, get fun
 		return n < p.sm.opts.BackfillPerEntry
 	})
 	if err != nil {
-		return err
+		return cur, err
 	}
 	if n < p.sm.opts.BackfillPerEntry {
 		cur.Done = true
 	}
-	return setMsgpack(rw, p.key([]byte("b")), &cur)
+	return cur, setMsgpack(rw, p.key([]byte("b")), &cur)
 }
 
 // evaluate re-evaluates one profile's audiences and writes its state,
-// timer, membership index and transitions.
-func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []byte, w *work, outIdx *uint32) error {
-	st, err := loadAudienceState(rw, p, id)
+// timer, membership index and transitions. settled is audience.Step.Settled.
+func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []byte, w *work, settled bool, outIdx *uint32) error {
+	raw, err := loadRawAudienceState(rw, p, id)
 	if err != nil {
 		return err
 	}
-	if st == nil {
-		st = &audience.State{}
+	quiet := settled && !w.all && !w.timer && len(w.joined) == 0 && cmd.Audiences.Quiet(w.events)
+	if quiet && raw != nil && cmd.Audiences.StateUnchanged(raw, cmd.Now) {
+		// The events change nothing any rule reads and the state would be
+		// written back as it is: no decode, no evaluation, no write.
+		p.quiet++
+		return nil
+	}
+	st := &audience.State{}
+	if raw != nil {
+		if st, err = cmd.Audiences.DecodeState(raw); err != nil {
+			return err
+		}
 	}
 	oldTimer := st.Timer
 	for _, j := range w.joined {
@@ -263,8 +300,8 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 	// The GCR is read only when a rule needs it (traits, stats, history)
 	// or a transition carries the person's identifiers, and then once.
 	step, loadProf, profErr := p.lazyStep(rw, cmd.gcr, id)
-	step.Now, step.Events, step.Reason, step.All = cmd.Now, w.events, w.reason, w.all
-	if len(w.events) > 1 && !w.all {
+	step.Now, step.Events, step.Reason, step.All, step.Timer, step.Settled = cmd.Now, w.events, w.reason, w.all, w.timer, settled
+	if len(w.events) > 1 && !w.all && !w.timer {
 		step.Reason = "events"
 	}
 	trs, err := cmd.Audiences.Apply(st, step)

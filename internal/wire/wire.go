@@ -220,3 +220,30 @@ func (r *Reader) Key(what string, i int, prev string) string {
 	}
 	return k
 }
+
+// Raw reads a str or bytes and returns it as a slice of the input itself
+// (no copy): valid only while the caller's input is, for comparing or
+// skipping without allocating.
+func (r *Reader) Raw(what string) []byte {
+	n := r.Length(what)
+	if r.err != nil {
+		return nil
+	}
+	b := r.buf[:n:n]
+	r.advance(n)
+	return b
+}
+
+// InternString reads a str; when intern holds it, intern's copy is returned
+// and nothing is allocated (decoders of many values with few distinct
+// names, such as aggregate keys, pass the names they know).
+func (r *Reader) InternString(what string, intern map[string]string) string {
+	if intern == nil {
+		return r.String(what)
+	}
+	b := r.Raw(what)
+	if s, ok := intern[string(b)]; ok { // no allocation for the look-up
+		return s
+	}
+	return string(b)
+}

@@ -35,6 +35,18 @@ type Audience struct {
 	traits     bool
 	deps       []string
 	dependents []string
+
+	// The dependency index (see Step.Settled).
+	pos        int             // index in Set.list
+	traitNames map[string]bool // top-level traits the rule reads
+	aggIdx     []int           // indices in Set.sorted of the aggregates (and funnel steps) it reads
+	// stable: the result depends on no clock (rules.Rule.UsesTime is
+	// false), the audience is outside every in_audience cycle, and the rule
+	// is false for a profile with no inputs at all (no events, traits,
+	// stats or memberships). On a settled profile such an audience's
+	// membership always equals its rule's value, so it needs evaluating
+	// only when one of its inputs changed.
+	stable bool
 }
 
 // Set is the compiled set of live audiences in evaluation order: an
@@ -48,6 +60,12 @@ type Set struct {
 	byEvent map[string][]keyedAgg
 	keys    map[rules.Agg]string  // aggregate → key, so evaluation does not rebuild keys
 	funnels map[funnelID][]string // compiled funnel → its step keys (likewise)
+
+	// The dependency index.
+	sorted  []keyedAgg        // every aggregate (funnel steps included), by key
+	aggPos  map[string]int    // key → index in sorted
+	intern  map[string]string // aggregate keys and audience names, so decoding does not allocate them
+	acyclic bool              // no in_audience cycle among the audiences
 }
 
 // funnelID identifies a funnel of one of the set's compiled rules without
@@ -100,9 +118,13 @@ func Compile(defs []Definition) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("audience %q: %w", d.Name, err)
 		}
-		a := &Audience{Def: d, Rule: r, events: map[string]bool{}, traits: len(r.Traits()) > 0, deps: r.Audiences()}
+		a := &Audience{Def: d, Rule: r, events: map[string]bool{}, traits: len(r.Traits()) > 0, deps: r.Audiences(),
+			traitNames: map[string]bool{}}
 		for _, e := range r.Events() {
 			a.events[e] = true
+		}
+		for _, t := range r.Traits() {
+			a.traitNames[t] = true
 		}
 		for _, g := range r.Aggregates() {
 			s.keys[g] = g.Key()
@@ -124,6 +146,7 @@ func Compile(defs []Definition) (*Set, error) {
 	}
 	// Dependency order (depth-first, names in order; cycles broken by name).
 	state := map[string]int{} // 0 new, 1 visiting, 2 done
+	s.acyclic = true
 	var visit func(a *Audience)
 	visit = func(a *Audience) {
 		if state[a.Def.Name] != 0 {
@@ -133,6 +156,9 @@ func Compile(defs []Definition) (*Set, error) {
 		for _, d := range a.deps {
 			if da, ok := s.byName[d]; ok {
 				da.dependents = append(da.dependents, a.Def.Name)
+				if state[d] == 1 {
+					s.acyclic = false
+				}
 				visit(da)
 			}
 		}
@@ -142,8 +168,57 @@ func Compile(defs []Definition) (*Set, error) {
 	for _, d := range sorted {
 		visit(s.byName[d.Name])
 	}
+	s.buildIndex()
 	return s, nil
 }
+
+// buildIndex builds the dependency index: aggregates in key order, what each
+// audience reads, and which audiences are stable.
+func (s *Set) buildIndex() {
+	s.aggPos = make(map[string]int, len(s.aggs))
+	s.intern = make(map[string]string, len(s.aggs)+len(s.list))
+	for _, k := range sortedKeys(s.aggs) {
+		s.aggPos[k] = len(s.sorted)
+		s.sorted = append(s.sorted, keyedAgg{k, s.aggs[k]})
+		s.intern[k] = k
+	}
+	for i, a := range s.list {
+		a.pos = i
+		s.intern[a.Def.Name] = a.Def.Name
+		for _, g := range a.Rule.Aggregates() {
+			a.aggIdx = append(a.aggIdx, s.aggPos[s.keys[g]])
+		}
+		for _, f := range a.Rule.Funnels() {
+			for _, k := range s.funnelStepKeys(f) {
+				a.aggIdx = append(a.aggIdx, s.aggPos[k])
+			}
+		}
+		if s.acyclic && !a.Rule.UsesTime() {
+			in, err := a.Rule.Eval(emptyFacts{})
+			a.stable = err == nil && !in
+		}
+	}
+}
+
+// emptyFacts are the facts of a profile with no inputs: no events, traits,
+// stats or memberships.
+type emptyFacts struct{}
+
+func (emptyFacts) Now() int64 { return 0 }
+func (emptyFacts) Agg(g rules.Agg) (float64, bool) {
+	return 0, g.Kind == rules.Count || g.Kind == rules.Sum
+}
+func (emptyFacts) Oldest(rules.Agg) (int64, bool)         { return 0, false }
+func (emptyFacts) FunnelStart(rules.Funnel) (int64, bool) { return 0, false }
+func (emptyFacts) Trait(string) (any, bool)               { return nil, false }
+func (emptyFacts) Profile(string) (int64, bool)           { return 0, false }
+func (emptyFacts) InAudience(string) bool                 { return false }
+
+// Stable reports whether the audience is evaluated only when its inputs
+// change on a settled profile (Step.Settled): its rule does not depend on
+// time, it is outside every in_audience cycle, and it is false for a
+// profile with no inputs.
+func (a *Audience) Stable() bool { return a.stable }
 
 func (s *Set) addAgg(key string, g rules.Agg) {
 	if _, ok := s.aggs[key]; !ok {
@@ -173,6 +248,9 @@ type Event struct {
 	ID        []byte
 	Props     map[string]any
 	HasTraits bool // the event set traits
+	// Traits names the traits the event set (top level), when the caller
+	// knows them; nil with HasTraits means any trait may have changed.
+	Traits []string
 }
 
 // Step is the input of one evaluation of one profile.
@@ -182,9 +260,24 @@ type Step struct {
 	// Reason names what caused the step ("event", "time", "backfill",
 	// "merge", ...) for transitions not caused by one event.
 	Reason string
-	// All re-evaluates every audience (merges, backfills, timers);
-	// otherwise only those whose rules read what the events changed.
+	// All re-evaluates every audience (merges, backfills); otherwise only
+	// those whose rules read what the events changed.
 	All bool
+	// Timer says a timer of the profile fired: every audience is
+	// re-evaluated, or on a settled profile those that are not stable
+	// (Audience.Stable) and those whose inputs the events changed.
+	Timer bool
+	// Settled says the profile's state was last written under this very
+	// set (a definition change bumps the generation; the partition's
+	// backfill has re-evaluated the profile since) and every audience was
+	// evaluated at least once since. Then a stable audience's membership is
+	// its rule's value over the current inputs, so Apply skips it unless an
+	// input of its own changed this step: an aggregate it reads got an
+	// event (name, filter and numeric property matching), a trait it reads
+	// was set, its rule reads the profile's stats and there are events, or
+	// an audience it reads changed membership. The result is the same as
+	// without Settled (TestAudienceIndexEquivalence).
+	Settled bool
 	// Traits reads the profile's current trait values (plaintext).
 	Traits func(name string) (any, bool)
 	// Stats returns the profile's first and last seen times (Unix ms) and
@@ -215,32 +308,46 @@ func (s *Set) Apply(st *State, step Step) ([]Transition, error) {
 	if err != nil {
 		return nil, err
 	}
-	changed := map[string]bool{}
+	var fedBuf [64]bool // aggregates (by index in s.sorted) that got an event
+	fed := fedBuf[:0]
+	if len(s.sorted) <= len(fedBuf) {
+		fed = fedBuf[:len(s.sorted)]
+	} else {
+		fed = make([]bool, len(s.sorted))
+	}
 	for _, ev := range step.Events {
-		changed[ev.Name] = true
 		for _, ka := range s.byEvent[ev.Name] {
+			i := s.aggPos[ka.key]
 			if fresh[ka.key] {
+				fed[i] = true // built from the history, this event included
 				continue
 			}
-			addEvent(st.agg(ka.key), ka.agg, ev)
+			if addEvent(st.agg(ka.key), ka.agg, ev) {
+				fed[i] = true
+			}
 		}
 	}
+	unknown := false
 	for i := range st.Aggs {
 		if g, ok := s.aggs[st.Aggs[i].Key]; ok {
 			st.Aggs[i].evict(g, step.Now)
+		} else {
+			unknown = true
 		}
 	}
 	var out []Transition
-	if !step.Preview {
+	if !step.Preview && unknown {
 		st.Aggs = slices.DeleteFunc(st.Aggs, func(a AggState) bool { _, ok := s.aggs[a.Key]; return !ok })
 	}
 	// Memberships of audiences that no longer exist end.
-	for _, m := range slices.Clone(st.Members) {
-		if step.Preview {
-			break
-		}
-		if _, ok := s.byName[m.Audience]; !ok {
-			st.removeMember(m.Audience)
+	if !step.Preview {
+		for i := 0; i < len(st.Members); {
+			m := st.Members[i]
+			if _, ok := s.byName[m.Audience]; ok {
+				i++
+				continue
+			}
+			st.Members = slices.Delete(st.Members, i, i+1)
 			out = append(out, Transition{Audience: m.Audience, Version: m.Version, Reason: "audience deleted", Time: step.Now})
 		}
 	}
@@ -248,20 +355,33 @@ func (s *Set) Apply(st *State, step Step) ([]Transition, error) {
 	for _, ev := range step.Events {
 		hasTraits = hasTraits || ev.HasTraits
 	}
-	due := map[string]bool{}
-	for _, a := range s.list {
-		if step.All || (hasTraits && a.traits) || len(a.Rule.Profile()) > 0 && len(step.Events) > 0 || a.readsAny(changed) {
-			due[a.Def.Name] = true
-		}
+	var dueBuf [64]bool
+	due := dueBuf[:0]
+	if len(s.list) <= len(dueBuf) {
+		due = dueBuf[:len(s.list)]
+	} else {
+		due = make([]bool, len(s.list))
 	}
-	f := &facts{set: s, st: st, step: step}
+	for i, a := range s.list {
+		if !(step.All || step.Timer || (hasTraits && a.traits) || len(a.Rule.Profile()) > 0 && len(step.Events) > 0 || a.readsAny(step.Events)) {
+			continue
+		}
+		if step.Settled && !step.All && a.stable && !a.inputsChanged(step, fed) {
+			continue // its membership is its rule's value: it cannot change
+		}
+		due[i] = true
+	}
+	var f *facts
 	reason := step.Reason
 	if reason == "" && len(step.Events) == 1 {
 		reason = "event"
 	}
-	for _, a := range s.list {
-		if !due[a.Def.Name] {
+	for i, a := range s.list {
+		if !due[i] {
 			continue
+		}
+		if f == nil {
+			f = &facts{set: s, st: st, step: step}
 		}
 		in, err := a.Rule.Eval(f)
 		if err != nil {
@@ -282,20 +402,83 @@ func (s *Set) Apply(st *State, step Step) ([]Transition, error) {
 			continue
 		}
 		for _, d := range a.dependents { // a membership changed: audiences reading it follow
-			due[d] = true
+			due[s.byName[d].pos] = true
 		}
 	}
 	st.Timer = s.nextTimer(st, step)
 	return out, nil
 }
 
-func (a *Audience) readsAny(events map[string]bool) bool {
-	for e := range events {
-		if a.events[e] {
+func (a *Audience) readsAny(events []Event) bool {
+	for i := range events {
+		if a.events[events[i].Name] {
 			return true
 		}
 	}
 	return false
+}
+
+// inputsChanged reports whether the step changed an input of a stable
+// audience other than memberships (those are followed through dependents):
+// an aggregate it reads got an event, a trait it reads was set, or it reads
+// the profile's stats and there are events. fed marks the aggregates (by
+// index in Set.sorted) that got an event; nil: none did.
+func (a *Audience) inputsChanged(step Step, fed []bool) bool {
+	for _, i := range a.aggIdx {
+		if i < len(fed) && fed[i] {
+			return true
+		}
+	}
+	if len(step.Events) > 0 && len(a.Rule.Profile()) > 0 {
+		return true
+	}
+	if len(a.traitNames) > 0 {
+		for i := range step.Events {
+			ev := &step.Events[i]
+			if !ev.HasTraits {
+				continue
+			}
+			if ev.Traits == nil {
+				return true
+			}
+			for _, t := range ev.Traits {
+				if a.traitNames[t] {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// Quiet reports whether evaluating a settled profile (Step.Settled) for
+// events (no merge, no timer) could change nothing but the aggregates'
+// evictions and the timer: no event feeds an aggregate and no audience
+// would be evaluated. The caller then checks the stored state with
+// StateUnchanged to skip the evaluation altogether.
+func (s *Set) Quiet(events []Event) bool {
+	for i := range events {
+		ev := &events[i]
+		for _, ka := range s.byEvent[ev.Name] {
+			if feeds(ka.agg, *ev) {
+				return false
+			}
+		}
+	}
+	step := Step{Events: events, Settled: true}
+	hasTraits := false
+	for i := range events {
+		hasTraits = hasTraits || events[i].HasTraits
+	}
+	for _, a := range s.list {
+		if !((hasTraits && a.traits) || len(a.Rule.Profile()) > 0 && len(events) > 0 || a.readsAny(events)) {
+			continue
+		}
+		if !a.stable || a.inputsChanged(step, nil) {
+			return false
+		}
+	}
+	return true
 }
 
 // ensureAggs creates the aggregates the state lacks from the profile's
@@ -303,9 +486,13 @@ func (a *Audience) readsAny(events map[string]bool) bool {
 // history, so they must not be added again).
 func (s *Set) ensureAggs(st *State, step Step) (map[string]bool, error) {
 	var missing []keyedAgg
-	for _, k := range sortedKeys(s.aggs) {
-		if st.agg(k) == nil {
-			missing = append(missing, keyedAgg{k, s.aggs[k]})
+	j := 0 // st.Aggs and s.sorted are both sorted by key
+	for _, ka := range s.sorted {
+		for j < len(st.Aggs) && st.Aggs[j].Key < ka.key {
+			j++
+		}
+		if j == len(st.Aggs) || st.Aggs[j].Key != ka.key {
+			missing = append(missing, ka)
 		}
 	}
 	if len(missing) == 0 {
@@ -333,19 +520,33 @@ func (s *Set) ensureAggs(st *State, step Step) (map[string]bool, error) {
 }
 
 // addEvent folds ev into a if the aggregate reads it: its name and filter
-// match and, for sums and extremes, its property is a number.
-func addEvent(a *AggState, g rules.Agg, ev Event) {
+// match and, for sums and extremes, its property is a number. It reports
+// whether it did.
+func addEvent(a *AggState, g rules.Agg, ev Event) bool {
 	if !g.Matches(ev.Name, ev.Props) {
-		return
+		return false
 	}
 	v := 0.0
 	if g.Kind >= rules.Sum && g.Kind <= rules.Max {
 		var ok bool
 		if v, ok = g.Value(ev.Props); !ok {
-			return
+			return false
 		}
 	}
 	a.add(g, ev.Time, v, ev.ID)
+	return true
+}
+
+// feeds reports whether addEvent would fold ev into the aggregate g.
+func feeds(g rules.Agg, ev Event) bool {
+	if !g.Matches(ev.Name, ev.Props) {
+		return false
+	}
+	if g.Kind >= rules.Sum && g.Kind <= rules.Max {
+		_, ok := g.Value(ev.Props)
+		return ok
+	}
+	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -449,7 +650,13 @@ func (f *facts) Oldest(g rules.Agg) (int64, bool) {
 // Within (rules.Facts). Step events are kept for the funnel's window, which
 // is all a start inside the window needs.
 func (f *facts) FunnelStart(fn rules.Funnel) (int64, bool) {
-	steps := make([][]AggEntry, len(fn.Steps))
+	var buf [rules.MaxSteps][]AggEntry
+	var steps [][]AggEntry
+	if len(fn.Steps) <= len(buf) {
+		steps = buf[:len(fn.Steps)]
+	} else {
+		steps = make([][]AggEntry, len(fn.Steps))
+	}
 	for i, key := range f.set.funnelStepKeys(fn) {
 		a := f.st.agg(key)
 		if a == nil {

@@ -105,7 +105,19 @@ func stateSize(s *State) int {
 
 // DecodeState decodes a stored state: format version 1 or, for states
 // written by earlier versions, msgpack.
-func DecodeState(data []byte) (*State, error) {
+func DecodeState(data []byte) (*State, error) { return decodeState(data, nil) }
+
+// DecodeState is DecodeState for states of this set's profiles: aggregate
+// keys and audience names the set knows are not allocated again (the
+// decoded strings share the set's). s may be nil.
+func (s *Set) DecodeState(data []byte) (*State, error) {
+	if s == nil {
+		return decodeState(data, nil)
+	}
+	return decodeState(data, s.intern)
+}
+
+func decodeState(data []byte, intern map[string]string) (*State, error) {
 	if len(data) == 0 || data[0] != stateV1 {
 		// The msgpack decoder sizes a slice by its declared length before
 		// reading its elements: check the structure first, so that no
@@ -123,7 +135,7 @@ func DecodeState(data []byte) (*State, error) {
 		return &s, nil
 	}
 	d := wire.NewReader(data[1:], ErrCorruptState)
-	s := decodeV1(&d)
+	s := decodeV1(&d, intern)
 	if err := d.Finish(); err != nil {
 		return nil, fmt.Errorf("audience: decode state: %w", err)
 	}
@@ -135,13 +147,13 @@ func DecodeState(data []byte) (*State, error) {
 func IsLegacyState(data []byte) bool { return len(data) == 0 || data[0] != stateV1 }
 
 // decodeV1 reads the body of format version 1 (after its version byte).
-func decodeV1(d *wire.Reader) *State {
+func decodeV1(d *wire.Reader, intern map[string]string) *State {
 	s := &State{}
 	if n := d.Count("aggregate count", minAggSize); n > 0 {
 		s.Aggs = make([]AggState, n)
 		for i := range s.Aggs {
 			a := &s.Aggs[i]
-			a.Key = d.String("aggregate key")
+			a.Key = d.InternString("aggregate key", intern)
 			if m := d.Count("entry count", minEntrySize); m > 0 {
 				a.Entries = make([]AggEntry, m)
 				for j := range a.Entries {
@@ -163,11 +175,71 @@ func decodeV1(d *wire.Reader) *State {
 		s.Members = make([]Member, n)
 		for i := range s.Members {
 			m := &s.Members[i]
-			m.Audience = d.String("audience")
+			m.Audience = d.InternString("audience", intern)
 			m.Since = d.Varint("since")
 			m.Version = d.Varint("version")
 		}
 	}
 	s.Timer = d.Varint("timer")
 	return s
+}
+
+// StateUnchanged reports whether data, a stored state of a settled profile
+// (Step.Settled), would be written back unchanged by an evaluation at now
+// that feeds no aggregate and evaluates no audience (Set.Quiet): it is in
+// the current format and well formed (DecodeState would accept it), it
+// holds exactly the set's aggregates, no windowed aggregate has an entry
+// to evict at now, every membership is of an audience of the set, and its
+// timer is not due (0 or after now). It allocates nothing.
+//
+// The timer is then also the one the evaluation would compute: on a
+// settled profile it was computed under this set, no input of any rule
+// changed since, and now has not reached it, so every candidate
+// (rules.Rule.NextChange, entries dated in the future) is what it was.
+func (s *Set) StateUnchanged(data []byte, now int64) bool {
+	if len(data) == 0 || data[0] != stateV1 {
+		return false
+	}
+	d := wire.NewReader(data[1:], ErrCorruptState)
+	n := d.Count("aggregate count", minAggSize)
+	if d.Err() != nil || n != len(s.sorted) {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		ka := &s.sorted[i]
+		if string(d.Raw("aggregate key")) != ka.key {
+			return false
+		}
+		m := d.Count("entry count", minEntrySize)
+		for j := 0; j < m; j++ {
+			t := d.Varint("entry time")
+			d.Float64("entry value")
+			d.Raw("entry id")
+			if j == 0 && ka.agg.Window > 0 && t <= now-ka.agg.Window {
+				return false // evict would drop it
+			}
+		}
+		d.Varint("count")
+		d.Float64("sum")
+		d.Float64("min")
+		d.Float64("max")
+		d.Varint("first")
+		d.Varint("last")
+	}
+	members := d.Count("member count", minMemberSize)
+	for i := 0; i < members; i++ {
+		if _, ok := s.byName[string(d.Raw("audience"))]; !ok {
+			return false
+		}
+		d.Varint("since")
+		d.Varint("version")
+	}
+	timer := d.Varint("timer")
+	if d.Finish() != nil {
+		return false
+	}
+	if n == 0 && members == 0 && timer == 0 {
+		return false // would be deleted
+	}
+	return timer == 0 || timer > now
 }
