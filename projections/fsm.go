@@ -138,6 +138,7 @@ func (sm *StateMachine) Load(r store.Reader) error {
 	}
 	v, err := r.Get(keyIdentity)
 	if errors.Is(err, store.ErrNotFound) {
+		sm.keychain.Store(identity.New(identity.DefaultConfig())) // Load may go back to before a config
 		return nil
 	}
 	if err != nil {
