@@ -30,9 +30,11 @@ func checkPartitions(db *store.DB, n int) (int, error) {
 
 func readApplied(r store.Reader) (uint64, error) { return projections.Applied(r) }
 
-// applyLoop runs the state machine over the log from seq from onward: one
-// Pebble batch per log entry holds the state changes and the applied
-// position, so a crash at any point resumes exactly after the last commit.
+// applyLoop runs the state machine over the log from seq from onward. The
+// entries the reader already has at hand are applied as a group in one
+// Pebble batch with the last one's applied position (group), so a crash at
+// any point resumes exactly after the last commit. An entry alone is
+// applied at once: a group never waits to fill.
 func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 	r, err := e.log.NewReader(from)
 	if err != nil {
@@ -45,26 +47,70 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 			return err
 		}
 		start := time.Now()
-		e.stateMu.RLock()
-		res, err := e.applyEntry(ent.Seq, ent.Subject, ent.Data)
-		e.stateMu.RUnlock()
+		results, err := e.applyGroup(ctx, r, ent, start)
 		if err != nil {
 			return err
 		}
+		if err := e.afterApply(results, start); err != nil {
+			return err
+		}
+	}
+}
+
+// applyGroup applies ent and, while the reader holds more entries
+// (Entry.Pending) and the group is within Options.ApplyGroupEntries,
+// ApplyGroupBytes and ApplyGroupTime, the entries after it, to the live
+// state in one batch under stateMu (shared), and commits it.
+func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry, start time.Time) ([]entryResult, error) {
+	e.stateMu.RLock()
+	defer e.stateMu.RUnlock()
+	g := newGroup(e.state, e.sm)
+	defer g.close()
+	var rctx context.Context
+	for {
+		if err := g.add(ent); err != nil {
+			return nil, err
+		}
+		if ent.Pending == 0 || g.count() >= e.opts.ApplyGroupEntries || g.bytes() >= e.opts.ApplyGroupBytes ||
+			time.Since(start) >= e.opts.ApplyGroupTime {
+			break
+		}
+		if rctx == nil {
+			// The entry is on the stream, usually in the reader's buffer;
+			// the deadline bounds the wait (and the lock) if it is not.
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithDeadline(ctx, start.Add(e.opts.ApplyGroupTime))
+			defer cancel()
+		}
+		next, err := r.Next(rctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, alog.ErrClosed) {
+				return nil, err
+			}
+			break // the group's time is up: commit what it holds
+		}
+		ent = next
+	}
+	return g.commit()
+}
+
+// afterApply acts on the results of committed entries: caches reloaded,
+// metrics, waiters woken, the outbox and erasure workers kicked.
+func (e *Engine) afterApply(results []entryResult, start time.Time) error {
+	var access, dests, erasures, outbox bool
+	for _, er := range results {
+		if er.corrupt != nil {
+			e.opts.Logger.Error("engine: skipped a corrupt log entry", "seq", er.seq, "err", er.corrupt)
+			e.metrics.corrupt.Inc()
+		}
+		res := &er.res
 		for _, s := range res.Sources {
 			e.sources.add(s)
 		}
-		if res.Access {
-			if err := e.reloadAccess(); err != nil {
-				return fmt.Errorf("engine: reload tokens and users: %w", err)
-			}
-			e.closeRevokedNATS()
-		}
-		if res.Destinations {
-			if err := e.reloadDestinations(); err != nil {
-				e.opts.Logger.Error("engine: reload destinations", "err", err)
-			}
-		}
+		access = access || res.Access
+		dests = dests || res.Destinations
+		erasures = erasures || res.Erasures > 0
+		outbox = outbox || res.Outbox > 0
 		e.metrics.applied.Add(float64(res.Events))
 		e.metrics.duplicates.Add(float64(res.Duplicates))
 		e.metrics.invalid.Add(float64(res.Invalid))
@@ -72,28 +118,163 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		e.metrics.profiles.Add(float64(res.Created))
 		e.metrics.transitions.Add(float64(res.Transitions))
 		e.metrics.suppressed.Add(float64(res.Suppressed))
-		if res.Erasures > 0 {
-			e.kickErasures()
+	}
+	if access {
+		if err := e.reloadAccess(); err != nil {
+			return fmt.Errorf("engine: reload tokens and users: %w", err)
 		}
-		e.metrics.appliedSeq.Set(float64(ent.Seq))
-		e.metrics.applySeconds.Observe(time.Since(start).Seconds())
-		e.applied.advance(ent.Seq)
-		if res.Outbox > 0 {
-			e.applied.kickOutbox()
+		e.closeRevokedNATS()
+	}
+	if dests {
+		if err := e.reloadDestinations(); err != nil {
+			e.opts.Logger.Error("engine: reload destinations", "err", err)
 		}
 	}
+	if erasures {
+		e.kickErasures()
+	}
+	last := results[len(results)-1].seq
+	e.metrics.appliedSeq.Set(float64(last))
+	per := time.Since(start).Seconds() / float64(len(results))
+	for range results {
+		e.metrics.applySeconds.Observe(per)
+	}
+	e.metrics.applyGroup.Observe(float64(len(results)))
+	e.applied.advance(last)
+	if outbox {
+		e.applied.kickOutbox()
+	}
+	return nil
 }
 
-// applyEntry applies one log entry to the live state (the caller holds
-// stateMu shared).
-func (e *Engine) applyEntry(seq uint64, subject string, data []byte) (projections.Result, error) {
-	res, err := applyOne(e.state, e.sm, seq, subject, data)
-	if errors.Is(err, projections.ErrCorruptEntry) {
-		e.opts.Logger.Error("engine: skipped a corrupt log entry", "seq", seq, "err", err)
-		e.metrics.corrupt.Inc()
-		err = nil
+// entryResult is what applying one log entry did.
+type entryResult struct {
+	seq     uint64
+	res     projections.Result
+	corrupt error // set when the entry was skipped as corrupt (wraps projections.ErrCorruptEntry)
+}
+
+// group applies consecutive log entries to db through sm in ONE Pebble
+// batch, committed once; the applied position it records is the last
+// entry's. The result is that of applying them one batch each:
+//   - sm.Apply writes the entry's changes and its position to the batch and
+//     reads through it, so each entry sees the ones before it;
+//   - an entry that fails (a corrupt one, whose Apply leaves partial
+//     writes) makes the group discard its batch, reload sm's in-memory
+//     parts, apply the entries before it again in a fresh batch and commit
+//     them, and then apply the failed entry alone (applyOne: a corrupt
+//     entry is skipped, only its position recorded). sm's state cache
+//     drops itself: its position is then not the store's.
+//
+// Results are handed out by commit, so their effects (waiters, outbox,
+// caches) happen only once the entries are durable in db. A group is used
+// by one goroutine.
+type group struct {
+	db   *store.DB
+	sm   *projections.StateMachine
+	b    *store.Batch  // holds pend; nil when pend is empty
+	pend []alog.Entry  // applied into b, not committed
+	res  []entryResult // since the last commit, in log order; the last len(pend) are pend's
+}
+
+func newGroup(db *store.DB, sm *projections.StateMachine) *group {
+	return &group{db: db, sm: sm}
+}
+
+// count is the number of entries added since the last commit.
+func (g *group) count() int { return len(g.res) }
+
+// bytes is the size of the uncommitted batch.
+func (g *group) bytes() int {
+	if g.b == nil {
+		return 0
 	}
-	return res, err
+	return g.b.Len()
+}
+
+// add applies ent after the entries already in the group. It returns an
+// error only when ent failed other than as a corrupt entry (the entries
+// before it are then committed) or when the store failed.
+func (g *group) add(ent alog.Entry) error {
+	if g.b == nil {
+		g.b = g.db.NewBatch()
+	}
+	res, err := g.sm.Apply(g.b, ent.Seq, ent.Subject, ent.Data)
+	if err == nil {
+		g.pend = append(g.pend, ent)
+		g.res = append(g.res, entryResult{seq: ent.Seq, res: res})
+		return nil
+	}
+	g.b.Close()
+	g.b = nil
+	if err := g.redo(); err != nil {
+		return err
+	}
+	res, err = applyOne(g.db, g.sm, ent.Seq, ent.Subject, ent.Data)
+	er := entryResult{seq: ent.Seq, res: res}
+	if errors.Is(err, projections.ErrCorruptEntry) {
+		er.corrupt, err = err, nil
+	}
+	if err != nil {
+		return err
+	}
+	g.res = append(g.res, er)
+	return nil
+}
+
+// redo applies the pending entries again in a fresh batch and commits it,
+// after their batch was discarded.
+func (g *group) redo() error {
+	if len(g.pend) == 0 {
+		return nil
+	}
+	if err := g.sm.Load(g.db); err != nil {
+		return fmt.Errorf("engine: reload the state machine: %w", err)
+	}
+	b := g.db.NewBatch()
+	defer b.Close()
+	base := len(g.res) - len(g.pend)
+	for i, p := range g.pend {
+		res, err := g.sm.Apply(b, p.Seq, p.Subject, p.Data)
+		if err != nil {
+			return fmt.Errorf("engine: apply seq %d again: %w", p.Seq, err)
+		}
+		g.res[base+i].res = res
+	}
+	if err := g.db.Commit(b, false); err != nil {
+		return fmt.Errorf("engine: commit seqs %d-%d: %w", g.pend[0].Seq, g.pend[len(g.pend)-1].Seq, err)
+	}
+	g.pend = g.pend[:0]
+	return nil
+}
+
+// commit commits the group's batch and returns the results of the entries
+// added since the last commit, in log order.
+func (g *group) commit() ([]entryResult, error) {
+	if g.b != nil {
+		err := g.db.Commit(g.b, false)
+		g.b.Close()
+		g.b = nil
+		if err != nil {
+			return nil, fmt.Errorf("engine: commit seqs %d-%d: %w", g.pend[0].Seq, g.pend[len(g.pend)-1].Seq, err)
+		}
+	}
+	out := g.res
+	g.res, g.pend = nil, g.pend[:0]
+	return out, nil
+}
+
+// close discards what was not committed. The state machine's in-memory
+// parts are reloaded from db, since they moved with the discarded entries.
+func (g *group) close() {
+	if g.b != nil {
+		g.b.Close()
+		g.b = nil
+	}
+	if len(g.pend) > 0 {
+		_ = g.sm.Load(g.db) // best effort: the caller is failing; the next start loads anew
+	}
+	g.pend, g.res = nil, nil
 }
 
 // applyOne applies log entry seq to db through sm in one batch: the state
@@ -333,3 +514,10 @@ func (e *Engine) withIdentifiers(m map[string]any, ids []projections.OutIdent) {
 	}
 	m["identifiers"] = out
 }
+
+// Default bounds of a group of log entries applied in one Pebble batch
+// (Options.ApplyGroupEntries, ApplyGroupBytes; ReplayOptions).
+const (
+	DefaultApplyGroupEntries = 256
+	DefaultApplyGroupBytes   = 8 << 20
+)

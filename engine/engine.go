@@ -82,6 +82,14 @@ type Options struct {
 	PhoneRegion string
 	// MaxBatchBytes bounds one log append. Default 1 MB.
 	MaxBatchBytes int
+	// ApplyGroupEntries, ApplyGroupBytes and ApplyGroupTime bound a group:
+	// log entries the apply loop finds already at hand and applies in one
+	// Pebble batch, committed once (replays use the first two). Defaults
+	// 256 entries, 8 MiB of batch, 5 ms; ApplyGroupEntries 1: one batch
+	// per entry. A lone entry is applied at once.
+	ApplyGroupEntries int
+	ApplyGroupBytes   int
+	ApplyGroupTime    time.Duration
 	// Webhook delivery: per-attempt timeout, retry backoff bounds and
 	// attempts before a transition is dead-lettered (zero: the activation
 	// package's defaults).
@@ -138,6 +146,15 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.MaxBatchBytes == 0 {
 		o.MaxBatchBytes = 1 << 20
+	}
+	if o.ApplyGroupEntries <= 0 {
+		o.ApplyGroupEntries = DefaultApplyGroupEntries
+	}
+	if o.ApplyGroupBytes <= 0 {
+		o.ApplyGroupBytes = DefaultApplyGroupBytes
+	}
+	if o.ApplyGroupTime <= 0 {
+		o.ApplyGroupTime = 5 * time.Millisecond
 	}
 	if o.SessionTTL == 0 {
 		o.SessionTTL = 12 * time.Hour

@@ -147,7 +147,9 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 			return fmt.Errorf("engine: replay from snapshot: %w", err)
 		}
 	}
-	db, err := store.Open(dir, &store.Options{Logger: e.opts.Logger})
+	// No write-ahead log: the directory is deleted if the process dies
+	// before the swap, and flushed before it.
+	db, err := store.Open(dir, &store.Options{Logger: e.opts.Logger, NoWAL: true})
 	if err != nil {
 		return err
 	}
@@ -178,19 +180,23 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 	defer r.Close()
 	applied, discarded := from, 0
 	start := time.Now()
-	apply := func(ctx context.Context) error {
-		ent, err := r.Next(ctx)
-		if err != nil {
+	g := newGroup(db, sm)
+	defer g.close()
+	// apply applies a group of the entries up to target (the live state
+	// applied them: the log holds them).
+	apply := func(ctx context.Context, target uint64) error {
+		if err := readGroup(ctx, r, g, target, e.opts.ApplyGroupEntries, e.opts.ApplyGroupBytes); err != nil {
 			return err
 		}
-		if _, err := applyOne(db, sm, ent.Seq, ent.Subject, ent.Data); err != nil && !errors.Is(err, projections.ErrCorruptEntry) {
+		done, err := g.commit()
+		if err != nil {
 			return err
 		}
 		n, err := drainTo(db, e.opts.Partitions, nil) // never re-emitted
 		if err != nil {
 			return err
 		}
-		applied, discarded = ent.Seq, discarded+n
+		applied, discarded = done[len(done)-1].seq, discarded+n
 		return nil
 	}
 	report := func(target uint64) {
@@ -214,7 +220,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		if applied+gap >= target {
 			break
 		}
-		if err := apply(ctx); err != nil {
+		if err := apply(ctx, target); err != nil {
 			return err
 		}
 		if time.Since(lastReport) > 50*time.Millisecond {
@@ -232,7 +238,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 	}()
 	target := e.AppliedSeq() // the live apply loop is parked: this does not move
 	for applied < target {
-		if err := apply(ctx); err != nil {
+		if err := apply(ctx, target); err != nil {
 			return err
 		}
 	}
@@ -268,7 +274,11 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 	}
 	sm.ResetCache() // the carried-over ranges were written behind its back
 	// Swap: the rebuilt store becomes the live one. A crash between the
-	// renames is finished by recoverSwap on the next Open.
+	// renames is finished by recoverSwap on the next Open. The store has
+	// no write-ahead log: flush it before it is closed and marked complete.
+	if err := db.Flush(); err != nil {
+		return fmt.Errorf("engine: flush the rebuilt state: %w", err)
+	}
 	if err := db.Close(); err != nil {
 		return err
 	}

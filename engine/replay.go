@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -21,9 +20,16 @@ type ReplayOptions struct {
 	MasterKey   []byte        // default: DataDir/master.key
 	DedupWindow time.Duration // as the node ran with; default 30 days
 	// Out receives every output the replay's state machine decides (merge
-	// records, audience transitions), in outbox order; nothing is published.
+	// records, audience transitions), in outbox order after each group of
+	// entries (the global outbox, then each partition's: a profile's
+	// outputs keep their order); nothing is published.
 	Out    func(projections.OutMsg) error
 	Logger *slog.Logger
+	// GroupEntries and GroupBytes bound the log entries applied in one
+	// Pebble batch. Defaults DefaultApplyGroupEntries and
+	// DefaultApplyGroupBytes; GroupEntries 1: one batch per entry. The
+	// replay's store has no write-ahead log: it is thrown away.
+	GroupEntries, GroupBytes int
 }
 
 // ReplayResult summarises a replay.
@@ -43,6 +49,12 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.GroupEntries <= 0 {
+		opts.GroupEntries = DefaultApplyGroupEntries
+	}
+	if opts.GroupBytes <= 0 {
+		opts.GroupBytes = DefaultApplyGroupBytes
 	}
 	master := opts.MasterKey
 	if master == nil {
@@ -74,7 +86,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	defer os.RemoveAll(tmp)
-	db, err := store.Open(tmp, &store.Options{Logger: opts.Logger})
+	db, err := store.Open(tmp, &store.Options{Logger: opts.Logger, NoWAL: true})
 	if err != nil {
 		return res, err
 	}
@@ -99,15 +111,17 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	defer r.Close()
+	g := newGroup(db, sm)
+	defer g.close()
 	for res.Applied < last {
-		ent, err := r.Next(ctx)
+		if err := readGroup(ctx, r, g, last, opts.GroupEntries, opts.GroupBytes); err != nil {
+			return res, err
+		}
+		done, err := g.commit()
 		if err != nil {
 			return res, err
 		}
-		if _, err := applyOne(db, sm, ent.Seq, ent.Subject, ent.Data); err != nil && !errors.Is(err, projections.ErrCorruptEntry) {
-			return res, err
-		}
-		res.Applied = ent.Seq
+		res.Applied = done[len(done)-1].seq
 		n, err := drainTo(db, parts, opts.Out)
 		if err != nil {
 			return res, err
@@ -116,6 +130,25 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 	}
 	res.Digest, err = projections.Digest(db)
 	return res, err
+}
+
+// readGroup adds to g the log entries after the reader's position up to
+// last (which the log holds: Next does not wait for them), at most
+// entries of them and while g's batch is under bytes.
+func readGroup(ctx context.Context, r *alog.Reader, g *group, last uint64, entries, bytes int) error {
+	for g.count() < entries && g.bytes() < bytes {
+		ent, err := r.Next(ctx)
+		if err != nil {
+			return err
+		}
+		if err := g.add(ent); err != nil {
+			return err
+		}
+		if ent.Seq >= last {
+			return nil
+		}
+	}
+	return nil
 }
 
 // drainTo hands every pending outbox entry to out, in outbox order, and

@@ -740,3 +740,25 @@ func TestLogsListenAddressAndFsyncWarning(t *testing.T) {
 		t.Fatalf("no fsync warning for an external URL in:\n%s", out.String())
 	}
 }
+
+// TestReaderPending checks Entry.Pending: the entries the stream held after
+// each one when it was delivered (the apply loop's hint to group entries).
+func TestReaderPending(t *testing.T) {
+	ctx := testCtx(t)
+	l := openLog(t, testOptions(t.TempDir()))
+	appendN(t, ctx, l, 1, 10)
+	r, err := l.NewReader(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for seq := uint64(4); seq <= 10; seq++ {
+		e, err := r.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Seq != seq || e.Pending != 10-seq {
+			t.Fatalf("entry %d: pending %d, want seq %d pending %d", e.Seq, e.Pending, seq, 10-seq)
+		}
+	}
+}

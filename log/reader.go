@@ -16,6 +16,10 @@ type Entry struct {
 	Subject string
 	Data    []byte // owned by the caller
 	Time    time.Time
+	// Pending is how many entries the stream held after this one when it
+	// was delivered (a lower bound of what Next can return at once): the
+	// apply loop groups entries into one Pebble batch while it is > 0.
+	Pending uint64
 }
 
 // readerBatch bounds the messages (and bytes) a Reader buffers. The byte
@@ -99,7 +103,7 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 			continue // already returned; never repeat
 		}
 		r.next = seq + 1
-		return Entry{Seq: seq, Subject: msg.Subject(), Data: msg.Data(), Time: md.Timestamp}, nil
+		return Entry{Seq: seq, Subject: msg.Subject(), Data: msg.Data(), Time: md.Timestamp, Pending: md.NumPending}, nil
 	}
 }
 

@@ -134,14 +134,16 @@ func (sm *StateMachine) Partition(i int) *Partition { return sm.partitions[i] }
 func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain.Load() }
 
 // Load restores what the state machine keeps outside the store's reach of
-// Apply — the identity config in effect — from a state store. Call it once,
-// before applying, on a store that was built by this state machine.
+// Apply — the identity config in effect — from a state store. Call it
+// before applying, on a store that was built by this state machine, and
+// again after discarding a batch that Apply wrote (those parts moved with it).
 func (sm *StateMachine) Load(r store.Reader) error {
 	if err := sm.loadAudiences(r); err != nil {
 		return err
 	}
 	v, err := r.Get(keyIdentity)
 	if errors.Is(err, store.ErrNotFound) {
+		sm.keychain.Store(identity.New(identity.DefaultConfig())) // Load may go back to before a config
 		return nil
 	}
 	if err != nil {

@@ -23,6 +23,13 @@ type Options struct {
 	MemTableSize uint64
 	// Logger receives Pebble's log messages. Default slog.Default().
 	Logger *slog.Logger
+	// NoWAL writes without a write-ahead log: faster, but every write not
+	// yet flushed to an sstable is lost when the process dies. Only for a
+	// store that is thrown away after a crash (a replay's state-rebuild/).
+	// A sync Commit or DeleteRange flushes the memtable instead, and the
+	// owner must call Flush before it relies on the data (Close does not
+	// flush). Default false: every write goes through the WAL.
+	NoWAL bool
 }
 
 const (
@@ -52,6 +59,7 @@ func (o *Options) EnsureDefaults() Options {
 // see committed data; writes go through a Batch and Commit.
 type DB struct {
 	db     *pebble.DB
+	noWAL  bool // Options.NoWAL
 	closed atomic.Bool
 }
 
@@ -69,12 +77,13 @@ func Open(dir string, opts *Options) (*DB, error) {
 		// New stores start at the newest format; existing ones are ratcheted
 		// explicitly, never implicitly.
 		FormatMajorVersion: pebble.FormatNewest,
+		DisableWAL:         o.NoWAL,
 	}
 	pdb, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	return &DB{db: pdb}, nil
+	return &DB{db: pdb, noWAL: o.NoWAL}, nil
 }
 
 // Get implements Reader.
@@ -110,10 +119,25 @@ func (db *DB) Commit(b *Batch, sync bool) error {
 	if b.committed {
 		return errors.New("store: commit: batch already committed")
 	}
-	if err := db.db.Apply(b.b, writeOpts(sync)); err != nil {
+	if err := db.db.Apply(b.b, writeOpts(sync && !db.noWAL)); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	b.committed = true
+	if sync && db.noWAL {
+		return db.Flush()
+	}
+	return nil
+}
+
+// Flush writes the memtables to sstables and waits for it: with NoWAL, the
+// writes committed so far then survive Close and a crash.
+func (db *DB) Flush() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if err := db.db.Flush(); err != nil {
+		return fmt.Errorf("store: flush: %w", err)
+	}
 	return nil
 }
 
@@ -131,8 +155,11 @@ func (db *DB) DeleteRange(lower, upper []byte, sync bool) error {
 	if upper == nil {
 		return errors.New("store: delete range: nil upper bound")
 	}
-	if err := db.db.DeleteRange(lower, upper, writeOpts(sync)); err != nil {
+	if err := db.db.DeleteRange(lower, upper, writeOpts(sync && !db.noWAL)); err != nil {
 		return fmt.Errorf("store: delete range: %w", err)
+	}
+	if sync && db.noWAL {
+		return db.Flush()
 	}
 	return nil
 }

@@ -510,3 +510,65 @@ func TestCheckpoint(t *testing.T) {
 		t.Fatal("a checkpoint into an existing directory was accepted")
 	}
 }
+
+// TestNoWAL checks a store without a write-ahead log: sync commits and
+// range deletes work (they flush instead of syncing the WAL), and what was
+// committed before Flush survives Close and a reopen, with or without NoWAL.
+func TestNoWAL(t *testing.T) {
+	for _, reopenNoWAL := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reopen-nowal=%v", reopenNoWAL), func(t *testing.T) {
+			dir := t.TempDir()
+			db, err := Open(dir, &Options{NoWAL: true, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := db.NewBatch()
+			mustSet(t, b, "synced", "1")
+			if err := db.Commit(b, true); err != nil {
+				t.Fatalf("sync commit without a WAL: %v", err)
+			}
+			b.Close()
+			b = db.NewBatch()
+			for i := 0; i < 100; i++ {
+				mustSet(t, b, fmt.Sprintf("k%03d", i), "v")
+			}
+			if err := db.Commit(b, false); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			if err := db.DeleteRange([]byte("k050"), []byte("k100"), true); err != nil {
+				t.Fatalf("sync delete range without a WAL: %v", err)
+			}
+			b = db.NewBatch()
+			mustSet(t, b, "last", "x")
+			if err := db.Commit(b, false); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			if err := db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Flush(); !errors.Is(err, ErrClosed) {
+				t.Fatalf("Flush after Close = %v, want ErrClosed", err)
+			}
+			db, err = Open(dir, &Options{NoWAL: reopenNoWAL, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			n := 0
+			if err := db.Scan(nil, nil, false, func(k, v []byte) bool { n++; return true }); err != nil {
+				t.Fatal(err)
+			}
+			if n != 52 { // synced, k000..k049, last
+				t.Fatalf("after reopen %d keys, want 52", n)
+			}
+			if v, err := db.Get([]byte("last")); err != nil || string(v) != "x" {
+				t.Fatalf("Get last = %q, %v", v, err)
+			}
+		})
+	}
+}
