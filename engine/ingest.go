@@ -35,39 +35,53 @@ func (e *Engine) ParseOptions() event.ParseOptions {
 // case none, some or all may have been appended: a retry with the same
 // messageIds is deduplicated by the state machine.
 func (e *Engine) Ingest(ctx context.Context, source string, evs []event.Event) error {
+	wait, err := e.ingestAsync(ctx, source, evs)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// ingestAsync seals the events and queues their records for the committer,
+// in call order; wait returns when they are durable (see Ingest). wait
+// must be called once.
+func (e *Engine) ingestAsync(ctx context.Context, source string, evs []event.Event) (wait func(context.Context) error, err error) {
+	done := func(context.Context) error { return nil }
 	if len(evs) == 0 {
-		return nil
+		return done, nil
 	}
 	if !e.sources.exists(source) {
-		return fmt.Errorf("%w: %q", ErrUnknownSource, source)
+		return nil, fmt.Errorf("%w: %q", ErrUnknownSource, source)
 	}
 	received := e.opts.Now()
 	recs, size, err := e.seal(source, evs, received)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(recs) == 0 {
-		return nil // every event belonged to an erased person
+		return done, nil // every event belonged to an erased person
 	}
 	p := &pending{recs: recs, size: size, done: make(chan error, 1)}
 	select {
 	case e.commit.in <- p:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	case <-e.ctx.Done():
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	select {
-	case err := <-p.done:
-		if err == nil {
-			e.metrics.ingested.WithLabelValues(source).Add(float64(len(recs)))
+	return func(ctx context.Context) error {
+		select {
+		case err := <-p.done:
+			if err == nil {
+				e.metrics.ingested.WithLabelValues(source).Add(float64(len(recs)))
+			}
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.ctx.Done():
+			return ErrClosed
 		}
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-e.ctx.Done():
-		return ErrClosed
-	}
+	}, nil
 }
 
 // seal turns plaintext events into encoded log records: identifiers hashed,
