@@ -84,6 +84,7 @@ func BenchmarkIngestNATS(b *testing.B) {
 	raw := workload(10_000, 10_000)
 	n := b.N
 	b.ResetTimer()
+	cpu := startCPU()
 	start := time.Now()
 	err = runParallel(n, batchSize, func(lo, hi int) error {
 		futs := make([]jetstream.PubAckFuture, 0, hi-lo)
@@ -124,6 +125,7 @@ func BenchmarkIngestNATS(b *testing.B) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	reportRate(b, n, time.Since(start))
+	cpu.report(b, n)
 }
 
 // withMessageID replaces the "messageId":"b-..." of a workload event.

@@ -110,6 +110,25 @@ func reportRate(b *testing.B, events int, d time.Duration) {
 	b.ReportMetric(float64(events)/d.Seconds(), "events/s")
 }
 
+// cpuMeter reports the process CPU time per event since it was started
+// (cpu-ns/event): on a shared machine it is steadier than wall time. It
+// counts every goroutine of the process (server, engine, apply loop).
+type cpuMeter struct {
+	cpu0 time.Duration
+	ok   bool
+}
+
+func startCPU() cpuMeter {
+	c, ok := processCPU()
+	return cpuMeter{cpu0: c, ok: ok}
+}
+
+func (m cpuMeter) report(b *testing.B, events int) {
+	if c, ok := processCPU(); ok && m.ok && events > 0 {
+		b.ReportMetric(float64((c-m.cpu0).Nanoseconds())/float64(events), "cpu-ns/event")
+	}
+}
+
 // BenchmarkJetStreamPublish is the baseline: one JetStream message per event
 // (the event's JSON), with a message id, published asynchronously by
 // concurrent producers, all acknowledged — the raw cost of the log.
@@ -129,6 +148,7 @@ func benchJetStream(b *testing.B, mode alog.FsyncMode) {
 	defer l.Close()
 	raw := workload(10_000, 10_000)
 	b.ResetTimer()
+	cpu := startCPU()
 	start := time.Now()
 	err = runParallel(b.N, batchSize, func(lo, hi int) error {
 		futs := make([]*alog.Future, 0, hi-lo)
@@ -150,6 +170,7 @@ func benchJetStream(b *testing.B, mode alog.FsyncMode) {
 		b.Fatal(err)
 	}
 	reportRate(b, b.N, time.Since(start))
+	cpu.report(b, b.N)
 }
 
 // BenchmarkIngest measures engine.Ingest (seal, group commit, durable
@@ -164,6 +185,7 @@ func benchIngest(b *testing.B, fsyncAlways bool) {
 	}
 	evs := parseAll(b, workload(10_000, 20_000))
 	b.ResetTimer()
+	cpu := startCPU()
 	start := time.Now()
 	err := runParallel(b.N, batchSize, func(lo, hi int) error {
 		batch := make([]event.Event, 0, hi-lo)
@@ -178,6 +200,7 @@ func benchIngest(b *testing.B, fsyncAlways bool) {
 		b.Fatal(err)
 	}
 	reportRate(b, b.N, time.Since(start))
+	cpu.report(b, b.N)
 }
 
 // httpBodies pre-encodes /v1/batch bodies of batchSize events.
@@ -240,6 +263,7 @@ func BenchmarkIngestHTTP(b *testing.B) {
 	bodies := httpBodies(workload(10_000, 20_000))
 	client := ts.Client()
 	b.ResetTimer()
+	cpu := startCPU()
 	start := time.Now()
 	rounds := (b.N + batchSize - 1) / batchSize
 	err := runParallel(rounds, 1, func(lo, _ int) error {
@@ -249,6 +273,7 @@ func BenchmarkIngestHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 	reportRate(b, rounds*batchSize, time.Since(start))
+	cpu.report(b, rounds*batchSize)
 }
 
 // BenchmarkEndToEnd measures sustained throughput of ingest and apply

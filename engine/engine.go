@@ -119,6 +119,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the engine's metrics. Default: a fresh registry.
 	Registry *prometheus.Registry
+
+	// legacyEncoding (tests) writes event entries and sealed values with
+	// the msgpack library, as versions before the binary entry form did.
+	legacyEncoding bool
 }
 
 func (o *Options) ensureDefaults() {

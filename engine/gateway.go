@@ -10,13 +10,21 @@ import (
 	alog "github.com/aurumcdp/aurum/log"
 )
 
+// gatewayDepth is how many pulled batches the gateway keeps in flight:
+// while one batch's append waits for its acknowledgement, the next ones are
+// parsed, sealed and queued for the committer (which joins them into
+// bigger appends).
+const gatewayDepth = 4
+
 // gatewayLoop validates events that producers publish straight to
 // aurum.ingest.<source>: valid ones go through Ingest like HTTP events,
 // invalid ones to the dead-letter stream; then the raw messages are acked.
-// An event without messageId gets one from its raw stream sequence, so a
+// Up to gatewayDepth pulls of 500 are in flight (log.ConsumeIngestPipelined);
+// a batch is acked only once the append holding its events is durable. An
+// event without messageId gets one from its raw stream sequence, so a
 // redelivery after a crash is deduplicated.
 func (e *Engine) gatewayLoop(ctx context.Context) error {
-	return e.log.ConsumeIngest(ctx, 500, func(msgs []alog.RawMsg) error {
+	return e.log.ConsumeIngestPipelined(ctx, 500, gatewayDepth, func(msgs []alog.RawMsg) func() error {
 		bySource := map[string][]event.Event{}
 		var order []string
 		type rejected struct {
@@ -35,19 +43,36 @@ func (e *Engine) gatewayLoop(ctx context.Context) error {
 			}
 			bySource[m.Source] = append(bySource[m.Source], ev)
 		}
-		// Valid events first: if their ingest fails the batch is redelivered,
-		// and dead letters written before would be written twice.
+		var waits []func(context.Context) error
+		var startErr error
 		for _, src := range order {
-			if err := e.Ingest(ctx, src, bySource[src]); err != nil {
-				return fmt.Errorf("engine: gateway ingest %q: %w", src, err)
+			wait, err := e.ingestAsync(ctx, src, bySource[src])
+			if err != nil {
+				startErr = fmt.Errorf("engine: gateway ingest %q: %w", src, err)
+				break
 			}
+			waits = append(waits, wait)
 		}
-		for _, r := range bad {
-			if err := e.deadLetter(ctx, r.m.Source, 0, r.m.Data, r.err); err != nil {
+		return func() error {
+			// Valid events first: if their ingest fails the batch is
+			// redelivered, and dead letters written before would be
+			// written twice.
+			err := startErr
+			for _, wait := range waits {
+				if werr := wait(ctx); werr != nil && err == nil {
+					err = fmt.Errorf("engine: gateway ingest: %w", werr)
+				}
+			}
+			if err != nil {
 				return err
 			}
+			for _, r := range bad {
+				if err := e.deadLetter(ctx, r.m.Source, 0, r.m.Data, r.err); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
-		return nil
 	})
 }
 

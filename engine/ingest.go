@@ -35,39 +35,53 @@ func (e *Engine) ParseOptions() event.ParseOptions {
 // case none, some or all may have been appended: a retry with the same
 // messageIds is deduplicated by the state machine.
 func (e *Engine) Ingest(ctx context.Context, source string, evs []event.Event) error {
+	wait, err := e.ingestAsync(ctx, source, evs)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// ingestAsync seals the events and queues their records for the committer,
+// in call order; wait returns when they are durable (see Ingest). wait
+// must be called once.
+func (e *Engine) ingestAsync(ctx context.Context, source string, evs []event.Event) (wait func(context.Context) error, err error) {
+	done := func(context.Context) error { return nil }
 	if len(evs) == 0 {
-		return nil
+		return done, nil
 	}
 	if !e.sources.exists(source) {
-		return fmt.Errorf("%w: %q", ErrUnknownSource, source)
+		return nil, fmt.Errorf("%w: %q", ErrUnknownSource, source)
 	}
 	received := e.opts.Now()
 	recs, size, err := e.seal(source, evs, received)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(recs) == 0 {
-		return nil // every event belonged to an erased person
+		return done, nil // every event belonged to an erased person
 	}
 	p := &pending{recs: recs, size: size, done: make(chan error, 1)}
 	select {
 	case e.commit.in <- p:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	case <-e.ctx.Done():
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	select {
-	case err := <-p.done:
-		if err == nil {
-			e.metrics.ingested.WithLabelValues(source).Add(float64(len(recs)))
+	return func(ctx context.Context) error {
+		select {
+		case err := <-p.done:
+			if err == nil {
+				e.metrics.ingested.WithLabelValues(source).Add(float64(len(recs)))
+			}
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.ctx.Done():
+			return ErrClosed
 		}
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-e.ctx.Done():
-		return ErrClosed
-	}
+	}, nil
 }
 
 // seal turns plaintext events into encoded log records: identifiers hashed,
@@ -125,6 +139,7 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 	}
 	out := make([][]byte, 0, len(evs))
 	size := 0
+	var buf []byte // the records' encodings, one after the other
 	for i := range preps {
 		rec, ev := &preps[i].rec, &evs[i]
 		for j, id := range ev.Identifiers {
@@ -161,22 +176,51 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 			return nil, 0, err
 		}
 		rec.Private = s
-		data, err := encodeSorted(rec)
-		if err != nil {
-			return nil, 0, fmt.Errorf("engine: encode record: %w", err)
+		if e.opts.legacyEncoding {
+			data, err := encodeSorted(rec)
+			if err != nil {
+				return nil, 0, fmt.Errorf("engine: encode record: %w", err)
+			}
+			out = append(out, data)
+			size += len(data)
+			continue
 		}
-		out = append(out, data)
-		size += len(data)
+		if buf == nil {
+			buf = make([]byte, 0, 1024*(len(preps)-i))
+		}
+		start := len(buf)
+		buf, err = event.AppendRecord(buf, rec)
+		if err != nil {
+			return nil, 0, fmt.Errorf("engine: event %d: %w", i, err)
+		}
+		out = append(out, buf[start:len(buf):len(buf)])
+		size += len(buf) - start
 	}
 	return out, size, nil
 }
 
+// sealValue seals the msgpack encoding of v (map keys sorted, integers
+// compact): hand-written for JSON values and Private, the msgpack library
+// for anything else. Both give the same bytes.
 func (e *Engine) sealValue(key []byte, v any) ([]byte, error) {
-	pt, err := encodeSorted(v)
-	if err != nil {
-		return nil, fmt.Errorf("engine: encode value: %w", err)
+	pt, ok := e.encodeValue(v)
+	if !ok {
+		var err error
+		if pt, err = encodeSorted(v); err != nil {
+			return nil, fmt.Errorf("engine: encode value: %w", err)
+		}
 	}
 	return e.keys.Seal(key, pt)
+}
+
+func (e *Engine) encodeValue(v any) ([]byte, bool) {
+	if e.opts.legacyEncoding {
+		return nil, false
+	}
+	if p, ok := v.(*event.Private); ok {
+		return event.AppendPrivateMsgpack(nil, p)
+	}
+	return event.AppendMsgpack(nil, v)
 }
 
 // encodeSorted encodes v as msgpack with map keys sorted, so that equal
@@ -288,18 +332,7 @@ func (c *committer) append(group []*pending) *inflight {
 	for _, p := range group {
 		n += len(p.recs)
 	}
-	recs := make([]msgpack.RawMessage, 0, n)
-	for _, p := range group {
-		for _, r := range p.recs {
-			recs = append(recs, r)
-		}
-	}
-	batch := struct {
-		ID       []byte               `msgpack:"id"`
-		Received int64                `msgpack:"rt"`
-		Records  []msgpack.RawMessage `msgpack:"r"`
-	}{ID: id, Received: c.e.opts.Now().UnixMilli(), Records: recs}
-	data, err := msgpack.Marshal(&batch)
+	data, err := c.encode(group, id, n)
 	if err != nil {
 		f.err = fmt.Errorf("engine: encode batch: %w", err)
 		return f
@@ -312,6 +345,36 @@ func (c *committer) append(group []*pending) *inflight {
 	}
 	f.fut = fut
 	return f
+}
+
+// encode joins the records of group into one entry (see event.EncodeBatch).
+func (c *committer) encode(group []*pending, id []byte, n int) ([]byte, error) {
+	received := c.e.opts.Now().UnixMilli()
+	if c.e.opts.legacyEncoding {
+		recs := make([]msgpack.RawMessage, 0, n)
+		for _, p := range group {
+			for _, r := range p.recs {
+				recs = append(recs, r)
+			}
+		}
+		batch := struct {
+			ID       []byte               `msgpack:"id"`
+			Received int64                `msgpack:"rt"`
+			Records  []msgpack.RawMessage `msgpack:"r"`
+		}{ID: id, Received: received, Records: recs}
+		return msgpack.Marshal(&batch)
+	}
+	size := 32
+	for _, p := range group {
+		size += p.size
+	}
+	data := event.AppendBatchHeader(make([]byte, 0, size), id, received, n)
+	for _, p := range group {
+		for _, r := range p.recs {
+			data = append(data, r...)
+		}
+	}
+	return data, nil
 }
 
 // idSource makes ULIDs: time from the edge clock, monotonic entropy.

@@ -52,8 +52,40 @@ var ackBody = []byte("+ACK")
 // RawMsg.Data. Close waits (at most Options.RequestTimeout) for a running
 // ConsumeIngest to finish its current batch.
 func (l *Log) ConsumeIngest(ctx context.Context, max int, handle func([]RawMsg) error) error {
+	if handle == nil {
+		return fmt.Errorf("log: consume ingest: nil handler")
+	}
+	return l.ConsumeIngestPipelined(ctx, max, 1, func(raws []RawMsg) func() error {
+		err := handle(raws)
+		return func() error { return err }
+	})
+}
+
+// MaxIngestDepth bounds the depth argument of ConsumeIngestPipelined.
+const MaxIngestDepth = 16
+
+// ConsumeIngestPipelined is ConsumeIngest with up to depth batches in
+// flight. start is called with each batch in stream order, from one
+// goroutine; it must not block on the batch's outcome but return a wait
+// function that does (it is called once, in batch order, from the same
+// goroutine). A batch is acked, with confirmation, only after its wait
+// returned nil. When a wait fails, that batch and every later batch in
+// flight are nak'ed, whatever their own outcome (a later batch that
+// succeeded is redelivered, and the caller must deduplicate), and
+// consumption pauses for the backoff: the first delivery of every message
+// is in stream order, and after a failure the nak'ed batches are
+// redelivered before newer messages. The consumer's MaxAckPending is
+// (depth+1)*max. start must not retain the slice; it may retain
+// RawMsg.Data.
+func (l *Log) ConsumeIngestPipelined(ctx context.Context, max, depth int, start func([]RawMsg) func() error) error {
 	if max <= 0 || max > MaxIngestBatch {
 		return fmt.Errorf("log: consume ingest: batch size %d out of range [1, %d]", max, MaxIngestBatch)
+	}
+	if depth <= 0 || depth > MaxIngestDepth {
+		return fmt.Errorf("log: consume ingest: depth %d out of range [1, %d]", depth, MaxIngestDepth)
+	}
+	if start == nil {
+		return fmt.Errorf("log: consume ingest: nil handler")
 	}
 	if !l.enter() {
 		return ErrClosed
@@ -64,7 +96,7 @@ func (l *Log) ConsumeIngest(ctx context.Context, max int, handle func([]RawMsg) 
 	stop := context.AfterFunc(l.closing, cancel)
 	defer stop()
 
-	err := l.consumeIngest(ctx, max, handle)
+	err := l.consumeIngest(ctx, max, depth, start)
 	if l.isClosed() {
 		return ErrClosed
 	}
@@ -74,7 +106,7 @@ func (l *Log) ConsumeIngest(ctx context.Context, max int, handle func([]RawMsg) 
 	return err
 }
 
-func (l *Log) gatewayConsumer(ctx context.Context, max int) (jetstream.Consumer, error) {
+func (l *Log) gatewayConsumer(ctx context.Context, max, depth int) (jetstream.Consumer, error) {
 	cons, err := l.js.CreateOrUpdateConsumer(ctx, StreamIngest, jetstream.ConsumerConfig{
 		Durable:       GatewayConsumer,
 		Description:   "Aurum gateway",
@@ -82,7 +114,7 @@ func (l *Log) gatewayConsumer(ctx context.Context, max int) (jetstream.Consumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       l.opts.IngestAckWait,
 		MaxDeliver:    -1,
-		MaxAckPending: 2 * max,
+		MaxAckPending: (depth + 1) * max,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("log: consume ingest: consumer %s: %w", GatewayConsumer, err)
@@ -90,12 +122,19 @@ func (l *Log) gatewayConsumer(ctx context.Context, max int) (jetstream.Consumer,
 	return cons, nil
 }
 
-func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) error) error {
-	cons, err := l.gatewayConsumer(ctx, max)
+// ingestBatch is one fetched batch in flight.
+type ingestBatch struct {
+	msgs []jetstream.Msg
+	raws []RawMsg
+	wait func() error
+}
+
+func (l *Log) consumeIngest(ctx context.Context, max, depth int, start func([]RawMsg) func() error) error {
+	cons, err := l.gatewayConsumer(ctx, max, depth)
 	if err != nil {
 		return err
 	}
-	acker, err := newAcker(l.nc, 2*max)
+	acker, err := newAcker(l.nc, (depth+1)*max)
 	if err != nil {
 		return fmt.Errorf("log: consume ingest: %w", err)
 	}
@@ -103,15 +142,54 @@ func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) 
 
 	var (
 		failures int
-		msgs     = make([]jetstream.Msg, 0, max)
-		raws     = make([]RawMsg, 0, max)
+		inflight []*ingestBatch // oldest first; at most depth
 	)
+	// finish waits for the oldest batch in flight and acks it; on failure
+	// it naks it and all later ones. It reports false if consumption must
+	// pause.
+	finish := func() bool {
+		b := inflight[0]
+		inflight = inflight[1:]
+		if herr := b.wait(); herr != nil {
+			l.nakAll(b.msgs)
+			for _, later := range inflight {
+				_ = later.wait() // the outcome no longer matters: nak'ed below
+				l.nakAll(later.msgs)
+			}
+			inflight = inflight[:0]
+			failures++
+			l.logger.Warn("log: consume ingest: handler failed; batch nak'ed",
+				"err", herr, "msgs", len(b.msgs), "first_seq", b.raws[0].Seq, "failures", failures)
+			return false
+		}
+		failures = 0
+		// The batch is handled: ack it even if ctx ends meanwhile (Close
+		// waits for this), so that it is not handled twice.
+		actx, cancel := context.WithTimeout(context.Background(), l.opts.RequestTimeout)
+		err := acker.ackAll(actx, b.msgs)
+		cancel()
+		if err != nil {
+			l.logger.Warn("log: consume ingest: ack not confirmed; batch will be redelivered after AckWait",
+				"err", err, "msgs", len(b.msgs), "first_seq", b.raws[0].Seq, "ack_wait", l.opts.IngestAckWait)
+		}
+		return true
+	}
+	defer func() { // batches started are finished (acked or nak'ed), even when ctx ends
+		for len(inflight) > 0 {
+			finish()
+		}
+	}()
 	for ctx.Err() == nil {
-		msgs, raws = msgs[:0], raws[:0]
+		if len(inflight) == depth {
+			if !finish() && !l.pause(ctx, failures) {
+				return ctx.Err()
+			}
+			continue
+		}
 		if cons == nil {
 			// Re-create after a fetch error: the consumer may have been
 			// deleted, or the server restarted without it.
-			if cons, err = l.gatewayConsumer(ctx, max); err != nil {
+			if cons, err = l.gatewayConsumer(ctx, max, depth); err != nil {
 				failures++
 				l.logger.Warn("log: consume ingest: consumer", "err", err, "failures", failures)
 				if !l.pause(ctx, failures) {
@@ -120,25 +198,33 @@ func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) 
 				continue
 			}
 		}
-		batch, err := cons.Fetch(max, jetstream.FetchMaxWait(ingestFetchWait))
+		var batch jetstream.MessageBatch
+		if len(inflight) > 0 {
+			// Batches are in flight: take what is there now, and finish the
+			// oldest when nothing is.
+			batch, err = cons.FetchNoWait(max)
+		} else {
+			batch, err = cons.Fetch(max, jetstream.FetchMaxWait(ingestFetchWait))
+		}
+		b := &ingestBatch{}
 		if err == nil {
 			for m := range batch.Messages() {
-				msgs = append(msgs, m)
+				b.msgs = append(b.msgs, m)
 			}
 			err = batch.Error()
 		}
-		for _, m := range msgs {
+		for _, m := range b.msgs {
 			raw, merr := toRaw(m)
 			if merr != nil {
 				err = errors.Join(err, merr)
 				continue
 			}
-			raws = append(raws, raw)
+			b.raws = append(b.raws, raw)
 		}
 		if err != nil && ctx.Err() == nil {
 			// Messages received before the error stay un-acked and are
 			// redelivered after AckWait; nak them to speed that up.
-			l.nakAll(msgs)
+			l.nakAll(b.msgs)
 			cons = nil
 			failures++
 			l.logger.Warn("log: consume ingest: fetch", "err", err, "failures", failures)
@@ -147,29 +233,14 @@ func (l *Log) consumeIngest(ctx context.Context, max int, handle func([]RawMsg) 
 			}
 			continue
 		}
-		if len(raws) == 0 {
-			continue
-		}
-		if herr := handle(raws); herr != nil {
-			l.nakAll(msgs)
-			failures++
-			l.logger.Warn("log: consume ingest: handler failed; batch nak'ed",
-				"err", herr, "msgs", len(msgs), "first_seq", raws[0].Seq, "failures", failures)
-			if !l.pause(ctx, failures) {
+		if len(b.raws) == 0 {
+			if len(inflight) > 0 && !finish() && !l.pause(ctx, failures) {
 				return ctx.Err()
 			}
 			continue
 		}
-		failures = 0
-		// The batch is handled: ack it even if ctx ends meanwhile (Close
-		// waits for this), so that it is not handled twice.
-		actx, cancel := context.WithTimeout(context.Background(), l.opts.RequestTimeout)
-		err = acker.ackAll(actx, msgs)
-		cancel()
-		if err != nil {
-			l.logger.Warn("log: consume ingest: ack not confirmed; batch will be redelivered after AckWait",
-				"err", err, "msgs", len(msgs), "first_seq", raws[0].Seq, "ack_wait", l.opts.IngestAckWait)
-		}
+		b.wait = start(b.raws)
+		inflight = append(inflight, b)
 	}
 	return ctx.Err()
 }

@@ -762,3 +762,125 @@ func TestReaderPending(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumeIngestPipelined: batches are started in stream order while
+// earlier ones still wait; nothing is acked before its wait succeeded; a
+// failed wait naks its batch and every later one in flight, and all are
+// redelivered and handled.
+func TestConsumeIngestPipelined(t *testing.T) {
+	ctx := testCtx(t)
+	opts := testOptions(t.TempDir())
+	opts.IngestRetryMin = 10 * time.Millisecond
+	opts.IngestRetryMax = 20 * time.Millisecond
+	l := openLog(t, opts)
+	nc, err := nats.Connect(l.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	pjs, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	for i := 1; i <= n; i++ {
+		if _, err := pjs.Publish(ctx, "aurum.ingest.web", payload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu       sync.Mutex
+		started  [][]uint64 // seqs of each started batch, in start order
+		done     = map[uint64]bool{}
+		failOnce = true
+	)
+	release := make(chan struct{})
+	cctx, stop := context.WithCancel(ctx)
+	res := make(chan error, 1)
+	go func() {
+		res <- l.ConsumeIngestPipelined(cctx, 5, 3, func(batch []RawMsg) func() error {
+			seqs := make([]uint64, len(batch))
+			for i, m := range batch {
+				seqs[i] = m.Seq
+			}
+			mu.Lock()
+			started = append(started, seqs)
+			first := len(started) == 1
+			fail := failOnce && seqs[0] > 5 && seqs[0] <= 10
+			if fail {
+				failOnce = false
+			}
+			mu.Unlock()
+			return func() error {
+				if first {
+					<-release // the first batch waits until the test saw the pipeline
+				}
+				if fail {
+					return errors.New("append failed")
+				}
+				mu.Lock()
+				for _, s := range seqs {
+					done[s] = true
+				}
+				mu.Unlock()
+				return nil
+			}
+		})
+	}()
+	// While the first batch waits, later ones start, and nothing is acked.
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(started) < 3 {
+			return fmt.Errorf("%d batches started while the first waits", len(started))
+		}
+		return nil
+	})
+	if p, err := ingestPending(ctx, l); err != nil || p != n {
+		t.Fatalf("work queue holds %d of %d (%v) while the first batch waits", p, n, err)
+	}
+	close(release)
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(done) < n {
+			return fmt.Errorf("%d of %d handled", len(done), n)
+		}
+		return nil
+	})
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		p, err := ingestPending(ctx, l)
+		if err == nil && p != 0 {
+			err = fmt.Errorf("%d messages left in the work queue", p)
+		}
+		return err
+	})
+	stop()
+	if err := <-res; err != nil {
+		t.Fatalf("ConsumeIngestPipelined after cancel: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// First deliveries are in stream order; the failed batch and the ones
+	// after it came again.
+	var seen uint64
+	redelivered := 0
+	for _, b := range started {
+		if b[0] <= seen {
+			redelivered++
+			continue
+		}
+		for _, s := range b {
+			if s <= seen {
+				t.Fatalf("first delivery out of order: %v after %d", b, seen)
+			}
+			seen = s
+		}
+	}
+	if failOnce || redelivered == 0 {
+		t.Fatalf("the failure was not exercised (redelivered batches: %d)", redelivered)
+	}
+	if err := l.ConsumeIngestPipelined(ctx, 5, 0, nil); err == nil {
+		t.Fatal("depth 0 accepted")
+	}
+}

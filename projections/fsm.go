@@ -29,7 +29,7 @@ import (
 
 // Log subjects the state machine understands.
 const (
-	SubjectEvents  = "aurum.log.events"  // msgpack event.Batch
+	SubjectEvents  = "aurum.log.events"  // event.Batch: binary (event.EncodeBatch), or msgpack before
 	SubjectControl = "aurum.log.control" // msgpack Control
 )
 
@@ -322,15 +322,16 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 	}
 	cmds := sm.emptyCommands(seq)
 	var entryTime int64
-	if subject == SubjectEvents || subject == SubjectControl {
+	binaryBatch := subject == SubjectEvents && event.IsBinaryBatch(data)
+	if (subject == SubjectEvents && !binaryBatch) || subject == SubjectControl {
 		if err := CheckMsgpack(data); err != nil {
 			return res, fmt.Errorf("%w: seq %d: %v", ErrCorruptEntry, seq, err)
 		}
 	}
 	switch subject {
 	case SubjectEvents:
-		var b event.Batch
-		if err := msgpack.Unmarshal(data, &b); err != nil {
+		b, err := decodeBatch(data, binaryBatch)
+		if err != nil {
 			return res, fmt.Errorf("%w: seq %d: %v", ErrCorruptEntry, seq, err)
 		}
 		if err := sm.applyBatch(rw, seq, &b, cmds, &res); err != nil {
@@ -479,6 +480,18 @@ func sourceKey(name string) []byte { return append(append([]byte(nil), prefixSou
 // the GCR work to the partitions: each event to the profile that is its root
 // at the end of the entry, each profile merged away to its root's partition
 // (Absorb, with its GCR as it was before the entry) and to its own (Drop).
+// decodeBatch decodes an events entry: the binary form (event.DecodeBatch,
+// bounds-checked) or the msgpack form of earlier versions (after
+// CheckMsgpack).
+func decodeBatch(data []byte, binary bool) (event.Batch, error) {
+	if binary {
+		return event.DecodeBatch(data)
+	}
+	var b event.Batch
+	err := msgpack.Unmarshal(data, &b)
+	return b, err
+}
+
 func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Batch, cmds []PartitionCommand, res *Result) error {
 	var outIdx uint32
 	var adds []Addition
