@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/aurumcdp/aurum/internal/wire"
 )
 
 // The binary form of a log entry on aurum.log.events (a Batch).
@@ -57,7 +59,7 @@ func IsBinaryBatch(data []byte) bool { return len(data) > 0 && data[0] == binary
 // n records' encodings (AppendRecord) follow it.
 func AppendBatchHeader(buf, id []byte, received int64, n int) []byte {
 	buf = append(buf, binaryMark, batchVersion1)
-	buf = appendBytes(buf, id)
+	buf = wire.AppendBytes(buf, id)
 	buf = binary.AppendVarint(buf, received)
 	return binary.AppendUvarint(buf, uint64(n))
 }
@@ -78,29 +80,29 @@ func EncodeBatch(b *Batch) ([]byte, error) {
 // r.Properties holds a type AppendMsgpack does not know (JSON never yields
 // one).
 func AppendRecord(buf []byte, r *Record) ([]byte, error) {
-	b := appendBytes(buf, r.ID)
-	b = appendStr(b, r.MessageID)
-	b = appendStr(b, r.Source)
-	b = appendStr(b, string(r.Kind))
-	b = appendStr(b, r.Event)
-	b = appendStr(b, r.Name)
+	b := wire.AppendBytes(buf, r.ID)
+	b = wire.AppendString(b, r.MessageID)
+	b = wire.AppendString(b, r.Source)
+	b = wire.AppendString(b, string(r.Kind))
+	b = wire.AppendString(b, r.Event)
+	b = wire.AppendString(b, r.Name)
 	b = binary.AppendVarint(b, r.Time)
 	b = binary.AppendVarint(b, r.Received)
-	b = appendStr(b, r.Channel)
-	b = appendStr(b, r.DeviceType)
-	b = appendBytes(b, r.Key)
+	b = wire.AppendString(b, r.Channel)
+	b = wire.AppendString(b, r.DeviceType)
+	b = wire.AppendBytes(b, r.Key)
 	b = binary.AppendUvarint(b, uint64(len(r.IDs)))
 	for i := range r.IDs {
 		id := &r.IDs[i]
-		b = appendStr(b, id.Type)
-		b = appendBytes(b, id.Hash)
-		b = appendBytes(b, id.Sealed)
-		b = appendBool(b, id.Weak)
+		b = wire.AppendString(b, id.Type)
+		b = wire.AppendBytes(b, id.Hash)
+		b = wire.AppendBytes(b, id.Sealed)
+		b = wire.AppendBool(b, id.Weak)
 	}
 	b = binary.AppendUvarint(b, uint64(len(r.Traits)))
 	for _, k := range sortedMapKeys(r.Traits) {
-		b = appendStr(b, k)
-		b = appendBytes(b, r.Traits[k])
+		b = wire.AppendString(b, k)
+		b = wire.AppendBytes(b, r.Traits[k])
 	}
 	if len(r.Properties) == 0 {
 		b = append(b, 0)
@@ -118,28 +120,13 @@ func AppendRecord(buf []byte, r *Record) ([]byte, error) {
 		copy(b[start+len(hdr):], b[start+binary.MaxVarintLen64:])
 		b = b[:start+len(hdr)+n]
 	}
-	b = appendBytes(b, r.Private)
+	b = wire.AppendBytes(b, r.Private)
 	b = binary.AppendUvarint(b, uint64(len(r.Consent)))
 	for _, k := range sortedMapKeys(r.Consent) {
-		b = appendStr(b, k)
-		b = appendBool(b, r.Consent[k])
+		b = wire.AppendString(b, k)
+		b = wire.AppendBool(b, r.Consent[k])
 	}
 	return b, nil
-}
-
-func appendStr(b []byte, s string) []byte {
-	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-}
-
-func appendBytes(b, v []byte) []byte {
-	return append(binary.AppendUvarint(b, uint64(len(v))), v...)
-}
-
-func appendBool(b []byte, v bool) []byte {
-	if v {
-		return append(b, 1)
-	}
-	return append(b, 0)
 }
 
 func sortedMapKeys[V any](m map[string]V) []string {
@@ -157,135 +144,56 @@ func sortedMapKeys[V any](m map[string]V) []string {
 // DecodeBatch decodes a batch in the binary form. Errors wrap
 // ErrCorruptBatch.
 func DecodeBatch(data []byte) (Batch, error) {
-	d := batchDecoder{b: data}
+	if len(data) < 2 || data[0] != binaryMark {
+		return Batch{}, fmt.Errorf("%w: not a binary batch", ErrCorruptBatch)
+	}
+	if data[1] != batchVersion1 {
+		return Batch{}, fmt.Errorf("%w: version %d unknown", ErrCorruptBatch, data[1])
+	}
+	d := batchDecoder{wire.NewReader(data[2:], ErrCorruptBatch)}
 	b := d.batch()
-	if d.err != nil {
-		return Batch{}, d.err
+	if err := d.Finish(); err != nil {
+		return Batch{}, err
 	}
 	return b, nil
 }
 
-type batchDecoder struct {
-	b   []byte
-	off int
-	err error
-}
+// batchDecoder reads the binary form (wire.Reader: the first error sticks).
+// Strings and byte strings are copied one by one rather than cut from one
+// copy of the input: a record's event name or source may outlive the batch
+// (in maps of the projections) and must not pin a multi-megabyte entry.
+type batchDecoder struct{ wire.Reader }
 
-func (d *batchDecoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: at byte %d: %s", ErrCorruptBatch, d.off, fmt.Sprintf(format, args...))
-	}
-	d.off = len(d.b)
-}
-
-func (d *batchDecoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b[d.off:])
-	if n <= 0 {
-		d.fail("%s: bad uvarint", what)
-		return 0
-	}
-	d.off += n
-	return v
-}
-
-func (d *batchDecoder) varint(what string) int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b[d.off:])
-	if n <= 0 {
-		d.fail("%s: bad varint", what)
-		return 0
-	}
-	d.off += n
-	return v
-}
-
-// raw returns the next length-prefixed bytes, aliasing the input.
-func (d *batchDecoder) raw(what string) []byte {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)-d.off) {
-		d.fail("%s: length %d beyond the data", what, n)
-		return nil
-	}
-	s := d.b[d.off : d.off+int(n)]
-	d.off += int(n)
-	return s
-}
-
-// bytes returns a copy (nil for length 0), so that the batch does not pin
-// the entry's buffer.
+// bytes returns a copy (nil for length 0).
 func (d *batchDecoder) bytes(what string) []byte {
-	s := d.raw(what)
+	s := d.Raw(what)
 	if len(s) == 0 {
 		return nil
 	}
 	return slices.Clone(s)
 }
 
-func (d *batchDecoder) str(what string) string { return string(d.raw(what)) }
-
-func (d *batchDecoder) bool(what string) bool {
-	if d.err != nil {
-		return false
-	}
-	if d.off >= len(d.b) || d.b[d.off] > 1 {
-		d.fail("%s: bad bool", what)
-		return false
-	}
-	d.off++
-	return d.b[d.off-1] == 1
-}
-
-func (d *batchDecoder) count(what string, min int) int {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return 0
-	}
-	if n > uint64((len(d.b)-d.off)/min) {
-		d.fail("%s: %d items beyond the data", what, n)
-		return 0
-	}
-	return int(n)
-}
+func (d *batchDecoder) str(what string) string { return string(d.Raw(what)) }
 
 func (d *batchDecoder) key(what string, i int, prev string) string {
 	k := d.str(what)
-	if i > 0 && k <= prev && d.err == nil {
-		d.fail("%s: keys out of order (%q after %q)", what, k, prev)
+	if i > 0 && k <= prev && d.Err() == nil {
+		d.Fail("%s: keys out of order (%q after %q)", what, k, prev)
 	}
 	return k
 }
 
 func (d *batchDecoder) batch() Batch {
-	if len(d.b) < 2 || d.b[0] != binaryMark {
-		d.fail("not a binary batch")
-		return Batch{}
-	}
-	if d.b[1] != batchVersion1 {
-		d.fail("version %d unknown", d.b[1])
-		return Batch{}
-	}
-	d.off = 2
 	var b Batch
 	b.ID = d.bytes("batch id")
-	b.Received = d.varint("batch received")
-	n := d.count("records", minRecordSize)
-	if d.err != nil {
+	b.Received = d.Varint("batch received")
+	n := d.Count("records", minRecordSize)
+	if d.Err() != nil {
 		return b
 	}
 	b.Records = make([]Record, n)
 	for i := range b.Records {
 		d.record(&b.Records[i])
-	}
-	if d.err == nil && d.off != len(d.b) {
-		d.fail("%d trailing bytes", len(d.b)-d.off)
 	}
 	return b
 }
@@ -297,22 +205,22 @@ func (d *batchDecoder) record(r *Record) {
 	r.Kind = Kind(d.str("kind"))
 	r.Event = d.str("event")
 	r.Name = d.str("name")
-	r.Time = d.varint("time")
-	r.Received = d.varint("received")
+	r.Time = d.Varint("time")
+	r.Received = d.Varint("received")
 	r.Channel = d.str("channel")
 	r.DeviceType = d.str("device type")
 	r.Key = d.bytes("key")
-	if n := d.count("ids", minIDRefSize); n > 0 {
+	if n := d.Count("ids", minIDRefSize); n > 0 {
 		r.IDs = make([]IDRef, n)
 		for i := range r.IDs {
 			id := &r.IDs[i]
 			id.Type = d.str("id type")
 			id.Hash = d.bytes("id hash")
 			id.Sealed = d.bytes("id sealed")
-			id.Weak = d.bool("id weak")
+			id.Weak = d.Bool("id weak")
 		}
 	}
-	if n := d.count("traits", 2); n > 0 {
+	if n := d.Count("traits", 2); n > 0 {
 		r.Traits = make(map[string][]byte, n)
 		prev := ""
 		for i := range n {
@@ -321,22 +229,22 @@ func (d *batchDecoder) record(r *Record) {
 			prev = k
 		}
 	}
-	if p := d.raw("properties"); len(p) > 0 && d.err == nil {
+	if p := d.Raw("properties"); len(p) > 0 && d.Err() == nil {
 		m, err := decodeMsgpackMap(p)
 		if err != nil {
-			d.fail("properties: %v", err)
+			d.Fail("properties: %v", err)
 		}
 		if len(m) > 0 {
 			r.Properties = m
 		}
 	}
 	r.Private = d.bytes("private")
-	if n := d.count("consent", 2); n > 0 {
+	if n := d.Count("consent", 2); n > 0 {
 		r.Consent = make(map[string]bool, n)
 		prev := ""
 		for i := range n {
 			k := d.key("consent", i, prev)
-			r.Consent[k] = d.bool("consent value")
+			r.Consent[k] = d.Bool("consent value")
 			prev = k
 		}
 	}
