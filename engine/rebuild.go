@@ -147,7 +147,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 			return fmt.Errorf("engine: replay from snapshot: %w", err)
 		}
 	}
-	db, err := store.Open(dir, &store.Options{Logger: e.opts.Logger})
+	db, err := store.Open(dir, StateStoreOptions(e.opts.Logger))
 	if err != nil {
 		return err
 	}
@@ -287,7 +287,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		return err
 	}
 	_ = os.Remove(filepath.Join(live, "COMPLETE"))
-	ndb, err := store.Open(live, &store.Options{Logger: e.opts.Logger})
+	ndb, err := store.Open(live, StateStoreOptions(e.opts.Logger))
 	if err != nil {
 		return fmt.Errorf("engine: reopen after swap: %w", err)
 	}

@@ -62,7 +62,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	parts := 16
-	if live, err := store.Open(filepath.Join(opts.DataDir, "state"), &store.Options{Logger: opts.Logger}); err == nil {
+	if live, err := store.Open(filepath.Join(opts.DataDir, "state"), StateStoreOptions(opts.Logger)); err == nil {
 		if parts, err = projections.CheckPartitions(readOnly{live}, 16); err != nil {
 			live.Close()
 			return res, err
@@ -74,7 +74,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	defer os.RemoveAll(tmp)
-	db, err := store.Open(tmp, &store.Options{Logger: opts.Logger})
+	db, err := store.Open(tmp, StateStoreOptions(opts.Logger))
 	if err != nil {
 		return res, err
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // ErrClosed is returned by operations on a closed DB.
@@ -23,11 +24,21 @@ type Options struct {
 	MemTableSize uint64
 	// Logger receives Pebble's log messages. Default slog.Default().
 	Logger *slog.Logger
+	// BloomBitsPerKey is the size of the bloom filter written into every
+	// sstable, on every level, in bits per key. A Get of a key that a table
+	// does not hold then usually skips the table's data blocks: the
+	// look-ups of absent keys (a new message id in the dedup table, a new
+	// identifier) and of keys that live in a lower level. 10 bits give
+	// about 1 % false positives for 1.25 bytes per key on disk and in the
+	// block cache. Default 10; negative: no filters (tables written
+	// earlier keep whatever they have).
+	BloomBitsPerKey int
 }
 
 const (
-	defaultCacheSize    = 64 << 20
-	defaultMemTableSize = 32 << 20
+	defaultCacheSize       = 64 << 20
+	defaultMemTableSize    = 32 << 20
+	defaultBloomBitsPerKey = 10
 )
 
 // EnsureDefaults returns a copy of o with zero fields set to their defaults.
@@ -44,6 +55,9 @@ func (o *Options) EnsureDefaults() Options {
 	}
 	if r.Logger == nil {
 		r.Logger = slog.Default()
+	}
+	if r.BloomBitsPerKey == 0 {
+		r.BloomBitsPerKey = defaultBloomBitsPerKey
 	}
 	return r
 }
@@ -69,6 +83,13 @@ func Open(dir string, opts *Options) (*DB, error) {
 		// New stores start at the newest format; existing ones are ratcheted
 		// explicitly, never implicitly.
 		FormatMajorVersion: pebble.FormatNewest,
+	}
+	if o.BloomBitsPerKey > 0 {
+		// Levels[i] defaults to Levels[i-1]'s policy only for L1+; set
+		// them all so that L0, where fresh keys land, has filters too.
+		for i := range po.Levels {
+			po.Levels[i].FilterPolicy = bloom.FilterPolicy(o.BloomBitsPerKey)
+		}
 	}
 	pdb, err := pebble.Open(dir, po)
 	if err != nil {
