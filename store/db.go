@@ -173,6 +173,8 @@ type Metrics struct {
 	CompactionDebt   uint64 // estimated bytes still to compact
 	ReadAmp          int    // sublevels in L0 plus non-empty levels
 	Snapshots        int    // open snapshots
+	FilterHits       int64  // table reads a bloom filter avoided (the key was not there)
+	FilterMisses     int64  // filter checks that could not avoid the read
 }
 
 // Metrics returns current metrics.
@@ -195,6 +197,8 @@ func (db *DB) Metrics() Metrics {
 		CompactionDebt:   m.Compact.EstimatedDebt,
 		ReadAmp:          m.ReadAmp(),
 		Snapshots:        m.Snapshots.Count,
+		FilterHits:       m.Filter.Hits,
+		FilterMisses:     m.Filter.Misses,
 	}
 }
 
