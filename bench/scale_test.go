@@ -415,7 +415,7 @@ func BenchmarkApplyScale(b *testing.B) {
 // written and consulted) along the way. Results, digests and every key
 // and value must be equal.
 func TestApplyScaleStoreOptionsSameState(t *testing.T) {
-	const people = 600
+	const people = 250
 	variants := []struct {
 		name string
 		so   *store.Options
@@ -427,7 +427,7 @@ func TestApplyScaleStoreOptionsSameState(t *testing.T) {
 	}
 	var entries [][]byte
 	entries = append(entries, scalePopulateLog(people)...)
-	entries = append(entries, scaleRunLog(people, 1500, 9, "eq", scaleT0+int64(3*people)*3+1000)...)
+	entries = append(entries, scaleRunLog(people, 500, 9, "eq", scaleT0+int64(3*people)*3+1000)...)
 
 	appliers := make([]*scaleApplier, len(variants))
 	for i, v := range variants {
