@@ -40,7 +40,7 @@ func digestOf(r store.Reader) (StateDigest, error) {
 // returns their digests and applied log position. Two data directories whose
 // projections were built from the same log have equal digests.
 func DigestState(dataDir string) (StateDigest, error) {
-	db, err := store.Open(filepath.Join(dataDir, "state"), nil)
+	db, err := store.Open(filepath.Join(dataDir, "state"), StateStoreOptions(nil))
 	if err != nil {
 		return StateDigest{}, fmt.Errorf("engine: digest: %w", err)
 	}

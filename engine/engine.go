@@ -275,7 +275,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := recoverSwap(opts.DataDir); err != nil {
 		return nil, fmt.Errorf("engine: recover an interrupted replay: %w", err)
 	}
-	if e.state, err = store.Open(filepath.Join(opts.DataDir, "state"), &store.Options{Logger: opts.Logger}); err != nil {
+	if e.state, err = store.Open(filepath.Join(opts.DataDir, "state"), StateStoreOptions(opts.Logger)); err != nil {
 		return nil, fmt.Errorf("engine: state store: %w", err)
 	}
 	closers = append(closers, e.state.Close)

@@ -149,7 +149,9 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 	}
 	// No write-ahead log: the directory is deleted if the process dies
 	// before the swap, and flushed before it.
-	db, err := store.Open(dir, &store.Options{Logger: e.opts.Logger, NoWAL: true})
+	sopts := StateStoreOptions(e.opts.Logger)
+	sopts.NoWAL = true
+	db, err := store.Open(dir, sopts)
 	if err != nil {
 		return err
 	}
@@ -297,7 +299,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		return err
 	}
 	_ = os.Remove(filepath.Join(live, "COMPLETE"))
-	ndb, err := store.Open(live, &store.Options{Logger: e.opts.Logger})
+	ndb, err := store.Open(live, StateStoreOptions(e.opts.Logger))
 	if err != nil {
 		return fmt.Errorf("engine: reopen after swap: %w", err)
 	}

@@ -74,7 +74,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	parts := 16
-	if live, err := store.Open(filepath.Join(opts.DataDir, "state"), &store.Options{Logger: opts.Logger}); err == nil {
+	if live, err := store.Open(filepath.Join(opts.DataDir, "state"), StateStoreOptions(opts.Logger)); err == nil {
 		if parts, err = projections.CheckPartitions(readOnly{live}, 16); err != nil {
 			live.Close()
 			return res, err
@@ -86,7 +86,9 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	defer os.RemoveAll(tmp)
-	db, err := store.Open(tmp, &store.Options{Logger: opts.Logger, NoWAL: true})
+	sopts := StateStoreOptions(opts.Logger)
+	sopts.NoWAL = true
+	db, err := store.Open(tmp, sopts)
 	if err != nil {
 		return res, err
 	}

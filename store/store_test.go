@@ -572,3 +572,65 @@ func TestNoWAL(t *testing.T) {
 		})
 	}
 }
+
+// TestBloomFilters: with BloomBitsPerKey (the default) a Get of an absent
+// key is answered by the tables' filters, and every key present is still
+// found; with a negative BloomBitsPerKey no filter is written or consulted.
+// The keys are flushed into L0 (Pebble consults no filter in L6 for Get).
+func TestBloomFilters(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		bits        int
+		wantFilters bool
+	}{
+		{"default", 0, true},
+		{"4 bits", 4, true},
+		{"none", -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := Open(t.TempDir(), &Options{BloomBitsPerKey: tc.bits, MemTableSize: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			const n = 3000 // 3 MB of values: more than the memtable holds
+			val := bytes.Repeat([]byte("v"), 1000)
+			for i := 0; i < n; i += 100 {
+				b := db.NewBatch()
+				for j := i; j < i+100; j++ {
+					if err := b.Set(fmt.Appendf(nil, "k/%06d", j), val); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := db.Commit(b, false); err != nil {
+					t.Fatal(err)
+				}
+				b.Close()
+			}
+			for deadline := time.Now().Add(10 * time.Second); db.Metrics().Flushes == 0; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("no memtable was flushed within 10 s")
+				}
+			}
+			for i := range n {
+				if v, err := db.Get(fmt.Appendf(nil, "k/%06d", i)); err != nil || !bytes.Equal(v, val) {
+					t.Fatalf("get k/%06d: %d bytes, %v", i, len(v), err)
+				}
+			}
+			before := db.Metrics()
+			for i := range n { // absent keys inside the tables' key ranges
+				if _, err := db.Get(fmt.Appendf(nil, "k/%06dx", i)); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("get absent key %d: %v", i, err)
+				}
+			}
+			after := db.Metrics()
+			hits := after.FilterHits - before.FilterHits
+			if tc.wantFilters && hits < n/4 { // about half the keys were flushed, the rest are in the memtable
+				t.Errorf("filters avoided %d table reads for %d absent keys, want at least %d", hits, n, n/4)
+			}
+			if !tc.wantFilters && hits+after.FilterMisses != 0 {
+				t.Errorf("no filters configured, but %d filter hits and %d misses", hits, after.FilterMisses)
+			}
+		})
+	}
+}

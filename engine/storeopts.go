@@ -1,0 +1,26 @@
+package engine
+
+import (
+	"log/slog"
+
+	"github.com/aurumcdp/aurum/store"
+)
+
+// StateCacheSize is the Pebble block cache of the state store (state/ and
+// every store built beside it: rebuilds, replays, snapshots being written).
+// It is fixed, so the memory does not grow with the number of profiles.
+//
+// 128 MiB: at 100k people (a 250 MB state store) the tables' index and
+// filter blocks stay resident at 128 MiB but not at 64 MiB, where every
+// event read 19 blocks from the files (with filters 16) against 5 at 128
+// MiB and 4 at 256 MiB (BenchmarkApplyScale, bench/RESULTS.md). The cost
+// is 64 MiB more resident memory than before, once the state outgrows it.
+const StateCacheSize = 128 << 20
+
+// StateStoreOptions are the options every state store is opened with (the
+// live one, a rebuild, an offline replay, a snapshot, a digest): bloom
+// filters on every level (store's default) and a block cache of
+// StateCacheSize. logger nil: slog.Default().
+func StateStoreOptions(logger *slog.Logger) *store.Options {
+	return &store.Options{CacheSize: StateCacheSize, Logger: logger}
+}
