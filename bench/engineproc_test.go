@@ -63,6 +63,7 @@ type memSample struct {
 	HeapSys      uint64
 	GoSys        uint64 // runtime.MemStats.Sys: all the Go runtime got from the OS
 	NextGC       uint64
+	CPUns        int64 // process CPU time so far (user + system)
 }
 
 func (m memSample) String() string {
@@ -80,6 +81,9 @@ func sampleMem() memSample {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m.HeapInuse, m.HeapSys, m.GoSys, m.NextGC = ms.HeapInuse, ms.HeapSys, ms.Sys, ms.NextGC
+	if cpu, ok := processCPU(); ok {
+		m.CPUns = cpu.Nanoseconds()
+	}
 	return m
 }
 

@@ -71,6 +71,10 @@ type sizeResult struct {
 	EngineE2ERSSBytes int64 `json:"engine_e2e_rss_bytes"` // the engine's VmHWM at the end of the end-to-end phase
 	ReplayRSSBytes    int64 `json:"replay_rss_bytes"`     // engine.Replay's own process
 	GenRSSBytes       int64 `json:"gen_rss_bytes"`        // generator, ground truth, scorer, raw Pebble baseline
+	// CPU time of the engine process per workload event in the end-to-end
+	// phase, and of the replay process per applied event.
+	E2ECPUPerEvent    float64 `json:"e2e_cpu_ns_per_event"`
+	ReplayCPUPerEvent float64 `json:"replay_cpu_ns_per_event"`
 }
 
 // TestReportSize is one size of the -report run, in a child process (see
@@ -126,7 +130,8 @@ func runSize(t *testing.T, people, days, load, looks int, profDir string) (sizeR
 	// per source keeps each source's events in order (all identity
 	// resolution needs) and posts /v1/batch requests of 200 events; the
 	// clock stops when the engine has applied everything (sync).
-	if _, err := ep.call(engineCmd{Op: "cpu-start", Name: fmt.Sprintf("e2e-%d", people)}); err != nil {
+	r0, err := ep.call(engineCmd{Op: "cpu-start", Name: fmt.Sprintf("e2e-%d", people)})
+	if err != nil {
 		return res, err
 	}
 	g := wlg.New(wlg.Config{People: people, Seed: 4, Days: days})
@@ -189,22 +194,24 @@ func runSize(t *testing.T, people, days, load, looks int, profDir string) (sizeR
 	if err, _ := postErr.Load().(error); err != nil {
 		return res, fmt.Errorf("post: %w", err)
 	}
-	if _, err := ep.call(engineCmd{Op: "sync"}); err != nil {
+	r, err := ep.call(engineCmd{Op: "sync"})
+	if err != nil {
 		return res, err
 	}
 	d := time.Since(start)
+	res.E2ECPUPerEvent = float64(r.Mem.CPUns-r0.Mem.CPUns) / float64(max(res.Events, 1))
 	res.Accepted, res.Rejected = int(nAccepted.Load()), int(nRejected.Load())
 	if res.Rejected > 0 {
 		res.RejectedWhy, _ = firstWhy.Load().(string)
 	}
-	r, err := ep.call(engineCmd{Op: "cpu-stop", Name: fmt.Sprintf("e2e-%d", people)})
-	if err != nil {
+	if r, err = ep.call(engineCmd{Op: "cpu-stop", Name: fmt.Sprintf("e2e-%d", people)}); err != nil {
 		return res, err
 	}
 	res.EngineE2ERSSBytes = r.Mem.VmHWM
 	res.E2ESeconds = d.Seconds()
 	res.E2ERate = float64(res.Events) / d.Seconds()
-	t.Logf("%d people: %d events end-to-end in %v (%.0f events/s); engine memory %s", people, res.Events, d.Round(time.Millisecond), res.E2ERate, r.Mem)
+	t.Logf("%d people: %d events end-to-end in %v (%.0f events/s, engine CPU %.0f µs/event); engine memory %s",
+		people, res.Events, d.Round(time.Millisecond), res.E2ERate, res.E2ECPUPerEvent/1000, r.Mem)
 
 	// Identity quality: each identifier's profile is its cluster. The
 	// engine resolves a file of identifiers into a file of profile ids,
@@ -253,6 +260,7 @@ func runSize(t *testing.T, people, days, load, looks int, profDir string) (sizeR
 		return res, err
 	}
 	res.Lookups, res.LookupP50us, res.LookupP99us, res.LoadRate = r.Lookups, r.LookupP50us, r.LookupP99us, r.LoadRate
+	t.Logf("%d people: %d look-ups under load; engine memory %s", people, r.Lookups, r.Mem)
 	if r, err = ep.call(engineCmd{Op: "heap", Name: fmt.Sprintf("e2e-%d", people)}); err != nil {
 		return res, err
 	}
@@ -289,7 +297,8 @@ func runSize(t *testing.T, people, days, load, looks int, profDir string) (sizeR
 	res.ReplayRSSBytes = r.Mem.VmHWM
 	res.ReplaySecs = r.Seconds
 	res.ReplayRate = float64(res.Applied) / r.Seconds
-	t.Logf("%d people: replay in %.1f s; replay memory %s", people, r.Seconds, r.Mem)
+	res.ReplayCPUPerEvent = float64(r.Mem.CPUns) / float64(max(res.Applied, 1))
+	t.Logf("%d people: replay in %.1f s (process CPU %.0f µs/event); replay memory %s", people, r.Seconds, res.ReplayCPUPerEvent/1000, r.Mem)
 	valueSize := max(16, int(res.LogBytes/int64(max(res.Applied, 1))))
 	pd := pebbleWrite(t, res.Applied, valueSize, batchSize)
 	res.PebbleRate = float64(res.Applied) / pd.Seconds()
