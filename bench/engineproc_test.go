@@ -383,3 +383,65 @@ func writeHeapProfile(dir, name string) error {
 	}
 	return f.Close()
 }
+
+// TestSizeRunSmall runs one tiny size the way -report does: the generator
+// and scorer here, the engine and its replay in processes of their own.
+func TestSizeRunSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three engine processes")
+	}
+	res, err := runSize(t, 150, 1, 500, 50, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	switch {
+	case res.Events == 0 || res.Accepted != res.Events || res.Rejected != 0:
+		t.Errorf("events %d, accepted %d, rejected %d (%s)", res.Events, res.Accepted, res.Rejected, res.RejectedWhy)
+	case res.Applied < res.Accepted:
+		t.Errorf("applied %d < accepted %d", res.Applied, res.Accepted)
+	case res.Missing != 0 || res.Profiles == 0 || res.Precision != 1:
+		t.Errorf("identity: %d identifiers, %d profiles, %d missing, precision %v", res.Identifiers, res.Profiles, res.Missing, res.Precision)
+	case res.Lookups != 50:
+		t.Errorf("look-ups %d, want 50", res.Lookups)
+	case res.ReplayRate <= 0 || res.ReplaySecs <= 0:
+		t.Errorf("replay: %v s, %v events/s", res.ReplaySecs, res.ReplayRate)
+	case res.EngineE2ERSSBytes <= 0 || res.EngineRSSBytes < res.EngineE2ERSSBytes || res.ReplayRSSBytes <= 0 || res.GenRSSBytes != 0:
+		t.Errorf("peak RSS: engine %d (end to end %d), replay %d, generator %d (set by TestReportSize only)",
+			res.EngineRSSBytes, res.EngineE2ERSSBytes, res.ReplayRSSBytes, res.GenRSSBytes)
+	case res.E2ECPUPerEvent <= 0:
+		t.Errorf("engine CPU per event %v", res.E2ECPUPerEvent)
+	}
+}
+
+// TestEngineProcEndsWithPipe checks the engine process's owner: when the
+// command pipe closes (the size process is done or gone), the engine
+// process closes the engine and exits cleanly; a command it does not know
+// ends it with an error reply and a failed exit.
+func TestEngineProcEndsWithPipe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts engine processes")
+	}
+	for _, bad := range []bool{false, true} {
+		ep, err := startEngineProc(t, "serve", t.TempDir(), "", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ep.kill()
+		r, err := ep.reply()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.URL == "" || len(r.Keys) != len(wlg.Sources) || r.Mem.VmHWM <= 0 {
+			t.Fatalf("ready: %+v", r)
+		}
+		if bad {
+			if _, err := ep.call(engineCmd{Op: "no-such-op"}); err == nil {
+				t.Fatal("an unknown command did not fail")
+			}
+		}
+		if err := ep.wait(); (err != nil) != bad {
+			t.Fatalf("unknown command sent %v: exit %v", bad, err)
+		}
+	}
+}
