@@ -194,6 +194,10 @@ func TestReportEngine(t *testing.T) {
 	defer out.Close()
 	enc := json.NewEncoder(out)
 	tag, dir, profDir := os.Getenv(envSizeTag), os.Getenv(envDir), os.Getenv(envProfile)
+	if profDir != "" {
+		stop := heapPeaks(t, profDir, mode+"-"+tag)
+		defer stop()
+	}
 	var err error
 	switch mode {
 	case "serve":
@@ -364,6 +368,60 @@ func resolveFile(e *engine.Engine, in, out string) error {
 		return err
 	}
 	return o.Close()
+}
+
+// heapPeaks watches the process's memory every 100 ms until stop. Each
+// time the Go heap in use passes 1.1× the largest seen, it writes the heap
+// profile (live objects as of the last GC) to dir/heap-peak-<name>.pprof,
+// so that the profile of the peak survives it; once a second it appends
+// a line to dir/mem-<name>.tsv: seconds, VmRSS, Go heap in use, Go heap
+// held from the OS (sys - released), Go runtime total (sys) and the
+// resident memory outside the Go runtime's (VmRSS - Go sys + released:
+// Pebble's caches and memtables), all in MiB.
+func heapPeaks(t *testing.T, dir, name string) (stop func()) {
+	done, quit := make(chan struct{}), make(chan struct{})
+	tsv, err := os.Create(filepath.Join(dir, "mem-"+name+".tsv"))
+	if err != nil {
+		t.Log(err)
+		return func() {}
+	}
+	fmt.Fprintln(tsv, "s\tvmrss\theap_inuse\theap_held\tgo_sys\toutside_go")
+	go func() { // owned: ended by stop
+		defer close(done)
+		defer tsv.Close()
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		start := time.Now()
+		var peak uint64
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				return
+			case <-tk.C:
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if i%10 == 0 {
+				m := sampleMem()
+				mb := func(v int64) float64 { return float64(v) / (1 << 20) }
+				fmt.Fprintf(tsv, "%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\n", time.Since(start).Seconds(), mb(m.VmRSS),
+					mb(int64(ms.HeapInuse)), mb(int64(ms.HeapSys-ms.HeapReleased)), mb(int64(ms.Sys)),
+					mb(m.VmRSS-int64(ms.Sys-ms.HeapReleased)))
+			}
+			if ms.HeapInuse < peak+peak/10 {
+				continue
+			}
+			peak = ms.HeapInuse
+			f, err := os.Create(filepath.Join(dir, "heap-peak-"+name+".pprof"))
+			if err != nil {
+				t.Log(err)
+				return
+			}
+			pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // writeHeapProfile writes dir/heap-<name>.pprof after a GC; without a dir
