@@ -23,6 +23,7 @@ var (
 	reportLoad   = flag.Int("load-rate", 2000, "background ingest events/s during the look-ups under load")
 	reportProf   = flag.String("profile-dir", "", "write CPU profiles of each size's end-to-end and replay phases here")
 	reportLatDur = flag.Duration("latency-duration", 3*time.Second, "offered-load duration per latency rate")
+	reportMemLim = flag.Int("engine-memory-limit", 0, "soft memory limit (MiB) of each size's engine and replay processes, as GOMEMLIMIT would set it (0 = none)")
 )
 
 // Targets of issue #4.
@@ -55,6 +56,13 @@ func (t *table) String() string {
 		fmt.Fprintf(&b, "| %s |\n", strings.Join(r[:], " | "))
 	}
 	return b.String()
+}
+
+func memLimitText(mib int) string {
+	if mib <= 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d MiB", mib)
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
@@ -208,9 +216,9 @@ func TestReport(t *testing.T) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "Run %s on %s/%s, %d CPUs, %s; sizes %s, %d simulated days per size; took %v.\n\n",
+	fmt.Fprintf(&b, "Run %s on %s/%s, %d CPUs, %s; sizes %s, %d simulated days per size; engine memory limit %s; took %v.\n\n",
 		began.UTC().Format("2006-01-02 15:04 MST"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
-		*reportSizes, *reportDays, time.Since(began).Round(time.Second))
+		*reportSizes, *reportDays, memLimitText(*reportMemLim), time.Since(began).Round(time.Second))
 	b.WriteString(tb.String())
 	fmt.Fprint(os.Stdout, "\n"+b.String())
 }
@@ -228,6 +236,7 @@ func runChild(t *testing.T, people int) (sizeResult, error) {
 		envOut+"="+out,
 		envLoad+"="+strconv.Itoa(*reportLoad),
 		envLooks+"="+strconv.Itoa(*reportLooks),
+		envMemLim+"="+strconv.FormatInt(int64(*reportMemLim)<<20, 10),
 		envProfile+"="+*reportProf)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
