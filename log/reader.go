@@ -27,11 +27,12 @@ type Entry struct {
 // resident memory, held twice (the server's copies on their way, the
 // client's pending ones) and doubled again by the GC's headroom, whenever
 // the reader is behind: with 16 MiB a benchmark engine far behind held
-// ~29 MiB of messages in flight, against ~8 MiB when it kept up, so the
-// bound is 4 MiB (still dozens of log entries of 100 events per pull).
+// ~29 MiB of messages in flight, against ~8 MiB when it kept up. It must
+// not be below ServerMaxPayload: a pull whose byte limit is smaller than
+// the next message never delivers it. So it is ServerMaxPayload, 8 MiB.
 const (
 	readerBatch      = 1024
-	readerBatchBytes = 4 << 20
+	readerBatchBytes = ServerMaxPayload
 )
 
 // Reader reads AURUM_LOG in sequence order through an ordered consumer.
