@@ -16,7 +16,8 @@ test-short:
 	$(GO) test -short $(PKGS)
 
 # Benchmarks: every issue #4 measurement in one run, one table (bench/RESULTS.md).
-# SIZES are workload sizes in people, each run in its own process; the default
+# SIZES are workload sizes in people, each run in processes of its own (generator,
+# engine, replay: each peak RSS is its process's); the default
 # takes about 10 minutes on 2 cores. A million: make bench SIZES=10000,100000,1000000
 # (about an hour). BENCHFLAGS adds flags, e.g. BENCHFLAGS=-profile-dir=/tmp/prof.
 SIZES ?= 10000,100000

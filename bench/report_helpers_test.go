@@ -49,6 +49,44 @@ func TestParseVmHWM(t *testing.T) {
 	}
 }
 
+func TestParseStatusKB(t *testing.T) {
+	status := []byte("Name:\tbench\nVmHWM:\t  2048 kB\nVmRSS:\t 1024 kB\n")
+	for _, tc := range []struct {
+		field string
+		want  int64
+		err   bool
+	}{
+		{"VmHWM", 2048 << 10, false},
+		{"VmRSS", 1024 << 10, false},
+		{"VmSwap", 0, true},
+		{"Vm", 0, true}, // a prefix of a field is not the field
+	} {
+		got, err := parseStatusKB(status, tc.field)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("parseStatusKB(%s) = %d, %v; want %d, error %v", tc.field, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestGrowth(t *testing.T) {
+	for _, tc := range []struct {
+		v, first     int64
+		people, runs int
+		want         string
+	}{
+		{300, 200, 10000, 2, "1.50× the 10000-profile run"},
+		{200, 200, 10000, 1, "baseline (smallest size)"},
+		{200, 0, 10000, 2, "baseline (smallest size)"},
+	} {
+		if got := growth(tc.v, tc.first, tc.people, tc.runs); got != tc.want {
+			t.Errorf("growth(%d, %d, %d, %d) = %q, want %q", tc.v, tc.first, tc.people, tc.runs, got, tc.want)
+		}
+	}
+	if got := mib(3 << 20); got != "3 MiB" {
+		t.Errorf("mib = %q", got)
+	}
+}
+
 func TestWithMessageID(t *testing.T) {
 	in := []byte(`{"messageId":"b-1","type":"track"}`)
 	if got := string(withMessageID(in, "n-42")); got != `{"messageId":"n-42","type":"track"}` {

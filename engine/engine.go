@@ -193,6 +193,15 @@ func (o *Options) validate() error {
 	return o.Identity.Validate()
 }
 
+// keysStoreOptions configures the keys/ database: a data key is written
+// once (about 100 bytes) and read on a key-cache miss, so it needs a small
+// block cache and a small memtable. Pebble's default 32 MB memtable would
+// take resident memory in proportion to the keys created since the last
+// flush: with one key per identifier, in proportion to the people.
+func keysStoreOptions(logger *slog.Logger) *store.Options {
+	return &store.Options{CacheSize: 16 << 20, MemTableSize: 4 << 20, Logger: logger}
+}
+
 // Engine is a running Aurum node.
 type Engine struct {
 	opts    Options
@@ -265,7 +274,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		}
 		master = k
 	}
-	if e.keysDB, err = store.Open(filepath.Join(opts.DataDir, "keys"), &store.Options{CacheSize: 16 << 20, Logger: opts.Logger}); err != nil {
+	if e.keysDB, err = store.Open(filepath.Join(opts.DataDir, "keys"), keysStoreOptions(opts.Logger)); err != nil {
 		return nil, fmt.Errorf("engine: keys store: %w", err)
 	}
 	closers = append(closers, e.keysDB.Close)

@@ -64,7 +64,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		}
 		master = k
 	}
-	keysDB, err := store.Open(filepath.Join(opts.DataDir, "keys"), &store.Options{CacheSize: 16 << 20, Logger: opts.Logger})
+	keysDB, err := store.Open(filepath.Join(opts.DataDir, "keys"), keysStoreOptions(opts.Logger))
 	if err != nil {
 		return res, fmt.Errorf("engine: replay: keys: %w", err)
 	}

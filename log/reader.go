@@ -27,10 +27,16 @@ type Entry struct {
 // (64 MB): the iterator asks for the next batch before the current one is
 // consumed, and at 64 MB a reader far behind the log (a big backlog, a
 // replay) overflowed it, so the server dropped messages ("slow consumer")
-// and the ordered consumer had to start over from the gap.
+// and the ordered consumer had to start over from the gap. It is also
+// resident memory, held twice (the server's copies on their way, the
+// client's pending ones) and doubled again by the GC's headroom, whenever
+// the reader is behind: with 16 MiB a benchmark engine far behind held
+// ~29 MiB of messages in flight, against ~8 MiB when it kept up. It must
+// not be below ServerMaxPayload: a pull whose byte limit is smaller than
+// the next message never delivers it. So it is ServerMaxPayload, 8 MiB.
 const (
 	readerBatch      = 1024
-	readerBatchBytes = 16 << 20
+	readerBatchBytes = ServerMaxPayload
 )
 
 // Reader reads AURUM_LOG in sequence order through an ordered consumer.

@@ -68,9 +68,18 @@ var (
 
 // Options configures a Keyring. A nil *Options is valid.
 type Options struct {
-	// CacheKeys bounds the in-memory LRU of unwrapped keys. Default 100_000.
+	// CacheKeys bounds the in-memory LRU of unwrapped keys. An entry costs
+	// about 0.85 KiB of heap (the AES-256 key schedule and GCM tables, plus
+	// the LRU node): the default, 8192, holds ~7 MiB. There is one key per
+	// identifier, so the keys grow with the people, and so would a cache
+	// that holds them all (100,000 keys: ~80 MiB of live heap, twice that
+	// at the GC's peak). A miss costs a keys/ point read and an unwrap,
+	// ~7 µs of CPU (BenchmarkSealKeys) against ~1.3 µs for a hit.
 	CacheKeys int
 }
+
+// DefaultCacheKeys is the default bound of the key cache (Options.CacheKeys).
+const DefaultCacheKeys = 8192
 
 // EnsureDefaults returns a copy of o with zero fields set to defaults.
 func (o *Options) EnsureDefaults() Options {
@@ -79,7 +88,7 @@ func (o *Options) EnsureDefaults() Options {
 		r = *o
 	}
 	if r.CacheKeys <= 0 {
-		r.CacheKeys = 100_000
+		r.CacheKeys = DefaultCacheKeys
 	}
 	return r
 }
