@@ -72,8 +72,14 @@ func CanonicalRecord(data []byte) []byte {
 // encodeRecord returns the stored form of r. It fails when r.Properties
 // holds a type event.AppendMsgpack does not know (JSON never yields one).
 func encodeRecord(r *event.Record) ([]byte, error) {
-	b := make([]byte, 0, recordSize(r))
-	b = append(b, recordV1)
+	b, _, err := appendRecord(make([]byte, 0, recordSize(r)), nil, r)
+	return b, err
+}
+
+// appendRecord appends the stored form of r to dst; keys is scratch for
+// sorting map keys (returned for reuse). On error dst is returned as it was.
+func appendRecord(dst []byte, keys []string, r *event.Record) ([]byte, []string, error) {
+	b := append(dst, recordV1)
 	b = wire.AppendBytes(b, r.ID)
 	b = wire.AppendString(b, r.MessageID)
 	b = wire.AppendString(b, r.Source)
@@ -93,7 +99,6 @@ func encodeRecord(r *event.Record) ([]byte, error) {
 		b = wire.AppendBytes(b, id.Sealed)
 		b = wire.AppendBool(b, id.Weak)
 	}
-	var keys []string
 	keys = sortedKeys(keys, r.Traits)
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
@@ -110,7 +115,7 @@ func encodeRecord(r *event.Record) ([]byte, error) {
 		b = append(b, make([]byte, binary.MaxVarintLen64)...)
 		var ok bool
 		if b, ok = event.AppendMsgpack(b, r.Properties); !ok {
-			return nil, fmt.Errorf("encode record: properties hold a type that is not JSON")
+			return dst, keys, fmt.Errorf("encode record: properties hold a type that is not JSON")
 		}
 		n := len(b) - start - binary.MaxVarintLen64
 		hdr := binary.AppendUvarint(b[start:start], uint64(n))
@@ -124,7 +129,7 @@ func encodeRecord(r *event.Record) ([]byte, error) {
 		b = wire.AppendString(b, k)
 		b = wire.AppendBool(b, r.Consent[k])
 	}
-	return b, nil
+	return b, keys, nil
 }
 
 // sortedKeys returns the keys of m in order, in keys[:0].
@@ -139,7 +144,7 @@ func sortedKeys[V any](keys []string, m map[string]V) []string {
 
 // recordSize is an upper bound of the encoded size of r without its
 // properties (a guess of 64 bytes per property), so that encodeRecord
-// usually allocates once.
+// usually allocates once (Txn.Add reuses one buffer instead).
 func recordSize(r *event.Record) int {
 	const v = binary.MaxVarintLen64
 	n := 1 + 16*v + len(r.ID) + len(r.MessageID) + len(r.Source) + len(r.Kind) + len(r.Event) +
