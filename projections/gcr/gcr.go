@@ -40,7 +40,7 @@
 // 32 of the 16-byte profile id, mod n). part is a big-endian uint16:
 //
 //	p/<part:2>/g/<profile:16>                       → Profile (codec.go; msgpack before)
-//	p/<part:2>/e/<profile:16>/<time:8>/<event:16>   → msgpack event.Record
+//	p/<part:2>/e/<profile:16>/<time:8>/<event:16>   → event.Record (record.go; msgpack before)
 //
 // time is the event time in Unix milliseconds as a big-endian uint64, clamped
 // at 0 (events before 1970 sort as 1970-01-01). Event records stay under the
@@ -48,8 +48,8 @@
 // its event keys remain, and the survivor lists it in MergedFrom.
 //
 // Encodings are deterministic: every map is written with sorted keys, so
-// equal profiles encode to equal bytes (codec.go for profiles; msgpack with
-// sorted maps and compact integers for event records).
+// equal profiles encode to equal bytes (codec.go for profiles, record.go
+// for event records).
 package gcr
 
 import (
@@ -241,9 +241,9 @@ func (p *Projection) Events(r store.Reader, prof *Profile, limit int) ([]event.R
 			continue // the same event stored under two profiles
 		}
 		last = it.order
-		var rec event.Record
-		if err := unmarshal(it.value, &rec); err != nil {
-			return nil, fmt.Errorf("gcr: events: record %x: %w: %v", it.order[9:], ErrCorrupt, err)
+		rec, err := decodeRecord(it.value)
+		if err != nil {
+			return nil, fmt.Errorf("gcr: events: record %x: %w", it.order[9:], err)
 		}
 		out = append(out, rec)
 	}
@@ -358,9 +358,9 @@ func (p *Projection) EachEvent(r store.Reader, prof *Profile, pageSize int, fn f
 			continue
 		}
 		prev = it.order
-		var rec event.Record
-		if err := unmarshal(it.value, &rec); err != nil {
-			return fmt.Errorf("gcr: each event: record %x: %w: %v", it.order[9:], ErrCorrupt, err)
+		rec, err := decodeRecord(it.value)
+		if err != nil {
+			return fmt.Errorf("gcr: each event: record %x: %w", it.order[9:], err)
 		}
 		if err := fn(&rec); err != nil {
 			return err

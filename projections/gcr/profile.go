@@ -425,7 +425,8 @@ func (p *Profile) EncodeMsgpack(e *msgpack.Encoder) error { return e.Encode(p.wi
 // EncodeMsgpack makes any msgpack encoding of Stats deterministic.
 func (s *Stats) EncodeMsgpack(e *msgpack.Encoder) error { return e.Encode(s.wire()) }
 
-// recordWire mirrors event.Record with its Traits map sorted. Properties are
+// recordWire mirrors event.Record with its Traits map sorted: the stored
+// form of event records before record.go (still decoded, never written). Properties are
 // map[string]any, which the encoder sorts itself (nested maps included).
 type recordWire struct {
 	ID         []byte            `msgpack:"id"`
@@ -446,7 +447,19 @@ type recordWire struct {
 	Consent    map[string]bool   `msgpack:"cs,omitempty"` // sorted by the encoder
 }
 
-func encodeRecord(r *event.Record) ([]byte, error) {
+// LegacyRecord returns a stored event record in the msgpack form versions
+// before the hand-written codec (record.go) wrote, for tests of old data
+// dirs.
+func LegacyRecord(data []byte) ([]byte, error) {
+	r, err := decodeRecord(data)
+	if err != nil {
+		return nil, fmt.Errorf("gcr: legacy record: %w", err)
+	}
+	return legacyEncodeRecord(&r)
+}
+
+// legacyEncodeRecord is the encoder of event records before record.go.
+func legacyEncodeRecord(r *event.Record) ([]byte, error) {
 	return marshal(&recordWire{
 		ID: r.ID, MessageID: r.MessageID, Source: r.Source, Kind: r.Kind,
 		Event: r.Event, Name: r.Name, Time: r.Time, Received: r.Received,

@@ -21,6 +21,8 @@ type Txn struct {
 	rw      store.ReadWriter
 	cache   map[string]*entry   // profile id → state
 	flushed map[string]*Profile // profile id → as the last Flush left it (nil: absent)
+	recBuf  []byte              // scratch for encoding event records (store.Writers copy values)
+	keys    []string            // scratch for sorting their map keys
 }
 
 type entry struct {
@@ -60,10 +62,11 @@ func (t *Txn) Add(profile []byte, rec *event.Record, owned []event.IDRef) error 
 	if err != nil {
 		return fmt.Errorf("gcr: add: %w", err)
 	}
-	v, err := encodeRecord(rec)
+	v, keys, err := appendRecord(t.recBuf[:0], t.keys, rec)
 	if err != nil {
 		return fmt.Errorf("gcr: add: encode event %x: %w", rec.ID, err)
 	}
+	t.recBuf, t.keys = v, keys
 	if err := t.rw.Set(t.p.eventKey(profile, rec.Time, rec.ID), v); err != nil {
 		return fmt.Errorf("gcr: add: store event %x: %w", rec.ID, err)
 	}

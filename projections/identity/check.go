@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/aurumcdp/aurum/store"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Check scans the whole keychain in r and verifies its structural invariants
@@ -45,9 +44,9 @@ func check(r store.Reader) (map[string]*node, error) {
 			err = fmt.Errorf("%w: ip key %q: profile id of %d bytes", ErrCorrupt, key, len(id))
 			return false
 		}
-		n := new(node)
-		if e := msgpack.Unmarshal(value, n); e != nil {
-			err = fmt.Errorf("%w: profile %x: %v", ErrCorrupt, id, e)
+		n, e := decodeNode(value)
+		if e != nil {
+			err = fmt.Errorf("profile %x: %w", id, e)
 			return false
 		}
 		nodes[string(id)] = n

@@ -65,7 +65,7 @@
 // # Key layout
 //
 //	ik/<type>/<hash16>  → profile id (16 bytes), always a root
-//	ip/<profile16>      → msgpack node{Redirect, IDs []{Type, Hash}, MergedFrom [][]byte}
+//	ip/<profile16>      → node{Redirect, IDs []{Type, Hash}, MergedFrom [][]byte} (codec.go; msgpack before)
 //
 // A root node has no Redirect; its IDs are exactly the ik entries pointing at
 // it, sorted by type then hash; its MergedFrom lists every profile id ever
@@ -94,7 +94,6 @@ import (
 
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/store"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // IDLen is the length of profile ids, event ids and identifier hashes.
@@ -245,9 +244,9 @@ func getNode(r store.Reader, profile []byte) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := new(node)
-	if err := msgpack.Unmarshal(v, n); err != nil {
-		return nil, fmt.Errorf("%w: profile %x: %v", ErrCorrupt, profile, err)
+	n, err := decodeNode(v)
+	if err != nil {
+		return nil, fmt.Errorf("profile %x: %w", profile, err)
 	}
 	if n.Redirect != nil && len(n.Redirect) != IDLen {
 		return nil, fmt.Errorf("%w: profile %x: redirect of %d bytes", ErrCorrupt, profile, len(n.Redirect))

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/aurumcdp/aurum/store"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // entry is one distinct identifier of the event being resolved.
@@ -71,11 +70,7 @@ func (t *txn) commit(w store.Writer) error {
 		}
 	}
 	for _, p := range t.dirty {
-		v, err := msgpack.Marshal(t.nodes[p])
-		if err != nil {
-			return err
-		}
-		if err := w.Set(ipKey([]byte(p)), v); err != nil {
+		if err := w.Set(ipKey([]byte(p)), encodeNode(t.nodes[p])); err != nil {
 			return err
 		}
 	}
