@@ -31,6 +31,7 @@ type dedupFilter struct {
 	blocks []uint64 // 8 words (one 64-byte cache line) per block
 	nblk   uint64   // len(blocks)/8
 	ready  bool     // filled from the store: "absent" answers may be trusted
+	off    bool     // the store held more keys than the capacity: not used until the next build
 	n      int      // insertions since the last build (including the build's)
 	limit  int      // rebuild when n exceeds it
 	live   int      // keys found by the last build
@@ -85,6 +86,9 @@ func (f *dedupFilter) block(h1 uint64) []uint64 {
 
 // add records key.
 func (f *dedupFilter) add(key []byte) {
+	if f.off {
+		return
+	}
 	if f.blocks == nil {
 		f.blocks = make([]uint64, f.nblk*8)
 	}
@@ -119,37 +123,45 @@ func (f *dedupFilter) mayContain(key []byte) bool {
 	return true
 }
 
-// build refills the filter from every dd/ key of r.
+// build refills the filter from every dd/ key of r. A store with more
+// keys than the capacity turns the filter off (every look-up goes to the
+// store) until the next build by Load: the scan stops there, which bounds
+// its cost, and a filter that full would spare few look-ups.
 func (f *dedupFilter) build(r store.Reader) error {
 	if f == nil {
 		return nil
 	}
-	f.ready = false
+	f.ready, f.off = false, false
 	if f.blocks != nil {
 		clear(f.blocks)
 	}
 	f.n = 0
+	capacity := f.capacity()
 	err := r.Scan(prefixDedup, store.PrefixEnd(prefixDedup), false, func(k, _ []byte) bool {
 		f.add(k)
-		return true
+		return f.n <= capacity
 	})
 	if err != nil {
 		return fmt.Errorf("projections: build dedup filter: %w", err)
 	}
-	f.live = f.n
-	// A store holding more live keys than the capacity keeps the filter
-	// useful but less sharp; rebuilding again only after as many new
-	// insertions keeps the rebuild cost per insertion bounded.
-	f.limit = max(f.capacity(), 2*f.live)
-	f.ready = true
 	f.builds++
+	if f.n > capacity {
+		f.off, f.blocks = true, nil
+		return nil
+	}
+	f.live = f.n
+	// Rebuild after as many insertions as the store held keys (at least
+	// the capacity): at most one scanned key per insertion, and at most
+	// twice the capacity in the filter (about 14 % false positives).
+	f.limit = max(capacity, 2*f.live)
+	f.ready = true
 	return nil
 }
 
 // ensure makes the filter ready on r: it builds it when it was never built
-// (a state machine that was not Loaded) or when it is past its capacity.
+// (a state machine that was not Loaded) or when it is past its limit.
 func (f *dedupFilter) ensure(r store.Reader) error {
-	if f == nil || (f.ready && f.n <= f.limit) {
+	if f == nil || f.off || (f.ready && f.n <= f.limit) {
 		return nil
 	}
 	return f.build(r)

@@ -261,6 +261,25 @@ func TestDedupFilter(t *testing.T) {
 	if f.mayContain(key(0)) && f.mayContain(key(1)) && f.mayContain(key(2)) {
 		t.Fatal("the rebuild kept keys gone from the store")
 	}
+	// A store with more keys than the capacity turns the filter off.
+	for i := range 2 * n {
+		_ = s.Set(key(i), []byte{0})
+	}
+	if err := f.build(s); err != nil {
+		t.Fatal(err)
+	}
+	if !f.off || f.ready || f.blocks != nil {
+		t.Fatalf("after a build over %d keys (capacity %d): off %v ready %v", 2*n, n, f.off, f.ready)
+	}
+	for i := range 3 * n {
+		if !f.mayContain(key(i)) {
+			t.Fatalf("a filter turned off answered no for key %d", i)
+		}
+	}
+	builds = f.builds
+	if err := f.ensure(s); err != nil || f.builds != builds {
+		t.Fatalf("ensure rebuilt a filter turned off (err %v)", err)
+	}
 }
 
 // BenchmarkDedupFilterBuild measures the scan that fills the filter when
