@@ -175,7 +175,11 @@ type group struct {
 	b    *store.Batch  // holds pend; nil when pend is empty
 	pend []alog.Entry  // applied into b, not committed
 	res  []entryResult // since the last commit, in log order; the last len(pend) are pend's
+	size int           // bytes of the last committed batch: the next one is allocated that large
 }
+
+// maxBatchPrealloc bounds the room reserved for a group's batch.
+const maxBatchPrealloc = 64 << 20
 
 func newGroup(db *store.DB, sm *projections.StateMachine) *group {
 	return &group{db: db, sm: sm}
@@ -197,7 +201,7 @@ func (g *group) bytes() int {
 // before it are then committed) or when the store failed.
 func (g *group) add(ent alog.Entry) error {
 	if g.b == nil {
-		g.b = g.db.NewBatch()
+		g.b = g.db.NewBatchSize(min(g.size, maxBatchPrealloc))
 	}
 	res, err := g.sm.Apply(g.b, ent.Seq, ent.Subject, ent.Data)
 	if err == nil {
@@ -252,6 +256,7 @@ func (g *group) redo() error {
 // added since the last commit, in log order.
 func (g *group) commit() ([]entryResult, error) {
 	if g.b != nil {
+		g.size = g.b.Len()
 		err := g.db.Commit(g.b, false)
 		g.b.Close()
 		g.b = nil

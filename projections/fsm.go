@@ -77,6 +77,16 @@ type Options struct {
 	// GCRs, audience states) kept between entries (see stateCache).
 	// Default DefaultCacheBytes; negative: no cache.
 	CacheBytes int
+	// DedupFilterBytes sizes the in-memory filter over the dedup keys
+	// that spares the store look-up of most new message ids (see
+	// dedupFilter). It does not grow with the data. Default
+	// DefaultDedupFilterBytes; negative: no filter (every messageId is
+	// looked up in the store).
+	DedupFilterBytes int
+	// noFreshHistory turns off the shortcut of partition.history for a
+	// profile whose only stored events are the step's (freshHistory):
+	// the reference the equivalence tests compare with.
+	noFreshHistory bool
 	// noAudienceIndex turns off the audience dependency index
 	// (audience.Step.Settled and the skipping of quiet evaluations): the
 	// reference the equivalence tests compare with.
@@ -90,7 +100,8 @@ type StateMachine struct {
 	audiences  atomic.Pointer[audience.Set]      // replaced by audience.put/delete control records
 	gcr        *gcr.Projection
 	partitions []*Partition
-	cache      *stateCache // used by Apply and Skip only
+	cache      *stateCache  // used by Apply and Skip only
+	ddf        *dedupFilter // nil: no filter; used by Apply and Load only
 }
 
 // New returns a state machine. The caller must have validated opts.Identity.
@@ -113,10 +124,14 @@ func New(opts Options) *StateMachine {
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = DefaultCacheBytes
 	}
+	if opts.DedupFilterBytes == 0 {
+		opts.DedupFilterBytes = DefaultDedupFilterBytes
+	}
 	sm := &StateMachine{
 		opts:  opts,
 		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions}),
 		cache: newStateCache(opts.CacheBytes),
+		ddf:   newDedupFilter(opts.DedupFilterBytes),
 	}
 	sm.keychain.Store(identity.New(identity.DefaultConfig()))
 	empty, _ := audience.Compile(nil)
@@ -134,11 +149,17 @@ func (sm *StateMachine) Partition(i int) *Partition { return sm.partitions[i] }
 func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain.Load() }
 
 // Load restores what the state machine keeps outside the store's reach of
-// Apply — the identity config in effect — from a state store. Call it
-// before applying, on a store that was built by this state machine, and
-// again after discarding a batch that Apply wrote (those parts moved with it).
+// Apply — the identity config in effect, the audiences, the dedup filter —
+// from a state store. Call it before applying, on a store that was built
+// by this state machine, again after discarding a batch that Apply wrote
+// (those parts moved with it), and after any change to the store other
+// than through Apply and Skip (Restore). A state machine that was never
+// loaded builds its dedup filter from the store at its first Apply.
 func (sm *StateMachine) Load(r store.Reader) error {
 	if err := sm.loadAudiences(r); err != nil {
+		return err
+	}
+	if err := sm.ddf.build(r); err != nil {
 		return err
 	}
 	v, err := r.Get(keyIdentity)
@@ -500,6 +521,11 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 	if err != nil {
 		return err
 	}
+	if len(b.Records) > 0 {
+		if err := sm.ddf.ensure(rw); err != nil {
+			return err
+		}
+	}
 	for i := range b.Records {
 		rec := &b.Records[i]
 		if anySuppressed {
@@ -619,7 +645,10 @@ func (sm *StateMachine) dedup(rw store.ReadWriter, rec *event.Record) (bool, err
 	h := sha256.Sum256([]byte(rec.MessageID))
 	key := make([]byte, 0, len(prefixDedup)+len(rec.Source)+1+16)
 	key = append(append(append(append(key, prefixDedup...), rec.Source...), 0), h[:16]...)
-	v, err := rw.Get(key)
+	v, err := []byte(nil), store.ErrNotFound
+	if sm.ddf.mayContain(key) { // else: certainly absent, as the store would say
+		v, err = rw.Get(key)
+	}
 	switch {
 	case err == nil && len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > rec.Received:
 		return true, nil
@@ -636,6 +665,9 @@ func (sm *StateMachine) dedup(rw store.ReadWriter, rec *event.Record) (bool, err
 	exp := uint64(max(0, rec.Received+sm.opts.DedupWindow))
 	if err := rw.Set(key, binary.BigEndian.AppendUint64(nil, exp)); err != nil {
 		return false, err
+	}
+	if sm.ddf != nil {
+		sm.ddf.add(key)
 	}
 	return false, rw.Set(dedupExpiryKey(exp, key), nil)
 }

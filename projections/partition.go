@@ -26,6 +26,9 @@ type Partition struct {
 	// quiet counts the evaluations skipped as quiet (audience.Set.Quiet):
 	// for tests; written by the apply goroutine only.
 	quiet int
+	// fresh counts the histories taken from the step (freshHistory), for
+	// tests likewise.
+	fresh int
 }
 
 // PartitionCommand is what one log entry asks of one partition, as decided by

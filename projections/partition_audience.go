@@ -310,6 +310,21 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 	// The GCR is read only when a rule needs it (traits, stats, history)
 	// or a transition carries the person's identifiers, and then once.
 	step, loadProf, profErr := p.lazyStep(rw, cmd.gcr, id)
+	if !p.sm.opts.noFreshHistory && len(w.joined) == 0 && len(w.events) > 0 {
+		stored := step.History
+		step.History = func(fn func(audience.Event) bool) error {
+			if evs, ok := freshHistory(loadProf(), w.events); ok {
+				p.fresh++
+				for _, ev := range evs {
+					if !fn(ev) {
+						break
+					}
+				}
+				return nil
+			}
+			return stored(fn)
+		}
+	}
 	step.Now, step.Events, step.Reason, step.All, step.Timer, step.Settled = cmd.Now, w.events, w.reason, w.all, w.timer, settled
 	if len(w.events) > 1 && !w.all && !w.timer {
 		step.Reason = "events"
@@ -734,4 +749,44 @@ func (p *Partition) history(r store.Reader, prof *gcr.Profile) func(fn func(audi
 		}
 		return nil
 	}
+}
+
+// freshHistory returns what history would iterate for prof when its only
+// stored events are the step's events, without reading the store; ok is
+// false when that cannot be shown (then the history must be read).
+//
+// Why it is the same: every event record under a profile is written by
+// gcr.Txn.Add, which also counts it in Stats.Events, and a profile's
+// records are read only from it and from MergedFrom. A profile with no
+// MergedFrom whose Stats.Events equals the number of the step's events got
+// no event before this step (each Add of the step counted one), so its
+// records are exactly the step's, stored under (time clamped at 0, id):
+// history yields them newest first in that order, with the fields below,
+// and one record per key, hence the fallback when two events share a key.
+// The order matters: sums of floats depend on it.
+func freshHistory(prof *gcr.Profile, events []audience.Event) ([]audience.Event, bool) {
+	if prof == nil || len(prof.MergedFrom) != 0 || prof.Stats.Events != int64(len(events)) || len(events) == 0 {
+		return nil, false
+	}
+	out := make([]audience.Event, len(events))
+	for i, ev := range events {
+		out[i] = audience.Event{Name: ev.Name, Time: ev.Time, ID: ev.ID, Props: ev.Props}
+	}
+	order := func(a, b *audience.Event) int { // stored key order, newest first
+		ta, tb := uint64(max(a.Time, 0)), uint64(max(b.Time, 0))
+		if ta != tb {
+			if ta > tb {
+				return -1
+			}
+			return 1
+		}
+		return bytes.Compare(b.ID, a.ID)
+	}
+	slices.SortFunc(out, func(a, b audience.Event) int { return order(&a, &b) })
+	for i := 1; i < len(out); i++ {
+		if order(&out[i-1], &out[i]) == 0 {
+			return nil, false // one stored record for two events
+		}
+	}
+	return out, true
 }

@@ -130,6 +130,13 @@ func (db *DB) NewBatch() *Batch {
 	return &Batch{b: db.db.NewIndexedBatch()}
 }
 
+// NewBatchSize is NewBatch with room for about size bytes of writes
+// reserved up front, so that a batch of a known size is not grown (and
+// copied) step by step.
+func (db *DB) NewBatchSize(size int) *Batch {
+	return &Batch{b: db.db.NewIndexedBatchWithSize(max(size, 0))}
+}
+
 // Commit applies b atomically. With sync set, the WAL is fsynced before
 // Commit returns, so the batch survives a crash. A batch can be committed
 // once; it must still be closed afterwards.

@@ -75,6 +75,20 @@ func TestConformanceBatch(t *testing.T) {
 	})
 }
 
+// TestConformanceBatchSize runs the suite on batches with room reserved
+// (NewBatchSize), smaller and larger than what the suite writes.
+func TestConformanceBatchSize(t *testing.T) {
+	for _, size := range []int{0, 64, 1 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			runReadWriterSuite(t, func(t *testing.T) ReadWriter {
+				b := newTestDB(t).NewBatchSize(size)
+				t.Cleanup(func() { b.Close() })
+				return b
+			})
+		})
+	}
+}
+
 // TestConformanceBatchOverDB splits the data between committed DB contents
 // and an uncommitted batch: some keys only in the DB, some only in the
 // batch, some in the DB overwritten by the batch, and DB keys deleted by the
