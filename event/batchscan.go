@@ -24,7 +24,7 @@ type batchItem struct {
 // ok == false, and the caller runs parseBatchStd, which produces the same
 // result or the error. When ok, the result equals parseBatchStd's.
 func parseBatchFast(data []byte, opts ParseOptions) (acc []Accepted, rej []Rejection, ok bool) {
-	s := scanner{data: data}
+	s := scanner{data: data, keys: make(map[string]string)}
 	s.skipSpace()
 	if s.pos >= len(data) || data[s.pos] != '{' {
 		return nil, nil, false

@@ -23,7 +23,13 @@ type scanner struct {
 	data  []byte
 	pos   int
 	depth int
+	// keys interns object keys (a batch repeats the same few dozen);
+	// nil interns nothing.
+	keys map[string]string
 }
+
+// maxInternedKeys bounds scanner.keys.
+const maxInternedKeys = 512
 
 // maxScanDepth bounds the nesting the scanner handles itself (encoding/json
 // allows 10000; deeper trees fall back to it).
@@ -90,7 +96,7 @@ func (s *scanner) object() (any, bool) {
 		if s.pos >= len(s.data) || s.data[s.pos] != '"' {
 			return nil, false
 		}
-		key, ok := s.str()
+		key, ok := s.key()
 		if !ok {
 			return nil, false
 		}
@@ -251,6 +257,31 @@ func (s *scanner) str() (string, bool) {
 		return string(raw), true
 	}
 	return unquote(raw), true
+}
+
+// key decodes an object key, interned when plain.
+func (s *scanner) key() (string, bool) {
+	if s.keys == nil {
+		return s.str()
+	}
+	d := s.data
+	i := s.pos + 1
+	for i < len(d) && d[i] >= 0x20 && d[i] < utf8.RuneSelf && d[i] != '"' && d[i] != '\\' {
+		i++
+	}
+	if i >= len(d) || d[i] != '"' {
+		return s.str() // escapes, non-ASCII, or an error: the general path
+	}
+	raw := d[s.pos+1 : i]
+	s.pos = i + 1
+	if k, ok := s.keys[string(raw)]; ok {
+		return k, true
+	}
+	k := string(raw)
+	if len(s.keys) < maxInternedKeys {
+		s.keys[k] = k
+	}
+	return k, true
 }
 
 // getu4 decodes \uXXXX from the beginning of s, returning the hex value,

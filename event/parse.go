@@ -688,13 +688,25 @@ func decodeValueStd(data []byte) (any, bool) {
 func convertNumbers(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
+		// Only numbers are stored back: rewriting every entry costs a map
+		// assignment each.
 		for k, e := range x {
-			x[k] = convertNumbers(e)
+			switch e.(type) {
+			case json.Number:
+				x[k] = convertNumbers(e)
+			case map[string]any, []any:
+				convertNumbers(e)
+			}
 		}
 		return x
 	case []any:
 		for i, e := range x {
-			x[i] = convertNumbers(e)
+			switch e.(type) {
+			case json.Number:
+				x[i] = convertNumbers(e)
+			case map[string]any, []any:
+				convertNumbers(e)
+			}
 		}
 		return x
 	case json.Number:

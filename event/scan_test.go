@@ -217,6 +217,8 @@ func TestParseBatchFastMatchesStd(t *testing.T) {
 		{`{"batch":[` + ev + `]`, false},
 		{`{"batch":[` + strings.Repeat("[", maxScanDepth+1) + strings.Repeat("]", maxScanDepth+1) + `]}`, false},
 		{`{"batch":[{"type":"track","event":"E","userId":"u","properties":{"pad":"` + strings.Repeat("x", 9000) + `"}}]}`, true},
+		{"{\"batch\":[{\"type\":\"track\",\"event\":\"E\",\"userId\":\"u\",\"properties\":{\"k\\u00e9y\":1,\"k\u00e9y\":2,\"\xff\":3,\"\\ud800\":4,\"\xef\xbf\xbd\":5}}]}", true},
+		{`{"batch":[{"type":"track","event":"E","userId":"u","properties":{` + manyKeys(2*maxInternedKeys) + `}},` + ev + `]}`, true},
 	}
 	small := opts
 	small.MaxEventBytes = 8 << 10
@@ -268,4 +270,51 @@ func FuzzParseBatchFastStd(f *testing.F) {
 		sameBatch(t, data, opts)
 		sameParse(t, data, fuzzKinds[int(k)%len(fuzzKinds)], opts)
 	})
+}
+
+// BenchmarkParseBatch compares the scanner path (fast) with the
+// encoding/json path (std) on generated /v1/batch bodies of 100 events, in
+// one binary: go test -run '^$' -bench ParseBatch ./event/
+func BenchmarkParseBatch(b *testing.B) {
+	g := workload.New(workload.Config{People: 1000, Seed: 3, Days: 3})
+	var bodies [][]byte
+	var items []string
+	for len(bodies) < 50 {
+		w, ok := g.Next()
+		if !ok {
+			break
+		}
+		if items = append(items, string(w.JSON)); len(items) == 100 {
+			bodies = append(bodies, wrapBatch(items...))
+			items = items[:0]
+		}
+	}
+	opts := testOpts().withDefaults()
+	for _, path := range []struct {
+		name string
+		fn   func([]byte, ParseOptions) ([]Accepted, []Rejection, error)
+	}{{"std", parseBatchStd}, {"fast", ParseBatch}} {
+		b.Run(path.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, _, err := path.fn(bodies[i%len(bodies)], opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/event")
+		})
+	}
+}
+
+// manyKeys returns n distinct "kI":I members, then the first few again
+// (duplicates: the last wins).
+func manyKeys(n int) string {
+	var b strings.Builder
+	for i := range n + 3 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"k%d":%d`, i%n, i)
+	}
+	return b.String()
 }
