@@ -710,8 +710,12 @@ func convertNumbers(v any) any {
 		}
 		return x
 	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return i
+		// A fraction or an exponent would fail ParseInt (whose error
+		// allocates): go straight to ParseFloat.
+		if !strings.ContainsAny(string(x), ".eE") {
+			if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+				return i
+			}
 		}
 		if f, err := strconv.ParseFloat(string(x), 64); err == nil && !math.IsInf(f, 0) {
 			return f

@@ -2,9 +2,12 @@ package event
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -317,4 +320,36 @@ func manyKeys(n int) string {
 		fmt.Fprintf(&b, `"k%d":%d`, i%n, i)
 	}
 	return b.String()
+}
+
+// TestConvertNumbers: numbers in every position of a tree follow the
+// rules (int64 when integral and in range, else float64, else the text),
+// checked against the rules written plainly; other values stay as they
+// are.
+func TestConvertNumbers(t *testing.T) {
+	ref := func(s string) any {
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return i
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsInf(f, 0) {
+			return f
+		}
+		return s
+	}
+	nums := []string{"0", "-0", "7", "-12", "9223372036854775807", "-9223372036854775808",
+		"9223372036854775808", "-9223372036854775809", "1.0", "0.5", "-2.25", "1e3", "1E3", "1e-3",
+		"2.5E+2", "1e308", "1e309", "-1e400", "12345678901234567890123", "0.1e1"}
+	for _, n := range nums {
+		tree := map[string]any{"n": json.Number(n), "s": "x", "b": true, "z": nil,
+			"a": []any{json.Number(n), "y", map[string]any{"n": json.Number(n)}}}
+		convertNumbers(tree)
+		want := ref(n)
+		inner := tree["a"].([]any)
+		if tree["n"] != want || inner[0] != want || inner[2].(map[string]any)["n"] != want {
+			t.Errorf("%s: got %#v %#v %#v, want %#v", n, tree["n"], inner[0], inner[2], want)
+		}
+		if tree["s"] != "x" || tree["b"] != true || tree["z"] != nil || inner[1] != "y" || len(tree) != 5 {
+			t.Errorf("%s: other values changed: %#v", n, tree)
+		}
+	}
 }
