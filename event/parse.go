@@ -89,6 +89,10 @@ func Parse(data []byte, kind Kind, opts ParseOptions) (Event, error) {
 // is not JSON or not of this shape; every invalid event becomes a Rejection
 // and the valid ones are still returned, in batch order. Each event is
 // limited to MaxEventBytes; the body size is the caller's to bound.
+//
+// A well-formed body is decoded in one pass of the scanner
+// (parseBatchFast); any other goes through encoding/json (parseBatchStd).
+// Both give the same events, rejections and errors.
 func ParseBatch(data []byte, opts ParseOptions) ([]Accepted, []Rejection, error) {
 	opts = opts.withDefaults()
 	if acc, rej, ok := parseBatchFast(data, opts); ok {
