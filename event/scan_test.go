@@ -299,12 +299,18 @@ func BenchmarkParseBatch(b *testing.B) {
 	}{{"std", parseBatchStd}, {"fast", ParseBatch}} {
 		b.Run(path.name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu0, cpuOK := processCPU()
 			for i := 0; b.Loop(); i++ {
 				if _, _, err := path.fn(bodies[i%len(bodies)], opts); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/event")
+			if cpu1, ok := processCPU(); ok && cpuOK {
+				// Every goroutine of the process (the GC's too): steadier
+				// than wall time on a shared machine.
+				b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/float64(b.N*100), "cpu-ns/event")
+			}
 		})
 	}
 }
