@@ -1,6 +1,6 @@
 //go:build !unix
 
-package event
+package event_test
 
 import "time"
 

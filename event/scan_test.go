@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/aurumcdp/aurum/bench/workload"
 )
 
 // parseStd is Parse with encoding/json only (the reference for the
@@ -135,8 +133,8 @@ func TestScanValueMatchesStd(t *testing.T) {
 	}
 }
 
-// TestParseBatchFastMatchesStd: on the samples, the generated workload and
-// hand-made edge cases, ParseBatch (fast path) and the encoding/json path
+// TestParseBatchFastMatchesStd: on the samples and hand-made edge cases
+// (the generated workload: TestParseBatchFastMatchesStdWorkload), ParseBatch (fast path) and the encoding/json path
 // give identical events, rejections and errors, and the fast path takes
 // every well-formed body.
 func TestParseBatchFastMatchesStd(t *testing.T) {
@@ -158,31 +156,6 @@ func TestParseBatchFastMatchesStd(t *testing.T) {
 	// segment_batch.json is itself a batch body.
 	if !sameBatch(t, readTestdata(t, "segment_batch.json"), opts) {
 		t.Errorf("fast path declined segment_batch.json")
-	}
-
-	// The generated workload, in batches of 100.
-	g := workload.New(workload.Config{People: 300, Seed: 11, Days: 5, SharedDeviceRate: 0.2})
-	var items []string
-	n, taken := 0, 0
-	for {
-		w, ok := g.Next()
-		if ok {
-			items = append(items, string(w.JSON))
-			sameParse(t, w.JSON, "", opts)
-		}
-		if len(items) == 100 || (!ok && len(items) > 0) {
-			n++
-			if sameBatch(t, wrapBatch(items...), opts) {
-				taken++
-			}
-			items = items[:0]
-		}
-		if !ok {
-			break
-		}
-	}
-	if n == 0 || taken != n {
-		t.Fatalf("fast path took %d of %d workload batches", taken, n)
 	}
 
 	ev := `{"type":"track","event":"E","userId":"u1","messageId":"m1","properties":{"n":1,"f":1.5,"big":1e400}}`
@@ -273,46 +246,6 @@ func FuzzParseBatchFastStd(f *testing.F) {
 		sameBatch(t, data, opts)
 		sameParse(t, data, fuzzKinds[int(k)%len(fuzzKinds)], opts)
 	})
-}
-
-// BenchmarkParseBatch compares the scanner path (fast) with the
-// encoding/json path (std) on generated /v1/batch bodies of 100 events, in
-// one binary: go test -run '^$' -bench ParseBatch ./event/
-func BenchmarkParseBatch(b *testing.B) {
-	g := workload.New(workload.Config{People: 1000, Seed: 3, Days: 3})
-	var bodies [][]byte
-	var items []string
-	for len(bodies) < 50 {
-		w, ok := g.Next()
-		if !ok {
-			break
-		}
-		if items = append(items, string(w.JSON)); len(items) == 100 {
-			bodies = append(bodies, wrapBatch(items...))
-			items = items[:0]
-		}
-	}
-	opts := testOpts().withDefaults()
-	for _, path := range []struct {
-		name string
-		fn   func([]byte, ParseOptions) ([]Accepted, []Rejection, error)
-	}{{"std", parseBatchStd}, {"fast", ParseBatch}} {
-		b.Run(path.name, func(b *testing.B) {
-			b.ReportAllocs()
-			cpu0, cpuOK := processCPU()
-			for i := 0; b.Loop(); i++ {
-				if _, _, err := path.fn(bodies[i%len(bodies)], opts); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/event")
-			if cpu1, ok := processCPU(); ok && cpuOK {
-				// Every goroutine of the process (the GC's too): steadier
-				// than wall time on a shared machine.
-				b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/float64(b.N*100), "cpu-ns/event")
-			}
-		})
-	}
 }
 
 // manyKeys returns n distinct "kI":I members, then the first few again
