@@ -325,9 +325,16 @@ var errTooLarge = errors.New("too large")
 // decoding.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	var body io.Reader = http.MaxBytesReader(nil, r.Body, limit*4+1024) // compressed bytes bound
+
+	size := 512 // io.ReadAll's first buffer
 	switch strings.ToLower(r.Header.Get("Content-Encoding")) {
 	case "", "identity":
 		body = io.LimitReader(r.Body, limit+1)
+		if r.ContentLength > 0 {
+			// One buffer of the announced size (at most the limit) instead
+			// of ReadAll's doublings.
+			size = int(min(r.ContentLength, limit)) + 1
+		}
 	case "gzip":
 		zr, err := gzip.NewReader(body)
 		if err != nil {
@@ -338,7 +345,7 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("Content-Encoding: %q not supported (use gzip or none)", r.Header.Get("Content-Encoding"))
 	}
-	data, err := io.ReadAll(body)
+	data, err := readAll(body, size)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, errTooLarge
@@ -353,6 +360,24 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("body: not valid UTF-8 (JSON must be UTF-8)")
 	}
 	return data, nil
+}
+
+// readAll is io.ReadAll with a first buffer of size bytes.
+func readAll(r io.Reader, size int) ([]byte, error) {
+	b := make([]byte, 0, max(size, 512))
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // notJSON explains why body is not valid JSON, or returns "" when it is.

@@ -89,8 +89,22 @@ func Parse(data []byte, kind Kind, opts ParseOptions) (Event, error) {
 // is not JSON or not of this shape; every invalid event becomes a Rejection
 // and the valid ones are still returned, in batch order. Each event is
 // limited to MaxEventBytes; the body size is the caller's to bound.
+//
+// A well-formed body is decoded in one pass of the scanner
+// (parseBatchFast); any other goes through encoding/json (parseBatchStd).
+// Both give the same events, rejections and errors.
 func ParseBatch(data []byte, opts ParseOptions) ([]Accepted, []Rejection, error) {
 	opts = opts.withDefaults()
+	if acc, rej, ok := parseBatchFast(data, opts); ok {
+		return acc, rej, nil
+	}
+	return parseBatchStd(data, opts)
+}
+
+// parseBatchStd is ParseBatch with encoding/json: the reference the fast
+// path is tested against, and the path for every body the fast path does
+// not take (so it also produces every batch error).
+func parseBatchStd(data []byte, opts ParseOptions) ([]Accepted, []Rejection, error) {
 	var body struct {
 		Batch   *[]json.RawMessage `json:"batch"`
 		Context json.RawMessage    `json:"context"`
@@ -104,7 +118,7 @@ func ParseBatch(data []byte, opts ParseOptions) ([]Accepted, []Rejection, error)
 	}
 	var shared map[string]any
 	if len(body.Context) > 0 && !isNull(body.Context) {
-		c, ok := decodeObject(body.Context)
+		c, ok := decodeObjectStd(body.Context)
 		if !ok {
 			return nil, nil, fmt.Errorf("event: batch: \"context\" is not a JSON object")
 		}
@@ -112,7 +126,7 @@ func ParseBatch(data []byte, opts ParseOptions) ([]Accepted, []Rejection, error)
 	}
 	var sentAt any
 	if len(body.SentAt) > 0 && !isNull(body.SentAt) {
-		v, ok := decodeValue(body.SentAt)
+		v, ok := decodeValueStd(body.SentAt)
 		if _, valid := parseTime(v); !ok || !valid {
 			return nil, nil, fmt.Errorf("event: batch: bad \"sentAt\"")
 		}
@@ -137,10 +151,16 @@ func parseBatchItem(raw json.RawMessage, shared map[string]any, sentAt any, opts
 	if len(raw) > opts.MaxEventBytes {
 		return Event{}, tooLarge(opts.MaxEventBytes)
 	}
-	m, ok := decodeObject(raw)
+	m, ok := decodeObjectStd(raw)
 	if !ok {
 		return Event{}, &FieldError{Field: "", Reason: "event is not a JSON object"}
 	}
+	return parseBatchObject(m, shared, sentAt, opts)
+}
+
+// parseBatchObject parses a decoded batch element: the batch's context
+// merged under its own, the batch's sentAt standing in for its own.
+func parseBatchObject(m map[string]any, shared map[string]any, sentAt any, opts ParseOptions) (Event, error) {
 	if shared != nil {
 		switch c := m["context"].(type) {
 		case nil:
@@ -636,6 +656,25 @@ func decodeObject(data []byte) (map[string]any, bool) {
 }
 
 func decodeValue(data []byte) (any, bool) {
+	if v, ok := scanValue(data); ok {
+		return v, true
+	}
+	return decodeValueStd(data)
+}
+
+// decodeObjectStd is decodeObject with encoding/json only.
+func decodeObjectStd(data []byte) (map[string]any, bool) {
+	v, ok := decodeValueStd(data)
+	if !ok {
+		return nil, false
+	}
+	m, ok := v.(map[string]any)
+	return m, ok
+}
+
+// decodeValueStd decodes with encoding/json (UseNumber): the reference for
+// the scanner, and the path for what the scanner does not accept.
+func decodeValueStd(data []byte) (any, bool) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -653,18 +692,34 @@ func decodeValue(data []byte) (any, bool) {
 func convertNumbers(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
+		// Only numbers are stored back: rewriting every entry costs a map
+		// assignment each.
 		for k, e := range x {
-			x[k] = convertNumbers(e)
+			switch e.(type) {
+			case json.Number:
+				x[k] = convertNumbers(e)
+			case map[string]any, []any:
+				convertNumbers(e)
+			}
 		}
 		return x
 	case []any:
 		for i, e := range x {
-			x[i] = convertNumbers(e)
+			switch e.(type) {
+			case json.Number:
+				x[i] = convertNumbers(e)
+			case map[string]any, []any:
+				convertNumbers(e)
+			}
 		}
 		return x
 	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return i
+		// A fraction or an exponent would fail ParseInt (whose error
+		// allocates): go straight to ParseFloat.
+		if !strings.ContainsAny(string(x), ".eE") {
+			if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+				return i
+			}
 		}
 		if f, err := strconv.ParseFloat(string(x), 64); err == nil && !math.IsInf(f, 0) {
 			return f
