@@ -17,10 +17,11 @@ test-short:
 
 # Benchmarks: every issue #4 measurement in one run, one table (bench/RESULTS.md).
 # SIZES are workload sizes in people, each run in processes of its own (generator,
-# engine, replay: each peak RSS is its process's); the default
-# takes about 10 minutes on 2 cores. A million: make bench SIZES=10000,100000,1000000
-# (about an hour). BENCHFLAGS adds flags, e.g. BENCHFLAGS=-profile-dir=/tmp/prof.
-SIZES ?= 10000,100000
+# engine, replay: each peak RSS is its process's); the default, three sizes up to
+# a million people, takes about 30 minutes on 2 cores (SIZES=10000,100000: about 7;
+# the 1M size needs about 3.5 GB of memory, 2.4 GB of it the generator and ground truth).
+# BENCHFLAGS adds flags, e.g. BENCHFLAGS=-profile-dir=/tmp/prof.
+SIZES ?= 10000,100000,1000000
 BENCHTIMEOUT ?= 3h
 BENCHFLAGS ?=
 bench:

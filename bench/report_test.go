@@ -18,7 +18,7 @@ var (
 	report       = flag.Bool("report", false, "run every benchmark once and print the RESULTS.md table")
 	reportN      = flag.Int("report-events", 50_000, "events per throughput measurement in -report mode")
 	reportLooks  = flag.Int("report-lookups", 20_000, "look-ups per look-up measurement in -report mode")
-	reportSizes  = flag.String("sizes", "10000,100000", "comma-separated workload sizes (people) in -report mode")
+	reportSizes  = flag.String("sizes", "10000,100000,1000000", "comma-separated workload sizes (people) in -report mode (make bench passes SIZES)")
 	reportDays   = flag.Int("days", 3, "simulated days of the workload per size in -report mode")
 	reportLoad   = flag.Int("load-rate", 2000, "background ingest events/s during the look-ups under load")
 	reportProf   = flag.String("profile-dir", "", "write CPU profiles of each size's end-to-end and replay phases here")
