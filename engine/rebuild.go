@@ -182,12 +182,37 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 	defer r.Close()
 	applied, discarded := from, 0
 	start := time.Now()
+	var lastReport time.Time // of progress: at most every 50 ms
 	g := newGroup(db, sm)
 	defer g.close()
+	report := func(applied, target uint64) {
+		e.progress(func(s *RebuildStatus) {
+			s.Applied, s.Target, s.Discarded = applied, target, discarded
+			if secs := time.Since(start).Seconds(); secs > 0 {
+				s.Rate = float64(applied-from) / secs
+				if s.Rate > 0 && target > applied {
+					s.ETA = float64(target-applied) / s.Rate
+				} else {
+					s.ETA = 0
+				}
+			}
+		})
+	}
 	// apply applies a group of the entries up to target (the live state
 	// applied them: the log holds them).
 	apply := func(ctx context.Context, target uint64) error {
-		if err := readGroup(ctx, r, g, target, e.opts.ApplyGroupEntries, e.opts.ApplyGroupBytes); err != nil {
+		// Progress moves with each entry added to the group, not only at
+		// its commit: a group holds up to ApplyGroupEntries entries, and
+		// a progress bar (and an operator watching it) should not stand
+		// still for a whole group. Applied may thus be ahead of what is
+		// committed; a crash throws state-rebuild/ away in any case.
+		added := func(seq uint64) {
+			if time.Since(lastReport) > 50*time.Millisecond {
+				report(seq, target)
+				lastReport = time.Now()
+			}
+		}
+		if err := readGroup(ctx, r, g, target, e.opts.ApplyGroupEntries, e.opts.ApplyGroupBytes, added); err != nil {
 			return err
 		}
 		done, err := g.commit()
@@ -201,22 +226,8 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		applied, discarded = done[len(done)-1].seq, discarded+n
 		return nil
 	}
-	report := func(target uint64) {
-		e.progress(func(s *RebuildStatus) {
-			s.Applied, s.Target, s.Discarded = applied, target, discarded
-			if secs := time.Since(start).Seconds(); secs > 0 {
-				s.Rate = float64(applied-from) / secs
-				if s.Rate > 0 && target > applied {
-					s.ETA = float64(target-applied) / s.Rate
-				} else {
-					s.ETA = 0
-				}
-			}
-		})
-	}
 	// Catch up without holding the live state; close the gap under the lock.
 	const gap = 64
-	lastReport := time.Time{}
 	for {
 		target := e.AppliedSeq()
 		if applied+gap >= target {
@@ -226,7 +237,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 			return err
 		}
 		if time.Since(lastReport) > 50*time.Millisecond {
-			report(target)
+			report(applied, target)
 			lastReport = time.Now()
 		}
 	}
@@ -244,7 +255,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 			return err
 		}
 	}
-	report(target)
+	report(applied, target)
 	if opts.DryRun {
 		// Compare at the same position: a snapshot of the live state taken
 		// under the lock, then the lock is released for the comparison.

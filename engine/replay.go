@@ -116,7 +116,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 	g := newGroup(db, sm)
 	defer g.close()
 	for res.Applied < last {
-		if err := readGroup(ctx, r, g, last, opts.GroupEntries, opts.GroupBytes); err != nil {
+		if err := readGroup(ctx, r, g, last, opts.GroupEntries, opts.GroupBytes, nil); err != nil {
 			return res, err
 		}
 		done, err := g.commit()
@@ -137,7 +137,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 // readGroup adds to g the log entries after the reader's position up to
 // last (which the log holds: Next does not wait for them), at most
 // entries of them and while g's batch is under bytes.
-func readGroup(ctx context.Context, r *alog.Reader, g *group, last uint64, entries, bytes int) error {
+func readGroup(ctx context.Context, r *alog.Reader, g *group, last uint64, entries, bytes int, added func(seq uint64)) error {
 	for g.count() < entries && g.bytes() < bytes {
 		ent, err := r.Next(ctx)
 		if err != nil {
@@ -145,6 +145,9 @@ func readGroup(ctx context.Context, r *alog.Reader, g *group, last uint64, entri
 		}
 		if err := g.add(ent); err != nil {
 			return err
+		}
+		if added != nil {
+			added(ent.Seq)
 		}
 		if ent.Seq >= last {
 			return nil
