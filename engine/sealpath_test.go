@@ -100,3 +100,33 @@ func TestSealerPathMatchesPerValue(t *testing.T) {
 		t.Fatalf("after destroying one anchor key %d of %d records remain; want fewer, not none", left, all)
 	}
 }
+
+// BenchmarkSeal measures engine.seal on batches of 100 events (all keys
+// cached), per value (the reference) against seal.Sealer, in one binary.
+func BenchmarkSeal(b *testing.B) {
+	for _, perValue := range []bool{true, false} {
+		name := "sealer"
+		if perValue {
+			name = "perValue"
+		}
+		b.Run(name, func(b *testing.B) {
+			t := &testing.T{}
+			e := openFormatEngine(t, b.TempDir(), false)
+			defer e.Close()
+			e.opts.sealPerValue = perValue
+			evs := append(entryFormatEvents(t, 0, 60), entryFormatEvents(t, 1, 60)...)[:100]
+			received := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+			if _, _, err := e.seal("web", evs, received); err != nil { // creates the keys
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, _, err := e.seal("web", evs, received); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
+		})
+	}
+}

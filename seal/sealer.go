@@ -8,6 +8,10 @@ import (
 // nonceBatch is how many nonces a Sealer draws from crypto/rand in one read.
 const nonceBatch = 128
 
+// arenaChunk is the size of a Sealer's arena chunk: below the runtime's
+// large-object size (32 KiB), whose allocations cost more than many small ones.
+const arenaChunk = 16 << 10
+
 // Sealer hashes identifiers and seals values for one batch of records, with
 // the costs of Keyring.Hash and Keyring.Seal amortised over the batch: one
 // hasher for the batch, the cipher of the last key id kept (so that the
@@ -42,7 +46,7 @@ func (k *Keyring) NewSealer(sizeHint int) *Sealer {
 	s := &Sealer{k: k, h: k.hashers.Get().(*hasher)}
 	s.next = len(s.nonces)
 	if sizeHint > 0 {
-		s.sealed = make([]byte, 0, sizeHint)
+		s.sealed = make([]byte, 0, min(sizeHint, arenaChunk))
 	}
 	return s
 }
@@ -85,7 +89,7 @@ func (s *Sealer) Seal(keyID, plaintext []byte) ([]byte, error) {
 	}
 	n := len(plaintext) + sealedExtra
 	if cap(s.sealed)-len(s.sealed) < n {
-		s.sealed = make([]byte, 0, max(n, 2*cap(s.sealed), 4096))
+		s.sealed = make([]byte, 0, max(n, arenaChunk))
 	}
 	start := len(s.sealed)
 	out := append(s.sealed, version)
