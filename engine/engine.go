@@ -123,6 +123,9 @@ type Options struct {
 	// legacyEncoding (tests) writes event entries and sealed values with
 	// the msgpack library, as versions before the binary entry form did.
 	legacyEncoding bool
+	// sealPerValue (tests) hashes and seals with Keyring.Hash and
+	// Keyring.Seal per value, as before seal.Sealer: the reference path.
+	sealPerValue bool
 }
 
 func (o *Options) ensureDefaults() {

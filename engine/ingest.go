@@ -97,6 +97,8 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 	}
 	preps := make([]prepared, len(evs))
 	anchors := make([][]byte, 0, len(evs))
+	sl := e.newSealing(len(evs))
+	defer sl.close()
 	for i := range evs {
 		ev := &evs[i]
 		rec := event.Record{
@@ -119,7 +121,7 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 		}
 		anchor, best := -1, 0
 		for j, id := range ev.Identifiers {
-			rec.IDs[j] = event.IDRef{Type: id.Type, Hash: e.keys.Hash(id.Type, id.Value), Weak: id.Weak}
+			rec.IDs[j] = event.IDRef{Type: id.Type, Hash: sl.hash(id.Type, id.Value), Weak: id.Weak}
 			if r := e.opts.Identity.Rank(id.Type); !id.Weak && (anchor < 0 || r < best) {
 				anchor, best = j, r
 			}
@@ -143,7 +145,7 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 	for i := range preps {
 		rec, ev := &preps[i].rec, &evs[i]
 		for j, id := range ev.Identifiers {
-			s, err := e.sealValue(rec.Key, id.Value)
+			s, err := sl.sealValue(rec.Key, id.Value)
 			if j == 0 && errors.Is(err, seal.ErrKeyDestroyed) {
 				break
 			}
@@ -159,7 +161,7 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 		if len(ev.Traits) > 0 {
 			rec.Traits = make(map[string][]byte, len(ev.Traits))
 			for k, v := range ev.Traits {
-				s, err := e.sealValue(rec.Key, v)
+				s, err := sl.sealValue(rec.Key, v)
 				if err != nil {
 					return nil, 0, err
 				}
@@ -171,7 +173,7 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 		if !ev.SentAt.IsZero() {
 			priv.SentAt = ev.SentAt.UnixMilli()
 		}
-		s, err := e.sealValue(rec.Key, &priv)
+		s, err := sl.sealValue(rec.Key, &priv)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -199,28 +201,71 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 	return out, size, nil
 }
 
+// sealing hashes and seals the values of one call of seal. By default it
+// uses one seal.Sealer (cipher looked up once per record, nonces read in
+// blocks, outputs in arenas) and one reused plaintext buffer; with
+// Options.sealPerValue it calls Keyring.Hash and Keyring.Seal per value.
+// Both give the same hashes and equivalent sealed values (random nonces).
+type sealing struct {
+	e      *Engine
+	sealer *seal.Sealer // nil: per value
+	pt     []byte       // plaintext scratch, reused per value
+}
+
+func (e *Engine) newSealing(events int) *sealing {
+	sl := &sealing{e: e}
+	if !e.opts.sealPerValue {
+		sl.sealer = e.keys.NewSealer(events * 512)
+	}
+	return sl
+}
+
+func (sl *sealing) close() {
+	if sl.sealer != nil {
+		sl.sealer.Close()
+	}
+	clear(sl.pt) // personal data: do not leave it in the heap longer than needed
+}
+
+func (sl *sealing) hash(typ, value string) []byte {
+	if sl.sealer == nil {
+		return sl.e.keys.Hash(typ, value)
+	}
+	return sl.sealer.Hash(typ, value)
+}
+
 // sealValue seals the msgpack encoding of v (map keys sorted, integers
 // compact): hand-written for JSON values and Private, the msgpack library
 // for anything else. Both give the same bytes.
-func (e *Engine) sealValue(key []byte, v any) ([]byte, error) {
-	pt, ok := e.encodeValue(v)
+func (sl *sealing) sealValue(key []byte, v any) ([]byte, error) {
+	var dst []byte
+	if sl.sealer != nil {
+		dst = sl.pt[:0]
+	}
+	pt, ok := sl.e.encodeValue(dst, v)
 	if !ok {
 		var err error
 		if pt, err = encodeSorted(v); err != nil {
 			return nil, fmt.Errorf("engine: encode value: %w", err)
 		}
 	}
-	return e.keys.Seal(key, pt)
+	if sl.sealer == nil {
+		return sl.e.keys.Seal(key, pt)
+	}
+	if ok && cap(pt) <= 64<<10 { // keep the scratch, unless a huge value grew it
+		sl.pt = pt
+	}
+	return sl.sealer.Seal(key, pt)
 }
 
-func (e *Engine) encodeValue(v any) ([]byte, bool) {
+func (e *Engine) encodeValue(dst []byte, v any) ([]byte, bool) {
 	if e.opts.legacyEncoding {
 		return nil, false
 	}
 	if p, ok := v.(*event.Private); ok {
-		return event.AppendPrivateMsgpack(nil, p)
+		return event.AppendPrivateMsgpack(dst, p)
 	}
-	return event.AppendMsgpack(nil, v)
+	return event.AppendMsgpack(dst, v)
 }
 
 // encodeSorted encodes v as msgpack with map keys sorted, so that equal

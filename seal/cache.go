@@ -18,8 +18,8 @@ type cacheEntry struct {
 	prev, next *cacheEntry
 }
 
-// keyCache is a bounded, sharded LRU of ready-to-use AEAD instances. Raw key
-// bytes are not kept: only the expanded cipher state inside the AEAD.
+// keyCache is a bounded, sharded LRU of ready-to-use AEAD instances. Behind
+// it, rawCache (rawcache.go) keeps more keys as their 32 raw bytes.
 type keyCache struct {
 	shards []cacheShard
 }

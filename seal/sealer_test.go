@@ -1,0 +1,114 @@
+package seal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// TestSealerMatchesKeyring checks that a Sealer's hashes are Keyring.Hash's,
+// that its sealed values have Seal's format and open with Keyring.Open, and
+// that its errors are Seal's.
+func TestSealerMatchesKeyring(t *testing.T) {
+	k, _, _ := newTestKeyring(t, nil)
+	mustEnsure(t, k, id(1), id(2), id(3))
+	if err := k.Destroy(id(3)); err != nil {
+		t.Fatal(err)
+	}
+	s := k.NewSealer(0)
+	defer s.Close()
+
+	hashes := []struct{ typ, value string }{
+		{"email", "a@example.com"}, {"user_id", "u-1"}, {"", ""}, {"email", ""}, {"", "x"},
+		{"phone", string(bytes.Repeat([]byte("9"), 5000))}, {"user_id", "u-1"}, {"a:b", "c"}, {"a", "b:c"},
+	}
+	var got [][]byte
+	for _, h := range hashes {
+		got = append(got, s.Hash(h.typ, h.value))
+	}
+	for i, h := range hashes { // after all calls: earlier results were not overwritten
+		if want := k.Hash(h.typ, h.value); !bytes.Equal(got[i], want) {
+			t.Errorf("Hash(%q, %.20q) = %x, want %x", h.typ, h.value, got[i], want)
+		}
+	}
+
+	type sealed struct {
+		key, pt, out []byte
+	}
+	var outs []sealed
+	for i := range 700 { // crosses several nonce refills and arena growths
+		key := id(1 + i%2)
+		if i%7 == 0 {
+			key = id(1) // runs of one key, as in a record
+		}
+		pt := bytes.Repeat([]byte{byte(i)}, i%300)
+		out, err := s.Seal(key, pt)
+		if err != nil {
+			t.Fatalf("Seal %d: %v", i, err)
+		}
+		if len(out) != len(pt)+sealedExtra || out[0] != version || cap(out) != len(out) {
+			t.Fatalf("Seal %d: len %d cap %d version %d, want len %d and cap = len, version %d",
+				i, len(out), cap(out), out[0], len(pt)+sealedExtra, version)
+		}
+		outs = append(outs, sealed{key, pt, out})
+	}
+	for i, o := range outs {
+		pt, err := k.Open(o.key, o.out)
+		if err != nil || !bytes.Equal(pt, o.pt) {
+			t.Fatalf("Open of sealed %d: %v (plaintext equal: %v)", i, err, bytes.Equal(pt, o.pt))
+		}
+		if _, err := k.Open(id(1+i%2), o.out); !bytes.Equal(o.key, id(1+i%2)) && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("sealed %d opens under another key: %v", i, err)
+		}
+	}
+
+	for _, c := range []struct {
+		key  []byte
+		want error
+	}{{id(3), ErrKeyDestroyed}, {id(9), ErrUnknownKey}} {
+		if _, err := s.Seal(c.key, []byte("x")); !errors.Is(err, c.want) {
+			t.Errorf("Seal under %x: %v, want %v", c.key, err, c.want)
+		}
+		if _, err := k.Seal(c.key, []byte("x")); !errors.Is(err, c.want) {
+			t.Errorf("Keyring.Seal under %x: %v, want %v", c.key, err, c.want)
+		}
+	}
+	if _, err := s.Seal([]byte("short"), []byte("x")); err == nil {
+		t.Error("Seal under a 5-byte key id: no error")
+	}
+	// The cached cipher is the last good one; a bad id does not replace it.
+	if out, err := s.Seal(id(2), []byte("y")); err != nil {
+		t.Fatal(err)
+	} else if pt, err := k.Open(id(2), out); err != nil || string(pt) != "y" {
+		t.Fatalf("Open after errors: %q, %v", pt, err)
+	}
+}
+
+// TestSealerNoncesUnique seals many values with several Sealers (as
+// concurrent batches would) and requires every nonce to be distinct and the
+// unused buffered nonces to be wiped by Close.
+func TestSealerNoncesUnique(t *testing.T) {
+	k, _, _ := newTestKeyring(t, nil)
+	mustEnsure(t, k, id(1))
+	seen := make(map[[nonceLen]byte]string)
+	for si := range 4 {
+		s := k.NewSealer(64)
+		for i := range 3*nonceBatch + 5 {
+			out, err := s.Seal(id(1), []byte("v"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := [nonceLen]byte(out[1 : 1+nonceLen])
+			where := fmt.Sprintf("sealer %d value %d", si, i)
+			if prev, ok := seen[n]; ok {
+				t.Fatalf("nonce %x of %s was used by %s", n, where, prev)
+			}
+			seen[n] = where
+		}
+		s.Close()
+		if !bytes.Equal(s.nonces[:], make([]byte, len(s.nonces))) || s.next != len(s.nonces) {
+			t.Fatalf("sealer %d: Close left buffered nonces", si)
+		}
+	}
+}
