@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	wlg "github.com/aurumcdp/aurum/bench/workload"
+	wlg "github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
 )

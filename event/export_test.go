@@ -1,7 +1,7 @@
 package event
 
 // Hooks for the external tests (package event_test), which use
-// bench/workload.
+// internal/workload.
 var (
 	ParseBatchStd = parseBatchStd
 	ParseStd      = parseStd

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aurumcdp/aurum/bench/workload"
+	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/event"
 )
 

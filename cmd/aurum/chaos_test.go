@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aurumcdp/aurum/bench/workload"
+	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/projections"
 )
@@ -36,7 +36,7 @@ var chaosAudiences = []struct {
 
 // TestChaos is the exactly-once proof. It runs `aurum serve` as a real
 // process (ticks every 100 ms), streams the synthetic store
-// (bench/workload) into it through /v1/batch from several producers that
+// (internal/workload) into it through /v1/batch from several producers that
 // retry every batch until it is acknowledged and send a share of batches
 // twice (lost acknowledgements), with event time = send time so that the
 // audiences' short windows fire time-driven exits. Meanwhile it SIGKILLs the

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aurumcdp/aurum/bench/workload"
+	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/nats-io/nats.go/jetstream"
 )
 

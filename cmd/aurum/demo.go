@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/api"
-	"github.com/aurumcdp/aurum/bench/workload"
+	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections/audience"
@@ -93,7 +93,7 @@ func newDemoCmd() *cobra.Command {
 		Short: "Run a node fed by a synthetic store's customers",
 		Long: `Run an Aurum node (embedded NATS and Pebble, HTTP API) and stream a synthetic store's
 events into it: --people customers browsing on the web and in the app, signing in, ordering and
-refunding, buying in stores with loyalty cards, and CRM rows (see bench/workload). Every second
+refunding, buying in stores with loyalty cards, and CRM rows (see internal/workload). Every second
 it prints the events sent, the event rate, the profiles, merges and dead letters.
 
 The demo generates an admin token and prints it with curl examples. The data lives in a fresh

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/aurumcdp/aurum/bench/workload"
+	"github.com/aurumcdp/aurum/internal/workload"
 )
 
 func id(s string) workload.Identifier {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/aurumcdp/aurum/bench/workload"
+	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
 )
