@@ -25,6 +25,13 @@ import (
 
 	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/auth"
+	"github.com/aurumcdp/aurum/engine/access"
+	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/outbox"
+	"github.com/aurumcdp/aurum/engine/privacy"
+	"github.com/aurumcdp/aurum/engine/query"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/identity"
@@ -34,7 +41,12 @@ import (
 )
 
 // ErrClosed is returned by operations on a closed engine.
-var ErrClosed = errors.New("engine: closed")
+var ErrClosed = base.ErrClosed
+
+// ErrUnknownSource is returned when events name a source that does not exist.
+var ErrUnknownSource = ingest.ErrUnknownSource
+
+func ulidString(b []byte) string { return base.ULIDString(b) }
 
 // Options configure an Engine. The zero value of every field has a default.
 type Options struct {
@@ -214,19 +226,23 @@ type Engine struct {
 	keys    *seal.Keyring
 	sm      *projections.StateMachine
 	metrics *metrics
-	audit   *auditMetrics
-	ids     *idSource
+	ids     *base.IDSource
 
 	// stateMu guards state and sm against a rebuild's swap: readers and
 	// the apply loop hold it shared while they use them; the swap holds it
 	// exclusively.
 	stateMu    sync.RWMutex
 	rebuild    *rebuilder
-	sources    *sourceTable
-	access     *accessTable
 	dispatcher *activation.Dispatcher
 	applied    *appliedWatch
-	commit     *committer
+
+	// The stages, wired by Open; their methods are the engine's.
+	*ingest.Edge
+	*query.Reader
+	*access.Gate
+	*audit.Recorder
+	*outbox.Publisher
+	*privacy.Service
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -237,11 +253,6 @@ type Engine struct {
 
 	failMu  sync.Mutex
 	failErr error // the first background task failure
-
-	// outboxMu is held by the outbox publisher while it publishes; the
-	// erasure worker takes it as a barrier (see erasure.go).
-	outboxMu    sync.Mutex
-	erasureKick chan struct{} // 1-buffered: an erasure was applied
 }
 
 // Open starts an engine: the log (embedded NATS unless NATSURL is set), the
@@ -255,7 +266,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("engine: data dir: %w", err)
 	}
-	e := &Engine{opts: opts, ids: newIDSource(), rebuild: &rebuilder{}, erasureKick: make(chan struct{}, 1)}
+	e := &Engine{opts: opts, ids: base.NewIDSource(), rebuild: &rebuilder{}}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -304,15 +315,13 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := e.sm.Load(e.state); err != nil {
 		return nil, err
 	}
-	if err := e.redestroySuppressed(); err != nil {
+	if err := privacy.RedestroySuppressed(e.state, e.keys, opts.Logger); err != nil {
 		return nil, err
 	}
 
 	// The NATS authorizer reads the sources and tokens: load them first.
-	if e.sources, err = loadSources(e.state); err != nil {
-		return nil, err
-	}
-	if e.access, err = loadAccess(e.state); err != nil {
+	if e.Gate, err = access.New(e.state, access.Options{Now: opts.Now, SessionTTL: opts.SessionTTL,
+		PasswordParams: opts.PasswordParams, AdminTokenHash: opts.AdminTokenHash}, e.keys, e.ids, wiring{e}, wiring{e}, wiring{e}); err != nil {
 		return nil, err
 	}
 	fsync := alog.FsyncDefault
@@ -321,7 +330,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 	var authz alog.Authorizer
 	if !opts.NATSNoAuth {
-		authz = alog.AuthorizerFunc(e.authorizeNATS)
+		authz = alog.AuthorizerFunc(e.Gate.AuthorizeNATS)
 	}
 	if e.log, err = alog.Open(ctx, alog.Options{
 		Dir:        filepath.Join(opts.DataDir, "jetstream"),
@@ -339,7 +348,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	closers = append(closers, e.log.Close)
 
 	e.metrics = newMetrics(opts.Registry)
-	e.audit = newAuditMetrics(opts.Registry)
+	e.Recorder = audit.New(audit.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion, Logger: opts.Logger, Registry: opts.Registry},
+		e.log, e.keys, e.ids)
 	applied, err := readApplied(e.state)
 	if err != nil {
 		return nil, err
@@ -351,10 +361,19 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.commit = newCommitter(e)
+	e.Edge = ingest.New(e.ctx, ingest.Options{Identity: opts.Identity, PhoneRegion: opts.PhoneRegion,
+		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry,
+		LegacyEncoding: opts.legacyEncoding, SealPerValue: opts.sealPerValue}, e.log, e.keys, e.ids, e.Gate)
+	e.Reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
+	e.Service = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
+		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry},
+		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
+			Outbox: outboxBarrier{e}, Profiles: e.Reader, Ingest: e.Edge, Sources: e.Gate})
+	e.Publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry},
+		e.log, e.keys, wiring{e}, e.Service)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
-		Consent: consentChecker{e}, OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() }})
+		Consent: e.Service.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() }})
 	if err := e.reloadDestinations(); err != nil {
 		e.dispatcher.Close()
 		e.cancel()
@@ -367,11 +386,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 }
 
 func (e *Engine) start(applied uint64) {
-	e.goRun("committer", e.commit.run)
+	e.goRun("committer", e.Edge.RunCommitter)
 	e.goRun("apply", func(ctx context.Context) error { return e.applyLoop(ctx, applied+1) })
-	e.goRun("outbox", e.outboxLoop)
-	e.goRun("gateway", e.gatewayLoop)
-	e.goRun("erasure", e.erasureLoop)
+	e.goRun("outbox", e.Publisher.Run)
+	e.goRun("gateway", e.Edge.RunGateway)
+	e.goRun("erasure", e.Service.RunErasures)
 	if e.opts.TickPeriod > 0 {
 		e.goRun("ticker", e.tickLoop)
 	}

@@ -251,3 +251,16 @@ func memKeys(s *store.Mem) [][]byte {
 	})
 	return keys
 }
+
+// encodeSorted encodes v as the legacy entries did: msgpack, map keys
+// sorted, compact integers.
+func encodeSorted(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
