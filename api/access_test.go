@@ -100,7 +100,7 @@ func newAccessServerClock(t *testing.T, clock *testClock, set func(*api.Options)
 	if set != nil {
 		set(&opts)
 	}
-	srv, err := api.New(e, opts)
+	srv, err := api.New(api.ServicesOf(e), opts)
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}

@@ -41,7 +41,7 @@ func FuzzManagementBodies(f *testing.F) {
 		f.Fatal(err)
 	}
 	h := sha256.Sum256([]byte(adminToken))
-	srv, err := api.New(e, api.Options{AdminTokenHash: h[:]})
+	srv, err := api.New(api.ServicesOf(e), api.Options{AdminTokenHash: h[:]})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func newTestServer(t *testing.T) *testServer {
 		}
 	})
 	h := sha256.Sum256([]byte(adminToken))
-	srv, err := api.New(e, api.Options{AdminTokenHash: h[:], RequestTimeout: 20 * time.Second})
+	srv, err := api.New(api.ServicesOf(e), api.Options{AdminTokenHash: h[:], RequestTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}

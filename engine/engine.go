@@ -1,14 +1,28 @@
-// Package engine wires Aurum together: the ingest edge (validation, sealing,
-// group commit onto the log), the apply loop that runs the deterministic state
-// machine (dedup, identity keychain, Golden Customer Record partitions) over the
-// log, the outbox that publishes its outputs, and the read side.
+// Package engine wires Aurum's stages together and runs their lifecycle.
+// The stages are packages of their own, each handed what it needs as small
+// interfaces it declares (wiring, state.go):
+//
+//	engine/ingest   Edge: validate → seal → group commit; the NATS gateway
+//	engine/query    Reader: profile view, events, audiences, preview
+//	engine/access   Gate: tokens, sessions, users, sources, NATS authorizer
+//	engine/audit    Recorder: the audit log
+//	engine/privacy  Service: erasure worker, export, consent
+//	engine/outbox   Publisher: outbox → AURUM_OUT
+//
+// engine itself keeps Open/Close and the goroutines it owns (goRun), the
+// apply loop (the state machine over the log, one Pebble batch per group
+// of entries) and what it calls after an apply (reload access, kick the
+// outbox and the erasure worker), the ticker, control appends (audiences,
+// destinations), live rebuilds, offline replay, snapshots, digests and
+// metrics. Engine embeds the stage types, so their methods are the
+// engine's.
 //
 // Data flow:
 //
-//	HTTP / aurum.ingest.<source>  →  Ingest (parse, normalise, hash, seal)
+//	HTTP / aurum.ingest.<source>  →  ingest.Edge.Ingest (parse, normalise, hash, seal)
 //	  → committer (many requests → one log append)  →  AURUM_LOG aurum.log.events
-//	  → apply loop (one Pebble batch per log entry: state + applied position)
-//	  → outbox  →  AURUM_OUT aurum.identity.merged
+//	  → apply loop (one Pebble batch per group of entries: state + applied position)
+//	  → outbox.Publisher  →  AURUM_OUT aurum.identity.merged, aurum.audience.<name>.*
 //
 // The engine owns every goroutine it starts; Close stops and waits for them.
 package engine

@@ -111,7 +111,7 @@ func (e *Reader) read(fn func(r store.Reader, sm *projections.StateMachine) erro
 }
 
 // Profile returns the Golden Customer Record of the person ref identifies.
-func (e *Reader) Profile(ref string) (v *gcr.View, err error) {
+func (e *Reader) Profile(ref string) (v *View, err error) {
 	err = e.read(func(r store.Reader, sm *projections.StateMachine) error {
 		v, err = e.profileView(r, sm, ref)
 		return err
@@ -172,3 +172,7 @@ func (e *Reader) events(snap store.Reader, sm *projections.StateMachine, ref str
 	}
 	return out, nil
 }
+
+// View is the Golden Customer Record view that Profile returns (gcr.View):
+// callers of the read side need not import the projection.
+type View = gcr.View
