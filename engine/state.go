@@ -3,6 +3,12 @@ package engine
 import (
 	"context"
 
+	"github.com/aurumcdp/aurum/engine/access"
+	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/outbox"
+	"github.com/aurumcdp/aurum/engine/privacy"
+	"github.com/aurumcdp/aurum/engine/query"
+	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
 )
@@ -56,3 +62,22 @@ func (w wiring) Live(fn func(db *store.DB, sm *projections.StateMachine) error) 
 type outboxBarrier struct{ e *Engine }
 
 func (b outboxBarrier) Barrier() { b.e.Publisher.Barrier() }
+
+// What each stage is handed, checked at compile time.
+var (
+	_ access.Control   = wiring{}
+	_ access.Applied   = wiring{}
+	_ access.State     = wiring{}
+	_ query.State      = wiring{}
+	_ privacy.Control  = wiring{}
+	_ privacy.Applied  = wiring{}
+	_ privacy.State    = wiring{}
+	_ privacy.Outbox   = outboxBarrier{}
+	_ privacy.Profiles = (*query.Reader)(nil)
+	_ privacy.Ingester = (*ingest.Edge)(nil)
+	_ privacy.Sources  = (*access.Gate)(nil)
+	_ outbox.State     = wiring{}
+	_ outbox.Consent   = (*privacy.Service)(nil)
+	_ ingest.Sources   = (*access.Gate)(nil)
+	_ alog.Authorizer  = alog.AuthorizerFunc((*access.Gate)(nil).AuthorizeNATS)
+)
