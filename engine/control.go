@@ -78,4 +78,3 @@ func (e *Engine) DeleteAudience(ctx context.Context, name string) error {
 	}
 	return e.WaitApplied(ctx, seq)
 }
-

@@ -17,7 +17,7 @@ type metrics struct {
 	applyGroup   prometheus.Histogram
 	failures     *prometheus.CounterVec
 
-	suppressed     prometheus.Counter
+	suppressed prometheus.Counter
 	// webhookSkipped counts transitions a destination skipped, by reason.
 	webhookSkipped *prometheus.CounterVec
 }

@@ -1,18 +1,16 @@
 package access_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/internal/testkeys"
 	"github.com/aurumcdp/aurum/projections"
-	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -62,15 +60,7 @@ func (n *node) Read(fn func(r store.Reader, sm *projections.StateMachine) error)
 
 func newGate(t *testing.T) (*access.Gate, *node) {
 	t.Helper()
-	kdb, err := store.Open(filepath.Join(t.TempDir(), "keys"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kdb.Close() })
-	keys, err := seal.NewKeyring(kdb, bytes.Repeat([]byte{7}, 32), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testkeys.Keyring(t)
 	n := &node{t: t, db: store.NewMem(), now: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)}
 	n.sm = projections.New(projections.Options{Partitions: 2})
 	n.sm.SetOpener(keys.Open)

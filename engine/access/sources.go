@@ -20,7 +20,6 @@ import (
 // ErrSourceExists is returned when creating a source whose name is taken.
 var ErrSourceExists = errors.New("engine: source exists")
 
-
 // sourceTable is the in-memory view of the sources in the state store, kept
 // current by the apply loop.
 type sourceTable struct {

@@ -1,34 +1,22 @@
 package audit_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/engine/base"
-	"github.com/aurumcdp/aurum/seal"
-	"github.com/aurumcdp/aurum/store"
+	"github.com/aurumcdp/aurum/internal/testkeys"
 )
 
 // TestRecorderAlone: the audit stage without a log keeps references only
 // as keyed hashes of their normalised form, and refuses entries without
 // an action or a known result before it appends anything.
 func TestRecorderAlone(t *testing.T) {
-	kdb, err := store.Open(filepath.Join(t.TempDir(), "keys"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kdb.Close()
-	keys, err := seal.NewKeyring(kdb, bytes.Repeat([]byte{7}, 32), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := audit.New(audit.Options{Now: time.Now}, nil, keys, base.NewIDSource())
+	r := audit.New(audit.Options{Now: time.Now}, nil, testkeys.Keyring(t), base.NewIDSource())
 
 	a, b := r.RefHash("email:Rob@Example.com"), r.RefHash("EMAIL: rob@example.com ")
 	if a != b || !strings.HasPrefix(a, "email:") || strings.Contains(strings.ToLower(a), "rob") {

@@ -4,16 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/testkeys"
 	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/seal"
-	"github.com/aurumcdp/aurum/store"
 )
 
 // sealEdge is an Edge with a keyring and no log: enough to seal.
@@ -24,15 +23,7 @@ type sealEdge struct {
 
 func newSealEdge(t testing.TB) sealEdge {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "keys"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	keys, err := seal.NewKeyring(db, bytes.Repeat([]byte{7}, 32), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testkeys.Keyring(t)
 	cfg := identity.DefaultConfig()
 	e := New(context.Background(), Options{Identity: &cfg, MaxBatchBytes: 1 << 20, Now: time.Now}, nil, keys, base.NewIDSource(), nil)
 	return sealEdge{Edge: e, keys: keys}

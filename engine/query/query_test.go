@@ -1,15 +1,13 @@
 package query_test
 
 import (
-	"bytes"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/engine/query"
+	"github.com/aurumcdp/aurum/internal/testkeys"
 	"github.com/aurumcdp/aurum/projections"
-	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/store"
 )
 
@@ -27,20 +25,11 @@ func (s memState) Read(fn func(r store.Reader, sm *projections.StateMachine) err
 // requests are ErrInvalid or ErrBadRef, unknown people ErrNotFound, and a
 // preview of an empty state is exact and empty.
 func TestReaderAlone(t *testing.T) {
-	kdb, err := store.Open(filepath.Join(t.TempDir(), "keys"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kdb.Close()
-	keys, err := seal.NewKeyring(kdb, bytes.Repeat([]byte{7}, 32), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	st := memState{db: store.NewMem(), sm: projections.New(projections.Options{Partitions: 2})}
 	if err := st.sm.Load(st.db); err != nil {
 		t.Fatal(err)
 	}
-	q := query.New(query.Options{}, keys, st)
+	q := query.New(query.Options{}, testkeys.Keyring(t), st)
 
 	if _, err := q.Profile("email:nobody@example.com"); !errors.Is(err, base.ErrNotFound) {
 		t.Fatalf("unknown person: %v", err)
