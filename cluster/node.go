@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +31,7 @@ type Node struct {
 	name     string
 	fsm      *fsm
 	raft     *raft.Raft
+	stream   *streamLayer
 	trans    *raft.NetworkTransport
 	store    *raftboltdb.BoltStore
 	observer *raft.Observer
@@ -79,6 +79,7 @@ func Open(opts Options) (_ *Node, err error) {
 		if err != nil {
 			if n.trans != nil {
 				n.trans.Close()
+				n.stream.wait()
 			}
 			n.store.Close()
 		}
@@ -87,16 +88,13 @@ func Open(opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft snapshots: %w", err)
 	}
-	adv, err := net.ResolveTCPAddr("tcp", self.Raft)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: raft address %s: %w", self.Raft, err)
-	}
-	// The transport's timeout is the heartbeat timeout: a paused peer's
-	// heartbeat fails within it, well inside DownAfter.
-	n.trans, err = raft.NewTCPTransportWithLogger(self.Raft, adv, 3, opts.HeartbeatTimeout, logger)
+	n.stream, err = listenStream(self.Raft)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft transport on %s: %w", self.Raft, err)
 	}
+	// The transport's timeout is the heartbeat timeout: a paused peer's
+	// heartbeat fails within it, inside DownAfter.
+	n.trans = raft.NewNetworkTransportWithLogger(n.stream, 3, opts.HeartbeatTimeout, logger)
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(opts.Name)
 	conf.HeartbeatTimeout = opts.HeartbeatTimeout
@@ -149,7 +147,10 @@ func (n *Node) Close() error {
 		n.raft.DeregisterObserver(n.observer)
 		errs := []error{n.raft.Shutdown().Error()}
 		n.wg.Wait()
-		errs = append(errs, n.trans.Close(), n.store.Close())
+		n.trans.CloseStreams() // the pooled outgoing connections: peers stop serving them
+		errs = append(errs, n.trans.Close())
+		n.stream.wait()
+		errs = append(errs, n.store.Close())
 		n.watchMu.Lock()
 		n.closed = true
 		for w := range n.watchers {

@@ -99,6 +99,9 @@ func (o *Options) Validate() error {
 	if o.LeaderLeaseTimeout > o.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("cluster: options: LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", o.LeaderLeaseTimeout, o.HeartbeatTimeout))
 	}
+	if o.HeartbeatTimeout >= o.DownAfter {
+		errs = append(errs, fmt.Errorf("cluster: options: HeartbeatTimeout %v must be less than DownAfter %v (a paused peer's heartbeat must fail before it is judged)", o.HeartbeatTimeout, o.DownAfter))
+	}
 	if o.Lease >= o.DownAfter {
 		errs = append(errs, fmt.Errorf("cluster: options: Lease %v must be less than DownAfter %v (an owner must stop before the leader moves its partitions)", o.Lease, o.DownAfter))
 	}

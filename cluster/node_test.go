@@ -1,0 +1,328 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// checkFor polls fn until it returns nil, failing the test with fn's last
+// error after timeout.
+func checkFor(t testing.TB, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freeAddr returns a loopback address with a port free at the time of the
+// call.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func testNodeConfig(t testing.TB, name string) NodeConfig {
+	return NodeConfig{Name: name, HTTP: freeAddr(t), Raft: freeAddr(t)}
+}
+
+type testCluster struct {
+	t     *testing.T
+	cfg   *Config
+	dir   string
+	nodes map[string]*Node
+}
+
+// newTestCluster starts one node per name on loopback, all bootstrapped
+// from the same cluster file.
+func newTestCluster(t *testing.T, partitions int, names ...string) *testCluster {
+	c := &testCluster{t: t, cfg: &Config{Partitions: partitions}, dir: t.TempDir(), nodes: map[string]*Node{}}
+	for _, name := range names {
+		c.cfg.Nodes = append(c.cfg.Nodes, testNodeConfig(t, name))
+	}
+	if err := c.cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		c.start(name, false)
+	}
+	t.Cleanup(c.closeAll)
+	return c
+}
+
+func testOptions(cfg *Config, name, dir string, join bool) Options {
+	return Options{
+		Config: cfg, Name: name, Dir: dir, Join: join,
+		// Short but not flaky on a loaded two-core machine.
+		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
+		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 10 * time.Millisecond,
+		DownAfter: 800 * time.Millisecond, Lease: 400 * time.Millisecond, LivenessInterval: 50 * time.Millisecond,
+	}
+}
+
+func (c *testCluster) start(name string, join bool) *Node {
+	c.t.Helper()
+	n, err := Open(testOptions(c.cfg, name, filepath.Join(c.dir, name), join))
+	if err != nil {
+		c.t.Fatalf("open %s: %v", name, err)
+	}
+	c.nodes[name] = n
+	return n
+}
+
+func (c *testCluster) stop(name string) {
+	c.t.Helper()
+	if err := c.nodes[name].Close(); err != nil {
+		c.t.Errorf("close %s: %v", name, err)
+	}
+	delete(c.nodes, name)
+}
+
+func (c *testCluster) closeAll() {
+	for name := range c.nodes {
+		c.stop(name)
+	}
+}
+
+// leader waits for a leader among the running nodes that they all agree on.
+func (c *testCluster) leader() *Node {
+	c.t.Helper()
+	var leader *Node
+	checkFor(c.t, 15*time.Second, func() error {
+		leader = nil
+		for _, n := range c.nodes {
+			if n.IsLeader() {
+				leader = n
+			}
+		}
+		if leader == nil {
+			return errors.New("no leader")
+		}
+		for _, n := range c.nodes {
+			if n.Leader() != leader.name {
+				return fmt.Errorf("%s follows %q, not %s", n.name, n.Leader(), leader.name)
+			}
+		}
+		return nil
+	})
+	return leader
+}
+
+// settled waits until every running node has applied the same map in
+// which exactly the nodes up are up, and returns it.
+func (c *testCluster) settled(up ...string) Map {
+	c.t.Helper()
+	var m Map
+	checkFor(c.t, 15*time.Second, func() error {
+		var first *Map
+		for _, n := range c.nodes {
+			nm := n.Map()
+			if first == nil {
+				first = &nm
+			} else if nm.Index != first.Index {
+				return fmt.Errorf("maps at %d and %d", nm.Index, first.Index)
+			}
+		}
+		m = *first
+		if err := checkMap(m, up); err != nil {
+			return err
+		}
+		return nil
+	})
+	return m
+}
+
+// checkMap checks the invariants of a map in which exactly up are up.
+func checkMap(m Map, up []string) error {
+	if !m.Initialised() {
+		return errors.New("not initialised")
+	}
+	isUp := map[string]bool{}
+	for _, name := range up {
+		isUp[name] = true
+	}
+	for _, mb := range m.Members {
+		if mb.Up != isUp[mb.Name] {
+			return fmt.Errorf("member %s up=%v", mb.Name, mb.Up)
+		}
+	}
+	count := map[string]int{}
+	for _, p := range m.Partitions {
+		if !isUp[p.Owner] {
+			return fmt.Errorf("partition %d owned by %q, not up", p.ID, p.Owner)
+		}
+		count[p.Owner]++
+		for _, s := range p.Standbys {
+			if !isUp[s] || s == p.Owner {
+				return fmt.Errorf("partition %d: standby %q", p.ID, s)
+			}
+		}
+	}
+	lo, hi := len(m.Partitions), 0
+	for _, name := range up {
+		lo, hi = min(lo, count[name]), max(hi, count[name])
+	}
+	if hi-lo > 1 {
+		return fmt.Errorf("unbalanced: %v", count)
+	}
+	return nil
+}
+
+func TestClusterFailoverAndMembership(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs after the cluster's cleanup
+	c := newTestCluster(t, 12, "n1", "n2", "n3")
+	leader := c.leader()
+	m0 := c.settled("n1", "n2", "n3")
+	for _, p := range m0.Partitions {
+		if p.Epoch != 1 || len(p.Standbys) != 2 {
+			t.Fatalf("first map: partition %+v", p)
+		}
+	}
+	st := leader.Status()
+	if st.Leader != leader.name || len(st.Nodes) != 3 || len(st.Partitions) != 12 {
+		t.Fatalf("status %+v", st)
+	}
+	for _, ns := range st.Nodes {
+		if ns.State != "up" || (ns.Name == leader.name) != (ns.Raft == "leader") {
+			t.Fatalf("status node %+v (leader %s)", ns, leader.name)
+		}
+	}
+
+	// A watcher on a follower sees the failover.
+	var follower *Node
+	for _, n := range c.nodes {
+		if n != leader {
+			follower = n
+		}
+	}
+	w := follower.Watch()
+	if got := <-w.C; got.Index != m0.Index {
+		t.Fatalf("watch starts at %d, want %d", got.Index, m0.Index)
+	}
+
+	// Stop the leader: a new leader, and its partitions move with epoch+1.
+	dead := leader.name
+	c.stop(dead)
+	var up []string
+	for name := range c.nodes {
+		up = append(up, name)
+	}
+	newLeader := c.leader()
+	if newLeader.name == dead {
+		t.Fatal("dead leader still leads")
+	}
+	m1 := c.settled(up...)
+	for i, p := range m1.Partitions {
+		old := m0.Partitions[i]
+		switch {
+		case old.Owner == dead && p.Epoch != old.Epoch+1:
+			t.Errorf("partition %d of the dead %s: epoch %d → %d", i, dead, old.Epoch, p.Epoch)
+		case old.Owner != dead && (p.Owner != old.Owner || p.Epoch != old.Epoch):
+			t.Errorf("partition %d moved from live %s to %s", i, old.Owner, p.Owner)
+		case old.Owner == dead && !contains(old.Standbys, p.Owner):
+			t.Errorf("partition %d went to %s, not one of its standbys %v", i, p.Owner, old.Standbys)
+		}
+	}
+	checkFor(t, 10*time.Second, func() error {
+		for m := range len(w.C) {
+			_ = m
+			if got := <-w.C; got.Index >= m1.Index {
+				return nil
+			}
+		}
+		return errors.New("the watcher has not seen the failover map")
+	})
+	// Only owners with a fresh lease own.
+	for _, p := range m1.Partitions {
+		n := c.nodes[p.Owner]
+		checkFor(t, 5*time.Second, func() error {
+			if e, ok := n.Owns(p.ID); !ok || e != p.Epoch {
+				return fmt.Errorf("%s: Owns(%d) = %d, %v", n.name, p.ID, e, ok)
+			}
+			return nil
+		})
+		for _, other := range c.nodes {
+			if other != n {
+				if _, ok := other.Owns(p.ID); ok {
+					t.Errorf("%s owns partition %d of %s", other.name, p.ID, p.Owner)
+				}
+			}
+		}
+	}
+
+	// Membership: removing the dead node keeps the map; adding a new one
+	// gives it its share.
+	for _, n := range c.nodes {
+		if n != newLeader {
+			if err := n.AddNode(testNodeConfig(t, "x")); !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("AddNode on follower %s: %v", n.name, err)
+			}
+		}
+	}
+	if err := newLeader.RemoveNode(dead); err != nil {
+		t.Fatalf("remove %s: %v", dead, err)
+	}
+	m2 := c.settled(up...)
+	if len(m2.Members) != 2 {
+		t.Fatalf("members after remove: %+v", m2.Members)
+	}
+	n4 := testNodeConfig(t, "n4")
+	c.cfg.Nodes = append(c.cfg.Nodes, n4)
+	c.start("n4", true)
+	if err := newLeader.AddNode(n4); err != nil {
+		t.Fatalf("add n4: %v", err)
+	}
+	m3 := c.settled(append(up, "n4")...)
+	moved := 0
+	for i, p := range m3.Partitions {
+		if p.Owner != m2.Partitions[i].Owner {
+			moved++
+			if p.Owner != "n4" || p.Epoch != m2.Partitions[i].Epoch+1 {
+				t.Errorf("partition %d: %+v after %+v", i, p, m2.Partitions[i])
+			}
+		}
+	}
+	if moved != 4 {
+		t.Errorf("%d partitions moved to n4, want 4 of 12", moved)
+	}
+	if err := newLeader.RemoveNode("n4"); err != nil {
+		t.Fatalf("remove n4: %v", err)
+	}
+	c.settled(up...)
+	w.Stop()
+	c.closeAll()
+	for open := true; open; {
+		select {
+		case _, open = <-w.C:
+		default:
+			t.Fatal("watcher channel open after Stop")
+		}
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
