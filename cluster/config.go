@@ -26,7 +26,7 @@ const (
 	// MaxReplicas is JetStream's limit on stream replicas.
 	MaxReplicas = 5
 	// MaxNodes bounds the node list.
-	MaxNodes = 64
+	MaxNodes   = 64
 	maxNameLen = 64
 	maxFileLen = 1 << 20
 )
