@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -75,7 +76,7 @@ func applyCommand(m *Map, c command, index uint64) (*Map, error) {
 			mb.Up = true
 			members[i] = mb
 		}
-		slices.SortFunc(members, func(a, b Member) int { return cmpString(a.Name, b.Name) })
+		slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 		for i := 1; i < len(members); i++ {
 			if members[i].Name == members[i-1].Name {
 				return nil, fmt.Errorf("%w: %s twice in init", ErrNodeExists, members[i].Name)
@@ -98,7 +99,7 @@ func applyCommand(m *Map, c command, index uint64) (*Map, error) {
 		}
 		add.Up = true
 		members := append(slices.Clone(m.Members), add)
-		slices.SortFunc(members, func(a, b Member) int { return cmpString(a.Name, b.Name) })
+		slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 		return rebalanced(m, members, index), nil
 	case opRemove:
 		if !m.Initialised() {

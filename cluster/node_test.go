@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -303,6 +304,19 @@ func TestClusterFailoverAndMembership(t *testing.T) {
 	if moved != 4 {
 		t.Errorf("%d partitions moved to n4, want 4 of 12", moved)
 	}
+	// n4 leaving the Raft configuration behind the map's back: the leader
+	// marks it down and takes its partitions back.
+	if err := newLeader.raft.RemoveServer("n4", 0, 5*time.Second).Error(); err != nil {
+		t.Fatalf("raft remove n4: %v", err)
+	}
+	n4node := c.nodes["n4"] // still running, but no longer replicated to
+	delete(c.nodes, "n4")
+	if m4 := c.settled(up...); len(m4.Members) != 3 {
+		t.Fatalf("members after n4 left raft: %+v", m4.Members)
+	}
+	if err := n4node.Close(); err != nil {
+		t.Error(err)
+	}
 	if err := newLeader.RemoveNode("n4"); err != nil {
 		t.Fatalf("remove n4: %v", err)
 	}
@@ -325,4 +339,33 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+func TestOptionsValidate(t *testing.T) {
+	cfg := &Config{Partitions: 4, Nodes: []NodeConfig{{Name: "a", HTTP: "h:1", Raft: "h:2"}}}
+	for _, tc := range []struct {
+		name string
+		edit func(*Options)
+		want string
+	}{
+		{"defaults", func(*Options) {}, ""},
+		{"no config", func(o *Options) { o.Config = nil }, "Config is required"},
+		{"unknown node", func(o *Options) { o.Name = "b" }, `node "b" is not in the cluster file`},
+		{"no dir", func(o *Options) { o.Dir = "" }, "Dir is required"},
+		{"lease not below down", func(o *Options) { o.Lease = 3 * time.Second }, "Lease 3s must be less than DownAfter 2s"},
+		{"heartbeat not below down", func(o *Options) { o.HeartbeatTimeout = 2 * time.Second }, "HeartbeatTimeout 2s must be less than DownAfter"},
+		{"leader lease", func(o *Options) { o.LeaderLeaseTimeout = 1500 * time.Millisecond }, "LeaderLeaseTimeout 1.5s exceeds"},
+		{"negative", func(o *Options) { o.CommitTimeout = -1 }, "CommitTimeout -1ns is negative"},
+	} {
+		o := Options{Config: cfg, Name: "a", Dir: "d"}
+		o.EnsureDefaults()
+		tc.edit(&o)
+		err := o.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := Open(Options{Config: cfg, Name: "zz", Dir: t.TempDir()}); err == nil {
+		t.Error("Open accepted a node not in the file")
+	}
 }

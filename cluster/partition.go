@@ -3,6 +3,7 @@ package cluster
 import (
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Member is a node of the cluster as the control state knows it.
@@ -47,22 +48,12 @@ func (m *Map) Initialised() bool { return len(m.Partitions) > 0 }
 // Member returns the member named name.
 func (m *Map) Member(name string) (Member, bool) {
 	i, ok := slices.BinarySearchFunc(m.Members, name, func(m Member, n string) int {
-		return cmpString(m.Name, n)
+		return strings.Compare(m.Name, n)
 	})
 	if !ok {
 		return Member{}, false
 	}
 	return m.Members[i], true
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Rebalance returns the partition map for members given the previous one
