@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,8 +25,9 @@ var ErrNotLeader = errors.New("cluster: not the leader")
 // the control state (Map) and, while it is the leader, keeps the liveness
 // of the members in the map and proposes membership changes.
 //
-// Goroutines: hashicorp/raft's own (stopped by its Shutdown) and one
-// liveness loop (run); Close stops and waits for all of them.
+// Goroutines: hashicorp/raft's own (stopped by its Shutdown), the
+// liveness loop (run) and the heartbeat observer (observe); Close stops
+// and waits for all of them, and for the transport's connection handlers.
 type Node struct {
 	opts     Options
 	name     string
@@ -37,6 +39,11 @@ type Node struct {
 	observer *raft.Observer
 	obsCh    chan raft.Observation
 	leaderCh chan bool
+
+	// failing: peer → first failed heartbeat not yet resumed, as observed
+	// while this node leads (cleared on every leadership change).
+	failingMu sync.Mutex
+	failing   map[string]time.Time
 
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -65,6 +72,7 @@ func Open(opts Options) (_ *Node, err error) {
 		leaderCh: make(chan bool, 4),
 		done:     make(chan struct{}),
 		watchers: map[*Watcher]struct{}{},
+		failing:  map[string]time.Time{},
 	}
 	n.fsm = newFSM(n.notify)
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
@@ -133,7 +141,8 @@ func Open(opts Options) (_ *Node, err error) {
 		return false
 	})
 	n.raft.RegisterObserver(n.observer)
-	n.wg.Add(1)
+	n.wg.Add(2)
+	go n.observe()
 	go n.run()
 	return n, nil
 }
@@ -265,6 +274,30 @@ func (n *Node) propose(c command) error {
 	return nil
 }
 
+// observe keeps n.failing from raft's heartbeat observations. It only
+// takes a mutex, so it keeps up with raft (the observer drops what does
+// not fit in obsCh, and a lost "resumed" would keep a peer failing).
+func (n *Node) observe() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.done:
+			return
+		case o := <-n.obsCh:
+			n.failingMu.Lock()
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				if _, ok := n.failing[string(d.PeerID)]; !ok {
+					n.failing[string(d.PeerID)] = n.opts.Now()
+				}
+			case raft.ResumedHeartbeatObservation:
+				delete(n.failing, string(d.PeerID))
+			}
+			n.failingMu.Unlock()
+		}
+	}
+}
+
 // run is the liveness loop. On the leader it writes the first map and
 // brings the members' Up in the map in line with what it observes:
 //   - itself: up;
@@ -278,28 +311,23 @@ func (n *Node) run() {
 	tick := time.NewTicker(n.opts.LivenessInterval)
 	defer tick.Stop()
 	var leaderSince time.Time
-	failing := map[string]time.Time{} // peer → first failed heartbeat not yet resumed
 	for {
 		select {
 		case <-n.done:
 			return
 		case l := <-n.leaderCh:
-			clear(failing)
+			n.failingMu.Lock()
+			clear(n.failing)
+			n.failingMu.Unlock()
 			leaderSince = time.Time{}
 			if l {
 				leaderSince = n.opts.Now()
 			}
-		case o := <-n.obsCh:
-			switch d := o.Data.(type) {
-			case raft.FailedHeartbeatObservation:
-				if _, ok := failing[string(d.PeerID)]; !ok {
-					failing[string(d.PeerID)] = n.opts.Now()
-				}
-			case raft.ResumedHeartbeatObservation:
-				delete(failing, string(d.PeerID))
-			}
 		case <-tick.C:
 			if !leaderSince.IsZero() && n.raft.State() == raft.Leader {
+				n.failingMu.Lock()
+				failing := maps.Clone(n.failing)
+				n.failingMu.Unlock()
 				n.reconcile(leaderSince, failing)
 			}
 		}
