@@ -354,30 +354,36 @@ func (n *Node) reconcile(leaderSince time.Time, failing map[string]time.Time) {
 	for _, s := range cf.Configuration().Servers {
 		inConf[string(s.ID)] = true
 	}
-	now := n.opts.Now()
+	changes := livenessChanges(m, n.name, inConf, failing, leaderSince, n.opts.Now(), n.opts.DownAfter)
+	if len(changes) > 0 {
+		if err := n.propose(command{op: opLiveness, liveness: changes}); err != nil {
+			n.opts.Logger.Warn("cluster: liveness", "err", err)
+		}
+	}
+}
+
+// livenessChanges returns the members of m whose Up must change, as the
+// leader self sees them at now (the rules of run).
+func livenessChanges(m *Map, self string, inConf map[string]bool, failing map[string]time.Time, leaderSince, now time.Time, downAfter time.Duration) []Member {
 	var changes []Member
 	for _, mb := range m.Members {
 		up := mb.Up
 		since, isFailing := failing[mb.Name]
 		switch {
-		case mb.Name == n.name:
+		case mb.Name == self:
 			up = true
 		case !inConf[mb.Name]:
 			up = false
-		case isFailing && now.Sub(since) >= n.opts.DownAfter:
+		case isFailing && now.Sub(since) >= downAfter:
 			up = false
-		case !isFailing && !mb.Up && now.Sub(leaderSince) >= n.opts.DownAfter:
+		case !isFailing && !mb.Up && now.Sub(leaderSince) >= downAfter:
 			up = true
 		}
 		if up != mb.Up {
 			changes = append(changes, Member{NodeConfig: NodeConfig{Name: mb.Name}, Up: up})
 		}
 	}
-	if len(changes) > 0 {
-		if err := n.propose(command{op: opLiveness, liveness: changes}); err != nil {
-			n.opts.Logger.Warn("cluster: liveness", "err", err)
-		}
-	}
+	return changes
 }
 
 // Watcher receives the partition map after each change.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -367,5 +368,40 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if _, err := Open(Options{Config: cfg, Name: "zz", Dir: t.TempDir()}); err == nil {
 		t.Error("Open accepted a node not in the file")
+	}
+}
+
+func TestLivenessChanges(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	down := 2 * time.Second
+	m := &Map{Members: []Member{
+		{NodeConfig: NodeConfig{Name: "self"}, Up: false},  // a previous leader marked it down
+		{NodeConfig: NodeConfig{Name: "gone"}, Up: true},   // left the Raft configuration
+		{NodeConfig: NodeConfig{Name: "slow"}, Up: true},   // failing for less than DownAfter
+		{NodeConfig: NodeConfig{Name: "dead"}, Up: true},   // failing for DownAfter
+		{NodeConfig: NodeConfig{Name: "back"}, Up: false},  // down, heartbeats work
+		{NodeConfig: NodeConfig{Name: "still"}, Up: false}, // down, failing
+	}}
+	inConf := map[string]bool{"self": true, "slow": true, "dead": true, "back": true, "still": true}
+	failing := map[string]time.Time{"slow": t0.Add(-down + time.Millisecond), "dead": t0.Add(-down), "still": t0.Add(-time.Hour)}
+	name := func(ms []Member) map[string]bool {
+		out := map[string]bool{}
+		for _, m := range ms {
+			out[m.Name] = m.Up
+		}
+		return out
+	}
+	// Leading for long enough: "back" comes back.
+	got := name(livenessChanges(m, "self", inConf, failing, t0.Add(-down), t0, down))
+	want := map[string]bool{"self": true, "gone": false, "dead": false, "back": true}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("changes %v, want %v", got, want)
+	}
+	// A new leader does not bring "back" back before its heartbeats had
+	// time to fail.
+	got = name(livenessChanges(m, "self", inConf, failing, t0.Add(-down+time.Millisecond), t0, down))
+	delete(want, "back")
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("new leader: changes %v, want %v", got, want)
 	}
 }

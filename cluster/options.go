@@ -47,8 +47,10 @@ type Options struct {
 	// SnapshotsKept: Raft snapshots kept on disk (default 2).
 	SnapshotsKept int
 
-	// Now is the clock of the liveness and lease decisions (default
-	// time.Now). hashicorp/raft keeps its own timers.
+	// Now is the clock of the liveness decisions and of Owns' lease
+	// (default time.Now). hashicorp/raft keeps its own timers, and Owns
+	// compares Now with raft's last contact, a time.Now reading: an
+	// injected clock must keep to the wall clock there.
 	Now func() time.Time
 	// Applied, if set, gives a partition's applied log position for Status.
 	Applied func(partition int) uint64
