@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -44,6 +45,9 @@ type Node struct {
 	// while this node leads (cleared on every leadership change).
 	failingMu sync.Mutex
 	failing   map[string]time.Time
+	// verified: UnixNano (Options.Now) at which the leader's last
+	// successful VerifyLeader began: a quorum followed it then.
+	verified atomic.Int64
 
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -191,8 +195,9 @@ func (n *Node) Leader() string {
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
 // Owns reports whether this node may act as the owner of partition p now,
-// and under which epoch: the map it has applied names it, and it is the
-// leader or heard from a leader within Options.Lease. It is the cheap
+// and under which epoch: the map it has applied names it, and within
+// Options.Lease it heard from a leader (a follower) or a quorum confirmed
+// its leadership (the leader verifies it every LivenessInterval). It is the cheap
 // local check made before each publish; it cannot see a pause that
 // happens after it returns, so every publish also carries the epoch and
 // the fence check of ARCHITECTURE.md "Cluster", which is the authority.
@@ -201,11 +206,14 @@ func (n *Node) Owns(p int) (epoch uint64, ok bool) {
 	if p < 0 || p >= len(m.Partitions) || m.Partitions[p].Owner != n.name {
 		return 0, false
 	}
-	if n.raft.State() != raft.Leader {
-		last := n.raft.LastContact()
-		if last.IsZero() || n.opts.Now().Sub(last) > n.opts.Lease {
-			return 0, false
-		}
+	var last time.Time
+	if n.raft.State() == raft.Leader {
+		last = time.Unix(0, n.verified.Load())
+	} else {
+		last = n.raft.LastContact()
+	}
+	if last.IsZero() || n.opts.Now().Sub(last) > n.opts.Lease {
+		return 0, false
 	}
 	return m.Partitions[p].Epoch, true
 }
@@ -325,6 +333,10 @@ func (n *Node) run() {
 			}
 		case <-tick.C:
 			if !leaderSince.IsZero() && n.raft.State() == raft.Leader {
+				start := n.opts.Now()
+				if n.raft.VerifyLeader().Error() == nil {
+					n.verified.Store(start.UnixNano())
+				}
 				n.failingMu.Lock()
 				failing := maps.Clone(n.failing)
 				n.failingMu.Unlock()

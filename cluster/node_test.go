@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,19 +32,26 @@ func checkFor(t testing.TB, timeout time.Duration, fn func() error) {
 }
 
 // freeAddr returns a loopback address with a port free at the time of the
-// call.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// call and not handed out before in this test (the kernel may hand a
+// port just released out again).
+func (c *testCluster) freeAddr() string {
+	c.t.Helper()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !c.used[addr] {
+			c.used[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
-func testNodeConfig(t testing.TB, name string) NodeConfig {
-	return NodeConfig{Name: name, HTTP: freeAddr(t), Raft: freeAddr(t)}
+func (c *testCluster) nodeConfig(name string) NodeConfig {
+	return NodeConfig{Name: name, HTTP: c.freeAddr(), Raft: c.freeAddr()}
 }
 
 type testCluster struct {
@@ -51,14 +59,16 @@ type testCluster struct {
 	cfg   *Config
 	dir   string
 	nodes map[string]*Node
+	skew  map[string]*atomic.Int64 // added to each node's clock
+	used  map[string]bool          // addresses handed out
 }
 
 // newTestCluster starts one node per name on loopback, all bootstrapped
 // from the same cluster file.
 func newTestCluster(t *testing.T, partitions int, names ...string) *testCluster {
-	c := &testCluster{t: t, cfg: &Config{Partitions: partitions}, dir: t.TempDir(), nodes: map[string]*Node{}}
+	c := &testCluster{t: t, cfg: &Config{Partitions: partitions}, dir: t.TempDir(), nodes: map[string]*Node{}, skew: map[string]*atomic.Int64{}, used: map[string]bool{}}
 	for _, name := range names {
-		c.cfg.Nodes = append(c.cfg.Nodes, testNodeConfig(t, name))
+		c.cfg.Nodes = append(c.cfg.Nodes, c.nodeConfig(name))
 	}
 	if err := c.cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -82,7 +92,11 @@ func testOptions(cfg *Config, name, dir string, join bool) Options {
 
 func (c *testCluster) start(name string, join bool) *Node {
 	c.t.Helper()
-	n, err := Open(testOptions(c.cfg, name, filepath.Join(c.dir, name), join))
+	opts := testOptions(c.cfg, name, filepath.Join(c.dir, name), join)
+	skew := new(atomic.Int64)
+	c.skew[name] = skew
+	opts.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	n, err := Open(opts)
 	if err != nil {
 		c.t.Fatalf("open %s: %v", name, err)
 	}
@@ -220,8 +234,12 @@ func TestClusterFailoverAndMembership(t *testing.T) {
 		t.Fatalf("watch starts at %d, want %d", got.Index, m0.Index)
 	}
 
-	// Stop the leader: a new leader, and its partitions move with epoch+1.
+	// Stop the leader (after a Raft snapshot, which its restart restores):
+	// a new leader, and its partitions move with epoch+1.
 	dead := leader.name
+	if err := leader.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
 	c.stop(dead)
 	var up []string
 	for name := range c.nodes {
@@ -270,23 +288,54 @@ func TestClusterFailoverAndMembership(t *testing.T) {
 		}
 	}
 
-	// Membership: removing the dead node keeps the map; adding a new one
+	// A clock past the lease: a follower owner stops owning at once.
+	for _, p := range m1.Partitions {
+		if n := c.nodes[p.Owner]; !n.IsLeader() {
+			c.skew[n.name].Store(int64(time.Hour))
+			if _, ok := n.Owns(p.ID); ok {
+				t.Errorf("%s owns partition %d with its lease an hour old", n.name, p.ID)
+			}
+			c.skew[n.name].Store(0)
+			break
+		}
+	}
+
+	// The dead node restarts (from its snapshot and log): it is up again
+	// and gets its share back, each move with epoch+1.
+	c.start(dead, false)
+	m2 := c.settled("n1", "n2", "n3")
+	back := 0
+	for i, p := range m2.Partitions {
+		if p.Owner != m1.Partitions[i].Owner {
+			back++
+			if p.Owner != dead || p.Epoch != m1.Partitions[i].Epoch+1 {
+				t.Errorf("partition %d: %+v after %+v", i, p, m1.Partitions[i])
+			}
+		}
+	}
+	if back != 4 {
+		t.Errorf("%d partitions went back to %s, want 4 of 12", back, dead)
+	}
+
+	// Membership: removing a node moves its partitions; adding a new one
 	// gives it its share.
 	for _, n := range c.nodes {
 		if n != newLeader {
-			if err := n.AddNode(testNodeConfig(t, "x")); !errors.Is(err, ErrNotLeader) {
+			if err := n.AddNode(c.nodeConfig("x")); !errors.Is(err, ErrNotLeader) {
 				t.Fatalf("AddNode on follower %s: %v", n.name, err)
 			}
 		}
 	}
-	if err := newLeader.RemoveNode(dead); err != nil {
+	if err := c.leader().RemoveNode(dead); err != nil { // the leader may be dead itself
 		t.Fatalf("remove %s: %v", dead, err)
 	}
-	m2 := c.settled(up...)
+	c.stop(dead) // no longer replicated to
+	newLeader = c.leader()
+	m2 = c.settled(up...)
 	if len(m2.Members) != 2 {
 		t.Fatalf("members after remove: %+v", m2.Members)
 	}
-	n4 := testNodeConfig(t, "n4")
+	n4 := c.nodeConfig("n4")
 	c.cfg.Nodes = append(c.cfg.Nodes, n4)
 	c.start("n4", true)
 	if err := newLeader.AddNode(n4); err != nil {
