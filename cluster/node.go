@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 )
 
 // ErrNotLeader: membership changes are made on the leader.
@@ -83,7 +84,9 @@ func Open(opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	logger := newRaftLogger(opts.Logger, opts.Name)
-	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(opts.Dir, "raft.db")})
+	// A timeout on the file lock: a second process on the same Dir gets an
+	// error instead of waiting for ever.
+	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(opts.Dir, "raft.db"), BoltOptions: &bbolt.Options{Timeout: time.Second}})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft store: %w", err)
 	}

@@ -420,6 +420,18 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
+func TestOpenTwiceOnOneDir(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	c := newTestCluster(t, 2, "a")
+	c.leader()
+	c.settled("a")
+	opts := testOptions(c.cfg, "a", filepath.Join(c.dir, "a"), false)
+	if n, err := Open(opts); err == nil {
+		n.Close()
+		t.Fatal("a second node opened the same directory")
+	}
+}
+
 func TestLivenessChanges(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	down := 2 * time.Second
