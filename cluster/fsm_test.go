@@ -173,3 +173,37 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 	})
 }
+
+// TestWatchKeepsTheNewest: a watcher that does not receive holds one map,
+// the newest; the FSM never blocks on it.
+func TestWatchKeepsTheNewest(t *testing.T) {
+	n := &Node{watchers: map[*Watcher]struct{}{}}
+	n.fsm = newFSM(n.notify)
+	w := n.Watch()
+	slow := n.Watch()
+	if m := <-w.C; m.Initialised() {
+		t.Fatalf("first map %+v", m)
+	}
+	applyAll(t, n.fsm,
+		command{op: opInit, partitions: 4, standbys: 1, members: []Member{member("a"), member("b")}},
+		command{op: opLiveness, liveness: []Member{{NodeConfig: NodeConfig{Name: "a"}}}},
+		command{op: opLiveness, liveness: []Member{{NodeConfig: NodeConfig{Name: "a"}, Up: true}}},
+	)
+	for _, c := range []<-chan Map{w.C, slow.C} {
+		if len(c) != 1 {
+			t.Fatalf("%d maps held", len(c))
+		}
+		if m := <-c; m.Index != 3 {
+			t.Fatalf("held the map of %d, want 3", m.Index)
+		}
+	}
+	w.Stop()
+	w.Stop() // twice is harmless
+	if _, ok := <-w.C; ok {
+		t.Fatal("open after Stop")
+	}
+	applyAll(t, n.fsm, command{op: opRemove, name: "a"})
+	if m := <-slow.C; m.Index != 1 || len(m.Members) != 1 {
+		t.Fatalf("after remove: %+v", m)
+	}
+}

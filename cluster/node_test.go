@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -215,6 +216,23 @@ func TestClusterFailoverAndMembership(t *testing.T) {
 	st := leader.Status()
 	if st.Leader != leader.name || len(st.Nodes) != 3 || len(st.Partitions) != 12 {
 		t.Fatalf("status %+v", st)
+	}
+	var asJSON struct {
+		Leader string                       `json:"leader"`
+		Nodes  []map[string]string          `json:"nodes"`
+		Parts  []map[string]json.RawMessage `json:"partitions"`
+	}
+	if b, err := json.Marshal(st); err != nil || json.Unmarshal(b, &asJSON) != nil {
+		t.Fatalf("status JSON: %v", err)
+	}
+	if asJSON.Leader != leader.name || asJSON.Nodes[0]["name"] != "n1" || asJSON.Nodes[0]["http"] == "" ||
+		asJSON.Nodes[0]["state"] != "up" || asJSON.Nodes[0]["raft"] == "" {
+		t.Fatalf("status JSON %+v", asJSON)
+	}
+	for _, k := range []string{"id", "owner", "epoch", "applied"} {
+		if _, ok := asJSON.Parts[0][k]; !ok {
+			t.Fatalf("partition JSON lacks %q: %v", k, asJSON.Parts[0])
+		}
 	}
 	for _, ns := range st.Nodes {
 		if ns.State != "up" || (ns.Name == leader.name) != (ns.Raft == "leader") {
