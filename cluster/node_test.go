@@ -258,6 +258,7 @@ func TestClusterFailoverAndMembership(t *testing.T) {
 	if err := leader.raft.Snapshot().Error(); err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
+	stopped := time.Now()
 	c.stop(dead)
 	var up []string
 	for name := range c.nodes {
@@ -268,6 +269,7 @@ func TestClusterFailoverAndMembership(t *testing.T) {
 		t.Fatal("dead leader still leads")
 	}
 	m1 := c.settled(up...)
+	t.Logf("failover of the leader %s: %v to the settled map (DownAfter %v)", dead, time.Since(stopped), testOptions(c.cfg, "", "", false).DownAfter)
 	for i, p := range m1.Partitions {
 		old := m0.Partitions[i]
 		switch {

@@ -18,7 +18,7 @@ type Options struct {
 	// (required; e.g. <data-dir>/raft).
 	Dir string
 	// Join: the node does not bootstrap; it waits until the leader adds it
-	// (Node.AddNode). Without it a node with no Raft state bootstraps the
+	// (Node.AddNode). Its own entry must be in its Config all the same. Without it a node with no Raft state bootstraps the
 	// configuration of every node in Config (they all must: hashicorp/raft
 	// requires the same configuration on each).
 	Join bool
