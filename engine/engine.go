@@ -277,12 +277,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.opts.Partitions = parts
-	e.sm = projections.New(projections.Options{
-		Partitions:  parts,
-		DedupWindow: opts.DedupWindow.Milliseconds(),
-	})
-	e.sm.SetOpener(e.keys.Open)
-	if err := e.sm.Load(e.state); err != nil {
+	if e.sm, err = openStateMachine(e.state, parts, opts.DedupWindow, e.keys); err != nil {
 		return nil, err
 	}
 	if err := e.redestroySuppressed(); err != nil {
