@@ -309,9 +309,25 @@ func TestNATSReaderClientPaths(t *testing.T) {
 	}
 
 	// Names of streams are metadata a reader may list; their content and
-	// state are not.
-	if name, err := vjs.StreamNameBySubject(ctx, "aurum.log.events"); err != nil || name != alog.StreamLog {
-		t.Fatalf("StreamNameBySubject(aurum.log.events): %q, %v", name, err)
+	// state are not. A look-up by subject matches the configured subjects
+	// only: a source with messages and one that does not exist answer
+	// alike.
+	for subj, want := range map[string]string{
+		"aurum.log.events": alog.StreamLog,
+		"aurum.ingest.a":   alog.StreamIngest,
+		"aurum.ingest.zz":  alog.StreamIngest,
+	} {
+		if name, err := vjs.StreamNameBySubject(ctx, subj); err != nil || name != want {
+			t.Fatalf("StreamNameBySubject(%s): %q, %v; want %s", subj, name, err, want)
+		}
+	}
+	names := vjs.StreamNames(ctx)
+	var all []string
+	for n := range names.Name() {
+		all = append(all, n)
+	}
+	if names.Err() != nil || len(all) != 5 {
+		t.Fatalf("stream names %v: %v", all, names.Err())
 	}
 	short := func() context.Context {
 		c, stop := context.WithTimeout(ctx, 2*time.Second)
