@@ -175,8 +175,11 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if f.sessionTTL == 0 { // for Options, zero is the default
 		return fmt.Errorf("--session-ttl: must be positive, got %v", f.sessionTTL)
 	}
-	if f.tick == 0 {
+	switch { // the flag's 0 disables ticks, as a negative TickPeriod does
+	case f.tick == 0:
 		opts.TickPeriod = -1
+	case f.tick < 0:
+		return fmt.Errorf("--tick: at least %v, got %v (0 disables)", engine.MinTickPeriod, f.tick)
 	}
 	switch f.consentDefault {
 	case "granted":

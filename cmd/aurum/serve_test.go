@@ -23,6 +23,7 @@ func TestServeFlagErrors(t *testing.T) {
 		want string
 	}{
 		{"tick too short", func(f *serveFlags) { f.tick = 5 * time.Millisecond }, "--tick: at least 10ms, got 5ms (0 disables)"},
+		{"tick negative", func(f *serveFlags) { f.tick = -time.Second }, "--tick: at least 10ms, got -1s (0 disables)"},
 		{"session TTL zero", func(f *serveFlags) { f.sessionTTL = 0 }, "--session-ttl: must be positive, got 0s"},
 		{"session TTL negative", func(f *serveFlags) { f.sessionTTL = -time.Hour }, "--session-ttl: must be positive, got -1h0m0s"},
 		{"partitions", func(f *serveFlags) { f.partitions = 2000 }, "--partitions: must be in [1, 1024], got 2000"},
