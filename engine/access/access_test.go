@@ -62,9 +62,8 @@ func newGate(t *testing.T) (*access.Gate, *node) {
 	t.Helper()
 	keys := testkeys.Keyring(t)
 	n := &node{t: t, db: store.NewMem(), now: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)}
-	n.sm = projections.New(projections.Options{Partitions: 2})
-	n.sm.SetOpener(keys.Open)
-	if err := n.sm.Load(n.db); err != nil {
+	var err error
+	if n.sm, err = projections.Open(n.db, projections.Options{Partitions: 2, Open: keys.Open}); err != nil {
 		t.Fatal(err)
 	}
 	g, err := access.New(n.db, access.Options{Now: func() time.Time { return n.now }, SessionTTL: time.Hour,

@@ -25,10 +25,12 @@ func (s memState) Read(fn func(r store.Reader, sm *projections.StateMachine) err
 // requests are ErrInvalid or ErrBadRef, unknown people ErrNotFound, and a
 // preview of an empty state is exact and empty.
 func TestReaderAlone(t *testing.T) {
-	st := memState{db: store.NewMem(), sm: projections.New(projections.Options{Partitions: 2})}
-	if err := st.sm.Load(st.db); err != nil {
+	db := store.NewMem()
+	sm, err := projections.Open(db, projections.Options{Partitions: 2})
+	if err != nil {
 		t.Fatal(err)
 	}
+	st := memState{db: db, sm: sm}
 	q := query.New(query.Options{}, testkeys.Keyring(t), st)
 
 	if _, err := q.Profile("email:nobody@example.com"); !errors.Is(err, base.ErrNotFound) {
