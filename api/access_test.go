@@ -23,6 +23,7 @@ import (
 	"github.com/aurumcdp/aurum/api"
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/projections/audience"
 )
 
@@ -314,7 +315,7 @@ func jsonBodyNoT(v any) []byte {
 // waitReplay polls until no replay is running.
 func (s *accessServer) waitReplay() {
 	s.t.Helper()
-	checkFor(s.t, 30*time.Second, func() error {
+	check.For(s.t, 30*time.Second, 10*time.Millisecond, func() error {
 		if st := s.e.RebuildStatus().Status; st == "running" || st == "swapping" {
 			return fmt.Errorf("replay %s", st)
 		}

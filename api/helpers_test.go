@@ -17,6 +17,7 @@ import (
 
 	"github.com/aurumcdp/aurum/api"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 const adminToken = "api-test-admin-token-0123456789"
@@ -221,7 +222,7 @@ func (s *testServer) profile(ref string) (int, map[string]any) {
 func (s *testServer) waitProfile(ref string) map[string]any {
 	s.t.Helper()
 	var p map[string]any
-	checkFor(s.t, 15*time.Second, func() error {
+	check.For(s.t, 15*time.Second, 10*time.Millisecond, func() error {
 		var code int
 		if code, p = s.profile(ref); code != http.StatusOK {
 			return fmt.Errorf("GET /v1/profiles/%s: %d", ref, code)
@@ -235,22 +236,6 @@ func totalEvents(p map[string]any) float64 {
 	st, _ := p["stats"].(map[string]any)
 	n, _ := st["total_events"].(float64)
 	return n
-}
-
-// checkFor polls fn until it returns nil or the timeout passes.
-func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func basic(user string) string {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/aurumcdp/aurum/internal/check"
 	alog "github.com/aurumcdp/aurum/log"
 	"os/exec"
 	"strings"
@@ -39,21 +40,6 @@ func openGatewayEngine(t *testing.T) *engine.Engine {
 		}
 	})
 	return e
-}
-
-func gatewayCheckFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestGatewayNATSProducer publishes valid and invalid events with a plain
@@ -113,7 +99,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 
 	// The marker was published last: once it is applied, so is all before it
 	// (one gateway consumer handles the work queue in order).
-	gatewayCheckFor(t, 15*time.Second, func() error {
+	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 		_, err := e.Profile("user_id:g-marker")
 		return err
 	})
@@ -137,17 +123,16 @@ func TestGatewayNATSProducer(t *testing.T) {
 	// (so that a failed ingest does not write them twice on redelivery),
 	// before the raw messages are acked.
 	var dls []alog.DeadLetter
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		var err error
 		if dls, err = e.DeadLetters(ctx, 1, 1000); err != nil {
 			t.Fatal(err)
 		}
-		if len(dls) >= len(bad) || time.Now().After(deadline) {
-			break
+		if len(dls) < len(bad) {
+			return fmt.Errorf("%d dead letters, want %d", len(dls), len(bad))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if len(dls) != len(bad) {
 		t.Errorf("%d dead letters, want %d", len(dls), len(bad))
 	}
@@ -200,7 +185,7 @@ func TestGatewayNATSDedupAcrossPublishes(t *testing.T) {
 		if err := nc.Publish("aurum.ingest.pos", []byte(marker)); err != nil {
 			t.Fatal(err)
 		}
-		gatewayCheckFor(t, 15*time.Second, func() error {
+		check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 			_, err := e.Profile(fmt.Sprintf("user_id:pos-marker-%d", round))
 			return err
 		})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/projections"
 )
 
@@ -93,7 +94,7 @@ func TestTransitionsAcrossCrashes(t *testing.T) {
 	// A live replay swaps in while purchases age out (time-driven exits are
 	// being decided and published): none may be lost or repeated.
 	n.mustJSON("POST", "/v1/replay", map[string]any{"from": "start"}, adminAuth, http.StatusAccepted, nil)
-	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 		var st struct{ Status, Error string }
 		n.mustJSON("GET", "/v1/replay", nil, adminAuth, http.StatusOK, &st)
 		if st.Status != "done" {
