@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/aurumcdp/aurum/api"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testnode"
 )
 
 const adminToken = "api-test-admin-token-0123456789"
@@ -34,34 +33,18 @@ type testServer struct {
 
 func newTestServer(t *testing.T) *testServer {
 	t.Helper()
+	n := testnode.Start(t, testnode.Options{
+		Engine:     engine.Options{MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 4},
+		API:        &api.Options{RequestTimeout: 20 * time.Second},
+		AdminToken: adminToken,
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	e, err := engine.Open(ctx, engine.Options{
-		DataDir:    t.TempDir(),
-		NATSListen: "127.0.0.1:-1",
-		MasterKey:  bytes.Repeat([]byte{7}, 32),
-		Partitions: 4,
-	})
-	if err != nil {
-		t.Fatalf("engine.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Errorf("engine.Close: %v", err)
-		}
-	})
-	h := sha256.Sum256([]byte(adminToken))
-	srv, err := api.New(e, api.Options{AdminTokenHash: h[:], RequestTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatalf("api.New: %v", err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	key, err := e.CreateSource(ctx, "web")
+	key, err := n.Engine.CreateSource(ctx, "web")
 	if err != nil {
 		t.Fatalf("CreateSource: %v", err)
 	}
-	return &testServer{t: t, e: e, srv: srv, URL: hs.URL, webKey: key}
+	return &testServer{t: t, e: n.Engine, srv: n.API, URL: n.URL, webKey: key}
 }
 
 // req describes one HTTP request of a test.

@@ -11,6 +11,7 @@ import (
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/rules"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,16 +24,12 @@ import (
 func TestAudienceTimedExit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e, err := engine.Open(ctx, engine.Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", TickPeriod: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testnode.Engine(t, engine.Options{TickPeriod: 50 * time.Millisecond})
 	if _, err := e.CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
 	// A rule that does not compile is refused with its position.
-	_, err = e.PutAudience(ctx, audience.Definition{Name: "bad", Rule: `count("Order Completed", "2s") >= `})
+	_, err := e.PutAudience(ctx, audience.Definition{Name: "bad", Rule: `count("Order Completed", "2s") >= `})
 	var re *rules.Error
 	if !errors.Is(err, engine.ErrInvalid) || !errors.As(err, &re) || re.Line != 1 || re.Column == 0 {
 		t.Fatalf("bad rule: %v", err)

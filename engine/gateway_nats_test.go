@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	alog "github.com/aurumcdp/aurum/log"
 	"os/exec"
 	"strings"
@@ -23,23 +24,10 @@ import (
 
 func openGatewayEngine(t *testing.T) *engine.Engine {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	e, err := engine.Open(ctx, engine.Options{
-		DataDir:    t.TempDir(),
-		NATSListen: "127.0.0.1:-1",
+	return testnode.Engine(t, engine.Options{
 		MasterKey:  bytes.Repeat([]byte{3}, 32),
 		Partitions: 2,
 	})
-	if err != nil {
-		t.Fatalf("engine.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return e
 }
 
 // TestGatewayNATSProducer publishes valid and invalid events with a plain

@@ -102,7 +102,21 @@ func TestTransitionsAcrossCrashes(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(3 * time.Second) // purchases age out: time-driven exits
+	// Purchases age out (the 2 s windows): ticks drive every buyer out of
+	// "buyers" and, with no recent order left, everyone into "viewers"
+	// (each person has 6 views and 2 orders).
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for aud, want := range map[string]int{"buyers": 0, "viewers": people} {
+			var a struct {
+				Size int `json:"size"`
+			}
+			n.mustJSON("GET", "/v1/audiences/"+aud, nil, adminAuth, http.StatusOK, &a)
+			if a.Size != want {
+				return fmt.Errorf("%s has %d members, want %d once purchases aged out", aud, a.Size, want)
+			}
+		}
+		return nil
+	})
 	n.stop()
 
 	// What a clean replay of the log derives.
