@@ -65,8 +65,8 @@ func (h *hook) count() int {
 // receives every transition once it recovers, while a healthy second
 // endpoint on the same audience is not delayed meanwhile (it gets every
 // transition while the other is still failing and being retried; the test
-// ends the outage only then). Requests are
-// signed (HMAC-SHA256) and each transition arrives once per endpoint.
+// ends the outage only then, so no wall-clock window is involved). Requests
+// are signed (HMAC-SHA256) and each transition arrives once per endpoint.
 func TestWebhooksFailingAndHealthy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
