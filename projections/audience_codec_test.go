@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/aurumcdp/aurum/projections/audience"
-	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -36,7 +35,7 @@ func audienceLog(t testing.TB) []entry {
 }
 
 // toLegacy rewrites every value of the given kind in s ('u' audience
-// states, 'g' GCRs) in the msgpack form that versions before the
+// states) in the msgpack form that versions before the
 // hand-written codecs stored, and returns how many.
 func toLegacy(t *testing.T, s *store.Mem, kind byte) int {
 	t.Helper()
@@ -51,7 +50,6 @@ func toLegacy(t *testing.T, s *store.Mem, kind byte) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := gcr.New(&gcr.Options{Partitions: 4})
 	for _, x := range vals {
 		var old []byte
 		switch kind {
@@ -66,23 +64,6 @@ func toLegacy(t *testing.T, s *store.Mem, kind byte) int {
 			if old, err = msgpack.Marshal(st); err != nil {
 				t.Fatal(err)
 			}
-		case 'g':
-			if gcr.IsLegacy(x.v) {
-				t.Fatalf("GCR %x already in the legacy form", x.k)
-			}
-			_, _, profile, _ := SplitPartitionKey(x.k)
-			prof, err := g.Get(s, profile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var buf bytes.Buffer
-			enc := msgpack.NewEncoder(&buf) // as gcr's encoder was set up
-			enc.SetSortMapKeys(true)
-			enc.UseCompactInts(true)
-			if err := enc.Encode(prof); err != nil {
-				t.Fatal(err)
-			}
-			old = buf.Bytes()
 		}
 		if err := s.Set(x.k, old); err != nil {
 			t.Fatal(err)
@@ -157,38 +138,6 @@ func TestLegacyAudienceStatesKeepWorking(t *testing.T) {
 	}
 	if bytes.Equal(digest(t, cur), digest(t, old)) {
 		t.Fatal("a changed legacy state did not change the digest")
-	}
-}
-
-// TestLegacyGCRsKeepWorking: the same for GCRs written in msgpack by
-// versions before the hand-written GCR codec (commit f93f7cc).
-func TestLegacyGCRsKeepWorking(t *testing.T) {
-	log := audienceLog(t)
-	half := len(log) / 2
-	cur, old := store.NewMem(), store.NewMem()
-	smCur, smOld := newSM(), newSM()
-	applyAll(t, smCur, cur, log[:half])
-	applyAll(t, smOld, old, log[:half])
-	if n := toLegacy(t, old, 'g'); n < 10 {
-		t.Fatalf("only %d GCRs to convert: the log exercises too little", n)
-	}
-	smOld.ResetCache() // the store was written behind the state machine's back
-	if !bytes.Equal(digest(t, cur), digest(t, old)) {
-		t.Fatal("legacy (msgpack) GCRs change the digest")
-	}
-	applyAll(t, smCur, cur, log[half:])
-	applyAll(t, smOld, old, log[half:])
-	if !bytes.Equal(digest(t, cur), digest(t, old)) {
-		t.Fatal("applying the rest of the log to legacy GCRs gave another state")
-	}
-	oc, oo := outbox(t, cur, smCur.Partitions()), outbox(t, old, smOld.Partitions())
-	if len(oc) == 0 || len(oc) != len(oo) {
-		t.Fatalf("outboxes: %d vs %d rows", len(oc), len(oo))
-	}
-	for k, v := range oc {
-		if oo[k] != v {
-			t.Fatalf("outbox row %x differs", k)
-		}
 	}
 }
 
