@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +187,8 @@ func TestErasureSealsWholePayload(t *testing.T) {
 	}
 	add(zeph.emailSent, zeph.email, zeph.name, "Quillfeather", "Zéphyrine", zeph.phoneSent, zeph.phone, zeph.ip,
 		"4520987654", "20987654", "20 98 76 54")
+	slices.Sort(needles)
+	needles = slices.Compact(needles)
 	rawFound := scanDirAll(t, dataDir, needles...)
 	for _, nd := range needles {
 		for _, f := range rawFound[nd] {
