@@ -76,37 +76,6 @@ func loadRawAudienceState(r store.Reader, p *Partition, profile []byte) ([]byte,
 	return v, err
 }
 
-// canonicalValue returns v as the current code would write it, for the
-// digest: an audience state still in the msgpack form of earlier versions
-// (an old data dir, not yet re-written) hashes as its current encoding, so
-// that the node and a replay of its log have equal digests. Every other
-// value, and one that does not decode, is returned as it is.
-func canonicalValue(k, v []byte) []byte {
-	_, kind, profile, ok := SplitPartitionKey(k)
-	if !ok || profile == nil {
-		return v
-	}
-	switch kind {
-	case 'u':
-		if !audience.IsLegacyState(v) {
-			return v
-		}
-		st, err := audience.DecodeState(v)
-		if err != nil {
-			return v
-		}
-		data, err := audience.EncodeState(st)
-		if err != nil {
-			return v
-		}
-		return data
-	}
-	return v
-}
-
-// prefixKeychainNode is the identity keychain's node range (ip/<profile>).
-var prefixKeychainNode = []byte("ip/")
-
 // work is what an entry asks of one profile's audiences.
 type work struct {
 	events []audience.Event
