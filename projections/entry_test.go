@@ -26,3 +26,7 @@ func marshalEntry(v any) ([]byte, error) {
 	}
 	return event.EncodeBatch(&c), nil
 }
+
+// openIdentity opens what marshalEntry "sealed": the bytes are the
+// plaintext.
+func openIdentity(_, sealed []byte) ([]byte, error) { return sealed, nil }

@@ -77,7 +77,7 @@ func applyAll(t testing.TB, sm *StateMachine, s store.ReadWriter, log []entry) R
 	return total
 }
 
-func newSM() *StateMachine { return New(Options{Partitions: 4}) }
+func newSM() *StateMachine { return New(Options{Partitions: 4, Open: openIdentity}) }
 
 func digest(t testing.TB, r store.Reader) []byte {
 	t.Helper()

@@ -67,7 +67,7 @@ func FuzzApply(f *testing.F) {
 		if control {
 			subject = SubjectControl
 		}
-		sm := New(Options{Partitions: 2})
+		sm := New(Options{Partitions: 2, Open: openIdentity}) // hostile sealed properties are decoded too
 		s := store.NewMem()
 		ctl, _ := marshalEntry(&Control{Kind: ControlSourceCreate, Time: 1, Source: Source{Name: "web", KeyHash: testHash("k", "web")}})
 		if _, err := sm.Apply(s, 1, SubjectControl, ctl); err != nil {

@@ -307,12 +307,11 @@ func RecordView(rec *event.Record, open Opener) (map[string]any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gcr: record view %s: properties: %w", id, err)
 		}
-		if p, isMap := val.(map[string]any); ok && !isMap {
+		p, isMap := val.(map[string]any)
+		if ok && !isMap {
 			return nil, fmt.Errorf("gcr: record view %s: properties: %T, want a map", id, val)
-		} else {
-			props = p
 		}
-		redacted = redacted || !ok
+		props, redacted = p, redacted || !ok
 	}
 	if props == nil {
 		props = map[string]any{}
