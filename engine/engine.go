@@ -170,25 +170,6 @@ func (o *Options) ensureDefaults() {
 	}
 }
 
-func (o *Options) validate() error {
-	if o.Partitions < 1 || o.Partitions > 1024 {
-		return fmt.Errorf("engine: partitions must be in [1, 1024], got %d", o.Partitions)
-	}
-	if o.DedupWindow < 0 {
-		return fmt.Errorf("engine: dedup window must not be negative")
-	}
-	if o.MaxBatchBytes < 64<<10 || o.MaxBatchBytes > 4<<20 {
-		return fmt.Errorf("engine: max batch bytes must be in [64 KB, 4 MB], got %d", o.MaxBatchBytes)
-	}
-	if len(o.AdminTokenHash) != 0 && len(o.AdminTokenHash) != 32 {
-		return fmt.Errorf("engine: admin token hash must be 32 bytes (SHA-256), got %d", len(o.AdminTokenHash))
-	}
-	if o.MasterKey != nil && len(o.MasterKey) != 32 {
-		return fmt.Errorf("engine: master key must be 32 bytes, got %d", len(o.MasterKey))
-	}
-	return o.Identity.Validate()
-}
-
 // keysStoreOptions configures the keys/ database: a data key is written
 // once (about 100 bytes) and read on a key-cache miss, so it needs a small
 // block cache and a small memtable. Pebble's default 32 MB memtable would
@@ -245,10 +226,10 @@ type Engine struct {
 // stores, the apply loop, the outbox publisher, the committer and the gateway
 // consuming aurum.ingest.>.
 func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
-	opts.ensureDefaults()
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	opts.ensureDefaults()
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("engine: data dir: %w", err)
 	}
@@ -293,12 +274,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.opts.Partitions = parts
-	e.sm = projections.New(projections.Options{
-		Partitions:  parts,
-		DedupWindow: opts.DedupWindow.Milliseconds(),
-	})
-	e.sm.SetOpener(e.keys.Open)
-	if err := e.sm.Load(e.state); err != nil {
+	if e.sm, err = openStateMachine(e.state, parts, opts.DedupWindow, e.keys); err != nil {
 		return nil, err
 	}
 	if err := e.redestroySuppressed(); err != nil {

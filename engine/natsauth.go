@@ -43,6 +43,15 @@ var natsPermissions = []struct {
 	// They receive JetStream answers and pulled messages on the readers'
 	// inbox, which producers cannot read (nats.CustomInboxPrefix).
 	{natsReader, false, alog.ReaderInboxPrefix + ".>"},
+	// Read-only metadata the clients' defaults ask for: the account's
+	// JetStream info (totals and limits, no names: the JavaScript client's
+	// jetstreamManager) and the names of the streams, optionally those
+	// whose configured subjects match a filter (a stream looked up by
+	// subject: nats.go's js.Subscribe without BindStream,
+	// StreamNameBySubject). Neither answers with a message or the state of
+	// a stream (docs/security.md).
+	{natsReader, true, "$JS.API.INFO"},
+	{natsReader, true, "$JS.API.STREAM.NAMES"},
 	// JetStream on AURUM_OUT only: the stream's info,
 	{natsReader, true, "$JS.API.STREAM.INFO." + alog.StreamOut},
 	// one message by sequence or subject,

@@ -224,3 +224,142 @@ func TestNATSAuthRevoke(t *testing.T) {
 		t.Fatalf("after the revoke: revoked connected %v, other connected %v", nc.IsConnected(), other.IsConnected())
 	}
 }
+
+// TestNATSReaderClientPaths: the official Go client's common reader paths
+// work on a viewer token with their defaults (the stream found by subject,
+// the account's JetStream info), each receives the transition, and the same
+// token still cannot publish on the log, read aurum.log.>, delete a stream
+// or create a consumer outside AURUM_OUT.
+func TestNATSReaderClientPaths(t *testing.T) {
+	e := openNATSAuthEngine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	keyA, err := e.CreateSource(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PutAudience(ctx, audience.Definition{Name: "buyers", Rule: `count("Bought", "1h") >= 1`}); err != nil {
+		t.Fatal(err)
+	}
+	vOpt, violation := natsViolations(t)
+	viewer := natsConnect(t, e, nats.Token(natsToken(t, e, auth.RoleViewer)), nats.CustomInboxPrefix(alog.ReaderInboxPrefix), vOpt)
+
+	// nats.go's legacy JetStream context: Subscribe by subject, no
+	// BindStream (it looks the stream up by subject).
+	legacy, err := viewer.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 16)
+	lsub, err := legacy.Subscribe("aurum.audience.>", func(m *nats.Msg) { got <- m.Subject })
+	if err != nil {
+		t.Fatalf("legacy js.Subscribe by subject: %v", err)
+	}
+	defer func() { _ = lsub.Unsubscribe() }()
+	lsync, err := legacy.SubscribeSync("aurum.audience.>")
+	if err != nil {
+		t.Fatalf("legacy js.SubscribeSync by subject: %v", err)
+	}
+	defer func() { _ = lsync.Unsubscribe() }()
+
+	// The new API: the account's info (what a client's manager asks first),
+	// the stream by subject, the stream by name, an ordered consumer.
+	vjs, err := jetstream.New(viewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vjs.AccountInfo(ctx); err != nil {
+		t.Fatalf("account info: %v", err)
+	}
+	name, err := vjs.StreamNameBySubject(ctx, "aurum.audience.>")
+	if err != nil || name != alog.StreamOut {
+		t.Fatalf("StreamNameBySubject: %q, %v", name, err)
+	}
+	stream, err := vjs.Stream(ctx, alog.StreamOut)
+	if err != nil {
+		t.Fatalf("Stream(%s): %v", alog.StreamOut, err)
+	}
+	ordered, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.audience.>"}})
+	if err != nil {
+		t.Fatalf("ordered consumer: %v", err)
+	}
+
+	producer := natsProducer(t, e, "a", keyA)
+	pjs, err := jetstream.New(producer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pjs.Publish(ctx, "aurum.ingest.a", []byte(`{"type":"track","event":"Bought","userId":"u-1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	const entered = "aurum.audience.buyers.entered"
+	select {
+	case s := <-got:
+		if s != entered {
+			t.Fatalf("legacy Subscribe got %s", s)
+		}
+	case <-ctx.Done():
+		t.Fatal("legacy Subscribe: no transition")
+	}
+	if m, err := lsync.NextMsg(20 * time.Second); err != nil || m.Subject != entered {
+		t.Fatalf("legacy SubscribeSync: %v", err)
+	}
+	if m, err := ordered.Next(jetstream.FetchMaxWait(20 * time.Second)); err != nil || m.Subject() != entered {
+		t.Fatalf("ordered consumer: %v", err)
+	}
+
+	// Names of streams are metadata a reader may list; their content and
+	// state are not. A look-up by subject matches the configured subjects
+	// only: a source with messages and one that does not exist answer
+	// alike.
+	for subj, want := range map[string]string{
+		"aurum.log.events": alog.StreamLog,
+		"aurum.ingest.a":   alog.StreamIngest,
+		"aurum.ingest.zz":  alog.StreamIngest,
+	} {
+		if name, err := vjs.StreamNameBySubject(ctx, subj); err != nil || name != want {
+			t.Fatalf("StreamNameBySubject(%s): %q, %v; want %s", subj, name, err, want)
+		}
+	}
+	names := vjs.StreamNames(ctx)
+	var all []string
+	for n := range names.Name() {
+		all = append(all, n)
+	}
+	if names.Err() != nil || len(all) != 5 {
+		t.Fatalf("stream names %v: %v", all, names.Err())
+	}
+	short := func() context.Context {
+		c, stop := context.WithTimeout(ctx, 2*time.Second)
+		t.Cleanup(stop)
+		return c
+	}
+	for _, s := range []string{alog.StreamLog, alog.StreamIngest, alog.StreamDeadLetter, alog.StreamAudit} {
+		if _, err := vjs.Stream(short(), s); err == nil {
+			t.Fatalf("a viewer read %s's info", s)
+		}
+		if _, err := vjs.OrderedConsumer(short(), s, jetstream.OrderedConsumerConfig{}); err == nil {
+			t.Fatalf("a viewer created a consumer on %s", s)
+		}
+	}
+	if err := vjs.DeleteStream(short(), alog.StreamOut); err == nil {
+		t.Fatal("a viewer deleted AURUM_OUT")
+	}
+	if err := vjs.DeleteStream(short(), alog.StreamLog); err == nil {
+		t.Fatal("a viewer deleted AURUM_LOG")
+	}
+	if _, err := vjs.CreateStream(short(), jetstream.StreamConfig{Name: "MINE", Subjects: []string{"aurum.log.>"}}); err == nil {
+		t.Fatal("a viewer created a stream over the log")
+	}
+	if err := viewer.Publish("aurum.log.events", []byte{0x80}); err != nil {
+		t.Fatal(err)
+	}
+	violation("aurum.log.events")
+	if _, err := viewer.SubscribeSync("aurum.log.>"); err != nil {
+		t.Fatal(err)
+	}
+	violation("aurum.log.>")
+	if _, err := legacy.Subscribe("aurum.log.>", func(*nats.Msg) {}); err == nil {
+		t.Fatal("a viewer subscribed to aurum.log.> through JetStream")
+	}
+}

@@ -162,9 +162,8 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 			os.RemoveAll(dir)
 		}
 	}()
-	sm := projections.New(projections.Options{Partitions: e.opts.Partitions, DedupWindow: e.opts.DedupWindow.Milliseconds()})
-	sm.SetOpener(e.keys.Open)
-	if err := sm.Load(db); err != nil {
+	sm, err := openStateMachine(db, e.opts.Partitions, e.opts.DedupWindow, e.keys)
+	if err != nil {
 		return err
 	}
 	if _, err := checkPartitions(db, e.opts.Partitions); err != nil {

@@ -96,8 +96,10 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 	if _, err := checkPartitions(db, parts); err != nil {
 		return res, err
 	}
-	sm := projections.New(projections.Options{Partitions: parts, DedupWindow: opts.DedupWindow.Milliseconds()})
-	sm.SetOpener(keys.Open)
+	sm, err := openStateMachine(db, parts, opts.DedupWindow, keys)
+	if err != nil {
+		return res, err
+	}
 
 	l, err := alog.Open(ctx, alog.Options{Dir: filepath.Join(opts.DataDir, "jetstream"), Listen: "127.0.0.1:-1", Logger: opts.Logger})
 	if err != nil {

@@ -2,7 +2,10 @@ package engine
 
 import (
 	"log/slog"
+	"time"
 
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/store"
 )
 
@@ -23,4 +26,15 @@ const StateCacheSize = 128 << 20
 // StateCacheSize. logger nil: slog.Default().
 func StateStoreOptions(logger *slog.Logger) *store.Options {
 	return &store.Options{CacheSize: StateCacheSize, Logger: logger}
+}
+
+// openStateMachine builds the state machine over a state store, the one way
+// for each of them (the live one, a rebuild's, an offline replay's):
+// parts partitions, the dedup window, trait values unsealed with keys.
+func openStateMachine(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring) (*projections.StateMachine, error) {
+	return projections.Open(db, projections.Options{
+		Partitions:  parts,
+		DedupWindow: dedup.Milliseconds(),
+		Open:        keys.Open,
+	})
 }

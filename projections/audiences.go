@@ -121,12 +121,6 @@ func (sm *StateMachine) applyAudienceControl(rw store.ReadWriter, c *Control, re
 	return nil
 }
 
-// SetOpener sets the function that unseals trait values for audience rules
-// (before the first Apply).
-func (sm *StateMachine) SetOpener(open func(keyID, sealed []byte) ([]byte, error)) {
-	sm.opts.Open = open
-}
-
 // LogClock returns the state machine's clock: the latest log time applied.
 func LogClock(r store.Reader) (int64, error) {
 	v, err := readUint64(r, keyNow)

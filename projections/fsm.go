@@ -104,7 +104,20 @@ type StateMachine struct {
 	ddf        *dedupFilter // nil: no filter; used by Apply and Load only
 }
 
-// New returns a state machine. The caller must have validated opts.Identity.
+// Open returns a state machine over the state in r (a new or existing
+// state store; the partition count must be the store's): New, then Load.
+// It is how the engine builds every state machine (the live one, a
+// rebuild's, an offline replay's).
+func Open(r store.Reader, opts Options) (*StateMachine, error) {
+	sm := New(opts)
+	if err := sm.Load(r); err != nil {
+		return nil, err
+	}
+	return sm, nil
+}
+
+// New returns a state machine over empty state (Open for a store that may
+// hold state). The caller must have validated opts.Identity.
 func New(opts Options) *StateMachine {
 	if opts.Partitions == 0 {
 		opts.Partitions = 16

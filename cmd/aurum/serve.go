@@ -38,6 +38,42 @@ type serveFlags struct {
 	sessionTTL                                  time.Duration
 }
 
+// optionFlags names the serve flag of each engine.Options field it sets.
+var optionFlags = map[string]string{
+	"DataDir":         "--data-dir",
+	"NATSListen":      "--nats",
+	"NATSURL":         "--nats-url",
+	"NATSTLSCertFile": "--nats-tls-cert",
+	"NATSTLSKeyFile":  "--nats-tls-key",
+	"Partitions":      "--partitions",
+	"DedupWindow":     "--dedup-window",
+	"TickPeriod":      "--tick",
+	"SessionTTL":      "--session-ttl",
+	"Identity":        "--identity-config",
+	"MasterKey":       "master key",
+	"AdminTokenHash":  "admin token",
+}
+
+// flagError restates an engine.OptionError with the flags that set the
+// fields; other errors are returned as they are.
+func flagError(err error) error {
+	var oe *engine.OptionError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	names := make([]string, len(oe.Fields))
+	for i, f := range oe.Fields {
+		if names[i] = optionFlags[f]; names[i] == "" {
+			names[i] = f
+		}
+	}
+	msg := strings.Join(names, " and ") + ": " + oe.Reason
+	if len(oe.Fields) == 1 && oe.Fields[0] == "TickPeriod" {
+		msg += " (0 disables)"
+	}
+	return errors.New(msg)
+}
+
 func newServeCmd() *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
@@ -136,13 +172,14 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if f.ingestRate < 0 {
 		return fmt.Errorf("--ingest-rate: must not be negative (0 disables), got %g", f.ingestRate)
 	}
-	if f.sessionTTL <= 0 {
+	if f.sessionTTL == 0 { // for Options, zero is the default
 		return fmt.Errorf("--session-ttl: must be positive, got %v", f.sessionTTL)
 	}
-	if f.tick == 0 {
+	switch { // the flag's 0 disables ticks, as a negative TickPeriod does
+	case f.tick == 0:
 		opts.TickPeriod = -1
-	} else if f.tick < 10*time.Millisecond {
-		return fmt.Errorf("--tick: at least 10ms (or 0 to disable), got %v", f.tick)
+	case f.tick < 0:
+		return fmt.Errorf("--tick: at least %v, got %v (0 disables)", engine.MinTickPeriod, f.tick)
 	}
 	switch f.consentDefault {
 	case "granted":
@@ -160,12 +197,6 @@ func runServe(ctx context.Context, f serveFlags) error {
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key: give both or neither")
-	}
-	if (f.natsTLSCert == "") != (f.natsTLSKey == "") {
-		return errors.New("--nats-tls-cert and --nats-tls-key: give both or neither")
-	}
-	if f.natsTLSCert != "" && f.natsURL != "" {
-		return errors.New("--nats-tls-cert: only for the embedded server; with --nats-url the deployment decides TLS")
 	}
 	opts.NATSTLSCertFile, opts.NATSTLSKeyFile = f.natsTLSCert, f.natsTLSKey
 	var tlsCfg *tls.Config
@@ -189,6 +220,9 @@ func runServe(ctx context.Context, f serveFlags) error {
 			return fmt.Errorf("master key: %w", err)
 		}
 		opts.MasterKey = k
+	}
+	if err := opts.Validate(); err != nil {
+		return flagError(err)
 	}
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeFlagErrors: serve refuses invalid engine settings before it
+// touches the data directory, naming the flags (engine.Options.Validate
+// holds the checks).
+func TestServeFlagErrors(t *testing.T) {
+	valid := func() serveFlags {
+		return serveFlags{dataDir: t.TempDir() + "/data", httpAddr: "127.0.0.1:0", natsAddr: "127.0.0.1:-1",
+			fsync: "default", consentDefault: "granted", logFormat: "text", logLevel: "error",
+			partitions: 16, dedupWindow: time.Hour, tick: time.Second, sessionTTL: time.Hour}
+	}
+	for _, tt := range []struct {
+		name string
+		set  func(*serveFlags)
+		want string
+	}{
+		{"tick too short", func(f *serveFlags) { f.tick = 5 * time.Millisecond }, "--tick: at least 10ms, got 5ms (0 disables)"},
+		{"tick negative", func(f *serveFlags) { f.tick = -time.Second }, "--tick: at least 10ms, got -1s (0 disables)"},
+		{"session TTL zero", func(f *serveFlags) { f.sessionTTL = 0 }, "--session-ttl: must be positive, got 0s"},
+		{"session TTL negative", func(f *serveFlags) { f.sessionTTL = -time.Hour }, "--session-ttl: must be positive, got -1h0m0s"},
+		{"partitions", func(f *serveFlags) { f.partitions = 2000 }, "--partitions: must be in [1, 1024], got 2000"},
+		{"dedup window", func(f *serveFlags) { f.dedupWindow = -time.Hour }, "--dedup-window: must not be negative"},
+		{"NATS TLS cert alone", func(f *serveFlags) { f.natsTLSCert = "c.pem" }, "--nats-tls-cert and --nats-tls-key: give both or neither"},
+		{"NATS TLS with --nats-url", func(f *serveFlags) { f.natsTLSCert, f.natsTLSKey, f.natsURL = "c.pem", "k.pem", "nats://127.0.0.1:1" },
+			"--nats-tls-cert and --nats-url: TLS files are only for the embedded server"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := valid()
+			tt.set(&f)
+			err := runServe(context.Background(), f)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("serve: %v, want %q", err, tt.want)
+			}
+			if _, statErr := os.Stat(f.dataDir); statErr == nil {
+				t.Fatalf("the data directory was created before the flags were checked")
+			}
+		})
+	}
+}

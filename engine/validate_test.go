@@ -1,0 +1,67 @@
+package engine_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/projections/identity"
+)
+
+// TestOptionsValidate: each invalid field and relation is refused with an
+// *OptionError naming the fields; zero values (the defaults) and valid
+// settings pass.
+func TestOptionsValidate(t *testing.T) {
+	badIdentity := identity.DefaultConfig()
+	badIdentity.Priority = []string{"email", "email"}
+	for _, tt := range []struct {
+		name   string
+		opts   engine.Options
+		fields string // "" = valid
+		reason string
+	}{
+		{"zero value", engine.Options{}, "", ""},
+		{"valid", engine.Options{Partitions: 1024, DedupWindow: time.Hour, MaxBatchBytes: 64 << 10,
+			TickPeriod: engine.MinTickPeriod, SessionTTL: time.Minute, NATSTLSCertFile: "c.pem", NATSTLSKeyFile: "k.pem",
+			AdminTokenHash: make([]byte, 32), MasterKey: make([]byte, 32)}, "", ""},
+		{"ticks disabled", engine.Options{TickPeriod: -1}, "", ""},
+		{"external NATS without TLS files", engine.Options{NATSURL: "nats://x:4222"}, "", ""},
+		{"partitions negative", engine.Options{Partitions: -1}, "Partitions", "[1, 1024], got -1"},
+		{"partitions too many", engine.Options{Partitions: 1025}, "Partitions", "got 1025"},
+		{"dedup window negative", engine.Options{DedupWindow: -time.Second}, "DedupWindow", "negative"},
+		{"batch too small", engine.Options{MaxBatchBytes: 1000}, "MaxBatchBytes", "got 1000"},
+		{"batch too large", engine.Options{MaxBatchBytes: 5 << 20}, "MaxBatchBytes", "[64 KB, 4 MB]"},
+		{"tick too short", engine.Options{TickPeriod: 5 * time.Millisecond}, "TickPeriod", "at least 10ms, got 5ms"},
+		{"session TTL negative", engine.Options{SessionTTL: -time.Hour}, "SessionTTL", "must be positive"},
+		{"NATS TLS cert alone", engine.Options{NATSTLSCertFile: "c.pem"}, "NATSTLSCertFile NATSTLSKeyFile", "both or neither"},
+		{"NATS TLS key alone", engine.Options{NATSTLSKeyFile: "k.pem"}, "NATSTLSCertFile NATSTLSKeyFile", "both or neither"},
+		{"NATS TLS with an external deployment", engine.Options{NATSURL: "nats://x:4222", NATSTLSCertFile: "c.pem", NATSTLSKeyFile: "k.pem"},
+			"NATSTLSCertFile NATSURL", "embedded server"},
+		{"admin token hash short", engine.Options{AdminTokenHash: make([]byte, 16)}, "AdminTokenHash", "got 16"},
+		{"master key short", engine.Options{MasterKey: make([]byte, 31)}, "MasterKey", "got 31"},
+		{"master key empty but set", engine.Options{MasterKey: []byte{}}, "MasterKey", "got 0"},
+		{"identity invalid", engine.Options{Identity: &badIdentity}, "Identity", "twice"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.opts.Validate()
+			if tt.fields == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			var oe *engine.OptionError
+			if !errors.As(err, &oe) {
+				t.Fatalf("Validate: %v, want an *OptionError", err)
+			}
+			if got := strings.Join(oe.Fields, " "); got != tt.fields || !strings.Contains(oe.Reason, tt.reason) {
+				t.Fatalf("Validate: fields %q reason %q, want %q with %q", got, oe.Reason, tt.fields, tt.reason)
+			}
+			if !strings.HasPrefix(err.Error(), "engine: ") {
+				t.Fatalf("error %q lacks the package prefix", err)
+			}
+		})
+	}
+}
