@@ -29,7 +29,7 @@ import (
 
 // Log subjects the state machine understands.
 const (
-	SubjectEvents  = "aurum.log.events"  // event.Batch: binary (event.EncodeBatch), or msgpack before
+	SubjectEvents  = "aurum.log.events"  // event.Batch: binary (event.EncodeBatch)
 	SubjectControl = "aurum.log.control" // msgpack Control
 )
 
