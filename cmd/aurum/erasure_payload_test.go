@@ -26,7 +26,8 @@ import (
 // blocks uncompressed) nor in any value of the Pebble databases read
 // through Pebble (its blocks are compressed, which could hide a plaintext
 // from a grep). A person who is not erased still answers every query
-// (profile, events, export, audience members) as before the erasure.
+// (profile, events, export, audience members) as before the erasure, and an
+// offline replay of the log gives the node's digest.
 func TestErasureSealsWholePayload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
@@ -165,6 +166,13 @@ func TestErasureSealsWholePayload(t *testing.T) {
 		t.Errorf("buyers after the erasure: %v, want kim (%v) only", m, kimProfile["profile_id"])
 	}
 
+	// The node's digest, for the offline replay below.
+	out, code := aurumCLI(t, []string{"AURUM_SERVER=" + n.HTTP, "AURUM_ADMIN_TOKEN=" + testAdminToken}, "digest", "--server", n.HTTP)
+	if code != 0 {
+		t.Fatalf("digest: %s", out)
+	}
+	online, _ := parseDigest(t, out)
+
 	// On disk, after a clean stop: nothing of her in any spelling.
 	n.stop()
 	var needles []string
@@ -209,6 +217,11 @@ func TestErasureSealsWholePayload(t *testing.T) {
 	}
 	if !inJetStream || len(pebbleFound[control]) == 0 {
 		t.Fatalf("control %q not found (JetStream %v, Pebble %v): the scans prove nothing", control, inJetStream, pebbleFound[control])
+	}
+	// A replay of the log, whose erased properties no longer open, gives
+	// the node's state.
+	if offline, _ := parseDigest(t, digestOf(t, dataDir)); offline != online {
+		t.Fatalf("offline replay digest %s, node %s", offline, online)
 	}
 }
 
