@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/internal/check"
 	alog "github.com/aurumcdp/aurum/log"
 )
 
@@ -22,22 +23,6 @@ import (
 var testNow = time.Unix(1_700_000_000, 0)
 
 const testSecret = "s3cret-s3cret-s3cret"
-
-// checkFor polls fn until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", timeout, err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // syncBuffer is a log sink printed when a test fails.
 type syncBuffer struct {
@@ -195,7 +180,7 @@ func (e *endpoint) check() {
 // waitDelivered polls until the endpoint has acknowledged n deliveries.
 func (e *endpoint) waitDelivered(t *testing.T, n int) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	check.For(t, 10*time.Second, 2*time.Millisecond, func() error {
 		if got := e.delivered(); len(got) < n {
 			return fmt.Errorf("%s: %d of %d delivered", e.srv.URL, len(got), n)
 		}
@@ -207,7 +192,7 @@ func (e *endpoint) waitDelivered(t *testing.T, n int) {
 func waitStats(t *testing.T, d *Dispatcher, name string, ok func(DestStats) bool) DestStats {
 	t.Helper()
 	var st DestStats
-	checkFor(t, 10*time.Second, func() error {
+	check.For(t, 10*time.Second, 2*time.Millisecond, func() error {
 		if st = d.Stats()[name]; !ok(st) {
 			return fmt.Errorf("%s stats %+v", name, st)
 		}
@@ -285,7 +270,7 @@ func TestFailingEndpointRecoversHealthyNotDelayed(t *testing.T) {
 	// The healthy endpoint gets everything while the failing one is
 	// still failing (it recovers only after this).
 	healthy.waitDelivered(t, n)
-	checkFor(t, 10*time.Second, func() error {
+	check.For(t, 10*time.Second, 2*time.Millisecond, func() error {
 		if got := d.Stats()["failing"].FailedAttempts; got < 3 {
 			return fmt.Errorf("failing endpoint: %d failed attempts", got)
 		}
@@ -363,7 +348,7 @@ func TestPermanentFailureDeadLettersAtOnce(t *testing.T) {
 		t.Fatalf("%d requests, want 5 (a permanent failure is not retried)", got)
 	}
 	var dls []alog.DeadLetter
-	checkFor(t, 5*time.Second, func() error {
+	check.For(t, 5*time.Second, 2*time.Millisecond, func() error {
 		var err error
 		dls, err = l.ReadDeadLetters(context.Background(), 1, 10)
 		if err == nil && len(dls) < 3 {
@@ -471,7 +456,7 @@ func TestTimeoutsAndConnectionErrorsAreRetried(t *testing.T) {
 	if st.FailedAttempts != 2 || !strings.Contains(st.LastError, "deadline exceeded") {
 		t.Fatalf("slow stats %+v", st)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	check.For(t, 10*time.Second, 2*time.Millisecond, func() error {
 		if n := len(dl.get()); n < 2 {
 			return fmt.Errorf("%d dead letters from the dead endpoint", n)
 		}
@@ -575,7 +560,7 @@ func TestCloseStopsWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep.waitDelivered(t, 5)
-	checkFor(t, 5*time.Second, func() error {
+	check.For(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if len(failing.requests()) == 0 {
 			return errors.New("no attempt on the failing endpoint")
 		}
@@ -589,7 +574,7 @@ func TestCloseStopsWorkers(t *testing.T) {
 			t.Fatalf("%s still running after Close", name)
 		}
 	}
-	checkFor(t, 5*time.Second, func() error {
+	check.For(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if n, stacks := clientGoroutines(); n > before {
 			return fmt.Errorf("%d goroutines, %d before:\n%s", n, before, stacks)
 		}
@@ -627,7 +612,7 @@ func TestWorkerStopsWhenLogCloses(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	check.For(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if d.Stats()["a"].Running {
 			return errors.New("worker still running after the log closed")
 		}

@@ -23,6 +23,8 @@ import (
 	"github.com/aurumcdp/aurum/api"
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections/audience"
 )
 
@@ -85,32 +87,18 @@ func newAccessServerClock(t *testing.T, clock *testClock, set func(*api.Options)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	e, err := engine.Open(ctx, engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", MasterKey: bytes.Repeat([]byte{7}, 32),
-		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords})
-	if err != nil {
-		t.Fatalf("engine.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Errorf("engine.Close: %v", err)
-		}
-	})
 	h := sha256.Sum256([]byte(adminToken))
 	opts := api.Options{AdminTokenHash: h[:], RequestTimeout: 20 * time.Second, Logger: logger, Now: clock.Now}
 	if set != nil {
 		set(&opts)
 	}
-	srv, err := api.New(e, opts)
-	if err != nil {
-		t.Fatalf("api.New: %v", err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	key, err := e.CreateSource(ctx, "web")
+	n := testnode.Start(t, testnode.Options{API: &opts, Engine: engine.Options{DataDir: dir, MasterKey: bytes.Repeat([]byte{7}, 32),
+		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords}})
+	key, err := n.Engine.CreateSource(ctx, "web")
 	if err != nil {
 		t.Fatalf("CreateSource: %v", err)
 	}
-	return &accessServer{testServer: &testServer{t: t, e: e, URL: hs.URL, webKey: key}, srv: srv, clock: clock, logs: logs, dataDir: dir}
+	return &accessServer{testServer: &testServer{t: t, e: n.Engine, URL: n.URL, webKey: key}, srv: n.API, clock: clock, logs: logs, dataDir: dir}
 }
 
 func bearer(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
@@ -314,7 +302,7 @@ func jsonBodyNoT(v any) []byte {
 // waitReplay polls until no replay is running.
 func (s *accessServer) waitReplay() {
 	s.t.Helper()
-	checkFor(s.t, 30*time.Second, func() error {
+	check.For(s.t, 30*time.Second, 10*time.Millisecond, func() error {
 		if st := s.e.RebuildStatus().Status; st == "running" || st == "swapping" {
 			return fmt.Errorf("replay %s", st)
 		}

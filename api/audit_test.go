@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // auditSince returns the audit entries from cursor on (engine side, so that
@@ -33,7 +34,7 @@ func TestAuditEachAction(t *testing.T) {
 	if r := s.do(req{path: "/v1/identify", key: s.webKey, body: []byte(`{"userId":"u1","traits":{"email":"Jane@X.com"}}`)}); r.code != http.StatusOK {
 		t.Fatalf("identify: %s", r)
 	}
-	checkFor(t, 15*time.Second, func() error { _, err := s.e.Profile("email:jane@x.com"); return err })
+	check.For(t, 15*time.Second, 10*time.Millisecond, func() error { _, err := s.e.Profile("email:jane@x.com"); return err })
 	if got, _ := s.auditSince(cursor); len(got) != 0 {
 		t.Fatalf("the tracking API left audit entries: %+v", got)
 	}
@@ -103,7 +104,7 @@ func TestAuditEachAction(t *testing.T) {
 		cursor = next
 	}
 	// Wait for the replay to finish before the server closes.
-	checkFor(t, 30*time.Second, func() error {
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if st := s.e.RebuildStatus(); st.Status == "running" || st.Status == "swapping" {
 			return fmt.Errorf("replay %s", st.Status)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/api"
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // TestSetConsentAPI: PUT /v1/profiles/{ref}/consent states consent through
@@ -23,7 +24,7 @@ func TestSetConsentAPI(t *testing.T) {
 	if r.code != http.StatusOK {
 		t.Fatalf("PUT consent: %s", r)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		code, p := s.profile("user_id:u1")
 		if code != http.StatusOK {
 			return fmt.Errorf("profile: %d", code)
@@ -79,7 +80,7 @@ func TestAudienceExportConsent(t *testing.T) {
 	if r := s.do(req{method: http.MethodPut, path: "/v1/profiles/email:bob@example.com/consent", admin: true, body: []byte(`{"email":false}`)}); r.code != http.StatusOK {
 		t.Fatalf("PUT consent: %s", r)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		_, p := s.profile("user_id:u2")
 		if c, _ := p["consent"].(map[string]any)["email"].(map[string]any); c["granted"] != false {
 			return fmt.Errorf("consent %v", p["consent"])

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/api"
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // exported is one member as read back from an export, whatever the format.
@@ -92,7 +93,7 @@ func profileIDOf(s *testServer, ref string) string {
 
 func waitAudienceSize(s *testServer, name string, want int) {
 	s.t.Helper()
-	checkFor(s.t, 20*time.Second, func() error {
+	check.For(s.t, 20*time.Second, 10*time.Millisecond, func() error {
 		r := s.do(req{method: http.MethodGet, path: "/v1/audiences/" + name, admin: true})
 		var a struct {
 			Size int `json:"size"`

@@ -3,7 +3,6 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"net/http/httptest"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/aurumcdp/aurum/api"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/testnode"
 )
 
 // fuzzRoutes are the request bodies FuzzManagementBodies sends: audience
@@ -31,18 +31,10 @@ var fuzzRoutes = []struct{ method, path string }{
 func FuzzManagementBodies(f *testing.F) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	e, err := engine.Open(ctx, engine.Options{DataDir: f.TempDir(), NATSListen: "127.0.0.1:-1",
-		MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 2, TickPeriod: -1})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = e.Close() })
+	n := testnode.Start(f, testnode.Options{Engine: engine.Options{MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 2, TickPeriod: -1},
+		API: &api.Options{}, AdminToken: adminToken})
+	e, srv := n.Engine, n.API
 	if _, err := e.CreateSource(ctx, "web"); err != nil {
-		f.Fatal(err)
-	}
-	h := sha256.Sum256([]byte(adminToken))
-	srv, err := api.New(e, api.Options{AdminTokenHash: h[:]})
-	if err != nil {
 		f.Fatal(err)
 	}
 	for i, body := range []string{

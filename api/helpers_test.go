@@ -4,19 +4,19 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/api"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testnode"
 )
 
 const adminToken = "api-test-admin-token-0123456789"
@@ -33,34 +33,18 @@ type testServer struct {
 
 func newTestServer(t *testing.T) *testServer {
 	t.Helper()
+	n := testnode.Start(t, testnode.Options{
+		Engine:     engine.Options{MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 4},
+		API:        &api.Options{RequestTimeout: 20 * time.Second},
+		AdminToken: adminToken,
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	e, err := engine.Open(ctx, engine.Options{
-		DataDir:    t.TempDir(),
-		NATSListen: "127.0.0.1:-1",
-		MasterKey:  bytes.Repeat([]byte{7}, 32),
-		Partitions: 4,
-	})
-	if err != nil {
-		t.Fatalf("engine.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Errorf("engine.Close: %v", err)
-		}
-	})
-	h := sha256.Sum256([]byte(adminToken))
-	srv, err := api.New(e, api.Options{AdminTokenHash: h[:], RequestTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatalf("api.New: %v", err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	key, err := e.CreateSource(ctx, "web")
+	key, err := n.Engine.CreateSource(ctx, "web")
 	if err != nil {
 		t.Fatalf("CreateSource: %v", err)
 	}
-	return &testServer{t: t, e: e, srv: srv, URL: hs.URL, webKey: key}
+	return &testServer{t: t, e: n.Engine, srv: n.API, URL: n.URL, webKey: key}
 }
 
 // req describes one HTTP request of a test.
@@ -221,7 +205,7 @@ func (s *testServer) profile(ref string) (int, map[string]any) {
 func (s *testServer) waitProfile(ref string) map[string]any {
 	s.t.Helper()
 	var p map[string]any
-	checkFor(s.t, 15*time.Second, func() error {
+	check.For(s.t, 15*time.Second, 10*time.Millisecond, func() error {
 		var code int
 		if code, p = s.profile(ref); code != http.StatusOK {
 			return fmt.Errorf("GET /v1/profiles/%s: %d", ref, code)
@@ -235,22 +219,6 @@ func totalEvents(p map[string]any) float64 {
 	st, _ := p["stats"].(map[string]any)
 	n, _ := st["total_events"].(float64)
 	return n
-}
-
-// checkFor polls fn until it returns nil or the timeout passes.
-func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func basic(user string) string {

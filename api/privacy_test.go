@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // TestProfileExport: the export holds the whole GCR view (the same object
@@ -32,7 +34,7 @@ func TestProfileExport(t *testing.T) {
 	}
 	s.do(req{method: http.MethodPost, path: "/v1/track", key: s.webKey, body: jsonBody(t, map[string]any{"userId": "u-x",
 		"messageId": "r-1", "event": "Refunded", "timestamp": t0.Add(400 * time.Minute).Format(time.RFC3339)})})
-	checkFor(t, 15*time.Second, func() error {
+	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 		if _, p := s.profile("user_id:u-x"); totalEvents(p) != 301 {
 			return fmt.Errorf("%v events", totalEvents(p))
 		}
@@ -95,7 +97,7 @@ func TestProfileExport(t *testing.T) {
 	if r := s.do(req{method: http.MethodGet, path: "/v1/profiles/email:x@example.com/export", admin: true}); r.code != http.StatusNotFound {
 		t.Errorf("export of an erased person: %s", r)
 	}
-	checkFor(t, 30*time.Second, func() error {
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
 		r := s.do(req{method: http.MethodGet, path: "/v1/privacy/erasures/" + info.ID, admin: true})
 		if r.code != http.StatusOK || json.Unmarshal(r.body, &info) != nil || info.Status != "completed" {
 			return fmt.Errorf("%s", r)

@@ -12,6 +12,8 @@ import (
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/seal"
@@ -136,11 +138,9 @@ func BenchmarkApplyAudiencesNoCache(b *testing.B) { benchApply(b, true, -1) }
 // it on NATS.
 func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999 time.Duration, n int) {
 	ctx := context.Background()
-	e, err := engine.Open(ctx, engine.Options{DataDir: tb.TempDir(), NATSListen: "127.0.0.1:-1", TickPeriod: -1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer e.Close()
+	node := testnode.Start(tb, testnode.Options{Engine: engine.Options{TickPeriod: -1}})
+	defer node.Close()
+	e := node.Engine
 	if _, err := e.CreateSource(ctx, "web"); err != nil {
 		tb.Fatal(err)
 	}
@@ -203,16 +203,15 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 		mu.Unlock()
 		total += perTick
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// At most 30 s; the latencies of what arrived by then are reported.
+	_ = check.Poll(30*time.Second, 20*time.Millisecond, func() error {
 		mu.Lock()
-		got := len(lat)
-		mu.Unlock()
-		if got >= total || time.Now().After(deadline) {
-			break
+		defer mu.Unlock()
+		if len(lat) < total {
+			return fmt.Errorf("%d of %d transitions", len(lat), total)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if len(lat) == 0 {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -110,20 +111,16 @@ func BenchmarkIngestNATS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	check.For(b, 2*time.Minute, 2*time.Millisecond, func() error {
 		got, err := counterValue(e.Registry(), "aurum_ingest_events_total")
 		if err != nil {
 			b.Fatal(err)
 		}
-		if got >= float64(n) {
-			break
+		if got < float64(n) {
+			return fmt.Errorf("gateway ingested %.0f of %d events", got, n)
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("gateway ingested %.0f of %d events", got, n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return nil
+	})
 	reportRate(b, n, time.Since(start))
 	cpu.report(b, n)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/aurumcdp/aurum/api"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	alog "github.com/aurumcdp/aurum/log"
 )
 
@@ -71,11 +72,7 @@ func parseAll(b testing.TB, raw [][]byte) []event.Event {
 
 func openEngine(b testing.TB, fsyncAlways bool) *engine.Engine {
 	b.Helper()
-	e, err := engine.Open(context.Background(), engine.Options{DataDir: b.TempDir(), NATSListen: "127.0.0.1:-1", FsyncAlways: fsyncAlways})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close() })
+	e := testnode.Engine(b, engine.Options{FsyncAlways: fsyncAlways})
 	return e
 }
 

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	wlg "github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/testnode"
+	wlg "github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/projections/audience"
 )
 
@@ -58,11 +59,9 @@ func readOrBuildReplayLog(b *testing.B, ctx context.Context, dir string) int {
 	}
 	want := envInt("AURUM_BENCH_REPLAY_EVENTS", 20_000)
 	perEntry := envInt("AURUM_BENCH_REPLAY_PER_ENTRY", 200)
-	e, err := engine.Open(ctx, engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", TickPeriod: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	node := testnode.Start(b, testnode.Options{Engine: engine.Options{DataDir: dir, TickPeriod: -1}})
+	defer node.Close()
+	e := node.Engine
 	for _, name := range sortedNames(exampleAudiences) {
 		if _, err := e.PutAudience(ctx, audience.Definition{Name: name, Rule: exampleAudiences[name]}); err != nil {
 			b.Fatal(err)

@@ -12,25 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/internal/check"
 	"go.uber.org/goleak"
 )
-
-// checkFor polls fn until it returns nil, failing the test with fn's last
-// error after timeout.
-func checkFor(t testing.TB, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // freeAddr returns a loopback address with a port free at the time of the
 // call and not handed out before in this test (the kernel may hand a
@@ -123,7 +107,7 @@ func (c *testCluster) closeAll() {
 func (c *testCluster) leader() *Node {
 	c.t.Helper()
 	var leader *Node
-	checkFor(c.t, 15*time.Second, func() error {
+	check.For(c.t, 15*time.Second, 20*time.Millisecond, func() error {
 		leader = nil
 		for _, n := range c.nodes {
 			if n.IsLeader() {
@@ -148,7 +132,7 @@ func (c *testCluster) leader() *Node {
 func (c *testCluster) settled(up ...string) Map {
 	c.t.Helper()
 	var m Map
-	checkFor(c.t, 15*time.Second, func() error {
+	check.For(c.t, 15*time.Second, 20*time.Millisecond, func() error {
 		var first *Map
 		for _, n := range c.nodes {
 			nm := n.Map()
@@ -281,7 +265,7 @@ func TestClusterFailoverAndMembership(t *testing.T) {
 			t.Errorf("partition %d went to %s, not one of its standbys %v", i, p.Owner, old.Standbys)
 		}
 	}
-	checkFor(t, 10*time.Second, func() error {
+	check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 		for m := range len(w.C) {
 			_ = m
 			if got := <-w.C; got.Index >= m1.Index {
@@ -293,7 +277,7 @@ func TestClusterFailoverAndMembership(t *testing.T) {
 	// Only owners with a fresh lease own.
 	for _, p := range m1.Partitions {
 		n := c.nodes[p.Owner]
-		checkFor(t, 5*time.Second, func() error {
+		check.For(t, 5*time.Second, 20*time.Millisecond, func() error {
 			if e, ok := n.Owns(p.ID); !ok || e != p.Epoch {
 				return fmt.Errorf("%s: Owns(%d) = %d, %v", n.name, p.ID, e, ok)
 			}

@@ -10,16 +10,14 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/testnode"
 )
 
 func openAuditEngine(t *testing.T, dir string, now func() time.Time) *engine.Engine {
 	t.Helper()
-	e, err := engine.Open(context.Background(), engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1",
-		TickPeriod: -1, MasterKey: bytes.Repeat([]byte{3}, 32), Partitions: 2, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return testnode.Engine(t, engine.Options{
+		DataDir: dir, TickPeriod: -1, MasterKey: bytes.Repeat([]byte{3}, 32), Partitions: 2, Now: now,
+	})
 }
 
 // TestAuditLog: entries are appended in order, read back by cursor and by

@@ -10,6 +10,7 @@ import (
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -22,11 +23,7 @@ import (
 func TestConsentDefaultDenied(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e, err := engine.Open(ctx, engine.Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", TickPeriod: -1, ConsentDefaultDenied: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testnode.Engine(t, engine.Options{TickPeriod: -1, ConsentDefaultDenied: true})
 	if _, err := e.CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}

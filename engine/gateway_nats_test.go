@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	alog "github.com/aurumcdp/aurum/log"
 	"os/exec"
 	"strings"
@@ -22,38 +24,10 @@ import (
 
 func openGatewayEngine(t *testing.T) *engine.Engine {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	e, err := engine.Open(ctx, engine.Options{
-		DataDir:    t.TempDir(),
-		NATSListen: "127.0.0.1:-1",
+	return testnode.Engine(t, engine.Options{
 		MasterKey:  bytes.Repeat([]byte{3}, 32),
 		Partitions: 2,
 	})
-	if err != nil {
-		t.Fatalf("engine.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return e
-}
-
-func gatewayCheckFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestGatewayNATSProducer publishes valid and invalid events with a plain
@@ -113,7 +87,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 
 	// The marker was published last: once it is applied, so is all before it
 	// (one gateway consumer handles the work queue in order).
-	gatewayCheckFor(t, 15*time.Second, func() error {
+	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 		_, err := e.Profile("user_id:g-marker")
 		return err
 	})
@@ -137,17 +111,16 @@ func TestGatewayNATSProducer(t *testing.T) {
 	// (so that a failed ingest does not write them twice on redelivery),
 	// before the raw messages are acked.
 	var dls []alog.DeadLetter
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		var err error
 		if dls, err = e.DeadLetters(ctx, 1, 1000); err != nil {
 			t.Fatal(err)
 		}
-		if len(dls) >= len(bad) || time.Now().After(deadline) {
-			break
+		if len(dls) < len(bad) {
+			return fmt.Errorf("%d dead letters, want %d", len(dls), len(bad))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if len(dls) != len(bad) {
 		t.Errorf("%d dead letters, want %d", len(dls), len(bad))
 	}
@@ -200,7 +173,7 @@ func TestGatewayNATSDedupAcrossPublishes(t *testing.T) {
 		if err := nc.Publish("aurum.ingest.pos", []byte(marker)); err != nil {
 			t.Fatal(err)
 		}
-		gatewayCheckFor(t, 15*time.Second, func() error {
+		check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 			_, err := e.Profile(fmt.Sprintf("user_id:pos-marker-%d", round))
 			return err
 		})

@@ -3,12 +3,15 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections/audience"
 )
 
@@ -19,10 +22,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	run := func() {
-		e, err := engine.Open(ctx, engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", TickPeriod: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := testnode.Engine(t, engine.Options{DataDir: dir, TickPeriod: 20 * time.Millisecond})
 		if _, err := e.CreateSource(ctx, "web"); err != nil && !errors.Is(err, engine.ErrSourceExists) {
 			t.Fatal(err)
 		}
@@ -46,19 +46,17 @@ func TestCloseStopsEverything(t *testing.T) {
 	run() // warm-up: lazily started runtime and library goroutines
 	before := runtime.NumGoroutine()
 	run()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	_ = check.Poll(10*time.Second, 20*time.Millisecond, func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines", n)
+		}
+		return nil
+	})
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
-	e, err := engine.Open(ctx, engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", TickPeriod: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testnode.Engine(t, engine.Options{DataDir: dir, TickPeriod: -1})
 	p, err := e.Profile("user_id:u")
 	if err != nil || p.Stats.TotalEvents != 2 {
 		t.Fatalf("after reopening: %+v %v (want the 2 events of both runs)", p, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -20,11 +21,7 @@ import (
 func TestMergeIsPublished(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	e, err := engine.Open(ctx, engine.Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testnode.Engine(t, engine.Options{})
 	if _, err := e.CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/nats-io/nats.go"
@@ -19,25 +20,12 @@ const natsBootstrap = "nats-test-bootstrap-admin-token"
 
 func openNATSAuthEngine(t *testing.T) *engine.Engine {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	h := auth.HashSecret(natsBootstrap)
-	e, err := engine.Open(ctx, engine.Options{
-		DataDir:        t.TempDir(),
-		NATSListen:     "127.0.0.1:-1",
+	return testnode.Engine(t, engine.Options{
 		MasterKey:      bytes.Repeat([]byte{5}, 32),
 		Partitions:     2,
 		AdminTokenHash: h[:],
 	})
-	if err != nil {
-		t.Fatalf("engine.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return e
 }
 
 // TestNATSAuthConnect: who may connect to the embedded NATS server.

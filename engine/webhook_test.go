@@ -13,17 +13,19 @@ import (
 	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections/audience"
 )
 
 // hook records the deliveries a webhook endpoint accepted.
 type hook struct {
-	mu        sync.Mutex
-	secret    string
-	failUntil time.Time
-	got       map[string]time.Time // delivery id → when accepted
-	dups      int
-	badSig    int
+	mu      sync.Mutex
+	secret  string
+	failing bool                 // answer 500 (an outage) while set
+	got     map[string]time.Time // delivery id → when accepted
+	dups    int
+	badSig  int
 }
 
 func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -35,7 +37,7 @@ func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
-	if time.Now().Before(h.failUntil) {
+	if h.failing {
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
@@ -47,6 +49,12 @@ func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
+func (h *hook) setFailing(v bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failing = v
+}
+
 func (h *hook) count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -55,25 +63,24 @@ func (h *hook) count() int {
 
 // TestWebhooksFailingAndHealthy: a webhook endpoint that fails for a while
 // receives every transition once it recovers, while a healthy second
-// endpoint on the same audience is not delayed meanwhile. Requests are
-// signed (HMAC-SHA256) and each transition arrives once per endpoint.
+// endpoint on the same audience is not delayed meanwhile (it gets every
+// transition while the other is still failing and being retried; the test
+// ends the outage only then, so no wall-clock window is involved). Requests
+// are signed (HMAC-SHA256) and each transition arrives once per endpoint.
 func TestWebhooksFailingAndHealthy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e, err := engine.Open(ctx, engine.Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", TickPeriod: -1,
-		WebhookBackoffMin: 50 * time.Millisecond, WebhookBackoffMax: 200 * time.Millisecond, WebhookMaxAttempts: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testnode.Engine(t, engine.Options{
+		TickPeriod:        -1,
+		WebhookBackoffMin: 50 * time.Millisecond, WebhookBackoffMax: 200 * time.Millisecond, WebhookMaxAttempts: 1000,
+	})
 	if _, err := e.CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.PutAudience(ctx, audience.Definition{Name: "buyers", Rule: `count("Order Completed") >= 1`}); err != nil {
 		t.Fatal(err)
 	}
-	const outage = 3 * time.Second
-	flaky := &hook{secret: "flaky-secret-0123456789", failUntil: time.Now().Add(outage), got: map[string]time.Time{}}
+	flaky := &hook{secret: "flaky-secret-0123456789", failing: true, got: map[string]time.Time{}}
 	healthy := &hook{secret: "healthy-secret-0123456789", got: map[string]time.Time{}}
 	fs, hs := httptest.NewServer(flaky), httptest.NewServer(healthy)
 	defer fs.Close()
@@ -98,25 +105,38 @@ func TestWebhooksFailingAndHealthy(t *testing.T) {
 		}
 		evs = append(evs, ev)
 	}
-	start := time.Now()
 	if err := e.Ingest(ctx, "web", evs); err != nil {
 		t.Fatal(err)
 	}
-	for healthy.count() < n {
-		if time.Since(start) > outage {
-			t.Fatalf("the healthy endpoint got %d of %d before the other recovered: it was delayed", healthy.count(), n)
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if got := healthy.count(); got < n {
+			return fmt.Errorf("the healthy endpoint got %d of %d while the other is failing", got, n)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	// The failing endpoint was tried (and retried) meanwhile.
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		ds, err := e.Destinations()
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			if d.Name == "flaky" && d.Stats.FailedAttempts >= 2 {
+				return nil
+			}
+		}
+		return fmt.Errorf("the failing endpoint was not retried: %+v", ds)
+	})
 	if flaky.count() != 0 {
 		t.Fatalf("the failing endpoint accepted %d during its outage", flaky.count())
 	}
-	for flaky.count() < n {
-		if time.Since(start) > outage+20*time.Second {
-			t.Fatalf("after recovering the endpoint got %d of %d transitions", flaky.count(), n)
+	flaky.setFailing(false) // the outage ends
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if got := flaky.count(); got < n {
+			return fmt.Errorf("after recovering the endpoint got %d of %d transitions", got, n)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	for name, h := range map[string]*hook{"flaky": flaky, "healthy": healthy} {
 		h.mu.Lock()
 		if h.dups != 0 || h.badSig != 0 {
@@ -147,14 +167,25 @@ func TestWebhooksFailingAndHealthy(t *testing.T) {
 	if err := e.Ingest(ctx, "web", more); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for healthy.count() < n+5 || late.count() < 5 {
-		if time.Now().After(deadline) {
-			t.Fatalf("new transitions: healthy %d of %d, late %d of 5", healthy.count(), n+5, late.count())
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if healthy.count() < n+5 || late.count() < 5 {
+			return fmt.Errorf("new transitions: healthy %d of %d, late %d of 5", healthy.count(), n+5, late.count())
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	// A destination's consumer delivers in stream order, one message at a
+	// time: an old transition in its range would have come before the new
+	// ones. So with the 5 new ones delivered and nothing left after them
+	// (Lag 0), no old transition can still arrive.
+	ds, err = e.Destinations()
+	if err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // would any old transition still arrive?
+	for _, d := range ds {
+		if d.Name == "late" && (d.Stats.Delivered != 5 || d.Stats.Lag != 0) {
+			t.Fatalf("late destination stats %+v, want 5 delivered and nothing pending", d.Stats)
+		}
+	}
 	if late.count() != 5 {
 		t.Fatalf("the destination created later got %d transitions, want only the 5 after its creation", late.count())
 	}

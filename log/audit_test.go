@@ -1,6 +1,7 @@
 package log
 
 import (
+	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/testcert"
 
 	"encoding/json"
@@ -26,7 +27,7 @@ func TestAuditAppendRead(t *testing.T) {
 		if i == 6 {
 			// Everything appended from here on is stored at or after mid.
 			mid = time.Now()
-			checkFor(t, time.Second, time.Millisecond, func() error {
+			check.For(t, time.Second, time.Millisecond, func() error {
 				if !time.Now().After(mid) {
 					return errors.New("clock has not moved")
 				}
@@ -176,7 +177,7 @@ func TestTLSListener(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		n, err := ingestPending(ctx, l)
 		if err != nil || n != 1 {
 			return fmt.Errorf("ingest stream holds %d, %v", n, err)

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // testAuthorizer knows a producer "p" (password "pw") and tokens.
@@ -74,7 +76,7 @@ func dial(l *Log, opts ...nats.Option) (*client, error) {
 // own.
 func waitClients(t *testing.T, l *Log, n int) {
 	t.Helper()
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	check.For(t, 10*time.Second, 5*time.Millisecond, func() error {
 		cz, err := l.srv.Connz(&server.ConnzOptions{Username: true})
 		if err != nil {
 			return err
@@ -186,7 +188,7 @@ func TestAuthPublish(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.ok {
-				checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+				check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 					if n := count(tt.stream); n != before+1 {
 						return fmt.Errorf("%s holds %d messages, want %d", tt.stream, n, before+1)
 					}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // call is one handler invocation seen by a test consumer.
@@ -47,7 +49,7 @@ func (r *recorder) snapshot() []call {
 // waitCalls polls until the recorder holds at least n calls.
 func (r *recorder) waitCalls(t *testing.T, n int) []call {
 	t.Helper()
-	checkFor(t, 10*time.Second, 2*time.Millisecond, func() error {
+	check.For(t, 10*time.Second, 2*time.Millisecond, func() error {
 		if got := len(r.snapshot()); got < n {
 			return fmt.Errorf("%d of %d handler calls", got, n)
 		}
@@ -191,7 +193,7 @@ func TestConsumeDurableGiveUp(t *testing.T) {
 	stop := runConsumer(t, l, "giveup", []string{"aurum.audience.x.>"}, opts, rec.handle)
 	// 1; 2 three times; 3 once; 4 twice (its give-up failed once).
 	rec.waitCalls(t, 7)
-	checkFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+	check.For(t, 5*time.Second, 2*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(gaveUp) < 4 {
@@ -320,7 +322,7 @@ func TestConsumeDurableArgsAndClose(t *testing.T) {
 	go func() {
 		done <- l.ConsumeDurable(ctx, StreamOut, "closing", []string{"aurum.audience.>"}, ConsumeOptions{}, ok)
 	}()
-	checkFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+	check.For(t, 5*time.Second, 2*time.Millisecond, func() error {
 		s, err := l.js.Stream(ctx, StreamOut)
 		if err != nil {
 			return err
@@ -409,7 +411,7 @@ func TestConsumeDurableIndependentConsumers(t *testing.T) {
 			appendOut(t, ctx, l, "aurum.audience."+prefix+".entered", prefix+"-m"+strconv.Itoa(i))
 		}
 		// Well under the 30 s a stalled pull request would take.
-		checkFor(t, 3*time.Second, time.Millisecond, func() error {
+		check.For(t, 3*time.Second, time.Millisecond, func() error {
 			if n := ok.Load(); n != 10 {
 				return fmt.Errorf("round %d: healthy consumer got %d of 10", round, n)
 			}

@@ -17,23 +17,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// checkFor polls fn until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout, interval time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
+	"github.com/aurumcdp/aurum/internal/check"
+)
 
 func testOptions(dir string) Options {
 	return Options{Dir: dir, Listen: "127.0.0.1:-1"}
@@ -397,7 +383,7 @@ func TestConsumeIngest(t *testing.T) {
 			return nil
 		})
 	}()
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	check.For(t, 10*time.Second, 5*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(accepted) < n {
@@ -405,7 +391,7 @@ func TestConsumeIngest(t *testing.T) {
 		}
 		return nil
 	})
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	check.For(t, 5*time.Second, 5*time.Millisecond, func() error {
 		p, err := ingestPending(ctx, l)
 		if err == nil && p != 0 {
 			err = fmt.Errorf("%d messages left in the work queue", p)
@@ -464,7 +450,7 @@ func TestConsumeIngest(t *testing.T) {
 	go func() {
 		done <- l.ConsumeIngest(ctx, 10, func([]RawMsg) error { return nil })
 	}()
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	check.For(t, 5*time.Second, 5*time.Millisecond, func() error {
 		p, err := ingestPending(ctx, l)
 		if err == nil && p != 0 {
 			err = fmt.Errorf("%d pending", p)
@@ -587,7 +573,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	exercise() // warm up process-wide pools of nats-server and the runtime
 	before := runtime.NumGoroutine()
 	exercise()
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if n := runtime.NumGoroutine(); n > before {
 			return fmt.Errorf("%d goroutines after Close, %d before Open", n, before)
 		}
@@ -828,7 +814,7 @@ func TestConsumeIngestPipelined(t *testing.T) {
 		})
 	}()
 	// While the first batch waits, later ones start, and nothing is acked.
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	check.For(t, 10*time.Second, 5*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(started) < 3 {
@@ -840,7 +826,7 @@ func TestConsumeIngestPipelined(t *testing.T) {
 		t.Fatalf("work queue holds %d of %d (%v) while the first batch waits", p, n, err)
 	}
 	close(release)
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	check.For(t, 10*time.Second, 5*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(done) < n {
@@ -848,7 +834,7 @@ func TestConsumeIngestPipelined(t *testing.T) {
 		}
 		return nil
 	})
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	check.For(t, 5*time.Second, 5*time.Millisecond, func() error {
 		p, err := ingestPending(ctx, l)
 		if err == nil && p != 0 {
 			err = fmt.Errorf("%d messages left in the work queue", p)

@@ -1,13 +1,9 @@
 package projections
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,15 +13,16 @@ import (
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/store"
+	"github.com/cockroachdb/datadriven"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of data-driven tests")
-
 // audienceRun drives the state machine with a tiny language, one command
-// per block, and prints the transitions each command produced:
+// per block of a github.com/cockroachdb/datadriven file (go test -rewrite
+// rewrites the expected output), and prints the transitions each command
+// produced:
 //
-//	audience NAME RULE...            create or replace an audience
+//	audience NAME                    create or replace an audience; input: its rule
 //	delete NAME                      delete it
 //	event T USER EVENT [k=v ...]     a track event of USER at time T (also the log time)
 //	identify T USER [k=v ...]        traits of USER
@@ -213,11 +210,16 @@ func fields(line string) []string {
 	return out
 }
 
-func (r *audienceRun) run(line string) string {
+// run runs one command line; input is the block's input (the rule of an
+// audience command; without one, the rule is the rest of the line).
+func (r *audienceRun) run(line, input string) string {
 	f := fields(line)
 	switch f[0] {
 	case "audience":
-		rule := strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(line, "audience"), " "+f[1]))
+		rule := input
+		if rule == "" {
+			rule = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(line, "audience"), " "+f[1]))
+		}
 		return r.apply(SubjectControl, &Control{Kind: ControlAudiencePut, Time: 0, Audience: audience.Definition{Name: f[1], Rule: rule}})
 	case "delete":
 		return r.apply(SubjectControl, &Control{Kind: ControlAudienceDelete, Audience: audience.Definition{Name: f[1]}})
@@ -280,22 +282,10 @@ func (r *audienceRun) relabelOut(out string) string {
 var shadowCaches = []int{-1, 2048}
 
 func TestAudiencesDataDriven(t *testing.T) {
-	files, _ := filepath.Glob("testdata/audiences/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scenarios")
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			runAudienceFile(t, file)
-		})
-	}
+	datadriven.Walk(t, "testdata/audiences", runAudienceFile)
 }
 
 func runAudienceFile(t *testing.T, file string) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
 	opts := Options{Partitions: 4, BackfillPerEntry: 1000, Open: func(_, sealed []byte) ([]byte, error) { return sealed, nil }}
 	r := &audienceRun{t: t, sm: New(opts), s: store.NewMem(), users: map[string]string{}, opts: opts}
 	for _, cache := range shadowCaches {
@@ -308,48 +298,9 @@ func runAudienceFile(t *testing.T, file string) {
 	o := opts
 	o.noAudienceIndex = true
 	r.shadows = append(r.shadows, shadow{sm: New(o), s: store.NewMem()})
-	var out strings.Builder
-	sc := bufio.NewScanner(strings.NewReader(string(data)))
-	var cmd string
-	var expected []string
-	inExpect := false
-	flush := func() {
-		if cmd == "" {
-			return
-		}
-		got := r.run(cmd)
-		want := strings.Join(expected, "\n")
-		if !*rewrite && got != want {
-			t.Errorf("%s: %s\n got:\n%s\n want:\n%s", file, cmd, got, want)
-		}
-		out.WriteString(cmd + "\n----\n")
-		if got != "" {
-			out.WriteString(got + "\n")
-		}
-		out.WriteString("\n")
-		cmd, expected, inExpect = "", nil, false
-	}
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "#") && cmd == "":
-			out.WriteString(line + "\n")
-		case line == "----":
-			inExpect = true
-		case line == "" && inExpect:
-			flush()
-		case line == "" && cmd == "":
-			continue
-		case inExpect:
-			expected = append(expected, line)
-		default:
-			cmd = line
-		}
-	}
-	flush()
-	if *rewrite {
-		if err := os.WriteFile(file, []byte(strings.TrimRight(out.String(), "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	datadriven.RunTest(t, file, func(t *testing.T, d *datadriven.TestData) string {
+		r.t = t
+		// The command line as written: arguments in "quotes" may hold spaces.
+		return r.run(d.FullCmd(), d.Input)
+	})
 }

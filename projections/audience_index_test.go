@@ -119,7 +119,7 @@ func TestAudienceIndexEquivalence(t *testing.T) {
 		o.noAudienceIndex = true
 		r.shadows = append(r.shadows, shadow{sm: New(o), s: store.NewMem()})
 		for _, cmd := range indexScript(rng, 300) {
-			r.run(cmd) // compares with the shadow after every entry
+			r.run(cmd, "") // compares with the shadow after every entry
 		}
 		if d1, d2 := digestOf(t, r.sm, r.s), digestOf(t, r.shadows[0].sm, r.shadows[0].s); d1 != d2 {
 			t.Fatalf("seed %d: digests differ", seed)

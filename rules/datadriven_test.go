@@ -1,30 +1,26 @@
 package rules_test
 
 import (
-	"bufio"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/rules"
 	"github.com/aurumcdp/aurum/rules/rulestest"
+	"github.com/cockroachdb/datadriven"
 )
 
-var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testdata/*.txt")
-
-// A test file is a sequence of blocks in the style of pebble's datadriven:
+// The files in testdata/ are run by github.com/cockroachdb/datadriven
+// (go test -rewrite rewrites the expected output). Each block is
 //
 //	command arg=value ...
 //	input lines
 //	----
 //	expected output
 //
-// separated by blank lines. Commands:
+// Commands:
 //
 //	rule          input: the rule; output: its canonical form, or the compile error
 //	events        input: "<time> <event name> [{json properties}]" per line; appended
@@ -36,56 +32,6 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 //	aggs now=<time>  output: each aggregate and funnel of the rule with its reference value
 //
 // Times are YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (RFC 3339) or Unix ms.
-type block struct {
-	line     int
-	cmd      string
-	args     map[string]string
-	input    []string
-	expected []string
-	got      string
-}
-
-func parseFile(t *testing.T, path string) []*block {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var blocks []*block
-	sc := bufio.NewScanner(strings.NewReader(string(data)))
-	ln := 0
-	var b *block
-	inOutput := false
-	for sc.Scan() {
-		ln++
-		line := sc.Text()
-		switch {
-		case b == nil && (strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#")):
-		case b == nil:
-			f := strings.Fields(line)
-			b = &block{line: ln, cmd: f[0], args: map[string]string{}}
-			for _, a := range f[1:] {
-				k, v, _ := strings.Cut(a, "=")
-				b.args[k] = v
-			}
-		case !inOutput && line == "----":
-			inOutput = true
-		case !inOutput:
-			b.input = append(b.input, line)
-		case strings.TrimSpace(line) == "":
-			blocks = append(blocks, b)
-			b, inOutput = nil, false
-		default:
-			b.expected = append(b.expected, line)
-		}
-	}
-	if b != nil {
-		if !inOutput {
-			t.Fatalf("%s:%d: block without ----", path, b.line)
-		}
-		blocks = append(blocks, b)
-	}
-	return blocks
-}
 
 func parseTime(t *testing.T, where, s string) int64 {
 	t.Helper()
@@ -108,33 +54,29 @@ func formatTime(ms int64) string {
 }
 
 func TestDataDriven(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata: %v", err)
-	}
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			blocks := parseFile(t, path)
-			var rule *rules.Rule
-			facts := &rulestest.Facts{}
-			for _, b := range blocks {
-				where := fmt.Sprintf("%s:%d", path, b.line)
-				b.got = run(t, where, b, &rule, facts)
-				if !*rewrite && b.got != strings.Join(b.expected, "\n") {
-					t.Errorf("%s: %s\ngot:\n%s\nwant:\n%s", where, b.cmd, b.got, strings.Join(b.expected, "\n"))
-				}
-			}
-			if *rewrite {
-				writeFile(t, path, blocks)
-			}
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		var rule *rules.Rule
+		facts := &rulestest.Facts{}
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			return run(t, d, &rule, facts)
 		})
-	}
+	})
 }
 
-func run(t *testing.T, where string, b *block, rule **rules.Rule, facts *rulestest.Facts) string {
-	switch b.cmd {
+func run(t *testing.T, d *datadriven.TestData, rule **rules.Rule, facts *rulestest.Facts) string {
+	where := d.Pos
+	var input []string
+	if d.Input != "" {
+		input = strings.Split(d.Input, "\n")
+	}
+	arg := func(key string) string {
+		var v string
+		d.ScanArgs(t, key, &v)
+		return v
+	}
+	switch d.Cmd {
 	case "rule":
-		r, err := rules.Compile(strings.Join(b.input, "\n"))
+		r, err := rules.Compile(d.Input)
 		if err != nil {
 			*rule = nil
 			return "error: " + err.Error()
@@ -145,7 +87,7 @@ func run(t *testing.T, where string, b *block, rule **rules.Rule, facts *ruleste
 		*facts = rulestest.Facts{}
 		return "ok"
 	case "events":
-		for _, line := range b.input {
+		for _, line := range input {
 			ts, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
 			name, props := rest, ""
 			if i := strings.Index(rest, "{"); i >= 0 {
@@ -162,27 +104,27 @@ func run(t *testing.T, where string, b *block, rule **rules.Rule, facts *ruleste
 		return fmt.Sprintf("%d events", len(facts.Events))
 	case "traits":
 		facts.Traits = nil
-		if err := json.Unmarshal([]byte(strings.Join(b.input, "\n")), &facts.Traits); err != nil {
+		if err := json.Unmarshal([]byte(d.Input), &facts.Traits); err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}
 		return "ok"
 	case "audiences":
 		facts.Audiences = map[string]bool{}
-		for _, a := range b.input {
+		for _, a := range input {
 			facts.Audiences[strings.TrimSpace(a)] = true
 		}
 		return "ok"
 	case "profile":
-		facts.FirstSeen = parseTime(t, where, b.args["first_seen"])
-		facts.LastSeen = parseTime(t, where, b.args["last_seen"])
+		facts.FirstSeen = parseTime(t, where, arg("first_seen"))
+		facts.LastSeen = parseTime(t, where, arg("last_seen"))
 		return "ok"
 	case "eval", "aggs":
 		if *rule == nil {
 			t.Fatalf("%s: no rule", where)
 		}
-		facts.At = parseTime(t, where, b.args["now"])
+		facts.At = parseTime(t, where, arg("now"))
 		r := *rule
-		if b.cmd == "aggs" {
+		if d.Cmd == "aggs" {
 			var out []string
 			for _, a := range r.Aggregates() {
 				v, ok := facts.Agg(a)
@@ -214,36 +156,6 @@ func run(t *testing.T, where string, b *block, rule **rules.Rule, facts *ruleste
 		}
 		return out
 	}
-	t.Fatalf("%s: unknown command %q", where, b.cmd)
+	t.Fatalf("%s: unknown command %q", where, d.Cmd)
 	return ""
-}
-
-func writeFile(t *testing.T, path string, blocks []*block) {
-	// Keep comments and spacing before each block by re-reading the file.
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(data), "\n")
-	var out []string
-	bi := 0
-	for i := 0; i < len(lines); i++ {
-		if bi < len(blocks) && i+1 == blocks[bi].line {
-			b := blocks[bi]
-			out = append(out, lines[i])
-			out = append(out, b.input...)
-			out = append(out, "----")
-			if b.got != "" {
-				out = append(out, b.got)
-			}
-			// skip the old block body
-			i += len(b.input) + 1 + len(b.expected)
-			bi++
-			continue
-		}
-		out = append(out, lines[i])
-	}
-	if err := os.WriteFile(path, []byte(strings.Join(out, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

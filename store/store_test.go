@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 func openTestDB(t testing.TB, dir string) *DB {
@@ -621,11 +623,12 @@ func TestBloomFilters(t *testing.T) {
 				}
 				b.Close()
 			}
-			for deadline := time.Now().Add(10 * time.Second); db.Metrics().Flushes == 0; time.Sleep(5 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatal("no memtable was flushed within 10 s")
+			check.For(t, 10*time.Second, 5*time.Millisecond, func() error {
+				if db.Metrics().Flushes == 0 {
+					return errors.New("no memtable was flushed")
 				}
-			}
+				return nil
+			})
 			for i := range n {
 				if v, err := db.Get(fmt.Appendf(nil, "k/%06d", i)); err != nil || !bytes.Equal(v, val) {
 					t.Fatalf("get k/%06d: %d bytes, %v", i, len(v), err)

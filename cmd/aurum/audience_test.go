@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // TestAudienceCLI drives the audience commands against a real node: add
@@ -72,7 +74,7 @@ func TestAudienceCLI(t *testing.T) {
 	}
 
 	// The three buyers enter (backfill of the events ingested before).
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
 		out, code := aurumCLI(t, env, "audience", "show", "buyers")
 		if code != 0 || json.Unmarshal([]byte(out), &a) != nil {
 			return fmt.Errorf("show: exit %d: %s", code, out)
@@ -118,7 +120,7 @@ func TestAudienceCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &a); err != nil || a.Version != 3 || a.Description != "buyers" {
 		t.Fatalf("update printed %+v (%v):\n%s", a, err, out)
 	}
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if out, code := aurumCLI(t, env, "audience", "show", "buyers"); code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.Size != 3 {
 			return fmt.Errorf("show: exit %d: %s", code, out)
 		}

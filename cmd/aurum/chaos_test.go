@@ -16,8 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/projections"
 )
 
@@ -192,7 +193,7 @@ func TestChaos(t *testing.T) {
 
 	// Time-driven exits: every windowed audience empties once the stream
 	// has been over for its window (nothing but ticks happens meanwhile).
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	check.For(t, 30*time.Second, 100*time.Millisecond, func() error {
 		sizes, err := n.audienceSizes()
 		if err != nil {
 			return err

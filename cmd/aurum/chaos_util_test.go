@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -220,7 +221,7 @@ func killDuringReplay(n *node) (replayStatus, error) {
 func waitReplaySettled(t *testing.T, n *node, timeout time.Duration) string {
 	t.Helper()
 	var st replayStatus
-	checkFor(t, timeout, 50*time.Millisecond, func() error {
+	check.For(t, timeout, 50*time.Millisecond, func() error {
 		code, data, err := n.request("GET", "/v1/replay", nil, adminAuth)
 		if err != nil {
 			return err
@@ -261,7 +262,7 @@ func (n *node) appliedSeq() (uint64, error) {
 // waitApplied waits until the node has applied exactly seq.
 func waitApplied(t *testing.T, n *node, seq uint64, timeout time.Duration) {
 	t.Helper()
-	checkFor(t, timeout, 50*time.Millisecond, func() error {
+	check.For(t, timeout, 50*time.Millisecond, func() error {
 		got, err := n.appliedSeq()
 		if err != nil {
 			return err
@@ -337,7 +338,7 @@ func readPublished(t *testing.T, natsURL string, want int, timeout time.Duration
 		t.Fatal(err)
 	}
 	var out []published
-	checkFor(t, timeout, 200*time.Millisecond, func() error {
+	check.For(t, timeout, 200*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		cons, err := js.OrderedConsumer(ctx, "AURUM_OUT", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.audience.>"}})

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // aurumCLI runs the aurum binary with args against node n and returns its
@@ -34,7 +36,7 @@ func TestFirstStartTokenAndCLI(t *testing.T) {
 	}
 	n := startNodeWith(t, &node{dataDir: t.TempDir(), noToken: true})
 	var m []string
-	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if m = regexp.MustCompile(`AURUM_ADMIN_TOKEN=(\S+)`).FindStringSubmatch(n.stdout.String()); m == nil {
 			return fmt.Errorf("first start printed no admin token; stdout:\n%s", n.stdout.String())
 		}
@@ -71,7 +73,7 @@ func TestFirstStartTokenAndCLI(t *testing.T) {
 
 	n.mustJSON("POST", "/v1/identify", map[string]any{"userId": "42", "traits": map[string]any{"email": "Ann@Example.com"}},
 		writeKeyAuth(src.WriteKey), 200, nil)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if out, code = aurumCLI(t, env, "profile", "get", "email:ann@example.com"); code != 0 {
 			return fmt.Errorf("exit %d: %s", code, out)
 		}

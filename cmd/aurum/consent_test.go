@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // receiver is a webhook endpoint that records the transitions it got as
@@ -124,7 +126,7 @@ func TestConsentEnforced(t *testing.T) {
 		person("cy", "cy@example.com", "+4520000003"), track("Product Viewed", map[string]any{"userId": "cy"}))
 	waitFor := func(r *receiver, name string, want ...string) {
 		t.Helper()
-		checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 			got := r.transitions()
 			for _, w := range want {
 				if !slices.Contains(got, w) {
@@ -140,7 +142,7 @@ func TestConsentEnforced(t *testing.T) {
 	// Bob withdraws email consent through the API under his phone, after
 	// entering; then Ann, Bob and Cy buy: a later transition.
 	n.mustJSON("PUT", "/v1/profiles/phone:+4520000002/consent", map[string]bool{"email": false}, adminAuth, http.StatusOK, nil)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 		p, err := n.profile("user_id:bob")
 		if err != nil {
 			return err
@@ -157,7 +159,7 @@ func TestConsentEnforced(t *testing.T) {
 	waitFor(text, "text (sms)", all...)
 	// Every transition has been handled by the email destinations once
 	// each has 3 deliveries and 3 skips.
-	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 		var out struct {
 			Destinations []struct {
 				Name  string `json:"name"`

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // crashWorkload is a deterministic set of people and their events.
@@ -148,7 +150,7 @@ func TestCrashRecovery(t *testing.T) {
 	t.Logf("%d batches acknowledged across %d SIGKILLs", acked.Load(), kills)
 
 	// Every person's count equals what was sent: nothing lost, nothing twice.
-	checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+	check.For(t, 60*time.Second, 100*time.Millisecond, func() error {
 		for user, want := range w.perUser {
 			p, err := n.profile("user_id:" + user)
 			if err != nil {
@@ -188,7 +190,7 @@ func TestCrashRecovery(t *testing.T) {
 	if _, err := fmt.Sscanf(crashed[strings.Index(crashed, "applied="):], "applied=%d", &applied); err != nil {
 		t.Fatalf("digest output %q: %v", crashed, err)
 	}
-	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+	check.For(t, 60*time.Second, 50*time.Millisecond, func() error {
 		var h struct {
 			AppliedSeq uint64 `json:"applied_seq"`
 		}

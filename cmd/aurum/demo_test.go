@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 var statusRE = regexp.MustCompile(`(?m)^\s*\S+  sent (\d+)  (\d+) ev/s  profiles (-?\d+)  merges (\d+)  dead letters (\d+)(?:  audiences( \S+=\d+)+)?$`)
@@ -36,7 +38,7 @@ func TestDemo(t *testing.T) {
 	go func() { exited <- root.ExecuteContext(context.Background()) }()
 
 	var base, token string
-	checkFor(t, 15*time.Second, 10*time.Millisecond, func() error {
+	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 		s := out.String()
 		mb := regexp.MustCompile(`HTTP API  (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(s)
 		mt := regexp.MustCompile(`AURUM_ADMIN_TOKEN=(at_\S+)`).FindStringSubmatch(s)
@@ -62,7 +64,7 @@ func TestDemo(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if code, err := get(token); err != nil || code != 200 {
 			return fmt.Errorf("GET profile %s: %d %v", ref[1], code, err)
 		}

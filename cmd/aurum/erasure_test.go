@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/nats-io/nats.go"
 )
 
@@ -119,7 +120,7 @@ func TestErasureRealProcess(t *testing.T) {
 		}
 		return c
 	}
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
 		hookMu.Lock()
 		h := entered(hooks)
 		hookMu.Unlock()
@@ -164,7 +165,7 @@ func TestErasureRealProcess(t *testing.T) {
 	// Before: the output stream (identifiers unsealed at publish) and the
 	// dead letter hold plaintext copies, and only JetStream does.
 	needles := []string{email, strings.ToUpper(email), emailSent, name, phone, phoneSent, control}
-	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+	check.For(t, 20*time.Second, 100*time.Millisecond, func() error {
 		found := scanDirAll(t, dataDir, needles...)
 		for _, nd := range []string{email, phone, name, control} {
 			if len(found[nd]) == 0 {
@@ -216,7 +217,7 @@ func TestErasureRealProcess(t *testing.T) {
 		}()
 	}
 	defer func() { stopLoad(); loadWG.Wait() }()
-	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if loadSent.Load() < 2000 {
 			return fmt.Errorf("load: %d events", loadSent.Load())
 		}
@@ -231,7 +232,7 @@ func TestErasureRealProcess(t *testing.T) {
 	if info.ID == "" || (info.Status != "applied" && info.Status != "completed") || !info.ProfileFound {
 		t.Fatalf("erasure answer: %+v", info)
 	}
-	checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+	check.For(t, 60*time.Second, 100*time.Millisecond, func() error {
 		n.mustJSON("GET", "/v1/privacy/erasures/"+info.ID, nil, adminAuth, http.StatusOK, &info)
 		if info.Status != "completed" {
 			return fmt.Errorf("status %s", info.Status)
@@ -277,7 +278,7 @@ func TestErasureRealProcess(t *testing.T) {
 	}
 
 	// Both followers got an exit with reason "erased" and no identifiers.
-	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	check.For(t, 20*time.Second, 50*time.Millisecond, func() error {
 		hookMu.Lock()
 		h := hasExit(hooks, "erased")
 		hookMu.Unlock()
@@ -320,7 +321,7 @@ func TestErasureRealProcess(t *testing.T) {
 	send("/v1/identify", map[string]any{"userId": "u-new", "messageId": "x2", "traits": map[string]any{"email": email}}, http.StatusOK)
 	send("/v1/track", map[string]any{"anonymousId": "a-erin", "messageId": "x3", "event": "Signed Up"}, http.StatusOK)
 	send("/v1/track", map[string]any{"userId": "marker", "messageId": "x4", "event": "M"}, http.StatusOK)
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error { _, err := n.profile("user_id:marker"); return err })
+	check.For(t, 20*time.Second, 20*time.Millisecond, func() error { _, err := n.profile("user_id:marker"); return err })
 	for _, ref := range []string{"email:" + email, "user_id:u-new", "anonymous_id:a-new", "anonymous_id:a-erin"} {
 		if code, _, _ := n.request("GET", "/v1/profiles/"+ref, nil, adminAuth); code != http.StatusNotFound {
 			t.Errorf("%s exists after the erasure: an event with an erased identifier was not dropped", ref)

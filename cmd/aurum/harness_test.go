@@ -280,22 +280,6 @@ func (n *node) createSource(name string) string {
 	return out.WriteKey
 }
 
-// checkFor polls fn until it returns nil or the timeout passes.
-func checkFor(t *testing.T, timeout, interval time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = fn(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
 // profile fetches a GCR (status 200) or returns an error.
 func (n *node) profile(ref string) (map[string]any, error) {
 	code, data, err := n.request("GET", "/v1/profiles/"+ref, nil, adminAuth)

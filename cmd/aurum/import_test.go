@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // runAurum runs the aurum binary and returns its exit code, stdout and
@@ -103,7 +105,7 @@ func TestImportBadInput(t *testing.T) {
 		markers++
 		user := fmt.Sprintf("imp-marker-%d", markers)
 		n.mustJSON("POST", "/v1/track", map[string]any{"userId": user, "event": "Marker"}, writeKeyAuth(crmKey), http.StatusOK, nil)
-		checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
 			_, err := n.profile("user_id:" + user)
 			return err
 		})

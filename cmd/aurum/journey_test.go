@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // TestJourney runs `aurum serve` as a real process and sends one person's
@@ -65,7 +67,7 @@ func TestJourney(t *testing.T) {
 	// A marker for someone else, sent last: once it is visible, everything
 	// before it on the log has been applied.
 	send(web, "/v1/track", map[string]any{"userId": "marker", "messageId": "m-marker", "event": "Marker"})
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
 		_, err := n.profile("user_id:marker")
 		return err
 	})

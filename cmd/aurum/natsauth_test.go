@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // TestNATSAuthRealProcess: against a real `aurum serve`, a producer
@@ -122,7 +124,7 @@ func TestNATSAuthRealProcess(t *testing.T) {
 	// A marker through the front door: once it is applied, anything the
 	// refused clients had slipped in before it would be too.
 	publish(`{"type":"track","event":"Marker","userId":"nats-marker","messageId":"nb-m"}`)
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
 		_, err := n.profile("user_id:nats-marker")
 		return err
 	})

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // TestReplayAndDigest: on a real `aurum serve` data dir, `aurum replay`
@@ -49,7 +51,7 @@ func TestReplayAndDigest(t *testing.T) {
 		// Everything sent is applied once the marker is visible.
 		marker := fmt.Sprintf("marker-%d", time.Now().UnixNano())
 		n.mustJSON("POST", "/v1/track", map[string]any{"userId": marker, "event": "M", "messageId": marker}, writeKeyAuth(key), http.StatusOK, nil)
-		checkFor(t, 20*time.Second, 20*time.Millisecond, func() error { _, err := n.profile("user_id:" + marker); return err })
+		check.For(t, 20*time.Second, 20*time.Millisecond, func() error { _, err := n.profile("user_id:" + marker); return err })
 	}
 	waitIdle()
 

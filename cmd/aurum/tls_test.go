@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/testcert"
 
 	"crypto/tls"
@@ -103,7 +104,7 @@ func TestTLS(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if code, body := get("/v1/profiles/user_id:tls-1"); code != http.StatusOK {
 			return fmt.Errorf("profile: %d %s", code, body)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/projections"
 )
 
@@ -93,7 +94,7 @@ func TestTransitionsAcrossCrashes(t *testing.T) {
 	// A live replay swaps in while purchases age out (time-driven exits are
 	// being decided and published): none may be lost or repeated.
 	n.mustJSON("POST", "/v1/replay", map[string]any{"from": "start"}, adminAuth, http.StatusAccepted, nil)
-	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 		var st struct{ Status, Error string }
 		n.mustJSON("GET", "/v1/replay", nil, adminAuth, http.StatusOK, &st)
 		if st.Status != "done" {
@@ -101,7 +102,21 @@ func TestTransitionsAcrossCrashes(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(3 * time.Second) // purchases age out: time-driven exits
+	// Purchases age out (the 2 s windows): ticks drive every buyer out of
+	// "buyers" and, with no recent order left, everyone into "viewers"
+	// (each person has 6 views and 2 orders).
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for aud, want := range map[string]int{"buyers": 0, "viewers": people} {
+			var a struct {
+				Size int `json:"size"`
+			}
+			n.mustJSON("GET", "/v1/audiences/"+aud, nil, adminAuth, http.StatusOK, &a)
+			if a.Size != want {
+				return fmt.Errorf("%s has %d members, want %d once purchases aged out", aud, a.Size, want)
+			}
+		}
+		return nil
+	})
 	n.stop()
 
 	// What a clean replay of the log derives.

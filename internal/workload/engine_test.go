@@ -5,9 +5,10 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/testnode"
+	"github.com/aurumcdp/aurum/internal/workload"
 )
 
 // TestEngineIdentityScore feeds a 300-person workload through an in-process
@@ -18,11 +19,7 @@ func TestEngineIdentityScore(t *testing.T) {
 		t.Skip("runs an engine over a full workload")
 	}
 	ctx := context.Background()
-	e, err := engine.Open(ctx, engine.Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", Partitions: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testnode.Engine(t, engine.Options{Partitions: 4})
 	for _, s := range workload.Sources {
 		if _, err := e.CreateSource(ctx, s); err != nil {
 			t.Fatal(err)
