@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/store"
 )
 
@@ -99,7 +100,7 @@ func TestErasureSealsWholePayload(t *testing.T) {
 		}
 		return ids
 	}
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if m := members(); len(m) != 2 {
 			return fmt.Errorf("buyers: %v, want 2 members", m)
 		}
@@ -145,7 +146,7 @@ func TestErasureSealsWholePayload(t *testing.T) {
 		Status string `json:"status"`
 	}
 	n.mustJSON("POST", "/v1/privacy/erasures", map[string]string{"identifier": "email:" + zeph.emailSent}, adminAuth, http.StatusAccepted, &info)
-	checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+	check.For(t, 60*time.Second, 100*time.Millisecond, func() error {
 		n.mustJSON("GET", "/v1/privacy/erasures/"+info.ID, nil, adminAuth, http.StatusOK, &info)
 		if info.Status != "completed" {
 			return fmt.Errorf("status %s", info.Status)
