@@ -119,13 +119,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the engine's metrics. Default: a fresh registry.
 	Registry *prometheus.Registry
-
-	// legacyEncoding (tests) writes event entries and sealed values with
-	// the msgpack library, as versions before the binary entry form did.
-	legacyEncoding bool
-	// sealPerValue (tests) hashes and seals with Keyring.Hash and
-	// Keyring.Seal per value, as before seal.Sealer: the reference path.
-	sealPerValue bool
 }
 
 func (o *Options) ensureDefaults() {
@@ -197,6 +190,10 @@ type Engine struct {
 	metrics *metrics
 	audit   *auditMetrics
 	ids     *idSource
+	// sealPerValue is a test hook (never set in production): seal hashes
+	// and seals with Keyring.Hash and Keyring.Seal per value, the
+	// reference path of seal.Sealer.
+	sealPerValue bool
 
 	// stateMu guards state and sm against a rebuild's swap: readers and
 	// the apply loop hold it shared while they use them; the swap holds it

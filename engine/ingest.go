@@ -112,7 +112,6 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 			Received:   received.UnixMilli(),
 			Channel:    ev.Channel,
 			DeviceType: ev.DeviceType,
-			Properties: ev.Properties,
 			Consent:    ev.Consent,
 			IDs:        make([]event.IDRef, len(ev.Identifiers)),
 		}
@@ -142,6 +141,7 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 	out := make([][]byte, 0, len(evs))
 	size := 0
 	var buf []byte // the records' encodings, one after the other
+	var keys []string
 	for i := range preps {
 		rec, ev := &preps[i].rec, &evs[i]
 		for j, id := range ev.Identifiers {
@@ -178,23 +178,18 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 			return nil, 0, err
 		}
 		rec.Private = s
-		if e.opts.legacyEncoding {
-			data, err := encodeSorted(rec)
-			if err != nil {
-				return nil, 0, fmt.Errorf("engine: encode record: %w", err)
+		if len(ev.Properties) > 0 {
+			// The properties are personal data too (a note, a search, a
+			// shipping name): sealed whole, opened by the state machine.
+			if rec.SealedProperties, err = sl.sealValue(rec.Key, ev.Properties); err != nil {
+				return nil, 0, err
 			}
-			out = append(out, data)
-			size += len(data)
-			continue
 		}
 		if buf == nil {
 			buf = make([]byte, 0, 1024*(len(preps)-i))
 		}
 		start := len(buf)
-		buf, err = event.AppendRecord(buf, rec)
-		if err != nil {
-			return nil, 0, fmt.Errorf("engine: event %d: %w", i, err)
-		}
+		buf, keys = event.AppendRecord(buf, keys, rec)
 		out = append(out, buf[start:len(buf):len(buf)])
 		size += len(buf) - start
 	}
@@ -204,7 +199,8 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 // sealing hashes and seals the values of one call of seal. By default it
 // uses one seal.Sealer (cipher looked up once per record, nonces read in
 // blocks, outputs in arenas) and one reused plaintext buffer; with
-// Options.sealPerValue it calls Keyring.Hash and Keyring.Seal per value.
+// Engine.sealPerValue (a test hook) it calls Keyring.Hash and Keyring.Seal
+// per value.
 // Both give the same hashes and equivalent sealed values (random nonces).
 type sealing struct {
 	e      *Engine
@@ -214,7 +210,7 @@ type sealing struct {
 
 func (e *Engine) newSealing(events int) *sealing {
 	sl := &sealing{e: e}
-	if !e.opts.sealPerValue {
+	if !e.sealPerValue {
 		sl.sealer = e.keys.NewSealer(events * 512)
 	}
 	return sl
@@ -259,9 +255,6 @@ func (sl *sealing) sealValue(key []byte, v any) ([]byte, error) {
 }
 
 func (e *Engine) encodeValue(dst []byte, v any) ([]byte, bool) {
-	if e.opts.legacyEncoding {
-		return nil, false
-	}
 	if p, ok := v.(*event.Private); ok {
 		return event.AppendPrivateMsgpack(dst, p)
 	}
@@ -395,20 +388,6 @@ func (c *committer) append(group []*pending) *inflight {
 // encode joins the records of group into one entry (see event.EncodeBatch).
 func (c *committer) encode(group []*pending, id []byte, n int) ([]byte, error) {
 	received := c.e.opts.Now().UnixMilli()
-	if c.e.opts.legacyEncoding {
-		recs := make([]msgpack.RawMessage, 0, n)
-		for _, p := range group {
-			for _, r := range p.recs {
-				recs = append(recs, r)
-			}
-		}
-		batch := struct {
-			ID       []byte               `msgpack:"id"`
-			Received int64                `msgpack:"rt"`
-			Records  []msgpack.RawMessage `msgpack:"r"`
-		}{ID: id, Received: received, Records: recs}
-		return msgpack.Marshal(&batch)
-	}
 	size := 32
 	for _, p := range group {
 		size += p.size

@@ -15,15 +15,15 @@ import (
 // length that open to equal plaintexts, and the same events dropped for a
 // destroyed anchor key. Only record ids and nonces (random) may differ.
 func TestSealerPathMatchesPerValue(t *testing.T) {
-	e := openFormatEngine(t, t.TempDir(), false)
+	e := openFormatEngine(t, t.TempDir())
 	defer e.Close()
 	evs := append(entryFormatEvents(t, 0, 60), entryFormatEvents(t, 1, 60)...)
 	received := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
 	run := func(perValue bool) []event.Record {
 		t.Helper()
-		e.opts.sealPerValue = perValue
-		defer func() { e.opts.sealPerValue = false }()
+		e.sealPerValue = perValue
+		defer func() { e.sealPerValue = false }()
 		recs, size, err := e.seal("web", evs, received)
 		if err != nil {
 			t.Fatalf("seal (per value %v): %v", perValue, err)
@@ -64,6 +64,9 @@ func TestSealerPathMatchesPerValue(t *testing.T) {
 			tr[k] = dec(v)
 		}
 		r.Traits, r.Private = tr, dec(r.Private)
+		if r.SealedProperties != nil {
+			r.SealedProperties = dec(r.SealedProperties)
+		}
 		return r
 	}
 	compare := func(phase string) int {
@@ -111,9 +114,9 @@ func BenchmarkSeal(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			t := &testing.T{}
-			e := openFormatEngine(t, b.TempDir(), false)
+			e := openFormatEngine(t, b.TempDir())
 			defer e.Close()
-			e.opts.sealPerValue = perValue
+			e.sealPerValue = perValue
 			evs := append(entryFormatEvents(t, 0, 60), entryFormatEvents(t, 1, 60)...)[:100]
 			received := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 			if _, _, err := e.seal("web", evs, received); err != nil { // creates the keys
