@@ -16,6 +16,7 @@ import (
 	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
@@ -34,8 +35,9 @@ var exampleAudiences = map[string]string{
 }
 
 // smLog builds a log of event batches (100 events each) for people, with
-// views, adds, orders and refunds; identifiers are pre-hashed.
-func smLog(people, events int) [][]byte {
+// views, adds, orders and refunds; identifiers are pre-hashed; properties
+// sealed with kr (nil: the identity, see sealedEntry).
+func smLog(tb testing.TB, kr *seal.Keyring, people, events int) [][]byte {
 	names := []string{"Product Viewed", "Product Viewed", "Product Added", "Order Completed", "Order Refunded"}
 	var out [][]byte
 	t0 := int64(1_780_000_000_000)
@@ -52,8 +54,7 @@ func smLog(people, events int) [][]byte {
 				Event: names[i%len(names)], Time: t0 + int64(i)*1000, Received: b.Received, Key: h, IDs: ids,
 				Properties: map[string]any{"revenue": 120.0, "reason": []string{"damaged", "wrong_size"}[i%2]}})
 		}
-		data, _ := msgpack.Marshal(&b)
-		out = append(out, data)
+		out = append(out, sealedEntry(tb, kr, &b))
 	}
 	return out
 }
@@ -66,7 +67,8 @@ func benchApply(b *testing.B, withAudiences bool, cacheBytes ...int) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	opts := projections.Options{Partitions: 16}
+	kr := benchKeyring(b) // as the engine: properties sealed, opened by Apply
+	opts := projections.Options{Partitions: 16, Open: kr.Open}
 	if len(cacheBytes) > 0 {
 		opts.CacheBytes = cacheBytes[0]
 	}
@@ -90,7 +92,7 @@ func benchApply(b *testing.B, withAudiences bool, cacheBytes ...int) {
 		}
 	}
 	n := max(b.N, 100)
-	log := smLog(max(n/20, 10), n)
+	log := smLog(b, kr, max(n/20, 10), n)
 	b.ResetTimer()
 	cpu0, cpuOK := processCPU()
 	start := time.Now()
@@ -253,8 +255,8 @@ func benchPreview(b *testing.B, people, maxEval int) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	sm := projections.New(projections.Options{Partitions: 16})
-	for i, data := range smLog(people, 2*people) {
+	sm := projections.New(projections.Options{Partitions: 16, Open: openIdentity})
+	for i, data := range smLog(b, nil, people, 2*people) {
 		batch := db.NewBatch()
 		if _, err := sm.Apply(batch, uint64(i+1), projections.SubjectEvents, data); err != nil {
 			b.Fatal(err)

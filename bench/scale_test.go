@@ -86,7 +86,7 @@ func scaleStoreOptions() *store.Options {
 }
 
 func scaleSMOptions() projections.Options {
-	o := projections.Options{Partitions: 16}
+	o := projections.Options{Partitions: 16, Open: openIdentity}
 	switch {
 	case *applyStateCache < 0:
 		o.CacheBytes = -1
@@ -162,14 +162,15 @@ func (g *scaleGen) record(pp scalePerson, t int64, identify bool, name string) e
 	return r
 }
 
-// scaleEntries groups records into msgpack log entries of
-// scaleRecordsPerEntry records.
+// scaleEntries groups records into log entries of scaleRecordsPerEntry
+// records (properties "sealed" by the identity: scaleSMOptions opens them
+// with openIdentity).
 func scaleEntries(recs []event.Record) [][]byte {
 	var out [][]byte
 	for lo := 0; lo < len(recs); lo += scaleRecordsPerEntry {
 		part := recs[lo:min(lo+scaleRecordsPerEntry, len(recs))]
 		b := event.Batch{ID: part[0].ID, Received: part[len(part)-1].Received, Records: part}
-		data, err := msgpack.Marshal(&b)
+		data, err := encodeEntry(nil, &b)
 		if err != nil {
 			panic(err)
 		}
@@ -421,9 +422,9 @@ func TestApplyScaleStoreOptionsSameState(t *testing.T) {
 		so   *store.Options
 		sm   projections.Options
 	}{
-		{"before", &store.Options{BloomBitsPerKey: -1, CacheSize: 1 << 20, MemTableSize: 256 << 10}, projections.Options{Partitions: 16, CacheBytes: -1}},
-		{"state-options", func() *store.Options { o := engine.StateStoreOptions(nil); o.MemTableSize = 256 << 10; return o }(), projections.Options{Partitions: 16}},
-		{"small-caches", &store.Options{BloomBitsPerKey: 4, CacheSize: 1 << 20, MemTableSize: 256 << 10}, projections.Options{Partitions: 16, CacheBytes: 64 << 10}},
+		{"before", &store.Options{BloomBitsPerKey: -1, CacheSize: 1 << 20, MemTableSize: 256 << 10}, projections.Options{Partitions: 16, CacheBytes: -1, Open: openIdentity}},
+		{"state-options", func() *store.Options { o := engine.StateStoreOptions(nil); o.MemTableSize = 256 << 10; return o }(), projections.Options{Partitions: 16, Open: openIdentity}},
+		{"small-caches", &store.Options{BloomBitsPerKey: 4, CacheSize: 1 << 20, MemTableSize: 256 << 10}, projections.Options{Partitions: 16, CacheBytes: 64 << 10, Open: openIdentity}},
 	}
 	var entries [][]byte
 	entries = append(entries, scalePopulateLog(people)...)

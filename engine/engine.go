@@ -145,13 +145,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the engine's metrics. Default: a fresh registry.
 	Registry *prometheus.Registry
-
-	// legacyEncoding (tests) writes event entries and sealed values with
-	// the msgpack library, as versions before the binary entry form did.
-	legacyEncoding bool
-	// sealPerValue (tests) hashes and seals with Keyring.Hash and
-	// Keyring.Seal per value, as before seal.Sealer: the reference path.
-	sealPerValue bool
 }
 
 func (o *Options) ensureDefaults() {
@@ -352,8 +345,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.Edge = ingest.New(e.ctx, ingest.Options{Identity: opts.Identity, PhoneRegion: opts.PhoneRegion,
-		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry,
-		LegacyEncoding: opts.legacyEncoding, SealPerValue: opts.sealPerValue}, e.log, e.keys, e.ids, e.Gate)
+		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.Gate)
 	e.Reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
 	e.Service = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
 		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry},

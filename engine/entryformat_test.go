@@ -3,15 +3,11 @@ package engine
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/event"
-	"github.com/aurumcdp/aurum/projections"
-	"github.com/aurumcdp/aurum/store"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // entryFormatEvents returns Segment events that exercise every record field:
@@ -52,12 +48,12 @@ func entryFormatEvents(t *testing.T, round, n int) []event.Event {
 	return evs
 }
 
-func openFormatEngine(t *testing.T, dir string, legacy bool) *Engine {
+func openFormatEngine(t *testing.T, dir string) *Engine {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	e, err := Open(ctx, Options{DataDir: dir, NATSListen: "127.0.0.1:-1", MasterKey: bytes.Repeat([]byte{7}, 32),
-		Partitions: 4, legacyEncoding: legacy})
+		Partitions: 4})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -82,185 +78,76 @@ func ingestAndWait(t *testing.T, e *Engine, evs []event.Event) {
 	}
 }
 
-type logEntry struct {
-	seq           uint64
-	subject       string
-	data          []byte
-	binary        bool
-	legacy, newer []byte // the events entry in either form
-}
-
-// readLog reads the log up to last, with every events entry also in both
-// forms.
-func readLog(t *testing.T, e *Engine, last uint64) []logEntry {
-	t.Helper()
+// TestPayloadSealedOnLogAndInState: the properties, context, traits and
+// raw ids of events reach neither the log entries nor the state store in
+// plain text (only sealed under the person's data key), while the state
+// machine opens the properties it needs (revenue) and the events query
+// shows them.
+func TestPayloadSealedOnLogAndInState(t *testing.T) {
+	e := openFormatEngine(t, t.TempDir())
+	defer e.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if _, err := e.CreateSource(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	ingestAndWait(t, e, entryFormatEvents(t, 0, 40))
+	secrets := [][]byte{[]byte("yyyyyyyyyyyy"), []byte("S-10"), []byte("Person 1"), []byte("10.0.0.6"), []byte("https://x/6"),
+		[]byte("u-1"), []byte("a-0-2"), []byte("12345678901")}
+	last, err := e.log.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r, err := e.log.NewReader(1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	var out []logEntry
 	for {
 		en, err := r.Next(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		le := logEntry{seq: en.Seq, subject: en.Subject, data: en.Data, legacy: en.Data, newer: en.Data}
-		if en.Subject == projections.SubjectEvents {
-			le.binary = event.IsBinaryBatch(en.Data)
-			var b event.Batch
-			if le.binary {
-				b, err = event.DecodeBatch(en.Data)
-			} else {
-				err = msgpack.Unmarshal(en.Data, &b)
-			}
-			if err != nil {
-				t.Fatalf("entry %d: %v", en.Seq, err)
-			}
-			if le.newer, err = event.EncodeBatch(&b); err != nil {
-				t.Fatal(err)
-			}
-			recs := make([]msgpack.RawMessage, len(b.Records))
-			for i := range b.Records {
-				if recs[i], err = encodeSorted(&b.Records[i]); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if le.legacy, err = msgpack.Marshal(&struct {
-				ID       []byte               `msgpack:"id"`
-				Received int64                `msgpack:"rt"`
-				Records  []msgpack.RawMessage `msgpack:"r"`
-			}{b.ID, b.Received, recs}); err != nil {
-				t.Fatal(err)
+		for _, s := range secrets {
+			if bytes.Contains(en.Data, s) {
+				t.Errorf("log entry %d (%s) holds %q in plain text", en.Seq, en.Subject, s)
 			}
 		}
-		out = append(out, le)
 		if en.Seq >= last {
-			return out
+			break
 		}
 	}
-}
-
-// TestEntryFormatsGiveEqualProjections: a data directory whose log holds
-// msgpack entries (written as earlier versions did) followed by binary
-// ones replays to the digest of the live state, and the same log applied
-// with every events entry in msgpack or every one in the binary form builds
-// identical stores, key by key (stored event records, GCRs, outboxes).
-func TestEntryFormatsGiveEqualProjections(t *testing.T) {
-	dir := t.TempDir()
-	e := openFormatEngine(t, dir, true)
-	if _, err := e.CreateSource(context.Background(), "web"); err != nil {
-		t.Fatal(err)
-	}
-	ingestAndWait(t, e, entryFormatEvents(t, 0, 60))
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	e = openFormatEngine(t, dir, false)
-	ingestAndWait(t, e, entryFormatEvents(t, 1, 60))
-	live, err := e.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := readLog(t, e, live.Applied)
-	var sealOpen = e.keys.Open
-	var nLegacy, nBinary int
-	for _, le := range log {
-		if le.subject == projections.SubjectEvents {
-			if le.binary {
-				nBinary++
-			} else {
-				nLegacy++
+	err = e.state.Scan(nil, []byte{0xff}, false, func(k, v []byte) bool {
+		for _, s := range secrets {
+			if bytes.Contains(v, s) {
+				t.Errorf("state key %q holds %q in plain text", k, s)
 			}
 		}
-	}
-	if nLegacy == 0 || nBinary == 0 {
-		t.Fatalf("log has %d msgpack and %d binary events entries; want both", nLegacy, nBinary)
-	}
-
-	apply := func(form func(logEntry) []byte) *store.Mem {
-		s := store.NewMem()
-		if _, err := projections.CheckPartitions(s, 4); err != nil { // as Open does
-			t.Fatal(err)
-		}
-		sm := projections.New(projections.Options{Partitions: 4, DedupWindow: e.opts.DedupWindow.Milliseconds(), Open: sealOpen})
-		for _, le := range log {
-			if _, err := sm.Apply(s, le.seq, le.subject, form(le)); err != nil {
-				t.Fatalf("apply %d: %v", le.seq, err)
-			}
-		}
-		return s
-	}
-	asLogged := apply(func(le logEntry) []byte { return le.data })
-	allLegacy := apply(func(le logEntry) []byte { return le.legacy })
-	allBinary := apply(func(le logEntry) []byte { return le.newer })
-	dl, db := digestOfMem(t, allLegacy), digestOfMem(t, allBinary)
-	if dl != db || dl != digestOfMem(t, asLogged) {
-		t.Fatalf("digests differ: msgpack %s, binary %s, as logged %s", dl, db, digestOfMem(t, asLogged))
-	}
-	if dl != live.All {
-		t.Fatalf("replayed digest %s, live %s (at %d)", dl, live.All, live.Applied)
-	}
-	if diff := diffStores(allLegacy, allBinary); diff != "" {
-		t.Fatalf("stores differ: %s", diff)
-	}
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func digestOfMem(t *testing.T, s *store.Mem) string {
-	t.Helper()
-	d, err := digestOf(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.All
-}
-
-// diffStores compares two stores key by key ("" when equal).
-func diffStores(a, b *store.Mem) string {
-	ka, kb := memKeys(a), memKeys(b)
-	if len(ka) != len(kb) {
-		return fmt.Sprintf("%d keys vs %d", len(ka), len(kb))
-	}
-	for i := range ka {
-		if !bytes.Equal(ka[i], kb[i]) {
-			return fmt.Sprintf("key %q vs %q", ka[i], kb[i])
-		}
-		va, _ := a.Get(ka[i])
-		vb, err := b.Get(kb[i])
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err.Error()
-		}
-		if !bytes.Equal(va, vb) {
-			return fmt.Sprintf("value of %q differs", ka[i])
-		}
-	}
-	return ""
-}
-
-func memKeys(s *store.Mem) [][]byte {
-	var keys [][]byte
-	_ = s.Scan(nil, nil, false, func(k, _ []byte) bool {
-		keys = append(keys, bytes.Clone(k))
 		return true
 	})
-	return keys
-}
-
-// encodeSorted encodes v as the legacy entries did: msgpack, map keys
-// sorted, compact integers.
-func encodeSorted(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.SetSortMapKeys(true)
-	enc.UseCompactInts(true)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
+	if err != nil {
+		t.Fatal(err)
 	}
-	return buf.Bytes(), nil
+	// Opened where needed: the revenue of u-0's orders and the events
+	// query.
+	v, err := e.Profile("user_id:u-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev := v.Revenue["Order Completed"]; rev.Count == 0 || rev.Total == 0 {
+		t.Errorf("no revenue: properties not opened by the state machine: %+v", v.Revenue)
+	}
+	evs, err := e.Events("user_id:u-0", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, ev := range evs {
+		if p, _ := ev["properties"].(map[string]any); p["text"] != nil && p["items"] != nil {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the events query shows no properties: %v", evs)
+	}
 }

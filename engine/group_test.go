@@ -59,11 +59,10 @@ func groupTestLog(t *testing.T) []alog.Entry {
 				Kind: event.Track, Event: names[n%len(names)], Time: now - int64(n%7)*60_000, Received: now, Key: ids[0].Hash, IDs: ids,
 				Properties: map[string]any{"revenue": float64(n % 300)}})
 		}
-		data, err := msgpack.Marshal(&b)
-		if err != nil {
-			t.Fatal(err)
+		for i := range b.Records { // "sealed" by the identity, opened so by the state machine below
+			b.Records[i].SealedProperties, _ = event.AppendMsgpack(nil, b.Records[i].Properties)
 		}
-		add(projections.SubjectEvents, data)
+		add(projections.SubjectEvents, event.EncodeBatch(&b))
 	}
 	corrupt := func(subject string) { add(subject, []byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0x01}) }
 	tick := func(d int64) { now += d; ctrl(projections.Control{Kind: projections.ControlTick}) }
@@ -116,7 +115,8 @@ func applyGrouped(t *testing.T, ents []alog.Entry, size, cacheBytes int, crashAt
 		t.Fatal(err)
 	}
 	newSM := func() *projections.StateMachine {
-		sm := projections.New(projections.Options{Partitions: 4, CacheBytes: cacheBytes, BackfillPerEntry: 7})
+		sm := projections.New(projections.Options{Partitions: 4, CacheBytes: cacheBytes, BackfillPerEntry: 7,
+			Open: func(_, sealed []byte) ([]byte, error) { return sealed, nil }})
 		if err := sm.Load(db); err != nil {
 			t.Fatal(err)
 		}

@@ -9,77 +9,71 @@ import (
 	"github.com/aurumcdp/aurum/internal/wire"
 )
 
-// The binary form of a log entry on aurum.log.events (a Batch).
+// The binary form of a Record (the body codec) and of a log entry on
+// aurum.log.events (a Batch). The stored event record of the projections
+// (projections/gcr, record.go) is the same body behind its own header: one
+// codec for both forms.
 //
-// Version 1, hand-written (no reflection):
+// Version 2, hand-written (no reflection):
 //
-//	batch   = 0xc1 0x01 bytes(ID) varint(Received) uvarint(n) record*n
+//	batch   = 0xc1 0x02 bytes(ID) varint(Received) uvarint(n) record*n
 //	record  = bytes(ID) str(MessageID) str(Source) str(Kind) str(Event) str(Name)
 //	          varint(Time) varint(Received) str(Channel) str(DeviceType) bytes(Key)
-//	          uvarint(n) idref*n map(bytes)(Traits) bytes(Properties) bytes(Private)
-//	          map(bool)(Consent)
+//	          uvarint(n) idref*n map(bytes)(Traits) bytes(SealedProperties)
+//	          bytes(Private) map(bool)(Consent)
 //	idref   = str(Type) bytes(Hash) bytes(Sealed) bool(Weak)
 //	map(v)  = uvarint(n) (str(key) v)*n   keys strictly increasing
 //	bool    = one byte, 0 or 1
 //	str     = uvarint(len) bytes;  bytes = uvarint(len) bytes (length 0 decodes as nil)
 //	varint  = encoding/binary zig-zag varint; uvarint = encoding/binary uvarint
 //
-// Properties are the msgpack encoding of the map (AppendMsgpack: keys sorted,
-// integers compact; empty: length 0), decoded by DecodeMsgpack into the
-// values the msgpack library would give. A decoded Record is therefore the
-// same value whichever form the entry was in, and the projections built
-// from it (stored event records, GCRs, digests) are the same.
+// Record.Properties (plaintext) is never encoded: the body holds only the
+// sealed properties, which the state machine opens (see Record).
 //
-// The leading byte 0xc1 is the one code msgpack never uses; entries written
-// by earlier versions are msgpack maps (see IsBinaryBatch). A later version
-// keeps 0xc1 and takes another version byte.
+// A later version keeps the leading byte 0xc1 and takes another version
+// byte; versions before 2 (and the msgpack entries of earlier builds) are
+// not read: no data of them was ever released.
 //
 // Decoding checks every count against the bytes left before it allocates,
 // so hostile input allocates at most a small multiple of its length, and it
 // refuses trailing bytes and unordered map keys.
 const (
 	binaryMark    byte = 0xc1
-	batchVersion1 byte = 0x01
+	batchVersion2 byte = 0x02
 )
 
 // Minimum encoded sizes, to bound allocations by the input length.
 const (
 	minRecordSize = 17 // 13 lengths, 2 varints, 2 counts
-	minIDRefSize  = 4
+	minIDRefSize  = 4  // 3 lengths, 1 flag
+	minEntrySize  = 2  // a map entry: key length, value (length or flag)
 )
 
 // ErrCorruptBatch marks a binary batch that does not decode.
 var ErrCorruptBatch = errors.New("event: corrupt batch")
 
-// IsBinaryBatch reports whether data is a batch in the binary form (any
-// version) rather than the msgpack form of earlier versions.
-func IsBinaryBatch(data []byte) bool { return len(data) > 0 && data[0] == binaryMark }
-
 // AppendBatchHeader appends the header of a binary batch of n records; the
 // n records' encodings (AppendRecord) follow it.
 func AppendBatchHeader(buf, id []byte, received int64, n int) []byte {
-	buf = append(buf, binaryMark, batchVersion1)
+	buf = append(buf, binaryMark, batchVersion2)
 	buf = wire.AppendBytes(buf, id)
 	buf = binary.AppendVarint(buf, received)
 	return binary.AppendUvarint(buf, uint64(n))
 }
 
 // EncodeBatch returns the binary form of b.
-func EncodeBatch(b *Batch) ([]byte, error) {
+func EncodeBatch(b *Batch) []byte {
 	buf := AppendBatchHeader(nil, b.ID, b.Received, len(b.Records))
+	var keys []string
 	for i := range b.Records {
-		var err error
-		if buf, err = AppendRecord(buf, &b.Records[i]); err != nil {
-			return nil, err
-		}
+		buf, keys = AppendRecord(buf, keys, &b.Records[i])
 	}
-	return buf, nil
+	return buf
 }
 
-// AppendRecord appends the binary form of r to buf. It fails when
-// r.Properties holds a type AppendMsgpack does not know (JSON never yields
-// one).
-func AppendRecord(buf []byte, r *Record) ([]byte, error) {
+// AppendRecord appends the binary form of r (the record body) to buf; keys
+// is scratch for sorting map keys, returned for reuse (nil is fine).
+func AppendRecord(buf []byte, keys []string, r *Record) ([]byte, []string) {
 	b := wire.AppendBytes(buf, r.ID)
 	b = wire.AppendString(b, r.MessageID)
 	b = wire.AppendString(b, r.Source)
@@ -99,41 +93,44 @@ func AppendRecord(buf []byte, r *Record) ([]byte, error) {
 		b = wire.AppendBytes(b, id.Sealed)
 		b = wire.AppendBool(b, id.Weak)
 	}
-	b = binary.AppendUvarint(b, uint64(len(r.Traits)))
-	for _, k := range sortedMapKeys(r.Traits) {
+	keys = sortedKeys(keys, r.Traits)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
 		b = wire.AppendString(b, k)
 		b = wire.AppendBytes(b, r.Traits[k])
 	}
-	if len(r.Properties) == 0 {
-		b = append(b, 0)
-	} else {
-		// The length prefix is written after the value: reserve the
-		// largest uvarint a slice can need, then move the value down.
-		start := len(b)
-		b = append(b, make([]byte, binary.MaxVarintLen64)...)
-		var ok bool
-		if b, ok = AppendMsgpack(b, r.Properties); !ok {
-			return buf, fmt.Errorf("event: encode record: properties hold a type that is not JSON")
-		}
-		n := len(b) - start - binary.MaxVarintLen64
-		hdr := binary.AppendUvarint(b[start:start], uint64(n))
-		copy(b[start+len(hdr):], b[start+binary.MaxVarintLen64:])
-		b = b[:start+len(hdr)+n]
-	}
+	b = wire.AppendBytes(b, r.SealedProperties)
 	b = wire.AppendBytes(b, r.Private)
-	b = binary.AppendUvarint(b, uint64(len(r.Consent)))
-	for _, k := range sortedMapKeys(r.Consent) {
+	keys = sortedKeys(keys, r.Consent)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
 		b = wire.AppendString(b, k)
 		b = wire.AppendBool(b, r.Consent[k])
 	}
-	return b, nil
+	return b, keys
 }
 
-func sortedMapKeys[V any](m map[string]V) []string {
-	if len(m) == 0 {
-		return nil
+// RecordSize is an upper bound of the length of r's binary form.
+func RecordSize(r *Record) int {
+	const v = binary.MaxVarintLen64
+	n := 16*v + len(r.ID) + len(r.MessageID) + len(r.Source) + len(r.Kind) + len(r.Event) +
+		len(r.Name) + len(r.Channel) + len(r.DeviceType) + len(r.Key) + len(r.SealedProperties) + len(r.Private)
+	for i := range r.IDs {
+		id := &r.IDs[i]
+		n += 3*v + 1 + len(id.Type) + len(id.Hash) + len(id.Sealed)
 	}
-	keys := make([]string, 0, len(m))
+	for k, t := range r.Traits {
+		n += 2*v + len(k) + len(t)
+	}
+	for k := range r.Consent {
+		n += v + 1 + len(k)
+	}
+	return n
+}
+
+// sortedKeys returns the keys of m in order, in keys[:0].
+func sortedKeys[V any](keys []string, m map[string]V) []string {
+	keys = keys[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
@@ -147,25 +144,43 @@ func DecodeBatch(data []byte) (Batch, error) {
 	if len(data) < 2 || data[0] != binaryMark {
 		return Batch{}, fmt.Errorf("%w: not a binary batch", ErrCorruptBatch)
 	}
-	if data[1] != batchVersion1 {
+	if data[1] != batchVersion2 {
 		return Batch{}, fmt.Errorf("%w: version %d unknown", ErrCorruptBatch, data[1])
 	}
-	d := batchDecoder{wire.NewReader(data[2:], ErrCorruptBatch)}
-	b := d.batch()
+	d := RecordReader{Reader: wire.NewReader(data[2:], ErrCorruptBatch), CopyEach: true}
+	var b Batch
+	b.ID = d.bytes("batch id")
+	b.Received = d.Varint("batch received")
+	n := d.Count("records", minRecordSize)
+	if n > 0 {
+		b.Records = make([]Record, n)
+		for i := range b.Records {
+			d.Record(&b.Records[i])
+		}
+	}
 	if err := d.Finish(); err != nil {
 		return Batch{}, err
 	}
 	return b, nil
 }
 
-// batchDecoder reads the binary form (wire.Reader: the first error sticks).
-// Strings and byte strings are copied one by one rather than cut from one
-// copy of the input: a record's event name or source may outlive the batch
-// (in maps of the projections) and must not pin a multi-megabyte entry.
-type batchDecoder struct{ wire.Reader }
+// RecordReader reads record bodies (wire.Reader: the first error sticks
+// and every later read returns a zero value).
+type RecordReader struct {
+	wire.Reader
+	// CopyEach copies every string and byte string on its own rather than
+	// cutting them from one copy of the input: a record of a log entry may
+	// outlive the entry (its event name or source in maps of the
+	// projections) and must not pin a multi-megabyte entry. A stored
+	// record, small, is better read with one copy.
+	CopyEach bool
+}
 
 // bytes returns a copy (nil for length 0).
-func (d *batchDecoder) bytes(what string) []byte {
+func (d *RecordReader) bytes(what string) []byte {
+	if !d.CopyEach {
+		return d.Bytes(what)
+	}
 	s := d.Raw(what)
 	if len(s) == 0 {
 		return nil
@@ -173,9 +188,14 @@ func (d *batchDecoder) bytes(what string) []byte {
 	return slices.Clone(s)
 }
 
-func (d *batchDecoder) str(what string) string { return string(d.Raw(what)) }
+func (d *RecordReader) str(what string) string {
+	if !d.CopyEach {
+		return d.String(what)
+	}
+	return string(d.Raw(what))
+}
 
-func (d *batchDecoder) key(what string, i int, prev string) string {
+func (d *RecordReader) key(what string, i int, prev string) string {
 	k := d.str(what)
 	if i > 0 && k <= prev && d.Err() == nil {
 		d.Fail("%s: keys out of order (%q after %q)", what, k, prev)
@@ -183,22 +203,8 @@ func (d *batchDecoder) key(what string, i int, prev string) string {
 	return k
 }
 
-func (d *batchDecoder) batch() Batch {
-	var b Batch
-	b.ID = d.bytes("batch id")
-	b.Received = d.Varint("batch received")
-	n := d.Count("records", minRecordSize)
-	if d.Err() != nil {
-		return b
-	}
-	b.Records = make([]Record, n)
-	for i := range b.Records {
-		d.record(&b.Records[i])
-	}
-	return b
-}
-
-func (d *batchDecoder) record(r *Record) {
+// Record reads one record body into r.
+func (d *RecordReader) Record(r *Record) {
 	r.ID = d.bytes("id")
 	r.MessageID = d.str("messageId")
 	r.Source = d.str("source")
@@ -220,7 +226,7 @@ func (d *batchDecoder) record(r *Record) {
 			id.Weak = d.Bool("id weak")
 		}
 	}
-	if n := d.Count("traits", 2); n > 0 {
+	if n := d.Count("traits", minEntrySize); n > 0 {
 		r.Traits = make(map[string][]byte, n)
 		prev := ""
 		for i := range n {
@@ -229,17 +235,9 @@ func (d *batchDecoder) record(r *Record) {
 			prev = k
 		}
 	}
-	if p := d.Raw("properties"); len(p) > 0 && d.Err() == nil {
-		m, err := decodeMsgpackMap(p)
-		if err != nil {
-			d.Fail("properties: %v", err)
-		}
-		if len(m) > 0 {
-			r.Properties = m
-		}
-	}
+	r.SealedProperties = d.bytes("properties")
 	r.Private = d.bytes("private")
-	if n := d.Count("consent", 2); n > 0 {
+	if n := d.Count("consent", minEntrySize); n > 0 {
 		r.Consent = make(map[string]bool, n)
 		prev := ""
 		for i := range n {
@@ -247,5 +245,24 @@ func (d *batchDecoder) record(r *Record) {
 			r.Consent[k] = d.Bool("consent value")
 			prev = k
 		}
+	}
+}
+
+// OpenProperties sets r.Properties from r.SealedProperties, opened with
+// open (the msgpack encoding of a map, see AppendMsgpack). Sealed
+// properties that cannot be opened (a destroyed key: an erased person) or
+// decoded leave r.Properties nil, as if the event had none: alike in every
+// replay for a given state of the keys.
+func (r *Record) OpenProperties(open func(keyID, sealed []byte) ([]byte, error)) {
+	r.Properties = nil
+	if len(r.SealedProperties) == 0 || open == nil {
+		return
+	}
+	pt, err := open(r.Key, r.SealedProperties)
+	if err != nil {
+		return
+	}
+	if m, err := decodeMsgpackMap(pt); err == nil && len(m) > 0 {
+		r.Properties = m
 	}
 }

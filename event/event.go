@@ -95,9 +95,18 @@ type IDRef struct {
 }
 
 // Record is the form of an event on the log and in the event projection.
-// Identifier values, traits and the private part (raw ids, context) are sealed
-// with the data key named by Key; everything else is plaintext because rules
-// and statistics read it.
+// The whole payload is sealed with the data key named by Key (the data key
+// of the event's anchor identifier): identifier values, each trait value,
+// the properties and the private part (raw ids, context, sentAt). So an
+// erasure, which destroys the key, leaves nothing of it readable
+// (crypto-shredding). In clear stays only what routing, dedup, statistics
+// and rules need without a key: keyed hashes, ids, times, source, kind,
+// event and page names, channel, device type, trait names (the GCR joins
+// traits per name without opening them) and consent statements.
+//
+// The state machine opens the properties (OpenProperties) for the GCR and
+// the audience rules; they are never re-sealed there, so a replay stores
+// the sealed bytes of the log as they are.
 type Record struct {
 	ID         []byte            `msgpack:"id"` // 16-byte ULID assigned at ingest
 	MessageID  string            `msgpack:"mid"`
@@ -112,8 +121,13 @@ type Record struct {
 	Key        []byte            `msgpack:"key"` // 16-byte id of the data key that sealed the fields below
 	IDs        []IDRef           `msgpack:"ids"`
 	Traits     map[string][]byte `msgpack:"tr,omitempty"` // each value: sealed msgpack encoding
-	Properties map[string]any    `msgpack:"p,omitempty"`
-	Private    []byte            `msgpack:"pv,omitempty"` // sealed msgpack of Private
+	// SealedProperties is the sealed msgpack encoding of the event's
+	// properties (AppendMsgpack); nil when it has none.
+	SealedProperties []byte `msgpack:"sp,omitempty"`
+	// Properties is the plaintext of SealedProperties once opened
+	// (OpenProperties); never encoded, nil in a decoded record.
+	Properties map[string]any `msgpack:"-"`
+	Private    []byte         `msgpack:"pv,omitempty"` // sealed msgpack of Private
 	// Consent is the event's consent statements, channel → granted, in
 	// plaintext (a consent state is not personal data of its own, and the
 	// state machine must read it: see Event.Consent).

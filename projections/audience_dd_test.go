@@ -76,7 +76,7 @@ func parseValue(s string) any {
 }
 
 func (r *audienceRun) apply(subject string, v any) string {
-	data, err := msgpack.Marshal(v)
+	data, err := marshalEntry(v)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func (r *audienceRun) record(at int64, ids []event.IDRef, kind event.Kind, name 
 	if len(traits) > 0 {
 		rec.Traits = map[string][]byte{}
 		for k, v := range traits {
-			b, _ := msgpack.Marshal(v)
+			b, _ := marshalEntry(v)
 			rec.Traits[k] = b
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/store"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // dedupScript generates a log of event batches of 1-6 records with
@@ -25,7 +24,7 @@ func dedupScript(rng *rand.Rand, n int) []entry {
 	var out []entry
 	var seq uint64
 	add := func(subject string, v any) {
-		data, err := msgpack.Marshal(v)
+		data, err := marshalEntry(v)
 		if err != nil {
 			panic(err)
 		}

@@ -12,7 +12,6 @@ import (
 	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/oklog/ulid/v2"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 func ulidBytes(s string) ([]byte, error) {
@@ -160,7 +159,7 @@ func TestErasureApplyEdges(t *testing.T) {
 	var seq uint64
 	apply := func(subject string, v any) Result {
 		t.Helper()
-		data, err := msgpack.Marshal(v)
+		data, err := marshalEntry(v)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +210,7 @@ func TestErasureApplyEdges(t *testing.T) {
 	}
 	var tail []entry
 	record := func(subject string, v any) Result {
-		data, _ := msgpack.Marshal(v)
+		data, _ := marshalEntry(v)
 		tail = append(tail, entry{seq: seq + 1, subject: subject, data: data})
 		return apply(subject, v)
 	}

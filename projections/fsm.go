@@ -29,7 +29,7 @@ import (
 
 // Log subjects the state machine understands.
 const (
-	SubjectEvents  = "aurum.log.events"  // event.Batch: binary (event.EncodeBatch), or msgpack before
+	SubjectEvents  = "aurum.log.events"  // event.Batch: binary (event.EncodeBatch)
 	SubjectControl = "aurum.log.control" // msgpack Control
 )
 
@@ -356,15 +356,14 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 	}
 	cmds := sm.emptyCommands(seq)
 	var entryTime int64
-	binaryBatch := subject == SubjectEvents && event.IsBinaryBatch(data)
-	if (subject == SubjectEvents && !binaryBatch) || subject == SubjectControl {
+	if subject == SubjectControl {
 		if err := CheckMsgpack(data); err != nil {
 			return res, fmt.Errorf("%w: seq %d: %v", ErrCorruptEntry, seq, err)
 		}
 	}
 	switch subject {
 	case SubjectEvents:
-		b, err := decodeBatch(data, binaryBatch)
+		b, err := event.DecodeBatch(data) // bounds-checked: no CheckMsgpack needed
 		if err != nil {
 			return res, fmt.Errorf("%w: seq %d: %v", ErrCorruptEntry, seq, err)
 		}
@@ -514,18 +513,6 @@ func sourceKey(name string) []byte { return append(append([]byte(nil), prefixSou
 // the GCR work to the partitions: each event to the profile that is its root
 // at the end of the entry, each profile merged away to its root's partition
 // (Absorb, with its GCR as it was before the entry) and to its own (Drop).
-// decodeBatch decodes an events entry: the binary form (event.DecodeBatch,
-// bounds-checked) or the msgpack form of earlier versions (after
-// CheckMsgpack).
-func decodeBatch(data []byte, binary bool) (event.Batch, error) {
-	if binary {
-		return event.DecodeBatch(data)
-	}
-	var b event.Batch
-	err := msgpack.Unmarshal(data, &b)
-	return b, err
-}
-
 func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Batch, cmds []PartitionCommand, res *Result) error {
 	var outIdx uint32
 	var adds []Addition
@@ -585,6 +572,7 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 		for _, j := range ir.Owned {
 			owned = append(owned, rec.IDs[j])
 		}
+		rec.OpenProperties(sm.opts.Open) // for the GCR (revenue) and the audience rules
 		adds = append(adds, Addition{Profile: ir.Profile, Record: rec, Owned: owned})
 		res.Events++
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/oklog/ulid/v2"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 func testHash(typ, v string) []byte {
@@ -32,7 +31,7 @@ type entry struct {
 func syntheticLog(t testing.TB, people, events int, seed uint64) []entry {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 1))
-	ctl, _ := msgpack.Marshal(&Control{Kind: ControlSourceCreate, Time: 1, Source: Source{Name: "web", KeyHash: testHash("k", "web")}})
+	ctl, _ := marshalEntry(&Control{Kind: ControlSourceCreate, Time: 1, Source: Source{Name: "web", KeyHash: testHash("k", "web")}})
 	log := []entry{{seq: 1, subject: SubjectControl, data: ctl}}
 	var recs []event.Record
 	for i := range events {
@@ -53,7 +52,7 @@ func syntheticLog(t testing.TB, people, events int, seed uint64) []entry {
 	}
 	for len(recs) > 0 {
 		n := min(1+r.IntN(20), len(recs))
-		data, err := msgpack.Marshal(&event.Batch{ID: testHash("b", fmt.Sprint(len(log))), Received: recs[n-1].Received, Records: recs[:n]})
+		data, err := marshalEntry(&event.Batch{ID: testHash("b", fmt.Sprint(len(log))), Received: recs[n-1].Received, Records: recs[:n]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +77,7 @@ func applyAll(t testing.TB, sm *StateMachine, s store.ReadWriter, log []entry) R
 	return total
 }
 
-func newSM() *StateMachine { return New(Options{Partitions: 4}) }
+func newSM() *StateMachine { return New(Options{Partitions: 4, Open: openIdentity}) }
 
 func digest(t testing.TB, r store.Reader) []byte {
 	t.Helper()
@@ -118,8 +117,8 @@ func countRecords(t testing.TB, log []entry) int {
 	n := 0
 	for _, e := range log {
 		if e.subject == SubjectEvents {
-			var b event.Batch
-			if err := msgpack.Unmarshal(e.data, &b); err != nil {
+			b, err := event.DecodeBatch(e.data)
+			if err != nil {
 				t.Fatal(err)
 			}
 			n += len(b.Records)
@@ -202,7 +201,7 @@ func TestDedupWindow(t *testing.T) {
 	rec := func(i int, msg string, received int64) []byte {
 		id := ulid.MustNew(uint64(received), bytes.NewReader(bytes.Repeat([]byte{byte(i)}, 16)))
 		ids := []event.IDRef{{Type: event.UserID, Hash: testHash("user_id", "u")}}
-		data, _ := msgpack.Marshal(&event.Batch{Received: received, Records: []event.Record{{ID: id[:], MessageID: msg,
+		data, _ := marshalEntry(&event.Batch{Received: received, Records: []event.Record{{ID: id[:], MessageID: msg,
 			Source: "web", Kind: event.Track, Event: "E", Time: received, Received: received, Key: ids[0].Hash, IDs: ids}}})
 		return data
 	}
@@ -293,19 +292,19 @@ func TestIdentityConfigOnTheLog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, _ := msgpack.Marshal(&Control{Kind: ControlIdentityConfig, Config: raw})
+		data, _ := marshalEntry(&Control{Kind: ControlIdentityConfig, Config: raw})
 		return entry{seq: seq, subject: SubjectControl, data: data}
 	}
 	ev := func(seq uint64, user string) entry {
 		ids := []event.IDRef{{Type: event.UserID, Hash: testHash(event.UserID, user)}, {Type: event.AnonymousID, Hash: testHash(event.AnonymousID, "shared-tablet")}}
 		id := testHash("event", user)
-		data, _ := msgpack.Marshal(&event.Batch{Received: 1000, Records: []event.Record{{ID: id, MessageID: user, Source: "web",
+		data, _ := marshalEntry(&event.Batch{Received: 1000, Records: []event.Record{{ID: id, MessageID: user, Source: "web",
 			Kind: event.Identify, Time: int64(seq), Received: 1000, Key: ids[0].Hash, IDs: ids}}})
 		return entry{seq: seq, subject: SubjectEvents, data: data}
 	}
 	unlimited := identity.DefaultConfig()
 	unlimited.Limits = map[string]int{}
-	bad, _ := msgpack.Marshal(&Control{Kind: ControlIdentityConfig, Config: []byte(`{"Limits":{"user_id":-3}}`)})
+	bad, _ := marshalEntry(&Control{Kind: ControlIdentityConfig, Config: []byte(`{"Limits":{"user_id":-3}}`)})
 
 	sameProfile := func(s store.Reader, sm *StateMachine) bool {
 		a, err1 := sm.Keychain().Lookup(s, event.UserID, testHash(event.UserID, "mum"))
@@ -351,7 +350,7 @@ func TestIdentityConfigOnTheLog(t *testing.T) {
 
 func applyControlEntry(t *testing.T, sm *StateMachine, s store.ReadWriter, seq *uint64, c *Control) {
 	t.Helper()
-	data, err := msgpack.Marshal(c)
+	data, err := marshalEntry(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +376,7 @@ func TestMalformedRecordsAreSkipped(t *testing.T) {
 	badHash.MessageID, badHash.IDs = "b", []event.IDRef{{Type: event.UserID, Hash: []byte{1, 2, 3}}}
 	badID.MessageID, badID.ID = "c", []byte{1}
 	noKind.MessageID, noKind.Kind = "d", ""
-	data, _ := msgpack.Marshal(&event.Batch{Received: 1, Records: []event.Record{noIDs, badHash, good, badID, noKind}})
+	data, _ := marshalEntry(&event.Batch{Received: 1, Records: []event.Record{noIDs, badHash, good, badID, noKind}})
 	res, err := sm.Apply(s, 1, SubjectEvents, data)
 	if err != nil {
 		t.Fatal(err)

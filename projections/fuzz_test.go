@@ -30,7 +30,7 @@ func validBatch(t testing.TB) []byte {
 	t.Helper()
 	id := ulid.MustNew(1_700_000_100_000, bytes.NewReader(bytes.Repeat([]byte{9}, 16)))
 	ids := []event.IDRef{{Type: event.UserID, Hash: testHash(event.UserID, "fuzz-after")}}
-	data, err := msgpack.Marshal(&event.Batch{ID: testHash("b", "after"), Received: 1_700_000_100_000, Records: []event.Record{{
+	data, err := marshalEntry(&event.Batch{ID: testHash("b", "after"), Received: 1_700_000_100_000, Records: []event.Record{{
 		ID: id[:], MessageID: "fuzz-after-unique", Source: "web", Kind: event.Track, Event: "After",
 		Time: 1_700_000_100_000, Received: 1_700_000_100_000, Key: ids[0].Hash, IDs: ids}}})
 	if err != nil {
@@ -55,7 +55,7 @@ func FuzzApply(f *testing.F) {
 		{Kind: ControlTick, Time: 1 << 62},
 		{Kind: ControlDestinationPut, Time: 5},
 	} {
-		data, _ := msgpack.Marshal(&c)
+		data, _ := marshalEntry(&c)
 		f.Add(true, data)
 	}
 	f.Add(false, []byte{0x81, 0xa1, 'r', 0xdd, 0xff, 0xff, 0xff, 0xff}) // a huge array length
@@ -67,9 +67,9 @@ func FuzzApply(f *testing.F) {
 		if control {
 			subject = SubjectControl
 		}
-		sm := New(Options{Partitions: 2})
+		sm := New(Options{Partitions: 2, Open: openIdentity}) // hostile sealed properties are decoded too
 		s := store.NewMem()
-		ctl, _ := msgpack.Marshal(&Control{Kind: ControlSourceCreate, Time: 1, Source: Source{Name: "web", KeyHash: testHash("k", "web")}})
+		ctl, _ := marshalEntry(&Control{Kind: ControlSourceCreate, Time: 1, Source: Source{Name: "web", KeyHash: testHash("k", "web")}})
 		if _, err := sm.Apply(s, 1, SubjectControl, ctl); err != nil {
 			t.Fatal(err)
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/projections/gcr"
-	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -76,45 +75,6 @@ func loadRawAudienceState(r store.Reader, p *Partition, profile []byte) ([]byte,
 	}
 	return v, err
 }
-
-// canonicalValue returns v as the current code would write it, for the
-// digest: an audience state, a GCR, an event record or a keychain node
-// still in the msgpack form of earlier versions (an old data dir, not yet
-// re-written) hashes as its current encoding, so that the node and a replay
-// of its log have equal digests. Every other value, and one that does not
-// decode, is returned as it is.
-func canonicalValue(k, v []byte) []byte {
-	if bytes.HasPrefix(k, prefixKeychainNode) {
-		return identity.CanonicalNode(v)
-	}
-	_, kind, profile, ok := SplitPartitionKey(k)
-	if !ok || profile == nil {
-		return v
-	}
-	switch kind {
-	case 'g':
-		return gcr.Canonical(v)
-	case 'e':
-		return gcr.CanonicalRecord(v)
-	case 'u':
-		if !audience.IsLegacyState(v) {
-			return v
-		}
-		st, err := audience.DecodeState(v)
-		if err != nil {
-			return v
-		}
-		data, err := audience.EncodeState(st)
-		if err != nil {
-			return v
-		}
-		return data
-	}
-	return v
-}
-
-// prefixKeychainNode is the identity keychain's node range (ip/<profile>).
-var prefixKeychainNode = []byte("ip/")
 
 // work is what an entry asks of one profile's audiences.
 type work struct {
@@ -752,6 +712,7 @@ func (p *Partition) history(r store.Reader, prof *gcr.Profile) func(fn func(audi
 		}
 		for i := range recs {
 			rec := &recs[i]
+			rec.OpenProperties(p.sm.opts.Open)
 			name := ""
 			if rec.Kind == event.Track {
 				name = rec.Event

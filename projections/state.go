@@ -151,7 +151,6 @@ func Digest(r store.Reader) ([]byte, error) {
 			if isPartitionOutbox(k) {
 				return true // drains asynchronously: not part of the state
 			}
-			v = canonicalValue(k, v)
 			binary.BigEndian.PutUint32(lenBuf[:4], uint32(len(k)))
 			binary.BigEndian.PutUint32(lenBuf[4:], uint32(len(v)))
 			h.Write(lenBuf[:])
@@ -296,7 +295,6 @@ func DigestParts(r store.Reader, partitions int) (Digests, error) {
 				if isPartitionOutbox(k) {
 					return true
 				}
-				v = canonicalValue(k, v)
 				binary.BigEndian.PutUint32(lenBuf[:4], uint32(len(k)))
 				binary.BigEndian.PutUint32(lenBuf[4:], uint32(len(v)))
 				h.Write(lenBuf[:])

@@ -95,7 +95,10 @@ func TestErasureRealProcess(t *testing.T) {
 		"traits": map[string]any{"email": emailSent, "name": name, "phone": phoneSent}}, http.StatusOK)
 	send("/v1/track", map[string]any{"anonymousId": "a-erin", "messageId": "e2", "event": "Signed Up"}, http.StatusOK)
 	send("/v1/track", map[string]any{"userId": "u-kim", "messageId": "k1", "event": "Signed Up",
-		"traits": map[string]any{"email": "kim@example.com"}, "properties": map[string]any{"note": control}}, http.StatusOK)
+		"traits": map[string]any{"email": "kim@example.com"}}, http.StatusOK)
+	// The control is an event name: in clear on the log and in the state
+	// (properties are sealed).
+	send("/v1/track", map[string]any{"userId": "u-kim", "messageId": "k2", "event": control}, http.StatusOK)
 	// A dead letter holding the person's data (a track without an event name).
 	send("/v1/track", map[string]any{"userId": "someone", "messageId": "dl1",
 		"context": map[string]any{"traits": map[string]any{"email": strings.ToUpper(email), "name": name, "phone": phoneSent}}}, http.StatusBadRequest)
@@ -366,7 +369,7 @@ func TestErasureRealProcess(t *testing.T) {
 		}
 	}
 	if len(found[control]) == 0 {
-		t.Fatal("control failed: the plaintext property was not found, so the scan proves nothing")
+		t.Fatal("control failed: the plaintext event name was not found, so the scan proves nothing")
 	}
 
 	// An offline replay of the log gives the same digest as the node's state.

@@ -158,15 +158,15 @@ func TestJourney(t *testing.T) {
 	if code := n.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("aurum serve exited with %d on SIGTERM, want 0", code)
 	}
-	// Personal data is sealed on the log and in Pebble: neither the email nor
-	// a trait value appears in plain text in any file, while a plaintext
-	// property (the control) does.
-	found := scanDir(t, n.dataDir, "rob@example.com", "Plaintext-Canary-7731", "CPH-1")
-	if found["rob@example.com"] != "" || found["Plaintext-Canary-7731"] != "" {
+	// Personal data is sealed on the log and in Pebble: neither the email, a
+	// trait value nor a property value appears in plain text in any file,
+	// while an event name (in clear by design: the control) does.
+	found := scanDir(t, n.dataDir, "rob@example.com", "Plaintext-Canary-7731", "CPH-1", "Product Viewed")
+	if found["rob@example.com"] != "" || found["Plaintext-Canary-7731"] != "" || found["CPH-1"] != "" {
 		t.Errorf("personal data in plain text on disk: %v", found)
 	}
-	if found["CPH-1"] == "" {
-		t.Errorf("control failed: the plaintext property CPH-1 was not found on disk, so the scan proves nothing")
+	if found["Product Viewed"] == "" {
+		t.Errorf("control failed: the event name Product Viewed was not found on disk, so the scan proves nothing")
 	}
 	n.restart()
 	p2, err := n.profile("loyalty_id:L-77")

@@ -46,13 +46,6 @@ type Options struct {
 	Now func() time.Time
 	// Registry receives the edge's metrics (aurum_ingest_*, aurum_log_append*).
 	Registry prometheus.Registerer
-
-	// LegacyEncoding (tests) writes event entries and sealed values with
-	// the msgpack library, as versions before the binary entry form did.
-	LegacyEncoding bool
-	// SealPerValue (tests) hashes and seals with Keyring.Hash and
-	// Keyring.Seal per value, as before seal.Sealer: the reference path.
-	SealPerValue bool
 }
 
 // Edge is the ingest edge: it validates, seals and group-commits events
@@ -68,6 +61,10 @@ type Edge struct {
 	sources Sources
 	metrics *metrics
 	commit  *committer
+	// sealPerValue is a test hook (never set in production): seal hashes
+	// and seals with Keyring.Hash and Keyring.Seal per value, the
+	// reference path of seal.Sealer.
+	sealPerValue bool
 }
 
 // New returns the edge of a node whose lifetime is ctx (when it is done,
@@ -176,7 +173,6 @@ func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]b
 			Received:   received.UnixMilli(),
 			Channel:    ev.Channel,
 			DeviceType: ev.DeviceType,
-			Properties: ev.Properties,
 			Consent:    ev.Consent,
 			IDs:        make([]event.IDRef, len(ev.Identifiers)),
 		}
@@ -206,6 +202,7 @@ func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]b
 	out := make([][]byte, 0, len(evs))
 	size := 0
 	var buf []byte // the records' encodings, one after the other
+	var keys []string
 	for i := range preps {
 		rec, ev := &preps[i].rec, &evs[i]
 		for j, id := range ev.Identifiers {
@@ -242,23 +239,18 @@ func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]b
 			return nil, 0, err
 		}
 		rec.Private = s
-		if e.opts.LegacyEncoding {
-			data, err := encodeSorted(rec)
-			if err != nil {
-				return nil, 0, fmt.Errorf("engine: encode record: %w", err)
+		if len(ev.Properties) > 0 {
+			// The properties are personal data too (a note, a search, a
+			// shipping name): sealed whole, opened by the state machine.
+			if rec.SealedProperties, err = sl.sealValue(rec.Key, ev.Properties); err != nil {
+				return nil, 0, err
 			}
-			out = append(out, data)
-			size += len(data)
-			continue
 		}
 		if buf == nil {
 			buf = make([]byte, 0, 1024*(len(preps)-i))
 		}
 		start := len(buf)
-		buf, err = event.AppendRecord(buf, rec)
-		if err != nil {
-			return nil, 0, fmt.Errorf("engine: event %d: %w", i, err)
-		}
+		buf, keys = event.AppendRecord(buf, keys, rec)
 		out = append(out, buf[start:len(buf):len(buf)])
 		size += len(buf) - start
 	}
@@ -268,7 +260,8 @@ func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]b
 // sealing hashes and seals the values of one call of seal. By default it
 // uses one seal.Sealer (cipher looked up once per record, nonces read in
 // blocks, outputs in arenas) and one reused plaintext buffer; with
-// Options.SealPerValue it calls Keyring.Hash and Keyring.Seal per value.
+// Edge.sealPerValue (a test hook) it calls Keyring.Hash and Keyring.Seal
+// per value.
 // Both give the same hashes and equivalent sealed values (random nonces).
 type sealing struct {
 	e      *Edge
@@ -278,7 +271,7 @@ type sealing struct {
 
 func (e *Edge) newSealing(events int) *sealing {
 	sl := &sealing{e: e}
-	if !e.opts.SealPerValue {
+	if !e.sealPerValue {
 		sl.sealer = e.keys.NewSealer(events * 512)
 	}
 	return sl
@@ -323,9 +316,6 @@ func (sl *sealing) sealValue(key []byte, v any) ([]byte, error) {
 }
 
 func (e *Edge) encodeValue(dst []byte, v any) ([]byte, bool) {
-	if e.opts.LegacyEncoding {
-		return nil, false
-	}
 	if p, ok := v.(*event.Private); ok {
 		return event.AppendPrivateMsgpack(dst, p)
 	}
@@ -459,20 +449,6 @@ func (c *committer) append(group []*pending) *inflight {
 // encode joins the records of group into one entry (see event.EncodeBatch).
 func (c *committer) encode(group []*pending, id []byte, n int) ([]byte, error) {
 	received := c.e.opts.Now().UnixMilli()
-	if c.e.opts.LegacyEncoding {
-		recs := make([]msgpack.RawMessage, 0, n)
-		for _, p := range group {
-			for _, r := range p.recs {
-				recs = append(recs, r)
-			}
-		}
-		batch := struct {
-			ID       []byte               `msgpack:"id"`
-			Received int64                `msgpack:"rt"`
-			Records  []msgpack.RawMessage `msgpack:"r"`
-		}{ID: id, Received: received, Records: recs}
-		return msgpack.Marshal(&batch)
-	}
 	size := 32
 	for _, p := range group {
 		size += p.size

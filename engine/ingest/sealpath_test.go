@@ -73,8 +73,8 @@ func TestSealerPathMatchesPerValue(t *testing.T) {
 
 	run := func(perValue bool) []event.Record {
 		t.Helper()
-		e.opts.SealPerValue = perValue
-		defer func() { e.opts.SealPerValue = false }()
+		e.sealPerValue = perValue
+		defer func() { e.sealPerValue = false }()
 		recs, size, err := e.seal("web", evs, received)
 		if err != nil {
 			t.Fatalf("seal (per value %v): %v", perValue, err)
@@ -115,6 +115,9 @@ func TestSealerPathMatchesPerValue(t *testing.T) {
 			tr[k] = dec(v)
 		}
 		r.Traits, r.Private = tr, dec(r.Private)
+		if r.SealedProperties != nil {
+			r.SealedProperties = dec(r.SealedProperties)
+		}
 		return r
 	}
 	compare := func(phase string) int {
@@ -162,7 +165,7 @@ func BenchmarkSeal(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			e := newSealEdge(b)
-			e.opts.SealPerValue = perValue
+			e.sealPerValue = perValue
 			evs := append(sealEvents(b, 0, 60), sealEvents(b, 1, 60)...)[:100]
 			received := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 			if _, _, err := e.seal("web", evs, received); err != nil { // creates the keys

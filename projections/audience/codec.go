@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/aurumcdp/aurum/internal/wire"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // The stored form of a State (key p/<partition>/u/<profile>).
@@ -23,21 +22,14 @@ import (
 //	f64      = 8 bytes little endian of math.Float64bits (every bit kept: -0, NaN payloads)
 //	varint   = encoding/binary zig-zag varint; uvarint = encoding/binary uvarint
 //
-// The leading byte 0xc1 is the one code the msgpack format never uses, and a
-// msgpack State starts with a map, an array or nil code, so the two forms
-// cannot be confused: DecodeState still reads states written in msgpack by
-// earlier versions (they are re-written in this form when next changed). A
-// later version takes another leading byte that no msgpack State starts
-// with (e.g. an ext code 0xc7..0xc9 or 0xd4..0xd8).
+// The leading byte is the version: 0xc1 (a code msgpack never uses, from
+// when msgpack states of earlier builds were still read; they are not any
+// more). A later version takes another leading byte.
 //
 // Decoding checks every length against the bytes left before it allocates,
 // so hostile input allocates at most a small multiple of its own length, and
 // it refuses trailing bytes.
 const stateV1 byte = 0xc1
-
-// maxLegacyDepth bounds the nesting of a legacy (msgpack) state: a State is
-// three levels deep.
-const maxLegacyDepth = 16
 
 // Minimum encoded sizes, used to bound allocations by the input length.
 const (
@@ -103,8 +95,7 @@ func stateSize(s *State) int {
 	return n
 }
 
-// DecodeState decodes a stored state: format version 1 or, for states
-// written by earlier versions, msgpack.
+// DecodeState decodes a stored state (format version 1).
 func DecodeState(data []byte) (*State, error) { return decodeState(data, nil) }
 
 // DecodeState is DecodeState for states of this set's profiles: aggregate
@@ -119,20 +110,7 @@ func (s *Set) DecodeState(data []byte) (*State, error) {
 
 func decodeState(data []byte, intern map[string]string) (*State, error) {
 	if len(data) == 0 || data[0] != stateV1 {
-		// The msgpack decoder sizes a slice by its declared length before
-		// reading its elements: check the structure first, so that no
-		// declared length exceeds the bytes that follow it.
-		if n, err := wire.CheckMsgpack(data, wire.MsgpackLimits{MaxDepth: maxLegacyDepth}); err != nil || n != len(data) {
-			if err == nil {
-				err = fmt.Errorf("%d trailing bytes", len(data)-n)
-			}
-			return nil, fmt.Errorf("audience: decode state: %w: %v", ErrCorruptState, err)
-		}
-		var s State
-		if err := msgpack.Unmarshal(data, &s); err != nil {
-			return nil, fmt.Errorf("audience: decode state: %w", err)
-		}
-		return &s, nil
+		return nil, fmt.Errorf("audience: decode state: %w: not a state of version %d", ErrCorruptState, stateV1)
 	}
 	d := wire.NewReader(data[1:], ErrCorruptState)
 	s := decodeV1(&d, intern)
@@ -141,10 +119,6 @@ func decodeState(data []byte, intern map[string]string) (*State, error) {
 	}
 	return s, nil
 }
-
-// IsLegacyState reports whether data is a state in the earlier msgpack form
-// (one that EncodeState would now write differently).
-func IsLegacyState(data []byte) bool { return len(data) == 0 || data[0] != stateV1 }
 
 // decodeV1 reads the body of format version 1 (after its version byte).
 func decodeV1(d *wire.Reader, intern map[string]string) *State {

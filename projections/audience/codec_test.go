@@ -130,16 +130,8 @@ func TestStateCodecDeterministic(t *testing.T) {
 	}
 }
 
-// legacyState is a state as msgpack wrote it before the hand-written codec
-// (commit 977c9be): two aggregates (windowed and all-time), a member, a
-// timer.
-const legacyState = "83a1619282a16bae636f756e743a4f72646572203164a1659282a174d30000019e70449408a169c41000000000000000" +
-	"00000000000000000182a174d30000019e704497f0a169c4100000000000000000000000000000000287a16bad73756d" +
-	"3a4f726465723a726576a16ed30000000000000002a173cb4060000000000000a26c6fcb4049000000000000a26869cb" +
-	"4059000000000000a166d30000019e70449408a16cd30000019e704497f0a16d9183a16ea3766970a173d30000019e70" +
-	"4497f0a176d30000000000000002a174d30000019e756af3f0"
-
-func legacyWant() *State {
+// sampleState has two aggregates (windowed and all-time), a member, a timer.
+func sampleState() *State {
 	t0 := int64(1_780_000_003_080)
 	return &State{
 		Aggs: []AggState{
@@ -151,76 +143,13 @@ func legacyWant() *State {
 	}
 }
 
-// TestDecodeStateLegacyMsgpack: states written by earlier versions (msgpack)
-// still decode, both the recorded bytes above and random states.
-func TestDecodeStateLegacyMsgpack(t *testing.T) {
-	raw, err := hex.DecodeString(legacyState)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !IsLegacyState(raw) {
-		t.Fatal("recorded msgpack state not recognised as legacy")
-	}
-	got, err := DecodeState(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := legacyWant(); !reflect.DeepEqual(got, want) {
-		t.Fatalf("legacy decode\n got %#v\nwant %#v", got, want)
-	}
-	if nb, _ := EncodeState(got); IsLegacyState(nb) {
-		t.Fatal("EncodeState wrote the legacy form")
-	}
-
-	r := rand.New(rand.NewPCG(5, 6))
-	for i := range 500 {
-		s := randomState(t, r)
-		old, err := msgpack.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := DecodeState(old)
-		if err != nil {
-			t.Fatalf("case %d: %v", i, err)
-		}
-		// msgpack's omitempty drops a -0 float (decoded as +0), so
-		// compare values, not bits.
-		if !statesEqualValues(got, s) {
-			t.Fatalf("case %d: legacy decode\n got %#v\nwant %#v", i, got, s)
-		}
-	}
-}
-
-func statesEqualValues(a, b *State) bool {
-	norm := func(s *State) *State {
-		c := *s
-		c.Aggs = append([]AggState(nil), s.Aggs...)
-		for i := range c.Aggs {
-			a := &c.Aggs[i]
-			a.Sum, a.Min, a.Max = a.Sum+0, a.Min+0, a.Max+0 // -0 + 0 = +0
-			a.Entries = append([]AggEntry(nil), a.Entries...)
-			for j := range a.Entries {
-				a.Entries[j].V += 0
-			}
-		}
-		return &c
-	}
-	return reflect.DeepEqual(norm(a), norm(b))
-}
-
 // TestDecodeStateCorrupt: every truncation and a table of hostile inputs
 // give an error, never a panic or a large allocation.
 func TestDecodeStateCorrupt(t *testing.T) {
-	good, _ := EncodeState(legacyWant())
+	good, _ := EncodeState(sampleState())
 	for n := range len(good) {
 		if _, err := DecodeState(good[:n]); err == nil {
 			t.Errorf("truncated to %d of %d bytes: no error", n, len(good))
-		}
-	}
-	legacy, _ := hex.DecodeString(legacyState)
-	for n := range len(legacy) {
-		if _, err := DecodeState(legacy[:n]); err == nil {
-			t.Errorf("legacy truncated to %d of %d bytes: no error", n, len(legacy))
 		}
 	}
 	for _, c := range []struct {
@@ -235,11 +164,8 @@ func TestDecodeStateCorrupt(t *testing.T) {
 		{"entry count past end", "c10100ffff03" + zeros32},
 		{"overlong varint", "c1ffffffffffffffffffff01"},
 		{"empty", ""},
-		{"legacy: array32 of 2^32-1 aggregates", "81a161ddffffffff"},
-		{"legacy: map32 claims 2^32-1 entries", "dfffffffff"},
-		{"legacy: bin32 of 4 GiB", "81a1619182a16ba0a1659182a17400a169c6ffffffff"},
-		{"legacy: never-used code inside", "81a161c1"},
-		{"legacy: trailing bytes", "8000"},
+		{"msgpack (earlier builds): a map", "81a161c0"},
+		{"msgpack (earlier builds): map32 claims 2^32-1 entries", "dfffffffff"},
 	} {
 		in, err := hex.DecodeString(c.in)
 		if err != nil {
@@ -247,7 +173,7 @@ func TestDecodeStateCorrupt(t *testing.T) {
 		}
 		if _, err := DecodeState(in); err == nil {
 			t.Errorf("%s: no error", c.name)
-		} else if len(in) > 0 && !errors.Is(err, ErrCorruptState) && in[0] == stateV1 {
+		} else if !errors.Is(err, ErrCorruptState) {
 			t.Errorf("%s: error %v does not wrap ErrCorruptState", c.name, err)
 		}
 	}
@@ -273,10 +199,8 @@ func decodedSize(s *State) int {
 // FuzzDecodeState: decoding never panics, whatever decodes holds memory
 // bounded by the input's length, and re-encodes to a fixed point.
 func FuzzDecodeState(f *testing.F) {
-	good, _ := EncodeState(legacyWant())
+	good, _ := EncodeState(sampleState())
 	f.Add(good)
-	legacy, _ := hex.DecodeString(legacyState)
-	f.Add(legacy)
 	f.Add([]byte{stateV1, 0, 0, 0})
 	f.Add([]byte{0x80})
 	f.Add([]byte{stateV1, 0xff, 0xff, 0xff, 0xff, 0x0f})
@@ -345,14 +269,6 @@ func BenchmarkStateCodec(b *testing.B) {
 		for b.Loop() {
 			var s State
 			if err := msgpack.Unmarshal(old, &s); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("decode/legacy", func(b *testing.B) { // DecodeState on msgpack: checked, then msgpack
-		b.SetBytes(int64(len(old)))
-		for b.Loop() {
-			if _, err := DecodeState(old); err != nil {
 				b.Fatal(err)
 			}
 		}

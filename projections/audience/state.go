@@ -11,8 +11,7 @@ import (
 
 // State is the audience state of one profile: the aggregates its audiences'
 // rules read, its memberships and its next timer. It is stored as one value
-// per profile (EncodeState, codec.go; the msgpack tags read states written
-// by earlier versions); every slice is kept sorted so that equal states have
+// per profile (EncodeState, codec.go); every slice is kept sorted so that equal states have
 // equal encodings. A new field must be added to the codec too
 // (TestStateCodecCoversEveryField fails until it is).
 type State struct {

@@ -30,11 +30,9 @@ import (
 //	f64      = 8 bytes little endian of math.Float64bits
 //	varint   = encoding/binary zig-zag varint; uvarint = encoding/binary uvarint
 //
-// The leading byte 0xc1 is the one code msgpack never uses, and a msgpack
-// Profile starts with a map code, so decodeProfile still reads profiles
-// written in msgpack by earlier versions (re-written in this form when next
-// changed; Canonical re-encodes one for the digest). A later version takes
-// another leading byte no msgpack Profile starts with.
+// The leading byte is the version: 0xc1 (a code msgpack never uses, from
+// when msgpack profiles of earlier builds were still read; they are not
+// any more). A later version takes another leading byte.
 //
 // Decoding checks every count against the bytes left before it allocates,
 // so hostile input allocates at most a small multiple of its length; it
@@ -52,29 +50,6 @@ const (
 	minFloatSize   = 1 + 8         // key, f64
 	minConsentSize = 1 + 1 + 2 + 1 // key, flag, varint + length, length
 )
-
-// IsLegacy reports whether a stored GCR is in the msgpack form of earlier
-// versions (one that the current code would write differently).
-func IsLegacy(data []byte) bool { return len(data) == 0 || data[0] != profileV1 }
-
-// Canonical returns a stored GCR as the current code would write it: a
-// legacy (msgpack) one re-encoded, for the digest, so that an old node and
-// a replay of its log digest alike. A current or undecodable value is
-// returned as it is.
-func Canonical(data []byte) []byte {
-	if !IsLegacy(data) {
-		return data
-	}
-	p, err := decodeProfile(data)
-	if err != nil {
-		return data
-	}
-	b, err := encodeProfile(p)
-	if err != nil {
-		return data
-	}
-	return b
-}
 
 func encodeProfile(p *Profile) ([]byte, error) {
 	e := profileEncoder{buf: make([]byte, 0, profileSize(p))}
@@ -206,17 +181,9 @@ func profileSize(p *Profile) int {
 }
 
 func decodeProfile(b []byte) (*Profile, error) {
-	var p *Profile
-	if IsLegacy(b) {
-		p = new(Profile)
-		if err := unmarshal(b, p); err != nil {
-			return nil, fmt.Errorf("decode: %w: %v", ErrCorrupt, err)
-		}
-	} else {
-		var err error
-		if p, err = decodeV1(b); err != nil {
-			return nil, fmt.Errorf("decode: %w", err)
-		}
+	p, err := decodeV1(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
 	}
 	if err := p.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)

@@ -105,9 +105,6 @@ func TestProfileCodecCoversEveryField(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if IsLegacy(b) {
-			t.Fatal("encodeProfile wrote the legacy form")
-		}
 		got, err := decodeV1(b)
 		if err != nil {
 			t.Fatalf("case %d: decode: %v", i, err)
@@ -153,12 +150,9 @@ func TestProfileCodecDeterministic(t *testing.T) {
 	}
 }
 
-// legacyProfile is a GCR as msgpack wrote it before the hand-written codec
-// (commit f93f7cc): merged ids, two identifiers, a trait, stats, revenue,
-// audiences, predictions and consent for two channels (legacyWant).
-const legacyProfile = "89a26964c41001000000000000000000000000000001a26d6692c41001000000000000000000000000000002c41001000000000000000000000000000003a36964739287a174a5656d61696ca168c41001010101010101010101010101010101a16bc4105a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5aa173c40173a16609a16c09a26665c4100200000000000000000000000000000287a174a7757365725f6964a168c41007070707070707070707070707070707a16bc4105a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5aa173c4027375a16605a16c05a26665c41002000000000000000000000000000001a2747281a46e616d6584a16bc4105a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5aa173c40178a17405a165c41002000000000000000000000000000001a2737488a16605a16c0ba16e03a2656382af436f6e73656e74205570646174656401af4f7264657220436f6d706c6574656401a26b6382a86964656e7469667901a5747261636b02a2736f82a3696f7301a377656202a2636882a66d6f62696c6501a377656202a2647681a3696f7301a2727681af4f7264657220436f6d706c6574656482a16e01a16dce002dc6c0a2617581a37669702aa2706481a5636875726ecb3fd0000000000000a2636e82a5656d61696c84a167c2a1740ba165c41002000000000000000000000000000003a173a3776562a3736d7384a167c3a1740ba165c41002000000000000000000000000000003a173a3776562"
-
-func legacyWant() *Profile {
+// sampleProfile has merged ids, two identifiers, a trait, stats, revenue,
+// audiences, predictions and consent for two channels.
+func sampleProfile() *Profile {
 	p := &Profile{ID: pid(1), MergedFrom: [][]byte{pid(2), pid(3)}}
 	p.add(withTraits(identify(1, 5), "name", "x"), []event.IDRef{ref("user_id", 7, []byte("su"))})
 	p.add(track(2, 9, "Order Completed", map[string]any{"revenue": 3}), []event.IDRef{ref("email", 1, []byte("s"))})
@@ -170,65 +164,21 @@ func legacyWant() *Profile {
 	return p
 }
 
-// legacyEncode is the msgpack form earlier versions stored.
-func legacyEncode(t testing.TB, p *Profile) []byte {
-	t.Helper()
-	b, err := marshal(p.wire())
-	if err != nil {
+// TestDecodeProfileRefusesOtherForms: a GCR in the msgpack form of
+// earlier builds, or of an unknown version, is corrupt (data dirs of
+// earlier builds are not read).
+func TestDecodeProfileRefusesOtherForms(t *testing.T) {
+	cur := mustEncode(t, sampleProfile())
+	if _, err := decodeProfile(cur); err != nil {
 		t.Fatal(err)
 	}
-	return b
-}
-
-// TestDecodeProfileLegacyMsgpack: GCRs written by earlier versions
-// (msgpack) still decode, the recorded bytes and random valid profiles, and
-// Canonical re-encodes them as the current code writes them.
-func TestDecodeProfileLegacyMsgpack(t *testing.T) {
-	raw, err := hex.DecodeString(legacyProfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !IsLegacy(raw) {
-		t.Fatal("recorded msgpack profile not recognised as legacy")
-	}
-	got, err := decodeProfile(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := legacyWant()
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("legacy decode\n got %#v\nwant %#v", got, want)
-	}
-	if !bytes.Equal(legacyEncode(t, want), raw) {
-		t.Fatal("the msgpack form of legacyWant changed: the recorded bytes no longer test what they claim")
-	}
-	cur := mustEncode(t, want)
-	if c := Canonical(raw); !bytes.Equal(c, cur) {
-		t.Fatalf("Canonical(legacy) = %x, want %x", c, cur)
-	}
-	if c := Canonical(cur); !bytes.Equal(c, cur) {
-		t.Fatal("Canonical changed a current encoding")
-	}
-	if bad := []byte{0x81, 0xa1}; !bytes.Equal(Canonical(bad), bad) {
-		t.Fatal("Canonical changed an undecodable value")
-	}
-
-	// Random profiles built by the lattice operations (valid ones: decode
-	// checks the invariants), in both forms.
-	r := rand.New(rand.NewPCG(5, 6))
-	for i := range 300 {
-		p := validRandomProfile(r)
-		old := legacyEncode(t, p)
-		a, err := decodeProfile(old)
-		if err != nil {
-			t.Fatalf("case %d: legacy: %v", i, err)
-		}
-		b, err := decodeProfile(mustEncode(t, p))
-		if err != nil {
-			t.Fatalf("case %d: v1: %v", i, err)
-		}
-		if !bytes.Equal(mustEncode(t, a), mustEncode(t, b)) || !bytes.Equal(Canonical(old), mustEncode(t, p)) {
-			t.Fatalf("case %d: legacy and v1 decode differently", i)
+	for name, in := range map[string][]byte{
+		"msgpack map": {0x81, 0xa2, 'i', 'd', 0xc4, 0x00},
+		"version 2":   append([]byte{0x02}, cur[1:]...),
+		"empty":       nil,
+	} {
+		if _, err := decodeProfile(in); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
 		}
 	}
 }
@@ -258,7 +208,7 @@ func validRandomProfile(r *rand.Rand) *Profile {
 // TestDecodeProfileCorrupt: every truncation and a table of hostile inputs
 // give an error wrapping ErrCorrupt, never a panic or a large allocation.
 func TestDecodeProfileCorrupt(t *testing.T) {
-	good := mustEncode(t, legacyWant())
+	good := mustEncode(t, sampleProfile())
 	for n := range len(good) {
 		if _, err := decodeProfile(good[:n]); err == nil {
 			t.Errorf("truncated to %d of %d bytes: no error", n, len(good))
@@ -319,29 +269,14 @@ var benchProfile = func() *Profile {
 	return p
 }()
 
-// BenchmarkProfileCodec compares the hand-written codec with the msgpack
-// form it replaces, on a profile of 40 events with traits and consent.
+// BenchmarkProfileCodec measures the codec on a profile of 40 events with
+// traits and consent.
 func BenchmarkProfileCodec(b *testing.B) {
-	old := legacyEncode(b, benchProfile)
 	cur := mustEncode(b, benchProfile)
-	b.Run("encode/msgpack", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			legacyEncode(b, benchProfile)
-		}
-	})
 	b.Run("encode/v1", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := encodeProfile(benchProfile); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("decode/msgpack", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := decodeProfile(old); err != nil {
 				b.Fatal(err)
 			}
 		}

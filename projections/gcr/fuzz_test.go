@@ -2,16 +2,14 @@ package gcr
 
 import (
 	"bytes"
-	"encoding/hex"
 	"reflect"
 	"testing"
 
 	"github.com/aurumcdp/aurum/event"
 )
 
-// FuzzDecodeProfile checks that decoding a stored GCR (format version 1 or
-// the legacy msgpack form) never panics, that whatever decodes holds memory
-// bounded by the input's length (v1), and that it re-encodes to a fixed
+// FuzzDecodeProfile checks that decoding a stored GCR never panics, that
+// whatever decodes holds memory bounded by the input's length, and that it re-encodes to a fixed
 // point.
 func FuzzDecodeProfile(f *testing.F) {
 	p := &Profile{ID: pid(1), MergedFrom: [][]byte{pid(2)}}
@@ -25,11 +23,7 @@ func FuzzDecodeProfile(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b)
-	f.Add(legacyEncode(f, p))
-	f.Add(mustEncode(f, legacyWant()))
-	if raw, err := hex.DecodeString(legacyProfile); err == nil {
-		f.Add(raw)
-	}
+	f.Add(mustEncode(f, sampleProfile()))
 	f.Add([]byte{0x80})
 	f.Add([]byte{profileV1, 0x10})
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -37,10 +31,8 @@ func FuzzDecodeProfile(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !IsLegacy(in) {
-			if got, limit := decodedSize(prof), 256+64*len(in); got > limit {
-				t.Fatalf("%d input bytes decoded into %d bytes of profile (limit %d)", len(in), got, limit)
-			}
+		if got, limit := decodedSize(prof), 256+64*len(in); got > limit {
+			t.Fatalf("%d input bytes decoded into %d bytes of profile (limit %d)", len(in), got, limit)
 		}
 		b1, err := encodeProfile(prof)
 		if err != nil {

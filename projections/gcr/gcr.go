@@ -39,8 +39,8 @@
 // Profiles are spread over Options.Partitions partitions by PartitionOf (FNV-1a
 // 32 of the 16-byte profile id, mod n). part is a big-endian uint16:
 //
-//	p/<part:2>/g/<profile:16>                       → Profile (codec.go; msgpack before)
-//	p/<part:2>/e/<profile:16>/<time:8>/<event:16>   → event.Record (record.go; msgpack before)
+//	p/<part:2>/g/<profile:16>                       → Profile (codec.go)
+//	p/<part:2>/e/<profile:16>/<time:8>/<event:16>   → event.Record (record.go: the body codec of event/codec.go)
 //
 // time is the event time in Unix milliseconds as a big-endian uint64, clamped
 // at 0 (events before 1970 sort as 1970-01-01). Event records stay under the

@@ -50,11 +50,18 @@ func ref(typ string, hash byte, sealed []byte) event.IDRef {
 	return event.IDRef{Type: typ, Hash: bytes.Repeat([]byte{hash}, 16), Sealed: sealed}
 }
 
+// track returns a track record with props as the state machine has it:
+// sealed (xorSeal of their msgpack) and opened.
 func track(id byte, t int64, name string, props map[string]any) *event.Record {
-	return &event.Record{
+	rec := &event.Record{
 		ID: eid(id), MessageID: "m", Source: "web", Kind: event.Track, Event: name,
 		Time: t, Received: t, Channel: "web", Key: testKey, Properties: props,
 	}
+	if len(props) > 0 {
+		pt, _ := event.AppendMsgpack(nil, props)
+		rec.SealedProperties = xorSeal(testKey, pt)
+	}
+	return rec
 }
 
 func mustAdd(t testing.TB, tx *Txn, profile []byte, rec *event.Record, owned ...event.IDRef) {

@@ -62,10 +62,7 @@ func (t *Txn) Add(profile []byte, rec *event.Record, owned []event.IDRef) error 
 	if err != nil {
 		return fmt.Errorf("gcr: add: %w", err)
 	}
-	v, keys, err := appendRecord(t.recBuf[:0], t.keys, rec)
-	if err != nil {
-		return fmt.Errorf("gcr: add: encode event %x: %w", rec.ID, err)
-	}
+	v, keys := appendRecord(t.recBuf[:0], t.keys, rec)
 	t.recBuf, t.keys = v, keys
 	if err := t.rw.Set(t.p.eventKey(profile, rec.Time, rec.ID), v); err != nil {
 		return fmt.Errorf("gcr: add: store event %x: %w", rec.ID, err)

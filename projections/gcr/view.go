@@ -219,7 +219,9 @@ var notExternal = map[string]bool{
 // endpoint: id (ULID text), type, event/name, messageId, timestamp,
 // receivedAt, sentAt, source, userId, anonymousId, previousId, groupId (from
 // the sealed private part), traits, properties and context (with externalIds
-// rebuilt from the record's non-standard identifiers). Values open cannot
+// rebuilt from the record's non-standard identifiers). Properties are
+// opened from rec.SealedProperties unless rec.Properties holds them
+// already. Values open cannot
 // decrypt are left out (traits: null) and "redacted": true is set; a
 // plaintext that does not decode is an error.
 func RecordView(rec *event.Record, open Opener) (map[string]any, error) {
@@ -299,7 +301,18 @@ func RecordView(rec *event.Record, open Opener) (map[string]any, error) {
 		}
 		m["traits"] = traits
 	}
-	props := rec.Properties
+	props := rec.Properties // opened already (the state machine's records)
+	if props == nil && len(rec.SealedProperties) > 0 {
+		val, ok, err := openValue(open, rec.Key, rec.SealedProperties)
+		if err != nil {
+			return nil, fmt.Errorf("gcr: record view %s: properties: %w", id, err)
+		}
+		p, isMap := val.(map[string]any)
+		if ok && !isMap {
+			return nil, fmt.Errorf("gcr: record view %s: properties: %T, want a map", id, val)
+		}
+		props, redacted = p, redacted || !ok
+	}
 	if props == nil {
 		props = map[string]any{}
 	}

@@ -153,9 +153,9 @@ func TestRecordView(t *testing.T) {
 			ref("user_id", 1, sealValue(t, testKey, "u-1")),
 			ref("loyalty_id", 2, sealValue(t, testKey, "L-77")),
 		},
-		Traits:     map[string][]byte{"name": sealValue(t, testKey, "Rob")},
-		Properties: map[string]any{"x": "y"},
-		Private:    sealValue(t, testKey, priv),
+		Traits:           map[string][]byte{"name": sealValue(t, testKey, "Rob")},
+		SealedProperties: sealValue(t, testKey, map[string]any{"x": "y", "note": "for Rob"}),
+		Private:          sealValue(t, testKey, priv),
 	}
 	m, err := RecordView(rec, openOrFail)
 	if err != nil {
@@ -166,10 +166,17 @@ func TestRecordView(t *testing.T) {
 		"timestamp": "2023-11-14T22:13:20Z", "receivedAt": "2023-11-14T22:13:20.01Z", "sentAt": "2023-11-14T22:13:20.005Z",
 		"userId": "u-1", "anonymousId": "a-1",
 		"traits": {"name": "Rob"},
-		"properties": {"x": "y"},
+		"properties": {"x": "y", "note": "for Rob"},
 		"context": {"ip": "1.2.3.4", "library": {"name": "js"},
 			"externalIds": [{"id": "L-77", "type": "loyalty_id", "collection": "users", "encoding": "none"}]}
 	}`)
+
+	// Properties the state machine opened already are shown as they are.
+	opened := *rec
+	opened.Properties = map[string]any{"x": "opened"}
+	if m, err := RecordView(&opened, openOrFail); err != nil || !reflect.DeepEqual(m["properties"], opened.Properties) {
+		t.Fatalf("opened properties: %v, %v", m["properties"], err)
+	}
 
 	// Under a destroyed key only the plaintext fields remain.
 	rec.Key = shredded
@@ -180,7 +187,7 @@ func TestRecordView(t *testing.T) {
 	jsonEqual(t, m, `{
 		"id": "`+ulidOf(eid(1))+`", "type": "identify", "messageId": "msg-1", "source": "web",
 		"timestamp": "2023-11-14T22:13:20Z", "receivedAt": "2023-11-14T22:13:20.01Z",
-		"traits": {"name": null}, "properties": {"x": "y"}, "context": {}, "redacted": true
+		"traits": {"name": null}, "properties": {}, "context": {}, "redacted": true
 	}`)
 
 	// A track event carries its name and no traits.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/aurumcdp/aurum/internal/wire"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // The stored form of a keychain node (key ip/<profile>).
@@ -17,11 +16,9 @@ import (
 //	node  = 0xc1 bytes(Redirect) uvarint(n) (str(Type) bytes(Hash))*n uvarint(n) bytes*(MergedFrom)
 //	str   = uvarint(len) bytes;  bytes = uvarint(len) bytes (length 0 decodes as nil)
 //
-// The leading byte 0xc1 is the one code msgpack never uses, and a msgpack
-// node starts with a map code, so decodeNode still reads nodes written in
-// msgpack by earlier versions (re-written in this form when next changed;
-// CanonicalNode re-encodes one for the digest). A later version takes
-// another leading byte no msgpack node starts with.
+// The leading byte is the version: 0xc1 (a code msgpack never uses, from
+// when msgpack nodes of earlier builds were still read; they are not any
+// more). A later version takes another leading byte.
 //
 // Decoding checks every count against the bytes left before it allocates,
 // so hostile input allocates at most a small multiple of its length, and
@@ -33,35 +30,6 @@ const (
 	minNodeIDSize = 2 // 2 lengths
 	minMergedSize = 1 // 1 length
 )
-
-// IsLegacyNode reports whether a stored keychain node is in the msgpack
-// form of earlier versions.
-func IsLegacyNode(data []byte) bool { return len(data) == 0 || data[0] != nodeV1 }
-
-// CanonicalNode returns a stored keychain node as the current code would
-// write it: a legacy (msgpack) one re-encoded, for the digest, so that an
-// old node and a replay of its log digest alike. A current or undecodable
-// value is returned as it is.
-func CanonicalNode(data []byte) []byte {
-	if !IsLegacyNode(data) {
-		return data
-	}
-	n, err := decodeNode(data)
-	if err != nil {
-		return data
-	}
-	return encodeNode(n)
-}
-
-// LegacyNode returns a stored keychain node in the msgpack form versions
-// before the hand-written codec wrote, for tests of old data dirs.
-func LegacyNode(data []byte) ([]byte, error) {
-	n, err := decodeNode(data)
-	if err != nil {
-		return nil, fmt.Errorf("identity: legacy node: %w", err)
-	}
-	return msgpack.Marshal(n)
-}
 
 func encodeNode(n *node) []byte {
 	const v = binary.MaxVarintLen64
@@ -87,14 +55,11 @@ func encodeNode(n *node) []byte {
 	return b
 }
 
-// decodeNode decodes a stored node in either form. Errors wrap ErrCorrupt.
+// decodeNode decodes a stored node. Errors wrap ErrCorrupt.
 func decodeNode(b []byte) (*node, error) {
 	n := new(node)
-	if IsLegacyNode(b) {
-		if err := msgpack.Unmarshal(b, n); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-		return n, nil
+	if len(b) == 0 || b[0] != nodeV1 {
+		return nil, fmt.Errorf("%w: not a node of version %d", ErrCorrupt, nodeV1)
 	}
 	d := wire.NewReader(b[1:], ErrCorrupt)
 	n.Redirect = d.Bytes("redirect")

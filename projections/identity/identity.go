@@ -65,7 +65,7 @@
 // # Key layout
 //
 //	ik/<type>/<hash16>  → profile id (16 bytes), always a root
-//	ip/<profile16>      → node{Redirect, IDs []{Type, Hash}, MergedFrom [][]byte} (codec.go; msgpack before)
+//	ip/<profile16>      → node{Redirect, IDs []{Type, Hash}, MergedFrom [][]byte} (codec.go)
 //
 // A root node has no Redirect; its IDs are exactly the ik entries pointing at
 // it, sorted by type then hash; its MergedFrom lists every profile id ever

@@ -412,6 +412,12 @@ func TestCheckDetectsCorruption(t *testing.T) {
 
 func mustMarshal(t testing.TB, n any) []byte {
 	t.Helper()
+	switch x := n.(type) {
+	case node:
+		return encodeNode(&x)
+	case *node:
+		return encodeNode(x)
+	}
 	v, err := msgpack.Marshal(n)
 	if err != nil {
 		t.Fatal(err)
