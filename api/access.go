@@ -63,7 +63,7 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	secret, info, err := s.e.CreateToken(ctx, req.Name, role, exp)
+	secret, info, err := s.svc.Access.CreateToken(ctx, req.Name, role, exp)
 	switch {
 	case errors.Is(err, engine.ErrInvalid):
 		field := "name"
@@ -90,14 +90,14 @@ func who(r *http.Request) string {
 }
 
 func (s *Server) handleListTokens(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"tokens": s.e.Tokens()})
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": s.svc.Access.Tokens()})
 }
 
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	id := r.PathValue("id")
-	switch err := s.e.RevokeToken(ctx, id); {
+	switch err := s.svc.Access.RevokeToken(ctx, id); {
 	case errors.Is(err, engine.ErrNotFound):
 		writeError(w, http.StatusNotFound, "id", err.Error())
 	case err != nil:
@@ -128,7 +128,7 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	uri, err := s.e.CreateUser(ctx, req.Name, role, req.Password)
+	uri, err := s.svc.Access.CreateUser(ctx, req.Name, role, req.Password)
 	switch {
 	case errors.Is(err, engine.ErrExists):
 		writeError(w, http.StatusConflict, "name", "a user with this name exists")
@@ -144,14 +144,14 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListUsers(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"users": s.e.Users()})
+	writeJSON(w, http.StatusOK, map[string]any{"users": s.svc.Access.Users()})
 }
 
 func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	name := r.PathValue("name")
-	switch err := s.e.DeleteUser(ctx, name); {
+	switch err := s.svc.Access.DeleteUser(ctx, name); {
 	case errors.Is(err, engine.ErrNotFound):
 		writeError(w, http.StatusNotFound, "name", err.Error())
 	case err != nil:
@@ -207,7 +207,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	sess, err := s.e.Login(ctx, req.Name, req.Password, req.Code)
+	sess, err := s.svc.Access.Login(ctx, req.Name, req.Password, req.Code)
 	switch {
 	case errors.Is(err, engine.ErrUnauthenticated):
 		for _, k := range keys {

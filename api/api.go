@@ -2,7 +2,7 @@
 // (write-key auth), the management endpoints (bearer tokens with roles:
 // routes.go states who may call each route), profile look-ups, login,
 // /healthz and /metrics. It holds no state of its own: everything
-// goes through the engine.
+// goes through the engine, as the small interfaces of services.go.
 package api
 
 import (
@@ -22,7 +22,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/aurumcdp/aurum/auth"
-	"github.com/aurumcdp/aurum/engine"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -60,7 +59,7 @@ type Options struct {
 
 // Server is the HTTP handler.
 type Server struct {
-	e    *engine.Engine
+	svc  Services
 	opts Options
 	mux  *http.ServeMux
 	reqs *prometheus.CounterVec
@@ -73,8 +72,12 @@ type Server struct {
 	throttled     prometheus.Counter
 }
 
-// New returns the API handler for e.
-func New(e *engine.Engine, opts Options) (*Server, error) {
+// New returns the API handler over svc (every field set).
+func New(svc Services, opts Options) (*Server, error) {
+	if svc.Ingest == nil || svc.Access == nil || svc.Reads == nil || svc.Audiences == nil || svc.Destinations == nil ||
+		svc.Privacy == nil || svc.Replay == nil || svc.Audit == nil || svc.Node == nil {
+		return nil, errors.New("api: every service must be set")
+	}
 	if len(opts.AdminTokenHash) != sha256.Size {
 		return nil, errors.New("api: admin token hash must be a SHA-256")
 	}
@@ -93,15 +96,15 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{e: e, opts: opts, mux: http.NewServeMux()}
+	s := &Server{svc: svc, opts: opts, mux: http.NewServeMux()}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_http_requests_total",
 		Help: "HTTP requests by route and status code."}, []string{"route", "code"})
 	s.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "aurum_http_request_seconds",
 		Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}, []string{"route"})
-	if err := e.Registry().Register(s.reqs); err != nil {
+	if err := svc.Node.Registry().Register(s.reqs); err != nil {
 		return nil, fmt.Errorf("api: register metrics: %w", err)
 	}
-	if err := e.Registry().Register(s.dur); err != nil {
+	if err := svc.Node.Registry().Register(s.dur); err != nil {
 		return nil, fmt.Errorf("api: register metrics: %w", err)
 	}
 
@@ -114,7 +117,7 @@ func New(e *engine.Engine, opts Options) (*Server, error) {
 	s.throttled = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_login_throttled_total",
 		Help: "Login attempts refused with 429 after too many failures."})
 	for _, c := range []prometheus.Collector{s.limited, s.throttled} {
-		if err := e.Registry().Register(c); err != nil {
+		if err := svc.Node.Registry().Register(c); err != nil {
 			return nil, fmt.Errorf("api: register metrics: %w", err)
 		}
 	}
@@ -250,11 +253,11 @@ func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	if err := s.e.Healthy(); err != nil {
+	if err := s.svc.Node.Healthy(); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "applied_seq": s.e.AppliedSeq()})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "applied_seq": s.svc.Node.AppliedSeq()})
 }
 
 // errorBody is every error response's JSON shape.

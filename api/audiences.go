@@ -42,7 +42,7 @@ type ruleError struct {
 func (s *Server) putAudience(w http.ResponseWriter, r *http.Request, d audience.Definition, created bool) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	info, err := s.e.PutAudience(ctx, d)
+	info, err := s.svc.Audiences.PutAudience(ctx, d)
 	var re *rules.Error
 	switch {
 	case errors.As(err, &re):
@@ -69,7 +69,7 @@ func (s *Server) handleCreateAudience(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setAuditObject(r, "name", *b.Name)
-	if _, err := s.e.Audience(*b.Name); err == nil {
+	if _, err := s.svc.Reads.Audience(*b.Name); err == nil {
 		writeError(w, http.StatusConflict, "name", fmt.Sprintf("audience %q exists (PUT /v1/audiences/%s replaces it)", *b.Name, *b.Name))
 		return
 	}
@@ -86,12 +86,12 @@ func (s *Server) handleReplaceAudience(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "name", "does not match the audience in the path")
 		return
 	}
-	_, err := s.e.Audience(name)
+	_, err := s.svc.Reads.Audience(name)
 	s.putAudience(w, r, audience.Definition{Name: name, Description: b.Description, Rule: *b.Rule}, errors.Is(err, engine.ErrNotFound))
 }
 
 func (s *Server) handleListAudiences(w http.ResponseWriter, r *http.Request) {
-	list, err := s.e.Audiences()
+	list, err := s.svc.Reads.Audiences()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "", err.Error())
 		return
@@ -103,7 +103,7 @@ func (s *Server) handleListAudiences(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGetAudience(w http.ResponseWriter, r *http.Request) {
-	info, err := s.e.Audience(r.PathValue("name"))
+	info, err := s.svc.Reads.Audience(r.PathValue("name"))
 	if err != nil {
 		s.lookupError(w, err)
 		return
@@ -114,7 +114,7 @@ func (s *Server) handleGetAudience(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDeleteAudience(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	if err := s.e.DeleteAudience(ctx, r.PathValue("name")); err != nil {
+	if err := s.svc.Audiences.DeleteAudience(ctx, r.PathValue("name")); err != nil {
 		s.lookupError(w, err)
 		return
 	}
@@ -131,7 +131,7 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	members, next, err := s.e.AudienceMembers(r.PathValue("name"), r.URL.Query().Get("cursor"), limit)
+	members, next, err := s.svc.Reads.AudienceMembers(r.PathValue("name"), r.URL.Query().Get("cursor"), limit)
 	if errors.Is(err, engine.ErrInvalid) {
 		writeError(w, http.StatusBadRequest, "cursor", err.Error())
 		return
@@ -163,7 +163,7 @@ func (s *Server) handlePreviewAudience(w http.ResponseWriter, r *http.Request) {
 	if req.Sample != nil {
 		sample = *req.Sample
 	}
-	res, err := s.e.Preview(*req.Rule, sample, req.Exact)
+	res, err := s.svc.Reads.Preview(*req.Rule, sample, req.Exact)
 	var re *rules.Error
 	switch {
 	case errors.As(err, &re):

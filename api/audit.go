@@ -145,7 +145,7 @@ func (s *Server) audit(r *http.Request, pattern string, wildcards []string, code
 	for _, w := range wildcards {
 		v := r.PathValue(w)
 		if w == "ref" {
-			v = s.e.RefHash(v)
+			v = s.svc.Audit.RefHash(v)
 		}
 		if a.Object == nil {
 			a.Object = make(map[string]string, len(wildcards))
@@ -154,7 +154,7 @@ func (s *Server) audit(r *http.Request, pattern string, wildcards []string, code
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditTimeout)
 	defer cancel()
-	_ = s.e.Audit(ctx, a) // logged and counted by the engine
+	_ = s.svc.Audit.Audit(ctx, a) // logged and counted by the engine
 }
 
 // handleAudit lists audit entries:
@@ -186,7 +186,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	entries, next, err := s.e.AuditLog(ctx, q)
+	entries, next, err := s.svc.Audit.AuditLog(ctx, q)
 	switch {
 	case errors.Is(err, engine.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "limit", err.Error())

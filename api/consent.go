@@ -48,7 +48,7 @@ func (s *Server) handleSetConsent(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("ref")
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	switch err := s.e.SetConsent(ctx, ref, consent); {
+	switch err := s.svc.Privacy.SetConsent(ctx, ref, consent); {
 	case errors.Is(err, engine.ErrBadRef):
 		writeError(w, http.StatusBadRequest, "ref", err.Error())
 	case errors.Is(err, engine.ErrInvalid):

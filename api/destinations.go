@@ -39,7 +39,7 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 	setAuditObject(r, "name", req.Name)
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	info, err := s.e.PutDestination(ctx, activation.Destination{Name: req.Name, URL: req.URL, Secret: req.Secret, Audiences: req.Audiences, Channel: req.Channel})
+	info, err := s.svc.Destinations.PutDestination(ctx, activation.Destination{Name: req.Name, URL: req.URL, Secret: req.Secret, Audiences: req.Audiences, Channel: req.Channel})
 	switch {
 	case errors.Is(err, engine.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "", err.Error())
@@ -52,7 +52,7 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 }
 
 func (s *Server) handleListDestinations(w http.ResponseWriter, r *http.Request) {
-	list, err := s.e.Destinations()
+	list, err := s.svc.Destinations.Destinations()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "", err.Error())
 		return
@@ -66,7 +66,7 @@ func (s *Server) handleListDestinations(w http.ResponseWriter, r *http.Request) 
 func (s *Server) handleDeleteDestination(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	if err := s.e.DeleteDestination(ctx, r.PathValue("name")); err != nil {
+	if err := s.svc.Destinations.DeleteDestination(ctx, r.PathValue("name")); err != nil {
 		s.lookupError(w, err)
 		return
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/engine"
-	"github.com/aurumcdp/aurum/projections/gcr"
+	"github.com/aurumcdp/aurum/engine/query"
 )
 
 // exportPageSize bounds the members held in memory by one export: the
@@ -97,14 +97,14 @@ func (s *Server) handleAudienceExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	info, err := s.e.Audience(name)
+	info, err := s.svc.Reads.Audience(name)
 	if err != nil {
 		s.lookupError(w, err)
 		return
 	}
 	// The first page is read before the headers go out, so that its errors
 	// still get a proper status.
-	page, next, err := s.e.AudienceMembers(info.Name, "", exportPageSize)
+	page, next, err := s.svc.Reads.AudienceMembers(info.Name, "", exportPageSize)
 	if err != nil {
 		s.lookupError(w, err)
 		return
@@ -162,7 +162,7 @@ func (s *Server) exportMembers(r *http.Request, mw memberWriter, name, channel s
 			break
 		}
 		var err error
-		if page, next, err = s.e.AudienceMembers(name, next, exportPageSize); err != nil {
+		if page, next, err = s.svc.Reads.AudienceMembers(name, next, exportPageSize); err != nil {
 			return n, excluded, fmt.Errorf("members after %s: %w", next, err)
 		}
 	}
@@ -173,7 +173,7 @@ func (s *Server) exportMembers(r *http.Request, mw memberWriter, name, channel s
 // gone or was merged into another one. consented reports whether the
 // person may be contacted on channel (always true for "none").
 func (s *Server) exportMember(m engine.Member, channel string) (em *exportMember, consented bool, err error) {
-	v, err := s.e.Profile("profile_id:" + m.ProfileID)
+	v, err := s.svc.Reads.Profile("profile_id:" + m.ProfileID)
 	if errors.Is(err, engine.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -187,7 +187,7 @@ func (s *Server) exportMember(m engine.Member, channel string) (em *exportMember
 	return newExportMember(m, v), consented, nil
 }
 
-func newExportMember(m engine.Member, v *gcr.View) *exportMember {
+func newExportMember(m engine.Member, v *query.View) *exportMember {
 	em := &exportMember{
 		ProfileID:   m.ProfileID,
 		Since:       m.Since.UTC().Format(time.RFC3339Nano),

@@ -24,7 +24,7 @@ func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) {
 	setAuditObject(r, "name", *req.Name)
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	key, err := s.e.CreateSource(ctx, *req.Name)
+	key, err := s.svc.Access.CreateSource(ctx, *req.Name)
 	switch {
 	case errors.Is(err, engine.ErrSourceExists):
 		writeError(w, http.StatusConflict, "name", "a source with this name exists")
@@ -39,11 +39,11 @@ func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListSources(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"sources": s.e.Sources()})
+	writeJSON(w, http.StatusOK, map[string]any{"sources": s.svc.Access.Sources()})
 }
 
 func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {
-	v, err := s.e.Profile(r.PathValue("ref"))
+	v, err := s.svc.Reads.Profile(r.PathValue("ref"))
 	if err != nil {
 		s.lookupError(w, err)
 		return
@@ -61,7 +61,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	evs, err := s.e.Events(r.PathValue("ref"), limit)
+	evs, err := s.svc.Reads.Events(r.PathValue("ref"), limit)
 	if err != nil {
 		s.lookupError(w, err)
 		return
@@ -102,7 +102,7 @@ func (s *Server) handleDeadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	dl, err := s.e.DeadLetters(ctx, from, limit)
+	dl, err := s.svc.Ingest.DeadLetters(ctx, from, limit)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "", err.Error())
 		return

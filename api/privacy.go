@@ -30,7 +30,7 @@ func (s *Server) handleCreateErasure(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	info, err := s.e.RequestErasure(ctx, req.Identifier)
+	info, err := s.svc.Privacy.RequestErasure(ctx, req.Identifier)
 	switch {
 	case errors.Is(err, engine.ErrBadRef):
 		writeError(w, http.StatusBadRequest, "identifier", err.Error())
@@ -44,7 +44,7 @@ func (s *Server) handleCreateErasure(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGetErasure(w http.ResponseWriter, r *http.Request) {
-	info, err := s.e.Erasure(r.PathValue("id"))
+	info, err := s.svc.Privacy.Erasure(r.PathValue("id"))
 	switch {
 	case errors.Is(err, engine.ErrBadRef):
 		writeError(w, http.StatusBadRequest, "id", err.Error())
@@ -59,7 +59,7 @@ func (s *Server) handleGetErasure(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListErasures(w http.ResponseWriter, r *http.Request) {
-	all, err := s.e.Erasures()
+	all, err := s.svc.Privacy.Erasures()
 	if err != nil {
 		s.opts.Logger.Error("api: list erasures", "err", err)
 		writeError(w, http.StatusInternalServerError, "", "look-up failed")
@@ -72,7 +72,7 @@ func (s *Server) handleListErasures(w http.ResponseWriter, r *http.Request) {
 // audience history and every event decrypted, as one JSON object.
 func (s *Server) handleProfileExport(w http.ResponseWriter, r *http.Request) {
 	started := false
-	err := s.e.Export(r.PathValue("ref"), func() io.Writer {
+	err := s.svc.Privacy.Export(r.PathValue("ref"), func() io.Writer {
 		started = true
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Disposition", `attachment; filename="profile-export.json"`)

@@ -12,7 +12,7 @@ func (s *Server) handleStartReplay(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, 4<<10, &opts, true) {
 		return
 	}
-	switch err := s.e.StartRebuild(opts); {
+	switch err := s.svc.Replay.StartRebuild(opts); {
 	case errors.Is(err, engine.ErrBusy):
 		writeError(w, http.StatusConflict, "", err.Error())
 	case errors.Is(err, engine.ErrInvalid), errors.Is(err, engine.ErrNoSnapshot):
@@ -20,12 +20,12 @@ func (s *Server) handleStartReplay(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, "", err.Error())
 	default:
-		writeJSON(w, http.StatusAccepted, s.e.RebuildStatus())
+		writeJSON(w, http.StatusAccepted, s.svc.Replay.RebuildStatus())
 	}
 }
 
 func (s *Server) handleReplayStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.e.RebuildStatus())
+	writeJSON(w, http.StatusOK, s.svc.Replay.RebuildStatus())
 }
 
 func (s *Server) handleCreateSnapshot(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +33,7 @@ func (s *Server) handleCreateSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, 1<<10, &struct{}{}, true) {
 		return
 	}
-	info, err := s.e.CreateSnapshot()
+	info, err := s.svc.Replay.CreateSnapshot()
 	if err != nil {
 		s.opts.Logger.Error("api: snapshot", "err", err)
 		writeError(w, http.StatusInternalServerError, "", "snapshot failed: "+err.Error())
@@ -43,7 +43,7 @@ func (s *Server) handleCreateSnapshot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListSnapshots(w http.ResponseWriter, r *http.Request) {
-	list, err := s.e.Snapshots()
+	list, err := s.svc.Replay.Snapshots()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "", err.Error())
 		return
@@ -55,7 +55,7 @@ func (s *Server) handleListSnapshots(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDigest(w http.ResponseWriter, r *http.Request) {
-	d, err := s.e.Digest()
+	d, err := s.svc.Replay.Digest()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "", err.Error())
 		return

@@ -52,7 +52,7 @@ func (s *Server) routeTable() []routeDef {
 	for _, k := range []event.Kind{event.Track, event.Identify, event.Page, event.Screen, event.Group, event.Alias} {
 		t = append(t, wk("POST /v1/"+string(k), s.cors(s.handleSingle(k))), pub("OPTIONS /v1/"+string(k), s.cors(nil)))
 	}
-	metrics := promhttp.HandlerFor(s.e.Registry(), promhttp.HandlerOpts{}).ServeHTTP
+	metrics := promhttp.HandlerFor(s.svc.Node.Registry(), promhttp.HandlerOpts{}).ServeHTTP
 	metricsRoute := role("GET /metrics", rolesRead, metrics)
 	if s.opts.PublicMetrics {
 		metricsRoute = pub("GET /metrics", metrics)
@@ -162,11 +162,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Prin
 	if auth.Equal(h[:], s.opts.AdminTokenHash) {
 		return auth.Principal{Name: "bootstrap", Role: auth.RoleAdmin, Kind: auth.KindBootstrap}, true
 	}
-	p, err := s.e.Authenticate(tok)
+	p, err := s.svc.Access.Authenticate(tok)
 	if err == nil {
 		return p, true
 	}
-	if _, isKey := s.e.SourceForKey(tok); isKey {
+	if _, isKey := s.svc.Access.SourceForKey(tok); isKey {
 		return unauth("invalid token: a source write key can only ingest, it is not a management credential")
 	}
 	if errors.Is(err, engine.ErrExpired) {

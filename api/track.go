@@ -34,7 +34,7 @@ func (s *Server) authSource(w http.ResponseWriter, r *http.Request, body []byte)
 		writeError(w, http.StatusUnauthorized, "Authorization", "missing write key: send it as the user name of HTTP Basic auth")
 		return "", false
 	}
-	src, ok := s.e.SourceForKey(key)
+	src, ok := s.svc.Access.SourceForKey(key)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Basic realm="aurum"`)
 		writeError(w, http.StatusUnauthorized, "Authorization", "unknown write key")
@@ -68,7 +68,7 @@ func (s *Server) handleSingle(kind event.Kind) http.HandlerFunc {
 		}
 		ctx, cancel := s.requestContext(r)
 		defer cancel()
-		ev, err := event.Parse(body, kind, s.e.ParseOptions())
+		ev, err := event.Parse(body, kind, s.svc.Ingest.ParseOptions())
 		if err != nil {
 			var fe *event.FieldError
 			if !errors.As(err, &fe) {
@@ -79,13 +79,13 @@ func (s *Server) handleSingle(kind event.Kind) http.HandlerFunc {
 					fe = &event.FieldError{Reason: why}
 				}
 			}
-			if derr := s.e.DeadLetter(ctx, src, 0, fe.Field, fe.Reason, body); derr != nil {
+			if derr := s.svc.Ingest.DeadLetter(ctx, src, 0, fe.Field, fe.Reason, body); derr != nil {
 				s.opts.Logger.Warn("api: dead letter failed", "err", derr)
 			}
 			writeError(w, http.StatusBadRequest, fe.Field, fe.Reason)
 			return
 		}
-		if err := s.e.Ingest(ctx, src, []event.Event{ev}); err != nil {
+		if err := s.svc.Ingest.Ingest(ctx, src, []event.Event{ev}); err != nil {
 			s.ingestError(w, err)
 			return
 		}
@@ -118,7 +118,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "source", err.Error())
 		return
 	}
-	if !sourceExists(s.e, src) {
+	if !s.svc.Access.SourceExists(src) {
 		writeError(w, http.StatusNotFound, "source", fmt.Sprintf("unknown source %q (create it with aurum source add)", src))
 		return
 	}
@@ -129,19 +129,10 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	s.ingestBatch(w, r, src, body)
 }
 
-func sourceExists(e *engine.Engine, name string) bool {
-	for _, s := range e.Sources() {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string, body []byte) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	accepted, rejected, err := event.ParseBatch(body, s.e.ParseOptions())
+	accepted, rejected, err := event.ParseBatch(body, s.svc.Ingest.ParseOptions())
 	if err != nil {
 		var fe *event.FieldError
 		switch why := notJSON(body); {
@@ -158,7 +149,7 @@ func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string,
 		return
 	}
 	for _, rj := range rejected {
-		if derr := s.e.DeadLetter(ctx, src, rj.Index, rj.Field, rj.Reason, rj.Raw); derr != nil {
+		if derr := s.svc.Ingest.DeadLetter(ctx, src, rj.Index, rj.Field, rj.Reason, rj.Raw); derr != nil {
 			s.opts.Logger.Warn("api: dead letter failed", "err", derr)
 			writeError(w, http.StatusServiceUnavailable, "", "could not keep the rejected events; retry")
 			return
@@ -168,7 +159,7 @@ func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string,
 	for i, a := range accepted {
 		evs[i] = a.Event
 	}
-	if err := s.e.Ingest(ctx, src, evs); err != nil {
+	if err := s.svc.Ingest.Ingest(ctx, src, evs); err != nil {
 		s.ingestError(w, err)
 		return
 	}

@@ -221,7 +221,7 @@ func httpBodies(raw [][]byte) [][]byte {
 func startAPI(b testing.TB, e *engine.Engine) (*httptest.Server, string) {
 	b.Helper()
 	h := sha256.Sum256([]byte("bench-admin-token-xxxxxxxx"))
-	srv, err := api.New(e, api.Options{AdminTokenHash: h[:]})
+	srv, err := api.New(api.ServicesOf(e), api.Options{AdminTokenHash: h[:]})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,17 +2,14 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 func checkPartitions(db *store.DB, n int) (int, error) {
@@ -104,9 +101,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 			e.metrics.corrupt.Inc()
 		}
 		res := &er.res
-		for _, s := range res.Sources {
-			e.sources.add(s)
-		}
+		e.Gate.AddSources(res.Sources)
 		access = access || res.Access
 		dests = dests || res.Destinations
 		erasures = erasures || res.Erasures > 0
@@ -120,7 +115,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		e.metrics.suppressed.Add(float64(res.Suppressed))
 	}
 	if access {
-		if err := e.reloadAccess(); err != nil {
+		if err := e.Gate.Reload(); err != nil {
 			return fmt.Errorf("engine: reload tokens and users: %w", err)
 		}
 		e.closeRevokedNATS()
@@ -131,7 +126,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		}
 	}
 	if erasures {
-		e.kickErasures()
+		e.Service.KickErasures()
 	}
 	last := results[len(results)-1].seq
 	e.metrics.appliedSeq.Set(float64(last))
@@ -142,7 +137,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 	e.metrics.applyGroup.Observe(float64(len(results)))
 	e.applied.advance(last)
 	if outbox {
-		e.applied.kickOutbox()
+		e.Publisher.Kick()
 	}
 	return nil
 }
@@ -325,14 +320,13 @@ func (e *Engine) Sync(ctx context.Context) error {
 
 // appliedWatch publishes the applied position to waiters.
 type appliedWatch struct {
-	mu     sync.Mutex
-	seq    uint64
-	ch     chan struct{} // closed and replaced on every advance
-	outbox chan struct{} // 1-buffered kick for the outbox publisher
+	mu  sync.Mutex
+	seq uint64
+	ch  chan struct{} // closed and replaced on every advance
 }
 
 func newAppliedWatch(seq uint64) *appliedWatch {
-	return &appliedWatch{seq: seq, ch: make(chan struct{}), outbox: make(chan struct{}, 1)}
+	return &appliedWatch{seq: seq, ch: make(chan struct{})}
 }
 
 func (w *appliedWatch) get() uint64 {
@@ -347,13 +341,6 @@ func (w *appliedWatch) advance(seq uint64) {
 	close(w.ch)
 	w.ch = make(chan struct{})
 	w.mu.Unlock()
-}
-
-func (w *appliedWatch) kickOutbox() {
-	select {
-	case w.outbox <- struct{}{}:
-	default:
-	}
 }
 
 func (w *appliedWatch) wait(ctx, engineCtx context.Context, seq uint64) error {
@@ -372,152 +359,6 @@ func (w *appliedWatch) wait(ctx, engineCtx context.Context, seq uint64) error {
 			return ErrClosed
 		}
 	}
-}
-
-// outboxLoop publishes outbox entries with their deterministic message ids
-// and deletes each once the log acknowledged it. A crash between the two
-// re-publishes the entry with the same id, which the output stream's
-// duplicate window drops.
-func (e *Engine) outboxLoop(ctx context.Context) error {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		for {
-			n, err := e.drainOutbox(ctx, 256)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				e.opts.Logger.Warn("engine: outbox publish failed; will retry", "err", err)
-				break
-			}
-			if n == 0 {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-e.applied.outbox:
-		case <-tick.C:
-		}
-	}
-}
-
-func (e *Engine) drainOutbox(ctx context.Context, max int) (int, error) {
-	e.outboxMu.Lock()
-	defer e.outboxMu.Unlock()
-	e.stateMu.RLock()
-	defer e.stateMu.RUnlock()
-	total := 0
-	for _, prefix := range projections.OutboxPrefixes(e.opts.Partitions) {
-		n, err := e.drainOutboxRange(ctx, prefix, max)
-		if err != nil {
-			return total, err
-		}
-		total += n
-	}
-	return total, nil
-}
-
-// drainOutboxRange publishes up to max entries of one outbox (the global one
-// or a partition's): in order, so a subscriber sees each profile's
-// transitions in the order they happened.
-func (e *Engine) drainOutboxRange(ctx context.Context, prefix []byte, max int) (int, error) {
-	entries, err := projections.Outbox(e.state, prefix, max)
-	if err != nil || len(entries) == 0 {
-		return 0, err
-	}
-	// Publish them all, then wait for the acks: one round trip for the
-	// range, not one per entry. One goroutine's async appends are stored
-	// in call order, so per-profile order holds. Only the entries up to the
-	// first failure are deleted; the rest are published again (same ids)
-	// on the next pass.
-	futs := make([]*alog.Future, 0, len(entries))
-	var pubErr error
-	for _, ent := range entries {
-		data := ent.Msg.Data
-		audience := strings.HasPrefix(ent.Msg.Subject, projections.SubjectAudiencePrefix)
-		if len(ent.Msg.Identifiers) > 0 || audience {
-			if data, pubErr = e.decorateOutput(data, &ent.Msg, audience); pubErr != nil {
-				break
-			}
-		}
-		var hdr map[string]string
-		if len(ent.Msg.Profile) == 16 {
-			hdr = map[string]string{alog.HeaderProfile: ulidString(ent.Msg.Profile)}
-		}
-		f, err := e.log.AppendAsyncWithHeaders(ent.Msg.Subject, ent.Msg.MsgID, hdr, data)
-		if err != nil {
-			pubErr = err
-			break
-		}
-		futs = append(futs, f)
-	}
-	b := e.state.NewBatch()
-	defer b.Close()
-	acked := 0
-	for i, f := range futs {
-		if _, _, err := f.Wait(ctx); err != nil {
-			if pubErr == nil {
-				pubErr = err
-			}
-			break
-		}
-		if err := b.Delete(entries[i].Key); err != nil {
-			return 0, err
-		}
-		acked++
-	}
-	if acked > 0 {
-		if err := e.state.Commit(b, false); err != nil {
-			return 0, err
-		}
-		e.metrics.published.Add(float64(acked))
-	}
-	return acked, pubErr
-}
-
-// decorateOutput adds to an output message's JSON what the state machine
-// does not put there: the unsealed identifiers and, for an audience
-// transition, the person's consent per channel (the statements recorded
-// with the transition, defaults for the rest; the current consent when the
-// transition recorded none).
-func (e *Engine) decorateOutput(data []byte, msg *projections.OutMsg, audience bool) ([]byte, error) {
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("engine: outbox message: %w", err)
-	}
-	if len(msg.Identifiers) > 0 {
-		e.withIdentifiers(m, msg.Identifiers)
-	}
-	if audience {
-		if msg.ConsentKnown {
-			m["consent"] = e.consentWithDefaults(msg.Consent)
-		} else if err := e.withConsent(e.state, m); err != nil {
-			return nil, fmt.Errorf("engine: outbox message: %w", err)
-		}
-	}
-	return json.Marshal(m)
-}
-
-// withIdentifiers adds the unsealed identifiers to an output message as
-// "identifiers": {type: [values]}. A value whose key was destroyed is left
-// out.
-func (e *Engine) withIdentifiers(m map[string]any, ids []projections.OutIdent) {
-	out := map[string][]string{}
-	for _, id := range ids {
-		pt, err := e.keys.Open(id.Key, id.Sealed)
-		if err != nil {
-			continue
-		}
-		var v string
-		if err := msgpack.Unmarshal(pt, &v); err != nil {
-			continue
-		}
-		out[id.Type] = append(out[id.Type], v)
-	}
-	m["identifiers"] = out
 }
 
 // Default bounds of a group of log entries applied in one Pebble batch

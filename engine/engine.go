@@ -1,14 +1,28 @@
-// Package engine wires Aurum together: the ingest edge (validation, sealing,
-// group commit onto the log), the apply loop that runs the deterministic state
-// machine (dedup, identity keychain, Golden Customer Record partitions) over the
-// log, the outbox that publishes its outputs, and the read side.
+// Package engine wires Aurum's stages together and runs their lifecycle.
+// The stages are packages of their own, each handed what it needs as small
+// interfaces it declares (wiring, state.go):
+//
+//	engine/ingest   Edge: validate → seal → group commit; the NATS gateway
+//	engine/query    Reader: profile view, events, audiences, preview
+//	engine/access   Gate: tokens, sessions, users, sources, NATS authorizer
+//	engine/audit    Recorder: the audit log
+//	engine/privacy  Service: erasure worker, export, consent
+//	engine/outbox   Publisher: outbox → AURUM_OUT
+//
+// engine itself keeps Open/Close and the goroutines it owns (goRun), the
+// apply loop (the state machine over the log, one Pebble batch per group
+// of entries) and what it calls after an apply (reload access, kick the
+// outbox and the erasure worker), the ticker, control appends (audiences,
+// destinations), live rebuilds, offline replay, snapshots, digests and
+// metrics. Engine embeds the stage types, so their methods are the
+// engine's.
 //
 // Data flow:
 //
-//	HTTP / aurum.ingest.<source>  →  Ingest (parse, normalise, hash, seal)
+//	HTTP / aurum.ingest.<source>  →  ingest.Edge.Ingest (parse, normalise, hash, seal)
 //	  → committer (many requests → one log append)  →  AURUM_LOG aurum.log.events
-//	  → apply loop (one Pebble batch per log entry: state + applied position)
-//	  → outbox  →  AURUM_OUT aurum.identity.merged
+//	  → apply loop (one Pebble batch per group of entries: state + applied position)
+//	  → outbox.Publisher  →  AURUM_OUT aurum.identity.merged, aurum.audience.<name>.*
 //
 // The engine owns every goroutine it starts; Close stops and waits for them.
 package engine
@@ -25,6 +39,13 @@ import (
 
 	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/auth"
+	"github.com/aurumcdp/aurum/engine/access"
+	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/outbox"
+	"github.com/aurumcdp/aurum/engine/privacy"
+	"github.com/aurumcdp/aurum/engine/query"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/identity"
@@ -34,7 +55,12 @@ import (
 )
 
 // ErrClosed is returned by operations on a closed engine.
-var ErrClosed = errors.New("engine: closed")
+var ErrClosed = base.ErrClosed
+
+// ErrUnknownSource is returned when events name a source that does not exist.
+var ErrUnknownSource = ingest.ErrUnknownSource
+
+func ulidString(b []byte) string { return base.ULIDString(b) }
 
 // Options configure an Engine. The zero value of every field has a default.
 type Options struct {
@@ -188,23 +214,23 @@ type Engine struct {
 	keys    *seal.Keyring
 	sm      *projections.StateMachine
 	metrics *metrics
-	audit   *auditMetrics
-	ids     *idSource
-	// sealPerValue is a test hook (never set in production): seal hashes
-	// and seals with Keyring.Hash and Keyring.Seal per value, the
-	// reference path of seal.Sealer.
-	sealPerValue bool
+	ids     *base.IDSource
 
 	// stateMu guards state and sm against a rebuild's swap: readers and
 	// the apply loop hold it shared while they use them; the swap holds it
 	// exclusively.
 	stateMu    sync.RWMutex
 	rebuild    *rebuilder
-	sources    *sourceTable
-	access     *accessTable
 	dispatcher *activation.Dispatcher
 	applied    *appliedWatch
-	commit     *committer
+
+	// The stages, wired by Open; their methods are the engine's.
+	*ingest.Edge
+	*query.Reader
+	*access.Gate
+	*audit.Recorder
+	*outbox.Publisher
+	*privacy.Service
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -215,11 +241,6 @@ type Engine struct {
 
 	failMu  sync.Mutex
 	failErr error // the first background task failure
-
-	// outboxMu is held by the outbox publisher while it publishes; the
-	// erasure worker takes it as a barrier (see erasure.go).
-	outboxMu    sync.Mutex
-	erasureKick chan struct{} // 1-buffered: an erasure was applied
 }
 
 // Open starts an engine: the log (embedded NATS unless NATSURL is set), the
@@ -233,7 +254,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("engine: data dir: %w", err)
 	}
-	e := &Engine{opts: opts, ids: newIDSource(), rebuild: &rebuilder{}, erasureKick: make(chan struct{}, 1)}
+	e := &Engine{opts: opts, ids: base.NewIDSource(), rebuild: &rebuilder{}}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -277,15 +298,13 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if e.sm, err = openStateMachine(e.state, parts, opts.DedupWindow, e.keys); err != nil {
 		return nil, err
 	}
-	if err := e.redestroySuppressed(); err != nil {
+	if err := privacy.RedestroySuppressed(e.state, e.keys, opts.Logger); err != nil {
 		return nil, err
 	}
 
 	// The NATS authorizer reads the sources and tokens: load them first.
-	if e.sources, err = loadSources(e.state); err != nil {
-		return nil, err
-	}
-	if e.access, err = loadAccess(e.state); err != nil {
+	if e.Gate, err = access.New(e.state, access.Options{Now: opts.Now, SessionTTL: opts.SessionTTL,
+		PasswordParams: opts.PasswordParams, AdminTokenHash: opts.AdminTokenHash}, e.keys, e.ids, wiring{e}, wiring{e}, wiring{e}); err != nil {
 		return nil, err
 	}
 	fsync := alog.FsyncDefault
@@ -294,7 +313,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 	var authz alog.Authorizer
 	if !opts.NATSNoAuth {
-		authz = alog.AuthorizerFunc(e.authorizeNATS)
+		authz = alog.AuthorizerFunc(e.Gate.AuthorizeNATS)
 	}
 	if e.log, err = alog.Open(ctx, alog.Options{
 		Dir:        filepath.Join(opts.DataDir, "jetstream"),
@@ -312,7 +331,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	closers = append(closers, e.log.Close)
 
 	e.metrics = newMetrics(opts.Registry)
-	e.audit = newAuditMetrics(opts.Registry)
+	e.Recorder = audit.New(audit.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion, Logger: opts.Logger, Registry: opts.Registry},
+		e.log, e.keys, e.ids)
 	applied, err := readApplied(e.state)
 	if err != nil {
 		return nil, err
@@ -324,10 +344,18 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.commit = newCommitter(e)
+	e.Edge = ingest.New(e.ctx, ingest.Options{Identity: opts.Identity, PhoneRegion: opts.PhoneRegion,
+		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.Gate)
+	e.Reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
+	e.Service = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
+		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry},
+		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
+			Outbox: outboxBarrier{e}, Profiles: e.Reader, Ingest: e.Edge, Sources: e.Gate})
+	e.Publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry},
+		e.log, e.keys, wiring{e}, e.Service)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
-		Consent: consentChecker{e}, OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() }})
+		Consent: e.Service.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() }})
 	if err := e.reloadDestinations(); err != nil {
 		e.dispatcher.Close()
 		e.cancel()
@@ -340,11 +368,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 }
 
 func (e *Engine) start(applied uint64) {
-	e.goRun("committer", e.commit.run)
+	e.goRun("committer", e.Edge.RunCommitter)
 	e.goRun("apply", func(ctx context.Context) error { return e.applyLoop(ctx, applied+1) })
-	e.goRun("outbox", e.outboxLoop)
-	e.goRun("gateway", e.gatewayLoop)
-	e.goRun("erasure", e.erasureLoop)
+	e.goRun("outbox", e.Publisher.Run)
+	e.goRun("gateway", e.Edge.RunGateway)
+	e.goRun("erasure", e.Service.RunErasures)
 	if e.opts.TickPeriod > 0 {
 		e.goRun("ticker", e.tickLoop)
 	}

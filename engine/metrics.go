@@ -4,15 +4,10 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are the engine's Prometheus metrics (aurum_engine_*).
 type metrics struct {
-	ingested     *prometheus.CounterVec
-	deadLetters  *prometheus.CounterVec
-	appends      prometheus.Counter
-	batchEvents  prometheus.Histogram
 	applied      prometheus.Counter
 	duplicates   prometheus.Counter
 	merges       prometheus.Counter
 	profiles     prometheus.Counter
-	published    prometheus.Counter
 	transitions  prometheus.Counter
 	ticks        prometheus.Counter
 	corrupt      prometheus.Counter
@@ -22,24 +17,13 @@ type metrics struct {
 	applyGroup   prometheus.Histogram
 	failures     *prometheus.CounterVec
 
-	suppressed     prometheus.Counter
-	suppressedEdge prometheus.Counter
-	erasures       prometheus.Counter
-	scrubbed       prometheus.Counter
+	suppressed prometheus.Counter
 	// webhookSkipped counts transitions a destination skipped, by reason.
 	webhookSkipped *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		ingested: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_ingest_events_total",
-			Help: "Events accepted at the edge and durable on the log, by source."}, []string{"source"}),
-		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_ingest_dead_letters_total",
-			Help: "Invalid events kept on the dead-letter stream, by source."}, []string{"source"}),
-		appends: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_log_appends_total",
-			Help: "Group-commit appends to the event log."}),
-		batchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aurum_log_append_events",
-			Help: "Events per group-commit append.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
 		applied: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_apply_events_total",
 			Help: "Events applied to the projections."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_apply_duplicates_total",
@@ -48,8 +32,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Profile merges."}),
 		profiles: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_identity_profiles_created_total",
 			Help: "Profiles created (since this process started)."}),
-		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_outbox_published_total",
-			Help: "Outbox messages published."}),
 		transitions: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_audience_transitions_total",
 			Help: "Audience entries and exits decided by the state machine."}),
 		ticks: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_ticks_total",
@@ -71,14 +53,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.suppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_suppressed_events_total",
 		Help: "Events dropped by the state machine because they carry an erased (suppressed) identifier."})
-	m.suppressedEdge = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_ingest_suppressed_events_total",
-		Help: "Events dropped at the edge because their anchor identifier's data key was destroyed by an erasure."})
-	m.erasures = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_erasures_completed_total",
-		Help: "Erasures completed by this process (copies scrubbed, keys destroyed)."})
-	m.scrubbed = prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_erasure_scrubbed_messages_total",
-		Help: "Output and dead-letter messages securely deleted by erasures."})
-	reg.MustRegister(m.suppressed, m.suppressedEdge, m.erasures, m.scrubbed)
-	reg.MustRegister(m.ingested, m.deadLetters, m.appends, m.batchEvents, m.applied, m.duplicates,
-		m.merges, m.profiles, m.published, m.transitions, m.ticks, m.corrupt, m.invalid, m.appliedSeq, m.applySeconds, m.applyGroup, m.failures, m.webhookSkipped)
+	reg.MustRegister(m.suppressed)
+	reg.MustRegister(m.applied, m.duplicates,
+		m.merges, m.profiles, m.transitions, m.ticks, m.corrupt, m.invalid, m.appliedSeq, m.applySeconds, m.applyGroup, m.failures, m.webhookSkipped)
 	return m
 }

@@ -541,18 +541,20 @@ type PreviewResult struct {
 // a 95 % margin. Partitions are evaluated in parallel; aggregates the
 // profile's stored audience state already has are reused, others are
 // computed from its event history, and the GCR is read only when needed.
-func (sm *StateMachine) Preview(r store.ReadWriter, set *audience.Set, now int64, sample, maxEval int) (PreviewResult, error) {
-	ids := make([][][]byte, len(sm.partitions))
+//
+// It streams: a first pass counts each partition's profiles, a second
+// evaluates every k-th one as it is scanned. Memory is bounded by the
+// sample (at most sample ids per partition), not by the profiles.
+func (sm *StateMachine) Preview(r store.Reader, set *audience.Set, now int64, sample, maxEval int) (PreviewResult, error) {
 	var total int64
-	for i, p := range sm.partitions {
+	for _, p := range sm.partitions {
 		prefix := p.key([]byte("g/"))
-		if err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
-			ids[i] = append(ids[i], bytes.Clone(k[len(prefix):]))
+		if err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(_, _ []byte) bool {
+			total++
 			return true
 		}); err != nil {
 			return PreviewResult{}, err
 		}
-		total += int64(len(ids[i]))
 	}
 	stride := int64(1)
 	if maxEval > 0 && total > int64(maxEval) {
@@ -572,19 +574,30 @@ func (sm *StateMachine) Preview(r store.ReadWriter, set *audience.Set, now int64
 			defer wg.Done()
 			for i := range work {
 				var res result
-				for j := int64(0); j < int64(len(ids[i])); j += stride {
-					in, err := sm.partitions[i].previewOne(r, set, now, ids[i][j])
+				prefix := sm.partitions[i].key([]byte("g/"))
+				j := int64(0)
+				err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+					j++
+					if (j-1)%stride != 0 {
+						return true
+					}
+					id := k[len(prefix):]
+					in, err := sm.partitions[i].previewOne(r, set, now, id)
 					if err != nil {
 						res.err = err
-						break
+						return false
 					}
 					res.evaluated++
 					if in {
 						res.matched++
 						if len(res.sample) < sample {
-							res.sample = append(res.sample, ids[i][j])
+							res.sample = append(res.sample, bytes.Clone(id))
 						}
 					}
+					return true
+				})
+				if res.err == nil {
+					res.err = err
 				}
 				results[i] = res
 			}
@@ -616,7 +629,7 @@ func (sm *StateMachine) Preview(r store.ReadWriter, set *audience.Set, now int64
 }
 
 // previewOne evaluates the preview set for one profile.
-func (p *Partition) previewOne(r store.ReadWriter, set *audience.Set, now int64, id []byte) (bool, error) {
+func (p *Partition) previewOne(r store.Reader, set *audience.Set, now int64, id []byte) (bool, error) {
 	live, err := loadAudienceState(r, p, id)
 	if err != nil {
 		return false, err

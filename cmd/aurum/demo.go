@@ -187,7 +187,7 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (
 		}
 	}
 
-	srv, err := api.New(e, api.Options{AdminTokenHash: tokenHash[:], Logger: logger})
+	srv, err := api.New(apiServices(e), api.Options{AdminTokenHash: tokenHash[:], Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,11 @@ import (
 
 	"github.com/aurumcdp/aurum/api"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/access"
+	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/privacy"
+	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/seal"
 	"github.com/spf13/cobra"
@@ -246,7 +251,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 		}
 		logger.Info("stopped")
 	}()
-	srv, err := api.New(e, api.Options{AdminTokenHash: tokenHash, Logger: logger,
+	srv, err := api.New(apiServices(e), api.Options{AdminTokenHash: tokenHash, Logger: logger,
 		IngestRate: f.ingestRate, PublicMetrics: f.publicMetrics})
 	if err != nil {
 		return err
@@ -325,3 +330,23 @@ func adminTokenHash(dataDir, flagToken string) ([]byte, error) {
 	fmt.Fprintf(os.Stdout, "\nGenerated admin token (shown once, only its hash is kept):\n\n    export AURUM_ADMIN_TOKEN=%s\n\n", tok)
 	return h[:], nil
 }
+
+// apiServices hands the API each concern from the stage that owns it.
+func apiServices(e *engine.Engine) api.Services {
+	return api.Services{Ingest: e.Edge, Access: e.Gate, Reads: e.Reader, Audiences: e, Destinations: e,
+		Privacy: e.Service, Replay: e, Audit: e.Recorder, Node: e}
+}
+
+// The stages satisfy the API's interfaces.
+var (
+	_ api.Ingest       = (*ingest.Edge)(nil)
+	_ api.Access       = (*access.Gate)(nil)
+	_ api.Reads        = (*query.Reader)(nil)
+	_ api.Audiences    = (*engine.Engine)(nil)
+	_ api.Destinations = (*engine.Engine)(nil)
+	_ api.Privacy      = (*privacy.Service)(nil)
+	_ api.Replay       = (*engine.Engine)(nil)
+	_ api.Auditor      = (*audit.Recorder)(nil)
+	_ api.Node         = (*engine.Engine)(nil)
+	_ api.Engine       = (*engine.Engine)(nil)
+)

@@ -96,7 +96,7 @@ func start(t testing.TB, opts Options) (*Node, error) {
 		h := sha256.Sum256([]byte(opts.AdminToken))
 		ao.AdminTokenHash = h[:]
 	}
-	srv, err := api.New(e, ao)
+	srv, err := api.New(api.ServicesOf(e), ao)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("api.New: %w", err), e.Close())
 	}

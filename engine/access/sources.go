@@ -1,7 +1,6 @@
-package engine
+package access
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,17 +11,14 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // ErrSourceExists is returned when creating a source whose name is taken.
 var ErrSourceExists = errors.New("engine: source exists")
-
-// ErrInvalid marks a request the caller must change before retrying.
-var ErrInvalid = errors.New("engine: invalid")
 
 // sourceTable is the in-memory view of the sources in the state store, kept
 // current by the apply loop.
@@ -68,7 +64,7 @@ func (t *sourceTable) get(name string) (projections.Source, bool) {
 }
 
 // SourceForKey returns the source whose write key is key.
-func (e *Engine) SourceForKey(key string) (string, bool) {
+func (e *Gate) SourceForKey(key string) (string, bool) {
 	if key == "" {
 		return "", false
 	}
@@ -93,7 +89,7 @@ type SourceInfo struct {
 }
 
 // Sources lists the sources by name.
-func (e *Engine) Sources() []SourceInfo {
+func (e *Gate) Sources() []SourceInfo {
 	e.sources.mu.RLock()
 	defer e.sources.mu.RUnlock()
 	out := make([]SourceInfo, 0, len(e.sources.byName))
@@ -106,9 +102,9 @@ func (e *Engine) Sources() []SourceInfo {
 
 // CreateSource creates a source through the log and returns its write key,
 // which is shown only here: the engine keeps its hash.
-func (e *Engine) CreateSource(ctx context.Context, name string) (string, error) {
+func (e *Gate) CreateSource(ctx context.Context, name string) (string, error) {
 	if err := event.ValidSourceName(name); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		return "", fmt.Errorf("%w: %v", base.ErrInvalid, err)
 	}
 	if e.sources.exists(name) {
 		return "", fmt.Errorf("%w: %q", ErrSourceExists, name)
@@ -121,16 +117,11 @@ func (e *Engine) CreateSource(ctx context.Context, name string) (string, error) 
 	h := sha256.Sum256([]byte(key))
 	c := projections.Control{Kind: projections.ControlSourceCreate, Time: e.opts.Now().UnixMilli(),
 		Source: projections.Source{Name: name, KeyHash: h[:], Created: e.opts.Now().UnixMilli()}}
-	data, err := msgpack.Marshal(&c)
-	if err != nil {
-		return "", fmt.Errorf("engine: encode control: %w", err)
-	}
-	id := e.ids.next(e.opts.Now())
-	seq, _, err := e.log.Append(ctx, projections.SubjectControl, ulidString(id), data)
+	seq, err := e.control.AppendControl(ctx, c)
 	if err != nil {
 		return "", err
 	}
-	if err := e.WaitApplied(ctx, seq); err != nil {
+	if err := e.applied.WaitApplied(ctx, seq); err != nil {
 		return "", err
 	}
 	if s, ok := e.sources.get(name); !ok || subtle.ConstantTimeCompare(s.KeyHash, h[:]) != 1 {
@@ -139,32 +130,24 @@ func (e *Engine) CreateSource(ctx context.Context, name string) (string, error) 
 	return key, nil
 }
 
-// publishIdentityConfig appends the configured identity settings to the log
-// when they differ from those in effect in the state, so that they take
-// effect at a log position and every replay applies them at the same one.
-// (If the state lags the log, an identical record may be appended twice:
-// harmless.)
-func (e *Engine) publishIdentityConfig(ctx context.Context) error {
-	want, err := projections.EncodeIdentityConfig(*e.opts.Identity)
-	if err != nil {
-		return err
+// SourceExists reports whether the source exists.
+func (e *Gate) SourceExists(name string) bool { return e.sources.exists(name) }
+
+// AddSources adds sources the apply loop applied to the table.
+func (e *Gate) AddSources(list []projections.Source) {
+	for _, s := range list {
+		e.sources.add(s)
 	}
-	have, err := projections.IdentityConfig(e.state)
-	if err != nil {
-		return err
-	}
-	if bytes.Equal(want, have) {
+}
+
+// EnsureSource creates the source name unless it exists (a concurrent
+// create counts as existing).
+func (e *Gate) EnsureSource(ctx context.Context, name string) error {
+	if e.sources.exists(name) {
 		return nil
 	}
-	c := projections.Control{Kind: projections.ControlIdentityConfig, Config: want, Time: e.opts.Now().UnixMilli()}
-	data, err := msgpack.Marshal(&c)
-	if err != nil {
-		return fmt.Errorf("engine: encode identity config: %w", err)
+	if _, err := e.CreateSource(ctx, name); err != nil && !errors.Is(err, ErrSourceExists) {
+		return err
 	}
-	seq, _, err := e.log.Append(ctx, projections.SubjectControl, ulidString(e.ids.next(e.opts.Now())), data)
-	if err != nil {
-		return fmt.Errorf("engine: append identity config: %w", err)
-	}
-	e.opts.Logger.Info("identity settings changed; in effect from log position", "seq", seq)
 	return nil
 }

@@ -1,44 +1,15 @@
-package engine
+package query
 
 import (
-	"context"
 	"fmt"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/oklog/ulid/v2"
-	"github.com/vmihailenco/msgpack/v5"
 )
-
-// tickLoop records the passage of time on the log: every TickPeriod a tick
-// record; the state machine runs the profiles' due timers at each.
-func (e *Engine) tickLoop(ctx context.Context) error {
-	t := time.NewTicker(e.opts.TickPeriod)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-		now := e.opts.Now()
-		c := projections.Control{Kind: projections.ControlTick, Time: now.UnixMilli()}
-		data, err := msgpack.Marshal(&c)
-		if err != nil {
-			return err
-		}
-		if _, _, err := e.log.Append(ctx, projections.SubjectControl, fmt.Sprintf("tick-%d", now.UnixMilli()), data); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			e.opts.Logger.Warn("engine: tick append failed; time stands still until the next one", "err", err)
-			continue
-		}
-		e.metrics.ticks.Inc()
-	}
-}
 
 // AudienceInfo is an audience definition with its current size.
 type AudienceInfo struct {
@@ -46,48 +17,8 @@ type AudienceInfo struct {
 	Size int64 `json:"size"`
 }
 
-func (e *Engine) appendControl(ctx context.Context, c projections.Control) (uint64, error) {
-	c.Time = e.opts.Now().UnixMilli()
-	data, err := msgpack.Marshal(&c)
-	if err != nil {
-		return 0, fmt.Errorf("engine: encode control: %w", err)
-	}
-	seq, _, err := e.log.Append(ctx, projections.SubjectControl, ulidString(e.ids.next(e.opts.Now())), data)
-	return seq, err
-}
-
-// PutAudience creates or replaces an audience through the log and waits
-// until it is in effect. The rule is checked first: a rule that does not
-// compile is refused with ErrInvalid and the position of the problem.
-func (e *Engine) PutAudience(ctx context.Context, d audience.Definition) (AudienceInfo, error) {
-	d.Version, d.Created, d.Updated = 0, 0, 0
-	if err := projections.ValidateAudience(d); err != nil {
-		return AudienceInfo{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlAudiencePut, Audience: d})
-	if err != nil {
-		return AudienceInfo{}, err
-	}
-	if err := e.WaitApplied(ctx, seq); err != nil {
-		return AudienceInfo{}, err
-	}
-	return e.Audience(d.Name)
-}
-
-// DeleteAudience deletes an audience through the log; its members exit.
-func (e *Engine) DeleteAudience(ctx context.Context, name string) error {
-	if _, err := e.Audience(name); err != nil {
-		return err
-	}
-	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlAudienceDelete, Audience: audience.Definition{Name: name}})
-	if err != nil {
-		return err
-	}
-	return e.WaitApplied(ctx, seq)
-}
-
 // Audiences lists the audiences with their sizes.
-func (e *Engine) Audiences() (out []AudienceInfo, err error) {
+func (e *Reader) Audiences() (out []AudienceInfo, err error) {
 	err = e.read(func(snap store.Reader, sm *projections.StateMachine) error {
 		defs, err := projections.Audiences(snap)
 		if err != nil {
@@ -107,7 +38,7 @@ func (e *Engine) Audiences() (out []AudienceInfo, err error) {
 }
 
 // Audience returns one audience with its size.
-func (e *Engine) Audience(name string) (AudienceInfo, error) {
+func (e *Reader) Audience(name string) (AudienceInfo, error) {
 	all, err := e.Audiences()
 	if err != nil {
 		return AudienceInfo{}, err
@@ -117,7 +48,7 @@ func (e *Engine) Audience(name string) (AudienceInfo, error) {
 			return a, nil
 		}
 	}
-	return AudienceInfo{}, fmt.Errorf("%w: audience %q", ErrNotFound, name)
+	return AudienceInfo{}, fmt.Errorf("%w: audience %q", base.ErrNotFound, name)
 }
 
 // Member is one member of an audience.
@@ -129,9 +60,9 @@ type Member struct {
 
 // AudienceMembers lists up to limit members after cursor ("" = from the
 // start); next is the cursor of the following page ("" at the end).
-func (e *Engine) AudienceMembers(name, cursor string, limit int) (members []Member, next string, err error) {
+func (e *Reader) AudienceMembers(name, cursor string, limit int) (members []Member, next string, err error) {
 	if limit < 1 || limit > 10000 {
-		return nil, "", fmt.Errorf("%w: limit must be in [1, 10000]", ErrInvalid)
+		return nil, "", fmt.Errorf("%w: limit must be in [1, 10000]", base.ErrInvalid)
 	}
 	if _, err := e.Audience(name); err != nil {
 		return nil, "", err
@@ -140,7 +71,7 @@ func (e *Engine) AudienceMembers(name, cursor string, limit int) (members []Memb
 	if cursor != "" {
 		u, err := ulid.ParseStrict(cursor)
 		if err != nil {
-			return nil, "", fmt.Errorf("%w: cursor %q", ErrInvalid, cursor)
+			return nil, "", fmt.Errorf("%w: cursor %q", base.ErrInvalid, cursor)
 		}
 		after = u[:]
 	}
@@ -183,14 +114,14 @@ const PreviewExactLimit = 50_000
 // audience (nothing goes on the log): over every profile when there are at
 // most PreviewExactLimit or exact is set, else over an evenly spaced sample
 // of that many, with the size estimated and its 95 % margin.
-func (e *Engine) Preview(rule string, sample int, exact bool) (PreviewResult, error) {
+func (e *Reader) Preview(rule string, sample int, exact bool) (PreviewResult, error) {
 	if sample < 0 || sample > 1000 {
-		return PreviewResult{}, fmt.Errorf("%w: sample must be in [0, 1000]", ErrInvalid)
+		return PreviewResult{}, fmt.Errorf("%w: sample must be in [0, 1000]", base.ErrInvalid)
 	}
 	d := audience.Definition{Name: "preview", Rule: rule, Version: 1}
 	set, err := audience.Compile([]audience.Definition{d})
 	if err != nil {
-		return PreviewResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return PreviewResult{}, fmt.Errorf("%w: %w", base.ErrInvalid, err)
 	}
 	start := time.Now()
 	var now int64
@@ -203,7 +134,7 @@ func (e *Engine) Preview(rule string, sample int, exact bool) (PreviewResult, er
 		if now, err = projections.LogClock(snap); err != nil {
 			return err
 		}
-		pr, err = sm.Preview(readOnly{snap}, set, now, sample, limit)
+		pr, err = sm.Preview(snap, set, now, sample, limit)
 		return err
 	})
 	if err != nil {

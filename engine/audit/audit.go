@@ -1,13 +1,21 @@
-package engine
+// Package audit is the audit log of management actions: Recorder appends
+// an entry per request to the AURUM_AUDIT stream (Audit), reads pages of
+// it back (AuditLog) and gives the form of a profile reference that may be
+// kept forever (RefHash).
+package audit
 
 import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/seal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -57,6 +65,35 @@ type AuditQuery struct {
 	Limit  int
 }
 
+// Options configure a Recorder. Now is required.
+type Options struct {
+	// Now is the edge clock that stamps entries.
+	Now func() time.Time
+	// PhoneRegion is the default region of phone numbers in references.
+	PhoneRegion string
+	// Logger receives failed appends. Default: discard.
+	Logger *slog.Logger
+	// Registry receives aurum_audit_* metrics (nil: none).
+	Registry prometheus.Registerer
+}
+
+// Recorder writes and reads the audit log. It is safe for concurrent use.
+type Recorder struct {
+	opts  Options
+	log   *alog.Log
+	keys  *seal.Keyring
+	ids   *base.IDSource
+	audit *auditMetrics
+}
+
+// New returns a Recorder on l; keys hashes references (RefHash).
+func New(opts Options, l *alog.Log, keys *seal.Keyring, ids *base.IDSource) *Recorder {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{opts: opts, log: l, keys: keys, ids: ids, audit: newAuditMetrics(opts.Registry)}
+}
+
 type auditMetrics struct {
 	entries  *prometheus.CounterVec
 	failures prometheus.Counter
@@ -69,7 +106,9 @@ func newAuditMetrics(reg prometheus.Registerer) *auditMetrics {
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_audit_failures_total",
 			Help: "Audit entries that could not be recorded."}),
 	}
-	reg.MustRegister(m.entries, m.failures)
+	if reg != nil {
+		reg.MustRegister(m.entries, m.failures)
+	}
 	return m
 }
 
@@ -85,18 +124,18 @@ func validAuditResult(r string) bool {
 // or Time is filled in from the edge clock. A failure is logged (the
 // entry's action and result, nothing else) and counted in
 // aurum_audit_failures_total before it is returned.
-func (e *Engine) Audit(ctx context.Context, a AuditEntry) error {
+func (e *Recorder) Audit(ctx context.Context, a AuditEntry) error {
 	if a.Action == "" || !validAuditResult(a.Result) {
 		e.audit.failures.Inc()
 		return fmt.Errorf("%w: audit entry needs an action and a result in {ok, denied, error, unauthenticated} (action %q, result %q)",
-			ErrInvalid, a.Action, a.Result)
+			base.ErrInvalid, a.Action, a.Result)
 	}
 	if a.Time.IsZero() {
 		a.Time = e.opts.Now()
 	}
 	a.Time = a.Time.UTC()
 	if a.ID == "" {
-		a.ID = ulidString(e.ids.next(a.Time))
+		a.ID = base.ULIDString(e.ids.Next(a.Time))
 	}
 	data, err := msgpack.Marshal(&a)
 	if err == nil {
@@ -104,8 +143,8 @@ func (e *Engine) Audit(ctx context.Context, a AuditEntry) error {
 	}
 	if err != nil {
 		e.audit.failures.Inc()
-		e.opts.Logger.Error("engine: audit entry not recorded", "action", a.Action, "result", a.Result, "status", a.Status, "err", err)
-		return fmt.Errorf("engine: audit: %w", err)
+		e.opts.Logger.Error("audit: entry not recorded", "action", a.Action, "result", a.Result, "status", a.Status, "err", err)
+		return fmt.Errorf("audit: append: %w", err)
 	}
 	e.audit.entries.WithLabelValues(a.Result).Inc()
 	return nil
@@ -114,16 +153,16 @@ func (e *Engine) Audit(ctx context.Context, a AuditEntry) error {
 // AuditLog returns a page of the audit log in the order it was written, and
 // the cursor of the next page. A record that cannot be decoded is returned
 // with Result AuditInvalid, so one bad record hides nothing after it.
-func (e *Engine) AuditLog(ctx context.Context, q AuditQuery) ([]AuditEntry, uint64, error) {
+func (e *Recorder) AuditLog(ctx context.Context, q AuditQuery) ([]AuditEntry, uint64, error) {
 	if q.Limit == 0 {
 		q.Limit = 100
 	}
 	if q.Limit < 1 || q.Limit > MaxAuditPage {
-		return nil, 0, fmt.Errorf("%w: limit must be in [1, %d], got %d", ErrInvalid, MaxAuditPage, q.Limit)
+		return nil, 0, fmt.Errorf("%w: limit must be in [1, %d], got %d", base.ErrInvalid, MaxAuditPage, q.Limit)
 	}
 	recs, next, err := e.log.ReadAudit(ctx, q.Cursor, q.Since, q.Limit)
 	if err != nil {
-		return nil, 0, fmt.Errorf("engine: audit log: %w", err)
+		return nil, 0, fmt.Errorf("audit: read: %w", err)
 	}
 	out := make([]AuditEntry, 0, len(recs))
 	for _, r := range recs {
@@ -142,8 +181,8 @@ func (e *Engine) AuditLog(ctx context.Context, q AuditQuery) ([]AuditEntry, uint
 // forever: "type:" + hex of the keyed hash of the normalised value (the
 // hash look-ups use). A reference that does not parse or normalise is hashed
 // as given, under "invalid:".
-func (e *Engine) RefHash(ref string) string {
-	typ, value, err := ParseRef(ref)
+func (e *Recorder) RefHash(ref string) string {
+	typ, value, err := base.ParseRef(ref)
 	if err != nil {
 		return "invalid:" + hex.EncodeToString(e.keys.Hash("invalid", ref))
 	}

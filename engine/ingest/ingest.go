@@ -1,27 +1,88 @@
-package engine
+// Package ingest is the ingest edge of the engine: validate → seal →
+// group commit. Ingest seals the events of a source (identifiers hashed,
+// personal values sealed with the data key of the event's anchor
+// identifier) and queues their records for the committer, which joins the
+// records of concurrent calls into one log append on aurum.log.events. The
+// gateway (RunGateway) does the same for raw events that producers publish
+// on aurum.ingest.<source>, and keeps invalid ones on the dead-letter
+// stream.
+package ingest
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
+	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/seal"
-	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
 // ErrUnknownSource is returned when events name a source that does not exist.
 var ErrUnknownSource = errors.New("engine: unknown source")
 
+// Sources says which sources exist (the access stage's table).
+type Sources interface {
+	SourceExists(name string) bool
+}
+
+// Options configure an Edge. Identity, Now and MaxBatchBytes are required
+// (the engine passes its own, defaults applied).
+type Options struct {
+	// Identity ranks identifiers (the anchor of an event) and blocks values.
+	Identity *identity.Config
+	// PhoneRegion is the default region of phone numbers.
+	PhoneRegion string
+	// MaxBatchBytes bounds one log append.
+	MaxBatchBytes int
+	// Now is the edge clock that stamps receive times and ids.
+	Now func() time.Time
+	// Registry receives the edge's metrics (aurum_ingest_*, aurum_log_append*).
+	Registry prometheus.Registerer
+}
+
+// Edge is the ingest edge: it validates, seals and group-commits events
+// onto the log (Ingest, the committer) and runs the NATS gateway of
+// aurum.ingest.<source> (RunGateway). It owns no goroutine: the engine runs
+// RunCommitter and RunGateway.
+type Edge struct {
+	opts    Options
+	ctx     context.Context // the node's lifetime: done means closed
+	log     *alog.Log
+	keys    *seal.Keyring
+	ids     *base.IDSource
+	sources Sources
+	metrics *metrics
+	commit  *committer
+	// sealPerValue is a test hook (never set in production): seal hashes
+	// and seals with Keyring.Hash and Keyring.Seal per value, the
+	// reference path of seal.Sealer.
+	sealPerValue bool
+}
+
+// New returns the edge of a node whose lifetime is ctx (when it is done,
+// calls return base.ErrClosed).
+func New(ctx context.Context, opts Options, l *alog.Log, keys *seal.Keyring, ids *base.IDSource, sources Sources) *Edge {
+	e := &Edge{opts: opts, ctx: ctx, log: l, keys: keys, ids: ids, sources: sources, metrics: newMetrics(opts.Registry)}
+	e.commit = newCommitter(e)
+	return e
+}
+
+// RunCommitter runs the group commit until ctx ends.
+func (e *Edge) RunCommitter(ctx context.Context) error { return e.commit.run(ctx) }
+
+func ulidString(b []byte) string { return base.ULIDString(b) }
+
 // ParseOptions returns the options the edge parses events with: the identity
 // config's blocked values, the phone region and the clock.
-func (e *Engine) ParseOptions() event.ParseOptions {
+func (e *Edge) ParseOptions() event.ParseOptions {
 	cfg := e.opts.Identity
 	return event.ParseOptions{
 		Now:           e.opts.Now(),
@@ -34,7 +95,7 @@ func (e *Engine) ParseOptions() event.ParseOptions {
 // when they are durable (see Options.FsyncAlways) or with an error, in which
 // case none, some or all may have been appended: a retry with the same
 // messageIds is deduplicated by the state machine.
-func (e *Engine) Ingest(ctx context.Context, source string, evs []event.Event) error {
+func (e *Edge) Ingest(ctx context.Context, source string, evs []event.Event) error {
 	wait, err := e.ingestAsync(ctx, source, evs)
 	if err != nil {
 		return err
@@ -45,12 +106,12 @@ func (e *Engine) Ingest(ctx context.Context, source string, evs []event.Event) e
 // ingestAsync seals the events and queues their records for the committer,
 // in call order; wait returns when they are durable (see Ingest). wait
 // must be called once.
-func (e *Engine) ingestAsync(ctx context.Context, source string, evs []event.Event) (wait func(context.Context) error, err error) {
+func (e *Edge) ingestAsync(ctx context.Context, source string, evs []event.Event) (wait func(context.Context) error, err error) {
 	done := func(context.Context) error { return nil }
 	if len(evs) == 0 {
 		return done, nil
 	}
-	if !e.sources.exists(source) {
+	if !e.sources.SourceExists(source) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownSource, source)
 	}
 	received := e.opts.Now()
@@ -67,7 +128,7 @@ func (e *Engine) ingestAsync(ctx context.Context, source string, evs []event.Eve
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-e.ctx.Done():
-		return nil, ErrClosed
+		return nil, base.ErrClosed
 	}
 	return func(ctx context.Context) error {
 		select {
@@ -79,7 +140,7 @@ func (e *Engine) ingestAsync(ctx context.Context, source string, evs []event.Eve
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-e.ctx.Done():
-			return ErrClosed
+			return base.ErrClosed
 		}
 	}, nil
 }
@@ -90,7 +151,7 @@ func (e *Engine) ingestAsync(ctx context.Context, source string, evs []event.Eve
 // event whose anchor key was destroyed (an erased person's identifier) is
 // dropped and counted; the state machine drops the events that carry an
 // erased identifier elsewhere than as their anchor.
-func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][]byte, int, error) {
+func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]byte, int, error) {
 	type prepared struct {
 		rec    event.Record
 		anchor []byte
@@ -102,7 +163,7 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 	for i := range evs {
 		ev := &evs[i]
 		rec := event.Record{
-			ID:         e.ids.next(received),
+			ID:         e.ids.Next(received),
 			MessageID:  ev.MessageID,
 			Source:     source,
 			Kind:       ev.Kind,
@@ -199,16 +260,16 @@ func (e *Engine) seal(source string, evs []event.Event, received time.Time) ([][
 // sealing hashes and seals the values of one call of seal. By default it
 // uses one seal.Sealer (cipher looked up once per record, nonces read in
 // blocks, outputs in arenas) and one reused plaintext buffer; with
-// Engine.sealPerValue (a test hook) it calls Keyring.Hash and Keyring.Seal
+// Edge.sealPerValue (a test hook) it calls Keyring.Hash and Keyring.Seal
 // per value.
 // Both give the same hashes and equivalent sealed values (random nonces).
 type sealing struct {
-	e      *Engine
+	e      *Edge
 	sealer *seal.Sealer // nil: per value
 	pt     []byte       // plaintext scratch, reused per value
 }
 
-func (e *Engine) newSealing(events int) *sealing {
+func (e *Edge) newSealing(events int) *sealing {
 	sl := &sealing{e: e}
 	if !e.sealPerValue {
 		sl.sealer = e.keys.NewSealer(events * 512)
@@ -254,7 +315,7 @@ func (sl *sealing) sealValue(key []byte, v any) ([]byte, error) {
 	return sl.sealer.Seal(key, pt)
 }
 
-func (e *Engine) encodeValue(dst []byte, v any) ([]byte, bool) {
+func (e *Edge) encodeValue(dst []byte, v any) ([]byte, bool) {
 	if p, ok := v.(*event.Private); ok {
 		return event.AppendPrivateMsgpack(dst, p)
 	}
@@ -298,13 +359,13 @@ type inflight struct {
 // (group commit): while appends are in flight, new requests queue up and go
 // out together in the next one.
 type committer struct {
-	e     *Engine
+	e     *Edge
 	in    chan *pending
 	acks  chan *inflight
 	limit int
 }
 
-func newCommitter(e *Engine) *committer {
+func newCommitter(e *Edge) *committer {
 	return &committer{e: e, in: make(chan *pending, 1024), acks: make(chan *inflight, 64), limit: e.opts.MaxBatchBytes}
 }
 
@@ -365,7 +426,7 @@ func (c *committer) run(ctx context.Context) error {
 // append encodes group as one event.Batch and starts its append.
 func (c *committer) append(group []*pending) *inflight {
 	f := &inflight{waiters: group}
-	id := c.e.ids.next(c.e.opts.Now())
+	id := c.e.ids.Next(c.e.opts.Now())
 	n := 0
 	for _, p := range group {
 		n += len(p.recs)
@@ -399,38 +460,4 @@ func (c *committer) encode(group []*pending, id []byte, n int) ([]byte, error) {
 		}
 	}
 	return data, nil
-}
-
-// idSource makes ULIDs: time from the edge clock, monotonic entropy.
-type idSource struct {
-	mu      sync.Mutex
-	entropy *ulid.MonotonicEntropy
-}
-
-func newIDSource() *idSource { return &idSource{entropy: ulid.Monotonic(rand.Reader, 0)} }
-
-func (s *idSource) next(t time.Time) []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u, err := ulid.New(ulid.Timestamp(t), s.entropy)
-	if err != nil { // entropy overflow within one millisecond: take a fresh one
-		u = ulid.MustNew(ulid.Timestamp(t), rand.Reader)
-	}
-	return u[:]
-}
-
-func ulidString(b []byte) string {
-	var u ulid.ULID
-	copy(u[:], b)
-	return u.String()
-}
-
-// sortedKeys returns m's keys in order (for deterministic output).
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

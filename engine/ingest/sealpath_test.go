@@ -1,13 +1,65 @@
-package engine
+package ingest
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/testkeys"
+	"github.com/aurumcdp/aurum/projections/identity"
+	"github.com/aurumcdp/aurum/seal"
 )
+
+// sealEdge is an Edge with a keyring and no log: enough to seal.
+type sealEdge struct {
+	*Edge
+	keys *seal.Keyring
+}
+
+func newSealEdge(t testing.TB) sealEdge {
+	t.Helper()
+	keys := testkeys.Keyring(t)
+	cfg := identity.DefaultConfig()
+	e := New(context.Background(), Options{Identity: &cfg, MaxBatchBytes: 1 << 20, Now: time.Now}, nil, keys, base.NewIDSource(), nil)
+	return sealEdge{Edge: e, keys: keys}
+}
+
+// sealEvents returns n Segment events of every kind, with traits,
+// properties of every JSON shape, context and sentAt; two rounds share
+// people (the same anchor keys).
+func sealEvents(t testing.TB, round, n int) []event.Event {
+	t.Helper()
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	evs := make([]event.Event, 0, n)
+	for i := range n {
+		p := i % 7
+		var js string
+		switch i % 4 {
+		case 0:
+			js = fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"u-%d","messageId":"m-%d-%d",
+				"properties":{"revenue":%d.5,"neg":-%d,"big":12345678901,"none":null,"items":[{"sku":"S-%d"},[]]},
+				"sentAt":"2026-11-01T11:59:00Z"}`, p, round, i, i, i, i)
+		case 1:
+			js = fmt.Sprintf(`{"type":"identify","userId":"u-%d","messageId":"m-%d-%d","traits":{"email":"P%d@Example.com",
+				"name":"Person %d","consent":{"email":true}},"context":{"ip":"10.0.0.%d"}}`, p, round, i, p, p, i%250)
+		case 2:
+			js = fmt.Sprintf(`{"type":"page","name":"Home","anonymousId":"a-%d-%d","messageId":"m-%d-%d"}`, round, i, round, i)
+		case 3:
+			js = fmt.Sprintf(`{"type":"alias","userId":"u-%d","previousId":"a-%d-%d","messageId":"m-%d-%d"}`, p, round, i-1, round, i)
+		}
+		ev, err := event.Parse([]byte(js), "", event.ParseOptions{Now: now})
+		if err != nil {
+			t.Fatalf("event %d: %v\n%s", i, err, js)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
 
 // TestSealerPathMatchesPerValue seals the same events with seal.Sealer (the
 // default) and with Keyring.Hash/Seal per value (the reference) and requires
@@ -15,9 +67,8 @@ import (
 // length that open to equal plaintexts, and the same events dropped for a
 // destroyed anchor key. Only record ids and nonces (random) may differ.
 func TestSealerPathMatchesPerValue(t *testing.T) {
-	e := openFormatEngine(t, t.TempDir())
-	defer e.Close()
-	evs := append(entryFormatEvents(t, 0, 60), entryFormatEvents(t, 1, 60)...)
+	e := newSealEdge(t)
+	evs := append(sealEvents(t, 0, 60), sealEvents(t, 1, 60)...)
 	received := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
 	run := func(perValue bool) []event.Record {
@@ -104,7 +155,7 @@ func TestSealerPathMatchesPerValue(t *testing.T) {
 	}
 }
 
-// BenchmarkSeal measures engine.seal on batches of 100 events (all keys
+// BenchmarkSeal measures Edge.seal on batches of 100 events (all keys
 // cached), per value (the reference) against seal.Sealer, in one binary.
 func BenchmarkSeal(b *testing.B) {
 	for _, perValue := range []bool{true, false} {
@@ -113,11 +164,9 @@ func BenchmarkSeal(b *testing.B) {
 			name = "perValue"
 		}
 		b.Run(name, func(b *testing.B) {
-			t := &testing.T{}
-			e := openFormatEngine(t, b.TempDir())
-			defer e.Close()
+			e := newSealEdge(b)
 			e.sealPerValue = perValue
-			evs := append(entryFormatEvents(t, 0, 60), entryFormatEvents(t, 1, 60)...)[:100]
+			evs := append(sealEvents(b, 0, 60), sealEvents(b, 1, 60)...)[:100]
 			received := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 			if _, _, err := e.seal("web", evs, received); err != nil { // creates the keys
 				b.Fatal(err)

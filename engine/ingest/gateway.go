@@ -1,4 +1,4 @@
-package engine
+package ingest
 
 import (
 	"context"
@@ -16,14 +16,14 @@ import (
 // bigger appends).
 const gatewayDepth = 4
 
-// gatewayLoop validates events that producers publish straight to
+// RunGateway validates events that producers publish straight to
 // aurum.ingest.<source>: valid ones go through Ingest like HTTP events,
 // invalid ones to the dead-letter stream; then the raw messages are acked.
 // Up to gatewayDepth pulls of 500 are in flight (log.ConsumeIngestPipelined);
 // a batch is acked only once the append holding its events is durable. An
 // event without messageId gets one from its raw stream sequence, so a
 // redelivery after a crash is deduplicated.
-func (e *Engine) gatewayLoop(ctx context.Context) error {
+func (e *Edge) RunGateway(ctx context.Context) error {
 	return e.log.ConsumeIngestPipelined(ctx, 500, gatewayDepth, func(msgs []alog.RawMsg) func() error {
 		bySource := map[string][]event.Event{}
 		var order []string
@@ -76,8 +76,8 @@ func (e *Engine) gatewayLoop(ctx context.Context) error {
 	})
 }
 
-func (e *Engine) parseRaw(m alog.RawMsg) (event.Event, error) {
-	if !e.sources.exists(m.Source) {
+func (e *Edge) parseRaw(m alog.RawMsg) (event.Event, error) {
+	if !e.sources.SourceExists(m.Source) {
 		return event.Event{}, &event.FieldError{Field: "source", Reason: fmt.Sprintf("unknown source %q (create it first)", m.Source)}
 	}
 	ev, err := event.Parse(m.Data, "", e.ParseOptions())
@@ -91,7 +91,7 @@ func (e *Engine) parseRaw(m alog.RawMsg) (event.Event, error) {
 }
 
 // DeadLetter keeps a rejected event on the dead-letter stream with its reason.
-func (e *Engine) deadLetter(ctx context.Context, source string, index int, payload []byte, cause error) error {
+func (e *Edge) deadLetter(ctx context.Context, source string, index int, payload []byte, cause error) error {
 	d := alog.DeadLetter{Source: source, Index: index, Reason: cause.Error(), Payload: payload, Received: e.opts.Now()}
 	var fe *event.FieldError
 	if errors.As(cause, &fe) {
@@ -103,11 +103,11 @@ func (e *Engine) deadLetter(ctx context.Context, source string, index int, paylo
 
 // DeadLetter keeps a rejected event (field and reason given) on the
 // dead-letter stream.
-func (e *Engine) DeadLetter(ctx context.Context, source string, index int, field, reason string, payload []byte) error {
+func (e *Edge) DeadLetter(ctx context.Context, source string, index int, field, reason string, payload []byte) error {
 	return e.deadLetter(ctx, source, index, payload, &event.FieldError{Field: field, Reason: reason})
 }
 
 // DeadLetters reads dead-letter records from the stream position from.
-func (e *Engine) DeadLetters(ctx context.Context, from uint64, max int) ([]alog.DeadLetter, error) {
+func (e *Edge) DeadLetters(ctx context.Context, from uint64, max int) ([]alog.DeadLetter, error) {
 	return e.log.ReadDeadLetters(ctx, from, max)
 }

@@ -1,4 +1,10 @@
-package engine
+// Package privacy is the data subject's rights: erasure (RequestErasure,
+// and the worker RunErasures that scrubs plaintext copies, destroys the
+// person's data keys and records completion), export of a person's whole
+// record (Export) and consent (ConsentAllowed, SetConsent, and the consent
+// that output messages carry). It is handed what it needs from the other
+// stages as small interfaces, wired by engine.
+package privacy
 
 import (
 	"bytes"
@@ -7,15 +13,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/gcr"
+	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -47,6 +57,125 @@ type ErasureInfo struct {
 	Counts         ErasureCounts `json:"counts"`
 }
 
+// Control appends a control record to the log and returns its position.
+type Control interface {
+	AppendControl(ctx context.Context, c projections.Control) (uint64, error)
+}
+
+// Applied waits until the state machine has applied log position seq.
+type Applied interface {
+	WaitApplied(ctx context.Context, seq uint64) error
+}
+
+// State runs fn on a consistent snapshot of the projections.
+type State interface {
+	Read(fn func(r store.Reader, sm *projections.StateMachine) error) error
+}
+
+// Outbox is the outbox publisher: Barrier returns once a publish in
+// flight has finished.
+type Outbox interface {
+	Barrier()
+}
+
+// Profiles reads a person's GCR and its view inside a State.Read (the
+// read side).
+type Profiles interface {
+	ProfileAt(r store.Reader, sm *projections.StateMachine, ref string) (*gcr.Profile, error)
+	ViewAt(r store.Reader, sm *projections.StateMachine, ref string) (*gcr.View, error)
+}
+
+// Ingester ingests events as the edge does (consent statements).
+type Ingester interface {
+	Ingest(ctx context.Context, source string, evs []event.Event) error
+	ParseOptions() event.ParseOptions
+}
+
+// Sources creates a source unless it exists.
+type Sources interface {
+	EnsureSource(ctx context.Context, name string) error
+}
+
+// Options configure a Service. Now is required.
+type Options struct {
+	// Now is the edge clock.
+	Now func() time.Time
+	// PhoneRegion is the default region of phone numbers in references.
+	PhoneRegion string
+	// ConsentDefaultDenied makes a channel without a statement denied.
+	ConsentDefaultDenied bool
+	// Logger receives the worker's logs. Default: discard.
+	Logger *slog.Logger
+	// Registry receives aurum_erasure* metrics (nil: none).
+	Registry prometheus.Registerer
+}
+
+// Deps are what a Service is handed by the engine.
+type Deps struct {
+	Log      *alog.Log
+	Keys     *seal.Keyring
+	IDs      *base.IDSource
+	Control  Control
+	Applied  Applied
+	State    State
+	Outbox   Outbox
+	Profiles Profiles
+	Ingest   Ingester
+	Sources  Sources
+}
+
+// Service is the privacy stage. It is safe for concurrent use; the engine
+// runs its worker (RunErasures).
+type Service struct {
+	opts     Options
+	log      *alog.Log
+	keys     *seal.Keyring
+	ids      *base.IDSource
+	control  Control
+	applied  Applied
+	state    State
+	outbox   Outbox
+	profiles Profiles
+	ingest   Ingester
+	sources  Sources
+	metrics  *metrics
+	kick     chan struct{} // 1-buffered: an erasure was applied
+}
+
+// New returns the privacy stage.
+func New(opts Options, d Deps) *Service {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{opts: opts, log: d.Log, keys: d.Keys, ids: d.IDs, control: d.Control, applied: d.Applied,
+		state: d.State, outbox: d.Outbox, profiles: d.Profiles, ingest: d.Ingest, sources: d.Sources,
+		metrics: newMetrics(opts.Registry), kick: make(chan struct{}, 1)}
+}
+
+type metrics struct {
+	erasures prometheus.Counter
+	scrubbed prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		erasures: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_erasures_completed_total",
+			Help: "Erasures completed by this process (copies scrubbed, keys destroyed)."}),
+		scrubbed: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_erasure_scrubbed_messages_total",
+			Help: "Output and dead-letter messages securely deleted by erasures."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.erasures, m.scrubbed)
+	}
+	return m
+}
+
+func ulidString(b []byte) string { return base.ULIDString(b) }
+
+func (e *Service) read(fn func(r store.Reader, sm *projections.StateMachine) error) error {
+	return e.state.Read(fn)
+}
+
 func erasureInfo(st projections.ErasureStatus) ErasureInfo {
 	info := ErasureInfo{ID: ulidString(st.ID), Status: ErasureApplied, IdentifierType: st.Type,
 		AppliedSeq: st.Seq, ProfileFound: st.Found,
@@ -62,25 +191,25 @@ func erasureInfo(st projections.ErasureStatus) ErasureInfo {
 
 // ParseErasureIdentifier normalises an erasure's identifier "type:value"
 // as ingest does (email lower-cased, phone E.164, ...); profile_id takes a
-// profile's ULID. Errors wrap ErrBadRef.
-func (e *Engine) ParseErasureIdentifier(ident string) (typ string, hash []byte, err error) {
-	typ, value, err := ParseRef(ident)
+// profile's ULID. Errors wrap base.ErrBadRef.
+func (e *Service) ParseErasureIdentifier(ident string) (typ string, hash []byte, err error) {
+	typ, value, err := base.ParseRef(ident)
 	if err != nil {
 		return "", nil, err
 	}
 	if typ == event.ProfileID {
 		u, perr := ulid.ParseStrict(strings.TrimSpace(value))
 		if perr != nil {
-			return "", nil, fmt.Errorf("%w: profile_id %q: %v", ErrBadRef, value, perr)
+			return "", nil, fmt.Errorf("%w: profile_id %q: %v", base.ErrBadRef, value, perr)
 		}
 		return typ, u[:], nil
 	}
 	if !validIdentType(typ) {
-		return "", nil, fmt.Errorf("%w: identifier type %q: want [a-z][a-z0-9_]{0,63}", ErrBadRef, typ)
+		return "", nil, fmt.Errorf("%w: identifier type %q: want [a-z][a-z0-9_]{0,63}", base.ErrBadRef, typ)
 	}
 	norm, ok := event.NormalizeIdentifier(typ, value, e.opts.PhoneRegion)
 	if !ok || len(norm) > event.MaxIdentifierBytes {
-		return "", nil, fmt.Errorf("%w: %s %q is not a valid identifier", ErrBadRef, typ, value)
+		return "", nil, fmt.Errorf("%w: %s %q is not a valid identifier", base.ErrBadRef, typ, value)
 	}
 	return typ, e.keys.Hash(typ, norm), nil
 }
@@ -102,39 +231,39 @@ func validIdentType(t string) bool {
 // waits until the request is applied (the person is gone from every
 // projection) or ctx ends; then the status is "pending". The erasure
 // worker completes it in the background.
-func (e *Engine) RequestErasure(ctx context.Context, ident string) (ErasureInfo, error) {
+func (e *Service) RequestErasure(ctx context.Context, ident string) (ErasureInfo, error) {
 	typ, hash, err := e.ParseErasureIdentifier(ident)
 	if err != nil {
 		return ErasureInfo{}, err
 	}
-	id := e.ids.next(e.opts.Now())
-	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlErasureRequest,
+	id := e.ids.Next(e.opts.Now())
+	seq, err := e.control.AppendControl(ctx, projections.Control{Kind: projections.ControlErasureRequest,
 		Erasure: projections.ErasureRequest{ID: id, Type: typ, Hash: hash}})
 	if err != nil {
 		return ErasureInfo{}, fmt.Errorf("engine: erase: %w", err)
 	}
 	pending := ErasureInfo{ID: ulidString(id), Status: ErasurePending, IdentifierType: typ}
-	if err := e.WaitApplied(ctx, seq); err != nil {
+	if err := e.applied.WaitApplied(ctx, seq); err != nil {
 		return pending, nil // on the log: it will be applied
 	}
 	info, err := e.Erasure(ulidString(id))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, base.ErrNotFound) {
 		return pending, nil
 	}
 	return info, err
 }
 
 // Erasure returns the status of the erasure with the given id (a ULID).
-func (e *Engine) Erasure(id string) (ErasureInfo, error) {
+func (e *Service) Erasure(id string) (ErasureInfo, error) {
 	u, err := ulid.ParseStrict(strings.TrimSpace(id))
 	if err != nil {
-		return ErasureInfo{}, fmt.Errorf("%w: erasure id %q: %v", ErrBadRef, id, err)
+		return ErasureInfo{}, fmt.Errorf("%w: erasure id %q: %v", base.ErrBadRef, id, err)
 	}
 	var info ErasureInfo
 	err = e.read(func(r store.Reader, _ *projections.StateMachine) error {
 		st, err := projections.Erasure(r, u[:])
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: erasure %s", ErrNotFound, id)
+			return fmt.Errorf("%w: erasure %s", base.ErrNotFound, id)
 		}
 		if err != nil {
 			return err
@@ -146,7 +275,7 @@ func (e *Engine) Erasure(id string) (ErasureInfo, error) {
 }
 
 // Erasures lists every erasure, oldest first.
-func (e *Engine) Erasures() ([]ErasureInfo, error) {
+func (e *Service) Erasures() ([]ErasureInfo, error) {
 	var out []ErasureInfo
 	err := e.read(func(r store.Reader, _ *projections.StateMachine) error {
 		all, err := projections.Erasures(r)
@@ -162,16 +291,16 @@ func (e *Engine) Erasures() ([]ErasureInfo, error) {
 	return out, err
 }
 
-// redestroySuppressed destroys, at start, the data keys of every
+// RedestroySuppressed destroys, at start, the data keys of every
 // suppressed identifier that no pending erasure still needs: a keys
 // database restored from a backup older than an erasure cannot bring the
-// person's keys back.
-func (e *Engine) redestroySuppressed() error {
-	keys, err := projections.SuppressedKeys(e.state)
+// person's keys back. r is the state.
+func RedestroySuppressed(r store.Reader, keyring *seal.Keyring, logger *slog.Logger) error {
+	keys, err := projections.SuppressedKeys(r)
 	if err != nil {
 		return err
 	}
-	pend, err := projections.PendingErasures(e.state)
+	pend, err := projections.PendingErasures(r)
 	if err != nil {
 		return err
 	}
@@ -187,24 +316,24 @@ func (e *Engine) redestroySuppressed() error {
 			todo = append(todo, k)
 		}
 	}
-	n, err := e.keys.DestroyAll(todo)
+	n, err := keyring.DestroyAll(todo)
 	if err != nil {
 		return fmt.Errorf("engine: re-destroy erased keys: %w", err)
 	}
 	if n > 0 {
-		e.opts.Logger.Warn("engine: destroyed data keys of erased identifiers again (was an old keys backup restored?)", "keys", n)
-		if err := e.keys.Compact(); err != nil {
+		logger.Warn("engine: destroyed data keys of erased identifiers again (was an old keys backup restored?)", "keys", n)
+		if err := keyring.Compact(); err != nil {
 			return fmt.Errorf("engine: re-destroy erased keys: %w", err)
 		}
 	}
 	return nil
 }
 
-// erasureLoop completes applied erasures: it scrubs the plaintext copies
+// RunErasures completes applied erasures: it scrubs the plaintext copies
 // of the person's data from the output and dead-letter streams, destroys
 // their data keys and appends erasure.completed. Each step is idempotent,
 // so a crash anywhere redoes the remaining ones at the next start.
-func (e *Engine) erasureLoop(ctx context.Context) error {
+func (e *Service) RunErasures(ctx context.Context) error {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
@@ -217,20 +346,21 @@ func (e *Engine) erasureLoop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-e.erasureKick:
+		case <-e.kick:
 		case <-tick.C:
 		}
 	}
 }
 
-func (e *Engine) kickErasures() {
+// KickErasures wakes the worker: an erasure was applied.
+func (e *Service) KickErasures() {
 	select {
-	case e.erasureKick <- struct{}{}:
+	case e.kick <- struct{}{}:
 	default:
 	}
 }
 
-func (e *Engine) completeErasures(ctx context.Context) error {
+func (e *Service) completeErasures(ctx context.Context) error {
 	var pend []projections.ErasurePending
 	if err := e.read(func(r store.Reader, _ *projections.StateMachine) error {
 		var err error
@@ -247,7 +377,7 @@ func (e *Engine) completeErasures(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) completeErasure(ctx context.Context, p *projections.ErasurePending) error {
+func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePending) error {
 	start := time.Now()
 	// 1. The person's identifier values, while their keys still exist
 	// (after a crash past step 4 they are gone, and so are the copies).
@@ -264,8 +394,7 @@ func (e *Engine) completeErasure(ctx context.Context, p *projections.ErasurePend
 	}
 	// 2. Outputs about them. The barrier waits for a publish in flight:
 	// later ones read outbox entries the erasure stripped of identifiers.
-	e.outboxMu.Lock()
-	e.outboxMu.Unlock() //nolint:staticcheck // an intended barrier
+	e.outbox.Barrier()
 	scrubbed := 0
 	if len(p.Profiles) > 0 && p.FirstOutput > 0 {
 		ids := map[string]bool{}
@@ -319,12 +448,12 @@ func (e *Engine) completeErasure(ctx context.Context, p *projections.ErasurePend
 		return err
 	}
 	// 5. Done, on the log.
-	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlErasureCompleted,
+	seq, err := e.control.AppendControl(ctx, projections.Control{Kind: projections.ControlErasureCompleted,
 		Erasure: projections.ErasureRequest{ID: p.ID}})
 	if err != nil {
 		return err
 	}
-	if err := e.WaitApplied(ctx, seq); err != nil {
+	if err := e.applied.WaitApplied(ctx, seq); err != nil {
 		return err
 	}
 	e.metrics.erasures.Inc()
@@ -399,14 +528,14 @@ func (m *plainMatcher) match(data []byte) bool {
 // other projections add to it, e.g. consent), the audience history, and
 // every event decrypted, oldest first (paged from the store, streamed to
 // w). It resolves ref before it calls start, so an unknown person is an
-// error (ErrNotFound) before anything is written.
-func (e *Engine) Export(ref string, start func() io.Writer) error {
+// error (base.ErrNotFound) before anything is written.
+func (e *Service) Export(ref string, start func() io.Writer) error {
 	return e.read(func(r store.Reader, sm *projections.StateMachine) error {
-		view, err := e.profileView(r, sm, ref)
+		view, err := e.profiles.ViewAt(r, sm, ref)
 		if err != nil {
 			return err
 		}
-		p, err := e.profile(r, sm, ref)
+		p, err := e.profiles.ProfileAt(r, sm, ref)
 		if err != nil {
 			return err
 		}
@@ -464,7 +593,7 @@ func (e *Engine) Export(ref string, start func() io.Writer) error {
 		}
 		n := 0
 		err = sm.GCR().EachEvent(r, p, 256, func(rec *event.Record) error {
-			v, err := gcr.RecordView(rec, e.open)
+			v, err := gcr.RecordView(rec, e.keys.Open)
 			if err != nil {
 				return err
 			}

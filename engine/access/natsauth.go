@@ -1,4 +1,4 @@
-package engine
+package access
 
 import (
 	"crypto/sha256"
@@ -100,8 +100,8 @@ const natsBootstrapName = "bootstrap"
 
 func natsSourceName(source string) string { return "source:" + source }
 
-// authorizeNATS is the embedded server's alog.Authorizer.
-func (e *Engine) authorizeNATS(user, password, token string) (alog.Grant, bool) {
+// AuthorizeNATS is the embedded server's alog.Authorizer.
+func (e *Gate) AuthorizeNATS(user, password, token string) (alog.Grant, bool) {
 	switch {
 	case token != "" && user == "" && password == "":
 		if len(e.opts.AdminTokenHash) == sha256.Size {
@@ -141,11 +141,11 @@ func (e *Engine) authorizeNATS(user, password, token string) (alog.Grant, bool) 
 	return alog.Grant{}, false
 }
 
-// natsClientValid reports whether a connection granted as name may stay
+// NATSClientValid reports whether a connection granted as name may stay
 // connected: a token's or session's connections are closed once it is
 // revoked (or its user deleted); expiry closes them by itself (the grant's
 // deadline).
-func (e *Engine) natsClientValid(name string) bool {
+func (e *Gate) NATSClientValid(name string) bool {
 	kind, id, ok := strings.Cut(name, ":")
 	if !ok || (kind != auth.KindToken && kind != auth.KindSession) {
 		return true
@@ -154,12 +154,4 @@ func (e *Engine) natsClientValid(name string) bool {
 	_, ok = e.access.byID[id]
 	e.access.mu.RUnlock()
 	return ok
-}
-
-// closeRevokedNATS closes the NATS connections of tokens and sessions that
-// no longer exist. Called after the access table changed.
-func (e *Engine) closeRevokedNATS() {
-	if n := e.log.DisconnectClients(e.natsClientValid); n > 0 {
-		e.opts.Logger.Info("engine: closed NATS connections of revoked tokens or sessions", "closed", n)
-	}
 }

@@ -1,4 +1,11 @@
-package engine
+// Package access is who may do what: API tokens and login sessions (users
+// with password and TOTP), sources and their write keys, Authenticate and
+// Login, and the NATS authorizer with its permission table (natsauth.go).
+// Gate keeps the tokens, users and sources in memory (the apply loop
+// reloads them through Reload and AddSources) and changes them through the
+// log: it is handed Control (append a control record), Applied (wait until
+// a position is applied) and State (read the state), and wired by engine.
+package access
 
 import (
 	"context"
@@ -9,7 +16,9 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/auth"
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/store"
 )
 
@@ -25,6 +34,61 @@ var ErrExists = errors.New("engine: exists")
 
 // TOTPIssuer names Aurum in authenticator apps.
 const TOTPIssuer = "Aurum"
+
+// Control appends a control record to the log and returns its position.
+type Control interface {
+	AppendControl(ctx context.Context, c projections.Control) (uint64, error)
+}
+
+// Applied waits until the state machine has applied log position seq.
+type Applied interface {
+	WaitApplied(ctx context.Context, seq uint64) error
+}
+
+// State runs fn on a consistent snapshot of the projections.
+type State interface {
+	Read(fn func(r store.Reader, sm *projections.StateMachine) error) error
+}
+
+// Options configure a Gate. Now is required.
+type Options struct {
+	// Now is the edge clock (expiry, ids, creation times).
+	Now func() time.Time
+	// SessionTTL is how long a login session lasts.
+	SessionTTL time.Duration
+	// PasswordParams are the argon2id costs of new password hashes.
+	PasswordParams auth.PasswordParams
+	// AdminTokenHash is the SHA-256 of the bootstrap admin token (NATS).
+	AdminTokenHash []byte
+}
+
+// Gate is the access stage. It is safe for concurrent use.
+type Gate struct {
+	opts    Options
+	keys    *seal.Keyring
+	ids     *base.IDSource
+	control Control
+	applied Applied
+	state   State
+	access  *accessTable
+	sources *sourceTable
+}
+
+// New loads the tokens, users and sources from r (the state at start) and
+// returns the gate.
+func New(r store.Reader, opts Options, keys *seal.Keyring, ids *base.IDSource, control Control, applied Applied, state State) (*Gate, error) {
+	g := &Gate{opts: opts, keys: keys, ids: ids, control: control, applied: applied, state: state}
+	var err error
+	if g.sources, err = loadSources(r); err != nil {
+		return nil, err
+	}
+	if g.access, err = loadAccess(r); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func ulidString(b []byte) string { return base.ULIDString(b) }
 
 // accessTable is the in-memory view of the tokens, sessions and users in
 // the state store, rebuilt by the apply loop after every entry that changes
@@ -67,14 +131,16 @@ func (t *accessTable) reload(r store.Reader) error {
 	return nil
 }
 
-func (e *Engine) reloadAccess() error {
-	return e.read(func(r store.Reader, _ *projections.StateMachine) error { return e.access.reload(r) })
+// Reload reads the tokens, sessions and users again (the apply loop calls
+// it after an entry that changed them).
+func (e *Gate) Reload() error {
+	return e.state.Read(func(r store.Reader, _ *projections.StateMachine) error { return e.access.reload(r) })
 }
 
 // Authenticate returns the principal of an API token or session secret. An
 // unknown, revoked or expired secret is ErrUnauthenticated (the error says
 // "expired" for an expired one). Expiry is checked against the edge clock.
-func (e *Engine) Authenticate(secret string) (auth.Principal, error) {
+func (e *Gate) Authenticate(secret string) (auth.Principal, error) {
 	if !auth.LooksLikeSecret(secret) {
 		return auth.Principal{}, fmt.Errorf("%w: invalid token", ErrUnauthenticated)
 	}
@@ -123,19 +189,19 @@ func tokenInfo(t projections.Token) TokenInfo {
 // CreateToken creates an API token through the log and returns its secret,
 // which is shown only here: the state keeps its SHA-256. A zero expires
 // means it never expires.
-func (e *Engine) CreateToken(ctx context.Context, name string, role auth.Role, expires time.Time) (string, TokenInfo, error) {
+func (e *Gate) CreateToken(ctx context.Context, name string, role auth.Role, expires time.Time) (string, TokenInfo, error) {
 	if err := projections.ValidAccessName(name); err != nil {
-		return "", TokenInfo{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return "", TokenInfo{}, fmt.Errorf("%w: %v", base.ErrInvalid, err)
 	}
 	if !role.Valid() {
 		_, err := auth.ParseRole(string(role))
-		return "", TokenInfo{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return "", TokenInfo{}, fmt.Errorf("%w: %v", base.ErrInvalid, err)
 	}
 	now := e.opts.Now()
 	var exp int64
 	if !expires.IsZero() {
 		if !expires.After(now) {
-			return "", TokenInfo{}, fmt.Errorf("%w: expires: %s is not in the future", ErrInvalid, expires.Format(time.RFC3339))
+			return "", TokenInfo{}, fmt.Errorf("%w: expires: %s is not in the future", base.ErrInvalid, expires.Format(time.RFC3339))
 		}
 		exp = expires.UnixMilli()
 	}
@@ -144,7 +210,7 @@ func (e *Engine) CreateToken(ctx context.Context, name string, role auth.Role, e
 		return "", TokenInfo{}, fmt.Errorf("engine: token secret: %w", err)
 	}
 	h := auth.HashSecret(secret)
-	id := ulidString(e.ids.next(now))
+	id := ulidString(e.ids.Next(now))
 	tk, err := e.putToken(ctx, projections.Token{ID: id, Name: name, Role: string(role), Hash: h[:], Kind: auth.KindToken, Expires: exp})
 	if err != nil {
 		return "", TokenInfo{}, err
@@ -155,12 +221,12 @@ func (e *Engine) CreateToken(ctx context.Context, name string, role auth.Role, e
 // putToken appends a token.put record, waits until it is applied and
 // returns the stored token (ErrUnauthenticated if the state machine
 // refused it: a session whose TOTP step was used meanwhile).
-func (e *Engine) putToken(ctx context.Context, t projections.Token) (projections.Token, error) {
-	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlTokenPut, Token: t})
+func (e *Gate) putToken(ctx context.Context, t projections.Token) (projections.Token, error) {
+	seq, err := e.control.AppendControl(ctx, projections.Control{Kind: projections.ControlTokenPut, Token: t})
 	if err != nil {
 		return projections.Token{}, fmt.Errorf("engine: put token: %w", err)
 	}
-	if err := e.WaitApplied(ctx, seq); err != nil {
+	if err := e.applied.WaitApplied(ctx, seq); err != nil {
 		return projections.Token{}, err
 	}
 	e.access.mu.RLock()
@@ -173,7 +239,7 @@ func (e *Engine) putToken(ctx context.Context, t projections.Token) (projections
 }
 
 // Tokens lists the API tokens by name (sessions are not listed).
-func (e *Engine) Tokens() []TokenInfo {
+func (e *Gate) Tokens() []TokenInfo {
 	e.access.mu.RLock()
 	out := make([]TokenInfo, 0, len(e.access.byID))
 	for _, t := range e.access.byID {
@@ -193,18 +259,18 @@ func (e *Engine) Tokens() []TokenInfo {
 
 // RevokeToken revokes an API token or a session by id; it stops working as
 // soon as this returns.
-func (e *Engine) RevokeToken(ctx context.Context, id string) error {
+func (e *Gate) RevokeToken(ctx context.Context, id string) error {
 	e.access.mu.RLock()
 	_, ok := e.access.byID[id]
 	e.access.mu.RUnlock()
 	if !ok {
-		return fmt.Errorf("%w: token %q", ErrNotFound, id)
+		return fmt.Errorf("%w: token %q", base.ErrNotFound, id)
 	}
-	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlTokenRevoke, Token: projections.Token{ID: id}})
+	seq, err := e.control.AppendControl(ctx, projections.Control{Kind: projections.ControlTokenRevoke, Token: projections.Token{ID: id}})
 	if err != nil {
 		return fmt.Errorf("engine: revoke token: %w", err)
 	}
-	return e.WaitApplied(ctx, seq)
+	return e.applied.WaitApplied(ctx, seq)
 }
 
 // UserInfo describes a user (never the password hash or TOTP secret).
@@ -215,22 +281,22 @@ type UserInfo struct {
 }
 
 // totpKeyID names the data key that seals users' TOTP secrets.
-func (e *Engine) totpKeyID() []byte { return e.keys.Hash("system", "totp-secrets") }
+func (e *Gate) totpKeyID() []byte { return e.keys.Hash("system", "totp-secrets") }
 
 // CreateUser creates a person who logs in with password and TOTP, through
 // the log, and returns the otpauth:// URI to enrol the second factor: shown
 // only here. The state keeps the argon2id hash of the password and the
 // TOTP secret sealed.
-func (e *Engine) CreateUser(ctx context.Context, name string, role auth.Role, password string) (string, error) {
+func (e *Gate) CreateUser(ctx context.Context, name string, role auth.Role, password string) (string, error) {
 	if err := projections.ValidAccessName(name); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		return "", fmt.Errorf("%w: %v", base.ErrInvalid, err)
 	}
 	if !role.Valid() {
 		_, err := auth.ParseRole(string(role))
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		return "", fmt.Errorf("%w: %v", base.ErrInvalid, err)
 	}
 	if err := auth.CheckPassword(password); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		return "", fmt.Errorf("%w: %v", base.ErrInvalid, err)
 	}
 	e.access.mu.RLock()
 	_, exists := e.access.users[name]
@@ -254,12 +320,12 @@ func (e *Engine) CreateUser(ctx context.Context, name string, role auth.Role, pa
 	if err != nil {
 		return "", err
 	}
-	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlUserPut, User: projections.User{
+	seq, err := e.control.AppendControl(ctx, projections.Control{Kind: projections.ControlUserPut, User: projections.User{
 		Name: name, Role: string(role), PasswordHash: ph, TOTPKey: kid, TOTPSealed: sealed}})
 	if err != nil {
 		return "", fmt.Errorf("engine: create user: %w", err)
 	}
-	if err := e.WaitApplied(ctx, seq); err != nil {
+	if err := e.applied.WaitApplied(ctx, seq); err != nil {
 		return "", err
 	}
 	e.access.mu.RLock()
@@ -272,7 +338,7 @@ func (e *Engine) CreateUser(ctx context.Context, name string, role auth.Role, pa
 }
 
 // Users lists the users by name.
-func (e *Engine) Users() []UserInfo {
+func (e *Gate) Users() []UserInfo {
 	e.access.mu.RLock()
 	out := make([]UserInfo, 0, len(e.access.users))
 	for _, u := range e.access.users {
@@ -284,18 +350,18 @@ func (e *Engine) Users() []UserInfo {
 }
 
 // DeleteUser removes a user and ends their sessions.
-func (e *Engine) DeleteUser(ctx context.Context, name string) error {
+func (e *Gate) DeleteUser(ctx context.Context, name string) error {
 	e.access.mu.RLock()
 	_, ok := e.access.users[name]
 	e.access.mu.RUnlock()
 	if !ok {
-		return fmt.Errorf("%w: user %q", ErrNotFound, name)
+		return fmt.Errorf("%w: user %q", base.ErrNotFound, name)
 	}
-	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlUserDelete, User: projections.User{Name: name}})
+	seq, err := e.control.AppendControl(ctx, projections.Control{Kind: projections.ControlUserDelete, User: projections.User{Name: name}})
 	if err != nil {
 		return fmt.Errorf("engine: delete user: %w", err)
 	}
-	return e.WaitApplied(ctx, seq)
+	return e.applied.WaitApplied(ctx, seq)
 }
 
 // Session is a login's result: its secret (shown once), role and expiry.
@@ -320,7 +386,7 @@ var dummyPasswordHash = sync.OnceValue(func() string {
 // once: its time step must be later than that of the user's last login
 // (the state machine enforces it, so concurrent logins with one code open
 // one session).
-func (e *Engine) Login(ctx context.Context, name, password, code string) (Session, error) {
+func (e *Gate) Login(ctx context.Context, name, password, code string) (Session, error) {
 	fail := fmt.Errorf("%w: wrong name, password or code", ErrUnauthenticated)
 	e.access.mu.RLock()
 	u, ok := e.access.users[name]
@@ -351,7 +417,7 @@ func (e *Engine) Login(ctx context.Context, name, password, code string) (Sessio
 	}
 	h := auth.HashSecret(tokSecret)
 	exp := now.Add(e.opts.SessionTTL)
-	tk, err := e.putToken(ctx, projections.Token{ID: ulidString(e.ids.next(now)), Name: name, Role: u.Role, Hash: h[:],
+	tk, err := e.putToken(ctx, projections.Token{ID: ulidString(e.ids.Next(now)), Name: name, Role: u.Role, Hash: h[:],
 		Kind: auth.KindSession, Expires: exp.UnixMilli(), Step: step})
 	if errors.Is(err, ErrUnauthenticated) {
 		return Session{}, fail // the code was used by a concurrent login

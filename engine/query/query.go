@@ -1,4 +1,4 @@
-package engine
+package query
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/gcr"
@@ -13,25 +14,9 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
-// ErrNotFound is returned for an identifier or profile that Aurum does not know.
-var ErrNotFound = errors.New("engine: not found")
-
-// ErrBadRef is returned for a malformed profile reference.
-var ErrBadRef = errors.New("engine: bad profile reference")
-
-// ParseRef splits a profile reference "type:value" (email:rob@example.com,
-// user_id:42, profile_id:01J..., loyalty_id:L1, ...).
-func ParseRef(ref string) (typ, value string, err error) {
-	typ, value, ok := strings.Cut(ref, ":")
-	if !ok || typ == "" || strings.TrimSpace(value) == "" {
-		return "", "", fmt.Errorf("%w: %q: want type:value, e.g. email:rob@example.com", ErrBadRef, ref)
-	}
-	return strings.ToLower(typ), value, nil
-}
-
 // resolve finds the root profile id for a reference.
-func (e *Engine) resolve(r store.Reader, sm *projections.StateMachine, ref string) ([]byte, error) {
-	typ, value, err := ParseRef(ref)
+func (e *Reader) resolve(r store.Reader, sm *projections.StateMachine, ref string) ([]byte, error) {
+	typ, value, err := base.ParseRef(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -40,49 +25,45 @@ func (e *Engine) resolve(r store.Reader, sm *projections.StateMachine, ref strin
 	if typ == event.ProfileID {
 		u, perr := ulid.ParseStrict(strings.TrimSpace(value))
 		if perr != nil {
-			return nil, fmt.Errorf("%w: profile_id %q: %v", ErrBadRef, value, perr)
+			return nil, fmt.Errorf("%w: profile_id %q: %v", base.ErrBadRef, value, perr)
 		}
 		id, err = kc.Root(r, u[:])
 	} else {
 		norm, ok := event.NormalizeIdentifier(typ, value, e.opts.PhoneRegion)
 		if !ok {
-			return nil, fmt.Errorf("%w: %s %q is not a valid identifier", ErrBadRef, typ, value)
+			return nil, fmt.Errorf("%w: %s %q is not a valid identifier", base.ErrBadRef, typ, value)
 		}
 		id, err = kc.Lookup(r, typ, e.keys.Hash(typ, norm))
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+		return nil, fmt.Errorf("%w: %s", base.ErrNotFound, ref)
 	}
 	return id, err
 }
 
-func (e *Engine) open(keyID, sealed []byte) ([]byte, error) { return e.keys.Open(keyID, sealed) }
+func (e *Reader) open(keyID, sealed []byte) ([]byte, error) { return e.keys.Open(keyID, sealed) }
 
 // profile loads the GCR of the person ref identifies from r.
-func (e *Engine) profile(r store.Reader, sm *projections.StateMachine, ref string) (*gcr.Profile, error) {
+func (e *Reader) profile(r store.Reader, sm *projections.StateMachine, ref string) (*gcr.Profile, error) {
 	id, err := e.resolve(r, sm, ref)
 	if err != nil {
 		return nil, err
 	}
 	p, err := sm.GCR().Get(r, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+		return nil, fmt.Errorf("%w: %s", base.ErrNotFound, ref)
 	}
 	return p, err
 }
 
 // read runs fn on a consistent snapshot of the projections and the state
 // machine that built them (a rebuild's swap waits until fn returns).
-func (e *Engine) read(fn func(r store.Reader, sm *projections.StateMachine) error) error {
-	e.stateMu.RLock()
-	defer e.stateMu.RUnlock()
-	snap := e.state.NewSnapshot()
-	defer snap.Close()
-	return fn(snap, e.sm)
+func (e *Reader) read(fn func(r store.Reader, sm *projections.StateMachine) error) error {
+	return e.state.Read(fn)
 }
 
 // Profile returns the Golden Customer Record of the person ref identifies.
-func (e *Engine) Profile(ref string) (v *gcr.View, err error) {
+func (e *Reader) Profile(ref string) (v *View, err error) {
 	err = e.read(func(r store.Reader, sm *projections.StateMachine) error {
 		v, err = e.profileView(r, sm, ref)
 		return err
@@ -90,7 +71,7 @@ func (e *Engine) Profile(ref string) (v *gcr.View, err error) {
 	return v, err
 }
 
-func (e *Engine) profileView(snap store.Reader, sm *projections.StateMachine, ref string) (*gcr.View, error) {
+func (e *Reader) profileView(snap store.Reader, sm *projections.StateMachine, ref string) (*gcr.View, error) {
 	p, err := e.profile(snap, sm, ref)
 	if err != nil {
 		return nil, err
@@ -113,7 +94,7 @@ func (e *Engine) profileView(snap store.Reader, sm *projections.StateMachine, re
 
 // Events returns the latest limit events of the person ref identifies,
 // newest first, in Segment's JSON shape.
-func (e *Engine) Events(ref string, limit int) (out []map[string]any, err error) {
+func (e *Reader) Events(ref string, limit int) (out []map[string]any, err error) {
 	if limit <= 0 || limit > 1000 {
 		return nil, fmt.Errorf("engine: limit must be in [1, 1000], got %d", limit)
 	}
@@ -124,7 +105,7 @@ func (e *Engine) Events(ref string, limit int) (out []map[string]any, err error)
 	return out, err
 }
 
-func (e *Engine) events(snap store.Reader, sm *projections.StateMachine, ref string, limit int) ([]map[string]any, error) {
+func (e *Reader) events(snap store.Reader, sm *projections.StateMachine, ref string, limit int) ([]map[string]any, error) {
 	p, err := e.profile(snap, sm, ref)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package engine
+package privacy
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/aurumcdp/aurum/activation"
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
@@ -20,20 +21,20 @@ import (
 const ConsentSource = "aurum"
 
 // consentDefault is the consent of a channel without any statement.
-func (e *Engine) consentDefault() bool { return !e.opts.ConsentDefaultDenied }
+func (e *Service) consentDefault() bool { return !e.opts.ConsentDefaultDenied }
 
 // ConsentAllowed reports whether the person of profileID (a ULID; a profile
 // merged away is resolved to the one it was merged into) may be contacted on
 // channel now: their latest consent statement for it, else the node's
 // default (Options.ConsentDefaultDenied). An unknown profile is never
 // allowed.
-func (e *Engine) ConsentAllowed(profileID, channel string) (bool, error) {
+func (e *Service) ConsentAllowed(profileID, channel string) (bool, error) {
 	if !event.ValidConsentChannel(channel) {
-		return false, fmt.Errorf("%w: unknown consent channel %q", ErrInvalid, channel)
+		return false, fmt.Errorf("%w: unknown consent channel %q", base.ErrInvalid, channel)
 	}
 	u, err := ulid.ParseStrict(profileID)
 	if err != nil {
-		return false, fmt.Errorf("%w: profile_id %q: %v", ErrBadRef, profileID, err)
+		return false, fmt.Errorf("%w: profile_id %q: %v", base.ErrBadRef, profileID, err)
 	}
 	var ok bool
 	err = e.read(func(r store.Reader, sm *projections.StateMachine) error {
@@ -50,7 +51,7 @@ func (e *Engine) ConsentAllowed(profileID, channel string) (bool, error) {
 // consentOf returns the effective consent of every channel for the person
 // of profile (resolved to its root), defaults applied; found is false when
 // the profile is unknown.
-func (e *Engine) consentOf(r store.Reader, sm *projections.StateMachine, profile []byte) (map[string]bool, bool, error) {
+func (e *Service) consentOf(r store.Reader, sm *projections.StateMachine, profile []byte) (map[string]bool, bool, error) {
 	root, err := sm.Keychain().Root(r, profile)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, false, nil
@@ -73,9 +74,9 @@ func (e *Engine) consentOf(r store.Reader, sm *projections.StateMachine, profile
 	return out, true, nil
 }
 
-// consentWithDefaults is the consent of every channel: the explicit
+// ConsentWithDefaults is the consent of every channel: the explicit
 // statements, the default for the rest.
-func (e *Engine) consentWithDefaults(stated map[string]bool) map[string]bool {
+func (e *Service) ConsentWithDefaults(stated map[string]bool) map[string]bool {
 	def := e.consentDefault()
 	out := make(map[string]bool, len(event.ConsentChannels))
 	for _, ch := range event.ConsentChannels {
@@ -88,10 +89,10 @@ func (e *Engine) consentWithDefaults(stated map[string]bool) map[string]bool {
 	return out
 }
 
-// consentChecker is the engine as the activation package's ConsentChecker.
-type consentChecker struct{ e *Engine }
+// ConsentChecker is s as the activation package's ConsentChecker.
+func (e *Service) ConsentChecker() activation.ConsentChecker { return consentChecker{e} }
 
-var _ activation.ConsentChecker = consentChecker{}
+type consentChecker struct{ e *Service }
 
 func (c consentChecker) Allowed(profileID, channel string) (bool, error) {
 	return c.e.ConsentAllowed(profileID, channel)
@@ -103,22 +104,22 @@ func (c consentChecker) Allowed(profileID, channel string) (bool, error) {
 // source ConsentSource, which is created on demand. Like every consent
 // statement it is on the log; it returns once the event is durable (the
 // GCR shows it once applied). consent maps channels to granted; an unknown
-// channel or an empty map is ErrInvalid, a bad reference ErrBadRef. An
+// channel or an empty map is base.ErrInvalid, a bad reference base.ErrBadRef. An
 // identifier Aurum has not seen yet gets a profile holding the statement.
-func (e *Engine) SetConsent(ctx context.Context, ref string, consent map[string]bool) error {
-	typ, value, err := ParseRef(ref)
+func (e *Service) SetConsent(ctx context.Context, ref string, consent map[string]bool) error {
+	typ, value, err := base.ParseRef(ref)
 	if err != nil {
 		return err
 	}
 	if typ == event.ProfileID {
-		return fmt.Errorf("%w: consent is stated under an identifier (email:..., phone:..., user_id:...), not a profile_id", ErrBadRef)
+		return fmt.Errorf("%w: consent is stated under an identifier (email:..., phone:..., user_id:...), not a profile_id", base.ErrBadRef)
 	}
 	if len(consent) == 0 {
-		return fmt.Errorf("%w: no consent statement", ErrInvalid)
+		return fmt.Errorf("%w: no consent statement", base.ErrInvalid)
 	}
 	for ch := range consent {
 		if !event.ValidConsentChannel(ch) {
-			return fmt.Errorf("%w: unknown consent channel %q (want one of %s)", ErrInvalid, ch, strings.Join(event.ConsentChannels, ", "))
+			return fmt.Errorf("%w: unknown consent channel %q (want one of %s)", base.ErrInvalid, ch, strings.Join(event.ConsentChannels, ", "))
 		}
 	}
 	body, err := json.Marshal(map[string]any{
@@ -130,33 +131,31 @@ func (e *Engine) SetConsent(ctx context.Context, ref string, consent map[string]
 	if err != nil {
 		return fmt.Errorf("engine: set consent: %w", err)
 	}
-	ev, err := event.Parse(body, event.Track, e.ParseOptions())
+	ev, err := event.Parse(body, event.Track, e.ingest.ParseOptions())
 	if err != nil {
 		var fe *event.FieldError
 		if errors.As(err, &fe) && !strings.HasPrefix(fe.Field, "properties") {
-			return fmt.Errorf("%w: %s is not a usable identifier: %s", ErrBadRef, ref, fe.Reason)
+			return fmt.Errorf("%w: %s is not a usable identifier: %s", base.ErrBadRef, ref, fe.Reason)
 		}
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %v", base.ErrInvalid, err)
 	}
-	if !e.sources.exists(ConsentSource) {
-		if _, err := e.CreateSource(ctx, ConsentSource); err != nil && !errors.Is(err, ErrSourceExists) {
-			return fmt.Errorf("engine: set consent: create source %q: %w", ConsentSource, err)
-		}
+	if err := e.sources.EnsureSource(ctx, ConsentSource); err != nil {
+		return fmt.Errorf("engine: set consent: create source %q: %w", ConsentSource, err)
 	}
-	return e.Ingest(ctx, ConsentSource, []event.Event{ev})
+	return e.ingest.Ingest(ctx, ConsentSource, []event.Event{ev})
 }
 
-// withConsent adds the person's current consent (every channel, defaults
+// WithConsent adds the person's current consent (every channel, defaults
 // applied) to an audience transition's JSON as "consent", so subscribers
 // can filter. It reads r (the live state; the caller holds the state lock).
 // A transition whose profile is unknown (or that names none) gets every
 // channel false.
-func (e *Engine) withConsent(r store.Reader, m map[string]any) error {
+func (e *Service) WithConsent(r store.Reader, sm *projections.StateMachine, m map[string]any) error {
 	pid, _ := m["profile_id"].(string)
 	var c map[string]bool
 	found := false
 	if u, err := ulid.ParseStrict(pid); err == nil {
-		if c, found, err = e.consentOf(r, e.sm, u[:]); err != nil {
+		if c, found, err = e.consentOf(r, sm, u[:]); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,137 @@
+package api
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/aurumcdp/aurum/activation"
+	"github.com/aurumcdp/aurum/auth"
+	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/access"
+	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/privacy"
+	"github.com/aurumcdp/aurum/engine/query"
+	"github.com/aurumcdp/aurum/event"
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The API depends on the engine through these interfaces, one per concern;
+// the engine's stages satisfy them (cmd/aurum wires them and checks it at
+// compile time).
+
+// Ingest is the ingest edge (engine/ingest.Edge): tracking and import.
+type Ingest interface {
+	Ingest(ctx context.Context, source string, evs []event.Event) error
+	ParseOptions() event.ParseOptions
+	DeadLetter(ctx context.Context, source string, index int, field, reason string, payload []byte) error
+	DeadLetters(ctx context.Context, from uint64, max int) ([]alog.DeadLetter, error)
+}
+
+// Access is who may do what (engine/access.Gate): tokens, users,
+// sessions, sources and write keys.
+type Access interface {
+	Authenticate(secret string) (auth.Principal, error)
+	CreateToken(ctx context.Context, name string, role auth.Role, expires time.Time) (string, access.TokenInfo, error)
+	Tokens() []access.TokenInfo
+	RevokeToken(ctx context.Context, id string) error
+	CreateUser(ctx context.Context, name string, role auth.Role, password string) (string, error)
+	Users() []access.UserInfo
+	DeleteUser(ctx context.Context, name string) error
+	Login(ctx context.Context, name, password, code string) (access.Session, error)
+	SourceForKey(key string) (string, bool)
+	SourceExists(name string) bool
+	Sources() []access.SourceInfo
+	CreateSource(ctx context.Context, name string) (string, error)
+}
+
+// Reads is the read side (engine/query.Reader).
+type Reads interface {
+	Profile(ref string) (*query.View, error)
+	Events(ref string, limit int) ([]map[string]any, error)
+	Audiences() ([]query.AudienceInfo, error)
+	Audience(name string) (query.AudienceInfo, error)
+	AudienceMembers(name, cursor string, limit int) ([]query.Member, string, error)
+	Preview(rule string, sample int, exact bool) (query.PreviewResult, error)
+}
+
+// Audiences changes audience definitions through the log (engine).
+type Audiences interface {
+	PutAudience(ctx context.Context, d audience.Definition) (query.AudienceInfo, error)
+	DeleteAudience(ctx context.Context, name string) error
+}
+
+// Destinations manages webhook destinations (engine).
+type Destinations interface {
+	PutDestination(ctx context.Context, d activation.Destination) (engine.DestinationInfo, error)
+	DeleteDestination(ctx context.Context, name string) error
+	Destinations() ([]engine.DestinationInfo, error)
+}
+
+// Privacy is erasure, export and consent (engine/privacy.Service).
+type Privacy interface {
+	RequestErasure(ctx context.Context, ident string) (privacy.ErasureInfo, error)
+	Erasure(id string) (privacy.ErasureInfo, error)
+	Erasures() ([]privacy.ErasureInfo, error)
+	Export(ref string, start func() io.Writer) error
+	SetConsent(ctx context.Context, ref string, consent map[string]bool) error
+}
+
+// Replay is live rebuilds, snapshots and digests of the projections
+// (engine).
+type Replay interface {
+	StartRebuild(opts engine.RebuildOptions) error
+	RebuildStatus() engine.RebuildStatus
+	CreateSnapshot() (engine.SnapshotInfo, error)
+	Snapshots() ([]engine.SnapshotInfo, error)
+	Digest() (engine.StateDigest, error)
+}
+
+// Auditor is the audit log (engine/audit.Recorder).
+type Auditor interface {
+	Audit(ctx context.Context, a audit.AuditEntry) error
+	AuditLog(ctx context.Context, q audit.AuditQuery) ([]audit.AuditEntry, uint64, error)
+	RefHash(ref string) string
+}
+
+// Node is the running node's health and position (engine).
+type Node interface {
+	Healthy() error
+	AppliedSeq() uint64
+	Sync(ctx context.Context) error
+	Registry() *prometheus.Registry
+}
+
+// Services are what the API is handed; every field is required.
+type Services struct {
+	Ingest       Ingest
+	Access       Access
+	Reads        Reads
+	Audiences    Audiences
+	Destinations Destinations
+	Privacy      Privacy
+	Replay       Replay
+	Audit        Auditor
+	Node         Node
+}
+
+// Engine is every concern at once, as *engine.Engine provides them (its
+// stages are embedded): a shortcut for wiring in tests and tools.
+type Engine interface {
+	Ingest
+	Access
+	Reads
+	Audiences
+	Destinations
+	Privacy
+	Replay
+	Auditor
+	Node
+}
+
+// ServicesOf hands e to the API for every concern.
+func ServicesOf(e Engine) Services {
+	return Services{Ingest: e, Access: e, Reads: e, Audiences: e, Destinations: e, Privacy: e, Replay: e, Audit: e, Node: e}
+}

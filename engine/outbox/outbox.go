@@ -1,0 +1,244 @@
+// Package outbox is the outbox publisher: it publishes the outputs the
+// state machine wrote to the outbox (aurum.identity.merged,
+// aurum.audience.<name>.entered|exited) on AURUM_OUT with their
+// deterministic message ids, identifiers unsealed and consent added, and
+// deletes each once the log acknowledged it. The engine runs Run and
+// kicks it (Kick) after an apply that wrote outbox rows.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aurumcdp/aurum/engine/base"
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/seal"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// State runs fn with the live state store and its state machine under the
+// engine's state lock (shared): fn may delete outbox rows.
+type State interface {
+	Live(fn func(db *store.DB, sm *projections.StateMachine) error) error
+}
+
+// Consent adds a person's consent to an audience transition (the privacy
+// stage).
+type Consent interface {
+	// ConsentWithDefaults is the consent of every channel: the explicit
+	// statements, the default for the rest.
+	ConsentWithDefaults(stated map[string]bool) map[string]bool
+	// WithConsent adds the current consent of m's profile_id to m as
+	// "consent", reading r with sm.
+	WithConsent(r store.Reader, sm *projections.StateMachine, m map[string]any) error
+}
+
+// Options configure a Publisher.
+type Options struct {
+	// Partitions is the number of profile partitions (each has an outbox).
+	Partitions int
+	// Logger receives failed publishes. Default: discard.
+	Logger *slog.Logger
+	// Registry receives aurum_outbox_published_total (nil: none).
+	Registry prometheus.Registerer
+}
+
+// Publisher is the outbox publisher.
+type Publisher struct {
+	opts      Options
+	log       *alog.Log
+	keys      *seal.Keyring
+	state     State
+	consent   Consent
+	published prometheus.Counter
+	kick      chan struct{} // 1-buffered: rows were written
+	// mu is held while a range is published; Barrier takes it (see the
+	// erasure worker).
+	mu sync.Mutex
+}
+
+// New returns a publisher on l; keys unseal identifiers.
+func New(opts Options, l *alog.Log, keys *seal.Keyring, state State, consent Consent) *Publisher {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Publisher{opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
+		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_outbox_published_total",
+			Help: "Outbox messages published."})}
+	if opts.Registry != nil {
+		opts.Registry.MustRegister(p.published)
+	}
+	return p
+}
+
+// Kick wakes Run: the apply loop wrote outbox rows.
+func (e *Publisher) Kick() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Barrier returns once a publish in flight (if any) has finished: a
+// publish that starts later reads the outbox rows as they are then.
+func (e *Publisher) Barrier() {
+	e.mu.Lock()
+	e.mu.Unlock() //nolint:staticcheck // an intended barrier
+}
+
+func ulidString(b []byte) string { return base.ULIDString(b) }
+
+// Run publishes outbox entries with their deterministic message ids
+// and deletes each once the log acknowledged it. A crash between the two
+// re-publishes the entry with the same id, which the output stream's
+// duplicate window drops.
+func (e *Publisher) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		for {
+			n, err := e.drainOutbox(ctx, 256)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				e.opts.Logger.Warn("engine: outbox publish failed; will retry", "err", err)
+				break
+			}
+			if n == 0 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	total := 0
+	err := e.state.Live(func(db *store.DB, sm *projections.StateMachine) error {
+		for _, prefix := range projections.OutboxPrefixes(e.opts.Partitions) {
+			n, err := e.drainOutboxRange(ctx, db, sm, prefix, max)
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	return total, err
+}
+
+// drainOutboxRange publishes up to max entries of one outbox (the global one
+// or a partition's): in order, so a subscriber sees each profile's
+// transitions in the order they happened.
+func (e *Publisher) drainOutboxRange(ctx context.Context, db *store.DB, sm *projections.StateMachine, prefix []byte, max int) (int, error) {
+	entries, err := projections.Outbox(db, prefix, max)
+	if err != nil || len(entries) == 0 {
+		return 0, err
+	}
+	// Publish them all, then wait for the acks: one round trip for the
+	// range, not one per entry. One goroutine's async appends are stored
+	// in call order, so per-profile order holds. Only the entries up to the
+	// first failure are deleted; the rest are published again (same ids)
+	// on the next pass.
+	futs := make([]*alog.Future, 0, len(entries))
+	var pubErr error
+	for _, ent := range entries {
+		data := ent.Msg.Data
+		audience := strings.HasPrefix(ent.Msg.Subject, projections.SubjectAudiencePrefix)
+		if len(ent.Msg.Identifiers) > 0 || audience {
+			if data, pubErr = e.decorateOutput(db, sm, data, &ent.Msg, audience); pubErr != nil {
+				break
+			}
+		}
+		var hdr map[string]string
+		if len(ent.Msg.Profile) == 16 {
+			hdr = map[string]string{alog.HeaderProfile: ulidString(ent.Msg.Profile)}
+		}
+		f, err := e.log.AppendAsyncWithHeaders(ent.Msg.Subject, ent.Msg.MsgID, hdr, data)
+		if err != nil {
+			pubErr = err
+			break
+		}
+		futs = append(futs, f)
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	acked := 0
+	for i, f := range futs {
+		if _, _, err := f.Wait(ctx); err != nil {
+			if pubErr == nil {
+				pubErr = err
+			}
+			break
+		}
+		if err := b.Delete(entries[i].Key); err != nil {
+			return 0, err
+		}
+		acked++
+	}
+	if acked > 0 {
+		if err := db.Commit(b, false); err != nil {
+			return 0, err
+		}
+		e.published.Add(float64(acked))
+	}
+	return acked, pubErr
+}
+
+// decorateOutput adds to an output message's JSON what the state machine
+// does not put there: the unsealed identifiers and, for an audience
+// transition, the person's consent per channel (the statements recorded
+// with the transition, defaults for the rest; the current consent when the
+// transition recorded none).
+func (e *Publisher) decorateOutput(r store.Reader, sm *projections.StateMachine, data []byte, msg *projections.OutMsg, audience bool) ([]byte, error) {
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("outbox: message: %w", err)
+	}
+	if len(msg.Identifiers) > 0 {
+		e.withIdentifiers(m, msg.Identifiers)
+	}
+	if audience {
+		if msg.ConsentKnown {
+			m["consent"] = e.consent.ConsentWithDefaults(msg.Consent)
+		} else if err := e.consent.WithConsent(r, sm, m); err != nil {
+			return nil, fmt.Errorf("outbox: message: %w", err)
+		}
+	}
+	return json.Marshal(m)
+}
+
+// withIdentifiers adds the unsealed identifiers to an output message as
+// "identifiers": {type: [values]}. A value whose key was destroyed is left
+// out.
+func (e *Publisher) withIdentifiers(m map[string]any, ids []projections.OutIdent) {
+	out := map[string][]string{}
+	for _, id := range ids {
+		pt, err := e.keys.Open(id.Key, id.Sealed)
+		if err != nil {
+			continue
+		}
+		var v string
+		if err := msgpack.Unmarshal(pt, &v); err != nil {
+			continue
+		}
+		out[id.Type] = append(out[id.Type], v)
+	}
+	m["identifiers"] = out
+}

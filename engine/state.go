@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/aurumcdp/aurum/engine/access"
+	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/outbox"
+	"github.com/aurumcdp/aurum/engine/privacy"
+	"github.com/aurumcdp/aurum/engine/query"
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/store"
+)
+
+// read runs fn on a consistent snapshot of the projections and the state
+// machine that built them (a rebuild's swap waits until fn returns).
+func (e *Engine) read(fn func(r store.Reader, sm *projections.StateMachine) error) error {
+	e.stateMu.RLock()
+	defer e.stateMu.RUnlock()
+	snap := e.state.NewSnapshot()
+	defer snap.Close()
+	return fn(snap, e.sm)
+}
+
+// wiring is the engine as its stages see it: each method is one of the
+// small interfaces a stage declares (read the state, append a control
+// record, wait until applied). Only Open hands it out.
+type wiring struct{ e *Engine }
+
+// Read implements query.State and the other stages' state readers.
+func (w wiring) Read(fn func(r store.Reader, sm *projections.StateMachine) error) error {
+	return w.e.read(fn)
+}
+
+// AppendControl implements the stages' Control: it appends c to the log.
+func (w wiring) AppendControl(ctx context.Context, c projections.Control) (uint64, error) {
+	return w.e.appendControl(ctx, c)
+}
+
+// WaitApplied implements the stages' Applied.
+func (w wiring) WaitApplied(ctx context.Context, seq uint64) error { return w.e.WaitApplied(ctx, seq) }
+
+// closeRevokedNATS closes the NATS connections of tokens and sessions that
+// no longer exist. Called after the access table changed.
+func (e *Engine) closeRevokedNATS() {
+	if n := e.log.DisconnectClients(e.Gate.NATSClientValid); n > 0 {
+		e.opts.Logger.Info("engine: closed NATS connections of revoked tokens or sessions", "closed", n)
+	}
+}
+
+// Live implements outbox.State: fn gets the live state store under the
+// state lock (shared).
+func (w wiring) Live(fn func(db *store.DB, sm *projections.StateMachine) error) error {
+	w.e.stateMu.RLock()
+	defer w.e.stateMu.RUnlock()
+	return fn(w.e.state, w.e.sm)
+}
+
+// outboxBarrier is the outbox publisher as privacy.Outbox. The publisher
+// is made after the privacy stage (it reads consent through it).
+type outboxBarrier struct{ e *Engine }
+
+func (b outboxBarrier) Barrier() { b.e.Publisher.Barrier() }
+
+// What each stage is handed, checked at compile time.
+var (
+	_ access.Control   = wiring{}
+	_ access.Applied   = wiring{}
+	_ access.State     = wiring{}
+	_ query.State      = wiring{}
+	_ privacy.Control  = wiring{}
+	_ privacy.Applied  = wiring{}
+	_ privacy.State    = wiring{}
+	_ privacy.Outbox   = outboxBarrier{}
+	_ privacy.Profiles = (*query.Reader)(nil)
+	_ privacy.Ingester = (*ingest.Edge)(nil)
+	_ privacy.Sources  = (*access.Gate)(nil)
+	_ outbox.State     = wiring{}
+	_ outbox.Consent   = (*privacy.Service)(nil)
+	_ ingest.Sources   = (*access.Gate)(nil)
+	_ alog.Authorizer  = alog.AuthorizerFunc((*access.Gate)(nil).AuthorizeNATS)
+)
