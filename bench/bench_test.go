@@ -170,8 +170,9 @@ func benchJetStream(b *testing.B, mode alog.FsyncMode) {
 	cpu.report(b, b.N)
 }
 
-// BenchmarkIngest measures engine.Ingest (seal, group commit, durable
-// append) from concurrent producers, events already parsed.
+// BenchmarkIngest measures the ingest edge, (*ingest.Edge).Ingest (seal,
+// group commit, durable append), from concurrent producers, events already
+// parsed.
 func BenchmarkIngest(b *testing.B)            { benchIngest(b, false) }
 func BenchmarkIngestFsyncAlways(b *testing.B) { benchIngest(b, true) }
 

@@ -14,7 +14,7 @@ import (
 
 // TestEngineIdentityScore feeds a 300-person workload through an in-process
 // engine and scores its identity resolution against the ground truth: each
-// identifier's profile_id (engine.Profile) is its cluster.
+// identifier's profile_id ((*query.Reader).Profile) is its cluster.
 func TestEngineIdentityScore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs an engine over a full workload")
