@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/auth"
-	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/access"
+	"github.com/aurumcdp/aurum/engine/base"
 )
 
 // parseExpires reads a token's "expires": empty (never), an RFC 3339 time,
@@ -39,7 +40,7 @@ func parseExpires(s string, now time.Time) (time.Time, error) {
 // tokenCreated is the answer of POST /v1/tokens: the only time the secret
 // is shown.
 type tokenCreated struct {
-	engine.TokenInfo
+	access.TokenInfo
 	Token string `json:"token"`
 }
 
@@ -65,7 +66,7 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	secret, info, err := s.svc.Access.CreateToken(ctx, req.Name, role, exp)
 	switch {
-	case errors.Is(err, engine.ErrInvalid):
+	case errors.Is(err, base.ErrInvalid):
 		field := "name"
 		if strings.Contains(err.Error(), "expires") {
 			field = "expires"
@@ -98,7 +99,7 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	id := r.PathValue("id")
 	switch err := s.svc.Access.RevokeToken(ctx, id); {
-	case errors.Is(err, engine.ErrNotFound):
+	case errors.Is(err, base.ErrNotFound):
 		writeError(w, http.StatusNotFound, "id", err.Error())
 	case err != nil:
 		s.opts.Logger.Error("api: revoke token", "err", err)
@@ -130,9 +131,9 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	uri, err := s.svc.Access.CreateUser(ctx, req.Name, role, req.Password)
 	switch {
-	case errors.Is(err, engine.ErrExists):
+	case errors.Is(err, access.ErrExists):
 		writeError(w, http.StatusConflict, "name", "a user with this name exists")
-	case errors.Is(err, engine.ErrInvalid):
+	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "name", err.Error())
 	case err != nil:
 		s.opts.Logger.Error("api: create user", "err", err)
@@ -152,7 +153,7 @@ func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	name := r.PathValue("name")
 	switch err := s.svc.Access.DeleteUser(ctx, name); {
-	case errors.Is(err, engine.ErrNotFound):
+	case errors.Is(err, base.ErrNotFound):
 		writeError(w, http.StatusNotFound, "name", err.Error())
 	case err != nil:
 		s.opts.Logger.Error("api: delete user", "err", err)
@@ -209,7 +210,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	sess, err := s.svc.Access.Login(ctx, req.Name, req.Password, req.Code)
 	switch {
-	case errors.Is(err, engine.ErrUnauthenticated):
+	case errors.Is(err, access.ErrUnauthenticated):
 		for _, k := range keys {
 			s.loginThrottle.Fail(k)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/aurumcdp/aurum/api"
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections/audience"
@@ -94,7 +95,7 @@ func newAccessServerClock(t *testing.T, clock *testClock, set func(*api.Options)
 	}
 	n := testnode.Start(t, testnode.Options{API: &opts, Engine: engine.Options{DataDir: dir, MasterKey: bytes.Repeat([]byte{7}, 32),
 		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords}})
-	key, err := n.Engine.CreateSource(ctx, "web")
+	key, err := n.Engine.Gate().CreateSource(ctx, "web")
 	if err != nil {
 		t.Fatalf("CreateSource: %v", err)
 	}
@@ -124,7 +125,7 @@ func (s *accessServer) createToken(name, role, expires string) (secret, id strin
 // createUser makes a user through the engine and returns its TOTP secret.
 func (s *accessServer) createUser(name string, role auth.Role, password string) []byte {
 	s.t.Helper()
-	uri, err := s.e.CreateUser(context.Background(), name, role, password)
+	uri, err := s.e.Gate().CreateUser(context.Background(), name, role, password)
 	if err != nil {
 		s.t.Fatalf("CreateUser: %v", err)
 	}
@@ -239,7 +240,7 @@ var fixtures = map[string]fixture{
 	}},
 	"GET /v1/privacy/erasures": {req: get("/v1/privacy/erasures")},
 	"GET /v1/privacy/erasures/{id}": {req: func(s *accessServer, n int) req {
-		info, err := s.e.RequestErasure(context.Background(), fmt.Sprintf("user_id:ghost%d", n))
+		info, err := s.e.Privacy().RequestErasure(context.Background(), fmt.Sprintf("user_id:ghost%d", n))
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -251,7 +252,7 @@ var fixtures = map[string]fixture{
 	}},
 	"GET /v1/tokens": {req: get("/v1/tokens")},
 	"DELETE /v1/tokens/{id}": {req: func(s *accessServer, n int) req {
-		_, info, err := s.e.CreateToken(context.Background(), fmt.Sprintf("rev%d", n), auth.RoleViewer, time.Time{})
+		_, info, err := s.e.Gate().CreateToken(context.Background(), fmt.Sprintf("rev%d", n), auth.RoleViewer, time.Time{})
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -326,21 +327,21 @@ func TestRouteRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := func(name string, role auth.Role) string {
-		secret, _, err := s.e.CreateToken(ctx, name, role, time.Time{})
+		secret, _, err := s.e.Gate().CreateToken(ctx, name, role, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return secret
 	}
-	revoked, revokedInfo, err := s.e.CreateToken(ctx, "revoked", auth.RoleAdmin, time.Time{})
+	revoked, revokedInfo, err := s.e.Gate().CreateToken(ctx, "revoked", auth.RoleAdmin, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.e.RevokeToken(ctx, revokedInfo.ID); err != nil {
+	if err := s.e.Gate().RevokeToken(ctx, revokedInfo.ID); err != nil {
 		t.Fatal(err)
 	}
 	s.clock.Advance(-2 * time.Hour)
-	expired, _, err := s.e.CreateToken(ctx, "expired", auth.RoleAdmin, s.clock.Now().Add(time.Hour))
+	expired, _, err := s.e.Gate().CreateToken(ctx, "expired", auth.RoleAdmin, s.clock.Now().Add(time.Hour))
 	s.clock.Advance(2 * time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -473,7 +474,7 @@ func TestRouteRoles(t *testing.T) {
 
 	var got []audited
 	for cursor := auditStart; ; {
-		entries, next, err := s.e.AuditLog(ctx, engine.AuditQuery{Cursor: cursor, Limit: engine.MaxAuditPage})
+		entries, next, err := s.e.Recorder().AuditLog(ctx, audit.AuditQuery{Cursor: cursor, Limit: audit.MaxAuditPage})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -512,7 +513,7 @@ func (s *accessServer) auditCursor() uint64 {
 	s.t.Helper()
 	var cursor uint64
 	for {
-		entries, next, err := s.e.AuditLog(context.Background(), engine.AuditQuery{Cursor: cursor, Limit: engine.MaxAuditPage})
+		entries, next, err := s.e.Recorder().AuditLog(context.Background(), audit.AuditQuery{Cursor: cursor, Limit: audit.MaxAuditPage})
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -895,7 +896,7 @@ func atoi(s string) int {
 func TestIngestRateLimit(t *testing.T) {
 	clock := &testClock{frozen: time.Now()}
 	s := newAccessServerClock(t, clock, func(o *api.Options) { o.IngestRate = 10; o.IngestBurst = 20 })
-	crm, err := s.e.CreateSource(context.Background(), "crm")
+	crm, err := s.e.Gate().CreateSource(context.Background(), "crm")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/rules"
 )
@@ -47,7 +48,7 @@ func (s *Server) putAudience(w http.ResponseWriter, r *http.Request, d audience.
 	switch {
 	case errors.As(err, &re):
 		writeJSON(w, http.StatusBadRequest, ruleError{Error: "rule: " + re.Error(), Field: "rule", Line: re.Line, Column: re.Column, Reason: re.Reason})
-	case errors.Is(err, engine.ErrInvalid):
+	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "name", err.Error())
 	case err != nil:
 		s.opts.Logger.Error("api: put audience", "err", err)
@@ -87,7 +88,7 @@ func (s *Server) handleReplaceAudience(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, err := s.svc.Reads.Audience(name)
-	s.putAudience(w, r, audience.Definition{Name: name, Description: b.Description, Rule: *b.Rule}, errors.Is(err, engine.ErrNotFound))
+	s.putAudience(w, r, audience.Definition{Name: name, Description: b.Description, Rule: *b.Rule}, errors.Is(err, base.ErrNotFound))
 }
 
 func (s *Server) handleListAudiences(w http.ResponseWriter, r *http.Request) {
@@ -97,7 +98,7 @@ func (s *Server) handleListAudiences(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if list == nil {
-		list = []engine.AudienceInfo{}
+		list = []query.AudienceInfo{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"audiences": list})
 }
@@ -132,7 +133,7 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	members, next, err := s.svc.Reads.AudienceMembers(r.PathValue("name"), r.URL.Query().Get("cursor"), limit)
-	if errors.Is(err, engine.ErrInvalid) {
+	if errors.Is(err, base.ErrInvalid) {
 		writeError(w, http.StatusBadRequest, "cursor", err.Error())
 		return
 	}
@@ -141,7 +142,7 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if members == nil {
-		members = []engine.Member{}
+		members = []query.Member{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"members": members, "next": next})
 }
@@ -168,7 +169,7 @@ func (s *Server) handlePreviewAudience(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.As(err, &re):
 		writeJSON(w, http.StatusBadRequest, ruleError{Error: "rule: " + re.Error(), Field: "rule", Line: re.Line, Column: re.Column, Reason: re.Reason})
-	case errors.Is(err, engine.ErrInvalid):
+	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "sample", err.Error())
 	case err != nil:
 		s.opts.Logger.Error("api: preview", "err", err)

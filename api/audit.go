@@ -9,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/base"
 )
 
 // auditTimeout bounds the append of one audit entry. It runs on a context of
@@ -109,13 +110,13 @@ func pathWildcards(pattern string) []string {
 func auditResult(code int) string {
 	switch {
 	case code == http.StatusUnauthorized:
-		return engine.AuditUnauthenticated
+		return audit.AuditUnauthenticated
 	case code == http.StatusForbidden:
-		return engine.AuditDenied
+		return audit.AuditDenied
 	case code >= 400:
-		return engine.AuditError
+		return audit.AuditError
 	default:
-		return engine.AuditOK
+		return audit.AuditOK
 	}
 }
 
@@ -134,7 +135,7 @@ func remoteIP(r *http.Request) string {
 // logged and counted by the engine; the response is already decided.
 func (s *Server) audit(r *http.Request, pattern string, wildcards []string, code int) {
 	actor, role := principalFrom(r)
-	a := engine.AuditEntry{Actor: actor, Role: role, Action: pattern, Remote: remoteIP(r),
+	a := audit.AuditEntry{Actor: actor, Role: role, Action: pattern, Remote: remoteIP(r),
 		Status: code, Result: auditResult(code)}
 	if ai, ok := r.Context().Value(auditCtxKey{}).(*auditInfo); ok {
 		a.Detail = ai.detail
@@ -164,7 +165,7 @@ func (s *Server) audit(r *http.Request, pattern string, wildcards []string, code
 // It answers {"entries": [...], "next": "<cursor>"}; since=<next> returns
 // the entries written after the page.
 func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
-	var q engine.AuditQuery
+	var q audit.AuditQuery
 	if v := r.URL.Query().Get("since"); v != "" {
 		if n, err := strconv.ParseUint(v, 10, 64); err == nil && n > 0 {
 			q.Cursor = n
@@ -178,7 +179,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 	q.Limit = 100
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > engine.MaxAuditPage {
+		if err != nil || n < 1 || n > audit.MaxAuditPage {
 			writeError(w, http.StatusBadRequest, "limit", "must be an integer in [1, 1000]")
 			return
 		}
@@ -188,7 +189,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	entries, next, err := s.svc.Audit.AuditLog(ctx, q)
 	switch {
-	case errors.Is(err, engine.ErrInvalid):
+	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "limit", err.Error())
 		return
 	case err != nil:

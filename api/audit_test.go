@@ -10,15 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/internal/check"
 )
 
 // auditSince returns the audit entries from cursor on (engine side, so that
 // reading does not itself add entries).
-func (s *testServer) auditSince(cursor uint64) ([]engine.AuditEntry, uint64) {
+func (s *testServer) auditSince(cursor uint64) ([]audit.AuditEntry, uint64) {
 	s.t.Helper()
-	entries, next, err := s.e.AuditLog(context.Background(), engine.AuditQuery{Cursor: cursor, Limit: 1000})
+	entries, next, err := s.e.Recorder().AuditLog(context.Background(), audit.AuditQuery{Cursor: cursor, Limit: 1000})
 	if err != nil {
 		s.t.Fatalf("AuditLog: %v", err)
 	}
@@ -34,7 +34,7 @@ func TestAuditEachAction(t *testing.T) {
 	if r := s.do(req{path: "/v1/identify", key: s.webKey, body: []byte(`{"userId":"u1","traits":{"email":"Jane@X.com"}}`)}); r.code != http.StatusOK {
 		t.Fatalf("identify: %s", r)
 	}
-	check.For(t, 15*time.Second, 10*time.Millisecond, func() error { _, err := s.e.Profile("email:jane@x.com"); return err })
+	check.For(t, 15*time.Second, 10*time.Millisecond, func() error { _, err := s.e.Reader().Profile("email:jane@x.com"); return err })
 	if got, _ := s.auditSince(cursor); len(got) != 0 {
 		t.Fatalf("the tracking API left audit entries: %+v", got)
 	}
@@ -45,9 +45,9 @@ func TestAuditEachAction(t *testing.T) {
 		result              string
 	}
 	ok := func(action string, status int, object map[string]string) want {
-		return want{"bootstrap", "admin", action, object, status, engine.AuditOK}
+		return want{"bootstrap", "admin", action, object, status, audit.AuditOK}
 	}
-	refHash := s.e.RefHash("email:jane@x.com")
+	refHash := s.e.Recorder().RefHash("email:jane@x.com")
 	for _, tc := range []struct {
 		name string
 		req  req
@@ -56,7 +56,7 @@ func TestAuditEachAction(t *testing.T) {
 		{"create source", req{path: "/v1/sources", admin: true, body: []byte(`{"name":"crm"}`)},
 			ok("POST /v1/sources", 201, map[string]string{"name": "crm"})},
 		{"create source again", req{path: "/v1/sources", admin: true, body: []byte(`{"name":"crm"}`)},
-			want{"bootstrap", "admin", "POST /v1/sources", map[string]string{"name": "crm"}, 409, engine.AuditError}},
+			want{"bootstrap", "admin", "POST /v1/sources", map[string]string{"name": "crm"}, 409, audit.AuditError}},
 		{"create audience", req{path: "/v1/audiences", admin: true, body: []byte(`{"name":"buyers","rule":"count(\"Order Completed\") >= 1"}`)},
 			ok("POST /v1/audiences", 201, map[string]string{"name": "buyers"})},
 		{"put audience", req{method: "PUT", path: "/v1/audiences/buyers", admin: true, body: []byte(`{"rule":"count(\"Order Completed\") >= 2"}`)},
@@ -69,7 +69,7 @@ func TestAuditEachAction(t *testing.T) {
 		{"delete audience", req{method: "DELETE", path: "/v1/audiences/buyers", admin: true},
 			ok("DELETE /v1/audiences/{name}", 204, map[string]string{"name": "buyers"})},
 		{"delete missing audience", req{method: "DELETE", path: "/v1/audiences/nope", admin: true},
-			want{"bootstrap", "admin", "DELETE /v1/audiences/{name}", map[string]string{"name": "nope"}, 404, engine.AuditError}},
+			want{"bootstrap", "admin", "DELETE /v1/audiences/{name}", map[string]string{"name": "nope"}, 404, audit.AuditError}},
 		{"snapshot", req{path: "/v1/snapshots", admin: true},
 			ok("POST /v1/snapshots", 201, nil)},
 		{"profile read", req{method: "GET", path: "/v1/profiles/email:jane@x.com", admin: true},
@@ -79,9 +79,9 @@ func TestAuditEachAction(t *testing.T) {
 		{"import", req{path: "/v1/import/crm", admin: true, body: []byte(`{"batch":[{"type":"track","event":"E","userId":"u2"}]}`)},
 			ok("POST /v1/import/{source}", 200, map[string]string{"source": "crm"})},
 		{"bad token", req{method: "DELETE", path: "/v1/audiences/vip", header: map[string]string{"Authorization": "Bearer not-the-token-at-all"}},
-			want{"", "", "DELETE /v1/audiences/{name}", map[string]string{"name": "vip"}, 401, engine.AuditUnauthenticated}},
+			want{"", "", "DELETE /v1/audiences/{name}", map[string]string{"name": "vip"}, 401, audit.AuditUnauthenticated}},
 		{"no token", req{method: "GET", path: "/v1/profiles/email:jane@x.com"},
-			want{"", "", "GET /v1/profiles/{ref}", map[string]string{"ref": refHash}, 401, engine.AuditUnauthenticated}},
+			want{"", "", "GET /v1/profiles/{ref}", map[string]string{"ref": refHash}, 401, audit.AuditUnauthenticated}},
 		{"replay", req{path: "/v1/replay", admin: true, body: []byte(`{}`)},
 			ok("POST /v1/replay", 202, nil)},
 	} {
@@ -133,8 +133,8 @@ func TestAuditAPI(t *testing.T) {
 		}
 	}
 	type page struct {
-		Entries []engine.AuditEntry `json:"entries"`
-		Next    string              `json:"next"`
+		Entries []audit.AuditEntry `json:"entries"`
+		Next    string             `json:"next"`
 	}
 	get := func(query string) page {
 		t.Helper()

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/event"
 )
 
@@ -49,13 +50,13 @@ func (s *Server) handleSetConsent(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	switch err := s.svc.Privacy.SetConsent(ctx, ref, consent); {
-	case errors.Is(err, engine.ErrBadRef):
+	case errors.Is(err, base.ErrBadRef):
 		writeError(w, http.StatusBadRequest, "ref", err.Error())
-	case errors.Is(err, engine.ErrInvalid):
+	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "", err.Error())
 	case err != nil:
 		s.ingestError(w, err)
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"success": true, "ref": ref, "consent": consent, "source": engine.ConsentSource})
+		writeJSON(w, http.StatusOK, map[string]any{"success": true, "ref": ref, "consent": consent, "source": privacy.ConsentSource})
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
 )
 
 func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +42,7 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 	defer cancel()
 	info, err := s.svc.Destinations.PutDestination(ctx, activation.Destination{Name: req.Name, URL: req.URL, Secret: req.Secret, Audiences: req.Audiences, Channel: req.Channel})
 	switch {
-	case errors.Is(err, engine.ErrInvalid):
+	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "", err.Error())
 	case err != nil:
 		s.opts.Logger.Error("api: put destination", "err", err)

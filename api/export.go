@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/activation"
-	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/engine/query"
 )
 
@@ -132,7 +132,7 @@ func (s *Server) handleAudienceExport(w http.ResponseWriter, r *http.Request) {
 // exportMembers writes page and the pages after it (from cursor next) to mw
 // and returns the number of members written and the number left out for
 // want of consent for channel.
-func (s *Server) exportMembers(r *http.Request, mw memberWriter, name, channel string, page []engine.Member, next string) (int, int, error) {
+func (s *Server) exportMembers(r *http.Request, mw memberWriter, name, channel string, page []query.Member, next string) (int, int, error) {
 	if err := mw.begin(); err != nil {
 		return 0, 0, err
 	}
@@ -172,9 +172,9 @@ func (s *Server) exportMembers(r *http.Request, mw memberWriter, name, channel s
 // exportMember looks up m's profile; it returns nil when the profile is
 // gone or was merged into another one. consented reports whether the
 // person may be contacted on channel (always true for "none").
-func (s *Server) exportMember(m engine.Member, channel string) (em *exportMember, consented bool, err error) {
+func (s *Server) exportMember(m query.Member, channel string) (em *exportMember, consented bool, err error) {
 	v, err := s.svc.Reads.Profile("profile_id:" + m.ProfileID)
-	if errors.Is(err, engine.ErrNotFound) {
+	if errors.Is(err, base.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -187,7 +187,7 @@ func (s *Server) exportMember(m engine.Member, channel string) (em *exportMember
 	return newExportMember(m, v), consented, nil
 }
 
-func newExportMember(m engine.Member, v *query.View) *exportMember {
+func newExportMember(m query.Member, v *query.View) *exportMember {
 	em := &exportMember{
 		ProfileID:   m.ProfileID,
 		Since:       m.Since.UTC().Format(time.RFC3339Nano),

@@ -34,7 +34,7 @@ func FuzzManagementBodies(f *testing.F) {
 	n := testnode.Start(f, testnode.Options{Engine: engine.Options{MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 2, TickPeriod: -1},
 		API: &api.Options{}, AdminToken: adminToken})
 	e, srv := n.Engine, n.API
-	if _, err := e.CreateSource(ctx, "web"); err != nil {
+	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
 		f.Fatal(err)
 	}
 	for i, body := range []string{

@@ -40,7 +40,7 @@ func newTestServer(t *testing.T) *testServer {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	key, err := n.Engine.CreateSource(ctx, "web")
+	key, err := n.Engine.Gate().CreateSource(ctx, "web")
 	if err != nil {
 		t.Fatalf("CreateSource: %v", err)
 	}

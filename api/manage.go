@@ -7,7 +7,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/access"
+	"github.com/aurumcdp/aurum/engine/base"
 )
 
 func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) {
@@ -26,9 +27,9 @@ func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	key, err := s.svc.Access.CreateSource(ctx, *req.Name)
 	switch {
-	case errors.Is(err, engine.ErrSourceExists):
+	case errors.Is(err, access.ErrSourceExists):
 		writeError(w, http.StatusConflict, "name", "a source with this name exists")
-	case errors.Is(err, engine.ErrInvalid):
+	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "name", err.Error())
 	case err != nil:
 		s.opts.Logger.Error("api: create source", "err", err)
@@ -71,9 +72,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) lookupError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, engine.ErrNotFound):
+	case errors.Is(err, base.ErrNotFound):
 		writeError(w, http.StatusNotFound, "ref", err.Error())
-	case errors.Is(err, engine.ErrBadRef):
+	case errors.Is(err, base.ErrBadRef):
 		writeError(w, http.StatusBadRequest, "ref", err.Error())
 	default:
 		s.opts.Logger.Error("api: profile look-up", "err", err)

@@ -5,7 +5,7 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
 )
 
 // Privacy endpoints (role: privacy or admin; today the admin token):
@@ -32,7 +32,7 @@ func (s *Server) handleCreateErasure(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	info, err := s.svc.Privacy.RequestErasure(ctx, req.Identifier)
 	switch {
-	case errors.Is(err, engine.ErrBadRef):
+	case errors.Is(err, base.ErrBadRef):
 		writeError(w, http.StatusBadRequest, "identifier", err.Error())
 	case err != nil:
 		s.opts.Logger.Error("api: erasure request", "err", err)
@@ -46,9 +46,9 @@ func (s *Server) handleCreateErasure(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleGetErasure(w http.ResponseWriter, r *http.Request) {
 	info, err := s.svc.Privacy.Erasure(r.PathValue("id"))
 	switch {
-	case errors.Is(err, engine.ErrBadRef):
+	case errors.Is(err, base.ErrBadRef):
 		writeError(w, http.StatusBadRequest, "id", err.Error())
-	case errors.Is(err, engine.ErrNotFound):
+	case errors.Is(err, base.ErrNotFound):
 		writeError(w, http.StatusNotFound, "id", err.Error())
 	case err != nil:
 		s.opts.Logger.Error("api: erasure status", "err", err)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
 )
 
 func (s *Server) handleStartReplay(w http.ResponseWriter, r *http.Request) {
@@ -15,7 +16,7 @@ func (s *Server) handleStartReplay(w http.ResponseWriter, r *http.Request) {
 	switch err := s.svc.Replay.StartRebuild(opts); {
 	case errors.Is(err, engine.ErrBusy):
 		writeError(w, http.StatusConflict, "", err.Error())
-	case errors.Is(err, engine.ErrInvalid), errors.Is(err, engine.ErrNoSnapshot):
+	case errors.Is(err, base.ErrInvalid), errors.Is(err, engine.ErrNoSnapshot):
 		writeError(w, http.StatusBadRequest, "from", err.Error())
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, "", err.Error())

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/aurumcdp/aurum/auth"
-	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -169,7 +169,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Prin
 	if _, isKey := s.svc.Access.SourceForKey(tok); isKey {
 		return unauth("invalid token: a source write key can only ingest, it is not a management credential")
 	}
-	if errors.Is(err, engine.ErrExpired) {
+	if errors.Is(err, access.ErrExpired) {
 		return unauth("token expired")
 	}
 	return unauth("invalid token")

@@ -19,8 +19,9 @@ import (
 )
 
 // The API depends on the engine through these interfaces, one per concern;
-// the engine's stages satisfy them (cmd/aurum wires them and checks it at
-// compile time).
+// the engine's stages satisfy them. Whoever holds the engine wires them
+// (cmd/aurum's apiServices, testnode.Services for tests and benchmarks) and
+// checks them at compile time.
 
 // Ingest is the ingest edge (engine/ingest.Edge): tracking and import.
 type Ingest interface {
@@ -115,23 +116,4 @@ type Services struct {
 	Replay       Replay
 	Audit        Auditor
 	Node         Node
-}
-
-// Engine is every concern at once, as *engine.Engine provides them (its
-// stages are embedded): a shortcut for wiring in tests and tools.
-type Engine interface {
-	Ingest
-	Access
-	Reads
-	Audiences
-	Destinations
-	Privacy
-	Replay
-	Auditor
-	Node
-}
-
-// ServicesOf hands e to the API for every concern.
-func ServicesOf(e Engine) Services {
-	return Services{Ingest: e, Access: e, Reads: e, Audiences: e, Destinations: e, Privacy: e, Replay: e, Audit: e, Node: e}
 }

@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/engine/ingest"
 	"github.com/aurumcdp/aurum/event"
 )
 
@@ -175,9 +176,9 @@ func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string,
 
 func (s *Server) ingestError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, engine.ErrUnknownSource):
+	case errors.Is(err, ingest.ErrUnknownSource):
 		writeError(w, http.StatusUnauthorized, "Authorization", "unknown source")
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, engine.ErrClosed):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, base.ErrClosed):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "", "events not yet durable; retry with the same messageIds")
 	default:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/testnode"
@@ -141,13 +142,13 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 	node := testnode.Start(tb, testnode.Options{Engine: engine.Options{TickPeriod: -1}})
 	defer node.Close()
 	e := node.Engine
-	if _, err := e.CreateSource(ctx, "web"); err != nil {
+	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
 		tb.Fatal(err)
 	}
 	if _, err := e.PutAudience(ctx, audience.Definition{Name: "buyers", Rule: `count("Order Completed", "1d") >= 1`}); err != nil {
 		tb.Fatal(err)
 	}
-	viewer, _, err := e.CreateToken(ctx, "bench", auth.RoleViewer, time.Time{})
+	viewer, _, err := e.Gate().CreateToken(ctx, "bench", auth.RoleViewer, time.Time{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -188,11 +189,11 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 		for i := range evs {
 			users[i] = fmt.Sprintf("lat-%d", total+i)
 			raw := fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":%q,"messageId":%q,"properties":{"revenue":5}}`, users[i], users[i])
-			if evs[i], err = event.Parse([]byte(raw), "", e.ParseOptions()); err != nil {
+			if evs[i], err = event.Parse([]byte(raw), "", e.Edge().ParseOptions()); err != nil {
 				tb.Fatal(err)
 			}
 		}
-		if err := e.Ingest(ctx, "web", evs); err != nil {
+		if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
 			tb.Fatal(err)
 		}
 		t := time.Now()
@@ -244,10 +245,10 @@ func BenchmarkTransitionLatency3k(b *testing.B) {
 func BenchmarkPreview(b *testing.B) { benchPreview(b, 50_000, 0) }
 
 // BenchmarkPreviewMillion: a million profiles, the preview evaluating its
-// default sample (engine.PreviewExactLimit) and estimating the size.
+// default sample (query.PreviewExactLimit) and estimating the size.
 // Building the state takes minutes: run it on purpose
 // (go test -run '^$' -bench PreviewMillion -benchtime 3x ./bench).
-func BenchmarkPreviewMillion(b *testing.B) { benchPreview(b, 1_000_000, engine.PreviewExactLimit) }
+func BenchmarkPreviewMillion(b *testing.B) { benchPreview(b, 1_000_000, query.PreviewExactLimit) }
 
 func benchPreview(b *testing.B, people, maxEval int) {
 	db, err := store.Open(b.TempDir(), nil)

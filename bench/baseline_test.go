@@ -69,7 +69,7 @@ func BenchmarkPebbleBatch(b *testing.B) {
 // event log (aurum_ingest_events_total).
 func BenchmarkIngestNATS(b *testing.B) {
 	e := openEngine(b, false)
-	key, err := e.CreateSource(context.Background(), "web")
+	key, err := e.Gate().CreateSource(context.Background(), "web")
 	if err != nil {
 		b.Fatal(err)
 	}

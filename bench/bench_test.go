@@ -170,14 +170,15 @@ func benchJetStream(b *testing.B, mode alog.FsyncMode) {
 	cpu.report(b, b.N)
 }
 
-// BenchmarkIngest measures engine.Ingest (seal, group commit, durable
-// append) from concurrent producers, events already parsed.
+// BenchmarkIngest measures the ingest edge, (*ingest.Edge).Ingest (seal,
+// group commit, durable append), from concurrent producers, events already
+// parsed.
 func BenchmarkIngest(b *testing.B)            { benchIngest(b, false) }
 func BenchmarkIngestFsyncAlways(b *testing.B) { benchIngest(b, true) }
 
 func benchIngest(b *testing.B, fsyncAlways bool) {
 	e := openEngine(b, fsyncAlways)
-	if _, err := e.CreateSource(context.Background(), "web"); err != nil {
+	if _, err := e.Gate().CreateSource(context.Background(), "web"); err != nil {
 		b.Fatal(err)
 	}
 	evs := parseAll(b, workload(10_000, 20_000))
@@ -191,7 +192,7 @@ func benchIngest(b *testing.B, fsyncAlways bool) {
 			ev.MessageID = fmt.Sprintf("i-%d", i)
 			batch = append(batch, ev)
 		}
-		return e.Ingest(context.Background(), "web", batch)
+		return e.Edge().Ingest(context.Background(), "web", batch)
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -221,13 +222,13 @@ func httpBodies(raw [][]byte) [][]byte {
 func startAPI(b testing.TB, e *engine.Engine) (*httptest.Server, string) {
 	b.Helper()
 	h := sha256.Sum256([]byte("bench-admin-token-xxxxxxxx"))
-	srv, err := api.New(api.ServicesOf(e), api.Options{AdminTokenHash: h[:]})
+	srv, err := api.New(testnode.Services(e), api.Options{AdminTokenHash: h[:]})
 	if err != nil {
 		b.Fatal(err)
 	}
 	ts := httptest.NewServer(srv)
 	b.Cleanup(ts.Close)
-	key, err := e.CreateSource(context.Background(), "web")
+	key, err := e.Gate().CreateSource(context.Background(), "web")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -302,12 +303,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 func BenchmarkProfileLookup(b *testing.B) {
 	const people = 10_000
 	e := openEngine(b, false)
-	if _, err := e.CreateSource(context.Background(), "web"); err != nil {
+	if _, err := e.Gate().CreateSource(context.Background(), "web"); err != nil {
 		b.Fatal(err)
 	}
 	evs := parseAll(b, workload(people, people*4))
 	for lo := 0; lo < len(evs); lo += 1000 {
-		if err := e.Ingest(context.Background(), "web", evs[lo:min(lo+1000, len(evs))]); err != nil {
+		if err := e.Edge().Ingest(context.Background(), "web", evs[lo:min(lo+1000, len(evs))]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -318,7 +319,7 @@ func BenchmarkProfileLookup(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		t0 := time.Now()
-		if _, err := e.Profile(fmt.Sprintf("anonymous_id:anon-%d", (i*31)%people)); err != nil {
+		if _, err := e.Reader().Profile(fmt.Sprintf("anonymous_id:anon-%d", (i*31)%people)); err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(t0))

@@ -17,8 +17,9 @@ import (
 	"testing"
 	"time"
 
-	wlg "github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
+	wlg "github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/projections/audience"
 )
 
@@ -260,7 +261,7 @@ func serveEngine(t *testing.T, dir, profDir string, dec *json.Decoder, enc *json
 		if s == "web" {
 			continue
 		}
-		k, err := e.CreateSource(ctx, s)
+		k, err := e.Gate().CreateSource(ctx, s)
 		if err != nil {
 			return fmt.Errorf("source %s: %w", s, err)
 		}
@@ -348,9 +349,9 @@ func resolveFile(e *engine.Engine, in, out string) error {
 	w := bufio.NewWriter(o)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		v, err := e.Profile(sc.Text())
+		v, err := e.Reader().Profile(sc.Text())
 		switch {
-		case errors.Is(err, engine.ErrNotFound):
+		case errors.Is(err, base.ErrNotFound):
 		case err != nil:
 			o.Close()
 			return fmt.Errorf("profile %s: %w", sc.Text(), err)

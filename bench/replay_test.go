@@ -68,7 +68,7 @@ func readOrBuildReplayLog(b *testing.B, ctx context.Context, dir string) int {
 		}
 	}
 	for _, s := range wlg.Sources {
-		if _, err := e.CreateSource(ctx, s); err != nil {
+		if _, err := e.Gate().CreateSource(ctx, s); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -79,7 +79,7 @@ func readOrBuildReplayLog(b *testing.B, ctx context.Context, dir string) int {
 		if len(pending[src]) == 0 {
 			return
 		}
-		if err := e.Ingest(ctx, src, pending[src]); err != nil {
+		if err := e.Edge().Ingest(ctx, src, pending[src]); err != nil {
 			b.Fatal(err)
 		}
 		pending[src] = pending[src][:0]
@@ -89,7 +89,7 @@ func readOrBuildReplayLog(b *testing.B, ctx context.Context, dir string) int {
 		if !ok {
 			break
 		}
-		parsed, err := event.Parse(ev.JSON, "", e.ParseOptions())
+		parsed, err := event.Parse(ev.JSON, "", e.Edge().ParseOptions())
 		if err != nil {
 			continue // the workload's invalid events go to dead letters at the edge
 		}

@@ -21,9 +21,10 @@ import (
 	"testing"
 	"time"
 
-	wlg "github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
+	wlg "github.com/aurumcdp/aurum/internal/workload"
 )
 
 // Environment of a size run: TestReport re-executes the test binary once per
@@ -369,7 +370,7 @@ func lookupsUnderLoad(ctx context.Context, e *engine.Engine, refs []string, rate
 				batch = append(batch, ev)
 				i++
 			}
-			if err := e.Ingest(ctx, "web", batch); err != nil {
+			if err := e.Edge().Ingest(ctx, "web", batch); err != nil {
 				loadErr = err
 				return
 			}
@@ -383,8 +384,8 @@ func lookupsUnderLoad(ctx context.Context, e *engine.Engine, refs []string, rate
 			break
 		}
 		t0 := time.Now()
-		_, err := e.Profile(ref)
-		if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		_, err := e.Reader().Profile(ref)
+		if err != nil && !errors.Is(err, base.ErrNotFound) {
 			close(stop)
 			<-done
 			return nil, 0, fmt.Errorf("look-up %s: %w", ref, err)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
@@ -101,7 +102,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 			e.metrics.corrupt.Inc()
 		}
 		res := &er.res
-		e.Gate.AddSources(res.Sources)
+		e.gate.AddSources(res.Sources)
 		access = access || res.Access
 		dests = dests || res.Destinations
 		erasures = erasures || res.Erasures > 0
@@ -115,7 +116,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		e.metrics.suppressed.Add(float64(res.Suppressed))
 	}
 	if access {
-		if err := e.Gate.Reload(); err != nil {
+		if err := e.gate.Reload(); err != nil {
 			return fmt.Errorf("engine: reload tokens and users: %w", err)
 		}
 		e.closeRevokedNATS()
@@ -126,7 +127,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		}
 	}
 	if erasures {
-		e.Service.KickErasures()
+		e.privacy.KickErasures()
 	}
 	last := results[len(results)-1].seq
 	e.metrics.appliedSeq.Set(float64(last))
@@ -137,7 +138,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 	e.metrics.applyGroup.Observe(float64(len(results)))
 	e.applied.advance(last)
 	if outbox {
-		e.Publisher.Kick()
+		e.publisher.Kick()
 	}
 	return nil
 }
@@ -356,7 +357,7 @@ func (w *appliedWatch) wait(ctx, engineCtx context.Context, seq uint64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-engineCtx.Done():
-			return ErrClosed
+			return base.ErrClosed
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections/audience"
@@ -29,13 +30,13 @@ func TestAudienceTimedExit(t *testing.T) {
 	var skew atomic.Int64 // added to the wall clock: the test moves time on
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	e := testnode.Engine(t, engine.Options{TickPeriod: 50 * time.Millisecond, Now: now})
-	if _, err := e.CreateSource(ctx, "web"); err != nil {
+	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
 	// A rule that does not compile is refused with its position.
 	_, err := e.PutAudience(ctx, audience.Definition{Name: "bad", Rule: `count("Order Completed", "2s") >= `})
 	var re *rules.Error
-	if !errors.Is(err, engine.ErrInvalid) || !errors.As(err, &re) || re.Line != 1 || re.Column == 0 {
+	if !errors.Is(err, base.ErrInvalid) || !errors.As(err, &re) || re.Line != 1 || re.Column == 0 {
 		t.Fatalf("bad rule: %v", err)
 	}
 	info, err := e.PutAudience(ctx, audience.Definition{Name: "recent-buyers", Rule: `count("Order Completed", "2s") >= 1`})
@@ -55,11 +56,11 @@ func TestAudienceTimedExit(t *testing.T) {
 
 	bought := now() // the event's own time: the window runs from it
 	ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"u1","messageId":"o1","traits":{"email":"Ann@Example.com"},"timestamp":%q,"properties":{"revenue":10}}`,
-		bought.UTC().Format(time.RFC3339Nano))), "", e.ParseOptions())
+		bought.UTC().Format(time.RFC3339Nano))), "", e.Edge().ParseOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Ingest(ctx, "web", []event.Event{ev}); err != nil {
+	if err := e.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
 		t.Fatal(err)
 	}
 	type tr struct {
@@ -92,25 +93,25 @@ func TestAudienceTimedExit(t *testing.T) {
 	if got := in.Identifiers["email"]; len(got) != 1 || got[0] != "ann@example.com" {
 		t.Fatalf("identifiers %v", in.Identifiers)
 	}
-	p, err := e.Profile("user_id:u1")
+	p, err := e.Reader().Profile("user_id:u1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := p.Audiences["recent-buyers"]; !ok {
 		t.Fatalf("GCR audiences %v", p.Audiences)
 	}
-	if a, _ := e.Audience("recent-buyers"); a.Size != 1 {
+	if a, _ := e.Reader().Audience("recent-buyers"); a.Size != 1 {
 		t.Fatalf("size %d", a.Size)
 	}
 	// A preview evaluates a rule over every profile without creating it.
-	pv, err := e.Preview(`count("Order Completed") >= 1 and in_audience("recent-buyers")`, 5, false)
+	pv, err := e.Reader().Preview(`count("Order Completed") >= 1 and in_audience("recent-buyers")`, 5, false)
 	if err != nil || pv.Size != 1 || !pv.Exact || len(pv.Sample) != 1 || pv.Sample[0] != in.ProfileID {
 		t.Fatalf("preview: %+v, %v", pv, err)
 	}
-	if pv, err := e.Preview(`count("Order Completed") >= 2`, 5, false); err != nil || pv.Size != 0 {
+	if pv, err := e.Reader().Preview(`count("Order Completed") >= 2`, 5, false); err != nil || pv.Size != 0 {
 		t.Fatalf("preview of an unmet rule: %+v, %v", pv, err)
 	}
-	if _, err := e.Preview(`count("Order Completed" >= 2`, 5, false); !errors.As(err, &re) {
+	if _, err := e.Reader().Preview(`count("Order Completed" >= 2`, 5, false); !errors.As(err, &re) {
 		t.Fatalf("preview of a bad rule: %v", err)
 	}
 	skew.Store(int64(3 * time.Second)) // the next tick is past the 2 s window
@@ -125,7 +126,7 @@ func TestAudienceTimedExit(t *testing.T) {
 	if elapsed := exited.Sub(bought); elapsed < 2*time.Second-time.Millisecond { // event times are whole milliseconds
 		t.Fatalf("exited %v after the purchase, before the 2 s window ran out", elapsed)
 	}
-	if a, _ := e.Audience("recent-buyers"); a.Size != 0 {
+	if a, _ := e.Reader().Audience("recent-buyers"); a.Size != 0 {
 		t.Fatalf("size %d after exit", a.Size)
 	}
 	// No third transition (a repeated exit, say), without waiting a guessed
@@ -133,11 +134,11 @@ func TestAudienceTimedExit(t *testing.T) {
 	// are published in log order, so anything the earlier entries derived
 	// would come first.
 	ev, err = event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"u1","messageId":"o2","timestamp":%q}`,
-		now().UTC().Format(time.RFC3339Nano))), "", e.ParseOptions())
+		now().UTC().Format(time.RFC3339Nano))), "", e.Edge().ParseOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Ingest(ctx, "web", []event.Event{ev}); err != nil {
+	if err := e.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
 		t.Fatal(err)
 	}
 	if again, subj := next(); again.Type != "audience.entered" || again.ProfileID != in.ProfileID || again.Reason == "time" {

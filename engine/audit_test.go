@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/internal/testnode"
 )
 
@@ -27,24 +29,24 @@ func TestAuditLog(t *testing.T) {
 	dir := t.TempDir()
 	clock := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	e := openAuditEngine(t, dir, func() time.Time { return clock })
-	want := []engine.AuditEntry{
-		{Actor: "admin", Role: "admin", Action: "POST /v1/sources", Object: map[string]string{"name": "web"}, Remote: "10.0.0.1", Status: 201, Result: engine.AuditOK},
-		{Actor: "", Role: "", Action: "DELETE /v1/audiences/{name}", Object: map[string]string{"name": "x"}, Remote: "10.0.0.2", Status: 401, Result: engine.AuditUnauthenticated, Detail: "invalid token"},
-		{Actor: "ops", Role: "viewer", Action: "POST /v1/replay", Status: 403, Result: engine.AuditDenied},
+	want := []audit.AuditEntry{
+		{Actor: "admin", Role: "admin", Action: "POST /v1/sources", Object: map[string]string{"name": "web"}, Remote: "10.0.0.1", Status: 201, Result: audit.AuditOK},
+		{Actor: "", Role: "", Action: "DELETE /v1/audiences/{name}", Object: map[string]string{"name": "x"}, Remote: "10.0.0.2", Status: 401, Result: audit.AuditUnauthenticated, Detail: "invalid token"},
+		{Actor: "ops", Role: "viewer", Action: "POST /v1/replay", Status: 403, Result: audit.AuditDenied},
 	}
 	for _, a := range want {
-		if err := e.Audit(ctx, a); err != nil {
+		if err := e.Recorder().Audit(ctx, a); err != nil {
 			t.Fatalf("Audit(%+v): %v", a, err)
 		}
 	}
-	for _, bad := range []engine.AuditEntry{{Result: engine.AuditOK}, {Action: "GET /x", Result: "maybe"}, {Action: "GET /x"}} {
-		if err := e.Audit(ctx, bad); !errors.Is(err, engine.ErrInvalid) {
+	for _, bad := range []audit.AuditEntry{{Result: audit.AuditOK}, {Action: "GET /x", Result: "maybe"}, {Action: "GET /x"}} {
+		if err := e.Recorder().Audit(ctx, bad); !errors.Is(err, base.ErrInvalid) {
 			t.Errorf("Audit(%+v) = %v, want ErrInvalid", bad, err)
 		}
 	}
 	check := func(e *engine.Engine) {
 		t.Helper()
-		got, next, err := e.AuditLog(ctx, engine.AuditQuery{})
+		got, next, err := e.Recorder().AuditLog(ctx, audit.AuditQuery{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,22 +63,22 @@ func TestAuditLog(t *testing.T) {
 				t.Errorf("entry %d:\n got %+v\nwant %+v", i, g, want[i])
 			}
 		}
-		page, next, err := e.AuditLog(ctx, engine.AuditQuery{Cursor: 2, Limit: 1})
+		page, next, err := e.Recorder().AuditLog(ctx, audit.AuditQuery{Cursor: 2, Limit: 1})
 		if err != nil || len(page) != 1 || page[0].Seq != 2 || page[0].Action != want[1].Action || next != 3 {
 			t.Fatalf("page from cursor 2: %+v next %d %v", page, next, err)
 		}
 		// Stream time, not entry time, selects by Since: everything was
 		// written before now.
-		page, next, err = e.AuditLog(ctx, engine.AuditQuery{Since: time.Now().Add(time.Minute)})
+		page, next, err = e.Recorder().AuditLog(ctx, audit.AuditQuery{Since: time.Now().Add(time.Minute)})
 		if err != nil || len(page) != 0 || next != 4 {
 			t.Fatalf("since the future: %+v next %d %v", page, next, err)
 		}
-		page, _, err = e.AuditLog(ctx, engine.AuditQuery{Since: time.Now().Add(-time.Hour)})
+		page, _, err = e.Recorder().AuditLog(ctx, audit.AuditQuery{Since: time.Now().Add(-time.Hour)})
 		if err != nil || len(page) != 3 {
 			t.Fatalf("since an hour ago: %d entries, %v", len(page), err)
 		}
-		for _, l := range []int{-1, engine.MaxAuditPage + 1} {
-			if _, _, err := e.AuditLog(ctx, engine.AuditQuery{Limit: l}); !errors.Is(err, engine.ErrInvalid) {
+		for _, l := range []int{-1, audit.MaxAuditPage + 1} {
+			if _, _, err := e.Recorder().AuditLog(ctx, audit.AuditQuery{Limit: l}); !errors.Is(err, base.ErrInvalid) {
 				t.Errorf("limit %d: %v", l, err)
 			}
 		}
@@ -98,7 +100,7 @@ func TestAuditLog(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Audit(ctx, want[0]); err == nil {
+	if err := e.Recorder().Audit(ctx, want[0]); err == nil {
 		t.Error("Audit on a closed engine succeeded")
 	}
 	e = openAuditEngine(t, dir, func() time.Time { return clock })
@@ -111,18 +113,18 @@ func TestAuditLog(t *testing.T) {
 func TestRefHash(t *testing.T) {
 	e := openAuditEngine(t, t.TempDir(), nil)
 	defer e.Close()
-	h := e.RefHash("email:Jane@Example.com")
+	h := e.Recorder().RefHash("email:Jane@Example.com")
 	if !strings.HasPrefix(h, "email:") || len(h) != len("email:")+32 || strings.Contains(strings.ToLower(h), "jane") {
 		t.Fatalf("RefHash = %q", h)
 	}
-	if h2 := e.RefHash("EMAIL: jane@example.com "); h2 != h {
+	if h2 := e.Recorder().RefHash("EMAIL: jane@example.com "); h2 != h {
 		t.Errorf("normalised forms hash differently: %q vs %q", h2, h)
 	}
-	if e.RefHash("email:john@example.com") == h {
+	if e.Recorder().RefHash("email:john@example.com") == h {
 		t.Error("different identifiers hash alike")
 	}
 	for _, ref := range []string{"nocolon", "email:", "profile_id:not-a-ulid", "phone:xyz"} {
-		got := e.RefHash(ref)
+		got := e.Recorder().RefHash(ref)
 		if strings.Contains(got, strings.TrimPrefix(ref, "email:")) && ref != "email:" {
 			t.Errorf("RefHash(%q) = %q holds the plaintext", ref, got)
 		}

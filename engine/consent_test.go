@@ -9,6 +9,8 @@ import (
 
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections/audience"
@@ -24,7 +26,7 @@ func TestConsentDefaultDenied(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	e := testnode.Engine(t, engine.Options{TickPeriod: -1, ConsentDefaultDenied: true})
-	if _, err := e.CreateSource(ctx, "web"); err != nil {
+	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.PutAudience(ctx, audience.Definition{Name: "buyers", Rule: `count("Order Completed") >= 1`}); err != nil {
@@ -33,11 +35,11 @@ func TestConsentDefaultDenied(t *testing.T) {
 	ingest := func(bodies ...string) {
 		t.Helper()
 		for _, b := range bodies {
-			ev, err := event.Parse([]byte(b), "", e.ParseOptions())
+			ev, err := event.Parse([]byte(b), "", e.Edge().ParseOptions())
 			if err != nil {
 				t.Fatalf("%s: %v", b, err)
 			}
-			if err := e.Ingest(ctx, "web", []event.Event{ev}); err != nil {
+			if err := e.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -49,11 +51,11 @@ func TestConsentDefaultDenied(t *testing.T) {
 		`{"type":"identify","userId":"b","traits":{"consent":{"email":true}},"timestamp":"2026-01-01T00:00:00Z"}`,
 		`{"type":"track","event":"Order Completed","userId":"b","timestamp":"2026-01-01T00:00:01Z"}`)
 
-	pa, err := e.Profile("user_id:a")
+	pa, err := e.Reader().Profile("user_id:a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pb, err := e.Profile("user_id:b")
+	pb, err := e.Reader().Profile("user_id:b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func TestConsentDefaultDenied(t *testing.T) {
 	}
 	allowed := func(pid, ch string) bool {
 		t.Helper()
-		ok, err := e.ConsentAllowed(pid, ch)
+		ok, err := e.Privacy().ConsentAllowed(pid, ch)
 		if err != nil {
 			t.Fatalf("ConsentAllowed(%s, %s): %v", pid, ch, err)
 		}
@@ -80,7 +82,7 @@ func TestConsentDefaultDenied(t *testing.T) {
 	if allowed("01ARZ3NDEKTSV4RRFFQ69G5FAV", "email") {
 		t.Error("an unknown profile is allowed")
 	}
-	if _, err := e.ConsentAllowed(pa.ProfileID, "fax"); !errors.Is(err, engine.ErrInvalid) {
+	if _, err := e.Privacy().ConsentAllowed(pa.ProfileID, "fax"); !errors.Is(err, base.ErrInvalid) {
 		t.Errorf("unknown channel: %v", err)
 	}
 
@@ -124,7 +126,7 @@ func TestConsentDefaultDenied(t *testing.T) {
 	// A statement under a cookie, then the cookie merges into a: it holds
 	// for a, and the merged-away profile id resolves to a's.
 	ingest(`{"type":"page","anonymousId":"c9","context":{"consent":{"categoryPreferences":{"sms":true,"Analytics":false}}},"timestamp":"2026-01-02T00:00:00Z"}`)
-	cookie, err := e.Profile("anonymous_id:c9")
+	cookie, err := e.Reader().Profile("anonymous_id:c9")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,26 +137,26 @@ func TestConsentDefaultDenied(t *testing.T) {
 
 	// The API's way: SetConsent ingests a Consent Updated event from the
 	// internal source.
-	if err := e.SetConsent(ctx, "user_id:a", map[string]bool{"email": true}); err != nil {
+	if err := e.Privacy().SetConsent(ctx, "user_id:a", map[string]bool{"email": true}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pa, err = e.Profile("user_id:a")
+	pa, err = e.Reader().Profile("user_id:a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := pa.Consent["email"]; !c.Granted || c.Source != engine.ConsentSource {
-		t.Errorf("after SetConsent: email %+v, want granted from source %s", c, engine.ConsentSource)
+	if c := pa.Consent["email"]; !c.Granted || c.Source != privacy.ConsentSource {
+		t.Errorf("after SetConsent: email %+v, want granted from source %s", c, privacy.ConsentSource)
 	}
-	if err := e.SetConsent(ctx, "user_id:a", map[string]bool{"fax": true}); !errors.Is(err, engine.ErrInvalid) {
+	if err := e.Privacy().SetConsent(ctx, "user_id:a", map[string]bool{"fax": true}); !errors.Is(err, base.ErrInvalid) {
 		t.Errorf("unknown channel: %v", err)
 	}
-	if err := e.SetConsent(ctx, "profile_id:"+pa.ProfileID, map[string]bool{"email": true}); !errors.Is(err, engine.ErrBadRef) {
+	if err := e.Privacy().SetConsent(ctx, "profile_id:"+pa.ProfileID, map[string]bool{"email": true}); !errors.Is(err, base.ErrBadRef) {
 		t.Errorf("profile_id ref: %v", err)
 	}
-	if err := e.SetConsent(ctx, "email:not-an-email", map[string]bool{"email": true}); !errors.Is(err, engine.ErrBadRef) {
+	if err := e.Privacy().SetConsent(ctx, "email:not-an-email", map[string]bool{"email": true}); !errors.Is(err, base.ErrBadRef) {
 		t.Errorf("bad email: %v", err)
 	}
 }

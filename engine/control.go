@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
@@ -51,11 +52,11 @@ func (e *Engine) appendControl(ctx context.Context, c projections.Control) (uint
 
 // PutAudience creates or replaces an audience through the log and waits
 // until it is in effect. The rule is checked first: a rule that does not
-// compile is refused with ErrInvalid and the position of the problem.
+// compile is refused with base.ErrInvalid and the position of the problem.
 func (e *Engine) PutAudience(ctx context.Context, d audience.Definition) (query.AudienceInfo, error) {
 	d.Version, d.Created, d.Updated = 0, 0, 0
 	if err := projections.ValidateAudience(d); err != nil {
-		return query.AudienceInfo{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return query.AudienceInfo{}, fmt.Errorf("%w: %w", base.ErrInvalid, err)
 	}
 	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlAudiencePut, Audience: d})
 	if err != nil {
@@ -64,12 +65,12 @@ func (e *Engine) PutAudience(ctx context.Context, d audience.Definition) (query.
 	if err := e.WaitApplied(ctx, seq); err != nil {
 		return query.AudienceInfo{}, err
 	}
-	return e.Audience(d.Name)
+	return e.reader.Audience(d.Name)
 }
 
 // DeleteAudience deletes an audience through the log; its members exit.
 func (e *Engine) DeleteAudience(ctx context.Context, name string) error {
-	if _, err := e.Audience(name); err != nil {
+	if _, err := e.reader.Audience(name); err != nil {
 		return err
 	}
 	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlAudienceDelete, Audience: audience.Definition{Name: name}})

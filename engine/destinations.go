@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/activation"
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
 )
@@ -28,7 +29,7 @@ type DestinationInfo struct {
 // its worker starts once the record is applied. The secret is sealed.
 func (e *Engine) PutDestination(ctx context.Context, d activation.Destination) (DestinationInfo, error) {
 	if err := d.Validate(); err != nil {
-		return DestinationInfo{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return DestinationInfo{}, fmt.Errorf("%w: %w", base.ErrInvalid, err)
 	}
 	kid := e.destinationKeyID()
 	if err := e.keys.Ensure([][]byte{kid}); err != nil {
@@ -91,7 +92,7 @@ func (e *Engine) Destination(name string) (DestinationInfo, error) {
 			return d, nil
 		}
 	}
-	return DestinationInfo{}, fmt.Errorf("%w: destination %q", ErrNotFound, name)
+	return DestinationInfo{}, fmt.Errorf("%w: destination %q", base.ErrNotFound, name)
 }
 
 // reloadDestinations hands the stored destinations (secrets unsealed) to

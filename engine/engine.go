@@ -14,8 +14,9 @@
 // of entries) and what it calls after an apply (reload access, kick the
 // outbox and the erasure worker), the ticker, control appends (audiences,
 // destinations), live rebuilds, offline replay, snapshots, digests and
-// metrics. Engine embeds the stage types, so their methods are the
-// engine's.
+// metrics. The stages are unexported fields with accessors (Edge, Reader,
+// Gate, Recorder, Privacy): *Engine has only its own methods, and whoever
+// wires a surface (cmd/aurum's HTTP API, tests) takes each stage from it.
 //
 // Data flow:
 //
@@ -53,12 +54,6 @@ import (
 	"github.com/aurumcdp/aurum/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// ErrClosed is returned by operations on a closed engine.
-var ErrClosed = base.ErrClosed
-
-// ErrUnknownSource is returned when events name a source that does not exist.
-var ErrUnknownSource = ingest.ErrUnknownSource
 
 func ulidString(b []byte) string { return base.ULIDString(b) }
 
@@ -224,13 +219,13 @@ type Engine struct {
 	dispatcher *activation.Dispatcher
 	applied    *appliedWatch
 
-	// The stages, wired by Open; their methods are the engine's.
-	*ingest.Edge
-	*query.Reader
-	*access.Gate
-	*audit.Recorder
-	*outbox.Publisher
-	*privacy.Service
+	// The stages, wired by Open (their accessors are in state.go).
+	edge      *ingest.Edge
+	reader    *query.Reader
+	gate      *access.Gate
+	recorder  *audit.Recorder
+	publisher *outbox.Publisher
+	privacy   *privacy.Service
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -303,7 +298,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 
 	// The NATS authorizer reads the sources and tokens: load them first.
-	if e.Gate, err = access.New(e.state, access.Options{Now: opts.Now, SessionTTL: opts.SessionTTL,
+	if e.gate, err = access.New(e.state, access.Options{Now: opts.Now, SessionTTL: opts.SessionTTL,
 		PasswordParams: opts.PasswordParams, AdminTokenHash: opts.AdminTokenHash}, e.keys, e.ids, wiring{e}, wiring{e}, wiring{e}); err != nil {
 		return nil, err
 	}
@@ -313,7 +308,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 	var authz alog.Authorizer
 	if !opts.NATSNoAuth {
-		authz = alog.AuthorizerFunc(e.Gate.AuthorizeNATS)
+		authz = alog.AuthorizerFunc(e.gate.AuthorizeNATS)
 	}
 	if e.log, err = alog.Open(ctx, alog.Options{
 		Dir:        filepath.Join(opts.DataDir, "jetstream"),
@@ -331,7 +326,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	closers = append(closers, e.log.Close)
 
 	e.metrics = newMetrics(opts.Registry)
-	e.Recorder = audit.New(audit.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion, Logger: opts.Logger, Registry: opts.Registry},
+	e.recorder = audit.New(audit.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion, Logger: opts.Logger, Registry: opts.Registry},
 		e.log, e.keys, e.ids)
 	applied, err := readApplied(e.state)
 	if err != nil {
@@ -344,18 +339,18 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.Edge = ingest.New(e.ctx, ingest.Options{Identity: opts.Identity, PhoneRegion: opts.PhoneRegion,
-		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.Gate)
-	e.Reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
-	e.Service = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
+	e.edge = ingest.New(e.ctx, ingest.Options{Identity: opts.Identity, PhoneRegion: opts.PhoneRegion,
+		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.gate)
+	e.reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
+	e.privacy = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
 		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry},
 		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
-			Outbox: outboxBarrier{e}, Profiles: e.Reader, Ingest: e.Edge, Sources: e.Gate})
-	e.Publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry},
-		e.log, e.keys, wiring{e}, e.Service)
+			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate})
+	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry},
+		e.log, e.keys, wiring{e}, e.privacy)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
-		Consent: e.Service.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() }})
+		Consent: e.privacy.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() }})
 	if err := e.reloadDestinations(); err != nil {
 		e.dispatcher.Close()
 		e.cancel()
@@ -368,11 +363,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 }
 
 func (e *Engine) start(applied uint64) {
-	e.goRun("committer", e.Edge.RunCommitter)
+	e.goRun("committer", e.edge.RunCommitter)
 	e.goRun("apply", func(ctx context.Context) error { return e.applyLoop(ctx, applied+1) })
-	e.goRun("outbox", e.Publisher.Run)
-	e.goRun("gateway", e.Edge.RunGateway)
-	e.goRun("erasure", e.Service.RunErasures)
+	e.goRun("outbox", e.publisher.Run)
+	e.goRun("gateway", e.edge.RunGateway)
+	e.goRun("erasure", e.privacy.RunErasures)
 	if e.opts.TickPeriod > 0 {
 		e.goRun("ticker", e.tickLoop)
 	}
@@ -413,7 +408,7 @@ func (e *Engine) Err() error {
 // Healthy reports whether the background tasks are running.
 func (e *Engine) Healthy() error {
 	if e.ctx.Err() != nil {
-		return ErrClosed
+		return base.ErrClosed
 	}
 	return nil
 }

@@ -65,7 +65,7 @@ func ingestAndWait(t *testing.T, e *Engine, evs []event.Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for lo := 0; lo < len(evs); lo += 10 {
-		if err := e.Ingest(ctx, "web", evs[lo:min(lo+10, len(evs))]); err != nil {
+		if err := e.Edge().Ingest(ctx, "web", evs[lo:min(lo+10, len(evs))]); err != nil {
 			t.Fatalf("Ingest: %v", err)
 		}
 	}
@@ -88,7 +88,7 @@ func TestPayloadSealedOnLogAndInState(t *testing.T) {
 	defer e.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := e.CreateSource(ctx, "web"); err != nil {
+	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
 	ingestAndWait(t, e, entryFormatEvents(t, 0, 40))
@@ -130,14 +130,14 @@ func TestPayloadSealedOnLogAndInState(t *testing.T) {
 	}
 	// Opened where needed: the revenue of u-0's orders and the events
 	// query.
-	v, err := e.Profile("user_id:u-0")
+	v, err := e.Reader().Profile("user_id:u-0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rev := v.Revenue["Order Completed"]; rev.Count == 0 || rev.Total == 0 {
 		t.Errorf("no revenue: properties not opened by the state machine: %+v", v.Revenue)
 	}
-	evs, err := e.Events("user_id:u-0", 100)
+	evs, err := e.Reader().Events("user_id:u-0", 100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,13 +10,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/aurumcdp/aurum/internal/check"
-	"github.com/aurumcdp/aurum/internal/testnode"
-	alog "github.com/aurumcdp/aurum/log"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testnode"
+	alog "github.com/aurumcdp/aurum/log"
 
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
@@ -38,7 +40,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 	e := openGatewayEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	key, err := e.CreateSource(ctx, "web")
+	key, err := e.Gate().CreateSource(ctx, "web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,10 +90,10 @@ func TestGatewayNATSProducer(t *testing.T) {
 	// The marker was published last: once it is applied, so is all before it
 	// (one gateway consumer handles the work queue in order).
 	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
-		_, err := e.Profile("user_id:g-marker")
+		_, err := e.Reader().Profile("user_id:g-marker")
 		return err
 	})
-	p, err := e.Profile("user_id:g-ok")
+	p, err := e.Reader().Profile("user_id:g-ok")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 		t.Errorf("traits %v sources %v", p.Traits, p.Stats.Sources)
 	}
 	for _, b := range bad {
-		if _, err := e.Profile("user_id:" + b.marker); !errors.Is(err, engine.ErrNotFound) {
+		if _, err := e.Reader().Profile("user_id:" + b.marker); !errors.Is(err, base.ErrNotFound) {
 			t.Errorf("user_id:%s: %v, want not found", b.marker, err)
 		}
 	}
@@ -113,7 +115,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 	var dls []alog.DeadLetter
 	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		var err error
-		if dls, err = e.DeadLetters(ctx, 1, 1000); err != nil {
+		if dls, err = e.Edge().DeadLetters(ctx, 1, 1000); err != nil {
 			t.Fatal(err)
 		}
 		if len(dls) < len(bad) {
@@ -158,7 +160,7 @@ func TestGatewayNATSDedupAcrossPublishes(t *testing.T) {
 	e := openGatewayEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	key, err := e.CreateSource(ctx, "pos")
+	key, err := e.Gate().CreateSource(ctx, "pos")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,10 +176,10 @@ func TestGatewayNATSDedupAcrossPublishes(t *testing.T) {
 			t.Fatal(err)
 		}
 		check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
-			_, err := e.Profile(fmt.Sprintf("user_id:pos-marker-%d", round))
+			_, err := e.Reader().Profile(fmt.Sprintf("user_id:pos-marker-%d", round))
 			return err
 		})
-		p, err := e.Profile("loyalty_id:L-1")
+		p, err := e.Reader().Profile("loyalty_id:L-1")
 		if err != nil {
 			t.Fatal(err)
 		}

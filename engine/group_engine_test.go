@@ -30,7 +30,7 @@ func TestGroupedLiveAndReplayMatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.CreateSource(ctx, "web"); err != nil {
+	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
 	for name, rule := range map[string]string{"buyers": `count("Order Completed") >= 2`, "viewers": `count("Product Viewed") >= 3`} {
@@ -46,11 +46,11 @@ func TestGroupedLiveAndReplayMatch(t *testing.T) {
 			if i%4 == 0 { // links an anonymous id to a user id; some users span two anonymous ids: merges
 				js = fmt.Sprintf(`{"type":"identify","userId":"u%d","anonymousId":"a%d","messageId":"m%d","timestamp":"2026-01-01T00:%02d:00Z"}`, p%11, p, i, i%60)
 			}
-			ev, err := event.Parse([]byte(js), "", e.ParseOptions())
+			ev, err := event.Parse([]byte(js), "", e.Edge().ParseOptions())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := e.Ingest(ctx, "web", []event.Event{ev}); err != nil {
+			if err := e.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
 				t.Fatal(err)
 			}
 		}

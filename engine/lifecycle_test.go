@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/testnode"
@@ -23,17 +24,17 @@ func TestCloseStopsEverything(t *testing.T) {
 	dir := t.TempDir()
 	run := func() {
 		e := testnode.Engine(t, engine.Options{DataDir: dir, TickPeriod: 20 * time.Millisecond})
-		if _, err := e.CreateSource(ctx, "web"); err != nil && !errors.Is(err, engine.ErrSourceExists) {
+		if _, err := e.Gate().CreateSource(ctx, "web"); err != nil && !errors.Is(err, access.ErrSourceExists) {
 			t.Fatal(err)
 		}
 		if _, err := e.PutAudience(ctx, audience.Definition{Name: "any", Rule: `count("E", "1h") >= 1`}); err != nil {
 			t.Fatal(err)
 		}
-		ev, err := event.Parse([]byte(`{"type":"track","event":"E","userId":"u"}`), "", e.ParseOptions())
+		ev, err := event.Parse([]byte(`{"type":"track","event":"E","userId":"u"}`), "", e.Edge().ParseOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.Ingest(ctx, "web", []event.Event{ev}); err != nil {
+		if err := e.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.Sync(ctx); err != nil {
@@ -57,7 +58,7 @@ func TestCloseStopsEverything(t *testing.T) {
 		t.Fatalf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 	e := testnode.Engine(t, engine.Options{DataDir: dir, TickPeriod: -1})
-	p, err := e.Profile("user_id:u")
+	p, err := e.Reader().Profile("user_id:u")
 	if err != nil || p.Stats.TotalEvents != 2 {
 		t.Fatalf("after reopening: %+v %v (want the 2 events of both runs)", p, err)
 	}

@@ -22,11 +22,11 @@ func TestMergeIsPublished(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	e := testnode.Engine(t, engine.Options{})
-	if _, err := e.CreateSource(ctx, "web"); err != nil {
+	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
 	parse := func(js string) event.Event {
-		ev, err := event.Parse([]byte(js), "", e.ParseOptions())
+		ev, err := event.Parse([]byte(js), "", e.Edge().ParseOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,18 +39,18 @@ func TestMergeIsPublished(t *testing.T) {
 		parse(`{"type":"track","event":"Signed In","userId":"u1","anonymousId":"laptop","messageId":"e4","timestamp":"2026-01-04T00:00:00Z"}`),
 	}
 	for _, ev := range evs { // one append each: the merge happens on e4
-		if err := e.Ingest(ctx, "web", []event.Event{ev}); err != nil {
+		if err := e.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := e.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	phone, err := e.Profile("anonymous_id:phone")
+	phone, err := e.Reader().Profile("anonymous_id:phone")
 	if err != nil {
 		t.Fatal(err)
 	}
-	laptop, err := e.Profile("anonymous_id:laptop")
+	laptop, err := e.Reader().Profile("anonymous_id:laptop")
 	if err != nil {
 		t.Fatal(err)
 	}

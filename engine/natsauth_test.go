@@ -9,6 +9,7 @@ import (
 
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/internal/testnode"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections/audience"
@@ -32,11 +33,11 @@ func openNATSAuthEngine(t *testing.T) *engine.Engine {
 func TestNATSAuthConnect(t *testing.T) {
 	e := openNATSAuthEngine(t)
 	ctx := context.Background()
-	keyA, err := e.CreateSource(ctx, "a")
+	keyA, err := e.Gate().CreateSource(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyB, err := e.CreateSource(ctx, "b")
+	keyB, err := e.Gate().CreateSource(ctx, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +81,11 @@ func TestNATSAuthPermissions(t *testing.T) {
 	e := openNATSAuthEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	keyA, err := e.CreateSource(ctx, "a")
+	keyA, err := e.Gate().CreateSource(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.CreateSource(ctx, "b"); err != nil {
+	if _, err := e.Gate().CreateSource(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.PutAudience(ctx, audience.Definition{Name: "buyers", Rule: `count("Bought", "1h") >= 1`}); err != nil {
@@ -129,11 +130,11 @@ func TestNATSAuthPermissions(t *testing.T) {
 	if err != nil || m.Subject() != "aurum.audience.buyers.entered" || !bytes.Contains(m.Data(), []byte("u-a")) {
 		t.Fatalf("viewer's JetStream consumer: %v", err)
 	}
-	if _, err := e.Profile("user_id:u-a"); err != nil {
+	if _, err := e.Reader().Profile("user_id:u-a"); err != nil {
 		t.Fatalf("source a's event: %v", err)
 	}
 	// The gateway takes AURUM_INGEST in order: u-b would be in by now.
-	if _, err := e.Profile("user_id:u-b"); !errors.Is(err, engine.ErrNotFound) {
+	if _, err := e.Reader().Profile("user_id:u-b"); !errors.Is(err, base.ErrNotFound) {
 		t.Fatalf("the refused publish on aurum.ingest.b: profile %v", err)
 	}
 
@@ -190,14 +191,14 @@ func TestNATSAuthRevoke(t *testing.T) {
 	e := openNATSAuthEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	secret, info, err := e.CreateToken(ctx, "feed", auth.RoleViewer, time.Time{})
+	secret, info, err := e.Gate().CreateToken(ctx, "feed", auth.RoleViewer, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	closed := make(chan struct{})
 	nc := natsConnect(t, e, nats.Token(secret), nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 	other := natsReader(t, e, auth.RoleViewer)
-	if err := e.RevokeToken(ctx, info.ID); err != nil {
+	if err := e.Gate().RevokeToken(ctx, info.ID); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -222,7 +223,7 @@ func TestNATSReaderClientPaths(t *testing.T) {
 	e := openNATSAuthEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	keyA, err := e.CreateSource(ctx, "a")
+	keyA, err := e.Gate().CreateSource(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func natsToken(t testing.TB, e *engine.Engine, role auth.Role) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	secret, _, err := e.CreateToken(ctx, "nats-"+string(role), role, time.Time{})
+	secret, _, err := e.Gate().CreateToken(ctx, "nats-"+string(role), role, time.Time{})
 	if err != nil {
 		t.Fatalf("create %s token: %v", role, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
 )
@@ -83,7 +84,7 @@ func (e *Engine) rebuildDir() string { return filepath.Join(e.opts.DataDir, "sta
 func (e *Engine) StartRebuild(opts RebuildOptions) error {
 	for _, p := range opts.Projections {
 		if !slices.Contains(projections.ProjectionNames(), p) {
-			return fmt.Errorf("%w: projection %q: want one of %v", ErrInvalid, p, projections.ProjectionNames())
+			return fmt.Errorf("%w: projection %q: want one of %v", base.ErrInvalid, p, projections.ProjectionNames())
 		}
 	}
 	e.rebuild.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
 )
@@ -116,7 +117,7 @@ func (e *Engine) pickSnapshot(from string) (string, error) {
 		}
 		t, err := time.Parse(time.RFC3339, from)
 		if err != nil {
-			return "", fmt.Errorf("%w: from %q: want start, snapshot, a log sequence or an RFC 3339 time", ErrInvalid, from)
+			return "", fmt.Errorf("%w: from %q: want start, snapshot, a log sequence or an RFC 3339 time", base.ErrInvalid, from)
 		}
 		// The latest snapshot whose log clock is at or before t.
 		for i := len(all) - 1; i >= 0; i-- {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/aurumcdp/aurum/engine/access"
+	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/engine/ingest"
 	"github.com/aurumcdp/aurum/engine/outbox"
 	"github.com/aurumcdp/aurum/engine/privacy"
@@ -12,6 +13,25 @@ import (
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
 )
+
+// The stages, for whoever wires the engine's surfaces (the HTTP API, the
+// CLI, tests): the engine keeps only its own methods.
+
+// Edge is the ingest edge: tracking, import, raw JSON documents, dead
+// letters.
+func (e *Engine) Edge() *ingest.Edge { return e.edge }
+
+// Reader is the read side: profiles, events, audiences, preview.
+func (e *Engine) Reader() *query.Reader { return e.reader }
+
+// Gate is access: tokens, sessions, users, sources, the NATS authorizer.
+func (e *Engine) Gate() *access.Gate { return e.gate }
+
+// Recorder is the audit log.
+func (e *Engine) Recorder() *audit.Recorder { return e.recorder }
+
+// Privacy is erasure, export and consent.
+func (e *Engine) Privacy() *privacy.Service { return e.privacy }
 
 // read runs fn on a consistent snapshot of the projections and the state
 // machine that built them (a rebuild's swap waits until fn returns).
@@ -44,7 +64,7 @@ func (w wiring) WaitApplied(ctx context.Context, seq uint64) error { return w.e.
 // closeRevokedNATS closes the NATS connections of tokens and sessions that
 // no longer exist. Called after the access table changed.
 func (e *Engine) closeRevokedNATS() {
-	if n := e.log.DisconnectClients(e.Gate.NATSClientValid); n > 0 {
+	if n := e.log.DisconnectClients(e.gate.NATSClientValid); n > 0 {
 		e.opts.Logger.Info("engine: closed NATS connections of revoked tokens or sessions", "closed", n)
 	}
 }
@@ -61,7 +81,7 @@ func (w wiring) Live(fn func(db *store.DB, sm *projections.StateMachine) error) 
 // is made after the privacy stage (it reads consent through it).
 type outboxBarrier struct{ e *Engine }
 
-func (b outboxBarrier) Barrier() { b.e.Publisher.Barrier() }
+func (b outboxBarrier) Barrier() { b.e.publisher.Barrier() }
 
 // What each stage is handed, checked at compile time.
 var (

@@ -74,7 +74,7 @@ func TestWebhooksFailingAndHealthy(t *testing.T) {
 		TickPeriod:        -1,
 		WebhookBackoffMin: 50 * time.Millisecond, WebhookBackoffMax: 200 * time.Millisecond, WebhookMaxAttempts: 1000,
 	})
-	if _, err := e.CreateSource(ctx, "web"); err != nil {
+	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.PutAudience(ctx, audience.Definition{Name: "buyers", Rule: `count("Order Completed") >= 1`}); err != nil {
@@ -99,13 +99,13 @@ func TestWebhooksFailingAndHealthy(t *testing.T) {
 	const n = 20
 	var evs []event.Event
 	for i := range n {
-		ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"w-%d","messageId":"w-%d"}`, i, i)), "", e.ParseOptions())
+		ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"w-%d","messageId":"w-%d"}`, i, i)), "", e.Edge().ParseOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
 		evs = append(evs, ev)
 	}
-	if err := e.Ingest(ctx, "web", evs); err != nil {
+	if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
 		t.Fatal(err)
 	}
 	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
@@ -158,13 +158,13 @@ func TestWebhooksFailingAndHealthy(t *testing.T) {
 	}
 	var more []event.Event
 	for i := n; i < n+5; i++ {
-		ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"w-%d","messageId":"w-%d"}`, i, i)), "", e.ParseOptions())
+		ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"w-%d","messageId":"w-%d"}`, i, i)), "", e.Edge().ParseOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
 		more = append(more, ev)
 	}
-	if err := e.Ingest(ctx, "web", more); err != nil {
+	if err := e.Edge().Ingest(ctx, "web", more); err != nil {
 		t.Fatal(err)
 	}
 	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {

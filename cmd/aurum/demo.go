@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/api"
-	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/engine"
-	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/engine/access"
+	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/spf13/cobra"
 )
@@ -69,7 +69,7 @@ func exampleAudienceSizes() audienceSizes {
 		if installErr != nil {
 			return nil, installErr
 		}
-		list, err := e.Audiences()
+		list, err := e.Reader().Audiences()
 		if err != nil {
 			return nil, err
 		}
@@ -171,9 +171,9 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (
 	}()
 	keys := map[string]string{}
 	for _, s := range workload.Sources {
-		k, err := e.CreateSource(ctx, s)
+		k, err := e.Gate().CreateSource(ctx, s)
 		switch {
-		case errors.Is(err, engine.ErrSourceExists): // a kept data dir: the key was shown before
+		case errors.Is(err, access.ErrSourceExists): // a kept data dir: the key was shown before
 		case err != nil:
 			return fmt.Errorf("demo: create source %s: %w", s, err)
 		default:
@@ -512,32 +512,29 @@ func (p *demoProducer) run(ctx context.Context) {
 	}
 }
 
-// send ingests a batch with one Ingest call per source, each source's
+// send ingests a batch with one IngestJSON call per source, each source's
 // events in order (identity resolution needs no more: the order-sensitive
 // case, a shared device's owner signing in before a family member uses it,
-// happens on one device and so within one source).
+// happens on one device and so within one source). The edge parses the
+// workload's JSON as it parses what producers publish on NATS.
 func (p *demoProducer) send(ctx context.Context, batch []workload.Event) error {
-	opts := p.e.ParseOptions()
+	edge := p.e.Edge()
+	docs := make([][]byte, 0, len(batch))
 	for _, src := range workload.Sources {
-		var evs []event.Event
+		docs = docs[:0]
 		for _, w := range batch {
-			if w.Source != src {
-				continue
+			if w.Source == src {
+				docs = append(docs, w.JSON)
 			}
-			ev, err := event.Parse(w.JSON, "", opts)
-			if err != nil {
-				return fmt.Errorf("workload event does not parse: %w", err)
-			}
-			evs = append(evs, ev)
 		}
-		if len(evs) == 0 {
+		if len(docs) == 0 {
 			continue
 		}
-		if err := p.e.Ingest(ctx, src, evs); err != nil {
+		if err := edge.IngestJSON(ctx, src, docs); err != nil {
 			return err
 		}
 		p.mu.Lock()
-		p.sent += int64(len(evs))
+		p.sent += int64(len(docs))
 		p.mu.Unlock()
 	}
 	return nil

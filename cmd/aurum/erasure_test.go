@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/nats-io/nats.go"
 )
@@ -227,7 +229,7 @@ func TestErasureRealProcess(t *testing.T) {
 	// Erase, by the email as a person would write it.
 	started := time.Now()
 	loadBefore := loadSent.Load()
-	var info engine.ErasureInfo
+	var info privacy.ErasureInfo
 	n.mustJSON("POST", "/v1/privacy/erasures", map[string]string{"identifier": "email: " + emailSent}, privacyAuth, http.StatusAccepted, &info)
 	if info.ID == "" || (info.Status != "applied" && info.Status != "completed") || !info.ProfileFound {
 		t.Fatalf("erasure answer: %+v", info)
@@ -251,7 +253,7 @@ func TestErasureRealProcess(t *testing.T) {
 		t.Errorf("no load while erasing: the test did not test a loaded node")
 	}
 	var audit struct {
-		Entries []engine.AuditEntry `json:"entries"`
+		Entries []audit.AuditEntry `json:"entries"`
 	}
 	n.mustJSON("GET", "/v1/audit?since="+started.Add(-time.Second).UTC().Format(time.RFC3339Nano), nil, adminAuth, http.StatusOK, &audit)
 	var erasureAudited bool
@@ -270,7 +272,7 @@ func TestErasureRealProcess(t *testing.T) {
 		t.Errorf("counts %+v: want 4 identifiers (user, anonymous, email, phone), 2 events, 1 audience", c)
 	}
 	var list struct {
-		Erasures []engine.ErasureInfo `json:"erasures"`
+		Erasures []privacy.ErasureInfo `json:"erasures"`
 	}
 	n.mustJSON("GET", "/v1/privacy/erasures", nil, adminAuth, http.StatusOK, &list)
 	if len(list.Erasures) != 1 || list.Erasures[0].ID != info.ID {

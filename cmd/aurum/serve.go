@@ -333,8 +333,8 @@ func adminTokenHash(dataDir, flagToken string) ([]byte, error) {
 
 // apiServices hands the API each concern from the stage that owns it.
 func apiServices(e *engine.Engine) api.Services {
-	return api.Services{Ingest: e.Edge, Access: e.Gate, Reads: e.Reader, Audiences: e, Destinations: e,
-		Privacy: e.Service, Replay: e, Audit: e.Recorder, Node: e}
+	return api.Services{Ingest: e.Edge(), Access: e.Gate(), Reads: e.Reader(), Audiences: e, Destinations: e,
+		Privacy: e.Privacy(), Replay: e, Audit: e.Recorder(), Node: e}
 }
 
 // The stages satisfy the API's interfaces.
@@ -348,5 +348,4 @@ var (
 	_ api.Replay       = (*engine.Engine)(nil)
 	_ api.Auditor      = (*audit.Recorder)(nil)
 	_ api.Node         = (*engine.Engine)(nil)
-	_ api.Engine       = (*engine.Engine)(nil)
 )

@@ -77,10 +77,7 @@ func (e *Edge) RunGateway(ctx context.Context) error {
 }
 
 func (e *Edge) parseRaw(m alog.RawMsg) (event.Event, error) {
-	if !e.sources.SourceExists(m.Source) {
-		return event.Event{}, &event.FieldError{Field: "source", Reason: fmt.Sprintf("unknown source %q (create it first)", m.Source)}
-	}
-	ev, err := event.Parse(m.Data, "", e.ParseOptions())
+	ev, err := e.parseDoc(m.Source, m.Data, e.ParseOptions())
 	if err != nil {
 		return ev, err
 	}
@@ -88,6 +85,41 @@ func (e *Edge) parseRaw(m alog.RawMsg) (event.Event, error) {
 		ev.MessageID = "nats-" + strconv.FormatUint(m.Seq, 10)
 	}
 	return ev, nil
+}
+
+// parseDoc parses one raw JSON event (a Segment message whose "type" says
+// its call) of source with opts: the parse of the gateway and of
+// IngestJSON. An unknown source is a *event.FieldError on "source".
+func (e *Edge) parseDoc(source string, data []byte, opts event.ParseOptions) (event.Event, error) {
+	if !e.sources.SourceExists(source) {
+		return event.Event{}, &event.FieldError{Field: "source", Reason: fmt.Sprintf("unknown source %q (create it first)", source)}
+	}
+	return event.Parse(data, "", opts)
+}
+
+// IngestJSON parses raw JSON events of source as the gateway does (one
+// Segment message per document, the edge's ParseOptions) and ingests them
+// in order as Ingest does. A document that does not parse fails the call
+// before anything is appended (its index and the *event.FieldError are in
+// the error); nothing goes to the dead-letter stream: the caller holds the
+// documents. An unknown source is ErrUnknownSource.
+func (e *Edge) IngestJSON(ctx context.Context, source string, docs [][]byte) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	if !e.sources.SourceExists(source) {
+		return fmt.Errorf("%w: %q", ErrUnknownSource, source)
+	}
+	opts := e.ParseOptions()
+	evs := make([]event.Event, len(docs))
+	for i, d := range docs {
+		ev, err := e.parseDoc(source, d, opts)
+		if err != nil {
+			return fmt.Errorf("engine: ingest %q: document %d: %w", source, i, err)
+		}
+		evs[i] = ev
+	}
+	return e.Ingest(ctx, source, evs)
 }
 
 // DeadLetter keeps a rejected event on the dead-letter stream with its reason.

@@ -5,7 +5,8 @@
 // records of concurrent calls into one log append on aurum.log.events. The
 // gateway (RunGateway) does the same for raw events that producers publish
 // on aurum.ingest.<source>, and keeps invalid ones on the dead-letter
-// stream.
+// stream; IngestJSON takes a caller's raw JSON documents, parsed as the
+// gateway parses them.
 package ingest
 
 import (

@@ -96,13 +96,21 @@ func start(t testing.TB, opts Options) (*Node, error) {
 		h := sha256.Sum256([]byte(opts.AdminToken))
 		ao.AdminTokenHash = h[:]
 	}
-	srv, err := api.New(api.ServicesOf(e), ao)
+	srv, err := api.New(Services(e), ao)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("api.New: %w", err), e.Close())
 	}
 	n.API, n.http = srv, httptest.NewServer(srv)
 	n.URL = n.http.URL
 	return n, nil
+}
+
+// Services hands the API each concern from the engine's stage that owns
+// it, as cmd/aurum's serve does: for tests and benchmarks that build an
+// api.Server on an engine of their own.
+func Services(e *engine.Engine) api.Services {
+	return api.Services{Ingest: e.Edge(), Access: e.Gate(), Reads: e.Reader(), Audiences: e, Destinations: e,
+		Privacy: e.Privacy(), Replay: e, Audit: e.Recorder(), Node: e}
 }
 
 // Close stops the HTTP server, then the engine. It may be called more than

@@ -21,7 +21,7 @@ func TestStartWithAPI(t *testing.T) {
 	if n.URL == "" || n.API == nil {
 		t.Fatalf("node without its API: %+v", n)
 	}
-	if _, err := n.Engine.CreateSource(context.Background(), "web"); err != nil {
+	if _, err := n.Engine.Gate().CreateSource(context.Background(), "web"); err != nil {
 		t.Fatal(err)
 	}
 	get := func(token string) int {
@@ -51,7 +51,7 @@ func TestStartWithAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := testnode.Engine(t, engine.Options{DataDir: dir, TickPeriod: -1})
-	if srcs := e.Sources(); len(srcs) != 1 || srcs[0].Name != "web" {
+	if srcs := e.Gate().Sources(); len(srcs) != 1 || srcs[0].Name != "web" {
 		t.Fatalf("reopened: sources %+v, want web", srcs)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/internal/workload"
@@ -13,7 +14,7 @@ import (
 
 // TestEngineIdentityScore feeds a 300-person workload through an in-process
 // engine and scores its identity resolution against the ground truth: each
-// identifier's profile_id (engine.Profile) is its cluster.
+// identifier's profile_id ((*query.Reader).Profile) is its cluster.
 func TestEngineIdentityScore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs an engine over a full workload")
@@ -21,7 +22,7 @@ func TestEngineIdentityScore(t *testing.T) {
 	ctx := context.Background()
 	e := testnode.Engine(t, engine.Options{Partitions: 4})
 	for _, s := range workload.Sources {
-		if _, err := e.CreateSource(ctx, s); err != nil {
+		if _, err := e.Gate().CreateSource(ctx, s); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -30,7 +31,7 @@ func TestEngineIdentityScore(t *testing.T) {
 	const batch = 500
 	pending := map[string][]event.Event{}
 	flush := func(src string) {
-		if err := e.Ingest(ctx, src, pending[src]); err != nil {
+		if err := e.Edge().Ingest(ctx, src, pending[src]); err != nil {
 			t.Fatalf("ingest %s: %v", src, err)
 		}
 		pending[src] = pending[src][:0]
@@ -45,7 +46,7 @@ func TestEngineIdentityScore(t *testing.T) {
 		// all resolution needs: the one order-sensitive case, a shared
 		// device's owner signing in before a family member uses it, happens
 		// on one device and so within one source.
-		ev, err := event.Parse(w.JSON, "", e.ParseOptions())
+		ev, err := event.Parse(w.JSON, "", e.Edge().ParseOptions())
 		if err != nil {
 			t.Fatalf("event %d: %v", n, err)
 		}
@@ -69,8 +70,8 @@ func TestEngineIdentityScore(t *testing.T) {
 	var clusters [][]workload.Identifier
 	missing := 0
 	for _, id := range truth.Identifiers() {
-		v, err := e.Profile(id.String())
-		if errors.Is(err, engine.ErrNotFound) {
+		v, err := e.Reader().Profile(id.String())
+		if errors.Is(err, base.ErrNotFound) {
 			missing++
 			clusters = append(clusters, []workload.Identifier{id})
 			continue
