@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/workload"
 )
 
 func workloadBodies(cfg workload.Config, limit int) (events [][]byte, bodies [][]byte) {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/workload"
 )
 
 func drain(t *testing.T, g *workload.Generator) []workload.Event {
