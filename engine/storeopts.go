@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -35,6 +37,21 @@ func openStateMachine(db store.Reader, parts int, dedup time.Duration, keys *sea
 	return projections.Open(db, projections.Options{
 		Partitions:  parts,
 		DedupWindow: dedup.Milliseconds(),
-		Open:        keys.Open,
+		Open:        stateOpener(keys),
 	})
+}
+
+// stateOpener is keys.Open for the state machine: the failures that will
+// never change (a destroyed or unknown key, a corrupt value) are marked
+// projections.ErrUnreadable, so the state machine takes the value as absent
+// alike in every replay; any other failure (reading the keys database)
+// fails the apply, which is retried from the log after a restart.
+func stateOpener(keys *seal.Keyring) func(keyID, sealed []byte) ([]byte, error) {
+	return func(keyID, sealed []byte) ([]byte, error) {
+		pt, err := keys.Open(keyID, sealed)
+		if err != nil && (errors.Is(err, seal.ErrKeyDestroyed) || errors.Is(err, seal.ErrUnknownKey) || errors.Is(err, seal.ErrCorrupt)) {
+			err = fmt.Errorf("%w: %w", projections.ErrUnreadable, err)
+		}
+		return pt, err
+	}
 }

@@ -251,18 +251,21 @@ func (d *RecordReader) Record(r *Record) {
 // OpenProperties sets r.Properties from r.SealedProperties, opened with
 // open (the msgpack encoding of a map, see AppendMsgpack). Sealed
 // properties that cannot be opened (a destroyed key: an erased person) or
-// decoded leave r.Properties nil, as if the event had none: alike in every
-// replay for a given state of the keys.
-func (r *Record) OpenProperties(open func(keyID, sealed []byte) ([]byte, error)) {
+// decoded leave r.Properties nil, as if the event had none. It returns
+// open's error, so that a caller that must be deterministic can tell a
+// value that will never open (alike in every replay) from a passing
+// failure (an I/O error reading the key), which it must not take as absent.
+func (r *Record) OpenProperties(open func(keyID, sealed []byte) ([]byte, error)) error {
 	r.Properties = nil
 	if len(r.SealedProperties) == 0 || open == nil {
-		return
+		return nil
 	}
 	pt, err := open(r.Key, r.SealedProperties)
 	if err != nil {
-		return
+		return err
 	}
 	if m, err := decodeMsgpackMap(pt); err == nil && len(m) > 0 {
 		r.Properties = m
 	}
+	return nil
 }

@@ -94,7 +94,7 @@ func (r *audienceRun) runErasure(f []string) string {
 		open := opts.Open
 		opts.Open = func(key, sealed []byte) ([]byte, error) {
 			if gone[string(key)] {
-				return nil, fmt.Errorf("key %x destroyed", key)
+				return nil, fmt.Errorf("%w: key %x destroyed", ErrUnreadable, key)
 			}
 			return open(key, sealed)
 		}

@@ -57,15 +57,34 @@ var (
 // ErrCorruptEntry marks a log entry that could not be decoded.
 var ErrCorruptEntry = errors.New("projections: corrupt log entry")
 
+// ErrUnreadable marks a sealed value that will never open: its key was
+// destroyed (an erasure) or is unknown, or the value is corrupt. Options.Open
+// wraps such failures with it, and the state machine takes the value as
+// absent, alike in every replay. Any other error of Open (an I/O error
+// reading a key) fails Apply, and Preview: taking the value as absent would
+// make this apply differ from a replay's.
+var ErrUnreadable = errors.New("projections: sealed value unreadable")
+
+// openFailure returns nil when err is nil or marks a value that will never
+// open (ErrUnreadable), and err wrapped otherwise.
+func openFailure(err error) error {
+	if err == nil || errors.Is(err, ErrUnreadable) {
+		return nil
+	}
+	return fmt.Errorf("projections: open a sealed value: %w", err)
+}
+
 // Options configure a StateMachine.
 type Options struct {
 	Partitions  int   // default 16
 	DedupWindow int64 // milliseconds of log time a messageId is remembered; default 30 days
 	// MaxPrunePerEntry bounds the dedup-expiry work done per entry. Default 1024.
 	MaxPrunePerEntry int
-	// Open unseals personal values (trait values that audience rules read).
-	// It must be deterministic for a given key and value: the keyring's
-	// Open is. nil: rules see no traits.
+	// Open unseals personal values (trait values and event properties that
+	// audience rules and the GCR read). It must be deterministic for a given
+	// key and value, and wrap the failures that will never change with
+	// ErrUnreadable (any other error fails Apply). nil: rules see no traits
+	// and no properties.
 	Open func(keyID, sealed []byte) ([]byte, error)
 	// BackfillPerEntry bounds how many profiles each partition re-evaluates
 	// per log entry after an audience changed. Default 512.
@@ -572,7 +591,10 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 		for _, j := range ir.Owned {
 			owned = append(owned, rec.IDs[j])
 		}
-		rec.OpenProperties(sm.opts.Open) // for the GCR (revenue) and the audience rules
+		// For the GCR (revenue) and the audience rules.
+		if err := openFailure(rec.OpenProperties(sm.opts.Open)); err != nil {
+			return fmt.Errorf("projections: apply seq %d: event %s: %w", seq, ulidString(rec.ID), err)
+		}
 		adds = append(adds, Addition{Profile: ir.Profile, Record: rec, Owned: owned})
 		res.Events++
 	}

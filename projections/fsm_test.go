@@ -388,3 +388,31 @@ func TestMalformedRecordsAreSkipped(t *testing.T) {
 		t.Fatalf("the good record was not applied: %v", err)
 	}
 }
+
+// TestOpenFailures: a sealed value that will never open (Open's error
+// marked ErrUnreadable: a destroyed key) reads as absent, alike in every
+// replay; any other failure of Open (an I/O error reading a key) fails
+// Apply rather than applying without the value.
+func TestOpenFailures(t *testing.T) {
+	log := syntheticLog(t, 10, 200, 5)
+	unreadable := func(_, _ []byte) ([]byte, error) { return nil, fmt.Errorf("%w: key destroyed", ErrUnreadable) }
+	a, b := store.NewMem(), store.NewMem()
+	applyAll(t, New(Options{Partitions: 4, Open: unreadable}), a, log)
+	applyAll(t, New(Options{Partitions: 4, Open: unreadable}), b, log)
+	if !bytes.Equal(digest(t, a), digest(t, b)) {
+		t.Fatal("two replays with unreadable values gave different digests")
+	}
+
+	disk := errors.New("disk on fire")
+	failing := func(_, _ []byte) ([]byte, error) { return nil, disk }
+	sm, s := New(Options{Partitions: 4, Open: failing}), store.NewMem()
+	for _, e := range log {
+		if _, err := sm.Apply(s, e.seq, e.subject, e.data); err != nil {
+			if !errors.Is(err, disk) {
+				t.Fatalf("apply %d: %v, want the open failure", e.seq, err)
+			}
+			return
+		}
+	}
+	t.Fatal("no Apply failed although Open failed on every sealed value")
+}

@@ -422,8 +422,10 @@ func (p *Partition) transition(rw store.ReadWriter, cmd *PartitionCommand, id []
 	return setMsgpack(rw, ok, &msg)
 }
 
-// traitReader unseals trait values on demand (cached per evaluation).
-func (p *Partition) traitReader(prof *gcr.Profile) func(string) (any, bool) {
+// traitReader unseals trait values on demand (cached per evaluation). A
+// failure to open that is not ErrUnreadable goes to fail (see
+// Options.Open), and the trait reads as absent meanwhile.
+func (p *Partition) traitReader(prof *gcr.Profile, fail func(error)) func(string) (any, bool) {
 	cache := map[string]any{}
 	return func(name string) (any, bool) {
 		if v, ok := cache[name]; ok {
@@ -436,6 +438,9 @@ func (p *Partition) traitReader(prof *gcr.Profile) func(string) (any, bool) {
 		}
 		pt, err := p.sm.opts.Open(t.Key, t.Sealed)
 		if err != nil {
+			if err := openFailure(err); err != nil {
+				fail(fmt.Errorf("trait %q: %w", name, err))
+			}
 			cache[name] = nil
 			return nil, false
 		}
@@ -665,11 +670,12 @@ func (p *Partition) previewOne(r store.Reader, set *audience.Set, now int64, id 
 // lazyStep returns a Step whose Traits, Stats and History read the
 // profile's GCR on first use (once), the loader itself (for callers that
 // need the GCR too), and a function reporting the error of that read if it
-// happened (it does not force the read). A GCR that txn (nil: none) wrote
+// happened (it does not force the read), or else of opening a trait (a
+// failure other than ErrUnreadable: the evaluation must not be kept). A GCR that txn (nil: none) wrote
 // in this apply is taken from it instead of being read and decoded again.
 func (p *Partition) lazyStep(r store.Reader, txn *gcr.Txn, id []byte) (audience.Step, func() *gcr.Profile, func() error) {
 	var prof *gcr.Profile
-	var profErr error
+	var profErr, openErr error
 	var traits func(string) (any, bool)
 	load := func() *gcr.Profile {
 		if prof == nil {
@@ -688,7 +694,11 @@ func (p *Partition) lazyStep(r store.Reader, txn *gcr.Txn, id []byte) (audience.
 				}
 				prof = &gcr.Profile{ID: id}
 			}
-			traits = p.traitReader(prof)
+			traits = p.traitReader(prof, func(err error) {
+				if openErr == nil {
+					openErr = err
+				}
+			})
 		}
 		return prof
 	}
@@ -700,7 +710,12 @@ func (p *Partition) lazyStep(r store.Reader, txn *gcr.Txn, id []byte) (audience.
 		},
 		History: func(fn func(audience.Event) bool) error { return p.history(r, load())(fn) },
 	}
-	return step, load, func() error { return profErr }
+	return step, load, func() error {
+		if profErr != nil {
+			return profErr
+		}
+		return openErr
+	}
 }
 
 // history iterates a profile's stored events for audience aggregates.
@@ -712,7 +727,9 @@ func (p *Partition) history(r store.Reader, prof *gcr.Profile) func(fn func(audi
 		}
 		for i := range recs {
 			rec := &recs[i]
-			rec.OpenProperties(p.sm.opts.Open)
+			if err := openFailure(rec.OpenProperties(p.sm.opts.Open)); err != nil {
+				return fmt.Errorf("projections: history of %s: event %s: %w", ulidString(prof.ID), ulidString(rec.ID), err)
+			}
 			name := ""
 			if rec.Kind == event.Track {
 				name = rec.Event
