@@ -136,7 +136,7 @@ func Open(r store.Reader, opts Options) (*StateMachine, error) {
 }
 
 // New returns a state machine over empty state (Open for a store that may
-// hold state). The caller must have validated opts.Identity.
+// hold state).
 func New(opts Options) *StateMachine {
 	if opts.Partitions == 0 {
 		opts.Partitions = 16

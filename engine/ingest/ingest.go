@@ -282,7 +282,7 @@ func (sl *sealing) close() {
 	if sl.sealer != nil {
 		sl.sealer.Close()
 	}
-	clear(sl.pt) // personal data: do not leave it in the heap longer than needed
+	clear(sl.pt[:cap(sl.pt)]) // personal data: do not leave it in the heap longer than needed
 }
 
 func (sl *sealing) hash(typ, value string) []byte {

@@ -14,7 +14,7 @@ import (
 // where body is the record body of the log entry (event.AppendRecord,
 // event/codec.go): one codec for both forms, deterministic (maps in key
 // order, nil and empty alike). The properties stay sealed as they came on
-// the log (Record.SealedProperties); readers open them (OpenRecord).
+// the log (Record.SealedProperties); readers open them (event.Record.OpenProperties, RecordView).
 //
 // The version byte follows the mark 0xc1; records of other versions (and
 // the msgpack records of earlier builds) are not read. Decoding checks every
