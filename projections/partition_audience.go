@@ -444,8 +444,11 @@ func (p *Partition) traitReader(prof *gcr.Profile, fail func(error)) func(string
 			cache[name] = nil
 			return nil, false
 		}
+		// CheckMsgpack first: msgpack.Unmarshal sizes slices by their
+		// declared length, and the plaintext is only as sound as its key's
+		// holder (a corrupt or hostile value must not allocate without bound).
 		var v any
-		if err := msgpack.Unmarshal(pt, &v); err != nil || v == nil {
+		if CheckMsgpack(pt) != nil || msgpack.Unmarshal(pt, &v) != nil || v == nil {
 			cache[name] = nil
 			return nil, false
 		}
