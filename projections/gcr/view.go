@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/wire"
 	"github.com/oklog/ulid/v2"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -203,10 +204,20 @@ func openValue(open Opener, key, sealed []byte) (v any, ok bool, err error) {
 	if oerr != nil {
 		return nil, false, nil
 	}
-	if err := msgpack.Unmarshal(plain, &v); err != nil {
+	if err := unmarshalPlain(plain, &v); err != nil {
 		return nil, false, fmt.Errorf("decode plaintext: %w", err)
 	}
 	return v, true, nil
+}
+
+// unmarshalPlain decodes an opened value after wire.CheckMsgpack: msgpack
+// v5.4.1 sizes slices by their declared length, so a corrupt value must not
+// reach it (the check bounds every length by the bytes that remain).
+func unmarshalPlain(plain []byte, v any) error {
+	if _, err := wire.CheckMsgpack(plain, wire.MsgpackLimits{MaxDepth: 10000}); err != nil {
+		return err
+	}
+	return msgpack.Unmarshal(plain, v)
 }
 
 // well-known identifier types that RecordView does not repeat under
@@ -251,7 +262,7 @@ func RecordView(rec *event.Record, open Opener) (map[string]any, error) {
 			redacted = true
 		} else {
 			var pv event.Private
-			if err := msgpack.Unmarshal(plain, &pv); err != nil {
+			if err := unmarshalPlain(plain, &pv); err != nil {
 				return nil, fmt.Errorf("gcr: record view %s: private: %w", id, err)
 			}
 			for k, s := range map[string]string{

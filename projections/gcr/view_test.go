@@ -199,3 +199,21 @@ func TestRecordView(t *testing.T) {
 		t.Errorf("track view = %v", m)
 	}
 }
+
+// TestOpenValueCorruptPlaintext: an opened value that claims more elements
+// than it holds is refused before the msgpack library sizes a slice by the
+// claim (4 billion elements here: tens of GB).
+func TestOpenValueCorruptPlaintext(t *testing.T) {
+	identity := func(_, sealed []byte) ([]byte, error) { return sealed, nil }
+	for _, plain := range [][]byte{
+		{0xdd, 0xff, 0xff, 0xff, 0xff},       // array32 of 2^32-1 elements, none present
+		{0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1}, // map32 likewise
+	} {
+		if _, ok, err := openValue(identity, nil, plain); err == nil || ok {
+			t.Errorf("openValue(% x): ok %v, err %v; want a decode error", plain, ok, err)
+		}
+	}
+	if v, ok, err := openValue(identity, nil, []byte{0x92, 0x01, 0xa1, 'x'}); err != nil || !ok || !reflect.DeepEqual(v, []any{int8(1), "x"}) {
+		t.Errorf("openValue of a sound value: %#v, %v, %v", v, ok, err)
+	}
+}
