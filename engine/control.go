@@ -46,7 +46,7 @@ func (e *Engine) appendControl(ctx context.Context, c projections.Control) (uint
 	if err != nil {
 		return 0, fmt.Errorf("engine: encode control: %w", err)
 	}
-	seq, _, err := e.log.Append(ctx, projections.SubjectControl, ulidString(e.ids.Next(e.opts.Now())), data)
+	seq, _, err := e.log.Append(ctx, projections.SubjectControl, base.ULIDString(e.ids.Next(e.opts.Now())), data)
 	return seq, err
 }
 

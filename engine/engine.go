@@ -55,8 +55,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func ulidString(b []byte) string { return base.ULIDString(b) }
-
 // Options configure an Engine. The zero value of every field has a default.
 type Options struct {
 	// DataDir holds the JetStream store (jetstream/), the projections

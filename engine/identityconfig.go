@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -31,7 +32,7 @@ func (e *Engine) publishIdentityConfig(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: encode identity config: %w", err)
 	}
-	seq, _, err := e.log.Append(ctx, projections.SubjectControl, ulidString(e.ids.Next(e.opts.Now())), data)
+	seq, _, err := e.log.Append(ctx, projections.SubjectControl, base.ULIDString(e.ids.Next(e.opts.Now())), data)
 	if err != nil {
 		return fmt.Errorf("engine: append identity config: %w", err)
 	}

@@ -88,8 +88,6 @@ func New(r store.Reader, opts Options, keys *seal.Keyring, ids *base.IDSource, c
 	return g, nil
 }
 
-func ulidString(b []byte) string { return base.ULIDString(b) }
-
 // accessTable is the in-memory view of the tokens, sessions and users in
 // the state store, rebuilt by the apply loop after every entry that changes
 // them, so that authentication does not read Pebble.
@@ -210,7 +208,7 @@ func (e *Gate) CreateToken(ctx context.Context, name string, role auth.Role, exp
 		return "", TokenInfo{}, fmt.Errorf("engine: token secret: %w", err)
 	}
 	h := auth.HashSecret(secret)
-	id := ulidString(e.ids.Next(now))
+	id := base.ULIDString(e.ids.Next(now))
 	tk, err := e.putToken(ctx, projections.Token{ID: id, Name: name, Role: string(role), Hash: h[:], Kind: auth.KindToken, Expires: exp})
 	if err != nil {
 		return "", TokenInfo{}, err
@@ -417,7 +415,7 @@ func (e *Gate) Login(ctx context.Context, name, password, code string) (Session,
 	}
 	h := auth.HashSecret(tokSecret)
 	exp := now.Add(e.opts.SessionTTL)
-	tk, err := e.putToken(ctx, projections.Token{ID: ulidString(e.ids.Next(now)), Name: name, Role: u.Role, Hash: h[:],
+	tk, err := e.putToken(ctx, projections.Token{ID: base.ULIDString(e.ids.Next(now)), Name: name, Role: u.Role, Hash: h[:],
 		Kind: auth.KindSession, Expires: exp.UnixMilli(), Step: step})
 	if errors.Is(err, ErrUnauthenticated) {
 		return Session{}, fail // the code was used by a concurrent login

@@ -79,8 +79,6 @@ func New(ctx context.Context, opts Options, l *alog.Log, keys *seal.Keyring, ids
 // RunCommitter runs the group commit until ctx ends.
 func (e *Edge) RunCommitter(ctx context.Context) error { return e.commit.run(ctx) }
 
-func ulidString(b []byte) string { return base.ULIDString(b) }
-
 // ParseOptions returns the options the edge parses events with: the identity
 // config's blocked values, the phone region and the clock.
 func (e *Edge) ParseOptions() event.ParseOptions {
@@ -178,7 +176,7 @@ func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]b
 			IDs:        make([]event.IDRef, len(ev.Identifiers)),
 		}
 		if rec.MessageID == "" {
-			rec.MessageID = "aurum-" + ulidString(rec.ID)
+			rec.MessageID = "aurum-" + base.ULIDString(rec.ID)
 		}
 		anchor, best := -1, 0
 		for j, id := range ev.Identifiers {
@@ -438,7 +436,7 @@ func (c *committer) append(group []*pending) *inflight {
 		return f
 	}
 	c.e.metrics.batchEvents.Observe(float64(n))
-	fut, err := c.e.log.AppendAsync(projections.SubjectEvents, ulidString(id), data)
+	fut, err := c.e.log.AppendAsync(projections.SubjectEvents, base.ULIDString(id), data)
 	if err != nil {
 		f.err = fmt.Errorf("engine: append: %w", err)
 		return f

@@ -94,8 +94,6 @@ func (e *Publisher) Barrier() {
 	e.mu.Unlock() //nolint:staticcheck // an intended barrier
 }
 
-func ulidString(b []byte) string { return base.ULIDString(b) }
-
 // Run publishes outbox entries with their deterministic message ids
 // and deletes each once the log acknowledged it. A crash between the two
 // re-publishes the entry with the same id, which the output stream's
@@ -168,7 +166,7 @@ func (e *Publisher) drainOutboxRange(ctx context.Context, db *store.DB, sm *proj
 		}
 		var hdr map[string]string
 		if len(ent.Msg.Profile) == 16 {
-			hdr = map[string]string{alog.HeaderProfile: ulidString(ent.Msg.Profile)}
+			hdr = map[string]string{alog.HeaderProfile: base.ULIDString(ent.Msg.Profile)}
 		}
 		f, err := e.log.AppendAsyncWithHeaders(ent.Msg.Subject, ent.Msg.MsgID, hdr, data)
 		if err != nil {

@@ -170,14 +170,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func ulidString(b []byte) string { return base.ULIDString(b) }
-
 func (e *Service) read(fn func(r store.Reader, sm *projections.StateMachine) error) error {
 	return e.state.Read(fn)
 }
 
 func erasureInfo(st projections.ErasureStatus) ErasureInfo {
-	info := ErasureInfo{ID: ulidString(st.ID), Status: ErasureApplied, IdentifierType: st.Type,
+	info := ErasureInfo{ID: base.ULIDString(st.ID), Status: ErasureApplied, IdentifierType: st.Type,
 		AppliedSeq: st.Seq, ProfileFound: st.Found,
 		Counts: ErasureCounts{Identifiers: st.Identifiers, Profiles: st.Profiles, Events: st.Events, Audiences: st.Audiences}}
 	rq := time.UnixMilli(st.Requested).UTC()
@@ -242,11 +240,11 @@ func (e *Service) RequestErasure(ctx context.Context, ident string) (ErasureInfo
 	if err != nil {
 		return ErasureInfo{}, fmt.Errorf("engine: erase: %w", err)
 	}
-	pending := ErasureInfo{ID: ulidString(id), Status: ErasurePending, IdentifierType: typ}
+	pending := ErasureInfo{ID: base.ULIDString(id), Status: ErasurePending, IdentifierType: typ}
 	if err := e.applied.WaitApplied(ctx, seq); err != nil {
 		return pending, nil // on the log: it will be applied
 	}
-	info, err := e.Erasure(ulidString(id))
+	info, err := e.Erasure(base.ULIDString(id))
 	if errors.Is(err, base.ErrNotFound) {
 		return pending, nil
 	}
@@ -371,7 +369,7 @@ func (e *Service) completeErasures(ctx context.Context) error {
 	}
 	for i := range pend {
 		if err := e.completeErasure(ctx, &pend[i]); err != nil {
-			return fmt.Errorf("engine: erase %s: %w", ulidString(pend[i].ID), err)
+			return fmt.Errorf("engine: erase %s: %w", base.ULIDString(pend[i].ID), err)
 		}
 	}
 	return nil
@@ -399,7 +397,7 @@ func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePen
 	if len(p.Profiles) > 0 && p.FirstOutput > 0 {
 		ids := map[string]bool{}
 		for _, id := range p.Profiles {
-			ids[ulidString(id)] = true
+			ids[base.ULIDString(id)] = true
 		}
 		var seqs []uint64
 		err := e.log.Scan(ctx, alog.StreamOut, alog.ScanOptions{HeadersOnly: true,
@@ -458,7 +456,7 @@ func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePen
 	}
 	e.metrics.erasures.Inc()
 	e.metrics.scrubbed.Add(float64(scrubbed))
-	e.opts.Logger.Info("engine: erasure completed", "id", ulidString(p.ID), "keys", len(p.Keys),
+	e.opts.Logger.Info("engine: erasure completed", "id", base.ULIDString(p.ID), "keys", len(p.Keys),
 		"scrubbed_messages", scrubbed, "seconds", time.Since(start).Seconds())
 	return nil
 }

@@ -86,10 +86,10 @@ func (e *Reader) AudienceMembers(name, cursor string, limit int) (members []Memb
 	}
 	members = make([]Member, len(ms))
 	for i, m := range ms {
-		members[i] = Member{ProfileID: ulidString(ids[i]), Since: time.UnixMilli(m.Since).UTC(), Version: m.Version}
+		members[i] = Member{ProfileID: base.ULIDString(ids[i]), Since: time.UnixMilli(m.Since).UTC(), Version: m.Version}
 	}
 	if len(ms) == limit {
-		next = ulidString(ids[len(ids)-1])
+		next = base.ULIDString(ids[len(ids)-1])
 	}
 	return members, next, nil
 }
@@ -144,7 +144,7 @@ func (e *Reader) Preview(rule string, sample int, exact bool) (PreviewResult, er
 		Sample: make([]string, len(pr.Sample)), EvaluatedAt: time.UnixMilli(now).UTC().Format(time.RFC3339Nano),
 		Took: time.Since(start).Round(time.Millisecond).String()}
 	for i, id := range pr.Sample {
-		res.Sample[i] = ulidString(id)
+		res.Sample[i] = base.ULIDString(id)
 	}
 	return res, nil
 }

@@ -6,7 +6,6 @@
 package query
 
 import (
-	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/seal"
@@ -41,8 +40,6 @@ func New(opts Options, keys *seal.Keyring, state State) *Reader {
 
 // consentDefault is the consent of a channel without any statement.
 func (e *Reader) consentDefault() bool { return !e.opts.ConsentDefaultDenied }
-
-func ulidString(b []byte) string { return base.ULIDString(b) }
 
 // ProfileAt loads the GCR of the person ref identifies from r, read with
 // sm (inside a State.Read).
