@@ -263,7 +263,7 @@ type durableConsumer struct {
 	done uint64
 }
 
-func (c *durableConsumer) create(ctx context.Context) (jetstream.Consumer, error) {
+func (c *durableConsumer) create(ctx context.Context) error {
 	cfg := jetstream.ConsumerConfig{
 		Durable:        c.durable,
 		Description:    "Aurum durable consumer " + c.durable,
@@ -278,11 +278,10 @@ func (c *durableConsumer) create(ctx context.Context) (jetstream.Consumer, error
 		t := c.opts.StartTime.UTC()
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
-	cons, err := c.l.js.CreateOrUpdateConsumer(ctx, c.stream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("log: consume %s/%s: consumer: %w", c.stream, c.durable, err)
+	if _, err := c.l.js.CreateOrUpdateConsumer(ctx, c.stream, cfg); err != nil {
+		return fmt.Errorf("log: consume %s/%s: consumer: %w", c.stream, c.durable, err)
 	}
-	return cons, nil
+	return nil
 }
 
 // checkFilters refuses filters that no subject of the stream can match
@@ -329,19 +328,23 @@ func subjectSubset(f, p string) bool {
 func (c *durableConsumer) run(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, c.l.opts.RequestTimeout)
 	err := c.checkFilters(cctx)
-	var cons jetstream.Consumer
 	if err == nil {
-		cons, err = c.create(cctx)
+		err = c.create(cctx)
 	}
 	cancel()
 	if err != nil {
 		return err
 	}
-	failures := 0
+	pull, err := c.l.newPuller(c.stream, c.durable)
+	if err != nil {
+		return fmt.Errorf("log: consume %s/%s: %w", c.stream, c.durable, err)
+	}
+	defer pull.close()
+	open, failures := true, 0
 	for ctx.Err() == nil {
-		if cons == nil {
+		if !open {
 			cctx, cancel := context.WithTimeout(ctx, c.l.opts.RequestTimeout)
-			cons, err = c.create(cctx)
+			err := c.create(cctx)
 			cancel()
 			if err != nil {
 				failures++
@@ -351,22 +354,17 @@ func (c *durableConsumer) run(ctx context.Context) error {
 				}
 				continue
 			}
+			open = true
 		}
-		// One pull request per message, not the Messages iterator: with
-		// MaxAckPending 1 the iterator can miss re-issuing its pull
-		// request (a race in nats.go between a fast reply and its
-		// fetch-in-progress flag) and stall until its heartbeat check.
-		fctx, cancel := context.WithTimeout(ctx, consumeFetchWait)
-		m, err := cons.Next(jetstream.FetchContext(fctx))
-		cancel()
+		m, err := pull.next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+			if errors.Is(err, errPullExpired) {
 				continue // nothing to deliver yet
 			}
-			cons = nil
+			open = false
 			failures++
 			c.l.logger.Warn("log: consume: re-opening", "stream", c.stream, "consumer", c.durable, "err", err, "failures", failures)
 			if !c.l.pause(ctx, failures) {
@@ -384,16 +382,16 @@ func (c *durableConsumer) run(ctx context.Context) error {
 
 // process hands one message to handle and gives the server its verdict.
 // It returns an error only for a message it cannot read.
-func (c *durableConsumer) process(ctx context.Context, m jetstream.Msg) error {
+func (c *durableConsumer) process(ctx context.Context, m *nats.Msg) error {
 	md, err := m.Metadata()
 	if err != nil {
 		return fmt.Errorf("log: consume %s/%s: metadata: %w", c.stream, c.durable, err)
 	}
 	msg := Msg{
 		Seq:       md.Sequence.Stream,
-		Subject:   m.Subject(),
-		MsgID:     m.Headers().Get(jetstream.MsgIDHeader),
-		Data:      m.Data(),
+		Subject:   m.Subject,
+		MsgID:     m.Header.Get(jetstream.MsgIDHeader),
+		Data:      m.Data,
 		Time:      md.Timestamp,
 		Delivered: md.NumDelivered,
 		Pending:   md.NumPending,
@@ -445,12 +443,12 @@ func (c *durableConsumer) process(ctx context.Context, m jetstream.Msg) error {
 // ack acks m and waits (at most RequestTimeout) for the server to confirm;
 // an unconfirmed ack is logged: the message then comes back after AckWait
 // and is acked again without calling handle.
-func (c *durableConsumer) ack(m jetstream.Msg, lg *slog.Logger) {
+func (c *durableConsumer) ack(m *nats.Msg, lg *slog.Logger) {
 	// Ack even if ctx ended meanwhile, so that the message is not handled
 	// twice; Close waits for this.
 	actx, cancel := context.WithTimeout(context.Background(), c.l.opts.RequestTimeout)
 	defer cancel()
-	if err := m.DoubleAck(actx); err != nil {
+	if err := m.AckSync(nats.Context(actx)); err != nil {
 		lg.Warn("log: consume: ack not confirmed", "err", err)
 		return
 	}

@@ -422,3 +422,44 @@ func TestConsumeDurableIndependentConsumers(t *testing.T) {
 		}
 	}
 }
+
+// A stopped ConsumeDurable leaves no pull request pending on the server: a
+// message appended the moment it returned goes to the next run at once,
+// not after AckWait (here a minute) on a dead inbox.
+func TestConsumeDurableStopLeavesNoPendingPull(t *testing.T) {
+	ctx := testCtx(t)
+	l := openLog(t, testOptions(t.TempDir()))
+	opts := fastConsume()
+	opts.AckWait = time.Minute
+	var seen []uint64
+	for round := 1; round <= 25; round++ {
+		r := &recorder{}
+		stop := runConsumer(t, l, "restart", []string{"aurum.audience.r.>"}, opts, r.handle)
+		if round > 1 {
+			calls := r.waitCalls(t, 1)
+			seen = append(seen, calls[0].seq)
+		}
+		// Stop the run while its next pull request is pending.
+		check.For(t, 5*time.Second, time.Millisecond, func() error {
+			cons, err := l.js.Consumer(ctx, StreamOut, "restart")
+			if err != nil {
+				return err
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return err
+			}
+			if info.NumWaiting == 0 {
+				return errors.New("no pull request pending")
+			}
+			return nil
+		})
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		appendOut(t, ctx, l, "aurum.audience.r.entered", "r"+strconv.Itoa(round))
+	}
+	if len(seen) != 24 || seen[0] != 1 || seen[23] != 24 {
+		t.Fatalf("rounds saw %v, want 1..24", seen)
+	}
+}
