@@ -1,0 +1,139 @@
+package seal
+
+import (
+	"context"
+	"crypto/cipher"
+	"fmt"
+)
+
+// SharedKeys is a store of wrapped data keys shared by the nodes of a
+// cluster (package log implements it on the replicated stream AURUM_KEYS).
+// Every node applies every event, so a node must open values sealed on
+// another under a key that node created. The wrapped form is the same on
+// every node: all share the master key, and the wrapping's additional data
+// is the key id alone.
+//
+// For each id the store holds nothing, a wrapped key, or a tombstone; a
+// tombstone is final. Implementations must be safe for concurrent use by
+// the nodes and their goroutines.
+type SharedKeys interface {
+	// Create offers keys[i].Wrapped under keys[i].ID, first writer wins,
+	// and returns for each (in order, same length) what the store holds
+	// afterwards: SharedPresent with the offered key or the key another
+	// creator stored first, or SharedDestroyed. It should not make one
+	// round trip per key.
+	Create(ctx context.Context, keys []SharedKey) ([]SharedKey, error)
+	// Get returns what the store holds for id: State SharedUnknown when
+	// nothing.
+	Get(ctx context.Context, id []byte) (SharedKey, error)
+	// Destroy erases the keys of ids and leaves tombstones, so that Get
+	// answers SharedDestroyed and Create never stores them again.
+	// Destroying an unknown or destroyed id is allowed.
+	Destroy(ctx context.Context, ids [][]byte) error
+}
+
+// SharedState is what a shared key store holds for an id.
+type SharedState uint8
+
+const (
+	SharedUnknown   SharedState = iota // nothing
+	SharedPresent                      // a wrapped key
+	SharedDestroyed                    // a tombstone
+)
+
+func (s SharedState) String() string {
+	switch s {
+	case SharedUnknown:
+		return "unknown"
+	case SharedPresent:
+		return "present"
+	case SharedDestroyed:
+		return "destroyed"
+	default:
+		return fmt.Sprintf("SharedState(%d)", uint8(s))
+	}
+}
+
+// SharedKey is one id's entry of a shared key store. Wrapped is set only
+// with SharedPresent.
+type SharedKey struct {
+	ID      []byte
+	State   SharedState
+	Wrapped []byte
+}
+
+// sharedCreate is Shared.Create bounded by SharedTimeout, with its answer
+// checked (one entry per offer, same ids).
+func (k *Keyring) sharedCreate(offers []SharedKey) ([]SharedKey, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), k.timeout)
+	defer cancel()
+	won, err := k.shared.Create(ctx, offers)
+	if err != nil {
+		return nil, fmt.Errorf("shared key store: %w", err)
+	}
+	if len(won) != len(offers) {
+		return nil, fmt.Errorf("shared key store: %d answers to %d offers", len(won), len(offers))
+	}
+	return won, nil
+}
+
+// sharedDestroy is Shared.Destroy bounded by SharedTimeout; without a
+// shared store it does nothing.
+func (k *Keyring) sharedDestroy(ids [][]byte) error {
+	if k.shared == nil || len(ids) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), k.timeout)
+	defer cancel()
+	if err := k.shared.Destroy(ctx, ids); err != nil {
+		return fmt.Errorf("shared key store: %w", err)
+	}
+	return nil
+}
+
+// loadShared looks up id, unknown to the keys database, in the shared
+// store, and keeps what it finds there: the wrapped key (cached and written
+// to the keys database) or a tombstone (ErrKeyDestroyed). The write is not
+// synced: lost in a crash, it is fetched again. It holds loadMu's read side
+// from the look-up to the write, so that a Destroy of id on this node comes
+// after it and undoes it.
+func (k *Keyring) loadShared(id *keyID) (cipher.AEAD, error) {
+	k.loadMu.RLock()
+	defer k.loadMu.RUnlock()
+	ctx, cancel := context.WithTimeout(context.Background(), k.timeout)
+	defer cancel()
+	got, err := k.shared.Get(ctx, id[:])
+	if err != nil {
+		return nil, fmt.Errorf("seal: load key %x: shared key store: %w", id[:], err)
+	}
+	b := k.db.NewBatch()
+	defer b.Close()
+	var aead cipher.AEAD
+	switch got.State {
+	case SharedUnknown:
+		return nil, fmt.Errorf("%w: %x", ErrUnknownKey, id[:])
+	case SharedPresent:
+		// Not ErrCorrupt: this node must not take as unreadable what
+		// the node that created the key reads (another master key, or a
+		// forged record), so the caller fails instead.
+		if aead, err = k.unwrap(id, got.Wrapped); err != nil {
+			return nil, fmt.Errorf("seal: load key %x: shared key store: %v", id[:], err)
+		}
+		err = b.Set(dbKey(prefixKey, id), got.Wrapped)
+	case SharedDestroyed:
+		err = b.Set(dbKey(prefixTombstone, id), []byte{version})
+	default:
+		return nil, fmt.Errorf("seal: load key %x: shared key store answered %v", id[:], got.State)
+	}
+	if err == nil {
+		err = k.db.Commit(b, false)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("seal: load key %x: %w", id[:], err)
+	}
+	k.cache.put(id, aead)
+	if aead == nil {
+		return nil, fmt.Errorf("%w: %x", ErrKeyDestroyed, id[:])
+	}
+	return aead, nil
+}
