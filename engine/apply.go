@@ -106,6 +106,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		access = access || res.Access
 		dests = dests || res.Destinations
 		erasures = erasures || res.Erasures > 0
+		e.privacy.DestroyErased(res.ErasedKeys)
 		outbox = outbox || res.Outbox > 0
 		e.metrics.applied.Add(float64(res.Events))
 		e.metrics.duplicates.Add(float64(res.Duplicates))

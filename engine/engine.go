@@ -88,6 +88,11 @@ type Options struct {
 	// MasterKey wraps the data keys (32 bytes). Default: read or create
 	// DataDir/master.key.
 	MasterKey []byte
+	// SharedKeys keeps the data keys also in the log's replicated stream
+	// AURUM_KEYS, so that every node of a cluster opens what any node
+	// sealed (all nodes share the master key; see ARCHITECTURE.md
+	// "Erasure"). cmd/aurum sets it with --cluster.
+	SharedKeys bool
 	// Identity configures the keychain. Default identity.DefaultConfig().
 	Identity *identity.Config
 	// Partitions splits the profile space. Default 16. Fixed when the data
@@ -273,7 +278,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, fmt.Errorf("engine: keys store: %w", err)
 	}
 	closers = append(closers, e.keysDB.Close)
-	if e.keys, err = seal.NewKeyring(e.keysDB, master, nil); err != nil {
+	var keyOpts seal.Options
+	if opts.SharedKeys {
+		keyOpts.Shared = sharedKeys{func() *alog.Log { return e.log }}
+	}
+	if e.keys, err = seal.NewKeyring(e.keysDB, master, &keyOpts); err != nil {
 		return nil, err
 	}
 	if err := recoverSwap(opts.DataDir); err != nil {
@@ -289,9 +298,6 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 	e.opts.Partitions = parts
 	if e.sm, err = openStateMachine(e.state, parts, opts.DedupWindow, e.keys); err != nil {
-		return nil, err
-	}
-	if err := privacy.RedestroySuppressed(e.state, e.keys, opts.Logger); err != nil {
 		return nil, err
 	}
 
@@ -322,6 +328,10 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	closers = append(closers, e.log.Close)
+	// After the log: with SharedKeys the keys are destroyed there too.
+	if err := privacy.RedestroySuppressed(e.state, e.keys, opts.Logger); err != nil {
+		return nil, err
+	}
 
 	e.metrics = newMetrics(opts.Registry)
 	e.recorder = audit.New(audit.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion, Logger: opts.Logger, Registry: opts.Registry},

@@ -25,6 +25,10 @@ type ReplayOptions struct {
 	// outputs keep their order); nothing is published.
 	Out    func(projections.OutMsg) error
 	Logger *slog.Logger
+	// SharedKeys reads data keys missing from DataDir/keys in AURUM_KEYS
+	// (as the node ran with Options.SharedKeys); the keys found there are
+	// kept in DataDir/keys.
+	SharedKeys bool
 	// GroupEntries and GroupBytes bound the log entries applied in one
 	// Pebble batch. Defaults DefaultApplyGroupEntries and
 	// DefaultApplyGroupBytes; GroupEntries 1: one batch per entry. The
@@ -69,7 +73,12 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, fmt.Errorf("engine: replay: keys: %w", err)
 	}
 	defer keysDB.Close()
-	keys, err := seal.NewKeyring(keysDB, master, nil)
+	var l *alog.Log // opened below
+	var keyOpts seal.Options
+	if opts.SharedKeys {
+		keyOpts.Shared = sharedKeys{func() *alog.Log { return l }}
+	}
+	keys, err := seal.NewKeyring(keysDB, master, &keyOpts)
 	if err != nil {
 		return res, err
 	}
@@ -101,7 +110,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 
-	l, err := alog.Open(ctx, alog.Options{Dir: filepath.Join(opts.DataDir, "jetstream"), Listen: "127.0.0.1:-1", Logger: opts.Logger})
+	l, err = alog.Open(ctx, alog.Options{Dir: filepath.Join(opts.DataDir, "jetstream"), Listen: "127.0.0.1:-1", Logger: opts.Logger})
 	if err != nil {
 		return res, err
 	}

@@ -1,6 +1,6 @@
 // Package log is Aurum's event log: the only package that imports nats-server
 // and nats.go. It owns the embedded NATS server with JetStream (or a
-// connection to an external deployment), the five streams, appends, ordered
+// connection to an external deployment), the six streams, appends, ordered
 // reads of the truth log, the raw-ingest work queue, dead letters, and
 // durable in-order consumers of the other streams (ConsumeDurable, e.g.
 // one per webhook destination on AURUM_OUT).
@@ -14,10 +14,12 @@
 //	                                                   duplicate window Options.OutDuplicateWindow
 //	AURUM_AUDIT   aurum.audit                          audit log of management actions; limits, no max
 //	                                                   age, DenyDelete and DenyPurge (see audit.go)
+//	AURUM_KEYS    aurum.keys.>                         shared data keys (wrapped) and tombstones; limits,
+//	                                                   no max age, MaxMsgSize 4 KiB (see keys.go)
 //
 // Messages are at most MaxMessageSize (4 MiB); the embedded server's
-// MaxPayload and every stream's MaxMsgSize are ServerMaxPayload (8 MiB) to
-// leave room for headers.
+// MaxPayload and every stream's MaxMsgSize but AURUM_KEYS's are
+// ServerMaxPayload (8 MiB) to leave room for headers.
 package log
 
 import (
@@ -227,7 +229,11 @@ func (l *Log) streamConfigs() []jetstream.StreamConfig {
 	audit.DenyDelete = true
 	audit.DenyPurge = true
 
-	return []jetstream.StreamConfig{logCfg, ingest, dlq, out, audit}
+	keys := base(StreamKeys, KeysPrefix+">")
+	keys.Description = "Aurum shared data keys (wrapped) and their tombstones"
+	keys.MaxMsgSize = keysMaxMsgSize
+
+	return []jetstream.StreamConfig{logCfg, ingest, dlq, out, audit, keys}
 }
 
 func startServer(opts Options, auth *serverAuth) (*server.Server, error) {

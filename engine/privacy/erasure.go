@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine/base"
@@ -140,6 +141,9 @@ type Service struct {
 	sources  Sources
 	metrics  *metrics
 	kick     chan struct{} // 1-buffered: an erasure was applied
+
+	localMu sync.Mutex
+	local   [][]byte // data keys of completed erasures, to destroy here (DestroyErased)
 }
 
 // New returns the privacy stage.
@@ -331,11 +335,19 @@ func RedestroySuppressed(r store.Reader, keyring *seal.Keyring, logger *slog.Log
 // of the person's data from the output and dead-letter streams, destroys
 // their data keys and appends erasure.completed. Each step is idempotent,
 // so a crash anywhere redoes the remaining ones at the next start.
+//
+// It also destroys, in this node's keys database, the keys of erasures
+// completed on the log (DestroyErased), wherever the rest ran: in a
+// cluster this part runs on every node.
 func (e *Service) RunErasures(ctx context.Context) error {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
-		if err := e.completeErasures(ctx); err != nil {
+		err := e.destroyErased()
+		if err == nil {
+			err = e.completeErasures(ctx)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -348,6 +360,47 @@ func (e *Service) RunErasures(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// DestroyErased queues the data keys of erasures completed on the log
+// (projections.Result.ErasedKeys) for the worker to destroy in this node's
+// keys database, and wakes it. Keys already destroyed here cost a read
+// each. A crash before the worker ran leaves them to the start-time
+// re-destroy (RedestroySuppressed): they are all suppressed identifiers'.
+func (e *Service) DestroyErased(keys [][]byte) {
+	if len(keys) == 0 {
+		return
+	}
+	e.localMu.Lock()
+	e.local = append(e.local, keys...)
+	e.localMu.Unlock()
+	e.KickErasures()
+}
+
+// destroyErased destroys the keys queued by DestroyErased; on failure they
+// stay queued.
+func (e *Service) destroyErased() error {
+	e.localMu.Lock()
+	keys := e.local
+	e.local = nil
+	e.localMu.Unlock()
+	if len(keys) == 0 {
+		return nil
+	}
+	n, err := e.keys.DestroyAll(keys)
+	if err == nil && n > 0 {
+		err = e.keys.Compact()
+	}
+	if err != nil {
+		e.localMu.Lock()
+		e.local = append(keys, e.local...)
+		e.localMu.Unlock()
+		return fmt.Errorf("engine: destroy the keys of completed erasures: %w", err)
+	}
+	if n > 0 {
+		e.opts.Logger.Info("engine: destroyed this node's copies of erased keys", "keys", n)
+	}
+	return nil
 }
 
 // KickErasures wakes the worker: an erasure was applied.

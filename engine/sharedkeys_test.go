@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/engine/privacy"
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/check"
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/seal"
+)
+
+// openEngine opens an engine closed when the test ends.
+func openEngine(t *testing.T, ctx context.Context, opts Options) *Engine {
+	t.Helper()
+	if opts.DataDir == "" {
+		opts.DataDir = t.TempDir()
+	}
+	if opts.NATSListen == "" {
+		opts.NATSListen = "127.0.0.1:-1"
+	}
+	opts.TickPeriod = -1
+	e, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return e
+}
+
+// TestSharedKeysTwoEngines: two engines on one NATS server (own data
+// directories, the same master key, SharedKeys) apply the same log. What A
+// sealed, B opens: the same GCR traits and revenue. A third engine without
+// SharedKeys cannot (the control). An erasure on A makes B destroy its own
+// copy of the person's keys, and D, down during the erasure, destroys its
+// copy when it catches up.
+func TestSharedKeysTwoEngines(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	master := bytes.Repeat([]byte{9}, seal.MasterKeySize)
+	a := openEngine(t, ctx, Options{MasterKey: master, SharedKeys: true, NATSNoAuth: true})
+	b := openEngine(t, ctx, Options{MasterKey: master, SharedKeys: true, NATSURL: a.NATSURL()})
+	c := openEngine(t, ctx, Options{MasterKey: master, NATSURL: a.NATSURL()})
+	dOpts := Options{MasterKey: master, SharedKeys: true, NATSURL: a.NATSURL(), DataDir: t.TempDir()}
+	d := openEngine(t, ctx, dOpts)
+
+	if _, err := a.Gate().CreateSource(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	for _, js := range []string{
+		`{"type":"identify","userId":"u1","traits":{"email":"alice@example.com","name":"Alice","plan":{"tier":"gold"}},"timestamp":"2026-01-01T00:00:00Z"}`,
+		`{"type":"track","event":"Order Completed","userId":"u1","properties":{"revenue":42.5,"currency":"EUR"},"timestamp":"2026-01-01T00:01:00Z"}`,
+	} {
+		ev, err := event.Parse([]byte(js), "", a.Edge().ParseOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range []*Engine{a, b, c, d} {
+		if err := e.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	va, err := a.Reader().Profile("user_id:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := b.Reader().Profile("user_id:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if va.Traits["name"] != "Alice" || va.Redacted {
+		t.Fatalf("A's own view: traits %v, redacted %v", va.Traits, va.Redacted)
+	}
+	if !reflect.DeepEqual(va.Traits, vb.Traits) || vb.Redacted {
+		t.Fatalf("B's traits %v (redacted %v), want A's %v", vb.Traits, vb.Redacted, va.Traits)
+	}
+	if !reflect.DeepEqual(va.Revenue, vb.Revenue) || len(va.Revenue) == 0 {
+		t.Fatalf("B's revenue %v, want A's %v", vb.Revenue, va.Revenue)
+	}
+	if !reflect.DeepEqual(va.Identifiers, vb.Identifiers) {
+		t.Fatalf("B's identifiers %v, want A's %v", vb.Identifiers, va.Identifiers)
+	}
+	// The control: without the shared keys, C reads nothing A sealed.
+	vc, err := c.Reader().Profile("user_id:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !vc.Redacted || vc.Traits["name"] != nil || len(vc.Revenue) != 0 {
+		t.Fatalf("C without shared keys: traits %v, revenue %v, redacted %v", vc.Traits, vc.Revenue, vc.Redacted)
+	}
+
+	// B and D now hold the person's keys in their own keys databases.
+	kid := b.keys.Hash("user_id", "u1")
+	for _, e := range []*Engine{b, d} {
+		if _, err := e.keys.Seal(kid, []byte("x")); err != nil {
+			t.Fatalf("before the erasure: %v", err)
+		}
+	}
+	// D is down during the erasure.
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := a.Privacy().RequestErasure(ctx, "user_id:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
+		st, err := b.Privacy().Erasure(info.ID)
+		if err != nil {
+			return err
+		}
+		if st.Status != privacy.ErasureCompleted {
+			return errors.New("erasure not completed on B")
+		}
+		if _, err := b.keys.Seal(kid, []byte("x")); !errors.Is(err, seal.ErrKeyDestroyed) {
+			return errors.New("B still holds the person's key")
+		}
+		return nil
+	})
+	// D catches up at its next start (the request and the completion in
+	// one group, usually: its worker never sees the erasure pending, and
+	// the start-time re-destroy ran before the catch-up) and destroys its
+	// copy on applying the completion.
+	d = openEngine(t, ctx, dOpts)
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if _, err := d.keys.Seal(kid, []byte("x")); !errors.Is(err, seal.ErrKeyDestroyed) {
+			return errors.New("D still holds the person's key after its restart")
+		}
+		return nil
+	})
+	if _, err := a.keys.Seal(kid, []byte("x")); !errors.Is(err, seal.ErrKeyDestroyed) {
+		t.Fatalf("A after the erasure: %v", err)
+	}
+	if g, err := a.log.GetKey(ctx, kid); err != nil || g.State != alog.KeyDestroyed {
+		t.Fatalf("AURUM_KEYS after the erasure: %+v, %v", g, err)
+	}
+}
