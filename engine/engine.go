@@ -328,6 +328,16 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	closers = append(closers, e.log.Close)
+	if opts.SharedKeys {
+		// Once per keys database: the keys of a node that ran alone.
+		n, err := e.keys.Share()
+		if err != nil {
+			return nil, fmt.Errorf("engine: shared keys: %w", err)
+		}
+		if n > 0 {
+			opts.Logger.Info("engine: put this node's data keys into the shared key store", "keys", n)
+		}
+	}
 	// After the log: with SharedKeys the keys are destroyed there too.
 	if err := privacy.RedestroySuppressed(e.state, e.keys, opts.Logger); err != nil {
 		return nil, err

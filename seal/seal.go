@@ -9,6 +9,8 @@
 //	dk/<keyid16> → wrapped data key: version(1) || nonce(12) || ciphertext+tag(48)
 //	dx/<keyid16> → tombstone of a destroyed key (never recreated)
 //	meta/check   → key check value of the master key: version(1) || 16 bytes
+//	meta/shared  → present while every key and tombstone is also in the
+//	               shared store (Options.Shared, Keyring.Share)
 //
 // Look-ups use a keyed hash (HMAC-SHA256 under another derived key) so that
 // identifiers can be found without storing them in plaintext.
@@ -66,6 +68,7 @@ var (
 	prefixKey       = []byte("dk/")
 	prefixTombstone = []byte("dx/")
 	keyCheck        = []byte("meta/check")
+	keyShared       = []byte("meta/shared") // every key and tombstone here is in the shared store (Share)
 )
 
 // Options configures a Keyring. A nil *Options is valid.
@@ -331,6 +334,9 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 			return fmt.Errorf("seal: ensure: %w", err)
 		}
 	}
+	if err := k.markUnshared(b); err != nil {
+		return fmt.Errorf("seal: ensure: %w", err)
+	}
 	if err := k.db.Commit(b, true); err != nil {
 		return fmt.Errorf("seal: ensure: %w", err)
 	}
@@ -417,6 +423,9 @@ func (k *Keyring) Destroy(keyID []byte) error {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
 	if err := b.Set(dbKey(prefixTombstone, &id), []byte{version}); err != nil {
+		return fmt.Errorf("seal: destroy: %w", err)
+	}
+	if err := k.markUnshared(b); err != nil {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
 	if err := k.db.Commit(b, true); err != nil {
@@ -604,6 +613,9 @@ func (k *Keyring) DestroyAll(keyIDs [][]byte) (int, error) {
 		if err := b.Set(dbKey(prefixTombstone, &done[i]), []byte{version}); err != nil {
 			return 0, fmt.Errorf("seal: destroy all: %w", err)
 		}
+	}
+	if err := k.markUnshared(b); err != nil {
+		return 0, fmt.Errorf("seal: destroy all: %w", err)
 	}
 	if err := k.db.Commit(b, true); err != nil {
 		return 0, fmt.Errorf("seal: destroy all: %w", err)

@@ -1,9 +1,13 @@
 package seal
 
 import (
+	"bytes"
 	"context"
 	"crypto/cipher"
+	"errors"
 	"fmt"
+
+	"github.com/aurumcdp/aurum/store"
 )
 
 // SharedKeys is a store of wrapped data keys shared by the nodes of a
@@ -136,4 +140,121 @@ func (k *Keyring) loadShared(id *keyID) (cipher.AEAD, error) {
 		return nil, fmt.Errorf("%w: %x", ErrKeyDestroyed, id[:])
 	}
 	return aead, nil
+}
+
+// markUnshared adds to b, a write of keys or tombstones without the shared
+// store, the removal of the mark that every key here is shared.
+func (k *Keyring) markUnshared(b *store.Batch) error {
+	if k.shared != nil {
+		return nil
+	}
+	return b.Delete(keyShared)
+}
+
+// shareChunk is how many keys Share offers in one Create call.
+const shareChunk = 1024
+
+// Share puts every key and tombstone of the keys database into the shared
+// store, so that a node that ran alone (or ever ran without Options.Shared)
+// brings its keys into a cluster: the other nodes then open what it sealed.
+// It runs once per database: it records that everything is shared, and a
+// keyring without a shared store that creates or destroys a key removes
+// the record. A key the shared store holds differently (another node created
+// the same id with another key before) is an error: data sealed under both
+// exists, and only one can be shared. A key destroyed there is destroyed
+// here. It returns how many keys and tombstones it shared.
+func (k *Keyring) Share() (int, error) {
+	if k.shared == nil {
+		return 0, errors.New("seal: share: no shared store")
+	}
+	if _, err := k.db.Get(keyShared); err == nil {
+		return 0, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return 0, fmt.Errorf("seal: share: %w", err)
+	}
+	k.writeMu.Lock()
+	defer k.writeMu.Unlock()
+	n := 0
+	var destroyed [][]byte
+	err := scanChunks(k.db, prefixKey, func(ids [][]byte, values [][]byte) error {
+		offers := make([]SharedKey, len(ids))
+		for i := range ids {
+			offers[i] = SharedKey{ID: ids[i], State: SharedPresent, Wrapped: values[i]}
+		}
+		won, err := k.sharedCreate(offers)
+		if err != nil {
+			return err
+		}
+		for i, w := range won {
+			switch {
+			case w.State == SharedDestroyed:
+				destroyed = append(destroyed, ids[i])
+			case w.State == SharedPresent && bytes.Equal(w.Wrapped, values[i]):
+				n++
+			default:
+				return fmt.Errorf("key %x is %v in the shared store with another key: this node's data under it would not open elsewhere", ids[i], w.State)
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = scanChunks(k.db, prefixTombstone, func(ids [][]byte, _ [][]byte) error {
+			n += len(ids)
+			return k.sharedDestroy(ids)
+		})
+	}
+	if err != nil {
+		return n, fmt.Errorf("seal: share: %w", err)
+	}
+	k.loadMu.Lock()
+	defer k.loadMu.Unlock()
+	b := k.db.NewBatch()
+	defer b.Close()
+	for _, raw := range destroyed {
+		id := keyID(raw)
+		if err := b.Delete(dbKey(prefixKey, &id)); err != nil {
+			return n, fmt.Errorf("seal: share: %w", err)
+		}
+		if err := b.Set(dbKey(prefixTombstone, &id), []byte{version}); err != nil {
+			return n, fmt.Errorf("seal: share: %w", err)
+		}
+	}
+	if err := b.Set(keyShared, []byte{version}); err != nil {
+		return n, fmt.Errorf("seal: share: %w", err)
+	}
+	if err := k.db.Commit(b, true); err != nil {
+		return n, fmt.Errorf("seal: share: %w", err)
+	}
+	for _, raw := range destroyed {
+		id := keyID(raw)
+		k.cache.put(&id, nil)
+		k.raw.remove(&id)
+	}
+	return n, nil
+}
+
+// scanChunks calls fn with the ids and values under prefix, shareChunk at a
+// time, outside the database iterator.
+func scanChunks(db *store.DB, prefix []byte, fn func(ids, values [][]byte) error) error {
+	lower, upper := prefix, store.PrefixEnd(prefix)
+	for {
+		var ids, values [][]byte
+		err := db.Scan(lower, upper, false, func(k, v []byte) bool {
+			if len(k) == len(prefix)+idLen {
+				ids = append(ids, bytes.Clone(k[len(prefix):]))
+				values = append(values, bytes.Clone(v))
+			}
+			lower = append(bytes.Clone(k), 0)
+			return len(ids) < shareChunk
+		})
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if err := fn(ids, values); err != nil {
+			return err
+		}
+	}
 }

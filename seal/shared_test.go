@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -360,5 +361,71 @@ func TestSharedBatch(t *testing.T) {
 	}
 	if got := len(shared.m); got != len(ids) {
 		t.Errorf("%d shared keys, want %d", got, len(ids))
+	}
+}
+
+// TestShare: a keys database filled without the shared store is shared
+// once (keys and tombstones); after a write without it, again; a key the
+// shared store holds differently is an error.
+func TestShare(t *testing.T) {
+	shared := newMemShared()
+	alone, dbA, _ := newTestKeyring(t, nil)
+	mustEnsure(t, alone, id(1), id(2), id(3))
+	s1, err := alone.Seal(id(1), []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alone.Destroy(id(3)); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewKeyring(dbA, testMaster(1), &Options{Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.Share(); err != nil || n != 3 {
+		t.Fatalf("Share: %d, %v; want 2 keys and 1 tombstone", n, err)
+	}
+	b, _ := sharedNode(t, shared)
+	if p, err := b.Open(id(1), s1); err != nil || string(p) != "v" {
+		t.Fatalf("another node opens what the lone node sealed: %q, %v", p, err)
+	}
+	if _, err := b.Seal(id(3), nil); !errors.Is(err, ErrKeyDestroyed) {
+		t.Fatalf("a key destroyed before sharing: %v", err)
+	}
+	if n, err := a.Share(); err != nil || n != 0 {
+		t.Fatalf("Share again: %d, %v; want nothing to do", n, err)
+	}
+	// Keys written without the shared store make the database unshared.
+	alone2, err := NewKeyring(dbA, testMaster(1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEnsure(t, alone2, id(4))
+	if n, err := a.Share(); err != nil || n != 4 {
+		t.Fatalf("Share after a lone Ensure: %d, %v; want 3 keys and 1 tombstone", n, err)
+	}
+	// A conflict: the cluster created id 5 first.
+	mustEnsure(t, b, id(5))
+	mustEnsure(t, alone2, id(5))
+	if _, err := a.Share(); err == nil || !strings.Contains(err.Error(), "another key") {
+		t.Fatalf("Share with a conflicting key: %v", err)
+	}
+	// A key destroyed in the cluster is destroyed here.
+	mustEnsure(t, alone2, id(6))
+	if err := shared.Destroy(context.Background(), [][]byte{id(6)}); err != nil {
+		t.Fatal(err)
+	}
+	alone3, err := NewKeyring(dbA, testMaster(1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alone3.Destroy(id(5)); err != nil { // resolve the conflict the hard way
+		t.Fatal(err)
+	}
+	if _, err := a.Share(); err != nil {
+		t.Fatal(err)
+	}
+	if !hasTombstone(t, dbA, id(6)) {
+		t.Error("a key destroyed in the shared store stayed here")
 	}
 }
