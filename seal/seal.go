@@ -14,6 +14,10 @@
 //
 // Look-ups use a keyed hash (HMAC-SHA256 under another derived key) so that
 // identifiers can be found without storing them in plaintext.
+//
+// In a cluster, the keys are also kept in a store shared by the nodes
+// (Options.Shared, shared.go), so that every node opens what any node
+// sealed; the keys database is then this node's copy.
 package seal
 
 import (
