@@ -3,7 +3,10 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/aurumcdp/aurum/internal/check"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/seal"
+	"github.com/aurumcdp/aurum/store"
 )
 
 // openEngine opens an engine closed when the test ends.
@@ -146,5 +150,49 @@ func TestSharedKeysTwoEngines(t *testing.T) {
 	}
 	if g, err := a.log.GetKey(ctx, kid); err != nil || g.State != alog.KeyDestroyed {
 		t.Fatalf("AURUM_KEYS after the erasure: %+v, %v", g, err)
+	}
+}
+
+// BenchmarkEnsureSharedKeys: Ensure of 256 new key ids (one ingest batch of
+// new people) on a keyring alone and on one whose keys are shared through
+// AURUM_KEYS on an embedded server (the same fsync setting: default). The
+// ratio is the cost of shared keys per batch of new people; keys already
+// known cost nothing more (the cache answers).
+func BenchmarkEnsureSharedKeys(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		b.Run(fmt.Sprintf("shared=%v", shared), func(b *testing.B) {
+			ctx := context.Background()
+			l, err := alog.Open(ctx, alog.Options{Dir: filepath.Join(b.TempDir(), "js"), Listen: "127.0.0.1:-1"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			db, err := store.Open(filepath.Join(b.TempDir(), "keys"), keysStoreOptions(nil))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			var o seal.Options
+			if shared {
+				o.Shared = sharedKeys{func() *alog.Log { return l }}
+			}
+			k, err := seal.NewKeyring(db, bytes.Repeat([]byte{3}, seal.MasterKeySize), &o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			const batch = 256
+			ids := make([][]byte, batch)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for j := range ids {
+					ids[j] = make([]byte, 16)
+					binary.BigEndian.PutUint64(ids[j][8:], uint64(i*batch+j))
+				}
+				if err := k.Ensure(ids); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "keys/s")
+		})
 	}
 }

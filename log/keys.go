@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -232,9 +233,9 @@ func (l *Log) GetKey(ctx context.Context, id []byte) (KeyEntry, error) {
 // lastKeyRecord reads the last message on subject: the entry, and the
 // message's sequence and record (seq 0 when there is none).
 func (l *Log) lastKeyRecord(ctx context.Context, subject string) (KeyEntry, lastKey, error) {
-	stream, err := l.js.Stream(ctx, StreamKeys)
+	stream, err := l.keys.get(ctx, l.js)
 	if err != nil {
-		return KeyEntry{}, lastKey{}, fmt.Errorf("log: keys: %w", err)
+		return KeyEntry{}, lastKey{}, err
 	}
 	m, err := stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -252,6 +253,27 @@ func (l *Log) lastKeyRecord(ctx context.Context, subject string) (KeyEntry, last
 		return KeyEntry{State: KeyDestroyed}, last, nil
 	}
 	return KeyEntry{State: KeyPresent, Wrapped: r.wrapped}, last, nil
+}
+
+// keysStream is the handle of AURUM_KEYS, looked up on first use (a look-up
+// is a round trip; reads by subject go by name, and the handle's cached
+// config says direct gets are off).
+type keysStream struct {
+	mu sync.Mutex
+	s  jetstream.Stream
+}
+
+func (k *keysStream) get(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.s == nil {
+		s, err := js.Stream(ctx, StreamKeys)
+		if err != nil {
+			return nil, fmt.Errorf("log: keys: %w", err)
+		}
+		k.s = s
+	}
+	return k.s, nil
 }
 
 type lastKey struct {

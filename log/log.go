@@ -87,6 +87,8 @@ type Log struct {
 	cancelClosing context.CancelFunc
 	readers       map[*Reader]struct{}
 	active        sync.WaitGroup // running ConsumeIngest and ConsumeDurable calls
+
+	keys keysStream // AURUM_KEYS, looked up once (keys.go)
 }
 
 // enter registers a long-running call that Close waits for; it reports
