@@ -42,15 +42,6 @@ func (m BGNBD) LogLikelihood(c RFM) float64 {
 	return a1 + a2 + logAddExp(a3, a4)
 }
 
-// groupLL sums n × the log-likelihood over the groups.
-func (m BGNBD) groupLL(groups []Group) float64 {
-	var s float64
-	for _, g := range groups {
-		s += float64(g.N) * m.LogLikelihood(g.RFM)
-	}
-	return s
-}
-
 // PAlive is the probability that a customer with summary c is still alive
 // at the end of calibration.
 func (m BGNBD) PAlive(c RFM) float64 {
@@ -94,10 +85,7 @@ func FitBGNBD(groups []Group, o FitOptions) (BGNBD, Fit, error) {
 	if err != nil {
 		return BGNBD{}, Fit{}, err
 	}
-	ll := func(p []float64) float64 {
-		return BGNBD{R: p[0], Alpha: p[1], A: p[2], B: p[3]}.groupLL(groups)
-	}
-	p, best, evals, err := maximize(ll, []float64{0, 0, 0, 0}, o.withDefaults())
+	p, best, evals, err := maximize(newRFMTable(groups).bgnbdLL(), []float64{0, 0, 0, 0}, o.withDefaults())
 	if err != nil {
 		return BGNBD{}, Fit{}, fmt.Errorf("predict: bgnbd: %w", err)
 	}

@@ -49,14 +49,6 @@ func (m GammaGamma) ConditionalSpend(x int, mean float64) float64 {
 	return m.P * (m.Gamma + mean*float64(x)) / (px + m.Q - 1)
 }
 
-func (m GammaGamma) groupLL(spends []Spend) float64 {
-	var s float64
-	for _, g := range spends {
-		s += float64(g.N) * m.LogLikelihood(g.X, g.Mean)
-	}
-	return s
-}
-
 // FitGammaGamma fits the model to customers with repeat purchases by
 // maximum likelihood.
 func FitGammaGamma(spends []Spend, o FitOptions) (GammaGamma, Fit, error) {
@@ -73,10 +65,7 @@ func FitGammaGamma(spends []Spend, o FitOptions) (GammaGamma, Fit, error) {
 	if n == 0 {
 		return GammaGamma{}, Fit{}, ErrNoData
 	}
-	ll := func(p []float64) float64 {
-		return GammaGamma{P: p[0], Q: p[1], Gamma: p[2]}.groupLL(spends)
-	}
-	p, best, evals, err := maximize(ll, []float64{0, 0, 0}, o.withDefaults())
+	p, best, evals, err := maximize(newSpendTable(spends).gammaGammaLL(), []float64{0, 0, 0}, o.withDefaults())
 	if err != nil {
 		return GammaGamma{}, Fit{}, fmt.Errorf("predict: gamma_gamma: %w", err)
 	}

@@ -76,8 +76,15 @@ func (o SummaryOptions) withDefaults() SummaryOptions {
 	return o
 }
 
+// maxDay bounds day numbers (about ±27,000 years), so differences of days
+// cannot overflow.
+const maxDay = 10_000_000
+
 // Validate checks the options (a zero field stands for its default).
 func (o SummaryOptions) Validate() error {
+	if o.CalibrationEnd < -maxDay || o.CalibrationEnd > maxDay || o.HoldoutEnd < -maxDay || o.HoldoutEnd > maxDay {
+		return fmt.Errorf("predict: calibration end %d or holdout end %d is not within ±%d", o.CalibrationEnd, o.HoldoutEnd, maxDay)
+	}
 	if o.DaysPerUnit < 0 {
 		return fmt.Errorf("predict: days per unit %d < 0", o.DaysPerUnit)
 	}
@@ -101,6 +108,9 @@ func Summarize(purchases []Purchase, o SummaryOptions) ([]Customer, error) {
 	for i, p := range purchases {
 		if math.IsNaN(p.Amount) || math.IsInf(p.Amount, 0) {
 			return nil, fmt.Errorf("predict: purchase %d: amount %v is not finite", i, p.Amount)
+		}
+		if p.Day < -maxDay || p.Day > maxDay {
+			return nil, fmt.Errorf("predict: purchase %d: day %d is not within ±%d", i, p.Day, maxDay)
 		}
 	}
 	ps := slices.Clone(purchases)
