@@ -245,3 +245,43 @@ func TestCDNOWHoldout(t *testing.T) {
 		}
 	}
 }
+
+// TestCDNOWParetoNBDHoldout: the published Pareto/NBD holdout correlation
+// (0.630) and BTYDplus's MAPE (0.945) for the Pareto/NBD fit.
+func TestCDNOWParetoNBDHoldout(t *testing.T) {
+	cs := cdnowCustomers(t)
+	groups, _ := cdnowGroups(t, cs)
+	m, _, err := FitParetoNBD(groups, FitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := Evaluate(m, cs, 39, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", ev)
+	if math.Abs(ev.Correlation-0.630) > 0.01 {
+		t.Errorf("correlation = %.4f, want 0.630 ± 0.01", ev.Correlation)
+	}
+	if math.Abs(ev.MAPE-0.945) > 0.0005 {
+		t.Errorf("MAPE = %.4f, want 0.945", ev.MAPE)
+	}
+}
+
+// TestCDNOWGammaGammaSpend: E[M | x, zbar] of customers 1–10 from Hardie's
+// spreadsheet (note 025, as the lifetimes tests assert it, ± 0.1).
+func TestCDNOWGammaGammaSpend(t *testing.T) {
+	cs := cdnowCustomers(t)
+	_, spends := cdnowGroups(t, cs)
+	m, _, err := FitGammaGamma(spends, FitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{24.65, 18.91, 35.17, 35.17, 35.17, 71.46, 18.91, 35.17, 27.28, 35.17}
+	for i, w := range want {
+		c := cs[i] // IDs 0001 .. 0010 sort first
+		if got := m.ConditionalSpend(c.X, c.MeanSpend); math.Abs(got-w) > 0.1 {
+			t.Errorf("customer %s (x %d, mean %.2f): E[M] = %.3f, want %.2f", c.ID, c.X, c.MeanSpend, got, w)
+		}
+	}
+}
