@@ -27,7 +27,8 @@ func synthCustomers100k(b *testing.B) []Customer {
 
 // BenchmarkFitBGNBDGammaGamma100k fits BG/NBD and Gamma-Gamma to 100,000
 // synthetic customers: from the summaries (grouping included), and, as the
-// baseline of the same run, with every customer its own group.
+// baseline of the same run, with every customer its own group; then
+// Pareto/NBD alone from the summaries.
 func BenchmarkFitBGNBDGammaGamma100k(b *testing.B) {
 	cs := synthCustomers100k(b)
 	b.Run("grouped", func(b *testing.B) {
@@ -74,6 +75,22 @@ func BenchmarkFitBGNBDGammaGamma100k(b *testing.B) {
 			if _, _, err := FitGammaGamma(spends, FitOptions{}); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+	b.Run("pareto_nbd", func(b *testing.B) {
+		for b.Loop() {
+			var g Grouper
+			for _, c := range cs {
+				if err := g.Add(c.RFM); err != nil {
+					b.Fatal(err)
+				}
+			}
+			m, fit, err := FitParetoNBD(g.Groups(), FitOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(fit.Evaluations), "evals")
+			b.Logf("%+v", m)
 		}
 	})
 }

@@ -305,6 +305,14 @@ func TestTablesMatchPerCustomer(t *testing.T) {
 		}
 		near(t, "bgnbd table", bgLL([]float64{m.R, m.Alpha, m.A, m.B}), want, 1e-9*math.Abs(want))
 	}
+	pnLL := newPairTable(groups).paretoNBDLL()
+	for _, m := range []ParetoNBD{cdnowPN, {R: 3, Alpha: 1, S: 2, Beta: 30}, {R: 1, Alpha: 5, S: 1, Beta: 2}} {
+		want := 0.0
+		for _, g := range groups {
+			want += float64(g.N) * m.LogLikelihood(g.RFM)
+		}
+		near(t, "pareto_nbd table", pnLL([]float64{m.R, m.Alpha, m.S, m.Beta}), want, 1e-9*math.Abs(want))
+	}
 	for _, m := range []GammaGamma{cdnowGGm, {P: 0.5, Q: 1.5, Gamma: 100}} {
 		want := 0.0
 		for _, s := range spends {

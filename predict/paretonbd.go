@@ -83,14 +83,6 @@ func (m ParetoNBD) ConditionalExpected(t float64, c RFM) float64 {
 	return m.PAlive(c) * rate * bt * powm1Ratio(bt/(bt+t), m.S-1)
 }
 
-func (m ParetoNBD) groupLL(groups []Group) float64 {
-	var s float64
-	for _, g := range groups {
-		s += float64(g.N) * m.LogLikelihood(g.RFM)
-	}
-	return s
-}
-
 // FitParetoNBD fits the model to the groups by maximum likelihood.
 func FitParetoNBD(groups []Group, o FitOptions) (ParetoNBD, Fit, error) {
 	if err := o.Validate(); err != nil {
@@ -100,10 +92,7 @@ func FitParetoNBD(groups []Group, o FitOptions) (ParetoNBD, Fit, error) {
 	if err != nil {
 		return ParetoNBD{}, Fit{}, err
 	}
-	ll := func(p []float64) float64 {
-		return ParetoNBD{R: p[0], Alpha: p[1], S: p[2], Beta: p[3]}.groupLL(groups)
-	}
-	p, best, evals, err := maximize(ll, []float64{0, 0, 0, 0}, o.withDefaults())
+	p, best, evals, err := maximize(newPairTable(groups).paretoNBDLL(), []float64{0, 0, 0, 0}, o.withDefaults())
 	if err != nil {
 		return ParetoNBD{}, Fit{}, fmt.Errorf("predict: pareto_nbd: %w", err)
 	}

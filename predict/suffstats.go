@@ -130,3 +130,81 @@ func (tb *spendTable) gammaGammaLL() func(p []float64) float64 {
 		return sum
 	}
 }
+
+// pairTable adds to an rfmTable the distinct (x, time) pairs the groups use
+// as (x, t_x) and (x, T): Pareto/NBD's hypergeometric terms depend on a
+// customer through those pairs only.
+type pairTable struct {
+	*rfmTable
+	pairs []pairKey        // distinct, sorted
+	at    []pairGroupIndex // per group: indices of its (x, t_x) and (x, T) pairs
+}
+
+type pairKey struct{ x, t int32 }
+
+type pairGroupIndex struct{ tx, t int32 }
+
+func newPairTable(groups []Group) *pairTable {
+	tb := &pairTable{rfmTable: newRFMTable(groups)}
+	for _, g := range tb.groups {
+		tb.pairs = append(tb.pairs, pairKey{g.x, g.tx}, pairKey{g.x, g.t})
+	}
+	cmpPair := func(a, b pairKey) int {
+		if c := cmp.Compare(a.x, b.x); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.t, b.t)
+	}
+	slices.SortFunc(tb.pairs, cmpPair)
+	tb.pairs = slices.Compact(tb.pairs)
+	tb.at = make([]pairGroupIndex, len(tb.groups))
+	for i, g := range tb.groups {
+		a, _ := slices.BinarySearchFunc(tb.pairs, pairKey{g.x, g.tx}, cmpPair)
+		b, _ := slices.BinarySearchFunc(tb.pairs, pairKey{g.x, g.t}, cmpPair)
+		tb.at[i] = pairGroupIndex{int32(a), int32(b)}
+	}
+	return tb
+}
+
+// paretoNBDLL returns the log-likelihood of the table under Pareto/NBD
+// parameters p = (r, alpha, s, beta): the sum of n × ParetoNBD.LogLikelihood.
+func (tb *pairTable) paretoNBDLL() func(p []float64) float64 {
+	a1 := make([]float64, len(tb.xs))
+	lp := make([]float64, len(tb.pairs)) // log 2F1(...; d/(hi+t)) − (r+s+x) log(hi+t)
+	return func(p []float64) float64 {
+		r, alpha, s, beta := p[0], p[1], p[2], p[3]
+		base := -lgamma(r) + r*math.Log(alpha) + s*math.Log(beta)
+		for i, x := range tb.xs {
+			a1[i] = base + lgamma(r+x)
+		}
+		lo, hi, swap := beta, alpha, false
+		if alpha < beta {
+			lo, hi, swap = alpha, beta, true
+		}
+		d := hi - lo
+		for i, pk := range tb.pairs {
+			x, t := tb.xs[pk.x], tb.times[pk.t]
+			rsx := r + s + x
+			b := s + 1
+			if swap {
+				b = r + x
+			}
+			q := hi + t
+			lp[i] = math.Log(hyp2f1(rsx, b, rsx+1, d/q)) - rsx*math.Log(q)
+		}
+		logS := math.Log(s)
+		sum := 0.0
+		for i, g := range tb.groups {
+			x := tb.xs[g.x]
+			alive := a1[g.x] - (r+x)*math.Log(alpha+tb.times[g.t]) - s*math.Log(beta+tb.times[g.t])
+			ll := alive
+			if g.tx != g.t {
+				at := tb.at[i]
+				dead := a1[g.x] + logS - math.Log(r+s+x) + logSubExp(lp[at.tx], lp[at.t])
+				ll = logAddExp(alive, dead)
+			}
+			sum += g.n * ll
+		}
+		return sum
+	}
+}
