@@ -71,9 +71,14 @@ func (m BGNBD) ConditionalExpected(t float64, c RFM) float64 {
 	r, alpha, a, b := m.R, m.Alpha, m.A, m.B
 	x := float64(c.X)
 	z := t / (alpha + c.T + t)
-	h := hyp2f1(r+x, b+x, a+b+x-1, z)
-	num := (a + b + x - 1) / (a - 1) * (1 - math.Exp((r+x)*math.Log((alpha+c.T)/(alpha+c.T+t)))*h)
-	return num * m.PAlive(c)
+	u := (alpha + c.T) / (alpha + c.T + t) // 1 − z
+	// FHL's u^(r+x) 2F1(r+x, b+x; a+b+x−1; z) through Euler's transformation
+	// 2F1(A, B; C; z) = (1−z)^(C−A−B) 2F1(C−A, C−B; C; z): u^(a−1)
+	// 2F1(a+b−1−r, a−1; a+b+x−1; z). The same value, but its first two
+	// parameters do not grow with x, so the series neither overflows nor
+	// cancels for frequent buyers (2F1(r+x, b+x; ...) overflows at x ~ 1000).
+	h := math.Pow(u, a-1) * hyp2f1(a+b-1-r, a-1, a+b+x-1, z)
+	return (a + b + x - 1) / (a - 1) * (1 - h) * m.PAlive(c)
 }
 
 // FitBGNBD fits the model to the groups by maximum likelihood.

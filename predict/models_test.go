@@ -321,3 +321,59 @@ func TestTablesMatchPerCustomer(t *testing.T) {
 		near(t, "gamma-gamma table", ggLL([]float64{m.P, m.Q, m.Gamma}), want, 1e-9*math.Abs(want))
 	}
 }
+
+// TestExtremeInputsStayFinite: probabilities stay in [0, 1] and
+// expectations finite and >= 0 for frequent buyers, long silences, long
+// horizons and extreme parameters (the hypergeometric terms overflowed or,
+// in Cephes, looped without end at x = 1000 before they were taken through
+// Euler's transformation and the series).
+func TestExtremeInputsStayFinite(t *testing.T) {
+	models := []RepeatModel{
+		cdnowBG, cdnowPN,
+		BGNBD{R: 2, Alpha: 0.5, A: 3, B: 0.4}, ParetoNBD{R: 3, Alpha: 1, S: 2, Beta: 30},
+		BGNBD{R: 0.01, Alpha: 0.01, A: 0.01, B: 0.01}, ParetoNBD{R: 0.01, Alpha: 0.01, S: 0.01, Beta: 100},
+		BGNBD{R: 50, Alpha: 1000, A: 50, B: 0.5}, ParetoNBD{R: 50, Alpha: 1000, S: 50, Beta: 0.5},
+	}
+	for _, m := range models {
+		for _, x := range []int{0, 1, 10, 100, 1000} {
+			for _, T := range []float64{0, 0.1, 1, 52, 520, 5000} {
+				for _, f := range []float64{0.001, 0.5, 1} {
+					c := RFM{X: x, TX: T * f, T: T}
+					if x == 0 {
+						c.TX = 0
+					}
+					p := m.PAlive(c)
+					if !(p >= 0 && p <= 1) {
+						t.Errorf("%+v %+v: P(alive) = %v", m, c, p)
+					}
+					for _, h := range []float64{0.1, 4, 52, 520, 5000} {
+						if e := m.ConditionalExpected(h, c); !(e >= 0) || math.IsInf(e, 0) {
+							t.Errorf("%+v %+v: E[Y(%v)] = %v", m, c, h, e)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestHyp2f1Fallback: where the series does not converge within its bound,
+// gonum's Cephes port answers, with c moved off the integer c − a − b on
+// which Cephes would loop; checked against closed forms.
+func TestHyp2f1Fallback(t *testing.T) {
+	// 2F1(1, 1; 2; z) = −log(1−z)/z: c − a − b = 0, z near 1.
+	for _, z := range []float64{0.5, 0.999, 0.99999} {
+		near(t, "2F1(1,1;2;z)", hyp2f1(1, 1, 2, z)/(-math.Log1p(-z)/z), 1, 1e-7)
+	}
+	// 2F1(1/2, 1/2; 3/2; w²) = asin(w)/w.
+	for _, w := range []float64{0.3, 0.9999, 0.999999} {
+		near(t, "2F1(½,½;3/2;w²)", hyp2f1(0.5, 0.5, 1.5, w*w)/(math.Asin(w)/w), 1, 1e-9)
+	}
+	if _, ok := hyp2f1Series(1, 1, 2, 0.99999); ok {
+		t.Error("the series converged: the fallback is not exercised")
+	}
+	// The case that looped in Cephes: the series answers it.
+	if v, ok := hyp2f1Series(2, 0.4, 1002.4, 0.99); !ok || math.Abs(v-1) > 0.01 {
+		t.Errorf("2F1(2, 0.4; 1002.4; 0.99) = %v, %v", v, ok)
+	}
+}

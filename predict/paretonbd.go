@@ -30,11 +30,18 @@ func (m ParetoNBD) logA0(c RFM) float64 {
 		lo, hi, b = alpha, beta, r+x
 	}
 	rsx := r + s + x
-	d := hi - lo
-	q1, q2 := hi+c.TX, hi+c.T
-	l1 := math.Log(hyp2f1(rsx, b, rsx+1, d/q1)) - rsx*math.Log(q1)
-	l2 := math.Log(hyp2f1(rsx, b, rsx+1, d/q2)) - rsx*math.Log(q2)
-	return logSubExp(l1, l2)
+	return logSubExp(logA0Term(rsx, b, lo, hi, c.TX), logA0Term(rsx, b, lo, hi, c.T))
+}
+
+// logA0Term is log 2F1(rsx, b; rsx+1; z) − rsx log(hi+t), z = (hi−lo)/(hi+t),
+// through Euler's transformation 2F1(A, B; C; z) = (1−z)^(C−A−B) 2F1(C−A,
+// C−B; C; z) with 1 − z = (lo+t)/(hi+t): the factor that overflows for
+// frequent buyers when z is near 1 is taken in log space, and the series
+// left, 2F1(1, rsx+1−b; rsx+1; z), has a first parameter of 1.
+func logA0Term(rsx, b, lo, hi, t float64) float64 {
+	q := hi + t
+	lq := math.Log(q)
+	return (1-b)*(math.Log(lo+t)-lq) + math.Log(hyp2f1(1, rsx+1-b, rsx+1, (hi-lo)/q)) - rsx*lq
 }
 
 // logLikelihoodParts returns the log-likelihood of one customer and the log

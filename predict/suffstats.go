@@ -170,7 +170,7 @@ func newPairTable(groups []Group) *pairTable {
 // parameters p = (r, alpha, s, beta): the sum of n × ParetoNBD.LogLikelihood.
 func (tb *pairTable) paretoNBDLL() func(p []float64) float64 {
 	a1 := make([]float64, len(tb.xs))
-	lp := make([]float64, len(tb.pairs)) // log 2F1(...; d/(hi+t)) − (r+s+x) log(hi+t)
+	lp := make([]float64, len(tb.pairs)) // logA0Term of each pair
 	return func(p []float64) float64 {
 		r, alpha, s, beta := p[0], p[1], p[2], p[3]
 		base := -lgamma(r) + r*math.Log(alpha) + s*math.Log(beta)
@@ -181,16 +181,13 @@ func (tb *pairTable) paretoNBDLL() func(p []float64) float64 {
 		if alpha < beta {
 			lo, hi, swap = alpha, beta, true
 		}
-		d := hi - lo
 		for i, pk := range tb.pairs {
 			x, t := tb.xs[pk.x], tb.times[pk.t]
-			rsx := r + s + x
 			b := s + 1
 			if swap {
 				b = r + x
 			}
-			q := hi + t
-			lp[i] = math.Log(hyp2f1(rsx, b, rsx+1, d/q)) - rsx*math.Log(q)
+			lp[i] = logA0Term(r+s+x, b, lo, hi, t)
 		}
 		logS := math.Log(s)
 		sum := 0.0
