@@ -75,3 +75,42 @@ func CLV(m RepeatModel, spend float64, c RFM, o CLVOptions) (float64, error) {
 	}
 	return spend * sum, nil
 }
+
+// Scores are the per-profile predictions of issue #12.
+type Scores struct {
+	PAlive      float64
+	ChurnRisk   float64 // 1 − PAlive
+	Expected30  float64 // purchases expected in the next 30 days
+	Expected90  float64
+	Expected365 float64
+	CLV365      float64 // undiscounted value of the next 365 days
+}
+
+// Score computes the scores of customer c (its summary as of now) under a
+// repeat-purchase model m and spend model g fitted in units of daysPerUnit
+// days (0: 7).
+func Score(m RepeatModel, g GammaGamma, c Customer, daysPerUnit int) (Scores, error) {
+	if err := c.RFM.Validate(); err != nil {
+		return Scores{}, err
+	}
+	if err := g.Validate(); err != nil {
+		return Scores{}, err
+	}
+	if daysPerUnit < 0 {
+		return Scores{}, fmt.Errorf("predict: score: days per unit %d < 0", daysPerUnit)
+	}
+	if daysPerUnit == 0 {
+		daysPerUnit = 7
+	}
+	unit := float64(daysPerUnit)
+	p := m.PAlive(c.RFM)
+	s := Scores{
+		PAlive:      p,
+		ChurnRisk:   1 - p,
+		Expected30:  m.ConditionalExpected(30/unit, c.RFM),
+		Expected90:  m.ConditionalExpected(90/unit, c.RFM),
+		Expected365: m.ConditionalExpected(365/unit, c.RFM),
+	}
+	s.CLV365 = g.ConditionalSpend(c.X, c.MeanSpend) * s.Expected365
+	return s, nil
+}

@@ -377,3 +377,36 @@ func TestHyp2f1Fallback(t *testing.T) {
 		t.Errorf("2F1(2, 0.4; 1002.4; 0.99) = %v, %v", v, ok)
 	}
 }
+
+func TestScore(t *testing.T) {
+	c := Customer{RFM: RFM{X: 2, TX: 30.43, T: 38.86}, MeanSpend: 22.35}
+	s, err := Score(cdnowBG, cdnowGGm, c, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "p_alive", s.PAlive, 0.7266, 5e-4)
+	near(t, "churn_risk", s.ChurnRisk, 1-s.PAlive, 0)
+	near(t, "expected_30d", s.Expected30, cdnowBG.ConditionalExpected(30.0/7, c.RFM), 0)
+	if !(s.Expected30 < s.Expected90 && s.Expected90 < s.Expected365) {
+		t.Errorf("expectations not increasing: %+v", s)
+	}
+	clv, err := CLV(cdnowBG, cdnowGGm.ConditionalSpend(2, 22.35), c.RFM, CLVOptions{Horizon: 365.0 / 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "clv_365d", s.CLV365, clv, 1e-9)
+	// In days: the same customer, the same scores.
+	cd := Customer{RFM: RFM{X: 2, TX: 30.43 * 7, T: 38.86 * 7}, MeanSpend: 22.35}
+	md := BGNBD{R: cdnowBG.R, Alpha: cdnowBG.Alpha * 7, A: cdnowBG.A, B: cdnowBG.B}
+	sd, err := Score(md, cdnowGGm, cd, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "days vs weeks", sd.Expected365, s.Expected365, 1e-9)
+	if _, err := Score(cdnowBG, GammaGamma{}, c, 0); err == nil {
+		t.Error("invalid spend model: no error")
+	}
+	if _, err := Score(cdnowBG, cdnowGGm, Customer{RFM: RFM{X: -1}}, 0); err == nil {
+		t.Error("invalid summary: no error")
+	}
+}
