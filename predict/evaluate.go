@@ -12,7 +12,8 @@ type Evaluation struct {
 	Customers int
 	Expected  float64 // sum of the conditional expectations
 	Actual    int     // sum of the holdout purchases
-	// Correlation (Pearson) of expected with actual purchases per customer.
+	// Correlation (Pearson) of expected with actual purchases per customer;
+	// NaN when either has no variance.
 	Correlation float64
 	// MAPE is Σ|actual − expected| / Σ actual (BTYDplus's definition).
 	MAPE float64
