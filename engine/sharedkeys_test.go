@@ -196,3 +196,68 @@ func BenchmarkEnsureSharedKeys(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOpenSharedMiss: a node opens values under keys another node
+// created (its first open of each key reads AURUM_KEYS, on an embedded
+// server, and keeps it) against opens under keys in its own keys database
+// (the key caches hold one key: every open reads keys/). It is what a node
+// pays in its apply loop for each person another node created.
+func BenchmarkOpenSharedMiss(b *testing.B) {
+	ctx := context.Background()
+	l, err := alog.Open(ctx, alog.Options{Dir: filepath.Join(b.TempDir(), "js"), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	master := bytes.Repeat([]byte{3}, seal.MasterKeySize)
+	keyring := func(shared bool) *seal.Keyring {
+		db, err := store.Open(filepath.Join(b.TempDir(), "keys"), keysStoreOptions(nil))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		o := seal.Options{CacheKeys: 1, CacheRawKeys: -1}
+		if shared {
+			o.Shared = sharedKeys{func() *alog.Log { return l }}
+		}
+		k, err := seal.NewKeyring(db, master, &o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return k
+	}
+	creator := keyring(true)
+	const n = 20000
+	ids := make([][]byte, n)
+	sealed := make([][]byte, n)
+	for i := range ids {
+		ids[i] = make([]byte, 16)
+		binary.BigEndian.PutUint64(ids[i][8:], uint64(i))
+	}
+	for i := 0; i < n; i += 1000 {
+		if err := creator.Ensure(ids[i : i+1000]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range ids {
+		if sealed[i], err = creator.Seal(ids[i], []byte("v")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, shared := range []bool{false, true} {
+		b.Run(fmt.Sprintf("shared=%v", shared), func(b *testing.B) {
+			k := creator // every key is in its keys database, not cached
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if shared && i%n == 0 {
+					b.StopTimer()
+					k = keyring(true) // every key is a local miss
+					b.StartTimer()
+				}
+				if _, err := k.Open(ids[i%n], sealed[i%n]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
