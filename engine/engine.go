@@ -386,6 +386,9 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("outbox", e.publisher.Run)
 	e.goRun("gateway", e.edge.RunGateway)
 	e.goRun("erasure", e.privacy.RunErasures)
+	if e.opts.SharedKeys {
+		e.goRun("keys", e.followKeys)
+	}
 	if e.opts.TickPeriod > 0 {
 		e.goRun("ticker", e.tickLoop)
 	}

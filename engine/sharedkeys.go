@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/seal"
@@ -73,5 +74,41 @@ func toSealKey(id []byte, g alog.KeyEntry) (seal.SharedKey, error) {
 		return seal.SharedKey{ID: id, State: seal.SharedDestroyed}, nil
 	default:
 		return seal.SharedKey{}, fmt.Errorf("engine: shared keys: unknown state %d", g.State)
+	}
+}
+
+// followKeys writes the keys other nodes create to this node's keys
+// database as they are stored in AURUM_KEYS (seal.Keyring.Adopt), so that
+// the apply loop seldom reads AURUM_KEYS for a key it lacks. A failure is
+// logged and the follower restarts from its last position a second later:
+// the apply loop's reads cover meanwhile.
+func (e *Engine) followKeys(ctx context.Context) error {
+	for {
+		pos, err := e.keys.AdoptedPosition()
+		if err != nil {
+			return err
+		}
+		err = e.log.FollowKeys(ctx, pos+1, func(recs []alog.KeyRecord) error {
+			keys := make([]seal.SharedKey, len(recs))
+			for i, r := range recs {
+				keys[i] = seal.SharedKey{ID: r.ID, Wrapped: r.Wrapped, State: seal.SharedUnknown}
+				if r.State == alog.KeyPresent {
+					keys[i].State = seal.SharedPresent
+				}
+			}
+			_, err := e.keys.Adopt(keys, recs[len(recs)-1].Seq)
+			return err
+		})
+		if err == nil || errors.Is(err, alog.ErrClosed) || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.opts.Logger.Warn("engine: key follower: will restart", "err", err)
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }

@@ -97,6 +97,13 @@ func TestSharedKeysTwoEngines(t *testing.T) {
 	if !reflect.DeepEqual(va.Identifiers, vb.Identifiers) {
 		t.Fatalf("B's identifiers %v, want A's %v", vb.Identifiers, va.Identifiers)
 	}
+	// B's key follower has written A's keys to B's keys database.
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if pos, err := b.keys.AdoptedPosition(); err != nil || pos == 0 {
+			return fmt.Errorf("B adopted up to %d (%v)", pos, err)
+		}
+		return nil
+	})
 	// The control: without the shared keys, C reads nothing A sealed.
 	vc, err := c.Reader().Profile("user_id:u1")
 	if err != nil {

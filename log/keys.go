@@ -1,13 +1,16 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -368,4 +371,94 @@ func (l *Log) withTimeout(ctx context.Context) (context.Context, context.CancelF
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, l.opts.RequestTimeout)
+}
+
+// KeyRecord is a record of AURUM_KEYS as FollowKeys delivers it: a key
+// (State KeyPresent, Wrapped set) or a tombstone (KeyDestroyed).
+type KeyRecord struct {
+	Seq     uint64
+	ID      []byte
+	State   KeyState
+	Wrapped []byte
+}
+
+// followBatch is the most records FollowKeys hands over at once.
+const followBatch = 256
+
+// FollowKeys hands fn the records of AURUM_KEYS from sequence from on (0
+// or 1: from the first), in stream order and in batches of at most 256,
+// as they are stored, until ctx ends (nil) or the log closes (ErrClosed).
+// A record that is not a key record of this version, or on a subject that
+// is not a key id, is skipped and logged. fn's error, or a failure to read,
+// ends it; the caller restarts it after the last sequence it handled.
+func (l *Log) FollowKeys(ctx context.Context, from uint64, fn func([]KeyRecord) error) error {
+	if !l.enter() {
+		return ErrClosed
+	}
+	defer l.active.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(l.closing, cancel)
+	defer stop()
+	err := l.followKeys(ctx, max(from, 1), fn)
+	if l.isClosed() {
+		return ErrClosed
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (l *Log) followKeys(ctx context.Context, from uint64, fn func([]KeyRecord) error) error {
+	cons, err := l.js.OrderedConsumer(ctx, StreamKeys, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	if err != nil {
+		return fmt.Errorf("log: follow keys: %w", err)
+	}
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(followBatch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return fmt.Errorf("log: follow keys: %w", err)
+		}
+		var recs []KeyRecord
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("log: follow keys: metadata: %w", err)
+			}
+			rec, err := keyRecordOf(m.Subject(), m.Data())
+			if err != nil {
+				l.logger.Warn("log: follow keys: skipped a record", "seq", md.Sequence.Stream, "err", err)
+				continue
+			}
+			rec.Seq = md.Sequence.Stream
+			recs = append(recs, rec)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("log: follow keys: %w", err)
+		}
+		if len(recs) > 0 {
+			if err := fn(recs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// keyRecordOf decodes the record data on subject (aurum.keys.<hex id>).
+func keyRecordOf(subject string, data []byte) (KeyRecord, error) {
+	id, err := hex.DecodeString(strings.TrimPrefix(subject, KeysPrefix))
+	if err != nil || len(id) == 0 || len(id) > MaxKeyID || !strings.HasPrefix(subject, KeysPrefix) {
+		return KeyRecord{}, fmt.Errorf("%w: subject %q is not a key id", ErrMalformedKeyRecord, subject)
+	}
+	r, err := decodeKeyRecord(data)
+	if err != nil {
+		return KeyRecord{}, fmt.Errorf("%s: %w", subject, err)
+	}
+	if r.kind == keyKindTombstone {
+		return KeyRecord{ID: id, State: KeyDestroyed}, nil
+	}
+	return KeyRecord{ID: id, State: KeyPresent, Wrapped: bytes.Clone(r.wrapped)}, nil
 }

@@ -2,6 +2,7 @@ package log
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,8 +10,11 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aurumcdp/aurum/internal/check"
 )
 
 func keyID(n int) []byte {
@@ -241,4 +245,49 @@ func FuzzDecodeKeyRecord(f *testing.F) {
 			t.Fatalf("%x decodes to %+v, which encodes to %x", b, r, encodeKeyRecord(r))
 		}
 	})
+}
+
+// TestFollowKeys: the records are handed over in stream order from the
+// given sequence, keys and tombstones, later ones as they are stored; a
+// malformed record is skipped; the follower ends with its context.
+func TestFollowKeys(t *testing.T) {
+	l := openLog(t, testOptions(t.TempDir()))
+	ctx := testCtx(t)
+	if _, err := l.CreateKeys(ctx, []KeyOffer{{keyID(1), []byte("w1")}, {keyID(2), []byte("w2")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.js.Publish(ctx, KeysPrefix+"zz", []byte{keyRecordVersion, keyKindKey, 1}); err != nil {
+		t.Fatal(err)
+	}
+	fctx, stop := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var got []KeyRecord
+	done := make(chan error, 1)
+	go func() {
+		done <- l.FollowKeys(fctx, 2, func(recs []KeyRecord) error {
+			mu.Lock()
+			got = append(got, recs...)
+			mu.Unlock()
+			return nil
+		})
+	}()
+	if err := l.DestroyKeys(ctx, [][]byte{keyID(1)}); err != nil {
+		t.Fatal(err)
+	}
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) < 2 {
+			return fmt.Errorf("%d records so far", len(got))
+		}
+		return nil
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("FollowKeys after its context ended: %v", err)
+	}
+	if len(got) != 2 || !bytes.Equal(got[0].ID, keyID(2)) || got[0].State != KeyPresent || string(got[0].Wrapped) != "w2" ||
+		!bytes.Equal(got[1].ID, keyID(1)) || got[1].State != KeyDestroyed || got[1].Seq <= got[0].Seq {
+		t.Fatalf("records %+v; want key 2 (from seq 2 on), then the tombstone of key 1", got)
+	}
 }

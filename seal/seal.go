@@ -11,6 +11,7 @@
 //	meta/check   → key check value of the master key: version(1) || 16 bytes
 //	meta/shared  → present while every key and tombstone is also in the
 //	               shared store (Options.Shared, Keyring.Share)
+//	meta/adopted → position of the shared store's records adopted (Adopt)
 //
 // Look-ups use a keyed hash (HMAC-SHA256 under another derived key) so that
 // identifiers can be found without storing them in plaintext.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/cipher"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -257,4 +258,87 @@ func scanChunks(db *store.DB, prefix []byte, fn func(ids, values [][]byte) error
 			return err
 		}
 	}
+}
+
+// keyAdopted is the position (8 bytes, big-endian) of the last record of
+// the shared store handed to Adopt.
+var keyAdopted = []byte("meta/adopted")
+
+// Adopt writes keys of the shared store to the keys database ahead of
+// their first use, so that opening them costs no read of the shared store:
+// the engine hands it what a follower of the store delivers, with pos, the
+// follower's position, kept in the same batch (AdoptedPosition). Keys this
+// database holds already, or holds destroyed, are left as they are (a
+// destroyed key is never brought back); tombstones are not taken (a node
+// destroys its copy when the erasure completes), nor keys that do not
+// unwrap (their first use reports it). The write is not synced: lost in a
+// crash, the keys are adopted again or read on first use. It returns how
+// many keys it wrote.
+func (k *Keyring) Adopt(keys []SharedKey, pos uint64) (int, error) {
+	k.loadMu.RLock()
+	defer k.loadMu.RUnlock()
+	b := k.db.NewBatch()
+	defer b.Close()
+	n := 0
+	for _, sk := range keys {
+		id, err := toID(sk.ID)
+		if err != nil || sk.State != SharedPresent {
+			continue
+		}
+		if _, ok := k.cache.get(&id); ok {
+			continue
+		}
+		if has, err := k.hasLocal(&id); err != nil {
+			return 0, fmt.Errorf("seal: adopt: %w", err)
+		} else if has {
+			continue
+		}
+		dk, err := k.unwrapRaw(&id, sk.Wrapped)
+		if err != nil {
+			continue
+		}
+		clear(dk)
+		if err := b.Set(dbKey(prefixKey, &id), sk.Wrapped); err != nil {
+			return 0, fmt.Errorf("seal: adopt: %w", err)
+		}
+		n++
+	}
+	var p [8]byte
+	binary.BigEndian.PutUint64(p[:], pos)
+	if err := b.Set(keyAdopted, p[:]); err != nil {
+		return 0, fmt.Errorf("seal: adopt: %w", err)
+	}
+	if err := k.db.Commit(b, false); err != nil {
+		return 0, fmt.Errorf("seal: adopt: %w", err)
+	}
+	return n, nil
+}
+
+// hasLocal reports whether the keys database has a key or a tombstone for id.
+func (k *Keyring) hasLocal(id *keyID) (bool, error) {
+	for _, prefix := range [][]byte{prefixKey, prefixTombstone} {
+		_, err := k.db.Get(dbKey(prefix, id))
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// AdoptedPosition returns the pos of the last Adopt (0: none).
+func (k *Keyring) AdoptedPosition() (uint64, error) {
+	v, err := k.db.Get(keyAdopted)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("seal: adopted position: %w", err)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("seal: adopted position: %d bytes, want 8", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
 }

@@ -429,3 +429,69 @@ func TestShare(t *testing.T) {
 		t.Error("a key destroyed in the shared store stayed here")
 	}
 }
+
+// TestAdopt: adopted keys open without the shared store; a key destroyed
+// here is not brought back; tombstones and keys that do not unwrap are not
+// taken; the position is kept.
+func TestAdopt(t *testing.T) {
+	shared := newMemShared()
+	a, _ := sharedNode(t, shared)
+	mustEnsure(t, a, id(1), id(2), id(3))
+	s1, err := a.Seal(id(1), []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3, err := a.Seal(id(3), []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a follower delivers: the keys as created (key 2 before its
+	// tombstone), key 4 wrapped under another master key, a tombstone.
+	var recs []SharedKey
+	for _, n := range []int{1, 2, 3} {
+		k, _ := shared.Get(context.Background(), id(n))
+		recs = append(recs, k)
+	}
+	other, _, _ := newTestKeyringMaster(t, testMaster(2))
+	otherShared := newMemShared()
+	other.shared = otherShared
+	mustEnsure(t, other, id(4))
+	k4, _ := otherShared.Get(context.Background(), id(4))
+	recs = append(recs, k4)
+	b0, dbB := sharedNode(t, shared)
+	if err := b0.Destroy(id(2)); err != nil { // destroyed here (and there)
+		t.Fatal(err)
+	}
+	// A keyring whose cache does not know it: the keys database decides.
+	b, err := NewKeyring(dbB, testMaster(1), &Options{Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = append(recs, SharedKey{ID: id(5), State: SharedDestroyed})
+	n, err := b.Adopt(recs, 77)
+	if err != nil || n != 2 {
+		t.Fatalf("Adopt: %d, %v; want keys 1 and 3", n, err)
+	}
+	if pos, err := b.AdoptedPosition(); err != nil || pos != 77 {
+		t.Fatalf("AdoptedPosition: %d, %v", pos, err)
+	}
+	shared.setFail(errors.New("shared store down"))
+	for i, s := range map[int][]byte{1: s1, 3: s3} {
+		if p, err := b.Open(id(i), s); err != nil || string(p) != "v" {
+			t.Fatalf("open of adopted key %d with the shared store down: %q, %v", i, p, err)
+		}
+	}
+	if !hasTombstone(t, dbB, id(2)) {
+		t.Fatal("the tombstone of key 2 is gone")
+	}
+	id2 := keyID(id(2))
+	if _, err := dbB.Get(dbKey(prefixKey, &id2)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Adopt brought a destroyed key back: %v", err)
+	}
+	for _, n := range []int{4, 5} {
+		x := keyID(id(n))
+		if has, err := b.hasLocal(&x); err != nil || has {
+			t.Errorf("key %d adopted: %v, %v", n, has, err)
+		}
+	}
+}
