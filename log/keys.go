@@ -392,22 +392,7 @@ const followBatch = 256
 // is not a key id, is skipped and logged. fn's error, or a failure to read,
 // ends it; the caller restarts it after the last sequence it handled.
 func (l *Log) FollowKeys(ctx context.Context, from uint64, fn func([]KeyRecord) error) error {
-	if !l.enter() {
-		return ErrClosed
-	}
-	defer l.active.Done()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(l.closing, cancel)
-	defer stop()
-	err := l.followKeys(ctx, max(from, 1), fn)
-	if l.isClosed() {
-		return ErrClosed
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return l.runActive(ctx, func(ctx context.Context) error { return l.followKeys(ctx, max(from, 1), fn) })
 }
 
 func (l *Log) followKeys(ctx context.Context, from uint64, fn func([]KeyRecord) error) error {

@@ -103,6 +103,29 @@ func (l *Log) enter() bool {
 	return true
 }
 
+// runActive runs a long-running call (a consumer) that Close stops and
+// waits for: run's context ends with ctx or at Close. It returns ErrClosed
+// when the Log is (or gets) closed, nil when ctx ended, and run's error
+// otherwise.
+func (l *Log) runActive(ctx context.Context, run func(ctx context.Context) error) error {
+	if !l.enter() {
+		return ErrClosed
+	}
+	defer l.active.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(l.closing, cancel)
+	defer stop()
+	err := run(ctx)
+	if l.isClosed() {
+		return ErrClosed
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
 // Open starts the embedded server (or connects to Options.URL), and creates
 // or updates the streams. Open on the same Dir continues the same streams.
 func Open(ctx context.Context, opts Options) (*Log, error) {
