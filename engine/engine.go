@@ -227,12 +227,12 @@ type Engine struct {
 	// stateMu guards state and sm against a rebuild's swap: readers and
 	// the apply loop hold it shared while they use them; the swap holds it
 	// exclusively.
-	stateMu    sync.RWMutex
-	rebuild    *rebuilder
-	dispatcher *activation.Dispatcher
+	stateMu     sync.RWMutex
+	rebuild     *rebuilder
+	dispatcher  *activation.Dispatcher
 	destMu      sync.Mutex // serialises reloadDestinations (apply loop, leadership watcher)
 	destsLeader bool       // the leadership the last reloadDestinations saw (under destMu)
-	applied    *appliedWatch
+	applied     *appliedWatch
 
 	// The stages, wired by Open (their accessors are in state.go).
 	edge      *ingest.Edge

@@ -97,7 +97,7 @@ func New(opts Options, l *alog.Log, keys *seal.Keyring, state State, consent Con
 	if opts.ProgressPoll <= 0 {
 		opts.ProgressPoll = time.Second
 	}
-	p := &Publisher{parts: make([]partState, opts.Partitions),opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
+	p := &Publisher{parts: make([]partState, opts.Partitions), opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_outbox_published_total",
 			Help: "Outbox messages published."})}
 	if opts.Registry != nil {
