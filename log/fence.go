@@ -82,15 +82,20 @@ func checkFencePartition(p int) error {
 	return nil
 }
 
-// isWrongLastSeq reports JetStream's "wrong last sequence" (10071; 10164
-// on replicated streams).
+// isWrongLastSeq reports JetStream's "wrong last sequence" (10071): the
+// last message on the checked subject is not the expected one.
 func isWrongLastSeq(err error) bool {
 	var api *jetstream.APIError
-	if !errors.As(err, &api) {
-		return false
-	}
-	return api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// isConditionBusy reports 10164 ("last sequence by subject mismatch"):
+// on a replicated stream, nats-server (2.12+) refuses a conditional
+// publish while another one checking the same subject is still being
+// replicated, whatever the sequences. Not a verdict: try again.
+func isConditionBusy(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
 // lastOn returns the last message on subject of AURUM_OUT, nil when there is
@@ -133,7 +138,16 @@ func (l *Log) ClaimFence(ctx context.Context, partition int, epoch uint64, node 
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
 	subject := FenceSubject(partition)
-	for range claimAttempts {
+	for attempt := range claimAttempts {
+		if attempt > 0 { // lost a race: back off a little, then read the winner
+			t := time.NewTimer(time.Duration(attempt) * 5 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return Fence{}, fmt.Errorf("log: fence: claim of partition %d: %w", partition, ctx.Err())
+			case <-t.C:
+			}
+		}
 		last, err := l.lastOn(ctx, subject)
 		if err != nil {
 			return Fence{}, fmt.Errorf("log: fence: read claim of partition %d: %w", partition, err)
@@ -150,8 +164,8 @@ func (l *Log) ClaimFence(ctx context.Context, partition int, epoch uint64, node 
 			lastSeq = last.Sequence
 		}
 		f, err := l.publishClaim(ctx, Fence{Partition: partition, Epoch: epoch, Node: node, Seq: lastSeq})
-		if isWrongLastSeq(err) {
-			continue // lost a race: read the winner
+		if isWrongLastSeq(err) || isConditionBusy(err) {
+			continue
 		}
 		return f, err
 	}
@@ -212,7 +226,15 @@ func fencedHeaders(f Fence, hdr map[string]string) map[string]string {
 // AppendAsyncFenced is AppendAsyncWithHeaders on the condition that f is
 // still the last claim of its partition: the Future's error wraps ErrFenced
 // when a newer claim exists. A message id already stored within the
-// duplicate window is answered as a duplicate, as by AppendAsync.
+// duplicate window is answered as a duplicate by the current owner; a
+// stale owner gets ErrFenced from a single server (2.15.2 checks the
+// condition first) and a duplicate from a replicated stream (which checks
+// the id first): either way nothing is stored.
+//
+// On a replicated stream the server takes one conditional publish per
+// checked subject at a time and refuses the others while one is being
+// replicated (an error that is not ErrFenced): wait for each Future
+// before the next fenced publish of the same partition.
 func (l *Log) AppendAsyncFenced(f Fence, subject, msgID string, hdr map[string]string, data []byte) (*Future, error) {
 	if err := checkFencePartition(f.Partition); err != nil {
 		return nil, err

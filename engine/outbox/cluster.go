@@ -22,10 +22,10 @@ import (
 //     waits until its state has applied it (catch-up).
 //  2. It claims p at E (log.ClaimFence) and seeds its progress with the
 //     previous owner's.
-//  3. It drains p's outboxes with AppendAsyncFenced and records its
-//     progress (the last key published of each outbox, fenced) after each
-//     drained range. ErrFenced stops p until the map gives p another
-//     epoch.
+//  3. It drains p's outboxes with AppendAsyncFenced, one publish at a time
+//     (see AppendAsyncFenced), and records its progress (the last key
+//     published of each outbox, fenced) after each drained range.
+//     ErrFenced stops p until the map gives p another epoch.
 //
 // A partition it does not own is pruned: every ProgressPoll it reads the
 // owner's progress and deletes its own rows up to it (they were
@@ -146,8 +146,17 @@ func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, ma
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	f := *st.fence
+	// One fenced publish at a time: a replicated stream refuses a second
+	// conditional publish on the same fence while the first replicates.
 	publish := func(subject, msgID string, hdr map[string]string, data []byte) (*alog.Future, error) {
-		return e.log.AppendAsyncFenced(f, subject, msgID, hdr, data)
+		fut, err := e.log.AppendAsyncFenced(f, subject, msgID, hdr, data)
+		if err != nil {
+			return nil, err
+		}
+		if _, _, err := fut.Wait(ctx); err != nil {
+			return nil, err
+		}
+		return fut, nil
 	}
 	total := 0
 	var pubErr error
