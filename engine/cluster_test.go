@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/check"
 	alog "github.com/aurumcdp/aurum/log"
@@ -58,13 +59,14 @@ func (c *fakeCluster) setLeader(v bool) {
 const clusterTestPartitions = 4
 
 // openClusterEngine opens an engine with the fake cluster c; url is the
-// NATS server of the first engine ("": this one embeds it, without auth).
-func openClusterEngine(t *testing.T, c *fakeCluster, url string) *Engine {
+// NATS server of the first engine ("": this one embeds it, without auth);
+// tick is the TickPeriod (negative: no ticks).
+func openClusterEngine(t *testing.T, c *fakeCluster, url string, tick time.Duration) *Engine {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	opts := Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", NATSURL: url, NATSNoAuth: url == "",
-		MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: clusterTestPartitions, TickPeriod: -1, Cluster: c}
+		MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: clusterTestPartitions, TickPeriod: tick, Cluster: c}
 	e, err := Open(ctx, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -128,8 +130,8 @@ func TestClusterOutboxFencedFailover(t *testing.T) {
 	c1 := &fakeCluster{name: "n1", leader: true}
 	c2 := &fakeCluster{name: "n2"}
 	c1.set(1, true)
-	e1 := openClusterEngine(t, c1, "")
-	e2 := openClusterEngine(t, c2, e1.NATSURL())
+	e1 := openClusterEngine(t, c1, "", -1)
+	e2 := openClusterEngine(t, c2, e1.NATSURL(), -1)
 
 	if _, err := e1.Gate().CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
@@ -312,5 +314,89 @@ func TestClusterOutboxFencedFailover(t *testing.T) {
 		if fmt.Sprint(got) != "[one two three]" {
 			t.Fatalf("profile %s: transitions %v", p, got)
 		}
+	}
+}
+
+func tickCount(t *testing.T, e *Engine) float64 {
+	t.Helper()
+	mfs, err := e.opts.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "aurum_ticks_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+func destRunning(t *testing.T, e *Engine, name string) bool {
+	t.Helper()
+	d, err := e.Destination(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Stats.Running
+}
+
+// TestClusterSingletonsOnLeader: the ticker and the webhook destination
+// workers run on the leader only, and move with the leadership.
+func TestClusterSingletonsOnLeader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c1 := &fakeCluster{name: "n1", leader: true}
+	c2 := &fakeCluster{name: "n2"}
+	e1 := openClusterEngine(t, c1, "", 10*time.Millisecond)
+	e2 := openClusterEngine(t, c2, e1.NATSURL(), 10*time.Millisecond)
+	if _, err := e1.PutDestination(ctx, activation.Destination{Name: "crm", URL: "http://127.0.0.1:1/hook",
+		Secret: "0123456789abcdef0123456789abcdef", Audiences: []string{"vip"}, Channel: "email"}); err != nil {
+		t.Fatal(err)
+	}
+	last, err := e1.log.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.WaitApplied(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	// Both tickers run by now: by the leader's fifth tick from here, a
+	// non-leader that ticked would have ticked too.
+	base := tickCount(t, e1)
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if n := tickCount(t, e1); n < base+5 {
+			return fmt.Errorf("leader: %v ticks", n)
+		}
+		return nil
+	})
+	if n := tickCount(t, e2); n != 0 {
+		t.Fatalf("the non-leader ticked %v times", n)
+	}
+	if !destRunning(t, e1, "crm") || destRunning(t, e2, "crm") {
+		t.Fatalf("destination workers: leader %v, non-leader %v", destRunning(t, e1, "crm"), destRunning(t, e2, "crm"))
+	}
+
+	// The leadership moves to n2: n1 suspends its worker and stops
+	// ticking, n2 ticks.
+	c1.setLeader(false)
+	c2.setLeader(true)
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if destRunning(t, e1, "crm") {
+			return fmt.Errorf("the former leader's worker still runs")
+		}
+		if n := tickCount(t, e2); n < 5 {
+			return fmt.Errorf("new leader: %v ticks", n)
+		}
+		return nil
+	})
+	stopped, from := tickCount(t, e1), tickCount(t, e2)
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if n := tickCount(t, e2); n < from+5 {
+			return fmt.Errorf("new leader: %v ticks", n)
+		}
+		return nil
+	})
+	if n := tickCount(t, e1); n > stopped {
+		t.Fatalf("the former leader ticked %v times after it stopped", n-stopped)
 	}
 }
