@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/activation"
+	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/check"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -79,18 +82,24 @@ func openClusterEngine(t *testing.T, c *fakeCluster, url string, tick time.Durat
 	return e
 }
 
-func publishedCount(t *testing.T, e *Engine) float64 {
+// counter is the value of e's counter name (0 when not registered).
+func counter(t *testing.T, e *Engine, name string) float64 {
 	t.Helper()
 	mfs, err := e.opts.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "aurum_outbox_published_total" {
+		if mf.GetName() == name {
 			return mf.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
 	return 0
+}
+
+func publishedCount(t *testing.T, e *Engine) float64 {
+	t.Helper()
+	return counter(t, e, "aurum_outbox_published_total")
 }
 
 // outboxRows counts the rows of e's outboxes.
@@ -319,16 +328,7 @@ func TestClusterOutboxFencedFailover(t *testing.T) {
 
 func tickCount(t *testing.T, e *Engine) float64 {
 	t.Helper()
-	mfs, err := e.opts.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "aurum_ticks_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return 0
+	return counter(t, e, "aurum_ticks_total")
 }
 
 func destRunning(t *testing.T, e *Engine, name string) bool {
@@ -398,5 +398,80 @@ func TestClusterSingletonsOnLeader(t *testing.T) {
 	})
 	if n := tickCount(t, e1); n > stopped {
 		t.Fatalf("the former leader ticked %v times after it stopped", n-stopped)
+	}
+}
+
+// TestClusterErasureSharedStepsOnLeader: every node destroys its own
+// copies of an erasure's keys; the shared steps (the scrub, the
+// erasure.completed record) wait for a leader.
+func TestClusterErasureSharedStepsOnLeader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c1 := &fakeCluster{name: "n1"}
+	c2 := &fakeCluster{name: "n2"}
+	e1 := openClusterEngine(t, c1, "", -1)
+	e2 := openClusterEngine(t, c2, e1.NATSURL(), -1)
+	if _, err := e1.Gate().CreateSource(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := event.Parse([]byte(`{"type":"identify","userId":"u1","messageId":"i1","traits":{"email":"ann@example.com","name":"Ann"}}`),
+		"", e1.Edge().ParseOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e1.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := e1.Privacy().RequestErasure(ctx, "user_id:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys [][]byte
+	err = e1.read(func(r store.Reader, _ *projections.StateMachine) error {
+		pend, err := projections.PendingErasures(r)
+		for _, p := range pend {
+			keys = append(keys, p.Keys...)
+		}
+		return err
+	})
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("pending erasure keys %d, %v", len(keys), err)
+	}
+	// No leader: n1 destroys its keys, nobody completes the erasure.
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		for _, k := range keys {
+			if _, err := e1.keys.Open(k, nil); !errors.Is(err, seal.ErrKeyDestroyed) && !errors.Is(err, seal.ErrUnknownKey) {
+				return fmt.Errorf("key %x: %v", k, err)
+			}
+		}
+		return nil
+	})
+	if st, err := e1.Privacy().Erasure(info.ID); err != nil || st.Status == privacy.ErasureCompleted {
+		t.Fatalf("erasure without a leader: %+v, %v", st, err)
+	}
+	// n2 becomes the leader: it completes the erasure, on both nodes.
+	c2.setLeader(true)
+	e2.privacy.KickErasures()
+	for _, e := range []*Engine{e1, e2} {
+		check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+			st, err := e.Privacy().Erasure(info.ID)
+			if err != nil {
+				return err
+			}
+			if st.Status != privacy.ErasureCompleted {
+				return fmt.Errorf("status %s", st.Status)
+			}
+			return nil
+		})
+	}
+	// The leader completed it, not n1.
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if n := counter(t, e2, "aurum_erasures_completed_total"); n != 1 {
+			return fmt.Errorf("the leader completed %v erasures", n)
+		}
+		return nil
+	})
+	if n := counter(t, e1, "aurum_erasures_completed_total"); n != 0 {
+		t.Fatalf("a node that is not the leader completed %v erasures", n)
 	}
 }
