@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	alog "github.com/aurumcdp/aurum/log"
@@ -58,13 +60,9 @@ func (e *Publisher) runCluster(ctx context.Context) error {
 	tick := time.NewTicker(e.opts.Poll)
 	defer tick.Stop()
 	for {
-		for p := range e.parts {
-			if err := e.partitionPass(ctx, p); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				e.opts.Logger.Warn("engine: outbox: partition pass failed; will retry", "partition", p, "err", err)
-			}
+		e.pass(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		select {
 		case <-ctx.Done():
@@ -73,6 +71,35 @@ func (e *Publisher) runCluster(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// passWorkers bounds the partitions one pass handles at the same time:
+// each publishes one fenced output at a time, so partitions in parallel
+// are what keeps a replicated stream busy.
+const passWorkers = 8
+
+// pass runs partitionPass on every partition, up to passWorkers at a time,
+// and returns when all are done. Each partition's state is touched by one
+// worker only.
+func (e *Publisher) pass(ctx context.Context) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(passWorkers, len(e.parts)) {
+		wg.Add(1)
+		go func() { // owned by this pass: it waits for them
+			defer wg.Done()
+			for {
+				p := int(next.Add(1) - 1)
+				if p >= len(e.parts) || ctx.Err() != nil {
+					return
+				}
+				if err := e.partitionPass(ctx, p); err != nil && ctx.Err() == nil {
+					e.opts.Logger.Warn("engine: outbox: partition pass failed; will retry", "partition", p, "err", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // partitionPass publishes partition p if this node owns it, or prunes
@@ -143,8 +170,8 @@ func (e *Publisher) fencedOr(st *partState, p int, err error) error {
 // drainPartition publishes up to max rows of each of p's outboxes under
 // st's fence, then records the progress.
 func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, max int) (int, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	f := *st.fence
 	// One fenced publish at a time: a replicated stream refuses a second
 	// conditional publish on the same fence while the first replicates.
@@ -193,8 +220,8 @@ func (e *Publisher) prune(ctx context.Context, p int) error {
 		return err
 	}
 	pos := e.positions(p, raw)
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	return e.state.Live(func(db *store.DB, _ *projections.StateMachine) error {
 		b := db.NewBatch()
 		defer b.Close()

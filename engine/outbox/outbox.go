@@ -78,9 +78,10 @@ type Publisher struct {
 	consent   Consent
 	published prometheus.Counter
 	kick      chan struct{} // 1-buffered: rows were written
-	// mu is held while a range is published; Barrier takes it (see the
+	// mu is held while a range is published (shared by the partitions a
+	// cluster node publishes in parallel); Barrier takes it (see the
 	// erasure worker).
-	mu sync.Mutex
+	mu sync.RWMutex
 	// parts is each partition's publishing state with a Cluster; only
 	// Run's goroutine touches it.
 	parts []partState
