@@ -124,13 +124,21 @@ func keySubject(id []byte) (string, error) {
 	return KeysPrefix + hex.EncodeToString(id), nil
 }
 
-// isWrongLastSeq reports a refused Nats-Expected-Last-Subject-Sequence
-// (10071; 10164 on replicated streams).
-func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+// keyAttempts bounds the reads and publishes of one id that lose races
+// (another creator or destroyer, or a busy subject) before giving up.
+const keyAttempts = 16
+
+// waitRetry waits a little longer each attempt before a retry of a refused
+// conditional publish.
+func waitRetry(ctx context.Context, attempt int) error {
+	t := time.NewTimer(time.Duration(attempt) * 5 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("log: keys: %w", ctx.Err())
+	case <-t.C:
+		return nil
+	}
 }
 
 // publishKeyRecord publishes r on subject asynchronously, stored only if the
@@ -147,13 +155,15 @@ func (l *Log) publishKeyRecord(subject string, last uint64, r keyRecord) (jetstr
 }
 
 // waitAck waits for a PubAck of publishKeyRecord: (true, nil) stored,
-// (false, nil) refused because the subject's last message is another.
+// (false, nil) refused: the subject's last message is another (10071), or,
+// on a replicated stream, another conditional publish on the subject is
+// being replicated (10164, isConditionBusy). Either way: read, and retry.
 func (l *Log) waitAck(ctx context.Context, subject string, paf jetstream.PubAckFuture) (bool, error) {
 	select {
 	case <-paf.Ok():
 		return true, nil
 	case err := <-paf.Err():
-		if isWrongLastSeq(err) {
+		if isWrongLastSeq(err) || isConditionBusy(err) {
 			return false, nil
 		}
 		return false, fmt.Errorf("log: keys: publish %s: %w", subject, err)
@@ -204,18 +214,40 @@ func (l *Log) CreateKeys(ctx context.Context, offers []KeyOffer) ([]KeyEntry, er
 		}
 	}
 	for _, i := range lost {
-		e, _, err := l.lastKeyRecord(ctx, subjects[i])
+		e, err := l.createKey(ctx, subjects[i], offers[i].Wrapped)
 		if err != nil {
 			return nil, err
-		}
-		if e.State == KeyUnknown {
-			// Refused because the subject is not empty, yet it is: only a
-			// purge of the stream does that.
-			return nil, fmt.Errorf("log: keys: %s: create refused on an empty subject", subjects[i])
 		}
 		out[i] = e
 	}
 	return out, nil
+}
+
+// createKey settles an offer refused once: the record on the subject is the
+// answer; an empty subject (the other publish not stored yet, or a busy
+// refusal) is offered again.
+func (l *Log) createKey(ctx context.Context, subject string, wrapped []byte) (KeyEntry, error) {
+	for attempt := 1; attempt < keyAttempts; attempt++ {
+		e, _, err := l.lastKeyRecord(ctx, subject)
+		if err != nil || e.State != KeyUnknown {
+			return e, err
+		}
+		if err := waitRetry(ctx, attempt); err != nil {
+			return KeyEntry{}, err
+		}
+		paf, err := l.publishKeyRecord(subject, 0, keyRecord{kind: keyKindKey, wrapped: wrapped})
+		if err != nil {
+			return KeyEntry{}, err
+		}
+		ok, err := l.waitAck(ctx, subject, paf)
+		if err != nil {
+			return KeyEntry{}, err
+		}
+		if ok {
+			return KeyEntry{State: KeyPresent, Wrapped: wrapped}, nil
+		}
+	}
+	return KeyEntry{}, fmt.Errorf("log: keys: create on %s lost %d races", subject, keyAttempts)
 }
 
 // GetKey returns what AURUM_KEYS holds for id.
@@ -308,12 +340,17 @@ func (l *Log) DestroyKeys(ctx context.Context, ids [][]byte) error {
 	for i := range todo {
 		todo[i] = i
 	}
-	// A lost race (another destroyer's tombstone, or a creator's key
-	// between the read and the publish) is read again; each subject holds
-	// at most a key and a tombstone, so two rounds settle every id.
+	// A refused tombstone (another destroyer's, a creator's key between
+	// the read and the publish, or a busy subject) is read again: each
+	// subject holds at most a key and a tombstone.
 	for round := 0; len(todo) > 0; round++ {
-		if round == 3 {
-			return fmt.Errorf("log: keys: destroy %s: the subject keeps changing", subjects[todo[0]])
+		if round == keyAttempts {
+			return fmt.Errorf("log: keys: destroy %s: lost %d races", subjects[todo[0]], keyAttempts)
+		}
+		if round > 0 {
+			if err := waitRetry(ctx, round); err != nil {
+				return err
+			}
 		}
 		type pending struct {
 			i   int
@@ -363,14 +400,6 @@ func (l *Log) DestroyKeys(ctx context.Context, ids [][]byte) error {
 		}
 	}
 	return nil
-}
-
-// withTimeout bounds ctx by RequestTimeout when it has no deadline.
-func (l *Log) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, l.opts.RequestTimeout)
 }
 
 // KeyRecord is a record of AURUM_KEYS as FollowKeys delivers it: a key
