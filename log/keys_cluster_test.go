@@ -3,7 +3,6 @@ package log
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 
@@ -25,31 +24,9 @@ func TestKeysReplicatedStream(t *testing.T) {
 	replicate(t, nodes[0], StreamKeys, 3)
 	ctx := testCtx(t)
 	const n = 40
-	answers := make([][]KeyEntry, len(nodes))
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for j, l := range nodes {
-		offers := make([]KeyOffer, n)
-		for i := range offers {
-			offers[i] = KeyOffer{keyID(i), wrappedCanary(fmt.Sprint(j), i)}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			answers[j], errs[j] = l.CreateKeys(ctx, offers)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
+	answers := createConcurrently(t, nodes, n)
 	seqs := make([]uint64, n)
 	for i := range n {
-		for j := range nodes {
-			if a := answers[j][i]; a.State != KeyPresent || !bytes.Equal(a.Wrapped, answers[0][i].Wrapped) {
-				t.Fatalf("id %d: node %d answered %q, node 0 %q", i, j, a.Wrapped, answers[0][i].Wrapped)
-			}
-		}
 		subject, _ := keySubject(keyID(i))
 		_, last, err := nodes[1].lastKeyRecord(ctx, subject)
 		if err != nil || last.rec.kind != keyKindKey || !bytes.Equal(last.rec.wrapped, answers[0][i].Wrapped) {
@@ -61,6 +38,8 @@ func TestKeysReplicatedStream(t *testing.T) {
 	for i := range ids {
 		ids[i] = keyID(i)
 	}
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
 	for j, l := range nodes {
 		wg.Add(1)
 		go func() {

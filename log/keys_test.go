@@ -113,17 +113,15 @@ func canaries(t *testing.T, dir string) map[string]bool {
 	return found
 }
 
-// TestKeysConcurrentCreate: two connections offer different keys for the
-// same ids at once; both are answered the same key per id.
-func TestKeysConcurrentCreate(t *testing.T) {
-	a := openLog(t, testOptions(t.TempDir()))
-	b := openLog(t, Options{URL: a.ClientURL()})
+// createConcurrently has each log offer its own keys for ids 0..n-1, all
+// at once, and returns each one's answers.
+func createConcurrently(t *testing.T, logs []*Log, n int) [][]KeyEntry {
+	t.Helper()
 	ctx := testCtx(t)
-	const n = 50
-	answers := make([][]KeyEntry, 2)
-	errs := make([]error, 2)
+	answers := make([][]KeyEntry, len(logs))
+	errs := make([]error, len(logs))
 	var wg sync.WaitGroup
-	for j, l := range []*Log{a, b} {
+	for j, l := range logs {
 		offers := make([]KeyOffer, n)
 		for i := range offers {
 			offers[i] = KeyOffer{keyID(i), wrappedCanary(fmt.Sprint(j), i)}
@@ -139,11 +137,21 @@ func TestKeysConcurrentCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range n {
-		x, y := answers[0][i], answers[1][i]
-		if x.State != KeyPresent || !bytes.Equal(x.Wrapped, y.Wrapped) {
-			t.Fatalf("id %d: answers %q and %q", i, x.Wrapped, y.Wrapped)
+		for j := range logs {
+			if a := answers[j][i]; a.State != KeyPresent || !bytes.Equal(a.Wrapped, answers[0][i].Wrapped) {
+				t.Fatalf("id %d: log %d answered %q, log 0 %q", i, j, a.Wrapped, answers[0][i].Wrapped)
+			}
 		}
 	}
+	return answers
+}
+
+// TestKeysConcurrentCreate: two connections offer different keys for the
+// same ids at once; both are answered the same key per id.
+func TestKeysConcurrentCreate(t *testing.T) {
+	a := openLog(t, testOptions(t.TempDir()))
+	b := openLog(t, Options{URL: a.ClientURL()})
+	createConcurrently(t, []*Log{a, b}, 50)
 }
 
 // TestKeysInterruptedDestroy: a tombstone whose key record was not erased
