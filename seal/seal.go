@@ -404,8 +404,8 @@ func (k *Keyring) Open(keyID, sealed []byte) ([]byte, error) {
 // (it writes the tombstone). Data sealed concurrently with Destroy under the
 // same key is unreadable afterwards like all other data under it. With
 // Options.Shared the key is destroyed in the shared store first, so that a
-// local tombstone always means a shared one too; other nodes' local copies
-// are theirs to destroy.
+// local tombstone means a shared one too (but DestroyLocal's); other
+// nodes' local copies are theirs to destroy.
 //
 // The deleted wrapped key may remain physically in the keys database's
 // files until they are compacted or rewritten; the raw data key is never
@@ -567,8 +567,26 @@ func dbKey(prefix []byte, id *keyID) []byte {
 // keys of every suppressed identifier, so a keys database restored from an
 // old backup cannot bring erased keys back. With Options.Shared the keys
 // it destroys now are destroyed in the shared store first, in one call (a
-// local tombstone already means a shared one).
+// local tombstone already means a shared one, unless DestroyLocal wrote
+// it: those keys are destroyed there now).
 func (k *Keyring) DestroyAll(keyIDs [][]byte) (int, error) {
+	return k.destroyAll(keyIDs, k.shared != nil)
+}
+
+// DestroyLocal is DestroyAll in this keys database only: with
+// Options.Shared, the shared store's copies stay for the node that
+// destroys them there (a cluster's leader, which may still need them), and
+// the tombstones say so, so that a later Destroy or DestroyAll here
+// destroys them there too. Without Options.Shared it is DestroyAll.
+func (k *Keyring) DestroyLocal(keyIDs [][]byte) (int, error) {
+	return k.destroyAll(keyIDs, false)
+}
+
+// tombLocalOnly is the value of a tombstone written by DestroyLocal with a
+// shared store (other tombstones are version alone).
+var tombLocalOnly = []byte{version, 1}
+
+func (k *Keyring) destroyAll(keyIDs [][]byte, shared bool) (int, error) {
 	ids := make([]keyID, 0, len(keyIDs))
 	for _, raw := range keyIDs {
 		id, err := toID(raw)
@@ -585,8 +603,8 @@ func (k *Keyring) DestroyAll(keyIDs [][]byte) (int, error) {
 	for i := range ids {
 		id := &ids[i]
 		_, errKey := k.db.Get(dbKey(prefixKey, id))
-		_, errTomb := k.db.Get(dbKey(prefixTombstone, id))
-		if errors.Is(errKey, store.ErrNotFound) && errTomb == nil {
+		tomb, errTomb := k.db.Get(dbKey(prefixTombstone, id))
+		if errors.Is(errKey, store.ErrNotFound) && errTomb == nil && !(shared && bytes.Equal(tomb, tombLocalOnly)) {
 			k.cache.put(id, nil)
 			k.raw.remove(id)
 			continue
@@ -604,8 +622,13 @@ func (k *Keyring) DestroyAll(keyIDs [][]byte) (int, error) {
 	}
 	// Outside loadMu: loads of other keys go on meanwhile. A load that
 	// caches one of these keys now is undone by the batch below.
-	if err := k.sharedDestroy(todo); err != nil {
-		return 0, fmt.Errorf("seal: destroy all: %w", err)
+	tombValue := []byte{version}
+	if shared {
+		if err := k.sharedDestroy(todo); err != nil {
+			return 0, fmt.Errorf("seal: destroy all: %w", err)
+		}
+	} else if k.shared != nil {
+		tombValue = tombLocalOnly
 	}
 	k.loadMu.Lock()
 	defer k.loadMu.Unlock()
@@ -615,7 +638,7 @@ func (k *Keyring) DestroyAll(keyIDs [][]byte) (int, error) {
 		if err := b.Delete(dbKey(prefixKey, &done[i])); err != nil {
 			return 0, fmt.Errorf("seal: destroy all: %w", err)
 		}
-		if err := b.Set(dbKey(prefixTombstone, &done[i]), []byte{version}); err != nil {
+		if err := b.Set(dbKey(prefixTombstone, &done[i]), tombValue); err != nil {
 			return 0, fmt.Errorf("seal: destroy all: %w", err)
 		}
 	}

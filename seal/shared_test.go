@@ -495,3 +495,45 @@ func TestAdopt(t *testing.T) {
 		}
 	}
 }
+
+// TestDestroyLocal: DestroyLocal leaves the shared store's copy (another
+// node still opens it) and says so in its tombstone, so that a later
+// DestroyAll here destroys the shared copy too.
+func TestDestroyLocal(t *testing.T) {
+	shared := newMemShared()
+	a, _ := sharedNode(t, shared)
+	b, dbB := sharedNode(t, shared)
+	mustEnsure(t, a, id(1))
+	s, err := a.Seal(id(1), []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Open(id(1), s); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.DestroyLocal([][]byte{id(1), id(1)}); err != nil || n == 0 {
+		t.Fatalf("DestroyLocal: %d, %v", n, err)
+	}
+	if _, err := b.Open(id(1), s); !errors.Is(err, ErrKeyDestroyed) {
+		t.Fatalf("b after DestroyLocal: %v", err)
+	}
+	if !hasTombstone(t, dbB, id(1)) || shared.state(id(1)) != SharedPresent {
+		t.Fatalf("after DestroyLocal: local tombstone %v, shared %v", hasTombstone(t, dbB, id(1)), shared.state(id(1)))
+	}
+	c, _ := sharedNode(t, shared)
+	if _, err := c.Open(id(1), s); err != nil {
+		t.Fatalf("another node after b's DestroyLocal: %v", err)
+	}
+	if n, err := b.DestroyLocal([][]byte{id(1)}); err != nil || n != 0 {
+		t.Fatalf("DestroyLocal again: %d, %v; want nothing to do", n, err)
+	}
+	if n, err := b.DestroyAll([][]byte{id(1)}); err != nil || n != 1 {
+		t.Fatalf("DestroyAll after DestroyLocal: %d, %v; want the shared copy destroyed", n, err)
+	}
+	if shared.state(id(1)) != SharedDestroyed {
+		t.Fatal("the shared copy survived DestroyAll")
+	}
+	if n, err := b.DestroyAll([][]byte{id(1)}); err != nil || n != 0 {
+		t.Fatalf("DestroyAll again: %d, %v; want nothing to do", n, err)
+	}
+}

@@ -440,8 +440,10 @@ func (e *Service) completeErasures(ctx context.Context) error {
 			err = e.completeErasure(ctx, &pend[i])
 		case !e.destroyed[id]:
 			// Not the leader: the leader scrubs the shared streams and
-			// appends erasure.completed; this node's keys go now.
-			if err = e.destroyKeys(&pend[i]); err == nil {
+			// appends erasure.completed; this node's keys go now, and
+			// only here: the leader may still need the shared copies to
+			// unseal the person's values for its scrub.
+			if err = e.destroyKeys(&pend[i], e.keys.DestroyLocal); err == nil {
 				e.destroyed[id] = true
 			}
 		}
@@ -458,9 +460,10 @@ func (e *Service) completeErasures(ctx context.Context) error {
 }
 
 // destroyKeys crypto-shreds an erasure's data keys in this node's keys
-// database: destroys them, then compacts them out of its files.
-func (e *Service) destroyKeys(p *projections.ErasurePending) error {
-	if _, err := e.keys.DestroyAll(p.Keys); err != nil {
+// database with destroy (Keyring.DestroyAll, or DestroyLocal to leave the
+// shared store's copies), then compacts them out of its files.
+func (e *Service) destroyKeys(p *projections.ErasurePending, destroy func([][]byte) (int, error)) error {
+	if _, err := destroy(p.Keys); err != nil {
 		return err
 	}
 	return e.keys.Compact()
@@ -530,7 +533,7 @@ func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePen
 	}
 	// 4. Crypto-shred: destroy the keys, then compact them out of the
 	// keys database's files.
-	if err := e.destroyKeys(p); err != nil {
+	if err := e.destroyKeys(p, e.keys.DestroyAll); err != nil {
 		return err
 	}
 	// 5. Done, on the log.
