@@ -157,17 +157,26 @@ func TestSharedEnsureConcurrent(t *testing.T) {
 	}
 }
 
-// TestSharedEnsureLoser: a node whose offer loses keeps the winner's key,
-// in its cache and its keys database.
-func TestSharedEnsureLoser(t *testing.T) {
-	shared := newMemShared()
-	a, _ := sharedNode(t, shared)
-	b, dbB := sharedNode(t, shared)
+// twoNodes returns a shared store, node a that created key id(1) and
+// sealed "v" under it (s), and node b, with its keys database, that has
+// not seen the key.
+func twoNodes(t *testing.T) (shared *memShared, a, b *Keyring, dbB *store.DB, s []byte) {
+	t.Helper()
+	shared = newMemShared()
+	a, _ = sharedNode(t, shared)
+	b, dbB = sharedNode(t, shared)
 	mustEnsure(t, a, id(1))
 	s, err := a.Seal(id(1), []byte("v"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return shared, a, b, dbB, s
+}
+
+// TestSharedEnsureLoser: a node whose offer loses keeps the winner's key,
+// in its cache and its keys database.
+func TestSharedEnsureLoser(t *testing.T) {
+	shared, _, b, dbB, s := twoNodes(t)
 	// b has not seen the key: its Ensure offers a new one and loses.
 	mustEnsure(t, b, id(1), id(2))
 	if p, err := b.Open(id(1), s); err != nil || string(p) != "v" {
@@ -189,14 +198,7 @@ func TestSharedEnsureLoser(t *testing.T) {
 // TestSharedLoadFallback: a key missing locally is fetched from the shared
 // store once and then kept locally; an unknown key stays unknown.
 func TestSharedLoadFallback(t *testing.T) {
-	shared := newMemShared()
-	a, _ := sharedNode(t, shared)
-	b, dbB := sharedNode(t, shared)
-	mustEnsure(t, a, id(1))
-	s, err := a.Seal(id(1), []byte("v"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared, _, b, dbB, s := twoNodes(t)
 	if p, err := b.Open(id(1), s); err != nil || string(p) != "v" {
 		t.Fatalf("open on b: %q, %v", p, err)
 	}
@@ -500,14 +502,7 @@ func TestAdopt(t *testing.T) {
 // node still opens it) and says so in its tombstone, so that a later
 // DestroyAll here destroys the shared copy too.
 func TestDestroyLocal(t *testing.T) {
-	shared := newMemShared()
-	a, _ := sharedNode(t, shared)
-	b, dbB := sharedNode(t, shared)
-	mustEnsure(t, a, id(1))
-	s, err := a.Seal(id(1), []byte("v"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared, _, b, dbB, s := twoNodes(t)
 	if _, err := b.Open(id(1), s); err != nil {
 		t.Fatal(err)
 	}
