@@ -268,3 +268,42 @@ func BenchmarkOpenSharedMiss(b *testing.B) {
 		})
 	}
 }
+
+// TestSharedKeysAfterRunningAlone: a node that ran without SharedKeys and
+// restarts with them puts its keys into AURUM_KEYS at start (Share), so a
+// second node opens what it sealed before.
+func TestSharedKeysAfterRunningAlone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	master := bytes.Repeat([]byte{5}, seal.MasterKeySize)
+	dir := t.TempDir()
+	alone, err := Open(ctx, Options{DataDir: dir, NATSListen: "127.0.0.1:-1", MasterKey: master, NATSNoAuth: true, TickPeriod: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alone.Gate().CreateSource(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := event.Parse([]byte(`{"type":"identify","userId":"u1","traits":{"name":"Alice"},"timestamp":"2026-01-01T00:00:00Z"}`), "", alone.Edge().ParseOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alone.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alone.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a := openEngine(t, ctx, Options{DataDir: dir, MasterKey: master, NATSNoAuth: true, SharedKeys: true})
+	b := openEngine(t, ctx, Options{MasterKey: master, SharedKeys: true, NATSURL: a.NATSURL()})
+	if err := b.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := b.Reader().Profile("user_id:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Traits["name"] != "Alice" || v.Redacted {
+		t.Fatalf("B reads traits %v (redacted %v), want what A sealed alone", v.Traits, v.Redacted)
+	}
+}
