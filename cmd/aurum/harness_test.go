@@ -117,6 +117,14 @@ func startNodeWith(t *testing.T, n *node, extra ...string) *node {
 
 func (n *node) start() {
 	n.t.Helper()
+	n.awaitReady(n.launch())
+}
+
+// launch starts the process without waiting; awaitReady waits for it to
+// listen (nodes of a cluster are launched together: each waits for the
+// others' quorum before it listens).
+func (n *node) launch() <-chan map[string]any {
+	n.t.Helper()
 	n.cmd = exec.Command(aurumBin, n.args...)
 	n.cmd.Env = append(os.Environ(), n.env...)
 	if !n.noToken {
@@ -155,6 +163,11 @@ func (n *node) start() {
 		_ = n.cmd.Wait()
 		close(n.exited)
 	}()
+	return ready
+}
+
+func (n *node) awaitReady(ready <-chan map[string]any) {
+	n.t.Helper()
 	select {
 	case rec := <-ready:
 		// Ports are fixed per node, so a restart listens where the first
