@@ -56,10 +56,12 @@ func (c *clusterFlags) noteExplicit(fl *pflag.FlagSet) {
 	c.httpSet, c.natsSet, c.partitionsSet = fl.Changed("http"), fl.Changed("nats"), fl.Changed("partitions")
 }
 
-// clusterSetup is a node's cluster settings, read from the cluster file.
+// clusterSetup is a node's cluster settings, read from the cluster file,
+// and its Raft member once open.
 type clusterSetup struct {
 	cfg  *cluster.Config
 	name string
+	node *cluster.Node
 }
 
 // applyClusterFile reads --cluster and sets the listeners, partitions,
@@ -115,7 +117,7 @@ func applyClusterFile(f *serveFlags, opts *engine.Options, logger *slog.Logger) 
 // open starts the node's Raft member in DATA_DIR/raft. Applied reads the
 // engine's applied position once engine holds it (every node applies the
 // whole log, so every partition's position is the engine's).
-func (s *clusterSetup) open(dataDir string, engine *atomic.Pointer[engine.Engine], logger *slog.Logger) (*cluster.Node, error) {
+func (s *clusterSetup) open(dataDir string, engine *atomic.Pointer[engine.Engine], logger *slog.Logger) error {
 	n, err := cluster.Open(cluster.Options{
 		Config: s.cfg,
 		Name:   s.name,
@@ -129,7 +131,15 @@ func (s *clusterSetup) open(dataDir string, engine *atomic.Pointer[engine.Engine
 		Logger: logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("--cluster: %w", err)
+		return fmt.Errorf("--cluster: %w", err)
 	}
-	return n, nil
+	s.node = n
+	return nil
+}
+
+// close stops the Raft member (after the engine: see runServe).
+func (s *clusterSetup) close(logger *slog.Logger) {
+	if err := s.node.Close(); err != nil {
+		logger.Error("close cluster node", "err", err)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -38,16 +39,19 @@ func startCluster(t *testing.T, file string, names ...string) []*node {
 	t.Helper()
 	master := "AURUM_MASTER_KEY=" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
 	nodes := make([]*node, len(names))
-	ready := make([]<-chan map[string]any, len(names))
 	for i, name := range names {
 		n := &node{t: t, dataDir: t.TempDir(), env: []string{master}}
 		n.args = []string{"serve", "--data-dir", n.dataDir, "--log-format", "json", "--cluster", file, "--node", name}
-		ready[i] = n.launch()
+		if err := n.launch(); err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(n.stop)
 		nodes[i] = n
 	}
-	for i, n := range nodes {
-		n.awaitReady(ready[i])
+	for _, n := range nodes {
+		if err := n.waitListening(90 * time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return nodes
 }
@@ -80,6 +84,26 @@ func TestClusterServe(t *testing.T) {
 		stats, _ := p["stats"].(map[string]any)
 		if stats == nil || stats["total_events"] != float64(3) {
 			return fmt.Errorf("profile on n3: stats %v, want 3 events", p["stats"])
+		}
+		return nil
+	})
+	// The node's Raft member is wired: GET /v1/cluster on n2 shows the three.
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		var st struct {
+			Leader string `json:"leader"`
+			Nodes  []struct {
+				Name string `json:"name"`
+			} `json:"nodes"`
+		}
+		code, body, err := nodes[1].request("GET", "/v1/cluster", nil, adminAuth)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("GET /v1/cluster on n2: %d %s %v", code, body, err)
+		}
+		if err := json.Unmarshal(body, &st); err != nil {
+			return err
+		}
+		if st.Leader == "" || len(st.Nodes) != 3 {
+			return fmt.Errorf("GET /v1/cluster on n2: %+v, want a leader and 3 nodes", st)
 		}
 		return nil
 	})

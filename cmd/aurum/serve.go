@@ -256,16 +256,11 @@ func runServe(ctx context.Context, f serveFlags) error {
 	// cluster node.
 	var running atomic.Pointer[engine.Engine]
 	if cl != nil {
-		node, err := cl.open(f.dataDir, &running, logger)
-		if err != nil {
+		if err := cl.open(f.dataDir, &running, logger); err != nil {
 			return err
 		}
-		defer func() {
-			if err := node.Close(); err != nil {
-				logger.Error("close cluster node", "err", err)
-			}
-		}()
-		opts.Cluster = node
+		defer cl.close(logger)
+		opts.Cluster = cl.node
 	}
 	e, err := engine.Open(ctx, opts)
 	if err != nil {
@@ -278,7 +273,11 @@ func runServe(ctx context.Context, f serveFlags) error {
 		}
 		logger.Info("stopped")
 	}()
-	srv, err := api.New(apiServices(e), api.Options{AdminTokenHash: tokenHash, Logger: logger,
+	svc := apiServices(e)
+	if cl != nil {
+		svc.Cluster = cl.node
+	}
+	srv, err := api.New(svc, api.Options{AdminTokenHash: tokenHash, Logger: logger,
 		IngestRate: f.ingestRate, PublicMetrics: f.publicMetrics})
 	if err != nil {
 		return err
