@@ -69,6 +69,9 @@ func openCluster(t *testing.T, n, replicas int) []*Log {
 // read from another; with the AURUM_LOG stream leader's server closed,
 // appends on the other two still succeed and are read there.
 func TestClusterReplicatedStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a three-server JetStream cluster")
+	}
 	ctx := testCtx(t)
 	logs := openCluster(t, 3, 3)
 	for _, cfg := range logs[0].streamConfigs() {

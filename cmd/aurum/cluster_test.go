@@ -63,6 +63,9 @@ func startCluster(t *testing.T, file string, names ...string) []*node {
 // sealed traits open on n3 only with shared data keys: neither is asserted
 // here.)
 func TestClusterServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three real aurum processes")
+	}
 	names := []string{"n1", "n2", "n3"}
 	file := writeClusterFile(t, 3, 4, names...)
 	nodes := startCluster(t, file, names...)
