@@ -3,7 +3,10 @@ package log
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,25 +100,9 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	r.Close()
 
 	// Close the server leading AURUM_LOG: the other two elect a new leader.
-	s, err := logs[0].js.Stream(ctx, StreamLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := -1
-	for i := range logs {
-		if info.Cluster.Leader == "n"+strconv.Itoa(i+1) {
-			leader = i
-		}
-	}
-	if leader < 0 {
-		t.Fatalf("AURUM_LOG leader %q is none of n1..n3", info.Cluster.Leader)
-	}
+	leader := streamLeader(t, ctx, logs[0], StreamLog)
 	if err := logs[leader].Close(); err != nil {
-		t.Fatalf("close %s: %v", info.Cluster.Leader, err)
+		t.Fatalf("close n%d: %v", leader+1, err)
 	}
 	writer, reader := logs[(leader+1)%3], logs[(leader+2)%3]
 	// Appends retried with the same message id until the new leader
@@ -204,4 +191,108 @@ func TestClusterOptionsValidate(t *testing.T) {
 	if o.Cluster.Name != DefaultClusterName || o.Replicas != 1 {
 		t.Fatalf("defaults: cluster name %q, replicas %d", o.Cluster.Name, o.Replicas)
 	}
+}
+
+// TestClusterTruncatedBlockOnOneNode: a follower's AURUM_LOG block files
+// are cut to half their size while it is down (a torn or corrupt disk on a
+// minority), and appends go on without it. It rejoins, catches up from the
+// others, and once it leads the stream every entry is there (the issue's
+// "truncated block file on one node", on the nats-server of go.mod).
+func TestClusterTruncatedBlockOnOneNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a three-server JetStream cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	logs := openCluster(t, 3, 3)
+	appendN(t, ctx, logs[0], 1, 50)
+	leader := streamLeader(t, ctx, logs[0], StreamLog)
+	victim := (leader + 1) % 3
+	opts := logs[victim].opts
+	if err := logs[victim].Close(); err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := filepath.Glob(filepath.Join(opts.Dir, "jetstream", "$G", "streams", StreamLog, "msgs", "*.blk"))
+	if err != nil || len(blocks) == 0 {
+		t.Fatalf("block files of %s: %v %v", StreamLog, blocks, err)
+	}
+	for _, b := range blocks {
+		fi, err := os.Stat(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(b, fi.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writer := logs[leader]
+	for i := 51; i <= 60; i++ {
+		check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			_, _, err := writer.Append(actx, "aurum.log.batch", "id-"+strconv.Itoa(i), payload(i))
+			return err
+		})
+	}
+	reopened, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatalf("reopen %s: %v", opts.Cluster.ServerName, err)
+	}
+	t.Cleanup(func() { _ = reopened.Close() })
+	logs[victim] = reopened
+
+	// The truncated replica catches up from the others.
+	check.For(t, time.Minute, 100*time.Millisecond, func() error {
+		if !reopened.srv.JetStreamIsStreamCurrent("$G", StreamLog) {
+			return fmt.Errorf("the truncated replica of %s is not current", StreamLog)
+		}
+		return nil
+	})
+	// Move the stream's leadership to the truncated node, then read.
+	name := opts.Cluster.ServerName
+	check.For(t, time.Minute, time.Second, func() error {
+		if streamLeader(t, ctx, writer, StreamLog) == victim {
+			return nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resp, err := writer.nc.RequestWithContext(rctx, "$JS.API.STREAM.LEADER.STEPDOWN."+StreamLog,
+			[]byte(`{"placement":{"preferred":"`+name+`"}}`))
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("leader is not %s yet (stepdown: %s)", name, resp.Data)
+	})
+	r, err := reopened.NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	readN(t, ctx, r, 1, 60)
+}
+
+// streamLeader is the index (n1 = 0) of the server leading stream.
+func streamLeader(t *testing.T, ctx context.Context, l *Log, stream string) int {
+	t.Helper()
+	var leader string
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		s, err := l.js.Stream(ctx, stream)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return fmt.Errorf("stream %s has no leader", stream)
+		}
+		leader = info.Cluster.Leader
+		return nil
+	})
+	i, err := strconv.Atoi(strings.TrimPrefix(leader, "n"))
+	if err != nil || i < 1 || i > 3 {
+		t.Fatalf("stream %s leader %q is none of n1..n3", stream, leader)
+	}
+	return i - 1
 }
