@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // writeClusterFile writes a cluster file of the named nodes on free
@@ -147,4 +152,145 @@ func TestServeClusterFlagErrors(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) { checkServeRefuses(t, tt.set, tt.want) })
 	}
+}
+
+// TestClusterJetStreamFaults: three real nodes take batches (retried
+// until acknowledged, as SDKs do) while the AURUM_LOG stream leader's
+// process is paused (SIGSTOP) and while two nodes are killed (SIGKILL) in
+// quick succession and restarted. Afterwards every node counts every
+// event exactly once.
+func TestClusterJetStreamFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three real aurum processes")
+	}
+	names := []string{"n1", "n2", "n3"}
+	file := writeClusterFile(t, 3, 4, names...)
+	nodes := startCluster(t, file, names...)
+	key := nodes[0].createSource("web")
+	created, err := nodes[0].appliedSeq()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A node accepts the source's write key once it applied its creation
+	// (a restarted node replays the log past its last flushed state first).
+	knowsSource := func(n *node) {
+		t.Helper()
+		check.For(t, 60*time.Second, 50*time.Millisecond, func() error {
+			got, err := n.appliedSeq()
+			if err == nil && got < created {
+				err = fmt.Errorf("applied %d of %d", got, created)
+			}
+			return err
+		})
+	}
+	knowsSource(nodes[1])
+	knowsSource(nodes[2])
+
+	const users = 5
+	perUser := 0
+	var acked atomic.Int64
+	round := 0
+	send := func(n *node, batches int) { // each batch: one event per user
+		t.Helper()
+		for range batches {
+			round++
+			b := make([]map[string]any, users)
+			for u := range b {
+				b[u] = map[string]any{"type": "track", "userId": fmt.Sprintf("u%d", u), "event": "Viewed",
+					"messageId": fmt.Sprintf("m-%d-%d", round, u)}
+			}
+			sendUntilAcked(t, n, key, b, &acked, true)
+			perUser++
+		}
+	}
+	send(nodes[0], 3)
+
+	// Pause the process leading AURUM_LOG: the other two elect a leader
+	// and acknowledge batches; then it wakes up.
+	leader := logLeader(t, nodes)
+	paused := nodes[leader]
+	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = paused.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume) // before stop's SIGTERM (cleanups run last first)
+	send(nodes[(leader+1)%3], 3)
+	resume()
+	send(nodes[leader], 3)
+
+	// Kill two nodes in quick succession, restart them: ingestion
+	// resumes once a majority is back.
+	a, b := nodes[(leader+1)%3], nodes[(leader+2)%3]
+	a.kill()
+	b.kill()
+	for _, n := range []*node{a, b} {
+		if err := n.launch(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []*node{a, b} {
+		if err := n.waitListening(90 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	knowsSource(a)
+	send(a, 3)
+
+	for i, n := range nodes {
+		check.For(t, 60*time.Second, 100*time.Millisecond, func() error {
+			for u := range users {
+				p, err := n.profile(fmt.Sprintf("user_id:u%d", u))
+				if err != nil {
+					return err
+				}
+				stats, _ := p["stats"].(map[string]any)
+				if stats == nil || stats["total_events"] != float64(perUser) {
+					return fmt.Errorf("%s: u%d stats %v, want %d events", names[i], u, p["stats"], perUser)
+				}
+			}
+			return nil
+		})
+	}
+	if acked.Load() != int64(round) {
+		t.Fatalf("%d batches acknowledged, %d sent", acked.Load(), round)
+	}
+}
+
+// logLeader is the index of the node whose NATS server leads AURUM_LOG.
+func logLeader(t *testing.T, nodes []*node) int {
+	t.Helper()
+	js, err := jetstream.New(natsConnect(t, nodes[0].NATS, natsAdmin()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := -1
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, "AURUM_LOG")
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.Cluster == nil {
+			return errors.New("AURUM_LOG has no cluster info")
+		}
+		for i := range nodes {
+			if info.Cluster.Leader == fmt.Sprintf("n%d", i+1) {
+				leader = i
+				return nil
+			}
+		}
+		return fmt.Errorf("AURUM_LOG leader %q", info.Cluster.Leader)
+	})
+	return leader
 }
