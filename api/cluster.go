@@ -40,11 +40,8 @@ func (s *Server) handleClusterStatus(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) handleClusterAdd(w http.ResponseWriter, r *http.Request) {
-	if !s.clusterOr404(w) {
-		return
-	}
 	var nc cluster.NodeConfig
-	if !decodeJSON(w, r, 64<<10, &nc, false) {
+	if !decodeJSON(w, r, 64<<10, &nc, false) || !s.clusterOr404(w) {
 		return
 	}
 	for _, f := range []struct{ name, v string }{{"name", nc.Name}, {"http", nc.HTTP}, {"raft", nc.Raft}} {

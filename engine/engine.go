@@ -88,10 +88,6 @@ type Options struct {
 	// Replicas is the replica count of every stream of the log, in
 	// [1, 5] (0 means 1). Above 1 it needs NATSCluster or NATSURL.
 	Replicas int
-	// Cluster is this node's view of the cluster (nil: a single node). Not
-	// used by the engine yet: partition ownership and the singletons are
-	// wired with the outbox fence (issue #11).
-	Cluster Cluster
 	// FsyncAlways makes every acknowledged event survive power loss: the log
 	// fsyncs before it acknowledges. Without it an acknowledged event survives
 	// a crash of the process, not of the machine.
@@ -149,6 +145,21 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the engine's metrics. Default: a fresh registry.
 	Registry *prometheus.Registry
+	// Cluster is this node's view of the cluster (cmd/aurum passes its
+	// *cluster.Node). Nil: a single node that publishes every partition
+	// and runs every singleton.
+	Cluster Cluster
+}
+
+// Cluster is this node's view of the cluster; nil means a single node that
+// owns every partition and runs every singleton. With one, the outbox
+// publishes only the partitions this node owns, fenced by epoch, and the
+// ticker, the webhook destination workers and the shared steps of an
+// erasure run on the leader only (cluster.go).
+type Cluster interface {
+	Name() string                       // this node's name (goes into fence claims)
+	Owns(p int) (epoch uint64, ok bool) // owner of partition p now (lease-checked), under epoch
+	IsLeader() bool                     // runs the singletons
 }
 
 func (o *Options) ensureDefaults() {
@@ -223,10 +234,12 @@ type Engine struct {
 	// stateMu guards state and sm against a rebuild's swap: readers and
 	// the apply loop hold it shared while they use them; the swap holds it
 	// exclusively.
-	stateMu    sync.RWMutex
-	rebuild    *rebuilder
-	dispatcher *activation.Dispatcher
-	applied    *appliedWatch
+	stateMu     sync.RWMutex
+	rebuild     *rebuilder
+	dispatcher  *activation.Dispatcher
+	destMu      sync.Mutex // serialises reloadDestinations (apply loop, leadership watcher)
+	destsLeader bool       // the leadership the last reloadDestinations saw (under destMu)
+	applied     *appliedWatch
 
 	// The stages, wired by Open (their accessors are in state.go).
 	edge      *ingest.Edge
@@ -354,10 +367,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.gate)
 	e.reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
 	e.privacy = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
-		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry},
+		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.leader},
 		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
 			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate})
-	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry},
+	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
+		Cluster: opts.Cluster, Applied: e.applied.get},
 		e.log, e.keys, wiring{e}, e.privacy)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
@@ -381,6 +395,9 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("erasure", e.privacy.RunErasures)
 	if e.opts.TickPeriod > 0 {
 		e.goRun("ticker", e.tickLoop)
+	}
+	if e.opts.Cluster != nil {
+		e.goRun("leadership", e.watchLeadership)
 	}
 }
 
