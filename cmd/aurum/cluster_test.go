@@ -63,10 +63,9 @@ func startCluster(t *testing.T, file string, names ...string) []*node {
 
 // TestClusterServe runs three real `aurum serve --cluster` processes:
 // events ingested on n1 reach the profile read on n3, and every node is
-// healthy. The count comes from n3's own state: it applied the replicated
-// log. (Which node publishes outputs is the outbox fence's work, and n1's
-// sealed traits open on n3 only with shared data keys: neither is asserted
-// here.)
+// healthy, and the audience entry is published once. The count comes from
+// n3's own state: it applied the replicated log. (n1's sealed traits open
+// on n3 only with shared data keys: not asserted here.)
 func TestClusterServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three real aurum processes")
@@ -77,6 +76,7 @@ func TestClusterServe(t *testing.T) {
 	n1, n3 := nodes[0], nodes[2]
 
 	key := n1.createSource("web")
+	n1.mustJSON("POST", "/v1/audiences", map[string]string{"name": "buyers", "rule": `count("Order Completed") >= 1`}, adminAuth, http.StatusCreated, nil)
 	batch := []map[string]any{
 		{"type": "identify", "userId": "ann", "messageId": "m1", "traits": map[string]any{"plan": "pro"}},
 		{"type": "track", "userId": "ann", "messageId": "m2", "event": "Signed Up"},
@@ -95,6 +95,12 @@ func TestClusterServe(t *testing.T) {
 		}
 		return nil
 	})
+	// The owner of ann's partition publishes her entry, once, through its
+	// fence on the replicated AURUM_OUT (read on n2's NATS listener).
+	pubs := readPublished(t, nodes[1].NATS, 1, 30*time.Second)
+	if len(pubs) != 1 || pubs[0].subject != "aurum.audience.buyers.entered" {
+		t.Fatalf("published %+v, want one aurum.audience.buyers.entered", pubs)
+	}
 	// The node's Raft member is wired: GET /v1/cluster on n2 shows the three.
 	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
 		var st struct {
