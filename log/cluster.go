@@ -66,8 +66,8 @@ const (
 // to place Options.Replicas copies: those errors are retried with backoff
 // until the streams exist, Options.ClusterWait passes or ctx ends. Other
 // errors (a configuration the server refuses) fail at once.
-func (l *Log) createStreams(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, l.opts.ClusterWait)
+func (l *Log) createStreams(parent context.Context) error {
+	ctx, cancel := context.WithTimeout(parent, l.opts.ClusterWait)
 	defer cancel()
 	start := time.Now()
 	lastLog := start
@@ -85,6 +85,9 @@ func (l *Log) createStreams(ctx context.Context) error {
 				break
 			}
 			noQuorum := func() error {
+				if parent.Err() != nil { // the caller gave up (e.g. SIGTERM)
+					return fmt.Errorf("log: stream %s: %w (last error: %v)", cfg.Name, parent.Err(), err)
+				}
 				return fmt.Errorf("log: stream %s: no JetStream quorum to place %d replica(s) after %v (are a majority of the cluster's nodes up?): %w",
 					cfg.Name, cfg.Replicas, time.Since(start).Round(time.Millisecond), err)
 			}
