@@ -81,6 +81,13 @@ type Options struct {
 	// API token (see natsPermissions and docs/security.md). No effect with
 	// NATSURL: the deployment's authentication applies.
 	NATSNoAuth bool
+	// NATSCluster, when set, makes the embedded NATS server a node of a NATS
+	// cluster with clustered JetStream (server name, route listener,
+	// routes). Not with NATSURL: the deployment is then the cluster.
+	NATSCluster *alog.ClusterOptions
+	// Replicas is the replica count of every stream of the log, in
+	// [1, 5] (0 means 1). Above 1 it needs NATSCluster or NATSURL.
+	Replicas int
 	// FsyncAlways makes every acknowledged event survive power loss: the log
 	// fsyncs before it acknowledges. Without it an acknowledged event survives
 	// a crash of the process, not of the machine.
@@ -336,6 +343,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		Listen:     opts.NATSListen,
 		URL:        opts.NATSURL,
 		Fsync:      fsync,
+		Cluster:    opts.NATSCluster,
+		Replicas:   opts.Replicas,
 		Logger:     opts.Logger,
 		Authorizer: authz,
 

@@ -5,7 +5,8 @@
 // durable in-order consumers of the other streams (ConsumeDurable, e.g.
 // one per webhook destination on AURUM_OUT).
 //
-// Streams (created or updated by Open; file storage; one replica):
+// Streams (created or updated by Open; file storage; Options.Replicas copies,
+// see cluster.go):
 //
 //	AURUM_LOG     aurum.log.>                          truth log; limits, no max age, duplicate window 2 min
 //	AURUM_INGEST  aurum.ingest.>                       raw JSON from producers; work queue
@@ -209,11 +210,9 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("log: jetstream: %w", err)
 	}
 	l.js = js
-	for _, cfg := range l.streamConfigs() {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			l.shutdown()
-			return nil, fmt.Errorf("log: stream %s: %w", cfg.Name, err)
-		}
+	if err := l.createStreams(ctx); err != nil {
+		l.shutdown()
+		return nil, err
 	}
 	return l, nil
 }
@@ -225,7 +224,7 @@ func (l *Log) streamConfigs() []jetstream.StreamConfig {
 			Subjects:   subjects,
 			Retention:  jetstream.LimitsPolicy,
 			Storage:    jetstream.FileStorage,
-			Replicas:   1,
+			Replicas:   l.opts.Replicas,
 			MaxMsgSize: ServerMaxPayload,
 			MaxMsgs:    -1,
 			MaxBytes:   -1,
@@ -268,8 +267,12 @@ func startServer(opts Options, auth *serverAuth) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
+	serverName := "aurum"
+	if opts.Cluster != nil {
+		serverName = opts.Cluster.ServerName
+	}
 	sopts := &server.Options{
-		ServerName:             "aurum",
+		ServerName:             serverName,
 		Host:                   host,
 		Port:                   port,
 		JetStream:              true,
@@ -281,6 +284,11 @@ func startServer(opts Options, auth *serverAuth) (*server.Server, error) {
 	}
 	if auth != nil {
 		sopts.CustomClientAuthentication = auth
+	}
+	if opts.Cluster != nil {
+		if err := clusterServerOptions(sopts, opts.Cluster); err != nil {
+			return nil, err
+		}
 	}
 	if opts.TLSCertFile != "" {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: opts.TLSCertFile, KeyFile: opts.TLSKeyFile})
