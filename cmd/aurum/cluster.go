@@ -91,6 +91,9 @@ func applyClusterFile(f *serveFlags, opts *engine.Options, logger *slog.Logger) 
 	}
 	opts.Partitions = cfg.Partitions
 	opts.Replicas = cfg.ReplicaCount()
+	// Every node applies every event: a value sealed on one node must
+	// open on the others (AURUM_KEYS).
+	opts.SharedKeys = true
 	if !c.httpSet {
 		f.httpAddr = self.HTTP
 	}

@@ -42,11 +42,17 @@ func writeClusterFile(t *testing.T, replicas, partitions int, names ...string) s
 // the processes are launched together).
 func startCluster(t *testing.T, file string, names ...string) []*node {
 	t.Helper()
+	return startClusterWith(t, file, nil, names...)
+}
+
+// startClusterWith is startCluster with extra serve arguments.
+func startClusterWith(t *testing.T, file string, extra []string, names ...string) []*node {
+	t.Helper()
 	master := "AURUM_MASTER_KEY=" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
 	nodes := make([]*node, len(names))
 	for i, name := range names {
 		n := &node{t: t, dataDir: t.TempDir(), env: []string{master}}
-		n.args = []string{"serve", "--data-dir", n.dataDir, "--log-format", "json", "--cluster", file, "--node", name}
+		n.args = append([]string{"serve", "--data-dir", n.dataDir, "--log-format", "json", "--cluster", file, "--node", name}, extra...)
 		if err := n.launch(); err != nil {
 			t.Fatal(err)
 		}
@@ -64,8 +70,8 @@ func startCluster(t *testing.T, file string, names ...string) []*node {
 // TestClusterServe runs three real `aurum serve --cluster` processes:
 // events ingested on n1 reach the profile read on n3, and every node is
 // healthy, and the audience entry is published once. The count comes from
-// n3's own state: it applied the replicated log. (n1's sealed traits open
-// on n3 only with shared data keys: not asserted here.)
+// n3's own state: it applied the replicated log; n1's sealed traits open on
+// n3 through the shared data keys.
 func TestClusterServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three real aurum processes")
@@ -92,6 +98,10 @@ func TestClusterServe(t *testing.T) {
 		stats, _ := p["stats"].(map[string]any)
 		if stats == nil || stats["total_events"] != float64(3) {
 			return fmt.Errorf("profile on n3: stats %v, want 3 events", p["stats"])
+		}
+		// Sealed on n1 under a data key n1 created: n3 opens it (AURUM_KEYS).
+		if traits, _ := p["traits"].(map[string]any); traits["plan"] != "pro" {
+			return fmt.Errorf("profile on n3: traits %v, want plan pro", p["traits"])
 		}
 		return nil
 	})
