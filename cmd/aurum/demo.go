@@ -29,6 +29,7 @@ import (
 type demoFlags struct {
 	dataDir, httpAddr, natsAddr string
 	keep                        bool
+	nodes                       int
 	people                      int
 	rate                        float64
 	duration                    time.Duration
@@ -98,9 +99,18 @@ it prints the events sent, the event rate, the profiles, merges and dead letters
 
 The demo generates an admin token and prints it with curl examples. The data lives in a fresh
 temporary directory removed at exit unless --keep is given (a --data-dir you name is kept).
-Ctrl-C stops it; --duration stops it after a while.`,
+Ctrl-C stops it; --duration stops it after a while.
+
+With --nodes N (2..5) it starts a cluster instead: N "aurum serve --cluster" processes of this
+binary on this machine (HTTP and NATS ports counting up from --http and --nats, the cluster file,
+master key and node logs in the data directory), installs the example audiences and streams the
+store over HTTP to the nodes in turn. Kill a node (kill -9 PID, printed at start) to watch its
+partitions move; "aurum cluster status" shows the cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.nodes != 1 {
+				return runDemoCluster(cmd.Context(), cmd.OutOrStdout(), f)
+			}
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), f, demoHooks{audiences: exampleAudienceSizes()})
 		},
 	}
@@ -113,6 +123,7 @@ Ctrl-C stops it; --duration stops it after a while.`,
 	fl.Float64Var(&f.rate, "rate", 2000, "events per second offered (0 = as fast as possible)")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0 = until Ctrl-C)")
 	fl.Uint64Var(&f.seed, "seed", 1, "workload seed (the same seed gives the same events)")
+	fl.IntVar(&f.nodes, "nodes", 1, fmt.Sprintf("run a cluster of this many serve processes (2..%d; their HTTP and NATS ports count up from --http and --nats)", maxDemoNodes))
 	return cmd
 }
 
