@@ -81,6 +81,11 @@ func (e *Reader) profileView(snap store.Reader, sm *projections.StateMachine, re
 		return nil, err
 	}
 	v.FillConsentDefaults(event.ConsentChannels, e.consentDefault())
+	now, err := projections.LogClock(snap)
+	if err != nil {
+		return nil, err
+	}
+	v.FeaturesAt(p, now)
 	ms, err := sm.Memberships(snap, p.ID)
 	if err != nil {
 		return nil, err
