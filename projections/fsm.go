@@ -102,6 +102,9 @@ type Options struct {
 	// DefaultDedupFilterBytes; negative: no filter (every messageId is
 	// looked up in the store).
 	DedupFilterBytes int
+	// NoFeatures turns the feature projection off (gcr.Options.NoFeatures):
+	// the baseline of its benchmark only; it changes the state.
+	NoFeatures bool
 	// noFreshHistory turns off the shortcut of partition.history for a
 	// profile whose only stored events are the step's (freshHistory):
 	// the reference the equivalence tests compare with.
@@ -161,7 +164,7 @@ func New(opts Options) *StateMachine {
 	}
 	sm := &StateMachine{
 		opts:  opts,
-		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions}),
+		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions, NoFeatures: opts.NoFeatures}),
 		cache: newStateCache(opts.CacheBytes),
 		ddf:   newDedupFilter(opts.DedupFilterBytes),
 	}

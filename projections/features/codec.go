@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"slices"
 
 	"github.com/aurumcdp/aurum/internal/wire"
 )
@@ -14,11 +13,11 @@ import (
 // Version 1, hand-written, deterministic (maps in key order):
 //
 //	features = 0x01 days(purchase) varint(FoldedPurchaseDays) varint(FoldedOrders) varint(FoldedMicros)
-//	           days(active) varint(FoldedActiveDays) map(Events) map(Categories) map(Products)
+//	           days(active) varint(FoldedActiveDays) scores(Events) scores(Categories) scores(Products)
 //	purchase = uvarint(Orders) varint(Micros)
 //	days(v)  = uvarint(n) [varint(first day) v (uvarint(day − previous day − 1) v)*]
 //	active   = (nothing)
-//	map      = uvarint(n) (str(key) f64(Short) f64(Long) varint(AsOf))*   keys strictly increasing
+//	scores   = uvarint(n) (str(key) f64(Short) f64(Long) varint(AsOf))*   keys strictly increasing
 //
 // Decode refuses another version, trailing bytes, more days or keys than
 // the caps, keys longer than MaxKeyLen, days out of order, negative counts
@@ -60,25 +59,19 @@ func (f *Features) Append(dst []byte) []byte {
 		}
 	}
 	dst = binary.AppendVarint(dst, f.FoldedActiveDays)
-	for _, m := range []map[string]Decayed{f.Events, f.Categories, f.Products} {
-		dst = appendMap(dst, m)
+	for _, sc := range []Scores{f.Events, f.Categories, f.Products} {
+		dst = appendScores(dst, sc)
 	}
 	return dst
 }
 
-func appendMap(dst []byte, m map[string]Decayed) []byte {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	dst = binary.AppendUvarint(dst, uint64(len(keys)))
-	for _, k := range keys {
-		d := m[k]
-		dst = wire.AppendString(dst, k)
-		dst = wire.AppendFloat64(dst, d.Short)
-		dst = wire.AppendFloat64(dst, d.Long)
-		dst = binary.AppendVarint(dst, d.AsOf)
+func appendScores(dst []byte, sc Scores) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(sc)))
+	for _, e := range sc {
+		dst = wire.AppendString(dst, e.Key)
+		dst = wire.AppendFloat64(dst, e.Short)
+		dst = wire.AppendFloat64(dst, e.Long)
+		dst = binary.AppendVarint(dst, e.AsOf)
 	}
 	return dst
 }
@@ -90,9 +83,9 @@ func (f *Features) SizeBound() int {
 	}
 	const v = binary.MaxVarintLen64
 	n := 1 + 9*v + len(f.Purchases)*3*v + len(f.ActiveDays)*v
-	for _, m := range []map[string]Decayed{f.Events, f.Categories, f.Products} {
-		for k := range m {
-			n += 2*v + 16 + len(k)
+	for _, sc := range []Scores{f.Events, f.Categories, f.Products} {
+		for _, e := range sc {
+			n += 2*v + 16 + len(e.Key)
 		}
 	}
 	return n
@@ -109,7 +102,7 @@ func Decode(b []byte) (*Features, error) {
 	if n := r.Count("purchase days", minDaySize); n > MaxPurchaseDays {
 		r.Fail("%d purchase days, at most %d", n, MaxPurchaseDays)
 	} else if n > 0 {
-		f.Purchases = make([]PurchaseDay, n)
+		f.Purchases = make([]PurchaseDay, n, n+1) // room for the next day
 		for i := range f.Purchases {
 			p := &f.Purchases[i]
 			if i == 0 {
@@ -127,7 +120,7 @@ func Decode(b []byte) (*Features, error) {
 	if n := r.Count("active days", minActiveSize); n > MaxActiveDays {
 		r.Fail("%d active days, at most %d", n, MaxActiveDays)
 	} else if n > 0 {
-		f.ActiveDays = make([]int64, n)
+		f.ActiveDays = make([]int64, n, n+1)
 		for i := range f.ActiveDays {
 			if i == 0 {
 				f.ActiveDays[i] = firstDay(&r, "active day")
@@ -137,9 +130,9 @@ func Decode(b []byte) (*Features, error) {
 		}
 	}
 	f.FoldedActiveDays = nonNegativeInt(&r, r.Varint("folded active days"), "folded active days")
-	f.Events = decodeMap(&r, "events")
-	f.Categories = decodeMap(&r, "categories")
-	f.Products = decodeMap(&r, "products")
+	f.Events = decodeScores(&r, "events")
+	f.Categories = decodeScores(&r, "categories")
+	f.Products = decodeScores(&r, "products")
 	if err := r.Finish(); err != nil {
 		return nil, err
 	}
@@ -180,7 +173,7 @@ func nonNegativeInt(r *wire.Reader, v int64, what string) int64 {
 	return v
 }
 
-func decodeMap(r *wire.Reader, what string) map[string]Decayed {
+func decodeScores(r *wire.Reader, what string) Scores {
 	n := r.Count(what, minScoreSize)
 	if n > MaxKeys {
 		r.Fail("%d %s, at most %d", n, what, MaxKeys)
@@ -189,9 +182,9 @@ func decodeMap(r *wire.Reader, what string) map[string]Decayed {
 	if n == 0 {
 		return nil
 	}
-	m := make(map[string]Decayed, n)
+	sc := make(Scores, n, n+2) // room for an event's new keys
 	var prev string
-	for i := range n {
+	for i := range sc {
 		k := r.Key(what, i, prev)
 		if len(k) == 0 || len(k) > MaxKeyLen {
 			r.Fail("%s key of %d bytes", what, len(k))
@@ -202,9 +195,9 @@ func decodeMap(r *wire.Reader, what string) map[string]Decayed {
 			r.Fail("%s %q: score not finite or negative", what, k)
 			return nil
 		}
-		m[k], prev = d, k
+		sc[i], prev = Keyed{Key: k, Decayed: d}, k
 	}
-	return m
+	return sc
 }
 
 func score(v float64) bool { return v >= 0 && !math.IsInf(v, 0) && !math.IsNaN(v) }

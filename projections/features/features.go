@@ -85,9 +85,32 @@ type Features struct {
 	ActiveDays       []int64 // sorted, distinct
 	FoldedActiveDays int64
 
-	Events     map[string]Decayed // track event name → score
-	Categories map[string]Decayed // properties.category (and of products[])
-	Products   map[string]Decayed // properties.product_id (and of products[])
+	Events     Scores // by track event name
+	Categories Scores // by properties.category (and those of products[])
+	Products   Scores // by properties.product_id (and those of products[])
+}
+
+// Scores are decayed scores by key, sorted by key, keys distinct (a sorted
+// slice: cheaper to decode and encode than a map).
+type Scores []Keyed
+
+// Keyed is one key's decayed score.
+type Keyed struct {
+	Key string
+	Decayed
+}
+
+// Get returns the score of k.
+func (s Scores) Get(k string) (Decayed, bool) {
+	i, ok := s.find(k)
+	if !ok {
+		return Decayed{}, false
+	}
+	return s[i].Decayed, true
+}
+
+func (s Scores) find(k string) (int, bool) {
+	return sort.Find(len(s), func(i int) int { return strings.Compare(k, s[i].Key) })
 }
 
 // PurchaseDay is one UTC day with purchases.
@@ -182,34 +205,34 @@ func (f *Features) interactions(props map[string]any, w float64, t int64) {
 	}
 }
 
-func addDecayed(m *map[string]Decayed, k string, d Decayed) {
+func addDecayed(s *Scores, k string, d Decayed) {
 	if k == "" || len(k) > MaxKeyLen {
 		return
 	}
-	if *m == nil {
-		*m = make(map[string]Decayed)
-	}
-	if cur, ok := (*m)[k]; ok {
-		(*m)[k] = cur.join(d)
+	i, ok := s.find(k)
+	if ok {
+		(*s)[i].Decayed = (*s)[i].join(d)
 		return
 	}
-	(*m)[k] = d
-	trim(*m)
+	*s = slices.Insert(*s, i, Keyed{Key: k, Decayed: d})
+	s.trim()
 }
 
-// trim evicts keys beyond MaxKeys: lowest long score as of the map's latest
-// time first, ties the greater key first.
-func trim(m map[string]Decayed) {
-	if len(m) <= MaxKeys {
+// trim evicts keys beyond MaxKeys: lowest long score as of the latest time
+// of s first, ties the greater key first.
+func (s *Scores) trim() {
+	if len(*s) <= MaxKeys {
 		return
 	}
 	var latest int64 = math.MinInt64
-	for _, d := range m {
-		latest = max(latest, d.AsOf)
+	for _, e := range *s {
+		latest = max(latest, e.AsOf)
 	}
-	for _, e := range ranked(m, latest)[MaxKeys:] {
-		delete(m, e.ID)
+	evict := make(map[string]bool, len(*s)-MaxKeys)
+	for _, e := range ranked(*s, latest)[MaxKeys:] {
+		evict[e.ID] = true
 	}
+	*s = slices.DeleteFunc(*s, func(e Keyed) bool { return evict[e.Key] })
 }
 
 func (f *Features) addActiveDay(day int64) {
@@ -267,26 +290,30 @@ func (f *Features) Join(o *Features) {
 		f.addActiveDay(d)
 	}
 	f.FoldedActiveDays += o.FoldedActiveDays
-	joinMap(&f.Events, o.Events)
-	joinMap(&f.Categories, o.Categories)
-	joinMap(&f.Products, o.Products)
+	joinScores(&f.Events, o.Events)
+	joinScores(&f.Categories, o.Categories)
+	joinScores(&f.Products, o.Products)
 }
 
-func joinMap(dst *map[string]Decayed, src map[string]Decayed) {
+func joinScores(dst *Scores, src Scores) {
 	if len(src) == 0 {
 		return
 	}
-	if *dst == nil {
-		*dst = make(map[string]Decayed, len(src))
-	}
-	for k, d := range src {
-		if cur, ok := (*dst)[k]; ok {
-			(*dst)[k] = cur.join(d)
-		} else {
-			(*dst)[k] = d
+	out := make(Scores, 0, len(*dst)+len(src))
+	a, b := *dst, src
+	for len(a) > 0 || len(b) > 0 {
+		switch {
+		case len(b) == 0 || len(a) > 0 && a[0].Key < b[0].Key:
+			out, a = append(out, a[0]), a[1:]
+		case len(a) == 0 || b[0].Key < a[0].Key:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out = append(out, Keyed{Key: a[0].Key, Decayed: a[0].join(b[0].Decayed)})
+			a, b = a[1:], b[1:]
 		}
 	}
-	trim(*dst)
+	*dst = out
+	dst.trim()
 }
 
 // Empty reports whether f holds nothing.
@@ -310,21 +337,14 @@ func Equal(f, o *Features, rel float64) bool {
 		f.FoldedMicros != o.FoldedMicros || f.FoldedActiveDays != o.FoldedActiveDays {
 		return false
 	}
-	return mapsClose(f.Events, o.Events, rel) && mapsClose(f.Categories, o.Categories, rel) &&
-		mapsClose(f.Products, o.Products, rel)
+	return scoresNear(f.Events, o.Events, rel) && scoresNear(f.Categories, o.Categories, rel) &&
+		scoresNear(f.Products, o.Products, rel)
 }
 
-func mapsClose(a, b map[string]Decayed, rel float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, x := range a {
-		y, ok := b[k]
-		if !ok || x.AsOf != y.AsOf || !near(x.Short, y.Short, rel) || !near(x.Long, y.Long, rel) {
-			return false
-		}
-	}
-	return true
+func scoresNear(a, b Scores, rel float64) bool {
+	return slices.EqualFunc(a, b, func(x, y Keyed) bool {
+		return x.Key == y.Key && x.AsOf == y.AsOf && near(x.Short, y.Short, rel) && near(x.Long, y.Long, rel)
+	})
 }
 
 func near(a, b, rel float64) bool {

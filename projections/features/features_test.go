@@ -104,11 +104,7 @@ func TestOrderAndMergeIndependence(t *testing.T) {
 	// Equal can fail: a different decayed score, a different day.
 	f := build(randSteps(rand.New(rand.NewPCG(1, 1)), 30, 3), seq(30))
 	g := build(randSteps(rand.New(rand.NewPCG(1, 1)), 30, 3), seq(30))
-	for k, d := range g.Events {
-		d.Long *= 1 + 1e-9
-		g.Events[k] = d
-		break
-	}
+	g.Events[0].Long *= 1 + 1e-9
 	if Equal(f, g, 1e-12) || !Equal(f, g, 1e-6) {
 		t.Error("Equal does not tell a changed score apart")
 	}
@@ -174,7 +170,7 @@ func TestBounds(t *testing.T) {
 		t.Fatalf("%d products kept, want %d", len(f.Products), MaxKeys)
 	}
 	for i := range MaxKeys {
-		if _, ok := f.Products[fmt.Sprintf("p%03d", i)]; !ok {
+		if _, ok := f.Products.Get(fmt.Sprintf("p%03d", i)); !ok {
 			t.Errorf("product p%03d evicted at a tie with a greater key", i)
 		}
 	}
@@ -186,7 +182,7 @@ func TestBounds(t *testing.T) {
 		view(i, t0+DayMs)
 	}
 	for i := MaxKeys; i < 2*MaxKeys; i++ {
-		if d, ok := f.Products[fmt.Sprintf("p%03d", i)]; !ok || d.Long != 2 {
+		if d, ok := f.Products.Get(fmt.Sprintf("p%03d", i)); !ok || d.Long != 2 {
 			t.Errorf("newcomer p%03d: %+v, %v", i, d, ok)
 		}
 	}
@@ -209,6 +205,8 @@ func TestBounds(t *testing.T) {
 	}
 	if n, bound := len(f.Append(nil)), f.SizeBound(); n > bound || n > 64<<10 {
 		t.Errorf("encoding of a full profile: %d bytes (bound %d)", n, bound)
+	} else {
+		t.Logf("a full row encodes to %d bytes", n)
 	}
 	// Merging two full profiles stays within the caps.
 	g := build(randSteps(rand.New(rand.NewPCG(5, 5)), 2000, 500), seq(2000))
@@ -251,9 +249,10 @@ func TestDecodeRefuses(t *testing.T) {
 	ok := f.Append(nil)
 	for name, b := range map[string][]byte{
 		"version":        append([]byte{2}, ok[1:]...),
-		"negative score": (&Features{Events: map[string]Decayed{"e": {Short: -1, Long: 1}}}).Append(nil),
-		"NaN score":      (&Features{Events: map[string]Decayed{"e": {Short: math.NaN()}}}).Append(nil),
-		"empty key":      (&Features{Events: map[string]Decayed{"": {}}}).Append(nil),
+		"negative score": (&Features{Events: Scores{{"e", Decayed{Short: -1, Long: 1}}}}).Append(nil),
+		"NaN score":      (&Features{Events: Scores{{"e", Decayed{Short: math.NaN()}}}}).Append(nil),
+		"empty key":      (&Features{Events: Scores{{"", Decayed{}}}}).Append(nil),
+		"keys unsorted":  (&Features{Events: Scores{{"b", Decayed{}}, {"a", Decayed{}}}}).Append(nil),
 		"too many keys":  (&Features{Events: manyKeys(MaxKeys + 1)}).Append(nil),
 		"folded < 0":     (&Features{FoldedActiveDays: -1}).Append(nil),
 	} {
@@ -263,12 +262,12 @@ func TestDecodeRefuses(t *testing.T) {
 	}
 }
 
-func manyKeys(n int) map[string]Decayed {
-	m := map[string]Decayed{}
+func manyKeys(n int) Scores {
+	var s Scores
 	for i := range n {
-		m[fmt.Sprint(i)] = Decayed{Short: 1, Long: 1}
+		s = append(s, Keyed{fmt.Sprintf("%03d", i), Decayed{Short: 1, Long: 1}})
 	}
-	return m
+	return s
 }
 
 // FuzzDecode: decoding never panics, allocates within the caps, and what
@@ -296,4 +295,27 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal("encoding is not a fixed point")
 		}
 	})
+}
+
+// BenchmarkRowUpkeep is the feature projection's work for one event on a
+// typical row (about 20 products and categories, 4 event names, 20 active
+// days): decode the row, Add, encode it, as the GCR's Txn does.
+func BenchmarkRowUpkeep(b *testing.B) {
+	f := &Features{}
+	for i := range 20 {
+		name := []string{"Product Viewed", "Product Added", PurchaseEvent, "Order Refunded"}[i%4]
+		f.Add(track(name, t0+int64(i)*3*DayMs, map[string]any{"product_id": fmt.Sprint("sku-", i*31), "category": fmt.Sprint("cat-", i)}), 120e6, true)
+	}
+	row := f.Append(nil)
+	rec := track("Product Viewed", t0+61*DayMs, map[string]any{"product_id": "sku-77", "category": "cat-7"})
+	var buf []byte
+	for b.Loop() {
+		g, err := Decode(row)
+		if err != nil {
+			b.Fatal(err)
+		}
+		g.Add(rec, 0, false)
+		buf = g.Append(buf[:0])
+	}
+	b.ReportMetric(float64(len(row)), "row-bytes")
 }

@@ -85,20 +85,20 @@ func (f *Features) View(now, lastActivity int64, hasActivity bool, channels, dev
 		d := float64(max(now-lastActivity, 0)) / DayMs
 		v.LastActivity, v.DaysSinceActive = &t, &d
 	}
-	for k, d := range f.Events {
-		s, l := d.At(now)
-		v.Events[k] = Score{s, l}
+	for _, e := range f.Events {
+		s, l := e.At(now)
+		v.Events[e.Key] = Score{s, l}
 	}
 	return v
 }
 
 func dayText(day int64) string { return time.UnixMilli(day * DayMs).UTC().Format(time.DateOnly) }
 
-func ranked(m map[string]Decayed, now int64) []Ranked {
-	out := make([]Ranked, 0, len(m))
-	for k, d := range m {
-		s, l := d.At(now)
-		out = append(out, Ranked{ID: k, Score: Score{s, l}})
+func ranked(sc Scores, now int64) []Ranked {
+	out := make([]Ranked, 0, len(sc))
+	for _, e := range sc {
+		s, l := e.At(now)
+		out = append(out, Ranked{ID: e.Key, Score: Score{s, l}})
 	}
 	slices.SortFunc(out, func(a, b Ranked) int {
 		return cmp.Or(cmp.Compare(b.Long, a.Long), strings.Compare(a.ID, b.ID))

@@ -83,6 +83,10 @@ type Options struct {
 	// Partitions is the number of key partitions (1..65536); 0 means
 	// DefaultPartitions. It must not change once data is written.
 	Partitions int
+	// NoFeatures turns the feature projection off: the baseline of the
+	// benchmark of its cost, nothing else. It changes the stored state, so
+	// a store must always be applied with one setting.
+	NoFeatures bool
 }
 
 // EnsureDefaults fills zero fields with their defaults and returns o (a new
@@ -103,7 +107,8 @@ func (o *Options) EnsureDefaults() *Options {
 // Projection is the GCR projection. It holds only configuration and is safe
 // for concurrent use; Txns are not.
 type Projection struct {
-	parts int
+	parts      int
+	noFeatures bool
 }
 
 // New returns a Projection. opts may be nil.
@@ -113,7 +118,7 @@ func New(opts *Options) *Projection {
 		o = *opts
 	}
 	o.EnsureDefaults()
-	return &Projection{parts: o.Partitions}
+	return &Projection{parts: o.Partitions, noFeatures: o.NoFeatures}
 }
 
 // PartitionOf returns the partition of a profile id: FNV-1a 32 of its bytes,

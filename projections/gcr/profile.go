@@ -87,7 +87,10 @@ type Money struct {
 
 // add folds one event into p. owned are the event's identifiers that p owns.
 // The caller has validated rec and owned. Byte slices are copied.
-func (p *Profile) add(rec *event.Record, owned []event.IDRef) {
+func (p *Profile) add(rec *event.Record, owned []event.IDRef) { p.fold(rec, owned, true) }
+
+// fold is add, with the feature projection only when withFeatures.
+func (p *Profile) fold(rec *event.Record, owned []event.IDRef, withFeatures bool) {
 	s := &p.Stats
 	if s.Events == 0 {
 		s.FirstSeen, s.LastSeen = rec.Time, rec.Time
@@ -109,10 +112,12 @@ func (p *Profile) add(rec *event.Record, owned []event.IDRef) {
 			p.Revenue[rec.Event] = m
 		}
 	}
-	if p.Features == nil {
-		p.Features = &features.Features{}
+	if withFeatures {
+		if p.Features == nil {
+			p.Features = &features.Features{}
+		}
+		p.Features.Add(rec, micros, hasRevenue)
 	}
-	p.Features.Add(rec, micros, hasRevenue)
 	incr(&s.KindCounts, string(rec.Kind), 1)
 	incr(&s.Sources, rec.Source, 1)
 	incr(&s.Channels, rec.Channel, 1)
