@@ -38,9 +38,11 @@ package features
 
 import (
 	"cmp"
+	"encoding/json"
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/aurumcdp/aurum/event"
@@ -197,12 +199,47 @@ func (f *Features) Add(rec *event.Record, micros int64, hasRevenue bool) {
 }
 
 func (f *Features) interactions(props map[string]any, w float64, t int64) {
-	if c, ok := props["category"].(string); ok {
-		addDecayed(&f.Categories, strings.TrimSpace(c), Decayed{Short: w, Long: w, AsOf: t})
+	if c, ok := keyOf(props["category"]); ok {
+		addDecayed(&f.Categories, c, Decayed{Short: w, Long: w, AsOf: t})
 	}
-	if p, ok := props["product_id"].(string); ok {
-		addDecayed(&f.Products, strings.TrimSpace(p), Decayed{Short: w, Long: w, AsOf: t})
+	if p, ok := keyOf(props["product_id"]); ok {
+		addDecayed(&f.Products, p, Decayed{Short: w, Long: w, AsOf: t})
 	}
+}
+
+// keyOf is the key of a category or product id: a string (trimmed) or an
+// integer (decimal; product ids are often numbers, and the properties'
+// decoder gives integers their smallest type).
+func keyOf(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return strings.TrimSpace(x), true
+	case int8:
+		return strconv.FormatInt(int64(x), 10), true
+	case int16:
+		return strconv.FormatInt(int64(x), 10), true
+	case int32:
+		return strconv.FormatInt(int64(x), 10), true
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	case int:
+		return strconv.Itoa(x), true
+	case uint8:
+		return strconv.FormatUint(uint64(x), 10), true
+	case uint16:
+		return strconv.FormatUint(uint64(x), 10), true
+	case uint32:
+		return strconv.FormatUint(uint64(x), 10), true
+	case uint64:
+		return strconv.FormatUint(x, 10), true
+	case json.Number:
+		return x.String(), true
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return strconv.FormatInt(int64(x), 10), true
+		}
+	}
+	return "", false
 }
 
 func addDecayed(s *Scores, k string, d Decayed) {

@@ -144,6 +144,14 @@ func TestValues(t *testing.T) {
 	if v.ChannelMix["web"] != 0.75 || len(v.DeviceMix) != 0 {
 		t.Errorf("mix %v %v", v.ChannelMix, v.DeviceMix)
 	}
+	// Integer product ids are keys too; other types are not.
+	n := &Features{}
+	n.Add(track("Product Viewed", t0, map[string]any{"product_id": int64(42), "category": 3.5}), 0, false)
+	n.Add(track("Product Viewed", t0, map[string]any{"product_id": 42.0, "category": true}), 0, false)
+	n.Add(track("Product Viewed", t0, map[string]any{"product_id": int8(42)}), 0, false)
+	if d, ok := n.Products.Get("42"); !ok || d.Long != 3 || len(n.Categories) != 0 {
+		t.Errorf("numeric keys: products %+v categories %+v", n.Products, n.Categories)
+	}
 	// Only PurchaseEvent is a purchase.
 	g := &Features{}
 	g.Add(track("Order Refunded", t0, nil), -5e6, true)
