@@ -14,7 +14,9 @@
 //
 // A Profile is an element of a join-semilattice (counts are a commutative
 // monoid): Add and Merge are commutative and associative, so any order of
-// events and any order of merges yields byte-identical encoded profiles.
+// events and any order of merges yields byte-identical encoded profiles,
+// but for the decayed scores of the feature row (below). One log order
+// always gives the same bytes.
 //   - counts and revenue sums add; FirstSeen/LastSeen take min/max;
 //   - an identifier keeps the sealed value and key of its earliest sighting
 //     by (time, event id) and the min/max of its sighting times;
@@ -25,7 +27,10 @@
 //     (time, event id) like a trait, so after a merge the latest statement
 //     made under any of the person's identifiers holds; an exact tie goes to
 //     the withdrawal;
-//   - MergedFrom is the set union of merged profile ids.
+//   - MergedFrom is the set union of merged profile ids;
+//   - the feature row (package features) is joined by Features.Join:
+//     exact and order-independent but for its decayed scores, which are
+//     equal within float64 rounding, and for its documented caps.
 //
 // Revenue: a track event whose properties.revenue (or, when revenue is absent
 // or null, properties.total) is a number or a numeric string adds one to the
