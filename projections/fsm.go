@@ -261,6 +261,7 @@ type Control struct {
 	Erasure     ErasureRequest      `msgpack:"er,omitempty"`
 	Token       Token               `msgpack:"tok,omitempty"`
 	User        User                `msgpack:"usr,omitempty"`
+	Model       Model               `msgpack:"md,omitempty"`
 	Time        int64               `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
@@ -332,6 +333,8 @@ type Result struct {
 	Audiences bool
 	// Destinations is set when the entry changed the destinations.
 	Destinations bool
+	// Models is set when the entry changed the prediction models.
+	Models bool
 	// Transitions counts audience entries and exits.
 	Transitions int
 	// Erasures counts erasure records (requested or completed) applied.
@@ -511,6 +514,8 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 		return sm.applyAudienceControl(rw, c, res)
 	case ControlDestinationPut, ControlDestinationDelete:
 		return sm.applyDestinationControl(rw, c, res)
+	case ControlModelPut, ControlModelDelete:
+		return sm.applyModelControl(rw, c, res)
 	case ControlTokenPut, ControlTokenRevoke, ControlUserPut, ControlUserDelete:
 		return sm.applyAccessControl(rw, c, res)
 	case ControlTick:
