@@ -91,7 +91,9 @@ func TestFeaturesFollowMerges(t *testing.T) {
 			orders++
 		}
 	}
-	if v.Orders != int64(orders) || v.Purchases == 0 || len(v.Categories) != 4 || len(v.Products) != 6 {
+	// No categories or products: their upkeep is off (property values
+	// would be kept in clear: features.AddInteractions).
+	if v.Orders != int64(orders) || v.Purchases == 0 || len(v.Events) != 3 || len(v.Categories) != 0 || len(v.Products) != 0 {
 		t.Fatalf("view of the merged row: %+v", v)
 	}
 }

@@ -70,7 +70,11 @@ func TestErasureSealsWholePayload(t *testing.T) {
 			"properties": map[string]any{
 				"revenue": 42.5,
 				"note":    "Gift for " + p.name + ", call " + p.phoneSent,
-				"items":   []any{map[string]any{"sku": "A-1", "engraving": p.name}, []any{"cc", p.emailSent, p.phone}},
+				// category and product ids are property values: sealed like
+				// the rest (the feature row does not keep them in clear)
+				"category": "Gifts for " + p.name,
+				"products": []any{map[string]any{"product_id": p.emailSent, "category": p.phoneSent}},
+				"items":    []any{map[string]any{"sku": "A-1", "engraving": p.name}, []any{"cc", p.emailSent, p.phone}},
 				"shipping": map[string]any{"to": map[string]any{"name": strings.ToUpper(p.name), "email": p.email,
 					"phone": strings.Map(func(r rune) rune {
 						if r >= '0' && r <= '9' {

@@ -178,6 +178,18 @@ func (f *Features) Add(rec *event.Record, micros int64, hasRevenue bool) {
 		}
 		f.addPurchase(PurchaseDay{Day: day, Orders: 1, Micros: micros})
 	}
+}
+
+// AddInteractions folds one event's category and product interactions into
+// f: properties.category and properties.product_id, and those of the
+// elements of properties.products. The GCR does not call it yet: those
+// values are property values, which the design keeps sealed (ARCHITECTURE,
+// "Personal data"), and the feature row is stored in clear; it waits for
+// keyed hashes of them from the edge (docs/predictions.md).
+func (f *Features) AddInteractions(rec *event.Record) {
+	if rec.Kind != event.Track || rec.Event == "" {
+		return
+	}
 	w := float64(weightView)
 	switch rec.Event {
 	case PurchaseEvent:

@@ -50,11 +50,19 @@ func randSteps(r *rand.Rand, n, keys int) []step {
 	return out
 }
 
+// add is what a profile with interactions on would fold: Add, then
+// AddInteractions.
+func add(f *Features, rec *event.Record, micros int64, hasRevenue bool) {
+	f.Add(rec, micros, hasRevenue)
+	f.AddInteractions(rec)
+}
+
 func build(steps []step, order []int) *Features {
 	f := &Features{}
 	for _, i := range order {
 		s := steps[i]
 		f.Add(s.rec, s.micros, s.hasRevenue)
+		f.AddInteractions(s.rec)
 	}
 	return f
 }
@@ -112,12 +120,12 @@ func TestOrderAndMergeIndependence(t *testing.T) {
 
 func TestValues(t *testing.T) {
 	f := &Features{}
-	f.Add(track(PurchaseEvent, t0, map[string]any{"category": "shoes", "product_id": "s1"}), 100e6, true)
-	f.Add(track(PurchaseEvent, t0+3600_000, nil), 50e6, true) // same day: one customer-day
-	f.Add(track(PurchaseEvent, t0+10*DayMs, nil), 0, false)   // no revenue: counts, spends 0
-	f.Add(track(PurchaseEvent, t0+20*DayMs, nil), 30e6, true)
-	f.Add(track("Product Viewed", t0+20*DayMs, map[string]any{"category": "hats"}), 0, false)
-	f.Add(&event.Record{Kind: event.Identify, Time: t0 + 21*DayMs}, 0, false)
+	add(f, track(PurchaseEvent, t0, map[string]any{"category": "shoes", "product_id": "s1"}), 100e6, true)
+	add(f, track(PurchaseEvent, t0+3600_000, nil), 50e6, true) // same day: one customer-day
+	add(f, track(PurchaseEvent, t0+10*DayMs, nil), 0, false)   // no revenue: counts, spends 0
+	add(f, track(PurchaseEvent, t0+20*DayMs, nil), 30e6, true)
+	add(f, track("Product Viewed", t0+20*DayMs, map[string]any{"category": "hats"}), 0, false)
+	add(f, &event.Record{Kind: event.Identify, Time: t0 + 21*DayMs}, 0, false)
 
 	v := f.View(t0+27*DayMs, t0+21*DayMs, true, map[string]int64{"web": 3, "mobile": 1}, nil)
 	if v.Purchases != 3 || v.Orders != 4 || v.SpendSum != 180 {
@@ -146,15 +154,15 @@ func TestValues(t *testing.T) {
 	}
 	// Integer product ids are keys too; other types are not.
 	n := &Features{}
-	n.Add(track("Product Viewed", t0, map[string]any{"product_id": int64(42), "category": 3.5}), 0, false)
-	n.Add(track("Product Viewed", t0, map[string]any{"product_id": 42.0, "category": true}), 0, false)
-	n.Add(track("Product Viewed", t0, map[string]any{"product_id": int8(42)}), 0, false)
+	add(n, track("Product Viewed", t0, map[string]any{"product_id": int64(42), "category": 3.5}), 0, false)
+	add(n, track("Product Viewed", t0, map[string]any{"product_id": 42.0, "category": true}), 0, false)
+	add(n, track("Product Viewed", t0, map[string]any{"product_id": int8(42)}), 0, false)
 	if d, ok := n.Products.Get("42"); !ok || d.Long != 3 || len(n.Categories) != 0 {
 		t.Errorf("numeric keys: products %+v categories %+v", n.Products, n.Categories)
 	}
 	// Only PurchaseEvent is a purchase.
 	g := &Features{}
-	g.Add(track("Order Refunded", t0, nil), -5e6, true)
+	add(g, track("Order Refunded", t0, nil), -5e6, true)
 	if len(g.Purchases) != 0 {
 		t.Errorf("a refund counted as a purchase: %+v", g.Purchases)
 	}
@@ -169,7 +177,7 @@ func TestBounds(t *testing.T) {
 	// key stays, so p000..p063 (first, with 1) give way to none of the
 	// newcomers (1 each, greater keys) until the repeat views.
 	view := func(i int, t int64) {
-		f.Add(track("Product Viewed", t, map[string]any{"product_id": fmt.Sprintf("p%03d", i)}), 0, false)
+		add(f, track("Product Viewed", t, map[string]any{"product_id": fmt.Sprintf("p%03d", i)}), 0, false)
 	}
 	for i := range 3 * MaxKeys {
 		view(i, t0)
@@ -194,12 +202,12 @@ func TestBounds(t *testing.T) {
 			t.Errorf("newcomer p%03d: %+v, %v", i, d, ok)
 		}
 	}
-	f.Add(track("x", t0, map[string]any{"category": string(bytes.Repeat([]byte{'a'}, MaxKeyLen+1))}), 0, false)
+	add(f, track("x", t0, map[string]any{"category": string(bytes.Repeat([]byte{'a'}, MaxKeyLen+1))}), 0, false)
 	if len(f.Categories) != 0 {
 		t.Error("an over-long key was kept")
 	}
 	for d := range int64(MaxPurchaseDays + 100) {
-		f.Add(track(PurchaseEvent, t0+d*DayMs, nil), 1e6, true)
+		add(f, track(PurchaseEvent, t0+d*DayMs, nil), 1e6, true)
 	}
 	if len(f.Purchases) != MaxPurchaseDays || f.FoldedPurchaseDays != 100 || f.FoldedMicros != 100e6 {
 		t.Errorf("%d purchase days kept, %d folded (%d micros)", len(f.Purchases), f.FoldedPurchaseDays, f.FoldedMicros)
@@ -253,7 +261,7 @@ func TestCodec(t *testing.T) {
 
 func TestDecodeRefuses(t *testing.T) {
 	f := &Features{}
-	f.Add(track("Product Viewed", t0, map[string]any{"category": "a"}), 0, false)
+	add(f, track("Product Viewed", t0, map[string]any{"category": "a"}), 0, false)
 	ok := f.Append(nil)
 	for name, b := range map[string][]byte{
 		"version":        append([]byte{2}, ok[1:]...),
@@ -312,7 +320,7 @@ func BenchmarkRowUpkeep(b *testing.B) {
 	f := &Features{}
 	for i := range 20 {
 		name := []string{"Product Viewed", "Product Added", PurchaseEvent, "Order Refunded"}[i%4]
-		f.Add(track(name, t0+int64(i)*3*DayMs, map[string]any{"product_id": fmt.Sprint("sku-", i*31), "category": fmt.Sprint("cat-", i)}), 120e6, true)
+		add(f, track(name, t0+int64(i)*3*DayMs, map[string]any{"product_id": fmt.Sprint("sku-", i*31), "category": fmt.Sprint("cat-", i)}), 120e6, true)
 	}
 	row := f.Append(nil)
 	rec := track("Product Viewed", t0+61*DayMs, map[string]any{"product_id": "sku-77", "category": "cat-7"})
