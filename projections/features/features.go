@@ -14,7 +14,8 @@
 //   - Purchase days are a set of UTC days with the orders and the revenue
 //     (micro-units, gcr's definition) of each day summed.
 //   - Active days are a set of UTC days with any event.
-//   - Decayed scores (event names, categories, products) are, per key,
+//   - Decayed scores (event names; categories and products through
+//     AddInteractions, which the GCR does not call yet) are, per key,
 //     Σ weight·2^(−(asOf−t)/h) over the key's events, kept as of the latest
 //     event time of the key (asOf) for two half-lives (HalfLifeShort,
 //     HalfLifeLong). In exact arithmetic this is order-independent; in
