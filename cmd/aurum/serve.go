@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aurumcdp/aurum/api"
@@ -41,6 +42,7 @@ type serveFlags struct {
 	ingestRate                                  float64
 	publicMetrics, natsNoAuth                   bool
 	sessionTTL                                  time.Duration
+	cluster                                     clusterFlags
 }
 
 // optionFlags names the serve flag of each engine.Options field it sets.
@@ -51,6 +53,7 @@ var optionFlags = map[string]string{
 	"NATSTLSCertFile": "--nats-tls-cert",
 	"NATSTLSKeyFile":  "--nats-tls-key",
 	"Partitions":      "--partitions",
+	"Replicas":        "replicas (--cluster file)",
 	"DedupWindow":     "--dedup-window",
 	"TickPeriod":      "--tick",
 	"SessionTTL":      "--session-ttl",
@@ -113,7 +116,10 @@ token and admin-role tokens may do everything. --nats-no-auth turns this off (lo
 experiments only). With --nats-url the deployment's own authentication applies
 (docs/security.md).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd.Context(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.cluster.noteExplicit(cmd.Flags())
+			return runServe(cmd.Context(), f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.dataDir, "data-dir", "./aurum-data", "directory for the log, the projections and the keys")
@@ -139,6 +145,7 @@ experiments only). With --nats-url the deployment's own authentication applies
 	fl.DurationVar(&f.sessionTTL, "session-ttl", 12*time.Hour, "how long a login session (POST /v1/login) lasts")
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	addClusterFlags(cmd, &f.cluster)
 	return cmd
 }
 
@@ -226,6 +233,10 @@ func runServe(ctx context.Context, f serveFlags) error {
 		}
 		opts.MasterKey = k
 	}
+	cl, err := applyClusterFile(&f, &opts, logger)
+	if err != nil {
+		return err
+	}
 	if err := opts.Validate(); err != nil {
 		return flagError(err)
 	}
@@ -241,17 +252,32 @@ func runServe(ctx context.Context, f serveFlags) error {
 		logger.Warn("--nats-no-auth: any client on the NATS listener may read and write everything", "nats", f.natsAddr)
 	}
 
+	// Shutdown order (deferred): HTTP, the engine (its log last), the
+	// cluster node.
+	var running atomic.Pointer[engine.Engine]
+	if cl != nil {
+		if err := cl.open(f.dataDir, &running, logger); err != nil {
+			return err
+		}
+		defer cl.close(logger)
+		opts.Cluster = cl.node
+	}
 	e, err := engine.Open(ctx, opts)
 	if err != nil {
 		return err
 	}
+	running.Store(e)
 	defer func() {
 		if err := e.Close(); err != nil {
 			logger.Error("close", "err", err)
 		}
 		logger.Info("stopped")
 	}()
-	srv, err := api.New(apiServices(e), api.Options{AdminTokenHash: tokenHash, Logger: logger,
+	svc := apiServices(e)
+	if cl != nil {
+		svc.Cluster = cl.node
+	}
+	srv, err := api.New(svc, api.Options{AdminTokenHash: tokenHash, Logger: logger,
 		IngestRate: f.ingestRate, PublicMetrics: f.publicMetrics})
 	if err != nil {
 		return err
