@@ -102,6 +102,9 @@ type Options struct {
 	// DefaultDedupFilterBytes; negative: no filter (every messageId is
 	// looked up in the store).
 	DedupFilterBytes int
+	// NoFeatures turns the feature projection off (gcr.Options.NoFeatures):
+	// the baseline of its benchmark only; it changes the state.
+	NoFeatures bool
 	// noFreshHistory turns off the shortcut of partition.history for a
 	// profile whose only stored events are the step's (freshHistory):
 	// the reference the equivalence tests compare with.
@@ -161,7 +164,7 @@ func New(opts Options) *StateMachine {
 	}
 	sm := &StateMachine{
 		opts:  opts,
-		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions}),
+		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions, NoFeatures: opts.NoFeatures}),
 		cache: newStateCache(opts.CacheBytes),
 		ddf:   newDedupFilter(opts.DedupFilterBytes),
 	}
@@ -258,6 +261,7 @@ type Control struct {
 	Erasure     ErasureRequest      `msgpack:"er,omitempty"`
 	Token       Token               `msgpack:"tok,omitempty"`
 	User        User                `msgpack:"usr,omitempty"`
+	Model       Model               `msgpack:"md,omitempty"`
 	Time        int64               `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
@@ -329,6 +333,8 @@ type Result struct {
 	Audiences bool
 	// Destinations is set when the entry changed the destinations.
 	Destinations bool
+	// Models is set when the entry changed the prediction models.
+	Models bool
 	// Transitions counts audience entries and exits.
 	Transitions int
 	// Erasures counts erasure records (requested or completed) applied.
@@ -513,6 +519,8 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 		return sm.applyAudienceControl(rw, c, res)
 	case ControlDestinationPut, ControlDestinationDelete:
 		return sm.applyDestinationControl(rw, c, res)
+	case ControlModelPut, ControlModelDelete:
+		return sm.applyModelControl(rw, c, res)
 	case ControlTokenPut, ControlTokenRevoke, ControlUserPut, ControlUserDelete:
 		return sm.applyAccessControl(rw, c, res)
 	case ControlTick:

@@ -130,7 +130,7 @@ func mergeJSON(m *MergeRecord) ([]byte, error) {
 // outbox is excluded: it drains asynchronously and is not part of the state.
 var digestPrefixes = [][]byte{
 	keyApplied, keyPartitions, keyIdentity, keyNow, keyAudienceGen, prefixAudience, prefixDestination, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
-	prefixToken, prefixUser, []byte("ik/"), []byte("ip/"), []byte("p/"),
+	prefixToken, prefixUser, prefixModel, []byte("ik/"), []byte("ip/"), []byte("p/"),
 	keySuppressed, prefixSuppress, prefixErasure, prefixErasurePending,
 }
 

@@ -81,6 +81,16 @@ func (e *Reader) profileView(snap store.Reader, sm *projections.StateMachine, re
 		return nil, err
 	}
 	v.FillConsentDefaults(event.ConsentChannels, e.consentDefault())
+	now, err := projections.LogClock(snap)
+	if err != nil {
+		return nil, err
+	}
+	v.FeaturesAt(p, now)
+	models, err := projections.Models(snap)
+	if err != nil {
+		return nil, err
+	}
+	v.Predictions = scores(models, p.Features, now)
 	ms, err := sm.Memberships(snap, p.ID)
 	if err != nil {
 		return nil, err

@@ -7,17 +7,18 @@ import (
 	"slices"
 
 	"github.com/aurumcdp/aurum/internal/wire"
+	"github.com/aurumcdp/aurum/projections/features"
 )
 
 // The stored form of a Profile (key p/<partition>/g/<profile>).
 //
-// Version 1, hand-written (no reflection), deterministic: equal profiles
+// Version 2, hand-written (no reflection), deterministic: equal profiles
 // give equal bytes (maps are written in key order, nil and empty alike),
 // which the digest and the lattice tests rely on.
 //
-//	profile  = 0xc1 bytes(ID) uvarint(n) bytes*(MergedFrom) uvarint(n) ident*(Identifiers)
+//	profile  = 0xc2 bytes(ID) uvarint(n) bytes*(MergedFrom) uvarint(n) ident*(Identifiers)
 //	           map(trait)(Traits) stats map(money)(Revenue) map(varint)(Audiences)
-//	           map(f64)(Predictions) map(consent)(Consent)
+//	           map(f64)(Predictions) map(consent)(Consent) bytes(Features)
 //	ident    = str(Type) bytes(Hash) bytes(Key) bytes(Sealed) varint(FirstSeen) varint(LastSeen) bytes(FirstEvent)
 //	trait    = bytes(Key) bytes(Sealed) varint(Time) bytes(Event)
 //	stats    = varint(FirstSeen) varint(LastSeen) varint(Events) map(varint)(EventCounts)
@@ -30,14 +31,21 @@ import (
 //	f64      = 8 bytes little endian of math.Float64bits
 //	varint   = encoding/binary zig-zag varint; uvarint = encoding/binary uvarint
 //
-// The leading byte is the version: 0xc1 (a code msgpack never uses, from
-// when msgpack profiles of earlier builds were still read; they are not
-// any more). A later version takes another leading byte.
+// Features is features.Features.Append (its own version byte inside), or
+// empty when the profile has none.
+//
+// The leading byte is the version: 0xc2. Version 1 (0xc1, a code msgpack
+// never uses, from when msgpack profiles of earlier builds were still read)
+// is version 2 without the Features item; it is still read, as a profile
+// without features. A later version takes another leading byte.
 //
 // Decoding checks every count against the bytes left before it allocates,
 // so hostile input allocates at most a small multiple of its length; it
 // refuses trailing bytes, then checks the Profile's invariants (Check).
-const profileV1 byte = 0xc1
+const (
+	profileV1 byte = 0xc1 // read only
+	profileV2 byte = 0xc2 // v1 + features
+)
 
 // Minimum encoded sizes of the repeated items, to bound allocations by the
 // input length.
@@ -57,7 +65,7 @@ func encodeProfile(p *Profile) ([]byte, error) {
 	return e.buf, nil
 }
 
-// profileEncoder writes format version 1; keys is scratch for sorting map
+// profileEncoder writes format version 2; keys is scratch for sorting map
 // keys, reused across the maps of one profile.
 type profileEncoder struct {
 	buf  []byte
@@ -88,7 +96,7 @@ func (e *profileEncoder) counts(m map[string]int64) {
 }
 
 func (e *profileEncoder) profile(p *Profile) {
-	e.buf = append(e.buf, profileV1)
+	e.buf = append(e.buf, profileV2)
 	e.bytes(p.ID)
 	e.uvarint(uint64(len(p.MergedFrom)))
 	for _, id := range p.MergedFrom {
@@ -145,13 +153,26 @@ func (e *profileEncoder) profile(p *Profile) {
 		e.bytes(c.Event)
 		e.str(c.Source)
 	}
+	// features: bytes (length 0: none), written in place behind a
+	// length reserved at its maximum and then moved down over the slack.
+	if p.Features.Empty() {
+		e.uvarint(0)
+		return
+	}
+	mark := len(e.buf)
+	e.buf = append(e.buf, make([]byte, binary.MaxVarintLen64)...)
+	e.buf = p.Features.Append(e.buf)
+	n := len(e.buf) - mark - binary.MaxVarintLen64
+	ln := binary.PutUvarint(e.buf[mark:], uint64(n))
+	copy(e.buf[mark+ln:], e.buf[mark+binary.MaxVarintLen64:])
+	e.buf = e.buf[:mark+ln+n]
 }
 
 // profileSize is an upper bound of the encoded size of p (varints counted
 // at their maximum), so that encodeProfile allocates its buffer once.
 func profileSize(p *Profile) int {
 	const v = binary.MaxVarintLen64
-	n := 1 + v + len(p.ID) + v*6
+	n := 1 + v + len(p.ID) + v*6 + v + p.Features.SizeBound()
 	for _, id := range p.MergedFrom {
 		n += v + len(id)
 	}
@@ -181,7 +202,7 @@ func profileSize(p *Profile) int {
 }
 
 func decodeProfile(b []byte) (*Profile, error) {
-	p, err := decodeV1(b)
+	p, err := decodeUnchecked(b)
 	if err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
@@ -191,21 +212,21 @@ func decodeProfile(b []byte) (*Profile, error) {
 	return p, nil
 }
 
-// decodeV1 decodes format version 1 (b starts with its version byte)
-// without checking the Profile's invariants.
-func decodeV1(b []byte) (*Profile, error) {
-	if len(b) == 0 || b[0] != profileV1 {
-		return nil, fmt.Errorf("%w: not format version 1", ErrCorrupt)
+// decodeUnchecked decodes format version 1 or 2 (b starts with its
+// version byte) without checking the Profile's invariants.
+func decodeUnchecked(b []byte) (*Profile, error) {
+	if len(b) == 0 || (b[0] != profileV1 && b[0] != profileV2) {
+		return nil, fmt.Errorf("%w: not format version 1 or 2", ErrCorrupt)
 	}
 	d := profileDecoder{wire.NewReader(b[1:], ErrCorrupt)}
-	p := d.profile()
+	p := d.profile(b[0])
 	if err := d.Finish(); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// profileDecoder reads format version 1 (wire.Reader: the first error
+// profileDecoder reads format versions 1 and 2 (wire.Reader: the first error
 // sticks and every later read returns a zero value).
 type profileDecoder struct{ wire.Reader }
 
@@ -223,7 +244,7 @@ func (d *profileDecoder) counts(what string) map[string]int64 {
 	return m
 }
 
-func (d *profileDecoder) profile() *Profile {
+func (d *profileDecoder) profile(version byte) *Profile {
 	p := &Profile{}
 	p.ID = d.Bytes("id")
 	if n := d.Count("merged count", minBytesSize); n > 0 {
@@ -298,6 +319,16 @@ func (d *profileDecoder) profile() *Profile {
 			c.Event = d.Bytes("consent event")
 			c.Source = d.String("consent source")
 			p.Consent[k], prev = c, k
+		}
+	}
+	if version >= profileV2 {
+		if b := d.Raw("features"); len(b) > 0 {
+			f, err := features.Decode(b)
+			if err != nil {
+				d.Fail("%v", err)
+			} else {
+				p.Features = f
+			}
 		}
 	}
 	return p

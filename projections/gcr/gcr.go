@@ -14,7 +14,9 @@
 //
 // A Profile is an element of a join-semilattice (counts are a commutative
 // monoid): Add and Merge are commutative and associative, so any order of
-// events and any order of merges yields byte-identical encoded profiles.
+// events and any order of merges yields byte-identical encoded profiles,
+// but for the decayed scores of the feature row (below). One log order
+// always gives the same bytes.
 //   - counts and revenue sums add; FirstSeen/LastSeen take min/max;
 //   - an identifier keeps the sealed value and key of its earliest sighting
 //     by (time, event id) and the min/max of its sighting times;
@@ -25,7 +27,10 @@
 //     (time, event id) like a trait, so after a merge the latest statement
 //     made under any of the person's identifiers holds; an exact tie goes to
 //     the withdrawal;
-//   - MergedFrom is the set union of merged profile ids.
+//   - MergedFrom is the set union of merged profile ids;
+//   - the feature row (package features) is joined by Features.Join:
+//     exact and order-independent but for its decayed scores, which are
+//     equal within float64 rounding, and for its documented caps.
 //
 // Revenue: a track event whose properties.revenue (or, when revenue is absent
 // or null, properties.total) is a number or a numeric string adds one to the
@@ -83,6 +88,10 @@ type Options struct {
 	// Partitions is the number of key partitions (1..65536); 0 means
 	// DefaultPartitions. It must not change once data is written.
 	Partitions int
+	// NoFeatures turns the feature projection off: the baseline of the
+	// benchmark of its cost, nothing else. It changes the stored state, so
+	// a store must always be applied with one setting.
+	NoFeatures bool
 }
 
 // EnsureDefaults fills zero fields with their defaults and returns o (a new
@@ -103,7 +112,8 @@ func (o *Options) EnsureDefaults() *Options {
 // Projection is the GCR projection. It holds only configuration and is safe
 // for concurrent use; Txns are not.
 type Projection struct {
-	parts int
+	parts      int
+	noFeatures bool
 }
 
 // New returns a Projection. opts may be nil.
@@ -113,7 +123,7 @@ func New(opts *Options) *Projection {
 		o = *opts
 	}
 	o.EnsureDefaults()
-	return &Projection{parts: o.Partitions}
+	return &Projection{parts: o.Partitions, noFeatures: o.NoFeatures}
 }
 
 // PartitionOf returns the partition of a profile id: FNV-1a 32 of its bytes,

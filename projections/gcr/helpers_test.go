@@ -113,3 +113,12 @@ func (c *counting) Delete(k []byte) error        { c.dels[string(k)]++; return c
 func (c *counting) Scan(lo, hi []byte, rev bool, fn func(k, v []byte) bool) error {
 	return c.ReadWriter.Scan(lo, hi, rev, func(k, v []byte) bool { c.scanned++; return fn(k, v) })
 }
+
+// mustEncodeSansFeatures encodes p without its features (compared apart:
+// their decayed scores are equal only within rounding across orders).
+func mustEncodeSansFeatures(t testing.TB, p *Profile) []byte {
+	t.Helper()
+	c := *p
+	c.Features = nil
+	return mustEncode(t, &c)
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/features"
 	"github.com/aurumcdp/aurum/store"
 )
 
@@ -30,8 +31,13 @@ func randEvents(r *rand.Rand, n int) []addStep {
 		}
 		if rec.Kind == event.Track {
 			rec.Event = names[r.IntN(len(names))]
+			rec.Properties = map[string]any{}
 			if v := revs[r.IntN(len(revs))]; v != nil {
-				rec.Properties = map[string]any{[]string{"revenue", "total"}[r.IntN(2)]: v}
+				rec.Properties[[]string{"revenue", "total"}[r.IntN(2)]] = v
+			}
+			if r.IntN(2) == 0 {
+				rec.Properties["category"] = []string{"shoes", "hats"}[r.IntN(2)]
+				rec.Properties["product_id"] = fmt.Sprint("p", r.IntN(5))
 			}
 		}
 		for range r.IntN(3) {
@@ -149,16 +155,13 @@ func TestLattice(t *testing.T) {
 			var want []byte
 			for run := range 3 {
 				mem := runScenario(t, p, r, steps, k)
-				stored, err := mem.Get(p.profileKey(pid(0)))
-				if err != nil {
-					t.Fatal(err)
-				}
+				prof := mustGet(t, p, mem, pid(0))
+				stored := mustEncodeSansFeatures(t, prof)
 				if want == nil {
 					want = stored
 				} else if !bytes.Equal(stored, want) {
 					t.Fatalf("run %d: survivor bytes differ", run)
 				}
-				prof := mustGet(t, p, mem, pid(0))
 				if len(prof.MergedFrom) != k {
 					t.Fatalf("run %d: merged from %d profiles, want %d", run, len(prof.MergedFrom), k)
 				}
@@ -180,7 +183,10 @@ func TestLattice(t *testing.T) {
 					}
 				}
 				prof.MergedFrom = nil
-				if !bytes.Equal(mustEncode(t, prof), mustEncode(t, refProf)) {
+				if !features.Equal(prof.Features, refProf.Features, 1e-12) {
+					t.Fatalf("run %d: features differ from the single-profile reference:\n%+v\n%+v", run, prof.Features, refProf.Features)
+				}
+				if !bytes.Equal(mustEncodeSansFeatures(t, prof), mustEncodeSansFeatures(t, refProf)) {
 					t.Fatalf("run %d: survivor differs from the single-profile reference:\n%+v\n%+v", run, prof, refProf)
 				}
 			}
@@ -213,17 +219,23 @@ func TestJoinLaws(t *testing.T) {
 		}
 		join := func(a, b *Profile) *Profile { c := clone(a); c.join(b); return c }
 		a, b, c := mk(steps[:10], 1, 2), mk(steps[10:20], 2, 3), mk(steps[20:], 4)
-		ab, ba := mustEncode(t, join(a, b)), mustEncode(t, join(b, a))
-		if !bytes.Equal(ab, ba) {
+		same := func(x, y *Profile) bool {
+			return bytes.Equal(mustEncodeSansFeatures(t, x), mustEncodeSansFeatures(t, y)) &&
+				features.Equal(x.Features, y.Features, 1e-12)
+		}
+		if !same(join(a, b), join(b, a)) {
 			t.Fatalf("seed %d: join not commutative", seed)
 		}
-		l, rr := mustEncode(t, join(join(a, b), c)), mustEncode(t, join(a, join(b, c)))
-		if !bytes.Equal(l, rr) {
+		l := join(join(a, b), c)
+		if !same(l, join(a, join(b, c))) {
 			t.Fatalf("seed %d: join not associative", seed)
 		}
 		whole := mk(steps, 1, 2, 3, 4)
-		if !bytes.Equal(l, mustEncode(t, whole)) {
+		if !same(l, whole) {
 			t.Fatalf("seed %d: join of parts differs from adding everything", seed)
+		}
+		if l.Features.Empty() {
+			t.Fatalf("seed %d: no features", seed)
 		}
 		if err := join(join(a, b), c).Check(); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/features"
 )
 
 // Profile is the stored Golden Customer Record of one profile.
@@ -29,6 +30,9 @@ type Profile struct {
 	// Consent is the latest consent statement per channel (event.ConsentChannels),
 	// last-writer-wins by (Time, Event) like traits.
 	Consent map[string]Consent `msgpack:"cn,omitempty"`
+	// Features is the feature projection of the profile (issue #12; nil:
+	// none yet). It is folded and joined with the rest of the record.
+	Features *features.Features `msgpack:"-"`
 }
 
 // Consent is one channel's consent statement: whether it was granted, and
@@ -83,7 +87,10 @@ type Money struct {
 
 // add folds one event into p. owned are the event's identifiers that p owns.
 // The caller has validated rec and owned. Byte slices are copied.
-func (p *Profile) add(rec *event.Record, owned []event.IDRef) {
+func (p *Profile) add(rec *event.Record, owned []event.IDRef) { p.fold(rec, owned, true) }
+
+// fold is add, with the feature projection only when withFeatures.
+func (p *Profile) fold(rec *event.Record, owned []event.IDRef, withFeatures bool) {
 	s := &p.Stats
 	if s.Events == 0 {
 		s.FirstSeen, s.LastSeen = rec.Time, rec.Time
@@ -91,9 +98,11 @@ func (p *Profile) add(rec *event.Record, owned []event.IDRef) {
 		s.FirstSeen, s.LastSeen = min(s.FirstSeen, rec.Time), max(s.LastSeen, rec.Time)
 	}
 	s.Events++
+	var micros int64
+	var hasRevenue bool
 	if rec.Kind == event.Track && rec.Event != "" {
 		incr(&s.EventCounts, rec.Event, 1)
-		if micros, ok := revenueOf(rec.Properties); ok {
+		if micros, hasRevenue = revenueOf(rec.Properties); hasRevenue {
 			if p.Revenue == nil {
 				p.Revenue = make(map[string]Money)
 			}
@@ -102,6 +111,12 @@ func (p *Profile) add(rec *event.Record, owned []event.IDRef) {
 			m.Micros += micros
 			p.Revenue[rec.Event] = m
 		}
+	}
+	if withFeatures {
+		if p.Features == nil {
+			p.Features = &features.Features{}
+		}
+		p.Features.Add(rec, micros, hasRevenue)
 	}
 	incr(&s.KindCounts, string(rec.Kind), 1)
 	incr(&s.Sources, rec.Source, 1)
@@ -168,6 +183,12 @@ func (p *Profile) join(from *Profile) {
 	addCounts(&s.Channels, fs.Channels)
 	addCounts(&s.Devices, fs.Devices)
 
+	if !from.Features.Empty() {
+		if p.Features == nil {
+			p.Features = &features.Features{}
+		}
+		p.Features.Join(from.Features)
+	}
 	for name, m := range from.Revenue {
 		if p.Revenue == nil {
 			p.Revenue = make(map[string]Money)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/wire"
+	"github.com/aurumcdp/aurum/projections/features"
 	"github.com/oklog/ulid/v2"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -30,6 +31,9 @@ type View struct {
 	// Consent is the consent per channel: the latest statement, or (after
 	// FillConsentDefaults) the node's default, marked "default": true.
 	Consent map[string]ConsentView `json:"consent"`
+	// Features is the feature projection as of a time: the profile's last
+	// event in View, the log clock after FeaturesAt (docs/predictions.md).
+	Features features.View `json:"features"`
 	// Redacted is set when any value could not be opened;
 	// RedactedTraits names the traits shown as null for that reason.
 	Redacted       bool     `json:"redacted,omitempty"`
@@ -180,6 +184,7 @@ func (p *Profile) View(open Opener) (View, error) {
 	for name, x := range p.Predictions {
 		v.Predictions[name] = x
 	}
+	v.FeaturesAt(p, s.LastSeen)
 	for _, m := range p.MergedFrom {
 		t, err := ulidText(m)
 		if err != nil {
@@ -188,6 +193,13 @@ func (p *Profile) View(open Opener) (View, error) {
 		v.MergedFrom = append(v.MergedFrom, t)
 	}
 	return v, nil
+}
+
+// FeaturesAt sets v.Features to p's features as of now (Unix ms; never
+// before p's last event).
+func (v *View) FeaturesAt(p *Profile, now int64) {
+	s := &p.Stats
+	v.Features = p.Features.View(max(now, s.LastSeen), s.LastSeen, s.Events > 0, s.Channels, s.Devices)
 }
 
 func nonNil(m map[string]int64) map[string]int64 {

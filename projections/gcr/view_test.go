@@ -100,6 +100,12 @@ func TestView(t *testing.T) {
 			"email": {"granted": false, "time": "2023-11-14T22:13:21Z", "event_id": "`+ulidOf(eid(2))+`", "source": "web"},
 			"sms": {"granted": true, "time": "2023-11-14T22:13:19Z", "event_id": "`+ulidOf(eid(4))+`", "source": "web"}
 		},
+		"features": {"as_of": "2023-11-14T22:13:22Z", "purchases": 1, "orders": 2,
+			"first_purchase": "2023-11-14", "last_purchase": "2023-11-14", "spend_sum": 150.5, "repeat_spend_mean": null,
+			"active_days": 1, "last_activity": "2023-11-14T22:13:22Z", "days_since_last_activity": 0,
+			"events": {"Order Completed": {"7d": 1.9999988539239695, "30d": 1.999999732582142}},
+			"categories": [], "products": [],
+			"channel_mix": {"mobile": 0.25, "web": 0.75}, "device_mix": {"desktop": 0.5, "ios": 0.5}},
 		"redacted": true,
 		"redacted_traits": ["plan"]
 	}`)
@@ -125,7 +131,10 @@ func TestView(t *testing.T) {
 	}
 	jsonEqual(t, v, `{"profile_id": "`+ulidOf(pid(9))+`", "identifiers": {}, "traits": {},
 		"stats": {"first_seen": null, "last_seen": null, "total_events": 0, "event_counts": {}, "kind_counts": {}, "sources": {}, "channels": {}, "devices": {}},
-		"revenue": {}, "audiences": {}, "predictions": {}, "merged_from": [], "consent": {}}`)
+		"revenue": {}, "audiences": {}, "predictions": {}, "merged_from": [], "consent": {},
+		"features": {"as_of": "1970-01-01T00:00:00Z", "purchases": 0, "orders": 0, "first_purchase": null, "last_purchase": null,
+			"spend_sum": 0, "repeat_spend_mean": null, "active_days": 0, "last_activity": null, "days_since_last_activity": null,
+			"events": {}, "categories": [], "products": [], "channel_mix": {}, "device_mix": {}}}`)
 
 	// Defaults fill the channels without a statement, and only those.
 	v, err = prof.View(openOrFail)

@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/seal"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// featuresLog is an e-commerce log for the feature projection's cost:
+// batches of 100 events for people over 60 days, views and adds of one of
+// 500 products in 40 categories, orders with a products[] list of two and
+// revenue, refunds, pages.
+func featuresLog(tb testing.TB, kr *seal.Keyring, people, events int) [][]byte {
+	names := []string{"Product Viewed", "Product Viewed", "Product Viewed", "Product Added", "Order Completed", "Order Refunded"}
+	var out [][]byte
+	t0 := int64(1_780_000_000_000)
+	span := int64(60 * 86_400_000)
+	for lo := 0; lo < events; lo += 100 {
+		b := event.Batch{Received: t0 + span}
+		for i := lo; i < min(lo+100, events); i++ {
+			p := (i * 7919) % people
+			h := make([]byte, 16)
+			copy(h, fmt.Sprintf("u%015d", p))
+			id := make([]byte, 16)
+			copy(id, fmt.Sprintf("e%015d", i))
+			prod := (i * 31) % 500
+			props := map[string]any{"product_id": fmt.Sprint("sku-", prod), "category": fmt.Sprint("cat-", prod%40)}
+			name := names[i%len(names)]
+			if name == "Order Completed" {
+				props = map[string]any{"revenue": 120.0, "products": []any{
+					map[string]any{"product_id": fmt.Sprint("sku-", prod), "category": fmt.Sprint("cat-", prod%40)},
+					map[string]any{"product_id": fmt.Sprint("sku-", (prod+7)%500), "category": fmt.Sprint("cat-", (prod+7)%40)},
+				}}
+			}
+			b.Records = append(b.Records, event.Record{ID: id, MessageID: fmt.Sprint(i), Source: "web", Kind: event.Track,
+				Event: name, Time: t0 + int64(i)*span/int64(events), Received: b.Received, Key: h,
+				IDs: []event.IDRef{{Type: event.UserID, Hash: h}}, Properties: props})
+		}
+		out = append(out, sealedEntry(tb, kr, &b))
+	}
+	return out
+}
+
+// applyCPU applies log to a fresh state machine on Pebble (after the
+// eight example audiences when audiences is set) and returns the process
+// CPU time per event (wall time where CPU time is not available).
+func applyCPU(tb testing.TB, kr *seal.Keyring, log [][]byte, events int, noFeatures, audiences bool) time.Duration {
+	db, err := store.Open(tb.TempDir(), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	sm := projections.New(projections.Options{Partitions: 16, Open: kr.Open, NoFeatures: noFeatures})
+	seq := uint64(0)
+	apply := func(subject string, data []byte) {
+		seq++
+		batch := db.NewBatch()
+		defer batch.Close()
+		if _, err := sm.Apply(batch, seq, subject, data); err != nil {
+			tb.Fatal(err)
+		}
+		if err := db.Commit(batch, false); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if audiences {
+		for _, name := range sortedNames(exampleAudiences) {
+			c, _ := msgpack.Marshal(&projections.Control{Kind: projections.ControlAudiencePut, Audience: audience.Definition{Name: name, Rule: exampleAudiences[name]}})
+			apply(projections.SubjectControl, c)
+		}
+	}
+	cpu0, cpuOK := processCPU()
+	start := time.Now()
+	for _, data := range log {
+		apply(projections.SubjectEvents, data)
+	}
+	d := time.Since(start)
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		d = cpu1 - cpu0
+	}
+	return d / time.Duration(events)
+}
+
+// BenchmarkApplyFeatures measures the feature projection's share of the
+// apply cost (issue #12's budget: ≤ 10 % of apply CPU per event), without
+// audiences: the state machine's cheapest apply, so the largest share.
+// Each of b.N rounds (at least 5) applies the same log twice, with and
+// without the feature projection (projections.Options.NoFeatures), in
+// alternating order, each on a fresh store; it reports the medians and the
+// median of the per-round ratios.
+func BenchmarkApplyFeatures(b *testing.B) { benchFeatures(b, false) }
+
+// BenchmarkApplyFeaturesAudiences is BenchmarkApplyFeatures with the eight
+// example audiences, as the engine applies with them.
+func BenchmarkApplyFeaturesAudiences(b *testing.B) { benchFeatures(b, true) }
+
+func benchFeatures(b *testing.B, audiences bool) {
+	const events, people = 20_000, 1_000
+	kr := benchKeyring(b)
+	log := featuresLog(b, kr, people, events)
+	rounds := max(b.N, 5)
+	var with, without []time.Duration
+	var ratios []float64
+	b.ResetTimer()
+	for r := range rounds {
+		var w, wo time.Duration
+		if r%2 == 0 {
+			w = applyCPU(b, kr, log, events, false, audiences)
+			wo = applyCPU(b, kr, log, events, true, audiences)
+		} else {
+			wo = applyCPU(b, kr, log, events, true, audiences)
+			w = applyCPU(b, kr, log, events, false, audiences)
+		}
+		with, without = append(with, w), append(without, wo)
+		ratios = append(ratios, float64(w)/float64(wo))
+		b.Logf("round %d: with %v/event, without %v/event, ratio %.3f", r, w, wo, float64(w)/float64(wo))
+	}
+	b.ReportMetric(float64(median(with).Nanoseconds()), "cpu-ns/event-with")
+	b.ReportMetric(float64(median(without).Nanoseconds()), "cpu-ns/event-without")
+	b.ReportMetric(medianF(ratios), "ratio")
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func medianF(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

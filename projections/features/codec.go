@@ -1,0 +1,203 @@
+package features
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+
+	"github.com/aurumcdp/aurum/internal/wire"
+)
+
+// The stored form of a Features (inside the stored GCR, gcr/codec.go).
+//
+// Version 1, hand-written, deterministic (maps in key order):
+//
+//	features = 0x01 days(purchase) varint(FoldedPurchaseDays) varint(FoldedOrders) varint(FoldedMicros)
+//	           days(active) varint(FoldedActiveDays) scores(Events) scores(Categories) scores(Products)
+//	purchase = uvarint(Orders) varint(Micros)
+//	days(v)  = uvarint(n) [varint(first day) v (uvarint(day − previous day − 1) v)*]
+//	active   = (nothing)
+//	scores   = uvarint(n) (str(key) f64(Short) f64(Long) varint(AsOf))*   keys strictly increasing
+//
+// Decode refuses another version, trailing bytes, more days or keys than
+// the caps, keys longer than MaxKeyLen, days out of order, negative counts
+// and scores that are negative or not finite.
+const v1 byte = 0x01
+
+// ErrCorrupt marks an encoding that does not decode.
+var ErrCorrupt = errors.New("features: corrupt")
+
+const (
+	minDaySize    = 2 // uvarint delta or orders, varint micros
+	minActiveSize = 1 // uvarint delta
+	minScoreSize  = 1 + 8 + 8 + 1
+	maxDayDelta   = 1 << 40 // days: far beyond any Unix ms time
+)
+
+// Append appends the encoding of f to dst.
+func (f *Features) Append(dst []byte) []byte {
+	dst = append(dst, v1)
+	dst = binary.AppendUvarint(dst, uint64(len(f.Purchases)))
+	for i, p := range f.Purchases {
+		if i == 0 {
+			dst = binary.AppendVarint(dst, p.Day)
+		} else {
+			dst = binary.AppendUvarint(dst, uint64(p.Day-f.Purchases[i-1].Day-1))
+		}
+		dst = binary.AppendUvarint(dst, uint64(p.Orders))
+		dst = binary.AppendVarint(dst, p.Micros)
+	}
+	dst = binary.AppendVarint(dst, f.FoldedPurchaseDays)
+	dst = binary.AppendVarint(dst, f.FoldedOrders)
+	dst = binary.AppendVarint(dst, f.FoldedMicros)
+	dst = binary.AppendUvarint(dst, uint64(len(f.ActiveDays)))
+	for i, d := range f.ActiveDays {
+		if i == 0 {
+			dst = binary.AppendVarint(dst, d)
+		} else {
+			dst = binary.AppendUvarint(dst, uint64(d-f.ActiveDays[i-1]-1))
+		}
+	}
+	dst = binary.AppendVarint(dst, f.FoldedActiveDays)
+	for _, sc := range []Scores{f.Events, f.Categories, f.Products} {
+		dst = appendScores(dst, sc)
+	}
+	return dst
+}
+
+func appendScores(dst []byte, sc Scores) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(sc)))
+	for _, e := range sc {
+		dst = wire.AppendString(dst, e.Key)
+		dst = wire.AppendFloat64(dst, e.Short)
+		dst = wire.AppendFloat64(dst, e.Long)
+		dst = binary.AppendVarint(dst, e.AsOf)
+	}
+	return dst
+}
+
+// SizeBound is an upper bound of len(f.Append(nil)) (0 for a nil f).
+func (f *Features) SizeBound() int {
+	if f == nil {
+		return 0
+	}
+	const v = binary.MaxVarintLen64
+	n := 1 + 9*v + len(f.Purchases)*3*v + len(f.ActiveDays)*v
+	for _, sc := range []Scores{f.Events, f.Categories, f.Products} {
+		for _, e := range sc {
+			n += 2*v + 16 + len(e.Key)
+		}
+	}
+	return n
+}
+
+// Decode decodes an encoding made by Append. Allocations are bounded by
+// the caps and the input's length.
+func Decode(b []byte) (*Features, error) {
+	if len(b) == 0 || b[0] != v1 {
+		return nil, errors.Join(ErrCorrupt, errors.New("features: not format version 1"))
+	}
+	r := wire.NewReader(b[1:], ErrCorrupt)
+	f := &Features{}
+	if n := r.Count("purchase days", minDaySize); n > MaxPurchaseDays {
+		r.Fail("%d purchase days, at most %d", n, MaxPurchaseDays)
+	} else if n > 0 {
+		f.Purchases = make([]PurchaseDay, n, n+1) // room for the next day
+		for i := range f.Purchases {
+			p := &f.Purchases[i]
+			if i == 0 {
+				p.Day = firstDay(&r, "purchase day")
+			} else {
+				p.Day = f.Purchases[i-1].Day + 1 + delta(&r, "purchase day")
+			}
+			p.Orders = nonNegative(&r, r.Uvarint("orders"), "orders")
+			p.Micros = r.Varint("micros")
+		}
+	}
+	f.FoldedPurchaseDays = nonNegativeInt(&r, r.Varint("folded purchase days"), "folded purchase days")
+	f.FoldedOrders = nonNegativeInt(&r, r.Varint("folded orders"), "folded orders")
+	f.FoldedMicros = r.Varint("folded micros")
+	if n := r.Count("active days", minActiveSize); n > MaxActiveDays {
+		r.Fail("%d active days, at most %d", n, MaxActiveDays)
+	} else if n > 0 {
+		f.ActiveDays = make([]int64, n, n+1)
+		for i := range f.ActiveDays {
+			if i == 0 {
+				f.ActiveDays[i] = firstDay(&r, "active day")
+			} else {
+				f.ActiveDays[i] = f.ActiveDays[i-1] + 1 + delta(&r, "active day")
+			}
+		}
+	}
+	f.FoldedActiveDays = nonNegativeInt(&r, r.Varint("folded active days"), "folded active days")
+	f.Events = decodeScores(&r, "events")
+	f.Categories = decodeScores(&r, "categories")
+	f.Products = decodeScores(&r, "products")
+	if err := r.Finish(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func delta(r *wire.Reader, what string) int64 {
+	d := r.Uvarint(what)
+	if d > maxDayDelta {
+		r.Fail("%s gap %d out of range", what, d)
+		return 0
+	}
+	return int64(d)
+}
+
+func firstDay(r *wire.Reader, what string) int64 {
+	d := r.Varint(what)
+	if d > maxDayDelta || d < -maxDayDelta {
+		r.Fail("%s %d out of range", what, d)
+		return 0
+	}
+	return d
+}
+
+func nonNegative(r *wire.Reader, v uint64, what string) int64 {
+	if v > math.MaxInt64 {
+		r.Fail("%s %d out of range", what, v)
+		return 0
+	}
+	return int64(v)
+}
+
+func nonNegativeInt(r *wire.Reader, v int64, what string) int64 {
+	if v < 0 {
+		r.Fail("%s %d negative", what, v)
+		return 0
+	}
+	return v
+}
+
+func decodeScores(r *wire.Reader, what string) Scores {
+	n := r.Count(what, minScoreSize)
+	if n > MaxKeys {
+		r.Fail("%d %s, at most %d", n, what, MaxKeys)
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	sc := make(Scores, n, n+2) // room for an event's new keys
+	var prev string
+	for i := range sc {
+		k := r.Key(what, i, prev)
+		if len(k) == 0 || len(k) > MaxKeyLen {
+			r.Fail("%s key of %d bytes", what, len(k))
+			return nil
+		}
+		d := Decayed{Short: r.Float64(what), Long: r.Float64(what), AsOf: r.Varint(what)}
+		if !score(d.Short) || !score(d.Long) {
+			r.Fail("%s %q: score not finite or negative", what, k)
+			return nil
+		}
+		sc[i], prev = Keyed{Key: k, Decayed: d}, k
+	}
+	return sc
+}
+
+func score(v float64) bool { return v >= 0 && !math.IsInf(v, 0) && !math.IsNaN(v) }
