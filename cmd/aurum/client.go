@@ -25,9 +25,15 @@ type client struct {
 }
 
 func addClientFlags(cmd *cobra.Command, server, token *string) {
+	addClientFlagsDefault(cmd, server, token, "http://127.0.0.1:8080")
+}
+
+// addClientFlagsDefault is addClientFlags with the --server used when
+// $AURUM_SERVER is not set (digest: none, it then reads a data directory).
+func addClientFlagsDefault(cmd *cobra.Command, server, token *string, fallback string) {
 	def := os.Getenv("AURUM_SERVER")
 	if def == "" {
-		def = "http://127.0.0.1:8080"
+		def = fallback
 	}
 	cmd.PersistentFlags().StringVar(server, "server", def, "Aurum HTTP API base URL (default $AURUM_SERVER)")
 	cmd.PersistentFlags().StringVar(token, "token", "", "bearer token: the admin token or an API token with the role the command needs (default $AURUM_ADMIN_TOKEN)")
