@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/aurumcdp/aurum/projections/audience"
@@ -45,9 +46,12 @@ func (s *Server) putAudience(w http.ResponseWriter, r *http.Request, d audience.
 	defer cancel()
 	info, err := s.svc.Audiences.PutAudience(ctx, d)
 	var re *rules.Error
+	var ae *engine.AudienceRefError
 	switch {
 	case errors.As(err, &re):
 		writeJSON(w, http.StatusBadRequest, ruleError{Error: "rule: " + re.Error(), Field: "rule", Line: re.Line, Column: re.Column, Reason: re.Reason})
+	case errors.As(err, &ae):
+		writeError(w, http.StatusBadRequest, "rule", ae.Reason())
 	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "name", err.Error())
 	case err != nil:
@@ -115,7 +119,13 @@ func (s *Server) handleGetAudience(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDeleteAudience(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	if err := s.svc.Audiences.DeleteAudience(ctx, r.PathValue("name")); err != nil {
+	err := s.svc.Audiences.DeleteAudience(ctx, r.PathValue("name"))
+	var ae *engine.AudienceRefError
+	if errors.As(err, &ae) {
+		writeError(w, http.StatusConflict, "name", ae.Reason()+": change or delete those rules first")
+		return
+	}
+	if err != nil {
 		s.lookupError(w, err)
 		return
 	}
