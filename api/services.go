@@ -56,6 +56,7 @@ type Reads interface {
 	Audience(name string) (query.AudienceInfo, error)
 	AudienceMembers(name, cursor string, limit int) ([]query.Member, string, error)
 	Preview(rule string, sample int, exact bool) (query.PreviewResult, error)
+	Seen(source string, messageIDs []string, at time.Time) ([]bool, error)
 }
 
 // Audiences changes audience definitions through the log (engine).

@@ -665,9 +665,7 @@ func (sm *StateMachine) dedup(rw store.ReadWriter, rec *event.Record) (bool, err
 	if rec.MessageID == "" {
 		return false, nil
 	}
-	h := sha256.Sum256([]byte(rec.MessageID))
-	key := make([]byte, 0, len(prefixDedup)+len(rec.Source)+1+16)
-	key = append(append(append(append(key, prefixDedup...), rec.Source...), 0), h[:16]...)
+	key := dedupKey(rec.Source, rec.MessageID)
 	v, err := []byte(nil), store.ErrNotFound
 	if sm.ddf.mayContain(key) { // else: certainly absent, as the store would say
 		v, err = rw.Get(key)
@@ -693,6 +691,31 @@ func (sm *StateMachine) dedup(rw store.ReadWriter, rec *event.Record) (bool, err
 		sm.ddf.add(key)
 	}
 	return false, rw.Set(dedupExpiryKey(exp, key), nil)
+}
+
+// dedupKey is the dedup table key of a source's messageId.
+func dedupKey(source, messageID string) []byte {
+	h := sha256.Sum256([]byte(messageID))
+	key := make([]byte, 0, len(prefixDedup)+len(source)+1+16)
+	return append(append(append(append(key, prefixDedup...), source...), 0), h[:16]...)
+}
+
+// Seen reports whether the dedup table of r remembers source's messageId
+// at log time at (ms): an event with it appended now would count once
+// already. It reads only; the answer of the state machine's apply, later,
+// can differ only for ids whose window ends in between.
+func Seen(r store.Reader, source, messageID string, at int64) (bool, error) {
+	if messageID == "" {
+		return false, nil
+	}
+	v, err := r.Get(dedupKey(source, messageID))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("projections: dedup look-up: %w", err)
+	}
+	return len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > at, nil
 }
 
 func dedupExpiryKey(exp uint64, ddKey []byte) []byte {
