@@ -176,6 +176,14 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	switch v := r.URL.Query().Get("newest"); v {
+	case "", "false":
+	case "true":
+		q.Newest = true
+	default:
+		writeError(w, http.StatusBadRequest, "newest", "want true or false")
+		return
+	}
 	q.Limit = 100
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
