@@ -49,7 +49,7 @@ published on aurum.audience.<name>.entered / .exited.
       --description "bought in the last 90 days, no refund"
   aurum audience list
   aurum audience members buyers --all
-  aurum audience export buyers --format csv --out buyers.csv`,
+  aurum audience export buyers --channel email --format csv --out buyers.csv`,
 	}
 	addClientFlags(cmd, &server, &token)
 	cmd.AddCommand(
