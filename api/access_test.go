@@ -203,6 +203,14 @@ var fixtures = map[string]fixture{
 			`{"name":"d%d","url":"http://127.0.0.1:9/hook","secret":"0123456789abcdef0123","audiences":["seeded"],"channel":"email"}`, n))}
 	}},
 	"GET /v1/destinations": {req: get("/v1/destinations")},
+	"GET /v1/destinations/{name}": {req: func(s *accessServer, n int) req {
+		name := fmt.Sprintf("show%d", n)
+		if _, err := s.e.PutDestination(context.Background(), activation.Destination{Name: name, URL: "http://127.0.0.1:9/hook",
+			Secret: "0123456789abcdef0123", Audiences: []string{"seeded"}, Channel: "email"}); err != nil {
+			s.t.Fatal(err)
+		}
+		return req{method: "GET", path: "/v1/destinations/" + name}
+	}},
 	"DELETE /v1/destinations/{name}": {req: func(s *accessServer, n int) req {
 		name := fmt.Sprintf("del%d", n)
 		if _, err := s.e.PutDestination(context.Background(), activation.Destination{Name: name, URL: "http://127.0.0.1:9/hook",

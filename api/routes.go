@@ -79,6 +79,7 @@ func (s *Server) routeTable() []routeDef {
 		role("GET /v1/digest", rolesRead, s.handleDigest),
 		role("POST /v1/destinations", rolesEdit, s.handleCreateDestination),
 		role("GET /v1/destinations", rolesRead, s.handleListDestinations),
+		role("GET /v1/destinations/{name}", rolesRead, s.handleGetDestination),
 		role("DELETE /v1/destinations/{name}", rolesEdit, s.handleDeleteDestination),
 		role("POST /v1/audiences", rolesEdit, s.handleCreateAudience),
 		role("POST /v1/audiences/preview", rolesEdit, s.handlePreviewAudience),

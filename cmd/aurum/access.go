@@ -155,23 +155,30 @@ must have at least 12 characters. Managing users needs an admin token.
 
 // readPassword reads the first line of file, or of stdin when file is "".
 func readPassword(stdin io.Reader, file string) (string, error) {
+	return readSecret(stdin, file, "--password-file", "password")
+}
+
+// readSecret reads the first line of file (given by flag), or of stdin
+// when file is "": secrets never come from flags (shell history, process
+// lists).
+func readSecret(stdin io.Reader, file, flag, what string) (string, error) {
 	src := stdin
-	what := "standard input"
+	from := "standard input"
 	if file != "" {
 		f, err := os.Open(file)
 		if err != nil {
-			return "", fmt.Errorf("--password-file: %w", err)
+			return "", fmt.Errorf("%s: %w", flag, err)
 		}
 		defer f.Close()
-		src, what = f, file
+		src, from = f, file
 	}
 	line, err := bufio.NewReader(io.LimitReader(src, 4096)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("password: read %s: %w", what, err)
+		return "", fmt.Errorf("%s: read %s: %w", what, from, err)
 	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("password: %s is empty (give it on the first line)", what)
+	v := strings.TrimRight(line, "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("%s: %s is empty (give it on the first line)", what, from)
 	}
-	return pw, nil
+	return v, nil
 }

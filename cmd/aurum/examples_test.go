@@ -71,6 +71,7 @@ func TestHelpExamples(t *testing.T) {
 	writeFile(t, dir, "events.ndjson", `{"type":"track","userId":"u1","event":"Order Completed","properties":{"revenue":5}}`+"\n")
 	writeFile(t, dir, "abandoners.rule", `funnel(["Product Viewed", "Product Added"], "2h") and count("Order Completed", "1d") == 0`)
 	writeFile(t, dir, "ada.pw", "correct horse battery staple\n")
+	writeFile(t, dir, "hook.secret", "a-signing-secret-of-32-characters\n")
 	env := append(os.Environ(), "AURUM_SERVER="+n.HTTP, "AURUM_ADMIN_TOKEN="+testAdminToken, "HOME="+t.TempDir(),
 		"PATH="+filepath.Dir(aurumBin)+string(os.PathListSeparator)+os.Getenv("PATH"), "PASSWORD=another horse battery staple")
 	ran := 0
