@@ -81,6 +81,7 @@ func flagError(err error) error {
 
 func newServeCmd() *cobra.Command {
 	var f serveFlags
+	var configFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run an Aurum node",
@@ -111,11 +112,24 @@ API token or login session of role viewer or editor, and may follow aurum.audien
 aurum.identity.> (JetStream: AURUM_OUT only, with the inbox prefix _INBOX_AURUM); the admin
 token and admin-role tokens may do everything. --nats-no-auth turns this off (local
 experiments only). With --nats-url the deployment's own authentication applies
-(docs/security.md).`,
+(docs/security.md).
+
+Every setting can also come from a YAML file (--config FILE; keys are the flag names without
+--, e.g. "data-dir: /var/lib/aurum"); a flag given on the command line wins over the file.`,
+		Example: `  aurum serve --data-dir /var/lib/aurum --http 0.0.0.0:8080
+  aurum serve --config docs/serve.example.yaml --log-level debug   # flags win over the file`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd.Context(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), configFile); err != nil {
+					return err
+				}
+			}
+			return runServe(cmd.Context(), f)
+		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&configFile, "config", "", "YAML file of serve settings: flag names without -- as keys (docs/serve.example.yaml); flags given on the command line win")
 	fl.StringVar(&f.dataDir, "data-dir", "./aurum-data", "directory for the log, the projections and the keys")
 	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "HTTP API listen address (port 0 picks a free port)")
 	fl.StringVar(&f.natsAddr, "nats", "127.0.0.1:4222", "embedded NATS client listen address (port -1 picks a free port)")
