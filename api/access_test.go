@@ -282,6 +282,7 @@ var fixtures = map[string]fixture{
 			"code": auth.TOTP(secret, s.clock.Now())})}
 	}},
 	"GET /healthz":         {req: get("/healthz")},
+	"GET /v1/openapi.json": {req: get("/v1/openapi.json")},
 	"GET /metrics":         {req: get("/metrics")},
 	"OPTIONS /v1/track":    {req: options("/v1/track")},
 	"OPTIONS /v1/identify": {req: options("/v1/identify")},

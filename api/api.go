@@ -70,6 +70,7 @@ type Server struct {
 	loginThrottle *auth.Throttle
 	limited       *prometheus.CounterVec
 	throttled     prometheus.Counter
+	openapiJSON   []byte // GET /v1/openapi.json, from the route table
 }
 
 // New returns the API handler over svc (every field set).
@@ -124,6 +125,10 @@ func New(svc Services, opts Options) (*Server, error) {
 	s.routes = s.routeTable()
 	for _, rd := range s.routes {
 		s.route(rd.Pattern, s.guard(rd))
+	}
+	var err error
+	if s.openapiJSON, err = json.Marshal(openAPI(s.Routes())); err != nil {
+		return nil, fmt.Errorf("api: openapi: %w", err)
 	}
 	return s, nil
 }

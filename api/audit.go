@@ -67,11 +67,11 @@ func principalFrom(r *http.Request) (name, role string) {
 }
 
 // audited reports whether the route is a management action: everything but
-// the tracking API (write-key routes), CORS pre-flights, /healthz and
-// /metrics.
+// the tracking API (write-key routes), CORS pre-flights, /healthz,
+// /metrics and the API description.
 func audited(pattern string) bool {
 	method, path, _ := strings.Cut(pattern, " ")
-	if method == http.MethodOptions || path == "/healthz" || path == "/metrics" {
+	if method == http.MethodOptions || path == "/healthz" || path == "/metrics" || path == "/v1/openapi.json" {
 		return false
 	}
 	return !trackingPath(path)

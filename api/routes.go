@@ -97,6 +97,7 @@ func (s *Server) routeTable() []routeDef {
 		role("DELETE /v1/users/{name}", rolesAdmin, s.handleDeleteUser),
 		pub("POST /v1/login", s.handleLogin),
 		pub("GET /healthz", s.handleHealth),
+		pub("GET /v1/openapi.json", s.handleOpenAPI),
 		metricsRoute,
 	)
 	return t
