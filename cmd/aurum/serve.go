@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -250,6 +251,10 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	if storedAdminTokenDiffers(f.dataDir, tokenHash) {
+		logger.Warn("the admin token given (--admin-token or $AURUM_ADMIN_TOKEN) replaces the one generated on first start while it is given: that one does not work now",
+			"stored_hash", filepath.Join(f.dataDir, adminTokenFile))
+	}
 	opts.AdminTokenHash = tokenHash
 	if f.natsNoAuth && f.natsURL == "" {
 		logger.Warn("--nats-no-auth: any client on the NATS listener may read and write everything", "nats", f.natsAddr)
@@ -308,6 +313,23 @@ func runServe(ctx context.Context, f serveFlags) error {
 // adminTokenHash returns the SHA-256 of the admin token: the given one (flag
 // or $AURUM_ADMIN_TOKEN), else the one generated on first start, whose hash
 // is kept in DATA_DIR/admin-token.sha256. A generated token is printed once.
+// adminTokenFile, in the data directory, holds the SHA-256 (hex) of the
+// admin token generated on first start. Deleting it while the node is
+// stopped makes the next start generate and print a new one (README,
+// "Lost admin token").
+const adminTokenFile = "admin-token.sha256"
+
+// storedAdminTokenDiffers reports whether the data directory holds the hash
+// of a generated admin token other than h (a given token replaces it).
+func storedAdminTokenDiffers(dataDir string, h []byte) bool {
+	data, err := os.ReadFile(filepath.Join(dataDir, adminTokenFile))
+	if err != nil {
+		return false
+	}
+	stored, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	return err == nil && !bytes.Equal(stored, h)
+}
+
 func adminTokenHash(dataDir, flagToken string) ([]byte, error) {
 	tok := flagToken
 	if tok == "" {
@@ -320,7 +342,7 @@ func adminTokenHash(dataDir, flagToken string) ([]byte, error) {
 		h := sha256.Sum256([]byte(tok))
 		return h[:], nil
 	}
-	path := filepath.Join(dataDir, "admin-token.sha256")
+	path := filepath.Join(dataDir, adminTokenFile)
 	data, err := os.ReadFile(path)
 	if err == nil {
 		h, err := hex.DecodeString(strings.TrimSpace(string(data)))
