@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -272,7 +273,19 @@ type errorBody struct {
 }
 
 func writeError(w http.ResponseWriter, code int, field, msg string) {
-	writeJSON(w, code, errorBody{Error: msg, Field: field})
+	writeJSON(w, code, errorBody{Error: userMessage(msg), Field: field})
+}
+
+// internalPrefix matches the package prefixes Aurum's errors carry
+// ("engine: ", "activation: ", ...) and the error kinds that only mark an
+// error for errors.Is ("invalid: "), at the start of a message.
+var internalPrefix = regexp.MustCompile(`^(?:(?:engine|activation|projections|rules|access|ingest|query|privacy|audit|outbox|log|seal|store|importer|event|gcr|identity|cluster|base|wire|invalid): )+`)
+
+// userMessage is an error message for the user: the internal prefixes of
+// the packages it passed through removed (an answer said "engine: invalid:
+// activation: destination ...").
+func userMessage(msg string) string {
+	return internalPrefix.ReplaceAllString(msg, "")
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
