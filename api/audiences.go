@@ -142,6 +142,15 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	withIDs := false
+	switch v := r.URL.Query().Get("identifiers"); v {
+	case "", "false":
+	case "true":
+		withIDs = true
+	default:
+		writeError(w, http.StatusBadRequest, "identifiers", "want true or false")
+		return
+	}
 	members, next, err := s.svc.Reads.AudienceMembers(r.PathValue("name"), r.URL.Query().Get("cursor"), limit)
 	if errors.Is(err, base.ErrInvalid) {
 		writeError(w, http.StatusBadRequest, "cursor", err.Error())
@@ -154,7 +163,35 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 	if members == nil {
 		members = []query.Member{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"members": members, "next": next})
+	if !withIDs {
+		writeJSON(w, http.StatusOK, map[string]any{"members": members, "next": next})
+		return
+	}
+	out := make([]memberWithIDs, len(members))
+	for i, m := range members {
+		out[i] = memberWithIDs{Member: m, Identifiers: map[string][]*string{}}
+		v, err := s.svc.Reads.Profile("profile_id:" + m.ProfileID)
+		switch {
+		case errors.Is(err, base.ErrNotFound):
+			continue // gone since the page was read
+		case err != nil:
+			s.opts.Logger.Error("api: audience members: profile", "err", err)
+			writeError(w, http.StatusInternalServerError, "", "could not read the members' identifiers")
+			return
+		case v.ProfileID == m.ProfileID: // else merged since the page was read
+			out[i].Identifiers = identifiersOf(v)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"members": out, "next": next})
+}
+
+// memberWithIDs is a member of GET /v1/audiences/{name}/members?identifiers=true:
+// its membership and the person's identifiers (type → values, oldest
+// first; null for a value that could not be unsealed; empty when the
+// profile was merged or erased since the page was read).
+type memberWithIDs struct {
+	query.Member
+	Identifiers map[string][]*string `json:"identifiers"`
 }
 
 func (s *Server) handlePreviewAudience(w http.ResponseWriter, r *http.Request) {

@@ -226,20 +226,27 @@ func newExportMember(m query.Member, v *query.View) *exportMember {
 		ProfileID:   m.ProfileID,
 		Since:       m.Since.UTC().Format(time.RFC3339Nano),
 		RuleVersion: m.Version,
-		Identifiers: make(map[string][]*string, len(v.Identifiers)),
+		Identifiers: identifiersOf(v),
 		Traits:      v.Traits,
-	}
-	for typ, ids := range v.Identifiers {
-		vals := make([]*string, 0, len(ids))
-		for _, id := range ids {
-			vals = append(vals, identString(id.Value))
-		}
-		em.Identifiers[typ] = vals
 	}
 	if em.Traits == nil {
 		em.Traits = map[string]any{}
 	}
 	return em
+}
+
+// identifiersOf is a profile's identifiers: type → values, oldest first
+// (nil for a value that could not be unsealed).
+func identifiersOf(v *query.View) map[string][]*string {
+	out := make(map[string][]*string, len(v.Identifiers))
+	for typ, ids := range v.Identifiers {
+		vals := make([]*string, 0, len(ids))
+		for _, id := range ids {
+			vals = append(vals, identString(id.Value))
+		}
+		out[typ] = vals
+	}
+	return out
 }
 
 // identString is an identifier value as a string; nil when it is redacted.

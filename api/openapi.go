@@ -44,7 +44,7 @@ var routeSummaries = map[string]string{
 	"GET /v1/audiences/{name}":         "An audience with its size",
 	"PUT /v1/audiences/{name}":         "Create or replace an audience",
 	"DELETE /v1/audiences/{name}":      "Delete an audience (refused while another rule names it)",
-	"GET /v1/audiences/{name}/members": "A page of an audience's members",
+	"GET /v1/audiences/{name}/members": "A page of an audience's members (identifiers=true: with their identifiers)",
 	"GET /v1/audiences/{name}/export":  "Every member reachable on a channel, with identifiers and traits (csv, json, ndjson, xml)",
 	"POST /v1/tokens":                  "Create an API token (the secret is shown once)",
 	"GET /v1/tokens":                   "List API tokens",

@@ -278,22 +278,28 @@ func newAudienceListCmd(server, token *string) *cobra.Command {
 func newAudienceMembersCmd(server, token *string) *cobra.Command {
 	var limit int
 	var cursor string
-	var all bool
+	var all, withIDs bool
 	cmd := &cobra.Command{
-		Use:   "members NAME [--limit N] [--cursor C | --all]",
+		Use:   "members NAME [--limit N] [--cursor C | --all] [--identifiers]",
 		Short: "List an audience's members (profile id, since, rule version)",
 		Long: `List an audience's members in profile id order, one page of --limit as the API returns
 it ({"members": [...], "next": cursor}; pass next to --cursor for the following page).
 With --all the command follows the cursors itself and prints {"members": [...]} with every
-member, fetching --limit at a time. For identifiers and traits use aurum audience export.`,
+member, fetching --limit at a time. --identifiers adds each member's identifiers
+({"email": ["ann@example.com"], ...}); for traits, or only the people reachable on a channel,
+use aurum audience export.`,
 		Example: `  aurum audience members buyers --limit 10
-  aurum audience members buyers --all | jq -r '.members[].profile_id'`,
+  aurum audience members buyers --all | jq -r '.members[].profile_id'
+  aurum audience members buyers --identifiers --all | jq -r '.members[].identifiers.email[0]'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if limit < 1 || limit > 10000 {
 				return fmt.Errorf("--limit must be in [1, 10000], got %d", limit)
 			}
 			base := "/v1/audiences/" + url.PathEscape(args[0]) + "/members?limit=" + strconv.Itoa(limit)
+			if withIDs {
+				base += "&identifiers=true"
+			}
 			if !all {
 				return getAndPrint(cmd, *server, *token, base+"&cursor="+url.QueryEscape(cursor))
 			}
@@ -307,6 +313,7 @@ member, fetching --limit at a time. For identifiers and traits use aurum audienc
 	cmd.Flags().IntVar(&limit, "limit", 100, "members per page (1-10000)")
 	cmd.Flags().StringVar(&cursor, "cursor", "", "start after this cursor (the previous page's next)")
 	cmd.Flags().BoolVar(&all, "all", false, "follow the cursors and print every member")
+	cmd.Flags().BoolVar(&withIDs, "identifiers", false, "with each member's identifiers (email, phone, user_id, ...)")
 	return cmd
 }
 
