@@ -187,7 +187,21 @@ var fixtures = map[string]fixture{
 	"POST /v1/sources": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/sources", body: []byte(fmt.Sprintf(`{"name":"src%d"}`, n))}
 	}},
-	"GET /v1/sources":               {req: get("/v1/sources")},
+	"GET /v1/sources": {req: get("/v1/sources")},
+	"DELETE /v1/sources/{name}": {req: func(s *accessServer, n int) req {
+		name := fmt.Sprintf("delsrc%d", n)
+		if _, err := s.e.Gate().CreateSource(context.Background(), name); err != nil {
+			s.t.Fatal(err)
+		}
+		return req{method: "DELETE", path: "/v1/sources/" + name}
+	}},
+	"POST /v1/sources/{name}/rotate-key": {req: func(s *accessServer, n int) req {
+		name := fmt.Sprintf("rotsrc%d", n)
+		if _, err := s.e.Gate().CreateSource(context.Background(), name); err != nil {
+			s.t.Fatal(err)
+		}
+		return req{path: "/v1/sources/" + name + "/rotate-key", body: []byte(`{"grace":"1h"}`)}
+	}},
 	"GET /v1/profiles/{ref}":        {req: get("/v1/profiles/user_id:seed")},
 	"GET /v1/profiles/{ref}/events": {req: get("/v1/profiles/user_id:seed/events")},
 	"GET /v1/deadletters":           {req: get("/v1/deadletters")},

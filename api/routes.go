@@ -63,6 +63,8 @@ func (s *Server) routeTable() []routeDef {
 		role("POST /v1/import/{source}", rolesEdit, s.handleImport),
 		role("POST /v1/sources", rolesEdit, s.handleCreateSource),
 		role("GET /v1/sources", rolesRead, s.handleListSources),
+		role("DELETE /v1/sources/{name}", rolesEdit, s.handleDeleteSource),
+		role("POST /v1/sources/{name}/rotate-key", rolesEdit, s.handleRotateSourceKey),
 		role("GET /v1/profiles/{ref}", rolesProfiles, s.handleProfile),
 		role("GET /v1/profiles/{ref}/events", rolesProfiles, s.handleEvents),
 		role("GET /v1/profiles/{ref}/export", rolesPrivacy, s.handleProfileExport),

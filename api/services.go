@@ -46,6 +46,8 @@ type Access interface {
 	SourceExists(name string) bool
 	Sources() []access.SourceInfo
 	CreateSource(ctx context.Context, name string) (string, error)
+	DeleteSource(ctx context.Context, name string) error
+	RotateSourceKey(ctx context.Context, name string, grace time.Duration) (string, time.Time, error)
 }
 
 // Reads is the read side (engine/query.Reader).
