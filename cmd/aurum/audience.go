@@ -14,9 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode/utf8"
 
 	"github.com/aurumcdp/aurum/api"
+	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/spf13/cobra"
 )
 
@@ -56,14 +58,16 @@ published on aurum.audience.<name>.entered / .exited.
 		newAudiencePutCmd(&server, &token, false),
 		newAudiencePutCmd(&server, &token, true),
 		newAudienceListCmd(&server, &token),
-		&cobra.Command{
-			Use:   "show NAME",
-			Short: "Print an audience: rule, description, version, size",
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return getAndPrint(cmd, server, token, "/v1/audiences/"+url.PathEscape(args[0]))
-			},
-		},
+		newListCmd("show NAME", "Print an audience: rule, description, version, size, times", cobra.ExactArgs(1), &server, &token,
+			func(args []string) string { return "/v1/audiences/" + url.PathEscape(args[0]) },
+			func(raw []byte) ([]string, [][]string, error) {
+				var a query.AudienceInfo
+				err := json.Unmarshal(raw, &a)
+				return []string{"FIELD", "VALUE"}, [][]string{{"name", a.Name}, {"size", strconv.FormatInt(a.Size, 10)},
+					{"version", strconv.FormatInt(a.Version, 10)}, {"rule", strings.Join(strings.Fields(a.Rule), " ")},
+					{"description", a.Description}, {"created", rfc3339(time.UnixMilli(a.Created))},
+					{"updated", rfc3339(time.UnixMilli(a.Updated))}}, err
+			}),
 		&cobra.Command{
 			Use:     "rm NAME",
 			Aliases: []string{"delete"},
@@ -240,12 +244,16 @@ func (c *client) doRule(ctx context.Context, method, path string, body []byte, o
 
 func newAudienceListCmd(server, token *string) *cobra.Command {
 	var asJSON bool
+	var output string
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List audiences: name, size, version and rule",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if asJSON {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if asJSON || output == outputJSON {
 				return getAndPrint(cmd, *server, *token, "/v1/audiences")
 			}
 			c, err := newClient(*server, *token)
@@ -271,7 +279,9 @@ func newAudienceListCmd(server, token *string) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON instead of a table")
+	addOutputFlag(cmd, &output)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "the same as --output json")
+	_ = cmd.Flags().MarkHidden("json")
 	return cmd
 }
 

@@ -75,7 +75,7 @@ func TestAudienceCLI(t *testing.T) {
 
 	// The three buyers enter (backfill of the events ingested before).
 	check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
-		out, code := aurumCLI(t, env, "audience", "show", "buyers")
+		out, code := aurumCLI(t, env, "audience", "show", "buyers", "--output", "json")
 		if code != 0 || json.Unmarshal([]byte(out), &a) != nil {
 			return fmt.Errorf("show: exit %d: %s", code, out)
 		}
@@ -100,6 +100,16 @@ func TestAudienceCLI(t *testing.T) {
 	if out := run(0, "audience", "list", "--json"); json.Unmarshal([]byte(out), &list) != nil || len(list.Audiences) != 1 || list.Audiences[0].Size != 3 {
 		t.Fatalf("list --json:\n%s", out)
 	}
+	// The output convention: --output json, RFC 3339 times (created_ms
+	// was epoch milliseconds); a table by default.
+	out = run(0, "audience", "list", "--output", "json")
+	if json.Unmarshal([]byte(out), &list) != nil || len(list.Audiences) != 1 || strings.Contains(out, "_ms") ||
+		!regexp.MustCompile(`"created": "\d{4}-\d\d-\d\dT`).MatchString(out) {
+		t.Fatalf("list --output json:\n%s", out)
+	}
+	if out := run(0, "audience", "show", "buyers"); !strings.HasPrefix(out, "FIELD") || !regexp.MustCompile(`(?m)^created +\d{4}-`).MatchString(out) {
+		t.Fatalf("show (a table):\n%s", out)
+	}
 
 	// update keeps the description when only the rule changes.
 	out = run(0, "audience", "update", "buyers", "--rule", `count("Order Completed") >= 1 or count("Product Viewed") >= 1`)
@@ -121,7 +131,7 @@ func TestAudienceCLI(t *testing.T) {
 		t.Fatalf("update printed %+v (%v):\n%s", a, err, out)
 	}
 	check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
-		if out, code := aurumCLI(t, env, "audience", "show", "buyers"); code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.Size != 3 {
+		if out, code := aurumCLI(t, env, "audience", "show", "buyers", "--output", "json"); code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.Size != 3 {
 			return fmt.Errorf("show: exit %d: %s", code, out)
 		}
 		return nil

@@ -223,14 +223,23 @@ keys (its events stay).`,
 			}
 			return printJSON(cmd.OutOrStdout(), out)
 		},
-	}, &cobra.Command{
-		Use:   "list",
-		Short: "List sources",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return getAndPrint(cmd, server, token, "/v1/sources")
-		},
-	})
+	}, newListCmd("list", "List sources (never their keys)", cobra.NoArgs, &server, &token,
+		func([]string) string { return "/v1/sources" },
+		func(raw []byte) ([]string, [][]string, error) {
+			var out struct {
+				Sources []struct {
+					Name     string    `json:"name"`
+					Created  time.Time `json:"created"`
+					OldUntil time.Time `json:"old_key_valid_until"`
+				} `json:"sources"`
+			}
+			err := json.Unmarshal(raw, &out)
+			rows := make([][]string, len(out.Sources))
+			for i, s := range out.Sources {
+				rows[i] = []string{s.Name, rfc3339(s.Created), rfc3339(s.OldUntil)}
+			}
+			return []string{"NAME", "CREATED", "OLD KEY VALID UNTIL"}, rows, err
+		}))
 	return cmd
 }
 

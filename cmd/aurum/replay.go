@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,13 +145,18 @@ func newSnapshotCmd() *cobra.Command {
 			}
 			return printJSON(cmd.OutOrStdout(), out)
 		},
-	}, &cobra.Command{
-		Use:   "list",
-		Short: "List snapshots",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return getAndPrint(cmd, server, token, "/v1/snapshots")
-		},
-	})
+	}, newListCmd("list", "List snapshots", cobra.NoArgs, &server, &token,
+		func([]string) string { return "/v1/snapshots" },
+		func(raw []byte) ([]string, [][]string, error) {
+			var out struct {
+				Snapshots []engine.SnapshotInfo `json:"snapshots"`
+			}
+			err := json.Unmarshal(raw, &out)
+			rows := make([][]string, len(out.Snapshots))
+			for i, sn := range out.Snapshots {
+				rows[i] = []string{strconv.FormatUint(sn.Seq, 10), rfc3339(sn.Created), sn.Path}
+			}
+			return []string{"SEQ", "CREATED", "PATH"}, rows, err
+		}))
 	return cmd
 }

@@ -109,8 +109,8 @@ func (e *Gate) SourceForKey(key string) (string, bool) {
 
 // SourceInfo describes a source (never its write key).
 type SourceInfo struct {
-	Name    string `json:"name"`
-	Created int64  `json:"created_ms"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
 	// OldKeyValidUntil is when the write key before the last rotation
 	// stops working (absent when there is none).
 	OldKeyValidUntil time.Time `json:"old_key_valid_until,omitzero"`
@@ -123,7 +123,7 @@ func (e *Gate) Sources() []SourceInfo {
 	out := make([]SourceInfo, 0, len(e.sources.byName))
 	now := e.opts.Now().UnixMilli()
 	for _, s := range e.sources.byName {
-		info := SourceInfo{Name: s.Name, Created: s.Created}
+		info := SourceInfo{Name: s.Name, Created: time.UnixMilli(s.Created).UTC()}
 		if s.OldKeyHash != nil && now < s.OldKeyUntil {
 			info.OldKeyValidUntil = time.UnixMilli(s.OldKeyUntil).UTC()
 		}
