@@ -768,3 +768,41 @@ func TestRetryAfterHonoured(t *testing.T) {
 		t.Fatalf("retry after %v, want about BackoffMax (300ms), not the 1 ms backoff", gap)
 	}
 }
+
+// Suspend stops the workers and keeps their consumers: after a Set the
+// destination continues where it stopped (a node that lost, then regained,
+// the cluster's leadership), and nothing is delivered while suspended.
+func TestSuspendKeepsPositions(t *testing.T) {
+	l := openLog(t)
+	a := newEndpoint(t, nil)
+	d := newDispatcher(t, l, testOpts(t))
+	if err := d.Set([]Destination{dest("a", a, "vip")}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, l, "vip", "m1")
+	waitStats(t, d, "a", func(s DestStats) bool { return s.Delivered == 1 })
+	if err := d.Suspend(); err != nil {
+		t.Fatal(err)
+	}
+	if st := d.Stats()["a"]; st.Running {
+		t.Fatalf("suspended destination still running: %+v", st)
+	}
+	publish(t, l, "vip", "m2")
+	if got := a.delivered(); !same(got, []string{"m1"}) {
+		t.Fatalf("delivered while suspended: %v", got)
+	}
+	if err := d.Set([]Destination{dest("a", a, "vip")}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitDelivered(t, 2)
+	if got := a.delivered(); !same(got, []string{"m1", "m2"}) {
+		t.Fatalf("after Suspend and Set: %v, want [m1 m2] (position kept)", got)
+	}
+	a.check()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Suspend(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Suspend after Close: %v", err)
+	}
+}

@@ -135,6 +135,31 @@ func (d *Dispatcher) Set(dests []Destination) error {
 	return errors.Join(errs...)
 }
 
+// Suspend stops every worker and waits for them, keeping their consumers
+// and positions (and counters): in a cluster, a node that is not the
+// leader runs no worker, and the leader's continue where it stopped. A
+// later Set starts them again. After Close it returns ErrClosed.
+func (d *Dispatcher) Suspend() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	d.stopAll()
+	return nil
+}
+
+// stopAll cancels every worker and waits for them. Called with d.mu held.
+func (d *Dispatcher) stopAll() {
+	for _, w := range d.workers {
+		w.cancel()
+	}
+	for name, w := range d.workers {
+		<-w.done
+		delete(d.workers, name)
+	}
+}
+
 func sameDestination(a, b Destination) bool {
 	return a.Name == b.Name && a.URL == b.URL && a.Secret == b.Secret &&
 		a.Channel == b.Channel && slices.Equal(a.Audiences, b.Audiences) && a.Since.Equal(b.Since)
@@ -150,13 +175,7 @@ func (d *Dispatcher) Close() error {
 		return nil
 	}
 	d.closed = true
-	for _, w := range d.workers {
-		w.cancel()
-	}
-	for name, w := range d.workers {
-		<-w.done
-		delete(d.workers, name)
-	}
+	d.stopAll()
 	if d.ownClient {
 		d.client.CloseIdleConnections()
 	}

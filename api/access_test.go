@@ -22,6 +22,7 @@ import (
 	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/api"
 	"github.com/aurumcdp/aurum/auth"
+	"github.com/aurumcdp/aurum/cluster"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/internal/check"
@@ -72,6 +73,7 @@ type accessServer struct {
 	clock   *testClock
 	logs    *syncBuffer
 	dataDir string
+	cluster *fakeCluster // the cluster its API shows (this node leads)
 }
 
 var fastPasswords = auth.PasswordParams{Memory: 256, Time: 1, Threads: 1}
@@ -93,13 +95,14 @@ func newAccessServerClock(t *testing.T, clock *testClock, set func(*api.Options)
 	if set != nil {
 		set(&opts)
 	}
+	fc := &fakeCluster{leader: true}
 	n := testnode.Start(t, testnode.Options{API: &opts, Engine: engine.Options{DataDir: dir, MasterKey: bytes.Repeat([]byte{7}, 32),
-		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords}})
+		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords}, Cluster: fc})
 	key, err := n.Engine.Gate().CreateSource(ctx, "web")
 	if err != nil {
 		t.Fatalf("CreateSource: %v", err)
 	}
-	return &accessServer{testServer: &testServer{t: t, e: n.Engine, URL: n.URL, webKey: key}, srv: n.API, clock: clock, logs: logs, dataDir: dir}
+	return &accessServer{testServer: &testServer{t: t, e: n.Engine, URL: n.URL, webKey: key}, srv: n.API, clock: clock, logs: logs, dataDir: dir, cluster: fc}
 }
 
 func bearer(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
@@ -211,6 +214,17 @@ var fixtures = map[string]fixture{
 	"POST /v1/snapshots": {req: func(s *accessServer, n int) req { return req{path: "/v1/snapshots"} }},
 	"GET /v1/snapshots":  {req: get("/v1/snapshots")},
 	"GET /v1/digest":     {req: get("/v1/digest")},
+	"GET /v1/cluster":    {req: get("/v1/cluster")},
+	"POST /v1/cluster/nodes": {req: func(_ *accessServer, n int) req {
+		return req{path: "/v1/cluster/nodes", body: []byte(fmt.Sprintf(`{"name":"add%d","http":"127.0.0.1:1","raft":"127.0.0.1:2"}`, n))}
+	}},
+	"DELETE /v1/cluster/nodes/{name}": {req: func(s *accessServer, n int) req {
+		name := fmt.Sprintf("rm%d", n)
+		if err := s.cluster.AddNode(cluster.NodeConfig{Name: name, HTTP: "127.0.0.1:1", Raft: "127.0.0.1:2"}); err != nil {
+			s.t.Fatal(err)
+		}
+		return req{method: "DELETE", path: "/v1/cluster/nodes/" + name}
+	}},
 
 	"POST /v1/destinations": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/destinations", body: []byte(fmt.Sprintf(

@@ -108,7 +108,8 @@ type Node interface {
 	Registry() *prometheus.Registry
 }
 
-// Services are what the API is handed; every field is required.
+// Services are what the API is handed; every field is required but
+// Cluster (nil: a single node).
 type Services struct {
 	Ingest       Ingest
 	Access       Access
@@ -119,4 +120,5 @@ type Services struct {
 	Replay       Replay
 	Audit        Auditor
 	Node         Node
+	Cluster      Cluster
 }

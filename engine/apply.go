@@ -137,7 +137,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 	}
 	e.metrics.applyGroup.Observe(float64(len(results)))
 	e.applied.advance(last)
-	if outbox {
+	if outbox || e.opts.Cluster != nil { // a new owner waits to catch up
 		e.publisher.Kick()
 	}
 	return nil

@@ -23,6 +23,9 @@ func (e *Engine) tickLoop(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
+		if !e.leader() {
+			continue // a singleton: the leader records time
+		}
 		now := e.opts.Now()
 		c := projections.Control{Kind: projections.ControlTick, Time: now.UnixMilli()}
 		data, err := msgpack.Marshal(&c)

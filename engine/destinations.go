@@ -96,8 +96,16 @@ func (e *Engine) Destination(name string) (DestinationInfo, error) {
 }
 
 // reloadDestinations hands the stored destinations (secrets unsealed) to
-// the dispatcher, which starts and stops workers to match.
+// the dispatcher, which starts and stops workers to match. In a cluster
+// only the leader runs them: elsewhere they are suspended, their shared
+// durable consumers and positions kept.
 func (e *Engine) reloadDestinations() error {
+	e.destMu.Lock()
+	defer e.destMu.Unlock()
+	e.destsLeader = e.leader()
+	if !e.destsLeader {
+		return e.dispatcher.Suspend()
+	}
 	var ds []projections.Destination
 	err := e.read(func(r store.Reader, _ *projections.StateMachine) (err error) {
 		ds, err = projections.Destinations(r)

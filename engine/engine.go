@@ -138,6 +138,21 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the engine's metrics. Default: a fresh registry.
 	Registry *prometheus.Registry
+	// Cluster is this node's view of the cluster (cmd/aurum passes its
+	// *cluster.Node). Nil: a single node that publishes every partition
+	// and runs every singleton.
+	Cluster Cluster
+}
+
+// Cluster is this node's view of the cluster; nil means a single node that
+// owns every partition and runs every singleton. With one, the outbox
+// publishes only the partitions this node owns, fenced by epoch, and the
+// ticker, the webhook destination workers and the shared steps of an
+// erasure run on the leader only (cluster.go).
+type Cluster interface {
+	Name() string                       // this node's name (goes into fence claims)
+	Owns(p int) (epoch uint64, ok bool) // owner of partition p now (lease-checked), under epoch
+	IsLeader() bool                     // runs the singletons
 }
 
 func (o *Options) ensureDefaults() {
@@ -212,10 +227,12 @@ type Engine struct {
 	// stateMu guards state and sm against a rebuild's swap: readers and
 	// the apply loop hold it shared while they use them; the swap holds it
 	// exclusively.
-	stateMu    sync.RWMutex
-	rebuild    *rebuilder
-	dispatcher *activation.Dispatcher
-	applied    *appliedWatch
+	stateMu     sync.RWMutex
+	rebuild     *rebuilder
+	dispatcher  *activation.Dispatcher
+	destMu      sync.Mutex // serialises reloadDestinations (apply loop, leadership watcher)
+	destsLeader bool       // the leadership the last reloadDestinations saw (under destMu)
+	applied     *appliedWatch
 
 	// The stages, wired by Open (their accessors are in state.go).
 	edge      *ingest.Edge
@@ -341,10 +358,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.gate)
 	e.reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
 	e.privacy = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
-		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry},
+		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.leader},
 		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
 			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate})
-	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry},
+	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
+		Cluster: opts.Cluster, Applied: e.applied.get},
 		e.log, e.keys, wiring{e}, e.privacy)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
@@ -368,6 +386,9 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("erasure", e.privacy.RunErasures)
 	if e.opts.TickPeriod > 0 {
 		e.goRun("ticker", e.tickLoop)
+	}
+	if e.opts.Cluster != nil {
+		e.goRun("leadership", e.watchLeadership)
 	}
 }
 

@@ -16,7 +16,11 @@ import (
 
 // ReplayOptions configure an offline replay of a stopped node's log.
 type ReplayOptions struct {
-	DataDir     string
+	DataDir string
+	// NATSURL, when set, reads the log from that NATS deployment (a
+	// cluster's, or the --nats-url the node ran with) instead of starting
+	// the embedded server on DataDir/jetstream.
+	NATSURL     string
 	MasterKey   []byte        // default: DataDir/master.key
 	DedupWindow time.Duration // as the node ran with; default 30 days
 	// Out receives every output the replay's state machine decides (merge
@@ -101,7 +105,11 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 
-	l, err := alog.Open(ctx, alog.Options{Dir: filepath.Join(opts.DataDir, "jetstream"), Listen: "127.0.0.1:-1", Logger: opts.Logger})
+	lo := alog.Options{Dir: filepath.Join(opts.DataDir, "jetstream"), Listen: "127.0.0.1:-1", Logger: opts.Logger}
+	if opts.NATSURL != "" {
+		lo = alog.Options{URL: opts.NATSURL, Logger: opts.Logger}
+	}
+	l, err := alog.Open(ctx, lo)
 	if err != nil {
 		return res, err
 	}

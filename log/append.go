@@ -56,6 +56,7 @@ type Future struct {
 	l       *Log
 	subject string
 	paf     jetstream.PubAckFuture
+	fenced  bool // AppendAsyncFenced: a wrong last sequence is ErrFenced
 
 	mu       sync.Mutex
 	resolved bool
@@ -106,7 +107,7 @@ func (f *Future) Wait(ctx context.Context) (seq uint64, dup bool, err error) {
 	case ack := <-f.paf.Ok():
 		f.seq, f.dup = ack.Sequence, ack.Duplicate
 	case err := <-f.paf.Err():
-		f.err = fmt.Errorf("log: append async %s: %w", f.subject, err)
+		f.err = f.wrap(err)
 	case <-f.l.connGone:
 		// Close waits for pending acks before it closes the connection;
 		// a PubAck that arrived before that takes precedence.
@@ -114,7 +115,7 @@ func (f *Future) Wait(ctx context.Context) (seq uint64, dup bool, err error) {
 		case ack := <-f.paf.Ok():
 			f.seq, f.dup = ack.Sequence, ack.Duplicate
 		case err := <-f.paf.Err():
-			f.err = fmt.Errorf("log: append async %s: %w", f.subject, err)
+			f.err = f.wrap(err)
 		default:
 			return 0, false, ErrClosed
 		}
@@ -123,4 +124,11 @@ func (f *Future) Wait(ctx context.Context) (seq uint64, dup bool, err error) {
 	}
 	f.resolved = true
 	return f.seq, f.dup, f.err
+}
+
+func (f *Future) wrap(err error) error {
+	if f.fenced && isWrongLastSeq(err) {
+		return fmt.Errorf("log: append async %s: %w: %w", f.subject, ErrFenced, err)
+	}
+	return fmt.Errorf("log: append async %s: %w", f.subject, err)
 }

@@ -11,7 +11,8 @@
 //	AURUM_INGEST  aurum.ingest.>                       raw JSON from producers; work queue
 //	AURUM_DLQ     aurum.dlq.>                          dead letters (JSON); limits, MaxAge Options.DeadLetterMaxAge
 //	AURUM_OUT     aurum.identity.>, aurum.audience.>   outputs; limits, MaxAge Options.OutMaxAge,
-//	                                                   duplicate window Options.OutDuplicateWindow
+//	              aurum.fence.>                        duplicate window Options.OutDuplicateWindow;
+//	                                                   fence claims and outbox progress (fence.go)
 //	AURUM_AUDIT   aurum.audit                          audit log of management actions; limits, no max
 //	                                                   age, DenyDelete and DenyPurge (see audit.go)
 //
@@ -216,8 +217,9 @@ func (l *Log) streamConfigs() []jetstream.StreamConfig {
 	dlq.Description = "Aurum dead letters"
 	dlq.MaxAge = l.opts.DeadLetterMaxAge
 
-	out := base(StreamOut, IdentityPrefix+">", AudiencePrefix+">")
+	out := base(StreamOut, IdentityPrefix+">", AudiencePrefix+">", FencePrefix+">")
 	out.Description = "Aurum outputs for subscribers"
+	out.AllowRollup = true // outbox progress (fence.go)
 	out.MaxAge = l.opts.OutMaxAge
 	out.Duplicates = l.opts.OutDuplicateWindow
 

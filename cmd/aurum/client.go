@@ -97,6 +97,7 @@ type apiError struct {
 	Status int
 	Msg    string `json:"error"`
 	Field  string `json:"field"`
+	Body   []byte `json:"-"` // the whole answer
 }
 
 func (e *apiError) Error() string {
@@ -126,7 +127,7 @@ func (c *client) do(ctx context.Context, method, path string, body []byte, out a
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		ae := &apiError{Status: resp.StatusCode}
+		ae := &apiError{Status: resp.StatusCode, Body: data}
 		if json.Unmarshal(data, ae) != nil || ae.Msg == "" {
 			ae.Msg = strings.TrimSpace(string(data))
 		}

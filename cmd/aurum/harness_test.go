@@ -58,6 +58,7 @@ type node struct {
 	logs    bytes.Buffer
 	stdout  lockedBuffer
 	exited  chan struct{}
+	ready   chan map[string]any // the "aurum listening" record of the current process
 }
 
 // lockedBuffer is a bytes.Buffer safe for a writer goroutine and readers.
@@ -117,6 +118,17 @@ func startNodeWith(t *testing.T, n *node, extra ...string) *node {
 
 func (n *node) start() {
 	n.t.Helper()
+	if err := n.launch(); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := n.waitListening(60 * time.Second); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// launch starts the process; waitListening waits for it to listen. Nodes
+// of a cluster are launched together: each waits for the others' quorum.
+func (n *node) launch() error {
 	n.cmd = exec.Command(aurumBin, n.args...)
 	n.cmd.Env = append(os.Environ(), n.env...)
 	if !n.noToken {
@@ -124,15 +136,16 @@ func (n *node) start() {
 	}
 	stderr, err := n.cmd.StderrPipe()
 	if err != nil {
-		n.t.Fatal(err)
+		return err
 	}
 	n.stdout.Reset()
 	n.cmd.Stdout = &n.stdout
 	if err := n.cmd.Start(); err != nil {
-		n.t.Fatal(err)
+		return err
 	}
 	n.exited = make(chan struct{})
-	ready := make(chan map[string]any, 1)
+	n.ready = make(chan map[string]any, 1)
+	ready := n.ready
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -151,24 +164,30 @@ func (n *node) start() {
 			}
 		}
 	}()
+	exited := n.exited
 	go func() {
 		_ = n.cmd.Wait()
-		close(n.exited)
+		close(exited)
 	}()
+	return nil
+}
+
+func (n *node) waitListening(timeout time.Duration) error {
 	select {
-	case rec := <-ready:
+	case rec := <-n.ready:
 		// Ports are fixed per node, so a restart listens where the first
 		// start did; other goroutines read these fields without locks.
 		if n.HTTP == "" {
 			n.HTTP, _ = rec["http"].(string)
 			n.NATS, _ = rec["nats"].(string)
 		} else if rec["http"] != n.HTTP {
-			n.t.Errorf("restarted node listens on %v, first start on %s", rec["http"], n.HTTP)
+			return fmt.Errorf("restarted node listens on %v, first start on %s", rec["http"], n.HTTP)
 		}
+		return nil
 	case <-n.exited:
-		n.t.Fatalf("aurum serve exited before listening:\n%s", n.logText())
-	case <-time.After(60 * time.Second):
-		n.t.Fatalf("aurum serve did not start within 60s:\n%s", n.logText())
+		return fmt.Errorf("aurum serve exited before listening:\n%s", n.logText())
+	case <-time.After(timeout):
+		return fmt.Errorf("aurum serve did not start within %v:\n%s", timeout, n.logText())
 	}
 }
 

@@ -41,10 +41,28 @@ type Consent interface {
 	WithConsent(r store.Reader, sm *projections.StateMachine, m map[string]any) error
 }
 
+// Cluster says which partitions this node publishes (the engine's
+// Cluster). Without one the node publishes every outbox.
+type Cluster interface {
+	Name() string
+	Owns(p int) (epoch uint64, ok bool)
+}
+
 // Options configure a Publisher.
 type Options struct {
 	// Partitions is the number of profile partitions (each has an outbox).
 	Partitions int
+	// Cluster, when set, limits publishing to the partitions this node
+	// owns, fenced (cluster.go). Nil: every outbox, unfenced.
+	Cluster Cluster
+	// Applied is the log position the state has applied (required with
+	// Cluster: a new owner publishes once it has caught up).
+	Applied func() uint64
+	// Poll is how often ownership is checked with Cluster. Default 100 ms.
+	Poll time.Duration
+	// ProgressPoll is how often a partition this node does not own reads
+	// its owner's progress to prune the rows published. Default 1 s.
+	ProgressPoll time.Duration
 	// Logger receives failed publishes. Default: discard.
 	Logger *slog.Logger
 	// Registry receives aurum_outbox_published_total (nil: none).
@@ -60,9 +78,13 @@ type Publisher struct {
 	consent   Consent
 	published prometheus.Counter
 	kick      chan struct{} // 1-buffered: rows were written
-	// mu is held while a range is published; Barrier takes it (see the
+	// mu is held while a range is published (shared by the partitions a
+	// cluster node publishes in parallel); Barrier takes it (see the
 	// erasure worker).
-	mu sync.Mutex
+	mu sync.RWMutex
+	// parts is each partition's publishing state with a Cluster; only
+	// Run's goroutine touches it.
+	parts []partState
 }
 
 // New returns a publisher on l; keys unseal identifiers.
@@ -70,7 +92,13 @@ func New(opts Options, l *alog.Log, keys *seal.Keyring, state State, consent Con
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Publisher{opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
+	if opts.Poll <= 0 {
+		opts.Poll = 100 * time.Millisecond
+	}
+	if opts.ProgressPoll <= 0 {
+		opts.ProgressPoll = time.Second
+	}
+	p := &Publisher{parts: make([]partState, opts.Partitions), opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_outbox_published_total",
 			Help: "Outbox messages published."})}
 	if opts.Registry != nil {
@@ -99,6 +127,9 @@ func (e *Publisher) Barrier() {
 // re-publishes the entry with the same id, which the output stream's
 // duplicate window drops.
 func (e *Publisher) Run(ctx context.Context) error {
+	if e.opts.Cluster != nil {
+		return e.runCluster(ctx)
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -130,7 +161,7 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 	total := 0
 	err := e.state.Live(func(db *store.DB, sm *projections.StateMachine) error {
 		for _, prefix := range projections.OutboxPrefixes(e.opts.Partitions) {
-			n, err := e.drainOutboxRange(ctx, db, sm, prefix, max)
+			n, _, err := e.drainOutboxRange(ctx, db, sm, prefix, max, e.log.AppendAsyncWithHeaders)
 			if err != nil {
 				return err
 			}
@@ -141,13 +172,18 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 	return total, err
 }
 
+// appendFunc publishes one output: the log's AppendAsyncWithHeaders, or
+// its fenced form bound to a fence.
+type appendFunc func(subject, msgID string, hdr map[string]string, data []byte) (*alog.Future, error)
+
 // drainOutboxRange publishes up to max entries of one outbox (the global one
-// or a partition's): in order, so a subscriber sees each profile's
-// transitions in the order they happened.
-func (e *Publisher) drainOutboxRange(ctx context.Context, db *store.DB, sm *projections.StateMachine, prefix []byte, max int) (int, error) {
+// or a partition's) with publish: in order, so a subscriber sees each
+// profile's transitions in the order they happened. It returns how many
+// were published and deleted, and the key of the last of them.
+func (e *Publisher) drainOutboxRange(ctx context.Context, db *store.DB, sm *projections.StateMachine, prefix []byte, max int, publish appendFunc) (int, []byte, error) {
 	entries, err := projections.Outbox(db, prefix, max)
 	if err != nil || len(entries) == 0 {
-		return 0, err
+		return 0, nil, err
 	}
 	// Publish them all, then wait for the acks: one round trip for the
 	// range, not one per entry. One goroutine's async appends are stored
@@ -168,7 +204,7 @@ func (e *Publisher) drainOutboxRange(ctx context.Context, db *store.DB, sm *proj
 		if len(ent.Msg.Profile) == 16 {
 			hdr = map[string]string{alog.HeaderProfile: base.ULIDString(ent.Msg.Profile)}
 		}
-		f, err := e.log.AppendAsyncWithHeaders(ent.Msg.Subject, ent.Msg.MsgID, hdr, data)
+		f, err := publish(ent.Msg.Subject, ent.Msg.MsgID, hdr, data)
 		if err != nil {
 			pubErr = err
 			break
@@ -186,17 +222,18 @@ func (e *Publisher) drainOutboxRange(ctx context.Context, db *store.DB, sm *proj
 			break
 		}
 		if err := b.Delete(entries[i].Key); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		acked++
 	}
-	if acked > 0 {
-		if err := db.Commit(b, false); err != nil {
-			return 0, err
-		}
-		e.published.Add(float64(acked))
+	if acked == 0 {
+		return 0, nil, pubErr
 	}
-	return acked, pubErr
+	if err := db.Commit(b, false); err != nil {
+		return 0, nil, err
+	}
+	e.published.Add(float64(acked))
+	return acked, entries[acked-1].Key, pubErr
 }
 
 // decorateOutput adds to an output message's JSON what the state machine

@@ -108,6 +108,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives aurum_erasure* metrics (nil: none).
 	Registry prometheus.Registerer
+	// Leader reports whether this node runs an erasure's shared steps (the
+	// scrub of the output and dead-letter streams, erasure.completed): in
+	// a cluster, the leader only. Nil: always (a single node). Every node
+	// destroys its own copies of the keys.
+	Leader func() bool
 }
 
 // Deps are what a Service is handed by the engine.
@@ -140,6 +145,9 @@ type Service struct {
 	sources  Sources
 	metrics  *metrics
 	kick     chan struct{} // 1-buffered: an erasure was applied
+	// destroyed holds the pending erasures whose keys this node destroyed
+	// while not running the shared steps (RunErasures' goroutine only).
+	destroyed map[string]bool
 }
 
 // New returns the privacy stage.
@@ -149,7 +157,7 @@ func New(opts Options, d Deps) *Service {
 	}
 	return &Service{opts: opts, log: d.Log, keys: d.Keys, ids: d.IDs, control: d.Control, applied: d.Applied,
 		state: d.State, outbox: d.Outbox, profiles: d.Profiles, ingest: d.Ingest, sources: d.Sources,
-		metrics: newMetrics(opts.Registry), kick: make(chan struct{}, 1)}
+		metrics: newMetrics(opts.Registry), kick: make(chan struct{}, 1), destroyed: map[string]bool{}}
 }
 
 type metrics struct {
@@ -367,12 +375,41 @@ func (e *Service) completeErasures(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	shared := e.opts.Leader == nil || e.opts.Leader()
+	pending := make(map[string]bool, len(pend))
 	for i := range pend {
-		if err := e.completeErasure(ctx, &pend[i]); err != nil {
-			return fmt.Errorf("engine: erase %s: %w", base.ULIDString(pend[i].ID), err)
+		id := base.ULIDString(pend[i].ID)
+		pending[id] = true
+		var err error
+		switch {
+		case shared:
+			err = e.completeErasure(ctx, &pend[i])
+		case !e.destroyed[id]:
+			// Not the leader: the leader scrubs the shared streams and
+			// appends erasure.completed; this node's keys go now.
+			if err = e.destroyKeys(&pend[i]); err == nil {
+				e.destroyed[id] = true
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("engine: erase %s: %w", id, err)
+		}
+	}
+	for id := range e.destroyed {
+		if !pending[id] {
+			delete(e.destroyed, id)
 		}
 	}
 	return nil
+}
+
+// destroyKeys crypto-shreds an erasure's data keys in this node's keys
+// database: destroys them, then compacts them out of its files.
+func (e *Service) destroyKeys(p *projections.ErasurePending) error {
+	if _, err := e.keys.DestroyAll(p.Keys); err != nil {
+		return err
+	}
+	return e.keys.Compact()
 }
 
 func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePending) error {
@@ -439,10 +476,7 @@ func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePen
 	}
 	// 4. Crypto-shred: destroy the keys, then compact them out of the
 	// keys database's files.
-	if _, err := e.keys.DestroyAll(p.Keys); err != nil {
-		return err
-	}
-	if err := e.keys.Compact(); err != nil {
+	if err := e.destroyKeys(p); err != nil {
 		return err
 	}
 	// 5. Done, on the log.

@@ -37,6 +37,8 @@ type Options struct {
 	// (Node.URL). AdminToken, when not empty, sets API.AdminTokenHash.
 	API        *api.Options
 	AdminToken string
+	// Cluster, when set, is handed to the API as api.Services.Cluster.
+	Cluster api.Cluster
 }
 
 // Node is a running test node.
@@ -96,7 +98,9 @@ func start(t testing.TB, opts Options) (*Node, error) {
 		h := sha256.Sum256([]byte(opts.AdminToken))
 		ao.AdminTokenHash = h[:]
 	}
-	srv, err := api.New(Services(e), ao)
+	svc := Services(e)
+	svc.Cluster = opts.Cluster
+	srv, err := api.New(svc, ao)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("api.New: %w", err), e.Close())
 	}

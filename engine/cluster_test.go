@@ -1,0 +1,477 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/activation"
+	"github.com/aurumcdp/aurum/engine/privacy"
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/internal/check"
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/seal"
+	"github.com/aurumcdp/aurum/store"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// fakeCluster is one node's view of the cluster, set by the test: every
+// partition is owned under one epoch, or none is.
+type fakeCluster struct {
+	name   string
+	mu     sync.Mutex
+	epoch  uint64
+	owns   bool
+	leader bool
+}
+
+func (c *fakeCluster) Name() string { return c.name }
+
+func (c *fakeCluster) Owns(int) (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch, c.owns
+}
+
+func (c *fakeCluster) IsLeader() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leader
+}
+
+func (c *fakeCluster) set(epoch uint64, owns bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch, c.owns = epoch, owns
+}
+
+func (c *fakeCluster) setLeader(v bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leader = v
+}
+
+const clusterTestPartitions = 4
+
+// openClusterEngine opens an engine with the fake cluster c; url is the
+// NATS server of the first engine ("": this one embeds it, without auth);
+// tick is the TickPeriod (negative: no ticks).
+func openClusterEngine(t *testing.T, c *fakeCluster, url string, tick time.Duration) *Engine {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opts := Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", NATSURL: url, NATSNoAuth: url == "",
+		MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: clusterTestPartitions, TickPeriod: tick, Cluster: c}
+	e, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return e
+}
+
+// counter is the value of e's counter name (0 when not registered).
+func counter(t *testing.T, e *Engine, name string) float64 {
+	t.Helper()
+	mfs, err := e.opts.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+func publishedCount(t *testing.T, e *Engine) float64 {
+	t.Helper()
+	return counter(t, e, "aurum_outbox_published_total")
+}
+
+// outboxRows counts the rows of e's outboxes.
+func outboxRows(t *testing.T, e *Engine) int {
+	t.Helper()
+	n := 0
+	err := e.read(func(r store.Reader, _ *projections.StateMachine) error {
+		for _, prefix := range projections.OutboxPrefixes(e.opts.Partitions) {
+			rows, err := projections.Outbox(r, prefix, 0)
+			if err != nil {
+				return err
+			}
+			n += len(rows)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// transition is one message a subscriber of aurum.audience.> saw.
+type transition struct {
+	id, audience, profile string
+}
+
+// TestClusterOutboxFencedFailover: two engines on one NATS server, each
+// applying the whole log, with a fake cluster the test flips. Only the
+// owner publishes; a stale owner that still believes it owns is fenced and
+// publishes nothing; a new owner publishes what the old one had not;
+// nothing is stored twice and each profile's transitions keep their order.
+// The non-owner prunes the rows the owner published.
+func TestClusterOutboxFencedFailover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c1 := &fakeCluster{name: "n1", leader: true}
+	c2 := &fakeCluster{name: "n2"}
+	c1.set(1, true)
+	e1 := openClusterEngine(t, c1, "", -1)
+	e2 := openClusterEngine(t, c2, e1.NATSURL(), -1)
+
+	if _, err := e1.Gate().CreateSource(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	// Audiences on event counts only: each engine has its own keys
+	// database, so sealed values ingested on e1 are unreadable on e2.
+	for i, name := range []string{"one", "two", "three"} {
+		if _, err := e1.PutAudience(ctx, audience.Definition{Name: name, Rule: fmt.Sprintf(`count("Order Completed") >= %d`, i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	nc, err := nats.Connect(e1.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, alog.StreamOut, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.audience.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []transition
+	// await reads transitions until n in all were seen.
+	await := func(n int) {
+		t.Helper()
+		for len(seen) < n {
+			msg, err := cons.Next(jetstream.FetchMaxWait(20 * time.Second))
+			if err != nil {
+				t.Fatalf("%d of %d transitions seen: %v", len(seen), n, err)
+			}
+			var x struct {
+				Audience  string `json:"audience"`
+				ProfileID string `json:"profile_id"`
+			}
+			if err := json.Unmarshal(msg.Data(), &x); err != nil {
+				t.Fatal(err)
+			}
+			seen = append(seen, transition{msg.Headers().Get(jetstream.MsgIDHeader), x.Audience, x.ProfileID})
+		}
+	}
+	const users = 12
+	round := 0
+	// orders ingests one order of every user on e1 and waits until both
+	// engines applied it.
+	orders := func() {
+		t.Helper()
+		round++
+		evs := make([]event.Event, users)
+		for i := range evs {
+			ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"u%d","messageId":"o-%d-%d"}`, i, round, i)),
+				"", e1.Edge().ParseOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs[i] = ev
+		}
+		if err := e1.Edge().Ingest(ctx, "web", evs); err != nil {
+			t.Fatal(err)
+		}
+		last, err := e1.log.LastSeq(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range []*Engine{e1, e2} {
+			if err := e.WaitApplied(ctx, last); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// claimedAt waits until every partition's last claim is epoch by node.
+	claimedAt := func(epoch uint64, node string) {
+		t.Helper()
+		s, err := js.Stream(ctx, alog.StreamOut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+			for p := range clusterTestPartitions {
+				m, err := s.GetLastMsgForSubject(ctx, alog.FenceSubject(p))
+				if err != nil {
+					return fmt.Errorf("partition %d: %w", p, err)
+				}
+				var c struct {
+					Epoch uint64 `json:"epoch"`
+					Node  string `json:"node"`
+				}
+				if err := json.Unmarshal(m.Data, &c); err != nil {
+					return err
+				}
+				if c.Epoch != epoch || c.Node != node {
+					return fmt.Errorf("partition %d claimed at %d by %s", p, c.Epoch, c.Node)
+				}
+			}
+			return nil
+		})
+	}
+
+	// 1. n1 owns every partition at epoch 1: it publishes, n2 does not
+	// and prunes what n1 published.
+	orders()
+	await(users)
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if n := outboxRows(t, e2); n != 0 {
+			return fmt.Errorf("%d rows left in the non-owner's outbox", n)
+		}
+		return nil
+	})
+	if n := publishedCount(t, e2); n != 0 {
+		t.Fatalf("the non-owner published %v", n)
+	}
+
+	// 2. n2 takes over at epoch 2 while n1 still believes it owns at
+	// epoch 1 (a paused owner): once n2 has claimed, n1's publishes are
+	// refused by the fence.
+	c1.setLeader(false)
+	c2.setLeader(true)
+	c2.set(2, true)
+	claimedAt(2, "n2")
+	before := publishedCount(t, e1)
+	orders()
+	await(2 * users)
+	if n := publishedCount(t, e1); n != before {
+		t.Fatalf("the fenced owner published %v messages", n-before)
+	}
+	if n := outboxRows(t, e1); n != users {
+		t.Fatalf("the fenced owner holds %d rows, want its %d unpublished ones", n, users)
+	}
+
+	// 3. n2 loses its lease too: nobody publishes the third orders...
+	c2.set(2, false)
+	orders()
+	// 4. ...until n1 owns at epoch 3: it catches up, claims and publishes
+	// what n2 had not (its rows of step 2 again too: duplicates, dropped).
+	c1.set(3, true)
+	claimedAt(3, "n1")
+	await(3 * users)
+	check.For(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if n := outboxRows(t, e1); n != 0 {
+			return fmt.Errorf("%d rows left in the owner's outbox", n)
+		}
+		return nil
+	})
+	if n := publishedCount(t, e2); n != users {
+		t.Fatalf("n2 published %v messages, want %d", n, users)
+	}
+
+	// Every transition once, in order per profile: one, two, three.
+	s, err := js.Stream(ctx, alog.StreamOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("aurum.audience.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := uint64(0)
+	for _, n := range info.State.Subjects {
+		stored += n
+	}
+	if stored != 3*users {
+		t.Fatalf("%d transitions stored, want %d", stored, 3*users)
+	}
+	ids := map[string]bool{}
+	order := map[string][]string{}
+	for _, tr := range seen {
+		if ids[tr.id] {
+			t.Fatalf("message %s seen twice", tr.id)
+		}
+		ids[tr.id] = true
+		order[tr.profile] = append(order[tr.profile], tr.audience)
+	}
+	if len(order) != users {
+		t.Fatalf("%d profiles, want %d", len(order), users)
+	}
+	for p, got := range order {
+		if fmt.Sprint(got) != "[one two three]" {
+			t.Fatalf("profile %s: transitions %v", p, got)
+		}
+	}
+}
+
+func tickCount(t *testing.T, e *Engine) float64 {
+	t.Helper()
+	return counter(t, e, "aurum_ticks_total")
+}
+
+func destRunning(t *testing.T, e *Engine, name string) bool {
+	t.Helper()
+	d, err := e.Destination(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Stats.Running
+}
+
+// TestClusterSingletonsOnLeader: the ticker and the webhook destination
+// workers run on the leader only, and move with the leadership.
+func TestClusterSingletonsOnLeader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c1 := &fakeCluster{name: "n1", leader: true}
+	c2 := &fakeCluster{name: "n2"}
+	e1 := openClusterEngine(t, c1, "", 10*time.Millisecond)
+	e2 := openClusterEngine(t, c2, e1.NATSURL(), 10*time.Millisecond)
+	if _, err := e1.PutDestination(ctx, activation.Destination{Name: "crm", URL: "http://127.0.0.1:1/hook",
+		Secret: "0123456789abcdef0123456789abcdef", Audiences: []string{"vip"}, Channel: "email"}); err != nil {
+		t.Fatal(err)
+	}
+	last, err := e1.log.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.WaitApplied(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	// Both tickers run by now: by the leader's fifth tick from here, a
+	// non-leader that ticked would have ticked too.
+	base := tickCount(t, e1)
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if n := tickCount(t, e1); n < base+5 {
+			return fmt.Errorf("leader: %v ticks", n)
+		}
+		return nil
+	})
+	if n := tickCount(t, e2); n != 0 {
+		t.Fatalf("the non-leader ticked %v times", n)
+	}
+	if !destRunning(t, e1, "crm") || destRunning(t, e2, "crm") {
+		t.Fatalf("destination workers: leader %v, non-leader %v", destRunning(t, e1, "crm"), destRunning(t, e2, "crm"))
+	}
+
+	// The leadership moves to n2: n1 suspends its worker and stops
+	// ticking, n2 ticks.
+	c1.setLeader(false)
+	c2.setLeader(true)
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if destRunning(t, e1, "crm") {
+			return fmt.Errorf("the former leader's worker still runs")
+		}
+		if n := tickCount(t, e2); n < 5 {
+			return fmt.Errorf("new leader: %v ticks", n)
+		}
+		return nil
+	})
+	stopped, from := tickCount(t, e1), tickCount(t, e2)
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if n := tickCount(t, e2); n < from+5 {
+			return fmt.Errorf("new leader: %v ticks", n)
+		}
+		return nil
+	})
+	if n := tickCount(t, e1); n > stopped {
+		t.Fatalf("the former leader ticked %v times after it stopped", n-stopped)
+	}
+}
+
+// TestClusterErasureSharedStepsOnLeader: every node destroys its own
+// copies of an erasure's keys; the shared steps (the scrub, the
+// erasure.completed record) wait for a leader.
+func TestClusterErasureSharedStepsOnLeader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c1 := &fakeCluster{name: "n1"}
+	c2 := &fakeCluster{name: "n2"}
+	e1 := openClusterEngine(t, c1, "", -1)
+	e2 := openClusterEngine(t, c2, e1.NATSURL(), -1)
+	if _, err := e1.Gate().CreateSource(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := event.Parse([]byte(`{"type":"identify","userId":"u1","messageId":"i1","traits":{"email":"ann@example.com","name":"Ann"}}`),
+		"", e1.Edge().ParseOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e1.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := e1.Privacy().RequestErasure(ctx, "user_id:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys [][]byte
+	err = e1.read(func(r store.Reader, _ *projections.StateMachine) error {
+		pend, err := projections.PendingErasures(r)
+		for _, p := range pend {
+			keys = append(keys, p.Keys...)
+		}
+		return err
+	})
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("pending erasure keys %d, %v", len(keys), err)
+	}
+	// No leader: n1 destroys its keys, nobody completes the erasure.
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		for _, k := range keys {
+			if _, err := e1.keys.Open(k, nil); !errors.Is(err, seal.ErrKeyDestroyed) && !errors.Is(err, seal.ErrUnknownKey) {
+				return fmt.Errorf("key %x: %v", k, err)
+			}
+		}
+		return nil
+	})
+	if st, err := e1.Privacy().Erasure(info.ID); err != nil || st.Status == privacy.ErasureCompleted {
+		t.Fatalf("erasure without a leader: %+v, %v", st, err)
+	}
+	// n2 becomes the leader: it completes the erasure, on both nodes.
+	c2.setLeader(true)
+	e2.privacy.KickErasures()
+	for _, e := range []*Engine{e1, e2} {
+		check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+			st, err := e.Privacy().Erasure(info.ID)
+			if err != nil {
+				return err
+			}
+			if st.Status != privacy.ErasureCompleted {
+				return fmt.Errorf("status %s", st.Status)
+			}
+			return nil
+		})
+	}
+	// The leader completed it, not n1.
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if n := counter(t, e2, "aurum_erasures_completed_total"); n != 1 {
+			return fmt.Errorf("the leader completed %v erasures", n)
+		}
+		return nil
+	})
+	if n := counter(t, e1, "aurum_erasures_completed_total"); n != 0 {
+		t.Fatalf("a node that is not the leader completed %v erasures", n)
+	}
+}

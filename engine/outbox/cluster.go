@@ -1,0 +1,281 @@
+package outbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/store"
+)
+
+// Publishing in a cluster (ARCHITECTURE.md "Cluster"). Every node applies
+// the whole log, so every node holds the same outbox rows (same keys, same
+// message ids). The owner of partition p publishes p's outbox (and, for
+// p = 0, the global outbox of merge records), fenced by its claim on p:
+//
+//  1. On becoming owner at epoch E it notes the log's last sequence and
+//     waits until its state has applied it (catch-up).
+//  2. It claims p at E (log.ClaimFence) and seeds its progress with the
+//     previous owner's.
+//  3. It drains p's outboxes with AppendAsyncFenced, one publish at a time
+//     (see AppendAsyncFenced), and records its progress (the last key
+//     published of each outbox, fenced) after each drained range.
+//     ErrFenced stops p until the map gives p another epoch.
+//
+// A partition it does not own is pruned: every ProgressPoll it reads the
+// owner's progress and deletes its own rows up to it (they were
+// published). Rows left on becoming owner are published: rows the last
+// owner had published carry the same message ids and are dropped by
+// AURUM_OUT's duplicate window.
+
+// partState is one partition's publishing state.
+type partState struct {
+	epoch   uint64 // the ownership epoch this state is for; 0: not owner
+	target  uint64 // the log's last sequence when ownership began
+	fence   *alog.Fence
+	claimed time.Time // when fence was claimed or renewed
+	fenced  bool      // a newer claim exists: wait for another epoch
+	pos     [][]byte  // last key published of each outbox of the partition
+	pruned  time.Time // last read of the owner's progress (not owner)
+}
+
+// prefixesOf are the outboxes partition p publishes: its own and, for
+// partition 0, the global one.
+func (e *Publisher) prefixesOf(p int) [][]byte {
+	all := projections.OutboxPrefixes(e.opts.Partitions)
+	if p == 0 {
+		return [][]byte{all[1], all[0]}
+	}
+	return [][]byte{all[p+1]}
+}
+
+func (e *Publisher) runCluster(ctx context.Context) error {
+	tick := time.NewTicker(e.opts.Poll)
+	defer tick.Stop()
+	for {
+		e.pass(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// passWorkers bounds the partitions one pass handles at the same time:
+// each publishes one fenced output at a time, so partitions in parallel
+// are what keeps a replicated stream busy.
+const passWorkers = 8
+
+// pass runs partitionPass on every partition, up to passWorkers at a time,
+// and returns when all are done. Each partition's state is touched by one
+// worker only.
+func (e *Publisher) pass(ctx context.Context) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(passWorkers, len(e.parts)) {
+		wg.Add(1)
+		go func() { // owned by this pass: it waits for them
+			defer wg.Done()
+			for {
+				p := int(next.Add(1) - 1)
+				if p >= len(e.parts) || ctx.Err() != nil {
+					return
+				}
+				if err := e.partitionPass(ctx, p); err != nil && ctx.Err() == nil {
+					e.opts.Logger.Warn("engine: outbox: partition pass failed; will retry", "partition", p, "err", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// partitionPass publishes partition p if this node owns it, or prunes
+// what its owner has published.
+func (e *Publisher) partitionPass(ctx context.Context, p int) error {
+	st := &e.parts[p]
+	epoch, ok := e.opts.Cluster.Owns(p)
+	if !ok {
+		if st.epoch != 0 {
+			*st = partState{}
+		}
+		if time.Since(st.pruned) < e.opts.ProgressPoll {
+			return nil
+		}
+		st.pruned = time.Now()
+		return e.prune(ctx, p)
+	}
+	if st.epoch != epoch {
+		target, err := e.log.LastSeq(ctx)
+		if err != nil {
+			return err
+		}
+		*st = partState{epoch: epoch, target: target}
+	}
+	if st.fenced || e.opts.Applied() < st.target {
+		return nil
+	}
+	if st.fence == nil {
+		f, err := e.log.ClaimFence(ctx, p, epoch, e.opts.Cluster.Name())
+		if err != nil {
+			return e.fencedOr(st, p, err)
+		}
+		pos, _, err := e.log.OutboxProgress(ctx, p)
+		if err != nil {
+			return err
+		}
+		st.fence, st.claimed, st.pos = &f, time.Now(), e.positions(p, pos)
+		e.opts.Logger.Info("engine: outbox: publishing partition", "partition", p, "epoch", epoch, "fence", f.Seq)
+	} else if time.Since(st.claimed) >= e.log.FenceRenewal() {
+		f, err := e.log.RenewFence(ctx, *st.fence)
+		if err != nil {
+			return e.fencedOr(st, p, err)
+		}
+		st.fence, st.claimed = &f, time.Now()
+	}
+	for {
+		n, err := e.drainPartition(ctx, p, st, 256)
+		if err != nil {
+			return e.fencedOr(st, p, err)
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+// fencedOr marks p fenced on ErrFenced (and returns nil), or returns err.
+func (e *Publisher) fencedOr(st *partState, p int, err error) error {
+	if !errors.Is(err, alog.ErrFenced) {
+		return err
+	}
+	st.fenced = true
+	e.opts.Logger.Warn("engine: outbox: fenced, stopped publishing the partition until ownership changes",
+		"partition", p, "epoch", st.epoch, "err", err)
+	return nil
+}
+
+// drainPartition publishes up to max rows of each of p's outboxes under
+// st's fence, then records the progress.
+func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, max int) (int, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	f := *st.fence
+	// One fenced publish at a time: a replicated stream refuses a second
+	// conditional publish on the same fence while the first replicates.
+	publish := func(subject, msgID string, hdr map[string]string, data []byte) (*alog.Future, error) {
+		fut, err := e.log.AppendAsyncFenced(f, subject, msgID, hdr, data)
+		if err != nil {
+			return nil, err
+		}
+		if _, _, err := fut.Wait(ctx); err != nil {
+			return nil, err
+		}
+		return fut, nil
+	}
+	total := 0
+	var pubErr error
+	err := e.state.Live(func(db *store.DB, sm *projections.StateMachine) error {
+		for i, prefix := range e.prefixesOf(p) {
+			n, last, err := e.drainOutboxRange(ctx, db, sm, prefix, max, publish)
+			if n > 0 {
+				st.pos[i] = last
+				total += n
+			}
+			if err != nil {
+				pubErr = err
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if total > 0 {
+		if err := e.log.SetOutboxProgress(ctx, f, encodePos(st.pos)); err != nil {
+			return 0, err
+		}
+	}
+	return total, pubErr
+}
+
+// prune deletes the rows of p's outboxes up to the progress its owner
+// recorded: those were published.
+func (e *Publisher) prune(ctx context.Context, p int) error {
+	raw, _, err := e.log.OutboxProgress(ctx, p)
+	if err != nil || raw == nil {
+		return err
+	}
+	pos := e.positions(p, raw)
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.state.Live(func(db *store.DB, _ *projections.StateMachine) error {
+		b := db.NewBatch()
+		defer b.Close()
+		for i, prefix := range e.prefixesOf(p) {
+			if pos[i] == nil {
+				continue
+			}
+			end := append(append([]byte(nil), pos[i]...), 0) // pos[i] included
+			var derr error
+			err := db.Scan(prefix, end, false, func(k, _ []byte) bool {
+				derr = b.Delete(append([]byte(nil), k...))
+				return derr == nil
+			})
+			if err == nil {
+				err = derr
+			}
+			if err != nil {
+				return fmt.Errorf("outbox: prune partition %d: %w", p, err)
+			}
+		}
+		if b.Count() == 0 {
+			return nil
+		}
+		return db.Commit(b, false)
+	})
+}
+
+// encodePos encodes the last keys published of a partition's outboxes:
+// per outbox a uvarint length and the key (length 0: none yet).
+func encodePos(keys [][]byte) []byte {
+	var out []byte
+	for _, k := range keys {
+		out = binary.AppendUvarint(out, uint64(len(k)))
+		out = append(out, k...)
+	}
+	return out
+}
+
+// positions decodes a progress record of partition p into one key per
+// outbox of p; a key that is not in its outbox's range (a corrupt or
+// foreign record) counts as none.
+func (e *Publisher) positions(p int, raw []byte) [][]byte {
+	prefixes := e.prefixesOf(p)
+	pos := make([][]byte, len(prefixes))
+	for i := range prefixes {
+		n, w := binary.Uvarint(raw)
+		if w <= 0 || n > uint64(len(raw)-w) {
+			break
+		}
+		k := raw[w : w+int(n)]
+		raw = raw[w+int(n):]
+		if len(k) > len(prefixes[i]) && bytes.HasPrefix(k, prefixes[i]) {
+			pos[i] = append([]byte(nil), k...)
+		}
+	}
+	return pos
+}

@@ -1,0 +1,182 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aurumcdp/aurum/internal/check"
+)
+
+// startJSCluster starts n nats-servers with JetStream joined into one
+// cluster on loopback and returns the first one's client URL.
+func startJSCluster(t *testing.T, n int) string {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+	}
+	routes := make([]*url.URL, n)
+	for i, p := range ports {
+		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)}
+	}
+	var srvs []*server.Server
+	for i := range n {
+		s, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("s%d", i), Host: "127.0.0.1", Port: -1,
+			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, DisableJetStreamBanner: true,
+			Cluster: server.ClusterOpts{Name: "fence", Host: "127.0.0.1", Port: ports[i]},
+			Routes:  routes,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		srvs = append(srvs, s)
+	}
+	for _, s := range srvs {
+		if !s.ReadyForConnections(30 * time.Second) {
+			t.Fatal("server not ready")
+		}
+	}
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		for _, s := range srvs {
+			if !s.JetStreamIsCurrent() {
+				return errors.New("JetStream not current")
+			}
+		}
+		for _, s := range srvs {
+			if s.JetStreamIsLeader() {
+				return nil
+			}
+		}
+		return errors.New("no meta leader")
+	})
+	return srvs[0].ClientURL()
+}
+
+// TestFenceReplicatedStream: the fence on a JetStream cluster with AURUM_OUT
+// at three replicas. A second conditional publish on the same fence while
+// the first replicates may be refused as busy (10164): not ErrFenced.
+// Publishing one at a time works; a stale owner is refused (ErrFenced) once
+// a newer claim exists, and a stale claim too.
+func TestFenceReplicatedStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server JetStream cluster")
+	}
+	clientURL := startJSCluster(t, 3)
+	ctx := testCtx(t)
+	var l *Log
+	check.For(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var err error
+		l, err = Open(ctx, Options{URL: clientURL})
+		return err
+	})
+	t.Cleanup(func() { _ = l.Close() })
+	s, err := l.js.Stream(ctx, StreamOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Replicas = 3
+	if _, err := l.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatalf("AURUM_OUT to 3 replicas: %v", err)
+	}
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+			return errors.New("replicas not up")
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current {
+				return errors.New("replica not current")
+			}
+		}
+		return nil
+	})
+	const subj = AudiencePrefix + "vip.entered"
+
+	f1, err := l.ClaimFence(ctx, 0, 1, "n1")
+	if err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	// Pipelined: whatever is refused is refused as busy, never as fenced.
+	var futs []*Future
+	for i := range 20 {
+		fut, err := l.AppendAsyncFenced(f1, subj, fmt.Sprintf("p%d", i), nil, []byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs = append(futs, fut)
+	}
+	busy := 0
+	for _, fut := range futs {
+		if _, _, err := fut.Wait(ctx); err != nil {
+			if errors.Is(err, ErrFenced) || !isConditionBusy(err) {
+				t.Fatalf("pipelined fenced publish: %v", err)
+			}
+			busy++
+		}
+	}
+	t.Logf("%d of 20 pipelined fenced publishes refused as busy", busy)
+	// One at a time: all stored.
+	for i := range 20 {
+		fut, err := l.AppendAsyncFenced(f1, subj, fmt.Sprintf("s%d", i), nil, []byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := fut.Wait(ctx); err != nil {
+			t.Fatalf("serial fenced publish %d: %v", i, err)
+		}
+	}
+	// A duplicate id under the current fence.
+	fut, err := l.AppendAsyncFenced(f1, subj, "s0", nil, []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, dup, err := fut.Wait(ctx); err != nil || !dup {
+		t.Fatalf("duplicate id: dup %v, err %v", dup, err)
+	}
+	if _, err := l.ClaimFence(ctx, 0, 2, "n2"); err != nil {
+		t.Fatalf("newer claim: %v", err)
+	}
+	fut, err = l.AppendAsyncFenced(f1, subj, "stale", nil, []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fut.Wait(ctx); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale publish: %v, want ErrFenced", err)
+	}
+	// A duplicate id from the stale owner: a replicated stream checks the
+	// id first and answers a duplicate (a single server checks the fence
+	// first: TestFenceDuplicateIDs). Nothing is stored either way.
+	fut, err = l.AppendAsyncFenced(f1, subj, "s1", nil, []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, dup, err := fut.Wait(ctx); err != nil || !dup {
+		t.Fatalf("stale duplicate: dup %v, err %v", dup, err)
+	}
+	if _, err := l.ClaimFence(ctx, 0, 1, "n1"); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale claim: %v, want ErrFenced", err)
+	}
+	if err := l.SetOutboxProgress(ctx, f1, []byte("x")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale progress: %v, want ErrFenced", err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := uint64(20 + 20 - busy); info.State.Subjects[subj] != want {
+		t.Fatalf("%d outputs stored, want %d", info.State.Subjects[subj], want)
+	}
+}
