@@ -211,41 +211,15 @@ func shellWords(s string) ([]string, error) {
 // takes (TestHelpExamples runs the --help examples, which cover the same
 // commands, against a node).
 func TestREADMEExamplesParse(t *testing.T) {
-	data, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inSh, checked, cont := false, 0, ""
-	for _, l := range strings.Split(string(data), "\n") {
-		switch {
-		case strings.HasPrefix(l, "```sh"):
-			inSh = true
-			continue
-		case strings.HasPrefix(l, "```"):
-			inSh = false
-			continue
-		case !inSh:
+	checked := 0
+	for _, c := range readmeCommands(t) {
+		if !strings.HasPrefix(c, "aurum ") {
 			continue
 		}
-		if i := strings.Index(l, " # "); i >= 0 { // a trailing comment
-			l = l[:i]
+		if err := parseExample(c); err != nil {
+			t.Errorf("README: %q: %v", c, err)
 		}
-		if strings.HasSuffix(strings.TrimSpace(l), "\\") { // continued on the next line
-			cont += strings.TrimSuffix(strings.TrimSpace(l), "\\") + " "
-			continue
-		}
-		l, cont = cont+l, ""
-		for _, cmdLine := range strings.Split(l, " ; ") {
-			cmdLine = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(cmdLine), "&"))
-			cmdLine = strings.Replace(cmdLine, "go run ./cmd/aurum ", "aurum ", 1)
-			if !strings.HasPrefix(cmdLine, "aurum ") {
-				continue
-			}
-			if err := parseExample(cmdLine); err != nil {
-				t.Errorf("README: %q: %v", cmdLine, err)
-			}
-			checked++
-		}
+		checked++
 	}
 	if checked < 15 {
 		t.Fatalf("checked %d README commands; the sh blocks were not found", checked)
