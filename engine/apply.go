@@ -39,15 +39,37 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		return err
 	}
 	defer r.Close()
+	var lastSync time.Time // of the state's WAL
+	unsynced := false      // commits since lastSync
 	for {
-		ent, err := r.Next(ctx)
+		nctx, cancel := ctx, context.CancelFunc(func() {})
+		if unsynced {
+			nctx, cancel = context.WithTimeout(ctx, stateSyncInterval)
+		}
+		ent, err := r.Next(nctx)
+		idle := err != nil && unsynced && ctx.Err() == nil && nctx.Err() != nil
+		cancel()
+		if idle {
+			// Idle: sync the commits of the last burst.
+			if err := e.state.SyncWAL(); err != nil {
+				return fmt.Errorf("engine: sync the state: %w", err)
+			}
+			lastSync, unsynced = time.Now(), false
+			continue
+		}
 		if err != nil {
 			return err
 		}
 		start := time.Now()
-		results, err := e.applyGroup(ctx, r, ent, start)
+		sync := start.Sub(lastSync) >= stateSyncInterval
+		results, err := e.applyGroup(ctx, r, ent, start, sync)
 		if err != nil {
 			return err
+		}
+		if sync {
+			lastSync, unsynced = start, false
+		} else {
+			unsynced = true
 		}
 		if err := e.afterApply(results, start); err != nil {
 			return err
@@ -59,10 +81,11 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 // (Entry.Pending) and the group is within Options.ApplyGroupEntries,
 // ApplyGroupBytes and ApplyGroupTime, the entries after it, to the live
 // state in one batch under stateMu (shared), and commits it.
-func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry, start time.Time) ([]entryResult, error) {
+func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry, start time.Time, sync bool) ([]entryResult, error) {
 	e.stateMu.RLock()
 	defer e.stateMu.RUnlock()
 	g := newGroup(e.state, e.sm)
+	g.sync = sync
 	defer g.close()
 	var rctx context.Context
 	for {
@@ -106,6 +129,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		access = access || res.Access
 		dests = dests || res.Destinations
 		erasures = erasures || res.Erasures > 0
+		e.privacy.DestroyErased(res.ErasedKeys)
 		outbox = outbox || res.Outbox > 0
 		e.metrics.applied.Add(float64(res.Events))
 		e.metrics.duplicates.Add(float64(res.Duplicates))
@@ -172,7 +196,19 @@ type group struct {
 	pend []alog.Entry  // applied into b, not committed
 	res  []entryResult // since the last commit, in log order; the last len(pend) are pend's
 	size int           // bytes of the last committed batch: the next one is allocated that large
+
+	// sync makes the commit sync the write-ahead log (the live state, at
+	// most every stateSyncInterval; a rebuild's store has no WAL).
+	sync bool
 }
+
+// stateSyncInterval bounds what a SIGKILL takes from the live state: a
+// commit that does not sync stays in Pebble's WAL buffer (up to a 32 KiB
+// block) and dies with the process. Nothing is lost for the log (the
+// entries are applied again from the position that survived), but a
+// restarted node would re-apply all of it first, and answer meanwhile as
+// of an older position.
+const stateSyncInterval = 200 * time.Millisecond
 
 // maxBatchPrealloc bounds the room reserved for a group's batch.
 const maxBatchPrealloc = 64 << 20
@@ -253,7 +289,7 @@ func (g *group) redo() error {
 func (g *group) commit() ([]entryResult, error) {
 	if g.b != nil {
 		g.size = g.b.Len()
-		err := g.db.Commit(g.b, false)
+		err := g.db.Commit(g.b, g.sync)
 		g.b.Close()
 		g.b = nil
 		if err != nil {

@@ -81,6 +81,13 @@ type Options struct {
 	// API token (see natsPermissions and docs/security.md). No effect with
 	// NATSURL: the deployment's authentication applies.
 	NATSNoAuth bool
+	// NATSCluster, when set, makes the embedded NATS server a node of a NATS
+	// cluster with clustered JetStream (server name, route listener,
+	// routes). Not with NATSURL: the deployment is then the cluster.
+	NATSCluster *alog.ClusterOptions
+	// Replicas is the replica count of every stream of the log, in
+	// [1, 5] (0 means 1). Above 1 it needs NATSCluster or NATSURL.
+	Replicas int
 	// FsyncAlways makes every acknowledged event survive power loss: the log
 	// fsyncs before it acknowledges. Without it an acknowledged event survives
 	// a crash of the process, not of the machine.
@@ -88,6 +95,11 @@ type Options struct {
 	// MasterKey wraps the data keys (32 bytes). Default: read or create
 	// DataDir/master.key.
 	MasterKey []byte
+	// SharedKeys keeps the data keys also in the log's replicated stream
+	// AURUM_KEYS, so that every node of a cluster opens what any node
+	// sealed (all nodes share the master key; see ARCHITECTURE.md
+	// "Erasure"). cmd/aurum sets it with --cluster.
+	SharedKeys bool
 	// Identity configures the keychain. Default identity.DefaultConfig().
 	Identity *identity.Config
 	// Partitions splits the profile space. Default 16. Fixed when the data
@@ -290,7 +302,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, fmt.Errorf("engine: keys store: %w", err)
 	}
 	closers = append(closers, e.keysDB.Close)
-	if e.keys, err = seal.NewKeyring(e.keysDB, master, nil); err != nil {
+	var keyOpts seal.Options
+	if opts.SharedKeys {
+		keyOpts.Shared = sharedKeys{func() *alog.Log { return e.log }}
+	}
+	if e.keys, err = seal.NewKeyring(e.keysDB, master, &keyOpts); err != nil {
 		return nil, err
 	}
 	if err := recoverSwap(opts.DataDir); err != nil {
@@ -306,9 +322,6 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 	e.opts.Partitions = parts
 	if e.sm, err = openStateMachine(e.state, parts, opts.DedupWindow, e.keys); err != nil {
-		return nil, err
-	}
-	if err := privacy.RedestroySuppressed(e.state, e.keys, opts.Logger); err != nil {
 		return nil, err
 	}
 
@@ -330,6 +343,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		Listen:     opts.NATSListen,
 		URL:        opts.NATSURL,
 		Fsync:      fsync,
+		Cluster:    opts.NATSCluster,
+		Replicas:   opts.Replicas,
 		Logger:     opts.Logger,
 		Authorizer: authz,
 
@@ -339,6 +354,20 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	closers = append(closers, e.log.Close)
+	if opts.SharedKeys {
+		// Once per keys database: the keys of a node that ran alone.
+		n, err := e.keys.Share()
+		if err != nil {
+			return nil, fmt.Errorf("engine: shared keys: %w", err)
+		}
+		if n > 0 {
+			opts.Logger.Info("engine: put this node's data keys into the shared key store", "keys", n)
+		}
+	}
+	// After the log: with SharedKeys the keys are destroyed there too.
+	if err := privacy.RedestroySuppressed(e.state, e.keys, opts.Logger); err != nil {
+		return nil, err
+	}
 
 	e.metrics = newMetrics(opts.Registry)
 	e.recorder = audit.New(audit.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion, Logger: opts.Logger, Registry: opts.Registry},
@@ -384,6 +413,9 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("outbox", e.publisher.Run)
 	e.goRun("gateway", e.edge.RunGateway)
 	e.goRun("erasure", e.privacy.RunErasures)
+	if e.opts.SharedKeys {
+		e.goRun("keys", e.followKeys)
+	}
 	if e.opts.TickPeriod > 0 {
 		e.goRun("ticker", e.tickLoop)
 	}

@@ -315,7 +315,7 @@ func TestNATSReaderClientPaths(t *testing.T) {
 	for n := range names.Name() {
 		all = append(all, n)
 	}
-	if names.Err() != nil || len(all) != 5 {
+	if names.Err() != nil || len(all) != 6 {
 		t.Fatalf("stream names %v: %v", all, names.Err())
 	}
 	short := func() context.Context {
@@ -323,7 +323,7 @@ func TestNATSReaderClientPaths(t *testing.T) {
 		t.Cleanup(stop)
 		return c
 	}
-	for _, s := range []string{alog.StreamLog, alog.StreamIngest, alog.StreamDeadLetter, alog.StreamAudit} {
+	for _, s := range []string{alog.StreamLog, alog.StreamIngest, alog.StreamDeadLetter, alog.StreamAudit, alog.StreamKeys} {
 		if _, err := vjs.Stream(short(), s); err == nil {
 			t.Fatalf("a viewer read %s's info", s)
 		}
@@ -344,6 +344,10 @@ func TestNATSReaderClientPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	violation("aurum.log.events")
+	if err := viewer.Publish(alog.KeysPrefix+"00", []byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	violation(alog.KeysPrefix + "00")
 	if _, err := viewer.SubscribeSync("aurum.log.>"); err != nil {
 		t.Fatal(err)
 	}

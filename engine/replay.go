@@ -29,6 +29,10 @@ type ReplayOptions struct {
 	// outputs keep their order); nothing is published.
 	Out    func(projections.OutMsg) error
 	Logger *slog.Logger
+	// SharedKeys reads data keys missing from DataDir/keys in AURUM_KEYS
+	// (as the node ran with Options.SharedKeys); the keys found there are
+	// kept in DataDir/keys.
+	SharedKeys bool
 	// GroupEntries and GroupBytes bound the log entries applied in one
 	// Pebble batch. Defaults DefaultApplyGroupEntries and
 	// DefaultApplyGroupBytes; GroupEntries 1: one batch per entry. The
@@ -73,7 +77,12 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, fmt.Errorf("engine: replay: keys: %w", err)
 	}
 	defer keysDB.Close()
-	keys, err := seal.NewKeyring(keysDB, master, nil)
+	var l *alog.Log // opened below
+	var keyOpts seal.Options
+	if opts.SharedKeys {
+		keyOpts.Shared = sharedKeys{func() *alog.Log { return l }}
+	}
+	keys, err := seal.NewKeyring(keysDB, master, &keyOpts)
 	if err != nil {
 		return res, err
 	}
@@ -109,7 +118,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 	if opts.NATSURL != "" {
 		lo = alog.Options{URL: opts.NATSURL, Logger: opts.Logger}
 	}
-	l, err := alog.Open(ctx, lo)
+	l, err = alog.Open(ctx, lo)
 	if err != nil {
 		return res, err
 	}

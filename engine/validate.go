@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	alog "github.com/aurumcdp/aurum/log"
 )
 
 // MinTickPeriod is the shortest TickPeriod: each tick is a log entry.
@@ -53,6 +55,15 @@ func (o *Options) Validate() error {
 	}
 	if o.NATSTLSCertFile != "" && o.NATSURL != "" {
 		return optionErr("TLS files are only for the embedded server; an external deployment decides its own TLS", "NATSTLSCertFile", "NATSURL")
+	}
+	if o.Replicas < 0 || o.Replicas > alog.MaxReplicas {
+		return optionErr(fmt.Sprintf("must be in [1, %d], got %d", alog.MaxReplicas, o.Replicas), "Replicas")
+	}
+	if o.NATSCluster != nil && o.NATSURL != "" {
+		return optionErr("a NATS cluster of embedded servers or an external deployment, not both", "NATSCluster", "NATSURL")
+	}
+	if o.Replicas > 1 && o.NATSCluster == nil && o.NATSURL == "" {
+		return optionErr(fmt.Sprintf("%d replicas need a NATS cluster (NATSCluster or NATSURL); a standalone embedded server keeps one copy", o.Replicas), "Replicas")
 	}
 	if len(o.AdminTokenHash) != 0 && len(o.AdminTokenHash) != 32 {
 		return optionErr(fmt.Sprintf("must be 32 bytes (SHA-256), got %d", len(o.AdminTokenHash)), "AdminTokenHash")

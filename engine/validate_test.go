@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
+	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections/identity"
 )
 
@@ -42,6 +43,13 @@ func TestOptionsValidate(t *testing.T) {
 		{"admin token hash short", engine.Options{AdminTokenHash: make([]byte, 16)}, "AdminTokenHash", "got 16"},
 		{"master key short", engine.Options{MasterKey: make([]byte, 31)}, "MasterKey", "got 31"},
 		{"master key empty but set", engine.Options{MasterKey: []byte{}}, "MasterKey", "got 0"},
+		{"replicas on a NATS cluster", engine.Options{Replicas: 3, NATSCluster: &alog.ClusterOptions{ServerName: "n1"}}, "", ""},
+		{"replicas on an external deployment", engine.Options{Replicas: 5, NATSURL: "nats://x:4222"}, "", ""},
+		{"replicas too many", engine.Options{Replicas: 6, NATSURL: "nats://x:4222"}, "Replicas", "[1, 5], got 6"},
+		{"replicas negative", engine.Options{Replicas: -1}, "Replicas", "got -1"},
+		{"replicas on a standalone server", engine.Options{Replicas: 2}, "Replicas", "need a NATS cluster"},
+		{"NATS cluster and external deployment", engine.Options{NATSCluster: &alog.ClusterOptions{}, NATSURL: "nats://x:4222"},
+			"NATSCluster NATSURL", "not both"},
 		{"identity invalid", engine.Options{Identity: &badIdentity}, "Identity", "twice"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -159,8 +159,11 @@ func (a *serverAuth) permissions(g Grant) *server.Permissions {
 		}
 		return &server.SubjectPermission{Allow: append([]string(nil), allow...), Deny: deny}
 	}
-	pubDeny := append([]string{LogPrefix + ">", SubjectAudit}, deny...)
-	subDeny := []string{InternalInboxPrefix + ".>"}
+	// The shared data keys are the engines' alone, even wrapped.
+	keys := []string{KeysPrefix + ">", "$JS.API.*.*." + StreamKeys, "$JS.API.*.*." + StreamKeys + ".>",
+		"$JS.API.*.*.*." + StreamKeys, "$JS.API.*.*.*." + StreamKeys + ".>"}
+	pubDeny := append(append([]string{LogPrefix + ">", SubjectAudit}, keys...), deny...)
+	subDeny := []string{InternalInboxPrefix + ".>", KeysPrefix + ">"}
 	return &server.Permissions{Publish: sp(g.Publish, pubDeny), Subscribe: sp(g.Subscribe, subDeny)}
 }
 

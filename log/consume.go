@@ -192,16 +192,6 @@ func (l *Log) ConsumeDurable(ctx context.Context, stream, durable string, filter
 	if handle == nil {
 		return fmt.Errorf("log: consume %s/%s: nil handler", stream, durable)
 	}
-	if !l.enter() {
-		return ErrClosed
-	}
-	defer l.active.Done()
-	l.ownConsumer(stream, durable)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(l.closing, cancel)
-	defer stop()
-
 	c := &durableConsumer{
 		l:       l,
 		stream:  stream,
@@ -210,14 +200,10 @@ func (l *Log) ConsumeDurable(ctx context.Context, stream, durable string, filter
 		opts:    opts,
 		handle:  handle,
 	}
-	err := c.run(ctx)
-	if l.isClosed() {
-		return ErrClosed
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return l.runActive(ctx, func(ctx context.Context) error {
+		l.ownConsumer(stream, durable)
+		return c.run(ctx)
+	})
 }
 
 // DeleteConsumer deletes the durable consumer of stream, and with it its

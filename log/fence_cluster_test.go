@@ -61,6 +61,49 @@ func startJSCluster(t *testing.T, n int) string {
 	return srvs[0].ClientURL()
 }
 
+// openClusterLog opens a Log on the cluster at clientURL once it answers.
+func openClusterLog(t *testing.T, clientURL string) *Log {
+	t.Helper()
+	var l *Log
+	check.For(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var err error
+		l, err = Open(testCtx(t), Options{URL: clientURL})
+		return err
+	})
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+// replicate sets stream's replicas to n and waits until they are current.
+func replicate(t *testing.T, l *Log, stream string, n int) {
+	t.Helper()
+	ctx := testCtx(t)
+	s, err := l.js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Replicas = n
+	if _, err := l.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatalf("%s to %d replicas: %v", stream, n, err)
+	}
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.Cluster == nil || len(info.Cluster.Replicas) != n-1 {
+			return errors.New("replicas not up")
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current {
+				return errors.New("replica not current")
+			}
+		}
+		return nil
+	})
+}
+
 // TestFenceReplicatedStream: the fence on a JetStream cluster with AURUM_OUT
 // at three replicas. A second conditional publish on the same fence while
 // the first replicates may be refused as busy (10164): not ErrFenced.
@@ -72,37 +115,8 @@ func TestFenceReplicatedStream(t *testing.T) {
 	}
 	clientURL := startJSCluster(t, 3)
 	ctx := testCtx(t)
-	var l *Log
-	check.For(t, 30*time.Second, 100*time.Millisecond, func() error {
-		var err error
-		l, err = Open(ctx, Options{URL: clientURL})
-		return err
-	})
-	t.Cleanup(func() { _ = l.Close() })
-	s, err := l.js.Stream(ctx, StreamOut)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.Replicas = 3
-	if _, err := l.js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatalf("AURUM_OUT to 3 replicas: %v", err)
-	}
-	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
-		info, err := s.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
-			return errors.New("replicas not up")
-		}
-		for _, r := range info.Cluster.Replicas {
-			if !r.Current {
-				return errors.New("replica not current")
-			}
-		}
-		return nil
-	})
+	l := openClusterLog(t, clientURL)
+	replicate(t, l, StreamOut, 3)
 	const subj = AudiencePrefix + "vip.entered"
 
 	f1, err := l.ClaimFence(ctx, 0, 1, "n1")
@@ -171,6 +185,10 @@ func TestFenceReplicatedStream(t *testing.T) {
 	}
 	if err := l.SetOutboxProgress(ctx, f1, []byte("x")); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale progress: %v, want ErrFenced", err)
+	}
+	s, err := l.js.Stream(ctx, StreamOut)
+	if err != nil {
+		t.Fatal(err)
 	}
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {

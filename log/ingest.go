@@ -87,23 +87,7 @@ func (l *Log) ConsumeIngestPipelined(ctx context.Context, max, depth int, start 
 	if start == nil {
 		return fmt.Errorf("log: consume ingest: nil handler")
 	}
-	if !l.enter() {
-		return ErrClosed
-	}
-	defer l.active.Done()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(l.closing, cancel)
-	defer stop()
-
-	err := l.consumeIngest(ctx, max, depth, start)
-	if l.isClosed() {
-		return ErrClosed
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return l.runActive(ctx, func(ctx context.Context) error { return l.consumeIngest(ctx, max, depth, start) })
 }
 
 func (l *Log) gatewayConsumer(ctx context.Context, max, depth int) (jetstream.Consumer, error) {

@@ -1,11 +1,12 @@
 // Package log is Aurum's event log: the only package that imports nats-server
 // and nats.go. It owns the embedded NATS server with JetStream (or a
-// connection to an external deployment), the five streams, appends, ordered
+// connection to an external deployment), the six streams, appends, ordered
 // reads of the truth log, the raw-ingest work queue, dead letters, and
 // durable in-order consumers of the other streams (ConsumeDurable, e.g.
 // one per webhook destination on AURUM_OUT).
 //
-// Streams (created or updated by Open; file storage; one replica):
+// Streams (created or updated by Open; file storage; Options.Replicas copies,
+// see cluster.go):
 //
 //	AURUM_LOG     aurum.log.>                          truth log; limits, no max age, duplicate window 2 min
 //	AURUM_INGEST  aurum.ingest.>                       raw JSON from producers; work queue
@@ -15,10 +16,12 @@
 //	                                                   fence claims and outbox progress (fence.go)
 //	AURUM_AUDIT   aurum.audit                          audit log of management actions; limits, no max
 //	                                                   age, DenyDelete and DenyPurge (see audit.go)
+//	AURUM_KEYS    aurum.keys.>                         shared data keys (wrapped) and tombstones; limits,
+//	                                                   no max age, MaxMsgSize 4 KiB (see keys.go)
 //
 // Messages are at most MaxMessageSize (4 MiB); the embedded server's
-// MaxPayload and every stream's MaxMsgSize are ServerMaxPayload (8 MiB) to
-// leave room for headers.
+// MaxPayload and every stream's MaxMsgSize but AURUM_KEYS's are
+// ServerMaxPayload (8 MiB) to leave room for headers.
 package log
 
 import (
@@ -86,6 +89,8 @@ type Log struct {
 	cancelClosing context.CancelFunc
 	readers       map[*Reader]struct{}
 	active        sync.WaitGroup // running ConsumeIngest and ConsumeDurable calls
+
+	keys keysStream // AURUM_KEYS, looked up once (keys.go)
 }
 
 // enter registers a long-running call that Close waits for; it reports
@@ -98,6 +103,29 @@ func (l *Log) enter() bool {
 	}
 	l.active.Add(1)
 	return true
+}
+
+// runActive runs a long-running call (a consumer) that Close stops and
+// waits for: run's context ends with ctx or at Close. It returns ErrClosed
+// when the Log is (or gets) closed, nil when ctx ended, and run's error
+// otherwise.
+func (l *Log) runActive(ctx context.Context, run func(ctx context.Context) error) error {
+	if !l.enter() {
+		return ErrClosed
+	}
+	defer l.active.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(l.closing, cancel)
+	defer stop()
+	err := run(ctx)
+	if l.isClosed() {
+		return ErrClosed
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // Open starts the embedded server (or connects to Options.URL), and creates
@@ -182,11 +210,9 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("log: jetstream: %w", err)
 	}
 	l.js = js
-	for _, cfg := range l.streamConfigs() {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			l.shutdown()
-			return nil, fmt.Errorf("log: stream %s: %w", cfg.Name, err)
-		}
+	if err := l.createStreams(ctx); err != nil {
+		l.shutdown()
+		return nil, err
 	}
 	return l, nil
 }
@@ -198,7 +224,7 @@ func (l *Log) streamConfigs() []jetstream.StreamConfig {
 			Subjects:   subjects,
 			Retention:  jetstream.LimitsPolicy,
 			Storage:    jetstream.FileStorage,
-			Replicas:   1,
+			Replicas:   l.opts.Replicas,
 			MaxMsgSize: ServerMaxPayload,
 			MaxMsgs:    -1,
 			MaxBytes:   -1,
@@ -229,7 +255,11 @@ func (l *Log) streamConfigs() []jetstream.StreamConfig {
 	audit.DenyDelete = true
 	audit.DenyPurge = true
 
-	return []jetstream.StreamConfig{logCfg, ingest, dlq, out, audit}
+	keys := base(StreamKeys, KeysPrefix+">")
+	keys.Description = "Aurum shared data keys (wrapped) and their tombstones"
+	keys.MaxMsgSize = keysMaxMsgSize
+
+	return []jetstream.StreamConfig{logCfg, ingest, dlq, out, audit, keys}
 }
 
 func startServer(opts Options, auth *serverAuth) (*server.Server, error) {
@@ -237,8 +267,12 @@ func startServer(opts Options, auth *serverAuth) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
+	serverName := "aurum"
+	if opts.Cluster != nil {
+		serverName = opts.Cluster.ServerName
+	}
 	sopts := &server.Options{
-		ServerName:             "aurum",
+		ServerName:             serverName,
 		Host:                   host,
 		Port:                   port,
 		JetStream:              true,
@@ -250,6 +284,11 @@ func startServer(opts Options, auth *serverAuth) (*server.Server, error) {
 	}
 	if auth != nil {
 		sopts.CustomClientAuthentication = auth
+	}
+	if opts.Cluster != nil {
+		if err := clusterServerOptions(sopts, opts.Cluster); err != nil {
+			return nil, err
+		}
 	}
 	if opts.TLSCertFile != "" {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: opts.TLSCertFile, KeyFile: opts.TLSKeyFile})

@@ -1,11 +1,13 @@
 package log
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -44,7 +46,53 @@ const (
 	DefaultIngestAckWait      = 30 * time.Second
 	DefaultIngestRetryMin     = 100 * time.Millisecond
 	DefaultIngestRetryMax     = 5 * time.Second
+	DefaultClusterName        = "aurum"
+	DefaultClusterWait        = 5 * time.Minute
+	// MaxReplicas is JetStream's limit on stream replicas.
+	MaxReplicas = 5
 )
+
+// ClusterOptions make the embedded server one node of a NATS cluster with
+// clustered JetStream: it listens for routes on Listen, connects to Routes,
+// and joins the JetStream meta group as ServerName.
+type ClusterOptions struct {
+	// Name is the cluster's name, the same on every node (default
+	// DefaultClusterName).
+	Name string
+	// ServerName is this node's unique server name (the cluster file's
+	// node name). Required.
+	ServerName string
+	// Listen is host:port this node's routes listen on. Required.
+	Listen string
+	// Routes are host:port of every node's route listener; this node's own
+	// may be included (the server ignores a route to itself). Required.
+	Routes []string
+}
+
+// validate checks the cluster options after defaults.
+func (c *ClusterOptions) validate() error {
+	var errs []error
+	if c.ServerName == "" || strings.ContainsAny(c.ServerName, " \t\r\n.*>") {
+		errs = append(errs, fmt.Errorf("Cluster.ServerName %q: required, without whitespace, dots or wildcards", c.ServerName))
+	}
+	if strings.ContainsAny(c.Name, " \t\r\n.*>") {
+		errs = append(errs, fmt.Errorf("Cluster.Name %q: no whitespace, dots or wildcards", c.Name))
+	}
+	if _, port, err := splitListen(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("Cluster.Listen: %w", err))
+	} else if port == -1 {
+		errs = append(errs, fmt.Errorf("Cluster.Listen %q: needs a fixed port (the other nodes route to it)", c.Listen))
+	}
+	if len(c.Routes) == 0 {
+		errs = append(errs, errors.New("Cluster.Routes: at least one route is required"))
+	}
+	for i, r := range c.Routes {
+		if _, port, err := splitListen(r); err != nil || port == -1 {
+			errs = append(errs, fmt.Errorf("Cluster.Routes[%d] %q: want host:port with a port in [1, 65535]", i, r))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // Options configures Open. The zero value is valid apart from Dir (or URL).
 type Options struct {
@@ -59,6 +107,19 @@ type Options struct {
 	URL string
 	// Fsync selects the embedded server's sync mode.
 	Fsync FsyncMode
+	// Cluster, when set, makes the embedded server a node of a NATS
+	// cluster with clustered JetStream (nil: a standalone server). Not
+	// with URL.
+	Cluster *ClusterOptions
+	// Replicas is the replica count of every Aurum stream, in
+	// [1, MaxReplicas] (0 means 1). Above 1 it needs Cluster or URL (a
+	// clustered deployment), and Open waits until enough JetStream peers
+	// are up to place the streams, for at most ClusterWait.
+	Replicas int
+	// ClusterWait bounds how long Open waits for a JetStream quorum (a
+	// meta leader, and peers for Replicas) before it fails (default
+	// DefaultClusterWait). The context given to Open bounds it too.
+	ClusterWait time.Duration
 	// TLSCertFile and TLSKeyFile (PEM), both or neither, make the embedded
 	// server's client listener require TLS. Not with URL.
 	TLSCertFile, TLSKeyFile string
@@ -130,6 +191,17 @@ func (o *Options) EnsureDefaults() {
 	if o.IngestRetryMax == 0 {
 		o.IngestRetryMax = DefaultIngestRetryMax
 	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.ClusterWait == 0 {
+		o.ClusterWait = DefaultClusterWait
+	}
+	if o.Cluster != nil && o.Cluster.Name == "" {
+		c := *o.Cluster // the caller's struct stays as given
+		c.Name = DefaultClusterName
+		o.Cluster = &c
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -155,6 +227,20 @@ func (o *Options) Validate() error {
 	if o.TLSCertFile != "" && o.URL != "" {
 		return fmt.Errorf("log: options: TLSCertFile is for the embedded server; the URL's scheme and the deployment decide TLS")
 	}
+	if o.Cluster != nil {
+		if o.URL != "" {
+			return fmt.Errorf("log: options: Cluster is for the embedded server; with URL the deployment is the cluster")
+		}
+		if err := o.Cluster.validate(); err != nil {
+			return fmt.Errorf("log: options: %w", err)
+		}
+	}
+	if o.Replicas < 1 || o.Replicas > MaxReplicas {
+		return fmt.Errorf("log: options: Replicas must be in [1, %d], got %d", MaxReplicas, o.Replicas)
+	}
+	if o.Replicas > 1 && o.Cluster == nil && o.URL == "" {
+		return fmt.Errorf("log: options: Replicas %d needs Cluster or URL (a standalone embedded server keeps one copy)", o.Replicas)
+	}
 	switch o.Fsync {
 	case FsyncDefault, FsyncAlways:
 	default:
@@ -171,6 +257,7 @@ func (o *Options) Validate() error {
 		{"IngestAckWait", o.IngestAckWait},
 		{"IngestRetryMin", o.IngestRetryMin},
 		{"IngestRetryMax", o.IngestRetryMax},
+		{"ClusterWait", o.ClusterWait},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("log: options: %s is negative (%v)", d.name, d.v)

@@ -324,7 +324,19 @@ func applyErasureCompleted(rw store.ReadWriter, seq uint64, c *Control, res *Res
 		return err
 	}
 	res.Erasures++
-	return rw.Delete(erasureKey(prefixErasurePending, c.Erasure.ID))
+	pk := erasureKey(prefixErasurePending, c.Erasure.ID)
+	pv, err := rw.Get(pk)
+	switch {
+	case err == nil:
+		var pend ErasurePending
+		if err := msgpack.Unmarshal(pv, &pend); err != nil {
+			return fmt.Errorf("projections: pending erasure %x: %w", c.Erasure.ID, err)
+		}
+		res.ErasedKeys = append(res.ErasedKeys, pend.Keys...)
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	return rw.Delete(pk)
 }
 
 // finishErasure records how many memberships the entry's erasure ended.

@@ -341,6 +341,11 @@ type Result struct {
 	Transitions int
 	// Erasures counts erasure records (requested or completed) applied.
 	Erasures int
+	// ErasedKeys are the data key ids of the erasures this entry
+	// completed. Every node destroys its own copies of them (the node that
+	// ran the erasure worker already has): with keys shared by a cluster,
+	// the others hold copies in their own keys databases.
+	ErasedKeys [][]byte
 	// Suppressed counts records dropped because they carry an erased
 	// (suppressed) identifier.
 	Suppressed int

@@ -9,12 +9,20 @@
 //	dk/<keyid16> → wrapped data key: version(1) || nonce(12) || ciphertext+tag(48)
 //	dx/<keyid16> → tombstone of a destroyed key (never recreated)
 //	meta/check   → key check value of the master key: version(1) || 16 bytes
+//	meta/shared  → present while every key and tombstone is also in the
+//	               shared store (Options.Shared, Keyring.Share)
+//	meta/adopted → position of the shared store's records adopted (Adopt)
 //
 // Look-ups use a keyed hash (HMAC-SHA256 under another derived key) so that
 // identifiers can be found without storing them in plaintext.
+//
+// In a cluster, the keys are also kept in a store shared by the nodes
+// (Options.Shared, shared.go), so that every node opens what any node
+// sealed; the keys database is then this node's copy.
 package seal
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -26,6 +34,7 @@ import (
 	"fmt"
 	"hash"
 	"sync"
+	"time"
 
 	"github.com/aurumcdp/aurum/store"
 )
@@ -64,6 +73,7 @@ var (
 	prefixKey       = []byte("dk/")
 	prefixTombstone = []byte("dx/")
 	keyCheck        = []byte("meta/check")
+	keyShared       = []byte("meta/shared") // every key and tombstone here is in the shared store (Share)
 )
 
 // Options configures a Keyring. A nil *Options is valid.
@@ -81,6 +91,13 @@ type Options struct {
 	// spares the keys database read and unwrap of an LRU miss. Negative:
 	// none.
 	CacheRawKeys int
+	// Shared, when set, is the store of data keys shared by the nodes of a
+	// cluster (shared.go): Ensure creates keys there first, a key missing
+	// locally is fetched from it, and Destroy destroys it there too. Nil:
+	// the keys database alone, as on a single node.
+	Shared SharedKeys
+	// SharedTimeout bounds one call to Shared (default 30 s).
+	SharedTimeout time.Duration
 }
 
 // DefaultCacheKeys is the default bound of the key cache (Options.CacheKeys).
@@ -88,6 +105,9 @@ const DefaultCacheKeys = 8192
 
 // DefaultCacheRawKeys is the default of Options.CacheRawKeys.
 const DefaultCacheRawKeys = 65536
+
+// DefaultSharedTimeout is the default of Options.SharedTimeout.
+const DefaultSharedTimeout = 30 * time.Second
 
 // EnsureDefaults returns a copy of o with zero fields set to defaults.
 func (o *Options) EnsureDefaults() Options {
@@ -100,6 +120,9 @@ func (o *Options) EnsureDefaults() Options {
 	}
 	if r.CacheRawKeys == 0 {
 		r.CacheRawKeys = DefaultCacheRawKeys
+	}
+	if r.SharedTimeout <= 0 {
+		r.SharedTimeout = DefaultSharedTimeout
 	}
 	return r
 }
@@ -114,6 +137,8 @@ type Keyring struct {
 	hashers sync.Pool // *hasher
 	cache   *keyCache
 	raw     *rawCache // nil: none
+	shared  SharedKeys
+	timeout time.Duration // of one call to shared
 
 	// writeMu serialises Ensure and Destroy, so that concurrent Ensure of
 	// one id creates one key.
@@ -148,7 +173,8 @@ func NewKeyring(db *store.DB, master []byte, opts *Options) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Keyring{db: db, wrap: wrap, hashKey: hashKey, cache: newKeyCache(o.CacheKeys)}
+	k := &Keyring{db: db, wrap: wrap, hashKey: hashKey, cache: newKeyCache(o.CacheKeys),
+		shared: o.Shared, timeout: o.SharedTimeout}
 	if o.CacheRawKeys > 0 {
 		k.raw = newRawCache(o.CacheRawKeys)
 	}
@@ -217,6 +243,10 @@ func (k *Keyring) Hash(typ, value string) []byte {
 // are never recreated, and Seal and Open under them return ErrKeyDestroyed.
 // Each id must be 16 bytes. Safe for concurrent use; concurrent Ensure of
 // one id creates one key.
+//
+// With Options.Shared the new keys are first offered to the shared store,
+// all in one Create call: where another node created the id first, its key
+// is the one kept here; where it destroyed the id, a tombstone is.
 func (k *Keyring) Ensure(keyIDs [][]byte) error {
 	var missing []keyID
 	for _, raw := range keyIDs {
@@ -234,52 +264,99 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 	k.writeMu.Lock()
 	defer k.writeMu.Unlock()
 
-	b := k.db.NewBatch()
-	defer b.Close()
 	type created struct {
-		id   keyID
-		aead cipher.AEAD
-		dk   [dataKeyLen]byte
+		id      keyID
+		dk      [dataKeyLen]byte
+		wrapped []byte
+		gone    bool // destroyed in the shared store
 	}
 	var news []created
+	defer func() {
+		for i := range news {
+			clear(news[i].dk[:])
+		}
+	}()
 	seen := make(map[keyID]bool, len(missing))
 	for _, id := range missing {
 		if seen[id] {
 			continue
 		}
 		seen[id] = true
-		if _, err := k.load(&id); err == nil || errors.Is(err, ErrKeyDestroyed) {
+		if _, err := k.loadLocal(&id); err == nil || errors.Is(err, ErrKeyDestroyed) {
 			continue // exists (now cached) or destroyed
 		} else if !errors.Is(err, ErrUnknownKey) {
 			return fmt.Errorf("seal: ensure: %w", err)
 		}
-		dk := make([]byte, dataKeyLen)
-		rand.Read(dk)
-		aead, err := newAEAD(dk)
-		if err != nil {
-			return err
+		news = append(news, created{id: id})
+		c := &news[len(news)-1]
+		rand.Read(c.dk[:])
+		c.wrapped = k.wrapKey(&id, c.dk[:])
+	}
+	if len(news) == 0 {
+		return nil
+	}
+	if k.shared != nil {
+		offers := make([]SharedKey, len(news))
+		for i := range news {
+			offers[i] = SharedKey{ID: news[i].id[:], State: SharedPresent, Wrapped: news[i].wrapped}
 		}
-		wrapped := k.wrapKey(&id, dk)
-		news = append(news, created{id: id, aead: aead, dk: [dataKeyLen]byte(dk)})
-		clear(dk)
-		if err := b.Set(dbKey(prefixKey, &id), wrapped); err != nil {
+		won, err := k.sharedCreate(offers)
+		if err != nil {
+			return fmt.Errorf("seal: ensure: %w", err)
+		}
+		for i := range news {
+			c := &news[i]
+			switch w := won[i]; w.State {
+			case SharedDestroyed:
+				c.gone = true
+			case SharedPresent:
+				if bytes.Equal(w.Wrapped, c.wrapped) {
+					continue // ours
+				}
+				dk, err := k.unwrapRaw(&c.id, w.Wrapped)
+				if err != nil { // not ErrCorrupt: see loadShared
+					return fmt.Errorf("seal: ensure: shared key store: %v", err)
+				}
+				copy(c.dk[:], dk)
+				clear(dk)
+				c.wrapped = w.Wrapped
+			default:
+				return fmt.Errorf("seal: ensure: shared store answered state %d for key %x", w.State, c.id[:])
+			}
+		}
+	}
+	b := k.db.NewBatch()
+	defer b.Close()
+	for i := range news {
+		c := &news[i]
+		var err error
+		if c.gone {
+			err = b.Set(dbKey(prefixTombstone, &c.id), []byte{version})
+		} else {
+			err = b.Set(dbKey(prefixKey, &c.id), c.wrapped)
+		}
+		if err != nil {
 			return fmt.Errorf("seal: ensure: %w", err)
 		}
 	}
-	defer func() {
-		for i := range news {
-			clear(news[i].dk[:])
-		}
-	}()
-	if len(news) == 0 {
-		return nil
+	if err := k.markUnshared(b); err != nil {
+		return fmt.Errorf("seal: ensure: %w", err)
 	}
 	if err := k.db.Commit(b, true); err != nil {
 		return fmt.Errorf("seal: ensure: %w", err)
 	}
 	for i := range news {
-		k.cache.put(&news[i].id, news[i].aead)
-		k.raw.put(&news[i].id, news[i].dk[:])
+		c := &news[i]
+		if c.gone {
+			k.cache.put(&c.id, nil)
+			continue
+		}
+		aead, err := newAEAD(c.dk[:])
+		if err != nil {
+			return err
+		}
+		k.cache.put(&c.id, aead)
+		k.raw.put(&c.id, c.dk[:])
 	}
 	return nil
 }
@@ -325,7 +402,10 @@ func (k *Keyring) Open(keyID, sealed []byte) ([]byte, error) {
 // and writes a tombstone so that Ensure never recreates it, then marks it
 // destroyed in the cache. Destroying an unknown or destroyed key is allowed
 // (it writes the tombstone). Data sealed concurrently with Destroy under the
-// same key is unreadable afterwards like all other data under it.
+// same key is unreadable afterwards like all other data under it. With
+// Options.Shared the key is destroyed in the shared store first, so that a
+// local tombstone means a shared one too (but DestroyLocal's); other
+// nodes' local copies are theirs to destroy.
 //
 // The deleted wrapped key may remain physically in the keys database's
 // files until they are compacted or rewritten; the raw data key is never
@@ -337,6 +417,9 @@ func (k *Keyring) Destroy(keyID []byte) error {
 	}
 	k.writeMu.Lock()
 	defer k.writeMu.Unlock()
+	if err := k.sharedDestroy([][]byte{id[:]}); err != nil {
+		return fmt.Errorf("seal: destroy: %w", err)
+	}
 	k.loadMu.Lock()
 	defer k.loadMu.Unlock()
 	b := k.db.NewBatch()
@@ -345,6 +428,9 @@ func (k *Keyring) Destroy(keyID []byte) error {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
 	if err := b.Set(dbKey(prefixTombstone, &id), []byte{version}); err != nil {
+		return fmt.Errorf("seal: destroy: %w", err)
+	}
+	if err := k.markUnshared(b); err != nil {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
 	if err := k.db.Commit(b, true); err != nil {
@@ -371,8 +457,19 @@ func (k *Keyring) aead(raw []byte) (cipher.AEAD, error) {
 }
 
 // load reads keyID from the database and caches it (or its destroyed
-// state). Unknown keys are not cached: Ensure may create them.
+// state); with Options.Shared, an id unknown there is looked up in the
+// shared store (loadShared). Unknown keys are not cached: Ensure may create
+// them.
 func (k *Keyring) load(id *keyID) (cipher.AEAD, error) {
+	aead, err := k.loadLocal(id)
+	if k.shared == nil || !errors.Is(err, ErrUnknownKey) {
+		return aead, err
+	}
+	return k.loadShared(id)
+}
+
+// loadLocal is load from the keys database alone.
+func (k *Keyring) loadLocal(id *keyID) (cipher.AEAD, error) {
 	k.loadMu.RLock()
 	defer k.loadMu.RUnlock()
 	var dk [dataKeyLen]byte
@@ -417,6 +514,17 @@ func (k *Keyring) wrapKey(id *keyID, dk []byte) []byte {
 }
 
 func (k *Keyring) unwrap(id *keyID, wrapped []byte) (cipher.AEAD, error) {
+	dk, err := k.unwrapRaw(id, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dk)
+	k.raw.put(id, dk) // under loadMu (read), as load is
+	return newAEAD(dk)
+}
+
+// unwrapRaw returns the data key wrapped in wrapped; the caller wipes it.
+func (k *Keyring) unwrapRaw(id *keyID, wrapped []byte) ([]byte, error) {
 	if len(wrapped) != 1+nonceLen+dataKeyLen+tagLen || wrapped[0] != version {
 		return nil, fmt.Errorf("%w: wrapped key %x is malformed", ErrCorrupt, id[:])
 	}
@@ -424,9 +532,7 @@ func (k *Keyring) unwrap(id *keyID, wrapped []byte) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: wrapped key %x fails authentication", ErrCorrupt, id[:])
 	}
-	defer clear(dk)
-	k.raw.put(id, dk) // under loadMu (read), as load is
-	return newAEAD(dk)
+	return dk, nil
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -459,8 +565,28 @@ func dbKey(prefix []byte, id *keyID) []byte {
 // batch, skipping keys already destroyed (tombstone and no wrapped key). It
 // returns how many it destroyed now. The engine calls it at start with the
 // keys of every suppressed identifier, so a keys database restored from an
-// old backup cannot bring erased keys back.
+// old backup cannot bring erased keys back. With Options.Shared the keys
+// it destroys now are destroyed in the shared store first, in one call (a
+// local tombstone already means a shared one, unless DestroyLocal wrote
+// it: those keys are destroyed there now).
 func (k *Keyring) DestroyAll(keyIDs [][]byte) (int, error) {
+	return k.destroyAll(keyIDs, k.shared != nil)
+}
+
+// DestroyLocal is DestroyAll in this keys database only: with
+// Options.Shared, the shared store's copies stay for the node that
+// destroys them there (a cluster's leader, which may still need them), and
+// the tombstones say so, so that a later Destroy or DestroyAll here
+// destroys them there too. Without Options.Shared it is DestroyAll.
+func (k *Keyring) DestroyLocal(keyIDs [][]byte) (int, error) {
+	return k.destroyAll(keyIDs, false)
+}
+
+// tombLocalOnly is the value of a tombstone written by DestroyLocal with a
+// shared store (other tombstones are version alone).
+var tombLocalOnly = []byte{version, 1}
+
+func (k *Keyring) destroyAll(keyIDs [][]byte, shared bool) (int, error) {
 	ids := make([]keyID, 0, len(keyIDs))
 	for _, raw := range keyIDs {
 		id, err := toID(raw)
@@ -471,33 +597,53 @@ func (k *Keyring) DestroyAll(keyIDs [][]byte) (int, error) {
 	}
 	k.writeMu.Lock()
 	defer k.writeMu.Unlock()
-	k.loadMu.Lock()
-	defer k.loadMu.Unlock()
-	b := k.db.NewBatch()
-	defer b.Close()
+	var todo [][]byte
 	var done []keyID
+	k.loadMu.Lock()
 	for i := range ids {
 		id := &ids[i]
 		_, errKey := k.db.Get(dbKey(prefixKey, id))
-		_, errTomb := k.db.Get(dbKey(prefixTombstone, id))
-		if errors.Is(errKey, store.ErrNotFound) && errTomb == nil {
+		tomb, errTomb := k.db.Get(dbKey(prefixTombstone, id))
+		if errors.Is(errKey, store.ErrNotFound) && errTomb == nil && !(shared && bytes.Equal(tomb, tombLocalOnly)) {
 			k.cache.put(id, nil)
 			k.raw.remove(id)
 			continue
 		}
 		if errKey != nil && !errors.Is(errKey, store.ErrNotFound) {
+			k.loadMu.Unlock()
 			return 0, fmt.Errorf("seal: destroy all: %w", errKey)
 		}
-		if err := b.Delete(dbKey(prefixKey, id)); err != nil {
-			return 0, fmt.Errorf("seal: destroy all: %w", err)
-		}
-		if err := b.Set(dbKey(prefixTombstone, id), []byte{version}); err != nil {
-			return 0, fmt.Errorf("seal: destroy all: %w", err)
-		}
 		done = append(done, *id)
+		todo = append(todo, id[:])
 	}
+	k.loadMu.Unlock()
 	if len(done) == 0 {
 		return 0, nil
+	}
+	// Outside loadMu: loads of other keys go on meanwhile. A load that
+	// caches one of these keys now is undone by the batch below.
+	tombValue := []byte{version}
+	if shared {
+		if err := k.sharedDestroy(todo); err != nil {
+			return 0, fmt.Errorf("seal: destroy all: %w", err)
+		}
+	} else if k.shared != nil {
+		tombValue = tombLocalOnly
+	}
+	k.loadMu.Lock()
+	defer k.loadMu.Unlock()
+	b := k.db.NewBatch()
+	defer b.Close()
+	for i := range done {
+		if err := b.Delete(dbKey(prefixKey, &done[i])); err != nil {
+			return 0, fmt.Errorf("seal: destroy all: %w", err)
+		}
+		if err := b.Set(dbKey(prefixTombstone, &done[i]), tombValue); err != nil {
+			return 0, fmt.Errorf("seal: destroy all: %w", err)
+		}
+	}
+	if err := k.markUnshared(b); err != nil {
+		return 0, fmt.Errorf("seal: destroy all: %w", err)
 	}
 	if err := k.db.Commit(b, true); err != nil {
 		return 0, fmt.Errorf("seal: destroy all: %w", err)

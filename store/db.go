@@ -157,6 +157,18 @@ func (db *DB) Commit(b *Batch, sync bool) error {
 	return nil
 }
 
+// SyncWAL makes every commit so far durable: it syncs the write-ahead log
+// (with NoWAL, it flushes the memtables).
+func (db *DB) SyncWAL() error {
+	if db.noWAL {
+		return db.Flush()
+	}
+	if err := db.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("store: sync: %w", err)
+	}
+	return nil
+}
+
 // Flush writes the memtables to sstables and waits for it: with NoWAL, the
 // writes committed so far then survive Close and a crash.
 func (db *DB) Flush() error {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aurumcdp/aurum/api"
@@ -42,6 +43,7 @@ type serveFlags struct {
 	ingestRate                                  float64
 	publicMetrics, natsNoAuth                   bool
 	sessionTTL                                  time.Duration
+	cluster                                     clusterFlags
 }
 
 // optionFlags names the serve flag of each engine.Options field it sets.
@@ -52,6 +54,7 @@ var optionFlags = map[string]string{
 	"NATSTLSCertFile": "--nats-tls-cert",
 	"NATSTLSKeyFile":  "--nats-tls-key",
 	"Partitions":      "--partitions",
+	"Replicas":        "replicas (--cluster file)",
 	"DedupWindow":     "--dedup-window",
 	"TickPeriod":      "--tick",
 	"SessionTTL":      "--session-ttl",
@@ -126,6 +129,7 @@ Every setting can also come from a YAML file (--config FILE; keys are the flag n
 					return err
 				}
 			}
+			f.cluster.noteExplicit(cmd.Flags())
 			return runServe(cmd.Context(), f)
 		},
 	}
@@ -154,6 +158,7 @@ Every setting can also come from a YAML file (--config FILE; keys are the flag n
 	fl.DurationVar(&f.sessionTTL, "session-ttl", 12*time.Hour, "how long a login session (POST /v1/login) lasts")
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	addClusterFlags(cmd, &f.cluster)
 	return cmd
 }
 
@@ -241,6 +246,10 @@ func runServe(ctx context.Context, f serveFlags) error {
 		}
 		opts.MasterKey = k
 	}
+	cl, err := applyClusterFile(&f, &opts, logger)
+	if err != nil {
+		return err
+	}
 	if err := opts.Validate(); err != nil {
 		return flagError(err)
 	}
@@ -260,17 +269,32 @@ func runServe(ctx context.Context, f serveFlags) error {
 		logger.Warn("--nats-no-auth: any client on the NATS listener may read and write everything", "nats", f.natsAddr)
 	}
 
+	// Shutdown order (deferred): HTTP, the engine (its log last), the
+	// cluster node.
+	var running atomic.Pointer[engine.Engine]
+	if cl != nil {
+		if err := cl.open(f.dataDir, &running, logger); err != nil {
+			return err
+		}
+		defer cl.close(logger)
+		opts.Cluster = cl.node
+	}
 	e, err := engine.Open(ctx, opts)
 	if err != nil {
 		return err
 	}
+	running.Store(e)
 	defer func() {
 		if err := e.Close(); err != nil {
 			logger.Error("close", "err", err)
 		}
 		logger.Info("stopped")
 	}()
-	srv, err := api.New(apiServices(e), api.Options{AdminTokenHash: tokenHash, Logger: logger,
+	svc := apiServices(e)
+	if cl != nil {
+		svc.Cluster = cl.node
+	}
+	srv, err := api.New(svc, api.Options{AdminTokenHash: tokenHash, Logger: logger,
 		IngestRate: f.ingestRate, PublicMetrics: f.publicMetrics})
 	if err != nil {
 		return err

@@ -12,11 +12,6 @@ import (
 // touches the data directory, naming the flags (engine.Options.Validate
 // holds the checks).
 func TestServeFlagErrors(t *testing.T) {
-	valid := func() serveFlags {
-		return serveFlags{dataDir: t.TempDir() + "/data", httpAddr: "127.0.0.1:0", natsAddr: "127.0.0.1:-1",
-			fsync: "default", consentDefault: "granted", logFormat: "text", logLevel: "error",
-			partitions: 16, dedupWindow: time.Hour, tick: time.Second, sessionTTL: time.Hour}
-	}
 	for _, tt := range []struct {
 		name string
 		set  func(*serveFlags)
@@ -32,16 +27,24 @@ func TestServeFlagErrors(t *testing.T) {
 		{"NATS TLS with --nats-url", func(f *serveFlags) { f.natsTLSCert, f.natsTLSKey, f.natsURL = "c.pem", "k.pem", "nats://127.0.0.1:1" },
 			"--nats-tls-cert and --nats-url: TLS files are only for the embedded server"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			f := valid()
-			tt.set(&f)
-			err := runServe(context.Background(), f)
-			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
-				t.Fatalf("serve: %v, want %q", err, tt.want)
-			}
-			if _, statErr := os.Stat(f.dataDir); statErr == nil {
-				t.Fatalf("the data directory was created before the flags were checked")
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkServeRefuses(t, tt.set, tt.want) })
+	}
+}
+
+// checkServeRefuses runs serve with valid flags changed by set: it must
+// fail with an error starting with want, before it creates the data
+// directory.
+func checkServeRefuses(t *testing.T, set func(*serveFlags), want string) {
+	t.Helper()
+	f := serveFlags{dataDir: t.TempDir() + "/data", httpAddr: "127.0.0.1:0", natsAddr: "127.0.0.1:-1",
+		fsync: "default", consentDefault: "granted", logFormat: "text", logLevel: "error",
+		partitions: 16, dedupWindow: time.Hour, tick: time.Second, sessionTTL: time.Hour}
+	set(&f)
+	err := runServe(context.Background(), f)
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("serve: %v, want %q", err, want)
+	}
+	if _, statErr := os.Stat(f.dataDir); statErr == nil {
+		t.Fatalf("the data directory was created before the flags were checked")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine/base"
@@ -148,6 +149,9 @@ type Service struct {
 	// destroyed holds the pending erasures whose keys this node destroyed
 	// while not running the shared steps (RunErasures' goroutine only).
 	destroyed map[string]bool
+
+	localMu sync.Mutex
+	local   [][]byte // data keys of completed erasures, to destroy here (DestroyErased)
 }
 
 // New returns the privacy stage.
@@ -339,11 +343,20 @@ func RedestroySuppressed(r store.Reader, keyring *seal.Keyring, logger *slog.Log
 // of the person's data from the output and dead-letter streams, destroys
 // their data keys and appends erasure.completed. Each step is idempotent,
 // so a crash anywhere redoes the remaining ones at the next start.
+//
+// It also destroys, in this node's keys database, the keys of erasures
+// completed on the log (DestroyErased), on every node: also a node that
+// was down while the erasure was pending, or whose worker applied the
+// completion before it saw the erasure pending.
 func (e *Service) RunErasures(ctx context.Context) error {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
-		if err := e.completeErasures(ctx); err != nil {
+		err := e.destroyErased()
+		if err == nil {
+			err = e.completeErasures(ctx)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -356,6 +369,47 @@ func (e *Service) RunErasures(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// DestroyErased queues the data keys of erasures completed on the log
+// (projections.Result.ErasedKeys) for the worker to destroy in this node's
+// keys database, and wakes it. Keys already destroyed here cost a read
+// each. A crash before the worker ran leaves them to the start-time
+// re-destroy (RedestroySuppressed): they are all suppressed identifiers'.
+func (e *Service) DestroyErased(keys [][]byte) {
+	if len(keys) == 0 {
+		return
+	}
+	e.localMu.Lock()
+	e.local = append(e.local, keys...)
+	e.localMu.Unlock()
+	e.KickErasures()
+}
+
+// destroyErased destroys the keys queued by DestroyErased; on failure they
+// stay queued.
+func (e *Service) destroyErased() error {
+	e.localMu.Lock()
+	keys := e.local
+	e.local = nil
+	e.localMu.Unlock()
+	if len(keys) == 0 {
+		return nil
+	}
+	n, err := e.keys.DestroyAll(keys)
+	if err == nil && n > 0 {
+		err = e.keys.Compact()
+	}
+	if err != nil {
+		e.localMu.Lock()
+		e.local = append(keys, e.local...)
+		e.localMu.Unlock()
+		return fmt.Errorf("engine: destroy the keys of completed erasures: %w", err)
+	}
+	if n > 0 {
+		e.opts.Logger.Info("engine: destroyed this node's copies of erased keys", "keys", n)
+	}
+	return nil
 }
 
 // KickErasures wakes the worker: an erasure was applied.
@@ -386,8 +440,10 @@ func (e *Service) completeErasures(ctx context.Context) error {
 			err = e.completeErasure(ctx, &pend[i])
 		case !e.destroyed[id]:
 			// Not the leader: the leader scrubs the shared streams and
-			// appends erasure.completed; this node's keys go now.
-			if err = e.destroyKeys(&pend[i]); err == nil {
+			// appends erasure.completed; this node's keys go now, and
+			// only here: the leader may still need the shared copies to
+			// unseal the person's values for its scrub.
+			if err = e.destroyKeys(&pend[i], e.keys.DestroyLocal); err == nil {
 				e.destroyed[id] = true
 			}
 		}
@@ -404,9 +460,10 @@ func (e *Service) completeErasures(ctx context.Context) error {
 }
 
 // destroyKeys crypto-shreds an erasure's data keys in this node's keys
-// database: destroys them, then compacts them out of its files.
-func (e *Service) destroyKeys(p *projections.ErasurePending) error {
-	if _, err := e.keys.DestroyAll(p.Keys); err != nil {
+// database with destroy (Keyring.DestroyAll, or DestroyLocal to leave the
+// shared store's copies), then compacts them out of its files.
+func (e *Service) destroyKeys(p *projections.ErasurePending, destroy func([][]byte) (int, error)) error {
+	if _, err := destroy(p.Keys); err != nil {
 		return err
 	}
 	return e.keys.Compact()
@@ -476,7 +533,7 @@ func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePen
 	}
 	// 4. Crypto-shred: destroy the keys, then compact them out of the
 	// keys database's files.
-	if err := e.destroyKeys(p); err != nil {
+	if err := e.destroyKeys(p, e.keys.DestroyAll); err != nil {
 		return err
 	}
 	// 5. Done, on the log.
