@@ -4,8 +4,11 @@ PKGS := ./...
 
 .PHONY: build test test-short bench fuzz lint run clean
 
+# The commit is recorded by the go command in a git checkout; a git worktree
+# (or -buildvcs=false) needs it from the linker: aurum version prints it.
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +modified)
 build:
-	$(GO) build -o bin/aurum ./cmd/aurum
+	$(GO) build -ldflags "-X main.commit=$(COMMIT)" -o bin/aurum ./cmd/aurum
 
 # The whole suite with the race detector, integration and crash tests included.
 test:

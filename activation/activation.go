@@ -246,18 +246,18 @@ func (o *Options) Validate() error {
 // DestStats are a destination's counters since its worker first started
 // in this Dispatcher.
 type DestStats struct {
-	Delivered      uint64 // messages delivered (2xx)
-	FailedAttempts uint64 // attempts that did not get a 2xx
-	DeadLettered   uint64
-	Skipped        uint64 // acked without a request: no consent for the channel
-	LastError      string // of the last failed attempt ("" if none)
-	LastErrorTime  time.Time
+	Delivered      uint64    `json:"delivered"`       // messages delivered (2xx)
+	FailedAttempts uint64    `json:"failed_attempts"` // attempts that did not get a 2xx
+	DeadLettered   uint64    `json:"dead_lettered"`
+	Skipped        uint64    `json:"skipped"`                  // acked without a request: no consent for the channel
+	LastError      string    `json:"last_error,omitempty"`     // of the last failed attempt ("" if none)
+	LastErrorTime  time.Time `json:"last_error_time,omitzero"` // RFC 3339; absent without a failed attempt
 	// LastSeq is the AURUM_OUT sequence of the last message delivered or
 	// dead-lettered.
-	LastSeq uint64
+	LastSeq uint64 `json:"last_seq"`
 	// Lag is the number of the destination's messages after the one
 	// delivered last (as of its delivery).
-	Lag uint64
+	Lag uint64 `json:"lag"`
 	// Running is false once the worker has stopped (Close, log closed).
-	Running bool
+	Running bool `json:"running"`
 }

@@ -190,7 +190,21 @@ var fixtures = map[string]fixture{
 	"POST /v1/sources": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/sources", body: []byte(fmt.Sprintf(`{"name":"src%d"}`, n))}
 	}},
-	"GET /v1/sources":               {req: get("/v1/sources")},
+	"GET /v1/sources": {req: get("/v1/sources")},
+	"DELETE /v1/sources/{name}": {req: func(s *accessServer, n int) req {
+		name := fmt.Sprintf("delsrc%d", n)
+		if _, err := s.e.Gate().CreateSource(context.Background(), name); err != nil {
+			s.t.Fatal(err)
+		}
+		return req{method: "DELETE", path: "/v1/sources/" + name}
+	}},
+	"POST /v1/sources/{name}/rotate-key": {req: func(s *accessServer, n int) req {
+		name := fmt.Sprintf("rotsrc%d", n)
+		if _, err := s.e.Gate().CreateSource(context.Background(), name); err != nil {
+			s.t.Fatal(err)
+		}
+		return req{path: "/v1/sources/" + name + "/rotate-key", body: []byte(`{"grace":"1h"}`)}
+	}},
 	"GET /v1/profiles/{ref}":        {req: get("/v1/profiles/user_id:seed")},
 	"GET /v1/profiles/{ref}/events": {req: get("/v1/profiles/user_id:seed/events")},
 	"GET /v1/deadletters":           {req: get("/v1/deadletters")},
@@ -217,6 +231,14 @@ var fixtures = map[string]fixture{
 			`{"name":"d%d","url":"http://127.0.0.1:9/hook","secret":"0123456789abcdef0123","audiences":["seeded"],"channel":"email"}`, n))}
 	}},
 	"GET /v1/destinations": {req: get("/v1/destinations")},
+	"GET /v1/destinations/{name}": {req: func(s *accessServer, n int) req {
+		name := fmt.Sprintf("show%d", n)
+		if _, err := s.e.PutDestination(context.Background(), activation.Destination{Name: name, URL: "http://127.0.0.1:9/hook",
+			Secret: "0123456789abcdef0123", Audiences: []string{"seeded"}, Channel: "email"}); err != nil {
+			s.t.Fatal(err)
+		}
+		return req{method: "GET", path: "/v1/destinations/" + name}
+	}},
 	"DELETE /v1/destinations/{name}": {req: func(s *accessServer, n int) req {
 		name := fmt.Sprintf("del%d", n)
 		if _, err := s.e.PutDestination(context.Background(), activation.Destination{Name: name, URL: "http://127.0.0.1:9/hook",
@@ -288,6 +310,7 @@ var fixtures = map[string]fixture{
 			"code": auth.TOTP(secret, s.clock.Now())})}
 	}},
 	"GET /healthz":         {req: get("/healthz")},
+	"GET /v1/openapi.json": {req: get("/v1/openapi.json")},
 	"GET /metrics":         {req: get("/metrics")},
 	"OPTIONS /v1/track":    {req: options("/v1/track")},
 	"OPTIONS /v1/identify": {req: options("/v1/identify")},

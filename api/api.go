@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +71,7 @@ type Server struct {
 	loginThrottle *auth.Throttle
 	limited       *prometheus.CounterVec
 	throttled     prometheus.Counter
+	openapiJSON   []byte // GET /v1/openapi.json, from the route table
 }
 
 // New returns the API handler over svc (every field set).
@@ -124,6 +126,10 @@ func New(svc Services, opts Options) (*Server, error) {
 	s.routes = s.routeTable()
 	for _, rd := range s.routes {
 		s.route(rd.Pattern, s.guard(rd))
+	}
+	var err error
+	if s.openapiJSON, err = json.Marshal(openAPI(s.Routes())); err != nil {
+		return nil, fmt.Errorf("api: openapi: %w", err)
 	}
 	return s, nil
 }
@@ -267,7 +273,19 @@ type errorBody struct {
 }
 
 func writeError(w http.ResponseWriter, code int, field, msg string) {
-	writeJSON(w, code, errorBody{Error: msg, Field: field})
+	writeJSON(w, code, errorBody{Error: userMessage(msg), Field: field})
+}
+
+// internalPrefix matches the package prefixes Aurum's errors carry
+// ("engine: ", "activation: ", ...) and the error kinds that only mark an
+// error for errors.Is ("invalid: "), at the start of a message.
+var internalPrefix = regexp.MustCompile(`^(?:(?:engine|activation|projections|rules|access|ingest|query|privacy|audit|outbox|log|seal|store|importer|event|gcr|identity|cluster|base|wire|invalid): )+`)
+
+// userMessage is an error message for the user: the internal prefixes of
+// the packages it passed through removed (an answer said "engine: invalid:
+// activation: destination ...").
+func userMessage(msg string) string {
+	return internalPrefix.ReplaceAllString(msg, "")
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/aurumcdp/aurum/projections/audience"
@@ -45,9 +46,12 @@ func (s *Server) putAudience(w http.ResponseWriter, r *http.Request, d audience.
 	defer cancel()
 	info, err := s.svc.Audiences.PutAudience(ctx, d)
 	var re *rules.Error
+	var ae *engine.AudienceRefError
 	switch {
 	case errors.As(err, &re):
 		writeJSON(w, http.StatusBadRequest, ruleError{Error: "rule: " + re.Error(), Field: "rule", Line: re.Line, Column: re.Column, Reason: re.Reason})
+	case errors.As(err, &ae):
+		writeError(w, http.StatusBadRequest, "rule", ae.Reason())
 	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "name", err.Error())
 	case err != nil:
@@ -115,7 +119,13 @@ func (s *Server) handleGetAudience(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDeleteAudience(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	if err := s.svc.Audiences.DeleteAudience(ctx, r.PathValue("name")); err != nil {
+	err := s.svc.Audiences.DeleteAudience(ctx, r.PathValue("name"))
+	var ae *engine.AudienceRefError
+	if errors.As(err, &ae) {
+		writeError(w, http.StatusConflict, "name", ae.Reason()+": change or delete those rules first")
+		return
+	}
+	if err != nil {
 		s.lookupError(w, err)
 		return
 	}
@@ -132,6 +142,15 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	withIDs := false
+	switch v := r.URL.Query().Get("identifiers"); v {
+	case "", "false":
+	case "true":
+		withIDs = true
+	default:
+		writeError(w, http.StatusBadRequest, "identifiers", "want true or false")
+		return
+	}
 	members, next, err := s.svc.Reads.AudienceMembers(r.PathValue("name"), r.URL.Query().Get("cursor"), limit)
 	if errors.Is(err, base.ErrInvalid) {
 		writeError(w, http.StatusBadRequest, "cursor", err.Error())
@@ -144,7 +163,35 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 	if members == nil {
 		members = []query.Member{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"members": members, "next": next})
+	if !withIDs {
+		writeJSON(w, http.StatusOK, map[string]any{"members": members, "next": next})
+		return
+	}
+	out := make([]memberWithIDs, len(members))
+	for i, m := range members {
+		out[i] = memberWithIDs{Member: m, Identifiers: map[string][]*string{}}
+		v, err := s.svc.Reads.Profile("profile_id:" + m.ProfileID)
+		switch {
+		case errors.Is(err, base.ErrNotFound):
+			continue // gone since the page was read
+		case err != nil:
+			s.opts.Logger.Error("api: audience members: profile", "err", err)
+			writeError(w, http.StatusInternalServerError, "", "could not read the members' identifiers")
+			return
+		case v.ProfileID == m.ProfileID: // else merged since the page was read
+			out[i].Identifiers = identifiersOf(v)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"members": out, "next": next})
+}
+
+// memberWithIDs is a member of GET /v1/audiences/{name}/members?identifiers=true:
+// its membership and the person's identifiers (type → values, oldest
+// first; null for a value that could not be unsealed; empty when the
+// profile was merged or erased since the page was read).
+type memberWithIDs struct {
+	query.Member
+	Identifiers map[string][]*string `json:"identifiers"`
 }
 
 func (s *Server) handlePreviewAudience(w http.ResponseWriter, r *http.Request) {

@@ -67,11 +67,11 @@ func principalFrom(r *http.Request) (name, role string) {
 }
 
 // audited reports whether the route is a management action: everything but
-// the tracking API (write-key routes), CORS pre-flights, /healthz and
-// /metrics.
+// the tracking API (write-key routes), CORS pre-flights, /healthz,
+// /metrics and the API description.
 func audited(pattern string) bool {
 	method, path, _ := strings.Cut(pattern, " ")
-	if method == http.MethodOptions || path == "/healthz" || path == "/metrics" {
+	if method == http.MethodOptions || path == "/healthz" || path == "/metrics" || path == "/v1/openapi.json" {
 		return false
 	}
 	return !trackingPath(path)
@@ -175,6 +175,14 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "since", "want an RFC 3339 time (2024-05-01T00:00:00Z) or a cursor (a positive integer from next)")
 			return
 		}
+	}
+	switch v := r.URL.Query().Get("newest"); v {
+	case "", "false":
+	case "true":
+		q.Newest = true
+	default:
+		writeError(w, http.StatusBadRequest, "newest", "want true or false")
+		return
 	}
 	q.Limit = 100
 	if v := r.URL.Query().Get("limit"); v != "" {

@@ -64,6 +64,22 @@ func (s *Server) handleListDestinations(w http.ResponseWriter, r *http.Request) 
 	writeJSON(w, http.StatusOK, map[string]any{"destinations": list})
 }
 
+func (s *Server) handleGetDestination(w http.ResponseWriter, r *http.Request) {
+	list, err := s.svc.Destinations.Destinations()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "", err.Error())
+		return
+	}
+	name := r.PathValue("name")
+	for _, d := range list {
+		if d.Name == name {
+			writeJSON(w, http.StatusOK, d)
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, "name", fmt.Sprintf("no destination %q (GET /v1/destinations lists them)", name))
+}
+
 func (s *Server) handleDeleteDestination(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()

@@ -56,19 +56,35 @@ type memberWriter interface {
 	end() error
 }
 
-// TrailerConsentExcluded is the HTTP trailer of an export that counts the
-// members left out because they have no consent for the export's channel.
-const TrailerConsentExcluded = "Aurum-Consent-Excluded"
+// The HTTP trailers of an export: the members written, and those left out
+// because they have no consent for the export's channel or no address on it.
+const (
+	TrailerExported          = "Aurum-Exported"
+	TrailerConsentExcluded   = "Aurum-Consent-Excluded"
+	TrailerNoAddressExcluded = "Aurum-No-Address-Excluded"
+)
+
+// channelAddress is the identifier type a person needs to be reachable on
+// a channel. Channels not listed (push, ads, web: device tokens, ad ids and
+// cookies that Aurum cannot tell apart) and "none" need no address.
+var channelAddress = map[string]string{"email": "email", "sms": "phone"}
+
+// exportCounts counts one export.
+type exportCounts struct{ exported, noConsent, noAddress int }
 
 // handleAudienceExport streams every member of an audience with the
 // person's identifiers and traits:
 //
 //	GET /v1/audiences/{name}/export?channel=email|sms|push|ads|web|none&format=csv|json|ndjson|xml   (default csv)
 //
-// channel is required: it is what the export will be used for. Members
-// without consent for it (their latest statement, else the node's default)
-// are left out and counted in the trailer Aurum-Consent-Excluded. "none" is
-// for uses that contact nobody (analysis, a warehouse) and leaves nobody out.
+// channel is required: it is what the export will be used for. Only the
+// members reachable on it are exported: members without consent for it
+// (their latest statement, else the node's default) are left out and
+// counted in the trailer Aurum-Consent-Excluded, members with consent but
+// no address for it (an email address for email, a phone number for sms)
+// in Aurum-No-Address-Excluded; Aurum-Exported counts the members written.
+// "none" is for uses that contact nobody (analysis, a warehouse) and
+// leaves nobody out.
 //
 // It pages through the members exportPageSize at a time, so memory stays flat
 // whatever the audience's size. Each page reads the current state: a member
@@ -114,59 +130,62 @@ func (s *Server) handleAudienceExport(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": info.Name + "." + f.ext}))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Trailer", TrailerConsentExcluded)
+	h.Set("Trailer", TrailerExported+", "+TrailerConsentExcluded+", "+TrailerNoAddressExcluded)
 	w.WriteHeader(http.StatusOK)
 
 	mw := f.newWriter(w, info.Name, time.Now())
-	n, excluded, err := s.exportMembers(r, mw, info.Name, channel, page, next)
+	c, err := s.exportMembers(r, mw, info.Name, channel, page, next)
 	if err != nil {
-		s.opts.Logger.Warn("api: audience export aborted", "audience", info.Name, "exported", n, "err", err)
+		s.opts.Logger.Warn("api: audience export aborted", "audience", info.Name, "exported", c.exported, "err", err)
 		abortResponse(w)
 		return
 	}
-	h.Set(TrailerConsentExcluded, strconv.Itoa(excluded))
+	h.Set(TrailerExported, strconv.Itoa(c.exported))
+	h.Set(TrailerConsentExcluded, strconv.Itoa(c.noConsent))
+	h.Set(TrailerNoAddressExcluded, strconv.Itoa(c.noAddress))
 	s.opts.Logger.Info("api: audience exported", "audience", info.Name, "format", f.ext, "channel", channel,
-		"members", n, "excluded_no_consent", excluded)
+		"members", c.exported, "excluded_no_consent", c.noConsent, "excluded_no_address", c.noAddress)
 }
 
 // exportMembers writes page and the pages after it (from cursor next) to mw
-// and returns the number of members written and the number left out for
-// want of consent for channel.
-func (s *Server) exportMembers(r *http.Request, mw memberWriter, name, channel string, page []query.Member, next string) (int, int, error) {
+// and counts the members written and left out.
+func (s *Server) exportMembers(r *http.Request, mw memberWriter, name, channel string, page []query.Member, next string) (exportCounts, error) {
+	var c exportCounts
 	if err := mw.begin(); err != nil {
-		return 0, 0, err
+		return c, err
 	}
-	n, excluded := 0, 0
 	for {
 		for _, m := range page {
 			if err := r.Context().Err(); err != nil {
-				return n, excluded, err
+				return c, err
 			}
 			em, consented, err := s.exportMember(m, channel)
-			if err != nil {
-				return n, excluded, err
-			}
-			if em == nil {
+			switch {
+			case err != nil:
+				return c, err
+			case em == nil:
 				continue
-			}
-			if !consented {
-				excluded++
+			case !consented:
+				c.noConsent++
+				continue
+			case !em.reachable(channel):
+				c.noAddress++
 				continue
 			}
 			if err := mw.member(em); err != nil {
-				return n, excluded, err
+				return c, err
 			}
-			n++
+			c.exported++
 		}
 		if next == "" {
 			break
 		}
 		var err error
 		if page, next, err = s.svc.Reads.AudienceMembers(name, next, exportPageSize); err != nil {
-			return n, excluded, fmt.Errorf("members after %s: %w", next, err)
+			return c, fmt.Errorf("members after %s: %w", next, err)
 		}
 	}
-	return n, excluded, mw.end()
+	return c, mw.end()
 }
 
 // exportMember looks up m's profile; it returns nil when the profile is
@@ -187,25 +206,47 @@ func (s *Server) exportMember(m query.Member, channel string) (em *exportMember,
 	return newExportMember(m, v), consented, nil
 }
 
+// reachable reports whether the member has an address for channel (a
+// readable value of its identifier type), or the channel needs none.
+func (em *exportMember) reachable(channel string) bool {
+	typ, ok := channelAddress[channel]
+	if !ok {
+		return true
+	}
+	for _, v := range em.Identifiers[typ] {
+		if v != nil && *v != "" {
+			return true
+		}
+	}
+	return false
+}
+
 func newExportMember(m query.Member, v *query.View) *exportMember {
 	em := &exportMember{
 		ProfileID:   m.ProfileID,
 		Since:       m.Since.UTC().Format(time.RFC3339Nano),
 		RuleVersion: m.Version,
-		Identifiers: make(map[string][]*string, len(v.Identifiers)),
+		Identifiers: identifiersOf(v),
 		Traits:      v.Traits,
-	}
-	for typ, ids := range v.Identifiers {
-		vals := make([]*string, 0, len(ids))
-		for _, id := range ids {
-			vals = append(vals, identString(id.Value))
-		}
-		em.Identifiers[typ] = vals
 	}
 	if em.Traits == nil {
 		em.Traits = map[string]any{}
 	}
 	return em
+}
+
+// identifiersOf is a profile's identifiers: type → values, oldest first
+// (nil for a value that could not be unsealed).
+func identifiersOf(v *query.View) map[string][]*string {
+	out := make(map[string][]*string, len(v.Identifiers))
+	for typ, ids := range v.Identifiers {
+		vals := make([]*string, 0, len(ids))
+		for _, id := range ids {
+			vals = append(vals, identString(id.Value))
+		}
+		out[typ] = vals
+	}
+	return out
 }
 
 // identString is an identifier value as a string; nil when it is redacted.

@@ -142,7 +142,7 @@ func TestAudienceExport(t *testing.T) {
 	}{
 		{"?channel=email&format=csv", "text/csv; charset=utf-8", "buyers.csv", parseCSVExport},
 		{"?channel=email", "text/csv; charset=utf-8", "buyers.csv", parseCSVExport}, // the default
-		{"?channel=sms&format=json", "application/json", "buyers.json", parseJSONExport},
+		{"?channel=ads&format=json", "application/json", "buyers.json", parseJSONExport},
 		{"?channel=none&format=ndjson", "application/x-ndjson", "buyers.ndjson", parseNDJSONExport},
 		{"?channel=Web&format=XML", "application/xml; charset=utf-8", "buyers.xml", parseXMLExport},
 	}
@@ -415,7 +415,7 @@ func TestAudienceExportPages(t *testing.T) {
 		}
 	}
 	waitAudienceSize(s, "all", people)
-	r := s.do(req{method: http.MethodGet, path: "/v1/audiences/all/export?channel=email&format=ndjson", admin: true})
+	r := s.do(req{method: http.MethodGet, path: "/v1/audiences/all/export?channel=none&format=ndjson", admin: true})
 	if r.code != http.StatusOK {
 		t.Fatalf("export: %s", r)
 	}

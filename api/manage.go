@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/base"
@@ -41,6 +42,60 @@ func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleListSources(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"sources": s.svc.Access.Sources()})
+}
+
+// handleDeleteSource deletes a source: its write keys stop working.
+func (s *Server) handleDeleteSource(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	err := s.svc.Access.DeleteSource(ctx, r.PathValue("name"))
+	switch {
+	case errors.Is(err, base.ErrNotFound):
+		writeError(w, http.StatusNotFound, "name", err.Error())
+	case err != nil:
+		s.opts.Logger.Error("api: delete source", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", "could not delete the source; retry")
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// handleRotateSourceKey gives a source a new write key; the old one keeps
+// working for grace (a Go duration, default 24h, at most 720h; "0s": it
+// stops at once):
+//
+//	POST /v1/sources/{name}/rotate-key   {"grace": "24h"}
+func (s *Server) handleRotateSourceKey(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Grace *string `json:"grace"`
+	}
+	if !decodeJSON(w, r, 4<<10, &req, true) {
+		return
+	}
+	grace := 24 * time.Hour
+	if req.Grace != nil {
+		d, err := time.ParseDuration(*req.Grace)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "grace", fmt.Sprintf("%q is not a duration (e.g. 24h, 30m, 0s)", *req.Grace))
+			return
+		}
+		grace = d
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	name := r.PathValue("name")
+	key, until, err := s.svc.Access.RotateSourceKey(ctx, name, grace)
+	switch {
+	case errors.Is(err, base.ErrNotFound):
+		writeError(w, http.StatusNotFound, "name", err.Error())
+	case errors.Is(err, base.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "grace", err.Error())
+	case err != nil:
+		s.opts.Logger.Error("api: rotate source key", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", "could not rotate the key; retry")
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"name": name, "write_key": key, "old_key_valid_until": until.Format(time.RFC3339)})
+	}
 }
 
 func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {

@@ -63,6 +63,8 @@ func (s *Server) routeTable() []routeDef {
 		role("POST /v1/import/{source}", rolesEdit, s.handleImport),
 		role("POST /v1/sources", rolesEdit, s.handleCreateSource),
 		role("GET /v1/sources", rolesRead, s.handleListSources),
+		role("DELETE /v1/sources/{name}", rolesEdit, s.handleDeleteSource),
+		role("POST /v1/sources/{name}/rotate-key", rolesEdit, s.handleRotateSourceKey),
 		role("GET /v1/profiles/{ref}", rolesProfiles, s.handleProfile),
 		role("GET /v1/profiles/{ref}/events", rolesProfiles, s.handleEvents),
 		role("GET /v1/profiles/{ref}/export", rolesPrivacy, s.handleProfileExport),
@@ -82,6 +84,7 @@ func (s *Server) routeTable() []routeDef {
 		role("DELETE /v1/cluster/nodes/{name}", rolesAdmin, s.handleClusterRemove),
 		role("POST /v1/destinations", rolesEdit, s.handleCreateDestination),
 		role("GET /v1/destinations", rolesRead, s.handleListDestinations),
+		role("GET /v1/destinations/{name}", rolesRead, s.handleGetDestination),
 		role("DELETE /v1/destinations/{name}", rolesEdit, s.handleDeleteDestination),
 		role("POST /v1/audiences", rolesEdit, s.handleCreateAudience),
 		role("POST /v1/audiences/preview", rolesEdit, s.handlePreviewAudience),
@@ -99,6 +102,7 @@ func (s *Server) routeTable() []routeDef {
 		role("DELETE /v1/users/{name}", rolesAdmin, s.handleDeleteUser),
 		pub("POST /v1/login", s.handleLogin),
 		pub("GET /healthz", s.handleHealth),
+		pub("GET /v1/openapi.json", s.handleOpenAPI),
 		metricsRoute,
 	)
 	return t

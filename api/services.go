@@ -46,6 +46,8 @@ type Access interface {
 	SourceExists(name string) bool
 	Sources() []access.SourceInfo
 	CreateSource(ctx context.Context, name string) (string, error)
+	DeleteSource(ctx context.Context, name string) error
+	RotateSourceKey(ctx context.Context, name string, grace time.Duration) (string, time.Time, error)
 }
 
 // Reads is the read side (engine/query.Reader).
@@ -56,6 +58,7 @@ type Reads interface {
 	Audience(name string) (query.AudienceInfo, error)
 	AudienceMembers(name, cursor string, limit int) ([]query.Member, string, error)
 	Preview(rule string, sample int, exact bool) (query.PreviewResult, error)
+	Seen(source string, messageIDs []string, at time.Time) ([]bool, error)
 }
 
 // Audiences changes audience definitions through the log (engine).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/engine/ingest"
@@ -110,7 +111,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.ingestBatch(w, r, src, body)
+	s.ingestBatch(w, r, src, body, false)
 }
 
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
@@ -127,10 +128,44 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.ingestBatch(w, r, src, body)
+	s.ingestBatch(w, r, src, body, true)
 }
 
-func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string, body []byte) {
+// importResponse is the answer of POST /v1/import/{source}: the rows that
+// are new (accepted), those the node already holds (duplicates: their
+// messageId was seen within the dedup window, or earlier in the same
+// request; they change nothing), and the rejected ones.
+type importResponse struct {
+	Success    bool              `json:"success"`
+	Accepted   int               `json:"accepted"`
+	Duplicates int               `json:"duplicates"`
+	Rejected   []event.Rejection `json:"rejected"`
+}
+
+// duplicates counts the events whose messageId the node already holds for
+// src, or that repeat one earlier in evs.
+func (s *Server) duplicates(src string, evs []event.Event) (int, error) {
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.MessageID
+	}
+	seen, err := s.svc.Reads.Seen(src, ids, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	n, earlier := 0, make(map[string]bool, len(ids))
+	for i, id := range ids {
+		if seen[i] || (id != "" && earlier[id]) {
+			n++
+		}
+		earlier[id] = true
+	}
+	return n, nil
+}
+
+// ingestBatch ingests a batch body of source src: the tracking API's
+// /v1/batch (Segment's answer) or, with imp, an import (importResponse).
+func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string, body []byte, imp bool) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	accepted, rejected, err := event.ParseBatch(body, s.svc.Ingest.ParseOptions())
@@ -160,6 +195,18 @@ func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string,
 	for i, a := range accepted {
 		evs[i] = a.Event
 	}
+	dups := 0
+	if imp { // counted before the append (afterwards every id is seen), once the earlier appends are applied
+		err := s.svc.Node.Sync(ctx)
+		if err == nil {
+			dups, err = s.duplicates(src, evs)
+		}
+		if err != nil {
+			s.opts.Logger.Error("api: import: dedup look-up", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "", "could not check for duplicates; retry")
+			return
+		}
+	}
 	if err := s.svc.Ingest.Ingest(ctx, src, evs); err != nil {
 		s.ingestError(w, err)
 		return
@@ -170,6 +217,10 @@ func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string,
 	code := http.StatusOK
 	if len(evs) == 0 && len(rejected) > 0 {
 		code = http.StatusBadRequest
+	}
+	if imp {
+		writeJSON(w, code, importResponse{Success: code == http.StatusOK, Accepted: len(evs) - dups, Duplicates: dups, Rejected: rejected})
+		return
 	}
 	writeJSON(w, code, batchResponse{Success: code == http.StatusOK, Accepted: len(evs), Rejected: rejected})
 }

@@ -55,11 +55,16 @@ func (e *Engine) appendControl(ctx context.Context, c projections.Control) (uint
 
 // PutAudience creates or replaces an audience through the log and waits
 // until it is in effect. The rule is checked first: a rule that does not
-// compile is refused with base.ErrInvalid and the position of the problem.
+// compile is refused with base.ErrInvalid and the position of the problem,
+// one that names an audience that does not exist or makes a cycle of
+// audiences with an *AudienceRefError.
 func (e *Engine) PutAudience(ctx context.Context, d audience.Definition) (query.AudienceInfo, error) {
 	d.Version, d.Created, d.Updated = 0, 0, 0
 	if err := projections.ValidateAudience(d); err != nil {
 		return query.AudienceInfo{}, fmt.Errorf("%w: %w", base.ErrInvalid, err)
+	}
+	if err := e.checkAudienceRefs(d); err != nil {
+		return query.AudienceInfo{}, err
 	}
 	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlAudiencePut, Audience: d})
 	if err != nil {
@@ -72,8 +77,13 @@ func (e *Engine) PutAudience(ctx context.Context, d audience.Definition) (query.
 }
 
 // DeleteAudience deletes an audience through the log; its members exit.
+// An audience that other rules name (in_audience) is refused with an
+// *AudienceRefError naming them.
 func (e *Engine) DeleteAudience(ctx context.Context, name string) error {
 	if _, err := e.reader.Audience(name); err != nil {
+		return err
+	}
+	if err := e.checkAudienceUnused(name); err != nil {
 		return err
 	}
 	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlAudienceDelete, Audience: audience.Definition{Name: name}})

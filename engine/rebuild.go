@@ -42,11 +42,11 @@ type RebuildOptions struct {
 type RebuildStatus struct {
 	Status    string       `json:"status"` // idle, running, swapping, done, failed
 	DryRun    bool         `json:"dry_run"`
-	From      uint64       `json:"from"`    // first sequence replayed
-	Applied   uint64       `json:"applied"` // last sequence applied by the replay
-	Target    uint64       `json:"target"`  // the live node's applied sequence
-	Rate      float64      `json:"events_per_s"`
-	ETA       float64      `json:"eta_s"`
+	From      uint64       `json:"from"`          // first sequence replayed
+	Applied   uint64       `json:"applied"`       // last sequence applied by the replay
+	Target    uint64       `json:"target"`        // the live node's applied sequence
+	Rate      float64      `json:"entries_per_s"` // log entries replayed per second
+	ETA       float64      `json:"eta_s"`         // 0 until there is a rate
 	Started   time.Time    `json:"started"`
 	Finished  time.Time    `json:"finished,omitzero"`
 	Error     string       `json:"error,omitempty"`

@@ -50,6 +50,42 @@ type Row struct {
 	Message map[string]any
 	// Err reports a malformed record; the import continues with the next.
 	Err error
+	// Warnings name values of the message that Aurum will not read as
+	// meant (a NumericProperties value that is not a number); the row is
+	// imported all the same.
+	Warnings []string
+}
+
+// NumericProperties are the event properties Aurum reads as numbers: an
+// order's revenue is properties.revenue, else properties.total (numbers
+// or numeric strings; projections/gcr). Another value is kept on the
+// event but counts as no revenue, so an import warns about it.
+var NumericProperties = []string{"revenue", "total"}
+
+// typeWarnings returns a warning per NumericProperties value of msg that
+// is not a number or a numeric string.
+func typeWarnings(msg map[string]any) []string {
+	props, _ := msg["properties"].(map[string]any)
+	var out []string
+	for _, name := range NumericProperties {
+		v, ok := props[name]
+		switch x := v.(type) {
+		case nil, json.Number, float64, float32, int, int64, int32, uint, uint64, uint32:
+			continue
+		case string:
+			if len(x) <= 64 && jsonNumberRE.MatchString(x) {
+				continue
+			}
+		}
+		if ok {
+			shown, _ := json.Marshal(v)
+			if len(shown) > 40 {
+				shown = append(shown[:37:37], "..."...)
+			}
+			out = append(out, fmt.Sprintf("properties.%s is %s, not a number: Aurum ignores it as revenue", name, shown))
+		}
+	}
+	return out
 }
 
 // Reader reads messages from an import file.
@@ -102,6 +138,7 @@ func (r *Reader) Next() (Row, error) {
 		row.Message = nil
 		return row, nil
 	}
+	row.Warnings = typeWarnings(row.Message)
 	if v, ok := row.Message["messageId"]; ok && v != nil && v != "" {
 		return row, nil
 	}

@@ -580,3 +580,41 @@ func TestRealData(t *testing.T) {
 		})
 	}
 }
+
+// TestNumericPropertyWarnings: a revenue or total that is not a number
+// (revenue=abc: kept, but ignored as revenue without a word before) gives
+// the row a warning naming the property; numbers, numeric strings and
+// other properties do not.
+func TestNumericPropertyWarnings(t *testing.T) {
+	csv := "id,amount,total,note\nu1,abc,12,x\nu2,42.5,,y\nu3,7,n/a,z\n"
+	m := Mapping{Identifiers: map[string]string{"id": "user_id"}, Event: "Order Completed",
+		Properties: map[string]string{"amount": "revenue", "total": "total", "note": "note"}}
+	rd, err := NewReader(strings.NewReader(csv), CSV, m, "pos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int][]string{2: {`properties.revenue is "abc", not a number`}, 3: nil, 4: {`properties.total is "n/a", not a number`}}
+	for range 3 {
+		row, err := rd.Next()
+		if err != nil || row.Err != nil {
+			t.Fatalf("row: %v %v", err, row.Err)
+		}
+		w := want[row.Line]
+		if len(row.Warnings) != len(w) {
+			t.Fatalf("line %d: warnings %q, want %q", row.Line, row.Warnings, w)
+		}
+		for i := range w {
+			if !strings.HasPrefix(row.Warnings[i], w[i]) {
+				t.Errorf("line %d: warning %q, want %q...", row.Line, row.Warnings[i], w[i])
+			}
+		}
+	}
+	rd, err = NewReader(strings.NewReader(`{"type":"track","userId":"u","event":"E","properties":{"revenue":{"amount":3},"total":"9.5"}}`+"\n"), NDJSON, Mapping{}, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := rd.Next()
+	if err != nil || len(row.Warnings) != 1 || !strings.Contains(row.Warnings[0], `revenue is {"amount":3}`) {
+		t.Fatalf("an object as revenue: %v, warnings %q", err, row.Warnings)
+	}
+}

@@ -39,6 +39,19 @@ func (l *Log) AppendAudit(ctx context.Context, msgID string, data []byte) (uint6
 	return seq, nil
 }
 
+// AuditLastSeq is the sequence of the newest record of AURUM_AUDIT (0 when
+// it is empty).
+func (l *Log) AuditLastSeq(ctx context.Context) (uint64, error) {
+	if l.isClosed() {
+		return 0, ErrClosed
+	}
+	stream, err := l.js.Stream(ctx, StreamAudit)
+	if err != nil {
+		return 0, fmt.Errorf("log: audit: %w", err)
+	}
+	return stream.CachedInfo().State.LastSeq, nil
+}
+
 // ReadAudit returns up to limit records (limit <= 0: 100; at most MaxAuditRead)
 // of AURUM_AUDIT in sequence order, starting at fromSeq, or, when fromSeq is
 // 0, at the first record stored at or after since (the beginning when since

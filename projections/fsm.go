@@ -268,17 +268,25 @@ type Control struct {
 // Control kinds.
 const (
 	ControlSourceCreate   = "source.create"   // Source
+	ControlSourceRotate   = "source.rotate"   // Source: Name, the new KeyHash, OldKeyUntil (the old key's end)
+	ControlSourceDelete   = "source.delete"   // Source.Name
 	ControlIdentityConfig = "identity.config" // Config: JSON identity.Config, in effect from this entry on
 	ControlAudiencePut    = "audience.put"    // Audience: create or replace (Version is assigned by Apply)
 	ControlAudienceDelete = "audience.delete" // Audience.Name
 	ControlTick           = "tick"            // Time: the passage of time
 )
 
-// Source is an ingest source. Only the hash of its write key is kept.
+// Source is an ingest source. Only the hash of its write key is kept;
+// after a rotation also the hash of the previous key, valid until
+// OldKeyUntil (Unix ms, edge time).
 type Source struct {
-	Name    string `msgpack:"n"`
-	KeyHash []byte `msgpack:"h"`
-	Created int64  `msgpack:"c"`
+	Name        string `msgpack:"n"`
+	KeyHash     []byte `msgpack:"h"`
+	Created     int64  `msgpack:"c"`
+	OldKeyHash  []byte `msgpack:"oh,omitempty"`
+	OldKeyUntil int64  `msgpack:"ou,omitempty"`
+	// Deleted marks, in Result.Sources only, a source deleted by the entry.
+	Deleted bool `msgpack:"-"`
 }
 
 // MergeRecord records one merge and what caused it.
@@ -515,6 +523,8 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 			return err
 		}
 		res.Sources = append(res.Sources, c.Source)
+	case ControlSourceRotate, ControlSourceDelete:
+		return sm.applySourceChange(rw, c, res)
 	case ControlAudiencePut, ControlAudienceDelete:
 		return sm.applyAudienceControl(rw, c, res)
 	case ControlDestinationPut, ControlDestinationDelete:
@@ -678,9 +688,7 @@ func (sm *StateMachine) dedup(rw store.ReadWriter, rec *event.Record) (bool, err
 	if rec.MessageID == "" {
 		return false, nil
 	}
-	h := sha256.Sum256([]byte(rec.MessageID))
-	key := make([]byte, 0, len(prefixDedup)+len(rec.Source)+1+16)
-	key = append(append(append(append(key, prefixDedup...), rec.Source...), 0), h[:16]...)
+	key := dedupKey(rec.Source, rec.MessageID)
 	v, err := []byte(nil), store.ErrNotFound
 	if sm.ddf.mayContain(key) { // else: certainly absent, as the store would say
 		v, err = rw.Get(key)
@@ -706,6 +714,55 @@ func (sm *StateMachine) dedup(rw store.ReadWriter, rec *event.Record) (bool, err
 		sm.ddf.add(key)
 	}
 	return false, rw.Set(dedupExpiryKey(exp, key), nil)
+}
+
+// dedupKey is the dedup table key of a source's messageId.
+func dedupKey(source, messageID string) []byte {
+	h := sha256.Sum256([]byte(messageID))
+	key := make([]byte, 0, len(prefixDedup)+len(source)+1+16)
+	return append(append(append(append(key, prefixDedup...), source...), 0), h[:16]...)
+}
+
+// Seen reports whether the dedup table of r remembers source's messageId
+// at log time at (ms): an event with it appended now would count once
+// already. It reads only; the answer of the state machine's apply, later,
+// can differ only for ids whose window ends in between.
+func Seen(r store.Reader, source, messageID string, at int64) (bool, error) {
+	if messageID == "" {
+		return false, nil
+	}
+	v, err := r.Get(dedupKey(source, messageID))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("projections: dedup look-up: %w", err)
+	}
+	return len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > at, nil
+}
+
+// applySourceChange applies a write-key rotation (the current key becomes
+// the old one, valid until c.Source.OldKeyUntil) or a deletion of a
+// source; an unknown source is no change.
+func (sm *StateMachine) applySourceChange(rw store.ReadWriter, c *Control, res *Result) error {
+	key := sourceKey(c.Source.Name)
+	cur, ok, err := getMsgpack[Source](rw, key)
+	if err != nil || !ok {
+		return err
+	}
+	if c.Kind == ControlSourceDelete {
+		if err := rw.Delete(key); err != nil {
+			return err
+		}
+		res.Sources = append(res.Sources, Source{Name: cur.Name, Deleted: true})
+		return nil
+	}
+	cur.OldKeyHash, cur.OldKeyUntil, cur.KeyHash = cur.KeyHash, c.Source.OldKeyUntil, c.Source.KeyHash
+	if err := setMsgpack(rw, key, &cur); err != nil {
+		return err
+	}
+	res.Sources = append(res.Sources, cur)
+	return nil
 }
 
 func dedupExpiryKey(exp uint64, ddKey []byte) []byte {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/spf13/cobra"
 )
 
@@ -56,14 +57,19 @@ be revoked. Managing tokens needs an admin token.
 	add.Flags().StringVar(&expires, "expires", "", `expiry: a duration ("720h"), days ("30d") or an RFC 3339 time; default never`)
 	_ = add.MarkFlagRequired("name")
 	_ = add.MarkFlagRequired("role")
-	cmd.AddCommand(add, &cobra.Command{
-		Use:   "list",
-		Short: "List tokens (never their secrets)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return getAndPrint(cmd, server, token, "/v1/tokens")
-		},
-	}, &cobra.Command{
+	cmd.AddCommand(add, newListCmd("list", "List tokens (never their secrets)", cobra.NoArgs, &server, &token,
+		func([]string) string { return "/v1/tokens" },
+		func(raw []byte) ([]string, [][]string, error) {
+			var out struct {
+				Tokens []access.TokenInfo `json:"tokens"`
+			}
+			err := json.Unmarshal(raw, &out)
+			rows := make([][]string, len(out.Tokens))
+			for i, t := range out.Tokens {
+				rows[i] = []string{t.ID, t.Name, string(t.Role), rfc3339(t.Created), rfc3339(t.Expires)}
+			}
+			return []string{"ID", "NAME", "ROLE", "CREATED", "EXPIRES"}, rows, err
+		}), &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke a token; it stops working at once",
 		Args:  cobra.ExactArgs(1),
@@ -127,14 +133,19 @@ must have at least 12 characters. Managing users needs an admin token.
 	add.Flags().StringVar(&pwFile, "password-file", "", "file whose first line is the password (default: standard input)")
 	_ = add.MarkFlagRequired("name")
 	_ = add.MarkFlagRequired("role")
-	cmd.AddCommand(add, &cobra.Command{
-		Use:   "list",
-		Short: "List users",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return getAndPrint(cmd, server, token, "/v1/users")
-		},
-	}, &cobra.Command{
+	cmd.AddCommand(add, newListCmd("list", "List users", cobra.NoArgs, &server, &token,
+		func([]string) string { return "/v1/users" },
+		func(raw []byte) ([]string, [][]string, error) {
+			var out struct {
+				Users []access.UserInfo `json:"users"`
+			}
+			err := json.Unmarshal(raw, &out)
+			rows := make([][]string, len(out.Users))
+			for i, u := range out.Users {
+				rows[i] = []string{u.Name, string(u.Role), rfc3339(u.Created)}
+			}
+			return []string{"NAME", "ROLE", "CREATED"}, rows, err
+		}), &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Delete a user and end their sessions",
 		Args:  cobra.ExactArgs(1),
@@ -155,23 +166,30 @@ must have at least 12 characters. Managing users needs an admin token.
 
 // readPassword reads the first line of file, or of stdin when file is "".
 func readPassword(stdin io.Reader, file string) (string, error) {
+	return readSecret(stdin, file, "--password-file", "password")
+}
+
+// readSecret reads the first line of file (given by flag), or of stdin
+// when file is "": secrets never come from flags (shell history, process
+// lists).
+func readSecret(stdin io.Reader, file, flag, what string) (string, error) {
 	src := stdin
-	what := "standard input"
+	from := "standard input"
 	if file != "" {
 		f, err := os.Open(file)
 		if err != nil {
-			return "", fmt.Errorf("--password-file: %w", err)
+			return "", fmt.Errorf("%s: %w", flag, err)
 		}
 		defer f.Close()
-		src, what = f, file
+		src, from = f, file
 	}
 	line, err := bufio.NewReader(io.LimitReader(src, 4096)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("password: read %s: %w", what, err)
+		return "", fmt.Errorf("%s: read %s: %w", what, from, err)
 	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("password: %s is empty (give it on the first line)", what)
+	v := strings.TrimRight(line, "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("%s: %s is empty (give it on the first line)", what, from)
 	}
-	return pw, nil
+	return v, nil
 }

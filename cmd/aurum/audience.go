@@ -14,8 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode/utf8"
 
+	"github.com/aurumcdp/aurum/api"
+	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/spf13/cobra"
 )
 
@@ -48,21 +51,23 @@ published on aurum.audience.<name>.entered / .exited.
       --description "bought in the last 90 days, no refund"
   aurum audience list
   aurum audience members buyers --all
-  aurum audience export buyers --format csv --out buyers.csv`,
+  aurum audience export buyers --channel email --format csv --out buyers.csv`,
 	}
 	addClientFlags(cmd, &server, &token)
 	cmd.AddCommand(
 		newAudiencePutCmd(&server, &token, false),
 		newAudiencePutCmd(&server, &token, true),
 		newAudienceListCmd(&server, &token),
-		&cobra.Command{
-			Use:   "show NAME",
-			Short: "Print an audience: rule, description, version, size",
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return getAndPrint(cmd, server, token, "/v1/audiences/"+url.PathEscape(args[0]))
-			},
-		},
+		newListCmd("show NAME", "Print an audience: rule, description, version, size, times", cobra.ExactArgs(1), &server, &token,
+			func(args []string) string { return "/v1/audiences/" + url.PathEscape(args[0]) },
+			func(raw []byte) ([]string, [][]string, error) {
+				var a query.AudienceInfo
+				err := json.Unmarshal(raw, &a)
+				return []string{"FIELD", "VALUE"}, [][]string{{"name", a.Name}, {"size", strconv.FormatInt(a.Size, 10)},
+					{"version", strconv.FormatInt(a.Version, 10)}, {"rule", strings.Join(strings.Fields(a.Rule), " ")},
+					{"description", a.Description}, {"created", rfc3339(time.UnixMilli(a.Created))},
+					{"updated", rfc3339(time.UnixMilli(a.Updated))}}, err
+			}),
 		&cobra.Command{
 			Use:     "rm NAME",
 			Aliases: []string{"delete"},
@@ -239,12 +244,16 @@ func (c *client) doRule(ctx context.Context, method, path string, body []byte, o
 
 func newAudienceListCmd(server, token *string) *cobra.Command {
 	var asJSON bool
+	var output string
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List audiences: name, size, version and rule",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if asJSON {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if asJSON || output == outputJSON {
 				return getAndPrint(cmd, *server, *token, "/v1/audiences")
 			}
 			c, err := newClient(*server, *token)
@@ -270,29 +279,37 @@ func newAudienceListCmd(server, token *string) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON instead of a table")
+	addOutputFlag(cmd, &output)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "the same as --output json")
+	_ = cmd.Flags().MarkHidden("json")
 	return cmd
 }
 
 func newAudienceMembersCmd(server, token *string) *cobra.Command {
 	var limit int
 	var cursor string
-	var all bool
+	var all, withIDs bool
 	cmd := &cobra.Command{
-		Use:   "members NAME [--limit N] [--cursor C | --all]",
+		Use:   "members NAME [--limit N] [--cursor C | --all] [--identifiers]",
 		Short: "List an audience's members (profile id, since, rule version)",
 		Long: `List an audience's members in profile id order, one page of --limit as the API returns
 it ({"members": [...], "next": cursor}; pass next to --cursor for the following page).
 With --all the command follows the cursors itself and prints {"members": [...]} with every
-member, fetching --limit at a time. For identifiers and traits use aurum audience export.`,
+member, fetching --limit at a time. --identifiers adds each member's identifiers
+({"email": ["ann@example.com"], ...}); for traits, or only the people reachable on a channel,
+use aurum audience export.`,
 		Example: `  aurum audience members buyers --limit 10
-  aurum audience members buyers --all | jq -r '.members[].profile_id'`,
+  aurum audience members buyers --all | jq -r '.members[].profile_id'
+  aurum audience members buyers --identifiers --all | jq -r '.members[].identifiers.email[0]'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if limit < 1 || limit > 10000 {
 				return fmt.Errorf("--limit must be in [1, 10000], got %d", limit)
 			}
 			base := "/v1/audiences/" + url.PathEscape(args[0]) + "/members?limit=" + strconv.Itoa(limit)
+			if withIDs {
+				base += "&identifiers=true"
+			}
 			if !all {
 				return getAndPrint(cmd, *server, *token, base+"&cursor="+url.QueryEscape(cursor))
 			}
@@ -306,6 +323,7 @@ member, fetching --limit at a time. For identifiers and traits use aurum audienc
 	cmd.Flags().IntVar(&limit, "limit", 100, "members per page (1-10000)")
 	cmd.Flags().StringVar(&cursor, "cursor", "", "start after this cursor (the previous page's next)")
 	cmd.Flags().BoolVar(&all, "all", false, "follow the cursors and print every member")
+	cmd.Flags().BoolVar(&withIDs, "identifiers", false, "with each member's identifiers (email, phone, user_id, ...)")
 	return cmd
 }
 
@@ -362,9 +380,11 @@ func newAudienceExportCmd(server, token *string) *cobra.Command {
 With --out the file appears only when the export is complete (it is written beside it
 under a temporary name and renamed); a failed export leaves no file.
 
---channel (required) is what the export will be used for: members without consent for
-it are left out, and their number is printed on stderr. "none" is for uses that contact
-nobody (analysis, a warehouse): it leaves nobody out.
+--channel (required) is what the export will be used for: only the members reachable on
+it are exported. Members without consent for it, and members without an address for it
+(an email address for email, a phone number for sms), are left out; a summary on stderr
+says how many members were exported and how many were left out, and why. "none" is for
+uses that contact nobody (analysis, a warehouse): it leaves nobody out.
 
 Formats:
   csv     header profile_id,since,rule_version,email,phone,user_id,identifiers,traits;
@@ -392,14 +412,14 @@ Formats:
 				return err
 			}
 			path := "/v1/audiences/" + url.PathEscape(args[0]) + "/export?format=" + format + "&channel=" + url.QueryEscape(channel)
-			var excluded string
+			var tr http.Header
 			if out == "" || out == "-" {
-				excluded, err = c.stream(cmd.Context(), path, cmd.OutOrStdout())
+				tr, err = c.stream(cmd.Context(), path, cmd.OutOrStdout())
 			} else {
-				excluded, err = exportToFile(cmd.Context(), c, path, out)
+				tr, err = exportToFile(cmd.Context(), c, path, out)
 			}
-			if err == nil && excluded != "" && excluded != "0" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "aurum: %s members left out: no consent for %s\n", excluded, channel)
+			if err == nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), exportSummary(args[0], channel, tr))
 			}
 			return err
 		},
@@ -412,10 +432,10 @@ Formats:
 
 // exportToFile streams path into a temporary file beside name and renames it
 // to name once the whole body arrived.
-func exportToFile(ctx context.Context, c *client, path, name string) (excluded string, err error) {
+func exportToFile(ctx context.Context, c *client, path, name string) (trailer http.Header, err error) {
 	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
 	if err != nil {
-		return "", fmt.Errorf("--out: %w", err)
+		return nil, fmt.Errorf("--out: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -423,38 +443,62 @@ func exportToFile(ctx context.Context, c *client, path, name string) (excluded s
 			os.Remove(f.Name())
 		}
 	}()
-	if excluded, err = c.stream(ctx, path, f); err != nil {
-		return "", err
+	if trailer, err = c.stream(ctx, path, f); err != nil {
+		return nil, err
 	}
 	if err = f.Sync(); err != nil {
-		return "", fmt.Errorf("--out: %w", err)
+		return nil, fmt.Errorf("--out: %w", err)
 	}
 	if err = f.Close(); err != nil {
-		return "", fmt.Errorf("--out: %w", err)
+		return nil, fmt.Errorf("--out: %w", err)
 	}
 	if err = os.Chmod(f.Name(), 0o644); err != nil {
-		return "", fmt.Errorf("--out: %w", err)
+		return nil, fmt.Errorf("--out: %w", err)
 	}
 	if err = os.Rename(f.Name(), name); err != nil {
-		return "", fmt.Errorf("--out: %w", err)
+		return nil, fmt.Errorf("--out: %w", err)
 	}
-	return excluded, nil
+	return trailer, nil
+}
+
+// exportSummary is the line an export prints on stderr: how many members
+// were exported and how many were left out, and why (the response's
+// trailers, api.TrailerExported and the others).
+func exportSummary(audience, channel string, tr http.Header) string {
+	n := func(k string) string {
+		if v := tr.Get(k); v != "" {
+			return v
+		}
+		return "0"
+	}
+	line := fmt.Sprintf("aurum: %s for channel %s: %s exported", audience, channel, n(api.TrailerExported))
+	var out []string
+	if v := n(api.TrailerConsentExcluded); v != "0" {
+		out = append(out, v+" without consent for "+channel)
+	}
+	if v := n(api.TrailerNoAddressExcluded); v != "0" {
+		out = append(out, v+" without an address for "+channel)
+	}
+	if len(out) == 0 {
+		return line + "; nobody left out"
+	}
+	return line + "; left out: " + strings.Join(out, ", ")
 }
 
 // stream GETs path and copies the body to w as it arrives. It returns the
-// response's Aurum-Consent-Excluded trailer. The client's overall timeout
-// does not apply (an export may take long); ctx ends it.
-func (c *client) stream(ctx context.Context, path string, w io.Writer) (string, error) {
+// response's trailers. The client's overall timeout does not apply (an
+// export may take long); ctx ends it.
+func (c *client) stream(ctx context.Context, path string, w io.Writer) (http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.server+path, nil)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	hc := *c.hc
 	hc.Timeout = 0
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("cannot reach %s: %w", c.server, err)
+		return nil, fmt.Errorf("cannot reach %s: %w", c.server, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -463,11 +507,11 @@ func (c *client) stream(ctx context.Context, path string, w io.Writer) (string, 
 		if json.Unmarshal(data, ae) != nil || ae.Msg == "" {
 			ae.Msg = strings.TrimSpace(string(data))
 		}
-		return "", ae
+		return nil, ae
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
-		return "", fmt.Errorf("export interrupted after %d bytes: %w", n, err)
+		return nil, fmt.Errorf("export interrupted after %d bytes: %w", n, err)
 	}
-	return resp.Trailer.Get("Aurum-Consent-Excluded"), nil
+	return resp.Trailer, nil
 }

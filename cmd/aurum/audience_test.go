@@ -75,7 +75,7 @@ func TestAudienceCLI(t *testing.T) {
 
 	// The three buyers enter (backfill of the events ingested before).
 	check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
-		out, code := aurumCLI(t, env, "audience", "show", "buyers")
+		out, code := aurumCLI(t, env, "audience", "show", "buyers", "--output", "json")
 		if code != 0 || json.Unmarshal([]byte(out), &a) != nil {
 			return fmt.Errorf("show: exit %d: %s", code, out)
 		}
@@ -100,6 +100,16 @@ func TestAudienceCLI(t *testing.T) {
 	if out := run(0, "audience", "list", "--json"); json.Unmarshal([]byte(out), &list) != nil || len(list.Audiences) != 1 || list.Audiences[0].Size != 3 {
 		t.Fatalf("list --json:\n%s", out)
 	}
+	// The output convention: --output json, RFC 3339 times (created_ms
+	// was epoch milliseconds); a table by default.
+	out = run(0, "audience", "list", "--output", "json")
+	if json.Unmarshal([]byte(out), &list) != nil || len(list.Audiences) != 1 || strings.Contains(out, "_ms") ||
+		!regexp.MustCompile(`"created": "\d{4}-\d\d-\d\dT`).MatchString(out) {
+		t.Fatalf("list --output json:\n%s", out)
+	}
+	if out := run(0, "audience", "show", "buyers"); !strings.HasPrefix(out, "FIELD") || !regexp.MustCompile(`(?m)^created +\d{4}-`).MatchString(out) {
+		t.Fatalf("show (a table):\n%s", out)
+	}
 
 	// update keeps the description when only the rule changes.
 	out = run(0, "audience", "update", "buyers", "--rule", `count("Order Completed") >= 1 or count("Product Viewed") >= 1`)
@@ -121,7 +131,7 @@ func TestAudienceCLI(t *testing.T) {
 		t.Fatalf("update printed %+v (%v):\n%s", a, err, out)
 	}
 	check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
-		if out, code := aurumCLI(t, env, "audience", "show", "buyers"); code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.Size != 3 {
+		if out, code := aurumCLI(t, env, "audience", "show", "buyers", "--output", "json"); code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.Size != 3 {
 			return fmt.Errorf("show: exit %d: %s", code, out)
 		}
 		return nil
@@ -155,8 +165,8 @@ func TestAudienceCLI(t *testing.T) {
 
 	// export --format csv --out FILE: the three buyers with their emails.
 	file := filepath.Join(t.TempDir(), "buyers.csv")
-	if out := run(0, "audience", "export", "buyers", "--channel", "email", "--format", "csv", "--out", file); out != "" {
-		t.Fatalf("export --out printed %q", out)
+	if out := run(0, "audience", "export", "buyers", "--channel", "email", "--format", "csv", "--out", file); out != "aurum: buyers for channel email: 3 exported; nobody left out\n" {
+		t.Fatalf("export --out printed %q, want only the summary", out)
 	}
 	f, err := os.Open(file)
 	if err != nil {
@@ -193,7 +203,12 @@ func TestAudienceCLI(t *testing.T) {
 	if out := run(1, "audience", "export", "buyers", "--channel", "fax"); !strings.Contains(out, "400") || !strings.Contains(out, `"fax"`) {
 		t.Fatalf("export --channel fax:\n%s", out)
 	}
-	if out := run(0, "audience", "export", "buyers", "--channel", "sms", "--format", "ndjson"); strings.Count(out, "\n") != 3 || !strings.Contains(out, `"ann@example.com"`) {
+	// sms: nobody has a phone number (it listed all three before).
+	if out := run(0, "audience", "export", "buyers", "--channel", "sms", "--format", "ndjson"); strings.Contains(out, "profile_id") ||
+		!strings.Contains(out, "0 exported; left out: 3 without an address for sms") {
+		t.Fatalf("export --channel sms:\n%s", out)
+	}
+	if out := run(0, "audience", "export", "buyers", "--channel", "none", "--format", "ndjson"); strings.Count(out, "profile_id") != 3 || !strings.Contains(out, `"ann@example.com"`) {
 		t.Fatalf("export to stdout:\n%s", out)
 	}
 

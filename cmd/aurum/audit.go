@@ -38,8 +38,11 @@ func newAuditCmd() *cobra.Command {
 (a bad token, a 4xx), in the order they happened. Entries cannot be edited or deleted, not even
 through the NATS API. A profile reference is shown as its type and keyed hash, never in plaintext.
 
---since takes an RFC 3339 time or the cursor printed after a page ("next"); the next page is
+Without --since it shows the newest --limit entries. --since takes an RFC 3339 time or the
+cursor printed after a page ("next") and shows the entries from there on; the next page is
 aurum audit --since NEXT.`,
+		Example: `  aurum audit --limit 20
+  aurum audit --since 2026-01-01T00:00:00Z --limit 1000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newClient(server, token)
@@ -49,6 +52,8 @@ aurum audit --since NEXT.`,
 			q := url.Values{}
 			if since != "" {
 				q.Set("since", since)
+			} else {
+				q.Set("newest", "true")
 			}
 			q.Set("limit", fmt.Sprint(limit))
 			path := "/v1/audit?" + q.Encode()
@@ -80,7 +85,7 @@ aurum audit --since NEXT.`,
 		},
 	}
 	addClientFlags(cmd, &server, &token)
-	cmd.Flags().StringVar(&since, "since", "", "start at this RFC 3339 time or cursor (default: the beginning)")
+	cmd.Flags().StringVar(&since, "since", "", "start at this RFC 3339 time or cursor (default: the newest --limit entries)")
 	cmd.Flags().IntVar(&limit, "limit", 100, "maximum entries (1-1000)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON answer")
 	return cmd

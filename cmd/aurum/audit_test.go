@@ -57,6 +57,19 @@ func TestAuditSurvivesRestart(t *testing.T) {
 		!strings.Contains(lines[2], "unauthenticated") || !strings.Contains(lines[3], "GET /v1/audit") {
 		t.Fatalf("aurum audit printed:\n%s", out)
 	}
+	// --limit without --since shows the newest entries (it showed the
+	// oldest): the three above and this run's own GET, newest last.
+	cmd = exec.Command(aurumBin, "audit", "--server", n.HTTP, "--limit", "2")
+	cmd.Env = append(os.Environ(), "AURUM_ADMIN_TOKEN="+testAdminToken)
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("aurum audit --limit 2: %v: %s", err, out)
+	}
+	lines = strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "3 ") || !strings.Contains(lines[1], "GET /v1/audit") ||
+		!strings.HasPrefix(lines[2], "4 ") || !strings.Contains(lines[2], "GET /v1/audit") {
+		t.Fatalf("aurum audit --limit 2 printed (want the newest two, seq 3 and 4):\n%s", out)
+	}
 	cmd = exec.Command(aurumBin, "audit", "--server", n.HTTP, "--since", "yesterday")
 	cmd.Env = append(os.Environ(), "AURUM_ADMIN_TOKEN="+testAdminToken)
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "since") {

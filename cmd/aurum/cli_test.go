@@ -88,4 +88,24 @@ func TestFirstStartTokenAndCLI(t *testing.T) {
 	if out, code := aurumCLI(t, env, "serve", "--fsync", "sometimes", "--data-dir", t.TempDir()); code == 0 || !strings.Contains(out, "--fsync") {
 		t.Fatalf("aurum serve with a bad flag value: exit %d: %s", code, out)
 	}
+
+	// A lost token: a restart with a new $AURUM_ADMIN_TOKEN. The new one
+	// works, the generated one does not, and the node says so (it
+	// replaced it silently before).
+	if strings.Contains(n.logText(), "replaces the one generated") {
+		t.Fatalf("a start without a given token warned of a replaced one:\n%s", n.logText())
+	}
+	n.stop()
+	n.noToken = false
+	n.restart()
+	if !strings.Contains(n.logText(), "replaces the one generated on first start") {
+		t.Errorf("a given admin token replaced the generated one without a word:\n%s", n.logText())
+	}
+	if out, code := aurumCLI(t, env, "source", "list"); code == 0 || !strings.Contains(out, "401") {
+		t.Errorf("the generated token after it was replaced: exit %d: %s", code, out)
+	}
+	env[1] = "AURUM_ADMIN_TOKEN=" + testAdminToken
+	if out, code := aurumCLI(t, env, "source", "list"); code != 0 {
+		t.Errorf("the given token: exit %d: %s", code, out)
+	}
 }

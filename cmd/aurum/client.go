@@ -25,9 +25,15 @@ type client struct {
 }
 
 func addClientFlags(cmd *cobra.Command, server, token *string) {
+	addClientFlagsDefault(cmd, server, token, "http://127.0.0.1:8080")
+}
+
+// addClientFlagsDefault is addClientFlags with the --server used when
+// $AURUM_SERVER is not set (digest: none, it then reads a data directory).
+func addClientFlagsDefault(cmd *cobra.Command, server, token *string, fallback string) {
 	def := os.Getenv("AURUM_SERVER")
 	if def == "" {
-		def = "http://127.0.0.1:8080"
+		def = fallback
 	}
 	cmd.PersistentFlags().StringVar(server, "server", def, "Aurum HTTP API base URL (default $AURUM_SERVER)")
 	cmd.PersistentFlags().StringVar(token, "token", "", "bearer token: the admin token or an API token with the role the command needs (default $AURUM_ADMIN_TOKEN)")
@@ -155,8 +161,53 @@ func getAndPrint(cmd *cobra.Command, server, token, path string) error {
 
 func newSourceCmd() *cobra.Command {
 	var server, token string
-	cmd := &cobra.Command{Use: "source", Short: "Manage ingest sources"}
+	cmd := &cobra.Command{Use: "source", Short: "Manage ingest sources",
+		Long: `Manage ingest sources. Each source has a write key (shown once, only its hash is kept) that
+producers send as the HTTP Basic user name or as the NATS password of user <source>.
+rotate-key gives a source a new key and keeps the old one working for --grace (default 24h,
+at most 720h; 0s ends it at once) while producers switch; rm deletes a source and ends its
+keys (its events stay).`,
+		Example: `  aurum source add shop
+  aurum source list
+  aurum source rotate-key shop --grace 24h
+  aurum source rm shop`}
 	addClientFlags(cmd, &server, &token)
+	var grace time.Duration
+	rotate := &cobra.Command{
+		Use:   "rotate-key NAME [--grace 24h]",
+		Short: "Give a source a new write key (shown once); the old one works for --grace",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]string{"grace": grace.String()})
+			var out map[string]string
+			if err := c.do(cmd.Context(), http.MethodPost, "/v1/sources/"+url.PathEscape(args[0])+"/rotate-key", body, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the old key keeps working (0s: not at all; at most 720h)")
+	rm := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Delete a source: its write keys stop working (its events stay)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(server, token)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/sources/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted source %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(rotate, rm)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "add NAME",
 		Short: "Create a source and print its write key (shown once)",
@@ -173,14 +224,23 @@ func newSourceCmd() *cobra.Command {
 			}
 			return printJSON(cmd.OutOrStdout(), out)
 		},
-	}, &cobra.Command{
-		Use:   "list",
-		Short: "List sources",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return getAndPrint(cmd, server, token, "/v1/sources")
-		},
-	})
+	}, newListCmd("list", "List sources (never their keys)", cobra.NoArgs, &server, &token,
+		func([]string) string { return "/v1/sources" },
+		func(raw []byte) ([]string, [][]string, error) {
+			var out struct {
+				Sources []struct {
+					Name     string    `json:"name"`
+					Created  time.Time `json:"created"`
+					OldUntil time.Time `json:"old_key_valid_until"`
+				} `json:"sources"`
+			}
+			err := json.Unmarshal(raw, &out)
+			rows := make([][]string, len(out.Sources))
+			for i, s := range out.Sources {
+				rows[i] = []string{s.Name, rfc3339(s.Created), rfc3339(s.OldUntil)}
+			}
+			return []string{"NAME", "CREATED", "OLD KEY VALID UNTIL"}, rows, err
+		}))
 	return cmd
 }
 

@@ -240,12 +240,13 @@ func TestConsentEnforced(t *testing.T) {
 		t.Errorf("ann's sms consent %v, want granted by default", c)
 	}
 
-	// Exports: email leaves Ann and Bob out (counted), sms keeps everyone.
+	// Exports: email leaves Ann and Bob out (counted), push (no address
+	// needed) keeps everyone.
 	for _, tc := range []struct {
 		channel  string
 		want     []string
 		excluded string
-	}{{"email", []string{ids["cy"]}, "2"}, {"sms", []string{ids["ann"], ids["bob"], ids["cy"]}, "0"}} {
+	}{{"email", []string{ids["cy"]}, "2"}, {"push", []string{ids["ann"], ids["bob"], ids["cy"]}, "0"}} {
 		got, excluded := exportMembers(t, n, "buyers", tc.channel)
 		slices.Sort(tc.want)
 		if !slices.Equal(got, tc.want) || excluded != tc.excluded {
@@ -262,7 +263,7 @@ func TestConsentEnforced(t *testing.T) {
 		t.Errorf("profile consent fax=false: exit %d:\n%s", code, out)
 	}
 	if out, code := aurumCLI(t, env, "audience", "export", "buyers", "--channel", "email", "--format", "ndjson"); code != 0 ||
-		strings.Count(out, "profile_id") != 1 || !strings.Contains(out, "2 members left out: no consent for email") {
+		strings.Count(out, "profile_id") != 1 || !strings.Contains(out, "aurum: buyers for channel email: 1 exported; left out: 2 without consent for email") {
 		t.Errorf("export --channel email: exit %d:\n%s", code, out)
 	}
 	if out, code := aurumCLI(t, env, "serve", "--data-dir", t.TempDir(), "--consent-default", "maybe"); code != 1 || !strings.Contains(out, "--consent-default") {

@@ -17,6 +17,7 @@ import (
 	"github.com/aurumcdp/aurum/importer"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 type importFlags struct {
@@ -35,8 +36,13 @@ func newImportCmd() *cobra.Command {
 		Short: "Load history files (CRM exports, POS files) into Aurum",
 		Long: `Load history files through a running node. Every row becomes an event of source S and
 goes through the same validation as the tracking API; rejected rows are counted and written,
-with their reasons, to --reasons. Each row gets a deterministic messageId (unless it has one),
-so re-importing the same file adds nothing within the dedup window (serve --dedup-window).
+with their reasons, to --reasons (created when the first row is rejected; an existing file is
+never overwritten: the default name holds the time of the run). Each row gets a deterministic
+messageId (unless it has one), so re-importing the same file adds nothing within the dedup
+window (serve --dedup-window): the summary counts those rows as duplicates, apart from the
+new (accepted) and the rejected ones. A revenue or total property that is not a number is
+imported but ignored as revenue: the import warns about it (on stderr, and counted in the
+summary). The progress bar is drawn on stderr when it is a terminal.
 
 CSV needs a column mapping, from --mapping FILE (YAML) or from flags:
   --id email=email --id card=loyalty_id     identifier columns (column=type)
@@ -47,7 +53,10 @@ CSV needs a column mapping, from --mapping FILE (YAML) or from flags:
 JSON files hold an array of Segment messages or {"batch": [...]}; NDJSON one message per line;
 XML <events><event type="track">...</event></events> (see the importer package).
 
-Exit status: 0 when every row was accepted, 2 when some were rejected, 1 on failure.`,
+Exit status: 0 when no row was rejected, 2 when some were, 1 on failure.`,
+		Example: `  aurum import --source crm --id email=email --id crm_id=crm_id --trait first_name=first_name crm.csv
+  aurum import --source pos --id card=loyalty_id --event "Order Completed" --prop amount=revenue --timestamp date pos.csv
+  aurum import --source web events.ndjson`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runImport(cmd.Context(), cmd, f, args) },
 	}
@@ -65,9 +74,9 @@ Exit status: 0 when every row was accepted, 2 when some were rejected, 1 on fail
 	fl.StringVar(&f.timeLayout, "time-layout", "", "CSV: Go time layout of --timestamp")
 	fl.StringVar(&f.comma, "comma", "", `CSV: field separator ("," default, "\t", or "ws" for whitespace)`)
 	fl.StringVar(&f.messageID, "message-id", "", "CSV: column holding a messageId")
-	fl.StringVar(&f.reasons, "reasons", "aurum-import-rejected.ndjson", "file receiving rejected rows and their reasons (NDJSON)")
+	fl.StringVar(&f.reasons, "reasons", "", "new file receiving rejected rows and their reasons (NDJSON; default aurum-import-rejected-<time>.ndjson)")
 	fl.IntVar(&f.batchBytes, "batch-bytes", 400<<10, "bytes per request (at most 500 KB)")
-	fl.BoolVar(&f.noProgress, "no-progress", false, "do not draw a progress bar")
+	fl.BoolVar(&f.noProgress, "no-progress", false, "do not draw a progress bar (none is drawn when stderr is not a terminal)")
 	_ = cmd.MarkFlagRequired("source")
 	return cmd
 }
@@ -144,7 +153,44 @@ func formatOf(flag, path string) (importer.Format, error) {
 }
 
 // importStats counts one import run.
-type importStats struct{ rows, accepted, rejected int }
+type importStats struct{ rows, accepted, duplicates, rejected, warnings int }
+
+// maxWarningLines bounds the warnings printed on stderr; the summary
+// counts them all.
+const maxWarningLines = 10
+
+// reasonsFile is the --reasons file, created on the first rejected row
+// and never over an existing file.
+type reasonsFile struct {
+	path string
+	f    *os.File
+	w    *bufio.Writer
+	enc  *json.Encoder
+}
+
+func (r *reasonsFile) write(rec rejectRecord) error {
+	if r.f == nil {
+		f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return fmt.Errorf("--reasons: %w", err)
+		}
+		r.f, r.w = f, bufio.NewWriter(f)
+		r.enc = json.NewEncoder(r.w)
+	}
+	return r.enc.Encode(rec)
+}
+
+func (r *reasonsFile) close() error {
+	if r.f == nil {
+		return nil
+	}
+	err := r.w.Flush()
+	if cerr := r.f.Close(); err == nil {
+		err = cerr
+	}
+	r.f = nil
+	return err
+}
 
 // rejectRecord is one line of the reasons file.
 type rejectRecord struct {
@@ -174,34 +220,59 @@ func runImport(ctx context.Context, cmd *cobra.Command, f importFlags, files []s
 			return err
 		}
 	}
-	rf, err := os.Create(f.reasons)
-	if err != nil {
-		return fmt.Errorf("--reasons: %w", err)
+	if f.reasons == "" {
+		f.reasons = defaultReasonsPath(time.Now())
+	} else if _, err := os.Lstat(f.reasons); err == nil {
+		return fmt.Errorf("--reasons %s exists (from an earlier import?): name another file or remove it", f.reasons)
 	}
-	defer rf.Close()
-	rw := bufio.NewWriter(rf)
-	defer rw.Flush()
-	renc := json.NewEncoder(rw)
+	rf := &reasonsFile{path: f.reasons}
+	defer rf.close()
 	var st importStats
 	for _, path := range files {
-		if err := importFile(ctx, cmd, c, f, m, path, renc, &st); err != nil {
+		if err := importFile(ctx, cmd, c, f, m, path, rf, &st); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "imported %d file(s): %d rows, %d accepted, %d rejected", len(files), st.rows, st.accepted, st.rejected)
+	if err := rf.close(); err != nil {
+		return fmt.Errorf("--reasons: %w", err)
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "imported %d file(s): %d rows, %d accepted, %d duplicates, %d rejected", len(files), st.rows, st.accepted, st.duplicates, st.rejected)
+	if st.warnings > 0 {
+		fmt.Fprintf(out, ", %d warnings", st.warnings)
+	}
 	if st.rejected > 0 {
-		fmt.Fprintf(cmd.OutOrStdout(), " (reasons in %s)\n", f.reasons)
-		if err := rw.Flush(); err != nil {
-			return err
-		}
+		fmt.Fprintf(out, " (reasons in %s)\n", f.reasons)
 		return exitError{code: 2}
 	}
-	fmt.Fprintln(cmd.OutOrStdout())
+	fmt.Fprintln(out)
+	return nil
+}
+
+// defaultReasonsPath is a reasons file name of the run's time that no file
+// holds yet (-2, -3, ... after runs in the same second).
+func defaultReasonsPath(now time.Time) string {
+	base := "aurum-import-rejected-" + now.UTC().Format("20060102T150405Z")
+	p := base + ".ndjson"
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(p); err != nil {
+			return p
+		}
+		p = fmt.Sprintf("%s-%d.ndjson", base, i)
+	}
+}
+
+// progressOut is where import draws its progress bar: stderr when it is a
+// terminal, else nowhere (nil).
+func progressOut(cmd *cobra.Command) io.Writer {
+	if w, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(w.Fd())) {
+		return w
+	}
 	return nil
 }
 
 func importFile(ctx context.Context, cmd *cobra.Command, c *client, f importFlags, m importer.Mapping,
-	path string, renc *json.Encoder, st *importStats) error {
+	path string, rf *reasonsFile, st *importStats) error {
 	format, err := formatOf(f.format, path)
 	if err != nil {
 		return err
@@ -212,9 +283,11 @@ func importFile(ctx context.Context, cmd *cobra.Command, c *client, f importFlag
 	}
 	defer file.Close()
 	var in io.Reader = file
-	if !f.noProgress {
+	if pw := progressOut(cmd); pw != nil && !f.noProgress {
 		if fi, err := file.Stat(); err == nil {
-			bar := progressbar.DefaultBytes(fi.Size(), filepath.Base(path))
+			bar := progressbar.NewOptions64(fi.Size(), progressbar.OptionSetWriter(pw), progressbar.OptionSetDescription(filepath.Base(path)),
+				progressbar.OptionShowBytes(true), progressbar.OptionShowCount(), progressbar.OptionThrottle(65*time.Millisecond),
+				progressbar.OptionFullWidth(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(pw) }))
 			defer bar.Finish()
 			in = io.TeeReader(file, bar)
 		}
@@ -235,13 +308,14 @@ func importFile(ctx context.Context, cmd *cobra.Command, c *client, f importFlag
 			return err
 		}
 		st.accepted += res.Accepted
+		st.duplicates += res.Duplicates
 		for _, rj := range res.Rejected {
 			line := 0
 			if rj.Index >= 0 && rj.Index < len(lines) {
 				line = lines[rj.Index]
 			}
 			st.rejected++
-			if err := renc.Encode(rejectRecord{File: path, Line: line, Field: rj.Field, Reason: rj.Reason}); err != nil {
+			if err := rf.write(rejectRecord{File: path, Line: line, Field: rj.Field, Reason: rj.Reason}); err != nil {
 				return err
 			}
 		}
@@ -259,15 +333,20 @@ func importFile(ctx context.Context, cmd *cobra.Command, c *client, f importFlag
 		st.rows++
 		if row.Err != nil {
 			st.rejected++
-			if err := renc.Encode(rejectRecord{File: path, Line: row.Line, Reason: row.Err.Error()}); err != nil {
+			if err := rf.write(rejectRecord{File: path, Line: row.Line, Reason: row.Err.Error()}); err != nil {
 				return err
 			}
 			continue
 		}
+		for _, w := range row.Warnings {
+			if st.warnings++; st.warnings <= maxWarningLines {
+				fmt.Fprintf(cmd.ErrOrStderr(), "aurum: warning: %s line %d: %s\n", path, row.Line, w)
+			}
+		}
 		data, err := json.Marshal(row.Message)
 		if err != nil {
 			st.rejected++
-			if err := renc.Encode(rejectRecord{File: path, Line: row.Line, Reason: err.Error()}); err != nil {
+			if err := rf.write(rejectRecord{File: path, Line: row.Line, Reason: err.Error()}); err != nil {
 				return err
 			}
 			continue
@@ -286,8 +365,9 @@ func importFile(ctx context.Context, cmd *cobra.Command, c *client, f importFlag
 
 // importResult is the answer of /v1/import.
 type importResult struct {
-	Accepted int `json:"accepted"`
-	Rejected []struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+	Rejected   []struct {
 		Index  int    `json:"index"`
 		Field  string `json:"field"`
 		Reason string `json:"reason"`

@@ -48,14 +48,14 @@ func writeFile(t *testing.T, dir, name, content string) string {
 }
 
 // importSummary parses the summary line of aurum import.
-var importSummary = regexp.MustCompile(`imported (\d+) file\(s\): (\d+) rows, (\d+) accepted, (\d+) rejected`)
+var importSummary = regexp.MustCompile(`imported (\d+) file\(s\): (\d+) rows, (\d+) accepted, (\d+) duplicates, (\d+) rejected`)
 
-func checkSummary(t *testing.T, stdout string, files, rows, accepted, rejected int) {
+func checkSummary(t *testing.T, stdout string, files, rows, accepted, duplicates, rejected int) {
 	t.Helper()
 	m := importSummary.FindStringSubmatch(stdout)
-	want := fmt.Sprint(files, rows, accepted, rejected)
+	want := fmt.Sprint(files, rows, accepted, duplicates, rejected)
 	if m == nil || strings.Join(m[1:], " ") != want {
-		t.Errorf("summary %q, want files rows accepted rejected = %s", stdout, want)
+		t.Errorf("summary %q, want files rows accepted duplicates rejected = %s", stdout, want)
 	}
 }
 
@@ -70,6 +70,9 @@ type reasonLine struct {
 func readReasons(t *testing.T, path string) []reasonLine {
 	t.Helper()
 	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil // created on the first rejected row only
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,9 +148,13 @@ func TestImportBadInput(t *testing.T) {
 		if code != 2 {
 			t.Fatalf("round %d: exit %d, want 2 (rows rejected)\nstdout: %s\nstderr: %s", round, code, stdout, stderr)
 		}
-		// Accepted counts the rows the node took; on the second round the
-		// node drops them as duplicates when it applies them.
-		checkSummary(t, stdout, 1, 7, 3, 4)
+		// Accepted counts the new rows; on the second round the node holds
+		// them already: duplicates.
+		if round == 1 {
+			checkSummary(t, stdout, 1, 7, 3, 0, 4)
+		} else {
+			checkSummary(t, stdout, 1, 7, 0, 3, 4)
+		}
 		if !strings.Contains(stdout, reasons) {
 			t.Errorf("summary %q does not name the reasons file", stdout)
 		}
@@ -214,7 +221,7 @@ func TestImportBadInput(t *testing.T) {
 			if code != wantCode {
 				t.Fatalf("%s: exit %d, want %d\nstdout: %s\nstderr: %s", f.name, code, wantCode, stdout, stderr)
 			}
-			checkSummary(t, stdout, 1, f.rows, f.rows-f.rejected, f.rejected)
+			checkSummary(t, stdout, 1, f.rows, f.rows-f.rejected, 0, f.rejected)
 			if got := readReasons(t, reasons); len(got) != f.rejected || (f.rejected > 0 && got[0].Line != f.badLine) {
 				t.Errorf("%s: reasons %+v, want %d on line %d", f.name, got, f.rejected, f.badLine)
 			}
@@ -264,4 +271,73 @@ func TestImportBadInput(t *testing.T) {
 			t.Errorf("a failed import imported a row")
 		}
 	})
+}
+
+// TestImportFirstContact: what a new user met in aurum import. A revenue
+// that is not a number is imported with a warning naming the line and the
+// property (it was stored without a word, and revenue ignored it); a
+// reasons file is never overwritten (an explicit existing one is refused
+// before anything is sent, the default name is new per run); no progress
+// bar is drawn when the output is not a terminal.
+func TestImportFirstContact(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real aurum process")
+	}
+	n := startNode(t, t.TempDir())
+	n.createSource("pos")
+	dir := t.TempDir()
+	csv := writeFile(t, dir, "pos.csv", "card,amount,date\nL1,abc,2024-01-02\nL2,42.5,2024-01-03\n,7,2024-01-04\n")
+	args := []string{"import", "--server", n.HTTP, "--source", "pos", "--id", "card=loyalty_id", "--event", "Order Completed",
+		"--prop", "amount=revenue", "--timestamp", "date", "--time-layout", "2006-01-02", csv}
+
+	existing := writeFile(t, dir, "old.reasons", "keep me\n")
+	code, stdout, stderr := runAurum(t, append(args[:len(args):len(args)], "--reasons", existing)...)
+	if code != 1 || !strings.Contains(stderr, "--reasons "+existing+" exists") {
+		t.Fatalf("an existing --reasons file: exit %d stdout %q stderr %q, want exit 1 naming it", code, stdout, stderr)
+	}
+	if b, _ := os.ReadFile(existing); string(b) != "keep me\n" {
+		t.Fatalf("the existing reasons file was overwritten: %q", b)
+	}
+
+	// The default reasons file, in the working directory, twice.
+	var reasonFiles []string
+	for round := 1; round <= 2; round++ {
+		cmd := exec.Command(aurumBin, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "AURUM_ADMIN_TOKEN="+testAdminToken)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Fatalf("round %d: %v, want exit 2 (a row without an identifier)\nstdout: %s\nstderr: %s", round, err, out.String(), errOut.String())
+		}
+		if round == 1 {
+			checkSummary(t, out.String(), 1, 3, 2, 0, 1)
+		} else {
+			checkSummary(t, out.String(), 1, 3, 0, 2, 1)
+		}
+		if !strings.Contains(out.String(), ", 1 warnings") {
+			t.Errorf("round %d: summary %q does not count the warning", round, out.String())
+		}
+		if want := csv + " line 2: properties.revenue is \"abc\", not a number"; !strings.Contains(errOut.String(), want) {
+			t.Errorf("round %d: stderr %q, want a warning %q", round, errOut.String(), want)
+		}
+		for _, s := range []string{out.String(), errOut.String()} {
+			if strings.ContainsAny(s, "\r\x1b") || strings.Contains(s, "%|") {
+				t.Errorf("round %d: a progress bar was drawn into a pipe: %q", round, s)
+			}
+		}
+		m := regexp.MustCompile(`reasons in (\S+)\)`).FindStringSubmatch(out.String())
+		if m == nil {
+			t.Fatalf("round %d: summary %q names no reasons file", round, out.String())
+		}
+		reasonFiles = append(reasonFiles, m[1])
+		if got := readReasons(t, filepath.Join(dir, m[1])); len(got) != 1 || got[0].Line != 4 {
+			t.Errorf("round %d: reasons %+v, want line 4", round, got)
+		}
+	}
+	if reasonFiles[0] == reasonFiles[1] {
+		t.Errorf("both runs wrote the reasons file %s", reasonFiles[0])
+	}
 }

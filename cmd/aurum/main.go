@@ -12,6 +12,7 @@
 //	aurum audit                      the audit log of management actions
 //	aurum token add --name N --role R  create an API token (admin, editor, viewer, privacy)
 //	aurum user add --name N --role R   create a person who logs in (password + TOTP)
+//	aurum version                    the version and commit of this build (or --version)
 package main
 
 import (
@@ -49,9 +50,11 @@ func newRoot() *cobra.Command {
 		Use:           "aurum",
 		Short:         "Aurum: an open-source customer data platform",
 		Long:          "Aurum ingests customer events (Segment-compatible HTTP API, NATS, batch files), unifies them into one Golden Customer Record per person and keeps them on a replayable log.",
+		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd(), newPrivacyCmd(), newAuditCmd(), newTokenCmd(), newUserCmd(), newClusterCmd())
+	root.SetVersionTemplate("aurum {{.Version}}\n")
+	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd(), newPrivacyCmd(), newAuditCmd(), newTokenCmd(), newUserCmd(), newDestinationCmd(), newClusterCmd(), newVersionCmd())
 	return root
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
@@ -21,7 +23,7 @@ func newReplayCmd() *cobra.Command {
 		Short: "Rebuild the projections from the log while the node keeps serving",
 		Long: `Rebuild every projection (GCR, identity, audiences) from the log into a fresh set beside the
 live one, while the node keeps serving. When the rebuild has caught up, it is swapped in
-atomically. A progress bar shows events/s and the ETA. Outputs the replay derives are never
+atomically. A progress bar shows log entries/s and the ETA. Outputs the replay derives are never
 re-emitted.
 
 --from start (default) replays the whole log. --from snapshot starts from the latest snapshot
@@ -72,7 +74,7 @@ func followReplay(ctx context.Context, cmd *cobra.Command, c *client, noProgress
 		done := int64(st.Applied) - int64(st.From) + 1
 		switch {
 		case noProgress:
-			fmt.Fprintf(cmd.ErrOrStderr(), "replay %s: %d/%d  %.0f entries/s  eta %.0fs\n", st.Status, st.Applied, st.Target, st.Rate, st.ETA)
+			fmt.Fprintln(cmd.ErrOrStderr(), replayLine(st))
 		case total > 0:
 			if bar == nil {
 				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(cmd.ErrOrStderr()),
@@ -103,6 +105,27 @@ func followReplay(ctx context.Context, cmd *cobra.Command, c *client, noProgress
 	}
 }
 
+// replayLine is the status line of --no-progress: log entries (the unit
+// of a replay's position and rate), an ETA only once there is a rate, and
+// a dry run's last phase is "comparing" (it swaps nothing).
+func replayLine(st engine.RebuildStatus) string {
+	status, kind := st.Status, "replay"
+	if st.DryRun {
+		kind = "replay (dry run)"
+		if status == "swapping" {
+			status = "comparing"
+		}
+	}
+	eta := "eta -"
+	switch {
+	case st.Status == "running" && st.Rate > 0:
+		eta = fmt.Sprintf("eta %.0fs", st.ETA)
+	case st.Status != "running":
+		eta = ""
+	}
+	return strings.TrimSpace(fmt.Sprintf("%s %s: %d/%d entries  %.0f entries/s  %s", kind, status, st.Applied, st.Target, st.Rate, eta))
+}
+
 func newSnapshotCmd() *cobra.Command {
 	var server, token string
 	cmd := &cobra.Command{Use: "snapshot", Short: "Snapshots of the projections with their log position"}
@@ -122,13 +145,18 @@ func newSnapshotCmd() *cobra.Command {
 			}
 			return printJSON(cmd.OutOrStdout(), out)
 		},
-	}, &cobra.Command{
-		Use:   "list",
-		Short: "List snapshots",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return getAndPrint(cmd, server, token, "/v1/snapshots")
-		},
-	})
+	}, newListCmd("list", "List snapshots", cobra.NoArgs, &server, &token,
+		func([]string) string { return "/v1/snapshots" },
+		func(raw []byte) ([]string, [][]string, error) {
+			var out struct {
+				Snapshots []engine.SnapshotInfo `json:"snapshots"`
+			}
+			err := json.Unmarshal(raw, &out)
+			rows := make([][]string, len(out.Snapshots))
+			for i, sn := range out.Snapshots {
+				rows[i] = []string{strconv.FormatUint(sn.Seq, 10), rfc3339(sn.Created), sn.Path}
+			}
+			return []string{"SEQ", "CREATED", "PATH"}, rows, err
+		}))
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/internal/check"
 )
 
@@ -128,5 +129,25 @@ func TestReplayAndDigest(t *testing.T) {
 	n.stop()
 	if got := digestOf(t, dataDir); got != strings.SplitN(swapped, "\n", 2)[0] {
 		t.Fatalf("offline digest %q, online %q", got, swapped)
+	}
+}
+
+// TestReplayStatusLine: the --no-progress status lines count log entries
+// only, show no ETA before there is a rate (they began with "eta 0s"), and
+// a dry run says "comparing" where a replay swaps (it swaps nothing).
+func TestReplayStatusLine(t *testing.T) {
+	for _, tt := range []struct {
+		st   engine.RebuildStatus
+		want string
+	}{
+		{engine.RebuildStatus{Status: "running", Applied: 0, Target: 500}, "replay running: 0/500 entries  0 entries/s  eta -"},
+		{engine.RebuildStatus{Status: "running", Applied: 100, Target: 500, Rate: 200, ETA: 2}, "replay running: 100/500 entries  200 entries/s  eta 2s"},
+		{engine.RebuildStatus{Status: "swapping", DryRun: true, Applied: 500, Target: 500, Rate: 250}, "replay (dry run) comparing: 500/500 entries  250 entries/s"},
+		{engine.RebuildStatus{Status: "swapping", Applied: 500, Target: 500, Rate: 250}, "replay swapping: 500/500 entries  250 entries/s"},
+		{engine.RebuildStatus{Status: "done", DryRun: true, Applied: 500, Target: 500, Rate: 250}, "replay (dry run) done: 500/500 entries  250 entries/s"},
+	} {
+		if got := replayLine(tt.st); got != tt.want {
+			t.Errorf("%+v: %q, want %q", tt.st, got, tt.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -84,6 +85,7 @@ func flagError(err error) error {
 
 func newServeCmd() *cobra.Command {
 	var f serveFlags
+	var configFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run an Aurum node",
@@ -114,14 +116,25 @@ API token or login session of role viewer or editor, and may follow aurum.audien
 aurum.identity.> (JetStream: AURUM_OUT only, with the inbox prefix _INBOX_AURUM); the admin
 token and admin-role tokens may do everything. --nats-no-auth turns this off (local
 experiments only). With --nats-url the deployment's own authentication applies
-(docs/security.md).`,
+(docs/security.md).
+
+Every setting can also come from a YAML file (--config FILE; keys are the flag names without
+--, e.g. "data-dir: /var/lib/aurum"); a flag given on the command line wins over the file.`,
+		Example: `  aurum serve --data-dir /var/lib/aurum --http 0.0.0.0:8080
+  aurum serve --config docs/serve.example.yaml --log-level debug   # flags win over the file`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), configFile); err != nil {
+					return err
+				}
+			}
 			f.cluster.noteExplicit(cmd.Flags())
 			return runServe(cmd.Context(), f)
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&configFile, "config", "", "YAML file of serve settings: flag names without -- as keys (docs/serve.example.yaml); flags given on the command line win")
 	fl.StringVar(&f.dataDir, "data-dir", "./aurum-data", "directory for the log, the projections and the keys")
 	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "HTTP API listen address (port 0 picks a free port)")
 	fl.StringVar(&f.natsAddr, "nats", "127.0.0.1:4222", "embedded NATS client listen address (port -1 picks a free port)")
@@ -247,6 +260,10 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	if storedAdminTokenDiffers(f.dataDir, tokenHash) {
+		logger.Warn("the admin token given (--admin-token or $AURUM_ADMIN_TOKEN) replaces the one generated on first start while it is given: that one does not work now",
+			"stored_hash", filepath.Join(f.dataDir, adminTokenFile))
+	}
 	opts.AdminTokenHash = tokenHash
 	if f.natsNoAuth && f.natsURL == "" {
 		logger.Warn("--nats-no-auth: any client on the NATS listener may read and write everything", "nats", f.natsAddr)
@@ -320,6 +337,23 @@ func runServe(ctx context.Context, f serveFlags) error {
 // adminTokenHash returns the SHA-256 of the admin token: the given one (flag
 // or $AURUM_ADMIN_TOKEN), else the one generated on first start, whose hash
 // is kept in DATA_DIR/admin-token.sha256. A generated token is printed once.
+// adminTokenFile, in the data directory, holds the SHA-256 (hex) of the
+// admin token generated on first start. Deleting it while the node is
+// stopped makes the next start generate and print a new one (README,
+// "Lost admin token").
+const adminTokenFile = "admin-token.sha256"
+
+// storedAdminTokenDiffers reports whether the data directory holds the hash
+// of a generated admin token other than h (a given token replaces it).
+func storedAdminTokenDiffers(dataDir string, h []byte) bool {
+	data, err := os.ReadFile(filepath.Join(dataDir, adminTokenFile))
+	if err != nil {
+		return false
+	}
+	stored, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	return err == nil && !bytes.Equal(stored, h)
+}
+
 func adminTokenHash(dataDir, flagToken string) ([]byte, error) {
 	tok := flagToken
 	if tok == "" {
@@ -332,7 +366,7 @@ func adminTokenHash(dataDir, flagToken string) ([]byte, error) {
 		h := sha256.Sum256([]byte(tok))
 		return h[:], nil
 	}
-	path := filepath.Join(dataDir, "admin-token.sha256")
+	path := filepath.Join(dataDir, adminTokenFile)
 	data, err := os.ReadFile(path)
 	if err == nil {
 		h, err := hex.DecodeString(strings.TrimSpace(string(data)))

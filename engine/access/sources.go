@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
@@ -40,13 +41,32 @@ func loadSources(r store.Reader) (*sourceTable, error) {
 	return t, nil
 }
 
+// add puts s in the table (replacing the source of its name and its
+// keys), or removes it when s.Deleted.
 func (t *sourceTable) add(s projections.Source) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if old, ok := t.byName[s.Name]; ok {
+		for _, kh := range [][]byte{old.KeyHash, old.OldKeyHash} {
+			var h [32]byte
+			copy(h[:], kh)
+			if t.byKey[h] == s.Name {
+				delete(t.byKey, h)
+			}
+		}
+		delete(t.byName, s.Name)
+	}
+	if s.Deleted {
+		return
+	}
 	t.byName[s.Name] = s
-	var h [32]byte
-	copy(h[:], s.KeyHash)
-	t.byKey[h] = s.Name
+	for _, kh := range [][]byte{s.KeyHash, s.OldKeyHash} {
+		if len(kh) == sha256.Size {
+			var h [32]byte
+			copy(h[:], kh)
+			t.byKey[h] = s.Name
+		}
+	}
 }
 
 func (t *sourceTable) exists(name string) bool {
@@ -71,21 +91,29 @@ func (e *Gate) SourceForKey(key string) (string, bool) {
 	h := sha256.Sum256([]byte(key))
 	e.sources.mu.RLock()
 	name, ok := e.sources.byKey[h]
-	var stored []byte
+	var src projections.Source
 	if ok {
-		stored = e.sources.byName[name].KeyHash
+		src = e.sources.byName[name]
 	}
 	e.sources.mu.RUnlock()
-	if !ok || subtle.ConstantTimeCompare(stored, h[:]) != 1 {
+	switch {
+	case !ok:
 		return "", false
+	case subtle.ConstantTimeCompare(src.KeyHash, h[:]) == 1:
+		return name, true
+	case subtle.ConstantTimeCompare(src.OldKeyHash, h[:]) == 1 && e.opts.Now().UnixMilli() < src.OldKeyUntil:
+		return name, true // the previous key, within its grace period
 	}
-	return name, true
+	return "", false
 }
 
 // SourceInfo describes a source (never its write key).
 type SourceInfo struct {
-	Name    string `json:"name"`
-	Created int64  `json:"created_ms"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	// OldKeyValidUntil is when the write key before the last rotation
+	// stops working (absent when there is none).
+	OldKeyValidUntil time.Time `json:"old_key_valid_until,omitzero"`
 }
 
 // Sources lists the sources by name.
@@ -93,8 +121,13 @@ func (e *Gate) Sources() []SourceInfo {
 	e.sources.mu.RLock()
 	defer e.sources.mu.RUnlock()
 	out := make([]SourceInfo, 0, len(e.sources.byName))
+	now := e.opts.Now().UnixMilli()
 	for _, s := range e.sources.byName {
-		out = append(out, SourceInfo{Name: s.Name, Created: s.Created})
+		info := SourceInfo{Name: s.Name, Created: time.UnixMilli(s.Created).UTC()}
+		if s.OldKeyHash != nil && now < s.OldKeyUntil {
+			info.OldKeyValidUntil = time.UnixMilli(s.OldKeyUntil).UTC()
+		}
+		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -109,12 +142,10 @@ func (e *Gate) CreateSource(ctx context.Context, name string) (string, error) {
 	if e.sources.exists(name) {
 		return "", fmt.Errorf("%w: %q", ErrSourceExists, name)
 	}
-	raw := make([]byte, 24)
-	if _, err := rand.Read(raw); err != nil {
-		return "", fmt.Errorf("engine: write key: %w", err)
+	key, h, err := newWriteKey()
+	if err != nil {
+		return "", err
 	}
-	key := "wk_" + base64.RawURLEncoding.EncodeToString(raw)
-	h := sha256.Sum256([]byte(key))
 	c := projections.Control{Kind: projections.ControlSourceCreate, Time: e.opts.Now().UnixMilli(),
 		Source: projections.Source{Name: name, KeyHash: h[:], Created: e.opts.Now().UnixMilli()}}
 	seq, err := e.control.AppendControl(ctx, c)
@@ -128,6 +159,64 @@ func (e *Gate) CreateSource(ctx context.Context, name string) (string, error) {
 		return "", fmt.Errorf("%w: %q", ErrSourceExists, name) // a concurrent create won
 	}
 	return key, nil
+}
+
+// newWriteKey returns a new write key and its hash.
+func newWriteKey() (string, [32]byte, error) {
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return "", [32]byte{}, fmt.Errorf("engine: write key: %w", err)
+	}
+	key := "wk_" + base64.RawURLEncoding.EncodeToString(raw)
+	return key, sha256.Sum256([]byte(key)), nil
+}
+
+// MaxKeyGrace bounds how long a rotated-out write key keeps working.
+const MaxKeyGrace = 30 * 24 * time.Hour
+
+// RotateSourceKey gives a source a new write key, returned only here, and
+// keeps the current one working for grace (0: it stops at once) so that
+// producers can switch; until is when it stops.
+func (e *Gate) RotateSourceKey(ctx context.Context, name string, grace time.Duration) (key string, until time.Time, err error) {
+	if grace < 0 || grace > MaxKeyGrace {
+		return "", time.Time{}, fmt.Errorf("%w: grace must be in [0, %s], got %s", base.ErrInvalid, MaxKeyGrace, grace)
+	}
+	if !e.sources.exists(name) {
+		return "", time.Time{}, fmt.Errorf("%w: source %q", base.ErrNotFound, name)
+	}
+	key, h, err := newWriteKey()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := e.opts.Now()
+	until = now.Add(grace)
+	seq, err := e.control.AppendControl(ctx, projections.Control{Kind: projections.ControlSourceRotate, Time: now.UnixMilli(),
+		Source: projections.Source{Name: name, KeyHash: h[:], OldKeyUntil: until.UnixMilli()}})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if err := e.applied.WaitApplied(ctx, seq); err != nil {
+		return "", time.Time{}, err
+	}
+	if s, ok := e.sources.get(name); !ok || subtle.ConstantTimeCompare(s.KeyHash, h[:]) != 1 {
+		return "", time.Time{}, fmt.Errorf("%w: source %q (deleted or rotated concurrently)", base.ErrNotFound, name)
+	}
+	return key, until.UTC(), nil
+}
+
+// DeleteSource deletes a source: its write keys stop working at once. Its
+// events stay on the log and in the profiles; a source of the same name
+// can be created again (with a new key).
+func (e *Gate) DeleteSource(ctx context.Context, name string) error {
+	if !e.sources.exists(name) {
+		return fmt.Errorf("%w: source %q", base.ErrNotFound, name)
+	}
+	seq, err := e.control.AppendControl(ctx, projections.Control{Kind: projections.ControlSourceDelete, Time: e.opts.Now().UnixMilli(),
+		Source: projections.Source{Name: name}})
+	if err != nil {
+		return err
+	}
+	return e.applied.WaitApplied(ctx, seq)
 }
 
 // SourceExists reports whether the source exists.

@@ -57,11 +57,12 @@ type AuditEntry struct {
 
 // AuditQuery selects a page of the audit log: from Cursor (a sequence, as
 // returned in next) when it is not 0, else from the first entry stored at or
-// after Since (the beginning when zero). Limit is in [1, MaxAuditPage]
-// (0: 100).
+// after Since, else, with Newest, the newest Limit entries, else from the
+// beginning. Limit is in [1, MaxAuditPage] (0: 100).
 type AuditQuery struct {
 	Since  time.Time
 	Cursor uint64
+	Newest bool
 	Limit  int
 }
 
@@ -159,6 +160,13 @@ func (e *Recorder) AuditLog(ctx context.Context, q AuditQuery) ([]AuditEntry, ui
 	}
 	if q.Limit < 1 || q.Limit > MaxAuditPage {
 		return nil, 0, fmt.Errorf("%w: limit must be in [1, %d], got %d", base.ErrInvalid, MaxAuditPage, q.Limit)
+	}
+	if q.Newest && q.Cursor == 0 && q.Since.IsZero() {
+		last, err := e.log.AuditLastSeq(ctx)
+		if err != nil {
+			return nil, 0, fmt.Errorf("audit: read: %w", err)
+		}
+		q.Cursor = max(1, last+1-min(last, uint64(q.Limit)))
 	}
 	recs, next, err := e.log.ReadAudit(ctx, q.Cursor, q.Since, q.Limit)
 	if err != nil {

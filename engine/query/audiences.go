@@ -1,6 +1,7 @@
 package query
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -15,6 +16,35 @@ import (
 type AudienceInfo struct {
 	audience.Definition
 	Size int64 `json:"size"`
+}
+
+// audienceJSON is the API's form of an AudienceInfo: times in RFC 3339.
+type audienceJSON struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	Rule        string    `json:"rule"`
+	Version     int64     `json:"version"`
+	Created     time.Time `json:"created"`
+	Updated     time.Time `json:"updated"`
+	Size        int64     `json:"size"`
+}
+
+// MarshalJSON writes the audience with RFC 3339 times (the stored
+// definition keeps Unix milliseconds).
+func (a AudienceInfo) MarshalJSON() ([]byte, error) {
+	return json.Marshal(audienceJSON{Name: a.Name, Description: a.Description, Rule: a.Rule, Version: a.Version,
+		Created: time.UnixMilli(a.Created).UTC(), Updated: time.UnixMilli(a.Updated).UTC(), Size: a.Size})
+}
+
+// UnmarshalJSON reads the form MarshalJSON writes.
+func (a *AudienceInfo) UnmarshalJSON(data []byte) error {
+	var j audienceJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*a = AudienceInfo{Definition: audience.Definition{Name: j.Name, Description: j.Description, Rule: j.Rule, Version: j.Version,
+		Created: j.Created.UnixMilli(), Updated: j.Updated.UnixMilli()}, Size: j.Size}
+	return nil
 }
 
 // Audiences lists the audiences with their sizes.

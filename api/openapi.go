@@ -1,0 +1,134 @@
+package api
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+)
+
+// routeSummaries describe each route of the table for the OpenAPI
+// description. TestOpenAPIFromRouteTable fails when a route has none, so a
+// new route cannot be left out of /v1/openapi.json.
+var routeSummaries = map[string]string{
+	"POST /v1/track":                     "Record an event (Segment track)",
+	"POST /v1/identify":                  "Identify a person, with traits (Segment identify)",
+	"POST /v1/page":                      "Record a page view (Segment page)",
+	"POST /v1/screen":                    "Record a screen view (Segment screen)",
+	"POST /v1/group":                     "Associate a person with a group (Segment group)",
+	"POST /v1/alias":                     "Join two identities (Segment alias)",
+	"POST /v1/batch":                     "Record a batch of events (Segment batch); invalid ones are listed",
+	"POST /v1/import/{source}":           "Import a batch of history rows for a source (accepted, duplicates, rejected)",
+	"POST /v1/sources":                   "Create a source and its write key (shown once)",
+	"GET /v1/sources":                    "List sources",
+	"DELETE /v1/sources/{name}":          "Delete a source: its write keys stop working",
+	"POST /v1/sources/{name}/rotate-key": "A new write key; the old one works for a grace period (grace, default 24h)",
+	"GET /v1/profiles/{ref}":             "The Golden Customer Record of an identifier (type:value)",
+	"GET /v1/profiles/{ref}/events":      "The latest events of a profile",
+	"GET /v1/profiles/{ref}/export":      "A person's whole record (access and portability)",
+	"PUT /v1/profiles/{ref}/consent":     "State a person's consent per channel",
+	"POST /v1/privacy/erasures":          "Erase the person an identifier resolves to",
+	"GET /v1/privacy/erasures":           "List erasures",
+	"GET /v1/privacy/erasures/{id}":      "An erasure's status",
+	"GET /v1/audit":                      "A page of the audit log (since, newest, limit)",
+	"GET /v1/deadletters":                "Rejected events with their reasons",
+	"POST /v1/replay":                    "Start a rebuild of the projections from the log",
+	"GET /v1/replay":                     "The rebuild's status",
+	"POST /v1/snapshots":                 "Snapshot the projections",
+	"GET /v1/snapshots":                  "List snapshots",
+	"GET /v1/digest":                     "Digest of the projections at the applied position",
+	"POST /v1/destinations":              "Create a webhook destination",
+	"GET /v1/destinations":               "List webhook destinations with delivery statistics",
+	"GET /v1/destinations/{name}":        "A webhook destination with delivery statistics",
+	"DELETE /v1/destinations/{name}":     "Delete a webhook destination",
+	"POST /v1/audiences":                 "Create an audience",
+	"POST /v1/audiences/preview":         "Size and sample of a rule, nothing saved",
+	"GET /v1/audiences":                  "List audiences with their sizes",
+	"GET /v1/audiences/{name}":           "An audience with its size",
+	"PUT /v1/audiences/{name}":           "Create or replace an audience",
+	"DELETE /v1/audiences/{name}":        "Delete an audience (refused while another rule names it)",
+	"GET /v1/audiences/{name}/members":   "A page of an audience's members (identifiers=true: with their identifiers)",
+	"GET /v1/audiences/{name}/export":    "Every member reachable on a channel, with identifiers and traits (csv, json, ndjson, xml)",
+	"POST /v1/tokens":                    "Create an API token (the secret is shown once)",
+	"GET /v1/tokens":                     "List API tokens",
+	"DELETE /v1/tokens/{id}":             "Revoke an API token",
+	"POST /v1/users":                     "Create a user who logs in (password + TOTP)",
+	"GET /v1/users":                      "List users",
+	"DELETE /v1/users/{name}":            "Delete a user and end their sessions",
+	"POST /v1/login":                     "Log in: a session token",
+	"GET /v1/cluster":                    "The cluster: members, leader, partition owners (a node run with --cluster)",
+	"POST /v1/cluster/nodes":             "Add a node to the cluster",
+	"DELETE /v1/cluster/nodes/{name}":    "Remove a node from the cluster",
+	"GET /healthz":                       "Health of the node",
+	"GET /metrics":                       "Prometheus metrics",
+	"GET /v1/openapi.json":               "This description of the API",
+}
+
+var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
+
+// openAPI is the OpenAPI 3 description of routes: one operation per route
+// of the table, its path parameters, who may call it (security schemes and
+// x-aurum-access / x-aurum-roles) and the error shape. OPTIONS routes (CORS
+// preflight) are left out.
+func openAPI(routes []RouteInfo) map[string]any {
+	paths := map[string]map[string]any{}
+	errResp := map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{
+		"schema": map[string]any{"$ref": "#/components/schemas/Error"}}}}
+	for _, r := range routes {
+		method, path, _ := strings.Cut(r.Pattern, " ")
+		if method == http.MethodOptions {
+			continue
+		}
+		op := map[string]any{
+			"operationId":    strings.ToLower(method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(path),
+			"summary":        routeSummaries[r.Pattern],
+			"x-aurum-access": r.Access,
+			"responses": map[string]any{
+				"2XX":     map[string]any{"description": "success"},
+				"default": errResp,
+			},
+		}
+		switch r.Access {
+		case AccessPublic:
+			op["security"] = []any{}
+		case AccessWriteKey:
+			op["security"] = []any{map[string]any{"writeKey": []string{}}}
+		case AccessRoles:
+			roles := append([]string{"admin"}, roleNames(r.Roles)...)
+			op["security"] = []any{map[string]any{"bearer": []string{}}}
+			op["x-aurum-roles"] = roles
+		}
+		var params []any
+		for _, m := range pathParam.FindAllStringSubmatch(path, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		if params != nil {
+			op["parameters"] = params
+		}
+		if method == http.MethodPost || method == http.MethodPut {
+			op["requestBody"] = map[string]any{"content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}}
+		}
+		if paths[path] == nil {
+			paths[path] = map[string]any{}
+		}
+		paths[path][strings.ToLower(method)] = op
+	}
+	return map[string]any{
+		"openapi": "3.0.3",
+		"info": map[string]any{"title": "Aurum HTTP API", "version": "1",
+			"description": "Generated from the route table (api/routes.go), which states every route and who may call it."},
+		"paths": paths,
+		"components": map[string]any{
+			"securitySchemes": map[string]any{
+				"bearer":   map[string]any{"type": "http", "scheme": "bearer", "description": "the admin token, an API token or a login session"},
+				"writeKey": map[string]any{"type": "http", "scheme": "basic", "description": "a source's write key as the user name (or the body's writeKey)"},
+			},
+			"schemas": map[string]any{"Error": map[string]any{"type": "object", "required": []string{"error"}, "properties": map[string]any{
+				"error": map[string]any{"type": "string"}, "field": map[string]any{"type": "string"}}}},
+		},
+	}
+}
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(s.openapiJSON)
+}
