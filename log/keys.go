@@ -426,7 +426,11 @@ func (l *Log) FollowKeys(ctx context.Context, from uint64, fn func([]KeyRecord) 
 
 func (l *Log) followKeys(ctx context.Context, from uint64, fn func([]KeyRecord) error) error {
 	cons, err := l.js.OrderedConsumer(ctx, StreamKeys, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
+		// One attempt: nats.go's own resets retry forever without a
+		// context (a node whose cluster lost its quorum would never
+		// stop); the caller re-follows with a backoff that honours ctx.
+		MaxResetAttempts: 1})
 	if err != nil {
 		return fmt.Errorf("log: follow keys: %w", err)
 	}

@@ -82,7 +82,9 @@ func (l *Log) Scan(ctx context.Context, stream string, opts ScanOptions, fn func
 	if info.State.Msgs == 0 || last == 0 {
 		return nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: opts.HeadersOnly}
+	// One reset attempt: nats.go's own resets retry forever without a
+	// context; a failed scan is the caller's to retry.
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: opts.HeadersOnly, MaxResetAttempts: 1}
 	if !opts.Since.IsZero() {
 		since := opts.Since
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
