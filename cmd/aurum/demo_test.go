@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,5 +165,70 @@ func TestDemoStatusLine(t *testing.T) {
 	}
 	if st.changed(st) || !(demoStatus{sent: 1}).changed(demoStatus{}) {
 		t.Fatal("changed")
+	}
+}
+
+// TestDemoNodes runs `aurum demo --nodes 3` as a real process: three serve
+// processes form a cluster, status lines show the leader and 3/3 nodes up;
+// after a SIGKILL of one node (its pid is printed) the others mark it down
+// and the stream goes on; at --duration the demo stops its nodes and exits 0.
+func TestDemoNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three real aurum processes")
+	}
+	var out lockedBuffer
+	cmd := exec.Command(aurumBin, "demo", "--nodes", "3", "--people", "100", "--rate", "100", "--duration", "20s",
+		"--http", "127.0.0.1:0", "--nats", "127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			<-exited
+		}
+	})
+	var victim int
+	sent := func() int {
+		m := regexp.MustCompile(`sent (\d+) `).FindAllStringSubmatch(out.String(), -1)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(m[len(m)-1][1])
+		return n
+	}
+	check.For(t, 90*time.Second, 50*time.Millisecond, func() error {
+		m := regexp.MustCompile(`n3  HTTP http://\S+  NATS nats://\S+  pid (\d+)`).FindStringSubmatch(out.String())
+		if m == nil || !strings.Contains(out.String(), "3/3 nodes up") {
+			return fmt.Errorf("no banner and full cluster yet:\n%s", out.String())
+		}
+		victim, _ = strconv.Atoi(m[1])
+		return nil
+	})
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	before := sent()
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if !strings.Contains(out.String(), "2/3 nodes up") || sent() < before+200 {
+			return fmt.Errorf("no 2/3 nodes up with the stream going on after the SIGKILL:\n%s", out.String())
+		}
+		return nil
+	})
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("demo exited with %v:\n%s", err, out.String())
+		}
+	case <-time.After(3 * time.Minute): // --duration, then each node's clean stop
+		t.Fatalf("demo did not stop at --duration:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "stopping after") {
+		t.Fatalf("no final line:\n%s", out.String())
 	}
 }
