@@ -193,18 +193,7 @@ func TestChaos(t *testing.T) {
 
 	// Time-driven exits: every windowed audience empties once the stream
 	// has been over for its window (nothing but ticks happens meanwhile).
-	check.For(t, 30*time.Second, 100*time.Millisecond, func() error {
-		sizes, err := n.audienceSizes()
-		if err != nil {
-			return err
-		}
-		for _, a := range chaosAudiences {
-			if a.windowed && sizes[a.name] != 0 {
-				return fmt.Errorf("audience %s still has %d members", a.name, sizes[a.name])
-			}
-		}
-		return nil
-	})
+	waitWindowedEmpty(t, n, 30*time.Second)
 	n.stop()
 
 	// What a clean replay of the log derives.
@@ -346,4 +335,22 @@ func compareTransitions(t *testing.T, pubs []published, replayed []projections.O
 			t.Fatalf("order of %s differs:\n published %v\n replayed  %v", k, po[k], ids)
 		}
 	}
+}
+
+// waitWindowedEmpty waits until every windowed chaos audience is empty on
+// n: once the stream is over, time alone (ticks) makes them so.
+func waitWindowedEmpty(t *testing.T, n *node, timeout time.Duration) {
+	t.Helper()
+	check.For(t, timeout, 100*time.Millisecond, func() error {
+		sizes, err := n.audienceSizes()
+		if err != nil {
+			return err
+		}
+		for _, a := range chaosAudiences {
+			if a.windowed && sizes[a.name] != 0 {
+				return fmt.Errorf("audience %s still has %d members", a.name, sizes[a.name])
+			}
+		}
+		return nil
+	})
 }

@@ -423,18 +423,7 @@ func TestClusterChaos(t *testing.T) {
 	c.settled(60*time.Second, c.names...)
 
 	// Windowed audiences empty by time alone once the stream is over.
-	check.For(t, 60*time.Second, 100*time.Millisecond, func() error {
-		sizes, err := c.nodes[0].audienceSizes()
-		if err != nil {
-			return err
-		}
-		for _, a := range chaosAudiences {
-			if a.windowed && sizes[a.name] != 0 {
-				return fmt.Errorf("audience %s still has %d members", a.name, sizes[a.name])
-			}
-		}
-		return nil
-	})
+	waitWindowedEmpty(t, c.nodes[0], 60*time.Second)
 	// No more ticks: restart every node with --tick 0, so that the log
 	// stays put while it is compared.
 	for _, n := range c.nodes {
