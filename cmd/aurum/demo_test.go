@@ -183,14 +183,20 @@ func TestDemoNodes(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		select {
 		case <-exited:
 		default:
 			_ = cmd.Process.Signal(syscall.SIGTERM)
-			<-exited
+			select {
+			case <-exited:
+			case <-time.After(2 * time.Minute):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
 		}
 	})
 	var victim int
@@ -221,9 +227,9 @@ func TestDemoNodes(t *testing.T) {
 		return nil
 	})
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("demo exited with %v:\n%s", err, out.String())
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("demo exited with %v:\n%s", waitErr, out.String())
 		}
 	case <-time.After(3 * time.Minute): // --duration, then each node's clean stop
 		t.Fatalf("demo did not stop at --duration:\n%s", out.String())
