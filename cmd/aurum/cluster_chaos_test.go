@@ -107,6 +107,11 @@ func (c *testCluster) settled(timeout time.Duration, up ...string) clusterStatus
 		if st.Leader == "" || !slices.Contains(up, st.Leader) {
 			return fmt.Errorf("leader %q", st.Leader)
 		}
+		// A node that has just restarted answers with an empty map until
+		// its Raft state is restored: not settled.
+		if len(st.Nodes) != len(c.names) || len(st.Partitions) != c.partitions {
+			return fmt.Errorf("%d nodes and %d partitions in the map", len(st.Nodes), len(st.Partitions))
+		}
 		for _, n := range st.Nodes {
 			if want := slices.Contains(up, n.Name); want != (n.State == "up") {
 				return fmt.Errorf("node %s is %s", n.Name, n.State)
