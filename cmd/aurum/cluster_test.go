@@ -25,7 +25,15 @@ func writeClusterFile(t *testing.T, replicas, partitions int, names ...string) s
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "replicas: %d\npartitions: %d\nnodes:\n", replicas, partitions)
-	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+	used := map[int]bool{}
+	addr := func() string { // freePort may hand out a port twice: the file needs distinct ones
+		for {
+			if p := freePort(t); !used[p] {
+				used[p] = true
+				return fmt.Sprintf("127.0.0.1:%d", p)
+			}
+		}
+	}
 	for _, name := range names {
 		fmt.Fprintf(&b, "  - {name: %s, http: %s, nats: %s, routes: %s, raft: %s}\n", name, addr(), addr(), addr(), addr())
 	}
