@@ -175,12 +175,25 @@ func writeDemoClusterFile(dataDir string, f demoFlags) ([]*demoNode, string, err
 	var b strings.Builder
 	fmt.Fprintf(&b, "# written by aurum demo --nodes %d\nreplicas: %d\npartitions: 16\nnodes:\n", f.nodes, min(f.nodes, 3))
 	var nodes []*demoNode
+	used := map[string]bool{}
+	free := func(host string) (string, error) { // distinct: the OS may hand out a port twice
+		for range 100 {
+			a, err := freeAddr(host)
+			if err != nil || !used[a] {
+				used[a] = true
+				return a, err
+			}
+		}
+		return "", fmt.Errorf("demo: no distinct free port on %s", host)
+	}
 	for i := range f.nodes {
 		port := func(host string, base int) (string, error) {
 			if base > 0 {
-				return net.JoinHostPort(host, strconv.Itoa(base+i)), nil
+				a := net.JoinHostPort(host, strconv.Itoa(base+i))
+				used[a] = true
+				return a, nil
 			}
-			return freeAddr(host)
+			return free(host)
 		}
 		n := &demoNode{name: fmt.Sprintf("n%d", i+1), dir: filepath.Join(dataDir, fmt.Sprintf("n%d", i+1))}
 		if n.http, err = port(httpHost, httpPort); err != nil {
@@ -189,11 +202,11 @@ func writeDemoClusterFile(dataDir string, f demoFlags) ([]*demoNode, string, err
 		if n.nats, err = port(natsHost, natsPort); err != nil {
 			return nil, "", err
 		}
-		routes, err := freeAddr(natsHost)
+		routes, err := free(natsHost)
 		if err != nil {
 			return nil, "", err
 		}
-		raft, err := freeAddr(natsHost)
+		raft, err := free(natsHost)
 		if err != nil {
 			return nil, "", err
 		}
