@@ -127,6 +127,50 @@ partitions move; "aurum cluster status" shows the cluster.`,
 	return cmd
 }
 
+// workload checks the flags both demos share and returns the store's
+// configuration.
+func (f demoFlags) workload() (workload.Config, error) {
+	if f.rate < 0 {
+		return workload.Config{}, fmt.Errorf("--rate: must not be negative, got %v", f.rate)
+	}
+	if f.duration < 0 {
+		return workload.Config{}, fmt.Errorf("--duration: must not be negative, got %v", f.duration)
+	}
+	wcfg := workload.Config{People: f.people, Seed: f.seed, Start: time.Now().UTC().Add(-30 * 24 * time.Hour).Truncate(24 * time.Hour), Days: 30}
+	wcfg.EnsureDefaults()
+	if err := wcfg.Validate(); err != nil {
+		return workload.Config{}, fmt.Errorf("--people: %w", err)
+	}
+	return wcfg, nil
+}
+
+// dataDirFor returns --data-dir (created) or a fresh temporary directory
+// named after prefix, and whether it is removed at exit (a temporary one
+// without --keep).
+func (f demoFlags) dataDirFor(prefix string) (dir string, remove bool, err error) {
+	if f.dataDir != "" {
+		if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+			return "", false, fmt.Errorf("--data-dir: %w", err)
+		}
+		return f.dataDir, false, nil
+	}
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", false, fmt.Errorf("demo: data dir: %w", err)
+	}
+	return dir, !f.keep, nil
+}
+
+// removeDemoDir removes dir when remove is set; a failure becomes *err
+// unless that holds an error already.
+func removeDemoDir(dir string, remove bool, err *error) {
+	if !remove {
+		return
+	}
+	if rerr := os.RemoveAll(dir); rerr != nil && *err == nil {
+		*err = fmt.Errorf("demo: remove data dir: %w", rerr)
+	}
+}
+
 // Bounds of the demo's producer.
 const (
 	demoMaxBatch = 500                   // events per Ingest call
@@ -134,34 +178,16 @@ const (
 )
 
 func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (err error) {
-	if f.rate < 0 {
-		return fmt.Errorf("--rate: must not be negative, got %v", f.rate)
-	}
-	if f.duration < 0 {
-		return fmt.Errorf("--duration: must not be negative, got %v", f.duration)
-	}
-	wcfg := workload.Config{People: f.people, Seed: f.seed, Start: time.Now().UTC().Add(-30 * 24 * time.Hour).Truncate(24 * time.Hour), Days: 30}
-	wcfg.EnsureDefaults()
-	if err := wcfg.Validate(); err != nil {
-		return fmt.Errorf("--people: %w", err)
+	wcfg, err := f.workload()
+	if err != nil {
+		return err
 	}
 
-	dataDir, removeDir := f.dataDir, false
-	if dataDir == "" {
-		if dataDir, err = os.MkdirTemp("", "aurum-demo-"); err != nil {
-			return fmt.Errorf("demo: data dir: %w", err)
-		}
-		removeDir = !f.keep
-	} else if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("--data-dir: %w", err)
+	dataDir, removeDir, err := f.dataDirFor("aurum-demo-")
+	if err != nil {
+		return err
 	}
-	defer func() {
-		if removeDir {
-			if rerr := os.RemoveAll(dataDir); rerr != nil && err == nil {
-				err = fmt.Errorf("demo: remove data dir: %w", rerr)
-			}
-		}
-	}()
+	defer removeDemoDir(dataDir, removeDir, &err)
 
 	raw := make([]byte, 24)
 	if _, err := rand.Read(raw); err != nil {

@@ -46,37 +46,19 @@ func runDemoCluster(ctx context.Context, out io.Writer, f demoFlags) (err error)
 	if f.nodes < 2 || f.nodes > maxDemoNodes {
 		return fmt.Errorf("--nodes: want 1 (one process) or 2..%d, got %d", maxDemoNodes, f.nodes)
 	}
-	if f.rate < 0 {
-		return fmt.Errorf("--rate: must not be negative, got %v", f.rate)
-	}
-	if f.duration < 0 {
-		return fmt.Errorf("--duration: must not be negative, got %v", f.duration)
-	}
-	wcfg := workload.Config{People: f.people, Seed: f.seed, Start: time.Now().UTC().Add(-30 * 24 * time.Hour).Truncate(24 * time.Hour), Days: 30}
-	wcfg.EnsureDefaults()
-	if err := wcfg.Validate(); err != nil {
-		return fmt.Errorf("--people: %w", err)
+	wcfg, err := f.workload()
+	if err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	dataDir, removeDir := f.dataDir, false
-	if dataDir == "" {
-		if dataDir, err = os.MkdirTemp("", "aurum-demo-cluster-"); err != nil {
-			return fmt.Errorf("demo: data dir: %w", err)
-		}
-		removeDir = !f.keep
-	} else if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("--data-dir: %w", err)
+	dataDir, removeDir, err := f.dataDirFor("aurum-demo-cluster-")
+	if err != nil {
+		return err
 	}
-	defer func() {
-		if removeDir {
-			if rerr := os.RemoveAll(dataDir); rerr != nil && err == nil {
-				err = fmt.Errorf("demo: remove data dir: %w", rerr)
-			}
-		}
-	}()
+	defer removeDemoDir(dataDir, removeDir, &err)
 
 	nodes, file, err := writeDemoClusterFile(dataDir, f)
 	if err != nil {
