@@ -456,12 +456,14 @@ func (e *Engine) Err() error {
 	return e.failErr
 }
 
-// Healthy reports whether the background tasks are running.
+// Healthy reports whether the background tasks are running and, in a
+// cluster, whether this node's JetStream replicas are current (a restarted
+// node is catching up until they are).
 func (e *Engine) Healthy() error {
 	if e.ctx.Err() != nil {
 		return base.ErrClosed
 	}
-	return nil
+	return e.log.Current()
 }
 
 // NATSURL is the URL outside producers and subscribers connect to.

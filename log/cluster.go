@@ -136,3 +136,20 @@ func retryableStreamError(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }
+
+// Current reports whether this node's embedded JetStream server is
+// current: it knows a meta leader and every stream and consumer replica it
+// holds has caught up with its leader (nats-server's healthz). A node
+// restarted into a cluster is not current until its replicas caught up;
+// until then a second node's loss may leave a stream without a quorum.
+// Nil when the server is not embedded or not clustered.
+func (l *Log) Current() error {
+	if l.srv == nil || l.opts.Cluster == nil {
+		return nil
+	}
+	h := l.srv.Healthz(nil)
+	if h.Status == "ok" {
+		return nil
+	}
+	return fmt.Errorf("log: JetStream not current (catching up): %s", h.Error)
+}

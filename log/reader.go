@@ -39,6 +39,15 @@ const (
 	readerBatchBytes = ServerMaxPayload
 )
 
+// readerHeartbeat is the idle heartbeat a Reader asks of its consumer; two
+// missed ones re-open the Reader. The ordered consumer is an R1 ephemeral
+// on one server of the cluster (usually the stream leader's): when that
+// server dies, nothing else tells the Reader, and with nats.go's default
+// (5 s) every node's apply stalled 10 s, which was most of a failover
+// (bench/RESULTS.md "Issue #11"). 1 s detects it in 2 s at the cost of one
+// tiny message a second while the log is idle.
+const readerHeartbeat = time.Second
+
 // Reader reads AURUM_LOG in sequence order through an ordered consumer.
 // It is not safe for concurrent use.
 //
@@ -132,7 +141,8 @@ func (r *Reader) iterator(ctx context.Context) (jetstream.MessagesContext, error
 	if err != nil {
 		return nil, err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(readerBatch, readerBatchBytes))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(readerBatch, readerBatchBytes),
+		jetstream.PullHeartbeat(readerHeartbeat))
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -137,6 +139,23 @@ func (c *testCluster) settled(timeout time.Duration, up ...string) clusterStatus
 	return st
 }
 
+// current waits until every node answers /healthz 200: its JetStream
+// replicas have caught up. A node restarted a moment ago is still catching
+// up; killing another one then is a second failure at once (a stream may
+// be left without a quorum until it caught up), which R3 does not promise
+// to survive: the chaos kills one node at a time.
+func (c *testCluster) current(timeout time.Duration) {
+	c.t.Helper()
+	check.For(c.t, timeout, 50*time.Millisecond, func() error {
+		for i, n := range c.nodes {
+			if code, body, err := n.request("GET", "/healthz", nil, nil); err != nil || code != http.StatusOK {
+				return fmt.Errorf("%s: /healthz %d %s %v", c.names[i], code, body, err)
+			}
+		}
+		return nil
+	})
+}
+
 // owned lists the partitions name owns in st.
 func (st clusterStatus) owned(name string) []int {
 	var ps []int
@@ -157,12 +176,16 @@ type seenTransition struct {
 	seq         uint64    // AURUM_OUT sequence
 }
 
-// transitionSubscriber follows aurum.audience.> on AURUM_OUT with an
-// ordered consumer over a connection to every node (it survives kills).
+// transitionSubscriber follows aurum.audience.> on AURUM_OUT over a
+// connection to every node (it survives kills). It re-opens its ordered
+// consumer itself, after the last stream sequence it saw: nats.go's own
+// reset of a Consume gave up for good when the consumer's server died
+// during a JetStream election (the CI flake of issue #11: transitions were
+// stored, the subscriber never saw them), and its default heartbeat (5 s)
+// noticed a dead server only after 10 s.
 type transitionSubscriber struct {
 	mu   sync.Mutex
 	seen []seenTransition
-	cc   jetstream.ConsumeContext
 }
 
 func subscribeTransitions(t *testing.T, c *testCluster) *transitionSubscriber {
@@ -172,34 +195,69 @@ func subscribeTransitions(t *testing.T, c *testCluster) *transitionSubscriber {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, "AURUM_OUT", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.audience.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &transitionSubscriber{}
-	s.cc, err = cons.Consume(func(m jetstream.Msg) {
-		md, err := m.Metadata()
-		if err != nil {
-			return
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() { // owned by the test: Cleanup stops it and waits
+		defer close(done)
+		next := uint64(1)
+		for ctx.Err() == nil {
+			next = s.follow(ctx, js, c.partitions, next)
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
+	}()
+	return s
+}
+
+// follow reads AURUM_OUT's transitions from sequence next until an error
+// or ctx's end, and returns the sequence to go on from.
+func (s *transitionSubscriber) follow(ctx context.Context, js jetstream.JetStream, partitions int, next uint64) uint64 {
+	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cons, err := js.OrderedConsumer(octx, "AURUM_OUT", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.audience.>"},
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: next, MaxResetAttempts: 1})
+	cancel()
+	if err != nil {
+		return next
+	}
+	it, err := cons.Messages(jetstream.PullHeartbeat(time.Second))
+	if err != nil {
+		return next
+	}
+	defer it.Stop()
+	returned := make(chan struct{})
+	defer close(returned)
+	go func() { // ends with this call; on ctx's end Stop unblocks Next
+		select {
+		case <-ctx.Done():
+			it.Stop()
+		case <-returned:
+		}
+	}()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return next
+		}
+		md, err := m.Metadata()
+		if err != nil || md.Sequence.Stream < next {
+			continue
+		}
+		next = md.Sequence.Stream + 1
 		tr := seenTransition{id: m.Headers().Get("Nats-Msg-Id"), subject: m.Subject(), partition: -1,
 			epoch: m.Headers().Get("Aurum-Epoch"), stored: md.Timestamp, seq: md.Sequence.Stream}
 		if p := m.Headers().Get("Aurum-Profile"); p != "" {
 			if id, err := ulid.ParseStrict(p); err == nil {
-				tr.partition = gcr.PartitionOf(id[:], c.partitions)
+				tr.partition = gcr.PartitionOf(id[:], partitions)
 			}
 		}
 		s.mu.Lock()
 		s.seen = append(s.seen, tr)
 		s.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	t.Cleanup(s.cc.Stop)
-	return s
 }
 
 func (s *transitionSubscriber) snapshot() []seenTransition {
@@ -251,6 +309,17 @@ func TestClusterChaos(t *testing.T) {
 	start := time.Now()
 	w := newChaosWorkload(t, cfg)
 	c := newTestCluster(t, 8, "--tick", "100ms")
+	// AURUM_CHAOS_LOGS=DIR keeps every node's log there (DIR/<node>.log),
+	// to see where a failover's time went.
+	if dir := os.Getenv("AURUM_CHAOS_LOGS"); dir != "" {
+		t.Cleanup(func() {
+			for i, n := range c.nodes {
+				if err := os.WriteFile(filepath.Join(dir, c.names[i]+".log"), []byte(n.logText()), 0o644); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
 	st := c.settled(60*time.Second, c.names...)
 	t.Logf("cluster up in %v, leader %s", time.Since(start).Round(time.Millisecond), st.Leader)
 
@@ -362,6 +431,7 @@ func TestClusterChaos(t *testing.T) {
 		}
 		r := rand.New(rand.NewPCG(cfg.seed, 0xc105))
 		for k := range kills {
+			c.current(60 * time.Second)
 			st := c.settled(60*time.Second, c.names...)
 			victim := st.Leader
 			if k%2 == 1 { // an owner that is not the leader
@@ -386,10 +456,11 @@ func TestClusterChaos(t *testing.T) {
 				return nil
 			})
 			failovers = append(failovers, fo)
-			steps = append(steps, fmt.Sprintf("SIGKILL %s (leader %v, partitions %v): failover %v", victim, victim == st.Leader, parts, fo.Round(time.Millisecond)))
+			steps = append(steps, fmt.Sprintf("SIGKILL %s at %s (leader %v, partitions %v): failover %v", victim, killed.UTC().Format("15:04:05.000"), victim == st.Leader, parts, fo.Round(time.Millisecond)))
 			restart(n)
 		}
 		// SIGSTOP of an owner for longer than its lease (and DownAfter).
+		c.current(60 * time.Second)
 		st := c.settled(60*time.Second, c.names...)
 		victim := c.names[0]
 		if victim == st.Leader {
@@ -404,6 +475,7 @@ func TestClusterChaos(t *testing.T) {
 		steps = append(steps, fmt.Sprintf("SIGSTOP %s until the others took its partitions %v, then SIGCONT", victim, st.owned(victim)))
 		// A rolling restart of every node.
 		for _, name := range c.names {
+			c.current(60 * time.Second)
 			c.settled(60*time.Second, c.names...)
 			n := c.node(name)
 			n.stop()

@@ -44,6 +44,12 @@ type partState struct {
 	fenced  bool      // a newer claim exists: wait for another epoch
 	pos     [][]byte  // last key published of each outbox of the partition
 	pruned  time.Time // last read of the owner's progress (not owner)
+
+	// The steps of taking over, logged once each with the time since
+	// ownership was seen (where a failover's time goes).
+	since     time.Time // ownership at epoch seen
+	caughtUp  bool      // applied reached target
+	published bool      // first output published under this epoch
 }
 
 // prefixesOf are the outboxes partition p publishes: its own and, for
@@ -78,6 +84,10 @@ func (e *Publisher) runCluster(ctx context.Context) error {
 // are what keeps a replicated stream busy.
 const passWorkers = 8
 
+// slowPass: a partition pass taking longer is logged (it holds up the
+// next pass of every partition).
+const slowPass = time.Second
+
 // pass runs partitionPass on every partition, up to passWorkers at a time,
 // and returns when all are done. Each partition's state is touched by one
 // worker only.
@@ -93,8 +103,12 @@ func (e *Publisher) pass(ctx context.Context) {
 				if p >= len(e.parts) || ctx.Err() != nil {
 					return
 				}
-				if err := e.partitionPass(ctx, p); err != nil && ctx.Err() == nil {
-					e.opts.Logger.Warn("engine: outbox: partition pass failed; will retry", "partition", p, "err", err)
+				start := time.Now()
+				err := e.partitionPass(ctx, p)
+				if err != nil && ctx.Err() == nil {
+					e.opts.Logger.Warn("engine: outbox: partition pass failed; will retry", "partition", p, "err", err, "took", time.Since(start))
+				} else if took := time.Since(start); took > slowPass {
+					e.opts.Logger.Info("engine: outbox: slow partition pass", "partition", p, "took", took)
 				}
 			}
 		}()
@@ -115,31 +129,48 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 			return nil
 		}
 		st.pruned = time.Now()
-		return e.prune(ctx, p)
+		rctx, cancel := e.request(ctx)
+		defer cancel()
+		return e.prune(rctx, p)
 	}
 	if st.epoch != epoch {
-		target, err := e.log.LastSeq(ctx)
+		seen := time.Now()
+		rctx, cancel := e.request(ctx)
+		target, err := e.log.LastSeq(rctx)
+		cancel()
 		if err != nil {
 			return err
 		}
-		*st = partState{epoch: epoch, target: target}
+		*st = partState{epoch: epoch, target: target, since: seen}
+		e.opts.Logger.Info("engine: outbox: owner of partition", "partition", p, "epoch", epoch,
+			"target", target, "applied", e.opts.Applied(), "took", time.Since(seen))
 	}
 	if st.fenced || e.opts.Applied() < st.target {
 		return nil
 	}
+	if !st.caughtUp {
+		st.caughtUp = true
+		e.opts.Logger.Info("engine: outbox: caught up", "partition", p, "epoch", epoch, "since_owner", time.Since(st.since))
+	}
 	if st.fence == nil {
-		f, err := e.log.ClaimFence(ctx, p, epoch, e.opts.Cluster.Name())
+		start := time.Now()
+		rctx, cancel := e.request(ctx)
+		defer cancel()
+		f, err := e.log.ClaimFence(rctx, p, epoch, e.opts.Cluster.Name())
 		if err != nil {
 			return e.fencedOr(st, p, err)
 		}
-		pos, _, err := e.log.OutboxProgress(ctx, p)
+		pos, _, err := e.log.OutboxProgress(rctx, p)
 		if err != nil {
 			return err
 		}
 		st.fence, st.claimed, st.pos = &f, time.Now(), e.positions(p, pos)
-		e.opts.Logger.Info("engine: outbox: publishing partition", "partition", p, "epoch", epoch, "fence", f.Seq)
+		e.opts.Logger.Info("engine: outbox: publishing partition", "partition", p, "epoch", epoch, "fence", f.Seq,
+			"claim_took", time.Since(start), "since_owner", time.Since(st.since))
 	} else if time.Since(st.claimed) >= e.log.FenceRenewal() {
-		f, err := e.log.RenewFence(ctx, *st.fence)
+		rctx, cancel := e.request(ctx)
+		defer cancel()
+		f, err := e.log.RenewFence(rctx, *st.fence)
 		if err != nil {
 			return e.fencedOr(st, p, err)
 		}
@@ -153,7 +184,18 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 		if n == 0 {
 			return nil
 		}
+		if !st.published {
+			st.published = true
+			e.opts.Logger.Info("engine: outbox: first publish", "partition", p, "epoch", epoch, "since_owner", time.Since(st.since))
+		}
 	}
+}
+
+// request bounds one request of a cluster pass (Options.RequestTimeout).
+// A publish that timed out is tried again by a later pass under the same
+// message id: stored once, in key order (see the package comment).
+func (e *Publisher) request(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.opts.RequestTimeout)
 }
 
 // fencedOr marks p fenced on ErrFenced (and returns nil), or returns err.
@@ -180,7 +222,9 @@ func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, ma
 		if err != nil {
 			return nil, err
 		}
-		if _, _, err := fut.Wait(ctx); err != nil {
+		wctx, cancel := e.request(ctx)
+		defer cancel()
+		if _, _, err := fut.Wait(wctx); err != nil {
 			return nil, err
 		}
 		return fut, nil
@@ -205,7 +249,9 @@ func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, ma
 		return 0, err
 	}
 	if total > 0 {
-		if err := e.log.SetOutboxProgress(ctx, f, encodePos(st.pos)); err != nil {
+		rctx, cancel := e.request(ctx)
+		defer cancel()
+		if err := e.log.SetOutboxProgress(rctx, f, encodePos(st.pos)); err != nil {
 			return 0, err
 		}
 	}

@@ -63,6 +63,12 @@ type Options struct {
 	// ProgressPoll is how often a partition this node does not own reads
 	// its owner's progress to prune the rows published. Default 1 s.
 	ProgressPoll time.Duration
+	// RequestTimeout bounds each request of a cluster pass (a claim, a
+	// progress read or record, a fenced publish's ack). A request to a
+	// stream whose leader just died gets no answer until JetStream has
+	// elected another; with the log's own timeout (10 s) one such request
+	// held up the pass of every partition, new owners' included. Default 2 s.
+	RequestTimeout time.Duration
 	// Logger receives failed publishes. Default: discard.
 	Logger *slog.Logger
 	// Registry receives aurum_outbox_published_total (nil: none).
@@ -97,6 +103,9 @@ func New(opts Options, l *alog.Log, keys *seal.Keyring, state State, consent Con
 	}
 	if opts.ProgressPoll <= 0 {
 		opts.ProgressPoll = time.Second
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 2 * time.Second
 	}
 	p := &Publisher{parts: make([]partState, opts.Partitions), opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_outbox_published_total",
