@@ -36,7 +36,16 @@ func (s *Server) handleClusterStatus(w http.ResponseWriter, _ *http.Request) {
 	if !s.clusterOr404(w) {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.svc.Cluster.Status())
+	st := s.svc.Cluster.Status()
+	if len(st.Partitions) == 0 {
+		// A node just restarted has not restored the map from Raft yet (or
+		// the cluster has not written its first one): an empty map would
+		// read as "no partitions".
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "", "catching up: this node has no partition map yet (it is restoring the cluster state, or no leader has written the first map); retry, or ask another node")
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 func (s *Server) handleClusterAdd(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +90,12 @@ func (s *Server) clusterChange(w http.ResponseWriter, name string, err error, co
 	case errors.Is(err, cluster.ErrNodeExists):
 		writeError(w, http.StatusConflict, "name", "a node named "+name+" is already in the cluster")
 	case errors.Is(err, cluster.ErrNotInitialised):
+		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "", "the cluster has no partition map yet; retry")
+	case errors.Is(err, cluster.ErrUnavailable):
+		s.opts.Logger.Warn("api: cluster change not committed", "node", name, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "", "the change was not committed: the cluster has no Raft leader that could commit it now (an election or a timeout); retry ("+err.Error()+")")
 	default:
 		s.opts.Logger.Error("api: cluster change", "node", name, "err", err)
 		writeError(w, http.StatusBadRequest, "", err.Error())

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,9 +18,11 @@ import (
 
 // fakeCluster is a cluster of which this node is the leader or not.
 type fakeCluster struct {
-	mu     sync.Mutex
-	leader bool
-	nodes  []cluster.NodeStatus
+	mu       sync.Mutex
+	leader   bool
+	nodes    []cluster.NodeStatus
+	noMap    bool  // a node just restarted: no map restored yet
+	proposal error // what committing a change gives (nil: it commits)
 }
 
 func (f *fakeCluster) Status() cluster.Status {
@@ -27,6 +30,9 @@ func (f *fakeCluster) Status() cluster.Status {
 	defer f.mu.Unlock()
 	st := cluster.Status{Leader: "n2", Nodes: append([]cluster.NodeStatus{}, f.nodes...),
 		Partitions: []cluster.PartitionStatus{{ID: 0, Owner: "n1", Standbys: []string{"n2"}, Epoch: 3, Applied: 42}}}
+	if f.noMap {
+		st.Partitions = []cluster.PartitionStatus{}
+	}
 	if f.leader {
 		st.Leader = "n1"
 	}
@@ -43,6 +49,9 @@ func (f *fakeCluster) AddNode(nc cluster.NodeConfig) error {
 		if n.Name == nc.Name {
 			return fmt.Errorf("%w: %s", cluster.ErrNodeExists, nc.Name)
 		}
+	}
+	if f.proposal != nil {
+		return f.proposal
 	}
 	f.nodes = append(f.nodes, cluster.NodeStatus{Name: nc.Name, HTTP: nc.HTTP, State: "up", Raft: "follower"})
 	return nil
@@ -120,6 +129,18 @@ func TestClusterAPI(t *testing.T) {
 			t.Errorf("%s: field %q, want %q", tc.name, field, tc.field)
 		}
 	}
+	// A change Raft could not commit (leadership lost, a timeout) is the
+	// cluster's momentary state, not a bad request: 503, retry.
+	fc.mu.Lock()
+	fc.proposal = fmt.Errorf("cluster: propose: %w: leadership lost while committing log", cluster.ErrUnavailable)
+	fc.mu.Unlock()
+	r = s.do(req{method: "POST", path: "/v1/cluster/nodes", admin: true, body: jsonBody(t, map[string]string{"name": "n3", "http": "127.0.0.1:8083", "raft": "127.0.0.1:7033"})})
+	if msg, _ := r.errorBody(t); r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(msg, "no Raft leader") {
+		t.Fatalf("add without a leader to commit it: %s", r)
+	}
+	fc.mu.Lock()
+	fc.proposal = nil
+	fc.mu.Unlock()
 	r = s.do(req{method: "POST", path: "/v1/cluster/nodes", admin: true, body: jsonBody(t, map[string]string{"name": "n3", "http": "127.0.0.1:8083", "raft": "127.0.0.1:7033"})})
 	if r.code != http.StatusCreated || json.Unmarshal(r.body, &st) != nil || len(st.Nodes) != 3 {
 		t.Fatalf("add on the leader: %s", r)
@@ -127,6 +148,16 @@ func TestClusterAPI(t *testing.T) {
 	r = s.do(req{method: "DELETE", path: "/v1/cluster/nodes/n3", admin: true})
 	if r.code != http.StatusOK || json.Unmarshal(r.body, &st) != nil || len(st.Nodes) != 2 {
 		t.Fatalf("remove on the leader: %s", r)
+	}
+
+	// A node that has not restored the map yet says so, instead of an
+	// empty map.
+	fc.mu.Lock()
+	fc.noMap = true
+	fc.mu.Unlock()
+	r = s.do(req{method: "GET", path: "/v1/cluster", admin: true})
+	if msg, _ := r.errorBody(t); r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(msg, "catching up") {
+		t.Fatalf("GET /v1/cluster without a map: %s", r)
 	}
 }
 

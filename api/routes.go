@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -179,5 +180,25 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Prin
 	if errors.Is(err, access.ErrExpired) {
 		return unauth("token expired")
 	}
+	if s.catchingUp(w, r, "token") {
+		return auth.Principal{}, false
+	}
 	return unauth("invalid token")
+}
+
+// catchingUp answers 503 with Retry-After, and returns true, when this
+// node does not know a credential because it is still applying the log it
+// found at start (a node restarted into a cluster): the token or key may
+// have been created meanwhile on another node. 401 would tell the client
+// its valid credential is wrong.
+func (s *Server) catchingUp(w http.ResponseWriter, r *http.Request, what string) bool {
+	applied, target, catching := s.svc.Node.CatchingUp()
+	if !catching {
+		return false
+	}
+	setAuditDetail(r, "unknown "+what+" while catching up")
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, "", fmt.Sprintf(
+		"catching up: this node has applied %d of the %d log entries it found at start and may not know this %s yet; retry", applied, target, what))
+	return true
 }

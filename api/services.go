@@ -104,6 +104,10 @@ type Auditor interface {
 type Node interface {
 	Healthy() error
 	AppliedSeq() uint64
+	// CatchingUp: applied < target, the log's end when the node started
+	// (a restarted node has not applied the tokens and sources created
+	// meanwhile).
+	CatchingUp() (applied, target uint64, catching bool)
 	Sync(ctx context.Context) error
 	Registry() *prometheus.Registry
 }

@@ -38,6 +38,9 @@ func (s *Server) authSource(w http.ResponseWriter, r *http.Request, body []byte)
 	}
 	src, ok := s.svc.Access.SourceForKey(key)
 	if !ok {
+		if s.catchingUp(w, r, "write key") {
+			return "", false
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="aurum"`)
 		writeError(w, http.StatusUnauthorized, "Authorization", "unknown write key")
 		return "", false

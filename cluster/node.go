@@ -22,6 +22,22 @@ import (
 // ErrNotLeader: membership changes are made on the leader.
 var ErrNotLeader = errors.New("cluster: not the leader")
 
+// ErrUnavailable wraps a change Raft could not commit now (no leader,
+// leadership lost while committing, a full queue, shutting down): nothing
+// is wrong with the request; try again.
+var ErrUnavailable = errors.New("cluster: no Raft leader could commit the change now")
+
+// unavailable wraps hashicorp/raft's transient errors in ErrUnavailable.
+func unavailable(err error) error {
+	for _, t := range []error{raft.ErrNotLeader, raft.ErrLeadershipLost, raft.ErrEnqueueTimeout,
+		raft.ErrLeadershipTransferInProgress, raft.ErrRaftShutdown, raft.ErrAbortedByRestore} {
+		if errors.Is(err, t) {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	return err
+}
+
 // Node is one member of the cluster: it runs hashicorp/raft over TCP on
 // its raft address with a bbolt log store (raft-boltdb/v2), replicates
 // the control state (Map) and, while it is the leader, keeps the liveness
@@ -242,7 +258,7 @@ func (n *Node) AddNode(nc NodeConfig) error {
 		return fmt.Errorf("%w: %s", ErrNodeExists, nc.Name)
 	}
 	if err := n.raft.AddVoter(raft.ServerID(nc.Name), raft.ServerAddress(nc.Raft), 0, n.opts.ApplyTimeout).Error(); err != nil {
-		return fmt.Errorf("cluster: add %s: %w", nc.Name, err)
+		return fmt.Errorf("cluster: add %s: %w", nc.Name, unavailable(err))
 	}
 	return n.propose(command{op: opAdd, members: []Member{{NodeConfig: nc}}})
 }
@@ -261,7 +277,7 @@ func (n *Node) RemoveNode(name string) error {
 		return err
 	}
 	if err := n.raft.RemoveServer(raft.ServerID(name), 0, n.opts.ApplyTimeout).Error(); err != nil {
-		return fmt.Errorf("cluster: remove %s: %w", name, err)
+		return fmt.Errorf("cluster: remove %s: %w", name, unavailable(err))
 	}
 	return nil
 }
@@ -277,7 +293,7 @@ func (n *Node) checkLeader() error {
 func (n *Node) propose(c command) error {
 	f := n.raft.Apply(c.encode(), n.opts.ApplyTimeout)
 	if err := f.Error(); err != nil {
-		return fmt.Errorf("cluster: propose: %w", err)
+		return fmt.Errorf("cluster: propose: %w", unavailable(err))
 	}
 	if err, ok := f.Response().(error); ok {
 		return err

@@ -245,6 +245,7 @@ type Engine struct {
 	destMu      sync.Mutex // serialises reloadDestinations (apply loop, leadership watcher)
 	destsLeader bool       // the leadership the last reloadDestinations saw (under destMu)
 	applied     *appliedWatch
+	openTarget  uint64 // the log's last sequence at Open (CatchingUp)
 
 	// The stages, wired by Open (their accessors are in state.go).
 	edge      *ingest.Edge
@@ -378,6 +379,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 	e.applied = newAppliedWatch(applied)
 	e.metrics.appliedSeq.Set(float64(applied))
+	if last, err := e.log.LastSeq(ctx); err == nil {
+		e.openTarget = last
+	} else {
+		opts.Logger.Warn("engine: the log's end is unknown at start; not reporting a catch-up", "err", err)
+	}
 
 	if err := e.publishIdentityConfig(ctx); err != nil {
 		return nil, err
@@ -464,6 +470,14 @@ func (e *Engine) Healthy() error {
 		return base.ErrClosed
 	}
 	return e.log.Current()
+}
+
+// CatchingUp reports whether this node is still applying what the log
+// held when it started (applied < target): its credentials, sources and
+// other state may lag the cluster's until then.
+func (e *Engine) CatchingUp() (applied, target uint64, catching bool) {
+	applied = e.applied.get()
+	return applied, e.openTarget, applied < e.openTarget
 }
 
 // NATSURL is the URL outside producers and subscribers connect to.

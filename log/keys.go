@@ -261,9 +261,29 @@ func (l *Log) GetKey(ctx context.Context, id []byte) (KeyEntry, error) {
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	e, _, err := l.lastKeyRecord(ctx, s)
-	return e, err
+	// A cluster electing AURUM_KEYS' leader answers "temporarily
+	// unavailable" (or nothing) for a few seconds; a key read during a
+	// replay's apply must outlast that, not fail the apply (a node died of
+	// it in the chaos test). Short attempts, retried until ctx ends.
+	wait := 50 * time.Millisecond
+	for {
+		actx, acancel := context.WithTimeout(ctx, keyReadAttempt)
+		e, _, err := l.lastKeyRecord(actx, s)
+		acancel()
+		if err == nil || !retryableStreamError(err) || ctx.Err() != nil {
+			return e, err
+		}
+		select {
+		case <-ctx.Done():
+			return e, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
+
+// keyReadAttempt bounds one attempt of GetKey.
+const keyReadAttempt = 2 * time.Second
 
 // lastKeyRecord reads the last message on subject: the entry, and the
 // message's sequence and record (seq 0 when there is none).

@@ -89,6 +89,7 @@ type Log struct {
 	cancelClosing context.CancelFunc
 	readers       map[*Reader]struct{}
 	active        sync.WaitGroup // running ConsumeIngest and ConsumeDurable calls
+	bg            sync.WaitGroup // Readers' deletions of their old consumers
 
 	keys keysStream // AURUM_KEYS, looked up once (keys.go)
 }
@@ -351,6 +352,7 @@ func (l *Log) Close() error {
 	idle := make(chan struct{})
 	go func() { // owned here: ends when every Consume call has returned
 		l.active.Wait()
+		l.bg.Wait()
 		close(idle)
 	}()
 	select {

@@ -59,8 +59,10 @@ type Reader struct {
 	l    *Log
 	next uint64 // sequence to re-open at: last returned + 1
 
-	mu     sync.Mutex // guards it and closed against Log.Close
+	mu     sync.Mutex // guards it, cons and closed against Log.Close
 	it     jetstream.MessagesContext
+	cons   string // the current consumer's name
+	cseq   uint64 // the consumer sequence of the last message taken from it
 	closed bool
 }
 
@@ -113,6 +115,15 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 		if err != nil {
 			return Entry{}, fmt.Errorf("log: reader: metadata: %w", err)
 		}
+		// What an ordered consumer checks: every delivery of the consumer,
+		// none dropped (a slow consumer's message dropped by the server).
+		if md.Sequence.Consumer != r.cseq+1 {
+			r.l.logger.Warn("log: reader: gap in the deliveries, re-opening", "from_seq", r.next,
+				"consumer_seq", md.Sequence.Consumer, "want", r.cseq+1)
+			r.reset()
+			continue
+		}
+		r.cseq = md.Sequence.Consumer
 		seq := md.Sequence.Stream
 		if seq < r.next {
 			continue // already returned; never repeat
@@ -131,12 +142,21 @@ func (r *Reader) iterator(ctx context.Context) (jetstream.MessagesContext, error
 	if r.it != nil {
 		return r.it, nil
 	}
-	cons, err := r.l.js.OrderedConsumer(ctx, StreamLog, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   r.next,
-		// One attempt: on failure Next re-opens itself with a backoff
-		// that honours ctx and Close.
-		MaxResetAttempts: 1,
+	// What nats.go's ordered consumer creates (an R1 ephemeral in memory,
+	// no acks), made here: the ordered consumer re-creates itself after a
+	// missed heartbeat with a fixed 10 s request timeout, and a request
+	// sent while JetStream was electing a new leader waited all of it (a
+	// failover's apply stalled ~12 s). Here a failed open is retried by
+	// Next with a short timeout and a backoff that honours ctx and Close.
+	octx, cancel := context.WithTimeout(ctx, readerOpenTimeout)
+	defer cancel()
+	cons, err := r.l.js.CreateConsumer(octx, StreamLog, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       r.next,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: 5 * time.Minute,
+		Replicas:          1,
+		MemoryStorage:     true,
 	})
 	if err != nil {
 		return nil, err
@@ -144,19 +164,45 @@ func (r *Reader) iterator(ctx context.Context) (jetstream.MessagesContext, error
 	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(readerBatch, readerBatchBytes),
 		jetstream.PullHeartbeat(readerHeartbeat))
 	if err != nil {
+		r.deleteConsumer(cons.CachedInfo().Name)
 		return nil, err
 	}
-	r.it = it
+	r.it, r.cons, r.cseq = it, cons.CachedInfo().Name, 0
 	return it, nil
 }
+
+// readerOpenTimeout bounds the creation of a Reader's consumer.
+const readerOpenTimeout = 2 * time.Second
 
 func (r *Reader) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.stopLocked()
+}
+
+// stopLocked stops the iterator and deletes its consumer (r.mu held).
+func (r *Reader) stopLocked() {
 	if r.it != nil {
 		r.it.Stop()
 		r.it = nil
 	}
+	if r.cons != "" {
+		r.deleteConsumer(r.cons)
+		r.cons = ""
+	}
+}
+
+// deleteConsumer deletes a consumer the Reader no longer reads, without
+// waiting: its server may be gone (then InactiveThreshold or the server's
+// restart removes it).
+func (r *Reader) deleteConsumer(name string) {
+	r.l.bg.Add(1)
+	go func() { // owned by the Log: Close waits (bounded by the timeout)
+		defer r.l.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), readerOpenTimeout)
+		defer cancel()
+		_ = r.l.js.DeleteConsumer(ctx, StreamLog, name)
+	}()
 }
 
 func (r *Reader) isStopped() bool {
@@ -194,10 +240,7 @@ func (r *Reader) stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
-	if r.it != nil {
-		r.it.Stop()
-		r.it = nil
-	}
+	r.stopLocked()
 }
 
 // Close stops the Reader. It is idempotent.
