@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test test-short bench fuzz lint run clean
+.PHONY: build test test-short bench bench-cluster fuzz lint run clean
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -29,6 +29,12 @@ BENCHTIMEOUT ?= 3h
 BENCHFLAGS ?=
 bench:
 	$(GO) test -run '^TestReport$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -report -sizes $(SIZES) $(BENCHFLAGS)
+
+# Issue #11: throughput of one node against three (real processes; rounds
+# interleaved, medians; bench/RESULTS.md "Issue #11: throughput"). About 10
+# minutes on 2 cores with the defaults (3 rounds, 1000 people).
+bench-cluster:
+	AURUM_BENCH=cluster $(GO) test -run '^TestClusterThroughput$$' -count 1 -v -timeout 1h ./cmd/aurum/
 
 # Each fuzz target for FUZZTIME (default 30s): events and batches, CSV/JSON/
 # NDJSON/XML import, the rule language, stored GCRs, webhook signatures, the
