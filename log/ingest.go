@@ -115,8 +115,19 @@ type ingestBatch struct {
 
 func (l *Log) consumeIngest(ctx context.Context, max, depth int, start func([]RawMsg) func() error) error {
 	cons, err := l.gatewayConsumer(ctx, max, depth)
-	if err != nil {
-		return err
+	// A cluster whose nodes all restarted, or that is electing, answers
+	// late or "temporarily unavailable" for a few seconds: that is retried
+	// (it stopped a node's engine in the chaos test); a refused
+	// configuration is not.
+	for attempt := 1; err != nil; attempt++ {
+		if !retryableStreamError(err) {
+			return err
+		}
+		l.logger.Warn("log: consume ingest: consumer", "err", err, "failures", attempt)
+		if !l.pause(ctx, attempt) {
+			return ctx.Err()
+		}
+		cons, err = l.gatewayConsumer(ctx, max, depth)
 	}
 	acker, err := newAcker(l.nc, (depth+1)*max)
 	if err != nil {
