@@ -67,6 +67,22 @@ func TestClusterThroughput(t *testing.T) {
 		m := [3]float64{med(s, throughput.ingestRate), med(s, throughput.applyRate), med(s, throughput.outRate)}
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", s, m[0], m[1], m[2], m[0]/base[0], m[1]/base[1], m[2]/base[2])
 	}
+	// The ratio within each round (the two set-ups ran back to back, under
+	// the same load of a shared machine), and its median.
+	for _, s := range setups[1:] {
+		for _, m := range []struct {
+			name string
+			f    func(throughput) float64
+		}{{"ingest", throughput.ingestRate}, {"apply", throughput.applyRate}} {
+			var ratios []float64
+			for r := range rounds {
+				ratios = append(ratios, m.f(results[s][r])/m.f(results["single"][r]))
+			}
+			sorted := slices.Clone(ratios)
+			slices.Sort(sorted)
+			fmt.Fprintf(&b, "%s/single %s per round: %.2f (median %.2f)\n", s, m.name, ratios, sorted[len(sorted)/2])
+		}
+	}
 	t.Logf("medians of %d rounds, %d events, %d people:%s", rounds, w.events, people, b.String())
 }
 

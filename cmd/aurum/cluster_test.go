@@ -139,11 +139,16 @@ func TestClusterServe(t *testing.T) {
 		}
 		return nil
 	})
+	// Healthy once each node's JetStream replicas are current (a node
+	// answers 503 "catching up" until then).
 	for i, n := range nodes {
-		code, body, err := n.request("GET", "/healthz", nil, nil)
-		if err != nil || code != http.StatusOK {
-			t.Fatalf("GET /healthz on %s: %d %s %v", names[i], code, body, err)
-		}
+		check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+			code, body, err := n.request("GET", "/healthz", nil, nil)
+			if err != nil || code != http.StatusOK {
+				return fmt.Errorf("GET /healthz on %s: %d %s %v", names[i], code, body, err)
+			}
+			return nil
+		})
 	}
 }
 
