@@ -260,7 +260,7 @@ func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	if err := s.svc.Node.Healthy(); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error(), "applied_seq": s.svc.Node.AppliedSeq()})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "applied_seq": s.svc.Node.AppliedSeq()})

@@ -244,19 +244,20 @@ func waitReplaySettled(t *testing.T, n *node, timeout time.Duration) string {
 	return st.Status
 }
 
-// appliedSeq is the node's applied log position (GET /healthz).
+// appliedSeq is the node's applied log position (GET /healthz; a cluster
+// node whose JetStream replicas catch up answers 503 with it too).
 func (n *node) appliedSeq() (uint64, error) {
 	var h struct {
-		AppliedSeq uint64 `json:"applied_seq"`
+		AppliedSeq *uint64 `json:"applied_seq"`
 	}
 	code, body, err := n.request("GET", "/healthz", nil, nil)
-	if err != nil || code != http.StatusOK {
+	if err != nil || (code != http.StatusOK && code != http.StatusServiceUnavailable) {
 		return 0, fmt.Errorf("healthz: %d %s %v", code, body, err)
 	}
-	if err := json.Unmarshal(body, &h); err != nil {
-		return 0, fmt.Errorf("healthz %s: %v", body, err)
+	if err := json.Unmarshal(body, &h); err != nil || h.AppliedSeq == nil {
+		return 0, fmt.Errorf("healthz %d %s: no applied_seq (%v)", code, body, err)
 	}
-	return h.AppliedSeq, nil
+	return *h.AppliedSeq, nil
 }
 
 // waitApplied waits until the node has applied exactly seq.
