@@ -296,6 +296,10 @@ func (s *transitionSubscriber) firstAfter(t time.Time, parts []int) (time.Time, 
 // its partitions stored) is logged. Short version in CI; the long one:
 //
 //	AURUM_CHAOS=long go test -run TestClusterChaos -timeout 30m ./cmd/aurum
+//
+// AURUM_CHAOS_LOGS=DIR keeps every node's log in DIR/<node>.log: the
+// engine logs each step of a take-over ("engine: outbox: owner of
+// partition", "caught up", "publishing partition", "first publish").
 func TestClusterChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real aurum processes")
