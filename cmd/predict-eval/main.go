@@ -29,5 +29,15 @@ func run(w io.Writer, dir string) error {
 		return err
 	}
 	p.print(w)
+	fmt.Fprintln(w)
+	otto, err := evalOtto(dir)
+	if err != nil {
+		return err
+	}
+	wl, err := evalWorkload()
+	if err != nil {
+		return err
+	}
+	printRecommend(w, []*recommendResult{otto, wl})
 	return nil
 }
