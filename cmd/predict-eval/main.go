@@ -24,20 +24,44 @@ func main() {
 }
 
 func run(w io.Writer, dir string) error {
-	p, err := evalPropensity(dir)
+	r, err := evaluate(dir)
 	if err != nil {
 		return err
 	}
-	p.print(w)
-	fmt.Fprintln(w)
-	otto, err := evalOtto(dir)
-	if err != nil {
-		return err
-	}
-	wl, err := evalWorkload()
-	if err != nil {
-		return err
-	}
-	printRecommend(w, []*recommendResult{otto, wl})
+	r.print(w)
 	return nil
+}
+
+// report is everything the command prints.
+type report struct {
+	Propensity *propensityResult
+	// Otto, Workload and Planted are the recommendation evaluations.
+	Otto, Workload, Planted *recommendResult
+}
+
+func evaluate(dir string) (*report, error) {
+	var r report
+	s, err := readShoppersFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	if r.Propensity, err = evalPropensity(s, splitSeed, boostedOptions); err != nil {
+		return nil, err
+	}
+	if r.Otto, err = evalOtto(dir); err != nil {
+		return nil, err
+	}
+	if r.Workload, err = evalWorkload(); err != nil {
+		return nil, err
+	}
+	if r.Planted, err = evalPlanted(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (r *report) print(w io.Writer) {
+	r.Propensity.print(w)
+	fmt.Fprintln(w)
+	printRecommend(w, []*recommendResult{r.Otto, r.Workload, r.Planted})
 }

@@ -46,6 +46,17 @@ func evalWorkload() (*recommendResult, error) {
 	return &recommendResult{fmt.Sprintf("workload (%d people, %d days; no planted preferences)", workloadConfig.People, workloadConfig.Days), r}, nil
 }
 
+// evalPlanted runs the evaluation on recommend.Planted's users (a planted
+// favourite category), the signal the workload generator does not plant.
+func evalPlanted() (*recommendResult, error) {
+	cfg := recommend.PlantedConfig{Users: 1000, Categories: 20, PerCategory: 100, Seed: 12}
+	r, err := recommend.Evaluate(recommend.Planted(cfg), recommend.EvalOptions{Holdout: recommendHoldout})
+	if err != nil {
+		return nil, fmt.Errorf("planted: %w", err)
+	}
+	return &recommendResult{fmt.Sprintf("synthetic, planted favourite category (%d users)", cfg.Users), r}, nil
+}
+
 func printRecommend(w io.Writer, rs []*recommendResult) {
 	fmt.Fprintf(w, "Next best product: hit rate at 10 on each user's later %.0f%% of interactions, against popularity in the same run\n", recommendHoldout*100)
 	fmt.Fprintf(w, "  %-55s %6s %8s %8s %6s %10s %10s\n", "data", "users", "model", "popular", "ratio", "new:model", "new:popular")

@@ -56,41 +56,42 @@ func FitLogistic(d *Dataset, opt LogisticOptions) (*Logistic, error) {
 		return nil, fmt.Errorf("propensity: logistic: L2 %v must be > 0", opt.L2)
 	}
 	std := FitStandardizer(d.X)
-	p := len(d.Names) + 1 // intercept last
-	z := make([][]float64, len(d.X))
+	n, p := len(d.X), len(d.Names)+1 // intercept last
+	z := mat.NewDense(n, p, nil)
 	for i, row := range d.X {
-		z[i] = append(std.Apply(row), 1)
+		zi := z.RawRowView(i)
+		for j, v := range row {
+			zi[j] = (v - std.Mean[j]) / std.Scale[j]
+		}
+		zi[p-1] = 1
 	}
-	w := make([]float64, p)
+	w := mat.NewVecDense(p, nil)
+	eta := mat.NewVecDense(n, nil)
+	r := mat.NewVecDense(n, nil)
+	a := mat.NewDense(n, p, nil) // rows of z scaled by √(μ(1−μ))
 	h := mat.NewSymDense(p, nil)
 	g := mat.NewVecDense(p, nil)
 	step := mat.NewVecDense(p, nil)
 	m := &Logistic{Names: d.Names, Std: std}
 	for it := 1; it <= opt.MaxIter; it++ {
-		h.Zero()
-		g.Zero()
-		hd := h.RawSymmetric().Data
-		for i, row := range z {
-			var eta float64
-			for j, v := range row {
-				eta += w[j] * v
-			}
-			mu := sigmoid(eta)
-			r := mu
+		eta.MulVec(z, w)
+		for i := range n {
+			mu := sigmoid(eta.AtVec(i))
+			res := mu
 			if d.Y[i] {
-				r = mu - 1
+				res = mu - 1
 			}
-			s := math.Max(mu*(1-mu), 1e-12)
-			for j, vj := range row {
-				g.SetVec(j, g.AtVec(j)+r*vj)
-				base := j * p
-				for k := j; k < p; k++ {
-					hd[base+k] += s * vj * row[k]
-				}
+			r.SetVec(i, res)
+			sq := math.Sqrt(math.Max(mu*(1-mu), 1e-12))
+			ai, zi := a.RawRowView(i), z.RawRowView(i)
+			for j, v := range zi {
+				ai[j] = sq * v
 			}
 		}
+		g.MulVec(z.T(), r)
+		h.SymOuterK(1, a.T())
 		for j := 0; j < p-1; j++ {
-			g.SetVec(j, g.AtVec(j)+2*opt.L2*w[j])
+			g.SetVec(j, g.AtVec(j)+2*opt.L2*w.AtVec(j))
 			h.SetSym(j, j, h.At(j, j)+2*opt.L2)
 		}
 		var ch mat.Cholesky
@@ -101,8 +102,8 @@ func FitLogistic(d *Dataset, opt LogisticOptions) (*Logistic, error) {
 			return nil, fmt.Errorf("propensity: logistic: step %d: %w", it, err)
 		}
 		var moved float64
-		for j := range w {
-			w[j] -= step.AtVec(j)
+		for j := range p {
+			w.SetVec(j, w.AtVec(j)-step.AtVec(j))
 			moved = math.Max(moved, math.Abs(step.AtVec(j)))
 		}
 		m.Iterations = it
@@ -110,7 +111,8 @@ func FitLogistic(d *Dataset, opt LogisticOptions) (*Logistic, error) {
 			break
 		}
 	}
-	m.W, m.Intercept = w[:p-1], w[p-1]
+	ws := w.RawVector().Data
+	m.W, m.Intercept = ws[:p-1], ws[p-1]
 	return m, nil
 }
 

@@ -79,7 +79,8 @@ func (o *CoOptions) defaults() error {
 
 // CoOccurrence counts, per item, its neighbours under one relation, in
 // memory bounded by Capacity counters per item. Counts depend on the order
-// of the users added only when an item's counters overflow.
+// of the users added only when an item's counters overflow. Not safe for
+// concurrent use (Neighbours caches sorted lists).
 type CoOccurrence struct {
 	opt      CoOptions
 	from, to [numKinds]bool
@@ -166,9 +167,11 @@ type counters struct {
 	keys   []string
 	counts []float64
 	idx    map[string]int
+	sorted []Scored // cache of the keys by count, nil after a change
 }
 
 func (l *counters) add(key string, w float64, capacity int) {
+	l.sorted = nil
 	if i, ok := l.idx[key]; ok {
 		l.counts[i] += w
 		return
@@ -192,11 +195,15 @@ func (l *counters) add(key string, w float64, capacity int) {
 	l.counts[m] += w
 }
 
+// top returns the k highest counts (a slice of the cache: not to be
+// modified).
 func (l *counters) top(k int) []Scored {
-	out := make([]Scored, len(l.keys))
-	for i, key := range l.keys {
-		out[i] = Scored{key, l.counts[i]}
+	if l.sorted == nil {
+		l.sorted = make([]Scored, len(l.keys))
+		for i, key := range l.keys {
+			l.sorted[i] = Scored{key, l.counts[i]}
+		}
+		slices.SortFunc(l.sorted, byScore)
 	}
-	slices.SortFunc(out, byScore)
-	return out[:min(k, len(out))]
+	return l.sorted[:min(k, len(l.sorted)):min(k, len(l.sorted))]
 }

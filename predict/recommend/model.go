@@ -74,7 +74,7 @@ func (o *ModelOptions) defaults() error {
 }
 
 // Model is trained on users' interactions (AddUser) and ranks next best
-// products. Memory: the co-occurrence counters (Capacity per item), one
+// products. Not safe for concurrent use (reads cache sorted lists). Memory: the co-occurrence counters (Capacity per item), one
 // popularity count and one category per item, and PerCategory·10 counters
 // per category.
 type Model struct {
@@ -83,6 +83,7 @@ type Model struct {
 	popularity map[string]float64
 	category   map[string]string
 	byCategory map[string]*counters
+	popular    []Scored // cache of popularity, sorted; nil after a change
 }
 
 // NewModel returns an untrained model.
@@ -100,6 +101,7 @@ func NewModel(opt ModelOptions) (*Model, error) {
 
 // AddUser trains the model on one user's interactions.
 func (m *Model) AddUser(history []Interaction) {
+	m.popular = nil
 	m.co.AddUser(history)
 	for _, it := range sorted(history) {
 		if it.Kind >= numKinds {
@@ -123,14 +125,23 @@ func (m *Model) AddUser(history []Interaction) {
 // Popular returns the n most popular items not in exclude (the popularity
 // baseline).
 func (m *Model) Popular(n int, exclude map[string]bool) []Scored {
-	out := make([]Scored, 0, len(m.popularity))
-	for k, v := range m.popularity {
-		if !exclude[k] {
-			out = append(out, Scored{k, v})
+	if m.popular == nil {
+		m.popular = make([]Scored, 0, len(m.popularity))
+		for k, v := range m.popularity {
+			m.popular = append(m.popular, Scored{k, v})
+		}
+		slices.SortFunc(m.popular, byScore)
+	}
+	out := make([]Scored, 0, n)
+	for _, s := range m.popular {
+		if len(out) == n {
+			break
+		}
+		if !exclude[s.Key] {
+			out = append(out, s)
 		}
 	}
-	slices.SortFunc(out, byScore)
-	return out[:min(n, len(out))]
+	return out
 }
 
 // Bought returns the items a history bought at or before asOf.
