@@ -37,6 +37,9 @@ type report struct {
 	Propensity *propensityResult
 	// Otto, Workload and Planted are the recommendation evaluations.
 	Otto, Workload, Planted *recommendResult
+	// WorkloadPropensity and Segments run on the synthetic store.
+	WorkloadPropensity *workloadPropensity
+	Segments           *segmentResult
 }
 
 func evaluate(dir string) (*report, error) {
@@ -51,7 +54,17 @@ func evaluate(dir string) (*report, error) {
 	if r.Otto, err = evalOtto(dir); err != nil {
 		return nil, err
 	}
-	if r.Workload, err = evalWorkload(); err != nil {
+	wl, err := runWorkload(workloadConfig)
+	if err != nil {
+		return nil, err
+	}
+	if r.Workload, err = evalWorkload(wl); err != nil {
+		return nil, err
+	}
+	if r.WorkloadPropensity, err = evalWorkloadPropensity(wl); err != nil {
+		return nil, err
+	}
+	if r.Segments, err = evalSegments(wl); err != nil {
 		return nil, err
 	}
 	if r.Planted, err = evalPlanted(); err != nil {
@@ -64,4 +77,8 @@ func (r *report) print(w io.Writer) {
 	r.Propensity.print(w)
 	fmt.Fprintln(w)
 	printRecommend(w, []*recommendResult{r.Otto, r.Workload, r.Planted})
+	fmt.Fprintln(w)
+	r.WorkloadPropensity.print(w)
+	fmt.Fprintln(w)
+	r.Segments.print(w)
 }

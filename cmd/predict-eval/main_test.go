@@ -1,10 +1,14 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aurumcdp/aurum/rules"
+	"github.com/aurumcdp/aurum/rules/rulestest"
 )
 
 // dataDir returns ../shared/data next to the clone, or skips.
@@ -37,6 +41,10 @@ func TestPredictEval(t *testing.T) {
 	t.Log("\n" + b.String())
 	checkPropensity(t, r.Propensity)
 	checkRecommend(t, r)
+	if wp := r.WorkloadPropensity; wp.Logistic < 0.6 || wp.Boosted < 0.6 {
+		t.Errorf("workload propensity AUC %.3f (logistic), %.3f (trees): want > 0.6", wp.Logistic, wp.Boosted)
+	}
+	checkSegmentRules(t, r.Segments)
 	s, err := readShoppersFile(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +94,51 @@ func TestRecommendReference(t *testing.T) {
 	printRecommend(&b, []*recommendResult{r.Otto, r.Planted})
 	t.Log("\n" + b.String())
 	checkRecommend(t, &r)
+}
+
+// checkSegmentRules evaluates each cluster's rule with the rules package on
+// every person's events (rulestest.Facts, the reference semantics) and
+// requires the precision and recall Discover reported.
+func checkSegmentRules(t *testing.T, s *segmentResult) {
+	t.Helper()
+	d, err := runWorkload(workloadConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, who := d.segmentRows(d.End)
+	if s.K < 2 || len(s.Clusters) != s.K {
+		t.Fatalf("k = %d with %d clusters", s.K, len(s.Clusters))
+	}
+	for c, cl := range s.Clusters {
+		rule, err := rules.Compile(cl.Rule)
+		if err != nil {
+			t.Fatalf("cluster %d: rule %q: %v", c, cl.Rule, err)
+		}
+		var tp, sel int
+		for i, p := range who {
+			f := &rulestest.Facts{At: d.End}
+			for _, e := range d.People[p] {
+				f.Events = append(f.Events, rulestest.Event{Name: e.Name, Time: e.Time, Props: map[string]any{"revenue": e.Revenue}})
+			}
+			ok, err := rule.Eval(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				sel++
+				if s.Assign[i] == c {
+					tp++
+				}
+			}
+		}
+		p, rc := float64(tp)/float64(max(sel, 1)), float64(tp)/float64(cl.Size)
+		if math.Abs(p-cl.Precision) > 1e-9 || math.Abs(rc-cl.Recall) > 1e-9 {
+			t.Errorf("cluster %d: rule %q on the events: precision %.4f recall %.4f; Discover reported %.4f %.4f", c, cl.Rule, p, rc, cl.Precision, cl.Recall)
+		}
+		if cl.Precision < 0.7 || cl.Recall < 0.7 {
+			t.Errorf("cluster %d: rule %q: precision %.3f recall %.3f, want >= 0.7", c, cl.Rule, cl.Precision, cl.Recall)
+		}
+	}
 }
 
 func checkPropensity(t *testing.T, p *propensityResult) {

@@ -41,25 +41,36 @@ func readShoppersFile(dir string) (*shoppers, error) {
 func evalPropensity(s *shoppers, seed uint64, trees propensity.BoostedOptions) (*propensityResult, error) {
 	train, test := propensity.StratifiedSplit(s.Trees.Y, 0.7, seed)
 	res := &propensityResult{Seed: seed, Trees: trees, Train: len(train), Test: len(test), TestPositives: s.Trees.Subset(test).Positives()}
-	lin, err := propensity.FitLogistic(s.Linear.Subset(train), propensity.LogisticOptions{})
+	var err error
+	res.Logistic, res.Boosted, err = fitBoth(s.Linear.Subset(train), s.Linear.Subset(test), s.Trees.Subset(train), s.Trees.Subset(test), trees)
 	if err != nil {
 		return nil, err
 	}
-	lt := s.Linear.Subset(test)
-	res.Logistic = propensity.AUC(propensity.PredictAll(lin, lt.X), lt.Y)
-	gb, err := propensity.FitBoosted(s.Trees.Subset(train), trees)
-	if err != nil {
-		return nil, err
-	}
-	tt := s.Trees.Subset(test)
-	res.Boosted = propensity.AUC(propensity.PredictAll(gb, tt.X), tt.Y)
 	return res, nil
+}
+
+// fitBoth fits logistic regression on linTrain and trees on treeTrain and
+// returns their AUCs on the test rows.
+func fitBoth(linTrain, linTest, treeTrain, treeTest *propensity.Dataset, trees propensity.BoostedOptions) (logistic, boosted float64, err error) {
+	lin, err := propensity.FitLogistic(linTrain, propensity.LogisticOptions{})
+	if err != nil {
+		return 0, 0, err
+	}
+	gb, err := propensity.FitBoosted(treeTrain, trees)
+	if err != nil {
+		return 0, 0, err
+	}
+	return propensity.AUC(propensity.PredictAll(lin, linTest.X), linTest.Y), propensity.AUC(propensity.PredictAll(gb, treeTest.X), treeTest.Y), nil
+}
+
+// printAUCs prints the two models' AUCs.
+func printAUCs(w io.Writer, logistic, boosted float64, trees propensity.BoostedOptions) {
+	fmt.Fprintf(w, "  %-40s AUC %.4f\n", "logistic regression (L2, Newton)", logistic)
+	fmt.Fprintf(w, "  %-40s AUC %.4f\n", fmt.Sprintf("gradient-boosted trees (%d × depth %d)", trees.Trees, trees.Depth), boosted)
 }
 
 func (r *propensityResult) print(w io.Writer) {
 	fmt.Fprintf(w, "Propensity: online_shoppers_intention, label Revenue, stratified 70/30 split (seed %d): %d train, %d test (%d positive)\n",
 		r.Seed, r.Train, r.Test, r.TestPositives)
-	fmt.Fprintf(w, "  %-40s AUC %.4f\n", "logistic regression (L2, Newton)", r.Logistic)
-	name := fmt.Sprintf("gradient-boosted trees (%d × depth %d)", r.Trees.Trees, r.Trees.Depth)
-	fmt.Fprintf(w, "  %-40s AUC %.4f\n", name, r.Boosted)
+	printAUCs(w, r.Logistic, r.Boosted, r.Trees)
 }

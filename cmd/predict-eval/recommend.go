@@ -34,12 +34,8 @@ func evalOtto(dir string) (*recommendResult, error) {
 	return &recommendResult{"otto_sample (20 sessions)", r}, nil
 }
 
-func evalWorkload() (*recommendResult, error) {
-	users, err := workloadInteractions(workloadConfig)
-	if err != nil {
-		return nil, err
-	}
-	r, err := recommend.Evaluate(users, recommend.EvalOptions{Holdout: recommendHoldout})
+func evalWorkload(d *workloadData) (*recommendResult, error) {
+	r, err := recommend.Evaluate(d.interactions(), recommend.EvalOptions{Holdout: recommendHoldout})
 	if err != nil {
 		return nil, fmt.Errorf("workload: %w", err)
 	}
