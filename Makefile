@@ -32,11 +32,11 @@ bench:
 
 # Each fuzz target for FUZZTIME (default 30s): events and batches, CSV/JSON/
 # NDJSON/XML import, the rule language, stored GCRs, webhook signatures, the
-# identity config, hostile log entries (Apply, CheckMsgpack) and management
-# request bodies.
+# identity config, hostile log entries (Apply, CheckMsgpack), management
+# request bodies and the reference-data readers of cmd/predict-eval.
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in ./internal/wire ./event ./importer ./rules ./projections/gcr ./projections/audience ./activation ./projections ./projections/identity ./api; do \
+	@for pkg in ./internal/wire ./event ./importer ./rules ./projections/gcr ./projections/audience ./activation ./projections ./projections/identity ./api ./cmd/predict-eval; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
