@@ -101,7 +101,7 @@ func synthetic(n int, w []float64, b float64, xor bool, seed uint64) *Dataset {
 
 func TestLogisticRecoversWeights(t *testing.T) {
 	w := []float64{1.5, -2, 0.5, 0}
-	d := synthetic(20000, w, -1, false, 1)
+	d := synthetic(10000, w, -1, false, 1)
 	m, err := FitLogistic(d, LogisticOptions{L2: 1e-6})
 	if err != nil {
 		t.Fatal(err)
@@ -109,8 +109,8 @@ func TestLogisticRecoversWeights(t *testing.T) {
 	// Weights are on standardized features: divide by the scale to compare.
 	for j, want := range w {
 		got := m.W[j] / m.Std.Scale[j]
-		if math.Abs(got-want) > 0.08 {
-			t.Errorf("w[%d] = %.3f, want %.3f ± 0.08", j, got, want)
+		if math.Abs(got-want) > 0.1 {
+			t.Errorf("w[%d] = %.3f, want %.3f ± 0.1", j, got, want)
 		}
 	}
 	// At the optimum the penalized gradient is 0.
@@ -146,13 +146,13 @@ func TestLogisticRecoversWeights(t *testing.T) {
 }
 
 func TestBoostedLearnsInteraction(t *testing.T) {
-	d := synthetic(6000, []float64{0, 0, 0}, 0, true, 2)
-	test := synthetic(3000, []float64{0, 0, 0}, 0, true, 3)
+	d := synthetic(3000, []float64{0, 0, 0}, 0, true, 2)
+	test := synthetic(2000, []float64{0, 0, 0}, 0, true, 3)
 	lin, err := FitLogistic(d, LogisticOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gb, err := FitBoosted(d, BoostedOptions{Trees: 60})
+	gb, err := FitBoosted(d, BoostedOptions{Trees: 40})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestBoostedLearnsInteraction(t *testing.T) {
 	if aucGB < 0.9 {
 		t.Errorf("boosted AUC %.3f on xor, want >= 0.9", aucGB)
 	}
-	gb2, _ := FitBoosted(d, BoostedOptions{Trees: 60})
+	gb2, _ := FitBoosted(d, BoostedOptions{Trees: 40})
 	if !reflect.DeepEqual(gb, gb2) {
 		t.Fatal("two fits of the same data differ")
 	}
@@ -173,9 +173,9 @@ func TestBoostedLearnsInteraction(t *testing.T) {
 
 func TestBoostedOnLinearData(t *testing.T) {
 	w := []float64{1, -1, 0.5}
-	d := synthetic(5000, w, 0, false, 4)
-	test := synthetic(3000, w, 0, false, 5)
-	gb, err := FitBoosted(d, BoostedOptions{Trees: 80})
+	d := synthetic(3000, w, 0, false, 4)
+	test := synthetic(2000, w, 0, false, 5)
+	gb, err := FitBoosted(d, BoostedOptions{Trees: 50})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -175,7 +175,7 @@ func TestRecommendExcludesBought(t *testing.T) {
 // model must beat popularity at least twofold on unseen later items; with
 // one category (no preference to find) it must not claim a gain.
 func TestEvaluatePlantedPreferences(t *testing.T) {
-	users := Planted(PlantedConfig{Users: 1000, Categories: 20, PerCategory: 100, Seed: 1})
+	users := Planted(PlantedConfig{Users: 600, Categories: 20, PerCategory: 100, Seed: 1})
 	r, err := Evaluate(users, EvalOptions{Holdout: 0.3})
 	if err != nil {
 		t.Fatal(err)
@@ -184,11 +184,12 @@ func TestEvaluatePlantedPreferences(t *testing.T) {
 	if r.NewHitRate < 2*r.NewPopHitRate || r.HitRate < 2*r.PopHitRate {
 		t.Errorf("hit rate %.3f (new items %.3f) vs popularity %.3f (%.3f): want >= 2x", r.HitRate, r.NewHitRate, r.PopHitRate, r.NewPopHitRate)
 	}
-	again, _ := Evaluate(users, EvalOptions{Holdout: 0.3})
-	if again != r {
-		t.Fatalf("two evaluations differ: %+v vs %+v", again, r)
+	one, _ := Evaluate(users[:200], EvalOptions{Holdout: 0.3})
+	two, _ := Evaluate(users[:200], EvalOptions{Holdout: 0.3})
+	if one != two {
+		t.Fatalf("two evaluations differ: %+v vs %+v", one, two)
 	}
-	flat := Planted(PlantedConfig{Users: 1000, Categories: 1, PerCategory: 2000, Seed: 2})
+	flat := Planted(PlantedConfig{Users: 600, Categories: 1, PerCategory: 2000, Seed: 2})
 	f, err := Evaluate(flat, EvalOptions{Holdout: 0.3, Model: ModelOptions{Blend: Blend{Neighbours: 1, Category: 0.3, Popularity: 0.01}}})
 	if err != nil {
 		t.Fatal(err)
