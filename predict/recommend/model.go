@@ -63,8 +63,8 @@ func (o *ModelOptions) defaults() error {
 		o.PerCategory = 50
 	}
 	switch {
-	case o.HalfLife < 0:
-		return fmt.Errorf("recommend: model: half-life %v must be > 0", o.HalfLife)
+	case o.HalfLife < time.Millisecond:
+		return fmt.Errorf("recommend: model: half-life %v must be at least 1ms", o.HalfLife)
 	case o.Recent < 1 || o.Categories < 0 || o.PerCategory < 1:
 		return fmt.Errorf("recommend: model: recent %d, categories %d and per-category %d must be positive", o.Recent, o.Categories, o.PerCategory)
 	case o.Blend.Self < 0 || o.Blend.Neighbours < 0 || o.Blend.Category < 0 || o.Blend.Popularity < 0:

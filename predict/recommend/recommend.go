@@ -63,8 +63,8 @@ var DefaultWeights = Weights{1, 3, 5}
 
 // AffinityOptions configure Affinities. Zero fields take their defaults.
 type AffinityOptions struct {
-	// HalfLife of the decay. Default 30 days (the feature projection's
-	// longer half-life).
+	// HalfLife of the decay. Default (also for values under 1 ms) 30 days,
+	// the feature projection's longer half-life.
 	HalfLife time.Duration
 	// Weights of the kinds. Default DefaultWeights.
 	Weights Weights
@@ -73,7 +73,7 @@ type AffinityOptions struct {
 }
 
 func (o *AffinityOptions) defaults() {
-	if o.HalfLife == 0 {
+	if o.HalfLife < time.Millisecond {
 		o.HalfLife = 30 * 24 * time.Hour
 	}
 	if o.Weights == (Weights{}) {

@@ -128,11 +128,11 @@ func chooseRule(rows [][]float64, in []bool, cands [][]float64, maxConds int) []
 	return conds
 }
 
-// ruleOf writes the conditions as a rule (sorted by feature, one feature's
-// bounds merged), checks that it compiles, and scores it.
-func ruleOf(rows [][]float64, in []bool, feats []Feature, conds []cond) (string, float64, float64) {
+// ruleOf writes the conditions as a rule (sorted by feature, >= before
+// <=), in the canonical form rules.Compile gives it, and scores it.
+func ruleOf(rows [][]float64, in []bool, feats []Feature, conds []cond) (string, float64, float64, error) {
 	if len(conds) == 0 {
-		return "", 0, 0
+		return "", 0, 0, nil
 	}
 	slices.SortFunc(conds, func(a, b cond) int {
 		if a.f != b.f {
@@ -152,14 +152,12 @@ func ruleOf(rows [][]float64, in []bool, feats []Feature, conds []cond) (string,
 		if c.ge {
 			op = ">="
 		}
-		parts = append(parts, fmt.Sprintf("%s %s %s", feats[c.f].Expr, op, num(c.t)))
+		parts = append(parts, fmt.Sprintf("(%s) %s %s", feats[c.f].Expr, op, num(c.t)))
 	}
-	src := strings.Join(parts, " and ")
-	if _, err := rules.Compile(src); err != nil {
-		// The feature expressions compiled one by one in Discover, so a
-		// conjunction of comparisons with numbers always compiles.
-		panic(fmt.Sprintf("segment: generated rule %q does not compile: %v", src, err))
+	r, err := rules.Compile(strings.Join(parts, " and "))
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("segment: membership rule: %w", err)
 	}
-	_, p, r := f1(rows, in, conds)
-	return src, p, r
+	_, p, rc := f1(rows, in, conds)
+	return r.String(), p, rc, nil
 }

@@ -128,8 +128,9 @@ func Discover(rows [][]float64, feats []Feature, opt Options) (*Result, error) {
 		if f.Name == "" || f.Expr == "" {
 			return nil, fmt.Errorf("segment: feature %d: name and expr are required", i)
 		}
-		if _, err := rules.Compile(f.Expr + " >= 0"); err != nil {
-			return nil, fmt.Errorf("segment: feature %q: expr %q: %w", f.Name, f.Expr, err)
+		// A number: arithmetic on it type-checks.
+		if _, err := rules.Compile("(" + f.Expr + ") + 0 >= 0"); err != nil {
+			return nil, fmt.Errorf("segment: feature %q: expr %q is not a number expression: %w", f.Name, f.Expr, err)
 		}
 	}
 	if len(rows) < opt.KMax*2 {
@@ -162,7 +163,9 @@ func Discover(rows [][]float64, feats []Feature, opt Options) (*Result, error) {
 		}
 	}
 	res.Overall = mean(rows, nil, -1)
-	res.describe(rows, z, feats, best, bestCentres, opt)
+	if err := res.describe(rows, feats, best, bestCentres, opt); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 
@@ -397,7 +400,7 @@ func mean(rows [][]float64, assign []int, c int) []float64 {
 
 // describe fills the clusters: sizes, means, descriptions and rules, and
 // renumbers them largest first.
-func (res *Result) describe(rows, z [][]float64, feats []Feature, assign []int, centres [][]float64, opt Options) {
+func (res *Result) describe(rows [][]float64, feats []Feature, assign []int, centres [][]float64, opt Options) error {
 	k := len(centres)
 	size := make([]int, k)
 	for _, c := range assign {
@@ -434,9 +437,13 @@ func (res *Result) describe(rows, z [][]float64, feats []Feature, assign []int, 
 			in[i] = a == newIdx[c]
 		}
 		conds := chooseRule(rows, in, cands, opt.MaxConditions)
-		cl.Rule, cl.Precision, cl.Recall = ruleOf(rows, in, feats, conds)
+		var err error
+		if cl.Rule, cl.Precision, cl.Recall, err = ruleOf(rows, in, feats, conds); err != nil {
+			return err
+		}
 		res.Clusters = append(res.Clusters, cl)
 	}
+	return nil
 }
 
 // describeCentre names the (up to three) features furthest from the

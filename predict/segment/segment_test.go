@@ -182,6 +182,7 @@ func TestDiscoverErrors(t *testing.T) {
 	}{
 		{"k range", rows, feats, Options{KMin: 5, KMax: 3}, "k range"},
 		{"bad expr", rows, []Feature{{Name: "x", Expr: `cnt("A")`}}, Options{}, `feature "x"`},
+		{"not a number", rows, []Feature{{Name: "b", Expr: `count("A") > 1 or count("B") > 1`}}, Options{}, `expr "count(\"A\") > 1 or count(\"B\") > 1" is not a number`},
 		{"ragged", append(rows[:39:39], []float64{1}), feats, Options{}, "row 39 has 1 values"},
 		{"negative log", append(rows[:39:39], []float64{1, -1, 0, 0}), feats, Options{}, `feature "spend"`},
 		{"few rows", rows[:5], feats, Options{}, "5 rows"},
