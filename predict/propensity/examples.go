@@ -77,12 +77,11 @@ type Examples struct {
 }
 
 type acc struct {
-	first, last int64 // ms of the first and last event at or before the cutoff; first = MaxInt64 if none
-	lastTarget  int64 // ms of the last target event at or before the cutoff; 0 if none
-	counts      []float64
+	first, last int64     // ms of the first and last event at or before the cutoff; first = MaxInt64 if none
 	decayed     []float64 // names × half-lives
 	targetValue float64
 	activeDays  map[int64]struct{}
+	targetDays  map[int64]struct{}
 	label       bool
 }
 
@@ -110,8 +109,8 @@ func (e *Examples) Add(ev Event) {
 	}
 	a := e.profiles[ev.Profile]
 	if a == nil {
-		a = &acc{first: math.MaxInt64, counts: make([]float64, len(e.opt.Names)),
-			decayed: make([]float64, len(e.opt.Names)*len(e.opt.HalfLives)), activeDays: map[int64]struct{}{}}
+		a = &acc{first: math.MaxInt64, decayed: make([]float64, len(e.opt.Names)*len(e.opt.HalfLives)),
+			activeDays: map[int64]struct{}{}, targetDays: map[int64]struct{}{}}
 		e.profiles[ev.Profile] = a
 	}
 	if t > cut {
@@ -121,21 +120,23 @@ func (e *Examples) Add(ev Event) {
 		return
 	}
 	a.first, a.last = min(a.first, t), max(a.last, t)
-	a.activeDays[floorDiv(t, 86_400_000)] = struct{}{}
+	day := floorDiv(t, dayMs)
+	a.activeDays[day] = struct{}{}
 	if ev.Name == e.opt.Target {
-		a.lastTarget = max(a.lastTarget, t)
+		a.targetDays[day] = struct{}{}
 		a.targetValue += ev.Value
 	}
 	j, ok := e.nameIdx[ev.Name]
 	if !ok {
 		return
 	}
-	a.counts[j]++
 	age := float64(cut - t)
 	for k, h := range e.opt.HalfLives {
 		a.decayed[j*len(e.opt.HalfLives)+k] += math.Exp2(-age / float64(h.Milliseconds()))
 	}
 }
+
+const dayMs = 86_400_000
 
 func floorDiv(a, b int64) int64 {
 	q := a / b
@@ -146,22 +147,16 @@ func floorDiv(a, b int64) int64 {
 }
 
 // Dataset returns one row per profile known at the cutoff, sorted by
-// profile, and the profiles in the same order. The features are, per name,
-// its count and its decayed counts (one per half-life), then
-// days_since_first, days_since_last, active_days (distinct UTC days with
-// an event), days_since_target (days_since_first + 1 for a profile without a
-// target event), has_target and target_value (the sum of the target events'
-// values). Times are in days before the cutoff.
+// profile, and the profiles in the same order. The columns (Columns) are,
+// per name, its decayed counts (one per half-life), then days_since_first,
+// days_since_last, active_days (distinct UTC days with an event),
+// target_days (distinct UTC days with the target event), days_since_target
+// (from the start of the last target day; days_since_first + 1 without one)
+// and target_value (the sum of the target events' values). Times are in
+// days before the cutoff. These are what the feature projection keeps, so
+// that FromFeatures computes the same row for a live profile.
 func (e *Examples) Dataset() (*Dataset, []string) {
-	d := &Dataset{}
-	for _, n := range e.opt.Names {
-		d.Names = append(d.Names, "count:"+n)
-		for _, h := range e.opt.HalfLives {
-			d.Names = append(d.Names, fmt.Sprintf("decayed_%s:%s", formatDays(h), n))
-		}
-	}
-	d.Names = append(d.Names, "days_since_first", "days_since_last", "active_days",
-		"days_since_target", "has_target", "target_value")
+	d := &Dataset{Names: Columns(e.opt)}
 	var ids []string
 	for id, a := range e.profiles {
 		if a.first != math.MaxInt64 {
@@ -170,23 +165,44 @@ func (e *Examples) Dataset() (*Dataset, []string) {
 	}
 	slices.Sort(ids)
 	cut := e.opt.Cutoff.UnixMilli()
-	days := func(ms int64) float64 { return float64(ms) / 86_400_000 }
 	for _, id := range ids {
 		a := e.profiles[id]
-		row := make([]float64, 0, len(d.Names))
-		for j := range e.opt.Names {
-			row = append(row, a.counts[j])
-			row = append(row, a.decayed[j*len(e.opt.HalfLives):(j+1)*len(e.opt.HalfLives)]...)
+		lastTargetDay := int64(math.MinInt64)
+		for day := range a.targetDays {
+			lastTargetDay = max(lastTargetDay, day)
 		}
-		sinceTarget, has := days(cut-a.first)+1, 0.0
-		if a.lastTarget != 0 {
-			sinceTarget, has = days(cut-a.lastTarget), 1
-		}
-		row = append(row, days(cut-a.first), days(cut-a.last), float64(len(a.activeDays)), sinceTarget, has, a.targetValue)
+		row := slices.Clone(a.decayed)
+		row = append(row, tail(cut, a.first, a.last, len(a.activeDays), len(a.targetDays), lastTargetDay, a.targetValue)...)
 		d.X = append(d.X, row)
 		d.Y = append(d.Y, a.label)
 	}
 	return d, ids
+}
+
+// Columns names the columns of the rows Examples and FromFeatures give.
+func Columns(opt ExampleOptions) []string {
+	if len(opt.HalfLives) == 0 {
+		opt.HalfLives = []time.Duration{7 * 24 * time.Hour, 30 * 24 * time.Hour}
+	}
+	var names []string
+	for _, n := range opt.Names {
+		for _, h := range opt.HalfLives {
+			names = append(names, fmt.Sprintf("decayed_%s:%s", formatDays(h), n))
+		}
+	}
+	return append(names, "days_since_first", "days_since_last", "active_days", "target_days",
+		"days_since_target", "target_value")
+}
+
+// tail computes the columns after the decayed counts; lastTargetDay is
+// math.MinInt64 without a target event.
+func tail(cut, first, last int64, activeDays, targetDays int, lastTargetDay int64, value float64) []float64 {
+	days := func(ms int64) float64 { return float64(ms) / dayMs }
+	sinceTarget := days(cut-first) + 1
+	if targetDays > 0 {
+		sinceTarget = days(cut - lastTargetDay*dayMs)
+	}
+	return []float64{days(cut - first), days(cut - last), float64(activeDays), float64(targetDays), sinceTarget, value}
 }
 
 func formatDays(h time.Duration) string {

@@ -5,6 +5,9 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/features"
 )
 
 var day0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -39,15 +42,13 @@ func TestExamplesFeaturesAndLabel(t *testing.T) {
 		col[n] = j
 	}
 	want := map[string][2]float64{ // feature: a, b
-		"count:Product Viewed":        {2, 1},
 		"decayed_7d:Product Viewed":   {math.Exp2(-28.0/7) + math.Exp2(-1), math.Exp2(-2)},
 		"decayed_30d:Order Completed": {math.Exp2(-6.5 / 30), 0},
-		"count:Order Completed":       {1, 0},
 		"days_since_first":            {28, 14},
 		"days_since_last":             {6.5, 14},
 		"active_days":                 {2, 1},
-		"days_since_target":           {6.5, 15},
-		"has_target":                  {1, 0},
+		"target_days":                 {1, 0},
+		"days_since_target":           {7, 15}, // a: from the start of day 23
 		"target_value":                {40, 0},
 	}
 	for name, w := range want {
@@ -119,5 +120,69 @@ func TestExamplesTimeSplit(t *testing.T) {
 				t.Fatalf("row %d, %s: %v vs %v after reordering", i, test.Names[j], test.X[i][j], again.X[i][j])
 			}
 		}
+	}
+}
+
+// TestFromFeaturesMatchesExamples feeds the same histories to Examples (at
+// a cutoff) and to feature rows (the events up to the cutoff, as the state
+// machine adds them): the live row must equal the training row.
+func TestFromFeaturesMatchesExamples(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	names := []string{"Product Viewed", "Order Completed", "Signed In"}
+	cut := at(60)
+	opt := ExampleOptions{Cutoff: cut, Names: names}
+	ex, err := NewExamples(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type profile struct {
+		row         features.Features
+		first, last int64
+	}
+	profiles := map[string]*profile{}
+	for p := range 40 {
+		id := string(rune('a'+p%26)) + string(rune('a'+p/26))
+		pr := &profile{first: math.MaxInt64}
+		profiles[id] = pr
+		for range 1 + rng.IntN(30) {
+			tm := at(rng.Float64() * 80)
+			kind, name := event.Track, names[rng.IntN(len(names))]
+			if rng.IntN(5) == 0 {
+				kind, name = event.Page, ""
+			}
+			micros := int64(0)
+			if name == "Order Completed" {
+				micros = rng.Int64N(200_000_000)
+			}
+			exName := name
+			if kind == event.Page {
+				exName = "page"
+			}
+			ex.Add(Event{Profile: id, Time: tm, Name: exName, Value: float64(micros) / 1e6})
+			if tm.After(cut) {
+				continue
+			}
+			pr.row.Add(&event.Record{ID: []byte{1}, Kind: kind, Event: name, Time: tm.UnixMilli()}, micros, true)
+			pr.first, pr.last = min(pr.first, tm.UnixMilli()), max(pr.last, tm.UnixMilli())
+		}
+	}
+	d, ids := ex.Dataset()
+	if len(ids) == 0 {
+		t.Fatal("no rows")
+	}
+	for i, id := range ids {
+		pr := profiles[id]
+		live, err := FromFeatures(&pr.row, pr.first, pr.last, cut.UnixMilli(), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, v := range d.X[i] {
+			if math.Abs(live[j]-v) > 1e-9*(1+math.Abs(v)) {
+				t.Errorf("profile %s, %s: live %v, examples %v", id, d.Names[j], live[j], v)
+			}
+		}
+	}
+	if _, err := FromFeatures(&features.Features{}, 0, 0, 1, ExampleOptions{Target: "Signed In", Names: names}); err == nil {
+		t.Error("a target other than the purchase event accepted")
 	}
 }
