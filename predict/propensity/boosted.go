@@ -62,9 +62,9 @@ func (o *BoostedOptions) validate() error {
 	return nil
 }
 
-// node is a tree node: a split (Feature >= 0: x[Feature] <= Threshold goes to
+// Node is a tree node: a split (Feature >= 0: x[Feature] <= Threshold goes to
 // Left, else Right) or a leaf (Feature = -1, Value).
-type node struct {
+type Node struct {
 	Feature     int
 	Threshold   float64
 	Left, Right int
@@ -76,7 +76,7 @@ type node struct {
 type Boosted struct {
 	Names []string
 	Base  float64
-	Trees [][]node
+	Trees [][]Node
 }
 
 // FitBoosted fits gradient-boosted regression trees to the logistic loss
@@ -182,9 +182,9 @@ type split struct {
 }
 
 // grow builds one tree over all rows and returns it with each row's leaf.
-func (b *builder) grow(n int) ([]node, []int) {
+func (b *builder) grow(n int) ([]Node, []int) {
 	leafOf := make([]int, n) // node index of each row
-	tree := []node{{Feature: -1}}
+	tree := []Node{{Feature: -1}}
 	frontier := []int{0}
 	rows := map[int][]int{0: make([]int, n)}
 	for i := range n {
@@ -244,7 +244,7 @@ func (b *builder) grow(n int) ([]node, []int) {
 			left, right := len(tree), len(tree)+1
 			tree[ni].Feature, tree[ni].Threshold = best.feature, b.edges[best.feature][best.bin]
 			tree[ni].Left, tree[ni].Right = left, right
-			tree = append(tree, node{Feature: -1}, node{Feature: -1})
+			tree = append(tree, Node{Feature: -1}, Node{Feature: -1})
 			var rl, rr []int
 			for _, i := range r {
 				if int(b.bins[best.feature][i]) <= best.bin {
@@ -287,5 +287,5 @@ func (m *Boosted) Margin(x []float64) float64 {
 	return f
 }
 
-// Predict returns P(y = true | x).
+// Predict returns P(y = true | x); x has one value per feature (Names).
 func (m *Boosted) Predict(x []float64) float64 { return sigmoid(m.Margin(x)) }

@@ -116,7 +116,7 @@ func FitLogistic(d *Dataset, opt LogisticOptions) (*Logistic, error) {
 	return m, nil
 }
 
-// Predict returns P(y = true | x).
+// Predict returns P(y = true | x); x has one value per feature (Names).
 func (m *Logistic) Predict(x []float64) float64 {
 	eta := m.Intercept
 	for j, v := range x {
