@@ -18,7 +18,7 @@ type segmentResult struct {
 
 func evalSegments(d *workloadData) (*segmentResult, error) {
 	rows, _ := d.segmentRows(d.End)
-	res, err := segment.Discover(rows, segmentFeatures, segment.Options{Seed: segmentSeed})
+	res, err := segment.Discover(rows, segment.RFM(), segment.Options{Seed: segmentSeed})
 	if err != nil {
 		return nil, err
 	}

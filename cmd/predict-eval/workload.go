@@ -9,7 +9,6 @@ import (
 	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/predict/propensity"
 	"github.com/aurumcdp/aurum/predict/recommend"
-	"github.com/aurumcdp/aurum/predict/segment"
 )
 
 // workloadConfig is the store the evaluation runs: 1,000 people over 30
@@ -114,18 +113,7 @@ func (d *workloadData) examples(cutoff time.Time, horizon time.Duration) (*prope
 	return ds, nil
 }
 
-// segmentFeatures are the RFM and behaviour columns of the workload
-// segments, each with the rule expression that computes it.
-var segmentFeatures = []segment.Feature{
-	{Name: "orders", Expr: `count("Order Completed")`, Label: "orders"},
-	{Name: "spend", Expr: `sum("Order Completed", "revenue")`, Label: "spend", Log: true},
-	{Name: "recency", Expr: `days_since(last_seen)`, Label: "days since last seen"},
-	{Name: "views_30d", Expr: `count("Product Viewed", "30d")`, Label: "product views in 30 days", Log: true},
-	{Name: "carts_30d", Expr: `count("Product Added", "30d")`, Label: "cart adds in 30 days", Log: true},
-	{Name: "refunds", Expr: `count("Order Refunded")`, Label: "refunds"},
-}
-
-// segmentRows computes segmentFeatures for every person with an event, at
+// segmentRows computes segment.RFM's columns for every person with an event, at
 // time now, as the rules package computes them (windows (now − w, now],
 // whole days since the last event); it returns the persons' indices too.
 func (d *workloadData) segmentRows(now int64) ([][]float64, []int) {

@@ -489,3 +489,17 @@ func roundSig(v float64) float64 {
 	p := math.Pow(10, 2-math.Floor(math.Log10(math.Abs(v))))
 	return math.Round(v*p) / p
 }
+
+// RFM returns the default columns of customer segments: orders, spend
+// (log), whole days since last seen, product views and cart adds in 30 days
+// (log), and refunds, each with its rule expression.
+func RFM() []Feature {
+	return []Feature{
+		{Name: "orders", Expr: `count("Order Completed")`, Label: "orders"},
+		{Name: "spend", Expr: `sum("Order Completed", "revenue")`, Label: "spend", Log: true},
+		{Name: "recency", Expr: `days_since(last_seen)`, Label: "days since last seen"},
+		{Name: "views_30d", Expr: `count("Product Viewed", "30d")`, Label: "product views in 30 days", Log: true},
+		{Name: "carts_30d", Expr: `count("Product Added", "30d")`, Label: "cart adds in 30 days", Log: true},
+		{Name: "refunds", Expr: `count("Order Refunded")`, Label: "refunds"},
+	}
+}

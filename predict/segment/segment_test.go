@@ -195,3 +195,16 @@ func TestDiscoverErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestRFMCompiles(t *testing.T) {
+	seen := map[string]bool{}
+	for _, f := range RFM() {
+		if seen[f.Name] {
+			t.Errorf("column %q twice", f.Name)
+		}
+		seen[f.Name] = true
+		if _, err := rules.Compile("(" + f.Expr + ") + 0 >= 0"); err != nil {
+			t.Errorf("%s: %q: %v", f.Name, f.Expr, err)
+		}
+	}
+}
