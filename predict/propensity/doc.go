@@ -10,7 +10,9 @@
 // scores a ranking; StratifiedSplit draws a fixed train/test split from a
 // seed. Examples turns a log-like history into training rows with a
 // time-based split: features as of a cutoff, label = the target event within
-// the horizon after it.
+// the horizon after it; FromFeatures computes the same row for a live profile
+// from its feature row (projections/features). Validate checks a model read
+// from outside (a control record) before it scores.
 //
 // Nothing here does I/O or reads the clock; the only randomness is the
 // seeded split. The same input gives the same model, bit for bit, and nothing
