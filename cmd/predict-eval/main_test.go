@@ -23,8 +23,8 @@ func dataDir(t *testing.T) string {
 	return dir
 }
 
-// TestPredictEval runs what `go run ./cmd/predict-eval` prints (about 30 s
-// under -race: only with AURUM_LONG=1) and holds the figures to the issue's
+// TestPredictEval runs what `go run ./cmd/predict-eval` prints (15 s, over
+// 2 minutes under -race: only with AURUM_LONG=1) and holds the figures to the issue's
 // goals where the data can show them (docs/predictions.md, "Reference
 // results"), and the propensity AUC on three more split seeds.
 func TestPredictEval(t *testing.T) {
