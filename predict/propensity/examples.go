@@ -62,8 +62,8 @@ func (o *ExampleOptions) defaults() error {
 
 // Examples accumulates a history, one event at a time, into one training
 // row per profile: features as of the cutoff and the label from the horizon
-// after it. Memory grows with profiles × names, not with events; events may
-// come in any order. Profiles whose first event is after the cutoff are left
+// after it. Memory grows with profiles × (names + distinct active days), not
+// with events; events may come in any order. Profiles whose first event is after the cutoff are left
 // out (nothing is known of them at the cutoff). Events after the horizon are
 // ignored.
 //
