@@ -1,0 +1,213 @@
+package recommend
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Blend weighs the parts of a next-best-product score (each part is scaled
+// to [0, 1] before weighing).
+type Blend struct {
+	// Self: the item's own decayed interactions (viewed or carted, not
+	// bought).
+	Self float64
+	// Neighbours: the co-occurrence counts from the profile's recent items,
+	// each weighed by that item's decayed interactions.
+	Neighbours float64
+	// Category: the item's popularity within the profile's top categories,
+	// weighed by the category's affinity.
+	Category float64
+	// Popularity: the item's overall popularity (fills the list, breaks ties).
+	Popularity float64
+}
+
+// ModelOptions configure a Model. Zero fields take their defaults.
+type ModelOptions struct {
+	// Co is the relation behind the neighbours. Default: every kind within
+	// 24 hours (CoOptions defaults).
+	Co CoOptions
+	// HalfLife of the decay of a profile's interactions. Default 7 days.
+	HalfLife time.Duration
+	// Weights of the kinds in a profile's interactions and in popularity.
+	// Default DefaultWeights.
+	Weights Weights
+	// Blend of the parts of the score. Default {1, 1, 0.3, 0.01}.
+	Blend Blend
+	// Recent is the number of a profile's top items whose neighbours are
+	// candidates. Default 20.
+	Recent int
+	// Categories is the number of a profile's top categories whose popular
+	// items are candidates; PerCategory the items kept per category.
+	// Defaults 3 and 50.
+	Categories, PerCategory int
+}
+
+func (o *ModelOptions) defaults() error {
+	if o.HalfLife == 0 {
+		o.HalfLife = 7 * 24 * time.Hour
+	}
+	if o.Weights == (Weights{}) {
+		o.Weights = DefaultWeights
+	}
+	if o.Blend == (Blend{}) {
+		o.Blend = Blend{Self: 1, Neighbours: 1, Category: 0.3, Popularity: 0.01}
+	}
+	if o.Recent == 0 {
+		o.Recent = 20
+	}
+	if o.Categories == 0 {
+		o.Categories = 3
+	}
+	if o.PerCategory == 0 {
+		o.PerCategory = 50
+	}
+	switch {
+	case o.HalfLife < time.Millisecond:
+		return fmt.Errorf("recommend: model: half-life %v must be at least 1ms", o.HalfLife)
+	case o.Recent < 1 || o.Categories < 0 || o.PerCategory < 1:
+		return fmt.Errorf("recommend: model: recent %d, categories %d and per-category %d must be positive", o.Recent, o.Categories, o.PerCategory)
+	case o.Blend.Self < 0 || o.Blend.Neighbours < 0 || o.Blend.Category < 0 || o.Blend.Popularity < 0:
+		return fmt.Errorf("recommend: model: blend weights %+v must be >= 0", o.Blend)
+	}
+	return nil
+}
+
+// Model is trained on users' interactions (AddUser) and ranks next best
+// products. Not safe for concurrent use (reads cache sorted lists). Memory: the co-occurrence counters (Capacity per item), one
+// popularity count and one category per item, and PerCategory·10 counters
+// per category.
+type Model struct {
+	opt        ModelOptions
+	co         *CoOccurrence
+	popularity map[string]float64
+	category   map[string]string
+	byCategory map[string]*counters
+	popular    []Scored // cache of popularity, sorted; nil after a change
+}
+
+// NewModel returns an untrained model.
+func NewModel(opt ModelOptions) (*Model, error) {
+	if err := opt.defaults(); err != nil {
+		return nil, err
+	}
+	co, err := NewCoOccurrence(opt.Co)
+	if err != nil {
+		return nil, err
+	}
+	return &Model{opt: opt, co: co, popularity: map[string]float64{}, category: map[string]string{},
+		byCategory: map[string]*counters{}}, nil
+}
+
+// AddUser trains the model on one user's interactions.
+func (m *Model) AddUser(history []Interaction) {
+	m.popular = nil
+	m.co.AddUser(history)
+	for _, it := range sorted(history) {
+		if it.Kind >= numKinds {
+			continue
+		}
+		w := m.opt.Weights[it.Kind]
+		m.popularity[it.Item] += w
+		if it.Category == "" {
+			continue
+		}
+		m.category[it.Item] = it.Category
+		l := m.byCategory[it.Category]
+		if l == nil {
+			l = &counters{idx: map[string]int{}}
+			m.byCategory[it.Category] = l
+		}
+		l.add(it.Item, w, 10*m.opt.PerCategory)
+	}
+}
+
+// Popular returns the n most popular items not in exclude (the popularity
+// baseline).
+func (m *Model) Popular(n int, exclude map[string]bool) []Scored {
+	if m.popular == nil {
+		m.popular = make([]Scored, 0, len(m.popularity))
+		for k, v := range m.popularity {
+			m.popular = append(m.popular, Scored{k, v})
+		}
+		slices.SortFunc(m.popular, byScore)
+	}
+	out := make([]Scored, 0, n)
+	for _, s := range m.popular {
+		if len(out) == n {
+			break
+		}
+		if !exclude[s.Key] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Bought returns the items a history bought at or before asOf.
+func Bought(history []Interaction, asOf int64) map[string]bool {
+	b := map[string]bool{}
+	for _, it := range history {
+		if it.Kind == Buy && it.Time <= asOf {
+			b[it.Item] = true
+		}
+	}
+	return b
+}
+
+// Recommend returns a profile's n next best products as of asOf: the
+// highest-scoring items it has not bought (Blend), best first (ties by
+// item). Interactions after asOf are left out.
+func (m *Model) Recommend(history []Interaction, asOf int64, n int) []Scored {
+	o := m.opt
+	items, cats, total := decayed(history, asOf, o.HalfLife, o.Weights)
+	bought := Bought(history, asOf)
+	score := map[string]float64{}
+	own := top(items, 1, len(items)) // descending by decayed weight
+	if len(own) > 0 && o.Blend.Self > 0 {
+		for _, s := range own {
+			score[s.Key] += o.Blend.Self * s.Score / own[0].Score
+		}
+	}
+	if len(own) > 0 && o.Blend.Neighbours > 0 {
+		// A weighted mean over the recent items of their neighbours'
+		// counts (each list scaled by its top count): in [0, 1].
+		recent := own[:min(o.Recent, len(own))]
+		var sum float64
+		for _, h := range recent {
+			sum += h.Score
+		}
+		for _, h := range recent {
+			nb := m.co.Neighbours(h.Key)
+			for _, s := range nb {
+				score[s.Key] += o.Blend.Neighbours * h.Score / sum * s.Score / nb[0].Score
+			}
+		}
+	}
+	if o.Blend.Category > 0 && total > 0 {
+		for _, c := range top(cats, total, o.Categories) {
+			l := m.byCategory[c.Key]
+			if l == nil {
+				continue
+			}
+			best := l.top(o.PerCategory)
+			for _, s := range best {
+				score[s.Key] += o.Blend.Category * c.Score * s.Score / best[0].Score
+			}
+		}
+	}
+	if o.Blend.Popularity > 0 {
+		pop := m.Popular(n+len(bought), nil)
+		for _, s := range pop {
+			score[s.Key] += o.Blend.Popularity * s.Score / pop[0].Score
+		}
+	}
+	out := make([]Scored, 0, len(score))
+	for k, v := range score {
+		if !bought[k] {
+			out = append(out, Scored{k, v})
+		}
+	}
+	slices.SortFunc(out, byScore)
+	return out[:min(n, len(out))]
+}
