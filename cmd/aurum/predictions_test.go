@@ -4,11 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aurumcdp/aurum/engine/models"
+	"github.com/aurumcdp/aurum/internal/purchasegen"
+	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/projections/features"
+	"github.com/nats-io/nats.go"
 )
 
 // sharedDataFile returns ../shared/data/<rel> from the repository root
@@ -146,5 +154,147 @@ func TestCDNOWThroughTheProduct(t *testing.T) {
 		}
 		near(t, fmt.Sprintf("expected at x=%d", x), *row.Expected, want.expected, 0.006)
 		near(t, fmt.Sprintf("actual at x=%d", x), *row.Actual, want.actual, 0.006)
+	}
+}
+
+// seedPurchases posts a small purchase history (60 customers buying in
+// 2024, purchasegen) on the source with write key key, and fits the model clv on it
+// through the CLI; it returns the model.
+func seedPurchases(t *testing.T, n *node, key string, env []string) models.Info {
+	t.Helper()
+	var batch []map[string]any
+	for i, p := range purchasegen.Generate(60, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), 1) {
+		batch = append(batch, map[string]any{"type": "track", "userId": "buyer-" + p.Customer, "event": "Order Completed",
+			"messageId": fmt.Sprintf("seed-%d", i), "properties": map[string]any{"revenue": p.Amount},
+			"timestamp": time.Unix(int64(p.Day)*86400+43200, 0).UTC().Format(time.RFC3339)})
+	}
+	n.mustJSON("POST", "/v1/batch", map[string]any{"batch": batch}, writeKeyAuth(key), http.StatusOK, nil)
+	out, code := aurumCLI(t, env, "model", "fit", "clv", "--calibration-end", "2024-06-30", "--wait", "--output", "json")
+	if code != 0 {
+		t.Fatalf("aurum model fit: exit %d\n%s", code, out)
+	}
+	var info models.Info
+	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Params == nil {
+		t.Fatalf("model fit output: %v\n%s", err, out)
+	}
+	return info
+}
+
+// TestChurnAudienceByTimeAlone is must-show 3 of issue #12 (and 4): on a
+// real process, a person enters an audience on predictions.churn_risk and
+// later leaves it with no new event, as their churn risk rises with
+// silence, seen by a NATS subscriber on aurum.audience.>; then a replay of
+// the log rebuilds the same state (features, model record, memberships
+// and timers: the dry run finds no key different).
+func TestChurnAudienceByTimeAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real aurum process")
+	}
+	n := startNode(t, t.TempDir(), "--tick", "100ms")
+	key := n.createSource("pos")
+	env := append(os.Environ(), "AURUM_SERVER="+n.HTTP, "AURUM_ADMIN_TOKEN="+testAdminToken)
+	info := seedPurchases(t, n, key, env)
+
+	_, viewer := n.createToken("follower", "viewer")
+	nc := natsConnect(t, n.NATS, natsReader(viewer)...)
+	msgs := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe("aurum.audience.>", msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The person bought three and two weeks ago and a week ago; their churn
+	// risk is the model's score of those purchase days as time passes: the
+	// same function the node evaluates (projections.ModelScores).
+	now := time.Now()
+	row := &features.Features{}
+	for i, ago := range []int{21, 14, 7} {
+		ts := now.Add(-time.Duration(ago) * 24 * time.Hour)
+		n.mustJSON("POST", "/v1/track", map[string]any{"userId": "churner", "event": "Order Completed", "messageId": fmt.Sprintf("churn-%d", i),
+			"timestamp": ts.UTC().Format(time.RFC3339Nano), "properties": map[string]any{"revenue": 20}}, writeKeyAuth(key), http.StatusOK, nil)
+		row.Purchases = append(row.Purchases, features.PurchaseDay{Day: features.DayOf(ts.UnixMilli()), Orders: 1, Micros: 20e6})
+	}
+	p := info.Params
+	m := &projections.Model{Name: "clv", Kind: "clv", DaysPerUnit: 7, Scorer: info.Scorer,
+		BGNBD:      projections.ModelParams{P: []float64{p.BGNBD.R, p.BGNBD.Alpha, p.BGNBD.A, p.BGNBD.B}},
+		ParetoNBD:  projections.ModelParams{P: []float64{p.ParetoNBD.R, p.ParetoNBD.Alpha, p.ParetoNBD.S, p.ParetoNBD.Beta}},
+		GammaGamma: projections.ModelParams{P: []float64{p.GammaGamma.P, p.GammaGamma.Q, p.GammaGamma.Gamma}}}
+	churn := func(at time.Time) float64 {
+		s, ok := projections.ModelScores(m, row, at.UnixMilli())
+		if !ok {
+			t.Fatalf("no score at %v", at)
+		}
+		return math.Round(s.ChurnRisk*1e9) / 1e9
+	}
+	// The band its churn risk crosses between 4 s and 8 s from now.
+	enter, leave := now.Add(4*time.Second), now.Add(8*time.Second)
+	lo, hi := churn(enter), churn(leave)
+	if !(hi-lo > 1e-8) || churn(now) >= lo {
+		t.Fatalf("churn risk %v now, %v at +4 s, %v at +8 s: does not rise enough with silence", churn(now), lo, hi)
+	}
+	rule := fmt.Sprintf("predictions.churn_risk > %s and predictions.churn_risk <= %s",
+		strconv.FormatFloat(lo, 'g', -1, 64), strconv.FormatFloat(hi, 'g', -1, 64))
+	n.mustJSON("POST", "/v1/audiences", map[string]string{"name": "slipping", "rule": rule}, adminAuth, http.StatusCreated, nil)
+
+	// The churner's transitions (the seeded buyers' risks are far above the band).
+	next := func() (map[string]any, string) {
+		t.Helper()
+		for {
+			select {
+			case msg := <-msgs:
+				var v map[string]any
+				if err := json.Unmarshal(msg.Data, &v); err != nil {
+					t.Fatal(err)
+				}
+				ids, _ := v["identifiers"].(map[string]any)
+				if fmt.Sprint(ids["user_id"]) != "[churner]" {
+					t.Fatalf("transition of another person %s: %v", msg.Subject, v)
+				}
+				return v, msg.Subject
+			case <-time.After(30 * time.Second):
+				t.Fatal("no transition within 30 s")
+			}
+		}
+	}
+	in, subj := next()
+	entered := time.Now()
+	if subj != "aurum.audience.slipping.entered" || in["reason"] != "time" {
+		t.Fatalf("first message %s: %v, want an entry by time", subj, in)
+	}
+	out, subj := next()
+	left := time.Now()
+	if subj != "aurum.audience.slipping.exited" || out["reason"] != "time" || out["profile_id"] != in["profile_id"] {
+		t.Fatalf("second message %s: %v, want an exit by time", subj, out)
+	}
+	if entered.Before(enter) || left.Before(leave) {
+		t.Errorf("entered at %v, left at %v: before the scores crossed the band (%v, %v)", entered, left, enter, leave)
+	}
+	t.Logf("churn risk band (%v, %v]: entered %v after, left %v after", lo, hi, entered.Sub(now), left.Sub(now))
+
+	// Must-show 4: a replay of the log rebuilds the same state, features,
+	// model record, memberships and timers included.
+	if out, code := aurumCLI(t, env, "replay", "--no-progress"); code != 0 || !strings.Contains(out, `"status": "done"`) {
+		t.Fatalf("aurum replay: exit %d\n%s", code, out)
+	}
+	out2, code := aurumCLI(t, env, "replay", "--dry-run", "--no-progress")
+	var st struct {
+		Status string `json:"status"`
+		Diff   struct {
+			KeysChanged int `json:"keys_changed"`
+		} `json:"diff"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out2[strings.Index(out2, "{"):]), &st) != nil || st.Status != "done" || st.Diff.KeysChanged != 0 {
+		t.Fatalf("replay --dry-run: exit %d\n%s", code, out2)
+	}
+	var a struct {
+		Size int `json:"size"`
+	}
+	n.mustJSON("GET", "/v1/audiences/slipping", nil, adminAuth, http.StatusOK, &a)
+	if a.Size != 0 {
+		t.Errorf("slipping has %d members after the replay, want 0 (the churner left)", a.Size)
 	}
 }

@@ -363,9 +363,16 @@ func eachCustomer(r store.Reader, g *gcr.Projection, o predict.SummaryOptions, f
 	})
 }
 
-// Delete removes a model through the log (model.delete).
+// Delete removes a model through the log (model.delete). A name with only
+// a failed fit on this node (no record) is forgotten.
 func (s *Service) Delete(ctx context.Context, name string) error {
 	if _, err := s.record(name); err != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if st := s.jobs[name]; errors.Is(err, base.ErrNotFound) && st != nil && st.status == StatusFailed {
+			delete(s.jobs, name)
+			return nil
+		}
 		return err
 	}
 	seq, err := s.deps.Control.AppendControl(ctx, projections.Control{Kind: projections.ControlModelDelete, Model: projections.Model{Name: name}})
@@ -494,6 +501,13 @@ func (s *Service) Evaluate(name string, req EvaluationRequest) (EvaluationInfo, 
 		{&out.BGNBD, predict.BGNBD{R: m.BGNBD.P[0], Alpha: m.BGNBD.P[1], A: m.BGNBD.P[2], B: m.BGNBD.P[3]}},
 		{&out.ParetoNBD, predict.ParetoNBD{R: m.ParetoNBD.P[0], Alpha: m.ParetoNBD.P[1], S: m.ParetoNBD.P[2], Beta: m.ParetoNBD.P[3]}},
 	} {
+		if len(cs) == 0 {
+			*c.dst = ModelEvaluation{ByFrequency: make([]FrequencyRow, req.MaxX+1)}
+			for x := range c.dst.ByFrequency {
+				c.dst.ByFrequency[x].X = x
+			}
+			continue
+		}
 		ev, err := predict.Evaluate(c.m, cs, holdout, req.MaxX)
 		if err != nil {
 			return EvaluationInfo{}, fmt.Errorf("models: evaluate %q: %w", name, err)

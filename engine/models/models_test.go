@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -14,28 +13,14 @@ import (
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/purchasegen"
 	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/predict"
 )
 
-// purchases is a synthetic purchase history drawn from the Pareto/NBD
-// process (λ ~ Gamma(1, 5 weeks), μ ~ Gamma(1, 20 weeks)): 200 customers
-// making their first purchase in the first 8 weeks of 2024, whole amounts
-// (exact in micros).
+// purchases is a synthetic history of 200 customers from 2024-01-01.
 func purchases() []predict.Purchase {
-	rng := rand.New(rand.NewPCG(1, 2))
-	start := predict.DayOf(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
-	var ps []predict.Purchase
-	for c := range 200 {
-		id := fmt.Sprintf("c%03d", c)
-		lambda, mu := rng.ExpFloat64()/5, rng.ExpFloat64()/20 // a week
-		t := float64(rng.IntN(56))
-		end := t + rng.ExpFloat64()/mu*7
-		for ; t <= 400 && t <= end; t += rng.ExpFloat64() / lambda * 7 {
-			ps = append(ps, predict.Purchase{Customer: id, Day: start + int(t), Amount: float64(5 + rng.IntN(50))})
-		}
-	}
-	return ps
+	return purchasegen.Generate(200, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), 1)
 }
 
 func ingest(t *testing.T, e *engine.Engine, ps []predict.Purchase) {
