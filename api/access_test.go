@@ -247,6 +247,17 @@ var fixtures = map[string]fixture{
 		}
 		return req{method: "DELETE", path: "/v1/destinations/" + name}
 	}},
+	"POST /v1/models": {req: func(_ *accessServer, n int) req {
+		return req{path: "/v1/models", body: []byte(fmt.Sprintf(`{"name":"fit%d","calibration_end":"2000-01-01"}`, n))}
+	}},
+	"GET /v1/models":                   {req: get("/v1/models")},
+	"GET /v1/models/{name}":            {req: get("/v1/models/seeded")},
+	"GET /v1/models/{name}/evaluation": {req: get("/v1/models/seeded/evaluation?holdout_end=2024-12-31")},
+	"DELETE /v1/models/{name}": {req: func(s *accessServer, n int) req {
+		name := fmt.Sprintf("delmodel%d", n)
+		s.failedFit(name)
+		return req{method: "DELETE", path: "/v1/models/" + name}
+	}},
 	"POST /v1/audiences": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/audiences", body: []byte(fmt.Sprintf(`{"name":"a%d","rule":%q}`, n, ruleE))}
 	}},
@@ -363,6 +374,7 @@ func TestRouteRoles(t *testing.T) {
 	if _, err := s.e.PutAudience(ctx, audience.Definition{Name: "seeded", Rule: ruleE}); err != nil {
 		t.Fatal(err)
 	}
+	s.seedModel("seeded")
 	tok := func(name string, role auth.Role) string {
 		secret, _, err := s.e.Gate().CreateToken(ctx, name, role, time.Time{})
 		if err != nil {

@@ -77,7 +77,7 @@ type Server struct {
 // New returns the API handler over svc (every field set).
 func New(svc Services, opts Options) (*Server, error) {
 	if svc.Ingest == nil || svc.Access == nil || svc.Reads == nil || svc.Audiences == nil || svc.Destinations == nil ||
-		svc.Privacy == nil || svc.Replay == nil || svc.Audit == nil || svc.Node == nil {
+		svc.Privacy == nil || svc.Replay == nil || svc.Models == nil || svc.Audit == nil || svc.Node == nil {
 		return nil, errors.New("api: every service must be set")
 	}
 	if len(opts.AdminTokenHash) != sha256.Size {

@@ -10,6 +10,7 @@ import (
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/aurumcdp/aurum/event"
@@ -93,6 +94,15 @@ type Replay interface {
 	Digest() (engine.StateDigest, error)
 }
 
+// Models is the prediction models (engine/models.Service).
+type Models interface {
+	Fit(req models.Request) (models.Info, error)
+	Models() ([]models.Info, error)
+	Model(name string) (models.Info, error)
+	Delete(ctx context.Context, name string) error
+	Evaluate(name string, req models.EvaluationRequest) (models.EvaluationInfo, error)
+}
+
 // Auditor is the audit log (engine/audit.Recorder).
 type Auditor interface {
 	Audit(ctx context.Context, a audit.AuditEntry) error
@@ -122,6 +132,7 @@ type Services struct {
 	Destinations Destinations
 	Privacy      Privacy
 	Replay       Replay
+	Models       Models
 	Audit        Auditor
 	Node         Node
 	Cluster      Cluster

@@ -44,6 +44,7 @@ import (
 	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/outbox"
 	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/engine/query"
@@ -253,6 +254,7 @@ type Engine struct {
 	gate      *access.Gate
 	recorder  *audit.Recorder
 	publisher *outbox.Publisher
+	models    *models.Service
 	privacy   *privacy.Service
 
 	ctx    context.Context
@@ -396,6 +398,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.leader},
 		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
 			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate})
+	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader},
+		models.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Synced: e})
 	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
 		Cluster: opts.Cluster, Applied: e.applied.get},
 		e.log, e.keys, wiring{e}, e.privacy)
@@ -419,6 +423,7 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("outbox", e.publisher.Run)
 	e.goRun("gateway", e.edge.RunGateway)
 	e.goRun("erasure", e.privacy.RunErasures)
+	e.goRun("models", e.models.Run)
 	if e.opts.SharedKeys {
 		e.goRun("keys", e.followKeys)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/outbox"
 	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/engine/query"
@@ -29,6 +30,9 @@ func (e *Engine) Gate() *access.Gate { return e.gate }
 
 // Recorder is the audit log.
 func (e *Engine) Recorder() *audit.Recorder { return e.recorder }
+
+// Models is the prediction models: fits, records, evaluations.
+func (e *Engine) Models() *models.Service { return e.models }
 
 // Privacy is erasure, export and consent.
 func (e *Engine) Privacy() *privacy.Service { return e.privacy }

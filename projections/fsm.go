@@ -120,6 +120,7 @@ type StateMachine struct {
 	opts       Options
 	keychain   atomic.Pointer[identity.Keychain] // replaced by identity.config control records
 	audiences  atomic.Pointer[audience.Set]      // replaced by audience.put/delete control records
+	models     atomic.Pointer[[]Model]           // replaced by model.put/delete control records
 	gcr        *gcr.Projection
 	partitions []*Partition
 	cache      *stateCache  // used by Apply and Skip only
@@ -171,6 +172,7 @@ func New(opts Options) *StateMachine {
 	sm.keychain.Store(identity.New(identity.DefaultConfig()))
 	empty, _ := audience.Compile(nil)
 	sm.audiences.Store(empty)
+	sm.models.Store(&[]Model{})
 	for i := range opts.Partitions {
 		sm.partitions = append(sm.partitions, &Partition{id: i, gcr: sm.gcr, sm: sm})
 	}
@@ -192,6 +194,9 @@ func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain.Load(
 // loaded builds its dedup filter from the store at its first Apply.
 func (sm *StateMachine) Load(r store.Reader) error {
 	if err := sm.loadAudiences(r); err != nil {
+		return err
+	}
+	if err := sm.loadModels(r); err != nil {
 		return err
 	}
 	if err := sm.ddf.build(r); err != nil {

@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 
+	"github.com/aurumcdp/aurum/predict"
+	"github.com/aurumcdp/aurum/projections/features"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -65,8 +69,8 @@ func modelKey(name string) []byte { return append(append([]byte(nil), prefixMode
 // > 0, a known scorer.
 func (m *Model) Validate() error {
 	switch {
-	case !audienceName.MatchString(m.Name):
-		return fmt.Errorf("projections: model name %q: want [a-z0-9][a-z0-9_-]{0,63}", m.Name)
+	case ValidateModelName(m.Name) != nil:
+		return ValidateModelName(m.Name)
 	case m.Kind != ModelKindCLV:
 		return fmt.Errorf("projections: model %q: kind %q, want %q", m.Name, m.Kind, ModelKindCLV)
 	case m.DaysPerUnit < 1 || m.DaysPerUnit > 366:
@@ -89,6 +93,67 @@ func (m *Model) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ValidateModelName checks a model name: like an audience's.
+func ValidateModelName(name string) error {
+	if !audienceName.MatchString(name) {
+		return fmt.Errorf("projections: model name %q: want [a-z0-9][a-z0-9_-]{0,63}", name)
+	}
+	return nil
+}
+
+// Repeat returns the model's repeat-purchase model that scores p_alive and
+// the expectations (Scorer), and its spend model.
+func (m *Model) Repeat() (predict.RepeatModel, predict.GammaGamma) {
+	var rm predict.RepeatModel = predict.ParetoNBD{R: m.ParetoNBD.P[0], Alpha: m.ParetoNBD.P[1], S: m.ParetoNBD.P[2], Beta: m.ParetoNBD.P[3]}
+	if m.Scorer == "bgnbd" {
+		rm = predict.BGNBD{R: m.BGNBD.P[0], Alpha: m.BGNBD.P[1], A: m.BGNBD.P[2], B: m.BGNBD.P[3]}
+	}
+	return rm, predict.GammaGamma{P: m.GammaGamma.P[0], Q: m.GammaGamma.P[1], Gamma: m.GammaGamma.P[2]}
+}
+
+// FeaturePurchases returns the purchase days of a feature row up to day
+// (inclusive) as the models' purchases (one customer, amounts in units).
+// Folded days (beyond the row's cap) are left out.
+func FeaturePurchases(f *features.Features, day int64) []predict.Purchase {
+	if f == nil {
+		return nil
+	}
+	ps := make([]predict.Purchase, 0, len(f.Purchases))
+	for _, p := range f.Purchases {
+		if p.Day > day {
+			break
+		}
+		ps = append(ps, predict.Purchase{Day: int(p.Day), Amount: float64(p.Micros) / 1e6})
+	}
+	return ps
+}
+
+// ModelScores computes the scores of a feature row under a valid clv model
+// as of now (Unix ms): the customer is the row's purchase days up to now's
+// day (x, t_x as predict.Summarize counts them), and T runs from the start
+// of the first purchase day to now itself, to the millisecond: the scores
+// move continuously with time (P(alive) falls with silence), so a rule's
+// threshold is crossed at a time rules.NextChange can find. ok is false
+// for a row without purchases by then (the models describe customers) or
+// a model that does not validate. A pure function of the row, the model
+// and now: the profile view and the rules read the same numbers.
+func ModelScores(m *Model, f *features.Features, now int64) (s predict.Scores, ok bool) {
+	if f == nil || len(f.Purchases) == 0 || m.Kind != ModelKindCLV || m.Validate() != nil {
+		return s, false
+	}
+	today := features.DayOf(now)
+	cs, err := predict.Summarize(FeaturePurchases(f, today), predict.SummaryOptions{CalibrationEnd: int(today), DaysPerUnit: int(m.DaysPerUnit)})
+	if err != nil || len(cs) != 1 {
+		return s, false
+	}
+	c := cs[0]
+	first := f.Purchases[0].Day // Summarize's first purchase day: the row is sorted
+	c.T = max(c.TX, float64(now-first*features.DayMs)/float64(m.DaysPerUnit*features.DayMs))
+	rm, gg := m.Repeat()
+	s, err = predict.Score(rm, gg, c, int(m.DaysPerUnit))
+	return s, err == nil
 }
 
 // Models lists the stored models by name.
@@ -142,6 +207,65 @@ func (sm *StateMachine) applyModelControl(rw store.ReadWriter, c *Control, res *
 			return err
 		}
 	}
+	if err := sm.loadModels(rw); err != nil {
+		return err
+	}
+	if sm.audiences.Load().ReadsPredictions() {
+		// The scores change: the audiences that read them are evaluated
+		// again (the backfill), and their timers computed anew.
+		gen, err := readUint64(rw, keyAudienceGen)
+		if err != nil {
+			return err
+		}
+		if err := setUint64(rw, keyAudienceGen, gen+1); err != nil {
+			return err
+		}
+	}
 	res.Models = true
 	return nil
+}
+
+// loadModels keeps the stored models in memory: the rules read their
+// scores at every evaluation.
+func (sm *StateMachine) loadModels(r store.Reader) error {
+	ms, err := Models(r)
+	if err != nil {
+		return err
+	}
+	sm.models.Store(&ms)
+	return nil
+}
+
+// prediction is rules.Facts.Prediction of a profile whose feature row is
+// f: the score name ("churn_risk": of the model named clv;
+// "<model>.<score>": of another) as of time at.
+func (sm *StateMachine) prediction(f *features.Features, name string, at int64) (float64, bool) {
+	model, score := "clv", name
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		model, score = name[:i], name[i+1:]
+	}
+	ms := *sm.models.Load()
+	i, ok := slices.BinarySearchFunc(ms, model, func(m Model, name string) int { return strings.Compare(m.Name, name) })
+	if !ok {
+		return 0, false
+	}
+	s, ok := ModelScores(&ms[i], f, at)
+	if !ok {
+		return 0, false
+	}
+	switch score {
+	case "p_alive":
+		return s.PAlive, true
+	case "churn_risk":
+		return s.ChurnRisk, true
+	case "expected_purchases_30d":
+		return s.Expected30, true
+	case "expected_purchases_90d":
+		return s.Expected90, true
+	case "expected_purchases_365d":
+		return s.Expected365, true
+	case "clv_365d":
+		return s.CLV365, true
+	}
+	return 0, false
 }

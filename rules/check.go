@@ -69,6 +69,7 @@ type checker struct {
 	audiences map[string]bool
 	events    map[string]bool
 	profile   map[string]bool
+	preds     map[string]bool
 	usesTime  bool
 	cost      int
 }
@@ -120,6 +121,8 @@ func (c *checker) check1(n *node, ctx context) (typ, error) {
 		return tyList, nil
 	case nPath:
 		switch {
+		case n.name == "predictions":
+			return c.checkPrediction(n, ctx)
 		case n.name == "traits" && ctx == ctxFilter:
 			return 0, errAt(n.pos, "an event filter can read only properties.<name>, not traits")
 		case n.name == "properties" && ctx == ctxRule:
@@ -445,7 +448,7 @@ func (c *checker) checkCall(n *node, ctx context) (typ, error) {
 			return 0, err
 		}
 		if n.args[0].kind != nPath {
-			return 0, errAt(n.args[0].pos, "exists needs traits.<name> or properties.<name>")
+			return 0, errAt(n.args[0].pos, "exists needs traits.<name>, properties.<name> or predictions.<score>")
 		}
 		if _, err := c.check(n.args[0], ctx); err != nil {
 			return 0, err
@@ -524,4 +527,39 @@ func parseTime(s string) (int64, bool) {
 		return t.UnixMilli(), true
 	}
 	return 0, false
+}
+
+var modelName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// PredictionScores are the per-profile scores a rule may read as
+// predictions.<score> (of the model named clv) or
+// predictions.<model>.<score> (docs/predictions.md).
+var PredictionScores = []string{"p_alive", "churn_risk", "expected_purchases_30d", "expected_purchases_90d",
+	"expected_purchases_365d", "clv_365d"}
+
+// checkPrediction checks predictions.<score> or predictions.<model>.<score>:
+// a number that changes with time (P(alive) falls with silence). n.str
+// gets the key Facts.Prediction is asked for: "<score>" or "<model>.<score>".
+func (c *checker) checkPrediction(n *node, ctx context) (typ, error) {
+	if ctx == ctxFilter {
+		return 0, errAt(n.pos, "an event filter can read only properties.<name>, not predictions")
+	}
+	if len(n.path) > 2 {
+		return 0, errAt(n.pos, "predictions.%s: want predictions.<score> or predictions.<model>.<score>", strings.Join(n.path, "."))
+	}
+	score := n.path[len(n.path)-1]
+	known := false
+	for _, s := range PredictionScores {
+		known = known || s == score
+	}
+	if !known {
+		return 0, errAt(n.pos, "unknown prediction %q (want one of %s)", score, strings.Join(PredictionScores, ", "))
+	}
+	if len(n.path) == 2 && !modelName.MatchString(n.path[0]) {
+		return 0, errAt(n.pos, "predictions.%s: %q is not a model name", strings.Join(n.path, "."), n.path[0])
+	}
+	n.str = strings.Join(n.path, ".")
+	c.preds[n.str] = true
+	c.usesTime = true
+	return tyNum, nil
 }

@@ -28,6 +28,7 @@ import (
 //	traits        input: a JSON object; replaces the traits
 //	audiences     input: audience names, one per line; replaces them
 //	profile       first_seen=<time> last_seen=<time>
+//	predict       name=<key> at=<time> value=<v> per_day=<d>: a score linear in time
 //	eval now=<time>  output: true or false, and next=<NextChange> when not 0
 //	aggs now=<time>  output: each aggregate and funnel of the rule with its reference value
 //
@@ -117,6 +118,15 @@ func run(t *testing.T, d *datadriven.TestData, rule **rules.Rule, facts *ruleste
 	case "profile":
 		facts.FirstSeen = parseTime(t, where, arg("first_seen"))
 		facts.LastSeen = parseTime(t, where, arg("last_seen"))
+		return "ok"
+	case "predict":
+		var v, perDay float64
+		d.ScanArgs(t, "value", &v)
+		d.ScanArgs(t, "per_day", &perDay)
+		if facts.Predictions == nil {
+			facts.Predictions = map[string]rulestest.Prediction{}
+		}
+		facts.Predictions[arg("name")] = rulestest.Prediction{At: parseTime(t, where, arg("at")), Value: v, PerDay: perDay}
 		return "ok"
 	case "eval", "aggs":
 		if *rule == nil {

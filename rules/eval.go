@@ -111,6 +111,8 @@ type evaluator struct {
 	facts  Facts
 	props  map[string]any
 	now    int64
+	predAt int64 // the time predictions are read at (0: now)
+	predOK bool  // a prediction had a value
 	nextAt int64 // NextChange: the least candidate so far, 0 = none
 }
 
@@ -166,6 +168,9 @@ func (e *evaluator) eval(n *node) value {
 		}
 		return value{k: vList, l: l}
 	case nPath:
+		if n.name == "predictions" {
+			return e.prediction(n)
+		}
 		x, ok := e.lookup(n)
 		if !ok {
 			return null
@@ -346,6 +351,9 @@ func (e *evaluator) call(n *node) value {
 	case fnInAudience:
 		return boolean(e.facts.InAudience(n.args[0].str))
 	case fnExists:
+		if n.args[0].name == "predictions" {
+			return boolean(e.prediction(n.args[0]).k == vNum)
+		}
 		_, ok := e.lookup(n.args[0])
 		return boolean(ok)
 	case fnContains, fnStartsWith, fnEndsWith, fnMatches:
@@ -421,4 +429,66 @@ func (e *evaluator) candidate(t int64) {
 	if t > e.now && (e.nextAt == 0 || t < e.nextAt) {
 		e.nextAt = t
 	}
+}
+
+// prediction reads a prediction at predAt (or now), rounded to 1e-9: the
+// last bits of a float computation must not decide a threshold
+// (docs/predictions.md, "Deterministic floats").
+func (e *evaluator) prediction(n *node) value {
+	at := e.now
+	if e.predAt != 0 {
+		at = e.predAt
+	}
+	v, ok := e.facts.Prediction(n.str, at)
+	if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+		return null
+	}
+	e.predOK = true
+	return value{k: vNum, n: math.Round(v*1e9) / 1e9}
+}
+
+// PredictionHorizon bounds how far ahead NextChange looks for a rule's
+// result to change as its predictions move: without a change by then, the
+// rule is evaluated again at now + PredictionHorizon.
+const PredictionHorizon = (1 << 22) * 1000 // about 48.5 days
+
+// predictionChange returns the earliest time in (now, now +
+// PredictionHorizon] at which the rule's result, its predictions read at
+// that time and every other input as at now, differs from its result at
+// now, to the millisecond; now + PredictionHorizon when there is none;
+// 0 when the profile has none of the rule's predictions (no purchase, no
+// model): they appear with an event or a model record, not with time.
+// Times are probed at now + 1 s, 2 s, 4 s, ... and the first change
+// bisected: a result that changes and changes back between two probes is
+// not seen (scores move monotonically with silence for fixed purchases,
+// so only a band narrower than a probe interval is missed).
+func (r *Rule) predictionChange(f Facts) int64 {
+	now := f.Now()
+	e := evaluator{facts: f, now: now}
+	at := func(t int64) bool {
+		e.predAt = t
+		return e.eval(r.root).truth()
+	}
+	base := at(now)
+	if !e.predOK {
+		return 0
+	}
+	lo := now
+	for step := int64(1000); step <= PredictionHorizon; step *= 2 {
+		hi := now + step
+		if at(hi) == base {
+			lo = hi
+			continue
+		}
+		for hi-lo > 1 {
+			mid := lo + (hi-lo)/2
+			if at(mid) == base {
+				lo = mid
+			} else {
+				hi = mid
+			}
+		}
+		return hi
+	}
+	return now + PredictionHorizon
 }

@@ -23,6 +23,7 @@ func FuzzCompile(f *testing.F) {
 		`traits.x in [1, 2.5, -3e-7] or "v" in traits.tags`,
 		`count("A", properties.x == 1, "1d") > 1`,
 		`not not (traits.a or traits.b) and --traits.c == 0`,
+		`predictions.churn_risk > 0.7 and predictions.vip["clv_365d"] >= 5e2 or exists(predictions.p_alive)`,
 	} {
 		f.Add(s)
 	}
@@ -30,6 +31,8 @@ func FuzzCompile(f *testing.F) {
 		At:     86400000 * 30,
 		Events: []rulestest.Event{{Name: "A", Time: 86400000, Props: map[string]any{"v": 1.5, "x": int64(1)}}, {Name: "B", Time: 86400000 * 2}},
 		Traits: map[string]any{"x": float64(1), "email": "a@b", "tags": []any{"v"}, "t": "2020-01-01"},
+		Predictions: map[string]rulestest.Prediction{"churn_risk": {At: 86400000 * 30, Value: 0.6, PerDay: 0.01},
+			"vip.clv_365d": {At: 86400000 * 30, Value: 600, PerDay: -5}},
 	}
 	f.Fuzz(func(t *testing.T, src string) {
 		r, err := rules.Compile(src)
@@ -118,8 +121,9 @@ func (f *fixedFacts) Agg(a rules.Agg) (float64, bool) {
 	v, ok := f.aggs[a.Key()]
 	return v, ok
 }
-func (f *fixedFacts) Oldest(rules.Agg) (int64, bool)         { return 0, false }
-func (f *fixedFacts) FunnelStart(rules.Funnel) (int64, bool) { return 1e12 - 1, true }
+func (f *fixedFacts) Oldest(rules.Agg) (int64, bool)           { return 0, false }
+func (f *fixedFacts) FunnelStart(rules.Funnel) (int64, bool)   { return 1e12 - 1, true }
+func (f *fixedFacts) Prediction(string, int64) (float64, bool) { return 0.5, true }
 func (f *fixedFacts) Trait(name string) (any, bool) {
 	v, ok := f.traits[name]
 	return v, ok

@@ -508,7 +508,7 @@ func (p *parser) parsePrimary() (*node, error) {
 			return &node{kind: nBool, pos: t.pos, b: t.text == "true"}, nil
 		case "null":
 			return &node{kind: nNull, pos: t.pos}, nil
-		case "traits", "properties":
+		case "traits", "properties", "predictions":
 			return p.parsePath(t)
 		}
 		if keywords[t.text] {

@@ -191,6 +191,12 @@ type Facts interface {
 	Profile(field string) (int64, bool)
 	// InAudience reports whether the profile is in the named audience.
 	InAudience(name string) bool
+	// Prediction returns the score name ("churn_risk", or "<model>.<score>"
+	// of a model other than clv) of the profile as of time at (Unix ms, at
+	// >= Now), the profile's events being those it has now: the scores
+	// change with time alone (P(alive) falls with silence). ok=false when
+	// the profile has no such score (no such model, no purchase).
+	Prediction(name string, at int64) (float64, bool)
 }
 
 // Rule is a compiled rule. It is immutable and safe for concurrent use.
@@ -203,6 +209,7 @@ type Rule struct {
 	audiences []string
 	events    []string
 	profile   []string
+	preds     []string
 	usesTime  bool
 	cost      int
 }
@@ -232,6 +239,10 @@ func (r *Rule) Events() []string { return r.events }
 // reads, sorted.
 func (r *Rule) Profile() []string { return r.profile }
 
+// Predictions returns the prediction keys the rule reads ("churn_risk",
+// "<model>.<score>"), sorted.
+func (r *Rule) Predictions() []string { return r.preds }
+
 // UsesTime reports whether the result can change with time alone (windows,
 // funnels, days_since, within).
 func (r *Rule) UsesTime() bool { return r.usesTime }
@@ -258,7 +269,8 @@ func (r *Rule) Eval(f Facts) (bool, error) {
 // The candidates are: a windowed aggregate's oldest counted event leaving the
 // window (Oldest + Window); a funnel's start leaving its window; a days_since
 // value reaching its next whole day; a within() time entering (if in the
-// future) or leaving its window. Events timed after Now are not foreseen: the
+// future) or leaving its window; the rule's result changing as its
+// predictions move with time (predictionChange). Events timed after Now are not foreseen: the
 // caller evaluates again when it reaches them (or when they arrive).
 func (r *Rule) NextChange(f Facts) int64 {
 	if !r.usesTime {
@@ -266,6 +278,9 @@ func (r *Rule) NextChange(f Facts) int64 {
 	}
 	e := evaluator{facts: f, now: f.Now()}
 	e.next(r.root)
+	if len(r.preds) > 0 {
+		e.candidate(r.predictionChange(f))
+	}
 	return e.nextAt
 }
 
@@ -283,7 +298,7 @@ func Compile(src string) (*Rule, error) {
 		return nil, err
 	}
 	c := checker{aggs: map[string]Agg{}, funnels: map[string]Funnel{}, traits: map[string]bool{},
-		audiences: map[string]bool{}, events: map[string]bool{}, profile: map[string]bool{}}
+		audiences: map[string]bool{}, events: map[string]bool{}, profile: map[string]bool{}, preds: map[string]bool{}}
 	t, err := c.check(root, ctxRule)
 	if err != nil {
 		return nil, err
@@ -308,6 +323,7 @@ func Compile(src string) (*Rule, error) {
 	r.audiences = sortedKeys(c.audiences)
 	r.events = sortedKeys(c.events)
 	r.profile = sortedKeys(c.profile)
+	r.preds = sortedKeys(c.preds)
 	return r, nil
 }
 

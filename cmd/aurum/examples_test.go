@@ -51,6 +51,10 @@ func helpExamples() []helpExample {
 // exampleNotRun are the examples that are not executed, each with why;
 // they still have to parse (TestHelpExamplesParse).
 var exampleNotRun = map[string]string{
+	"aurum model fit clv --calibration-end 1997-09-30 --wait":                                    "needs purchase history; TestCDNOWThroughTheProduct runs it on CDNOW",
+	"aurum model show clv --output json":                                                         "needs a fitted model; TestCDNOWThroughTheProduct fits one",
+	"aurum model evaluate clv --holdout-end 1998-06-30 --json":                                   "needs a fitted model; TestCDNOWThroughTheProduct runs it on CDNOW",
+	"aurum model rm clv":                                                                         "needs a fitted model; engine/models TestFitMatchesPredict deletes one",
 	"aurum token revoke 01JABCDEF...":                                                            "a placeholder id",
 	"aurum digest --data-dir ./aurum-data":                                                       "reads a stopped node; the test node runs",
 	"aurum digest --server http://127.0.0.1:8080 --partitions":                                   "a fixed address; run below with the node's",

@@ -208,11 +208,12 @@ func (emptyFacts) Now() int64 { return 0 }
 func (emptyFacts) Agg(g rules.Agg) (float64, bool) {
 	return 0, g.Kind == rules.Count || g.Kind == rules.Sum
 }
-func (emptyFacts) Oldest(rules.Agg) (int64, bool)         { return 0, false }
-func (emptyFacts) FunnelStart(rules.Funnel) (int64, bool) { return 0, false }
-func (emptyFacts) Trait(string) (any, bool)               { return nil, false }
-func (emptyFacts) Profile(string) (int64, bool)           { return 0, false }
-func (emptyFacts) InAudience(string) bool                 { return false }
+func (emptyFacts) Oldest(rules.Agg) (int64, bool)           { return 0, false }
+func (emptyFacts) FunnelStart(rules.Funnel) (int64, bool)   { return 0, false }
+func (emptyFacts) Trait(string) (any, bool)                 { return nil, false }
+func (emptyFacts) Profile(string) (int64, bool)             { return 0, false }
+func (emptyFacts) InAudience(string) bool                   { return false }
+func (emptyFacts) Prediction(string, int64) (float64, bool) { return 0, false }
 
 // Stable reports whether the audience is evaluated only when its inputs
 // change on a settled profile (Step.Settled): its rule does not depend on
@@ -237,6 +238,16 @@ type keyedAgg struct {
 
 // Audiences lists the compiled audiences in evaluation order.
 func (s *Set) Audiences() []*Audience { return s.list }
+
+// ReadsPredictions reports whether a rule of the set reads predictions.
+func (s *Set) ReadsPredictions() bool {
+	for _, a := range s.list {
+		if len(a.Rule.Predictions()) > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // Get returns the audience named name.
 func (s *Set) Get(name string) (*Audience, bool) { a, ok := s.byName[name]; return a, ok }
@@ -280,6 +291,9 @@ type Step struct {
 	Settled bool
 	// Traits reads the profile's current trait values (plaintext).
 	Traits func(name string) (any, bool)
+	// Predictions returns the profile's score name (rules.Facts.Prediction)
+	// as of time at; nil: none. Called only by rules that read predictions.
+	Predictions func(name string, at int64) (float64, bool)
 	// Stats returns the profile's first and last seen times (Unix ms) and
 	// whether it has events at all; called only by rules that read them.
 	Stats func() (first, last int64, seen bool)
@@ -363,7 +377,7 @@ func (s *Set) Apply(st *State, step Step) ([]Transition, error) {
 		due = make([]bool, len(s.list))
 	}
 	for i, a := range s.list {
-		if !(step.All || step.Timer || (hasTraits && a.traits) || len(a.Rule.Profile()) > 0 && len(step.Events) > 0 || a.readsAny(step.Events)) {
+		if !(step.All || step.Timer || (hasTraits && a.traits) || a.readsProfile() && len(step.Events) > 0 || a.readsAny(step.Events)) {
 			continue
 		}
 		if step.Settled && !step.All && a.stable && !a.inputsChanged(step, fed) {
@@ -409,6 +423,13 @@ func (s *Set) Apply(st *State, step Step) ([]Transition, error) {
 	return out, nil
 }
 
+// readsProfile reports whether the rule reads what any event of the
+// profile may change besides its aggregates: the profile's stats, or its
+// predictions (a purchase changes them; other events are cheap to pass).
+func (a *Audience) readsProfile() bool {
+	return len(a.Rule.Profile()) > 0 || len(a.Rule.Predictions()) > 0
+}
+
 func (a *Audience) readsAny(events []Event) bool {
 	for i := range events {
 		if a.events[events[i].Name] {
@@ -429,7 +450,7 @@ func (a *Audience) inputsChanged(step Step, fed []bool) bool {
 			return true
 		}
 	}
-	if len(step.Events) > 0 && len(a.Rule.Profile()) > 0 {
+	if len(step.Events) > 0 && a.readsProfile() {
 		return true
 	}
 	if len(a.traitNames) > 0 {
@@ -471,7 +492,7 @@ func (s *Set) Quiet(events []Event) bool {
 		hasTraits = hasTraits || events[i].HasTraits
 	}
 	for _, a := range s.list {
-		if !((hasTraits && a.traits) || len(a.Rule.Profile()) > 0 && len(events) > 0 || a.readsAny(events)) {
+		if !((hasTraits && a.traits) || a.readsProfile() && len(events) > 0 || a.readsAny(events)) {
 			continue
 		}
 		if !a.stable || a.inputsChanged(step, nil) {
@@ -625,6 +646,13 @@ func (f *facts) Profile(field string) (int64, bool) {
 		return last, true
 	}
 	return 0, false
+}
+
+func (f *facts) Prediction(name string, at int64) (float64, bool) {
+	if f.step.Predictions == nil {
+		return 0, false
+	}
+	return f.step.Predictions(name, at)
 }
 
 func (f *facts) InAudience(name string) bool {

@@ -377,3 +377,32 @@ func (p *Projection) EachEvent(r store.Reader, prof *Profile, pageSize int, fn f
 		}
 	}
 }
+
+// EachProfile calls fn with every stored GCR, partition by partition in key
+// order: one decoded profile in memory at a time (a job's scan, such as a
+// model fit). fn's error stops the iteration and is returned.
+func (p *Projection) EachProfile(r store.Reader, fn func(prof *Profile) error) error {
+	for part := range p.parts {
+		prefix := binary.BigEndian.AppendUint16([]byte("p/"), uint16(part))
+		prefix = append(prefix, '/', 'g', '/')
+		var ferr error
+		err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, v []byte) bool {
+			prof, err := decodeProfile(v)
+			if err != nil {
+				ferr = fmt.Errorf("gcr: each profile: %x: %w", k[len(prefix):], err)
+				return false
+			}
+			if ferr = fn(prof); ferr != nil {
+				return false
+			}
+			return true
+		})
+		if ferr != nil {
+			return ferr
+		}
+		if err != nil {
+			return fmt.Errorf("gcr: each profile: %w", err)
+		}
+	}
+	return nil
+}

@@ -27,6 +27,15 @@ type Facts struct {
 	// FirstSeen and LastSeen are the profile's stats; when zero they are the
 	// least and greatest time of the events at or before At (absent if none).
 	FirstSeen, LastSeen int64
+	// Predictions are the profile's scores, each linear in time.
+	Predictions map[string]Prediction
+}
+
+// Prediction is a score that is Value at time At and moves by PerDay per
+// day (86,400,000 ms) after it.
+type Prediction struct {
+	At            int64
+	Value, PerDay float64
 }
 
 var _ rules.Facts = (*Facts)(nil)
@@ -169,3 +178,12 @@ func (f *Facts) Profile(field string) (int64, bool) {
 
 // InAudience implements rules.Facts.
 func (f *Facts) InAudience(name string) bool { return f.Audiences[name] }
+
+// Prediction implements rules.Facts.
+func (f *Facts) Prediction(name string, at int64) (float64, bool) {
+	p, ok := f.Predictions[name]
+	if !ok {
+		return 0, false
+	}
+	return p.Value + p.PerDay*float64(at-p.At)/86400000, true
+}
