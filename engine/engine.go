@@ -127,6 +127,9 @@ type Options struct {
 	WebhookTimeout                       time.Duration
 	WebhookBackoffMin, WebhookBackoffMax time.Duration
 	WebhookMaxAttempts                   int
+	// ConnectorSyncPause is waited between two batches of a connector's
+	// first sync (zero: none).
+	ConnectorSyncPause time.Duration
 	// ConsentDefaultDenied makes a channel without any consent statement
 	// count as denied (opt-in, what EU marketing usually needs). Default:
 	// granted (opt-out: a person is contacted until they withdraw).
@@ -231,6 +234,7 @@ type Engine struct {
 	log     *alog.Log
 	state   *store.DB
 	keysDB  *store.DB
+	refsDB  *store.DB // activation's connector refs
 	keys    *seal.Keyring
 	sm      *projections.StateMachine
 	metrics *metrics
@@ -302,6 +306,12 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, fmt.Errorf("engine: keys store: %w", err)
 	}
 	closers = append(closers, e.keysDB.Close)
+	// What connectors need to erase a person later (activation.Options.Refs):
+	// not state (not rebuildable from the log), not keys.
+	if e.refsDB, err = store.Open(filepath.Join(opts.DataDir, "activation"), keysStoreOptions(opts.Logger)); err != nil {
+		return nil, fmt.Errorf("engine: activation store: %w", err)
+	}
+	closers = append(closers, e.refsDB.Close)
 	var keyOpts seal.Options
 	if opts.SharedKeys {
 		keyOpts.Shared = sharedKeys{func() *alog.Log { return e.log }}
@@ -395,7 +405,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		e.log, e.keys, wiring{e}, e.privacy)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
-		Consent: e.privacy.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() }})
+		Consent: e.privacy.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() },
+		People: people{e}, Refs: refStore{e.refsDB}, SyncBatchPause: opts.ConnectorSyncPause})
 	if err := e.reloadDestinations(); err != nil {
 		e.dispatcher.Close()
 		e.cancel()
@@ -480,7 +491,7 @@ func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.cancel()
 		e.wg.Wait()
-		errs := []error{e.dispatcher.Close(), e.log.Close(), e.state.Close(), e.keysDB.Close()}
+		errs := []error{e.dispatcher.Close(), e.log.Close(), e.state.Close(), e.keysDB.Close(), e.refsDB.Close()}
 		e.closeErr = errors.Join(errs...)
 	})
 	return e.closeErr

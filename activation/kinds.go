@@ -1,0 +1,33 @@
+package activation
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/aurumcdp/aurum/activation/connector"
+	"github.com/aurumcdp/aurum/activation/connectors/hubspot"
+	"github.com/aurumcdp/aurum/activation/connectors/sms"
+)
+
+// Kinds returns the connector kinds by name (KindWebhook is not one).
+func Kinds() map[string]connector.Kind {
+	out := map[string]connector.Kind{}
+	for _, k := range []connector.Kind{hubspot.Kind, sms.Kind} {
+		out[k.Name] = k
+	}
+	return out
+}
+
+// KindNames lists every destination kind, KindWebhook included, sorted.
+func KindNames() []string {
+	return slices.Sorted(func(yield func(string) bool) {
+		if !yield(KindWebhook) {
+			return
+		}
+		for k := range maps.Keys(Kinds()) {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+}
