@@ -210,6 +210,9 @@ func (d Destination) connector(env connector.Env) (connector.Connector, error) {
 			Msg: fmt.Sprintf("a %s destination contacts people on %s", k.Name, k.Channel)}}
 	}
 	c, err := k.New(d.Config, env)
+	if err == nil && k.CheckAudiences != nil {
+		err = k.CheckAudiences(d.Config, d.Audiences)
+	}
 	if err != nil {
 		return nil, &ConfigError{Destination: d.Name, Err: err}
 	}

@@ -6,13 +6,14 @@ import (
 
 	"github.com/aurumcdp/aurum/activation/connector"
 	"github.com/aurumcdp/aurum/activation/connectors/hubspot"
+	"github.com/aurumcdp/aurum/activation/connectors/meta"
 	"github.com/aurumcdp/aurum/activation/connectors/sms"
 )
 
 // Kinds returns the connector kinds by name (KindWebhook is not one).
 func Kinds() map[string]connector.Kind {
 	out := map[string]connector.Kind{}
-	for _, k := range []connector.Kind{hubspot.Kind, sms.Kind} {
+	for _, k := range []connector.Kind{hubspot.Kind, meta.Kind, sms.Kind} {
 		out[k.Name] = k
 	}
 	return out

@@ -138,6 +138,9 @@ type Kind struct {
 	// New validates config (a JSON object) and returns the connector. An
 	// invalid config is a *FieldError.
 	New func(config json.RawMessage, env Env) (Connector, error)
+	// CheckAudiences, when set, checks config against the destination's
+	// audiences (e.g. each mapped to a list of the tool): a *FieldError.
+	CheckAudiences func(config json.RawMessage, audiences []string) error
 }
 
 // FieldError is an invalid config field.
