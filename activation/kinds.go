@@ -8,12 +8,13 @@ import (
 	"github.com/aurumcdp/aurum/activation/connectors/hubspot"
 	"github.com/aurumcdp/aurum/activation/connectors/meta"
 	"github.com/aurumcdp/aurum/activation/connectors/sms"
+	"github.com/aurumcdp/aurum/activation/connectors/smtp"
 )
 
 // Kinds returns the connector kinds by name (KindWebhook is not one).
 func Kinds() map[string]connector.Kind {
 	out := map[string]connector.Kind{}
-	for _, k := range []connector.Kind{hubspot.Kind, meta.Kind, sms.Kind} {
+	for _, k := range []connector.Kind{hubspot.Kind, meta.Kind, sms.Kind, smtp.Kind} {
 		out[k.Name] = k
 	}
 	return out
