@@ -206,3 +206,12 @@ func TestHubSpot(t *testing.T) {
 		t.Fatalf("contact 1's firstname = %v, want the trait first_name (P1)", got)
 	}
 }
+
+// TestRecordedRequest: docs/connectors.md shows what the connector sends.
+func TestRecordedRequest(t *testing.T) {
+	f := newFake()
+	got := connectortest.Record(t, "hubspot", f, func(url string) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"access_token":%q,"properties":{"firstname":"first_name"},"api_url":%q}`, f.token, url))
+	})
+	connectortest.CheckDoc(t, "hubspot", got)
+}

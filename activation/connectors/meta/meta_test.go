@@ -130,3 +130,12 @@ func TestNormalization(t *testing.T) {
 		t.Errorf("hash of test@example.com = %s", got)
 	}
 }
+
+// TestRecordedRequest: docs/connectors.md shows what the connector sends.
+func TestRecordedRequest(t *testing.T) {
+	f := &fake{token: "EAAB-0123456789", audience: "23850000000000001", book: connectortest.NewBook(), faults: &connectortest.Faults{}}
+	got := connectortest.Record(t, "meta_audience", f, func(u string) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"access_token":%q,"custom_audiences":{"vip":%q},"api_url":%q}`, f.token, f.audience, u+"/v19.0"))
+	})
+	connectortest.CheckDoc(t, "meta_audience", got)
+}

@@ -89,3 +89,12 @@ func TestSMS(t *testing.T) {
 		Key: connectortest.KeyPhone, Messages: true,
 	})
 }
+
+// TestRecordedRequest: docs/connectors.md shows what the connector sends.
+func TestRecordedRequest(t *testing.T) {
+	f := &twilio{sid: "AC0123456789abcdef0123456789abcdef", token: "token-0123456789", book: connectortest.NewBook(), faults: &connectortest.Faults{}}
+	got := connectortest.Record(t, "sms", f, func(url string) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"account_sid":%q,"auth_token":%q,"from":"+4512345678","body":"Hi {{.Traits.first_name}}, welcome to {{.Audience}}","api_url":%q}`, f.sid, f.token, url))
+	})
+	connectortest.CheckDoc(t, "sms", got)
+}

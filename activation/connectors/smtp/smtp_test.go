@@ -1,6 +1,8 @@
 package smtp_test
 
 import (
+	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -11,7 +13,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/aurumcdp/aurum/activation"
+	"github.com/aurumcdp/aurum/activation/connector"
 	"github.com/aurumcdp/aurum/activation/connectortest"
 	"github.com/aurumcdp/aurum/internal/testcert"
 	"github.com/emersion/go-sasl"
@@ -29,6 +34,7 @@ type server struct {
 
 	mu   sync.Mutex
 	msgs []*mail.Message
+	raw  [][]byte
 }
 
 type session struct {
@@ -73,12 +79,17 @@ func (se *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 }
 
 func (se *session) Data(r io.Reader) error {
-	m, err := mail.ReadMessage(r)
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
 		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "malformed message"}
 	}
 	se.s.mu.Lock()
 	se.s.msgs = append(se.s.msgs, m)
+	se.s.raw = append(se.s.raw, raw)
 	se.s.mu.Unlock()
 	for _, to := range se.rcpt {
 		se.s.book.Request()
@@ -90,7 +101,8 @@ func (se *session) Data(r io.Reader) error {
 func (se *session) Reset()        { se.rcpt = nil }
 func (se *session) Logout() error { return nil }
 
-func TestSMTP(t *testing.T) {
+// start starts a server; it is stopped when the test ends.
+func start(t *testing.T) (*server, int, string) {
 	caFile, certFile, keyFile := testcert.Write(t)
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -106,14 +118,20 @@ func TestSMTP(t *testing.T) {
 	}
 	go func() { _ = srv.Serve(ln) }() // stopped by srv.Close
 	t.Cleanup(func() { _ = srv.Close() })
-	port := ln.Addr().(*net.TCPAddr).Port
+	return s, ln.Addr().(*net.TCPAddr).Port, caFile
+}
+
+func config(s *server, port int, caFile string) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"host":"127.0.0.1","port":%d,"username":%q,"password":%q,"from":"Shop <news@shop.example>",
+		"subject":"Welcome, {{.Traits.first_name}}","body":"Hello {{.Traits.first_name}},\nyou are now in {{.Audience}}.","ca_file":%q}`,
+		port, s.user, s.pass, caFile))
+}
+
+func TestSMTP(t *testing.T) {
+	s, port, caFile := start(t)
 	connectortest.Run(t, connectortest.Case{
 		Kind: "smtp",
-		Config: func(string) json.RawMessage {
-			return json.RawMessage(fmt.Sprintf(`{"host":"127.0.0.1","port":%d,"username":%q,"password":%q,"from":"Shop <news@shop.example>",
-				"subject":"Welcome, {{.Traits.first_name}}","body":"Hello {{.Traits.first_name}},\nyou are now in {{.Audience}}.","ca_file":%q}`,
-				port, s.user, s.pass, caFile))
-		},
+		Config: func(string) json.RawMessage { return config(s, port, caFile) },
 		Book: s.book, Faults: s.faults,
 		Key: connectortest.KeyEmail, Messages: true,
 	})
@@ -136,4 +154,21 @@ func TestSMTP(t *testing.T) {
 		}
 		ids[id] = true
 	}
+}
+
+// TestRecordedRequest: docs/connectors.md shows the message the connector
+// sends (as the server received it after DATA).
+func TestRecordedRequest(t *testing.T) {
+	s, port, caFile := start(t)
+	c, err := activation.Kinds()["smtp"].New(config(s, port, caFile), connector.Env{Destination: "doc",
+		Now: func() time.Time { return connectortest.ExampleTime }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := c.Deliver(context.Background(), []connector.Change{connectortest.Example}); res[0].Status != connector.Delivered {
+		t.Fatalf("%+v", res[0])
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	connectortest.CheckDoc(t, "smtp", strings.ReplaceAll(string(s.raw[0]), "\r\n", "\n"))
 }
