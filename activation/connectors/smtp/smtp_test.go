@@ -130,9 +130,9 @@ func config(s *server, port int, caFile string) json.RawMessage {
 func TestSMTP(t *testing.T) {
 	s, port, caFile := start(t)
 	connectortest.Run(t, connectortest.Case{
-		Kind: "smtp",
+		Kind:   "smtp",
 		Config: func(string) json.RawMessage { return config(s, port, caFile) },
-		Book: s.book, Faults: s.faults,
+		Book:   s.book, Faults: s.faults,
 		Key: connectortest.KeyEmail, Messages: true,
 	})
 	s.mu.Lock()
