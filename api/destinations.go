@@ -58,7 +58,7 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 	var ce *activation.ConfigError
 	switch {
 	case errors.As(err, &ce):
-		writeError(w, http.StatusBadRequest, ce.Field(), ce.Error())
+		writeError(w, http.StatusBadRequest, ce.Field(), fmt.Sprintf("destination %s: %v", ce.Destination, ce.Err))
 	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "", err.Error())
 	case err != nil:
