@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/aurumcdp/aurum/activation/connector"
+	"github.com/aurumcdp/aurum/activation/connectors/google"
 	"github.com/aurumcdp/aurum/activation/connectors/hubspot"
 	"github.com/aurumcdp/aurum/activation/connectors/meta"
 	"github.com/aurumcdp/aurum/activation/connectors/sms"
@@ -14,7 +15,7 @@ import (
 // Kinds returns the connector kinds by name (KindWebhook is not one).
 func Kinds() map[string]connector.Kind {
 	out := map[string]connector.Kind{}
-	for _, k := range []connector.Kind{hubspot.Kind, meta.Kind, sms.Kind, smtp.Kind} {
+	for _, k := range []connector.Kind{google.Kind, hubspot.Kind, meta.Kind, sms.Kind, smtp.Kind} {
 		out[k.Name] = k
 	}
 	return out

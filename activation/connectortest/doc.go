@@ -35,19 +35,26 @@ var Example = connector.Change{
 var ExampleTime = time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)
 
 // docHeaders are the request headers a recorded request shows.
-var docHeaders = []string{"Authorization", "Content-Type"}
+var docHeaders = []string{"Authorization", "Content-Type", "developer-token"}
 
 // Record runs the kind's connector (config against the fake at its URL)
 // on Example and returns its first request as text: the request line,
 // docHeaders, and the body (JSON indented).
 func Record(t *testing.T, kind string, fake http.Handler, config func(url string) json.RawMessage) string {
 	t.Helper()
+	return RecordNth(t, kind, fake, config, 1)
+}
+
+// RecordNth is Record of the connector's nth request (1: the first).
+func RecordNth(t *testing.T, kind string, fake http.Handler, config func(url string) json.RawMessage, nth int) string {
+	t.Helper()
 	var mu sync.Mutex
 	var first string
+	seen := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
-		if first == "" {
+		if seen++; seen == nth {
 			first = formatRequest(r, body)
 		}
 		mu.Unlock()
