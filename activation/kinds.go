@@ -8,6 +8,7 @@ import (
 	"github.com/aurumcdp/aurum/activation/connectors/google"
 	"github.com/aurumcdp/aurum/activation/connectors/hubspot"
 	"github.com/aurumcdp/aurum/activation/connectors/meta"
+	"github.com/aurumcdp/aurum/activation/connectors/salesforce"
 	"github.com/aurumcdp/aurum/activation/connectors/sms"
 	"github.com/aurumcdp/aurum/activation/connectors/smtp"
 )
@@ -15,7 +16,7 @@ import (
 // Kinds returns the connector kinds by name (KindWebhook is not one).
 func Kinds() map[string]connector.Kind {
 	out := map[string]connector.Kind{}
-	for _, k := range []connector.Kind{google.Kind, hubspot.Kind, meta.Kind, sms.Kind, smtp.Kind} {
+	for _, k := range []connector.Kind{google.Kind, hubspot.Kind, meta.Kind, salesforce.Kind, sms.Kind, smtp.Kind} {
 		out[k.Name] = k
 	}
 	return out

@@ -17,7 +17,7 @@ func newDestinationCmd() *cobra.Command {
 	var server, token string
 	cmd := &cobra.Command{
 		Use:   "destination",
-		Short: "Manage destinations: webhooks and connectors (HubSpot, Meta, SMTP, SMS)",
+		Short: "Manage destinations: webhooks and connectors (HubSpot, Salesforce, Meta, Google, SMTP, SMS)",
 		Long: `Manage destinations. A webhook (the default kind): each entry into and exit from the
 destination's audiences is POSTed to its URL, signed with its secret (Aurum-Signature:
 t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">), retried with backoff and dead-lettered after a
@@ -25,7 +25,7 @@ bound. --channel is the consent channel every delivery checks (a person without 
 is skipped), or none for a system that contacts nobody. The secret is read from --secret-file
 or the first line of standard input (never from a flag), at least 16 characters.
 
-A connector (--kind hubspot|meta_audience|smtp|sms) keeps a tool in step with the audiences:
+A connector (--kind hubspot|salesforce|meta_audience|google_customer_match|smtp|sms) keeps a tool in step with the audiences:
 it first sends the current members, then the entries and exits. Its configuration, credentials
 included, is a JSON object read from --config-file (docs/connectors.md lists each kind's
 fields); the credentials are sealed and never shown. Its channel is the kind's.`,
@@ -89,7 +89,7 @@ fields); the credentials are sealed and never shown. Its channel is the kind's.`
 			return nil
 		},
 	}
-	add.Flags().StringVar(&dest.kind, "kind", "webhook", "webhook, hubspot, meta_audience, smtp or sms")
+	add.Flags().StringVar(&dest.kind, "kind", "webhook", "webhook, hubspot, salesforce, meta_audience, google_customer_match, smtp or sms")
 	add.Flags().StringVar(&dest.configFile, "config-file", "", "a connector's configuration: a JSON file (credentials included)")
 	add.Flags().StringVar(&dest.url, "url", "", "a webhook's URL, transitions are POSTed to it")
 	add.Flags().StringSliceVar(&dest.audiences, "audience", nil, "an audience whose transitions it receives (repeatable, required)")
