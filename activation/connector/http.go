@@ -217,3 +217,14 @@ func NormalizePhoneE164(s string) string {
 	}
 	return "+" + d
 }
+
+// CheckMapped checks that config field (audience → the tool's list of
+// some kind, what) maps every audience.
+func CheckMapped(field, what string, m map[string]string, audiences []string) error {
+	for _, a := range audiences {
+		if _, ok := m[a]; !ok {
+			return Fieldf(field, "no %s for audience %q", what, a)
+		}
+	}
+	return nil
+}

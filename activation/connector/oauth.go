@@ -81,3 +81,9 @@ func (o *OAuth) Invalidate() {
 	defer o.mu.Unlock()
 	o.token = ""
 }
+
+// RefreshTokenOAuth is an OAuth of the refresh-token grant (RFC 6749 §6).
+func RefreshTokenOAuth(tokenURL, clientID, clientSecret, refreshToken string) *OAuth {
+	return &OAuth{TokenURL: tokenURL, Form: url.Values{"grant_type": {"refresh_token"}, "client_id": {clientID},
+		"client_secret": {clientSecret}, "refresh_token": {refreshToken}}}
+}

@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/aurumcdp/aurum/activation/connector"
@@ -118,8 +117,7 @@ func New(config json.RawMessage, env connector.Env) (connector.Connector, error)
 	if err != nil {
 		return nil, err
 	}
-	return &client{cfg: c, env: env, oauth: &connector.OAuth{TokenURL: c.TokenURL, Form: url.Values{
-		"grant_type": {"refresh_token"}, "client_id": {c.ClientID}, "client_secret": {c.ClientSecret}, "refresh_token": {c.RefreshToken}}}}, nil
+	return &client{cfg: c, env: env, oauth: connector.RefreshTokenOAuth(c.TokenURL, c.ClientID, c.ClientSecret, c.RefreshToken)}, nil
 }
 
 func checkAudiences(config json.RawMessage, audiences []string) error {
@@ -127,12 +125,7 @@ func checkAudiences(config json.RawMessage, audiences []string) error {
 	if err != nil {
 		return err
 	}
-	for _, a := range audiences {
-		if _, ok := c.UserLists[a]; !ok {
-			return connector.Fieldf("user_lists", "no user list for audience %q", a)
-		}
-	}
-	return nil
+	return connector.CheckMapped("user_lists", "user list", c.UserLists, audiences)
 }
 
 func (c *client) MaxBatch() int { return MaxBatch }

@@ -100,12 +100,7 @@ func checkAudiences(config json.RawMessage, audiences []string) error {
 	if err != nil {
 		return err
 	}
-	for _, a := range audiences {
-		if _, ok := c.CustomAudiences[a]; !ok {
-			return connector.Fieldf("custom_audiences", "no Custom Audience for audience %q", a)
-		}
-	}
-	return nil
+	return connector.CheckMapped("custom_audiences", "Custom Audience", c.CustomAudiences, audiences)
 }
 
 func (c *client) MaxBatch() int { return MaxBatch }

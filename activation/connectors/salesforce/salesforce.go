@@ -122,8 +122,7 @@ func New(config json.RawMessage, env connector.Env) (connector.Connector, error)
 	if err != nil {
 		return nil, err
 	}
-	return &client{cfg: c, env: env, oauth: &connector.OAuth{TokenURL: c.TokenURL, Form: url.Values{
-		"grant_type": {"refresh_token"}, "client_id": {c.ClientID}, "client_secret": {c.ClientSecret}, "refresh_token": {c.RefreshToken}}}}, nil
+	return &client{cfg: c, env: env, oauth: connector.RefreshTokenOAuth(c.TokenURL, c.ClientID, c.ClientSecret, c.RefreshToken)}, nil
 }
 
 func checkAudiences(config json.RawMessage, audiences []string) error {
@@ -131,12 +130,7 @@ func checkAudiences(config json.RawMessage, audiences []string) error {
 	if err != nil {
 		return err
 	}
-	for _, a := range audiences {
-		if _, ok := c.Campaigns[a]; !ok {
-			return connector.Fieldf("campaigns", "no Campaign for audience %q", a)
-		}
-	}
-	return nil
+	return connector.CheckMapped("campaigns", "Campaign", c.Campaigns, audiences)
 }
 
 func (c *client) MaxBatch() int { return MaxBatch }
