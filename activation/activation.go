@@ -297,7 +297,14 @@ type Options struct {
 	// SyncBatchPause is waited between two batches of a first sync (the
 	// tools' own pacing; default 0).
 	SyncBatchPause time.Duration
+	// ConsentSweep is how often a connector whose tool keeps a list looks
+	// for people on it whose consent was withdrawn since (a withdrawal is
+	// no transition) and removes them (default 1 min; negative: never).
+	ConsentSweep time.Duration
 }
+
+// DefaultConsentSweep is the default Options.ConsentSweep.
+const DefaultConsentSweep = time.Minute
 
 // Member is one member of an audience in a first sync.
 type Member struct {
@@ -344,6 +351,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.ConsentSweep == 0 {
+		o.ConsentSweep = DefaultConsentSweep
 	}
 }
 

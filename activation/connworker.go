@@ -1,14 +1,17 @@
 package activation
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aurumcdp/aurum/activation/connector"
 	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/store"
 )
 
 // First sync states (DestStats.FirstSync).
@@ -53,7 +56,79 @@ func (w *worker) runConnector() {
 		}
 	}
 	w.stats.update(func(s *DestStats) { s.FirstSync = SyncDone })
+	swept := make(chan struct{})
+	go func() { // owned by this worker: stops with its ctx, waited for below
+		defer close(swept)
+		w.sweepLoop()
+	}()
 	w.consume(alog.ConsumeOptions{StartSeq: w.dest.OutStart}, w.handleChange)
+	<-swept
+}
+
+// sweepLoop runs the consent sweep every Options.ConsentSweep until the
+// worker stops (only for tools that keep a list).
+func (w *worker) sweepLoop() {
+	o := &w.d.opts
+	if !w.kind.KeepsList || o.ConsentSweep < 0 || o.Consent == nil {
+		return
+	}
+	for w.sleep(o.ConsentSweep) {
+		if err := w.sweep(); err != nil && w.ctx.Err() == nil {
+			w.logger.Warn("activation: consent sweep failed", "err", err)
+			w.failed(fmt.Errorf("consent sweep: %w", err), false)
+		}
+	}
+}
+
+// sweepPage bounds the refs one sweep step reads.
+const sweepPage = 1000
+
+// sweep removes from the tool the people it holds (a kept Ref) whose
+// consent for the kind's channel is withdrawn. Their Ref moves to the
+// withdrawn prefix: an erasure still finds it, the next sweep skips them,
+// and their next entry (with consent) brings it back.
+func (w *worker) sweep() error {
+	o := &w.d.opts
+	prefix := []byte("cr/" + w.dest.Name + "\x00")
+	lower := prefix
+	for {
+		type kept struct {
+			key, ref []byte
+		}
+		var page []kept
+		err := w.d.refs.Scan(lower, store.PrefixEnd(prefix), false, func(k, v []byte) bool {
+			page = append(page, kept{bytes.Clone(k), bytes.Clone(v)})
+			return len(page) < sweepPage
+		})
+		if err != nil || len(page) == 0 {
+			return err
+		}
+		var batch []connector.Change
+		for _, p := range page {
+			audience, profile, ok := strings.Cut(string(p.key[len(prefix):]), "\x00")
+			if !ok {
+				continue
+			}
+			if _, found, err := o.People.Person(profile); err != nil || !found {
+				continue // erased (its exit follows) or unreadable now
+			}
+			allowed, err := o.Consent.Allowed(profile, w.kind.Channel)
+			if err != nil || allowed {
+				continue
+			}
+			batch = append(batch, connector.Change{ID: "consent:" + w.dest.Name + ":" + audience + ":" + profile,
+				Op: connector.Remove, Audience: audience, ProfileID: profile})
+		}
+		for lo := 0; lo < len(batch); lo += w.conn.MaxBatch() {
+			if err := w.deliverBatch(batch[lo:min(lo+w.conn.MaxBatch(), len(batch))], func(connector.Change) {}); err != nil {
+				return err
+			}
+		}
+		if len(page) < sweepPage {
+			return nil
+		}
+		lower = append(page[len(page)-1].key, 0)
+	}
 }
 
 // sleep waits d or until the worker stops (false).
@@ -106,7 +181,9 @@ func (w *worker) firstSync() error {
 			batch = append(batch, c)
 		}
 		if len(batch) == cap(batch) || (i == len(members)-1 && len(batch) > 0) {
-			if err := w.deliverSync(batch); err != nil {
+			if err := w.deliverBatch(batch, func(connector.Change) {
+				w.stats.update(func(s *DestStats) { s.Synced++ })
+			}); err != nil {
 				return err
 			}
 			batch = batch[:0]
@@ -168,11 +245,12 @@ func (w *worker) consentOp(c *connector.Change) (bool, error) {
 	return false, nil
 }
 
-// deliverSync delivers a batch of the first sync: what the tool throttles
-// or fails temporarily is retried (after the backoff, or the tool's
-// Retry-After when longer) up to MaxAttempts, then dead-lettered with
-// what refused for good.
-func (w *worker) deliverSync(batch []connector.Change) error {
+// deliverBatch delivers a batch outside the consumer (the first sync, the
+// consent sweep): what the tool throttles or fails temporarily is retried
+// (after the backoff, or the tool's Retry-After when longer) up to
+// MaxAttempts, then dead-lettered with what refused for good; done is
+// called for each change delivered.
+func (w *worker) deliverBatch(batch []connector.Change, done func(connector.Change)) error {
 	o := &w.d.opts
 	pending := batch
 	for attempt := uint64(1); len(pending) > 0; attempt++ {
@@ -186,7 +264,7 @@ func (w *worker) deliverSync(batch []connector.Change) error {
 				if err := w.delivered(c, r); err != nil {
 					return err
 				}
-				w.stats.update(func(s *DestStats) { s.Synced++ })
+				done(c)
 			case r.Status == connector.Retry && attempt < uint64(o.MaxAttempts):
 				retry = append(retry, c)
 				wait = max(wait, r.RetryAfter)
@@ -210,9 +288,14 @@ func (w *worker) deliverSync(batch []connector.Change) error {
 // deliver runs the connector on changes (the Refs of removals filled in),
 // bounded by Options.Timeout per change batch, and counts its failures.
 func (w *worker) deliver(changes []connector.Change) []connector.Result {
+	w.connMu.Lock()
+	defer w.connMu.Unlock()
 	for i := range changes {
 		if changes[i].Op != connector.Add {
 			ref, err := w.d.refs.Get(w.refKey(changes[i]))
+			if err != nil {
+				ref, err = w.d.refs.Get(w.withdrawnKey(changes[i]))
+			}
 			if err == nil {
 				changes[i].Ref = ref
 			}
@@ -233,15 +316,24 @@ func (w *worker) deliver(changes []connector.Change) []connector.Result {
 	return res
 }
 
-// delivered records a delivered change: its Ref kept after an Add, dropped
-// after a removal.
+// delivered records a delivered change: its Ref kept after an Add,
+// dropped after a removal, moved to the withdrawn prefix after a consent
+// sweep's removal (an erasure may still need it).
 func (w *worker) delivered(c connector.Change, r connector.Result) error {
 	var err error
 	switch {
 	case c.Op == connector.Add && len(r.Ref) > 0:
-		err = w.d.refs.Set(w.refKey(c), r.Ref)
+		if err = w.d.refs.Set(w.refKey(c), r.Ref); err == nil {
+			err = w.d.refs.Delete(w.withdrawnKey(c))
+		}
+	case c.Op == connector.Remove && strings.HasPrefix(c.ID, "consent:") && len(c.Ref) > 0:
+		if err = w.d.refs.Set(w.withdrawnKey(c), c.Ref); err == nil {
+			err = w.d.refs.Delete(w.refKey(c))
+		}
 	case c.Op != connector.Add:
-		err = w.d.refs.Delete(w.refKey(c))
+		if err = w.d.refs.Delete(w.refKey(c)); err == nil {
+			err = w.d.refs.Delete(w.withdrawnKey(c))
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("activation: %s: ref: %w", w.dest.Name, err)
@@ -258,6 +350,12 @@ func (w *worker) delivered(c connector.Change, r connector.Result) error {
 // refKey is where the Ref of c's person in c's audience is kept.
 func (w *worker) refKey(c connector.Change) []byte {
 	return []byte("cr/" + w.dest.Name + "\x00" + c.Audience + "\x00" + c.ProfileID)
+}
+
+// withdrawnKey is where the Ref of a person the consent sweep removed is
+// kept (for an erasure).
+func (w *worker) withdrawnKey(c connector.Change) []byte {
+	return []byte("cw/" + w.dest.Name + "\x00" + c.Audience + "\x00" + c.ProfileID)
 }
 
 // deadLetterChange dead-letters a change of the first sync.

@@ -151,12 +151,17 @@ func (d *Dispatcher) Set(dests []Destination) error {
 
 // dropRefs deletes the connector refs of a removed destination.
 func (d *Dispatcher) dropRefs(name string) error {
-	prefix := []byte("cr/" + name + "\x00")
 	var keys [][]byte
-	err := d.refs.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
-		keys = append(keys, bytes.Clone(k))
-		return true
-	})
+	var err error
+	for _, p := range []string{"cr/", "cw/"} {
+		prefix := []byte(p + name + "\x00")
+		if err == nil {
+			err = d.refs.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+				keys = append(keys, bytes.Clone(k))
+				return true
+			})
+		}
+	}
 	for _, k := range keys {
 		if err == nil {
 			err = d.refs.Delete(k)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aurumcdp/aurum/activation/connector"
@@ -33,6 +34,7 @@ type worker struct {
 	dest    Destination
 	kind    connector.Kind      // a connector's kind (zero for a webhook)
 	conn    connector.Connector // nil for a webhook
+	connMu  sync.Mutex          // serialises conn.Deliver (the consumer and the consent sweep)
 	durable string
 	filters []string
 	ctx     context.Context

@@ -130,6 +130,10 @@ type Options struct {
 	// ConnectorSyncPause is waited between two batches of a connector's
 	// first sync (zero: none).
 	ConnectorSyncPause time.Duration
+	// ConnectorConsentSweep is how often connectors whose tool keeps a list
+	// remove the people whose consent was withdrawn (zero: the activation
+	// package's default, 1 min; negative: never).
+	ConnectorConsentSweep time.Duration
 	// ConsentDefaultDenied makes a channel without any consent statement
 	// count as denied (opt-in, what EU marketing usually needs). Default:
 	// granted (opt-out: a person is contacted until they withdraw).
@@ -406,7 +410,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
 		Consent: e.privacy.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() },
-		People: people{e}, Refs: refStore{e.refsDB}, SyncBatchPause: opts.ConnectorSyncPause})
+		People: people{e}, Refs: refStore{e.refsDB}, SyncBatchPause: opts.ConnectorSyncPause,
+		ConsentSweep: opts.ConnectorConsentSweep})
 	if err := e.reloadDestinations(); err != nil {
 		e.dispatcher.Close()
 		e.cancel()

@@ -191,7 +191,8 @@ func noConsent(i int) bool { return i%10 == 3 }
 // backoff compressed into a second), no ticks.
 func Node(t *testing.T) *engine.Engine {
 	return testnode.Engine(t, engine.Options{TickPeriod: -1, WebhookTimeout: 5 * time.Second,
-		WebhookBackoffMin: 20 * time.Millisecond, WebhookBackoffMax: 400 * time.Millisecond, WebhookMaxAttempts: 10000})
+		WebhookBackoffMin: 20 * time.Millisecond, WebhookBackoffMax: 400 * time.Millisecond, WebhookMaxAttempts: 10000,
+		ConnectorConsentSweep: 50 * time.Millisecond})
 }
 
 // Ingest sends identify events: person i with plan, their email and phone
@@ -258,7 +259,8 @@ func Stats(e *engine.Engine, name string) (activation.DestStats, error) {
 //   - entries and exits while the API throttles, then fails with 5xx,
 //     then recovers: nothing lost, nothing sent twice;
 //   - consent: people without consent for the kind's channel are never
-//     added or sent (and are removed from lists);
+//     added or sent (and are removed from lists), and a member on a list
+//     who withdraws consent is removed from it;
 //   - erasure: an erased person leaves the tool's lists (and their record
 //     is deleted where the API allows);
 //   - no dead letter.
@@ -337,6 +339,17 @@ func Run(t *testing.T, c Case) {
 			}
 			return nil
 		})
+	}
+
+	// Consent withdrawn by a member on the list: no transition, so the
+	// consent sweep removes them where the tool keeps a list.
+	if !c.Messages {
+		quitter := 70
+		if err := e.Privacy().SetConsent(ctx, "email:"+Email(quitter), map[string]bool{channel: false}); err != nil {
+			t.Fatal(err)
+		}
+		delete(in, quitter)
+		expect(t, e, c, in, "after a consent withdrawal")
 	}
 	st, _ = Stats(e, "dest")
 	if st.DeadLettered != 0 {

@@ -163,7 +163,8 @@ func (c *client) Deliver(ctx context.Context, changes []connector.Change) []conn
 	var groups []*group
 	for i, ch := range changes {
 		var ids []map[string]string
-		if ch.Op == connector.Erase {
+		if ch.Op == connector.Erase || (ch.Op == connector.Remove && len(ch.Emails) == 0 && len(ch.Phones) == 0) {
+			// An erasure, or a consent sweep's removal: the hashes sent.
 			_ = json.Unmarshal(ch.Ref, &ids)
 		} else {
 			ids = Identifiers(ch.Emails, ch.Phones)

@@ -110,7 +110,7 @@ func (c *client) Deliver(ctx context.Context, changes []connector.Change) []conn
 	groups := map[string][]int{} // op/audience → indices
 	var order []string
 	for i, ch := range changes {
-		if ch.Op != connector.Erase && connector.Last(ch.Emails) == "" {
+		if ch.Op != connector.Erase && connector.Last(ch.Emails) == "" && len(ch.Ref) == 0 {
 			out[i] = connector.Result{Status: connector.Delivered} // no email: HubSpot cannot hold them
 			continue
 		}

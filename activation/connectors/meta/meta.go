@@ -130,7 +130,8 @@ func (c *client) Deliver(ctx context.Context, changes []connector.Change) []conn
 	var groups []*group
 	for i, ch := range changes {
 		var row [2]string
-		if ch.Op == connector.Erase {
+		if ch.Op == connector.Erase || (ch.Op == connector.Remove && len(ch.Emails) == 0 && len(ch.Phones) == 0) {
+			// An erasure, or a consent sweep's removal: the hashes sent.
 			if json.Unmarshal(ch.Ref, &row) != nil {
 				out[i] = connector.Result{Status: connector.Delivered} // never added: nothing to remove
 				continue
