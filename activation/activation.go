@@ -59,6 +59,8 @@ package activation
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,7 +71,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aurumcdp/aurum/activation/connector"
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/store"
 )
 
 // Defaults of Options (applied to zero fields).
@@ -114,11 +118,17 @@ const SkipConsent = "consent"
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
-// Destination is a webhook attached to one or more audiences.
+// Destination is a webhook or a connector (Kind) attached to one or more
+// audiences.
 type Destination struct {
-	Name      string   // [a-z0-9][a-z0-9_-]{0,63}; names the durable consumer
-	URL       string   // absolute http(s) URL
-	Secret    string   // HMAC-SHA256 key, at least MinSecretLen bytes
+	Name string // [a-z0-9][a-z0-9_-]{0,63}; names the durable consumer
+	// Kind is KindWebhook ("" too) or a connector kind (Kinds).
+	Kind string
+	// Config is a connector's configuration, credentials included (a JSON
+	// object, checked by the kind). Webhooks have none.
+	Config    json.RawMessage
+	URL       string   // a webhook's absolute http(s) URL
+	Secret    string   // a webhook's HMAC-SHA256 key, at least MinSecretLen bytes
 	Audiences []string // at least one; each a subject token
 	// Channel is how the destination contacts the person: one of
 	// event.ConsentChannels, whose consent every delivery checks, or
@@ -126,14 +136,36 @@ type Destination struct {
 	Channel string
 	// Since is when the destination was created: it receives transitions
 	// published from then on, not the stream's retained history. Zero:
-	// from the start of the retained stream.
+	// from the start of the retained stream. Webhooks only: a connector
+	// starts with its first sync.
 	Since time.Time
+	// Version is the destination's version on the log (MarkSynced names
+	// it).
+	Version int64
+	// SyncedAt, for a connector, is the log position its first sync sent
+	// the members as of (0: not synced yet); OutStart is the AURUM_OUT
+	// sequence its consumer starts at. See "First sync" in the package
+	// documentation.
+	SyncedAt, OutStart uint64
 }
+
+// KindWebhook is the kind of a webhook destination.
+const KindWebhook = "webhook"
+
+// IsWebhook reports whether d is a webhook.
+func (d Destination) IsWebhook() bool { return d.Kind == "" || d.Kind == KindWebhook }
 
 // Validate checks d.
 func (d Destination) Validate() error {
 	if !nameRE.MatchString(d.Name) {
 		return fmt.Errorf("activation: destination %q: name must match %s", d.Name, nameRE)
+	}
+	if err := checkAudiences(d.Name, d.Audiences); err != nil {
+		return err
+	}
+	if !d.IsWebhook() {
+		_, err := d.connector(connector.Env{Destination: d.Name, Client: http.DefaultClient, Now: time.Now})
+		return err
 	}
 	u, err := url.Parse(d.URL)
 	if err != nil {
@@ -145,25 +177,74 @@ func (d Destination) Validate() error {
 	if len(d.Secret) < MinSecretLen {
 		return fmt.Errorf("activation: destination %s: secret shorter than %d bytes", d.Name, MinSecretLen)
 	}
-	if len(d.Audiences) == 0 || len(d.Audiences) > MaxAudiences {
-		return fmt.Errorf("activation: destination %s: %d audiences, want 1..%d", d.Name, len(d.Audiences), MaxAudiences)
-	}
-	for _, a := range d.Audiences {
-		if a == "" || len(a) > MaxAudienceLen || strings.ContainsFunc(a, func(r rune) bool {
-			return r <= ' ' || r == 0x7f || r == '.' || r == '*' || r == '>'
-		}) {
-			return fmt.Errorf("activation: destination %s: invalid audience %q", d.Name, a)
-		}
-	}
 	if !slices.Contains(Channels, d.Channel) {
 		return fmt.Errorf("activation: destination %s: channel %q: want one of %s", d.Name, d.Channel, strings.Join(Channels, ", "))
 	}
 	return nil
 }
 
+func checkAudiences(name string, audiences []string) error {
+	if len(audiences) == 0 || len(audiences) > MaxAudiences {
+		return fmt.Errorf("activation: destination %s: %d audiences, want 1..%d", name, len(audiences), MaxAudiences)
+	}
+	for _, a := range audiences {
+		if a == "" || len(a) > MaxAudienceLen || strings.ContainsFunc(a, func(r rune) bool {
+			return r <= ' ' || r == 0x7f || r == '.' || r == '*' || r == '>'
+		}) {
+			return fmt.Errorf("activation: destination %s: invalid audience %q", name, a)
+		}
+	}
+	return nil
+}
+
+// connector returns d's connector (d is not a webhook). An unknown kind or
+// an invalid config is a *ConfigError.
+func (d Destination) connector(env connector.Env) (connector.Connector, error) {
+	k, ok := Kinds()[d.Kind]
+	if !ok {
+		return nil, &ConfigError{Destination: d.Name, Err: &connector.FieldError{Field: "kind",
+			Msg: fmt.Sprintf("%q is not a kind (want one of %s)", d.Kind, strings.Join(KindNames(), ", "))}}
+	}
+	if d.Channel != "" && d.Channel != k.Channel {
+		return nil, &ConfigError{Destination: d.Name, Err: &connector.FieldError{Field: "channel",
+			Msg: fmt.Sprintf("a %s destination contacts people on %s", k.Name, k.Channel)}}
+	}
+	c, err := k.New(d.Config, env)
+	if err == nil && k.CheckAudiences != nil {
+		err = k.CheckAudiences(d.Config, d.Audiences)
+	}
+	if err != nil {
+		return nil, &ConfigError{Destination: d.Name, Err: err}
+	}
+	return c, nil
+}
+
+// ConfigError is an invalid kind or config of a destination; Field names
+// the JSON field (e.g. "config.portal_id").
+type ConfigError struct {
+	Destination string
+	Err         error
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("activation: destination %s: %v", e.Destination, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Field is the JSON field at fault ("config" when unknown).
+func (e *ConfigError) Field() string {
+	var fe *connector.FieldError
+	if errors.As(e.Err, &fe) {
+		return fe.Field
+	}
+	return "config"
+}
+
 // DeadLetter is a transition a destination gave up on.
 type DeadLetter struct {
 	Destination string
+	Kind        string // KindWebhook or a connector kind
 	Subject     string // e.g. aurum.audience.vip.entered
 	Seq         uint64 // AURUM_OUT sequence
 	DeliveryID  string // the Aurum-Delivery header
@@ -205,6 +286,50 @@ type Options struct {
 	// OnSkip is called for every skipped transition with the destination
 	// and the reason (SkipConsent). nil: ignored.
 	OnSkip func(destination, reason string)
+	// People is how connectors read audience members (first sync) and
+	// people's identifiers and traits, and record a finished first sync.
+	// nil: connector destinations do not start (webhooks do).
+	People People
+	// Refs keeps what connectors need to erase a person later (a contact
+	// id, the hashes sent), per destination, audience and person, until
+	// the exit. nil: an in-memory store (lost at restart).
+	Refs store.ReadWriter
+	// SyncBatchPause is waited between two batches of a first sync (the
+	// tools' own pacing; default 0).
+	SyncBatchPause time.Duration
+	// ConsentSweep is how often a connector whose tool keeps a list looks
+	// for people on it whose consent was withdrawn since (a withdrawal is
+	// no transition) and removes them (default 1 min; negative: never).
+	ConsentSweep time.Duration
+}
+
+// DefaultConsentSweep is the default Options.ConsentSweep.
+const DefaultConsentSweep = time.Minute
+
+// Member is one member of an audience in a first sync.
+type Member struct {
+	Audience  string
+	ProfileID string
+}
+
+// Person is what a connector is told about a person.
+type Person struct {
+	Emails, Phones []string
+	Traits         map[string]any
+}
+
+// People is the engine as connectors see it.
+type People interface {
+	// Members returns the members of the audiences and the log position
+	// (applied) they are the members as of, read in one consistent view.
+	Members(audiences []string) (applied uint64, members []Member, err error)
+	// Person returns the person's current identifiers and traits; found
+	// is false for an unknown (or erased) profile.
+	Person(profileID string) (p Person, found bool, err error)
+	// MarkSynced records on the log that version of destination name has
+	// sent its members as of applied, and that its consumer starts at
+	// outStart; it returns once applied (the destination then reloads).
+	MarkSynced(ctx context.Context, name string, version int64, applied, outStart uint64) error
 }
 
 // EnsureDefaults fills in zero fields with their defaults.
@@ -226,6 +351,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.ConsentSweep == 0 {
+		o.ConsentSweep = DefaultConsentSweep
 	}
 }
 
@@ -260,4 +388,11 @@ type DestStats struct {
 	Lag uint64 `json:"lag"`
 	// Running is false once the worker has stopped (Close, log closed).
 	Running bool `json:"running"`
+	// Synced counts the members a connector's first sync delivered;
+	// FirstSync is "pending", "running" or "done" (connectors only).
+	Synced    uint64 `json:"synced,omitempty"`
+	FirstSync string `json:"first_sync,omitempty"`
+	// Removed counts deliveries that took a person off the tool (exits,
+	// withdrawn consent, erasures), within Delivered.
+	Removed uint64 `json:"removed,omitempty"`
 }

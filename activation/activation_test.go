@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/activation/connector"
 	"github.com/aurumcdp/aurum/internal/check"
 	alog "github.com/aurumcdp/aurum/log"
 )
@@ -712,11 +713,11 @@ func TestRetryAfterAndClassification(t *testing.T) {
 		{"0", 0},
 		{"-5", 0},
 		{"soon", 0},
-		{"99999999999", maxRetryAfter},
+		{"99999999999", connector.MaxRetryAfter},
 		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
 		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
 	} {
-		if got := parseRetryAfter(tc.v, now); got != tc.want {
+		if got := connector.ParseRetryAfter(tc.v, now); got != tc.want {
 			t.Errorf("parseRetryAfter(%q) = %v, want %v", tc.v, got, tc.want)
 		}
 	}

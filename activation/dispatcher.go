@@ -1,6 +1,7 @@
 package activation
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aurumcdp/aurum/activation/connector"
 	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/store"
 )
 
 // ErrClosed is returned by Set after Close.
@@ -29,6 +32,7 @@ type Dispatcher struct {
 	opts      Options
 	client    *http.Client
 	ownClient bool
+	refs      store.ReadWriter
 	optsErr   error // from Options.Validate; returned by Set
 
 	mu      sync.Mutex // serialises Set and Close
@@ -51,6 +55,10 @@ func NewDispatcher(l *alog.Log, opts Options) *Dispatcher {
 		client:  opts.Client,
 		workers: make(map[string]*worker),
 		stats:   make(map[string]*statsCell),
+		refs:    opts.Refs,
+	}
+	if d.refs == nil {
+		d.refs = store.NewMem()
 	}
 	if d.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -88,6 +96,9 @@ func (d *Dispatcher) Set(dests []Destination) error {
 			errs = append(errs, fmt.Errorf("activation: destination %s: duplicate name", dest.Name))
 			continue
 		}
+		if !dest.IsWebhook() {
+			dest.Channel = Kinds()[dest.Kind].Channel
+		}
 		dest.Audiences = slices.Clone(dest.Audiences)
 		slices.Sort(dest.Audiences)
 		dest.Audiences = slices.Compact(dest.Audiences)
@@ -119,6 +130,9 @@ func (d *Dispatcher) Set(dests []Destination) error {
 		d.statsMu.Lock()
 		delete(d.stats, w.dest.Name)
 		d.statsMu.Unlock()
+		if err := d.dropRefs(w.dest.Name); err != nil {
+			errs = append(errs, err)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), deleteTimeout)
 		err := d.log.DeleteConsumer(ctx, alog.StreamOut, w.durable)
 		cancel()
@@ -133,6 +147,30 @@ func (d *Dispatcher) Set(dests []Destination) error {
 		d.workers[name] = d.start(want[name])
 	}
 	return errors.Join(errs...)
+}
+
+// dropRefs deletes the connector refs of a removed destination.
+func (d *Dispatcher) dropRefs(name string) error {
+	var keys [][]byte
+	var err error
+	for _, p := range []string{"cr/", "cw/"} {
+		prefix := []byte(p + name + "\x00")
+		if err == nil {
+			err = d.refs.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+				keys = append(keys, bytes.Clone(k))
+				return true
+			})
+		}
+	}
+	for _, k := range keys {
+		if err == nil {
+			err = d.refs.Delete(k)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("activation: remove %s: refs: %w", name, err)
+	}
+	return nil
 }
 
 // Suspend stops every worker and waits for them, keeping their consumers
@@ -162,7 +200,9 @@ func (d *Dispatcher) stopAll() {
 
 func sameDestination(a, b Destination) bool {
 	return a.Name == b.Name && a.URL == b.URL && a.Secret == b.Secret &&
-		a.Channel == b.Channel && slices.Equal(a.Audiences, b.Audiences) && a.Since.Equal(b.Since)
+		a.Channel == b.Channel && slices.Equal(a.Audiences, b.Audiences) && a.Since.Equal(b.Since) &&
+		a.Kind == b.Kind && bytes.Equal(a.Config, b.Config) && a.Version == b.Version &&
+		a.SyncedAt == b.SyncedAt && a.OutStart == b.OutStart
 }
 
 // Close stops every worker and waits for them; an attempt in flight is
@@ -221,7 +261,24 @@ func (d *Dispatcher) start(dest Destination) *worker {
 		filters[i] = alog.AudiencePrefix + a + ".>"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	var conn connector.Connector
+	var kind connector.Kind
+	if !dest.IsWebhook() {
+		kind = Kinds()[dest.Kind]
+		var err error
+		conn, err = dest.connector(connector.Env{Destination: dest.Name, Client: d.client, Now: d.opts.Now})
+		if err != nil { // checked by Set: cannot happen
+			panic(err)
+		}
+		cell.update(func(s *DestStats) {
+			if dest.SyncedAt == 0 {
+				s.FirstSync = SyncPending
+			}
+		})
+	}
 	w := &worker{
+		kind:    kind,
+		conn:    conn,
 		d:       d,
 		dest:    dest,
 		durable: ConsumerPrefix + dest.Name,

@@ -2,6 +2,7 @@ package activation
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,9 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
+	"github.com/aurumcdp/aurum/activation/connector"
 	alog "github.com/aurumcdp/aurum/log"
 )
 
@@ -23,9 +25,6 @@ const (
 	ackWaitMargin = 30 * time.Second
 	// deadLetterTimeout bounds one Options.DeadLetter call.
 	deadLetterTimeout = 10 * time.Second
-	// maxRetryAfter bounds a parsed Retry-After before it is capped by
-	// BackoffMax (keeps the arithmetic far from overflow).
-	maxRetryAfter = 24 * time.Hour
 )
 
 // worker delivers one destination's messages. Its goroutine (run) is
@@ -33,6 +32,9 @@ const (
 type worker struct {
 	d       *Dispatcher
 	dest    Destination
+	kind    connector.Kind      // a connector's kind (zero for a webhook)
+	conn    connector.Connector // nil for a webhook
+	connMu  sync.Mutex          // serialises conn.Deliver (the consumer and the consent sweep)
 	durable string
 	filters []string
 	ctx     context.Context
@@ -45,17 +47,23 @@ type worker struct {
 func (w *worker) run() {
 	defer close(w.done)
 	defer w.stats.update(func(s *DestStats) { s.Running = false })
-	o := &w.d.opts
-	copts := alog.ConsumeOptions{
-		MaxDeliver: o.MaxAttempts,
-		BackoffMin: o.BackoffMin,
-		BackoffMax: o.BackoffMax,
-		AckWait:    o.Timeout + ackWaitMargin,
-		OnGiveUp:   w.giveUp,
-		StartTime:  w.dest.Since,
+	if w.conn != nil {
+		w.runConnector()
+		return
 	}
+	w.consume(alog.ConsumeOptions{StartTime: w.dest.Since}, w.handle)
+}
+
+// consume runs the destination's durable consumer with handle until the
+// worker stops; copts gives the start (the rest is set here).
+func (w *worker) consume(copts alog.ConsumeOptions, handle func(alog.Msg) error) {
+	o := &w.d.opts
+	copts.MaxDeliver = o.MaxAttempts
+	copts.BackoffMin, copts.BackoffMax = o.BackoffMin, o.BackoffMax
+	copts.AckWait = o.Timeout + ackWaitMargin
+	copts.OnGiveUp = w.giveUp
 	for failures := uint64(1); ; failures++ {
-		err := w.d.log.ConsumeDurable(w.ctx, alog.StreamOut, w.durable, w.filters, copts, w.handle)
+		err := w.d.log.ConsumeDurable(w.ctx, alog.StreamOut, w.durable, w.filters, copts, handle)
 		if err == nil || errors.Is(err, alog.ErrClosed) || w.ctx.Err() != nil {
 			return
 		}
@@ -204,7 +212,7 @@ func (w *worker) attempt(m alog.Msg) (int, time.Duration, error) {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp.StatusCode, 0, nil
 	}
-	return resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After"), now), fmt.Errorf("status %d", resp.StatusCode)
+	return resp.StatusCode, connector.ParseRetryAfter(resp.Header.Get("Retry-After"), now), fmt.Errorf("status %d", resp.StatusCode)
 }
 
 // deliveryID is the Aurum-Delivery header of m.
@@ -213,28 +221,6 @@ func deliveryID(m alog.Msg) string {
 		return m.MsgID
 	}
 	return alog.StreamOut + "-" + strconv.FormatUint(m.Seq, 10)
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an
-// HTTP-date (relative to now). It returns 0 when absent, malformed or in
-// the past, and at most maxRetryAfter.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return min(d, maxRetryAfter)
-		}
-	}
-	return 0
 }
 
 // backoff is the delay after the given failed attempt (1-based):
@@ -263,6 +249,7 @@ func (w *worker) giveUp(m alog.Msg, cause error) error {
 	o := &w.d.opts
 	dl := DeadLetter{
 		Destination: w.dest.Name,
+		Kind:        w.dest.Kind,
 		Subject:     m.Subject,
 		Seq:         m.Seq,
 		DeliveryID:  deliveryID(m),
@@ -275,6 +262,12 @@ func (w *worker) giveUp(m alog.Msg, cause error) error {
 	if errors.As(cause, &ae) {
 		dl.Status, dl.Reason = ae.Status, ae.Error()
 	}
+	return w.writeDeadLetter(dl, m.Pending)
+}
+
+// writeDeadLetter stores dl (pending: the consumer's lag after it).
+func (w *worker) writeDeadLetter(dl DeadLetter, pending uint64) error {
+	o := &w.d.opts
 	ctx, cancel := context.WithTimeout(w.ctx, deadLetterTimeout)
 	defer cancel()
 	write := o.DeadLetter
@@ -282,28 +275,31 @@ func (w *worker) giveUp(m alog.Msg, cause error) error {
 		write = w.d.logDeadLetter
 	}
 	if err := write(ctx, dl); err != nil {
-		err = fmt.Errorf("activation: %s: dead letter seq %d: %w", w.dest.Name, m.Seq, err)
+		err = fmt.Errorf("activation: %s: dead letter %s: %w", w.dest.Name, dl.DeliveryID, err)
 		w.failed(err, false)
 		return err
 	}
 	w.stats.update(func(s *DestStats) {
 		s.DeadLettered++
-		s.LastSeq, s.Lag = m.Seq, m.Pending
+		if dl.Seq != 0 { // not a first-sync change
+			s.LastSeq, s.Lag = dl.Seq, pending
+		}
 	})
-	w.logger.Warn("activation: dead-lettered", "seq", m.Seq, "delivery", dl.DeliveryID, "attempts", dl.Attempts, "reason", dl.Reason)
+	w.logger.Warn("activation: dead-lettered", "seq", dl.Seq, "delivery", dl.DeliveryID, "attempts", dl.Attempts, "reason", dl.Reason)
 	return nil
 }
 
-// DeadLetterSource is the dead-letter source of destination name when
-// Options.DeadLetter is nil.
-func DeadLetterSource(name string) string { return "webhook:" + name }
+// DeadLetterSource is the dead-letter source of webhook destination name
+// when Options.DeadLetter is nil; a connector's is "<kind>:<name>".
+func DeadLetterSource(name string) string { return KindWebhook + ":" + name }
 
 // logDeadLetter writes dl to the log's dead-letter stream.
 func (d *Dispatcher) logDeadLetter(ctx context.Context, dl DeadLetter) error {
+	kind := cmp.Or(dl.Kind, KindWebhook)
 	return d.log.DeadLetter(ctx, alog.DeadLetter{
-		Source: DeadLetterSource(dl.Destination),
-		Reason: fmt.Sprintf("webhook %s: %s after %d attempts (delivery %s, %s seq %d, subject %s)",
-			dl.Destination, dl.Reason, dl.Attempts, dl.DeliveryID, alog.StreamOut, dl.Seq, dl.Subject),
+		Source: kind + ":" + dl.Destination,
+		Reason: fmt.Sprintf("%s %s: %s after %d attempts (delivery %s, %s seq %d, subject %s)",
+			kind, dl.Destination, dl.Reason, dl.Attempts, dl.DeliveryID, alog.StreamOut, dl.Seq, dl.Subject),
 		Payload:  dl.Body,
 		Received: dl.Time,
 	})

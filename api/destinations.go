@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,22 +15,34 @@ import (
 
 func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Name      string   `json:"name"`
-		URL       string   `json:"url"`
-		Secret    string   `json:"secret"`
-		Audiences []string `json:"audiences"`
-		Channel   string   `json:"channel"`
+		Name      string          `json:"name"`
+		Kind      string          `json:"kind"`
+		URL       string          `json:"url"`
+		Secret    string          `json:"secret"`
+		Config    json.RawMessage `json:"config"`
+		Audiences []string        `json:"audiences"`
+		Channel   string          `json:"channel"`
 	}
-	if !decodeJSON(w, r, 16<<10, &req, false) {
+	if !decodeJSON(w, r, 64<<10, &req, false) {
 		return
 	}
-	for field, missing := range map[string]bool{"name": req.Name == "", "url": req.URL == "", "secret": req.Secret == "", "audiences": len(req.Audiences) == 0} {
-		if missing {
-			writeError(w, http.StatusBadRequest, field, "required")
+	webhook := req.Kind == "" || req.Kind == activation.KindWebhook
+	if !webhook && !slices.Contains(activation.KindNames(), req.Kind) {
+		writeError(w, http.StatusBadRequest, "kind", fmt.Sprintf("%q is not a kind (want one of %s)", req.Kind, strings.Join(activation.KindNames(), ", ")))
+		return
+	}
+	required := []struct {
+		field   string
+		missing bool
+	}{{"name", req.Name == ""}, {"url", webhook && req.URL == ""}, {"secret", webhook && req.Secret == ""},
+		{"config", !webhook && len(req.Config) == 0}, {"audiences", len(req.Audiences) == 0}}
+	for _, f := range required {
+		if f.missing {
+			writeError(w, http.StatusBadRequest, f.field, "required")
 			return
 		}
 	}
-	if !slices.Contains(activation.Channels, req.Channel) {
+	if webhook && !slices.Contains(activation.Channels, req.Channel) {
 		why := "required: how the destination contacts people, one of " + strings.Join(activation.Channels, ", ") + " (none: a system that contacts nobody; it bypasses consent)"
 		if req.Channel != "" {
 			why = fmt.Sprintf("%q is not a channel (want one of %s)", req.Channel, strings.Join(activation.Channels, ", "))
@@ -40,8 +53,12 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 	setAuditObject(r, "name", req.Name)
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	info, err := s.svc.Destinations.PutDestination(ctx, activation.Destination{Name: req.Name, URL: req.URL, Secret: req.Secret, Audiences: req.Audiences, Channel: req.Channel})
+	info, err := s.svc.Destinations.PutDestination(ctx, activation.Destination{Name: req.Name, Kind: req.Kind, URL: req.URL,
+		Secret: req.Secret, Config: req.Config, Audiences: req.Audiences, Channel: req.Channel})
+	var ce *activation.ConfigError
 	switch {
+	case errors.As(err, &ce):
+		writeError(w, http.StatusBadRequest, ce.Field(), fmt.Sprintf("destination %s: %v", ce.Destination, ce.Err))
 	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "", err.Error())
 	case err != nil:

@@ -2,45 +2,70 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/store"
+	"github.com/oklog/ulid/v2"
 )
 
 // destinationKeyID names the data key that seals destination secrets.
 func (e *Engine) destinationKeyID() []byte { return e.keys.Hash("system", "destination-secrets") }
 
-// DestinationInfo describes a destination (never its secret).
+// DestinationInfo describes a destination (never its secret or
+// credentials).
 type DestinationInfo struct {
 	Name      string               `json:"name"`
-	URL       string               `json:"url"`
+	Kind      string               `json:"kind"`
+	URL       string               `json:"url,omitempty"`
+	Config    json.RawMessage      `json:"config,omitempty"` // without the credentials
 	Audiences []string             `json:"audiences"`
 	Channel   string               `json:"channel,omitempty"`
 	Version   int64                `json:"version"`
 	Stats     activation.DestStats `json:"stats"`
 }
 
-// PutDestination creates or replaces a webhook destination through the log;
-// its worker starts once the record is applied. The secret is sealed.
+// PutDestination creates or replaces a destination through the log; its
+// worker starts once the record is applied. A webhook's secret and a
+// connector's credentials (its kind's secret config fields) are sealed.
 func (e *Engine) PutDestination(ctx context.Context, d activation.Destination) (DestinationInfo, error) {
+	if !d.IsWebhook() {
+		if k, ok := activation.Kinds()[d.Kind]; ok && d.Channel == "" {
+			d.Channel = k.Channel
+		}
+	}
 	if err := d.Validate(); err != nil {
 		return DestinationInfo{}, fmt.Errorf("%w: %w", base.ErrInvalid, err)
+	}
+	secret, config := []byte(d.Secret), []byte(nil)
+	if !d.IsWebhook() {
+		var err error
+		if config, secret, err = splitSecrets(d.Kind, d.Config); err != nil {
+			return DestinationInfo{}, fmt.Errorf("%w: %w", base.ErrInvalid, err)
+		}
 	}
 	kid := e.destinationKeyID()
 	if err := e.keys.Ensure([][]byte{kid}); err != nil {
 		return DestinationInfo{}, err
 	}
-	sealed, err := e.keys.Seal(kid, []byte(d.Secret))
+	sealed, err := e.keys.Seal(kid, secret)
 	if err != nil {
 		return DestinationInfo{}, err
 	}
+	kind := d.Kind
+	if d.IsWebhook() {
+		kind = ""
+	}
 	seq, err := e.appendControl(ctx, projections.Control{Kind: projections.ControlDestinationPut, Destination: projections.Destination{
-		Name: d.Name, URL: d.URL, SecretKey: kid, SecretSealed: sealed, Audiences: d.Audiences, Channel: d.Channel}})
+		Name: d.Name, Kind: kind, URL: d.URL, Config: config, SecretKey: kid, SecretSealed: sealed, Audiences: d.Audiences, Channel: d.Channel}})
 	if err != nil {
 		return DestinationInfo{}, err
 	}
@@ -48,6 +73,47 @@ func (e *Engine) PutDestination(ctx context.Context, d activation.Destination) (
 		return DestinationInfo{}, err
 	}
 	return e.Destination(d.Name)
+}
+
+// splitSecrets splits a connector's config into the part kept in clear and
+// its credentials (the kind's Secrets fields), each a JSON object.
+func splitSecrets(kind string, config json.RawMessage) (clear, secret []byte, err error) {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(config, &all); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	sec := map[string]json.RawMessage{}
+	for _, f := range activation.Kinds()[kind].Secrets {
+		if v, ok := all[f]; ok {
+			sec[f] = v
+			delete(all, f)
+		}
+	}
+	if clear, err = json.Marshal(all); err != nil {
+		return nil, nil, err
+	}
+	if secret, err = json.Marshal(sec); err != nil {
+		return nil, nil, err
+	}
+	return clear, secret, nil
+}
+
+// joinSecrets is the inverse of splitSecrets.
+func joinSecrets(clear, secret []byte) (json.RawMessage, error) {
+	all := map[string]json.RawMessage{}
+	if len(clear) > 0 {
+		if err := json.Unmarshal(clear, &all); err != nil {
+			return nil, err
+		}
+	}
+	var sec map[string]json.RawMessage
+	if err := json.Unmarshal(secret, &sec); err != nil {
+		return nil, err
+	}
+	for k, v := range sec {
+		all[k] = v
+	}
+	return json.Marshal(all)
 }
 
 // DeleteDestination removes a destination; its worker stops.
@@ -75,7 +141,12 @@ func (e *Engine) Destinations() ([]DestinationInfo, error) {
 	stats := e.dispatcher.Stats()
 	out := make([]DestinationInfo, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, DestinationInfo{Name: d.Name, URL: d.URL, Audiences: d.Audiences, Channel: d.Channel, Version: d.Version, Stats: stats[d.Name]})
+		kind := d.Kind
+		if kind == "" {
+			kind = activation.KindWebhook
+		}
+		out = append(out, DestinationInfo{Name: d.Name, Kind: kind, URL: d.URL, Config: d.Config, Audiences: d.Audiences,
+			Channel: d.Channel, Version: d.Version, Stats: stats[d.Name]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -128,8 +199,118 @@ func (e *Engine) reloadDestinations() error {
 			e.opts.Logger.Error("engine: destination secret unreadable; destination disabled", "destination", d.Name, "err", err)
 			continue
 		}
-		dests = append(dests, activation.Destination{Name: d.Name, URL: d.URL, Secret: string(secret), Audiences: d.Audiences,
-			Channel: d.Channel, Since: time.UnixMilli(d.Created)})
+		ad := activation.Destination{Name: d.Name, Kind: d.Kind, URL: d.URL, Audiences: d.Audiences,
+			Channel: d.Channel, Since: time.UnixMilli(d.Created), Version: d.Version, SyncedAt: d.SyncedAt, OutStart: d.OutStart}
+		if ad.IsWebhook() {
+			ad.Secret = string(secret)
+		} else if ad.Config, err = joinSecrets(d.Config, secret); err != nil {
+			e.opts.Logger.Error("engine: destination config unreadable; destination disabled", "destination", d.Name, "err", err)
+			continue
+		}
+		dests = append(dests, ad)
 	}
 	return e.dispatcher.Set(dests)
+}
+
+// people is the engine as activation's connectors see it
+// (activation.People).
+type people struct{ e *Engine }
+
+var _ activation.People = people{}
+
+// membersPage is the page size of a first sync's member scan.
+const membersPage = 10000
+
+// Members reads the members of audiences and the applied position in one
+// snapshot.
+func (p people) Members(audiences []string) (uint64, []activation.Member, error) {
+	var applied uint64
+	var out []activation.Member
+	err := p.e.read(func(r store.Reader, sm *projections.StateMachine) error {
+		var err error
+		if applied, err = projections.Applied(r); err != nil {
+			return err
+		}
+		for _, a := range audiences {
+			var after []byte
+			for {
+				_, ids, err := sm.AudienceMembers(r, a, after, membersPage)
+				if err != nil {
+					return err
+				}
+				for _, id := range ids {
+					out = append(out, activation.Member{Audience: a, ProfileID: ulid.ULID(id).String()})
+				}
+				if len(ids) < membersPage {
+					break
+				}
+				after = ids[len(ids)-1]
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("engine: members of %v: %w", audiences, err)
+	}
+	return applied, out, nil
+}
+
+// Person returns the person's identifiers (emails, phones) and traits.
+func (p people) Person(profileID string) (activation.Person, bool, error) {
+	v, err := p.e.reader.Profile(event.ProfileID + ":" + profileID)
+	if errors.Is(err, base.ErrNotFound) {
+		return activation.Person{}, false, nil
+	}
+	if err != nil {
+		return activation.Person{}, false, err
+	}
+	values := func(typ string) []string {
+		var out []string
+		for _, iv := range v.Identifiers[typ] {
+			if s, ok := iv.Value.(string); ok && !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return activation.Person{Emails: values("email"), Phones: values("phone"), Traits: v.Traits}, true, nil
+}
+
+// MarkSynced appends destination.synced and waits for its apply.
+func (p people) MarkSynced(ctx context.Context, name string, version int64, applied, outStart uint64) error {
+	seq, err := p.e.appendControl(ctx, projections.Control{Kind: projections.ControlDestinationSynced,
+		Destination: projections.Destination{Name: name, Version: version, SyncedAt: applied, OutStart: outStart}})
+	if err != nil {
+		return err
+	}
+	return p.e.WaitApplied(ctx, seq)
+}
+
+// refStore is the activation store as a store.ReadWriter: every write is
+// its own synced commit (a ref must survive the crash after the tool
+// acknowledged the add).
+type refStore struct{ db *store.DB }
+
+func (s refStore) Get(key []byte) ([]byte, error) { return s.db.Get(key) }
+
+func (s refStore) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
+	return s.db.Scan(lower, upper, reverse, fn)
+}
+
+func (s refStore) Set(key, value []byte) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(key, value); err != nil {
+		return err
+	}
+	return s.db.Commit(b, true)
+}
+
+func (s refStore) Delete(key []byte) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Delete(key); err != nil {
+		return err
+	}
+	return s.db.Commit(b, true)
 }

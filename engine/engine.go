@@ -128,6 +128,13 @@ type Options struct {
 	WebhookTimeout                       time.Duration
 	WebhookBackoffMin, WebhookBackoffMax time.Duration
 	WebhookMaxAttempts                   int
+	// ConnectorSyncPause is waited between two batches of a connector's
+	// first sync (zero: none).
+	ConnectorSyncPause time.Duration
+	// ConnectorConsentSweep is how often connectors whose tool keeps a list
+	// remove the people whose consent was withdrawn (zero: the activation
+	// package's default, 1 min; negative: never).
+	ConnectorConsentSweep time.Duration
 	// ConsentDefaultDenied makes a channel without any consent statement
 	// count as denied (opt-in, what EU marketing usually needs). Default:
 	// granted (opt-out: a person is contacted until they withdraw).
@@ -232,6 +239,7 @@ type Engine struct {
 	log     *alog.Log
 	state   *store.DB
 	keysDB  *store.DB
+	refsDB  *store.DB // activation's connector refs
 	keys    *seal.Keyring
 	sm      *projections.StateMachine
 	metrics *metrics
@@ -305,6 +313,12 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, fmt.Errorf("engine: keys store: %w", err)
 	}
 	closers = append(closers, e.keysDB.Close)
+	// What connectors need to erase a person later (activation.Options.Refs):
+	// not state (not rebuildable from the log), not keys.
+	if e.refsDB, err = store.Open(filepath.Join(opts.DataDir, "activation"), keysStoreOptions(opts.Logger)); err != nil {
+		return nil, fmt.Errorf("engine: activation store: %w", err)
+	}
+	closers = append(closers, e.refsDB.Close)
 	var keyOpts seal.Options
 	if opts.SharedKeys {
 		keyOpts.Shared = sharedKeys{func() *alog.Log { return e.log }}
@@ -405,7 +419,9 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		e.log, e.keys, wiring{e}, e.privacy)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
-		Consent: e.privacy.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() }})
+		Consent: e.privacy.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() },
+		People: people{e}, Refs: refStore{e.refsDB}, SyncBatchPause: opts.ConnectorSyncPause,
+		ConsentSweep: opts.ConnectorConsentSweep})
 	if err := e.reloadDestinations(); err != nil {
 		e.dispatcher.Close()
 		e.cancel()
@@ -501,7 +517,7 @@ func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.cancel()
 		e.wg.Wait()
-		errs := []error{e.dispatcher.Close(), e.log.Close(), e.state.Close(), e.keysDB.Close()}
+		errs := []error{e.dispatcher.Close(), e.log.Close(), e.state.Close(), e.keysDB.Close(), e.refsDB.Close()}
 		e.closeErr = errors.Join(errs...)
 	})
 	return e.closeErr

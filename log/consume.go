@@ -75,6 +75,10 @@ type ConsumeOptions struct {
 	// It must stay the same across calls for one durable: JetStream does
 	// not change an existing consumer's start.
 	StartTime time.Time
+	// StartSeq, when set, makes a new consumer start at this stream
+	// sequence (it wins over StartTime). Like StartTime it must stay the
+	// same across calls for one durable.
+	StartSeq uint64
 	// AckWait is how long the server waits for a verdict on a delivered
 	// message before it redelivers it: handle must return well within it
 	// (default 30 s).
@@ -230,6 +234,20 @@ func (l *Log) DeleteConsumer(ctx context.Context, stream, durable string) error 
 	return nil
 }
 
+// OutLastSeq is the sequence of the newest message of AURUM_OUT (0 when it
+// is empty): a consumer started at OutLastSeq+1 sees exactly the messages
+// published after the call.
+func (l *Log) OutLastSeq(ctx context.Context) (uint64, error) {
+	if l.isClosed() {
+		return 0, ErrClosed
+	}
+	stream, err := l.js.Stream(ctx, StreamOut)
+	if err != nil {
+		return 0, fmt.Errorf("log: %s last sequence: %w", StreamOut, err)
+	}
+	return stream.CachedInfo().State.LastSeq, nil
+}
+
 // StreamOut returns the name of the outputs stream (the StreamOut
 // constant), for callers that hold a *Log.
 func (l *Log) StreamOut() string { return StreamOut }
@@ -263,6 +281,9 @@ func (c *durableConsumer) create(ctx context.Context) error {
 	if !c.opts.StartTime.IsZero() {
 		t := c.opts.StartTime.UTC()
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	}
+	if c.opts.StartSeq != 0 {
+		cfg.DeliverPolicy, cfg.OptStartTime, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, nil, c.opts.StartSeq
 	}
 	if _, err := c.l.js.CreateOrUpdateConsumer(ctx, c.stream, cfg); err != nil {
 		return fmt.Errorf("log: consume %s/%s: consumer: %w", c.stream, c.durable, err)

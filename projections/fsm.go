@@ -532,7 +532,7 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 		return sm.applySourceChange(rw, c, res)
 	case ControlAudiencePut, ControlAudienceDelete:
 		return sm.applyAudienceControl(rw, c, res)
-	case ControlDestinationPut, ControlDestinationDelete:
+	case ControlDestinationPut, ControlDestinationDelete, ControlDestinationSynced:
 		return sm.applyDestinationControl(rw, c, res)
 	case ControlModelPut, ControlModelDelete:
 		return sm.applyModelControl(rw, c, res)

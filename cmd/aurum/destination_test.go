@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -31,6 +32,24 @@ func TestDestinationCLI(t *testing.T) {
 	}
 	if out, code := aurumCLI(t, env, "destination", "add", "nochan", "--url", "http://x", "--audience", "buyers"); code == 0 || !strings.Contains(out, "channel") {
 		t.Fatalf("destination add without --channel: exit %d: %s", code, out)
+	}
+	// A connector: its config from a file, the credential sealed and never
+	// shown, a bad field named.
+	dir := t.TempDir()
+	writeFile(t, dir, "sms.json", `{"account_sid":"AC1","auth_token":"token-0123456789","from":"+4512345678","body":"Hi","api_url":"http://127.0.0.1:9"}`)
+	writeFile(t, dir, "bad.json", `{"account_sid":"AC1","auth_token":"token-0123456789","body":"Hi"}`)
+	if out, code := aurumCLI(t, env, "destination", "add", "texts", "--kind", "sms", "--audience", "buyers", "--config-file", filepath.Join(dir, "sms.json")); code != 0 || !strings.Contains(out, "created destination texts → sms") {
+		t.Fatalf("destination add --kind sms: exit %d: %s", code, out)
+	}
+	if out, code := aurumCLI(t, env, "destination", "add", "bad", "--kind", "sms", "--audience", "buyers", "--config-file", filepath.Join(dir, "bad.json")); code == 0 || !strings.Contains(out, "config.from") {
+		t.Fatalf("destination add with a bad config: exit %d: %s", code, out)
+	}
+	if out, code := aurumCLI(t, env, "destination", "show", "texts", "--output", "json"); code != 0 || strings.Contains(out, "token-0123456789") ||
+		!strings.Contains(out, `"kind": "sms"`) || !strings.Contains(out, `"channel": "sms"`) {
+		t.Fatalf("destination show texts: exit %d (the credential must not show):\n%s", code, out)
+	}
+	if out, code := aurumCLI(t, env, "destination", "rm", "texts"); code != 0 {
+		t.Fatalf("destination rm texts: exit %d:\n%s", code, out)
 	}
 	out, code = aurumCLI(t, env, "destination", "list")
 	lines := strings.Split(strings.TrimSpace(out), "\n")

@@ -121,6 +121,7 @@ func exampleFixture(t *testing.T, sources ...string) (*node, string, []string) {
 	writeFile(t, dir, "abandoners.rule", `funnel(["Product Viewed", "Product Added"], "2h") and count("Order Completed", "1d") == 0`)
 	writeFile(t, dir, "ada.pw", "correct horse battery staple\n")
 	writeFile(t, dir, "hook.secret", "a-signing-secret-of-32-characters\n")
+	writeFile(t, dir, "twilio.json", `{"account_sid":"AC1","auth_token":"token-0123456789","from":"+4512345678","body":"Hi {{.Traits.first_name}}","api_url":"http://127.0.0.1:9"}`)
 	env := append(os.Environ(), "AURUM_SERVER="+n.HTTP, "AURUM_ADMIN_TOKEN="+testAdminToken, "HOME="+t.TempDir(),
 		"PATH="+filepath.Dir(aurumBin)+string(os.PathListSeparator)+os.Getenv("PATH"), "PASSWORD=another horse battery staple")
 	return n, dir, env

@@ -1,0 +1,437 @@
+package activation
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aurumcdp/aurum/activation/connector"
+	alog "github.com/aurumcdp/aurum/log"
+	"github.com/aurumcdp/aurum/store"
+)
+
+// First sync states (DestStats.FirstSync).
+const (
+	SyncPending = "pending"
+	SyncRunning = "running"
+	SyncDone    = "done"
+)
+
+// transition is what a connector worker reads of an AURUM_OUT message.
+type transition struct {
+	Type        string              `json:"type"`
+	Audience    string              `json:"audience"`
+	ProfileID   string              `json:"profile_id"`
+	Reason      string              `json:"reason"`
+	Seq         uint64              `json:"seq"`
+	Identifiers map[string][]string `json:"identifiers"`
+}
+
+// runConnector is run for a connector destination: its first sync, then
+// its changes from AURUM_OUT.
+func (w *worker) runConnector() {
+	o := &w.d.opts
+	if o.People == nil {
+		w.failed(errors.New("no People: connectors cannot run"), false)
+		return
+	}
+	if w.dest.SyncedAt == 0 {
+		w.stats.update(func(s *DestStats) { s.FirstSync = SyncRunning })
+		for failures := uint64(1); ; failures++ {
+			err := w.firstSync()
+			if err == nil || w.ctx.Err() != nil {
+				// Marked on the log: the reload restarts this worker with
+				// SyncedAt set.
+				return
+			}
+			w.logger.Warn("activation: first sync failed; retrying", "err", err, "failures", failures)
+			w.failed(fmt.Errorf("first sync: %w", err), false)
+			if !w.sleep(o.backoff(failures)) {
+				return
+			}
+		}
+	}
+	w.stats.update(func(s *DestStats) { s.FirstSync = SyncDone })
+	swept := make(chan struct{})
+	go func() { // owned by this worker: stops with its ctx, waited for below
+		defer close(swept)
+		w.sweepLoop()
+	}()
+	w.consume(alog.ConsumeOptions{StartSeq: w.dest.OutStart}, w.handleChange)
+	<-swept
+}
+
+// sweepLoop runs the consent sweep every Options.ConsentSweep until the
+// worker stops (only for tools that keep a list).
+func (w *worker) sweepLoop() {
+	o := &w.d.opts
+	if !w.kind.KeepsList || o.ConsentSweep < 0 || o.Consent == nil {
+		return
+	}
+	for w.sleep(o.ConsentSweep) {
+		if err := w.sweep(); err != nil && w.ctx.Err() == nil {
+			w.logger.Warn("activation: consent sweep failed", "err", err)
+			w.failed(fmt.Errorf("consent sweep: %w", err), false)
+		}
+	}
+}
+
+// sweepPage bounds the refs one sweep step reads.
+const sweepPage = 1000
+
+// sweep removes from the tool the people it holds (a kept Ref) whose
+// consent for the kind's channel is withdrawn. Their Ref moves to the
+// withdrawn prefix: an erasure still finds it, the next sweep skips them,
+// and their next entry (with consent) brings it back.
+func (w *worker) sweep() error {
+	o := &w.d.opts
+	prefix := []byte("cr/" + w.dest.Name + "\x00")
+	lower := prefix
+	for {
+		type kept struct {
+			key, ref []byte
+		}
+		var page []kept
+		err := w.d.refs.Scan(lower, store.PrefixEnd(prefix), false, func(k, v []byte) bool {
+			page = append(page, kept{bytes.Clone(k), bytes.Clone(v)})
+			return len(page) < sweepPage
+		})
+		if err != nil || len(page) == 0 {
+			return err
+		}
+		var batch []connector.Change
+		for _, p := range page {
+			audience, profile, ok := strings.Cut(string(p.key[len(prefix):]), "\x00")
+			if !ok {
+				continue
+			}
+			if _, found, err := o.People.Person(profile); err != nil || !found {
+				continue // erased (its exit follows) or unreadable now
+			}
+			allowed, err := o.Consent.Allowed(profile, w.kind.Channel)
+			if err != nil || allowed {
+				continue
+			}
+			batch = append(batch, connector.Change{ID: "consent:" + w.dest.Name + ":" + audience + ":" + profile,
+				Op: connector.Remove, Audience: audience, ProfileID: profile})
+		}
+		for lo := 0; lo < len(batch); lo += w.conn.MaxBatch() {
+			if err := w.deliverBatch(batch[lo:min(lo+w.conn.MaxBatch(), len(batch))], func(connector.Change) {}); err != nil {
+				return err
+			}
+		}
+		if len(page) < sweepPage {
+			return nil
+		}
+		lower = append(page[len(page)-1].key, 0)
+	}
+}
+
+// sleep waits d or until the worker stops (false).
+func (w *worker) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.ctx.Done():
+		return false
+	}
+}
+
+// firstSync sends the destination's audiences' members as of one log
+// position, then records that position on the log (People.MarkSynced)
+// with the AURUM_OUT sequence its consumer starts at:
+//
+//  1. L = the last sequence of AURUM_OUT, read first;
+//  2. the members as of the applied log position S, read in one view;
+//  3. every member sent (Add; Remove when they have no consent and the
+//     tool keeps a list);
+//  4. the consumer (if any: a sync redone) deleted, and (S, L+1) marked.
+//
+// The consumer then starts at L+1 and skips every transition caused at a
+// log position <= S (its "seq"): those are in the members already. No
+// gap: a transition caused after S is published after it is applied, so
+// after step 2, so after step 1: its sequence is > L. No duplicate: what
+// is skipped is exactly what S includes.
+func (w *worker) firstSync() error {
+	o := &w.d.opts
+	ctx, cancel := context.WithTimeout(w.ctx, deleteTimeout)
+	last, err := w.d.log.OutLastSeq(ctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	applied, members, err := o.People.Members(w.dest.Audiences)
+	if err != nil {
+		return fmt.Errorf("members: %w", err)
+	}
+	w.logger.Info("activation: first sync", "members", len(members), "as_of", applied, "out_start", last+1)
+	batch := make([]connector.Change, 0, w.conn.MaxBatch())
+	for i, m := range members {
+		c, send, err := w.syncChange(m, applied)
+		if err != nil {
+			return err
+		}
+		if send {
+			batch = append(batch, c)
+		}
+		if len(batch) == cap(batch) || (i == len(members)-1 && len(batch) > 0) {
+			if err := w.deliverBatch(batch, func(connector.Change) {
+				w.stats.update(func(s *DestStats) { s.Synced++ })
+			}); err != nil {
+				return err
+			}
+			batch = batch[:0]
+			if o.SyncBatchPause > 0 && !w.sleep(o.SyncBatchPause) {
+				return w.ctx.Err()
+			}
+		}
+	}
+	ctx, cancel = context.WithTimeout(w.ctx, deleteTimeout)
+	err = w.d.log.DeleteConsumer(ctx, alog.StreamOut, w.durable)
+	cancel()
+	if err != nil {
+		return err
+	}
+	return o.People.MarkSynced(w.ctx, w.dest.Name, w.dest.Version, applied, last+1)
+}
+
+// syncChange is the change of one member in the first sync; send is false
+// for a person gone since (an erasure: its exit follows) or skipped for
+// consent.
+func (w *worker) syncChange(m Member, applied uint64) (connector.Change, bool, error) {
+	p, found, err := w.d.opts.People.Person(m.ProfileID)
+	if err != nil || !found {
+		return connector.Change{}, false, err
+	}
+	c := connector.Change{ID: fmt.Sprintf("sync:%s:%d:%s:%s", w.dest.Name, applied, m.Audience, m.ProfileID),
+		Op: connector.Add, Audience: m.Audience, ProfileID: m.ProfileID, Sync: true,
+		Emails: p.Emails, Phones: p.Phones, Traits: p.Traits}
+	send, err := w.consentOp(&c)
+	if err != nil {
+		return c, false, err
+	}
+	return c, send, nil
+}
+
+// consentOp applies consent to c (not an erasure): without consent for the
+// kind's channel an Add becomes a Remove where the tool keeps a list, and
+// is not sent otherwise (send false, counted as skipped).
+func (w *worker) consentOp(c *connector.Change) (bool, error) {
+	o := &w.d.opts
+	if o.Consent == nil || c.Op == connector.Erase {
+		return true, nil
+	}
+	ok, err := o.Consent.Allowed(c.ProfileID, w.kind.Channel)
+	if err != nil {
+		return false, fmt.Errorf("consent check: %w", err)
+	}
+	if ok {
+		return true, nil
+	}
+	if w.kind.KeepsList {
+		c.Op = connector.Remove
+		return true, nil
+	}
+	w.stats.update(func(s *DestStats) { s.Skipped++ })
+	if o.OnSkip != nil {
+		o.OnSkip(w.dest.Name, SkipConsent)
+	}
+	return false, nil
+}
+
+// deliverBatch delivers a batch outside the consumer (the first sync, the
+// consent sweep): what the tool throttles or fails temporarily is retried
+// (after the backoff, or the tool's Retry-After when longer) up to
+// MaxAttempts, then dead-lettered with what refused for good; done is
+// called for each change delivered.
+func (w *worker) deliverBatch(batch []connector.Change, done func(connector.Change)) error {
+	o := &w.d.opts
+	pending := batch
+	for attempt := uint64(1); len(pending) > 0; attempt++ {
+		res := w.deliver(pending)
+		var retry []connector.Change
+		var wait time.Duration
+		for i, r := range res {
+			c := pending[i]
+			switch {
+			case r.Status == connector.Delivered:
+				if err := w.delivered(c, r); err != nil {
+					return err
+				}
+				done(c)
+			case r.Status == connector.Retry && attempt < uint64(o.MaxAttempts):
+				retry = append(retry, c)
+				wait = max(wait, r.RetryAfter)
+			default:
+				if err := w.deadLetterChange(c, attempt, r.Reason); err != nil {
+					return err
+				}
+			}
+		}
+		if w.ctx.Err() != nil {
+			return w.ctx.Err()
+		}
+		pending = retry
+		if len(pending) > 0 && !w.sleep(max(o.backoff(attempt), min(wait, o.BackoffMax))) {
+			return w.ctx.Err()
+		}
+	}
+	return nil
+}
+
+// deliver runs the connector on changes (the Refs of removals filled in),
+// bounded by Options.Timeout per change batch, and counts its failures.
+func (w *worker) deliver(changes []connector.Change) []connector.Result {
+	w.connMu.Lock()
+	defer w.connMu.Unlock()
+	for i := range changes {
+		if changes[i].Op != connector.Add {
+			ref, err := w.d.refs.Get(w.refKey(changes[i]))
+			if err != nil {
+				ref, err = w.d.refs.Get(w.withdrawnKey(changes[i]))
+			}
+			if err == nil {
+				changes[i].Ref = ref
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, w.d.opts.Timeout)
+	defer cancel()
+	res := w.conn.Deliver(ctx, changes)
+	if len(res) != len(changes) {
+		res = connector.All(len(changes), connector.Result{Status: connector.Retry,
+			Reason: fmt.Sprintf("connector returned %d results for %d changes", len(res), len(changes))})
+	}
+	for _, r := range res {
+		if r.Status != connector.Delivered {
+			w.failed(errors.New(r.Reason), true)
+		}
+	}
+	return res
+}
+
+// delivered records a delivered change: its Ref kept after an Add,
+// dropped after a removal, moved to the withdrawn prefix after a consent
+// sweep's removal (an erasure may still need it).
+func (w *worker) delivered(c connector.Change, r connector.Result) error {
+	var err error
+	switch {
+	case c.Op == connector.Add && len(r.Ref) > 0:
+		if err = w.d.refs.Set(w.refKey(c), r.Ref); err == nil {
+			err = w.d.refs.Delete(w.withdrawnKey(c))
+		}
+	case c.Op == connector.Remove && strings.HasPrefix(c.ID, "consent:") && len(c.Ref) > 0:
+		if err = w.d.refs.Set(w.withdrawnKey(c), c.Ref); err == nil {
+			err = w.d.refs.Delete(w.refKey(c))
+		}
+	case c.Op != connector.Add:
+		if err = w.d.refs.Delete(w.refKey(c)); err == nil {
+			err = w.d.refs.Delete(w.withdrawnKey(c))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("activation: %s: ref: %w", w.dest.Name, err)
+	}
+	w.stats.update(func(s *DestStats) {
+		s.Delivered++
+		if c.Op != connector.Add {
+			s.Removed++
+		}
+	})
+	return nil
+}
+
+// refKey is where the Ref of c's person in c's audience is kept.
+func (w *worker) refKey(c connector.Change) []byte {
+	return []byte("cr/" + w.dest.Name + "\x00" + c.Audience + "\x00" + c.ProfileID)
+}
+
+// withdrawnKey is where the Ref of a person the consent sweep removed is
+// kept (for an erasure).
+func (w *worker) withdrawnKey(c connector.Change) []byte {
+	return []byte("cw/" + w.dest.Name + "\x00" + c.Audience + "\x00" + c.ProfileID)
+}
+
+// deadLetterChange dead-letters a change of the first sync.
+func (w *worker) deadLetterChange(c connector.Change, attempts uint64, reason string) error {
+	body, err := json.Marshal(map[string]any{"type": "sync", "op": c.Op.String(), "audience": c.Audience,
+		"profile_id": c.ProfileID, "identifiers": map[string][]string{"email": c.Emails, "phone": c.Phones}})
+	if err != nil {
+		return err
+	}
+	return w.writeDeadLetter(DeadLetter{Destination: w.dest.Name, Kind: w.dest.Kind, Subject: "sync." + c.Audience,
+		DeliveryID: c.ID, Body: body, Attempts: attempts, Reason: reason, Time: w.d.opts.Now()}, 0)
+}
+
+// handleChange is the consumer's handler of a connector destination: one
+// transition from AURUM_OUT.
+func (w *worker) handleChange(m alog.Msg) error {
+	o := &w.d.opts
+	var tr transition
+	if err := json.Unmarshal(m.Data, &tr); err != nil || tr.ProfileID == "" || tr.Audience == "" {
+		err := errors.New("transition without a profile_id or audience")
+		w.failed(err, true)
+		return fmt.Errorf("activation: %s: %w: %w", w.dest.Name, err, alog.ErrPermanent)
+	}
+	if tr.Seq != 0 && tr.Seq <= w.dest.SyncedAt {
+		return nil // in the first sync's members already
+	}
+	c := connector.Change{ID: deliveryID(m), Op: connector.Add, Audience: tr.Audience, ProfileID: tr.ProfileID,
+		Emails: tr.Identifiers["email"], Phones: tr.Identifiers["phone"]}
+	switch {
+	case tr.Type == "audience.exited" && tr.Reason == ReasonErased:
+		c.Op = connector.Erase
+	case tr.Type == "audience.exited":
+		c.Op = connector.Remove
+	}
+	send, err := w.consentOp(&c)
+	if err != nil {
+		if w.ctx.Err() != nil {
+			return err
+		}
+		w.failed(err, true)
+		return &alog.RetryAfter{Delay: o.backoff(m.Delivered), Err: err}
+	}
+	if !send {
+		w.stats.update(func(s *DestStats) { s.LastSeq, s.Lag = m.Seq, m.Pending })
+		return nil
+	}
+	if c.Op == connector.Add {
+		p, found, err := o.People.Person(c.ProfileID)
+		if err != nil {
+			w.failed(err, true)
+			return &alog.RetryAfter{Delay: o.backoff(m.Delivered), Err: err}
+		}
+		if found {
+			c.Traits = p.Traits
+			if len(c.Emails) == 0 && len(c.Phones) == 0 {
+				c.Emails, c.Phones = p.Emails, p.Phones
+			}
+		}
+	}
+	r := w.deliver([]connector.Change{c})[0]
+	if w.ctx.Err() != nil {
+		return w.ctx.Err()
+	}
+	switch r.Status {
+	case connector.Delivered:
+		if err := w.delivered(c, r); err != nil {
+			return err
+		}
+		w.stats.update(func(s *DestStats) { s.LastSeq, s.Lag = m.Seq, m.Pending })
+		return nil
+	case connector.Retry:
+		delay := o.backoff(m.Delivered)
+		if r.RetryAfter > delay {
+			delay = min(r.RetryAfter, o.BackoffMax)
+		}
+		return &alog.RetryAfter{Delay: delay, Err: errors.New(r.Reason)}
+	}
+	return fmt.Errorf("activation: %s: %w: %w", w.dest.Name, &attemptError{Err: errors.New(r.Reason)}, alog.ErrPermanent)
+}
