@@ -18,7 +18,7 @@ const Missing = "missing"
 // excluded.
 var levelNames = map[Comparison][]string{
 	Exact: {"exact", "else"},
-	Name:  {"exact", "jw_0.92", "jw_0.88", "jw_0.70", "else"},
+	Name:  {"exact", "jw_0.92", "jw_0.88", "jw_0.70", "swapped", "else"},
 	Text:  {"exact", "jw_0.92", "jw_0.88", "jw_0.70", "else"},
 	Date:  {"exact", "typo", "day_month_transposed", "else"},
 	Phone: {"exact", "else"},
@@ -136,7 +136,7 @@ func level(k Comparison, a, b string) int {
 		case jw >= 0.70:
 			return 3
 		}
-		return 4
+		return len(levelNames[k]) - 1
 	case Date:
 		switch {
 		case dateTypo(a, b):
@@ -147,6 +147,33 @@ func level(k Comparison, a, b string) int {
 		return 3
 	}
 	return 1
+}
+
+// swappedLevel is the index of the name level "swapped".
+const swappedLevel = 4
+
+// levels sets out[f] to the level of field f (comparison kinds[f]) of the
+// normalized values a[f] and b[f], -1 when either is missing. A name field
+// whose values differ (Jaro-Winkler below 0.92) is "swapped" when another
+// name field holds the values crosswise: a's value of the one is like b's
+// value of the other and the other way round (Jaro-Winkler ≥ 0.92 both);
+// given name and surname entered the wrong way round, say.
+func levels(kinds []Comparison, a, b []string, out []int) {
+	for f, k := range kinds {
+		out[f] = level(k, a[f], b[f])
+	}
+	for f, k := range kinds {
+		if k != Name || out[f] < 2 {
+			continue
+		}
+		for g, kg := range kinds {
+			if g != f && kg == Name && a[g] != "" && b[g] != "" &&
+				JaroWinkler(a[f], b[g]) >= 0.92 && JaroWinkler(a[g], b[f]) >= 0.92 {
+				out[f] = swappedLevel
+				break
+			}
+		}
+	}
 }
 
 // dateTypo reports whether two dates of the same length differ in one

@@ -75,7 +75,9 @@ func TestLevels(t *testing.T) {
 		{Exact, "2119", "2118", "else"},
 		{Exact, "  ", "2118", Missing},
 	} {
-		lv := level(tc.k, Normalize(tc.k, tc.a), Normalize(tc.k, tc.b))
+		lvs := []int{0}
+		levels([]Comparison{tc.k}, []string{Normalize(tc.k, tc.a)}, []string{Normalize(tc.k, tc.b)}, lvs)
+		lv := lvs[0]
 		got := Missing
 		if lv >= 0 {
 			got = levelNames[tc.k][lv]

@@ -84,17 +84,28 @@ func (m *Model) PriorWeight() float64 {
 // and does not modify m.
 func (m *Model) Score(c Config, a, b Record) Decision {
 	d := Decision{Weight: m.PriorWeight()}
+	var kinds []Comparison
+	var va, vb []string
+	var idx []int
 	for i := range m.Fields {
 		f := &m.Fields[i]
 		if k, ok := c.Fields[f.Field]; !ok || k != f.Comparison {
 			continue
 		}
-		va, vb := Normalize(f.Comparison, a[f.Field]), Normalize(f.Comparison, b[f.Field])
-		lv := level(f.Comparison, va, vb)
+		kinds = append(kinds, f.Comparison)
+		va = append(va, Normalize(f.Comparison, a[f.Field]))
+		vb = append(vb, Normalize(f.Comparison, b[f.Field]))
+		idx = append(idx, i)
+	}
+	lvs := make([]int, len(kinds))
+	levels(kinds, va, vb, lvs)
+	d.Contributions = make([]Contribution, 0, len(idx))
+	for n, i := range idx {
+		f := &m.Fields[i]
 		ct := Contribution{Field: f.Field, Level: Missing}
-		if lv >= 0 && lv < len(f.Levels) {
+		if lv := lvs[n]; lv >= 0 && lv < len(f.Levels) {
 			ct.Level = f.Levels[lv].Name
-			ct.Weight = f.weight(lv, va, c.TermFrequency)
+			ct.Weight = f.weight(lv, va[n], c.TermFrequency)
 		}
 		d.Weight += ct.Weight
 		d.Contributions = append(d.Contributions, ct)

@@ -9,7 +9,7 @@ import (
 type prepared struct {
 	fields []string     // sorted
 	kinds  []Comparison // by field
-	values [][]string   // [field][record] normalized, "" missing
+	values [][]string   // [record][field] normalized, "" missing
 	keys   [][]string   // [record][rule] blocking key, "" when the rule does not apply
 	rules  int
 }
@@ -17,13 +17,15 @@ type prepared struct {
 func prepare(c Config, recs []Record) *prepared {
 	p := &prepared{fields: sortedFields(c.Fields), rules: len(c.Blocking)}
 	for _, f := range p.fields {
-		k := c.Fields[f]
-		p.kinds = append(p.kinds, k)
-		vs := make([]string, len(recs))
-		for i, r := range recs {
-			vs[i] = Normalize(k, r[f])
+		p.kinds = append(p.kinds, c.Fields[f])
+	}
+	p.values = make([][]string, len(recs))
+	for i, r := range recs {
+		row := make([]string, len(p.fields))
+		for f, name := range p.fields {
+			row[f] = Normalize(p.kinds[f], r[name])
 		}
-		p.values = append(p.values, vs)
+		p.values[i] = row
 	}
 	p.keys = make([][]string, len(recs))
 	for i, r := range recs {
@@ -44,14 +46,24 @@ func ruleKeys(c Config, r Record) []string {
 	return out
 }
 
-func (p *prepared) level(f, i, j int) int {
-	return level(p.kinds[f], p.values[f][i], p.values[f][j])
+// levels sets out to the levels of the pair (i, j).
+func (p *prepared) levels(i, j int, out []int) {
+	levels(p.kinds, p.values[i], p.values[j], out)
 }
 
-func (p *prepared) pattern(i, j int) []byte {
+// column returns the values of field f.
+func (p *prepared) column(f int) []string {
+	out := make([]string, len(p.values))
+	for i, row := range p.values {
+		out[i] = row[f]
+	}
+	return out
+}
+
+func (p *prepared) pattern(i, j int, buf []int) []byte {
+	p.levels(i, j, buf)
 	out := make([]byte, len(p.fields))
-	for f := range p.fields {
-		lv := p.level(f, i, j)
+	for f, lv := range buf {
 		if lv < 0 {
 			out[f] = missingLevel
 		} else {

@@ -77,7 +77,9 @@ var ErrTooFewRecords = errors.New("match: too few records to train")
 //     comparison patterns and their counts.
 //  3. The prior: λ times the candidate pairs over all pairs. The random pairs
 //     held matches in about that proportion, so u is corrected for them
-//     (u = (u_observed - prior·m) / (1 - prior)), and step 2 runs again.
+//     (u = (u_observed - prior·m) / (1 - prior), but never below the share
+//     of half a pair, the least the sample can tell apart from nothing), and
+//     step 2 runs again.
 //
 // Memory is bounded by the records' normalized values, their blocking keys
 // and the distinct comparison patterns (at most the product of the field's
@@ -102,10 +104,12 @@ func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 		uCount[f] = make([]float64, len(levelNames[p.kinds[f]]))
 	}
 	randomPairs := 0
+	buf := make([]int, len(p.fields))
 	countU := func(i, j int) {
 		randomPairs++
-		for f := range p.fields {
-			if lv := p.level(f, i, j); lv >= 0 {
+		p.levels(i, j, buf)
+		for f, lv := range buf {
+			if lv >= 0 {
 				uCount[f][lv]++
 			}
 		}
@@ -130,7 +134,7 @@ func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 	patterns := map[string]float64{}
 	blocked := 0.0
 	p.candidates(o, rng, func(i, j int, w float64) {
-		patterns[string(p.pattern(i, j))] += w
+		patterns[string(p.pattern(i, j, buf))] += w
 		blocked += w
 	})
 	if blocked == 0 {
@@ -152,8 +156,10 @@ func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 		m.Fields = append(m.Fields, fm)
 	}
 	uObs := make([][]float64, len(p.fields))
+	uFloor := make([]float64, len(p.fields))
 	for f := range p.fields {
 		uObs[f] = shares(uCount[f], 0.5)
+		uFloor[f] = slices.Min(uObs[f])
 		initM := initialM(len(uObs[f]))
 		for l := range m.Fields[f].Levels {
 			m.Fields[f].Levels[l].U = uObs[f][l]
@@ -171,7 +177,7 @@ func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 		for f := range m.Fields {
 			for l := range m.Fields[f].Levels {
 				lv := &m.Fields[f].Levels[l]
-				lv.U = clampProb((uObs[f][l] - m.Prior*lv.M) / (1 - m.Prior))
+				lv.U = max(uFloor[f], (uObs[f][l]-m.Prior*lv.M)/(1-m.Prior))
 			}
 			renormalize(m.Fields[f].Levels, func(l *Level) *float64 { return &l.U })
 		}
@@ -180,7 +186,7 @@ func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 		for f := range m.Fields {
 			switch m.Fields[f].Comparison {
 			case Exact, Name, Text:
-				m.Fields[f].TermFreqs, m.Fields[f].TermFloor = termFreqs(p.values[f])
+				m.Fields[f].TermFreqs, m.Fields[f].TermFloor = termFreqs(p.column(f))
 			}
 		}
 	}
