@@ -42,7 +42,8 @@ func Config(tf bool) match.Config {
 var Thresholds = []float64{0.80, 0.90, 0.99}
 
 type options struct {
-	Sets          []string
+	Sets []string
+	// TermFrequency adds rows scored with the term-frequency adjustment.
 	TermFrequency bool
 	// Blocking replaces the config's blocking rules when set.
 	Blocking [][]string
@@ -51,15 +52,17 @@ type options struct {
 
 // result is one row of the table.
 type result struct {
-	Set       string  `json:"set"`
-	Records   int     `json:"records"`
-	TruePairs int     `json:"true_pairs"`
-	Threshold float64 `json:"threshold"`
-	Predicted int     `json:"predicted_pairs"`
-	TP        int     `json:"true_positives"`
-	Precision float64 `json:"precision"`
-	Recall    float64 `json:"recall"`
-	F1        float64 `json:"f1"`
+	Set       string `json:"set"`
+	Records   int    `json:"records"`
+	TruePairs int    `json:"true_pairs"`
+	// TermFrequency: scored with the term-frequency adjustment.
+	TermFrequency bool    `json:"term_frequency"`
+	Threshold     float64 `json:"threshold"`
+	Predicted     int     `json:"predicted_pairs"`
+	TP            int     `json:"true_positives"`
+	Precision     float64 `json:"precision"`
+	Recall        float64 `json:"recall"`
+	F1            float64 `json:"f1"`
 	// Candidates is the number of candidate pairs scored; Model the model's
 	// version and Prior its prior.
 	Candidates int     `json:"candidate_pairs"`
@@ -187,7 +190,9 @@ func evaluate(dir, set string, o options) ([]result, error) {
 	} else if n != truth {
 		return nil, fmt.Errorf("%s: %d true pairs from the rec_ids, %d in %s_true_pairs.csv", set, truth, n, set)
 	}
-	c := Config(o.TermFrequency)
+	// One model serves both ways of scoring: the term frequencies are
+	// recorded in training and used only when the config asks.
+	c := Config(true)
 	if o.Blocking != nil {
 		c.Blocking = o.Blocking
 	}
@@ -195,17 +200,23 @@ func evaluate(dir, set string, o options) ([]result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: train: %w", set, err)
 	}
-	var pairs []scored
-	match.Candidates(c, d.recs, 0, func(i, j int) {
-		pairs = append(pairs, scored{int32(i), int32(j), m.Score(c, d.recs[i], d.recs[j]).Probability})
-	})
 	var out []result
-	for _, t := range Thresholds {
-		pred, tp := d.clusterPairs(pairs, t)
-		r := result{Set: set, Records: len(d.recs), TruePairs: truth, Threshold: t, Predicted: pred, TP: tp,
-			Candidates: len(pairs), Model: m.Version, Prior: m.Prior}
-		r.Precision, r.Recall, r.F1 = prf(tp, pred, truth)
-		out = append(out, r)
+	for _, tf := range []bool{false, true} {
+		if tf && !o.TermFrequency {
+			break
+		}
+		c.TermFrequency = tf
+		var pairs []scored
+		match.Candidates(c, d.recs, 0, func(i, j int) {
+			pairs = append(pairs, scored{int32(i), int32(j), m.Score(c, d.recs[i], d.recs[j]).Probability})
+		})
+		for _, t := range Thresholds {
+			pred, tp := d.clusterPairs(pairs, t)
+			r := result{Set: set, Records: len(d.recs), TruePairs: truth, TermFrequency: tf, Threshold: t,
+				Predicted: pred, TP: tp, Candidates: len(pairs), Model: m.Version, Prior: m.Prior}
+			r.Precision, r.Recall, r.F1 = prf(tp, pred, truth)
+			out = append(out, r)
+		}
 	}
 	return out, nil
 }
@@ -265,10 +276,14 @@ func prf(tp, pred, truth int) (p, r, f float64) {
 
 func printTable(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "set\trecords\ttrue pairs\tcandidates\tthreshold\tpredicted\tTP\tprecision\trecall\tF1\t")
+	fmt.Fprintln(tw, "set\trecords\ttrue pairs\tcandidates\tterm freq\tthreshold\tpredicted\tTP\tprecision\trecall\tF1\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f\t%d\t%d\t%.4f\t%.4f\t%.4f\t\n",
-			r.Set, r.Records, r.TruePairs, r.Candidates, r.Threshold, r.Predicted, r.TP, r.Precision, r.Recall, r.F1)
+		tf := "off"
+		if r.TermFrequency {
+			tf = "on"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%.2f\t%d\t%d\t%.4f\t%.4f\t%.4f\t\n",
+			r.Set, r.Records, r.TruePairs, r.Candidates, tf, r.Threshold, r.Predicted, r.TP, r.Precision, r.Recall, r.F1)
 	}
 	tw.Flush()
 }

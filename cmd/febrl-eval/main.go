@@ -22,7 +22,7 @@ func main() {
 	data := flag.String("data", "../shared/data", "directory holding febrl/")
 	sets := flag.String("sets", "febrl1,febrl2,febrl3,febrl4", "comma-separated data sets")
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
-	tf := flag.Bool("tf", false, "term-frequency adjustment")
+	tf := flag.Bool("tf", false, "also score with the term-frequency adjustment")
 	flag.Parse()
 	opts := options{Sets: strings.Split(*sets, ","), TermFrequency: *tf}
 	if err := run(os.Stdout, *data, opts, *asJSON); err != nil {
