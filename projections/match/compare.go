@@ -37,7 +37,8 @@ func (k Comparison) Levels() []string {
 //	name, text: lower case, letters and digits only, runs of anything else one space
 //	exact:      lower case, surrounding space trimmed, inner runs of space one space
 //	date:       the digits, when they are 8 (YYYYMMDD, separators dropped); otherwise as exact
-//	phone:      the digits, a leading 00 dropped; the last 9 kept when longer
+//	phone:      the last 9 digits (so a country code or trunk prefix does not
+//	            matter), leading zeros dropped
 //	email:      lower case, trimmed, a +tag of the local part dropped
 func Normalize(k Comparison, raw string) string {
 	var s string
@@ -52,11 +53,11 @@ func Normalize(k Comparison, raw string) string {
 			s = spaces(raw)
 		}
 	case Phone:
-		d := strings.TrimPrefix(digits(raw), "00")
+		d := digits(raw)
 		if len(d) > 9 {
 			d = d[len(d)-9:]
 		}
-		s = d
+		s = strings.TrimLeft(d, "0")
 	case Email:
 		s = strings.ToLower(strings.TrimSpace(raw))
 		if at := strings.LastIndexByte(s, '@'); at > 0 {
@@ -80,7 +81,7 @@ func clip(s string) string {
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n]
+	return strings.TrimRight(s[:n], " ")
 }
 
 // words keeps letters and digits, lower case, one space between words.
