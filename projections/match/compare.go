@@ -218,31 +218,43 @@ func JaroWinkler(a, b string) float64 {
 	if a == b {
 		return 1
 	}
-	ra, rb := []rune(a), []rune(b)
-	j := jaro(ra, rb)
+	if ascii(a) && ascii(b) {
+		return jaroWinkler([]byte(a), []byte(b))
+	}
+	return jaroWinkler([]rune(a), []rune(b))
+}
+
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+func jaroWinkler[E byte | rune](a, b []E) float64 {
+	j := jaro(a, b)
 	if j <= 0.7 {
 		return j
 	}
 	l := 0
-	for l < 4 && l < len(ra) && l < len(rb) && ra[l] == rb[l] {
+	for l < 4 && l < len(a) && l < len(b) && a[l] == b[l] {
 		l++
 	}
 	return j + float64(l)*0.1*(1-j)
 }
 
-func jaro(a, b []rune) float64 {
+func jaro[E byte | rune](a, b []E) float64 {
 	if len(a) == 0 || len(b) == 0 {
 		return 0
 	}
 	if len(a) > len(b) {
 		a, b = b, a
 	}
-	window := len(b)/2 - 1
-	if window < 0 {
-		window = 0
-	}
+	window := max(len(b)/2-1, 0)
 	var bufA, bufB [64]bool
-	ma, mb := bufA[:0], bufB[:0]
+	var ma, mb []bool
 	if len(a) > len(bufA) || len(b) > len(bufB) {
 		ma, mb = make([]bool, len(a)), make([]bool, len(b))
 	} else {

@@ -84,9 +84,11 @@ func (m *Model) PriorWeight() float64 {
 // and does not modify m.
 func (m *Model) Score(c Config, a, b Record) Decision {
 	d := Decision{Weight: m.PriorWeight()}
-	var kinds []Comparison
-	var va, vb []string
-	var idx []int
+	const stack = 16
+	var kindsBuf [stack]Comparison
+	var vaBuf, vbBuf [stack]string
+	var idxBuf, lvsBuf [stack]int
+	kinds, va, vb, idx := kindsBuf[:0], vaBuf[:0], vbBuf[:0], idxBuf[:0]
 	for i := range m.Fields {
 		f := &m.Fields[i]
 		if k, ok := c.Fields[f.Field]; !ok || k != f.Comparison {
@@ -97,7 +99,12 @@ func (m *Model) Score(c Config, a, b Record) Decision {
 		vb = append(vb, Normalize(f.Comparison, b[f.Field]))
 		idx = append(idx, i)
 	}
-	lvs := make([]int, len(kinds))
+	lvs := lvsBuf[:0]
+	if len(kinds) > stack {
+		lvs = make([]int, len(kinds))
+	} else {
+		lvs = lvsBuf[:len(kinds)]
+	}
 	levels(kinds, va, vb, lvs)
 	d.Contributions = make([]Contribution, 0, len(idx))
 	for n, i := range idx {
