@@ -63,6 +63,12 @@ type result struct {
 	Precision     float64 `json:"precision"`
 	Recall        float64 `json:"recall"`
 	F1            float64 `json:"f1"`
+	// PairF1 is the F1 of the scored pairs themselves, before clustering
+	// (as Splink's published tables count): a true pair is found when it
+	// is a candidate scored at or above the threshold.
+	PairPrecision float64 `json:"pair_precision"`
+	PairRecall    float64 `json:"pair_recall"`
+	PairF1        float64 `json:"pair_f1"`
 	// Candidates is the number of candidate pairs scored; Model the model's
 	// version and Prior its prior.
 	Candidates int     `json:"candidate_pairs"`
@@ -215,6 +221,8 @@ func evaluate(dir, set string, o options) ([]result, error) {
 			r := result{Set: set, Records: len(d.recs), TruePairs: truth, TermFrequency: tf, Threshold: t,
 				Predicted: pred, TP: tp, Candidates: len(pairs), Model: m.Version, Prior: m.Prior}
 			r.Precision, r.Recall, r.F1 = prf(tp, pred, truth)
+			ppred, ptp := d.directPairs(pairs, t)
+			r.PairPrecision, r.PairRecall, r.PairF1 = prf(ptp, ppred, truth)
 			out = append(out, r)
 		}
 	}
@@ -261,6 +269,20 @@ func (d *dataset) clusterPairs(pairs []scored, t float64) (pred, tp int) {
 	return pred, tp
 }
 
+// directPairs returns the scored pairs at or above t and how many of them
+// are true pairs.
+func (d *dataset) directPairs(pairs []scored, t float64) (pred, tp int) {
+	for _, p := range pairs {
+		if p.p >= t {
+			pred++
+			if d.entity[p.i] == d.entity[p.j] {
+				tp++
+			}
+		}
+	}
+	return pred, tp
+}
+
 func prf(tp, pred, truth int) (p, r, f float64) {
 	if pred > 0 {
 		p = float64(tp) / float64(pred)
@@ -276,14 +298,14 @@ func prf(tp, pred, truth int) (p, r, f float64) {
 
 func printTable(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "set\trecords\ttrue pairs\tcandidates\tterm freq\tthreshold\tpredicted\tTP\tprecision\trecall\tF1\t")
+	fmt.Fprintln(tw, "set\trecords\ttrue pairs\tcandidates\tterm freq\tthreshold\tpredicted\tTP\tprecision\trecall\tF1\tpair F1\t")
 	for _, r := range rs {
 		tf := "off"
 		if r.TermFrequency {
 			tf = "on"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%.2f\t%d\t%d\t%.4f\t%.4f\t%.4f\t\n",
-			r.Set, r.Records, r.TruePairs, r.Candidates, tf, r.Threshold, r.Predicted, r.TP, r.Precision, r.Recall, r.F1)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%.2f\t%d\t%d\t%.4f\t%.4f\t%.4f\t%.4f\t\n",
+			r.Set, r.Records, r.TruePairs, r.Candidates, tf, r.Threshold, r.Predicted, r.TP, r.Precision, r.Recall, r.F1, r.PairF1)
 	}
 	tw.Flush()
 }

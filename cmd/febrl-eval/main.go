@@ -6,7 +6,7 @@
 // the pairwise precision, recall and F1 of "same cluster" against the true
 // pairs, per threshold.
 //
-//	go run ./cmd/febrl-eval [-data DIR] [-sets febrl3,febrl4] [-json] [-tf]
+//	go run ./cmd/febrl-eval [-data DIR] [-sets febrl3,febrl4] [-json] [-tf] [-blocking RULES]
 package main
 
 import (
@@ -23,12 +23,29 @@ func main() {
 	sets := flag.String("sets", "febrl1,febrl2,febrl3,febrl4", "comma-separated data sets")
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
 	tf := flag.Bool("tf", false, "also score with the term-frequency adjustment")
+	blocking := flag.String("blocking", "", `blocking rules instead of the default, e.g. "surname;given_name,date_of_birth" (rules split by ";", traits by ",")`)
 	flag.Parse()
-	opts := options{Sets: strings.Split(*sets, ","), TermFrequency: *tf}
+	opts := options{Sets: strings.Split(*sets, ","), TermFrequency: *tf, Blocking: parseBlocking(*blocking)}
 	if err := run(os.Stdout, *data, opts, *asJSON); err != nil {
 		fmt.Fprintln(os.Stderr, "febrl-eval:", err)
 		os.Exit(1)
 	}
+}
+
+// parseBlocking reads rules split by ";", traits split by ","; "" is nil.
+func parseBlocking(s string) [][]string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	var rules [][]string
+	for _, r := range strings.Split(s, ";") {
+		var rule []string
+		for _, t := range strings.Split(r, ",") {
+			rule = append(rule, strings.TrimSpace(t))
+		}
+		rules = append(rules, rule)
+	}
+	return rules
 }
 
 func run(w io.Writer, dir string, opts options, asJSON bool) error {

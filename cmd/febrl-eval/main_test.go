@@ -69,6 +69,11 @@ func TestClusterPairs(t *testing.T) {
 			t.Errorf("threshold %v: predicted %d, TP %d; want %d, %d", tc.t, pred, tp, tc.pred, tc.tp)
 		}
 	}
+	// Without clustering only the scored pairs count: at 0.90, (0,1) is
+	// true, (1,2) true, (2,3) false, (4,5) false.
+	if pred, tp := d.directPairs(pairs, 0.90); pred != 4 || tp != 2 {
+		t.Errorf("direct pairs at 0.90: %d, TP %d; want 4, 2", pred, tp)
+	}
 	if d.truePairs() != 4 {
 		t.Errorf("true pairs %d, want 4", d.truePairs())
 	}
