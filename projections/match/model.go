@@ -4,9 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"math"
 	"sort"
 )
+
+// ErrInvalidModel marks a model that fails Validate.
+var ErrInvalidModel = errors.New("match: invalid model")
 
 // Model is a trained Fellegi–Sunter model: per field, the m and u
 // probability of each comparison level, and the prior probability that two
@@ -177,4 +182,53 @@ func (m *Model) seal() {
 		}
 	}
 	m.Version = "fs1-" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// Validate checks a model from outside (decoded from the log, say): fields
+// sorted and known, the levels of each comparison in order, every
+// probability in (0, 1], the prior in (0, 1), term frequencies sorted by
+// value. Errors wrap ErrInvalidModel. Score on a model that passes never
+// returns NaN.
+func (m *Model) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidModel, fmt.Sprintf(format, a...))
+	}
+	if !(m.Prior > 0 && m.Prior < 1) {
+		return bad("prior %v is not in (0, 1)", m.Prior)
+	}
+	for i, f := range m.Fields {
+		if i > 0 && m.Fields[i-1].Field >= f.Field {
+			return bad("fields[%d]: %q not sorted after %q", i, f.Field, m.Fields[i-1].Field)
+		}
+		if err := checkTrait(f.Field); err != nil {
+			return bad("fields[%d]: %v", i, err)
+		}
+		names, ok := levelNames[f.Comparison]
+		if !ok {
+			return bad("fields[%d] (%s): unknown comparison %q", i, f.Field, f.Comparison)
+		}
+		if len(f.Levels) != len(names) {
+			return bad("fields[%d] (%s): %d levels, %s has %d", i, f.Field, len(f.Levels), f.Comparison, len(names))
+		}
+		for j, l := range f.Levels {
+			if l.Name != names[j] {
+				return bad("fields[%d] (%s): level %d is %q, want %q", i, f.Field, j, l.Name, names[j])
+			}
+			if !(l.M > 0 && l.M <= 1) || !(l.U > 0 && l.U <= 1) {
+				return bad("fields[%d] (%s): level %s: m %v, u %v not in (0, 1]", i, f.Field, l.Name, l.M, l.U)
+			}
+		}
+		for j, t := range f.TermFreqs {
+			if j > 0 && f.TermFreqs[j-1].Value >= t.Value {
+				return bad("fields[%d] (%s): term_freqs[%d] not sorted", i, f.Field, j)
+			}
+			if !(t.Freq > 0 && t.Freq <= 1) {
+				return bad("fields[%d] (%s): term_freqs[%d]: %v not in (0, 1]", i, f.Field, j, t.Freq)
+			}
+		}
+		if len(f.TermFreqs) > 0 && !(f.TermFloor > 0 && f.TermFloor <= 1) {
+			return bad("fields[%d] (%s): term_floor %v not in (0, 1]", i, f.Field, f.TermFloor)
+		}
+	}
+	return nil
 }

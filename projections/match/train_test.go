@@ -7,6 +7,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -231,5 +232,46 @@ func TestScoreScope(t *testing.T) {
 	d = m.Score(small, a, a)
 	if len(d.Contributions) != 1 || d.Contributions[0].Field != "surname" {
 		t.Errorf("scope: %+v", d.Contributions)
+	}
+}
+
+func TestModelValidate(t *testing.T) {
+	c := febrlConfig()
+	c.TermFrequency = true
+	good, err := Train(c, synthetic(200), TrainOptions{RandomPairs: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("trained model: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Model)
+		want   string
+	}{
+		{"prior", func(m *Model) { m.Prior = 0 }, "prior 0"},
+		{"prior NaN", func(m *Model) { m.Prior = math.NaN() }, "prior NaN"},
+		{"order", func(m *Model) { m.Fields[0], m.Fields[1] = m.Fields[1], m.Fields[0] }, "not sorted"},
+		{"comparison", func(m *Model) { m.Fields[0].Comparison = "fuzzy" }, `unknown comparison "fuzzy"`},
+		{"levels", func(m *Model) { m.Fields[0].Levels = m.Fields[0].Levels[1:] }, "levels"},
+		{"level name", func(m *Model) { m.Fields[0].Levels[0].Name = "same" }, `level 0 is "same"`},
+		{"m zero", func(m *Model) { m.Fields[0].Levels[1].M = 0 }, "m 0"},
+		{"u inf", func(m *Model) { m.Fields[0].Levels[1].U = math.Inf(1) }, "u +Inf"},
+		{"tf order", func(m *Model) {
+			tf := m.Fields[len(m.Fields)-1].TermFreqs
+			tf[0], tf[1] = tf[1], tf[0]
+		}, "term_freqs[1] not sorted"},
+	} {
+		m := *good
+		m.Fields = slices.Clone(good.Fields)
+		for i := range m.Fields {
+			m.Fields[i].Levels = slices.Clone(m.Fields[i].Levels)
+			m.Fields[i].TermFreqs = slices.Clone(m.Fields[i].TermFreqs)
+		}
+		tc.mutate(&m)
+		if err := m.Validate(); err == nil || !errors.Is(err, ErrInvalidModel) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an ErrInvalidModel containing %q", tc.name, err, tc.want)
+		}
 	}
 }
