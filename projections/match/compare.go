@@ -153,12 +153,18 @@ func level(k Comparison, a, b string) int {
 // swappedLevel is the index of the name level "swapped".
 const swappedLevel = 4
 
+// countedElsewhere is the level of the second field of a swapped pair: the
+// swap is one piece of evidence, counted once, under the first field.
+const countedElsewhere = -2
+
 // levels sets out[f] to the level of field f (comparison kinds[f]) of the
 // normalized values a[f] and b[f], -1 when either is missing. A name field
-// whose values differ (Jaro-Winkler below 0.92) is "swapped" when another
+// whose values differ (Jaro-Winkler below 0.92) is "swapped" when a later
 // name field holds the values crosswise: a's value of the one is like b's
 // value of the other and the other way round (Jaro-Winkler ≥ 0.92 both);
-// given name and surname entered the wrong way round, say.
+// given name and surname entered the wrong way round, say. The later field
+// is then countedElsewhere: the two fields disagree because of one swap, and
+// counting it twice would overstate it.
 func levels(kinds []Comparison, a, b []string, out []int) {
 	for f, k := range kinds {
 		out[f] = level(k, a[f], b[f])
@@ -167,10 +173,10 @@ func levels(kinds []Comparison, a, b []string, out []int) {
 		if k != Name || out[f] < 2 {
 			continue
 		}
-		for g, kg := range kinds {
-			if g != f && kg == Name && a[g] != "" && b[g] != "" &&
+		for g := f + 1; g < len(kinds); g++ {
+			if kinds[g] == Name && out[g] >= 2 &&
 				JaroWinkler(a[f], b[g]) >= 0.92 && JaroWinkler(a[g], b[f]) >= 0.92 {
-				out[f] = swappedLevel
+				out[f], out[g] = swappedLevel, countedElsewhere
 				break
 			}
 		}

@@ -62,6 +62,11 @@ type TermFreq struct {
 	Freq  float64 `json:"freq" msgpack:"freq"`
 }
 
+// SwappedElsewhere is the level reported for the second field of a swapped
+// pair of name fields: it contributes 0, the swap being counted under the
+// first field (level "swapped").
+const SwappedElsewhere = "swapped_counted_elsewhere"
+
 // Contribution is what one field adds to a pair's match weight: the log2
 // Bayes factor m/u of its comparison level (0 when a value is missing).
 type Contribution struct {
@@ -115,6 +120,9 @@ func (m *Model) Score(c Config, a, b Record) Decision {
 	for n, i := range idx {
 		f := &m.Fields[i]
 		ct := Contribution{Field: f.Field, Level: Missing}
+		if lvs[n] == countedElsewhere {
+			ct.Level = SwappedElsewhere
+		}
 		if lv := lvs[n]; lv >= 0 && lv < len(f.Levels) {
 			ct.Level = f.Levels[lv].Name
 			ct.Weight = f.weight(lv, va[n], c.TermFrequency)

@@ -153,8 +153,12 @@ func TestSwapped(t *testing.T) {
 	kinds := []Comparison{Name, Name, Date}
 	out := make([]int, 3)
 	levels(kinds, []string{"jaiden", "bloomfield", "19800101"}, []string{"bloomfeld", "jaiden", "19800101"}, out)
-	if out[0] != swappedLevel || out[1] != swappedLevel || out[2] != 0 {
-		t.Errorf("swapped names: levels %v", out)
+	if out[0] != swappedLevel || out[1] != countedElsewhere || out[2] != 0 {
+		t.Errorf("swapped names: levels %v (the swap counts once, under the first field)", out)
+	}
+	levels(kinds, []string{"bloomfeld", "jaiden", ""}, []string{"jaiden", "bloomfield", ""}, out)
+	if out[0] != swappedLevel || out[1] != countedElsewhere {
+		t.Errorf("swapped names, other way: levels %v", out)
 	}
 	levels(kinds, []string{"jaiden", "bloomfield", ""}, []string{"jaiden", "smith", ""}, out)
 	if out[0] != 0 || out[1] != 5 || out[2] != -1 {
@@ -176,10 +180,30 @@ func TestSwapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range m.Fields {
-		if f.Comparison == Name && math.Log2(f.Levels[swappedLevel].M/f.Levels[swappedLevel].U) <= 0 {
-			t.Errorf("%s: swapped level m=%v u=%v", f.Field, f.Levels[swappedLevel].M, f.Levels[swappedLevel].U)
+	g := m.Fields[slices.IndexFunc(m.Fields, func(f FieldModel) bool { return f.Field == "given_name" })]
+	if l := g.Levels[swappedLevel]; math.Log2(l.M/l.U) <= 0 {
+		t.Errorf("given_name: swapped level m=%v u=%v", l.M, l.U)
+	}
+	// The explanation shows the swap once.
+	found := false
+	for i := 0; i+1 < len(recs) && !found; i++ {
+		if recs[i]["given_name"] == recs[i+1]["surname"] && recs[i]["given_name"] != recs[i]["surname"] {
+			d := m.Score(c, recs[i], recs[i+1])
+			levelOf := map[string]string{}
+			for _, ct := range d.Contributions {
+				levelOf[ct.Field] = ct.Level
+				if ct.Level == SwappedElsewhere && ct.Weight != 0 {
+					t.Errorf("%+v", ct)
+				}
+			}
+			if levelOf["given_name"] != "swapped" || levelOf["surname"] != SwappedElsewhere {
+				t.Errorf("swap explained as %v", levelOf)
+			}
+			found = true
 		}
+	}
+	if !found {
+		t.Error("no swapped pair in the data")
 	}
 }
 
