@@ -34,7 +34,8 @@ func (k Comparison) Levels() []string {
 // Normalize returns the normalized form of a raw value under comparison k;
 // "" means missing. Blocking keys and comparisons both use it.
 //
-//	name, text: lower case, letters and digits only, runs of anything else one space
+//	name, text: lower case, letters and digits only (apostrophes dropped), runs of
+//	            anything else one space
 //	exact:      lower case, surrounding space trimmed, inner runs of space one space
 //	date:       the digits, when they are 8 (YYYYMMDD, separators dropped); otherwise as exact
 //	phone:      the last 9 digits (so a country code or trunk prefix does not
@@ -84,11 +85,15 @@ func clip(s string) string {
 	return strings.TrimRight(s[:n], " ")
 }
 
-// words keeps letters and digits, lower case, one space between words.
+// words keeps letters and digits, lower case, one space between words;
+// apostrophes are dropped (O'Brien is obrien), anything else separates.
 func words(s string) string {
 	var b strings.Builder
 	space := false
 	for _, r := range s {
+		if r == '\'' || r == '’' || r == 'ʼ' {
+			continue
+		}
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			if space && b.Len() > 0 {
 				b.WriteByte(' ')
