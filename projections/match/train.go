@@ -161,8 +161,8 @@ func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 		uObs[f] = shares(uCount[f], 0.5)
 		// The share of a level never seen: half a pair (the pseudo-count).
 		total := 0.0
-		for _, n := range uCount[f] {
-			total += n
+		for _, cnt := range uCount[f] {
+			total += cnt
 		}
 		uFloor[f] = 0.5 / (total + 0.5*float64(len(uCount[f])))
 		initM := initialM(len(uObs[f]))
