@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test test-short bench bench-cluster fuzz lint run clean predict-eval
+.PHONY: build test test-short bench bench-cluster fuzz lint run clean predict-eval febrl
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -39,10 +39,11 @@ bench-cluster:
 # Each fuzz target for FUZZTIME (default 30s): events and batches, CSV/JSON/
 # NDJSON/XML import, the rule language, stored GCRs, webhook signatures, the
 # identity config, hostile log entries (Apply, CheckMsgpack), management
-# request bodies and the reference-data readers of cmd/predict-eval.
+# request bodies, the reference-data readers of cmd/predict-eval and
+# cmd/febrl-eval, and the normalization and comparisons of projections/match.
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in ./internal/wire ./event ./importer ./rules ./projections/gcr ./projections/audience ./activation ./projections ./projections/identity ./api ./cmd/predict-eval; do \
+	@for pkg in ./internal/wire ./event ./importer ./rules ./projections/gcr ./projections/audience ./activation ./projections ./projections/identity ./projections/match ./api ./cmd/predict-eval ./cmd/febrl-eval; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
@@ -53,6 +54,12 @@ fuzz:
 # "Reference results: the command"). Reads ../shared/data; about 10 s.
 predict-eval:
 	$(GO) run ./cmd/predict-eval -data ../shared/data
+
+# Issue #13: pairwise precision, recall and F1 of projections/match on FEBRL
+# 1-4 per threshold, with and without term frequencies (docs/identity.md,
+# "Matching quality (FEBRL)"). Reads ../shared/data; about a minute.
+febrl:
+	$(GO) run ./cmd/febrl-eval -data ../shared/data -tf
 
 lint:
 	gofmt -l . | tee /dev/stderr | (! read)
