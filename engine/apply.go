@@ -50,8 +50,12 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		idle := err != nil && unsynced && ctx.Err() == nil && nctx.Err() != nil
 		cancel()
 		if idle {
-			// Idle: sync the commits of the last burst.
-			if err := e.state.SyncWAL(); err != nil {
+			// Idle: sync the commits of the last burst. Under the state
+			// lock: a replay's swap closes the live store it replaces.
+			e.stateMu.RLock()
+			err := e.state.SyncWAL()
+			e.stateMu.RUnlock()
+			if err != nil {
 				return fmt.Errorf("engine: sync the state: %w", err)
 			}
 			lastSync, unsynced = time.Now(), false
