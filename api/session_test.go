@@ -287,3 +287,15 @@ func TestSessionSignInAndOut(t *testing.T) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// consoleHeaders signs in to the console with an API token and returns the
+// headers its later requests carry: the cookies and the CSRF header.
+func (s *accessServer) consoleHeaders(token string) map[string]string {
+	s.t.Helper()
+	b := newBrowser(s)
+	b.signIn(map[string]string{"token": token})
+	return map[string]string{
+		"Cookie":       api.SessionCookie + "=" + b.value(api.SessionCookie) + "; " + api.CSRFCookie + "=" + b.value(api.CSRFCookie),
+		api.CSRFHeader: b.value(api.CSRFCookie),
+	}
+}
