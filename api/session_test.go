@@ -258,6 +258,14 @@ func TestSessionSignInAndOut(t *testing.T) {
 		t.Errorf("old cookie after sign-out: %s, want 401 (revoked)", r)
 	}
 
+	root := newBrowser(s)
+	if got := root.signIn(map[string]string{"token": adminToken}); got.Kind != auth.KindBootstrap || got.Role != auth.RoleAdmin {
+		t.Errorf("sign-in with the bootstrap token: %+v", got)
+	}
+	if r := root.do(req{method: "GET", path: "/v1/tokens"}, false); r.code != 200 {
+		t.Errorf("bootstrap console GET /v1/tokens: %s", r)
+	}
+
 	for _, tc := range []struct {
 		name  string
 		body  string
