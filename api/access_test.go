@@ -146,6 +146,9 @@ type principal struct {
 	basic    string    // write key sent as Basic auth on tracking routes
 	role     auth.Role // a valid management role, or "" for no valid token
 	writeKey bool      // may call the tracking routes
+	// cookie, when set, are the headers of a console signed in with
+	// POST /v1/session: its cookies and the CSRF header (no bearer).
+	cookie map[string]string
 }
 
 // fixture is a request that a caller allowed to use the route gets a 2xx
@@ -320,16 +323,25 @@ var fixtures = map[string]fixture{
 		return req{path: "/v1/login", body: jsonBodyNoT(map[string]string{"name": name, "password": "correct horse battery",
 			"code": auth.TOTP(secret, s.clock.Now())})}
 	}},
-	"GET /healthz":         {req: get("/healthz")},
-	"GET /v1/openapi.json": {req: get("/v1/openapi.json")},
-	"GET /metrics":         {req: get("/metrics")},
-	"OPTIONS /v1/track":    {req: options("/v1/track")},
-	"OPTIONS /v1/identify": {req: options("/v1/identify")},
-	"OPTIONS /v1/page":     {req: options("/v1/page")},
-	"OPTIONS /v1/screen":   {req: options("/v1/screen")},
-	"OPTIONS /v1/group":    {req: options("/v1/group")},
-	"OPTIONS /v1/alias":    {req: options("/v1/alias")},
-	"OPTIONS /v1/batch":    {req: options("/v1/batch")},
+	"POST /v1/session": {req: func(s *accessServer, n int) req {
+		name := fmt.Sprintf("signin%d", n)
+		secret := s.createUser(name, auth.RoleViewer, "correct horse battery")
+		return req{path: "/v1/session", body: jsonBodyNoT(map[string]string{"name": name, "password": "correct horse battery",
+			"totp": auth.TOTP(secret, s.clock.Now())})}
+	}},
+	"GET /v1/session":           {req: get("/v1/session")},
+	"GET /v1/session/providers": {req: get("/v1/session/providers")},
+	"DELETE /v1/session":        {req: func(*accessServer, int) req { return req{method: "DELETE", path: "/v1/session"} }},
+	"GET /healthz":              {req: get("/healthz")},
+	"GET /v1/openapi.json":      {req: get("/v1/openapi.json")},
+	"GET /metrics":              {req: get("/metrics")},
+	"OPTIONS /v1/track":         {req: options("/v1/track")},
+	"OPTIONS /v1/identify":      {req: options("/v1/identify")},
+	"OPTIONS /v1/page":          {req: options("/v1/page")},
+	"OPTIONS /v1/screen":        {req: options("/v1/screen")},
+	"OPTIONS /v1/group":         {req: options("/v1/group")},
+	"OPTIONS /v1/alias":         {req: options("/v1/alias")},
+	"OPTIONS /v1/batch":         {req: options("/v1/batch")},
 }
 
 func get(path string) func(*accessServer, int) req {
@@ -407,6 +419,11 @@ func TestRouteRoles(t *testing.T) {
 		{name: "bad token", bearer: bad},
 		{name: "expired token", bearer: expired},
 		{name: "revoked token", bearer: revoked},
+		// The console's cookie sessions meet the same route table (no back door).
+		{name: "admin cookie", cookie: s.consoleHeaders(tok("croot", auth.RoleAdmin)), role: auth.RoleAdmin},
+		{name: "editor cookie", cookie: s.consoleHeaders(tok("ced", auth.RoleEditor)), role: auth.RoleEditor},
+		{name: "viewer cookie", cookie: s.consoleHeaders(tok("cview", auth.RoleViewer)), role: auth.RoleViewer},
+		{name: "privacy cookie", cookie: s.consoleHeaders(tok("cdpo", auth.RolePrivacy)), role: auth.RolePrivacy},
 	}
 	routes := s.srv.Routes()
 	inTable := map[string]bool{}
@@ -418,7 +435,9 @@ func TestRouteRoles(t *testing.T) {
 	actors := map[string]audited{
 		"admin bootstrap": {actor: "bootstrap", role: "admin"}, "admin token": {actor: "token:root", role: "admin"},
 		"editor": {actor: "token:ed", role: "editor"}, "viewer": {actor: "token:view", role: "viewer"},
-		"privacy": {actor: "token:dpo", role: "privacy"},
+		"privacy":      {actor: "token:dpo", role: "privacy"},
+		"admin cookie": {actor: "token:croot", role: "admin"}, "editor cookie": {actor: "token:ced", role: "editor"},
+		"viewer cookie": {actor: "token:cview", role: "viewer"}, "privacy cookie": {actor: "token:cdpo", role: "privacy"},
 	}
 	auditStart := s.auditCursor()
 	for _, rt := range routes {
@@ -444,6 +463,9 @@ func TestRouteRoles(t *testing.T) {
 				} else if p.bearer != "" {
 					r.header = bearer(p.bearer)
 				}
+				if p.cookie != nil {
+					r.header = p.cookie
+				}
 				var want int // 0: any 2xx
 				switch rt.Access {
 				case api.AccessPublic:
@@ -465,12 +487,12 @@ func TestRouteRoles(t *testing.T) {
 				if fx.after != nil {
 					fx.after(s)
 				}
-				if (rt.Access == api.AccessRoles && rt.Pattern != "GET /metrics") || rt.Pattern == "POST /v1/login" { // scrapes are not audited
+				if (rt.Access == api.AccessRoles && rt.Pattern != "GET /metrics") || rt.Pattern == "POST /v1/login" || rt.Pattern == "POST /v1/session" { // scrapes are not audited
 					a := audited{action: rt.Pattern, result: map[int]string{401: "unauthenticated", 403: "denied"}[res.code]}
 					if rt.Access == api.AccessRoles && res.code != 401 {
 						a.actor, a.role = actors[p.name].actor, actors[p.name].role
 					}
-					if rt.Pattern == "POST /v1/login" && res.code == 200 {
+					if (rt.Pattern == "POST /v1/login" || rt.Pattern == "POST /v1/session") && res.code == 200 {
 						var lr struct{ Name string }
 						if err := json.Unmarshal(r.body, &lr); err != nil {
 							t.Fatal(err)

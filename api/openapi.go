@@ -60,6 +60,12 @@ var routeSummaries = map[string]string{
 	"GET /v1/users":                      "List users",
 	"DELETE /v1/users/{name}":            "Delete a user and end their sessions",
 	"POST /v1/login":                     "Log in: a session token",
+	"POST /v1/session":                   "Sign in to the console (API token, or name + password + totp): sets the session and CSRF cookies",
+	"GET /v1/session":                    "Who is signed in (name, role, expiry)",
+	"DELETE /v1/session":                 "Sign out: ends the session and clears its cookies",
+	"GET /v1/session/providers":          "The sign-ins this server offers (token, password, OpenID Connect)",
+	"GET /v1/session/oidc/login":         "Single sign-on: redirect to the OpenID Connect provider (code flow with PKCE)",
+	"GET /v1/session/oidc/callback":      "Single sign-on: the provider's redirect back; opens the session and redirects to the console",
 	"GET /v1/cluster":                    "The cluster: members, leader, partition owners (a node run with --cluster)",
 	"POST /v1/cluster/nodes":             "Add a node to the cluster",
 	"DELETE /v1/cluster/nodes/{name}":    "Remove a node from the cluster",
@@ -99,7 +105,7 @@ func openAPI(routes []RouteInfo) map[string]any {
 			op["security"] = []any{map[string]any{"writeKey": []string{}}}
 		case AccessRoles:
 			roles := append([]string{"admin"}, roleNames(r.Roles)...)
-			op["security"] = []any{map[string]any{"bearer": []string{}}}
+			op["security"] = []any{map[string]any{"bearer": []string{}}, map[string]any{"session": []string{}}}
 			op["x-aurum-roles"] = roles
 		}
 		var params []any
@@ -124,7 +130,9 @@ func openAPI(routes []RouteInfo) map[string]any {
 		"paths": paths,
 		"components": map[string]any{
 			"securitySchemes": map[string]any{
-				"bearer":   map[string]any{"type": "http", "scheme": "bearer", "description": "the admin token, an API token or a login session"},
+				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "the admin token, an API token or a login session"},
+				"session": map[string]any{"type": "apiKey", "in": "cookie", "name": SessionCookie,
+					"description": "the console's session cookie (POST /v1/session); changes also need the X-Aurum-CSRF header"},
 				"writeKey": map[string]any{"type": "http", "scheme": "basic", "description": "a source's write key as the user name (or the body's writeKey)"},
 			},
 			"schemas": map[string]any{"Error": map[string]any{"type": "object", "required": []string{"error"}, "properties": map[string]any{
