@@ -190,42 +190,53 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, 4<<10, &req, false) {
 		return
 	}
-	for _, f := range []struct{ field, v string }{{"name", req.Name}, {"password", req.Password}, {"code", req.Code}} {
+	if sess, ok := s.login(w, r, req.Name, req.Password, req.Code, "code"); ok {
+		writeJSON(w, http.StatusOK, sess)
+	}
+}
+
+// login checks a user's name, password and TOTP code (the field codeField)
+// and opens a session, throttling failures per client address and per
+// name; on failure it has answered (400, 401, 429 or 503). POST /v1/login
+// and POST /v1/session sign in through it.
+func (s *Server) login(w http.ResponseWriter, r *http.Request, name, password, code, codeField string) (access.Session, bool) {
+	for _, f := range []struct{ field, v string }{{"name", name}, {"password", password}, {codeField, code}} {
 		if f.v == "" {
 			writeError(w, http.StatusBadRequest, f.field, "required")
-			return
+			return access.Session{}, false
 		}
 	}
 	client := clientAddr(r)
-	keys := []string{"client:" + client, "name:" + req.Name}
+	keys := []string{"client:" + client, "name:" + name}
 	for _, k := range keys {
 		if ok, wait := s.loginThrottle.Check(k); !ok {
 			s.throttled.Inc()
-			s.opts.Logger.Warn("api: login throttled", "name", req.Name, "client", client)
+			s.opts.Logger.Warn("api: login throttled", "name", name, "client", client)
 			tooMany(w, wait, "too many failed logins")
-			return
+			return access.Session{}, false
 		}
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	sess, err := s.svc.Access.Login(ctx, req.Name, req.Password, req.Code)
+	sess, err := s.svc.Access.Login(ctx, name, password, code)
 	switch {
 	case errors.Is(err, access.ErrUnauthenticated):
 		for _, k := range keys {
 			s.loginThrottle.Fail(k)
 		}
-		s.opts.Logger.Warn("api: login failed", "name", req.Name, "client", client)
+		s.opts.Logger.Warn("api: login failed", "name", name, "client", client)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="aurum"`)
 		writeError(w, http.StatusUnauthorized, "", "wrong name, password or code")
 	case err != nil:
 		s.opts.Logger.Error("api: login", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "", "could not log in; retry")
 	default:
-		s.loginThrottle.Succeed("name:" + req.Name)
+		s.loginThrottle.Succeed("name:" + name)
 		setPrincipal(r, auth.Principal{Name: sess.Name, Role: sess.Role, Kind: auth.KindSession}.Actor(), string(sess.Role))
-		s.opts.Logger.Info("api: login", "name", req.Name, "role", sess.Role, "session", sess.ID, "client", client)
-		writeJSON(w, http.StatusOK, sess)
+		s.opts.Logger.Info("api: login", "name", name, "role", sess.Role, "session", sess.ID, "client", client)
+		return sess, true
 	}
+	return access.Session{}, false
 }
 
 // allowIngest applies the per-source ingest rate limit to n events; when

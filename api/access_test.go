@@ -320,6 +320,14 @@ var fixtures = map[string]fixture{
 		return req{path: "/v1/login", body: jsonBodyNoT(map[string]string{"name": name, "password": "correct horse battery",
 			"code": auth.TOTP(secret, s.clock.Now())})}
 	}},
+	"POST /v1/session": {req: func(s *accessServer, n int) req {
+		name := fmt.Sprintf("signin%d", n)
+		secret := s.createUser(name, auth.RoleViewer, "correct horse battery")
+		return req{path: "/v1/session", body: jsonBodyNoT(map[string]string{"name": name, "password": "correct horse battery",
+			"totp": auth.TOTP(secret, s.clock.Now())})}
+	}},
+	"GET /v1/session":      {req: get("/v1/session")},
+	"DELETE /v1/session":   {req: func(*accessServer, int) req { return req{method: "DELETE", path: "/v1/session"} }},
 	"GET /healthz":         {req: get("/healthz")},
 	"GET /v1/openapi.json": {req: get("/v1/openapi.json")},
 	"GET /metrics":         {req: get("/metrics")},
@@ -465,12 +473,12 @@ func TestRouteRoles(t *testing.T) {
 				if fx.after != nil {
 					fx.after(s)
 				}
-				if (rt.Access == api.AccessRoles && rt.Pattern != "GET /metrics") || rt.Pattern == "POST /v1/login" { // scrapes are not audited
+				if (rt.Access == api.AccessRoles && rt.Pattern != "GET /metrics") || rt.Pattern == "POST /v1/login" || rt.Pattern == "POST /v1/session" { // scrapes are not audited
 					a := audited{action: rt.Pattern, result: map[int]string{401: "unauthenticated", 403: "denied"}[res.code]}
 					if rt.Access == api.AccessRoles && res.code != 401 {
 						a.actor, a.role = actors[p.name].actor, actors[p.name].role
 					}
-					if rt.Pattern == "POST /v1/login" && res.code == 200 {
+					if (rt.Pattern == "POST /v1/login" || rt.Pattern == "POST /v1/session") && res.code == 200 {
 						var lr struct{ Name string }
 						if err := json.Unmarshal(r.body, &lr); err != nil {
 							t.Fatal(err)

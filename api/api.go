@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -54,8 +56,19 @@ type Options struct {
 	// LoginEvery is how often a throttled client or name regains one
 	// attempt. Default 1 min.
 	LoginEvery time.Duration
-	// Now is the rate limiters' clock. Default time.Now.
+	// Now is the rate limiters' and console sessions' clock. Default
+	// time.Now.
 	Now func() time.Time
+	// SessionTTL is how long a console session signed in with an API token
+	// lasts (never past the token's expiry; a user's sign-in lasts the
+	// engine's SessionTTL). Default 12 h.
+	SessionTTL time.Duration
+	// SessionIdle ends a console session after this long without a
+	// request. Default 1 h.
+	SessionIdle time.Duration
+	// SecureCookies marks the session cookies Secure even on plain HTTP
+	// (behind a proxy that terminates TLS); under TLS they always are.
+	SecureCookies bool
 }
 
 // Server is the HTTP handler.
@@ -72,6 +85,10 @@ type Server struct {
 	limited       *prometheus.CounterVec
 	throttled     prometheus.Counter
 	openapiJSON   []byte // GET /v1/openapi.json, from the route table
+
+	sessionOnce sync.Once   // derives sessionGCM from Access.SessionKey
+	sessionGCM  cipher.AEAD // seals the session cookies (session.go)
+	sessionErr  error
 }
 
 // New returns the API handler over svc (every field set).
@@ -97,6 +114,15 @@ func New(svc Services, opts Options) (*Server, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.SessionTTL == 0 {
+		opts.SessionTTL = 12 * time.Hour
+	}
+	if opts.SessionIdle == 0 {
+		opts.SessionIdle = time.Hour
+	}
+	if opts.SessionTTL < 0 || opts.SessionIdle < 0 {
+		return nil, errors.New("api: session TTL and idle time must not be negative")
 	}
 	s := &Server{svc: svc, opts: opts, mux: http.NewServeMux()}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_http_requests_total",

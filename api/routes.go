@@ -39,6 +39,7 @@ var (
 	rolesRead     = []auth.Role{auth.RoleEditor, auth.RoleViewer}                   // read configuration and operations
 	rolesProfiles = []auth.Role{auth.RoleEditor, auth.RoleViewer, auth.RolePrivacy} // read personal data
 	rolesPrivacy  = []auth.Role{auth.RolePrivacy}                                   // erasure, export, consent
+	rolesAny      = []auth.Role{auth.RoleEditor, auth.RoleViewer, auth.RolePrivacy} // every signed-in principal
 )
 
 // routeTable is the ONE place that states every route and who may call it.
@@ -107,6 +108,9 @@ func (s *Server) routeTable() []routeDef {
 		role("GET /v1/users", rolesAdmin, s.handleListUsers),
 		role("DELETE /v1/users/{name}", rolesAdmin, s.handleDeleteUser),
 		pub("POST /v1/login", s.handleLogin),
+		pub("POST /v1/session", s.handleCreateSession),
+		role("GET /v1/session", rolesAny, s.handleGetSession),
+		role("DELETE /v1/session", rolesAny, s.handleDeleteSession),
 		pub("GET /healthz", s.handleHealth),
 		pub("GET /v1/openapi.json", s.handleOpenAPI),
 		metricsRoute,
@@ -136,11 +140,14 @@ func (s *Server) guard(rd routeDef) http.HandlerFunc {
 	}
 	need := append([]string{string(auth.RoleAdmin)}, roleNames(rd.Roles)...)
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, ok := s.authenticate(w, r)
+		p, cs, ok := s.authenticate(w, r)
 		if !ok {
 			return
 		}
 		setPrincipal(r, p.Actor(), string(p.Role))
+		if cs != nil && !s.csrfOK(w, r, cs) {
+			return
+		}
 		if !p.Role.Allowed(rd.Roles) {
 			setAuditDetail(r, "forbidden: needs role "+strings.Join(need, " or "))
 			writeError(w, http.StatusForbidden, "Authorization", "role "+string(p.Role)+" may not "+rd.Pattern+"; needs role "+strings.Join(need, " or "))
@@ -158,37 +165,92 @@ func roleNames(rs []auth.Role) []string {
 	return out
 }
 
-// authenticate returns the principal of the request's bearer token, or
-// answers 401 and returns false.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
-	unauth := func(msg string) (auth.Principal, bool) {
-		setAuditDetail(r, msg)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="aurum"`)
-		writeError(w, http.StatusUnauthorized, "Authorization", msg)
-		return auth.Principal{}, false
+// authenticate returns the principal of the request (principalOf: the
+// Authorization header, else the session cookie), or answers 401 (503
+// while catching up) and returns false. A cookie session that has been
+// idle long enough gets a fresh cookie (session.go).
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Principal, *cookieSession, bool) {
+	p, cs, err := s.principalOf(r)
+	if err == nil {
+		if cs != nil {
+			s.refreshSession(w, r, cs)
+		}
+		return p, cs, true
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
-		return unauth("missing bearer token")
+	var ae *authError
+	if !errors.As(err, &ae) {
+		ae = &authError{msg: "invalid token"}
 	}
+	if ae.unknown && s.catchingUp(w, r, "token") {
+		return auth.Principal{}, nil, false
+	}
+	setAuditDetail(r, ae.msg)
+	if ae.cookie {
+		clearSessionCookies(w, r)
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="aurum"`)
+	writeError(w, http.StatusUnauthorized, "Authorization", ae.msg)
+	return auth.Principal{}, nil, false
+}
+
+// authError is why principalOf found no principal; the message never
+// holds a secret.
+type authError struct {
+	msg     string
+	unknown bool // an unknown credential (a node catching up may not know it yet)
+	cookie  bool // it was the session cookie's
+}
+
+func (e *authError) Error() string { return e.msg }
+
+// principalOf returns who the request acts as: the principal of its
+// "Authorization: Bearer" token (the bootstrap admin token, an API token or
+// a login session) or, without an Authorization header, of its session
+// cookie (then cs is the cookie's state, for the CSRF check and its
+// refresh). The error is an *authError.
+func (s *Server) principalOf(r *http.Request) (p auth.Principal, cs *cookieSession, err error) {
+	if h := r.Header.Get("Authorization"); h != "" || !hasSessionCookie(r) {
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || tok == "" {
+			return auth.Principal{}, nil, &authError{msg: "missing bearer token"}
+		}
+		p, err := s.secretPrincipal(tok)
+		return p, nil, err
+	}
+	cs, err = s.openSessionCookie(r)
+	if err != nil {
+		return auth.Principal{}, nil, err
+	}
+	p, err = s.secretPrincipal(cs.Secret)
+	if err != nil {
+		var ae *authError
+		if errors.As(err, &ae) {
+			ae.cookie = true
+			ae.msg = "session: " + ae.msg
+		}
+		return auth.Principal{}, nil, err
+	}
+	return p, cs, nil
+}
+
+// secretPrincipal returns the principal of a credential: the bootstrap
+// admin token, an API token or a session secret.
+func (s *Server) secretPrincipal(tok string) (auth.Principal, error) {
 	h := auth.HashSecret(tok)
 	if auth.Equal(h[:], s.opts.AdminTokenHash) {
-		return auth.Principal{Name: "bootstrap", Role: auth.RoleAdmin, Kind: auth.KindBootstrap}, true
+		return auth.Principal{Name: "bootstrap", Role: auth.RoleAdmin, Kind: auth.KindBootstrap}, nil
 	}
 	p, err := s.svc.Access.Authenticate(tok)
 	if err == nil {
-		return p, true
+		return p, nil
 	}
 	if _, isKey := s.svc.Access.SourceForKey(tok); isKey {
-		return unauth("invalid token: a source write key can only ingest, it is not a management credential")
+		return auth.Principal{}, &authError{msg: "invalid token: a source write key can only ingest, it is not a management credential"}
 	}
 	if errors.Is(err, access.ErrExpired) {
-		return unauth("token expired")
+		return auth.Principal{}, &authError{msg: "token expired"}
 	}
-	if s.catchingUp(w, r, "token") {
-		return auth.Principal{}, false
-	}
-	return unauth("invalid token")
+	return auth.Principal{}, &authError{msg: "invalid token", unknown: true}
 }
 
 // catchingUp answers 503 with Retry-After, and returns true, when this

@@ -43,6 +43,7 @@ type Access interface {
 	Users() []access.UserInfo
 	DeleteUser(ctx context.Context, name string) error
 	Login(ctx context.Context, name, password, code string) (access.Session, error)
+	SessionKey() []byte
 	SourceForKey(key string) (string, bool)
 	SourceExists(name string) bool
 	Sources() []access.SourceInfo

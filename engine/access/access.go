@@ -425,3 +425,10 @@ func (e *Gate) Login(ctx context.Context, name, password, code string) (Session,
 	}
 	return Session{Token: tokSecret, ID: tk.ID, Name: name, Role: auth.Role(tk.Role), Expires: time.UnixMilli(tk.Expires).UTC()}, nil
 }
+
+// SessionKey is the 32-byte key that seals the console's session cookies:
+// derived from the master key (through the keyring's keyed hash), so every
+// node of a cluster derives the same one and a cookie holds on any node.
+func (e *Gate) SessionKey() []byte {
+	return append(e.keys.Hash("system", "console-session-key/1"), e.keys.Hash("system", "console-session-key/2")...)
+}
