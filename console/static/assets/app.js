@@ -94,9 +94,9 @@ function showSignIn(message) {
       h("h2", {}, "Operators: API token"),
       h("label", {}, "Token", token),
       h("button", { type: "submit", testid: "login-submit" }, "Sign in with token"))));
-  call(routes.sessionProviders).then((res) => {
+  if (routes.sessionProviders) call(routes.sessionProviders).then((res) => {
     for (const p of (res && res.providers) || []) {
-      const href = p.login_url || p.url || path(routes.oidcLogin);
+      const href = p.login_url || p.url || (routes.oidcLogin && path(routes.oidcLogin));
       sso.append(h("a", { class: "button primary", href, testid: "login-sso" }, `Sign in with ${p.name || "single sign-on"}`));
     }
   }).catch(() => { /* no providers */ });

@@ -6,11 +6,9 @@
 // roles). The UI shows a control only when the signed-in role may call its
 // route (can() in api.js); the server enforces the roles whatever the UI shows.
 export const routes = {
-  sessionGet: { route: "GET /v1/session", access: "public" },
+  sessionGet: { route: "GET /v1/session", access: "roles", roles: ["editor", "viewer", "privacy"] },
   sessionCreate: { route: "POST /v1/session", access: "public" },
-  sessionDelete: { route: "DELETE /v1/session", access: "public" },
-  sessionProviders: { route: "GET /v1/session/providers", access: "public" },
-  oidcLogin: { route: "GET /v1/session/oidc/login", access: "public" },
+  sessionDelete: { route: "DELETE /v1/session", access: "roles", roles: ["editor", "viewer", "privacy"] },
   metrics: { route: "GET /metrics", access: "roles", roles: ["editor", "viewer"] },
   audiences: { route: "GET /v1/audiences", access: "roles", roles: ["editor", "viewer"] },
   audience: { route: "GET /v1/audiences/{name}", access: "roles", roles: ["editor", "viewer"] },
