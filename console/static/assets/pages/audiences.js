@@ -8,8 +8,8 @@ import { editor, newCondition, toRule } from "../builder.js";
 
 export async function render(main, args) {
   const [view, name] = args;
-  if (view === "new") return builder(main, null);
-  if (view === "edit" && name) return builder(main, name);
+  if (view === "new" && can(routes.audienceCreate)) return builder(main, null);
+  if (view === "edit" && name && can(routes.audienceReplace)) return builder(main, name);
   if (view === "members" && name) return members(main, name);
   return list(main);
 }
