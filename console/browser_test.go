@@ -323,6 +323,34 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("saved audience: %d %s", code, body)
 	}
 
+	// Every kind of condition the visual editor offers writes a rule the
+	// API compiles, alone and joined with "or".
+	kinds, err := b.eval(`(async () => {
+		const m = await import("/assets/builder.js");
+		const csrf = decodeURIComponent((document.cookie.match(/(?:^|; )aurum_csrf=([^;]*)/) || [])[1] || "");
+		const out = [];
+		const conds = Object.keys(m.kinds).map(k => { const c = m.newCondition(k); if (k === "in_audience") c.fields.audience = "buyers"; return c; });
+		for (const rule of [...conds.map(c => m.toRule([c], "and")), m.toRule(conds, "or")]) {
+			const r = await fetch("/v1/audiences/preview", {method: "POST", credentials: "same-origin",
+				headers: {"Content-Type": "application/json", "X-Aurum-CSRF": csrf}, body: JSON.stringify({rule})});
+			out.push(r.status + " " + rule + (r.ok ? "" : " " + await r.text()));
+		}
+		return out.join("\n");
+	})()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(kinds, "\n")
+	if len(lines) != 8 {
+		t.Fatalf("builder kinds: %d rules, want 7 kinds and their join:\n%s", len(lines), kinds)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "200 ") {
+			t.Errorf("the visual editor wrote a rule the API refuses: %s", l)
+		}
+	}
+	t.Logf("rules the visual editor writes:\n%s", kinds)
+
 	// A broken rule: the error shows at the position the API names.
 	const broken = `count("Order Completed") >= 1 and cnt("Product Viewed") > 2`
 	col := strings.Index(broken, "cnt") + 1

@@ -121,4 +121,3 @@ func apiRoutes(t *testing.T) map[string]api.RouteInfo {
 	}
 	return out
 }
-
