@@ -144,7 +144,7 @@ func (b *browser) screenshot(dir, name string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, waitFor)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
@@ -181,7 +181,7 @@ func (b *browser) screenshotAll(dir string) {
 
 // seed ingests three people through the tracking API and waits until
 // each profile can be read: ann and bob bought, cy only browsed.
-func seed(t *testing.T, n *testnode.Node) {
+func seed(t *testing.T, n *testnode.Node) (writeKey string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -220,6 +220,24 @@ func seed(t *testing.T, n *testnode.Node) {
 			return nil
 		})
 	}
+	return key
+}
+
+// track posts a batch of count "Product Viewed" events for cy.
+func track(t *testing.T, base, key string, count int) {
+	t.Helper()
+	var evs []string
+	for i := range count {
+		evs = append(evs, fmt.Sprintf(`{"type":"track","userId":"u-cy","event":"Product Viewed","properties":{"sku":"B%d"}}`, i))
+	}
+	req, _ := http.NewRequest("POST", base+"/v1/batch", strings.NewReader(`{"batch":[`+strings.Join(evs, ",")+`]}`))
+	req.SetBasicAuth(key, "")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 }
 
 func apiGet(t *testing.T, base, path string) (int, string) {
@@ -276,7 +294,7 @@ func checkFor(t *testing.T, f func() error) {
 func TestBrowser(t *testing.T) {
 	n := startNode(t)
 	base := serveConsole(t, n)
-	seed(t, n)
+	key := seed(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	viewerToken, _, err := n.Engine.Gate().CreateToken(ctx, "watcher", auth.RoleViewer, time.Time{})
@@ -390,6 +408,13 @@ func TestBrowser(t *testing.T) {
 	if dir := os.Getenv("AURUM_SCREENSHOTS"); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
+		}
+		// Let the dashboard take a few samples while events arrive, so
+		// that its charts have lines.
+		b.run("dashboard", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("page-dashboard")))
+		for i := range 22 { // the dashboard samples every 10 s
+			track(t, n.URL, key, 10+(i%6)*8)
+			time.Sleep(time.Second)
 		}
 		b.screenshotAll(dir)
 		b.run("sign out for the sign-in screenshot", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("signout")), chromedp.Click(sel("signout")), chromedp.WaitVisible(sel("login-token")))

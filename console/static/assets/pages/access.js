@@ -15,7 +15,7 @@ export async function render(main) {
     try { await fn(); } catch (err) { status.replaceChildren(errorBox(err)); }
   };
   const [{ tokens = [] }, { users = [] }, audit] = await Promise.all([
-    call(routes.tokens), call(routes.users), call(routes.audit, { query: { newest: "true", limit: 50 } })]);
+    call(routes.tokens), call(routes.users), call(routes.audit, { query: { newest: "true", limit: 25 } })]);
 
   const tName = h("input", { testid: "token-name", required: true, placeholder: "ci-reader" });
   const tRole = h("select", { testid: "token-role" }, roles.map((r) => h("option", { value: r }, r)));
@@ -34,7 +34,7 @@ export async function render(main) {
     otp.replaceChildren(h("p", { class: "ok", testid: "user-otpauth" }, "Add this to the user's authenticator app (shown once): ", h("code", {}, res.otpauth_uri)));
   });
 
-  const entries = audit.entries || [];
+  const entries = (audit.entries || []).slice().sort((a, b) => b.seq - a.seq);
   const auditBody = h("div");
   const drawAudit = () => auditBody.replaceChildren(table([
     ["time", (e) => fmtTime(e.time)], ["actor", (e) => e.actor], ["role", (e) => e.role], ["action", (e) => e.action],
@@ -55,5 +55,5 @@ export async function render(main) {
       users, () => ({ testid: "user-row" })),
       h("form", { class: "row", onsubmit: createUser }, uName, " ", uPass, " ", uRole, " ", h("button", { type: "submit", class: "primary", testid: "user-create" }, "Create user")),
       otp),
-    section("Audit log (newest first)", auditBody));
+    section("Audit log (the newest 25; aurum audit lists more)", auditBody));
 }
