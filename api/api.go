@@ -69,6 +69,9 @@ type Options struct {
 	// SecureCookies marks the session cookies Secure even on plain HTTP
 	// (behind a proxy that terminates TLS); under TLS they always are.
 	SecureCookies bool
+	// SSO, when set, offers single sign-on with OpenID Connect
+	// (GET /v1/session/oidc/login and /callback).
+	SSO SSO
 }
 
 // Server is the HTTP handler.

@@ -71,7 +71,8 @@ func principalFrom(r *http.Request) (name, role string) {
 // /metrics and the API description.
 func audited(pattern string) bool {
 	method, path, _ := strings.Cut(pattern, " ")
-	if method == http.MethodOptions || path == "/healthz" || path == "/metrics" || path == "/v1/openapi.json" {
+	if method == http.MethodOptions || path == "/healthz" || path == "/metrics" || path == "/v1/openapi.json" ||
+		path == "/v1/session/providers" || path == "/v1/session/oidc/login" {
 		return false
 	}
 	return !trackingPath(path)

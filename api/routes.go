@@ -111,10 +111,16 @@ func (s *Server) routeTable() []routeDef {
 		pub("POST /v1/session", s.handleCreateSession),
 		role("GET /v1/session", rolesAny, s.handleGetSession),
 		role("DELETE /v1/session", rolesAny, s.handleDeleteSession),
+		pub("GET /v1/session/providers", s.handleProviders),
 		pub("GET /healthz", s.handleHealth),
 		pub("GET /v1/openapi.json", s.handleOpenAPI),
 		metricsRoute,
 	)
+	if s.opts.SSO != nil {
+		t = append(t,
+			pub("GET /v1/session/oidc/login", s.handleOIDCLogin),
+			pub("GET /v1/session/oidc/callback", s.handleOIDCCallback))
+	}
 	return t
 }
 

@@ -44,6 +44,7 @@ type Access interface {
 	DeleteUser(ctx context.Context, name string) error
 	Login(ctx context.Context, name, password, code string) (access.Session, error)
 	SessionKey() []byte
+	OpenSSOSession(ctx context.Context, name string, role auth.Role, expires time.Time) (access.Session, error)
 	SourceForKey(key string) (string, bool)
 	SourceExists(name string) bool
 	Sources() []access.SourceInfo

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/sso"
 )
 
 // Console sessions: POST /v1/session signs in (an API token, or a user's
@@ -87,21 +89,7 @@ func (s *Server) sessionAEAD() (cipher.AEAD, error) {
 	return s.sessionGCM, s.sessionErr
 }
 
-func (s *Server) sealSession(cs *cookieSession) (string, error) {
-	gcm, err := s.sessionAEAD()
-	if err != nil {
-		return "", err
-	}
-	plain, err := json.Marshal(cs)
-	if err != nil {
-		return "", err
-	}
-	nonce := make([]byte, gcm.NonceSize(), gcm.NonceSize()+len(plain)+gcm.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", err
-	}
-	return "v1." + base64.RawURLEncoding.EncodeToString(gcm.Seal(nonce, nonce, plain, []byte(sessionAAD))), nil
-}
+func (s *Server) sealSession(cs *cookieSession) (string, error) { return s.seal(cs, sessionAAD) }
 
 func hasSessionCookie(r *http.Request) bool {
 	c, err := r.Cookie(SessionCookie)
@@ -116,21 +104,8 @@ func (s *Server) openSessionCookie(r *http.Request) (*cookieSession, error) {
 	if err != nil {
 		return nil, bad
 	}
-	raw, ok := strings.CutPrefix(c.Value, "v1.")
-	if !ok {
-		return nil, bad
-	}
-	sealed, err := base64.RawURLEncoding.DecodeString(raw)
-	gcm, gerr := s.sessionAEAD()
-	if err != nil || gerr != nil || len(sealed) < gcm.NonceSize() {
-		return nil, bad
-	}
-	plain, err := gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], []byte(sessionAAD))
-	if err != nil {
-		return nil, bad
-	}
 	var cs cookieSession
-	if err := json.Unmarshal(plain, &cs); err != nil || cs.Secret == "" {
+	if !s.unseal(c.Value, sessionAAD, &cs) || cs.Secret == "" {
 		return nil, bad
 	}
 	now := s.opts.Now()
@@ -215,7 +190,7 @@ func (s *Server) csrfOK(w http.ResponseWriter, r *http.Request, cs *cookieSessio
 type sessionInfo struct {
 	Name    string    `json:"name"`
 	Role    auth.Role `json:"role"`
-	Kind    string    `json:"kind"` // bootstrap, token, session (user sign-in)
+	Kind    string    `json:"kind"` // bootstrap, token, session (user sign-in), sso
 	Expires time.Time `json:"expires,omitzero"`
 }
 
@@ -308,7 +283,7 @@ func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
 // revoked by signing out (revoke it with DELETE /v1/tokens/{id}).
 func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.FromContext(r.Context())
-	if p.Kind == auth.KindSession && p.TokenID != "" {
+	if (p.Kind == auth.KindSession || p.Kind == auth.KindSSO) && p.TokenID != "" {
 		ctx, cancel := s.requestContext(r)
 		defer cancel()
 		if err := s.svc.Access.RevokeToken(ctx, p.TokenID); err != nil && !errors.Is(err, base.ErrNotFound) {
@@ -320,4 +295,168 @@ func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	clearSessionCookies(w, r)
 	s.opts.Logger.Info("api: signed out", "actor", p.Actor())
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// SSO is single sign-on with OpenID Connect (sso.Client).
+type SSO interface {
+	Issuer() string
+	RedirectURL() string // "" : derived from the request
+	AuthURL(ctx context.Context, f sso.Flow) (string, error)
+	Exchange(ctx context.Context, f sso.Flow, code string) (sso.Identity, error)
+}
+
+// The OpenID Connect sign-in keeps its state, nonce and PKCE verifier in a
+// sealed cookie of its own (any node can finish a sign-in another began),
+// SameSite=Lax because the provider's redirect back is a cross-site
+// navigation, scoped to the callback's path and valid for 10 minutes.
+const (
+	oidcCookie = "aurum_oidc"
+	oidcPath   = "/v1/session/oidc/"
+	oidcTTL    = 10 * time.Minute
+	oidcAAD    = "aurum-oidc-v1"
+)
+
+type oidcState struct {
+	Flow    sso.Flow `json:"f"`
+	Expires int64    `json:"x"`
+}
+
+func (s *Server) seal(v any, aad string) (string, error) {
+	gcm, err := s.sessionAEAD()
+	if err != nil {
+		return "", err
+	}
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, gcm.NonceSize(), gcm.NonceSize()+len(plain)+gcm.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return "v1." + base64.RawURLEncoding.EncodeToString(gcm.Seal(nonce, nonce, plain, []byte(aad))), nil
+}
+
+// unseal opens what seal made into v.
+func (s *Server) unseal(value, aad string, v any) bool {
+	raw, ok := strings.CutPrefix(value, "v1.")
+	if !ok {
+		return false
+	}
+	sealed, err := base64.RawURLEncoding.DecodeString(raw)
+	gcm, gerr := s.sessionAEAD()
+	if err != nil || gerr != nil || len(sealed) < gcm.NonceSize() {
+		return false
+	}
+	plain, err := gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], []byte(aad))
+	return err == nil && json.Unmarshal(plain, v) == nil
+}
+
+// handleProviders tells the console which sign-ins this server offers.
+func (s *Server) handleProviders(w http.ResponseWriter, r *http.Request) {
+	out := map[string]any{"token": true, "password": true, "oidc": s.opts.SSO != nil}
+	if s.opts.SSO != nil {
+		out["oidc_login_url"] = oidcPath + "login"
+		out["oidc_issuer"] = s.opts.SSO.Issuer()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// callbackURL is the OpenID Connect redirect URL: configured, or this
+// request's origin + the callback path.
+func (s *Server) callbackURL(r *http.Request) string {
+	if u := s.opts.SSO.RedirectURL(); u != "" {
+		return u
+	}
+	scheme := "http"
+	if r.TLS != nil || s.opts.SecureCookies {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + oidcPath + "callback"
+}
+
+// handleOIDCLogin starts a sign-in at the provider: fresh state, nonce and
+// PKCE verifier in the sealed aurum_oidc cookie, then a redirect.
+func (s *Server) handleOIDCLogin(w http.ResponseWriter, r *http.Request) {
+	f := sso.NewFlow(s.callbackURL(r))
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	u, err := s.opts.SSO.AuthURL(ctx, f)
+	if err != nil {
+		s.opts.Logger.Error("api: oidc login", "err", err)
+		writeError(w, http.StatusBadGateway, "", "single sign-on provider unavailable: "+err.Error())
+		return
+	}
+	exp := s.opts.Now().Add(oidcTTL)
+	v, err := s.seal(oidcState{Flow: f, Expires: exp.Unix()}, oidcAAD)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "", "could not seal the sign-in state")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: v, Path: oidcPath, Expires: exp, HttpOnly: true,
+		Secure: r.TLS != nil || s.opts.SecureCookies, SameSite: http.SameSiteLaxMode})
+	http.Redirect(w, r, u, http.StatusFound)
+}
+
+// handleOIDCCallback finishes a sign-in: checks the state against the
+// cookie, exchanges the code (PKCE), verifies the ID token and its nonce,
+// maps the role claim and opens a single sign-on session (the same
+// cookies as POST /v1/session), then redirects to the console. No role, or
+// an unknown one: 403 and no session.
+func (s *Server) handleOIDCCallback(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: "", Path: oidcPath, MaxAge: -1, HttpOnly: true,
+		Secure: r.TLS != nil || s.opts.SecureCookies, SameSite: http.SameSiteLaxMode})
+	q := r.URL.Query()
+	fail := func(code int, field, msg string) {
+		setAuditDetail(r, msg)
+		writeError(w, code, field, msg)
+	}
+	if e := q.Get("error"); e != "" {
+		fail(http.StatusForbidden, "error", "sso: the provider refused the sign-in: "+e+" "+q.Get("error_description"))
+		return
+	}
+	var st oidcState
+	c, err := r.Cookie(oidcCookie)
+	if err != nil || !s.unseal(c.Value, oidcAAD, &st) || s.opts.Now().Unix() >= st.Expires {
+		fail(http.StatusBadRequest, "state", "sso: no sign-in in progress in this browser (or it took over 10 minutes); start again at "+oidcPath+"login")
+		return
+	}
+	if got := q.Get("state"); got == "" || !auth.Equal([]byte(got), []byte(st.Flow.State)) {
+		fail(http.StatusBadRequest, "state", "sso: state does not match this browser's sign-in")
+		return
+	}
+	code := q.Get("code")
+	if code == "" {
+		fail(http.StatusBadRequest, "code", "sso: code required")
+		return
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	id, err := s.opts.SSO.Exchange(ctx, st.Flow, code)
+	if errors.Is(err, sso.ErrNoRole) {
+		setPrincipal(r, auth.KindSSO+":"+id.Name, "")
+		s.opts.Logger.Warn("api: sso sign-in without a role", "name", id.Name, "err", err)
+		fail(http.StatusForbidden, "role", err.Error()+": no access")
+		return
+	}
+	if err != nil {
+		s.opts.Logger.Warn("api: sso sign-in", "err", err)
+		fail(http.StatusUnauthorized, "code", err.Error())
+		return
+	}
+	sess, err := s.svc.Access.OpenSSOSession(ctx, id.Name, id.Role, s.opts.Now().Add(s.opts.SessionTTL))
+	if err != nil {
+		s.opts.Logger.Error("api: sso session", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", "could not open the session; retry")
+		return
+	}
+	cs := &cookieSession{Secret: sess.Token, Last: s.opts.Now().Unix(), Expires: sess.Expires.Unix()}
+	if err := s.setSessionCookies(w, r, cs); err != nil {
+		writeError(w, http.StatusInternalServerError, "", "could not seal the session cookie")
+		return
+	}
+	p := auth.Principal{Name: sess.Name, Role: sess.Role, Kind: auth.KindSSO}
+	setPrincipal(r, p.Actor(), string(p.Role))
+	s.opts.Logger.Info("api: signed in", "actor", p.Actor(), "role", p.Role, "client", clientAddr(r))
+	http.Redirect(w, r, "/", http.StatusSeeOther)
 }

@@ -58,13 +58,14 @@ const (
 	KindBootstrap = "bootstrap" // the root admin token given to serve
 	KindToken     = "token"     // an API token (POST /v1/tokens)
 	KindSession   = "session"   // a person's login session (POST /v1/login)
+	KindSSO       = "sso"       // a single sign-on session (OpenID Connect; the role comes from the provider)
 )
 
 // Principal is who a request acts as.
 type Principal struct {
 	Name    string `json:"name"`               // token name, user name, or "bootstrap"
 	Role    Role   `json:"role"`               //
-	Kind    string `json:"kind"`               // KindBootstrap, KindToken or KindSession
+	Kind    string `json:"kind"`               // KindBootstrap, KindToken, KindSession or KindSSO
 	TokenID string `json:"token_id,omitempty"` // the token's or session's id (never its secret)
 }
 

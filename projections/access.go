@@ -17,7 +17,7 @@ type Token struct {
 	Name    string `msgpack:"n"` // API token: its name; session: the user's name
 	Role    string `msgpack:"r"` // API token: its role; session: set from the user at apply
 	Hash    []byte `msgpack:"h"` // SHA-256 of the secret
-	Kind    string `msgpack:"k"` // auth.KindToken or auth.KindSession
+	Kind    string `msgpack:"k"` // auth.KindToken, auth.KindSession or auth.KindSSO
 	Created int64  `msgpack:"c"` // Unix ms (log time of the record)
 	Expires int64  `msgpack:"x"` // Unix ms; 0: never
 	// Step is a session's TOTP time step: applied only if later than the
@@ -102,7 +102,7 @@ func (sm *StateMachine) applyAccessControl(rw store.ReadWriter, c *Control, res 
 	switch c.Kind {
 	case ControlTokenPut:
 		t := c.Token
-		if len(t.ID) != 26 || len(t.Hash) != 32 || (t.Kind != auth.KindToken && t.Kind != auth.KindSession) {
+		if len(t.ID) != 26 || len(t.Hash) != 32 || (t.Kind != auth.KindToken && t.Kind != auth.KindSession && t.Kind != auth.KindSSO) {
 			return nil
 		}
 		key := tokenKey(t.ID)
@@ -123,6 +123,13 @@ func (sm *StateMachine) applyAccessControl(rw store.ReadWriter, c *Control, res 
 			}
 		} else if ValidAccessName(t.Name) != nil || !auth.Role(t.Role).Valid() {
 			return nil
+		} else if t.Kind == auth.KindSSO {
+			if t.Expires == 0 {
+				return nil // a single sign-on session always expires
+			}
+			if err := pruneSessions(rw, c.Time, ""); err != nil {
+				return err
+			}
 		}
 		t.Created = c.Time
 		if err := setMsgpack(rw, key, &t); err != nil {
@@ -165,7 +172,8 @@ func (sm *StateMachine) applyAccessControl(rw store.ReadWriter, c *Control, res 
 	return nil
 }
 
-// pruneSessions deletes the sessions that expired before log time now, and
+// pruneSessions deletes the sessions (login and single sign-on) that
+// expired before log time now, and
 // when user is set, every session of user.
 func pruneSessions(rw store.ReadWriter, now int64, user string) error {
 	var dead [][]byte
@@ -175,7 +183,8 @@ func pruneSessions(rw store.ReadWriter, now int64, user string) error {
 		if derr = msgpack.Unmarshal(v, &t); derr != nil {
 			return false
 		}
-		if t.Kind == auth.KindSession && ((t.Expires != 0 && t.Expires < now) || (user != "" && t.Name == user)) {
+		expired := t.Expires != 0 && t.Expires < now
+		if (t.Kind == auth.KindSession && (expired || (user != "" && t.Name == user))) || (t.Kind == auth.KindSSO && expired) {
 			dead = append(dead, append([]byte(nil), k...))
 		}
 		return true

@@ -432,3 +432,33 @@ func (e *Gate) Login(ctx context.Context, name, password, code string) (Session,
 func (e *Gate) SessionKey() []byte {
 	return append(e.keys.Hash("system", "console-session-key/1"), e.keys.Hash("system", "console-session-key/2")...)
 }
+
+// OpenSSOSession opens a single sign-on session through the log: a person
+// the OpenID Connect provider vouched for, with the role its claim mapped
+// to, until expires. Like a login session it is a secret shown once
+// (Session.Token), works on every node, ends at expiry or when revoked
+// (RevokeToken with Session.ID).
+func (e *Gate) OpenSSOSession(ctx context.Context, name string, role auth.Role, expires time.Time) (Session, error) {
+	if err := projections.ValidAccessName(name); err != nil {
+		return Session{}, fmt.Errorf("%w: %v", base.ErrInvalid, err)
+	}
+	if !role.Valid() {
+		_, err := auth.ParseRole(string(role))
+		return Session{}, fmt.Errorf("%w: %v", base.ErrInvalid, err)
+	}
+	now := e.opts.Now()
+	if !expires.After(now) {
+		return Session{}, fmt.Errorf("%w: expires: %s is not in the future", base.ErrInvalid, expires.Format(time.RFC3339))
+	}
+	secret, err := auth.NewSecret()
+	if err != nil {
+		return Session{}, fmt.Errorf("engine: session secret: %w", err)
+	}
+	h := auth.HashSecret(secret)
+	tk, err := e.putToken(ctx, projections.Token{ID: base.ULIDString(e.ids.Next(now)), Name: name, Role: string(role), Hash: h[:],
+		Kind: auth.KindSSO, Expires: expires.UnixMilli()})
+	if err != nil {
+		return Session{}, err
+	}
+	return Session{Token: secret, ID: tk.ID, Name: name, Role: auth.Role(tk.Role), Expires: time.UnixMilli(tk.Expires).UTC()}, nil
+}

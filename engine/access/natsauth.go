@@ -147,7 +147,7 @@ func (e *Gate) AuthorizeNATS(user, password, token string) (alog.Grant, bool) {
 // deadline).
 func (e *Gate) NATSClientValid(name string) bool {
 	kind, id, ok := strings.Cut(name, ":")
-	if !ok || (kind != auth.KindToken && kind != auth.KindSession) {
+	if !ok || (kind != auth.KindToken && kind != auth.KindSession && kind != auth.KindSSO) {
 		return true
 	}
 	e.access.mu.RLock()
