@@ -292,7 +292,8 @@ func checkFor(t *testing.T, f func() error) {
 // names in the log; AURUM_SCREENSHOTS=DIR writes them there after a pass
 // (docs/img: docs/console.md).
 func TestBrowser(t *testing.T) {
-	n := startNode(t)
+	sso, issuer := withSSO(t)
+	n := startNode(t, sso)
 	base := serveConsole(t, n)
 	key := seed(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -457,6 +458,15 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the forced audience exists: GET answered %d", code)
 	}
 
+	// Single sign-on through the OpenID Connect provider: ana's role claim
+	// makes her an admin.
+	b.run("sign out the viewer", chromedp.Click(sel("signout")), chromedp.WaitVisible(sel("login-sso")))
+	b.run("sign in through the provider", chromedp.Click(sel("login-sso")),
+		chromedp.WaitVisible(chromedp.CSS("input#username")),
+		chromedp.SendKeys(chromedp.CSS("input#username"), "ana"), chromedp.SendKeys(chromedp.CSS("input#password"), "pw-ana"),
+		chromedp.Click(chromedp.CSS("button[type=submit]")), chromedp.WaitVisible(sel("nav-access")))
+	b.until("signed in as ana, admin", fmt.Sprintf(`%s === "ana@example.com · admin" ? "" : "whoami: " + %s`, text("whoami"), text("whoami")))
+
 	// Every request the pages made is a console asset or a route of the
 	// API's table that routes.js declares (must-show 3, seen in the browser).
 	declared := map[string]bool{}
@@ -468,6 +478,10 @@ func TestBrowser(t *testing.T) {
 		mux.HandleFunc(r.Pattern, func(http.ResponseWriter, *http.Request) {})
 	}
 	host := strings.TrimPrefix(base, "http://")
+	provider, err := url.Parse(issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b.mu.Lock()
 	reqs := append([]string(nil), b.requests...)
 	b.mu.Unlock()
@@ -475,6 +489,9 @@ func TestBrowser(t *testing.T) {
 	for _, r := range reqs {
 		f := strings.SplitN(r, " ", 3)
 		method, h, path := f[0], f[1], f[2]
+		if h == provider.Host {
+			continue // the provider's sign-in pages
+		}
 		if h != host {
 			t.Errorf("request to another host: %s", r)
 			continue
@@ -488,6 +505,11 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("the console requested %s %s: API route %q, declared in routes.js: %v", method, path, pattern, declared[pattern])
 		}
 		seen[pattern]++
+	}
+	for _, p := range []string{"GET /v1/session/oidc/login", "GET /v1/session/oidc/callback", "POST /v1/session", "DELETE /v1/session"} {
+		if seen[p] == 0 {
+			t.Errorf("no %s seen in the browser", p)
+		}
 	}
 	if len(seen) < 8 {
 		t.Errorf("only %d API routes seen in the browser: %v", len(seen), seen)

@@ -82,24 +82,23 @@ function showSignIn(message) {
   const password = h("input", { type: "password", name: "password", testid: "login-password", autocomplete: "current-password", placeholder: "password", required: true });
   const totp = h("input", { name: "totp", testid: "login-totp", inputmode: "numeric", autocomplete: "one-time-code", placeholder: "6-digit code", required: true });
   const sso = h("div", { class: "sso" });
-  main.replaceChildren(h("div", { class: "signin" },
-    h("h1", {}, "Aurum"),
-    status,
-    sso,
-    h("form", { class: "card", onsubmit: submit(() => ({ name: name.value, password: password.value, totp: totp.value })) },
-      h("h2", {}, "Sign in"),
-      h("label", {}, "Name", name), h("label", {}, "Password", password), h("label", {}, "Code (authenticator app)", totp),
-      h("button", { type: "submit", testid: "login-user-submit" }, "Sign in")),
-    h("form", { class: "card", onsubmit: submit(() => ({ token: token.value })) },
-      h("h2", {}, "Operators: API token"),
-      h("label", {}, "Token", token),
-      h("button", { type: "submit", testid: "login-submit" }, "Sign in with token"))));
-  if (routes.sessionProviders) call(routes.sessionProviders).then((res) => {
-    for (const p of (res && res.providers) || []) {
-      const href = p.login_url || p.url || (routes.oidcLogin && path(routes.oidcLogin));
-      sso.append(h("a", { class: "button primary", href, testid: "login-sso" }, `Sign in with ${p.name || "single sign-on"}`));
+  const userForm = h("form", { class: "card", onsubmit: submit(() => ({ name: name.value, password: password.value, totp: totp.value })) },
+    h("h2", {}, "Sign in"),
+    h("label", {}, "Name", name), h("label", {}, "Password", password), h("label", {}, "Code (authenticator app)", totp),
+    h("button", { type: "submit", testid: "login-user-submit" }, "Sign in"));
+  const tokenForm = h("form", { class: "card", onsubmit: submit(() => ({ token: token.value })) },
+    h("h2", {}, "Operators: API token"),
+    h("label", {}, "Token", token),
+    h("button", { type: "submit", testid: "login-submit" }, "Sign in with token"));
+  main.replaceChildren(h("div", { class: "signin" }, h("h1", {}, "Aurum"), status, sso, userForm, tokenForm));
+  call(routes.sessionProviders).then((res) => {
+    if (res && res.oidc) {
+      sso.append(h("a", { class: "button primary", href: path(routes.oidcLogin), testid: "login-sso" }, "Sign in with single sign-on"),
+        res.oidc_issuer && h("p", { class: "muted" }, `through ${res.oidc_issuer}`));
     }
-  }).catch(() => { /* no providers */ });
+    if (res && res.password === false) userForm.hidden = true;
+    if (res && res.token === false) tokenForm.hidden = true;
+  }).catch(() => { /* the forms stay */ });
 }
 
 window.addEventListener("hashchange", route);

@@ -8,6 +8,9 @@
 export const routes = {
   sessionGet: { route: "GET /v1/session", access: "roles", roles: ["editor", "viewer", "privacy"] },
   sessionCreate: { route: "POST /v1/session", access: "public" },
+  sessionProviders: { route: "GET /v1/session/providers", access: "public" },
+  oidcLogin: { route: "GET /v1/session/oidc/login", access: "public" }, // a navigation (the provider's page), not a fetch
+  oidcCallback: { route: "GET /v1/session/oidc/callback", access: "public" }, // where the provider sends the browser back
   sessionDelete: { route: "DELETE /v1/session", access: "roles", roles: ["editor", "viewer", "privacy"] },
   metrics: { route: "GET /metrics", access: "roles", roles: ["editor", "viewer"] },
   audiences: { route: "GET /v1/audiences", access: "roles", roles: ["editor", "viewer"] },
