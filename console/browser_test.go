@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -169,7 +170,7 @@ var pages = []struct{ name, hash, ready string }{
 // screenshotAll visits every page and writes its screenshot into dir.
 func (b *browser) screenshotAll(dir string) {
 	for _, p := range pages {
-		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 		err := chromedp.Do(ctx, chromedp.Navigate(b.base+"/"+p.hash), chromedp.WaitVisible(sel(p.ready)), chromedp.Sleep(300*time.Millisecond))
 		cancel()
 		if err != nil {
@@ -230,7 +231,12 @@ func track(t *testing.T, base, key string, count int) {
 	for i := range count {
 		evs = append(evs, fmt.Sprintf(`{"type":"track","userId":"u-cy","event":"Product Viewed","properties":{"sku":"B%d"}}`, i))
 	}
-	req, _ := http.NewRequest("POST", base+"/v1/batch", strings.NewReader(`{"batch":[`+strings.Join(evs, ",")+`]}`))
+	postBatch(t, base, key, `{"batch":[`+strings.Join(evs, ",")+`]}`)
+}
+
+func postBatch(t *testing.T, base, key, body string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/v1/batch", strings.NewReader(body))
 	req.SetBasicAuth(key, "")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -242,7 +248,14 @@ func track(t *testing.T, base, key string, count int) {
 
 func apiGet(t *testing.T, base, path string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", base+path, nil)
+	return apiDo(t, base, "GET", path, "")
+}
+
+// apiDo makes a request with the admin token.
+func apiDo(t *testing.T, base, method, path, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -302,6 +315,10 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	privacyToken, _, err := n.Engine.Gate().CreateToken(ctx, "dpo", auth.RolePrivacy, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := newBrowser(t, base)
 	t.Cleanup(func() {
 		if !t.Failed() {
@@ -320,7 +337,7 @@ func TestBrowser(t *testing.T) {
 	signIn := func(token string) {
 		b.run("open the sign-in page", chromedp.Navigate(base+"/"), chromedp.WaitVisible(sel("login-token")))
 		b.run("sign in with a token", chromedp.SendKeys(sel("login-token"), token), chromedp.Click(sel("login-submit")),
-			chromedp.WaitVisible(sel("nav-audiences")))
+			chromedp.WaitVisible(sel("whoami")))
 	}
 
 	// Sign in with a token (the bootstrap admin token).
@@ -410,6 +427,13 @@ func TestBrowser(t *testing.T) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		// A destination that delivers and a dead letter, for the pictures.
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
+		defer hook.Close()
+		if code, body := apiDo(t, n.URL, "POST", "/v1/destinations", `{"name":"crm-hook","kind":"webhook","url":"`+hook.URL+`","secret":"hook-secret-0123456789","audiences":["buyers"],"channel":"email"}`); code != 201 {
+			t.Fatalf("create destination: %d %s", code, body)
+		}
+		postBatch(t, n.URL, key, `{"batch":[{"type":"track","userId":"u-cy","event":"","properties":{"sku":"C1"}}]}`)
 		// Let the dashboard take a few samples while events arrive, so
 		// that its charts have lines.
 		b.run("dashboard", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("page-dashboard")))
@@ -458,9 +482,30 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the forced audience exists: GET answered %d", code)
 	}
 
+	// The privacy role: only the customer view, with export and an erasure
+	// that asks for confirmation.
+	b.run("sign out the viewer", chromedp.Click(sel("signout")), chromedp.WaitVisible(sel("login-token")))
+	signIn(privacyToken)
+	b.until("privacy sees only Customers", `[...document.querySelectorAll("#nav a")].map(a => a.dataset.testid).join(",") === "nav-customers" ? "" : "nav: " + [...document.querySelectorAll("#nav a")].map(a => a.dataset.testid).join(",")`)
+	b.run("privacy finds bob", chromedp.Navigate(base+"/#/customers/email%3Abob%40example.com"), chromedp.WaitVisible(sel("profile-erase")),
+		chromedp.WaitVisible(sel("profile-export")),
+		chromedp.SendKeys(sel("erase-confirm"), "email:someone-else@example.com"), chromedp.Click(sel("profile-erase")))
+	b.until("a wrong confirmation erases nothing", `document.querySelector('[data-testid="profile"] .error') && !document.querySelector('[data-testid="erase-status"]') ? "" : "no refusal shown"`)
+	if code, body := apiGet(t, n.URL, "/v1/privacy/erasures"); code != 200 || strings.Contains(body, "bob") {
+		t.Fatalf("erasures after a wrong confirmation: %d %s", code, body)
+	}
+	b.run("confirm the erasure", js(`document.querySelector('[data-testid="erase-confirm"]').value = ""`), chromedp.SendKeys(sel("erase-confirm"), "email:bob@example.com"),
+		chromedp.Click(sel("profile-erase")), chromedp.WaitVisible(sel("erase-status")))
+	checkFor(t, func() error {
+		if code, body := apiGet(t, n.URL, "/v1/privacy/erasures"); code != 200 || !strings.Contains(body, `"id"`) {
+			return fmt.Errorf("no erasure request after the confirmation: %d %s", code, body)
+		}
+		return nil
+	})
+
 	// Single sign-on through the OpenID Connect provider: ana's role claim
 	// makes her an admin.
-	b.run("sign out the viewer", chromedp.Click(sel("signout")), chromedp.WaitVisible(sel("login-sso")))
+	b.run("sign out", chromedp.Click(sel("signout")), chromedp.WaitVisible(sel("login-sso")))
 	b.run("sign in through the provider", chromedp.Click(sel("login-sso")),
 		chromedp.WaitVisible(chromedp.CSS("input#username")),
 		chromedp.SendKeys(chromedp.CSS("input#username"), "ana"), chromedp.SendKeys(chromedp.CSS("input#password"), "pw-ana"),
