@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/aurumcdp/aurum/auth"
+	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/testnode"
 )
 
@@ -198,19 +200,9 @@ func seed(t *testing.T, n *testnode.Node) (writeKey string) {
 	 {"type":"track","userId":"u-bob","event":"Order Completed","properties":{"revenue":12}},
 	 {"type":"identify","userId":"u-cy","traits":{"email":"cy@example.com"}},
 	 {"type":"track","userId":"u-cy","event":"Product Viewed","properties":{"sku":"A1"}}]}`
-	req, _ := http.NewRequest("POST", n.URL+"/v1/batch", strings.NewReader(batch))
-	req.SetBasicAuth(key, "")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("seed batch: %s", resp.Status)
-	}
+	postBatch(t, n.URL, key, batch)
 	for _, who := range []string{"ann", "bob", "cy"} {
-		checkFor(t, func() error {
+		check.For(t, waitFor, 50*time.Millisecond, func() error {
 			code, body := apiGet(t, n.URL, "/v1/profiles/email:"+who+"@example.com")
 			if code != 200 || !strings.Contains(body, `"total_events":`) {
 				return fmt.Errorf("profile %s: %d %s", who, code, body)
@@ -234,6 +226,8 @@ func track(t *testing.T, base, key string, count int) {
 	postBatch(t, base, key, `{"batch":[`+strings.Join(evs, ",")+`]}`)
 }
 
+// postBatch posts a batch with the write key; the batch must be accepted
+// (its bad events go to the dead letters).
 func postBatch(t *testing.T, base, key, body string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", base+"/v1/batch", strings.NewReader(body))
@@ -244,6 +238,9 @@ func postBatch(t *testing.T, base, key, body string) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/batch: %s", resp.Status)
+	}
 }
 
 func apiGet(t *testing.T, base, path string) (int, string) {
@@ -262,36 +259,11 @@ func apiDo(t *testing.T, base, method, path, body string) (int, string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var sb strings.Builder
-	_, _ = fmt.Fprint(&sb, readAll(resp))
-	return resp.StatusCode, sb.String()
-}
-
-func readAll(resp *http.Response) string {
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			return b.String()
-		}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func checkFor(t *testing.T, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return resp.StatusCode, string(b)
 }
 
 // TestBrowser is issue #14's must-show 1 in a real headless Chromium: sign
@@ -496,7 +468,7 @@ func TestBrowser(t *testing.T) {
 	}
 	b.run("confirm the erasure", js(`document.querySelector('[data-testid="erase-confirm"]').value = ""`), chromedp.SendKeys(sel("erase-confirm"), "email:bob@example.com"),
 		chromedp.Click(sel("profile-erase")), chromedp.WaitVisible(sel("erase-status")))
-	checkFor(t, func() error {
+	check.For(t, waitFor, 50*time.Millisecond, func() error {
 		if code, body := apiGet(t, n.URL, "/v1/privacy/erasures"); code != 200 || !strings.Contains(body, `"id"`) {
 			return fmt.Errorf("no erasure request after the confirmation: %d %s", code, body)
 		}
