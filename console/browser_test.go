@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -291,6 +292,13 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ann struct {
+		ProfileID string `json:"profile_id"`
+	}
+	if _, body := apiGet(t, n.URL, "/v1/profiles/email:ann@example.com"); json.Unmarshal([]byte(body), &ann) != nil || ann.ProfileID == "" {
+		t.Fatalf("ann's profile: %s", body)
+	}
+	annID := ann.ProfileID
 	b := newBrowser(t, base)
 	t.Cleanup(func() {
 		if !t.Failed() {
@@ -437,6 +445,12 @@ func TestBrowser(t *testing.T) {
 			return c.length || forms ? "controls: " + c.join(", ") + " forms: " + forms : "";
 		})()`, controls))
 	}
+	b.run("viewer opens a member", chromedp.Navigate(base+"/#/audiences/members/buyers"), chromedp.WaitVisible(sel("member-link")),
+		chromedp.Click(sel("member-link")), chromedp.WaitVisible(sel("profile-identifiers")))
+	b.until("the member's profile", fmt.Sprintf(`/u-ann|u-bob/.test(%s) ? "" : "identifiers: " + %s`, text("profile-identifiers"), text("profile-identifiers")))
+	b.run("viewer searches by profile id", chromedp.Navigate(base+"/#/customers"), chromedp.WaitVisible(sel("search-identifier")),
+		chromedp.SendKeys(sel("search-identifier"), annID), chromedp.Click(sel("search-submit")), chromedp.WaitVisible(sel("profile-identifiers")))
+	b.until("ann by profile id", fmt.Sprintf(`%s.includes("ann@example.com") ? "" : "identifiers: " + %s`, text("profile-identifiers"), text("profile-identifiers")))
 	forced, err := b.eval(`(async () => {
 		const csrf = (document.cookie.match(/(?:^|; )aurum_csrf=([^;]*)/) || [])[1] || "";
 		const r = await fetch("/v1/audiences", {method: "POST", credentials: "same-origin",

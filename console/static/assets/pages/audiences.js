@@ -145,7 +145,7 @@ async function members(main, name) {
     const rows = all.filter((m) => !q || m.profile_id.toLowerCase().includes(q) ||
       Object.entries(m.identifiers || {}).some(([t, vs]) => vs.some((v) => `${t}:${v}`.toLowerCase().includes(q))));
     body.replaceChildren(table([
-      ["profile", (m) => h("a", { href: `#/customers/${encodeURIComponent(m.profile_id)}` }, m.profile_id)],
+      ["profile", (m) => h("a", { href: `#/customers/${encodeURIComponent("profile_id:" + m.profile_id)}`, testid: "member-link" }, m.profile_id)],
       ["identifiers", (m) => Object.entries(m.identifiers || {}).map(([t, vs]) => vs.map((v) => h("span", { class: "chip" }, `${t}:${v}`)))],
       ["since", (m) => fmtTime(m.since)],
     ], rows, () => ({ testid: "member-row" })));

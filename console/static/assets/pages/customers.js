@@ -15,7 +15,8 @@ export function normalize(q) {
   if (!t || t.includes(":")) return t;
   if (/^[^@\s]+@[^@\s]+$/.test(t)) return `email:${t}`;
   if (/^\+?[\d ()-]{7,}$/.test(t)) return `phone:${t.replace(/[ ()-]/g, "")}`;
-  return t; // a profile id
+  if (/^[0-9A-HJKMNP-TV-Z]{26}$/i.test(t)) return `profile_id:${t.toUpperCase()}`;
+  return t;
 }
 
 export async function render(main, args) {
