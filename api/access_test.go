@@ -146,6 +146,9 @@ type principal struct {
 	basic    string    // write key sent as Basic auth on tracking routes
 	role     auth.Role // a valid management role, or "" for no valid token
 	writeKey bool      // may call the tracking routes
+	// cookie, when set, are the headers of a console signed in with
+	// POST /v1/session: its cookies and the CSRF header (no bearer).
+	cookie map[string]string
 }
 
 // fixture is a request that a caller allowed to use the route gets a 2xx
@@ -416,6 +419,11 @@ func TestRouteRoles(t *testing.T) {
 		{name: "bad token", bearer: bad},
 		{name: "expired token", bearer: expired},
 		{name: "revoked token", bearer: revoked},
+		// The console's cookie sessions meet the same route table (no back door).
+		{name: "admin cookie", cookie: s.consoleHeaders(tok("croot", auth.RoleAdmin)), role: auth.RoleAdmin},
+		{name: "editor cookie", cookie: s.consoleHeaders(tok("ced", auth.RoleEditor)), role: auth.RoleEditor},
+		{name: "viewer cookie", cookie: s.consoleHeaders(tok("cview", auth.RoleViewer)), role: auth.RoleViewer},
+		{name: "privacy cookie", cookie: s.consoleHeaders(tok("cdpo", auth.RolePrivacy)), role: auth.RolePrivacy},
 	}
 	routes := s.srv.Routes()
 	inTable := map[string]bool{}
@@ -427,7 +435,9 @@ func TestRouteRoles(t *testing.T) {
 	actors := map[string]audited{
 		"admin bootstrap": {actor: "bootstrap", role: "admin"}, "admin token": {actor: "token:root", role: "admin"},
 		"editor": {actor: "token:ed", role: "editor"}, "viewer": {actor: "token:view", role: "viewer"},
-		"privacy": {actor: "token:dpo", role: "privacy"},
+		"privacy":      {actor: "token:dpo", role: "privacy"},
+		"admin cookie": {actor: "token:croot", role: "admin"}, "editor cookie": {actor: "token:ced", role: "editor"},
+		"viewer cookie": {actor: "token:cview", role: "viewer"}, "privacy cookie": {actor: "token:cdpo", role: "privacy"},
 	}
 	auditStart := s.auditCursor()
 	for _, rt := range routes {
@@ -452,6 +462,9 @@ func TestRouteRoles(t *testing.T) {
 					}
 				} else if p.bearer != "" {
 					r.header = bearer(p.bearer)
+				}
+				if p.cookie != nil {
+					r.header = p.cookie
 				}
 				var want int // 0: any 2xx
 				switch rt.Access {

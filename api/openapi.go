@@ -105,7 +105,7 @@ func openAPI(routes []RouteInfo) map[string]any {
 			op["security"] = []any{map[string]any{"writeKey": []string{}}}
 		case AccessRoles:
 			roles := append([]string{"admin"}, roleNames(r.Roles)...)
-			op["security"] = []any{map[string]any{"bearer": []string{}}}
+			op["security"] = []any{map[string]any{"bearer": []string{}}, map[string]any{"session": []string{}}}
 			op["x-aurum-roles"] = roles
 		}
 		var params []any
@@ -130,7 +130,9 @@ func openAPI(routes []RouteInfo) map[string]any {
 		"paths": paths,
 		"components": map[string]any{
 			"securitySchemes": map[string]any{
-				"bearer":   map[string]any{"type": "http", "scheme": "bearer", "description": "the admin token, an API token or a login session"},
+				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "the admin token, an API token or a login session"},
+				"session": map[string]any{"type": "apiKey", "in": "cookie", "name": SessionCookie,
+					"description": "the console's session cookie (POST /v1/session); changes also need the X-Aurum-CSRF header"},
 				"writeKey": map[string]any{"type": "http", "scheme": "basic", "description": "a source's write key as the user name (or the body's writeKey)"},
 			},
 			"schemas": map[string]any{"Error": map[string]any{"type": "object", "required": []string{"error"}, "properties": map[string]any{

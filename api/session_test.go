@@ -258,6 +258,14 @@ func TestSessionSignInAndOut(t *testing.T) {
 		t.Errorf("old cookie after sign-out: %s, want 401 (revoked)", r)
 	}
 
+	root := newBrowser(s)
+	if got := root.signIn(map[string]string{"token": adminToken}); got.Kind != auth.KindBootstrap || got.Role != auth.RoleAdmin {
+		t.Errorf("sign-in with the bootstrap token: %+v", got)
+	}
+	if r := root.do(req{method: "GET", path: "/v1/tokens"}, false); r.code != 200 {
+		t.Errorf("bootstrap console GET /v1/tokens: %s", r)
+	}
+
 	for _, tc := range []struct {
 		name  string
 		body  string
@@ -287,3 +295,15 @@ func TestSessionSignInAndOut(t *testing.T) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// consoleHeaders signs in to the console with an API token and returns the
+// headers its later requests carry: the cookies and the CSRF header.
+func (s *accessServer) consoleHeaders(token string) map[string]string {
+	s.t.Helper()
+	b := newBrowser(s)
+	b.signIn(map[string]string{"token": token})
+	return map[string]string{
+		"Cookie":       api.SessionCookie + "=" + b.value(api.SessionCookie) + "; " + api.CSRFCookie + "=" + b.value(api.CSRFCookie),
+		api.CSRFHeader: b.value(api.CSRFCookie),
+	}
+}

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -86,17 +87,11 @@ func (b *ssoBrowser) call(method, path, body string) (int, string) {
 		b.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer res.Body.Close()
-	var sb strings.Builder
-	_, _ = new(strings.Builder), res.Body
-	buf := make([]byte, 4096)
-	for {
-		n, err := res.Body.Read(buf)
-		sb.Write(buf[:n])
-		if err != nil {
-			break
-		}
+	got, err := io.ReadAll(res.Body)
+	if err != nil {
+		b.t.Fatalf("%s %s: read: %v", method, path, err)
 	}
-	return res.StatusCode, sb.String()
+	return res.StatusCode, string(got)
 }
 
 // TestSSOSignIn signs in through a real OpenID Connect provider (zitadel's

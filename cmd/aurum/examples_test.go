@@ -60,6 +60,7 @@ var exampleNotRun = map[string]string{
 	"aurum digest --server http://127.0.0.1:8080 --partitions":                                   "a fixed address; run below with the node's",
 	"aurum serve --data-dir /var/lib/aurum --http 0.0.0.0:8080":                                  "runs a node",
 	"aurum serve --config docs/serve.example.yaml --log-level debug   # flags win over the file": "runs a node; TestServeConfigFile loads the file",
+	"aurum serve --oidc-issuer https://idp.example.com --oidc-client-id aurum --oidc-client-secret-file /etc/aurum/oidc-secret --oidc-role-claim aurum_role": "runs a node against a provider; TestServeOIDCFlags checks the flags, api TestSSOSignIn signs in through a real provider",
 }
 
 // TestHelpExamples runs every example of every command's --help against a

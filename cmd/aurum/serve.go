@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,7 @@ import (
 	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/seal"
+	"github.com/aurumcdp/aurum/sso"
 	"github.com/spf13/cobra"
 )
 
@@ -44,8 +46,49 @@ type serveFlags struct {
 	dedupWindow, tick                           time.Duration
 	ingestRate                                  float64
 	publicMetrics, natsNoAuth                   bool
-	sessionTTL                                  time.Duration
+	sessionTTL, sessionIdle                     time.Duration
+	oidc                                        oidcFlags
 	cluster                                     clusterFlags
+}
+
+// oidcFlags configure single sign-on with OpenID Connect.
+type oidcFlags struct {
+	issuer, clientID, secretFile, roleClaim, redirectURL string
+}
+
+// ssoClient is the OpenID Connect client of the --oidc-* flags: nil when
+// none is given.
+func (o oidcFlags) ssoClient() (api.SSO, error) {
+	if o == (oidcFlags{}) {
+		return nil, nil
+	}
+	for _, f := range []struct{ flag, v string }{{"--oidc-issuer", o.issuer}, {"--oidc-client-id", o.clientID},
+		{"--oidc-role-claim", o.roleClaim}} {
+		if f.v == "" {
+			return nil, fmt.Errorf("%s: required with the other --oidc-* flags", f.flag)
+		}
+	}
+	var secret string
+	if o.secretFile != "" {
+		b, err := os.ReadFile(o.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-client-secret-file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+		if secret == "" {
+			return nil, fmt.Errorf("--oidc-client-secret-file: %s is empty", o.secretFile)
+		}
+	}
+	if o.redirectURL != "" {
+		if u, err := url.Parse(o.redirectURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("--oidc-redirect-url: %q is not an http(s) URL", o.redirectURL)
+		}
+	}
+	c, err := sso.New(sso.Options{Issuer: o.issuer, ClientID: o.clientID, ClientSecret: secret, RedirectURL: o.redirectURL, RoleClaim: o.roleClaim})
+	if err != nil {
+		return nil, fmt.Errorf("--oidc-issuer: %w", err)
+	}
+	return c, nil
 }
 
 // optionFlags names the serve flag of each engine.Options field it sets.
@@ -121,8 +164,15 @@ experiments only). With --nats-url the deployment's own authentication applies
 (docs/security.md).
 
 Every setting can also come from a YAML file (--config FILE; keys are the flag names without
---, e.g. "data-dir: /var/lib/aurum"); a flag given on the command line wins over the file.`,
+--, e.g. "data-dir: /var/lib/aurum"); a flag given on the command line wins over the file.
+
+Console sign-in: POST /v1/session (an API token, or a user's name, password and TOTP code)
+sets an HttpOnly session cookie and a CSRF cookie (docs/security.md). Single sign-on with
+OpenID Connect: --oidc-issuer, --oidc-client-id, --oidc-client-secret-file and
+--oidc-role-claim; register https://HOST/v1/session/oidc/callback at the provider
+(or give --oidc-redirect-url). The claim's value maps to the role; no role, no access.`,
 		Example: `  aurum serve --data-dir /var/lib/aurum --http 0.0.0.0:8080
+  aurum serve --oidc-issuer https://idp.example.com --oidc-client-id aurum --oidc-client-secret-file /etc/aurum/oidc-secret --oidc-role-claim aurum_role
   aurum serve --config docs/serve.example.yaml --log-level debug   # flags win over the file`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -157,7 +207,13 @@ Every setting can also come from a YAML file (--config FILE; keys are the flag n
 	fl.BoolVar(&f.natsNoAuth, "nats-no-auth", false, "let any client on the NATS listener do anything without credentials (local experiments only)")
 	fl.Float64Var(&f.ingestRate, "ingest-rate", 100000, "events per second each write key may send over HTTP (burst: 2 s worth); over it, 429 with Retry-After; 0 disables")
 	fl.BoolVar(&f.publicMetrics, "public-metrics", false, "serve /metrics without a token (default: a viewer, editor or admin token)")
-	fl.DurationVar(&f.sessionTTL, "session-ttl", 12*time.Hour, "how long a login session (POST /v1/login) lasts")
+	fl.DurationVar(&f.sessionTTL, "session-ttl", 12*time.Hour, "how long a login session (POST /v1/login) or console session (POST /v1/session, single sign-on) lasts")
+	fl.DurationVar(&f.sessionIdle, "session-idle", time.Hour, "a console session (cookie) ends after this long without a request")
+	fl.StringVar(&f.oidc.issuer, "oidc-issuer", "", "single sign-on: the OpenID Connect provider's issuer URL (with --oidc-client-id and --oidc-role-claim)")
+	fl.StringVar(&f.oidc.clientID, "oidc-client-id", "", "single sign-on: Aurum's client id at the provider")
+	fl.StringVar(&f.oidc.secretFile, "oidc-client-secret-file", "", "single sign-on: file holding the client secret")
+	fl.StringVar(&f.oidc.roleClaim, "oidc-role-claim", "", "single sign-on: ID token claim whose value (admin, editor, viewer or privacy; or a list of them) is the role; none: no access")
+	fl.StringVar(&f.oidc.redirectURL, "oidc-redirect-url", "", "single sign-on: the callback URL registered at the provider (default: this server's URL + /v1/session/oidc/callback, from the request)")
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	addClusterFlags(cmd, &f.cluster)
@@ -248,12 +304,19 @@ func runServe(ctx context.Context, f serveFlags) error {
 		}
 		opts.MasterKey = k
 	}
+	ssoClient, err := f.oidc.ssoClient()
+	if err != nil {
+		return err
+	}
 	cl, err := applyClusterFile(&f, &opts, logger)
 	if err != nil {
 		return err
 	}
 	if err := opts.Validate(); err != nil {
 		return flagError(err)
+	}
+	if f.sessionIdle < 0 {
+		return fmt.Errorf("--session-idle: must be positive, got %v", f.sessionIdle)
 	}
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
@@ -297,7 +360,8 @@ func runServe(ctx context.Context, f serveFlags) error {
 		svc.Cluster = cl.node
 	}
 	srv, err := api.New(svc, api.Options{AdminTokenHash: tokenHash, Logger: logger,
-		IngestRate: f.ingestRate, PublicMetrics: f.publicMetrics})
+		IngestRate: f.ingestRate, PublicMetrics: f.publicMetrics, SessionTTL: f.sessionTTL, SessionIdle: f.sessionIdle,
+		SSO: ssoClient})
 	if err != nil {
 		return err
 	}
