@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -51,6 +52,7 @@ type browser struct {
 
 	mu       sync.Mutex
 	requests []string // "METHOD path" of every request the pages made
+	problems []string // uncaught JavaScript exceptions and CSP violations
 }
 
 func newBrowser(t *testing.T, base string) *browser {
@@ -75,6 +77,22 @@ func newBrowser(t *testing.T, base string) *browser {
 	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
 	b := &browser{t: t, ctx: ctx, base: base}
 	if err := chromedp.Listen(ctx, func(ev any) {
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			msg := e.ExceptionDetails.Text
+			if e.ExceptionDetails.Exception != nil && e.ExceptionDetails.Exception.Description != "" {
+				msg += " " + e.ExceptionDetails.Exception.Description
+			}
+			b.mu.Lock()
+			b.problems = append(b.problems, "exception: "+msg)
+			b.mu.Unlock()
+		case *cdplog.EventEntryAdded:
+			if strings.Contains(e.Entry.Text, "Content Security Policy") || strings.Contains(e.Entry.Text, "Refused to") {
+				b.mu.Lock()
+				b.problems = append(b.problems, "console: "+e.Entry.Text)
+				b.mu.Unlock()
+			}
+		}
 		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
 			u, err := url.Parse(e.Request.URL)
 			if err != nil || e.Request.URL == "" || u.Scheme == "data" || u.Scheme == "blob" {
@@ -546,5 +564,13 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("only %d API routes seen in the browser: %v", len(seen), seen)
 	}
 	t.Logf("%d requests; API routes seen: %v", len(reqs), seen)
+
+	// The pages threw nothing and broke no rule of the CSP.
+	b.mu.Lock()
+	problems := append([]string(nil), b.problems...)
+	b.mu.Unlock()
+	for _, p := range problems {
+		t.Errorf("in the browser: %s", p)
+	}
 
 }
