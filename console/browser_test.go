@@ -55,7 +55,9 @@ type browser struct {
 	problems []string // uncaught JavaScript exceptions and CSP violations
 }
 
-func newBrowser(t *testing.T, base string) *browser {
+// chromiumOrSkip returns the Chromium binary, or skips the test saying why
+// (fails it when AURUM_REQUIRE_BROWSER is set, as in CI).
+func chromiumOrSkip(t *testing.T) string {
 	t.Helper()
 	exe := findChromium()
 	if exe == "" {
@@ -64,6 +66,12 @@ func newBrowser(t *testing.T, base string) *browser {
 		}
 		t.Skip("no chromium binary found (chromium, chromium-browser, google-chrome or $AURUM_CHROMIUM); apt-get install chromium to run the console's browser tests")
 	}
+	return exe
+}
+
+// newBrowser starts headless Chromium exe for the console at base.
+func newBrowser(t *testing.T, exe, base string) *browser {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox, // CI runs as root
@@ -296,6 +304,7 @@ func apiDo(t *testing.T, base, method, path, body string) (int, string) {
 // names in the log; AURUM_SCREENSHOTS=DIR writes them there after a pass
 // (docs/img: docs/console.md).
 func TestBrowser(t *testing.T) {
+	exe := chromiumOrSkip(t)
 	sso, issuer := withSSO(t)
 	n := startNode(t, sso)
 	base := serveConsole(t, n)
@@ -317,7 +326,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("ann's profile: %s", body)
 	}
 	annID := ann.ProfileID
-	b := newBrowser(t, base)
+	b := newBrowser(t, exe, base)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
