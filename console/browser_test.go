@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -471,6 +472,21 @@ func TestBrowser(t *testing.T) {
 			const forms = [...document.querySelectorAll("main form")].filter(f => !f.querySelector('[data-testid="search-submit"]')).length;
 			return c.length || forms ? "controls: " + c.join(", ") + " forms: " + forms : "";
 		})()`, controls))
+	}
+	b.run("viewer exports the audience", chromedp.Navigate(base+"/#/audiences/members/buyers"), chromedp.WaitVisible(sel("audience-export")),
+		chromedp.SetValue(sel("export-channel"), "none"), chromedp.Click(sel("audience-export")))
+	check.For(t, waitFor, 50*time.Millisecond, func() error {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, r := range b.requests {
+			if strings.HasSuffix(r, " /v1/audiences/buyers/export") {
+				return nil
+			}
+		}
+		return errors.New("no GET /v1/audiences/buyers/export after Export")
+	})
+	if b, err := b.eval(`[...document.querySelectorAll('[data-testid="page-members"] .error')].map(e => e.innerText).join(" ")`); err != nil || b != "" {
+		t.Fatalf("export: %v %s", err, b)
 	}
 	b.run("viewer opens a member", chromedp.Navigate(base+"/#/audiences/members/buyers"), chromedp.WaitVisible(sel("member-link")),
 		chromedp.Click(sel("member-link")), chromedp.WaitVisible(sel("profile-identifiers")))
