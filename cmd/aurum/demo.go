@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/api"
+	"github.com/aurumcdp/aurum/console"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/internal/workload"
@@ -228,11 +229,15 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (
 	if err != nil {
 		return err
 	}
+	web, err := console.New(console.Options{API: srv})
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http: %w", err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	hs := &http.Server{Handler: web, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
 	defer func() {
@@ -373,7 +378,7 @@ func printDemoBanner(w io.Writer, b demoBanner) {
 		rate = "as fast as possible"
 	}
 	fmt.Fprintf(w, "Aurum demo: a synthetic store of %d customers over %d days, streamed at %s. Ctrl-C stops.\n\n", b.cfg.People, b.cfg.Days, rate)
-	fmt.Fprintf(w, "  HTTP API  %s\n  NATS      %s\n  data dir  %s", b.http, b.nats, b.dataDir)
+	fmt.Fprintf(w, "  HTTP API  %s\n  console   %s/ (sign in with the admin token)\n  NATS      %s\n  data dir  %s", b.http, b.http, b.nats, b.dataDir)
 	if b.removed {
 		fmt.Fprint(w, " (removed at exit; --keep keeps it)")
 	}

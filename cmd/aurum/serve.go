@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/api"
+	"github.com/aurumcdp/aurum/console"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
@@ -364,11 +365,15 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	web, err := console.New(console.Options{API: srv})
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http: %w", err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	hs := &http.Server{Handler: web, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	scheme := "http://"
 	if tlsCfg != nil {
 		hs.TLSConfig = tlsCfg

@@ -52,6 +52,10 @@ func TestTLS(t *testing.T) {
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Fatalf("healthz over https: %d %s", code, body)
 	}
+	// serve puts the web console at / (issue #14), in front of the API.
+	if code, body := get("/"); code != http.StatusOK || !strings.Contains(string(body), `src="/assets/app.js"`) {
+		t.Fatalf("console at / over https: %d %.200s", code, body)
+	}
 	// Plain HTTP gets no API.
 	plain := "http://" + strings.TrimPrefix(n.HTTP, "https://")
 	if resp, err := http.Get(plain + "/healthz"); err == nil {
