@@ -165,8 +165,9 @@ func newSourceCmd() *cobra.Command {
 		Long: `Manage ingest sources. Each source has a write key (shown once, only its hash is kept) that
 producers send as the HTTP Basic user name or as the NATS password of user <source>.
 rotate-key gives a source a new key and keeps the old one working for --grace (default 24h,
-at most 720h; 0s ends it at once) while producers switch; rm deletes a source and ends its
-keys (its events stay).`,
+at most 720h; 0s ends it at once) while producers switch (NATS producers on the old key are
+disconnected once and reconnect with a deadline at the grace's end); rm deletes a source and
+ends its keys at once, closing its producers' NATS connections (its events stay).`,
 		Example: `  aurum source add shop
   aurum source list
   aurum source rotate-key shop --grace 24h
