@@ -20,7 +20,7 @@ func TestOutputFlagEverywhere(t *testing.T) {
 		"aurum profile get", "aurum profile events", "aurum privacy status", "aurum deadletters",
 		"aurum audience members", "aurum audience list", "aurum audience show", "aurum replay",
 		"aurum destination list", "aurum destination show", "aurum model list", "aurum model show",
-		"aurum source list", "aurum snapshot list", "aurum audit",
+		"aurum source list", "aurum snapshot list", "aurum audit", "aurum token list", "aurum user list", "aurum cluster status",
 	}
 	found := map[string]*cobra.Command{}
 	var walk func(c *cobra.Command)
