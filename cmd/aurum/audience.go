@@ -68,23 +68,7 @@ published on aurum.audience.<name>.entered / .exited.
 					{"description", a.Description}, {"created", rfc3339(time.UnixMilli(a.Created))},
 					{"updated", rfc3339(time.UnixMilli(a.Updated))}}, err
 			}),
-		&cobra.Command{
-			Use:     "rm NAME",
-			Aliases: []string{"delete"},
-			Short:   "Delete an audience (its members exit)",
-			Args:    cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := newClient(server, token)
-				if err != nil {
-					return err
-				}
-				if err := c.do(cmd.Context(), http.MethodDelete, "/v1/audiences/"+url.PathEscape(args[0]), nil, nil); err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "deleted audience %s\n", args[0])
-				return err
-			},
-		},
+		newDeleteCmd("rm NAME", "Delete an audience (its members exit)", &server, &token, "audiences", "deleted audience", "delete"),
 		newAudienceMembersCmd(&server, &token),
 		newAudienceExportCmd(&server, &token),
 	)

@@ -208,22 +208,7 @@ ends its keys at once, closing its producers' NATS connections (its events stay)
 		},
 	}
 	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the old key keeps working (0s: not at all; at most 720h)")
-	rm := &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Delete a source: its write keys stop working (its events stay)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/sources/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted source %s\n", args[0])
-			return nil
-		},
-	}
+	rm := newDeleteCmd("rm NAME", "Delete a source: its write keys stop working (its events stay)", &server, &token, "sources", "deleted source")
 	cmd.AddCommand(rotate, rm)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "add NAME",
@@ -393,4 +378,26 @@ func deadLetterRows(page struct {
 		rows[i] = []string{fmt.Sprint(d.Seq), rfc3339(d.Received), d.Source, fmt.Sprint(d.Index), d.Field, d.Reason}
 	}
 	return []string{"SEQ", "RECEIVED", "SOURCE", "INDEX", "FIELD", "REASON"}, rows
+}
+
+// newDeleteCmd is a command that deletes the object its argument names:
+// DELETE /v1/<collection>/<arg>, then prints "<done> <arg>".
+func newDeleteCmd(use, short string, server, token *string, collection, done string, aliases ...string) *cobra.Command {
+	return &cobra.Command{
+		Use:     use,
+		Aliases: aliases,
+		Short:   short,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(*server, *token)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/"+collection+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", done, args[0])
+			return err
+		},
+	}
 }

@@ -110,22 +110,7 @@ fields); the credentials are sealed and never shown. Its channel is the kind's.`
 	show := newListCmd("show NAME", "Show a destination with its delivery statistics", cobra.ExactArgs(1), &server, &token,
 		func(args []string) string { return "/v1/destinations/" + url.PathEscape(args[0]) },
 		typedRows(destinationFields))
-	rm := &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Delete a destination (its queue and position go with it)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/destinations/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted destination %s\n", args[0])
-			return nil
-		},
-	}
+	rm := newDeleteCmd("rm NAME", "Delete a destination (its queue and position go with it)", &server, &token, "destinations", "deleted destination")
 	cmd.AddCommand(add, list, show, rm)
 	return cmd
 }

@@ -154,22 +154,7 @@ fitted model over the holdout period after its calibration end.`,
 	addOutputFlag(evaluate, &ev.output)
 	_ = evaluate.MarkFlagRequired("holdout-end")
 
-	rm := &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Delete a model (its scores leave profiles and rules)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/models/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted model %s\n", args[0])
-			return nil
-		},
-	}
+	rm := newDeleteCmd("rm NAME", "Delete a model (its scores leave profiles and rules)", &server, &token, "models", "deleted model")
 	cmd.AddCommand(fitCmd, list, show, evaluate, rm)
 	return cmd
 }
