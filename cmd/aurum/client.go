@@ -100,6 +100,10 @@ type apiError struct {
 	Body   []byte `json:"-"` // the whole answer
 }
 
+// pathParam are the fields of error answers that name a URL parameter
+// (GET /v1/profiles/{ref}, ...): the CLI's user wrote an argument, not it.
+var pathParam = map[string]bool{"ref": true, "id": true, "name": true, "source": true}
+
 // newAPIError decodes the error answer data of status.
 func newAPIError(status int, data []byte) *apiError {
 	ae := &apiError{Status: status, Body: data}
@@ -118,7 +122,7 @@ func newAPIError(status int, data []byte) *apiError {
 // did not write.
 func (e *apiError) Error() string {
 	msg := e.Msg
-	if e.Field != "" && (e.Status == http.StatusBadRequest || e.Status == http.StatusRequestEntityTooLarge) &&
+	if e.Field != "" && !pathParam[e.Field] && (e.Status == http.StatusBadRequest || e.Status == http.StatusRequestEntityTooLarge) &&
 		!strings.HasPrefix(msg, e.Field) && !strings.Contains(msg, e.Field+" ") {
 		msg = e.Field + ": " + msg
 	}

@@ -212,6 +212,8 @@ func TestAPIErrorText(t *testing.T) {
 			[]string{"not found: email:nobody@example.com", "404", "check the name or identifier"}, []string{"ref:", "server answered"}},
 		{401, `{"error":"invalid token","field":"Authorization"}`,
 			[]string{"invalid token", "$AURUM_ADMIN_TOKEN", "--token"}, []string{"Authorization:", "server answered"}},
+		{400, `{"error":"bad profile reference: profile_id \"x\" is not a profile id","field":"ref"}`,
+			[]string{`bad profile reference: profile_id "x"`, "400"}, []string{"ref:"}},
 		{403, `{"error":"the role viewer may not do this"}`, []string{"viewer", "aurum token add --role"}, nil},
 		{400, `{"error":"in_audience names audience \"nope\", which does not exist","field":"rule"}`,
 			[]string{`rule: in_audience names audience "nope"`}, []string{"server answered"}},
