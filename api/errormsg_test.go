@@ -12,7 +12,7 @@ import (
 // activation: destination ...").
 func TestErrorMessagesWithoutPackagePrefixes(t *testing.T) {
 	s := newTestServer(t)
-	internal := regexp.MustCompile(`\b(engine|activation|projections|invalid): `)
+	internal := regexp.MustCompile(`\b(engine|activation|projections|invalid|ulid): `)
 	for _, tc := range []struct {
 		r    req
 		code int
@@ -23,6 +23,8 @@ func TestErrorMessagesWithoutPackagePrefixes(t *testing.T) {
 		{req{method: http.MethodDelete, path: "/v1/destinations/nope", admin: true}, http.StatusNotFound, "nope"},
 		{req{path: "/v1/destinations", admin: true, body: []byte(`{"name":"d","url":"ftp://x","secret":"0123456789abcdef0123","audiences":["a"],"channel":"email"}`)},
 			http.StatusBadRequest, "destination d"},
+		{req{method: http.MethodGet, path: "/v1/privacy/erasures/nope", admin: true}, http.StatusBadRequest, `"nope" is not an erasure id`},
+		{req{method: http.MethodGet, path: "/v1/profiles/profile_id:nope", admin: true}, http.StatusBadRequest, `"nope" is not a profile id`},
 		{req{path: "/v1/audiences", admin: true, body: []byte(`{"name":"Bad Name!","rule":"count(\"E\") >= 1"}`)}, http.StatusBadRequest, `name "Bad Name!"`},
 	} {
 		r := s.do(tc.r)

@@ -46,7 +46,7 @@ func (s *Server) handleCreateErasure(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleGetErasure(w http.ResponseWriter, r *http.Request) {
 	info, err := s.svc.Privacy.Erasure(r.PathValue("id"))
 	switch {
-	case errors.Is(err, base.ErrBadRef):
+	case errors.Is(err, base.ErrBadRef), errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "id", err.Error())
 	case errors.Is(err, base.ErrNotFound):
 		writeError(w, http.StatusNotFound, "id", err.Error())

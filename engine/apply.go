@@ -122,7 +122,7 @@ func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry,
 // afterApply acts on the results of committed entries: caches reloaded,
 // metrics, waiters woken, the outbox and erasure workers kicked.
 func (e *Engine) afterApply(results []entryResult, start time.Time) error {
-	var access, dests, erasures, outbox bool
+	var access, sources, dests, erasures, outbox bool
 	for _, er := range results {
 		if er.corrupt != nil {
 			e.opts.Logger.Error("engine: skipped a corrupt log entry", "seq", er.seq, "err", er.corrupt)
@@ -130,6 +130,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		}
 		res := &er.res
 		e.gate.AddSources(res.Sources)
+		sources = sources || len(res.Sources) > 0
 		access = access || res.Access
 		dests = dests || res.Destinations
 		erasures = erasures || res.Erasures > 0
@@ -147,7 +148,9 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		if err := e.gate.Reload(); err != nil {
 			return fmt.Errorf("engine: reload tokens and users: %w", err)
 		}
-		e.closeRevokedNATS()
+	}
+	if access || sources {
+		e.closeRevokedNATS() // revoked tokens, deleted sources, rotated-out keys
 	}
 	if dests {
 		if err := e.reloadDestinations(); err != nil {

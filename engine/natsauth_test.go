@@ -356,3 +356,82 @@ func TestNATSReaderClientPaths(t *testing.T) {
 		t.Fatal("a viewer subscribed to aurum.log.> through JetStream")
 	}
 }
+
+// TestNATSAuthSourceKeys: a producer's open connection is closed as soon
+// as its write key stops working, and the key cannot connect again: a
+// rotation without grace ends the old key's connection (a rotation with a
+// grace closes it once: it reconnects with a deadline at the grace's end),
+// deleting the source ends the current key's; another source's producer
+// stays connected throughout.
+func TestNATSAuthSourceKeys(t *testing.T) {
+	e := openNATSAuthEngine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	keyA, err := e.Gate().CreateSource(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyB, err := e.Gate().CreateSource(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := natsProducer(t, e, "b", keyB)
+	connect := func(key string) (*nats.Conn, chan struct{}) {
+		closed := make(chan struct{})
+		nc := natsConnect(t, e, nats.UserInfo("a", key), nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+		return nc, closed
+	}
+	waitClosed := func(what string, closed chan struct{}) {
+		t.Helper()
+		select {
+		case <-closed:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the connection is still open", what)
+		}
+	}
+	refused := func(what, key string) {
+		t.Helper()
+		if nc, err := nats.Connect(e.NATSURL(), nats.UserInfo("a", key), nats.NoReconnect()); !errors.Is(err, nats.ErrAuthorization) {
+			if nc != nil {
+				nc.Close()
+			}
+			t.Fatalf("%s: connect: %v, want an authorization error", what, err)
+		}
+	}
+
+	// Rotation with a grace: the old key's connection is closed once; it
+	// connects again (until the grace ends) and then stays connected.
+	_, closedOld := connect(keyA)
+	keyA2, _, err := e.Gate().RotateSourceKey(ctx, "a", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitClosed("rotation with a grace", closedOld)
+	_, closedInGrace := connect(keyA)
+	_, closedCurrent := connect(keyA2)
+
+	// Rotation without grace: the key rotated out (keyA2) stops at once,
+	// and so does the one still in its grace (keyA).
+	keyA3, _, err := e.Gate().RotateSourceKey(ctx, "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitClosed("rotation without grace", closedCurrent)
+	waitClosed("the key before the last rotation", closedInGrace)
+	refused("the rotated-out key", keyA2)
+	refused("the key before", keyA)
+
+	// Deletion: the current key's connection is closed, the key refused.
+	last, closedLast := connect(keyA3)
+	if err := last.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Gate().DeleteSource(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed("source deleted", closedLast)
+	refused("a deleted source's key", keyA3)
+	if err := other.Flush(); err != nil || !other.IsConnected() {
+		t.Fatalf("another source's producer: connected %v, flush %v", other.IsConnected(), err)
+	}
+}

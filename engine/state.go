@@ -66,10 +66,11 @@ func (w wiring) AppendControl(ctx context.Context, c projections.Control) (uint6
 func (w wiring) WaitApplied(ctx context.Context, seq uint64) error { return w.e.WaitApplied(ctx, seq) }
 
 // closeRevokedNATS closes the NATS connections of tokens and sessions that
-// no longer exist. Called after the access table changed.
+// no longer exist and of producers whose source or write key no longer
+// does. Called after the access or source table changed.
 func (e *Engine) closeRevokedNATS() {
 	if n := e.log.DisconnectClients(e.gate.NATSClientValid); n > 0 {
-		e.opts.Logger.Info("engine: closed NATS connections of revoked tokens or sessions", "closed", n)
+		e.opts.Logger.Info("engine: closed NATS connections of revoked tokens, sessions or write keys", "closed", n)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 
@@ -69,22 +68,7 @@ be revoked. Managing tokens needs an admin token.
 				rows[i] = []string{t.ID, t.Name, string(t.Role), rfc3339(t.Created), rfc3339(t.Expires)}
 			}
 			return []string{"ID", "NAME", "ROLE", "CREATED", "EXPIRES"}, rows, err
-		}), &cobra.Command{
-		Use:   "revoke ID",
-		Short: "Revoke a token; it stops working at once",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/tokens/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", args[0])
-			return nil
-		},
-	})
+		}), newDeleteCmd("revoke ID", "Revoke a token; it stops working at once", &server, &token, "tokens", "revoked"))
 	return cmd
 }
 
@@ -145,22 +129,7 @@ must have at least 12 characters. Managing users needs an admin token.
 				rows[i] = []string{u.Name, string(u.Role), rfc3339(u.Created)}
 			}
 			return []string{"NAME", "ROLE", "CREATED"}, rows, err
-		}), &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Delete a user and end their sessions",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/users/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
-			return nil
-		},
-	})
+		}), newDeleteCmd("rm NAME", "Delete a user and end their sessions", &server, &token, "users", "deleted"))
 	return cmd
 }
 

@@ -11,9 +11,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
@@ -68,23 +68,7 @@ published on aurum.audience.<name>.entered / .exited.
 					{"description", a.Description}, {"created", rfc3339(time.UnixMilli(a.Created))},
 					{"updated", rfc3339(time.UnixMilli(a.Updated))}}, err
 			}),
-		&cobra.Command{
-			Use:     "rm NAME",
-			Aliases: []string{"delete"},
-			Short:   "Delete an audience (its members exit)",
-			Args:    cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := newClient(server, token)
-				if err != nil {
-					return err
-				}
-				if err := c.do(cmd.Context(), http.MethodDelete, "/v1/audiences/"+url.PathEscape(args[0]), nil, nil); err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "deleted audience %s\n", args[0])
-				return err
-			},
-		},
+		newDeleteCmd("rm NAME", "Delete an audience (its members exit)", &server, &token, "audiences", "deleted audience", "delete"),
 		newAudienceMembersCmd(&server, &token),
 		newAudienceExportCmd(&server, &token),
 	)
@@ -233,11 +217,7 @@ func (c *client) doRule(ctx context.Context, method, path string, body []byte, o
 		if resp.StatusCode == http.StatusBadRequest && json.Unmarshal(data, &re) == nil && re.Field == "rule" && re.Line > 0 {
 			return &re
 		}
-		ae := &apiError{Status: resp.StatusCode}
-		if json.Unmarshal(data, ae) != nil || ae.Msg == "" {
-			ae.Msg = strings.TrimSpace(string(data))
-		}
-		return ae
+		return newAPIError(resp.StatusCode, data)
 	}
 	return json.Unmarshal(data, out)
 }
@@ -250,33 +230,10 @@ func newAudienceListCmd(server, token *string) *cobra.Command {
 		Short: "List audiences: name, size, version and rule",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
+			if asJSON {
+				output = outputJSON
 			}
-			if asJSON || output == outputJSON {
-				return getAndPrint(cmd, *server, *token, "/v1/audiences")
-			}
-			c, err := newClient(*server, *token)
-			if err != nil {
-				return err
-			}
-			var out struct {
-				Audiences []struct {
-					Name    string `json:"name"`
-					Rule    string `json:"rule"`
-					Version int64  `json:"version"`
-					Size    int64  `json:"size"`
-				} `json:"audiences"`
-			}
-			if err := c.do(cmd.Context(), http.MethodGet, "/v1/audiences", nil, &out); err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSIZE\tVERSION\tRULE")
-			for _, a := range out.Audiences {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", a.Name, a.Size, a.Version, strings.Join(strings.Fields(a.Rule), " "))
-			}
-			return tw.Flush()
+			return getOutput(cmd, *server, *token, output, "/v1/audiences", typedRows(audienceRows))
 		},
 	}
 	addOutputFlag(cmd, &output)
@@ -287,22 +244,26 @@ func newAudienceListCmd(server, token *string) *cobra.Command {
 
 func newAudienceMembersCmd(server, token *string) *cobra.Command {
 	var limit int
-	var cursor string
+	var cursor, output string
 	var all, withIDs bool
 	cmd := &cobra.Command{
 		Use:   "members NAME [--limit N] [--cursor C | --all] [--identifiers]",
 		Short: "List an audience's members (profile id, since, rule version)",
-		Long: `List an audience's members in profile id order, one page of --limit as the API returns
-it ({"members": [...], "next": cursor}; pass next to --cursor for the following page).
-With --all the command follows the cursors itself and prints {"members": [...]} with every
-member, fetching --limit at a time. --identifiers adds each member's identifiers
-({"email": ["ann@example.com"], ...}); for traits, or only the people reachable on a channel,
-use aurum audience export.`,
+		Long: `List an audience's members in profile id order, one page of --limit: a table (profile id,
+since, rule version; the cursor of the next page on stderr), or with --output json the API's
+page ({"members": [...], "next": cursor}; pass next to --cursor for the following page).
+With --all the command follows the cursors itself and prints every member (with --output
+json one {"members": [...]}), fetching --limit at a time. --identifiers adds each member's
+identifiers (a column of type:value, or {"email": ["ann@example.com"], ...}); for traits,
+or only the people reachable on a channel, use aurum audience export.`,
 		Example: `  aurum audience members buyers --limit 10
-  aurum audience members buyers --all | jq -r '.members[].profile_id'
-  aurum audience members buyers --identifiers --all | jq -r '.members[].identifiers.email[0]'`,
+  aurum audience members buyers --all --output json | jq -r '.members[].profile_id'
+  aurum audience members buyers --identifiers --all --output json | jq -r '.members[].identifiers.email[0]'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			if limit < 1 || limit > 10000 {
 				return fmt.Errorf("--limit must be in [1, 10000], got %d", limit)
 			}
@@ -310,21 +271,91 @@ use aurum audience export.`,
 			if withIDs {
 				base += "&identifiers=true"
 			}
-			if !all {
-				return getAndPrint(cmd, *server, *token, base+"&cursor="+url.QueryEscape(cursor))
-			}
 			c, err := newClient(*server, *token)
 			if err != nil {
 				return err
 			}
-			return printAllMembers(cmd.Context(), c, cmd.OutOrStdout(), base, cursor)
+			if output == outputJSON && all {
+				return printAllMembers(cmd.Context(), c, cmd.OutOrStdout(), base, cursor)
+			}
+			for first := true; ; first = false {
+				var raw json.RawMessage
+				if err := c.do(cmd.Context(), http.MethodGet, base+"&cursor="+url.QueryEscape(cursor), nil, &raw); err != nil {
+					return err
+				}
+				if output == outputJSON {
+					return printOutput(cmd.OutOrStdout(), output, raw, nil)
+				}
+				next, err := printMemberRows(cmd.OutOrStdout(), raw, withIDs, first)
+				if err != nil {
+					return err
+				}
+				switch {
+				case next == "":
+					return nil
+				case !all:
+					fmt.Fprintf(cmd.ErrOrStderr(), "more members: --cursor %s (or --all)\n", next)
+					return nil
+				case next == cursor:
+					return fmt.Errorf("members: the server returned the same cursor %q twice", cursor)
+				}
+				cursor = next
+			}
 		},
 	}
 	cmd.Flags().IntVar(&limit, "limit", 100, "members per page (1-10000)")
 	cmd.Flags().StringVar(&cursor, "cursor", "", "start after this cursor (the previous page's next)")
 	cmd.Flags().BoolVar(&all, "all", false, "follow the cursors and print every member")
 	cmd.Flags().BoolVar(&withIDs, "identifiers", false, "with each member's identifiers (email, phone, user_id, ...)")
+	addOutputFlag(cmd, &output)
 	return cmd
+}
+
+// memberPage is a page of GET /v1/audiences/{name}/members.
+type memberPage struct {
+	Members []struct {
+		ProfileID   string              `json:"profile_id"`
+		Since       time.Time           `json:"since"`
+		RuleVersion int64               `json:"rule_version"`
+		Identifiers map[string][]string `json:"identifiers"`
+	} `json:"members"`
+	Next string `json:"next"`
+}
+
+// printMemberRows prints a page of members as table rows (the header
+// first when header) and returns the next page's cursor. Pages of one
+// listing align: the columns but the last have fixed widths (a ULID, an
+// RFC 3339 time in seconds).
+func printMemberRows(w io.Writer, raw []byte, withIDs, header bool) (string, error) {
+	var page memberPage
+	if err := json.Unmarshal(raw, &page); err != nil {
+		return "", fmt.Errorf("the node's answer: %w", err)
+	}
+	line := func(cells ...string) {
+		if withIDs {
+			fmt.Fprintf(w, "%-26s  %-20s  %-12s  %s\n", cells[0], cells[1], cells[2], cells[3])
+		} else {
+			fmt.Fprintf(w, "%-26s  %-20s  %s\n", cells[0], cells[1], cells[2])
+		}
+	}
+	if header {
+		line("PROFILE_ID", "SINCE", "RULE_VERSION", "IDENTIFIERS")
+	}
+	for _, m := range page.Members {
+		var ids []string
+		types := make([]string, 0, len(m.Identifiers))
+		for typ := range m.Identifiers {
+			types = append(types, typ)
+		}
+		sort.Strings(types)
+		for _, typ := range types {
+			for _, v := range m.Identifiers[typ] {
+				ids = append(ids, typ+":"+v)
+			}
+		}
+		line(m.ProfileID, rfc3339(m.Since), strconv.FormatInt(m.RuleVersion, 10), strings.Join(ids, " "))
+	}
+	return page.Next, nil
 }
 
 // printAllMembers pages through the members from cursor and prints them as
@@ -503,15 +534,27 @@ func (c *client) stream(ctx context.Context, path string, w io.Writer) (http.Hea
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		ae := &apiError{Status: resp.StatusCode}
-		if json.Unmarshal(data, ae) != nil || ae.Msg == "" {
-			ae.Msg = strings.TrimSpace(string(data))
-		}
-		return nil, ae
+		return nil, newAPIError(resp.StatusCode, data)
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("export interrupted after %d bytes: %w", n, err)
 	}
 	return resp.Trailer, nil
+}
+
+// audienceRows is the table of audience list.
+func audienceRows(page struct {
+	Audiences []struct {
+		Name    string `json:"name"`
+		Rule    string `json:"rule"`
+		Version int64  `json:"version"`
+		Size    int64  `json:"size"`
+	} `json:"audiences"`
+}) ([]string, [][]string) {
+	rows := make([][]string, len(page.Audiences))
+	for i, a := range page.Audiences {
+		rows[i] = []string{a.Name, fmt.Sprint(a.Size), fmt.Sprint(a.Version), strings.Join(strings.Fields(a.Rule), " ")}
+	}
+	return []string{"NAME", "SIZE", "VERSION", "RULE"}, rows
 }

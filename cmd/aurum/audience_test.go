@@ -148,10 +148,10 @@ func TestAudienceCLI(t *testing.T) {
 		Next string `json:"next"`
 	}
 	var p1, all page
-	if out := run(0, "audience", "members", "buyers", "--limit", "2"); json.Unmarshal([]byte(out), &p1) != nil || len(p1.Members) != 2 || p1.Next == "" {
+	if out := run(0, "audience", "members", "buyers", "--limit", "2", "--output", "json"); json.Unmarshal([]byte(out), &p1) != nil || len(p1.Members) != 2 || p1.Next == "" {
 		t.Fatalf("members --limit 2:\n%s", out)
 	}
-	if out := run(0, "audience", "members", "buyers", "--all", "--limit", "1"); json.Unmarshal([]byte(out), &all) != nil || len(all.Members) != 3 {
+	if out := run(0, "audience", "members", "buyers", "--all", "--limit", "1", "--output", "json"); json.Unmarshal([]byte(out), &all) != nil || len(all.Members) != 3 {
 		t.Fatalf("members --all --limit 1:\n%s", out)
 	}
 	var ids []string

@@ -1,12 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,7 +28,7 @@ type auditEntry struct {
 }
 
 func newAuditCmd() *cobra.Command {
-	var server, token, since string
+	var server, token, since, output string
 	var limit int
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -45,6 +45,9 @@ aurum audit --since NEXT.`,
   aurum audit --since 2026-01-01T00:00:00Z --limit 1000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			c, err := newClient(server, token)
 			if err != nil {
 				return err
@@ -58,28 +61,19 @@ aurum audit --since NEXT.`,
 			q.Set("limit", fmt.Sprint(limit))
 			path := "/v1/audit?" + q.Encode()
 			if asJSON {
-				var out any
-				if err := c.do(cmd.Context(), http.MethodGet, path, nil, &out); err != nil {
-					return err
-				}
-				return printJSON(cmd.OutOrStdout(), out)
+				output = outputJSON
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &raw); err != nil {
+				return err
+			}
+			if err := printOutput(cmd.OutOrStdout(), output, raw, typedRows(auditRows)); err != nil || output == outputJSON {
+				return err
 			}
 			var page struct {
-				Entries []auditEntry `json:"entries"`
-				Next    string       `json:"next"`
+				Next string `json:"next"`
 			}
-			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &page); err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tROLE\tACTION\tOBJECT\tREMOTE\tSTATUS\tRESULT")
-			for _, e := range page.Entries {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339Nano),
-					dash(e.Actor), dash(e.Role), e.Action, dash(objectString(e.Object)), dash(e.Remote), e.Status, e.Result)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
+			_ = json.Unmarshal(raw, &page) // printOutput decoded it
 			fmt.Fprintf(cmd.ErrOrStderr(), "next: %s\n", page.Next)
 			return nil
 		},
@@ -87,8 +81,22 @@ aurum audit --since NEXT.`,
 	addClientFlags(cmd, &server, &token)
 	cmd.Flags().StringVar(&since, "since", "", "start at this RFC 3339 time or cursor (default: the newest --limit entries)")
 	cmd.Flags().IntVar(&limit, "limit", 100, "maximum entries (1-1000)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON answer")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "the same as --output json")
+	_ = cmd.Flags().MarkHidden("json")
+	addOutputFlag(cmd, &output)
 	return cmd
+}
+
+// auditRows is the table of audit.
+func auditRows(page struct {
+	Entries []auditEntry `json:"entries"`
+}) ([]string, [][]string) {
+	rows := make([][]string, len(page.Entries))
+	for i, e := range page.Entries {
+		rows[i] = []string{fmt.Sprint(e.Seq), e.Time.UTC().Format(time.RFC3339Nano), e.Actor, e.Role, e.Action,
+			objectString(e.Object), e.Remote, fmt.Sprint(e.Status), e.Result}
+	}
+	return []string{"SEQ", "TIME", "ACTOR", "ROLE", "ACTION", "OBJECT", "REMOTE", "STATUS", "RESULT"}, rows
 }
 
 func dash(s string) string {

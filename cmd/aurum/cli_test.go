@@ -74,7 +74,7 @@ func TestFirstStartTokenAndCLI(t *testing.T) {
 	n.mustJSON("POST", "/v1/identify", map[string]any{"userId": "42", "traits": map[string]any{"email": "Ann@Example.com"}},
 		writeKeyAuth(src.WriteKey), 200, nil)
 	check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if out, code = aurumCLI(t, env, "profile", "get", "email:ann@example.com"); code != 0 {
+		if out, code = aurumCLI(t, env, "profile", "get", "email:ann@example.com", "--output", "json"); code != 0 {
 			return fmt.Errorf("exit %d: %s", code, out)
 		}
 		return nil

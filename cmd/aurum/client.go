@@ -100,11 +100,48 @@ type apiError struct {
 	Body   []byte `json:"-"` // the whole answer
 }
 
-func (e *apiError) Error() string {
-	if e.Field != "" {
-		return fmt.Sprintf("server answered %d: %s: %s", e.Status, e.Field, e.Msg)
+// pathParam are the fields of error answers that name a URL parameter
+// (GET /v1/profiles/{ref}, ...): the CLI's user wrote an argument, not it.
+var pathParam = map[string]bool{"ref": true, "id": true, "name": true, "source": true}
+
+// newAPIError decodes the error answer data of status.
+func newAPIError(status int, data []byte) *apiError {
+	ae := &apiError{Status: status, Body: data}
+	if json.Unmarshal(data, ae) != nil || ae.Msg == "" {
+		ae.Msg = strings.TrimSpace(string(data))
 	}
-	return fmt.Sprintf("server answered %d: %s", e.Status, e.Msg)
+	if ae.Msg == "" {
+		ae.Msg = http.StatusText(status)
+	}
+	return ae
+}
+
+// Error says what was wrong and, where the answer's status tells, what to
+// do. The field is named for bad input (it is the flag or the part of the
+// body the user wrote); elsewhere it names a URL parameter, which the user
+// did not write.
+func (e *apiError) Error() string {
+	msg := e.Msg
+	if e.Field != "" && !pathParam[e.Field] && (e.Status == http.StatusBadRequest || e.Status == http.StatusRequestEntityTooLarge) &&
+		!strings.HasPrefix(msg, e.Field) && !strings.Contains(msg, e.Field+" ") {
+		msg = e.Field + ": " + msg
+	}
+	hint := ""
+	switch {
+	case e.Status == http.StatusUnauthorized:
+		hint = ": set $AURUM_ADMIN_TOKEN or --token to the admin token (aurum serve prints it on first start; README: Lost the admin token?) or to a valid API token"
+	case e.Status == http.StatusForbidden:
+		hint = ": use a token whose role may do this (aurum token add --role admin|editor|viewer|privacy)"
+	case e.Status == http.StatusNotFound:
+		hint = ": check the name or identifier (the list commands show what exists)"
+	case e.Status == http.StatusRequestEntityTooLarge:
+		hint = ": send less at a time (README: Limits you may hit)"
+	case e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable:
+		hint = ": the node is busy or not ready; try again shortly"
+	case e.Status >= 500:
+		hint = ": the node's log says more"
+	}
+	return fmt.Sprintf("%s (HTTP %d)%s", msg, e.Status, hint)
 }
 
 // do sends a request and decodes a JSON answer into out (when non-nil).
@@ -127,11 +164,7 @@ func (c *client) do(ctx context.Context, method, path string, body []byte, out a
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		ae := &apiError{Status: resp.StatusCode, Body: data}
-		if json.Unmarshal(data, ae) != nil || ae.Msg == "" {
-			ae.Msg = strings.TrimSpace(string(data))
-		}
-		return ae
+		return newAPIError(resp.StatusCode, data)
 	}
 	if out != nil {
 		return json.Unmarshal(data, out)
@@ -146,27 +179,15 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// getAndPrint runs GET path against the node and prints the JSON answer.
-func getAndPrint(cmd *cobra.Command, server, token, path string) error {
-	c, err := newClient(server, token)
-	if err != nil {
-		return err
-	}
-	var out any
-	if err := c.do(cmd.Context(), http.MethodGet, path, nil, &out); err != nil {
-		return err
-	}
-	return printJSON(cmd.OutOrStdout(), out)
-}
-
 func newSourceCmd() *cobra.Command {
 	var server, token string
 	cmd := &cobra.Command{Use: "source", Short: "Manage ingest sources",
 		Long: `Manage ingest sources. Each source has a write key (shown once, only its hash is kept) that
 producers send as the HTTP Basic user name or as the NATS password of user <source>.
 rotate-key gives a source a new key and keeps the old one working for --grace (default 24h,
-at most 720h; 0s ends it at once) while producers switch; rm deletes a source and ends its
-keys (its events stay).`,
+at most 720h; 0s ends it at once) while producers switch (NATS producers on the old key are
+disconnected once and reconnect with a deadline at the grace's end); rm deletes a source and
+ends its keys at once, closing its producers' NATS connections (its events stay).`,
 		Example: `  aurum source add shop
   aurum source list
   aurum source rotate-key shop --grace 24h
@@ -191,22 +212,7 @@ keys (its events stay).`,
 		},
 	}
 	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the old key keeps working (0s: not at all; at most 720h)")
-	rm := &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Delete a source: its write keys stop working (its events stay)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/sources/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted source %s\n", args[0])
-			return nil
-		},
-	}
+	rm := newDeleteCmd("rm NAME", "Delete a source: its write keys stop working (its events stay)", &server, &token, "sources", "deleted source")
 	cmd.AddCommand(rotate, rm)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "add NAME",
@@ -245,27 +251,37 @@ keys (its events stay).`,
 }
 
 func newProfileCmd() *cobra.Command {
-	var server, token string
+	var server, token, getOut, eventsOut string
 	var limit int
 	cmd := &cobra.Command{Use: "profile", Short: "Look up Golden Customer Records"}
 	addClientFlags(cmd, &server, &token)
 	get := &cobra.Command{
 		Use:   "get REF",
 		Short: "Print the profile of an identifier, e.g. email:rob@example.com, user_id:42, profile_id:01J...",
-		Args:  cobra.ExactArgs(1),
+		Long: `Print the Golden Customer Record of the person an identifier resolves to: a table of its
+fields (nested ones joined with ".", e.g. identifiers.email, traits.country, audiences.vip = the
+time of entry), or with --output json the API's record (GET /v1/profiles/{ref}).`,
+		Example: `  aurum profile get email:rob@example.com
+  aurum profile get email:rob@example.com --output json | jq .audiences`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return getAndPrint(cmd, server, token, "/v1/profiles/"+url.PathEscape(args[0]))
+			return getOutput(cmd, server, token, getOut, "/v1/profiles/"+url.PathEscape(args[0]), fieldRows)
 		},
 	}
+	addOutputFlag(get, &getOut)
 	events := &cobra.Command{
 		Use:   "events REF",
 		Short: "Print the latest events of a profile",
-		Args:  cobra.ExactArgs(1),
+		Long: `Print the latest events of the person an identifier resolves to, newest first: a table
+(time, type, event, source, id) or with --output json the events as stored (the Segment form
+the sources sent, GET /v1/profiles/{ref}/events).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return getAndPrint(cmd, server, token, fmt.Sprintf("/v1/profiles/%s/events?limit=%d", url.PathEscape(args[0]), limit))
+			return getOutput(cmd, server, token, eventsOut, fmt.Sprintf("/v1/profiles/%s/events?limit=%d", url.PathEscape(args[0]), limit), typedRows(eventRows))
 		},
 	}
 	events.Flags().IntVar(&limit, "limit", 20, "number of events (1-1000)")
+	addOutputFlag(events, &eventsOut)
 	consent := &cobra.Command{
 		Use:   "consent REF CHANNEL=true|false...",
 		Short: "State a person's consent per channel (email, sms, push, ads, web)",
@@ -305,19 +321,87 @@ person's identifiers, decides. aurum profile get REF shows the result under "con
 }
 
 func newDeadLettersCmd() *cobra.Command {
-	var server, token string
+	var server, token, output string
 	var from uint64
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "deadletters",
 		Short: "List rejected events kept on the dead-letter stream, with their reasons",
-		Args:  cobra.NoArgs,
+		Long: `List rejected events kept on the dead-letter stream from --from: a table (sequence, time,
+source, field, reason) or with --output json the records with their payloads and the next
+--from ({"dead_letters": [...], "next": N}).`,
+		Example: `  aurum deadletters --limit 20
+  aurum deadletters --output json | jq '.dead_letters[].payload'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return getAndPrint(cmd, server, token, fmt.Sprintf("/v1/deadletters?from=%d&limit=%d", from, limit))
+			return getOutput(cmd, server, token, output, fmt.Sprintf("/v1/deadletters?from=%d&limit=%d", from, limit), typedRows(deadLetterRows))
 		},
 	}
 	addClientFlags(cmd, &server, &token)
 	cmd.Flags().Uint64Var(&from, "from", 1, "first dead-letter stream sequence")
 	cmd.Flags().IntVar(&limit, "limit", 100, "maximum records (1-1000)")
+	addOutputFlag(cmd, &output)
 	return cmd
+}
+
+// eventRows is the table of profile events.
+func eventRows(page struct {
+	Events []struct {
+		ID        string `json:"id"`
+		Type      string `json:"type"`
+		Event     string `json:"event"`
+		Name      string `json:"name"`
+		Source    string `json:"source"`
+		Timestamp string `json:"timestamp"`
+	} `json:"events"`
+}) ([]string, [][]string) {
+	rows := make([][]string, len(page.Events))
+	for i, e := range page.Events {
+		what := e.Event
+		if what == "" {
+			what = e.Name // a page or screen
+		}
+		rows[i] = []string{e.Timestamp, e.Type, what, e.Source, e.ID}
+	}
+	return []string{"TIME", "TYPE", "EVENT", "SOURCE", "ID"}, rows
+}
+
+// deadLetterRows is the table of deadletters.
+func deadLetterRows(page struct {
+	DeadLetters []struct {
+		Seq      uint64    `json:"seq"`
+		Received time.Time `json:"received"`
+		Source   string    `json:"source"`
+		Index    int       `json:"index"`
+		Field    string    `json:"field"`
+		Reason   string    `json:"reason"`
+	} `json:"dead_letters"`
+}) ([]string, [][]string) {
+	rows := make([][]string, len(page.DeadLetters))
+	for i, d := range page.DeadLetters {
+		rows[i] = []string{fmt.Sprint(d.Seq), rfc3339(d.Received), d.Source, fmt.Sprint(d.Index), d.Field, d.Reason}
+	}
+	return []string{"SEQ", "RECEIVED", "SOURCE", "INDEX", "FIELD", "REASON"}, rows
+}
+
+// newDeleteCmd is a command that deletes the object its argument names:
+// DELETE /v1/<collection>/<arg>, then prints "<done> <arg>".
+func newDeleteCmd(use, short string, server, token *string, collection, done string, aliases ...string) *cobra.Command {
+	return &cobra.Command{
+		Use:     use,
+		Aliases: aliases,
+		Short:   short,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(*server, *token)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/"+collection+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", done, args[0])
+			return err
+		},
+	}
 }

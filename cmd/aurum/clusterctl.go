@@ -35,11 +35,18 @@ the leader it names.`,
 	addClientFlags(cmd, &server, &token)
 
 	var asJSON bool
+	var output string
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Print the cluster as this node sees it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				output = outputJSON
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			c, err := newClient(server, token)
 			if err != nil {
 				return err
@@ -48,13 +55,15 @@ the leader it names.`,
 			if err := c.do(cmd.Context(), http.MethodGet, "/v1/cluster", nil, &st); err != nil {
 				return err
 			}
-			if asJSON {
+			if output == outputJSON {
 				return printJSON(cmd.OutOrStdout(), st)
 			}
 			return printClusterStatus(cmd, st)
 		},
 	}
-	status.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON answer")
+	status.Flags().BoolVar(&asJSON, "json", false, "the same as --output json")
+	_ = status.Flags().MarkHidden("json")
+	addOutputFlag(status, &output)
 
 	var file string
 	var nc cluster.NodeConfig

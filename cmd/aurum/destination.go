@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/spf13/cobra"
@@ -97,86 +96,21 @@ fields); the credentials are sealed and never shown. Its channel is the kind's.`
 	add.Flags().StringVar(&dest.secretFile, "secret-file", "", "file whose first line is the signing secret (default: standard input)")
 	_ = add.MarkFlagRequired("audience")
 
-	var listOut, showOut string
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List destinations with their delivery statistics",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(listOut); err != nil {
-				return err
-			}
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			var page struct {
-				Destinations []engine.DestinationInfo `json:"destinations"`
-			}
-			if err := c.do(cmd.Context(), http.MethodGet, "/v1/destinations", nil, &page); err != nil {
-				return err
-			}
-			if listOut == outputJSON {
-				return printJSON(cmd.OutOrStdout(), page)
-			}
+	list := newListCmd("list", "List destinations with their delivery statistics", cobra.NoArgs, &server, &token,
+		func([]string) string { return "/v1/destinations" },
+		typedRows(func(page struct {
+			Destinations []engine.DestinationInfo `json:"destinations"`
+		}) ([]string, [][]string) {
 			rows := make([][]string, len(page.Destinations))
 			for i, d := range page.Destinations {
 				rows[i] = destinationRow(d)
 			}
-			return printTable(cmd.OutOrStdout(), destinationHeader, rows)
-		},
-	}
-	addOutputFlag(list, &listOut)
-	show := &cobra.Command{
-		Use:   "show NAME",
-		Short: "Show a destination with its delivery statistics",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(showOut); err != nil {
-				return err
-			}
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			var d engine.DestinationInfo
-			if err := c.do(cmd.Context(), http.MethodGet, "/v1/destinations/"+url.PathEscape(args[0]), nil, &d); err != nil {
-				return err
-			}
-			if showOut == outputJSON {
-				return printJSON(cmd.OutOrStdout(), d)
-			}
-			last := ""
-			if !d.Stats.LastErrorTime.IsZero() {
-				last = d.Stats.LastErrorTime.UTC().Format(time.RFC3339) + " " + d.Stats.LastError
-			}
-			return printTable(cmd.OutOrStdout(), []string{"FIELD", "VALUE"}, [][]string{
-				{"name", d.Name}, {"kind", d.Kind}, {"url", d.URL}, {"config", string(d.Config)}, {"first_sync", d.Stats.FirstSync},
-				{"synced", fmt.Sprint(d.Stats.Synced)}, {"removed", fmt.Sprint(d.Stats.Removed)}, {"audiences", strings.Join(d.Audiences, ", ")}, {"channel", d.Channel},
-				{"version", fmt.Sprint(d.Version)}, {"delivered", fmt.Sprint(d.Stats.Delivered)},
-				{"failed_attempts", fmt.Sprint(d.Stats.FailedAttempts)}, {"dead_lettered", fmt.Sprint(d.Stats.DeadLettered)},
-				{"skipped", fmt.Sprint(d.Stats.Skipped)}, {"lag", fmt.Sprint(d.Stats.Lag)}, {"running", fmt.Sprint(d.Stats.Running)},
-				{"last_error", last},
-			})
-		},
-	}
-	addOutputFlag(show, &showOut)
-	rm := &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Delete a destination (its queue and position go with it)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/destinations/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted destination %s\n", args[0])
-			return nil
-		},
-	}
+			return destinationHeader, rows
+		}))
+	show := newListCmd("show NAME", "Show a destination with its delivery statistics", cobra.ExactArgs(1), &server, &token,
+		func(args []string) string { return "/v1/destinations/" + url.PathEscape(args[0]) },
+		typedRows(destinationFields))
+	rm := newDeleteCmd("rm NAME", "Delete a destination (its queue and position go with it)", &server, &token, "destinations", "deleted destination")
 	cmd.AddCommand(add, list, show, rm)
 	return cmd
 }
@@ -186,4 +120,20 @@ var destinationHeader = []string{"NAME", "KIND", "CHANNEL", "AUDIENCES", "URL", 
 func destinationRow(d engine.DestinationInfo) []string {
 	return []string{d.Name, d.Kind, d.Channel, strings.Join(d.Audiences, ","), d.URL, fmt.Sprint(d.Stats.Delivered),
 		fmt.Sprint(d.Stats.Skipped), fmt.Sprint(d.Stats.DeadLettered), fmt.Sprint(d.Stats.Lag), fmt.Sprint(d.Stats.Running)}
+}
+
+// destinationFields is the table of destination show.
+func destinationFields(d engine.DestinationInfo) ([]string, [][]string) {
+	last := ""
+	if !d.Stats.LastErrorTime.IsZero() {
+		last = rfc3339(d.Stats.LastErrorTime) + " " + d.Stats.LastError
+	}
+	return []string{"FIELD", "VALUE"}, [][]string{
+		{"name", d.Name}, {"kind", d.Kind}, {"url", d.URL}, {"config", string(d.Config)}, {"first_sync", d.Stats.FirstSync},
+		{"synced", fmt.Sprint(d.Stats.Synced)}, {"removed", fmt.Sprint(d.Stats.Removed)}, {"audiences", strings.Join(d.Audiences, ", ")}, {"channel", d.Channel},
+		{"version", fmt.Sprint(d.Version)}, {"delivered", fmt.Sprint(d.Stats.Delivered)},
+		{"failed_attempts", fmt.Sprint(d.Stats.FailedAttempts)}, {"dead_lettered", fmt.Sprint(d.Stats.DeadLettered)},
+		{"skipped", fmt.Sprint(d.Stats.Skipped)}, {"lag", fmt.Sprint(d.Stats.Lag)}, {"running", fmt.Sprint(d.Stats.Running)},
+		{"last_error", last},
+	}
 }

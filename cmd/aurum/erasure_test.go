@@ -348,7 +348,7 @@ func TestErasureRealProcess(t *testing.T) {
 		return d
 	}
 	before := onlineDigest()
-	if out, code := aurumCLI(t, env, "replay", "--no-progress"); code != 0 || !strings.Contains(out, `"status": "done"`) {
+	if out, code := aurumCLI(t, env, "replay", "--no-progress", "--output", "json"); code != 0 || !strings.Contains(out, `"status": "done"`) {
 		t.Fatalf("aurum replay: exit %d: %s", code, out)
 	}
 	if after := onlineDigest(); after != before {
@@ -357,7 +357,7 @@ func TestErasureRealProcess(t *testing.T) {
 	if _, err := n.profile("email:" + email); err == nil {
 		t.Fatal("the person is back after a live replay")
 	}
-	if out, code := aurumCLI(t, env, "privacy", "status", info.ID); code != 0 || !strings.Contains(out, `"completed"`) {
+	if out, code := aurumCLI(t, env, "privacy", "status", info.ID, "--output", "json"); code != 0 || !strings.Contains(out, `"completed"`) {
 		t.Fatalf("aurum privacy status: %d %s", code, out)
 	}
 

@@ -90,11 +90,18 @@ func TestHelpExamples(t *testing.T) {
 		if strings.Contains(line, "aurum user add --name ada") && ran > 0 && strings.HasPrefix(line, "printf") {
 			line = strings.Replace(line, "--name ada", "--name bea", 1) // ada exists: the example before made her
 		}
-		cmd := exec.Command("bash", "-o", "pipefail", "-c", line)
-		cmd.Dir, cmd.Env = dir, env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Errorf("%s --help example failed: %s\n%v\n%s", ex.cmd, ex.line, err, out)
+		run := func() error {
+			cmd := exec.Command("bash", "-o", "pipefail", "-c", line)
+			cmd.Dir, cmd.Env = dir, env
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("%s --help example failed: %s\n%v\n%s", ex.cmd, ex.line, err, out)
+			}
+			return nil
+		}
+		if strings.HasPrefix(line, "aurum profile ") { // the imports above are applied asynchronously
+			check.For(t, 20*time.Second, 20*time.Millisecond, run)
+		} else if err := run(); err != nil {
+			t.Error(err)
 		}
 		ran++
 	}

@@ -109,27 +109,9 @@ fitted model over the holdout period after its calibration end.`,
 			return []string{"NAME", "KIND", "STATUS", "CALIBRATION_END", "TIME_UNIT", "SCORER", "VERSION", "CUSTOMERS"}, rows, nil
 		})
 
-	var showOut string
-	show := &cobra.Command{
-		Use:   "show NAME",
-		Short: "Show a model: status, fitted parameters, customers",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(showOut); err != nil {
-				return err
-			}
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			var info models.Info
-			if err := c.do(cmd.Context(), http.MethodGet, "/v1/models/"+url.PathEscape(args[0]), nil, &info); err != nil {
-				return err
-			}
-			return printModel(cmd, showOut, info)
-		},
-	}
-	addOutputFlag(show, &showOut)
+	show := newListCmd("show NAME", "Show a model: status, fitted parameters, customers", cobra.ExactArgs(1), &server, &token,
+		func(args []string) string { return "/v1/models/" + url.PathEscape(args[0]) },
+		typedRows(modelFields))
 
 	var ev struct {
 		holdoutEnd string
@@ -172,22 +154,7 @@ fitted model over the holdout period after its calibration end.`,
 	addOutputFlag(evaluate, &ev.output)
 	_ = evaluate.MarkFlagRequired("holdout-end")
 
-	rm := &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Delete a model (its scores leave profiles and rules)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(server, token)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), http.MethodDelete, "/v1/models/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted model %s\n", args[0])
-			return nil
-		},
-	}
+	rm := newDeleteCmd("rm NAME", "Delete a model (its scores leave profiles and rules)", &server, &token, "models", "deleted model")
 	cmd.AddCommand(fitCmd, list, show, evaluate, rm)
 	return cmd
 }
@@ -196,6 +163,12 @@ func printModel(cmd *cobra.Command, output string, m models.Info) error {
 	if output == outputJSON {
 		return printJSON(cmd.OutOrStdout(), m)
 	}
+	header, rows := modelFields(m)
+	return printTable(cmd.OutOrStdout(), header, rows)
+}
+
+// modelFields is the table of model show.
+func modelFields(m models.Info) ([]string, [][]string) {
 	rows := [][]string{{"name", m.Name}, {"kind", m.Kind}, {"status", m.Status}}
 	if m.Error != "" {
 		rows = append(rows, []string{"error", m.Error})
@@ -212,7 +185,7 @@ func printModel(cmd *cobra.Command, output string, m models.Info) error {
 	if m.FittedAsOf != nil {
 		rows = append(rows, []string{"fitted_as_of", fmt.Sprintf("seq %d, %s", m.FittedAsOf.Seq, rfc3339(m.FittedAsOf.Time))})
 	}
-	return printTable(cmd.OutOrStdout(), []string{"FIELD", "VALUE"}, rows)
+	return []string{"FIELD", "VALUE"}, rows
 }
 
 func fmtPtr(v *float64) string {

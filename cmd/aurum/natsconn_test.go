@@ -49,3 +49,21 @@ func (n *node) createToken(name, role string) (id, secret string) {
 	}
 	return out.ID, out.Token
 }
+
+// followAudiences subscribes to aurum.audience.> with a new viewer token
+// and returns the transitions as they arrive (buf buffered); the
+// subscription is in place (flushed) when it returns and ends with the
+// test.
+func (n *node) followAudiences(t *testing.T, buf int) <-chan *nats.Msg {
+	t.Helper()
+	_, viewer := n.createToken("follower", "viewer")
+	nc := natsConnect(t, n.NATS, natsReader(viewer)...)
+	msgs := make(chan *nats.Msg, buf)
+	if _, err := nc.ChanSubscribe("aurum.audience.>", msgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}

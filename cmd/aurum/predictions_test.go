@@ -16,7 +16,6 @@ import (
 	"github.com/aurumcdp/aurum/internal/purchasegen"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/features"
-	"github.com/nats-io/nats.go"
 )
 
 // sharedDataFile returns ../shared/data/<rel> from the repository root
@@ -195,17 +194,7 @@ func TestChurnAudienceByTimeAlone(t *testing.T) {
 	env := append(os.Environ(), "AURUM_SERVER="+n.HTTP, "AURUM_ADMIN_TOKEN="+testAdminToken)
 	info := seedPurchases(t, n, key, env)
 
-	_, viewer := n.createToken("follower", "viewer")
-	nc := natsConnect(t, n.NATS, natsReader(viewer)...)
-	msgs := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe("aurum.audience.>", msgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	msgs := n.followAudiences(t, 64)
 
 	// The person bought three and two weeks ago and a week ago; their churn
 	// risk is the model's score of those purchase days as time passes: the
@@ -322,10 +311,10 @@ func TestChurnAudienceByTimeAlone(t *testing.T) {
 
 	// Must-show 4: a replay of the log rebuilds the same state, features,
 	// model record, memberships and timers included.
-	if out, code := aurumCLI(t, env, "replay", "--no-progress"); code != 0 || !strings.Contains(out, `"status": "done"`) {
+	if out, code := aurumCLI(t, env, "replay", "--no-progress", "--output", "json"); code != 0 || !strings.Contains(out, `"status": "done"`) {
 		t.Fatalf("aurum replay: exit %d\n%s", code, out)
 	}
-	out2, code := aurumCLI(t, env, "replay", "--dry-run", "--no-progress")
+	out2, code := aurumCLI(t, env, "replay", "--dry-run", "--no-progress", "--output", "json")
 	var st struct {
 		Status string `json:"status"`
 		Diff   struct {

@@ -69,17 +69,21 @@ and every event decrypted, as JSON.`,
 		},
 	}
 	erase.Flags().BoolVar(&wait, "wait", false, "wait until the erasure is completed (keys destroyed)")
+	var statusOut string
 	status := &cobra.Command{
 		Use:   "status [ID]",
 		Short: "Print the status of an erasure (pending, applied, completed) and its counts, or list all",
-		Args:  cobra.MaximumNArgs(1),
+		Example: `  aurum privacy status
+  aurum privacy status --output json`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return getAndPrint(cmd, server, token, "/v1/privacy/erasures")
+				return getOutput(cmd, server, token, statusOut, "/v1/privacy/erasures", typedRows(erasureRows))
 			}
-			return getAndPrint(cmd, server, token, "/v1/privacy/erasures/"+url.PathEscape(args[0]))
+			return getOutput(cmd, server, token, statusOut, "/v1/privacy/erasures/"+url.PathEscape(args[0]), fieldRows)
 		},
 	}
+	addOutputFlag(status, &statusOut)
 	export := &cobra.Command{
 		Use:   "export REF",
 		Short: "Write the whole record of a person (GCR, audience history, all events decrypted) as JSON",
@@ -133,4 +137,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// erasureRows is the table of privacy status without an id.
+func erasureRows(page struct {
+	Erasures []struct {
+		ID        string    `json:"id"`
+		Status    string    `json:"status"`
+		Type      string    `json:"identifier_type"`
+		Requested time.Time `json:"requested"`
+		Completed time.Time `json:"completed"`
+		Counts    struct {
+			Profiles int `json:"profiles"`
+			Events   int `json:"events"`
+		} `json:"counts"`
+	} `json:"erasures"`
+}) ([]string, [][]string) {
+	rows := make([][]string, len(page.Erasures))
+	for i, e := range page.Erasures {
+		rows[i] = []string{e.ID, e.Status, e.Type, rfc3339(e.Requested), rfc3339(e.Completed), fmt.Sprint(e.Counts.Profiles), fmt.Sprint(e.Counts.Events)}
+	}
+	return []string{"ID", "STATUS", "IDENTIFIER_TYPE", "REQUESTED", "COMPLETED", "PROFILES", "EVENTS"}, rows
 }

@@ -15,7 +15,7 @@ import (
 )
 
 func newReplayCmd() *cobra.Command {
-	var server, token, from string
+	var server, token, from, output string
 	var only []string
 	var dryRun, noProgress bool
 	cmd := &cobra.Command{
@@ -33,12 +33,18 @@ or before that log position or time.
 --dry-run reports what would differ at the same log position (keys, profiles, audience
 memberships that would enter or exit) and swaps nothing.
 
+The outcome is printed as a table (status, positions, rate, the dry run's differences), or
+with --output json as the API's status (GET /v1/replay).
+
 --projections gcr,audiences limits the swap (and the comparison) to those projections. The
 replay always runs the whole state machine, because audiences read the GCR and the GCR reads
 identity; the other projections keep their live state. Outputs that the live state decided but
 has not yet published are carried over, so none is lost.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			c, err := newClient(server, token)
 			if err != nil {
 				return err
@@ -48,9 +54,10 @@ has not yet published are carried over, so none is lost.`,
 			if err := c.do(cmd.Context(), http.MethodPost, "/v1/replay", body, &st); err != nil {
 				return err
 			}
-			return followReplay(cmd.Context(), cmd, c, noProgress)
+			return followReplay(cmd.Context(), cmd, c, noProgress, output)
 		},
 	}
+	addOutputFlag(cmd, &output)
 	addClientFlags(cmd, &server, &token)
 	cmd.Flags().StringVar(&from, "from", "start", "start, snapshot, a log sequence or an RFC 3339 time")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would differ; swap nothing, emit nothing")
@@ -61,14 +68,18 @@ has not yet published are carried over, so none is lost.`,
 
 // followReplay polls the replay's status, drawing a progress bar, until it
 // is done or failed, then prints the outcome.
-func followReplay(ctx context.Context, cmd *cobra.Command, c *client, noProgress bool) error {
+func followReplay(ctx context.Context, cmd *cobra.Command, c *client, noProgress bool, output string) error {
 	var bar *progressbar.ProgressBar
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		var st engine.RebuildStatus
-		if err := c.do(ctx, http.MethodGet, "/v1/replay", nil, &st); err != nil {
+		var raw json.RawMessage
+		if err := c.do(ctx, http.MethodGet, "/v1/replay", nil, &raw); err != nil {
 			return err
+		}
+		var st engine.RebuildStatus
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fmt.Errorf("the node's replay status: %w", err)
 		}
 		total := int64(max(st.Target, st.Applied)) - int64(st.From) + 1
 		done := int64(st.Applied) - int64(st.From) + 1
@@ -90,7 +101,7 @@ func followReplay(ctx context.Context, cmd *cobra.Command, c *client, noProgress
 				_ = bar.Finish()
 				fmt.Fprintln(cmd.ErrOrStderr())
 			}
-			return printJSON(cmd.OutOrStdout(), st)
+			return printOutput(cmd.OutOrStdout(), output, raw, fieldRows)
 		case "failed":
 			if bar != nil {
 				fmt.Fprintln(cmd.ErrOrStderr())

@@ -60,7 +60,7 @@ func TestReplayAndDigest(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); send(3000, 6000) }()
-	out, code := aurumCLI(t, env, "replay")
+	out, code := aurumCLI(t, env, "replay", "--output", "json")
 	wg.Wait()
 	if code != 0 || !strings.Contains(out, `"status": "done"`) || !strings.Contains(out, "replay") || !strings.Contains(out, "entries") {
 		t.Fatalf("aurum replay: exit %d:\n%s", code, out)
@@ -85,7 +85,7 @@ func TestReplayAndDigest(t *testing.T) {
 	swapped := digest()
 
 	// A dry run at the same position finds nothing different.
-	out, code = aurumCLI(t, env, "replay", "--dry-run", "--no-progress")
+	out, code = aurumCLI(t, env, "replay", "--dry-run", "--no-progress", "--output", "json")
 	if code != 0 {
 		t.Fatalf("aurum replay --dry-run: exit %d:\n%s", code, out)
 	}
@@ -103,7 +103,7 @@ func TestReplayAndDigest(t *testing.T) {
 	}
 
 	// Rebuilding one projection leaves the state as it was (same log).
-	if out, code := aurumCLI(t, env, "replay", "--projections", "audiences", "--no-progress"); code != 0 || !strings.Contains(out, `"status": "done"`) {
+	if out, code := aurumCLI(t, env, "replay", "--projections", "audiences", "--no-progress", "--output", "json"); code != 0 || !strings.Contains(out, `"status": "done"`) {
 		t.Fatalf("replay --projections audiences: exit %d: %s", code, out)
 	}
 	if got := digest(); got != swapped {

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // TestTimedExitRealProcess: against a real `aurum serve`, a subscriber on
@@ -22,17 +20,7 @@ func TestTimedExitRealProcess(t *testing.T) {
 	n.mustJSON("POST", "/v1/audiences", map[string]string{"name": "recent-buyers", "rule": `count("Order Completed", "3s") >= 1`},
 		adminAuth, http.StatusCreated, nil)
 
-	_, viewer := n.createToken("follower", "viewer")
-	nc := natsConnect(t, n.NATS, natsReader(viewer)...)
-	msgs := make(chan *nats.Msg, 16)
-	sub, err := nc.ChanSubscribe("aurum.audience.>", msgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	msgs := n.followAudiences(t, 16)
 
 	sent := time.Now()
 	n.mustJSON("POST", "/v1/track", map[string]any{"userId": "u-9", "event": "Order Completed", "messageId": "o-9",

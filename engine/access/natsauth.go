@@ -2,6 +2,7 @@ package access
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"time"
 
@@ -98,7 +99,25 @@ func natsGrant(class natsClass, name, source string) alog.Grant {
 // that a revocation can find their connections.
 const natsBootstrapName = "bootstrap"
 
-func natsSourceName(source string) string { return "source:" + source }
+// natsSourceName names a producer's connection by its source and the
+// fingerprint of the write key it presented (a prefix of the key's SHA-256,
+// which the engine stores anyway; never the key), so that a deletion or a
+// rotation finds the connections whose key stopped working. A connection
+// on a rotated-out key, which the server closes when its grace ends, is
+// marked ":grace".
+func natsSourceName(source string, keyHash []byte, grace bool) string {
+	name := natsSourcePrefix + source + ":" + hex.EncodeToString(keyHash[:natsKeyPrint])
+	if grace {
+		name += natsGraceSuffix
+	}
+	return name
+}
+
+const (
+	natsSourcePrefix = "source:"
+	natsKeyPrint     = 6 // bytes of the key's hash in a connection's name
+	natsGraceSuffix  = ":grace"
+)
 
 // AuthorizeNATS is the embedded server's alog.Authorizer.
 func (e *Gate) AuthorizeNATS(user, password, token string) (alog.Grant, bool) {
@@ -136,16 +155,29 @@ func (e *Gate) AuthorizeNATS(user, password, token string) (alog.Grant, bool) {
 		if !ok || src != user {
 			return alog.Grant{}, false
 		}
-		return natsGrant(natsProducer, natsSourceName(src), src), true
+		h := sha256.Sum256([]byte(password))
+		s, _ := e.sources.get(src)
+		old := auth.Equal(s.OldKeyHash, h[:])
+		g := natsGrant(natsProducer, natsSourceName(src, h[:], old), src)
+		if old {
+			g.Expires = time.UnixMilli(s.OldKeyUntil) // a rotated-out key: until its grace ends
+		}
+		return g, true
 	}
 	return alog.Grant{}, false
 }
 
 // NATSClientValid reports whether a connection granted as name may stay
 // connected: a token's or session's connections are closed once it is
-// revoked (or its user deleted); expiry closes them by itself (the grant's
-// deadline).
+// revoked (or its user deleted), a producer's once its source is deleted or
+// the key it presented stops working (a rotation without grace); expiry
+// closes them by itself (the grant's deadline).
 func (e *Gate) NATSClientValid(name string) bool {
+	if rest, ok := strings.CutPrefix(name, natsSourcePrefix); ok {
+		rest, grace := strings.CutSuffix(rest, natsGraceSuffix)
+		src, print, ok := strings.Cut(rest, ":")
+		return ok && e.sourceKeyValid(src, print, grace)
+	}
 	kind, id, ok := strings.Cut(name, ":")
 	if !ok || (kind != auth.KindToken && kind != auth.KindSession && kind != auth.KindSSO) {
 		return true
@@ -154,4 +186,24 @@ func (e *Gate) NATSClientValid(name string) bool {
 	_, ok = e.access.byID[id]
 	e.access.mu.RUnlock()
 	return ok
+}
+
+// sourceKeyValid reports whether source exists and the key of fingerprint
+// print (natsSourceName) still works for a connection: its current key; or
+// the one before, within its grace, for a connection granted on it as such
+// (grace: the server closes it when the grace ends). A connection granted
+// on a key that was rotated out since has no such deadline: it is closed
+// and, reconnecting, gets one.
+func (e *Gate) sourceKeyValid(source, print string, grace bool) bool {
+	s, ok := e.sources.get(source)
+	if !ok {
+		return false
+	}
+	match := func(h []byte) bool {
+		return len(h) >= natsKeyPrint && hex.EncodeToString(h[:natsKeyPrint]) == print
+	}
+	if grace {
+		return match(s.OldKeyHash) && e.opts.Now().UnixMilli() < s.OldKeyUntil
+	}
+	return match(s.KeyHash)
 }

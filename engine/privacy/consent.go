@@ -34,7 +34,7 @@ func (e *Service) ConsentAllowed(profileID, channel string) (bool, error) {
 	}
 	u, err := ulid.ParseStrict(profileID)
 	if err != nil {
-		return false, fmt.Errorf("%w: profile_id %q: %v", base.ErrBadRef, profileID, err)
+		return false, fmt.Errorf("%w: profile_id %q is not a profile id (26 characters)", base.ErrBadRef, profileID)
 	}
 	var ok bool
 	err = e.read(func(r store.Reader, sm *projections.StateMachine) error {

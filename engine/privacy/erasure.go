@@ -210,7 +210,7 @@ func (e *Service) ParseErasureIdentifier(ident string) (typ string, hash []byte,
 	if typ == event.ProfileID {
 		u, perr := ulid.ParseStrict(strings.TrimSpace(value))
 		if perr != nil {
-			return "", nil, fmt.Errorf("%w: profile_id %q: %v", base.ErrBadRef, value, perr)
+			return "", nil, fmt.Errorf("%w: profile_id %q is not a profile id (26 characters, e.g. 01JDZ8Q6X0F7R2M4N8P3S5T7V9)", base.ErrBadRef, value)
 		}
 		return typ, u[:], nil
 	}
@@ -267,7 +267,7 @@ func (e *Service) RequestErasure(ctx context.Context, ident string) (ErasureInfo
 func (e *Service) Erasure(id string) (ErasureInfo, error) {
 	u, err := ulid.ParseStrict(strings.TrimSpace(id))
 	if err != nil {
-		return ErasureInfo{}, fmt.Errorf("%w: erasure id %q: %v", base.ErrBadRef, id, err)
+		return ErasureInfo{}, fmt.Errorf("%w: %q is not an erasure id (26 characters, as aurum privacy erase printed it)", base.ErrInvalid, id)
 	}
 	var info ErasureInfo
 	err = e.read(func(r store.Reader, _ *projections.StateMachine) error {

@@ -25,7 +25,7 @@ func (e *Reader) resolve(r store.Reader, sm *projections.StateMachine, ref strin
 	if typ == event.ProfileID {
 		u, perr := ulid.ParseStrict(strings.TrimSpace(value))
 		if perr != nil {
-			return nil, fmt.Errorf("%w: profile_id %q: %v", base.ErrBadRef, value, perr)
+			return nil, fmt.Errorf("%w: profile_id %q is not a profile id (26 characters, e.g. 01JDZ8Q6X0F7R2M4N8P3S5T7V9)", base.ErrBadRef, value)
 		}
 		id, err = kc.Root(r, u[:])
 	} else {
