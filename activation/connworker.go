@@ -61,7 +61,8 @@ func (w *worker) runConnector() {
 		defer close(swept)
 		w.sweepLoop()
 	}()
-	w.consume(alog.ConsumeOptions{StartSeq: w.dest.OutStart}, w.handleChange)
+	w.consumeBatch(alog.ConsumeOptions{StartSeq: w.dest.OutStart, Batch: min(w.conn.MaxBatch(), alog.MaxConsumeBatch)},
+		w.handleChanges)
 	<-swept
 }
 
@@ -251,6 +252,13 @@ func (w *worker) consentOp(c *connector.Change) (bool, error) {
 // MaxAttempts, then dead-lettered with what refused for good; done is
 // called for each change delivered.
 func (w *worker) deliverBatch(batch []connector.Change, done func(connector.Change)) error {
+	return w.deliverBatchDL(batch, done, w.deadLetterChange)
+}
+
+// deliverBatchDL is deliverBatch with the dead-letter writer of a change
+// given up on.
+func (w *worker) deliverBatchDL(batch []connector.Change, done func(connector.Change),
+	deadLetter func(c connector.Change, attempts uint64, reason string) error) error {
 	o := &w.d.opts
 	pending := batch
 	for attempt := uint64(1); len(pending) > 0; attempt++ {
@@ -269,7 +277,7 @@ func (w *worker) deliverBatch(batch []connector.Change, done func(connector.Chan
 				retry = append(retry, c)
 				wait = max(wait, r.RetryAfter)
 			default:
-				if err := w.deadLetterChange(c, attempt, r.Reason); err != nil {
+				if err := deadLetter(c, attempt, r.Reason); err != nil {
 					return err
 				}
 			}
@@ -369,18 +377,89 @@ func (w *worker) deadLetterChange(c connector.Change, attempts uint64, reason st
 		DeliveryID: c.ID, Body: body, Attempts: attempts, Reason: reason, Time: w.d.opts.Now()}, 0)
 }
 
-// handleChange is the consumer's handler of a connector destination: one
-// transition from AURUM_OUT.
-func (w *worker) handleChange(m alog.Msg) error {
+// handleChanges is the consumer's handler of a connector destination:
+// the transitions ready in AURUM_OUT (up to the kind's MaxBatch), in
+// stream order. They go to the tool in batches of at most MaxBatch
+// changes, cut before a second change of the same person in the same
+// audience (so a tool never gets an entry and an exit of one person in
+// one request, whatever order it applies them in). Every change is first
+// prepared (consent, identifiers, traits): an error there naks the whole
+// batch before anything was sent. A batch is then retried within the
+// handler (the tool's retryable answers, after the backoff or its
+// Retry-After) up to MaxAttempts, and what fails for good is
+// dead-lettered with the transition; the next batch is sent only after
+// this one, so a person's changes reach the tool in order.
+func (w *worker) handleChanges(msgs []alog.Msg) error {
+	type item struct {
+		c connector.Change
+		m alog.Msg
+	}
+	var items []item
+	for _, m := range msgs {
+		c, send, err := w.change(m)
+		if err != nil {
+			if w.ctx.Err() != nil {
+				return err
+			}
+			w.failed(err, true)
+			return &alog.RetryAfter{Delay: w.d.opts.backoff(m.Delivered), Err: err}
+		}
+		if send {
+			items = append(items, item{c, m})
+		}
+	}
+	origin := make(map[string]alog.Msg, len(items))
+	for _, it := range items {
+		origin[it.c.ID] = it.m
+	}
+	deadLetter := func(c connector.Change, attempts uint64, reason string) error {
+		return w.giveUp(origin[c.ID], &attemptError{Err: errors.New(reason)})
+	}
+	seen := map[string]bool{}
+	var batch []connector.Change
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := w.deliverBatchDL(batch, func(connector.Change) {}, deadLetter)
+		batch = batch[:0]
+		clear(seen)
+		return err
+	}
+	for _, it := range items {
+		k := it.c.Audience + "\x00" + it.c.ProfileID
+		if seen[k] || len(batch) == w.conn.MaxBatch() {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		seen[k] = true
+		batch = append(batch, it.c)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	last := msgs[len(msgs)-1]
+	w.stats.update(func(s *DestStats) { s.LastSeq, s.Lag = last.Seq, last.Pending })
+	return nil
+}
+
+// change prepares the change of one transition; send is false for one
+// skipped (in the first sync already, no consent where the tool keeps no
+// list) or dead-lettered (unreadable).
+func (w *worker) change(m alog.Msg) (connector.Change, bool, error) {
 	o := &w.d.opts
 	var tr transition
 	if err := json.Unmarshal(m.Data, &tr); err != nil || tr.ProfileID == "" || tr.Audience == "" {
 		err := errors.New("transition without a profile_id or audience")
 		w.failed(err, true)
-		return fmt.Errorf("activation: %s: %w: %w", w.dest.Name, err, alog.ErrPermanent)
+		if err := w.giveUp(m, err); err != nil {
+			return connector.Change{}, false, err
+		}
+		return connector.Change{}, false, nil
 	}
 	if tr.Seq != 0 && tr.Seq <= w.dest.SyncedAt {
-		return nil // in the first sync's members already
+		return connector.Change{}, false, nil // in the first sync's members already
 	}
 	c := connector.Change{ID: deliveryID(m), Op: connector.Add, Audience: tr.Audience, ProfileID: tr.ProfileID,
 		Emails: tr.Identifiers["email"], Phones: tr.Identifiers["phone"]}
@@ -391,22 +470,13 @@ func (w *worker) handleChange(m alog.Msg) error {
 		c.Op = connector.Remove
 	}
 	send, err := w.consentOp(&c)
-	if err != nil {
-		if w.ctx.Err() != nil {
-			return err
-		}
-		w.failed(err, true)
-		return &alog.RetryAfter{Delay: o.backoff(m.Delivered), Err: err}
-	}
-	if !send {
-		w.stats.update(func(s *DestStats) { s.LastSeq, s.Lag = m.Seq, m.Pending })
-		return nil
+	if err != nil || !send {
+		return c, false, err
 	}
 	if c.Op == connector.Add {
 		p, found, err := o.People.Person(c.ProfileID)
 		if err != nil {
-			w.failed(err, true)
-			return &alog.RetryAfter{Delay: o.backoff(m.Delivered), Err: err}
+			return c, false, err
 		}
 		if found {
 			c.Traits = p.Traits
@@ -415,23 +485,5 @@ func (w *worker) handleChange(m alog.Msg) error {
 			}
 		}
 	}
-	r := w.deliver([]connector.Change{c})[0]
-	if w.ctx.Err() != nil {
-		return w.ctx.Err()
-	}
-	switch r.Status {
-	case connector.Delivered:
-		if err := w.delivered(c, r); err != nil {
-			return err
-		}
-		w.stats.update(func(s *DestStats) { s.LastSeq, s.Lag = m.Seq, m.Pending })
-		return nil
-	case connector.Retry:
-		delay := o.backoff(m.Delivered)
-		if r.RetryAfter > delay {
-			delay = min(r.RetryAfter, o.BackoffMax)
-		}
-		return &alog.RetryAfter{Delay: delay, Err: errors.New(r.Reason)}
-	}
-	return fmt.Errorf("activation: %s: %w: %w", w.dest.Name, &attemptError{Err: errors.New(r.Reason)}, alog.ErrPermanent)
+	return c, true, nil
 }
