@@ -56,6 +56,9 @@ func (w *worker) runConnector() {
 		}
 	}
 	w.stats.update(func(s *DestStats) { s.FirstSync = SyncDone })
+	if err := w.clearSyncMarks(); err != nil { // left by a crash after MarkSynced
+		w.logger.Warn("activation: clearing first sync marks", "err", err)
+	}
 	swept := make(chan struct{})
 	go func() { // owned by this worker: stops with its ctx, waited for below
 		defer close(swept)
@@ -178,14 +181,29 @@ func (w *worker) firstSync() error {
 		if err != nil {
 			return err
 		}
+		if send && !w.kind.KeepsList {
+			if send, err = w.syncUnsent(c); err != nil {
+				return err
+			}
+		}
 		if send {
 			batch = append(batch, c)
 		}
 		if len(batch) == cap(batch) || (i == len(members)-1 && len(batch) > 0) {
-			if err := w.deliverBatch(batch, func(connector.Change) {
+			if err := w.markSync(batch, syncPending); err != nil {
+				return err
+			}
+			var markErr error
+			if err := w.deliverBatch(batch, func(c connector.Change) {
 				w.stats.update(func(s *DestStats) { s.Synced++ })
+				if err := w.markSync([]connector.Change{c}, syncSent); err != nil && markErr == nil {
+					markErr = err
+				}
 			}); err != nil {
 				return err
+			}
+			if markErr != nil {
+				return markErr
 			}
 			batch = batch[:0]
 			if o.SyncBatchPause > 0 && !w.sleep(o.SyncBatchPause) {
@@ -199,7 +217,90 @@ func (w *worker) firstSync() error {
 	if err != nil {
 		return err
 	}
-	return o.People.MarkSynced(w.ctx, w.dest.Name, w.dest.Version, applied, last+1)
+	if err := o.People.MarkSynced(w.ctx, w.dest.Name, w.dest.Version, applied, last+1); err != nil {
+		return err
+	}
+	return w.clearSyncMarks()
+}
+
+// Progress marks of a first sync to a tool that sends messages (no list:
+// SMTP, SMS), kept in the activation store per destination, version,
+// audience and person: a message cannot be taken back, and its tool has no
+// idempotency key, so a crash in the middle of the sync must not send it
+// again. The mark is written (synced) before the batch is sent
+// (syncPending) and after (syncSent): a sync redone after a crash skips
+// those sent, and dead-letters those pending (sent or not: the outcome is
+// unknown) without sending them again. At most once, where the list tools
+// are at least once (an add repeated changes nothing). The marks are
+// deleted once the sync is marked done on the log.
+const (
+	syncPending = "p"
+	syncSent    = "s"
+)
+
+func (w *worker) syncMarkPrefix() []byte {
+	return []byte(fmt.Sprintf("fs/%s\x00%d\x00", w.dest.Name, w.dest.Version))
+}
+
+func (w *worker) syncMarkKey(c connector.Change) []byte {
+	return append(w.syncMarkPrefix(), c.Audience+"\x00"+c.ProfileID...)
+}
+
+// markSync marks batch (messages only).
+func (w *worker) markSync(batch []connector.Change, state string) error {
+	if w.kind.KeepsList {
+		return nil
+	}
+	for _, c := range batch {
+		if err := w.d.refs.Set(w.syncMarkKey(c), []byte(state)); err != nil {
+			return fmt.Errorf("activation: %s: sync mark: %w", w.dest.Name, err)
+		}
+	}
+	return nil
+}
+
+// syncUnsent reports whether c must be sent: not marked by an earlier,
+// interrupted run of this sync. A pending mark is dead-lettered (the
+// outcome is unknown) and becomes sent.
+func (w *worker) syncUnsent(c connector.Change) (bool, error) {
+	v, err := w.d.refs.Get(w.syncMarkKey(c))
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("activation: %s: sync mark: %w", w.dest.Name, err)
+	}
+	if string(v) == syncPending {
+		if err := w.deadLetterChange(c, 1, "first sync interrupted while this message was being sent: "+
+			"outcome unknown, not sent again (at most once)"); err != nil {
+			return false, err
+		}
+		if err := w.markSync([]connector.Change{c}, syncSent); err != nil {
+			return false, err
+		}
+	}
+	w.stats.update(func(s *DestStats) { s.Synced++ })
+	return false, nil
+}
+
+// clearSyncMarks deletes the destination's first sync marks (every
+// version).
+func (w *worker) clearSyncMarks() error {
+	prefix := []byte("fs/" + w.dest.Name + "\x00")
+	var keys [][]byte
+	err := w.d.refs.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+		keys = append(keys, bytes.Clone(k))
+		return true
+	})
+	for _, k := range keys {
+		if err == nil {
+			err = w.d.refs.Delete(k)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("activation: %s: clear sync marks: %w", w.dest.Name, err)
+	}
+	return nil
 }
 
 // syncChange is the change of one member in the first sync; send is false
