@@ -56,12 +56,16 @@ func (w *worker) runConnector() {
 		}
 	}
 	w.stats.update(func(s *DestStats) { s.FirstSync = SyncDone })
+	if err := w.clearSyncMarks(); err != nil { // left by a crash after MarkSynced
+		w.logger.Warn("activation: clearing first sync marks", "err", err)
+	}
 	swept := make(chan struct{})
 	go func() { // owned by this worker: stops with its ctx, waited for below
 		defer close(swept)
 		w.sweepLoop()
 	}()
-	w.consume(alog.ConsumeOptions{StartSeq: w.dest.OutStart}, w.handleChange)
+	w.consumeBatch(alog.ConsumeOptions{StartSeq: w.dest.OutStart, Batch: min(w.conn.MaxBatch(), alog.MaxConsumeBatch)},
+		w.handleChanges)
 	<-swept
 }
 
@@ -177,14 +181,29 @@ func (w *worker) firstSync() error {
 		if err != nil {
 			return err
 		}
+		if send && !w.kind.KeepsList {
+			if send, err = w.syncUnsent(c); err != nil {
+				return err
+			}
+		}
 		if send {
 			batch = append(batch, c)
 		}
 		if len(batch) == cap(batch) || (i == len(members)-1 && len(batch) > 0) {
-			if err := w.deliverBatch(batch, func(connector.Change) {
+			if err := w.markSync(batch, syncPending); err != nil {
+				return err
+			}
+			var markErr error
+			if err := w.deliverBatch(batch, func(c connector.Change) {
 				w.stats.update(func(s *DestStats) { s.Synced++ })
+				if err := w.markSync([]connector.Change{c}, syncSent); err != nil && markErr == nil {
+					markErr = err
+				}
 			}); err != nil {
 				return err
+			}
+			if markErr != nil {
+				return markErr
 			}
 			batch = batch[:0]
 			if o.SyncBatchPause > 0 && !w.sleep(o.SyncBatchPause) {
@@ -198,7 +217,90 @@ func (w *worker) firstSync() error {
 	if err != nil {
 		return err
 	}
-	return o.People.MarkSynced(w.ctx, w.dest.Name, w.dest.Version, applied, last+1)
+	if err := o.People.MarkSynced(w.ctx, w.dest.Name, w.dest.Version, applied, last+1); err != nil {
+		return err
+	}
+	return w.clearSyncMarks()
+}
+
+// Progress marks of a first sync to a tool that sends messages (no list:
+// SMTP, SMS), kept in the activation store per destination, version,
+// audience and person: a message cannot be taken back, and its tool has no
+// idempotency key, so a crash in the middle of the sync must not send it
+// again. The mark is written (synced) before the batch is sent
+// (syncPending) and after (syncSent): a sync redone after a crash skips
+// those sent, and dead-letters those pending (sent or not: the outcome is
+// unknown) without sending them again. At most once, where the list tools
+// are at least once (an add repeated changes nothing). The marks are
+// deleted once the sync is marked done on the log.
+const (
+	syncPending = "p"
+	syncSent    = "s"
+)
+
+func (w *worker) syncMarkPrefix() []byte {
+	return []byte(fmt.Sprintf("fs/%s\x00%d\x00", w.dest.Name, w.dest.Version))
+}
+
+func (w *worker) syncMarkKey(c connector.Change) []byte {
+	return append(w.syncMarkPrefix(), c.Audience+"\x00"+c.ProfileID...)
+}
+
+// markSync marks batch (messages only).
+func (w *worker) markSync(batch []connector.Change, state string) error {
+	if w.kind.KeepsList {
+		return nil
+	}
+	for _, c := range batch {
+		if err := w.d.refs.Set(w.syncMarkKey(c), []byte(state)); err != nil {
+			return fmt.Errorf("activation: %s: sync mark: %w", w.dest.Name, err)
+		}
+	}
+	return nil
+}
+
+// syncUnsent reports whether c must be sent: not marked by an earlier,
+// interrupted run of this sync. A pending mark is dead-lettered (the
+// outcome is unknown) and becomes sent.
+func (w *worker) syncUnsent(c connector.Change) (bool, error) {
+	v, err := w.d.refs.Get(w.syncMarkKey(c))
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("activation: %s: sync mark: %w", w.dest.Name, err)
+	}
+	if string(v) == syncPending {
+		if err := w.deadLetterChange(c, 1, "first sync interrupted while this message was being sent: "+
+			"outcome unknown, not sent again (at most once)"); err != nil {
+			return false, err
+		}
+		if err := w.markSync([]connector.Change{c}, syncSent); err != nil {
+			return false, err
+		}
+	}
+	w.stats.update(func(s *DestStats) { s.Synced++ })
+	return false, nil
+}
+
+// clearSyncMarks deletes the destination's first sync marks (every
+// version).
+func (w *worker) clearSyncMarks() error {
+	prefix := []byte("fs/" + w.dest.Name + "\x00")
+	var keys [][]byte
+	err := w.d.refs.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+		keys = append(keys, bytes.Clone(k))
+		return true
+	})
+	for _, k := range keys {
+		if err == nil {
+			err = w.d.refs.Delete(k)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("activation: %s: clear sync marks: %w", w.dest.Name, err)
+	}
+	return nil
 }
 
 // syncChange is the change of one member in the first sync; send is false
@@ -251,6 +353,13 @@ func (w *worker) consentOp(c *connector.Change) (bool, error) {
 // MaxAttempts, then dead-lettered with what refused for good; done is
 // called for each change delivered.
 func (w *worker) deliverBatch(batch []connector.Change, done func(connector.Change)) error {
+	return w.deliverBatchDL(batch, done, w.deadLetterChange)
+}
+
+// deliverBatchDL is deliverBatch with the dead-letter writer of a change
+// given up on.
+func (w *worker) deliverBatchDL(batch []connector.Change, done func(connector.Change),
+	deadLetter func(c connector.Change, attempts uint64, reason string) error) error {
 	o := &w.d.opts
 	pending := batch
 	for attempt := uint64(1); len(pending) > 0; attempt++ {
@@ -269,7 +378,7 @@ func (w *worker) deliverBatch(batch []connector.Change, done func(connector.Chan
 				retry = append(retry, c)
 				wait = max(wait, r.RetryAfter)
 			default:
-				if err := w.deadLetterChange(c, attempt, r.Reason); err != nil {
+				if err := deadLetter(c, attempt, r.Reason); err != nil {
 					return err
 				}
 			}
@@ -369,18 +478,89 @@ func (w *worker) deadLetterChange(c connector.Change, attempts uint64, reason st
 		DeliveryID: c.ID, Body: body, Attempts: attempts, Reason: reason, Time: w.d.opts.Now()}, 0)
 }
 
-// handleChange is the consumer's handler of a connector destination: one
-// transition from AURUM_OUT.
-func (w *worker) handleChange(m alog.Msg) error {
+// handleChanges is the consumer's handler of a connector destination:
+// the transitions ready in AURUM_OUT (up to the kind's MaxBatch), in
+// stream order. They go to the tool in batches of at most MaxBatch
+// changes, cut before a second change of the same person in the same
+// audience (so a tool never gets an entry and an exit of one person in
+// one request, whatever order it applies them in). Every change is first
+// prepared (consent, identifiers, traits): an error there naks the whole
+// batch before anything was sent. A batch is then retried within the
+// handler (the tool's retryable answers, after the backoff or its
+// Retry-After) up to MaxAttempts, and what fails for good is
+// dead-lettered with the transition; the next batch is sent only after
+// this one, so a person's changes reach the tool in order.
+func (w *worker) handleChanges(msgs []alog.Msg) error {
+	type item struct {
+		c connector.Change
+		m alog.Msg
+	}
+	var items []item
+	for _, m := range msgs {
+		c, send, err := w.change(m)
+		if err != nil {
+			if w.ctx.Err() != nil {
+				return err
+			}
+			w.failed(err, true)
+			return &alog.RetryAfter{Delay: w.d.opts.backoff(m.Delivered), Err: err}
+		}
+		if send {
+			items = append(items, item{c, m})
+		}
+	}
+	origin := make(map[string]alog.Msg, len(items))
+	for _, it := range items {
+		origin[it.c.ID] = it.m
+	}
+	deadLetter := func(c connector.Change, attempts uint64, reason string) error {
+		return w.giveUp(origin[c.ID], &attemptError{Err: errors.New(reason)})
+	}
+	seen := map[string]bool{}
+	var batch []connector.Change
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := w.deliverBatchDL(batch, func(connector.Change) {}, deadLetter)
+		batch = batch[:0]
+		clear(seen)
+		return err
+	}
+	for _, it := range items {
+		k := it.c.Audience + "\x00" + it.c.ProfileID
+		if seen[k] || len(batch) == w.conn.MaxBatch() {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		seen[k] = true
+		batch = append(batch, it.c)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	last := msgs[len(msgs)-1]
+	w.stats.update(func(s *DestStats) { s.LastSeq, s.Lag = last.Seq, last.Pending })
+	return nil
+}
+
+// change prepares the change of one transition; send is false for one
+// skipped (in the first sync already, no consent where the tool keeps no
+// list) or dead-lettered (unreadable).
+func (w *worker) change(m alog.Msg) (connector.Change, bool, error) {
 	o := &w.d.opts
 	var tr transition
 	if err := json.Unmarshal(m.Data, &tr); err != nil || tr.ProfileID == "" || tr.Audience == "" {
 		err := errors.New("transition without a profile_id or audience")
 		w.failed(err, true)
-		return fmt.Errorf("activation: %s: %w: %w", w.dest.Name, err, alog.ErrPermanent)
+		if err := w.giveUp(m, err); err != nil {
+			return connector.Change{}, false, err
+		}
+		return connector.Change{}, false, nil
 	}
 	if tr.Seq != 0 && tr.Seq <= w.dest.SyncedAt {
-		return nil // in the first sync's members already
+		return connector.Change{}, false, nil // in the first sync's members already
 	}
 	c := connector.Change{ID: deliveryID(m), Op: connector.Add, Audience: tr.Audience, ProfileID: tr.ProfileID,
 		Emails: tr.Identifiers["email"], Phones: tr.Identifiers["phone"]}
@@ -391,22 +571,13 @@ func (w *worker) handleChange(m alog.Msg) error {
 		c.Op = connector.Remove
 	}
 	send, err := w.consentOp(&c)
-	if err != nil {
-		if w.ctx.Err() != nil {
-			return err
-		}
-		w.failed(err, true)
-		return &alog.RetryAfter{Delay: o.backoff(m.Delivered), Err: err}
-	}
-	if !send {
-		w.stats.update(func(s *DestStats) { s.LastSeq, s.Lag = m.Seq, m.Pending })
-		return nil
+	if err != nil || !send {
+		return c, false, err
 	}
 	if c.Op == connector.Add {
 		p, found, err := o.People.Person(c.ProfileID)
 		if err != nil {
-			w.failed(err, true)
-			return &alog.RetryAfter{Delay: o.backoff(m.Delivered), Err: err}
+			return c, false, err
 		}
 		if found {
 			c.Traits = p.Traits
@@ -415,23 +586,5 @@ func (w *worker) handleChange(m alog.Msg) error {
 			}
 		}
 	}
-	r := w.deliver([]connector.Change{c})[0]
-	if w.ctx.Err() != nil {
-		return w.ctx.Err()
-	}
-	switch r.Status {
-	case connector.Delivered:
-		if err := w.delivered(c, r); err != nil {
-			return err
-		}
-		w.stats.update(func(s *DestStats) { s.LastSeq, s.Lag = m.Seq, m.Pending })
-		return nil
-	case connector.Retry:
-		delay := o.backoff(m.Delivered)
-		if r.RetryAfter > delay {
-			delay = min(r.RetryAfter, o.BackoffMax)
-		}
-		return &alog.RetryAfter{Delay: delay, Err: errors.New(r.Reason)}
-	}
-	return fmt.Errorf("activation: %s: %w: %w", w.dest.Name, &attemptError{Err: errors.New(r.Reason)}, alog.ErrPermanent)
+	return c, true, nil
 }

@@ -57,13 +57,21 @@ func (w *worker) run() {
 // consume runs the destination's durable consumer with handle until the
 // worker stops; copts gives the start (the rest is set here).
 func (w *worker) consume(copts alog.ConsumeOptions, handle func(alog.Msg) error) {
+	copts.OnGiveUp = w.giveUp
+	w.consumeWith(copts, func(copts alog.ConsumeOptions) error {
+		return w.d.log.ConsumeDurable(w.ctx, alog.StreamOut, w.durable, w.filters, copts, handle)
+	})
+}
+
+// consumeWith runs consume (the options completed here) until the worker
+// stops, restarting it after a failure.
+func (w *worker) consumeWith(copts alog.ConsumeOptions, consume func(alog.ConsumeOptions) error) {
 	o := &w.d.opts
 	copts.MaxDeliver = o.MaxAttempts
 	copts.BackoffMin, copts.BackoffMax = o.BackoffMin, o.BackoffMax
 	copts.AckWait = o.Timeout + ackWaitMargin
-	copts.OnGiveUp = w.giveUp
 	for failures := uint64(1); ; failures++ {
-		err := w.d.log.ConsumeDurable(w.ctx, alog.StreamOut, w.durable, w.filters, copts, handle)
+		err := consume(copts)
 		if err == nil || errors.Is(err, alog.ErrClosed) || w.ctx.Err() != nil {
 			return
 		}
@@ -77,6 +85,14 @@ func (w *worker) consume(copts alog.ConsumeOptions, handle func(alog.Msg) error)
 			return
 		}
 	}
+}
+
+// consumeBatch is consume with a handler of batches
+// (log.ConsumeDurableBatch).
+func (w *worker) consumeBatch(copts alog.ConsumeOptions, handle func([]alog.Msg) error) {
+	w.consumeWith(copts, func(copts alog.ConsumeOptions) error {
+		return w.d.log.ConsumeDurableBatch(w.ctx, alog.StreamOut, w.durable, w.filters, copts, handle)
+	})
 }
 
 // attemptError is the outcome of a failed attempt.

@@ -43,6 +43,7 @@ import (
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/ingest"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/outbox"
@@ -135,6 +136,10 @@ type Options struct {
 	// remove the people whose consent was withdrawn (zero: the activation
 	// package's default, 1 min; negative: never).
 	ConnectorConsentSweep time.Duration
+	// Export is the warehouse export (engine/export, docs/export.md):
+	// its directory (empty: none), schedule, personal columns and the
+	// runs kept. Its Now and Logger are the engine's.
+	Export export.Options
 	// ConsentDefaultDenied makes a channel without any consent statement
 	// count as denied (opt-in, what EU marketing usually needs). Default:
 	// granted (opt-out: a person is contacted until they withdraw).
@@ -263,6 +268,7 @@ type Engine struct {
 	recorder  *audit.Recorder
 	publisher *outbox.Publisher
 	models    *models.Service
+	exporter  *export.Exporter
 	privacy   *privacy.Service
 
 	ctx    context.Context
@@ -414,6 +420,9 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate})
 	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader},
 		models.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Synced: e})
+	xo := opts.Export
+	xo.Now, xo.Logger = opts.Now, opts.Logger
+	e.exporter = export.New(xo, wiring{e}, e.keys.Open)
 	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
 		Cluster: opts.Cluster, Applied: e.applied.get},
 		e.log, e.keys, wiring{e}, e.privacy)
@@ -440,6 +449,7 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("gateway", e.edge.RunGateway)
 	e.goRun("erasure", e.privacy.RunErasures)
 	e.goRun("models", e.models.Run)
+	e.goRun("export", func(ctx context.Context) error { e.exporter.Scheduler(ctx); return nil })
 	if e.opts.SharedKeys {
 		e.goRun("keys", e.followKeys)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/ingest"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/outbox"
@@ -33,6 +34,9 @@ func (e *Engine) Recorder() *audit.Recorder { return e.recorder }
 
 // Models is the prediction models: fits, records, evaluations.
 func (e *Engine) Models() *models.Service { return e.models }
+
+// Exporter is the warehouse export (Parquet runs).
+func (e *Engine) Exporter() *export.Exporter { return e.exporter }
 
 // Privacy is erasure, export and consent.
 func (e *Engine) Privacy() *privacy.Service { return e.privacy }

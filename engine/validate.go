@@ -35,6 +35,9 @@ func optionErr(reason string, fields ...string) error {
 // (a negative TickPeriod disables ticks).
 // Errors are *OptionError.
 func (o *Options) Validate() error {
+	if err := o.Export.Validate(); err != nil {
+		return optionErr(err.Error(), "Export")
+	}
 	if o.Partitions != 0 && (o.Partitions < 1 || o.Partitions > 1024) {
 		return optionErr(fmt.Sprintf("must be in [1, 1024], got %d", o.Partitions), "Partitions")
 	}

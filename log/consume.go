@@ -89,7 +89,13 @@ type ConsumeOptions struct {
 	// redelivered after the backoff (and handle is tried again). nil means
 	// the message is dropped (logged at Warn).
 	OnGiveUp func(Msg, error) error
+	// Batch is the most messages ConsumeDurableBatch hands at once
+	// (default 1; at most MaxConsumeBatch). ConsumeDurable ignores it.
+	Batch int
 }
+
+// MaxConsumeBatch bounds ConsumeOptions.Batch.
+const MaxConsumeBatch = 10000
 
 // EnsureDefaults fills in zero fields with their defaults.
 func (o *ConsumeOptions) EnsureDefaults() {
@@ -101,6 +107,9 @@ func (o *ConsumeOptions) EnsureDefaults() {
 	}
 	if o.BackoffMax == 0 {
 		o.BackoffMax = DefaultConsumeBackoffMax
+	}
+	if o.Batch == 0 {
+		o.Batch = 1
 	}
 	if o.AckWait == 0 {
 		o.AckWait = DefaultConsumeAckWait
@@ -171,6 +180,14 @@ func checkName(what, name string) error {
 // lost, server restart) are logged and retried with a backoff.
 func (l *Log) ConsumeDurable(ctx context.Context, stream, durable string, filters []string, opts ConsumeOptions, handle func(Msg) error) error {
 	opts.EnsureDefaults()
+	if handle == nil {
+		return fmt.Errorf("log: consume %s/%s: nil handler", stream, durable)
+	}
+	return l.consumeDurable(ctx, stream, durable, filters, opts, handle, nil)
+}
+
+func (l *Log) consumeDurable(ctx context.Context, stream, durable string, filters []string, opts ConsumeOptions,
+	handle func(Msg) error, handleBatch func([]Msg) error) error {
 	if err := opts.Validate(); err != nil {
 		return err
 	}
@@ -193,16 +210,14 @@ func (l *Log) ConsumeDurable(ctx context.Context, stream, durable string, filter
 			}
 		}
 	}
-	if handle == nil {
-		return fmt.Errorf("log: consume %s/%s: nil handler", stream, durable)
-	}
 	c := &durableConsumer{
-		l:       l,
-		stream:  stream,
-		durable: durable,
-		filters: append([]string(nil), filters...),
-		opts:    opts,
-		handle:  handle,
+		l:           l,
+		stream:      stream,
+		durable:     durable,
+		filters:     append([]string(nil), filters...),
+		opts:        opts,
+		handle:      handle,
+		handleBatch: handleBatch,
 	}
 	return l.runActive(ctx, func(ctx context.Context) error {
 		l.ownConsumer(stream, durable)
@@ -261,6 +276,8 @@ type durableConsumer struct {
 	filters []string
 	opts    ConsumeOptions
 	handle  func(Msg) error
+	// handleBatch, when set (ConsumeDurableBatch), replaces handle.
+	handleBatch func([]Msg) error
 
 	// done is the highest stream sequence acked by this call.
 	// Invariant: handle is never called for a sequence <= done.
@@ -277,6 +294,10 @@ func (c *durableConsumer) create(ctx context.Context) error {
 		MaxDeliver:     -1, // giving up is ours: OnGiveUp, then ack
 		MaxAckPending:  1,  // strict order: nothing passes a nak'ed message
 		FilterSubjects: c.filters,
+	}
+	if c.handleBatch != nil {
+		// A batch is acked or nak'ed whole before the next is pulled.
+		cfg.MaxAckPending = c.opts.Batch
 	}
 	if !c.opts.StartTime.IsZero() {
 		t := c.opts.StartTime.UTC()
@@ -380,6 +401,12 @@ func (c *durableConsumer) run(ctx context.Context) error {
 			continue
 		}
 		failures = 0
+		if c.handleBatch != nil {
+			if err := c.processBatch(ctx, pull, m); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := c.process(ctx, m); err != nil {
 			return err
 		}
@@ -443,6 +470,104 @@ func (c *durableConsumer) process(ctx context.Context, m *nats.Msg) error {
 	}
 	if err := m.NakWithDelay(delay); err != nil {
 		lg.Warn("log: consume: nak; redelivery after AckWait", "err", err, "ack_wait", c.opts.AckWait)
+	}
+	return nil
+}
+
+// ConsumeDurableBatch is ConsumeDurable handing up to opts.Batch messages
+// at once: the first message it waits for, and those ready behind it
+// (the consumer has MaxAckPending opts.Batch). handle returns nil: every
+// message is acked, in order; an error: every message is nak'ed (with a
+// *RetryAfter's Delay, else the backoff of the first) and the batch comes
+// back. There is no OnGiveUp: handle gives up on a message itself (a
+// dead letter) and returns nil. While handle runs, the messages' AckWait
+// is renewed (in-progress acks every AckWait/3), so handle may retry
+// within the batch for longer than AckWait.
+func (l *Log) ConsumeDurableBatch(ctx context.Context, stream, durable string, filters []string, opts ConsumeOptions, handle func([]Msg) error) error {
+	opts.EnsureDefaults()
+	if opts.Batch < 1 || opts.Batch > MaxConsumeBatch {
+		return fmt.Errorf("log: consume %s/%s: batch %d, want 1..%d", stream, durable, opts.Batch, MaxConsumeBatch)
+	}
+	if handle == nil {
+		return fmt.Errorf("log: consume %s/%s: nil handler", stream, durable)
+	}
+	return l.consumeDurable(ctx, stream, durable, filters, opts, nil, handle)
+}
+
+// processBatch pulls what is ready behind first and hands the batch to
+// handleBatch. It returns an error only for a message it cannot read.
+func (c *durableConsumer) processBatch(ctx context.Context, pull *puller, first *nats.Msg) error {
+	raw := []*nats.Msg{first}
+	if c.opts.Batch > 1 {
+		more, err := pull.more(ctx, c.opts.Batch-1)
+		raw = append(raw, more...)
+		if err != nil && ctx.Err() == nil {
+			c.l.logger.Warn("log: consume: pull of a batch's rest", "stream", c.stream, "consumer", c.durable, "err", err)
+		}
+	}
+	var msgs []Msg
+	var held []*nats.Msg
+	for _, m := range raw {
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("log: consume %s/%s: metadata: %w", c.stream, c.durable, err)
+		}
+		lg := c.l.logger.With("stream", c.stream, "consumer", c.durable, "seq", md.Sequence.Stream)
+		if md.Sequence.Stream <= c.done {
+			c.ack(m, lg) // a redelivery of a message acked in this call
+			continue
+		}
+		msgs = append(msgs, Msg{Seq: md.Sequence.Stream, Subject: m.Subject, MsgID: m.Header.Get(jetstream.MsgIDHeader),
+			Data: m.Data, Time: md.Timestamp, Delivered: md.NumDelivered, Pending: md.NumPending})
+		held = append(held, m)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	stop := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() { // owned by this call: stopped and waited for below
+		defer close(renewed)
+		t := time.NewTicker(c.opts.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				for _, m := range held {
+					_ = m.InProgress()
+				}
+			}
+		}
+	}()
+	herr := c.handleBatch(msgs)
+	close(stop)
+	<-renewed
+	lg := c.l.logger.With("stream", c.stream, "consumer", c.durable, "first", msgs[0].Seq, "n", len(msgs))
+	if herr == nil {
+		for _, m := range held {
+			c.ack(m, lg)
+		}
+		c.done = msgs[len(msgs)-1].Seq
+		return nil
+	}
+	if ctx.Err() != nil {
+		for _, m := range held {
+			_ = m.Nak()
+		}
+		return nil
+	}
+	delay := c.opts.Backoff(msgs[0].Delivered)
+	var ra *RetryAfter
+	if errors.As(herr, &ra) && ra.Delay > 0 {
+		delay = ra.Delay
+	}
+	lg.Debug("log: consume: batch failed", "err", herr, "delay", delay)
+	for _, m := range held {
+		if err := m.NakWithDelay(delay); err != nil {
+			lg.Warn("log: consume: nak; redelivery after AckWait", "err", err)
+		}
 	}
 	return nil
 }

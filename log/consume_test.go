@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -462,4 +463,69 @@ func TestConsumeDurableStopLeavesNoPendingPull(t *testing.T) {
 	if len(seen) != 24 || seen[0] != 1 || seen[23] != 24 {
 		t.Fatalf("rounds saw %v, want 1..24", seen)
 	}
+}
+
+// TestConsumeDurableBatch: messages ready together come in one batch (up
+// to Batch), in stream order; a failed batch comes back whole and nothing
+// after it passes it; an acked batch is never handed again.
+func TestConsumeDurableBatch(t *testing.T) {
+	ctx := testCtx(t)
+	l := openLog(t, testOptions(t.TempDir()))
+	var want []uint64
+	for i := 1; i <= 20; i++ {
+		want = append(want, appendOut(t, ctx, l, "aurum.audience.a.entered", "b"+strconv.Itoa(i)))
+	}
+	var mu sync.Mutex
+	var batches [][]uint64
+	var acked []uint64
+	failed := false
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	opts := fastConsume()
+	opts.Batch = 8
+	go func() {
+		done <- l.ConsumeDurableBatch(cctx, StreamOut, "test-batch", []string{"aurum.audience.a.>"}, opts, func(ms []Msg) error {
+			mu.Lock()
+			defer mu.Unlock()
+			var seqs []uint64
+			for _, m := range ms {
+				seqs = append(seqs, m.Seq)
+			}
+			batches = append(batches, seqs)
+			if !failed && slices.Contains(seqs, want[9]) {
+				failed = true
+				return &RetryAfter{Delay: time.Millisecond, Err: errors.New("busy")}
+			}
+			acked = append(acked, seqs...)
+			return nil
+		})
+	}()
+	check.For(t, 30*time.Second, 5*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acked) < len(want) {
+			return fmt.Errorf("%d of %d acked", len(acked), len(want))
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(acked, want) {
+		t.Fatalf("acked %v, want %v (batches %v)", acked, want, batches)
+	}
+	most := 0
+	for _, b := range batches {
+		if len(b) > 8 {
+			t.Fatalf("batch of %d > 8: %v", len(b), b)
+		}
+		most = max(most, len(b))
+	}
+	if most < 2 {
+		t.Fatalf("no batch of more than one message: %v", batches)
+	}
+	t.Logf("batches: %v", batches)
 }

@@ -99,6 +99,48 @@ func (p *puller) next(ctx context.Context) (*nats.Msg, error) {
 	}
 }
 
+// more asks for up to n further messages that are ready now (a no-wait
+// request) and returns those that came: fewer than n, or none, when the
+// consumer has no more (its end comes as a 404 or 408 status).
+func (p *puller) more(ctx context.Context, n int) ([]*nats.Msg, error) {
+	req, err := json.Marshal(struct {
+		Batch  int  `json:"batch"`
+		NoWait bool `json:"no_wait"`
+	}{n, true})
+	if err != nil {
+		return nil, err
+	}
+	if err := p.nc.PublishRequest(p.subject, p.sub.Subject, req); err != nil {
+		return nil, fmt.Errorf("pull request: %w", err)
+	}
+	var out []*nats.Msg
+	for len(out) < n {
+		wctx, cancel := context.WithTimeout(ctx, p.timeout)
+		m, err := p.sub.NextMsgWithContext(wctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			return out, fmt.Errorf("pull request: %w", err)
+		}
+		status := m.Header.Get("Status")
+		switch {
+		case status == "" && len(m.Reply) > 0:
+			out = append(out, m)
+		case status == "100":
+			if m.Reply != "" {
+				_ = m.Respond(nil)
+			}
+		case status == "404" || status == "408" || status == "409":
+			return out, nil
+		default:
+			return out, fmt.Errorf("pull request: status %s %s", status, m.Header.Get("Description"))
+		}
+	}
+	return out, nil
+}
+
 // close unsubscribes the inbox and waits until the server has seen it.
 func (p *puller) close() {
 	_ = p.sub.Unsubscribe()

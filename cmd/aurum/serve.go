@@ -26,6 +26,7 @@ import (
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/ingest"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/privacy"
@@ -41,6 +42,10 @@ type serveFlags struct {
 	adminToken, masterKeyFile, identityFile     string
 	phoneRegion, logFormat, logLevel            string
 	consentDefault                              string
+	exportDir                                   string
+	exportInterval                              time.Duration
+	exportPersonal                              bool
+	exportKeep                                  int
 	tlsCert, tlsKey, natsTLSCert, natsTLSKey    string
 	partitions                                  int
 	dedupWindow, tick                           time.Duration
@@ -102,6 +107,7 @@ var optionFlags = map[string]string{
 	"Replicas":        "replicas (--cluster file)",
 	"DedupWindow":     "--dedup-window",
 	"TickPeriod":      "--tick",
+	"Export":          "--export-dir/--export-interval/--export-keep",
 	"SessionTTL":      "--session-ttl",
 	"Identity":        "--identity-config",
 	"MasterKey":       "master key",
@@ -200,6 +206,10 @@ OpenID Connect: --oidc-issuer, --oidc-client-id, --oidc-client-secret-file and
 	fl.DurationVar(&f.dedupWindow, "dedup-window", 30*24*time.Hour, "how long a messageId is remembered per source (log time)")
 	fl.DurationVar(&f.tick, "tick", time.Second, "how often the passage of time is recorded on the log (fires time-driven audience exits); 0 disables")
 	fl.StringVar(&f.consentDefault, "consent-default", "granted", `consent of a channel without any statement from the person: "granted" (opt-out: contacted until they withdraw) or "denied" (opt-in: what EU marketing usually needs)`)
+	fl.StringVar(&f.exportDir, "export-dir", "", "warehouse export: write Parquet runs (profiles, audience memberships, a manifest) into this directory (docs/export.md)")
+	fl.DurationVar(&f.exportInterval, "export-interval", 0, "warehouse export: write a run this often (with --export-dir; 0: none)")
+	fl.BoolVar(&f.exportPersonal, "export-personal", false, "warehouse export: include decrypted identifier values and traits")
+	fl.IntVar(&f.exportKeep, "export-keep", 0, "warehouse export: runs kept (the oldest deleted; 0: all)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve the HTTP API over HTTPS (with --tls-key)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fl.StringVar(&f.natsTLSCert, "nats-tls-cert", "", "PEM certificate file: the NATS listener requires TLS (with --nats-tls-key)")
@@ -251,6 +261,8 @@ func runServe(ctx context.Context, f serveFlags) error {
 		SessionTTL:  f.sessionTTL,
 		Logger:      logger,
 		NATSNoAuth:  f.natsNoAuth,
+		Export: export.Options{Dir: f.exportDir, Interval: f.exportInterval, Personal: f.exportPersonal,
+			Keep: f.exportKeep},
 	}
 	if f.ingestRate < 0 {
 		return fmt.Errorf("--ingest-rate: must not be negative (0 disables), got %g", f.ingestRate)
