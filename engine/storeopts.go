@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,9 @@ func openStateMachine(db store.Reader, parts int, dedup time.Duration, keys *sea
 		Partitions:  parts,
 		DedupWindow: dedup.Milliseconds(),
 		Open:        stateOpener(keys),
+		InteractionKey: func(kind, value string) string {
+			return hex.EncodeToString(keys.Hash("interaction."+kind, value))
+		},
 	})
 }
 

@@ -96,6 +96,12 @@ type Request struct {
 	CalibrationEnd string `json:"calibration_end"` // YYYY-MM-DD, the last day of calibration
 	TimeUnit       string `json:"time_unit"`       // week (default) or day
 	Scorer         string `json:"scorer"`          // pareto_nbd (default) or bgnbd
+
+	// Propensity (kind propensity): the label is "does Event happen within
+	// WindowDays days" (default 30); Names are the event names whose decayed
+	// counts are features (default: the 16 most frequent, and Event).
+	WindowDays int      `json:"window_days,omitempty"`
+	Names      []string `json:"names,omitempty"`
 }
 
 // job is a validated request.
@@ -117,8 +123,14 @@ func (r *Request) validate() (job, error) {
 	if r.Kind == "" {
 		r.Kind = projections.ModelKindCLV
 	}
+	if r.Kind == projections.ModelKindPropensity {
+		return r.validatePropensity()
+	}
 	if r.Kind != projections.ModelKindCLV {
-		return job{}, &FieldError{"kind", fmt.Sprintf("%q: want %q", r.Kind, projections.ModelKindCLV)}
+		return job{}, &FieldError{"kind", fmt.Sprintf("%q: want %q or %q", r.Kind, projections.ModelKindCLV, projections.ModelKindPropensity)}
+	}
+	if r.WindowDays != 0 || len(r.Names) > 0 {
+		return job{}, &FieldError{"window_days", "only for kind propensity"}
 	}
 	if r.Event == "" {
 		r.Event = features.PurchaseEvent
@@ -255,8 +267,16 @@ func (s *Service) Fit(req Request) (Info, error) {
 	return s.infoOf(nil, st), nil
 }
 
-// fit reads the summaries, fits the three models and appends model.put.
+// fit runs the job's fit: fitCLV or fitPropensity.
 func (s *Service) fit(ctx context.Context, j job) error {
+	if j.req.Kind == projections.ModelKindPropensity {
+		return s.fitPropensity(ctx, j)
+	}
+	return s.fitCLV(ctx, j)
+}
+
+// fitCLV reads the summaries, fits the three models and appends model.put.
+func (s *Service) fitCLV(ctx context.Context, j job) error {
 	var (
 		g         predict.Grouper
 		sg        predict.SpendGrouper
@@ -474,6 +494,9 @@ func (s *Service) Evaluate(name string, req EvaluationRequest) (EvaluationInfo, 
 	m, err := s.record(name)
 	if err != nil {
 		return EvaluationInfo{}, err
+	}
+	if m.Kind != projections.ModelKindCLV {
+		return EvaluationInfo{}, &FieldError{"name", fmt.Sprintf("model %q is of kind %s: its holdout AUC is in the model (GET /v1/models/%s)", name, m.Kind, name)}
 	}
 	if he <= m.CalibrationEnd {
 		return EvaluationInfo{}, &FieldError{"holdout_end", fmt.Sprintf("%s is not after the calibration end %s", req.HoldoutEnd, dayString(m.CalibrationEnd))}
