@@ -138,10 +138,10 @@ type ModelPosition struct {
 
 // Model control kinds and kinds of models.
 const (
-	ControlModelPut    = "model.put"    // Model: create or replace (Version, Created, Updated assigned by Apply)
-	ControlModelDelete = "model.delete" // Model.Name
-	ModelKindCLV        = "clv"        // BG/NBD + Pareto/NBD + Gamma-Gamma
-	ModelKindPropensity = "propensity" // P(target event within a window): logistic regression on the feature row
+	ControlModelPut     = "model.put"    // Model: create or replace (Version, Created, Updated assigned by Apply)
+	ControlModelDelete  = "model.delete" // Model.Name
+	ModelKindCLV        = "clv"          // BG/NBD + Pareto/NBD + Gamma-Gamma
+	ModelKindPropensity = "propensity"   // P(target event within a window): logistic regression on the feature row
 )
 
 var prefixModel = []byte("md/") // md/<name> → msgpack Model

@@ -25,9 +25,9 @@ type Info struct {
 	FittedAsOf     *FittedAsOf `json:"fitted_as_of,omitempty"`
 	// Propensity is a propensity model's label, features and holdout AUC.
 	Propensity *PropensityInfo `json:"propensity,omitempty"`
-	Started        *time.Time  `json:"started,omitempty"` // of the fit in flight or failed
-	Created        *time.Time  `json:"created,omitempty"`
-	Updated        *time.Time  `json:"updated,omitempty"`
+	Started    *time.Time      `json:"started,omitempty"` // of the fit in flight or failed
+	Created    *time.Time      `json:"created,omitempty"`
+	Updated    *time.Time      `json:"updated,omitempty"`
 }
 
 // PropensityInfo is a propensity model as GET /v1/models/{name} shows it.

@@ -343,19 +343,29 @@ func (s *Service) fitCLV(ctx context.Context, j job) error {
 		GammaGamma: projections.ModelParams{P: []float64{gg.P, gg.Q, gg.Gamma}, LL: ggFit.LogLikelihood},
 		FittedAsOf: pos, Customers: customers, Repeaters: repeaters,
 	}
-	if err := m.Validate(); err != nil {
-		return fmt.Errorf("models: fit %q: %w", j.req.Name, err)
-	}
-	seq, err := s.deps.Control.AppendControl(ctx, projections.Control{Kind: projections.ControlModelPut, Model: m})
+	seq, err := s.put(ctx, m)
 	if err != nil {
-		return fmt.Errorf("models: fit %q: append: %w", j.req.Name, err)
-	}
-	if err := s.deps.Applied.WaitApplied(ctx, seq); err != nil {
-		return fmt.Errorf("models: fit %q: wait applied: %w", j.req.Name, err)
+		return err
 	}
 	s.opts.Logger.Info("models: fitted", "model", j.req.Name, "customers", customers, "seq", seq,
 		"bgnbd_ll", bgFit.LogLikelihood, "pareto_nbd_ll", pnFit.LogLikelihood)
 	return nil
+}
+
+// put validates a fitted model, appends its model.put and waits until it
+// is applied; it returns the record's log position.
+func (s *Service) put(ctx context.Context, m projections.Model) (uint64, error) {
+	if err := m.Validate(); err != nil {
+		return 0, fmt.Errorf("models: fit %q: %w", m.Name, err)
+	}
+	seq, err := s.deps.Control.AppendControl(ctx, projections.Control{Kind: projections.ControlModelPut, Model: m})
+	if err != nil {
+		return 0, fmt.Errorf("models: fit %q: append: %w", m.Name, err)
+	}
+	if err := s.deps.Applied.WaitApplied(ctx, seq); err != nil {
+		return 0, fmt.Errorf("models: fit %q: wait applied: %w", m.Name, err)
+	}
+	return seq, nil
 }
 
 // eachCustomer calls fn with the summary of every profile whose first kept

@@ -158,15 +158,9 @@ func (s *Service) fitPropensity(ctx context.Context, j job) error {
 			Mean: lr.Std.Mean, Scale: lr.Std.Scale, W: lr.W, Intercept: lr.Intercept,
 			AUC: auc, Examples: int64(len(hd.Y)), Positives: int64(positives)},
 	}
-	if err := m.Validate(); err != nil {
-		return fmt.Errorf("models: fit %q: %w", j.req.Name, err)
-	}
-	seq, err := s.deps.Control.AppendControl(ctx, projections.Control{Kind: projections.ControlModelPut, Model: m})
+	seq, err := s.put(ctx, m)
 	if err != nil {
-		return fmt.Errorf("models: fit %q: append: %w", j.req.Name, err)
-	}
-	if err := s.deps.Applied.WaitApplied(ctx, seq); err != nil {
-		return fmt.Errorf("models: fit %q: wait applied: %w", j.req.Name, err)
+		return err
 	}
 	s.opts.Logger.Info("models: fitted", "model", j.req.Name, "kind", m.Kind, "examples", len(hd.Y), "auc", auc, "seq", seq)
 	return nil
