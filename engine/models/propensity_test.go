@@ -1,6 +1,8 @@
 package models_test
 
 import (
+	"context"
+	"errors"
 	"math"
 	"slices"
 	"testing"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/predict/propensity"
+	"github.com/aurumcdp/aurum/rules"
 )
 
 // TestPropensityFit: the fit job, reading the stored events of every
@@ -80,5 +83,46 @@ func TestPropensityFit(t *testing.T) {
 	}
 	if _, err := s.Evaluate("buy60", models.EvaluationRequest{HoldoutEnd: "2030-01-01"}); err == nil {
 		t.Error("evaluate of a propensity model did not fail")
+	}
+}
+
+// TestSuggest: the segments of 200 customers cover them all, each with a
+// rule the audience language compiles and precision and recall in (0, 1];
+// too few profiles give no segment and a note; a bad k_max is a
+// FieldError.
+func TestSuggest(t *testing.T) {
+	e := newEngine(t)
+	ctx := context.Background()
+	s := e.Models()
+	if out, err := s.Suggest(ctx, models.SuggestRequest{}); err != nil || len(out.Segments) != 0 || out.Note == "" {
+		t.Fatalf("suggest on an empty store: %+v, %v", out, err)
+	}
+	ingest(t, e, purchases())
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Suggest(ctx, models.SuggestRequest{KMax: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Profiles != 200 || out.K < 2 || out.K > 4 || len(out.Segments) != out.K || len(out.Silhouettes) != 3 {
+		t.Fatalf("suggestions %+v", out)
+	}
+	total := 0
+	for _, sg := range out.Segments {
+		total += sg.Size
+		if _, err := rules.Compile(sg.Rule); err != nil {
+			t.Errorf("segment %s: rule %q: %v", sg.Name, sg.Rule, err)
+		}
+		if !(sg.Precision > 0 && sg.Precision <= 1 && sg.Recall > 0 && sg.Recall <= 1) || sg.Description == "" {
+			t.Errorf("segment %+v", sg)
+		}
+	}
+	if total != 200 {
+		t.Errorf("segments hold %d profiles, want 200", total)
+	}
+	var fe *models.FieldError
+	if _, err := s.Suggest(ctx, models.SuggestRequest{KMax: 50}); !errors.As(err, &fe) || fe.Field != "k_max" {
+		t.Errorf("k_max 50: %v", err)
 	}
 }
