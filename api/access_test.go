@@ -267,6 +267,9 @@ var fixtures = map[string]fixture{
 	"POST /v1/audiences/preview": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/audiences/preview", body: []byte(fmt.Sprintf(`{"rule":%q}`, ruleE))}
 	}},
+	"POST /v1/audiences/suggest": {req: func(_ *accessServer, n int) req {
+		return req{path: "/v1/audiences/suggest", body: []byte(`{"k_max":2,"max_profiles":1000}`)}
+	}},
 	"GET /v1/audiences":        {req: get("/v1/audiences")},
 	"GET /v1/audiences/{name}": {req: get("/v1/audiences/seeded")},
 	"PUT /v1/audiences/{name}": {req: func(_ *accessServer, n int) req {

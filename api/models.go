@@ -86,3 +86,18 @@ func (s *Server) handleEvaluateModel(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, ev)
 }
+
+func (s *Server) handleSuggestAudiences(w http.ResponseWriter, r *http.Request) {
+	var req models.SuggestRequest
+	if !decodeJSON(w, r, 4<<10, &req, true) {
+		return
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	out, err := s.svc.Models.Suggest(ctx, req)
+	if err != nil {
+		s.modelError(w, "suggest audiences", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}

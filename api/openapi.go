@@ -40,6 +40,7 @@ var routeSummaries = map[string]string{
 	"GET /v1/destinations":               "List destinations with delivery statistics",
 	"GET /v1/destinations/{name}":        "A destination with delivery statistics",
 	"DELETE /v1/destinations/{name}":     "Delete a destination",
+	"POST /v1/audiences/suggest":         "Discover segments (k-means on RFM and behaviour) and a rule for each, ready to save as an audience",
 	"POST /v1/models":                    "Fit a prediction model in the background (clv: BG/NBD, Pareto/NBD, Gamma-Gamma)",
 	"GET /v1/models":                     "List prediction models with their status",
 	"GET /v1/models/{name}":              "A prediction model: status, time unit, fitted parameters, customers",

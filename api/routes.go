@@ -90,6 +90,7 @@ func (s *Server) routeTable() []routeDef {
 		role("DELETE /v1/destinations/{name}", rolesEdit, s.handleDeleteDestination),
 		role("POST /v1/audiences", rolesEdit, s.handleCreateAudience),
 		role("POST /v1/audiences/preview", rolesEdit, s.handlePreviewAudience),
+		role("POST /v1/audiences/suggest", rolesRead, s.handleSuggestAudiences),
 		role("GET /v1/audiences", rolesRead, s.handleListAudiences),
 		role("GET /v1/audiences/{name}", rolesRead, s.handleGetAudience),
 		role("PUT /v1/audiences/{name}", rolesEdit, s.handleReplaceAudience),

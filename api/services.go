@@ -103,6 +103,7 @@ type Models interface {
 	Model(name string) (models.Info, error)
 	Delete(ctx context.Context, name string) error
 	Evaluate(name string, req models.EvaluationRequest) (models.EvaluationInfo, error)
+	Suggest(ctx context.Context, req models.SuggestRequest) (models.SuggestInfo, error)
 }
 
 // Auditor is the audit log (engine/audit.Recorder).

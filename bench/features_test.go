@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
@@ -58,7 +59,13 @@ func applyCPU(tb testing.TB, kr *seal.Keyring, log [][]byte, events int, noFeatu
 		tb.Fatal(err)
 	}
 	defer db.Close()
-	sm := projections.New(projections.Options{Partitions: 16, Open: kr.Open, NoFeatures: noFeatures})
+	opts := projections.Options{Partitions: 16, Open: kr.Open, NoFeatures: noFeatures}
+	if !noFeatures {
+		// As the engine runs it: categories and products kept under a
+		// keyed hash (engine.openStateMachine).
+		opts.InteractionKey = engine.InteractionKey(kr)
+	}
+	sm := projections.New(opts)
 	seq := uint64(0)
 	apply := func(subject string, data []byte) {
 		seq++

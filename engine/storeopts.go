@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/aurumcdp/aurum/projections"
@@ -35,9 +37,10 @@ func StateStoreOptions(logger *slog.Logger) *store.Options {
 // parts partitions, the dedup window, trait values unsealed with keys.
 func openStateMachine(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring) (*projections.StateMachine, error) {
 	return projections.Open(db, projections.Options{
-		Partitions:  parts,
-		DedupWindow: dedup.Milliseconds(),
-		Open:        stateOpener(keys),
+		Partitions:     parts,
+		DedupWindow:    dedup.Milliseconds(),
+		Open:           stateOpener(keys),
+		InteractionKey: InteractionKey(keys),
 	})
 }
 
@@ -53,5 +56,36 @@ func stateOpener(keys *seal.Keyring) func(keyID, sealed []byte) ([]byte, error) 
 			err = fmt.Errorf("%w: %w", projections.ErrUnreadable, err)
 		}
 		return pt, err
+	}
+}
+
+// InteractionKey is the feature row's key of a category or product value:
+// hex of the first 8 bytes of the keyring's keyed hash of
+// "interaction.<kind>:<value>" (64 bits: a collision among one profile's
+// 64 kept keys is negligible). The hashes of the last values seen are
+// kept (a pure function's cache, bounded: cleared when full), sparing an
+// HMAC per interaction of the hot categories and products.
+func InteractionKey(keys *seal.Keyring) func(kind, value string) string {
+	const max = 4096
+	var (
+		mu    sync.Mutex
+		cache = make(map[string]string, max)
+	)
+	return func(kind, value string) string {
+		ck := kind + "\x00" + value
+		mu.Lock()
+		k, ok := cache[ck]
+		mu.Unlock()
+		if ok {
+			return k
+		}
+		k = hex.EncodeToString(keys.Hash("interaction."+kind, value)[:8])
+		mu.Lock()
+		if len(cache) >= max {
+			clear(cache)
+		}
+		cache[ck] = k
+		mu.Unlock()
+		return k
 	}
 }

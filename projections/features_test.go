@@ -91,8 +91,8 @@ func TestFeaturesFollowMerges(t *testing.T) {
 			orders++
 		}
 	}
-	// No categories or products: their upkeep is off (property values
-	// would be kept in clear: features.AddInteractions).
+	// No categories or products: newSM has no Options.InteractionKey (the
+	// keyed hash their keys need), so their upkeep is off.
 	if v.Orders != int64(orders) || v.Purchases == 0 || len(v.Events) != 3 || len(v.Categories) != 0 || len(v.Products) != 0 {
 		t.Fatalf("view of the merged row: %+v", v)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/projections/features"
 	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/store"
@@ -105,6 +106,13 @@ type Options struct {
 	// NoFeatures turns the feature projection off (gcr.Options.NoFeatures):
 	// the baseline of its benchmark only; it changes the state.
 	NoFeatures bool
+	// InteractionKey maps an event's category or product value to the key
+	// the feature row keeps its interactions under (gcr.Options.
+	// InteractionKey): a keyed hash, deterministic for a given value, so
+	// that no property value is kept in clear. The rules' affinity(...)
+	// reads them through it. nil: no interactions are kept, every affinity
+	// is null.
+	InteractionKey features.KeyFunc
 	// noFreshHistory turns off the shortcut of partition.history for a
 	// profile whose only stored events are the step's (freshHistory):
 	// the reference the equivalence tests compare with.
@@ -165,7 +173,7 @@ func New(opts Options) *StateMachine {
 	}
 	sm := &StateMachine{
 		opts:  opts,
-		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions, NoFeatures: opts.NoFeatures}),
+		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions, NoFeatures: opts.NoFeatures, InteractionKey: opts.InteractionKey}),
 		cache: newStateCache(opts.CacheBytes),
 		ddf:   newDedupFilter(opts.DedupFilterBytes),
 	}

@@ -6,9 +6,13 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aurumcdp/aurum/predict"
+	"github.com/aurumcdp/aurum/predict/propensity"
 	"github.com/aurumcdp/aurum/projections/features"
+	"github.com/aurumcdp/aurum/projections/gcr"
+	"github.com/aurumcdp/aurum/rules"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -37,6 +41,85 @@ type Model struct {
 	Repeaters  int64         `msgpack:"cx"` // customers with x > 0 (Gamma-Gamma's fit)
 	Created    int64         `msgpack:"cr"`
 	Updated    int64         `msgpack:"up"`
+
+	// Propensity (kind propensity) is the classifier of a propensity
+	// model; nil for clv.
+	Propensity *PropensityParams `msgpack:"pp,omitempty"`
+}
+
+// PropensityParams are a fitted propensity model: P(Target within
+// WindowDays days) = σ(Intercept + Σ W[j]·(x[j] − Mean[j])/Scale[j]) over
+// the row propensity.FromFeatures computes from the profile's feature row
+// (columns: propensity.Columns of Names), as of the time it is read.
+type PropensityParams struct {
+	Target     string    `msgpack:"t"`
+	WindowDays int64     `msgpack:"w"`
+	Names      []string  `msgpack:"n"`
+	Mean       []float64 `msgpack:"m"`
+	Scale      []float64 `msgpack:"s"`
+	W          []float64 `msgpack:"x"`
+	Intercept  float64   `msgpack:"i"`
+	// AUC is the holdout AUC of the time-based split (trained at cutoff
+	// c−2w, evaluated at c−w, c the fit's log clock); Examples and
+	// Positives count the rows the stored model was trained on (cutoff c−w).
+	AUC       float64 `msgpack:"a"`
+	Examples  int64   `msgpack:"e"`
+	Positives int64   `msgpack:"p"`
+}
+
+// options are the propensity.ExampleOptions of the model's rows.
+func (p *PropensityParams) options() propensity.ExampleOptions {
+	return propensity.ExampleOptions{Target: p.Target, Horizon: time.Duration(p.WindowDays) * 24 * time.Hour, Names: p.Names}
+}
+
+// validate checks the classifier's shape: one weight, mean and scale per
+// column, every number finite, scales > 0.
+func (p *PropensityParams) validate(name string) error {
+	if p == nil {
+		return fmt.Errorf("projections: model %q: kind propensity without its parameters", name)
+	}
+	cols := len(propensity.Columns(p.options()))
+	switch {
+	case p.Target != features.PurchaseEvent:
+		return fmt.Errorf("projections: model %q: target %q, want %q (the feature row's purchase)", name, p.Target, features.PurchaseEvent)
+	case p.WindowDays < 1 || p.WindowDays > 366:
+		return fmt.Errorf("projections: model %q: window %d days, want 1..366", name, p.WindowDays)
+	case len(p.Names) == 0 || len(p.Names) > 64:
+		return fmt.Errorf("projections: model %q: %d event names, want 1..64", name, len(p.Names))
+	case len(p.W) != cols || len(p.Mean) != cols || len(p.Scale) != cols:
+		return fmt.Errorf("projections: model %q: %d/%d/%d weights/means/scales, want %d", name, len(p.W), len(p.Mean), len(p.Scale), cols)
+	}
+	for _, vs := range [][]float64{p.W, p.Mean, p.Scale, {p.Intercept}} {
+		for _, v := range vs {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("projections: model %q: parameter %v, want finite", name, v)
+			}
+		}
+	}
+	for _, v := range p.Scale {
+		if !(v > 0) {
+			return fmt.Errorf("projections: model %q: scale %v, want > 0", name, v)
+		}
+	}
+	return nil
+}
+
+// PropensityScore is the propensity of a profile (its feature row and its
+// first and last seen times) under a propensity model as of now (Unix ms):
+// a pure function of them, moving with time (the decayed counts and the
+// days since fall as silence lasts). ok is false for a model of another
+// kind, one that does not validate, or a profile with no event by now.
+func PropensityScore(m *Model, f *features.Features, firstSeen, lastSeen, now int64) (float64, bool) {
+	if m.Kind != ModelKindPropensity || m.Validate() != nil || f == nil || len(f.ActiveDays) == 0 && f.FoldedActiveDays == 0 || firstSeen > now {
+		return 0, false
+	}
+	p := m.Propensity
+	row, err := propensity.FromFeatures(f, firstSeen, min(lastSeen, now), now, p.options())
+	if err != nil {
+		return 0, false
+	}
+	lr := propensity.Logistic{Names: p.Names, Std: propensity.Standardizer{Mean: p.Mean, Scale: p.Scale}, Intercept: p.Intercept, W: p.W}
+	return lr.Predict(row), true
 }
 
 // ModelParams are one model's fitted parameters, in the order its
@@ -55,9 +138,10 @@ type ModelPosition struct {
 
 // Model control kinds and kinds of models.
 const (
-	ControlModelPut    = "model.put"    // Model: create or replace (Version, Created, Updated assigned by Apply)
-	ControlModelDelete = "model.delete" // Model.Name
-	ModelKindCLV       = "clv"          // BG/NBD + Pareto/NBD + Gamma-Gamma
+	ControlModelPut     = "model.put"    // Model: create or replace (Version, Created, Updated assigned by Apply)
+	ControlModelDelete  = "model.delete" // Model.Name
+	ModelKindCLV        = "clv"          // BG/NBD + Pareto/NBD + Gamma-Gamma
+	ModelKindPropensity = "propensity"   // P(target event within a window): logistic regression on the feature row
 )
 
 var prefixModel = []byte("md/") // md/<name> → msgpack Model
@@ -65,14 +149,16 @@ var prefixModel = []byte("md/") // md/<name> → msgpack Model
 func modelKey(name string) []byte { return append(append([]byte(nil), prefixModel...), name...) }
 
 // Validate checks a model as a put would store it: a name like an
-// audience's, kind clv, 4, 4 and 3 finite positive parameters, a time unit
-// > 0, a known scorer.
+// audience's; kind clv with 4, 4 and 3 finite positive parameters, a time
+// unit > 0 and a known scorer, or kind propensity with its classifier.
 func (m *Model) Validate() error {
 	switch {
 	case ValidateModelName(m.Name) != nil:
 		return ValidateModelName(m.Name)
+	case m.Kind == ModelKindPropensity:
+		return m.Propensity.validate(m.Name)
 	case m.Kind != ModelKindCLV:
-		return fmt.Errorf("projections: model %q: kind %q, want %q", m.Name, m.Kind, ModelKindCLV)
+		return fmt.Errorf("projections: model %q: kind %q, want %q or %q", m.Name, m.Kind, ModelKindCLV, ModelKindPropensity)
 	case m.DaysPerUnit < 1 || m.DaysPerUnit > 366:
 		return fmt.Errorf("projections: model %q: days per unit %d, want 1..366", m.Name, m.DaysPerUnit)
 	case m.Scorer != "pareto_nbd" && m.Scorer != "bgnbd":
@@ -236,10 +322,18 @@ func (sm *StateMachine) loadModels(r store.Reader) error {
 	return nil
 }
 
-// prediction is rules.Facts.Prediction of a profile whose feature row is
-// f: the score name ("churn_risk": of the model named clv;
-// "<model>.<score>": of another) as of time at.
-func (sm *StateMachine) prediction(f *features.Features, name string, at int64) (float64, bool) {
+// prediction is rules.Facts.Prediction of a profile: the score name
+// ("churn_risk": of the model named clv; "<model>.<score>": of another;
+// "<model>.propensity": of a propensity model; rules.AffinityKey's keys:
+// an affinity) as of time at.
+func (sm *StateMachine) prediction(prof *gcr.Profile, name string, at int64) (float64, bool) {
+	f := prof.Features
+	if kind, value, ok := rules.ParseAffinityKey(name); ok {
+		if sm.opts.InteractionKey == nil {
+			return 0, false
+		}
+		return features.Affinity(f, kind, sm.opts.InteractionKey(kind, value), at)
+	}
 	model, score := "clv", name
 	if i := strings.LastIndexByte(name, '.'); i >= 0 {
 		model, score = name[:i], name[i+1:]
@@ -248,6 +342,12 @@ func (sm *StateMachine) prediction(f *features.Features, name string, at int64) 
 	i, ok := slices.BinarySearchFunc(ms, model, func(m Model, name string) int { return strings.Compare(m.Name, name) })
 	if !ok {
 		return 0, false
+	}
+	if score == "propensity" {
+		if prof.Stats.Events == 0 {
+			return 0, false
+		}
+		return PropensityScore(&ms[i], f, prof.Stats.FirstSeen, prof.Stats.LastSeen, at)
 	}
 	s, ok := ModelScores(&ms[i], f, at)
 	if !ok {

@@ -713,7 +713,7 @@ func (p *Partition) lazyStep(r store.Reader, txn *gcr.Txn, id []byte) (audience.
 		},
 		History: func(fn func(audience.Event) bool) error { return p.history(r, load())(fn) },
 		Predictions: func(name string, at int64) (float64, bool) {
-			return p.sm.prediction(load().Features, name, at)
+			return p.sm.prediction(load(), name, at)
 		},
 	}
 	return step, load, func() error {

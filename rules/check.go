@@ -41,6 +41,8 @@ const (
 	fnMatches
 	fnDate
 	fnWithin
+	fnPropensity // propensity("model"): predictions.<model>.propensity
+	fnAffinity   // affinity("category", "shoes"), affinity("shoes"): an affinity key
 )
 
 // functions maps every function name to its kind (aggregates to fnAgg).
@@ -50,6 +52,7 @@ var functions = map[string]fnKind{
 	"funnel": fnFunnel, "in_audience": fnInAudience, "exists": fnExists,
 	"contains": fnContains, "starts_with": fnStartsWith, "ends_with": fnEndsWith,
 	"matches": fnMatches, "date": fnDate, "within": fnWithin,
+	"propensity": fnPropensity, "affinity": fnAffinity,
 }
 
 var aggKinds = map[string]AggKind{"count": Count, "sum": Sum, "avg": Avg, "min": Min, "max": Max,
@@ -123,6 +126,12 @@ func (c *checker) check1(n *node, ctx context) (typ, error) {
 		switch {
 		case n.name == "predictions":
 			return c.checkPrediction(n, ctx)
+		case n.name == "affinity":
+			if len(n.path) != 1 {
+				return 0, errAt(n.pos, "affinity.%s: want affinity.<category> (or affinity(\"product\", \"<id>\"))", strings.Join(n.path, "."))
+			}
+			n.str = AffinityKey("category", strings.TrimSpace(n.path[0]))
+			return c.checkScore(n, ctx, "affinity")
 		case n.name == "traits" && ctx == ctxFilter:
 			return 0, errAt(n.pos, "an event filter can read only properties.<name>, not traits")
 		case n.name == "properties" && ctx == ctxRule:
@@ -338,6 +347,10 @@ func (c *checker) checkCall(n *node, ctx context) (typ, error) {
 	}
 	n.fn = fn
 	switch fn {
+	case fnPropensity:
+		return c.checkPropensity(n, ctx)
+	case fnAffinity:
+		return c.checkAffinity(n, ctx)
 	case fnAgg:
 		kind := aggKinds[n.name]
 		lo, hi := 1, 3
@@ -447,8 +460,8 @@ func (c *checker) checkCall(n *node, ctx context) (typ, error) {
 		if err := arity(n, 1, 1); err != nil {
 			return 0, err
 		}
-		if n.args[0].kind != nPath {
-			return 0, errAt(n.args[0].pos, "exists needs traits.<name>, properties.<name> or predictions.<score>")
+		if a := n.args[0]; a.kind != nPath && !(a.kind == nCall && (a.name == "propensity" || a.name == "affinity")) {
+			return 0, errAt(n.args[0].pos, "exists needs traits.<name>, properties.<name>, predictions.<score>, propensity(...) or affinity(...)")
 		}
 		if _, err := c.check(n.args[0], ctx); err != nil {
 			return 0, err
@@ -535,7 +548,86 @@ var modelName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 // predictions.<score> (of the model named clv) or
 // predictions.<model>.<score> (docs/predictions.md).
 var PredictionScores = []string{"p_alive", "churn_risk", "expected_purchases_30d", "expected_purchases_90d",
-	"expected_purchases_365d", "clv_365d"}
+	"expected_purchases_365d", "clv_365d", "propensity"}
+
+// AffinityKinds are the kinds affinity(...) reads.
+var AffinityKinds = []string{"category", "product"}
+
+const affinityPrefix = "affinity:"
+
+// AffinityKey is the key Facts.Prediction is asked for the affinity of a
+// profile for one category or product (kind "category" or "product"):
+// "affinity:<kind>:<value>". Model names hold no ':', so no model score
+// has such a key.
+func AffinityKey(kind, value string) string { return affinityPrefix + kind + ":" + value }
+
+// ParseAffinityKey splits a key of AffinityKey.
+func ParseAffinityKey(k string) (kind, value string, ok bool) {
+	rest, ok := strings.CutPrefix(k, affinityPrefix)
+	if !ok {
+		return "", "", false
+	}
+	kind, value, ok = strings.Cut(rest, ":")
+	return kind, value, ok && value != ""
+}
+
+// checkScore records a prediction key n reads (n.str): a number that may
+// change with time.
+func (c *checker) checkScore(n *node, ctx context, what string) (typ, error) {
+	if ctx == ctxFilter {
+		return 0, errAt(n.pos, "an event filter can read only properties.<name>, not %s", what)
+	}
+	c.preds[n.str] = true
+	c.usesTime = true
+	return tyNum, nil
+}
+
+// checkPropensity checks propensity("model"): the score of a propensity
+// model, as predictions.<model>.propensity.
+func (c *checker) checkPropensity(n *node, ctx context) (typ, error) {
+	if err := arity(n, 1, 1); err != nil {
+		return 0, err
+	}
+	m, err := literal(n.args[0], "propensity", "the model name")
+	if err != nil {
+		return 0, err
+	}
+	if !modelName.MatchString(m) {
+		return 0, errAt(n.args[0].pos, "propensity: %q is not a model name", m)
+	}
+	n.str = m + ".propensity"
+	return c.checkScore(n, ctx, "propensity(...)")
+}
+
+// checkAffinity checks affinity("category", "shoes"), affinity("product",
+// "sku-1") and affinity("shoes") (a category): the profile's affinity, in
+// [0, 1] (docs/predictions.md).
+func (c *checker) checkAffinity(n *node, ctx context) (typ, error) {
+	if err := arity(n, 1, 2); err != nil {
+		return 0, err
+	}
+	kind := "category"
+	v := n.args[len(n.args)-1]
+	if len(n.args) == 2 {
+		k, err := literal(n.args[0], "affinity", "the kind")
+		if err != nil {
+			return 0, err
+		}
+		if k != "category" && k != "product" {
+			return 0, errAt(n.args[0].pos, "affinity: kind %q, want one of %s", k, strings.Join(AffinityKinds, ", "))
+		}
+		kind = k
+	}
+	value, err := literal(v, "affinity", "the "+kind)
+	if err != nil {
+		return 0, err
+	}
+	if value = strings.TrimSpace(value); value == "" || len(value) > 128 {
+		return 0, errAt(v.pos, "affinity: the %s must be 1..128 bytes", kind)
+	}
+	n.str = AffinityKey(kind, value)
+	return c.checkScore(n, ctx, "affinity(...)")
+}
 
 // checkPrediction checks predictions.<score> or predictions.<model>.<score>:
 // a number that changes with time (P(alive) falls with silence). n.str
@@ -559,7 +651,5 @@ func (c *checker) checkPrediction(n *node, ctx context) (typ, error) {
 		return 0, errAt(n.pos, "predictions.%s: %q is not a model name", strings.Join(n.path, "."), n.path[0])
 	}
 	n.str = strings.Join(n.path, ".")
-	c.preds[n.str] = true
-	c.usesTime = true
-	return tyNum, nil
+	return c.checkScore(n, ctx, "predictions")
 }

@@ -184,7 +184,7 @@ func TestCompileErrors(t *testing.T) {
 		{`funnel(["A", 1], "1h")`, 1, 14, `funnel: each step must be a string literal`},
 		{`funnel(["A", "B"])`, 1, 1, `funnel takes 2 to 3 arguments, got 1`},
 		{`in_audience(traits.x)`, 1, 13, `in_audience: the audience name must be a string literal`},
-		{`exists("x")`, 1, 8, `exists needs traits.<name>, properties.<name> or predictions.<score>`},
+		{`exists("x")`, 1, 8, `exists needs traits.<name>, properties.<name>, predictions.<score>, propensity(...) or affinity(...)`},
 		{`days_since("A", "1d") > 1`, 1, 17, `days_since: unexpected string "1d" (a window comes before the filter; a filter is a condition on properties.<name>)`},
 		{`days_since(1) > 1`, 1, 12, `days_since needs an event name or a time, got number`},
 		{`within(traits.x, 30)`, 1, 18, `within: the window must be a string literal`},

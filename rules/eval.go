@@ -168,7 +168,7 @@ func (e *evaluator) eval(n *node) value {
 		}
 		return value{k: vList, l: l}
 	case nPath:
-		if n.name == "predictions" {
+		if n.name == "predictions" || n.name == "affinity" {
 			return e.prediction(n)
 		}
 		x, ok := e.lookup(n)
@@ -350,9 +350,11 @@ func (e *evaluator) call(n *node) value {
 		return boolean(ok && t1 <= e.now && t1 > e.now-n.funnel.Window)
 	case fnInAudience:
 		return boolean(e.facts.InAudience(n.args[0].str))
+	case fnPropensity, fnAffinity:
+		return e.prediction(n)
 	case fnExists:
-		if n.args[0].name == "predictions" {
-			return boolean(e.prediction(n.args[0]).k == vNum)
+		if a := n.args[0]; a.name == "predictions" || a.name == "affinity" || a.kind == nCall {
+			return boolean(e.prediction(a).k == vNum)
 		}
 		_, ok := e.lookup(n.args[0])
 		return boolean(ok)

@@ -510,6 +510,10 @@ func (p *parser) parsePrimary() (*node, error) {
 			return &node{kind: nNull, pos: t.pos}, nil
 		case "traits", "properties", "predictions":
 			return p.parsePath(t)
+		case "affinity":
+			if p.peek().kind == tDot || p.peek().kind == tLBrack {
+				return p.parsePath(t)
+			}
 		}
 		if keywords[t.text] {
 			return nil, errAt(t.pos, "unexpected %q", t.text)

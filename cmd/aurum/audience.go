@@ -51,13 +51,15 @@ published on aurum.audience.<name>.entered / .exited.
       --description "bought in the last 90 days, no refund"
   aurum audience list
   aurum audience members buyers --all
-  aurum audience export buyers --channel email --format csv --out buyers.csv`,
+  aurum audience export buyers --channel email --format csv --out buyers.csv
+  aurum audience suggest`,
 	}
 	addClientFlags(cmd, &server, &token)
 	cmd.AddCommand(
 		newAudiencePutCmd(&server, &token, false),
 		newAudiencePutCmd(&server, &token, true),
 		newAudienceListCmd(&server, &token),
+		newAudienceSuggestCmd(&server, &token),
 		newListCmd("show NAME", "Print an audience: rule, description, version, size, times", cobra.ExactArgs(1), &server, &token,
 			func(args []string) string { return "/v1/audiences/" + url.PathEscape(args[0]) },
 			func(raw []byte) ([]string, [][]string, error) {

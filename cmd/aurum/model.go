@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine/models"
@@ -23,8 +24,15 @@ purchase is on or before DAY, in the background on the node, and appends the fit
 log: scores (p_alive, churn_risk, expected purchases, clv_365d) then appear on profiles and in
 audience rules (predictions.churn_risk > 0.7), alike in every replay. A model named clv gives the
 plain score names; another name prefixes them with "<name>.". "model evaluate" back-tests a
-fitted model over the holdout period after its calibration end.`,
+fitted model over the holdout period after its calibration end.
+
+"model fit NAME --kind propensity" fits P(a purchase within --window-days days) on the log's own
+history (logistic regression on the feature row's decayed event counts, days since first, last and
+last purchase, active and purchase days, spend), split by time: trained as of two windows before the
+latest event, its AUC measured as of one window before, then refitted on the newest labels. Rules
+read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity).`,
 		Example: `  aurum model fit clv --calibration-end 1997-09-30 --wait
+  aurum model fit buy30 --kind propensity --window-days 30
   aurum model list
   aurum model show clv --output json
   aurum model evaluate clv --holdout-end 1998-06-30 --json
@@ -39,7 +47,7 @@ fitted model over the holdout period after its calibration end.`,
 		output string
 	}
 	fitCmd := &cobra.Command{
-		Use:   "fit NAME --calibration-end YYYY-MM-DD [--time-unit week|day] [--scorer pareto_nbd|bgnbd] [--wait]",
+		Use:   "fit NAME (--calibration-end YYYY-MM-DD [--time-unit week|day] [--scorer pareto_nbd|bgnbd] | --kind propensity [--window-days N] [--names a,b]) [--wait]",
 		Short: "Fit a model in the background on the node (--wait: until it is ready or failed)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -51,6 +59,16 @@ fitted model over the holdout period after its calibration end.`,
 				return err
 			}
 			fit.req.Name = args[0]
+			if fit.req.Kind == "propensity" {
+				// clv's defaults do not apply; a flag given is sent (and refused).
+				for flag, v := range map[string]*string{"time-unit": &fit.req.TimeUnit, "scorer": &fit.req.Scorer, "revenue": &fit.req.Revenue} {
+					if !cmd.Flags().Changed(flag) {
+						*v = ""
+					}
+				}
+			} else if fit.req.CalibrationEnd == "" {
+				return fmt.Errorf("--calibration-end is required for kind %s", fit.req.Kind)
+			}
 			body, err := json.Marshal(fit.req)
 			if err != nil {
 				return err
@@ -83,7 +101,9 @@ fitted model over the holdout period after its calibration end.`,
 	}
 	fl := fitCmd.Flags()
 	fl.StringVar(&fit.req.CalibrationEnd, "calibration-end", "", "last day of the calibration period, YYYY-MM-DD (required)")
-	fl.StringVar(&fit.req.Kind, "kind", "clv", "kind of model: clv")
+	fl.StringVar(&fit.req.Kind, "kind", "clv", "kind of model: clv or propensity")
+	fl.IntVar(&fit.req.WindowDays, "window-days", 0, "propensity: the label is a purchase within this many days (default 30)")
+	fl.StringSliceVar(&fit.req.Names, "names", nil, "propensity: event names whose decayed counts are features (default: the 16 most frequent)")
 	fl.StringVar(&fit.req.Event, "event", "Order Completed", "the purchase event (the feature projection's)")
 	fl.StringVar(&fit.req.Revenue, "revenue", "revenue", "the revenue property (the feature projection's)")
 	fl.StringVar(&fit.req.TimeUnit, "time-unit", "week", "time unit of the fit: week or day")
@@ -91,7 +111,6 @@ fitted model over the holdout period after its calibration end.`,
 	fl.BoolVar(&fit.wait, "wait", false, "wait until the fit is ready (or failed)")
 	fl.DurationVar(&fit.within, "timeout", 10*time.Minute, "with --wait: give up after this long")
 	addOutputFlag(fitCmd, &fit.output)
-	_ = fitCmd.MarkFlagRequired("calibration-end")
 
 	list := newListCmd("list", "List models with their status", cobra.NoArgs, &server, &token,
 		func([]string) string { return "/v1/models" },
@@ -173,7 +192,9 @@ func modelFields(m models.Info) ([]string, [][]string) {
 	if m.Error != "" {
 		rows = append(rows, []string{"error", m.Error})
 	}
-	rows = append(rows, []string{"calibration_end", m.CalibrationEnd}, []string{"time_unit", m.TimeUnit}, []string{"scorer", m.Scorer})
+	if m.Kind != "propensity" {
+		rows = append(rows, []string{"calibration_end", m.CalibrationEnd}, []string{"time_unit", m.TimeUnit}, []string{"scorer", m.Scorer})
+	}
 	if p := m.Params; p != nil {
 		rows = append(rows,
 			[]string{"version", fmt.Sprint(m.Version)},
@@ -181,6 +202,11 @@ func modelFields(m models.Info) ([]string, [][]string) {
 			[]string{"bgnbd", fmt.Sprintf("r=%.4g alpha=%.4g a=%.4g b=%.4g LL=%.2f", p.BGNBD.R, p.BGNBD.Alpha, p.BGNBD.A, p.BGNBD.B, p.BGNBD.LogLikelihood)},
 			[]string{"pareto_nbd", fmt.Sprintf("r=%.4g alpha=%.4g s=%.4g beta=%.4g LL=%.2f", p.ParetoNBD.R, p.ParetoNBD.Alpha, p.ParetoNBD.S, p.ParetoNBD.Beta, p.ParetoNBD.LogLikelihood)},
 			[]string{"gamma_gamma", fmt.Sprintf("p=%.4g q=%.4g gamma=%.4g LL=%.2f", p.GammaGamma.P, p.GammaGamma.Q, p.GammaGamma.Gamma, p.GammaGamma.LogLikelihood)})
+	}
+	if p := m.Propensity; p != nil {
+		rows = append(rows, []string{"label", fmt.Sprintf("%s within %d days", p.Event, p.WindowDays)},
+			[]string{"features", strings.Join(p.Names, ", ")}, []string{"classifier", p.Classifier},
+			[]string{"holdout_auc", fmtPtr(p.AUC)}, []string{"examples", fmt.Sprintf("%d (%d positive)", p.Examples, p.Positives)})
 	}
 	if m.FittedAsOf != nil {
 		rows = append(rows, []string{"fitted_as_of", fmt.Sprintf("seq %d, %s", m.FittedAsOf.Seq, rfc3339(m.FittedAsOf.Time))})

@@ -39,7 +39,7 @@ func evalWorkload(d *workloadData) (*recommendResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workload: %w", err)
 	}
-	return &recommendResult{fmt.Sprintf("workload (%d people, %d days; no planted preferences)", workloadConfig.People, workloadConfig.Days), r}, nil
+	return &recommendResult{fmt.Sprintf("workload (%d people, %d days, preference %.1f)", workloadConfig.People, workloadConfig.Days, workloadConfig.Preference), r}, nil
 }
 
 // evalPlanted runs the evaluation on recommend.Planted's users (a planted

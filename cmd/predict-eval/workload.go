@@ -13,7 +13,11 @@ import (
 
 // workloadConfig is the store the evaluation runs: 1,000 people over 30
 // days, seed 12.
-var workloadConfig = workload.Config{People: 1000, Days: 30, Seed: 12, Start: time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)}
+var workloadConfig = workload.Config{People: 1000, Days: 30, Seed: 12, Start: time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC), Preference: workloadPreference}
+
+// workloadPreference is the chance a view follows the person's planted
+// taste (workload.Config.Preference).
+const workloadPreference = 0.7
 
 // wlEvent is one generated event of a person, reduced to what the models
 // read.

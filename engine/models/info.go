@@ -23,9 +23,25 @@ type Info struct {
 	Customers      int64       `json:"customers"`
 	Repeaters      int64       `json:"repeaters"` // customers with x > 0: Gamma-Gamma's
 	FittedAsOf     *FittedAsOf `json:"fitted_as_of,omitempty"`
-	Started        *time.Time  `json:"started,omitempty"` // of the fit in flight or failed
-	Created        *time.Time  `json:"created,omitempty"`
-	Updated        *time.Time  `json:"updated,omitempty"`
+	// Propensity is a propensity model's label, features and holdout AUC.
+	Propensity *PropensityInfo `json:"propensity,omitempty"`
+	Started    *time.Time      `json:"started,omitempty"` // of the fit in flight or failed
+	Created    *time.Time      `json:"created,omitempty"`
+	Updated    *time.Time      `json:"updated,omitempty"`
+}
+
+// PropensityInfo is a propensity model as GET /v1/models/{name} shows it.
+type PropensityInfo struct {
+	Event      string   `json:"event"`       // the target event
+	WindowDays int64    `json:"window_days"` // the label: the event within this many days
+	Names      []string `json:"names"`       // the event names whose decayed counts are features
+	Classifier string   `json:"classifier"`  // logistic (L2, on standardized features)
+	// AUC is the holdout AUC of the time-based split: trained on the
+	// profiles as of two windows before the fit's log time, evaluated on
+	// them one window before (null: one class only).
+	AUC       *float64 `json:"auc"`
+	Examples  int64    `json:"examples"`  // training rows of the stored model
+	Positives int64    `json:"positives"` // of which with the event in the window
 }
 
 // Params are the fitted parameters.
@@ -86,7 +102,14 @@ func msTime(ms int64) *time.Time {
 // none): a fit in flight or failed shows its status over the record's.
 func (s *Service) infoOf(m *projections.Model, st *jobState) Info {
 	var in Info
-	if m != nil {
+	if m != nil && m.Kind == projections.ModelKindPropensity && m.Propensity != nil {
+		p := m.Propensity
+		in = Info{Name: m.Name, Kind: m.Kind, Status: StatusReady, Version: m.Version, Customers: p.Examples,
+			FittedAsOf: &FittedAsOf{Seq: m.FittedAsOf.Seq, Time: time.UnixMilli(m.FittedAsOf.Time).UTC()},
+			Created:    msTime(m.Created), Updated: msTime(m.Updated),
+			Propensity: &PropensityInfo{Event: p.Target, WindowDays: p.WindowDays, Names: p.Names, AUC: finite(p.AUC),
+				Examples: p.Examples, Positives: p.Positives, Classifier: "logistic"}}
+	} else if m != nil {
 		in = Info{Name: m.Name, Kind: m.Kind, Status: StatusReady, TimeUnit: timeUnit(m.DaysPerUnit),
 			CalibrationEnd: dayString(m.CalibrationEnd), Scorer: m.Scorer, Version: m.Version,
 			Params: &Params{
@@ -105,6 +128,9 @@ func (s *Service) infoOf(m *projections.Model, st *jobState) Info {
 		in.Started = &started
 		if m == nil {
 			in.Name, in.Kind, in.TimeUnit, in.CalibrationEnd, in.Scorer = st.req.Name, st.req.Kind, st.req.TimeUnit, st.req.CalibrationEnd, st.req.Scorer
+			if st.req.Kind == projections.ModelKindPropensity {
+				in.Propensity = &PropensityInfo{Event: st.req.Event, WindowDays: int64(st.req.WindowDays), Names: st.req.Names, Classifier: "logistic"}
+			}
 		}
 	}
 	return in

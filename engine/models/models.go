@@ -96,6 +96,12 @@ type Request struct {
 	CalibrationEnd string `json:"calibration_end"` // YYYY-MM-DD, the last day of calibration
 	TimeUnit       string `json:"time_unit"`       // week (default) or day
 	Scorer         string `json:"scorer"`          // pareto_nbd (default) or bgnbd
+
+	// Propensity (kind propensity): the label is "does Event happen within
+	// WindowDays days" (default 30); Names are the event names whose decayed
+	// counts are features (default: the 16 most frequent, and Event).
+	WindowDays int      `json:"window_days,omitempty"`
+	Names      []string `json:"names,omitempty"`
 }
 
 // job is a validated request.
@@ -117,8 +123,14 @@ func (r *Request) validate() (job, error) {
 	if r.Kind == "" {
 		r.Kind = projections.ModelKindCLV
 	}
+	if r.Kind == projections.ModelKindPropensity {
+		return r.validatePropensity()
+	}
 	if r.Kind != projections.ModelKindCLV {
-		return job{}, &FieldError{"kind", fmt.Sprintf("%q: want %q", r.Kind, projections.ModelKindCLV)}
+		return job{}, &FieldError{"kind", fmt.Sprintf("%q: want %q or %q", r.Kind, projections.ModelKindCLV, projections.ModelKindPropensity)}
+	}
+	if r.WindowDays != 0 || len(r.Names) > 0 {
+		return job{}, &FieldError{"window_days", "only for kind propensity"}
 	}
 	if r.Event == "" {
 		r.Event = features.PurchaseEvent
@@ -255,8 +267,16 @@ func (s *Service) Fit(req Request) (Info, error) {
 	return s.infoOf(nil, st), nil
 }
 
-// fit reads the summaries, fits the three models and appends model.put.
+// fit runs the job's fit: fitCLV or fitPropensity.
 func (s *Service) fit(ctx context.Context, j job) error {
+	if j.req.Kind == projections.ModelKindPropensity {
+		return s.fitPropensity(ctx, j)
+	}
+	return s.fitCLV(ctx, j)
+}
+
+// fitCLV reads the summaries, fits the three models and appends model.put.
+func (s *Service) fitCLV(ctx context.Context, j job) error {
 	var (
 		g         predict.Grouper
 		sg        predict.SpendGrouper
@@ -323,19 +343,29 @@ func (s *Service) fit(ctx context.Context, j job) error {
 		GammaGamma: projections.ModelParams{P: []float64{gg.P, gg.Q, gg.Gamma}, LL: ggFit.LogLikelihood},
 		FittedAsOf: pos, Customers: customers, Repeaters: repeaters,
 	}
-	if err := m.Validate(); err != nil {
-		return fmt.Errorf("models: fit %q: %w", j.req.Name, err)
-	}
-	seq, err := s.deps.Control.AppendControl(ctx, projections.Control{Kind: projections.ControlModelPut, Model: m})
+	seq, err := s.put(ctx, m)
 	if err != nil {
-		return fmt.Errorf("models: fit %q: append: %w", j.req.Name, err)
-	}
-	if err := s.deps.Applied.WaitApplied(ctx, seq); err != nil {
-		return fmt.Errorf("models: fit %q: wait applied: %w", j.req.Name, err)
+		return err
 	}
 	s.opts.Logger.Info("models: fitted", "model", j.req.Name, "customers", customers, "seq", seq,
 		"bgnbd_ll", bgFit.LogLikelihood, "pareto_nbd_ll", pnFit.LogLikelihood)
 	return nil
+}
+
+// put validates a fitted model, appends its model.put and waits until it
+// is applied; it returns the record's log position.
+func (s *Service) put(ctx context.Context, m projections.Model) (uint64, error) {
+	if err := m.Validate(); err != nil {
+		return 0, fmt.Errorf("models: fit %q: %w", m.Name, err)
+	}
+	seq, err := s.deps.Control.AppendControl(ctx, projections.Control{Kind: projections.ControlModelPut, Model: m})
+	if err != nil {
+		return 0, fmt.Errorf("models: fit %q: append: %w", m.Name, err)
+	}
+	if err := s.deps.Applied.WaitApplied(ctx, seq); err != nil {
+		return 0, fmt.Errorf("models: fit %q: wait applied: %w", m.Name, err)
+	}
+	return seq, nil
 }
 
 // eachCustomer calls fn with the summary of every profile whose first kept
@@ -474,6 +504,9 @@ func (s *Service) Evaluate(name string, req EvaluationRequest) (EvaluationInfo, 
 	m, err := s.record(name)
 	if err != nil {
 		return EvaluationInfo{}, err
+	}
+	if m.Kind != projections.ModelKindCLV {
+		return EvaluationInfo{}, &FieldError{"name", fmt.Sprintf("model %q is of kind %s: its holdout AUC is in the model (GET /v1/models/%s)", name, m.Kind, name)}
 	}
 	if he <= m.CalibrationEnd {
 		return EvaluationInfo{}, &FieldError{"holdout_end", fmt.Sprintf("%s is not after the calibration end %s", req.HoldoutEnd, dayString(m.CalibrationEnd))}

@@ -33,3 +33,14 @@ func scores(models []projections.Model, f *features.Features, now int64) map[str
 	}
 	return out
 }
+
+// propensities adds to out, as "<model>.propensity", the score of every
+// propensity model (projections.PropensityScore, which the rules read too)
+// of a profile with events, as of now.
+func propensities(out map[string]float64, models []projections.Model, f *features.Features, firstSeen, lastSeen, now int64) {
+	for i := range models {
+		if v, ok := projections.PropensityScore(&models[i], f, firstSeen, lastSeen, now); ok {
+			out[models[i].Name+".propensity"] = v
+		}
+	}
+}

@@ -91,6 +91,9 @@ func (e *Reader) profileView(snap store.Reader, sm *projections.StateMachine, re
 		return nil, err
 	}
 	v.Predictions = scores(models, p.Features, now)
+	if p.Stats.Events > 0 {
+		propensities(v.Predictions, models, p.Features, p.Stats.FirstSeen, p.Stats.LastSeen, now)
+	}
 	ms, err := sm.Memberships(snap, p.ID)
 	if err != nil {
 		return nil, err

@@ -98,6 +98,14 @@ type Config struct {
 	Products int
 	// ZipfS is the Zipf exponent (> 1) of product popularity. Default 1.1.
 	ZipfS float64
+	// Preference plants per-person tastes: each person has a favourite
+	// category and a few favourite products in it, and each product view
+	// is, with this chance, of the favourite category (a product of it
+	// drawn by the same Zipf popularity), a third of those of a favourite
+	// product. The tastes come from their own seeded stream, and the other
+	// draws are the same as without: only which product is viewed (and so
+	// carted and ordered) changes. 0 (the default) plants none; at most 1.
+	Preference float64
 }
 
 // EnsureDefaults sets the zero fields to their defaults and the negative
@@ -151,6 +159,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("workload: days must be in [1, 3650], got %d", c.Days)
 	case c.MaxDevices < 1 || c.MaxDevices > 20:
 		return fmt.Errorf("workload: max devices must be in [1, 20], got %d", c.MaxDevices)
+	case c.Preference < 0 || c.Preference > 1 || c.Preference != c.Preference:
+		return fmt.Errorf("workload: preference must be in [0, 1], got %v", c.Preference)
 	case c.Products < 2:
 		return fmt.Errorf("workload: products must be at least 2, got %d", c.Products)
 	case c.TimeCompression <= 0 || math.IsInf(c.TimeCompression, 0) || math.IsNaN(c.TimeCompression):
@@ -198,6 +208,8 @@ const (
 type Generator struct {
 	cfg      Config
 	rng      *rand.Rand
+	pref     *rand.Rand // tastes and the taste-led views: Config.Preference
+	prefZipf *rand.Zipf // popularity on pref
 	zipf     *rand.Zipf
 	salt     uint64
 	ids      uint64 // counter behind every generated id
@@ -220,6 +232,8 @@ type person struct {
 	rate     float64
 	devices  []*device
 	borrowed *device // a family member's shared device, or nil
+	likes    int     // favourite category (an index of categories), with Preference > 0
+	favs     []int   // favourite products, of that category
 }
 
 type device struct {
@@ -250,11 +264,13 @@ func New(cfg Config) *Generator {
 	g := &Generator{
 		cfg:     cfg,
 		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		pref:    rand.New(rand.NewPCG(cfg.Seed^0x5851f42d4c957f2d, cfg.Seed+1)),
 		salt:    mix(cfg.Seed + 0x632be59bd9b4e019),
 		horizon: int64(cfg.Days) * dayMs,
 		truth:   NewTruth(),
 	}
 	g.zipf = rand.NewZipf(g.rng, cfg.ZipfS, 1, uint64(cfg.Products-1))
+	g.prefZipf = rand.NewZipf(g.pref, cfg.ZipfS, 1, uint64(cfg.Products-1))
 	g.makeProducts()
 	g.makePeople()
 	return g
@@ -368,6 +384,30 @@ func (g *Generator) makeProducts() {
 	}
 }
 
+// inCategory maps a product index drawn by popularity to a product of
+// category c of about the same rank (products are assigned to categories
+// round-robin).
+func (g *Generator) inCategory(k, c int) int {
+	n := len(categories)
+	if j := k/n*n + c; j < len(g.products) {
+		return j
+	}
+	return c
+}
+
+// taste returns the product a person views given the one drawn by
+// popularity: with chance Preference one of their favourite category (a
+// third of those a favourite product), else k.
+func (g *Generator) taste(p *person, k int) int {
+	if g.cfg.Preference == 0 || g.pref.Float64() >= g.cfg.Preference {
+		return k
+	}
+	if g.pref.IntN(3) == 0 {
+		return p.favs[g.pref.IntN(len(p.favs))]
+	}
+	return g.inCategory(k, p.likes)
+}
+
 func (g *Generator) makePeople() {
 	cfg := g.cfg
 	g.people = make([]person, cfg.People)
@@ -401,6 +441,12 @@ func (g *Generator) makePeople() {
 				d.ua = pick(g, browsers)
 			}
 			p.devices = append(p.devices, d)
+		}
+		if cfg.Preference > 0 {
+			p.likes = g.pref.IntN(len(categories))
+			for range 3 {
+				p.favs = append(p.favs, g.inCategory(g.pref.IntN(len(g.products)), p.likes))
+			}
 		}
 		g.schedule(0, p.rate, kindSession, i)
 		if p.loyalty != "" {
@@ -579,7 +625,7 @@ func (g *Generator) session(at int64, pi int) {
 		if v == loginAt {
 			s.login()
 		}
-		k := int(g.zipf.Uint64())
+		k := g.taste(p, int(g.zipf.Uint64()))
 		pr := g.products[k]
 		props := map[string]any{"sku": pr.sku, "name": pr.name, "category": pr.category, "price": pr.price, "currency": "EUR"}
 		s.track("Product Viewed", props)

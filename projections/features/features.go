@@ -15,7 +15,7 @@
 //     (micro-units, gcr's definition) of each day summed.
 //   - Active days are a set of UTC days with any event.
 //   - Decayed scores (event names; categories and products through
-//     AddInteractions, which the GCR does not call yet) are, per key,
+//     AddInteractions, keyed by the GCR's keyed hash) are, per key,
 //     Σ weight·2^(−(asOf−t)/h) over the key's events, kept as of the latest
 //     event time of the key (asOf) for two half-lives (HalfLifeShort,
 //     HalfLifeLong). In exact arithmetic this is order-independent; in
@@ -181,14 +181,18 @@ func (f *Features) Add(rec *event.Record, micros int64, hasRevenue bool) {
 	}
 }
 
+// KeyFunc maps an interaction's kind ("category" or "product") and value
+// to the key the row keeps (the GCR's: a keyed hash, so that no property
+// value is stored in clear; docs/predictions.md). It must be deterministic.
+// nil keeps the value itself.
+type KeyFunc func(kind, value string) string
+
 // AddInteractions folds one event's category and product interactions into
 // f: properties.category and properties.product_id, and those of the
-// elements of properties.products. The GCR does not call it yet: those
-// values are property values, which the design keeps sealed (ARCHITECTURE,
-// "Personal data"), and the feature row is stored in clear; it waits for
-// keyed hashes of them from the edge (docs/predictions.md).
-func (f *Features) AddInteractions(rec *event.Record) {
-	if rec.Kind != event.Track || rec.Event == "" {
+// elements of properties.products, weighted by the event (view 1, Product
+// Added 3, Order Completed 5), their keys mapped by key.
+func (f *Features) AddInteractions(rec *event.Record, key KeyFunc) {
+	if rec.Kind != event.Track || rec.Event == "" || len(rec.Properties) == 0 {
 		return
 	}
 	w := float64(weightView)
@@ -198,26 +202,62 @@ func (f *Features) AddInteractions(rec *event.Record) {
 	case "Product Added":
 		w = weightAdded
 	}
-	f.interactions(rec.Properties, w, rec.Time)
+	f.interactions(rec.Properties, w, rec.Time, key)
 	if items, ok := rec.Properties["products"].([]any); ok {
 		for i, it := range items {
 			if i == MaxKeys {
 				break // bounded work per event
 			}
 			if m, ok := it.(map[string]any); ok {
-				f.interactions(m, w, rec.Time)
+				f.interactions(m, w, rec.Time, key)
 			}
 		}
 	}
 }
 
-func (f *Features) interactions(props map[string]any, w float64, t int64) {
-	if c, ok := keyOf(props["category"]); ok {
+func (f *Features) interactions(props map[string]any, w float64, t int64, key KeyFunc) {
+	if c, ok := keyOf(props["category"]); ok && c != "" && len(c) <= MaxKeyLen {
+		if key != nil {
+			c = key("category", c)
+		}
 		addDecayed(&f.Categories, c, Decayed{Short: w, Long: w, AsOf: t})
 	}
-	if p, ok := keyOf(props["product_id"]); ok {
+	if p, ok := keyOf(props["product_id"]); ok && p != "" && len(p) <= MaxKeyLen {
+		if key != nil {
+			p = key("product", p)
+		}
 		addDecayed(&f.Products, p, Decayed{Short: w, Long: w, AsOf: t})
 	}
+}
+
+// Affinity is the affinity of a profile's row for one category or product
+// (kind "category" or "product"; key as the row keeps it) as of at: the
+// key's share of the long-half-life decayed interaction scores of its kind,
+// in [0, 1]. ok is false for a row without interactions of the kind.
+// Every key decays at one rate, so the shares move only with new events.
+func Affinity(f *Features, kind, key string, at int64) (float64, bool) {
+	if f == nil {
+		return 0, false
+	}
+	s := f.Categories
+	if kind == "product" {
+		s = f.Products
+	}
+	if len(s) == 0 {
+		return 0, false
+	}
+	var total, mine float64
+	for _, e := range s {
+		_, l := e.At(at)
+		total += l
+		if e.Key == key {
+			mine = l
+		}
+	}
+	if !(total > 0) {
+		return 0, true
+	}
+	return mine / total, true
 }
 
 // keyOf is the key of a category or product id: a string (trimmed) or an

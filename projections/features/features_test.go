@@ -54,7 +54,7 @@ func randSteps(r *rand.Rand, n, keys int) []step {
 // AddInteractions.
 func add(f *Features, rec *event.Record, micros int64, hasRevenue bool) {
 	f.Add(rec, micros, hasRevenue)
-	f.AddInteractions(rec)
+	f.AddInteractions(rec, nil)
 }
 
 func build(steps []step, order []int) *Features {
@@ -62,7 +62,7 @@ func build(steps []step, order []int) *Features {
 	for _, i := range order {
 		s := steps[i]
 		f.Add(s.rec, s.micros, s.hasRevenue)
-		f.AddInteractions(s.rec)
+		f.AddInteractions(s.rec, nil)
 	}
 	return f
 }

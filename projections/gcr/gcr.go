@@ -65,6 +65,7 @@ import (
 	"hash/fnv"
 
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/features"
 	"github.com/aurumcdp/aurum/store"
 )
 
@@ -92,6 +93,11 @@ type Options struct {
 	// benchmark of its cost, nothing else. It changes the stored state, so
 	// a store must always be applied with one setting.
 	NoFeatures bool
+	// InteractionKey, when set, has the feature row keep the events'
+	// category and product interactions (features.AddInteractions) under
+	// the keys it maps their values to: a keyed hash, never the value
+	// (the engine's: seal.Keyring.Hash). nil: no interactions are kept.
+	InteractionKey features.KeyFunc
 }
 
 // EnsureDefaults fills zero fields with their defaults and returns o (a new
@@ -114,6 +120,7 @@ func (o *Options) EnsureDefaults() *Options {
 type Projection struct {
 	parts      int
 	noFeatures bool
+	interKey   features.KeyFunc
 }
 
 // New returns a Projection. opts may be nil.
@@ -123,7 +130,7 @@ func New(opts *Options) *Projection {
 		o = *opts
 	}
 	o.EnsureDefaults()
-	return &Projection{parts: o.Partitions, noFeatures: o.NoFeatures}
+	return &Projection{parts: o.Partitions, noFeatures: o.NoFeatures, interKey: o.InteractionKey}
 }
 
 // PartitionOf returns the partition of a profile id: FNV-1a 32 of its bytes,

@@ -87,10 +87,12 @@ type Money struct {
 
 // add folds one event into p. owned are the event's identifiers that p owns.
 // The caller has validated rec and owned. Byte slices are copied.
-func (p *Profile) add(rec *event.Record, owned []event.IDRef) { p.fold(rec, owned, true) }
+func (p *Profile) add(rec *event.Record, owned []event.IDRef) { p.fold(rec, owned, true, nil) }
 
-// fold is add, with the feature projection only when withFeatures.
-func (p *Profile) fold(rec *event.Record, owned []event.IDRef, withFeatures bool) {
+// fold is add, with the feature projection only when withFeatures, and
+// its category and product interactions under interKey's keys when it is
+// set.
+func (p *Profile) fold(rec *event.Record, owned []event.IDRef, withFeatures bool, interKey features.KeyFunc) {
 	s := &p.Stats
 	if s.Events == 0 {
 		s.FirstSeen, s.LastSeen = rec.Time, rec.Time
@@ -117,6 +119,9 @@ func (p *Profile) fold(rec *event.Record, owned []event.IDRef, withFeatures bool
 			p.Features = &features.Features{}
 		}
 		p.Features.Add(rec, micros, hasRevenue)
+		if interKey != nil {
+			p.Features.AddInteractions(rec, interKey)
+		}
 	}
 	incr(&s.KindCounts, string(rec.Kind), 1)
 	incr(&s.Sources, rec.Source, 1)

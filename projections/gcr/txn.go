@@ -70,7 +70,7 @@ func (t *Txn) Add(profile []byte, rec *event.Record, owned []event.IDRef) error 
 	if e.prof == nil {
 		e.prof = &Profile{ID: bytes.Clone(profile)}
 	}
-	e.prof.fold(rec, owned, !t.p.noFeatures)
+	e.prof.fold(rec, owned, !t.p.noFeatures, t.p.interKey)
 	e.dirty = true
 	return nil
 }

@@ -1,0 +1,128 @@
+package models_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/aurumcdp/aurum/engine/models"
+	"github.com/aurumcdp/aurum/predict/propensity"
+	"github.com/aurumcdp/aurum/rules"
+)
+
+// TestPropensityFit: the fit job, reading the stored events of every
+// profile, gives the model propensity.Examples and FitLogistic give on the
+// same history read directly (the time-based split anchored at the latest
+// purchase's day, window 60 days): the same holdout AUC and weights; the
+// record shows its label, features and counts; evaluate refuses it.
+// (propensity.FitLogistic is deterministic: equal rows and AUC mean the
+// model stored is the one refitted on the holdout rows.)
+func TestPropensityFit(t *testing.T) {
+	e := newEngine(t)
+	ps := purchases()
+	ingest(t, e, ps)
+	s := e.Models()
+	if _, err := s.Fit(models.Request{Name: "buy60", Kind: "propensity", WindowDays: 60}); err != nil {
+		t.Fatal(err)
+	}
+	info := waitStatus(t, s, "buy60")
+	if info.Status != models.StatusReady || info.Propensity == nil {
+		t.Fatalf("model %+v", info)
+	}
+
+	// The same, directly: ingest stamps a purchase at 01:00 UTC of its day.
+	last := 0
+	for _, p := range ps {
+		last = max(last, p.Day)
+	}
+	end := time.Unix(int64(last)*86400, 0).UTC()
+	opt := propensity.ExampleOptions{Horizon: 60 * 24 * time.Hour, Names: []string{"Order Completed"}}
+	examples := func(cut time.Time) *propensity.Dataset {
+		opt.Cutoff = cut
+		ex, err := propensity.NewExamples(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			ex.Add(propensity.Event{Profile: p.Customer, Time: time.Unix(int64(p.Day)*86400+3600, 0), Name: "Order Completed", Value: p.Amount})
+		}
+		d, _ := ex.Dataset()
+		return d
+	}
+	hold := examples(end.Add(-60*24*time.Hour - time.Millisecond))
+	train := examples(end.Add(-120*24*time.Hour - time.Millisecond))
+	lr, err := propensity.FitLogistic(train, propensity.LogisticOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auc := propensity.AUC(propensity.PredictAll(lr, hold.X), hold.Y)
+	final, err := propensity.FitLogistic(hold, propensity.LogisticOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi := info.Propensity
+	if pi.AUC == nil || math.Abs(*pi.AUC-auc) > 1e-9 || pi.Examples != int64(len(hold.Y)) || pi.WindowDays != 60 ||
+		!slices.Equal(pi.Names, []string{"Order Completed"}) || pi.Event != "Order Completed" {
+		t.Fatalf("record %+v (auc %v), want auc %v over %d rows", pi, *pi.AUC, auc, len(hold.Y))
+	}
+	if auc < 0.6 {
+		t.Errorf("holdout AUC %.3f: the history's recency should predict purchases", auc)
+	}
+	t.Logf("holdout AUC %.4f over %d profiles", auc, len(hold.Y))
+	positives := 0
+	for _, y := range hold.Y {
+		if y {
+			positives++
+		}
+	}
+	if pi.Positives != int64(positives) || final == nil {
+		t.Errorf("positives %d, want %d", pi.Positives, positives)
+	}
+	if _, err := s.Evaluate("buy60", models.EvaluationRequest{HoldoutEnd: "2030-01-01"}); err == nil {
+		t.Error("evaluate of a propensity model did not fail")
+	}
+}
+
+// TestSuggest: the segments of 200 customers cover them all, each with a
+// rule the audience language compiles and precision and recall in (0, 1];
+// too few profiles give no segment and a note; a bad k_max is a
+// FieldError.
+func TestSuggest(t *testing.T) {
+	e := newEngine(t)
+	ctx := context.Background()
+	s := e.Models()
+	if out, err := s.Suggest(ctx, models.SuggestRequest{}); err != nil || len(out.Segments) != 0 || out.Note == "" {
+		t.Fatalf("suggest on an empty store: %+v, %v", out, err)
+	}
+	ingest(t, e, purchases())
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Suggest(ctx, models.SuggestRequest{KMax: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Profiles != 200 || out.K < 2 || out.K > 4 || len(out.Segments) != out.K || len(out.Silhouettes) != 3 {
+		t.Fatalf("suggestions %+v", out)
+	}
+	total := 0
+	for _, sg := range out.Segments {
+		total += sg.Size
+		if _, err := rules.Compile(sg.Rule); err != nil {
+			t.Errorf("segment %s: rule %q: %v", sg.Name, sg.Rule, err)
+		}
+		if !(sg.Precision > 0 && sg.Precision <= 1 && sg.Recall > 0 && sg.Recall <= 1) || sg.Description == "" {
+			t.Errorf("segment %+v", sg)
+		}
+	}
+	if total != 200 {
+		t.Errorf("segments hold %d profiles, want 200", total)
+	}
+	var fe *models.FieldError
+	if _, err := s.Suggest(ctx, models.SuggestRequest{KMax: 50}); !errors.As(err, &fe) || fe.Field != "k_max" {
+		t.Errorf("k_max 50: %v", err)
+	}
+}
