@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test test-short bench bench-cluster fuzz lint run clean predict-eval
+.PHONY: build test test-short bench bench-cluster fuzz lint run clean predict-eval febrl
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -53,6 +53,12 @@ fuzz:
 # "Reference results: the command"). Reads ../shared/data; about 10 s.
 predict-eval:
 	$(GO) run ./cmd/predict-eval -data ../shared/data
+
+# Issue #13: pairwise precision, recall and F1 of projections/match on FEBRL
+# 1-4 per threshold, with and without term frequencies (docs/identity.md,
+# "Matching quality (FEBRL)"). Reads ../shared/data; about a minute.
+febrl:
+	$(GO) run ./cmd/febrl-eval -data ../shared/data -tf
 
 lint:
 	gofmt -l . | tee /dev/stderr | (! read)

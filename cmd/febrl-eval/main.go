@@ -1,0 +1,50 @@
+// Command febrl-eval prints the matching quality of projections/match on
+// the FEBRL data sets (issue #13, docs/identity.md, "Matching quality
+// (FEBRL)"): for each data set it trains a model on the records, scores the
+// candidate pairs of the blocking rules, clusters the records by the pairs at
+// or above a threshold (union-find, so transitive merges count) and prints
+// the pairwise precision, recall and F1 of "same cluster" against the true
+// pairs, per threshold.
+//
+//	go run ./cmd/febrl-eval [-data DIR] [-sets febrl3,febrl4] [-json] [-tf]
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+func main() {
+	data := flag.String("data", "../shared/data", "directory holding febrl/")
+	sets := flag.String("sets", "febrl1,febrl2,febrl3,febrl4", "comma-separated data sets")
+	asJSON := flag.Bool("json", false, "print JSON instead of a table")
+	tf := flag.Bool("tf", false, "also score with the term-frequency adjustment")
+	flag.Parse()
+	opts := options{Sets: strings.Split(*sets, ","), TermFrequency: *tf}
+	if err := run(os.Stdout, *data, opts, *asJSON); err != nil {
+		fmt.Fprintln(os.Stderr, "febrl-eval:", err)
+		os.Exit(1)
+	}
+}
+
+func run(w io.Writer, dir string, opts options, asJSON bool) error {
+	var results []result
+	for _, s := range opts.Sets {
+		r, err := evaluate(dir, s, opts)
+		if err != nil {
+			return err
+		}
+		results = append(results, r...)
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	printTable(w, results)
+	return nil
+}

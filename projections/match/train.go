@@ -1,0 +1,340 @@
+package match
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+)
+
+// TrainOptions bound and seed Train. Zero fields take their defaults.
+type TrainOptions struct {
+	// MaxIter bounds the EM iterations of each round (default 100).
+	MaxIter int
+	// RandomPairs is the number of random pairs u is estimated from
+	// (default 1,000,000; when the data has no more pairs than this, every
+	// pair is compared once instead).
+	RandomPairs int
+	// Seed seeds the sampling of random pairs and of large blocks.
+	Seed int64
+	// MaxPairsPerBlock caps the pairs compared in one block: a larger block
+	// is sampled (that many pairs drawn at random, each weighted so the
+	// sample stands for the whole block). Default 20,000.
+	MaxPairsPerBlock int
+	// MaxBlockedPairs caps the candidate pairs compared in all (default
+	// 5,000,000); rules are visited in order and blocks in key order, and
+	// the rest is not compared once the cap is reached.
+	MaxBlockedPairs int
+	// Tolerance ends EM when no probability moves by more (default 1e-7).
+	Tolerance float64
+}
+
+// Training defaults.
+const (
+	DefaultMaxIter          = 100
+	DefaultRandomPairs      = 1_000_000
+	DefaultMaxPairsPerBlock = 20_000
+	DefaultMaxBlockedPairs  = 5_000_000
+	DefaultTolerance        = 1e-7
+	// MaxTermFreqs bounds the term-frequency list of a field.
+	MaxTermFreqs = 1000
+	// minProb floors every m and u probability, so no weight is infinite.
+	minProb = 1e-9
+)
+
+func (o TrainOptions) withDefaults() TrainOptions {
+	if o.MaxIter <= 0 {
+		o.MaxIter = DefaultMaxIter
+	}
+	if o.RandomPairs <= 0 {
+		o.RandomPairs = DefaultRandomPairs
+	}
+	if o.MaxPairsPerBlock <= 0 {
+		o.MaxPairsPerBlock = DefaultMaxPairsPerBlock
+	}
+	if o.MaxBlockedPairs <= 0 {
+		o.MaxBlockedPairs = DefaultMaxBlockedPairs
+	}
+	if o.Tolerance <= 0 {
+		o.Tolerance = DefaultTolerance
+	}
+	return o
+}
+
+// ErrTooFewRecords is returned by Train when there is nothing to learn from.
+var ErrTooFewRecords = errors.New("match: too few records to train")
+
+// Train estimates a model from recs under c:
+//
+//  1. u: every level's share among random pairs of records (non-missing
+//     pairs only); random pairs are mostly non-matches.
+//  2. m and the share of matches λ among the candidate pairs of the blocking
+//     rules (a pair is counted once, under the first rule that finds it):
+//     expectation-maximisation with u held fixed, over the distinct
+//     comparison patterns and their counts.
+//  3. The prior: λ times the candidate pairs over all pairs. The random pairs
+//     held matches in about that proportion, so u is corrected for them
+//     (u = (u_observed - prior·m) / (1 - prior), but never below the share
+//     of half a pair, the least the sample can tell apart from nothing), and
+//     step 2 runs again.
+//
+// Memory is bounded by the records' normalized values, their blocking keys
+// and the distinct comparison patterns (at most the product of the field's
+// level counts, in practice a few thousand), never by the pairs. The result
+// is a deterministic function of c, recs and opts.
+func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if len(recs) < 2 {
+		return nil, fmt.Errorf("%w: %d", ErrTooFewRecords, len(recs))
+	}
+	o := opts.withDefaults()
+	p := prepare(c, recs)
+	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0x6d61746368))
+	n := len(recs)
+	allPairs := float64(n) * float64(n-1) / 2
+
+	// u from random pairs.
+	uCount := make([][]float64, len(p.fields))
+	for f := range p.fields {
+		uCount[f] = make([]float64, len(levelNames[p.kinds[f]]))
+	}
+	randomPairs := 0
+	buf := make([]int, len(p.fields))
+	countU := func(i, j int) {
+		randomPairs++
+		p.levels(i, j, buf)
+		for f, lv := range buf {
+			if lv >= 0 {
+				uCount[f][lv]++
+			}
+		}
+	}
+	if float64(o.RandomPairs) >= allPairs {
+		for i := 0; i < n; i++ {
+			for j := i + 1; j < n; j++ {
+				countU(i, j)
+			}
+		}
+	} else {
+		for range o.RandomPairs {
+			i, j := rng.IntN(n), rng.IntN(n-1)
+			if j >= i {
+				j++
+			}
+			countU(i, j)
+		}
+	}
+
+	// Candidate pairs, as weighted comparison patterns.
+	patterns := map[string]float64{}
+	blocked := 0.0
+	p.candidates(o, rng, func(i, j int, w float64) {
+		patterns[string(p.pattern(i, j, buf))] += w
+		blocked += w
+	})
+	if blocked == 0 {
+		return nil, fmt.Errorf("%w: no two records share a blocking key", ErrTooFewRecords)
+	}
+	pats := make([]pattern, 0, len(patterns))
+	for k, w := range patterns {
+		pats = append(pats, pattern{levels: []byte(k), count: w})
+	}
+	slices.SortFunc(pats, func(a, b pattern) int { return cmp.Compare(string(a.levels), string(b.levels)) })
+
+	m := &Model{Records: n, BlockedPairs: blocked, RandomPairs: randomPairs}
+	for f, name := range p.fields {
+		k := p.kinds[f]
+		fm := FieldModel{Field: name, Comparison: k}
+		for _, l := range levelNames[k] {
+			fm.Levels = append(fm.Levels, Level{Name: l})
+		}
+		m.Fields = append(m.Fields, fm)
+	}
+	uObs := make([][]float64, len(p.fields))
+	uFloor := make([]float64, len(p.fields))
+	for f := range p.fields {
+		uObs[f] = shares(uCount[f], 0.5)
+		uFloor[f] = slices.Min(uObs[f])
+		initM := initialM(len(uObs[f]))
+		for l := range m.Fields[f].Levels {
+			m.Fields[f].Levels[l].U = uObs[f][l]
+			m.Fields[f].Levels[l].M = initM[l]
+		}
+	}
+	lambda := 0.1
+	for round := 0; round < 2; round++ {
+		var it int
+		var conv bool
+		lambda, it, conv = em(m, pats, lambda, o)
+		m.Iterations += it
+		m.Converged = conv
+		m.Prior = clampProb(lambda * blocked / allPairs)
+		for f := range m.Fields {
+			for l := range m.Fields[f].Levels {
+				lv := &m.Fields[f].Levels[l]
+				lv.U = max(uFloor[f], (uObs[f][l]-m.Prior*lv.M)/(1-m.Prior))
+			}
+			renormalize(m.Fields[f].Levels, func(l *Level) *float64 { return &l.U })
+		}
+	}
+	if c.TermFrequency {
+		for f := range m.Fields {
+			switch m.Fields[f].Comparison {
+			case Exact, Name, Text:
+				m.Fields[f].TermFreqs, m.Fields[f].TermFloor = termFreqs(p.column(f))
+			}
+		}
+	}
+	m.seal()
+	return m, nil
+}
+
+type pattern struct {
+	levels []byte // level per field, 255 missing
+	count  float64
+}
+
+const missingLevel = 255
+
+// em runs expectation-maximisation of m and λ with u fixed; it returns λ,
+// the iterations run and whether it converged.
+func em(m *Model, pats []pattern, lambda float64, o TrainOptions) (float64, int, bool) {
+	sums := make([][]float64, len(m.Fields))
+	for f := range m.Fields {
+		sums[f] = make([]float64, len(m.Fields[f].Levels))
+	}
+	logM := make([][]float64, len(m.Fields))
+	logU := make([][]float64, len(m.Fields))
+	for it := 1; it <= o.MaxIter; it++ {
+		for f := range m.Fields {
+			logM[f] = logM[f][:0]
+			logU[f] = logU[f][:0]
+			for _, l := range m.Fields[f].Levels {
+				logM[f] = append(logM[f], math.Log(l.M))
+				logU[f] = append(logU[f], math.Log(l.U))
+			}
+			clear(sums[f])
+		}
+		var total, matches float64
+		lm, lu := math.Log(lambda), math.Log(1-lambda)
+		for _, pt := range pats {
+			a, b := lm, lu
+			for f, lv := range pt.levels {
+				if lv != missingLevel {
+					a += logM[f][lv]
+					b += logU[f][lv]
+				}
+			}
+			post := 1 / (1 + math.Exp(b-a))
+			w := post * pt.count
+			total += pt.count
+			matches += w
+			for f, lv := range pt.levels {
+				if lv != missingLevel {
+					sums[f][lv] += w
+				}
+			}
+		}
+		newLambda := clampProb(matches / total)
+		delta := math.Abs(newLambda - lambda)
+		lambda = newLambda
+		for f := range m.Fields {
+			ms := shares(sums[f], 0.5)
+			for l := range m.Fields[f].Levels {
+				delta = max(delta, math.Abs(ms[l]-m.Fields[f].Levels[l].M))
+				m.Fields[f].Levels[l].M = ms[l]
+			}
+		}
+		if delta < o.Tolerance {
+			return lambda, it, true
+		}
+	}
+	return lambda, o.MaxIter, false
+}
+
+// shares turns counts into probabilities with a pseudo-count per level,
+// floored at minProb.
+func shares(counts []float64, pseudo float64) []float64 {
+	total := 0.0
+	for _, c := range counts {
+		total += c + pseudo
+	}
+	out := make([]float64, len(counts))
+	for i, c := range counts {
+		out[i] = clampProb((c + pseudo) / total)
+	}
+	return out
+}
+
+func renormalize(ls []Level, get func(*Level) *float64) {
+	total := 0.0
+	for i := range ls {
+		total += *get(&ls[i])
+	}
+	for i := range ls {
+		*get(&ls[i]) = clampProb(*get(&ls[i]) / total)
+	}
+}
+
+// initialM starts EM with matches agreeing exactly nine times in ten.
+func initialM(levels int) []float64 {
+	out := make([]float64, levels)
+	out[0] = 0.9
+	for i := 1; i < levels; i++ {
+		out[i] = 0.1 / float64(levels-1)
+	}
+	return out
+}
+
+func clampProb(p float64) float64 {
+	switch {
+	case math.IsNaN(p) || p < minProb:
+		return minProb
+	case p > 1-minProb:
+		return 1 - minProb
+	}
+	return p
+}
+
+// termFreqs returns the MaxTermFreqs most common values with their share of
+// the non-missing values, sorted by value, and the share of a value seen
+// once (the floor for values not listed).
+func termFreqs(values []string) ([]TermFreq, float64) {
+	counts := map[string]int{}
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			counts[v]++
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, 0
+	}
+	type vc struct {
+		v string
+		c int
+	}
+	all := make([]vc, 0, len(counts))
+	for v, c := range counts {
+		all = append(all, vc{v, c})
+	}
+	slices.SortFunc(all, func(a, b vc) int {
+		if a.c != b.c {
+			return b.c - a.c
+		}
+		return cmp.Compare(a.v, b.v)
+	})
+	all = all[:min(len(all), MaxTermFreqs)]
+	out := make([]TermFreq, len(all))
+	for i, x := range all {
+		out[i] = TermFreq{Value: x.v, Freq: float64(x.c) / float64(n)}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Value < out[j].Value })
+	return out, 1 / float64(n)
+}
