@@ -272,7 +272,7 @@ type Control struct {
 	Match         *MatchRecord    `msgpack:"mt,omitempty"`
 	Review        *ReviewDecision `msgpack:"rv,omitempty"`
 	IdentityModel *match.Model    `msgpack:"im,omitempty"`
-	Time        int64               `msgpack:"t"` // Unix ms, stamped at the edge
+	Time          int64           `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
 // Control kinds.
