@@ -103,6 +103,10 @@ type Options struct {
 	// DefaultDedupFilterBytes; negative: no filter (every messageId is
 	// looked up in the store).
 	DedupFilterBytes int
+	// BlockHash hashes a blocking key of probabilistic matching for the
+	// block index (blockindex.go); deterministic. nil: sha256[:16]. The
+	// engine passes a keyed hash, so no plaintext value is a key.
+	BlockHash func(key string) []byte
 	// NoFeatures turns the feature projection off (gcr.Options.NoFeatures):
 	// the baseline of its benchmark only; it changes the state.
 	NoFeatures bool
@@ -360,6 +364,9 @@ type Result struct {
 	// decisions; IdentityModel is set when the entry recorded a model.
 	Matches, Reviews int
 	IdentityModel    bool
+	// MatchProfiles are the root profiles whose matching traits changed
+	// (the matcher's work), when probabilistic matching is on.
+	MatchProfiles [][]byte
 	// Transitions counts audience entries and exits.
 	Transitions int
 	// Erasures counts erasure records (requested or completed) applied.
@@ -456,6 +463,9 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 		cmds[i].Now, cmds[i].Audiences, cmds[i].Gen = now, set, gen
 	}
 	if err := sm.applyPartitions(rw, cmds); err != nil {
+		return res, err
+	}
+	if err := sm.indexBlocks(rw, cmds, &res); err != nil {
 		return res, err
 	}
 	for i := range cmds {

@@ -7,10 +7,12 @@ import (
 	"testing"
 
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/projections/match"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/oklog/ulid/v2"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // matchRun is a log applied entry by entry, kept for a replay.
@@ -60,6 +62,25 @@ func (r *matchRun) apply(v any) Result {
 		r.t.Fatalf("apply %d: %v", e.seq, err)
 	}
 	return res
+}
+
+// personWith ingests one identify event with traits.
+func (r *matchRun) personWith(traits map[string]any, ids ...string) ([]byte, Result) {
+	r.t.Helper()
+	var refs []event.IDRef
+	for _, s := range ids {
+		typ, v, _ := strings.Cut(s, ":")
+		refs = append(refs, event.IDRef{Type: typ, Hash: testHash(typ, v)})
+	}
+	at := int64(1_700_000_000_000 + r.n)
+	rec := event.Record{ID: r.id(), Source: "web", Kind: event.Identify, Time: at, Received: at, Key: refs[0].Hash, IDs: refs,
+		Traits: map[string][]byte{}}
+	for k, v := range traits {
+		b, _ := msgpack.Marshal(v)
+		rec.Traits[k] = b
+	}
+	res := r.apply(&event.Batch{ID: r.id(), Received: at, Records: []event.Record{rec}})
+	return r.root(refs[0].Type, refs[0].Hash), res
 }
 
 // person ingests one event with the identifiers (type:value) and returns
@@ -253,4 +274,53 @@ func TestMatchMergeReviewReject(t *testing.T) {
 	if a, b := digest(t, r.s), digest(t, s2); !bytes.Equal(a, b) {
 		t.Fatalf("replay digest %x != %x", b, a)
 	}
+}
+
+// TestBlockIndex: the state machine keeps the block index of the matching
+// traits; candidates come from shared blocks only; a merged-away profile
+// leaves the index; unchanged traits are no new work.
+func TestBlockIndex(t *testing.T) {
+	r := newMatchRun(t)
+	cfg := r.sm.Keychain().Config().Probabilistic
+	a, res := r.personWith(map[string]any{"surname": "Smith", "postcode": "2600"}, "crm_id:1")
+	if len(res.MatchProfiles) != 1 || !bytes.Equal(res.MatchProfiles[0], a) {
+		t.Fatalf("work after a new profile = %x", res.MatchProfiles)
+	}
+	b, _ := r.personWith(map[string]any{"surname": "smith ", "postcode": "2601"}, "crm_id:2")
+	c, _ := r.personWith(map[string]any{"surname": "Jones", "postcode": "2600"}, "crm_id:3")
+	// The same traits again: no work.
+	if _, res := r.personWith(map[string]any{"surname": "Smith"}, "crm_id:1"); len(res.MatchProfiles) != 0 {
+		t.Fatalf("unchanged traits gave work %x", res.MatchProfiles)
+	}
+	recB, err := r.sm.MatchRecordOf(mustGCR(t, r, b), cfg)
+	if err != nil || recB["surname"] != "smith " || recB["postcode"] != "2601" {
+		t.Fatalf("match record of b = %v, %v", recB, err)
+	}
+	got, err := r.sm.BlockCandidates(r.s, cfg, recB, b)
+	if err != nil || len(got) != 1 || !bytes.Equal(got[0], a) {
+		t.Fatalf("candidates of b = %x, %v (want a only; c has another surname)", got, err)
+	}
+	// b merged into a: b leaves the index, a stays.
+	if m := r.propose(b, a, 0.999); m.Status != MatchMerged {
+		t.Fatalf("merge: %+v", m)
+	}
+	got, err = r.sm.BlockCandidates(r.s, cfg, recB, nil)
+	if err != nil || len(got) != 1 || !bytes.Equal(got[0], a) {
+		t.Fatalf("candidates after the merge = %x, %v", got, err)
+	}
+	_ = c
+	s2 := store.NewMem()
+	applyAll(t, newSM(), s2, r.log)
+	if x, y := digest(t, r.s), digest(t, s2); !bytes.Equal(x, y) {
+		t.Fatal("replay digest differs")
+	}
+}
+
+func mustGCR(t *testing.T, r *matchRun, p []byte) *gcr.Profile {
+	t.Helper()
+	g, err := r.sm.GCR().Get(r.s, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
