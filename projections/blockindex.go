@@ -40,7 +40,9 @@ type blockEntry struct {
 	Sum  []byte   `msgpack:"s"`
 }
 
-func blockProfileKey(p []byte) []byte { return append(append([]byte(nil), prefixBlockProfile...), p...) }
+func blockProfileKey(p []byte) []byte {
+	return append(append([]byte(nil), prefixBlockProfile...), p...)
+}
 func blockKey(h, p []byte) []byte {
 	return append(append(append([]byte(nil), prefixBlock...), h...), p...)
 }
