@@ -44,6 +44,7 @@ import (
 	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/outbox"
 	"github.com/aurumcdp/aurum/engine/privacy"
@@ -263,6 +264,7 @@ type Engine struct {
 	recorder  *audit.Recorder
 	publisher *outbox.Publisher
 	models    *models.Service
+	matching  *matching.Service
 	privacy   *privacy.Service
 
 	ctx    context.Context
@@ -414,6 +416,9 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate})
 	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader},
 		models.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Synced: e})
+	e.matching = matching.New(matching.Options{Logger: opts.Logger, Leader: e.leader,
+		NewID: func() []byte { return e.ids.Next(e.opts.Now()) }},
+		matching.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Profiles: e.reader})
 	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
 		Cluster: opts.Cluster, Applied: e.applied.get},
 		e.log, e.keys, wiring{e}, e.privacy)
@@ -440,6 +445,7 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("gateway", e.edge.RunGateway)
 	e.goRun("erasure", e.privacy.RunErasures)
 	e.goRun("models", e.models.Run)
+	e.goRun("matching", e.matching.Run)
 	if e.opts.SharedKeys {
 		e.goRun("keys", e.followKeys)
 	}

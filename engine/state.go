@@ -6,6 +6,7 @@ import (
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/outbox"
 	"github.com/aurumcdp/aurum/engine/privacy"
@@ -33,6 +34,10 @@ func (e *Engine) Recorder() *audit.Recorder { return e.recorder }
 
 // Models is the prediction models: fits, records, evaluations.
 func (e *Engine) Models() *models.Service { return e.models }
+
+// Matching is probabilistic identity: the matcher, training, the review
+// queue and explanations.
+func (e *Engine) Matching() *matching.Service { return e.matching }
 
 // Privacy is erasure, export and consent.
 func (e *Engine) Privacy() *privacy.Service { return e.privacy }

@@ -38,6 +38,7 @@ func openStateMachine(db store.Reader, parts int, dedup time.Duration, keys *sea
 		Partitions:  parts,
 		DedupWindow: dedup.Milliseconds(),
 		Open:        stateOpener(keys),
+		BlockHash:   func(key string) []byte { return keys.Hash("match_block", key) },
 	})
 }
 

@@ -241,3 +241,21 @@ func (sm *StateMachine) BlockCandidates(r store.Reader, cfg *match.Config, rec m
 	slices.SortFunc(out, bytes.Compare)
 	return slices.CompactFunc(out, bytes.Equal), nil
 }
+
+// BlockProfiles returns up to n profiles of the block index with ids after
+// after (nil: from the start), in id order.
+func BlockProfiles(r store.Reader, after []byte, n int) ([][]byte, error) {
+	lower := prefixBlockProfile
+	if after != nil {
+		lower = append(blockProfileKey(after), 0)
+	}
+	var out [][]byte
+	err := r.Scan(lower, prefixEnd(prefixBlockProfile), false, func(k, _ []byte) bool {
+		out = append(out, bytes.Clone(k[len(prefixBlockProfile):]))
+		return len(out) < n
+	})
+	if err != nil {
+		return nil, fmt.Errorf("projections: block profiles: %w", err)
+	}
+	return out, nil
+}
