@@ -354,6 +354,42 @@ func (s *Service) propose(ctx context.Context, props []proposal) error {
 	return nil
 }
 
+// Propose appends one scored pair (the matcher's own proposals, or those
+// of an outside matcher), waits until it is applied and returns what the
+// log decided. a and b are profile ids.
+func (s *Service) Propose(ctx context.Context, a, b []byte, d match.Decision, modelVersion string) (Review, error) {
+	var cfg *match.Config
+	if err := s.deps.State.Read(func(_ store.Reader, sm *projections.StateMachine) error {
+		cfg = sm.Keychain().Config().Probabilistic
+		return nil
+	}); err != nil {
+		return Review{}, err
+	}
+	if cfg == nil {
+		return Review{}, ErrOff
+	}
+	cls := cfg.Classify(d.Probability)
+	if cls == "none" {
+		cls = projections.DecisionReview
+	}
+	m := &projections.MatchRecord{ID: s.opts.NewID(), A: a, B: b, Probability: d.Probability, Weight: d.Weight,
+		ModelVersion: modelVersion, Contributions: d.Contributions, Decision: cls}
+	seq, err := s.deps.Control.AppendControl(ctx, projections.Control{Kind: projections.ControlIdentityMatch, Match: m})
+	if err != nil {
+		return Review{}, fmt.Errorf("matching: append identity.match: %w", err)
+	}
+	if err := s.deps.Applied.WaitApplied(ctx, seq); err != nil {
+		return Review{}, err
+	}
+	var out Review
+	err = s.deps.State.Read(func(r store.Reader, _ *projections.StateMachine) error {
+		got, err := projections.GetMatch(r, m.ID)
+		out = ReviewOf(&got)
+		return err
+	})
+	return out, err
+}
+
 // ErrNotLeader is returned by Train and Decide on a node that is not the
 // cluster's leader.
 var ErrNotLeader = errors.New("matching: this node is not the cluster leader")
