@@ -44,10 +44,11 @@ const (
 
 // Key prefixes of probabilistic identity.
 var (
-	keyMatchModel   = []byte("mm/model") // msgpack match.Model in effect
-	prefixMatch     = []byte("mt/")      // mt/<match16> → msgpack MatchRecord
-	prefixReviewQ   = []byte("rq/")      // rq/<match16> → empty: pending review
-	prefixRejection = []byte("rj/")      // rj/<profile16><profile16> → match16 (both orders)
+	keyMatchModel     = []byte("mm/model") // msgpack match.Model in effect
+	prefixMatch       = []byte("mt/")      // mt/<match16> → msgpack MatchRecord
+	prefixReviewQ     = []byte("rq/")      // rq/<match16> → empty: pending review
+	prefixRejection   = []byte("rj/")      // rj/<profile16><profile16> → match16 (both orders)
+	prefixPendingPair = []byte("rp/")      // rp/<root16><root16> → match16 of a pending review (smaller root first)
 )
 
 // MatchRecord is a proposed pair and what became of it: the identity.match
@@ -155,8 +156,42 @@ func (sm *StateMachine) queue(rw store.ReadWriter, rec *MatchRecord) error {
 	if err != nil || !ok {
 		return err
 	}
+	kc := sm.Keychain()
+	ra, err := kc.Root(rw, rec.A)
+	if err != nil {
+		return err
+	}
+	rb, err := kc.Root(rw, rec.B)
+	if err != nil {
+		return err
+	}
+	pk := pendingPairKey(ra, rb)
+	if v, err := rw.Get(pk); err == nil {
+		if other, ok, err := getMsgpack[MatchRecord](rw, matchKey(v)); err != nil {
+			return err
+		} else if ok && other.Status == MatchPending {
+			rec.Status, rec.Reason = MatchRefused, "the pair awaits review already (match "+ulidString(v)+")"
+			return nil
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
 	rec.Status = MatchPending
+	if err := rw.Set(pk, rec.ID); err != nil {
+		return err
+	}
 	return rw.Set(reviewQKey(rec.ID), nil)
+}
+
+// pendingPairKey is the key of the pending review of two roots (in either
+// order): rp/<smaller16><larger16> → match id. A stale entry (the match was
+// decided, or the roots changed) is harmless: it is only read to refuse a
+// second pending review of the same pair.
+func pendingPairKey(a, b []byte) []byte {
+	if bytes.Compare(a, b) > 0 {
+		a, b = b, a
+	}
+	return append(append(append([]byte(nil), prefixPendingPair...), a...), b...)
 }
 
 // checkPair applies the hard constraints: both profiles exist (an erased

@@ -231,6 +231,9 @@ func TestMatchMergeReviewReject(t *testing.T) {
 	if q.Status != MatchPending || bytes.Equal(r.rootOf(p3), r.rootOf(p4)) {
 		t.Fatalf("review: %+v", q)
 	}
+	if dup := r.propose(p4, p3, 0.95); dup.Status != MatchRefused || !strings.Contains(dup.Reason, "awaits review") {
+		t.Fatalf("second review of one pair: %+v", dup)
+	}
 	if got := r.pending(); len(got) != 1 || got[0] != ulidString(q.ID) {
 		t.Fatalf("queue = %v", got)
 	}

@@ -262,12 +262,22 @@ func (s *Service) matchProfiles(ctx context.Context, ps [][]byte) error {
 		if err != nil {
 			return err
 		}
+		seen := map[string]bool{} // each pair once per batch, in either order
 		for _, p := range ps {
 			pp, err := s.score(r, sm, cfg, model, p)
 			if err != nil {
 				return err
 			}
-			props = append(props, pp...)
+			for _, x := range pp {
+				k := string(x.a) + string(x.b)
+				if bytes.Compare(x.a, x.b) > 0 {
+					k = string(x.b) + string(x.a)
+				}
+				if !seen[k] {
+					seen[k] = true
+					props = append(props, x)
+				}
+			}
 		}
 		return nil
 	})
