@@ -32,8 +32,13 @@ func probabilisticConfig() *identity.Config {
 
 func newIdentityServer(t *testing.T) *testServer {
 	t.Helper()
+	return newIdentityServerWith(t, probabilisticConfig())
+}
+
+func newIdentityServerWith(t *testing.T, cfg *identity.Config) *testServer {
+	t.Helper()
 	n := testnode.Start(t, testnode.Options{
-		Engine:     engine.Options{MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 4, Identity: probabilisticConfig()},
+		Engine:     engine.Options{MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 4, Identity: cfg},
 		API:        &api.Options{RequestTimeout: 20 * time.Second},
 		AdminToken: adminToken,
 	})
