@@ -39,10 +39,11 @@ bench-cluster:
 # Each fuzz target for FUZZTIME (default 30s): events and batches, CSV/JSON/
 # NDJSON/XML import, the rule language, stored GCRs, webhook signatures, the
 # identity config, hostile log entries (Apply, CheckMsgpack), management
-# request bodies and the reference-data readers of cmd/predict-eval.
+# request bodies, the reference-data readers of cmd/predict-eval and
+# cmd/febrl-eval, and the normalization and comparisons of projections/match.
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in ./internal/wire ./event ./importer ./rules ./projections/gcr ./projections/audience ./activation ./projections ./projections/identity ./api ./cmd/predict-eval; do \
+	@for pkg in ./internal/wire ./event ./importer ./rules ./projections/gcr ./projections/audience ./activation ./projections ./projections/identity ./projections/match ./api ./cmd/predict-eval ./cmd/febrl-eval; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +46,8 @@ type options struct {
 	Sets []string
 	// TermFrequency adds rows scored with the term-frequency adjustment.
 	TermFrequency bool
+	// ShowModel prints the trained models after the table.
+	ShowModel bool
 	// Blocking replaces the config's blocking rules when set.
 	Blocking [][]string
 	Train    match.TrainOptions
@@ -63,6 +66,12 @@ type result struct {
 	Precision     float64 `json:"precision"`
 	Recall        float64 `json:"recall"`
 	F1            float64 `json:"f1"`
+	// PairF1 is the F1 of the scored pairs themselves, before clustering
+	// (as Splink's published tables count): a true pair is found when it
+	// is a candidate scored at or above the threshold.
+	PairPrecision float64 `json:"pair_precision"`
+	PairRecall    float64 `json:"pair_recall"`
+	PairF1        float64 `json:"pair_f1"`
 	// Candidates is the number of candidate pairs scored; Model the model's
 	// version and Prior its prior.
 	Candidates int     `json:"candidate_pairs"`
@@ -179,16 +188,16 @@ type scored struct {
 	p    float64
 }
 
-func evaluate(dir, set string, o options) ([]result, error) {
+func evaluate(dir, set string, o options) ([]result, *match.Model, error) {
 	d, err := load(dir, set)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	truth := d.truePairs()
 	if n, err := countPairsFile(dir, set); err != nil {
-		return nil, err
+		return nil, nil, err
 	} else if n != truth {
-		return nil, fmt.Errorf("%s: %d true pairs from the rec_ids, %d in %s_true_pairs.csv", set, truth, n, set)
+		return nil, nil, fmt.Errorf("%s: %d true pairs from the rec_ids, %d in %s_true_pairs.csv", set, truth, n, set)
 	}
 	// One model serves both ways of scoring: the term frequencies are
 	// recorded in training and used only when the config asks.
@@ -198,7 +207,7 @@ func evaluate(dir, set string, o options) ([]result, error) {
 	}
 	m, err := match.Train(c, d.recs, o.Train)
 	if err != nil {
-		return nil, fmt.Errorf("%s: train: %w", set, err)
+		return nil, nil, fmt.Errorf("%s: train: %w", set, err)
 	}
 	var out []result
 	for _, tf := range []bool{false, true} {
@@ -215,10 +224,12 @@ func evaluate(dir, set string, o options) ([]result, error) {
 			r := result{Set: set, Records: len(d.recs), TruePairs: truth, TermFrequency: tf, Threshold: t,
 				Predicted: pred, TP: tp, Candidates: len(pairs), Model: m.Version, Prior: m.Prior}
 			r.Precision, r.Recall, r.F1 = prf(tp, pred, truth)
+			ppred, ptp := d.directPairs(pairs, t)
+			r.PairPrecision, r.PairRecall, r.PairF1 = prf(ptp, ppred, truth)
 			out = append(out, r)
 		}
 	}
-	return out, nil
+	return out, m, nil
 }
 
 // clusterPairs clusters the records by the pairs at or above threshold t
@@ -261,6 +272,20 @@ func (d *dataset) clusterPairs(pairs []scored, t float64) (pred, tp int) {
 	return pred, tp
 }
 
+// directPairs returns the scored pairs at or above t and how many of them
+// are true pairs.
+func (d *dataset) directPairs(pairs []scored, t float64) (pred, tp int) {
+	for _, p := range pairs {
+		if p.p >= t {
+			pred++
+			if d.entity[p.i] == d.entity[p.j] {
+				tp++
+			}
+		}
+	}
+	return pred, tp
+}
+
 func prf(tp, pred, truth int) (p, r, f float64) {
 	if pred > 0 {
 		p = float64(tp) / float64(pred)
@@ -276,14 +301,28 @@ func prf(tp, pred, truth int) (p, r, f float64) {
 
 func printTable(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "set\trecords\ttrue pairs\tcandidates\tterm freq\tthreshold\tpredicted\tTP\tprecision\trecall\tF1\t")
+	fmt.Fprintln(tw, "set\trecords\ttrue pairs\tcandidates\tterm freq\tthreshold\tpredicted\tTP\tprecision\trecall\tF1\tpair F1\t")
 	for _, r := range rs {
 		tf := "off"
 		if r.TermFrequency {
 			tf = "on"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%.2f\t%d\t%d\t%.4f\t%.4f\t%.4f\t\n",
-			r.Set, r.Records, r.TruePairs, r.Candidates, tf, r.Threshold, r.Predicted, r.TP, r.Precision, r.Recall, r.F1)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%.2f\t%d\t%d\t%.4f\t%.4f\t%.4f\t%.4f\t\n",
+			r.Set, r.Records, r.TruePairs, r.Candidates, tf, r.Threshold, r.Predicted, r.TP, r.Precision, r.Recall, r.F1, r.PairF1)
+	}
+	tw.Flush()
+}
+
+// printModel prints a model's levels: m, u and the weight log2(m/u).
+func printModel(w io.Writer, set string, m *match.Model) {
+	fmt.Fprintf(w, "\n%s: model %s, prior %.3g, %d EM iterations (converged %v), %.0f candidate pairs, %d random pairs\n",
+		set, m.Version, m.Prior, m.Iterations, m.Converged, m.BlockedPairs, m.RandomPairs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "field\tlevel\tm\tu\tweight\t")
+	for _, f := range m.Fields {
+		for _, l := range f.Levels {
+			fmt.Fprintf(tw, "%s\t%s\t%.4f\t%.3g\t%.2f\t\n", f.Field, l.Name, l.M, l.U, math.Log2(l.M/l.U))
+		}
 	}
 	tw.Flush()
 }

@@ -27,7 +27,7 @@ func TestFebrl1(t *testing.T) {
 	dir := dataDir(t)
 	var b strings.Builder
 	opts := options{Sets: []string{"febrl1"}, TermFrequency: true}
-	opts.Train.RandomPairs = 100_000 // of 499,500; keeps the test a few seconds under -race
+	opts.Train.RandomPairs = 50_000 // of 499,500; keeps the test a few seconds under -race
 	if err := run(&b, dir, opts, true); err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +68,11 @@ func TestClusterPairs(t *testing.T) {
 		if pred != tc.pred || tp != tc.tp {
 			t.Errorf("threshold %v: predicted %d, TP %d; want %d, %d", tc.t, pred, tp, tc.pred, tc.tp)
 		}
+	}
+	// Without clustering only the scored pairs count: at 0.90, (0,1) is
+	// true, (1,2) true, (2,3) false, (4,5) false.
+	if pred, tp := d.directPairs(pairs, 0.90); pred != 4 || tp != 2 {
+		t.Errorf("direct pairs at 0.90: %d, TP %d; want 4, 2", pred, tp)
 	}
 	if d.truePairs() != 4 {
 		t.Errorf("true pairs %d, want 4", d.truePairs())
@@ -135,4 +140,30 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("%d records, %d entities", len(d.recs), len(d.entity))
 		}
 	})
+}
+
+// TestFebrlGoals holds issue #13's goals on the full data sets at the
+// default auto-merge threshold 0.99: febrl4 F1 ≥ 0.995, febrl3 ≥ 0.985
+// (about a minute, several under -race: only with AURUM_LONG=1; `make
+// febrl` prints the table).
+func TestFebrlGoals(t *testing.T) {
+	if os.Getenv("AURUM_LONG") == "" {
+		t.Skip("the full evaluation runs with AURUM_LONG=1 (TestFebrl1 runs in CI)")
+	}
+	dir := dataDir(t)
+	goal := map[string]float64{"febrl3": 0.985, "febrl4": 0.995}
+	for _, set := range []string{"febrl3", "febrl4"} {
+		rs, _, err := evaluate(dir, set, options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Threshold == 0.99 {
+				t.Logf("%s at 0.99: precision %.4f recall %.4f F1 %.4f", set, r.Precision, r.Recall, r.F1)
+				if r.F1 < goal[set] {
+					t.Errorf("%s: F1 %.4f < %.3f", set, r.F1, goal[set])
+				}
+			}
+		}
+	}
 }

@@ -34,10 +34,12 @@ func (k Comparison) Levels() []string {
 // Normalize returns the normalized form of a raw value under comparison k;
 // "" means missing. Blocking keys and comparisons both use it.
 //
-//	name, text: lower case, letters and digits only, runs of anything else one space
+//	name, text: lower case, letters and digits only (apostrophes dropped), runs of
+//	            anything else one space
 //	exact:      lower case, surrounding space trimmed, inner runs of space one space
 //	date:       the digits, when they are 8 (YYYYMMDD, separators dropped); otherwise as exact
-//	phone:      the digits, a leading 00 dropped; the last 9 kept when longer
+//	phone:      the last 9 digits (so a country code or trunk prefix does not
+//	            matter), leading zeros dropped
 //	email:      lower case, trimmed, a +tag of the local part dropped
 func Normalize(k Comparison, raw string) string {
 	var s string
@@ -52,11 +54,11 @@ func Normalize(k Comparison, raw string) string {
 			s = spaces(raw)
 		}
 	case Phone:
-		d := strings.TrimPrefix(digits(raw), "00")
+		d := digits(raw)
 		if len(d) > 9 {
 			d = d[len(d)-9:]
 		}
-		s = d
+		s = strings.TrimLeft(d, "0")
 	case Email:
 		s = strings.ToLower(strings.TrimSpace(raw))
 		if at := strings.LastIndexByte(s, '@'); at > 0 {
@@ -80,14 +82,18 @@ func clip(s string) string {
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n]
+	return strings.TrimRight(s[:n], " ")
 }
 
-// words keeps letters and digits, lower case, one space between words.
+// words keeps letters and digits, lower case, one space between words;
+// apostrophes are dropped (O'Brien is obrien), anything else separates.
 func words(s string) string {
 	var b strings.Builder
 	space := false
 	for _, r := range s {
+		if r == '\'' || r == '’' || r == 'ʼ' {
+			continue
+		}
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			if space && b.Len() > 0 {
 				b.WriteByte(' ')
@@ -152,12 +158,18 @@ func level(k Comparison, a, b string) int {
 // swappedLevel is the index of the name level "swapped".
 const swappedLevel = 4
 
+// countedElsewhere is the level of the second field of a swapped pair: the
+// swap is one piece of evidence, counted once, under the first field.
+const countedElsewhere = -2
+
 // levels sets out[f] to the level of field f (comparison kinds[f]) of the
 // normalized values a[f] and b[f], -1 when either is missing. A name field
-// whose values differ (Jaro-Winkler below 0.92) is "swapped" when another
+// whose values differ (Jaro-Winkler below 0.92) is "swapped" when a later
 // name field holds the values crosswise: a's value of the one is like b's
 // value of the other and the other way round (Jaro-Winkler ≥ 0.92 both);
-// given name and surname entered the wrong way round, say.
+// given name and surname entered the wrong way round, say. The later field
+// is then countedElsewhere: the two fields disagree because of one swap, and
+// counting it twice would overstate it.
 func levels(kinds []Comparison, a, b []string, out []int) {
 	for f, k := range kinds {
 		out[f] = level(k, a[f], b[f])
@@ -166,10 +178,10 @@ func levels(kinds []Comparison, a, b []string, out []int) {
 		if k != Name || out[f] < 2 {
 			continue
 		}
-		for g, kg := range kinds {
-			if g != f && kg == Name && a[g] != "" && b[g] != "" &&
+		for g := f + 1; g < len(kinds); g++ {
+			if kinds[g] == Name && out[g] >= 2 &&
 				JaroWinkler(a[f], b[g]) >= 0.92 && JaroWinkler(a[g], b[f]) >= 0.92 {
-				out[f] = swappedLevel
+				out[f], out[g] = swappedLevel, countedElsewhere
 				break
 			}
 		}
@@ -217,31 +229,43 @@ func JaroWinkler(a, b string) float64 {
 	if a == b {
 		return 1
 	}
-	ra, rb := []rune(a), []rune(b)
-	j := jaro(ra, rb)
+	if ascii(a) && ascii(b) {
+		return jaroWinkler([]byte(a), []byte(b))
+	}
+	return jaroWinkler([]rune(a), []rune(b))
+}
+
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+func jaroWinkler[E byte | rune](a, b []E) float64 {
+	j := jaro(a, b)
 	if j <= 0.7 {
 		return j
 	}
 	l := 0
-	for l < 4 && l < len(ra) && l < len(rb) && ra[l] == rb[l] {
+	for l < 4 && l < len(a) && l < len(b) && a[l] == b[l] {
 		l++
 	}
 	return j + float64(l)*0.1*(1-j)
 }
 
-func jaro(a, b []rune) float64 {
+func jaro[E byte | rune](a, b []E) float64 {
 	if len(a) == 0 || len(b) == 0 {
 		return 0
 	}
 	if len(a) > len(b) {
 		a, b = b, a
 	}
-	window := len(b)/2 - 1
-	if window < 0 {
-		window = 0
-	}
+	window := max(len(b)/2-1, 0)
 	var bufA, bufB [64]bool
-	ma, mb := bufA[:0], bufB[:0]
+	var ma, mb []bool
 	if len(a) > len(bufA) || len(b) > len(bufB) {
 		ma, mb = make([]bool, len(a)), make([]bool, len(b))
 	} else {

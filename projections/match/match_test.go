@@ -96,7 +96,8 @@ func TestBlockKeys(t *testing.T) {
 	}{
 		{Record{"surname": "Green", "given_name": "Mitchell", "date_of_birth": "1956-04-09", "postcode": "2119", "street_number": "7", "soc_sec_id": "1804974"},
 			[]string{"surname=green", "given_name,date_of_birth=mitchell\x1f19560409", "postcode,street_number=2119\x1f7", "soc_sec_id=1804974"}},
-		{Record{"surname": "O'Brien", "postcode": "2119"}, []string{"surname=o brien"}},
+		{Record{"surname": "O'Brien", "postcode": "2119"}, []string{"surname=obrien"}},
+		{Record{"surname": "  Smith-Jones ", "given_name": "Ann", "date_of_birth": "1980/01/02"}, []string{"surname=smith jones", "given_name,date_of_birth=ann\x1f19800102"}},
 		{Record{"given_name": "x", "surname": "  "}, nil},
 		{Record{}, nil},
 	} {

@@ -4,9 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"math"
 	"sort"
 )
+
+// ErrInvalidModel marks a model that fails Validate.
+var ErrInvalidModel = errors.New("match: invalid model")
 
 // Model is a trained Fellegi–Sunter model: per field, the m and u
 // probability of each comparison level, and the prior probability that two
@@ -57,6 +62,11 @@ type TermFreq struct {
 	Freq  float64 `json:"freq" msgpack:"freq"`
 }
 
+// SwappedElsewhere is the level reported for the second field of a swapped
+// pair of name fields: it contributes 0, the swap being counted under the
+// first field (level "swapped").
+const SwappedElsewhere = "swapped_counted_elsewhere"
+
 // Contribution is what one field adds to a pair's match weight: the log2
 // Bayes factor m/u of its comparison level (0 when a value is missing).
 type Contribution struct {
@@ -84,9 +94,11 @@ func (m *Model) PriorWeight() float64 {
 // and does not modify m.
 func (m *Model) Score(c Config, a, b Record) Decision {
 	d := Decision{Weight: m.PriorWeight()}
-	var kinds []Comparison
-	var va, vb []string
-	var idx []int
+	const stack = 16
+	var kindsBuf [stack]Comparison
+	var vaBuf, vbBuf [stack]string
+	var idxBuf, lvsBuf [stack]int
+	kinds, va, vb, idx := kindsBuf[:0], vaBuf[:0], vbBuf[:0], idxBuf[:0]
 	for i := range m.Fields {
 		f := &m.Fields[i]
 		if k, ok := c.Fields[f.Field]; !ok || k != f.Comparison {
@@ -97,12 +109,20 @@ func (m *Model) Score(c Config, a, b Record) Decision {
 		vb = append(vb, Normalize(f.Comparison, b[f.Field]))
 		idx = append(idx, i)
 	}
-	lvs := make([]int, len(kinds))
+	lvs := lvsBuf[:0]
+	if len(kinds) > stack {
+		lvs = make([]int, len(kinds))
+	} else {
+		lvs = lvsBuf[:len(kinds)]
+	}
 	levels(kinds, va, vb, lvs)
 	d.Contributions = make([]Contribution, 0, len(idx))
 	for n, i := range idx {
 		f := &m.Fields[i]
 		ct := Contribution{Field: f.Field, Level: Missing}
+		if lvs[n] == countedElsewhere {
+			ct.Level = SwappedElsewhere
+		}
 		if lv := lvs[n]; lv >= 0 && lv < len(f.Levels) {
 			ct.Level = f.Levels[lv].Name
 			ct.Weight = f.weight(lv, va[n], c.TermFrequency)
@@ -170,4 +190,53 @@ func (m *Model) seal() {
 		}
 	}
 	m.Version = "fs1-" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// Validate checks a model from outside (decoded from the log, say): fields
+// sorted and known, the levels of each comparison in order, every
+// probability in (0, 1], the prior in (0, 1), term frequencies sorted by
+// value. Errors wrap ErrInvalidModel. Score on a model that passes never
+// returns NaN.
+func (m *Model) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidModel, fmt.Sprintf(format, a...))
+	}
+	if !(m.Prior > 0 && m.Prior < 1) {
+		return bad("prior %v is not in (0, 1)", m.Prior)
+	}
+	for i, f := range m.Fields {
+		if i > 0 && m.Fields[i-1].Field >= f.Field {
+			return bad("fields[%d]: %q not sorted after %q", i, f.Field, m.Fields[i-1].Field)
+		}
+		if err := checkTrait(f.Field); err != nil {
+			return bad("fields[%d]: %v", i, err)
+		}
+		names, ok := levelNames[f.Comparison]
+		if !ok {
+			return bad("fields[%d] (%s): unknown comparison %q", i, f.Field, f.Comparison)
+		}
+		if len(f.Levels) != len(names) {
+			return bad("fields[%d] (%s): %d levels, %s has %d", i, f.Field, len(f.Levels), f.Comparison, len(names))
+		}
+		for j, l := range f.Levels {
+			if l.Name != names[j] {
+				return bad("fields[%d] (%s): level %d is %q, want %q", i, f.Field, j, l.Name, names[j])
+			}
+			if !(l.M > 0 && l.M <= 1) || !(l.U > 0 && l.U <= 1) {
+				return bad("fields[%d] (%s): level %s: m %v, u %v not in (0, 1]", i, f.Field, l.Name, l.M, l.U)
+			}
+		}
+		for j, t := range f.TermFreqs {
+			if j > 0 && f.TermFreqs[j-1].Value >= t.Value {
+				return bad("fields[%d] (%s): term_freqs[%d] not sorted", i, f.Field, j)
+			}
+			if !(t.Freq > 0 && t.Freq <= 1) {
+				return bad("fields[%d] (%s): term_freqs[%d]: %v not in (0, 1]", i, f.Field, j, t.Freq)
+			}
+		}
+		if len(f.TermFreqs) > 0 && !(f.TermFloor > 0 && f.TermFloor <= 1) {
+			return bad("fields[%d] (%s): term_floor %v not in (0, 1]", i, f.Field, f.TermFloor)
+		}
+	}
+	return nil
 }

@@ -159,7 +159,12 @@ func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 	uFloor := make([]float64, len(p.fields))
 	for f := range p.fields {
 		uObs[f] = shares(uCount[f], 0.5)
-		uFloor[f] = slices.Min(uObs[f])
+		// The share of a level never seen: half a pair (the pseudo-count).
+		total := 0.0
+		for _, cnt := range uCount[f] {
+			total += cnt
+		}
+		uFloor[f] = 0.5 / (total + 0.5*float64(len(uCount[f])))
 		initM := initialM(len(uObs[f]))
 		for l := range m.Fields[f].Levels {
 			m.Fields[f].Levels[l].U = uObs[f][l]
