@@ -32,9 +32,9 @@ func (s *Server) handleTrainIdentity(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, 4<<10, &req, true) {
 		return
 	}
-	ctx, cancel := s.requestContext(r)
-	defer cancel()
-	info, err := s.svc.Identity.Train(ctx, req)
+	// Training reads and fits for as long as the sample needs: bounded by
+	// the client's wait, not by the request timeout (meant for durability).
+	info, err := s.svc.Identity.Train(r.Context(), req)
 	if err != nil {
 		s.identityError(w, "sample", "train identity model", err)
 		return

@@ -33,6 +33,7 @@ auto_merge, queued for review between review and auto_merge. "identity train" fi
 
 	var trainOut string
 	var sample int
+	var trainTimeout time.Duration
 	train := &cobra.Command{
 		Use:   "train [--sample N]",
 		Short: "Fit the identity model from the current profiles and record it (every profile is matched again)",
@@ -45,6 +46,7 @@ auto_merge, queued for review between review and auto_merge. "identity train" fi
 			if err != nil {
 				return err
 			}
+			c.hc.Timeout = trainTimeout // training reads and fits on the node: longer than a request
 			body, _ := json.Marshal(matching.TrainRequest{Sample: sample})
 			var info matching.ModelInfo
 			if err := c.do(cmd.Context(), http.MethodPost, "/v1/identity/model", body, &info); err != nil {
@@ -54,6 +56,7 @@ auto_merge, queued for review between review and auto_merge. "identity train" fi
 		},
 	}
 	train.Flags().IntVar(&sample, "sample", 0, "profiles read at most (0: the node's default, 200000)")
+	train.Flags().DurationVar(&trainTimeout, "timeout", 30*time.Minute, "give up waiting for the node after this long")
 	addOutputFlag(train, &trainOut)
 
 	var modelOut string
