@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -84,6 +85,12 @@ func TestMatcherThroughTheNode(t *testing.T) {
 		}
 		return nil
 	})
+	// Idle means proposed (appended), not applied: wait for the log's end.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// Pending reviews are rejected: only automatic merges count here.
 	for _, rv := range s.reviews() {
 		if r := s.decide(rv.ID, "reject"); r.code != http.StatusOK {

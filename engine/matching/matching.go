@@ -86,6 +86,7 @@ type Service struct {
 	queue   [][]byte
 	queued  map[string]bool
 	rescan  bool
+	busy    bool // Run is matching a batch or rescanning
 	kick    chan struct{}
 	stats   Stats
 	noModel bool // logged once
@@ -150,11 +151,12 @@ func (s *Service) Stats() Stats {
 	return s.stats
 }
 
-// Idle reports whether no work is queued (tests wait on it).
+// Idle reports whether no work is queued or running (tests wait on it). Its
+// proposals may still be on their way through the log.
 func (s *Service) Idle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.queue) == 0 && !s.rescan
+	return len(s.queue) == 0 && !s.rescan && !s.busy
 }
 
 // Run matches queued profiles until ctx ends.
@@ -194,16 +196,19 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
+// take returns the next batch (or a rescan) and marks the service busy
+// until the next take finds nothing.
 func (s *Service) take(n int) ([][]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rescan {
-		s.rescan = false
+		s.rescan, s.busy = false, true
 		return nil, true
 	}
 	n = min(n, len(s.queue))
 	batch := s.queue[:n:n]
 	s.queue = s.queue[n:]
+	s.busy = n > 0
 	return batch, false
 }
 
