@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: export-check build test test-short bench bench-cluster fuzz lint run clean predict-eval febrl
+.PHONY: export-check build test test-short bench bench-cluster fuzz lint run clean predict-eval febrl febrl-product
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -76,3 +76,9 @@ clean:
 # to compile, so CI's build reads them back with parquet-go's own reader).
 export-check:
 	$(GO) test -tags arrowcheck -run '^TestExportReadBackByArrow$$' -count 1 -v ./engine/export/
+
+# Issue #13 must-show 1 through the product: FEBRL 1-4 imported by `aurum import` into fresh
+# nodes, `aurum identity train`, pairwise precision/recall/F1 of the profiles the nodes built
+# (docs/identity.md). Reads ../shared/data; several minutes. AURUM_FEBRL=febrl1,febrl4 for a subset.
+febrl-product:
+	AURUM_FEBRL=$${AURUM_FEBRL:-1} $(GO) test ./cmd/aurum -run TestFEBRLThroughTheProduct -v -timeout 60m

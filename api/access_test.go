@@ -25,9 +25,11 @@ import (
 	"github.com/aurumcdp/aurum/cluster"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/testnode"
 	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/oklog/ulid/v2"
 )
 
 // testClock is the edge clock of an access test: the wall clock (or, when
@@ -97,7 +99,7 @@ func newAccessServerClock(t *testing.T, clock *testClock, set func(*api.Options)
 	}
 	fc := &fakeCluster{leader: true}
 	n := testnode.Start(t, testnode.Options{API: &opts, Engine: engine.Options{DataDir: dir, MasterKey: bytes.Repeat([]byte{7}, 32),
-		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords}, Cluster: fc})
+		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords, Identity: probabilisticConfig()}, Cluster: fc})
 	key, err := n.Engine.Gate().CreateSource(ctx, "web")
 	if err != nil {
 		t.Fatalf("CreateSource: %v", err)
@@ -253,6 +255,16 @@ var fixtures = map[string]fixture{
 	"POST /v1/models": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/models", body: []byte(fmt.Sprintf(`{"name":"fit%d","calibration_end":"2000-01-01"}`, n))}
 	}},
+	"GET /v1/profiles/{ref}/identity": {req: get("/v1/profiles/user_id:seed/identity")},
+	"POST /v1/identity/model":         {req: func(*accessServer, int) req { return req{path: "/v1/identity/model", body: []byte(`{"sample":100}`)} }},
+	"GET /v1/identity/model":          {req: get("/v1/identity/model")},
+	"GET /v1/identity/reviews":        {req: get("/v1/identity/reviews")},
+	"POST /v1/identity/reviews/{id}": {req: func(s *accessServer, n int) req {
+		a := s.quietIdentify(fmt.Sprintf("rva%d", n))
+		b := s.quietIdentify(fmt.Sprintf("rvb%d", n))
+		rv := s.propose(a, b, 0.85)
+		return req{path: "/v1/identity/reviews/" + rv.ID, body: []byte(`{"decision":"reject"}`)}
+	}},
 	"GET /v1/models":                   {req: get("/v1/models")},
 	"GET /v1/models/{name}":            {req: get("/v1/models/seeded")},
 	"GET /v1/models/{name}/evaluation": {req: get("/v1/models/seeded/evaluation?holdout_end=2024-12-31")},
@@ -347,6 +359,26 @@ var fixtures = map[string]fixture{
 	"OPTIONS /v1/batch":         {req: options("/v1/batch")},
 }
 
+// quietIdentify creates a profile for anonymousId anon and returns its id,
+// without an audited request.
+func (s *accessServer) quietIdentify(anon string) []byte {
+	s.t.Helper()
+	if r := s.do(req{path: "/v1/identify", key: s.webKey, body: []byte(fmt.Sprintf(`{"anonymousId":%q,"traits":{"surname":"Review"}}`, anon))}); r.code != 200 {
+		s.t.Fatalf("identify: %s", r)
+	}
+	var id []byte
+	check.For(s.t, 30*time.Second, 10*time.Millisecond, func() error {
+		v, err := s.e.Reader().Profile("anonymous_id:" + anon)
+		if err != nil {
+			return err
+		}
+		u, err := ulid.ParseStrict(v.ProfileID)
+		id = u[:]
+		return err
+	})
+	return id
+}
+
 func get(path string) func(*accessServer, int) req {
 	return func(*accessServer, int) req { return req{method: "GET", path: path} }
 }
@@ -390,6 +422,13 @@ func TestRouteRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.seedModel("seeded")
+	// Two profiles that share a block, and a model trained on them.
+	s.identify(`{"userId":"seed","traits":{"given_name":"Ann","surname":"Seed","postcode":"1000"}}`, "user_id:seed")
+	s.identify(`{"anonymousId":"seed2","traits":{"given_name":"Anne","surname":"Seed","postcode":"1000"}}`, "anonymous_id:seed2")
+	s.identify(`{"anonymousId":"seed3","traits":{"given_name":"Bo","surname":"Other","postcode":"2000"}}`, "anonymous_id:seed3")
+	if _, err := s.e.Matching().Train(ctx, matching.TrainRequest{}); err != nil {
+		t.Fatalf("train: %v", err)
+	}
 	tok := func(name string, role auth.Role) string {
 		secret, _, err := s.e.Gate().CreateToken(ctx, name, role, time.Time{})
 		if err != nil {

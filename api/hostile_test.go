@@ -20,7 +20,7 @@ func (s *testServer) bodyRoutes() []req {
 		if method != http.MethodPost && method != http.MethodPut {
 			continue
 		}
-		path = strings.NewReplacer("{source}", "web", "{name}", "hostile", "{ref}", "user_id:h").Replace(path)
+		path = strings.NewReplacer("{source}", "web", "{name}", "hostile", "{ref}", "user_id:h", "{id}", "01JABCDEFGHJKMNPQRSTVWXYZ0").Replace(path)
 		if strings.Contains(path, "{") {
 			s.t.Fatalf("route %s: unknown wildcard", rt.Pattern)
 		}

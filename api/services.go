@@ -10,6 +10,7 @@ import (
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/engine/query"
@@ -106,6 +107,16 @@ type Models interface {
 	Suggest(ctx context.Context, req models.SuggestRequest) (models.SuggestInfo, error)
 }
 
+// Identity is probabilistic identity (engine/matching.Service): training,
+// the review queue, explanations.
+type Identity interface {
+	Train(ctx context.Context, req matching.TrainRequest) (matching.ModelInfo, error)
+	Model() (matching.ModelInfo, error)
+	Reviews(limit int) ([]matching.Review, error)
+	Decide(ctx context.Context, id, decision, reviewer string) (matching.Review, error)
+	Explain(ref string) (matching.Explanation, error)
+}
+
 // Auditor is the audit log (engine/audit.Recorder).
 type Auditor interface {
 	Audit(ctx context.Context, a audit.AuditEntry) error
@@ -136,6 +147,7 @@ type Services struct {
 	Privacy      Privacy
 	Replay       Replay
 	Models       Models
+	Identity     Identity
 	Audit        Auditor
 	Node         Node
 	Cluster      Cluster

@@ -135,6 +135,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		dests = dests || res.Destinations
 		erasures = erasures || res.Erasures > 0
 		e.privacy.DestroyErased(res.ErasedKeys)
+		e.matching.Enqueue(res.MatchProfiles)
 		outbox = outbox || res.Outbox > 0
 		e.metrics.applied.Add(float64(res.Events))
 		e.metrics.duplicates.Add(float64(res.Duplicates))

@@ -45,6 +45,7 @@ import (
 	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/outbox"
 	"github.com/aurumcdp/aurum/engine/privacy"
@@ -269,6 +270,7 @@ type Engine struct {
 	publisher *outbox.Publisher
 	models    *models.Service
 	exporter  *export.Exporter
+	matching  *matching.Service
 	privacy   *privacy.Service
 
 	ctx    context.Context
@@ -423,6 +425,9 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	xo := opts.Export
 	xo.Now, xo.Logger = opts.Now, opts.Logger
 	e.exporter = export.New(xo, wiring{e}, e.keys.Open)
+	e.matching = matching.New(matching.Options{Logger: opts.Logger, Leader: e.leader,
+		NewID: func() []byte { return e.ids.Next(e.opts.Now()) }},
+		matching.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Profiles: e.reader})
 	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
 		Cluster: opts.Cluster, Applied: e.applied.get},
 		e.log, e.keys, wiring{e}, e.privacy)
@@ -450,6 +455,7 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("erasure", e.privacy.RunErasures)
 	e.goRun("models", e.models.Run)
 	e.goRun("export", func(ctx context.Context) error { e.exporter.Scheduler(ctx); return nil })
+	e.goRun("matching", e.matching.Run)
 	if e.opts.SharedKeys {
 		e.goRun("keys", e.followKeys)
 	}

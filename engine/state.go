@@ -7,6 +7,7 @@ import (
 	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/outbox"
 	"github.com/aurumcdp/aurum/engine/privacy"
@@ -37,6 +38,10 @@ func (e *Engine) Models() *models.Service { return e.models }
 
 // Exporter is the warehouse export (Parquet runs).
 func (e *Engine) Exporter() *export.Exporter { return e.exporter }
+
+// Matching is probabilistic identity: the matcher, training, the review
+// queue and explanations.
+func (e *Engine) Matching() *matching.Service { return e.matching }
 
 // Privacy is erasure, export and consent.
 func (e *Engine) Privacy() *privacy.Service { return e.privacy }

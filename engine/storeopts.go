@@ -41,6 +41,7 @@ func openStateMachine(db store.Reader, parts int, dedup time.Duration, keys *sea
 		DedupWindow:    dedup.Milliseconds(),
 		Open:           stateOpener(keys),
 		InteractionKey: InteractionKey(keys),
+		BlockHash:      func(key string) []byte { return keys.Hash("match_block", key) },
 	})
 }
 

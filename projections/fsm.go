@@ -24,6 +24,7 @@ import (
 	"github.com/aurumcdp/aurum/projections/features"
 	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/projections/identity"
+	"github.com/aurumcdp/aurum/projections/match"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -103,6 +104,10 @@ type Options struct {
 	// DefaultDedupFilterBytes; negative: no filter (every messageId is
 	// looked up in the store).
 	DedupFilterBytes int
+	// BlockHash hashes a blocking key of probabilistic matching for the
+	// block index (blockindex.go); deterministic. nil: sha256[:16]. The
+	// engine passes a keyed hash, so no plaintext value is a key.
+	BlockHash func(key string) []byte
 	// NoFeatures turns the feature projection off (gcr.Options.NoFeatures):
 	// the baseline of its benchmark only; it changes the state.
 	NoFeatures bool
@@ -275,7 +280,11 @@ type Control struct {
 	Token       Token               `msgpack:"tok,omitempty"`
 	User        User                `msgpack:"usr,omitempty"`
 	Model       Model               `msgpack:"md,omitempty"`
-	Time        int64               `msgpack:"t"` // Unix ms, stamped at the edge
+	// Probabilistic identity (matching.go).
+	Match         *MatchRecord    `msgpack:"mt,omitempty"`
+	Review        *ReviewDecision `msgpack:"rv,omitempty"`
+	IdentityModel *match.Model    `msgpack:"im,omitempty"`
+	Time          int64           `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
 // Control kinds.
@@ -310,6 +319,9 @@ type MergeRecord struct {
 	Type    string `msgpack:"t"`
 	Time    int64  `msgpack:"tm"`
 	Seq     uint64 `msgpack:"q"`
+	// Match is the id of the probabilistic match (mt/) that caused the
+	// merge; EventID is then that id and Type "probabilistic".
+	Match []byte `msgpack:"m,omitempty"`
 }
 
 // OutMsg is an outbox entry: a message to publish with a deterministic id.
@@ -356,6 +368,13 @@ type Result struct {
 	Destinations bool
 	// Models is set when the entry changed the prediction models.
 	Models bool
+	// Matches counts identity.match records applied, Reviews reviewer
+	// decisions; IdentityModel is set when the entry recorded a model.
+	Matches, Reviews int
+	IdentityModel    bool
+	// MatchProfiles are the root profiles whose matching traits changed
+	// (the matcher's work), when probabilistic matching is on.
+	MatchProfiles [][]byte
 	// Transitions counts audience entries and exits.
 	Transitions int
 	// Erasures counts erasure records (requested or completed) applied.
@@ -433,6 +452,9 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 		if err := sm.applyErasureControl(rw, seq, &c, cmds, &res); err != nil {
 			return res, err
 		}
+		if err := sm.applyMatchControl(rw, seq, &c, cmds, &res); err != nil {
+			return res, err
+		}
 		entryTime = c.Time
 	default: // a subject of a later version: skipped, position recorded
 	}
@@ -449,6 +471,9 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 		cmds[i].Now, cmds[i].Audiences, cmds[i].Gen = now, set, gen
 	}
 	if err := sm.applyPartitions(rw, cmds); err != nil {
+		return res, err
+	}
+	if err := sm.indexBlocks(rw, cmds, &res); err != nil {
 		return res, err
 	}
 	for i := range cmds {
@@ -660,25 +685,13 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 			continue
 		}
 		seen[string(from)] = true
-		g, err := sm.gcr.Get(rw, from)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // created and merged away within this entry: it has no GCR yet
-		}
-		if err != nil {
-			return err
-		}
 		r, err := root(from)
 		if err != nil {
 			return err
 		}
-		pi := gcr.PartitionOf(r, n)
-		st, err := loadAudienceState(rw, sm.partitions[gcr.PartitionOf(from, n)], from)
-		if err != nil {
+		if err := sm.absorb(rw, from, r, cmds); err != nil {
 			return err
 		}
-		cmds[pi].Absorb = append(cmds[pi].Absorb, Absorption{Into: r, From: g, FromState: st})
-		pf := gcr.PartitionOf(from, n)
-		cmds[pf].Drop = append(cmds[pf].Drop, from)
 	}
 	for _, a := range adds {
 		r, err := root(a.Profile)
@@ -812,7 +825,13 @@ func (sm *StateMachine) pruneDedup(rw store.ReadWriter, now int64) error {
 }
 
 func (sm *StateMachine) recordMerge(rw store.ReadWriter, seq uint64, idx *uint32, rec *event.Record, m identity.Merge) error {
-	mr := MergeRecord{From: m.From, Into: m.Into, EventID: m.EventID, Type: m.Type, Time: rec.Time, Seq: seq}
+	return sm.recordMergeAt(rw, seq, idx, rec.Time, m, nil)
+}
+
+// recordMergeAt records merge m at time t; match is the id of the
+// probabilistic match that caused it (nil: the event m.EventID did).
+func (sm *StateMachine) recordMergeAt(rw store.ReadWriter, seq uint64, idx *uint32, t int64, m identity.Merge, match []byte) error {
+	mr := MergeRecord{From: m.From, Into: m.Into, EventID: m.EventID, Type: m.Type, Time: t, Seq: seq, Match: match}
 	k := append(append([]byte(nil), prefixMerge...), m.Into...)
 	k = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(k, seq), *idx)
 	if err := setMsgpack(rw, k, &mr); err != nil {

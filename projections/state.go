@@ -132,6 +132,7 @@ var digestPrefixes = [][]byte{
 	keyApplied, keyPartitions, keyIdentity, keyNow, keyAudienceGen, prefixAudience, prefixDestination, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
 	prefixToken, prefixUser, prefixModel, []byte("ik/"), []byte("ip/"), []byte("p/"),
 	keySuppressed, prefixSuppress, prefixErasure, prefixErasurePending,
+	keyMatchModel, prefixMatch, prefixReviewQ, prefixRejection, prefixPendingPair, prefixBlock, prefixBlockProfile,
 }
 
 // snapshotPrefixes are what a whole-state snapshot holds: the digest's

@@ -28,6 +28,7 @@ import (
 	"github.com/aurumcdp/aurum/engine/audit"
 	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/ingest"
+	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/engine/query"
@@ -476,7 +477,7 @@ func adminTokenHash(dataDir, flagToken string) ([]byte, error) {
 // apiServices hands the API each concern from the stage that owns it.
 func apiServices(e *engine.Engine) api.Services {
 	return api.Services{Ingest: e.Edge(), Access: e.Gate(), Reads: e.Reader(), Audiences: e, Destinations: e,
-		Privacy: e.Privacy(), Replay: e, Models: e.Models(), Audit: e.Recorder(), Node: e}
+		Privacy: e.Privacy(), Replay: e, Models: e.Models(), Identity: e.Matching(), Audit: e.Recorder(), Node: e}
 }
 
 // The stages satisfy the API's interfaces.
@@ -489,6 +490,7 @@ var (
 	_ api.Privacy      = (*privacy.Service)(nil)
 	_ api.Replay       = (*engine.Engine)(nil)
 	_ api.Models       = (*models.Service)(nil)
+	_ api.Identity     = (*matching.Service)(nil)
 	_ api.Auditor      = (*audit.Recorder)(nil)
 	_ api.Node         = (*engine.Engine)(nil)
 )

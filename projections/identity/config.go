@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/match"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -31,6 +32,10 @@ type Config struct {
 	Blocked []string `yaml:"blocked"`
 	// BlockedByType lists values dropped for one type only.
 	BlockedByType map[string][]string `yaml:"blocked_by_type"`
+	// Probabilistic, when set, turns probabilistic matching on (issue #13,
+	// docs/identity.md): the traits compared, the blocking rules and the
+	// thresholds. Absent: deterministic matching only.
+	Probabilistic *match.Config `yaml:"probabilistic" json:",omitempty"`
 }
 
 // DefaultConfig returns the default configuration: priority user_id, email,
@@ -140,6 +145,11 @@ func (c Config) Validate() error {
 	for _, t := range sortedKeys(c.BlockedByType) {
 		if err := checkType("blocked_by_type", t); err != nil {
 			return err
+		}
+	}
+	if c.Probabilistic != nil {
+		if err := c.Probabilistic.Validate(); err != nil {
+			return fmt.Errorf("identity: config: probabilistic: %w", err)
 		}
 	}
 	return nil

@@ -106,3 +106,65 @@ func TestNewCopiesConfig(t *testing.T) {
 	}()
 	New(Config{Limits: map[string]int{"email": -1}})
 }
+
+func TestLoadConfigProbabilistic(t *testing.T) {
+	const good = `limits: {crm_id: 100}
+probabilistic:
+  fields: {given_name: name, surname: name, date_of_birth: date, postcode: exact, email: email}
+  blocking: [[surname], [given_name, date_of_birth], [postcode]]
+  auto_merge: 0.99
+  review: 0.80
+  term_frequency: true
+`
+	for _, tc := range []struct {
+		name, yaml string
+		err        string // "" when valid
+	}{
+		{name: "issue example", yaml: good},
+		{name: "absent", yaml: "limits: {crm_id: 100}\n"},
+		{name: "unknown comparison", yaml: "probabilistic:\n  fields: {surname: soundex}\n  blocking: [[surname]]\n", err: `fields.surname: unknown comparison "soundex"`},
+		{name: "no blocking", yaml: "probabilistic:\n  fields: {surname: name}\n", err: "blocking: at least one rule"},
+		{name: "blocking on unknown trait", yaml: "probabilistic:\n  fields: {surname: name}\n  blocking: [[postcode]]\n", err: `blocking[0][0]: trait "postcode" is not in fields`},
+		{name: "review above auto_merge", yaml: "probabilistic:\n  fields: {surname: name}\n  blocking: [[surname]]\n  auto_merge: 0.9\n  review: 0.95\n", err: "review: 0.95 is above auto_merge 0.9"},
+		{name: "threshold not a probability", yaml: "probabilistic:\n  fields: {surname: name}\n  blocking: [[surname]]\n  auto_merge: 1.5\n", err: "auto_merge: 1.5 is not a probability"},
+		{name: "unknown key", yaml: "probabilistic:\n  fields: {surname: name}\n  blocking: [[surname]]\n  automerge: 0.9\n", err: "automerge"},
+		{name: "no fields", yaml: "probabilistic: {blocking: [[surname]]}\n", err: "fields: at least one trait"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "identity.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := LoadConfig(path)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.HasPrefix(err.Error(), "identity: load config") {
+					t.Fatalf("err = %v, want one containing %q", err, tc.err)
+				}
+				if !strings.Contains(tc.name, "unknown key") && !strings.Contains(err.Error(), "probabilistic") {
+					t.Fatalf("err = %v does not name the probabilistic section", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.name == "absent" {
+				if cfg.Probabilistic != nil {
+					t.Fatalf("Probabilistic = %+v, want nil", cfg.Probabilistic)
+				}
+				return
+			}
+			p := cfg.Probabilistic
+			if p == nil || p.Fields["date_of_birth"] != "date" || len(p.Blocking) != 3 || p.Blocking[1][1] != "date_of_birth" ||
+				p.AutoMerge != 0.99 || p.Review != 0.80 || !p.TermFrequency || cfg.Limits["crm_id"] != 100 {
+				t.Fatalf("config = %+v, probabilistic %+v", cfg, p)
+			}
+			// The keychain keeps its own copy.
+			k := New(cfg)
+			p.Fields["surname"] = "exact"
+			if k.Config().Probabilistic.Fields["surname"] != "name" {
+				t.Fatal("New did not copy the probabilistic config")
+			}
+		})
+	}
+}

@@ -90,6 +90,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/aurumcdp/aurum/event"
@@ -143,6 +144,15 @@ func New(cfg Config) *Keychain {
 	}
 	for t, v := range cfg.BlockedByType {
 		c.BlockedByType[t] = slices.Clone(v)
+	}
+	if p := cfg.Probabilistic; p != nil {
+		pc := *p
+		pc.Fields = maps.Clone(p.Fields)
+		pc.Blocking = make([][]string, len(p.Blocking))
+		for i, r := range p.Blocking {
+			pc.Blocking[i] = slices.Clone(r)
+		}
+		c.Probabilistic = &pc
 	}
 	return &Keychain{cfg: c}
 }
