@@ -192,6 +192,11 @@ func (w *worker) firstSync() error {
 			}
 		}
 	}
+	// A node that lost the deliveries meanwhile leaves the consumer and
+	// the mark to the one that has them.
+	if err := w.checkFence(); err != nil {
+		return err
+	}
 	ctx, cancel = context.WithTimeout(w.ctx, deleteTimeout)
 	err = w.d.log.DeleteConsumer(ctx, alog.StreamOut, w.durable)
 	cancel()
@@ -254,7 +259,18 @@ func (w *worker) deliverBatch(batch []connector.Change, done func(connector.Chan
 	o := &w.d.opts
 	pending := batch
 	for attempt := uint64(1); len(pending) > 0; attempt++ {
-		res := w.deliver(pending)
+		res, err := w.deliver(pending)
+		var ra *alog.RetryAfter
+		if errors.As(err, &ra) { // the fence could not be checked: not an attempt
+			attempt--
+			if !w.sleep(max(ra.Delay, o.BackoffMin)) {
+				return w.ctx.Err()
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
 		var retry []connector.Change
 		var wait time.Duration
 		for i, r := range res {
@@ -287,9 +303,14 @@ func (w *worker) deliverBatch(batch []connector.Change, done func(connector.Chan
 
 // deliver runs the connector on changes (the Refs of removals filled in),
 // bounded by Options.Timeout per change batch, and counts its failures.
-func (w *worker) deliver(changes []connector.Change) []connector.Result {
+// The fence is checked first (checkFence): its error is returned and
+// nothing is sent.
+func (w *worker) deliver(changes []connector.Change) ([]connector.Result, error) {
 	w.connMu.Lock()
 	defer w.connMu.Unlock()
+	if err := w.checkFence(); err != nil {
+		return nil, err
+	}
 	for i := range changes {
 		if changes[i].Op != connector.Add {
 			ref, err := w.d.refs.Get(w.refKey(changes[i]))
@@ -313,7 +334,7 @@ func (w *worker) deliver(changes []connector.Change) []connector.Result {
 			w.failed(errors.New(r.Reason), true)
 		}
 	}
-	return res
+	return res, nil
 }
 
 // delivered records a delivered change: its Ref kept after an Add,
@@ -415,10 +436,14 @@ func (w *worker) handleChange(m alog.Msg) error {
 			}
 		}
 	}
-	r := w.deliver([]connector.Change{c})[0]
+	res, err := w.deliver([]connector.Change{c})
+	if err != nil {
+		return err // fenced (the worker stops; the message goes back) or a retry
+	}
 	if w.ctx.Err() != nil {
 		return w.ctx.Err()
 	}
+	r := res[0]
 	switch r.Status {
 	case connector.Delivered:
 		if err := w.delivered(c, r); err != nil {

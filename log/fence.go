@@ -309,3 +309,35 @@ func (l *Log) OutboxProgress(ctx context.Context, partition int) (pos []byte, ep
 // FenceRenewal is how often an owner renews its claim (RenewFence): a tenth
 // of AURUM_OUT's max age, so a claim never ages out of the stream.
 func (l *Log) FenceRenewal() time.Duration { return l.opts.OutMaxAge / 10 }
+
+// CheckFence returns nil when the last claim on partition is node's at
+// epoch (its claim or a renewal of it), an error wrapping ErrFenced when
+// another claim is the last (or none exists), and another error when the
+// claim could not be read. It is a read, not a condition of a write: what
+// it guards (a webhook call, a connector's request) happens after it, so it
+// narrows the time a superseded owner may act to one such step.
+func (l *Log) CheckFence(ctx context.Context, partition int, epoch uint64, node string) error {
+	if l.isClosed() {
+		return ErrClosed
+	}
+	if err := checkFencePartition(partition); err != nil {
+		return err
+	}
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	last, err := l.lastOn(ctx, FenceSubject(partition))
+	if err != nil {
+		return fmt.Errorf("log: fence: read claim of partition %d: %w", partition, err)
+	}
+	if last == nil {
+		return fmt.Errorf("%w: partition %d has no claim (ours: %d by %q)", ErrFenced, partition, epoch, node)
+	}
+	var c claimMsg
+	if err := json.Unmarshal(last.Data, &c); err != nil {
+		return fmt.Errorf("log: fence: claim %d of partition %d: %w", last.Sequence, partition, err)
+	}
+	if c.Epoch != epoch || c.Node != node {
+		return fmt.Errorf("%w: partition %d claimed at epoch %d by %q (ours: %d by %q)", ErrFenced, partition, c.Epoch, c.Node, epoch, node)
+	}
+	return nil
+}

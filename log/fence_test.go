@@ -254,3 +254,54 @@ func TestFenceSubjectsApart(t *testing.T) {
 		t.Fatalf("fence messages with a profile header: %v %v", seen, err)
 	}
 }
+
+// TestCheckFence: the read check of a claim (what delivery workers make
+// before each step): none, the caller's own (and renewed), superseded by a
+// newer epoch or another node.
+func TestCheckFence(t *testing.T) {
+	l := openLog(t, testOptions(t.TempDir()))
+	ctx := testCtx(t)
+	type probe struct {
+		epoch  uint64
+		node   string
+		fenced bool
+	}
+	steps := []struct {
+		name   string
+		do     func() error
+		probes []probe
+	}{
+		{"no claim yet", nil, []probe{{1, "n1", true}}},
+		{"n1 claims at 1", func() error { _, err := l.ClaimFence(ctx, 5, 1, "n1"); return err },
+			[]probe{{1, "n1", false}, {1, "n2", true}, {2, "n1", true}}},
+		{"n1 renews at 1", func() error {
+			f, err := l.ClaimFence(ctx, 5, 1, "n1")
+			if err == nil {
+				_, err = l.RenewFence(ctx, f)
+			}
+			return err
+		}, []probe{{1, "n1", false}}},
+		{"n2 claims at 2", func() error { _, err := l.ClaimFence(ctx, 5, 2, "n2"); return err },
+			[]probe{{1, "n1", true}, {2, "n2", false}, {2, "n1", true}}},
+	}
+	for _, s := range steps {
+		if s.do != nil {
+			if err := s.do(); err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+		}
+		for _, p := range s.probes {
+			err := l.CheckFence(ctx, 5, p.epoch, p.node)
+			if p.fenced != errors.Is(err, ErrFenced) || (!p.fenced && err != nil) {
+				t.Fatalf("%s: CheckFence(epoch %d, %s) = %v, want fenced %v", s.name, p.epoch, p.node, err, p.fenced)
+			}
+		}
+	}
+	// Another partition is untouched by partition 5's claims.
+	if err := l.CheckFence(ctx, 6, 2, "n2"); !errors.Is(err, ErrFenced) {
+		t.Fatalf("partition 6: %v, want ErrFenced (no claim)", err)
+	}
+	if err := l.CheckFence(ctx, -1, 1, "n1"); err == nil || errors.Is(err, ErrFenced) {
+		t.Fatalf("partition -1: %v, want a plain error", err)
+	}
+}

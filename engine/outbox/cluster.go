@@ -124,6 +124,7 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 	if !ok {
 		if st.epoch != 0 {
 			*st = partState{}
+			e.claimed[p].Store(0)
 		}
 		if time.Since(st.pruned) < e.opts.ProgressPoll {
 			return nil
@@ -142,6 +143,7 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 			return err
 		}
 		*st = partState{epoch: epoch, target: target, since: seen}
+		e.claimed[p].Store(0)
 		e.opts.Logger.Info("engine: outbox: owner of partition", "partition", p, "epoch", epoch,
 			"target", target, "applied", e.opts.Applied(), "took", time.Since(seen))
 	}
@@ -165,6 +167,7 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 			return err
 		}
 		st.fence, st.claimed, st.pos = &f, time.Now(), e.positions(p, pos)
+		e.claimed[p].Store(epoch)
 		e.opts.Logger.Info("engine: outbox: publishing partition", "partition", p, "epoch", epoch, "fence", f.Seq,
 			"claim_took", time.Since(start), "since_owner", time.Since(st.since))
 	} else if time.Since(st.claimed) >= e.log.FenceRenewal() {
@@ -191,6 +194,19 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 	}
 }
 
+// Claimed reports whether this node publishes partition p now, and under
+// which epoch: it owned p, caught up and claimed it, and was not fenced
+// since (as of its last pass: Owns is checked again by the caller). The
+// last claim on p's fence may have moved on meanwhile; log.CheckFence is
+// the authority. Without a cluster it reports false.
+func (e *Publisher) Claimed(p int) (epoch uint64, ok bool) {
+	if p < 0 || p >= len(e.claimed) {
+		return 0, false
+	}
+	epoch = e.claimed[p].Load()
+	return epoch, epoch != 0
+}
+
 // request bounds one request of a cluster pass (Options.RequestTimeout).
 // A publish that timed out is tried again by a later pass under the same
 // message id: stored once, in key order (see the package comment).
@@ -204,6 +220,7 @@ func (e *Publisher) fencedOr(st *partState, p int, err error) error {
 		return err
 	}
 	st.fenced = true
+	e.claimed[p].Store(0)
 	e.opts.Logger.Warn("engine: outbox: fenced, stopped publishing the partition until ownership changes",
 		"partition", p, "epoch", st.epoch, "err", err)
 	return nil

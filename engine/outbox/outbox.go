@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine/base"
@@ -91,6 +92,9 @@ type Publisher struct {
 	// parts is each partition's publishing state with a Cluster; only
 	// Run's goroutine touches it.
 	parts []partState
+	// claimed is, per partition, the epoch of this node's claim while it
+	// publishes the partition under it (0: none); read by Claimed.
+	claimed []atomic.Uint64
 }
 
 // New returns a publisher on l; keys unseal identifiers.
@@ -107,7 +111,7 @@ func New(opts Options, l *alog.Log, keys *seal.Keyring, state State, consent Con
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 2 * time.Second
 	}
-	p := &Publisher{parts: make([]partState, opts.Partitions), opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
+	p := &Publisher{parts: make([]partState, opts.Partitions), claimed: make([]atomic.Uint64, opts.Partitions), opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_outbox_published_total",
 			Help: "Outbox messages published."})}
 	if opts.Registry != nil {
