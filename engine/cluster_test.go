@@ -435,7 +435,8 @@ func TestClusterSingletonsOnLeader(t *testing.T) {
 
 // TestClusterErasureSharedStepsOnLeader: every node destroys its own
 // copies of an erasure's keys; the shared steps (the scrub, the
-// erasure.completed record) wait for a leader.
+// erasure.completed record) wait for a leader, and the leader's scrub for
+// every partition's owner to have passed the erasure (its watermark).
 func TestClusterErasureSharedStepsOnLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -481,8 +482,15 @@ func TestClusterErasureSharedStepsOnLeader(t *testing.T) {
 	if st, err := e1.Privacy().Erasure(info.ID); err != nil || st.Status == privacy.ErasureCompleted {
 		t.Fatalf("erasure without a leader: %+v, %v", st, err)
 	}
-	// n2 becomes the leader: it completes the erasure, on both nodes.
+	reqAt, err := e1.log.LastSeq(ctx) // the erasure request is the last entry
+	if err != nil {
+		t.Fatal(err)
+	}
+	// n2 becomes the leader and n1 the owner of every partition: the
+	// leader's scrub waits until every owner has passed the erasure, then
+	// completes it, on both nodes.
 	c2.setLeader(true)
+	c1.set(1, true)
 	e2.privacy.KickErasures()
 	for _, e := range []*Engine{e1, e2} {
 		check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
@@ -505,6 +513,13 @@ func TestClusterErasureSharedStepsOnLeader(t *testing.T) {
 	})
 	if n := counter(t, e1, "aurum_erasures_completed_total"); n != 0 {
 		t.Fatalf("a node that is not the leader completed %v erasures", n)
+	}
+	// Every partition's owner had stated a watermark past the request.
+	for p := range clusterTestPartitions {
+		prog, err := e1.log.OutboxProgress(ctx, p)
+		if err != nil || prog.Applied < reqAt || prog.Epoch != 1 {
+			t.Fatalf("partition %d: progress %+v (%v), want a watermark >= %d by epoch 1", p, prog, err, reqAt)
+		}
 	}
 }
 

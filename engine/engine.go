@@ -423,7 +423,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader},
 		models.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Synced: e})
 	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
-		Cluster: opts.Cluster, Applied: e.applied.get},
+		Cluster: opts.Cluster, Applied: e.applied.get, Erasing: e.erasing},
 		e.log, e.keys, wiring{e}, e.privacy)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,

@@ -70,6 +70,10 @@ type Options struct {
 	// elected another; with the log's own timeout (10 s) one such request
 	// held up the pass of every partition, new owners' included. Default 2 s.
 	RequestTimeout time.Duration
+	// Erasing reports whether an erasure is pending in the state (with
+	// Cluster): while one is, an owner records its watermark (WaitPassed)
+	// at least every ProgressPoll even with nothing to publish. nil: never.
+	Erasing func() bool
 	// Logger receives failed publishes. Default: discard.
 	Logger *slog.Logger
 	// Registry receives aurum_outbox_published_total (nil: none).
@@ -95,6 +99,9 @@ type Publisher struct {
 	// claimed is, per partition, the epoch of this node's claim while it
 	// publishes the partition under it (0: none); read by Claimed.
 	claimed []atomic.Uint64
+	// erasing is Options.Erasing as of the current pass (set before its
+	// workers start).
+	erasing bool
 }
 
 // New returns a publisher on l; keys unseal identifiers.
