@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -112,7 +115,11 @@ func applyClusterFile(f *serveFlags, opts *engine.Options, logger *slog.Logger) 
 		for i, n := range cfg.Nodes {
 			routes[i] = n.Routes
 		}
-		opts.NATSCluster = &alog.ClusterOptions{ServerName: self.Name, Listen: self.Routes, Routes: routes}
+		opts.NATSCluster = &alog.ClusterOptions{ServerName: self.Name, Listen: self.Routes, Routes: routes,
+			Secret: routeSecret(opts.MasterKey)}
+		if opts.MasterKey == nil {
+			logger.Warn("--cluster without a shared master key (--master-key-file or AURUM_MASTER_KEY): NATS routes are not authenticated, and the nodes cannot open each other's data")
+		}
 	}
 	return &clusterSetup{cfg: cfg, name: self.Name}, nil
 }
@@ -145,4 +152,17 @@ func (s *clusterSetup) close(logger *slog.Logger) {
 	if err := s.node.Close(); err != nil {
 		logger.Error("close cluster node", "err", err)
 	}
+}
+
+// routeSecret is the password of the NATS routes between the nodes,
+// derived from the master key they share (HMAC-SHA256 under a label of its
+// own, so it reveals nothing of the key): a server without it cannot join
+// the cluster. "" without a master key.
+func routeSecret(masterKey []byte) string {
+	if len(masterKey) == 0 {
+		return ""
+	}
+	m := hmac.New(sha256.New, masterKey)
+	m.Write([]byte("aurum/nats-route/v1"))
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -322,4 +323,18 @@ func logLeader(t *testing.T, nodes []*node) int {
 		return fmt.Errorf("AURUM_LOG leader %q", info.Cluster.Leader)
 	})
 	return leader
+}
+
+// TestRouteSecret: the route password is derived from the master key (the
+// same on every node that shares it, another for another key) and is
+// absent without one.
+func TestRouteSecret(t *testing.T) {
+	k1, k2 := []byte(strings.Repeat("k", 32)), []byte(strings.Repeat("j", 32))
+	if s := routeSecret(nil); s != "" {
+		t.Fatalf("without a master key: %q", s)
+	}
+	a, b, c := routeSecret(k1), routeSecret(append([]byte(nil), k1...)), routeSecret(k2)
+	if len(a) != 64 || a != b || a == c || strings.Contains(a, hex.EncodeToString(k1[:8])) {
+		t.Fatalf("secrets %q %q %q", a, b, c)
+	}
 }
