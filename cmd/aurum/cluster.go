@@ -107,6 +107,15 @@ func applyClusterFile(f *serveFlags, opts *engine.Options, logger *slog.Logger) 
 		}
 	case self.NATS == "":
 		return nil, fmt.Errorf("--cluster: the nodes of %s have no nats and routes addresses: give them, or --nats-url (an existing NATS cluster)", c.file)
+	case len(cfg.Nodes) == 1:
+		// One node: its JetStream runs on its own (clustered JetStream
+		// waits for routes to other servers for ever); Raft elects the
+		// one voter. Growing it takes a restart with the larger file:
+		// a standalone JetStream does not join a cluster.
+		if !c.natsSet {
+			opts.NATSListen = self.NATS
+		}
+		logger.Info("--cluster: one node; JetStream runs unclustered (its routes address is not used)", "file", c.file)
 	default:
 		if !c.natsSet {
 			opts.NATSListen = self.NATS
