@@ -22,6 +22,7 @@
 //	Aurum-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 //	Aurum-Delivery:  <message id>   (idempotency key)
 //	Aurum-Attempt:   <n>            (1 on the first attempt)
+//	Aurum-Epoch:     <e>            (in a cluster: the delivering node's epoch, see Fence)
 //
 //	<the transition JSON, byte for byte as on the stream>
 //
@@ -301,6 +302,29 @@ type Options struct {
 	// for people on it whose consent was withdrawn since (a withdrawal is
 	// no transition) and removes them (default 1 min; negative: never).
 	ConsentSweep time.Duration
+	// Fence, in a cluster, is the authority under which this node's
+	// workers deliver (see Fence). nil: a single node, never fenced.
+	Fence Fence
+}
+
+// Fence is how a cluster keeps the delivery workers of a destination on one
+// node at a time. A worker learns its epoch when it starts and checks it
+// again before each delivery step (a webhook attempt, a connector batch,
+// the end of a first sync); when this node may no longer deliver, or only
+// under another epoch, the worker stops at once, hands the message it holds
+// back to the consumer (redelivered to the node that delivers now) and
+// stays stopped: the caller starts workers again (Suspend, then Set) under
+// the new epoch. What a check cannot cover is the one step in flight when
+// the node lost the role (a pause between the check and the request):
+// deliveries stay at least once, keyed by their delivery id, and webhooks
+// carry the epoch (HeaderEpoch) for receivers that want to drop a stale
+// one.
+type Fence interface {
+	// Epoch returns the epoch under which this node may deliver now. An
+	// error wrapping log.ErrFenced means it may not (another node delivers,
+	// or this one lost the role); another error means the check could not
+	// be made now (it is retried).
+	Epoch(ctx context.Context) (uint64, error)
 }
 
 // DefaultConsentSweep is the default Options.ConsentSweep.
@@ -386,8 +410,12 @@ type DestStats struct {
 	// Lag is the number of the destination's messages after the one
 	// delivered last (as of its delivery).
 	Lag uint64 `json:"lag"`
-	// Running is false once the worker has stopped (Close, log closed).
+	// Running is false once the worker has stopped (Close, log closed,
+	// fenced).
 	Running bool `json:"running"`
+	// Fenced counts the times a worker stopped because this node lost the
+	// right to deliver (Options.Fence), a cluster's failover.
+	Fenced uint64 `json:"fenced,omitempty"`
 	// Synced counts the members a connector's first sync delivered;
 	// FirstSync is "pending", "running" or "done" (connectors only).
 	Synced    uint64 `json:"synced,omitempty"`

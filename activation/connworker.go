@@ -211,6 +211,11 @@ func (w *worker) firstSync() error {
 			}
 		}
 	}
+	// A node that lost the deliveries meanwhile leaves the consumer and
+	// the mark to the one that has them.
+	if err := w.checkFence(); err != nil {
+		return err
+	}
 	ctx, cancel = context.WithTimeout(w.ctx, deleteTimeout)
 	err = w.d.log.DeleteConsumer(ctx, alog.StreamOut, w.durable)
 	cancel()
@@ -363,7 +368,18 @@ func (w *worker) deliverBatchDL(batch []connector.Change, done func(connector.Ch
 	o := &w.d.opts
 	pending := batch
 	for attempt := uint64(1); len(pending) > 0; attempt++ {
-		res := w.deliver(pending)
+		res, err := w.deliver(pending)
+		var ra *alog.RetryAfter
+		if errors.As(err, &ra) { // the fence could not be checked: not an attempt
+			attempt--
+			if !w.sleep(max(ra.Delay, o.BackoffMin)) {
+				return w.ctx.Err()
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
 		var retry []connector.Change
 		var wait time.Duration
 		for i, r := range res {
@@ -396,9 +412,14 @@ func (w *worker) deliverBatchDL(batch []connector.Change, done func(connector.Ch
 
 // deliver runs the connector on changes (the Refs of removals filled in),
 // bounded by Options.Timeout per change batch, and counts its failures.
-func (w *worker) deliver(changes []connector.Change) []connector.Result {
+// The fence is checked first (checkFence): its error is returned and
+// nothing is sent.
+func (w *worker) deliver(changes []connector.Change) ([]connector.Result, error) {
 	w.connMu.Lock()
 	defer w.connMu.Unlock()
+	if err := w.checkFence(); err != nil {
+		return nil, err
+	}
 	for i := range changes {
 		if changes[i].Op != connector.Add {
 			ref, err := w.d.refs.Get(w.refKey(changes[i]))
@@ -422,7 +443,7 @@ func (w *worker) deliver(changes []connector.Change) []connector.Result {
 			w.failed(errors.New(r.Reason), true)
 		}
 	}
-	return res
+	return res, nil
 }
 
 // delivered records a delivered change: its Ref kept after an Add,

@@ -16,6 +16,9 @@ const (
 	HeaderSignature = "Aurum-Signature"
 	HeaderDelivery  = "Aurum-Delivery"
 	HeaderAttempt   = "Aurum-Attempt"
+	// HeaderEpoch is sent in a cluster: the epoch under which the node
+	// delivered (Fence); it grows with each failover of the deliveries.
+	HeaderEpoch = "Aurum-Epoch"
 )
 
 // DefaultTolerance is the signature age Verify accepts when passed a

@@ -42,11 +42,17 @@ type worker struct {
 	done    chan struct{}
 	stats   *statsCell
 	logger  *slog.Logger
+	// epoch is the Fence's epoch this worker delivers under, set by run
+	// before any delivery and not changed after.
+	epoch uint64
 }
 
 func (w *worker) run() {
 	defer close(w.done)
 	defer w.stats.update(func(s *DestStats) { s.Running = false })
+	if !w.startEpoch() {
+		return
+	}
 	if w.conn != nil {
 		w.runConnector()
 		return
@@ -95,6 +101,96 @@ func (w *worker) consumeBatch(copts alog.ConsumeOptions, handle func([]alog.Msg)
 	})
 }
 
+const (
+	// fenceCheckTimeout bounds one Fence.Epoch call.
+	fenceCheckTimeout = 5 * time.Second
+	// fenceWait bounds the retries of a fence check that could not be
+	// made, within one delivery step (< ackWaitMargin).
+	fenceWait = 20 * time.Second
+)
+
+// startEpoch learns the epoch this worker delivers under (Options.Fence);
+// it retries a check that could not be made, and reports false when the
+// worker must not run (fenced, or stopped meanwhile).
+func (w *worker) startEpoch() bool {
+	f := w.d.opts.Fence
+	if f == nil {
+		return true
+	}
+	for failures := uint64(1); ; failures++ {
+		ctx, cancel := context.WithTimeout(w.ctx, fenceCheckTimeout)
+		epoch, err := f.Epoch(ctx)
+		cancel()
+		switch {
+		case w.ctx.Err() != nil:
+			return false
+		case err == nil:
+			w.epoch = epoch
+			w.logger.Info("activation: delivering", "epoch", epoch)
+			return true
+		case errors.Is(err, alog.ErrFenced):
+			w.fenced(err)
+			return false
+		}
+		w.failed(fmt.Errorf("fence check: %w", err), false)
+		if !w.sleep(w.d.opts.backoff(failures)) {
+			return false
+		}
+	}
+}
+
+// checkFence is made before each delivery step: nil when this node still
+// delivers under the worker's epoch. When it does not, the worker stops
+// (its context is cancelled, so the consumer hands the message back at
+// once) and the error wraps log.ErrFenced. A check that cannot be made
+// (the fence's stream electing a leader) is tried again for up to
+// fenceWait, well inside the consumer's AckWait, then returned as a
+// *log.RetryAfter.
+func (w *worker) checkFence() error {
+	f := w.d.opts.Fence
+	if f == nil {
+		return nil
+	}
+	deadline := time.Now().Add(fenceWait)
+	for failures := uint64(1); ; failures++ {
+		ctx, cancel := context.WithTimeout(w.ctx, fenceCheckTimeout)
+		epoch, err := f.Epoch(ctx)
+		cancel()
+		if err == nil && epoch == w.epoch {
+			return nil
+		}
+		if w.ctx.Err() != nil {
+			return w.ctx.Err()
+		}
+		if err == nil {
+			err = fmt.Errorf("%w: the epoch moved from %d to %d", alog.ErrFenced, w.epoch, epoch)
+		}
+		if errors.Is(err, alog.ErrFenced) {
+			w.fenced(err)
+			return fmt.Errorf("activation: %s: %w", w.dest.Name, err)
+		}
+		err = fmt.Errorf("fence check: %w", err)
+		w.failed(err, false)
+		delay := min(w.d.opts.backoff(failures), time.Second)
+		if time.Now().Add(delay).After(deadline) {
+			return &alog.RetryAfter{Delay: delay, Err: err}
+		}
+		if !w.sleep(delay) {
+			return w.ctx.Err()
+		}
+	}
+}
+
+// fenced stops the worker: this node lost the right to deliver.
+func (w *worker) fenced(err error) {
+	w.logger.Warn("activation: fenced: this node no longer delivers; worker stopped", "epoch", w.epoch, "err", err)
+	w.stats.update(func(s *DestStats) {
+		s.Fenced++
+		s.LastError, s.LastErrorTime = err.Error(), w.d.opts.Now()
+	})
+	w.cancel()
+}
+
 // attemptError is the outcome of a failed attempt.
 type attemptError struct {
 	Status int   // HTTP status; 0 without a response
@@ -131,6 +227,9 @@ func (w *worker) handle(m alog.Msg) error {
 		}
 		w.logger.Debug("activation: skipped: no consent", "seq", m.Seq, "channel", w.dest.Channel)
 		return nil // acked: never retried
+	}
+	if err := w.checkFence(); err != nil {
+		return err
 	}
 	status, retryAfter, err := w.attempt(m)
 	if err == nil {
@@ -213,6 +312,9 @@ func (w *worker) attempt(m alog.Msg) (int, time.Duration, error) {
 	req.Header.Set(HeaderSignature, Sign(w.dest.Secret, now, m.Data))
 	req.Header.Set(HeaderDelivery, deliveryID(m))
 	req.Header.Set(HeaderAttempt, strconv.FormatUint(m.Delivered, 10))
+	if o.Fence != nil {
+		req.Header.Set(HeaderEpoch, strconv.FormatUint(w.epoch, 10))
+	}
 	resp, err := w.d.client.Do(req)
 	if err != nil {
 		// Drop the *url.Error wrapper: the URL may carry a token, and

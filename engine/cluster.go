@@ -2,42 +2,105 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/aurumcdp/aurum/activation"
+	alog "github.com/aurumcdp/aurum/log"
 )
 
 // leadershipPoll is how often the leadership watcher asks the cluster.
 const leadershipPoll = 100 * time.Millisecond
 
+// deliveryPartition is the partition whose owner runs the destination
+// workers in a cluster: they deliver under its claim's epoch and check
+// that claim before each delivery step (deliveryFence).
+const deliveryPartition = 0
+
 // leader reports whether this node runs the cluster-wide singletons: the
-// ticker, the webhook destination workers and the shared steps of an
-// erasure. A single node always does.
+// ticker and the shared steps of an erasure. A single node always does.
 func (e *Engine) leader() bool { return e.opts.Cluster == nil || e.opts.Cluster.IsLeader() }
 
-// watchLeadership starts and stops the webhook destination workers as this
-// node gains and loses the leadership. (The ticker and the erasure worker
-// ask leader() each time they act.)
+// deliverer reports whether this node runs the destination workers now,
+// and under which epoch. A single node always does (epoch 0). In a cluster
+// it is the owner of deliveryPartition once its outbox publisher has
+// caught up and claimed the partition at the epoch Owns gives, until a
+// fence check finds that claim superseded.
+func (e *Engine) deliverer() (uint64, bool) {
+	if e.opts.Cluster == nil {
+		return 0, true
+	}
+	epoch, ok := e.opts.Cluster.Owns(deliveryPartition)
+	if !ok {
+		return 0, false
+	}
+	if c, ok := e.publisher.Claimed(deliveryPartition); !ok || c != epoch || e.deliveryFenced.Load() == epoch {
+		return 0, false
+	}
+	return epoch, true
+}
+
+// deliveryFence is the activation.Fence of a cluster node: the local view
+// (deliverer), then the authority, the last claim on deliveryPartition's
+// fence subject (log.CheckFence). A superseded claim is remembered, so the
+// watcher suspends the workers until the epoch changes.
+type deliveryFence struct{ e *Engine }
+
+func (f deliveryFence) Epoch(ctx context.Context) (uint64, error) {
+	e := f.e
+	epoch, ok := e.deliverer()
+	if !ok {
+		return 0, fmt.Errorf("%w: this node does not publish partition %d now", alog.ErrFenced, deliveryPartition)
+	}
+	if err := e.log.CheckFence(ctx, deliveryPartition, epoch, e.opts.Cluster.Name()); err != nil {
+		if errors.Is(err, alog.ErrFenced) {
+			e.deliveryFenced.Store(epoch)
+		}
+		return 0, err
+	}
+	return epoch, nil
+}
+
+// watchLeadership follows the cluster: it starts and stops the destination
+// workers as this node gains and loses the deliveries (deliverer), and
+// kicks the erasure worker when it becomes the leader. (The ticker and the
+// erasure worker ask leader() each time they act.)
 func (e *Engine) watchLeadership(ctx context.Context) error {
 	t := time.NewTicker(leadershipPoll)
 	defer t.Stop()
+	wasLeader := false
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
-		is := e.leader()
+		if is := e.leader(); is != wasLeader {
+			wasLeader = is
+			e.opts.Logger.Info("engine: cluster leadership changed", "leader", is)
+			if is {
+				e.privacy.KickErasures()
+			}
+		}
+		epoch, ok := e.deliverer()
 		e.destMu.Lock()
-		same := e.destsLeader == is
+		same := e.destsOK == ok && e.destsEpoch == epoch
 		e.destMu.Unlock()
 		if same {
 			continue
 		}
-		e.opts.Logger.Info("engine: cluster leadership changed", "leader", is)
+		e.opts.Logger.Info("engine: destination deliveries moved", "here", ok, "epoch", epoch)
 		if err := e.reloadDestinations(); err != nil {
 			e.opts.Logger.Error("engine: reload destinations", "err", err)
 		}
-		if is {
-			e.privacy.KickErasures()
-		}
 	}
+}
+
+// deliveryFence returns the dispatcher's Fence: none on a single node.
+func (e *Engine) deliveryFence() activation.Fence {
+	if e.opts.Cluster == nil {
+		return nil
+	}
+	return deliveryFence{e}
 }

@@ -6,6 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -61,6 +65,12 @@ func (c *fakeCluster) setLeader(v bool) {
 
 const clusterTestPartitions = 4
 
+// testLogger returns a logger writing to t's output (shown when it fails
+// or with -v).
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), nil))
+}
+
 // openClusterEngine opens an engine with the fake cluster c; url is the
 // NATS server of the first engine ("": this one embeds it, without auth);
 // tick is the TickPeriod (negative: no ticks).
@@ -69,7 +79,7 @@ func openClusterEngine(t *testing.T, c *fakeCluster, url string, tick time.Durat
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	opts := Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", NATSURL: url, NATSNoAuth: url == "",
-		MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: clusterTestPartitions, TickPeriod: tick, Cluster: c}
+		MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: clusterTestPartitions, TickPeriod: tick, Cluster: c, SharedKeys: true, Logger: testLogger(t).With("node", c.name)}
 	e, err := Open(ctx, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -120,6 +130,35 @@ func outboxRows(t *testing.T, e *Engine) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// ingestOrders ingests one order of each of users users on the first
+// engine (round numbers the message ids) and waits until every engine
+// applied it.
+func ingestOrders(ctx context.Context, t *testing.T, round, users int, engines ...*Engine) {
+	t.Helper()
+	e1 := engines[0]
+	evs := make([]event.Event, users)
+	for i := range evs {
+		ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"u%d","messageId":"o-%d-%d"}`, i, round, i)),
+			"", e1.Edge().ParseOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs[i] = ev
+	}
+	if err := e1.Edge().Ingest(ctx, "web", evs); err != nil {
+		t.Fatal(err)
+	}
+	last, err := e1.log.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range engines {
+		if err := e.WaitApplied(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // transition is one message a subscriber of aurum.audience.> saw.
@@ -192,27 +231,7 @@ func TestClusterOutboxFencedFailover(t *testing.T) {
 	orders := func() {
 		t.Helper()
 		round++
-		evs := make([]event.Event, users)
-		for i := range evs {
-			ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":"u%d","messageId":"o-%d-%d"}`, i, round, i)),
-				"", e1.Edge().ParseOptions())
-			if err != nil {
-				t.Fatal(err)
-			}
-			evs[i] = ev
-		}
-		if err := e1.Edge().Ingest(ctx, "web", evs); err != nil {
-			t.Fatal(err)
-		}
-		last, err := e1.log.LastSeq(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range []*Engine{e1, e2} {
-			if err := e.WaitApplied(ctx, last); err != nil {
-				t.Fatal(err)
-			}
-		}
+		ingestOrders(ctx, t, round, users, e1, e2)
 	}
 	// claimedAt waits until every partition's last claim is epoch by node.
 	claimedAt := func(epoch uint64, node string) {
@@ -340,12 +359,14 @@ func destRunning(t *testing.T, e *Engine, name string) bool {
 	return d.Stats.Running
 }
 
-// TestClusterSingletonsOnLeader: the ticker and the webhook destination
-// workers run on the leader only, and move with the leadership.
+// TestClusterSingletonsOnLeader: the ticker runs on the leader only, the
+// destination workers on the owner of partition 0 only, and both move with
+// the leadership and the ownership.
 func TestClusterSingletonsOnLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c1 := &fakeCluster{name: "n1", leader: true}
+	c1.set(1, true)
 	c2 := &fakeCluster{name: "n2"}
 	e1 := openClusterEngine(t, c1, "", 10*time.Millisecond)
 	e2 := openClusterEngine(t, c2, e1.NATSURL(), 10*time.Millisecond)
@@ -372,17 +393,28 @@ func TestClusterSingletonsOnLeader(t *testing.T) {
 	if n := tickCount(t, e2); n != 0 {
 		t.Fatalf("the non-leader ticked %v times", n)
 	}
-	if !destRunning(t, e1, "crm") || destRunning(t, e2, "crm") {
-		t.Fatalf("destination workers: leader %v, non-leader %v", destRunning(t, e1, "crm"), destRunning(t, e2, "crm"))
+	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if !destRunning(t, e1, "crm") {
+			return fmt.Errorf("the owner's worker does not run")
+		}
+		return nil
+	})
+	if destRunning(t, e2, "crm") {
+		t.Fatal("the non-owner runs a destination worker")
 	}
 
-	// The leadership moves to n2: n1 suspends its worker and stops
-	// ticking, n2 ticks.
+	// The leadership and the ownership move to n2: n1 suspends its worker
+	// and stops ticking, n2 ticks and runs the worker.
 	c1.setLeader(false)
+	c1.set(1, false)
 	c2.setLeader(true)
+	c2.set(2, true)
 	check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
 		if destRunning(t, e1, "crm") {
-			return fmt.Errorf("the former leader's worker still runs")
+			return fmt.Errorf("the former owner's worker still runs")
+		}
+		if !destRunning(t, e2, "crm") {
+			return fmt.Errorf("the new owner's worker does not run")
 		}
 		if n := tickCount(t, e2); n < 5 {
 			return fmt.Errorf("new leader: %v ticks", n)
@@ -403,7 +435,8 @@ func TestClusterSingletonsOnLeader(t *testing.T) {
 
 // TestClusterErasureSharedStepsOnLeader: every node destroys its own
 // copies of an erasure's keys; the shared steps (the scrub, the
-// erasure.completed record) wait for a leader.
+// erasure.completed record) wait for a leader, and the leader's scrub for
+// every partition's owner to have passed the erasure (its watermark).
 func TestClusterErasureSharedStepsOnLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -449,8 +482,15 @@ func TestClusterErasureSharedStepsOnLeader(t *testing.T) {
 	if st, err := e1.Privacy().Erasure(info.ID); err != nil || st.Status == privacy.ErasureCompleted {
 		t.Fatalf("erasure without a leader: %+v, %v", st, err)
 	}
-	// n2 becomes the leader: it completes the erasure, on both nodes.
+	reqAt, err := e1.log.LastSeq(ctx) // the erasure request is the last entry
+	if err != nil {
+		t.Fatal(err)
+	}
+	// n2 becomes the leader and n1 the owner of every partition: the
+	// leader's scrub waits until every owner has passed the erasure, then
+	// completes it, on both nodes.
 	c2.setLeader(true)
+	c1.set(1, true)
 	e2.privacy.KickErasures()
 	for _, e := range []*Engine{e1, e2} {
 		check.For(t, 20*time.Second, 5*time.Millisecond, func() error {
@@ -473,5 +513,149 @@ func TestClusterErasureSharedStepsOnLeader(t *testing.T) {
 	})
 	if n := counter(t, e1, "aurum_erasures_completed_total"); n != 0 {
 		t.Fatalf("a node that is not the leader completed %v erasures", n)
+	}
+	// Every partition's owner had stated a watermark past the request.
+	for p := range clusterTestPartitions {
+		prog, err := e1.log.OutboxProgress(ctx, p)
+		if err != nil || prog.Applied < reqAt || prog.Epoch != 1 {
+			t.Fatalf("partition %d: progress %+v (%v), want a watermark >= %d by epoch 1", p, prog, err, reqAt)
+		}
+	}
+}
+
+// hookCall is one request a webhook endpoint of the delivery test got.
+type hookCall struct {
+	delivery, epoch, audience string
+}
+
+// TestClusterDeliveriesFenced: the destination workers run on the owner of
+// partition 0 under its claim, and a stale owner stops delivering at its
+// next step once a newer claim exists, even while it still believes it
+// owns the partition (a paused process that woke up). n1 delivers the
+// first audience's entries under epoch 1; while its request for the first
+// entry of the second audience is in flight, n2 takes over at epoch 2 and
+// claims; n1 completes that request, reads the next message, finds the
+// newer claim and stops; n2 delivers the rest. Every transition reaches
+// the endpoint once.
+func TestClusterDeliveriesFenced(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var calls []hookCall
+	held, release := make(chan struct{}), make(chan struct{})
+	var holdOnce sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var x struct {
+			Audience string `json:"audience"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &x)
+		if x.Audience == "two" {
+			holdOnce.Do(func() {
+				close(held)
+				<-release
+			})
+		}
+		mu.Lock()
+		calls = append(calls, hookCall{r.Header.Get(activation.HeaderDelivery), r.Header.Get(activation.HeaderEpoch), x.Audience})
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	got := func() []hookCall {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]hookCall(nil), calls...)
+	}
+
+	c1 := &fakeCluster{name: "n1", leader: true}
+	c1.set(1, true)
+	c2 := &fakeCluster{name: "n2"}
+	e1 := openClusterEngine(t, c1, "", -1)
+	e2 := openClusterEngine(t, c2, e1.NATSURL(), -1)
+	if _, err := e1.Gate().CreateSource(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"one", "two"} {
+		if _, err := e1.PutAudience(ctx, audience.Definition{Name: name, Rule: fmt.Sprintf(`count("Order Completed") >= %d`, i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e1.PutDestination(ctx, activation.Destination{Name: "crm", URL: srv.URL + "/hook",
+		Secret: "0123456789abcdef0123456789abcdef", Audiences: []string{"one", "two"}, Channel: activation.ChannelNone}); err != nil {
+		t.Fatal(err)
+	}
+	const users = 10
+	waitCalls := func(n int) {
+		t.Helper()
+		check.For(t, 30*time.Second, 5*time.Millisecond, func() error {
+			if c := got(); len(c) < n {
+				return fmt.Errorf("%d of %d deliveries", len(c), n)
+			}
+			return nil
+		})
+	}
+
+	// 1. n1 owns partition 0 at epoch 1: it delivers.
+	ingestOrders(ctx, t, 1, users, e1, e2)
+	waitCalls(users)
+	if destRunning(t, e2, "crm") {
+		t.Fatal("the non-owner runs a destination worker")
+	}
+	// 2. The second orders enter audience two; n1 publishes them all
+	// (nothing left for its publisher to try after the take-over: only
+	// the delivery check can stop it) and holds its first delivery.
+	ingestOrders(ctx, t, 2, users, e1, e2)
+	check.For(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if n := outboxRows(t, e1); n != 0 {
+			return fmt.Errorf("%d rows left in n1's outbox", n)
+		}
+		return nil
+	})
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("no delivery of audience two")
+	}
+	// 3. n2 takes over at epoch 2 and claims partition 0 while n1 still
+	// believes it owns it at epoch 1.
+	c2.set(2, true)
+	check.For(t, 30*time.Second, 5*time.Millisecond, func() error {
+		return e1.log.CheckFence(ctx, deliveryPartition, 2, "n2")
+	})
+	close(release)
+	waitCalls(2 * users)
+	check.For(t, 30*time.Second, 5*time.Millisecond, func() error {
+		d, err := e1.Destination("crm")
+		if err != nil {
+			return err
+		}
+		if d.Stats.Running || d.Stats.Fenced != 1 {
+			return fmt.Errorf("n1's worker: running %v, fenced %d", d.Stats.Running, d.Stats.Fenced)
+		}
+		return nil
+	})
+	if !destRunning(t, e2, "crm") {
+		t.Fatal("n2's worker does not run")
+	}
+
+	// Every transition once; epoch 1 up to the request in flight at the
+	// take-over, epoch 2 after.
+	calls = got()
+	ids := map[string]bool{}
+	for i, c := range calls {
+		if ids[c.delivery] {
+			t.Fatalf("delivery %s twice: %v", c.delivery, calls)
+		}
+		ids[c.delivery] = true
+		want := "1"
+		if i > users {
+			want = "2"
+		}
+		if c.epoch != want {
+			t.Fatalf("delivery %d (%+v) under epoch %q, want %q: %v", i, c, c.epoch, want, calls)
+		}
+	}
+	if len(calls) != 2*users {
+		t.Fatalf("%d deliveries, want %d", len(calls), 2*users)
 	}
 }

@@ -168,14 +168,22 @@ func (e *Engine) Destination(name string) (DestinationInfo, error) {
 
 // reloadDestinations hands the stored destinations (secrets unsealed) to
 // the dispatcher, which starts and stops workers to match. In a cluster
-// only the leader runs them: elsewhere they are suspended, their shared
-// durable consumers and positions kept.
+// only the node that has the deliveries runs them (deliverer): elsewhere
+// they are suspended, their shared durable consumers and positions kept;
+// under a new epoch they are all restarted (a worker delivers under the
+// epoch it started with).
 func (e *Engine) reloadDestinations() error {
 	e.destMu.Lock()
 	defer e.destMu.Unlock()
-	e.destsLeader = e.leader()
-	if !e.destsLeader {
-		return e.dispatcher.Suspend()
+	epoch, ok := e.deliverer()
+	if !ok || !e.destsOK || e.destsEpoch != epoch {
+		if err := e.dispatcher.Suspend(); err != nil {
+			return err
+		}
+	}
+	e.destsOK, e.destsEpoch = ok, epoch
+	if !ok {
+		return nil
 	}
 	var ds []projections.Destination
 	err := e.read(func(r store.Reader, _ *projections.StateMachine) (err error) {

@@ -36,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aurumcdp/aurum/activation"
@@ -172,9 +173,10 @@ type Options struct {
 
 // Cluster is this node's view of the cluster; nil means a single node that
 // owns every partition and runs every singleton. With one, the outbox
-// publishes only the partitions this node owns, fenced by epoch, and the
-// ticker, the webhook destination workers and the shared steps of an
-// erasure run on the leader only (cluster.go).
+// publishes only the partitions this node owns, fenced by epoch; the
+// destination workers run on the owner of partition 0, fenced by its claim;
+// the ticker and the shared steps of an erasure run on the leader only
+// (cluster.go).
 type Cluster interface {
 	Name() string                       // this node's name (goes into fence claims)
 	Owns(p int) (epoch uint64, ok bool) // owner of partition p now (lease-checked), under epoch
@@ -254,13 +256,19 @@ type Engine struct {
 	// stateMu guards state and sm against a rebuild's swap: readers and
 	// the apply loop hold it shared while they use them; the swap holds it
 	// exclusively.
-	stateMu     sync.RWMutex
-	rebuild     *rebuilder
-	dispatcher  *activation.Dispatcher
-	destMu      sync.Mutex // serialises reloadDestinations (apply loop, leadership watcher)
-	destsLeader bool       // the leadership the last reloadDestinations saw (under destMu)
-	applied     *appliedWatch
-	openTarget  uint64 // the log's last sequence at Open (CatchingUp)
+	stateMu    sync.RWMutex
+	rebuild    *rebuilder
+	dispatcher *activation.Dispatcher
+	destMu     sync.Mutex // serialises reloadDestinations (apply loop, leadership watcher)
+	// destsOK and destsEpoch: whether the last reloadDestinations ran the
+	// workers here, and under which epoch (deliverer; under destMu).
+	destsOK    bool
+	destsEpoch uint64
+	// deliveryFenced is the epoch under which a fence check found this
+	// node's claim superseded (deliveryFence).
+	deliveryFenced atomic.Uint64
+	applied        *appliedWatch
+	openTarget     uint64 // the log's last sequence at Open (CatchingUp)
 
 	// The stages, wired by Open (their accessors are in state.go).
 	edge      *ingest.Edge
@@ -429,13 +437,13 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		NewID: func() []byte { return e.ids.Next(e.opts.Now()) }},
 		matching.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Profiles: e.reader})
 	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
-		Cluster: opts.Cluster, Applied: e.applied.get},
+		Cluster: opts.Cluster, Applied: e.applied.get, Erasing: e.erasing},
 		e.log, e.keys, wiring{e}, e.privacy)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
 		Consent: e.privacy.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() },
 		People: people{e}, Refs: refStore{e.refsDB}, SyncBatchPause: opts.ConnectorSyncPause,
-		ConsentSweep: opts.ConnectorConsentSweep})
+		ConsentSweep: opts.ConnectorConsentSweep, Fence: e.deliveryFence()})
 	if err := e.reloadDestinations(); err != nil {
 		e.dispatcher.Close()
 		e.cancel()

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"time"
 
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
@@ -95,7 +96,27 @@ func (w wiring) Live(fn func(db *store.DB, sm *projections.StateMachine) error) 
 // is made after the privacy stage (it reads consent through it).
 type outboxBarrier struct{ e *Engine }
 
-func (b outboxBarrier) Barrier() { b.e.publisher.Barrier() }
+func (b outboxBarrier) Barrier(ctx context.Context) error {
+	b.e.publisher.Barrier()
+	ctx, cancel := context.WithTimeout(ctx, erasureBarrierWait)
+	defer cancel()
+	return b.e.publisher.WaitPassed(ctx, b.e.applied.get())
+}
+
+// erasureBarrierWait bounds one wait of an erasure for the partitions'
+// owners (a failover in progress); the erasure is tried again after it.
+const erasureBarrierWait = 30 * time.Second
+
+// erasing reports whether an erasure is pending in the live state (the
+// outbox's Options.Erasing).
+func (e *Engine) erasing() bool {
+	has := false
+	err := e.read(func(r store.Reader, _ *projections.StateMachine) (err error) {
+		has, err = projections.HasPendingErasure(r)
+		return err
+	})
+	return err == nil && has
+}
 
 // What each stage is handed, checked at compile time.
 var (

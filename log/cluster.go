@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -42,7 +43,14 @@ func clusterServerOptions(sopts *server.Options, c *ClusterOptions) error {
 		if err != nil {
 			return fmt.Errorf("log: cluster route %q: %w", r, err)
 		}
-		urls[i] = "nats-route://" + net.JoinHostPort(h, p)
+		u := url.URL{Scheme: "nats-route", Host: net.JoinHostPort(h, p)}
+		if c.Secret != "" {
+			u.User = url.UserPassword(RouteUser, c.Secret)
+		}
+		urls[i] = u.String()
+	}
+	if c.Secret != "" {
+		sopts.Cluster.Username, sopts.Cluster.Password = RouteUser, c.Secret
 	}
 	sopts.Routes = server.RoutesFromStr(strings.Join(urls, ","))
 	if len(sopts.Routes) != len(c.Routes) {

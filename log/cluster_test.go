@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +35,9 @@ func freeAddrs(t *testing.T, n int) []string {
 	return addrs
 }
 
+// testRouteSecret authenticates the routes of openCluster's servers.
+const testRouteSecret = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
 // openCluster opens n logs whose embedded servers form one JetStream
 // cluster, with every stream replicated replicas times. Open waits for the
 // quorum, so the logs are opened concurrently.
@@ -46,7 +50,7 @@ func openCluster(t *testing.T, n, replicas int) []*Log {
 	for i := range logs {
 		opts := testOptions(t.TempDir())
 		opts.Replicas = replicas
-		opts.Cluster = &ClusterOptions{ServerName: "n" + strconv.Itoa(i+1), Listen: routes[i], Routes: routes}
+		opts.Cluster = &ClusterOptions{ServerName: "n" + strconv.Itoa(i+1), Listen: routes[i], Routes: routes, Secret: testRouteSecret}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -295,4 +299,52 @@ func streamLeader(t *testing.T, ctx context.Context, l *Log, stream string) int 
 		t.Fatalf("stream %s leader %q is none of n1..n3", stream, leader)
 	}
 	return i - 1
+}
+
+// TestClusterRouteAuth: the servers of a cluster with a route secret form
+// the cluster (openCluster), and a foreign route (a peer that does not
+// present the secret, or presents another) is refused on the route port.
+func TestClusterRouteAuth(t *testing.T) {
+	logs := openCluster(t, 2, 1)
+	for _, tc := range []struct {
+		name, creds string
+	}{
+		{"no credentials", ""},
+		{"wrong password", `,"user":"` + RouteUser + `","pass":"not-the-secret"`},
+		{"wrong user", `,"user":"someone","pass":"` + testRouteSecret + `"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", logs[0].opts.Cluster.Listen, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			r := bufio.NewReader(c)
+			info, err := r.ReadString('\n')
+			if err != nil || !strings.HasPrefix(info, "INFO ") {
+				t.Fatalf("route port greeting %q: %v", info, err)
+			}
+			connect := `CONNECT {"verbose":false,"pedantic":false,"name":"intruder","cluster":"` + DefaultClusterName + `"` + tc.creds + "}\r\nPING\r\n"
+			if _, err := c.Write([]byte(connect)); err != nil {
+				t.Fatal(err)
+			}
+			var lines []string
+			for {
+				line, err := r.ReadString('\n')
+				if line != "" {
+					lines = append(lines, strings.TrimSpace(line))
+				}
+				if strings.Contains(line, "Authorization Violation") {
+					return // refused
+				}
+				if err != nil {
+					t.Fatalf("a foreign route was not refused: %q (%v)", lines, err)
+				}
+				if len(lines) > 20 {
+					t.Fatalf("a foreign route was not refused: %q", lines)
+				}
+			}
+		})
+	}
 }

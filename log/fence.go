@@ -67,6 +67,17 @@ type progressMsg struct {
 	Epoch     uint64 `json:"epoch"`
 	Node      string `json:"node"`
 	Pos       []byte `json:"pos"`
+	Applied   uint64 `json:"applied,omitempty"`
+}
+
+// Progress is an owner's last progress record of its partition's outbox.
+type Progress struct {
+	Pos   []byte // the owner's (opaque here); nil when none was recorded
+	Epoch uint64 // of the owner that recorded it
+	// Applied is the owner's watermark: every output of the partition
+	// read from a state that had applied less than it was acknowledged
+	// (or refused) before the record (0: none stated).
+	Applied uint64
 }
 
 // FenceSubject is the subject of partition p's claims.
@@ -248,16 +259,17 @@ func (l *Log) AppendAsyncFenced(f Fence, subject, msgID string, hdr map[string]s
 }
 
 // SetOutboxProgress records, fenced by f, how far f's owner has published
-// its partition's outbox: pos is the caller's (opaque here). It replaces
-// the previous record (a rollup). ErrFenced: a newer claim exists.
-func (l *Log) SetOutboxProgress(ctx context.Context, f Fence, pos []byte) error {
+// its partition's outbox: pos is the caller's (opaque here), applied its
+// watermark (Progress.Applied). It replaces the previous record (a
+// rollup). ErrFenced: a newer claim exists.
+func (l *Log) SetOutboxProgress(ctx context.Context, f Fence, pos []byte, applied uint64) error {
 	if l.isClosed() {
 		return ErrClosed
 	}
 	if err := checkFencePartition(f.Partition); err != nil {
 		return err
 	}
-	data, err := json.Marshal(progressMsg{Partition: f.Partition, Epoch: f.Epoch, Node: f.Node, Pos: pos})
+	data, err := json.Marshal(progressMsg{Partition: f.Partition, Epoch: f.Epoch, Node: f.Node, Pos: pos, Applied: applied})
 	if err != nil {
 		return fmt.Errorf("log: fence: %w", err)
 	}
@@ -281,31 +293,63 @@ func (l *Log) SetOutboxProgress(ctx context.Context, f Fence, pos []byte) error 
 	return nil
 }
 
-// OutboxProgress is the last progress recorded for partition's outbox (nil
-// when none) and the epoch of the owner that recorded it.
-func (l *Log) OutboxProgress(ctx context.Context, partition int) (pos []byte, epoch uint64, err error) {
+// OutboxProgress is the last progress recorded for partition's outbox (the
+// zero Progress when none).
+func (l *Log) OutboxProgress(ctx context.Context, partition int) (Progress, error) {
 	if l.isClosed() {
-		return nil, 0, ErrClosed
+		return Progress{}, ErrClosed
 	}
 	if err := checkFencePartition(partition); err != nil {
-		return nil, 0, err
+		return Progress{}, err
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
 	m, err := l.lastOn(ctx, ProgressSubject(partition))
 	if err != nil {
-		return nil, 0, fmt.Errorf("log: fence: progress of partition %d: %w", partition, err)
+		return Progress{}, fmt.Errorf("log: fence: progress of partition %d: %w", partition, err)
 	}
 	if m == nil {
-		return nil, 0, nil
+		return Progress{}, nil
 	}
 	var p progressMsg
 	if err := json.Unmarshal(m.Data, &p); err != nil {
-		return nil, 0, fmt.Errorf("log: fence: progress %d of partition %d: %w", m.Sequence, partition, err)
+		return Progress{}, fmt.Errorf("log: fence: progress %d of partition %d: %w", m.Sequence, partition, err)
 	}
-	return p.Pos, p.Epoch, nil
+	return Progress{Pos: p.Pos, Epoch: p.Epoch, Applied: p.Applied}, nil
 }
 
 // FenceRenewal is how often an owner renews its claim (RenewFence): a tenth
 // of AURUM_OUT's max age, so a claim never ages out of the stream.
 func (l *Log) FenceRenewal() time.Duration { return l.opts.OutMaxAge / 10 }
+
+// CheckFence returns nil when the last claim on partition is node's at
+// epoch (its claim or a renewal of it), an error wrapping ErrFenced when
+// another claim is the last (or none exists), and another error when the
+// claim could not be read. It is a read, not a condition of a write: what
+// it guards (a webhook call, a connector's request) happens after it, so it
+// narrows the time a superseded owner may act to one such step.
+func (l *Log) CheckFence(ctx context.Context, partition int, epoch uint64, node string) error {
+	if l.isClosed() {
+		return ErrClosed
+	}
+	if err := checkFencePartition(partition); err != nil {
+		return err
+	}
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	last, err := l.lastOn(ctx, FenceSubject(partition))
+	if err != nil {
+		return fmt.Errorf("log: fence: read claim of partition %d: %w", partition, err)
+	}
+	if last == nil {
+		return fmt.Errorf("%w: partition %d has no claim (ours: %d by %q)", ErrFenced, partition, epoch, node)
+	}
+	var c claimMsg
+	if err := json.Unmarshal(last.Data, &c); err != nil {
+		return fmt.Errorf("log: fence: claim %d of partition %d: %w", last.Sequence, partition, err)
+	}
+	if c.Epoch != epoch || c.Node != node {
+		return fmt.Errorf("%w: partition %d claimed at epoch %d by %q (ours: %d by %q)", ErrFenced, partition, c.Epoch, c.Node, epoch, node)
+	}
+	return nil
+}

@@ -183,7 +183,7 @@ func TestFenceReplicatedStream(t *testing.T) {
 	if _, err := l.ClaimFence(ctx, 0, 1, "n1"); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale claim: %v, want ErrFenced", err)
 	}
-	if err := l.SetOutboxProgress(ctx, f1, []byte("x")); !errors.Is(err, ErrFenced) {
+	if err := l.SetOutboxProgress(ctx, f1, []byte("x"), 0); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale progress: %v, want ErrFenced", err)
 	}
 	s, err := l.js.Stream(ctx, StreamOut)

@@ -191,20 +191,20 @@ func TestFenceDuplicateIDs(t *testing.T) {
 func TestFenceProgress(t *testing.T) {
 	l := openLog(t, testOptions(t.TempDir()))
 	ctx := testCtx(t)
-	if pos, epoch, err := l.OutboxProgress(ctx, 2); err != nil || pos != nil || epoch != 0 {
-		t.Fatalf("no progress yet: %q %d %v", pos, epoch, err)
+	if pr, err := l.OutboxProgress(ctx, 2); err != nil || pr.Pos != nil || pr.Epoch != 0 || pr.Applied != 0 {
+		t.Fatalf("no progress yet: %+v %v", pr, err)
 	}
 	f1, err := l.ClaimFence(ctx, 2, 1, "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"k1", "k2", "k3"} {
-		if err := l.SetOutboxProgress(ctx, f1, []byte(p)); err != nil {
+	for i, p := range []string{"k1", "k2", "k3"} {
+		if err := l.SetOutboxProgress(ctx, f1, []byte(p), uint64(10+i)); err != nil {
 			t.Fatalf("progress %s: %v", p, err)
 		}
 	}
-	if pos, epoch, err := l.OutboxProgress(ctx, 2); err != nil || !bytes.Equal(pos, []byte("k3")) || epoch != 1 {
-		t.Fatalf("progress: %q %d %v", pos, epoch, err)
+	if pr, err := l.OutboxProgress(ctx, 2); err != nil || !bytes.Equal(pr.Pos, []byte("k3")) || pr.Epoch != 1 || pr.Applied != 12 {
+		t.Fatalf("progress: %+v %v", pr, err)
 	}
 	// Each record rolls up the one before.
 	if n := len(outMsgs(t, ctx, l, ProgressSubject(2))); n != 1 {
@@ -214,11 +214,11 @@ func TestFenceProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A stale owner cannot move the marker.
-	if err := l.SetOutboxProgress(ctx, f1, []byte("k9")); !errors.Is(err, ErrFenced) {
+	if err := l.SetOutboxProgress(ctx, f1, []byte("k9"), 0); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale progress: %v, want ErrFenced", err)
 	}
-	if pos, _, err := l.OutboxProgress(ctx, 2); err != nil || !bytes.Equal(pos, []byte("k3")) {
-		t.Fatalf("progress after a stale write: %q %v", pos, err)
+	if pr, err := l.OutboxProgress(ctx, 2); err != nil || !bytes.Equal(pr.Pos, []byte("k3")) || pr.Applied != 12 {
+		t.Fatalf("progress after a stale write: %+v %v", pr, err)
 	}
 	if _, err := l.ClaimFence(ctx, -1, 1, "n1"); err == nil {
 		t.Fatal("claim of partition -1 accepted")
@@ -240,7 +240,7 @@ func TestFenceSubjectsApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.SetOutboxProgress(ctx, f, []byte("x")); err != nil {
+	if err := l.SetOutboxProgress(ctx, f, []byte("x"), 0); err != nil {
 		t.Fatal(err)
 	}
 	var seen []string
@@ -252,5 +252,56 @@ func TestFenceSubjectsApart(t *testing.T) {
 	})
 	if err != nil || len(seen) != 0 {
 		t.Fatalf("fence messages with a profile header: %v %v", seen, err)
+	}
+}
+
+// TestCheckFence: the read check of a claim (what delivery workers make
+// before each step): none, the caller's own (and renewed), superseded by a
+// newer epoch or another node.
+func TestCheckFence(t *testing.T) {
+	l := openLog(t, testOptions(t.TempDir()))
+	ctx := testCtx(t)
+	type probe struct {
+		epoch  uint64
+		node   string
+		fenced bool
+	}
+	steps := []struct {
+		name   string
+		do     func() error
+		probes []probe
+	}{
+		{"no claim yet", nil, []probe{{1, "n1", true}}},
+		{"n1 claims at 1", func() error { _, err := l.ClaimFence(ctx, 5, 1, "n1"); return err },
+			[]probe{{1, "n1", false}, {1, "n2", true}, {2, "n1", true}}},
+		{"n1 renews at 1", func() error {
+			f, err := l.ClaimFence(ctx, 5, 1, "n1")
+			if err == nil {
+				_, err = l.RenewFence(ctx, f)
+			}
+			return err
+		}, []probe{{1, "n1", false}}},
+		{"n2 claims at 2", func() error { _, err := l.ClaimFence(ctx, 5, 2, "n2"); return err },
+			[]probe{{1, "n1", true}, {2, "n2", false}, {2, "n1", true}}},
+	}
+	for _, s := range steps {
+		if s.do != nil {
+			if err := s.do(); err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+		}
+		for _, p := range s.probes {
+			err := l.CheckFence(ctx, 5, p.epoch, p.node)
+			if p.fenced != errors.Is(err, ErrFenced) || (!p.fenced && err != nil) {
+				t.Fatalf("%s: CheckFence(epoch %d, %s) = %v, want fenced %v", s.name, p.epoch, p.node, err, p.fenced)
+			}
+		}
+	}
+	// Another partition is untouched by partition 5's claims.
+	if err := l.CheckFence(ctx, 6, 2, "n2"); !errors.Is(err, ErrFenced) {
+		t.Fatalf("partition 6: %v, want ErrFenced (no claim)", err)
+	}
+	if err := l.CheckFence(ctx, -1, 1, "n1"); err == nil || errors.Is(err, ErrFenced) {
+		t.Fatalf("partition -1: %v, want a plain error", err)
 	}
 }

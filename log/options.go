@@ -67,7 +67,15 @@ type ClusterOptions struct {
 	// Routes are host:port of every node's route listener; this node's own
 	// may be included (the server ignores a route to itself). Required.
 	Routes []string
+	// Secret, when set, authenticates routes: this node's route listener
+	// accepts only routes that present it (user RouteUser), and its own
+	// routes present it. The same on every node. Empty: routes are not
+	// authenticated (a private network only).
+	Secret string
 }
+
+// RouteUser is the user name routes authenticate as (ClusterOptions.Secret).
+const RouteUser = "aurum-route"
 
 // validate checks the cluster options after defaults.
 func (c *ClusterOptions) validate() error {

@@ -498,6 +498,20 @@ func PendingErasures(r store.Reader) ([]ErasurePending, error) {
 	return out, nil
 }
 
+// HasPendingErasure reports whether any erasure is pending (applied, its
+// keys not yet destroyed everywhere).
+func HasPendingErasure(r store.Reader) (bool, error) {
+	has := false
+	err := r.Scan(prefixErasurePending, store.PrefixEnd(prefixErasurePending), false, func(_, _ []byte) bool {
+		has = true
+		return false
+	})
+	if err != nil {
+		return false, fmt.Errorf("projections: pending erasures: %w", err)
+	}
+	return has, nil
+}
+
 // SuppressedKeys returns the hashes (= data key ids) of every suppressed
 // identifier.
 func SuppressedKeys(r store.Reader) ([][]byte, error) {

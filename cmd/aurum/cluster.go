@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -104,6 +107,15 @@ func applyClusterFile(f *serveFlags, opts *engine.Options, logger *slog.Logger) 
 		}
 	case self.NATS == "":
 		return nil, fmt.Errorf("--cluster: the nodes of %s have no nats and routes addresses: give them, or --nats-url (an existing NATS cluster)", c.file)
+	case len(cfg.Nodes) == 1:
+		// One node: its JetStream runs on its own (clustered JetStream
+		// waits for routes to other servers for ever); Raft elects the
+		// one voter. Growing it takes a restart with the larger file:
+		// a standalone JetStream does not join a cluster.
+		if !c.natsSet {
+			opts.NATSListen = self.NATS
+		}
+		logger.Info("--cluster: one node; JetStream runs unclustered (its routes address is not used)", "file", c.file)
 	default:
 		if !c.natsSet {
 			opts.NATSListen = self.NATS
@@ -112,7 +124,11 @@ func applyClusterFile(f *serveFlags, opts *engine.Options, logger *slog.Logger) 
 		for i, n := range cfg.Nodes {
 			routes[i] = n.Routes
 		}
-		opts.NATSCluster = &alog.ClusterOptions{ServerName: self.Name, Listen: self.Routes, Routes: routes}
+		opts.NATSCluster = &alog.ClusterOptions{ServerName: self.Name, Listen: self.Routes, Routes: routes,
+			Secret: routeSecret(opts.MasterKey)}
+		if opts.MasterKey == nil {
+			logger.Warn("--cluster without a shared master key (--master-key-file or AURUM_MASTER_KEY): NATS routes are not authenticated, and the nodes cannot open each other's data")
+		}
 	}
 	return &clusterSetup{cfg: cfg, name: self.Name}, nil
 }
@@ -145,4 +161,17 @@ func (s *clusterSetup) close(logger *slog.Logger) {
 	if err := s.node.Close(); err != nil {
 		logger.Error("close cluster node", "err", err)
 	}
+}
+
+// routeSecret is the password of the NATS routes between the nodes,
+// derived from the master key they share (HMAC-SHA256 under a label of its
+// own, so it reveals nothing of the key): a server without it cannot join
+// the cluster. "" without a master key.
+func routeSecret(masterKey []byte) string {
+	if len(masterKey) == 0 {
+		return ""
+	}
+	m := hmac.New(sha256.New, masterKey)
+	m.Write([]byte("aurum/nats-route/v1"))
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,6 +150,49 @@ func TestClusterServe(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// TestClusterServeOneNode: a cluster file of one node starts (Raft elects
+// its one voter, JetStream runs unclustered), owns every partition, and
+// publishes an audience entry once.
+func TestClusterServeOneNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real aurum process")
+	}
+	file := writeClusterFile(t, 1, 4, "n1")
+	n1 := startCluster(t, file, "n1")[0]
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		var st struct {
+			Leader     string `json:"leader"`
+			Partitions []struct {
+				Owner string `json:"owner"`
+			} `json:"partitions"`
+		}
+		code, body, err := n1.request("GET", "/v1/cluster", nil, adminAuth)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("GET /v1/cluster: %d %s %v", code, body, err)
+		}
+		if err := json.Unmarshal(body, &st); err != nil {
+			return err
+		}
+		if st.Leader != "n1" || len(st.Partitions) != 4 {
+			return fmt.Errorf("GET /v1/cluster: %s", body)
+		}
+		for _, p := range st.Partitions {
+			if p.Owner != "n1" {
+				return fmt.Errorf("GET /v1/cluster: %s", body)
+			}
+		}
+		return nil
+	})
+	key := n1.createSource("web")
+	n1.mustJSON("POST", "/v1/audiences", map[string]string{"name": "buyers", "rule": `count("Order Completed") >= 1`}, adminAuth, http.StatusCreated, nil)
+	n1.mustJSON("POST", "/v1/batch", map[string]any{"batch": []map[string]any{
+		{"type": "track", "userId": "ann", "messageId": "m1", "event": "Order Completed"}}}, writeKeyAuth(key), http.StatusOK, nil)
+	pubs := readPublished(t, n1.NATS, 1, 30*time.Second)
+	if len(pubs) != 1 || pubs[0].subject != "aurum.audience.buyers.entered" {
+		t.Fatalf("published %+v, want one aurum.audience.buyers.entered", pubs)
 	}
 }
 
@@ -322,4 +366,18 @@ func logLeader(t *testing.T, nodes []*node) int {
 		return fmt.Errorf("AURUM_LOG leader %q", info.Cluster.Leader)
 	})
 	return leader
+}
+
+// TestRouteSecret: the route password is derived from the master key (the
+// same on every node that shares it, another for another key) and is
+// absent without one.
+func TestRouteSecret(t *testing.T) {
+	k1, k2 := []byte(strings.Repeat("k", 32)), []byte(strings.Repeat("j", 32))
+	if s := routeSecret(nil); s != "" {
+		t.Fatalf("without a master key: %q", s)
+	}
+	a, b, c := routeSecret(k1), routeSecret(append([]byte(nil), k1...)), routeSecret(k2)
+	if len(a) != 64 || a != b || a == c || strings.Contains(a, hex.EncodeToString(k1[:8])) {
+		t.Fatalf("secrets %q %q %q", a, b, c)
+	}
 }

@@ -44,6 +44,9 @@ type partState struct {
 	fenced  bool      // a newer claim exists: wait for another epoch
 	pos     [][]byte  // last key published of each outbox of the partition
 	pruned  time.Time // last read of the owner's progress (not owner)
+	floor   uint64    // the previous owner's watermark: published from once applied
+	mark    uint64    // the watermark last recorded (Progress.Applied)
+	marked  time.Time // when it was recorded
 
 	// The steps of taking over, logged once each with the time since
 	// ownership was seen (where a failover's time goes).
@@ -92,6 +95,7 @@ const slowPass = time.Second
 // and returns when all are done. Each partition's state is touched by one
 // worker only.
 func (e *Publisher) pass(ctx context.Context) {
+	e.erasing = e.opts.Erasing != nil && e.opts.Erasing()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(passWorkers, len(e.parts)) {
@@ -124,6 +128,7 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 	if !ok {
 		if st.epoch != 0 {
 			*st = partState{}
+			e.claimed[p].Store(0)
 		}
 		if time.Since(st.pruned) < e.opts.ProgressPoll {
 			return nil
@@ -142,6 +147,7 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 			return err
 		}
 		*st = partState{epoch: epoch, target: target, since: seen}
+		e.claimed[p].Store(0)
 		e.opts.Logger.Info("engine: outbox: owner of partition", "partition", p, "epoch", epoch,
 			"target", target, "applied", e.opts.Applied(), "took", time.Since(seen))
 	}
@@ -160,11 +166,13 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 		if err != nil {
 			return e.fencedOr(st, p, err)
 		}
-		pos, _, err := e.log.OutboxProgress(rctx, p)
+		prog, err := e.log.OutboxProgress(rctx, p)
 		if err != nil {
 			return err
 		}
-		st.fence, st.claimed, st.pos = &f, time.Now(), e.positions(p, pos)
+		st.fence, st.claimed, st.pos = &f, time.Now(), e.positions(p, prog.Pos)
+		st.floor, st.mark = prog.Applied, prog.Applied
+		e.claimed[p].Store(epoch)
 		e.opts.Logger.Info("engine: outbox: publishing partition", "partition", p, "epoch", epoch, "fence", f.Seq,
 			"claim_took", time.Since(start), "since_owner", time.Since(st.since))
 	} else if time.Since(st.claimed) >= e.log.FenceRenewal() {
@@ -175,6 +183,12 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 			return e.fencedOr(st, p, err)
 		}
 		st.fence, st.claimed = &f, time.Now()
+	}
+	if e.opts.Applied() < st.floor {
+		// The previous owner stated a watermark this node has not
+		// applied yet: rows read now could be older than what an
+		// erasure waiting on that watermark scrubbed.
+		return nil
 	}
 	for {
 		n, err := e.drainPartition(ctx, p, st, 256)
@@ -191,6 +205,54 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 	}
 }
 
+// Claimed reports whether this node publishes partition p now, and under
+// which epoch: it owned p, caught up and claimed it, and was not fenced
+// since (as of its last pass: Owns is checked again by the caller). The
+// last claim on p's fence may have moved on meanwhile; log.CheckFence is
+// the authority. Without a cluster it reports false.
+func (e *Publisher) Claimed(p int) (epoch uint64, ok bool) {
+	if p < 0 || p >= len(e.claimed) {
+		return 0, false
+	}
+	epoch = e.claimed[p].Load()
+	return epoch, epoch != 0
+}
+
+// WaitPassed returns once the owner of every partition has recorded a
+// watermark of at least at: no output of a row read from a state that had
+// applied less than at can be stored any more (its publish was
+// acknowledged or refused before the record, and a later owner publishes
+// only once it applied the watermark it took over). The erasure's shared
+// steps wait for it before they scrub (owners record watermarks while
+// Options.Erasing). It polls every Poll until ctx ends. Without a cluster
+// it returns at once: Barrier is the local wait.
+func (e *Publisher) WaitPassed(ctx context.Context, at uint64) error {
+	if e.opts.Cluster == nil {
+		return nil
+	}
+	t := time.NewTicker(e.opts.Poll)
+	defer t.Stop()
+	p := 0
+	for p < e.opts.Partitions {
+		rctx, cancel := e.request(ctx)
+		prog, err := e.log.OutboxProgress(rctx, p)
+		cancel()
+		if err == nil && prog.Applied >= at {
+			p++
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("the owner's watermark is %d (epoch %d)", prog.Applied, prog.Epoch)
+			}
+			return fmt.Errorf("outbox: partition %d has not passed log position %d: %w", p, at, err)
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
 // request bounds one request of a cluster pass (Options.RequestTimeout).
 // A publish that timed out is tried again by a later pass under the same
 // message id: stored once, in key order (see the package comment).
@@ -204,6 +266,7 @@ func (e *Publisher) fencedOr(st *partState, p int, err error) error {
 		return err
 	}
 	st.fenced = true
+	e.claimed[p].Store(0)
 	e.opts.Logger.Warn("engine: outbox: fenced, stopped publishing the partition until ownership changes",
 		"partition", p, "epoch", st.epoch, "err", err)
 	return nil
@@ -215,6 +278,9 @@ func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, ma
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	f := *st.fence
+	// The watermark of this drain: its rows are read from a state that
+	// applied at least this.
+	at := e.opts.Applied()
 	// One fenced publish at a time: a replicated stream refuses a second
 	// conditional publish on the same fence while the first replicates.
 	publish := func(subject, msgID string, hdr map[string]string, data []byte) (*alog.Future, error) {
@@ -248,12 +314,17 @@ func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, ma
 	if err != nil {
 		return 0, err
 	}
-	if total > 0 {
+	mark := pubErr == nil && e.erasing && at > st.mark && time.Since(st.marked) >= e.opts.ProgressPoll
+	if total > 0 || mark {
 		rctx, cancel := e.request(ctx)
 		defer cancel()
-		if err := e.log.SetOutboxProgress(rctx, f, encodePos(st.pos)); err != nil {
+		if pubErr != nil {
+			at = st.mark // rows read at `at` may be unpublished
+		}
+		if err := e.log.SetOutboxProgress(rctx, f, encodePos(st.pos), at); err != nil {
 			return 0, err
 		}
+		st.mark, st.marked = at, time.Now()
 	}
 	return total, pubErr
 }
@@ -261,11 +332,11 @@ func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, ma
 // prune deletes the rows of p's outboxes up to the progress its owner
 // recorded: those were published.
 func (e *Publisher) prune(ctx context.Context, p int) error {
-	raw, _, err := e.log.OutboxProgress(ctx, p)
-	if err != nil || raw == nil {
+	prog, err := e.log.OutboxProgress(ctx, p)
+	if err != nil || prog.Pos == nil {
 		return err
 	}
-	pos := e.positions(p, raw)
+	pos := e.positions(p, prog.Pos)
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.state.Live(func(db *store.DB, _ *projections.StateMachine) error {

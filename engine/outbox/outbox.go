@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine/base"
@@ -69,6 +70,10 @@ type Options struct {
 	// elected another; with the log's own timeout (10 s) one such request
 	// held up the pass of every partition, new owners' included. Default 2 s.
 	RequestTimeout time.Duration
+	// Erasing reports whether an erasure is pending in the state (with
+	// Cluster): while one is, an owner records its watermark (WaitPassed)
+	// at least every ProgressPoll even with nothing to publish. nil: never.
+	Erasing func() bool
 	// Logger receives failed publishes. Default: discard.
 	Logger *slog.Logger
 	// Registry receives aurum_outbox_published_total (nil: none).
@@ -91,6 +96,12 @@ type Publisher struct {
 	// parts is each partition's publishing state with a Cluster; only
 	// Run's goroutine touches it.
 	parts []partState
+	// claimed is, per partition, the epoch of this node's claim while it
+	// publishes the partition under it (0: none); read by Claimed.
+	claimed []atomic.Uint64
+	// erasing is Options.Erasing as of the current pass (set before its
+	// workers start).
+	erasing bool
 }
 
 // New returns a publisher on l; keys unseal identifiers.
@@ -107,7 +118,7 @@ func New(opts Options, l *alog.Log, keys *seal.Keyring, state State, consent Con
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 2 * time.Second
 	}
-	p := &Publisher{parts: make([]partState, opts.Partitions), opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
+	p := &Publisher{parts: make([]partState, opts.Partitions), claimed: make([]atomic.Uint64, opts.Partitions), opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_outbox_published_total",
 			Help: "Outbox messages published."})}
 	if opts.Registry != nil {

@@ -73,10 +73,13 @@ type State interface {
 	Read(fn func(r store.Reader, sm *projections.StateMachine) error) error
 }
 
-// Outbox is the outbox publisher: Barrier returns once a publish in
-// flight has finished.
+// Outbox is the outbox publisher: Barrier returns once no output read
+// from a state before the erasure (one that still carried the person's
+// identifiers) can be stored any more: a publish in flight here has
+// finished and, in a cluster, every partition's owner has passed the
+// position this node has applied. An error: not yet (retried later).
 type Outbox interface {
-	Barrier()
+	Barrier(ctx context.Context) error
 }
 
 // Profiles reads a person's GCR and its view inside a State.Read (the
@@ -484,9 +487,12 @@ func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePen
 			values = append(values, s)
 		}
 	}
-	// 2. Outputs about them. The barrier waits for a publish in flight:
-	// later ones read outbox entries the erasure stripped of identifiers.
-	e.outbox.Barrier()
+	// 2. Outputs about them. The barrier waits for publishes in flight
+	// (here and, in a cluster, on every partition's owner): later ones
+	// read outbox entries the erasure stripped of identifiers.
+	if err := e.outbox.Barrier(ctx); err != nil {
+		return err
+	}
 	scrubbed := 0
 	if len(p.Profiles) > 0 && p.FirstOutput > 0 {
 		ids := map[string]bool{}
