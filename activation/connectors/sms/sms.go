@@ -27,8 +27,12 @@ import (
 // DefaultAPIURL is Twilio's API.
 const DefaultAPIURL = "https://api.twilio.com"
 
-// MaxBatch is how many messages one Deliver sends (one request each).
-const MaxBatch = 50
+// MaxBatch is how many messages one Deliver sends (one request each). One: a text or an
+// email cannot be taken back, so each is its own delivery step, with the
+// delivery fence checked before it (a node that lost the deliveries sends
+// nothing more) and, in a first sync, its own in-doubt mark (after a crash
+// at most the one message in flight is of unknown outcome).
+const MaxBatch = 1
 
 // Kind is the sms destination kind.
 var Kind = connector.Kind{
