@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,10 @@ type Options struct {
 	// compares Now with raft's last contact, a time.Now reading: an
 	// injected clock must keep to the wall clock there.
 	Now func() time.Time
+	// TLS, if set, makes the Raft transport mutual TLS: it serves and dials
+	// with this configuration (Config.TLSFor builds it from the cluster
+	// file). nil: plain TCP (a private network).
+	TLS *tls.Config
 	// Applied, if set, gives a partition's applied log position for Status.
 	Applied func(partition int) uint64
 	// Logger receives the node's and hashicorp/raft's logs (default:
