@@ -68,6 +68,7 @@ type Node struct {
 	// this new leader observes.
 	suspect      string
 	suspectSince time.Time
+	suspectUntil time.Time // the first failure must come before (it is used once)
 	// verified: UnixNano (Options.Now) at which the leader's last
 	// successful VerifyLeader began: a quorum followed it then.
 	verified atomic.Int64
@@ -325,8 +326,14 @@ func (n *Node) observe() {
 			case raft.FailedHeartbeatObservation:
 				if _, ok := n.failing[string(d.PeerID)]; !ok {
 					since := n.opts.Now()
-					if string(d.PeerID) == n.suspect && n.suspectSince.Before(since) {
-						since = n.suspectSince
+					if string(d.PeerID) == n.suspect {
+						// Used once, and only for the first failure
+						// seen soon after the election: a later one
+						// is a new failure of a node that came back.
+						if since.Before(n.suspectUntil) && n.suspectSince.Before(since) {
+							since = n.suspectSince
+						}
+						n.suspect = ""
 					}
 					n.failing[string(d.PeerID)] = since
 					// The first step of a failover (ARCHITECTURE.md
@@ -338,6 +345,9 @@ func (n *Node) observe() {
 					n.opts.Logger.Info("cluster: heartbeats resumed", "peer", string(d.PeerID))
 				}
 				delete(n.failing, string(d.PeerID))
+				if string(d.PeerID) == n.suspect {
+					n.suspect = ""
+				}
 			}
 			n.failingMu.Unlock()
 		}
@@ -387,7 +397,7 @@ func (n *Node) run() {
 			}
 			n.failingMu.Lock()
 			clear(n.failing)
-			n.suspect, n.suspectSince = suspect, suspectSince
+			n.suspect, n.suspectSince, n.suspectUntil = suspect, suspectSince, leaderSince.Add(n.opts.DownAfter)
 			n.failingMu.Unlock()
 			n.opts.Logger.Info("cluster: leadership", "leader", l, "previous", followed)
 		case <-tick.C:

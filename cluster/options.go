@@ -28,7 +28,12 @@ type Options struct {
 	// HeartbeatTimeout.
 	HeartbeatTimeout   time.Duration // default 1 s
 	ElectionTimeout    time.Duration // default 1 s
-	LeaderLeaseTimeout time.Duration // default 500 ms
+	// LeaderLeaseTimeout: a leader that heard from no quorum for this long
+	// steps down. 1 s: at 500 ms leaders of a loaded two-core machine
+	// stepped down and were re-elected every few seconds, and each new
+	// leader starts DownAfter again (failovers of 7-9 s, bench/RESULTS.md
+	// "Issue #11: failover steps"). Owns' lease does not depend on it.
+	LeaderLeaseTimeout time.Duration // default 1 s
 	CommitTimeout      time.Duration // default 50 ms
 
 	// DownAfter: the leader marks a member down, and moves its partitions
@@ -73,7 +78,7 @@ func (o *Options) EnsureDefaults() {
 	}
 	def(&o.HeartbeatTimeout, time.Second)
 	def(&o.ElectionTimeout, time.Second)
-	def(&o.LeaderLeaseTimeout, 500*time.Millisecond)
+	def(&o.LeaderLeaseTimeout, time.Second)
 	def(&o.CommitTimeout, 50*time.Millisecond)
 	def(&o.DownAfter, 2*time.Second)
 	def(&o.Lease, time.Second)
