@@ -26,8 +26,8 @@ type Options struct {
 
 	// Raft timings (hashicorp/raft's meaning). LeaderLeaseTimeout ≤
 	// HeartbeatTimeout.
-	HeartbeatTimeout   time.Duration // default 1 s
-	ElectionTimeout    time.Duration // default 1 s
+	HeartbeatTimeout time.Duration // default 1 s
+	ElectionTimeout  time.Duration // default 1 s
 	// LeaderLeaseTimeout: a leader that heard from no quorum for this long
 	// steps down. 1 s: at 500 ms leaders of a loaded two-core machine
 	// stepped down and were re-elected every few seconds, and each new
