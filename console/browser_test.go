@@ -414,6 +414,25 @@ func TestBrowser(t *testing.T) {
 		return "";
 	})()`, col, broken, col-1, col, col-1))
 
+	// The dashboard draws its charts from the node's stats history
+	// (GET /v1/stats/history): both charts have lines, the audience chart
+	// one for buyers at its size, and the stats show the seeded profiles.
+	b.run("open the dashboard", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("chart-events")))
+	b.until("the charts drawn from the history", `(() => {
+		const ev = document.querySelector('[data-testid="chart-events"]'), au = document.querySelector('[data-testid="chart-audiences"]');
+		if (!ev || !au) return "no charts";
+		if (+ev.dataset.samples < 2) return "samples: " + ev.dataset.samples;
+		const evLines = [...ev.querySelectorAll("path.line title")].map(t => t.textContent);
+		if (evLines.join(",") !== "events applied/s,ingest accepted/s") return "event lines: " + evLines;
+		const buyers = [...au.querySelectorAll("path.line")].find(p => p.querySelector("title").textContent === "buyers");
+		if (!buyers) return "no buyers line: " + [...au.querySelectorAll("path.line title")].map(t => t.textContent);
+		return "";
+	})()`)
+	b.until("the dashboard's stats", fmt.Sprintf(`%s.startsWith("3") ? "" : "profiles: " + %s`, text("stat-profiles"), text("stat-profiles")))
+	if code, body := apiGet(t, n.URL, "/v1/stats/history"); code != 200 || !strings.Contains(body, `"buyers":2`) {
+		t.Fatalf("GET /v1/stats/history: %d %.300s", code, body)
+	}
+
 	// Find a person by email.
 	b.run("search", chromedp.Click(sel("nav-customers")), chromedp.WaitVisible(sel("search-identifier")),
 		chromedp.SendKeys(sel("search-identifier"), "ann@example.com"), chromedp.Click(sel("search-submit")),
@@ -445,7 +464,7 @@ func TestBrowser(t *testing.T) {
 		// Let the dashboard take a few samples while events arrive, so
 		// that its charts have lines.
 		b.run("dashboard", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("page-dashboard")))
-		for i := range 22 { // the dashboard samples every 10 s
+		for i := range 12 { // the node samples every 200 ms here, the dashboard refreshes every second
 			track(t, n.URL, key, 10+(i%6)*8)
 			time.Sleep(time.Second)
 		}
@@ -580,7 +599,7 @@ func TestBrowser(t *testing.T) {
 		}
 		seen[pattern]++
 	}
-	for _, p := range []string{"GET /v1/session/oidc/login", "GET /v1/session/oidc/callback", "POST /v1/session", "DELETE /v1/session"} {
+	for _, p := range []string{"GET /v1/session/oidc/login", "GET /v1/session/oidc/callback", "POST /v1/session", "DELETE /v1/session", "GET /v1/stats/history"} {
 		if seen[p] == 0 {
 			t.Errorf("no %s seen in the browser", p)
 		}

@@ -25,7 +25,9 @@ func startNode(t *testing.T, opts ...func(*api.Options)) *testnode.Node {
 		o(ao)
 	}
 	return testnode.Start(t, testnode.Options{
-		Engine:     engine.Options{MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 2},
+		// Stats history samples every 200 ms, so that the dashboard's
+		// charts have points within a test.
+		Engine:     engine.Options{MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 2, HistoryInterval: 200 * time.Millisecond},
 		API:        ao,
 		AdminToken: adminToken,
 	})
