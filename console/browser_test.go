@@ -551,9 +551,16 @@ func TestBrowser(t *testing.T) {
 		return nil
 	})
 
-	// Single sign-on through the OpenID Connect provider: ana's role claim
-	// makes her an admin.
+	// Single sign-on through the OpenID Connect provider: nob has no role
+	// claim, ana's makes her an admin.
+	// nob's claim maps to no role: the browser comes back to the sign-in
+	// page, which says why, with no session.
 	b.run("sign out", chromedp.Click(sel("signout")), chromedp.WaitVisible(sel("login-sso")))
+	b.run("sign in through the provider without a role", chromedp.Click(sel("login-sso")),
+		chromedp.WaitVisible(chromedp.CSS("input#username")),
+		chromedp.SendKeys(chromedp.CSS("input#username"), "nob"), chromedp.SendKeys(chromedp.CSS("input#password"), "pw-nob"),
+		chromedp.Click(chromedp.CSS("button[type=submit]")), chromedp.WaitVisible(sel("login-error")))
+	b.until("the sign-in page says there is no role", fmt.Sprintf(`%s.includes("no Aurum role") && location.search === "" && !document.querySelector('[data-testid="whoami"]')?.offsetParent ? "" : "login-error: " + %s + " search: " + location.search`, text("login-error"), text("login-error")))
 	b.run("sign in through the provider", chromedp.Click(sel("login-sso")),
 		chromedp.WaitVisible(chromedp.CSS("input#username")),
 		chromedp.SendKeys(chromedp.CSS("input#username"), "ana"), chromedp.SendKeys(chromedp.CSS("input#password"), "pw-ana"),
