@@ -460,13 +460,14 @@ func TestBrowser(t *testing.T) {
 		if code, body := apiDo(t, n.URL, "POST", "/v1/destinations", `{"name":"crm-hook","kind":"webhook","url":"`+hook.URL+`","secret":"hook-secret-0123456789","audiences":["buyers"],"channel":"email"}`); code != 201 {
 			t.Fatalf("create destination: %d %s", code, body)
 		}
-		postBatch(t, n.URL, key, `{"batch":[{"type":"track","userId":"u-cy","event":"","properties":{"sku":"C1"}}]}`)
+		// (a batch of only rejected events is a 400: one good event with it)
+		postBatch(t, n.URL, key, `{"batch":[{"type":"track","userId":"u-cy","event":"","properties":{"sku":"C1"}},{"type":"track","userId":"u-cy","event":"Product Viewed","properties":{"sku":"C2"}}]}`)
 		// Let the dashboard take a few samples while events arrive, so
 		// that its charts have lines.
 		b.run("dashboard", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("page-dashboard")))
-		for i := range 12 { // the node samples every 200 ms here, the dashboard refreshes every second
-			track(t, n.URL, key, 10+(i%6)*8)
-			time.Sleep(time.Second)
+		for i := range 60 { // the node samples every 200 ms here, the dashboard refreshes every second
+			track(t, n.URL, key, 4+(i/6%5)*3)
+			time.Sleep(200 * time.Millisecond)
 		}
 		b.screenshotAll(dir)
 		b.run("sign out for the sign-in screenshot", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("signout")), chromedp.Click(sel("signout")), chromedp.WaitVisible(sel("login-token")))
