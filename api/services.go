@@ -10,6 +10,7 @@ import (
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/privacy"
@@ -117,6 +118,13 @@ type Identity interface {
 	Explain(ref string) (matching.Explanation, error)
 }
 
+// Exports is the warehouse export (engine/export.Exporter).
+type Exports interface {
+	TryRun(ctx context.Context, ro export.RunOptions) (export.Manifest, error)
+	Runs() ([]export.Manifest, error)
+	Schedule() export.Schedule
+}
+
 // Auditor is the audit log (engine/audit.Recorder).
 type Auditor interface {
 	Audit(ctx context.Context, a audit.AuditEntry) error
@@ -137,7 +145,8 @@ type Node interface {
 }
 
 // Services are what the API is handed; every field is required but
-// Cluster (nil: a single node).
+// Cluster (nil: a single node) and Exports (nil: the export routes answer
+// 503).
 type Services struct {
 	Ingest       Ingest
 	Access       Access
@@ -149,6 +158,7 @@ type Services struct {
 	Models       Models
 	Identity     Identity
 	Audit        Auditor
+	Exports      Exports
 	Node         Node
 	Cluster      Cluster
 }

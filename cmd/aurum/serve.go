@@ -477,7 +477,8 @@ func adminTokenHash(dataDir, flagToken string) ([]byte, error) {
 // apiServices hands the API each concern from the stage that owns it.
 func apiServices(e *engine.Engine) api.Services {
 	return api.Services{Ingest: e.Edge(), Access: e.Gate(), Reads: e.Reader(), Audiences: e, Destinations: e,
-		Privacy: e.Privacy(), Replay: e, Models: e.Models(), Identity: e.Matching(), Audit: e.Recorder(), Node: e}
+		Privacy: e.Privacy(), Replay: e, Models: e.Models(), Identity: e.Matching(), Audit: e.Recorder(), Node: e,
+		Exports: e.Exporter()}
 }
 
 // The stages satisfy the API's interfaces.
@@ -493,4 +494,5 @@ var (
 	_ api.Identity     = (*matching.Service)(nil)
 	_ api.Auditor      = (*audit.Recorder)(nil)
 	_ api.Node         = (*engine.Engine)(nil)
+	_ api.Exports      = (*export.Exporter)(nil)
 )

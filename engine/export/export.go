@@ -178,6 +178,37 @@ func New(opts Options, state State, open gcr.Opener) *Exporter {
 // Dir is the configured directory ("" if none).
 func (x *Exporter) Dir() string { return x.opts.Dir }
 
+// ErrRunning is returned by TryRun while another run is being written.
+var ErrRunning = errors.New("export: a run is in progress")
+
+// Schedule is the schedule in effect: the serve flags --export-dir,
+// --export-interval, --export-keep and --export-personal (it cannot be
+// changed at run time).
+type Schedule struct {
+	Dir      string
+	Interval time.Duration
+	Keep     int
+	Personal bool
+}
+
+// Schedule returns the schedule in effect.
+func (x *Exporter) Schedule() Schedule {
+	return Schedule{Dir: x.opts.Dir, Interval: x.opts.Interval, Keep: x.opts.Keep, Personal: x.opts.Personal}
+}
+
+// TryRun is Run, but fails with ErrRunning at once if a run is being
+// written (Run would wait for it).
+func (x *Exporter) TryRun(ctx context.Context, ro RunOptions) (Manifest, error) {
+	if x.opts.Dir == "" {
+		return Manifest{}, ErrNoDir
+	}
+	if !x.mu.TryLock() {
+		return Manifest{}, ErrRunning
+	}
+	defer x.mu.Unlock()
+	return x.run(ctx, ro)
+}
+
 // RunOptions are a run's own settings.
 type RunOptions struct {
 	// Personal adds the personal columns to this run (as
@@ -192,6 +223,11 @@ func (x *Exporter) Run(ctx context.Context, ro RunOptions) (Manifest, error) {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	return x.run(ctx, ro)
+}
+
+// run writes one run; x.mu is held.
+func (x *Exporter) run(ctx context.Context, ro RunOptions) (Manifest, error) {
 	if err := os.MkdirAll(x.opts.Dir, 0o750); err != nil {
 		return Manifest{}, fmt.Errorf("export: %w", err)
 	}
