@@ -317,6 +317,9 @@ var fixtures = map[string]fixture{
 	"POST /v1/exports":         {req: func(_ *accessServer, _ int) req { return req{path: "/v1/exports"} }},
 	"GET /v1/exports":          {req: get("/v1/exports")},
 	"GET /v1/exports/schedule": {req: get("/v1/exports/schedule")},
+	"PUT /v1/exports/schedule": {req: func(_ *accessServer, n int) req {
+		return req{method: "PUT", path: "/v1/exports/schedule", body: []byte(fmt.Sprintf(`{"interval":"%dh","keep":3}`, n+1))}
+	}},
 	"POST /v1/tokens": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/tokens", body: []byte(fmt.Sprintf(`{"name":"t%d","role":"viewer","expires":"1h"}`, n))}
 	}},

@@ -122,7 +122,8 @@ type Identity interface {
 type Exports interface {
 	TryRun(ctx context.Context, ro export.RunOptions) (export.Manifest, error)
 	Runs() ([]export.Manifest, error)
-	Schedule() export.Schedule
+	Schedule() (export.Schedule, error)
+	SetSchedule(ctx context.Context, interval time.Duration, keep int, personal bool) (export.Schedule, error)
 }
 
 // Auditor is the audit log (engine/audit.Recorder).
