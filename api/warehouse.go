@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine/export"
@@ -132,6 +133,8 @@ func (s *Server) handleRunExport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "", "export run failed: "+err.Error())
 		return
 	}
+	setAuditObject(r, "run", m.Run)
+	setAuditObject(r, "personal", strconv.FormatBool(m.Personal))
 	writeJSON(w, http.StatusCreated, newExportRun(sc.Dir, m))
 }
 
@@ -190,6 +193,9 @@ func (s *Server) handleSetExportSchedule(w http.ResponseWriter, r *http.Request)
 		writeError(w, http.StatusBadRequest, "keep", fmt.Sprintf("keep: %d, want at least 1 run", keep))
 		return
 	}
+	setAuditObject(r, "interval", interval.String())
+	setAuditObject(r, "keep", strconv.Itoa(keep))
+	setAuditObject(r, "personal", strconv.FormatBool(personal))
 	out, err := s.svc.Exports.SetSchedule(r.Context(), interval, keep, personal)
 	if errors.Is(err, export.ErrInvalid) {
 		writeError(w, http.StatusBadRequest, "", err.Error())

@@ -170,6 +170,42 @@ func TestExportAPI(t *testing.T) {
 		t.Fatalf("runs after a third with keep 2: %+v", list.Runs)
 	}
 
+	// The audit log names each requested run and schedule change, with
+	// whether it was personal.
+	var audit struct {
+		Entries []struct {
+			Action string            `json:"action"`
+			Object map[string]string `json:"object"`
+			Status int               `json:"status"`
+		} `json:"entries"`
+	}
+	var runs, schedules []map[string]string
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error { // the entry follows the answer
+		decode(s.do(req{method: "GET", path: "/v1/audit?limit=1000", admin: true}), 200, &audit)
+		runs, schedules = nil, nil
+		for _, a := range audit.Entries {
+			switch {
+			case a.Action == "POST /v1/exports" && a.Status == 201:
+				runs = append(runs, a.Object)
+			case a.Action == "PUT /v1/exports/schedule" && a.Status == 200:
+				schedules = append(schedules, a.Object)
+			}
+		}
+		if len(runs) < 2 {
+			return fmt.Errorf("%d runs audited", len(runs))
+		}
+		return nil
+	})
+	if len(runs) != 2 || len(schedules) != 1 || schedules[0]["interval"] != "1h0m0s" || schedules[0]["personal"] != "true" ||
+		schedules[0]["keep"] != "2" {
+		t.Fatalf("audit: runs %v, schedules %v", runs, schedules)
+	}
+	for _, o := range runs {
+		if o["personal"] != "false" || (o["run"] != run.ID && o["run"] != r3.ID) {
+			t.Fatalf("audit of a run: %v", o)
+		}
+	}
+
 	// The schedule is on the log: a restart with other flags keeps it.
 	if err := s.e.Close(); err != nil {
 		t.Fatal(err)
