@@ -83,12 +83,8 @@ history kept with --all-transitions.`,
 			if cmd.Flags().Changed("personal") {
 				body["personal"] = personal
 			}
-			b, err := json.Marshal(body)
+			raw, err := doJSON(cmd, c, http.MethodPost, "/v1/exports", body)
 			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodPost, "/v1/exports", b, &raw); err != nil {
 				return err
 			}
 			if output == outputJSON {
@@ -105,6 +101,19 @@ history kept with --all-transitions.`,
 	cmd.Flags().BoolVar(&allTransitions, "all-transitions", false, "transitions.parquet holds all the history kept, not only since the newest run")
 	addOutputFlag(cmd, &output)
 	return cmd
+}
+
+// doJSON sends body as JSON and returns the answer as it came.
+func doJSON(cmd *cobra.Command, c *client, method, path string, body any) (json.RawMessage, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	var raw json.RawMessage
+	if err := c.do(cmd.Context(), method, path, b, &raw); err != nil {
+		return nil, err
+	}
+	return raw, nil
 }
 
 // printExportRun prints a run: a line naming it, then its files.
@@ -179,11 +188,7 @@ its value in effect. The interval is at least 1m and keep at least 1.`,
 			if len(body) == 0 {
 				err = c.do(cmd.Context(), http.MethodGet, "/v1/exports/schedule", nil, &raw)
 			} else {
-				b, merr := json.Marshal(body)
-				if merr != nil {
-					return merr
-				}
-				err = c.do(cmd.Context(), http.MethodPut, "/v1/exports/schedule", b, &raw)
+				raw, err = doJSON(cmd, c, http.MethodPut, "/v1/exports/schedule", body)
 			}
 			if err != nil {
 				return err
