@@ -90,6 +90,7 @@ func (s *Server) routeTable() []routeDef {
 		role("GET /v1/exports", rolesRead, s.handleListExports),
 		role("GET /v1/exports/schedule", rolesRead, s.handleExportSchedule),
 		role("PUT /v1/exports/schedule", rolesAdmin, s.handleSetExportSchedule),
+		role("GET /v1/stats/history", rolesRead, s.handleStatsHistory),
 		role("GET /v1/cluster", rolesRead, s.handleClusterStatus),
 		role("POST /v1/cluster/nodes", rolesAdmin, s.handleClusterAdd),
 		role("DELETE /v1/cluster/nodes/{name}", rolesAdmin, s.handleClusterRemove),
