@@ -79,13 +79,16 @@ func TestCoOccurrenceRelations(t *testing.T) {
 		item string
 		want []Scored
 	}{
-		{"bought together", CoOptions{From: []Kind{Buy}, To: []Kind{Buy}}, "b", []Scored{{"c", 12}}},
-		{"viewed then bought", CoOptions{From: []Kind{View}, To: []Kind{Buy}, Ordered: true}, "a", []Scored{{"b", 6}, {"c", 6}}},
+		{"bought together", CoOptions{From: []Kind{Buy}, To: []Kind{Buy}, Damp: -1}, "b", []Scored{{"c", 12}}},
+		{"viewed then bought", CoOptions{From: []Kind{View}, To: []Kind{Buy}, Ordered: true, Damp: -1}, "a", []Scored{{"b", 6}, {"c", 6}}},
 		// In u2 the view of a comes after the purchases: only unordered counts it.
-		{"viewed with bought", CoOptions{From: []Kind{View}, To: []Kind{Buy}}, "a", []Scored{{"b", 12}, {"c", 12}}},
-		{"any, a", CoOptions{}, "a", []Scored{{"b", 12}, {"c", 12}}},
-		{"any, d alone", CoOptions{}, "d", nil},
-		{"bought then viewed", CoOptions{From: []Kind{Buy}, To: []Kind{View}, Ordered: true}, "b", []Scored{{"a", 1}}}, // u2 only
+		{"viewed with bought", CoOptions{From: []Kind{View}, To: []Kind{Buy}, Damp: -1}, "a", []Scored{{"b", 12}, {"c", 12}}},
+		{"any, a", CoOptions{Damp: -1}, "a", []Scored{{"b", 12}, {"c", 12}}},
+		{"any, d alone", CoOptions{Damp: -1}, "d", nil},
+		// Normalized (the default, cosine): b and c each have 2 users with
+		// a To interaction, so 12 / √2.
+		{"any, a, cosine", CoOptions{}, "a", []Scored{{"b", 12 / math.Sqrt2}, {"c", 12 / math.Sqrt2}}},
+		{"bought then viewed", CoOptions{From: []Kind{Buy}, To: []Kind{View}, Ordered: true, Damp: -1}, "b", []Scored{{"a", 1}}}, // u2 only
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := NewCoOccurrence(tc.opt)
@@ -98,6 +101,45 @@ func TestCoOccurrenceRelations(t *testing.T) {
 				t.Fatalf("Neighbours(%q) = %v, want %v", tc.item, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestCoOccurrenceNormalized: a neighbour everybody views ranks first by
+// raw counts and below a specific one once normalized by its users.
+func TestCoOccurrenceNormalized(t *testing.T) {
+	var users [][]Interaction
+	for u := range 3 {
+		users = append(users, []Interaction{{Item: "x", Kind: View, Time: 0}, {Item: "pop", Kind: View, Time: int64(u + 1)}})
+	}
+	for u := range 2 {
+		users = append(users, []Interaction{{Item: "x", Kind: View, Time: 0}, {Item: "niche", Kind: View, Time: int64(u + 1)}})
+	}
+	for range 50 {
+		users = append(users, []Interaction{{Item: "pop", Kind: View, Time: 0}})
+	}
+	for _, tc := range []struct {
+		damp  float64
+		first string
+		want  float64
+	}{
+		{-1, "pop", 3},
+		{0.5, "niche", 2 / math.Sqrt(2)},
+		{1, "niche", 1},
+	} {
+		c, err := NewCoOccurrence(CoOptions{Damp: tc.damp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range users {
+			c.AddUser(u)
+		}
+		nb := c.Neighbours("x")
+		if len(nb) != 2 || nb[0].Key != tc.first || math.Abs(nb[0].Score-tc.want) > 1e-12 {
+			t.Errorf("damp %v: Neighbours(x) = %v, want %s first with %v", tc.damp, nb, tc.first, tc.want)
+		}
+	}
+	if _, err := NewCoOccurrence(CoOptions{Damp: 2}); err == nil {
+		t.Error("damp 2 accepted")
 	}
 }
 
