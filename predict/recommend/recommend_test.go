@@ -241,3 +241,33 @@ func TestEvaluatePlantedPreferences(t *testing.T) {
 		t.Errorf("no planted preference, yet hit rate on new items %.3f vs popularity %.3f", f.NewHitRate, f.NewPopHitRate)
 	}
 }
+
+// TestEvaluateCases: every held-out interaction is a case but repeats of
+// the item just before and items bought before; "new" counts items not
+// touched before; popularity excludes what the user bought.
+func TestEvaluateCases(t *testing.T) {
+	u := []Interaction{
+		{Item: "a", Kind: View, Time: 1},
+		{Item: "b", Kind: Cart, Time: 2},
+		{Item: "a", Kind: Buy, Time: 3},
+		{Item: "d", Kind: View, Time: 4},
+		// Held out (the later half):
+		{Item: "b", Kind: Cart, Time: 5}, // a case: the model's top 1 (b, carted), not popularity's (c)
+		{Item: "b", Kind: View, Time: 6}, // a repeat of b: no case
+		{Item: "a", Kind: View, Time: 7}, // bought before: no case
+		{Item: "c", Kind: View, Time: 8}, // a new item: popularity's top 1, not the model's (still b)
+	}
+	users := [][]Interaction{u}
+	for range 5 { // single interactions: training only, c the most popular item not bought
+		users = append(users, []Interaction{{Item: "c", Kind: View, Time: 1}})
+	}
+	r, err := Evaluate(users, EvalOptions{K: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := EvalResult{Users: 1, Cases: 2, HitRate: 0.5, PopHitRate: 0.5, NewCases: 1, NewHitRate: 0, NewPopHitRate: 1,
+		AnyHitRate: 1, AnyPopHitRate: 1}
+	if r != want {
+		t.Fatalf("Evaluate = %+v, want %+v", r, want)
+	}
+}
