@@ -222,14 +222,24 @@ func (m *Model) Recommend(history []Interaction, asOf int64, n int) []Scored {
 			score[s.Key] += o.Blend.Popularity * s.Score / t
 		}
 	}
-	out := make([]Scored, 0, len(score))
+	// The n best by byScore (a total order: keys are distinct), kept
+	// sorted while scanning: the same as sorting every candidate.
+	out := make([]Scored, 0, n+1)
 	for k, v := range score {
-		if !bought[k] {
-			out = append(out, Scored{k, v})
+		if bought[k] || n < 1 {
+			continue
+		}
+		c := Scored{k, v}
+		if len(out) == n && byScore(c, out[n-1]) >= 0 {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(out, c, byScore)
+		out = slices.Insert(out, i, c)
+		if len(out) > n {
+			out = out[:n]
 		}
 	}
-	slices.SortFunc(out, byScore)
-	return out[:min(n, len(out))]
+	return out
 }
 
 // popTotal is the sum of the popularity counts.
