@@ -170,7 +170,36 @@ func Bought(history []Interaction, asOf int64) map[string]bool {
 // Each part of the score is a distribution over items (it sums to 1), so
 // the Blend weights are the parts' shares of a mixture.
 func (m *Model) Recommend(history []Interaction, asOf int64, n int) []Scored {
-	o := m.opt
+	return rank(m, m.opt, history, asOf, n)
+}
+
+// source is what the ranking reads of a trained model: a Model, or the
+// Tables exported from one (which rank alike: TestTablesRecommendAlike).
+type source interface {
+	// neighbours is the item's top K neighbours by normalized count.
+	neighbours(item string) []Scored
+	// categoryTop is the category's k most popular items (nil: none).
+	categoryTop(cat string, k int) []Scored
+	// topPopular is the n most popular items; popTotal the sum of all the
+	// popularity counts.
+	topPopular(n int) []Scored
+	popTotal() float64
+}
+
+func (m *Model) neighbours(item string) []Scored { return m.co.Neighbours(item) }
+
+func (m *Model) categoryTop(cat string, k int) []Scored {
+	l := m.byCategory[cat]
+	if l == nil {
+		return nil
+	}
+	return l.top(k)
+}
+
+func (m *Model) topPopular(n int) []Scored { return m.Popular(n, nil) }
+
+// rank is Recommend over a source.
+func rank(src source, o ModelOptions, history []Interaction, asOf int64, n int) []Scored {
 	items, cats, total := decayed(history, asOf, o.HalfLife, o.Weights)
 	bought := Bought(history, asOf)
 	score := map[string]float64{}
@@ -189,7 +218,7 @@ func (m *Model) Recommend(history []Interaction, asOf int64, n int) []Scored {
 			sum += h.Score
 		}
 		for _, h := range recent {
-			nb := m.co.Neighbours(h.Key)
+			nb := src.neighbours(h.Key)
 			var t float64
 			for _, s := range nb {
 				t += s.Score
@@ -201,11 +230,10 @@ func (m *Model) Recommend(history []Interaction, asOf int64, n int) []Scored {
 	}
 	if o.Blend.Category > 0 && total > 0 {
 		for _, c := range top(cats, total, o.Categories) {
-			l := m.byCategory[c.Key]
-			if l == nil {
+			best := src.categoryTop(c.Key, o.PerCategory)
+			if best == nil {
 				continue
 			}
-			best := l.top(o.PerCategory)
 			var t float64
 			for _, s := range best {
 				t += s.Score
@@ -216,8 +244,8 @@ func (m *Model) Recommend(history []Interaction, asOf int64, n int) []Scored {
 		}
 	}
 	if o.Blend.Popularity > 0 {
-		pop := m.Popular(n+len(bought), nil)
-		t := m.popTotal()
+		pop := src.topPopular(n + len(bought))
+		t := src.popTotal()
 		for _, s := range pop {
 			score[s.Key] += o.Blend.Popularity * s.Score / t
 		}
