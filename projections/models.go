@@ -45,6 +45,9 @@ type Model struct {
 	// Propensity (kind propensity) is the classifier of a propensity
 	// model; nil for clv.
 	Propensity *PropensityParams `msgpack:"pp,omitempty"`
+	// Recommend (kind recommend) is a next-best-product model's tables;
+	// nil for the other kinds.
+	Recommend *RecommendParams `msgpack:"rc,omitempty"`
 }
 
 // PropensityParams are a fitted propensity model: P(Target within
@@ -142,6 +145,7 @@ const (
 	ControlModelDelete  = "model.delete" // Model.Name
 	ModelKindCLV        = "clv"          // BG/NBD + Pareto/NBD + Gamma-Gamma
 	ModelKindPropensity = "propensity"   // P(target event within a window): logistic regression on the feature row
+	ModelKindRecommend  = "recommend"    // next best product: co-occurrence and popularity tables (recommend.Tables)
 )
 
 var prefixModel = []byte("md/") // md/<name> → msgpack Model
@@ -150,15 +154,18 @@ func modelKey(name string) []byte { return append(append([]byte(nil), prefixMode
 
 // Validate checks a model as a put would store it: a name like an
 // audience's; kind clv with 4, 4 and 3 finite positive parameters, a time
-// unit > 0 and a known scorer, or kind propensity with its classifier.
+// unit > 0 and a known scorer, kind propensity with its classifier, or
+// kind recommend with its tables (bounded: RecommendParams).
 func (m *Model) Validate() error {
 	switch {
 	case ValidateModelName(m.Name) != nil:
 		return ValidateModelName(m.Name)
 	case m.Kind == ModelKindPropensity:
 		return m.Propensity.validate(m.Name)
+	case m.Kind == ModelKindRecommend:
+		return m.Recommend.validate(m.Name)
 	case m.Kind != ModelKindCLV:
-		return fmt.Errorf("projections: model %q: kind %q, want %q or %q", m.Name, m.Kind, ModelKindCLV, ModelKindPropensity)
+		return fmt.Errorf("projections: model %q: kind %q, want %q, %q or %q", m.Name, m.Kind, ModelKindCLV, ModelKindPropensity, ModelKindRecommend)
 	case m.DaysPerUnit < 1 || m.DaysPerUnit > 366:
 		return fmt.Errorf("projections: model %q: days per unit %d, want 1..366", m.Name, m.DaysPerUnit)
 	case m.Scorer != "pareto_nbd" && m.Scorer != "bgnbd":

@@ -440,3 +440,38 @@ func scoresNear(a, b Scores, rel float64) bool {
 func near(a, b, rel float64) bool {
 	return a == b || math.Abs(a-b) <= rel*max(math.Abs(a), math.Abs(b))
 }
+
+// EachInteraction calls fn with the category and product (either may be
+// "") of each interaction of a track event, as AddInteractions reads them
+// (properties.category and properties.product_id, then those of the first
+// MaxKeys elements of properties.products; values of 1..MaxKeyLen bytes),
+// in that order: the next best product's history (docs/predictions.md).
+func EachInteraction(rec *event.Record, fn func(category, product string)) {
+	if rec.Kind != event.Track || rec.Event == "" || len(rec.Properties) == 0 {
+		return
+	}
+	one := func(props map[string]any) {
+		c, ok := keyOf(props["category"])
+		if !ok || len(c) > MaxKeyLen {
+			c = ""
+		}
+		p, ok := keyOf(props["product_id"])
+		if !ok || len(p) > MaxKeyLen {
+			p = ""
+		}
+		if c != "" || p != "" {
+			fn(c, p)
+		}
+	}
+	one(rec.Properties)
+	if items, ok := rec.Properties["products"].([]any); ok {
+		for i, it := range items {
+			if i == MaxKeys {
+				break
+			}
+			if m, ok := it.(map[string]any); ok {
+				one(m)
+			}
+		}
+	}
+}
