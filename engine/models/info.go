@@ -25,9 +25,11 @@ type Info struct {
 	FittedAsOf     *FittedAsOf `json:"fitted_as_of,omitempty"`
 	// Propensity is a propensity model's label, features and holdout AUC.
 	Propensity *PropensityInfo `json:"propensity,omitempty"`
-	Started    *time.Time      `json:"started,omitempty"` // of the fit in flight or failed
-	Created    *time.Time      `json:"created,omitempty"`
-	Updated    *time.Time      `json:"updated,omitempty"`
+	// Recommend is a next-best-product model's counts and tables' sizes.
+	Recommend *RecommendInfo `json:"recommend,omitempty"`
+	Started   *time.Time     `json:"started,omitempty"` // of the fit in flight or failed
+	Created   *time.Time     `json:"created,omitempty"`
+	Updated   *time.Time     `json:"updated,omitempty"`
 }
 
 // PropensityInfo is a propensity model as GET /v1/models/{name} shows it.
@@ -109,7 +111,11 @@ func (s *Service) infoOf(m *projections.Model, st *jobState) Info {
 			Created:    msTime(m.Created), Updated: msTime(m.Updated),
 			Propensity: &PropensityInfo{Event: p.Target, WindowDays: p.WindowDays, Names: p.Names, AUC: finite(p.AUC),
 				Examples: p.Examples, Positives: p.Positives, Classifier: "logistic"}}
-	} else if m != nil {
+	} else if m != nil && m.Kind == projections.ModelKindRecommend && m.Recommend != nil {
+		in = Info{Name: m.Name, Kind: m.Kind, Status: StatusReady, Version: m.Version, Customers: m.Customers,
+			FittedAsOf: &FittedAsOf{Seq: m.FittedAsOf.Seq, Time: time.UnixMilli(m.FittedAsOf.Time).UTC()},
+			Created:    msTime(m.Created), Updated: msTime(m.Updated), Recommend: recommendInfo(m.Recommend)}
+	} else if m != nil && m.Kind == projections.ModelKindCLV {
 		in = Info{Name: m.Name, Kind: m.Kind, Status: StatusReady, TimeUnit: timeUnit(m.DaysPerUnit),
 			CalibrationEnd: dayString(m.CalibrationEnd), Scorer: m.Scorer, Version: m.Version,
 			Params: &Params{
@@ -130,6 +136,9 @@ func (s *Service) infoOf(m *projections.Model, st *jobState) Info {
 			in.Name, in.Kind, in.TimeUnit, in.CalibrationEnd, in.Scorer = st.req.Name, st.req.Kind, st.req.TimeUnit, st.req.CalibrationEnd, st.req.Scorer
 			if st.req.Kind == projections.ModelKindPropensity {
 				in.Propensity = &PropensityInfo{Event: st.req.Event, WindowDays: int64(st.req.WindowDays), Names: st.req.Names, Classifier: "logistic"}
+			}
+			if st.req.Kind == projections.ModelKindRecommend {
+				in.Recommend = &RecommendInfo{MaxItems: st.req.MaxItems}
 			}
 		}
 	}

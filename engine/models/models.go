@@ -70,6 +70,10 @@ type Deps struct {
 	Control Control
 	Applied Applied
 	Synced  Synced
+	// Open unseals an event's properties (the recommend fit reads their
+	// products); failures that will never change wrap
+	// projections.ErrUnreadable.
+	Open func(keyID, sealed []byte) ([]byte, error)
 }
 
 // ErrNotLeader is returned by Fit on a node that is not the cluster's leader.
@@ -102,6 +106,11 @@ type Request struct {
 	// counts are features (default: the 16 most frequent, and Event).
 	WindowDays int      `json:"window_days,omitempty"`
 	Names      []string `json:"names,omitempty"`
+
+	// MaxItems (kind recommend) bounds the items whose neighbours the
+	// record keeps, the most popular first (default and at most
+	// projections.MaxRecommendItems).
+	MaxItems int `json:"max_items,omitempty"`
 }
 
 // job is a validated request.
@@ -126,8 +135,14 @@ func (r *Request) validate() (job, error) {
 	if r.Kind == projections.ModelKindPropensity {
 		return r.validatePropensity()
 	}
+	if r.Kind == projections.ModelKindRecommend {
+		return r.validateRecommend()
+	}
 	if r.Kind != projections.ModelKindCLV {
-		return job{}, &FieldError{"kind", fmt.Sprintf("%q: want %q or %q", r.Kind, projections.ModelKindCLV, projections.ModelKindPropensity)}
+		return job{}, &FieldError{"kind", fmt.Sprintf("%q: want %q, %q or %q", r.Kind, projections.ModelKindCLV, projections.ModelKindPropensity, projections.ModelKindRecommend)}
+	}
+	if r.MaxItems != 0 {
+		return job{}, &FieldError{"max_items", "only for kind recommend"}
 	}
 	if r.WindowDays != 0 || len(r.Names) > 0 {
 		return job{}, &FieldError{"window_days", "only for kind propensity"}
@@ -271,6 +286,9 @@ func (s *Service) Fit(req Request) (Info, error) {
 func (s *Service) fit(ctx context.Context, j job) error {
 	if j.req.Kind == projections.ModelKindPropensity {
 		return s.fitPropensity(ctx, j)
+	}
+	if j.req.Kind == projections.ModelKindRecommend {
+		return s.fitRecommend(ctx, j)
 	}
 	return s.fitCLV(ctx, j)
 }

@@ -54,6 +54,8 @@ func (r *Request) validatePropensity() (job, error) {
 		return job{}, &FieldError{"time_unit", "only for kind clv"}
 	case r.Scorer != "":
 		return job{}, &FieldError{"scorer", "only for kind clv"}
+	case r.MaxItems != 0:
+		return job{}, &FieldError{"max_items", "only for kind recommend"}
 	case r.Revenue != "" && r.Revenue != "revenue":
 		return job{}, &FieldError{"revenue", fmt.Sprintf("%q: the feature projection reads the revenue property (properties.revenue, else total)", r.Revenue)}
 	}

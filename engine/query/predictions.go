@@ -1,9 +1,61 @@
 package query
 
 import (
+	"fmt"
+
+	"github.com/aurumcdp/aurum/predict/recommend"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/features"
+	"github.com/aurumcdp/aurum/projections/gcr"
+	"github.com/aurumcdp/aurum/store"
 )
+
+// NextBestCount is the number of next best products the profile view shows
+// per recommend model.
+const NextBestCount = 3
+
+// nextBest adds to out, for every recommend model, the profile's
+// NextBestCount next best products as of now: "next_best_products" for the
+// model named nbp, "<name>.next_best_products" for any other. They are
+// computed at read time, a pure function of the model record, the
+// profile's latest projections.RecommendHistory stored events (properties
+// that cannot be opened, an erased person's, count as none) and now
+// (projections.NextBestProducts): a replay shows the same lists.
+func (e *Reader) nextBest(snap store.Reader, sm *projections.StateMachine, p *gcr.Profile, models []projections.Model, now int64, out map[string]any) error {
+	var (
+		history []recommend.Interaction
+		loaded  bool
+	)
+	for i := range models {
+		m := &models[i]
+		if m.Kind != projections.ModelKindRecommend {
+			continue
+		}
+		if !loaded {
+			recs, err := sm.GCR().Events(snap, p, projections.RecommendHistory)
+			if err != nil {
+				return fmt.Errorf("query: next best products: %w", err)
+			}
+			for j := range recs {
+				if recs[j].OpenProperties(e.open) != nil {
+					continue
+				}
+				projections.RecommendInteraction("", &recs[j], func(it recommend.Interaction) { history = append(history, it) })
+			}
+			loaded = true
+		}
+		recs, ok := projections.NextBestProducts(m, history, now, NextBestCount)
+		if !ok {
+			continue
+		}
+		key := "next_best_products"
+		if m.Name != "nbp" {
+			key = m.Name + "." + key
+		}
+		out[key] = recs
+	}
+	return nil
+}
 
 // scores computes, at read time, the per-profile scores of every clv model
 // from the profile's feature row as of now (Unix ms): a pure function of

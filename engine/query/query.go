@@ -90,9 +90,16 @@ func (e *Reader) profileView(snap store.Reader, sm *projections.StateMachine, re
 	if err != nil {
 		return nil, err
 	}
-	v.Predictions = scores(models, p.Features, now)
+	sc := scores(models, p.Features, now)
 	if p.Stats.Events > 0 {
-		propensities(v.Predictions, models, p.Features, p.Stats.FirstSeen, p.Stats.LastSeen, now)
+		propensities(sc, models, p.Features, p.Stats.FirstSeen, p.Stats.LastSeen, now)
+	}
+	v.Predictions = make(map[string]any, len(sc))
+	for k, x := range sc {
+		v.Predictions[k] = x
+	}
+	if err := e.nextBest(snap, sm, p, models, now, v.Predictions); err != nil {
+		return nil, err
 	}
 	ms, err := sm.Memberships(snap, p.ID)
 	if err != nil {

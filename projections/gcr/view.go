@@ -26,7 +26,7 @@ type View struct {
 	Stats       StatsView              `json:"stats"`
 	Revenue     map[string]MoneyView   `json:"revenue"`
 	Audiences   map[string]time.Time   `json:"audiences"`
-	Predictions map[string]float64     `json:"predictions"`
+	Predictions map[string]any         `json:"predictions"` // scores (float64), and lists of next best products filled by the engine
 	MergedFrom  []string               `json:"merged_from"`
 	// Consent is the consent per channel: the latest statement, or (after
 	// FillConsentDefaults) the node's default, marked "default": true.
@@ -118,7 +118,7 @@ func (p *Profile) View(open Opener) (View, error) {
 		Traits:      make(map[string]any, len(p.Traits)),
 		Revenue:     make(map[string]MoneyView, len(p.Revenue)),
 		Audiences:   make(map[string]time.Time, len(p.Audiences)),
-		Predictions: make(map[string]float64, len(p.Predictions)),
+		Predictions: make(map[string]any, len(p.Predictions)),
 		MergedFrom:  make([]string, 0, len(p.MergedFrom)),
 		Consent:     make(map[string]ConsentView, len(p.Consent)),
 	}
