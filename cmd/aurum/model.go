@@ -30,9 +30,16 @@ fitted model over the holdout period after its calibration end.
 history (logistic regression on the feature row's decayed event counts, days since first, last and
 last purchase, active and purchase days, spend), split by time: trained as of two windows before the
 latest event, its AUC measured as of one window before, then refitted on the newest labels. Rules
-read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity).`,
+read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity).
+
+"model fit NAME --kind recommend" fits the next best product on every profile's events with a
+properties.product_id (views, "Product Added", "Order Completed"): item-to-item co-occurrence and
+popularity, kept for the --max-items most popular items. Profiles then show
+predictions.next_best_products (the model named nbp; "<name>.next_best_products" else): the 3
+best-scoring items each has not bought, from its own recent events.`,
 		Example: `  aurum model fit clv --calibration-end 1997-09-30 --wait
   aurum model fit buy30 --kind propensity --window-days 30
+  aurum model fit nbp --kind recommend
   aurum model list
   aurum model show clv --output json
   aurum model evaluate clv --holdout-end 1998-06-30 --json
@@ -47,7 +54,7 @@ read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity).`,
 		output string
 	}
 	fitCmd := &cobra.Command{
-		Use:   "fit NAME (--calibration-end YYYY-MM-DD [--time-unit week|day] [--scorer pareto_nbd|bgnbd] | --kind propensity [--window-days N] [--names a,b]) [--wait]",
+		Use:   "fit NAME (--calibration-end YYYY-MM-DD [--time-unit week|day] [--scorer pareto_nbd|bgnbd] | --kind propensity [--window-days N] [--names a,b] | --kind recommend [--max-items N]) [--wait]",
 		Short: "Fit a model in the background on the node (--wait: until it is ready or failed)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -59,10 +66,10 @@ read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity).`,
 				return err
 			}
 			fit.req.Name = args[0]
-			if fit.req.Kind == "propensity" {
+			if fit.req.Kind == "propensity" || fit.req.Kind == "recommend" {
 				// clv's defaults do not apply; a flag given is sent (and refused).
-				for flag, v := range map[string]*string{"time-unit": &fit.req.TimeUnit, "scorer": &fit.req.Scorer, "revenue": &fit.req.Revenue} {
-					if !cmd.Flags().Changed(flag) {
+				for flag, v := range map[string]*string{"time-unit": &fit.req.TimeUnit, "scorer": &fit.req.Scorer, "revenue": &fit.req.Revenue, "event": &fit.req.Event} {
+					if !cmd.Flags().Changed(flag) && (flag != "event" || fit.req.Kind == "recommend") {
 						*v = ""
 					}
 				}
@@ -101,7 +108,8 @@ read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity).`,
 	}
 	fl := fitCmd.Flags()
 	fl.StringVar(&fit.req.CalibrationEnd, "calibration-end", "", "last day of the calibration period, YYYY-MM-DD (required)")
-	fl.StringVar(&fit.req.Kind, "kind", "clv", "kind of model: clv or propensity")
+	fl.StringVar(&fit.req.Kind, "kind", "clv", "kind of model: clv, propensity or recommend")
+	fl.IntVar(&fit.req.MaxItems, "max-items", 0, "recommend: the items whose neighbours are kept, the most popular first (default and at most 1000)")
 	fl.IntVar(&fit.req.WindowDays, "window-days", 0, "propensity: the label is a purchase within this many days (default 30)")
 	fl.StringSliceVar(&fit.req.Names, "names", nil, "propensity: event names whose decayed counts are features (default: the 16 most frequent)")
 	fl.StringVar(&fit.req.Event, "event", "Order Completed", "the purchase event (the feature projection's)")
@@ -192,7 +200,7 @@ func modelFields(m models.Info) ([]string, [][]string) {
 	if m.Error != "" {
 		rows = append(rows, []string{"error", m.Error})
 	}
-	if m.Kind != "propensity" {
+	if m.Kind == "clv" {
 		rows = append(rows, []string{"calibration_end", m.CalibrationEnd}, []string{"time_unit", m.TimeUnit}, []string{"scorer", m.Scorer})
 	}
 	if p := m.Params; p != nil {
@@ -207,6 +215,12 @@ func modelFields(m models.Info) ([]string, [][]string) {
 		rows = append(rows, []string{"label", fmt.Sprintf("%s within %d days", p.Event, p.WindowDays)},
 			[]string{"features", strings.Join(p.Names, ", ")}, []string{"classifier", p.Classifier},
 			[]string{"holdout_auc", fmtPtr(p.AUC)}, []string{"examples", fmt.Sprintf("%d (%d positive)", p.Examples, p.Positives)})
+	}
+	if r := m.Recommend; r != nil && m.Status == models.StatusReady {
+		rows = append(rows, []string{"version", fmt.Sprint(m.Version)},
+			[]string{"history", fmt.Sprintf("%d profiles, %d interactions, %d items", r.Users, r.Interactions, r.Items)},
+			[]string{"tables", fmt.Sprintf("neighbours of %d items, %d categories, %d popular items (%d lists cut)", r.NeighbourLists, r.Categories, r.Popular, r.Cut)},
+			[]string{"half_life_days", fmt.Sprintf("%g", r.HalfLifeDays)})
 	}
 	if m.FittedAsOf != nil {
 		rows = append(rows, []string{"fitted_as_of", fmt.Sprintf("seq %d, %s", m.FittedAsOf.Seq, rfc3339(m.FittedAsOf.Time))})
