@@ -144,3 +144,58 @@ func TestModelRoutes(t *testing.T) {
 		t.Errorf("after DELETE: %v", err)
 	}
 }
+
+// TestNextBestProductsRoute: a recommend model fitted through POST
+// /v1/models shows on GET /v1/profiles/{ref} as
+// predictions.next_best_products, the planted co-occurrence first (30
+// people view A then buy B; P is bought more, alone), never an item bought;
+// GET /v1/models/nbp shows its counts.
+func TestNextBestProductsRoute(t *testing.T) {
+	s := newAccessServer(t, nil)
+	var b strings.Builder
+	b.WriteString(`{"batch":[`)
+	n := 0
+	add := func(user, name, item string, at time.Time) {
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"type":"track","userId":%q,"event":%q,"messageId":"nbp%d","timestamp":%q,"properties":{"product_id":%q,"category":"c"}}`,
+			user, name, n, at.Format(time.RFC3339), item)
+		n++
+	}
+	t0 := time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 30 {
+		add(fmt.Sprintf("ab%d", i), "Product Viewed", "A", t0.Add(time.Duration(i)*time.Minute))
+		add(fmt.Sprintf("ab%d", i), "Order Completed", "B", t0.Add(time.Duration(i)*time.Minute+time.Hour))
+	}
+	for i := range 40 {
+		add(fmt.Sprintf("p%d", i), "Order Completed", "P", t0.Add(time.Duration(i)*time.Minute))
+	}
+	add("t1", "Order Completed", "A", t0.Add(48*time.Hour))
+	b.WriteString(`]}`)
+	if r := s.do(req{path: "/v1/batch", key: s.webKey, body: []byte(b.String())}); r.code != http.StatusOK {
+		t.Fatalf("seed: %s", r)
+	}
+	if r := s.do(req{path: "/v1/models", admin: true, body: []byte(`{"name":"nbp","kind":"recommend"}`)}); r.code != http.StatusAccepted {
+		t.Fatalf("fit: %s", r)
+	}
+	s.waitModel("nbp", models.StatusReady)
+	var info models.Info
+	s.getJSON("/v1/models/nbp", &info)
+	if info.Kind != "recommend" || info.Recommend == nil || info.Recommend.Users != 71 || info.Recommend.Items != 3 {
+		t.Fatalf("GET /v1/models/nbp: %+v %+v", info, info.Recommend)
+	}
+	var p struct {
+		Predictions struct {
+			NextBest []struct {
+				Item  string  `json:"item"`
+				Score float64 `json:"score"`
+			} `json:"next_best_products"`
+		} `json:"predictions"`
+	}
+	s.getJSON("/v1/profiles/user_id:t1", &p)
+	nb := p.Predictions.NextBest
+	if len(nb) != 2 || nb[0].Item != "B" || nb[1].Item != "P" || !(nb[0].Score > nb[1].Score) {
+		t.Fatalf("next_best_products of t1 (bought A; items A, B, P): %+v, want B then P", nb)
+	}
+}
