@@ -115,6 +115,7 @@ type Identity interface {
 	Reviews(limit int) ([]matching.Review, error)
 	Decide(ctx context.Context, id, decision, reviewer string) (matching.Review, error)
 	Explain(ref string) (matching.Explanation, error)
+	Split(ctx context.Context, ref string, identifiers []string, by string) (matching.SplitInfo, error)
 }
 
 // Auditor is the audit log (engine/audit.Recorder).

@@ -28,7 +28,9 @@ import (
 //  3. An event moves when the identifiers it carries that the profile owns
 //     include a moved one and none that stays; an event that carried both
 //     (the link itself, when a shared identifier made the wrong merge)
-//     stays with the old profile. The records stored under the old root
+//     stays with the old profile. A profile merged into the old one whose
+//     events all move goes with them (identity.Split's follow): its id
+//     then finds the new profile. The records stored under the old root
 //     and under every profile merged into it are read; the moved ones are
 //     deleted there (PartitionCommand.Unstore) and stored under the new
 //     profile (Rebuild.Store).
@@ -248,7 +250,23 @@ func (sm *StateMachine) applySplit(rw store.ReadWriter, seq uint64, c *Control, 
 		}
 	}
 
-	if _, err := kc.Split(rw, root, splitRefs(q.Identifiers), into); errors.Is(err, identity.ErrSplit) {
+	// A profile merged into the root whose stored events all moved goes
+	// with them: its id then finds the new profile (the wrong merge of a
+	// whole profile is undone whole).
+	stored, gone := map[string]int{}, map[string]int{}
+	for i := range all {
+		stored[string(all[i].Profile)]++
+	}
+	for _, ev := range unstore {
+		gone[string(ev.Profile)]++
+	}
+	var follow [][]byte
+	for _, id := range from {
+		if n := stored[string(id)]; n > 0 && gone[string(id)] == n {
+			follow = append(follow, id)
+		}
+	}
+	if _, err := kc.Split(rw, root, splitRefs(q.Identifiers), into, follow); errors.Is(err, identity.ErrSplit) {
 		return refuse(err.Error())
 	} else if err != nil {
 		return fmt.Errorf("projections: split %s: %w", ulidString(q.ID), err)
@@ -268,11 +286,14 @@ func (sm *StateMachine) applySplit(rw store.ReadWriter, seq uint64, c *Control, 
 		}
 	}
 	reason := "split:" + ulidString(q.ID)
-	oldRB, err := sm.rebuild(root, old.MergedFrom, keepIDs, kept, reason)
+	keepFrom := slices.DeleteFunc(slices.Clone(old.MergedFrom), func(m []byte) bool {
+		return slices.ContainsFunc(follow, func(f []byte) bool { return bytes.Equal(f, m) })
+	})
+	oldRB, err := sm.rebuild(root, keepFrom, keepIDs, kept, reason)
 	if err != nil {
 		return fmt.Errorf("projections: split %s: %w", ulidString(q.ID), err)
 	}
-	newRB, err := sm.rebuild(into, nil, moveIDs, moved, reason)
+	newRB, err := sm.rebuild(into, follow, moveIDs, moved, reason)
 	if err != nil {
 		return fmt.Errorf("projections: split %s: %w", ulidString(q.ID), err)
 	}

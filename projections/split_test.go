@@ -189,6 +189,10 @@ func TestSplitUndoesAWrongMerge(t *testing.T) {
 			if err := r.sm.Keychain().Check(r.s); err != nil {
 				t.Fatal(err)
 			}
+			// Bob's old profile id, all of whose events moved, finds him again.
+			if got := r.rootOf(b); !bytes.Equal(got, into) {
+				t.Errorf("bob's old profile id resolves to %x, want the new profile %x", got, into)
+			}
 			for _, c := range []struct {
 				name string
 				id   []byte

@@ -18,12 +18,14 @@ var ErrSplit = errors.New("identity: split refused")
 // Split moves the identifiers ids (Type and Hash; each owned by the root of
 // profile) to a new root profile newID, as an unmerge decides (issue #13):
 // their ik entries point at newID, the root's node loses them and a new
-// root node holds them. The root keeps its MergedFrom (the profiles merged
-// into it still redirect to it; their event records are the caller's
-// business). It returns the root, store.ErrNotFound for an unknown
-// profile, or an error wrapping ErrSplit. Like Resolve it reads everything
-// before it writes; the invariants of Check hold afterwards.
-func (k *Keychain) Split(rw store.ReadWriter, profile []byte, ids []event.IDRef, newID []byte) ([]byte, error) {
+// root node holds them. The profiles of follow (each merged into the root)
+// go with them: they redirect to newID and move from the root's MergedFrom
+// to newID's (the caller passes those whose events all moved, so that a
+// reference to such a profile id finds the new profile). It returns the
+// root, store.ErrNotFound for an unknown profile, or an error wrapping
+// ErrSplit. Like Resolve it reads everything before it writes; the
+// invariants of Check hold afterwards.
+func (k *Keychain) Split(rw store.ReadWriter, profile []byte, ids []event.IDRef, newID []byte, follow [][]byte) ([]byte, error) {
 	rootID, n, err := root(rw, profile)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -55,6 +57,13 @@ func (k *Keychain) Split(rw store.ReadWriter, profile []byte, ids []event.IDRef,
 	if len(move) == len(n.IDs) {
 		return nil, fmt.Errorf("%w: every identifier of the profile would move", ErrSplit)
 	}
+	follow = slices.SortedFunc(slices.Values(follow), bytes.Compare)
+	follow = slices.CompactFunc(follow, bytes.Equal)
+	for _, f := range follow {
+		if _, ok := slices.BinarySearchFunc(n.MergedFrom, f, bytes.Compare); !ok {
+			return nil, fmt.Errorf("%w: profile %x was not merged into %x", ErrSplit, f, rootID)
+		}
+	}
 	stay := slices.DeleteFunc(slices.Clone(n.IDs), func(x nodeID) bool {
 		_, moved := slices.BinarySearchFunc(move, x, compareNodeID)
 		return moved
@@ -65,11 +74,27 @@ func (k *Keychain) Split(rw store.ReadWriter, profile []byte, ids []event.IDRef,
 		}
 	}
 	n.IDs = stay
+	n.MergedFrom = slices.DeleteFunc(n.MergedFrom, func(m []byte) bool {
+		_, ok := slices.BinarySearchFunc(follow, m, bytes.Compare)
+		return ok
+	})
+	if len(n.MergedFrom) == 0 {
+		n.MergedFrom = nil
+	}
 	if err := rw.Set(ipKey(rootID), encodeNode(n)); err != nil {
 		return nil, fmt.Errorf("identity: split: %w", err)
 	}
-	if err := rw.Set(ipKey(newID), encodeNode(&node{IDs: move})); err != nil {
+	nn := &node{IDs: move}
+	if len(follow) > 0 {
+		nn.MergedFrom = follow
+	}
+	if err := rw.Set(ipKey(newID), encodeNode(nn)); err != nil {
 		return nil, fmt.Errorf("identity: split: %w", err)
+	}
+	for _, f := range follow {
+		if err := rw.Set(ipKey(f), encodeNode(&node{Redirect: bytes.Clone(newID)})); err != nil {
+			return nil, fmt.Errorf("identity: split: %w", err)
+		}
 	}
 	return rootID, nil
 }
