@@ -44,7 +44,7 @@ var (
 	// personal data (GDPR art. 16: one person's data shown under another's
 	// identifiers), the privacy role's duty.
 	rolesRectify = []auth.Role{auth.RoleEditor, auth.RolePrivacy}
-	rolesAny      = []auth.Role{auth.RoleEditor, auth.RoleViewer, auth.RolePrivacy} // every signed-in principal
+	rolesAny     = []auth.Role{auth.RoleEditor, auth.RoleViewer, auth.RolePrivacy} // every signed-in principal
 )
 
 // routeTable is the ONE place that states every route and who may call it.

@@ -285,7 +285,7 @@ type Control struct {
 	Review        *ReviewDecision `msgpack:"rv,omitempty"`
 	IdentityModel *match.Model    `msgpack:"im,omitempty"`
 	Split         *SplitRequest   `msgpack:"sp,omitempty"` // identity.split (split.go)
-	Time          int64           `msgpack:"t"` // Unix ms, stamped at the edge
+	Time          int64           `msgpack:"t"`            // Unix ms, stamped at the edge
 }
 
 // Control kinds.
