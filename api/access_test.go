@@ -268,6 +268,18 @@ var fixtures = map[string]fixture{
 		rv := s.propose(a, b, 0.85)
 		return req{path: "/v1/identity/reviews/" + rv.ID, body: []byte(`{"decision":"reject"}`)}
 	}},
+	"POST /v1/profiles/{ref}/split": {req: func(s *accessServer, n int) req {
+		// No matching traits: the matcher must not pick these up (the
+		// review fixture's pairs share a surname).
+		if r := s.do(req{path: "/v1/identify", key: s.webKey, body: []byte(fmt.Sprintf(`{"anonymousId":"spa%d","userId":"spu%d"}`, n, n))}); r.code != 200 {
+			s.t.Fatalf("identify: %s", r)
+		}
+		check.For(s.t, 30*time.Second, 10*time.Millisecond, func() error {
+			_, err := s.e.Reader().Profile(fmt.Sprintf("user_id:spu%d", n))
+			return err
+		})
+		return req{path: fmt.Sprintf("/v1/profiles/user_id:spu%d/split", n), body: []byte(fmt.Sprintf(`{"identifiers":["anonymous_id:spa%d"]}`, n))}
+	}},
 	"GET /v1/models":                   {req: get("/v1/models")},
 	"GET /v1/models/{name}":            {req: get("/v1/models/seeded")},
 	"GET /v1/models/{name}/evaluation": {req: get("/v1/models/seeded/evaluation?holdout_end=2024-12-31")},

@@ -49,6 +49,7 @@ var routeSummaries = map[string]string{
 	"GET /v1/profiles/{ref}/identity":    "A profile's identifiers and, for each link, what made it (event and shared identifier, or the probabilistic match with per-field contributions)",
 	"POST /v1/identity/model":            "Fit the probabilistic identity model from the current profiles (bounded sample) and record it; every profile is matched again",
 	"GET /v1/identity/model":             "The probabilistic identity model in effect: m and u per comparison level, prior",
+	"POST /v1/profiles/{ref}/split":      "Undo a wrong merge: {\"identifiers\": [\"crm_id:...\"]} move to a new profile with the events that came with them; both GCRs and audience memberships are recomputed and the matcher never merges the two back",
 	"GET /v1/identity/reviews":           "Pending probabilistic matches awaiting a reviewer",
 	"POST /v1/identity/reviews/{id}":     "Decide a pending match: {\"decision\": \"merge\" | \"reject\"} (a rejected pair is never merged automatically again)",
 	"POST /v1/models":                    "Fit a prediction model in the background (clv: BG/NBD, Pareto/NBD, Gamma-Gamma)",

@@ -116,6 +116,7 @@ type Identity interface {
 	Reviews(limit int) ([]matching.Review, error)
 	Decide(ctx context.Context, id, decision, reviewer string) (matching.Review, error)
 	Explain(ref string) (matching.Explanation, error)
+	Split(ctx context.Context, ref string, identifiers []string, by string) (matching.SplitInfo, error)
 }
 
 // Exports is the warehouse export (engine/export.Exporter).

@@ -448,7 +448,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.exporter = export.New(xo, export.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Open: e.keys.Open})
 	e.matching = matching.New(matching.Options{Logger: opts.Logger, Leader: e.leader,
 		NewID: func() []byte { return e.ids.Next(e.opts.Now()) }},
-		matching.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Profiles: e.reader})
+		matching.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Profiles: e.reader, Identifiers: e.reader})
 	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
 		Cluster: opts.Cluster, Applied: e.applied.get, Erasing: e.erasing},
 		e.log, e.keys, wiring{e}, e.privacy)

@@ -80,6 +80,9 @@ func (sm *StateMachine) indexBlocks(rw store.ReadWriter, cmds []PartitionCommand
 		for _, a := range c.Add {
 			touched = append(touched, a.Profile)
 		}
+		for _, rb := range c.Rebuild {
+			touched = append(touched, rb.Profile.ID)
+		}
 	}
 	slices.SortFunc(gone, bytes.Compare)
 	gone = slices.CompactFunc(gone, bytes.Equal)

@@ -284,7 +284,8 @@ type Control struct {
 	Match         *MatchRecord    `msgpack:"mt,omitempty"`
 	Review        *ReviewDecision `msgpack:"rv,omitempty"`
 	IdentityModel *match.Model    `msgpack:"im,omitempty"`
-	Time          int64           `msgpack:"t"` // Unix ms, stamped at the edge
+	Split         *SplitRequest   `msgpack:"sp,omitempty"` // identity.split (split.go)
+	Time          int64           `msgpack:"t"`            // Unix ms, stamped at the edge
 }
 
 // Control kinds.
@@ -372,6 +373,8 @@ type Result struct {
 	// decisions; IdentityModel is set when the entry recorded a model.
 	Matches, Reviews int
 	IdentityModel    bool
+	// Splits counts identity.split records applied (split.go).
+	Splits int
 	// MatchProfiles are the root profiles whose matching traits changed
 	// (the matcher's work), when probabilistic matching is on.
 	MatchProfiles [][]byte
@@ -454,6 +457,11 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 		}
 		if err := sm.applyMatchControl(rw, seq, &c, cmds, &res); err != nil {
 			return res, err
+		}
+		if c.Kind == ControlIdentitySplit {
+			if err := sm.applySplit(rw, seq, &c, cmds, &res); err != nil {
+				return res, err
+			}
 		}
 		entryTime = c.Time
 	default: // a subject of a later version: skipped, position recorded

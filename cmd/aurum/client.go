@@ -316,7 +316,7 @@ person's identifiers, decides. aurum profile get REF shows the result under "con
 			return printJSON(cmd.OutOrStdout(), out)
 		},
 	}
-	cmd.AddCommand(get, events, consent)
+	cmd.AddCommand(get, events, consent, newProfileSplitCmd(&server, &token))
 	return cmd
 }
 

@@ -75,6 +75,9 @@ type Deps struct {
 	Control  Control
 	Applied  Applied
 	Profiles Profiles
+	// Identifiers hashes the identifiers of a split (split.go); nil: no
+	// splits.
+	Identifiers Identifiers
 }
 
 // Service is the matcher, training, reviews and explanations.
@@ -635,6 +638,9 @@ type Explanation struct {
 	Identifiers map[string][]gcr.IdentView `json:"identifiers"`
 	MergedFrom  []string                   `json:"merged_from"`
 	Links       []Link                     `json:"links"`
+	// Splits are the splits (unmerges) the profile, or a profile merged
+	// into it, took part in, in log order (split.go).
+	Splits []SplitInfo `json:"splits"`
 }
 
 // Explain returns the identity of the person ref names: identifiers, and
@@ -683,7 +689,8 @@ func (s *Service) Explain(ref string) (Explanation, error) {
 			}
 			out.Links = append(out.Links, l)
 		}
-		return nil
+		out.Splits, err = splitsOf(r, append([][]byte{u[:]}, from...))
+		return err
 	})
 	return out, err
 }
