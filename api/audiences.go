@@ -168,8 +168,17 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "q", "longer than 1024 bytes")
 			return
 		}
+		scan := 0
+		if v := r.URL.Query().Get("scan"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > query.MemberSearchScan {
+				writeError(w, http.StatusBadRequest, "scan", fmt.Sprintf("must be an integer in [1, %d]", query.MemberSearchScan))
+				return
+			}
+			scan = n
+		}
 		var res query.MemberSearch
-		res, err = s.svc.Reads.SearchMembers(name, q[0], cursor, limit)
+		res, err = s.svc.Reads.SearchMembers(name, q[0], cursor, limit, scan)
 		members, next = res.Members, res.Next
 		extra["scanned"], extra["exact"] = res.Scanned, res.Exact
 	} else {

@@ -109,6 +109,35 @@ func TestAudienceMembersSearch(t *testing.T) {
 		t.Errorf("pages gave %v, want %v", all, want)
 	}
 
+	// A bounded scan: one member read per call; the calls, following next,
+	// search the whole audience and find bob once.
+	var found []string
+	calls, empty := 0, 0
+	for cursor := ""; calls < 10; {
+		r, m := searchMembers(t, s, "q=bob&scan=1&cursor="+cursor)
+		calls++
+		if r.code != http.StatusOK || m.Scanned > 1 || m.Exact {
+			t.Fatalf("scan=1: %s", r)
+		}
+		for _, x := range m.Members {
+			found = append(found, x.ProfileID)
+		}
+		if len(m.Members) == 0 && m.Next != "" {
+			empty++ // nothing in this slice, more to search
+		}
+		if m.Next == "" {
+			break
+		}
+		cursor = m.Next
+	}
+	if !slices.Equal(found, []string{id["u2"]}) || calls != 4 || empty != 2 {
+		t.Errorf("scan=1 over 3 members: found %v in %d calls (%d empty with a next), want bob in 4 calls, 2 empty", found, calls, empty)
+	}
+	r, _ = searchMembers(t, s, "q=bob&scan=0")
+	if _, field := r.errorBody(t); r.code != http.StatusBadRequest || field != "scan" {
+		t.Errorf("scan=0: %s, want 400 naming scan", r)
+	}
+
 	for _, q := range []string{"q=", "q=%20", "q=a&q=b"} {
 		r, _ := searchMembers(t, s, q)
 		if _, field := r.errorBody(t); r.code != http.StatusBadRequest || field != "q" {

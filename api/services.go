@@ -62,7 +62,7 @@ type Reads interface {
 	Audiences() ([]query.AudienceInfo, error)
 	Audience(name string) (query.AudienceInfo, error)
 	AudienceMembers(name, cursor string, limit int) ([]query.Member, string, error)
-	SearchMembers(name, q, cursor string, limit int) (query.MemberSearch, error)
+	SearchMembers(name, q, cursor string, limit, scan int) (query.MemberSearch, error)
 	Preview(rule string, sample int, exact bool) (query.PreviewResult, error)
 	Seen(source string, messageIDs []string, at time.Time) ([]bool, error)
 }

@@ -510,7 +510,8 @@ func TestBrowser(t *testing.T) {
 		if code, body := apiDo(t, n.URL, "POST", "/v1/destinations", `{"name":"crm-hook","kind":"webhook","url":"`+hook.URL+`","secret":"hook-secret-0123456789","audiences":["buyers"],"channel":"email"}`); code != 201 {
 			t.Fatalf("create destination: %d %s", code, body)
 		}
-		postBatch(t, n.URL, key, `{"batch":[{"type":"track","userId":"u-cy","event":"","properties":{"sku":"C1"}}]}`)
+		// One bad event beside a good one (a batch of bad events only is a 400).
+		postBatch(t, n.URL, key, `{"batch":[{"type":"track","userId":"u-cy","event":"","properties":{"sku":"C1"}},{"type":"track","userId":"u-cy","event":"Product Viewed","properties":{"sku":"C2"}}]}`)
 		// Let the dashboard take a few samples while events arrive, so
 		// that its charts have lines.
 		b.run("dashboard", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("page-dashboard")))

@@ -124,8 +124,9 @@ func (e *Reader) AudienceHistory(ref, cursor string, limit int) (out []HistoryIt
 }
 
 // MemberSearchScan is how many members one SearchMembers call reads at
-// most when it scans (a query that is not type:value); past it the answer
-// carries a next cursor from which to go on.
+// most when it scans (a query that is not a known type:value; the
+// caller may ask for fewer); past it the answer carries a next cursor from
+// which to go on.
 const MemberSearchScan = 5000
 
 // MemberSearch is an answer of SearchMembers.
@@ -149,11 +150,18 @@ type MemberSearch struct {
 // (for type:value naming no known identifier: value with the identifiers
 // of that type only). Scans read the members in profile id order from the
 // cursor on ("" = from the start), at most MemberSearchScan of them per
-// call, until limit match; Next says where to go on.
-func (e *Reader) SearchMembers(name, q, cursor string, limit int) (MemberSearch, error) {
+// call (scan, 0 = MemberSearchScan), until limit match; Next says where
+// to go on.
+func (e *Reader) SearchMembers(name, q, cursor string, limit, scan int) (MemberSearch, error) {
 	res := MemberSearch{Members: []Member{}}
 	if limit < 1 || limit > 10000 {
 		return res, fmt.Errorf("%w: limit must be in [1, 10000]", base.ErrInvalid)
+	}
+	if scan == 0 {
+		scan = MemberSearchScan
+	}
+	if scan < 1 || scan > MemberSearchScan {
+		return res, fmt.Errorf("%w: scan must be in [1, %d]", base.ErrInvalid, MemberSearchScan)
 	}
 	q = strings.TrimSpace(q)
 	if q == "" {
@@ -197,7 +205,7 @@ func (e *Reader) SearchMembers(name, q, cursor string, limit int) (MemberSearch,
 		}
 		const chunk = 500
 		for {
-			want := min(chunk, MemberSearchScan-res.Scanned)
+			want := min(chunk, scan-res.Scanned)
 			ms, ids, err := sm.AudienceMembers(r, name, after, want)
 			if err != nil {
 				return err
@@ -221,7 +229,7 @@ func (e *Reader) SearchMembers(name, q, cursor string, limit int) (MemberSearch,
 			if len(ids) < want {
 				return nil // the end of the audience
 			}
-			if res.Scanned >= MemberSearchScan {
+			if res.Scanned >= scan {
 				res.Next = base.ULIDString(after)
 				return nil
 			}
