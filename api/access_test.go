@@ -25,6 +25,7 @@ import (
 	"github.com/aurumcdp/aurum/cluster"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/testnode"
@@ -99,7 +100,8 @@ func newAccessServerClock(t *testing.T, clock *testClock, set func(*api.Options)
 	}
 	fc := &fakeCluster{leader: true}
 	n := testnode.Start(t, testnode.Options{API: &opts, Engine: engine.Options{DataDir: dir, MasterKey: bytes.Repeat([]byte{7}, 32),
-		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords, Identity: probabilisticConfig()}, Cluster: fc})
+		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords, Identity: probabilisticConfig(),
+		Export: export.Options{Dir: filepath.Join(dir, "exports"), Keep: 2}}, Cluster: fc})
 	key, err := n.Engine.Gate().CreateSource(ctx, "web")
 	if err != nil {
 		t.Fatalf("CreateSource: %v", err)
@@ -216,11 +218,12 @@ var fixtures = map[string]fixture{
 	"GET /v1/deadletters":                     {req: get("/v1/deadletters")},
 	"POST /v1/replay": {req: func(s *accessServer, n int) req { return req{path: "/v1/replay", body: []byte(`{}`)} },
 		after: func(s *accessServer) { s.waitReplay() }},
-	"GET /v1/replay":     {req: get("/v1/replay")},
-	"POST /v1/snapshots": {req: func(s *accessServer, n int) req { return req{path: "/v1/snapshots"} }},
-	"GET /v1/snapshots":  {req: get("/v1/snapshots")},
-	"GET /v1/digest":     {req: get("/v1/digest")},
-	"GET /v1/cluster":    {req: get("/v1/cluster")},
+	"GET /v1/replay":        {req: get("/v1/replay")},
+	"POST /v1/snapshots":    {req: func(s *accessServer, n int) req { return req{path: "/v1/snapshots"} }},
+	"GET /v1/snapshots":     {req: get("/v1/snapshots")},
+	"GET /v1/digest":        {req: get("/v1/digest")},
+	"GET /v1/stats/history": {req: get("/v1/stats/history")},
+	"GET /v1/cluster":       {req: get("/v1/cluster")},
 	"POST /v1/cluster/nodes": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/cluster/nodes", body: []byte(fmt.Sprintf(`{"name":"add%d","http":"127.0.0.1:1","raft":"127.0.0.1:2"}`, n))}
 	}},
@@ -312,7 +315,13 @@ var fixtures = map[string]fixture{
 		}
 		return req{method: "GET", path: "/v1/privacy/erasures/" + info.ID}
 	}},
-	"GET /v1/audit": {req: get("/v1/audit?limit=5")},
+	"GET /v1/audit":            {req: get("/v1/audit?limit=5")},
+	"POST /v1/exports":         {req: func(_ *accessServer, _ int) req { return req{path: "/v1/exports"} }},
+	"GET /v1/exports":          {req: get("/v1/exports")},
+	"GET /v1/exports/schedule": {req: get("/v1/exports/schedule")},
+	"PUT /v1/exports/schedule": {req: func(_ *accessServer, n int) req {
+		return req{method: "PUT", path: "/v1/exports/schedule", body: []byte(fmt.Sprintf(`{"interval":"%dh","keep":3}`, n+1))}
+	}},
 	"POST /v1/tokens": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/tokens", body: []byte(fmt.Sprintf(`{"name":"t%d","role":"viewer","expires":"1h"}`, n))}
 	}},
@@ -665,6 +674,8 @@ func TestRouteTableRoles(t *testing.T) {
 		{"GET /v1/users", auth.RoleViewer, false},
 		{"GET /metrics", auth.RoleViewer, true},
 		{"GET /metrics", auth.RolePrivacy, false},
+		{"GET /v1/stats/history", auth.RoleViewer, true},
+		{"GET /v1/stats/history", auth.RolePrivacy, false},
 		{"DELETE /v1/audiences/{name}", auth.RoleEditor, true},
 		{"DELETE /v1/audiences/{name}", auth.RoleViewer, false},
 	} {
