@@ -212,9 +212,10 @@ var fixtures = map[string]fixture{
 		}
 		return req{path: "/v1/sources/" + name + "/rotate-key", body: []byte(`{"grace":"1h"}`)}
 	}},
-	"GET /v1/profiles/{ref}":        {req: get("/v1/profiles/user_id:seed")},
-	"GET /v1/profiles/{ref}/events": {req: get("/v1/profiles/user_id:seed/events")},
-	"GET /v1/deadletters":           {req: get("/v1/deadletters")},
+	"GET /v1/profiles/{ref}":                  {req: get("/v1/profiles/user_id:seed")},
+	"GET /v1/profiles/{ref}/events":           {req: get("/v1/profiles/user_id:seed/events")},
+	"GET /v1/profiles/{ref}/audience-history": {req: get("/v1/profiles/user_id:seed/audience-history")},
+	"GET /v1/deadletters":                     {req: get("/v1/deadletters")},
 	"POST /v1/replay": {req: func(s *accessServer, n int) req { return req{path: "/v1/replay", body: []byte(`{}`)} },
 		after: func(s *accessServer) { s.waitReplay() }},
 	"GET /v1/replay":        {req: get("/v1/replay")},

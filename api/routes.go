@@ -74,6 +74,7 @@ func (s *Server) routeTable() []routeDef {
 		role("POST /v1/sources/{name}/rotate-key", rolesEdit, s.handleRotateSourceKey),
 		role("GET /v1/profiles/{ref}", rolesProfiles, s.handleProfile),
 		role("GET /v1/profiles/{ref}/events", rolesProfiles, s.handleEvents),
+		role("GET /v1/profiles/{ref}/audience-history", rolesProfiles, s.handleAudienceHistory),
 		role("GET /v1/profiles/{ref}/export", rolesPrivacy, s.handleProfileExport),
 		role("GET /v1/profiles/{ref}/identity", rolesProfiles, s.handleProfileIdentity),
 		role("POST /v1/profiles/{ref}/split", rolesRectify, s.handleSplitProfile),
