@@ -284,6 +284,7 @@ type Control struct {
 	Match         *MatchRecord    `msgpack:"mt,omitempty"`
 	Review        *ReviewDecision `msgpack:"rv,omitempty"`
 	IdentityModel *match.Model    `msgpack:"im,omitempty"`
+	Progress      *MatchProgress  `msgpack:"pg,omitempty"`
 	Time          int64           `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
@@ -473,7 +474,7 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 	if err := sm.applyPartitions(rw, cmds); err != nil {
 		return res, err
 	}
-	if err := sm.indexBlocks(rw, cmds, &res); err != nil {
+	if err := sm.indexBlocks(rw, seq, cmds, &res); err != nil {
 		return res, err
 	}
 	for i := range cmds {
