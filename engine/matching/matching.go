@@ -65,6 +65,9 @@ type Options struct {
 	// makes it match again. It is also how often a follower looks whether it
 	// became the leader.
 	ReportEvery time.Duration
+	// PassStep is the profiles a step of a pass re-indexes and queues
+	// (default and at most projections.MaxPassStep).
+	PassStep int
 	// TrainSample bounds the profiles a training reads (default 200,000).
 	TrainSample int
 	// Seed seeds training (match.TrainOptions.Seed).
@@ -123,6 +126,9 @@ func New(opts Options, deps Deps) *Service {
 	}
 	if opts.ReportEvery <= 0 {
 		opts.ReportEvery = time.Second
+	}
+	if opts.PassStep <= 0 || opts.PassStep > projections.MaxPassStep {
+		opts.PassStep = projections.MaxPassStep
 	}
 	if opts.TrainSample <= 0 {
 		opts.TrainSample = 200_000
@@ -286,7 +292,7 @@ func (s *Service) round(ctx context.Context) (int, bool, error) {
 	// The queue is empty: the next step of the pass (re-index and queue the
 	// next profiles).
 	s.setBusy(true)
-	if err := s.appendProgress(ctx, &projections.MatchProgress{Step: projections.MaxPassStep, After: pass.After}); err != nil {
+	if err := s.appendProgress(ctx, &projections.MatchProgress{Step: s.opts.PassStep, After: pass.After}); err != nil {
 		return 0, false, err
 	}
 	s.mu.Lock()
