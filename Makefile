@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: export-check build test test-short bench bench-cluster fuzz lint run clean predict-eval febrl febrl-product
+.PHONY: export-check build test test-short bench bench-match bench-cluster fuzz lint run clean predict-eval febrl febrl-product
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -29,6 +29,16 @@ BENCHTIMEOUT ?= 3h
 BENCHFLAGS ?=
 bench:
 	$(GO) test -run '^TestReport$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -report -sizes $(SIZES) $(BENCHFLAGS)
+	$(MAKE) bench-match
+
+# Issue #13, must-show 2 (part of `make bench`): the matcher's CPU cost per
+# identify event at MATCHSIZES profiles, candidates per event (bounded by the
+# blocking cap), and apply with matching on against off (interleaved rounds,
+# medians); bench/RESULTS.md "Issue #13: matching cost". About 25 minutes on 2
+# shared cores with the default sizes (10000,100000: about 4).
+MATCHSIZES ?= 10000,100000,1000000
+bench-match:
+	AURUM_BENCH=match $(GO) test -run '^TestMatchCost$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES)
 
 # Issue #11: throughput of one node against three (real processes; rounds
 # interleaved, medians; bench/RESULTS.md "Issue #11: throughput"). About 10

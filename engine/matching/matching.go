@@ -114,6 +114,11 @@ type Stats struct {
 	Proposed int64 `json:"proposed"` // identity.match records appended
 	Reports  int64 `json:"reports"`  // identity.progress records appended
 	Steps    int64 `json:"steps"`    // pass steps taken
+	// Candidates counts the candidates scored (the profiles sharing a block
+	// with a matched profile, at most projections.MaxBlockCandidates per
+	// blocking key); MaxCandidates is the most of one profile.
+	Candidates    int64 `json:"candidates"`
+	MaxCandidates int64 `json:"max_candidates"`
 }
 
 // New returns a Service.
@@ -322,6 +327,11 @@ type proposal struct {
 	ver  string
 }
 
+// MatchProfiles scores every profile of ps against the candidates of its
+// blocks now and appends the proposals (the matcher's step; benchmarks
+// call it directly).
+func (s *Service) MatchProfiles(ctx context.Context, ps [][]byte) error { return s.matchProfiles(ctx, ps) }
+
 // matchProfiles scores every profile of ps against the candidates of its
 // blocks and appends the proposals.
 func (s *Service) matchProfiles(ctx context.Context, ps [][]byte) error {
@@ -350,10 +360,14 @@ func (s *Service) matchProfiles(ctx context.Context, ps [][]byte) error {
 		}
 		seen := map[string]bool{} // each pair once per batch, in either order
 		for _, p := range ps {
-			pp, err := s.score(r, sm, cfg, model, p)
+			pp, nc, err := s.score(r, sm, cfg, model, p)
 			if err != nil {
 				return err
 			}
+			s.mu.Lock()
+			s.stats.Candidates += int64(nc)
+			s.stats.MaxCandidates = max(s.stats.MaxCandidates, int64(nc))
+			s.mu.Unlock()
 			for _, x := range pp {
 				k := string(x.a) + string(x.b)
 				if bytes.Compare(x.a, x.b) > 0 {
@@ -376,21 +390,23 @@ func (s *Service) matchProfiles(ctx context.Context, ps [][]byte) error {
 	return s.propose(ctx, props)
 }
 
-func (s *Service) score(r store.Reader, sm *projections.StateMachine, cfg *match.Config, model *match.Model, p []byte) ([]proposal, error) {
+// score returns the proposals for profile p and how many candidates it
+// scored.
+func (s *Service) score(r store.Reader, sm *projections.StateMachine, cfg *match.Config, model *match.Model, p []byte) ([]proposal, int, error) {
 	root, err := sm.Keychain().Root(r, p)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	rec, err := s.record(r, sm, cfg, root)
 	if err != nil || len(rec) == 0 {
-		return nil, err
+		return nil, 0, err
 	}
 	cands, err := sm.BlockCandidates(r, cfg, rec, root)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var out []proposal
 	for _, c := range cands {
@@ -399,18 +415,18 @@ func (s *Service) score(r store.Reader, sm *projections.StateMachine, cfg *match
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		other, err := s.record(r, sm, cfg, cr)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		d := model.Score(*cfg, rec, other)
 		if cls := cfg.Classify(d.Probability); cls != "none" {
 			out = append(out, proposal{a: root, b: cr, d: d, cls: cls, ver: model.Version})
 		}
 	}
-	return out, nil
+	return out, len(cands), nil
 }
 
 // record is the matching traits of profile, blocked values dropped (a
