@@ -252,6 +252,22 @@ func (s *matchState) queued(after []byte) ([][]byte, []byte) {
 	return ps, after
 }
 
+// runMatcher runs the matcher over the whole queue, in its batches of
+// 256, and returns its CPU time per event of events, its counters and the
+// proposals it made.
+func (s *matchState) runMatcher(events int) (time.Duration, matching.Stats, int) {
+	ps, _ := s.queued(nil)
+	ctl := &countControl{}
+	svc := matching.New(matching.Options{NewID: func() []byte { return benchULID(1, 1) }}, matching.Deps{State: s, Control: ctl, Applied: ctl})
+	cpu := startCPUMeter()
+	for i := 0; i < len(ps); i += 256 {
+		if err := svc.MatchProfiles(context.Background(), ps[i:min(i+256, len(ps))]); err != nil {
+			s.tb.Fatal(err)
+		}
+	}
+	return cpu.per(events), svc.Stats(), ctl.n
+}
+
 // load applies people 0..n-1 (batches of 100) and returns the CPU time per
 // event.
 func (s *matchState) load(kr *seal.Keyring, g *febrlGen, lo, hi int) time.Duration {
@@ -354,21 +370,11 @@ func measureMatchCost(tb testing.TB, kr *seal.Keyring, g *febrlGen, model *match
 		s.apply(projections.SubjectEvents, identifyEntry(tb, kr, s.t, ids, traits))
 	}
 	mc.probeApply = cpu.per(probe)
-	ps, _ := s.queued(nil)
-	mc.matchedQueued = len(ps)
-	ctl := &countControl{}
-	svc := matching.New(matching.Options{NewID: func() []byte { return benchULID(1, 1) }}, matching.Deps{State: s, Control: ctl, Applied: ctl})
-	cpu = startCPUMeter()
-	for i := 0; i < len(ps); i += 256 { // the matcher's batches
-		if err := svc.MatchProfiles(context.Background(), ps[i:min(i+256, len(ps))]); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	mc.matchPerEvent = cpu.per(probe)
-	st := svc.Stats()
+	var st matching.Stats
+	mc.matchPerEvent, st, mc.proposals = s.runMatcher(probe)
+	mc.matchedQueued = int(st.Matched)
 	mc.candidates = float64(st.Candidates) / float64(max(st.Matched, 1))
 	mc.maxCandidates = st.MaxCandidates
-	mc.proposals = ctl.n
 	mc.candidateBound = len(matchConfig().Blocking) * projections.MaxBlockCandidates
 	return mc
 }
@@ -385,16 +391,7 @@ func onOffRound(tb testing.TB, kr *seal.Keyring, log [][]byte, events int, model
 		}
 		d := cpu.per(events)
 		if isOn {
-			ps, _ := s.queued(nil)
-			ctl := &countControl{}
-			svc := matching.New(matching.Options{NewID: func() []byte { return benchULID(1, 1) }}, matching.Deps{State: s, Control: ctl, Applied: ctl})
-			cpu := startCPUMeter()
-			for i := 0; i < len(ps); i += 256 {
-				if err := svc.MatchProfiles(context.Background(), ps[i:min(i+256, len(ps))]); err != nil {
-					tb.Fatal(err)
-				}
-			}
-			matcher = cpu.per(events)
+			matcher, _, _ = s.runMatcher(events)
 		}
 		return d
 	}
@@ -476,4 +473,26 @@ func TestMatchCost(t *testing.T) {
 	}
 	t.Log(b.String())
 	fmt.Println(b.String())
+}
+
+// BenchmarkMatcherPerEvent is the matcher's cost per identify event (half
+// duplicates with typos) at 10k and 100k profiles, with the candidates per
+// matched profile:
+//
+//	go test -run '^$' -bench MatcherPerEvent -benchtime 2000x ./bench
+//
+// Each size loads its profiles anew (also for the benchmark's first run
+// with b.N = 1); TestMatchCost is the report of the same at more sizes.
+func BenchmarkMatcherPerEvent(b *testing.B) {
+	kr := benchKeyring(b)
+	g := newFebrlGen()
+	model := trainModel(b, g, 20_000)
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			mc := measureMatchCost(b, kr, g, model, n, max(b.N, 100))
+			b.ReportMetric(float64(mc.matchPerEvent.Nanoseconds()), "cpu-ns/event")
+			b.ReportMetric(mc.candidates, "candidates/profile")
+			b.ReportMetric(float64(mc.maxCandidates), "max-candidates")
+		})
+	}
 }
