@@ -92,7 +92,7 @@ func skewed(rng *rand.Rand, n int, share float64) int {
 func (g *febrlGen) person(i int) map[string]string {
 	rng := rand.New(rand.NewPCG(uint64(i), 77))
 	return map[string]string{
-		"given_name":    g.given[skewed(rng, len(g.given), 0.3)],      // the commonest ≈ 3.6 %
+		"given_name":    g.given[skewed(rng, len(g.given), 0.3)],       // the commonest ≈ 3.6 %
 		"surname":       g.surnames[skewed(rng, len(g.surnames), 0.1)], // the commonest ≈ 0.9 %
 		"date_of_birth": fmt.Sprintf("19%02d%02d%02d", 30+rng.IntN(70), 1+rng.IntN(12), 1+rng.IntN(28)),
 		"street_number": fmt.Sprint(1 + rng.IntN(300)),
@@ -268,10 +268,11 @@ func (s *matchState) runMatcher(events int) (time.Duration, matching.Stats, int)
 	return cpu.per(events), svc.Stats(), ctl.n
 }
 
-// load applies people 0..n-1 (batches of 100) and returns the CPU time per
-// event.
+// load applies people lo..hi-1 (batches of 100) and returns the CPU time
+// of Apply per event (making the entries, sealing the traits, is not
+// counted).
 func (s *matchState) load(kr *seal.Keyring, g *febrlGen, lo, hi int) time.Duration {
-	cpu := startCPUMeter()
+	var d time.Duration
 	for i := lo; i < hi; i += 100 {
 		var ids []string
 		var traits []map[string]string
@@ -280,9 +281,17 @@ func (s *matchState) load(kr *seal.Keyring, g *febrlGen, lo, hi int) time.Durati
 			traits = append(traits, g.person(j))
 		}
 		s.t += 1000
-		s.apply(projections.SubjectEvents, identifyEntry(s.tb, kr, s.t, ids, traits))
+		d += s.timedApply(identifyEntry(s.tb, kr, s.t, ids, traits))
 	}
-	return cpu.per(hi - lo)
+	return d / time.Duration(max(hi-lo, 1))
+}
+
+// timedApply applies an events entry and returns the CPU time it took
+// (wall time where CPU time is not available).
+func (s *matchState) timedApply(data []byte) time.Duration {
+	cpu := startCPUMeter()
+	s.apply(projections.SubjectEvents, data)
+	return cpu.per(1)
 }
 
 type cpuMeterT struct {
@@ -355,7 +364,7 @@ func measureMatchCost(tb testing.TB, kr *seal.Keyring, g *febrlGen, model *match
 	runtime.ReadMemStats(&ms)
 	mc.heapAfterLoad = ms.HeapAlloc
 
-	cpu := startCPUMeter()
+	var probeCPU time.Duration
 	for i := 0; i < probe; i += 100 {
 		var ids []string
 		var traits []map[string]string
@@ -367,9 +376,9 @@ func measureMatchCost(tb testing.TB, kr *seal.Keyring, g *febrlGen, model *match
 			}
 		}
 		s.t += 1000
-		s.apply(projections.SubjectEvents, identifyEntry(tb, kr, s.t, ids, traits))
+		probeCPU += s.timedApply(identifyEntry(tb, kr, s.t, ids, traits))
 	}
-	mc.probeApply = cpu.per(probe)
+	mc.probeApply = probeCPU / time.Duration(max(probe, 1))
 	var st matching.Stats
 	mc.matchPerEvent, st, mc.proposals = s.runMatcher(probe)
 	mc.matchedQueued = int(st.Matched)
@@ -420,16 +429,39 @@ func TestMatchCost(t *testing.T) {
 	cpu := startCPUMeter()
 	model := trainModel(t, g, 20_000)
 	t.Logf("model %s trained on 22,000 records in %v CPU", model.Version, cpu.per(1))
+	var b strings.Builder
+	if *matchOnOff > 0 { // 0: sizes only
+		b.WriteString(onOff(t, kr, g, model, *matchOnOff, *matchRounds))
+	}
+	fmt.Fprintf(&b, "\n### Matcher cost per event at growing numbers of profiles (%d probe identify events per size, half duplicates)\n\n", *matchProbe)
+	fmt.Fprintln(&b, "| profiles | load: apply on, CPU/event | probe apply, CPU/event | matcher, CPU/event | ratio to the smallest size | candidates per matched profile (mean / max; bound) | proposals | Go heap after load |")
+	fmt.Fprintln(&b, "|---:|---:|---:|---:|---|---|---:|---:|")
+	var first time.Duration
+	for _, n := range sizes {
+		c := measureMatchCost(t, kr, g, model, n, *matchProbe)
+		t.Logf("%d profiles: load %v/event (%v), probe apply %v/event, matcher %v/event, candidates %.1f/profile (max %d), proposals %d, heap %s",
+			n, c.loadPerEvent, c.loadWall.Round(time.Second), c.probeApply, c.matchPerEvent, c.candidates, c.maxCandidates, c.proposals, mib(int64(c.heapAfterLoad)))
+		if first == 0 {
+			first = c.matchPerEvent
+		}
+		fmt.Fprintf(&b, "| %d | %v | %v | %v | %.2f× | %.1f / %d; ≤ %d | %d | %s |\n", c.profiles, c.loadPerEvent.Round(100*time.Nanosecond),
+			c.probeApply.Round(100*time.Nanosecond), c.matchPerEvent.Round(100*time.Nanosecond),
+			float64(c.matchPerEvent)/float64(first), c.candidates, c.maxCandidates, c.candidateBound, c.proposals, mib(int64(c.heapAfterLoad)))
+	}
+	t.Log(b.String())
+	fmt.Println(b.String())
+}
 
-	// Ingest with matching on against off: the same log, interleaved
-	// rounds, medians (house rule: the baseline in the same run).
-	events := *matchOnOff
+// onOff measures apply with matching on against off on the same log of
+// identify events (one in ten a duplicate with typos), rounds interleaved,
+// and returns the table (medians).
+func onOff(t *testing.T, kr *seal.Keyring, g *febrlGen, model *match.Model, events, rounds int) string {
 	var log [][]byte
 	for i := 0; i < events; i += 100 {
 		var ids []string
 		var traits []map[string]string
 		for j := i; j < min(i+100, events); j++ {
-			if j%10 == 9 { // one in ten a duplicate with typos
+			if j%10 == 9 {
 				ids, traits = append(ids, fmt.Sprint("dup-", j)), append(traits, g.duplicate(j-9, j))
 			} else {
 				ids, traits = append(ids, fmt.Sprint("crm-", j)), append(traits, g.person(j))
@@ -439,40 +471,22 @@ func TestMatchCost(t *testing.T) {
 	}
 	var ons, offs, matchers []time.Duration
 	var ratiosApply, ratiosTotal []float64
-	for r := range *matchRounds {
+	for r := range rounds {
 		on, off, m := onOffRound(t, kr, log, events, model, r%2 == 0)
 		ons, offs, matchers = append(ons, on), append(offs, off), append(matchers, m)
 		ratiosApply = append(ratiosApply, float64(on)/float64(off))
 		ratiosTotal = append(ratiosTotal, float64(on+m)/float64(off))
 		t.Logf("round %d: apply on %v/event, off %v/event, matcher %v/event", r, on, off, m)
 	}
-
-	var costs []matchCost
-	for _, n := range sizes {
-		mc := measureMatchCost(t, kr, g, model, n, *matchProbe)
-		costs = append(costs, mc)
-		t.Logf("%d profiles: load %v/event (%v), probe apply %v/event, matcher %v/event, candidates %.1f/profile (max %d), proposals %d, heap %s",
-			n, mc.loadPerEvent, mc.loadWall.Round(time.Second), mc.probeApply, mc.matchPerEvent, mc.candidates, mc.maxCandidates, mc.proposals, mib(int64(mc.heapAfterLoad)))
-	}
-
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n### Ingest with matching on and off (%d identify events, 1 in 10 a duplicate; %d rounds interleaved, medians)\n\n", events, *matchRounds)
+	fmt.Fprintf(&b, "\n### Ingest with matching on and off (%d identify events, 1 in 10 a duplicate; %d rounds interleaved, medians)\n\n", events, rounds)
 	fmt.Fprintln(&b, "| measurement | CPU per event | ratio to off (same run) |")
 	fmt.Fprintln(&b, "|---|---:|---|")
 	fmt.Fprintf(&b, "| apply, matching off (baseline) | %v | baseline |\n", median(offs).Round(100*time.Nanosecond))
 	fmt.Fprintf(&b, "| apply, matching on (block index + queue) | %v | %.2f× |\n", median(ons).Round(100*time.Nanosecond), medianF(ratiosApply))
 	fmt.Fprintf(&b, "| matcher (candidates, scoring) | %v | — |\n", median(matchers).Round(100*time.Nanosecond))
 	fmt.Fprintf(&b, "| apply on + matcher | %v | %.2f× |\n", (median(ons) + median(matchers)).Round(100*time.Nanosecond), medianF(ratiosTotal))
-	fmt.Fprintf(&b, "\n### Matcher cost per event at growing numbers of profiles (%d probe identify events per size, half duplicates)\n\n", *matchProbe)
-	fmt.Fprintln(&b, "| profiles | load: apply on, CPU/event | probe apply, CPU/event | matcher, CPU/event | ratio to the smallest size | candidates per matched profile (mean / max; bound) | proposals | Go heap after load |")
-	fmt.Fprintln(&b, "|---:|---:|---:|---:|---|---|---:|---:|")
-	for _, c := range costs {
-		fmt.Fprintf(&b, "| %d | %v | %v | %v | %.2f× | %.1f / %d; ≤ %d | %d | %s |\n", c.profiles, c.loadPerEvent.Round(100*time.Nanosecond),
-			c.probeApply.Round(100*time.Nanosecond), c.matchPerEvent.Round(100*time.Nanosecond),
-			float64(c.matchPerEvent)/float64(costs[0].matchPerEvent), c.candidates, c.maxCandidates, c.candidateBound, c.proposals, mib(int64(c.heapAfterLoad)))
-	}
-	t.Log(b.String())
-	fmt.Println(b.String())
+	return b.String()
 }
 
 // BenchmarkMatcherPerEvent is the matcher's cost per identify event (half
