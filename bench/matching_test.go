@@ -92,8 +92,8 @@ func skewed(rng *rand.Rand, n int, share float64) int {
 func (g *febrlGen) person(i int) map[string]string {
 	rng := rand.New(rand.NewPCG(uint64(i), 77))
 	return map[string]string{
-		"given_name":    g.given[skewed(rng, len(g.given), 0.3)],       // the commonest ≈ 3.6 %
-		"surname":       g.surnames[skewed(rng, len(g.surnames), 0.1)], // the commonest ≈ 0.9 %
+		"given_name":    g.given[skewed(rng, len(g.given), 0.3)],       // the commonest ≈ 2.7 %
+		"surname":       g.surnames[skewed(rng, len(g.surnames), 0.1)], // the commonest ≈ 0.6 %
 		"date_of_birth": fmt.Sprintf("19%02d%02d%02d", 30+rng.IntN(70), 1+rng.IntN(12), 1+rng.IntN(28)),
 		"street_number": fmt.Sprint(1 + rng.IntN(300)),
 		"postcode":      fmt.Sprint(2000 + rng.IntN(8000)),
