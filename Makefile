@@ -32,13 +32,16 @@ bench:
 	$(MAKE) bench-match
 
 # Issue #13, must-show 2 (part of `make bench`): the matcher's CPU cost per
-# identify event at MATCHSIZES profiles, candidates per event (bounded by the
-# blocking cap), and apply with matching on against off (interleaved rounds,
-# medians); bench/RESULTS.md "Issue #13: matching cost". About 25 minutes on 2
-# shared cores with the default sizes (10000,100000: about 4).
+# identify event at MATCHSIZES profiles (each loaded into a state machine on
+# Pebble), apply with matching on against off (interleaved rounds, medians),
+# and the block sizes and candidates per event at MATCHBLOCKSIZES profiles
+# (from the generator, no store); bench/RESULTS.md "Issue #13: matching cost".
+# MATCHSIZES=10000,100000 takes about 10 minutes on 2 busy cores; the 1M size
+# loads a million profiles (several more minutes of CPU per 100k).
 MATCHSIZES ?= 10000,100000,1000000
+MATCHBLOCKSIZES ?= 10000,100000,1000000
 bench-match:
-	AURUM_BENCH=match $(GO) test -run '^TestMatchCost$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES)
+	AURUM_BENCH=match $(GO) test -run '^TestMatch(Cost|BlockSizes)$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES) -match-block-sizes $(MATCHBLOCKSIZES)
 
 # Issue #11: throughput of one node against three (real processes; rounds
 # interleaved, medians; bench/RESULTS.md "Issue #11: throughput"). About 10

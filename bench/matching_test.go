@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ var (
 	matchProbe  = flag.Int("match-probe", 2000, "identify events matched per size (half duplicates of existing people with typos)")
 	matchOnOff  = flag.Int("match-onoff-events", 20_000, "identify events per on/off apply round")
 	matchRounds = flag.Int("match-rounds", 3, "interleaved on/off rounds")
+
+	matchBlockSizes = flag.String("match-block-sizes", "10000,100000,1000000", "comma-separated profile counts of TestMatchBlockSizes")
 )
 
 // matchConfig is issue #13's example (without phone, email, address_1,
@@ -509,4 +512,77 @@ func BenchmarkMatcherPerEvent(b *testing.B) {
 			b.ReportMetric(float64(mc.maxCandidates), "max-candidates")
 		})
 	}
+}
+
+// TestMatchBlockSizes prints, for the generator's people at each size, the
+// largest block of each blocking rule and the candidates a probe event
+// would read: the sum over its keys of the block size capped at
+// projections.MaxBlockCandidates (an upper bound: BlockCandidates counts a
+// profile found by two rules once). It needs no store, so it covers 1M
+// people in seconds where loading them takes an hour on a busy machine
+// (AURUM_BENCH=match, part of make bench-match).
+func TestMatchBlockSizes(t *testing.T) {
+	if os.Getenv("AURUM_BENCH") != "match" {
+		t.Skip("AURUM_BENCH=match runs the matching cost measurement (make bench-match)")
+	}
+	sizes, err := parseSizes(*matchBlockSizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := *matchConfig()
+	g := newFebrlGen()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n### Block sizes and candidates per event (%d probe identify events, half duplicates)\n\n", *matchProbe)
+	fmt.Fprintln(&b, "| profiles | largest block per rule | probe events whose reads hit the cap | candidates read per probe event, capped (mean / max) | uncapped (mean / max) |")
+	fmt.Fprintln(&b, "|---:|---|---:|---|---|")
+	for _, n := range sizes {
+		counts := map[string]int32{}
+		for i := range n {
+			for _, k := range match.BlockKeys(cfg, match.Record(g.person(i))) {
+				counts[k]++
+			}
+		}
+		largest := make([]int32, len(cfg.Blocking))
+		for k, c := range counts {
+			for r := range cfg.Blocking {
+				if strings.HasPrefix(k, strings.Join(cfg.Blocking[r], ",")+"=") {
+					largest[r] = max(largest[r], c)
+				}
+			}
+		}
+		var capped, uncapped []float64
+		hit := 0
+		for j := range *matchProbe {
+			rec := match.Record(g.person(n + j))
+			if j%2 == 0 {
+				rec = match.Record(g.duplicate((j*7919)%n, j))
+			}
+			c, u, h := 0, 0, false
+			for _, k := range match.BlockKeys(cfg, rec) {
+				c += min(int(counts[k]), projections.MaxBlockCandidates)
+				u += int(counts[k])
+				h = h || int(counts[k]) > projections.MaxBlockCandidates
+			}
+			capped, uncapped = append(capped, float64(c)), append(uncapped, float64(u))
+			if h {
+				hit++
+			}
+		}
+		var rules []string
+		for r := range cfg.Blocking {
+			rules = append(rules, fmt.Sprintf("%s: %d", strings.Join(cfg.Blocking[r], "+"), largest[r]))
+		}
+		fmt.Fprintf(&b, "| %d | %s | %d | %.1f / %.0f | %.1f / %.0f |\n", n, strings.Join(rules, ", "), hit,
+			mean(capped), slices.Max(capped), mean(uncapped), slices.Max(uncapped))
+	}
+	t.Log(b.String())
+	fmt.Println(b.String())
+}
+
+func mean(xs []float64) float64 {
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(max(len(xs), 1))
 }
