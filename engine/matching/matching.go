@@ -330,7 +330,9 @@ type proposal struct {
 // MatchProfiles scores every profile of ps against the candidates of its
 // blocks now and appends the proposals (the matcher's step; benchmarks
 // call it directly).
-func (s *Service) MatchProfiles(ctx context.Context, ps [][]byte) error { return s.matchProfiles(ctx, ps) }
+func (s *Service) MatchProfiles(ctx context.Context, ps [][]byte) error {
+	return s.matchProfiles(ctx, ps)
+}
 
 // matchProfiles scores every profile of ps against the candidates of its
 // blocks and appends the proposals.
