@@ -285,7 +285,8 @@ type Control struct {
 	Review        *ReviewDecision `msgpack:"rv,omitempty"`
 	IdentityModel *match.Model    `msgpack:"im,omitempty"`
 	Split         *SplitRequest   `msgpack:"sp,omitempty"` // identity.split (split.go)
-	Time          int64           `msgpack:"t"`            // Unix ms, stamped at the edge
+	Progress      *MatchProgress  `msgpack:"pg,omitempty"`
+	Time          int64           `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
 // Control kinds.
@@ -481,7 +482,7 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 	if err := sm.applyPartitions(rw, cmds); err != nil {
 		return res, err
 	}
-	if err := sm.indexBlocks(rw, cmds, &res); err != nil {
+	if err := sm.indexBlocks(rw, seq, cmds, &res); err != nil {
 		return res, err
 	}
 	for i := range cmds {

@@ -133,7 +133,7 @@ var digestPrefixes = [][]byte{
 	prefixToken, prefixUser, prefixModel, []byte("ik/"), []byte("ip/"), []byte("p/"),
 	keySuppressed, prefixSuppress, prefixErasure, prefixErasurePending,
 	keyMatchModel, prefixMatch, prefixReviewQ, prefixRejection, prefixPendingPair, prefixBlock, prefixBlockProfile,
-	prefixSplit, prefixProfileSplit,
+	prefixSplit, prefixProfileSplit, prefixMatchQueue, prefixMatchInfo,
 }
 
 // snapshotPrefixes are what a whole-state snapshot holds: the digest's

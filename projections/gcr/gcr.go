@@ -443,3 +443,50 @@ func (p *Projection) EachProfile(r store.Reader, fn func(prof *Profile) error) e
 	}
 	return nil
 }
+
+// ProfileCursorLen is the length of a cursor of ProfilesAfter: the
+// partition (2 bytes, big endian) and the profile id.
+const ProfileCursorLen = 2 + 16
+
+// ProfilesAfter calls fn with up to n stored GCRs after cursor (nil: from
+// the first), in the order of EachProfile (partition by partition, key
+// order), each with its own cursor, and returns the last cursor visited
+// (nil when none was). A background pass resumes from a cursor it
+// recorded: fewer than n calls mean the pass is complete.
+func (p *Projection) ProfilesAfter(r store.Reader, cursor []byte, n int, fn func(cursor []byte, prof *Profile) error) ([]byte, error) {
+	startPart, seen := 0, 0
+	var last []byte
+	if len(cursor) == ProfileCursorLen {
+		startPart = int(binary.BigEndian.Uint16(cursor))
+	}
+	for part := startPart; part < p.parts && seen < n; part++ {
+		prefix := binary.BigEndian.AppendUint16([]byte("p/"), uint16(part))
+		prefix = append(prefix, '/', 'g', '/')
+		lower := prefix
+		if len(cursor) == ProfileCursorLen && part == startPart {
+			lower = append(append(bytes.Clone(prefix), cursor[2:]...), 0)
+		}
+		var ferr error
+		err := r.Scan(lower, store.PrefixEnd(prefix), false, func(k, v []byte) bool {
+			prof, err := decodeProfile(v)
+			if err != nil {
+				ferr = fmt.Errorf("gcr: profiles after: %x: %w", k[len(prefix):], err)
+				return false
+			}
+			last = binary.BigEndian.AppendUint16(nil, uint16(part))
+			last = append(last, k[len(prefix):]...)
+			if ferr = fn(last, prof); ferr != nil {
+				return false
+			}
+			seen++
+			return seen < n
+		})
+		if ferr != nil {
+			return nil, ferr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("gcr: profiles after: %w", err)
+		}
+	}
+	return last, nil
+}
