@@ -198,7 +198,7 @@ func New(opts Options, d Deps) *Service {
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
 	}
-	return &Service{dests: d.Destinations, scrubbed: map[string]bool{}, progress: map[string][]activation.DestinationErasure{},opts: opts, log: d.Log, keys: d.Keys, ids: d.IDs, control: d.Control, applied: d.Applied,
+	return &Service{dests: d.Destinations, scrubbed: map[string]bool{}, progress: map[string][]activation.DestinationErasure{}, opts: opts, log: d.Log, keys: d.Keys, ids: d.IDs, control: d.Control, applied: d.Applied,
 		state: d.State, outbox: d.Outbox, profiles: d.Profiles, ingest: d.Ingest, sources: d.Sources,
 		metrics: newMetrics(opts.Registry), kick: make(chan struct{}, 1), destroyed: map[string]bool{}}
 }
