@@ -215,11 +215,12 @@ var fixtures = map[string]fixture{
 	"GET /v1/deadletters":           {req: get("/v1/deadletters")},
 	"POST /v1/replay": {req: func(s *accessServer, n int) req { return req{path: "/v1/replay", body: []byte(`{}`)} },
 		after: func(s *accessServer) { s.waitReplay() }},
-	"GET /v1/replay":     {req: get("/v1/replay")},
-	"POST /v1/snapshots": {req: func(s *accessServer, n int) req { return req{path: "/v1/snapshots"} }},
-	"GET /v1/snapshots":  {req: get("/v1/snapshots")},
-	"GET /v1/digest":     {req: get("/v1/digest")},
-	"GET /v1/cluster":    {req: get("/v1/cluster")},
+	"GET /v1/replay":        {req: get("/v1/replay")},
+	"POST /v1/snapshots":    {req: func(s *accessServer, n int) req { return req{path: "/v1/snapshots"} }},
+	"GET /v1/snapshots":     {req: get("/v1/snapshots")},
+	"GET /v1/digest":        {req: get("/v1/digest")},
+	"GET /v1/stats/history": {req: get("/v1/stats/history")},
+	"GET /v1/cluster":       {req: get("/v1/cluster")},
 	"POST /v1/cluster/nodes": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/cluster/nodes", body: []byte(fmt.Sprintf(`{"name":"add%d","http":"127.0.0.1:1","raft":"127.0.0.1:2"}`, n))}
 	}},
@@ -664,6 +665,8 @@ func TestRouteTableRoles(t *testing.T) {
 		{"GET /v1/users", auth.RoleViewer, false},
 		{"GET /metrics", auth.RoleViewer, true},
 		{"GET /metrics", auth.RolePrivacy, false},
+		{"GET /v1/stats/history", auth.RoleViewer, true},
+		{"GET /v1/stats/history", auth.RolePrivacy, false},
 		{"DELETE /v1/audiences/{name}", auth.RoleEditor, true},
 		{"DELETE /v1/audiences/{name}", auth.RoleViewer, false},
 	} {

@@ -26,6 +26,7 @@ type auditCtxKey struct{}
 type auditInfo struct {
 	actor, role string
 	detail      string            // why authentication failed; never a secret
+	status      int               // the outcome to record when the response's status is not it (a redirect that reports a failure); 0: the response's
 	object      map[string]string // named by the body (e.g. a created source's name)
 }
 
@@ -42,6 +43,15 @@ func setPrincipal(r *http.Request, name, role string) {
 func setAuditDetail(r *http.Request, detail string) {
 	if ai, ok := r.Context().Value(auditCtxKey{}).(*auditInfo); ok {
 		ai.detail = detail
+	}
+}
+
+// setAuditStatus records code as the request's outcome in its audit entry
+// whatever status the response has: a failure answered with a redirect to
+// the console (single sign-on) is still a failure.
+func setAuditStatus(r *http.Request, code int) {
+	if ai, ok := r.Context().Value(auditCtxKey{}).(*auditInfo); ok {
+		ai.status = code
 	}
 }
 
@@ -139,6 +149,9 @@ func (s *Server) audit(r *http.Request, pattern string, wildcards []string, code
 	a := audit.AuditEntry{Actor: actor, Role: role, Action: pattern, Remote: remoteIP(r),
 		Status: code, Result: auditResult(code)}
 	if ai, ok := r.Context().Value(auditCtxKey{}).(*auditInfo); ok {
+		if ai.status != 0 {
+			a.Status, a.Result = ai.status, auditResult(ai.status)
+		}
 		a.Detail = ai.detail
 		if len(ai.object) > 0 {
 			a.Object = ai.object

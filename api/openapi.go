@@ -36,6 +36,7 @@ var routeSummaries = map[string]string{
 	"POST /v1/snapshots":                 "Snapshot the projections",
 	"GET /v1/snapshots":                  "List snapshots",
 	"GET /v1/digest":                     "Digest of the projections at the applied position",
+	"GET /v1/stats/history":              "The node's stats of the last hour: events per second, profiles, merges, audience sizes (since=: newer samples only)",
 	"POST /v1/destinations":              "Create a destination: a webhook, or a connector kind with its config (docs/connectors.md)",
 	"GET /v1/destinations":               "List destinations with delivery statistics",
 	"GET /v1/destinations/{name}":        "A destination with delivery statistics",

@@ -86,6 +86,7 @@ func (s *Server) routeTable() []routeDef {
 		role("POST /v1/snapshots", rolesAdmin, s.handleCreateSnapshot),
 		role("GET /v1/snapshots", rolesRead, s.handleListSnapshots),
 		role("GET /v1/digest", rolesRead, s.handleDigest),
+		role("GET /v1/stats/history", rolesRead, s.handleStatsHistory),
 		role("GET /v1/cluster", rolesRead, s.handleClusterStatus),
 		role("POST /v1/cluster/nodes", rolesAdmin, s.handleClusterAdd),
 		role("DELETE /v1/cluster/nodes/{name}", rolesAdmin, s.handleClusterRemove),

@@ -134,6 +134,9 @@ type Node interface {
 	CatchingUp() (applied, target uint64, catching bool)
 	Sync(ctx context.Context) error
 	Registry() *prometheus.Registry
+	// StatsHistory is the sampling interval and the samples of the last
+	// hour (or what the node keeps), oldest first.
+	StatsHistory() (time.Duration, []engine.StatsSample)
 }
 
 // Services are what the API is handed; every field is required but

@@ -384,6 +384,10 @@ func (s *Server) handleOIDCLogin(w http.ResponseWriter, r *http.Request) {
 	u, err := s.opts.SSO.AuthURL(ctx, f)
 	if err != nil {
 		s.opts.Logger.Error("api: oidc login", "err", err)
+		if wantsPage(r) {
+			http.Redirect(w, r, ssoErrorURL(ssoErrUnavailable), http.StatusSeeOther)
+			return
+		}
 		writeError(w, http.StatusBadGateway, "", "single sign-on provider unavailable: "+err.Error())
 		return
 	}
@@ -398,36 +402,67 @@ func (s *Server) handleOIDCLogin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, u, http.StatusFound)
 }
 
+// The reasons of a failed single sign-on the console's sign-in page names
+// (GET /?sso_error=REASON); the page has a message for each.
+const (
+	ssoErrNoRole      = "no_role"     // the role claim maps to no role
+	ssoErrRefused     = "refused"     // the provider answered an error
+	ssoErrExpired     = "expired"     // no sign-in in progress in this browser, or over 10 minutes
+	ssoErrState       = "state"       // the state does not match this browser's sign-in
+	ssoErrFailed      = "failed"      // no code, or the exchange or the ID token failed
+	ssoErrUnavailable = "unavailable" // the provider or the session store is unavailable
+)
+
+// ssoErrorURL is the console's sign-in page showing reason.
+func ssoErrorURL(reason string) string { return "/?sso_error=" + reason }
+
+// wantsPage reports whether r is a browser's navigation (it asks for
+// HTML), which gets a page rather than a JSON error.
+func wantsPage(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
 // handleOIDCCallback finishes a sign-in: checks the state against the
 // cookie, exchanges the code (PKCE), verifies the ID token and its nonce,
 // maps the role claim and opens a single sign-on session (the same
 // cookies as POST /v1/session), then redirects to the console. No role, or
-// an unknown one: 403 and no session.
+// an unknown one: 403 and no session (a browser is sent to the console's
+// sign-in page, which says so; the audit entry is "denied" either way).
 func (s *Server) handleOIDCCallback(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: "", Path: oidcPath, MaxAge: -1, HttpOnly: true,
 		Secure: r.TLS != nil || s.opts.SecureCookies, SameSite: http.SameSiteLaxMode})
 	q := r.URL.Query()
-	fail := func(code int, field, msg string) {
+	// fail answers a failed sign-in: a browser (a navigation asking for
+	// HTML) is sent back to the console's sign-in page, which shows what
+	// went wrong (only a code in the URL, never the message); any other
+	// client gets the JSON error. The audit entry has the failure's status
+	// either way.
+	fail := func(code int, field, msg, reason string) {
 		setAuditDetail(r, msg)
+		if wantsPage(r) {
+			setAuditStatus(r, code)
+			http.Redirect(w, r, ssoErrorURL(reason), http.StatusSeeOther)
+			return
+		}
 		writeError(w, code, field, msg)
 	}
 	if e := q.Get("error"); e != "" {
-		fail(http.StatusForbidden, "error", "sso: the provider refused the sign-in: "+e+" "+q.Get("error_description"))
+		fail(http.StatusForbidden, "error", "sso: the provider refused the sign-in: "+e+" "+q.Get("error_description"), ssoErrRefused)
 		return
 	}
 	var st oidcState
 	c, err := r.Cookie(oidcCookie)
 	if err != nil || !s.unseal(c.Value, oidcAAD, &st) || s.opts.Now().Unix() >= st.Expires {
-		fail(http.StatusBadRequest, "state", "sso: no sign-in in progress in this browser (or it took over 10 minutes); start again at "+oidcPath+"login")
+		fail(http.StatusBadRequest, "state", "sso: no sign-in in progress in this browser (or it took over 10 minutes); start again at "+oidcPath+"login", ssoErrExpired)
 		return
 	}
 	if got := q.Get("state"); got == "" || !auth.Equal([]byte(got), []byte(st.Flow.State)) {
-		fail(http.StatusBadRequest, "state", "sso: state does not match this browser's sign-in")
+		fail(http.StatusBadRequest, "state", "sso: state does not match this browser's sign-in", ssoErrState)
 		return
 	}
 	code := q.Get("code")
 	if code == "" {
-		fail(http.StatusBadRequest, "code", "sso: code required")
+		fail(http.StatusBadRequest, "code", "sso: code required", ssoErrFailed)
 		return
 	}
 	ctx, cancel := s.requestContext(r)
@@ -436,18 +471,18 @@ func (s *Server) handleOIDCCallback(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, sso.ErrNoRole) {
 		setPrincipal(r, auth.KindSSO+":"+id.Name, "")
 		s.opts.Logger.Warn("api: sso sign-in without a role", "name", id.Name, "err", err)
-		fail(http.StatusForbidden, "role", err.Error()+": no access")
+		fail(http.StatusForbidden, "role", err.Error()+": no access", ssoErrNoRole)
 		return
 	}
 	if err != nil {
 		s.opts.Logger.Warn("api: sso sign-in", "err", err)
-		fail(http.StatusUnauthorized, "code", err.Error())
+		fail(http.StatusUnauthorized, "code", err.Error(), ssoErrFailed)
 		return
 	}
 	sess, err := s.svc.Access.OpenSSOSession(ctx, id.Name, id.Role, s.opts.Now().Add(s.opts.SessionTTL))
 	if err != nil {
 		s.opts.Logger.Error("api: sso session", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "", "could not open the session; retry")
+		fail(http.StatusServiceUnavailable, "", "could not open the session; retry", ssoErrUnavailable)
 		return
 	}
 	cs := &cookieSession{Secret: sess.Token, Last: s.opts.Now().Unix(), Expires: sess.Expires.Unix()}

@@ -218,6 +218,42 @@ func TestSSOSignIn(t *testing.T) {
 		}
 	})
 
+	// A browser (a navigation asking for HTML) is sent back to the
+	// console's sign-in page with the reason instead of a JSON error.
+	t.Run("browser without a role", func(t *testing.T) {
+		b := newSSOBrowser(t, s.URL)
+		b.c.Transport = acceptHTML{http.DefaultTransport}
+		res := b.signIn("nob", "pw-nob")
+		res.Body.Close()
+		if u := res.Request.URL; u.Path != "/" || u.Query().Get("sso_error") != "no_role" || len(u.Query()) != 1 {
+			t.Fatalf("sign-in without a role ended at %s (%d), want /?sso_error=no_role", u, res.StatusCode)
+		}
+		if v := b.cookie(api.SessionCookie); v != "" {
+			t.Fatal("a session cookie was set without a role")
+		}
+		if code, body := b.call("GET", "/v1/session", ""); code != 401 {
+			t.Fatalf("GET /v1/session without a role: %d %s", code, body)
+		}
+	})
+	for _, tc := range []struct{ name, query, reason string }{
+		{"browser, provider error", "?error=access_denied&error_description=Nope", "refused"},
+		{"browser, no sign-in in progress", "?state=x&code=y", "expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newSSOBrowser(t, s.URL)
+			b.c.Transport = acceptHTML{http.DefaultTransport}
+			b.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			res, err := b.c.Get(s.URL + "/v1/session/oidc/callback" + tc.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if loc := res.Header.Get("Location"); res.StatusCode != http.StatusSeeOther || loc != "/?sso_error="+tc.reason {
+				t.Fatalf("got %d, Location %q; want 303 to /?sso_error=%s", res.StatusCode, loc, tc.reason)
+			}
+		})
+	}
+
 	// Every sign-in and sign-out is in the audit log with who and how it ended.
 	type entry struct{ action, actor, role, result string }
 	var got []entry
@@ -247,7 +283,16 @@ func TestSSOSignIn(t *testing.T) {
 			denied++
 		}
 	}
-	if denied != 2 {
-		t.Errorf("%d denied single sign-ons in the audit log, want 2 (no role, unknown role): %v", denied, got)
+	if denied != 3 {
+		t.Errorf("%d denied single sign-ons in the audit log, want 3 (no role, unknown role, no role in a browser): %v", denied, got)
 	}
+}
+
+// acceptHTML asks for HTML on every request, as a browser's navigation does.
+type acceptHTML struct{ next http.RoundTripper }
+
+func (a acceptHTML) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+	return a.next.RoundTrip(r)
 }

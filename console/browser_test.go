@@ -414,6 +414,25 @@ func TestBrowser(t *testing.T) {
 		return "";
 	})()`, col, broken, col-1, col, col-1))
 
+	// The dashboard draws its charts from the node's stats history
+	// (GET /v1/stats/history): both charts have lines, the audience chart
+	// one for buyers at its size, and the stats show the seeded profiles.
+	b.run("open the dashboard", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("chart-events")))
+	b.until("the charts drawn from the history", `(() => {
+		const ev = document.querySelector('[data-testid="chart-events"]'), au = document.querySelector('[data-testid="chart-audiences"]');
+		if (!ev || !au) return "no charts";
+		if (+ev.dataset.samples < 2) return "samples: " + ev.dataset.samples;
+		const evLines = [...ev.querySelectorAll("path.line title")].map(t => t.textContent);
+		if (evLines.join(",") !== "events applied/s,ingest accepted/s") return "event lines: " + evLines;
+		const buyers = [...au.querySelectorAll("path.line")].find(p => p.querySelector("title").textContent === "buyers");
+		if (!buyers) return "no buyers line: " + [...au.querySelectorAll("path.line title")].map(t => t.textContent);
+		return "";
+	})()`)
+	b.until("the dashboard's stats", fmt.Sprintf(`%s.startsWith("3") ? "" : "profiles: " + %s`, text("stat-profiles"), text("stat-profiles")))
+	if code, body := apiGet(t, n.URL, "/v1/stats/history"); code != 200 || !strings.Contains(body, `"buyers":2`) {
+		t.Fatalf("GET /v1/stats/history: %d %.300s", code, body)
+	}
+
 	// Find a person by email.
 	b.run("search", chromedp.Click(sel("nav-customers")), chromedp.WaitVisible(sel("search-identifier")),
 		chromedp.SendKeys(sel("search-identifier"), "ann@example.com"), chromedp.Click(sel("search-submit")),
@@ -441,13 +460,14 @@ func TestBrowser(t *testing.T) {
 		if code, body := apiDo(t, n.URL, "POST", "/v1/destinations", `{"name":"crm-hook","kind":"webhook","url":"`+hook.URL+`","secret":"hook-secret-0123456789","audiences":["buyers"],"channel":"email"}`); code != 201 {
 			t.Fatalf("create destination: %d %s", code, body)
 		}
-		postBatch(t, n.URL, key, `{"batch":[{"type":"track","userId":"u-cy","event":"","properties":{"sku":"C1"}}]}`)
+		// (a batch of only rejected events is a 400: one good event with it)
+		postBatch(t, n.URL, key, `{"batch":[{"type":"track","userId":"u-cy","event":"","properties":{"sku":"C1"}},{"type":"track","userId":"u-cy","event":"Product Viewed","properties":{"sku":"C2"}}]}`)
 		// Let the dashboard take a few samples while events arrive, so
 		// that its charts have lines.
 		b.run("dashboard", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("page-dashboard")))
-		for i := range 22 { // the dashboard samples every 10 s
-			track(t, n.URL, key, 10+(i%6)*8)
-			time.Sleep(time.Second)
+		for i := range 60 { // the node samples every 200 ms here, the dashboard refreshes every second
+			track(t, n.URL, key, 4+(i/6%5)*3)
+			time.Sleep(200 * time.Millisecond)
 		}
 		b.screenshotAll(dir)
 		b.run("sign out for the sign-in screenshot", chromedp.Navigate(base+"/#/dashboard"), chromedp.WaitVisible(sel("signout")), chromedp.Click(sel("signout")), chromedp.WaitVisible(sel("login-token")))
@@ -532,9 +552,16 @@ func TestBrowser(t *testing.T) {
 		return nil
 	})
 
-	// Single sign-on through the OpenID Connect provider: ana's role claim
-	// makes her an admin.
+	// Single sign-on through the OpenID Connect provider: nob has no role
+	// claim, ana's makes her an admin.
+	// nob's claim maps to no role: the browser comes back to the sign-in
+	// page, which says why, with no session.
 	b.run("sign out", chromedp.Click(sel("signout")), chromedp.WaitVisible(sel("login-sso")))
+	b.run("sign in through the provider without a role", chromedp.Click(sel("login-sso")),
+		chromedp.WaitVisible(chromedp.CSS("input#username")),
+		chromedp.SendKeys(chromedp.CSS("input#username"), "nob"), chromedp.SendKeys(chromedp.CSS("input#password"), "pw-nob"),
+		chromedp.Click(chromedp.CSS("button[type=submit]")), chromedp.WaitVisible(sel("login-error")))
+	b.until("the sign-in page says there is no role", fmt.Sprintf(`%s.includes("no Aurum role") && location.search === "" && !document.querySelector('[data-testid="whoami"]')?.offsetParent ? "" : "login-error: " + %s + " search: " + location.search`, text("login-error"), text("login-error")))
 	b.run("sign in through the provider", chromedp.Click(sel("login-sso")),
 		chromedp.WaitVisible(chromedp.CSS("input#username")),
 		chromedp.SendKeys(chromedp.CSS("input#username"), "ana"), chromedp.SendKeys(chromedp.CSS("input#password"), "pw-ana"),
@@ -580,7 +607,7 @@ func TestBrowser(t *testing.T) {
 		}
 		seen[pattern]++
 	}
-	for _, p := range []string{"GET /v1/session/oidc/login", "GET /v1/session/oidc/callback", "POST /v1/session", "DELETE /v1/session"} {
+	for _, p := range []string{"GET /v1/session/oidc/login", "GET /v1/session/oidc/callback", "POST /v1/session", "DELETE /v1/session", "GET /v1/stats/history"} {
 		if seen[p] == 0 {
 			t.Errorf("no %s seen in the browser", p)
 		}

@@ -25,20 +25,23 @@ func startNode(t *testing.T, opts ...func(*api.Options)) *testnode.Node {
 		o(ao)
 	}
 	return testnode.Start(t, testnode.Options{
-		Engine:     engine.Options{MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 2},
+		// Stats history samples every 200 ms, so that the dashboard's
+		// charts have points within a test.
+		Engine:     engine.Options{MasterKey: bytes.Repeat([]byte{7}, 32), Partitions: 2, HistoryInterval: 200 * time.Millisecond},
 		API:        ao,
 		AdminToken: adminToken,
 	})
 }
 
 // withSSO starts a real OpenID Connect provider (internal/oidctest) with
-// two users, ana (role claim admin) and vic (viewer), and signs the API's
+// three users, ana (role claim admin), vic (viewer) and nob (no role), and signs the API's
 // single sign-on in to it.
 func withSSO(t *testing.T) (opt func(*api.Options), issuer string) {
 	t.Helper()
 	p := oidctest.Start(t, oidctest.Options{Users: []oidctest.User{
 		{Username: "ana", Password: "pw-ana", Email: "ana@example.com", Claims: map[string]any{"aurum_role": "admin"}},
 		{Username: "vic", Password: "pw-vic", Email: "vic@example.com", Claims: map[string]any{"aurum_role": "viewer"}},
+		{Username: "nob", Password: "pw-nob", Email: "nob@example.com"}, // no role claim: no access
 	}})
 	client, err := sso.New(sso.Options{Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: p.ClientSecret, RoleClaim: "aurum_role"})
 	if err != nil {

@@ -157,6 +157,12 @@ type Options struct {
 	// (a tick record), which fires time-driven audience exits and entries.
 	// Default 1 s; negative disables ticks.
 	TickPeriod time.Duration
+	// HistoryInterval is how often the node samples its event rates and
+	// audience sizes for the console's charts (StatsHistory). Default 10 s.
+	HistoryInterval time.Duration
+	// HistorySamples is how many samples the history keeps. Default 360
+	// (one hour at 10 s).
+	HistorySamples int
 	// SessionTTL is how long a login session lasts. Default 12 h.
 	SessionTTL time.Duration
 	// PasswordParams are the argon2id costs of new password hashes. Zero:
@@ -210,6 +216,12 @@ func (o *Options) ensureDefaults() {
 	if o.TickPeriod == 0 {
 		o.TickPeriod = time.Second
 	}
+	if o.HistoryInterval <= 0 {
+		o.HistoryInterval = 10 * time.Second
+	}
+	if o.HistorySamples <= 0 {
+		o.HistorySamples = 360
+	}
 	if o.MaxBatchBytes == 0 {
 		o.MaxBatchBytes = 1 << 20
 	}
@@ -248,6 +260,7 @@ func keysStoreOptions(logger *slog.Logger) *store.Options {
 // Engine is a running Aurum node.
 type Engine struct {
 	opts    Options
+	history *statsRing
 	log     *alog.Log
 	state   *store.DB
 	keysDB  *store.DB
@@ -307,7 +320,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("engine: data dir: %w", err)
 	}
-	e := &Engine{opts: opts, ids: base.NewIDSource(), rebuild: &rebuilder{}}
+	e := &Engine{opts: opts, ids: base.NewIDSource(), rebuild: &rebuilder{}, history: newStatsRing(opts.HistorySamples)}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -469,6 +482,7 @@ func (e *Engine) start(applied uint64) {
 	e.goRun("models", e.models.Run)
 	e.goRun("export", func(ctx context.Context) error { e.exporter.Scheduler(ctx); return nil })
 	e.goRun("matching", e.matching.Run)
+	e.goRun("history", e.historyLoop)
 	if e.opts.SharedKeys {
 		e.goRun("keys", e.followKeys)
 	}

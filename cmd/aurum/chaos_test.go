@@ -65,6 +65,7 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real aurum processes")
 	}
+	t.Parallel() // waits on real processes more than it computes: overlaps the other long tests
 	cfg := chaosConfigFromEnv(t)
 	start := time.Now()
 	w := newChaosWorkload(t, cfg)

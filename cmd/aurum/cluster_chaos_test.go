@@ -304,6 +304,7 @@ func TestClusterChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real aurum processes")
 	}
+	t.Parallel() // waits on real processes more than it computes: overlaps the other long tests
 	cfg := chaosConfigFromEnv(t)
 	kills := 3
 	if cfg.name == "long" {

@@ -85,6 +85,7 @@ func TestClusterServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three real aurum processes")
 	}
+	t.Parallel() // waits on real processes more than it computes: overlaps the other long tests
 	names := []string{"n1", "n2", "n3"}
 	file := writeClusterFile(t, 3, 4, names...)
 	nodes := startCluster(t, file, names...)
@@ -236,6 +237,7 @@ func TestClusterJetStreamFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three real aurum processes")
 	}
+	t.Parallel() // waits on real processes more than it computes: overlaps the other long tests
 	names := []string{"n1", "n2", "n3"}
 	file := writeClusterFile(t, 3, 4, names...)
 	nodes := startCluster(t, file, names...)

@@ -182,6 +182,7 @@ func TestDemoNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three real aurum processes")
 	}
+	t.Parallel() // waits on real processes more than it computes: overlaps the other long tests
 	var out lockedBuffer
 	cmd := exec.Command(aurumBin, "demo", "--nodes", "3", "--people", "100", "--rate", "100", "--duration", "20s",
 		"--http", "127.0.0.1:0", "--nats", "127.0.0.1:0")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand"
 	"net"
 	"net/http"
 	"os"
@@ -85,15 +86,44 @@ func (b *lockedBuffer) Reset() {
 	b.buf.Reset()
 }
 
-// freePort returns a TCP port that was free a moment ago.
+// freePort returns a TCP port that was free a moment ago. Ports come from
+// below Linux's default ephemeral range (32768–60999), so that no outgoing
+// connection takes a node's fixed port while the node restarts, and a port
+// is handed out once per test binary, so that tests running in parallel
+// never share one.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return testPorts.take(t)
+}
+
+// portPool hands out distinct loopback ports for the processes tests start.
+type portPool struct {
+	mu   sync.Mutex
+	used map[int]bool
+	rng  *rand.Rand
+}
+
+var testPorts = &portPool{used: map[int]bool{}, rng: rand.New(rand.NewSource(time.Now().UnixNano()))}
+
+func (p *portPool) take(t *testing.T) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	const lo, hi = 20000, 32768
+	for i := 0; i < 1000; i++ {
+		port := lo + p.rng.Intn(hi-lo)
+		if p.used[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // taken by another process
+		}
+		ln.Close()
+		p.used[port] = true
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port in 20000-32767 after 1000 tries")
+	return 0
 }
 
 // startNode starts `aurum serve` on dataDir with fixed ports (so that a

@@ -104,11 +104,25 @@ function showSignIn(message) {
 window.addEventListener("hashchange", route);
 window.addEventListener("aurum:signedout", () => { if (session()) { setSession(null); showSignIn("Your session ended; sign in again."); } });
 
+// What the sign-in page says when single sign-on failed: the server sends
+// the browser back to /?sso_error=REASON (a code, never a message, so a link
+// cannot make the page say something else).
+const ssoErrors = {
+  no_role: "Single sign-on: your account has no Aurum role, so it has no access. Ask an administrator to give you one.",
+  refused: "Single sign-on: the provider refused the sign-in.",
+  expired: "Single sign-on: no sign-in was in progress in this browser, or it took over 10 minutes. Try again.",
+  state: "Single sign-on: the answer did not match this browser's sign-in. Try again.",
+  failed: "Single sign-on failed. Try again, or sign in another way.",
+  unavailable: "Single sign-on is unavailable right now. Try again later, or sign in another way.",
+};
+
 (async () => {
+  const reason = new URLSearchParams(location.search).get("sso_error");
+  if (reason !== null) history.replaceState(null, "", location.pathname + location.hash); // a reload does not repeat it
   try {
     await signedIn();
   } catch (err) {
-    const params = new URLSearchParams(location.search);
-    showSignIn(params.get("error") || (err instanceof APIError && err.status === 401 ? "" : err.message));
+    const sso = reason === null ? "" : ssoErrors[reason] || ssoErrors.failed;
+    showSignIn(sso || (err instanceof APIError && err.status === 401 ? "" : err.message));
   }
 })();

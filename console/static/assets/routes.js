@@ -12,7 +12,7 @@ export const routes = {
   oidcLogin: { route: "GET /v1/session/oidc/login", access: "public" }, // a navigation (the provider's page), not a fetch
   oidcCallback: { route: "GET /v1/session/oidc/callback", access: "public" }, // where the provider sends the browser back
   sessionDelete: { route: "DELETE /v1/session", access: "roles", roles: ["editor", "viewer", "privacy"] },
-  metrics: { route: "GET /metrics", access: "roles", roles: ["editor", "viewer"] },
+  statsHistory: { route: "GET /v1/stats/history", access: "roles", roles: ["editor", "viewer"] },
   audiences: { route: "GET /v1/audiences", access: "roles", roles: ["editor", "viewer"] },
   audience: { route: "GET /v1/audiences/{name}", access: "roles", roles: ["editor", "viewer"] },
   audienceCreate: { route: "POST /v1/audiences", access: "roles", roles: ["editor"] },

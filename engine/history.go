@@ -1,0 +1,169 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Stats history (issue #14): the console's dashboard charts events per second
+// and audience sizes over the last hour. The node samples its own counters
+// every HistoryInterval into a bounded ring (HistorySamples long), so the
+// charts do not depend on how long a browser tab has been open. The history
+// is process memory, not state: a restart starts it empty (and the profile
+// and merge counts, like /metrics, count from the process's start). Audience
+// sizes before a restart could be rebuilt from the logged transitions; that
+// is not done.
+
+// StatsSample is one point of the history.
+type StatsSample struct {
+	Time time.Time `json:"time"`
+	// EventsPerSecond: events applied to the projections per second since
+	// the previous sample.
+	EventsPerSecond float64 `json:"events_per_second"`
+	// IngestedPerSecond: events accepted by ingest per second since the
+	// previous sample.
+	IngestedPerSecond float64 `json:"ingested_per_second"`
+	// Profiles: profiles this process created minus those it merged away,
+	// since it started (the engine's counters, as on /metrics).
+	Profiles int64 `json:"profiles"`
+	// Merges: profile merges this process applied since it started.
+	Merges int64 `json:"merges"`
+	// Audiences: each audience's size at Time.
+	Audiences map[string]int64 `json:"audiences"`
+}
+
+// statsRing is a fixed-capacity ring of samples, oldest first; safe for
+// concurrent use.
+type statsRing struct {
+	mu    sync.Mutex
+	buf   []StatsSample
+	next  int
+	count int
+}
+
+func newStatsRing(capacity int) *statsRing {
+	if capacity < 1 {
+		capacity = 1
+	}
+	return &statsRing{buf: make([]StatsSample, capacity)}
+}
+
+func (r *statsRing) add(s StatsSample) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buf[r.next] = s
+	r.next = (r.next + 1) % len(r.buf)
+	if r.count < len(r.buf) {
+		r.count++
+	}
+}
+
+// samples returns a copy, oldest first.
+func (r *statsRing) samples() []StatsSample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]StatsSample, 0, r.count)
+	start := (r.next - r.count + len(r.buf)) % len(r.buf)
+	for i := 0; i < r.count; i++ {
+		out = append(out, r.buf[(start+i)%len(r.buf)])
+	}
+	return out
+}
+
+// rate is (cur-prev)/seconds, 0 for a first sample, a counter reset or no
+// elapsed time.
+func rate(prev, cur float64, elapsed time.Duration) float64 {
+	if elapsed <= 0 || cur < prev {
+		return 0
+	}
+	return (cur - prev) / elapsed.Seconds()
+}
+
+// StatsHistory returns the sampling interval and the samples of the last
+// HistoryInterval*HistorySamples, oldest first.
+func (e *Engine) StatsHistory() (time.Duration, []StatsSample) {
+	return e.opts.HistoryInterval, e.history.samples()
+}
+
+// counters are the sums of the engine's counters a sample is made of.
+type counters struct {
+	applied, ingested, created, merges float64
+}
+
+// counterSums sums the applied, ingested, created and merged counters in
+// the engine's registry (every label).
+func (e *Engine) counterSums() (counters, error) {
+	var c counters
+	fams, err := e.opts.Registry.Gather()
+	if err != nil {
+		return c, fmt.Errorf("gather metrics: %w", err)
+	}
+	for _, f := range fams {
+		var dst *float64
+		switch f.GetName() {
+		case "aurum_apply_events_total":
+			dst = &c.applied
+		case "aurum_ingest_events_total":
+			dst = &c.ingested
+		case "aurum_identity_profiles_created_total":
+			dst = &c.created
+		case "aurum_identity_merges_total":
+			dst = &c.merges
+		default:
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if v := m.GetCounter(); v != nil {
+				*dst += v.GetValue()
+			}
+		}
+	}
+	return c, nil
+}
+
+// sample makes the sample at now from the counters' change since prev
+// (taken at prevAt) and the audiences' sizes.
+func sample(now time.Time, prev, cur counters, prevAt time.Time, sizes map[string]int64) StatsSample {
+	elapsed := now.Sub(prevAt)
+	return StatsSample{Time: now.UTC().Truncate(time.Millisecond), Audiences: sizes,
+		EventsPerSecond:   rate(prev.applied, cur.applied, elapsed),
+		IngestedPerSecond: rate(prev.ingested, cur.ingested, elapsed),
+		Profiles:          int64(cur.created - cur.merges),
+		Merges:            int64(cur.merges)}
+}
+
+// historyLoop samples every HistoryInterval until the engine stops (its
+// context is the engine's: Close ends it).
+func (e *Engine) historyLoop(ctx context.Context) error {
+	t := time.NewTicker(e.opts.HistoryInterval)
+	defer t.Stop()
+	prev, err := e.counterSums()
+	if err != nil {
+		e.opts.Logger.Warn("engine: stats history", "err", err)
+	}
+	prevAt := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			cur, err := e.counterSums()
+			if err != nil {
+				e.opts.Logger.Warn("engine: stats history", "err", err)
+				continue
+			}
+			sizes := map[string]int64{}
+			if list, err := e.Reader().Audiences(); err == nil {
+				for _, a := range list {
+					sizes[a.Name] = a.Size
+				}
+			} else {
+				e.opts.Logger.Warn("engine: stats history: audiences", "err", err)
+			}
+			e.history.add(sample(now, prev, cur, prevAt, sizes))
+			prev, prevAt = cur, now
+		}
+	}
+}
