@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: export-check build test test-short bench bench-cluster bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
+.PHONY: export-check build test test-short bench bench-cluster bench-failover chaos-cluster-long bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -35,6 +35,18 @@ bench:
 # minutes on 2 cores with the defaults (3 rounds, 1000 people).
 bench-cluster:
 	AURUM_BENCH=cluster $(GO) test -run '^TestClusterThroughput$$' -count 1 -v -timeout 1h ./cmd/aurum/
+
+# Issue #11, must-show 2: KILLS SIGKILLs of the Raft leader or of another node of a
+# three-node cluster, each failover broken down step by step from the nodes' logs, with
+# median, p90 and max (bench/RESULTS.md "Issue #11: failover steps"). About 30 s a kill.
+KILLS ?= 16
+bench-failover:
+	AURUM_BENCH=failover AURUM_FAILOVER_KILLS=$(KILLS) $(GO) test -run '^TestClusterFailover$$' -count 1 -v -timeout 1h ./cmd/aurum/
+
+# Issue #11, must-show 1, the long version of the cluster chaos test: 10 SIGKILLs, a
+# SIGSTOP and a rolling restart under a larger workload (bench/RESULTS.md).
+chaos-cluster-long:
+	AURUM_CHAOS=long $(GO) test -run '^TestClusterChaos$$' -count 1 -v -timeout 2h ./cmd/aurum/
 
 # Issue #17, must-show 2: one connector's API down for 2 minutes at a time
 # against all up (interleaved rounds, medians; bench/RESULTS.md "Issue #17:

@@ -25,6 +25,7 @@ import (
 	"github.com/aurumcdp/aurum/cluster"
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/testnode"
@@ -99,7 +100,8 @@ func newAccessServerClock(t *testing.T, clock *testClock, set func(*api.Options)
 	}
 	fc := &fakeCluster{leader: true}
 	n := testnode.Start(t, testnode.Options{API: &opts, Engine: engine.Options{DataDir: dir, MasterKey: bytes.Repeat([]byte{7}, 32),
-		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords, Identity: probabilisticConfig()}, Cluster: fc})
+		Partitions: 2, Now: clock.Now, Logger: logger, PasswordParams: fastPasswords, Identity: probabilisticConfig(),
+		Export: export.Options{Dir: filepath.Join(dir, "exports"), Keep: 2}}, Cluster: fc})
 	key, err := n.Engine.Gate().CreateSource(ctx, "web")
 	if err != nil {
 		t.Fatalf("CreateSource: %v", err)
@@ -312,7 +314,13 @@ var fixtures = map[string]fixture{
 		}
 		return req{method: "GET", path: "/v1/privacy/erasures/" + info.ID}
 	}},
-	"GET /v1/audit": {req: get("/v1/audit?limit=5")},
+	"GET /v1/audit":            {req: get("/v1/audit?limit=5")},
+	"POST /v1/exports":         {req: func(_ *accessServer, _ int) req { return req{path: "/v1/exports"} }},
+	"GET /v1/exports":          {req: get("/v1/exports")},
+	"GET /v1/exports/schedule": {req: get("/v1/exports/schedule")},
+	"PUT /v1/exports/schedule": {req: func(_ *accessServer, n int) req {
+		return req{method: "PUT", path: "/v1/exports/schedule", body: []byte(fmt.Sprintf(`{"interval":"%dh","keep":3}`, n+1))}
+	}},
 	"POST /v1/tokens": {req: func(_ *accessServer, n int) req {
 		return req{path: "/v1/tokens", body: []byte(fmt.Sprintf(`{"name":"t%d","role":"viewer","expires":"1h"}`, n))}
 	}},

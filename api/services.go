@@ -10,6 +10,7 @@ import (
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/audit"
+	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/matching"
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/privacy"
@@ -117,6 +118,14 @@ type Identity interface {
 	Explain(ref string) (matching.Explanation, error)
 }
 
+// Exports is the warehouse export (engine/export.Exporter).
+type Exports interface {
+	TryRun(ctx context.Context, ro export.RunOptions) (export.Manifest, error)
+	Runs() ([]export.Manifest, error)
+	Schedule() (export.Schedule, error)
+	SetSchedule(ctx context.Context, interval time.Duration, keep int, personal bool) (export.Schedule, error)
+}
+
 // Auditor is the audit log (engine/audit.Recorder).
 type Auditor interface {
 	Audit(ctx context.Context, a audit.AuditEntry) error
@@ -140,7 +149,8 @@ type Node interface {
 }
 
 // Services are what the API is handed; every field is required but
-// Cluster (nil: a single node).
+// Cluster (nil: a single node) and Exports (nil: the export routes answer
+// 503).
 type Services struct {
 	Ingest       Ingest
 	Access       Access
@@ -152,6 +162,7 @@ type Services struct {
 	Models       Models
 	Identity     Identity
 	Audit        Auditor
+	Exports      Exports
 	Node         Node
 	Cluster      Cluster
 }

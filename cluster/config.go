@@ -37,14 +37,18 @@ const (
 //	partitions: 16
 //	nodes:
 //	  - {name: n1, http: 127.0.0.1:8081, nats: 127.0.0.1:4231, routes: 127.0.0.1:6231, raft: 127.0.0.1:7031}
+//	tls: {cert_file: node.pem, key_file: node-key.pem, ca_file: ca.pem}   # optional
 //
 // Replicas 0 means the default: DefaultReplicas, or the node count if
 // smaller (Replicas()). A partition has one owner and Replicas()-1
-// standbys.
+// standbys. TLS, when given (for the whole cluster, or per node, which
+// overrides it), encrypts and mutually authenticates the links between
+// nodes: the NATS routes and the Raft transport (see TLSFor).
 type Config struct {
 	Replicas   int          `yaml:"replicas,omitempty"`
 	Partitions int          `yaml:"partitions"`
 	Nodes      []NodeConfig `yaml:"nodes"`
+	TLS        *TLSFiles    `yaml:"tls,omitempty"`
 }
 
 // NodeConfig is one node of the cluster file. Name and the HTTP and Raft
@@ -57,6 +61,9 @@ type NodeConfig struct {
 	NATS   string `yaml:"nats,omitempty"`
 	Routes string `yaml:"routes,omitempty"`
 	Raft   string `yaml:"raft"`
+	// TLS overrides Config.TLS for this node (its own certificate). It is
+	// local configuration: not part of the replicated map.
+	TLS *TLSFiles `yaml:"tls,omitempty"`
 }
 
 // LoadConfig reads and parses the cluster file at path.
@@ -88,6 +95,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		Replicas   *int         `yaml:"replicas"`
 		Partitions *int         `yaml:"partitions"`
 		Nodes      []NodeConfig `yaml:"nodes"`
+		TLS        *TLSFiles    `yaml:"tls"`
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -101,7 +109,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("cluster: config: more than one YAML document")
 	}
-	c := &Config{Partitions: DefaultPartitions, Nodes: raw.Nodes}
+	c := &Config{Partitions: DefaultPartitions, Nodes: raw.Nodes, TLS: raw.TLS}
 	if raw.Partitions != nil {
 		c.Partitions = *raw.Partitions
 	}
@@ -140,8 +148,9 @@ func (c *Config) Node(name string) (NodeConfig, bool) {
 // (default) or in [1, min(MaxReplicas, node count)], 1 to MaxNodes nodes
 // with unique valid names, every address host:port with a port in
 // [1, 65535] and used once in the whole file, NATS and Routes given on
-// every node or on none. All the faults are returned, each naming its field
-// and node.
+// every node or on none, TLS with its three files (cluster-wide, or on every
+// node without it). All the faults are returned, each naming its field and
+// node.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -161,8 +170,14 @@ func (c *Config) Validate() error {
 	} else if len(c.Nodes) > 0 && c.Replicas > len(c.Nodes) {
 		bad("replicas: %d is more than the %d nodes", c.Replicas, len(c.Nodes))
 	}
+	if c.TLS != nil {
+		if err := c.TLS.check(); err != nil {
+			bad("tls: %v", err)
+		}
+	}
 	names := map[string]int{}
 	addrs := map[string]string{} // address → where it is used
+	withTLS := 0
 	withNATS, withRoutes := 0, 0
 	for i, n := range c.Nodes {
 		where := fmt.Sprintf("nodes[%d]", i)
@@ -195,6 +210,12 @@ func (c *Config) Validate() error {
 			}
 			addrs[f.addr] = where + " " + f.field
 		}
+		if n.TLS != nil {
+			withTLS++
+			if err := n.TLS.check(); err != nil {
+				bad("%s: tls: %v", where, err)
+			}
+		}
 		if n.NATS != "" {
 			withNATS++
 		}
@@ -204,6 +225,9 @@ func (c *Config) Validate() error {
 	}
 	if withNATS != 0 && withNATS != len(c.Nodes) {
 		bad("nats: given on %d of %d nodes (give it on every node, or on none with --nats-url)", withNATS, len(c.Nodes))
+	}
+	if c.TLS == nil && withTLS != 0 && withTLS != len(c.Nodes) {
+		bad("tls: given on %d of %d nodes (give it on every node, or once for the cluster: a node without it could not reach the others)", withTLS, len(c.Nodes))
 	}
 	if withRoutes != 0 && withRoutes != len(c.Nodes) {
 		bad("routes: given on %d of %d nodes (give it on every node, or on none with --nats-url)", withRoutes, len(c.Nodes))

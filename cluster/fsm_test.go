@@ -178,6 +178,7 @@ func FuzzDecodeCommand(f *testing.F) {
 // the newest; the FSM never blocks on it.
 func TestWatchKeepsTheNewest(t *testing.T) {
 	n := &Node{watchers: map[*Watcher]struct{}{}}
+	n.opts.EnsureDefaults() // a discarding Logger for notify's lines
 	n.fsm = newFSM(n.notify)
 	w := n.Watch()
 	slow := n.Watch()

@@ -62,6 +62,13 @@ type Node struct {
 	// while this node leads (cleared on every leadership change).
 	failingMu sync.Mutex
 	failing   map[string]time.Time
+	// suspect is the leader this node followed before it was elected, and
+	// suspectSince when its failure may be counted from (see run): a
+	// failed heartbeat to it counts from then, not from the first failure
+	// this new leader observes.
+	suspect      string
+	suspectSince time.Time
+	suspectUntil time.Time // the first failure must come before (it is used once)
 	// verified: UnixNano (Options.Now) at which the leader's last
 	// successful VerifyLeader began: a quorum followed it then.
 	verified atomic.Int64
@@ -74,6 +81,9 @@ type Node struct {
 	watchMu  sync.Mutex
 	watchers map[*Watcher]struct{}
 	closed   bool
+	// prev is the map notify saw last (raft's FSM goroutine only): the
+	// moves of each change are logged against it.
+	prev *Map
 }
 
 // Open starts the node. With no Raft state in Options.Dir and without
@@ -119,7 +129,7 @@ func Open(opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft snapshots: %w", err)
 	}
-	n.stream, err = listenStream(self.Raft)
+	n.stream, err = listenStream(self.Raft, opts.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft transport on %s: %w", self.Raft, err)
 	}
@@ -315,10 +325,29 @@ func (n *Node) observe() {
 			switch d := o.Data.(type) {
 			case raft.FailedHeartbeatObservation:
 				if _, ok := n.failing[string(d.PeerID)]; !ok {
-					n.failing[string(d.PeerID)] = n.opts.Now()
+					since := n.opts.Now()
+					if string(d.PeerID) == n.suspect {
+						// Used once, and only for the first failure
+						// seen soon after the election: a later one
+						// is a new failure of a node that came back.
+						if since.Before(n.suspectUntil) && n.suspectSince.Before(since) {
+							since = n.suspectSince
+						}
+						n.suspect = ""
+					}
+					n.failing[string(d.PeerID)] = since
+					// The first step of a failover (ARCHITECTURE.md
+					// "Cluster", "Where a failover's time goes").
+					n.opts.Logger.Info("cluster: heartbeats failing", "peer", string(d.PeerID), "counted_from", since)
 				}
 			case raft.ResumedHeartbeatObservation:
+				if _, ok := n.failing[string(d.PeerID)]; ok {
+					n.opts.Logger.Info("cluster: heartbeats resumed", "peer", string(d.PeerID))
+				}
 				delete(n.failing, string(d.PeerID))
+				if string(d.PeerID) == n.suspect {
+					n.suspect = ""
+				}
 			}
 			n.failingMu.Unlock()
 		}
@@ -338,19 +367,45 @@ func (n *Node) run() {
 	tick := time.NewTicker(n.opts.LivenessInterval)
 	defer tick.Stop()
 	var leaderSince time.Time
+	var followed string // the last leader this node followed
 	for {
 		select {
 		case <-n.done:
 			return
 		case l := <-n.leaderCh:
-			n.failingMu.Lock()
-			clear(n.failing)
-			n.failingMu.Unlock()
 			leaderSince = time.Time{}
+			suspect, suspectSince := "", time.Time{}
 			if l {
 				leaderSince = n.opts.Now()
+				if followed != "" && followed != n.name {
+					// Elected: the previous leader went silent. Its
+					// lease (Owns on a leader: a quorum confirmed it
+					// within Lease) ran out by the time a majority voted
+					// here: each voter had heard nothing from it for a
+					// heartbeat timeout (≥ Lease) and hashicorp/raft
+					// refuses votes while it has a leader. So its
+					// failure may count from this node's last contact
+					// with it, but no earlier than Lease before the
+					// election, to keep the margin DownAfter - Lease
+					// between its lease's end and its partitions moving.
+					suspect = followed
+					suspectSince = n.raft.LastContact()
+					if floor := leaderSince.Add(-n.opts.Lease); suspectSince.Before(floor) {
+						suspectSince = floor
+					}
+				}
 			}
+			n.failingMu.Lock()
+			clear(n.failing)
+			n.suspect, n.suspectSince, n.suspectUntil = suspect, suspectSince, leaderSince.Add(n.opts.DownAfter)
+			n.failingMu.Unlock()
+			n.opts.Logger.Info("cluster: leadership", "leader", l, "previous", followed)
 		case <-tick.C:
+			if n.raft.State() != raft.Leader {
+				if l := n.Leader(); l != "" {
+					followed = l
+				}
+			}
 			if !leaderSince.IsZero() && n.raft.State() == raft.Leader {
 				start := n.opts.Now()
 				if n.raft.VerifyLeader().Error() == nil {
@@ -385,11 +440,22 @@ func (n *Node) reconcile(leaderSince time.Time, failing map[string]time.Time) {
 	for _, s := range cf.Configuration().Servers {
 		inConf[string(s.ID)] = true
 	}
-	changes := livenessChanges(m, n.name, inConf, failing, leaderSince, n.opts.Now(), n.opts.DownAfter)
+	now := n.opts.Now()
+	changes := livenessChanges(m, n.name, inConf, failing, leaderSince, now, n.opts.DownAfter)
 	if len(changes) > 0 {
-		if err := n.propose(command{op: opLiveness, liveness: changes}); err != nil {
-			n.opts.Logger.Warn("cluster: liveness", "err", err)
+		var down, up []string
+		for _, c := range changes {
+			if c.Up {
+				up = append(up, c.Name)
+			} else {
+				down = append(down, c.Name)
+			}
 		}
+		if err := n.propose(command{op: opLiveness, liveness: changes}); err != nil {
+			n.opts.Logger.Warn("cluster: liveness", "down", down, "up", up, "err", err)
+			return
+		}
+		n.opts.Logger.Info("cluster: liveness committed", "down", down, "up", up, "took", n.opts.Now().Sub(now))
 	}
 }
 
@@ -453,7 +519,21 @@ func (w *Watcher) Stop() {
 }
 
 // notify runs on raft's FSM goroutine after each change; it never blocks.
+// It logs the partitions whose owner changed (the step "map change
+// applied" of a failover, on every node).
 func (n *Node) notify(m *Map) {
+	if prev := n.prev; prev != nil && len(prev.Partitions) == len(m.Partitions) {
+		var moved []string
+		for i, p := range m.Partitions {
+			if q := prev.Partitions[i]; q.Owner != p.Owner || q.Epoch != p.Epoch {
+				moved = append(moved, fmt.Sprintf("%d:%s@%d", i, p.Owner, p.Epoch))
+			}
+		}
+		if len(moved) > 0 {
+			n.opts.Logger.Info("cluster: map applied", "index", m.Index, "moved", strings.Join(moved, " "))
+		}
+	}
+	n.prev = m
 	n.watchMu.Lock()
 	defer n.watchMu.Unlock()
 	for w := range n.watchers {

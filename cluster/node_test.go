@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,17 +47,30 @@ type testCluster struct {
 	nodes map[string]*Node
 	skew  map[string]*atomic.Int64 // added to each node's clock
 	used  map[string]bool          // addresses handed out
+	tls   *tls.Config              // the Raft transport's (nil: plain TCP)
 }
 
 // newTestCluster starts one node per name on loopback, all bootstrapped
 // from the same cluster file.
 func newTestCluster(t *testing.T, partitions int, names ...string) *testCluster {
-	c := &testCluster{t: t, cfg: &Config{Partitions: partitions}, dir: t.TempDir(), nodes: map[string]*Node{}, skew: map[string]*atomic.Int64{}, used: map[string]bool{}}
+	return newTestClusterTLS(t, partitions, nil, names...)
+}
+
+// newTestClusterTLS is newTestCluster with the cluster file's tls block
+// (nil: none).
+func newTestClusterTLS(t *testing.T, partitions int, files *TLSFiles, names ...string) *testCluster {
+	c := &testCluster{t: t, cfg: &Config{Partitions: partitions, TLS: files}, dir: t.TempDir(), nodes: map[string]*Node{}, skew: map[string]*atomic.Int64{}, used: map[string]bool{}}
 	for _, name := range names {
 		c.cfg.Nodes = append(c.cfg.Nodes, c.nodeConfig(name))
 	}
 	if err := c.cfg.Validate(); err != nil {
 		t.Fatal(err)
+	}
+	if files != nil {
+		var err error
+		if c.tls, err = c.cfg.TLSFor(names[0], ""); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, name := range names {
 		c.start(name, false)
@@ -78,6 +92,7 @@ func testOptions(cfg *Config, name, dir string, join bool) Options {
 func (c *testCluster) start(name string, join bool) *Node {
 	c.t.Helper()
 	opts := testOptions(c.cfg, name, filepath.Join(c.dir, name), join)
+	opts.TLS = c.tls
 	skew := new(atomic.Int64)
 	c.skew[name] = skew
 	opts.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }

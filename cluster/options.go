@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,9 +26,14 @@ type Options struct {
 
 	// Raft timings (hashicorp/raft's meaning). LeaderLeaseTimeout ≤
 	// HeartbeatTimeout.
-	HeartbeatTimeout   time.Duration // default 1 s
-	ElectionTimeout    time.Duration // default 1 s
-	LeaderLeaseTimeout time.Duration // default 500 ms
+	HeartbeatTimeout time.Duration // default 1 s
+	ElectionTimeout  time.Duration // default 1 s
+	// LeaderLeaseTimeout: a leader that heard from no quorum for this long
+	// steps down. 1 s: at 500 ms leaders of a loaded two-core machine
+	// stepped down and were re-elected every few seconds, and each new
+	// leader starts DownAfter again (failovers of 7-9 s, bench/RESULTS.md
+	// "Issue #11: failover steps"). Owns' lease does not depend on it.
+	LeaderLeaseTimeout time.Duration // default 1 s
 	CommitTimeout      time.Duration // default 50 ms
 
 	// DownAfter: the leader marks a member down, and moves its partitions
@@ -52,6 +58,10 @@ type Options struct {
 	// compares Now with raft's last contact, a time.Now reading: an
 	// injected clock must keep to the wall clock there.
 	Now func() time.Time
+	// TLS, if set, makes the Raft transport mutual TLS: it serves and dials
+	// with this configuration (Config.TLSFor builds it from the cluster
+	// file). nil: plain TCP (a private network).
+	TLS *tls.Config
 	// Applied, if set, gives a partition's applied log position for Status.
 	Applied func(partition int) uint64
 	// Logger receives the node's and hashicorp/raft's logs (default:
@@ -68,7 +78,7 @@ func (o *Options) EnsureDefaults() {
 	}
 	def(&o.HeartbeatTimeout, time.Second)
 	def(&o.ElectionTimeout, time.Second)
-	def(&o.LeaderLeaseTimeout, 500*time.Millisecond)
+	def(&o.LeaderLeaseTimeout, time.Second)
 	def(&o.CommitTimeout, 50*time.Millisecond)
 	def(&o.DownAfter, 2*time.Second)
 	def(&o.Lease, time.Second)

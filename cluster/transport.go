@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -12,10 +13,13 @@ import (
 // it accepts: hashicorp/raft's NetworkTransport serves each in a goroutine
 // that ends only when the peer hangs up, so Close closes them and wait
 // returns once every serving goroutine has let go of its connection (it
-// closes it on its way out).
+// closes it on its way out). With a TLS configuration (Options.TLS) both
+// the connections it accepts and those it dials are TLS, each side
+// verifying the other's certificate.
 type streamLayer struct {
 	ln  net.Listener
 	adv net.Addr
+	tls *tls.Config // nil: plain TCP
 
 	mu     sync.Mutex
 	conns  map[*servedConn]struct{}
@@ -25,7 +29,7 @@ type streamLayer struct {
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-func listenStream(addr string) (*streamLayer, error) {
+func listenStream(addr string, tc *tls.Config) (*streamLayer, error) {
 	adv, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -34,7 +38,7 @@ func listenStream(addr string) (*streamLayer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &streamLayer{ln: ln, adv: adv, conns: map[*servedConn]struct{}{}}, nil
+	return &streamLayer{ln: ln, adv: adv, tls: tc, conns: map[*servedConn]struct{}{}}, nil
 }
 
 func (s *streamLayer) Accept() (net.Conn, error) {
@@ -47,6 +51,9 @@ func (s *streamLayer) Accept() (net.Conn, error) {
 	if s.closed {
 		c.Close()
 		return nil, net.ErrClosed
+	}
+	if s.tls != nil {
+		c = tls.Server(c, s.tls) // the handshake runs on the first read, in the serving goroutine
 	}
 	sc := &servedConn{Conn: c, s: s}
 	s.conns[sc] = struct{}{}
@@ -72,7 +79,16 @@ func (s *streamLayer) wait() { s.served.Wait() }
 func (s *streamLayer) Addr() net.Addr { return s.adv }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(address), timeout)
+	if s.tls == nil {
+		return net.DialTimeout("tcp", string(address), timeout)
+	}
+	host, _, err := net.SplitHostPort(string(address))
+	if err != nil {
+		return nil, err
+	}
+	tc := s.tls.Clone()
+	tc.ServerName = host // the peer's certificate must name its raft host
+	return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(address), tc)
 }
 
 // servedConn is an accepted connection; its Close is called once by the

@@ -450,7 +450,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		models.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Synced: e})
 	xo := opts.Export
 	xo.Now, xo.Logger = opts.Now, opts.Logger
-	e.exporter = export.New(xo, wiring{e}, e.keys.Open)
+	e.exporter = export.New(xo, export.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Open: e.keys.Open})
 	e.matching = matching.New(matching.Options{Logger: opts.Logger, Leader: e.leader,
 		NewID: func() []byte { return e.ids.Next(e.opts.Now()) }},
 		matching.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Profiles: e.reader})

@@ -68,12 +68,13 @@ func stateOpener(keys *seal.Keyring) func(keyID, sealed []byte) ([]byte, error) 
 // HMAC per interaction of the hot categories and products.
 func InteractionKey(keys *seal.Keyring) func(kind, value string) string {
 	const max = 4096
+	type kv struct{ kind, value string } // a look-up allocates nothing
 	var (
 		mu    sync.Mutex
-		cache = make(map[string]string, max)
+		cache = make(map[kv]string, max)
 	)
 	return func(kind, value string) string {
-		ck := kind + "\x00" + value
+		ck := kv{kind, value}
 		mu.Lock()
 		k, ok := cache[ck]
 		mu.Unlock()

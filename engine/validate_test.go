@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/export"
 	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections/identity"
 )
@@ -32,6 +33,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"partitions negative", engine.Options{Partitions: -1}, "Partitions", "[1, 1024], got -1"},
 		{"partitions too many", engine.Options{Partitions: 1025}, "Partitions", "got 1025"},
 		{"dedup window negative", engine.Options{DedupWindow: -time.Second}, "DedupWindow", "negative"},
+		{"export interval under 1m", engine.Options{Export: export.Options{Dir: "x", Interval: 30 * time.Second}}, "Export", "shorter than 1m0s"},
+		{"export keep negative", engine.Options{Export: export.Options{Dir: "x", Keep: -1}}, "Export", "keep -1"},
 		{"batch too small", engine.Options{MaxBatchBytes: 1000}, "MaxBatchBytes", "got 1000"},
 		{"batch too large", engine.Options{MaxBatchBytes: 5 << 20}, "MaxBatchBytes", "[64 KB, 4 MB]"},
 		{"tick too short", engine.Options{TickPeriod: 5 * time.Millisecond}, "TickPeriod", "at least 10ms, got 5ms"},

@@ -52,12 +52,18 @@ func clusterServerOptions(sopts *server.Options, c *ClusterOptions) error {
 	if c.Secret != "" {
 		sopts.Cluster.Username, sopts.Cluster.Password = RouteUser, c.Secret
 	}
+	if c.TLS != nil {
+		sopts.Cluster.TLSConfig, sopts.Cluster.TLSTimeout = c.TLS, routeTLSTimeout
+	}
 	sopts.Routes = server.RoutesFromStr(strings.Join(urls, ","))
 	if len(sopts.Routes) != len(c.Routes) {
 		return fmt.Errorf("log: cluster routes %v: not all parse as URLs", c.Routes)
 	}
 	return nil
 }
+
+// routeTLSTimeout bounds a route's TLS handshake (seconds).
+const routeTLSTimeout = 2
 
 // Backoff of createStreams between attempts.
 const (

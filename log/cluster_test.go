@@ -3,18 +3,23 @@ package log
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testcert"
 )
 
 // freeAddrs returns n loopback addresses whose ports were free a moment ago.
@@ -43,6 +48,13 @@ const testRouteSecret = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 // quorum, so the logs are opened concurrently.
 func openCluster(t *testing.T, n, replicas int) []*Log {
 	t.Helper()
+	return openClusterWith(t, n, replicas, nil)
+}
+
+// openClusterWith is openCluster with each node's cluster options changed
+// by set (nil: none).
+func openClusterWith(t *testing.T, n, replicas int, set func(*ClusterOptions)) []*Log {
+	t.Helper()
 	routes := freeAddrs(t, n)
 	logs := make([]*Log, n)
 	errs := make([]error, n)
@@ -51,6 +63,9 @@ func openCluster(t *testing.T, n, replicas int) []*Log {
 		opts := testOptions(t.TempDir())
 		opts.Replicas = replicas
 		opts.Cluster = &ClusterOptions{ServerName: "n" + strconv.Itoa(i+1), Listen: routes[i], Routes: routes, Secret: testRouteSecret}
+		if set != nil {
+			set(opts.Cluster)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -344,6 +359,89 @@ func TestClusterRouteAuth(t *testing.T) {
 				if len(lines) > 20 {
 					t.Fatalf("a foreign route was not refused: %q", lines)
 				}
+			}
+		})
+	}
+}
+
+// TestClusterRouteTLS: with ClusterOptions.TLS the routes are TLS. Two
+// servers form their cluster over it (an append on one is read on the
+// other); the route listener serves nothing in the clear and refuses a TLS
+// peer without a certificate of the CA.
+func TestClusterRouteTLS(t *testing.T) {
+	ca, cert, key := testcert.Write(t)
+	conf := func(ca, cert, key string) *tls.Config {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		return &tls.Config{Certificates: []tls.Certificate{c}, RootCAs: pool, ClientCAs: pool,
+			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	}
+	routeTLS := conf(ca, cert, key)
+	logs := openClusterWith(t, 2, 1, func(o *ClusterOptions) { o.TLS = routeTLS })
+	ctx := testCtx(t)
+	appendN(t, ctx, logs[0], 1, 5)
+	r, err := logs[1].NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readN(t, ctx, r, 1, 5)
+	r.Close()
+
+	listen := logs[0].opts.Cluster.Listen
+	t.Run("in the clear", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", listen, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		// The server expects a TLS handshake first (it sends nothing in the
+		// clear); a route speaking the protocol with the secret is not served.
+		connect := `CONNECT {"verbose":false,"pedantic":false,"name":"intruder","cluster":"` + DefaultClusterName +
+			`","user":"` + RouteUser + `","pass":"` + testRouteSecret + "\"}\r\nPING\r\n"
+		if _, err := c.Write([]byte(connect)); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c)
+		if strings.Contains(string(b), "PONG") || strings.Contains(string(b), "INFO") {
+			t.Fatalf("a route in the clear (with the secret) was served: %q", b)
+		}
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("not hung up on: %v", err)
+		}
+	})
+	otherCA, otherCert, otherKey := testcert.Write(t)
+	for _, tc := range []struct {
+		name string
+		conf *tls.Config
+	}{
+		{"a certificate of another CA", conf(otherCA, otherCert, otherKey)},
+		{"no certificate", &tls.Config{RootCAs: routeTLS.RootCAs}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", listen, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			conf := tc.conf.Clone()
+			conf.ServerName, conf.InsecureSkipVerify = "127.0.0.1", true // the server must refuse, not us
+			tc := tls.Client(c, conf)
+			err = tc.Handshake()
+			if err == nil {
+				_, err = tc.Read(make([]byte, 1)) // TLS 1.3: the verdict on our certificate comes with the first read
+			}
+			if err == nil || !strings.Contains(err.Error(), "certificate") {
+				t.Fatalf("the route listener accepted it (err %v)", err)
 			}
 		})
 	}

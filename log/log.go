@@ -430,11 +430,17 @@ func checkSubject(subject string) error {
 }
 
 // serverLogger routes nats-server logs to slog. Notices go to Debug: the
-// server is chatty at start-up; Open logs where it listens at Info.
+// server is chatty at start-up; Open logs where it listens at Info. The
+// exception: a new JetStream leader (meta, stream, consumer) is logged at
+// Info, a step of a cluster's failover (ARCHITECTURE.md "Cluster").
 type serverLogger struct{ l *slog.Logger }
 
 func (s serverLogger) Noticef(format string, v ...any) {
-	s.l.Debug("nats-server: " + fmt.Sprintf(format, v...))
+	level := slog.LevelDebug
+	if strings.HasPrefix(format, "JetStream cluster new ") {
+		level = slog.LevelInfo
+	}
+	s.l.Log(context.Background(), level, "nats-server: "+fmt.Sprintf(format, v...))
 }
 func (s serverLogger) Warnf(format string, v ...any) {
 	s.l.Warn("nats-server: " + fmt.Sprintf(format, v...))

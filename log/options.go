@@ -1,6 +1,7 @@
 package log
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -72,6 +73,11 @@ type ClusterOptions struct {
 	// routes present it. The same on every node. Empty: routes are not
 	// authenticated (a private network only).
 	Secret string
+	// TLS, when set, makes the routes TLS: this node's route listener
+	// serves it and its routes dial with it (a clone naming the route's
+	// host). For mutual TLS it requires and verifies client certificates
+	// (cluster.Config.TLSFor). nil: routes are plain TCP.
+	TLS *tls.Config
 }
 
 // RouteUser is the user name routes authenticate as (ClusterOptions.Secret).

@@ -571,6 +571,8 @@ func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Resul
 		return sm.applyModelControl(rw, c, res)
 	case ControlTokenPut, ControlTokenRevoke, ControlUserPut, ControlUserDelete:
 		return sm.applyAccessControl(rw, c, res)
+	case ControlExportSchedule:
+		return applyExportSchedule(rw, c)
 	case ControlTick:
 		// Time passing: the partitions run their due timers (see Apply).
 	case ControlIdentityConfig:

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -43,8 +44,15 @@ counted). The file's partitions replace --partitions (a different explicit --par
 refused). With --nats-url the nodes use that NATS cluster instead of embedded servers: the
 file's nats and routes addresses are then not used (they may be left out), and "replicas"
 still sets the streams' copies. The Raft state is kept in DATA_DIR/raft. Every node needs the
-same master key (--master-key-file or $AURUM_MASTER_KEY) and the same admin token. Routes are
-neither authenticated nor encrypted: keep them on a private network.`
+same master key (--master-key-file or $AURUM_MASTER_KEY) and the same admin token. The routes
+are authenticated by a secret derived from the master key. To encrypt them, and the Raft
+transport, give the file a tls block (mutual TLS: every node's certificate signed by ca_file
+and naming its routes and raft hosts; relative paths are relative to the file):
+
+    tls: {cert_file: node.pem, key_file: node-key.pem, ca_file: ca.pem}
+
+or one per node, in the node's entry (its own certificate). Without it, route and Raft traffic
+is plain TCP: keep it on a private network.`
 
 // addClusterFlags registers the cluster flags of serve and the help text.
 func addClusterFlags(cmd *cobra.Command, c *clusterFlags) {
@@ -64,6 +72,7 @@ func (c *clusterFlags) noteExplicit(fl *pflag.FlagSet) {
 type clusterSetup struct {
 	cfg  *cluster.Config
 	name string
+	tls  *tls.Config // the links between nodes (Raft, routes); nil: plain TCP
 	node *cluster.Node
 }
 
@@ -91,6 +100,10 @@ func applyClusterFile(f *serveFlags, opts *engine.Options, logger *slog.Logger) 
 	}
 	if c.partitionsSet && f.partitions != cfg.Partitions {
 		return nil, fmt.Errorf("--partitions %d: conflicts with partitions: %d in %s (leave --partitions out)", f.partitions, cfg.Partitions, c.file)
+	}
+	tc, err := cfg.TLSFor(self.Name, filepath.Dir(c.file))
+	if err != nil {
+		return nil, fmt.Errorf("--cluster %s: node %s: %w", c.file, self.Name, err)
 	}
 	opts.Partitions = cfg.Partitions
 	opts.Replicas = cfg.ReplicaCount()
@@ -125,12 +138,12 @@ func applyClusterFile(f *serveFlags, opts *engine.Options, logger *slog.Logger) 
 			routes[i] = n.Routes
 		}
 		opts.NATSCluster = &alog.ClusterOptions{ServerName: self.Name, Listen: self.Routes, Routes: routes,
-			Secret: routeSecret(opts.MasterKey)}
+			Secret: routeSecret(opts.MasterKey), TLS: tc}
 		if opts.MasterKey == nil {
 			logger.Warn("--cluster without a shared master key (--master-key-file or AURUM_MASTER_KEY): NATS routes are not authenticated, and the nodes cannot open each other's data")
 		}
 	}
-	return &clusterSetup{cfg: cfg, name: self.Name}, nil
+	return &clusterSetup{cfg: cfg, name: self.Name, tls: tc}, nil
 }
 
 // open starts the node's Raft member in DATA_DIR/raft. Applied reads the
@@ -141,6 +154,7 @@ func (s *clusterSetup) open(dataDir string, engine *atomic.Pointer[engine.Engine
 		Config: s.cfg,
 		Name:   s.name,
 		Dir:    filepath.Join(dataDir, "raft"),
+		TLS:    s.tls,
 		Applied: func(int) uint64 {
 			if e := engine.Load(); e != nil {
 				return e.AppliedSeq()

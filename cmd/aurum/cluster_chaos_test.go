@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -267,13 +266,13 @@ func (s *transitionSubscriber) snapshot() []seenTransition {
 }
 
 // firstAfter is the first transition of one of parts stored after t.
-func (s *transitionSubscriber) firstAfter(t time.Time, parts []int) (time.Time, bool) {
+func (s *transitionSubscriber) firstAfter(t time.Time, parts []int) (seenTransition, bool) {
 	for _, tr := range s.snapshot() {
 		if tr.stored.After(t) && slices.Contains(parts, tr.partition) {
-			return tr.stored, true
+			return tr, true
 		}
 	}
-	return time.Time{}, false
+	return seenTransition{}, false
 }
 
 // TestClusterChaos is the cluster's exactly-once proof (issue #11): three
@@ -317,13 +316,7 @@ func TestClusterChaos(t *testing.T) {
 	// AURUM_CHAOS_LOGS=DIR keeps every node's log there (DIR/<node>.log),
 	// to see where a failover's time went.
 	if dir := os.Getenv("AURUM_CHAOS_LOGS"); dir != "" {
-		t.Cleanup(func() {
-			for i, n := range c.nodes {
-				if err := os.WriteFile(filepath.Join(dir, c.names[i]+".log"), []byte(n.logText()), 0o644); err != nil {
-					t.Error(err)
-				}
-			}
-		})
+		t.Cleanup(func() { saveNodeLogs(t, c, dir) })
 	}
 	st := c.settled(60*time.Second, c.names...)
 	t.Logf("cluster up in %v, leader %s", time.Since(start).Round(time.Millisecond), st.Leader)
@@ -417,6 +410,7 @@ func TestClusterChaos(t *testing.T) {
 
 	// The chaos, one step at a time, each once the cluster has settled.
 	var failovers []time.Duration
+	var breakdowns []failoverBreakdown
 	var steps []string
 	chaosDone := make(chan struct{})
 	go func() {
@@ -451,17 +445,19 @@ func TestClusterChaos(t *testing.T) {
 			rest := slices.DeleteFunc(slices.Clone(c.names), func(s string) bool { return s == victim })
 			c.settled(30*time.Second, rest...)
 			// The next transition of one of its partitions.
-			var fo time.Duration
+			var tr seenTransition
 			check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
-				at, ok := sub.firstAfter(killed, parts)
-				if !ok {
+				var ok bool
+				if tr, ok = sub.firstAfter(killed, parts); !ok {
 					return fmt.Errorf("no transition of %s's partitions %v since its SIGKILL", victim, parts)
 				}
-				fo = at.Sub(killed)
 				return nil
 			})
+			fo := tr.stored.Sub(killed)
 			failovers = append(failovers, fo)
-			steps = append(steps, fmt.Sprintf("SIGKILL %s at %s (leader %v, partitions %v): failover %v", victim, killed.UTC().Format("15:04:05.000"), victim == st.Leader, parts, fo.Round(time.Millisecond)))
+			b := breakdownFailover(c, victim, victim == st.Leader, parts, killed, tr)
+			breakdowns = append(breakdowns, b)
+			steps = append(steps, fmt.Sprintf("SIGKILL %s at %s (leader %v, partitions %v): failover %v; %v", victim, killed.UTC().Format("15:04:05.000"), victim == st.Leader, parts, fo.Round(time.Millisecond), b))
 			restart(n)
 		}
 		// SIGSTOP of an owner for longer than its lease (and DownAfter).
@@ -496,6 +492,7 @@ func TestClusterChaos(t *testing.T) {
 	for _, s := range steps {
 		t.Log(s)
 	}
+	t.Logf("failover steps (seconds after each SIGKILL):\n%s", failoverTable(breakdowns))
 	if got := acked.Load(); got != int64(w.batches) {
 		t.Fatalf("%d of %d batches acknowledged", got, w.batches)
 	}

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/cluster"
 	"github.com/aurumcdp/aurum/internal/check"
+	"github.com/aurumcdp/aurum/internal/testcert"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -80,7 +85,8 @@ func startClusterWith(t *testing.T, file string, extra []string, names ...string
 // events ingested on n1 reach the profile read on n3, and every node is
 // healthy, and the audience entry is published once. The count comes from
 // n3's own state: it applied the replicated log; n1's sealed traits open on
-// n3 through the shared data keys.
+// n3 through the shared data keys. The file has a tls block: the routes
+// and the Raft transport are mutual TLS (checked from outside at the end).
 func TestClusterServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three real aurum processes")
@@ -88,6 +94,8 @@ func TestClusterServe(t *testing.T) {
 	t.Parallel() // waits on real processes more than it computes: overlaps the other long tests
 	names := []string{"n1", "n2", "n3"}
 	file := writeClusterFile(t, 3, 4, names...)
+	caFile, certFile, keyFile := testcert.Write(t)
+	addClusterTLS(t, file, caFile, certFile, keyFile)
 	nodes := startCluster(t, file, names...)
 	n1, n3 := nodes[0], nodes[2]
 
@@ -151,6 +159,64 @@ func TestClusterServe(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	checkClusterTLS(t, file)
+}
+
+// addClusterTLS appends a cluster-wide tls block to the cluster file.
+func addClusterTLS(t *testing.T, file, ca, cert, key string) {
+	t.Helper()
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "tls: {cert_file: %s, key_file: %s, ca_file: %s}\n", cert, key, ca); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkClusterTLS checks from outside that n1's routes and Raft listeners
+// speak TLS only: in the clear a route listener greets with INFO, over TLS
+// it waits for the handshake; the Raft listener completes a handshake with
+// the cluster's certificate and refuses one without a certificate.
+func checkClusterTLS(t *testing.T, file string) {
+	t.Helper()
+	cfg, err := cluster.LoadConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := cfg.Nodes[0]
+	c, err := net.DialTimeout("tcp", n1.Routes, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if b, _ := io.ReadAll(c); strings.Contains(string(b), "INFO") {
+		t.Fatalf("routes of n1 greet in the clear: %q", b)
+	}
+	c.Close()
+	tc, err := cfg.TLSFor(n1.Name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.ServerName = "127.0.0.1"
+	for _, addr := range []string{n1.Routes, n1.Raft} {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, tc)
+		if err != nil {
+			t.Fatalf("TLS to %s with the cluster's certificate: %v", addr, err)
+		}
+		conn.Close()
+	}
+	anon := &tls.Config{RootCAs: tc.RootCAs, ServerName: "127.0.0.1"}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", n1.Raft, anon)
+	if err == nil {
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1)) // TLS 1.3: the refusal comes with the first read
+		conn.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("raft of n1 accepted TLS without a client certificate (err %v)", err)
 	}
 }
 

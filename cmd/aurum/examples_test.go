@@ -115,6 +115,7 @@ func TestHelpExamples(t *testing.T) {
 	if ran < 15 {
 		t.Fatalf("ran %d examples; the examples were not found", ran)
 	}
+	checkExportExamples(t, env, filepath.Join(dir, "exports"))
 }
 
 // exampleFixture starts a node with the sources given and a working
@@ -122,11 +123,11 @@ func TestHelpExamples(t *testing.T) {
 // binary (on PATH) against the node.
 func exampleFixture(t *testing.T, sources ...string) (*node, string, []string) {
 	t.Helper()
-	n := startNode(t, t.TempDir())
+	dir := t.TempDir()
+	n := startNode(t, t.TempDir(), "--export-dir", filepath.Join(dir, "exports")) // aurum export's examples
 	for _, s := range sources {
 		n.createSource(s)
 	}
-	dir := t.TempDir()
 	writeFile(t, dir, "crm.csv", "email,crm_id,first_name\nrob@example.com,C1,Rob\n")
 	writeFile(t, dir, "pos.csv", "card,amount,date\nL1,12.5,2026-01-02T10:00:00Z\n")
 	writeFile(t, dir, "events.ndjson", `{"type":"track","userId":"u1","event":"Order Completed","properties":{"revenue":5}}`+"\n")

@@ -55,6 +55,6 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("aurum {{.Version}}\n")
-	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd(), newPrivacyCmd(), newAuditCmd(), newTokenCmd(), newUserCmd(), newDestinationCmd(), newClusterCmd(), newModelCmd(), newIdentityCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newSourceCmd(), newImportCmd(), newProfileCmd(), newDeadLettersCmd(), newDigestCmd(), newReplayCmd(), newSnapshotCmd(), newDemoCmd(), newAudienceCmd(), newPrivacyCmd(), newAuditCmd(), newTokenCmd(), newUserCmd(), newDestinationCmd(), newClusterCmd(), newModelCmd(), newIdentityCmd(), newExportCmd(), newVersionCmd())
 	return root
 }

@@ -208,9 +208,9 @@ OpenID Connect: --oidc-issuer, --oidc-client-id, --oidc-client-secret-file and
 	fl.DurationVar(&f.tick, "tick", time.Second, "how often the passage of time is recorded on the log (fires time-driven audience exits); 0 disables")
 	fl.StringVar(&f.consentDefault, "consent-default", "granted", `consent of a channel without any statement from the person: "granted" (opt-out: contacted until they withdraw) or "denied" (opt-in: what EU marketing usually needs)`)
 	fl.StringVar(&f.exportDir, "export-dir", "", "warehouse export: write Parquet runs (profiles, audience memberships, a manifest) into this directory (docs/export.md)")
-	fl.DurationVar(&f.exportInterval, "export-interval", 0, "warehouse export: write a run this often (with --export-dir; 0: none)")
-	fl.BoolVar(&f.exportPersonal, "export-personal", false, "warehouse export: include decrypted identifier values and traits")
-	fl.IntVar(&f.exportKeep, "export-keep", 0, "warehouse export: runs kept (the oldest deleted; 0: all)")
+	fl.DurationVar(&f.exportInterval, "export-interval", 0, "warehouse export: write a run this often (at least 1m; 0: none) until aurum export schedule sets the schedule of every node")
+	fl.BoolVar(&f.exportPersonal, "export-personal", false, "warehouse export: scheduled runs include decrypted identifier values and traits (until aurum export schedule sets the schedule)")
+	fl.IntVar(&f.exportKeep, "export-keep", 0, "warehouse export: runs kept (the oldest deleted; 0: all) until aurum export schedule sets the schedule")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve the HTTP API over HTTPS (with --tls-key)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fl.StringVar(&f.natsTLSCert, "nats-tls-cert", "", "PEM certificate file: the NATS listener requires TLS (with --nats-tls-key)")
@@ -477,7 +477,8 @@ func adminTokenHash(dataDir, flagToken string) ([]byte, error) {
 // apiServices hands the API each concern from the stage that owns it.
 func apiServices(e *engine.Engine) api.Services {
 	return api.Services{Ingest: e.Edge(), Access: e.Gate(), Reads: e.Reader(), Audiences: e, Destinations: e,
-		Privacy: e.Privacy(), Replay: e, Models: e.Models(), Identity: e.Matching(), Audit: e.Recorder(), Node: e}
+		Privacy: e.Privacy(), Replay: e, Models: e.Models(), Identity: e.Matching(), Audit: e.Recorder(), Node: e,
+		Exports: e.Exporter()}
 }
 
 // The stages satisfy the API's interfaces.
@@ -493,4 +494,5 @@ var (
 	_ api.Identity     = (*matching.Service)(nil)
 	_ api.Auditor      = (*audit.Recorder)(nil)
 	_ api.Node         = (*engine.Engine)(nil)
+	_ api.Exports      = (*export.Exporter)(nil)
 )

@@ -35,8 +35,9 @@ func run(w io.Writer, dir string) error {
 // report is everything the command prints.
 type report struct {
 	Propensity *propensityResult
-	// Otto, Workload and Planted are the recommendation evaluations.
-	Otto, Workload, Planted *recommendResult
+	// Otto, Workload, StrongWorkload and Planted are the recommendation
+	// evaluations (StrongWorkload: the workload with strongPreference).
+	Otto, Workload, StrongWorkload, Planted *recommendResult
 	// WorkloadPropensity and Segments run on the synthetic store.
 	WorkloadPropensity *workloadPropensity
 	Segments           *segmentResult
@@ -58,7 +59,16 @@ func evaluate(dir string) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Workload, err = evalWorkload(wl); err != nil {
+	if r.Workload, err = evalWorkload(wl, workloadConfig); err != nil {
+		return nil, err
+	}
+	strong := workloadConfig
+	strong.Preference = strongPreference
+	swl, err := runWorkload(strong)
+	if err != nil {
+		return nil, err
+	}
+	if r.StrongWorkload, err = evalWorkload(swl, strong); err != nil {
 		return nil, err
 	}
 	if r.WorkloadPropensity, err = evalWorkloadPropensity(wl); err != nil {
@@ -76,7 +86,7 @@ func evaluate(dir string) (*report, error) {
 func (r *report) print(w io.Writer) {
 	r.Propensity.print(w)
 	fmt.Fprintln(w)
-	printRecommend(w, []*recommendResult{r.Otto, r.Workload, r.Planted})
+	printRecommend(w, []*recommendResult{r.Otto, r.Workload, r.StrongWorkload, r.Planted})
 	fmt.Fprintln(w)
 	r.WorkloadPropensity.print(w)
 	fmt.Fprintln(w)

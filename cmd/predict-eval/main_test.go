@@ -159,15 +159,18 @@ func checkRecommend(t *testing.T, r *report) {
 	if pl := r.Planted; pl.HitRate < 2*pl.PopHitRate || pl.NewHitRate < 2*pl.NewPopHitRate {
 		t.Errorf("planted preferences: hit rate %.3f (new %.3f) vs popularity %.3f (%.3f), want >= 2x", pl.HitRate, pl.NewHitRate, pl.PopHitRate, pl.NewPopHitRate)
 	}
-	// The workload's planted preference (0.7) does not beat popularity by
-	// much on this metric (docs): the model must not fall below it.
-	if wl := r.Workload; wl != nil && wl.HitRate < 0.95*wl.PopHitRate {
-		t.Errorf("workload: hit rate %.3f vs popularity %.3f: below popularity", wl.HitRate, wl.PopHitRate)
+	// At the workload's preference 0.7 a recommender knowing each
+	// person's taste would reach about 1.76x popularity on next views
+	// (docs): the model must come near it; at 0.9 it must reach 2x.
+	if wl := r.Workload; wl != nil && wl.HitRate < 1.5*wl.PopHitRate {
+		t.Errorf("workload: hit rate %.3f vs popularity %.3f: want >= 1.5x", wl.HitRate, wl.PopHitRate)
 	}
-	// otto_sample has 20 sessions: too few to show 2x (docs); the model
-	// must at least match popularity.
-	if o := r.Otto; o.Users != 20 || o.HitRate < o.PopHitRate {
-		t.Errorf("otto_sample: %d users, hit rate %.3f vs popularity %.3f", o.Users, o.HitRate, o.PopHitRate)
+	if wl := r.StrongWorkload; wl != nil && wl.HitRate < 2*wl.PopHitRate {
+		t.Errorf("workload, preference %.1f: hit rate %.3f vs popularity %.3f: want >= 2x", strongPreference, wl.HitRate, wl.PopHitRate)
+	}
+	// otto_sample: 18 of its 20 sessions have held-out cases.
+	if o := r.Otto; o.Users != 18 || o.Cases < 300 || o.HitRate < 2*o.PopHitRate {
+		t.Errorf("otto_sample: %d users, %d cases, hit rate %.3f vs popularity %.3f: want >= 2x", o.Users, o.Cases, o.HitRate, o.PopHitRate)
 	}
 }
 

@@ -10,8 +10,12 @@
 // crash leaves at most a .tmp- directory, removed by the next run. Run
 // names sort by time: "20261203T050000.000Z-<applied seq>".
 //
-// Scheduler runs an export every Options.Interval (aurum serve
-// --export-dir, --export-interval).
+// The schedule (interval, runs kept, personal columns) is control state on
+// the log (projections.ControlExportSchedule, SetSchedule): every node of a
+// cluster applies it and it survives restarts; until one is set, the serve
+// flags (--export-interval, --export-keep, --export-personal) are the
+// schedule. Scheduler runs an export whenever the interval has passed since
+// the newest run in the directory.
 package export
 
 import (
@@ -42,6 +46,7 @@ import (
 const (
 	ProfilesFile    = "profiles.parquet"
 	MembershipsFile = "memberships.parquet"
+	TransitionsFile = "transitions.parquet"
 	ManifestFile    = "manifest.json"
 	tmpPrefix       = ".tmp-"
 )
@@ -49,10 +54,33 @@ const (
 // ErrNoDir is returned when no export directory is configured.
 var ErrNoDir = errors.New("export: no export directory configured (serve --export-dir)")
 
+// ErrInvalid marks a schedule refused by SetSchedule (the message names
+// the field).
+var ErrInvalid = errors.New("export: invalid schedule")
+
 // State runs fn on a consistent snapshot of the projections (the engine's
 // state read).
 type State interface {
 	Read(fn func(r store.Reader, sm *projections.StateMachine) error) error
+}
+
+// Control appends a control record to the log.
+type Control interface {
+	AppendControl(ctx context.Context, c projections.Control) (uint64, error)
+}
+
+// Applied waits until the state machine has applied log position seq.
+type Applied interface {
+	WaitApplied(ctx context.Context, seq uint64) error
+}
+
+// Deps are what an Exporter is handed.
+type Deps struct {
+	State   State
+	Control Control
+	Applied Applied
+	// Open decrypts personal values (only used by personal runs).
+	Open gcr.Opener
 }
 
 // Options configure an Exporter. The zero value is valid but has no Dir:
@@ -60,14 +88,19 @@ type State interface {
 type Options struct {
 	// Dir is the directory runs are written into (created if missing).
 	Dir string
-	// Interval is the Scheduler's period (0: no schedule).
+	// Interval is the Scheduler's period (0: no schedule; else at least
+	// MinInterval), until a schedule is set on the log (SetSchedule).
 	Interval time.Duration
 	// Personal adds the decrypted identifier values and traits to the
-	// profiles (columns emails, phones, user_ids, traits_json).
+	// profiles of scheduled runs (columns emails, phones, user_ids,
+	// traits_json), until a schedule is set on the log.
 	Personal bool
 	// Keep is the number of runs kept (the oldest are deleted after a
-	// run; 0: all).
+	// run; 0: all), until a schedule is set on the log.
 	Keep int
+	// Poll is how often the Scheduler checks whether a run is due and
+	// the schedule in effect (default 1s).
+	Poll time.Duration
 	// RowGroupRows bounds the rows of one Parquet row group (default
 	// 10,000): the writer buffers one row group.
 	RowGroupRows int
@@ -84,6 +117,9 @@ func (o *Options) EnsureDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -94,8 +130,8 @@ func (o *Options) Validate() error {
 	if o.Interval < 0 {
 		return fmt.Errorf("export: interval %v < 0", o.Interval)
 	}
-	if o.Interval > 0 && o.Interval < time.Second {
-		return fmt.Errorf("export: interval %v shorter than 1s", o.Interval)
+	if o.Interval > 0 && o.Interval < MinInterval {
+		return fmt.Errorf("export: interval %v shorter than %v", o.Interval, MinInterval)
 	}
 	if o.Keep < 0 {
 		return fmt.Errorf("export: keep %d < 0", o.Keep)
@@ -141,6 +177,19 @@ type Membership struct {
 	RuleVersion int64  `parquet:"rule_version"`
 }
 
+// Transition is one row of transitions.parquet: a person entered or left
+// an audience (the audience history the projections keep per profile;
+// docs/export.md).
+type Transition struct {
+	ProfileID   string `parquet:"profile_id"`
+	Audience    string `parquet:"audience"`
+	Type        string `parquet:"type"` // "entered" or "exited"
+	Time        int64  `parquet:"time,timestamp(millisecond)"`
+	Reason      string `parquet:"reason"` // what caused it: "event", "time", "backfill", "audience deleted", …
+	RuleVersion int64  `parquet:"rule_version"`
+	Seq         int64  `parquet:"seq"` // the log position that caused it
+}
+
 // FileInfo describes one file of a run.
 type FileInfo struct {
 	Name   string `json:"name"`
@@ -151,38 +200,140 @@ type FileInfo struct {
 
 // Manifest is DIR/<run>/manifest.json.
 type Manifest struct {
-	Run        string     `json:"run"`
-	Created    time.Time  `json:"created"`
-	AppliedSeq uint64     `json:"applied_seq"` // the log position the run is as of
-	LogClock   time.Time  `json:"log_clock"`
-	Personal   bool       `json:"personal"`
-	Files      []FileInfo `json:"files"`
+	Run        string    `json:"run"`
+	Created    time.Time `json:"created"`
+	AppliedSeq uint64    `json:"applied_seq"` // the log position the run is as of
+	LogClock   time.Time `json:"log_clock"`
+	Personal   bool      `json:"personal"`
+	// Trigger is what wrote the run: "schedule" or "request" (the API,
+	// the CLI, Run).
+	Trigger string `json:"trigger"`
+	// TransitionsAfterSeq: transitions.parquet holds the transitions of
+	// log positions after it (the previous run's applied_seq; 0: all the
+	// history kept).
+	TransitionsAfterSeq uint64     `json:"transitions_after_seq"`
+	Files               []FileInfo `json:"files"`
+}
+
+// File returns the manifest's entry for name (zero if absent).
+func (m Manifest) File(name string) FileInfo {
+	for _, f := range m.Files {
+		if f.Name == name {
+			return f
+		}
+	}
+	return FileInfo{}
+}
+
+// MinInterval is the shortest schedule interval.
+const MinInterval = time.Duration(projections.MinExportIntervalMs) * time.Millisecond
+
+// Schedule is the schedule in effect and where it comes from.
+type Schedule struct {
+	Dir      string        // this node's export directory ("" : none)
+	Interval time.Duration // 0: no scheduled runs
+	Keep     int           // runs kept (0: all)
+	Personal bool          // scheduled runs include the personal columns
+	// Source is "log" (set with SetSchedule, in effect on every node) or
+	// "flags" (this node's serve flags: none was set).
+	Source  string
+	Updated time.Time // when it was set on the log (zero for "flags")
 }
 
 // Exporter writes runs. Run is safe for concurrent use (runs are
 // serialised).
 type Exporter struct {
-	opts  Options
-	state State
-	open  gcr.Opener
-	mu    sync.Mutex
+	opts Options
+	deps Deps
+	mu   sync.Mutex // held while a run is written
+
+	lastMu sync.Mutex
+	last   time.Time // creation time of the newest run (zero: not known yet)
 }
 
-// New returns an Exporter over state; open decrypts personal values (only
-// used with Options.Personal).
-func New(opts Options, state State, open gcr.Opener) *Exporter {
+// New returns an Exporter.
+func New(opts Options, deps Deps) *Exporter {
 	opts.EnsureDefaults()
-	return &Exporter{opts: opts, state: state, open: open}
+	return &Exporter{opts: opts, deps: deps}
 }
 
 // Dir is the configured directory ("" if none).
 func (x *Exporter) Dir() string { return x.opts.Dir }
 
+// ErrRunning is returned by TryRun while another run is being written.
+var ErrRunning = errors.New("export: a run is in progress")
+
+// Schedule returns the schedule in effect: the one set on the log, else
+// the serve flags.
+func (x *Exporter) Schedule() (Schedule, error) {
+	var s Schedule
+	err := x.deps.State.Read(func(r store.Reader, _ *projections.StateMachine) error {
+		var err error
+		s, err = x.scheduleOf(r)
+		return err
+	})
+	return s, err
+}
+
+func (x *Exporter) scheduleOf(r store.Reader) (Schedule, error) {
+	ps, ok, err := projections.ExportScheduleOf(r)
+	if err != nil {
+		return Schedule{}, err
+	}
+	if !ok {
+		return Schedule{Dir: x.opts.Dir, Interval: x.opts.Interval, Keep: x.opts.Keep, Personal: x.opts.Personal,
+			Source: "flags"}, nil
+	}
+	return Schedule{Dir: x.opts.Dir, Interval: time.Duration(ps.IntervalMs) * time.Millisecond, Keep: ps.Keep,
+		Personal: ps.Personal, Source: "log", Updated: time.UnixMilli(ps.Updated).UTC()}, nil
+}
+
+// SetSchedule sets the schedule of every node through the log (interval
+// at least MinInterval, keep at least 1; else an error wrapping
+// ErrInvalid that names the field) and returns it once in effect here.
+func (x *Exporter) SetSchedule(ctx context.Context, interval time.Duration, keep int, personal bool) (Schedule, error) {
+	ps := projections.ExportSchedule{IntervalMs: interval.Milliseconds(), Keep: keep, Personal: personal}
+	if interval%time.Millisecond != 0 {
+		return Schedule{}, fmt.Errorf("%w: interval: %v is not a whole number of milliseconds", ErrInvalid, interval)
+	}
+	if err := ps.Validate(); err != nil {
+		return Schedule{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	cfg, err := projections.EncodeExportSchedule(ps)
+	if err != nil {
+		return Schedule{}, err
+	}
+	seq, err := x.deps.Control.AppendControl(ctx, projections.Control{Kind: projections.ControlExportSchedule, Config: cfg})
+	if err != nil {
+		return Schedule{}, fmt.Errorf("export: set schedule: %w", err)
+	}
+	if err := x.deps.Applied.WaitApplied(ctx, seq); err != nil {
+		return Schedule{}, fmt.Errorf("export: set schedule: %w", err)
+	}
+	return x.Schedule()
+}
+
+// TryRun is Run, but fails with ErrRunning at once if a run is being
+// written (Run would wait for it).
+func (x *Exporter) TryRun(ctx context.Context, ro RunOptions) (Manifest, error) {
+	if x.opts.Dir == "" {
+		return Manifest{}, ErrNoDir
+	}
+	if !x.mu.TryLock() {
+		return Manifest{}, ErrRunning
+	}
+	defer x.mu.Unlock()
+	return x.run(ctx, ro, "request")
+}
+
 // RunOptions are a run's own settings.
 type RunOptions struct {
-	// Personal adds the personal columns to this run (as
-	// Options.Personal does to every run).
+	// Personal adds the personal columns to this run.
 	Personal bool
+	// AllTransitions writes every transition of the history kept into
+	// transitions.parquet (default: those since the newest run in the
+	// directory).
+	AllTransitions bool
 }
 
 // Run writes one run and returns its manifest.
@@ -192,19 +343,35 @@ func (x *Exporter) Run(ctx context.Context, ro RunOptions) (Manifest, error) {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	return x.run(ctx, ro, "request")
+}
+
+// run writes one run; x.mu is held.
+func (x *Exporter) run(ctx context.Context, ro RunOptions, trigger string) (Manifest, error) {
 	if err := os.MkdirAll(x.opts.Dir, 0o750); err != nil {
 		return Manifest{}, fmt.Errorf("export: %w", err)
 	}
 	x.removeTemps()
+	prev, err := x.Runs()
+	if err != nil {
+		return Manifest{}, err
+	}
 	now := x.opts.Now().UTC()
 	tmp, err := os.MkdirTemp(x.opts.Dir, tmpPrefix)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("export: %w", err)
 	}
 	defer func() { _ = os.RemoveAll(tmp) }() // a no-op after the rename
-	m := Manifest{Created: now, Personal: x.opts.Personal || ro.Personal}
-	err = x.state.Read(func(r store.Reader, sm *projections.StateMachine) error {
+	m := Manifest{Created: now, Personal: ro.Personal, Trigger: trigger}
+	if len(prev) > 0 && !ro.AllTransitions {
+		m.TransitionsAfterSeq = prev[0].AppliedSeq
+	}
+	var sched Schedule
+	err = x.deps.State.Read(func(r store.Reader, sm *projections.StateMachine) error {
 		var err error
+		if sched, err = x.scheduleOf(r); err != nil {
+			return err
+		}
 		if m.AppliedSeq, err = projections.Applied(r); err != nil {
 			return err
 		}
@@ -213,15 +380,19 @@ func (x *Exporter) Run(ctx context.Context, ro RunOptions) (Manifest, error) {
 			return err
 		}
 		m.LogClock = time.UnixMilli(clock).UTC()
-		fi, err := x.writeMemberships(ctx, r, sm, filepath.Join(tmp, MembershipsFile))
-		if err != nil {
-			return err
-		}
 		fp, err := x.writeProfiles(ctx, r, sm, filepath.Join(tmp, ProfilesFile), m.Personal)
 		if err != nil {
 			return err
 		}
-		m.Files = []FileInfo{fp, fi}
+		fi, err := x.writeMemberships(ctx, r, sm, filepath.Join(tmp, MembershipsFile))
+		if err != nil {
+			return err
+		}
+		ft, err := x.writeTransitions(ctx, r, sm, filepath.Join(tmp, TransitionsFile), m.TransitionsAfterSeq)
+		if err != nil {
+			return err
+		}
+		m.Files = []FileInfo{fp, fi, ft}
 		return nil
 	})
 	if err != nil {
@@ -247,13 +418,22 @@ func (x *Exporter) Run(ctx context.Context, ro RunOptions) (Manifest, error) {
 	if err := syncDir(x.opts.Dir); err != nil {
 		return Manifest{}, err
 	}
-	x.prune()
-	x.opts.Logger.Info("export: run written", "run", m.Run, "applied", m.AppliedSeq,
-		"profiles", m.Files[0].Rows, "memberships", m.Files[1].Rows)
+	x.setLast(now)
+	x.prune(sched.Keep)
+	x.opts.Logger.Info("export: run written", "run", m.Run, "applied", m.AppliedSeq, "trigger", trigger,
+		"profiles", m.Files[0].Rows, "memberships", m.Files[1].Rows, "transitions", m.Files[2].Rows)
 	return m, nil
 }
 
-// Runs lists the manifests of the runs in the directory, oldest first.
+func (x *Exporter) setLast(t time.Time) {
+	x.lastMu.Lock()
+	defer x.lastMu.Unlock()
+	if t.After(x.last) {
+		x.last = t
+	}
+}
+
+// Runs lists the manifests of the runs in the directory, newest first.
 func (x *Exporter) Runs() ([]Manifest, error) {
 	if x.opts.Dir == "" {
 		return nil, ErrNoDir
@@ -280,7 +460,7 @@ func (x *Exporter) Runs() ([]Manifest, error) {
 		}
 		out = append(out, m)
 	}
-	slices.SortFunc(out, func(a, b Manifest) int { return strings.Compare(a.Run, b.Run) })
+	slices.SortFunc(out, func(a, b Manifest) int { return strings.Compare(b.Run, a.Run) })
 	return out, nil
 }
 
@@ -294,18 +474,17 @@ func (x *Exporter) removeTemps() {
 	}
 }
 
-// prune keeps the newest Options.Keep runs.
-func (x *Exporter) prune() {
-	if x.opts.Keep == 0 {
+// prune keeps the newest keep runs (0: all).
+func (x *Exporter) prune(keep int) {
+	if keep <= 0 {
 		return
 	}
 	runs, err := x.Runs()
 	if err != nil {
 		return
 	}
-	for len(runs) > x.opts.Keep {
-		_ = os.RemoveAll(filepath.Join(x.opts.Dir, runs[0].Run))
-		runs = runs[1:]
+	for _, m := range runs[min(keep, len(runs)):] {
+		_ = os.RemoveAll(filepath.Join(x.opts.Dir, m.Run))
 	}
 }
 
@@ -493,7 +672,7 @@ func (x *Exporter) profileRow(p *gcr.Profile, personal bool) (Profile, error) {
 	if !personal {
 		return row, nil
 	}
-	v, err := p.View(x.open)
+	v, err := p.View(x.deps.Open)
 	if err != nil {
 		return Profile{}, err
 	}
@@ -549,22 +728,78 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// Scheduler runs x every Options.Interval until ctx ends; a failed run is
-// logged and retried at the next tick.
+// Scheduler writes a run whenever the schedule's interval has passed since
+// the newest run in the directory (or, with none, since it started),
+// checking every Options.Poll, until ctx ends. It reads the schedule in
+// effect at each check, so a change on the log (SetSchedule, on any node)
+// takes effect within a Poll. A failed run is logged and retried after
+// min(interval, 1 min).
 func (x *Exporter) Scheduler(ctx context.Context) {
-	if x.opts.Interval <= 0 || x.opts.Dir == "" {
+	if x.opts.Dir == "" {
 		return
 	}
-	t := time.NewTicker(x.opts.Interval)
+	if runs, err := x.Runs(); err == nil && len(runs) > 0 {
+		x.setLast(runs[0].Created) // after a restart: an interval after the newest run
+	} else {
+		x.setLast(x.opts.Now().UTC()) // without runs: the first is an interval from now
+	}
+	var failedAt time.Time
+	t := time.NewTicker(x.opts.Poll)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := x.Run(ctx, RunOptions{}); err != nil && ctx.Err() == nil {
-				x.opts.Logger.Warn("export: scheduled run failed", "err", err)
-			}
+		}
+		sc, err := x.Schedule()
+		if err != nil || sc.Interval <= 0 {
+			continue
+		}
+		now := x.opts.Now()
+		x.lastMu.Lock()
+		due := !now.Before(x.last.Add(sc.Interval))
+		x.lastMu.Unlock()
+		if !due || (!failedAt.IsZero() && now.Before(failedAt.Add(min(sc.Interval, time.Minute)))) {
+			continue
+		}
+		if !x.mu.TryLock() {
+			continue // a requested run is being written
+		}
+		_, err = x.run(ctx, RunOptions{Personal: sc.Personal}, "schedule")
+		x.mu.Unlock()
+		failedAt = time.Time{}
+		if err != nil && ctx.Err() == nil {
+			failedAt = now
+			x.opts.Logger.Warn("export: scheduled run failed", "err", err)
 		}
 	}
+}
+
+// writeTransitions writes the audience history rows of log positions
+// after afterSeq.
+func (x *Exporter) writeTransitions(ctx context.Context, r store.Reader, sm *projections.StateMachine, path string, afterSeq uint64) (FileInfo, error) {
+	rw, err := newRowWriter[Transition](path, x.opts.RowGroupRows)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	defer rw.abort()
+	err = sm.EachAudienceHistory(r, func(profile []byte, h projections.HistoryEntry) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if h.Seq <= afterSeq {
+			return nil
+		}
+		typ := "exited"
+		if h.Entered {
+			typ = "entered"
+		}
+		return rw.add(Transition{ProfileID: ulid.ULID(profile).String(), Audience: h.Audience, Type: typ,
+			Time: h.Time, Reason: h.Reason, RuleVersion: h.RuleVersion, Seq: int64(h.Seq)})
+	})
+	if err != nil {
+		return FileInfo{}, err
+	}
+	return rw.close()
 }

@@ -41,10 +41,13 @@ func TestExportReadBackByArrow(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]bool{} // audience \x00 profile → member, folded from the transitions
 	received := 0
+	var transitions []string // each as transitionKey
 	sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var tr struct {
-			Type, Audience string
-			ProfileID      string `json:"profile_id"`
+			Type, Audience, Reason string
+			ProfileID              string `json:"profile_id"`
+			RuleVersion            int64  `json:"rule_version"`
+			Seq                    int64
 		}
 		if err := json.NewDecoder(r.Body).Decode(&tr); err != nil {
 			w.WriteHeader(http.StatusBadRequest)
@@ -54,6 +57,8 @@ func TestExportReadBackByArrow(t *testing.T) {
 		defer mu.Unlock()
 		received++
 		seen[tr.Audience+"\x00"+tr.ProfileID] = tr.Type == "audience.entered"
+		transitions = append(transitions, transitionKey(tr.ProfileID, tr.Audience, strings.TrimPrefix(tr.Type, "audience."),
+			tr.Reason, tr.RuleVersion, tr.Seq))
 	}))
 	defer sub.Close()
 	if _, err := e.PutDestination(ctx, activation.Destination{Name: "sub", URL: sub.URL, Secret: "0123456789abcdef0123",
@@ -77,7 +82,8 @@ func TestExportReadBackByArrow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Personal || len(m.Files) != 2 || m.Files[0].Rows != n || m.Files[1].Rows != n-left {
+	if m.Personal || len(m.Files) != 3 || m.File(export.ProfilesFile).Rows != n || m.File(export.MembershipsFile).Rows != n-left ||
+		m.File(export.TransitionsFile).Rows != n+left || m.TransitionsAfterSeq != 0 || m.Trigger != "request" {
 		t.Fatalf("manifest %+v", m)
 	}
 	runDir := filepath.Join(dir, m.Run)
@@ -114,6 +120,13 @@ func TestExportReadBackByArrow(t *testing.T) {
 	if len(got) != len(want) {
 		t.Fatalf("exported %d memberships, the subscriber holds %d", len(got), len(want))
 	}
+
+	// Transitions: the first run holds the whole history, exactly what
+	// the subscriber received (entries and exits, reasons, log positions).
+	mu.Lock()
+	wantTr := slices.Clone(transitions)
+	mu.Unlock()
+	checkTransitions(t, filepath.Join(runDir, export.TransitionsFile), wantTr)
 
 	// Profiles without personal values.
 	profiles := readRows(t, filepath.Join(runDir, export.ProfilesFile))
@@ -178,16 +191,92 @@ func TestExportReadBackByArrow(t *testing.T) {
 		}
 	}
 
-	// Keep 2: a third run removes the first; no temporary directory stays.
-	if _, err := e.Exporter().Run(ctx, export.RunOptions{}); err != nil {
+	if m2.TransitionsAfterSeq != m.AppliedSeq || m2.File(export.TransitionsFile).Rows != 0 {
+		t.Fatalf("second run: transitions after %d (want %d), %d rows (nothing changed)", m2.TransitionsAfterSeq,
+			m.AppliedSeq, m2.File(export.TransitionsFile).Rows)
+	}
+
+	// Ten more exits: the third run holds just them (since the second);
+	// with Keep 2 it removes the first run; no temporary directory stays.
+	const more = 10
+	connectortest.Ingest(ctx, t, e, "email", left, left+more, "silver")
+	connectortest.WaitSize(t, e, n-left-more)
+	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if received != n+left+more {
+			return fmt.Errorf("subscriber got %d transitions, want %d", received, n+left+more)
+		}
+		return nil
+	})
+	m3, err := e.Exporter().Run(ctx, export.RunOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	wantTr = slices.Clone(transitions[n+left:])
+	allTr := slices.Clone(transitions)
+	mu.Unlock()
+	checkTransitions(t, filepath.Join(dir, m3.Run, export.TransitionsFile), wantTr)
+	for _, k := range wantTr {
+		if !strings.Contains(k, "|exited|") {
+			t.Fatalf("third run transition %s, want exits only", k)
+		}
+	}
 	runs, err := e.Exporter().Runs()
-	if err != nil || len(runs) != 2 || runs[0].Run != m2.Run {
+	if err != nil || len(runs) != 2 || runs[0].Run != m3.Run || runs[1].Run != m2.Run {
 		t.Fatalf("runs %v %v", runs, err)
 	}
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 2 {
 		t.Fatalf("%d entries in the export directory, want the 2 runs", len(ents))
 	}
+	// Asked for all: the whole history again.
+	m4, err := e.Exporter().Run(ctx, export.RunOptions{AllTransitions: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m4.TransitionsAfterSeq != 0 {
+		t.Fatalf("fourth run transitions after %d, want 0 (all)", m4.TransitionsAfterSeq)
+	}
+	checkTransitions(t, filepath.Join(dir, m4.Run, export.TransitionsFile), allTr)
+}
+
+func transitionKey(profile, aud, typ, reason string, version, seq int64) string {
+	return fmt.Sprintf("%s|%s|%s|%s|v%d|%d", profile, aud, typ, reason, version, seq)
+}
+
+// checkTransitions compares transitions.parquet, read back, with want (as
+// transitionKey) as multisets; every row has a time.
+func checkTransitions(t *testing.T, path string, want []string) {
+	t.Helper()
+	var got []string
+	for _, r := range readRows(t, path) {
+		if s, _ := r["time"].(string); !strings.HasPrefix(s, "20") {
+			t.Fatalf("transition time %v", r["time"])
+		}
+		got = append(got, transitionKey(r["profile_id"].(string), r["audience"].(string), r["type"].(string),
+			r["reason"].(string), asInt(t, r["rule_version"]), asInt(t, r["seq"])))
+	}
+	slices.Sort(got)
+	want = slices.Clone(want)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s: %d transitions, want the %d the subscriber received; first rows %v, want %v",
+			filepath.Base(path), len(got), len(want), got[:min(3, len(got))], want[:min(3, len(want))])
+	}
+}
+
+// asInt is an int64 column's value as either reader gives it.
+func asInt(t *testing.T, v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case int32:
+		return int64(x)
+	case float64:
+		return int64(x)
+	}
+	t.Fatalf("not an integer: %T %v", v, v)
+	return 0
 }

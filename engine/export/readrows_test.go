@@ -25,6 +25,8 @@ func readRows(t *testing.T, path string) []map[string]any {
 		return rowsOf[export.Profile](t, path)
 	case "memberships.parquet":
 		return rowsOf[export.Membership](t, path)
+	case "transitions.parquet":
+		return rowsOf[export.Transition](t, path)
 	}
 	t.Fatalf("readRows: unknown file %s", path)
 	return nil

@@ -65,13 +65,47 @@ func (e *Publisher) prefixesOf(p int) [][]byte {
 	return [][]byte{all[p+1]}
 }
 
+// runCluster runs partitionPass for every partition after each Poll or
+// Kick, up to passWorkers partitions at a time. Partitions do not wait
+// for each other: a partition whose pass is still running (a request to a
+// stream that is electing a leader waits up to RequestTimeout) is skipped
+// by the rounds until it returns, and the others go on. A round that
+// waited for every partition held a new owner's take-over back by the
+// slowest request of any partition (failovers of 6 s, bench/RESULTS.md
+// "Issue #11: failover steps"). Each partition's state is touched by one
+// goroutine at a time (busy). It returns when ctx ends, once every
+// partition pass has returned.
 func (e *Publisher) runCluster(ctx context.Context) error {
 	tick := time.NewTicker(e.opts.Poll)
 	defer tick.Stop()
+	sem := make(chan struct{}, passWorkers)
+	busy := make([]atomic.Bool, len(e.parts))
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
-		e.pass(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
+		e.erasing.Store(e.opts.Erasing != nil && e.opts.Erasing())
+		for p := range e.parts {
+			if busy[p].Load() {
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			busy[p].Store(true)
+			wg.Add(1)
+			go func() { // owned by runCluster: it waits for them
+				defer wg.Done()
+				defer func() { busy[p].Store(false); <-sem }()
+				start := time.Now()
+				err := e.partitionPass(ctx, p)
+				if err != nil && ctx.Err() == nil {
+					e.opts.Logger.Warn("engine: outbox: partition pass failed; will retry", "partition", p, "err", err, "took", time.Since(start))
+				} else if took := time.Since(start); took > slowPass {
+					e.opts.Logger.Info("engine: outbox: slow partition pass", "partition", p, "took", took)
+				}
+			}()
 		}
 		select {
 		case <-ctx.Done():
@@ -82,43 +116,13 @@ func (e *Publisher) runCluster(ctx context.Context) error {
 	}
 }
 
-// passWorkers bounds the partitions one pass handles at the same time:
-// each publishes one fenced output at a time, so partitions in parallel
-// are what keeps a replicated stream busy.
+// passWorkers bounds the partitions passed at the same time: each
+// publishes one fenced output at a time, so partitions in parallel are
+// what keeps a replicated stream busy.
 const passWorkers = 8
 
-// slowPass: a partition pass taking longer is logged (it holds up the
-// next pass of every partition).
+// slowPass: a partition pass taking longer is logged.
 const slowPass = time.Second
-
-// pass runs partitionPass on every partition, up to passWorkers at a time,
-// and returns when all are done. Each partition's state is touched by one
-// worker only.
-func (e *Publisher) pass(ctx context.Context) {
-	e.erasing = e.opts.Erasing != nil && e.opts.Erasing()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(passWorkers, len(e.parts)) {
-		wg.Add(1)
-		go func() { // owned by this pass: it waits for them
-			defer wg.Done()
-			for {
-				p := int(next.Add(1) - 1)
-				if p >= len(e.parts) || ctx.Err() != nil {
-					return
-				}
-				start := time.Now()
-				err := e.partitionPass(ctx, p)
-				if err != nil && ctx.Err() == nil {
-					e.opts.Logger.Warn("engine: outbox: partition pass failed; will retry", "partition", p, "err", err, "took", time.Since(start))
-				} else if took := time.Since(start); took > slowPass {
-					e.opts.Logger.Info("engine: outbox: slow partition pass", "partition", p, "took", took)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-}
 
 // partitionPass publishes partition p if this node owns it, or prunes
 // what its owner has published.
@@ -314,7 +318,7 @@ func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, ma
 	if err != nil {
 		return 0, err
 	}
-	mark := pubErr == nil && e.erasing && at > st.mark && time.Since(st.marked) >= e.opts.ProgressPoll
+	mark := pubErr == nil && e.erasing.Load() && at > st.mark && time.Since(st.marked) >= e.opts.ProgressPoll
 	if total > 0 || mark {
 		rctx, cancel := e.request(ctx)
 		defer cancel()

@@ -93,15 +93,15 @@ type Publisher struct {
 	// cluster node publishes in parallel); Barrier takes it (see the
 	// erasure worker).
 	mu sync.RWMutex
-	// parts is each partition's publishing state with a Cluster; only
-	// Run's goroutine touches it.
+	// parts is each partition's publishing state with a Cluster; one
+	// partition pass at a time touches parts[p] (runCluster).
 	parts []partState
 	// claimed is, per partition, the epoch of this node's claim while it
 	// publishes the partition under it (0: none); read by Claimed.
 	claimed []atomic.Uint64
-	// erasing is Options.Erasing as of the current pass (set before its
-	// workers start).
-	erasing bool
+	// erasing is Options.Erasing as of the last scheduling round of
+	// runCluster (partition passes of several rounds may overlap).
+	erasing atomic.Bool
 }
 
 // New returns a publisher on l; keys unseal identifiers.

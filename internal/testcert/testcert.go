@@ -1,5 +1,6 @@
 // Package testcert writes throwaway TLS certificates for tests: a private
-// CA and a server certificate for 127.0.0.1 and localhost signed by it.
+// CA and a certificate for 127.0.0.1 and localhost signed by it, good for
+// a server and for a client (mutual TLS, as between cluster nodes).
 package testcert
 
 import (
@@ -43,7 +44,7 @@ func Write(t testing.TB) (caFile, certFile, keyFile string) {
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)

@@ -114,7 +114,8 @@ func start(t testing.TB, opts Options) (*Node, error) {
 // api.Server on an engine of their own.
 func Services(e *engine.Engine) api.Services {
 	return api.Services{Ingest: e.Edge(), Access: e.Gate(), Reads: e.Reader(), Audiences: e, Destinations: e,
-		Privacy: e.Privacy(), Replay: e, Models: e.Models(), Identity: e.Matching(), Audit: e.Recorder(), Node: e}
+		Privacy: e.Privacy(), Replay: e, Models: e.Models(), Identity: e.Matching(), Audit: e.Recorder(), Node: e,
+		Exports: e.Exporter()}
 }
 
 // Close stops the HTTP server, then the engine. It may be called more than

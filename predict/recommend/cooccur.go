@@ -3,6 +3,7 @@ package recommend
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -35,6 +36,13 @@ type CoOptions struct {
 	// MaxHistory is the number of a user's latest interactions paired.
 	// Default 200.
 	MaxHistory int
+	// Damp is the exponent of the normalization of a neighbour's count by
+	// the number of users who interacted with the neighbour (To kinds):
+	// count(a, b) / users(b)^Damp. 0.5 is the cosine (up to the constant
+	// users(a)^0.5 of a's list), 1 the lift (confidence over the
+	// neighbour's support); without it the popular items are everybody's
+	// neighbours. Default 0.5; a negative value means 0 (raw counts).
+	Damp float64
 }
 
 func (o *CoOptions) defaults() error {
@@ -59,7 +67,12 @@ func (o *CoOptions) defaults() error {
 	if o.MaxHistory == 0 {
 		o.MaxHistory = 200
 	}
+	if o.Damp == 0 {
+		o.Damp = 0.5
+	}
 	switch {
+	case o.Damp > 1 || o.Damp != o.Damp:
+		return fmt.Errorf("recommend: co-occurrence: damp %v must be <= 1", o.Damp)
 	case o.Window < 0:
 		return fmt.Errorf("recommend: co-occurrence: window %v must be > 0", o.Window)
 	case o.K < 1 || o.K > 1000:
@@ -85,6 +98,9 @@ type CoOccurrence struct {
 	opt      CoOptions
 	from, to [numKinds]bool
 	lists    map[string]*counters
+	// users counts, per item, the users with a To interaction of it
+	// (memory: one count per item, as the model's popularity).
+	users map[string]float64
 }
 
 // NewCoOccurrence returns an empty CoOccurrence.
@@ -92,7 +108,7 @@ func NewCoOccurrence(opt CoOptions) (*CoOccurrence, error) {
 	if err := opt.defaults(); err != nil {
 		return nil, err
 	}
-	c := &CoOccurrence{opt: opt, lists: map[string]*counters{}}
+	c := &CoOccurrence{opt: opt, lists: map[string]*counters{}, users: map[string]float64{}}
 	for _, k := range opt.From {
 		c.from[k] = true
 	}
@@ -112,6 +128,13 @@ func (c *CoOccurrence) AddUser(history []Interaction) {
 		h = h[len(h)-c.opt.MaxHistory:]
 	}
 	win := c.opt.Window.Milliseconds()
+	had := map[string]bool{}
+	for _, x := range h {
+		if c.to[x.Kind] && !had[x.Item] {
+			had[x.Item] = true
+			c.users[x.Item]++
+		}
+	}
 	seen := map[pair]float64{}
 	for i, x := range h {
 		if !c.from[x.Kind] {
@@ -149,14 +172,29 @@ func (c *CoOccurrence) AddUser(history []Interaction) {
 	}
 }
 
-// Neighbours returns the item's top K neighbours, highest count first (ties
-// by key).
+// Neighbours returns the item's top K neighbours, highest normalized count
+// first (count / users^Damp; ties by key). The count is the guaranteed one
+// (Space-Saving's count less the count inherited from the key replaced), so
+// that a rare neighbour which took a full list's last place does not rank
+// by its predecessor's count.
 func (c *CoOccurrence) Neighbours(item string) []Scored {
 	l := c.lists[item]
 	if l == nil {
 		return nil
 	}
-	return l.top(c.opt.K)
+	if l.normed == nil {
+		l.normed = make([]Scored, len(l.keys))
+		for i, key := range l.keys {
+			v := l.counts[i] - l.errs[i] // Space-Saving's guaranteed count
+			if c.opt.Damp > 0 {
+				v /= math.Pow(max(c.users[key], 1), c.opt.Damp)
+			}
+			l.normed[i] = Scored{key, v}
+		}
+		slices.SortFunc(l.normed, byScore)
+	}
+	k := min(c.opt.K, len(l.normed))
+	return l.normed[:k:k]
 }
 
 // Items is the number of items with neighbours.
@@ -166,12 +204,14 @@ func (c *CoOccurrence) Items() int { return len(c.lists) }
 type counters struct {
 	keys   []string
 	counts []float64
+	errs   []float64 // the count each key inherited on taking its place
 	idx    map[string]int
 	sorted []Scored // cache of the keys by count, nil after a change
+	normed []Scored // CoOccurrence's cache of the normalized counts, nil after a change
 }
 
 func (l *counters) add(key string, w float64, capacity int) {
-	l.sorted = nil
+	l.sorted, l.normed = nil, nil
 	if i, ok := l.idx[key]; ok {
 		l.counts[i] += w
 		return
@@ -180,6 +220,7 @@ func (l *counters) add(key string, w float64, capacity int) {
 		l.idx[key] = len(l.keys)
 		l.keys = append(l.keys, key)
 		l.counts = append(l.counts, w)
+		l.errs = append(l.errs, 0)
 		return
 	}
 	// Replace the least counted key (ties: the greatest key).
@@ -192,6 +233,7 @@ func (l *counters) add(key string, w float64, capacity int) {
 	delete(l.idx, l.keys[m])
 	l.idx[key] = m
 	l.keys[m] = key
+	l.errs[m] = l.counts[m]
 	l.counts[m] += w
 }
 

@@ -18,29 +18,41 @@ type EvalOptions struct {
 }
 
 // EvalResult compares the model with the popularity baseline on the same
-// users and the same training data.
+// cases and the same training data.
+//
+// The headline figure is the next-item hit rate at K, a recommender's usual
+// hit rate (as in session-based evaluation, e.g. GRU4Rec's and OTTO's): every
+// held-out interaction is a case, predicted from the user's interactions
+// before it, and it is a hit when its item is in the top K. A case is left
+// out when its item was bought before it (neither list may hold it) or is
+// the item of the interaction just before it (a repeat, e.g. the cart
+// following a view: not a next product).
 type EvalResult struct {
-	// Users is the number of users evaluated: at least two interactions and
-	// a held-out item they had not bought before the split.
-	Users int
-	// HitRate is the share of users with at least one held-out item in
-	// their top K; Recall the mean share of their held-out items in it.
-	HitRate, Recall float64
-	// PopHitRate and PopRecall are the same for the K most popular items
-	// the user had not bought.
-	PopHitRate, PopRecall float64
-	// NewUsers, NewHitRate and NewPopHitRate count only held-out items the
-	// user had not interacted with before the split (discovery).
-	NewUsers                  int
+	// Users is the number of users with at least one case; Cases the
+	// number of cases.
+	Users, Cases int
+	// HitRate is the share of cases whose item is in the model's top K;
+	// PopHitRate in the K most popular items the user had not bought.
+	HitRate, PopHitRate float64
+	// NewCases, NewHitRate and NewPopHitRate count only the cases whose
+	// item the user had not interacted with before (discovery).
+	NewCases                  int
 	NewHitRate, NewPopHitRate float64
+	// AnyHitRate and AnyPopHitRate are the per-user figure of earlier
+	// versions: the share of users with any of their held-out items (not
+	// bought before the split) in one top K made at the split. With many
+	// held-out items per user it saturates (popularity hits nearly every
+	// user of the workload): it is printed for comparison only.
+	AnyHitRate, AnyPopHitRate float64
 }
 
 // Evaluate splits each user's interactions in time (the first 1 − Holdout
 // for training, the rest held out; at least one on each side), trains one
 // model on every user's training part (the whole history of users with a
-// single interaction), and scores each user's top K from their training part
-// against the distinct items of their held-out part that they had not
-// bought. Nothing held out is ever seen by the model or the baseline.
+// single interaction) and scores the held-out cases (EvalResult). Nothing
+// held out is ever seen by the model or the baseline; a case's own user's
+// earlier held-out interactions are part of its history, as they would be
+// of a profile's.
 func Evaluate(users [][]Interaction, opt EvalOptions) (EvalResult, error) {
 	if opt.K == 0 {
 		opt.K = 10
@@ -55,83 +67,97 @@ func Evaluate(users [][]Interaction, opt EvalOptions) (EvalResult, error) {
 	if err != nil {
 		return EvalResult{}, err
 	}
-	type split struct{ train, test []Interaction }
+	type split struct {
+		all []Interaction
+		cut int
+	}
 	splits := make([]split, len(users))
 	for u, h := range users {
 		s := sorted(h)
 		if len(s) < 2 {
-			splits[u].train = s
 			m.AddUser(s)
 			continue
 		}
 		cut := int(math.Round(float64(len(s)) * (1 - opt.Holdout)))
 		cut = max(1, min(len(s)-1, cut))
-		splits[u] = split{s[:cut], s[cut:]}
+		splits[u] = split{s, cut}
 		m.AddUser(s[:cut])
 	}
 	var r EvalResult
+	var anyUsers int
 	for _, sp := range splits {
-		if len(sp.test) == 0 {
+		if sp.cut == 0 {
 			continue
 		}
-		asOf := sp.train[len(sp.train)-1].Time
-		bought := Bought(sp.train, asOf)
-		seen := map[string]bool{}
-		for _, it := range sp.train {
-			seen[it.Item] = true
-		}
-		targets, fresh := map[string]bool{}, map[string]bool{}
-		for _, it := range sp.test {
+		train := sp.all[:sp.cut]
+		asOf := train[len(train)-1].Time
+		bought := Bought(train, asOf)
+		// The per-user figure, at the split.
+		targets := map[string]bool{}
+		for _, it := range sp.all[sp.cut:] {
 			if !bought[it.Item] {
 				targets[it.Item] = true
-				if !seen[it.Item] {
-					fresh[it.Item] = true
-				}
 			}
 		}
-		if len(targets) == 0 {
-			continue
+		if len(targets) > 0 {
+			anyUsers++
+			r.AnyHitRate += hit(m.Recommend(train, asOf, opt.K), targets)
+			r.AnyPopHitRate += hit(m.Popular(opt.K, bought), targets)
 		}
-		rec := m.Recommend(sp.train, asOf, opt.K)
-		pop := m.Popular(opt.K, bought)
-		r.Users++
-		h, rc := hits(rec, targets)
-		r.HitRate += h
-		r.Recall += rc
-		h, rc = hits(pop, targets)
-		r.PopHitRate += h
-		r.PopRecall += rc
-		if len(fresh) > 0 {
-			r.NewUsers++
-			h, _ = hits(rec, fresh)
-			r.NewHitRate += h
-			h, _ = hits(pop, fresh)
-			r.NewPopHitRate += h
+		// The next-item cases.
+		seen := map[string]bool{}
+		for _, it := range train {
+			seen[it.Item] = true
+		}
+		cases := 0
+		for i := sp.cut; i < len(sp.all); i++ {
+			x, prev := sp.all[i], sp.all[i-1]
+			if x.Item != prev.Item && !bought[x.Item] {
+				cases++
+				h := sp.all[:i]
+				target := map[string]bool{x.Item: true}
+				hm := hit(m.Recommend(h, prev.Time, opt.K), target)
+				hp := hit(m.Popular(opt.K, bought), target)
+				r.HitRate += hm
+				r.PopHitRate += hp
+				if !seen[x.Item] {
+					r.NewCases++
+					r.NewHitRate += hm
+					r.NewPopHitRate += hp
+				}
+			}
+			seen[x.Item] = true
+			if x.Kind == Buy {
+				bought[x.Item] = true
+			}
+		}
+		if cases > 0 {
+			r.Users++
+			r.Cases += cases
 		}
 	}
-	if r.Users == 0 {
-		return r, errors.New("recommend: evaluate: no user with a held-out item")
+	if r.Cases == 0 {
+		return r, errors.New("recommend: evaluate: no held-out case")
 	}
-	n := float64(r.Users)
-	r.HitRate, r.Recall, r.PopHitRate, r.PopRecall = r.HitRate/n, r.Recall/n, r.PopHitRate/n, r.PopRecall/n
-	if r.NewUsers > 0 {
-		r.NewHitRate /= float64(r.NewUsers)
-		r.NewPopHitRate /= float64(r.NewUsers)
+	n := float64(r.Cases)
+	r.HitRate, r.PopHitRate = r.HitRate/n, r.PopHitRate/n
+	if r.NewCases > 0 {
+		r.NewHitRate /= float64(r.NewCases)
+		r.NewPopHitRate /= float64(r.NewCases)
+	}
+	if anyUsers > 0 {
+		r.AnyHitRate /= float64(anyUsers)
+		r.AnyPopHitRate /= float64(anyUsers)
 	}
 	return r, nil
 }
 
-// hits returns 1 if the list holds a target (else 0) and the share of the
-// targets it holds.
-func hits(list []Scored, targets map[string]bool) (hit, recall float64) {
-	n := 0
+// hit returns 1 if the list holds a target, else 0.
+func hit(list []Scored, targets map[string]bool) float64 {
 	for _, s := range list {
 		if targets[s.Key] {
-			n++
+			return 1
 		}
 	}
-	if n > 0 {
-		hit = 1
-	}
-	return hit, float64(n) / float64(len(targets))
+	return 0
 }

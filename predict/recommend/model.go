@@ -6,14 +6,15 @@ import (
 	"time"
 )
 
-// Blend weighs the parts of a next-best-product score (each part is scaled
-// to [0, 1] before weighing).
+// Blend weighs the parts of a next-best-product score (each part is a
+// distribution over items, summing to 1, before weighing).
 type Blend struct {
 	// Self: the item's own decayed interactions (viewed or carted, not
 	// bought).
 	Self float64
-	// Neighbours: the co-occurrence counts from the profile's recent items,
-	// each weighed by that item's decayed interactions.
+	// Neighbours: the normalized co-occurrence counts (CoOptions.Damp) from
+	// the profile's recent items, each weighed by that item's decayed
+	// interactions.
 	Neighbours float64
 	// Category: the item's popularity within the profile's top categories,
 	// weighed by the category's affinity.
@@ -32,7 +33,9 @@ type ModelOptions struct {
 	// Weights of the kinds in a profile's interactions and in popularity.
 	// Default DefaultWeights.
 	Weights Weights
-	// Blend of the parts of the score. Default {1, 1, 0.3, 0.01}.
+	// Blend of the parts of the score. Default {1, 0.3, 1, 0.3}: the
+	// profile's own items first, as the winning OTTO solutions found, then
+	// its categories' popular items; co-occurrence and popularity fill.
 	Blend Blend
 	// Recent is the number of a profile's top items whose neighbours are
 	// candidates. Default 20.
@@ -51,7 +54,7 @@ func (o *ModelOptions) defaults() error {
 		o.Weights = DefaultWeights
 	}
 	if o.Blend == (Blend{}) {
-		o.Blend = Blend{Self: 1, Neighbours: 1, Category: 0.3, Popularity: 0.01}
+		o.Blend = Blend{Self: 1, Neighbours: 0.3, Category: 1, Popularity: 0.3}
 	}
 	if o.Recent == 0 {
 		o.Recent = 20
@@ -84,6 +87,7 @@ type Model struct {
 	category   map[string]string
 	byCategory map[string]*counters
 	popular    []Scored // cache of popularity, sorted; nil after a change
+	popularSum float64  // their sum, with the cache
 }
 
 // NewModel returns an untrained model.
@@ -131,6 +135,10 @@ func (m *Model) Popular(n int, exclude map[string]bool) []Scored {
 			m.popular = append(m.popular, Scored{k, v})
 		}
 		slices.SortFunc(m.popular, byScore)
+		m.popularSum = 0
+		for _, s := range m.popular {
+			m.popularSum += s.Score
+		}
 	}
 	out := make([]Scored, 0, n)
 	for _, s := range m.popular {
@@ -158,20 +166,23 @@ func Bought(history []Interaction, asOf int64) map[string]bool {
 // Recommend returns a profile's n next best products as of asOf: the
 // highest-scoring items it has not bought (Blend), best first (ties by
 // item). Interactions after asOf are left out.
+//
+// Each part of the score is a distribution over items (it sums to 1), so
+// the Blend weights are the parts' shares of a mixture.
 func (m *Model) Recommend(history []Interaction, asOf int64, n int) []Scored {
 	o := m.opt
 	items, cats, total := decayed(history, asOf, o.HalfLife, o.Weights)
 	bought := Bought(history, asOf)
 	score := map[string]float64{}
-	own := top(items, 1, len(items)) // descending by decayed weight
-	if len(own) > 0 && o.Blend.Self > 0 {
+	own := top(items, total, len(items)) // descending by decayed weight, summing to 1
+	if o.Blend.Self > 0 {
 		for _, s := range own {
-			score[s.Key] += o.Blend.Self * s.Score / own[0].Score
+			score[s.Key] += o.Blend.Self * s.Score
 		}
 	}
 	if len(own) > 0 && o.Blend.Neighbours > 0 {
 		// A weighted mean over the recent items of their neighbours'
-		// counts (each list scaled by its top count): in [0, 1].
+		// shares.
 		recent := own[:min(o.Recent, len(own))]
 		var sum float64
 		for _, h := range recent {
@@ -179,8 +190,12 @@ func (m *Model) Recommend(history []Interaction, asOf int64, n int) []Scored {
 		}
 		for _, h := range recent {
 			nb := m.co.Neighbours(h.Key)
+			var t float64
 			for _, s := range nb {
-				score[s.Key] += o.Blend.Neighbours * h.Score / sum * s.Score / nb[0].Score
+				t += s.Score
+			}
+			for _, s := range nb {
+				score[s.Key] += o.Blend.Neighbours * h.Score / sum * s.Score / t
 			}
 		}
 	}
@@ -191,23 +206,44 @@ func (m *Model) Recommend(history []Interaction, asOf int64, n int) []Scored {
 				continue
 			}
 			best := l.top(o.PerCategory)
+			var t float64
 			for _, s := range best {
-				score[s.Key] += o.Blend.Category * c.Score * s.Score / best[0].Score
+				t += s.Score
+			}
+			for _, s := range best {
+				score[s.Key] += o.Blend.Category * c.Score * s.Score / t
 			}
 		}
 	}
 	if o.Blend.Popularity > 0 {
 		pop := m.Popular(n+len(bought), nil)
+		t := m.popTotal()
 		for _, s := range pop {
-			score[s.Key] += o.Blend.Popularity * s.Score / pop[0].Score
+			score[s.Key] += o.Blend.Popularity * s.Score / t
 		}
 	}
-	out := make([]Scored, 0, len(score))
+	// The n best by byScore (a total order: keys are distinct), kept
+	// sorted while scanning: the same as sorting every candidate.
+	out := make([]Scored, 0, n+1)
 	for k, v := range score {
-		if !bought[k] {
-			out = append(out, Scored{k, v})
+		if bought[k] || n < 1 {
+			continue
+		}
+		c := Scored{k, v}
+		if len(out) == n && byScore(c, out[n-1]) >= 0 {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(out, c, byScore)
+		out = slices.Insert(out, i, c)
+		if len(out) > n {
+			out = out[:n]
 		}
 	}
-	slices.SortFunc(out, byScore)
-	return out[:min(n, len(out))]
+	return out
+}
+
+// popTotal is the sum of the popularity counts.
+func (m *Model) popTotal() float64 {
+	m.Popular(0, nil)
+	return m.popularSum
 }

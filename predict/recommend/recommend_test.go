@@ -79,13 +79,16 @@ func TestCoOccurrenceRelations(t *testing.T) {
 		item string
 		want []Scored
 	}{
-		{"bought together", CoOptions{From: []Kind{Buy}, To: []Kind{Buy}}, "b", []Scored{{"c", 12}}},
-		{"viewed then bought", CoOptions{From: []Kind{View}, To: []Kind{Buy}, Ordered: true}, "a", []Scored{{"b", 6}, {"c", 6}}},
+		{"bought together", CoOptions{From: []Kind{Buy}, To: []Kind{Buy}, Damp: -1}, "b", []Scored{{"c", 12}}},
+		{"viewed then bought", CoOptions{From: []Kind{View}, To: []Kind{Buy}, Ordered: true, Damp: -1}, "a", []Scored{{"b", 6}, {"c", 6}}},
 		// In u2 the view of a comes after the purchases: only unordered counts it.
-		{"viewed with bought", CoOptions{From: []Kind{View}, To: []Kind{Buy}}, "a", []Scored{{"b", 12}, {"c", 12}}},
-		{"any, a", CoOptions{}, "a", []Scored{{"b", 12}, {"c", 12}}},
-		{"any, d alone", CoOptions{}, "d", nil},
-		{"bought then viewed", CoOptions{From: []Kind{Buy}, To: []Kind{View}, Ordered: true}, "b", []Scored{{"a", 1}}}, // u2 only
+		{"viewed with bought", CoOptions{From: []Kind{View}, To: []Kind{Buy}, Damp: -1}, "a", []Scored{{"b", 12}, {"c", 12}}},
+		{"any, a", CoOptions{Damp: -1}, "a", []Scored{{"b", 12}, {"c", 12}}},
+		{"any, d alone", CoOptions{Damp: -1}, "d", nil},
+		// Normalized (the default, cosine): b and c each have 2 users with
+		// a To interaction, so 12 / √2.
+		{"any, a, cosine", CoOptions{}, "a", []Scored{{"b", 12 / math.Sqrt2}, {"c", 12 / math.Sqrt2}}},
+		{"bought then viewed", CoOptions{From: []Kind{Buy}, To: []Kind{View}, Ordered: true, Damp: -1}, "b", []Scored{{"a", 1}}}, // u2 only
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := NewCoOccurrence(tc.opt)
@@ -98,6 +101,45 @@ func TestCoOccurrenceRelations(t *testing.T) {
 				t.Fatalf("Neighbours(%q) = %v, want %v", tc.item, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestCoOccurrenceNormalized: a neighbour everybody views ranks first by
+// raw counts and below a specific one once normalized by its users.
+func TestCoOccurrenceNormalized(t *testing.T) {
+	var users [][]Interaction
+	for u := range 3 {
+		users = append(users, []Interaction{{Item: "x", Kind: View, Time: 0}, {Item: "pop", Kind: View, Time: int64(u + 1)}})
+	}
+	for u := range 2 {
+		users = append(users, []Interaction{{Item: "x", Kind: View, Time: 0}, {Item: "niche", Kind: View, Time: int64(u + 1)}})
+	}
+	for range 50 {
+		users = append(users, []Interaction{{Item: "pop", Kind: View, Time: 0}})
+	}
+	for _, tc := range []struct {
+		damp  float64
+		first string
+		want  float64
+	}{
+		{-1, "pop", 3},
+		{0.5, "niche", 2 / math.Sqrt(2)},
+		{1, "niche", 1},
+	} {
+		c, err := NewCoOccurrence(CoOptions{Damp: tc.damp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range users {
+			c.AddUser(u)
+		}
+		nb := c.Neighbours("x")
+		if len(nb) != 2 || nb[0].Key != tc.first || math.Abs(nb[0].Score-tc.want) > 1e-12 {
+			t.Errorf("damp %v: Neighbours(x) = %v, want %s first with %v", tc.damp, nb, tc.first, tc.want)
+		}
+	}
+	if _, err := NewCoOccurrence(CoOptions{Damp: 2}); err == nil {
+		t.Error("damp 2 accepted")
 	}
 }
 
@@ -197,5 +239,35 @@ func TestEvaluatePlantedPreferences(t *testing.T) {
 	t.Logf("no preference: %+v", f)
 	if f.NewHitRate > 1.3*f.NewPopHitRate {
 		t.Errorf("no planted preference, yet hit rate on new items %.3f vs popularity %.3f", f.NewHitRate, f.NewPopHitRate)
+	}
+}
+
+// TestEvaluateCases: every held-out interaction is a case but repeats of
+// the item just before and items bought before; "new" counts items not
+// touched before; popularity excludes what the user bought.
+func TestEvaluateCases(t *testing.T) {
+	u := []Interaction{
+		{Item: "a", Kind: View, Time: 1},
+		{Item: "b", Kind: Cart, Time: 2},
+		{Item: "a", Kind: Buy, Time: 3},
+		{Item: "d", Kind: View, Time: 4},
+		// Held out (the later half):
+		{Item: "b", Kind: Cart, Time: 5}, // a case: the model's top 1 (b, carted), not popularity's (c)
+		{Item: "b", Kind: View, Time: 6}, // a repeat of b: no case
+		{Item: "a", Kind: View, Time: 7}, // bought before: no case
+		{Item: "c", Kind: View, Time: 8}, // a new item: popularity's top 1, not the model's (still b)
+	}
+	users := [][]Interaction{u}
+	for range 5 { // single interactions: training only, c the most popular item not bought
+		users = append(users, []Interaction{{Item: "c", Kind: View, Time: 1}})
+	}
+	r, err := Evaluate(users, EvalOptions{K: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := EvalResult{Users: 1, Cases: 2, HitRate: 0.5, PopHitRate: 0.5, NewCases: 1, NewHitRate: 0, NewPopHitRate: 1,
+		AnyHitRate: 1, AnyPopHitRate: 1}
+	if r != want {
+		t.Fatalf("Evaluate = %+v, want %+v", r, want)
 	}
 }
