@@ -123,7 +123,11 @@ func (s *Server) handleDeleteAudience(w http.ResponseWriter, r *http.Request) {
 	err := s.svc.Audiences.DeleteAudience(ctx, r.PathValue("name"))
 	var ae *engine.AudienceRefError
 	if errors.As(err, &ae) {
-		writeError(w, http.StatusConflict, "name", ae.Reason()+": change or delete those rules first")
+		first := "rules"
+		if len(ae.UsedBy) > 0 {
+			first = "destinations"
+		}
+		writeError(w, http.StatusConflict, "name", ae.Reason()+": change or delete those "+first+" first")
 		return
 	}
 	if err != nil {

@@ -138,6 +138,10 @@ type Options struct {
 	// remove the people whose consent was withdrawn (zero: the activation
 	// package's default, 1 min; negative: never).
 	ConnectorConsentSweep time.Duration
+	// ErasureRetry is how often the erasure worker retries what an
+	// erasure has not finished: the connector destinations that still hold
+	// the person (zero: privacy.DefaultInterval, 5 s).
+	ErasureRetry time.Duration
 	// Export is the warehouse export (engine/export, docs/export.md):
 	// its directory (empty: none), schedule, personal columns and the
 	// runs kept. Its Now and Logger are the engine's.
@@ -438,9 +442,10 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.gate)
 	e.reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
 	e.privacy = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
-		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.leader},
+		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.leader,
+		Interval: opts.ErasureRetry},
 		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
-			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate})
+			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate, Destinations: erasureDestinations{e}})
 	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader},
 		models.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Synced: e})
 	xo := opts.Export
