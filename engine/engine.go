@@ -184,9 +184,9 @@ type Options struct {
 // Cluster is this node's view of the cluster; nil means a single node that
 // owns every partition and runs every singleton. With one, the outbox
 // publishes only the partitions this node owns, fenced by epoch; the
-// destination workers run on the owner of partition 0, fenced by its claim;
-// the ticker and the shared steps of an erasure run on the leader only
-// (cluster.go).
+// destination workers, and with them the shared steps of an erasure, run on
+// the owner of partition 0, fenced by its claim; the ticker and the other
+// singletons run on the leader only (cluster.go).
 type Cluster interface {
 	Name() string                       // this node's name (goes into fence claims)
 	Owns(p int) (epoch uint64, ok bool) // owner of partition p now (lease-checked), under epoch
@@ -442,7 +442,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.gate)
 	e.reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
 	e.privacy = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
-		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.leader,
+		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.erasureRunner,
 		Interval: opts.ErasureRetry},
 		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
 			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate, Destinations: erasureDestinations{e}})
