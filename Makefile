@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: export-check build test test-short bench bench-cluster bench-failover chaos-cluster-long fuzz lint run clean predict-eval febrl febrl-product
+.PHONY: export-check build test test-short bench bench-match bench-cluster bench-failover chaos-cluster-long bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -29,6 +29,19 @@ BENCHTIMEOUT ?= 3h
 BENCHFLAGS ?=
 bench:
 	$(GO) test -run '^TestReport$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -report -sizes $(SIZES) $(BENCHFLAGS)
+	$(MAKE) bench-match
+
+# Issue #13, must-show 2 (part of `make bench`): the matcher's CPU cost per
+# identify event at MATCHSIZES profiles (each loaded into a state machine on
+# Pebble), apply with matching on against off (interleaved rounds, medians),
+# and the block sizes and candidates per event at MATCHBLOCKSIZES profiles
+# (from the generator, no store); bench/RESULTS.md "Issue #13: matching cost".
+# MATCHSIZES=10000,100000 takes about 10 minutes on 2 busy cores; the 1M size
+# loads a million profiles (several more minutes of CPU per 100k).
+MATCHSIZES ?= 10000,100000,1000000
+MATCHBLOCKSIZES ?= 10000,100000,1000000
+bench-match:
+	AURUM_BENCH=match $(GO) test -run '^TestMatch(Cost|BlockSizes)$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES) -match-block-sizes $(MATCHBLOCKSIZES)
 
 # Issue #11: throughput of one node against three (real processes; rounds
 # interleaved, medians; bench/RESULTS.md "Issue #11: throughput"). About 10
@@ -47,6 +60,19 @@ bench-failover:
 # SIGSTOP and a rolling restart under a larger workload (bench/RESULTS.md).
 chaos-cluster-long:
 	AURUM_CHAOS=long $(GO) test -run '^TestClusterChaos$$' -count 1 -v -timeout 2h ./cmd/aurum/
+
+# Issue #17, must-show 2: one connector's API down for 2 minutes at a time
+# against all up (interleaved rounds, medians; bench/RESULTS.md "Issue #17:
+# one connector down"). About 7 minutes. AURUM_ISOLATION_DOWN/_UP change the
+# phases (defaults 2m, 1m).
+bench-isolation:
+	AURUM_BENCH=isolation $(GO) test -run '^TestConnectorDownMeasured$$' -count 1 -v -timeout 30m ./activation/
+
+# Issue #17, must-show 1: the connector suite at the issue's size (a first
+# sync of 10,000 members, 5xx for a minute), every connector; docs/connectors.md
+# "Tests". About 20 minutes on 2 cores.
+connectors-long:
+	AURUM_LONG=1 $(GO) test -p 1 -count 1 -v -timeout 1h -run 'TestCustomerMatch|TestHubSpot|TestMetaAudience|TestSalesforce|TestSMS$$|TestSMTP$$' ./activation/connectors/...
 
 # Each fuzz target for FUZZTIME (default 30s): events and batches, CSV/JSON/
 # NDJSON/XML import, the rule language, stored GCRs, webhook signatures, the

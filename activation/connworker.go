@@ -447,22 +447,37 @@ func (w *worker) deliver(changes []connector.Change) ([]connector.Result, error)
 }
 
 // delivered records a delivered change: its Ref kept after an Add,
-// dropped after a removal, moved to the withdrawn prefix after a consent
-// sweep's removal (an erasure may still need it).
+// moved to the former members' after an exit (the tool may still hold the
+// person: an erasure finds them there), moved to the withdrawn prefix
+// after a consent sweep's removal (an erasure may still need it), and
+// dropped after an erasure.
 func (w *worker) delivered(c connector.Change, r connector.Result) error {
 	var err error
 	switch {
 	case c.Op == connector.Add && len(r.Ref) > 0:
 		if err = w.d.refs.Set(w.refKey(c), r.Ref); err == nil {
-			err = w.d.refs.Delete(w.withdrawnKey(c))
+			if err = w.deleteIfSet(w.withdrawnKey(c)); err == nil {
+				err = w.deleteIfSet(w.formerKey(c))
+			}
 		}
 	case c.Op == connector.Remove && strings.HasPrefix(c.ID, "consent:") && len(c.Ref) > 0:
 		if err = w.d.refs.Set(w.withdrawnKey(c), c.Ref); err == nil {
 			err = w.d.refs.Delete(w.refKey(c))
 		}
-	case c.Op != connector.Add:
-		if err = w.d.refs.Delete(w.refKey(c)); err == nil {
-			err = w.d.refs.Delete(w.withdrawnKey(c))
+	case c.Op == connector.Remove:
+		if len(c.Ref) > 0 {
+			err = w.d.refs.Set(w.formerKey(c), c.Ref)
+		}
+		if err == nil {
+			if err = w.deleteIfSet(w.refKey(c)); err == nil {
+				err = w.deleteIfSet(w.withdrawnKey(c))
+			}
+		}
+	case c.Op == connector.Erase:
+		if err = w.deleteIfSet(w.refKey(c)); err == nil {
+			if err = w.deleteIfSet(w.withdrawnKey(c)); err == nil {
+				err = w.deleteIfSet(w.formerKey(c))
+			}
 		}
 	}
 	if err != nil {
@@ -479,13 +494,13 @@ func (w *worker) delivered(c connector.Change, r connector.Result) error {
 
 // refKey is where the Ref of c's person in c's audience is kept.
 func (w *worker) refKey(c connector.Change) []byte {
-	return []byte("cr/" + w.dest.Name + "\x00" + c.Audience + "\x00" + c.ProfileID)
+	return []byte(refMember + w.dest.Name + "\x00" + c.Audience + "\x00" + c.ProfileID)
 }
 
 // withdrawnKey is where the Ref of a person the consent sweep removed is
 // kept (for an erasure).
 func (w *worker) withdrawnKey(c connector.Change) []byte {
-	return []byte("cw/" + w.dest.Name + "\x00" + c.Audience + "\x00" + c.ProfileID)
+	return []byte(refWithdrawn + w.dest.Name + "\x00" + c.Audience + "\x00" + c.ProfileID)
 }
 
 // deadLetterChange dead-letters a change of the first sync.

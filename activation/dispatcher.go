@@ -38,6 +38,7 @@ type Dispatcher struct {
 	mu      sync.Mutex // serialises Set and Close
 	closed  bool
 	workers map[string]*worker
+	dests   []Destination // as of the last Set (also while suspended)
 
 	statsMu sync.Mutex
 	stats   map[string]*statsCell
@@ -140,7 +141,9 @@ func (d *Dispatcher) Set(dests []Destination) error {
 			errs = append(errs, fmt.Errorf("activation: remove %s: %w", w.dest.Name, err))
 		}
 	}
+	d.dests = d.dests[:0]
 	for _, name := range slices.Sorted(maps.Keys(want)) {
+		d.dests = append(d.dests, want[name])
 		if _, ok := d.workers[name]; ok {
 			continue
 		}
@@ -153,7 +156,7 @@ func (d *Dispatcher) Set(dests []Destination) error {
 func (d *Dispatcher) dropRefs(name string) error {
 	var keys [][]byte
 	var err error
-	for _, p := range []string{"cr/", "cw/"} {
+	for _, p := range []string{refMember, refWithdrawn, refFormer} {
 		prefix := []byte(p + name + "\x00")
 		if err == nil {
 			err = d.refs.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {

@@ -212,9 +212,10 @@ var fixtures = map[string]fixture{
 		}
 		return req{path: "/v1/sources/" + name + "/rotate-key", body: []byte(`{"grace":"1h"}`)}
 	}},
-	"GET /v1/profiles/{ref}":        {req: get("/v1/profiles/user_id:seed")},
-	"GET /v1/profiles/{ref}/events": {req: get("/v1/profiles/user_id:seed/events")},
-	"GET /v1/deadletters":           {req: get("/v1/deadletters")},
+	"GET /v1/profiles/{ref}":                  {req: get("/v1/profiles/user_id:seed")},
+	"GET /v1/profiles/{ref}/events":           {req: get("/v1/profiles/user_id:seed/events")},
+	"GET /v1/profiles/{ref}/audience-history": {req: get("/v1/profiles/user_id:seed/audience-history")},
+	"GET /v1/deadletters":                     {req: get("/v1/deadletters")},
 	"POST /v1/replay": {req: func(s *accessServer, n int) req { return req{path: "/v1/replay", body: []byte(`{}`)} },
 		after: func(s *accessServer) { s.waitReplay() }},
 	"GET /v1/replay":        {req: get("/v1/replay")},
@@ -267,6 +268,18 @@ var fixtures = map[string]fixture{
 		b := s.quietIdentify(fmt.Sprintf("rvb%d", n))
 		rv := s.propose(a, b, 0.85)
 		return req{path: "/v1/identity/reviews/" + rv.ID, body: []byte(`{"decision":"reject"}`)}
+	}},
+	"POST /v1/profiles/{ref}/split": {req: func(s *accessServer, n int) req {
+		// No matching traits: the matcher must not pick these up (the
+		// review fixture's pairs share a surname).
+		if r := s.do(req{path: "/v1/identify", key: s.webKey, body: []byte(fmt.Sprintf(`{"anonymousId":"spa%d","userId":"spu%d"}`, n, n))}); r.code != 200 {
+			s.t.Fatalf("identify: %s", r)
+		}
+		check.For(s.t, 30*time.Second, 10*time.Millisecond, func() error {
+			_, err := s.e.Reader().Profile(fmt.Sprintf("user_id:spu%d", n))
+			return err
+		})
+		return req{path: fmt.Sprintf("/v1/profiles/user_id:spu%d/split", n), body: []byte(fmt.Sprintf(`{"identifiers":["anonymous_id:spa%d"]}`, n))}
 	}},
 	"GET /v1/models":                   {req: get("/v1/models")},
 	"GET /v1/models/{name}":            {req: get("/v1/models/seeded")},

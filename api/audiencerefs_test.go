@@ -55,3 +55,58 @@ func TestAudienceRefsChecked(t *testing.T) {
 		t.Fatalf("delete buyers once nothing names it: %s", r)
 	}
 }
+
+// TestDestinationAudiencesChecked: a destination naming an audience that
+// does not exist is refused with a 400 on "audiences" naming it; deleting
+// an audience that destinations deliver is refused with a 409 naming them,
+// and works once the destinations are gone.
+func TestDestinationAudiencesChecked(t *testing.T) {
+	s := newTestServer(t)
+	do := func(method, path, body string) resp {
+		return s.do(req{method: method, path: path, body: []byte(body), admin: true})
+	}
+	wantErr := func(r resp, code int, field string, needles ...string) {
+		t.Helper()
+		if r.code != code {
+			t.Fatalf("answer %s, want %d", r, code)
+		}
+		msg, f := r.errorBody(t)
+		if f != field {
+			t.Fatalf("field %q, want %q (%s)", f, field, r)
+		}
+		for _, n := range needles {
+			if !strings.Contains(msg, n) {
+				t.Fatalf("message %q does not name %q", msg, n)
+			}
+		}
+	}
+	if r := do("POST", "/v1/audiences", `{"name":"vip","rule":"count(\"Order Completed\") >= 3"}`); r.code != http.StatusCreated {
+		t.Fatalf("create vip: %s", r)
+	}
+	hook := func(name string, audiences string) string {
+		return `{"name":"` + name + `","url":"http://127.0.0.1:9/hook","secret":"0123456789abcdef","channel":"none","audiences":` + audiences + `}`
+	}
+	sms := `{"name":"texts","kind":"sms","audiences":["vip","nope"],"config":{"account_sid":"AC1","auth_token":"t","from":"+1","body":"hi","api_url":"http://127.0.0.1:9"}}`
+	wantErr(do("POST", "/v1/destinations", hook("crm", `["vip","nope","gone"]`)), http.StatusBadRequest, "audiences", `"nope"`, `"gone"`, "do not exist")
+	wantErr(do("POST", "/v1/destinations", sms), http.StatusBadRequest, "audiences", `"nope"`, "does not exist")
+	if r := do("GET", "/v1/destinations/crm", ""); r.code != http.StatusNotFound {
+		t.Fatalf("a refused destination exists: %s", r)
+	}
+	for _, name := range []string{"crm", "warehouse"} {
+		if r := do("POST", "/v1/destinations", hook(name, `["vip"]`)); r.code != http.StatusCreated {
+			t.Fatalf("create %s: %s", name, r)
+		}
+	}
+	wantErr(do("DELETE", "/v1/audiences/vip", ""), http.StatusConflict, "name", `"vip"`, `"crm"`, `"warehouse"`, "destinations first")
+	if r := do("GET", "/v1/audiences/vip", ""); r.code != http.StatusOK {
+		t.Fatalf("vip after a refused delete: %s", r)
+	}
+	for _, name := range []string{"crm", "warehouse"} {
+		if r := do("DELETE", "/v1/destinations/"+name, ""); r.code != http.StatusNoContent {
+			t.Fatalf("delete %s: %s", name, r)
+		}
+	}
+	if r := do("DELETE", "/v1/audiences/vip", ""); r.code != http.StatusNoContent {
+		t.Fatalf("delete vip once no destination delivers it: %s", r)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/base"
@@ -122,7 +123,11 @@ func (s *Server) handleDeleteAudience(w http.ResponseWriter, r *http.Request) {
 	err := s.svc.Audiences.DeleteAudience(ctx, r.PathValue("name"))
 	var ae *engine.AudienceRefError
 	if errors.As(err, &ae) {
-		writeError(w, http.StatusConflict, "name", ae.Reason()+": change or delete those rules first")
+		first := "rules"
+		if len(ae.UsedBy) > 0 {
+			first = "destinations"
+		}
+		writeError(w, http.StatusConflict, "name", ae.Reason()+": change or delete those "+first+" first")
 		return
 	}
 	if err != nil {
@@ -151,7 +156,38 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "identifiers", "want true or false")
 		return
 	}
-	members, next, err := s.svc.Reads.AudienceMembers(r.PathValue("name"), r.URL.Query().Get("cursor"), limit)
+	var (
+		members []query.Member
+		next    string
+		err     error
+		extra   = map[string]any{}
+	)
+	name, cursor := r.PathValue("name"), r.URL.Query().Get("cursor")
+	if q, searching := r.URL.Query()["q"]; searching {
+		if len(q) != 1 || strings.TrimSpace(q[0]) == "" {
+			writeError(w, http.StatusBadRequest, "q", "want one non-empty search: type:value (e.g. email:ann@example.com) or a prefix of an identifier")
+			return
+		}
+		if len(q[0]) > 1024 {
+			writeError(w, http.StatusBadRequest, "q", "longer than 1024 bytes")
+			return
+		}
+		scan := 0
+		if v := r.URL.Query().Get("scan"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > query.MemberSearchScan {
+				writeError(w, http.StatusBadRequest, "scan", fmt.Sprintf("must be an integer in [1, %d]", query.MemberSearchScan))
+				return
+			}
+			scan = n
+		}
+		var res query.MemberSearch
+		res, err = s.svc.Reads.SearchMembers(name, q[0], cursor, limit, scan)
+		members, next = res.Members, res.Next
+		extra["scanned"], extra["exact"] = res.Scanned, res.Exact
+	} else {
+		members, next, err = s.svc.Reads.AudienceMembers(name, cursor, limit)
+	}
 	if errors.Is(err, base.ErrInvalid) {
 		writeError(w, http.StatusBadRequest, "cursor", err.Error())
 		return
@@ -163,8 +199,15 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 	if members == nil {
 		members = []query.Member{}
 	}
+	answer := func(ms any) {
+		out := map[string]any{"members": ms, "next": next}
+		for k, v := range extra {
+			out[k] = v
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
 	if !withIDs {
-		writeJSON(w, http.StatusOK, map[string]any{"members": members, "next": next})
+		answer(members)
 		return
 	}
 	out := make([]memberWithIDs, len(members))
@@ -182,7 +225,7 @@ func (s *Server) handleAudienceMembers(w http.ResponseWriter, r *http.Request) {
 			out[i].Identifiers = identifiersOf(v)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"members": out, "next": next})
+	answer(out)
 }
 
 // memberWithIDs is a member of GET /v1/audiences/{name}/members?identifiers=true:

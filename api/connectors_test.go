@@ -11,6 +11,9 @@ import (
 // credentials never come back.
 func TestCreateConnectorDestination(t *testing.T) {
 	s := newTestServer(t)
+	if r := s.do(req{path: "/v1/audiences", admin: true, body: []byte(`{"name":"a","rule":"count(\"Order Completed\") >= 1"}`)}); r.code != http.StatusCreated {
+		t.Fatalf("create audience a: %s", r)
+	}
 	for _, tc := range []struct {
 		body, field string
 	}{

@@ -56,9 +56,12 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 	info, err := s.svc.Destinations.PutDestination(ctx, activation.Destination{Name: req.Name, Kind: req.Kind, URL: req.URL,
 		Secret: req.Secret, Config: req.Config, Audiences: req.Audiences, Channel: req.Channel})
 	var ce *activation.ConfigError
+	var ae *engine.AudienceRefError
 	switch {
 	case errors.As(err, &ce):
 		writeError(w, http.StatusBadRequest, ce.Field(), fmt.Sprintf("destination %s: %v", ce.Destination, ce.Err))
+	case errors.As(err, &ae):
+		writeError(w, http.StatusBadRequest, "audiences", ae.Reason())
 	case errors.Is(err, base.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "", err.Error())
 	case err != nil:

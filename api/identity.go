@@ -99,3 +99,29 @@ func (s *Server) handleProfileIdentity(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, ex)
 }
+
+func (s *Server) handleSplitProfile(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Identifiers []string `json:"identifiers"`
+	}
+	if !decodeJSON(w, r, 64<<10, &req, false) {
+		return
+	}
+	if len(req.Identifiers) == 0 {
+		writeError(w, http.StatusBadRequest, "identifiers", "give at least one identifier (type:value) to split off, e.g. [\"crm_id:12345\"]")
+		return
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	actor, _ := principalFrom(r)
+	info, err := s.svc.Identity.Split(ctx, r.PathValue("ref"), req.Identifiers, actor)
+	if err != nil {
+		if errors.Is(err, base.ErrInvalid) {
+			writeError(w, http.StatusBadRequest, "identifiers", err.Error())
+			return
+		}
+		s.identityError(w, "ref", "split profile", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, info)
+}

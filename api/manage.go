@@ -10,6 +10,7 @@ import (
 
 	"github.com/aurumcdp/aurum/engine/access"
 	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/engine/query"
 )
 
 func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) {
@@ -107,22 +108,62 @@ func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	limit := 50
+// pageParams reads a page's limit (default def, at most max) and cursor.
+func pageParams(w http.ResponseWriter, r *http.Request, def, max int) (limit int, cursor string, ok bool) {
+	limit = def
 	if q := r.URL.Query().Get("limit"); q != "" {
 		n, err := strconv.Atoi(q)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "limit", "must be an integer in [1, 1000]")
-			return
+		if err != nil || n < 1 || n > max {
+			writeError(w, http.StatusBadRequest, "limit", fmt.Sprintf("must be an integer in [1, %d]", max))
+			return 0, "", false
 		}
 		limit = n
 	}
-	evs, err := s.svc.Reads.Events(r.PathValue("ref"), limit)
-	if err != nil {
-		s.lookupError(w, err)
+	return limit, r.URL.Query().Get("cursor"), true
+}
+
+// pageError answers a paged read's error: a bad cursor is 400 naming it.
+func (s *Server) pageError(w http.ResponseWriter, err error) {
+	if errors.Is(err, base.ErrInvalid) {
+		writeError(w, http.StatusBadRequest, "cursor", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+	s.lookupError(w, err)
+}
+
+// handleEvents answers GET /v1/profiles/{ref}/events: a page of the
+// person's events, newest first, decrypted; "next" is the cursor of the
+// older page ("" when there is none).
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	limit, cursor, ok := pageParams(w, r, 50, 1000)
+	if !ok {
+		return
+	}
+	evs, next, err := s.svc.Reads.EventsPage(r.PathValue("ref"), cursor, limit)
+	if err != nil {
+		s.pageError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs, "next": next})
+}
+
+// handleAudienceHistory answers GET /v1/profiles/{ref}/audience-history:
+// a page of the person's audience entries and exits, newest first, with
+// their times and reasons; "next" is the cursor of the older page.
+func (s *Server) handleAudienceHistory(w http.ResponseWriter, r *http.Request) {
+	limit, cursor, ok := pageParams(w, r, 50, 1000)
+	if !ok {
+		return
+	}
+	hist, next, err := s.svc.Reads.AudienceHistory(r.PathValue("ref"), cursor, limit)
+	if err != nil {
+		s.pageError(w, err)
+		return
+	}
+	if hist == nil {
+		hist = []query.HistoryItem{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"history": hist, "next": next})
 }
 
 func (s *Server) lookupError(w http.ResponseWriter, err error) {

@@ -39,7 +39,12 @@ var (
 	rolesRead     = []auth.Role{auth.RoleEditor, auth.RoleViewer}                   // read configuration and operations
 	rolesProfiles = []auth.Role{auth.RoleEditor, auth.RoleViewer, auth.RolePrivacy} // read personal data
 	rolesPrivacy  = []auth.Role{auth.RolePrivacy}                                   // erasure, export, consent
-	rolesAny      = []auth.Role{auth.RoleEditor, auth.RoleViewer, auth.RolePrivacy} // every signed-in principal
+	// rolesRectify may undo a wrong merge (a split): an identity
+	// correction like a review decision (editor), and a rectification of
+	// personal data (GDPR art. 16: one person's data shown under another's
+	// identifiers), the privacy role's duty.
+	rolesRectify = []auth.Role{auth.RoleEditor, auth.RolePrivacy}
+	rolesAny     = []auth.Role{auth.RoleEditor, auth.RoleViewer, auth.RolePrivacy} // every signed-in principal
 )
 
 // routeTable is the ONE place that states every route and who may call it.
@@ -69,8 +74,10 @@ func (s *Server) routeTable() []routeDef {
 		role("POST /v1/sources/{name}/rotate-key", rolesEdit, s.handleRotateSourceKey),
 		role("GET /v1/profiles/{ref}", rolesProfiles, s.handleProfile),
 		role("GET /v1/profiles/{ref}/events", rolesProfiles, s.handleEvents),
+		role("GET /v1/profiles/{ref}/audience-history", rolesProfiles, s.handleAudienceHistory),
 		role("GET /v1/profiles/{ref}/export", rolesPrivacy, s.handleProfileExport),
 		role("GET /v1/profiles/{ref}/identity", rolesProfiles, s.handleProfileIdentity),
+		role("POST /v1/profiles/{ref}/split", rolesRectify, s.handleSplitProfile),
 		role("POST /v1/identity/model", rolesEdit, s.handleTrainIdentity),
 		role("GET /v1/identity/model", rolesRead, s.handleIdentityModel),
 		role("GET /v1/identity/reviews", rolesRead, s.handleListReviews),

@@ -58,10 +58,12 @@ type Access interface {
 // Reads is the read side (engine/query.Reader).
 type Reads interface {
 	Profile(ref string) (*query.View, error)
-	Events(ref string, limit int) ([]map[string]any, error)
+	EventsPage(ref, cursor string, limit int) ([]map[string]any, string, error)
+	AudienceHistory(ref, cursor string, limit int) ([]query.HistoryItem, string, error)
 	Audiences() ([]query.AudienceInfo, error)
 	Audience(name string) (query.AudienceInfo, error)
 	AudienceMembers(name, cursor string, limit int) ([]query.Member, string, error)
+	SearchMembers(name, q, cursor string, limit, scan int) (query.MemberSearch, error)
 	Preview(rule string, sample int, exact bool) (query.PreviewResult, error)
 	Seen(source string, messageIDs []string, at time.Time) ([]bool, error)
 }
@@ -116,6 +118,7 @@ type Identity interface {
 	Reviews(limit int) ([]matching.Review, error)
 	Decide(ctx context.Context, id, decision, reviewer string) (matching.Review, error)
 	Explain(ref string) (matching.Explanation, error)
+	Split(ctx context.Context, ref string, identifiers []string, by string) (matching.SplitInfo, error)
 }
 
 // Exports is the warehouse export (engine/export.Exporter).

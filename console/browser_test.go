@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +53,8 @@ type browser struct {
 	base string
 
 	mu       sync.Mutex
-	requests []string // "METHOD path" of every request the pages made
+	requests []string // "METHOD host path" of every request the pages made
+	queries  []string // "path?query" of every request the pages made
 	problems []string // uncaught JavaScript exceptions and CSP violations
 }
 
@@ -109,6 +111,7 @@ func newBrowser(t *testing.T, exe, base string) *browser {
 			}
 			b.mu.Lock()
 			b.requests = append(b.requests, e.Request.Method+" "+u.Host+" "+u.Path)
+			b.queries = append(b.queries, u.Path+"?"+u.RawQuery)
 			b.mu.Unlock()
 		}
 	}); err != nil {
@@ -449,6 +452,72 @@ func TestBrowser(t *testing.T) {
 		b.until(c.id+" shows "+c.want, fmt.Sprintf(`%s.includes(%q) ? "" : "text: " + %s`, text(c.id), c.want, text(c.id)))
 	}
 	b.until("three events on the timeline", `document.querySelectorAll('[data-testid="timeline-event"]').length === 3 ? "" : "events: " + document.querySelectorAll('[data-testid="timeline-event"]').length`)
+
+	// A past exit in the audience history: ann enters "repeat-buyers",
+	// then leaves it when its rule changes.
+	if code, body := apiDo(t, n.URL, "POST", "/v1/audiences", `{"name":"repeat-buyers","rule":"count(\"Order Completed\") >= 1"}`); code != 201 {
+		t.Fatalf("create repeat-buyers: %d %s", code, body)
+	}
+	waitSize := func(name, size string) {
+		check.For(t, waitFor, 50*time.Millisecond, func() error {
+			if code, body := apiGet(t, n.URL, "/v1/audiences/"+name); code != 200 || !strings.Contains(body, `"size":`+size+`}`) {
+				return fmt.Errorf("audience %s: %d %s, want size %s", name, code, body, size)
+			}
+			return nil
+		})
+	}
+	waitSize("repeat-buyers", "2")
+	if code, body := apiDo(t, n.URL, "PUT", "/v1/audiences/repeat-buyers", `{"rule":"count(\"Order Completed\") >= 3"}`); code != 200 {
+		t.Fatalf("change repeat-buyers: %d %s", code, body)
+	}
+	waitSize("repeat-buyers", "0")
+	b.run("ann again, by profile id (a new hash: the page draws afresh)", chromedp.Navigate(base+"/#/customers/profile_id%3A"+annID), chromedp.WaitVisible(sel("history-entry")))
+	b.until("the past exit in the audience history", `(() => {
+		const rows = [...document.querySelectorAll('[data-testid="profile-audience-history"] [data-testid="history-entry"]')].map(r => r.innerText.replace(/\s+/g, " "));
+		const exit = rows.findIndex(r => r.includes("repeat-buyers") && r.includes("exited") && r.includes("rule created or changed") && r.includes("v2"));
+		const entry = rows.findIndex(r => r.includes("repeat-buyers") && r.includes("entered"));
+		if (exit < 0 || entry < exit) return "rows: " + rows.join(" | ");
+		if (!rows.some(r => r.includes("buyers") && r.includes("entered"))) return "no entry into buyers: " + rows.join(" | ");
+		if (document.querySelector('[data-testid="profile-audiences"]').innerText.includes("repeat-buyers")) return "repeat-buyers still among the current audiences";
+		return "";
+	})()`)
+
+	// The timeline pages: cy has more events than a page; "Older events"
+	// loads the rest from the API's cursor.
+	track(t, n.URL, key, 24)
+	check.For(t, waitFor, 50*time.Millisecond, func() error {
+		if code, body := apiGet(t, n.URL, "/v1/profiles/email:cy@example.com"); code != 200 || !strings.Contains(body, `"total_events":26`) {
+			return fmt.Errorf("cy's events not all applied: %d %s", code, body)
+		}
+		return nil
+	})
+	b.run("cy's timeline", chromedp.Navigate(base+"/#/customers/email%3Acy%40example.com"), chromedp.WaitVisible(sel("timeline-more")))
+	b.until("a first page of 20", `document.querySelectorAll('[data-testid="timeline-event"]').length === 20 ? "" : "events: " + document.querySelectorAll('[data-testid="timeline-event"]').length`)
+	b.run("older events", chromedp.Click(sel("timeline-more")))
+	b.until("the older page appended", `(() => {
+		const rows = [...document.querySelectorAll('[data-testid="timeline-event"]')].map(r => r.innerText);
+		if (rows.length !== 26) return "events: " + rows.length;
+		if (!document.querySelector('[data-testid="timeline-more"]').hidden) return "an older button after the last page";
+		if (!rows[25].includes("identify")) return "the oldest is not cy's identify: " + rows[25];
+		return new Set(rows).size === rows.length ? "" : "an event twice";
+	})()`)
+
+	// Member search asks the server: an email prefix, then an exact identifier.
+	b.run("buyers' members", chromedp.Navigate(base+"/#/audiences/members/buyers"), chromedp.WaitVisible(sel("member-row")),
+		chromedp.SendKeys(sel("members-search"), "BOB@"))
+	memberRows := `[...document.querySelectorAll('[data-testid="member-row"]')].map(r => r.innerText.replace(/\s+/g, " "))`
+	b.until("bob found by an email prefix", fmt.Sprintf(`(() => { const r = %s; return r.length === 1 && r[0].includes("email:bob@example.com") ? "" : "rows: " + r.join(" | "); })()`, memberRows))
+	b.run("search exactly", js(`document.querySelector('[data-testid="members-search"]').value = ""`),
+		chromedp.SendKeys(sel("members-search"), "email:ann@example.com\r"))
+	b.until("ann found exactly", fmt.Sprintf(`(() => { const r = %s; return r.length === 1 && r[0].includes("user_id:u-ann") && %s.startsWith("exact") ? "" : "rows: " + r.join(" | ") + " note: " + %s; })()`, memberRows, text("members-note"), text("members-note")))
+	b.mu.Lock()
+	searched := slices.ContainsFunc(b.queries, func(r string) bool {
+		return strings.HasPrefix(r, "/v1/audiences/buyers/members?") && strings.Contains(r, "q=email%3Aann%40example.com")
+	})
+	b.mu.Unlock()
+	if !searched {
+		t.Error("the search was not asked of the server (no GET /v1/audiences/buyers/members?q=email%3Aann%40example.com)")
+	}
 
 	if dir := os.Getenv("AURUM_SCREENSHOTS"); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

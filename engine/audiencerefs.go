@@ -1,25 +1,32 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/rules"
+	"github.com/aurumcdp/aurum/store"
 )
 
 // AudienceRefError refuses an audience change that would leave an
 // in_audience naming no audience, or audiences naming each other in a
 // cycle: a rule naming audiences that do not exist (Unknown) or making a
 // cycle (Cycle: the path, first and last the audience put), or deleting an
-// audience that other rules name (NamedBy). It is base.ErrInvalid.
+// audience that other rules name (NamedBy) or destinations deliver
+// (UsedBy); and a destination naming audiences that do not exist
+// (Destination set, Unknown). It is base.ErrInvalid.
 type AudienceRefError struct {
-	Audience string
-	Unknown  []string
-	Cycle    []string
-	NamedBy  []string
+	Audience    string
+	Unknown     []string
+	Cycle       []string
+	NamedBy     []string
+	UsedBy      []string // destinations
+	Destination string   // the destination put, naming Unknown
 }
 
 func (e *AudienceRefError) Error() string { return "engine: " + e.Reason() }
@@ -27,6 +34,14 @@ func (e *AudienceRefError) Error() string { return "engine: " + e.Reason() }
 // Reason says what is wrong, for the user (Error without the package).
 func (e *AudienceRefError) Reason() string {
 	switch {
+	case e.Destination != "" && len(e.Unknown) == 1:
+		return fmt.Sprintf("destination %q names audience %q, which does not exist", e.Destination, e.Unknown[0])
+	case e.Destination != "":
+		return fmt.Sprintf("destination %q names audiences %s, which do not exist", e.Destination, quoteList(e.Unknown))
+	case len(e.UsedBy) == 1:
+		return fmt.Sprintf("audience %q is delivered by destination %q", e.Audience, e.UsedBy[0])
+	case len(e.UsedBy) > 1:
+		return fmt.Sprintf("audience %q is delivered by destinations %s", e.Audience, quoteList(e.UsedBy))
 	case len(e.Unknown) == 1:
 		return fmt.Sprintf("in_audience names audience %q, which does not exist", e.Unknown[0])
 	case len(e.Unknown) > 1:
@@ -121,11 +136,29 @@ func (e *Engine) checkAudienceRefs(d audience.Definition) error {
 	return nil
 }
 
-// checkAudienceUnused refuses deleting name while other rules name it.
+// checkAudienceUnused refuses deleting name while other rules name it or
+// destinations deliver it.
 func (e *Engine) checkAudienceUnused(name string) error {
 	deps, err := e.audienceDeps()
 	if err != nil {
 		return err
+	}
+	var ds []projections.Destination
+	if err := e.read(func(r store.Reader, _ *projections.StateMachine) (err error) {
+		ds, err = projections.Destinations(r)
+		return err
+	}); err != nil {
+		return err
+	}
+	var used []string
+	for _, d := range ds {
+		if slices.Contains(d.Audiences, name) {
+			used = append(used, d.Name)
+		}
+	}
+	if len(used) > 0 {
+		slices.Sort(used)
+		return &AudienceRefError{Audience: name, UsedBy: used}
 	}
 	var by []string
 	for a, ds := range deps {
@@ -136,6 +169,25 @@ func (e *Engine) checkAudienceUnused(name string) error {
 	if len(by) > 0 {
 		slices.Sort(by)
 		return &AudienceRefError{Audience: name, NamedBy: by}
+	}
+	return nil
+}
+
+// checkDestinationAudiences refuses a destination naming audiences that
+// do not exist.
+func (e *Engine) checkDestinationAudiences(name string, audiences []string) error {
+	var unknown []string
+	for _, a := range audiences {
+		if _, err := e.reader.Audience(a); errors.Is(err, base.ErrNotFound) {
+			if !slices.Contains(unknown, a) {
+				unknown = append(unknown, a)
+			}
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(unknown) > 0 {
+		return &AudienceRefError{Destination: name, Unknown: unknown}
 	}
 	return nil
 }

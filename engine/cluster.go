@@ -19,8 +19,18 @@ const leadershipPoll = 100 * time.Millisecond
 const deliveryPartition = 0
 
 // leader reports whether this node runs the cluster-wide singletons: the
-// ticker and the shared steps of an erasure. A single node always does.
+// ticker, the model fits, the matcher. A single node always does.
 func (e *Engine) leader() bool { return e.opts.Cluster == nil || e.opts.Cluster.IsLeader() }
+
+// erasureRunner reports whether this node runs the shared steps of an
+// erasure (the scrub of the shared streams, the tools that hold the person,
+// the completion): the deliverer, because removing the person from the
+// tools that keep them goes through the destination workers, which run
+// there only (a leader that did not deliver would wait on them for ever).
+func (e *Engine) erasureRunner() bool {
+	_, ok := e.deliverer()
+	return ok
+}
 
 // deliverer reports whether this node runs the destination workers now,
 // and under which epoch. A single node always does (epoch 0). In a cluster
@@ -64,8 +74,9 @@ func (f deliveryFence) Epoch(ctx context.Context) (uint64, error) {
 
 // watchLeadership follows the cluster: it starts and stops the destination
 // workers as this node gains and loses the deliveries (deliverer), and
-// kicks the erasure worker when it becomes the leader. (The ticker and the
-// erasure worker ask leader() each time they act.)
+// kicks the erasure worker when it gains them (the erasures' shared steps
+// run there: erasureRunner). (The ticker asks leader() and the erasure
+// worker erasureRunner() each time they act.)
 func (e *Engine) watchLeadership(ctx context.Context) error {
 	t := time.NewTicker(leadershipPoll)
 	defer t.Stop()
@@ -79,9 +90,6 @@ func (e *Engine) watchLeadership(ctx context.Context) error {
 		if is := e.leader(); is != wasLeader {
 			wasLeader = is
 			e.opts.Logger.Info("engine: cluster leadership changed", "leader", is)
-			if is {
-				e.privacy.KickErasures()
-			}
 		}
 		epoch, ok := e.deliverer()
 		e.destMu.Lock()
@@ -93,6 +101,9 @@ func (e *Engine) watchLeadership(ctx context.Context) error {
 		e.opts.Logger.Info("engine: destination deliveries moved", "here", ok, "epoch", epoch)
 		if err := e.reloadDestinations(); err != nil {
 			e.opts.Logger.Error("engine: reload destinations", "err", err)
+		}
+		if ok {
+			e.privacy.KickErasures() // the erasures' shared steps moved here too
 		}
 	}
 }

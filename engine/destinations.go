@@ -45,6 +45,9 @@ func (e *Engine) PutDestination(ctx context.Context, d activation.Destination) (
 	if err := d.Validate(); err != nil {
 		return DestinationInfo{}, fmt.Errorf("%w: %w", base.ErrInvalid, err)
 	}
+	if err := e.checkDestinationAudiences(d.Name, d.Audiences); err != nil {
+		return DestinationInfo{}, err
+	}
 	secret, config := []byte(d.Secret), []byte(nil)
 	if !d.IsWebhook() {
 		var err error
@@ -321,4 +324,12 @@ func (s refStore) Delete(key []byte) error {
 		return err
 	}
 	return s.db.Commit(b, true)
+}
+
+// erasureDestinations hands the erasure worker the dispatcher (made after
+// the privacy stage) as its privacy.Destinations.
+type erasureDestinations struct{ e *Engine }
+
+func (d erasureDestinations) EraseProfiles(ctx context.Context, id string, profiles []string) []activation.DestinationErasure {
+	return d.e.dispatcher.EraseProfiles(ctx, id, profiles)
 }

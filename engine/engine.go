@@ -138,6 +138,10 @@ type Options struct {
 	// remove the people whose consent was withdrawn (zero: the activation
 	// package's default, 1 min; negative: never).
 	ConnectorConsentSweep time.Duration
+	// ErasureRetry is how often the erasure worker retries what an
+	// erasure has not finished: the connector destinations that still hold
+	// the person (zero: privacy.DefaultInterval, 5 s).
+	ErasureRetry time.Duration
 	// Export is the warehouse export (engine/export, docs/export.md):
 	// its directory (empty: none), schedule, personal columns and the
 	// runs kept. Its Now and Logger are the engine's.
@@ -180,9 +184,9 @@ type Options struct {
 // Cluster is this node's view of the cluster; nil means a single node that
 // owns every partition and runs every singleton. With one, the outbox
 // publishes only the partitions this node owns, fenced by epoch; the
-// destination workers run on the owner of partition 0, fenced by its claim;
-// the ticker and the shared steps of an erasure run on the leader only
-// (cluster.go).
+// destination workers, and with them the shared steps of an erasure, run on
+// the owner of partition 0, fenced by its claim; the ticker and the other
+// singletons run on the leader only (cluster.go).
 type Cluster interface {
 	Name() string                       // this node's name (goes into fence claims)
 	Owns(p int) (epoch uint64, ok bool) // owner of partition p now (lease-checked), under epoch
@@ -438,9 +442,10 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.gate)
 	e.reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
 	e.privacy = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
-		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.leader},
+		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.erasureRunner,
+		Interval: opts.ErasureRetry},
 		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
-			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate})
+			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate, Destinations: erasureDestinations{e}})
 	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader},
 		models.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Synced: e, Open: stateOpener(e.keys)})
 	xo := opts.Export
@@ -448,7 +453,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.exporter = export.New(xo, export.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Open: e.keys.Open})
 	e.matching = matching.New(matching.Options{Logger: opts.Logger, Leader: e.leader,
 		NewID: func() []byte { return e.ids.Next(e.opts.Now()) }},
-		matching.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Profiles: e.reader})
+		matching.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Profiles: e.reader, Identifiers: e.reader})
 	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
 		Cluster: opts.Cluster, Applied: e.applied.get, Erasing: e.erasing},
 		e.log, e.keys, wiring{e}, e.privacy)

@@ -50,6 +50,9 @@ func (o *Options) Validate() error {
 	if o.TickPeriod > 0 && o.TickPeriod < MinTickPeriod {
 		return optionErr(fmt.Sprintf("at least %v, got %v", MinTickPeriod, o.TickPeriod), "TickPeriod")
 	}
+	if o.ErasureRetry < 0 {
+		return optionErr(fmt.Sprintf("must not be negative, got %v", o.ErasureRetry), "ErasureRetry")
+	}
 	if o.SessionTTL < 0 {
 		return optionErr(fmt.Sprintf("must be positive, got %v", o.SessionTTL), "SessionTTL")
 	}

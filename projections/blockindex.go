@@ -64,7 +64,7 @@ func (sm *StateMachine) blockHash(key string) []byte {
 // profile merged away or erased leaves it; a root whose matching values
 // changed is re-indexed and listed in res.MatchProfiles (the matcher's
 // work).
-func (sm *StateMachine) indexBlocks(rw store.ReadWriter, cmds []PartitionCommand, res *Result) error {
+func (sm *StateMachine) indexBlocks(rw store.ReadWriter, seq uint64, cmds []PartitionCommand, res *Result) error {
 	cfg := sm.Keychain().Config().Probabilistic
 	if cfg == nil {
 		return nil
@@ -79,6 +79,9 @@ func (sm *StateMachine) indexBlocks(rw store.ReadWriter, cmds []PartitionCommand
 		}
 		for _, a := range c.Add {
 			touched = append(touched, a.Profile)
+		}
+		for _, rb := range c.Rebuild {
+			touched = append(touched, rb.Profile.ID)
 		}
 	}
 	slices.SortFunc(gone, bytes.Compare)
@@ -98,13 +101,9 @@ func (sm *StateMachine) indexBlocks(rw store.ReadWriter, cmds []PartitionCommand
 		if err != nil {
 			return err
 		}
-		rec, err := sm.MatchRecordOf(g, cfg)
+		e, err := sm.blockEntryOf(g, cfg)
 		if err != nil {
 			return err
-		}
-		e := blockEntry{Sum: recordSum(rec)}
-		for _, k := range match.BlockKeys(*cfg, rec) {
-			e.Keys = append(e.Keys, sm.blockHash(k))
 		}
 		changed, err := sm.replaceBlocks(rw, p, e)
 		if err != nil {
@@ -112,6 +111,18 @@ func (sm *StateMachine) indexBlocks(rw store.ReadWriter, cmds []PartitionCommand
 		}
 		if changed && len(e.Keys) > 0 {
 			res.MatchProfiles = append(res.MatchProfiles, p)
+		}
+	}
+	if len(res.MatchProfiles) == 0 {
+		return nil
+	}
+	// The matcher's work, durable with the change (matchqueue.go).
+	if ok, err := hasMatchModel(rw); err != nil || !ok {
+		return err
+	}
+	for _, p := range res.MatchProfiles {
+		if err := rw.Set(matchQueueKey(seq, p), nil); err != nil {
+			return err
 		}
 	}
 	return nil

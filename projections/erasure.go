@@ -73,7 +73,20 @@ type ErasureRequest struct {
 	ID   []byte `msgpack:"id,omitempty"` // 16-byte ULID
 	Type string `msgpack:"t,omitempty"`  // identifier type (profile_id: Hash is the profile id)
 	Hash []byte `msgpack:"h,omitempty"`  // keyed hash of the normalised value
+	// Destinations, on erasure.completed, are the connector destinations
+	// the erasure reached (those that held the person).
+	Destinations []ErasureDestination `msgpack:"d,omitempty"`
 }
+
+// ErasureDestination is a destination an erasure reached, and how.
+type ErasureDestination struct {
+	Name   string `msgpack:"n"`
+	Status string `msgpack:"s"`
+}
+
+// maxErasureDestinations bounds the destinations kept with an erasure's
+// status.
+const maxErasureDestinations = 256
 
 // ErasureStatus is the stored state of one erasure: times are log times
 // (Unix ms), counts are what the apply removed.
@@ -90,6 +103,8 @@ type ErasureStatus struct {
 	Events       int    `msgpack:"ne"`
 	// Audiences is read from eo/ (not stored in er/).
 	Audiences int `msgpack:"-"`
+	// Destinations are those the erasure reached (from its completion).
+	Destinations []ErasureDestination `msgpack:"d,omitempty"`
 }
 
 // SealedValue is a sealed identifier value the erasure worker unseals (before
@@ -320,6 +335,7 @@ func applyErasureCompleted(rw store.ReadWriter, seq uint64, c *Control, res *Res
 		return nil
 	}
 	st.Completed, st.CompletedSeq = max(c.Time, 1), seq
+	st.Destinations = c.Erasure.Destinations[:min(len(c.Erasure.Destinations), maxErasureDestinations)]
 	if err := setMsgpack(rw, key, &st); err != nil {
 		return err
 	}

@@ -284,6 +284,8 @@ type Control struct {
 	Match         *MatchRecord    `msgpack:"mt,omitempty"`
 	Review        *ReviewDecision `msgpack:"rv,omitempty"`
 	IdentityModel *match.Model    `msgpack:"im,omitempty"`
+	Split         *SplitRequest   `msgpack:"sp,omitempty"` // identity.split (split.go)
+	Progress      *MatchProgress  `msgpack:"pg,omitempty"`
 	Time          int64           `msgpack:"t"` // Unix ms, stamped at the edge
 }
 
@@ -372,6 +374,8 @@ type Result struct {
 	// decisions; IdentityModel is set when the entry recorded a model.
 	Matches, Reviews int
 	IdentityModel    bool
+	// Splits counts identity.split records applied (split.go).
+	Splits int
 	// MatchProfiles are the root profiles whose matching traits changed
 	// (the matcher's work), when probabilistic matching is on.
 	MatchProfiles [][]byte
@@ -455,6 +459,11 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 		if err := sm.applyMatchControl(rw, seq, &c, cmds, &res); err != nil {
 			return res, err
 		}
+		if c.Kind == ControlIdentitySplit {
+			if err := sm.applySplit(rw, seq, &c, cmds, &res); err != nil {
+				return res, err
+			}
+		}
 		entryTime = c.Time
 	default: // a subject of a later version: skipped, position recorded
 	}
@@ -473,7 +482,7 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 	if err := sm.applyPartitions(rw, cmds); err != nil {
 		return res, err
 	}
-	if err := sm.indexBlocks(rw, cmds, &res); err != nil {
+	if err := sm.indexBlocks(rw, seq, cmds, &res); err != nil {
 		return res, err
 	}
 	for i := range cmds {

@@ -106,7 +106,14 @@ func (sm *StateMachine) applyMatchControl(rw store.ReadWriter, seq uint64, c *Co
 			return nil
 		}
 		res.IdentityModel = true
-		return setMsgpack(rw, keyMatchModel, m)
+		if err := setMsgpack(rw, keyMatchModel, m); err != nil {
+			return err
+		}
+		return startPass(rw, seq, "model") // everyone is matched again
+	case ControlIdentityConfig:
+		return sm.configChanged(rw, seq)
+	case ControlIdentityProgress:
+		return sm.applyProgress(rw, seq, c)
 	case ControlIdentityMatch:
 		return sm.applyMatch(rw, seq, c, cmds, res)
 	case ControlIdentityReview:

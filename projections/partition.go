@@ -52,6 +52,11 @@ type PartitionCommand struct {
 	// Erase lists profiles of this partition an erasure removes: the
 	// erased root and the profiles merged into it (see erasure.go).
 	Erase [][]byte
+	// Unstore lists event records of this partition a split moved to
+	// another profile; Rebuild the profiles of this partition whose GCR
+	// and audience state a split recomputes (split.go).
+	Unstore []EventKey
+	Rebuild []Rebuild
 
 	transitions     int    // audience transitions written (for Result)
 	outIdx          uint32 // next index in the partition outbox for this entry
@@ -109,7 +114,28 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 			return fmt.Errorf("projections: partition %d seq %d: erase: %w", p.id, cmd.Seq, err)
 		}
 	}
+	for _, k := range cmd.Unstore {
+		if err := p.owns(k.Profile); err != nil {
+			return err
+		}
+		if err := p.gcr.DeleteEvent(rw, k.Profile, k.KeyTime, k.ID); err != nil {
+			return fmt.Errorf("projections: partition %d seq %d: split: %w", p.id, cmd.Seq, err)
+		}
+	}
 	txn := p.gcr.Begin(rw)
+	for _, rb := range cmd.Rebuild {
+		if err := p.owns(rb.Profile.ID); err != nil {
+			return err
+		}
+		for _, ev := range rb.Store {
+			if err := p.gcr.PutEvent(rw, rb.Profile.ID, ev.KeyTime, ev.Record.ID, ev.Raw); err != nil {
+				return fmt.Errorf("projections: partition %d seq %d: split: %w", p.id, cmd.Seq, err)
+			}
+		}
+		if err := txn.Put(rb.Profile); err != nil {
+			return err
+		}
+	}
 	for _, a := range cmd.Absorb {
 		if err := p.owns(a.Into); err != nil {
 			return err

@@ -83,6 +83,10 @@ type work struct {
 	all    bool // a merge or the backfill: every audience
 	timer  bool // a timer fired (audience.Step.Timer)
 	joined []*audience.State
+	// rebuilt: a split recomputed the profile; its aggregates are built
+	// again from history (its events after the split, newest first).
+	rebuilt bool
+	history []audience.Event
 }
 
 // applyAudiences runs the audience stage of an entry in the partition:
@@ -103,6 +107,10 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 		if err := p.dropAudienceState(rw, cmd, d, &outIdx); err != nil {
 			return err
 		}
+	}
+	for _, rb := range cmd.Rebuild {
+		w := get(rb.Profile.ID)
+		w.all, w.reason, w.rebuilt, w.history = true, rb.Reason, true, rb.History
 	}
 	for _, a := range cmd.Absorb {
 		w := get(a.Into)
@@ -264,6 +272,9 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 		}
 	}
 	oldTimer := st.Timer
+	if w.rebuilt {
+		st.Aggs = nil // built again from the profile's events after the split
+	}
 	for _, j := range w.joined {
 		cmd.Audiences.Join(st, j)
 	}
@@ -283,6 +294,16 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 				return nil
 			}
 			return stored(fn)
+		}
+	}
+	if w.rebuilt {
+		step.History = func(fn func(audience.Event) bool) error {
+			for _, ev := range w.history {
+				if !fn(ev) {
+					break
+				}
+			}
+			return nil
 		}
 	}
 	step.Now, step.Events, step.Reason, step.All, step.Timer, step.Settled = cmd.Now, w.events, w.reason, w.all, w.timer, settled

@@ -133,6 +133,7 @@ var digestPrefixes = [][]byte{
 	prefixToken, prefixUser, prefixModel, []byte("ik/"), []byte("ip/"), []byte("p/"),
 	keySuppressed, prefixSuppress, prefixErasure, prefixErasurePending,
 	keyMatchModel, prefixMatch, prefixReviewQ, prefixRejection, prefixPendingPair, prefixBlock, prefixBlockProfile,
+	prefixSplit, prefixProfileSplit, prefixMatchQueue, prefixMatchInfo,
 }
 
 // snapshotPrefixes are what a whole-state snapshot holds: the digest's
@@ -338,7 +339,7 @@ func ProjectionPrefixes(name string, partitions int) [][]byte {
 	var out [][]byte
 	switch name {
 	case "gcr":
-		out = append(out, []byte("ik/"), []byte("ip/"), prefixMerge)
+		out = append(out, []byte("ik/"), []byte("ip/"), prefixMerge, prefixSplit, prefixProfileSplit)
 		for i := range partitions {
 			out = append(out, append(PartitionPrefix(i), 'g', '/'), append(PartitionPrefix(i), 'e', '/'))
 		}

@@ -246,10 +246,10 @@ func newAudienceListCmd(server, token *string) *cobra.Command {
 
 func newAudienceMembersCmd(server, token *string) *cobra.Command {
 	var limit int
-	var cursor, output string
+	var cursor, output, search string
 	var all, withIDs bool
 	cmd := &cobra.Command{
-		Use:   "members NAME [--limit N] [--cursor C | --all] [--identifiers]",
+		Use:   "members NAME [--limit N] [--cursor C | --all] [--identifiers] [--search Q]",
 		Short: "List an audience's members (profile id, since, rule version)",
 		Long: `List an audience's members in profile id order, one page of --limit: a table (profile id,
 since, rule version; the cursor of the next page on stderr), or with --output json the API's
@@ -257,8 +257,16 @@ page ({"members": [...], "next": cursor}; pass next to --cursor for the followin
 With --all the command follows the cursors itself and prints every member (with --output
 json one {"members": [...]}), fetching --limit at a time. --identifiers adds each member's
 identifiers (a column of type:value, or {"email": ["ann@example.com"], ...}); for traits,
-or only the people reachable on a channel, use aurum audience export.`,
+or only the people reachable on a channel, use aurum audience export.
+
+--search Q finds members on the server: Q of the form type:value naming a known identifier
+(email:ann@example.com, user_id:42) is looked up exactly, at once whatever the audience's
+size; any other Q is the start of an identifier (an email, a user id, a phone number...)
+compared without case, the members scanned in profile id order (at most 5000 per page:
+follow the cursor, or --all, to search the whole audience).`,
 		Example: `  aurum audience members buyers --limit 10
+  aurum audience members buyers --search email:rob@example.com --identifiers
+  aurum audience members buyers --search rob@ --all --identifiers
   aurum audience members buyers --all --output json | jq -r '.members[].profile_id'
   aurum audience members buyers --identifiers --all --output json | jq -r '.members[].identifiers.email[0]'`,
 		Args: cobra.ExactArgs(1),
@@ -272,6 +280,12 @@ or only the people reachable on a channel, use aurum audience export.`,
 			base := "/v1/audiences/" + url.PathEscape(args[0]) + "/members?limit=" + strconv.Itoa(limit)
 			if withIDs {
 				base += "&identifiers=true"
+			}
+			if cmd.Flags().Changed("search") {
+				if strings.TrimSpace(search) == "" {
+					return errors.New("--search is empty: give type:value (e.g. email:ann@example.com) or the start of an identifier")
+				}
+				base += "&q=" + url.QueryEscape(search)
 			}
 			c, err := newClient(*server, *token)
 			if err != nil {
@@ -309,6 +323,7 @@ or only the people reachable on a channel, use aurum audience export.`,
 	cmd.Flags().StringVar(&cursor, "cursor", "", "start after this cursor (the previous page's next)")
 	cmd.Flags().BoolVar(&all, "all", false, "follow the cursors and print every member")
 	cmd.Flags().BoolVar(&withIDs, "identifiers", false, "with each member's identifiers (email, phone, user_id, ...)")
+	cmd.Flags().StringVar(&search, "search", "", "only members with this identifier (type:value) or an identifier starting with it")
 	addOutputFlag(cmd, &output)
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -269,19 +270,48 @@ time of entry), or with --output json the API's record (GET /v1/profiles/{ref}).
 		},
 	}
 	addOutputFlag(get, &getOut)
+	var cursor, histOut, histCursor string
+	var histLimit int
 	events := &cobra.Command{
-		Use:   "events REF",
-		Short: "Print the latest events of a profile",
-		Long: `Print the latest events of the person an identifier resolves to, newest first: a table
-(time, type, event, source, id) or with --output json the events as stored (the Segment form
-the sources sent, GET /v1/profiles/{ref}/events).`,
+		Use:   "events REF [--limit N] [--cursor C]",
+		Short: "Print a page of a profile's events, newest first",
+		Long: `Print the latest events of the person an identifier resolves to, newest first, one page of
+--limit: a table (time, type, event, source, id; the cursor of the older page on stderr) or
+with --output json the API's page ({"events": [...], "next": cursor}: the events as stored,
+in the Segment form the sources sent; GET /v1/profiles/{ref}/events). Pass next to --cursor
+for the older page.`,
+		Example: `  aurum profile events email:rob@example.com --limit 5
+  aurum profile events email:rob@example.com --limit 1 --output json | jq -r .next`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return getOutput(cmd, server, token, eventsOut, fmt.Sprintf("/v1/profiles/%s/events?limit=%d", url.PathEscape(args[0]), limit), typedRows(eventRows))
+			return getPage(cmd, server, token, eventsOut, fmt.Sprintf("/v1/profiles/%s/events?limit=%d&cursor=%s",
+				url.PathEscape(args[0]), limit, url.QueryEscape(cursor)), "older events", typedRows(eventRows))
 		},
 	}
 	events.Flags().IntVar(&limit, "limit", 20, "number of events (1-1000)")
+	events.Flags().StringVar(&cursor, "cursor", "", "the older page from this cursor (the previous page's next)")
 	addOutputFlag(events, &eventsOut)
+	history := &cobra.Command{
+		Use:   "history REF [--limit N] [--cursor C]",
+		Short: "Print a profile's audience history: entries and exits with times and reasons",
+		Long: `Print the audience entries and exits of the person an identifier resolves to (and of the
+profiles merged into them), newest first, one page of --limit: a table (time, audience, event,
+reason, rule version; the cursor of the older page on stderr) or with --output json the API's
+page ({"history": [...], "next": cursor}; GET /v1/profiles/{ref}/audience-history). Reasons:
+event:<id> or events (the person's events), time (a time window passed), backfill (the rule
+was created or changed), audience deleted, merged (the profile was merged into another).
+aurum profile get shows the audiences the person is in now.`,
+		Example: `  aurum profile history email:rob@example.com
+  aurum profile history email:rob@example.com --output json | jq -r '.history[] | select(.event == "exited") | .audience'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return getPage(cmd, server, token, histOut, fmt.Sprintf("/v1/profiles/%s/audience-history?limit=%d&cursor=%s",
+				url.PathEscape(args[0]), histLimit, url.QueryEscape(histCursor)), "older entries", typedRows(historyRows))
+		},
+	}
+	history.Flags().IntVar(&histLimit, "limit", 50, "number of entries (1-1000)")
+	history.Flags().StringVar(&histCursor, "cursor", "", "the older page from this cursor (the previous page's next)")
+	addOutputFlag(history, &histOut)
 	consent := &cobra.Command{
 		Use:   "consent REF CHANNEL=true|false...",
 		Short: "State a person's consent per channel (email, sms, push, ads, web)",
@@ -316,7 +346,7 @@ person's identifiers, decides. aurum profile get REF shows the result under "con
 			return printJSON(cmd.OutOrStdout(), out)
 		},
 	}
-	cmd.AddCommand(get, events, consent)
+	cmd.AddCommand(get, events, history, consent, newProfileSplitCmd(&server, &token))
 	return cmd
 }
 
@@ -364,6 +394,50 @@ func eventRows(page struct {
 		rows[i] = []string{e.Timestamp, e.Type, what, e.Source, e.ID}
 	}
 	return []string{"TIME", "TYPE", "EVENT", "SOURCE", "ID"}, rows
+}
+
+// historyRows is the table of profile history.
+func historyRows(page struct {
+	History []struct {
+		Audience    string    `json:"audience"`
+		Event       string    `json:"event"`
+		Time        time.Time `json:"time"`
+		Reason      string    `json:"reason"`
+		RuleVersion int64     `json:"rule_version"`
+	} `json:"history"`
+}) ([]string, [][]string) {
+	rows := make([][]string, len(page.History))
+	for i, h := range page.History {
+		rows[i] = []string{rfc3339(h.Time), h.Audience, h.Event, h.Reason, strconv.FormatInt(h.RuleVersion, 10)}
+	}
+	return []string{"TIME", "AUDIENCE", "EVENT", "REASON", "RULE_VERSION"}, rows
+}
+
+// getPage is getOutput for a paged route: in a table, the cursor of the
+// following page ("next") goes to stderr as "<more>: --cursor C".
+func getPage(cmd *cobra.Command, server, token, output, path, more string,
+	rows func(raw []byte) (header []string, rows [][]string, err error)) error {
+	if err := checkOutput(output); err != nil {
+		return err
+	}
+	c, err := newClient(server, token)
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(cmd.Context(), http.MethodGet, path, nil, &raw); err != nil {
+		return err
+	}
+	if err := printOutput(cmd.OutOrStdout(), output, raw, rows); err != nil {
+		return err
+	}
+	var page struct {
+		Next string `json:"next"`
+	}
+	if output != outputJSON && json.Unmarshal(raw, &page) == nil && page.Next != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: --cursor %s\n", more, page.Next)
+	}
+	return nil
 }
 
 // deadLetterRows is the table of deadletters.

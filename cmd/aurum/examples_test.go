@@ -51,14 +51,15 @@ func helpExamples() []helpExample {
 // exampleNotRun are the examples that are not executed, each with why;
 // they still have to parse (TestHelpExamplesParse).
 var exampleNotRun = map[string]string{
-	"aurum model fit clv --calibration-end 1997-09-30 --wait":                                    "needs purchase history; TestCDNOWThroughTheProduct runs it on CDNOW",
-	"aurum model show clv --output json":                                                         "needs a fitted model; TestCDNOWThroughTheProduct fits one",
-	"aurum model evaluate clv --holdout-end 1998-06-30 --json":                                   "needs a fitted model; TestCDNOWThroughTheProduct runs it on CDNOW",
-	"aurum model rm clv":                                                                         "needs a fitted model; engine/models TestFitMatchesPredict deletes one",
-	"aurum identity train --sample 100000":                                                       "needs a probabilistic identity config; api TestRouteRoles and TestIdentityExplainReviewConstraints train",
-	"aurum identity model --output json":                                                         "needs a trained identity model; api TestRouteRoles reads one",
-	"aurum identity review 01JABCDEF... --merge":                                                 "a placeholder id; api TestIdentityExplainReviewConstraints decides reviews",
-	"aurum identity explain crm_id:12345":                                                        "a placeholder identifier; api TestIdentityExplainReviewConstraints explains profiles",
+	"aurum model fit clv --calibration-end 1997-09-30 --wait":  "needs purchase history; TestCDNOWThroughTheProduct runs it on CDNOW",
+	"aurum model show clv --output json":                       "needs a fitted model; TestCDNOWThroughTheProduct fits one",
+	"aurum model evaluate clv --holdout-end 1998-06-30 --json": "needs a fitted model; TestCDNOWThroughTheProduct runs it on CDNOW",
+	"aurum model rm clv":                                       "needs a fitted model; engine/models TestFitMatchesPredict deletes one",
+	"aurum identity train --sample 100000":                     "needs a probabilistic identity config; api TestRouteRoles and TestIdentityExplainReviewConstraints train",
+	"aurum identity model --output json":                       "needs a trained identity model; api TestRouteRoles reads one",
+	"aurum identity review 01JABCDEF... --merge":               "a placeholder id; api TestIdentityExplainReviewConstraints decides reviews",
+	"aurum identity explain crm_id:12345":                      "a placeholder identifier; api TestIdentityExplainReviewConstraints explains profiles",
+	"aurum profile split user_id:42 --identifier crm_id:9 --identifier email:ann@example.com --output json": "placeholder identifiers; TestSplitRealProcess splits a wrong merge with this command",
 	"aurum token revoke 01JABCDEF...":                                                            "a placeholder id",
 	"aurum digest --data-dir ./aurum-data":                                                       "reads a stopped node; the test node runs",
 	"aurum digest --server http://127.0.0.1:8080 --partitions":                                   "a fixed address; run below with the node's",

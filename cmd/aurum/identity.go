@@ -201,3 +201,52 @@ func printIdentityModel(cmd *cobra.Command, output string, m matching.ModelInfo)
 	}
 	return printTable(cmd.OutOrStdout(), []string{"FIELD", "COMPARISON", "LEVEL", "M", "U"}, rows)
 }
+
+// newProfileSplitCmd is "aurum profile split": the unmerge of issue #13.
+func newProfileSplitCmd(server, token *string) *cobra.Command {
+	var ids []string
+	var out string
+	cmd := &cobra.Command{
+		Use:   "split REF --identifier TYPE:VALUE...",
+		Short: "Undo a wrong merge: move identifiers, and the events that came with them, into a new profile",
+		Long: `Split the profile REF resolves to (POST /v1/profiles/{ref}/split): the identifiers given move
+to a new profile together with the events that carried them and no identifier that stays (an event
+that carried both, the link itself, stays). Both Golden Customer Records and their audience
+memberships are recomputed, the exits and entries this causes go out once, and the matcher never
+merges the two back (a later event carrying identifiers of both still links them). "aurum identity
+explain" shows the split. Identifiers that REF's profile does not own, or all of its identifiers,
+are refused.`,
+		Example: `  aurum profile split email:rob@example.com --identifier crm_id:C1
+  aurum profile split user_id:42 --identifier crm_id:9 --identifier email:ann@example.com --output json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				return errors.New("give at least one --identifier TYPE:VALUE to split off")
+			}
+			c, err := newClient(*server, *token)
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string][]string{"identifiers": ids})
+			var info matching.SplitInfo
+			if err := c.do(cmd.Context(), http.MethodPost, "/v1/profiles/"+url.PathEscape(args[0])+"/split", body, &info); err != nil {
+				return err
+			}
+			if out == outputJSON {
+				return printJSON(cmd.OutOrStdout(), info)
+			}
+			return printTable(cmd.OutOrStdout(), []string{"FIELD", "VALUE"}, [][]string{
+				{"split", info.ID}, {"status", info.Status}, {"from", info.From}, {"into", info.Into},
+				{"identifiers", strings.Join(info.IdentifierTypes, ", ")},
+				{"events_moved", fmt.Sprint(info.EventsMoved)}, {"events_kept", fmt.Sprint(info.EventsKept)},
+				{"time", info.Time.Format(time.RFC3339)},
+			})
+		},
+	}
+	cmd.Flags().StringArrayVar(&ids, "identifier", nil, "an identifier TYPE:VALUE to move to the new profile (repeat for more)")
+	addOutputFlag(cmd, &out)
+	return cmd
+}

@@ -89,14 +89,17 @@ func TestOutputTablesAndJSON(t *testing.T) {
 		erasure = `{"id":"01M8X3G8A8FM7NEAMYHSY7FBG2","status":"pending","identifier_type":"email","requested":"2026-12-03T04:44:46.792Z","counts":{"profiles":1}}`
 		page1   = `{"members":[{"profile_id":"01M6G84HKTEXY32HNKP1YSYJCQ","since":"2026-12-03T04:45:46.834Z","rule_version":1,"identifiers":{"email":["ann@example.com"]}}],"next":"01M6G84HKTEXY32HNKP1YSYJCQ"}`
 		page2   = `{"members":[{"profile_id":"01M6G9YXMB9SR5NFFZQKZD5YK6","since":"2026-12-03T04:45:45.377Z","rule_version":2}],"next":""}`
-		replay  = `{"status":"done","dry_run":true,"from":1,"applied":1661,"target":1661,"entries_per_s":746.4276777985763,"eta_s":0,` +
+		history = `{"history":[{"audience":"vip","event":"exited","time":"2026-12-02T10:00:00Z","reason":"time","rule_version":2,"seq":40,"profile_id":"01JDZ8Q6X0F7R2M4N8P3S5T7V9"},` +
+			`{"audience":"vip","event":"entered","time":"2026-12-01T09:00:00Z","reason":"backfill","rule_version":2,"seq":31,"profile_id":"01JDZ8Q6X0F7R2M4N8P3S5T7V9"}],"next":"AAAAAZ"}`
+		replay = `{"status":"done","dry_run":true,"from":1,"applied":1661,"target":1661,"entries_per_s":746.4276777985763,"eta_s":0,` +
 			`"started":"2026-12-03T04:44:47.063500778Z","diff":{"seq":1661,"keys_changed":0,"transitions_would_enter":3}}`
 	)
 	srv := fakeNode(t, map[string]string{
-		"/v1/profiles/email:ann@example.com":                          profile,
-		"/v1/profiles/email:ann@example.com/events":                   events,
-		"/v1/deadletters":                                             dead,
-		"/v1/privacy/erasures":                                        erasures,
+		"/v1/profiles/email:ann@example.com":                  profile,
+		"/v1/profiles/email:ann@example.com/events":           events,
+		"/v1/profiles/email:ann@example.com/audience-history": history,
+		"/v1/deadletters":      dead,
+		"/v1/privacy/erasures": erasures,
 		"/v1/privacy/erasures/01M8X3G8A8FM7NEAMYHSY7FBG2":             erasure,
 		"/v1/audiences/vip/members":                                   page1,
 		"/v1/audiences/vip/members?cursor=01M6G84HKTEXY32HNKP1YSYJCQ": page2,
@@ -113,6 +116,8 @@ func TestOutputTablesAndJSON(t *testing.T) {
 		{[]string{"profile", "events", "email:ann@example.com"}, events, [][]string{{"TIME", "TYPE", "EVENT", "SOURCE", "ID"},
 			{"2026-12-01T00:20:05.909Z", "track", "Order Completed", "web", "01M8X3J5KY4Y7DR16WMANX5CMV"},
 			{"2026-12-01T00:18:58.506Z", "page", "Home", "web"}}},
+		{[]string{"profile", "history", "email:ann@example.com"}, history, [][]string{{"TIME", "AUDIENCE", "EVENT", "REASON", "RULE_VERSION"},
+			{"2026-12-02T10:00:00Z", "vip", "exited", "time", "2"}, {"2026-12-01T09:00:00Z", "vip", "entered", "backfill", "2"}}},
 		{[]string{"deadletters"}, dead, [][]string{{"SEQ", "RECEIVED", "SOURCE", "INDEX", "FIELD", "REASON"},
 			{"7", "2026-12-03T04:44:44Z", "web", "1", "userId", "neither userId nor anonymousId"}}},
 		{[]string{"privacy", "status"}, erasures, [][]string{{"ID", "STATUS", "IDENTIFIER_TYPE", "REQUESTED", "COMPLETED", "PROFILES", "EVENTS"},
@@ -173,6 +178,24 @@ func TestOutputTablesAndJSON(t *testing.T) {
 	}
 	if err != nil || json.Unmarshal([]byte(out), &all) != nil || len(all.Members) != 2 {
 		t.Errorf("members --all --output json: %v\n%s", err, out)
+	}
+	// A paged table says where the older page starts.
+	if _, errOut, err := runAgainst(t, srv, "profile", "history", "email:ann@example.com"); err != nil || !strings.Contains(errOut, "older entries: --cursor AAAAAZ") {
+		t.Errorf("profile history: %v, stderr %q, want the next cursor", err, errOut)
+	}
+	// --search goes to the server as q.
+	var gotQ string
+	search := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotQ = r.URL.Query().Get("q")
+		_, _ = w.Write([]byte(page2))
+	}))
+	defer search.Close()
+	if out, _, err := runAgainst(t, search, "audience", "members", "vip", "--search", "email:ann@example.com"); err != nil || gotQ != "email:ann@example.com" ||
+		!strings.Contains(out, "01M6G9YXMB9SR5NFFZQKZD5YK6") {
+		t.Errorf("members --search: %v, q %q\n%s", err, gotQ, out)
+	}
+	if _, _, err := runAgainst(t, search, "audience", "members", "vip", "--search", " "); err == nil || !strings.Contains(err.Error(), "--search") {
+		t.Errorf("members --search ' ': %v, want an error naming --search", err)
 	}
 	if _, _, err := runAgainst(t, srv, "profile", "get", "email:ann@example.com", "--output", "yaml"); err == nil || !strings.Contains(err.Error(), "--output") {
 		t.Errorf("--output yaml: %v, want an error naming --output", err)

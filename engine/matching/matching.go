@@ -57,9 +57,17 @@ type Options struct {
 	Logger *slog.Logger
 	// Leader reports whether this node proposes and trains (nil: always).
 	Leader func() bool
-	// QueueLen bounds the profiles waiting to be matched (default 100,000);
-	// beyond it new work is dropped and counted (Stats.Dropped).
-	QueueLen int
+	// Batch is the most queued profiles matched per read of the queue
+	// (default 256).
+	Batch int
+	// ReportEvery is the most time the matcher's progress goes unreported on
+	// the log while it has matched something (default 1 s): what a crash
+	// makes it match again. It is also how often a follower looks whether it
+	// became the leader.
+	ReportEvery time.Duration
+	// PassStep is the profiles a step of a pass re-indexes and queues
+	// (default and at most projections.MaxPassStep).
+	PassStep int
 	// TrainSample bounds the profiles a training reads (default 200,000).
 	TrainSample int
 	// Seed seeds training (match.TrainOptions.Seed).
@@ -75,18 +83,29 @@ type Deps struct {
 	Control  Control
 	Applied  Applied
 	Profiles Profiles
+	// Identifiers hashes the identifiers of a split (split.go); nil: no
+	// splits.
+	Identifiers Identifiers
 }
 
 // Service is the matcher, training, reviews and explanations.
+//
+// The matcher's work is in the state, not in memory (projections
+// matchqueue.go): the state machine queues a profile (mq/) in the batch
+// that changes its matching values, and a pass over every profile (mi/pass)
+// when a model comes into effect or the config's fields or blocking change.
+// The matcher reads the queue in order, proposes, and reports what it
+// matched on the log (identity.progress), which removes it from the queue;
+// it advances a pass the same way. So a crash, a restart or a new leader
+// loses no work: at worst the last unreported second is matched again (a
+// proposal for a pair already merged or under review is refused by Apply).
 type Service struct {
 	opts Options
 	deps Deps
 
 	mu      sync.Mutex
-	queue   [][]byte
-	queued  map[string]bool
-	rescan  bool
-	busy    bool // Run is matching a batch or rescanning
+	done    []byte // the last queue key matched (since this node leads)
+	busy    bool   // Run is working
 	kick    chan struct{}
 	stats   Stats
 	noModel bool // logged once
@@ -96,7 +115,13 @@ type Service struct {
 type Stats struct {
 	Matched  int64 `json:"matched"`  // profiles matched
 	Proposed int64 `json:"proposed"` // identity.match records appended
-	Dropped  int64 `json:"dropped"`  // profiles not queued (queue full)
+	Reports  int64 `json:"reports"`  // identity.progress records appended
+	Steps    int64 `json:"steps"`    // pass steps taken
+	// Candidates counts the candidates scored (the profiles sharing a block
+	// with a matched profile, at most projections.MaxBlockCandidates per
+	// blocking key); MaxCandidates is the most of one profile.
+	Candidates    int64 `json:"candidates"`
+	MaxCandidates int64 `json:"max_candidates"`
 }
 
 // New returns a Service.
@@ -104,37 +129,30 @@ func New(opts Options, deps Deps) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.QueueLen <= 0 {
-		opts.QueueLen = 100_000
+	if opts.Batch <= 0 {
+		opts.Batch = 256
+	}
+	if opts.ReportEvery <= 0 {
+		opts.ReportEvery = time.Second
+	}
+	if opts.PassStep <= 0 || opts.PassStep > projections.MaxPassStep {
+		opts.PassStep = projections.MaxPassStep
 	}
 	if opts.TrainSample <= 0 {
 		opts.TrainSample = 200_000
 	}
-	return &Service{opts: opts, deps: deps, queued: map[string]bool{}, kick: make(chan struct{}, 1)}
+	return &Service{opts: opts, deps: deps, kick: make(chan struct{}, 1)}
 }
 
 func (s *Service) leader() bool { return s.opts.Leader == nil || s.opts.Leader() }
 
-// Enqueue queues profiles whose matching traits changed
-// (projections.Result.MatchProfiles). It never blocks.
+// Enqueue wakes the matcher for profiles whose matching traits changed
+// (projections.Result.MatchProfiles): the state machine queued them in the
+// state already. It never blocks.
 func (s *Service) Enqueue(profiles [][]byte) {
-	if len(profiles) == 0 {
-		return
+	if len(profiles) > 0 {
+		s.wake()
 	}
-	s.mu.Lock()
-	for _, p := range profiles {
-		if s.queued[string(p)] {
-			continue
-		}
-		if len(s.queue) >= s.opts.QueueLen {
-			s.stats.Dropped++
-			continue
-		}
-		s.queued[string(p)] = true
-		s.queue = append(s.queue, bytes.Clone(p))
-	}
-	s.mu.Unlock()
-	s.wake()
 }
 
 func (s *Service) wake() {
@@ -151,86 +169,157 @@ func (s *Service) Stats() Stats {
 	return s.stats
 }
 
-// Idle reports whether no work is queued or running (tests wait on it). Its
-// proposals may still be on their way through the log.
+// Idle reports whether this node has no matching work: nothing queued
+// after what it matched, no pass in progress, nothing running (tests wait
+// on it). A follower is idle. Its proposals may still be on their way
+// through the log.
 func (s *Service) Idle() bool {
+	if !s.leader() {
+		return true
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.queue) == 0 && !s.rescan && !s.busy
+	busy, done := s.busy, s.done
+	s.mu.Unlock()
+	if busy {
+		return false
+	}
+	idle := false
+	err := s.deps.State.Read(func(r store.Reader, _ *projections.StateMachine) error {
+		q, err := projections.QueuedMatches(r, done, 1)
+		if err != nil {
+			return err
+		}
+		_, pass, err := projections.PassInProgress(r)
+		idle = len(q) == 0 && !pass
+		return err
+	})
+	return err == nil && idle
 }
 
-// Run matches queued profiles until ctx ends.
+// Run matches the queued profiles and takes the steps of a pass until ctx
+// ends.
 func (s *Service) Run(ctx context.Context) error {
+	tick := time.NewTicker(s.opts.ReportEvery)
+	defer tick.Stop()
+	var reported []byte // the last Done appended
+	lastReport := time.Now()
+	unreported := 0
+	report := func(force bool) {
+		s.mu.Lock()
+		done := s.done
+		s.mu.Unlock()
+		if unreported == 0 || bytes.Equal(done, reported) || (!force && unreported < 4*s.opts.Batch && time.Since(lastReport) < s.opts.ReportEvery) {
+			return
+		}
+		if err := s.appendProgress(ctx, &projections.MatchProgress{Done: done}); err != nil {
+			if ctx.Err() == nil {
+				s.opts.Logger.Warn("matching: report progress", "err", err)
+			}
+			return
+		}
+		reported, lastReport, unreported = done, time.Now(), 0
+	}
 	for {
+		n, worked, err := s.round(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			s.opts.Logger.Warn("matching: round failed; retrying", "err", err)
+		case worked:
+			unreported += n
+			report(false)
+			continue
+		}
+		report(true)
+		s.setBusy(false)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.kick:
-		}
-		for {
-			batch, rescan := s.take(256)
-			if rescan {
-				if err := s.rescanAll(ctx); err != nil {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					s.opts.Logger.Warn("matching: rescan failed", "err", err)
-				}
-				continue
-			}
-			if len(batch) == 0 {
-				break
-			}
-			if err := s.matchProfiles(ctx, batch); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				s.opts.Logger.Warn("matching: match failed; the profiles are matched again when their traits change", "err", err)
-			}
-			s.mu.Lock()
-			for _, p := range batch {
-				delete(s.queued, string(p))
-			}
-			s.mu.Unlock()
+		case <-tick.C:
 		}
 	}
 }
 
-// take returns the next batch (or a rescan) and marks the service busy
-// until the next take finds nothing.
-func (s *Service) take(n int) ([][]byte, bool) {
+func (s *Service) setBusy(b bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.rescan {
-		s.rescan, s.busy = false, true
-		return nil, true
-	}
-	n = min(n, len(s.queue))
-	batch := s.queue[:n:n]
-	s.queue = s.queue[n:]
-	s.busy = n > 0
-	return batch, false
+	s.busy = b
+	s.mu.Unlock()
 }
 
-// rescanAll queues every indexed profile (after a new model), page by page.
-func (s *Service) rescanAll(ctx context.Context) error {
-	var after []byte
-	for ctx.Err() == nil {
-		var page [][]byte
-		err := s.deps.State.Read(func(r store.Reader, sm *projections.StateMachine) error {
-			var err error
-			page, err = projections.BlockProfiles(r, after, 1000)
-			return err
-		})
-		if err != nil || len(page) == 0 {
-			return err
-		}
-		after = page[len(page)-1]
-		if err := s.matchProfiles(ctx, page); err != nil {
-			return err
-		}
+// round matches the next batch of the queue, or takes the next step of a
+// pass when the queue is empty; it returns the profiles matched and whether
+// it did anything.
+func (s *Service) round(ctx context.Context) (int, bool, error) {
+	if !s.leader() {
+		s.mu.Lock()
+		s.done = nil // a leader after us reports its own progress
+		s.mu.Unlock()
+		return 0, false, nil
 	}
-	return ctx.Err()
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	var q []projections.QueuedMatch
+	var pass projections.MatchPass
+	var inPass bool
+	err := s.deps.State.Read(func(r store.Reader, _ *projections.StateMachine) error {
+		var err error
+		if q, err = projections.QueuedMatches(r, done, s.opts.Batch); err != nil {
+			return err
+		}
+		pass, inPass, err = projections.PassInProgress(r)
+		return err
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	if len(q) > 0 {
+		s.setBusy(true)
+		ps := make([][]byte, len(q))
+		for i := range q {
+			ps[i] = q[i].Profile
+		}
+		if err := s.matchProfiles(ctx, ps); err != nil {
+			if ctx.Err() != nil {
+				return 0, false, ctx.Err()
+			}
+			// Not retried: a profile that cannot be matched now (its GCR
+			// unreadable) must not stop the queue; its next change queues it.
+			s.opts.Logger.Warn("matching: match failed; the profiles are matched again when their traits change", "err", err)
+		}
+		s.mu.Lock()
+		s.done = q[len(q)-1].Key
+		s.mu.Unlock()
+		return len(q), true, nil
+	}
+	if !inPass {
+		return 0, false, nil
+	}
+	// The queue is empty: the next step of the pass (re-index and queue the
+	// next profiles).
+	s.setBusy(true)
+	if err := s.appendProgress(ctx, &projections.MatchProgress{Step: s.opts.PassStep, After: pass.After}); err != nil {
+		return 0, false, err
+	}
+	s.mu.Lock()
+	s.stats.Steps++
+	s.mu.Unlock()
+	return 0, true, nil
+}
+
+// appendProgress appends an identity.progress record and waits until it
+// is applied.
+func (s *Service) appendProgress(ctx context.Context, p *projections.MatchProgress) error {
+	seq, err := s.deps.Control.AppendControl(ctx, projections.Control{Kind: projections.ControlIdentityProgress, Progress: p})
+	if err != nil {
+		return fmt.Errorf("matching: append identity.progress: %w", err)
+	}
+	s.mu.Lock()
+	s.stats.Reports++
+	s.mu.Unlock()
+	return s.deps.Applied.WaitApplied(ctx, seq)
 }
 
 // proposal is a scored pair to append.
@@ -239,6 +328,13 @@ type proposal struct {
 	d    match.Decision
 	cls  string
 	ver  string
+}
+
+// MatchProfiles scores every profile of ps against the candidates of its
+// blocks now and appends the proposals (the matcher's step; benchmarks
+// call it directly).
+func (s *Service) MatchProfiles(ctx context.Context, ps [][]byte) error {
+	return s.matchProfiles(ctx, ps)
 }
 
 // matchProfiles scores every profile of ps against the candidates of its
@@ -269,10 +365,14 @@ func (s *Service) matchProfiles(ctx context.Context, ps [][]byte) error {
 		}
 		seen := map[string]bool{} // each pair once per batch, in either order
 		for _, p := range ps {
-			pp, err := s.score(r, sm, cfg, model, p)
+			pp, nc, err := s.score(r, sm, cfg, model, p)
 			if err != nil {
 				return err
 			}
+			s.mu.Lock()
+			s.stats.Candidates += int64(nc)
+			s.stats.MaxCandidates = max(s.stats.MaxCandidates, int64(nc))
+			s.mu.Unlock()
 			for _, x := range pp {
 				k := string(x.a) + string(x.b)
 				if bytes.Compare(x.a, x.b) > 0 {
@@ -295,21 +395,23 @@ func (s *Service) matchProfiles(ctx context.Context, ps [][]byte) error {
 	return s.propose(ctx, props)
 }
 
-func (s *Service) score(r store.Reader, sm *projections.StateMachine, cfg *match.Config, model *match.Model, p []byte) ([]proposal, error) {
+// score returns the proposals for profile p and how many candidates it
+// scored.
+func (s *Service) score(r store.Reader, sm *projections.StateMachine, cfg *match.Config, model *match.Model, p []byte) ([]proposal, int, error) {
 	root, err := sm.Keychain().Root(r, p)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	rec, err := s.record(r, sm, cfg, root)
 	if err != nil || len(rec) == 0 {
-		return nil, err
+		return nil, 0, err
 	}
 	cands, err := sm.BlockCandidates(r, cfg, rec, root)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var out []proposal
 	for _, c := range cands {
@@ -318,18 +420,18 @@ func (s *Service) score(r store.Reader, sm *projections.StateMachine, cfg *match
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		other, err := s.record(r, sm, cfg, cr)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		d := model.Score(*cfg, rec, other)
 		if cls := cfg.Classify(d.Probability); cls != "none" {
 			out = append(out, proposal{a: root, b: cr, d: d, cls: cls, ver: model.Version})
 		}
 	}
-	return out, nil
+	return out, len(cands), nil
 }
 
 // record is the matching traits of profile, blocked values dropped (a
@@ -496,8 +598,7 @@ func (s *Service) Train(ctx context.Context, req TrainRequest) (ModelInfo, error
 		return ModelInfo{}, err
 	}
 	s.mu.Lock()
-	s.rescan = true
-	s.noModel = false
+	s.noModel = false // applying the model started a pass over every profile
 	s.mu.Unlock()
 	s.wake()
 	return modelInfo(m), nil
@@ -635,6 +736,9 @@ type Explanation struct {
 	Identifiers map[string][]gcr.IdentView `json:"identifiers"`
 	MergedFrom  []string                   `json:"merged_from"`
 	Links       []Link                     `json:"links"`
+	// Splits are the splits (unmerges) the profile, or a profile merged
+	// into it, took part in, in log order (split.go).
+	Splits []SplitInfo `json:"splits"`
 }
 
 // Explain returns the identity of the person ref names: identifiers, and
@@ -683,7 +787,8 @@ func (s *Service) Explain(ref string) (Explanation, error) {
 			}
 			out.Links = append(out.Links, l)
 		}
-		return nil
+		out.Splits, err = splitsOf(r, append([][]byte{u[:]}, from...))
+		return err
 	})
 	return out, err
 }

@@ -14,10 +14,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/aurumcdp/aurum/activation"
 	"github.com/aurumcdp/aurum/engine/base"
 	"github.com/aurumcdp/aurum/event"
 	alog "github.com/aurumcdp/aurum/log"
@@ -56,6 +59,11 @@ type ErasureInfo struct {
 	CompletedSeq   uint64        `json:"completed_seq,omitempty"`
 	ProfileFound   bool          `json:"profile_found"`
 	Counts         ErasureCounts `json:"counts"`
+	// Destinations are the connector destinations that held the person
+	// (ever sent them and may still keep them) and how far the erasure got
+	// in each: while pending, as of the worker's last round on this node;
+	// once completed, as recorded on the log (all done).
+	Destinations []activation.DestinationErasure `json:"destinations"`
 }
 
 // Control appends a control record to the log and returns its position.
@@ -95,6 +103,14 @@ type Ingester interface {
 	ParseOptions() event.ParseOptions
 }
 
+// Destinations takes an erased person out of the outside tools that keep
+// them (activation's connectors; *activation.Dispatcher).
+type Destinations interface {
+	// EraseProfiles makes one attempt at every destination holding any of
+	// profiles and reports, per such destination, how far it got.
+	EraseProfiles(ctx context.Context, erasureID string, profiles []string) []activation.DestinationErasure
+}
+
 // Sources creates a source unless it exists.
 type Sources interface {
 	EnsureSource(ctx context.Context, name string) error
@@ -117,7 +133,14 @@ type Options struct {
 	// a cluster, the leader only. Nil: always (a single node). Every node
 	// destroys its own copies of the keys.
 	Leader func() bool
+	// Interval is how often the worker looks for work besides being
+	// kicked: it retries the destinations an erasure has not reached yet
+	// (default 5 s).
+	Interval time.Duration
 }
+
+// DefaultInterval is the default Options.Interval.
+const DefaultInterval = 5 * time.Second
 
 // Deps are what a Service is handed by the engine.
 type Deps struct {
@@ -131,6 +154,8 @@ type Deps struct {
 	Profiles Profiles
 	Ingest   Ingester
 	Sources  Sources
+	// Destinations (nil: none) are reached before an erasure completes.
+	Destinations Destinations
 }
 
 // Service is the privacy stage. It is safe for concurrent use; the engine
@@ -147,6 +172,7 @@ type Service struct {
 	profiles Profiles
 	ingest   Ingester
 	sources  Sources
+	dests    Destinations
 	metrics  *metrics
 	kick     chan struct{} // 1-buffered: an erasure was applied
 	// destroyed holds the pending erasures whose keys this node destroyed
@@ -155,6 +181,13 @@ type Service struct {
 
 	localMu sync.Mutex
 	local   [][]byte // data keys of completed erasures, to destroy here (DestroyErased)
+
+	// scrubbed holds the pending erasures whose copies and keys this node
+	// scrubbed and destroyed (RunErasures' goroutine only): what remains is
+	// the destinations.
+	scrubbed   map[string]bool
+	progressMu sync.Mutex
+	progress   map[string][]activation.DestinationErasure // pending erasure id → its last round
 }
 
 // New returns the privacy stage.
@@ -162,7 +195,10 @@ func New(opts Options, d Deps) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{opts: opts, log: d.Log, keys: d.Keys, ids: d.IDs, control: d.Control, applied: d.Applied,
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultInterval
+	}
+	return &Service{dests: d.Destinations, scrubbed: map[string]bool{}, progress: map[string][]activation.DestinationErasure{}, opts: opts, log: d.Log, keys: d.Keys, ids: d.IDs, control: d.Control, applied: d.Applied,
 		state: d.State, outbox: d.Outbox, profiles: d.Profiles, ingest: d.Ingest, sources: d.Sources,
 		metrics: newMetrics(opts.Registry), kick: make(chan struct{}, 1), destroyed: map[string]bool{}}
 }
@@ -198,6 +234,24 @@ func erasureInfo(st projections.ErasureStatus) ErasureInfo {
 	if st.Completed != 0 {
 		c := time.UnixMilli(st.Completed).UTC()
 		info.Status, info.Completed, info.CompletedSeq = ErasureCompleted, &c, st.CompletedSeq
+	}
+	info.Destinations = make([]activation.DestinationErasure, 0, len(st.Destinations))
+	for _, d := range st.Destinations {
+		info.Destinations = append(info.Destinations, activation.DestinationErasure{Name: d.Name, Status: d.Status})
+	}
+	return info
+}
+
+// withProgress fills in the destinations of a pending erasure from the
+// worker's last round.
+func (e *Service) withProgress(info ErasureInfo) ErasureInfo {
+	if info.Status == ErasureCompleted {
+		return info
+	}
+	e.progressMu.Lock()
+	defer e.progressMu.Unlock()
+	if p, ok := e.progress[info.ID]; ok {
+		info.Destinations = slices.Clone(p)
 	}
 	return info
 }
@@ -281,7 +335,7 @@ func (e *Service) Erasure(id string) (ErasureInfo, error) {
 		if err != nil {
 			return err
 		}
-		info = erasureInfo(st)
+		info = e.withProgress(erasureInfo(st))
 		return nil
 	})
 	return info, err
@@ -297,7 +351,7 @@ func (e *Service) Erasures() ([]ErasureInfo, error) {
 		}
 		out = make([]ErasureInfo, 0, len(all))
 		for _, st := range all {
-			out = append(out, erasureInfo(st))
+			out = append(out, e.withProgress(erasureInfo(st)))
 		}
 		return nil
 	})
@@ -352,7 +406,7 @@ func RedestroySuppressed(r store.Reader, keyring *seal.Keyring, logger *slog.Log
 // was down while the erasure was pending, or whose worker applied the
 // completion before it saw the erasure pending.
 func (e *Service) RunErasures(ctx context.Context) error {
-	tick := time.NewTicker(5 * time.Second)
+	tick := time.NewTicker(e.opts.Interval)
 	defer tick.Stop()
 	for {
 		err := e.destroyErased()
@@ -459,6 +513,18 @@ func (e *Service) completeErasures(ctx context.Context) error {
 			delete(e.destroyed, id)
 		}
 	}
+	for id := range e.scrubbed {
+		if !pending[id] {
+			delete(e.scrubbed, id)
+		}
+	}
+	e.progressMu.Lock()
+	for id := range e.progress {
+		if !pending[id] {
+			delete(e.progress, id)
+		}
+	}
+	e.progressMu.Unlock()
 	return nil
 }
 
@@ -474,6 +540,84 @@ func (e *Service) destroyKeys(p *projections.ErasurePending, destroy func([][]by
 
 func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePending) error {
 	start := time.Now()
+	id := base.ULIDString(p.ID)
+	if !e.scrubbed[id] {
+		n, err := e.scrub(ctx, p)
+		if err != nil {
+			return err
+		}
+		e.scrubbed[id] = true
+		e.metrics.scrubbed.Add(float64(n))
+		e.opts.Logger.Info("engine: erasure: copies scrubbed, keys destroyed", "id", id, "keys", len(p.Keys),
+			"scrubbed_messages", n, "seconds", time.Since(start).Seconds())
+	}
+	// 5. The outside tools that keep the person (connectors), after the
+	// keys: a tool that is down holds up the completion, never the
+	// crypto-shredding.
+	reached, done := e.reachDestinations(ctx, id, p)
+	if !done {
+		return nil // retried at the next round
+	}
+	// 6. Done, on the log.
+	seq, err := e.control.AppendControl(ctx, projections.Control{Kind: projections.ControlErasureCompleted,
+		Erasure: projections.ErasureRequest{ID: p.ID, Destinations: reached}})
+	if err != nil {
+		return err
+	}
+	if err := e.applied.WaitApplied(ctx, seq); err != nil {
+		return err
+	}
+	e.metrics.erasures.Inc()
+	e.opts.Logger.Info("engine: erasure completed", "id", id, "destinations", len(reached))
+	return nil
+}
+
+// reachDestinations makes one round of the erasure at the destinations
+// (Deps.Destinations) and records the progress shown by Erasure; done
+// when every destination that held the person is done. A destination done
+// in an earlier round holds nothing of them any more and stays done; so
+// does one pending before that holds nothing now (its consumer delivered
+// the person's erased exit meanwhile).
+func (e *Service) reachDestinations(ctx context.Context, id string, p *projections.ErasurePending) ([]projections.ErasureDestination, bool) {
+	if e.dests == nil {
+		return nil, true
+	}
+	profiles := make([]string, len(p.Profiles))
+	for i, pid := range p.Profiles {
+		profiles[i] = base.ULIDString(pid)
+	}
+	round := e.dests.EraseProfiles(ctx, id, profiles)
+	e.progressMu.Lock()
+	byName := map[string]activation.DestinationErasure{}
+	for _, d := range e.progress[id] {
+		byName[d.Name] = activation.DestinationErasure{Name: d.Name, Status: activation.ErasureDone}
+	}
+	for _, d := range round {
+		byName[d.Name] = d
+	}
+	all := make([]activation.DestinationErasure, 0, len(byName))
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		all = append(all, byName[name])
+	}
+	e.progress[id] = all
+	e.progressMu.Unlock()
+	done := true
+	reached := make([]projections.ErasureDestination, 0, len(all))
+	for _, d := range all {
+		if d.Status != activation.ErasureDone {
+			done = false
+			e.opts.Logger.Warn("engine: erasure not yet at a destination; retrying", "id", id,
+				"destination", d.Name, "status", d.Status, "err", d.Error)
+		}
+		reached = append(reached, projections.ErasureDestination{Name: d.Name, Status: d.Status})
+	}
+	return reached, done
+}
+
+// scrub deletes the plaintext copies of the person's data from the output
+// and dead-letter streams and destroys their data keys; it returns the
+// number of messages deleted.
+func (e *Service) scrub(ctx context.Context, p *projections.ErasurePending) (int, error) {
 	// 1. The person's identifier values, while their keys still exist
 	// (after a crash past step 4 they are gone, and so are the copies).
 	var values []string
@@ -491,7 +635,7 @@ func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePen
 	// (here and, in a cluster, on every partition's owner): later ones
 	// read outbox entries the erasure stripped of identifiers.
 	if err := e.outbox.Barrier(ctx); err != nil {
-		return err
+		return 0, err
 	}
 	scrubbed := 0
 	if len(p.Profiles) > 0 && p.FirstOutput > 0 {
@@ -508,11 +652,11 @@ func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePen
 			return nil
 		})
 		if err != nil {
-			return err
+			return 0, err
 		}
 		for _, seq := range seqs {
 			if err := e.log.SecureDelete(ctx, alog.StreamOut, seq); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		scrubbed += len(seqs)
@@ -528,11 +672,11 @@ func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePen
 			return nil
 		})
 		if err != nil {
-			return err
+			return 0, err
 		}
 		for _, seq := range seqs {
 			if err := e.log.SecureDelete(ctx, alog.StreamDeadLetter, seq); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		scrubbed += len(seqs)
@@ -540,22 +684,9 @@ func (e *Service) completeErasure(ctx context.Context, p *projections.ErasurePen
 	// 4. Crypto-shred: destroy the keys, then compact them out of the
 	// keys database's files.
 	if err := e.destroyKeys(p, e.keys.DestroyAll); err != nil {
-		return err
+		return 0, err
 	}
-	// 5. Done, on the log.
-	seq, err := e.control.AppendControl(ctx, projections.Control{Kind: projections.ControlErasureCompleted,
-		Erasure: projections.ErasureRequest{ID: p.ID}})
-	if err != nil {
-		return err
-	}
-	if err := e.applied.WaitApplied(ctx, seq); err != nil {
-		return err
-	}
-	e.metrics.erasures.Inc()
-	e.metrics.scrubbed.Add(float64(scrubbed))
-	e.opts.Logger.Info("engine: erasure completed", "id", base.ULIDString(p.ID), "keys", len(p.Keys),
-		"scrubbed_messages", scrubbed, "seconds", time.Since(start).Seconds())
-	return nil
+	return scrubbed, nil
 }
 
 // plainMatcher finds plaintext identifier values in raw payloads:

@@ -144,3 +144,21 @@ func (e *Reader) events(snap store.Reader, sm *projections.StateMachine, ref str
 	}
 	return out, nil
 }
+
+// IdentifierHash returns the type and keyed hash of an identifier
+// reference type:value (normalized as the edge normalizes it), as the
+// keychain holds it; a profile_id is no identifier (base.ErrBadRef).
+func (e *Reader) IdentifierHash(ref string) (string, []byte, error) {
+	typ, value, err := base.ParseRef(ref)
+	if err != nil {
+		return "", nil, err
+	}
+	if typ == event.ProfileID {
+		return "", nil, fmt.Errorf("%w: %q: a profile id is not an identifier", base.ErrBadRef, ref)
+	}
+	norm, ok := event.NormalizeIdentifier(typ, value, e.opts.PhoneRegion)
+	if !ok {
+		return "", nil, fmt.Errorf("%w: %s %q is not a valid identifier", base.ErrBadRef, typ, value)
+	}
+	return typ, e.keys.Hash(typ, norm), nil
+}

@@ -202,8 +202,32 @@ func (p *Projection) load(r store.Reader, profile []byte) (*Profile, error) {
 // combined by a k-way merge. Only the returned records are decoded. limit <= 0
 // returns nothing.
 func (p *Projection) Events(r store.Reader, prof *Profile, limit int) ([]event.Record, error) {
+	recs, _, err := p.EventsBefore(r, prof, nil, limit)
+	return recs, err
+}
+
+// EventOrderLen is the length of an event's order key: its time (Unix ms,
+// clamped at 0, u64 big-endian), '/', its id (16 bytes).
+const EventOrderLen = 8 + 1 + idLen
+
+// EventOrder returns the order key of an event at time t (Unix ms) with
+// id: EventsBefore's cursor form.
+func EventOrder(t int64, id []byte) []byte {
+	k := binary.BigEndian.AppendUint64(make([]byte, 0, EventOrderLen), uint64(max(t, 0)))
+	return append(append(k, '/'), id...)
+}
+
+// EventsBefore is Events from before on: up to limit records of prof
+// whose order key (EventOrder) is below before (nil: from the newest),
+// newest first, and the order keys of the records returned (the last one
+// is the cursor of the next page). before must be nil or EventOrderLen
+// bytes long.
+func (p *Projection) EventsBefore(r store.Reader, prof *Profile, before []byte, limit int) ([]event.Record, [][]byte, error) {
 	if prof == nil || limit <= 0 {
-		return nil, nil
+		return nil, nil, nil
+	}
+	if before != nil && len(before) != EventOrderLen {
+		return nil, nil, fmt.Errorf("gcr: events: cursor has %d bytes, want %d", len(before), EventOrderLen)
 	}
 	ids := make([][]byte, 0, 1+len(prof.MergedFrom))
 	ids = append(ids, prof.ID)
@@ -213,12 +237,16 @@ func (p *Projection) Events(r store.Reader, prof *Profile, limit int) ([]event.R
 	runs := make([][]item, 0, len(ids))
 	for _, id := range ids {
 		if len(id) != idLen {
-			return nil, fmt.Errorf("gcr: events: profile id %x has %d bytes: %w", id, len(id), ErrCorrupt)
+			return nil, nil, fmt.Errorf("gcr: events: profile id %x has %d bytes: %w", id, len(id), ErrCorrupt)
 		}
 		prefix := p.eventPrefix(id)
 		var run []item
 		var bad []byte
-		err := r.Scan(prefix, store.PrefixEnd(prefix), true, func(k, v []byte) bool {
+		upper := store.PrefixEnd(prefix)
+		if before != nil {
+			upper = append(bytes.Clone(prefix), before...)
+		}
+		err := r.Scan(prefix, upper, true, func(k, v []byte) bool {
 			if len(k) != eventKeyLen {
 				bad = append([]byte(nil), k...)
 				return false
@@ -230,10 +258,10 @@ func (p *Projection) Events(r store.Reader, prof *Profile, limit int) ([]event.R
 			return len(run) < limit
 		})
 		if err != nil {
-			return nil, fmt.Errorf("gcr: events: scan %x: %w", id, err)
+			return nil, nil, fmt.Errorf("gcr: events: scan %x: %w", id, err)
 		}
 		if bad != nil {
-			return nil, fmt.Errorf("gcr: events: key %x: %w", bad, ErrCorrupt)
+			return nil, nil, fmt.Errorf("gcr: events: key %x: %w", bad, ErrCorrupt)
 		}
 		if len(run) > 0 {
 			runs = append(runs, run)
@@ -241,6 +269,7 @@ func (p *Projection) Events(r store.Reader, prof *Profile, limit int) ([]event.R
 	}
 
 	out := make([]event.Record, 0, min(limit, 64))
+	var orders [][]byte
 	var last []byte
 	for len(out) < limit {
 		best := -1
@@ -260,11 +289,12 @@ func (p *Projection) Events(r store.Reader, prof *Profile, limit int) ([]event.R
 		last = it.order
 		rec, err := decodeRecord(it.value)
 		if err != nil {
-			return nil, fmt.Errorf("gcr: events: record %x: %w", it.order[9:], err)
+			return nil, nil, fmt.Errorf("gcr: events: record %x: %w", it.order[9:], err)
 		}
 		out = append(out, rec)
+		orders = append(orders, it.order)
 	}
-	return out, nil
+	return out, orders, nil
 }
 
 // Partitions is the number of partitions profiles are spread over.
@@ -412,4 +442,51 @@ func (p *Projection) EachProfile(r store.Reader, fn func(prof *Profile) error) e
 		}
 	}
 	return nil
+}
+
+// ProfileCursorLen is the length of a cursor of ProfilesAfter: the
+// partition (2 bytes, big endian) and the profile id.
+const ProfileCursorLen = 2 + 16
+
+// ProfilesAfter calls fn with up to n stored GCRs after cursor (nil: from
+// the first), in the order of EachProfile (partition by partition, key
+// order), each with its own cursor, and returns the last cursor visited
+// (nil when none was). A background pass resumes from a cursor it
+// recorded: fewer than n calls mean the pass is complete.
+func (p *Projection) ProfilesAfter(r store.Reader, cursor []byte, n int, fn func(cursor []byte, prof *Profile) error) ([]byte, error) {
+	startPart, seen := 0, 0
+	var last []byte
+	if len(cursor) == ProfileCursorLen {
+		startPart = int(binary.BigEndian.Uint16(cursor))
+	}
+	for part := startPart; part < p.parts && seen < n; part++ {
+		prefix := binary.BigEndian.AppendUint16([]byte("p/"), uint16(part))
+		prefix = append(prefix, '/', 'g', '/')
+		lower := prefix
+		if len(cursor) == ProfileCursorLen && part == startPart {
+			lower = append(append(bytes.Clone(prefix), cursor[2:]...), 0)
+		}
+		var ferr error
+		err := r.Scan(lower, store.PrefixEnd(prefix), false, func(k, v []byte) bool {
+			prof, err := decodeProfile(v)
+			if err != nil {
+				ferr = fmt.Errorf("gcr: profiles after: %x: %w", k[len(prefix):], err)
+				return false
+			}
+			last = binary.BigEndian.AppendUint16(nil, uint16(part))
+			last = append(last, k[len(prefix):]...)
+			if ferr = fn(last, prof); ferr != nil {
+				return false
+			}
+			seen++
+			return seen < n
+		})
+		if ferr != nil {
+			return nil, ferr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("gcr: profiles after: %w", err)
+		}
+	}
+	return last, nil
 }

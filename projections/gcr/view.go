@@ -345,3 +345,20 @@ func RecordView(rec *event.Record, open Opener) (map[string]any, error) {
 	}
 	return m, nil
 }
+
+// EachIdentifier calls fn with the type and opened value of each of p's
+// identifiers, in stored order, until fn returns false; a value that
+// cannot be opened (erased or unknown key) is skipped.
+func (p *Profile) EachIdentifier(open Opener, fn func(typ string, value any) bool) error {
+	for i := range p.Identifiers {
+		id := &p.Identifiers[i]
+		val, ok, err := openValue(open, id.Key, id.Sealed)
+		if err != nil {
+			return fmt.Errorf("gcr: identifier %s/%x: %w", id.Type, id.Hash, err)
+		}
+		if ok && !fn(id.Type, val) {
+			return nil
+		}
+	}
+	return nil
+}

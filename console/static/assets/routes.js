@@ -24,6 +24,7 @@ export const routes = {
   models: { route: "GET /v1/models", access: "roles", roles: ["editor", "viewer"] },
   profile: { route: "GET /v1/profiles/{ref}", access: "roles", roles: ["editor", "viewer", "privacy"] },
   profileEvents: { route: "GET /v1/profiles/{ref}/events", access: "roles", roles: ["editor", "viewer", "privacy"] },
+  profileAudienceHistory: { route: "GET /v1/profiles/{ref}/audience-history", access: "roles", roles: ["editor", "viewer", "privacy"] },
   profileExport: { route: "GET /v1/profiles/{ref}/export", access: "roles", roles: ["privacy"] },
   erasureCreate: { route: "POST /v1/privacy/erasures", access: "roles", roles: ["privacy"] },
   destinations: { route: "GET /v1/destinations", access: "roles", roles: ["editor", "viewer"] },

@@ -130,34 +130,49 @@ async function builder(main, editing) {
   return () => clearTimeout(timer);
 }
 
+// members lists the audience's members page by page; the search box asks
+// the server (members?q=): type:value finds that person exactly, anything
+// else is a prefix of an identifier (an email, a user id, ...).
 async function members(main, name) {
   const info = await call(routes.audience, { params: { name } });
-  let next = "", all = [];
-  const search = h("input", { type: "search", testid: "members-search", placeholder: "filter by identifier, e.g. email or part of it" });
+  let next = "", all = [], q = "", seq = 0, timer = null;
+  const search = h("input", { type: "search", testid: "members-search", size: 36, placeholder: "search: email:ann@example.com, or the start of any identifier" });
   const body = h("div");
-  const more = h("button", { type: "button", testid: "members-more", onclick: () => page() }, "Load more");
+  const note = h("p", { class: "muted", testid: "members-note" });
+  const more = h("button", { type: "button", testid: "members-more", onclick: () => page(seq) }, "Load more");
   const channel = h("select", { testid: "export-channel", "aria-label": "export for channel" },
     ["email", "sms", "push", "ads", "web", "none"].map((c) => h("option", { value: c }, c)));
   const format = h("select", { testid: "export-format", "aria-label": "export format" }, ["csv", "json", "ndjson", "xml"].map((f) => h("option", { value: f }, f)));
   const status = h("div");
   const draw = () => {
-    const q = search.value.trim().toLowerCase();
-    const rows = all.filter((m) => !q || m.profile_id.toLowerCase().includes(q) ||
-      Object.entries(m.identifiers || {}).some(([t, vs]) => vs.some((v) => `${t}:${v}`.toLowerCase().includes(q))));
     body.replaceChildren(table([
       ["profile", (m) => h("a", { href: `#/customers/${encodeURIComponent("profile_id:" + m.profile_id)}`, testid: "member-link" }, m.profile_id)],
       ["identifiers", (m) => Object.entries(m.identifiers || {}).map(([t, vs]) => vs.map((v) => h("span", { class: "chip" }, `${t}:${v}`)))],
       ["since", (m) => fmtTime(m.since)],
-    ], rows, () => ({ testid: "member-row" })));
+    ], all, () => ({ testid: "member-row" })));
     more.hidden = !next;
+    more.textContent = q ? "Search further" : "Load more";
   };
-  const page = async () => {
+  // page loads the next page of the list or of the search; mine is the
+  // search it belongs to (a newer search drops an older one's answers).
+  const page = async (mine) => {
     try {
-      const res = await call(routes.audienceMembers, { params: { name }, query: { identifiers: "true", limit: 100, cursor: next } });
+      const res = await call(routes.audienceMembers, { params: { name }, query: { identifiers: "true", limit: 100, cursor: next, q } });
+      if (mine !== seq) return;
       all = all.concat(res.members || []);
       next = res.next || "";
+      note.textContent = !q ? "" : res.exact ? `exact match on ${q}` :
+        `${fmtNum(all.length)} found${next ? " so far" : ""} among members whose identifiers start with "${q}"`;
+      status.replaceChildren();
       draw();
-    } catch (err) { status.replaceChildren(errorBox(err)); }
+    } catch (err) { if (mine === seq) status.replaceChildren(errorBox(err)); }
+  };
+  const restart = () => {
+    clearTimeout(timer);
+    const mine = ++seq;
+    q = search.value.trim();
+    next = ""; all = [];
+    page(mine);
   };
   const exp = async () => {
     try {
@@ -165,11 +180,13 @@ async function members(main, name) {
       download(blob, `${name}.${format.value}`);
     } catch (err) { status.replaceChildren(errorBox(err)); }
   };
-  search.addEventListener("input", draw);
+  search.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(restart, 300); });
+  search.addEventListener("keydown", (ev) => { if (ev.key === "Enter") { ev.preventDefault(); restart(); } });
   main.append(h("div", { class: "page", testid: "page-members" },
     h("h1", {}, `Audience ${info.name}`),
     h("p", {}, h("code", { class: "rule" }, info.rule), " · ", h("strong", {}, fmtNum(info.size)), " members"),
     h("p", { class: "row" }, search, " Export for ", channel, " as ", format, " ", h("button", { type: "button", testid: "audience-export", onclick: exp }, "Export")),
-    status, body, more));
-  await page();
+    note, status, body, more));
+  await page(seq);
+  return () => clearTimeout(timer);
 }

@@ -1,8 +1,10 @@
 // Customer view (#/customers/REF): search by any identifier (type:value,
 // an email, or a profile id); the GCR (identifiers with first and last
 // seen, traits, consent per channel, stats, revenue), the event timeline
-// (paged), audience history with since, predictions; for the privacy role,
-// export and erase (with confirmation).
+// (paged with the API's cursor: "Older events" appends the next page), the
+// audiences the person is in with since and their audience history
+// (entries and past exits with times and reasons, paged), predictions; for
+// the privacy role, export and erase (with confirmation).
 import { call, can, routes } from "../api.js";
 import { h, table, fmtNum, fmtTime, errorBox, section, download } from "../ui.js";
 
@@ -47,6 +49,7 @@ async function profile(body, ref) {
   const privacy = h("div");
   if (can(routes.profileExport) || can(routes.erasureCreate)) privacy.append(privacyControls(ref, p));
   const timeline = h("div", { testid: "profile-timeline" });
+  const history = h("div", { testid: "profile-audience-history" });
   body.append(h("div", { testid: "profile" },
     h("h2", {}, "Profile ", h("code", { testid: "profile-id" }, p.profile_id)),
     privacy,
@@ -64,31 +67,59 @@ async function profile(body, ref) {
       section("Audiences", h("div", { testid: "profile-audiences" },
         table([["audience", ([a]) => h("a", { href: `#/audiences/members/${encodeURIComponent(a)}` }, a)], ["since", ([, since]) => fmtTime(since)]], auds))),
       section("Predictions", h("div", { testid: "profile-predictions" },
-        table([["model", ([k]) => k], ["value", ([, v]) => typeof v === "object" ? JSON.stringify(v) : fmtNum(v)]], preds)))),
+        table([["model", ([k]) => k], ["value", ([, v]) => typeof v === "object" ? JSON.stringify(v) : fmtNum(v)]], preds))),
+      section("Audience history", history)),
     section("Timeline", timeline)));
-  await events(timeline, ref, PAGE);
-}
-
-// events draws the newest n events; "Older" asks for the next page.
-async function events(el, ref, n) {
-  let res;
-  try {
-    res = await call(routes.profileEvents, { params: { ref }, query: { limit: n } });
-  } catch (err) {
-    el.replaceChildren(errorBox(err));
-    return;
-  }
-  const evs = res.events || [];
-  const more = evs.length >= n && n < 1000;
-  el.replaceChildren(
-    table([
+  await Promise.all([
+    pager(timeline, routes.profileEvents, ref, "events", "timeline", "Older events", [
       ["time", (e) => fmtTime(e.timestamp)],
       ["type", (e) => e.type],
       ["event", (e) => e.event || e.name || ""],
       ["source", (e) => e.source || ""],
       ["data", (e) => h("code", { class: "small" }, JSON.stringify(e.properties && Object.keys(e.properties).length ? e.properties : e.traits || {}))],
-    ], evs, () => ({ testid: "timeline-event" })),
-    more && h("button", { type: "button", testid: "timeline-more", onclick: () => events(el, ref, Math.min(1000, n + PAGE)) }, "Older events"));
+    ]),
+    pager(history, routes.profileAudienceHistory, ref, "history", "history", "Older entries", [
+      ["time", (x) => fmtTime(x.time)],
+      ["audience", (x) => h("a", { href: `#/audiences/members/${encodeURIComponent(x.audience)}` }, x.audience)],
+      ["", (x) => h("span", { class: x.event === "entered" ? "ok" : "bad" }, x.event)],
+      ["reason", (x) => reason(x.reason)],
+      ["rule", (x) => `v${x.rule_version}`],
+    ]),
+  ]);
+}
+
+// reason says in words why a person entered or left an audience.
+function reason(r) {
+  if (!r) return "";
+  if (r.startsWith("event:") || r === "events") return "their events";
+  return { time: "time window passed", backfill: "rule created or changed", merged: "profile merged into another", "audience deleted": "audience deleted", erased: "erased" }[r] || r;
+}
+
+// pager draws the newest page of a paged route (key: the answer's list)
+// into el; its "older" button appends the next page, from the answer's
+// cursor, until there is none. Rows get data-testid name + "-event" or
+// name + "-entry"; the button name + "-more".
+async function pager(el, route, ref, key, name, older, cols) {
+  const rows = [];
+  let cursor = "";
+  const rowID = name === "timeline" ? "timeline-event" : `${name}-entry`;
+  const more = h("button", { type: "button", testid: `${name}-more`, hidden: true, onclick: () => load() }, older);
+  const status = h("div");
+  const load = async () => {
+    more.disabled = true;
+    try {
+      const res = await call(route, { params: { ref }, query: { limit: PAGE, cursor } });
+      rows.push(...(res[key] || []));
+      cursor = res.next || "";
+      status.replaceChildren();
+    } catch (err) {
+      status.replaceChildren(errorBox(err));
+    }
+    more.disabled = false;
+    more.hidden = !cursor;
+    el.replaceChildren(table(cols, rows, () => ({ testid: rowID })), status, more);
+  };
+  await load();
 }
 
 function privacyControls(ref, p) {
