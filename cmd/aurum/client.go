@@ -417,18 +417,8 @@ func historyRows(page struct {
 // following page ("next") goes to stderr as "<more>: --cursor C".
 func getPage(cmd *cobra.Command, server, token, output, path, more string,
 	rows func(raw []byte) (header []string, rows [][]string, err error)) error {
-	if err := checkOutput(output); err != nil {
-		return err
-	}
-	c, err := newClient(server, token)
+	raw, err := getPrinted(cmd, server, token, output, path, rows)
 	if err != nil {
-		return err
-	}
-	var raw json.RawMessage
-	if err := c.do(cmd.Context(), http.MethodGet, path, nil, &raw); err != nil {
-		return err
-	}
-	if err := printOutput(cmd.OutOrStdout(), output, raw, rows); err != nil {
 		return err
 	}
 	var page struct {

@@ -77,18 +77,25 @@ func newListCmd(use, short string, nargs cobra.PositionalArgs, server, token *st
 // schema for the API and the CLI), else the table that rows makes of it.
 func getOutput(cmd *cobra.Command, server, token, output, path string,
 	rows func(raw []byte) (header []string, rows [][]string, err error)) error {
+	_, err := getPrinted(cmd, server, token, output, path, rows)
+	return err
+}
+
+// getPrinted is getOutput returning the answer it printed.
+func getPrinted(cmd *cobra.Command, server, token, output, path string,
+	rows func(raw []byte) (header []string, rows [][]string, err error)) (json.RawMessage, error) {
 	if err := checkOutput(output); err != nil {
-		return err
+		return nil, err
 	}
 	c, err := newClient(server, token)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var raw json.RawMessage
 	if err := c.do(cmd.Context(), http.MethodGet, path, nil, &raw); err != nil {
-		return err
+		return nil, err
 	}
-	return printOutput(cmd.OutOrStdout(), output, raw, rows)
+	return raw, printOutput(cmd.OutOrStdout(), output, raw, rows)
 }
 
 // printOutput prints the API answer raw as JSON (--output json) or as the
