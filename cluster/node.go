@@ -186,9 +186,17 @@ func Open(opts Options) (_ *Node, err error) {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.done)
+		// The liveness loop stops before Raft does: a VerifyLeader
+		// future handed to Raft while it shuts down can sit in its
+		// buffered channel unanswered for ever (hashicorp/raft v1.8.0
+		// answers verify futures only from its running loops, and the
+		// future does not watch shutdown). While Raft runs, every verify
+		// is answered: at once as a follower or candidate, or, on a
+		// leader that lost its quorum, when it steps down after
+		// LeaderLeaseTimeout.
+		n.wg.Wait()
 		n.raft.DeregisterObserver(n.observer)
 		errs := []error{n.raft.Shutdown().Error()}
-		n.wg.Wait()
 		n.trans.CloseStreams() // the pooled outgoing connections: peers stop serving them
 		errs = append(errs, n.trans.Close())
 		n.stream.wait()

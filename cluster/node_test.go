@@ -485,3 +485,41 @@ func TestLivenessChanges(t *testing.T) {
 		t.Fatalf("new leader: changes %v, want %v", got, want)
 	}
 }
+
+// TestCloseWhileVerifying closes a leader whose liveness loop verifies its
+// leadership every millisecond: Close must return though a verify is in
+// flight when it starts. (Raft answers no verify handed to it during its
+// shutdown; a liveness loop still running then waited for ever: CI hung
+// in Close for 14 minutes.)
+func TestCloseWhileVerifying(t *testing.T) {
+	for i := range 20 {
+		c := &testCluster{t: t, cfg: &Config{Partitions: 2}, dir: t.TempDir(), nodes: map[string]*Node{}, skew: map[string]*atomic.Int64{}, used: map[string]bool{}}
+		c.cfg.Nodes = []NodeConfig{c.nodeConfig("n1")}
+		if err := c.cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		opts := testOptions(c.cfg, "n1", filepath.Join(c.dir, "n1"), false)
+		opts.LivenessInterval = time.Millisecond
+		n, err := Open(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check.For(t, 15*time.Second, 5*time.Millisecond, func() error {
+			if !n.IsLeader() {
+				return errors.New("not leader yet")
+			}
+			return nil
+		})
+		time.Sleep(time.Duration(i%5) * time.Millisecond)
+		closed := make(chan error, 1)
+		go func() { closed <- n.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatalf("round %d: close: %v", i, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: Close did not return within 20 s", i)
+		}
+	}
+}
