@@ -41,7 +41,7 @@ bench:
 MATCHSIZES ?= 10000,100000,1000000
 MATCHBLOCKSIZES ?= 10000,100000,1000000
 bench-match:
-	AURUM_BENCH=match $(GO) test -run '^TestMatch(Cost|BlockSizes)$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES) -match-block-sizes $(MATCHBLOCKSIZES)
+	AURUM_BENCH=match $(GO) test -run '^Test(Match(Cost|BlockSizes)|SkewedSurnamesSizes)$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES) -match-block-sizes $(MATCHBLOCKSIZES)
 
 # Issue #11: throughput of one node against three (real processes; rounds
 # interleaved, medians; bench/RESULTS.md "Issue #11: throughput"). About 10
