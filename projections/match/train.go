@@ -71,20 +71,28 @@ var ErrTooFewRecords = errors.New("match: too few records to train")
 //
 //  1. u: every level's share among random pairs of records (non-missing
 //     pairs only); random pairs are mostly non-matches.
-//  2. m and the share of matches λ among the candidate pairs of the blocking
-//     rules (a pair is counted once, under the first rule that finds it):
-//     expectation-maximisation with u held fixed, over the distinct
-//     comparison patterns and their counts.
-//  3. The prior: λ times the candidate pairs over all pairs. The random pairs
+//  2. m: for each blocking rule, expectation-maximisation with u held fixed
+//     over the rule's candidate pairs with the rule's own fields masked
+//     (every pair of a block agrees on them, matching or not, so they tell
+//     nothing about which pairs match there); a field's m is the mean of its
+//     estimates from the rules it is not in, weighted by the expected
+//     matches with a value for it. Without the masking, a field that one
+//     rule blocks on and that many non-matches share (a common surname)
+//     can become the match class: agreeing on it alone would then score as
+//     a match. A field in every rule takes m from EM over all candidate
+//     pairs, unmasked.
+//  3. The prior: the share of matches λ among the candidate pairs (a pair
+//     counted once, under the first rule that finds it), by EM with m and u
+//     fixed, times the candidate pairs over all pairs. The random pairs
 //     held matches in about that proportion, so u is corrected for them
 //     (u = (u_observed - prior·m) / (1 - prior), but never below the share
 //     of half a pair, the least the sample can tell apart from nothing), and
-//     step 2 runs again.
+//     steps 2 and 3 run again.
 //
 // Memory is bounded by the records' normalized values, their blocking keys
 // and the distinct comparison patterns (at most the product of the field's
-// level counts, in practice a few thousand), never by the pairs. The result
-// is a deterministic function of c, recs and opts.
+// level counts per rule, in practice a few thousand), never by the pairs.
+// The result is a deterministic function of c, recs and opts.
 func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
