@@ -34,8 +34,8 @@ type ReplayOptions struct {
 	// kept in DataDir/keys.
 	SharedKeys bool
 	// GroupEntries and GroupBytes bound the log entries applied in one
-	// Pebble batch. Defaults DefaultApplyGroupEntries and
-	// DefaultApplyGroupBytes; GroupEntries 1: one batch per entry. The
+	// Pebble batch. Defaults DefaultReplayGroupEntries and
+	// DefaultReplayGroupBytes; GroupEntries 1: one batch per entry. The
 	// replay's store has no write-ahead log: it is thrown away.
 	GroupEntries, GroupBytes int
 }
@@ -63,10 +63,10 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.GroupEntries <= 0 {
-		opts.GroupEntries = DefaultApplyGroupEntries
+		opts.GroupEntries = DefaultReplayGroupEntries
 	}
 	if opts.GroupBytes <= 0 {
-		opts.GroupBytes = DefaultApplyGroupBytes
+		opts.GroupBytes = DefaultReplayGroupBytes
 	}
 	master := opts.MasterKey
 	if master == nil {

@@ -118,7 +118,7 @@ func (f *fetcher) run(ctx context.Context) {
 // which meets the same failure and handles it (a corrupt entry skipped, an
 // unreadable value taken as absent).
 func openAhead(keys *seal.Keyring, data []byte, size int64) (map[string][]byte, int64) {
-	b, err := event.DecodeBatch(data)
+	b, err := event.SkimBatch(data) // views of data: the map keys are copies
 	if err != nil {
 		return nil, size
 	}
