@@ -215,7 +215,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 				lastReport = time.Now()
 			}
 		}
-		if err := readGroup(ctx, f, po, g, target, DefaultReplayGroupEntries, DefaultReplayGroupBytes, added); err != nil {
+		if err := readGroup(ctx, f, po, g, target, e.opts.ApplyGroupEntries, e.opts.ApplyGroupBytes, added); err != nil {
 			return err
 		}
 		done, err := g.commit()

@@ -32,8 +32,11 @@ import (
 
 // fetchAheadBytes bounds the bytes of log entries (and their opened
 // plaintexts) the fetch stage holds ahead of the apply stage; one entry is
-// always let through, however large.
-const fetchAheadBytes = 32 << 20
+// always let through, however large. The apply stage takes an entry in
+// far less time than the stage needs to fetch a few: a few entries ahead
+// keep it fed, and every byte more is resident memory (the reader's own
+// buffer, readerBatchBytes, comes on top).
+const fetchAheadBytes = 8 << 20
 
 // fetchAheadEntries bounds the entries in the fetch stage's channel.
 const fetchAheadEntries = 256
