@@ -200,10 +200,11 @@ func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 		}
 	}
 	for round := 0; round < 2; round++ {
-		m.Converged = m.Converged && fitM(m, pats, sessionPats, ruleFields, o)
+		// fitM runs whatever the first round's convergence (no && short cut).
+		convM := fitM(m, pats, sessionPats, ruleFields, o)
 		fit := em(m, pats, 0.1, o, false)
 		m.Iterations += fit.iterations
-		m.Converged = m.Converged && fit.converged
+		m.Converged = m.Converged && convM && fit.converged
 		m.Prior = clampProb(fit.lambda * blocked / allPairs)
 		for f := range m.Fields {
 			for l := range m.Fields[f].Levels {
