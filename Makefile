@@ -36,6 +36,8 @@ bench:
 # Pebble), apply with matching on against off (interleaved rounds, medians),
 # and the block sizes and candidates per event at MATCHBLOCKSIZES profiles
 # (from the generator, no store); bench/RESULTS.md "Issue #13: matching cost".
+# TestSkewedSurnamesSizes: proposals per probe event at MATCHBLOCKSIZES, in
+# memory (bench/RESULTS.md "Issue #13: EM on skewed surnames").
 # MATCHSIZES=10000,100000 takes about 10 minutes on 2 busy cores; the 1M size
 # loads a million profiles (several more minutes of CPU per 100k).
 MATCHSIZES ?= 10000,100000,1000000
