@@ -175,9 +175,7 @@ func (e *Publisher) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-e.kick:
 		case <-tick.C:
-			e.mu.Lock()
-			e.cur = cursors{} // the periodic pass scans every outbox from its start
-			e.mu.Unlock()
+			e.rescan() // the periodic pass scans every outbox from its start
 		}
 	}
 }
@@ -203,6 +201,13 @@ const drainMax = 256
 type cursors struct {
 	db    *store.DB
 	after [][]byte // nil: scan from the prefix's start
+}
+
+// rescan makes the next pass of drainOutbox scan every outbox from its start.
+func (e *Publisher) rescan() {
+	e.mu.Lock()
+	e.cur = cursors{}
+	e.mu.Unlock()
 }
 
 // afterKey narrows Scans of a store.Reader to keys after from (projections.Outbox
