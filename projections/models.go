@@ -53,7 +53,9 @@ type Model struct {
 // PropensityParams are a fitted propensity model: P(Target within
 // WindowDays days) = σ(Intercept + Σ W[j]·(x[j] − Mean[j])/Scale[j]) over
 // the row propensity.FromFeatures computes from the profile's feature row
-// (columns: propensity.Columns of Names), as of the time it is read.
+// (columns: propensity.Columns of PropensityOptions), as of the time it is
+// read. Target is any track event; one other than the purchase has no
+// dated columns and must be among Names.
 type PropensityParams struct {
 	Target     string    `msgpack:"t"`
 	WindowDays int64     `msgpack:"w"`
@@ -70,9 +72,21 @@ type PropensityParams struct {
 	Positives int64   `msgpack:"p"`
 }
 
-// options are the propensity.ExampleOptions of the model's rows.
+// options are the propensity.ExampleOptions of the model's rows: a target
+// other than the feature row's purchase has no dated columns (Undated).
 func (p *PropensityParams) options() propensity.ExampleOptions {
-	return propensity.ExampleOptions{Target: p.Target, Horizon: time.Duration(p.WindowDays) * 24 * time.Hour, Names: p.Names}
+	return PropensityOptions(p.Target, p.WindowDays, p.Names)
+}
+
+// PropensityOptions are the propensity.ExampleOptions of a propensity model
+// of target within windowDays over names: the columns the fit trains on
+// and the live feature row gives (propensity.FromFeatures). A target other
+// than the purchase (features.PurchaseEvent) is Undated: the feature row
+// dates only purchases, and the target's decayed counts (names include it)
+// stand for its days.
+func PropensityOptions(target string, windowDays int64, names []string) propensity.ExampleOptions {
+	return propensity.ExampleOptions{Target: target, Horizon: time.Duration(windowDays) * 24 * time.Hour, Names: names,
+		Undated: target != features.PurchaseEvent}
 }
 
 // validate checks the classifier's shape: one weight, mean and scale per
@@ -83,8 +97,10 @@ func (p *PropensityParams) validate(name string) error {
 	}
 	cols := len(propensity.Columns(p.options()))
 	switch {
-	case p.Target != features.PurchaseEvent:
-		return fmt.Errorf("projections: model %q: target %q, want %q (the feature row's purchase)", name, p.Target, features.PurchaseEvent)
+	case p.Target == "" || len(p.Target) > features.MaxKeyLen:
+		return fmt.Errorf("projections: model %q: target of %d bytes, want 1..%d", name, len(p.Target), features.MaxKeyLen)
+	case p.Target != features.PurchaseEvent && !slices.Contains(p.Names, p.Target):
+		return fmt.Errorf("projections: model %q: target %q is not among the names (its decayed counts stand for its days)", name, p.Target)
 	case p.WindowDays < 1 || p.WindowDays > 366:
 		return fmt.Errorf("projections: model %q: window %d days, want 1..366", name, p.WindowDays)
 	case len(p.Names) == 0 || len(p.Names) > 64:

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,19 +93,21 @@ func (e *FieldError) Error() string { return fmt.Sprintf("models: %s: %s", e.Fie
 // Unwrap makes a FieldError a base.ErrInvalid.
 func (e *FieldError) Unwrap() error { return base.ErrInvalid }
 
-// Request is the body of POST /v1/models.
+// Request is the body of POST /v1/models. Which fields each kind takes is
+// one table, requestFields.
 type Request struct {
 	Name           string `json:"name"`
-	Kind           string `json:"kind"`            // clv
-	Event          string `json:"event"`           // the purchase event: "Order Completed" (the feature projection's)
+	Kind           string `json:"kind"`            // clv (default), propensity or recommend
+	Event          string `json:"event"`           // clv: the purchase event, "Order Completed" (the feature projection's); propensity: the target, any track event
 	Revenue        string `json:"revenue"`         // the revenue property: "revenue" (gcr's revenue)
 	CalibrationEnd string `json:"calibration_end"` // YYYY-MM-DD, the last day of calibration
 	TimeUnit       string `json:"time_unit"`       // week (default) or day
 	Scorer         string `json:"scorer"`          // pareto_nbd (default) or bgnbd
 
 	// Propensity (kind propensity): the label is "does Event happen within
-	// WindowDays days" (default 30); Names are the event names whose decayed
-	// counts are features (default: the 16 most frequent, and Event).
+	// WindowDays days" (default: Order Completed within 30 days); Names are
+	// the event names whose decayed counts are features (default: the 16
+	// most frequent; Event is always among them).
 	WindowDays int      `json:"window_days,omitempty"`
 	Names      []string `json:"names,omitempty"`
 
@@ -132,20 +136,17 @@ func (r *Request) validate() (job, error) {
 	if r.Kind == "" {
 		r.Kind = projections.ModelKindCLV
 	}
-	if r.Kind == projections.ModelKindPropensity {
+	if !slices.Contains(kinds, r.Kind) {
+		return job{}, &FieldError{"kind", fmt.Sprintf("%q: want one of %s", r.Kind, strings.Join(kinds, ", "))}
+	}
+	if err := r.checkFields(); err != nil {
+		return job{}, err
+	}
+	switch r.Kind {
+	case projections.ModelKindPropensity:
 		return r.validatePropensity()
-	}
-	if r.Kind == projections.ModelKindRecommend {
+	case projections.ModelKindRecommend:
 		return r.validateRecommend()
-	}
-	if r.Kind != projections.ModelKindCLV {
-		return job{}, &FieldError{"kind", fmt.Sprintf("%q: want %q, %q or %q", r.Kind, projections.ModelKindCLV, projections.ModelKindPropensity, projections.ModelKindRecommend)}
-	}
-	if r.MaxItems != 0 {
-		return job{}, &FieldError{"max_items", "only for kind recommend"}
-	}
-	if r.WindowDays != 0 || len(r.Names) > 0 {
-		return job{}, &FieldError{"window_days", "only for kind propensity"}
 	}
 	if r.Event == "" {
 		r.Event = features.PurchaseEvent
@@ -184,6 +185,49 @@ func (r *Request) validate() (job, error) {
 	}
 	j.req = *r
 	return j, nil
+}
+
+// kinds are the model kinds a request may name.
+var kinds = []string{projections.ModelKindCLV, projections.ModelKindPropensity, projections.ModelKindRecommend}
+
+// requestFields is the one table of the request's fields that only some
+// kinds take: a field set for a kind outside its list is a *FieldError
+// naming it ("only for kind ..."), with the reason when there is one.
+var requestFields = []struct {
+	field string
+	kinds []string
+	set   func(*Request) bool
+	why   string // appended to "only for kind ...", or ""
+}{
+	{"event", []string{projections.ModelKindCLV, projections.ModelKindPropensity}, func(r *Request) bool { return r.Event != "" },
+		"the next best product reads every event with a product_id"},
+	{"revenue", []string{projections.ModelKindCLV, projections.ModelKindPropensity}, func(r *Request) bool { return r.Revenue != "" }, ""},
+	{"calibration_end", []string{projections.ModelKindCLV}, func(r *Request) bool { return r.CalibrationEnd != "" },
+		"the other kinds split by time themselves"},
+	{"time_unit", []string{projections.ModelKindCLV}, func(r *Request) bool { return r.TimeUnit != "" }, ""},
+	{"scorer", []string{projections.ModelKindCLV}, func(r *Request) bool { return r.Scorer != "" }, ""},
+	{"window_days", []string{projections.ModelKindPropensity}, func(r *Request) bool { return r.WindowDays != 0 }, ""},
+	{"names", []string{projections.ModelKindPropensity}, func(r *Request) bool { return len(r.Names) > 0 }, ""},
+	{"max_items", []string{projections.ModelKindRecommend}, func(r *Request) bool { return r.MaxItems != 0 }, ""},
+}
+
+// checkFields refuses a field the request's kind does not take
+// (requestFields).
+func (r *Request) checkFields() error {
+	for _, f := range requestFields {
+		if !f.set(r) || slices.Contains(f.kinds, r.Kind) {
+			continue
+		}
+		reason := "only for kind " + strings.Join(f.kinds, " and ")
+		if len(f.kinds) > 1 {
+			reason = "only for kinds " + strings.Join(f.kinds, " and ")
+		}
+		if f.why != "" {
+			reason += " (" + f.why + ")"
+		}
+		return &FieldError{f.field, reason}
+	}
+	return nil
 }
 
 // parseDay reads YYYY-MM-DD as a day number (days since 1970-01-01 UTC).
