@@ -48,6 +48,47 @@ type Model struct {
 	// Recommend (kind recommend) is a next-best-product model's tables;
 	// nil for the other kinds.
 	Recommend *RecommendParams `msgpack:"rc,omitempty"`
+	// Refit is the model's refit policy (kinds propensity and recommend);
+	// nil: refitted only when asked.
+	Refit *ModelRefit `msgpack:"rf,omitempty"`
+}
+
+// ModelRefit is a refit policy: the fit job refits the model (on the
+// cluster's leader) once EveryMs has passed since the record's Updated
+// time, with the request it was fitted from, and appends the result as a
+// model.put like any fit: a replay reads the records and never refits.
+type ModelRefit struct {
+	EveryMs    int64    `msgpack:"e"`
+	Event      string   `msgpack:"ev,omitempty"` // propensity: the target
+	WindowDays int64    `msgpack:"w,omitempty"`  // propensity
+	Names      []string `msgpack:"n,omitempty"`  // propensity: as requested (none: the most frequent at each fit)
+	MaxItems   int64    `msgpack:"mi,omitempty"` // recommend
+}
+
+// Bounds of a refit policy.
+const (
+	MinRefitEvery = int64(1000)             // 1 s
+	MaxRefitEvery = int64(366 * 86_400_000) // 366 days
+)
+
+func (r *ModelRefit) validate(m *Model) error {
+	if r == nil {
+		return nil
+	}
+	switch {
+	case m.Kind != ModelKindPropensity && m.Kind != ModelKindRecommend:
+		return fmt.Errorf("projections: model %q: a refit policy on kind %q, want propensity or recommend", m.Name, m.Kind)
+	case r.EveryMs < MinRefitEvery || r.EveryMs > MaxRefitEvery:
+		return fmt.Errorf("projections: model %q: refit every %d ms, want %d..%d", m.Name, r.EveryMs, MinRefitEvery, MaxRefitEvery)
+	case len(r.Event) > features.MaxKeyLen || len(r.Names) > 64 || r.WindowDays < 0 || r.WindowDays > 366 || r.MaxItems < 0 || r.MaxItems > MaxRecommendItems:
+		return fmt.Errorf("projections: model %q: refit request out of bounds", m.Name)
+	}
+	for _, n := range r.Names {
+		if len(n) > features.MaxKeyLen {
+			return fmt.Errorf("projections: model %q: refit name of %d bytes, want at most %d", m.Name, len(n), features.MaxKeyLen)
+		}
+	}
+	return nil
 }
 
 // PropensityParams are a fitted propensity model: P(Target within
@@ -176,6 +217,8 @@ func (m *Model) Validate() error {
 	switch {
 	case ValidateModelName(m.Name) != nil:
 		return ValidateModelName(m.Name)
+	case m.Refit.validate(m) != nil:
+		return m.Refit.validate(m)
 	case m.Kind == ModelKindPropensity:
 		return m.Propensity.validate(m.Name)
 	case m.Kind == ModelKindRecommend:

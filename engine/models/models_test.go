@@ -214,7 +214,9 @@ func TestRequestValidation(t *testing.T) {
 		{"calibration_end", func(r *models.Request) { r.Kind = "propensity" }},
 		{"window_days", func(r *models.Request) { r.WindowDays = 30 }},
 		{"window_days", func(r *models.Request) { r.Kind, r.CalibrationEnd, r.WindowDays = "propensity", "", 400 }},
-		{"event", func(r *models.Request) { r.Kind, r.CalibrationEnd, r.Event = "propensity", "", strings.Repeat("e", 200) }}, // any event name, but bounded
+		{"event", func(r *models.Request) {
+			r.Kind, r.CalibrationEnd, r.Event = "propensity", "", strings.Repeat("e", 200)
+		}}, // any event name, but bounded
 		{"names", func(r *models.Request) { r.Kind, r.CalibrationEnd, r.Names = "propensity", "", []string{"a", "a"} }},
 		{"scorer", func(r *models.Request) { r.Kind, r.CalibrationEnd, r.Scorer = "propensity", "", "bgnbd" }},
 		{"event", func(r *models.Request) { r.Event = "Checkout" }},
@@ -286,6 +288,12 @@ func TestRequestFields(t *testing.T) {
 		{models.Request{Name: "x", Kind: "propensity", Names: []string{"a", "a"}}, "names"},
 		{models.Request{Name: "x", Kind: "recommend", MaxItems: -1}, "max_items"},
 		{models.Request{Name: "x", CalibrationEnd: "2024-13-01"}, "calibration_end"},
+		{models.Request{Name: "x", Kind: "recommend", RefitEvery: "7d"}, ""},
+		{models.Request{Name: "x", Kind: "propensity", RefitEvery: "90s"}, ""},
+		{models.Request{Name: "x", CalibrationEnd: "2024-01-01", RefitEvery: "7d"}, "refit_every"},
+		{models.Request{Name: "x", Kind: "recommend", RefitEvery: "500ms"}, "refit_every"},
+		{models.Request{Name: "x", Kind: "recommend", RefitEvery: "367d"}, "refit_every"},
+		{models.Request{Name: "x", Kind: "propensity", RefitEvery: "weekly"}, "refit_every"},
 	} {
 		_, err := s.Fit(c.req)
 		var fe *models.FieldError

@@ -161,7 +161,7 @@ func (s *Service) fitPropensity(ctx context.Context, j job) error {
 			Mean: lr.Std.Mean, Scale: lr.Std.Scale, W: lr.W, Intercept: lr.Intercept,
 			AUC: auc, Examples: int64(len(hd.Y)), Positives: int64(positives)},
 	}
-	seq, err := s.put(ctx, m)
+	seq, err := s.put(ctx, j, m)
 	if err != nil {
 		return err
 	}

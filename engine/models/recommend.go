@@ -104,7 +104,7 @@ func (s *Service) fitRecommend(ctx context.Context, j job) error {
 		MaxPopular: projections.MaxRecommendPopular})
 	m := projections.Model{Name: j.req.Name, Kind: projections.ModelKindRecommend, FittedAsOf: pos, Customers: users,
 		Recommend: projections.NewRecommendParams(t, users, interactions)}
-	seq, err := s.put(ctx, m)
+	seq, err := s.put(ctx, j, m)
 	if err != nil {
 		return err
 	}

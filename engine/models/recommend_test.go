@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -313,5 +314,82 @@ func replayAlike(t *testing.T, e *engine.Engine) {
 	}
 	if !reflect.DeepEqual(before, after) {
 		t.Fatalf("digest after the replay %+v, before %+v", after, before)
+	}
+}
+
+// TestRefitPolicy: a recommend model fitted with refit_every 1s is fitted
+// again by the job with no request once new events arrived: a record of a
+// new version (a model.put like any fit, showing its policy) whose list
+// for t1 holds the new item D; a fit of the name without refit_every ends
+// the policy (no refit follows); a replay gives an equal digest (it reads
+// the records, it does not refit).
+func TestRefitPolicy(t *testing.T) {
+	e := newEngine(t)
+	plantedStore(t, e)
+	ctx := context.Background()
+	s := e.Models()
+	if _, err := s.Fit(models.Request{Name: "nbp", Kind: "recommend", RefitEvery: "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	info := waitStatus(t, s, "nbp")
+	if info.Status != models.StatusReady || info.RefitEvery != "1s" || info.NextRefit == nil {
+		t.Fatalf("model %+v: want ready with refit_every 1s", info)
+	}
+	first := info.Version
+	t0 := time.Now().UTC().Add(-72 * time.Hour).Truncate(time.Hour)
+	var evs []event.Event
+	for i := range 50 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		evs = append(evs, trackEvent(t, e, fmt.Sprintf("ad%d", i), "Product Viewed", "A", at, fmt.Sprintf("ad-view-%d", i)),
+			trackEvent(t, e, fmt.Sprintf("ad%d", i), "Order Completed", "D", at.Add(time.Hour), fmt.Sprintf("ad-buy-%d", i)))
+	}
+	if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+		info, err := s.Model("nbp")
+		if err != nil {
+			return err
+		}
+		if info.Status != models.StatusReady || info.Recommend == nil || info.Recommend.Items != 5 {
+			return fmt.Errorf("model %+v: no refit reading D yet", info)
+		}
+		return nil
+	})
+	info, err := s.Model("nbp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Version <= first || info.RefitEvery != "1s" || info.Recommend.Items != 5 {
+		t.Fatalf("after the refit %+v (recommend %+v): want a later version than %d, still refitting, 5 items", info, info.Recommend, first)
+	}
+	if l := nextBest(t, e, "user_id:t1"); !slices.ContainsFunc(l, func(r projections.Recommendation) bool { return r.Item == "D" }) {
+		t.Fatalf("t1's list after the refit %v: want D in it", l)
+	}
+
+	// A fit without the policy ends it (once a refit in flight is done).
+	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+		_, err := s.Fit(models.Request{Name: "nbp", Kind: "recommend"})
+		if errors.Is(err, models.ErrBusy) {
+			return err
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nil
+	})
+	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+		if info, err = s.Model("nbp"); err != nil || info.Status != models.StatusReady || info.RefitEvery != "" {
+			return fmt.Errorf("model %+v %v: want ready without a policy", info, err)
+		}
+		return nil
+	})
+	last := info.Version
+	replayAlike(t, e)
+	if info, err = s.Model("nbp"); err != nil || info.Version != last {
+		t.Fatalf("model %+v %v: version %d after the replay, want %d (a replay reads the records)", info, err, info.Version, last)
 	}
 }
