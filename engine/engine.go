@@ -446,7 +446,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		Interval: opts.ErasureRetry},
 		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
 			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate, Destinations: erasureDestinations{e}})
-	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader},
+	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader, Now: opts.Now},
 		models.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Synced: e, Open: stateOpener(e.keys)})
 	xo := opts.Export
 	xo.Now, xo.Logger, xo.Leader = opts.Now, opts.Logger, e.leader
