@@ -23,16 +23,18 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// exampleAudiences are the product's eight example rules.
+// exampleAudiences are the product's eight example audiences, as `aurum
+// demo` installs them (cmd/aurum/demo.go) and docs/rules.md lists them
+// (TestExampleAudiencesAreTheDocs checks the rules against the docs).
 var exampleAudiences = map[string]string{
-	"bought-no-return": `count("Order Completed", "90d") >= 1 and count("Order Refunded", "90d") == 0`,
-	"high-spenders":    `sum("Order Completed", "revenue", "365d") >= 1000`,
-	"lapsed":           `count("Order Completed") >= 2 and days_since("Order Completed") > 90`,
-	"browsers":         `count("Product Viewed", "7d") >= 5 and count("Order Completed", "30d") == 0`,
-	"loyalty":          `traits.loyalty_tier in ["gold", "platinum"] and traits.country == "DK"`,
-	"claimers":         `count("Order Refunded", "180d", properties.reason == "damaged") >= 2`,
-	"abandoners":       `funnel(["Product Viewed", "Product Added"], "2h") and count("Order Completed", "1d") == 0`,
-	"vip":              `in_audience("high-spenders") and not in_audience("claimers")`,
+	"buyers-no-returns": `count("Order Completed", "90d") >= 1 and count("Order Refunded", "90d") == 0`,
+	"high-spenders":     `sum("Order Completed", "revenue", "365d") >= 1000`,
+	"lapsed":            `count("Order Completed") >= 2 and days_since("Order Completed") > 90`,
+	"browsers":          `count("Product Viewed", "7d") >= 5 and count("Order Completed", "30d") == 0`,
+	"loyalty":           `traits.loyalty_tier in ["gold", "platinum"] and traits.country == "DK"`,
+	"claimers":          `count("Order Refunded", "180d", properties.reason == "damaged") >= 2`,
+	"cart-abandoners":   `funnel(["Product Viewed", "Product Added"], "2h") and count("Order Completed", "1d") == 0`,
+	"vip":               `in_audience("high-spenders") and not in_audience("claimers")`,
 }
 
 // smLog builds a log of event batches (100 events each) for people, with
