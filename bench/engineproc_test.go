@@ -228,8 +228,7 @@ func TestReportEngine(t *testing.T) {
 	case "serve":
 		err = serveEngine(t, engineOptions(dir, memLimit), profDir, json.NewDecoder(bufio.NewReader(in)), enc)
 	case "replay":
-		setGoMemoryLimit(memLimit) // aurum replay: the limit of its process
-		err = replayEngine(dir, profDir, tag, enc)
+		err = replayEngine(replayOptions(dir, memLimit), profDir, tag, enc)
 	case "publish":
 		var f fig
 		if f, err = publishFile(ctx, dir, os.Getenv(envFile)); err == nil {
@@ -252,13 +251,25 @@ func TestReportEngine(t *testing.T) {
 
 // engineOptions are the engine process's options: the data directory, an
 // embedded NATS server on a free port, and the memory limit (bytes; 0 =
-// the engine's default) as `aurum serve --memory-limit` sets it.
+// none) as `aurum serve --memory-limit` applies it.
 func engineOptions(dir string, memLimit int64) engine.Options {
 	o := engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1"}
-	// Until serve's --memory-limit (branch memlimit) is on main, the limit
-	// is the Go runtime's soft limit of this process, as GOMEMLIMIT sets
-	// it; then this line becomes `o.MemoryLimit = memLimit` (or whatever
-	// field serve sets), so that the engine sizes its caches from it too.
+	// MEMLIMIT SWITCH (1 of 2). Until --memory-limit is on main (branch
+	// memlimit: Options.MemoryLimit sizes the engine's caches,
+	// engine.MemorySizesFor(limit).GoLimit is the Go limit serve sets),
+	// the limit is this process's Go soft limit, as GOMEMLIMIT sets it.
+	// Then this line becomes:
+	//	o.MemoryLimit = memLimit; setGoMemoryLimit(engine.MemorySizesFor(memLimit).GoLimit)
+	setGoMemoryLimit(memLimit)
+	return o
+}
+
+// replayOptions are the replay process's options, its memory limit
+// applied as `aurum replay` would.
+func replayOptions(dir string, memLimit int64) engine.ReplayOptions {
+	o := engine.ReplayOptions{DataDir: dir}
+	// MEMLIMIT SWITCH (2 of 2), as in engineOptions:
+	//	o.MemoryLimit = memLimit; setGoMemoryLimit(engine.MemorySizesFor(memLimit).GoLimit)
 	setGoMemoryLimit(memLimit)
 	return o
 }
@@ -271,16 +282,16 @@ func setGoMemoryLimit(v int64) {
 	}
 }
 
-// replayEngine runs engine.Replay on dir and replies with its time and
+// replayEngine runs engine.Replay with opts and replies with its time and
 // CPU, its last position and this process's memory.
-func replayEngine(dir, profDir, tag string, enc *json.Encoder) error {
+func replayEngine(opts engine.ReplayOptions, profDir, tag string, enc *json.Encoder) error {
 	stop, err := startCPUProfile(profDir, "replay-"+tag)
 	if err != nil {
 		return err
 	}
 	cpu0, _ := processCPU()
 	start := time.Now()
-	rr, err := engine.Replay(context.Background(), engine.ReplayOptions{DataDir: dir})
+	rr, err := engine.Replay(context.Background(), opts)
 	d := time.Since(start)
 	cpu1, _ := processCPU()
 	stop()

@@ -29,6 +29,7 @@ var (
 	reportLatDur  = flag.Duration("latency-duration", 3*time.Second, "offered-load duration per latency rate")
 	reportMemLim  = flag.Int("engine-memory-limit", 0, "memory limit (MiB) of each size's engine and replay processes, as `aurum serve --memory-limit` takes it (0 = the engine's default)")
 	reportNoFsync = flag.Bool("no-fsync", false, "skip the --fsync always rows (not issue #15 targets)")
+	reportOut     = flag.String("report-out", "", "also write the report (header, table, per-round figures) to this file")
 )
 
 // Targets of issue #15 (each a ratio to a baseline measured in the same
@@ -323,6 +324,13 @@ func TestReport(t *testing.T) {
 	b.WriteString("\nPer round (baseline and measurement back to back, the order alternating; the table above has the medians and the ratio of the medians):\n\n")
 	b.WriteString(rt.String())
 	fmt.Fprint(os.Stdout, "\n"+b.String())
+	if *reportOut != "" {
+		if err := os.WriteFile(*reportOut, []byte(b.String()), 0o644); err != nil {
+			t.Error(err)
+		} else {
+			fmt.Fprintf(os.Stdout, "\n(written to %s)\n", *reportOut)
+		}
+	}
 }
 
 // addSize adds the rows of one size; first is the smallest size's result,

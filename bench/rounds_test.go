@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +61,7 @@ func runRounds(n int, steps ...func(r int) (fig, error)) ([][]fig, error) {
 	for r := range n {
 		out[r] = make([]fig, len(steps))
 		for _, i := range roundOrder(r, n, len(steps)) {
+			settle()
 			load := loadAverage()
 			f, err := steps[i](r)
 			if err != nil {
@@ -70,6 +72,15 @@ func runRounds(n int, steps ...func(r int) (fig, error)) ([][]fig, error) {
 		}
 	}
 	return out, nil
+}
+
+// settle runs before each step of a round, so that what the previous step
+// left behind is not paid by the next: its dirty pages are written out and
+// this process's garbage is collected (the ingest steps run in this
+// process).
+func settle() {
+	flushDirty()
+	runtime.GC()
 }
 
 // column is step i of every round.
