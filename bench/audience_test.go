@@ -138,8 +138,10 @@ func BenchmarkApplyAudiencesNoCache(b *testing.B) { benchApply(b, true, -1) }
 // transitionLatency offers rate orders/s (each from a new person, so each
 // makes one "entered" transition) for d and measures, per transition, the
 // time from Ingest's return (accepted, durable) to the subscriber receiving
-// it on NATS.
-func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999 time.Duration, n int) {
+// it on NATS. It returns the quantiles, the transitions received and the
+// rate actually offered (events sent ÷ the time taken to send them: a
+// loaded machine may not keep up with rate).
+func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999 time.Duration, n int, offered float64) {
 	ctx := context.Background()
 	node := testnode.Start(tb, testnode.Options{Engine: engine.Options{TickPeriod: -1}})
 	defer node.Close()
@@ -206,6 +208,7 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 		mu.Unlock()
 		total += perTick
 	}
+	offered = float64(total) / time.Since(start).Seconds()
 	// At most 30 s; the latencies of what arrived by then are reported.
 	_ = check.Poll(30*time.Second, 20*time.Millisecond, func() error {
 		mu.Lock()
@@ -222,11 +225,11 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))] }
-	return q(0.50), q(0.99), q(0.999), len(lat)
+	return q(0.50), q(0.99), q(0.999), len(lat), offered
 }
 
 func BenchmarkTransitionLatency1k(b *testing.B) {
-	p50, p99, p999, n := transitionLatency(b, 1000, 3*time.Second)
+	p50, p99, p999, n, _ := transitionLatency(b, 1000, 3*time.Second)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(p999.Microseconds())/1000, "p99.9-ms")
@@ -234,7 +237,7 @@ func BenchmarkTransitionLatency1k(b *testing.B) {
 }
 
 func BenchmarkTransitionLatency3k(b *testing.B) {
-	p50, p99, p999, n := transitionLatency(b, 3000, 3*time.Second)
+	p50, p99, p999, n, _ := transitionLatency(b, 3000, 3*time.Second)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(p999.Microseconds())/1000, "p99.9-ms")

@@ -20,6 +20,7 @@ import (
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/base"
 	wlg "github.com/aurumcdp/aurum/internal/workload"
+	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
 )
 
@@ -254,7 +255,7 @@ func TestReportEngine(t *testing.T) {
 // none) as `aurum serve --memory-limit` applies it.
 func engineOptions(dir string, memLimit int64) engine.Options {
 	o := engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1"}
-	// MEMLIMIT SWITCH (1 of 2). Until --memory-limit is on main (branch
+	// MEMLIMIT SWITCH (1 of 3). Until --memory-limit is on main (branch
 	// memlimit: Options.MemoryLimit sizes the engine's caches,
 	// engine.MemorySizesFor(limit).GoLimit is the Go limit serve sets),
 	// the limit is this process's Go soft limit, as GOMEMLIMIT sets it.
@@ -268,10 +269,20 @@ func engineOptions(dir string, memLimit int64) engine.Options {
 // applied as `aurum replay` would.
 func replayOptions(dir string, memLimit int64) engine.ReplayOptions {
 	o := engine.ReplayOptions{DataDir: dir}
-	// MEMLIMIT SWITCH (2 of 2), as in engineOptions:
+	// MEMLIMIT SWITCH (2 of 3), as in engineOptions:
 	//	o.MemoryLimit = memLimit; setGoMemoryLimit(engine.MemorySizesFor(memLimit).GoLimit)
 	setGoMemoryLimit(memLimit)
 	return o
+}
+
+// engineCaches are the engine's two caches that decide how its cost per
+// event grows with the profiles, for the memory limit (bytes; 0 = none):
+// the state store's block cache and the state machine's cache of hot
+// values.
+func engineCaches(memLimit int64) (block, state int64) {
+	// MEMLIMIT SWITCH (3 of 3), as in engineOptions:
+	//	s := engine.MemorySizesFor(memLimit); return s.StateBlockCache, int64(s.StateCache)
+	return engine.StateCacheSize, projections.DefaultCacheBytes
 }
 
 // setGoMemoryLimit sets this process's Go soft memory limit (bytes; 0 or

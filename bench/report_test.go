@@ -12,8 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/aurumcdp/aurum/engine"
 )
 
 var (
@@ -287,17 +285,19 @@ func TestReport(t *testing.T) {
 			fmt.Sprintf("raw publish, fsync per message: %.0f events/s", rawF.rate()), fmt.Sprintf("%.2f× raw publish with fsync", ingF.rate()/rawF.rate()), "—", false)
 	}
 
-	// Event → audience transition latency at fixed offered rates.
+	// Event → audience transition latency at fixed offered rates. The
+	// target holds only if the rate was offered (a loaded machine may not
+	// send 10,000 events/s).
 	for _, r := range []int{1000, 5000, latencyTargetRate} {
 		load := loadAverage()
-		p50, p99, p999, got := transitionLatency(t, r, *reportLatDur)
+		p50, p99, p999, got, offered := transitionLatency(t, r, *reportLatDur)
 		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 		target, res := "—", "—"
 		if r == latencyTargetRate {
-			target, res = fmt.Sprintf("p99 ≤ %.0f ms", targetLatencyP99), verdict(ms(p99) <= targetLatencyP99)
+			target, res = fmt.Sprintf("p99 ≤ %.0f ms at %d events/s", targetLatencyP99, r), verdict(ms(p99) <= targetLatencyP99 && offered >= 0.95*float64(r))
 		}
-		t.Logf("latency at %d/s: p50 %.1f p99 %.1f p99.9 %.1f ms (%d; load %.1f)", r, ms(p50), ms(p99), ms(p999), got, load)
-		tb.add(fmt.Sprintf("%s at %d events/s offered (%d transitions; accepted → subscriber; load %.1f)", reportLatencyLabel, r, got, load), "—", target,
+		t.Logf("latency at %d/s (sent %.0f/s): p50 %.1f p99 %.1f p99.9 %.1f ms (%d; load %.1f)", r, offered, ms(p50), ms(p99), ms(p999), got, load)
+		tb.add(fmt.Sprintf("%s at %d events/s offered (sent %.0f/s; %d transitions; accepted → subscriber; load %.1f)", reportLatencyLabel, r, offered, got, load), "—", target,
 			fmt.Sprintf("p50 %.1f / p99 %.1f / p99.9 %.1f ms", ms(p50), ms(p99), ms(p999)), "—", "—", res, r == latencyTargetRate)
 	}
 
@@ -344,6 +344,7 @@ func addSize(tb *table, rt *roundsTable, res, first sizeResult, sizes int, large
 		sz, fmt.Sprintf("≥ %.2f× raw publish", targetE2ERatio), medians(e2e),
 		fmt.Sprintf("raw publish of the same events: %s", medians(pub)), ratio, result, true)
 	rt.add("end to end ÷ raw publish", sz, res.E2E, 0, 1)
+	block, state := engineCaches(int64(*reportMemLim) << 20)
 	cpuGrowth := "baseline (smallest size)"
 	if sizes > 1 && res.People != first.People {
 		if c0 := medianCPU(column(first.E2E, 1)); c0 > 0 {
@@ -352,7 +353,8 @@ func addSize(tb *table, rt *roundsTable, res, first sizeResult, sizes int, large
 	}
 	tb.add("engine CPU per event, end to end (engine process CPU ÷ events; must not grow with profiles beyond what the cache size explains)", sz, "—",
 		fmt.Sprintf("%.1f µs/event", medianCPU(e2e)),
-		fmt.Sprintf("state store %.0f MB = %.1f× the %d MiB state block cache", float64(res.StateBytes)/1e6, float64(res.StateBytes)/float64(engine.StateCacheSize), engine.StateCacheSize>>20),
+		fmt.Sprintf("state store %.0f MB = %.1f× the caches (state block cache %d MiB + state cache %d MiB)", float64(res.StateBytes)/1e6,
+			float64(res.StateBytes)/float64(block+state), block>>20, state>>20),
 		cpuGrowth, "—", false)
 	tb.add(fmt.Sprintf("identity: pairwise precision (%d identifiers → %d profiles, %d not found; issue #4's guard)", res.Identifiers, res.Profiles, res.Missing), sz,
 		fmt.Sprintf("≥ %.3f (#4)", targetPrecision), fmt.Sprintf("%.5f", res.Precision), "—", "—", verdict(res.Precision >= targetPrecision), false)
