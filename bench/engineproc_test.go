@@ -238,7 +238,7 @@ func TestReportEngine(t *testing.T) {
 	case "consume":
 		var f fig
 		var n int64
-		if f, n, err = consumeLog(ctx, dir); err == nil {
+		if f, n, err = rawConsume(ctx, dir); err == nil {
 			err = enc.Encode(engineReply{Applied: f.Events, Seconds: f.Seconds, CPUns: f.CPUns, Bytes: n, Mem: sampleMem()})
 		}
 	default:
@@ -525,11 +525,12 @@ func writeHeapProfile(dir, name string) error {
 }
 
 // TestSizeRunSmall runs one tiny size the way -report does: the generator
-// and scorer here; the engine, its replay and both baselines (raw publish,
-// raw ordered consume) in processes of their own; one round.
+// and scorer here; the engine, its replay and the baselines (raw publish,
+// raw ordered consumes of the log and of the published messages) in
+// processes of their own; one round.
 func TestSizeRunSmall(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts four engine processes")
+		t.Skip("starts five engine processes")
 	}
 	res, err := runSize(t, sizeOptions{People: 150, Days: 1, Load: 500, Looks: 50, Rounds: 1})
 	if err != nil {
@@ -550,8 +551,10 @@ func TestSizeRunSmall(t *testing.T) {
 		t.Errorf("end to end against raw publish of the same %d events: %+v", res.Events, e2e)
 	case e2e[0][1].CPUns <= 0 || e2e[0][0].CPUns <= 0:
 		t.Errorf("process CPU of the end to end and its baseline: %+v", e2e)
-	case len(rep) != 1 || rep[0][0].Events != res.Applied || rep[0][1].Events != res.Applied || rep[0][0].rate() <= 0 || rep[0][1].rate() <= 0:
+	case len(rep) != 1 || rep[0][0].Events != res.Applied || rep[0][2].Events != res.Applied || rep[0][0].rate() <= 0 || rep[0][2].rate() <= 0:
 		t.Errorf("replay against a raw consume of the same log (%d events): %+v", res.Applied, rep)
+	case rep[0][1].Events != res.Events || rep[0][1].rate() <= 0:
+		t.Errorf("raw consume of the %d one-event messages of the raw publish: %+v", res.Events, rep[0][1])
 	case res.LogEntries < 2 || res.LogEntries > res.Applied+len(exampleAudiences)+10:
 		// The log holds the audiences, the events in batches of at most
 		// 200, the look-ups' load and ticks.

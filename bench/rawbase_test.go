@@ -190,14 +190,14 @@ func publishFile(ctx context.Context, dir, path string) (fig, error) {
 	return fig{Events: n, Seconds: d.Seconds(), CPUns: (cpu1 - cpu0).Nanoseconds()}, nil
 }
 
-// consumeLog is the replay baseline: an ordered JetStream consumer (nats.go's,
+// rawConsume is the replay baseline: an ordered JetStream consumer (nats.go's,
 // its defaults but for the pull buffer, which is the one the log's reader
 // uses) reads the stream AURUM_LOG of the stopped engine's data directory
 // dir from its first message to its last, on an embedded server of its own
 // with an in-process connection, as engine.Replay reads it. The clock runs
 // from the server's start (replay's time includes its own start) to the
 // last message. It returns the messages read (in fig.Events) and their bytes.
-func consumeLog(ctx context.Context, dir string) (fig, int64, error) {
+func rawConsume(ctx context.Context, dir string) (fig, int64, error) {
 	cpu0, _ := processCPU()
 	start := time.Now()
 	srv, err := server.NewServer(&server.Options{

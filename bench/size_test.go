@@ -64,10 +64,11 @@ type sizeResult struct {
 	LogBytes    int64   `json:"log_bytes"` // JetStream directory size
 	LogEntries  int     `json:"log_entries"`
 	StateBytes  int64   `json:"state_bytes"` // state store directory size after the node stopped
-	// Rounds: [r][0] is the baseline, [r][1] the measurement. End to end:
-	// raw JetStream publish of the workload's events, then HTTP until
+	// Rounds: [r][0] is the baseline, the last the measurement. End to
+	// end: raw JetStream publish of the workload's events, then HTTP until
 	// applied. Replay: a raw ordered consume of the stopped node's log,
-	// then engine.Replay of it.
+	// one of the raw publish's one-event messages, then engine.Replay of
+	// the log.
 	E2E    [][]fig `json:"e2e"`
 	Replay [][]fig `json:"replay"`
 	// Peak resident sets (VmHWM) of the processes of a size.
@@ -148,10 +149,15 @@ func runSize(t *testing.T, o sizeOptions) (sizeResult, error) {
 	}()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
+	var pubDir string // the last round's raw publish: one message per event, kept for a replay baseline
 	res.E2E, err = runRounds(rounds,
 		func(r int) (fig, error) {
 			pdir := t.TempDir()
-			defer os.RemoveAll(pdir) // as big as the log: free it now
+			if r < rounds-1 {
+				defer os.RemoveAll(pdir) // as big as the log: free it now
+			} else {
+				pubDir = pdir
+			}
 			rp, err := runOnce(t, "publish", pdir, "", "", evFile)
 			if err != nil {
 				return fig{}, err
@@ -260,7 +266,9 @@ func runSize(t *testing.T, o sizeOptions) (sizeResult, error) {
 	}
 
 	// Offline replay of the stopped node's log, against a raw ordered
-	// consume of the same log; each in a process of its own.
+	// consume of the same log (the target's baseline) and of as many
+	// one-event messages (the raw publish's stream of the same events: the
+	// reading of issue #15's opening figures); each in a process of its own.
 	res.Replay, err = runRounds(rounds,
 		func(r int) (fig, error) {
 			rc, err := runOnce(t, "consume", dir, "", "", "")
@@ -272,6 +280,19 @@ func runSize(t *testing.T, o sizeOptions) (sizeResult, error) {
 			// events are the events replay applies.
 			f := fig{Events: res.Applied, Seconds: rc.Seconds, CPUns: rc.CPUns}
 			t.Logf("%d people, round %d: raw ordered consume of %d log entries (%.0f MB) in %.2f s: %.0f events/s, %.1f µs CPU/event",
+				o.People, r+1, rc.Applied, float64(rc.Bytes)/1e6, rc.Seconds, f.rate(), f.cpuUs())
+			return f, nil
+		},
+		func(r int) (fig, error) {
+			rc, err := runOnce(t, "consume", pubDir, "", "", "")
+			if err != nil {
+				return fig{}, err
+			}
+			if rc.Applied != res.Events {
+				return fig{}, fmt.Errorf("consume of the raw publish: %d of %d messages", rc.Applied, res.Events)
+			}
+			f := fig{Events: rc.Applied, Seconds: rc.Seconds, CPUns: rc.CPUns}
+			t.Logf("%d people, round %d: raw ordered consume of %d one-event messages (%.0f MB) in %.2f s: %.0f events/s, %.1f µs CPU/event",
 				o.People, r+1, rc.Applied, float64(rc.Bytes)/1e6, rc.Seconds, f.rate(), f.cpuUs())
 			return f, nil
 		},
