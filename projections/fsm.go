@@ -118,6 +118,13 @@ type Options struct {
 	// reads them through it. nil: no interactions are kept, every affinity
 	// is null.
 	InteractionKey features.KeyFunc
+	// ApplyWorkers is how many partitions Apply runs at once after the
+	// keychain stage, each into its own overlay of the entry's batch
+	// (applyPartitions); the overlays are then written to the batch in
+	// partition order, so the result is the same for any value. Open and
+	// InteractionKey must then be safe for concurrent use. Default
+	// DefaultApplyWorkers(); 1 or less: one partition after the other.
+	ApplyWorkers int
 	// noFreshHistory turns off the shortcut of partition.history for a
 	// profile whose only stored events are the step's (freshHistory):
 	// the reference the equivalence tests compare with.
@@ -175,6 +182,9 @@ func New(opts Options) *StateMachine {
 	}
 	if opts.DedupFilterBytes == 0 {
 		opts.DedupFilterBytes = DefaultDedupFilterBytes
+	}
+	if opts.ApplyWorkers == 0 {
+		opts.ApplyWorkers = DefaultApplyWorkers()
 	}
 	sm := &StateMachine{
 		opts:  opts,
@@ -540,18 +550,6 @@ func (sm *StateMachine) emptyCommands(seq uint64) []PartitionCommand {
 		cmds[i].Seq = seq
 	}
 	return cmds
-}
-
-// applyPartitions runs every partition's state machine on its command. Each
-// touches only its own key range, so they could run in parallel; they run
-// in order here, in the one batch that commits the entry.
-func (sm *StateMachine) applyPartitions(rw store.ReadWriter, cmds []PartitionCommand) error {
-	for i, p := range sm.partitions {
-		if err := p.Apply(rw, &cmds[i]); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Result) error {
