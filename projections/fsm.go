@@ -661,10 +661,7 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 		for _, j := range ir.Owned {
 			owned = append(owned, rec.IDs[j])
 		}
-		// For the GCR (revenue) and the audience rules.
-		if err := openFailure(rec.OpenProperties(sm.opts.Open)); err != nil {
-			return fmt.Errorf("projections: apply seq %d: event %s: %w", seq, ulidString(rec.ID), err)
-		}
+		// Its properties are opened by its partition (Partition.Apply).
 		adds = append(adds, Addition{Profile: ir.Profile, Record: rec, Owned: owned})
 		res.Events++
 	}
