@@ -1,6 +1,7 @@
 // Package projections holds Aurum's state machine: the deterministic function
 // from the log to the projections (dedup table, identity keychain, Golden
-// Customer Record partitions, outbox). The engine runs it in one goroutine;
+// Customer Record partitions, outbox). The engine runs it in one goroutine,
+// which applies the partitions of an entry at once (Options.ApplyWorkers);
 // the cluster layer can replicate it unchanged (it has the hashicorp/raft FSM
 // shape: Apply, Snapshot, Restore).
 //
