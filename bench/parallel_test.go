@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"context"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -48,9 +50,17 @@ func applyGrouped(tb testing.TB, kr *seal.Keyring, log [][]byte, events, workers
 	}
 	cpu0, cpuOK := processCPU()
 	start := time.Now()
-	for i, data := range log {
-		apply(projections.SubjectEvents, data, (i+1)%group == 0 || i == len(log)-1)
+	// Labelled for a CPU profile (-cpuprofile; pprof -tagfocus
+	// apply=sequential or apply=parallel); the workers inherit the label.
+	mode := "sequential"
+	if workers > 1 {
+		mode = "parallel"
 	}
+	pprof.Do(context.Background(), pprof.Labels("apply", mode), func(context.Context) {
+		for i, data := range log {
+			apply(projections.SubjectEvents, data, (i+1)%group == 0 || i == len(log)-1)
+		}
+	})
 	wall = time.Since(start)
 	cpu = wall
 	if cpu1, ok := processCPU(); ok && cpuOK {
