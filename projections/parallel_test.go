@@ -12,45 +12,57 @@ import (
 // duplicates, audiences, timers and backfills with the partitions one after
 // the other (ApplyWorkers 1) and at once with 3 and 8 workers (8
 // partitions), and compares the results after every entry and the whole
-// stores (outboxes included) after every 16th entry and the last (the
-// audience scenarios' shadows compare after every entry). The data-driven audience scenarios (erasures
-// too) run at 4 workers against a sequential shadow, and the matching and
-// split runs (newMatchRun) replay their logs sequentially at the end.
+// stores (outboxes included) after every 16th entry and the last. The
+// data-driven audience scenarios (erasures too) run at 4 workers against a
+// sequential shadow compared after every entry, and the matching and split
+// runs (newMatchRun) replay their logs sequentially at the end.
 func TestParallelPartitionsMatchSequential(t *testing.T) {
 	for name, log := range map[string][]entry{
 		"identity":  syntheticLog(t, 40, 800, 11),
 		"audiences": audienceLog(t),
 	} {
 		t.Run(name, func(t *testing.T) {
-			workers := []int{1, 3, 8}
 			var sms []*StateMachine
-			var stores []*store.Mem
-			for _, w := range workers {
+			var names []string
+			for _, w := range []int{1, 3, 8} {
 				sms = append(sms, New(Options{Partitions: 8, BackfillPerEntry: 7, ApplyWorkers: w, Open: openIdentity}))
-				stores = append(stores, store.NewMem())
+				names = append(names, fmt.Sprintf("%d workers", w))
 			}
-			for n, e := range log {
-				var results []string
-				for i, sm := range sms {
-					res, err := sm.Apply(stores[i], e.seq, e.subject, e.data)
-					if err != nil {
-						t.Fatalf("seq %d, %d workers: %v", e.seq, workers[i], err)
-					}
-					results = append(results, fmt.Sprint(res))
-				}
-				for i := 1; i < len(sms); i++ {
-					if results[i] != results[0] {
-						t.Fatalf("seq %d: results differ: %s (sequential) vs %s (%d workers)", e.seq, results[0], results[i], workers[i])
-					}
-					if n%16 != 15 && n != len(log)-1 {
-						continue
-					}
-					if k, ok := firstDifference(stores[0], stores[i]); !ok {
-						t.Fatalf("seq %d: the sequential store and the one of %d workers differ at %q", e.seq, workers[i], k)
-					}
-				}
-			}
+			applyAndCompare(t, log, sms, names, 16)
 		})
+	}
+}
+
+// applyAndCompare applies log with every state machine of sms, each on its
+// own store, and requires the results to equal the first one's after every
+// entry and the stores (key by key, outboxes included) after every
+// storeEvery-th entry and the last.
+func applyAndCompare(t *testing.T, log []entry, sms []*StateMachine, names []string, storeEvery int) {
+	t.Helper()
+	stores := make([]*store.Mem, len(sms))
+	for i := range stores {
+		stores[i] = store.NewMem()
+	}
+	for n, e := range log {
+		var results []string
+		for i, sm := range sms {
+			res, err := sm.Apply(stores[i], e.seq, e.subject, e.data)
+			if err != nil {
+				t.Fatalf("seq %d, %s: %v", e.seq, names[i], err)
+			}
+			results = append(results, fmt.Sprint(res))
+		}
+		for i := 1; i < len(sms); i++ {
+			if results[i] != results[0] {
+				t.Fatalf("seq %d: results differ: %s (%s) vs %s (%s)", e.seq, results[0], names[0], results[i], names[i])
+			}
+			if (n+1)%storeEvery != 0 && n != len(log)-1 {
+				continue
+			}
+			if k, ok := firstDifference(stores[0], stores[i]); !ok {
+				t.Fatalf("seq %d: the stores of %s and %s differ at %q", e.seq, names[0], names[i], k)
+			}
+		}
 	}
 }
 
