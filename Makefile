@@ -49,12 +49,14 @@ bench-edge:
 # Pebble), apply with matching on against off (interleaved rounds, medians),
 # and the block sizes and candidates per event at MATCHBLOCKSIZES profiles
 # (from the generator, no store); bench/RESULTS.md "Issue #13: matching cost".
+# TestSkewedSurnamesSizes: proposals per probe event at MATCHBLOCKSIZES, in
+# memory (bench/RESULTS.md "Issue #13: EM on skewed surnames").
 # MATCHSIZES=10000,100000 takes about 10 minutes on 2 busy cores; the 1M size
 # loads a million profiles (several more minutes of CPU per 100k).
 MATCHSIZES ?= 10000,100000,1000000
 MATCHBLOCKSIZES ?= 10000,100000,1000000
 bench-match:
-	AURUM_BENCH=match $(GO) test -run '^TestMatch(Cost|BlockSizes)$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES) -match-block-sizes $(MATCHBLOCKSIZES)
+	AURUM_BENCH=match $(GO) test -run '^Test(Match(Cost|BlockSizes)|SkewedSurnamesSizes)$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES) -match-block-sizes $(MATCHBLOCKSIZES)
 
 # Issue #15, the replay target: engine.Replay against a raw ordered consume of as
 # many one-event messages (and of the replay log itself), in one process, rounds
