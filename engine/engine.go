@@ -265,13 +265,13 @@ type Engine struct {
 	state   *store.DB
 	keysDB  *store.DB
 	refsDB  *store.DB // activation's connector refs (actstore.go)
-	// clusterRefs is the activation store of a cluster node (the stream
-	// and refsDB as its mirror); nil on a single node (refStore).
-	clusterRefs *clusterRefs
 	keys    *seal.Keyring
 	sm      *projections.StateMachine
 	metrics *metrics
 	ids     *base.IDSource
+	// clusterRefs is the activation store of a cluster node (the stream
+	// and refsDB as its mirror); nil on a single node (refStore).
+	clusterRefs *clusterRefs
 
 	// stateMu guards state and sm against a rebuild's swap: readers and
 	// the apply loop hold it shared while they use them; the swap holds it

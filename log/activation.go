@@ -204,7 +204,9 @@ func (l *Log) writeActivation(ctx context.Context, key, data []byte, expectLast 
 		if isWrongLastSeq(err) {
 			return 0, err
 		}
-		if !(retryableStreamError(err) || isConditionBusy(err)) || ctx.Err() != nil || l.isClosed() {
+		// No stream leader (an election): no responders, or no answer.
+		retry := retryableStreamError(err) || isConditionBusy(err) || errors.Is(err, jetstream.ErrNoStreamResponse)
+		if !retry || ctx.Err() != nil || l.isClosed() {
 			return 0, fmt.Errorf("log: activation: write %s: %w", subject, err)
 		}
 		select {
