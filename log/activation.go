@@ -254,8 +254,17 @@ func (l *Log) followActivation(ctx context.Context, from uint64, fn func([]Activ
 	if err != nil {
 		return fmt.Errorf("log: follow activation: %w", err)
 	}
+	// What is there is taken at once (FetchNoWait, up to a batch); when
+	// nothing was, the next record is waited for alone (up to a second),
+	// so that a record reaches fn as soon as it is stored.
+	idle := false
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(followBatch, jetstream.FetchMaxWait(time.Second))
+		var batch jetstream.MessageBatch
+		if idle {
+			batch, err = cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		} else {
+			batch, err = cons.FetchNoWait(followBatch)
+		}
 		if err != nil {
 			return fmt.Errorf("log: follow activation: %w", err)
 		}
@@ -276,6 +285,7 @@ func (l *Log) followActivation(ctx context.Context, from uint64, fn func([]Activ
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("log: follow activation: %w", err)
 		}
+		idle = len(recs) == 0
 		if len(recs) > 0 {
 			if err := fn(recs); err != nil {
 				return err

@@ -238,6 +238,18 @@ func TestSalesforce(t *testing.T) {
 	}
 }
 
+// TestSalesforceFailover: the Contact ids n2 recorded (members, and a
+// former member) let n1, which delivers after partition 0 moved, erase
+// them (connectortest.Failover).
+func TestSalesforceFailover(t *testing.T) {
+	f := newFake()
+	connectortest.Failover(t, connectortest.Case{
+		Kind: "salesforce", Config: config(f),
+		Handler: f, Book: f.book, Faults: f.faults,
+		Key: connectortest.KeyEmail, Deletes: true,
+	})
+}
+
 // TestRecordedRequest: docs/connectors.md shows the upsert (after the token
 // request).
 func TestRecordedRequest(t *testing.T) {

@@ -90,6 +90,21 @@ func TestSMS(t *testing.T) {
 	})
 }
 
+// TestSMSFailover: the first sync's marks survive a move of the
+// deliveries to another node (connectortest.Failover): nobody gets a
+// second text.
+func TestSMSFailover(t *testing.T) {
+	f := &twilio{sid: "AC0123456789abcdef0123456789abcdef", token: "token-0123456789", book: connectortest.NewBook(), faults: &connectortest.Faults{}}
+	connectortest.Failover(t, connectortest.Case{
+		Kind: "sms",
+		Config: func(url string) json.RawMessage {
+			return json.RawMessage(fmt.Sprintf(`{"account_sid":%q,"auth_token":%q,"from":"+4512345678","body":"Hi","api_url":%q}`, f.sid, f.token, url))
+		},
+		Handler: f, Book: f.book, Faults: f.faults,
+		Key: connectortest.KeyPhone, Messages: true,
+	})
+}
+
 // TestRecordedRequest: docs/connectors.md shows what the connector sends.
 func TestRecordedRequest(t *testing.T) {
 	f := &twilio{sid: "AC0123456789abcdef0123456789abcdef", token: "token-0123456789", book: connectortest.NewBook(), faults: &connectortest.Faults{}}
