@@ -303,3 +303,49 @@ func TestClusterRefsImport(t *testing.T) {
 		t.Fatalf("alone: %s (%d reserved keys)\nwant %s", got, n, want)
 	}
 }
+
+// BenchmarkActivationStoreSet: a write of the activation store, on a
+// single node (a synced Pebble commit) and in a cluster (a publish to
+// AURUM_ACTIVATION acknowledged, here by one embedded server at one
+// replica, then the mirror's unsynced commit). Reported as ratios in
+// ARCHITECTURE.md "Cluster".
+func BenchmarkActivationStoreSet(b *testing.B) {
+	value := []byte("003000000000000001")
+	run := func(b *testing.B, s store.ReadWriter) {
+		for i := 0; b.Loop(); i++ {
+			if err := s.Set([]byte(fmt.Sprintf("cr/crm\x00vip\x00p%d", i)), value); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("single", func(b *testing.B) {
+		db, err := store.Open(b.TempDir(), keysStoreOptions(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		run(b, refStore{db})
+	})
+	b.Run("cluster", func(b *testing.B) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		l, err := alog.Open(ctx, alog.Options{Dir: b.TempDir(), Listen: "127.0.0.1:-1"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		if err := l.EnsureActivationStream(ctx); err != nil {
+			b.Fatal(err)
+		}
+		db, err := store.Open(b.TempDir(), keysStoreOptions(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		r, err := openClusterRefs(ctx, ctx, db, l, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, r)
+	})
+}
