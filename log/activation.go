@@ -248,49 +248,13 @@ func (l *Log) FollowActivation(ctx context.Context, from uint64, fn func([]Activ
 }
 
 func (l *Log) followActivation(ctx context.Context, from uint64, fn func([]ActivationRecord) error) error {
-	cons, err := l.js.OrderedConsumer(ctx, StreamActivation, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
-		MaxResetAttempts: 1}) // as followKeys: the caller re-follows with its own backoff
-	if err != nil {
-		return fmt.Errorf("log: follow activation: %w", err)
-	}
-	// What is there is taken at once (FetchNoWait, up to a batch); when
-	// nothing was, the next record is waited for alone (up to a second),
-	// so that a record reaches fn as soon as it is stored.
-	idle := false
-	for ctx.Err() == nil {
-		var batch jetstream.MessageBatch
-		if idle {
-			batch, err = cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-		} else {
-			batch, err = cons.FetchNoWait(followBatch)
-		}
+	return followStream(ctx, l, StreamActivation, "activation", from, func(subject string, data []byte, seq uint64) (ActivationRecord, bool) {
+		rec, err := activationRecordOf(subject, data)
 		if err != nil {
-			return fmt.Errorf("log: follow activation: %w", err)
+			l.logger.Warn("log: follow activation: skipped a record", "seq", seq, "err", err)
+			rec = ActivationRecord{} // handed on without a key: the position passes it
 		}
-		var recs []ActivationRecord
-		for m := range batch.Messages() {
-			md, err := m.Metadata()
-			if err != nil {
-				return fmt.Errorf("log: follow activation: metadata: %w", err)
-			}
-			rec, err := activationRecordOf(m.Subject(), m.Data())
-			if err != nil {
-				l.logger.Warn("log: follow activation: skipped a record", "seq", md.Sequence.Stream, "err", err)
-				rec = ActivationRecord{}
-			}
-			rec.Seq = md.Sequence.Stream
-			recs = append(recs, rec)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("log: follow activation: %w", err)
-		}
-		idle = len(recs) == 0
-		if len(recs) > 0 {
-			if err := fn(recs); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+		rec.Seq = seq
+		return rec, true
+	}, fn)
 }
