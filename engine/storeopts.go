@@ -36,10 +36,20 @@ func StateStoreOptions(logger *slog.Logger) *store.Options {
 // for each of them (the live one, a rebuild's, an offline replay's):
 // parts partitions, the dedup window, trait values unsealed with keys.
 func openStateMachine(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring) (*projections.StateMachine, error) {
+	return openStateMachineWith(db, parts, dedup, keys, stateOpener(keys))
+}
+
+// openReplayStateMachine is openStateMachine for a replay or rebuild: its
+// opener answers first from the plaintexts the fetch stage opened ahead.
+func openReplayStateMachine(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, po *preOpener) (*projections.StateMachine, error) {
+	return openStateMachineWith(db, parts, dedup, keys, po.Open)
+}
+
+func openStateMachineWith(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, open func(keyID, sealed []byte) ([]byte, error)) (*projections.StateMachine, error) {
 	return projections.Open(db, projections.Options{
 		Partitions:     parts,
 		DedupWindow:    dedup.Milliseconds(),
-		Open:           stateOpener(keys),
+		Open:           open,
 		InteractionKey: InteractionKey(keys),
 		BlockHash:      func(key string) []byte { return keys.Hash("match_block", key) },
 	})
