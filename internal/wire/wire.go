@@ -234,6 +234,21 @@ func (r *Reader) Raw(what string) []byte {
 	return b
 }
 
+// Fixed reads n bytes (no length prefix) and returns them as a slice of
+// the input itself (no copy), valid only while the caller's input is.
+func (r *Reader) Fixed(what string, n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.buf) < n {
+		r.Fail("short %s", what)
+		return nil
+	}
+	b := r.buf[:n:n]
+	r.advance(n)
+	return b
+}
+
 // InternString reads a str; when intern holds it, intern's copy is returned
 // and nothing is allocated (decoders of many values with few distinct
 // names, such as aggregate keys, pass the names they know).

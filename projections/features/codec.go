@@ -2,6 +2,7 @@ package features
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"math"
 
@@ -10,19 +11,37 @@ import (
 
 // The stored form of a Features (inside the stored GCR, gcr/codec.go).
 //
-// Version 1, hand-written, deterministic (maps in key order):
+// Version 2 (written since session 9), hand-written, deterministic (scores
+// in key order):
 //
-//	features = 0x01 days(purchase) varint(FoldedPurchaseDays) varint(FoldedOrders) varint(FoldedMicros)
+//	features = 0x02 days(purchase) varint(FoldedPurchaseDays) varint(FoldedOrders) varint(FoldedMicros)
 //	           days(active) varint(FoldedActiveDays) scores(Events) scores(Categories) scores(Products)
 //	purchase = uvarint(Orders) varint(Micros)
 //	days(v)  = uvarint(n) [varint(first day) v (uvarint(day − previous day − 1) v)*]
 //	active   = (nothing)
-//	scores   = uvarint(n) (str(key) f64(Short) f64(Long) varint(AsOf))*   keys strictly increasing
+//	scores   = uvarint(n) [varint(latest) (key f64(Short) f64(Long) uvarint(latest − AsOf))*]
+//	key      = 0x00 8 bytes            a key of 16 lowercase hex digits (the GCR's keyed
+//	                                   hash, engine.InteractionKey): those digits' bytes
+//	         | uvarint(len ≥ 1) bytes  any other key
 //
-// Decode refuses another version, trailing bytes, more days or keys than
+// latest is the greatest AsOf of the section (one delta is 0), keys are
+// strictly increasing (as strings), and a key of 16 lowercase hex digits
+// always takes the short form (one encoding per row). The 8-byte key and
+// the time delta make an interaction key 29–33 bytes instead of 39–40.
+//
+// Version 1 (sessions 5–8) is read still (stored state keeps loading) and
+// re-encoded as version 2 by the next write of the profile: as version 2
+// but for the scores:
+//
+//	scores(v1) = uvarint(n) (str(key) f64(Short) f64(Long) varint(AsOf))*
+//
+// Decode refuses other versions, trailing bytes, more days or keys than
 // the caps, keys longer than MaxKeyLen, days out of order, negative counts
 // and scores that are negative or not finite.
-const v1 byte = 0x01
+const (
+	v1 byte = 0x01
+	v2 byte = 0x02
+)
 
 // ErrCorrupt marks an encoding that does not decode.
 var ErrCorrupt = errors.New("features: corrupt")
@@ -31,12 +50,13 @@ const (
 	minDaySize    = 2 // uvarint delta or orders, varint micros
 	minActiveSize = 1 // uvarint delta
 	minScoreSize  = 1 + 8 + 8 + 1
+	hexKeyLen     = 16      // a key of 16 lowercase hex digits is stored as 8 bytes
 	maxDayDelta   = 1 << 40 // days: far beyond any Unix ms time
 )
 
 // Append appends the encoding of f to dst.
 func (f *Features) Append(dst []byte) []byte {
-	dst = append(dst, v1)
+	dst = append(dst, v2)
 	dst = binary.AppendUvarint(dst, uint64(len(f.Purchases)))
 	for i, p := range f.Purchases {
 		if i == 0 {
@@ -67,13 +87,46 @@ func (f *Features) Append(dst []byte) []byte {
 
 func appendScores(dst []byte, sc Scores) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(sc)))
+	if len(sc) == 0 {
+		return dst
+	}
+	latest := sc.latest()
+	dst = binary.AppendVarint(dst, latest)
 	for _, e := range sc {
-		dst = wire.AppendString(dst, e.Key)
+		if isHexKey(e.Key) {
+			dst = append(dst, 0)
+			for i := 0; i < hexKeyLen; i += 2 {
+				dst = append(dst, unhex(e.Key[i])<<4|unhex(e.Key[i+1]))
+			}
+		} else {
+			dst = wire.AppendString(dst, e.Key)
+		}
 		dst = wire.AppendFloat64(dst, e.Short)
 		dst = wire.AppendFloat64(dst, e.Long)
-		dst = binary.AppendVarint(dst, e.AsOf)
+		dst = binary.AppendUvarint(dst, uint64(latest-e.AsOf))
 	}
 	return dst
+}
+
+// unhex is the value of a lowercase hex digit.
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
+}
+
+// isHexKey reports whether k is 16 lowercase hex digits.
+func isHexKey(k string) bool {
+	if len(k) != hexKeyLen {
+		return false
+	}
+	for i := range len(k) {
+		if c := k[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // SizeBound is an upper bound of len(f.Append(nil)) (0 for a nil f).
@@ -82,8 +135,8 @@ func (f *Features) SizeBound() int {
 		return 0
 	}
 	const v = binary.MaxVarintLen64
-	n := 1 + 9*v + len(f.Purchases)*3*v + len(f.ActiveDays)*v
-	for _, sc := range []Scores{f.Events, f.Categories, f.Products} {
+	n := 1 + 12*v + len(f.Purchases)*3*v + len(f.ActiveDays)*v
+	for _, sc := range [...]Scores{f.Events, f.Categories, f.Products} {
 		for _, e := range sc {
 			n += 2*v + 16 + len(e.Key)
 		}
@@ -94,8 +147,12 @@ func (f *Features) SizeBound() int {
 // Decode decodes an encoding made by Append. Allocations are bounded by
 // the caps and the input's length.
 func Decode(b []byte) (*Features, error) {
-	if len(b) == 0 || b[0] != v1 {
-		return nil, errors.Join(ErrCorrupt, errors.New("features: not format version 1"))
+	if len(b) == 0 || (b[0] != v1 && b[0] != v2) {
+		return nil, errors.Join(ErrCorrupt, errors.New("features: not format version 1 or 2"))
+	}
+	scores := decodeScores
+	if b[0] == v1 {
+		scores = decodeScoresV1
 	}
 	r := wire.NewReader(b[1:], ErrCorrupt)
 	f := &Features{}
@@ -130,9 +187,9 @@ func Decode(b []byte) (*Features, error) {
 		}
 	}
 	f.FoldedActiveDays = nonNegativeInt(&r, r.Varint("folded active days"), "folded active days")
-	f.Events = decodeScores(&r, "events")
-	f.Categories = decodeScores(&r, "categories")
-	f.Products = decodeScores(&r, "products")
+	f.Events = scores(&r, "events")
+	f.Categories = scores(&r, "categories")
+	f.Products = scores(&r, "products")
 	if err := r.Finish(); err != nil {
 		return nil, err
 	}
@@ -173,7 +230,77 @@ func nonNegativeInt(r *wire.Reader, v int64, what string) int64 {
 	return v
 }
 
+// decodeScores reads a version 2 scores. Its keys are substrings of one
+// string: one allocation for the keys of a section.
 func decodeScores(r *wire.Reader, what string) Scores {
+	n := r.Count(what, minScoreSize)
+	if n > MaxKeys {
+		r.Fail("%d %s, at most %d", n, what, MaxKeys)
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	latest := r.Varint(what)
+	sc := make(Scores, n, n+2) // room for an event's new keys
+	var (
+		stack [2048]byte   // the keys' text, on the stack when it fits
+		ends  [MaxKeys]int // where each key's text ends in text
+		text  = stack[:0]
+		zero  bool   // some delta is 0
+		short uint64 // bit i: key i was stored as 8 bytes (MaxKeys ≤ 64)
+	)
+	for i := range sc {
+		switch l := r.Uvarint(what); {
+		case r.Err() != nil:
+			return nil
+		case l == 0:
+			text, short = hex.AppendEncode(text, r.Fixed(what, hexKeyLen/2)), short|1<<i
+		case l > MaxKeyLen:
+			r.Fail("%s key of %d bytes", what, l)
+			return nil
+		default:
+			text = append(text, r.Fixed(what, int(l))...)
+		}
+		ends[i] = len(text)
+		d := Decayed{Short: r.Float64(what), Long: r.Float64(what)}
+		dt := r.Uvarint(what)
+		if dt > math.MaxInt64 || latest-int64(dt) > latest {
+			r.Fail("%s time delta %d out of range", what, dt)
+			return nil
+		}
+		d.AsOf, zero = latest-int64(dt), zero || dt == 0
+		if !score(d.Short) || !score(d.Long) {
+			r.Fail("%s: score not finite or negative", what)
+			return nil
+		}
+		sc[i].Decayed = d
+	}
+	if r.Err() != nil {
+		return nil
+	}
+	if !zero {
+		r.Fail("%s: no key as of the latest time", what)
+		return nil
+	}
+	all, start := string(text), 0
+	for i := range sc {
+		k := all[start:ends[i]]
+		switch {
+		case i > 0 && k <= sc[i-1].Key:
+			r.Fail("%s keys not in order at %q", what, k)
+			return nil
+		case short&(1<<i) == 0 && isHexKey(k):
+			r.Fail("%s key %q not in the 8-byte form", what, k)
+			return nil
+		}
+		sc[i].Key, start = k, ends[i]
+	}
+	return sc
+}
+
+// decodeScoresV1 reads a version 1 scores.
+func decodeScoresV1(r *wire.Reader, what string) Scores {
 	n := r.Count(what, minScoreSize)
 	if n > MaxKeys {
 		r.Fail("%d %s, at most %d", n, what, MaxKeys)
@@ -201,3 +328,6 @@ func decodeScores(r *wire.Reader, what string) Scores {
 }
 
 func score(v float64) bool { return v >= 0 && !math.IsInf(v, 0) && !math.IsNaN(v) }
+
+// decodeScores records each key's form in one bit of a uint64.
+var _ [64 - MaxKeys]struct{}

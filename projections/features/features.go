@@ -309,20 +309,34 @@ func addDecayed(s *Scores, k string, d Decayed) {
 }
 
 // trim evicts keys beyond MaxKeys: lowest long score as of the latest time
-// of s first, ties the greater key first.
+// of s first, ties the greater key first. It allocates nothing: one key
+// over (an event's new key) is the common case.
 func (s *Scores) trim() {
 	if len(*s) <= MaxKeys {
 		return
 	}
+	latest := s.latest()
+	for len(*s) > MaxKeys {
+		worst, wl := 0, math.Inf(1)
+		for i, e := range *s {
+			_, l := e.At(latest)
+			// ranked's order (long score descending, key ascending), reversed:
+			// the last key of that order is evicted first.
+			if l < wl || l == wl && e.Key > (*s)[worst].Key {
+				worst, wl = i, l
+			}
+		}
+		*s = slices.Delete(*s, worst, worst+1)
+	}
+}
+
+// latest is the greatest AsOf of s (math.MinInt64 for an empty s).
+func (s Scores) latest() int64 {
 	var latest int64 = math.MinInt64
-	for _, e := range *s {
+	for _, e := range s {
 		latest = max(latest, e.AsOf)
 	}
-	evict := make(map[string]bool, len(*s)-MaxKeys)
-	for _, e := range ranked(*s, latest)[MaxKeys:] {
-		evict[e.ID] = true
-	}
-	*s = slices.DeleteFunc(*s, func(e Keyed) bool { return evict[e.Key] })
+	return latest
 }
 
 func (f *Features) addActiveDay(day int64) {

@@ -264,7 +264,7 @@ func TestDecodeRefuses(t *testing.T) {
 	add(f, track("Product Viewed", t0, map[string]any{"category": "a"}), 0, false)
 	ok := f.Append(nil)
 	for name, b := range map[string][]byte{
-		"version":        append([]byte{2}, ok[1:]...),
+		"version":        append([]byte{3}, ok[1:]...),
 		"negative score": (&Features{Events: Scores{{"e", Decayed{Short: -1, Long: 1}}}}).Append(nil),
 		"NaN score":      (&Features{Events: Scores{{"e", Decayed{Short: math.NaN()}}}}).Append(nil),
 		"empty key":      (&Features{Events: Scores{{"", Decayed{}}}}).Append(nil),
@@ -293,6 +293,12 @@ func FuzzDecode(f *testing.F) {
 	f.Add(build(steps, seq(len(steps))).Append(nil))
 	f.Add([]byte{v1, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{v1, 1, 2, 1, 2})
+	keyed := &Features{}
+	for _, s := range steps {
+		keyed.AddInteractions(s.rec, hexKey)
+	}
+	f.Add(keyed.Append(nil))
+	f.Add(appendV1(keyed))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		g, err := Decode(in)
 		if err != nil {
