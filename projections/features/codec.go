@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"math"
+	"strings"
 
 	"github.com/aurumcdp/aurum/internal/wire"
 )
@@ -150,10 +151,7 @@ func Decode(b []byte) (*Features, error) {
 	if len(b) == 0 || (b[0] != v1 && b[0] != v2) {
 		return nil, errors.Join(ErrCorrupt, errors.New("features: not format version 1 or 2"))
 	}
-	scores := decodeScores
-	if b[0] == v1 {
-		scores = decodeScoresV1
-	}
+
 	r := wire.NewReader(b[1:], ErrCorrupt)
 	f := &Features{}
 	if n := r.Count("purchase days", minDaySize); n > MaxPurchaseDays {
@@ -187,9 +185,15 @@ func Decode(b []byte) (*Features, error) {
 		}
 	}
 	f.FoldedActiveDays = nonNegativeInt(&r, r.Varint("folded active days"), "folded active days")
-	f.Events = scores(&r, "events")
-	f.Categories = scores(&r, "categories")
-	f.Products = scores(&r, "products")
+	if b[0] == v1 { // static calls: r stays on the stack (no write barriers)
+		f.Events = decodeScoresV1(&r, "events")
+		f.Categories = decodeScoresV1(&r, "categories")
+		f.Products = decodeScoresV1(&r, "products")
+	} else {
+		f.Events = decodeScores(&r, "events")
+		f.Categories = decodeScores(&r, "categories")
+		f.Products = decodeScores(&r, "products")
+	}
 	if err := r.Finish(); err != nil {
 		return nil, err
 	}
@@ -244,25 +248,30 @@ func decodeScores(r *wire.Reader, what string) Scores {
 	latest := r.Varint(what)
 	sc := make(Scores, n, n+2) // room for an event's new keys
 	var (
-		stack [2048]byte   // the keys' text, on the stack when it fits
-		ends  [MaxKeys]int // where each key's text ends in text
-		text  = stack[:0]
-		zero  bool   // some delta is 0
-		short uint64 // bit i: key i was stored as 8 bytes (MaxKeys ≤ 64)
+		text  strings.Builder // the keys' text: one allocation, no copy
+		ends  [MaxKeys]int    // where each key's text ends in text
+		zero  bool            // some delta is 0
+		short uint64          // bit i: key i was stored as 8 bytes (MaxKeys ≤ 64)
 	)
+	text.Grow(n * hexKeyLen)
 	for i := range sc {
 		switch l := r.Uvarint(what); {
 		case r.Err() != nil:
 			return nil
 		case l == 0:
-			text, short = hex.AppendEncode(text, r.Fixed(what, hexKeyLen/2)), short|1<<i
+			var digits [hexKeyLen]byte
+			if b := r.Fixed(what, hexKeyLen/2); b != nil {
+				hex.Encode(digits[:], b)
+			}
+			text.Write(digits[:])
+			short |= 1 << i
 		case l > MaxKeyLen:
 			r.Fail("%s key of %d bytes", what, l)
 			return nil
 		default:
-			text = append(text, r.Fixed(what, int(l))...)
+			text.Write(r.Fixed(what, int(l)))
 		}
-		ends[i] = len(text)
+		ends[i] = text.Len()
 		d := Decayed{Short: r.Float64(what), Long: r.Float64(what)}
 		dt := r.Uvarint(what)
 		if dt > math.MaxInt64 || latest-int64(dt) > latest {
@@ -283,7 +292,7 @@ func decodeScores(r *wire.Reader, what string) Scores {
 		r.Fail("%s: no key as of the latest time", what)
 		return nil
 	}
-	all, start := string(text), 0
+	all, start := text.String(), 0
 	for i := range sc {
 		k := all[start:ends[i]]
 		switch {

@@ -321,23 +321,35 @@ func FuzzDecode(f *testing.F) {
 
 // BenchmarkRowUpkeep is the feature projection's work for one event on a
 // typical row (about 20 products and categories, 4 event names, 20 active
-// days): decode the row, Add, encode it, as the GCR's Txn does.
+// days): decode the row, Add, encode it, as the GCR's Txn does; keys plain
+// or keyed hashes (16 hex digits, as the engine keeps them).
 func BenchmarkRowUpkeep(b *testing.B) {
-	f := &Features{}
-	for i := range 20 {
-		name := []string{"Product Viewed", "Product Added", PurchaseEvent, "Order Refunded"}[i%4]
-		add(f, track(name, t0+int64(i)*3*DayMs, map[string]any{"product_id": fmt.Sprint("sku-", i*31), "category": fmt.Sprint("cat-", i)}), 120e6, true)
+	for _, bc := range []struct {
+		name string
+		key  KeyFunc
+	}{{"plain", nil}, {"keyed", hexKey}} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := &Features{}
+			for i := range 20 {
+				name := []string{"Product Viewed", "Product Added", PurchaseEvent, "Order Refunded"}[i%4]
+				rec := track(name, t0+int64(i)*3*DayMs, map[string]any{"product_id": fmt.Sprint("sku-", i*31), "category": fmt.Sprint("cat-", i)})
+				f.Add(rec, 120e6, true)
+				f.AddInteractions(rec, bc.key)
+			}
+			row := f.Append(nil)
+			rec := track("Product Viewed", t0+61*DayMs, map[string]any{"product_id": "sku-77", "category": "cat-7"})
+			var buf []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				g, err := Decode(row)
+				if err != nil {
+					b.Fatal(err)
+				}
+				g.Add(rec, 0, false)
+				g.AddInteractions(rec, bc.key)
+				buf = g.Append(buf[:0])
+			}
+			b.ReportMetric(float64(len(row)), "row-bytes")
+		})
 	}
-	row := f.Append(nil)
-	rec := track("Product Viewed", t0+61*DayMs, map[string]any{"product_id": "sku-77", "category": "cat-7"})
-	var buf []byte
-	for b.Loop() {
-		g, err := Decode(row)
-		if err != nil {
-			b.Fatal(err)
-		}
-		g.Add(rec, 0, false)
-		buf = g.Append(buf[:0])
-	}
-	b.ReportMetric(float64(len(row)), "row-bytes")
 }
