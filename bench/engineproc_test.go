@@ -187,8 +187,10 @@ func TestReportEngine(t *testing.T) {
 	if mode == "" {
 		t.Skip("run by TestReportSize in a child process")
 	}
+	var memLimit int64 // engine.Options.MemoryLimit: sizes the caches; this process sets the Go limit they leave, as aurum serve does
 	if v, err := strconv.ParseInt(os.Getenv(envMemLim), 10, 64); err == nil && v > 0 {
-		debug.SetMemoryLimit(v) // this process is the whole engine: the limit is its own
+		memLimit = v
+		debug.SetMemoryLimit(engine.MemorySizesFor(v).GoLimit) // this process is the whole engine: the limit is its own
 	}
 	in, out := os.NewFile(engineCmdFD, "commands"), os.NewFile(engineReplyFD, "replies")
 	defer in.Close()
@@ -202,9 +204,9 @@ func TestReportEngine(t *testing.T) {
 	var err error
 	switch mode {
 	case "serve":
-		err = serveEngine(t, dir, profDir, json.NewDecoder(bufio.NewReader(in)), enc)
+		err = serveEngine(t, dir, profDir, memLimit, json.NewDecoder(bufio.NewReader(in)), enc)
 	case "replay":
-		err = replayEngine(dir, profDir, tag, enc)
+		err = replayEngine(dir, profDir, tag, memLimit, enc)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -216,13 +218,13 @@ func TestReportEngine(t *testing.T) {
 
 // replayEngine runs engine.Replay on dir and replies with its time, its
 // last position and this process's memory.
-func replayEngine(dir, profDir, tag string, enc *json.Encoder) error {
+func replayEngine(dir, profDir, tag string, memLimit int64, enc *json.Encoder) error {
 	stop, err := startCPUProfile(profDir, "replay-"+tag)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	rr, err := engine.Replay(context.Background(), engine.ReplayOptions{DataDir: dir})
+	rr, err := engine.Replay(context.Background(), engine.ReplayOptions{DataDir: dir, MemoryLimit: memLimit})
 	d := time.Since(start)
 	stop()
 	if err != nil {
@@ -237,9 +239,9 @@ func replayEngine(dir, profDir, tag string, enc *json.Encoder) error {
 // serveEngine opens an engine on dir with the example audiences, its HTTP
 // API and the workload's sources, replies ready, then runs commands until
 // close or the end of the command pipe.
-func serveEngine(t *testing.T, dir, profDir string, dec *json.Decoder, enc *json.Encoder) error {
+func serveEngine(t *testing.T, dir, profDir string, memLimit int64, dec *json.Decoder, enc *json.Encoder) error {
 	ctx := context.Background()
-	e, err := engine.Open(ctx, engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1"})
+	e, err := engine.Open(ctx, engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", MemoryLimit: memLimit})
 	if err != nil {
 		return err
 	}

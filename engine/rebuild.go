@@ -150,7 +150,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 	}
 	// No write-ahead log: the directory is deleted if the process dies
 	// before the swap, and flushed before it.
-	sopts := StateStoreOptions(e.opts.Logger)
+	sopts := e.mem.stateStore(e.opts.Logger)
 	sopts.NoWAL = true
 	db, err := store.Open(dir, sopts)
 	if err != nil {
@@ -163,7 +163,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 			os.RemoveAll(dir)
 		}
 	}()
-	sm, err := openStateMachine(db, e.opts.Partitions, e.opts.DedupWindow, e.keys)
+	sm, err := openStateMachine(db, e.opts.Partitions, e.opts.DedupWindow, e.keys, e.mem)
 	if err != nil {
 		return err
 	}
@@ -310,7 +310,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		return err
 	}
 	_ = os.Remove(filepath.Join(live, "COMPLETE"))
-	ndb, err := store.Open(live, StateStoreOptions(e.opts.Logger))
+	ndb, err := store.Open(live, e.mem.stateStore(e.opts.Logger))
 	if err != nil {
 		return fmt.Errorf("engine: reopen after swap: %w", err)
 	}
