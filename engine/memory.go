@@ -55,10 +55,15 @@ type MemorySizes struct {
 }
 
 // The shares of a memory limit L (MemorySizesFor). At L = 512 MiB they
-// give about the fixed sizes of the zero limit: a 128 MiB state block
-// cache, a 64 MiB state cache, a 16 MiB dedup filter, 8,192 data keys.
+// give the fixed sizes of the zero limit but for the state block cache
+// (64 MiB, 128 at 1 GiB): a 64 MiB state cache, a 16 MiB dedup filter,
+// 8,192 data keys. The block cache is the bound that fills last, with
+// the data (about 30 MiB of it at 10k people, all of it from ~100k on),
+// so its share decides how much the resident set grows from a small
+// data set to a large one at the same limit (bench/RESULTS.md, "Issue
+// #15: memory"); a miss is a read from the OS page cache.
 const (
-	stateBlockShare  = 4   // L/4: the state store's block cache
+	stateBlockShare  = 8   // L/8: the state store's block cache
 	stateMemShare    = 32  // L/32: one state memtable (two may exist)
 	smallBlockShare  = 64  // L/64: keys/ and activation/ block caches, each
 	smallMemShare    = 256 // L/256: their memtables, each (two may exist)

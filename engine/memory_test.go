@@ -14,7 +14,7 @@ import (
 )
 
 // TestMemorySizesFor: the zero limit keeps the fixed sizes of an engine
-// without a limit; 512 MiB gives about the same; every limit is split
+// without a limit; every limit is split
 // without overcommitting it (Pebble outside the Go heap + the Go limit +
 // what no runtime counts = the limit), leaves the Go heap room beside its
 // caches, and a larger limit never gives a smaller bound.
@@ -37,13 +37,13 @@ func TestMemorySizesFor(t *testing.T) {
 		stateCache, blockCache int64 // MiB
 		sealKeys               int
 	}{
-		{1, 32, 64, 4096}, // raised to MinMemoryLimit
-		{MinMemoryLimit, 32, 64, 4096},
-		{384 * mib, 48, 96, 6144},
-		{512 * mib, 64, 128, 8192},
-		{2048 * mib, 256, 512, 32768},
-		{16384 * mib, 512, 4096, 262144}, // the state cache's cap
-		{1 << 40, 512, 1 << 18, 1 << 18},
+		{1, 32, 32, 4096}, // raised to MinMemoryLimit
+		{MinMemoryLimit, 32, 32, 4096},
+		{384 * mib, 48, 48, 6144},
+		{512 * mib, 64, 64, 8192},
+		{2048 * mib, 256, 256, 32768},
+		{16384 * mib, 512, 2048, 262144}, // the state cache's cap
+		{1 << 40, 512, 1 << 17, 1 << 18},
 	} {
 		s := MemorySizesFor(tt.limit)
 		if s.Limit != max(tt.limit, MinMemoryLimit) || int64(s.StateCache) != tt.stateCache*mib ||
