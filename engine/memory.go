@@ -28,7 +28,10 @@ type MemorySizes struct {
 	// GoLimit is the Go runtime's soft memory limit that fits beside the
 	// rest (debug.SetMemoryLimit): Limit less what Pebble may hold outside
 	// the Go heap and the process's resident memory that no runtime
-	// counts (binary text, C allocator overhead). 0: none. The engine
+	// counts: 48 MiB + L/8, measured (bench/RESULTS.md, "Issue #15:
+	// memory"): the binary's mapped pages (~47 MiB) and the C
+	// allocator's overhead over Pebble's block cache (~50 MiB over the
+	// bounds at 384 MiB). 0: none. The engine
 	// never sets it (a memory limit is process-wide): the embedding
 	// process does (aurum serve, the benchmark's engine process).
 	GoLimit int64
@@ -69,8 +72,8 @@ const (
 	smallMemShare    = 256 // L/256: their memtables, each (two may exist)
 	stateCacheShare  = 8   // L/8: the state cache
 	dedupFilterShare = 32  // L/32: the dedup filter
-	unaccountedShare = 16  // L/16 + unaccountedFixed: resident memory no runtime counts
-	unaccountedFixed = 32 << 20
+	unaccountedShare = 8   // L/8 + unaccountedFixed: resident memory no runtime counts
+	unaccountedFixed = 48 << 20
 	maxStateCache    = 512 << 20 // a larger Go-heap cache costs more GC marking than it saves reads
 )
 
