@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: export-check build test test-short bench bench-match bench-cluster bench-failover chaos-cluster-long bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
+.PHONY: export-check build test test-short bench bench-match bench-replay bench-cluster bench-failover chaos-cluster-long bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -42,6 +42,15 @@ MATCHSIZES ?= 10000,100000,1000000
 MATCHBLOCKSIZES ?= 10000,100000,1000000
 bench-match:
 	AURUM_BENCH=match $(GO) test -run '^TestMatch(Cost|BlockSizes)$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES) -match-block-sizes $(MATCHBLOCKSIZES)
+
+# Issue #15, the replay target: engine.Replay against a raw ordered consume of as
+# many one-event messages (and of the replay log itself), in one process, rounds
+# interleaved, medians (bench/RESULTS.md "Issue #15: the replay pipeline").
+# REPLAYEVENTS events (default 50000; about a minute on 2 quiet cores with 3 rounds).
+REPLAYEVENTS ?= 50000
+REPLAYROUNDS ?= 3
+bench-replay:
+	AURUM_BENCH=replay AURUM_BENCH_REPLAY_EVENTS=$(REPLAYEVENTS) AURUM_BENCH_REPLAY_ROUNDS=$(REPLAYROUNDS) $(GO) test -run '^TestReplayRatio$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/
 
 # Issue #11: throughput of one node against three (real processes; rounds
 # interleaved, medians; bench/RESULTS.md "Issue #11: throughput"). About 10

@@ -48,7 +48,7 @@ func BenchmarkReplay(b *testing.B) {
 	}
 }
 
-func readOrBuildReplayLog(b *testing.B, ctx context.Context, dir string) int {
+func readOrBuildReplayLog(b testing.TB, ctx context.Context, dir string) int {
 	countFile := filepath.Join(dir, "bench-events")
 	if data, err := os.ReadFile(countFile); err == nil {
 		n, err := strconv.Atoi(string(data))

@@ -412,3 +412,18 @@ const (
 	DefaultApplyGroupEntries = 256
 	DefaultApplyGroupBytes   = 8 << 20
 )
+
+// Default bounds of an offline replay's groups (ReplayOptions): a replay
+// has no outputs to publish and no reader waiting, so its groups are as
+// large as memory allows. (A live rebuild keeps Options.ApplyGroupEntries
+// and ApplyGroupBytes: it runs in the serving process, whose memory they
+// bound.) Above Pebble's large-batch
+// threshold (half the memtable: 16 MiB of the store's default 32 MiB) a
+// commit does not insert each key into the memtable: Pebble queues the
+// batch as a memtable of its own, written to a table by its flush
+// goroutine, off the apply goroutine (bench/RESULTS.md, "Issue #15: the
+// replay pipeline").
+const (
+	DefaultReplayGroupEntries = 4096
+	DefaultReplayGroupBytes   = 24 << 20
+)

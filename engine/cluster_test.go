@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/activation"
+	"github.com/aurumcdp/aurum/engine/export"
 	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/check"
@@ -663,4 +665,51 @@ func TestClusterDeliveriesFenced(t *testing.T) {
 	if len(calls) != 2*users {
 		t.Fatalf("%d deliveries, want %d", len(calls), 2*users)
 	}
+}
+
+// TestExportScheduleLeaderOnly: with LeaderOnly, a node writes the
+// scheduled runs of a shared export directory only while it leads.
+func TestExportScheduleLeaderOnly(t *testing.T) {
+	c := &fakeCluster{name: "n1", epoch: 1, owns: true}
+	var off atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(off.Load())) }
+	shared := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := Open(ctx, Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", NATSNoAuth: true, MasterKey: bytes.Repeat([]byte{7}, 32),
+		Partitions: clusterTestPartitions, TickPeriod: -1, Cluster: c, SharedKeys: true, Now: now, Logger: testLogger(t),
+		Export: export.Options{Dir: shared, Interval: time.Minute, LeaderOnly: true, Poll: 10 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	runs := func() []export.Manifest {
+		t.Helper()
+		r, err := e.exporter.Runs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// Two minutes pass every 50 ms: a run is due at every poll from the
+	// Scheduler's start on (whenever the engine started it).
+	for range 20 {
+		off.Add(int64(2 * time.Minute))
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := runs(); len(r) != 0 {
+		t.Fatalf("a node that does not lead wrote %d scheduled runs", len(r))
+	}
+	c.setLeader(true)
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		off.Add(int64(2 * time.Minute))
+		if r := runs(); len(r) == 0 || r[0].Trigger != "schedule" {
+			return fmt.Errorf("runs %+v", r)
+		}
+		return nil
+	})
 }

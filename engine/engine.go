@@ -461,7 +461,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader},
 		models.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Synced: e, Open: stateOpener(e.keys)})
 	xo := opts.Export
-	xo.Now, xo.Logger = opts.Now, opts.Logger
+	xo.Now, xo.Logger, xo.Leader = opts.Now, opts.Logger, e.leader
 	e.exporter = export.New(xo, export.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Open: e.keys.Open})
 	e.matching = matching.New(matching.Options{Logger: opts.Logger, Leader: e.leader,
 		NewID: func() []byte { return e.ids.Next(e.opts.Now()) }},

@@ -42,7 +42,7 @@ func TestGroupedLiveAndReplayMatch(t *testing.T) {
 	ingest := func(from, to int) {
 		for i := from; i < to; i++ {
 			p := i % 17
-			js := fmt.Sprintf(`{"type":"track","event":%q,"anonymousId":"a%d","messageId":"m%d","timestamp":"2026-01-01T00:%02d:00Z"}`, names[i%3], p, i, i%60)
+			js := fmt.Sprintf(`{"type":"track","event":%q,"anonymousId":"a%d","messageId":"m%d","timestamp":"2026-01-01T00:%02d:00Z","properties":{"revenue":%d}}`, names[i%3], p, i, i%60, i%7)
 			if i%4 == 0 { // links an anonymous id to a user id; some users span two anonymous ids: merges
 				js = fmt.Sprintf(`{"type":"identify","userId":"u%d","anonymousId":"a%d","messageId":"m%d","timestamp":"2026-01-01T00:%02d:00Z"}`, p%11, p, i, i%60)
 			}
@@ -135,6 +135,11 @@ func TestGroupedLiveAndReplayMatch(t *testing.T) {
 	}
 	if one.Applied != live.Applied || grouped.Applied != live.Applied {
 		t.Fatalf("replays applied %d and %d, want %d", one.Applied, grouped.Applied, live.Applied)
+	}
+	// The fetch stage opened the properties ahead (the revenue the GCRs
+	// sum, in the digests compared above); the live apply opened its own.
+	if one.OpenedAhead == 0 || grouped.OpenedAhead == 0 {
+		t.Fatalf("properties opened ahead: %d (one by one), %d (grouped), want some", one.OpenedAhead, grouped.OpenedAhead)
 	}
 	var transitions int
 	for _, o := range oneOut {

@@ -1,6 +1,12 @@
 package engine
 
 import (
+	"bufio"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -77,5 +83,91 @@ func TestStatsSample(t *testing.T) {
 	if got.EventsPerSecond != 20 || got.IngestedPerSecond != 10 || got.Profiles != 12 || got.Merges != 3 ||
 		got.Audiences["buyers"] != 4 || !got.Time.Equal(at.Add(10*time.Second)) {
 		t.Fatalf("sample: %+v", got)
+	}
+}
+
+// TestHistoryFile: the file keeps what the ring keeps across a reopen,
+// skips lines that do not parse and samples older than the window, and is
+// rewritten to the ring's samples once it holds twice its capacity.
+func TestHistoryFile(t *testing.T) {
+	at := func(i int) time.Time { return time.Unix(1_800_000_000+int64(i)*10, 0).UTC() }
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	path := filepath.Join(t.TempDir(), historyFileName)
+	lines := func() int {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		n := 0
+		for sc := bufio.NewScanner(f); sc.Scan(); {
+			n++
+		}
+		return n
+	}
+
+	ring := newStatsRing(4)
+	h, err := openHistoryFile(path, ring, time.Time{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		s := StatsSample{Time: at(i), EventsPerSecond: float64(i), Audiences: map[string]int64{"a": int64(i)}}
+		ring.add(s)
+		if err := h.append(s, ring); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := lines(); got != 7 {
+		t.Fatalf("%d lines after 7 samples, want 7 (no rewrite below 8)", got)
+	}
+	s := StatsSample{Time: at(7), EventsPerSecond: 7}
+	ring.add(s)
+	if err := h.append(s, ring); err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(); got != 4 {
+		t.Fatalf("%d lines after the rewrite, want the ring's 4", got)
+	}
+	s = StatsSample{Time: at(8), EventsPerSecond: 8}
+	ring.add(s)
+	if err := h.append(s, ring); err != nil {
+		t.Fatal(err)
+	}
+	h.close()
+	// A torn last line, as a crash mid-write leaves it.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"time":"2027-01-`)
+	f.Close()
+
+	for _, tc := range []struct {
+		name     string
+		capacity int
+		since    time.Time
+		want     []int // EventsPerSecond of the samples loaded
+	}{
+		{"all", 10, time.Time{}, []int{4, 5, 6, 7, 8}},
+		{"the newest the ring holds", 2, time.Time{}, []int{7, 8}},
+		{"inside the window", 10, at(6), []int{6, 7, 8}},
+		{"none inside the window", 10, at(9), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newStatsRing(tc.capacity)
+			h, err := openHistoryFile(path, r, tc.since, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.close()
+			var got []int
+			for _, s := range r.samples() {
+				got = append(got, int(s.EventsPerSecond))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("loaded %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

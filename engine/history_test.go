@@ -14,11 +14,13 @@ import (
 
 // TestStatsHistory: the node samples its event rates and audience sizes on
 // its own; after events are applied a sample shows them, and the history
-// stays bounded by HistorySamples.
+// stays bounded by HistorySamples. A node restarted on the same data
+// directory shows the samples of before its restart at once.
 func TestStatsHistory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e := testnode.Engine(t, engine.Options{HistoryInterval: 20 * time.Millisecond, HistorySamples: 5})
+	dir := t.TempDir()
+	e := testnode.Engine(t, engine.Options{DataDir: dir, HistoryInterval: 20 * time.Millisecond, HistorySamples: 5})
 	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +52,22 @@ func TestStatsHistory(t *testing.T) {
 			ingested = ingested || s.IngestedPerSecond > 0
 		}
 		if n := len(samples); n == 5 && applied && ingested && samples[n-1].Audiences["buyers"] == 3 && samples[n-1].Profiles == 3 {
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_, before := e.StatsHistory()
+			// A long interval: no new sample comes before the check.
+			again := testnode.Engine(t, engine.Options{DataDir: dir, HistoryInterval: time.Hour, HistorySamples: 5})
+			var after []engine.StatsSample
+			for ctx.Err() == nil { // the history loads as the node starts its loops
+				if _, after = again.StatsHistory(); len(after) > 0 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if len(after) != len(before) || !after[len(after)-1].Time.Equal(before[len(before)-1].Time) || after[len(after)-1].Audiences["buyers"] != 3 {
+				t.Fatalf("after a restart: %+v\nbefore: %+v", after, before)
+			}
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -163,7 +163,8 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 			os.RemoveAll(dir)
 		}
 	}()
-	sm, err := openStateMachine(db, e.opts.Partitions, e.opts.DedupWindow, e.keys, e.mem)
+	po := newPreOpener(e.keys)
+	sm, err := openReplayStateMachine(db, e.opts.Partitions, e.opts.DedupWindow, e.keys, e.mem, po)
 	if err != nil {
 		return err
 	}
@@ -180,6 +181,8 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		return err
 	}
 	defer r.Close()
+	f := startFetcher(ctx, r, e.keys, fetchAheadBytes)
+	defer f.stop() // before r.Close: the fetch stage owns r until then
 	applied, discarded := from, 0
 	start := time.Now()
 	var lastReport time.Time // of progress: at most every 50 ms
@@ -212,7 +215,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 				lastReport = time.Now()
 			}
 		}
-		if err := readGroup(ctx, r, g, target, e.opts.ApplyGroupEntries, e.opts.ApplyGroupBytes, added); err != nil {
+		if err := readGroup(ctx, f, po, g, target, e.opts.ApplyGroupEntries, e.opts.ApplyGroupBytes, added); err != nil {
 			return err
 		}
 		done, err := g.commit()

@@ -34,8 +34,8 @@ type ReplayOptions struct {
 	// kept in DataDir/keys.
 	SharedKeys bool
 	// GroupEntries and GroupBytes bound the log entries applied in one
-	// Pebble batch. Defaults DefaultApplyGroupEntries and
-	// DefaultApplyGroupBytes; GroupEntries 1: one batch per entry. The
+	// Pebble batch. Defaults DefaultReplayGroupEntries and
+	// DefaultReplayGroupBytes; GroupEntries 1: one batch per entry. The
 	// replay's store has no write-ahead log: it is thrown away.
 	GroupEntries, GroupBytes int
 	// MemoryLimit sizes the replay's caches and stores as
@@ -49,6 +49,10 @@ type ReplayResult struct {
 	Applied uint64 // last log position applied
 	Digest  []byte // of the rebuilt projections
 	Outputs int
+	// OpenedAhead counts the sealed event properties the state machine
+	// found opened by the fetch stage (replaypipe.go) instead of opening
+	// them itself.
+	OpenedAhead int64
 }
 
 // Replay rebuilds the projections of a stopped node from its log into a
@@ -67,10 +71,10 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.GroupEntries <= 0 {
-		opts.GroupEntries = DefaultApplyGroupEntries
+		opts.GroupEntries = DefaultReplayGroupEntries
 	}
 	if opts.GroupBytes <= 0 {
-		opts.GroupBytes = DefaultApplyGroupBytes
+		opts.GroupBytes = DefaultReplayGroupBytes
 	}
 	master := opts.MasterKey
 	if master == nil {
@@ -117,7 +121,8 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 	if _, err := checkPartitions(db, parts); err != nil {
 		return res, err
 	}
-	sm, err := openStateMachine(db, parts, opts.DedupWindow, keys, mem)
+	po := newPreOpener(keys)
+	sm, err := openReplayStateMachine(db, parts, opts.DedupWindow, keys, mem, po)
 	if err != nil {
 		return res, err
 	}
@@ -140,10 +145,12 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	defer r.Close()
+	f := startFetcher(ctx, r, keys, fetchAheadBytes)
+	defer f.stop() // before r.Close: the fetch stage owns r until then
 	g := newGroup(db, sm)
 	defer g.close()
 	for res.Applied < last {
-		if err := readGroup(ctx, r, g, last, opts.GroupEntries, opts.GroupBytes, nil); err != nil {
+		if err := readGroup(ctx, f, po, g, last, opts.GroupEntries, opts.GroupBytes, nil); err != nil {
 			return res, err
 		}
 		done, err := g.commit()
@@ -157,19 +164,25 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		}
 		res.Outputs += n
 	}
+	res.OpenedAhead = po.hits.Load()
 	res.Digest, err = projections.Digest(db)
 	return res, err
 }
 
-// readGroup adds to g the log entries after the reader's position up to
-// last (which the log holds: Next does not wait for them), at most
-// entries of them and while g's batch is under bytes.
-func readGroup(ctx context.Context, r *alog.Reader, g *group, last uint64, entries, bytes int, added func(seq uint64)) error {
+// readGroup adds to g the log entries after the fetch stage's position up
+// to last (which the log holds: they come without waiting for new
+// appends), at most entries of them and while g's batch is under bytes.
+// Each entry's plaintexts opened ahead are po's current ones while it is
+// applied.
+func readGroup(ctx context.Context, f *fetcher, po *preOpener, g *group, last uint64, entries, bytes int, added func(seq uint64)) error {
+	defer func() { po.cur = nil }()
 	for g.count() < entries && g.bytes() < bytes {
-		ent, err := r.Next(ctx)
+		fe, err := f.next(ctx)
 		if err != nil {
 			return err
 		}
+		ent := fe.Entry
+		po.cur = fe.opened
 		if err := g.add(ent); err != nil {
 			return err
 		}

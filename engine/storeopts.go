@@ -40,12 +40,22 @@ func StateStoreOptions(logger *slog.Logger) *store.Options {
 // parts partitions, the dedup window, trait values unsealed with keys,
 // the state cache and dedup filter of mem.
 func openStateMachine(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, mem MemorySizes) (*projections.StateMachine, error) {
+	return openStateMachineWith(db, parts, dedup, keys, mem, stateOpener(keys))
+}
+
+// openReplayStateMachine is openStateMachine for a replay or rebuild: its
+// opener answers first from the plaintexts the fetch stage opened ahead.
+func openReplayStateMachine(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, mem MemorySizes, po *preOpener) (*projections.StateMachine, error) {
+	return openStateMachineWith(db, parts, dedup, keys, mem, po.Open)
+}
+
+func openStateMachineWith(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, mem MemorySizes, open func(keyID, sealed []byte) ([]byte, error)) (*projections.StateMachine, error) {
 	return projections.Open(db, projections.Options{
 		Partitions:       parts,
 		DedupWindow:      dedup.Milliseconds(),
 		CacheBytes:       mem.StateCache,
 		DedupFilterBytes: mem.DedupFilter,
-		Open:             stateOpener(keys),
+		Open:             open,
 		InteractionKey:   InteractionKey(keys),
 		BlockHash:        func(key string) []byte { return keys.Hash("match_block", key) },
 	})

@@ -140,14 +140,25 @@ func sortedKeys[V any](keys []string, m map[string]V) []string {
 
 // DecodeBatch decodes a batch in the binary form. Errors wrap
 // ErrCorruptBatch.
-func DecodeBatch(data []byte) (Batch, error) {
+func DecodeBatch(data []byte) (Batch, error) { return decodeBatch(data, false) }
+
+// SkimBatch reads a batch in the binary form for its byte fields only:
+// ids, keys, identifier hashes and sealed values, sealed properties and
+// private fields, as views of data (no copies: valid while data is). Its
+// strings are left empty and its traits and consent unread, and it checks
+// less than DecodeBatch (the order of map keys): a reader that needs only
+// those fields (the replay's fetch stage, which opens the properties ahead)
+// spares the copies and maps. Errors wrap ErrCorruptBatch.
+func SkimBatch(data []byte) (Batch, error) { return decodeBatch(data, true) }
+
+func decodeBatch(data []byte, skim bool) (Batch, error) {
 	if len(data) < 2 || data[0] != binaryMark {
 		return Batch{}, fmt.Errorf("%w: not a binary batch", ErrCorruptBatch)
 	}
 	if data[1] != batchVersion2 {
 		return Batch{}, fmt.Errorf("%w: version %d unknown", ErrCorruptBatch, data[1])
 	}
-	d := RecordReader{Reader: wire.NewReader(data[2:], ErrCorruptBatch), CopyEach: true}
+	d := RecordReader{Reader: wire.NewReader(data[2:], ErrCorruptBatch), CopyEach: !skim, skim: skim}
 	var b Batch
 	b.ID = d.bytes("batch id")
 	b.Received = d.Varint("batch received")
@@ -174,10 +185,19 @@ type RecordReader struct {
 	// projections) and must not pin a multi-megabyte entry. A stored
 	// record, small, is better read with one copy.
 	CopyEach bool
+	// skim (SkimBatch) cuts byte strings from the input without a copy,
+	// skips strings and does not build the traits and consent maps.
+	skim bool
 }
 
 // bytes returns a copy (nil for length 0).
 func (d *RecordReader) bytes(what string) []byte {
+	if d.skim {
+		if s := d.Raw(what); len(s) > 0 {
+			return s
+		}
+		return nil
+	}
 	if !d.CopyEach {
 		return d.Bytes(what)
 	}
@@ -189,6 +209,10 @@ func (d *RecordReader) bytes(what string) []byte {
 }
 
 func (d *RecordReader) str(what string) string {
+	if d.skim {
+		d.Raw(what)
+		return ""
+	}
 	if !d.CopyEach {
 		return d.String(what)
 	}
@@ -226,7 +250,12 @@ func (d *RecordReader) Record(r *Record) {
 			id.Weak = d.Bool("id weak")
 		}
 	}
-	if n := d.Count("traits", minEntrySize); n > 0 {
+	if n := d.Count("traits", minEntrySize); n > 0 && d.skim {
+		for range n {
+			d.Raw("trait")
+			d.Raw("trait value")
+		}
+	} else if n > 0 {
 		r.Traits = make(map[string][]byte, n)
 		prev := ""
 		for i := range n {
@@ -237,7 +266,12 @@ func (d *RecordReader) Record(r *Record) {
 	}
 	r.SealedProperties = d.bytes("properties")
 	r.Private = d.bytes("private")
-	if n := d.Count("consent", minEntrySize); n > 0 {
+	if n := d.Count("consent", minEntrySize); n > 0 && d.skim {
+		for range n {
+			d.Raw("consent")
+			d.Bool("consent value")
+		}
+	} else if n > 0 {
 		r.Consent = make(map[string]bool, n)
 		prev := ""
 		for i := range n {

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -224,6 +225,45 @@ func TestBatchRoundTrip(t *testing.T) {
 		if again := EncodeBatch(&got); !bytes.Equal(again, data) {
 			t.Fatalf("batch %d: re-encoding differs", i)
 		}
+		checkSkim(t, data, got)
+	}
+}
+
+// checkSkim checks SkimBatch against DecodeBatch's result want for data:
+// the same byte fields, each a view of data.
+func checkSkim(t *testing.T, data []byte, want Batch) {
+	t.Helper()
+	got, err := SkimBatch(data)
+	if err != nil {
+		t.Fatalf("SkimBatch: %v (DecodeBatch decoded it)", err)
+	}
+	view := func(b []byte) bool { // a sub-slice of data
+		if len(b) == 0 {
+			return true
+		}
+		p, lo := uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&data[0]))
+		return p >= lo && p < lo+uintptr(len(data))
+	}
+	if !bytes.Equal(got.ID, want.ID) || got.Received != want.Received || len(got.Records) != len(want.Records) {
+		t.Fatalf("SkimBatch: id %x received %d records %d, want %x %d %d", got.ID, got.Received, len(got.Records), want.ID, want.Received, len(want.Records))
+	}
+	for i := range got.Records {
+		g, w := &got.Records[i], &want.Records[i]
+		if !bytes.Equal(g.ID, w.ID) || !bytes.Equal(g.Key, w.Key) || !bytes.Equal(g.SealedProperties, w.SealedProperties) ||
+			!bytes.Equal(g.Private, w.Private) || g.Time != w.Time || len(g.IDs) != len(w.IDs) {
+			t.Fatalf("SkimBatch record %d differs from DecodeBatch's:\n got %#v\nwant %#v", i, g, w)
+		}
+		for j := range g.IDs {
+			if !bytes.Equal(g.IDs[j].Hash, w.IDs[j].Hash) || !bytes.Equal(g.IDs[j].Sealed, w.IDs[j].Sealed) {
+				t.Fatalf("SkimBatch record %d id %d differs", i, j)
+			}
+		}
+		if !view(g.SealedProperties) || !view(g.Key) || !view(g.ID) {
+			t.Fatalf("SkimBatch record %d: a byte field is a copy, want a view of the input", i)
+		}
+		if g.Event != "" || g.Traits != nil || g.Consent != nil {
+			t.Fatalf("SkimBatch record %d: strings or maps read: %#v", i, g)
+		}
 	}
 }
 
@@ -340,6 +380,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		if err != nil {
 			return
 		}
+		checkSkim(t, data, b) // what decodes skims to the same byte fields
 		// What decodes encodes, and that encoding is a fixed point
 		// (varints need not be minimal on input).
 		again := EncodeBatch(&b)

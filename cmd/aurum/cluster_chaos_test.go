@@ -430,35 +430,10 @@ func TestClusterChaos(t *testing.T) {
 		}
 		r := rand.New(rand.NewPCG(cfg.seed, 0xc105))
 		for k := range kills {
-			c.current(60 * time.Second)
-			st := c.settled(60*time.Second, c.names...)
-			victim := st.Leader
-			if k%2 == 1 { // an owner that is not the leader
-				others := slices.DeleteFunc(slices.Clone(c.names), func(n string) bool { return n == st.Leader })
-				victim = others[r.IntN(len(others))]
-			}
-			parts := st.owned(victim)
-			n := c.node(victim)
-			time.Sleep(time.Duration(200+r.IntN(300)) * time.Millisecond) // a random point of the stream
-			killed := time.Now()
-			n.kill()
-			rest := slices.DeleteFunc(slices.Clone(c.names), func(s string) bool { return s == victim })
-			c.settled(30*time.Second, rest...)
-			// The next transition of one of its partitions.
-			var tr seenTransition
-			check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
-				var ok bool
-				if tr, ok = sub.firstAfter(killed, parts); !ok {
-					return fmt.Errorf("no transition of %s's partitions %v since its SIGKILL", victim, parts)
-				}
-				return nil
-			})
-			fo := tr.stored.Sub(killed)
-			failovers = append(failovers, fo)
-			b := breakdownFailover(c, victim, victim == st.Leader, parts, killed, tr)
+			b, step := killOwner(t, c, sub, r, k%2 == 0)
+			failovers = append(failovers, b.at["stored"])
 			breakdowns = append(breakdowns, b)
-			steps = append(steps, fmt.Sprintf("SIGKILL %s at %s (leader %v, partitions %v): failover %v; %v", victim, killed.UTC().Format("15:04:05.000"), victim == st.Leader, parts, fo.Round(time.Millisecond), b))
-			restart(n)
+			steps = append(steps, step)
 		}
 		// SIGSTOP of an owner for longer than its lease (and DownAfter).
 		c.current(60 * time.Second)

@@ -310,8 +310,8 @@ func TestClusterFailover(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 0xfa11))
 	var bs []failoverBreakdown
 	for k := range kills {
-		b := killOwner(t, c, sub, r, k%2 == 0)
-		t.Log(b)
+		b, step := killOwner(t, c, sub, r, k%2 == 0)
+		t.Log(step)
 		bs = append(bs, b)
 	}
 	var totals []time.Duration
@@ -323,11 +323,13 @@ func TestClusterFailover(t *testing.T) {
 }
 
 // killOwner waits until every node is current and the map settled, kills
-// the Raft leader (leader) or another node, waits for the next transition
-// of one of its partitions, breaks the failover down and restarts the
-// victim. It fails the test (from the test's goroutine) if one step times
-// out.
-func killOwner(t *testing.T, c *testCluster, sub *transitionSubscriber, r *rand.Rand, leader bool) failoverBreakdown {
+// the Raft leader (leader) or another node at a random point of the
+// stream, waits for the others to settle and for the next transition of
+// one of its partitions, breaks the failover down and restarts the
+// victim. It returns the breakdown and a line saying what happened. A step
+// that times out fails the test and ends the calling goroutine (the test's
+// or TestClusterChaos's chaos goroutine, which the test waits for).
+func killOwner(t *testing.T, c *testCluster, sub *transitionSubscriber, r *rand.Rand, leader bool) (failoverBreakdown, string) {
 	t.Helper()
 	c.current(60 * time.Second)
 	st := c.settled(60*time.Second, c.names...)
@@ -341,6 +343,8 @@ func killOwner(t *testing.T, c *testCluster, sub *transitionSubscriber, r *rand.
 	time.Sleep(time.Duration(200+r.IntN(300)) * time.Millisecond) // a random point of the stream
 	killed := time.Now()
 	n.kill()
+	rest := slices.DeleteFunc(slices.Clone(c.names), func(s string) bool { return s == victim })
+	c.settled(60*time.Second, rest...)
 	var tr seenTransition
 	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
 		var ok bool
@@ -350,13 +354,15 @@ func killOwner(t *testing.T, c *testCluster, sub *transitionSubscriber, r *rand.
 		return nil
 	})
 	b := breakdownFailover(c, victim, victim == st.Leader, parts, killed, tr)
+	step := fmt.Sprintf("SIGKILL %s at %s (leader %v, partitions %v): failover %v; %v",
+		victim, killed.UTC().Format("15:04:05.000"), victim == st.Leader, parts, tr.stored.Sub(killed).Round(time.Millisecond), b)
 	if err := n.launch(); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.waitListening(90 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return b, step
 }
 
 // saveNodeLogs writes every node's log to dir/<node>.log.

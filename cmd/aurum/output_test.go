@@ -85,7 +85,7 @@ func TestOutputTablesAndJSON(t *testing.T) {
 			`{"id":"01M8X3J5KY4Y7DR16WM91JBNZK","type":"page","name":"Home","source":"web","timestamp":"2026-12-01T00:18:58.506Z"}]}`
 		dead     = `{"dead_letters":[{"seq":7,"received":"2026-12-03T04:44:44.430272906Z","source":"web","index":1,"field":"userId","reason":"neither userId nor anonymousId","payload":{"event":"y"}}],"next":8}`
 		erasures = `{"erasures":[{"id":"01M8X3G8A8FM7NEAMYHSY7FBG2","status":"completed","identifier_type":"email","requested":"2026-12-03T04:44:46.792Z",` +
-			`"completed":"2026-12-03T04:44:46.807Z","counts":{"profiles":1,"events":2}}]}`
+			`"completed":"2026-12-03T04:44:46.807Z","counts":{"profiles":1,"events":2},"destinations":[{"name":"crm","status":"done"},{"name":"sms","status":"done"}]}]}`
 		erasure = `{"id":"01M8X3G8A8FM7NEAMYHSY7FBG2","status":"pending","identifier_type":"email","requested":"2026-12-03T04:44:46.792Z","counts":{"profiles":1}}`
 		page1   = `{"members":[{"profile_id":"01M6G84HKTEXY32HNKP1YSYJCQ","since":"2026-12-03T04:45:46.834Z","rule_version":1,"identifiers":{"email":["ann@example.com"]}}],"next":"01M6G84HKTEXY32HNKP1YSYJCQ"}`
 		page2   = `{"members":[{"profile_id":"01M6G9YXMB9SR5NFFZQKZD5YK6","since":"2026-12-03T04:45:45.377Z","rule_version":2}],"next":""}`
@@ -120,8 +120,8 @@ func TestOutputTablesAndJSON(t *testing.T) {
 			{"2026-12-02T10:00:00Z", "vip", "exited", "time", "2"}, {"2026-12-01T09:00:00Z", "vip", "entered", "backfill", "2"}}},
 		{[]string{"deadletters"}, dead, [][]string{{"SEQ", "RECEIVED", "SOURCE", "INDEX", "FIELD", "REASON"},
 			{"7", "2026-12-03T04:44:44Z", "web", "1", "userId", "neither userId nor anonymousId"}}},
-		{[]string{"privacy", "status"}, erasures, [][]string{{"ID", "STATUS", "IDENTIFIER_TYPE", "REQUESTED", "COMPLETED", "PROFILES", "EVENTS"},
-			{"01M8X3G8A8FM7NEAMYHSY7FBG2", "completed", "email", "2026-12-03T04:44:46Z", "2026-12-03T04:44:46Z", "1", "2"}}},
+		{[]string{"privacy", "status"}, erasures, [][]string{{"ID", "STATUS", "IDENTIFIER_TYPE", "REQUESTED", "COMPLETED", "PROFILES", "EVENTS", "DESTINATIONS"},
+			{"01M8X3G8A8FM7NEAMYHSY7FBG2", "completed", "email", "2026-12-03T04:44:46Z", "2026-12-03T04:44:46Z", "1", "2", "crm:done,sms:done"}}},
 		{[]string{"privacy", "status", "01M8X3G8A8FM7NEAMYHSY7FBG2"}, erasure, [][]string{{"FIELD", "VALUE"},
 			{"id", "01M8X3G8A8FM7NEAMYHSY7FBG2"}, {"status", "pending"}, {"counts.profiles", "1"}}},
 		{[]string{"audience", "members", "vip", "--identifiers"}, page1, [][]string{{"PROFILE_ID", "SINCE", "RULE_VERSION", "IDENTIFIERS"},

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -151,11 +152,19 @@ func erasureRows(page struct {
 			Profiles int `json:"profiles"`
 			Events   int `json:"events"`
 		} `json:"counts"`
+		Destinations []struct {
+			Name   string `json:"name"`
+			Status string `json:"status"`
+		} `json:"destinations"`
 	} `json:"erasures"`
 }) ([]string, [][]string) {
 	rows := make([][]string, len(page.Erasures))
 	for i, e := range page.Erasures {
-		rows[i] = []string{e.ID, e.Status, e.Type, rfc3339(e.Requested), rfc3339(e.Completed), fmt.Sprint(e.Counts.Profiles), fmt.Sprint(e.Counts.Events)}
+		dests := make([]string, len(e.Destinations))
+		for j, d := range e.Destinations {
+			dests[j] = d.Name + ":" + d.Status
+		}
+		rows[i] = []string{e.ID, e.Status, e.Type, rfc3339(e.Requested), rfc3339(e.Completed), fmt.Sprint(e.Counts.Profiles), fmt.Sprint(e.Counts.Events), strings.Join(dests, ",")}
 	}
-	return []string{"ID", "STATUS", "IDENTIFIER_TYPE", "REQUESTED", "COMPLETED", "PROFILES", "EVENTS"}, rows
+	return []string{"ID", "STATUS", "IDENTIFIER_TYPE", "REQUESTED", "COMPLETED", "PROFILES", "EVENTS", "DESTINATIONS"}, rows
 }

@@ -49,6 +49,7 @@ type serveFlags struct {
 	exportInterval                              time.Duration
 	exportPersonal                              bool
 	exportKeep                                  int
+	exportLeaderOnly                            bool
 	tlsCert, tlsKey, natsTLSCert, natsTLSKey    string
 	partitions                                  int
 	dedupWindow, tick                           time.Duration
@@ -110,7 +111,7 @@ var optionFlags = map[string]string{
 	"Replicas":        "replicas (--cluster file)",
 	"DedupWindow":     "--dedup-window",
 	"TickPeriod":      "--tick",
-	"Export":          "--export-dir/--export-interval/--export-keep",
+	"Export":          "--export-dir/--export-interval/--export-keep/--export-leader-only",
 	"SessionTTL":      "--session-ttl",
 	"Identity":        "--identity-config",
 	"MasterKey":       "master key",
@@ -222,6 +223,7 @@ OpenID Connect: --oidc-issuer, --oidc-client-id, --oidc-client-secret-file and
 	fl.DurationVar(&f.exportInterval, "export-interval", 0, "warehouse export: write a run this often (at least 1m; 0: none) until aurum export schedule sets the schedule of every node")
 	fl.BoolVar(&f.exportPersonal, "export-personal", false, "warehouse export: scheduled runs include decrypted identifier values and traits (until aurum export schedule sets the schedule)")
 	fl.IntVar(&f.exportKeep, "export-keep", 0, "warehouse export: runs kept (the oldest deleted; 0: all) until aurum export schedule sets the schedule")
+	fl.BoolVar(&f.exportLeaderOnly, "export-leader-only", false, "warehouse export in a cluster: only the Raft leader writes the scheduled runs (for an --export-dir every node shares); default: each node writes its own")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve the HTTP API over HTTPS (with --tls-key)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fl.StringVar(&f.natsTLSCert, "nats-tls-cert", "", "PEM certificate file: the NATS listener requires TLS (with --nats-tls-key)")
@@ -275,7 +277,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 		Logger:      logger,
 		NATSNoAuth:  f.natsNoAuth,
 		Export: export.Options{Dir: f.exportDir, Interval: f.exportInterval, Personal: f.exportPersonal,
-			Keep: f.exportKeep},
+			Keep: f.exportKeep, LeaderOnly: f.exportLeaderOnly},
 	}
 	limit, limitFrom, err := memoryLimit(f.memoryLimit, readMachineMemory())
 	if err != nil {

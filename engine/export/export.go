@@ -101,6 +101,14 @@ type Options struct {
 	// Poll is how often the Scheduler checks whether a run is due and
 	// the schedule in effect (default 1s).
 	Poll time.Duration
+	// LeaderOnly makes only the node Leader names write the scheduled
+	// runs: for a Dir every node of a cluster shares (a network file
+	// system). Default: each node writes its own runs into its own Dir.
+	// Requested runs (Run, TryRun) are written wherever they are asked.
+	LeaderOnly bool
+	// Leader reports whether this node runs the cluster's singletons now
+	// (set by the engine; nil: always).
+	Leader func() bool
 	// RowGroupRows bounds the rows of one Parquet row group (default
 	// 10,000): the writer buffers one row group.
 	RowGroupRows int
@@ -744,6 +752,7 @@ func (x *Exporter) Scheduler(ctx context.Context) {
 		x.setLast(x.opts.Now().UTC()) // without runs: the first is an interval from now
 	}
 	var failedAt time.Time
+	led := false // LeaderOnly: led at the previous poll
 	t := time.NewTicker(x.opts.Poll)
 	defer t.Stop()
 	for {
@@ -751,6 +760,20 @@ func (x *Exporter) Scheduler(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if x.opts.LeaderOnly && x.opts.Leader != nil {
+			if !x.opts.Leader() {
+				led = false
+				continue
+			}
+			if !led {
+				// Newly leading: the previous leader may have written
+				// runs into the shared directory since this node looked.
+				if runs, err := x.Runs(); err == nil && len(runs) > 0 {
+					x.setLast(runs[0].Created)
+				}
+				led = true
+			}
 		}
 		sc, err := x.Schedule()
 		if err != nil || sc.Interval <= 0 {
