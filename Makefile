@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: export-check build test test-short bench bench-match bench-replay bench-cluster bench-failover chaos-cluster-long bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
+.PHONY: export-check build test test-short bench bench-edge bench-match bench-replay bench-cluster bench-failover chaos-cluster-long bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -18,30 +18,59 @@ test:
 test-short:
 	$(GO) test -short $(PKGS)
 
-# Benchmarks: every issue #4 measurement in one run, one table (bench/RESULTS.md).
-# SIZES are workload sizes in people, each run in processes of its own (generator,
-# engine, replay: each peak RSS is its process's); the default, three sizes up to
-# a million people, takes about 30 minutes on 2 cores (SIZES=10000,100000: about 7;
-# the 1M size needs about 3.5 GB of memory, 2.4 GB of it the generator and ground truth).
-# BENCHFLAGS adds flags, e.g. BENCHFLAGS=-profile-dir=/tmp/prof.
+# Benchmarks: issue #15's targets in one run, one table ready for bench/RESULTS.md
+# (also written to BENCHOUT), each target a ratio to a baseline measured in the same
+# run, with PASS/MISS: HTTP and NATS ingest against raw JetStream publish with message
+# ids; end to end (8 example audiences, feature projection on) against raw publish of
+# the same events; replay against a raw ordered consume of the same log; transition
+# p99 at 10,000 events/s; the engine's peak RSS at the largest size against the
+# smallest. Throughput ratios run ROUNDS rounds (baseline and measurement alternating,
+# medians; the per-round figures follow the table); end to end and replay do so at
+# sizes up to ROUNDSMAXSIZE people, larger sizes run one round. SIZES are workload
+# sizes in people, each run in processes of its own (generator and scorer; engine;
+# replay; the baselines). MEMLIMIT (MiB, empty: none) is the engine's memory limit,
+# as `aurum serve --memory-limit` takes it. Wall time on 2 quiet cores, roughly:
+# ingest rounds and latency 2 min; 10k 2 min; 100k 10 min; 1M 35-45 min (the 1M
+# size needs about 4 GB of memory, 2.4 GB of it the generator and ground truth,
+# and ~12 GB of disk). BENCHFLAGS adds flags, e.g. BENCHFLAGS=-profile-dir=/tmp/prof
+# (CPU and heap profiles of every end-to-end and replay round, for pprof).
 SIZES ?= 10000,100000,1000000
+ROUNDS ?= 3
+ROUNDSMAXSIZE ?= 100000
+MEMLIMIT ?=
+BENCHOUT ?= /tmp/aurum-bench-report.md
 BENCHTIMEOUT ?= 3h
 BENCHFLAGS ?=
 bench:
-	$(GO) test -run '^TestReport$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -report -sizes $(SIZES) $(BENCHFLAGS)
+	$(GO) test -run '^TestReport$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -report -sizes $(SIZES) -rounds $(ROUNDS) -rounds-max-size $(ROUNDSMAXSIZE) $(if $(MEMLIMIT),-engine-memory-limit $(MEMLIMIT)) -report-out $(BENCHOUT) $(BENCHFLAGS)
 	$(MAKE) bench-match
+
+# Issue #15 (session 9): the ingest edge and the transition latency alone, EDGEROUNDS
+# rounds one after the other (interleave binaries by hand for an A/B): raw JetStream
+# publish, NATS and HTTP ingest (events/s and cpu-ns/event), the gateway's own
+# JetStream cost per raw message against the raw publish (log BenchmarkConsumeIngest)
+# and the event → audience transition latency at 10,000 events/s offered. About a
+# minute a round on 2 quiet cores; bench/RESULTS.md "Issue #15: the ingest edge".
+EDGEROUNDS ?= 3
+bench-edge:
+	for r in $$(seq $(EDGEROUNDS)); do \
+		$(GO) test -run '^$$' -bench 'JetStreamPublish$$|IngestNATS$$|IngestHTTP$$|TransitionLatency10k$$' -benchtime 30000x -count 1 ./bench/ || exit 1; \
+		$(GO) test -run '^$$' -bench 'ConsumeIngest$$' -benchtime 20000x -count 1 ./log/ || exit 1; \
+	done
 
 # Issue #13, must-show 2 (part of `make bench`): the matcher's CPU cost per
 # identify event at MATCHSIZES profiles (each loaded into a state machine on
 # Pebble), apply with matching on against off (interleaved rounds, medians),
 # and the block sizes and candidates per event at MATCHBLOCKSIZES profiles
 # (from the generator, no store); bench/RESULTS.md "Issue #13: matching cost".
+# TestSkewedSurnamesSizes: proposals per probe event at MATCHBLOCKSIZES, in
+# memory (bench/RESULTS.md "Issue #13: EM on skewed surnames").
 # MATCHSIZES=10000,100000 takes about 10 minutes on 2 busy cores; the 1M size
 # loads a million profiles (several more minutes of CPU per 100k).
 MATCHSIZES ?= 10000,100000,1000000
 MATCHBLOCKSIZES ?= 10000,100000,1000000
 bench-match:
-	AURUM_BENCH=match $(GO) test -run '^TestMatch(Cost|BlockSizes)$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES) -match-block-sizes $(MATCHBLOCKSIZES)
+	AURUM_BENCH=match $(GO) test -run '^Test(Match(Cost|BlockSizes)|SkewedSurnamesSizes)$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/ -args -match-sizes $(MATCHSIZES) -match-block-sizes $(MATCHBLOCKSIZES)
 
 # Issue #15, the replay target: engine.Replay against a raw ordered consume of as
 # many one-event messages (and of the replay log itself), in one process, rounds

@@ -23,16 +23,18 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// exampleAudiences are the product's eight example rules.
+// exampleAudiences are the product's eight example audiences, as `aurum
+// demo` installs them (cmd/aurum/demo.go) and docs/rules.md lists them
+// (TestExampleAudiencesAreTheDocs checks the rules against the docs).
 var exampleAudiences = map[string]string{
-	"bought-no-return": `count("Order Completed", "90d") >= 1 and count("Order Refunded", "90d") == 0`,
-	"high-spenders":    `sum("Order Completed", "revenue", "365d") >= 1000`,
-	"lapsed":           `count("Order Completed") >= 2 and days_since("Order Completed") > 90`,
-	"browsers":         `count("Product Viewed", "7d") >= 5 and count("Order Completed", "30d") == 0`,
-	"loyalty":          `traits.loyalty_tier in ["gold", "platinum"] and traits.country == "DK"`,
-	"claimers":         `count("Order Refunded", "180d", properties.reason == "damaged") >= 2`,
-	"abandoners":       `funnel(["Product Viewed", "Product Added"], "2h") and count("Order Completed", "1d") == 0`,
-	"vip":              `in_audience("high-spenders") and not in_audience("claimers")`,
+	"buyers-no-returns": `count("Order Completed", "90d") >= 1 and count("Order Refunded", "90d") == 0`,
+	"high-spenders":     `sum("Order Completed", "revenue", "365d") >= 1000`,
+	"lapsed":            `count("Order Completed") >= 2 and days_since("Order Completed") > 90`,
+	"browsers":          `count("Product Viewed", "7d") >= 5 and count("Order Completed", "30d") == 0`,
+	"loyalty":           `traits.loyalty_tier in ["gold", "platinum"] and traits.country == "DK"`,
+	"claimers":          `count("Order Refunded", "180d", properties.reason == "damaged") >= 2`,
+	"cart-abandoners":   `funnel(["Product Viewed", "Product Added"], "2h") and count("Order Completed", "1d") == 0`,
+	"vip":               `in_audience("high-spenders") and not in_audience("claimers")`,
 }
 
 // smLog builds a log of event batches (100 events each) for people, with
@@ -136,8 +138,10 @@ func BenchmarkApplyAudiencesNoCache(b *testing.B) { benchApply(b, true, -1) }
 // transitionLatency offers rate orders/s (each from a new person, so each
 // makes one "entered" transition) for d and measures, per transition, the
 // time from Ingest's return (accepted, durable) to the subscriber receiving
-// it on NATS.
-func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999 time.Duration, n int) {
+// it on NATS. It returns the quantiles, the transitions received and the
+// rate actually offered (events sent ÷ the time taken to send them: a
+// loaded machine may not keep up with rate).
+func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999 time.Duration, n int, offered float64) {
 	ctx := context.Background()
 	node := testnode.Start(tb, testnode.Options{Engine: engine.Options{TickPeriod: -1}})
 	defer node.Close()
@@ -159,7 +163,7 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 	defer nc.Close()
 	var mu sync.Mutex
 	accepted := map[string]time.Time{}
-	var lat []time.Duration
+	arrived := map[string]time.Time{}
 	sub, err := nc.Subscribe("aurum.audience.buyers.entered", func(m *nats.Msg) {
 		now := time.Now()
 		var tr struct {
@@ -169,9 +173,9 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 			return
 		}
 		mu.Lock()
-		if t, ok := accepted[tr.Identifiers["user_id"][0]]; ok {
-			lat = append(lat, now.Sub(t))
-		}
+		// The transition can arrive before Ingest returned to the
+		// producer (accepted not yet recorded): its arrival waits.
+		arrived[tr.Identifiers["user_id"][0]] = now
 		mu.Unlock()
 	})
 	if err != nil {
@@ -204,27 +208,43 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 		mu.Unlock()
 		total += perTick
 	}
+	offered = float64(total) / time.Since(start).Seconds()
 	// At most 30 s; the latencies of what arrived by then are reported.
 	_ = check.Poll(30*time.Second, 20*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(lat) < total {
-			return fmt.Errorf("%d of %d transitions", len(lat), total)
+		if len(arrived) < total {
+			return fmt.Errorf("%d of %d transitions", len(arrived), total)
 		}
 		return nil
 	})
 	mu.Lock()
 	defer mu.Unlock()
+	var lat []time.Duration
+	for u, t := range arrived {
+		if a, ok := accepted[u]; ok {
+			lat = append(lat, max(0, t.Sub(a))) // before Ingest returned: 0
+		}
+	}
 	if len(lat) == 0 {
 		tb.Fatal("no transition received")
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))] }
-	return q(0.50), q(0.99), q(0.999), len(lat)
+	return q(0.50), q(0.99), q(0.999), len(lat), offered
 }
 
 func BenchmarkTransitionLatency1k(b *testing.B) {
-	p50, p99, p999, n := transitionLatency(b, 1000, 3*time.Second)
+	p50, p99, p999, n, _ := transitionLatency(b, 1000, 3*time.Second)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(p999.Microseconds())/1000, "p99.9-ms")
+	b.ReportMetric(float64(n), "transitions")
+}
+
+// BenchmarkTransitionLatency10k is the issue #15 target rate (p99 ≤ 25 ms).
+func BenchmarkTransitionLatency10k(b *testing.B) {
+	p50, p99, p999, n, _ := transitionLatency(b, latencyTargetRate, 3*time.Second)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(p999.Microseconds())/1000, "p99.9-ms")
@@ -232,7 +252,7 @@ func BenchmarkTransitionLatency1k(b *testing.B) {
 }
 
 func BenchmarkTransitionLatency3k(b *testing.B) {
-	p50, p99, p999, n := transitionLatency(b, 3000, 3*time.Second)
+	p50, p99, p999, n, _ := transitionLatency(b, 3000, 3*time.Second)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(p999.Microseconds())/1000, "p99.9-ms")

@@ -123,6 +123,11 @@ func BenchmarkIngestNATS(b *testing.B) {
 	})
 	reportRate(b, n, time.Since(start))
 	cpu.report(b, n)
+	// Bigger appends make fewer log entries: the apply's cost per entry
+	// (a group, its commit) is shared by more events.
+	if appends, err := counterValue(e.Registry(), "aurum_log_appends_total"); err == nil && appends > 0 {
+		b.ReportMetric(float64(n)/appends, "events/append")
+	}
 }
 
 // withMessageID replaces the "messageId":"b-..." of a workload event.

@@ -54,7 +54,9 @@ type engineReply struct {
 	LookupP50us float64 `json:"lookup_p50_us,omitempty"`
 	LookupP99us float64 `json:"lookup_p99_us,omitempty"`
 	LoadRate    float64 `json:"load_rate,omitempty"`
-	Seconds     float64 `json:"seconds,omitempty"` // replay
+	Seconds     float64 `json:"seconds,omitempty"` // replay, publish, consume: the timed phase
+	CPUns       int64   `json:"cpu_ns,omitempty"`  // replay, publish, consume: process CPU in the timed phase
+	Bytes       int64   `json:"bytes,omitempty"`   // consume: the messages' bytes
 }
 
 // memSample is the engine process's memory when it replied.
@@ -98,8 +100,10 @@ type engineProc struct {
 }
 
 // startEngineProc re-executes this test binary as TestReportEngine in mode
-// ("serve" or "replay") on the data directory dir.
-func startEngineProc(t *testing.T, mode, dir, profDir string, people int) (*engineProc, error) {
+// ("serve", "replay", "publish" or "consume") on the data directory dir;
+// tag names the size and round in its profile files; file is the workload
+// file of mode "publish".
+func startEngineProc(t *testing.T, mode, dir, profDir, tag, file string) (*engineProc, error) {
 	cmdR, cmdW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -115,9 +119,10 @@ func startEngineProc(t *testing.T, mode, dir, profDir string, people int) (*engi
 	cmd.Env = append(os.Environ(),
 		envEngine+"="+mode,
 		envDir+"="+dir,
+		envFile+"="+file,
 		envSize+"=", // not a size process
 		envProfile+"="+profDir,
-		envSizeTag+"="+strconv.Itoa(people))
+		envSizeTag+"="+tag)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.ExtraFiles = []*os.File{cmdR, repW} // descriptors 3 and 4
 	err = cmd.Start()
@@ -131,8 +136,27 @@ func startEngineProc(t *testing.T, mode, dir, profDir string, people int) (*engi
 	return &engineProc{cmd: cmd, enc: json.NewEncoder(cmdW), dec: json.NewDecoder(bufio.NewReader(repR)), cmdW: cmdW, repR: repR}, nil
 }
 
-// envSizeTag names the size in the engine process's profile files.
-const envSizeTag = "AURUM_BENCH_SIZE_TAG"
+// runOnce runs a one-shot mode of TestReportEngine ("replay", "publish",
+// "consume") to its end and returns its one reply.
+func runOnce(t *testing.T, mode, dir, profDir, tag, file string) (engineReply, error) {
+	p, err := startEngineProc(t, mode, dir, profDir, tag, file)
+	if err != nil {
+		return engineReply{}, err
+	}
+	defer p.kill()
+	r, err := p.reply()
+	if err != nil {
+		return r, fmt.Errorf("%s: %w", mode, err)
+	}
+	return r, p.wait()
+}
+
+// envSizeTag names the size and round in the engine process's profile
+// files; envFile is the workload file a "publish" process publishes.
+const (
+	envSizeTag = "AURUM_BENCH_SIZE_TAG"
+	envFile    = "AURUM_BENCH_FILE"
+)
 
 // reply reads the next reply; a reply with Err is an error.
 func (p *engineProc) reply() (engineReply, error) {
@@ -181,32 +205,41 @@ func (p *engineProc) kill() {
 }
 
 // TestReportEngine is the engine process of a size run (see
-// TestReportSize); it is skipped unless AURUM_BENCH_ENGINE is set.
+// TestReportSize), or one of its baselines; it is skipped unless
+// AURUM_BENCH_ENGINE is set.
 func TestReportEngine(t *testing.T) {
 	mode := os.Getenv(envEngine)
 	if mode == "" {
 		t.Skip("run by TestReportSize in a child process")
 	}
-	var memLimit int64 // engine.Options.MemoryLimit: sizes the caches; this process sets the Go limit they leave, as aurum serve does
-	if v, err := strconv.ParseInt(os.Getenv(envMemLim), 10, 64); err == nil && v > 0 {
-		memLimit = v
-		debug.SetMemoryLimit(engine.MemorySizesFor(v).GoLimit) // this process is the whole engine: the limit is its own
-	}
+	memLimit, _ := strconv.ParseInt(os.Getenv(envMemLim), 10, 64)
 	in, out := os.NewFile(engineCmdFD, "commands"), os.NewFile(engineReplyFD, "replies")
 	defer in.Close()
 	defer out.Close()
 	enc := json.NewEncoder(out)
 	tag, dir, profDir := os.Getenv(envSizeTag), os.Getenv(envDir), os.Getenv(envProfile)
-	if profDir != "" {
+	if profDir != "" && (mode == "serve" || mode == "replay") {
 		stop := heapPeaks(t, profDir, mode+"-"+tag)
 		defer stop()
 	}
+	ctx := context.Background()
 	var err error
 	switch mode {
 	case "serve":
-		err = serveEngine(t, dir, profDir, memLimit, json.NewDecoder(bufio.NewReader(in)), enc)
+		err = serveEngine(t, engineOptions(dir, memLimit), profDir, json.NewDecoder(bufio.NewReader(in)), enc)
 	case "replay":
-		err = replayEngine(dir, profDir, tag, memLimit, enc)
+		err = replayEngine(replayOptions(dir, memLimit), profDir, tag, enc)
+	case "publish":
+		var f fig
+		if f, err = publishFile(ctx, dir, os.Getenv(envFile)); err == nil {
+			err = enc.Encode(engineReply{Applied: f.Events, Seconds: f.Seconds, CPUns: f.CPUns, Mem: sampleMem()})
+		}
+	case "consume":
+		var f fig
+		var n int64
+		if f, n, err = rawConsume(ctx, dir); err == nil {
+			err = enc.Encode(engineReply{Applied: f.Events, Seconds: f.Seconds, CPUns: f.CPUns, Bytes: n, Mem: sampleMem()})
+		}
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -216,16 +249,54 @@ func TestReportEngine(t *testing.T) {
 	}
 }
 
-// replayEngine runs engine.Replay on dir and replies with its time, its
-// last position and this process's memory.
-func replayEngine(dir, profDir, tag string, memLimit int64, enc *json.Encoder) error {
+// engineOptions are the engine process's options: the data directory, an
+// embedded NATS server on a free port, and the memory limit (bytes; 0 =
+// none) as `aurum serve --memory-limit` applies it.
+func engineOptions(dir string, memLimit int64) engine.Options {
+	// Options.MemoryLimit sizes the engine's caches; the Go soft limit they
+	// leave is set here, as serve sets it.
+	o := engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", MemoryLimit: memLimit}
+	setGoMemoryLimit(engine.MemorySizesFor(memLimit).GoLimit)
+	return o
+}
+
+// replayOptions are the replay process's options, its memory limit
+// applied as `aurum replay` would.
+func replayOptions(dir string, memLimit int64) engine.ReplayOptions {
+	o := engine.ReplayOptions{DataDir: dir, MemoryLimit: memLimit}
+	setGoMemoryLimit(engine.MemorySizesFor(memLimit).GoLimit)
+	return o
+}
+
+// engineCaches are the engine's two caches that decide how its cost per
+// event grows with the profiles, for the memory limit (bytes; 0 = none):
+// the state store's block cache and the state machine's cache of hot
+// values.
+func engineCaches(memLimit int64) (block, state int64) {
+	s := engine.MemorySizesFor(memLimit)
+	return s.StateBlockCache, int64(s.StateCache)
+}
+
+// setGoMemoryLimit sets this process's Go soft memory limit (bytes; 0 or
+// less: none). The process is the whole engine: the limit is its own.
+func setGoMemoryLimit(v int64) {
+	if v > 0 {
+		debug.SetMemoryLimit(v)
+	}
+}
+
+// replayEngine runs engine.Replay with opts and replies with its time and
+// CPU, its last position and this process's memory.
+func replayEngine(opts engine.ReplayOptions, profDir, tag string, enc *json.Encoder) error {
 	stop, err := startCPUProfile(profDir, "replay-"+tag)
 	if err != nil {
 		return err
 	}
+	cpu0, _ := processCPU()
 	start := time.Now()
-	rr, err := engine.Replay(context.Background(), engine.ReplayOptions{DataDir: dir, MemoryLimit: memLimit})
+	rr, err := engine.Replay(context.Background(), opts)
 	d := time.Since(start)
+	cpu1, _ := processCPU()
 	stop()
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
@@ -233,15 +304,15 @@ func replayEngine(dir, profDir, tag string, memLimit int64, enc *json.Encoder) e
 	if err := writeHeapProfile(profDir, "replay-"+tag); err != nil {
 		return err
 	}
-	return enc.Encode(engineReply{Applied: int(rr.Applied), Seconds: d.Seconds(), Mem: sampleMem()})
+	return enc.Encode(engineReply{Applied: int(rr.Applied), Seconds: d.Seconds(), CPUns: (cpu1 - cpu0).Nanoseconds(), Mem: sampleMem()})
 }
 
 // serveEngine opens an engine on dir with the example audiences, its HTTP
 // API and the workload's sources, replies ready, then runs commands until
 // close or the end of the command pipe.
-func serveEngine(t *testing.T, dir, profDir string, memLimit int64, dec *json.Decoder, enc *json.Encoder) error {
+func serveEngine(t *testing.T, opts engine.Options, profDir string, dec *json.Decoder, enc *json.Encoder) error {
 	ctx := context.Background()
-	e, err := engine.Open(ctx, engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", MemoryLimit: memLimit})
+	e, err := engine.Open(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -446,16 +517,19 @@ func writeHeapProfile(dir, name string) error {
 }
 
 // TestSizeRunSmall runs one tiny size the way -report does: the generator
-// and scorer here, the engine and its replay in processes of their own.
+// and scorer here; the engine, its replay and the baselines (raw publish,
+// raw ordered consumes of the log and of the published messages) in
+// processes of their own; one round.
 func TestSizeRunSmall(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts three engine processes")
+		t.Skip("starts five engine processes")
 	}
-	res, err := runSize(t, 150, 1, 500, 50, "")
+	res, err := runSize(t, sizeOptions{People: 150, Days: 1, Load: 500, Looks: 50, Rounds: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", res)
+	e2e, rep := res.E2E, res.Replay
 	switch {
 	case res.Events == 0 || res.Accepted != res.Events || res.Rejected != 0:
 		t.Errorf("events %d, accepted %d, rejected %d (%s)", res.Events, res.Accepted, res.Rejected, res.RejectedWhy)
@@ -465,13 +539,23 @@ func TestSizeRunSmall(t *testing.T) {
 		t.Errorf("identity: %d identifiers, %d profiles, %d missing, precision %v", res.Identifiers, res.Profiles, res.Missing, res.Precision)
 	case res.Lookups != 50:
 		t.Errorf("look-ups %d, want 50", res.Lookups)
-	case res.ReplayRate <= 0 || res.ReplaySecs <= 0:
-		t.Errorf("replay: %v s, %v events/s", res.ReplaySecs, res.ReplayRate)
+	case len(e2e) != 1 || e2e[0][0].Events != res.Events || e2e[0][1].Events != res.Events || e2e[0][0].rate() <= 0 || e2e[0][1].rate() <= 0:
+		t.Errorf("end to end against raw publish of the same %d events: %+v", res.Events, e2e)
+	case e2e[0][1].CPUns <= 0 || e2e[0][0].CPUns <= 0:
+		t.Errorf("process CPU of the end to end and its baseline: %+v", e2e)
+	case len(rep) != 1 || rep[0][0].Events != res.Applied || rep[0][2].Events != res.Applied || rep[0][0].rate() <= 0 || rep[0][2].rate() <= 0:
+		t.Errorf("replay against a raw consume of the same log (%d events): %+v", res.Applied, rep)
+	case rep[0][1].Events != res.Events || rep[0][1].rate() <= 0:
+		t.Errorf("raw consume of the %d one-event messages of the raw publish: %+v", res.Events, rep[0][1])
+	case res.LogEntries < 2 || res.LogEntries > res.Applied+len(exampleAudiences)+10:
+		// The log holds the audiences, the events in batches of at most
+		// 200, the look-ups' load and ticks.
+		t.Errorf("the consumer read %d log entries for %d events", res.LogEntries, res.Applied)
+	case res.StateBytes <= 0 || res.LogBytes <= 0:
+		t.Errorf("state %d bytes, log %d bytes", res.StateBytes, res.LogBytes)
 	case res.EngineE2ERSSBytes <= 0 || res.EngineRSSBytes < res.EngineE2ERSSBytes || res.ReplayRSSBytes <= 0 || res.GenRSSBytes != 0:
 		t.Errorf("peak RSS: engine %d (end to end %d), replay %d, generator %d (set by TestReportSize only)",
 			res.EngineRSSBytes, res.EngineE2ERSSBytes, res.ReplayRSSBytes, res.GenRSSBytes)
-	case res.E2ECPUPerEvent <= 0:
-		t.Errorf("engine CPU per event %v", res.E2ECPUPerEvent)
 	}
 }
 
@@ -484,7 +568,7 @@ func TestEngineProcEndsWithPipe(t *testing.T) {
 		t.Skip("starts engine processes")
 	}
 	for _, bad := range []bool{false, true} {
-		ep, err := startEngineProc(t, "serve", t.TempDir(), "", 1)
+		ep, err := startEngineProc(t, "serve", t.TempDir(), "", "1", "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,21 +40,19 @@ const (
 	envLooks   = "AURUM_BENCH_LOOKUPS"  // look-ups under load
 	envEngine  = "AURUM_BENCH_ENGINE"   // engine process: "serve" or "replay"
 	envDir     = "AURUM_BENCH_DIR"      // engine process: data directory
-	envMemLim  = "AURUM_BENCH_MEMLIMIT" // engine process: Go soft memory limit, bytes ("" = none)
+	envMemLim  = "AURUM_BENCH_MEMLIMIT" // engine process: its memory limit (engine.Options.MemoryLimit), bytes ("" = none)
 )
 
 // sizeResult is what one size run measures.
 type sizeResult struct {
 	People      int     `json:"people"`
-	Events      int     `json:"events"` // workload events sent over HTTP
+	Events      int     `json:"events"` // workload events sent over HTTP per round
 	Accepted    int     `json:"accepted"`
 	Rejected    int     `json:"rejected"`
 	RejectedWhy string  `json:"rejected_why,omitempty"`
 	Identifiers int     `json:"identifiers"`
 	Profiles    int     `json:"profiles"`
 	Missing     int     `json:"missing"` // identifiers without a profile
-	E2ESeconds  float64 `json:"e2e_seconds"`
-	E2ERate     float64 `json:"e2e_rate"`
 	Precision   float64 `json:"precision"`
 	Recall      float64 `json:"recall"`
 	F1          float64 `json:"f1"`
@@ -64,34 +62,43 @@ type sizeResult struct {
 	LoadRate    float64 `json:"load_rate"` // achieved background events/s
 	Applied     int     `json:"applied"`   // events applied before the node stopped
 	LogBytes    int64   `json:"log_bytes"` // JetStream directory size
-	ReplaySecs  float64 `json:"replay_seconds"`
-	ReplayRate  float64 `json:"replay_rate"`
-	PebbleRate  float64 `json:"pebble_rate"` // raw batch writes of the same bytes
-	// Peak resident sets (VmHWM) of the three processes of a size.
-	EngineRSSBytes    int64 `json:"engine_rss_bytes"`     // the engine: API, ingest, apply, look-ups
-	EngineE2ERSSBytes int64 `json:"engine_e2e_rss_bytes"` // the engine's VmHWM at the end of the end-to-end phase
-	ReplayRSSBytes    int64 `json:"replay_rss_bytes"`     // engine.Replay's own process
-	GenRSSBytes       int64 `json:"gen_rss_bytes"`        // generator, ground truth, scorer, raw Pebble baseline
-	// CPU time of the engine process per workload event in the end-to-end
-	// phase, and of the replay process per applied event.
-	E2ECPUPerEvent    float64 `json:"e2e_cpu_ns_per_event"`
-	ReplayCPUPerEvent float64 `json:"replay_cpu_ns_per_event"`
+	LogEntries  int     `json:"log_entries"`
+	StateBytes  int64   `json:"state_bytes"` // state store directory size after the node stopped
+	// Rounds: [r][0] is the baseline, the last the measurement. End to
+	// end: raw JetStream publish of the workload's events, then HTTP until
+	// applied. Replay: a raw ordered consume of the stopped node's log,
+	// one of the raw publish's one-event messages, then engine.Replay of
+	// the log.
+	E2E    [][]fig `json:"e2e"`
+	Replay [][]fig `json:"replay"`
+	// Peak resident sets (VmHWM) of the processes of a size.
+	EngineRSSBytes    int64 `json:"engine_rss_bytes"`     // the engine of the last round: API, ingest, apply, look-ups
+	EngineE2ERSSBytes int64 `json:"engine_e2e_rss_bytes"` // the largest engine VmHWM at the end of an end-to-end round
+	ReplayRSSBytes    int64 `json:"replay_rss_bytes"`     // the largest of engine.Replay's processes
+	GenRSSBytes       int64 `json:"gen_rss_bytes"`        // generator, ground truth, scorer
+}
+
+// sizeOptions configure one size run.
+type sizeOptions struct {
+	People, Days int
+	Load         int    // background events/s during the look-ups
+	Looks        int    // look-ups under load
+	Rounds       int    // end-to-end and replay rounds, each beside its baseline (≥ 1)
+	ProfDir      string // CPU and heap profiles ("" = none)
 }
 
 // TestReportSize is one size of the -report run, in a child process (see
 // TestReport); it is skipped unless AURUM_BENCH_SIZE is set. It runs the
 // workload generator and the scorer; the engine runs in a process of its
 // own (TestReportEngine) that it drives over HTTP (the events) and a
-// command pipe (sync, look-ups, close).
+// command pipe (sync, look-ups, close), and so do the baselines.
 func TestReportSize(t *testing.T) {
 	people, _ := strconv.Atoi(os.Getenv(envSize))
 	if people <= 0 {
 		t.Skip("run by TestReport -report in a child process")
 	}
-	days := envInt(envDays, 3)
-	load := envInt(envLoad, 2000)
-	looks := envInt(envLooks, 20_000)
-	res, err := runSize(t, people, days, load, looks, os.Getenv(envProfile))
+	res, err := runSize(t, sizeOptions{People: people, Days: envInt(envDays, 3), Load: envInt(envLoad, 2000),
+		Looks: envInt(envLooks, 20_000), Rounds: envInt(envRounds, 1), ProfDir: os.Getenv(envProfile)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +111,9 @@ func TestReportSize(t *testing.T) {
 	}
 }
 
+// envRounds is the size process's number of rounds.
+const envRounds = "AURUM_BENCH_ROUNDS"
+
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
@@ -111,108 +121,81 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func runSize(t *testing.T, people, days, load, looks int, profDir string) (sizeResult, error) {
-	res := sizeResult{People: people}
-	dir := t.TempDir()
-	ep, err := startEngineProc(t, "serve", dir, profDir, people)
-	if err != nil {
+// runSize runs one size: the workload generated once into a file; o.Rounds
+// rounds of raw publish (baseline) and end to end, interleaved (runRounds),
+// the last round's engine kept for identity quality and look-ups under
+// load; then o.Rounds rounds of a raw ordered consume of its log (baseline)
+// and engine.Replay of it.
+func runSize(t *testing.T, o sizeOptions) (sizeResult, error) {
+	res := sizeResult{People: o.People}
+	rounds := max(o.Rounds, 1)
+	g := wlg.New(wlg.Config{People: o.People, Seed: 4, Days: o.Days})
+	evFile := filepath.Join(t.TempDir(), "events")
+	var err error
+	if res.Events, err = writeWorkload(evFile, g); err != nil {
 		return res, err
 	}
-	defer ep.kill()
-	ready, err := ep.reply()
-	if err != nil {
-		return res, fmt.Errorf("engine start: %w", err)
-	}
-	keys := ready.Keys
+	t.Logf("%d people: %d workload events", o.People, res.Events)
+
+	// End to end, against raw publish of the same events.
+	var (
+		ep  *engineProc // the last round's engine, kept
+		dir string
+	)
+	defer func() {
+		if ep != nil {
+			ep.kill()
+		}
+	}()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
-
-	// Sustained end-to-end: the generator streams Segment JSON; one poster
-	// per source keeps each source's events in order (all identity
-	// resolution needs) and posts /v1/batch requests of 200 events; the
-	// clock stops when the engine has applied everything (sync).
-	r0, err := ep.call(engineCmd{Op: "cpu-start", Name: fmt.Sprintf("e2e-%d", people)})
-	if err != nil {
-		return res, err
-	}
-	g := wlg.New(wlg.Config{People: people, Seed: 4, Days: days})
-	const perRequest = 200
-	queues := map[string]chan []byte{}
-	var wg sync.WaitGroup
-	var postErr, firstWhy atomic.Value
-	var nAccepted, nRejected atomic.Int64
-	for _, s := range wlg.Sources {
-		q := make(chan []byte, 4) // bounded: the generator waits for slow posters
-		queues[s] = q
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for body := range q {
-				if postErr.Load() != nil {
-					continue
-				}
-				acc, rej, why, err := postCounted(client, ready.URL, keys[s], body)
-				if err != nil {
-					postErr.Store(err)
-					continue
-				}
-				nAccepted.Add(int64(acc))
-				if rej > 0 && nRejected.Add(int64(rej)) == int64(rej) {
-					firstWhy.Store(why)
-				}
+	var pubDir string // the last round's raw publish: one message per event, kept for a replay baseline
+	res.E2E, err = runRounds(rounds,
+		func(r int) (fig, error) {
+			pdir := t.TempDir()
+			if r < rounds-1 {
+				defer os.RemoveAll(pdir) // as big as the log: free it now
+			} else {
+				pubDir = pdir
 			}
-		}()
-	}
-	pending := map[string][][]byte{}
-	flush := func(s string) {
-		if len(pending[s]) == 0 {
-			return
-		}
-		var body bytes.Buffer
-		body.WriteString(`{"batch":[`)
-		body.Write(bytes.Join(pending[s], []byte{','}))
-		body.WriteString(`]}`)
-		queues[s] <- body.Bytes()
-		pending[s] = pending[s][:0]
-	}
-	start := time.Now()
-	for {
-		w, ok := g.Next()
-		if !ok {
-			break
-		}
-		res.Events++
-		pending[w.Source] = append(pending[w.Source], w.JSON)
-		if len(pending[w.Source]) == perRequest {
-			flush(w.Source)
-		}
-	}
-	for _, s := range wlg.Sources {
-		flush(s)
-		close(queues[s])
-	}
-	wg.Wait()
-	if err, _ := postErr.Load().(error); err != nil {
-		return res, fmt.Errorf("post: %w", err)
-	}
-	r, err := ep.call(engineCmd{Op: "sync"})
+			rp, err := runOnce(t, "publish", pdir, "", "", evFile)
+			if err != nil {
+				return fig{}, err
+			}
+			if rp.Applied != res.Events {
+				return fig{}, fmt.Errorf("publish: %d of %d events", rp.Applied, res.Events)
+			}
+			f := fig{Events: rp.Applied, Seconds: rp.Seconds, CPUns: rp.CPUns}
+			t.Logf("%d people, round %d: raw publish %.0f events/s, %.1f µs CPU/event", o.People, r+1, f.rate(), f.cpuUs())
+			return f, nil
+		},
+		func(r int) (fig, error) {
+			rdir := t.TempDir()
+			p, f, err := e2eRound(t, o, r, rdir, evFile, client, &res)
+			if err != nil {
+				if p != nil {
+					p.kill()
+				}
+				return f, err
+			}
+			if r < rounds-1 { // not kept: stop it and free its data
+				_, err := p.call(engineCmd{Op: "close"})
+				if err == nil {
+					err = p.wait()
+				}
+				p.kill()
+				os.RemoveAll(rdir)
+				return f, err
+			}
+			ep, dir = p, rdir
+			return f, nil
+		})
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("end to end: %w", err)
 	}
-	d := time.Since(start)
-	res.E2ECPUPerEvent = float64(r.Mem.CPUns-r0.Mem.CPUns) / float64(max(res.Events, 1))
-	res.Accepted, res.Rejected = int(nAccepted.Load()), int(nRejected.Load())
-	if res.Rejected > 0 {
-		res.RejectedWhy, _ = firstWhy.Load().(string)
+	if ep == nil {
+		return res, errors.New("end to end: no engine kept")
 	}
-	if r, err = ep.call(engineCmd{Op: "cpu-stop", Name: fmt.Sprintf("e2e-%d", people)}); err != nil {
-		return res, err
-	}
-	res.EngineE2ERSSBytes = r.Mem.VmHWM
-	res.E2ESeconds = d.Seconds()
-	res.E2ERate = float64(res.Events) / d.Seconds()
-	t.Logf("%d people: %d events end-to-end in %v (%.0f events/s, engine CPU %.0f µs/event); engine memory %s",
-		people, res.Events, d.Round(time.Millisecond), res.E2ERate, res.E2ECPUPerEvent/1000, r.Mem)
 
 	// Identity quality: each identifier's profile is its cluster. The
 	// engine resolves a file of identifiers into a file of profile ids,
@@ -224,7 +207,8 @@ func runSize(t *testing.T, people, days, load, looks int, profDir string) (sizeR
 	if err := writeLines(in, len(ids), func(i int) string { return ids[i].String() }); err != nil {
 		return res, err
 	}
-	if r, err = ep.call(engineCmd{Op: "resolve", In: in, Out: out}); err != nil {
+	r, err := ep.call(engineCmd{Op: "resolve", In: in, Out: out})
+	if err != nil {
 		return res, err
 	}
 	profiles, err := readLines(out)
@@ -249,20 +233,20 @@ func runSize(t *testing.T, people, days, load, looks int, profDir string) (sizeR
 	}
 	res.Profiles = len(byProfile)
 	res.Precision, res.Recall, res.F1 = truth.Score(clusters)
-	t.Logf("%d people: resolved %d identifiers; engine memory %s", people, len(ids), r.Mem)
+	t.Logf("%d people: resolved %d identifiers; engine memory %s", o.People, len(ids), r.Mem)
 
 	// GCR look-ups (in the engine process, as before) while a producer
 	// there ingests at a fixed rate. The generator picks the identifiers.
 	rng := rand.New(rand.NewPCG(1, 2))
-	if err := writeLines(in, looks, func(int) string { return ids[rng.IntN(len(ids))].String() }); err != nil {
+	if err := writeLines(in, o.Looks, func(int) string { return ids[rng.IntN(len(ids))].String() }); err != nil {
 		return res, err
 	}
-	if r, err = ep.call(engineCmd{Op: "lookups", In: in, Rate: load}); err != nil {
+	if r, err = ep.call(engineCmd{Op: "lookups", In: in, Rate: o.Load}); err != nil {
 		return res, err
 	}
 	res.Lookups, res.LookupP50us, res.LookupP99us, res.LoadRate = r.Lookups, r.LookupP50us, r.LookupP99us, r.LoadRate
-	t.Logf("%d people: %d look-ups under load; engine memory %s", people, r.Lookups, r.Mem)
-	if r, err = ep.call(engineCmd{Op: "heap", Name: fmt.Sprintf("e2e-%d", people)}); err != nil {
+	t.Logf("%d people: %d look-ups under load; engine memory %s", o.People, r.Lookups, r.Mem)
+	if r, err = ep.call(engineCmd{Op: "heap", Name: fmt.Sprintf("e2e-%d", o.People)}); err != nil {
 		return res, err
 	}
 	res.Applied = r.Applied
@@ -270,40 +254,178 @@ func runSize(t *testing.T, people, days, load, looks int, profDir string) (sizeR
 		return res, err
 	}
 	res.EngineRSSBytes = r.Mem.VmHWM
-	t.Logf("%d people: engine closed; engine memory %s", people, r.Mem)
+	t.Logf("%d people: engine closed; engine memory %s", o.People, r.Mem)
 	if err := ep.wait(); err != nil {
 		return res, err
 	}
-
-	// Offline replay of the stopped node's log, in a process of its own,
-	// against raw Pebble batch writes of as many events carrying the log's
-	// bytes (here).
 	if res.LogBytes, err = dirSize(filepath.Join(dir, "jetstream")); err != nil {
 		return res, err
 	}
-	rp, err := startEngineProc(t, "replay", dir, profDir, people)
-	if err != nil {
+	if res.StateBytes, err = dirSize(filepath.Join(dir, "state")); err != nil {
 		return res, err
 	}
-	defer rp.kill()
-	if r, err = rp.reply(); err != nil {
+
+	// Offline replay of the stopped node's log, against a raw ordered
+	// consume of the same log (the target's baseline) and of as many
+	// one-event messages (the raw publish's stream of the same events: the
+	// reading of issue #15's opening figures); each in a process of its own.
+	res.Replay, err = runRounds(rounds,
+		func(r int) (fig, error) {
+			rc, err := runOnce(t, "consume", dir, "", "", "")
+			if err != nil {
+				return fig{}, err
+			}
+			res.LogEntries = rc.Applied
+			// The consumer reads the messages replay applies: its
+			// events are the events replay applies.
+			f := fig{Events: res.Applied, Seconds: rc.Seconds, CPUns: rc.CPUns}
+			t.Logf("%d people, round %d: raw ordered consume of %d log entries (%.0f MB) in %.2f s: %.0f events/s, %.1f µs CPU/event",
+				o.People, r+1, rc.Applied, float64(rc.Bytes)/1e6, rc.Seconds, f.rate(), f.cpuUs())
+			return f, nil
+		},
+		func(r int) (fig, error) {
+			rc, err := runOnce(t, "consume", pubDir, "", "", "")
+			if err != nil {
+				return fig{}, err
+			}
+			if rc.Applied != res.Events {
+				return fig{}, fmt.Errorf("consume of the raw publish: %d of %d messages", rc.Applied, res.Events)
+			}
+			f := fig{Events: rc.Applied, Seconds: rc.Seconds, CPUns: rc.CPUns}
+			t.Logf("%d people, round %d: raw ordered consume of %d one-event messages (%.0f MB) in %.2f s: %.0f events/s, %.1f µs CPU/event",
+				o.People, r+1, rc.Applied, float64(rc.Bytes)/1e6, rc.Seconds, f.rate(), f.cpuUs())
+			return f, nil
+		},
+		func(r int) (fig, error) {
+			rr, err := runOnce(t, "replay", dir, o.ProfDir, fmt.Sprintf("%d-r%d", o.People, r+1), "")
+			if err != nil {
+				return fig{}, err
+			}
+			if rr.Applied == 0 {
+				return fig{}, errors.New("replay applied nothing")
+			}
+			res.ReplayRSSBytes = max(res.ReplayRSSBytes, rr.Mem.VmHWM)
+			f := fig{Events: res.Applied, Seconds: rr.Seconds, CPUns: rr.CPUns}
+			t.Logf("%d people, round %d: replay in %.1f s: %.0f events/s, %.1f µs CPU/event; replay memory %s",
+				o.People, r+1, rr.Seconds, f.rate(), f.cpuUs(), rr.Mem)
+			return f, nil
+		})
+	if err != nil {
 		return res, fmt.Errorf("replay: %w", err)
 	}
-	if err := rp.wait(); err != nil {
-		return res, err
-	}
-	if r.Applied == 0 {
-		return res, fmt.Errorf("replay applied nothing")
-	}
-	res.ReplayRSSBytes = r.Mem.VmHWM
-	res.ReplaySecs = r.Seconds
-	res.ReplayRate = float64(res.Applied) / r.Seconds
-	res.ReplayCPUPerEvent = float64(r.Mem.CPUns) / float64(max(res.Applied, 1))
-	t.Logf("%d people: replay in %.1f s (process CPU %.0f µs/event); replay memory %s", people, r.Seconds, res.ReplayCPUPerEvent/1000, r.Mem)
-	valueSize := max(16, int(res.LogBytes/int64(max(res.Applied, 1))))
-	pd := pebbleWrite(t, res.Applied, valueSize, batchSize)
-	res.PebbleRate = float64(res.Applied) / pd.Seconds()
 	return res, nil
+}
+
+// e2eRound starts an engine process on dir, posts the workload file to its
+// HTTP API (/v1/batch, perRequest events a request, one client per source
+// so that each source's events stay in order) and stops the clock when the
+// engine has applied everything (sync). It returns the engine process,
+// still running, and the round's figure.
+func e2eRound(t *testing.T, o sizeOptions, r int, dir, evFile string, client *http.Client, res *sizeResult) (*engineProc, fig, error) {
+	tag := fmt.Sprintf("%d-r%d", o.People, r+1)
+	ep, err := startEngineProc(t, "serve", dir, o.ProfDir, tag, "")
+	if err != nil {
+		return nil, fig{}, err
+	}
+	ready, err := ep.reply()
+	if err != nil {
+		return ep, fig{}, fmt.Errorf("engine start: %w", err)
+	}
+	r0, err := ep.call(engineCmd{Op: "cpu-start", Name: "e2e-" + tag})
+	if err != nil {
+		return ep, fig{}, err
+	}
+	start := time.Now()
+	acc, rej, why, err := postWorkload(client, ready.URL, ready.Keys, evFile)
+	if err != nil {
+		return ep, fig{}, err
+	}
+	r1, err := ep.call(engineCmd{Op: "sync"})
+	if err != nil {
+		return ep, fig{}, err
+	}
+	d := time.Since(start)
+	if _, err := ep.call(engineCmd{Op: "cpu-stop"}); err != nil {
+		return ep, fig{}, err
+	}
+	if r > 0 && (acc != res.Accepted || rej != res.Rejected) {
+		return ep, fig{}, fmt.Errorf("round %d accepted %d and rejected %d events, round 1 %d and %d", r+1, acc, rej, res.Accepted, res.Rejected)
+	}
+	res.Accepted, res.Rejected, res.RejectedWhy = acc, rej, why
+	res.EngineE2ERSSBytes = max(res.EngineE2ERSSBytes, r1.Mem.VmHWM)
+	f := fig{Events: res.Events, Seconds: d.Seconds(), CPUns: r1.Mem.CPUns - r0.Mem.CPUns}
+	t.Logf("%d people, round %d: %d events end to end in %v (%.0f events/s, engine CPU %.1f µs/event); engine memory %s",
+		o.People, r+1, res.Events, d.Round(time.Millisecond), f.rate(), f.cpuUs(), r1.Mem)
+	return ep, f, nil
+}
+
+// postWorkload posts the events of the workload file to the API at url,
+// perRequest a /v1/batch request, one client per source (each source's
+// events in order, all identity resolution needs), and returns how many
+// events the API accepted and rejected, with the first rejection's reason.
+func postWorkload(client *http.Client, url string, keys map[string]string, evFile string) (accepted, rejected int, why string, err error) {
+	const perRequest = 200
+	queues := make([]chan []byte, len(wlg.Sources))
+	var wg sync.WaitGroup
+	var postErr, firstWhy atomic.Value
+	var nAccepted, nRejected atomic.Int64
+	for i, s := range wlg.Sources {
+		q := make(chan []byte, 4) // bounded: the reader waits for slow posters
+		queues[i] = q
+		wg.Add(1)
+		go func() { // owned: ends when q is closed
+			defer wg.Done()
+			for body := range q {
+				if postErr.Load() != nil {
+					continue
+				}
+				acc, rej, why, err := postCounted(client, url, keys[s], body)
+				if err != nil {
+					postErr.Store(err)
+					continue
+				}
+				nAccepted.Add(int64(acc))
+				if rej > 0 && nRejected.Add(int64(rej)) == int64(rej) {
+					firstWhy.Store(why)
+				}
+			}
+		}()
+	}
+	pending := make([]*bytes.Buffer, len(wlg.Sources))
+	counts := make([]int, len(wlg.Sources))
+	flush := func(i int) {
+		if counts[i] == 0 {
+			return
+		}
+		pending[i].WriteString(`]}`)
+		queues[i] <- pending[i].Bytes()
+		pending[i], counts[i] = nil, 0
+	}
+	err = readWorkload(evFile, func(i int, js []byte) error {
+		if pending[i] == nil {
+			pending[i] = bytes.NewBufferString(`{"batch":[`)
+		} else {
+			pending[i].WriteByte(',')
+		}
+		pending[i].Write(js)
+		if counts[i]++; counts[i] == perRequest {
+			flush(i)
+		}
+		return nil
+	})
+	for i := range queues {
+		flush(i)
+		close(queues[i])
+	}
+	wg.Wait()
+	if err != nil {
+		return 0, 0, "", err
+	}
+	if err, _ := postErr.Load().(error); err != nil {
+		return 0, 0, "", fmt.Errorf("post: %w", err)
+	}
+	why, _ = firstWhy.Load().(string)
+	return int(nAccepted.Load()), int(nRejected.Load()), why, nil
 }
 
 func writeLines(path string, n int, line func(i int) string) error {

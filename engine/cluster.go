@@ -26,10 +26,12 @@ func (e *Engine) leader() bool { return e.opts.Cluster == nil || e.opts.Cluster.
 // erasure (the scrub of the shared streams, the tools that hold the person,
 // the completion): the deliverer, because removing the person from the
 // tools that keep them goes through the destination workers, which run
-// there only (a leader that did not deliver would wait on them for ever).
+// there only (a leader that did not deliver would wait on them for ever);
+// and only once they run here (reloadDestinations: the activation store
+// caught up, so the refs of the people the tools hold are all here).
 func (e *Engine) erasureRunner() bool {
-	_, ok := e.deliverer()
-	return ok
+	epoch, ok := e.deliverer()
+	return ok && e.destsReady.Load() == epoch+1
 }
 
 // deliverer reports whether this node runs the destination workers now,

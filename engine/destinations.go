@@ -179,8 +179,23 @@ func (e *Engine) reloadDestinations() error {
 	e.destMu.Lock()
 	defer e.destMu.Unlock()
 	epoch, ok := e.deliverer()
-	if !ok || !e.destsOK || e.destsEpoch != epoch {
+	gained := ok && (!e.destsOK || e.destsEpoch != epoch)
+	if !ok || gained {
+		e.destsReady.Store(0)
 		if err := e.dispatcher.Suspend(); err != nil {
+			return err
+		}
+	}
+	if gained && e.clusterRefs != nil {
+		// What the previous deliverer wrote to the activation store
+		// (refs, first sync marks) must be here before a worker reads
+		// it. Not caught up: the workers stay suspended and the
+		// leadership watcher tries again.
+		ctx, cancel := context.WithTimeout(e.ctx, catchUpAttempt)
+		err := e.clusterRefs.CatchUp(ctx)
+		cancel()
+		if err != nil {
+			e.destsOK = false
 			return err
 		}
 	}
@@ -220,8 +235,15 @@ func (e *Engine) reloadDestinations() error {
 		}
 		dests = append(dests, ad)
 	}
-	return e.dispatcher.Set(dests)
+	err = e.dispatcher.Set(dests)
+	e.destsReady.Store(epoch + 1) // the workers that could start run
+	return err
 }
+
+// catchUpAttempt bounds one wait of a new deliverer for its activation
+// store (reloadDestinations holds destMu, which the apply loop may wait
+// for).
+const catchUpAttempt = 2 * time.Second
 
 // people is the engine as activation's connectors see it
 // (activation.People).
@@ -295,35 +317,6 @@ func (p people) MarkSynced(ctx context.Context, name string, version int64, appl
 		return err
 	}
 	return p.e.WaitApplied(ctx, seq)
-}
-
-// refStore is the activation store as a store.ReadWriter: every write is
-// its own synced commit (a ref must survive the crash after the tool
-// acknowledged the add).
-type refStore struct{ db *store.DB }
-
-func (s refStore) Get(key []byte) ([]byte, error) { return s.db.Get(key) }
-
-func (s refStore) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
-	return s.db.Scan(lower, upper, reverse, fn)
-}
-
-func (s refStore) Set(key, value []byte) error {
-	b := s.db.NewBatch()
-	defer b.Close()
-	if err := b.Set(key, value); err != nil {
-		return err
-	}
-	return s.db.Commit(b, true)
-}
-
-func (s refStore) Delete(key []byte) error {
-	b := s.db.NewBatch()
-	defer b.Close()
-	if err := b.Delete(key); err != nil {
-		return err
-	}
-	return s.db.Commit(b, true)
 }
 
 // erasureDestinations hands the erasure worker the dispatcher (made after

@@ -271,11 +271,14 @@ type Engine struct {
 	log     *alog.Log
 	state   *store.DB
 	keysDB  *store.DB
-	refsDB  *store.DB // activation's connector refs
+	refsDB  *store.DB // activation's connector refs (actstore.go)
 	keys    *seal.Keyring
 	sm      *projections.StateMachine
 	metrics *metrics
 	ids     *base.IDSource
+	// clusterRefs is the activation store of a cluster node (the stream
+	// and refsDB as its mirror); nil on a single node (refStore).
+	clusterRefs *clusterRefs
 
 	// stateMu guards state and sm against a rebuild's swap: readers and
 	// the apply loop hold it shared while they use them; the swap holds it
@@ -288,6 +291,10 @@ type Engine struct {
 	// workers here, and under which epoch (deliverer; under destMu).
 	destsOK    bool
 	destsEpoch uint64
+	// destsReady is 1 + the epoch under which the destinations were last
+	// loaded here, the activation store caught up (0: they were not):
+	// erasureRunner asks it.
+	destsReady atomic.Uint64
 	// deliveryFenced is the epoch under which a fence check found this
 	// node's claim superseded (deliveryFence).
 	deliveryFenced atomic.Uint64
@@ -450,6 +457,21 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	var refs store.ReadWriter = refStore{e.refsDB}
+	if opts.Cluster != nil {
+		if err := e.log.EnsureActivationStream(ctx); err != nil {
+			e.cancel()
+			return nil, err
+		}
+		if e.clusterRefs, err = openClusterRefs(ctx, e.ctx, e.refsDB, e.log, opts.Logger); err != nil {
+			e.cancel()
+			return nil, err
+		}
+		refs = e.clusterRefs
+	} else if err := leaveCluster(e.refsDB, opts.Logger); err != nil {
+		e.cancel()
+		return nil, err
+	}
 	e.edge = ingest.New(e.ctx, ingest.Options{Identity: opts.Identity, PhoneRegion: opts.PhoneRegion,
 		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.gate)
 	e.reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
@@ -458,7 +480,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		Interval: opts.ErasureRetry},
 		privacy.Deps{Log: e.log, Keys: e.keys, IDs: e.ids, Control: wiring{e}, Applied: wiring{e}, State: wiring{e},
 			Outbox: outboxBarrier{e}, Profiles: e.reader, Ingest: e.edge, Sources: e.gate, Destinations: erasureDestinations{e}})
-	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader},
+	e.models = models.New(models.Options{Logger: opts.Logger, Leader: e.leader, Now: opts.Now},
 		models.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Synced: e, Open: stateOpener(e.keys)})
 	xo := opts.Export
 	xo.Now, xo.Logger, xo.Leader = opts.Now, opts.Logger, e.leader
@@ -472,7 +494,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
 		Consent: e.privacy.ConsentChecker(), OnSkip: func(dest, reason string) { e.metrics.webhookSkipped.WithLabelValues(dest, reason).Inc() },
-		People: people{e}, Refs: refStore{e.refsDB}, SyncBatchPause: opts.ConnectorSyncPause,
+		People: people{e}, Refs: refs, SyncBatchPause: opts.ConnectorSyncPause,
 		ConsentSweep: opts.ConnectorConsentSweep, Fence: e.deliveryFence()})
 	if err := e.reloadDestinations(); err != nil {
 		e.dispatcher.Close()
@@ -502,6 +524,7 @@ func (e *Engine) start(applied uint64) {
 		e.goRun("ticker", e.tickLoop)
 	}
 	if e.opts.Cluster != nil {
+		e.goRun("activation", e.clusterRefs.run)
 		e.goRun("leadership", e.watchLeadership)
 	}
 }

@@ -11,14 +11,17 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine/base"
+	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/testnode"
 	alog "github.com/aurumcdp/aurum/log"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
@@ -206,5 +209,80 @@ func TestImportRulesIgnoreTests(t *testing.T) {
 	}
 	if !strings.Contains(lines[1], "github.com/nats-io/nats.go") {
 		t.Errorf("XTestImports %q lack nats.go: this file's premise changed", lines[1])
+	}
+}
+
+// TestGatewayKeepsStreamOrder: batches are parsed and sealed concurrently
+// (engine/ingest gatewayBatch), yet their events reach the log in the order
+// the producer published them, invalid ones interleaved going to the
+// dead-letter stream.
+func TestGatewayKeepsStreamOrder(t *testing.T) {
+	e := openGatewayEngine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	key, err := e.Gate().CreateSource(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := natsProducer(t, e, "web", key)
+	const n = 1700 // several pulls of 500
+	var want []string
+	for i := range n {
+		data := fmt.Sprintf(`{"type":"track","event":"E","userId":"o-%d","messageId":"o-%d"}`, i%50, i)
+		if i%97 == 0 {
+			data = fmt.Sprintf(`{"type":"track","userId":"o-%d","messageId":"o-%d"}`, i%50, i) // no event: dead letter
+		} else {
+			want = append(want, fmt.Sprintf("o-%d", i))
+		}
+		if err := nc.Publish("aurum.ingest.web", []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	admin := natsReader(t, e, auth.RoleAdmin)
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, alog.StreamLog, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"aurum.log.events"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	check.For(t, 60*time.Second, 10*time.Millisecond, func() error {
+		batch, err := cons.FetchNoWait(100)
+		if err != nil {
+			return err
+		}
+		for m := range batch.Messages() {
+			b, err := event.DecodeBatch(m.Data())
+			if err != nil {
+				t.Fatalf("log entry: %v", err)
+			}
+			for _, r := range b.Records {
+				got = append(got, r.MessageID)
+			}
+		}
+		if len(got) < len(want) {
+			return fmt.Errorf("%d of %d events on the log", len(got), len(want))
+		}
+		return nil
+	})
+	if !slices.Equal(got, want) {
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("log holds %d events; #%d is %s, want %s (stream order)", len(got), i, got[i], want[i])
+			}
+		}
+		t.Fatalf("log holds %d events, want %d", len(got), len(want))
+	}
+	dl, err := e.Edge().DeadLetters(ctx, 1, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dl) != n-len(want) {
+		t.Fatalf("%d dead letters, want %d", len(dl), n-len(want))
 	}
 }

@@ -348,6 +348,15 @@ func TestNATSReaderClientPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	violation(alog.KeysPrefix + "00")
+	// Nor the activation store of a cluster (the tools' ids of people).
+	if err := viewer.Publish(alog.ActivationPrefix+"Y3I", []byte{1, 1}); err != nil {
+		t.Fatal(err)
+	}
+	violation(alog.ActivationPrefix + "Y3I")
+	if _, err := viewer.SubscribeSync(alog.ActivationPrefix + ">"); err != nil {
+		t.Fatal(err)
+	}
+	violation(alog.ActivationPrefix + ">")
 	if _, err := viewer.SubscribeSync("aurum.log.>"); err != nil {
 		t.Fatal(err)
 	}

@@ -173,7 +173,8 @@ func (f *fetcher) stop() {
 
 // preOpener is the replay state machine's opener: the current entry's
 // plaintexts opened ahead, or keys opened now (stateOpener). cur is set by
-// the apply goroutine before each entry (only it reads it).
+// the apply goroutine before each entry (it reads it, and so do the
+// partition workers of its Apply, which run between two such writes).
 type preOpener struct {
 	cur  map[string][]byte
 	open func(keyID, sealed []byte) ([]byte, error)

@@ -159,11 +159,15 @@ func (a *serverAuth) permissions(g Grant) *server.Permissions {
 		}
 		return &server.SubjectPermission{Allow: append([]string(nil), allow...), Deny: deny}
 	}
-	// The shared data keys are the engines' alone, even wrapped.
-	keys := []string{KeysPrefix + ">", "$JS.API.*.*." + StreamKeys, "$JS.API.*.*." + StreamKeys + ".>",
-		"$JS.API.*.*.*." + StreamKeys, "$JS.API.*.*.*." + StreamKeys + ".>"}
+	// The shared data keys are the engines' alone, even wrapped, and so
+	// is the activation store (the tools' ids of people).
+	var keys []string
+	for _, s := range []string{StreamKeys, StreamActivation} {
+		keys = append(keys, "$JS.API.*.*."+s, "$JS.API.*.*."+s+".>", "$JS.API.*.*.*."+s, "$JS.API.*.*.*."+s+".>")
+	}
+	keys = append(keys, KeysPrefix+">", ActivationPrefix+">")
 	pubDeny := append(append([]string{LogPrefix + ">", SubjectAudit}, keys...), deny...)
-	subDeny := []string{InternalInboxPrefix + ".>", KeysPrefix + ">"}
+	subDeny := []string{InternalInboxPrefix + ".>", KeysPrefix + ">", ActivationPrefix + ">"}
 	return &server.Permissions{Publish: sp(g.Publish, pubDeny), Subscribe: sp(g.Subscribe, subDeny)}
 }
 

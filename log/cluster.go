@@ -81,11 +81,17 @@ const (
 // until the streams exist, Options.ClusterWait passes or ctx ends. Other
 // errors (a configuration the server refuses) fail at once.
 func (l *Log) createStreams(parent context.Context) error {
+	return l.ensureStreams(parent, l.streamConfigs())
+}
+
+// ensureStreams creates or updates the streams of cfgs, waiting for the
+// cluster as createStreams does.
+func (l *Log) ensureStreams(parent context.Context, cfgs []jetstream.StreamConfig) error {
 	ctx, cancel := context.WithTimeout(parent, l.opts.ClusterWait)
 	defer cancel()
 	start := time.Now()
 	lastLog := start
-	for _, cfg := range l.streamConfigs() {
+	for _, cfg := range cfgs {
 		wait, attemptTimeout := streamRetryMin, min(streamAttemptMin, l.opts.RequestTimeout)
 		for attempt := 1; ; attempt++ {
 			// A create racing another node's create of the same stream

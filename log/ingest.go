@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,16 +36,15 @@ var ackBody = []byte("+ACK")
 //
 // It fetches batches of up to max messages, waiting at most ~50 ms to fill
 // one, and calls handle with each non-empty batch. When handle returns nil
-// every message of the batch is acked and the acks are confirmed by the
-// server (so the messages are gone from the work queue) before the next
-// fetch; when handle returns an error the batch is nak'ed and ConsumeIngest
+// every message of the batch is acked and the acks flushed to the
+// server (so the messages leave the work queue) before the next fetch; when handle returns an error the batch is nak'ed and ConsumeIngest
 // pauses for an exponential backoff (Options.IngestRetryMin ..
 // IngestRetryMax) before fetching again. The server redelivers nak'ed
 // messages before newer ones, so with one ConsumeIngest running, messages
 // are handled in stream order.
 //
-// Delivery is at least once: a batch whose ack confirmation is lost is
-// redelivered after Options.IngestAckWait, possibly after newer messages.
+// Delivery is at least once: a batch whose acks are lost is redelivered
+// after Options.IngestAckWait, possibly after newer messages.
 // Run one ConsumeIngest at a time: concurrent ones share the consumer and
 // lose the ordering. handle must not retain the slice; it may retain
 // RawMsg.Data. Close waits (at most Options.RequestTimeout) for a running
@@ -68,8 +66,8 @@ const MaxIngestDepth = 16
 // flight. start is called with each batch in stream order, from one
 // goroutine; it must not block on the batch's outcome but return a wait
 // function that does (it is called once, in batch order, from the same
-// goroutine). A batch is acked, with confirmation, only after its wait
-// returned nil. When a wait fails, that batch and every later batch in
+// goroutine). A batch is acked (acks flushed to the server) only after its
+// wait returned nil. When a wait fails, that batch and every later batch in
 // flight are nak'ed, whatever their own outcome (a later batch that
 // succeeded is redelivered, and the caller must deduplicate), and
 // consumption pauses for the backoff: the first delivery of every message
@@ -129,12 +127,6 @@ func (l *Log) consumeIngest(ctx context.Context, max, depth int, start func([]Ra
 		}
 		cons, err = l.gatewayConsumer(ctx, max, depth)
 	}
-	acker, err := newAcker(l.nc, (depth+1)*max)
-	if err != nil {
-		return fmt.Errorf("log: consume ingest: %w", err)
-	}
-	defer acker.close()
-
 	var (
 		failures int
 		inflight []*ingestBatch // oldest first; at most depth
@@ -161,10 +153,10 @@ func (l *Log) consumeIngest(ctx context.Context, max, depth int, start func([]Ra
 		// The batch is handled: ack it even if ctx ends meanwhile (Close
 		// waits for this), so that it is not handled twice.
 		actx, cancel := context.WithTimeout(context.Background(), l.opts.RequestTimeout)
-		err := acker.ackAll(actx, b.msgs)
+		err := ackAll(actx, l.nc, b.msgs)
 		cancel()
 		if err != nil {
-			l.logger.Warn("log: consume ingest: ack not confirmed; batch will be redelivered after AckWait",
+			l.logger.Warn("log: consume ingest: acks not flushed; batch may be redelivered after AckWait",
 				"err", err, "msgs", len(b.msgs), "first_seq", b.raws[0].Seq, "ack_wait", l.opts.IngestAckWait)
 		}
 		return true
@@ -281,65 +273,26 @@ func (l *Log) pause(ctx context.Context, failures int) bool {
 	}
 }
 
-// acker pipelines confirmed acks: it publishes every "+ACK" of a batch with
-// a reply subject prefix.<gen>.<i>, then waits for the server's reply to
-// each. Replies of an earlier, timed-out batch are ignored by generation.
-type acker struct {
-	nc     *nats.Conn
-	prefix string
-	sub    *nats.Subscription
-	gen    uint64
-}
-
-func newAcker(nc *nats.Conn, bound int) (*acker, error) {
-	prefix := nc.NewInbox()
-	sub, err := nc.SubscribeSync(prefix + ".>")
-	if err != nil {
-		return nil, fmt.Errorf("ack inbox: %w", err)
-	}
-	// A batch has at most bound/2 messages; leave room for late replies.
-	if err := sub.SetPendingLimits(bound+1024, -1); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("ack inbox: %w", err)
-	}
-	return &acker{nc: nc, prefix: prefix, sub: sub}, nil
-}
-
-func (a *acker) close() { _ = a.sub.Unsubscribe() }
-
-func (a *acker) ackAll(ctx context.Context, msgs []jetstream.Msg) error {
-	a.gen++
-	gen := strconv.FormatUint(a.gen, 10)
-	for i, m := range msgs {
+// ackAll acks every message of a handled batch: one "+ACK" per message
+// (the work-queue stream requires explicit acks; AckAll is refused), sent
+// without a reply subject, then one flush (PING/PONG) for the batch. The
+// server reads a connection's messages in order, so when the flush
+// returns it holds every ack, sent before any later fetch request. Until
+// session 9 each ack asked for the server's confirmation (a reply per
+// message, twice the messages and a wait per batch). A lost ack is what it
+// was then: the message is redelivered after AckWait and the state
+// machine drops the duplicate by (source, messageId).
+func ackAll(ctx context.Context, nc *nats.Conn, msgs []jetstream.Msg) error {
+	for _, m := range msgs {
 		if m.Reply() == "" {
 			return fmt.Errorf("ack: message without reply subject")
 		}
-		err := a.nc.PublishMsg(&nats.Msg{
-			Subject: m.Reply(),
-			Reply:   a.prefix + "." + gen + "." + strconv.Itoa(i),
-			Data:    ackBody,
-		})
-		if err != nil {
+		if err := nc.Publish(m.Reply(), ackBody); err != nil {
 			return fmt.Errorf("ack: %w", err)
 		}
 	}
-	got := make([]bool, len(msgs))
-	left := len(msgs)
-	for left > 0 {
-		r, err := a.sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return fmt.Errorf("ack: %d of %d unconfirmed: %w", left, len(msgs), err)
-		}
-		g, idx, ok := strings.Cut(strings.TrimPrefix(r.Subject, a.prefix+"."), ".")
-		if !ok || g != gen {
-			continue
-		}
-		i, err := strconv.Atoi(idx)
-		if err != nil || i < 0 || i >= len(got) || got[i] {
-			continue
-		}
-		got[i] = true
-		left--
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("ack: %d acks not flushed: %w", len(msgs), err)
 	}
 	return nil
 }

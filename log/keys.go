@@ -445,37 +445,63 @@ func (l *Log) FollowKeys(ctx context.Context, from uint64, fn func([]KeyRecord) 
 }
 
 func (l *Log) followKeys(ctx context.Context, from uint64, fn func([]KeyRecord) error) error {
-	cons, err := l.js.OrderedConsumer(ctx, StreamKeys, jetstream.OrderedConsumerConfig{
+	return followStream(ctx, l, StreamKeys, "keys", from, func(subject string, data []byte, seq uint64) (KeyRecord, bool) {
+		rec, err := keyRecordOf(subject, data)
+		if err != nil {
+			l.logger.Warn("log: follow keys: skipped a record", "seq", seq, "err", err)
+			return KeyRecord{}, false
+		}
+		rec.Seq = seq
+		return rec, true
+	}, fn)
+}
+
+// followStream follows stream from sequence from with an ordered consumer
+// and hands fn, in stream order and in batches of at most followBatch, the
+// records decode makes of its messages (those it refuses are left out),
+// until ctx ends (nil). What is stored is taken at once (FetchNoWait);
+// when nothing was, the next message is waited for alone (up to a
+// second), so that a record reaches fn as soon as it is stored. A failure
+// to read, or fn's error, ends it: the caller follows again after the last
+// sequence it handled.
+func followStream[R any](ctx context.Context, l *Log, stream, what string, from uint64,
+	decode func(subject string, data []byte, seq uint64) (R, bool), fn func([]R) error) error {
+	cons, err := l.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
 		// One attempt: nats.go's own resets retry forever without a
 		// context (a node whose cluster lost its quorum would never
 		// stop); the caller re-follows with a backoff that honours ctx.
 		MaxResetAttempts: 1})
 	if err != nil {
-		return fmt.Errorf("log: follow keys: %w", err)
+		return fmt.Errorf("log: follow %s: %w", what, err)
 	}
+	idle := false
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(followBatch, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return fmt.Errorf("log: follow keys: %w", err)
+		var batch jetstream.MessageBatch
+		if idle {
+			batch, err = cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		} else {
+			batch, err = cons.FetchNoWait(followBatch)
 		}
-		var recs []KeyRecord
+		if err != nil {
+			return fmt.Errorf("log: follow %s: %w", what, err)
+		}
+		var recs []R
+		n := 0
 		for m := range batch.Messages() {
+			n++
 			md, err := m.Metadata()
 			if err != nil {
-				return fmt.Errorf("log: follow keys: metadata: %w", err)
+				return fmt.Errorf("log: follow %s: metadata: %w", what, err)
 			}
-			rec, err := keyRecordOf(m.Subject(), m.Data())
-			if err != nil {
-				l.logger.Warn("log: follow keys: skipped a record", "seq", md.Sequence.Stream, "err", err)
-				continue
+			if rec, ok := decode(m.Subject(), m.Data(), md.Sequence.Stream); ok {
+				recs = append(recs, rec)
 			}
-			rec.Seq = md.Sequence.Stream
-			recs = append(recs, rec)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("log: follow keys: %w", err)
+			return fmt.Errorf("log: follow %s: %w", what, err)
 		}
+		idle = n == 0
 		if len(recs) > 0 {
 			if err := fn(recs); err != nil {
 				return err

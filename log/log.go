@@ -19,6 +19,11 @@
 //	AURUM_KEYS    aurum.keys.>                         shared data keys (wrapped) and tombstones; limits,
 //	                                                   no max age, MaxMsgSize 4 KiB (see keys.go)
 //
+// and, created by EnsureActivationStream for a cluster's engine only:
+//
+//	AURUM_ACTIVATION  aurum.activation.>               the activation store (connector refs, first sync
+//	                                                   marks); one message per subject (see activation.go)
+//
 // Messages are at most MaxMessageSize (4 MiB); the embedded server's
 // MaxPayload and every stream's MaxMsgSize but AURUM_KEYS's are
 // ServerMaxPayload (8 MiB) to leave room for headers.

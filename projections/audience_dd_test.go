@@ -98,7 +98,7 @@ func (r *audienceRun) apply(subject string, v any) string {
 			r.t.Fatalf("seq %d: result %+v, shadow %d (cache %d bytes): %+v", r.seq, res, i, sh.sm.opts.CacheBytes, sres)
 		}
 		if k, ok := firstDifference(r.s, sh.s); !ok {
-			r.t.Fatalf("seq %d: store and shadow %d (cache %d bytes, no index %v) differ at key %q", r.seq, i, sh.sm.opts.CacheBytes, sh.sm.opts.noAudienceIndex, k)
+			r.t.Fatalf("seq %d: store and shadow %d (cache %d bytes, no index %v, %d workers) differ at key %q", r.seq, i, sh.sm.opts.CacheBytes, sh.sm.opts.noAudienceIndex, sh.sm.opts.ApplyWorkers, k)
 		}
 	}
 	r.log = append(r.log, entry{seq: r.seq, subject: subject, data: data})
@@ -287,7 +287,9 @@ func TestAudiencesDataDriven(t *testing.T) {
 
 func runAudienceFile(t *testing.T, file string) {
 	opts := Options{Partitions: 4, BackfillPerEntry: 1000, Open: func(_, sealed []byte) ([]byte, error) { return sealed, nil }}
-	r := &audienceRun{t: t, sm: New(opts), s: store.NewMem(), users: map[string]string{}, opts: opts}
+	par := opts
+	par.ApplyWorkers = 4 // the partitions at once, against a sequential shadow
+	r := &audienceRun{t: t, sm: New(par), s: store.NewMem(), users: map[string]string{}, opts: opts}
 	for _, cache := range shadowCaches {
 		o := opts
 		o.CacheBytes = cache
@@ -297,6 +299,11 @@ func runAudienceFile(t *testing.T, file string) {
 	// index must equal, entry by entry (TestAudienceIndexEquivalence).
 	o := opts
 	o.noAudienceIndex = true
+	r.shadows = append(r.shadows, shadow{sm: New(o), s: store.NewMem()})
+	// And one applying the partitions one after the other
+	// (TestParallelPartitionsMatchSequential).
+	o = opts
+	o.ApplyWorkers = 1
 	r.shadows = append(r.shadows, shadow{sm: New(o), s: store.NewMem()})
 	datadriven.RunTest(t, file, func(t *testing.T, d *datadriven.TestData) string {
 		r.t = t

@@ -44,29 +44,12 @@ func TestCacheNeverServesStaleValues(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var sms []*StateMachine
-			var stores []*store.Mem
+			var names []string
 			for _, cache := range []int{0, 4096, -1} {
 				sms = append(sms, New(Options{Partitions: 4, CacheBytes: cache, BackfillPerEntry: 7}))
-				stores = append(stores, store.NewMem())
+				names = append(names, fmt.Sprintf("cache %d", cache))
 			}
-			for _, e := range log {
-				var results []string
-				for i, sm := range sms {
-					res, err := sm.Apply(stores[i], e.seq, e.subject, e.data)
-					if err != nil {
-						t.Fatalf("seq %d: %v", e.seq, err)
-					}
-					results = append(results, fmt.Sprint(res))
-				}
-				for i := 1; i < len(sms); i++ {
-					if results[i] != results[0] {
-						t.Fatalf("seq %d: results differ: %s vs %s", e.seq, results[0], results[i])
-					}
-					if k, ok := firstDifference(stores[0], stores[i]); !ok {
-						t.Fatalf("seq %d: stores %d and %d differ at %q", e.seq, 0, i, k)
-					}
-				}
-			}
+			applyAndCompare(t, log, sms, names, 1)
 			if st := sms[0].CacheStats(); st.Hits == 0 || st.Misses == 0 {
 				t.Fatalf("cache stats %+v: the cache was not used", st)
 			}

@@ -1,6 +1,7 @@
 // Package projections holds Aurum's state machine: the deterministic function
 // from the log to the projections (dedup table, identity keychain, Golden
-// Customer Record partitions, outbox). The engine runs it in one goroutine;
+// Customer Record partitions, outbox). The engine runs it in one goroutine,
+// which applies the partitions of an entry at once (Options.ApplyWorkers);
 // the cluster layer can replicate it unchanged (it has the hashicorp/raft FSM
 // shape: Apply, Snapshot, Restore).
 //
@@ -118,6 +119,13 @@ type Options struct {
 	// reads them through it. nil: no interactions are kept, every affinity
 	// is null.
 	InteractionKey features.KeyFunc
+	// ApplyWorkers is how many partitions Apply runs at once after the
+	// keychain stage, each into its own overlay of the entry's batch
+	// (applyPartitions); the overlays are then written to the batch in
+	// partition order, so the result is the same for any value. Open and
+	// InteractionKey must then be safe for concurrent use. Default
+	// DefaultApplyWorkers(); 1 or less: one partition after the other.
+	ApplyWorkers int
 	// noFreshHistory turns off the shortcut of partition.history for a
 	// profile whose only stored events are the step's (freshHistory):
 	// the reference the equivalence tests compare with.
@@ -175,6 +183,9 @@ func New(opts Options) *StateMachine {
 	}
 	if opts.DedupFilterBytes == 0 {
 		opts.DedupFilterBytes = DefaultDedupFilterBytes
+	}
+	if opts.ApplyWorkers == 0 {
+		opts.ApplyWorkers = DefaultApplyWorkers()
 	}
 	sm := &StateMachine{
 		opts:  opts,
@@ -542,18 +553,6 @@ func (sm *StateMachine) emptyCommands(seq uint64) []PartitionCommand {
 	return cmds
 }
 
-// applyPartitions runs every partition's state machine on its command. Each
-// touches only its own key range, so they could run in parallel; they run
-// in order here, in the one batch that commits the entry.
-func (sm *StateMachine) applyPartitions(rw store.ReadWriter, cmds []PartitionCommand) error {
-	for i, p := range sm.partitions {
-		if err := p.Apply(rw, &cmds[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (sm *StateMachine) applyControl(rw store.ReadWriter, c *Control, res *Result) error {
 	switch c.Kind {
 	case ControlSourceCreate:
@@ -663,10 +662,7 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 		for _, j := range ir.Owned {
 			owned = append(owned, rec.IDs[j])
 		}
-		// For the GCR (revenue) and the audience rules.
-		if err := openFailure(rec.OpenProperties(sm.opts.Open)); err != nil {
-			return fmt.Errorf("projections: apply seq %d: event %s: %w", seq, ulidString(rec.ID), err)
-		}
+		// Its properties are opened by its partition (Partition.Apply).
 		adds = append(adds, Addition{Profile: ir.Profile, Record: rec, Owned: owned})
 		res.Events++
 	}

@@ -25,7 +25,12 @@ type matchRun struct {
 }
 
 func newMatchRun(t *testing.T) *matchRun {
-	r := &matchRun{t: t, sm: newSM(), s: store.NewMem()}
+	r := &matchRun{t: t, sm: New(Options{Partitions: 4, Open: openIdentity, ApplyWorkers: 4}), s: store.NewMem()}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			replaySequential(t, Options{Partitions: 4, Open: openIdentity}, r.log, r.s)
+		}
+	})
 	cfg := identity.DefaultConfig()
 	cfg.Probabilistic = &match.Config{
 		Fields:   map[string]match.Comparison{"surname": match.Name, "postcode": match.Exact},

@@ -48,12 +48,55 @@ type Model struct {
 	// Recommend (kind recommend) is a next-best-product model's tables;
 	// nil for the other kinds.
 	Recommend *RecommendParams `msgpack:"rc,omitempty"`
+	// Refit is the model's refit policy (kinds propensity and recommend);
+	// nil: refitted only when asked.
+	Refit *ModelRefit `msgpack:"rf,omitempty"`
+}
+
+// ModelRefit is a refit policy: the fit job refits the model (on the
+// cluster's leader) once EveryMs has passed since the record's Updated
+// time, with the request it was fitted from, and appends the result as a
+// model.put like any fit: a replay reads the records and never refits.
+type ModelRefit struct {
+	EveryMs    int64    `msgpack:"e"`
+	Event      string   `msgpack:"ev,omitempty"` // propensity: the target
+	WindowDays int64    `msgpack:"w,omitempty"`  // propensity
+	Names      []string `msgpack:"n,omitempty"`  // propensity: as requested (none: the most frequent at each fit)
+	MaxItems   int64    `msgpack:"mi,omitempty"` // recommend
+}
+
+// Bounds of a refit policy.
+const (
+	MinRefitEvery = int64(1000)             // 1 s
+	MaxRefitEvery = int64(366 * 86_400_000) // 366 days
+)
+
+func (r *ModelRefit) validate(m *Model) error {
+	if r == nil {
+		return nil
+	}
+	switch {
+	case m.Kind != ModelKindPropensity && m.Kind != ModelKindRecommend:
+		return fmt.Errorf("projections: model %q: a refit policy on kind %q, want propensity or recommend", m.Name, m.Kind)
+	case r.EveryMs < MinRefitEvery || r.EveryMs > MaxRefitEvery:
+		return fmt.Errorf("projections: model %q: refit every %d ms, want %d..%d", m.Name, r.EveryMs, MinRefitEvery, MaxRefitEvery)
+	case len(r.Event) > features.MaxKeyLen || len(r.Names) > 64 || r.WindowDays < 0 || r.WindowDays > 366 || r.MaxItems < 0 || r.MaxItems > MaxRecommendItems:
+		return fmt.Errorf("projections: model %q: refit request out of bounds", m.Name)
+	}
+	for _, n := range r.Names {
+		if len(n) > features.MaxKeyLen {
+			return fmt.Errorf("projections: model %q: refit name of %d bytes, want at most %d", m.Name, len(n), features.MaxKeyLen)
+		}
+	}
+	return nil
 }
 
 // PropensityParams are a fitted propensity model: P(Target within
 // WindowDays days) = σ(Intercept + Σ W[j]·(x[j] − Mean[j])/Scale[j]) over
 // the row propensity.FromFeatures computes from the profile's feature row
-// (columns: propensity.Columns of Names), as of the time it is read.
+// (columns: propensity.Columns of PropensityOptions), as of the time it is
+// read. Target is any track event; one other than the purchase has no
+// dated columns and must be among Names.
 type PropensityParams struct {
 	Target     string    `msgpack:"t"`
 	WindowDays int64     `msgpack:"w"`
@@ -70,9 +113,21 @@ type PropensityParams struct {
 	Positives int64   `msgpack:"p"`
 }
 
-// options are the propensity.ExampleOptions of the model's rows.
+// options are the propensity.ExampleOptions of the model's rows: a target
+// other than the feature row's purchase has no dated columns (Undated).
 func (p *PropensityParams) options() propensity.ExampleOptions {
-	return propensity.ExampleOptions{Target: p.Target, Horizon: time.Duration(p.WindowDays) * 24 * time.Hour, Names: p.Names}
+	return PropensityOptions(p.Target, p.WindowDays, p.Names)
+}
+
+// PropensityOptions are the propensity.ExampleOptions of a propensity model
+// of target within windowDays over names: the columns the fit trains on
+// and the live feature row gives (propensity.FromFeatures). A target other
+// than the purchase (features.PurchaseEvent) is Undated: the feature row
+// dates only purchases, and the target's decayed counts (names include it)
+// stand for its days.
+func PropensityOptions(target string, windowDays int64, names []string) propensity.ExampleOptions {
+	return propensity.ExampleOptions{Target: target, Horizon: time.Duration(windowDays) * 24 * time.Hour, Names: names,
+		Undated: target != features.PurchaseEvent}
 }
 
 // validate checks the classifier's shape: one weight, mean and scale per
@@ -83,8 +138,10 @@ func (p *PropensityParams) validate(name string) error {
 	}
 	cols := len(propensity.Columns(p.options()))
 	switch {
-	case p.Target != features.PurchaseEvent:
-		return fmt.Errorf("projections: model %q: target %q, want %q (the feature row's purchase)", name, p.Target, features.PurchaseEvent)
+	case p.Target == "" || len(p.Target) > features.MaxKeyLen:
+		return fmt.Errorf("projections: model %q: target of %d bytes, want 1..%d", name, len(p.Target), features.MaxKeyLen)
+	case p.Target != features.PurchaseEvent && !slices.Contains(p.Names, p.Target):
+		return fmt.Errorf("projections: model %q: target %q is not among the names (its decayed counts stand for its days)", name, p.Target)
 	case p.WindowDays < 1 || p.WindowDays > 366:
 		return fmt.Errorf("projections: model %q: window %d days, want 1..366", name, p.WindowDays)
 	case len(p.Names) == 0 || len(p.Names) > 64:
@@ -160,6 +217,8 @@ func (m *Model) Validate() error {
 	switch {
 	case ValidateModelName(m.Name) != nil:
 		return ValidateModelName(m.Name)
+	case m.Refit.validate(m) != nil:
+		return m.Refit.validate(m)
 	case m.Kind == ModelKindPropensity:
 		return m.Propensity.validate(m.Name)
 	case m.Kind == ModelKindRecommend:

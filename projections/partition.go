@@ -156,6 +156,11 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 		if err := p.owns(a.Profile); err != nil {
 			return err
 		}
+		// For the GCR (revenue) and the audience rules; here rather than
+		// in the keychain stage, so that the partitions open theirs at once.
+		if err := openFailure(a.Record.OpenProperties(p.sm.opts.Open)); err != nil {
+			return fmt.Errorf("projections: partition %d seq %d: event %s: %w", p.id, cmd.Seq, ulidString(a.Record.ID), err)
+		}
 		if err := txn.Add(a.Profile, a.Record, a.Owned); err != nil {
 			return err
 		}

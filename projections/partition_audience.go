@@ -701,6 +701,7 @@ func (p *Partition) lazyStep(r store.Reader, txn *gcr.Txn, id []byte) (audience.
 	var prof *gcr.Profile
 	var profErr, openErr error
 	var traits func(string) (any, bool)
+	var recs *recommender
 	load := func() *gcr.Profile {
 		if prof == nil {
 			var ok bool
@@ -736,10 +737,19 @@ func (p *Partition) lazyStep(r store.Reader, txn *gcr.Txn, id []byte) (audience.
 		Predictions: func(name string, at int64) (float64, bool) {
 			return p.sm.prediction(load(), name, at)
 		},
+		Recommendations: func(model string, at int64) ([]string, bool) {
+			if recs == nil {
+				recs = &recommender{sm: p.sm, r: r, prof: load}
+			}
+			return recs.list(model, at)
+		},
 	}
 	return step, load, func() error {
 		if profErr != nil {
 			return profErr
+		}
+		if recs != nil && recs.err != nil {
+			return recs.err
 		}
 		return openErr
 	}

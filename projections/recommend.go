@@ -1,13 +1,18 @@
 package projections
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/predict/recommend"
 	"github.com/aurumcdp/aurum/projections/features"
+	"github.com/aurumcdp/aurum/projections/gcr"
+	"github.com/aurumcdp/aurum/store"
 )
 
 // Bounds of a recommend model's record (RecommendParams.validate). With
@@ -24,6 +29,10 @@ const (
 	// RecommendHistory is the number of a profile's latest events read to
 	// score it (the fit pairs the same number: recommend's MaxHistory).
 	RecommendHistory = 200
+	// NextBestCount is the length of a profile's list of next best
+	// products: the profile view shows it and the rules read it
+	// (predictions.next_best_products).
+	NextBestCount = 3
 )
 
 // RecommendParams are a fitted next-best-product model (kind recommend):
@@ -208,14 +217,119 @@ type Recommendation struct {
 // its latest RecommendHistory events): recommend.Tables.Recommend, the
 // items it has not bought, best first. A pure function of the record, the
 // interactions and now. ok is false for a model of another kind.
+//
+// The ranking is taken as of the latest interaction at or before now (now
+// itself without one): every part of the score is a share of decayed
+// interactions that all decay at one rate, so in exact arithmetic the list
+// and its scores are the same at any later time; ranking as of that
+// interaction keeps them the same bit for bit as time passes (and never
+// lets the decay underflow). The list then changes only with the
+// profile's events (an event dated after now, when now reaches it), and
+// with the model's record.
 func NextBestProducts(m *Model, history []recommend.Interaction, now int64, n int) ([]Recommendation, bool) {
 	if m.Kind != ModelKindRecommend || m.Recommend == nil {
 		return nil, false
 	}
 	t := m.Recommend.Tables()
 	out := []Recommendation{}
-	for _, s := range t.Recommend(history, now, n) {
+	for _, s := range t.Recommend(history, rankTime(history, now), n) {
 		out = append(out, Recommendation{Item: s.Key, Score: s.Score})
 	}
 	return out, true
+}
+
+// rankTime is the time NextBestProducts ranks at: the latest interaction
+// at or before now, else now.
+func rankTime(history []recommend.Interaction, now int64) int64 {
+	at, any := int64(math.MinInt64), false
+	for i := range history {
+		if t := history[i].Time; t <= now && t >= at {
+			at, any = t, true
+		}
+	}
+	if !any {
+		return now
+	}
+	return at
+}
+
+// ProfileInteractions reads a profile's interactions as NextBestProducts
+// takes them: RecommendInteraction of its latest RecommendHistory stored
+// events, their properties opened by open. Properties that will never
+// open (ErrUnreadable: an erased person's) count as none; any other
+// failure is an error (a replay must not differ from the live apply).
+func ProfileInteractions(r store.Reader, g *gcr.Projection, p *gcr.Profile, open func(keyID, sealed []byte) ([]byte, error)) ([]recommend.Interaction, error) {
+	recs, err := g.Events(r, p, RecommendHistory)
+	if err != nil {
+		return nil, fmt.Errorf("projections: interactions: %w", err)
+	}
+	var out []recommend.Interaction
+	for i := range recs {
+		if len(recs[i].SealedProperties) > 0 && open == nil {
+			continue
+		}
+		if err := recs[i].OpenProperties(open); err != nil {
+			if errors.Is(err, ErrUnreadable) {
+				continue
+			}
+			return nil, fmt.Errorf("projections: interactions: event %s: %w", ulidString(recs[i].ID), err)
+		}
+		RecommendInteraction("", &recs[i], func(it recommend.Interaction) { out = append(out, it) })
+	}
+	return out, nil
+}
+
+// recommender answers rules.Facts.Recommendations for one evaluation of
+// one profile: its interactions are read once (on the first question) and
+// each model's list is kept per ranking time (rankTime), so that
+// rules.NextChange's probes at later times rank again only when an event
+// dated after now has come within reach.
+type recommender struct {
+	sm      *StateMachine
+	r       store.Reader
+	prof    func() *gcr.Profile
+	history []recommend.Interaction
+	loaded  bool
+	err     error // the first read failure
+	lists   map[recommenderKey][]string
+}
+
+type recommenderKey struct {
+	model string
+	at    int64
+}
+
+// list returns the item ids of the profile's NextBestCount next best
+// products under the recommend model named model as of at; ok is false
+// without such a model (or after a read failure, kept in err).
+func (rc *recommender) list(model string, at int64) ([]string, bool) {
+	ms := *rc.sm.models.Load()
+	i, ok := slices.BinarySearchFunc(ms, model, func(m Model, name string) int { return strings.Compare(m.Name, name) })
+	if !ok || ms[i].Kind != ModelKindRecommend {
+		return nil, false
+	}
+	if !rc.loaded {
+		rc.loaded = true
+		rc.history, rc.err = ProfileInteractions(rc.r, rc.sm.gcr, rc.prof(), rc.sm.opts.Open)
+	}
+	if rc.err != nil {
+		return nil, false
+	}
+	k := recommenderKey{model, rankTime(rc.history, at)}
+	if l, ok := rc.lists[k]; ok {
+		return l, true
+	}
+	recs, ok := NextBestProducts(&ms[i], rc.history, at, NextBestCount)
+	if !ok {
+		return nil, false
+	}
+	l := make([]string, len(recs))
+	for j, r := range recs {
+		l[j] = r.Item
+	}
+	if rc.lists == nil {
+		rc.lists = map[recommenderKey][]string{}
+	}
+	rc.lists[k] = l
+	return l, true
 }

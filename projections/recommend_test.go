@@ -57,7 +57,9 @@ func TestRecommendRecord(t *testing.T) {
 		}
 	}
 	for _, h := range users {
-		want := rm.Recommend(h, asOf, 3)
+		// Ranked as of the user's latest interaction (rankTime), the same
+		// bits at any later time: the list moves with events, not time.
+		want := rm.Recommend(h, rankTime(h, asOf), 3)
 		got, ok := NextBestProducts(&back, h, asOf, 3)
 		if !ok || len(got) != len(want) {
 			t.Fatalf("next best %v, want %v", got, want)
@@ -66,6 +68,10 @@ func TestRecommendRecord(t *testing.T) {
 			if got[i].Item != want[i].Key || got[i].Score != want[i].Score {
 				t.Fatalf("next best %v, want %v", got, want)
 			}
+		}
+		later, _ := NextBestProducts(&back, h, asOf+400*86_400_000, 3)
+		if !reflect.DeepEqual(later, got) {
+			t.Fatalf("next best 400 days later %v, at the last event %v", later, got)
 		}
 	}
 

@@ -197,6 +197,11 @@ func (c *checker) check1(n *node, ctx context) (typ, error) {
 		}
 		switch rt {
 		case tyList:
+			if r.kind == nPath { // a recommend model's list: item ids
+				if err := compatible(lt, tyStr); err != nil {
+					return 0, errAt(n.opPos, "%s: %s", short(n), err)
+				}
+			}
 			for _, e := range r.args {
 				if err := compatible(lt, e.typ); err != nil {
 					return 0, errAt(e.pos, "%s in %s: %s", short(n.args[0]), short(e), err)
@@ -548,7 +553,28 @@ var modelName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 // predictions.<score> (of the model named clv) or
 // predictions.<model>.<score> (docs/predictions.md).
 var PredictionScores = []string{"p_alive", "churn_risk", "expected_purchases_30d", "expected_purchases_90d",
-	"expected_purchases_365d", "clv_365d", "propensity"}
+	"expected_purchases_365d", "clv_365d", "propensity", NextBestProducts, NextBestProduct}
+
+// What a rule reads of a recommend model (docs/predictions.md):
+// predictions.next_best_products is the list of the profile's next best
+// products (item ids, best first) under the model named
+// DefaultRecommendModel, predictions.<model>.next_best_products under
+// another; predictions.next_best_product is its first item (null when
+// the list is empty). Both are asked of Facts.Recommendations.
+const (
+	NextBestProducts      = "next_best_products"
+	NextBestProduct       = "next_best_product"
+	DefaultRecommendModel = "nbp"
+)
+
+// RecommendKey is the key Rule.Predictions lists for a rule reading the
+// recommend model named model: "<model>.next_best_products".
+func RecommendKey(model string) string { return model + "." + NextBestProducts }
+
+// ParseRecommendKey returns the model of a RecommendKey.
+func ParseRecommendKey(k string) (model string, ok bool) {
+	return strings.CutSuffix(k, "."+NextBestProducts)
+}
 
 // AffinityKinds are the kinds affinity(...) reads.
 var AffinityKinds = []string{"category", "product"}
@@ -649,6 +675,24 @@ func (c *checker) checkPrediction(n *node, ctx context) (typ, error) {
 	}
 	if len(n.path) == 2 && !modelName.MatchString(n.path[0]) {
 		return 0, errAt(n.pos, "predictions.%s: %q is not a model name", strings.Join(n.path, "."), n.path[0])
+	}
+	if score == NextBestProducts || score == NextBestProduct {
+		// A recommend model's list: its items are strings, it changes with
+		// events and the model's record (and, as events dated in the
+		// future come within reach, with time).
+		model := DefaultRecommendModel
+		if len(n.path) == 2 {
+			model = n.path[0]
+		}
+		n.str = RecommendKey(model)
+		if _, err := c.checkScore(n, ctx, "predictions"); err != nil {
+			return 0, err
+		}
+		if score == NextBestProduct {
+			return tyStr, nil
+		}
+		c.cost += MaxList / 4 // the list an in searches
+		return tyList, nil
 	}
 	n.str = strings.Join(n.path, ".")
 	return c.checkScore(n, ctx, "predictions")

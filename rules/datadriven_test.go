@@ -29,6 +29,7 @@ import (
 //	audiences     input: audience names, one per line; replaces them
 //	profile       first_seen=<time> last_seen=<time>
 //	predict       name=<key> at=<time> value=<v> per_day=<d>: a score linear in time
+//	recommend     model=<name> from=<time>; input: item ids, one a line: the model's list from then on
 //	eval now=<time>  output: true or false, and next=<NextChange> when not 0
 //	aggs now=<time>  output: each aggregate and funnel of the rule with its reference value
 //
@@ -127,6 +128,19 @@ func run(t *testing.T, d *datadriven.TestData, rule **rules.Rule, facts *ruleste
 			facts.Predictions = map[string]rulestest.Prediction{}
 		}
 		facts.Predictions[arg("name")] = rulestest.Prediction{At: parseTime(t, where, arg("at")), Value: v, PerDay: perDay}
+		return "ok"
+	case "recommend":
+		// recommend model=<name> from=<time>: the input's item ids (one a
+		// line; none: an empty list) are the model's list from then on.
+		if facts.Recommended == nil {
+			facts.Recommended = map[string][]rulestest.Recommendations{}
+		}
+		m := arg("model")
+		items := []string{}
+		for _, l := range input {
+			items = append(items, strings.TrimSpace(l))
+		}
+		facts.Recommended[m] = append(facts.Recommended[m], rulestest.Recommendations{From: parseTime(t, where, arg("from")), Items: items})
 		return "ok"
 	case "eval", "aggs":
 		if *rule == nil {

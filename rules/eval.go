@@ -169,7 +169,7 @@ func (e *evaluator) eval(n *node) value {
 		return value{k: vList, l: l}
 	case nPath:
 		if n.name == "predictions" || n.name == "affinity" {
-			return e.prediction(n)
+			return e.predValue(n)
 		}
 		x, ok := e.lookup(n)
 		if !ok {
@@ -354,7 +354,7 @@ func (e *evaluator) call(n *node) value {
 		return e.prediction(n)
 	case fnExists:
 		if a := n.args[0]; a.name == "predictions" || a.name == "affinity" || a.kind == nCall {
-			return boolean(e.prediction(a).k == vNum)
+			return boolean(e.predValue(a).k != vNull)
 		}
 		_, ok := e.lookup(n.args[0])
 		return boolean(ok)
@@ -431,6 +431,42 @@ func (e *evaluator) candidate(t int64) {
 	if t > e.now && (e.nextAt == 0 || t < e.nextAt) {
 		e.nextAt = t
 	}
+}
+
+// predValue reads a prediction node: a score (prediction), or a
+// recommend model's list or its first item (recommendations).
+func (e *evaluator) predValue(n *node) value {
+	if n.typ == tyList || n.typ == tyStr {
+		return e.recommendations(n)
+	}
+	return e.prediction(n)
+}
+
+// recommendations reads a recommend model's list at predAt (or now): the
+// list of item ids (predictions.next_best_products), or its first item
+// (predictions.next_best_product; null when the list is empty).
+func (e *evaluator) recommendations(n *node) value {
+	at := e.now
+	if e.predAt != 0 {
+		at = e.predAt
+	}
+	model, _ := ParseRecommendKey(n.str)
+	items, ok := e.facts.Recommendations(model, at)
+	if !ok {
+		return null
+	}
+	e.predOK = true
+	if n.typ == tyStr {
+		if len(items) == 0 {
+			return null
+		}
+		return value{k: vStr, s: items[0]}
+	}
+	l := make([]value, len(items))
+	for i, it := range items {
+		l[i] = value{k: vStr, s: it}
+	}
+	return value{k: vList, l: l}
 }
 
 // prediction reads a prediction at predAt (or now), rounded to 1e-9: the

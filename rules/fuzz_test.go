@@ -24,6 +24,9 @@ func FuzzCompile(f *testing.F) {
 		`count("A", properties.x == 1, "1d") > 1`,
 		`not not (traits.a or traits.b) and --traits.c == 0`,
 		`predictions.churn_risk > 0.7 and predictions.vip["clv_365d"] >= 5e2 or exists(predictions.p_alive)`,
+		`"sku-1" in predictions.next_best_products and predictions.next_best_product != "sku-2"`,
+		`predictions.nbp2.next_best_product == traits.x or traits.fav in predictions["nbp2"]["next_best_products"]`,
+		`exists(predictions.next_best_product) and not ("a" in predictions.next_best_products)`,
 	} {
 		f.Add(s)
 	}
@@ -33,6 +36,8 @@ func FuzzCompile(f *testing.F) {
 		Traits: map[string]any{"x": float64(1), "email": "a@b", "tags": []any{"v"}, "t": "2020-01-01"},
 		Predictions: map[string]rulestest.Prediction{"churn_risk": {At: 86400000 * 30, Value: 0.6, PerDay: 0.01},
 			"vip.clv_365d": {At: 86400000 * 30, Value: 600, PerDay: -5}},
+		Recommended: map[string][]rulestest.Recommendations{"nbp": {{From: 0, Items: []string{"sku-1", "sku-3"}},
+			{From: 86400000 * 31, Items: []string{"sku-2"}}}, "nbp2": {{From: 0, Items: []string{"a"}}}},
 	}
 	f.Fuzz(func(t *testing.T, src string) {
 		r, err := rules.Compile(src)
@@ -124,6 +129,9 @@ func (f *fixedFacts) Agg(a rules.Agg) (float64, bool) {
 func (f *fixedFacts) Oldest(rules.Agg) (int64, bool)           { return 0, false }
 func (f *fixedFacts) FunnelStart(rules.Funnel) (int64, bool)   { return 1e12 - 1, true }
 func (f *fixedFacts) Prediction(string, int64) (float64, bool) { return 0.5, true }
+func (f *fixedFacts) Recommendations(string, int64) ([]string, bool) {
+	return []string{"sku-1", "sku-2", "sku-3"}, true
+}
 func (f *fixedFacts) Trait(name string) (any, bool) {
 	v, ok := f.traits[name]
 	return v, ok

@@ -197,6 +197,13 @@ type Facts interface {
 	// change with time alone (P(alive) falls with silence). ok=false when
 	// the profile has no such score (no such model, no purchase).
 	Prediction(name string, at int64) (float64, bool)
+	// Recommendations returns the next best products (item ids, best
+	// first) of the profile under the recommend model named model, as of
+	// time at (Unix ms, at >= Now), the profile's events being those it
+	// has now. ok=false when there is no such model. The list changes with
+	// the profile's events and the model's record; with time alone only
+	// as events dated after Now come within reach.
+	Recommendations(model string, at int64) ([]string, bool)
 }
 
 // Rule is a compiled rule. It is immutable and safe for concurrent use.
@@ -240,7 +247,8 @@ func (r *Rule) Events() []string { return r.events }
 func (r *Rule) Profile() []string { return r.profile }
 
 // Predictions returns the prediction keys the rule reads ("churn_risk",
-// "<model>.<score>"), sorted.
+// "<model>.<score>", "<model>.next_best_products" for a rule reading a
+// recommend model's list), sorted.
 func (r *Rule) Predictions() []string { return r.preds }
 
 // UsesTime reports whether the result can change with time alone (windows,

@@ -26,20 +26,28 @@ audience rules (predictions.churn_risk > 0.7), alike in every replay. A model na
 plain score names; another name prefixes them with "<name>.". "model evaluate" back-tests a
 fitted model over the holdout period after its calibration end.
 
-"model fit NAME --kind propensity" fits P(a purchase within --window-days days) on the log's own
-history (logistic regression on the feature row's decayed event counts, days since first, last and
+"model fit NAME --kind propensity" fits P(--event within --window-days days; default a purchase,
+"Order Completed", within 30) on the log's own history (logistic regression on the feature row's decayed event counts, days since first, last and
 last purchase, active and purchase days, spend), split by time: trained as of two windows before the
 latest event, its AUC measured as of one window before, then refitted on the newest labels. Rules
-read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity).
+read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity). The event may be any track
+event ("Subscription Started"); for one other than the purchase its decayed counts stand for its
+days, which the feature row keeps for purchases only.
 
 "model fit NAME --kind recommend" fits the next best product on every profile's events with a
 properties.product_id (views, "Product Added", "Order Completed"): item-to-item co-occurrence and
 popularity, kept for the --max-items most popular items. Profiles then show
 predictions.next_best_products (the model named nbp; "<name>.next_best_products" else): the 3
-best-scoring items each has not bought, from its own recent events.`,
+best-scoring items each has not bought, from its own recent events; rules read them as
+"sku-1" in predictions.next_best_products or predictions.next_best_product == "sku-1".
+
+--refit-every (propensity, recommend) keeps the model current: the node leading the cluster
+fits it again this long after each fit, with the same request, and appends the result to the
+log like any fit (replays read it, they never refit). A fit of the name without it ends it.`,
 		Example: `  aurum model fit clv --calibration-end 1997-09-30 --wait
   aurum model fit buy30 --kind propensity --window-days 30
-  aurum model fit nbp --kind recommend
+  aurum model fit sub60 --kind propensity --event "Subscription Started" --window-days 60
+  aurum model fit nbp --kind recommend --refit-every 7d
   aurum model list
   aurum model show clv --output json
   aurum model evaluate clv --holdout-end 1998-06-30 --json
@@ -54,7 +62,7 @@ best-scoring items each has not bought, from its own recent events.`,
 		output string
 	}
 	fitCmd := &cobra.Command{
-		Use:   "fit NAME (--calibration-end YYYY-MM-DD [--time-unit week|day] [--scorer pareto_nbd|bgnbd] | --kind propensity [--window-days N] [--names a,b] | --kind recommend [--max-items N]) [--wait]",
+		Use:   "fit NAME (--calibration-end YYYY-MM-DD [--time-unit week|day] [--scorer pareto_nbd|bgnbd] | --kind propensity [--window-days N] [--names a,b] | --kind recommend [--max-items N]) [--refit-every 7d] [--wait]",
 		Short: "Fit a model in the background on the node (--wait: until it is ready or failed)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -109,10 +117,11 @@ best-scoring items each has not bought, from its own recent events.`,
 	fl := fitCmd.Flags()
 	fl.StringVar(&fit.req.CalibrationEnd, "calibration-end", "", "last day of the calibration period, YYYY-MM-DD (required)")
 	fl.StringVar(&fit.req.Kind, "kind", "clv", "kind of model: clv, propensity or recommend")
+	fl.StringVar(&fit.req.RefitEvery, "refit-every", "", "propensity, recommend: fit again, by itself, this long after each fit (7d, 12h, 30m)")
 	fl.IntVar(&fit.req.MaxItems, "max-items", 0, "recommend: the items whose neighbours are kept, the most popular first (default and at most 1000)")
-	fl.IntVar(&fit.req.WindowDays, "window-days", 0, "propensity: the label is a purchase within this many days (default 30)")
+	fl.IntVar(&fit.req.WindowDays, "window-days", 0, "propensity: the label is the event within this many days (default 30)")
 	fl.StringSliceVar(&fit.req.Names, "names", nil, "propensity: event names whose decayed counts are features (default: the 16 most frequent)")
-	fl.StringVar(&fit.req.Event, "event", "Order Completed", "the purchase event (the feature projection's)")
+	fl.StringVar(&fit.req.Event, "event", "Order Completed", "clv: the purchase event (the feature projection's); propensity: the target, any track event")
 	fl.StringVar(&fit.req.Revenue, "revenue", "revenue", "the revenue property (the feature projection's)")
 	fl.StringVar(&fit.req.TimeUnit, "time-unit", "week", "time unit of the fit: week or day")
 	fl.StringVar(&fit.req.Scorer, "scorer", "pareto_nbd", "model that scores p_alive and the expectations: pareto_nbd or bgnbd")
@@ -224,6 +233,9 @@ func modelFields(m models.Info) ([]string, [][]string) {
 	}
 	if m.FittedAsOf != nil {
 		rows = append(rows, []string{"fitted_as_of", fmt.Sprintf("seq %d, %s", m.FittedAsOf.Seq, rfc3339(m.FittedAsOf.Time))})
+	}
+	if m.RefitEvery != "" && m.NextRefit != nil {
+		rows = append(rows, []string{"refit", fmt.Sprintf("every %s, next %s", m.RefitEvery, rfc3339(*m.NextRefit))})
 	}
 	return []string{"FIELD", "VALUE"}, rows
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/aurumcdp/aurum/event"
@@ -23,57 +24,106 @@ const gatewayDepth = 4
 // a batch is acked only once the append holding its events is durable. An
 // event without messageId gets one from its raw stream sequence, so a
 // redelivery after a crash is deduplicated.
+//
+// Each batch is parsed and sealed on a goroutine of its own (at most
+// gatewayDepth at a time: the batches in flight), so the consumer goes on
+// fetching and acking meanwhile; the batches' records are queued for the
+// committer in stream order all the same (each waits for the one before).
 func (e *Edge) RunGateway(ctx context.Context) error {
+	var prev chan struct{} // closed once the previous batch's records are queued
 	return e.log.ConsumeIngestPipelined(ctx, 500, gatewayDepth, func(msgs []alog.RawMsg) func() error {
-		bySource := map[string][]event.Event{}
-		var order []string
-		type rejected struct {
-			m   alog.RawMsg
-			err error
-		}
-		var bad []rejected
-		for _, m := range msgs {
-			ev, err := e.parseRaw(m)
-			if err != nil {
-				bad = append(bad, rejected{m, err})
-				continue
-			}
-			if _, ok := bySource[m.Source]; !ok {
-				order = append(order, m.Source)
-			}
-			bySource[m.Source] = append(bySource[m.Source], ev)
-		}
-		var waits []func(context.Context) error
-		var startErr error
-		for _, src := range order {
-			wait, err := e.ingestAsync(ctx, src, bySource[src])
-			if err != nil {
-				startErr = fmt.Errorf("engine: gateway ingest %q: %w", src, err)
-				break
-			}
-			waits = append(waits, wait)
-		}
-		return func() error {
-			// Valid events first: if their ingest fails the batch is
-			// redelivered, and dead letters written before would be
-			// written twice.
-			err := startErr
-			for _, wait := range waits {
-				if werr := wait(ctx); werr != nil && err == nil {
-					err = fmt.Errorf("engine: gateway ingest: %w", werr)
-				}
-			}
-			if err != nil {
-				return err
-			}
-			for _, r := range bad {
-				if err := e.deadLetter(ctx, r.m.Source, 0, r.m.Data, r.err); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
+		b := &gatewayBatch{ctx: ctx, e: e, msgs: slices.Clone(msgs), // the slice is not ours to keep
+			after: prev, queued: make(chan struct{}), done: make(chan struct{})}
+		prev = b.queued
+		go b.run() // owned by the batch: its wait function waits for it
+		return b.wait
 	})
+}
+
+// gatewayBatch is one pulled batch of raw messages in the gateway.
+type gatewayBatch struct {
+	ctx    context.Context
+	e      *Edge
+	msgs   []alog.RawMsg
+	after  chan struct{} // the previous batch's queued (nil for the first)
+	queued chan struct{} // closed when this batch's records are queued (or it failed)
+	done   chan struct{} // closed when run returned
+
+	// Set by run, read by wait after done.
+	waits    []func(context.Context) error
+	startErr error
+	bad      []rejectedMsg
+}
+
+type rejectedMsg struct {
+	m   alog.RawMsg
+	err error
+}
+
+// run parses and seals the batch, then, after the previous batch, queues
+// its records for the committer, source by source in order of first
+// appearance.
+func (b *gatewayBatch) run() {
+	defer close(b.done)
+	defer close(b.queued)
+	ctx, e := b.ctx, b.e
+	bySource := map[string][]event.Event{}
+	var order []string
+	for _, m := range b.msgs {
+		ev, err := e.parseRaw(m)
+		if err != nil {
+			b.bad = append(b.bad, rejectedMsg{m, err})
+			continue
+		}
+		if _, ok := bySource[m.Source]; !ok {
+			order = append(order, m.Source)
+		}
+		bySource[m.Source] = append(bySource[m.Source], ev)
+	}
+	sealed := make([]*pending, 0, len(order))
+	for _, src := range order {
+		p, err := e.sealed(src, bySource[src])
+		if err != nil {
+			b.startErr = fmt.Errorf("engine: gateway ingest %q: %w", src, err)
+			break
+		}
+		sealed = append(sealed, p)
+	}
+	if b.after != nil {
+		<-b.after // closed by the previous batch's run, whatever happened to it
+	}
+	for i, p := range sealed {
+		wait, err := e.enqueue(ctx, p)
+		if err != nil {
+			b.startErr = fmt.Errorf("engine: gateway ingest %q: %w", order[i], err)
+			break
+		}
+		b.waits = append(b.waits, wait)
+	}
+}
+
+// wait returns once the batch's valid events are durable on the log and
+// its invalid ones are on the dead-letter stream, or with the first error.
+func (b *gatewayBatch) wait() error {
+	<-b.done
+	// Valid events first: if their ingest fails the batch is
+	// redelivered, and dead letters written before would be
+	// written twice.
+	err := b.startErr
+	for _, wait := range b.waits {
+		if werr := wait(b.ctx); werr != nil && err == nil {
+			err = fmt.Errorf("engine: gateway ingest: %w", werr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for _, r := range b.bad {
+		if err := b.e.deadLetter(b.ctx, r.m.Source, 0, r.m.Data, r.err); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (e *Edge) parseRaw(m alog.RawMsg) (event.Event, error) {

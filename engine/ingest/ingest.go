@@ -106,9 +106,19 @@ func (e *Edge) Ingest(ctx context.Context, source string, evs []event.Event) err
 // in call order; wait returns when they are durable (see Ingest). wait
 // must be called once.
 func (e *Edge) ingestAsync(ctx context.Context, source string, evs []event.Event) (wait func(context.Context) error, err error) {
-	done := func(context.Context) error { return nil }
+	p, err := e.sealed(source, evs)
+	if err != nil {
+		return nil, err
+	}
+	return e.enqueue(ctx, p)
+}
+
+// sealed seals the events of source into a pending append (nil when there
+// is nothing to append: no events, or every one belonged to an erased
+// person). It may run concurrently with other calls.
+func (e *Edge) sealed(source string, evs []event.Event) (*pending, error) {
 	if len(evs) == 0 {
-		return done, nil
+		return nil, nil
 	}
 	if !e.sources.SourceExists(source) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownSource, source)
@@ -119,9 +129,18 @@ func (e *Edge) ingestAsync(ctx context.Context, source string, evs []event.Event
 		return nil, err
 	}
 	if len(recs) == 0 {
-		return done, nil // every event belonged to an erased person
+		return nil, nil // every event belonged to an erased person
 	}
-	p := &pending{recs: recs, size: size, done: make(chan error, 1)}
+	return &pending{source: source, recs: recs, size: size, done: make(chan error, 1)}, nil
+}
+
+// enqueue queues p (from sealed; nil: nothing) for the committer; appends
+// keep the order of the enqueue calls. wait returns when p's records are
+// durable and must be called once.
+func (e *Edge) enqueue(ctx context.Context, p *pending) (wait func(context.Context) error, err error) {
+	if p == nil {
+		return func(context.Context) error { return nil }, nil
+	}
 	select {
 	case e.commit.in <- p:
 	case <-ctx.Done():
@@ -133,7 +152,7 @@ func (e *Edge) ingestAsync(ctx context.Context, source string, evs []event.Event
 		select {
 		case err := <-p.done:
 			if err == nil {
-				e.metrics.ingested.WithLabelValues(source).Add(float64(len(recs)))
+				e.metrics.ingested.WithLabelValues(p.source).Add(float64(len(p.recs)))
 			}
 			return err
 		case <-ctx.Done():
@@ -340,9 +359,10 @@ func (w *bytesBuffer) Write(p []byte) (int, error) { w.b = append(w.b, p...); re
 
 // pending is one Ingest call waiting for its records to be durable.
 type pending struct {
-	recs [][]byte
-	size int
-	done chan error
+	source string
+	recs   [][]byte
+	size   int
+	done   chan error
 }
 
 // inflight is one log append waiting for its acknowledgement.

@@ -27,9 +27,14 @@ type Info struct {
 	Propensity *PropensityInfo `json:"propensity,omitempty"`
 	// Recommend is a next-best-product model's counts and tables' sizes.
 	Recommend *RecommendInfo `json:"recommend,omitempty"`
-	Started   *time.Time     `json:"started,omitempty"` // of the fit in flight or failed
-	Created   *time.Time     `json:"created,omitempty"`
-	Updated   *time.Time     `json:"updated,omitempty"`
+	// RefitEvery is the record's refit policy (propensity, recommend),
+	// NextRefit when it is due (the record's time plus the period; a
+	// failed refit is tried again a period after it).
+	RefitEvery string     `json:"refit_every,omitempty"`
+	NextRefit  *time.Time `json:"next_refit,omitempty"`
+	Started    *time.Time `json:"started,omitempty"` // of the fit in flight or failed
+	Created    *time.Time `json:"created,omitempty"`
+	Updated    *time.Time `json:"updated,omitempty"`
 }
 
 // PropensityInfo is a propensity model as GET /v1/models/{name} shows it.
@@ -127,6 +132,9 @@ func (s *Service) infoOf(m *projections.Model, st *jobState) Info {
 			Customers: m.Customers, Repeaters: m.Repeaters,
 			FittedAsOf: &FittedAsOf{Seq: m.FittedAsOf.Seq, Time: time.UnixMilli(m.FittedAsOf.Time).UTC()},
 			Created:    msTime(m.Created), Updated: msTime(m.Updated)}
+	}
+	if m != nil && m.Refit != nil && in.Name != "" {
+		in.RefitEvery, in.NextRefit = formatEvery(m.Refit.EveryMs), msTime(m.Updated+m.Refit.EveryMs)
 	}
 	if st != nil {
 		in.Status, in.Error = st.status, st.err

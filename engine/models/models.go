@@ -14,6 +14,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +65,12 @@ type Options struct {
 	Fit predict.FitOptions
 	// QueueLen bounds the fits waiting to run; 0 means 4.
 	QueueLen int
+	// Now is the clock the refit policies are due by (the clock that
+	// stamps the control records' times); nil: time.Now.
+	Now func() time.Time
+	// RefitCheck is how often the records are read for refits due (a due
+	// time known sooner is waited for exactly); 0 means 1 minute.
+	RefitCheck time.Duration
 }
 
 // Deps are what the service is handed by the engine.
@@ -91,19 +100,21 @@ func (e *FieldError) Error() string { return fmt.Sprintf("models: %s: %s", e.Fie
 // Unwrap makes a FieldError a base.ErrInvalid.
 func (e *FieldError) Unwrap() error { return base.ErrInvalid }
 
-// Request is the body of POST /v1/models.
+// Request is the body of POST /v1/models. Which fields each kind takes is
+// one table, requestFields.
 type Request struct {
 	Name           string `json:"name"`
-	Kind           string `json:"kind"`            // clv
-	Event          string `json:"event"`           // the purchase event: "Order Completed" (the feature projection's)
+	Kind           string `json:"kind"`            // clv (default), propensity or recommend
+	Event          string `json:"event"`           // clv: the purchase event, "Order Completed" (the feature projection's); propensity: the target, any track event
 	Revenue        string `json:"revenue"`         // the revenue property: "revenue" (gcr's revenue)
 	CalibrationEnd string `json:"calibration_end"` // YYYY-MM-DD, the last day of calibration
 	TimeUnit       string `json:"time_unit"`       // week (default) or day
 	Scorer         string `json:"scorer"`          // pareto_nbd (default) or bgnbd
 
 	// Propensity (kind propensity): the label is "does Event happen within
-	// WindowDays days" (default 30); Names are the event names whose decayed
-	// counts are features (default: the 16 most frequent, and Event).
+	// WindowDays days" (default: Order Completed within 30 days); Names are
+	// the event names whose decayed counts are features (default: the 16
+	// most frequent; Event is always among them).
 	WindowDays int      `json:"window_days,omitempty"`
 	Names      []string `json:"names,omitempty"`
 
@@ -111,6 +122,13 @@ type Request struct {
 	// record keeps, the most popular first (default and at most
 	// projections.MaxRecommendItems).
 	MaxItems int `json:"max_items,omitempty"`
+
+	// RefitEvery (kinds propensity and recommend) is the refit policy: the
+	// model is fitted again, with this request, once this long has passed
+	// since its record was appended ("7d", "12h", "30m", "90s": 1s to
+	// 366d). The policy is kept on the record; a fit of the name without
+	// it ends it.
+	RefitEvery string `json:"refit_every,omitempty"`
 }
 
 // job is a validated request.
@@ -118,6 +136,7 @@ type job struct {
 	req         Request
 	calEnd      int64 // day number
 	daysPerUnit int64
+	refit       *projections.ModelRefit // the request's refit policy, or nil
 }
 
 // Validate checks a request and fills its defaults; the error is a
@@ -132,20 +151,29 @@ func (r *Request) validate() (job, error) {
 	if r.Kind == "" {
 		r.Kind = projections.ModelKindCLV
 	}
-	if r.Kind == projections.ModelKindPropensity {
-		return r.validatePropensity()
+	if !slices.Contains(kinds, r.Kind) {
+		return job{}, &FieldError{"kind", fmt.Sprintf("%q: want one of %s", r.Kind, strings.Join(kinds, ", "))}
 	}
-	if r.Kind == projections.ModelKindRecommend {
-		return r.validateRecommend()
+	if err := r.checkFields(); err != nil {
+		return job{}, err
 	}
-	if r.Kind != projections.ModelKindCLV {
-		return job{}, &FieldError{"kind", fmt.Sprintf("%q: want %q, %q or %q", r.Kind, projections.ModelKindCLV, projections.ModelKindPropensity, projections.ModelKindRecommend)}
-	}
-	if r.MaxItems != 0 {
-		return job{}, &FieldError{"max_items", "only for kind recommend"}
-	}
-	if r.WindowDays != 0 || len(r.Names) > 0 {
-		return job{}, &FieldError{"window_days", "only for kind propensity"}
+	switch r.Kind {
+	case projections.ModelKindPropensity, projections.ModelKindRecommend:
+		validate := r.validatePropensity
+		if r.Kind == projections.ModelKindRecommend {
+			validate = r.validateRecommend
+		}
+		j, err := validate()
+		if err != nil || r.RefitEvery == "" {
+			return j, err
+		}
+		every, err := parseEvery(r.RefitEvery)
+		if err != nil {
+			return job{}, &FieldError{"refit_every", err.Error()}
+		}
+		j.refit = &projections.ModelRefit{EveryMs: every.Milliseconds(), Event: r.Event, WindowDays: int64(r.WindowDays),
+			Names: r.Names, MaxItems: int64(r.MaxItems)}
+		return j, nil
 	}
 	if r.Event == "" {
 		r.Event = features.PurchaseEvent
@@ -186,6 +214,90 @@ func (r *Request) validate() (job, error) {
 	return j, nil
 }
 
+// kinds are the model kinds a request may name.
+var kinds = []string{projections.ModelKindCLV, projections.ModelKindPropensity, projections.ModelKindRecommend}
+
+// requestFields is the one table of the request's fields that only some
+// kinds take: a field set for a kind outside its list is a *FieldError
+// naming it ("only for kind ..."), with the reason when there is one.
+var requestFields = []struct {
+	field string
+	kinds []string
+	set   func(*Request) bool
+	why   string // appended to "only for kind ...", or ""
+}{
+	{"event", []string{projections.ModelKindCLV, projections.ModelKindPropensity}, func(r *Request) bool { return r.Event != "" },
+		"the next best product reads every event with a product_id"},
+	{"revenue", []string{projections.ModelKindCLV, projections.ModelKindPropensity}, func(r *Request) bool { return r.Revenue != "" }, ""},
+	{"calibration_end", []string{projections.ModelKindCLV}, func(r *Request) bool { return r.CalibrationEnd != "" },
+		"the other kinds split by time themselves"},
+	{"time_unit", []string{projections.ModelKindCLV}, func(r *Request) bool { return r.TimeUnit != "" }, ""},
+	{"scorer", []string{projections.ModelKindCLV}, func(r *Request) bool { return r.Scorer != "" }, ""},
+	{"window_days", []string{projections.ModelKindPropensity}, func(r *Request) bool { return r.WindowDays != 0 }, ""},
+	{"names", []string{projections.ModelKindPropensity}, func(r *Request) bool { return len(r.Names) > 0 }, ""},
+	{"max_items", []string{projections.ModelKindRecommend}, func(r *Request) bool { return r.MaxItems != 0 }, ""},
+	{"refit_every", []string{projections.ModelKindPropensity, projections.ModelKindRecommend}, func(r *Request) bool { return r.RefitEvery != "" },
+		"a clv fit has a fixed calibration_end"},
+}
+
+// parseEvery reads a refit period: a Go duration ("12h", "30m", "90s") or
+// whole days ("7d"), within projections' bounds (1s..366d).
+func parseEvery(s string) (time.Duration, error) {
+	var d time.Duration
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, fmt.Errorf("%q: want a duration like 7d, 12h or 30m", s)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("%q: want a duration like 7d, 12h or 30m", s)
+		}
+	}
+	if ms := d.Milliseconds(); ms < projections.MinRefitEvery || ms > projections.MaxRefitEvery || d%time.Millisecond != 0 {
+		return 0, fmt.Errorf("%q: want 1s to 366d", s)
+	}
+	return d, nil
+}
+
+// formatEvery is the inverse of parseEvery: whole days as "7d", else Go's
+// form.
+func formatEvery(ms int64) string {
+	d := time.Duration(ms) * time.Millisecond
+	if d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+// request is the request a refit policy refits with.
+func refitRequest(m *projections.Model) Request {
+	r := m.Refit
+	return Request{Name: m.Name, Kind: m.Kind, Event: r.Event, WindowDays: int(r.WindowDays), Names: r.Names,
+		MaxItems: int(r.MaxItems), RefitEvery: formatEvery(r.EveryMs)}
+}
+
+// checkFields refuses a field the request's kind does not take
+// (requestFields).
+func (r *Request) checkFields() error {
+	for _, f := range requestFields {
+		if !f.set(r) || slices.Contains(f.kinds, r.Kind) {
+			continue
+		}
+		reason := "only for kind " + strings.Join(f.kinds, " and ")
+		if len(f.kinds) > 1 {
+			reason = "only for kinds " + strings.Join(f.kinds, " and ")
+		}
+		if f.why != "" {
+			reason += " (" + f.why + ")"
+		}
+		return &FieldError{f.field, reason}
+	}
+	return nil
+}
+
 // parseDay reads YYYY-MM-DD as a day number (days since 1970-01-01 UTC).
 func parseDay(s string) (int64, error) {
 	t, err := time.Parse(time.DateOnly, s)
@@ -216,6 +328,11 @@ type Service struct {
 
 	mu   sync.Mutex
 	jobs map[string]*jobState
+	// refitTried is, per model, when (ms) its policy last queued a
+	// refit: the next is due a period after the later of that and the
+	// record's time, so a failed refit is tried again a period later.
+	// Owned by Run.
+	refitTried map[string]int64
 }
 
 // New returns a service; Run executes its fits.
@@ -229,16 +346,28 @@ func New(opts Options, deps Deps) *Service {
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = 4
 	}
-	return &Service{opts: opts, deps: deps, queue: make(chan job, opts.QueueLen), jobs: map[string]*jobState{}}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.RefitCheck <= 0 {
+		opts.RefitCheck = time.Minute
+	}
+	return &Service{opts: opts, deps: deps, queue: make(chan job, opts.QueueLen), jobs: map[string]*jobState{},
+		refitTried: map[string]int64{}}
 }
 
 // Run executes the queued fits one at a time until ctx ends (the engine
-// owns it). A failed fit marks its model failed; it does not stop Run.
+// owns it), and the refit policies (refitDue). A failed fit marks its
+// model failed; it does not stop Run.
 func (s *Service) Run(ctx context.Context) error {
+	refit := time.NewTimer(0)
+	defer refit.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-refit.C:
+			refit.Reset(s.refitDue())
 		case j := <-s.queue:
 			err := s.fit(ctx, j)
 			s.mu.Lock()
@@ -250,11 +379,64 @@ func (s *Service) Run(ctx context.Context) error {
 				delete(s.jobs, j.req.Name) // the record answers from now on
 			}
 			s.mu.Unlock()
+			// A new record may have a refit policy: its due time is
+			// waited for exactly.
+			if !refit.Stop() {
+				select {
+				case <-refit.C:
+				default:
+				}
+			}
+			refit.Reset(0)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 		}
 	}
+}
+
+// refitDue queues the refits due (a leader only: in a cluster the leader
+// fits): every model whose record has a refit policy and was appended,
+// and last refitted by its policy, at least its period ago (refitTried),
+// unless a fit of the name is running. It returns how long to wait before
+// looking again: until the next due time, at most RefitCheck.
+func (s *Service) refitDue() time.Duration {
+	wait := s.opts.RefitCheck
+	if !s.opts.Leader() || s.deps.State == nil {
+		return wait
+	}
+	var ms []projections.Model
+	err := s.deps.State.Read(func(r store.Reader, _ *projections.StateMachine) error {
+		var err error
+		ms, err = projections.Models(r)
+		return err
+	})
+	if err != nil {
+		s.opts.Logger.Warn("models: read the models for their refits", "err", err)
+		return wait
+	}
+	now := s.opts.Now().UnixMilli()
+	for i := range ms {
+		m := &ms[i]
+		if m.Refit == nil {
+			continue
+		}
+		due := max(m.Updated, s.refitTried[m.Name]) + m.Refit.EveryMs
+		if now < due {
+			wait = min(wait, time.Duration(due-now)*time.Millisecond)
+			continue
+		}
+		if _, err := s.Fit(refitRequest(m)); err != nil {
+			if !errors.Is(err, ErrBusy) {
+				s.opts.Logger.Warn("models: refit not queued", "model", m.Name, "err", err)
+				s.refitTried[m.Name] = now
+			}
+			continue // busy: looked at again at the next check
+		}
+		s.refitTried[m.Name] = now
+		s.opts.Logger.Info("models: refit queued", "model", m.Name, "every", formatEvery(m.Refit.EveryMs), "last_fit", time.UnixMilli(m.Updated).UTC())
+	}
+	return max(wait, 10*time.Millisecond)
 }
 
 // Fit validates the request and queues its fit; the answer is the model
@@ -361,7 +543,7 @@ func (s *Service) fitCLV(ctx context.Context, j job) error {
 		GammaGamma: projections.ModelParams{P: []float64{gg.P, gg.Q, gg.Gamma}, LL: ggFit.LogLikelihood},
 		FittedAsOf: pos, Customers: customers, Repeaters: repeaters,
 	}
-	seq, err := s.put(ctx, m)
+	seq, err := s.put(ctx, j, m)
 	if err != nil {
 		return err
 	}
@@ -370,9 +552,11 @@ func (s *Service) fitCLV(ctx context.Context, j job) error {
 	return nil
 }
 
-// put validates a fitted model, appends its model.put and waits until it
-// is applied; it returns the record's log position.
-func (s *Service) put(ctx context.Context, m projections.Model) (uint64, error) {
+// put validates a fitted model, appends its model.put (with the job's
+// refit policy) and waits until it is applied; it returns the record's log
+// position.
+func (s *Service) put(ctx context.Context, j job, m projections.Model) (uint64, error) {
+	m.Refit = j.refit
 	if err := m.Validate(); err != nil {
 		return 0, fmt.Errorf("models: fit %q: %w", m.Name, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,12 @@ func purchases() []predict.Purchase {
 
 func ingest(t *testing.T, e *engine.Engine, ps []predict.Purchase) {
 	t.Helper()
+	ingestAs(t, e, ps, "Order Completed")
+}
+
+// ingestAs ingests the purchases as events named name.
+func ingestAs(t *testing.T, e *engine.Engine, ps []predict.Purchase, name string) {
+	t.Helper()
 	ctx := context.Background()
 	if _, err := e.Gate().CreateSource(ctx, "pos"); err != nil {
 		t.Fatal(err)
@@ -32,8 +39,8 @@ func ingest(t *testing.T, e *engine.Engine, ps []predict.Purchase) {
 	var evs []event.Event
 	for i, p := range ps {
 		ts := time.Unix(int64(p.Day)*86400+3600, 0).UTC().Format(time.RFC3339)
-		ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":%q,"messageId":"m%d","timestamp":%q,"properties":{"revenue":%v}}`,
-			p.Customer, i, ts, p.Amount)), "", e.Edge().ParseOptions())
+		ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":%q,"userId":%q,"messageId":"m%d","timestamp":%q,"properties":{"revenue":%v}}`,
+			name, p.Customer, i, ts, p.Amount)), "", e.Edge().ParseOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +214,9 @@ func TestRequestValidation(t *testing.T) {
 		{"calibration_end", func(r *models.Request) { r.Kind = "propensity" }},
 		{"window_days", func(r *models.Request) { r.WindowDays = 30 }},
 		{"window_days", func(r *models.Request) { r.Kind, r.CalibrationEnd, r.WindowDays = "propensity", "", 400 }},
-		{"event", func(r *models.Request) { r.Kind, r.CalibrationEnd, r.Event = "propensity", "", "Checkout" }},
+		{"event", func(r *models.Request) {
+			r.Kind, r.CalibrationEnd, r.Event = "propensity", "", strings.Repeat("e", 200)
+		}}, // any event name, but bounded
 		{"names", func(r *models.Request) { r.Kind, r.CalibrationEnd, r.Names = "propensity", "", []string{"a", "a"} }},
 		{"scorer", func(r *models.Request) { r.Kind, r.CalibrationEnd, r.Scorer = "propensity", "", "bgnbd" }},
 		{"event", func(r *models.Request) { r.Event = "Checkout" }},
@@ -240,4 +249,59 @@ func TestRequestValidation(t *testing.T) {
 
 func newEngine(t *testing.T) *engine.Engine {
 	return testnode.Engine(t, engine.Options{TickPeriod: -1})
+}
+
+// TestRequestFields: a field set for a kind that does not take it is a
+// FieldError naming it (one table, requestFields), as is a bad value of a
+// field the kind takes; a good request of each kind validates (the fit is
+// queued: ErrNotLeader here, whose check comes after validation).
+func TestRequestFields(t *testing.T) {
+	s := models.New(models.Options{Leader: func() bool { return false }}, models.Deps{})
+	for _, c := range []struct {
+		req   models.Request
+		field string // "": valid
+	}{
+		{models.Request{Name: "x", CalibrationEnd: "2024-01-01"}, ""},
+		{models.Request{Name: "x", Kind: "propensity"}, ""},
+		{models.Request{Name: "x", Kind: "propensity", Event: "Subscription Started", Names: []string{"Page Viewed"}}, ""},
+		{models.Request{Name: "x", Kind: "recommend"}, ""},
+		{models.Request{Name: "x", Kind: "nbp"}, "kind"},
+		{models.Request{Name: "X"}, "name"},
+		// Fields of another kind.
+		{models.Request{Name: "x", Kind: "recommend", Event: "Order Completed"}, "event"},
+		{models.Request{Name: "x", Kind: "recommend", Revenue: "revenue"}, "revenue"},
+		{models.Request{Name: "x", Kind: "propensity", CalibrationEnd: "2024-01-01"}, "calibration_end"},
+		{models.Request{Name: "x", Kind: "recommend", CalibrationEnd: "2024-01-01"}, "calibration_end"},
+		{models.Request{Name: "x", Kind: "propensity", TimeUnit: "day"}, "time_unit"},
+		{models.Request{Name: "x", Kind: "recommend", Scorer: "bgnbd"}, "scorer"},
+		{models.Request{Name: "x", CalibrationEnd: "2024-01-01", WindowDays: 30}, "window_days"},
+		{models.Request{Name: "x", Kind: "recommend", WindowDays: 30}, "window_days"},
+		{models.Request{Name: "x", CalibrationEnd: "2024-01-01", Names: []string{"a"}}, "names"},
+		{models.Request{Name: "x", CalibrationEnd: "2024-01-01", MaxItems: 5}, "max_items"},
+		{models.Request{Name: "x", Kind: "propensity", MaxItems: 5}, "max_items"},
+		// Bad values.
+		{models.Request{Name: "x", Event: "Subscription Started", CalibrationEnd: "2024-01-01"}, "event"},
+		{models.Request{Name: "x", Kind: "propensity", Event: " "}, "event"},
+		{models.Request{Name: "x", Kind: "propensity", Event: strings.Repeat("e", 129)}, "event"},
+		{models.Request{Name: "x", Kind: "propensity", Event: "Subscription Started", Revenue: "revenue"}, "revenue"},
+		{models.Request{Name: "x", Kind: "propensity", WindowDays: 367}, "window_days"},
+		{models.Request{Name: "x", Kind: "propensity", Names: []string{"a", "a"}}, "names"},
+		{models.Request{Name: "x", Kind: "recommend", MaxItems: -1}, "max_items"},
+		{models.Request{Name: "x", CalibrationEnd: "2024-13-01"}, "calibration_end"},
+		{models.Request{Name: "x", Kind: "recommend", RefitEvery: "7d"}, ""},
+		{models.Request{Name: "x", Kind: "propensity", RefitEvery: "90s"}, ""},
+		{models.Request{Name: "x", CalibrationEnd: "2024-01-01", RefitEvery: "7d"}, "refit_every"},
+		{models.Request{Name: "x", Kind: "recommend", RefitEvery: "500ms"}, "refit_every"},
+		{models.Request{Name: "x", Kind: "recommend", RefitEvery: "367d"}, "refit_every"},
+		{models.Request{Name: "x", Kind: "propensity", RefitEvery: "weekly"}, "refit_every"},
+	} {
+		_, err := s.Fit(c.req)
+		var fe *models.FieldError
+		switch {
+		case c.field == "" && !errors.Is(err, models.ErrNotLeader):
+			t.Errorf("%+v: %v, want it valid", c.req, err)
+		case c.field != "" && (!errors.As(err, &fe) || fe.Field != c.field):
+			t.Errorf("%+v: %v, want a FieldError on %s", c.req, err, c.field)
+		}
+	}
 }

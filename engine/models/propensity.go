@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aurumcdp/aurum/event"
@@ -23,22 +24,22 @@ const (
 	maxNames          = 64
 )
 
-// validatePropensity checks a propensity request and fills its defaults.
+// validatePropensity checks a propensity request and fills its defaults:
+// the target (event) is any track event name, Order Completed by default;
+// names are distinct, and include the target (added when missing); revenue
+// is only for the purchase target. (Fields of other kinds: requestFields.)
 func (r *Request) validatePropensity() (job, error) {
 	if r.Event == "" {
 		r.Event = features.PurchaseEvent
 	}
-	if r.Event != features.PurchaseEvent {
-		return job{}, &FieldError{"event", fmt.Sprintf("%q: the feature row keeps the days of %q only, the one target it can score live", r.Event, features.PurchaseEvent)}
+	if len(r.Event) > features.MaxKeyLen || strings.TrimSpace(r.Event) == "" {
+		return job{}, &FieldError{"event", fmt.Sprintf("%q: want a track event name of 1..%d bytes", r.Event, features.MaxKeyLen)}
 	}
 	if r.WindowDays == 0 {
 		r.WindowDays = defaultWindowDays
 	}
 	if r.WindowDays < 1 || r.WindowDays > 366 {
 		return job{}, &FieldError{"window_days", fmt.Sprintf("%d: want 1..366", r.WindowDays)}
-	}
-	if len(r.Names) > maxNames {
-		return job{}, &FieldError{"names", fmt.Sprintf("%d names: want at most %d", len(r.Names), maxNames)}
 	}
 	seen := map[string]bool{}
 	for _, n := range r.Names {
@@ -47,15 +48,15 @@ func (r *Request) validatePropensity() (job, error) {
 		}
 		seen[n] = true
 	}
+	if len(r.Names) > 0 && !seen[r.Event] {
+		r.Names = append(slices.Clone(r.Names), r.Event)
+	}
+	if len(r.Names) > maxNames {
+		return job{}, &FieldError{"names", fmt.Sprintf("%d names with the target: want at most %d", len(r.Names), maxNames)}
+	}
 	switch {
-	case r.CalibrationEnd != "":
-		return job{}, &FieldError{"calibration_end", "only for kind clv (a propensity fit splits by time itself: see window_days)"}
-	case r.TimeUnit != "":
-		return job{}, &FieldError{"time_unit", "only for kind clv"}
-	case r.Scorer != "":
-		return job{}, &FieldError{"scorer", "only for kind clv"}
-	case r.MaxItems != 0:
-		return job{}, &FieldError{"max_items", "only for kind recommend"}
+	case r.Revenue != "" && r.Event != features.PurchaseEvent:
+		return job{}, &FieldError{"revenue", fmt.Sprintf("only for the purchase target %q (a target's value is its revenue)", features.PurchaseEvent)}
 	case r.Revenue != "" && r.Revenue != "revenue":
 		return job{}, &FieldError{"revenue", fmt.Sprintf("%q: the feature projection reads the revenue property (properties.revenue, else total)", r.Revenue)}
 	}
@@ -101,7 +102,7 @@ func (s *Service) fitPropensity(ctx context.Context, j job) error {
 		// The history ends at the log clock, or at the latest event
 		// before it (an imported history ends before its import).
 		end := features.DayOf(min(pos.Time, last)) * features.DayMs // the start of that day
-		opt := propensity.ExampleOptions{Target: j.req.Event, Horizon: time.Duration(w) * 24 * time.Hour, Names: names}
+		opt := projections.PropensityOptions(j.req.Event, w, names)
 		opt.Cutoff = time.UnixMilli(end - w*features.DayMs - 1)
 		if hol, err = propensity.NewExamples(opt); err != nil {
 			return err
@@ -121,7 +122,7 @@ func (s *Service) fitPropensity(ctx context.Context, j job) error {
 				if rec.Kind == event.Track {
 					ev.Name = rec.Event
 				}
-				if ev.Name == j.req.Event {
+				if ev.Name == j.req.Event && ev.Name == features.PurchaseEvent {
 					ev.Value = orderValue(p.Features, features.DayOf(rec.Time))
 				}
 				train.Add(ev)
@@ -160,7 +161,7 @@ func (s *Service) fitPropensity(ctx context.Context, j job) error {
 			Mean: lr.Std.Mean, Scale: lr.Std.Scale, W: lr.W, Intercept: lr.Intercept,
 			AUC: auc, Examples: int64(len(hd.Y)), Positives: int64(positives)},
 	}
-	seq, err := s.put(ctx, m)
+	seq, err := s.put(ctx, j, m)
 	if err != nil {
 		return err
 	}

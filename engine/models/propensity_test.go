@@ -16,16 +16,29 @@ import (
 // TestPropensityFit: the fit job, reading the stored events of every
 // profile, gives the model propensity.Examples and FitLogistic give on the
 // same history read directly (the time-based split anchored at the latest
-// purchase's day, window 60 days): the same holdout AUC and weights; the
-// record shows its label, features and counts; evaluate refuses it.
+// event's day, window 60 days): the same holdout AUC and weights; the
+// record shows its label, features and counts; the profile view scores a
+// live profile; evaluate refuses it. Both for the purchase target and for
+// another one (Subscription Started: the same history under that name,
+// whose rows have no dated target columns: projections.PropensityOptions).
 // (propensity.FitLogistic is deterministic: equal rows and AUC mean the
 // model stored is the one refitted on the holdout rows.)
 func TestPropensityFit(t *testing.T) {
+	for _, target := range []string{"Order Completed", "Subscription Started"} {
+		t.Run(target, func(t *testing.T) { testPropensityFit(t, target) })
+	}
+}
+
+func testPropensityFit(t *testing.T, target string) {
 	e := newEngine(t)
 	ps := purchases()
-	ingest(t, e, ps)
+	ingestAs(t, e, ps, target)
 	s := e.Models()
-	if _, err := s.Fit(models.Request{Name: "buy60", Kind: "propensity", WindowDays: 60}); err != nil {
+	req := models.Request{Name: "buy60", Kind: "propensity", WindowDays: 60}
+	if target != "Order Completed" {
+		req.Event = target
+	}
+	if _, err := s.Fit(req); err != nil {
 		t.Fatal(err)
 	}
 	info := waitStatus(t, s, "buy60")
@@ -39,7 +52,8 @@ func TestPropensityFit(t *testing.T) {
 		last = max(last, p.Day)
 	}
 	end := time.Unix(int64(last)*86400, 0).UTC()
-	opt := propensity.ExampleOptions{Horizon: 60 * 24 * time.Hour, Names: []string{"Order Completed"}}
+	opt := propensity.ExampleOptions{Target: target, Horizon: 60 * 24 * time.Hour, Names: []string{target},
+		Undated: target != "Order Completed"}
 	examples := func(cut time.Time) *propensity.Dataset {
 		opt.Cutoff = cut
 		ex, err := propensity.NewExamples(opt)
@@ -47,7 +61,11 @@ func TestPropensityFit(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range ps {
-			ex.Add(propensity.Event{Profile: p.Customer, Time: time.Unix(int64(p.Day)*86400+3600, 0), Name: "Order Completed", Value: p.Amount})
+			v := p.Amount
+			if opt.Undated {
+				v = 0 // only a purchase has a value
+			}
+			ex.Add(propensity.Event{Profile: p.Customer, Time: time.Unix(int64(p.Day)*86400+3600, 0), Name: target, Value: v})
 		}
 		d, _ := ex.Dataset()
 		return d
@@ -65,7 +83,7 @@ func TestPropensityFit(t *testing.T) {
 	}
 	pi := info.Propensity
 	if pi.AUC == nil || math.Abs(*pi.AUC-auc) > 1e-9 || pi.Examples != int64(len(hold.Y)) || pi.WindowDays != 60 ||
-		!slices.Equal(pi.Names, []string{"Order Completed"}) || pi.Event != "Order Completed" {
+		!slices.Equal(pi.Names, []string{target}) || pi.Event != target || len(hold.Names) != map[bool]int{false: 8, true: 5}[opt.Undated] {
 		t.Fatalf("record %+v (auc %v), want auc %v over %d rows", pi, *pi.AUC, auc, len(hold.Y))
 	}
 	if auc < 0.6 {
@@ -80,6 +98,20 @@ func TestPropensityFit(t *testing.T) {
 	}
 	if pi.Positives != int64(positives) || final == nil {
 		t.Errorf("positives %d, want %d", pi.Positives, positives)
+	}
+	// A live profile is scored: the buyer of the latest event.
+	latest := ps[0]
+	for _, p := range ps {
+		if p.Day > latest.Day {
+			latest = p
+		}
+	}
+	v, err := e.Reader().Profile("user_id:" + latest.Customer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := v.Predictions["buy60.propensity"].(float64); !ok || !(p > 0 && p < 1) {
+		t.Errorf("the profile view's buy60.propensity of %s: %v", latest.Customer, v.Predictions)
 	}
 	if _, err := s.Evaluate("buy60", models.EvaluationRequest{HoldoutEnd: "2030-01-01"}); err == nil {
 		t.Error("evaluate of a propensity model did not fail")

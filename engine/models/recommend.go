@@ -18,29 +18,14 @@ import (
 const maxUserInteractions = 10_000
 
 // validateRecommend checks a next-best-product request and fills its
-// defaults: max_items (the items whose neighbours the record keeps, the
+// defaults (fields of other kinds: requestFields): max_items (the items whose neighbours the record keeps, the
 // most popular first) 1..projections.MaxRecommendItems, default the most.
 func (r *Request) validateRecommend() (job, error) {
 	if r.MaxItems == 0 {
 		r.MaxItems = projections.MaxRecommendItems
 	}
-	switch {
-	case r.MaxItems < 1 || r.MaxItems > projections.MaxRecommendItems:
+	if r.MaxItems < 1 || r.MaxItems > projections.MaxRecommendItems {
 		return job{}, &FieldError{"max_items", fmt.Sprintf("%d: want 1..%d", r.MaxItems, projections.MaxRecommendItems)}
-	case r.Event != "":
-		return job{}, &FieldError{"event", "only for kinds clv and propensity (the next best product reads every event with a product_id)"}
-	case r.Revenue != "":
-		return job{}, &FieldError{"revenue", "only for kind clv"}
-	case r.CalibrationEnd != "":
-		return job{}, &FieldError{"calibration_end", "only for kind clv"}
-	case r.TimeUnit != "":
-		return job{}, &FieldError{"time_unit", "only for kind clv"}
-	case r.Scorer != "":
-		return job{}, &FieldError{"scorer", "only for kind clv"}
-	case r.WindowDays != 0:
-		return job{}, &FieldError{"window_days", "only for kind propensity"}
-	case len(r.Names) > 0:
-		return job{}, &FieldError{"names", "only for kind propensity"}
 	}
 	return job{req: *r}, nil
 }
@@ -119,7 +104,7 @@ func (s *Service) fitRecommend(ctx context.Context, j job) error {
 		MaxPopular: projections.MaxRecommendPopular})
 	m := projections.Model{Name: j.req.Name, Kind: projections.ModelKindRecommend, FittedAsOf: pos, Customers: users,
 		Recommend: projections.NewRecommendParams(t, users, interactions)}
-	seq, err := s.put(ctx, m)
+	seq, err := s.put(ctx, j, m)
 	if err != nil {
 		return err
 	}

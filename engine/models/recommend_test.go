@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/predict/recommend"
 	"github.com/aurumcdp/aurum/projections"
+	"github.com/aurumcdp/aurum/projections/audience"
 )
 
 // plantedStore is a small store with a planted co-occurrence: 30 people
@@ -139,6 +141,157 @@ func TestRecommendFit(t *testing.T) {
 		t.Fatalf("recommend info %+v: want the neighbour lists of A and B, 4 popular items, no category", r)
 	}
 
+	replayAlike(t, e)
+	if got := nextBest(t, e, "user_id:t1"); !reflect.DeepEqual(got, t1) {
+		t.Fatalf("after the replay t1 %v, before %v", got, t1)
+	}
+
+	var fe *models.FieldError
+	for _, c := range []struct {
+		req   models.Request
+		field string
+	}{
+		{models.Request{Name: "x", Kind: "recommend", MaxItems: -1}, "max_items"},
+		{models.Request{Name: "x", Kind: "recommend", MaxItems: projections.MaxRecommendItems + 1}, "max_items"},
+		{models.Request{Name: "x", Kind: "recommend", WindowDays: 30}, "window_days"},
+		{models.Request{Name: "x", Kind: "recommend", CalibrationEnd: "2024-01-01"}, "calibration_end"},
+		{models.Request{Name: "x", Kind: "recommend", Event: "Order Completed"}, "event"},
+		{models.Request{Name: "x", Kind: "clv", CalibrationEnd: "2024-01-01", MaxItems: 5}, "max_items"},
+		{models.Request{Name: "x", Kind: "nbp"}, "kind"},
+	} {
+		if _, err := s.Fit(c.req); !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%+v: %v, want a FieldError on %s", c.req, err, c.field)
+		}
+	}
+}
+
+// trackEvent is one event of user about item at a time.
+func trackEvent(t *testing.T, e *engine.Engine, user, name, item string, at time.Time, msgID string) event.Event {
+	t.Helper()
+	ev, err := event.Parse([]byte(fmt.Sprintf(`{"type":"track","event":%q,"userId":%q,"messageId":%q,"timestamp":%q,"properties":{"product_id":%q}}`,
+		name, user, msgID, at.Format(time.RFC3339), item)), "", e.Edge().ParseOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// memberships returns the audiences the person ref is in.
+func memberships(t *testing.T, e *engine.Engine, ref string) map[string]bool {
+	t.Helper()
+	v, err := e.Reader().Profile(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for a := range v.Audiences {
+		out[a] = true
+	}
+	return out
+}
+
+// TestNextBestProductsInRules: audiences on predictions.next_best_products
+// and predictions.next_best_product. Before any fit nobody is in them;
+// the fit makes t1 (bought A) enter "B in its list" and t2 enter "C
+// first"; t1 buying B makes it leave (a bought item is never
+// recommended); a refit after 50 people view A then buy D makes t1 enter
+// "D in its list" with no event of its own; the lists the rules read are
+// the profile view's; a replay gives an equal digest and memberships.
+func TestNextBestProductsInRules(t *testing.T) {
+	e := newEngine(t)
+	plantedStore(t, e)
+	ctx := context.Background()
+	for name, rule := range map[string]string{
+		"b-next":  `"B" in predictions.next_best_products`,
+		"c-first": `predictions.next_best_product == "C"`,
+		"d-next":  `"D" in predictions.nbp.next_best_products`,
+	} {
+		if _, err := e.PutAudience(ctx, audience.Definition{Name: name, Rule: rule}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// want waits until ref is in exactly the audiences of in among the
+	// three (only those in for t2, whose list holds popular items).
+	want := func(ref string, in map[string]bool) {
+		t.Helper()
+		check.For(t, 60*time.Second, 10*time.Millisecond, func() error {
+			got := memberships(t, e, ref)
+			for _, a := range []string{"b-next", "c-first", "d-next"} {
+				if got[a] != in[a] && (ref != "user_id:t2" || in[a]) {
+					return fmt.Errorf("%s is in %v, want %v", ref, got, in)
+				}
+			}
+			return nil
+		})
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want("user_id:t1", map[string]bool{})
+
+	s := e.Models()
+	fit := func() {
+		t.Helper()
+		if _, err := s.Fit(models.Request{Name: "nbp", Kind: "recommend"}); err != nil {
+			t.Fatal(err)
+		}
+		check.For(t, 60*time.Second, 10*time.Millisecond, func() error {
+			info, err := s.Model("nbp")
+			if err != nil || info.Status == models.StatusRunning {
+				return fmt.Errorf("fit: %v %+v", err, info)
+			}
+			return nil
+		})
+	}
+	fit()
+	want("user_id:t1", map[string]bool{"b-next": true})
+	want("user_id:t2", map[string]bool{"c-first": true})
+	if l := nextBest(t, e, "user_id:t1"); l[0].Item != "B" {
+		t.Fatalf("t1's list %v: want B first, as the rule read it", l)
+	}
+
+	// t1 buys B: B leaves its list, and t1 the audience.
+	t0 := time.Now().UTC().Add(-72 * time.Hour).Truncate(time.Hour)
+	ev := trackEvent(t, e, "t1", "Order Completed", "B", t0.Add(25*time.Hour), "t1-buys-b")
+	if err := e.Edge().Ingest(ctx, "web", []event.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	want("user_id:t1", map[string]bool{})
+
+	// 50 people view A then buy D; a refit puts D in t1's list.
+	var evs []event.Event
+	for i := range 50 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		evs = append(evs, trackEvent(t, e, fmt.Sprintf("ad%d", i), "Product Viewed", "A", at, fmt.Sprintf("ad-view-%d", i)),
+			trackEvent(t, e, fmt.Sprintf("ad%d", i), "Order Completed", "D", at.Add(time.Hour), fmt.Sprintf("ad-buy-%d", i)))
+	}
+	if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want("user_id:t1", map[string]bool{})
+	fit()
+	want("user_id:t1", map[string]bool{"d-next": true})
+	l := nextBest(t, e, "user_id:t1")
+	if l[0].Item != "D" {
+		t.Fatalf("t1's list after the refit %v: want D first", l)
+	}
+	t.Logf("t1 after the refit: %v", l)
+
+	t2 := memberships(t, e, "user_id:t2")
+	replayAlike(t, e)
+	want("user_id:t1", map[string]bool{"d-next": true})
+	if got := memberships(t, e, "user_id:t2"); !reflect.DeepEqual(got, t2) {
+		t.Fatalf("t2 after the replay in %v, before in %v", got, t2)
+	}
+}
+
+// replayAlike replays the log (StartRebuild) and requires the digest after
+// it to equal the one before.
+func replayAlike(t *testing.T, e *engine.Engine) {
+	t.Helper()
 	before, err := e.Digest()
 	if err != nil {
 		t.Fatal(err)
@@ -162,25 +315,81 @@ func TestRecommendFit(t *testing.T) {
 	if !reflect.DeepEqual(before, after) {
 		t.Fatalf("digest after the replay %+v, before %+v", after, before)
 	}
-	if got := nextBest(t, e, "user_id:t1"); !reflect.DeepEqual(got, t1) {
-		t.Fatalf("after the replay t1 %v, before %v", got, t1)
+}
+
+// TestRefitPolicy: a recommend model fitted with refit_every 1s is fitted
+// again by the job with no request once new events arrived: a record of a
+// new version (a model.put like any fit, showing its policy) whose list
+// for t1 holds the new item D; a fit of the name without refit_every ends
+// the policy (no refit follows); a replay gives an equal digest (it reads
+// the records, it does not refit).
+func TestRefitPolicy(t *testing.T) {
+	e := newEngine(t)
+	plantedStore(t, e)
+	ctx := context.Background()
+	s := e.Models()
+	if _, err := s.Fit(models.Request{Name: "nbp", Kind: "recommend", RefitEvery: "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	info := waitStatus(t, s, "nbp")
+	if info.Status != models.StatusReady || info.RefitEvery != "1s" || info.NextRefit == nil {
+		t.Fatalf("model %+v: want ready with refit_every 1s", info)
+	}
+	first := info.Version
+	t0 := time.Now().UTC().Add(-72 * time.Hour).Truncate(time.Hour)
+	var evs []event.Event
+	for i := range 50 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		evs = append(evs, trackEvent(t, e, fmt.Sprintf("ad%d", i), "Product Viewed", "A", at, fmt.Sprintf("ad-view-%d", i)),
+			trackEvent(t, e, fmt.Sprintf("ad%d", i), "Order Completed", "D", at.Add(time.Hour), fmt.Sprintf("ad-buy-%d", i)))
+	}
+	if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+		info, err := s.Model("nbp")
+		if err != nil {
+			return err
+		}
+		if info.Status != models.StatusReady || info.Recommend == nil || info.Recommend.Items != 5 {
+			return fmt.Errorf("model %+v: no refit reading D yet", info)
+		}
+		return nil
+	})
+	info, err := s.Model("nbp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Version <= first || info.RefitEvery != "1s" || info.Recommend.Items != 5 {
+		t.Fatalf("after the refit %+v (recommend %+v): want a later version than %d, still refitting, 5 items", info, info.Recommend, first)
+	}
+	if l := nextBest(t, e, "user_id:t1"); !slices.ContainsFunc(l, func(r projections.Recommendation) bool { return r.Item == "D" }) {
+		t.Fatalf("t1's list after the refit %v: want D in it", l)
 	}
 
-	var fe *models.FieldError
-	for _, c := range []struct {
-		req   models.Request
-		field string
-	}{
-		{models.Request{Name: "x", Kind: "recommend", MaxItems: -1}, "max_items"},
-		{models.Request{Name: "x", Kind: "recommend", MaxItems: projections.MaxRecommendItems + 1}, "max_items"},
-		{models.Request{Name: "x", Kind: "recommend", WindowDays: 30}, "window_days"},
-		{models.Request{Name: "x", Kind: "recommend", CalibrationEnd: "2024-01-01"}, "calibration_end"},
-		{models.Request{Name: "x", Kind: "recommend", Event: "Order Completed"}, "event"},
-		{models.Request{Name: "x", Kind: "clv", CalibrationEnd: "2024-01-01", MaxItems: 5}, "max_items"},
-		{models.Request{Name: "x", Kind: "nbp"}, "kind"},
-	} {
-		if _, err := s.Fit(c.req); !errors.As(err, &fe) || fe.Field != c.field {
-			t.Errorf("%+v: %v, want a FieldError on %s", c.req, err, c.field)
+	// A fit without the policy ends it (once a refit in flight is done).
+	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+		_, err := s.Fit(models.Request{Name: "nbp", Kind: "recommend"})
+		if errors.Is(err, models.ErrBusy) {
+			return err
 		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nil
+	})
+	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+		if info, err = s.Model("nbp"); err != nil || info.Status != models.StatusReady || info.RefitEvery != "" {
+			return fmt.Errorf("model %+v %v: want ready without a policy", info, err)
+		}
+		return nil
+	})
+	last := info.Version
+	replayAlike(t, e)
+	if info, err = s.Model("nbp"); err != nil || info.Version != last {
+		t.Fatalf("model %+v %v: version %d after the replay, want %d (a replay reads the records)", info, err, info.Version, last)
 	}
 }

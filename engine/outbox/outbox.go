@@ -7,6 +7,7 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -93,6 +94,9 @@ type Publisher struct {
 	// cluster node publishes in parallel); Barrier takes it (see the
 	// erasure worker).
 	mu sync.RWMutex
+	// cur is where the next pass of drainOutbox scans each outbox from
+	// (under mu; not used with a Cluster).
+	cur cursors
 	// parts is each partition's publishing state with a Cluster; one
 	// partition pass at a time touches parts[p] (runCluster).
 	parts []partState
@@ -154,7 +158,7 @@ func (e *Publisher) Run(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		for {
-			n, err := e.drainOutbox(ctx, 256)
+			n, err := e.drainOutbox(ctx, drainMax)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -171,53 +175,160 @@ func (e *Publisher) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-e.kick:
 		case <-tick.C:
+			e.rescan() // the periodic pass scans every outbox from its start
 		}
 	}
 }
 
+// drainMax bounds the entries one pass publishes from each outbox.
+const drainMax = 256
+
+// cursors remember, per outbox (in the order of projections.OutboxPrefixes),
+// the key of the last row the publisher deleted from db, so that the next
+// pass starts its scan after it. A drained outbox is a run of deleted keys
+// (Pebble tombstones, until a compaction drops them) followed by the rows
+// still pending; a scan from the prefix's start steps over every tombstone,
+// and at 10,000 transitions/s that made each pass slower than the last (the
+// scan was half of the publisher's CPU, and transitions waited seconds).
+//
+// Invariant: every row of an outbox at or below its cursor was deleted by
+// the publisher. It holds because Apply writes outbox rows at increasing keys
+// (log position, then index) and the publisher deletes a prefix of what it
+// scanned; an erasure rewrites pending rows in place (above the cursor). A
+// rebuild swaps in another store (db differs: the cursors start over), and
+// the pass after the 1-second tick starts over too, so a row written below a
+// cursor by any other writer would still go out within a second.
+type cursors struct {
+	db    *store.DB
+	after [][]byte // nil: scan from the prefix's start
+}
+
+// rescan makes the next pass of drainOutbox scan every outbox from its start.
+func (e *Publisher) rescan() {
+	e.mu.Lock()
+	e.cur = cursors{}
+	e.mu.Unlock()
+}
+
+// afterKey narrows Scans of a store.Reader to keys after from (projections.Outbox
+// scans the whole prefix).
+type afterKey struct {
+	store.Reader
+	from []byte // the smallest key to read
+}
+
+func (r afterKey) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
+	if bytes.Compare(r.from, lower) > 0 {
+		lower = r.from
+	}
+	return r.Reader.Scan(lower, upper, reverse, fn)
+}
+
+// drainOutbox publishes up to max pending entries of every outbox: all of
+// them first, then it waits for their acks (one round trip for the pass,
+// not one per outbox) and deletes the acknowledged ones in one batch.
 func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	total := 0
 	err := e.state.Live(func(db *store.DB, sm *projections.StateMachine) error {
-		for _, prefix := range projections.OutboxPrefixes(e.opts.Partitions) {
-			n, _, err := e.drainOutboxRange(ctx, db, sm, prefix, max, e.log.AppendAsyncWithHeaders)
-			if err != nil {
-				return err
-			}
-			total += n
+		prefixes := projections.OutboxPrefixes(e.opts.Partitions)
+		if e.cur.db != db || len(e.cur.after) != len(prefixes) {
+			e.cur = cursors{db: db, after: make([][]byte, len(prefixes))}
 		}
-		return nil
+		var (
+			started []rangeInFlight
+			pubErr  error
+		)
+		for i, prefix := range prefixes {
+			var r store.Reader = db
+			if last := e.cur.after[i]; last != nil {
+				r = afterKey{Reader: db, from: append(bytes.Clone(last), 0)}
+			}
+			rf, err := e.publishRange(r, db, sm, prefix, max, e.log.AppendAsyncWithHeaders)
+			rf.outbox = i
+			if len(rf.futs) > 0 {
+				started = append(started, rf)
+			}
+			if err != nil {
+				pubErr = err
+				break // the later outboxes go out on the next pass
+			}
+		}
+		b := db.NewBatch()
+		defer b.Close()
+		lasts := make([][]byte, len(prefixes))
+		for _, rf := range started {
+			n, err := rf.wait(ctx, b)
+			if err != nil && pubErr == nil {
+				pubErr = err
+			}
+			if n > 0 {
+				lasts[rf.outbox] = rf.entries[n-1].Key
+				total += n
+			}
+		}
+		if total == 0 {
+			return pubErr
+		}
+		if err := db.Commit(b, false); err != nil {
+			return err
+		}
+		for i, k := range lasts {
+			if k != nil {
+				e.cur.after[i] = k
+			}
+		}
+		e.published.Add(float64(total))
+		return pubErr
 	})
 	return total, err
+}
+
+// rangeInFlight is the published part of one outbox range, acks pending.
+type rangeInFlight struct {
+	outbox  int // index in projections.OutboxPrefixes (drainOutbox)
+	entries []projections.OutboxEntry
+	futs    []*alog.Future // futs[i] is entries[i]'s publish
+}
+
+// wait waits for the acks in order and deletes the acknowledged entries
+// in b, up to the first failure (the rest go out again, same ids, on the
+// next pass). It returns how many were deleted.
+func (rf *rangeInFlight) wait(ctx context.Context, b *store.Batch) (int, error) {
+	for i, f := range rf.futs {
+		if _, _, err := f.Wait(ctx); err != nil {
+			return i, err
+		}
+		if err := b.Delete(rf.entries[i].Key); err != nil {
+			return i, err
+		}
+	}
+	return len(rf.futs), nil
 }
 
 // appendFunc publishes one output: the log's AppendAsyncWithHeaders, or
 // its fenced form bound to a fence.
 type appendFunc func(subject, msgID string, hdr map[string]string, data []byte) (*alog.Future, error)
 
-// drainOutboxRange publishes up to max entries of one outbox (the global one
-// or a partition's) with publish: in order, so a subscriber sees each
-// profile's transitions in the order they happened. It returns how many
-// were published and deleted, and the key of the last of them.
-func (e *Publisher) drainOutboxRange(ctx context.Context, db *store.DB, sm *projections.StateMachine, prefix []byte, max int, publish appendFunc) (int, []byte, error) {
-	entries, err := projections.Outbox(db, prefix, max)
+// publishRange reads up to max entries of the outbox at prefix through r
+// (db, or db narrowed to the keys after a cursor) and publishes them with
+// publish, in order, so a subscriber sees each profile's transitions in
+// the order they happened. One goroutine's async appends are stored in
+// call order. It stops at the first failure; what was published before is
+// in the result.
+func (e *Publisher) publishRange(r store.Reader, db *store.DB, sm *projections.StateMachine, prefix []byte, max int, publish appendFunc) (rangeInFlight, error) {
+	entries, err := projections.Outbox(r, prefix, max)
 	if err != nil || len(entries) == 0 {
-		return 0, nil, err
+		return rangeInFlight{}, err
 	}
-	// Publish them all, then wait for the acks: one round trip for the
-	// range, not one per entry. One goroutine's async appends are stored
-	// in call order, so per-profile order holds. Only the entries up to the
-	// first failure are deleted; the rest are published again (same ids)
-	// on the next pass.
-	futs := make([]*alog.Future, 0, len(entries))
-	var pubErr error
+	rf := rangeInFlight{entries: entries, futs: make([]*alog.Future, 0, len(entries))}
 	for _, ent := range entries {
 		data := ent.Msg.Data
 		audience := strings.HasPrefix(ent.Msg.Subject, projections.SubjectAudiencePrefix)
 		if len(ent.Msg.Identifiers) > 0 || audience {
-			if data, pubErr = e.decorateOutput(db, sm, data, &ent.Msg, audience); pubErr != nil {
-				break
+			if data, err = e.decorateOutput(db, sm, data, &ent.Msg, audience); err != nil {
+				return rf, err
 			}
 		}
 		var hdr map[string]string
@@ -226,25 +337,27 @@ func (e *Publisher) drainOutboxRange(ctx context.Context, db *store.DB, sm *proj
 		}
 		f, err := publish(ent.Msg.Subject, ent.Msg.MsgID, hdr, data)
 		if err != nil {
-			pubErr = err
-			break
+			return rf, err
 		}
-		futs = append(futs, f)
+		rf.futs = append(rf.futs, f)
+	}
+	return rf, nil
+}
+
+// drainOutboxRange publishes up to max entries of one outbox (the global one
+// or a partition's) with publish (publishRange), waits for the acks and
+// deletes the acknowledged entries. It returns how many were published and
+// deleted, and the key of the last of them.
+func (e *Publisher) drainOutboxRange(ctx context.Context, db *store.DB, sm *projections.StateMachine, prefix []byte, max int, publish appendFunc) (int, []byte, error) {
+	rf, pubErr := e.publishRange(db, db, sm, prefix, max, publish)
+	if len(rf.futs) == 0 {
+		return 0, nil, pubErr
 	}
 	b := db.NewBatch()
 	defer b.Close()
-	acked := 0
-	for i, f := range futs {
-		if _, _, err := f.Wait(ctx); err != nil {
-			if pubErr == nil {
-				pubErr = err
-			}
-			break
-		}
-		if err := b.Delete(entries[i].Key); err != nil {
-			return 0, nil, err
-		}
-		acked++
+	acked, err := rf.wait(ctx, b)
+	if pubErr == nil {
+		pubErr = err
 	}
 	if acked == 0 {
 		return 0, nil, pubErr
@@ -253,7 +366,7 @@ func (e *Publisher) drainOutboxRange(ctx context.Context, db *store.DB, sm *proj
 		return 0, nil, err
 	}
 	e.published.Add(float64(acked))
-	return acked, entries[acked-1].Key, pubErr
+	return acked, rf.entries[acked-1].Key, pubErr
 }
 
 // decorateOutput adds to an output message's JSON what the state machine

@@ -10,17 +10,15 @@ import (
 	"github.com/aurumcdp/aurum/store"
 )
 
-// NextBestCount is the number of next best products the profile view shows
-// per recommend model.
-const NextBestCount = 3
-
 // nextBest adds to out, for every recommend model, the profile's
-// NextBestCount next best products as of now: "next_best_products" for the
+// projections.NextBestCount next best products as of now: "next_best_products" for the
 // model named nbp, "<name>.next_best_products" for any other. They are
 // computed at read time, a pure function of the model record, the
 // profile's latest projections.RecommendHistory stored events (properties
 // that cannot be opened, an erased person's, count as none) and now
-// (projections.NextBestProducts): a replay shows the same lists.
+// (projections.ProfileInteractions, projections.NextBestProducts): the
+// lists the rules read (predictions.next_best_products), and a replay
+// shows the same lists.
 func (e *Reader) nextBest(snap store.Reader, sm *projections.StateMachine, p *gcr.Profile, models []projections.Model, now int64, out map[string]any) error {
 	var (
 		history []recommend.Interaction
@@ -32,19 +30,23 @@ func (e *Reader) nextBest(snap store.Reader, sm *projections.StateMachine, p *gc
 			continue
 		}
 		if !loaded {
-			recs, err := sm.GCR().Events(snap, p, projections.RecommendHistory)
-			if err != nil {
-				return fmt.Errorf("query: next best products: %w", err)
-			}
-			for j := range recs {
-				if recs[j].OpenProperties(e.open) != nil {
-					continue
+			var err error
+			// A value that does not open counts as none here, as it always
+			// did in the view (the rules fail the apply on a failure that
+			// may pass, so that a replay cannot differ).
+			lenient := func(keyID, sealed []byte) ([]byte, error) {
+				pt, err := e.open(keyID, sealed)
+				if err != nil {
+					err = fmt.Errorf("%w: %w", projections.ErrUnreadable, err)
 				}
-				projections.RecommendInteraction("", &recs[j], func(it recommend.Interaction) { history = append(history, it) })
+				return pt, err
+			}
+			if history, err = projections.ProfileInteractions(snap, sm.GCR(), p, lenient); err != nil {
+				return fmt.Errorf("query: next best products: %w", err)
 			}
 			loaded = true
 		}
-		recs, ok := projections.NextBestProducts(m, history, now, NextBestCount)
+		recs, ok := projections.NextBestProducts(m, history, now, projections.NextBestCount)
 		if !ok {
 			continue
 		}

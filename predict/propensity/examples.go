@@ -32,6 +32,12 @@ type ExampleOptions struct {
 	Names []string
 	// HalfLives of the decayed counts. Default 7 and 30 days.
 	HalfLives []time.Duration
+	// Undated leaves the target's dated columns (target_days,
+	// days_since_target, target_value) out of the rows: the target's
+	// decayed counts (Names must then include it) stand for its recency.
+	// The feature projection dates only purchases, so FromFeatures needs
+	// it for any other target.
+	Undated bool
 }
 
 func (o *ExampleOptions) defaults() error {
@@ -51,6 +57,8 @@ func (o *ExampleOptions) defaults() error {
 		return fmt.Errorf("propensity: examples: horizon %v must be > 0", o.Horizon)
 	case len(o.Names) == 0 || len(o.Names) > 64:
 		return fmt.Errorf("propensity: examples: names: %d given, want 1..64", len(o.Names))
+	case o.Undated && !slices.Contains(o.Names, o.Target):
+		return fmt.Errorf("propensity: examples: names must include the target %q when its days are not columns (Undated)", o.Target)
 	}
 	for _, h := range o.HalfLives {
 		if h <= 0 {
@@ -152,7 +160,8 @@ func floorDiv(a, b int64) int64 {
 // days_since_last, active_days (distinct UTC days with an event),
 // target_days (distinct UTC days with the target event), days_since_target
 // (from the start of the last target day; days_since_first + 1 without one)
-// and target_value (the sum of the target events' values). Times are in
+// and target_value (the sum of the target events' values), those three
+// left out with Undated. Times are in
 // days before the cutoff. These are what the feature projection keeps, so
 // that FromFeatures computes the same row for a live profile.
 func (e *Examples) Dataset() (*Dataset, []string) {
@@ -172,7 +181,7 @@ func (e *Examples) Dataset() (*Dataset, []string) {
 			lastTargetDay = max(lastTargetDay, day)
 		}
 		row := slices.Clone(a.decayed)
-		row = append(row, tail(cut, a.first, a.last, len(a.activeDays), len(a.targetDays), lastTargetDay, a.targetValue)...)
+		row = append(row, tail(e.opt.Undated, cut, a.first, a.last, len(a.activeDays), len(a.targetDays), lastTargetDay, a.targetValue)...)
 		d.X = append(d.X, row)
 		d.Y = append(d.Y, a.label)
 	}
@@ -190,14 +199,21 @@ func Columns(opt ExampleOptions) []string {
 			names = append(names, fmt.Sprintf("decayed_%s:%s", formatDays(h), n))
 		}
 	}
-	return append(names, "days_since_first", "days_since_last", "active_days", "target_days",
-		"days_since_target", "target_value")
+	names = append(names, "days_since_first", "days_since_last", "active_days")
+	if opt.Undated {
+		return names
+	}
+	return append(names, "target_days", "days_since_target", "target_value")
 }
 
 // tail computes the columns after the decayed counts; lastTargetDay is
-// math.MinInt64 without a target event.
-func tail(cut, first, last int64, activeDays, targetDays int, lastTargetDay int64, value float64) []float64 {
+// math.MinInt64 without a target event. undated leaves the target's
+// columns out (ExampleOptions.Undated).
+func tail(undated bool, cut, first, last int64, activeDays, targetDays int, lastTargetDay int64, value float64) []float64 {
 	days := func(ms int64) float64 { return float64(ms) / dayMs }
+	if undated {
+		return []float64{days(cut - first), days(cut - last), float64(activeDays)}
+	}
 	sinceTarget := days(cut-first) + 1
 	if targetDays > 0 {
 		sinceTarget = days(cut - lastTargetDay*dayMs)

@@ -126,11 +126,30 @@ func TestExamplesTimeSplit(t *testing.T) {
 // TestFromFeaturesMatchesExamples feeds the same histories to Examples (at
 // a cutoff) and to feature rows (the events up to the cutoff, as the state
 // machine adds them): the live row must equal the training row.
+//
+// Both for the purchase target (dated columns) and for another target
+// (Undated: its decayed counts stand for its days, which the feature row
+// does not keep).
 func TestFromFeaturesMatchesExamples(t *testing.T) {
+	for _, c := range []struct {
+		target  string
+		undated bool
+		cols    int
+	}{
+		{"Order Completed", false, 3*2 + 6},
+		{"Signed In", true, 3*2 + 3},
+	} {
+		t.Run(c.target, func(t *testing.T) {
+			testFromFeaturesMatchesExamples(t, ExampleOptions{Target: c.target, Undated: c.undated}, c.cols)
+		})
+	}
+}
+
+func testFromFeaturesMatchesExamples(t *testing.T, opt ExampleOptions, cols int) {
 	rng := rand.New(rand.NewPCG(4, 4))
 	names := []string{"Product Viewed", "Order Completed", "Signed In"}
 	cut := at(60)
-	opt := ExampleOptions{Cutoff: cut, Names: names}
+	opt.Cutoff, opt.Names = cut, names
 	ex, err := NewExamples(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -170,11 +189,21 @@ func TestFromFeaturesMatchesExamples(t *testing.T) {
 	if len(ids) == 0 {
 		t.Fatal("no rows")
 	}
+	if len(d.Names) != cols {
+		t.Fatalf("columns %v: want %d", d.Names, cols)
+	}
+	positives := 0
 	for i, id := range ids {
 		pr := profiles[id]
 		live, err := FromFeatures(&pr.row, pr.first, pr.last, cut.UnixMilli(), opt)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(live) != cols {
+			t.Fatalf("live row of %d columns, want %d", len(live), cols)
+		}
+		if d.Y[i] {
+			positives++
 		}
 		for j, v := range d.X[i] {
 			if math.Abs(live[j]-v) > 1e-9*(1+math.Abs(v)) {
@@ -182,7 +211,13 @@ func TestFromFeaturesMatchesExamples(t *testing.T) {
 			}
 		}
 	}
+	if positives == 0 || positives == len(ids) {
+		t.Fatalf("%d of %d rows positive: the labels of %q are not tested", positives, len(ids), opt.Target)
+	}
 	if _, err := FromFeatures(&features.Features{}, 0, 0, 1, ExampleOptions{Target: "Signed In", Names: names}); err == nil {
-		t.Error("a target other than the purchase event accepted")
+		t.Error("a target other than the purchase event accepted without Undated")
+	}
+	if _, err := NewExamples(ExampleOptions{Target: "Signed Up", Cutoff: cut, Names: names, Undated: true}); err == nil {
+		t.Error("Undated with a target outside the names accepted")
 	}
 }

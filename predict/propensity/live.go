@@ -11,9 +11,11 @@ import (
 // FromFeatures computes, for a live profile, the row Examples computes from
 // the log at cutoff asOf (Unix ms), from its feature row and its first and
 // last seen times: the same columns (Columns), so a model fitted on
-// Examples scores live profiles. The target must be the feature row's
-// purchase event (features.PurchaseEvent), the half-lives its own (7 and 30
-// days), and the values its revenue in units.
+// Examples scores live profiles. The half-lives must be the row's own (7
+// and 30 days). The target is the feature row's purchase event
+// (features.PurchaseEvent), its values the revenue in units; or any other
+// track event with Undated (the row dates only purchases: the target's
+// decayed counts stand for its days).
 //
 // The two agree exactly (to float rounding) while the row is under its caps
 // and the names are track events; beyond the caps, an evicted name scores 0
@@ -23,8 +25,8 @@ func FromFeatures(f *features.Features, firstSeen, lastSeen, asOf int64, opt Exa
 	if err := opt.defaults(); err != nil {
 		return nil, err
 	}
-	if opt.Target != features.PurchaseEvent {
-		return nil, errors.New("propensity: from features: target must be " + features.PurchaseEvent + ", the feature row's purchase event")
+	if opt.Target != features.PurchaseEvent && !opt.Undated {
+		return nil, errors.New("propensity: from features: a target other than " + features.PurchaseEvent + ", the feature row's purchase event, needs Undated")
 	}
 	want := []time.Duration{time.Duration(features.HalfLifeShort) * time.Millisecond, time.Duration(features.HalfLifeLong) * time.Millisecond}
 	if len(opt.HalfLives) != 2 || opt.HalfLives[0] != want[0] || opt.HalfLives[1] != want[1] {
@@ -46,5 +48,5 @@ func FromFeatures(f *features.Features, firstSeen, lastSeen, asOf int64, opt Exa
 	}
 	targetDays := len(f.Purchases) + int(f.FoldedPurchaseDays)
 	activeDays := len(f.ActiveDays) + int(f.FoldedActiveDays)
-	return append(row, tail(asOf, firstSeen, lastSeen, activeDays, targetDays, lastDay, float64(micros)/1e6)...), nil
+	return append(row, tail(opt.Undated, asOf, firstSeen, lastSeen, activeDays, targetDays, lastDay, float64(micros)/1e6)...), nil
 }

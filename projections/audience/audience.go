@@ -208,12 +208,13 @@ func (emptyFacts) Now() int64 { return 0 }
 func (emptyFacts) Agg(g rules.Agg) (float64, bool) {
 	return 0, g.Kind == rules.Count || g.Kind == rules.Sum
 }
-func (emptyFacts) Oldest(rules.Agg) (int64, bool)           { return 0, false }
-func (emptyFacts) FunnelStart(rules.Funnel) (int64, bool)   { return 0, false }
-func (emptyFacts) Trait(string) (any, bool)                 { return nil, false }
-func (emptyFacts) Profile(string) (int64, bool)             { return 0, false }
-func (emptyFacts) InAudience(string) bool                   { return false }
-func (emptyFacts) Prediction(string, int64) (float64, bool) { return 0, false }
+func (emptyFacts) Oldest(rules.Agg) (int64, bool)                 { return 0, false }
+func (emptyFacts) FunnelStart(rules.Funnel) (int64, bool)         { return 0, false }
+func (emptyFacts) Trait(string) (any, bool)                       { return nil, false }
+func (emptyFacts) Profile(string) (int64, bool)                   { return 0, false }
+func (emptyFacts) InAudience(string) bool                         { return false }
+func (emptyFacts) Prediction(string, int64) (float64, bool)       { return 0, false }
+func (emptyFacts) Recommendations(string, int64) ([]string, bool) { return nil, false }
 
 // Stable reports whether the audience is evaluated only when its inputs
 // change on a settled profile (Step.Settled): its rule does not depend on
@@ -294,6 +295,10 @@ type Step struct {
 	// Predictions returns the profile's score name (rules.Facts.Prediction)
 	// as of time at; nil: none. Called only by rules that read predictions.
 	Predictions func(name string, at int64) (float64, bool)
+	// Recommendations returns the profile's next best products under the
+	// named recommend model (rules.Facts.Recommendations) as of time at;
+	// nil: none. Called only by rules that read them.
+	Recommendations func(model string, at int64) ([]string, bool)
 	// Stats returns the profile's first and last seen times (Unix ms) and
 	// whether it has events at all; called only by rules that read them.
 	Stats func() (first, last int64, seen bool)
@@ -425,7 +430,8 @@ func (s *Set) Apply(st *State, step Step) ([]Transition, error) {
 
 // readsProfile reports whether the rule reads what any event of the
 // profile may change besides its aggregates: the profile's stats, or its
-// predictions (a purchase changes them; other events are cheap to pass).
+// predictions (a purchase changes them, an event with a product the next
+// best products; other events are cheap to pass).
 func (a *Audience) readsProfile() bool {
 	return len(a.Rule.Profile()) > 0 || len(a.Rule.Predictions()) > 0
 }
@@ -653,6 +659,13 @@ func (f *facts) Prediction(name string, at int64) (float64, bool) {
 		return 0, false
 	}
 	return f.step.Predictions(name, at)
+}
+
+func (f *facts) Recommendations(model string, at int64) ([]string, bool) {
+	if f.step.Recommendations == nil {
+		return nil, false
+	}
+	return f.step.Recommendations(model, at)
 }
 
 func (f *facts) InAudience(name string) bool {

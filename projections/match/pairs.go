@@ -107,10 +107,11 @@ func (p *prepared) blocks(r int) [][]int {
 	return out
 }
 
-// candidates calls fn for the candidate pairs under the caps of o: each
-// pair once (under the first rule that finds it), w the number of pairs it
-// stands for (1, or more in a sampled block).
-func (p *prepared) candidates(o TrainOptions, rng *rand.Rand, fn func(i, j int, w float64)) {
+// candidates calls fn for the candidate pairs under the caps of o: every
+// pair of each rule's blocks, r the rule, first whether r is the first rule
+// that finds the pair, w the number of pairs it stands for (1, or more in a
+// sampled block).
+func (p *prepared) candidates(o TrainOptions, rng *rand.Rand, fn func(i, j, r int, first bool, w float64)) {
 	emitted := 0
 	for r := 0; r < p.rules; r++ {
 		for _, ids := range p.blocks(r) {
@@ -122,9 +123,7 @@ func (p *prepared) candidates(o TrainOptions, rng *rand.Rand, fn func(i, j int, 
 			if total <= o.MaxPairsPerBlock {
 				for a := 0; a < s; a++ {
 					for b := a + 1; b < s; b++ {
-						if !p.sharedBefore(ids[a], ids[b], r) {
-							fn(ids[a], ids[b], 1)
-						}
+						fn(ids[a], ids[b], r, !p.sharedBefore(ids[a], ids[b], r), 1)
 					}
 				}
 				emitted += total
@@ -136,9 +135,7 @@ func (p *prepared) candidates(o TrainOptions, rng *rand.Rand, fn func(i, j int, 
 				if b >= a {
 					b++
 				}
-				if !p.sharedBefore(ids[a], ids[b], r) {
-					fn(ids[a], ids[b], w)
-				}
+				fn(ids[a], ids[b], r, !p.sharedBefore(ids[a], ids[b], r), w)
 			}
 			emitted += o.MaxPairsPerBlock
 		}

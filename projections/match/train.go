@@ -71,20 +71,28 @@ var ErrTooFewRecords = errors.New("match: too few records to train")
 //
 //  1. u: every level's share among random pairs of records (non-missing
 //     pairs only); random pairs are mostly non-matches.
-//  2. m and the share of matches λ among the candidate pairs of the blocking
-//     rules (a pair is counted once, under the first rule that finds it):
-//     expectation-maximisation with u held fixed, over the distinct
-//     comparison patterns and their counts.
-//  3. The prior: λ times the candidate pairs over all pairs. The random pairs
+//  2. m: for each blocking rule, expectation-maximisation with u held fixed
+//     over the rule's candidate pairs with the rule's own fields masked
+//     (every pair of a block agrees on them, matching or not, so they tell
+//     nothing about which pairs match there); a field's m is the mean of its
+//     estimates from the rules it is not in, weighted by the expected
+//     matches with a value for it. Without the masking, a field that one
+//     rule blocks on and that many non-matches share (a common surname)
+//     can become the match class: agreeing on it alone would then score as
+//     a match. A field in every rule takes m from EM over all candidate
+//     pairs, unmasked.
+//  3. The prior: the share of matches λ among the candidate pairs (a pair
+//     counted once, under the first rule that finds it), by EM with m and u
+//     fixed, times the candidate pairs over all pairs. The random pairs
 //     held matches in about that proportion, so u is corrected for them
 //     (u = (u_observed - prior·m) / (1 - prior), but never below the share
 //     of half a pair, the least the sample can tell apart from nothing), and
-//     step 2 runs again.
+//     steps 2 and 3 run again.
 //
 // Memory is bounded by the records' normalized values, their blocking keys
 // and the distinct comparison patterns (at most the product of the field's
-// level counts, in practice a few thousand), never by the pairs. The result
-// is a deterministic function of c, recs and opts.
+// level counts per rule, in practice a few thousand), never by the pairs.
+// The result is a deterministic function of c, recs and opts.
 func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -130,23 +138,45 @@ func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 		}
 	}
 
-	// Candidate pairs, as weighted comparison patterns.
+	// Candidate pairs, as weighted comparison patterns: per blocking rule
+	// every pair of its blocks, with the rule's own fields masked (its
+	// session), and every pair once, under the first rule that finds it (the
+	// candidates the prior is estimated over).
+	sessions := make([]map[string]float64, p.rules)
+	for r := range sessions {
+		sessions[r] = map[string]float64{}
+	}
+	ruleFields := make([][]int, p.rules)
+	for r, rule := range c.Blocking {
+		for _, t := range rule {
+			if f, ok := slices.BinarySearch(p.fields, t); ok {
+				ruleFields[r] = append(ruleFields[r], f)
+			}
+		}
+	}
 	patterns := map[string]float64{}
 	blocked := 0.0
-	p.candidates(o, rng, func(i, j int, w float64) {
-		patterns[string(p.pattern(i, j, buf))] += w
-		blocked += w
+	p.candidates(o, rng, func(i, j, r int, first bool, w float64) {
+		pt := p.pattern(i, j, buf)
+		if first {
+			patterns[string(pt)] += w
+			blocked += w
+		}
+		for _, f := range ruleFields[r] {
+			pt[f] = missingLevel
+		}
+		sessions[r][string(pt)] += w
 	})
 	if blocked == 0 {
 		return nil, fmt.Errorf("%w: no two records share a blocking key", ErrTooFewRecords)
 	}
-	pats := make([]pattern, 0, len(patterns))
-	for k, w := range patterns {
-		pats = append(pats, pattern{levels: []byte(k), count: w})
+	pats := sortedPatterns(patterns)
+	sessionPats := make([][]pattern, p.rules)
+	for r := range sessions {
+		sessionPats[r] = sortedPatterns(sessions[r])
 	}
-	slices.SortFunc(pats, func(a, b pattern) int { return cmp.Compare(string(a.levels), string(b.levels)) })
 
-	m := &Model{Records: n, BlockedPairs: blocked, RandomPairs: randomPairs}
+	m := &Model{Records: n, BlockedPairs: blocked, RandomPairs: randomPairs, Converged: true}
 	for f, name := range p.fields {
 		k := p.kinds[f]
 		fm := FieldModel{Field: name, Comparison: k}
@@ -165,20 +195,17 @@ func Train(c Config, recs []Record, opts TrainOptions) (*Model, error) {
 			total += cnt
 		}
 		uFloor[f] = 0.5 / (total + 0.5*float64(len(uCount[f])))
-		initM := initialM(len(uObs[f]))
 		for l := range m.Fields[f].Levels {
 			m.Fields[f].Levels[l].U = uObs[f][l]
-			m.Fields[f].Levels[l].M = initM[l]
 		}
 	}
-	lambda := 0.1
 	for round := 0; round < 2; round++ {
-		var it int
-		var conv bool
-		lambda, it, conv = em(m, pats, lambda, o)
-		m.Iterations += it
-		m.Converged = conv
-		m.Prior = clampProb(lambda * blocked / allPairs)
+		// fitM runs whatever the first round's convergence (no && short cut).
+		convM := fitM(m, pats, sessionPats, ruleFields, o)
+		fit := em(m, pats, 0.1, o, false)
+		m.Iterations += fit.iterations
+		m.Converged = m.Converged && convM && fit.converged
+		m.Prior = clampProb(fit.lambda * blocked / allPairs)
 		for f := range m.Fields {
 			for l := range m.Fields[f].Levels {
 				lv := &m.Fields[f].Levels[l]
@@ -206,15 +233,104 @@ type pattern struct {
 
 const missingLevel = 255
 
-// em runs expectation-maximisation of m and λ with u fixed; it returns λ,
-// the iterations run and whether it converged.
-func em(m *Model, pats []pattern, lambda float64, o TrainOptions) (float64, int, bool) {
+func sortedPatterns(counts map[string]float64) []pattern {
+	out := make([]pattern, 0, len(counts))
+	for k, w := range counts {
+		out = append(out, pattern{levels: []byte(k), count: w})
+	}
+	slices.SortFunc(out, func(a, b pattern) int { return cmp.Compare(string(a.levels), string(b.levels)) })
+	return out
+}
+
+// fitM sets the m probabilities of m (u held fixed) from the blocking rules'
+// sessions: EM over the pairs of each rule with the rule's own fields
+// masked, since every pair of a block agrees on them whether it matches or
+// not; a field's m is the mean of its estimates from the sessions of the
+// rules it is not in, each weighted by the expected matches that had a
+// value for it. A field in every rule (or never compared outside its own
+// rules' blocks) takes its m from EM over all candidate pairs with no field
+// masked. It reports whether every EM run converged.
+func fitM(m *Model, pats []pattern, sessions [][]pattern, ruleFields [][]int, o TrainOptions) bool {
+	conv := true
+	sum := make([][]float64, len(m.Fields))
+	weight := make([]float64, len(m.Fields))
+	for f := range m.Fields {
+		sum[f] = make([]float64, len(m.Fields[f].Levels))
+	}
+	session := func(ps []pattern) emResult {
+		for f := range m.Fields {
+			initM := initialM(len(m.Fields[f].Levels))
+			for l := range m.Fields[f].Levels {
+				m.Fields[f].Levels[l].M = initM[l]
+			}
+		}
+		res := em(m, ps, 0.1, o, true)
+		m.Iterations += res.iterations
+		conv = conv && res.converged
+		return res
+	}
+	for r, ps := range sessions {
+		if len(ps) == 0 {
+			continue
+		}
+		res := session(ps)
+		for f := range m.Fields {
+			if slices.Contains(ruleFields[r], f) || res.matchesWith[f] <= 0 {
+				continue
+			}
+			weight[f] += res.matchesWith[f]
+			for l, lv := range m.Fields[f].Levels {
+				sum[f][l] += res.matchesWith[f] * lv.M
+			}
+		}
+	}
+	var fallback []int
+	for f := range m.Fields {
+		if weight[f] == 0 {
+			fallback = append(fallback, f)
+		}
+	}
+	var joint [][]float64
+	if len(fallback) > 0 {
+		session(pats)
+		joint = make([][]float64, len(m.Fields))
+		for _, f := range fallback {
+			for _, lv := range m.Fields[f].Levels {
+				joint[f] = append(joint[f], lv.M)
+			}
+		}
+	}
+	for f := range m.Fields {
+		for l := range m.Fields[f].Levels {
+			if weight[f] > 0 {
+				m.Fields[f].Levels[l].M = clampProb(sum[f][l] / weight[f])
+			} else {
+				m.Fields[f].Levels[l].M = joint[f][l]
+			}
+		}
+	}
+	return conv
+}
+
+type emResult struct {
+	lambda     float64
+	iterations int
+	converged  bool
+	// matchesWith[f] is the expected number of matches among the pairs
+	// with a value for field f, at the last iteration.
+	matchesWith []float64
+}
+
+// em runs expectation-maximisation of λ, and of m when fitM is set, with u
+// fixed, over the patterns pats (a masked field is a missing one).
+func em(m *Model, pats []pattern, lambda float64, o TrainOptions, fitM bool) emResult {
 	sums := make([][]float64, len(m.Fields))
 	for f := range m.Fields {
 		sums[f] = make([]float64, len(m.Fields[f].Levels))
 	}
 	logM := make([][]float64, len(m.Fields))
 	logU := make([][]float64, len(m.Fields))
+	res := emResult{matchesWith: make([]float64, len(m.Fields))}
 	for it := 1; it <= o.MaxIter; it++ {
 		for f := range m.Fields {
 			logM[f] = logM[f][:0]
@@ -249,17 +365,26 @@ func em(m *Model, pats []pattern, lambda float64, o TrainOptions) (float64, int,
 		delta := math.Abs(newLambda - lambda)
 		lambda = newLambda
 		for f := range m.Fields {
+			res.matchesWith[f] = 0
+			for _, s := range sums[f] {
+				res.matchesWith[f] += s
+			}
+			if !fitM {
+				continue
+			}
 			ms := shares(sums[f], 0.5)
 			for l := range m.Fields[f].Levels {
 				delta = max(delta, math.Abs(ms[l]-m.Fields[f].Levels[l].M))
 				m.Fields[f].Levels[l].M = ms[l]
 			}
 		}
+		res.lambda, res.iterations = lambda, it
 		if delta < o.Tolerance {
-			return lambda, it, true
+			res.converged = true
+			return res
 		}
 	}
-	return lambda, o.MaxIter, false
+	return res
 }
 
 // shares turns counts into probabilities with a pseudo-count per level,

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -297,5 +299,60 @@ func TestModelValidate(t *testing.T) {
 		if err := m.Validate(); err == nil || !errors.Is(err, ErrInvalidModel) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an ErrInvalidModel containing %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestTrainSkewedBlockingField: when most candidate pairs come from the
+// blocks of a field that many non-matches share (20 surnames among 2,000
+// people), agreeing on that field alone must not score as a match: the
+// rule's own fields are masked in its EM, so within the surname blocks the
+// other fields decide, and the surname's m comes from the other rules.
+// (The session-8 fit, one EM unmasked, scored a surname-only pair here at
+// about 1.)
+func TestTrainSkewedBlockingField(t *testing.T) {
+	c := Config{
+		Fields:   map[string]Comparison{"surname": Name, "given_name": Name, "date_of_birth": Date, "postcode": Exact},
+		Blocking: [][]string{{"surname"}, {"given_name", "date_of_birth"}, {"postcode"}},
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	person := func() Record {
+		return Record{
+			"surname":       fmt.Sprintf("surname%02d", rng.IntN(20)),
+			"given_name":    fmt.Sprintf("given%03d", rng.IntN(500)),
+			"date_of_birth": fmt.Sprintf("19%02d%02d%02d", 30+rng.IntN(70), 1+rng.IntN(12), 1+rng.IntN(28)),
+			"postcode":      fmt.Sprint(2000 + rng.IntN(8000)),
+		}
+	}
+	var recs []Record
+	for i := range 2000 {
+		p := person()
+		recs = append(recs, p)
+		if i%10 == 0 { // a duplicate: one field differs a little or is missing
+			d := maps.Clone(p)
+			switch i % 3 {
+			case 0:
+				d["given_name"] += "x"
+			case 1:
+				delete(d, "postcode")
+			}
+			recs = append(recs, d)
+		}
+	}
+	m, err := Train(c, recs, TrainOptions{Seed: 1, RandomPairs: 50_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := Record{"surname": "surname03", "given_name": "given001", "date_of_birth": "19500101", "postcode": "2001"}
+	namesake := Record{"surname": "surname03", "given_name": "given002", "date_of_birth": "19811230", "postcode": "9001"}
+	same := maps.Clone(a)
+	same["given_name"] = "given001x"
+	if p := m.Score(c, a, namesake).Probability; p > 0.01 {
+		t.Errorf("surname-only agreement scores %.4f, want ≤ 0.01", p)
+	}
+	if p := m.Score(c, a, same).Probability; p < 0.99 {
+		t.Errorf("a duplicate with a typo in the given name scores %.4f, want ≥ 0.99", p)
+	}
+	if want := 200.0 / (float64(len(recs)) * float64(len(recs)-1) / 2); m.Prior < want/2 || m.Prior > want*2 {
+		t.Errorf("prior %.3g, want within a factor 2 of %.3g (200 duplicate pairs)", m.Prior, want)
 	}
 }

@@ -29,6 +29,16 @@ type Facts struct {
 	FirstSeen, LastSeen int64
 	// Predictions are the profile's scores, each linear in time.
 	Predictions map[string]Prediction
+	// Recommendations are the profile's next best products by recommend
+	// model: each list is in effect from its From time until the next one's.
+	Recommended map[string][]Recommendations
+}
+
+// Recommendations is a recommend model's list of a profile (item ids, best
+// first), in effect from time From (Unix ms).
+type Recommendations struct {
+	From  int64
+	Items []string
 }
 
 // Prediction is a score that is Value at time At and moves by PerDay per
@@ -186,4 +196,21 @@ func (f *Facts) Prediction(name string, at int64) (float64, bool) {
 		return 0, false
 	}
 	return p.Value + p.PerDay*float64(at-p.At)/86400000, true
+}
+
+// Recommendations implements rules.Facts: the list with the latest From at
+// or before at (an empty list before the first).
+func (f *Facts) Recommendations(model string, at int64) ([]string, bool) {
+	ls, ok := f.Recommended[model]
+	if !ok {
+		return nil, false
+	}
+	var items []string
+	from := int64(math.MinInt64)
+	for _, l := range ls {
+		if l.From <= at && l.From >= from {
+			items, from = l.Items, l.From
+		}
+	}
+	return items, true
 }

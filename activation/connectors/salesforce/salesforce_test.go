@@ -221,13 +221,18 @@ func config(f *fake) func(string) json.RawMessage {
 	}
 }
 
-func TestSalesforce(t *testing.T) {
-	f := newFake()
-	connectortest.Run(t, connectortest.Case{
+// suiteCase is the suite's case of the salesforce kind against f.
+func (f *fake) suiteCase() connectortest.Case {
+	return connectortest.Case{
 		Kind: "salesforce", Config: config(f),
 		Handler: f, Book: f.book, Faults: f.faults,
 		Key: connectortest.KeyEmail, Deletes: true,
-	})
+	}
+}
+
+func TestSalesforce(t *testing.T) {
+	f := newFake()
+	connectortest.Run(t, f.suiteCase())
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.refreshes < 2 {
@@ -237,6 +242,11 @@ func TestSalesforce(t *testing.T) {
 		t.Fatalf("contact 1's FirstName = %v, want P1", got)
 	}
 }
+
+// TestSalesforceFailover: the Contact ids n2 recorded (members, and a
+// former member) let n1, which delivers after partition 0 moved, erase
+// them (connectortest.Failover).
+func TestSalesforceFailover(t *testing.T) { connectortest.Failover(t, newFake().suiteCase()) }
 
 // TestRecordedRequest: docs/connectors.md shows the upsert (after the token
 // request).

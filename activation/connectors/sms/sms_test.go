@@ -78,17 +78,25 @@ func (f *twilio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"sid": "SM" + strings.Repeat("0", 32), "to": to, "body": body, "status": "queued"})
 }
 
-func TestSMS(t *testing.T) {
+// smsCase is the suite's case of the sms kind against a new fake.
+func smsCase() connectortest.Case {
 	f := &twilio{sid: "AC0123456789abcdef0123456789abcdef", token: "token-0123456789", book: connectortest.NewBook(), faults: &connectortest.Faults{}}
-	connectortest.Run(t, connectortest.Case{
+	return connectortest.Case{
 		Kind: "sms",
 		Config: func(url string) json.RawMessage {
 			return json.RawMessage(fmt.Sprintf(`{"account_sid":%q,"auth_token":%q,"from":"+4512345678","body":"Hi {{.Traits.first_name}}, welcome to {{.Audience}}","api_url":%q}`, f.sid, f.token, url))
 		},
 		Handler: f, Book: f.book, Faults: f.faults,
 		Key: connectortest.KeyPhone, Messages: true,
-	})
+	}
 }
+
+func TestSMS(t *testing.T) { connectortest.Run(t, smsCase()) }
+
+// TestSMSFailover: the first sync's marks survive a move of the
+// deliveries to another node (connectortest.Failover): nobody gets a
+// second text.
+func TestSMSFailover(t *testing.T) { connectortest.Failover(t, smsCase()) }
 
 // TestRecordedRequest: docs/connectors.md shows what the connector sends.
 func TestRecordedRequest(t *testing.T) {
