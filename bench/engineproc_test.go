@@ -20,7 +20,6 @@ import (
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/engine/base"
 	wlg "github.com/aurumcdp/aurum/internal/workload"
-	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
 )
 
@@ -254,24 +253,18 @@ func TestReportEngine(t *testing.T) {
 // embedded NATS server on a free port, and the memory limit (bytes; 0 =
 // none) as `aurum serve --memory-limit` applies it.
 func engineOptions(dir string, memLimit int64) engine.Options {
-	o := engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1"}
-	// MEMLIMIT SWITCH (1 of 3). Until --memory-limit is on main (branch
-	// memlimit: Options.MemoryLimit sizes the engine's caches,
-	// engine.MemorySizesFor(limit).GoLimit is the Go limit serve sets),
-	// the limit is this process's Go soft limit, as GOMEMLIMIT sets it.
-	// Then this line becomes:
-	//	o.MemoryLimit = memLimit; setGoMemoryLimit(engine.MemorySizesFor(memLimit).GoLimit)
-	setGoMemoryLimit(memLimit)
+	// Options.MemoryLimit sizes the engine's caches; the Go soft limit they
+	// leave is set here, as serve sets it.
+	o := engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", MemoryLimit: memLimit}
+	setGoMemoryLimit(engine.MemorySizesFor(memLimit).GoLimit)
 	return o
 }
 
 // replayOptions are the replay process's options, its memory limit
 // applied as `aurum replay` would.
 func replayOptions(dir string, memLimit int64) engine.ReplayOptions {
-	o := engine.ReplayOptions{DataDir: dir}
-	// MEMLIMIT SWITCH (2 of 3), as in engineOptions:
-	//	o.MemoryLimit = memLimit; setGoMemoryLimit(engine.MemorySizesFor(memLimit).GoLimit)
-	setGoMemoryLimit(memLimit)
+	o := engine.ReplayOptions{DataDir: dir, MemoryLimit: memLimit}
+	setGoMemoryLimit(engine.MemorySizesFor(memLimit).GoLimit)
 	return o
 }
 
@@ -280,9 +273,8 @@ func replayOptions(dir string, memLimit int64) engine.ReplayOptions {
 // the state store's block cache and the state machine's cache of hot
 // values.
 func engineCaches(memLimit int64) (block, state int64) {
-	// MEMLIMIT SWITCH (3 of 3), as in engineOptions:
-	//	s := engine.MemorySizesFor(memLimit); return s.StateBlockCache, int64(s.StateCache)
-	return engine.StateCacheSize, projections.DefaultCacheBytes
+	s := engine.MemorySizesFor(memLimit)
+	return s.StateBlockCache, int64(s.StateCache)
 }
 
 // setGoMemoryLimit sets this process's Go soft memory limit (bytes; 0 or

@@ -40,7 +40,7 @@ const (
 	envLooks   = "AURUM_BENCH_LOOKUPS"  // look-ups under load
 	envEngine  = "AURUM_BENCH_ENGINE"   // engine process: "serve" or "replay"
 	envDir     = "AURUM_BENCH_DIR"      // engine process: data directory
-	envMemLim  = "AURUM_BENCH_MEMLIMIT" // engine process: Go soft memory limit, bytes ("" = none)
+	envMemLim  = "AURUM_BENCH_MEMLIMIT" // engine process: its memory limit (engine.Options.MemoryLimit), bytes ("" = none)
 )
 
 // sizeResult is what one size run measures.

@@ -175,6 +175,15 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the engine's metrics. Default: a fresh registry.
 	Registry *prometheus.Registry
+	// MemoryLimit is the resident memory (bytes) the whole process may
+	// use: the engine sizes its caches, filters and Pebble's memtables
+	// from it (MemorySizesFor), so that its memory stops growing with the
+	// profiles below it. The engine does not set the Go runtime's soft
+	// limit (process-wide): the embedding process sets
+	// MemorySizes().GoLimit with debug.SetMemoryLimit, as aurum serve
+	// does. 0: no limit, the fixed sizes (MemorySizesFor(0)); else at
+	// least MinMemoryLimit.
+	MemoryLimit int64
 	// Cluster is this node's view of the cluster (cmd/aurum passes its
 	// *cluster.Node). Nil: a single node that publishes every partition
 	// and runs every singleton.
@@ -248,18 +257,16 @@ func (o *Options) ensureDefaults() {
 	}
 }
 
-// keysStoreOptions configures the keys/ database: a data key is written
-// once (about 100 bytes) and read on a key-cache miss, so it needs a small
-// block cache and a small memtable. Pebble's default 32 MB memtable would
-// take resident memory in proportion to the keys created since the last
-// flush: with one key per identifier, in proportion to the people.
+// keysStoreOptions configures a keys/ database without a memory limit
+// (MemorySizes.smallStore).
 func keysStoreOptions(logger *slog.Logger) *store.Options {
-	return &store.Options{CacheSize: 16 << 20, MemTableSize: 4 << 20, Logger: logger}
+	return MemorySizesFor(0).smallStore(logger)
 }
 
 // Engine is a running Aurum node.
 type Engine struct {
 	opts    Options
+	mem     MemorySizes // of opts.MemoryLimit
 	history *statsRing
 	log     *alog.Log
 	state   *store.DB
@@ -327,7 +334,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("engine: data dir: %w", err)
 	}
-	e := &Engine{opts: opts, ids: base.NewIDSource(), rebuild: &rebuilder{}, history: newStatsRing(opts.HistorySamples)}
+	e := &Engine{opts: opts, mem: MemorySizesFor(opts.MemoryLimit), ids: base.NewIDSource(), rebuild: &rebuilder{},
+		history: newStatsRing(opts.HistorySamples)}
+	if e.mem.Limit > 0 {
+		opts.Logger.Info("engine: memory bounds", "sizes", e.mem.String())
+	}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -349,17 +360,17 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		}
 		master = k
 	}
-	if e.keysDB, err = store.Open(filepath.Join(opts.DataDir, "keys"), keysStoreOptions(opts.Logger)); err != nil {
+	if e.keysDB, err = store.Open(filepath.Join(opts.DataDir, "keys"), e.mem.smallStore(opts.Logger)); err != nil {
 		return nil, fmt.Errorf("engine: keys store: %w", err)
 	}
 	closers = append(closers, e.keysDB.Close)
 	// What connectors need to erase a person later (activation.Options.Refs):
 	// not state (not rebuildable from the log), not keys.
-	if e.refsDB, err = store.Open(filepath.Join(opts.DataDir, "activation"), keysStoreOptions(opts.Logger)); err != nil {
+	if e.refsDB, err = store.Open(filepath.Join(opts.DataDir, "activation"), e.mem.smallStore(opts.Logger)); err != nil {
 		return nil, fmt.Errorf("engine: activation store: %w", err)
 	}
 	closers = append(closers, e.refsDB.Close)
-	var keyOpts seal.Options
+	keyOpts := e.mem.sealOptions()
 	if opts.SharedKeys {
 		keyOpts.Shared = sharedKeys{func() *alog.Log { return e.log }}
 	}
@@ -369,7 +380,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := recoverSwap(opts.DataDir); err != nil {
 		return nil, fmt.Errorf("engine: recover an interrupted replay: %w", err)
 	}
-	if e.state, err = store.Open(filepath.Join(opts.DataDir, "state"), StateStoreOptions(opts.Logger)); err != nil {
+	if e.state, err = store.Open(filepath.Join(opts.DataDir, "state"), e.mem.stateStore(opts.Logger)); err != nil {
 		return nil, fmt.Errorf("engine: state store: %w", err)
 	}
 	closers = append(closers, e.state.Close)
@@ -378,7 +389,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.opts.Partitions = parts
-	if e.sm, err = openStateMachine(e.state, parts, opts.DedupWindow, e.keys); err != nil {
+	if e.sm, err = openStateMachine(e.state, parts, opts.DedupWindow, e.keys, e.mem); err != nil {
 		return nil, err
 	}
 
@@ -427,6 +438,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 
 	e.metrics = newMetrics(opts.Registry)
+	registerMemoryMetrics(opts.Registry, e.mem)
 	e.recorder = audit.New(audit.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion, Logger: opts.Logger, Registry: opts.Registry},
 		e.log, e.keys, e.ids)
 	applied, err := readApplied(e.state)

@@ -108,9 +108,9 @@ func TestGroupedLiveAndReplayMatch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	replay := func(group int) (ReplayResult, []string) {
+	replay := func(group int, memLimit int64) (ReplayResult, []string) {
 		var outs []string
-		res, err := Replay(ctx, ReplayOptions{DataDir: dir, GroupEntries: group, Out: func(m projections.OutMsg) error {
+		res, err := Replay(ctx, ReplayOptions{DataDir: dir, GroupEntries: group, MemoryLimit: memLimit, Out: func(m projections.OutMsg) error {
 			outs = append(outs, m.MsgID+" "+m.Subject+" "+string(m.Data))
 			return nil
 		}})
@@ -119,10 +119,19 @@ func TestGroupedLiveAndReplayMatch(t *testing.T) {
 		}
 		return res, outs
 	}
-	one, oneOut := replay(1)
-	grouped, groupedOut := replay(0)
-	if fmt.Sprintf("%x", one.Digest) != live.All || fmt.Sprintf("%x", grouped.Digest) != live.All {
-		t.Fatalf("replay digests %x (one by one), %x (grouped), want %s", one.Digest, grouped.Digest, live.All)
+	one, oneOut := replay(1, 0)
+	grouped, groupedOut := replay(0, 0)
+	// The smallest memory limit shrinks caches, filters and memtables,
+	// never the results.
+	small, smallOut := replay(0, MinMemoryLimit)
+	if fmt.Sprintf("%x", one.Digest) != live.All || fmt.Sprintf("%x", grouped.Digest) != live.All || fmt.Sprintf("%x", small.Digest) != live.All {
+		t.Fatalf("replay digests %x (one by one), %x (grouped), %x (smallest memory limit), want %s", one.Digest, grouped.Digest, small.Digest, live.All)
+	}
+	if !slices.Equal(groupedOut, smallOut) {
+		t.Fatalf("outputs differ at the smallest memory limit: %d, want %d", len(smallOut), len(groupedOut))
+	}
+	if _, err := Replay(ctx, ReplayOptions{DataDir: dir, MemoryLimit: MinMemoryLimit - 1}); err == nil || !strings.Contains(err.Error(), "MemoryLimit") {
+		t.Fatalf("a memory limit under the minimum: %v", err)
 	}
 	if one.Applied != live.Applied || grouped.Applied != live.Applied {
 		t.Fatalf("replays applied %d and %d, want %d", one.Applied, grouped.Applied, live.Applied)

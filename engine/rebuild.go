@@ -150,7 +150,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 	}
 	// No write-ahead log: the directory is deleted if the process dies
 	// before the swap, and flushed before it.
-	sopts := StateStoreOptions(e.opts.Logger)
+	sopts := e.mem.stateStore(e.opts.Logger)
 	sopts.NoWAL = true
 	db, err := store.Open(dir, sopts)
 	if err != nil {
@@ -164,7 +164,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		}
 	}()
 	po := newPreOpener(e.keys)
-	sm, err := openReplayStateMachine(db, e.opts.Partitions, e.opts.DedupWindow, e.keys, po)
+	sm, err := openReplayStateMachine(db, e.opts.Partitions, e.opts.DedupWindow, e.keys, e.mem, po)
 	if err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		return err
 	}
 	_ = os.Remove(filepath.Join(live, "COMPLETE"))
-	ndb, err := store.Open(live, StateStoreOptions(e.opts.Logger))
+	ndb, err := store.Open(live, e.mem.stateStore(e.opts.Logger))
 	if err != nil {
 		return fmt.Errorf("engine: reopen after swap: %w", err)
 	}

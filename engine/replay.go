@@ -38,6 +38,10 @@ type ReplayOptions struct {
 	// DefaultReplayGroupBytes; GroupEntries 1: one batch per entry. The
 	// replay's store has no write-ahead log: it is thrown away.
 	GroupEntries, GroupBytes int
+	// MemoryLimit sizes the replay's caches and stores as
+	// Options.MemoryLimit does the engine's (0: the fixed sizes; else at
+	// least MinMemoryLimit). The caller sets the Go runtime's limit.
+	MemoryLimit int64
 }
 
 // ReplayResult summarises a replay.
@@ -56,6 +60,10 @@ type ReplayResult struct {
 // publish. It does not touch the node's own state.
 func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 	var res ReplayResult
+	if err := validMemoryLimit(opts.MemoryLimit); err != nil {
+		return res, fmt.Errorf("engine: replay: MemoryLimit %w", err)
+	}
+	mem := MemorySizesFor(opts.MemoryLimit)
 	if opts.DedupWindow == 0 {
 		opts.DedupWindow = 30 * 24 * time.Hour
 	}
@@ -76,13 +84,13 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		}
 		master = k
 	}
-	keysDB, err := store.Open(filepath.Join(opts.DataDir, "keys"), keysStoreOptions(opts.Logger))
+	keysDB, err := store.Open(filepath.Join(opts.DataDir, "keys"), mem.smallStore(opts.Logger))
 	if err != nil {
 		return res, fmt.Errorf("engine: replay: keys: %w", err)
 	}
 	defer keysDB.Close()
 	var l *alog.Log // opened below
-	var keyOpts seal.Options
+	keyOpts := mem.sealOptions()
 	if opts.SharedKeys {
 		keyOpts.Shared = sharedKeys{func() *alog.Log { return l }}
 	}
@@ -91,7 +99,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	parts := 16
-	if live, err := store.Open(filepath.Join(opts.DataDir, "state"), StateStoreOptions(opts.Logger)); err == nil {
+	if live, err := store.Open(filepath.Join(opts.DataDir, "state"), mem.stateStore(opts.Logger)); err == nil {
 		if parts, err = projections.CheckPartitions(readOnly{live}, 16); err != nil {
 			live.Close()
 			return res, err
@@ -103,7 +111,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	defer os.RemoveAll(tmp)
-	sopts := StateStoreOptions(opts.Logger)
+	sopts := mem.stateStore(opts.Logger)
 	sopts.NoWAL = true
 	db, err := store.Open(tmp, sopts)
 	if err != nil {
@@ -114,7 +122,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	po := newPreOpener(keys)
-	sm, err := openReplayStateMachine(db, parts, opts.DedupWindow, keys, po)
+	sm, err := openReplayStateMachine(db, parts, opts.DedupWindow, keys, mem, po)
 	if err != nil {
 		return res, err
 	}

@@ -37,7 +37,7 @@ func (e *Engine) CreateSnapshot() (SnapshotInfo, error) {
 	if err := e.state.Checkpoint(tmp); err != nil {
 		return SnapshotInfo{}, err
 	}
-	db, err := store.Open(tmp, StateStoreOptions(e.opts.Logger))
+	db, err := store.Open(tmp, e.mem.stateStore(e.opts.Logger))
 	if err != nil {
 		os.RemoveAll(tmp)
 		return SnapshotInfo{}, err
@@ -121,7 +121,7 @@ func (e *Engine) pickSnapshot(from string) (string, error) {
 		}
 		// The latest snapshot whose log clock is at or before t.
 		for i := len(all) - 1; i >= 0; i-- {
-			db, err := store.Open(all[i].Path, StateStoreOptions(e.opts.Logger))
+			db, err := store.Open(all[i].Path, e.mem.stateStore(e.opts.Logger))
 			if err != nil {
 				return "", err
 			}

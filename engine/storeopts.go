@@ -24,34 +24,40 @@ import (
 // is 64 MiB more resident memory than before, once the state outgrows it.
 const StateCacheSize = 128 << 20
 
-// StateStoreOptions are the options every state store is opened with (the
-// live one, a rebuild, an offline replay, a snapshot, a digest): bloom
-// filters on every level (store's default) and a block cache of
-// StateCacheSize. logger nil: slog.Default().
+// StateStoreOptions are the options a state store is opened with when no
+// memory limit applies (a digest of a stopped node's state, the
+// benchmarks): bloom filters on every level (store's default), a block
+// cache of StateCacheSize and 32 MB memtables. An engine opens its state
+// stores (the live one, a rebuild, an offline replay, a snapshot) with
+// the sizes of its Options.MemoryLimit (MemorySizes). logger nil:
+// slog.Default().
 func StateStoreOptions(logger *slog.Logger) *store.Options {
-	return &store.Options{CacheSize: StateCacheSize, Logger: logger}
+	return MemorySizesFor(0).stateStore(logger)
 }
 
 // openStateMachine builds the state machine over a state store, the one way
 // for each of them (the live one, a rebuild's, an offline replay's):
-// parts partitions, the dedup window, trait values unsealed with keys.
-func openStateMachine(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring) (*projections.StateMachine, error) {
-	return openStateMachineWith(db, parts, dedup, keys, stateOpener(keys))
+// parts partitions, the dedup window, trait values unsealed with keys,
+// the state cache and dedup filter of mem.
+func openStateMachine(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, mem MemorySizes) (*projections.StateMachine, error) {
+	return openStateMachineWith(db, parts, dedup, keys, mem, stateOpener(keys))
 }
 
 // openReplayStateMachine is openStateMachine for a replay or rebuild: its
 // opener answers first from the plaintexts the fetch stage opened ahead.
-func openReplayStateMachine(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, po *preOpener) (*projections.StateMachine, error) {
-	return openStateMachineWith(db, parts, dedup, keys, po.Open)
+func openReplayStateMachine(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, mem MemorySizes, po *preOpener) (*projections.StateMachine, error) {
+	return openStateMachineWith(db, parts, dedup, keys, mem, po.Open)
 }
 
-func openStateMachineWith(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, open func(keyID, sealed []byte) ([]byte, error)) (*projections.StateMachine, error) {
+func openStateMachineWith(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, mem MemorySizes, open func(keyID, sealed []byte) ([]byte, error)) (*projections.StateMachine, error) {
 	return projections.Open(db, projections.Options{
-		Partitions:     parts,
-		DedupWindow:    dedup.Milliseconds(),
-		Open:           open,
-		InteractionKey: InteractionKey(keys),
-		BlockHash:      func(key string) []byte { return keys.Hash("match_block", key) },
+		Partitions:       parts,
+		DedupWindow:      dedup.Milliseconds(),
+		CacheBytes:       mem.StateCache,
+		DedupFilterBytes: mem.DedupFilter,
+		Open:             open,
+		InteractionKey:   InteractionKey(keys),
+		BlockHash:        func(key string) []byte { return keys.Hash("match_block", key) },
 	})
 }
 

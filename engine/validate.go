@@ -53,6 +53,9 @@ func (o *Options) Validate() error {
 	if o.ErasureRetry < 0 {
 		return optionErr(fmt.Sprintf("must not be negative, got %v", o.ErasureRetry), "ErasureRetry")
 	}
+	if err := validMemoryLimit(o.MemoryLimit); err != nil {
+		return optionErr(err.Error(), "MemoryLimit")
+	}
 	if o.SessionTTL < 0 {
 		return optionErr(fmt.Sprintf("must be positive, got %v", o.SessionTTL), "SessionTTL")
 	}
@@ -81,6 +84,15 @@ func (o *Options) Validate() error {
 		if err := o.Identity.Validate(); err != nil {
 			return &OptionError{Fields: []string{"Identity"}, Reason: err.Error(), Err: err}
 		}
+	}
+	return nil
+}
+
+// validMemoryLimit checks a memory limit: 0 (none) or at least
+// MinMemoryLimit.
+func validMemoryLimit(v int64) error {
+	if v != 0 && v < MinMemoryLimit {
+		return fmt.Errorf("at least %d MiB (0: none), got %d bytes", MinMemoryLimit>>20, v)
 	}
 	return nil
 }

@@ -54,6 +54,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"NATS cluster and external deployment", engine.Options{NATSCluster: &alog.ClusterOptions{}, NATSURL: "nats://x:4222"},
 			"NATSCluster NATSURL", "not both"},
 		{"identity invalid", engine.Options{Identity: &badIdentity}, "Identity", "twice"},
+		{"memory limit at the minimum", engine.Options{MemoryLimit: engine.MinMemoryLimit}, "", ""},
+		{"memory limit under the minimum", engine.Options{MemoryLimit: engine.MinMemoryLimit - 1}, "MemoryLimit", "at least 256 MiB"},
+		{"memory limit negative", engine.Options{MemoryLimit: -1}, "MemoryLimit", "got -1 bytes"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.opts.Validate()

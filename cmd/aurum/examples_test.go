@@ -60,11 +60,12 @@ var exampleNotRun = map[string]string{
 	"aurum identity review 01JABCDEF... --merge":               "a placeholder id; api TestIdentityExplainReviewConstraints decides reviews",
 	"aurum identity explain crm_id:12345":                      "a placeholder identifier; api TestIdentityExplainReviewConstraints explains profiles",
 	"aurum profile split user_id:42 --identifier crm_id:9 --identifier email:ann@example.com --output json": "placeholder identifiers; TestSplitRealProcess splits a wrong merge with this command",
-	"aurum token revoke 01JABCDEF...":                                                            "a placeholder id",
-	"aurum digest --data-dir ./aurum-data":                                                       "reads a stopped node; the test node runs",
-	"aurum digest --server http://127.0.0.1:8080 --partitions":                                   "a fixed address; run below with the node's",
-	"aurum serve --data-dir /var/lib/aurum --http 0.0.0.0:8080":                                  "runs a node",
-	"aurum serve --config docs/serve.example.yaml --log-level debug   # flags win over the file": "runs a node; TestServeConfigFile loads the file",
+	"aurum token revoke 01JABCDEF...":                                                                          "a placeholder id",
+	"aurum digest --data-dir ./aurum-data":                                                                     "reads a stopped node; the test node runs",
+	"aurum digest --server http://127.0.0.1:8080 --partitions":                                                 "a fixed address; run below with the node's",
+	"aurum serve --data-dir /var/lib/aurum --http 0.0.0.0:8080":                                                "runs a node",
+	"aurum serve --config docs/serve.example.yaml --log-level debug   # flags win over the file":               "runs a node; TestServeConfigFile loads the file",
+	"aurum serve --memory-limit 2GiB   # caches, memtables and the Go runtime's soft limit sized to fit 2 GiB": "runs a node; TestJourney runs one with --memory-limit and reads its bounds on /metrics",
 	"aurum serve --oidc-issuer https://idp.example.com --oidc-client-id aurum --oidc-client-secret-file /etc/aurum/oidc-secret --oidc-role-claim aurum_role": "runs a node against a provider; TestServeOIDCFlags checks the flags, api TestSSOSignIn signs in through a real provider",
 }
 

@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/internal/check"
 )
 
@@ -24,7 +27,7 @@ func TestJourney(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
-	n := startNode(t, t.TempDir())
+	n := startNode(t, t.TempDir(), "--memory-limit", "300MiB") // the journey holds under a small limit
 	web, pos := n.createSource("web"), n.createSource("pos")
 	t0 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
 	at := func(min int) string { return t0.Add(time.Duration(min) * time.Minute).Format(time.RFC3339) }
@@ -151,6 +154,20 @@ func TestJourney(t *testing.T) {
 	code, metrics, err := n.request("GET", "/metrics", nil, adminAuth)
 	if err != nil || code != http.StatusOK || !bytes.Contains(metrics, []byte(`aurum_ingest_events_total{source="pos"} 1`)) {
 		t.Errorf("GET /metrics: %d %v; want aurum_ingest_events_total for pos:\n%.2000s", code, err, metrics)
+	}
+	// --memory-limit reached the engine's bounds and the Go runtime.
+	mem := engine.MemorySizesFor(300 << 20)
+	got := map[string]float64{}
+	for _, m := range regexp.MustCompile(`(?m)^(aurum_memory_bound_bytes\{bound="[a-z_]+"\}|aurum_go_memory_limit_bytes) (\S+)$`).
+		FindAllSubmatch(metrics, -1) {
+		got[string(m[1])], _ = strconv.ParseFloat(string(m[2]), 64)
+	}
+	for name, want := range map[string]int64{`aurum_memory_bound_bytes{bound="limit"}`: 300 << 20,
+		`aurum_memory_bound_bytes{bound="state_cache"}`: int64(mem.StateCache), `aurum_memory_bound_bytes{bound="state_block_cache"}`: mem.StateBlockCache,
+		"aurum_go_memory_limit_bytes": mem.GoLimit} {
+		if got[name] != float64(want) {
+			t.Errorf("GET /metrics: %s = %v, want %d", name, got[name], want)
+		}
 	}
 
 	// The node restarts where it stopped: same answers after SIGTERM + start.

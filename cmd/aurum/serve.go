@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,7 @@ type serveFlags struct {
 	phoneRegion, logFormat, logLevel            string
 	consentDefault                              string
 	exportDir                                   string
+	memoryLimit                                 string
 	exportInterval                              time.Duration
 	exportPersonal                              bool
 	exportKeep                                  int
@@ -114,6 +116,7 @@ var optionFlags = map[string]string{
 	"Identity":        "--identity-config",
 	"MasterKey":       "master key",
 	"AdminTokenHash":  "admin token",
+	"MemoryLimit":     "--memory-limit",
 }
 
 // flagError restates an engine.OptionError with the flags that set the
@@ -171,6 +174,13 @@ token and admin-role tokens may do everything. --nats-no-auth turns this off (lo
 experiments only). With --nats-url the deployment's own authentication applies
 (docs/security.md).
 
+Memory: --memory-limit (e.g. 512MiB, 2GiB) is the resident memory the node may use. The state
+cache, Pebble's block caches and memtables, the dedup filter and the data-key caches are sized
+from it, and the Go runtime's soft limit is set to what they leave, so the node's memory stops
+growing with the number of profiles below it; caches shrink, data does not. Default: $GOMEMLIMIT
+if set, else 80% of the cgroup (container) memory limit, else half the physical memory. The
+bounds in effect are logged at start and exported as aurum_memory_bound_bytes.
+
 Every setting can also come from a YAML file (--config FILE; keys are the flag names without
 --, e.g. "data-dir: /var/lib/aurum"); a flag given on the command line wins over the file.
 
@@ -181,7 +191,8 @@ OpenID Connect: --oidc-issuer, --oidc-client-id, --oidc-client-secret-file and
 (or give --oidc-redirect-url). The claim's value maps to the role; no role, no access.`,
 		Example: `  aurum serve --data-dir /var/lib/aurum --http 0.0.0.0:8080
   aurum serve --oidc-issuer https://idp.example.com --oidc-client-id aurum --oidc-client-secret-file /etc/aurum/oidc-secret --oidc-role-claim aurum_role
-  aurum serve --config docs/serve.example.yaml --log-level debug   # flags win over the file`,
+  aurum serve --config docs/serve.example.yaml --log-level debug   # flags win over the file
+  aurum serve --memory-limit 2GiB   # caches, memtables and the Go runtime's soft limit sized to fit 2 GiB`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configFile != "" {
@@ -227,6 +238,7 @@ OpenID Connect: --oidc-issuer, --oidc-client-id, --oidc-client-secret-file and
 	fl.StringVar(&f.oidc.secretFile, "oidc-client-secret-file", "", "single sign-on: file holding the client secret")
 	fl.StringVar(&f.oidc.roleClaim, "oidc-role-claim", "", "single sign-on: ID token claim whose value (admin, editor, viewer or privacy; or a list of them) is the role; none: no access")
 	fl.StringVar(&f.oidc.redirectURL, "oidc-redirect-url", "", "single sign-on: the callback URL registered at the provider (default: this server's URL + /v1/session/oidc/callback, from the request)")
+	fl.StringVar(&f.memoryLimit, "memory-limit", "", "resident memory the node may use, e.g. 512MiB or 2GiB: sizes its caches and sets the Go runtime's soft limit (default $GOMEMLIMIT, else 80% of the cgroup's memory limit, else half the physical memory; at least 256MiB)")
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	addClusterFlags(cmd, &f.cluster)
@@ -267,6 +279,11 @@ func runServe(ctx context.Context, f serveFlags) error {
 		Export: export.Options{Dir: f.exportDir, Interval: f.exportInterval, Personal: f.exportPersonal,
 			Keep: f.exportKeep, LeaderOnly: f.exportLeaderOnly},
 	}
+	limit, limitFrom, err := memoryLimit(f.memoryLimit, readMachineMemory())
+	if err != nil {
+		return err
+	}
+	opts.MemoryLimit = limit
 	if f.ingestRate < 0 {
 		return fmt.Errorf("--ingest-rate: must not be negative (0 disables), got %g", f.ingestRate)
 	}
@@ -348,6 +365,15 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if f.natsNoAuth && f.natsURL == "" {
 		logger.Warn("--nats-no-auth: any client on the NATS listener may read and write everything", "nats", f.natsAddr)
 	}
+
+	// The Go runtime's soft limit: what the memory limit leaves beside the
+	// engine's memory outside the Go heap (engine.MemorySizes). It is
+	// process-wide, so serve (the process's owner) sets it, and puts the
+	// previous one back when it returns.
+	mem := engine.MemorySizesFor(opts.MemoryLimit)
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(mem.GoLimit))
+	logger.Info("memory limit", "limit", formatSize(mem.Limit), "from", limitFrom, "go_limit", formatSize(mem.GoLimit),
+		"state_cache", formatSize(int64(mem.StateCache)), "state_block_cache", formatSize(mem.StateBlockCache))
 
 	// Shutdown order (deferred): HTTP, the engine (its log last), the
 	// cluster node.

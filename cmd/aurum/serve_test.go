@@ -26,6 +26,8 @@ func TestServeFlagErrors(t *testing.T) {
 		{"NATS TLS cert alone", func(f *serveFlags) { f.natsTLSCert = "c.pem" }, "--nats-tls-cert and --nats-tls-key: give both or neither"},
 		{"NATS TLS with --nats-url", func(f *serveFlags) { f.natsTLSCert, f.natsTLSKey, f.natsURL = "c.pem", "k.pem", "nats://127.0.0.1:1" },
 			"--nats-tls-cert and --nats-url: TLS files are only for the embedded server"},
+		{"memory limit not a size", func(f *serveFlags) { f.memoryLimit = "lots" }, `--memory-limit: "lots" is not a size: want a number and a unit, e.g. 512MiB or 2GiB`},
+		{"memory limit too small", func(f *serveFlags) { f.memoryLimit = "100MiB" }, "--memory-limit: at least 256MiB, got 100MiB"},
 	} {
 		t.Run(tt.name, func(t *testing.T) { checkServeRefuses(t, tt.set, tt.want) })
 	}
