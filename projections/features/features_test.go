@@ -350,6 +350,7 @@ func BenchmarkRowUpkeep(b *testing.B) {
 				buf = g.Append(buf[:0])
 			}
 			b.ReportMetric(float64(len(row)), "row-bytes")
+			b.ReportMetric(float64(len(appendV1(f))), "v1-row-bytes")
 		})
 	}
 }
