@@ -104,7 +104,7 @@ func TestDrainCursor(t *testing.T) {
 	for seq := uint64(10); seq < 16; seq++ {
 		putRow(t, state.db, seq)
 	}
-	drain(10, 11, 12, 13) // at most 4 per outbox and pass
+	drain(10, 11, 12, 13)   // at most 4 per outbox and pass
 	putRow(t, state.db, 5)  // below the cursor (13)
 	putRow(t, state.db, 30) // above it
 	drain(14, 15, 30)
