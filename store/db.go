@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -40,6 +41,79 @@ type Options struct {
 	// block cache. Default 10; negative: no filters (tables written
 	// earlier keep whatever they have).
 	BloomBitsPerKey int
+	// Tuning sets Pebble's LSM shape; the zero value keeps Pebble's
+	// defaults. Results never depend on it, only the work of flushes and
+	// compactions (bench/RESULTS.md, "Issue #15 (session 10): write
+	// amplification").
+	Tuning Tuning
+}
+
+// Tuning is the LSM shape of a store. Zero fields keep Pebble's defaults.
+type Tuning struct {
+	// L0CompactionThreshold is the read amplification of L0 (sublevels)
+	// at which an L0 compaction starts (Pebble: 4).
+	L0CompactionThreshold int
+	// L0StopWritesThreshold stops writes when L0 reaches that many
+	// sublevels (Pebble: 12).
+	L0StopWritesThreshold int
+	// LBaseMaxBytes is the size of the base level (Pebble: 64 MB).
+	LBaseMaxBytes int64
+	// L0TargetFileSize is the target size of L0's tables; each level
+	// below doubles it (Pebble: 2 MB).
+	L0TargetFileSize int64
+	// Compression: "" (Pebble's default, snappy), "none", "fastest",
+	// "balanced" or "good" (Pebble's per-level DBCompression settings).
+	Compression string
+	// ValueSeparationMin, when positive, writes values of at least that
+	// many bytes into blob files instead of the sstables, so compactions
+	// move references instead of the values (Pebble's value separation).
+	ValueSeparationMin int
+	// MaxConcurrentCompactions bounds Pebble's compactions running at once
+	// (Pebble: 1).
+	MaxConcurrentCompactions int
+}
+
+// apply sets t's non-zero fields on po.
+func (t Tuning) apply(po *pebble.Options) error {
+	if t.L0CompactionThreshold > 0 {
+		po.L0CompactionThreshold = t.L0CompactionThreshold
+	}
+	if t.L0StopWritesThreshold > 0 {
+		po.L0StopWritesThreshold = t.L0StopWritesThreshold
+	}
+	if t.LBaseMaxBytes > 0 {
+		po.LBaseMaxBytes = t.LBaseMaxBytes
+	}
+	if t.L0TargetFileSize > 0 {
+		for i := range po.TargetFileSizes {
+			po.TargetFileSizes[i] = t.L0TargetFileSize << i
+		}
+	}
+	switch t.Compression {
+	case "":
+	case "none":
+		po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
+	case "fastest":
+		po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
+	case "balanced":
+		po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
+	case "good":
+		po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionGood })
+	default:
+		return fmt.Errorf("store: Tuning.Compression %q: want none, fastest, balanced or good", t.Compression)
+	}
+	if t.ValueSeparationMin > 0 {
+		min := t.ValueSeparationMin
+		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+			return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: min, MaxBlobReferenceDepth: 10,
+				RewriteMinimumAge: 5 * time.Minute, TargetGarbageRatio: 0.2}
+		}
+	}
+	if t.MaxConcurrentCompactions > 0 {
+		n := t.MaxConcurrentCompactions
+		po.CompactionConcurrencyRange = func() (int, int) { return 1, n }
+	}
+	return nil
 }
 
 const (
@@ -99,6 +173,9 @@ func Open(dir string, opts *Options) (*DB, error) {
 		for i := range po.Levels {
 			po.Levels[i].FilterPolicy = bloom.FilterPolicy(o.BloomBitsPerKey)
 		}
+	}
+	if err := o.Tuning.apply(po); err != nil {
+		return nil, err
 	}
 	pdb, err := pebble.Open(dir, po)
 	if err != nil {
@@ -221,6 +298,50 @@ type Metrics struct {
 	Snapshots        int    // open snapshots
 	FilterHits       int64  // table reads a bloom filter avoided (the key was not there)
 	FilterMisses     int64  // filter checks that could not avoid the read
+	// The LSM's work since Open, in bytes: what came in through the
+	// memtables (the WAL's bytes, or the batches' without a WAL), what
+	// flushes and compactions wrote to sstables and blob files, and what
+	// compactions read.
+	BytesIn, BytesFlushed, BytesCompacted, BytesCompactionRead uint64
+	// Levels holds each level's tables and bytes, L0 first.
+	Levels [7]LevelMetrics
+}
+
+// LevelMetrics is one LSM level's share of Metrics.
+type LevelMetrics struct {
+	Tables                                int64
+	Size                                  int64 // bytes of its sstables
+	BytesIn, BytesFlushed, BytesCompacted uint64
+	BytesRead                             uint64 // read by compactions into the level
+}
+
+// WriteAmp is the bytes flushes and compactions wrote per byte that came
+// in (Pebble's write amplification, the WAL not counted).
+func (m Metrics) WriteAmp() float64 {
+	if m.BytesIn == 0 {
+		return 0
+	}
+	return float64(m.BytesFlushed+m.BytesCompacted) / float64(m.BytesIn)
+}
+
+// Sub returns m − o for the cumulative byte counts (the work between two
+// snapshots); the gauges are m's.
+func (m Metrics) Sub(o Metrics) Metrics {
+	r := m
+	r.WALBytesWritten -= o.WALBytesWritten
+	r.Flushes -= o.Flushes
+	r.Compactions -= o.Compactions
+	r.BytesIn -= o.BytesIn
+	r.BytesFlushed -= o.BytesFlushed
+	r.BytesCompacted -= o.BytesCompacted
+	r.BytesCompactionRead -= o.BytesCompactionRead
+	for i := range r.Levels {
+		r.Levels[i].BytesIn -= o.Levels[i].BytesIn
+		r.Levels[i].BytesFlushed -= o.Levels[i].BytesFlushed
+		r.Levels[i].BytesCompacted -= o.Levels[i].BytesCompacted
+		r.Levels[i].BytesRead -= o.Levels[i].BytesRead
+	}
+	return r
 }
 
 // Metrics returns current metrics.
@@ -229,7 +350,7 @@ func (db *DB) Metrics() Metrics {
 		return Metrics{}
 	}
 	m := db.db.Metrics()
-	return Metrics{
+	r := Metrics{
 		DiskSpaceUsage:   m.DiskSpaceUsage(),
 		MemTableSize:     m.MemTable.Size,
 		MemTableCount:    m.MemTable.Count,
@@ -245,7 +366,27 @@ func (db *DB) Metrics() Metrics {
 		Snapshots:        m.Snapshots.Count,
 		FilterHits:       m.Filter.Hits,
 		FilterMisses:     m.Filter.Misses,
+		BytesIn:          m.WAL.BytesWritten,
 	}
+	for i := range r.Levels {
+		l := &m.Levels[i]
+		r.BytesIn += l.TableBytesIngested
+		r.BytesFlushed += l.TableBytesFlushed + l.BlobBytesFlushed
+		r.BytesCompacted += l.TableBytesCompacted + l.BlobBytesCompacted
+		r.BytesCompactionRead += l.TableBytesRead
+		r.Levels[i] = LevelMetrics{Tables: l.TablesCount, Size: l.TablesSize, BytesIn: l.TableBytesIn,
+			BytesFlushed: l.TableBytesFlushed + l.BlobBytesFlushed, BytesCompacted: l.TableBytesCompacted + l.BlobBytesCompacted,
+			BytesRead: l.TableBytesRead}
+	}
+	return r
+}
+
+// LSM returns Pebble's own table of the LSM's metrics, for reports.
+func (db *DB) LSM() string {
+	if db.closed.Load() {
+		return ""
+	}
+	return db.db.Metrics().String()
 }
 
 // Close closes the DB. Every Batch and Snapshot must be closed first.
@@ -294,6 +435,30 @@ func (b *Batch) Delete(key []byte) error {
 
 // Len returns the size in bytes of the batch's encoded writes.
 func (b *Batch) Len() int { return b.b.Len() }
+
+// Writes calls fn for each write of the batch, in the order they were
+// made (del: a Delete, value nil), until fn returns false. The slices are
+// valid only during the call. For measurements (bytes written by key
+// family); Apply never needs it.
+func (b *Batch) Writes(fn func(key, value []byte, del bool) bool) error {
+	r := b.b.Reader()
+	for {
+		kind, k, v, ok, err := r.Next()
+		if err != nil {
+			return fmt.Errorf("store: batch writes: %w", err)
+		}
+		if !ok {
+			return nil
+		}
+		del := kind == pebble.InternalKeyKindDelete || kind == pebble.InternalKeyKindSingleDelete
+		if del {
+			v = nil
+		}
+		if !fn(k, v, del) {
+			return nil
+		}
+	}
+}
 
 // Count returns the number of writes in the batch.
 func (b *Batch) Count() uint32 { return b.b.Count() }
