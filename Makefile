@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: export-check build test test-short bench bench-edge bench-match bench-replay bench-cluster bench-failover chaos-cluster-long bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
+.PHONY: export-check build test test-short bench bench-edge bench-match bench-replay bench-writeamp bench-cluster bench-failover chaos-cluster-long bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -80,6 +80,18 @@ REPLAYEVENTS ?= 50000
 REPLAYROUNDS ?= 3
 bench-replay:
 	AURUM_BENCH=replay AURUM_BENCH_REPLAY_EVENTS=$(REPLAYEVENTS) AURUM_BENCH_REPLAY_ROUNDS=$(REPLAYROUNDS) $(GO) test -run '^TestReplayRatio$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/
+
+# Issue #15 (session 10): the state store's write amplification. The size benchmark's
+# workload for WAMPPEOPLE people applied to state stores (one per variant of WAMPVARIANTS,
+# bench/writeamp_test.go), WAMPROUNDS rounds interleaved, medians: bytes written per event
+# by key family (first round), WAL, flush and compaction bytes, CPU per event
+# (bench/RESULTS.md "Issue #15 (session 10): write amplification"). About 2 minutes a
+# variant and round at 20k people on 2 quiet cores; 100k people take about 10.
+WAMPPEOPLE ?= 20000
+WAMPROUNDS ?= 3
+WAMPVARIANTS ?= base,mem2x
+bench-writeamp:
+	AURUM_BENCH=writeamp AURUM_WRITEAMP_FAMILIES=1 AURUM_WRITEAMP_PEOPLE=$(WAMPPEOPLE) AURUM_WRITEAMP_ROUNDS=$(WAMPROUNDS) AURUM_WRITEAMP_VARIANTS=$(WAMPVARIANTS) $(GO) test -run '^TestWriteAmp$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/
 
 # Issue #11: throughput of one node against three (real processes; rounds
 # interleaved, medians; bench/RESULTS.md "Issue #11: throughput"). About 10
