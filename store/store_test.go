@@ -651,3 +651,91 @@ func TestBloomFilters(t *testing.T) {
 		})
 	}
 }
+
+func TestBatchWrites(t *testing.T) {
+	db := newTestDB(t)
+	b := db.NewBatch()
+	defer b.Close()
+	mustSet(t, b, "a", "1")
+	if err := b.Delete([]byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, b, "a", "2")
+	var got []string
+	if err := b.Writes(func(k, v []byte, del bool) bool {
+		got = append(got, fmt.Sprintf("%s=%s/%v", k, v, del))
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a=1/false", "b=/true", "a=2/false"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Writes = %v, want %v (every write, in order)", got, want)
+	}
+	n := 0
+	if err := b.Writes(func(_, _ []byte, _ bool) bool { n++; return false }); err != nil || n != 1 {
+		t.Fatalf("Writes stopped after %d calls (err %v), want 1", n, err)
+	}
+}
+
+// TestTuning opens stores with each LSM knob set, writes enough to flush
+// and compact, and reads every key back: the shape changes the work, never
+// the contents. The LSM byte metrics count that work.
+func TestTuning(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tu   Tuning
+	}{
+		{"l0-lbase-files", Tuning{L0CompactionThreshold: 2, L0StopWritesThreshold: 8, LBaseMaxBytes: 1 << 20, L0TargetFileSize: 256 << 10}},
+		{"compression", Tuning{Compression: "balanced"}},
+		{"value-separation", Tuning{ValueSeparationMin: 64, MaxConcurrentCompactions: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := Open(t.TempDir(), &Options{CacheSize: 1 << 20, MemTableSize: 256 << 10, Logger: slog.New(slog.DiscardHandler), Tuning: tc.tu})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			val := func(round, i int) string { return fmt.Sprintf("%d-%d-%s", round, i, strings.Repeat("v", 100+i%200)) }
+			const keys = 500
+			for round := range 3 {
+				b := db.NewBatch()
+				for i := range keys {
+					mustSet(t, b, fmt.Sprintf("k%05d", i), val(round, i))
+				}
+				if err := db.Commit(b, false); err != nil {
+					t.Fatal(err)
+				}
+				b.Close()
+				if err := db.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := db.Compact([]byte("k"), []byte("l")); err != nil {
+				t.Fatal(err)
+			}
+			for i := range keys {
+				v, err := db.Get(fmt.Appendf(nil, "k%05d", i))
+				if err != nil || string(v) != val(2, i) {
+					t.Fatalf("k%05d = %.20q, %v; want the last round's value", i, v, err)
+				}
+			}
+			m := db.Metrics()
+			if m.BytesIn < 3*keys*100 || m.BytesFlushed == 0 || m.BytesCompacted == 0 || m.Levels[0].BytesFlushed == 0 {
+				t.Fatalf("LSM bytes: in %d, flushed %d, compacted %d, L0 flushed %d: want all counted",
+					m.BytesIn, m.BytesFlushed, m.BytesCompacted, m.Levels[0].BytesFlushed)
+			}
+			if wa := m.WriteAmp(); wa <= 0 {
+				t.Fatalf("WriteAmp = %v", wa)
+			}
+			if d := m.Sub(m); d.BytesIn != 0 || d.BytesCompacted != 0 || d.Levels[0].BytesFlushed != 0 {
+				t.Fatalf("m.Sub(m) = %+v, want zero work", d)
+			}
+			if !strings.Contains(db.LSM(), "WAL") {
+				t.Fatalf("LSM() = %q", db.LSM())
+			}
+		})
+	}
+	if _, err := Open(t.TempDir(), &Options{Tuning: Tuning{Compression: "zip"}}); err == nil || !strings.Contains(err.Error(), "Compression") {
+		t.Fatalf("Open with Compression zip: %v, want an error naming the field", err)
+	}
+}
