@@ -53,18 +53,19 @@ import (
 // writeAmpVariants are the store options tried against the baseline
 // (the engine's state store options at the limit).
 var writeAmpVariants = map[string]func(o *store.Options){
-	"base":      func(*store.Options) {},
-	"mem2x":     func(o *store.Options) { o.MemTableSize *= 2 },
-	"mem4x":     func(o *store.Options) { o.MemTableSize *= 4 },
-	"l0-8":      func(o *store.Options) { o.Tuning.L0CompactionThreshold = 8; o.Tuning.L0StopWritesThreshold = 24 },
-	"lbase256":  func(o *store.Options) { o.Tuning.LBaseMaxBytes = 256 << 20 },
-	"file8":     func(o *store.Options) { o.Tuning.L0TargetFileSize = 8 << 20 },
-	"nocomp":    func(o *store.Options) { o.Tuning.Compression = "none" },
-	"balanced":  func(o *store.Options) { o.Tuning.Compression = "balanced" },
-	"vsep256":   func(o *store.Options) { o.Tuning.ValueSeparationMin = 256 },
-	"vsep1k":    func(o *store.Options) { o.Tuning.ValueSeparationMin = 1024 },
-	"noBloom":   func(o *store.Options) { o.BloomBitsPerKey = -1 },
-	"compact2":  func(o *store.Options) { o.Tuning.MaxConcurrentCompactions = 2 },
+	"base":     func(*store.Options) {},
+	"mem2x":    func(o *store.Options) { o.MemTableSize *= 2 },
+	"mem4x":    func(o *store.Options) { o.MemTableSize *= 4 },
+	"l0-8":     func(o *store.Options) { o.Tuning.L0CompactionThreshold = 8; o.Tuning.L0StopWritesThreshold = 24 },
+	"l0-16":    func(o *store.Options) { o.Tuning.L0CompactionThreshold = 16; o.Tuning.L0StopWritesThreshold = 48 },
+	"lbase256": func(o *store.Options) { o.Tuning.LBaseMaxBytes = 256 << 20 },
+	"file8":    func(o *store.Options) { o.Tuning.L0TargetFileSize = 8 << 20 },
+	"nocomp":   func(o *store.Options) { o.Tuning.Compression = "none" },
+	"balanced": func(o *store.Options) { o.Tuning.Compression = "balanced" },
+	"vsep256":  func(o *store.Options) { o.Tuning.ValueSeparationMin = 256 },
+	"vsep1k":   func(o *store.Options) { o.Tuning.ValueSeparationMin = 1024 },
+	"noBloom":  func(o *store.Options) { o.BloomBitsPerKey = -1 },
+	"compact2": func(o *store.Options) { o.Tuning.MaxConcurrentCompactions = 2 },
 	"l0-8+lb256": func(o *store.Options) {
 		o.Tuning.L0CompactionThreshold = 8
 		o.Tuning.L0StopWritesThreshold = 24
