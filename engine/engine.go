@@ -473,7 +473,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.edge = ingest.New(e.ctx, ingest.Options{Identity: opts.Identity, PhoneRegion: opts.PhoneRegion,
-		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.gate)
+		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry, Leader: gatewayLeader(opts)},
+		e.log, e.keys, e.ids, e.gate)
 	e.reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
 	e.privacy = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
 		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.erasureRunner,

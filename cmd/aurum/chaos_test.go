@@ -20,6 +20,8 @@ import (
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/projections"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // chaosAudiences have short time windows, so that ticks (every 100 ms)
@@ -37,8 +39,11 @@ var chaosAudiences = []struct {
 
 // TestChaos is the exactly-once proof. It runs `aurum serve` as a real
 // process (ticks every 100 ms), streams the synthetic store
-// (internal/workload) into it through /v1/batch from several producers that
-// retry every batch until it is acknowledged and send a share of batches
+// (internal/workload) into it from several producers, half through
+// /v1/batch and half over NATS (aurum.ingest.<source>, each event published
+// until JetStream acknowledges it: the gateway's purge-per-batch position
+// is crossed by the kills too), that retry every batch until it is
+// acknowledged and send a share of batches
 // twice (lost acknowledgements), with event time = send time so that the
 // audiences' short windows fire time-driven exits. Meanwhile it SIGKILLs the
 // node at random points spread over the stream, and once more in the middle
@@ -90,6 +95,23 @@ func TestChaos(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			overNATS := p%2 == 1
+			js := map[string]jetstream.JetStream{}
+			if overNATS {
+				for _, s := range workload.Sources {
+					nc, err := nats.Connect(n.NATS, natsProducer(s, keys[s]), nats.MaxReconnects(-1),
+						nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+					if err != nil {
+						t.Errorf("producer %d: NATS: %v", p, err)
+						return
+					}
+					defer nc.Close()
+					if js[s], err = jetstream.New(nc); err != nil {
+						t.Errorf("producer %d: %v", p, err)
+						return
+					}
+				}
+			}
 			pace := time.NewTicker(time.Second / time.Duration(max(cfg.rate, 1)))
 			defer pace.Stop()
 			for i, b := range batches {
@@ -110,7 +132,12 @@ func TestChaos(t *testing.T) {
 					sends = 2
 				}
 				for s := range sends {
-					rj, err := chaosSend(n, keys[b.source], body, sendDeadline)
+					var rj int
+					if overNATS {
+						err = natsSendBatch(js[b.source], b, sendDeadline)
+					} else {
+						rj, err = chaosSend(n, keys[b.source], body, sendDeadline)
+					}
 					if err != nil {
 						t.Errorf("producer %d batch %d (send %d): %v", p, i, s+1, err)
 						return
@@ -191,6 +218,11 @@ func TestChaos(t *testing.T) {
 		// state is compared.
 		t.Logf("replay status after the crash: %q", waitReplaySettled(t, n, cfg.timeout))
 	}
+
+	// The NATS producers' events are acknowledged once in AURUM_INGEST:
+	// the gateway handles them by itself, and the stream is empty once it
+	// has (purged after their appends).
+	waitIngestDrained(t, n.NATS, cfg.timeout)
 
 	// Time-driven exits: every windowed audience empties once the stream
 	// has been over for its window (nothing but ticks happens meanwhile).

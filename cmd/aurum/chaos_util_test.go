@@ -22,7 +22,7 @@ type chaosConfig struct {
 	people    int // workload.Config.People
 	days      int // workload.Config.Days
 	kills     int // plain SIGKILLs spread over the stream (the replay kill comes on top)
-	producers int // concurrent HTTP producers; a person's events stay with one producer
+	producers int // concurrent producers (odd ones over NATS); a person's events stay with one producer
 	batch     int // events per /v1/batch request
 	dupEvery  int // every dupEvery-th batch of a producer is sent twice (a lost acknowledgement)
 	rate      int // batches per second per producer (0: unthrottled), so that the stream spans the windows
@@ -363,6 +363,29 @@ func readPublished(t *testing.T, natsURL string, want int, timeout time.Duration
 }
 
 // logLastSeq is the last sequence of AURUM_LOG.
+// waitIngestDrained waits until AURUM_INGEST holds no message: the
+// gateway has handled (and purged) everything producers published.
+func waitIngestDrained(t *testing.T, natsURL string, timeout time.Duration) {
+	t.Helper()
+	nc := natsConnect(t, natsURL, natsAdmin())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check.For(t, timeout, 20*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, "AURUM_INGEST")
+		if err != nil {
+			return err
+		}
+		if st := s.CachedInfo().State; st.Msgs != 0 {
+			return fmt.Errorf("AURUM_INGEST holds %d messages (first %d, last %d)", st.Msgs, st.FirstSeq, st.LastSeq)
+		}
+		return nil
+	})
+}
+
 func logLastSeq(t *testing.T, natsURL string) uint64 {
 	t.Helper()
 	nc := natsConnect(t, natsURL, natsAdmin())
