@@ -195,7 +195,8 @@ type Options struct {
 // publishes only the partitions this node owns, fenced by epoch; the
 // destination workers, and with them the shared steps of an erasure, run on
 // the owner of partition 0, fenced by its claim; the ticker and the other
-// singletons run on the leader only (cluster.go).
+// singletons (the NATS gateway among them) run on the leader only
+// (cluster.go).
 type Cluster interface {
 	Name() string                       // this node's name (goes into fence claims)
 	Owns(p int) (epoch uint64, ok bool) // owner of partition p now (lease-checked), under epoch
