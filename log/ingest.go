@@ -288,15 +288,7 @@ func (r *ingestReader) fetch(ctx context.Context, max int, wait bool) (*ingestBa
 			return nil, err
 		}
 	}
-	var (
-		batch jetstream.MessageBatch
-		err   error
-	)
-	if wait {
-		batch, err = r.cons.Fetch(max, jetstream.FetchMaxWait(ingestFetchWait))
-	} else {
-		batch, err = r.cons.FetchNoWait(max)
-	}
+	batch, err := fetchBatch(r.cons, max, wait)
 	b := &ingestBatch{}
 	if err == nil {
 		for m := range batch.Messages() {
@@ -565,15 +557,7 @@ func (d *workQueueDrain) fetch(ctx context.Context, max int, wait bool) (*ingest
 		}
 		d.cons = cons
 	}
-	var (
-		batch jetstream.MessageBatch
-		err   error
-	)
-	if wait {
-		batch, err = d.cons.Fetch(max, jetstream.FetchMaxWait(ingestFetchWait))
-	} else {
-		batch, err = d.cons.FetchNoWait(max)
-	}
+	batch, err := fetchBatch(d.cons, max, wait)
 	b := &ingestBatch{}
 	if err == nil {
 		for m := range batch.Messages() {
@@ -630,6 +614,15 @@ func (d *workQueueDrain) idle(ctx context.Context) (bool, error) {
 }
 
 func (d *workQueueDrain) close() {}
+
+// fetchBatch pulls up to max messages from cons: what is there now, or
+// with wait what comes within ingestFetchWait.
+func fetchBatch(cons jetstream.Consumer, max int, wait bool) (jetstream.MessageBatch, error) {
+	if wait {
+		return cons.Fetch(max, jetstream.FetchMaxWait(ingestFetchWait))
+	}
+	return cons.FetchNoWait(max)
+}
 
 func toRaw(m jetstream.Msg) (RawMsg, error) {
 	md, err := m.Metadata()

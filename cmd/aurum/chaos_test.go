@@ -96,21 +96,15 @@ func TestChaos(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			overNATS := p%2 == 1
-			js := map[string]jetstream.JetStream{}
+			var js map[string]jetstream.JetStream
 			if overNATS {
-				for _, s := range workload.Sources {
-					nc, err := nats.Connect(n.NATS, natsProducer(s, keys[s]), nats.MaxReconnects(-1),
-						nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
-					if err != nil {
-						t.Errorf("producer %d: NATS: %v", p, err)
-						return
-					}
-					defer nc.Close()
-					if js[s], err = jetstream.New(nc); err != nil {
-						t.Errorf("producer %d: %v", p, err)
-						return
-					}
+				var closeJS func()
+				var err error
+				if js, closeJS, err = natsProducers(n.NATS, keys, nats.RetryOnFailedConnect(true)); err != nil {
+					t.Errorf("producer %d: %v", p, err)
+					return
 				}
+				defer closeJS()
 			}
 			pace := time.NewTicker(time.Second / time.Duration(max(cfg.rate, 1)))
 			defer pace.Stop()

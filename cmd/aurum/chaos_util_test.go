@@ -13,6 +13,7 @@ import (
 
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/workload"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -363,6 +364,33 @@ func readPublished(t *testing.T, natsURL string, want int, timeout time.Duration
 }
 
 // logLastSeq is the last sequence of AURUM_LOG.
+// natsProducers connects one JetStream producer per workload source (its
+// write key) to url, reconnecting without end (nodes restart); close
+// closes the connections.
+func natsProducers(url string, keys map[string]string, opts ...nats.Option) (js map[string]jetstream.JetStream, close func(), err error) {
+	var conns []*nats.Conn
+	close = func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}
+	js = map[string]jetstream.JetStream{}
+	for _, s := range workload.Sources {
+		nc, err := nats.Connect(url, append([]nats.Option{natsProducer(s, keys[s]), nats.MaxReconnects(-1),
+			nats.ReconnectWait(100 * time.Millisecond)}, opts...)...)
+		if err != nil {
+			close()
+			return nil, nil, fmt.Errorf("NATS producer of %s: %w", s, err)
+		}
+		conns = append(conns, nc)
+		if js[s], err = jetstream.New(nc); err != nil {
+			close()
+			return nil, nil, err
+		}
+	}
+	return js, close, nil
+}
+
 // waitIngestDrained waits until AURUM_INGEST holds no message: the
 // gateway has handled (and purged) everything producers published.
 func waitIngestDrained(t *testing.T, natsURL string, timeout time.Duration) {
