@@ -88,7 +88,7 @@ func TestChaos(t *testing.T) {
 	}
 
 	// Producers: each sends its batches in order, retrying until a 200.
-	var acked, rejected, dups atomic.Int64
+	var acked, rejected, dups, overNATSEvents atomic.Int64
 	sendDeadline := time.Now().Add(cfg.timeout + time.Duration(cfg.kills)*5*time.Second) // a bound on retries, should the node not come back
 	var wg sync.WaitGroup
 	for p, batches := range w.producers {
@@ -129,6 +129,7 @@ func TestChaos(t *testing.T) {
 					var rj int
 					if overNATS {
 						err = natsSendBatch(js[b.source], b, sendDeadline)
+						overNATSEvents.Add(int64(len(b.events)))
 					} else {
 						rj, err = chaosSend(n, keys[b.source], body, sendDeadline)
 					}
@@ -304,9 +305,9 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("projections after %d SIGKILLs differ from a clean rebuild:\n crashed %s\n rebuilt %s", rep.kills+rep.replayKills, crashed, rebuilt)
 	}
 
-	t.Logf("chaos %s, seed %d: %d events (%d batches, %d sent twice) into %d profiles, %d SIGKILLs (+%d during a replay), "+
+	t.Logf("chaos %s, seed %d: %d events (%d batches, %d sent twice; %d events sent over NATS) into %d profiles, %d SIGKILLs (+%d during a replay), "+
 		"%d transitions (%d entries, %d exits, %d by time) identical to a clean replay of %d log entries; digest %.16s…; stream %v, total %v",
-		cfg.name, cfg.seed, w.events, w.batches, dups.Load(), profiles, rep.kills, rep.replayKills,
+		cfg.name, cfg.seed, w.events, w.batches, dups.Load(), overNATSEvents.Load(), profiles, rep.kills, rep.replayKills,
 		len(pubs), entered, exited, timeExits, res.Applied, crashed, streamed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
 
