@@ -91,7 +91,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 	}
 
 	// The marker was published last: once it is applied, so is all before it
-	// (one gateway consumer handles the work queue in order).
+	// (one gateway reads AURUM_INGEST in order).
 	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 		_, err := e.Reader().Profile("user_id:g-marker")
 		return err
