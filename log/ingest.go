@@ -263,6 +263,13 @@ func (r *ingestReader) open(ctx context.Context) error {
 		// Only a peer of an earlier build creates one now.
 		return fmt.Errorf("log: consume ingest: %s is a work queue again (a node of an earlier build?)", StreamIngest)
 	}
+	if created := info.Created.UnixNano(); r.created != 0 && created != r.created {
+		// Deleted and created again meanwhile (by hand): its sequences
+		// started over, and what it holds was never handled.
+		l.logger.Warn("log: consume ingest: AURUM_INGEST was created again; reading it from its start",
+			"first_seq", info.State.FirstSeq, "was_at", r.next)
+		r.next = 0
+	}
 	from := max(r.next, info.State.FirstSeq, 1)
 	cons, err := l.js.CreateConsumer(octx, StreamIngest, jetstream.ConsumerConfig{
 		Description:       "Aurum gateway",
