@@ -352,10 +352,21 @@ func (r *ingestReader) handled(b *ingestBatch) {
 	if hook := r.l.beforeIngestPurge; hook != nil {
 		err = hook(last)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.l.opts.RequestTimeout)
+	defer cancel()
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), r.l.opts.RequestTimeout)
+		// The stream the batch came from, not one created again since
+		// (by hand): its sequences started over, and a purge by sequence
+		// would remove messages nobody handled.
+		var info *jetstream.StreamInfo
+		if info, err = r.stream.Info(ctx); err == nil && info.Created.UnixNano() != r.created {
+			r.l.logger.Warn("log: consume ingest: AURUM_INGEST was created again; its messages are read from its start")
+			r.reset()
+			return
+		}
+	}
+	if err == nil {
 		err = r.stream.Purge(ctx, jetstream.WithPurgeSequence(last+1))
-		cancel()
 	}
 	if err != nil {
 		// The next purge removes these too; a restart before it reads

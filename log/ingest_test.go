@@ -300,3 +300,43 @@ func TestIngestUpgradeFromWorkQueue(t *testing.T) {
 		return nil
 	})
 }
+
+// TestConsumeIngestStreamCreatedAgain: AURUM_INGEST deleted and created
+// again (by hand) under a running gateway starts its sequences over; the
+// reader notices by the stream's creation time and reads the new stream
+// from its start instead of waiting for the old sequence to come back.
+func TestConsumeIngestStreamCreatedAgain(t *testing.T) {
+	ctx := testCtx(t)
+	opts := testOptions(t.TempDir())
+	opts.IngestRetryMin, opts.IngestRetryMax = 10*time.Millisecond, 50*time.Millisecond
+	l := openLog(t, opts)
+	pjs := producer(t, l)
+	publishRange(t, ctx, pjs, 1, 5)
+	var once sync.Once
+	got := consumeUntil(t, ctx, l, 10, func(m RawMsg) {
+		if m.Seq != 5 {
+			return
+		}
+		once.Do(func() {
+			if err := l.js.DeleteStream(ctx, StreamIngest); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := l.js.CreateStream(ctx, l.ingestConfig()); err != nil {
+				t.Error(err)
+				return
+			}
+			for i := 1; i <= 3; i++ {
+				if _, err := pjs.Publish(ctx, "aurum.ingest.web", payload(100+i)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}, func(got []RawMsg) bool { return len(got) >= 8 })
+	if !slices.Equal(seqsOf(got), []uint64{1, 2, 3, 4, 5, 1, 2, 3}) {
+		t.Fatalf("handled %v, want 1..5 of the first stream, then 1..3 of the second", seqsOf(got))
+	}
+	if got[5].Stream == got[0].Stream || string(got[5].Data) != string(payload(101)) {
+		t.Fatalf("first message of the new stream: %+v (old stream %d)", got[5], got[0].Stream)
+	}
+}
