@@ -114,7 +114,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 
 	// Dead letters are written after the valid events of their batch
 	// (so that a failed ingest does not write them twice on redelivery),
-	// before the raw messages are acked.
+	// before the raw messages are purged from AURUM_INGEST.
 	var dls []alog.DeadLetter
 	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		var err error
