@@ -89,7 +89,7 @@ bench-replay:
 # variant and round at 20k people on 2 quiet cores; 100k people take about 10.
 WAMPPEOPLE ?= 20000
 WAMPROUNDS ?= 3
-WAMPVARIANTS ?= base,mem2x
+WAMPVARIANTS ?= base,l0-16
 bench-writeamp:
 	AURUM_BENCH=writeamp AURUM_WRITEAMP_FAMILIES=1 AURUM_WRITEAMP_PEOPLE=$(WAMPPEOPLE) AURUM_WRITEAMP_ROUNDS=$(WAMPROUNDS) AURUM_WRITEAMP_VARIANTS=$(WAMPVARIANTS) $(GO) test -run '^TestWriteAmp$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/
 

@@ -51,7 +51,9 @@ import (
 )
 
 // writeAmpVariants are the store options tried against the baseline
-// (the engine's state store options at the limit).
+// "base": the engine's state store sizes at the limit with Pebble's LSM
+// defaults (the engine before session 10). "l0-16" is what the engine
+// uses since (engine.stateStoreTuning).
 var writeAmpVariants = map[string]func(o *store.Options){
 	"base":     func(*store.Options) {},
 	"mem2x":    func(o *store.Options) { o.MemTableSize *= 2 },
