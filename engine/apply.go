@@ -52,6 +52,7 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		if idle {
 			// Idle: sync the commits of the last burst. Under the state
 			// lock: a replay's swap closes the live store it replaces.
+			t0 := time.Now()
 			e.stateMu.RLock()
 			err := e.state.SyncWAL()
 			e.stateMu.RUnlock()
@@ -59,6 +60,9 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 				return fmt.Errorf("engine: sync the state: %w", err)
 			}
 			lastSync, unsynced = time.Now(), false
+			if tr := e.opts.Trace; tr != nil && tr.StateSync != nil {
+				tr.StateSync(t0, lastSync.Sub(t0))
+			}
 			continue
 		}
 		if err != nil {
@@ -66,7 +70,8 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		}
 		start := time.Now()
 		sync := start.Sub(lastSync) >= stateSyncInterval
-		results, err := e.applyGroup(ctx, r, ent, start, sync)
+		gt := GroupTimes{First: ent.Seq, Stored: ent.Time, Read: start, Sync: sync}
+		results, err := e.applyGroup(ctx, r, ent, start, sync, &gt)
 		if err != nil {
 			return err
 		}
@@ -78,6 +83,13 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		if err := e.afterApply(results, start); err != nil {
 			return err
 		}
+		if tr := e.opts.Trace; tr != nil && sync && tr.StateSync != nil {
+			tr.StateSync(gt.Applied, gt.Committed.Sub(gt.Applied)) // the commit synced
+		}
+		if tr := e.opts.Trace; tr != nil && tr.Group != nil {
+			gt.Last, gt.Done = results[len(results)-1].seq, time.Now()
+			tr.Group(gt)
+		}
 	}
 }
 
@@ -85,7 +97,8 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 // (Entry.Pending) and the group is within Options.ApplyGroupEntries,
 // ApplyGroupBytes and ApplyGroupTime, the entries after it, to the live
 // state in one batch under stateMu (shared), and commits it.
-func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry, start time.Time, sync bool) ([]entryResult, error) {
+// gt (Options.Trace) gets the times the batch was applied and committed.
+func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry, start time.Time, sync bool, gt *GroupTimes) ([]entryResult, error) {
 	e.stateMu.RLock()
 	defer e.stateMu.RUnlock()
 	g := newGroup(e.state, e.sm)
@@ -116,7 +129,13 @@ func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry,
 		}
 		ent = next
 	}
-	return g.commit()
+	if e.opts.Trace == nil {
+		return g.commit()
+	}
+	gt.Applied = time.Now()
+	res, err := g.commit()
+	gt.Committed = time.Now()
+	return res, err
 }
 
 // afterApply acts on the results of committed entries: caches reloaded,

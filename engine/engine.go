@@ -188,6 +188,10 @@ type Options struct {
 	// *cluster.Node). Nil: a single node that publishes every partition
 	// and runs every singleton.
 	Cluster Cluster
+	// Trace receives the times of the stages from the log to the outputs
+	// (apply groups, outbox passes, the live state store's stalls,
+	// flushes and compactions), for latency measurements. Nil: none.
+	Trace *Trace
 }
 
 // Cluster is this node's view of the cluster; nil means a single node that
@@ -380,7 +384,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := recoverSwap(opts.DataDir); err != nil {
 		return nil, fmt.Errorf("engine: recover an interrupted replay: %w", err)
 	}
-	if e.state, err = store.Open(filepath.Join(opts.DataDir, "state"), e.mem.stateStore(opts.Logger)); err != nil {
+	if e.state, err = store.Open(filepath.Join(opts.DataDir, "state"), e.liveStateOptions()); err != nil {
 		return nil, fmt.Errorf("engine: state store: %w", err)
 	}
 	closers = append(closers, e.state.Close)
@@ -489,7 +493,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		NewID: func() []byte { return e.ids.Next(e.opts.Now()) }},
 		matching.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Profiles: e.reader, Identifiers: e.reader})
 	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
-		Cluster: opts.Cluster, Applied: e.applied.get, Erasing: e.erasing},
+		Cluster: opts.Cluster, Applied: e.applied.get, Erasing: e.erasing, Trace: e.passTrace()},
 		e.log, e.keys, wiring{e}, e.privacy)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,

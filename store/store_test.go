@@ -651,3 +651,59 @@ func TestBloomFilters(t *testing.T) {
 		})
 	}
 }
+
+// TestEventsReportFlushesAndCompactions: Options.Events hears each flush of
+// a memtable (with its bytes) and the compaction that the L0 tables of
+// several flushes start.
+func TestEventsReportFlushesAndCompactions(t *testing.T) {
+	var (
+		mu                  sync.Mutex
+		flushes, compacted  int
+		flushBytes, written uint64
+	)
+	ev := &Events{
+		Flush: func(n uint64, d time.Duration) {
+			mu.Lock()
+			flushes, flushBytes = flushes+1, flushBytes+n
+			mu.Unlock()
+		},
+		Compaction: func(level int, n uint64, d time.Duration) {
+			mu.Lock()
+			compacted++
+			written += n
+			mu.Unlock()
+		},
+	}
+	db, err := Open(t.TempDir(), &Options{CacheSize: 8 << 20, MemTableSize: 4 << 20, Logger: slog.New(slog.DiscardHandler), Events: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const tables = 6 // more than Pebble's L0 compaction threshold (4)
+	for i := range tables {
+		b := db.NewBatch()
+		for k := range 1000 {
+			if err := b.Set([]byte(fmt.Sprintf("k%05d", k)), []byte(fmt.Sprintf("v%d-%d", i, k))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Commit(b, false); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if flushes < tables || flushBytes == 0 {
+			return fmt.Errorf("%d flushes (%d bytes) of %d", flushes, flushBytes, tables)
+		}
+		if compacted == 0 || written == 0 {
+			return fmt.Errorf("no compaction reported (%d)", compacted)
+		}
+		return nil
+	})
+}
