@@ -189,7 +189,7 @@ func stageReport(o latencyOutcome) []string {
 
 	// The apply loop.
 	var busy, syncCommit, plainCommit, maxSync, maxPlain time.Duration
-	var nSync, nPlain, entries int
+	var nSync, nPlain, entries, batchBytes int
 	for _, g := range o.groups {
 		busy += g.Done.Sub(g.Read)
 		c := g.Committed.Sub(g.Applied)
@@ -203,13 +203,14 @@ func stageReport(o latencyOutcome) []string {
 			nPlain++
 		}
 		entries += int(g.Last - g.First + 1)
+		batchBytes += g.Bytes
 	}
 	var span time.Duration // of the apply loop's work in the run
 	if len(o.groups) > 0 {
 		span = o.groups[len(o.groups)-1].Done.Sub(o.groups[0].Read)
 	}
-	add("apply loop: %d groups, %.1f entries each, busy %.0f%% of %s; commits: %d synced mean %s max %s, %d not mean %s max %s",
-		len(o.groups), float64(entries)/float64(max(1, len(o.groups))), 100*busy.Seconds()/max(span.Seconds(), 1e-9), msf(span),
+	add("apply loop: %d groups, %.1f entries and %.0f KiB each, busy %.0f%% of %s; commits: %d synced mean %s max %s, %d not mean %s max %s",
+		len(o.groups), float64(entries)/float64(max(1, len(o.groups))), float64(batchBytes)/1024/float64(max(1, len(o.groups))), 100*busy.Seconds()/max(span.Seconds(), 1e-9), msf(span),
 		nSync, msf(meanDur(syncCommit, nSync)), msf(maxSync), nPlain, msf(meanDur(plainCommit, nPlain)), msf(maxPlain))
 	var pbusy, maxPass time.Duration
 	msgs := 0

@@ -304,6 +304,9 @@ type Engine struct {
 	deliveryFenced atomic.Uint64
 	applied        *appliedWatch
 	openTarget     uint64 // the log's last sequence at Open (CatchingUp)
+	// stateSync carries the apply loop's requests to sync the live
+	// state's WAL to stateSyncLoop (1-buffered: one request kept).
+	stateSync chan struct{}
 
 	// The stages, wired by Open (their accessors are in state.go).
 	edge      *ingest.Edge
@@ -338,7 +341,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("engine: data dir: %w", err)
 	}
-	e := &Engine{opts: opts, mem: MemorySizesFor(opts.MemoryLimit), ids: base.NewIDSource(), rebuild: &rebuilder{},
+	e := &Engine{opts: opts, mem: MemorySizesFor(opts.MemoryLimit), ids: base.NewIDSource(), rebuild: &rebuilder{}, stateSync: make(chan struct{}, 1),
 		history: newStatsRing(opts.HistorySamples)}
 	if e.mem.Limit > 0 {
 		opts.Logger.Info("engine: memory bounds", "sizes", e.mem.String())
@@ -514,6 +517,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 func (e *Engine) start(applied uint64) {
 	e.goRun("committer", e.edge.RunCommitter)
 	e.goRun("apply", func(ctx context.Context) error { return e.applyLoop(ctx, applied+1) })
+	e.goRun("statesync", e.stateSyncLoop)
 	e.goRun("outbox", e.publisher.Run)
 	e.goRun("gateway", e.edge.RunGateway)
 	e.goRun("erasure", e.privacy.RunErasures)

@@ -41,8 +41,9 @@ type GroupTimes struct {
 	// Applied is when every entry was applied into the batch (the commit
 	// starts).
 	Applied time.Time
-	// Committed is when the batch was committed.
+	// Committed is when the batch was committed; Bytes its size.
 	Committed time.Time
+	Bytes     int
 	// Done is when the results were acted on: waiters woken, the publisher
 	// kicked.
 	Done time.Time

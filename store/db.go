@@ -41,6 +41,12 @@ type Options struct {
 	// block cache. Default 10; negative: no filters (tables written
 	// earlier keep whatever they have).
 	BloomBitsPerKey int
+	// WALBytesPerSync makes the WAL's writer ask the OS to start writing
+	// its data out every so many bytes (sync_file_range on Linux, from
+	// Pebble's WAL goroutine), so that a sync, and the sync of a memtable
+	// rotation, which closes the WAL on the committing goroutine, find
+	// less to write. 0: none (Pebble's default).
+	WALBytesPerSync int
 	// Events, when set, receives what Pebble reports about the background
 	// work that can hold up commits (write stalls, memtable flushes,
 	// compactions, slow disk operations). Nil: none.
@@ -150,6 +156,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		// explicitly, never implicitly.
 		FormatMajorVersion: pebble.FormatNewest,
 		DisableWAL:         o.NoWAL,
+		WALBytesPerSync:    o.WALBytesPerSync,
 	}
 	if o.Events != nil {
 		po.AddEventListener(o.Events.listener())
