@@ -173,6 +173,7 @@ type latencyOutcome struct {
 	flushes     []storeEvent
 	compactions []storeEvent
 	syncs       []storeEvent // of the state's WAL
+	wals        []time.Time  // new WAL files of the state (memtable rotations)
 	gcs         []time.Time  // GC pause ends during the run
 }
 
@@ -234,6 +235,11 @@ func runLatency(tb testing.TB, c latencyConfig) latencyOutcome {
 			StateFlush: func(n uint64, d time.Duration) {
 				tmu.Lock()
 				out.flushes = append(out.flushes, storeEvent{at: time.Now(), d: d, bytes: n})
+				tmu.Unlock()
+			},
+			StateWAL: func() {
+				tmu.Lock()
+				out.wals = append(out.wals, time.Now())
 				tmu.Unlock()
 			},
 			StateSync: func(start time.Time, d time.Duration) {
@@ -356,7 +362,7 @@ func runLatency(tb testing.TB, c latencyConfig) latencyOutcome {
 	res := out
 	res.groups, res.passes = slices.Clone(out.groups), slices.Clone(out.passes)
 	res.stalls, res.flushes, res.compactions = slices.Clone(out.stalls), slices.Clone(out.flushes), slices.Clone(out.compactions)
-	res.syncs = slices.Clone(out.syncs)
+	res.syncs, res.wals = slices.Clone(out.syncs), slices.Clone(out.wals)
 	return res
 }
 

@@ -231,6 +231,16 @@ func stageReport(o latencyOutcome) []string {
 	fs, fm := sumEv(o.flushes)
 	cs, cm := sumEv(o.compactions)
 	ys, ym := sumEv(o.syncs)
+	var rot []string // the commits that rotated a memtable
+	for _, w := range o.wals {
+		for _, g := range o.groups {
+			if !w.Before(g.Applied) && !w.After(g.Committed) {
+				rot = append(rot, msf(g.Committed.Sub(g.Applied)))
+				break
+			}
+		}
+	}
+	add("state store: %d new WALs (memtable rotations; their commits: %s)", len(o.wals), strings.Join(rot, ", "))
 	add("state store: %d WAL syncs (mean %s, longest %s), %d write stalls (total %s, longest %s), %d flushes (total %s, longest %s), %d compactions (total %s, longest %s); %d GCs",
 		len(o.syncs), msf(meanDur(ys, len(o.syncs))), msf(ym), len(o.stalls), msf(ss), msf(sm), len(o.flushes), msf(fs), msf(fm),
 		len(o.compactions), msf(cs), msf(cm), len(o.gcs))
@@ -278,6 +288,11 @@ func stageReport(o latencyOutcome) []string {
 		for _, e := range o.compactions {
 			if e.at.After(lo) && e.at.Add(-e.d).Before(hi) {
 				evs = append(evs, fmt.Sprintf("compaction %s %s@%s", e.reason, msf(e.d), at(e.at.Add(-e.d))))
+			}
+		}
+		for _, g := range o.wals {
+			if g.After(lo) && g.Before(hi) {
+				evs = append(evs, "new WAL@"+at(g))
 			}
 		}
 		for _, g := range o.gcs {

@@ -25,6 +25,10 @@ type Trace struct {
 	StateFlush func(bytes uint64, d time.Duration)
 	// StateCompaction is called after a compaction of the live state store.
 	StateCompaction func(level int, bytes uint64, d time.Duration)
+	// StateWAL is called when the live state store starts a new WAL (a
+	// memtable rotation: the commit that rotates closes and syncs the
+	// previous WAL).
+	StateWAL func()
 	// StateSync is called after each sync of the live state's WAL: when it
 	// started and how long it took.
 	StateSync func(start time.Time, d time.Duration)
@@ -65,7 +69,7 @@ func (e *Engine) passTrace() func(outbox.PassTimes) {
 func (e *Engine) liveStateOptions() *store.Options {
 	o := e.mem.stateStore(e.opts.Logger)
 	if tr := e.opts.Trace; tr != nil {
-		o.Events = &store.Events{WriteStall: tr.StateStall, Flush: tr.StateFlush, Compaction: tr.StateCompaction}
+		o.Events = &store.Events{WriteStall: tr.StateStall, Flush: tr.StateFlush, Compaction: tr.StateCompaction, WALRotated: tr.StateWAL}
 	}
 	return o
 }

@@ -70,6 +70,10 @@ type Events struct {
 	// Compaction is called after a compaction: its output level, the
 	// bytes it wrote and the time it took.
 	Compaction func(level int, bytes uint64, d time.Duration)
+	// WALRotated is called when a new WAL file replaced the previous one:
+	// a full memtable was rotated out, and the commit that rotated it
+	// closed (and synced) the previous WAL.
+	WALRotated func()
 	// DiskSlow is called when a write or sync to a file took longer than
 	// Pebble's threshold (5 s by default).
 	DiskSlow func(path string, d time.Duration)
@@ -99,6 +103,9 @@ func (ev *Events) listener() pebble.EventListener {
 				ev.Compaction(i.Output.Level, n, i.TotalDuration)
 			}
 		}
+	}
+	if ev.WALRotated != nil {
+		l.WALCreated = func(pebble.WALCreateInfo) { ev.WALRotated() }
 	}
 	if ev.DiskSlow != nil {
 		l.DiskSlow = func(i pebble.DiskSlowInfo) { ev.DiskSlow(i.Path, i.Duration) }
