@@ -33,9 +33,10 @@ two windows before the latest event, its AUC measured as of one window before, t
 newest labels. It trains both an L2 logistic regression and gradient-boosted trees on the same rows
 and keeps the trees only when their holdout AUC beats the logistic regression's by 0.01
 (--algorithm auto, the default); --algorithm logistic or gbt keeps the one named. "model show"
-prints both AUCs. Rules read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity). The event may be any track
-event ("Subscription Started"); for one other than the purchase its decayed counts stand for its
-days, which the feature row keeps for purchases only.
+prints both AUCs. Rules read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity),
+whichever the classifier. The event may be any track event ("Subscription Started"); for one
+other than the purchase its decayed counts stand for its days, which the feature row keeps for
+purchases only.
 
 "model fit NAME --kind recommend" fits the next best product on every profile's events with a
 properties.product_id (views, "Product Added", "Order Completed"): item-to-item co-occurrence and

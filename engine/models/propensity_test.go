@@ -16,7 +16,8 @@ import (
 // TestPropensityFit: the fit job, reading the stored events of every
 // profile, gives the model propensity.Examples and FitLogistic give on the
 // same history read directly (the time-based split anchored at the latest
-// event's day, window 60 days): the same holdout AUC and weights; the
+// event's day, window 60 days): the same holdout AUCs of both classifiers
+// (logistic regression and trees) and the classifier auto picks; the
 // record shows its label, features and counts; the profile view scores a
 // live profile; evaluate refuses it. Both for the purchase target and for
 // another one (Subscription Started: the same history under that name,

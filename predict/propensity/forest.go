@@ -207,7 +207,9 @@ var errForest = errors.New("propensity: forest: bad encoding")
 // encoding, so a decoded forest encodes to the same bytes.
 func (f *Forest) UnmarshalBinary(data []byte) error {
 	d := forestDecoder{b: data}
-	if v := d.u8(); v != forestVersion {
+	if v := d.u8(); d.err != nil {
+		return d.err
+	} else if v != forestVersion {
 		return fmt.Errorf("%w: version %d, want %d", errForest, v, forestVersion)
 	}
 	out := Forest{Features: d.count(MaxFeatures), Base: d.float()}
