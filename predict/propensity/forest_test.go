@@ -25,10 +25,10 @@ func fittedForest(t testing.TB) (*Boosted, *Forest, *Dataset) {
 	return gb, f, d
 }
 
-// TestForestRoundTrip: a fitted model's forest scores every row bit for
+// TestModelForestRoundTrip: a fitted model's forest scores every row bit for
 // bit as the model does, and its binary form decodes to the same trees,
 // which encode to the same bytes and score alike.
-func TestForestRoundTrip(t *testing.T) {
+func TestModelForestRoundTrip(t *testing.T) {
 	gb, f, d := fittedForest(t)
 	b, err := f.MarshalBinary()
 	if err != nil {
@@ -56,9 +56,9 @@ func TestForestRoundTrip(t *testing.T) {
 	t.Logf("%d trees, %d nodes: %d bytes", len(g.Trees), g.Nodes(), len(b))
 }
 
-// TestForestBounds: a forest out of its bounds, or bytes that are not
+// TestModelForestBounds: a forest out of its bounds, or bytes that are not
 // one, are refused with the reason, by Validate and by the decoder.
-func TestForestBounds(t *testing.T) {
+func TestModelForestBounds(t *testing.T) {
 	_, f, _ := fittedForest(t)
 	good, err := f.MarshalBinary()
 	if err != nil {
@@ -142,10 +142,10 @@ func TestForestBounds(t *testing.T) {
 	}
 }
 
-// FuzzForest: any bytes either fail to decode or decode to a forest
+// FuzzModelForest: any bytes either fail to decode or decode to a forest
 // within its bounds that encodes to the same bytes and scores a row of
 // its width to a probability.
-func FuzzForest(f *testing.F) {
+func FuzzModelForest(f *testing.F) {
 	_, forest, _ := fittedForest(f)
 	good, err := forest.MarshalBinary()
 	if err != nil {
