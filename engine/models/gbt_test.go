@@ -137,10 +137,10 @@ func (h *periodHistory) direct(t *testing.T, names []string) (aucLR, aucGB float
 	return propensity.AUC(propensity.PredictAll(lr, hold.X), hold.Y), propensity.AUC(propensity.PredictAll(gb, hold.X), hold.Y)
 }
 
-// TestPropensityChoosesClassifier (about 3 s of CPU under -race): a
-// propensity fit trains the logistic
-// regression and the trees on the same rows and records the trees only
-// where they pay. On an interaction (buying follows doing exactly one of
+// TestPropensityChoosesClassifier (two engines and a replay: about 9 s of
+// CPU under -race, 35-45 s of wall time at load 25 on 2 cores): a
+// propensity fit trains the logistic regression and the trees on the same
+// rows and records the trees only where they pay. On an interaction (buying follows doing exactly one of
 // two things in the last period: an XOR no linear model can fit) the
 // trees win; on a graded linear effect (the more emails opened, the
 // likelier a purchase) the logistic regression wins or ties and is kept;
@@ -237,6 +237,20 @@ func gbtInRules(t *testing.T, e *engine.Engine, h *periodHistory) {
 		}
 		return out
 	}
+	xorN := 0
+	for _, ab := range h.last {
+		if (ab[0] > 0) != (ab[1] == 1) {
+			xorN++
+		}
+	}
+	// The size first (cheap), then the members.
+	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+		a, err := e.Reader().Audience("likely")
+		if err != nil || a.Size < int64(xorN*8/10) {
+			return fmt.Errorf("audience likely: %+v, %v", a, err)
+		}
+		return nil
+	})
 	var in map[string]bool
 	check.For(t, 60*time.Second, 200*time.Millisecond, func() error {
 		in = members()
