@@ -204,6 +204,11 @@ func TestPropensityRecordValidate(t *testing.T) {
 		{"algorithm", edit(func(p *PropensityParams) { p.Algorithm = "best" }), `algorithm "best"`},
 		{"auc", edit(func(p *PropensityParams) { p.AUCGBT = 1.5 }), "AUC 1.5"},
 		{"tree", edit(func(p *PropensityParams) { p.Trees.Trees[0][0].Left = 0 }), "children 0"},
+		{"refit algorithm", func() Model {
+			m := buyModel(ClassifierGBT)
+			m.Refit = &ModelRefit{EveryMs: 60_000, Algorithm: "best"}
+			return m
+		}(), `refit algorithm "best"`},
 		{"logistic with trees", func() Model {
 			m := buyModel(ClassifierLogistic)
 			m.Propensity.Trees = buyModel(ClassifierGBT).Propensity.Trees

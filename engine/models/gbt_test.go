@@ -144,14 +144,15 @@ func (h *periodHistory) direct(t *testing.T, names []string) (aucLR, aucGB float
 // two things in the last period: an XOR no linear model can fit) the
 // trees win; on a graded linear effect (the more emails opened, the
 // likelier a purchase) the logistic regression wins or ties and is kept;
-// asked for one, the fit keeps it and still shows both AUCs. The AUCs
+// asked for one, the fit keeps it and still shows both AUCs, and so does
+// a refit of its policy. The AUCs
 // recorded are those of the two classifiers trained directly on the same
 // history. For the trees, an audience propensity("xor") > 0.5 takes the
 // people of the planted XOR by their live feature rows, and a replay
 // gives an equal digest and equal memberships.
 func TestPropensityChoosesClassifier(t *testing.T) {
 	names := []string{"Email Opened", "Page Viewed"}
-	type fit struct{ name, algorithm, want string } // algorithm "" is auto; want: the classifier recorded
+	type fit struct{ name, algorithm, want, refit string } // algorithm "" is auto; want: the classifier recorded
 	for _, tc := range []struct {
 		name   string
 		aCount func(*rand.Rand) int
@@ -160,10 +161,10 @@ func TestPropensityChoosesClassifier(t *testing.T) {
 	}{
 		{name: "xor", aCount: func(r *rand.Rand) int { return 3 * r.IntN(2) },
 			buys: func(a int, b bool) float64 { return map[bool]float64{true: 0.9, false: 0.08}[(a > 0) != b] },
-			fits: []fit{{"xor", "", "gbt"}, {"xor-asked", "logistic", "logistic"}}},
+			fits: []fit{{"xor", "", "gbt", ""}, {"xor-asked", "logistic", "logistic", ""}}},
 		{name: "linear", aCount: func(r *rand.Rand) int { return r.IntN(5) },
 			buys: func(a int, b bool) float64 { return 1 / (1 + math.Exp(2.5-1.2*float64(a))) },
-			fits: []fit{{"linear", "", "logistic"}, {"linear-asked", "gbt", "gbt"}}},
+			fits: []fit{{"linear", "", "logistic", ""}, {"linear-asked", "gbt", "gbt", "1s"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEngine(t)
@@ -183,7 +184,8 @@ func TestPropensityChoosesClassifier(t *testing.T) {
 			}
 			s := e.Models()
 			for _, f := range tc.fits {
-				if _, err := s.Fit(models.Request{Name: f.name, Kind: "propensity", WindowDays: periodDays, Names: names, Algorithm: f.algorithm}); err != nil {
+				if _, err := s.Fit(models.Request{Name: f.name, Kind: "propensity", WindowDays: periodDays, Names: names, Algorithm: f.algorithm,
+					RefitEvery: f.refit}); err != nil {
 					t.Fatal(err)
 				}
 				info := waitStatus(t, s, f.name)
@@ -205,6 +207,22 @@ func TestPropensityChoosesClassifier(t *testing.T) {
 				if *p.AUC != recorded || (f.want == "gbt") != (p.Trees == models.GBTOptions().Trees && p.Depth >= 2 && p.Depth <= 3) {
 					t.Errorf("%s: auc %v, want the %s one %v; %d trees of depth %d", f.name, *p.AUC, f.want, recorded, p.Trees, p.Depth)
 				}
+			}
+			// A refit policy refits with the algorithm asked.
+			for _, f := range tc.fits {
+				if f.refit == "" {
+					continue
+				}
+				check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
+					info, err := s.Model(f.name)
+					if err != nil || info.Status != models.StatusReady || info.Version < 2 {
+						return fmt.Errorf("%s: %+v, %v: no refit yet", f.name, info, err)
+					}
+					if p := info.Propensity; p.Algorithm != f.algorithm || p.Classifier != f.want || info.RefitEvery != f.refit {
+						t.Fatalf("%s refitted: %+v (every %s), want %s asked and kept", f.name, p, info.RefitEvery, f.algorithm)
+					}
+					return nil
+				})
 			}
 			if tc.name == "xor" {
 				gbtInRules(t, e, h)
