@@ -299,6 +299,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add(keyed.Append(nil))
 	f.Add(appendV1(keyed))
+	f.Add(appendV2(keyed))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		g, err := Decode(in)
 		if err != nil {
@@ -350,6 +351,7 @@ func BenchmarkRowUpkeep(b *testing.B) {
 				buf = g.Append(buf[:0])
 			}
 			b.ReportMetric(float64(len(row)), "row-bytes")
+			b.ReportMetric(float64(len(appendV2(f))), "v2-row-bytes")
 			b.ReportMetric(float64(len(appendV1(f))), "v1-row-bytes")
 		})
 	}
