@@ -264,7 +264,8 @@ func TestDecodeRefuses(t *testing.T) {
 	add(f, track("Product Viewed", t0, map[string]any{"category": "a"}), 0, false)
 	ok := f.Append(nil)
 	for name, b := range map[string][]byte{
-		"version":        append([]byte{3}, ok[1:]...),
+		"version":        append([]byte{4}, ok[1:]...),
+		"version 0":      append([]byte{0}, ok[1:]...),
 		"negative score": (&Features{Events: Scores{{"e", Decayed{Short: -1, Long: 1}}}}).Append(nil),
 		"NaN score":      (&Features{Events: Scores{{"e", Decayed{Short: math.NaN()}}}}).Append(nil),
 		"empty key":      (&Features{Events: Scores{{"", Decayed{}}}}).Append(nil),
