@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	wlg "github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/projections/features"
 	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/vmihailenco/msgpack/v5"
@@ -123,14 +127,17 @@ func BenchmarkApplyFeaturesAudiences(b *testing.B) { benchFeatures(b, true) }
 // event a track event with a category and a product, no audiences).
 func BenchmarkApplyFeaturesWorkload(b *testing.B) {
 	kr := benchKeyring(b)
-	log, events := workloadLog(b, kr, 3_000)
+	log, events, mix := workloadLog(b, kr, 3_000)
+	b.Logf("%d events: %s", events, mix)
 	benchFeaturesLog(b, kr, log, events, true)
 }
 
 // workloadLog is the demo workload of people as log entries of 100
 // records, as the ingest edge makes them (identifiers as hashes, traits
-// and properties sealed under the record's key).
-func workloadLog(tb testing.TB, kr *seal.Keyring, people int) ([][]byte, int) {
+// and properties sealed under the record's key), with its number of events
+// and their mix (share per kind or track event name, and of events with a
+// category).
+func workloadLog(tb testing.TB, kr *seal.Keyring, people int) ([][]byte, int, string) {
 	g := wlg.New(wlg.Config{People: people, Seed: 12})
 	hash := func(typ, v string) []byte {
 		h := sha256.Sum256([]byte(typ + "\x00" + v))
@@ -138,7 +145,8 @@ func workloadLog(tb testing.TB, kr *seal.Keyring, people int) ([][]byte, int) {
 	}
 	var out [][]byte
 	var b event.Batch
-	n := 0
+	n, withCategory := 0, 0
+	kinds := map[string]int{}
 	flush := func() {
 		if len(b.Records) > 0 {
 			out = append(out, sealedEntry(tb, kr, &b))
@@ -207,12 +215,22 @@ func workloadLog(tb testing.TB, kr *seal.Keyring, people int) ([][]byte, int) {
 		b.Records = append(b.Records, rec)
 		b.Received = max(b.Received, rec.Received)
 		n++
+		kinds[cmp.Or(rec.Event, string(rec.Kind))]++
+		features.EachInteraction(&rec, func(category, _ string) {
+			if category != "" {
+				withCategory++
+			}
+		})
 		if len(b.Records) == 100 {
 			flush()
 		}
 	}
 	flush()
-	return out, n
+	var mix []string
+	for _, k := range slices.Sorted(maps.Keys(kinds)) {
+		mix = append(mix, fmt.Sprintf("%s %.1f%%", k, 100*float64(kinds[k])/float64(n)))
+	}
+	return out, n, fmt.Sprintf("%s; category interactions per event %.2f", strings.Join(mix, ", "), float64(withCategory)/float64(n))
 }
 
 func benchFeatures(b *testing.B, audiences bool) {
