@@ -122,12 +122,12 @@ func BenchmarkApplyFeaturesAudiences(b *testing.B) { benchFeatures(b, true) }
 // send it: pages and screens, sign-ins, identifies with traits, product
 // views and adds with a category, orders with products[], refunds; its
 // products carry a sku, not a product_id, so only categories are
-// interactions), 3,000 people over 30 days: the engine's apply as the
+// interactions), 1,000 people over 30 days: the engine's apply as the
 // product runs it, where BenchmarkApplyFeatures is the worst case (every
 // event a track event with a category and a product, no audiences).
 func BenchmarkApplyFeaturesWorkload(b *testing.B) {
 	kr := benchKeyring(b)
-	log, events, mix := workloadLog(b, kr, 3_000)
+	log, events, mix := workloadLog(b, kr, 1_000)
 	b.Logf("%d events: %s", events, mix)
 	benchFeaturesLog(b, kr, log, events, true)
 }
