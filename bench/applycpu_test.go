@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/pprof"
 	"testing"
@@ -64,7 +65,10 @@ func newPeopleLog(tb testing.TB, kr *seal.Keyring, first, events int) [][]byte {
 // included), which must not change with an optimisation.
 func applyCPUStore(tb testing.TB, kr *seal.Keyring, warm, log [][]byte, events, group int) (cpu time.Duration, allocs, bytes float64, disk uint64, digest string) {
 	mem := engine.MemorySizesFor(applyCPUMemoryLimit)
-	db, err := store.Open(tb.TempDir(), &store.Options{CacheSize: mem.StateBlockCache, MemTableSize: mem.StateMemTable})
+	// AURUM_BENCH_COMPRESSION (snappy, fastest, none) overrides the
+	// store's compression, to measure it.
+	db, err := store.Open(tb.TempDir(), &store.Options{CacheSize: mem.StateBlockCache, MemTableSize: mem.StateMemTable,
+		Compression: store.Compression(os.Getenv("AURUM_BENCH_COMPRESSION"))})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -75,7 +79,7 @@ func applyCPUStore(tb testing.TB, kr *seal.Keyring, warm, log [][]byte, events, 
 		}
 	}()
 	sm := projections.New(projections.Options{Partitions: 16, Open: kr.Open, InteractionKey: engine.InteractionKey(kr),
-		CacheBytes: mem.StateCache, DedupFilterBytes: mem.DedupFilter})
+		CacheBytes: mem.StateCache, DedupFilterBytes: mem.DedupFilter, KeychainFilterBytes: mem.KeychainFilter})
 	seq := uint64(0)
 	var batch *store.Batch
 	apply := func(subject string, data []byte, last bool) {

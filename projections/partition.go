@@ -29,6 +29,9 @@ type Partition struct {
 	// fresh counts the histories taken from the step (freshHistory), for
 	// tests likewise.
 	fresh int
+	// freshProfiles counts the additions to profiles the entry created
+	// (Addition.Fresh), for tests likewise.
+	freshProfiles int
 }
 
 // PartitionCommand is what one log entry asks of one partition, as decided by
@@ -78,6 +81,11 @@ type Addition struct {
 	Profile []byte
 	Record  *event.Record
 	Owned   []event.IDRef
+	// Fresh says Profile was created by this entry's keychain stage: it
+	// has no GCR and no audience state in the store before the entry,
+	// so the partition reads neither (Options.noFreshProfiles: the
+	// reference that reads them).
+	Fresh bool
 }
 
 // ID is the partition number.
@@ -123,6 +131,12 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 		}
 	}
 	txn := p.gcr.Begin(rw)
+	for _, a := range cmd.Add {
+		if a.Fresh {
+			txn.Fresh(a.Profile) // before any other use of it in txn
+			p.freshProfiles++
+		}
+	}
 	for _, rb := range cmd.Rebuild {
 		if err := p.owns(rb.Profile.ID); err != nil {
 			return err

@@ -87,6 +87,9 @@ type work struct {
 	// again from history (its events after the split, newest first).
 	rebuilt bool
 	history []audience.Event
+	// fresh: the profile was created by this entry (Addition.Fresh): it
+	// has no stored audience state to read.
+	fresh bool
 }
 
 // applyAudiences runs the audience stage of an entry in the partition:
@@ -134,6 +137,7 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 			}
 		}
 		w.events = append(w.events, ev)
+		w.fresh = w.fresh || a.Fresh
 		if w.reason == "" {
 			w.reason = "event:" + ulidString(a.Record.ID)
 		}
@@ -254,9 +258,12 @@ func (p *Partition) backfill(rw store.ReadWriter, cmd *PartitionCommand, get fun
 // evaluate re-evaluates one profile's audiences and writes its state,
 // timer, membership index and transitions. settled is audience.Step.Settled.
 func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []byte, w *work, settled bool, outIdx *uint32) error {
-	raw, err := loadRawAudienceState(rw, p, id)
-	if err != nil {
-		return err
+	var raw []byte
+	var err error
+	if !w.fresh {
+		if raw, err = loadRawAudienceState(rw, p, id); err != nil {
+			return err
+		}
 	}
 	quiet := settled && !w.all && !w.timer && len(w.joined) == 0 && cmd.Audiences.Quiet(w.events)
 	if quiet && raw != nil && cmd.Audiences.StateUnchanged(raw, cmd.Now) {

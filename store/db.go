@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // ErrClosed is returned by operations on a closed DB.
@@ -40,12 +41,44 @@ type Options struct {
 	// block cache. Default 10; negative: no filters (tables written
 	// earlier keep whatever they have).
 	BloomBitsPerKey int
+	// Compression is how sstable blocks are compressed (CompressionSnappy,
+	// CompressionFastest, CompressionNone). Default CompressionSnappy.
+	Compression Compression
+}
+
+// Compression names a compression of sstable blocks (Options.Compression).
+// It changes the files' sizes and the CPU time of flushes, compactions and
+// block reads, never a key or value.
+type Compression string
+
+const (
+	// CompressionSnappy compresses every block with Snappy, Pebble's
+	// default; a block that shrinks by less than 12 % is stored as it is.
+	CompressionSnappy Compression = "snappy"
+	// CompressionFastest uses Pebble's fastest algorithm (MinLZ; Snappy on
+	// arm64).
+	CompressionFastest Compression = "fastest"
+	// CompressionNone stores blocks uncompressed.
+	CompressionNone Compression = "none"
+)
+
+func (c Compression) profile() (*sstable.CompressionProfile, error) {
+	switch c {
+	case CompressionSnappy:
+		return sstable.SnappyCompression, nil
+	case CompressionFastest:
+		return sstable.FastestCompression, nil
+	case CompressionNone:
+		return sstable.NoCompression, nil
+	}
+	return nil, fmt.Errorf("store: unknown compression %q", string(c))
 }
 
 const (
 	defaultCacheSize       = 64 << 20
 	defaultMemTableSize    = 32 << 20
 	defaultBloomBitsPerKey = 10
+	defaultCompression     = CompressionSnappy
 )
 
 // EnsureDefaults returns a copy of o with zero fields set to their defaults.
@@ -66,6 +99,9 @@ func (o *Options) EnsureDefaults() Options {
 	if r.BloomBitsPerKey == 0 {
 		r.BloomBitsPerKey = defaultBloomBitsPerKey
 	}
+	if r.Compression == "" {
+		r.Compression = defaultCompression
+	}
 	return r
 }
 
@@ -82,6 +118,10 @@ var _ Reader = (*DB)(nil)
 // Open opens (creating if needed) the Pebble database in dir.
 func Open(dir string, opts *Options) (*DB, error) {
 	o := opts.EnsureDefaults()
+	comp, err := o.Compression.profile()
+	if err != nil {
+		return nil, err
+	}
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref() // Pebble holds its own reference while open.
 	po := &pebble.Options{
@@ -92,6 +132,9 @@ func Open(dir string, opts *Options) (*DB, error) {
 		// explicitly, never implicitly.
 		FormatMajorVersion: pebble.FormatNewest,
 		DisableWAL:         o.NoWAL,
+	}
+	for i := range po.Levels {
+		po.Levels[i].Compression = func() *sstable.CompressionProfile { return comp }
 	}
 	if o.BloomBitsPerKey > 0 {
 		// Levels[i] defaults to Levels[i-1]'s policy only for L1+; set
