@@ -740,9 +740,14 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 		}
 	}
 	for _, a := range adds {
-		r, err := root(a.Profile)
-		if err != nil {
-			return err
+		// A profile Resolve returned is a root then; only a merge later in
+		// the entry makes it not one, and every merge is in mergedAway.
+		r := a.Profile
+		if len(mergedAway) > 0 {
+			var err error
+			if r, err = root(a.Profile); err != nil {
+				return err
+			}
 		}
 		a.Profile = r
 		a.Fresh = created[string(r)]
