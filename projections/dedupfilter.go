@@ -245,11 +245,12 @@ func (w keychainFiltered) Set(k, v []byte) error {
 }
 
 // ResetFilters makes the dedup and keychain filters build again from the
-// store at the next Apply. Call it, with ResetCache, after writing keys
+// store at the next Apply, and the partitions scan for due timers. Call it, with ResetCache, after writing keys
 // under their prefixes other than through Apply and Skip at the same
 // applied position (a replay carrying live ranges over); a store changed
 // to another position needs Load. Not concurrently with Apply.
 func (sm *StateMachine) ResetFilters() {
+	sm.forgetTimers() // the partitions' timer bounds likewise
 	for _, f := range []*keyFilter{sm.ddf, sm.kcf} {
 		if f != nil {
 			f.ready, f.off = false, false

@@ -125,7 +125,7 @@ func cloneMem(t *testing.T, s *store.Mem) *store.Mem {
 // thrown away (the filter keeps keys the store does not have), once with
 // a reload after it (as engine's group.redo does) and once without.
 func TestDedupFilterEquivalence(t *testing.T) {
-	var spared, builds, fresh, dups, freshProfiles, kcSpared, kcBuilds int
+	var spared, builds, fresh, dups, freshProfiles, kcSpared, kcBuilds, timerSkips int
 	count := func(sm *StateMachine, spared, builds, fresh int) (int, int, int) {
 		if sm.ddf != nil {
 			spared, builds = spared+sm.ddf.spared, builds+sm.ddf.builds
@@ -136,6 +136,7 @@ func TestDedupFilterEquivalence(t *testing.T) {
 		for _, p := range sm.partitions {
 			fresh += p.fresh
 			freshProfiles += p.freshProfiles
+			timerSkips += p.timerSkips
 		}
 		return spared, builds, fresh
 	}
@@ -144,7 +145,7 @@ func TestDedupFilterEquivalence(t *testing.T) {
 		base := Options{Partitions: 4, DedupWindow: 12 * 3600 * 1000, MaxPrunePerEntry: 1 + rng.IntN(3),
 			Open: func(_, sealed []byte) ([]byte, error) { return sealed, nil }}
 		ref := base
-		ref.DedupFilterBytes, ref.KeychainFilterBytes, ref.noFreshHistory, ref.noFreshProfiles = -1, -1, true, true
+		ref.DedupFilterBytes, ref.KeychainFilterBytes, ref.noFreshHistory, ref.noFreshProfiles, ref.noTimerFloor = -1, -1, true, true, true
 		fast := base
 		fast.DedupFilterBytes = []int{0, 4096, 64}[seed%3]
 		fast.KeychainFilterBytes = []int{64, 0, 4096}[seed%3]
@@ -199,12 +200,12 @@ func TestDedupFilterEquivalence(t *testing.T) {
 		spared, builds, fresh = count(sm, spared, builds, fresh)
 	}
 	// The test must exercise what it compares.
-	if spared == 0 || builds < 8 || fresh == 0 || dups == 0 || freshProfiles == 0 || kcSpared == 0 || kcBuilds < 8 {
-		t.Fatalf("spared %d look-ups, %d filter builds, %d fresh histories, %d duplicates, %d additions to fresh profiles, keychain filter: %d look-ups spared, %d builds: the test does not exercise the paths",
-			spared, builds, fresh, dups, freshProfiles, kcSpared, kcBuilds)
+	if spared == 0 || builds < 8 || fresh == 0 || dups == 0 || freshProfiles == 0 || kcSpared == 0 || kcBuilds < 8 || timerSkips == 0 {
+		t.Fatalf("spared %d look-ups, %d filter builds, %d fresh histories, %d duplicates, %d additions to fresh profiles, keychain filter: %d look-ups spared, %d builds, %d timer scans skipped: the test does not exercise the paths",
+			spared, builds, fresh, dups, freshProfiles, kcSpared, kcBuilds, timerSkips)
 	}
-	t.Logf("%d look-ups spared, %d filter builds, %d fresh histories, %d duplicates, %d additions to fresh profiles; keychain filter: %d look-ups spared, %d builds",
-		spared, builds, fresh, dups, freshProfiles, kcSpared, kcBuilds)
+	t.Logf("%d look-ups spared, %d filter builds, %d fresh histories, %d duplicates, %d additions to fresh profiles; keychain filter: %d look-ups spared, %d builds; %d timer scans skipped",
+		spared, builds, fresh, dups, freshProfiles, kcSpared, kcBuilds, timerSkips)
 }
 
 // TestDedupFilter checks the filter alone: no false negatives, a false

@@ -144,6 +144,10 @@ type Options struct {
 	// entry (Addition.Fresh: no read of their GCR, audience state, or GCR
 	// to absorb): the reference the equivalence tests compare with.
 	noFreshProfiles bool
+	// noTimerFloor turns off the skipping of due-timer scans when the
+	// partition's timers are known to be later (Partition.knowTimers):
+	// the reference the equivalence tests compare with.
+	noTimerFloor bool
 	// noAudienceIndex turns off the audience dependency index
 	// (audience.Step.Settled and the skipping of quiet evaluations): the
 	// reference the equivalence tests compare with.
@@ -237,6 +241,7 @@ func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain.Load(
 // than through Apply and Skip (Restore). A state machine that was never
 // loaded builds its filters from the store at its first Apply.
 func (sm *StateMachine) Load(r store.Reader) error {
+	sm.forgetTimers()
 	if err := sm.loadAudiences(r); err != nil {
 		return err
 	}
@@ -453,7 +458,18 @@ func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, d
 		res, err = sm.apply(rw, seq, subject, data)
 		return err
 	})
+	if err != nil {
+		sm.forgetTimers() // some partitions may have recorded this entry's
+	}
 	return res, err
+}
+
+// forgetTimers drops what the partitions know of their timers
+// (Partition.knowTimers).
+func (sm *StateMachine) forgetTimers() {
+	for _, p := range sm.partitions {
+		p.timersOK = false
+	}
 }
 
 func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, data []byte) (Result, error) {
@@ -566,6 +582,7 @@ func readUint64(r store.Reader, key []byte) (uint64, error) {
 // Skip records seq as applied, by the state machine and every partition,
 // with no other change: the fate of a log entry that cannot be decoded.
 func (sm *StateMachine) Skip(rw store.ReadWriter, seq uint64) error {
+	sm.forgetTimers() // the store at seq is not what an Apply of seq recorded
 	return sm.withCache(rw, seq, func(rw store.ReadWriter) error {
 		if err := setUint64(rw, keyApplied, seq); err != nil {
 			return err
