@@ -13,8 +13,9 @@ import (
 const DefaultDedupFilterBytes = 16 << 20
 
 // DefaultKeychainFilterBytes is the default size of the keychain filter
-// (Options.KeychainFilterBytes).
-const DefaultKeychainFilterBytes = 16 << 20
+// (Options.KeychainFilterBytes): 6.7M keys, an identifier or a profile
+// each (a person has a node and one key per identifier).
+const DefaultKeychainFilterBytes = 8 << 20
 
 // keyFilter is an in-memory blocked Bloom filter over the keys under some
 // prefixes of the store the state machine applies to. It answers
