@@ -15,10 +15,8 @@ import (
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/projections"
-	"github.com/aurumcdp/aurum/projections/audience"
 	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/store"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // applyCPUMemoryLimit is the engine memory limit the apply-cost benchmark
@@ -86,28 +84,7 @@ func applyCPUStore(tb testing.TB, kr *seal.Keyring, warm, log [][]byte, events, 
 		opts.Open = func(_, sealed []byte) ([]byte, error) { return sealed, nil }
 	}
 	sm := projections.New(opts)
-	seq := uint64(0)
-	var batch *store.Batch
-	apply := func(subject string, data []byte, last bool) {
-		if batch == nil {
-			batch = db.NewBatch()
-		}
-		seq++
-		if _, err := sm.Apply(batch, seq, subject, data); err != nil {
-			tb.Fatal(err)
-		}
-		if last {
-			if err := db.Commit(batch, false); err != nil {
-				tb.Fatal(err)
-			}
-			batch.Close()
-			batch = nil
-		}
-	}
-	for _, name := range sortedNames(exampleAudiences) {
-		c, _ := msgpack.Marshal(&projections.Control{Kind: projections.ControlAudiencePut, Audience: audience.Definition{Name: name, Rule: exampleAudiences[name]}})
-		apply(projections.SubjectControl, c, true)
-	}
+	apply := groupApplier(tb, db, sm)
 	for i, data := range warm {
 		apply(projections.SubjectEvents, data, (i+1)%group == 0 || i == len(warm)-1)
 	}
