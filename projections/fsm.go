@@ -105,7 +105,7 @@ type Options struct {
 	CacheBytes int
 	// DedupFilterBytes sizes the in-memory filter over the dedup keys
 	// that spares the store look-up of most new message ids (see
-	// dedupFilter). It does not grow with the data. Default
+	// keyFilter). It does not grow with the data. Default
 	// DefaultDedupFilterBytes; negative: no filter (every messageId is
 	// looked up in the store).
 	DedupFilterBytes int
