@@ -41,8 +41,12 @@ type Options struct {
 	// block cache. Default 10; negative: no filters (tables written
 	// earlier keep whatever they have).
 	BloomBitsPerKey int
-	// Compression is how sstable blocks are compressed (CompressionSnappy,
-	// CompressionFastest, CompressionNone). Default CompressionSnappy.
+	// Compression is how sstable blocks are compressed (CompressionFastest,
+	// CompressionSnappy, CompressionNone). Default CompressionFastest: in
+	// BenchmarkApplyCPU its compression and decompression took 30 % less
+	// CPU than Snappy's and its tables were no larger (bench/RESULTS.md,
+	// "Issue #15 (session 10): the apply path"). A store created at an
+	// older format major version than MinLZ needs gets Snappy instead.
 	Compression Compression
 }
 
@@ -53,10 +57,11 @@ type Compression string
 
 const (
 	// CompressionSnappy compresses every block with Snappy, Pebble's
-	// default; a block that shrinks by less than 12 % is stored as it is.
+	// default and Aurum's before session 10; a block that shrinks by less
+	// than 12 % is stored as it is (likewise for CompressionFastest).
 	CompressionSnappy Compression = "snappy"
 	// CompressionFastest uses Pebble's fastest algorithm (MinLZ; Snappy on
-	// arm64).
+	// arm64, where MinLZ has no assembly).
 	CompressionFastest Compression = "fastest"
 	// CompressionNone stores blocks uncompressed.
 	CompressionNone Compression = "none"
@@ -78,7 +83,7 @@ const (
 	defaultCacheSize       = 64 << 20
 	defaultMemTableSize    = 32 << 20
 	defaultBloomBitsPerKey = 10
-	defaultCompression     = CompressionSnappy
+	defaultCompression     = CompressionFastest
 )
 
 // EnsureDefaults returns a copy of o with zero fields set to their defaults.
