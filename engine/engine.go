@@ -195,7 +195,8 @@ type Options struct {
 // publishes only the partitions this node owns, fenced by epoch; the
 // destination workers, and with them the shared steps of an erasure, run on
 // the owner of partition 0, fenced by its claim; the ticker and the other
-// singletons run on the leader only (cluster.go).
+// singletons (the NATS gateway among them) run on the leader only
+// (cluster.go).
 type Cluster interface {
 	Name() string                       // this node's name (goes into fence claims)
 	Owns(p int) (epoch uint64, ok bool) // owner of partition p now (lease-checked), under epoch
@@ -473,7 +474,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.edge = ingest.New(e.ctx, ingest.Options{Identity: opts.Identity, PhoneRegion: opts.PhoneRegion,
-		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.gate)
+		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry, Leader: gatewayLeader(opts)},
+		e.log, e.keys, e.ids, e.gate)
 	e.reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
 	e.privacy = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
 		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.erasureRunner,
