@@ -73,6 +73,17 @@ func (t *Txn) load(profile []byte) (*entry, error) {
 	return e, nil
 }
 
+// Fresh tells the Txn that profile has no GCR in the store: it was created
+// by the apply step the Txn is part of (the keychain found no node of that
+// id, and a profile's GCR never outlives its node). Its first use then
+// reads nothing, as the read would have found nothing. It does nothing for
+// a profile the Txn already holds.
+func (t *Txn) Fresh(profile []byte) {
+	if _, ok := t.cache[string(profile)]; !ok {
+		t.cache[string(profile)] = &entry{}
+	}
+}
+
 // Add folds rec into the GCR of profile and stores rec under the profile.
 // owned are the identifiers of rec that profile owns (as decided by the
 // identity keychain); they are recorded with rec's key id and time.
