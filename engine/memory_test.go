@@ -21,6 +21,7 @@ import (
 func TestMemorySizesFor(t *testing.T) {
 	fixed := MemorySizesFor(0)
 	if fixed != (MemorySizes{StateCache: projections.DefaultCacheBytes, DedupFilter: projections.DefaultDedupFilterBytes,
+		KeychainFilter:  projections.DefaultKeychainFilterBytes,
 		StateBlockCache: StateCacheSize, StateMemTable: 32 << 20, SmallBlockCache: 16 << 20, SmallMemTable: 4 << 20,
 		SealKeys: seal.DefaultCacheKeys, SealRawKeys: seal.DefaultCacheRawKeys}) {
 		t.Fatalf("no limit: %+v", fixed)
@@ -58,10 +59,10 @@ func TestMemorySizesFor(t *testing.T) {
 		if got := s.OutsideGo() + s.GoLimit + unaccounted; got != l {
 			t.Fatalf("limit %d: outside Go %d + Go %d + unaccounted %d = %d", l, s.OutsideGo(), s.GoLimit, unaccounted, got)
 		}
-		// The Go heap's bounded consumers (state cache, dedup filter, data
+		// The Go heap's bounded consumers (state cache, dedup and keychain filters, data
 		// keys at ~0.85 KiB and ~100 B, Pebble's memory without cgo) take
 		// at most half the Go limit: the GC has room to work.
-		inGo := int64(s.StateCache+s.DedupFilter) + int64(s.SealKeys)*870 + int64(s.SealRawKeys)*100
+		inGo := int64(s.StateCache+s.DedupFilter+s.KeychainFilter) + int64(s.SealKeys)*870 + int64(s.SealRawKeys)*100
 		if !pebbleOutsideGo {
 			inGo += s.StateBlockCache + 2*int64(s.StateMemTable) + 2*(s.SmallBlockCache+2*int64(s.SmallMemTable))
 		}
@@ -69,7 +70,7 @@ func TestMemorySizesFor(t *testing.T) {
 			t.Errorf("limit %d MiB: Go-heap bounds %d MiB over half the Go limit %d MiB", l>>20, inGo>>20, s.GoLimit>>20)
 		}
 		if s.StateCache < prev.StateCache || s.StateBlockCache < prev.StateBlockCache || s.StateMemTable < prev.StateMemTable ||
-			s.SmallBlockCache < prev.SmallBlockCache || s.DedupFilter < prev.DedupFilter || s.SealKeys < prev.SealKeys ||
+			s.SmallBlockCache < prev.SmallBlockCache || s.DedupFilter < prev.DedupFilter || s.KeychainFilter < prev.KeychainFilter || s.SealKeys < prev.SealKeys ||
 			s.SealRawKeys < prev.SealRawKeys || s.GoLimit <= prev.GoLimit {
 			t.Errorf("limit %d: a bound shrank: %v after %v", l, s, prev)
 		}

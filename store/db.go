@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // ErrClosed is returned by operations on a closed DB.
@@ -46,6 +47,23 @@ type Options struct {
 	// compactions (bench/RESULTS.md, "Issue #15 (session 10): write
 	// amplification").
 	Tuning Tuning
+	// WALBytesPerSync makes the WAL's writer ask the OS to start writing
+	// its data out every so many bytes (sync_file_range on Linux, from
+	// Pebble's WAL goroutine), so that a sync, and the sync of a memtable
+	// rotation, which closes the WAL on the committing goroutine, find
+	// less to write. 0: none (Pebble's default).
+	WALBytesPerSync int
+	// Events, when set, receives what Pebble reports about the background
+	// work that can hold up commits (write stalls, memtable flushes,
+	// compactions, slow disk operations). Nil: none.
+	Events *Events
+	// Compression is how sstable blocks are compressed (CompressionFastest,
+	// CompressionSnappy, CompressionNone). Default CompressionFastest: in
+	// BenchmarkApplyCPU its compression and decompression took 30 % less
+	// CPU than Snappy's and its tables were no larger (bench/RESULTS.md,
+	// "Issue #15 (session 10): the apply path"). A store created at an
+	// older format major version than MinLZ needs gets Snappy instead.
+	Compression Compression
 }
 
 // Tuning is the LSM shape of a store. Zero fields keep Pebble's defaults.
@@ -61,9 +79,6 @@ type Tuning struct {
 	// L0TargetFileSize is the target size of L0's tables; each level
 	// below doubles it (Pebble: 2 MB).
 	L0TargetFileSize int64
-	// Compression: "" (Pebble's default, snappy), "none", "fastest",
-	// "balanced" or "good" (Pebble's per-level DBCompression settings).
-	Compression string
 	// ValueSeparationMin, when positive, writes values of at least that
 	// many bytes into blob files instead of the sstables, so compactions
 	// move references instead of the values (Pebble's value separation).
@@ -74,7 +89,7 @@ type Tuning struct {
 }
 
 // apply sets t's non-zero fields on po.
-func (t Tuning) apply(po *pebble.Options) error {
+func (t Tuning) apply(po *pebble.Options) {
 	if t.L0CompactionThreshold > 0 {
 		po.L0CompactionThreshold = t.L0CompactionThreshold
 	}
@@ -89,19 +104,6 @@ func (t Tuning) apply(po *pebble.Options) error {
 			po.TargetFileSizes[i] = t.L0TargetFileSize << i
 		}
 	}
-	switch t.Compression {
-	case "":
-	case "none":
-		po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
-	case "fastest":
-		po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
-	case "balanced":
-		po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
-	case "good":
-		po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionGood })
-	default:
-		return fmt.Errorf("store: Tuning.Compression %q: want none, fastest, balanced or good", t.Compression)
-	}
 	if t.ValueSeparationMin > 0 {
 		min := t.ValueSeparationMin
 		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
@@ -113,13 +115,102 @@ func (t Tuning) apply(po *pebble.Options) error {
 		n := t.MaxConcurrentCompactions
 		po.CompactionConcurrencyRange = func() (int, int) { return 1, n }
 	}
-	return nil
+}
+
+// Events receives Pebble's reports of the work that can hold up a commit:
+// a write stall makes Commit wait until a memtable flush or an L0
+// compaction has made room. Each field may be nil. They are called from
+// Pebble's goroutines (a stall's from the committing one) and must return
+// quickly.
+type Events struct {
+	// WriteStall is called when commits start waiting (begin, with Pebble's
+	// reason: too many memtables queued for flushing, or too many L0
+	// sublevels) and when they stop (end: reason "").
+	WriteStall func(begin bool, reason string)
+	// Flush is called after a memtable flush: the bytes of the memtables
+	// flushed and the time it took (writing and syncing the tables, then
+	// installing them).
+	Flush func(bytes uint64, d time.Duration)
+	// Compaction is called after a compaction: its output level, the
+	// bytes it wrote and the time it took.
+	Compaction func(level int, bytes uint64, d time.Duration)
+	// WALRotated is called when a new WAL file replaced the previous one:
+	// a full memtable was rotated out, and the commit that rotated it
+	// closed (and synced) the previous WAL.
+	WALRotated func()
+	// DiskSlow is called when a write or sync to a file took longer than
+	// Pebble's threshold (5 s by default).
+	DiskSlow func(path string, d time.Duration)
+}
+
+// listener is the pebble.EventListener of ev.
+func (ev *Events) listener() pebble.EventListener {
+	var l pebble.EventListener
+	if ev.WriteStall != nil {
+		l.WriteStallBegin = func(i pebble.WriteStallBeginInfo) { ev.WriteStall(true, i.Reason) }
+		l.WriteStallEnd = func() { ev.WriteStall(false, "") }
+	}
+	if ev.Flush != nil {
+		l.FlushEnd = func(i pebble.FlushInfo) {
+			if i.Err == nil {
+				ev.Flush(i.InputBytes, i.TotalDuration)
+			}
+		}
+	}
+	if ev.Compaction != nil {
+		l.CompactionEnd = func(i pebble.CompactionInfo) {
+			if i.Err == nil {
+				var n uint64
+				for _, t := range i.Output.Tables {
+					n += t.Size
+				}
+				ev.Compaction(i.Output.Level, n, i.TotalDuration)
+			}
+		}
+	}
+	if ev.WALRotated != nil {
+		l.WALCreated = func(pebble.WALCreateInfo) { ev.WALRotated() }
+	}
+	if ev.DiskSlow != nil {
+		l.DiskSlow = func(i pebble.DiskSlowInfo) { ev.DiskSlow(i.Path, i.Duration) }
+	}
+	return l
+}
+
+// Compression names a compression of sstable blocks (Options.Compression).
+// It changes the files' sizes and the CPU time of flushes, compactions and
+// block reads, never a key or value.
+type Compression string
+
+const (
+	// CompressionSnappy compresses every block with Snappy, Pebble's
+	// default and Aurum's before session 10; a block that shrinks by less
+	// than 12 % is stored as it is (likewise for CompressionFastest).
+	CompressionSnappy Compression = "snappy"
+	// CompressionFastest uses Pebble's fastest algorithm (MinLZ; Snappy on
+	// arm64, where MinLZ has no assembly).
+	CompressionFastest Compression = "fastest"
+	// CompressionNone stores blocks uncompressed.
+	CompressionNone Compression = "none"
+)
+
+func (c Compression) profile() (*sstable.CompressionProfile, error) {
+	switch c {
+	case CompressionSnappy:
+		return sstable.SnappyCompression, nil
+	case CompressionFastest:
+		return sstable.FastestCompression, nil
+	case CompressionNone:
+		return sstable.NoCompression, nil
+	}
+	return nil, fmt.Errorf("store: unknown compression %q", string(c))
 }
 
 const (
 	defaultCacheSize       = 64 << 20
 	defaultMemTableSize    = 32 << 20
 	defaultBloomBitsPerKey = 10
+	defaultCompression     = CompressionFastest
 )
 
 // EnsureDefaults returns a copy of o with zero fields set to their defaults.
@@ -140,6 +231,9 @@ func (o *Options) EnsureDefaults() Options {
 	if r.BloomBitsPerKey == 0 {
 		r.BloomBitsPerKey = defaultBloomBitsPerKey
 	}
+	if r.Compression == "" {
+		r.Compression = defaultCompression
+	}
 	return r
 }
 
@@ -156,6 +250,10 @@ var _ Reader = (*DB)(nil)
 // Open opens (creating if needed) the Pebble database in dir.
 func Open(dir string, opts *Options) (*DB, error) {
 	o := opts.EnsureDefaults()
+	comp, err := o.Compression.profile()
+	if err != nil {
+		return nil, err
+	}
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref() // Pebble holds its own reference while open.
 	po := &pebble.Options{
@@ -166,6 +264,13 @@ func Open(dir string, opts *Options) (*DB, error) {
 		// explicitly, never implicitly.
 		FormatMajorVersion: pebble.FormatNewest,
 		DisableWAL:         o.NoWAL,
+		WALBytesPerSync:    o.WALBytesPerSync,
+	}
+	if o.Events != nil {
+		po.AddEventListener(o.Events.listener())
+	}
+	for i := range po.Levels {
+		po.Levels[i].Compression = func() *sstable.CompressionProfile { return comp }
 	}
 	if o.BloomBitsPerKey > 0 {
 		// Levels[i] defaults to Levels[i-1]'s policy only for L1+; set
@@ -174,9 +279,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 			po.Levels[i].FilterPolicy = bloom.FilterPolicy(o.BloomBitsPerKey)
 		}
 	}
-	if err := o.Tuning.apply(po); err != nil {
-		return nil, err
-	}
+	o.Tuning.apply(po)
 	pdb, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)

@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -686,7 +688,6 @@ func TestTuning(t *testing.T) {
 		tu   Tuning
 	}{
 		{"l0-lbase-files", Tuning{L0CompactionThreshold: 2, L0StopWritesThreshold: 8, LBaseMaxBytes: 1 << 20, L0TargetFileSize: 256 << 10}},
-		{"compression", Tuning{Compression: "balanced"}},
 		{"value-separation", Tuning{ValueSeparationMin: 64, MaxConcurrentCompactions: 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -735,7 +736,219 @@ func TestTuning(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Open(t.TempDir(), &Options{Tuning: Tuning{Compression: "zip"}}); err == nil || !strings.Contains(err.Error(), "Compression") {
-		t.Fatalf("Open with Compression zip: %v, want an error naming the field", err)
+}
+
+// TestEventsReportFlushesAndCompactions: Options.Events hears each flush of
+// a memtable (with its bytes) and the compaction that the L0 tables of
+// several flushes start.
+func TestEventsReportFlushesAndCompactions(t *testing.T) {
+	var (
+		mu                  sync.Mutex
+		flushes, compacted  int
+		flushBytes, written uint64
+	)
+	ev := &Events{
+		Flush: func(n uint64, d time.Duration) {
+			mu.Lock()
+			flushes, flushBytes = flushes+1, flushBytes+n
+			mu.Unlock()
+		},
+		Compaction: func(level int, n uint64, d time.Duration) {
+			mu.Lock()
+			compacted++
+			written += n
+			mu.Unlock()
+		},
+	}
+	db, err := Open(t.TempDir(), &Options{CacheSize: 8 << 20, MemTableSize: 4 << 20, Logger: slog.New(slog.DiscardHandler), Events: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const tables = 6 // more than Pebble's L0 compaction threshold (4)
+	for i := range tables {
+		b := db.NewBatch()
+		for k := range 1000 {
+			if err := b.Set([]byte(fmt.Sprintf("k%05d", k)), []byte(fmt.Sprintf("v%d-%d", i, k))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Commit(b, false); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if flushes < tables || flushBytes == 0 {
+			return fmt.Errorf("%d flushes (%d bytes) of %d", flushes, flushBytes, tables)
+		}
+		if compacted == 0 || written == 0 {
+			return fmt.Errorf("no compaction reported (%d)", compacted)
+		}
+		return nil
+	})
+}
+
+// TestCommitLatency measures how long a commit takes when the committing
+// goroutine syncs the WAL itself every 200 ms (the apply loop before
+// session 10) against a sync in another goroutine, at several memtable
+// sizes and WAL write-out settings: batches of AURUM_COMMIT_KIB KiB
+// (default 75: a group of 50 new people) every 10 ms for 3 s. The figures
+// are the commit latencies' quantiles (issue #15, bench/RESULTS.md "Issue
+// #15 (session 10): the latency tail"). Run on purpose:
+//
+//	AURUM_BENCH=commitlatency go test -run TestCommitLatency -v ./store/
+func TestCommitLatency(t *testing.T) {
+	if os.Getenv("AURUM_BENCH") != "commitlatency" {
+		t.Skip("set AURUM_BENCH=commitlatency")
+	}
+	kib := 75
+	if v, err := strconv.Atoi(os.Getenv("AURUM_COMMIT_KIB")); err == nil && v > 0 {
+		kib = v
+	}
+	type variant struct {
+		name       string
+		background bool
+		mem        uint64
+		perSync    int
+	}
+	variants := []variant{
+		{"inline sync, 32 MiB memtable", false, 32 << 20, 0},
+		{"background sync, 32 MiB memtable", true, 32 << 20, 0},
+		{"inline sync, 10 MiB memtable", false, 10 << 20, 0},
+		{"background sync, 10 MiB memtable", true, 10 << 20, 0},
+		{"background sync, 10 MiB memtable, WAL write-out 512 KiB", true, 10 << 20, 512 << 10},
+	}
+	rounds := 3
+	for r := range rounds {
+		for _, v := range variants {
+			db, err := Open(t.TempDir(), &Options{MemTableSize: v.mem, WALBytesPerSync: v.perSync, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			syncReq := make(chan struct{}, 1)
+			done := make(chan struct{})
+			var syncer sync.WaitGroup
+			syncer.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					case <-syncReq:
+					}
+					if err := db.SyncWAL(); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+			val := bytes.Repeat([]byte("v"), 1400)
+			var lat []time.Duration
+			start := time.Now()
+			lastSync := start
+			for i := 0; time.Since(start) < 3*time.Second; i++ {
+				time.Sleep(time.Until(start.Add(time.Duration(i) * 10 * time.Millisecond)))
+				b := db.NewBatch()
+				for j := 0; j < kib*1024/(len(val)+40); j++ {
+					_ = b.Set([]byte(fmt.Sprintf("p/%08d/%04d/%020d", i, j, i*1000+j)), val)
+				}
+				now := time.Now()
+				syncNow := now.Sub(lastSync) >= 200*time.Millisecond
+				if err := db.Commit(b, syncNow && !v.background); err != nil {
+					t.Fatal(err)
+				}
+				lat = append(lat, time.Since(now))
+				b.Close()
+				if syncNow {
+					lastSync = now
+					if v.background {
+						select {
+						case syncReq <- struct{}{}:
+						default:
+						}
+					}
+				}
+			}
+			close(done)
+			syncer.Wait()
+			m := db.Metrics()
+			db.Close()
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			q := func(f float64) string {
+				return fmt.Sprintf("%.2f", float64(lat[min(len(lat)-1, int(f*float64(len(lat))))].Microseconds())/1000)
+			}
+			load, _ := os.ReadFile("/proc/loadavg")
+			t.Logf("round %d, %-58s commit ms p50 %s p99 %s p99.9 %s max %s (%d commits, %d flushes; load %s)", r+1, v.name, q(0.5), q(0.99), q(0.999),
+				q(1), len(lat), m.Flushes, strings.Fields(string(load))[0])
+		}
 	}
 }
+
+// TestCompression: a store written with each compression (flushed to
+// tables, compressible and incompressible values) reads back the same
+// keys and values after a reopen with another one; an unknown
+// compression is refused at Open.
+func TestCompression(t *testing.T) {
+	for _, tc := range []struct{ write, read Compression }{
+		{CompressionSnappy, CompressionNone},
+		{CompressionFastest, CompressionSnappy},
+		{CompressionNone, CompressionFastest},
+	} {
+		t.Run(string(tc.write), func(t *testing.T) {
+			dir := t.TempDir()
+			open := func(c Compression) *DB {
+				db, err := Open(dir, &Options{CacheSize: 1 << 20, MemTableSize: 1 << 20, Logger: slog.New(slog.DiscardHandler), Compression: c})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return db
+			}
+			value := func(i int) string {
+				if i%2 == 0 {
+					return strings.Repeat(fmt.Sprint("v", i), 40) // compressible
+				}
+				return fmt.Sprintf("%x", sha256Sum(i)) // not much
+			}
+			db := open(tc.write)
+			b := db.NewBatch()
+			for i := range 2000 {
+				mustSet(t, b, fmt.Sprintf("k%05d", i), value(i))
+			}
+			if err := db.Commit(b, false); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			if err := db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db = open(tc.read)
+			defer db.Close()
+			n := 0
+			if err := db.Scan(nil, nil, false, func(k, v []byte) bool {
+				if want := value(n); string(k) != fmt.Sprintf("k%05d", n) || string(v) != want {
+					t.Fatalf("key %d: %q = %q", n, k, v)
+				}
+				n++
+				return true
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n != 2000 {
+				t.Fatalf("%d keys after reopen, want 2000", n)
+			}
+		})
+	}
+	if _, err := Open(t.TempDir(), &Options{Compression: "zip"}); err == nil || !strings.Contains(err.Error(), "zip") {
+		t.Fatalf("unknown compression: %v", err)
+	}
+}
+
+func sha256Sum(i int) [32]byte { return sha256.Sum256([]byte(fmt.Sprint(i))) }
