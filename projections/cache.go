@@ -59,7 +59,9 @@ const maxCacheGen = 1 << 31
 // replaces the earlier, which the cache then forgets. A value rewritten in
 // the current generation leaves its old bytes dead; when dead bytes stop
 // the data from taking an entry, the generation is compacted in place if
-// they are at least a quarter of it, and rotated otherwise.
+// they are at least a quarter of it, and rotated otherwise; and its buffer
+// grows only when less than a quarter of it is dead, so that a small,
+// much rewritten working set does not hold the whole bound.
 type stateCache struct {
 	mu    sync.Mutex // held by Apply, Skip and ResetCache: one user at a time
 	max   int        // bytes; <= 0: disabled
@@ -204,10 +206,19 @@ func (c *stateCache) putHashed(h uint64, k, v []byte, present bool) {
 	if g.idx == nil {
 		g.idx = make(map[uint64]uint32)
 	}
-	if len(g.data)+n > cap(g.data) { // grow by doubling, up to the bound
-		nd := make([]byte, len(g.data), min(max(2*cap(g.data), len(g.data)+n, 4096), c.half))
-		copy(nd, g.data)
-		g.data = nd
+	if len(g.data)+n > cap(g.data) {
+		// Full: compact rather than grow while a quarter of it is dead, so
+		// that a working set smaller than the bound, rewritten again and
+		// again, holds at most about 8/3 of its bytes (the Go heap the GC
+		// paces by), not the whole bound.
+		if dead := len(g.data) - g.live; dead >= len(g.data)/4 && g.live+n <= cap(g.data) {
+			g.compact(c.seed, c.hash)
+			c.compactions++
+		} else { // grow by doubling, up to the bound
+			nd := make([]byte, len(g.data), min(max(2*cap(g.data), len(g.data)+n, 4096), c.half))
+			copy(nd, g.data)
+			g.data = nd
+		}
 	}
 	off := len(g.data)
 	g.data = binary.AppendUvarint(g.data, uint64(len(k)))
