@@ -22,6 +22,13 @@ const cacheIndexBytes = 32
 // maxCacheGen bounds a generation's bytes: offsets into its data are uint32.
 const maxCacheGen = 1 << 31
 
+// recordHeader is the size of a record's header; maxCacheKey the longest
+// key a record holds (longer ones are not cached).
+const (
+	recordHeader = 10
+	maxCacheKey  = 1<<16 - 1
+)
+
 // stateCache keeps the values of hot state keys between log entries, so
 // that Apply does not read (and Pebble does not search for) them again: the
 // keychain (ik/, ip/), GCRs, audience states, member counts, partition
@@ -91,10 +98,13 @@ type stagedVal struct {
 
 // cacheGen is a generation: records appended to data, each
 //
-//	uvarint(len(key)) uvarint(len(value)<<1 | present) key value
+//	len(key) u16, len(value)<<1 | present u32, room u32, key, value and room-len(value) bytes more
 //
-// and idx, the offset of the record of each key hash. A record is live
-// while idx holds its offset under its key's hash.
+// (little-endian) and idx, the offset of the record of each key hash. A
+// record is live while idx holds its offset under its key's hash. Room is
+// the value's length and a quarter more when written: a rewrite of the key
+// that fits (a GCR or an audience state grows by a few bytes an event) goes
+// in place and leaves no dead bytes.
 type cacheGen struct {
 	data []byte
 	idx  map[uint64]uint32
@@ -107,12 +117,12 @@ func (g *cacheGen) size() int { return len(g.data) + len(g.idx)*cacheIndexBytes 
 // record parses the record at off: its key, value, presence and length.
 func (g *cacheGen) record(off uint32) (k, v []byte, present bool, n int) {
 	b := g.data[off:]
-	kl, i := binary.Uvarint(b)
-	vl, j := binary.Uvarint(b[i:])
-	h := i + j
-	k = b[h : h+int(kl)]
-	v = b[h+int(kl) : h+int(kl)+int(vl>>1)]
-	return k, v, vl&1 == 1, h + int(kl) + int(vl>>1)
+	kl := int(binary.LittleEndian.Uint16(b))
+	vl := binary.LittleEndian.Uint32(b[2:])
+	room := int(binary.LittleEndian.Uint32(b[6:]))
+	k = b[recordHeader : recordHeader+kl]
+	v = b[recordHeader+kl : recordHeader+kl+int(vl>>1)]
+	return k, v, vl&1 == 1, recordHeader + kl + room
 }
 
 // lookup returns the offset of k's record, if the generation holds k.
@@ -182,17 +192,27 @@ func (c *stateCache) putHashed(h uint64, k, v []byte, present bool) {
 	if !present {
 		v = nil
 	}
-	vl := uint64(len(v))<<1 | b2u(present)
-	n := uvarintLen(uint64(len(k))) + uvarintLen(vl) + len(k) + len(v)
+	vl := uint32(len(v))<<1 | uint32(b2u(present))
 	g := &c.cur
-	prev, had := g.idx[h]
-	if had {
-		_, _, _, pn := g.record(prev)
+	if prev, had := g.idx[h]; had {
+		rk, _, _, pn := g.record(prev)
+		if room := pn - recordHeader - len(rk); bytes.Equal(rk, k) && len(v) <= room { // in place
+			b := g.data[prev:]
+			binary.LittleEndian.PutUint32(b[2:], vl)
+			copy(b[recordHeader+len(k):], v)
+			return
+		}
 		g.live -= pn
 		delete(g.idx, h)
 	}
+	room := len(v) + len(v)/4
+	n := recordHeader + len(k) + room
+	if n+cacheIndexBytes > c.half {
+		room = len(v)
+		n = recordHeader + len(k) + room
+	}
 	need := n + cacheIndexBytes
-	if need > c.half {
+	if need > c.half || len(k) > maxCacheKey {
 		return // larger than a generation: not cached (and no older value left)
 	}
 	if g.size()+need > c.half {
@@ -208,9 +228,9 @@ func (c *stateCache) putHashed(h uint64, k, v []byte, present bool) {
 	}
 	if len(g.data)+n > cap(g.data) {
 		// Full: compact rather than grow while a quarter of it is dead, so
-		// that a working set smaller than the bound, rewritten again and
-		// again, holds at most about 8/3 of its bytes (the Go heap the GC
-		// paces by), not the whole bound.
+		// that a working set smaller than the bound holds at most about
+		// 8/3 of its bytes (the Go heap the GC paces by), not the whole
+		// bound.
 		if dead := len(g.data) - g.live; dead >= len(g.data)/4 && g.live+n <= cap(g.data) {
 			g.compact(c.seed, c.hash)
 			c.compactions++
@@ -221,10 +241,12 @@ func (c *stateCache) putHashed(h uint64, k, v []byte, present bool) {
 		}
 	}
 	off := len(g.data)
-	g.data = binary.AppendUvarint(g.data, uint64(len(k)))
-	g.data = binary.AppendUvarint(g.data, vl)
+	g.data = binary.LittleEndian.AppendUint16(g.data, uint16(len(k)))
+	g.data = binary.LittleEndian.AppendUint32(g.data, vl)
+	g.data = binary.LittleEndian.AppendUint32(g.data, uint32(room))
 	g.data = append(g.data, k...)
 	g.data = append(g.data, v...)
+	g.data = g.data[:off+n] // the room after the value: never read
 	g.idx[h] = uint32(off)
 	g.live += n
 }
@@ -261,15 +283,6 @@ func b2u(b bool) uint64 {
 		return 1
 	}
 	return 0
-}
-
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
 }
 
 // cacheable reports whether the cache keeps key k: keys Apply reads with

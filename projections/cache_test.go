@@ -66,8 +66,8 @@ func TestCacheNeverServesStaleValues(t *testing.T) {
 			if st := sms[3].CacheStats(); st.Hits != 0 || st.Misses != 0 {
 				t.Fatalf("cache stats %+v with the cache off", st)
 			}
-			if c := sms[2].cache; c.rotations == 0 || c.compactions == 0 {
-				t.Fatalf("the 48 KiB cache rotated %d times and compacted %d times: both paths must run", c.rotations, c.compactions)
+			if c := sms[2].cache; c.rotations == 0 { // compactions: TestStateCacheModel
+				t.Fatalf("the 48 KiB cache never rotated")
 			}
 			if st := colliding.CacheStats(); st.Hits == 0 {
 				t.Fatalf("cache stats %+v: the colliding cache never hit", st)
@@ -303,6 +303,9 @@ func TestStateCacheModel(t *testing.T) {
 			}
 			if hits == 0 {
 				t.Fatal("no hits")
+			}
+			if tc.hash != nil && tc.max == 64<<10 && c.compactions == 0 { // one live record: rewrites of others compact
+				t.Fatal("no compactions: the path is not tested")
 			}
 			t.Logf("%d hits of %d reads, %d rotations, %d compactions", hits, reads, c.rotations, c.compactions)
 		})
