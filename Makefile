@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: export-check build test test-short bench bench-edge bench-match bench-replay bench-cluster bench-failover chaos-cluster-long bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
+.PHONY: export-check build test test-short bench bench-edge bench-latency bench-match bench-replay bench-cluster bench-failover chaos-cluster-long bench-isolation connectors-long fuzz lint run clean predict-eval febrl febrl-product
 
 # The commit is recorded by the go command in a git checkout; a git worktree
 # (or -buildvcs=false) needs it from the linker: aurum version prints it.
@@ -57,6 +57,24 @@ bench-edge:
 		$(GO) test -run '^$$' -bench 'JetStreamPublish$$|IngestNATS$$|IngestHTTP$$|TransitionLatency10k$$' -benchtime 30000x -count 1 ./bench/ || exit 1; \
 		$(GO) test -run '^$$' -bench 'ConsumeIngest$$' -benchtime 20000x -count 1 ./log/ || exit 1; \
 	done
+
+# Issue #15 (session 10): the event → audience transition latency broken down into
+# the engine's stages (TestLatencyStages, engine.Trace): per stage its p50/p99 and its
+# mean over the slowest 1 %, the apply loop's busy share and commits, the publisher's
+# passes, the state store's WAL syncs, write stalls, flushes and compactions, GCs, and
+# the windows that stand out. LATENCYRATES events/s offered, LATENCYROUNDS rounds of
+# LATENCYSECONDS each, LATENCYMEMLIMIT the engine's memory limit in MiB (empty: none,
+# as `make bench`'s latency rounds), LATENCYTICK its tick period (empty: none). About
+# 15 s a rate and round; bench/RESULTS.md "Issue #15 (session 10): the latency tail".
+LATENCYRATES ?= 5000,10000
+LATENCYROUNDS ?= 1
+LATENCYSECONDS ?= 3
+LATENCYMEMLIMIT ?=
+LATENCYTICK ?=
+bench-latency:
+	AURUM_BENCH=latency AURUM_LATENCY_RATES=$(LATENCYRATES) AURUM_LATENCY_ROUNDS=$(LATENCYROUNDS) AURUM_LATENCY_SECONDS=$(LATENCYSECONDS) \
+		AURUM_LATENCY_MEMLIMIT=$(LATENCYMEMLIMIT) AURUM_LATENCY_TICK=$(LATENCYTICK) \
+		$(GO) test -run '^TestLatencyStages$$' -count 1 -v -timeout 30m ./bench/
 
 # Issue #13, must-show 2 (part of `make bench`): the matcher's CPU cost per
 # identify event at MATCHSIZES profiles (each loaded into a state machine on

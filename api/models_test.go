@@ -120,6 +120,8 @@ func TestModelRoutes(t *testing.T) {
 		{"POST", "/v1/models", `{"name":"nbp","kind":"recommend","refit_every":"1ms"}`, 400, "refit_every"},
 		{"POST", "/v1/models", `{"name":"x","calibration_end":"1997-09-30","refit_every":"7d"}`, 400, "refit_every"},
 		{"POST", "/v1/models", `{"name":"sub","kind":"propensity","event":"Subscription Started","revenue":"revenue"}`, 400, "revenue"},
+		{"POST", "/v1/models", `{"name":"p","kind":"propensity","algorithm":"forest"}`, 400, "algorithm"},
+		{"POST", "/v1/models", `{"name":"x","calibration_end":"1997-09-30","algorithm":"gbt"}`, 400, "algorithm"},
 		{"GET", "/v1/models/nope", "", 404, "name"},
 		{"GET", "/v1/models/clv/evaluation", "", 400, "holdout_end"},
 		{"GET", "/v1/models/clv/evaluation?holdout_end=2024-01-01", "", 400, "holdout_end"},

@@ -53,7 +53,7 @@ var routeSummaries = map[string]string{
 	"POST /v1/profiles/{ref}/split":           "Undo a wrong merge: {\"identifiers\": [\"crm_id:...\"]} move to a new profile with the events that came with them; both GCRs and audience memberships are recomputed and the matcher never merges the two back",
 	"GET /v1/identity/reviews":                "Pending probabilistic matches awaiting a reviewer",
 	"POST /v1/identity/reviews/{id}":          "Decide a pending match: {\"decision\": \"merge\" | \"reject\"} (a rejected pair is never merged automatically again)",
-	"POST /v1/models":                         "Fit a prediction model in the background (clv: BG/NBD, Pareto/NBD, Gamma-Gamma)",
+	"POST /v1/models":                         "Fit a prediction model in the background (clv: BG/NBD, Pareto/NBD, Gamma-Gamma; propensity: algorithm auto, logistic or gbt; recommend)",
 	"GET /v1/models":                          "List prediction models with their status",
 	"GET /v1/models/{name}":                   "A prediction model: status, time unit, fitted parameters, customers",
 	"DELETE /v1/models/{name}":                "Delete a prediction model",

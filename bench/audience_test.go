@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/aurumcdp/aurum/auth"
 	"github.com/aurumcdp/aurum/engine"
+	"github.com/aurumcdp/aurum/engine/outbox"
 	"github.com/aurumcdp/aurum/engine/query"
 	"github.com/aurumcdp/aurum/event"
 	"github.com/aurumcdp/aurum/internal/check"
@@ -142,8 +145,116 @@ func BenchmarkApplyAudiencesNoCache(b *testing.B) { benchApply(b, true, -1) }
 // rate actually offered (events sent ÷ the time taken to send them: a
 // loaded machine may not keep up with rate).
 func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999 time.Duration, n int, offered float64) {
+	o := runLatency(tb, latencyConfig{rate: rate, d: d})
+	return o.q(0.50), o.q(0.99), o.q(0.999), len(o.lat), o.offered
+}
+
+// latencyConfig is one run of runLatency.
+type latencyConfig struct {
+	rate int
+	d    time.Duration
+	// engine are the engine's options (TickPeriod 0: no ticks; Trace is
+	// set by runLatency when trace is).
+	engine engine.Options
+	// trace records the stages of each transition (latencyOutcome.stages).
+	trace bool
+}
+
+// latencyOutcome is what runLatency measured.
+type latencyOutcome struct {
+	lat     []time.Duration // accepted → subscriber, sorted
+	offered float64         // events/s sent
+	start   time.Time       // the first tick
+	// With latencyConfig.trace: per transition, in lat's order of arrival.
+	transitions []transitionTimes
+	groups      []engine.GroupTimes
+	passes      []outbox.PassTimes
+	stalls      []storeEvent
+	flushes     []storeEvent
+	compactions []storeEvent
+	syncs       []storeEvent // of the state's WAL
+	wals        []time.Time  // new WAL files of the state (memtable rotations)
+	gcs         []time.Time  // GC pause ends during the run
+}
+
+// q is lat's quantile f.
+func (o latencyOutcome) q(f float64) time.Duration {
+	return o.lat[min(len(o.lat)-1, int(f*float64(len(o.lat))))]
+}
+
+// transitionTimes are one transition's times (runLatency with trace).
+type transitionTimes struct {
+	accepted, arrived time.Time
+	seq               uint64 // log position of its event's entry
+	msgID             string
+}
+
+// storeEvent is a write stall, flush or compaction of the live state store.
+type storeEvent struct {
+	at     time.Time // its end
+	d      time.Duration
+	bytes  uint64
+	reason string
+}
+
+// runLatency offers c.rate orders/s (each from a new person, so each makes
+// one "entered" transition) for c.d and measures, per transition, the time
+// from Ingest's return (accepted, durable) to the subscriber receiving it
+// on NATS; with c.trace also the engine's stages (engine.Trace).
+func runLatency(tb testing.TB, c latencyConfig) latencyOutcome {
 	ctx := context.Background()
-	node := testnode.Start(tb, testnode.Options{Engine: engine.Options{TickPeriod: -1}})
+	var (
+		tmu sync.Mutex
+		out latencyOutcome
+	)
+	eo := c.engine
+	if eo.TickPeriod == 0 {
+		eo.TickPeriod = -1
+	}
+	if c.trace {
+		stall := time.Time{}
+		stallReason := ""
+		eo.Trace = &engine.Trace{
+			Group: func(g engine.GroupTimes) { tmu.Lock(); out.groups = append(out.groups, g); tmu.Unlock() },
+			Pass: func(p outbox.PassTimes) {
+				p.MsgIDs = slices.Clone(p.MsgIDs)
+				tmu.Lock()
+				out.passes = append(out.passes, p)
+				tmu.Unlock()
+			},
+			StateStall: func(begin bool, reason string) {
+				now := time.Now()
+				tmu.Lock()
+				defer tmu.Unlock()
+				if begin {
+					stall, stallReason = now, reason
+				} else if !stall.IsZero() {
+					out.stalls = append(out.stalls, storeEvent{at: now, d: now.Sub(stall), reason: stallReason})
+				}
+			},
+			StateFlush: func(n uint64, d time.Duration) {
+				tmu.Lock()
+				out.flushes = append(out.flushes, storeEvent{at: time.Now(), d: d, bytes: n})
+				tmu.Unlock()
+			},
+			StateWAL: func() {
+				tmu.Lock()
+				out.wals = append(out.wals, time.Now())
+				tmu.Unlock()
+			},
+			StateSync: func(start time.Time, d time.Duration) {
+				tmu.Lock()
+				out.syncs = append(out.syncs, storeEvent{at: start.Add(d), d: d})
+				tmu.Unlock()
+			},
+			StateCompaction: func(level int, n uint64, d time.Duration) {
+				tmu.Lock()
+				out.compactions = append(out.compactions, storeEvent{at: time.Now(), d: d, bytes: n, reason: fmt.Sprintf("L%d", level)})
+				tmu.Unlock()
+			},
+		}
+	}
+	node := testnode.Start(tb, testnode.Options{Engine: eo})
 	defer node.Close()
 	e := node.Engine
 	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
@@ -161,13 +272,19 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 		tb.Fatal(err)
 	}
 	defer nc.Close()
+	type arrival struct {
+		at    time.Time
+		seq   uint64
+		msgID string
+	}
 	var mu sync.Mutex
 	accepted := map[string]time.Time{}
-	arrived := map[string]time.Time{}
+	arrived := map[string]arrival{}
 	sub, err := nc.Subscribe("aurum.audience.buyers.entered", func(m *nats.Msg) {
 		now := time.Now()
 		var tr struct {
 			Identifiers map[string][]string `json:"identifiers"`
+			Seq         uint64              `json:"seq"`
 		}
 		if json.Unmarshal(m.Data, &tr) != nil || len(tr.Identifiers["user_id"]) == 0 {
 			return
@@ -175,18 +292,21 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 		mu.Lock()
 		// The transition can arrive before Ingest returned to the
 		// producer (accepted not yet recorded): its arrival waits.
-		arrived[tr.Identifiers["user_id"][0]] = now
+		arrived[tr.Identifiers["user_id"][0]] = arrival{at: now, seq: tr.Seq, msgID: m.Header.Get(nats.MsgIdHdr)}
 		mu.Unlock()
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer sub.Unsubscribe()
+	var gc0 runtime.MemStats
+	runtime.ReadMemStats(&gc0)
 	const tick = 10 * time.Millisecond
-	perTick := max(1, rate*int(tick)/int(time.Second))
+	perTick := max(1, c.rate*int(tick)/int(time.Second))
 	total := 0
 	start := time.Now()
-	for next := start; time.Since(start) < d; next = next.Add(tick) {
+	out.start = start
+	for next := start; time.Since(start) < c.d; next = next.Add(tick) {
 		time.Sleep(time.Until(next))
 		evs := make([]event.Event, perTick)
 		users := make([]string, perTick)
@@ -208,7 +328,7 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 		mu.Unlock()
 		total += perTick
 	}
-	offered = float64(total) / time.Since(start).Seconds()
+	out.offered = float64(total) / time.Since(start).Seconds()
 	// At most 30 s; the latencies of what arrived by then are reported.
 	_ = check.Poll(30*time.Second, 20*time.Millisecond, func() error {
 		mu.Lock()
@@ -218,20 +338,32 @@ func transitionLatency(tb testing.TB, rate int, d time.Duration) (p50, p99, p999
 		}
 		return nil
 	})
+	var gc1 runtime.MemStats
+	runtime.ReadMemStats(&gc1)
+	for i := gc0.NumGC; i < gc1.NumGC && gc1.NumGC-i <= uint32(len(gc1.PauseEnd)); i++ {
+		out.gcs = append(out.gcs, time.Unix(0, int64(gc1.PauseEnd[i%uint32(len(gc1.PauseEnd))])))
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	var lat []time.Duration
-	for u, t := range arrived {
-		if a, ok := accepted[u]; ok {
-			lat = append(lat, max(0, t.Sub(a))) // before Ingest returned: 0
+	for u, a := range arrived {
+		if t, ok := accepted[u]; ok {
+			out.lat = append(out.lat, max(0, a.at.Sub(t))) // before Ingest returned: 0
+			if c.trace {
+				out.transitions = append(out.transitions, transitionTimes{accepted: t, arrived: a.at, seq: a.seq, msgID: a.msgID})
+			}
 		}
 	}
-	if len(lat) == 0 {
+	if len(out.lat) == 0 {
 		tb.Fatal("no transition received")
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))] }
-	return q(0.50), q(0.99), q(0.999), len(lat), offered
+	slices.Sort(out.lat)
+	tmu.Lock() // the engine is still running: its trace may still be called
+	defer tmu.Unlock()
+	res := out
+	res.groups, res.passes = slices.Clone(out.groups), slices.Clone(out.passes)
+	res.stalls, res.flushes, res.compactions = slices.Clone(out.stalls), slices.Clone(out.flushes), slices.Clone(out.compactions)
+	res.syncs, res.wals = slices.Clone(out.syncs), slices.Clone(out.wals)
+	return res
 }
 
 func BenchmarkTransitionLatency1k(b *testing.B) {

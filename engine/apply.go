@@ -33,13 +33,17 @@ func readApplied(r store.Reader) (uint64, error) { return projections.Applied(r)
 // Pebble batch with the last one's applied position (group), so a crash at
 // any point resumes exactly after the last commit. An entry alone is
 // applied at once: a group never waits to fill.
+//
+// The commits do not sync the state's WAL: at most every
+// stateSyncInterval while it applies, and once it goes idle, the loop asks
+// the state syncer (stateSyncLoop) to, and goes on applying while it does.
 func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 	r, err := e.log.NewReader(from)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	var lastSync time.Time // of the state's WAL
+	var lastSync time.Time // the last sync asked for
 	unsynced := false      // commits since lastSync
 	for {
 		nctx, cancel := ctx, context.CancelFunc(func() {})
@@ -50,14 +54,8 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 		idle := err != nil && unsynced && ctx.Err() == nil && nctx.Err() != nil
 		cancel()
 		if idle {
-			// Idle: sync the commits of the last burst. Under the state
-			// lock: a replay's swap closes the live store it replaces.
-			e.stateMu.RLock()
-			err := e.state.SyncWAL()
-			e.stateMu.RUnlock()
-			if err != nil {
-				return fmt.Errorf("engine: sync the state: %w", err)
-			}
+			// Idle: sync the commits of the last burst.
+			e.requestStateSync()
 			lastSync, unsynced = time.Now(), false
 			continue
 		}
@@ -65,18 +63,63 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 			return err
 		}
 		start := time.Now()
-		sync := start.Sub(lastSync) >= stateSyncInterval
-		results, err := e.applyGroup(ctx, r, ent, start, sync)
+		gt := GroupTimes{First: ent.Seq, Stored: ent.Time, Read: start}
+		results, err := e.applyGroup(ctx, r, ent, start, &gt)
 		if err != nil {
 			return err
 		}
-		if sync {
-			lastSync, unsynced = start, false
-		} else {
-			unsynced = true
+		unsynced = true
+		if start.Sub(lastSync) >= stateSyncInterval {
+			e.requestStateSync() // after the commit: the sync covers it
+			lastSync, unsynced, gt.Sync = start, false, true
 		}
 		if err := e.afterApply(results, start); err != nil {
 			return err
+		}
+		if tr := e.opts.Trace; tr != nil && tr.Group != nil {
+			gt.Last, gt.Done = results[len(results)-1].seq, time.Now()
+			tr.Group(gt)
+		}
+	}
+}
+
+// requestStateSync asks stateSyncLoop to sync the live state's WAL. A
+// request made while a sync runs is kept (one), so the commits before it
+// are synced by the next one.
+func (e *Engine) requestStateSync() {
+	select {
+	case e.stateSync <- struct{}{}:
+	default:
+	}
+}
+
+// stateSyncLoop syncs the live state's WAL when the apply loop asks
+// (requestStateSync), off the apply loop: an fsync took the loop 10-100 ms
+// every stateSyncInterval, and every transition behind it waited as long
+// (bench/RESULTS.md, "Issue #15 (session 10): the latency tail"). Pebble
+// goes on committing while a sync runs (its commit pipeline publishes a
+// later batch without waiting for an earlier one's sync).
+func (e *Engine) stateSyncLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.stateSync:
+		}
+		start := time.Now()
+		// Under the state lock: a replay's swap closes the live store it
+		// replaces.
+		e.stateMu.RLock()
+		err := e.state.SyncWAL()
+		e.stateMu.RUnlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("engine: sync the state: %w", err)
+		}
+		if tr := e.opts.Trace; tr != nil && tr.StateSync != nil {
+			tr.StateSync(start, time.Since(start))
 		}
 	}
 }
@@ -85,11 +128,11 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 // (Entry.Pending) and the group is within Options.ApplyGroupEntries,
 // ApplyGroupBytes and ApplyGroupTime, the entries after it, to the live
 // state in one batch under stateMu (shared), and commits it.
-func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry, start time.Time, sync bool) ([]entryResult, error) {
+// gt (Options.Trace) gets the times the batch was applied and committed.
+func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry, start time.Time, gt *GroupTimes) ([]entryResult, error) {
 	e.stateMu.RLock()
 	defer e.stateMu.RUnlock()
 	g := newGroup(e.state, e.sm)
-	g.sync = sync
 	defer g.close()
 	var rctx context.Context
 	for {
@@ -116,7 +159,13 @@ func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry,
 		}
 		ent = next
 	}
-	return g.commit()
+	if e.opts.Trace == nil {
+		return g.commit()
+	}
+	gt.Applied = time.Now()
+	res, err := g.commit()
+	gt.Committed, gt.Bytes = time.Now(), g.size
+	return res, err
 }
 
 // afterApply acts on the results of committed entries: caches reloaded,
@@ -204,18 +253,15 @@ type group struct {
 	pend []alog.Entry  // applied into b, not committed
 	res  []entryResult // since the last commit, in log order; the last len(pend) are pend's
 	size int           // bytes of the last committed batch: the next one is allocated that large
-
-	// sync makes the commit sync the write-ahead log (the live state, at
-	// most every stateSyncInterval; a rebuild's store has no WAL).
-	sync bool
 }
 
 // stateSyncInterval bounds what a SIGKILL takes from the live state: a
-// commit that does not sync stays in Pebble's WAL buffer (up to a 32 KiB
-// block) and dies with the process. Nothing is lost for the log (the
+// commit that is not synced may stay in Pebble's WAL buffer (up to a 32
+// KiB block) and die with the process. Nothing is lost for the log (the
 // entries are applied again from the position that survived), but a
 // restarted node would re-apply all of it first, and answer meanwhile as
-// of an older position.
+// of an older position. The state syncer (stateSyncLoop) syncs at most
+// this long after a commit, plus the time a sync in progress takes.
 const stateSyncInterval = 200 * time.Millisecond
 
 // maxBatchPrealloc bounds the room reserved for a group's batch.
@@ -297,7 +343,7 @@ func (g *group) redo() error {
 func (g *group) commit() ([]entryResult, error) {
 	if g.b != nil {
 		g.size = g.b.Len()
-		err := g.db.Commit(g.b, g.sync)
+		err := g.db.Commit(g.b, false)
 		g.b.Close()
 		g.b = nil
 		if err != nil {

@@ -22,6 +22,16 @@ const deliveryPartition = 0
 // ticker, the model fits, the matcher. A single node always does.
 func (e *Engine) leader() bool { return e.opts.Cluster == nil || e.opts.Cluster.IsLeader() }
 
+// gatewayLeader is the NATS gateway's Leader: a cluster's leader reads
+// AURUM_INGEST (one reader: the stream is purged behind it); a single node
+// always does.
+func gatewayLeader(opts Options) func() bool {
+	if opts.Cluster == nil {
+		return nil
+	}
+	return opts.Cluster.IsLeader
+}
+
 // erasureRunner reports whether this node runs the shared steps of an
 // erasure (the scrub of the shared streams, the tools that hold the person,
 // the completion): the deliverer, because removing the person from the

@@ -188,6 +188,10 @@ type Options struct {
 	// *cluster.Node). Nil: a single node that publishes every partition
 	// and runs every singleton.
 	Cluster Cluster
+	// Trace receives the times of the stages from the log to the outputs
+	// (apply groups, outbox passes, the live state store's stalls,
+	// flushes and compactions), for latency measurements. Nil: none.
+	Trace *Trace
 }
 
 // Cluster is this node's view of the cluster; nil means a single node that
@@ -195,7 +199,8 @@ type Options struct {
 // publishes only the partitions this node owns, fenced by epoch; the
 // destination workers, and with them the shared steps of an erasure, run on
 // the owner of partition 0, fenced by its claim; the ticker and the other
-// singletons run on the leader only (cluster.go).
+// singletons (the NATS gateway among them) run on the leader only
+// (cluster.go).
 type Cluster interface {
 	Name() string                       // this node's name (goes into fence claims)
 	Owns(p int) (epoch uint64, ok bool) // owner of partition p now (lease-checked), under epoch
@@ -300,6 +305,9 @@ type Engine struct {
 	deliveryFenced atomic.Uint64
 	applied        *appliedWatch
 	openTarget     uint64 // the log's last sequence at Open (CatchingUp)
+	// stateSync carries the apply loop's requests to sync the live
+	// state's WAL to stateSyncLoop (1-buffered: one request kept).
+	stateSync chan struct{}
 
 	// The stages, wired by Open (their accessors are in state.go).
 	edge      *ingest.Edge
@@ -334,7 +342,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("engine: data dir: %w", err)
 	}
-	e := &Engine{opts: opts, mem: MemorySizesFor(opts.MemoryLimit), ids: base.NewIDSource(), rebuild: &rebuilder{},
+	e := &Engine{opts: opts, mem: MemorySizesFor(opts.MemoryLimit), ids: base.NewIDSource(), rebuild: &rebuilder{}, stateSync: make(chan struct{}, 1),
 		history: newStatsRing(opts.HistorySamples)}
 	if e.mem.Limit > 0 {
 		opts.Logger.Info("engine: memory bounds", "sizes", e.mem.String())
@@ -380,7 +388,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := recoverSwap(opts.DataDir); err != nil {
 		return nil, fmt.Errorf("engine: recover an interrupted replay: %w", err)
 	}
-	if e.state, err = store.Open(filepath.Join(opts.DataDir, "state"), e.mem.stateStore(opts.Logger)); err != nil {
+	if e.state, err = store.Open(filepath.Join(opts.DataDir, "state"), e.liveStateOptions()); err != nil {
 		return nil, fmt.Errorf("engine: state store: %w", err)
 	}
 	closers = append(closers, e.state.Close)
@@ -473,7 +481,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.edge = ingest.New(e.ctx, ingest.Options{Identity: opts.Identity, PhoneRegion: opts.PhoneRegion,
-		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry}, e.log, e.keys, e.ids, e.gate)
+		MaxBatchBytes: opts.MaxBatchBytes, Now: opts.Now, Registry: opts.Registry, Leader: gatewayLeader(opts)},
+		e.log, e.keys, e.ids, e.gate)
 	e.reader = query.New(query.Options{PhoneRegion: opts.PhoneRegion, ConsentDefaultDenied: opts.ConsentDefaultDenied}, e.keys, wiring{e})
 	e.privacy = privacy.New(privacy.Options{Now: opts.Now, PhoneRegion: opts.PhoneRegion,
 		ConsentDefaultDenied: opts.ConsentDefaultDenied, Logger: opts.Logger, Registry: opts.Registry, Leader: e.erasureRunner,
@@ -489,7 +498,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		NewID: func() []byte { return e.ids.Next(e.opts.Now()) }},
 		matching.Deps{State: wiring{e}, Control: wiring{e}, Applied: wiring{e}, Profiles: e.reader, Identifiers: e.reader})
 	e.publisher = outbox.New(outbox.Options{Partitions: e.opts.Partitions, Logger: opts.Logger, Registry: opts.Registry,
-		Cluster: opts.Cluster, Applied: e.applied.get, Erasing: e.erasing},
+		Cluster: opts.Cluster, Applied: e.applied.get, Erasing: e.erasing, Trace: e.passTrace()},
 		e.log, e.keys, wiring{e}, e.privacy)
 	e.dispatcher = activation.NewDispatcher(e.log, activation.Options{Logger: opts.Logger, Timeout: opts.WebhookTimeout,
 		BackoffMin: opts.WebhookBackoffMin, BackoffMax: opts.WebhookBackoffMax, MaxAttempts: opts.WebhookMaxAttempts,
@@ -510,6 +519,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 func (e *Engine) start(applied uint64) {
 	e.goRun("committer", e.edge.RunCommitter)
 	e.goRun("apply", func(ctx context.Context) error { return e.applyLoop(ctx, applied+1) })
+	e.goRun("statesync", e.stateSyncLoop)
 	e.goRun("outbox", e.publisher.Run)
 	e.goRun("gateway", e.edge.RunGateway)
 	e.goRun("erasure", e.privacy.RunErasures)

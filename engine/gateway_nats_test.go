@@ -91,7 +91,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 	}
 
 	// The marker was published last: once it is applied, so is all before it
-	// (one gateway consumer handles the work queue in order).
+	// (one gateway reads AURUM_INGEST in order).
 	check.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 		_, err := e.Reader().Profile("user_id:g-marker")
 		return err
@@ -114,7 +114,7 @@ func TestGatewayNATSProducer(t *testing.T) {
 
 	// Dead letters are written after the valid events of their batch
 	// (so that a failed ingest does not write them twice on redelivery),
-	// before the raw messages are acked.
+	// before the raw messages are purged from AURUM_INGEST.
 	var dls []alog.DeadLetter
 	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		var err error

@@ -313,7 +313,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		return err
 	}
 	_ = os.Remove(filepath.Join(live, "COMPLETE"))
-	ndb, err := store.Open(live, e.mem.stateStore(e.opts.Logger))
+	ndb, err := store.Open(live, e.liveStateOptions())
 	if err != nil {
 		return fmt.Errorf("engine: reopen after swap: %w", err)
 	}

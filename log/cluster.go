@@ -99,7 +99,12 @@ func (l *Log) ensureStreams(parent context.Context, cfgs []jetstream.StreamConfi
 			// RequestTimeout for a slow cluster.
 			actx, acancel := context.WithTimeout(ctx, attemptTimeout)
 			attemptTimeout = min(2*attemptTimeout, l.opts.RequestTimeout)
-			_, err := l.js.CreateOrUpdateStream(actx, cfg)
+			var err error
+			if cfg.Name == StreamIngest {
+				err = l.ensureIngest(actx, cfg)
+			} else {
+				_, err = l.js.CreateOrUpdateStream(actx, cfg)
+			}
 			acancel()
 			if err == nil {
 				break

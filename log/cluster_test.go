@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,6 +147,22 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	}
 	defer r.Close()
 	readN(t, ctx, r, 1, 30)
+
+	// The gateway's consumer on the replicated AURUM_INGEST (still two of
+	// three servers): messages a producer published on one node are
+	// handled once each, in order, on the other, and purged everywhere.
+	pjs := producer(t, reader)
+	publishRange(t, ctx, pjs, 1, 20)
+	got := consumeUntil(t, ctx, writer, 8, nil, func(got []RawMsg) bool { return len(got) >= 20 })
+	if !slices.Equal(seqsOf(got), seqRange(1, 20)) {
+		t.Fatalf("gateway on a cluster handled %v, want 1..20", seqsOf(got))
+	}
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if info := ingestInfo(t, ctx, reader); info.State.Msgs != 0 {
+			return fmt.Errorf("AURUM_INGEST holds %d messages after the gateway handled them", info.State.Msgs)
+		}
+		return nil
+	})
 }
 
 // TestClusterNoQuorumFails: one node of three cannot place three

@@ -29,6 +29,11 @@ type DeadLetter struct {
 	PayloadRaw []byte          `json:"payload_raw,omitempty"`
 	Truncated  bool            `json:"truncated,omitempty"`
 	Received   time.Time       `json:"received"`
+	// MsgID, when set, is the JetStream message id of the record (not
+	// stored in it): a second record with the id within AURUM_DLQ's
+	// duplicate window (2 min) is dropped, as the gateway's dead letter of
+	// a raw message read again after a crash.
+	MsgID string `json:"-"`
 }
 
 // UnknownSource is the subject token of dead letters without a usable
@@ -70,7 +75,7 @@ func (l *Log) DeadLetter(ctx context.Context, d DeadLetter) error {
 			return fmt.Errorf("log: dead letter: encode: %w", err)
 		}
 	}
-	if _, _, err := l.Append(ctx, DeadLetterPrefix+token, "", data); err != nil {
+	if _, _, err := l.Append(ctx, DeadLetterPrefix+token, d.MsgID, data); err != nil {
 		return fmt.Errorf("log: dead letter: %w", err)
 	}
 	return nil

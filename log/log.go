@@ -1,7 +1,7 @@
 // Package log is Aurum's event log: the only package that imports nats-server
 // and nats.go. It owns the embedded NATS server with JetStream (or a
 // connection to an external deployment), the six streams, appends, ordered
-// reads of the truth log, the raw-ingest work queue, dead letters, and
+// reads of the truth log, the raw-ingest stream and its gateway consumer, dead letters, and
 // durable in-order consumers of the other streams (ConsumeDurable, e.g.
 // one per webhook destination on AURUM_OUT).
 //
@@ -9,7 +9,8 @@
 // see cluster.go):
 //
 //	AURUM_LOG     aurum.log.>                          truth log; limits, no max age, duplicate window 2 min
-//	AURUM_INGEST  aurum.ingest.>                       raw JSON from producers; work queue
+//	AURUM_INGEST  aurum.ingest.>                       raw JSON from producers; limits, purged by the
+//	                                                   gateway once handled (ingest.go)
 //	AURUM_DLQ     aurum.dlq.>                          dead letters (JSON); limits, MaxAge Options.DeadLetterMaxAge
 //	AURUM_OUT     aurum.identity.>, aurum.audience.>   outputs; limits, MaxAge Options.OutMaxAge,
 //	              aurum.fence.>                        duplicate window Options.OutDuplicateWindow;
@@ -36,6 +37,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -56,7 +58,9 @@ const (
 	IdentityPrefix   = "aurum.identity."
 	AudiencePrefix   = "aurum.audience."
 
-	// GatewayConsumer is the durable pull consumer of AURUM_INGEST.
+	// GatewayConsumer is the durable pull consumer of a work-queue
+	// AURUM_INGEST of an earlier build, used once to drain it (the
+	// gateway now reads through ephemeral consumers without acks).
 	GatewayConsumer = "aurum-gateway"
 
 	// MaxMessageSize is the largest payload Append accepts.
@@ -97,6 +101,15 @@ type Log struct {
 	bg            sync.WaitGroup // Readers' deletions of their old consumers
 
 	keys keysStream // AURUM_KEYS, looked up once (keys.go)
+
+	// ingestLegacy is set while AURUM_INGEST is the work queue of an
+	// earlier build, until the gateway has drained and re-created it
+	// (ingest.go, upgradeIngest).
+	ingestLegacy atomic.Bool
+	// beforeIngestPurge is a test hook (nil in production): called before
+	// each purge of AURUM_INGEST with the batch's last sequence; an error
+	// stands for a crash before the purge, which is then skipped.
+	beforeIngestPurge func(last uint64) error
 }
 
 // enter registers a long-running call that Close waits for; it reports
@@ -223,27 +236,29 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	return l, nil
 }
 
-func (l *Log) streamConfigs() []jetstream.StreamConfig {
-	base := func(name string, subjects ...string) jetstream.StreamConfig {
-		return jetstream.StreamConfig{
-			Name:       name,
-			Subjects:   subjects,
-			Retention:  jetstream.LimitsPolicy,
-			Storage:    jetstream.FileStorage,
-			Replicas:   l.opts.Replicas,
-			MaxMsgSize: ServerMaxPayload,
-			MaxMsgs:    -1,
-			MaxBytes:   -1,
-			Discard:    jetstream.DiscardOld,
-		}
+// baseStreamConfig is the configuration every Aurum stream starts from:
+// limits, file storage, Options.Replicas copies, no size limits.
+func (l *Log) baseStreamConfig(name string, subjects ...string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       name,
+		Subjects:   subjects,
+		Retention:  jetstream.LimitsPolicy,
+		Storage:    jetstream.FileStorage,
+		Replicas:   l.opts.Replicas,
+		MaxMsgSize: ServerMaxPayload,
+		MaxMsgs:    -1,
+		MaxBytes:   -1,
+		Discard:    jetstream.DiscardOld,
 	}
+}
+
+func (l *Log) streamConfigs() []jetstream.StreamConfig {
+	base := l.baseStreamConfig
 	logCfg := base(StreamLog, LogPrefix+">")
 	logCfg.Description = "Aurum truth log"
 	logCfg.Duplicates = logDuplicateWindow
 
-	ingest := base(StreamIngest, IngestPrefix+">")
-	ingest.Description = "Aurum raw ingest work queue"
-	ingest.Retention = jetstream.WorkQueuePolicy
+	ingest := l.ingestConfig()
 
 	dlq := base(StreamDeadLetter, DeadLetterPrefix+">")
 	dlq.Description = "Aurum dead letters"

@@ -394,7 +394,7 @@ func TestConsumeIngest(t *testing.T) {
 	check.For(t, 5*time.Second, 5*time.Millisecond, func() error {
 		p, err := ingestPending(ctx, l)
 		if err == nil && p != 0 {
-			err = fmt.Errorf("%d messages left in the work queue", p)
+			err = fmt.Errorf("%d messages left in AURUM_INGEST", p)
 		}
 		return err
 	})
@@ -823,7 +823,7 @@ func TestConsumeIngestPipelined(t *testing.T) {
 		return nil
 	})
 	if p, err := ingestPending(ctx, l); err != nil || p != n {
-		t.Fatalf("work queue holds %d of %d (%v) while the first batch waits", p, n, err)
+		t.Fatalf("AURUM_INGEST holds %d of %d (%v) while the first batch waits", p, n, err)
 	}
 	close(release)
 	check.For(t, 10*time.Second, 5*time.Millisecond, func() error {
@@ -837,7 +837,7 @@ func TestConsumeIngestPipelined(t *testing.T) {
 	check.For(t, 5*time.Second, 5*time.Millisecond, func() error {
 		p, err := ingestPending(ctx, l)
 		if err == nil && p != 0 {
-			err = fmt.Errorf("%d messages left in the work queue", p)
+			err = fmt.Errorf("%d messages left in AURUM_INGEST", p)
 		}
 		return err
 	})

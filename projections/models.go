@@ -63,6 +63,7 @@ type ModelRefit struct {
 	WindowDays int64    `msgpack:"w,omitempty"`  // propensity
 	Names      []string `msgpack:"n,omitempty"`  // propensity: as requested (none: the most frequent at each fit)
 	MaxItems   int64    `msgpack:"mi,omitempty"` // recommend
+	Algorithm  string   `msgpack:"al,omitempty"` // propensity: as requested (auto, logistic, gbt)
 }
 
 // Bounds of a refit policy.
@@ -82,6 +83,8 @@ func (r *ModelRefit) validate(m *Model) error {
 		return fmt.Errorf("projections: model %q: refit every %d ms, want %d..%d", m.Name, r.EveryMs, MinRefitEvery, MaxRefitEvery)
 	case len(r.Event) > features.MaxKeyLen || len(r.Names) > 64 || r.WindowDays < 0 || r.WindowDays > 366 || r.MaxItems < 0 || r.MaxItems > MaxRecommendItems:
 		return fmt.Errorf("projections: model %q: refit request out of bounds", m.Name)
+	case r.Algorithm != "" && !slices.Contains(PropensityAlgorithms, r.Algorithm):
+		return fmt.Errorf("projections: model %q: refit algorithm %q, want one of %v", m.Name, r.Algorithm, PropensityAlgorithms)
 	}
 	for _, n := range r.Names {
 		if len(n) > features.MaxKeyLen {
@@ -92,25 +95,66 @@ func (r *ModelRefit) validate(m *Model) error {
 }
 
 // PropensityParams are a fitted propensity model: P(Target within
-// WindowDays days) = σ(Intercept + Σ W[j]·(x[j] − Mean[j])/Scale[j]) over
-// the row propensity.FromFeatures computes from the profile's feature row
-// (columns: propensity.Columns of PropensityOptions), as of the time it is
-// read. Target is any track event; one other than the purchase has no
+// WindowDays days) over the row propensity.FromFeatures computes from the
+// profile's feature row (columns: propensity.Columns of
+// PropensityOptions), as of the time it is read. The classifier is
+// logistic regression, σ(Intercept + Σ W[j]·(x[j] − Mean[j])/Scale[j]), or
+// gradient-boosted trees (Trees: propensity.Forest, over the same
+// columns). Target is any track event; one other than the purchase has no
 // dated columns and must be among Names.
 type PropensityParams struct {
 	Target     string    `msgpack:"t"`
 	WindowDays int64     `msgpack:"w"`
 	Names      []string  `msgpack:"n"`
-	Mean       []float64 `msgpack:"m"`
-	Scale      []float64 `msgpack:"s"`
-	W          []float64 `msgpack:"x"`
-	Intercept  float64   `msgpack:"i"`
+	Mean       []float64 `msgpack:"m"` // logistic
+	Scale      []float64 `msgpack:"s"` // logistic
+	W          []float64 `msgpack:"x"` // logistic
+	Intercept  float64   `msgpack:"i"` // logistic
 	// AUC is the holdout AUC of the time-based split (trained at cutoff
-	// c−2w, evaluated at c−w, c the fit's log clock); Examples and
-	// Positives count the rows the stored model was trained on (cutoff c−w).
+	// c−2w, evaluated at c−w, c the fit's log clock) of the classifier
+	// recorded; Examples and Positives count the rows the stored model
+	// was trained on (cutoff c−w).
 	AUC       float64 `msgpack:"a"`
 	Examples  int64   `msgpack:"e"`
 	Positives int64   `msgpack:"p"`
+
+	// Classifier is the classifier that scores: ClassifierLogistic (W,
+	// Mean, Scale, Intercept; "" in records written before the trees) or
+	// ClassifierGBT (Trees; no weights).
+	Classifier string `msgpack:"cl,omitempty"`
+	// Algorithm is what the fit was asked: AlgorithmAuto (the trees when
+	// their holdout AUC beats the logistic regression's by the fit's
+	// margin, else the logistic regression), ClassifierLogistic or
+	// ClassifierGBT; "" in records written before the trees.
+	Algorithm string `msgpack:"rq,omitempty"`
+	// Trees are the gradient-boosted trees of classifier gbt, in their
+	// compact bounded binary form (propensity.Forest: at most
+	// MaxForestTrees trees of depth MaxForestDepth, checked when the
+	// record is decoded).
+	Trees *propensity.Forest `msgpack:"g,omitempty"`
+	// AUCLogistic and AUCGBT are the holdout AUCs of both classifiers,
+	// trained on the same rows (the fit trains both; 0 in records written
+	// before the trees).
+	AUCLogistic float64 `msgpack:"al,omitempty"`
+	AUCGBT      float64 `msgpack:"ag,omitempty"`
+}
+
+// Propensity classifiers and the algorithms a fit may be asked for.
+const (
+	ClassifierLogistic = "logistic" // L2 logistic regression (propensity.Logistic)
+	ClassifierGBT      = "gbt"      // gradient-boosted trees (propensity.Forest)
+	AlgorithmAuto      = "auto"     // the better on the holdout; the logistic regression on a tie
+)
+
+// PropensityAlgorithms are the values of a propensity request's algorithm.
+var PropensityAlgorithms = []string{AlgorithmAuto, ClassifierLogistic, ClassifierGBT}
+
+// classifier is the record's classifier ("" reads as logistic).
+func (p *PropensityParams) classifier() string {
+	if p.Classifier == "" {
+		return ClassifierLogistic
+	}
+	return p.Classifier
 }
 
 // options are the propensity.ExampleOptions of the model's rows: a target
@@ -130,8 +174,10 @@ func PropensityOptions(target string, windowDays int64, names []string) propensi
 		Undated: target != features.PurchaseEvent}
 }
 
-// validate checks the classifier's shape: one weight, mean and scale per
-// column, every number finite, scales > 0.
+// validate checks the classifier's shape: logistic, one weight, mean and
+// scale per column, every number finite, scales > 0, no trees; gbt, trees
+// over as many features as columns (propensity.Forest.Validate: bounded,
+// proper trees, finite values), no weights; the AUCs in [0, 1] or NaN.
 func (p *PropensityParams) validate(name string) error {
 	if p == nil {
 		return fmt.Errorf("projections: model %q: kind propensity without its parameters", name)
@@ -146,6 +192,35 @@ func (p *PropensityParams) validate(name string) error {
 		return fmt.Errorf("projections: model %q: window %d days, want 1..366", name, p.WindowDays)
 	case len(p.Names) == 0 || len(p.Names) > 64:
 		return fmt.Errorf("projections: model %q: %d event names, want 1..64", name, len(p.Names))
+	case p.Algorithm != "" && !slices.Contains(PropensityAlgorithms, p.Algorithm):
+		return fmt.Errorf("projections: model %q: algorithm %q, want one of %v", name, p.Algorithm, PropensityAlgorithms)
+	}
+	for _, a := range []float64{p.AUC, p.AUCLogistic, p.AUCGBT} {
+		if !math.IsNaN(a) && !(a >= 0 && a <= 1) {
+			return fmt.Errorf("projections: model %q: AUC %v, want 0..1 or NaN", name, a)
+		}
+	}
+	switch p.classifier() {
+	case ClassifierGBT:
+		switch {
+		case p.Trees == nil:
+			return fmt.Errorf("projections: model %q: classifier gbt without its trees", name)
+		case len(p.W) != 0 || len(p.Mean) != 0 || len(p.Scale) != 0 || p.Intercept != 0:
+			return fmt.Errorf("projections: model %q: classifier gbt with logistic weights", name)
+		case p.Trees.Features != cols:
+			return fmt.Errorf("projections: model %q: trees over %d features, want %d columns", name, p.Trees.Features, cols)
+		}
+		if err := p.Trees.Validate(); err != nil {
+			return fmt.Errorf("projections: model %q: %w", name, err)
+		}
+		return nil
+	case ClassifierLogistic:
+	default:
+		return fmt.Errorf("projections: model %q: classifier %q, want %s or %s", name, p.Classifier, ClassifierLogistic, ClassifierGBT)
+	}
+	switch {
+	case p.Trees != nil:
+		return fmt.Errorf("projections: model %q: classifier logistic with trees", name)
 	case len(p.W) != cols || len(p.Mean) != cols || len(p.Scale) != cols:
 		return fmt.Errorf("projections: model %q: %d/%d/%d weights/means/scales, want %d", name, len(p.W), len(p.Mean), len(p.Scale), cols)
 	}
@@ -165,8 +240,8 @@ func (p *PropensityParams) validate(name string) error {
 }
 
 // PropensityScore is the propensity of a profile (its feature row and its
-// first and last seen times) under a propensity model as of now (Unix ms):
-// a pure function of them, moving with time (the decayed counts and the
+// first and last seen times) under a propensity model as of now (Unix ms),
+// by its classifier (logistic regression or trees): a pure function of them, moving with time (the decayed counts and the
 // days since fall as silence lasts). ok is false for a model of another
 // kind, one that does not validate, or a profile with no event by now.
 func PropensityScore(m *Model, f *features.Features, firstSeen, lastSeen, now int64) (float64, bool) {
@@ -177,6 +252,9 @@ func PropensityScore(m *Model, f *features.Features, firstSeen, lastSeen, now in
 	row, err := propensity.FromFeatures(f, firstSeen, min(lastSeen, now), now, p.options())
 	if err != nil {
 		return 0, false
+	}
+	if p.Trees != nil { // classifier gbt (Validate: the trees have the row's width)
+		return p.Trees.Predict(row), true
 	}
 	lr := propensity.Logistic{Names: p.Names, Std: propensity.Standardizer{Mean: p.Mean, Scale: p.Scale}, Intercept: p.Intercept, W: p.W}
 	return lr.Predict(row), true
@@ -201,7 +279,7 @@ const (
 	ControlModelPut     = "model.put"    // Model: create or replace (Version, Created, Updated assigned by Apply)
 	ControlModelDelete  = "model.delete" // Model.Name
 	ModelKindCLV        = "clv"          // BG/NBD + Pareto/NBD + Gamma-Gamma
-	ModelKindPropensity = "propensity"   // P(target event within a window): logistic regression on the feature row
+	ModelKindPropensity = "propensity"   // P(target event within a window): logistic regression or gradient-boosted trees on the feature row
 	ModelKindRecommend  = "recommend"    // next best product: co-occurrence and popularity tables (recommend.Tables)
 )
 

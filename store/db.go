@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -40,6 +41,76 @@ type Options struct {
 	// block cache. Default 10; negative: no filters (tables written
 	// earlier keep whatever they have).
 	BloomBitsPerKey int
+	// WALBytesPerSync makes the WAL's writer ask the OS to start writing
+	// its data out every so many bytes (sync_file_range on Linux, from
+	// Pebble's WAL goroutine), so that a sync, and the sync of a memtable
+	// rotation, which closes the WAL on the committing goroutine, find
+	// less to write. 0: none (Pebble's default).
+	WALBytesPerSync int
+	// Events, when set, receives what Pebble reports about the background
+	// work that can hold up commits (write stalls, memtable flushes,
+	// compactions, slow disk operations). Nil: none.
+	Events *Events
+}
+
+// Events receives Pebble's reports of the work that can hold up a commit:
+// a write stall makes Commit wait until a memtable flush or an L0
+// compaction has made room. Each field may be nil. They are called from
+// Pebble's goroutines (a stall's from the committing one) and must return
+// quickly.
+type Events struct {
+	// WriteStall is called when commits start waiting (begin, with Pebble's
+	// reason: too many memtables queued for flushing, or too many L0
+	// sublevels) and when they stop (end: reason "").
+	WriteStall func(begin bool, reason string)
+	// Flush is called after a memtable flush: the bytes of the memtables
+	// flushed and the time it took (writing and syncing the tables, then
+	// installing them).
+	Flush func(bytes uint64, d time.Duration)
+	// Compaction is called after a compaction: its output level, the
+	// bytes it wrote and the time it took.
+	Compaction func(level int, bytes uint64, d time.Duration)
+	// WALRotated is called when a new WAL file replaced the previous one:
+	// a full memtable was rotated out, and the commit that rotated it
+	// closed (and synced) the previous WAL.
+	WALRotated func()
+	// DiskSlow is called when a write or sync to a file took longer than
+	// Pebble's threshold (5 s by default).
+	DiskSlow func(path string, d time.Duration)
+}
+
+// listener is the pebble.EventListener of ev.
+func (ev *Events) listener() pebble.EventListener {
+	var l pebble.EventListener
+	if ev.WriteStall != nil {
+		l.WriteStallBegin = func(i pebble.WriteStallBeginInfo) { ev.WriteStall(true, i.Reason) }
+		l.WriteStallEnd = func() { ev.WriteStall(false, "") }
+	}
+	if ev.Flush != nil {
+		l.FlushEnd = func(i pebble.FlushInfo) {
+			if i.Err == nil {
+				ev.Flush(i.InputBytes, i.TotalDuration)
+			}
+		}
+	}
+	if ev.Compaction != nil {
+		l.CompactionEnd = func(i pebble.CompactionInfo) {
+			if i.Err == nil {
+				var n uint64
+				for _, t := range i.Output.Tables {
+					n += t.Size
+				}
+				ev.Compaction(i.Output.Level, n, i.TotalDuration)
+			}
+		}
+	}
+	if ev.WALRotated != nil {
+		l.WALCreated = func(pebble.WALCreateInfo) { ev.WALRotated() }
+	}
+	if ev.DiskSlow != nil {
+		l.DiskSlow = func(i pebble.DiskSlowInfo) { ev.DiskSlow(i.Path, i.Duration) }
+	}
+	return l
 }
 
 const (
@@ -92,6 +163,10 @@ func Open(dir string, opts *Options) (*DB, error) {
 		// explicitly, never implicitly.
 		FormatMajorVersion: pebble.FormatNewest,
 		DisableWAL:         o.NoWAL,
+		WALBytesPerSync:    o.WALBytesPerSync,
+	}
+	if o.Events != nil {
+		po.AddEventListener(o.Events.listener())
 	}
 	if o.BloomBitsPerKey > 0 {
 		// Levels[i] defaults to Levels[i-1]'s policy only for L1+; set

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -649,5 +650,156 @@ func TestBloomFilters(t *testing.T) {
 				t.Errorf("no filters configured, but %d filter hits and %d misses", hits, after.FilterMisses)
 			}
 		})
+	}
+}
+
+// TestEventsReportFlushesAndCompactions: Options.Events hears each flush of
+// a memtable (with its bytes) and the compaction that the L0 tables of
+// several flushes start.
+func TestEventsReportFlushesAndCompactions(t *testing.T) {
+	var (
+		mu                  sync.Mutex
+		flushes, compacted  int
+		flushBytes, written uint64
+	)
+	ev := &Events{
+		Flush: func(n uint64, d time.Duration) {
+			mu.Lock()
+			flushes, flushBytes = flushes+1, flushBytes+n
+			mu.Unlock()
+		},
+		Compaction: func(level int, n uint64, d time.Duration) {
+			mu.Lock()
+			compacted++
+			written += n
+			mu.Unlock()
+		},
+	}
+	db, err := Open(t.TempDir(), &Options{CacheSize: 8 << 20, MemTableSize: 4 << 20, Logger: slog.New(slog.DiscardHandler), Events: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const tables = 6 // more than Pebble's L0 compaction threshold (4)
+	for i := range tables {
+		b := db.NewBatch()
+		for k := range 1000 {
+			if err := b.Set([]byte(fmt.Sprintf("k%05d", k)), []byte(fmt.Sprintf("v%d-%d", i, k))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Commit(b, false); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check.For(t, 30*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if flushes < tables || flushBytes == 0 {
+			return fmt.Errorf("%d flushes (%d bytes) of %d", flushes, flushBytes, tables)
+		}
+		if compacted == 0 || written == 0 {
+			return fmt.Errorf("no compaction reported (%d)", compacted)
+		}
+		return nil
+	})
+}
+
+// TestCommitLatency measures how long a commit takes when the committing
+// goroutine syncs the WAL itself every 200 ms (the apply loop before
+// session 10) against a sync in another goroutine, at several memtable
+// sizes and WAL write-out settings: batches of AURUM_COMMIT_KIB KiB
+// (default 75: a group of 50 new people) every 10 ms for 3 s. The figures
+// are the commit latencies' quantiles (issue #15, bench/RESULTS.md "Issue
+// #15 (session 10): the latency tail"). Run on purpose:
+//
+//	AURUM_BENCH=commitlatency go test -run TestCommitLatency -v ./store/
+func TestCommitLatency(t *testing.T) {
+	if os.Getenv("AURUM_BENCH") != "commitlatency" {
+		t.Skip("set AURUM_BENCH=commitlatency")
+	}
+	kib := 75
+	if v, err := strconv.Atoi(os.Getenv("AURUM_COMMIT_KIB")); err == nil && v > 0 {
+		kib = v
+	}
+	type variant struct {
+		name       string
+		background bool
+		mem        uint64
+		perSync    int
+	}
+	variants := []variant{
+		{"inline sync, 32 MiB memtable", false, 32 << 20, 0},
+		{"background sync, 32 MiB memtable", true, 32 << 20, 0},
+		{"inline sync, 10 MiB memtable", false, 10 << 20, 0},
+		{"background sync, 10 MiB memtable", true, 10 << 20, 0},
+		{"background sync, 10 MiB memtable, WAL write-out 512 KiB", true, 10 << 20, 512 << 10},
+	}
+	rounds := 3
+	for r := range rounds {
+		for _, v := range variants {
+			db, err := Open(t.TempDir(), &Options{MemTableSize: v.mem, WALBytesPerSync: v.perSync, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			syncReq := make(chan struct{}, 1)
+			done := make(chan struct{})
+			var syncer sync.WaitGroup
+			syncer.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					case <-syncReq:
+					}
+					if err := db.SyncWAL(); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+			val := bytes.Repeat([]byte("v"), 1400)
+			var lat []time.Duration
+			start := time.Now()
+			lastSync := start
+			for i := 0; time.Since(start) < 3*time.Second; i++ {
+				time.Sleep(time.Until(start.Add(time.Duration(i) * 10 * time.Millisecond)))
+				b := db.NewBatch()
+				for j := 0; j < kib*1024/(len(val)+40); j++ {
+					_ = b.Set([]byte(fmt.Sprintf("p/%08d/%04d/%020d", i, j, i*1000+j)), val)
+				}
+				now := time.Now()
+				syncNow := now.Sub(lastSync) >= 200*time.Millisecond
+				if err := db.Commit(b, syncNow && !v.background); err != nil {
+					t.Fatal(err)
+				}
+				lat = append(lat, time.Since(now))
+				b.Close()
+				if syncNow {
+					lastSync = now
+					if v.background {
+						select {
+						case syncReq <- struct{}{}:
+						default:
+						}
+					}
+				}
+			}
+			close(done)
+			syncer.Wait()
+			m := db.Metrics()
+			db.Close()
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			q := func(f float64) string {
+				return fmt.Sprintf("%.2f", float64(lat[min(len(lat)-1, int(f*float64(len(lat))))].Microseconds())/1000)
+			}
+			load, _ := os.ReadFile("/proc/loadavg")
+			t.Logf("round %d, %-58s commit ms p50 %s p99 %s p99.9 %s max %s (%d commits, %d flushes; load %s)", r+1, v.name, q(0.5), q(0.99), q(0.999),
+				q(1), len(lat), m.Flushes, strings.Fields(string(load))[0])
+		}
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/projections"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // chaosAudiences have short time windows, so that ticks (every 100 ms)
@@ -37,8 +39,11 @@ var chaosAudiences = []struct {
 
 // TestChaos is the exactly-once proof. It runs `aurum serve` as a real
 // process (ticks every 100 ms), streams the synthetic store
-// (internal/workload) into it through /v1/batch from several producers that
-// retry every batch until it is acknowledged and send a share of batches
+// (internal/workload) into it from several producers, half through
+// /v1/batch and half over NATS (aurum.ingest.<source>, each event published
+// until JetStream acknowledges it: the gateway's purge-per-batch position
+// is crossed by the kills too), that retry every batch until it is
+// acknowledged and send a share of batches
 // twice (lost acknowledgements), with event time = send time so that the
 // audiences' short windows fire time-driven exits. Meanwhile it SIGKILLs the
 // node at random points spread over the stream, and once more in the middle
@@ -83,13 +88,24 @@ func TestChaos(t *testing.T) {
 	}
 
 	// Producers: each sends its batches in order, retrying until a 200.
-	var acked, rejected, dups atomic.Int64
+	var acked, rejected, dups, overNATSEvents atomic.Int64
 	sendDeadline := time.Now().Add(cfg.timeout + time.Duration(cfg.kills)*5*time.Second) // a bound on retries, should the node not come back
 	var wg sync.WaitGroup
 	for p, batches := range w.producers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			overNATS := p%2 == 1
+			var js map[string]jetstream.JetStream
+			if overNATS {
+				var closeJS func()
+				var err error
+				if js, closeJS, err = natsProducers(n.NATS, keys, nats.RetryOnFailedConnect(true)); err != nil {
+					t.Errorf("producer %d: %v", p, err)
+					return
+				}
+				defer closeJS()
+			}
 			pace := time.NewTicker(time.Second / time.Duration(max(cfg.rate, 1)))
 			defer pace.Stop()
 			for i, b := range batches {
@@ -110,7 +126,13 @@ func TestChaos(t *testing.T) {
 					sends = 2
 				}
 				for s := range sends {
-					rj, err := chaosSend(n, keys[b.source], body, sendDeadline)
+					var rj int
+					if overNATS {
+						err = natsSendBatch(js[b.source], b, sendDeadline)
+						overNATSEvents.Add(int64(len(b.events)))
+					} else {
+						rj, err = chaosSend(n, keys[b.source], body, sendDeadline)
+					}
 					if err != nil {
 						t.Errorf("producer %d batch %d (send %d): %v", p, i, s+1, err)
 						return
@@ -191,6 +213,11 @@ func TestChaos(t *testing.T) {
 		// state is compared.
 		t.Logf("replay status after the crash: %q", waitReplaySettled(t, n, cfg.timeout))
 	}
+
+	// The NATS producers' events are acknowledged once in AURUM_INGEST:
+	// the gateway handles them by itself, and the stream is empty once it
+	// has (purged after their appends).
+	waitIngestDrained(t, n.NATS, cfg.timeout)
 
 	// Time-driven exits: every windowed audience empties once the stream
 	// has been over for its window (nothing but ticks happens meanwhile).
@@ -278,9 +305,9 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("projections after %d SIGKILLs differ from a clean rebuild:\n crashed %s\n rebuilt %s", rep.kills+rep.replayKills, crashed, rebuilt)
 	}
 
-	t.Logf("chaos %s, seed %d: %d events (%d batches, %d sent twice) into %d profiles, %d SIGKILLs (+%d during a replay), "+
+	t.Logf("chaos %s, seed %d: %d events (%d batches, %d sent twice; %d events sent over NATS) into %d profiles, %d SIGKILLs (+%d during a replay), "+
 		"%d transitions (%d entries, %d exits, %d by time) identical to a clean replay of %d log entries; digest %.16s…; stream %v, total %v",
-		cfg.name, cfg.seed, w.events, w.batches, dups.Load(), profiles, rep.kills, rep.replayKills,
+		cfg.name, cfg.seed, w.events, w.batches, dups.Load(), overNATSEvents.Load(), profiles, rep.kills, rep.replayKills,
 		len(pubs), entered, exited, timeExits, res.Applied, crashed, streamed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aurumcdp/aurum/internal/check"
 	"github.com/aurumcdp/aurum/internal/workload"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -22,7 +23,7 @@ type chaosConfig struct {
 	people    int // workload.Config.People
 	days      int // workload.Config.Days
 	kills     int // plain SIGKILLs spread over the stream (the replay kill comes on top)
-	producers int // concurrent HTTP producers; a person's events stay with one producer
+	producers int // concurrent producers (odd ones over NATS); a person's events stay with one producer
 	batch     int // events per /v1/batch request
 	dupEvery  int // every dupEvery-th batch of a producer is sent twice (a lost acknowledgement)
 	rate      int // batches per second per producer (0: unthrottled), so that the stream spans the windows
@@ -363,6 +364,56 @@ func readPublished(t *testing.T, natsURL string, want int, timeout time.Duration
 }
 
 // logLastSeq is the last sequence of AURUM_LOG.
+// natsProducers connects one JetStream producer per workload source (its
+// write key) to url, reconnecting without end (nodes restart); close
+// closes the connections.
+func natsProducers(url string, keys map[string]string, opts ...nats.Option) (js map[string]jetstream.JetStream, close func(), err error) {
+	var conns []*nats.Conn
+	close = func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}
+	js = map[string]jetstream.JetStream{}
+	for _, s := range workload.Sources {
+		nc, err := nats.Connect(url, append([]nats.Option{natsProducer(s, keys[s]), nats.MaxReconnects(-1),
+			nats.ReconnectWait(100 * time.Millisecond)}, opts...)...)
+		if err != nil {
+			close()
+			return nil, nil, fmt.Errorf("NATS producer of %s: %w", s, err)
+		}
+		conns = append(conns, nc)
+		if js[s], err = jetstream.New(nc); err != nil {
+			close()
+			return nil, nil, err
+		}
+	}
+	return js, close, nil
+}
+
+// waitIngestDrained waits until AURUM_INGEST holds no message: the
+// gateway has handled (and purged) everything producers published.
+func waitIngestDrained(t *testing.T, natsURL string, timeout time.Duration) {
+	t.Helper()
+	nc := natsConnect(t, natsURL, natsAdmin())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check.For(t, timeout, 20*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, "AURUM_INGEST")
+		if err != nil {
+			return err
+		}
+		if st := s.CachedInfo().State; st.Msgs != 0 {
+			return fmt.Errorf("AURUM_INGEST holds %d messages (first %d, last %d)", st.Msgs, st.FirstSeq, st.LastSeq)
+		}
+		return nil
+	})
+}
+
 func logLastSeq(t *testing.T, natsURL string) uint64 {
 	t.Helper()
 	nc := natsConnect(t, natsURL, natsAdmin())

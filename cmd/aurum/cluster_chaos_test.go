@@ -355,20 +355,13 @@ func TestClusterChaos(t *testing.T) {
 			overNATS := p%2 == 1
 			var js map[string]jetstream.JetStream
 			if overNATS {
-				js = map[string]jetstream.JetStream{}
-				for _, s := range workload.Sources {
-					nc, err := nats.Connect(c.natsURLs(), natsProducer(s, keys[s]), nats.MaxReconnects(-1),
-						nats.ReconnectWait(100*time.Millisecond), nats.DontRandomize())
-					if err != nil {
-						t.Errorf("producer %d: NATS: %v", p, err)
-						return
-					}
-					defer nc.Close()
-					if js[s], err = jetstream.New(nc); err != nil {
-						t.Errorf("producer %d: %v", p, err)
-						return
-					}
+				var closeJS func()
+				var err error
+				if js, closeJS, err = natsProducers(c.natsURLs(), keys, nats.DontRandomize()); err != nil {
+					t.Errorf("producer %d: %v", p, err)
+					return
 				}
+				defer closeJS()
 			}
 			pace := time.NewTicker(time.Second / time.Duration(cfg.rate))
 			defer pace.Stop()

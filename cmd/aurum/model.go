@@ -27,12 +27,16 @@ plain score names; another name prefixes them with "<name>.". "model evaluate" b
 fitted model over the holdout period after its calibration end.
 
 "model fit NAME --kind propensity" fits P(--event within --window-days days; default a purchase,
-"Order Completed", within 30) on the log's own history (logistic regression on the feature row's decayed event counts, days since first, last and
-last purchase, active and purchase days, spend), split by time: trained as of two windows before the
-latest event, its AUC measured as of one window before, then refitted on the newest labels. Rules
-read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity). The event may be any track
-event ("Subscription Started"); for one other than the purchase its decayed counts stand for its
-days, which the feature row keeps for purchases only.
+"Order Completed", within 30) on the log's own history (the feature row's decayed event counts, days
+since first, last and last purchase, active and purchase days, spend), split by time: trained as of
+two windows before the latest event, its AUC measured as of one window before, then refitted on the
+newest labels. It trains both an L2 logistic regression and gradient-boosted trees on the same rows
+and keeps the trees only when their holdout AUC beats the logistic regression's by 0.01
+(--algorithm auto, the default); --algorithm logistic or gbt keeps the one named. "model show"
+prints both AUCs. Rules read it as propensity("NAME") > 0.5 (or predictions.NAME.propensity),
+whichever the classifier. The event may be any track event ("Subscription Started"); for one
+other than the purchase its decayed counts stand for its days, which the feature row keeps for
+purchases only.
 
 "model fit NAME --kind recommend" fits the next best product on every profile's events with a
 properties.product_id (views, "Product Added", "Order Completed"): item-to-item co-occurrence and
@@ -46,6 +50,7 @@ fits it again this long after each fit, with the same request, and appends the r
 log like any fit (replays read it, they never refit). A fit of the name without it ends it.`,
 		Example: `  aurum model fit clv --calibration-end 1997-09-30 --wait
   aurum model fit buy30 --kind propensity --window-days 30
+  aurum model fit buy30-trees --kind propensity --algorithm gbt
   aurum model fit sub60 --kind propensity --event "Subscription Started" --window-days 60
   aurum model fit nbp --kind recommend --refit-every 7d
   aurum model list
@@ -62,7 +67,7 @@ log like any fit (replays read it, they never refit). A fit of the name without 
 		output string
 	}
 	fitCmd := &cobra.Command{
-		Use:   "fit NAME (--calibration-end YYYY-MM-DD [--time-unit week|day] [--scorer pareto_nbd|bgnbd] | --kind propensity [--window-days N] [--names a,b] | --kind recommend [--max-items N]) [--refit-every 7d] [--wait]",
+		Use:   "fit NAME (--calibration-end YYYY-MM-DD [--time-unit week|day] [--scorer pareto_nbd|bgnbd] | --kind propensity [--window-days N] [--names a,b] [--algorithm auto|logistic|gbt] | --kind recommend [--max-items N]) [--refit-every 7d] [--wait]",
 		Short: "Fit a model in the background on the node (--wait: until it is ready or failed)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -121,6 +126,7 @@ log like any fit (replays read it, they never refit). A fit of the name without 
 	fl.IntVar(&fit.req.MaxItems, "max-items", 0, "recommend: the items whose neighbours are kept, the most popular first (default and at most 1000)")
 	fl.IntVar(&fit.req.WindowDays, "window-days", 0, "propensity: the label is the event within this many days (default 30)")
 	fl.StringSliceVar(&fit.req.Names, "names", nil, "propensity: event names whose decayed counts are features (default: the 16 most frequent)")
+	fl.StringVar(&fit.req.Algorithm, "algorithm", "", "propensity: the classifier kept: auto (the trees if their holdout AUC beats the logistic regression's by 0.01; the default), logistic or gbt")
 	fl.StringVar(&fit.req.Event, "event", "Order Completed", "clv: the purchase event (the feature projection's); propensity: the target, any track event")
 	fl.StringVar(&fit.req.Revenue, "revenue", "revenue", "the revenue property (the feature projection's)")
 	fl.StringVar(&fit.req.TimeUnit, "time-unit", "week", "time unit of the fit: week or day")
@@ -221,9 +227,20 @@ func modelFields(m models.Info) ([]string, [][]string) {
 			[]string{"gamma_gamma", fmt.Sprintf("p=%.4g q=%.4g gamma=%.4g LL=%.2f", p.GammaGamma.P, p.GammaGamma.Q, p.GammaGamma.Gamma, p.GammaGamma.LogLikelihood)})
 	}
 	if p := m.Propensity; p != nil {
+		classifier := p.Classifier
+		if p.Trees > 0 {
+			classifier += fmt.Sprintf(" (%d trees of depth %d)", p.Trees, p.Depth)
+		}
+		if p.Algorithm != "" {
+			classifier += "; asked: " + p.Algorithm
+		}
 		rows = append(rows, []string{"label", fmt.Sprintf("%s within %d days", p.Event, p.WindowDays)},
-			[]string{"features", strings.Join(p.Names, ", ")}, []string{"classifier", p.Classifier},
-			[]string{"holdout_auc", fmtPtr(p.AUC)}, []string{"examples", fmt.Sprintf("%d (%d positive)", p.Examples, p.Positives)})
+			[]string{"features", strings.Join(p.Names, ", ")}, []string{"classifier", classifier},
+			[]string{"holdout_auc", fmtPtr(p.AUC)})
+		if a := p.AUCs; a != nil {
+			rows = append(rows, []string{"holdout_aucs", fmt.Sprintf("logistic %s, gbt %s", fmtPtr(a.Logistic), fmtPtr(a.GBT))})
+		}
+		rows = append(rows, []string{"examples", fmt.Sprintf("%d (%d positive)", p.Examples, p.Positives)})
 	}
 	if r := m.Recommend; r != nil && m.Status == models.StatusReady {
 		rows = append(rows, []string{"version", fmt.Sprint(m.Version)},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/aurumcdp/aurum/event"
 	alog "github.com/aurumcdp/aurum/log"
@@ -17,19 +18,73 @@ import (
 // bigger appends).
 const gatewayDepth = 4
 
+// gatewayLeaderPoll is how often a cluster node's gateway asks whether it
+// is (still) the leader.
+const gatewayLeaderPoll = 100 * time.Millisecond
+
 // RunGateway validates events that producers publish straight to
 // aurum.ingest.<source>: valid ones go through Ingest like HTTP events,
-// invalid ones to the dead-letter stream; then the raw messages are acked.
-// Up to gatewayDepth pulls of 500 are in flight (log.ConsumeIngestPipelined);
-// a batch is acked only once the append holding its events is durable. An
-// event without messageId gets one from its raw stream sequence, so a
-// redelivery after a crash is deduplicated.
+// invalid ones to the dead-letter stream; then the raw messages are
+// removed from AURUM_INGEST (log.ConsumeIngestPipelined: one purge per
+// batch, which is also the gateway's position). Up to gatewayDepth pulls
+// of 500 are in flight; a batch is removed only once the append holding
+// its events is durable and its dead letters are written. An event
+// without messageId gets one from its raw message (stream and sequence),
+// so a second read after a crash is deduplicated.
 //
 // Each batch is parsed and sealed on a goroutine of its own (at most
 // gatewayDepth at a time: the batches in flight), so the consumer goes on
-// fetching and acking meanwhile; the batches' records are queued for the
-// committer in stream order all the same (each waits for the one before).
+// fetching meanwhile; the batches' records are queued for the committer
+// in stream order all the same (each waits for the one before).
+//
+// With Options.Leader (a cluster) the gateway runs only while it reports
+// true: one reader of the stream (two for a moment at a change of leader
+// read the same messages: the state machine drops the second copies).
 func (e *Edge) RunGateway(ctx context.Context) error {
+	if e.opts.Leader == nil {
+		return e.runGateway(ctx)
+	}
+	t := time.NewTicker(gatewayLeaderPoll)
+	defer t.Stop()
+	for {
+		if e.opts.Leader() {
+			if err := e.gatewayWhileLeader(ctx, t.C); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// gatewayWhileLeader runs the gateway until ctx ends or Options.Leader
+// turns false (asked at each tick); it returns the gateway's failure.
+func (e *Edge) gatewayWhileLeader(ctx context.Context, tick <-chan time.Time) error {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.runGateway(lctx) }() // owned here: waited for below
+	for {
+		select {
+		case err := <-done:
+			if ctx.Err() != nil || lctx.Err() != nil {
+				return nil
+			}
+			return err
+		case <-tick:
+			if !e.opts.Leader() {
+				cancel()
+				<-done
+				return nil
+			}
+		}
+	}
+}
+
+func (e *Edge) runGateway(ctx context.Context) error {
 	var prev chan struct{} // closed once the previous batch's records are queued
 	return e.log.ConsumeIngestPipelined(ctx, 500, gatewayDepth, func(msgs []alog.RawMsg) func() error {
 		b := &gatewayBatch{ctx: ctx, e: e, msgs: slices.Clone(msgs), // the slice is not ours to keep
@@ -104,6 +159,9 @@ func (b *gatewayBatch) run() {
 
 // wait returns once the batch's valid events are durable on the log and
 // its invalid ones are on the dead-letter stream, or with the first error.
+// Only then is the batch removed from AURUM_INGEST: a crash before that
+// reads it again (its events are dropped by the state machine's dedup,
+// its dead letters by the message id within AURUM_DLQ's duplicate window).
 func (b *gatewayBatch) wait() error {
 	<-b.done
 	// Valid events first: if their ingest fails the batch is
@@ -119,7 +177,7 @@ func (b *gatewayBatch) wait() error {
 		return err
 	}
 	for _, r := range b.bad {
-		if err := b.e.deadLetter(b.ctx, r.m.Source, 0, r.m.Data, r.err); err != nil {
+		if err := b.e.deadLetter(b.ctx, r.m.Source, 0, r.m.Data, r.err, rawID("ingest", r.m)); err != nil {
 			return err
 		}
 	}
@@ -132,9 +190,20 @@ func (e *Edge) parseRaw(m alog.RawMsg) (event.Event, error) {
 		return ev, err
 	}
 	if ev.MessageID == "" {
-		ev.MessageID = "nats-" + strconv.FormatUint(m.Seq, 10)
+		ev.MessageID = rawID("nats", m)
 	}
 	return ev, nil
+}
+
+// rawID names a raw message for good: prefix-<stream>-<seq> (the stream's
+// creation in Unix nanoseconds: a stream created again starts its
+// sequences over), or prefix-<seq> for the work queue of an earlier build,
+// the id that build gave.
+func rawID(prefix string, m alog.RawMsg) string {
+	if m.Stream == 0 {
+		return prefix + "-" + strconv.FormatUint(m.Seq, 10)
+	}
+	return prefix + "-" + strconv.FormatInt(m.Stream, 10) + "-" + strconv.FormatUint(m.Seq, 10)
 }
 
 // parseDoc parses one raw JSON event (a Segment message whose "type" says
@@ -173,8 +242,10 @@ func (e *Edge) IngestJSON(ctx context.Context, source string, docs [][]byte) err
 }
 
 // DeadLetter keeps a rejected event on the dead-letter stream with its reason.
-func (e *Edge) deadLetter(ctx context.Context, source string, index int, payload []byte, cause error) error {
-	d := alog.DeadLetter{Source: source, Index: index, Reason: cause.Error(), Payload: payload, Received: e.opts.Now()}
+// msgID, when not empty, deduplicates the record on the stream (within its
+// duplicate window).
+func (e *Edge) deadLetter(ctx context.Context, source string, index int, payload []byte, cause error, msgID string) error {
+	d := alog.DeadLetter{Source: source, Index: index, Reason: cause.Error(), Payload: payload, Received: e.opts.Now(), MsgID: msgID}
 	var fe *event.FieldError
 	if errors.As(cause, &fe) {
 		d.Field, d.Reason = fe.Field, fe.Reason
@@ -186,7 +257,7 @@ func (e *Edge) deadLetter(ctx context.Context, source string, index int, payload
 // DeadLetter keeps a rejected event (field and reason given) on the
 // dead-letter stream.
 func (e *Edge) DeadLetter(ctx context.Context, source string, index int, field, reason string, payload []byte) error {
-	return e.deadLetter(ctx, source, index, payload, &event.FieldError{Field: field, Reason: reason})
+	return e.deadLetter(ctx, source, index, payload, &event.FieldError{Field: field, Reason: reason}, "")
 }
 
 // DeadLetters reads dead-letter records from the stream position from.

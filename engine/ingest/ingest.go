@@ -47,6 +47,9 @@ type Options struct {
 	Now func() time.Time
 	// Registry receives the edge's metrics (aurum_ingest_*, aurum_log_append*).
 	Registry prometheus.Registerer
+	// Leader, when set (a cluster), says whether this node runs the NATS
+	// gateway: one reader of AURUM_INGEST per cluster. Nil: always.
+	Leader func() bool
 }
 
 // Edge is the ingest edge: it validates, seals and group-commits events

@@ -42,13 +42,48 @@ type PropensityInfo struct {
 	Event      string   `json:"event"`       // the target event
 	WindowDays int64    `json:"window_days"` // the label: the event within this many days
 	Names      []string `json:"names"`       // the event names whose decayed counts are features
-	Classifier string   `json:"classifier"`  // logistic (L2, on standardized features)
-	// AUC is the holdout AUC of the time-based split: trained on the
-	// profiles as of two windows before the fit's log time, evaluated on
-	// them one window before (null: one class only).
-	AUC       *float64 `json:"auc"`
-	Examples  int64    `json:"examples"`  // training rows of the stored model
-	Positives int64    `json:"positives"` // of which with the event in the window
+	// Classifier is the one that scores: logistic (L2, on standardized
+	// features) or gbt (gradient-boosted trees); while a fit of algorithm
+	// auto runs, "".
+	Classifier string `json:"classifier"`
+	// Algorithm is what the fit was asked: auto, logistic or gbt.
+	Algorithm string `json:"algorithm,omitempty"`
+	// AUC is the holdout AUC of the time-based split of the classifier
+	// recorded: trained on the profiles as of two windows before the
+	// fit's log time, evaluated on them one window before (null: one
+	// class only).
+	AUC *float64 `json:"auc"`
+	// AUCs are both classifiers' holdout AUCs on the same rows (records
+	// written before the trees have none).
+	AUCs *PropensityAUCs `json:"aucs,omitempty"`
+	// Trees and Depth are the size of a gbt classifier's forest.
+	Trees     int   `json:"trees,omitempty"`
+	Depth     int   `json:"depth,omitempty"`
+	Examples  int64 `json:"examples"`  // training rows of the stored model
+	Positives int64 `json:"positives"` // of which with the event in the window
+}
+
+// PropensityAUCs are the holdout AUCs of both classifiers of a propensity
+// fit (null: not a number).
+type PropensityAUCs struct {
+	Logistic *float64 `json:"logistic"`
+	GBT      *float64 `json:"gbt"`
+}
+
+// propensityInfo is a propensity record as GET /v1/models/{name} shows it.
+func propensityInfo(p *projections.PropensityParams) *PropensityInfo {
+	in := &PropensityInfo{Event: p.Target, WindowDays: p.WindowDays, Names: p.Names, AUC: finite(p.AUC),
+		Examples: p.Examples, Positives: p.Positives, Classifier: p.Classifier, Algorithm: p.Algorithm}
+	if in.Classifier == "" {
+		in.Classifier = projections.ClassifierLogistic
+	}
+	if p.Algorithm != "" {
+		in.AUCs = &PropensityAUCs{Logistic: finite(p.AUCLogistic), GBT: finite(p.AUCGBT)}
+	}
+	if p.Trees != nil {
+		in.Trees, in.Depth = len(p.Trees.Trees), p.Trees.Depth()
+	}
+	return in
 }
 
 // Params are the fitted parameters.
@@ -114,8 +149,7 @@ func (s *Service) infoOf(m *projections.Model, st *jobState) Info {
 		in = Info{Name: m.Name, Kind: m.Kind, Status: StatusReady, Version: m.Version, Customers: p.Examples,
 			FittedAsOf: &FittedAsOf{Seq: m.FittedAsOf.Seq, Time: time.UnixMilli(m.FittedAsOf.Time).UTC()},
 			Created:    msTime(m.Created), Updated: msTime(m.Updated),
-			Propensity: &PropensityInfo{Event: p.Target, WindowDays: p.WindowDays, Names: p.Names, AUC: finite(p.AUC),
-				Examples: p.Examples, Positives: p.Positives, Classifier: "logistic"}}
+			Propensity: propensityInfo(p)}
 	} else if m != nil && m.Kind == projections.ModelKindRecommend && m.Recommend != nil {
 		in = Info{Name: m.Name, Kind: m.Kind, Status: StatusReady, Version: m.Version, Customers: m.Customers,
 			FittedAsOf: &FittedAsOf{Seq: m.FittedAsOf.Seq, Time: time.UnixMilli(m.FittedAsOf.Time).UTC()},
@@ -143,7 +177,11 @@ func (s *Service) infoOf(m *projections.Model, st *jobState) Info {
 		if m == nil {
 			in.Name, in.Kind, in.TimeUnit, in.CalibrationEnd, in.Scorer = st.req.Name, st.req.Kind, st.req.TimeUnit, st.req.CalibrationEnd, st.req.Scorer
 			if st.req.Kind == projections.ModelKindPropensity {
-				in.Propensity = &PropensityInfo{Event: st.req.Event, WindowDays: int64(st.req.WindowDays), Names: st.req.Names, Classifier: "logistic"}
+				in.Propensity = &PropensityInfo{Event: st.req.Event, WindowDays: int64(st.req.WindowDays), Names: st.req.Names,
+					Algorithm: st.req.Algorithm}
+				if st.req.Algorithm != projections.AlgorithmAuto {
+					in.Propensity.Classifier = st.req.Algorithm
+				}
 			}
 			if st.req.Kind == projections.ModelKindRecommend {
 				in.Recommend = &RecommendInfo{MaxItems: st.req.MaxItems}

@@ -117,6 +117,12 @@ type Request struct {
 	// most frequent; Event is always among them).
 	WindowDays int      `json:"window_days,omitempty"`
 	Names      []string `json:"names,omitempty"`
+	// Algorithm (kind propensity) is the classifier to record: auto (the
+	// default: both are trained on the same rows and the trees are kept
+	// when their holdout AUC beats the logistic regression's by
+	// GBTMargin), logistic or gbt (the one named, the other's AUC still
+	// shown).
+	Algorithm string `json:"algorithm,omitempty"`
 
 	// MaxItems (kind recommend) bounds the items whose neighbours the
 	// record keeps, the most popular first (default and at most
@@ -172,7 +178,7 @@ func (r *Request) validate() (job, error) {
 			return job{}, &FieldError{"refit_every", err.Error()}
 		}
 		j.refit = &projections.ModelRefit{EveryMs: every.Milliseconds(), Event: r.Event, WindowDays: int64(r.WindowDays),
-			Names: r.Names, MaxItems: int64(r.MaxItems)}
+			Names: r.Names, MaxItems: int64(r.MaxItems), Algorithm: r.Algorithm}
 		return j, nil
 	}
 	if r.Event == "" {
@@ -235,6 +241,7 @@ var requestFields = []struct {
 	{"scorer", []string{projections.ModelKindCLV}, func(r *Request) bool { return r.Scorer != "" }, ""},
 	{"window_days", []string{projections.ModelKindPropensity}, func(r *Request) bool { return r.WindowDays != 0 }, ""},
 	{"names", []string{projections.ModelKindPropensity}, func(r *Request) bool { return len(r.Names) > 0 }, ""},
+	{"algorithm", []string{projections.ModelKindPropensity}, func(r *Request) bool { return r.Algorithm != "" }, ""},
 	{"max_items", []string{projections.ModelKindRecommend}, func(r *Request) bool { return r.MaxItems != 0 }, ""},
 	{"refit_every", []string{projections.ModelKindPropensity, projections.ModelKindRecommend}, func(r *Request) bool { return r.RefitEvery != "" },
 		"a clv fit has a fixed calibration_end"},
@@ -276,7 +283,7 @@ func formatEvery(ms int64) string {
 func refitRequest(m *projections.Model) Request {
 	r := m.Refit
 	return Request{Name: m.Name, Kind: m.Kind, Event: r.Event, WindowDays: int(r.WindowDays), Names: r.Names,
-		MaxItems: int(r.MaxItems), RefitEvery: formatEvery(r.EveryMs)}
+		MaxItems: int(r.MaxItems), Algorithm: r.Algorithm, RefitEvery: formatEvery(r.EveryMs)}
 }
 
 // checkFields refuses a field the request's kind does not take

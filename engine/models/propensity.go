@@ -24,6 +24,21 @@ const (
 	maxNames          = 64
 )
 
+// GBTMargin is how much higher the trees' holdout AUC must be than the
+// logistic regression's for a fit with algorithm auto to keep the trees:
+// on a tie (or within the AUC's noise on a small holdout) the logistic
+// regression is kept, the model with fewer moving parts.
+const GBTMargin = 0.01
+
+// GBTOptions are the gradient-boosted trees a propensity fit trains: 100
+// trees of depth 3 at rate 0.1 over 32 quantile bins, at least 20 rows a
+// leaf (within propensity.Forest's bounds; at most about 15 KB a record).
+// Their cost is O(trees · depth · rows · columns), for each of the two
+// fits (on the training rows, then on the holdout rows when kept).
+func GBTOptions() propensity.BoostedOptions {
+	return propensity.BoostedOptions{Trees: 100, Depth: 3, LearningRate: 0.1, Bins: 32, L2: 1, MinLeaf: 20}
+}
+
 // validatePropensity checks a propensity request and fills its defaults:
 // the target (event) is any track event name, Order Completed by default;
 // names are distinct, and include the target (added when missing); revenue
@@ -61,6 +76,13 @@ func (r *Request) validatePropensity() (job, error) {
 		return job{}, &FieldError{"revenue", fmt.Sprintf("%q: the feature projection reads the revenue property (properties.revenue, else total)", r.Revenue)}
 	}
 	r.Revenue = ""
+	switch r.Algorithm {
+	case "":
+		r.Algorithm = projections.AlgorithmAuto
+	case projections.AlgorithmAuto, projections.ClassifierLogistic, projections.ClassifierGBT:
+	default:
+		return job{}, &FieldError{"algorithm", fmt.Sprintf("%q: want one of %s", r.Algorithm, strings.Join(projections.PropensityAlgorithms, ", "))}
+	}
 	return job{req: *r}, nil
 }
 
@@ -68,8 +90,12 @@ func (r *Request) validatePropensity() (job, error) {
 // applied position, with a time-based split: with c the start of the day
 // of the latest event (at most the log clock) and w the window, training rows are the profiles as of
 // c−2w (labels: the event in (c−2w, c−w]) and holdout rows as of c−w
-// (labels up to c); the holdout AUC is of the model trained on the first,
-// and the model stored is refitted on the second (the newest labels). The
+// (labels up to c); both classifiers (L2 logistic regression and
+// gradient-boosted trees, GBTOptions) are trained on the first and scored
+// on the second, the request's algorithm picks one (auto: the trees when
+// their AUC beats the logistic regression's by GBTMargin), and the one
+// picked is refitted on the second (the newest labels) and stored. Both
+// fits are deterministic (no sampling, rows sorted by profile). The
 // rows are propensity.Examples of each profile's stored events, the
 // columns FromFeatures computes from a live feature row, so the stored
 // model scores live profiles. Memory: one row per profile.
@@ -150,23 +176,54 @@ func (s *Service) fitPropensity(ctx context.Context, j job) error {
 	if err != nil {
 		return fmt.Errorf("models: fit %q: logistic: %w", j.req.Name, err)
 	}
-	auc := propensity.AUC(propensity.PredictAll(lr, hd.X), hd.Y)
-	if lr, err = propensity.FitLogistic(hd, propensity.LogisticOptions{}); err != nil {
-		return fmt.Errorf("models: fit %q: logistic: %w", j.req.Name, err)
+	gb, err := propensity.FitBoosted(td, GBTOptions())
+	if err != nil {
+		return fmt.Errorf("models: fit %q: trees: %w", j.req.Name, err)
 	}
+	aucLR := propensity.AUC(propensity.PredictAll(lr, hd.X), hd.Y)
+	aucGB := propensity.AUC(propensity.PredictAll(gb, hd.X), hd.Y)
 	positives, _ := classes(hd)
+	pp := &projections.PropensityParams{Target: j.req.Event, WindowDays: w, Names: names,
+		Examples: int64(len(hd.Y)), Positives: int64(positives),
+		Algorithm: j.req.Algorithm, Classifier: chooseClassifier(j.req.Algorithm, aucLR, aucGB), AUCLogistic: aucLR, AUCGBT: aucGB}
+	if pp.Classifier == projections.ClassifierGBT {
+		if gb, err = propensity.FitBoosted(hd, GBTOptions()); err != nil {
+			return fmt.Errorf("models: fit %q: trees: %w", j.req.Name, err)
+		}
+		if pp.Trees, err = gb.Forest(); err != nil {
+			return fmt.Errorf("models: fit %q: trees: %w", j.req.Name, err)
+		}
+		pp.AUC = aucGB
+	} else {
+		if lr, err = propensity.FitLogistic(hd, propensity.LogisticOptions{}); err != nil {
+			return fmt.Errorf("models: fit %q: logistic: %w", j.req.Name, err)
+		}
+		pp.Mean, pp.Scale, pp.W, pp.Intercept, pp.AUC = lr.Std.Mean, lr.Std.Scale, lr.W, lr.Intercept, aucLR
+	}
 	m := projections.Model{
 		Name: j.req.Name, Kind: projections.ModelKindPropensity, FittedAsOf: pos, Customers: int64(len(hd.Y)),
-		Propensity: &projections.PropensityParams{Target: j.req.Event, WindowDays: w, Names: names,
-			Mean: lr.Std.Mean, Scale: lr.Std.Scale, W: lr.W, Intercept: lr.Intercept,
-			AUC: auc, Examples: int64(len(hd.Y)), Positives: int64(positives)},
+		Propensity: pp,
 	}
 	seq, err := s.put(ctx, j, m)
 	if err != nil {
 		return err
 	}
-	s.opts.Logger.Info("models: fitted", "model", j.req.Name, "kind", m.Kind, "examples", len(hd.Y), "auc", auc, "seq", seq)
+	s.opts.Logger.Info("models: fitted", "model", j.req.Name, "kind", m.Kind, "classifier", pp.Classifier, "examples", len(hd.Y),
+		"auc_logistic", aucLR, "auc_gbt", aucGB, "seq", seq)
 	return nil
+}
+
+// chooseClassifier is the classifier a fit records: the one asked, or
+// (auto) the trees when their holdout AUC beats the logistic regression's
+// by more than GBTMargin (false with a NaN: the logistic regression).
+func chooseClassifier(algorithm string, aucLR, aucGB float64) string {
+	switch {
+	case algorithm == projections.ClassifierLogistic || algorithm == projections.ClassifierGBT:
+		return algorithm
+	case aucGB > aucLR+GBTMargin:
+		return projections.ClassifierGBT
+	}
+	return projections.ClassifierLogistic
 }
 
 func classes(d *propensity.Dataset) (pos, neg int) {

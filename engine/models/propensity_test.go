@@ -16,7 +16,8 @@ import (
 // TestPropensityFit: the fit job, reading the stored events of every
 // profile, gives the model propensity.Examples and FitLogistic give on the
 // same history read directly (the time-based split anchored at the latest
-// event's day, window 60 days): the same holdout AUC and weights; the
+// event's day, window 60 days): the same holdout AUCs of both classifiers
+// (logistic regression and trees) and the classifier auto picks; the
 // record shows its label, features and counts; the profile view scores a
 // live profile; evaluate refuses it. Both for the purchase target and for
 // another one (Subscription Started: the same history under that name,
@@ -81,8 +82,24 @@ func testPropensityFit(t *testing.T, target string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gb, err := propensity.FitBoosted(train, models.GBTOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	aucGB := propensity.AUC(propensity.PredictAll(gb, hold.X), hold.Y)
 	pi := info.Propensity
-	if pi.AUC == nil || math.Abs(*pi.AUC-auc) > 1e-9 || pi.Examples != int64(len(hold.Y)) || pi.WindowDays != 60 ||
+	// Both classifiers were trained; auto keeps the trees only when they
+	// beat the logistic regression by the margin.
+	want := map[bool]string{false: "logistic", true: "gbt"}[aucGB > auc+models.GBTMargin]
+	if pi.AUCs == nil || pi.AUCs.Logistic == nil || pi.AUCs.GBT == nil || math.Abs(*pi.AUCs.GBT-aucGB) > 1e-9 ||
+		pi.Classifier != want || pi.Algorithm != "auto" {
+		t.Fatalf("record %+v: want classifier %s of AUCs logistic %v, gbt %v", pi, want, auc, aucGB)
+	}
+	t.Logf("holdout AUC of the trees %.4f (%s kept)", aucGB, pi.Classifier)
+	if want == "gbt" {
+		auc = aucGB // the AUC shown is the classifier's
+	}
+	if pi.AUC == nil || math.Abs(*pi.AUC-auc) > 1e-9 || math.Abs(*pi.AUCs.Logistic-propensity.AUC(propensity.PredictAll(lr, hold.X), hold.Y)) > 1e-9 || pi.Examples != int64(len(hold.Y)) || pi.WindowDays != 60 ||
 		!slices.Equal(pi.Names, []string{target}) || pi.Event != target || len(hold.Names) != map[bool]int{false: 8, true: 5}[opt.Undated] {
 		t.Fatalf("record %+v (auc %v), want auc %v over %d rows", pi, *pi.AUC, auc, len(hold.Y))
 	}

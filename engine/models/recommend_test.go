@@ -259,18 +259,7 @@ func TestNextBestProductsInRules(t *testing.T) {
 	want("user_id:t1", map[string]bool{})
 
 	// 50 people view A then buy D; a refit puts D in t1's list.
-	var evs []event.Event
-	for i := range 50 {
-		at := t0.Add(time.Duration(i) * time.Minute)
-		evs = append(evs, trackEvent(t, e, fmt.Sprintf("ad%d", i), "Product Viewed", "A", at, fmt.Sprintf("ad-view-%d", i)),
-			trackEvent(t, e, fmt.Sprintf("ad%d", i), "Order Completed", "D", at.Add(time.Hour), fmt.Sprintf("ad-buy-%d", i)))
-	}
-	if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ingestViewThenBuy(t, e, t0)
 	want("user_id:t1", map[string]bool{})
 	fit()
 	want("user_id:t1", map[string]bool{"d-next": true})
@@ -285,6 +274,25 @@ func TestNextBestProductsInRules(t *testing.T) {
 	want("user_id:t1", map[string]bool{"d-next": true})
 	if got := memberships(t, e, "user_id:t2"); !reflect.DeepEqual(got, t2) {
 		t.Fatalf("t2 after the replay in %v, before in %v", got, t2)
+	}
+}
+
+// ingestViewThenBuy has 50 new people (ad0..ad49) view A and buy D an
+// hour later, from t0 on a minute apart, and waits until they are applied.
+func ingestViewThenBuy(t *testing.T, e *engine.Engine, t0 time.Time) {
+	t.Helper()
+	var evs []event.Event
+	for i := range 50 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		evs = append(evs, trackEvent(t, e, fmt.Sprintf("ad%d", i), "Product Viewed", "A", at, fmt.Sprintf("ad-view-%d", i)),
+			trackEvent(t, e, fmt.Sprintf("ad%d", i), "Order Completed", "D", at.Add(time.Hour), fmt.Sprintf("ad-buy-%d", i)))
+	}
+	ctx := context.Background()
+	if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -326,7 +334,6 @@ func replayAlike(t *testing.T, e *engine.Engine) {
 func TestRefitPolicy(t *testing.T) {
 	e := newEngine(t)
 	plantedStore(t, e)
-	ctx := context.Background()
 	s := e.Models()
 	if _, err := s.Fit(models.Request{Name: "nbp", Kind: "recommend", RefitEvery: "1s"}); err != nil {
 		t.Fatal(err)
@@ -336,19 +343,7 @@ func TestRefitPolicy(t *testing.T) {
 		t.Fatalf("model %+v: want ready with refit_every 1s", info)
 	}
 	first := info.Version
-	t0 := time.Now().UTC().Add(-72 * time.Hour).Truncate(time.Hour)
-	var evs []event.Event
-	for i := range 50 {
-		at := t0.Add(time.Duration(i) * time.Minute)
-		evs = append(evs, trackEvent(t, e, fmt.Sprintf("ad%d", i), "Product Viewed", "A", at, fmt.Sprintf("ad-view-%d", i)),
-			trackEvent(t, e, fmt.Sprintf("ad%d", i), "Order Completed", "D", at.Add(time.Hour), fmt.Sprintf("ad-buy-%d", i)))
-	}
-	if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ingestViewThenBuy(t, e, time.Now().UTC().Add(-72*time.Hour).Truncate(time.Hour))
 	check.For(t, 60*time.Second, 20*time.Millisecond, func() error {
 		info, err := s.Model("nbp")
 		if err != nil {

@@ -79,6 +79,25 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives aurum_outbox_published_total (nil: none).
 	Registry prometheus.Registerer
+	// Trace, when set, is called after each pass of a single node's
+	// publisher that published something, with its times (latency
+	// measurements: engine.Trace). It must return quickly.
+	Trace func(PassTimes)
+}
+
+// PassTimes are the times of one pass of the publisher over the outboxes
+// (Options.Trace).
+type PassTimes struct {
+	// Start is when the pass began (it had the publisher's lock).
+	Start time.Time
+	// Sent is when every message of the pass was handed to the log.
+	Sent time.Time
+	// Acked is when the log had acknowledged them all.
+	Acked time.Time
+	// Committed is when their outbox rows were deleted.
+	Committed time.Time
+	// MsgIDs are the message ids published and acknowledged, in order.
+	MsgIDs []string
 }
 
 // Publisher is the outbox publisher.
@@ -231,6 +250,10 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	total := 0
+	var pt PassTimes
+	if e.opts.Trace != nil {
+		pt.Start = time.Now()
+	}
 	err := e.state.Live(func(db *store.DB, sm *projections.StateMachine) error {
 		prefixes := projections.OutboxPrefixes(e.opts.Partitions)
 		if e.cur.db != db || len(e.cur.after) != len(prefixes) {
@@ -255,6 +278,9 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 				break // the later outboxes go out on the next pass
 			}
 		}
+		if e.opts.Trace != nil {
+			pt.Sent = time.Now()
+		}
 		b := db.NewBatch()
 		defer b.Close()
 		lasts := make([][]byte, len(prefixes))
@@ -266,13 +292,25 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 			if n > 0 {
 				lasts[rf.outbox] = rf.entries[n-1].Key
 				total += n
+				if e.opts.Trace != nil {
+					for _, ent := range rf.entries[:n] {
+						pt.MsgIDs = append(pt.MsgIDs, ent.Msg.MsgID)
+					}
+				}
 			}
 		}
 		if total == 0 {
 			return pubErr
 		}
+		if e.opts.Trace != nil {
+			pt.Acked = time.Now()
+		}
 		if err := db.Commit(b, false); err != nil {
 			return err
+		}
+		if e.opts.Trace != nil {
+			pt.Committed = time.Now()
+			e.opts.Trace(pt)
 		}
 		for i, k := range lasts {
 			if k != nil {

@@ -271,21 +271,7 @@ func (b *builder) grow(n int) ([]Node, []int) {
 }
 
 // Margin returns the log-odds of x.
-func (m *Boosted) Margin(x []float64) float64 {
-	f := m.Base
-	for _, t := range m.Trees {
-		k := 0
-		for t[k].Feature >= 0 {
-			if x[t[k].Feature] <= t[k].Threshold {
-				k = t[k].Left
-			} else {
-				k = t[k].Right
-			}
-		}
-		f += t[k].Value
-	}
-	return f
-}
+func (m *Boosted) Margin(x []float64) float64 { return margin(m.Base, m.Trees, x) }
 
 // Predict returns P(y = true | x); x has one value per feature (Names).
 func (m *Boosted) Predict(x []float64) float64 { return sigmoid(m.Margin(x)) }
