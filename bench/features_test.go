@@ -1,15 +1,23 @@
 package bench
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aurumcdp/aurum/engine"
 	"github.com/aurumcdp/aurum/event"
+	wlg "github.com/aurumcdp/aurum/internal/workload"
 	"github.com/aurumcdp/aurum/projections"
 	"github.com/aurumcdp/aurum/projections/audience"
+	"github.com/aurumcdp/aurum/projections/features"
 	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/vmihailenco/msgpack/v5"
@@ -109,10 +117,147 @@ func BenchmarkApplyFeatures(b *testing.B) { benchFeatures(b, false) }
 // example audiences, as the engine applies with them.
 func BenchmarkApplyFeaturesAudiences(b *testing.B) { benchFeatures(b, true) }
 
+// BenchmarkApplyFeaturesWorkload is BenchmarkApplyFeaturesAudiences on the
+// demo's workload (internal/workload, as `aurum demo` and `make bench`
+// send it: pages and screens, sign-ins, identifies with traits, product
+// views and adds with a category, orders with products[], refunds; its
+// products carry a sku, not a product_id, so only categories are
+// interactions), 1,000 people over 30 days: the engine's apply as the
+// product runs it, where BenchmarkApplyFeatures is the worst case (every
+// event a track event with a category and a product, no audiences).
+func BenchmarkApplyFeaturesWorkload(b *testing.B) {
+	kr := benchKeyring(b)
+	log, events, mix := workloadLog(b, kr, 1_000)
+	b.Logf("%d events: %s", events, mix)
+	benchFeaturesLog(b, kr, log, events, true)
+}
+
+// workloadLog is the demo workload of people as log entries of 100
+// records, as the ingest edge makes them (identifiers as hashes, traits
+// and properties sealed under the record's key), with its number of events
+// and their mix (share per kind or track event name, and of events with a
+// category).
+func workloadLog(tb testing.TB, kr *seal.Keyring, people int) ([][]byte, int, string) {
+	g := wlg.New(wlg.Config{People: people, Seed: 12})
+	hash := func(typ, v string) []byte {
+		h := sha256.Sum256([]byte(typ + "\x00" + v))
+		return h[:16]
+	}
+	var out [][]byte
+	var b event.Batch
+	n, withCategory := 0, 0
+	kinds := map[string]int{}
+	flush := func() {
+		if len(b.Records) > 0 {
+			out = append(out, sealedEntry(tb, kr, &b))
+			b = event.Batch{}
+		}
+	}
+	for {
+		ev, ok := g.Next()
+		if !ok {
+			break
+		}
+		var m struct {
+			Type, Event, AnonymousID, UserID, MessageID, Timestamp string
+			Properties                                             map[string]any
+			Traits                                                 map[string]any
+			Context                                                struct {
+				Channel string
+				Traits  map[string]any
+				Device  struct{ Type string }
+			}
+		}
+		if err := json.Unmarshal(ev.JSON, &m); err != nil {
+			tb.Fatal(err)
+		}
+		at, err := time.Parse(time.RFC3339Nano, m.Timestamp)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rec := event.Record{MessageID: m.MessageID, Source: ev.Source, Kind: event.Kind(m.Type), Event: m.Event,
+			Time: at.UnixMilli(), Received: at.UnixMilli(), Channel: m.Context.Channel, DeviceType: m.Context.Device.Type,
+			Properties: m.Properties}
+		id := sha256.Sum256([]byte(m.MessageID))
+		rec.ID = id[:16]
+		if m.AnonymousID != "" {
+			rec.IDs = append(rec.IDs, event.IDRef{Type: event.AnonymousID, Hash: hash(event.AnonymousID, m.AnonymousID)})
+		}
+		if m.UserID != "" {
+			rec.IDs = append(rec.IDs, event.IDRef{Type: event.UserID, Hash: hash(event.UserID, m.UserID)})
+		}
+		traits := m.Traits
+		if traits == nil {
+			traits = m.Context.Traits
+		}
+		if e, ok := traits["email"].(string); ok {
+			rec.IDs = append(rec.IDs, event.IDRef{Type: event.Email, Hash: hash(event.Email, e)})
+		}
+		if len(rec.IDs) == 0 {
+			continue
+		}
+		rec.Key = rec.IDs[0].Hash
+		if len(m.Traits) > 0 {
+			if err := kr.Ensure([][]byte{rec.Key}); err != nil {
+				tb.Fatal(err)
+			}
+			rec.Traits = map[string][]byte{}
+			for k, v := range m.Traits {
+				pt, err := msgpack.Marshal(v)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				if rec.Traits[k], err = kr.Seal(rec.Key, pt); err != nil {
+					tb.Fatal(err)
+				}
+			}
+		}
+		b.Records = append(b.Records, rec)
+		b.Received = max(b.Received, rec.Received)
+		n++
+		kinds[cmp.Or(rec.Event, string(rec.Kind))]++
+		features.EachInteraction(&rec, func(category, _ string) {
+			if category != "" {
+				withCategory++
+			}
+		})
+		if len(b.Records) == 100 {
+			flush()
+		}
+	}
+	flush()
+	var mix []string
+	for _, k := range slices.Sorted(maps.Keys(kinds)) {
+		mix = append(mix, fmt.Sprintf("%s %.1f%%", k, 100*float64(kinds[k])/float64(n)))
+	}
+	return out, n, fmt.Sprintf("%s; category interactions per event %.2f", strings.Join(mix, ", "), float64(withCategory)/float64(n))
+}
+
 func benchFeatures(b *testing.B, audiences bool) {
 	const events, people = 20_000, 1_000
 	kr := benchKeyring(b)
-	log := featuresLog(b, kr, people, events)
+	benchFeaturesLog(b, kr, featuresLog(b, kr, people, events), events, audiences)
+}
+
+// benchFeaturesLog applies log (of events events) with and without the
+// feature projection in b.N (at least 5) interleaved rounds.
+//
+// AURUM_BENCH_FEATURES_HALF=with (or without) applies only that half, b.N
+// times, for a CPU profile of each half in its own process (compare them
+// with go tool pprof -diff_base): no ratio is reported.
+func benchFeaturesLog(b *testing.B, kr *seal.Keyring, log [][]byte, events int, audiences bool) {
+	if half := os.Getenv("AURUM_BENCH_FEATURES_HALF"); half != "" {
+		if half != "with" && half != "without" {
+			b.Fatalf("AURUM_BENCH_FEATURES_HALF=%q, want with or without", half)
+		}
+		var cpu []time.Duration
+		b.ResetTimer()
+		for range b.N {
+			cpu = append(cpu, applyCPU(b, kr, log, events, half == "without", audiences))
+		}
+		b.ReportMetric(float64(median(cpu).Nanoseconds()), "cpu-ns/event-"+half)
+		return
+	}
 	rounds := max(b.N, 5)
 	var with, without []time.Duration
 	var ratios []float64

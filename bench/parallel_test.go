@@ -26,6 +26,33 @@ func applyGrouped(tb testing.TB, kr *seal.Keyring, log [][]byte, events, workers
 	}
 	defer db.Close()
 	sm := projections.New(projections.Options{Partitions: 16, Open: kr.Open, InteractionKey: engine.InteractionKey(kr), ApplyWorkers: workers})
+	apply := groupApplier(tb, db, sm)
+	cpu0, cpuOK := processCPU()
+	start := time.Now()
+	// Labelled for a CPU profile (-cpuprofile; pprof -tagfocus
+	// apply=sequential or apply=parallel); the workers inherit the label.
+	mode := "sequential"
+	if workers > 1 {
+		mode = "parallel"
+	}
+	pprof.Do(context.Background(), pprof.Labels("apply", mode), func(context.Context) {
+		for i, data := range log {
+			apply(projections.SubjectEvents, data, (i+1)%group == 0 || i == len(log)-1)
+		}
+	})
+	wall = time.Since(start)
+	cpu = wall
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		cpu = cpu1 - cpu0
+	}
+	return cpu / time.Duration(events), wall / time.Duration(events)
+}
+
+// groupApplier puts the eight example audiences through sm into db (each
+// committed) and returns apply, which applies the next log entry into the
+// current Pebble batch and commits it when last (a group's end), as the
+// engine's apply loop does.
+func groupApplier(tb testing.TB, db *store.DB, sm *projections.StateMachine) func(subject string, data []byte, last bool) {
 	seq := uint64(0)
 	var batch *store.Batch
 	apply := func(subject string, data []byte, last bool) {
@@ -48,25 +75,7 @@ func applyGrouped(tb testing.TB, kr *seal.Keyring, log [][]byte, events, workers
 		c, _ := msgpack.Marshal(&projections.Control{Kind: projections.ControlAudiencePut, Audience: audience.Definition{Name: name, Rule: exampleAudiences[name]}})
 		apply(projections.SubjectControl, c, true)
 	}
-	cpu0, cpuOK := processCPU()
-	start := time.Now()
-	// Labelled for a CPU profile (-cpuprofile; pprof -tagfocus
-	// apply=sequential or apply=parallel); the workers inherit the label.
-	mode := "sequential"
-	if workers > 1 {
-		mode = "parallel"
-	}
-	pprof.Do(context.Background(), pprof.Labels("apply", mode), func(context.Context) {
-		for i, data := range log {
-			apply(projections.SubjectEvents, data, (i+1)%group == 0 || i == len(log)-1)
-		}
-	})
-	wall = time.Since(start)
-	cpu = wall
-	if cpu1, ok := processCPU(); ok && cpuOK {
-		cpu = cpu1 - cpu0
-	}
-	return cpu / time.Duration(events), wall / time.Duration(events)
+	return apply
 }
 
 // BenchmarkApplyParallel measures the partitions applied at once

@@ -41,6 +41,10 @@ type MemorySizes struct {
 	// DedupFilter sizes the filter over the dedup keys
 	// (projections.Options.DedupFilterBytes); Go heap.
 	DedupFilter int
+	// KeychainFilter sizes the filter over the keychain's keys
+	// (projections.Options.KeychainFilterBytes); Go heap. The same share
+	// as DedupFilter.
+	KeychainFilter int
 	// StateBlockCache and StateMemTable configure every state store (the
 	// live one, a rebuild's, a replay's, a snapshot's): Pebble's block
 	// cache and the size of one memtable (up to two exist while one
@@ -84,7 +88,7 @@ const (
 	unaccountedShare = 8   // L/8 + unaccountedFixed: resident memory no runtime counts
 	unaccountedFixed = 48 << 20
 	maxStateCache    = 512 << 20 // a larger Go-heap cache costs more GC marking than it saves reads
-	replayGroupShare = 16        // GoLimit/16: an offline replay's group (ReplayGroup)
+	replayGroupShare = 20        // GoLimit/20: an offline replay's group (ReplayGroup)
 	fetchAheadShare  = 32        // GoLimit/32: the replay's fetch-ahead (FetchAhead)
 )
 
@@ -100,6 +104,7 @@ func MemorySizesFor(limit int64) MemorySizes {
 		return MemorySizes{
 			StateCache:      projections.DefaultCacheBytes,
 			DedupFilter:     projections.DefaultDedupFilterBytes,
+			KeychainFilter:  projections.DefaultKeychainFilterBytes,
 			StateBlockCache: StateCacheSize,
 			StateMemTable:   32 << 20,
 			SmallBlockCache: 16 << 20,
@@ -119,6 +124,7 @@ func MemorySizesFor(limit int64) MemorySizes {
 		SmallMemTable:   uint64(clamp(l/smallMemShare, 1<<20, 4<<20)),
 		StateCache:      int(clamp(l/stateCacheShare, 8<<20, maxStateCache)),
 		DedupFilter:     int(clamp(l/dedupFilterShare, 1<<20, 64<<20)),
+		KeychainFilter:  int(clamp(l/dedupFilterShare, 1<<20, 64<<20)),
 		SealKeys:        int(clamp(l>>16, 1024, 1<<18)),
 		SealRawKeys:     int(clamp(l>>13, 8192, 1<<20)),
 	}
@@ -150,9 +156,9 @@ func (s MemorySizes) OutsideGo() int64 {
 // String names each bound, for the log line at start.
 func (s MemorySizes) String() string {
 	mib := func(v int64) string { return fmt.Sprintf("%d MiB", v>>20) }
-	return fmt.Sprintf("limit %s (Go %s), state cache %s, state block cache %s, state memtable %s, keys/activation block caches %s, memtables %s, dedup filter %s, data keys %d + %d raw",
+	return fmt.Sprintf("limit %s (Go %s), state cache %s, state block cache %s, state memtable %s, keys/activation block caches %s, memtables %s, dedup filter %s, keychain filter %s, data keys %d + %d raw",
 		mib(s.Limit), mib(s.GoLimit), mib(int64(s.StateCache)), mib(s.StateBlockCache), mib(int64(s.StateMemTable)),
-		mib(s.SmallBlockCache), mib(int64(s.SmallMemTable)), mib(int64(s.DedupFilter)), s.SealKeys, s.SealRawKeys)
+		mib(s.SmallBlockCache), mib(int64(s.SmallMemTable)), mib(int64(s.DedupFilter)), mib(int64(s.KeychainFilter)), s.SealKeys, s.SealRawKeys)
 }
 
 // stateStore is the store.Options of every state store.
@@ -184,6 +190,7 @@ func (e *Engine) MemorySizes() MemorySizes { return e.mem }
 func (s MemorySizes) bounds() map[string]int64 {
 	return map[string]int64{
 		"limit": s.Limit, "go": s.GoLimit, "state_cache": int64(s.StateCache), "dedup_filter": int64(s.DedupFilter),
+		"keychain_filter":   int64(s.KeychainFilter),
 		"state_block_cache": s.StateBlockCache, "state_memtable": int64(s.StateMemTable),
 		"small_block_cache": s.SmallBlockCache, "small_memtable": int64(s.SmallMemTable),
 	}

@@ -21,6 +21,7 @@ import (
 func TestMemorySizesFor(t *testing.T) {
 	fixed := MemorySizesFor(0)
 	if fixed != (MemorySizes{StateCache: projections.DefaultCacheBytes, DedupFilter: projections.DefaultDedupFilterBytes,
+		KeychainFilter:  projections.DefaultKeychainFilterBytes,
 		StateBlockCache: StateCacheSize, StateMemTable: 32 << 20, SmallBlockCache: 16 << 20, SmallMemTable: 4 << 20,
 		SealKeys: seal.DefaultCacheKeys, SealRawKeys: seal.DefaultCacheRawKeys,
 		ReplayGroup: DefaultReplayGroupBytes, FetchAhead: fetchAheadBytes}) {
@@ -59,10 +60,10 @@ func TestMemorySizesFor(t *testing.T) {
 		if got := s.OutsideGo() + s.GoLimit + unaccounted; got != l {
 			t.Fatalf("limit %d: outside Go %d + Go %d + unaccounted %d = %d", l, s.OutsideGo(), s.GoLimit, unaccounted, got)
 		}
-		// The Go heap's bounded consumers (state cache, dedup filter, data
+		// The Go heap's bounded consumers (state cache, dedup and keychain filters, data
 		// keys at ~0.85 KiB and ~100 B, Pebble's memory without cgo) take
 		// at most half the Go limit: the GC has room to work.
-		inGo := int64(s.StateCache+s.DedupFilter) + int64(s.SealKeys)*870 + int64(s.SealRawKeys)*100
+		inGo := int64(s.StateCache+s.DedupFilter+s.KeychainFilter) + int64(s.SealKeys)*870 + int64(s.SealRawKeys)*100
 		if !pebbleOutsideGo {
 			inGo += s.StateBlockCache + 2*int64(s.StateMemTable) + 2*(s.SmallBlockCache+2*int64(s.SmallMemTable))
 		}
@@ -83,7 +84,7 @@ func TestMemorySizesFor(t *testing.T) {
 			t.Errorf("limit %d MiB: replay group %d MiB not above half the memtable %d MiB", l>>20, s.ReplayGroup>>20, s.StateMemTable>>20)
 		}
 		if s.StateCache < prev.StateCache || s.StateBlockCache < prev.StateBlockCache || s.StateMemTable < prev.StateMemTable ||
-			s.SmallBlockCache < prev.SmallBlockCache || s.DedupFilter < prev.DedupFilter || s.SealKeys < prev.SealKeys ||
+			s.SmallBlockCache < prev.SmallBlockCache || s.DedupFilter < prev.DedupFilter || s.KeychainFilter < prev.KeychainFilter || s.SealKeys < prev.SealKeys ||
 			s.SealRawKeys < prev.SealRawKeys || s.GoLimit <= prev.GoLimit || s.ReplayGroup < prev.ReplayGroup || s.FetchAhead < prev.FetchAhead {
 			t.Errorf("limit %d: a bound shrank: %v after %v", l, s, prev)
 		}

@@ -288,7 +288,8 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 	if err := copyRanges(e.state, db, keep); err != nil {
 		return fmt.Errorf("engine: carry over live ranges: %w", err)
 	}
-	sm.ResetCache() // the carried-over ranges were written behind its back
+	sm.ResetCache()   // the carried-over ranges were written behind its back
+	sm.ResetFilters() // the keychain's among them, when only the audiences were rebuilt
 	// Swap: the rebuilt store becomes the live one. A crash between the
 	// renames is finished by recoverSwap on the next Open. The store has
 	// no write-ahead log: flush it before it is closed and marked complete.

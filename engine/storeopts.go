@@ -51,13 +51,14 @@ func openReplayStateMachine(db store.Reader, parts int, dedup time.Duration, key
 
 func openStateMachineWith(db store.Reader, parts int, dedup time.Duration, keys *seal.Keyring, mem MemorySizes, open func(keyID, sealed []byte) ([]byte, error)) (*projections.StateMachine, error) {
 	return projections.Open(db, projections.Options{
-		Partitions:       parts,
-		DedupWindow:      dedup.Milliseconds(),
-		CacheBytes:       mem.StateCache,
-		DedupFilterBytes: mem.DedupFilter,
-		Open:             open,
-		InteractionKey:   InteractionKey(keys),
-		BlockHash:        func(key string) []byte { return keys.Hash("match_block", key) },
+		Partitions:          parts,
+		DedupWindow:         dedup.Milliseconds(),
+		CacheBytes:          mem.StateCache,
+		DedupFilterBytes:    mem.DedupFilter,
+		KeychainFilterBytes: mem.KeychainFilter,
+		Open:                open,
+		InteractionKey:      InteractionKey(keys),
+		BlockHash:           func(key string) []byte { return keys.Hash("match_block", key) },
 	})
 }
 

@@ -55,7 +55,9 @@ func (c *getCounter) Get(k []byte) ([]byte, error) {
 func TestAudienceStageReusesTheGCRTxn(t *testing.T) {
 	log := audienceLog(t)
 	s := &getCounter{Mem: store.NewMem()}
-	sm := newSM()
+	// No state cache, so that the reads of returning people's GCRs reach
+	// the store (those of new people's are not made: Addition.Fresh).
+	sm := New(Options{Partitions: 4, Open: openIdentity, CacheBytes: -1})
 	reads := 0
 	for _, e := range log {
 		s.gets = map[string]int{}

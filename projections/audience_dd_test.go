@@ -98,7 +98,7 @@ func (r *audienceRun) apply(subject string, v any) string {
 			r.t.Fatalf("seq %d: result %+v, shadow %d (cache %d bytes): %+v", r.seq, res, i, sh.sm.opts.CacheBytes, sres)
 		}
 		if k, ok := firstDifference(r.s, sh.s); !ok {
-			r.t.Fatalf("seq %d: store and shadow %d (cache %d bytes, no index %v, %d workers) differ at key %q", r.seq, i, sh.sm.opts.CacheBytes, sh.sm.opts.noAudienceIndex, sh.sm.opts.ApplyWorkers, k)
+			r.t.Fatalf("seq %d: store and shadow %d (cache %d bytes, no index %v, %d workers) differ at key %q (no fresh profiles, no timer bounds %v)", r.seq, i, sh.sm.opts.CacheBytes, sh.sm.opts.noAudienceIndex, sh.sm.opts.ApplyWorkers, k, sh.sm.opts.noFreshProfiles)
 		}
 	}
 	r.log = append(r.log, entry{seq: r.seq, subject: subject, data: data})
@@ -299,6 +299,12 @@ func runAudienceFile(t *testing.T, file string) {
 	// index must equal, entry by entry (TestAudienceIndexEquivalence).
 	o := opts
 	o.noAudienceIndex = true
+	r.shadows = append(r.shadows, shadow{sm: New(o), s: store.NewMem()})
+	// And one reading the GCR and audience state of the profiles an entry
+	// created (Options.noFreshProfiles) and scanning for due timers at
+	// every entry (Options.noTimerFloor): the reference of the shortcuts.
+	o = opts
+	o.noFreshProfiles, o.noTimerFloor = true, true
 	r.shadows = append(r.shadows, shadow{sm: New(o), s: store.NewMem()})
 	// And one applying the partitions one after the other
 	// (TestParallelPartitionsMatchSequential).

@@ -115,23 +115,28 @@ func cloneMem(t *testing.T, s *store.Mem) *store.Mem {
 	return c
 }
 
-// TestDedupFilterEquivalence applies varied logs with the dedup filter and
-// the fresh-history shortcut (of several sizes, down to a filter so small
-// that it is rebuilt often and answers "maybe" for most keys) and without
-// either, and requires equal results and byte-identical stores after every
-// entry. The state machine starts unloaded (as in engine.Replay: it builds
+// TestDedupFilterEquivalence applies varied logs with the dedup and
+// keychain filters (of several sizes, down to a filter so small that it is
+// rebuilt often and answers "maybe" for most keys), the fresh-history and
+// fresh-profile shortcuts, and without any of them, and requires equal
+// results and byte-identical stores after every entry. The state machine starts unloaded (as in engine.Replay: it builds
 // its filter at its first Apply); on the way it is restarted (a new one,
 // loaded) and made to apply entries to a copy of the store that is then
 // thrown away (the filter keeps keys the store does not have), once with
 // a reload after it (as engine's group.redo does) and once without.
 func TestDedupFilterEquivalence(t *testing.T) {
-	var spared, builds, fresh, dups int
+	var spared, builds, fresh, dups, freshProfiles, kcSpared, kcBuilds, timerSkips int
 	count := func(sm *StateMachine, spared, builds, fresh int) (int, int, int) {
 		if sm.ddf != nil {
 			spared, builds = spared+sm.ddf.spared, builds+sm.ddf.builds
 		}
+		if sm.kcf != nil {
+			kcSpared, kcBuilds = kcSpared+sm.kcf.spared, kcBuilds+sm.kcf.builds
+		}
 		for _, p := range sm.partitions {
 			fresh += p.fresh
+			freshProfiles += p.freshProfiles
+			timerSkips += p.timerSkips
 		}
 		return spared, builds, fresh
 	}
@@ -140,9 +145,10 @@ func TestDedupFilterEquivalence(t *testing.T) {
 		base := Options{Partitions: 4, DedupWindow: 12 * 3600 * 1000, MaxPrunePerEntry: 1 + rng.IntN(3),
 			Open: func(_, sealed []byte) ([]byte, error) { return sealed, nil }}
 		ref := base
-		ref.DedupFilterBytes, ref.noFreshHistory = -1, true
+		ref.DedupFilterBytes, ref.KeychainFilterBytes, ref.noFreshHistory, ref.noFreshProfiles, ref.noTimerFloor = -1, -1, true, true, true
 		fast := base
 		fast.DedupFilterBytes = []int{0, 4096, 64}[seed%3]
+		fast.KeychainFilterBytes = []int{64, 0, 4096}[seed%3]
 		refSM, refS := New(ref), store.NewMem()
 		sm, s := New(fast), store.NewMem()
 		for i, e := range dedupScript(rng, 200) {
@@ -194,10 +200,12 @@ func TestDedupFilterEquivalence(t *testing.T) {
 		spared, builds, fresh = count(sm, spared, builds, fresh)
 	}
 	// The test must exercise what it compares.
-	if spared == 0 || builds < 8 || fresh == 0 || dups == 0 {
-		t.Fatalf("spared %d look-ups, %d filter builds, %d fresh histories, %d duplicates: the test does not exercise the paths", spared, builds, fresh, dups)
+	if spared == 0 || builds < 8 || fresh == 0 || dups == 0 || freshProfiles == 0 || kcSpared == 0 || kcBuilds < 8 || timerSkips == 0 {
+		t.Fatalf("spared %d look-ups, %d filter builds, %d fresh histories, %d duplicates, %d additions to fresh profiles, keychain filter: %d look-ups spared, %d builds, %d timer scans skipped: the test does not exercise the paths",
+			spared, builds, fresh, dups, freshProfiles, kcSpared, kcBuilds, timerSkips)
 	}
-	t.Logf("%d look-ups spared, %d filter builds, %d fresh histories, %d duplicates", spared, builds, fresh, dups)
+	t.Logf("%d look-ups spared, %d filter builds, %d fresh histories, %d duplicates, %d additions to fresh profiles; keychain filter: %d look-ups spared, %d builds; %d timer scans skipped",
+		spared, builds, fresh, dups, freshProfiles, kcSpared, kcBuilds, timerSkips)
 }
 
 // TestDedupFilter checks the filter alone: no false negatives, a false

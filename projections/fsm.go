@@ -55,6 +55,10 @@ var (
 	prefixSource   = []byte("src/")            // src/<name> → msgpack Source
 	prefixMerge    = []byte("mg/")             // mg/<into16><seq u64 BE><idx u32 BE> → msgpack MergeRecord
 	prefixOutbox   = []byte("ob/")             // ob/<seq u64 BE><idx u32 BE> → msgpack OutMsg
+	// The keychain's keys (projections/identity): ik/<type>/<hash16> →
+	// root profile id, ip/<profile16> → node.
+	prefixIdentKey     = []byte("ik/")
+	prefixIdentProfile = []byte("ip/")
 )
 
 // ErrCorruptEntry marks a log entry that could not be decoded.
@@ -101,10 +105,16 @@ type Options struct {
 	CacheBytes int
 	// DedupFilterBytes sizes the in-memory filter over the dedup keys
 	// that spares the store look-up of most new message ids (see
-	// dedupFilter). It does not grow with the data. Default
+	// keyFilter). It does not grow with the data. Default
 	// DefaultDedupFilterBytes; negative: no filter (every messageId is
 	// looked up in the store).
 	DedupFilterBytes int
+	// KeychainFilterBytes sizes the in-memory filter over the keychain's
+	// keys (ik/, ip/) that spares the store look-ups of new identifiers
+	// and of the profile id a new person's first event creates (see
+	// keyFilter). It does not grow with the data. Default
+	// DefaultKeychainFilterBytes; negative: no filter.
+	KeychainFilterBytes int
 	// BlockHash hashes a blocking key of probabilistic matching for the
 	// block index (blockindex.go); deterministic. nil: sha256[:16]. The
 	// engine passes a keyed hash, so no plaintext value is a key.
@@ -130,6 +140,14 @@ type Options struct {
 	// profile whose only stored events are the step's (freshHistory):
 	// the reference the equivalence tests compare with.
 	noFreshHistory bool
+	// noFreshProfiles turns off the shortcut for profiles created by the
+	// entry (Addition.Fresh: no read of their GCR, audience state, or GCR
+	// to absorb): the reference the equivalence tests compare with.
+	noFreshProfiles bool
+	// noTimerFloor turns off the skipping of due-timer scans when the
+	// partition's timers are known to be later (Partition.knowTimers):
+	// the reference the equivalence tests compare with.
+	noTimerFloor bool
 	// noAudienceIndex turns off the audience dependency index
 	// (audience.Step.Settled and the skipping of quiet evaluations): the
 	// reference the equivalence tests compare with.
@@ -144,8 +162,9 @@ type StateMachine struct {
 	models     atomic.Pointer[[]Model]           // replaced by model.put/delete control records
 	gcr        *gcr.Projection
 	partitions []*Partition
-	cache      *stateCache  // used by Apply and Skip only
-	ddf        *dedupFilter // nil: no filter; used by Apply and Load only
+	cache      *stateCache // used by Apply and Skip only
+	ddf        *keyFilter  // dedup filter; nil: none; used by Apply and Load only
+	kcf        *keyFilter  // keychain filter; nil: none; used by Apply and Load only
 }
 
 // Open returns a state machine over the state in r (a new or existing
@@ -184,6 +203,9 @@ func New(opts Options) *StateMachine {
 	if opts.DedupFilterBytes == 0 {
 		opts.DedupFilterBytes = DefaultDedupFilterBytes
 	}
+	if opts.KeychainFilterBytes == 0 {
+		opts.KeychainFilterBytes = DefaultKeychainFilterBytes
+	}
 	if opts.ApplyWorkers == 0 {
 		opts.ApplyWorkers = DefaultApplyWorkers()
 	}
@@ -192,6 +214,7 @@ func New(opts Options) *StateMachine {
 		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions, NoFeatures: opts.NoFeatures, InteractionKey: opts.InteractionKey}),
 		cache: newStateCache(opts.CacheBytes),
 		ddf:   newDedupFilter(opts.DedupFilterBytes),
+		kcf:   newKeychainFilter(opts.KeychainFilterBytes),
 	}
 	sm.keychain.Store(identity.New(identity.DefaultConfig()))
 	empty, _ := audience.Compile(nil)
@@ -210,13 +233,15 @@ func (sm *StateMachine) Partition(i int) *Partition { return sm.partitions[i] }
 func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain.Load() }
 
 // Load restores what the state machine keeps outside the store's reach of
-// Apply — the identity config in effect, the audiences, the dedup filter —
+// Apply — the identity config in effect, the audiences, the dedup and
+// keychain filters —
 // from a state store. Call it before applying, on a store that was built
 // by this state machine, again after discarding a batch that Apply wrote
 // (those parts moved with it), and after any change to the store other
 // than through Apply and Skip (Restore). A state machine that was never
-// loaded builds its dedup filter from the store at its first Apply.
+// loaded builds its filters from the store at its first Apply.
 func (sm *StateMachine) Load(r store.Reader) error {
+	sm.forgetTimers()
 	if err := sm.loadAudiences(r); err != nil {
 		return err
 	}
@@ -224,6 +249,9 @@ func (sm *StateMachine) Load(r store.Reader) error {
 		return err
 	}
 	if err := sm.ddf.build(r); err != nil {
+		return err
+	}
+	if err := sm.kcf.build(r); err != nil {
 		return err
 	}
 	v, err := r.Get(keyIdentity)
@@ -420,11 +448,28 @@ type Result struct {
 func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, data []byte) (Result, error) {
 	var res Result
 	err := sm.withCache(rw, seq, func(rw store.ReadWriter) error {
+		if sm.kcf != nil {
+			if err := sm.kcf.ensure(rw); err != nil {
+				return err
+			}
+			rw = keychainFiltered{ReadWriter: rw, f: sm.kcf}
+		}
 		var err error
 		res, err = sm.apply(rw, seq, subject, data)
 		return err
 	})
+	if err != nil {
+		sm.forgetTimers() // some partitions may have recorded this entry's
+	}
 	return res, err
+}
+
+// forgetTimers drops what the partitions know of their timers
+// (Partition.knowTimers).
+func (sm *StateMachine) forgetTimers() {
+	for _, p := range sm.partitions {
+		p.timersOK = false
+	}
 }
 
 func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, data []byte) (Result, error) {
@@ -537,6 +582,7 @@ func readUint64(r store.Reader, key []byte) (uint64, error) {
 // Skip records seq as applied, by the state machine and every partition,
 // with no other change: the fate of a log entry that cannot be decoded.
 func (sm *StateMachine) Skip(rw store.ReadWriter, seq uint64) error {
+	sm.forgetTimers() // the store at seq is not what an Apply of seq recorded
 	return sm.withCache(rw, seq, func(rw store.ReadWriter) error {
 		if err := setUint64(rw, keyApplied, seq); err != nil {
 			return err
@@ -607,6 +653,7 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 	var outIdx uint32
 	var adds []Addition
 	var mergedAway [][]byte
+	var created map[string]bool // profiles this entry created (Addition.Fresh)
 	anySuppressed, err := hasSuppressions(rw)
 	if err != nil {
 		return err
@@ -650,6 +697,12 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 		}
 		if ir.Created {
 			res.Created++
+			if !sm.opts.noFreshProfiles {
+				if created == nil {
+					created = make(map[string]bool)
+				}
+				created[string(ir.Profile)] = true
+			}
 		}
 		for _, m := range ir.Merges {
 			if err := sm.recordMerge(rw, seq, &outIdx, rec, m); err != nil {
@@ -692,6 +745,9 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 			continue
 		}
 		seen[string(from)] = true
+		if created[string(from)] {
+			continue // created and merged away within this entry: it has no GCR to absorb
+		}
 		r, err := root(from)
 		if err != nil {
 			return err
@@ -701,11 +757,17 @@ func (sm *StateMachine) applyBatch(rw store.ReadWriter, seq uint64, b *event.Bat
 		}
 	}
 	for _, a := range adds {
-		r, err := root(a.Profile)
-		if err != nil {
-			return err
+		// A profile Resolve returned is a root then; only a merge later in
+		// the entry makes it not one, and every merge is in mergedAway.
+		r := a.Profile
+		if len(mergedAway) > 0 {
+			var err error
+			if r, err = root(a.Profile); err != nil {
+				return err
+			}
 		}
 		a.Profile = r
+		a.Fresh = created[string(r)]
 		pi := gcr.PartitionOf(r, n)
 		cmds[pi].Add = append(cmds[pi].Add, a)
 	}

@@ -29,6 +29,17 @@ type Partition struct {
 	// fresh counts the histories taken from the step (freshHistory), for
 	// tests likewise.
 	fresh int
+	// freshProfiles counts the additions to profiles the entry created
+	// (Addition.Fresh), for tests likewise.
+	freshProfiles int
+	// The partition's timers (knowTimers): every timer key at or after
+	// its wl is at timerFloor or later in the store at partition position
+	// timersAt, if timersOK. Written by the partition's Apply only.
+	timerFloor uint64
+	timersAt   uint64
+	timersOK   bool
+	// timerScans counts the due-timer scans made and skipped, for tests.
+	timerScans, timerSkips int
 }
 
 // PartitionCommand is what one log entry asks of one partition, as decided by
@@ -58,6 +69,8 @@ type PartitionCommand struct {
 	Unstore []EventKey
 	Rebuild []Rebuild
 
+	prev            uint64 // the partition's applied position before cmd
+	newTimer        uint64 // earliest timer key time cmd wrote (0: none)
 	transitions     int    // audience transitions written (for Result)
 	outIdx          uint32 // next index in the partition outbox for this entry
 	erasedAudiences int    // memberships ended by Erase
@@ -78,6 +91,11 @@ type Addition struct {
 	Profile []byte
 	Record  *event.Record
 	Owned   []event.IDRef
+	// Fresh says Profile was created by this entry's keychain stage: it
+	// has no GCR and no audience state in the store before the entry,
+	// so the partition reads neither (Options.noFreshProfiles: the
+	// reference that reads them).
+	Fresh bool
 }
 
 // ID is the partition number.
@@ -106,6 +124,7 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 	if cmd.Seq <= prev {
 		return fmt.Errorf("projections: partition %d: apply seq %d: already applied up to %d", p.id, cmd.Seq, prev)
 	}
+	cmd.prev = prev
 	for _, id := range cmd.Erase {
 		if err := p.owns(id); err != nil {
 			return err
@@ -123,6 +142,12 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 		}
 	}
 	txn := p.gcr.Begin(rw)
+	for _, a := range cmd.Add {
+		if a.Fresh {
+			txn.Fresh(a.Profile) // before any other use of it in txn
+			p.freshProfiles++
+		}
+	}
 	for _, rb := range cmd.Rebuild {
 		if err := p.owns(rb.Profile.ID); err != nil {
 			return err

@@ -87,6 +87,9 @@ type work struct {
 	// again from history (its events after the split, newest first).
 	rebuilt bool
 	history []audience.Event
+	// fresh: the profile was created by this entry (Addition.Fresh): it
+	// has no stored audience state to read.
+	fresh bool
 }
 
 // applyAudiences runs the audience stage of an entry in the partition:
@@ -134,6 +137,7 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 			}
 		}
 		w.events = append(w.events, ev)
+		w.fresh = w.fresh || a.Fresh
 		if w.reason == "" {
 			w.reason = "event:" + ulidString(a.Record.ID)
 		}
@@ -144,19 +148,31 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 	if err != nil {
 		return err
 	}
-	lower := p.key([]byte("w/"), binary.BigEndian.AppendUint64(nil, last))
-	upper := p.key([]byte("w/"), binary.BigEndian.AppendUint64(nil, uint64(max(cmd.Now, 0))+1))
+	now := uint64(max(cmd.Now, 0))
+	// The scan finds nothing when the partition's timers are known to
+	// be all later than now (timerFloor): it is not made.
+	floor, known := p.timerFloor, p.timersOK && p.timersAt == cmd.prev && !p.sm.opts.noTimerFloor
+	p.timersOK = false // until this entry's audience stage is done
 	var due [][]byte
-	if err := rw.Scan(lower, upper, false, func(k, _ []byte) bool {
-		due = append(due, bytes.Clone(k))
-		return len(due) < p.sm.opts.TimersPerEntry
-	}); err != nil {
-		return err
+	if known && now < floor {
+		p.timerSkips++
+	} else {
+		p.timerScans++
+		lower := p.key([]byte("w/"), binary.BigEndian.AppendUint64(nil, last))
+		upper := p.key([]byte("w/"), binary.BigEndian.AppendUint64(nil, now+1))
+		if err := rw.Scan(lower, upper, false, func(k, _ []byte) bool {
+			due = append(due, bytes.Clone(k))
+			return len(due) < p.sm.opts.TimersPerEntry
+		}); err != nil {
+			return err
+		}
+		floor = now + 1 // every timer at or before now is due and taken below
 	}
-	scanned := uint64(max(cmd.Now, 0))
+	scanned := now
 	if len(due) == p.sm.opts.TimersPerEntry { // more may be due at the last one's time
 		k := due[len(due)-1]
 		scanned = binary.BigEndian.Uint64(k[len(k)-24 : len(k)-16])
+		floor = scanned
 	}
 	if scanned != last {
 		if err := setUint64(rw, p.key([]byte("wl")), scanned); err != nil {
@@ -180,6 +196,7 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 	}
 
 	if len(cmd.Audiences.Audiences()) == 0 && cmd.Gen == 0 {
+		p.knowTimers(cmd, floor)
 		return nil // no audience was ever defined: nothing to evaluate
 	}
 	ids := make([]string, 0, len(todo))
@@ -198,7 +215,26 @@ func (p *Partition) applyAudiences(rw store.ReadWriter, cmd *PartitionCommand) e
 			return err
 		}
 	}
+	p.knowTimers(cmd, floor)
 	return nil
+}
+
+// knowTimers records what the audience stage of cmd left: every timer key
+// of the partition at or after its wl is at floor or later, but those cmd
+// set (cmd.newTimer), in the store at the partition's position cmd.Seq.
+//
+// Why the next entry may then skip its scan when its now is before the
+// bound: timer keys are written only by evaluate (each one after now, so
+// after wl), all of them through cmd, and the bound is used only when the
+// partition's stored position is the one it was recorded at. A failed
+// Apply, a Skip, Load and ResetFilters forget it (forgetTimers): the first
+// two may leave the store at that position with other contents, the last
+// two follow writes behind the state machine's back.
+func (p *Partition) knowTimers(cmd *PartitionCommand, floor uint64) {
+	if cmd.newTimer != 0 && cmd.newTimer < floor {
+		floor = cmd.newTimer
+	}
+	p.timerFloor, p.timersAt, p.timersOK = floor, cmd.Seq, true
 }
 
 // backfill queues the next slice of the backfill of the current audience
@@ -254,9 +290,12 @@ func (p *Partition) backfill(rw store.ReadWriter, cmd *PartitionCommand, get fun
 // evaluate re-evaluates one profile's audiences and writes its state,
 // timer, membership index and transitions. settled is audience.Step.Settled.
 func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []byte, w *work, settled bool, outIdx *uint32) error {
-	raw, err := loadRawAudienceState(rw, p, id)
-	if err != nil {
-		return err
+	var raw []byte
+	var err error
+	if !w.fresh {
+		if raw, err = loadRawAudienceState(rw, p, id); err != nil {
+			return err
+		}
 	}
 	quiet := settled && !w.all && !w.timer && len(w.joined) == 0 && cmd.Audiences.Quiet(w.events)
 	if quiet && raw != nil && cmd.Audiences.StateUnchanged(raw, cmd.Now) {
@@ -331,6 +370,9 @@ func (p *Partition) evaluate(rw store.ReadWriter, cmd *PartitionCommand, id []by
 		if st.Timer != 0 {
 			if err := rw.Set(p.timerKey(st.Timer, id), nil); err != nil {
 				return err
+			}
+			if t := uint64(max(st.Timer, 0)); cmd.newTimer == 0 || t < cmd.newTimer {
+				cmd.newTimer = t
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // ErrClosed is returned by operations on a closed DB.
@@ -51,6 +52,13 @@ type Options struct {
 	// work that can hold up commits (write stalls, memtable flushes,
 	// compactions, slow disk operations). Nil: none.
 	Events *Events
+	// Compression is how sstable blocks are compressed (CompressionFastest,
+	// CompressionSnappy, CompressionNone). Default CompressionFastest: in
+	// BenchmarkApplyCPU its compression and decompression took 30 % less
+	// CPU than Snappy's and its tables were no larger (bench/RESULTS.md,
+	// "Issue #15 (session 10): the apply path"). A store created at an
+	// older format major version than MinLZ needs gets Snappy instead.
+	Compression Compression
 }
 
 // Events receives Pebble's reports of the work that can hold up a commit:
@@ -113,10 +121,40 @@ func (ev *Events) listener() pebble.EventListener {
 	return l
 }
 
+// Compression names a compression of sstable blocks (Options.Compression).
+// It changes the files' sizes and the CPU time of flushes, compactions and
+// block reads, never a key or value.
+type Compression string
+
+const (
+	// CompressionSnappy compresses every block with Snappy, Pebble's
+	// default and Aurum's before session 10; a block that shrinks by less
+	// than 12 % is stored as it is (likewise for CompressionFastest).
+	CompressionSnappy Compression = "snappy"
+	// CompressionFastest uses Pebble's fastest algorithm (MinLZ; Snappy on
+	// arm64, where MinLZ has no assembly).
+	CompressionFastest Compression = "fastest"
+	// CompressionNone stores blocks uncompressed.
+	CompressionNone Compression = "none"
+)
+
+func (c Compression) profile() (*sstable.CompressionProfile, error) {
+	switch c {
+	case CompressionSnappy:
+		return sstable.SnappyCompression, nil
+	case CompressionFastest:
+		return sstable.FastestCompression, nil
+	case CompressionNone:
+		return sstable.NoCompression, nil
+	}
+	return nil, fmt.Errorf("store: unknown compression %q", string(c))
+}
+
 const (
 	defaultCacheSize       = 64 << 20
 	defaultMemTableSize    = 32 << 20
 	defaultBloomBitsPerKey = 10
+	defaultCompression     = CompressionFastest
 )
 
 // EnsureDefaults returns a copy of o with zero fields set to their defaults.
@@ -137,6 +175,9 @@ func (o *Options) EnsureDefaults() Options {
 	if r.BloomBitsPerKey == 0 {
 		r.BloomBitsPerKey = defaultBloomBitsPerKey
 	}
+	if r.Compression == "" {
+		r.Compression = defaultCompression
+	}
 	return r
 }
 
@@ -153,6 +194,10 @@ var _ Reader = (*DB)(nil)
 // Open opens (creating if needed) the Pebble database in dir.
 func Open(dir string, opts *Options) (*DB, error) {
 	o := opts.EnsureDefaults()
+	comp, err := o.Compression.profile()
+	if err != nil {
+		return nil, err
+	}
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref() // Pebble holds its own reference while open.
 	po := &pebble.Options{
@@ -167,6 +212,9 @@ func Open(dir string, opts *Options) (*DB, error) {
 	}
 	if o.Events != nil {
 		po.AddEventListener(o.Events.listener())
+	}
+	for i := range po.Levels {
+		po.Levels[i].Compression = func() *sstable.CompressionProfile { return comp }
 	}
 	if o.BloomBitsPerKey > 0 {
 		// Levels[i] defaults to Levels[i-1]'s policy only for L1+; set

@@ -337,7 +337,7 @@ func (s *Set) Apply(st *State, step Step) ([]Transition, error) {
 	for _, ev := range step.Events {
 		for _, ka := range s.byEvent[ev.Name] {
 			i := s.aggPos[ka.key]
-			if fresh[ka.key] {
+			if fresh != nil && fresh[i] {
 				fed[i] = true // built from the history, this event included
 				continue
 			}
@@ -509,35 +509,46 @@ func (s *Set) Quiet(events []Event) bool {
 }
 
 // ensureAggs creates the aggregates the state lacks from the profile's
-// history; it returns their keys (the step's events are already in the
-// history, so they must not be added again).
-func (s *Set) ensureAggs(st *State, step Step) (map[string]bool, error) {
-	var missing []keyedAgg
-	j := 0 // st.Aggs and s.sorted are both sorted by key
-	for _, ka := range s.sorted {
+// history; it returns which (by index in s.sorted; nil: none), since the
+// step's events are already in the history and must not be added again.
+func (s *Set) ensureAggs(st *State, step Step) ([]bool, error) {
+	var missingBuf [32]int
+	missing := missingBuf[:0] // indices in s.sorted
+	j := 0                    // st.Aggs and s.sorted are both sorted by key
+	for i, ka := range s.sorted {
 		for j < len(st.Aggs) && st.Aggs[j].Key < ka.key {
 			j++
 		}
 		if j == len(st.Aggs) || st.Aggs[j].Key != ka.key {
-			missing = append(missing, ka)
+			missing = append(missing, i)
 		}
 	}
 	if len(missing) == 0 {
 		return nil, nil
 	}
-	for _, ka := range missing {
-		st.addAgg(AggState{Key: ka.key})
+	// Merge the new aggregates into st.Aggs (both sorted by key): what
+	// adding them one by one gives, in one allocation.
+	aggs := make([]AggState, 0, len(st.Aggs)+len(missing))
+	for a, m := 0, 0; a < len(st.Aggs) || m < len(missing); {
+		if m < len(missing) && (a == len(st.Aggs) || s.sorted[missing[m]].key < st.Aggs[a].Key) {
+			aggs = append(aggs, AggState{Key: s.sorted[missing[m]].key})
+			m++
+		} else {
+			aggs = append(aggs, st.Aggs[a])
+			a++
+		}
 	}
+	st.Aggs = aggs
 	if step.History == nil {
 		return nil, nil // no history: the step's events are added as usual
 	}
-	fresh := map[string]bool{}
-	for _, ka := range missing {
-		fresh[ka.key] = true
+	fresh := make([]bool, len(s.sorted))
+	for _, i := range missing {
+		fresh[i] = true
 	}
 	err := step.History(func(ev Event) bool {
-		for _, ka := range missing {
-			if ka.agg.Event == ev.Name {
+		for _, i := range missing {
+			if ka := s.sorted[i]; ka.agg.Event == ev.Name {
 				addEvent(st.agg(ka.key), ka.agg, ev)
 			}
 		}

@@ -12,52 +12,63 @@ import (
 
 // The stored form of a Features (inside the stored GCR, gcr/codec.go).
 //
-// Version 2 (written since session 9), hand-written, deterministic (scores
+// Version 3 (written since session 10), hand-written, deterministic (scores
 // in key order):
 //
-//	features = 0x02 days(purchase) varint(FoldedPurchaseDays) varint(FoldedOrders) varint(FoldedMicros)
+//	features = 0x03 days(purchase) varint(FoldedPurchaseDays) varint(FoldedOrders) varint(FoldedMicros)
 //	           days(active) varint(FoldedActiveDays) scores(Events) scores(Categories) scores(Products)
 //	purchase = uvarint(Orders) varint(Micros)
 //	days(v)  = uvarint(n) [varint(first day) v (uvarint(day − previous day − 1) v)*]
 //	active   = (nothing)
-//	scores   = uvarint(n) [varint(latest) (key f64(Short) f64(Long) uvarint(latest − AsOf))*]
+//	scores   = uvarint(n) [varint(latest) (key uvarint((latest − AsOf)·2 + c) value)*]
 //	key      = 0x00 8 bytes            a key of 16 lowercase hex digits (the GCR's keyed
 //	                                   hash, engine.InteractionKey): those digits' bytes
 //	         | uvarint(len ≥ 1) bytes  any other key
+//	value    = byte(n)                 c = 1: Short = Long = n, an integer 0..255
+//	         | f64(Short) f64(Long)    c = 0: any other pair
 //
 // latest is the greatest AsOf of the section (one delta is 0), keys are
-// strictly increasing (as strings), and a key of 16 lowercase hex digits
-// always takes the short form (one encoding per row). The 8-byte key and
-// the time delta make an interaction key 29–33 bytes instead of 39–40.
+// strictly increasing (as strings), a key of 16 lowercase hex digits
+// always takes the short form and a pair of equal integers 0..255 the
+// one-byte form (one encoding per row). A key seen at one instant only (a
+// product viewed once: both scores are its weight, 1, 3 or 5) takes
+// 11–15 bytes instead of 26–30.
 //
-// Version 1 (sessions 5–8) is read still (stored state keeps loading) and
-// re-encoded as version 2 by the next write of the profile: as version 2
-// but for the scores:
+// Versions 1 (sessions 5–8) and 2 (session 9) are read still (stored state
+// keeps loading) and re-encoded as version 3 by the next write of the
+// profile. Version 2 is version 3 but for the scores:
+//
+//	scores(v2) = uvarint(n) [varint(latest) (key f64(Short) f64(Long) uvarint(latest − AsOf))*]
+//
+// and version 1 is version 2 but for the scores:
 //
 //	scores(v1) = uvarint(n) (str(key) f64(Short) f64(Long) varint(AsOf))*
 //
 // Decode refuses other versions, trailing bytes, more days or keys than
-// the caps, keys longer than MaxKeyLen, days out of order, negative counts
-// and scores that are negative or not finite.
+// the caps, keys longer than MaxKeyLen, days out of order, negative counts,
+// scores that are negative or not finite, and the long form of a key or
+// a pair that has a short one.
 const (
 	v1 byte = 0x01
 	v2 byte = 0x02
+	v3 byte = 0x03
 )
 
 // ErrCorrupt marks an encoding that does not decode.
 var ErrCorrupt = errors.New("features: corrupt")
 
 const (
-	minDaySize    = 2 // uvarint delta or orders, varint micros
-	minActiveSize = 1 // uvarint delta
-	minScoreSize  = 1 + 8 + 8 + 1
-	hexKeyLen     = 16      // a key of 16 lowercase hex digits is stored as 8 bytes
-	maxDayDelta   = 1 << 40 // days: far beyond any Unix ms time
+	minDaySize    = 2             // uvarint delta or orders, varint micros
+	minActiveSize = 1             // uvarint delta
+	minScoreSize  = 1 + 8 + 8 + 1 // versions 1 and 2
+	minPairSize   = 2 + 1 + 1     // version 3: key, delta, value
+	hexKeyLen     = 16            // a key of 16 lowercase hex digits is stored as 8 bytes
+	maxDayDelta   = 1 << 40       // days: far beyond any Unix ms time
 )
 
 // Append appends the encoding of f to dst.
 func (f *Features) Append(dst []byte) []byte {
-	dst = append(dst, v2)
+	dst = append(dst, v3)
 	dst = binary.AppendUvarint(dst, uint64(len(f.Purchases)))
 	for i, p := range f.Purchases {
 		if i == 0 {
@@ -94,40 +105,69 @@ func appendScores(dst []byte, sc Scores) []byte {
 	latest := sc.latest()
 	dst = binary.AppendVarint(dst, latest)
 	for _, e := range sc {
-		if isHexKey(e.Key) {
+		if k, ok := hexKey8(e.Key); ok {
 			dst = append(dst, 0)
-			for i := 0; i < hexKeyLen; i += 2 {
-				dst = append(dst, unhex(e.Key[i])<<4|unhex(e.Key[i+1]))
-			}
+			dst = append(dst, k[:]...)
 		} else {
 			dst = wire.AppendString(dst, e.Key)
 		}
+		dt := uint64(latest-e.AsOf) << 1
+		if n, ok := smallPair(e.Decayed); ok {
+			dst = binary.AppendUvarint(dst, dt|1)
+			dst = append(dst, n)
+			continue
+		}
+		dst = binary.AppendUvarint(dst, dt)
 		dst = wire.AppendFloat64(dst, e.Short)
 		dst = wire.AppendFloat64(dst, e.Long)
-		dst = binary.AppendUvarint(dst, uint64(latest-e.AsOf))
 	}
 	return dst
 }
 
-// unhex is the value of a lowercase hex digit.
-func unhex(c byte) byte {
-	if c <= '9' {
-		return c - '0'
+// smallPair reports whether d's scores are equal integers 0..255 (+0, not
+// −0: the one-byte form keeps every bit) and returns that integer.
+func smallPair(d Decayed) (byte, bool) {
+	if d.Short != d.Long || !(d.Short >= 0 && d.Short <= 255) {
+		return 0, false
 	}
-	return c - 'a' + 10
+	n := byte(d.Short)
+	return n, math.Float64bits(d.Short) == math.Float64bits(float64(n)) && math.Float64bits(d.Long) == math.Float64bits(float64(n))
+}
+
+// hexValue maps a byte to its value as a lowercase hex digit, 0xff for
+// any other byte.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c-'a') + 10
+	}
+	return t
+}()
+
+// hexKey8 returns the 8 bytes of a key of 16 lowercase hex digits; ok is
+// false for any other key.
+func hexKey8(k string) (out [hexKeyLen / 2]byte, ok bool) {
+	if len(k) != hexKeyLen {
+		return out, false
+	}
+	var bad byte
+	for i := range out {
+		hi, lo := hexValue[k[2*i]], hexValue[k[2*i+1]]
+		bad |= hi | lo
+		out[i] = hi<<4 | lo&0x0f
+	}
+	return out, bad&0xf0 == 0
 }
 
 // isHexKey reports whether k is 16 lowercase hex digits.
 func isHexKey(k string) bool {
-	if len(k) != hexKeyLen {
-		return false
-	}
-	for i := range len(k) {
-		if c := k[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	_, ok := hexKey8(k)
+	return ok
 }
 
 // SizeBound is an upper bound of len(f.Append(nil)) (0 for a nil f).
@@ -139,7 +179,9 @@ func (f *Features) SizeBound() int {
 	n := 1 + 12*v + len(f.Purchases)*3*v + len(f.ActiveDays)*v
 	for _, sc := range [...]Scores{f.Events, f.Categories, f.Products} {
 		for _, e := range sc {
-			n += 2*v + 16 + len(e.Key)
+			// key (a hex key: 1 + 8 bytes; another: a length of at most 2
+			// bytes, keys being at most MaxKeyLen), the time delta, two f64
+			n += 2 + len(e.Key) + v + 16
 		}
 	}
 	return n
@@ -148,8 +190,8 @@ func (f *Features) SizeBound() int {
 // Decode decodes an encoding made by Append. Allocations are bounded by
 // the caps and the input's length.
 func Decode(b []byte) (*Features, error) {
-	if len(b) == 0 || (b[0] != v1 && b[0] != v2) {
-		return nil, errors.Join(ErrCorrupt, errors.New("features: not format version 1 or 2"))
+	if len(b) == 0 || b[0] < v1 || b[0] > v3 {
+		return nil, errors.Join(ErrCorrupt, errors.New("features: not format version 1, 2 or 3"))
 	}
 
 	r := wire.NewReader(b[1:], ErrCorrupt)
@@ -190,9 +232,9 @@ func Decode(b []byte) (*Features, error) {
 		f.Categories = decodeScoresV1(&r, "categories")
 		f.Products = decodeScoresV1(&r, "products")
 	} else {
-		f.Events = decodeScores(&r, "events")
-		f.Categories = decodeScores(&r, "categories")
-		f.Products = decodeScores(&r, "products")
+		f.Events = decodeScores(&r, "events", b[0])
+		f.Categories = decodeScores(&r, "categories", b[0])
+		f.Products = decodeScores(&r, "products", b[0])
 	}
 	if err := r.Finish(); err != nil {
 		return nil, err
@@ -234,10 +276,14 @@ func nonNegativeInt(r *wire.Reader, v int64, what string) int64 {
 	return v
 }
 
-// decodeScores reads a version 2 scores. Its keys are substrings of one
-// string: one allocation for the keys of a section.
-func decodeScores(r *wire.Reader, what string) Scores {
-	n := r.Count(what, minScoreSize)
+// decodeScores reads a version 2 or 3 scores. Its keys are substrings of
+// one string: one allocation for the keys of a section.
+func decodeScores(r *wire.Reader, what string, version byte) Scores {
+	minSize := minScoreSize
+	if version == v3 {
+		minSize = minPairSize
+	}
+	n := r.Count(what, minSize)
 	if n > MaxKeys {
 		r.Fail("%d %s, at most %d", n, what, MaxKeys)
 		return nil
@@ -272,8 +318,31 @@ func decodeScores(r *wire.Reader, what string) Scores {
 			text.Write(r.Fixed(what, int(l)))
 		}
 		ends[i] = text.Len()
-		d := Decayed{Short: r.Float64(what), Long: r.Float64(what)}
-		dt := r.Uvarint(what)
+		var (
+			d  Decayed
+			dt uint64
+		)
+		if version == v3 {
+			dt = r.Uvarint(what)
+			if dt&1 == 1 {
+				b := r.Fixed(what, 1)
+				if b == nil {
+					return nil
+				}
+				d.Short = float64(b[0])
+				d.Long = d.Short
+			} else {
+				d = Decayed{Short: r.Float64(what), Long: r.Float64(what)}
+				if _, ok := smallPair(d); ok {
+					r.Fail("%s: scores %v not in the one-byte form", what, d.Short)
+					return nil
+				}
+			}
+			dt >>= 1
+		} else {
+			d = Decayed{Short: r.Float64(what), Long: r.Float64(what)}
+			dt = r.Uvarint(what)
+		}
 		if dt > math.MaxInt64 || latest-int64(dt) > latest {
 			r.Fail("%s time delta %d out of range", what, dt)
 			return nil

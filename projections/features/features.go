@@ -144,6 +144,10 @@ func (d Decayed) At(t int64) (short, long float64) {
 	return d.Short * decay(dt, HalfLifeShort), d.Long * decay(dt, HalfLifeLong)
 }
 
+// longAt is the long-half-life score of d as of t (At's second result,
+// without computing the first).
+func (d Decayed) longAt(t int64) float64 { return d.Long * decay(t-d.AsOf, HalfLifeLong) }
+
 // join folds o into d: both brought to the later AsOf and summed.
 func (d Decayed) join(o Decayed) Decayed {
 	if o.AsOf > d.AsOf {
@@ -164,13 +168,16 @@ func DayOf(ms int64) int64 {
 	return d
 }
 
-// Add folds one event into f. micros/hasRevenue are the event's revenue as
-// gcr reads it (gcr computes it once for both projections).
-func (f *Features) Add(rec *event.Record, micros int64, hasRevenue bool) {
+// Add folds one event into f and reports whether f changed (an event other
+// than a track event, on a day f has as active already, changes nothing:
+// a caller holding f's encoding may write it again). micros/hasRevenue are
+// the event's revenue as gcr reads it (gcr computes it once for both
+// projections).
+func (f *Features) Add(rec *event.Record, micros int64, hasRevenue bool) (changed bool) {
 	day := DayOf(rec.Time)
-	f.addActiveDay(day)
+	changed = f.addActiveDay(day)
 	if rec.Kind != event.Track || rec.Event == "" {
-		return
+		return changed
 	}
 	addDecayed(&f.Events, rec.Event, Decayed{Short: 1, Long: 1, AsOf: rec.Time})
 	if rec.Event == PurchaseEvent {
@@ -179,6 +186,7 @@ func (f *Features) Add(rec *event.Record, micros int64, hasRevenue bool) {
 		}
 		f.addPurchase(PurchaseDay{Day: day, Orders: 1, Micros: micros})
 	}
+	return true
 }
 
 // KeyFunc maps an interaction's kind ("category" or "product") and value
@@ -190,10 +198,11 @@ type KeyFunc func(kind, value string) string
 // AddInteractions folds one event's category and product interactions into
 // f: properties.category and properties.product_id, and those of the
 // elements of properties.products, weighted by the event (view 1, Product
-// Added 3, Order Completed 5), their keys mapped by key.
-func (f *Features) AddInteractions(rec *event.Record, key KeyFunc) {
+// Added 3, Order Completed 5), their keys mapped by key. It reports
+// whether f changed (the event had an interaction).
+func (f *Features) AddInteractions(rec *event.Record, key KeyFunc) (changed bool) {
 	if rec.Kind != event.Track || rec.Event == "" || len(rec.Properties) == 0 {
-		return
+		return false
 	}
 	w := float64(weightView)
 	switch rec.Event {
@@ -202,32 +211,34 @@ func (f *Features) AddInteractions(rec *event.Record, key KeyFunc) {
 	case "Product Added":
 		w = weightAdded
 	}
-	f.interactions(rec.Properties, w, rec.Time, key)
+	changed = f.interactions(rec.Properties, w, rec.Time, key)
 	if items, ok := rec.Properties["products"].([]any); ok {
 		for i, it := range items {
 			if i == MaxKeys {
 				break // bounded work per event
 			}
 			if m, ok := it.(map[string]any); ok {
-				f.interactions(m, w, rec.Time, key)
+				changed = f.interactions(m, w, rec.Time, key) || changed
 			}
 		}
 	}
+	return changed
 }
 
-func (f *Features) interactions(props map[string]any, w float64, t int64, key KeyFunc) {
+func (f *Features) interactions(props map[string]any, w float64, t int64, key KeyFunc) (changed bool) {
 	if c, ok := keyOf(props["category"]); ok && c != "" && len(c) <= MaxKeyLen {
 		if key != nil {
 			c = key("category", c)
 		}
-		addDecayed(&f.Categories, c, Decayed{Short: w, Long: w, AsOf: t})
+		changed = addDecayed(&f.Categories, c, Decayed{Short: w, Long: w, AsOf: t}) || changed
 	}
 	if p, ok := keyOf(props["product_id"]); ok && p != "" && len(p) <= MaxKeyLen {
 		if key != nil {
 			p = key("product", p)
 		}
-		addDecayed(&f.Products, p, Decayed{Short: w, Long: w, AsOf: t})
+		changed = addDecayed(&f.Products, p, Decayed{Short: w, Long: w, AsOf: t}) || changed
 	}
+	return changed
 }
 
 // Affinity is the affinity of a profile's row for one category or product
@@ -248,7 +259,7 @@ func Affinity(f *Features, kind, key string, at int64) (float64, bool) {
 	}
 	var total, mine float64
 	for _, e := range s {
-		_, l := e.At(at)
+		l := e.longAt(at)
 		total += l
 		if e.Key == key {
 			mine = l
@@ -295,17 +306,20 @@ func keyOf(v any) (string, bool) {
 	return "", false
 }
 
-func addDecayed(s *Scores, k string, d Decayed) {
+// addDecayed adds d to the score of k and reports whether s changed (it
+// does unless k is refused).
+func addDecayed(s *Scores, k string, d Decayed) bool {
 	if k == "" || len(k) > MaxKeyLen {
-		return
+		return false
 	}
 	i, ok := s.find(k)
 	if ok {
 		(*s)[i].Decayed = (*s)[i].join(d)
-		return
+		return true
 	}
 	*s = slices.Insert(*s, i, Keyed{Key: k, Decayed: d})
 	s.trim()
+	return true
 }
 
 // trim evicts keys beyond MaxKeys: lowest long score as of the latest time
@@ -319,7 +333,7 @@ func (s *Scores) trim() {
 	for len(*s) > MaxKeys {
 		worst, wl := 0, math.Inf(1)
 		for i, e := range *s {
-			_, l := e.At(latest)
+			l := e.longAt(latest)
 			// ranked's order (long score descending, key ascending), reversed:
 			// the last key of that order is evicted first.
 			if l < wl || l == wl && e.Key > (*s)[worst].Key {
@@ -339,20 +353,27 @@ func (s Scores) latest() int64 {
 	return latest
 }
 
-func (f *Features) addActiveDay(day int64) {
+// addActiveDay adds day to the active days and reports whether f changed.
+func (f *Features) addActiveDay(day int64) bool {
+	// The newest day first: events mostly come in time order.
+	n := len(f.ActiveDays)
+	if n > 0 && f.ActiveDays[n-1] == day {
+		return false
+	}
 	i, found := slices.BinarySearch(f.ActiveDays, day)
 	if found {
-		return
+		return false
 	}
 	if len(f.ActiveDays) >= MaxActiveDays && i == 0 {
 		f.FoldedActiveDays++
-		return
+		return true
 	}
 	f.ActiveDays = slices.Insert(f.ActiveDays, i, day)
 	if len(f.ActiveDays) > MaxActiveDays {
 		f.ActiveDays = slices.Delete(f.ActiveDays, 0, 1)
 		f.FoldedActiveDays++
 	}
+	return true
 }
 
 func (f *Features) addPurchase(p PurchaseDay) {

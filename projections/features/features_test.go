@@ -264,7 +264,8 @@ func TestDecodeRefuses(t *testing.T) {
 	add(f, track("Product Viewed", t0, map[string]any{"category": "a"}), 0, false)
 	ok := f.Append(nil)
 	for name, b := range map[string][]byte{
-		"version":        append([]byte{3}, ok[1:]...),
+		"version":        append([]byte{4}, ok[1:]...),
+		"version 0":      append([]byte{0}, ok[1:]...),
 		"negative score": (&Features{Events: Scores{{"e", Decayed{Short: -1, Long: 1}}}}).Append(nil),
 		"NaN score":      (&Features{Events: Scores{{"e", Decayed{Short: math.NaN()}}}}).Append(nil),
 		"empty key":      (&Features{Events: Scores{{"", Decayed{}}}}).Append(nil),
@@ -299,6 +300,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add(keyed.Append(nil))
 	f.Add(appendV1(keyed))
+	f.Add(appendV2(keyed))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		g, err := Decode(in)
 		if err != nil {
@@ -350,6 +352,7 @@ func BenchmarkRowUpkeep(b *testing.B) {
 				buf = g.Append(buf[:0])
 			}
 			b.ReportMetric(float64(len(row)), "row-bytes")
+			b.ReportMetric(float64(len(appendV2(f))), "v2-row-bytes")
 			b.ReportMetric(float64(len(appendV1(f))), "v1-row-bytes")
 		})
 	}

@@ -12,13 +12,14 @@ import (
 
 // The stored form of a Profile (key p/<partition>/g/<profile>).
 //
-// Version 2, hand-written (no reflection), deterministic: equal profiles
+// Version 3, hand-written (no reflection), deterministic: equal profiles
 // give equal bytes (maps are written in key order, nil and empty alike),
 // which the digest and the lattice tests rely on.
 //
-//	profile  = 0xc2 bytes(ID) uvarint(n) bytes*(MergedFrom) uvarint(n) ident*(Identifiers)
+//	profile  = 0xc3 bytes(Features) rest
+//	rest     = bytes(ID) uvarint(n) bytes*(MergedFrom) uvarint(n) ident*(Identifiers)
 //	           map(trait)(Traits) stats map(money)(Revenue) map(varint)(Audiences)
-//	           map(f64)(Predictions) map(consent)(Consent) bytes(Features)
+//	           map(f64)(Predictions) map(consent)(Consent)
 //	ident    = str(Type) bytes(Hash) bytes(Key) bytes(Sealed) varint(FirstSeen) varint(LastSeen) bytes(FirstEvent)
 //	trait    = bytes(Key) bytes(Sealed) varint(Time) bytes(Event)
 //	stats    = varint(FirstSeen) varint(LastSeen) varint(Events) map(varint)(EventCounts)
@@ -32,19 +33,27 @@ import (
 //	varint   = encoding/binary zig-zag varint; uvarint = encoding/binary uvarint
 //
 // Features is features.Features.Append (its own version byte inside), or
-// empty when the profile has none.
+// empty when the profile has none. It comes first so that the decoder
+// finds it without reading the rest, and so that the rest, whose byte
+// strings the decoder copies once (wire.Reader), does not hold it: a
+// decode copies the feature row only if it decodes it, and the Txn's row
+// cache (rows.go) spares most of those decodes.
 //
-// The leading byte is the version: 0xc2. Version 1 (0xc1, a code msgpack
-// never uses, from when msgpack profiles of earlier builds were still read)
-// is version 2 without the Features item; it is still read, as a profile
-// without features. A later version takes another leading byte.
+// The leading byte is the version: 0xc3. Versions 1 and 2 are still read
+// (stored state keeps loading; the profile's next write is version 3):
+// version 2 (0xc2, sessions 5–9) is 0xc2 rest bytes(Features): the same
+// items with the feature row last; version 1 (0xc1, a code msgpack never
+// uses, from when msgpack profiles of earlier builds were still read) is
+// 0xc1 rest, a profile without features. A later version takes another
+// leading byte.
 //
 // Decoding checks every count against the bytes left before it allocates,
 // so hostile input allocates at most a small multiple of its length; it
 // refuses trailing bytes, then checks the Profile's invariants (Check).
 const (
 	profileV1 byte = 0xc1 // read only
-	profileV2 byte = 0xc2 // v1 + features
+	profileV2 byte = 0xc2 // read only: v1 + features last
+	profileV3 byte = 0xc3 // features first
 )
 
 // Minimum encoded sizes of the repeated items, to bound allocations by the
@@ -60,12 +69,22 @@ const (
 )
 
 func encodeProfile(p *Profile) ([]byte, error) {
-	e := profileEncoder{buf: make([]byte, 0, profileSize(p))}
-	e.profile(p)
-	return e.buf, nil
+	b, _ := encodeProfileWith(p, nil)
+	return b, nil
 }
 
-// profileEncoder writes format version 2; keys is scratch for sorting map
+// encodeProfileWith encodes p; feat, when not nil, is the encoding of
+// p.Features to write (the bytes it was decoded from, unchanged since). It
+// returns the encoding and the feature row's part of it (nil: none).
+func encodeProfileWith(p *Profile, feat []byte) (b, row []byte) {
+	n := profileSize(p, feat)
+	e := profileEncoder{buf: make([]byte, 0, n)}
+	row = e.features(p.Features, feat)
+	e.profile(p)
+	return e.buf, row
+}
+
+// profileEncoder writes format version 3; keys is scratch for sorting map
 // keys, reused across the maps of one profile.
 type profileEncoder struct {
 	buf  []byte
@@ -95,8 +114,32 @@ func (e *profileEncoder) counts(m map[string]int64) {
 	}
 }
 
+// features writes the version byte and the feature row: feat if it is not
+// nil, else f's encoding (length 0: none), written in place behind a
+// length reserved at its maximum and then moved down over the slack. It
+// returns the row's bytes in e.buf (nil: none).
+func (e *profileEncoder) features(f *features.Features, feat []byte) []byte {
+	e.buf = append(e.buf, profileV3)
+	if feat != nil {
+		e.bytes(feat)
+		return e.buf[len(e.buf)-len(feat):]
+	}
+	if f.Empty() {
+		e.uvarint(0)
+		return nil
+	}
+	mark := len(e.buf)
+	e.buf = append(e.buf, make([]byte, binary.MaxVarintLen64)...)
+	e.buf = f.Append(e.buf)
+	n := len(e.buf) - mark - binary.MaxVarintLen64
+	ln := binary.PutUvarint(e.buf[mark:], uint64(n))
+	copy(e.buf[mark+ln:], e.buf[mark+binary.MaxVarintLen64:])
+	e.buf = e.buf[:mark+ln+n]
+	return e.buf[mark+ln:]
+}
+
+// profile writes rest (after the version byte and the feature row).
 func (e *profileEncoder) profile(p *Profile) {
-	e.buf = append(e.buf, profileV2)
 	e.bytes(p.ID)
 	e.uvarint(uint64(len(p.MergedFrom)))
 	for _, id := range p.MergedFrom {
@@ -153,26 +196,19 @@ func (e *profileEncoder) profile(p *Profile) {
 		e.bytes(c.Event)
 		e.str(c.Source)
 	}
-	// features: bytes (length 0: none), written in place behind a
-	// length reserved at its maximum and then moved down over the slack.
-	if p.Features.Empty() {
-		e.uvarint(0)
-		return
-	}
-	mark := len(e.buf)
-	e.buf = append(e.buf, make([]byte, binary.MaxVarintLen64)...)
-	e.buf = p.Features.Append(e.buf)
-	n := len(e.buf) - mark - binary.MaxVarintLen64
-	ln := binary.PutUvarint(e.buf[mark:], uint64(n))
-	copy(e.buf[mark+ln:], e.buf[mark+binary.MaxVarintLen64:])
-	e.buf = e.buf[:mark+ln+n]
 }
 
 // profileSize is an upper bound of the encoded size of p (varints counted
-// at their maximum), so that encodeProfile allocates its buffer once.
-func profileSize(p *Profile) int {
+// at their maximum), so that encodeProfile allocates its buffer once; feat
+// as for encodeProfileWith.
+func profileSize(p *Profile, feat []byte) int {
 	const v = binary.MaxVarintLen64
-	n := 1 + v + len(p.ID) + v*6 + v + p.Features.SizeBound()
+	n := 1 + v + len(p.ID) + v*6 + v
+	if feat != nil {
+		n += len(feat)
+	} else {
+		n += p.Features.SizeBound()
+	}
 	for _, id := range p.MergedFrom {
 		n += v + len(id)
 	}
@@ -202,32 +238,64 @@ func profileSize(p *Profile) int {
 }
 
 func decodeProfile(b []byte) (*Profile, error) {
-	p, err := decodeUnchecked(b)
+	p, row, err := decodeRow(b)
+	if err == nil && len(row) > 0 {
+		p.Features, err = features.Decode(row)
+		if err != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
+	return p, nil
+}
+
+// decodeRow decodes a stored profile but for its feature row, whose
+// encoding it returns (nil: none; a sub-slice of b), and checks the
+// profile's invariants.
+func decodeRow(b []byte) (*Profile, []byte, error) {
+	p, row, err := decodeUnchecked(b)
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := p.Check(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	return p, nil
+	return p, row, nil
 }
 
-// decodeUnchecked decodes format version 1 or 2 (b starts with its
-// version byte) without checking the Profile's invariants.
-func decodeUnchecked(b []byte) (*Profile, error) {
-	if len(b) == 0 || (b[0] != profileV1 && b[0] != profileV2) {
-		return nil, fmt.Errorf("%w: not format version 1 or 2", ErrCorrupt)
+// decodeUnchecked decodes format version 1, 2 or 3 (b starts with its
+// version byte) but for the feature row, without checking the Profile's
+// invariants.
+func decodeUnchecked(b []byte) (*Profile, []byte, error) {
+	if len(b) == 0 || (b[0] != profileV1 && b[0] != profileV2 && b[0] != profileV3) {
+		return nil, nil, fmt.Errorf("%w: not format version 1, 2 or 3", ErrCorrupt)
 	}
-	d := profileDecoder{wire.NewReader(b[1:], ErrCorrupt)}
-	p := d.profile(b[0])
+	rest, row := b[1:], []byte(nil)
+	if b[0] == profileV3 {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > uint64(len(rest)-k) {
+			return nil, nil, fmt.Errorf("%w: bad features length", ErrCorrupt)
+		}
+		row, rest = rest[k:k+int(n):k+int(n)], rest[k+int(n):]
+	}
+	d := profileDecoder{wire.NewReader(rest, ErrCorrupt)}
+	p := d.profile()
+	if b[0] == profileV2 {
+		row = d.Raw("features")
+	}
 	if err := d.Finish(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return p, nil
+	if len(row) == 0 {
+		row = nil
+	}
+	return p, row, nil
 }
 
-// profileDecoder reads format versions 1 and 2 (wire.Reader: the first error
-// sticks and every later read returns a zero value).
+// profileDecoder reads rest, the items every format version has (wire.Reader:
+// the first error sticks and every later read returns a zero value).
 type profileDecoder struct{ wire.Reader }
 
 func (d *profileDecoder) counts(what string) map[string]int64 {
@@ -244,7 +312,7 @@ func (d *profileDecoder) counts(what string) map[string]int64 {
 	return m
 }
 
-func (d *profileDecoder) profile(version byte) *Profile {
+func (d *profileDecoder) profile() *Profile {
 	p := &Profile{}
 	p.ID = d.Bytes("id")
 	if n := d.Count("merged count", minBytesSize); n > 0 {
@@ -319,16 +387,6 @@ func (d *profileDecoder) profile(version byte) *Profile {
 			c.Event = d.Bytes("consent event")
 			c.Source = d.String("consent source")
 			p.Consent[k], prev = c, k
-		}
-	}
-	if version >= profileV2 {
-		if b := d.Raw("features"); len(b) > 0 {
-			f, err := features.Decode(b)
-			if err != nil {
-				d.Fail("%v", err)
-			} else {
-				p.Features = f
-			}
 		}
 	}
 	return p

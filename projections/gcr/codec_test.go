@@ -2,6 +2,7 @@ package gcr
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -129,7 +130,7 @@ func TestProfileCodecCoversEveryField(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := decodeUnchecked(b)
+		got, err := decodeAll(b)
 		if err != nil {
 			t.Fatalf("case %d: decode: %v", i, err)
 		}
@@ -151,7 +152,7 @@ func TestProfileCodecDeterministic(t *testing.T) {
 	for range 500 {
 		p := randomProfile(t, r)
 		b1, _ := encodeProfile(p)
-		c, err := decodeUnchecked(b1) // a deep copy: maps built in key order
+		c, err := decodeAll(b1) // a deep copy: maps built in key order
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,6 +172,69 @@ func TestProfileCodecDeterministic(t *testing.T) {
 	}
 	if len(seen) < 490 {
 		t.Errorf("only %d distinct encodings of 500 random profiles", len(seen))
+	}
+}
+
+// decodeAll decodes b, feature row included, without checking the
+// Profile's invariants.
+func decodeAll(b []byte) (*Profile, error) {
+	p, row, err := decodeUnchecked(b)
+	if err == nil && row != nil {
+		p.Features, err = features.Decode(row)
+	}
+	return p, err
+}
+
+// asVersion2 rewrites a version 3 encoding as version 2 (the feature row
+// last), the form sessions 5–9 stored.
+func asVersion2(t testing.TB, b []byte) []byte {
+	t.Helper()
+	if b[0] != profileV3 {
+		t.Fatalf("version %#x, want %#x", b[0], profileV3)
+	}
+	n, k := binary.Uvarint(b[1:])
+	row, rest := b[1:1+k+int(n)], b[1+k+int(n):]
+	return append(append([]byte{profileV2}, rest...), row...)
+}
+
+// asVersion1 rewrites a version 3 encoding as version 1 (no feature row).
+func asVersion1(t testing.TB, b []byte) []byte {
+	t.Helper()
+	n, k := binary.Uvarint(b[1:])
+	return append([]byte{profileV1}, b[1+k+int(n):]...)
+}
+
+// TestProfileCodecVersions: profiles stored in versions 1 and 2 still load
+// (version 2 with its feature row, version 1 without one), and re-encode
+// as version 3 to the bytes of the same profile written now.
+func TestProfileCodecVersions(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for i := range 300 {
+		p := validRandomProfile(r)
+		if r.IntN(2) == 0 {
+			p.Features = randomFeatures(r)
+		}
+		b3 := mustEncode(t, p)
+		if b3[0] != profileV3 {
+			t.Fatalf("case %d: version %#x, want %#x", i, b3[0], profileV3)
+		}
+		for _, c := range []struct {
+			name string
+			in   []byte
+			want *Profile
+		}{
+			{"version 3", b3, p},
+			{"version 2", asVersion2(t, b3), p},
+			{"version 1", asVersion1(t, b3), func() *Profile { c := *p; c.Features = nil; return &c }()},
+		} {
+			got, err := decodeProfile(c.in)
+			if err != nil {
+				t.Fatalf("case %d, %s: %v", i, c.name, err)
+			}
+			if want := mustEncode(t, c.want); !bytes.Equal(mustEncode(t, got), want) {
+				t.Fatalf("case %d, %s: re-encoded differs\n got %x\nwant %x", i, c.name, mustEncode(t, got), want)
+			}
+		}
 	}
 }
 

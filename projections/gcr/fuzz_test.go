@@ -23,6 +23,8 @@ func FuzzDecodeProfile(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b)
+	f.Add(asVersion2(f, b))
+	f.Add(asVersion1(f, b))
 	f.Add(mustEncode(f, sampleProfile()))
 	f.Add([]byte{0x80})
 	f.Add([]byte{profileV1, 0x10})

@@ -98,6 +98,10 @@ type Options struct {
 	// the keys it maps their values to: a keyed hash, never the value
 	// (the engine's: seal.Keyring.Hash). nil: no interactions are kept.
 	InteractionKey features.KeyFunc
+	// RowCacheBytes bounds the cache of decoded feature rows that Txns
+	// hand to each other (rows.go); 0 means DefaultRowCacheBytes, < 0
+	// turns it off. It changes no stored byte.
+	RowCacheBytes int
 }
 
 // EnsureDefaults fills zero fields with their defaults and returns o (a new
@@ -112,15 +116,23 @@ func (o *Options) EnsureDefaults() *Options {
 	if o.Partitions < 1 || o.Partitions > maxPartitions {
 		panic(fmt.Sprintf("gcr: Options.Partitions %d out of range 1..%d", o.Partitions, maxPartitions))
 	}
+	if o.RowCacheBytes == 0 {
+		o.RowCacheBytes = DefaultRowCacheBytes
+	}
 	return o
 }
 
-// Projection is the GCR projection. It holds only configuration and is safe
-// for concurrent use; Txns are not.
+// Projection is the GCR projection. It holds configuration and the row
+// cache (rows.go: no stored state) and is safe for concurrent use; Txns are
+// not, and the Txns of one partition must run one after the other.
 type Projection struct {
 	parts      int
 	noFeatures bool
 	interKey   features.KeyFunc
+	rows       *rowCache
+	// encodeRows has Flush encode every feature row, never writing the
+	// loaded encoding of an unchanged one again (tests: the reference).
+	encodeRows bool
 }
 
 // New returns a Projection. opts may be nil.
@@ -130,7 +142,8 @@ func New(opts *Options) *Projection {
 		o = *opts
 	}
 	o.EnsureDefaults()
-	return &Projection{parts: o.Partitions, noFeatures: o.NoFeatures, interKey: o.InteractionKey}
+	return &Projection{parts: o.Partitions, noFeatures: o.NoFeatures, interKey: o.InteractionKey,
+		rows: newRowCache(o.RowCacheBytes, o.Partitions)}
 }
 
 // PartitionOf returns the partition of a profile id: FNV-1a 32 of its bytes,
@@ -182,18 +195,34 @@ func (p *Projection) Get(r store.Reader, profile []byte) (*Profile, error) {
 
 // load reads and decodes the GCR of profile; store.ErrNotFound passes through.
 func (p *Projection) load(r store.Reader, profile []byte) (*Profile, error) {
-	v, err := r.Get(p.profileKey(profile))
+	prof, row, err := p.loadRow(r, profile)
 	if err != nil {
 		return nil, err
 	}
-	prof, err := decodeProfile(v)
-	if err != nil {
-		return nil, fmt.Errorf("profile %x: %w", profile, err)
-	}
-	if !bytes.Equal(prof.ID, profile) {
-		return nil, fmt.Errorf("profile %x: stored id %x: %w", profile, prof.ID, ErrCorrupt)
+	if row != nil {
+		if prof.Features, err = features.Decode(row); err != nil {
+			return nil, fmt.Errorf("profile %x: %w: %v", profile, ErrCorrupt, err)
+		}
 	}
 	return prof, nil
+}
+
+// loadRow reads and decodes the GCR of profile but for its feature row,
+// whose encoding it returns (nil: none; a sub-slice of the value read,
+// which store.Reader.Get copies); store.ErrNotFound passes through.
+func (p *Projection) loadRow(r store.Reader, profile []byte) (*Profile, []byte, error) {
+	v, err := r.Get(p.profileKey(profile))
+	if err != nil {
+		return nil, nil, err
+	}
+	prof, row, err := decodeRow(v)
+	if err != nil {
+		return nil, nil, fmt.Errorf("profile %x: decode: %w", profile, err)
+	}
+	if !bytes.Equal(prof.ID, profile) {
+		return nil, nil, fmt.Errorf("profile %x: stored id %x: %w", profile, prof.ID, ErrCorrupt)
+	}
+	return prof, row, nil
 }
 
 // Events returns up to limit event records of prof, newest first by (event

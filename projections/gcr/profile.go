@@ -91,8 +91,8 @@ func (p *Profile) add(rec *event.Record, owned []event.IDRef) { p.fold(rec, owne
 
 // fold is add, with the feature projection only when withFeatures, and
 // its category and product interactions under interKey's keys when it is
-// set.
-func (p *Profile) fold(rec *event.Record, owned []event.IDRef, withFeatures bool, interKey features.KeyFunc) {
+// set. It reports whether p.Features changed.
+func (p *Profile) fold(rec *event.Record, owned []event.IDRef, withFeatures bool, interKey features.KeyFunc) (featuresChanged bool) {
 	s := &p.Stats
 	if s.Events == 0 {
 		s.FirstSeen, s.LastSeen = rec.Time, rec.Time
@@ -118,9 +118,9 @@ func (p *Profile) fold(rec *event.Record, owned []event.IDRef, withFeatures bool
 		if p.Features == nil {
 			p.Features = &features.Features{}
 		}
-		p.Features.Add(rec, micros, hasRevenue)
+		featuresChanged = p.Features.Add(rec, micros, hasRevenue)
 		if interKey != nil {
-			p.Features.AddInteractions(rec, interKey)
+			featuresChanged = p.Features.AddInteractions(rec, interKey) || featuresChanged
 		}
 	}
 	incr(&s.KindCounts, string(rec.Kind), 1)
@@ -145,6 +145,7 @@ func (p *Profile) fold(rec *event.Record, owned []event.IDRef, withFeatures bool
 		}
 		p.joinConsent(ch, Consent{Granted: granted, Time: rec.Time, Event: id, Source: rec.Source})
 	}
+	return featuresChanged
 }
 
 // join folds from into p (the semilattice join). from is not modified but p

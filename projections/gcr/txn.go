@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/aurumcdp/aurum/event"
+	"github.com/aurumcdp/aurum/projections/features"
 	"github.com/aurumcdp/aurum/store"
 )
 
@@ -28,6 +29,12 @@ type Txn struct {
 type entry struct {
 	prof  *Profile // nil: absent (never stored, or merged away)
 	dirty bool
+	// row is the encoding of the feature row as loaded (nil: none), of
+	// rowOf: while prof.Features is rowOf and unchanged (no event or merge
+	// changed it), Flush writes row again instead of encoding it.
+	row        []byte
+	rowOf      *features.Features
+	rowChanged bool
 }
 
 // Begin starts a Txn writing through rw.
@@ -35,11 +42,14 @@ func (p *Projection) Begin(rw store.ReadWriter) *Txn {
 	return &Txn{p: p, rw: rw, cache: make(map[string]*entry)}
 }
 
+// load returns the Txn's entry of profile, reading the GCR on first use:
+// its feature row taken from the row cache when the cache holds it with
+// the encoding read, else decoded.
 func (t *Txn) load(profile []byte) (*entry, error) {
 	if e, ok := t.cache[string(profile)]; ok {
 		return e, nil
 	}
-	prof, err := t.p.load(t.rw, profile)
+	prof, row, err := t.p.loadRow(t.rw, profile)
 	if errors.Is(err, store.ErrNotFound) {
 		prof, err = nil, nil
 	}
@@ -47,8 +57,31 @@ func (t *Txn) load(profile []byte) (*entry, error) {
 		return nil, err
 	}
 	e := &entry{prof: prof}
+	if shard := PartitionOf(profile, t.p.parts); row == nil {
+		t.p.rows.drop(shard, profile)
+	} else {
+		f := t.p.rows.take(shard, profile, row)
+		if f == nil {
+			if f, err = features.Decode(row); err != nil {
+				return nil, fmt.Errorf("profile %x: %w: %v", profile, ErrCorrupt, err)
+			}
+		}
+		prof.Features = f
+		e.row, e.rowOf = row, f
+	}
 	t.cache[string(profile)] = e
 	return e, nil
+}
+
+// Fresh tells the Txn that profile has no GCR in the store: it was created
+// by the apply step the Txn is part of (the keychain found no node of that
+// id, and a profile's GCR never outlives its node). Its first use then
+// reads nothing, as the read would have found nothing. It does nothing for
+// a profile the Txn already holds.
+func (t *Txn) Fresh(profile []byte) {
+	if _, ok := t.cache[string(profile)]; !ok {
+		t.cache[string(profile)] = &entry{}
+	}
 }
 
 // Add folds rec into the GCR of profile and stores rec under the profile.
@@ -70,7 +103,9 @@ func (t *Txn) Add(profile []byte, rec *event.Record, owned []event.IDRef) error 
 	if e.prof == nil {
 		e.prof = &Profile{ID: bytes.Clone(profile)}
 	}
-	e.prof.fold(rec, owned, !t.p.noFeatures, t.p.interKey)
+	if e.prof.fold(rec, owned, !t.p.noFeatures, t.p.interKey) {
+		e.rowChanged = true
+	}
 	e.dirty = true
 	return nil
 }
@@ -122,7 +157,7 @@ func (t *Txn) Merge(from, into []byte) error {
 		ei.prof = &Profile{ID: bytes.Clone(into)}
 	}
 	ei.prof.join(ef.prof)
-	ei.dirty = true
+	ei.dirty, ei.rowChanged = true, true
 	ef.prof, ef.dirty = nil, true
 	return nil
 }
@@ -134,6 +169,9 @@ func (t *Txn) Flush() error {
 	for id, e := range t.cache {
 		if e.dirty {
 			ids = append(ids, id)
+		} else if e.prof != nil && e.row != nil {
+			// Read, not changed: its row goes back with the stored bytes.
+			t.p.rows.put(PartitionOf([]byte(id), t.p.parts), []byte(id), e.row, e.rowOf)
 		}
 	}
 	slices.Sort(ids)
@@ -146,13 +184,16 @@ func (t *Txn) Flush() error {
 			}
 			continue
 		}
-		v, err := encodeProfile(e.prof)
-		if err != nil {
-			return fmt.Errorf("gcr: flush: encode %x: %w", id, err)
+		var same []byte // the feature row as loaded, if unchanged
+		if e.row != nil && e.prof.Features == e.rowOf && !e.rowChanged && !t.p.encodeRows {
+			same = e.row
 		}
+		v, row := encodeProfileWith(e.prof, same)
 		if err := t.rw.Set(key, v); err != nil {
 			return fmt.Errorf("gcr: flush: store %x: %w", id, err)
 		}
+		// Writers copy values: v is the cache's alone, and never changed.
+		t.p.rows.put(PartitionOf([]byte(id), t.p.parts), []byte(id), row, e.prof.Features)
 	}
 	if t.flushed == nil {
 		t.flushed = make(map[string]*Profile, len(t.cache))
@@ -167,7 +208,9 @@ func (t *Txn) Flush() error {
 // Flushed returns the GCR of profile as the Txn's last Flush left it in the
 // store (nil: absent), without reading or decoding it again; ok is false
 // for a profile the Txn did not load, which must be read from the store.
-// The Profile is shared with the Txn: callers must not change it.
+// The Profile is shared with the Txn: callers must not change it. It is
+// valid until the next Txn of the profile's partition (or this one, used
+// again) loads the profile: its feature row goes to that Txn (rows.go).
 func (t *Txn) Flushed(profile []byte) (prof *Profile, ok bool) {
 	prof, ok = t.flushed[string(profile)]
 	return prof, ok
@@ -191,7 +234,7 @@ func (t *Txn) Absorb(into []byte, from *Profile) error {
 		ei.prof = &Profile{ID: bytes.Clone(into)}
 	}
 	ei.prof.join(from)
-	ei.dirty = true
+	ei.dirty, ei.rowChanged = true, true
 	return nil
 }
 

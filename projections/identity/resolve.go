@@ -3,6 +3,7 @@ package identity
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,6 +17,7 @@ type entry struct {
 	idx    int // first input index
 	typ    string
 	hash   []byte
+	key    []byte // ikKey(typ, hash)
 	weak   bool   // all occurrences weak
 	owner  []byte // root owning it before the event; nil if unknown
 	ignore bool   // unknown weak identifier that does not take part
@@ -119,6 +121,44 @@ func counts(n *node) map[string]int {
 	return c
 }
 
+// exceedsOne returns typ if one more identifier of type typ would take the
+// count in a past its limit, or "": exceeds(a, {typ: 1}).
+func (k *Keychain) exceedsOne(a map[string]int, typ string) string {
+	if lim := k.cfg.Limits[typ]; lim > 0 && a[typ]+1 > lim {
+		return typ
+	}
+	return ""
+}
+
+// createsBefore reports whether ProfileID(eventID, t) sorts before target
+// (a profile id), hashing only when their times are equal: the time is the
+// id's first 6 bytes.
+func createsBefore(eventID []byte, t int64, target []byte) bool {
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], uint64(max(0, min(t, maxULIDTime))))
+	if c := bytes.Compare(ts[2:], target[:6]); c != 0 {
+		return c < 0
+	}
+	return bytes.Compare(ProfileID(eventID, t), target) < 0
+}
+
+// sameOwner returns the profile owning every entry when all of them are
+// known and have the same owner, else nil.
+func sameOwner(ents []*entry) []byte {
+	var one []byte
+	for _, e := range ents {
+		if e.owner == nil || one != nil && !bytes.Equal(e.owner, one) {
+			return nil
+		}
+		one = e.owner
+	}
+	return one
+}
+
+// smallEvent is the number of identifiers up to which resolve finds an
+// event's duplicate identifiers by comparing them (no map).
+const smallEvent = 16
+
 // exceeds returns the first type (alphabetically) whose count in a plus b
 // would exceed its limit, or "".
 func (k *Keychain) exceeds(a, b map[string]int) string {
@@ -151,12 +191,14 @@ func (k *Keychain) resolve(rw store.ReadWriter, in Input) (Result, error) {
 	if len(in.IDs) == 0 {
 		return Result{}, ErrNoIdentifiers
 	}
-	in.EventID = slices.Clone(in.EventID)
 
 	// 1. Deduplicate and look up.
 	var ents []*entry
 	canon := make([]*entry, len(in.IDs))
-	byKey := make(map[string]*entry, len(in.IDs))
+	var byKey map[string]*entry // only for events with many identifiers
+	if len(in.IDs) > smallEvent {
+		byKey = make(map[string]*entry, len(in.IDs))
+	}
 	for i, id := range in.IDs {
 		if id.Type == "" || strings.ContainsAny(id.Type, "/\x00") || len(id.Type) > maxTypeLen {
 			return Result{}, fmt.Errorf("%w: identifier %d: invalid type %q", ErrInvalidInput, i, id.Type)
@@ -164,25 +206,32 @@ func (k *Keychain) resolve(rw store.ReadWriter, in Input) (Result, error) {
 		if len(id.Hash) != IDLen {
 			return Result{}, fmt.Errorf("%w: identifier %d (%s): hash of %d bytes, want %d", ErrInvalidInput, i, id.Type, len(id.Hash), IDLen)
 		}
-		key := string(ikKey(id.Type, id.Hash))
-		if e, ok := byKey[key]; ok {
-			e.weak = e.weak && id.Weak
-			canon[i] = e
+		key := ikKey(id.Type, id.Hash)
+		var dup *entry
+		if byKey != nil {
+			dup = byKey[string(key)]
+		} else {
+			for _, e := range ents {
+				if bytes.Equal(e.key, key) {
+					dup = e
+					break
+				}
+			}
+		}
+		if dup != nil {
+			dup.weak = dup.weak && id.Weak
+			canon[i] = dup
 			continue
 		}
-		e := &entry{idx: i, typ: id.Type, hash: id.Hash, weak: id.Weak}
-		byKey[key] = e
+		e := &entry{idx: i, typ: id.Type, hash: id.Hash, key: key, weak: id.Weak}
+		if byKey != nil {
+			byKey[string(key)] = e
+		}
 		canon[i] = e
 		ents = append(ents, e)
 	}
-	t := &txn{
-		r:       rw,
-		nodes:   make(map[string]*node),
-		isDirty: make(map[string]bool),
-		ik:      make(map[string][]byte),
-	}
 	for _, e := range ents {
-		v, err := rw.Get(ikKey(e.typ, e.hash))
+		v, err := rw.Get(e.key)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
@@ -192,6 +241,27 @@ func (k *Keychain) resolve(rw store.ReadWriter, in Input) (Result, error) {
 		default:
 			e.owner = v
 		}
+	}
+
+	// A returning person: every identifier is known and owned by the same
+	// profile. Steps 2 to 5 then adopt that profile as the target (its
+	// node is a root: ik entries point at roots only), ignore, refuse,
+	// merge and attach nothing, and write nothing, unless the event's own
+	// profile id sorts before it (step 4): the result is known without
+	// reading the node.
+	if one := sameOwner(ents); !k.slow && one != nil && !createsBefore(in.EventID, in.Time, one) {
+		res := Result{Profile: one, Owned: make([]int, len(in.IDs))}
+		for i := range res.Owned {
+			res.Owned[i] = i
+		}
+		return res, nil
+	}
+	in.EventID = slices.Clone(in.EventID)
+	t := &txn{
+		r:       rw,
+		nodes:   make(map[string]*node),
+		isDirty: make(map[string]bool),
+		ik:      make(map[string][]byte),
 	}
 
 	// 2. Weak identifiers.
@@ -235,7 +305,7 @@ func (k *Keychain) resolve(rw store.ReadWriter, in Input) (Result, error) {
 			continue
 		}
 		if e.owner == nil {
-			if typ := k.exceeds(cnt, map[string]int{e.typ: 1}); typ != "" {
+			if typ := k.exceedsOne(cnt, e.typ); typ != "" {
 				e.reason = fmt.Sprintf("exceeds limit %s=%d", typ, k.cfg.Limits[typ])
 				continue
 			}
@@ -297,8 +367,8 @@ func (k *Keychain) resolve(rw store.ReadWriter, in Input) (Result, error) {
 	}
 
 	// 4. Create or rename.
-	pe := ProfileID(in.EventID, in.Time)
-	if target == nil || bytes.Compare(pe, target) < 0 {
+	if target == nil || createsBefore(in.EventID, in.Time, target) {
+		pe := ProfileID(in.EventID, in.Time)
 		if _, err := rw.Get(ipKey(pe)); err == nil {
 			if target == nil {
 				return Result{}, fmt.Errorf("%w: profile %x of this event already exists", ErrCorrupt, pe)
@@ -336,7 +406,7 @@ func (k *Keychain) resolve(rw store.ReadWriter, in Input) (Result, error) {
 	for i := range in.IDs {
 		e := canon[i]
 		owner := e.owner
-		if p, ok := t.ik[string(ikKey(e.typ, e.hash))]; ok {
+		if p, ok := t.ik[string(e.key)]; ok {
 			owner = p
 		}
 		switch {

@@ -215,6 +215,47 @@ func TestDeterminism(t *testing.T) {
 	}
 }
 
+// TestReturningShortcut: Resolve with the returning-person shortcut and
+// without it (Keychain.slow, the reference) give equal results and equal
+// stores after every event, over random events that tie on time (so that
+// the event's own profile id is compared by hash), with limits in conflict
+// and weak identifiers, and with a shared pool and no limits; and the
+// shortcut is taken.
+func TestReturningShortcut(t *testing.T) {
+	taken := 0
+	for seed := range uint64(6) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		cfg, customers := DefaultConfig(), 0
+		if seed%2 == 1 {
+			cfg, customers = Config{Limits: map[string]int{}}, 8
+		}
+		evs := genEvents(rng, 300, customers, seed%3 == 0)
+		fast, ref := New(cfg), New(cfg)
+		ref.slow = true
+		s1, s2 := store.NewMem(), store.NewMem()
+		for i, in := range evs {
+			before := s1.Len()
+			r1, err1 := fast.Resolve(s1, in)
+			r2, err2 := ref.Resolve(s2, in)
+			if fmt.Sprint(err1) != fmt.Sprint(err2) || !reflect.DeepEqual(r1, r2) {
+				t.Fatalf("seed %d event %d: %+v (%v), reference %+v (%v)", seed, i, r1, err1, r2, err2)
+			}
+			if !reflect.DeepEqual(dump(t, s1), dump(t, s2)) {
+				t.Fatalf("seed %d event %d: stores differ", seed, i)
+			}
+			if !r1.Created && len(r1.Merges) == 0 && len(r1.Refused) == 0 && s1.Len() == before {
+				taken++
+			}
+		}
+		if err := fast.Check(s1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if taken < 100 {
+		t.Fatalf("%d events of returning people: the shortcut is hardly exercised", taken)
+	}
+}
+
 func TestResolveDoesNotModifyInput(t *testing.T) {
 	k := New(DefaultConfig())
 	st := store.NewMem()
