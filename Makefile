@@ -94,10 +94,14 @@ bench-match:
 # many one-event messages (and of the replay log itself), in one process, rounds
 # interleaved, medians (bench/RESULTS.md "Issue #15: the replay pipeline").
 # REPLAYEVENTS events (default 50000; about a minute on 2 quiet cores with 3 rounds).
+# REPLAYMEMLIMIT (MiB, e.g. 320) replays within a memory limit as `aurum replay
+# --data-dir --memory-limit` does (bench/RESULTS.md "Issue #15 (session 10): the GC and
+# the replay"); each replay's GC share and cycles are printed beside it.
 REPLAYEVENTS ?= 50000
 REPLAYROUNDS ?= 3
+REPLAYMEMLIMIT ?=
 bench-replay:
-	AURUM_BENCH=replay AURUM_BENCH_REPLAY_EVENTS=$(REPLAYEVENTS) AURUM_BENCH_REPLAY_ROUNDS=$(REPLAYROUNDS) $(GO) test -run '^TestReplayRatio$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/
+	AURUM_BENCH=replay AURUM_BENCH_REPLAY_EVENTS=$(REPLAYEVENTS) AURUM_BENCH_REPLAY_ROUNDS=$(REPLAYROUNDS) $(if $(REPLAYMEMLIMIT),AURUM_BENCH_REPLAY_MEMLIMIT=$(REPLAYMEMLIMIT)) $(GO) test -run '^TestReplayRatio$$' -count 1 -v -timeout $(BENCHTIMEOUT) ./bench/
 
 # Issue #15 (session 10): the state store's write amplification. The size benchmark's
 # workload for WAMPPEOPLE people applied to state stores (one per variant of WAMPVARIANTS,

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,7 +36,13 @@ import (
 //
 // $AURUM_BENCH_REPLAY_DIR, _EVENTS and _PER_ENTRY choose the log as for
 // BenchmarkReplay; $AURUM_BENCH_REPLAY_ROUNDS the rounds (default 3).
-// `make bench-replay` runs it.
+// $AURUM_BENCH_REPLAY_MEMLIMIT (MiB; default none) gives the replay a
+// memory limit as `aurum serve --memory-limit` gives the engine: its
+// caches sized from it and the Go soft limit set (and put back after each
+// replay); $AURUM_BENCH_REPLAY_GROUP_BYTES overrides its group bound;
+// $AURUM_BENCH_REPLAY_PROFILE_DIR writes a CPU profile of each replay
+// there. Each replay's GC share of the process CPU and GC cycles are
+// reported beside it (runtime/metrics). `make bench-replay` runs it.
 func TestReplayRatio(t *testing.T) {
 	if os.Getenv("AURUM_BENCH") != "replay" {
 		t.Skip("set AURUM_BENCH=replay (make bench-replay)")
@@ -55,6 +63,12 @@ func TestReplayRatio(t *testing.T) {
 type replayPhase struct {
 	Seconds float64 `json:"seconds"`
 	CPUns   int64   `json:"cpu_ns"`
+	// GCns and UserNs are the runtime's estimates of the CPU the garbage
+	// collector and the Go code took (runtime/metrics /cpu/classes: to be
+	// compared with each other only), GCs the GC's completed cycles.
+	GCns   int64  `json:"gc_cpu_ns"`
+	UserNs int64  `json:"user_cpu_ns"`
+	GCs    uint64 `json:"gc_cycles"`
 }
 
 // replayRatio is what measureReplayRatio found: per round and phase, and
@@ -70,6 +84,11 @@ type replayRatio struct {
 	// nanoseconds per event.
 	RawMsgsRate, RawLogRate, ReplayRate float64
 	RawMsgsCPU, RawLogCPU, ReplayCPU    float64
+	// The replay's GC: median share of its CPU and cycles.
+	ReplayGCShare float64
+	ReplayGCs     float64
+	MemLimit      int64 // the replay's memory limit (bytes; 0: none)
+	GroupBytes    int   // its group bound (0: the default)
 }
 
 type round struct {
@@ -94,6 +113,9 @@ func measureReplayRatio(ctx context.Context, tb testing.TB, dir string, rounds i
 	if err := buildRawLog(ctx, rawDir, res.Events, res.EventBytes); err != nil {
 		return res, err
 	}
+	res.MemLimit = int64(envInt("AURUM_BENCH_REPLAY_MEMLIMIT", 0)) << 20
+	res.GroupBytes = envInt("AURUM_BENCH_REPLAY_GROUP_BYTES", 0)
+	profDir := os.Getenv("AURUM_BENCH_REPLAY_PROFILE_DIR")
 	load0 := loadavg()
 	for range rounds {
 		var rd round
@@ -117,7 +139,15 @@ func measureReplayRatio(ctx context.Context, tb testing.TB, dir string, rounds i
 			return res, fmt.Errorf("raw log: consumed %d of %d entries", n, entries)
 		}
 		if rd.Replay, n, err = timed(func() (uint64, error) {
-			rr, err := engine.Replay(ctx, engine.ReplayOptions{DataDir: dir})
+			stop, err := startCPUProfile(profDir, fmt.Sprintf("replayratio-r%d", len(res.Rounds)+1))
+			if err != nil {
+				return 0, err
+			}
+			defer stop()
+			if res.MemLimit > 0 { // as aurum serve does, for the replay only
+				defer debug.SetMemoryLimit(debug.SetMemoryLimit(engine.MemorySizesFor(res.MemLimit).GoLimit))
+			}
+			rr, err := engine.Replay(ctx, engine.ReplayOptions{DataDir: dir, MemoryLimit: res.MemLimit, GroupBytes: res.GroupBytes})
 			return rr.Applied, err
 		}); err != nil {
 			return res, fmt.Errorf("replay: %w", err)
@@ -126,10 +156,10 @@ func measureReplayRatio(ctx context.Context, tb testing.TB, dir string, rounds i
 			return res, fmt.Errorf("replay applied up to %d of %d entries", n, entries)
 		}
 		res.Rounds = append(res.Rounds, rd)
-		tb.Logf("round %d: raw msgs %.3f s, raw log %.3f s, replay %.3f s (CPU %.1f / %.1f / %.1f µs/event)",
+		tb.Logf("round %d: raw msgs %.3f s, raw log %.3f s, replay %.3f s (CPU %.1f / %.1f / %.1f µs/event; replay GC %.0f%% of its Go CPU, %d cycles; load %s)",
 			len(res.Rounds), rd.RawMsgs.Seconds, rd.RawLog.Seconds, rd.Replay.Seconds,
 			float64(rd.RawMsgs.CPUns)/float64(res.Events)/1e3, float64(rd.RawLog.CPUns)/float64(res.Events)/1e3,
-			float64(rd.Replay.CPUns)/float64(res.Events)/1e3)
+			float64(rd.Replay.CPUns)/float64(res.Events)/1e3, 100*rd.Replay.gcShare(), rd.Replay.GCs, loadavg())
 	}
 	res.Load = load0 + " → " + loadavg()
 	ev := float64(res.Events)
@@ -151,7 +181,33 @@ func measureReplayRatio(ctx context.Context, tb testing.TB, dir string, rounds i
 	res.RawMsgsRate, res.RawMsgsCPU = med(rawMsgs, false), med(rawMsgs, true)
 	res.RawLogRate, res.RawLogCPU = med(rawLog, false), med(rawLog, true)
 	res.ReplayRate, res.ReplayCPU = med(replay, false), med(replay, true)
+	var shares, cycles []float64
+	for _, rd := range res.Rounds {
+		shares, cycles = append(shares, rd.Replay.gcShare()), append(cycles, float64(rd.Replay.GCs))
+	}
+	res.ReplayGCShare, res.ReplayGCs = medianF(shares), medianF(cycles)
 	return res, nil
+}
+
+// gcShare is the GC's share of the CPU the Go runtime saw in the phase
+// (GC and Go code).
+func (p replayPhase) gcShare() float64 {
+	if p.GCns+p.UserNs <= 0 {
+		return 0
+	}
+	return float64(p.GCns) / float64(p.GCns+p.UserNs)
+}
+
+// gcCPU reads the runtime's estimates of the CPU the GC and the Go code
+// took so far, and the GC's completed cycles.
+func gcCPU() (gc, user time.Duration, cycles uint64) {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/user:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 || s[1].Value.Kind() != metrics.KindFloat64 || s[2].Value.Kind() != metrics.KindUint64 {
+		return 0, 0, 0
+	}
+	sec := func(v float64) time.Duration { return time.Duration(v * 1e9) }
+	return sec(s[0].Value.Float64()), sec(s[1].Value.Float64()), s[2].Value.Uint64()
 }
 
 // table prints the medians and the ratios.
@@ -166,18 +222,23 @@ func (r replayRatio) table() string {
 	row("raw ordered consume, 1 event per message", r.RawMsgsRate, r.RawMsgsCPU)
 	row("raw ordered consume of the replay log", r.RawLogRate, r.RawLogCPU)
 	row("engine.Replay", r.ReplayRate, r.ReplayCPU)
+	fmt.Fprintf(&b, "replay: memory limit %d MiB, group bytes %d (0: the default); GC %.0f%% of its Go CPU (runtime/metrics), %.0f cycles (medians)\n",
+		r.MemLimit>>20, r.GroupBytes, 100*r.ReplayGCShare, r.ReplayGCs)
 	return b.String()
 }
 
 // timed runs fn after a GC and returns its wall and process CPU time.
 func timed(fn func() (uint64, error)) (replayPhase, uint64, error) {
 	runtime.GC()
+	gc0, user0, cycles0 := gcCPU()
 	cpu0, _ := processCPU()
 	start := time.Now()
 	n, err := fn()
 	d := time.Since(start)
 	cpu1, _ := processCPU()
-	return replayPhase{Seconds: d.Seconds(), CPUns: (cpu1 - cpu0).Nanoseconds()}, n, err
+	gc1, user1, cycles1 := gcCPU()
+	return replayPhase{Seconds: d.Seconds(), CPUns: (cpu1 - cpu0).Nanoseconds(), GCns: (gc1 - gc0).Nanoseconds(),
+		UserNs: (user1 - user0).Nanoseconds(), GCs: cycles1 - cycles0}, n, err
 }
 
 // consumeLog opens the log whose embedded server stores in jsDir and reads

@@ -461,9 +461,10 @@ const (
 
 // Default bounds of an offline replay's groups (ReplayOptions): a replay
 // has no outputs to publish and no reader waiting, so its groups are as
-// large as memory allows. (A live rebuild keeps Options.ApplyGroupEntries
-// and ApplyGroupBytes: it runs in the serving process, whose memory they
-// bound.) Above Pebble's large-batch
+// large as memory allows: DefaultReplayGroupBytes without a memory limit,
+// MemorySizes.ReplayGroup with one. (A live rebuild keeps
+// Options.ApplyGroupEntries and ApplyGroupBytes: it runs in the serving
+// process, whose memory they bound.) Above Pebble's large-batch
 // threshold (half the memtable: 16 MiB of the store's default 32 MiB) a
 // commit does not insert each key into the memtable: Pebble queues the
 // batch as a memtable of its own, written to a table by its flush

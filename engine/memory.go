@@ -59,6 +59,15 @@ type MemorySizes struct {
 	// (seal.Options.CacheKeys, CacheRawKeys); Go heap, ~0.85 KiB and
 	// ~100 B an entry.
 	SealKeys, SealRawKeys int
+	// ReplayGroup bounds the batch of an offline replay's group of log
+	// entries (ReplayOptions.GroupBytes) and FetchAhead the bytes its fetch
+	// stage, and a live rebuild's, reads ahead (replaypipe.go); Go heap. A
+	// group costs the Go heap about two and a half times its bytes while
+	// the next one is applied: the batch (grown past the bound by its last
+	// entry), its index, and the one before it, held by Pebble until its
+	// flush.
+	ReplayGroup int
+	FetchAhead  int64
 }
 
 // The shares of a memory limit L (MemorySizesFor). At L = 512 MiB they
@@ -79,6 +88,8 @@ const (
 	unaccountedShare = 8   // L/8 + unaccountedFixed: resident memory no runtime counts
 	unaccountedFixed = 48 << 20
 	maxStateCache    = 512 << 20 // a larger Go-heap cache costs more GC marking than it saves reads
+	replayGroupShare = 20        // GoLimit/20: an offline replay's group (ReplayGroup)
+	fetchAheadShare  = 32        // GoLimit/32: the replay's fetch-ahead (FetchAhead)
 )
 
 // MemorySizesFor derives the engine's memory bounds from limit, the
@@ -100,6 +111,8 @@ func MemorySizesFor(limit int64) MemorySizes {
 			SmallMemTable:   4 << 20,
 			SealKeys:        seal.DefaultCacheKeys,
 			SealRawKeys:     seal.DefaultCacheRawKeys,
+			ReplayGroup:     DefaultReplayGroupBytes,
+			FetchAhead:      fetchAheadBytes,
 		}
 	}
 	l := max(limit, MinMemoryLimit)
@@ -116,6 +129,15 @@ func MemorySizesFor(limit int64) MemorySizes {
 		SealRawKeys:     int(clamp(l>>13, 8192, 1<<20)),
 	}
 	s.GoLimit = l - s.OutsideGo() - (unaccountedFixed + l/unaccountedShare)
+	// The replay's group and fetch stage: what the Go limit leaves them
+	// beside the caches, the log reader's pulls (16 MiB) and some room for
+	// the GC. At 24 MiB groups the replay's live heap sat at the Go limit
+	// at 320 MiB, and the GC ran all the time (bench/RESULTS.md, "Issue
+	// #15 (session 10)"). Up to three quarters of the memtable, so that a
+	// group's batch stays above Pebble's large-batch threshold (half of
+	// it) and goes to the flush goroutine whole.
+	s.ReplayGroup = int(clamp(s.GoLimit/replayGroupShare, 4<<20, max(DefaultReplayGroupBytes, int64(s.StateMemTable)*3/4)))
+	s.FetchAhead = clamp(s.GoLimit/fetchAheadShare, 2<<20, fetchAheadBytes)
 	return s
 }
 

@@ -23,7 +23,8 @@ func TestMemorySizesFor(t *testing.T) {
 	if fixed != (MemorySizes{StateCache: projections.DefaultCacheBytes, DedupFilter: projections.DefaultDedupFilterBytes,
 		KeychainFilter:  projections.DefaultKeychainFilterBytes,
 		StateBlockCache: StateCacheSize, StateMemTable: 32 << 20, SmallBlockCache: 16 << 20, SmallMemTable: 4 << 20,
-		SealKeys: seal.DefaultCacheKeys, SealRawKeys: seal.DefaultCacheRawKeys}) {
+		SealKeys: seal.DefaultCacheKeys, SealRawKeys: seal.DefaultCacheRawKeys,
+		ReplayGroup: DefaultReplayGroupBytes, FetchAhead: fetchAheadBytes}) {
 		t.Fatalf("no limit: %+v", fixed)
 	}
 	if o := StateStoreOptions(nil); o.CacheSize != StateCacheSize || o.MemTableSize != 32<<20 {
@@ -69,9 +70,22 @@ func TestMemorySizesFor(t *testing.T) {
 		if inGo > s.GoLimit/2 {
 			t.Errorf("limit %d MiB: Go-heap bounds %d MiB over half the Go limit %d MiB", l>>20, inGo>>20, s.GoLimit>>20)
 		}
+		// An offline replay adds its group (about 2.5 times its bytes: the
+		// batch, its index, the previous one until flushed), the fetch
+		// stage (entries and plaintexts) and the log reader's pulls: a
+		// fifth of the Go limit is left for the GC's work.
+		replay := inGo + int64(s.ReplayGroup)*5/2 + 2*s.FetchAhead + 16<<20
+		if replay > s.GoLimit*4/5 {
+			t.Errorf("limit %d MiB: an offline replay's Go heap %d MiB over 4/5 of the Go limit %d MiB", l>>20, replay>>20, s.GoLimit>>20)
+		}
+		// A group's batch stays above Pebble's large-batch threshold (half
+		// the memtable), which hands it whole to the flush goroutine.
+		if uint64(s.ReplayGroup) <= s.StateMemTable/2 {
+			t.Errorf("limit %d MiB: replay group %d MiB not above half the memtable %d MiB", l>>20, s.ReplayGroup>>20, s.StateMemTable>>20)
+		}
 		if s.StateCache < prev.StateCache || s.StateBlockCache < prev.StateBlockCache || s.StateMemTable < prev.StateMemTable ||
 			s.SmallBlockCache < prev.SmallBlockCache || s.DedupFilter < prev.DedupFilter || s.KeychainFilter < prev.KeychainFilter || s.SealKeys < prev.SealKeys ||
-			s.SealRawKeys < prev.SealRawKeys || s.GoLimit <= prev.GoLimit {
+			s.SealRawKeys < prev.SealRawKeys || s.GoLimit <= prev.GoLimit || s.ReplayGroup < prev.ReplayGroup || s.FetchAhead < prev.FetchAhead {
 			t.Errorf("limit %d: a bound shrank: %v after %v", l, s, prev)
 		}
 		prev = s

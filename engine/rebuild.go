@@ -181,7 +181,7 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 		return err
 	}
 	defer r.Close()
-	f := startFetcher(ctx, r, e.keys, fetchAheadBytes)
+	f := startFetcher(ctx, r, e.keys, e.mem.FetchAhead)
 	defer f.stop() // before r.Close: the fetch stage owns r until then
 	applied, discarded := from, 0
 	start := time.Now()

@@ -34,9 +34,10 @@ type ReplayOptions struct {
 	// kept in DataDir/keys.
 	SharedKeys bool
 	// GroupEntries and GroupBytes bound the log entries applied in one
-	// Pebble batch. Defaults DefaultReplayGroupEntries and
-	// DefaultReplayGroupBytes; GroupEntries 1: one batch per entry. The
-	// replay's store has no write-ahead log: it is thrown away.
+	// Pebble batch. Defaults DefaultReplayGroupEntries and the memory
+	// limit's MemorySizes.ReplayGroup (DefaultReplayGroupBytes without a
+	// limit); GroupEntries 1: one batch per entry. The replay's store has
+	// no write-ahead log: it is thrown away.
 	GroupEntries, GroupBytes int
 	// MemoryLimit sizes the replay's caches and stores as
 	// Options.MemoryLimit does the engine's (0: the fixed sizes; else at
@@ -74,7 +75,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		opts.GroupEntries = DefaultReplayGroupEntries
 	}
 	if opts.GroupBytes <= 0 {
-		opts.GroupBytes = DefaultReplayGroupBytes
+		opts.GroupBytes = mem.ReplayGroup
 	}
 	master := opts.MasterKey
 	if master == nil {
@@ -145,7 +146,7 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 		return res, err
 	}
 	defer r.Close()
-	f := startFetcher(ctx, r, keys, fetchAheadBytes)
+	f := startFetcher(ctx, r, keys, mem.FetchAhead)
 	defer f.stop() // before r.Close: the fetch stage owns r until then
 	g := newGroup(db, sm)
 	defer g.close()

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"runtime"
+	"runtime/metrics"
 	"testing"
 
 	"github.com/aurumcdp/aurum/store"
@@ -45,16 +49,28 @@ func TestCacheNeverServesStaleValues(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var sms []*StateMachine
 			var names []string
-			for _, cache := range []int{0, 4096, -1} {
+			for _, cache := range []int{0, 4096, 48 << 10, -1} {
 				sms = append(sms, New(Options{Partitions: 4, CacheBytes: cache, BackfillPerEntry: 7}))
 				names = append(names, fmt.Sprintf("cache %d", cache))
 			}
+			// Keys of one hash replace each other: with 4 hashes in all, a
+			// lookup that did not compare the stored key would serve another
+			// key's value at once.
+			colliding := New(Options{Partitions: 4, BackfillPerEntry: 7})
+			colliding.cache.hash = func(_ maphash.Seed, k []byte) uint64 { return uint64(k[len(k)-1] & 3) }
+			sms, names = append(sms, colliding), append(names, "cache with 4 key hashes")
 			applyAndCompare(t, log, sms, names, 1)
 			if st := sms[0].CacheStats(); st.Hits == 0 || st.Misses == 0 {
 				t.Fatalf("cache stats %+v: the cache was not used", st)
 			}
-			if st := sms[2].CacheStats(); st.Hits != 0 || st.Misses != 0 {
+			if st := sms[3].CacheStats(); st.Hits != 0 || st.Misses != 0 {
 				t.Fatalf("cache stats %+v with the cache off", st)
+			}
+			if c := sms[2].cache; c.rotations == 0 { // compactions: TestStateCacheModel
+				t.Fatalf("the 48 KiB cache never rotated")
+			}
+			if st := colliding.CacheStats(); st.Hits == 0 {
+				t.Fatalf("cache stats %+v: the colliding cache never hit", st)
 			}
 		})
 	}
@@ -218,4 +234,150 @@ func TestResetCache(t *testing.T) {
 	if got := read(); !bytes.Equal(got, other) {
 		t.Fatalf("after ResetCache: %x, want the store's %x", got, other)
 	}
+}
+
+// TestStateCacheModel runs random puts and gets of keys with values of
+// random sizes, absent keys included, against a map of the latest value of
+// each key, at sizes from one that holds a handful of entries to one that
+// holds them all, with real and colliding key hashes: a hit always serves
+// the latest value put, and each generation stays within its bound.
+func TestStateCacheModel(t *testing.T) {
+	type latest struct {
+		v       []byte
+		present bool
+	}
+	for _, tc := range []struct {
+		name  string
+		max   int
+		hash  func(maphash.Seed, []byte) uint64
+		hitOK bool // the cache holds every key: every read of a key put hits
+	}{
+		{"tiny", 2 << 10, nil, false},
+		{"small", 64 << 10, nil, false},
+		{"large", 8 << 20, nil, true},
+		{"large, 16 hashes", 8 << 20, func(_ maphash.Seed, k []byte) uint64 { return uint64(k[len(k)-1] & 15) }, false},
+		{"small, one hash", 64 << 10, func(maphash.Seed, []byte) uint64 { return 42 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newStateCache(tc.max)
+			if tc.hash != nil {
+				c.hash = tc.hash
+			}
+			r := rand.New(rand.NewPCG(uint64(tc.max), 3))
+			want := map[string]latest{}
+			var hits, reads, knownReads int
+			for i := range 60_000 {
+				k := []byte(fmt.Sprintf("p/\x00\x01/g/%d", r.IntN(2000)))
+				if r.IntN(3) == 0 {
+					v, present := make([]byte, r.IntN(700)), r.IntN(8) != 0
+					for j := range v {
+						v[j] = byte(i + j)
+					}
+					if !present {
+						v = nil
+					}
+					c.put(k, v, present)
+					want[string(k)] = latest{v, present}
+				} else {
+					reads++
+					if _, known := want[string(k)]; known {
+						knownReads++
+					}
+					v, present, ok := c.get(k)
+					if ok {
+						hits++
+						w, known := want[string(k)]
+						if !known || present != w.present || !bytes.Equal(v, w.v) {
+							t.Fatalf("op %d: %s: got (%x, %v), want (%x, %v) (known %v)", i, k, v, present, w.v, w.present, known)
+						}
+					}
+				}
+				for _, g := range []*cacheGen{&c.cur, &c.old} {
+					if g.size() > c.half || cap(g.data) > c.half {
+						t.Fatalf("op %d: a generation of %d bytes (capacity %d) over its bound %d", i, g.size(), cap(g.data), c.half)
+					}
+				}
+			}
+			if tc.hitOK && (hits != knownReads || c.rotations != 0) {
+				t.Fatalf("%d hits of %d reads of keys put, %d rotations, with room for every key", hits, knownReads, c.rotations)
+			}
+			if hits == 0 {
+				t.Fatal("no hits")
+			}
+			if tc.hash != nil && tc.max == 64<<10 && c.compactions == 0 { // one live record: rewrites of others compact
+				t.Fatal("no compactions: the path is not tested")
+			}
+			t.Logf("%d hits of %d reads, %d rotations, %d compactions", hits, reads, c.rotations, c.compactions)
+		})
+	}
+}
+
+// scannableHeap is the heap the garbage collector scans (objects with
+// pointers), after a collection.
+func scannableHeap() uint64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// fillCache puts n keys of the state cache's kinds (keychain, GCR, audience
+// state) with values of a few hundred bytes.
+func fillCache(c *stateCache, n int) {
+	v := bytes.Repeat([]byte{7}, 300)
+	for i := range n {
+		c.put([]byte(fmt.Sprintf("p/\x00\x03/g/%016x", i)), v[:100+i%200], true)
+	}
+}
+
+// TestStateCacheIsPointerFree: what the garbage collector scans on every
+// cycle does not grow with the entries the state cache holds (issue #15:
+// a map of strings to byte slices made it visit two pointers per entry).
+// From 2,000 entries to 100,000 (about 25 MiB) the scannable heap may grow
+// by far less than the 16 bytes of pointers per entry that design had.
+func TestStateCacheIsPointerFree(t *testing.T) {
+	small, large := newStateCache(64<<20), newStateCache(64<<20)
+	fillCache(small, 2_000)
+	before := scannableHeap()
+	fillCache(large, 100_000)
+	after := scannableHeap()
+	runtime.KeepAlive(small)
+	if large.cur.idx == nil || len(large.cur.idx)+len(large.old.idx) < 90_000 {
+		t.Fatalf("the cache holds %d + %d entries, want about 100,000", len(large.cur.idx), len(large.old.idx))
+	}
+	grown := int64(after) - int64(before)
+	t.Logf("scannable heap %d → %d bytes (%+d) for 98,000 more entries", before, after, grown)
+	if limit := int64(98_000 * 16 / 8); grown > limit {
+		t.Fatalf("the scannable heap grew by %d bytes for 98,000 cached entries (limit %d)", grown, limit)
+	}
+	runtime.KeepAlive(large)
+}
+
+// BenchmarkStateCache is the cache's get/put mix as Apply makes it: of a
+// working set of keys (GCR-sized values), mostly reads, a third rewritten,
+// with a cache that holds about half of them (rotations, compactions).
+// scan-B is the heap the GC scans with the cache full.
+func BenchmarkStateCache(b *testing.B) {
+	const keys = 100_000
+	c := newStateCache(32 << 20)
+	ks := make([][]byte, keys)
+	for i := range ks {
+		ks[i] = []byte(fmt.Sprintf("p/\x00\x03/g/%016x", i*7919))
+	}
+	v := bytes.Repeat([]byte{9}, 600)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range keys {
+		c.put(ks[i], v[:200+i%400], true)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		k := ks[r.IntN(keys)]
+		if _, _, ok := c.get(k); !ok || i%3 == 0 {
+			c.put(k, v[:200+i%400], true)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(scannableHeap()), "scan-B")
+	runtime.KeepAlive(c)
 }

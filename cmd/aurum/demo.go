@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ import (
 
 type demoFlags struct {
 	dataDir, httpAddr, natsAddr string
+	memoryLimit                 string // --memory-limit as serve reads it; "": serve's default
 	keep                        bool
 	nodes                       int
 	people                      int
@@ -106,7 +108,12 @@ With --nodes N (2..5) it starts a cluster instead: N "aurum serve --cluster" pro
 binary on this machine (HTTP and NATS ports counting up from --http and --nats, the cluster file,
 master key and node logs in the data directory), installs the example audiences and streams the
 store over HTTP to the nodes in turn. Kill a node (kill -9 PID, printed at start) to watch its
-partitions move; "aurum cluster status" shows the cluster.`,
+partitions move; "aurum cluster status" shows the cluster.
+
+--memory-limit (e.g. 512MiB, 2GiB) is the resident memory the node may use, as for aurum serve:
+the caches and memtables are sized from it and the Go runtime's soft limit is set to what they
+leave. Same default: $GOMEMLIMIT if set, else 80% of the cgroup memory limit, else half the
+physical memory. With --nodes, each node gets it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.nodes != 1 {
@@ -125,6 +132,7 @@ partitions move; "aurum cluster status" shows the cluster.`,
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0 = until Ctrl-C)")
 	fl.Uint64Var(&f.seed, "seed", 1, "workload seed (the same seed gives the same events)")
 	fl.IntVar(&f.nodes, "nodes", 1, fmt.Sprintf("run a cluster of this many serve processes (2..%d; their HTTP and NATS ports count up from --http and --nats)", maxDemoNodes))
+	fl.StringVar(&f.memoryLimit, "memory-limit", "", "resident memory the node may use (with --nodes: each node), e.g. 512MiB or 2GiB, as aurum serve --memory-limit: sizes its caches and sets the Go runtime's soft limit (default $GOMEMLIMIT, else 80% of the cgroup's memory limit, else half the physical memory; at least 256MiB)")
 	return cmd
 }
 
@@ -183,6 +191,10 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (
 	if err != nil {
 		return err
 	}
+	limit, _, err := memoryLimit(f.memoryLimit, readMachineMemory())
+	if err != nil {
+		return err
+	}
 
 	dataDir, removeDir, err := f.dataDirFor("aurum-demo-")
 	if err != nil {
@@ -197,8 +209,11 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (
 	token := "at_" + base64.RawURLEncoding.EncodeToString(raw)
 	tokenHash := sha256.Sum256([]byte(token))
 
+	// The Go runtime's soft limit, as aurum serve sets it (the demo owns
+	// the process).
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(engine.MemorySizesFor(limit).GoLimit))
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	e, err := engine.Open(ctx, engine.Options{DataDir: dataDir, NATSListen: f.natsAddr, Logger: logger, AdminTokenHash: tokenHash[:]})
+	e, err := engine.Open(ctx, engine.Options{DataDir: dataDir, NATSListen: f.natsAddr, Logger: logger, AdminTokenHash: tokenHash[:], MemoryLimit: limit})
 	if err != nil {
 		return err
 	}

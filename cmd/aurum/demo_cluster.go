@@ -50,6 +50,11 @@ func runDemoCluster(ctx context.Context, out io.Writer, f demoFlags) (err error)
 	if err != nil {
 		return err
 	}
+	if f.memoryLimit != "" { // checked here, given to every node
+		if _, _, err := memoryLimit(f.memoryLimit, machineMemory{}); err != nil {
+			return err
+		}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -76,7 +81,7 @@ func runDemoCluster(ctx context.Context, out io.Writer, f demoFlags) (err error)
 
 	defer stopDemoNodes(nodes)
 	for _, n := range nodes {
-		if err := n.start(self, file, keyFile, token); err != nil {
+		if err := n.start(self, file, keyFile, token, f.memoryLimit); err != nil {
 			return err
 		}
 	}
@@ -228,7 +233,7 @@ func freeAddr(host string) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func (n *demoNode) start(self, file, keyFile, token string) error {
+func (n *demoNode) start(self, file, keyFile, token, memoryLimit string) error {
 	if err := os.MkdirAll(n.dir, 0o700); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -237,8 +242,12 @@ func (n *demoNode) start(self, file, keyFile, token string) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	n.logFile = lf
-	n.cmd = exec.Command(self, "serve", "--cluster", file, "--node", n.name, "--data-dir", n.dir,
-		"--master-key-file", keyFile, "--log-format", "json")
+	args := []string{"serve", "--cluster", file, "--node", n.name, "--data-dir", n.dir,
+		"--master-key-file", keyFile, "--log-format", "json"}
+	if memoryLimit != "" {
+		args = append(args, "--memory-limit", memoryLimit)
+	}
+	n.cmd = exec.Command(self, args...)
 	n.cmd.Env = append(os.Environ(), "AURUM_ADMIN_TOKEN="+token)
 	n.cmd.Stdout, n.cmd.Stderr = lf, lf
 	// Its own process group: a Ctrl-C in the terminal reaches the demo,

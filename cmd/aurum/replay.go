@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -15,7 +18,7 @@ import (
 )
 
 func newReplayCmd() *cobra.Command {
-	var server, token, from, output string
+	var server, token, from, output, dataDir, memLimit string
 	var only []string
 	var dryRun, noProgress bool
 	cmd := &cobra.Command{
@@ -39,11 +42,32 @@ with --output json as the API's status (GET /v1/replay).
 --projections gcr,audiences limits the swap (and the comparison) to those projections. The
 replay always runs the whole state machine, because audiences read the GCR and the GCR reads
 identity; the other projections keep their live state. Outputs that the live state decided but
-has not yet published are carried over, so none is lost.`,
-		Args: cobra.NoArgs,
+has not yet published are carried over, so none is lost.
+
+With --data-dir the replay is offline, of a stopped node: its whole log is applied into a
+temporary state store (removed afterwards; the node's own state is not touched) and the digest
+of the rebuilt projections is printed beside the log position, the outputs derived (none is
+published) and the rate. It equals "aurum digest --data-dir" of a node whose state is
+consistent with its log. --memory-limit (e.g. 512MiB, 2GiB; only offline: a running node's
+replay runs within its own aurum serve --memory-limit) sizes the replay's caches, batches and the
+Go runtime's soft limit as it does for serve; same default: $GOMEMLIMIT if set, else 80% of
+the cgroup memory limit, else half the physical memory.`,
+		Example: `  aurum replay --data-dir ./aurum-data --memory-limit 1GiB   # a stopped node, offline: prints the rebuilt digest`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("data-dir") {
+				for _, name := range []string{"server", "from", "dry-run", "projections"} {
+					if cmd.Flags().Changed(name) {
+						return fmt.Errorf("--%s: not with --data-dir (an offline replay of a stopped node)", name)
+					}
+				}
+				return runOfflineReplay(cmd, dataDir, memLimit, output)
+			}
+			if cmd.Flags().Changed("memory-limit") {
+				return errors.New("--memory-limit: only with --data-dir (an offline replay); a running node's replay runs within its own aurum serve --memory-limit")
 			}
 			c, err := newClient(server, token)
 			if err != nil {
@@ -63,7 +87,52 @@ has not yet published are carried over, so none is lost.`,
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would differ; swap nothing, emit nothing")
 	cmd.Flags().StringSliceVar(&only, "projections", nil, "rebuild only these projections (gcr, audiences); the others keep their live state (default all)")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "print status lines instead of a progress bar")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "replay a stopped node's log offline, from its data directory (the node's state is not touched)")
+	cmd.Flags().StringVar(&memLimit, "memory-limit", "", "with --data-dir: resident memory the replay may use, e.g. 512MiB or 2GiB: sizes its caches and batches and sets the Go runtime's soft limit (default $GOMEMLIMIT, else 80% of the cgroup's memory limit, else half the physical memory; at least 256MiB)")
 	return cmd
+}
+
+// offlineReplay is what `aurum replay --data-dir` prints.
+type offlineReplay struct {
+	Applied          uint64  `json:"applied"`
+	Digest           string  `json:"digest"`
+	Outputs          int     `json:"outputs"`
+	Seconds          float64 `json:"seconds"`
+	EntriesPerSecond float64 `json:"entries_per_second"`
+	MemoryLimit      string  `json:"memory_limit"`
+	MemoryLimitFrom  string  `json:"memory_limit_from"`
+}
+
+// runOfflineReplay replays the log of the stopped node in dataDir into a
+// temporary store (engine.Replay) within the memory limit flag (as serve
+// reads it) and prints the outcome.
+func runOfflineReplay(cmd *cobra.Command, dataDir, memFlag, output string) error {
+	if err := checkDataDir(dataDir); err != nil {
+		return err
+	}
+	limit, from, err := memoryLimit(memFlag, readMachineMemory())
+	if err != nil {
+		return err
+	}
+	// The Go runtime's soft limit, as aurum serve sets it: what the limit
+	// leaves beside Pebble's memory outside the Go heap.
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(engine.MemorySizesFor(limit).GoLimit))
+	start := time.Now()
+	res, err := engine.Replay(cmd.Context(), engine.ReplayOptions{DataDir: dataDir, MemoryLimit: limit})
+	if err != nil {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	out := offlineReplay{Applied: res.Applied, Digest: hex.EncodeToString(res.Digest), Outputs: res.Outputs,
+		Seconds: secs, MemoryLimit: formatSize(limit), MemoryLimitFrom: from}
+	if secs > 0 {
+		out.EntriesPerSecond = float64(res.Applied) / secs
+	}
+	raw, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	return printOutput(cmd.OutOrStdout(), output, raw, fieldRows)
 }
 
 // followReplay polls the replay's status, drawing a progress bar, until it

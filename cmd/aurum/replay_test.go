@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -127,8 +128,47 @@ func TestReplayAndDigest(t *testing.T) {
 	// Offline digest of the stopped node equals the online one, and a clean
 	// rebuild from the log (state removed) gives it again.
 	n.stop()
-	if got := digestOf(t, dataDir); got != strings.SplitN(swapped, "\n", 2)[0] {
-		t.Fatalf("offline digest %q, online %q", got, swapped)
+	offline := digestOf(t, dataDir)
+	if offline != strings.SplitN(swapped, "\n", 2)[0] {
+		t.Fatalf("offline digest %q, online %q", offline, swapped)
+	}
+
+	// An offline replay of the stopped node, within a memory limit, derives
+	// that digest again from its log.
+	out, code = aurumCLI(t, nil, "replay", "--data-dir", dataDir, "--memory-limit", "256MiB", "--output", "json")
+	var off offlineReplay
+	if code != 0 || json.Unmarshal([]byte(out), &off) != nil {
+		t.Fatalf("aurum replay --data-dir: exit %d:\n%s", code, out)
+	}
+	if got := fmt.Sprintf("%s applied=%d", off.Digest, off.Applied); got != offline || off.MemoryLimit != "256MiB" || off.MemoryLimitFrom != "--memory-limit" {
+		t.Fatalf("offline replay: %+v, want digest %q within 256MiB", off, offline)
+	}
+}
+
+// TestReplayFlags: --memory-limit is read as serve reads it and belongs to
+// the offline replay; the online flags do not go with --data-dir; a
+// directory without Aurum state is refused before anything is written.
+func TestReplayFlags(t *testing.T) {
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", "--memory-limit", "1GiB"}, "--memory-limit: only with --data-dir"},
+		{[]string{"replay", "--data-dir", empty, "--dry-run"}, "--dry-run: not with --data-dir"},
+		{[]string{"replay", "--data-dir", empty}, "--data-dir " + empty},
+		{[]string{"replay", "--data-dir", empty, "--output", "yaml"}, "--output"},
+		{[]string{"demo", "--memory-limit", "12MiB"}, "--memory-limit: at least 256MiB"},
+		{[]string{"demo", "--memory-limit", "lots"}, "--memory-limit: \"lots\" is not a size"},
+		{[]string{"demo", "--nodes", "3", "--memory-limit", "1"}, "--memory-limit: at least 256MiB"},
+	} {
+		_, _, err := runInProcess(t, nil, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("aurum %s: %v, want an error with %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+		t.Fatalf("replay wrote into the empty directory: %v", ents)
 	}
 }
 
