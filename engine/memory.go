@@ -45,6 +45,9 @@ type MemorySizes struct {
 	// (projections.Options.KeychainFilterBytes); Go heap. The same share
 	// as DedupFilter.
 	KeychainFilter int
+	// RowCache bounds the GCR's cache of decoded feature rows
+	// (projections.Options.RowCacheBytes); Go heap.
+	RowCache int
 	// StateBlockCache and StateMemTable configure every state store (the
 	// live one, a rebuild's, a replay's, a snapshot's): Pebble's block
 	// cache and the size of one memtable (up to two exist while one
@@ -83,7 +86,8 @@ const (
 	stateMemShare    = 32  // L/32: one state memtable (two may exist)
 	smallBlockShare  = 64  // L/64: keys/ and activation/ block caches, each
 	smallMemShare    = 256 // L/256: their memtables, each (two may exist)
-	stateCacheShare  = 8   // L/8: the state cache
+	stateCacheShare  = 16  // L/16: the state cache (L/8 until the keychain filter and the row cache joined the Go heap: at 320 MiB the live heap then sat over the Go limit, bench/RESULTS.md "after the session-10 changes")
+	rowCacheShare    = 64  // L/64, at most projections.DefaultRowCacheBytes: the GCR's decoded feature rows
 	dedupFilterShare = 32  // L/32: the dedup filter
 	unaccountedShare = 8   // L/8 + unaccountedFixed: resident memory no runtime counts
 	unaccountedFixed = 48 << 20
@@ -105,6 +109,7 @@ func MemorySizesFor(limit int64) MemorySizes {
 			StateCache:      projections.DefaultCacheBytes,
 			DedupFilter:     projections.DefaultDedupFilterBytes,
 			KeychainFilter:  projections.DefaultKeychainFilterBytes,
+			RowCache:        projections.DefaultRowCacheBytes,
 			StateBlockCache: StateCacheSize,
 			StateMemTable:   32 << 20,
 			SmallBlockCache: 16 << 20,
@@ -125,6 +130,7 @@ func MemorySizesFor(limit int64) MemorySizes {
 		StateCache:      int(clamp(l/stateCacheShare, 8<<20, maxStateCache)),
 		DedupFilter:     int(clamp(l/dedupFilterShare, 1<<20, 64<<20)),
 		KeychainFilter:  int(clamp(l/dedupFilterShare, 1<<20, 64<<20)),
+		RowCache:        int(clamp(l/rowCacheShare, 1<<20, projections.DefaultRowCacheBytes)),
 		SealKeys:        int(clamp(l>>16, 1024, 1<<18)),
 		SealRawKeys:     int(clamp(l>>13, 8192, 1<<20)),
 	}
@@ -156,9 +162,9 @@ func (s MemorySizes) OutsideGo() int64 {
 // String names each bound, for the log line at start.
 func (s MemorySizes) String() string {
 	mib := func(v int64) string { return fmt.Sprintf("%d MiB", v>>20) }
-	return fmt.Sprintf("limit %s (Go %s), state cache %s, state block cache %s, state memtable %s, keys/activation block caches %s, memtables %s, dedup filter %s, keychain filter %s, data keys %d + %d raw",
+	return fmt.Sprintf("limit %s (Go %s), state cache %s, state block cache %s, state memtable %s, keys/activation block caches %s, memtables %s, dedup filter %s, keychain filter %s, row cache %s, data keys %d + %d raw",
 		mib(s.Limit), mib(s.GoLimit), mib(int64(s.StateCache)), mib(s.StateBlockCache), mib(int64(s.StateMemTable)),
-		mib(s.SmallBlockCache), mib(int64(s.SmallMemTable)), mib(int64(s.DedupFilter)), mib(int64(s.KeychainFilter)), s.SealKeys, s.SealRawKeys)
+		mib(s.SmallBlockCache), mib(int64(s.SmallMemTable)), mib(int64(s.DedupFilter)), mib(int64(s.KeychainFilter)), mib(int64(s.RowCache)), s.SealKeys, s.SealRawKeys)
 }
 
 // stateStore is the store.Options of every state store, with
@@ -203,7 +209,7 @@ func (e *Engine) MemorySizes() MemorySizes { return e.mem }
 func (s MemorySizes) bounds() map[string]int64 {
 	return map[string]int64{
 		"limit": s.Limit, "go": s.GoLimit, "state_cache": int64(s.StateCache), "dedup_filter": int64(s.DedupFilter),
-		"keychain_filter":   int64(s.KeychainFilter),
+		"keychain_filter": int64(s.KeychainFilter), "row_cache": int64(s.RowCache),
 		"state_block_cache": s.StateBlockCache, "state_memtable": int64(s.StateMemTable),
 		"small_block_cache": s.SmallBlockCache, "small_memtable": int64(s.SmallMemTable),
 	}

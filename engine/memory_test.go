@@ -21,7 +21,7 @@ import (
 func TestMemorySizesFor(t *testing.T) {
 	fixed := MemorySizesFor(0)
 	if fixed != (MemorySizes{StateCache: projections.DefaultCacheBytes, DedupFilter: projections.DefaultDedupFilterBytes,
-		KeychainFilter:  projections.DefaultKeychainFilterBytes,
+		KeychainFilter: projections.DefaultKeychainFilterBytes, RowCache: projections.DefaultRowCacheBytes,
 		StateBlockCache: StateCacheSize, StateMemTable: 32 << 20, SmallBlockCache: 16 << 20, SmallMemTable: 4 << 20,
 		SealKeys: seal.DefaultCacheKeys, SealRawKeys: seal.DefaultCacheRawKeys,
 		ReplayGroup: DefaultReplayGroupBytes, FetchAhead: fetchAheadBytes}) {
@@ -39,11 +39,11 @@ func TestMemorySizesFor(t *testing.T) {
 		stateCache, blockCache int64 // MiB
 		sealKeys               int
 	}{
-		{1, 32, 32, 4096}, // raised to MinMemoryLimit
-		{MinMemoryLimit, 32, 32, 4096},
-		{384 * mib, 48, 48, 6144},
-		{512 * mib, 64, 64, 8192},
-		{2048 * mib, 256, 256, 32768},
+		{1, 16, 32, 4096}, // raised to MinMemoryLimit
+		{MinMemoryLimit, 16, 32, 4096},
+		{384 * mib, 24, 48, 6144},
+		{512 * mib, 32, 64, 8192},
+		{2048 * mib, 128, 256, 32768},
 		{16384 * mib, 512, 2048, 262144}, // the state cache's cap
 		{1 << 40, 512, 1 << 17, 1 << 18},
 	} {
@@ -63,7 +63,7 @@ func TestMemorySizesFor(t *testing.T) {
 		// The Go heap's bounded consumers (state cache, dedup and keychain filters, data
 		// keys at ~0.85 KiB and ~100 B, Pebble's memory without cgo) take
 		// at most half the Go limit: the GC has room to work.
-		inGo := int64(s.StateCache+s.DedupFilter+s.KeychainFilter) + int64(s.SealKeys)*870 + int64(s.SealRawKeys)*100
+		inGo := int64(s.StateCache+s.DedupFilter+s.KeychainFilter+s.RowCache) + int64(s.SealKeys)*870 + int64(s.SealRawKeys)*100
 		if !pebbleOutsideGo {
 			inGo += s.StateBlockCache + 2*int64(s.StateMemTable) + 2*(s.SmallBlockCache+2*int64(s.SmallMemTable))
 		}
@@ -84,7 +84,7 @@ func TestMemorySizesFor(t *testing.T) {
 			t.Errorf("limit %d MiB: replay group %d MiB not above half the memtable %d MiB", l>>20, s.ReplayGroup>>20, s.StateMemTable>>20)
 		}
 		if s.StateCache < prev.StateCache || s.StateBlockCache < prev.StateBlockCache || s.StateMemTable < prev.StateMemTable ||
-			s.SmallBlockCache < prev.SmallBlockCache || s.DedupFilter < prev.DedupFilter || s.KeychainFilter < prev.KeychainFilter || s.SealKeys < prev.SealKeys ||
+			s.SmallBlockCache < prev.SmallBlockCache || s.DedupFilter < prev.DedupFilter || s.KeychainFilter < prev.KeychainFilter || s.RowCache < prev.RowCache || s.SealKeys < prev.SealKeys ||
 			s.SealRawKeys < prev.SealRawKeys || s.GoLimit <= prev.GoLimit || s.ReplayGroup < prev.ReplayGroup || s.FetchAhead < prev.FetchAhead {
 			t.Errorf("limit %d: a bound shrank: %v after %v", l, s, prev)
 		}

@@ -56,6 +56,7 @@ func openStateMachineWith(db store.Reader, parts int, dedup time.Duration, keys 
 		CacheBytes:          mem.StateCache,
 		DedupFilterBytes:    mem.DedupFilter,
 		KeychainFilterBytes: mem.KeychainFilter,
+		RowCacheBytes:       mem.RowCache,
 		Open:                open,
 		InteractionKey:      InteractionKey(keys),
 		BlockHash:           func(key string) []byte { return keys.Hash("match_block", key) },

@@ -82,6 +82,10 @@ func openFailure(err error) error {
 }
 
 // Options configure a StateMachine.
+// DefaultRowCacheBytes is the default bound of the GCR's cache of decoded
+// feature rows (Options.RowCacheBytes).
+const DefaultRowCacheBytes = gcr.DefaultRowCacheBytes
+
 type Options struct {
 	Partitions  int   // default 16
 	DedupWindow int64 // milliseconds of log time a messageId is remembered; default 30 days
@@ -115,6 +119,10 @@ type Options struct {
 	// keyFilter). It does not grow with the data. Default
 	// DefaultKeychainFilterBytes; negative: no filter.
 	KeychainFilterBytes int
+	// RowCacheBytes bounds the GCR's cache of decoded feature rows
+	// (gcr.Options.RowCacheBytes); 0: DefaultRowCacheBytes, negative:
+	// none.
+	RowCacheBytes int
 	// BlockHash hashes a blocking key of probabilistic matching for the
 	// block index (blockindex.go); deterministic. nil: sha256[:16]. The
 	// engine passes a keyed hash, so no plaintext value is a key.
@@ -211,7 +219,7 @@ func New(opts Options) *StateMachine {
 	}
 	sm := &StateMachine{
 		opts:  opts,
-		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions, NoFeatures: opts.NoFeatures, InteractionKey: opts.InteractionKey}),
+		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions, NoFeatures: opts.NoFeatures, InteractionKey: opts.InteractionKey, RowCacheBytes: opts.RowCacheBytes}),
 		cache: newStateCache(opts.CacheBytes),
 		ddf:   newDedupFilter(opts.DedupFilterBytes),
 		kcf:   newKeychainFilter(opts.KeychainFilterBytes),

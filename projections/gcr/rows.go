@@ -51,7 +51,7 @@ type rowShard struct {
 }
 
 type cachedRow struct {
-	enc []byte // the encoding f was written with (a sub-slice of the stored value)
+	enc []byte // a copy of the encoding f was written with (a sub-slice would keep the whole stored GCR value alive)
 	f   *features.Features
 }
 
@@ -104,7 +104,7 @@ func (c *rowCache) put(shard int, profile []byte, enc []byte, f *features.Featur
 	s := &c.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := cachedRow{enc: enc, f: f}
+	r := cachedRow{enc: bytes.Clone(enc), f: f}
 	if prev, ok := s.cur[string(profile)]; ok {
 		delete(s.cur, string(profile))
 		s.bytes -= prev.size(profile)
