@@ -144,7 +144,16 @@ func TestErasureSealsWholePayload(t *testing.T) {
 		}
 		return out
 	}
-	before := answers()
+	// Wait until every one of Kim's events is applied (buyers counts her
+	// after her second event; the last two may still be on their way).
+	var before map[string]string
+	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		before = answers()
+		if !strings.Contains(before["/v1/profiles/"+kimRef+"/events"], control) {
+			return fmt.Errorf("kim's last event %q not applied yet", control)
+		}
+		return nil
+	})
 	for _, s := range []string{`"note":"Gift for Kimberly Vantablack, call +45 31 41 59 26"`, `"engraving":"Kimberly Vantablack"`,
 		`"ip":"203.0.113.42"`, `"revenue"`} {
 		if !strings.Contains(before["/v1/profiles/"+kimRef+"/events"], s) {
