@@ -43,6 +43,11 @@ type ReplayOptions struct {
 	// Options.MemoryLimit does the engine's (0: the fixed sizes; else at
 	// least MinMemoryLimit). The caller sets the Go runtime's limit.
 	MemoryLimit int64
+
+	// watch, when set (tests: TestMemoryBudget), is handed the replay's
+	// stores and state machine once they are open; the func it returns
+	// runs before they close.
+	watch func(stores []*store.DB, sm *projections.StateMachine) (unwatch func())
 }
 
 // ReplayResult summarises a replay.
@@ -126,6 +131,9 @@ func Replay(ctx context.Context, opts ReplayOptions) (ReplayResult, error) {
 	sm, err := openReplayStateMachine(db, parts, opts.DedupWindow, keys, mem, po)
 	if err != nil {
 		return res, err
+	}
+	if opts.watch != nil {
+		defer opts.watch([]*store.DB{db, keysDB}, sm)()
 	}
 
 	lo := alog.Options{Dir: filepath.Join(opts.DataDir, "jetstream"), Listen: "127.0.0.1:-1", Logger: opts.Logger}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"sync/atomic"
 
 	"github.com/aurumcdp/aurum/store"
 )
@@ -54,6 +55,8 @@ type keyFilter struct {
 	live     int      // keys found by the last build
 	builds   int      // number of builds (for tests)
 	spared   int      // store look-ups spared (for tests)
+	// allocated is len(blocks)*8, for MemoryUse from other goroutines.
+	allocated atomic.Int64
 }
 
 const (
@@ -139,6 +142,7 @@ func (f *keyFilter) add(key []byte) {
 	}
 	if f.blocks == nil {
 		f.blocks = make([]uint64, f.nblk*8)
+		f.allocated.Store(int64(len(f.blocks)) * 8)
 	}
 	h1, h2 := dedupFilterHash(key)
 	b := f.block(h1)
@@ -200,6 +204,7 @@ func (f *keyFilter) build(r store.Reader) error {
 	f.builds++
 	if f.n > capacity {
 		f.off, f.blocks = true, nil
+		f.allocated.Store(0)
 		return nil
 	}
 	f.live = f.n

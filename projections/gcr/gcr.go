@@ -146,6 +146,11 @@ func New(opts *Options) *Projection {
 		rows: newRowCache(o.RowCacheBytes, o.Partitions)}
 }
 
+// RowCacheUse is the bytes the row cache holds, as it counts them against
+// Options.RowCacheBytes (both generations: at most the bound). Safe for
+// concurrent use.
+func (p *Projection) RowCacheUse() int { return p.rows.use() }
+
 // PartitionOf returns the partition of a profile id: FNV-1a 32 of its bytes,
 // mod n. n must be positive.
 func PartitionOf(profile []byte, n int) int {

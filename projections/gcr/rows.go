@@ -159,6 +159,22 @@ func (c *rowCache) stats() rowStats {
 	return st
 }
 
+// use is the bytes of both generations of every shard, as put counts
+// them (size).
+func (c *rowCache) use() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += s.bytes
+		for p, r := range s.old {
+			n += r.size([]byte(p))
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
 // has reports whether the cache holds a row of profile (for tests).
 func (c *rowCache) has(shard int, profile []byte) bool {
 	if c.max <= 0 {
