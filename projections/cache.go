@@ -215,8 +215,10 @@ func (c *stateCache) putHashed(h uint64, k, v []byte, present bool) {
 	if need > c.half || len(k) > maxCacheKey {
 		return // larger than a generation: not cached (and no older value left)
 	}
-	if g.size()+need > c.half {
-		if dead := len(g.data) - g.live; dead >= c.half/4 && g.live+len(g.idx)*cacheIndexBytes+need <= c.half {
+	// The generation's memory is its buffer's capacity and its index
+	// (held), not only the bytes used (size): the bound is on the first.
+	if max(cap(g.data), len(g.data)+n)+len(g.idx)*cacheIndexBytes+cacheIndexBytes > c.half {
+		if dead := len(g.data) - g.live; dead >= c.half/4 && max(cap(g.data), g.live+n)+len(g.idx)*cacheIndexBytes+cacheIndexBytes <= c.half {
 			g.compact(c.seed, c.hash)
 			c.compactions++
 		} else {
@@ -234,8 +236,8 @@ func (c *stateCache) putHashed(h uint64, k, v []byte, present bool) {
 		if dead := len(g.data) - g.live; dead >= len(g.data)/4 && g.live+n <= cap(g.data) {
 			g.compact(c.seed, c.hash)
 			c.compactions++
-		} else { // grow by doubling, up to the bound
-			nd := make([]byte, len(g.data), min(max(2*cap(g.data), len(g.data)+n, 4096), c.half))
+		} else { // grow by doubling, up to what the bound leaves the data
+			nd := make([]byte, len(g.data), max(min(max(2*cap(g.data), len(g.data)+n, 4096), c.dataRoom(g)), len(g.data)+n))
 			copy(nd, g.data)
 			g.data = nd
 		}
@@ -249,6 +251,20 @@ func (c *stateCache) putHashed(h uint64, k, v []byte, present bool) {
 	g.data = g.data[:off+n] // the room after the value: never read
 	g.idx[h] = uint32(off)
 	g.live += n
+}
+
+// dataRoom is the capacity g's data may grow to: the bound less the index
+// g will have when the data fills it, estimated from g's records so far
+// (bytes per index entry), so that the buffer and the index together stay
+// within half once the data is full. A buffer grown to the whole bound
+// held its index on top of it: 17.2 MiB under a 16 MiB bound
+// (TestMemoryBudget).
+func (c *stateCache) dataRoom(g *cacheGen) int {
+	room := c.half - (len(g.idx)+1)*cacheIndexBytes
+	if len(g.idx) > 0 && len(g.data) > 0 {
+		room = min(room, int(int64(c.half)*int64(len(g.data))/int64(len(g.data)+len(g.idx)*cacheIndexBytes)))
+	}
+	return room
 }
 
 // rotate drops the old generation and makes the current one old; the new
