@@ -35,12 +35,15 @@ var memBudgetWorkloads = map[string]workload.Config{
 }
 
 // memBudgetHeadroom is the share of the Go soft limit the engine's live
-// heap may reach at its peak: the rest is the GC's room to work (at a live
-// heap of ¾ of the limit the GC runs after every quarter-limit of
-// allocation). The regression this test guards against sat at 1.17×
-// (bench/RESULTS.md, "after the session-10 changes": 184 MB live under a
-// 157 MiB limit, the GC a quarter of the CPU).
-const memBudgetHeadroom = 0.75
+// heap may reach at its peak: the rest is the GC's room to work. It is the
+// line the budget itself draws for an offline replay (TestMemorySizesFor:
+// a fifth of the Go limit left for the GC). The regression this test
+// guards against sat at 1.17× (bench/RESULTS.md, "after the session-10
+// changes": 184 MB live under a 157 MiB limit, the GC a quarter of the
+// CPU); with that budget (state cache L/8, the row cache holding whole
+// GCR values) the full workload here peaks at 0.91× live and 1.06× in the
+// replay.
+const memBudgetHeadroom = 0.8
 
 // TestMemoryBudget runs a real engine at the smallest memory limit, live
 // apply and then an offline replay of the same log, while a sampler
