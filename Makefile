@@ -22,8 +22,8 @@ test-short:
 # smallest memory limit (256 MiB) over 12,000 people (~86k events), live and then an
 # offline replay, sampling the live Go heap, Pebble's block caches and memtables and
 # the state machine's caches and filters; each within its bound and the Go heap within
-# 4/5 of the Go soft limit (engine TestMemoryBudget; CI runs a small workload with the
-# caches' unfilled part added at their bounds). A few minutes. MEMBUDGETPROFILES=dir
+# 4/5 of the Go soft limit (engine TestMemoryBudget, skipped without AURUM_MEMBUDGET; AURUM_MEMBUDGET=ci runs a
+# small workload with the caches' unfilled part added at their bounds). A few minutes. MEMBUDGETPROFILES=dir
 # writes the heap profile of each phase's peak there.
 MEMBUDGETPROFILES ?=
 test-membudget:
