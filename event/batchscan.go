@@ -24,7 +24,7 @@ type batchItem struct {
 // ok == false, and the caller runs parseBatchStd, which produces the same
 // result or the error. When ok, the result equals parseBatchStd's.
 func parseBatchFast(data []byte, opts ParseOptions) (acc []Accepted, rej []Rejection, ok bool) {
-	s := scanner{data: data, keys: make(map[string]string)}
+	s := scanner{data: data, keys: make(map[string]string), text: string(data)}
 	s.skipSpace()
 	if s.pos >= len(data) || data[s.pos] != '{' {
 		return nil, nil, false
@@ -116,6 +116,7 @@ func parseBatchFast(data []byte, opts ParseOptions) (acc []Accepted, rej []Rejec
 		return nil, nil, false
 	}
 
+	acc = make([]Accepted, 0, len(items))
 	for i, it := range items {
 		ev, err := parseFastItem(it, shared, sentAt, opts)
 		if err != nil {
@@ -124,6 +125,9 @@ func parseBatchFast(data []byte, opts ParseOptions) (acc []Accepted, rej []Rejec
 			continue
 		}
 		acc = append(acc, Accepted{Index: i, Event: ev})
+	}
+	if len(acc) == 0 {
+		acc = nil // as parseBatchStd returns it
 	}
 	return acc, rej, true
 }

@@ -26,6 +26,19 @@ type scanner struct {
 	// keys interns object keys (a batch repeats the same few dozen);
 	// nil interns nothing.
 	keys map[string]string
+	// text, when set, is string(data): strings and numbers without
+	// escapes are taken from it, with no allocation each. They keep the
+	// whole text alive while any of them lives, so it is set only where
+	// the tree lives no longer than the body (the edge's parse).
+	text string
+}
+
+// substr returns data[i:j] as a string, from text when set.
+func (s *scanner) substr(i, j int) string {
+	if s.text != "" {
+		return s.text[i:j]
+	}
+	return string(s.data[i:j])
 }
 
 // maxInternedKeys bounds scanner.keys.
@@ -208,7 +221,7 @@ func (s *scanner) number() (any, bool) {
 		}
 	}
 	s.pos = i
-	return json.Number(d[start:i]), true
+	return json.Number(s.substr(start, i)), true
 }
 
 // str decodes the string literal at s.pos.
@@ -254,7 +267,7 @@ func (s *scanner) str() (string, bool) {
 	s.pos = i + 1
 	raw := d[start:i]
 	if !esc && (!wide || utf8.Valid(raw)) {
-		return string(raw), true
+		return s.substr(start, i), true
 	}
 	return unquote(raw), true
 }
@@ -277,7 +290,7 @@ func (s *scanner) key() (string, bool) {
 	if k, ok := s.keys[string(raw)]; ok {
 		return k, true
 	}
-	k := string(raw)
+	k := s.substr(i-len(raw), i)
 	if len(s.keys) < maxInternedKeys {
 		s.keys[k] = k
 	}
@@ -361,7 +374,7 @@ func unquote(s []byte) string {
 // around it; ok is false when the scanner does not accept it (the caller
 // then asks encoding/json).
 func scanValue(data []byte) (any, bool) {
-	s := scanner{data: data}
+	s := scanner{data: data, text: string(data)}
 	s.skipSpace()
 	v, ok := s.value()
 	if !ok {

@@ -378,8 +378,7 @@ func parseMessage(m map[string]any, kind Kind, opts ParseOptions) (Event, error)
 }
 
 func identifiers(ev *Event, extIDs any, opts ParseOptions) ([]Identifier, error) {
-	var ids []Identifier
-	seen := make(map[string]bool)
+	ids := make([]Identifier, 0, 4)
 	add := func(field, typ, value string, weak bool) error {
 		v, ok := NormalizeIdentifier(typ, value, opts.DefaultRegion)
 		if !ok {
@@ -391,11 +390,11 @@ func identifiers(ev *Event, extIDs any, opts ParseOptions) ([]Identifier, error)
 		if opts.Blocked != nil && opts.Blocked(typ, v) {
 			return nil
 		}
-		key := typ + ":" + v
-		if seen[key] {
-			return nil
+		for _, id := range ids { // a few: a scan beats a set
+			if id.Type == typ && id.Value == v {
+				return nil
+			}
 		}
-		seen[key] = true
 		ids = append(ids, Identifier{Type: typ, Value: v, Weak: weak})
 		return nil
 	}

@@ -258,6 +258,14 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 			missing = append(missing, id)
 		}
 	}
+	return k.ensureMissing(missing, nil)
+}
+
+// ensureMissing is Ensure of ids that missed the cache (duplicates
+// allowed). With got set, it reports the cipher of each distinct id it
+// finds or creates (nil: destroyed); an id concurrently cached by another
+// call may be reported from the cache.
+func (k *Keyring) ensureMissing(missing []keyID, got func(id *keyID, a cipher.AEAD)) error {
 	if len(missing) == 0 {
 		return nil
 	}
@@ -282,7 +290,10 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 			continue
 		}
 		seen[id] = true
-		if _, err := k.loadLocal(&id); err == nil || errors.Is(err, ErrKeyDestroyed) {
+		if a, err := k.loadLocal(&id); err == nil || errors.Is(err, ErrKeyDestroyed) {
+			if got != nil {
+				got(&id, a)
+			}
 			continue // exists (now cached) or destroyed
 		} else if !errors.Is(err, ErrUnknownKey) {
 			return fmt.Errorf("seal: ensure: %w", err)
@@ -349,6 +360,9 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 		c := &news[i]
 		if c.gone {
 			k.cache.put(&c.id, nil)
+			if got != nil {
+				got(&c.id, nil)
+			}
 			continue
 		}
 		aead, err := newAEAD(c.dk[:])
@@ -357,6 +371,9 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 		}
 		k.cache.put(&c.id, aead)
 		k.raw.put(&c.id, c.dk[:])
+		if got != nil {
+			got(&c.id, aead)
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package seal
 import (
 	"crypto/cipher"
 	"crypto/rand"
+	"fmt"
 )
 
 // nonceBatch is how many nonces a Sealer draws from crypto/rand in one read.
@@ -36,6 +37,11 @@ type Sealer struct {
 	lastID   keyID
 	lastAEAD cipher.AEAD // nil: no key cached
 
+	// keys holds the ciphers Ensure resolved for this batch (nil: the key
+	// is destroyed), so that sealing under them takes no lock and no cache
+	// look-up.
+	keys map[keyID]cipher.AEAD
+
 	hashes []byte // arena of Hash outputs
 	sealed []byte // arena of Seal outputs
 }
@@ -62,6 +68,39 @@ func (s *Sealer) Close() {
 	clear(s.nonces[:])
 	s.next = len(s.nonces)
 	s.lastAEAD = nil
+	s.keys = nil
+}
+
+// Ensure is Keyring.Ensure of keyIDs, and keeps the cipher of each for
+// this Sealer's Seal calls: one cache look-up per distinct id of the batch
+// (Keyring.Ensure and a Seal per value would look each id up again). A key
+// destroyed after Ensure may then still seal values of this batch, as with
+// a Seal concurrent with Destroy: the values are as unreadable as the
+// rest of the key's data.
+func (s *Sealer) Ensure(keyIDs [][]byte) error {
+	if s.keys == nil {
+		s.keys = make(map[keyID]cipher.AEAD, len(keyIDs))
+	}
+	var missing []keyID
+	for _, raw := range keyIDs {
+		id, err := toID(raw)
+		if err != nil {
+			return fmt.Errorf("seal: ensure: %w", err)
+		}
+		if _, ok := s.keys[id]; ok {
+			continue
+		}
+		if a, ok := s.k.cache.get(&id); ok {
+			s.keys[id] = a
+			continue
+		}
+		s.keys[id] = nil // for the duplicates of id in keyIDs; set below
+		missing = append(missing, id)
+	}
+	for i := range missing {
+		delete(s.keys, missing[i])
+	}
+	return s.k.ensureMissing(missing, func(id *keyID, a cipher.AEAD) { s.keys[*id] = a })
 }
 
 // Hash returns Keyring.Hash(typ, value). The result is a capped slice of an
@@ -118,6 +157,15 @@ func (s *Sealer) nonce() []byte {
 func (s *Sealer) aead(raw []byte) (cipher.AEAD, error) {
 	if s.lastAEAD != nil && len(raw) == idLen && keyID(raw) == s.lastID {
 		return s.lastAEAD, nil
+	}
+	if len(raw) == idLen {
+		if a, ok := s.keys[keyID(raw)]; ok {
+			if a == nil {
+				return nil, fmt.Errorf("%w: %x", ErrKeyDestroyed, raw)
+			}
+			s.lastID, s.lastAEAD = keyID(raw), a
+			return a, nil
+		}
 	}
 	a, err := s.k.aead(raw)
 	if err != nil {

@@ -217,7 +217,7 @@ func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]b
 		preps[i] = prepared{rec: rec, anchor: rec.Key}
 		anchors = append(anchors, rec.Key)
 	}
-	if err := e.keys.Ensure(anchors); err != nil {
+	if err := sl.ensure(anchors); err != nil {
 		return nil, 0, fmt.Errorf("engine: data keys: %w", err)
 	}
 	out := make([][]byte, 0, len(evs))
@@ -303,6 +303,15 @@ func (sl *sealing) close() {
 		sl.sealer.Close()
 	}
 	clear(sl.pt[:cap(sl.pt)]) // personal data: do not leave it in the heap longer than needed
+}
+
+// ensure creates the data keys of anchors that do not exist yet; the
+// Sealer keeps the cipher of each for the batch.
+func (sl *sealing) ensure(anchors [][]byte) error {
+	if sl.sealer == nil {
+		return sl.e.keys.Ensure(anchors)
+	}
+	return sl.sealer.Ensure(anchors)
 }
 
 func (sl *sealing) hash(typ, value string) []byte {
