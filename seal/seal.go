@@ -140,9 +140,16 @@ type Keyring struct {
 	shared  SharedKeys
 	timeout time.Duration // of one call to shared
 
-	// writeMu serialises Ensure and Destroy, so that concurrent Ensure of
-	// one id creates one key.
+	// writeMu serialises Ensure's look-ups and Destroy, so that
+	// concurrent Ensure of one id creates one key. It guards creating.
 	writeMu sync.Mutex
+	// creating holds the ids whose keys an Ensure call is creating outside
+	// writeMu; another Ensure of one of them waits for it.
+	creating map[keyID]*creation
+	// creations is held (read side) by each creation in flight, from
+	// writeMu to its cached keys; Destroy, DestroyAll and Share take the
+	// write side under writeMu to wait for them.
+	creations sync.RWMutex
 	// loadMu orders cache fills from the database (read side) against
 	// Destroy (write side), so that a key being destroyed is never put back
 	// into the cache by a concurrent load.
@@ -263,49 +270,118 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 
 // ensureMissing is Ensure of ids that missed the cache (duplicates
 // allowed). With got set, it reports the cipher of each distinct id it
-// finds or creates (nil: destroyed); an id concurrently cached by another
-// call may be reported from the cache.
+// finds or creates (nil: destroyed).
+//
+// The look-ups and the choice of the ids to create are serialised by
+// writeMu; the keys are then created (offered to the shared store, written
+// in one synced batch, cached) outside it, so that concurrent calls with
+// new keys share the keys database's WAL syncs (Pebble's group commit)
+// instead of waiting for each other's. An id being created by another call
+// (k.creating) is waited for, not created twice; Destroy, DestroyAll and
+// Share wait for the creations in flight (k.creations) before they start.
 func (k *Keyring) ensureMissing(missing []keyID, got func(id *keyID, a cipher.AEAD)) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	k.writeMu.Lock()
-	defer k.writeMu.Unlock()
-
-	type created struct {
-		id      keyID
-		dk      [dataKeyLen]byte
-		wrapped []byte
-		gone    bool // destroyed in the shared store
-	}
-	var news []created
+	var news []newKey
 	defer func() {
 		for i := range news {
 			clear(news[i].dk[:])
 		}
 	}()
+	var waits []*creation
+	var waitIDs []keyID
+	k.writeMu.Lock()
 	seen := make(map[keyID]bool, len(missing))
 	for _, id := range missing {
 		if seen[id] {
 			continue
 		}
 		seen[id] = true
+		if c := k.creating[id]; c != nil {
+			waits, waitIDs = append(waits, c), append(waitIDs, id)
+			continue
+		}
 		if a, err := k.loadLocal(&id); err == nil || errors.Is(err, ErrKeyDestroyed) {
 			if got != nil {
 				got(&id, a)
 			}
 			continue // exists (now cached) or destroyed
 		} else if !errors.Is(err, ErrUnknownKey) {
+			k.writeMu.Unlock()
 			return fmt.Errorf("seal: ensure: %w", err)
 		}
-		news = append(news, created{id: id})
+		news = append(news, newKey{id: id})
 		c := &news[len(news)-1]
 		rand.Read(c.dk[:])
 		c.wrapped = k.wrapKey(&id, c.dk[:])
 	}
-	if len(news) == 0 {
-		return nil
+	var mine *creation
+	if len(news) > 0 {
+		mine = &creation{done: make(chan struct{})}
+		if k.creating == nil {
+			k.creating = make(map[keyID]*creation)
+		}
+		for i := range news {
+			k.creating[news[i].id] = mine
+		}
+		k.creations.RLock() // under writeMu: Destroy waits for it
 	}
+	k.writeMu.Unlock()
+
+	if mine != nil {
+		mine.err = k.createKeys(news, got)
+		k.creations.RUnlock()
+		k.writeMu.Lock()
+		for i := range news {
+			delete(k.creating, news[i].id)
+		}
+		k.writeMu.Unlock()
+		close(mine.done)
+		if mine.err != nil {
+			return mine.err
+		}
+	}
+	for i, c := range waits {
+		<-c.done
+		if c.err != nil {
+			return c.err
+		}
+		if got == nil {
+			continue
+		}
+		id := &waitIDs[i]
+		a, ok := k.cache.get(id)
+		if !ok {
+			var err error
+			if a, err = k.loadLocal(id); err != nil && !errors.Is(err, ErrKeyDestroyed) {
+				return fmt.Errorf("seal: ensure: %w", err)
+			}
+		}
+		got(id, a)
+	}
+	return nil
+}
+
+// newKey is a data key Ensure creates.
+type newKey struct {
+	id      keyID
+	dk      [dataKeyLen]byte
+	wrapped []byte
+	gone    bool // destroyed in the shared store
+}
+
+// creation is one Ensure call's creation of keys, in flight: done is
+// closed when they are durable and cached, or err says why not.
+type creation struct {
+	done chan struct{}
+	err  error
+}
+
+// createKeys offers news to the shared store (if any), writes them (or the
+// tombstones the shared store answered) in one synced batch and caches
+// them, reporting each to got.
+func (k *Keyring) createKeys(news []newKey, got func(id *keyID, a cipher.AEAD)) error {
 	if k.shared != nil {
 		offers := make([]SharedKey, len(news))
 		for i := range news {
@@ -378,6 +454,13 @@ func (k *Keyring) ensureMissing(missing []keyID, got func(id *keyID, a cipher.AE
 	return nil
 }
 
+// drainCreations waits for the key creations in flight (ensureMissing).
+// The caller holds writeMu, so that no new one starts.
+func (k *Keyring) drainCreations() {
+	k.creations.Lock()
+	k.creations.Unlock() //nolint:staticcheck // an empty critical section: a barrier
+}
+
 // Seal encrypts plaintext under the data key keyID with AES-256-GCM, a
 // random 12-byte nonce and keyID as additional data. The result is
 // version(1) || nonce(12) || ciphertext || tag(16).
@@ -434,6 +517,7 @@ func (k *Keyring) Destroy(keyID []byte) error {
 	}
 	k.writeMu.Lock()
 	defer k.writeMu.Unlock()
+	k.drainCreations()
 	if err := k.sharedDestroy([][]byte{id[:]}); err != nil {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
@@ -614,6 +698,7 @@ func (k *Keyring) destroyAll(keyIDs [][]byte, shared bool) (int, error) {
 	}
 	k.writeMu.Lock()
 	defer k.writeMu.Unlock()
+	k.drainCreations()
 	var todo [][]byte
 	var done []keyID
 	k.loadMu.Lock()

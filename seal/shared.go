@@ -175,6 +175,7 @@ func (k *Keyring) Share() (int, error) {
 	}
 	k.writeMu.Lock()
 	defer k.writeMu.Unlock()
+	k.drainCreations()
 	n := 0
 	var destroyed [][]byte
 	err := scanChunks(k.db, prefixKey, func(ids [][]byte, values [][]byte) error {
