@@ -135,6 +135,7 @@ type Keyring struct {
 	wrap    cipher.AEAD // wraps data keys
 	hashKey []byte
 	hashers sync.Pool // *hasher
+	arenas  sync.Pool // *[]byte of arenaChunk bytes: Sealer arenas (Release)
 	cache   *keyCache
 	raw     *rawCache // nil: none
 	shared  SharedKeys

@@ -44,6 +44,9 @@ type Sealer struct {
 
 	hashes []byte // arena of Hash outputs
 	sealed []byte // arena of Seal outputs
+	// arenas are the sealed arenas of arenaChunk bytes taken from the
+	// keyring's pool (Release returns them).
+	arenas []*[]byte
 }
 
 // NewSealer returns a Sealer for one batch. sizeHint is the expected total
@@ -52,9 +55,36 @@ func (k *Keyring) NewSealer(sizeHint int) *Sealer {
 	s := &Sealer{k: k, h: k.hashers.Get().(*hasher)}
 	s.next = len(s.nonces)
 	if sizeHint > 0 {
-		s.sealed = make([]byte, 0, min(sizeHint, arenaChunk))
+		s.sealed = s.arena(min(sizeHint, arenaChunk))
 	}
 	return s
+}
+
+// arena returns an empty sealed-value arena of at least n bytes: a pooled
+// one of arenaChunk bytes when n fits.
+func (s *Sealer) arena(n int) []byte {
+	if n > arenaChunk {
+		return make([]byte, 0, n)
+	}
+	a, _ := s.k.arenas.Get().(*[]byte)
+	if a == nil {
+		b := make([]byte, 0, arenaChunk)
+		a = &b
+	}
+	s.arenas = append(s.arenas, a)
+	return (*a)[:0]
+}
+
+// Release is Close, and also returns the Sealer's arenas to the keyring
+// for the next Sealers: the outputs of Seal are invalid afterwards (their
+// bytes will be overwritten). For a caller that has copied them (the
+// ingest edge, into encoded records).
+func (s *Sealer) Release() {
+	s.Close()
+	for _, a := range s.arenas {
+		s.k.arenas.Put(a)
+	}
+	s.arenas, s.sealed = nil, nil
 }
 
 // Close returns the Sealer's hasher to the keyring and wipes its unused
@@ -128,7 +158,7 @@ func (s *Sealer) Seal(keyID, plaintext []byte) ([]byte, error) {
 	}
 	n := len(plaintext) + sealedExtra
 	if cap(s.sealed)-len(s.sealed) < n {
-		s.sealed = make([]byte, 0, max(n, arenaChunk))
+		s.sealed = s.arena(n)
 	}
 	start := len(s.sealed)
 	out := append(s.sealed, version)

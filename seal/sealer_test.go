@@ -168,3 +168,39 @@ func TestSealerEnsure(t *testing.T) {
 		t.Errorf("Seal after another id's error: %v", err)
 	}
 }
+
+// TestSealerRelease seals with Sealers that return their arenas to the
+// keyring (Release), as the ingest edge does after copying the outputs:
+// each later Sealer's outputs open to their plaintexts, and the copies
+// taken before a Release still open (Release wipes nothing the caller
+// kept).
+func TestSealerRelease(t *testing.T) {
+	k, _, _ := newTestKeyring(t, nil)
+	mustEnsure(t, k, id(1))
+	type kept struct{ pt, sealed []byte }
+	var all []kept
+	for round := range 5 {
+		s := k.NewSealer(512)
+		var outs [][]byte
+		for i := range 300 { // more than one arena
+			pt := bytes.Repeat([]byte{byte(round), byte(i)}, 1+i%90)
+			out, err := s.Seal(id(1), pt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, out)
+			all = append(all, kept{pt, bytes.Clone(out)})
+		}
+		for i, out := range outs { // before Release: the outputs are intact
+			if !bytes.Equal(out, all[len(all)-len(outs)+i].sealed) {
+				t.Fatalf("round %d: output %d changed before Release", round, i)
+			}
+		}
+		s.Release()
+	}
+	for i, c := range all {
+		if pt, err := k.Open(id(1), c.sealed); err != nil || !bytes.Equal(pt, c.pt) {
+			t.Fatalf("value %d: %v", i, err)
+		}
+	}
+}

@@ -344,7 +344,7 @@ func (e *Edge) newSealing(events int) *sealing {
 
 func (sl *sealing) close() {
 	if sl.sealer != nil {
-		sl.sealer.Close()
+		sl.sealer.Release() // the sealed values are copied into the records
 	}
 	clear(sl.pt[:cap(sl.pt)]) // personal data: do not leave it in the heap longer than needed
 }
