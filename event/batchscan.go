@@ -23,8 +23,8 @@ type batchItem struct {
 // envelope value of another type, nesting beyond maxScanDepth) gives
 // ok == false, and the caller runs parseBatchStd, which produces the same
 // result or the error. When ok, the result equals parseBatchStd's.
-func parseBatchFast(data []byte, opts ParseOptions) (acc []Accepted, rej []Rejection, ok bool) {
-	s := scanner{data: data, keys: make(map[string]string), text: string(data)}
+func parseBatchFast(data []byte, opts ParseOptions) (evs []Event, rej []Rejection, ok bool) {
+	s := scanner{data: data, text: string(data)}
 	s.skipSpace()
 	if s.pos >= len(data) || data[s.pos] != '{' {
 		return nil, nil, false
@@ -116,20 +116,21 @@ func parseBatchFast(data []byte, opts ParseOptions) (acc []Accepted, rej []Rejec
 		return nil, nil, false
 	}
 
-	acc = make([]Accepted, 0, len(items))
+	evs = make([]Event, len(items))
+	n := 0
 	for i, it := range items {
-		ev, err := parseFastItem(it, shared, sentAt, opts)
-		if err != nil {
+		var err error
+		if evs[n], err = parseFastItem(it, shared, sentAt, opts); err != nil {
 			fe := asFieldError(err)
 			rej = append(rej, Rejection{Index: i, Field: fe.Field, Reason: fe.Reason, Raw: bytes.Clone(it.raw)})
 			continue
 		}
-		acc = append(acc, Accepted{Index: i, Event: ev})
+		n++
 	}
-	if len(acc) == 0 {
-		acc = nil // as parseBatchStd returns it
+	if n == 0 {
+		return nil, rej, true // as parseBatchStd returns it
 	}
-	return acc, rej, true
+	return evs[:n], rej, true
 }
 
 func parseFastItem(it batchItem, shared map[string]any, sentAt any, opts ParseOptions) (Event, error) {

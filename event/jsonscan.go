@@ -23,13 +23,11 @@ type scanner struct {
 	data  []byte
 	pos   int
 	depth int
-	// keys interns object keys (a batch repeats the same few dozen);
-	// nil interns nothing.
-	keys map[string]string
-	// text, when set, is string(data): strings and numbers without
-	// escapes are taken from it, with no allocation each. They keep the
-	// whole text alive while any of them lives, so it is set only where
-	// the tree lives no longer than the body (the edge's parse).
+	// text, when set, is string(data): keys, strings and numbers without
+	// escapes are taken from it, with no allocation each (it replaced a
+	// per-batch interning of keys). They keep the whole text alive while
+	// any of them lives, so it is set only where the tree lives no longer
+	// than the request (the edge's parse).
 	text string
 }
 
@@ -40,9 +38,6 @@ func (s *scanner) substr(i, j int) string {
 	}
 	return string(s.data[i:j])
 }
-
-// maxInternedKeys bounds scanner.keys.
-const maxInternedKeys = 512
 
 // maxScanDepth bounds the nesting the scanner handles itself (encoding/json
 // allows 10000; deeper trees fall back to it).
@@ -109,7 +104,7 @@ func (s *scanner) object() (any, bool) {
 		if s.pos >= len(s.data) || s.data[s.pos] != '"' {
 			return nil, false
 		}
-		key, ok := s.key()
+		key, ok := s.str()
 		if !ok {
 			return nil, false
 		}
@@ -270,31 +265,6 @@ func (s *scanner) str() (string, bool) {
 		return s.substr(start, i), true
 	}
 	return unquote(raw), true
-}
-
-// key decodes an object key, interned when plain.
-func (s *scanner) key() (string, bool) {
-	if s.keys == nil {
-		return s.str()
-	}
-	d := s.data
-	i := s.pos + 1
-	for i < len(d) && d[i] >= 0x20 && d[i] < utf8.RuneSelf && d[i] != '"' && d[i] != '\\' {
-		i++
-	}
-	if i >= len(d) || d[i] != '"' {
-		return s.str() // escapes, non-ASCII, or an error: the general path
-	}
-	raw := d[s.pos+1 : i]
-	s.pos = i + 1
-	if k, ok := s.keys[string(raw)]; ok {
-		return k, true
-	}
-	k := s.substr(i-len(raw), i)
-	if len(s.keys) < maxInternedKeys {
-		s.keys[k] = k
-	}
-	return k, true
 }
 
 // getu4 decodes \uXXXX from the beginning of s, returning the hex value,

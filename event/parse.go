@@ -94,11 +94,44 @@ func Parse(data []byte, kind Kind, opts ParseOptions) (Event, error) {
 // (parseBatchFast); any other goes through encoding/json (parseBatchStd).
 // Both give the same events, rejections and errors.
 func ParseBatch(data []byte, opts ParseOptions) ([]Accepted, []Rejection, error) {
-	opts = opts.withDefaults()
-	if acc, rej, ok := parseBatchFast(data, opts); ok {
-		return acc, rej, nil
+	evs, rej, err := ParseBatchEvents(data, opts)
+	if err != nil {
+		return nil, nil, err
 	}
-	return parseBatchStd(data, opts)
+	if len(evs) == 0 {
+		return nil, rej, nil
+	}
+	// Every element is either accepted or rejected, both in batch order:
+	// the accepted ones take the indices the rejections leave.
+	acc := make([]Accepted, len(evs))
+	i, r := 0, 0
+	for k := range evs {
+		for r < len(rej) && rej[r].Index == i {
+			i, r = i+1, r+1
+		}
+		acc[k] = Accepted{Index: i, Event: evs[k]}
+		i++
+	}
+	return acc, rej, nil
+}
+
+// ParseBatchEvents is ParseBatch returning the accepted events alone, in
+// batch order, without copying them into Accepted (the ingest edge's
+// path: it needs no indices).
+func ParseBatchEvents(data []byte, opts ParseOptions) ([]Event, []Rejection, error) {
+	opts = opts.withDefaults()
+	if evs, rej, ok := parseBatchFast(data, opts); ok {
+		return evs, rej, nil
+	}
+	acc, rej, err := parseBatchStd(data, opts)
+	if err != nil || len(acc) == 0 {
+		return nil, rej, err
+	}
+	evs := make([]Event, len(acc))
+	for i := range acc {
+		evs[i] = acc[i].Event
+	}
+	return evs, rej, nil
 }
 
 // parseBatchStd is ParseBatch with encoding/json: the reference the fast
