@@ -8,8 +8,9 @@ import (
 // batchItem is one element of a batch as the fast path scanned it: its
 // bytes as sent and its decoded tree.
 type batchItem struct {
-	raw []byte
-	v   any
+	raw     []byte
+	v       any
+	numbers bool // v holds a json.Number
 }
 
 // parseBatchFast is ParseBatch in one pass of the scanner over the body:
@@ -36,6 +37,7 @@ func parseBatchFast(data []byte, opts ParseOptions) (evs []Event, rej []Rejectio
 		shared                      map[string]any
 		sentAt                      any
 		seenBatch, seenCtx, seenSnt bool
+		sharedNumbers               bool // the batch's context holds a number
 	)
 	if s.pos < len(data) && data[s.pos] == '}' {
 		return nil, nil, false // no "batch": the error is parseBatchStd's
@@ -64,7 +66,9 @@ func parseBatchFast(data []byte, opts ParseOptions) (evs []Event, rej []Rejectio
 				return nil, nil, false
 			}
 		case "context":
+			before := s.numbers
 			v, ok := s.value()
+			sharedNumbers = s.numbers > before
 			if seenCtx || !ok {
 				return nil, nil, false
 			}
@@ -120,7 +124,7 @@ func parseBatchFast(data []byte, opts ParseOptions) (evs []Event, rej []Rejectio
 	n := 0
 	for i, it := range items {
 		var err error
-		if evs[n], err = parseFastItem(it, shared, sentAt, opts); err != nil {
+		if evs[n], err = parseFastItem(it, shared, sentAt, sharedNumbers, opts); err != nil {
 			fe := asFieldError(err)
 			rej = append(rej, Rejection{Index: i, Field: fe.Field, Reason: fe.Reason, Raw: bytes.Clone(it.raw)})
 			continue
@@ -133,7 +137,7 @@ func parseBatchFast(data []byte, opts ParseOptions) (evs []Event, rej []Rejectio
 	return evs[:n], rej, true
 }
 
-func parseFastItem(it batchItem, shared map[string]any, sentAt any, opts ParseOptions) (Event, error) {
+func parseFastItem(it batchItem, shared map[string]any, sentAt any, sharedNumbers bool, opts ParseOptions) (Event, error) {
 	if len(it.raw) > opts.MaxEventBytes {
 		return Event{}, tooLarge(opts.MaxEventBytes)
 	}
@@ -141,7 +145,7 @@ func parseFastItem(it batchItem, shared map[string]any, sentAt any, opts ParseOp
 	if !ok {
 		return Event{}, &FieldError{Field: "", Reason: "event is not a JSON object"}
 	}
-	return parseBatchObject(m, shared, sentAt, opts)
+	return parseBatchObject(m, shared, sentAt, opts, it.numbers || sharedNumbers)
 }
 
 // batchItems decodes the array at s.pos, keeping each element's bytes.
@@ -154,12 +158,12 @@ func (s *scanner) batchItems() ([]batchItem, bool) {
 		return items, true
 	}
 	for {
-		start := s.pos
+		start, numbers := s.pos, s.numbers
 		v, ok := s.value()
 		if !ok {
 			return nil, false
 		}
-		items = append(items, batchItem{raw: s.data[start:s.pos], v: v})
+		items = append(items, batchItem{raw: s.data[start:s.pos], v: v, numbers: s.numbers > numbers})
 		s.skipSpace()
 		if s.pos >= len(s.data) {
 			return nil, false

@@ -29,6 +29,8 @@ type scanner struct {
 	// any of them lives, so it is set only where the tree lives no longer
 	// than the request (the edge's parse).
 	text string
+	// numbers counts the numbers scanned.
+	numbers int
 }
 
 // substr returns data[i:j] as a string, from text when set.
@@ -216,6 +218,7 @@ func (s *scanner) number() (any, bool) {
 		}
 	}
 	s.pos = i
+	s.numbers++
 	return json.Number(s.substr(start, i)), true
 }
 

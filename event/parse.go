@@ -76,7 +76,7 @@ func Parse(data []byte, kind Kind, opts ParseOptions) (Event, error) {
 	if !ok {
 		return Event{}, &FieldError{Field: "", Reason: "body is not a JSON object"}
 	}
-	return parseMessage(m, kind, opts)
+	return parseMessage(m, kind, opts, true)
 }
 
 // ParseBatch parses the body of /v1/batch (and /v1/import):
@@ -188,12 +188,13 @@ func parseBatchItem(raw json.RawMessage, shared map[string]any, sentAt any, opts
 	if !ok {
 		return Event{}, &FieldError{Field: "", Reason: "event is not a JSON object"}
 	}
-	return parseBatchObject(m, shared, sentAt, opts)
+	return parseBatchObject(m, shared, sentAt, opts, true)
 }
 
 // parseBatchObject parses a decoded batch element: the batch's context
 // merged under its own, the batch's sentAt standing in for its own.
-func parseBatchObject(m map[string]any, shared map[string]any, sentAt any, opts ParseOptions) (Event, error) {
+// numbers is false when neither m nor shared holds a json.Number.
+func parseBatchObject(m map[string]any, shared map[string]any, sentAt any, opts ParseOptions, numbers bool) (Event, error) {
 	if shared != nil {
 		switch c := m["context"].(type) {
 		case nil:
@@ -208,7 +209,7 @@ func parseBatchObject(m map[string]any, shared map[string]any, sentAt any, opts 
 			m["sentAt"] = sentAt
 		}
 	}
-	return parseMessage(m, "", opts)
+	return parseMessage(m, "", opts, numbers)
 }
 
 func asFieldError(err error) *FieldError {
@@ -233,8 +234,10 @@ func fieldErr(field, format string, args ...any) *FieldError {
 var kinds = map[Kind]bool{Track: true, Identify: true, Page: true, Screen: true, Group: true, Alias: true}
 
 // parseMessage validates and normalises a decoded message. m is owned by
-// the call (it may be modified).
-func parseMessage(m map[string]any, kind Kind, opts ParseOptions) (Event, error) {
+// the call (it may be modified). numbers is false when the caller knows m
+// holds no json.Number (the scanner counted none): convertNumbers is then
+// skipped.
+func parseMessage(m map[string]any, kind Kind, opts ParseOptions, numbers bool) (Event, error) {
 	var ev Event
 
 	// Type.
@@ -404,9 +407,11 @@ func parseMessage(m map[string]any, kind Kind, opts ParseOptions) (Event, error)
 		return Event{}, err
 	}
 	// Numbers are converted last: identifiers read their exact text.
-	convertNumbers(ev.Traits)
-	convertNumbers(ev.Properties)
-	convertNumbers(ev.Context)
+	if numbers {
+		convertNumbers(ev.Traits)
+		convertNumbers(ev.Properties)
+		convertNumbers(ev.Context)
+	}
 	return ev, nil
 }
 

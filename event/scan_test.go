@@ -23,7 +23,7 @@ func parseStd(data []byte, kind Kind, opts ParseOptions) (Event, error) {
 	if !ok {
 		return Event{}, &FieldError{Field: "", Reason: "body is not a JSON object"}
 	}
-	return parseMessage(m, kind, opts)
+	return parseMessage(m, kind, opts, true)
 }
 
 func errText(err error) string {
