@@ -134,7 +134,8 @@ type Keyring struct {
 	db      *store.DB
 	wrap    cipher.AEAD // wraps data keys
 	hashKey []byte
-	hashers sync.Pool // *hasher
+	tombs   *tombFilter // the ids with a tombstone (and a few more)
+	hashers sync.Pool   // *hasher
 	arenas  sync.Pool // *[]byte of arenaChunk bytes: Sealer arenas (Release)
 	cache   *keyCache
 	raw     *rawCache // nil: none
@@ -158,7 +159,8 @@ type Keyring struct {
 }
 
 // NewKeyring returns the keyring stored in db, sealed under master (32
-// bytes). On an empty db it records a check value of master; on an existing
+// bytes). db must have no other Keyring while this one is in use: each
+// keeps in memory which ids have tombstones (tombFilter). On an empty db it records a check value of master; on an existing
 // one it verifies it and returns ErrMasterKeyMismatch if it differs.
 func NewKeyring(db *store.DB, master []byte, opts *Options) (*Keyring, error) {
 	if len(master) != MasterKeySize {
@@ -190,7 +192,36 @@ func NewKeyring(db *store.DB, master []byte, opts *Options) (*Keyring, error) {
 	if err := k.verifyCheck(check); err != nil {
 		return nil, err
 	}
+	if err := k.loadTombstones(); err != nil {
+		return nil, err
+	}
 	return k, nil
+}
+
+// loadTombstones builds the tombstone filter from the keys database.
+func (k *Keyring) loadTombstones() error {
+	var ids []keyID
+	err := k.db.Scan(prefixTombstone, store.PrefixEnd(prefixTombstone), false, func(key, _ []byte) bool {
+		if len(key) == len(prefixTombstone)+idLen {
+			ids = append(ids, keyID(key[len(prefixTombstone):]))
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("seal: read tombstones: %w", err)
+	}
+	k.tombs = newTombFilter(len(ids))
+	for i := range ids {
+		k.tombs.add(&ids[i])
+	}
+	return nil
+}
+
+// setTombstone adds the tombstone of id to b, after adding id to the
+// tombstone filter (before the commit: see tombFilter).
+func (k *Keyring) setTombstone(b *store.Batch, id *keyID, value []byte) error {
+	k.tombs.add(id)
+	return b.Set(dbKey(prefixTombstone, id), value)
 }
 
 func (k *Keyring) verifyCheck(check []byte) error {
@@ -419,7 +450,7 @@ func (k *Keyring) createKeys(news []newKey, got func(id *keyID, a cipher.AEAD)) 
 		c := &news[i]
 		var err error
 		if c.gone {
-			err = b.Set(dbKey(prefixTombstone, &c.id), []byte{version})
+			err = k.setTombstone(b, &c.id, []byte{version})
 		} else {
 			err = b.Set(dbKey(prefixKey, &c.id), c.wrapped)
 		}
@@ -529,7 +560,7 @@ func (k *Keyring) Destroy(keyID []byte) error {
 	if err := b.Delete(dbKey(prefixKey, &id)); err != nil {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
-	if err := b.Set(dbKey(prefixTombstone, &id), []byte{version}); err != nil {
+	if err := k.setTombstone(b, &id, []byte{version}); err != nil {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
 	if err := k.markUnshared(b); err != nil {
@@ -595,6 +626,9 @@ func (k *Keyring) loadLocal(id *keyID) (cipher.AEAD, error) {
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("seal: load key %x: %w", id[:], err)
+	}
+	if !k.tombs.mayHave(id) {
+		return nil, fmt.Errorf("%w: %x", ErrUnknownKey, id[:])
 	}
 	_, err = k.db.Get(dbKey(prefixTombstone, id))
 	switch {
@@ -741,7 +775,7 @@ func (k *Keyring) destroyAll(keyIDs [][]byte, shared bool) (int, error) {
 		if err := b.Delete(dbKey(prefixKey, &done[i])); err != nil {
 			return 0, fmt.Errorf("seal: destroy all: %w", err)
 		}
-		if err := b.Set(dbKey(prefixTombstone, &done[i]), tombValue); err != nil {
+		if err := k.setTombstone(b, &done[i], tombValue); err != nil {
 			return 0, fmt.Errorf("seal: destroy all: %w", err)
 		}
 	}
