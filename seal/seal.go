@@ -136,7 +136,7 @@ type Keyring struct {
 	hashKey []byte
 	tombs   *tombFilter // the ids with a tombstone (and a few more)
 	hashers sync.Pool   // *hasher
-	arenas  sync.Pool // *[]byte of arenaChunk bytes: Sealer arenas (Release)
+	arenas  sync.Pool   // *[]byte of arenaChunk bytes: Sealer arenas (Release)
 	cache   *keyCache
 	raw     *rawCache // nil: none
 	shared  SharedKeys
