@@ -227,6 +227,7 @@ func TestClusterServeOneNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	t.Parallel()
 	file := writeClusterFile(t, 1, 4, "n1")
 	n1 := startCluster(t, file, "n1")[0]
 	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {

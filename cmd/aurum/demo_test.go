@@ -29,6 +29,7 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs an engine")
 	}
+	t.Parallel()
 	dataDir := t.TempDir()
 	var out lockedBuffer
 	root := newRoot()

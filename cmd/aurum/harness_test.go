@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand"
@@ -13,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,9 +43,31 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building aurum: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	defaultParallel(testParallel)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// testParallel is how many t.Parallel tests run at once when -parallel is
+// not given (go test's default is GOMAXPROCS, 2 in CI). The tests here
+// wait on real processes (non-race aurum nodes, their elections, ticks,
+// failovers) far more than they compute, so running more of them at once
+// than there are cores overlaps those waits: the package's time comes near
+// its longest test's (TestClusterChaos) instead of their sum.
+const testParallel = 4
+
+// defaultParallel sets -test.parallel to n unless the command line set it.
+func defaultParallel(n int) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set && runtime.GOMAXPROCS(0) < n {
+		if err := flag.Set("test.parallel", strconv.Itoa(n)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 }
 
 // node is a running `aurum serve` process.
