@@ -25,7 +25,7 @@ func TestAccessCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
-	t.Parallel()
+	parallelProcess(t)
 	n := startNode(t, t.TempDir(), "--log-level", "debug")
 	env := []string{"AURUM_SERVER=" + n.HTTP, "AURUM_ADMIN_TOKEN=" + testAdminToken, "HOME=" + t.TempDir()}
 	cli := func(stdin string, args ...string) string {

@@ -49,13 +49,30 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testParallel is how many t.Parallel tests run at once when -parallel is
-// not given (go test's default is GOMAXPROCS, 2 in CI). The tests here
-// wait on real processes (non-race aurum nodes, their elections, ticks,
-// failovers) far more than they compute, so running more of them at once
-// than there are cores overlaps those waits: the package's time comes near
-// its longest test's (TestClusterChaos) instead of their sum.
-const testParallel = 4
+// testParallel is -test.parallel when the command line does not set it
+// (go test's default is GOMAXPROCS, 2 in CI). The tests here wait on real
+// processes (non-race aurum nodes, their elections, ticks, failovers) far
+// more than they compute, so more of them run at once than there are
+// cores: the two chaos tests (the longest by far) start as soon as the
+// serial tests are done, and the other real-process tests run beside them,
+// processSlots at a time (parallelProcess). The package's time comes near
+// TestClusterChaos's instead of the sum of its tests.
+const testParallel = 64 // more than the package's parallel tests: none waits for a -parallel slot
+
+// processSlots bounds the real-process tests (other than the two chaos
+// tests) that run at once.
+var processSlots = make(chan struct{}, 3)
+
+// parallelProcess marks a real-process test parallel and waits for one of
+// processSlots, given back when the test's other cleanups (its nodes'
+// stops) are done. The -parallel slot it holds meanwhile costs nothing:
+// testParallel leaves the chaos tests room to start at once.
+func parallelProcess(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	processSlots <- struct{}{}
+	t.Cleanup(func() { <-processSlots })
+}
 
 // defaultParallel sets -test.parallel to n unless the command line set it.
 func defaultParallel(n int) {

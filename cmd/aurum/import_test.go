@@ -97,7 +97,7 @@ func TestImportBadInput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
-	t.Parallel()
+	parallelProcess(t)
 	n := startNode(t, t.TempDir())
 	crmKey := n.createSource("crm")
 	dir := t.TempDir()
@@ -284,7 +284,7 @@ func TestImportFirstContact(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
-	t.Parallel()
+	parallelProcess(t)
 	n := startNode(t, t.TempDir())
 	n.createSource("pos")
 	dir := t.TempDir()

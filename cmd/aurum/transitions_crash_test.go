@@ -24,7 +24,7 @@ func TestTransitionsAcrossCrashes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real aurum processes")
 	}
-	t.Parallel()
+	parallelProcess(t)
 	dataDir := t.TempDir()
 	n := startNode(t, dataDir, "--tick", "100ms")
 	key := n.createSource("web")
