@@ -29,7 +29,6 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs an engine")
 	}
-	parallelProcess(t)
 	dataDir := t.TempDir()
 	var out lockedBuffer
 	root := newRoot()
