@@ -171,7 +171,7 @@ func (s *Server) duplicates(src string, evs []event.Event) (int, error) {
 func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string, body []byte, imp bool) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	accepted, rejected, err := event.ParseBatch(body, s.svc.Ingest.ParseOptions())
+	evs, rejected, err := event.ParseBatchEvents(body, s.svc.Ingest.ParseOptions())
 	if err != nil {
 		var fe *event.FieldError
 		switch why := notJSON(body); {
@@ -184,7 +184,7 @@ func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string,
 		}
 		return
 	}
-	if !s.allowIngest(w, src, len(accepted)+len(rejected)) {
+	if !s.allowIngest(w, src, len(evs)+len(rejected)) {
 		return
 	}
 	for _, rj := range rejected {
@@ -193,10 +193,6 @@ func (s *Server) ingestBatch(w http.ResponseWriter, r *http.Request, src string,
 			writeError(w, http.StatusServiceUnavailable, "", "could not keep the rejected events; retry")
 			return
 		}
-	}
-	evs := make([]event.Event, len(accepted))
-	for i, a := range accepted {
-		evs[i] = a.Event
 	}
 	dups := 0
 	if imp { // counted before the append (afterwards every id is seen), once the earlier appends are applied

@@ -8,8 +8,9 @@ import (
 // batchItem is one element of a batch as the fast path scanned it: its
 // bytes as sent and its decoded tree.
 type batchItem struct {
-	raw []byte
-	v   any
+	raw     []byte
+	v       any
+	numbers bool // v holds a json.Number
 }
 
 // parseBatchFast is ParseBatch in one pass of the scanner over the body:
@@ -23,8 +24,8 @@ type batchItem struct {
 // envelope value of another type, nesting beyond maxScanDepth) gives
 // ok == false, and the caller runs parseBatchStd, which produces the same
 // result or the error. When ok, the result equals parseBatchStd's.
-func parseBatchFast(data []byte, opts ParseOptions) (acc []Accepted, rej []Rejection, ok bool) {
-	s := scanner{data: data, keys: make(map[string]string)}
+func parseBatchFast(data []byte, opts ParseOptions) (evs []Event, rej []Rejection, ok bool) {
+	s := scanner{data: data, text: string(data)}
 	s.skipSpace()
 	if s.pos >= len(data) || data[s.pos] != '{' {
 		return nil, nil, false
@@ -36,6 +37,7 @@ func parseBatchFast(data []byte, opts ParseOptions) (acc []Accepted, rej []Rejec
 		shared                      map[string]any
 		sentAt                      any
 		seenBatch, seenCtx, seenSnt bool
+		sharedNumbers               bool // the batch's context holds a number
 	)
 	if s.pos < len(data) && data[s.pos] == '}' {
 		return nil, nil, false // no "batch": the error is parseBatchStd's
@@ -64,7 +66,9 @@ func parseBatchFast(data []byte, opts ParseOptions) (acc []Accepted, rej []Rejec
 				return nil, nil, false
 			}
 		case "context":
+			before := s.numbers
 			v, ok := s.value()
+			sharedNumbers = s.numbers > before
 			if seenCtx || !ok {
 				return nil, nil, false
 			}
@@ -116,19 +120,24 @@ func parseBatchFast(data []byte, opts ParseOptions) (acc []Accepted, rej []Rejec
 		return nil, nil, false
 	}
 
+	evs = make([]Event, len(items))
+	n := 0
 	for i, it := range items {
-		ev, err := parseFastItem(it, shared, sentAt, opts)
-		if err != nil {
+		var err error
+		if evs[n], err = parseFastItem(it, shared, sentAt, sharedNumbers, opts); err != nil {
 			fe := asFieldError(err)
 			rej = append(rej, Rejection{Index: i, Field: fe.Field, Reason: fe.Reason, Raw: bytes.Clone(it.raw)})
 			continue
 		}
-		acc = append(acc, Accepted{Index: i, Event: ev})
+		n++
 	}
-	return acc, rej, true
+	if n == 0 {
+		return nil, rej, true // as parseBatchStd returns it
+	}
+	return evs[:n], rej, true
 }
 
-func parseFastItem(it batchItem, shared map[string]any, sentAt any, opts ParseOptions) (Event, error) {
+func parseFastItem(it batchItem, shared map[string]any, sentAt any, sharedNumbers bool, opts ParseOptions) (Event, error) {
 	if len(it.raw) > opts.MaxEventBytes {
 		return Event{}, tooLarge(opts.MaxEventBytes)
 	}
@@ -136,7 +145,7 @@ func parseFastItem(it batchItem, shared map[string]any, sentAt any, opts ParseOp
 	if !ok {
 		return Event{}, &FieldError{Field: "", Reason: "event is not a JSON object"}
 	}
-	return parseBatchObject(m, shared, sentAt, opts)
+	return parseBatchObject(m, shared, sentAt, opts, it.numbers || sharedNumbers)
 }
 
 // batchItems decodes the array at s.pos, keeping each element's bytes.
@@ -149,12 +158,12 @@ func (s *scanner) batchItems() ([]batchItem, bool) {
 		return items, true
 	}
 	for {
-		start := s.pos
+		start, numbers := s.pos, s.numbers
 		v, ok := s.value()
 		if !ok {
 			return nil, false
 		}
-		items = append(items, batchItem{raw: s.data[start:s.pos], v: v})
+		items = append(items, batchItem{raw: s.data[start:s.pos], v: v, numbers: s.numbers > numbers})
 		s.skipSpace()
 		if s.pos >= len(s.data) {
 			return nil, false

@@ -23,13 +23,23 @@ type scanner struct {
 	data  []byte
 	pos   int
 	depth int
-	// keys interns object keys (a batch repeats the same few dozen);
-	// nil interns nothing.
-	keys map[string]string
+	// text, when set, is string(data): keys, strings and numbers without
+	// escapes are taken from it, with no allocation each (it replaced a
+	// per-batch interning of keys). They keep the whole text alive while
+	// any of them lives, so it is set only where the tree lives no longer
+	// than the request (the edge's parse).
+	text string
+	// numbers counts the numbers scanned.
+	numbers int
 }
 
-// maxInternedKeys bounds scanner.keys.
-const maxInternedKeys = 512
+// substr returns data[i:j] as a string, from text when set.
+func (s *scanner) substr(i, j int) string {
+	if s.text != "" {
+		return s.text[i:j]
+	}
+	return string(s.data[i:j])
+}
 
 // maxScanDepth bounds the nesting the scanner handles itself (encoding/json
 // allows 10000; deeper trees fall back to it).
@@ -96,7 +106,7 @@ func (s *scanner) object() (any, bool) {
 		if s.pos >= len(s.data) || s.data[s.pos] != '"' {
 			return nil, false
 		}
-		key, ok := s.key()
+		key, ok := s.str()
 		if !ok {
 			return nil, false
 		}
@@ -208,7 +218,8 @@ func (s *scanner) number() (any, bool) {
 		}
 	}
 	s.pos = i
-	return json.Number(d[start:i]), true
+	s.numbers++
+	return json.Number(s.substr(start, i)), true
 }
 
 // str decodes the string literal at s.pos.
@@ -254,34 +265,9 @@ func (s *scanner) str() (string, bool) {
 	s.pos = i + 1
 	raw := d[start:i]
 	if !esc && (!wide || utf8.Valid(raw)) {
-		return string(raw), true
+		return s.substr(start, i), true
 	}
 	return unquote(raw), true
-}
-
-// key decodes an object key, interned when plain.
-func (s *scanner) key() (string, bool) {
-	if s.keys == nil {
-		return s.str()
-	}
-	d := s.data
-	i := s.pos + 1
-	for i < len(d) && d[i] >= 0x20 && d[i] < utf8.RuneSelf && d[i] != '"' && d[i] != '\\' {
-		i++
-	}
-	if i >= len(d) || d[i] != '"' {
-		return s.str() // escapes, non-ASCII, or an error: the general path
-	}
-	raw := d[s.pos+1 : i]
-	s.pos = i + 1
-	if k, ok := s.keys[string(raw)]; ok {
-		return k, true
-	}
-	k := string(raw)
-	if len(s.keys) < maxInternedKeys {
-		s.keys[k] = k
-	}
-	return k, true
 }
 
 // getu4 decodes \uXXXX from the beginning of s, returning the hex value,
@@ -361,7 +347,7 @@ func unquote(s []byte) string {
 // around it; ok is false when the scanner does not accept it (the caller
 // then asks encoding/json).
 func scanValue(data []byte) (any, bool) {
-	s := scanner{data: data}
+	s := scanner{data: data, text: string(data)}
 	s.skipSpace()
 	v, ok := s.value()
 	if !ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 )
 
 // A hand-written msgpack encoder and decoder for the dynamic values of an
@@ -107,21 +108,39 @@ func appendMsgpack(b []byte, v any, depth int) ([]byte, bool) {
 			return append(b, 0xc0), true
 		}
 		b = appendMsgpackMapLen(b, len(x))
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
+		// The entries in key order; a small map's on the stack, and each
+		// value read with its key rather than looked up again.
+		var small [smallMapEntries]mapEntry
+		var es []mapEntry
+		if len(x) <= len(small) {
+			es = small[:0]
+		} else {
+			es = make([]mapEntry, 0, len(x))
 		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			b = appendMsgpackString(b, k)
+		for k, v := range x {
+			es = append(es, mapEntry{k, v})
+		}
+		slices.SortFunc(es, func(a, b mapEntry) int { return strings.Compare(a.k, b.k) })
+		for i := range es {
+			b = appendMsgpackString(b, es[i].k)
 			var ok bool
-			if b, ok = appendMsgpack(b, x[k], depth+1); !ok {
+			if b, ok = appendMsgpack(b, es[i].v, depth+1); !ok {
 				return b, false
 			}
 		}
+		clear(es) // no references into the value left behind on a reused stack
 		return b, true
 	}
 	return b, false
+}
+
+// smallMapEntries is how many entries of a map appendMsgpack sorts on the
+// stack.
+const smallMapEntries = 16
+
+type mapEntry struct {
+	k string
+	v any
 }
 
 func appendMsgpackString(b []byte, s string) []byte {

@@ -76,7 +76,7 @@ func Parse(data []byte, kind Kind, opts ParseOptions) (Event, error) {
 	if !ok {
 		return Event{}, &FieldError{Field: "", Reason: "body is not a JSON object"}
 	}
-	return parseMessage(m, kind, opts)
+	return parseMessage(m, kind, opts, true)
 }
 
 // ParseBatch parses the body of /v1/batch (and /v1/import):
@@ -94,11 +94,44 @@ func Parse(data []byte, kind Kind, opts ParseOptions) (Event, error) {
 // (parseBatchFast); any other goes through encoding/json (parseBatchStd).
 // Both give the same events, rejections and errors.
 func ParseBatch(data []byte, opts ParseOptions) ([]Accepted, []Rejection, error) {
-	opts = opts.withDefaults()
-	if acc, rej, ok := parseBatchFast(data, opts); ok {
-		return acc, rej, nil
+	evs, rej, err := ParseBatchEvents(data, opts)
+	if err != nil {
+		return nil, nil, err
 	}
-	return parseBatchStd(data, opts)
+	if len(evs) == 0 {
+		return nil, rej, nil
+	}
+	// Every element is either accepted or rejected, both in batch order:
+	// the accepted ones take the indices the rejections leave.
+	acc := make([]Accepted, len(evs))
+	i, r := 0, 0
+	for k := range evs {
+		for r < len(rej) && rej[r].Index == i {
+			i, r = i+1, r+1
+		}
+		acc[k] = Accepted{Index: i, Event: evs[k]}
+		i++
+	}
+	return acc, rej, nil
+}
+
+// ParseBatchEvents is ParseBatch returning the accepted events alone, in
+// batch order, without copying them into Accepted (the ingest edge's
+// path: it needs no indices).
+func ParseBatchEvents(data []byte, opts ParseOptions) ([]Event, []Rejection, error) {
+	opts = opts.withDefaults()
+	if evs, rej, ok := parseBatchFast(data, opts); ok {
+		return evs, rej, nil
+	}
+	acc, rej, err := parseBatchStd(data, opts)
+	if err != nil || len(acc) == 0 {
+		return nil, rej, err
+	}
+	evs := make([]Event, len(acc))
+	for i := range acc {
+		evs[i] = acc[i].Event
+	}
+	return evs, rej, nil
 }
 
 // parseBatchStd is ParseBatch with encoding/json: the reference the fast
@@ -155,12 +188,13 @@ func parseBatchItem(raw json.RawMessage, shared map[string]any, sentAt any, opts
 	if !ok {
 		return Event{}, &FieldError{Field: "", Reason: "event is not a JSON object"}
 	}
-	return parseBatchObject(m, shared, sentAt, opts)
+	return parseBatchObject(m, shared, sentAt, opts, true)
 }
 
 // parseBatchObject parses a decoded batch element: the batch's context
 // merged under its own, the batch's sentAt standing in for its own.
-func parseBatchObject(m map[string]any, shared map[string]any, sentAt any, opts ParseOptions) (Event, error) {
+// numbers is false when neither m nor shared holds a json.Number.
+func parseBatchObject(m map[string]any, shared map[string]any, sentAt any, opts ParseOptions, numbers bool) (Event, error) {
 	if shared != nil {
 		switch c := m["context"].(type) {
 		case nil:
@@ -175,7 +209,7 @@ func parseBatchObject(m map[string]any, shared map[string]any, sentAt any, opts 
 			m["sentAt"] = sentAt
 		}
 	}
-	return parseMessage(m, "", opts)
+	return parseMessage(m, "", opts, numbers)
 }
 
 func asFieldError(err error) *FieldError {
@@ -200,8 +234,10 @@ func fieldErr(field, format string, args ...any) *FieldError {
 var kinds = map[Kind]bool{Track: true, Identify: true, Page: true, Screen: true, Group: true, Alias: true}
 
 // parseMessage validates and normalises a decoded message. m is owned by
-// the call (it may be modified).
-func parseMessage(m map[string]any, kind Kind, opts ParseOptions) (Event, error) {
+// the call (it may be modified). numbers is false when the caller knows m
+// holds no json.Number (the scanner counted none): convertNumbers is then
+// skipped.
+func parseMessage(m map[string]any, kind Kind, opts ParseOptions, numbers bool) (Event, error) {
 	var ev Event
 
 	// Type.
@@ -371,15 +407,16 @@ func parseMessage(m map[string]any, kind Kind, opts ParseOptions) (Event, error)
 		return Event{}, err
 	}
 	// Numbers are converted last: identifiers read their exact text.
-	convertNumbers(ev.Traits)
-	convertNumbers(ev.Properties)
-	convertNumbers(ev.Context)
+	if numbers {
+		convertNumbers(ev.Traits)
+		convertNumbers(ev.Properties)
+		convertNumbers(ev.Context)
+	}
 	return ev, nil
 }
 
 func identifiers(ev *Event, extIDs any, opts ParseOptions) ([]Identifier, error) {
-	var ids []Identifier
-	seen := make(map[string]bool)
+	ids := make([]Identifier, 0, 4)
 	add := func(field, typ, value string, weak bool) error {
 		v, ok := NormalizeIdentifier(typ, value, opts.DefaultRegion)
 		if !ok {
@@ -391,11 +428,11 @@ func identifiers(ev *Event, extIDs any, opts ParseOptions) ([]Identifier, error)
 		if opts.Blocked != nil && opts.Blocked(typ, v) {
 			return nil
 		}
-		key := typ + ":" + v
-		if seen[key] {
-			return nil
+		for _, id := range ids { // a few: a scan beats a set
+			if id.Type == typ && id.Value == v {
+				return nil
+			}
 		}
-		seen[key] = true
 		ids = append(ids, Identifier{Type: typ, Value: v, Weak: weak})
 		return nil
 	}

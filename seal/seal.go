@@ -134,15 +134,24 @@ type Keyring struct {
 	db      *store.DB
 	wrap    cipher.AEAD // wraps data keys
 	hashKey []byte
-	hashers sync.Pool // *hasher
+	tombs   *tombFilter // the ids with a tombstone (and a few more)
+	hashers sync.Pool   // *hasher
+	arenas  sync.Pool   // *[]byte of arenaChunk bytes: Sealer arenas (Release)
 	cache   *keyCache
 	raw     *rawCache // nil: none
 	shared  SharedKeys
 	timeout time.Duration // of one call to shared
 
-	// writeMu serialises Ensure and Destroy, so that concurrent Ensure of
-	// one id creates one key.
+	// writeMu serialises Ensure's look-ups and Destroy, so that
+	// concurrent Ensure of one id creates one key. It guards creating.
 	writeMu sync.Mutex
+	// creating holds the ids whose keys an Ensure call is creating outside
+	// writeMu; another Ensure of one of them waits for it.
+	creating map[keyID]*creation
+	// creations is held (read side) by each creation in flight, from
+	// writeMu to its cached keys; Destroy, DestroyAll and Share take the
+	// write side under writeMu to wait for them.
+	creations sync.RWMutex
 	// loadMu orders cache fills from the database (read side) against
 	// Destroy (write side), so that a key being destroyed is never put back
 	// into the cache by a concurrent load.
@@ -150,7 +159,8 @@ type Keyring struct {
 }
 
 // NewKeyring returns the keyring stored in db, sealed under master (32
-// bytes). On an empty db it records a check value of master; on an existing
+// bytes). db must have no other Keyring while this one is in use: each
+// keeps in memory which ids have tombstones (tombFilter). On an empty db it records a check value of master; on an existing
 // one it verifies it and returns ErrMasterKeyMismatch if it differs.
 func NewKeyring(db *store.DB, master []byte, opts *Options) (*Keyring, error) {
 	if len(master) != MasterKeySize {
@@ -182,7 +192,36 @@ func NewKeyring(db *store.DB, master []byte, opts *Options) (*Keyring, error) {
 	if err := k.verifyCheck(check); err != nil {
 		return nil, err
 	}
+	if err := k.loadTombstones(); err != nil {
+		return nil, err
+	}
 	return k, nil
+}
+
+// loadTombstones builds the tombstone filter from the keys database.
+func (k *Keyring) loadTombstones() error {
+	var ids []keyID
+	err := k.db.Scan(prefixTombstone, store.PrefixEnd(prefixTombstone), false, func(key, _ []byte) bool {
+		if len(key) == len(prefixTombstone)+idLen {
+			ids = append(ids, keyID(key[len(prefixTombstone):]))
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("seal: read tombstones: %w", err)
+	}
+	k.tombs = newTombFilter(len(ids))
+	for i := range ids {
+		k.tombs.add(&ids[i])
+	}
+	return nil
+}
+
+// setTombstone adds the tombstone of id to b, after adding id to the
+// tombstone filter (before the commit: see tombFilter).
+func (k *Keyring) setTombstone(b *store.Batch, id *keyID, value []byte) error {
+	k.tombs.add(id)
+	return b.Set(dbKey(prefixTombstone, id), value)
 }
 
 func (k *Keyring) verifyCheck(check []byte) error {
@@ -258,43 +297,123 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 			missing = append(missing, id)
 		}
 	}
+	return k.ensureMissing(missing, nil)
+}
+
+// ensureMissing is Ensure of ids that missed the cache (duplicates
+// allowed). With got set, it reports the cipher of each distinct id it
+// finds or creates (nil: destroyed).
+//
+// The look-ups and the choice of the ids to create are serialised by
+// writeMu; the keys are then created (offered to the shared store, written
+// in one synced batch, cached) outside it, so that concurrent calls with
+// new keys share the keys database's WAL syncs (Pebble's group commit)
+// instead of waiting for each other's. An id being created by another call
+// (k.creating) is waited for, not created twice; Destroy, DestroyAll and
+// Share wait for the creations in flight (k.creations) before they start.
+func (k *Keyring) ensureMissing(missing []keyID, got func(id *keyID, a cipher.AEAD)) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	k.writeMu.Lock()
-	defer k.writeMu.Unlock()
-
-	type created struct {
-		id      keyID
-		dk      [dataKeyLen]byte
-		wrapped []byte
-		gone    bool // destroyed in the shared store
-	}
-	var news []created
+	var news []newKey
 	defer func() {
 		for i := range news {
 			clear(news[i].dk[:])
 		}
 	}()
+	var waits []*creation
+	var waitIDs []keyID
+	k.writeMu.Lock()
 	seen := make(map[keyID]bool, len(missing))
 	for _, id := range missing {
 		if seen[id] {
 			continue
 		}
 		seen[id] = true
-		if _, err := k.loadLocal(&id); err == nil || errors.Is(err, ErrKeyDestroyed) {
+		if c := k.creating[id]; c != nil {
+			waits, waitIDs = append(waits, c), append(waitIDs, id)
+			continue
+		}
+		if a, err := k.loadLocal(&id); err == nil || errors.Is(err, ErrKeyDestroyed) {
+			if got != nil {
+				got(&id, a)
+			}
 			continue // exists (now cached) or destroyed
 		} else if !errors.Is(err, ErrUnknownKey) {
+			k.writeMu.Unlock()
 			return fmt.Errorf("seal: ensure: %w", err)
 		}
-		news = append(news, created{id: id})
+		news = append(news, newKey{id: id})
 		c := &news[len(news)-1]
 		rand.Read(c.dk[:])
 		c.wrapped = k.wrapKey(&id, c.dk[:])
 	}
-	if len(news) == 0 {
-		return nil
+	var mine *creation
+	if len(news) > 0 {
+		mine = &creation{done: make(chan struct{})}
+		if k.creating == nil {
+			k.creating = make(map[keyID]*creation)
+		}
+		for i := range news {
+			k.creating[news[i].id] = mine
+		}
+		k.creations.RLock() // under writeMu: Destroy waits for it
 	}
+	k.writeMu.Unlock()
+
+	if mine != nil {
+		mine.err = k.createKeys(news, got)
+		k.creations.RUnlock()
+		k.writeMu.Lock()
+		for i := range news {
+			delete(k.creating, news[i].id)
+		}
+		k.writeMu.Unlock()
+		close(mine.done)
+		if mine.err != nil {
+			return mine.err
+		}
+	}
+	for i, c := range waits {
+		<-c.done
+		if c.err != nil {
+			return c.err
+		}
+		if got == nil {
+			continue
+		}
+		id := &waitIDs[i]
+		a, ok := k.cache.get(id)
+		if !ok {
+			var err error
+			if a, err = k.loadLocal(id); err != nil && !errors.Is(err, ErrKeyDestroyed) {
+				return fmt.Errorf("seal: ensure: %w", err)
+			}
+		}
+		got(id, a)
+	}
+	return nil
+}
+
+// newKey is a data key Ensure creates.
+type newKey struct {
+	id      keyID
+	dk      [dataKeyLen]byte
+	wrapped []byte
+	gone    bool // destroyed in the shared store
+}
+
+// creation is one Ensure call's creation of keys, in flight: done is
+// closed when they are durable and cached, or err says why not.
+type creation struct {
+	done chan struct{}
+	err  error
+}
+
+// createKeys offers news to the shared store (if any), writes them (or the
+// tombstones the shared store answered) in one synced batch and caches
+// them, reporting each to got.
+func (k *Keyring) createKeys(news []newKey, got func(id *keyID, a cipher.AEAD)) error {
 	if k.shared != nil {
 		offers := make([]SharedKey, len(news))
 		for i := range news {
@@ -331,7 +450,7 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 		c := &news[i]
 		var err error
 		if c.gone {
-			err = b.Set(dbKey(prefixTombstone, &c.id), []byte{version})
+			err = k.setTombstone(b, &c.id, []byte{version})
 		} else {
 			err = b.Set(dbKey(prefixKey, &c.id), c.wrapped)
 		}
@@ -349,6 +468,9 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 		c := &news[i]
 		if c.gone {
 			k.cache.put(&c.id, nil)
+			if got != nil {
+				got(&c.id, nil)
+			}
 			continue
 		}
 		aead, err := newAEAD(c.dk[:])
@@ -357,8 +479,18 @@ func (k *Keyring) Ensure(keyIDs [][]byte) error {
 		}
 		k.cache.put(&c.id, aead)
 		k.raw.put(&c.id, c.dk[:])
+		if got != nil {
+			got(&c.id, aead)
+		}
 	}
 	return nil
+}
+
+// drainCreations waits for the key creations in flight (ensureMissing).
+// The caller holds writeMu, so that no new one starts.
+func (k *Keyring) drainCreations() {
+	k.creations.Lock()
+	k.creations.Unlock() //nolint:staticcheck // an empty critical section: a barrier
 }
 
 // Seal encrypts plaintext under the data key keyID with AES-256-GCM, a
@@ -417,6 +549,7 @@ func (k *Keyring) Destroy(keyID []byte) error {
 	}
 	k.writeMu.Lock()
 	defer k.writeMu.Unlock()
+	k.drainCreations()
 	if err := k.sharedDestroy([][]byte{id[:]}); err != nil {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
@@ -427,7 +560,7 @@ func (k *Keyring) Destroy(keyID []byte) error {
 	if err := b.Delete(dbKey(prefixKey, &id)); err != nil {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
-	if err := b.Set(dbKey(prefixTombstone, &id), []byte{version}); err != nil {
+	if err := k.setTombstone(b, &id, []byte{version}); err != nil {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
 	if err := k.markUnshared(b); err != nil {
@@ -493,6 +626,9 @@ func (k *Keyring) loadLocal(id *keyID) (cipher.AEAD, error) {
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("seal: load key %x: %w", id[:], err)
+	}
+	if !k.tombs.mayHave(id) {
+		return nil, fmt.Errorf("%w: %x", ErrUnknownKey, id[:])
 	}
 	_, err = k.db.Get(dbKey(prefixTombstone, id))
 	switch {
@@ -597,6 +733,7 @@ func (k *Keyring) destroyAll(keyIDs [][]byte, shared bool) (int, error) {
 	}
 	k.writeMu.Lock()
 	defer k.writeMu.Unlock()
+	k.drainCreations()
 	var todo [][]byte
 	var done []keyID
 	k.loadMu.Lock()
@@ -638,7 +775,7 @@ func (k *Keyring) destroyAll(keyIDs [][]byte, shared bool) (int, error) {
 		if err := b.Delete(dbKey(prefixKey, &done[i])); err != nil {
 			return 0, fmt.Errorf("seal: destroy all: %w", err)
 		}
-		if err := b.Set(dbKey(prefixTombstone, &done[i]), tombValue); err != nil {
+		if err := k.setTombstone(b, &done[i], tombValue); err != nil {
 			return 0, fmt.Errorf("seal: destroy all: %w", err)
 		}
 	}

@@ -293,12 +293,23 @@ func TestEnsureConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < ids; i++ {
 				kid := id((i + w) % ids)
-				if err := k.Ensure([][]byte{kid, id((i + 7) % ids)}); err != nil {
-					errc <- err
-					return
-				}
 				p := fmt.Sprintf("w%d-i%d", w, i)
-				s, err := k.Seal(kid, []byte(p))
+				var s []byte
+				var err error
+				if w%2 == 0 { // half the workers through a Sealer, as the ingest edge
+					sl := k.NewSealer(0)
+					if err = sl.Ensure([][]byte{kid, id((i + 7) % ids)}); err == nil {
+						s, err = sl.Seal(kid, []byte(p))
+						s = bytes.Clone(s)
+					}
+					sl.Close()
+				} else {
+					if err := k.Ensure([][]byte{kid, id((i + 7) % ids)}); err != nil {
+						errc <- err
+						return
+					}
+					s, err = k.Seal(kid, []byte(p))
+				}
 				if err != nil {
 					errc <- err
 					return
@@ -321,6 +332,67 @@ func TestEnsureConcurrent(t *testing.T) {
 	for _, s := range all {
 		if p, err := cold.Open(s.id, s.val); err != nil || string(p) != s.p {
 			t.Fatalf("Open %x: %q, %v", s.id, p, err)
+		}
+	}
+}
+
+// TestEnsureDestroyRace creates keys with concurrent Ensure calls (which
+// write them outside writeMu) while other goroutines destroy the same ids:
+// once Destroy has returned, the id stays destroyed (a creation in flight
+// is not written after the tombstone), here and in a cold keyring, and an
+// id created but never destroyed opens.
+func TestEnsureDestroyRace(t *testing.T) {
+	k, db, _ := newTestKeyring(t, nil)
+	const workers, per = 4, 40
+	var wg sync.WaitGroup
+	errc := make(chan error, 2*workers)
+	for w := range workers {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				sl := k.NewSealer(0)
+				err := sl.Ensure([][]byte{id(1000*w + i), id(1000*w + i + 1)})
+				sl.Close()
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i += 2 { // the even ids
+				if err := k.Destroy(id(1000*w + i)); err != nil {
+					errc <- err
+					return
+				}
+				if _, err := k.Seal(id(1000*w+i), []byte("x")); !errors.Is(err, ErrKeyDestroyed) {
+					errc <- fmt.Errorf("Seal under %d right after Destroy: %v", 1000*w+i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	cold, err := NewKeyring(db, testMaster(1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for w := range workers {
+		for i := range per + 1 {
+			n := 1000*w + i
+			_, err := cold.Seal(id(n), []byte("x"))
+			if i%2 == 0 && i < per && !errors.Is(err, ErrKeyDestroyed) {
+				t.Errorf("id %d: destroyed, but Seal in a cold keyring: %v", n, err)
+			}
+			if (i%2 == 1 || i == per) && err != nil {
+				t.Errorf("id %d: never destroyed, but Seal in a cold keyring: %v", n, err)
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package seal
 import (
 	"crypto/cipher"
 	"crypto/rand"
+	"fmt"
 )
 
 // nonceBatch is how many nonces a Sealer draws from crypto/rand in one read.
@@ -36,8 +37,16 @@ type Sealer struct {
 	lastID   keyID
 	lastAEAD cipher.AEAD // nil: no key cached
 
+	// keys holds the ciphers Ensure resolved for this batch (nil: the key
+	// is destroyed), so that sealing under them takes no lock and no cache
+	// look-up.
+	keys map[keyID]cipher.AEAD
+
 	hashes []byte // arena of Hash outputs
 	sealed []byte // arena of Seal outputs
+	// arenas are the sealed arenas of arenaChunk bytes taken from the
+	// keyring's pool (Release returns them).
+	arenas []*[]byte
 }
 
 // NewSealer returns a Sealer for one batch. sizeHint is the expected total
@@ -46,9 +55,36 @@ func (k *Keyring) NewSealer(sizeHint int) *Sealer {
 	s := &Sealer{k: k, h: k.hashers.Get().(*hasher)}
 	s.next = len(s.nonces)
 	if sizeHint > 0 {
-		s.sealed = make([]byte, 0, min(sizeHint, arenaChunk))
+		s.sealed = s.arena(min(sizeHint, arenaChunk))
 	}
 	return s
+}
+
+// arena returns an empty sealed-value arena of at least n bytes: a pooled
+// one of arenaChunk bytes when n fits.
+func (s *Sealer) arena(n int) []byte {
+	if n > arenaChunk {
+		return make([]byte, 0, n)
+	}
+	a, _ := s.k.arenas.Get().(*[]byte)
+	if a == nil {
+		b := make([]byte, 0, arenaChunk)
+		a = &b
+	}
+	s.arenas = append(s.arenas, a)
+	return (*a)[:0]
+}
+
+// Release is Close, and also returns the Sealer's arenas to the keyring
+// for the next Sealers: the outputs of Seal are invalid afterwards (their
+// bytes will be overwritten). For a caller that has copied them (the
+// ingest edge, into encoded records).
+func (s *Sealer) Release() {
+	s.Close()
+	for _, a := range s.arenas {
+		s.k.arenas.Put(a)
+	}
+	s.arenas, s.sealed = nil, nil
 }
 
 // Close returns the Sealer's hasher to the keyring and wipes its unused
@@ -62,6 +98,39 @@ func (s *Sealer) Close() {
 	clear(s.nonces[:])
 	s.next = len(s.nonces)
 	s.lastAEAD = nil
+	s.keys = nil
+}
+
+// Ensure is Keyring.Ensure of keyIDs, and keeps the cipher of each for
+// this Sealer's Seal calls: one cache look-up per distinct id of the batch
+// (Keyring.Ensure and a Seal per value would look each id up again). A key
+// destroyed after Ensure may then still seal values of this batch, as with
+// a Seal concurrent with Destroy: the values are as unreadable as the
+// rest of the key's data.
+func (s *Sealer) Ensure(keyIDs [][]byte) error {
+	if s.keys == nil {
+		s.keys = make(map[keyID]cipher.AEAD, len(keyIDs))
+	}
+	var missing []keyID
+	for _, raw := range keyIDs {
+		id, err := toID(raw)
+		if err != nil {
+			return fmt.Errorf("seal: ensure: %w", err)
+		}
+		if _, ok := s.keys[id]; ok {
+			continue
+		}
+		if a, ok := s.k.cache.get(&id); ok {
+			s.keys[id] = a
+			continue
+		}
+		s.keys[id] = nil // for the duplicates of id in keyIDs; set below
+		missing = append(missing, id)
+	}
+	for i := range missing {
+		delete(s.keys, missing[i])
+	}
+	return s.k.ensureMissing(missing, func(id *keyID, a cipher.AEAD) { s.keys[*id] = a })
 }
 
 // Hash returns Keyring.Hash(typ, value). The result is a capped slice of an
@@ -89,7 +158,7 @@ func (s *Sealer) Seal(keyID, plaintext []byte) ([]byte, error) {
 	}
 	n := len(plaintext) + sealedExtra
 	if cap(s.sealed)-len(s.sealed) < n {
-		s.sealed = make([]byte, 0, max(n, arenaChunk))
+		s.sealed = s.arena(n)
 	}
 	start := len(s.sealed)
 	out := append(s.sealed, version)
@@ -118,6 +187,15 @@ func (s *Sealer) nonce() []byte {
 func (s *Sealer) aead(raw []byte) (cipher.AEAD, error) {
 	if s.lastAEAD != nil && len(raw) == idLen && keyID(raw) == s.lastID {
 		return s.lastAEAD, nil
+	}
+	if len(raw) == idLen {
+		if a, ok := s.keys[keyID(raw)]; ok {
+			if a == nil {
+				return nil, fmt.Errorf("%w: %x", ErrKeyDestroyed, raw)
+			}
+			s.lastID, s.lastAEAD = keyID(raw), a
+			return a, nil
+		}
 	}
 	a, err := s.k.aead(raw)
 	if err != nil {

@@ -112,3 +112,95 @@ func TestSealerNoncesUnique(t *testing.T) {
 		}
 	}
 }
+
+// TestSealerEnsure checks Sealer.Ensure against Keyring.Ensure: it creates
+// the missing keys (a second keyring over the same database opens what the
+// Sealer sealed), keeps existing ones, reports destroyed ones as
+// ErrKeyDestroyed on Seal, takes duplicate ids, and serves the batch's keys
+// even after the keyring's cache has evicted them (a one-entry cache).
+func TestSealerEnsure(t *testing.T) {
+	k, db, _ := newTestKeyring(t, &Options{CacheKeys: 1, CacheRawKeys: -1})
+	mustEnsure(t, k, id(1), id(2))
+	if err := k.Destroy(id(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Destroy(id(7)); err != nil { // never created: a tombstone alone
+		t.Fatal(err)
+	}
+	s := k.NewSealer(0)
+	defer s.Close()
+	batch := [][]byte{id(1), id(3), id(2), id(3), id(4), id(1), id(7), id(5)}
+	if err := s.Ensure(batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ensure([][]byte{[]byte("short")}); err == nil {
+		t.Error("Ensure of a 5-byte key id: no error")
+	}
+	// A second keyring over the same database sees every key as the first
+	// one does: Ensure persisted the new ones.
+	k2, err := NewKeyring(db, testMaster(1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range batch {
+		out, err := s.Seal(key, []byte(fmt.Sprint("v", i)))
+		destroyed := bytes.Equal(key, id(2)) || bytes.Equal(key, id(7))
+		if destroyed {
+			if !errors.Is(err, ErrKeyDestroyed) {
+				t.Errorf("Seal %d under destroyed %x: %v, want ErrKeyDestroyed", i, key, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Seal %d: %v", i, err)
+		}
+		for _, kr := range []*Keyring{k, k2} {
+			if pt, err := kr.Open(key, out); err != nil || string(pt) != fmt.Sprint("v", i) {
+				t.Fatalf("Open of sealed %d: %q, %v", i, pt, err)
+			}
+		}
+	}
+	// A key the batch did not ensure still goes through the keyring.
+	if _, err := s.Seal(id(9), []byte("x")); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("Seal under an id never ensured: %v, want ErrUnknownKey", err)
+	}
+	if _, err := s.Seal(id(1), []byte("x")); err != nil {
+		t.Errorf("Seal after another id's error: %v", err)
+	}
+}
+
+// TestSealerRelease seals with Sealers that return their arenas to the
+// keyring (Release), as the ingest edge does after copying the outputs:
+// each later Sealer's outputs open to their plaintexts, and the copies
+// taken before a Release still open (Release wipes nothing the caller
+// kept).
+func TestSealerRelease(t *testing.T) {
+	k, _, _ := newTestKeyring(t, nil)
+	mustEnsure(t, k, id(1))
+	type kept struct{ pt, sealed []byte }
+	var all []kept
+	for round := range 5 {
+		s := k.NewSealer(512)
+		var outs [][]byte
+		for i := range 300 { // more than one arena
+			pt := bytes.Repeat([]byte{byte(round), byte(i)}, 1+i%90)
+			out, err := s.Seal(id(1), pt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, out)
+			all = append(all, kept{pt, bytes.Clone(out)})
+		}
+		for i, out := range outs { // before Release: the outputs are intact
+			if !bytes.Equal(out, all[len(all)-len(outs)+i].sealed) {
+				t.Fatalf("round %d: output %d changed before Release", round, i)
+			}
+		}
+		s.Release()
+	}
+	for i, c := range all {
+		if pt, err := k.Open(id(1), c.sealed); err != nil || !bytes.Equal(pt, c.pt) {
+			t.Fatalf("value %d: %v", i, err)
+		}
+	}
+}

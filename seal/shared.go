@@ -126,7 +126,7 @@ func (k *Keyring) loadShared(id *keyID) (cipher.AEAD, error) {
 		}
 		err = b.Set(dbKey(prefixKey, id), got.Wrapped)
 	case SharedDestroyed:
-		err = b.Set(dbKey(prefixTombstone, id), []byte{version})
+		err = k.setTombstone(b, id, []byte{version})
 	default:
 		return nil, fmt.Errorf("seal: load key %x: shared key store answered %v", id[:], got.State)
 	}
@@ -175,6 +175,7 @@ func (k *Keyring) Share() (int, error) {
 	}
 	k.writeMu.Lock()
 	defer k.writeMu.Unlock()
+	k.drainCreations()
 	n := 0
 	var destroyed [][]byte
 	err := scanChunks(k.db, prefixKey, func(ids [][]byte, values [][]byte) error {
@@ -216,7 +217,7 @@ func (k *Keyring) Share() (int, error) {
 		if err := b.Delete(dbKey(prefixKey, &id)); err != nil {
 			return n, fmt.Errorf("seal: share: %w", err)
 		}
-		if err := b.Set(dbKey(prefixTombstone, &id), []byte{version}); err != nil {
+		if err := k.setTombstone(b, &id, []byte{version}); err != nil {
 			return n, fmt.Errorf("seal: share: %w", err)
 		}
 	}

@@ -65,6 +65,7 @@ type Edge struct {
 	sources Sources
 	metrics *metrics
 	commit  *committer
+	chunks  sync.Pool // *[]byte of recordChunk bytes: seal's record buffers
 	// sealPerValue is a test hook (never set in production): seal hashes
 	// and seals with Keyring.Hash and Keyring.Seal per value, the
 	// reference path of seal.Sealer.
@@ -127,14 +128,17 @@ func (e *Edge) sealed(source string, evs []event.Event) (*pending, error) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownSource, source)
 	}
 	received := e.opts.Now()
-	recs, size, err := e.seal(source, evs, received)
+	var chunks []*[]byte
+	recs, size, err := e.sealChunks(source, evs, received, &chunks)
 	if err != nil {
+		e.releaseChunks(chunks)
 		return nil, err
 	}
 	if len(recs) == 0 {
+		e.releaseChunks(chunks)
 		return nil, nil // every event belonged to an erased person
 	}
-	return &pending{source: source, recs: recs, size: size, done: make(chan error, 1)}, nil
+	return &pending{source: source, recs: recs, n: len(recs), chunks: chunks, size: size, done: make(chan error, 1)}, nil
 }
 
 // enqueue queues p (from sealed; nil: nothing) for the committer; appends
@@ -155,7 +159,7 @@ func (e *Edge) enqueue(ctx context.Context, p *pending) (wait func(context.Conte
 		select {
 		case err := <-p.done:
 			if err == nil {
-				e.metrics.ingested.WithLabelValues(p.source).Add(float64(len(p.recs)))
+				e.metrics.ingested.WithLabelValues(p.source).Add(float64(p.n))
 			}
 			return err
 		case <-ctx.Done():
@@ -173,6 +177,14 @@ func (e *Edge) enqueue(ctx context.Context, p *pending) (wait func(context.Conte
 // dropped and counted; the state machine drops the events that carry an
 // erased identifier elsewhere than as their anchor.
 func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]byte, int, error) {
+	return e.sealChunks(source, evs, received, nil)
+}
+
+// sealChunks is seal. With chunks set, the records are encoded into
+// buffers of the Edge's pool, which it appends to *chunks for
+// releaseChunks once the records have been copied (the committer's
+// encode); without, into new buffers.
+func (e *Edge) sealChunks(source string, evs []event.Event, received time.Time, chunks *[]*[]byte) ([][]byte, int, error) {
 	type prepared struct {
 		rec    event.Record
 		anchor []byte
@@ -217,7 +229,7 @@ func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]b
 		preps[i] = prepared{rec: rec, anchor: rec.Key}
 		anchors = append(anchors, rec.Key)
 	}
-	if err := e.keys.Ensure(anchors); err != nil {
+	if err := sl.ensure(anchors); err != nil {
 		return nil, 0, fmt.Errorf("engine: data keys: %w", err)
 	}
 	out := make([][]byte, 0, len(evs))
@@ -267,8 +279,13 @@ func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]b
 				return nil, 0, err
 			}
 		}
-		if buf == nil {
-			buf = make([]byte, 0, 1024*(len(preps)-i))
+		if need := event.RecordSize(rec); cap(buf)-len(buf) < need {
+			// Chunks below the runtime's large-object size (as the
+			// Sealer's arenas), reused: one new buffer of 1 KiB per event
+			// was about three times the records' size, and every byte
+			// allocated here brings the next GC cycle (which marks the
+			// apply loop's caches) closer.
+			buf = e.chunk(need, chunks)
 		}
 		start := len(buf)
 		buf, keys = event.AppendRecord(buf, keys, rec)
@@ -276,6 +293,33 @@ func (e *Edge) seal(source string, evs []event.Event, received time.Time) ([][]b
 		size += len(buf) - start
 	}
 	return out, size, nil
+}
+
+// recordChunk is the size of the buffers seal encodes records into.
+const recordChunk = 16 << 10
+
+// chunk returns an empty buffer of at least need bytes for records: from
+// the pool when need fits a pooled chunk and chunks is set (the chunk is
+// then appended to *chunks).
+func (e *Edge) chunk(need int, chunks *[]*[]byte) []byte {
+	if chunks == nil || need > recordChunk {
+		return make([]byte, 0, max(need, recordChunk))
+	}
+	c, _ := e.chunks.Get().(*[]byte)
+	if c == nil {
+		b := make([]byte, 0, recordChunk)
+		c = &b
+	}
+	*chunks = append(*chunks, c)
+	return (*c)[:0]
+}
+
+// releaseChunks returns record buffers to the pool. Their records must
+// not be read afterwards.
+func (e *Edge) releaseChunks(chunks []*[]byte) {
+	for _, c := range chunks {
+		e.chunks.Put(c)
+	}
 }
 
 // sealing hashes and seals the values of one call of seal. By default it
@@ -300,9 +344,18 @@ func (e *Edge) newSealing(events int) *sealing {
 
 func (sl *sealing) close() {
 	if sl.sealer != nil {
-		sl.sealer.Close()
+		sl.sealer.Release() // the sealed values are copied into the records
 	}
 	clear(sl.pt[:cap(sl.pt)]) // personal data: do not leave it in the heap longer than needed
+}
+
+// ensure creates the data keys of anchors that do not exist yet; the
+// Sealer keeps the cipher of each for the batch.
+func (sl *sealing) ensure(anchors [][]byte) error {
+	if sl.sealer == nil {
+		return sl.e.keys.Ensure(anchors)
+	}
+	return sl.sealer.Ensure(anchors)
 }
 
 func (sl *sealing) hash(typ, value string) []byte {
@@ -363,7 +416,9 @@ func (w *bytesBuffer) Write(p []byte) (int, error) { w.b = append(w.b, p...); re
 // pending is one Ingest call waiting for its records to be durable.
 type pending struct {
 	source string
-	recs   [][]byte
+	recs   [][]byte // nil once the committer has copied them
+	n      int      // len(recs)
+	chunks []*[]byte
 	size   int
 	done   chan error
 }
@@ -451,9 +506,13 @@ func (c *committer) append(group []*pending) *inflight {
 	id := c.e.ids.Next(c.e.opts.Now())
 	n := 0
 	for _, p := range group {
-		n += len(p.recs)
+		n += p.n
 	}
 	data, err := c.encode(group, id, n)
+	for _, p := range group { // copied into data: the buffers go back to the pool
+		c.e.releaseChunks(p.chunks)
+		p.recs, p.chunks = nil, nil
+	}
 	if err != nil {
 		f.err = fmt.Errorf("engine: encode batch: %w", err)
 		return f
