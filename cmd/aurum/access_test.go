@@ -25,6 +25,7 @@ func TestAccessCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNode(t, t.TempDir(), "--log-level", "debug")
 	env := []string{"AURUM_SERVER=" + n.HTTP, "AURUM_ADMIN_TOKEN=" + testAdminToken, "HOME=" + t.TempDir()}
 	cli := func(stdin string, args ...string) string {

@@ -12,6 +12,7 @@ import (
 // TestAuditSurvivesRestart: management actions, refused ones included, are
 // on the audit log after a restart, and `aurum audit` lists them.
 func TestAuditSurvivesRestart(t *testing.T) {
+	parallelProcess(t)
 	n := startNode(t, t.TempDir(), "--tick", "0")
 	n.createSource("web")
 	code, _, err := n.request("DELETE", "/v1/audiences/vip", nil, func(r *http.Request) { r.Header.Set("Authorization", "Bearer wrong-token-0123456789") })

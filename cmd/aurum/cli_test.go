@@ -34,6 +34,7 @@ func TestFirstStartTokenAndCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNodeWith(t, &node{dataDir: t.TempDir(), noToken: true})
 	var m []string
 	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {

@@ -91,7 +91,7 @@ func TestClusterServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three real aurum processes")
 	}
-	t.Parallel() // waits on real processes more than it computes: overlaps the other long tests
+	parallelProcess(t)
 	names := []string{"n1", "n2", "n3"}
 	file := writeClusterFile(t, 3, 4, names...)
 	caFile, certFile, keyFile := testcert.Write(t)
@@ -227,6 +227,7 @@ func TestClusterServeOneNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	file := writeClusterFile(t, 1, 4, "n1")
 	n1 := startCluster(t, file, "n1")[0]
 	check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
@@ -303,7 +304,7 @@ func TestClusterJetStreamFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three real aurum processes")
 	}
-	t.Parallel() // waits on real processes more than it computes: overlaps the other long tests
+	parallelProcess(t)
 	names := []string{"n1", "n2", "n3"}
 	file := writeClusterFile(t, 3, 4, names...)
 	nodes := startCluster(t, file, names...)

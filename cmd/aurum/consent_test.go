@@ -75,6 +75,7 @@ func TestConsentEnforced(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNode(t, t.TempDir())
 	key := n.createSource("web")
 	for _, a := range []struct{ name, rule string }{

@@ -87,6 +87,7 @@ func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real aurum processes")
 	}
+	parallelProcess(t)
 	dataDir := t.TempDir()
 	n := startNode(t, dataDir)
 	key := n.createSource("web")
@@ -223,6 +224,7 @@ func TestStateSyncedBeforeSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNode(t, t.TempDir(), "--tick", "0") // nothing but our writes moves the log
 	key := n.createSource("web")
 	applied, err := n.appliedSeq()

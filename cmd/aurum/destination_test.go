@@ -16,6 +16,7 @@ func TestDestinationCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNode(t, t.TempDir())
 	env := []string{"AURUM_SERVER=" + n.HTTP, "AURUM_ADMIN_TOKEN=" + testAdminToken, "HOME=" + t.TempDir()}
 	if out, code := aurumCLI(t, env, "audience", "add", "buyers", "--rule", `count("Order Completed") >= 1`); code != 0 {

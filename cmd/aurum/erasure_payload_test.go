@@ -33,6 +33,7 @@ func TestErasureSealsWholePayload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	dataDir := t.TempDir()
 	n := startNode(t, dataDir, "--tick", "0")
 	key := n.createSource("shop")

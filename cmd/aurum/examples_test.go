@@ -77,6 +77,7 @@ func TestHelpExamples(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n, dir, env := exampleFixture(t, "crm", "pos", "web")
 	ran := 0
 	for _, ex := range helpExamples() {
@@ -308,6 +309,7 @@ func TestREADMEExamples(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n, dir, env := exampleFixture(t, "crm", "pos")
 	run := func(line string) (string, error) {
 		cmd := exec.Command("bash", "-o", "pipefail", "-c", line)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand"
@@ -13,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,9 +43,48 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building aurum: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	defaultParallel(testParallel)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// testParallel is -test.parallel when the command line does not set it
+// (go test's default is GOMAXPROCS, 2 in CI). The tests here wait on real
+// processes (non-race aurum nodes, their elections, ticks, failovers) far
+// more than they compute, so more of them run at once than there are
+// cores: the two chaos tests (the longest by far) start as soon as the
+// serial tests are done, and the other real-process tests run beside them,
+// processSlots at a time (parallelProcess). The package's time comes near
+// TestClusterChaos's instead of the sum of its tests.
+const testParallel = 64 // more than the package's parallel tests: none waits for a -parallel slot
+
+// processSlots bounds the real-process tests (other than the two chaos
+// tests) that run at once.
+var processSlots = make(chan struct{}, 3)
+
+// parallelProcess marks a real-process test parallel and waits for one of
+// processSlots, given back when the test's other cleanups (its nodes'
+// stops) are done. The -parallel slot it holds meanwhile costs nothing:
+// testParallel leaves the chaos tests room to start at once.
+func parallelProcess(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	processSlots <- struct{}{}
+	t.Cleanup(func() { <-processSlots })
+}
+
+// defaultParallel sets -test.parallel to n unless the command line set it.
+func defaultParallel(n int) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set && runtime.GOMAXPROCS(0) < n {
+		if err := flag.Set("test.parallel", strconv.Itoa(n)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 }
 
 // node is a running `aurum serve` process.

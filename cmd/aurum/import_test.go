@@ -97,6 +97,7 @@ func TestImportBadInput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNode(t, t.TempDir())
 	crmKey := n.createSource("crm")
 	dir := t.TempDir()
@@ -283,6 +284,7 @@ func TestImportFirstContact(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNode(t, t.TempDir())
 	n.createSource("pos")
 	dir := t.TempDir()

@@ -27,6 +27,7 @@ func TestJourney(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNode(t, t.TempDir(), "--memory-limit", "300MiB") // the journey holds under a small limit
 	web, pos := n.createSource("web"), n.createSource("pos")
 	t0 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)

@@ -28,6 +28,7 @@ func TestNATSAuthRealProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNode(t, t.TempDir(), "--tick", "0") // no tick records: the log moves only with our writes
 	key := n.createSource("web")
 	n.mustJSON("POST", "/v1/audiences", map[string]string{"name": "buyers", "rule": `count("Bought") >= 1`},

@@ -58,6 +58,7 @@ func TestCDNOWThroughTheProduct(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	raw, err := os.ReadFile(sharedDataFile(t, "cdnow/CDNOW_sample.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +190,7 @@ func TestChurnAudienceByTimeAlone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNode(t, t.TempDir(), "--tick", "100ms")
 	key := n.createSource("pos")
 	env := append(os.Environ(), "AURUM_SERVER="+n.HTTP, "AURUM_ADMIN_TOKEN="+testAdminToken)

@@ -25,6 +25,7 @@ func TestSplitRealProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real aurum process")
 	}
+	parallelProcess(t)
 	n := startNode(t, t.TempDir(), "--tick", "0") // no ticks: the digest stands still between its reads
 	key := n.createSource("pos")
 	for name, rule := range map[string]string{

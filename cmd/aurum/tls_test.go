@@ -24,6 +24,7 @@ import (
 // --nats-tls-cert/--nats-tls-key a NATS producer must use TLS; the node
 // itself still works (an event published over TLS shows on its profile).
 func TestTLS(t *testing.T) {
+	parallelProcess(t)
 	caFile, certFile, keyFile := testcert.Write(t)
 	n := startNode(t, t.TempDir(), "--tls-cert", certFile, "--tls-key", keyFile,
 		"--nats-tls-cert", certFile, "--nats-tls-key", keyFile, "--tick", "0")

@@ -24,6 +24,7 @@ func TestTransitionsAcrossCrashes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real aurum processes")
 	}
+	parallelProcess(t)
 	dataDir := t.TempDir()
 	n := startNode(t, dataDir, "--tick", "100ms")
 	key := n.createSource("web")
