@@ -68,6 +68,15 @@ var writeAmpVariants = map[string]func(o *store.Options){
 	"vsep1k":   func(o *store.Options) { o.Tuning.ValueSeparationMin = 1024 },
 	"noBloom":  func(o *store.Options) { o.BloomBitsPerKey = -1 },
 	"compact2": func(o *store.Options) { o.Tuning.MaxConcurrentCompactions = 2 },
+	// "nowal" is "l0-16" without a WAL: write-back state's checkpoints
+	// (the applier flushes the memtables every writeAmpCheckpoint events,
+	// as the engine's checkpointer does by interval, and Pebble flushes a
+	// full memtable by itself).
+	"nowal": func(o *store.Options) {
+		o.Tuning.L0CompactionThreshold = 16
+		o.Tuning.L0StopWritesThreshold = 48
+		o.NoWAL = true
+	},
 	"l0-8+lb256": func(o *store.Options) {
 		o.Tuning.L0CompactionThreshold = 8
 		o.Tuning.L0StopWritesThreshold = 24
@@ -175,6 +184,9 @@ func writeAmpRun(t *testing.T, kr *seal.Keyring, logFile, variant string, limit 
 		CacheBytes: mem.StateCache, DedupFilterBytes: mem.DedupFilter, Open: kr.Open, InteractionKey: engine.InteractionKey(kr),
 		BlockHash: func(key string) []byte { return kr.Hash("match_block", key) }})
 	a := &writeAmpApplier{t: t, db: db, sm: sm, prefixes: projections.OutboxPrefixes(16)}
+	if so.NoWAL {
+		a.checkpoint = envInt("AURUM_WRITEAMP_CHECKPOINT", 20_000)
+	}
 	if families {
 		a.fam = familyCounts{}
 	}
@@ -235,6 +247,10 @@ type writeAmpApplier struct {
 	fam      familyCounts // nil: not counted
 	wall     time.Duration
 	events   int // applied so far (the caller counts)
+	// checkpoint, when positive, flushes the memtables after every so
+	// many events (a store without a WAL); flushed is the events count at
+	// the last flush.
+	checkpoint, flushed int
 }
 
 func (a *writeAmpApplier) apply(subject string, data []byte) {
@@ -273,6 +289,12 @@ func (a *writeAmpApplier) apply(subject string, data []byte) {
 		if err := a.db.Commit(del, false); err != nil {
 			a.t.Fatal(err)
 		}
+	}
+	if a.checkpoint > 0 && a.events-a.flushed >= a.checkpoint {
+		if err := a.db.Flush(); err != nil {
+			a.t.Fatal(err)
+		}
+		a.flushed = a.events
 	}
 }
 

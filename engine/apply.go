@@ -85,8 +85,12 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 
 // requestStateSync asks stateSyncLoop to sync the live state's WAL. A
 // request made while a sync runs is kept (one), so the commits before it
-// are synced by the next one.
+// are synced by the next one. Without Options.StateWAL there is no WAL to
+// sync: checkpointLoop flushes by time instead.
 func (e *Engine) requestStateSync() {
+	if !e.opts.StateWAL {
+		return
+	}
 	select {
 	case e.stateSync <- struct{}{}:
 	default:
@@ -100,6 +104,9 @@ func (e *Engine) requestStateSync() {
 // goes on committing while a sync runs (its commit pipeline publishes a
 // later batch without waiting for an earlier one's sync).
 func (e *Engine) stateSyncLoop(ctx context.Context) error {
+	if !e.opts.StateWAL {
+		return e.checkpointLoop(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,6 +125,48 @@ func (e *Engine) stateSyncLoop(ctx context.Context) error {
 			}
 			return fmt.Errorf("engine: sync the state: %w", err)
 		}
+		if tr := e.opts.Trace; tr != nil && tr.StateSync != nil {
+			tr.StateSync(start, time.Since(start))
+		}
+	}
+}
+
+// DefaultStateCheckpoint is Options.StateCheckpoint's default.
+const DefaultStateCheckpoint = 30 * time.Second
+
+// checkpointLoop flushes the live state's memtables to tables every
+// Options.StateCheckpoint if the apply loop committed since the last
+// flush: the state a crash goes back to (the store has no WAL). Pebble
+// flushes a memtable that fills by itself, so under load a crash loses at
+// most about a memtable of applied work; at low rates, at most the
+// interval's. Off the apply loop, which goes on committing into a new
+// memtable while the flush writes the old one.
+func (e *Engine) checkpointLoop(ctx context.Context) error {
+	t := time.NewTicker(e.opts.StateCheckpoint)
+	defer t.Stop()
+	var flushed uint64 // the applied position the last flush covered
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		at := e.applied.get()
+		if at == flushed {
+			continue
+		}
+		start := time.Now()
+		e.stateMu.RLock() // a replay's swap closes the store it replaces
+		err := e.state.Flush()
+		e.stateMu.RUnlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("engine: checkpoint the state: %w", err)
+		}
+		flushed = at
+		e.metrics.checkpoints.Inc()
 		if tr := e.opts.Trace; tr != nil && tr.StateSync != nil {
 			tr.StateSync(start, time.Since(start))
 		}

@@ -125,6 +125,25 @@ type Options struct {
 	ApplyGroupEntries int
 	ApplyGroupBytes   int
 	ApplyGroupTime    time.Duration
+	// StateWAL gives the live state store a write-ahead log, synced off
+	// the apply loop every 200 ms and when it goes idle (the engine before
+	// write-back state). Default false: the live state has no WAL of its
+	// own; what the apply loop commits stays in Pebble's memtables until a
+	// checkpoint flushes them to tables (a memtable that fills is flushed
+	// at once; otherwise StateCheckpoint after the last one), and a crash
+	// takes the state back to its last checkpoint, from where the log is
+	// applied again. The outputs derived again carry the same ids, and
+	// the publisher's progress recorded on the log keeps them from going
+	// out twice (engine/outbox/progress.go).
+	StateWAL bool
+	// StateCheckpoint is how long applied work stays at most in memory
+	// only, without StateWAL (default 30 s). A checkpoint writes a table
+	// that later compactions merge into the rest, so a short interval
+	// costs compaction work at low event rates.
+	StateCheckpoint time.Duration
+	// OutDuplicateWindow is AURUM_OUT's duplicate window (default
+	// log.DefaultOutDuplicateWindow).
+	OutDuplicateWindow time.Duration
 	// Webhook delivery: per-attempt timeout, retry backoff bounds and
 	// attempts before a transition is dead-lettered (zero: the activation
 	// package's defaults).
@@ -247,6 +266,9 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.ApplyGroupTime <= 0 {
 		o.ApplyGroupTime = 5 * time.Millisecond
+	}
+	if o.StateCheckpoint <= 0 {
+		o.StateCheckpoint = DefaultStateCheckpoint
 	}
 	if o.SessionTTL == 0 {
 		o.SessionTTL = 12 * time.Hour
@@ -423,6 +445,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		Replicas:   opts.Replicas,
 		Logger:     opts.Logger,
 		Authorizer: authz,
+
+		OutDuplicateWindow: opts.OutDuplicateWindow,
 
 		TLSCertFile: opts.NATSTLSCertFile,
 		TLSKeyFile:  opts.NATSTLSKeyFile,
@@ -605,7 +629,11 @@ func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.cancel()
 		e.wg.Wait()
-		errs := []error{e.dispatcher.Close(), e.log.Close(), e.state.Close(), e.keysDB.Close(), e.refsDB.Close()}
+		var flush error
+		if !e.opts.StateWAL {
+			flush = e.state.Flush() // a last checkpoint: the next Open starts from here
+		}
+		errs := []error{flush, e.dispatcher.Close(), e.log.Close(), e.state.Close(), e.keysDB.Close(), e.refsDB.Close()}
 		e.closeErr = errors.Join(errs...)
 	})
 	return e.closeErr

@@ -16,6 +16,7 @@ type metrics struct {
 	applySeconds prometheus.Histogram
 	applyGroup   prometheus.Histogram
 	failures     *prometheus.CounterVec
+	checkpoints  prometheus.Counter // the live state's flushes by checkpointLoop
 
 	suppressed prometheus.Counter
 	// webhookSkipped counts transitions a destination skipped, by reason.
@@ -48,6 +49,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Log entries applied in one Pebble batch by the apply loop.", Buckets: prometheus.ExponentialBuckets(1, 4, 6)}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_engine_task_failures_total",
 			Help: "Background tasks that stopped with an error."}, []string{"task"}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_state_checkpoints_total",
+			Help: "Checkpoints of the live state by time (its memtables flushed to tables; a full memtable is flushed by Pebble and not counted)."}),
 		webhookSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aurum_webhook_skipped_total",
 			Help: "Audience transitions a webhook destination acked without sending, by reason (consent: the person has no consent for the destination's channel)."}, []string{"destination", "reason"}),
 	}
@@ -55,6 +58,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Events dropped by the state machine because they carry an erased (suppressed) identifier."})
 	reg.MustRegister(m.suppressed)
 	reg.MustRegister(m.applied, m.duplicates,
-		m.merges, m.profiles, m.transitions, m.ticks, m.corrupt, m.invalid, m.appliedSeq, m.applySeconds, m.applyGroup, m.failures, m.webhookSkipped)
+		m.merges, m.profiles, m.transitions, m.ticks, m.corrupt, m.invalid, m.appliedSeq, m.applySeconds, m.applyGroup, m.failures, m.checkpoints, m.webhookSkipped)
 	return m
 }

@@ -68,6 +68,7 @@ func (e *Engine) passTrace() func(outbox.PassTimes) {
 // the memory limit, Pebble's reports to Trace.
 func (e *Engine) liveStateOptions() *store.Options {
 	o := e.mem.stateStore(e.opts.Logger)
+	o.NoWAL = !e.opts.StateWAL
 	if tr := e.opts.Trace; tr != nil {
 		o.Events = &store.Events{WriteStall: tr.StateStall, Flush: tr.StateFlush, Compaction: tr.StateCompaction, WALRotated: tr.StateWAL}
 	}

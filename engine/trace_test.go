@@ -17,10 +17,23 @@ import (
 
 // TestTraceStages: Options.Trace sees every applied entry in a group whose
 // times are in stage order, the publisher's pass that carried each
-// transition (after the group that wrote it), and a sync of the state's
-// WAL that began after the last group was committed (the state syncer is
-// asked once the apply loop goes idle, and syncs off the loop).
+// transition (after the group that wrote it), and a sync of the state
+// that began after the last group was committed: with StateWAL, of its
+// WAL (the state syncer is asked once the apply loop goes idle, and syncs
+// off the loop); without, a checkpoint (checkpointLoop's flush).
 func TestTraceStages(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"wal", Options{StateWAL: true}},
+		{"checkpoints", Options{StateCheckpoint: 200 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testTraceStages(t, tc.opts) })
+	}
+}
+
+func testTraceStages(t *testing.T, opts Options) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var (
@@ -39,7 +52,8 @@ func TestTraceStages(t *testing.T) {
 		},
 		StateSync: func(start time.Time, d time.Duration) { mu.Lock(); syncs = append(syncs, start); mu.Unlock() },
 	}
-	e, err := Open(ctx, Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", Partitions: 4, TickPeriod: -1, Trace: tr})
+	opts.DataDir, opts.NATSListen, opts.Partitions, opts.TickPeriod, opts.Trace = t.TempDir(), "127.0.0.1:-1", 4, -1, tr
+	e, err := Open(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

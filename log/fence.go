@@ -293,6 +293,32 @@ func (l *Log) SetOutboxProgress(ctx context.Context, f Fence, pos []byte, applie
 	return nil
 }
 
+// RecordOutboxProgress records, without a fence, how far a single node's
+// publisher has published partition's outbox (pos is the caller's, as
+// with SetOutboxProgress; Epoch and Node are zero). It replaces the
+// previous record (a rollup). The caller waits for the Future: a record
+// must be stored only after the outputs it covers were acknowledged.
+func (l *Log) RecordOutboxProgress(partition int, pos []byte, applied uint64) (*Future, error) {
+	if err := checkFencePartition(partition); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(progressMsg{Partition: partition, Pos: pos, Applied: applied})
+	if err != nil {
+		return nil, fmt.Errorf("log: progress of partition %d: %w", partition, err)
+	}
+	if l.isClosed() {
+		return nil, ErrClosed
+	}
+	m := nats.NewMsg(ProgressSubject(partition))
+	m.Data = data
+	m.Header.Set(headerRollup, jetstream.MsgRollupSubject)
+	paf, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(l.opts.RequestTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("log: progress of partition %d: %w", partition, err)
+	}
+	return &Future{l: l, subject: m.Subject, paf: paf}, nil
+}
+
 // OutboxProgress is the last progress recorded for partition's outbox (the
 // zero Progress when none).
 func (l *Log) OutboxProgress(ctx context.Context, partition int) (Progress, error) {

@@ -27,11 +27,16 @@ type Options struct {
 	// Logger receives Pebble's log messages. Default slog.Default().
 	Logger *slog.Logger
 	// NoWAL writes without a write-ahead log: faster, but every write not
-	// yet flushed to an sstable is lost when the process dies. Only for a
-	// store that is thrown away after a crash (a replay's state-rebuild/).
-	// A sync Commit or DeleteRange flushes the memtable instead, and the
-	// owner must call Flush before it relies on the data (Close does not
-	// flush). Default false: every write goes through the WAL.
+	// yet flushed to an sstable is lost when the process dies. What
+	// survives is always a prefix of the commits (a memtable holds whole
+	// batches and memtables are flushed in order), so it suits a store
+	// whose owner can derive the lost commits again (the engine's live
+	// state, from the log: engine.Options.StateWAL) or throws it away
+	// after a crash (a replay's state-rebuild/). A sync Commit or
+	// DeleteRange flushes the memtable instead, Checkpoint flushes before
+	// it copies, and the owner must call Flush before it relies on the
+	// data (Close does not flush). Default false: every write goes
+	// through the WAL.
 	NoWAL bool
 	// BloomBitsPerKey is the size of the bloom filter written into every
 	// sstable, on every level, in bits per key. A Get of a key that a table
@@ -672,11 +677,18 @@ func (a slogAdapter) Fatalf(format string, args ...any) {
 }
 
 // Checkpoint writes a consistent, openable copy of the database to dir
-// (which must not exist), with the WAL flushed first: a snapshot that Open
+// (which must not exist), with the WAL (with NoWAL, the memtables)
+// flushed first: a snapshot that Open
 // can use as a data directory. Files are hard-linked where possible.
 func (db *DB) Checkpoint(dir string) error {
 	if db.closed.Load() {
 		return ErrClosed
+	}
+	if db.noWAL {
+		// The memtables are in no file: flush them for the copy.
+		if err := db.Flush(); err != nil {
+			return err
+		}
 	}
 	if err := db.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", dir, err)

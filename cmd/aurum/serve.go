@@ -53,6 +53,8 @@ type serveFlags struct {
 	tlsCert, tlsKey, natsTLSCert, natsTLSKey    string
 	partitions                                  int
 	dedupWindow, tick                           time.Duration
+	stateWAL                                    bool
+	stateCheckpoint                             time.Duration
 	ingestRate                                  float64
 	publicMetrics, natsNoAuth                   bool
 	sessionTTL, sessionIdle                     time.Duration
@@ -239,6 +241,8 @@ OpenID Connect: --oidc-issuer, --oidc-client-id, --oidc-client-secret-file and
 	fl.StringVar(&f.oidc.roleClaim, "oidc-role-claim", "", "single sign-on: ID token claim whose value (admin, editor, viewer or privacy; or a list of them) is the role; none: no access")
 	fl.StringVar(&f.oidc.redirectURL, "oidc-redirect-url", "", "single sign-on: the callback URL registered at the provider (default: this server's URL + /v1/session/oidc/callback, from the request)")
 	fl.StringVar(&f.memoryLimit, "memory-limit", "", "resident memory the node may use, e.g. 512MiB or 2GiB: sizes its caches and sets the Go runtime's soft limit (default $GOMEMLIMIT, else 80% of the cgroup's memory limit, else half the physical memory; at least 256MiB)")
+	fl.BoolVar(&f.stateWAL, "state-wal", false, "give the projections' store a write-ahead log synced every 200 ms (default: none; its memory is flushed at checkpoints and a crash applies the log again from the last one)")
+	fl.DurationVar(&f.stateCheckpoint, "state-checkpoint", engine.DefaultStateCheckpoint, "without --state-wal: how long applied work stays in memory at most before it is flushed to disk (a full memtable is flushed at once); a crash applies at most this much of the log again")
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	addClusterFlags(cmd, &f.cluster)
@@ -276,6 +280,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 		SessionTTL:  f.sessionTTL,
 		Logger:      logger,
 		NATSNoAuth:  f.natsNoAuth,
+		StateWAL:    f.stateWAL,
 		Export: export.Options{Dir: f.exportDir, Interval: f.exportInterval, Personal: f.exportPersonal,
 			Keep: f.exportKeep, LeaderOnly: f.exportLeaderOnly},
 	}
@@ -287,6 +292,10 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if f.ingestRate < 0 {
 		return fmt.Errorf("--ingest-rate: must not be negative (0 disables), got %g", f.ingestRate)
 	}
+	if f.stateCheckpoint < time.Second {
+		return fmt.Errorf("--state-checkpoint: at least 1s, got %v", f.stateCheckpoint)
+	}
+	opts.StateCheckpoint = f.stateCheckpoint
 	if f.sessionTTL == 0 { // for Options, zero is the default
 		return fmt.Errorf("--session-ttl: must be positive, got %v", f.sessionTTL)
 	}

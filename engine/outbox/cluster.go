@@ -175,6 +175,12 @@ func (e *Publisher) partitionPass(ctx context.Context, p int) error {
 			return err
 		}
 		st.fence, st.claimed, st.pos = &f, time.Now(), e.positions(p, prog.Pos)
+		// Rows at or below the recorded progress were published (by this
+		// node before it lost its last commits, or by another owner): the
+		// node caught up, so every such row it derives again is here.
+		if err := e.pruneTo(p, st.pos); err != nil {
+			return err
+		}
 		st.floor, st.mark = prog.Applied, prog.Applied
 		e.claimed[p].Store(epoch)
 		e.opts.Logger.Info("engine: outbox: publishing partition", "partition", p, "epoch", epoch, "fence", f.Seq,
@@ -340,26 +346,19 @@ func (e *Publisher) prune(ctx context.Context, p int) error {
 	if err != nil || prog.Pos == nil {
 		return err
 	}
-	pos := e.positions(p, prog.Pos)
+	return e.pruneTo(p, e.positions(p, prog.Pos))
+}
+
+// pruneTo deletes the rows of p's outboxes up to pos (one key per outbox
+// of p, in the order of prefixesOf; nil: none).
+func (e *Publisher) pruneTo(p int, pos [][]byte) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.state.Live(func(db *store.DB, _ *projections.StateMachine) error {
 		b := db.NewBatch()
 		defer b.Close()
 		for i, prefix := range e.prefixesOf(p) {
-			if pos[i] == nil {
-				continue
-			}
-			end := append(append([]byte(nil), pos[i]...), 0) // pos[i] included
-			var derr error
-			err := db.Scan(prefix, end, false, func(k, _ []byte) bool {
-				derr = b.Delete(append([]byte(nil), k...))
-				return derr == nil
-			})
-			if err == nil {
-				err = derr
-			}
-			if err != nil {
+			if err := deleteThrough(db, b, prefix, pos[i]); err != nil {
 				return fmt.Errorf("outbox: prune partition %d: %w", p, err)
 			}
 		}

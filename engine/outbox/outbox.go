@@ -116,6 +116,9 @@ type Publisher struct {
 	// cur is where the next pass of drainOutbox scans each outbox from
 	// (under mu; not used with a Cluster).
 	cur cursors
+	// floors are the single node's published rows per outbox and its
+	// progress records (progress.go; under mu; not used with a Cluster).
+	floors floors
 	// parts is each partition's publishing state with a Cluster; one
 	// partition pass at a time touches parts[p] (runCluster).
 	parts []partState
@@ -168,10 +171,15 @@ func (e *Publisher) Barrier() {
 // Run publishes outbox entries with their deterministic message ids
 // and deletes each once the log acknowledged it. A crash between the two
 // re-publishes the entry with the same id, which the output stream's
-// duplicate window drops.
+// duplicate window drops. A single node records how far it published on
+// the log (progress.go) and reads it back first, so outputs the state
+// derives again after it lost its last commits are not published twice.
 func (e *Publisher) Run(ctx context.Context) error {
 	if e.opts.Cluster != nil {
 		return e.runCluster(ctx)
+	}
+	if err := e.resume(ctx); err != nil {
+		return err
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -189,12 +197,21 @@ func (e *Publisher) Run(ctx context.Context) error {
 				break
 			}
 		}
+		e.mu.Lock()
+		err := e.recordProgress(ctx, true) // idle: record what is left
+		e.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			e.opts.Logger.Warn("engine: outbox: record progress failed; will retry", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-e.kick:
 		case <-tick.C:
-			e.rescan() // the periodic pass scans every outbox from its start
+			e.rescan() // the periodic pass scans every outbox from its start (or floor)
+			if err := e.pruneFloors(); err != nil && ctx.Err() == nil {
+				e.opts.Logger.Warn("engine: outbox: prune published rows", "err", err)
+			}
 		}
 	}
 }
@@ -265,7 +282,7 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 		)
 		for i, prefix := range prefixes {
 			var r store.Reader = db
-			if last := e.cur.after[i]; last != nil {
+			if last := e.from(i); last != nil {
 				r = afterKey{Reader: db, from: append(bytes.Clone(last), 0)}
 			}
 			rf, err := e.publishRange(r, db, sm, prefix, max, e.log.AppendAsyncWithHeaders)
@@ -315,9 +332,13 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 		for i, k := range lasts {
 			if k != nil {
 				e.cur.after[i] = k
+				e.raiseFloor(i, k)
 			}
 		}
 		e.published.Add(float64(total))
+		if err := e.recordProgress(ctx, false); err != nil && pubErr == nil {
+			pubErr = err
+		}
 		return pubErr
 	})
 	return total, err
