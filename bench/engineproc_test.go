@@ -255,10 +255,15 @@ func TestReportEngine(t *testing.T) {
 func engineOptions(dir string, memLimit int64) engine.Options {
 	// Options.MemoryLimit sizes the engine's caches; the Go soft limit they
 	// leave is set here, as serve sets it.
-	o := engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", MemoryLimit: memLimit}
+	o := engine.Options{DataDir: dir, NATSListen: "127.0.0.1:-1", MemoryLimit: memLimit,
+		StateWAL: os.Getenv(envStateWAL) == "1"}
 	setGoMemoryLimit(engine.MemorySizesFor(memLimit).GoLimit)
 	return o
 }
+
+// envStateWAL=1 runs the engine processes with engine.Options.StateWAL
+// (the live state's WAL, as before write-back state): for A/B runs.
+const envStateWAL = "AURUM_BENCH_STATE_WAL"
 
 // replayOptions are the replay process's options, its memory limit
 // applied as `aurum replay` would.

@@ -292,7 +292,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if f.ingestRate < 0 {
 		return fmt.Errorf("--ingest-rate: must not be negative (0 disables), got %g", f.ingestRate)
 	}
-	if f.stateCheckpoint < time.Second {
+	if f.stateCheckpoint != 0 && f.stateCheckpoint < time.Second { // 0: the default
 		return fmt.Errorf("--state-checkpoint: at least 1s, got %v", f.stateCheckpoint)
 	}
 	opts.StateCheckpoint = f.stateCheckpoint

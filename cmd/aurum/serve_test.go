@@ -21,6 +21,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{"tick negative", func(f *serveFlags) { f.tick = -time.Second }, "--tick: at least 10ms, got -1s (0 disables)"},
 		{"session TTL zero", func(f *serveFlags) { f.sessionTTL = 0 }, "--session-ttl: must be positive, got 0s"},
 		{"session TTL negative", func(f *serveFlags) { f.sessionTTL = -time.Hour }, "--session-ttl: must be positive, got -1h0m0s"},
+		{"state checkpoint too short", func(f *serveFlags) { f.stateCheckpoint = 500 * time.Millisecond }, "--state-checkpoint: at least 1s, got 500ms"},
 		{"partitions", func(f *serveFlags) { f.partitions = 2000 }, "--partitions: must be in [1, 1024], got 2000"},
 		{"dedup window", func(f *serveFlags) { f.dedupWindow = -time.Hour }, "--dedup-window: must not be negative"},
 		{"NATS TLS cert alone", func(f *serveFlags) { f.natsTLSCert = "c.pem" }, "--nats-tls-cert and --nats-tls-key: give both or neither"},
