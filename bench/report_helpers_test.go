@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	wlg "github.com/aurumcdp/aurum/internal/workload"
 )
@@ -260,4 +261,35 @@ func TestExampleAudiencesAreTheDocs(t *testing.T) {
 	if len(docs) != 8 || !slices.Equal(docs, ours) {
 		t.Errorf("docs/rules.md examples:\n%s\nbench's:\n%s", strings.Join(docs, "\n"), strings.Join(ours, "\n"))
 	}
+}
+
+// TestCPUWindows: a windowed CPU profile goes on in a new file every
+// window, each a complete profile, and stop ends it (a profile can be
+// started again at once).
+func TestCPUWindows(t *testing.T) {
+	dir := t.TempDir()
+	stop, err := startCPUWindows(dir, "w", 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(450 * time.Millisecond); time.Now().Before(end); {
+	}
+	stop()
+	files, err := filepath.Glob(filepath.Join(dir, "cpu-w*.pprof"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 3 {
+		t.Fatalf("%d profile files in 450 ms of 100 ms windows: %v", len(files), files)
+	}
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+			t.Fatalf("%s: empty or missing (%v)", f, err)
+		}
+	}
+	stop, err = startCPUWindows(dir, "again", 0)
+	if err != nil {
+		t.Fatalf("profiling again after stop: %v", err)
+	}
+	stop()
 }

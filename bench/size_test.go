@@ -530,15 +530,77 @@ func startCPUProfile(dir, name string) (stop func(), err error) {
 	if dir == "" {
 		return func() {}, nil
 	}
-	f, err := os.Create(filepath.Join(dir, "cpu-"+name+".pprof"))
+	return startCPUWindows(dir, name, profileWindow())
+}
+
+// profileWindow is how long one CPU profile file covers
+// (AURUM_BENCH_PROFILE_WINDOW, a Go duration; default 60 s; 0: the whole
+// run in one file). The profiler's own table of stacks grows with the
+// time a profile runs: over a 34-minute end to end at 1M profiles it held
+// 38 MB of the engine's 170 MB heap (bench/RESULTS.md, "Issue #15: `make
+// bench` with 1M profiles"), which windows keep to one window's worth.
+func profileWindow() time.Duration {
+	if v := os.Getenv("AURUM_BENCH_PROFILE_WINDOW"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+			return d
+		}
+	}
+	return time.Minute
+}
+
+// startCPUWindows profiles the CPU into dir/cpu-<name>.pprof and, every
+// window (0: never), goes on in a new file cpu-<name>.w<N>.pprof (N from
+// 2), so no profile holds more than a window's stacks. `go tool pprof`
+// given several files merges them: cpu-<name>*.pprof is the whole run.
+// stop ends the profile and the goroutine that rotates it.
+func startCPUWindows(dir, name string, window time.Duration) (stop func(), err error) {
+	open := func(n int) (*os.File, error) {
+		file := "cpu-" + name + ".pprof"
+		if n > 1 {
+			file = fmt.Sprintf("cpu-%s.w%d.pprof", name, n)
+		}
+		f, err := os.Create(filepath.Join(dir, file))
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return f, nil
+	}
+	f, err := open(1)
 	if err != nil {
 		return nil, err
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
+	if window <= 0 {
+		return func() { pprof.StopCPUProfile(); f.Close() }, nil
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func(cur *os.File) {
+		defer close(exited)
+		t := time.NewTicker(window)
+		defer t.Stop()
+		for n := 2; ; n++ {
+			select {
+			case <-done:
+				pprof.StopCPUProfile()
+				cur.Close()
+				return
+			case <-t.C:
+			}
+			pprof.StopCPUProfile()
+			cur.Close()
+			next, err := open(n)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: CPU profile window %d of %s: %v\n", n, name, err)
+				<-done
+				return
+			}
+			cur = next
+		}
+	}(f)
+	return func() { close(done); <-exited }, nil
 }
 
 func dirSize(dir string) (int64, error) {
