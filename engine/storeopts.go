@@ -85,112 +85,27 @@ func stateOpener(keys *seal.Keyring) func(keyID, sealed []byte) ([]byte, error) 
 // kept (a pure function's cache, bounded: cleared when full), sparing an
 // HMAC per interaction of the hot categories and products.
 func InteractionKey(keys *seal.Keyring) func(kind, value string) string {
-	c := newInteractionKeys(keys, interactionKeysMax)
-	return c.key
-}
-
-// interactionKeysMax bounds each kind's cache of interactionKeys.
-const interactionKeysMax = 4096
-
-// interactionKeys is InteractionKey's cache: one map per kind the feature
-// row uses ("category", "product"), keyed by the value alone and, for a
-// value of at most shortValueLen bytes (most ids and names), by the value
-// held in the key itself, so that a look-up hashes one short array and
-// compares it in place, without following a pointer to the value's bytes
-// elsewhere in the heap (a map keyed by the (kind, value) pair of strings
-// was a tenth of the feature upkeep's extra CPU in
-// BenchmarkApplyFeatures, mostly cache misses). Longer values have a map
-// of their own; other kinds are not cached. The partitions call it at
-// once: the mutex guards the maps.
-type interactionKeys struct {
-	keys *seal.Keyring
-	max  int // entries per map; a full map is cleared
-
-	mu                sync.Mutex
-	category, product kindKeys
-}
-
-// kindKeys caches the keys of one kind's values.
-type kindKeys struct {
-	short map[shortValue]string // values of at most shortValueLen bytes
-	long  map[string]string     // longer values
-}
-
-// shortValueLen is the longest value a shortValue holds.
-const shortValueLen = 38
-
-// shortValue is a value of at most shortValueLen bytes, zero-padded, with
-// its length (so that values with trailing zero bytes stay distinct).
-type shortValue struct {
-	n uint8
-	b [shortValueLen]byte
-}
-
-func newInteractionKeys(keys *seal.Keyring, max int) *interactionKeys {
-	return &interactionKeys{keys: keys, max: max,
-		category: kindKeys{short: map[shortValue]string{}, long: map[string]string{}},
-		product:  kindKeys{short: map[shortValue]string{}, long: map[string]string{}}}
-}
-
-// key returns the key of value of kind.
-func (c *interactionKeys) key(kind, value string) string {
-	var sv shortValue
-	short := len(value) <= shortValueLen
-	if short {
-		sv.n = uint8(len(value))
-		copy(sv.b[:], value)
-	}
-	c.mu.Lock()
-	kk := c.of(kind)
+	const max = 4096
+	type kv struct{ kind, value string } // a look-up allocates nothing
 	var (
-		k  string
-		ok bool
+		mu    sync.Mutex
+		cache = make(map[kv]string, max)
 	)
-	switch {
-	case kk == nil:
-	case short:
-		k, ok = kk.short[sv]
-	default:
-		k, ok = kk.long[value]
-	}
-	c.mu.Unlock()
-	if ok {
+	return func(kind, value string) string {
+		ck := kv{kind, value}
+		mu.Lock()
+		k, ok := cache[ck]
+		mu.Unlock()
+		if ok {
+			return k
+		}
+		k = hex.EncodeToString(keys.Hash("interaction."+kind, value)[:8])
+		mu.Lock()
+		if len(cache) >= max {
+			clear(cache)
+		}
+		cache[ck] = k
+		mu.Unlock()
 		return k
 	}
-	k = hex.EncodeToString(c.keys.Hash("interaction."+kind, value)[:8])
-	if kk == nil {
-		return k
-	}
-	c.mu.Lock()
-	if short {
-		if len(kk.short) >= c.max {
-			clear(kk.short)
-		}
-		kk.short[sv] = k
-	} else {
-		if len(kk.long) >= c.max {
-			clear(kk.long)
-		}
-		kk.long[value] = k
-	}
-	c.mu.Unlock()
-	return k
-}
-
-// of returns the cache of kind (nil: not cached).
-func (c *interactionKeys) of(kind string) *kindKeys {
-	switch kind {
-	case "category":
-		return &c.category
-	case "product":
-		return &c.product
-	}
-	return nil
-}
-
-// len is the number of cached keys (for tests).
-func (c *interactionKeys) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.category.short) + len(c.category.long) + len(c.product.short) + len(c.product.long)
 }

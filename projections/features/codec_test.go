@@ -8,7 +8,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -268,63 +267,4 @@ func TestHexKeyForm(t *testing.T) {
 			t.Errorf("%q: bytes %x", k, b)
 		}
 	}
-}
-
-// TestFind: Scores.find gives sort.Find's index and found flag for keys
-// before, between, equal to and after the keys of slices of every length
-// up to MaxKeys + 1.
-func TestFind(t *testing.T) {
-	for n := range MaxKeys + 2 {
-		s := make(Scores, n)
-		for i := range s {
-			s[i].Key = fmt.Sprintf("k%03d", 2*i+1) // odd: even probes fall between
-		}
-		for probe := -1; probe <= 2*n+1; probe++ {
-			k := fmt.Sprintf("k%03d", probe)
-			if probe < 0 {
-				k = ""
-			}
-			wi, wok := sort.Find(len(s), func(i int) int { return strings.Compare(k, s[i].Key) })
-			if gi, gok := s.find(k); gi != wi || gok != wok {
-				t.Fatalf("n %d: find(%q) = %d, %v; sort.Find: %d, %v", n, k, gi, gok, wi, wok)
-			}
-		}
-	}
-}
-
-// TestDecayMemo: a join with the factors of a memo, shared by joins of
-// equal and of other deltas in any order, has the bits of the join before
-// the memo (refJoin, which computes both factors each time), and so the
-// rows keep the bits they had.
-func TestDecayMemo(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
-	var m decayMemo
-	deltas := []int64{0, 1, 86_400_000, 86_400_001, HalfLifeShort, HalfLifeLong, 3 * HalfLifeLong}
-	for range 20_000 {
-		dt := deltas[r.IntN(len(deltas))]
-		if r.IntN(3) == 0 {
-			dt = r.Int64N(400 * DayMs)
-		}
-		d := Decayed{Short: r.Float64() * 50, Long: r.Float64() * 90, AsOf: 1_780_000_000_000}
-		o := Decayed{Short: float64(1 + r.IntN(5)), Long: float64(1 + r.IntN(5)), AsOf: d.AsOf + dt}
-		if r.IntN(2) == 0 {
-			d, o = o, d
-		}
-		got, want := d.joinMemo(o, &m), refJoin(d, o)
-		if got.AsOf != want.AsOf || math.Float64bits(got.Short) != math.Float64bits(want.Short) ||
-			math.Float64bits(got.Long) != math.Float64bits(want.Long) {
-			t.Fatalf("join of %+v and %+v = %+v, want %+v", d, o, got, want)
-		}
-	}
-}
-
-// refJoin is join as it was before decayMemo.
-func refJoin(d, o Decayed) Decayed {
-	if o.AsOf > d.AsOf {
-		d, o = o, d
-	}
-	dt := d.AsOf - o.AsOf
-	d.Short += o.Short * decay(dt, HalfLifeShort)
-	d.Long += o.Long * decay(dt, HalfLifeLong)
-	return d
 }

@@ -112,20 +112,8 @@ func (s Scores) Get(k string) (Decayed, bool) {
 	return s[i].Decayed, true
 }
 
-// find returns the index of k in s, or where it would be inserted, and
-// whether it is there: sort.Find's result, by a binary search that
-// compares strings directly (no closure, one comparison a step).
 func (s Scores) find(k string) (int, bool) {
-	lo, hi := 0, len(s)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if s[m].Key < k {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo, lo < len(s) && s[lo].Key == k
+	return sort.Find(len(s), func(i int) int { return strings.Compare(k, s[i].Key) })
 }
 
 // PurchaseDay is one UTC day with purchases.
@@ -162,38 +150,13 @@ func (d Decayed) longAt(t int64) float64 { return d.Long * decay(t-d.AsOf, HalfL
 
 // join folds o into d: both brought to the later AsOf and summed.
 func (d Decayed) join(o Decayed) Decayed {
-	var m decayMemo
-	return d.joinMemo(o, &m)
-}
-
-// joinMemo is join with the decay factors taken from m.
-func (d Decayed) joinMemo(o Decayed, m *decayMemo) Decayed {
 	if o.AsOf > d.AsOf {
 		d, o = o, d
 	}
-	short, long := m.factors(d.AsOf - o.AsOf)
-	d.Short += o.Short * short
-	d.Long += o.Long * long
+	dt := d.AsOf - o.AsOf
+	d.Short += o.Short * decay(dt, HalfLifeShort)
+	d.Long += o.Long * decay(dt, HalfLifeLong)
 	return d
-}
-
-// decayMemo holds the decay factors of the last time delta asked for. The
-// keys one event touches (its category and product) were often last
-// updated together, by the same earlier event: they share the delta, and
-// the factors, a pure function of it, are computed once (the same bits as
-// computing them again).
-type decayMemo struct {
-	dt          int64
-	short, long float64
-	ok          bool
-}
-
-// factors returns decay(dt, HalfLifeShort) and decay(dt, HalfLifeLong).
-func (m *decayMemo) factors(dt int64) (short, long float64) {
-	if !m.ok || m.dt != dt {
-		m.dt, m.short, m.long, m.ok = dt, decay(dt, HalfLifeShort), decay(dt, HalfLifeLong), true
-	}
-	return m.short, m.long
 }
 
 // DayOf is the UTC day of a Unix ms time.
@@ -216,8 +179,7 @@ func (f *Features) Add(rec *event.Record, micros int64, hasRevenue bool) (change
 	if rec.Kind != event.Track || rec.Event == "" {
 		return changed
 	}
-	var m decayMemo
-	addDecayed(&f.Events, rec.Event, Decayed{Short: 1, Long: 1, AsOf: rec.Time}, &m)
+	addDecayed(&f.Events, rec.Event, Decayed{Short: 1, Long: 1, AsOf: rec.Time})
 	if rec.Event == PurchaseEvent {
 		if !hasRevenue {
 			micros = 0
@@ -249,33 +211,32 @@ func (f *Features) AddInteractions(rec *event.Record, key KeyFunc) (changed bool
 	case "Product Added":
 		w = weightAdded
 	}
-	var m decayMemo // one per event: its keys' deltas are its time's
-	changed = f.interactions(rec.Properties, w, rec.Time, key, &m)
+	changed = f.interactions(rec.Properties, w, rec.Time, key)
 	if items, ok := rec.Properties["products"].([]any); ok {
 		for i, it := range items {
 			if i == MaxKeys {
 				break // bounded work per event
 			}
-			if props, ok := it.(map[string]any); ok {
-				changed = f.interactions(props, w, rec.Time, key, &m) || changed
+			if m, ok := it.(map[string]any); ok {
+				changed = f.interactions(m, w, rec.Time, key) || changed
 			}
 		}
 	}
 	return changed
 }
 
-func (f *Features) interactions(props map[string]any, w float64, t int64, key KeyFunc, m *decayMemo) (changed bool) {
+func (f *Features) interactions(props map[string]any, w float64, t int64, key KeyFunc) (changed bool) {
 	if c, ok := keyOf(props["category"]); ok && c != "" && len(c) <= MaxKeyLen {
 		if key != nil {
 			c = key("category", c)
 		}
-		changed = addDecayed(&f.Categories, c, Decayed{Short: w, Long: w, AsOf: t}, m) || changed
+		changed = addDecayed(&f.Categories, c, Decayed{Short: w, Long: w, AsOf: t}) || changed
 	}
 	if p, ok := keyOf(props["product_id"]); ok && p != "" && len(p) <= MaxKeyLen {
 		if key != nil {
 			p = key("product", p)
 		}
-		changed = addDecayed(&f.Products, p, Decayed{Short: w, Long: w, AsOf: t}, m) || changed
+		changed = addDecayed(&f.Products, p, Decayed{Short: w, Long: w, AsOf: t}) || changed
 	}
 	return changed
 }
@@ -345,15 +306,15 @@ func keyOf(v any) (string, bool) {
 	return "", false
 }
 
-// addDecayed adds d to the score of k, with the decay factors of m, and
-// reports whether s changed (it does unless k is refused).
-func addDecayed(s *Scores, k string, d Decayed, m *decayMemo) bool {
+// addDecayed adds d to the score of k and reports whether s changed (it
+// does unless k is refused).
+func addDecayed(s *Scores, k string, d Decayed) bool {
 	if k == "" || len(k) > MaxKeyLen {
 		return false
 	}
 	i, ok := s.find(k)
 	if ok {
-		(*s)[i].Decayed = (*s)[i].joinMemo(d, m)
+		(*s)[i].Decayed = (*s)[i].join(d)
 		return true
 	}
 	*s = slices.Insert(*s, i, Keyed{Key: k, Decayed: d})

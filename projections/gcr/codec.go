@@ -77,27 +77,18 @@ func encodeProfile(p *Profile) ([]byte, error) {
 // p.Features to write (the bytes it was decoded from, unchanged since). It
 // returns the encoding and the feature row's part of it (nil: none).
 func encodeProfileWith(p *Profile, feat []byte) (b, row []byte) {
-	e := profileEncoder{buf: make([]byte, 0, profileSize(p, feat))}
-	row = e.encode(p, feat)
+	n := profileSize(p, feat)
+	e := profileEncoder{buf: make([]byte, 0, n)}
+	row = e.features(p.Features, feat)
+	e.profile(p)
 	return e.buf, row
 }
 
 // profileEncoder writes format version 3; keys is scratch for sorting map
-// keys, reused across the maps of one profile (and, as buf, across the
-// profiles of one Txn.Flush).
+// keys, reused across the maps of one profile.
 type profileEncoder struct {
 	buf  []byte
 	keys []string
-}
-
-// encode replaces e.buf's contents with the encoding of p, reusing its
-// storage, and returns the feature row's part of it (nil: none); feat as
-// for encodeProfileWith.
-func (e *profileEncoder) encode(p *Profile, feat []byte) (row []byte) {
-	e.buf = e.buf[:0]
-	row = e.features(p.Features, feat)
-	e.profile(p)
-	return row
 }
 
 func (e *profileEncoder) uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }

@@ -45,23 +45,9 @@ type rowCache struct {
 
 type rowShard struct {
 	mu           sync.Mutex
-	cur, old     map[rowKey]cachedRow
+	cur, old     map[string]cachedRow
 	bytes        int // size of cur
 	hits, misses int // takes that found the row with the encoding, and those that did not
-}
-
-// rowKey is a profile id as the cache's key: an array, compared in place
-// (a string key's bytes are elsewhere in the heap, a cache miss more per
-// look-up).
-type rowKey [idLen]byte
-
-// keyOf returns profile as a rowKey; ok is false for an id of another
-// length, which the cache does not hold (Txn validates ids before use).
-func keyOf(profile []byte) (k rowKey, ok bool) {
-	if len(profile) != idLen {
-		return k, false
-	}
-	return rowKey(profile), true
 }
 
 type cachedRow struct {
@@ -88,19 +74,18 @@ func newRowCache(maxBytes, shards int) *rowCache {
 // take returns the cached row of profile in shard if its encoding is enc,
 // else nil; either way the entry leaves the cache.
 func (c *rowCache) take(shard int, profile, enc []byte) *features.Features {
-	k, ok := keyOf(profile)
-	if c.max <= 0 || !ok {
+	if c.max <= 0 {
 		return nil
 	}
 	s := &c.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.cur[k]
+	r, ok := s.cur[string(profile)]
 	if ok {
-		delete(s.cur, k)
-		s.bytes -= r.size()
-	} else if r, ok = s.old[k]; ok {
-		delete(s.old, k)
+		delete(s.cur, string(profile))
+		s.bytes -= r.size(profile)
+	} else if r, ok = s.old[string(profile)]; ok {
+		delete(s.old, string(profile))
 	}
 	if !ok || !bytes.Equal(r.enc, enc) {
 		s.misses++
@@ -113,21 +98,20 @@ func (c *rowCache) take(shard int, profile, enc []byte) *features.Features {
 // put caches f, written with encoding enc, for profile in shard. The Txn
 // gives f up: it must not change it afterwards.
 func (c *rowCache) put(shard int, profile []byte, enc []byte, f *features.Features) {
-	k, ok := keyOf(profile)
-	if c.max <= 0 || !ok || f == nil || len(enc) == 0 {
+	if c.max <= 0 || f == nil || len(enc) == 0 {
 		return
 	}
 	s := &c.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := cachedRow{enc: bytes.Clone(enc), f: f}
-	if prev, ok := s.cur[k]; ok {
-		delete(s.cur, k)
-		s.bytes -= prev.size()
+	if prev, ok := s.cur[string(profile)]; ok {
+		delete(s.cur, string(profile))
+		s.bytes -= prev.size(profile)
 	} else {
-		delete(s.old, k)
+		delete(s.old, string(profile))
 	}
-	n := r.size()
+	n := r.size(profile)
 	if n > c.max/2 {
 		return // larger than a generation
 	}
@@ -135,31 +119,29 @@ func (c *rowCache) put(shard int, profile []byte, enc []byte, f *features.Featur
 		s.old, s.cur, s.bytes = s.cur, nil, 0
 	}
 	if s.cur == nil {
-		s.cur = make(map[rowKey]cachedRow)
+		s.cur = make(map[string]cachedRow)
 	}
-	s.cur[k] = r
+	s.cur[string(profile)] = r
 	s.bytes += n
 }
 
 // drop removes the cached row of profile in shard, if any.
 func (c *rowCache) drop(shard int, profile []byte) {
-	k, ok := keyOf(profile)
-	if c.max <= 0 || !ok {
+	if c.max <= 0 {
 		return
 	}
 	s := &c.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r, ok := s.cur[k]; ok {
-		delete(s.cur, k)
-		s.bytes -= r.size()
+	if r, ok := s.cur[string(profile)]; ok {
+		delete(s.cur, string(profile))
+		s.bytes -= r.size(profile)
 	}
-	delete(s.old, k)
+	delete(s.old, string(profile))
 }
 
-// size is what r counts for in the bound, with its key.
-func (r cachedRow) size() int {
-	return idLen + rowCost*len(r.enc) + rowOverhead
+func (r cachedRow) size(profile []byte) int {
+	return len(profile) + rowCost*len(r.enc) + rowOverhead
 }
 
 type rowStats struct{ hits, misses int }
@@ -185,8 +167,8 @@ func (c *rowCache) use() int {
 		s := &c.shards[i]
 		s.mu.Lock()
 		n += s.bytes
-		for _, r := range s.old {
-			n += r.size()
+		for p, r := range s.old {
+			n += r.size([]byte(p))
 		}
 		s.mu.Unlock()
 	}
@@ -201,12 +183,8 @@ func (c *rowCache) has(shard int, profile []byte) bool {
 	s := &c.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k, ok := keyOf(profile)
-	if !ok {
-		return false
-	}
-	_, a := s.cur[k]
-	_, b := s.old[k]
+	_, a := s.cur[string(profile)]
+	_, b := s.old[string(profile)]
 	return a || b
 }
 

@@ -184,9 +184,9 @@ func TestRowCacheBound(t *testing.T) {
 	}
 	s := &p.rows.shards[0]
 	var held int
-	for _, m := range []map[rowKey]cachedRow{s.cur, s.old} {
-		for _, r := range m {
-			held += r.size()
+	for _, m := range []map[string]cachedRow{s.cur, s.old} {
+		for k, r := range m {
+			held += r.size([]byte(k))
 		}
 	}
 	if held > 64<<10 || p.rows.len() == 0 {

@@ -24,7 +24,6 @@ type Txn struct {
 	flushed map[string]*Profile // profile id → as the last Flush left it (nil: absent)
 	recBuf  []byte              // scratch for encoding event records (store.Writers copy values)
 	keys    []string            // scratch for sorting their map keys
-	enc     profileEncoder      // scratch for encoding profiles (store.Writers copy values)
 }
 
 type entry struct {
@@ -189,15 +188,11 @@ func (t *Txn) Flush() error {
 		if e.row != nil && e.prof.Features == e.rowOf && !e.rowChanged && !t.p.encodeRows {
 			same = e.row
 		}
-		if t.enc.buf == nil { // sized once per Txn, grown by append if need be
-			t.enc.buf = make([]byte, 0, profileSize(e.prof, same))
-		}
-		row := t.enc.encode(e.prof, same)
-		// Writers copy values, and the row cache copies row: t.enc.buf is
-		// scratch again once both have it.
-		if err := t.rw.Set(key, t.enc.buf); err != nil {
+		v, row := encodeProfileWith(e.prof, same)
+		if err := t.rw.Set(key, v); err != nil {
 			return fmt.Errorf("gcr: flush: store %x: %w", id, err)
 		}
+		// Writers copy values: v is the cache's alone, and never changed.
 		t.p.rows.put(PartitionOf([]byte(id), t.p.parts), []byte(id), row, e.prof.Features)
 	}
 	if t.flushed == nil {

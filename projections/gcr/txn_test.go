@@ -3,7 +3,6 @@ package gcr
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/aurumcdp/aurum/event"
@@ -173,41 +172,5 @@ func TestTxnFlushed(t *testing.T) {
 	}
 	if _, ok := tx.Flushed(d); ok {
 		t.Fatal("Flushed reports a profile only an earlier Txn touched")
-	}
-}
-
-// TestFlushScratch: Flush encodes the profiles of one Txn into one reused
-// buffer; every value written is the encoding of its profile alone, made
-// afresh, whether the profile before it in the Txn was larger, smaller,
-// or (a later one) larger than the buffer was sized for, and in the next
-// Txn too.
-func TestFlushScratch(t *testing.T) {
-	p := New(&Options{Partitions: 1, InteractionKey: hexKey})
-	rw := store.NewMem()
-	tx := p.Begin(rw)
-	// Events per profile, in the Flush's order (profile id): large, small,
-	// larger than the first (past the buffer's first size), small.
-	sizes := []int{20, 1, 60, 2}
-	for step := range 2 {
-		for i, n := range sizes {
-			for j := range n {
-				props := map[string]any{"category": fmt.Sprint("c", j), "product_id": fmt.Sprint("p", i, "-", j, "-", step)}
-				mustAdd(t, tx, pid(byte(1+i)), track(byte(100*step+j), int64(1_780_000_000_000+j*3_600_000), "Product Viewed", props))
-			}
-		}
-		mustFlush(t, tx)
-		for i := range sizes {
-			prof, ok := tx.Flushed(pid(byte(1 + i)))
-			if !ok || prof == nil {
-				t.Fatalf("step %d: profile %d not flushed", step, i+1)
-			}
-			got, err := rw.Get(p.profileKey(pid(byte(1 + i))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := mustEncode(t, prof); !bytes.Equal(got, want) {
-				t.Fatalf("step %d: profile %d stored as %d bytes, its encoding has %d (or differs)", step, i+1, len(got), len(want))
-			}
-		}
 	}
 }
