@@ -2,6 +2,7 @@ package gcr
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -45,5 +46,67 @@ func BenchmarkTxnAdd(b *testing.B) {
 	}
 	if err := tx.Flush(); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkTxnFeatures is the GCR's share of the feature upkeep (issue
+// #12) on the events of bench.BenchmarkApplyFeatures, with and without
+// the feature row (Options.NoFeatures): 1,000 profiles, every event a
+// track event with a category and a product_id (views, adds, orders of
+// two products, refunds), one Txn per 6 events (a partition's share of an
+// entry of 100 events over 16 partitions), on the in-memory store, keys
+// of 16 hex digits from a cache as engine.InteractionKey keeps them. The
+// store's copies, the batch and Pebble are not in it: the fold, the
+// encode and the row cache are.
+func BenchmarkTxnFeatures(b *testing.B) {
+	const people, products, t0, step = 1_000, 500, 1_780_000_000_000, 259_200 // 60 days over 20,000 events
+	names := []string{"Product Viewed", "Product Viewed", "Product Viewed", "Product Added", "Order Completed", "Order Refunded"}
+	for _, bc := range []struct {
+		name       string
+		noFeatures bool
+	}{{"with", false}, {"without", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			cached := map[string]map[string]string{"category": {}, "product": {}}
+			key := func(kind, value string) string {
+				k, ok := cached[kind][value]
+				if !ok {
+					k = hexKey(kind, value)
+					cached[kind][value] = k
+				}
+				return k
+			}
+			p, mem := New(&Options{Partitions: 1, NoFeatures: bc.noFeatures, InteractionKey: key}), store.NewMem()
+			ids := make([][]byte, people)
+			for i := range ids {
+				ids[i] = make([]byte, 16)
+				binary.BigEndian.PutUint64(ids[i][8:], uint64(i))
+			}
+			tx := p.Begin(mem)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				prod := (i * 31) % products
+				props := map[string]any{"product_id": fmt.Sprint("sku-", prod), "category": fmt.Sprint("cat-", prod%40)}
+				name := names[i%len(names)]
+				if name == "Order Completed" {
+					props = map[string]any{"revenue": 120.0, "products": []any{
+						map[string]any{"product_id": fmt.Sprint("sku-", prod), "category": fmt.Sprint("cat-", prod%40)},
+						map[string]any{"product_id": fmt.Sprint("sku-", (prod+7)%products), "category": fmt.Sprint("cat-", (prod+7)%40)},
+					}}
+				}
+				rec := &event.Record{ID: make([]byte, 16), Kind: event.Track, Event: name, Source: "web", Channel: "web",
+					Key: testKey, Time: int64(t0 + i*step), Properties: props}
+				binary.BigEndian.PutUint64(rec.ID[8:], uint64(i))
+				if err := tx.Add(ids[(i*7919)%people], rec, nil); err != nil {
+					b.Fatal(err)
+				}
+				if i++; i%6 == 0 {
+					if err := tx.Flush(); err != nil {
+						b.Fatal(err)
+					}
+					tx = p.Begin(mem)
+				}
+			}
+		})
 	}
 }
