@@ -28,7 +28,9 @@ import (
 // AURUM_LATENCY_ROUNDS (default 1), AURUM_LATENCY_SECONDS (default 3),
 // AURUM_LATENCY_MEMLIMIT (the engine's memory limit in MiB; default none,
 // as the report's latency rounds), AURUM_LATENCY_TICK (the engine's tick
-// period, e.g. 1s; default none, as the report's).
+// period, e.g. 1s; default none, as the report's), AURUM_LATENCY_AB=1 (each
+// round and rate runs twice, with the state's WAL and without: write-back
+// state's checkpoints, in alternating order).
 func TestLatencyStages(t *testing.T) {
 	if os.Getenv("AURUM_BENCH") != "latency" {
 		t.Skip("set AURUM_BENCH=latency (make bench-latency)")
@@ -61,14 +63,22 @@ func TestLatencyStages(t *testing.T) {
 		}
 		eo.TickPeriod = p
 	}
+	modes := []bool{eo.StateWAL}
+	if os.Getenv("AURUM_LATENCY_AB") == "1" {
+		modes = []bool{true, false}
+	}
 	for r := range rounds {
 		for _, rate := range rates {
-			load := uptime()
-			o := runLatency(t, latencyConfig{rate: rate, d: d, engine: eo, trace: true})
-			t.Logf("round %d, %d/s (sent %.0f/s; %s): accepted → subscriber p50 %s p99 %s p99.9 %s max %s (%d transitions)",
-				r+1, rate, o.offered, load, msf(o.q(0.5)), msf(o.q(0.99)), msf(o.q(0.999)), msf(o.lat[len(o.lat)-1]), len(o.lat))
-			for _, line := range stageReport(o) {
-				t.Log("  " + line)
+			for i := range modes {
+				wal := modes[(i+r)%len(modes)] // alternate the order by round
+				eo.StateWAL = wal
+				load := uptime()
+				o := runLatency(t, latencyConfig{rate: rate, d: d, engine: eo, trace: true})
+				t.Logf("round %d, %d/s, state WAL %v (sent %.0f/s; %s): accepted → subscriber p50 %s p99 %s p99.9 %s max %s (%d transitions)",
+					r+1, rate, wal, o.offered, load, msf(o.q(0.5)), msf(o.q(0.99)), msf(o.q(0.999)), msf(o.lat[len(o.lat)-1]), len(o.lat))
+				for _, line := range stageReport(o) {
+					t.Log("  " + line)
+				}
 			}
 		}
 	}
