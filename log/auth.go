@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -68,8 +69,8 @@ func (f AuthorizerFunc) Authorize(user, password, token string) (Grant, bool) {
 // itself (the gateway, ConsumeDurable's durables, e.g. the webhook
 // destinations), so that no reader can pull, ack, change or delete them.
 type serverAuth struct {
-	authz    Authorizer
-	internal [sha256.Size]byte // SHA-256 of the internal token
+	authz    atomic.Pointer[Authorizer] // nil once released
+	internal [sha256.Size]byte          // SHA-256 of the internal token
 	now      func() time.Time
 	logger   func(msg string, args ...any)
 
@@ -87,15 +88,25 @@ func newServerAuth(authz Authorizer, now func() time.Time, logger func(string, .
 		return nil, "", fmt.Errorf("log: internal secret: %w", err)
 	}
 	tok := base64.RawURLEncoding.EncodeToString(raw)
-	return &serverAuth{
-		authz:      authz,
+	a := &serverAuth{
 		internal:   sha256.Sum256([]byte(tok)),
 		now:        now,
 		logger:     logger,
 		owned:      map[[2]string]struct{}{},
 		restricted: map[string]struct{}{},
-	}, tok, nil
+	}
+	a.authz.Store(&authz)
+	return a, tok, nil
 }
+
+// release drops the Authorizer: every client but the log's own is refused
+// from then on. The log calls it when it stops the server: nats-server
+// keeps timers of its own running after Shutdown (a service export's
+// 2-minute response threshold, time.AfterFunc), which keep the stopped
+// server and this value reachable for that long, and the Authorizer with
+// them (the engine's access gate, and through it the whole closed engine:
+// 25-60 MiB per engine, found in session 11).
+func (a *serverAuth) release() { a.authz.Store(nil) }
 
 // Check implements server.Authentication.
 func (a *serverAuth) Check(c server.ClientAuthentication) bool {
@@ -110,7 +121,11 @@ func (a *serverAuth) Check(c server.ClientAuthentication) bool {
 			return true
 		}
 	}
-	g, ok := a.authz.Authorize(o.Username, o.Password, o.Token)
+	authz := a.authz.Load()
+	if authz == nil {
+		return false // released: the log is closed
+	}
+	g, ok := (*authz).Authorize(o.Username, o.Password, o.Token)
 	if !ok {
 		a.logger("log: NATS client refused", "user", o.Username, "token", o.Token != "", "remote", remote(c))
 		return false

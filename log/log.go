@@ -413,6 +413,9 @@ func (l *Log) stopServer() {
 		l.srv.Shutdown()
 		l.srv.WaitForShutdown()
 	}
+	if l.auth != nil {
+		l.auth.release()
+	}
 }
 
 func (l *Log) isClosed() bool {
