@@ -2,14 +2,12 @@ package engine_test
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"testing"
 	"time"
 	"weak"
 
 	"github.com/aurumcdp/aurum/engine"
-	"github.com/aurumcdp/aurum/event"
 )
 
 // TestClosedEngineIsFreed: once Close returns, nothing keeps the engine
@@ -46,20 +44,7 @@ func openUseAndClose(ctx context.Context, t *testing.T) weak.Pointer[engine.Engi
 	if _, err := e.Gate().CreateSource(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
-	var evs []event.Event
-	for i := range 50 {
-		ev, err := event.Parse(fmt.Appendf(nil, `{"type":"track","event":"Order Completed","userId":"u%d","messageId":"m%d"}`, i, i), "", e.Edge().ParseOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs = append(evs, ev)
-	}
-	if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ingestOrders(ctx, t, e, 1, 50)
 	nc := natsReader(t, e, "viewer")
 	nc.Close()
 	if err := e.Close(); err != nil {

@@ -38,23 +38,7 @@ func TestOutputsAfterStateRollback(t *testing.T) {
 		}
 		return e
 	}
-	buy := func(e *engine.Engine, from, to int) {
-		t.Helper()
-		var evs []event.Event
-		for i := from; i <= to; i++ {
-			ev, err := event.Parse(fmt.Appendf(nil, `{"type":"track","event":"Order Completed","userId":"u%d","messageId":"m%d","properties":{"revenue":10}}`, i, i), "", e.Edge().ParseOptions())
-			if err != nil {
-				t.Fatal(err)
-			}
-			evs = append(evs, ev)
-		}
-		if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	buy := func(e *engine.Engine, from, to int) { t.Helper(); ingestOrders(ctx, t, e, from, to) }
 	// entries waits until AURUM_OUT holds want audience transitions (and
 	// no more arrive for a second), and returns their message ids.
 	entries := func(e *engine.Engine, want int) []string {
@@ -143,5 +127,26 @@ func TestOutputsAfterStateRollback(t *testing.T) {
 	}
 	if _, in := p.Audiences["buyers"]; len(p.Audiences) != 1 || !in {
 		t.Fatalf("u4 after the rollback: audiences %v, want [buyers] (the log applied again)", p.Audiences)
+	}
+}
+
+// ingestOrders ingests an "Order Completed" of user u<i> (message id m<i>)
+// for i in [from, to] on source web, in one append, and waits until the
+// engine applied it.
+func ingestOrders(ctx context.Context, t *testing.T, e *engine.Engine, from, to int) {
+	t.Helper()
+	var evs []event.Event
+	for i := from; i <= to; i++ {
+		ev, err := event.Parse(fmt.Appendf(nil, `{"type":"track","event":"Order Completed","userId":"u%d","messageId":"m%d","properties":{"revenue":10}}`, i, i), "", e.Edge().ParseOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	if err := e.Edge().Ingest(ctx, "web", evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
