@@ -131,12 +131,29 @@ func (e *Engine) stateSyncLoop(ctx context.Context) error {
 	}
 }
 
+// requestCheckpoint asks checkpointLoop for a checkpoint now (without
+// Options.StateWAL): the apply loop asks after entries that changed who
+// may connect (sources, write keys, tokens, users). A node restarted after
+// a SIGKILL must know the credentials it issued before it answers: NATS
+// clients refused twice while it re-applies the log give up (nats.go
+// closes the connection), which TestChaos's producers did. Such entries
+// are rare, so their checkpoints cost no compaction work to speak of.
+func (e *Engine) requestCheckpoint() {
+	if e.opts.StateWAL {
+		return
+	}
+	select {
+	case e.stateSync <- struct{}{}:
+	default:
+	}
+}
+
 // DefaultStateCheckpoint is Options.StateCheckpoint's default.
 const DefaultStateCheckpoint = 30 * time.Second
 
 // checkpointLoop flushes the live state's memtables to tables every
-// Options.StateCheckpoint if the apply loop committed since the last
-// flush: the state a crash goes back to (the store has no WAL). Pebble
+// Options.StateCheckpoint, and when the apply loop asks
+// (requestCheckpoint), if the apply loop committed since the last flush: the state a crash goes back to (the store has no WAL). Pebble
 // flushes a memtable that fills by itself, so under load a crash loses at
 // most about a memtable of applied work; at low rates, at most the
 // interval's. Off the apply loop, which goes on committing into a new
@@ -150,6 +167,7 @@ func (e *Engine) checkpointLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-e.stateSync: // requestCheckpoint
 		}
 		at := e.applied.get()
 		if at == flushed {
@@ -250,6 +268,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 	}
 	if access || sources {
 		e.closeRevokedNATS() // revoked tokens, deleted sources, rotated-out keys
+		e.requestCheckpoint()
 	}
 	if dests {
 		if err := e.reloadDestinations(); err != nil {

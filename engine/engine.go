@@ -328,7 +328,8 @@ type Engine struct {
 	applied        *appliedWatch
 	openTarget     uint64 // the log's last sequence at Open (CatchingUp)
 	// stateSync carries the apply loop's requests to sync the live
-	// state's WAL to stateSyncLoop (1-buffered: one request kept).
+	// state's WAL to stateSyncLoop, or without a WAL for a checkpoint to
+	// checkpointLoop (1-buffered: one request kept).
 	stateSync chan struct{}
 
 	// The stages, wired by Open (their accessors are in state.go).

@@ -214,35 +214,51 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
-// TestStateSyncedBeforeSIGKILL: what a node applied is on disk within its
-// checkpoint interval (--state-checkpoint: the live state has no WAL, its
-// memtables are flushed at checkpoints), so a SIGKILL later does not send
-// the restarted node back to an older position; and a SIGKILL before the
-// checkpoint sends it back, but it applies the log again and answers as
-// before the kill: the write key it had just issued works, never a 401
+// TestStateSyncedBeforeSIGKILL: the live state has no WAL; what a node
+// applied is on disk within its checkpoint interval (--state-checkpoint),
+// and at once after an entry that changed who may connect, so a SIGKILL
+// does not send the restarted node back before a write key it issued
 // (before session 10's periodic WAL sync, an unsynced tail made a fresh
-// node answer 401 to that key until it re-applied the log).
+// node answer 401 to that key until it re-applied the log; NATS producers
+// refused twice give up). Events applied before a checkpoint are applied
+// again from the log after the restart.
 func TestStateSyncedBeforeSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills a real aurum process")
 	}
 	parallelProcess(t)
 	for _, tc := range []struct {
-		name string
-		args []string
-		idle time.Duration
-		same bool // restarted at the position applied before the kill
+		name  string
+		args  []string
+		event bool          // a track event after the source, then the kill
+		idle  time.Duration // before the kill
+		same  bool          // restarted at the position applied before the kill
 	}{
-		{"after a checkpoint", []string{"--state-checkpoint", "1s"}, 2500 * time.Millisecond, true},
-		{"before a checkpoint", nil, 0, false},
+		{"after a checkpoint", []string{"--state-checkpoint", "1s"}, true, 2500 * time.Millisecond, true},
+		{"access at once", nil, false, 300 * time.Millisecond, true},
+		{"events before a checkpoint", nil, true, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := startNode(t, t.TempDir(), append([]string{"--tick", "0"}, tc.args...)...) // nothing but our writes moves the log
 			key := n.createSource("web")
-			applied, err := n.appliedSeq()
+			before, err := n.appliedSeq()
 			if err != nil {
 				t.Fatal(err)
 			}
+			if tc.event {
+				time.Sleep(300 * time.Millisecond) // the source's checkpoint
+				if code, body, err := n.request("POST", "/v1/track", `{"userId":"u0","event":"E","messageId":"m0"}`, writeKeyAuth(key)); err != nil || code != http.StatusOK {
+					t.Fatalf("track: %d %s %v", code, body, err)
+				}
+			}
+			var applied uint64
+			check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
+				var err error
+				if applied, err = n.appliedSeq(); err == nil && tc.event && applied <= before {
+					err = fmt.Errorf("applied %d: the event not yet", applied)
+				}
+				return err
+			})
 			time.Sleep(tc.idle)
 			n.kill()
 			n.restart()
@@ -260,8 +276,8 @@ func TestStateSyncedBeforeSIGKILL(t *testing.T) {
 			if !tc.same && started.AppliedSeq >= applied {
 				t.Fatalf("restarted at applied %d, killed at %d before any checkpoint: nothing to apply again (the case tests nothing)", started.AppliedSeq, applied)
 			}
-			// Right after the restart: 200, or 503 while the node applies
-			// the log again; never a 401.
+			// Right after the restart: the write key works (200, or 503
+			// while the node applies the log again; never a 401).
 			check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
 				code, body, err := n.request("POST", "/v1/track", `{"userId":"u","event":"E","messageId":"m1"}`, writeKeyAuth(key))
 				switch {
