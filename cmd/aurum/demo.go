@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -184,6 +185,10 @@ func removeDemoDir(dir string, remove bool, err *error) {
 const (
 	demoMaxBatch = 500                   // events per Ingest call
 	demoTick     = 50 * time.Millisecond // producer pacing interval
+	// demoBurst is the most the producer sends at once after a slow
+	// spell, in seconds of its rate (a second's worth put 536 events in
+	// one second of a 300/s run on a loaded machine).
+	demoBurst = 200 * time.Millisecond
 )
 
 func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (err error) {
@@ -316,7 +321,11 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (
 			}
 			st.elapsed = now.Sub(start)
 			st.sent = p.sentCount()
-			st.rate = st.sent - last.sent
+			// Per second of the time since the last line: a status read
+			// that took long (a loaded machine) must not make a rate.
+			if d := (st.elapsed - last.elapsed).Seconds(); d > 0 {
+				st.rate = int64(math.Round(float64(st.sent-last.sent) / d))
+			}
 			// Once the workload is complete, print only when something
 			// still changes (the apply loop catching up).
 			if !doneSeen || st.changed(last) {
@@ -435,7 +444,7 @@ func printDemoBanner(w io.Writer, b demoBanner) {
 type demoStatus struct {
 	elapsed     time.Duration
 	sent        int64
-	rate        int64 // events sent in the last second
+	rate        int64 // events sent per second since the last line
 	profiles    int64
 	merges      int64
 	deadLetters int64
@@ -520,8 +529,8 @@ func (p *demoProducer) failure() error {
 
 // run sends until the workload is exhausted (then closes done), the
 // context ends, or an ingest fails (recorded for failure, then done). The
-// rate is a token bucket holding at most one second of events, so a
-// slow spell is not followed by a burst.
+// rate is a token bucket holding at most demoBurst of events (and at least
+// one), so a slow spell is followed by a burst of at most that much.
 func (p *demoProducer) run(ctx context.Context) {
 	defer close(p.done)
 	tick := time.NewTicker(demoTick)
@@ -532,7 +541,7 @@ func (p *demoProducer) run(ctx context.Context) {
 		n := demoMaxBatch
 		if p.rate > 0 {
 			now := time.Now()
-			credit = min(credit+p.rate*now.Sub(lastTime).Seconds(), max(p.rate, 1))
+			credit = min(credit+p.rate*now.Sub(lastTime).Seconds(), max(p.rate*demoBurst.Seconds(), 1))
 			lastTime = now
 			if credit < 1 {
 				select {
