@@ -314,13 +314,15 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags, hooks demoHooks) (
 				fmt.Fprintf(out, "workload complete: %d events from %d people; serving until Ctrl-C\n", p.sentCount(), wcfg.People)
 			}
 			done = nil // receive once
-		case now := <-tick.C:
+		case <-tick.C:
+			// The count and its time together, before the status read
+			// (slow on a loaded machine) and not at the tick's time.
+			sent, elapsed := p.sentCount(), time.Since(start)
 			st, serr := readStatus(runCtx, e, hooks)
 			if serr != nil {
 				return serr
 			}
-			st.elapsed = now.Sub(start)
-			st.sent = p.sentCount()
+			st.elapsed, st.sent = elapsed, sent
 			// Per second of the time since the last line: a status read
 			// that took long (a loaded machine) must not make a rate.
 			if d := (st.elapsed - last.elapsed).Seconds(); d > 0 {
