@@ -113,22 +113,30 @@ func (e *Engine) stateSyncLoop(ctx context.Context) error {
 			return ctx.Err()
 		case <-e.stateSync:
 		}
-		start := time.Now()
-		// Under the state lock: a replay's swap closes the live store it
-		// replaces.
-		e.stateMu.RLock()
-		err := e.state.SyncWAL()
-		e.stateMu.RUnlock()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("engine: sync the state: %w", err)
-		}
-		if tr := e.opts.Trace; tr != nil && tr.StateSync != nil {
-			tr.StateSync(start, time.Since(start))
+		if err := e.persistState(ctx, "sync", (*store.DB).SyncWAL); err != nil {
+			return err
 		}
 	}
+}
+
+// persistState runs op (SyncWAL or Flush) on the live state under the
+// state lock (a replay's swap closes the live store it replaces) and
+// traces it (Trace.StateSync). what names it in the error.
+func (e *Engine) persistState(ctx context.Context, what string, op func(*store.DB) error) error {
+	start := time.Now()
+	e.stateMu.RLock()
+	err := op(e.state)
+	e.stateMu.RUnlock()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("engine: %s the state: %w", what, err)
+	}
+	if tr := e.opts.Trace; tr != nil && tr.StateSync != nil {
+		tr.StateSync(start, time.Since(start))
+	}
+	return nil
 }
 
 // requestCheckpoint asks checkpointLoop for a checkpoint now (without
@@ -173,21 +181,11 @@ func (e *Engine) checkpointLoop(ctx context.Context) error {
 		if at == flushed {
 			continue
 		}
-		start := time.Now()
-		e.stateMu.RLock() // a replay's swap closes the store it replaces
-		err := e.state.Flush()
-		e.stateMu.RUnlock()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("engine: checkpoint the state: %w", err)
+		if err := e.persistState(ctx, "checkpoint", (*store.DB).Flush); err != nil {
+			return err
 		}
 		flushed = at
 		e.metrics.checkpoints.Inc()
-		if tr := e.opts.Trace; tr != nil && tr.StateSync != nil {
-			tr.StateSync(start, time.Since(start))
-		}
 	}
 }
 

@@ -336,11 +336,13 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 			}
 		}
 		e.published.Add(float64(total))
-		if err := e.recordProgress(ctx, false); err != nil && pubErr == nil {
-			pubErr = err
-		}
 		return pubErr
 	})
+	if total > 0 { // after the state lock: the record is a round trip
+		if rerr := e.recordProgress(ctx, false); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
 	return total, err
 }
 
