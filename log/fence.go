@@ -109,6 +109,13 @@ func isConditionBusy(err error) bool {
 	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
+// IsBusy reports whether err is a replicated stream's refusal of a
+// conditional (fenced) publish while another one on the same checked
+// subject is being replicated: not a verdict on the fence; publish again.
+// The server may still refuse one right after the previous publish's
+// acknowledgement (it clears its in-flight mark after the ack is sent).
+func IsBusy(err error) bool { return isConditionBusy(err) }
+
 // lastOn returns the last message on subject of AURUM_OUT, nil when there is
 // none.
 func (l *Log) lastOn(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
@@ -244,8 +251,9 @@ func fencedHeaders(f Fence, hdr map[string]string) map[string]string {
 //
 // On a replicated stream the server takes one conditional publish per
 // checked subject at a time and refuses the others while one is being
-// replicated (an error that is not ErrFenced): wait for each Future
-// before the next fenced publish of the same partition.
+// replicated (an error that is not ErrFenced, IsBusy): wait for each
+// Future before the next fenced publish of the same partition, and publish
+// again on IsBusy (it can happen right after an acknowledgement too).
 func (l *Log) AppendAsyncFenced(f Fence, subject, msgID string, hdr map[string]string, data []byte) (*Future, error) {
 	if err := checkFencePartition(f.Partition); err != nil {
 		return nil, err

@@ -282,6 +282,10 @@ func (e *Publisher) fencedOr(st *partState, p int, err error) error {
 	return nil
 }
 
+// busyRetries bounds how many times drainPartition publishes a row again
+// after a refusal as busy (alog.IsBusy) within one pass.
+const busyRetries = 8
+
 // drainPartition publishes up to max rows of each of p's outboxes under
 // st's fence, then records the progress.
 func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, max int) (int, error) {
@@ -293,17 +297,32 @@ func (e *Publisher) drainPartition(ctx context.Context, p int, st *partState, ma
 	at := e.opts.Applied()
 	// One fenced publish at a time: a replicated stream refuses a second
 	// conditional publish on the same fence while the first replicates.
+	// A refusal as busy (the server had not cleared the previous
+	// publish's in-flight mark yet) is published again after a short
+	// pause, a few times, before the pass gives up and retries later.
 	publish := func(subject, msgID string, hdr map[string]string, data []byte) (*alog.Future, error) {
-		fut, err := e.log.AppendAsyncFenced(f, subject, msgID, hdr, data)
-		if err != nil {
-			return nil, err
+		pause := time.Millisecond
+		for try := 0; ; try++ {
+			fut, err := e.log.AppendAsyncFenced(f, subject, msgID, hdr, data)
+			if err != nil {
+				return nil, err
+			}
+			wctx, cancel := e.request(ctx)
+			_, _, err = fut.Wait(wctx)
+			cancel()
+			if err == nil {
+				return fut, nil
+			}
+			if !alog.IsBusy(err) || try == busyRetries {
+				return nil, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, 50*time.Millisecond)
 		}
-		wctx, cancel := e.request(ctx)
-		defer cancel()
-		if _, _, err := fut.Wait(wctx); err != nil {
-			return nil, err
-		}
-		return fut, nil
 	}
 	total := 0
 	var pubErr error
