@@ -72,16 +72,64 @@ var writeAmpVariants = map[string]func(o *store.Options){
 	// (the applier flushes the memtables every writeAmpCheckpoint events,
 	// as the engine's checkpointer does by interval, and Pebble flushes a
 	// full memtable by itself).
-	"nowal": func(o *store.Options) {
-		o.Tuning.L0CompactionThreshold = 16
-		o.Tuning.L0StopWritesThreshold = 48
-		o.NoWAL = true
-	},
+	"nowal": noWALVariant,
+	// "evsep" and "noev" are "nowal" with the event records (p/<partition>/e/)
+	// moved out of the state store (writeAmpEventModes): the question is how
+	// much of the compaction work, which grows with the store, is theirs.
+	"evsep": noWALVariant,
+	"noev":  noWALVariant,
 	"l0-8+lb256": func(o *store.Options) {
 		o.Tuning.L0CompactionThreshold = 8
 		o.Tuning.L0StopWritesThreshold = 24
 		o.Tuning.LBaseMaxBytes = 256 << 20
 	},
+}
+
+// writeAmpEventModes: what a variant does with the event records, which are
+// written once and never changed. "separate": to a second store of the same
+// options, keyed by their order of arrival (a 64-bit counter: appends, which
+// Pebble moves down the levels without rewriting them), the state store
+// keeping a 13-byte index entry per record (p/<partition>/x/<the rest of
+// the event key> → the counter) so that a person's events can still be
+// listed; "drop": not written at all (the bound of what moving them saves).
+var writeAmpEventModes = map[string]string{"evsep": "separate", "noev": "drop"}
+
+// isEventKey reports a partition's event record key (p/NN/e/...).
+func isEventKey(k []byte) bool {
+	return len(k) > 7 && k[0] == 'p' && k[1] == '/' && k[4] == '/' && k[5] == 'e' && k[6] == '/'
+}
+
+// eventRouter is the batch the state machine writes to under an event mode:
+// event records go to events (or nowhere), the rest to the batch.
+type eventRouter struct {
+	*store.Batch
+	events *store.Batch // nil: drop
+	next   *uint64
+	idx    []byte
+}
+
+func (r *eventRouter) Set(k, v []byte) error {
+	if !isEventKey(k) {
+		return r.Batch.Set(k, v)
+	}
+	if r.events == nil {
+		return nil
+	}
+	*r.next++
+	var seq [8]byte
+	binary.BigEndian.PutUint64(seq[:], *r.next)
+	if err := r.events.Set(seq[:], v); err != nil {
+		return err
+	}
+	r.idx = append(append(r.idx[:0], k[:5]...), 'x')
+	r.idx = append(r.idx, k[6:]...)
+	return r.Batch.Set(r.idx, seq[:])
+}
+
+func noWALVariant(o *store.Options) {
+	o.Tuning.L0CompactionThreshold = 16
+	o.Tuning.L0StopWritesThreshold = 48
+	o.NoWAL = true
 }
 
 func TestWriteAmp(t *testing.T) {
@@ -118,8 +166,8 @@ func TestWriteAmp(t *testing.T) {
 			families := r == 0 && i == 0 && os.Getenv("AURUM_WRITEAMP_FAMILIES") != ""
 			res := writeAmpRun(t, kr, logFile, v, limit, families)
 			load, _ := os.ReadFile("/proc/loadavg")
-			t.Logf("round %d %s: %d events, %.1f µs CPU/event, %.0f events/s, write-amp %.2f, %.0f B/event to sstables (WAL %.0f B/event); load %s",
-				r+1, v, res.events, res.cpuPerEvent, float64(res.events)/res.wall.Seconds(), res.m.WriteAmp(),
+			t.Logf("round %d %s: %d events, %.1f µs CPU/event (and %.1f settling), %.0f events/s, write-amp %.2f, %.0f B/event to sstables (WAL %.0f B/event); load %s",
+				r+1, v, res.events, res.cpuPerEvent, res.settlePerEvent, float64(res.events)/res.wall.Seconds(), res.m.WriteAmp(),
 				float64(res.m.BytesFlushed+res.m.BytesCompacted)/float64(res.events), float64(res.m.WALBytesWritten)/float64(res.events),
 				strings.Join(strings.Fields(string(load))[:3], " "))
 			t.Logf("round %d %s: LSM\n%s", r+1, v, res.lsm)
@@ -160,6 +208,9 @@ func TestWriteAmp(t *testing.T) {
 type writeAmpResult struct {
 	events      int
 	cpuPerEvent float64 // µs
+	// settlePerEvent is the CPU (µs per event) of the wait for the
+	// compactions the run left, not in cpuPerEvent.
+	settlePerEvent float64
 	wall        time.Duration
 	m           store.Metrics // the run's LSM work (since open)
 	lsm         string
@@ -183,7 +234,13 @@ func writeAmpRun(t *testing.T, kr *seal.Keyring, logFile, variant string, limit 
 	sm := projections.New(projections.Options{Partitions: 16, DedupWindow: (30 * 24 * time.Hour).Milliseconds(),
 		CacheBytes: mem.StateCache, DedupFilterBytes: mem.DedupFilter, Open: kr.Open, InteractionKey: engine.InteractionKey(kr),
 		BlockHash: func(key string) []byte { return kr.Hash("match_block", key) }})
-	a := &writeAmpApplier{t: t, db: db, sm: sm, prefixes: projections.OutboxPrefixes(16)}
+	a := &writeAmpApplier{t: t, db: db, sm: sm, prefixes: projections.OutboxPrefixes(16), evMode: writeAmpEventModes[variant]}
+	if a.evMode == "separate" {
+		if a.evdb, err = store.Open(filepath.Join(dir, "events"), so); err != nil {
+			t.Fatal(err)
+		}
+		defer a.evdb.Close()
+	}
 	if so.NoWAL {
 		a.checkpoint = envInt("AURUM_WRITEAMP_CHECKPOINT", 20_000)
 	}
@@ -229,12 +286,21 @@ func writeAmpRun(t *testing.T, kr *seal.Keyring, logFile, variant string, limit 
 		a.events = events
 	}
 	start := time.Now()
+	c0, _ := processCPU()
 	// Let the compactions the run started finish: their work is the run's.
 	for db.Metrics().CompactionDebt > 0 && time.Since(start) < 2*time.Minute {
 		time.Sleep(100 * time.Millisecond)
 	}
+	c1, _ := processCPU()
+	settle := c1 - c0
 	m := db.Metrics().Sub(m0)
-	return writeAmpResult{events: events, cpuPerEvent: float64(busy.Microseconds()) / float64(events), wall: a.wall,
+	if a.evdb != nil {
+		em := a.evdb.Metrics()
+		t.Logf("%s: the events store: %.0f B/event into it, %.0f flushed, %.0f compacted (write-amp %.2f); LSM\n%s", variant,
+			float64(em.BytesIn)/float64(events), float64(em.BytesFlushed)/float64(events), float64(em.BytesCompacted)/float64(events), em.WriteAmp(), a.evdb.LSM())
+	}
+	return writeAmpResult{events: events, cpuPerEvent: float64(busy.Microseconds()) / float64(events),
+		settlePerEvent: float64(settle.Microseconds()) / float64(events), wall: a.wall,
 		m: m, lsm: db.LSM(), families: a.fam}
 }
 
@@ -251,6 +317,11 @@ type writeAmpApplier struct {
 	// many events (a store without a WAL); flushed is the events count at
 	// the last flush.
 	checkpoint, flushed int
+	// evMode is the variant's writeAmpEventModes; evdb the second store
+	// of "separate", evNext its last key.
+	evMode string
+	evdb   *store.DB
+	evNext uint64
 }
 
 func (a *writeAmpApplier) apply(subject string, data []byte) {
@@ -259,8 +330,22 @@ func (a *writeAmpApplier) apply(subject string, data []byte) {
 	a.seq++
 	batch := a.db.NewBatch()
 	defer batch.Close()
-	if _, err := a.sm.Apply(batch, a.seq, subject, data); err != nil {
+	var rw store.ReadWriter = batch
+	var evBatch *store.Batch
+	if a.evMode != "" {
+		if a.evdb != nil {
+			evBatch = a.evdb.NewBatch()
+			defer evBatch.Close()
+		}
+		rw = &eventRouter{Batch: batch, events: evBatch, next: &a.evNext}
+	}
+	if _, err := a.sm.Apply(rw, a.seq, subject, data); err != nil {
 		a.t.Fatalf("apply seq %d: %v", a.seq, err)
+	}
+	if evBatch != nil && evBatch.Count() > 0 {
+		if err := a.evdb.Commit(evBatch, false); err != nil {
+			a.t.Fatal(err)
+		}
 	}
 	if a.fam != nil {
 		a.fam.count(a.t, a.db, batch, a.events)
@@ -293,6 +378,11 @@ func (a *writeAmpApplier) apply(subject string, data []byte) {
 	if a.checkpoint > 0 && a.events-a.flushed >= a.checkpoint {
 		if err := a.db.Flush(); err != nil {
 			a.t.Fatal(err)
+		}
+		if a.evdb != nil {
+			if err := a.evdb.Flush(); err != nil {
+				a.t.Fatal(err)
+			}
 		}
 		a.flushed = a.events
 	}

@@ -420,6 +420,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.opts.Partitions = parts
+	if n, err := projections.MigrateEventRecords(e.state, parts); err != nil {
+		return nil, fmt.Errorf("engine: state store: %w", err)
+	} else if n > 0 {
+		e.opts.Logger.Info("engine: state store: event records moved to their own key range (issue #15)", "records", n)
+	}
 	if e.sm, err = openStateMachine(e.state, parts, opts.DedupWindow, e.keys, e.mem); err != nil {
 		return nil, err
 	}

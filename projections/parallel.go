@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/store"
 )
 
@@ -54,7 +55,7 @@ func (sm *StateMachine) applyPartitions(rw store.ReadWriter, cmds []PartitionCom
 				return
 			}
 			ovs[i] = store.NewOverlay(shared)
-			pw := &partitionWriter{Overlay: ovs[i], prefix: PartitionPrefix(i)}
+			pw := &partitionWriter{Overlay: ovs[i], prefix: PartitionPrefix(i), part: i, parts: n}
 			errs[i] = sm.partitions[i].Apply(pw, &cmds[i])
 		}
 	}
@@ -78,23 +79,36 @@ func (sm *StateMachine) applyPartitions(rw store.ReadWriter, cmds []PartitionCom
 }
 
 // partitionWriter is the store a partition applies to in parallel: its
-// overlay, refusing writes outside the partition's key range (which other
+// overlay, refusing writes outside the partition's keys (which other
 // partitions could read, and which the partitions' order would then
-// decide).
+// decide): its key range and the event records of its profiles (stored
+// under gcr.RecordPrefix, keyed by event id and profile).
 type partitionWriter struct {
 	*store.Overlay
-	prefix []byte
+	prefix      []byte
+	part, parts int
+}
+
+func (w *partitionWriter) owns(k []byte) bool {
+	if bytes.HasPrefix(k, w.prefix) {
+		return true
+	}
+	if !bytes.HasPrefix(k, []byte(gcr.RecordPrefix)) {
+		return false
+	}
+	profile, ok := gcr.RecordProfile(k)
+	return ok && gcr.PartitionOf(profile, w.parts) == w.part
 }
 
 func (w *partitionWriter) Set(k, v []byte) error {
-	if !bytes.HasPrefix(k, w.prefix) {
+	if !w.owns(k) {
 		return fmt.Errorf("projections: partition %x wrote key %q outside its range", w.prefix, k)
 	}
 	return w.Overlay.Set(k, v)
 }
 
 func (w *partitionWriter) Delete(k []byte) error {
-	if !bytes.HasPrefix(k, w.prefix) {
+	if !w.owns(k) {
 		return fmt.Errorf("projections: partition %x deleted key %q outside its range", w.prefix, k)
 	}
 	return w.Overlay.Delete(k)

@@ -1,10 +1,12 @@
 package projections
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/store"
 )
 
@@ -72,11 +74,27 @@ func applyAndCompare(t *testing.T, log []entry, sms []*StateMachine, names []str
 func TestPartitionWritesOutsideItsRange(t *testing.T) {
 	base := store.NewMem()
 	ov := store.NewOverlay(base)
-	w := &partitionWriter{Overlay: ov, prefix: PartitionPrefix(1)}
+	const parts = 4
+	w := &partitionWriter{Overlay: ov, prefix: PartitionPrefix(1), part: 1, parts: parts}
 	if err := w.Set(append(PartitionPrefix(1), 'g'), []byte("own")); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range [][]byte{append(PartitionPrefix(2), 'g'), []byte("meta/now"), []byte("ik/x")} {
+	// Event records (ev/<event><profile>) of its own profiles only.
+	record := func(part int) []byte {
+		for i := range 256 {
+			profile := make([]byte, 16)
+			profile[0], profile[15] = byte(i), byte(i/7)
+			if gcr.PartitionOf(profile, parts) == part {
+				return append(append([]byte(gcr.RecordPrefix), bytes.Repeat([]byte{9}, 16)...), profile...)
+			}
+		}
+		t.Fatalf("no profile of partition %d", part)
+		return nil
+	}
+	if err := w.Set(record(1), []byte("own record")); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range [][]byte{append(PartitionPrefix(2), 'g'), []byte("meta/now"), []byte("ik/x"), record(2), []byte(gcr.RecordPrefix + "short")} {
 		if err := w.Set(k, []byte("x")); err == nil || !strings.Contains(err.Error(), "outside its range") {
 			t.Fatalf("Set %q: err = %v, want a refusal", k, err)
 		}
@@ -84,8 +102,8 @@ func TestPartitionWritesOutsideItsRange(t *testing.T) {
 			t.Fatalf("Delete %q: err = %v, want a refusal", k, err)
 		}
 	}
-	if ov.Len() != 1 || base.Len() != 0 {
-		t.Fatalf("overlay holds %d keys, base %d; want 1 and 0", ov.Len(), base.Len())
+	if ov.Len() != 2 || base.Len() != 0 {
+		t.Fatalf("overlay holds %d keys, base %d; want 2 and 0", ov.Len(), base.Len())
 	}
 }
 

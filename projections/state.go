@@ -10,17 +10,22 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/aurumcdp/aurum/projections/gcr"
 	"github.com/aurumcdp/aurum/store"
 	"github.com/oklog/ulid/v2"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// CheckPartitions records n as the partition count of a new state store, or
-// returns the recorded count of an existing one. Changing the count of an
-// existing store needs a rebuild from the log.
+// CheckPartitions records n as the partition count of a new state store
+// (and marks its event records' layout: MigrateEventRecords), or returns the
+// recorded count of an existing one. Changing the count of an existing
+// store needs a rebuild from the log.
 func CheckPartitions(rw store.ReadWriter, n int) (int, error) {
 	v, err := rw.Get(keyPartitions)
 	if errors.Is(err, store.ErrNotFound) {
+		if err := rw.Set(keyRecordsLayout, []byte{1}); err != nil {
+			return 0, err
+		}
 		return n, rw.Set(keyPartitions, binary.BigEndian.AppendUint32(nil, uint32(n)))
 	}
 	if err != nil {
@@ -30,6 +35,99 @@ func CheckPartitions(rw store.ReadWriter, n int) (int, error) {
 		return 0, fmt.Errorf("projections: partition count has %d bytes", len(v))
 	}
 	return int(binary.BigEndian.Uint32(v)), nil
+}
+
+// keyRecordsLayout marks a state store whose event records are stored under
+// gcr.RecordPrefix (all stores since issue #15; not in the digest).
+var keyRecordsLayout = []byte("meta/event-records")
+
+// migrateBatch bounds the records one batch of MigrateEventRecords moves.
+const migrateBatch = 4096
+
+// MigrateEventRecords moves the event records of a state store written
+// before they had their own key range (the record was the value of its
+// index entry, p/<part>/e/…) to gcr.RecordPrefix, leaving the index entries
+// with the empty value, and marks the store; a marked store costs one Get.
+// It returns how many records it moved. The state is the same (Digest
+// differs only by the layout: stores compare after both are migrated);
+// an interrupted migration is resumed by the next call. Call it before a
+// StateMachine opens db.
+func MigrateEventRecords(db *store.DB, parts int) (int, error) {
+	if _, err := db.Get(keyRecordsLayout); err == nil {
+		return 0, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return 0, fmt.Errorf("projections: migrate event records: %w", err)
+	}
+	type move struct{ index, rec, value []byte }
+	moved := 0
+	for i := range parts {
+		prefix := append(PartitionPrefix(i), 'e', '/')
+		from, end := prefix, store.PrefixEnd(prefix)
+		for from != nil {
+			var page []move
+			var bad []byte
+			next := []byte(nil)
+			err := db.Scan(from, end, false, func(k, v []byte) bool {
+				if len(page) == migrateBatch {
+					next = bytes.Clone(k)
+					return false
+				}
+				if len(v) == 0 {
+					return true // moved already
+				}
+				rec, ok := gcr.MoveTo(k)
+				if !ok {
+					bad = bytes.Clone(k)
+					return false
+				}
+				page = append(page, move{bytes.Clone(k), rec, bytes.Clone(v)})
+				return true
+			})
+			if err == nil && bad != nil {
+				err = fmt.Errorf("key %x: %w", bad, gcr.ErrCorrupt)
+			}
+			if err != nil {
+				return moved, fmt.Errorf("projections: migrate event records: %w", err)
+			}
+			if err := commitMoves(db, func(b *store.Batch) error {
+				for _, m := range page {
+					if err := b.Set(m.rec, m.value); err != nil {
+						return err
+					}
+					if err := b.Set(m.index, gcr.IndexValue()); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return moved, err
+			}
+			moved += len(page)
+			from = next
+		}
+	}
+	if err := commitMoves(db, func(b *store.Batch) error { return b.Set(keyRecordsLayout, []byte{1}) }); err != nil {
+		return moved, err
+	}
+	if moved > 0 {
+		// A store without a WAL keeps commits in memory until a flush.
+		if err := db.Flush(); err != nil {
+			return moved, fmt.Errorf("projections: migrate event records: flush: %w", err)
+		}
+	}
+	return moved, nil
+}
+
+func commitMoves(db *store.DB, fill func(b *store.Batch) error) error {
+	b := db.NewBatch()
+	defer b.Close()
+	if err := fill(b); err != nil {
+		return fmt.Errorf("projections: migrate event records: %w", err)
+	}
+	if err := db.Commit(b, false); err != nil {
+		return fmt.Errorf("projections: migrate event records: commit: %w", err)
+	}
+	return nil
 }
 
 // Sources lists the sources in the state store.
@@ -130,7 +228,7 @@ func mergeJSON(m *MergeRecord) ([]byte, error) {
 // outbox is excluded: it drains asynchronously and is not part of the state.
 var digestPrefixes = [][]byte{
 	keyApplied, keyPartitions, keyIdentity, keyNow, keyAudienceGen, prefixAudience, prefixDestination, prefixDedup, prefixDedupX, prefixSource, prefixMerge,
-	prefixToken, prefixUser, prefixModel, []byte("ik/"), []byte("ip/"), []byte("p/"),
+	prefixToken, prefixUser, prefixModel, []byte("ik/"), []byte("ip/"), []byte("p/"), []byte(gcr.RecordPrefix),
 	keySuppressed, prefixSuppress, prefixErasure, prefixErasurePending,
 	keyMatchModel, prefixMatch, prefixReviewQ, prefixRejection, prefixPendingPair, prefixBlock, prefixBlockProfile,
 	prefixSplit, prefixProfileSplit, prefixMatchQueue, prefixMatchInfo,
@@ -339,7 +437,7 @@ func ProjectionPrefixes(name string, partitions int) [][]byte {
 	var out [][]byte
 	switch name {
 	case "gcr":
-		out = append(out, []byte("ik/"), []byte("ip/"), prefixMerge, prefixSplit, prefixProfileSplit)
+		out = append(out, []byte("ik/"), []byte("ip/"), prefixMerge, prefixSplit, prefixProfileSplit, []byte(gcr.RecordPrefix))
 		for i := range partitions {
 			out = append(out, append(PartitionPrefix(i), 'g', '/'), append(PartitionPrefix(i), 'e', '/'))
 		}

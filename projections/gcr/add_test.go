@@ -206,13 +206,20 @@ func TestKeyLayout(t *testing.T) {
 		k = binary.BigEndian.AppendUint64(append(k, '/'), tm)
 		return append(append(k, '/'), id...)
 	}
-	for _, k := range [][]byte{gkey, ekey(0x0102, eid(9)), ekey(0, eid(8))} {
-		if _, err := mem.Get(k); err != nil {
-			t.Errorf("key %q: %v", k, err)
+	rkey := func(id []byte) []byte { return append(append([]byte("ev/"), id...), pid(3)...) }
+	for _, c := range []struct {
+		key   []byte
+		empty bool // an index entry
+	}{{gkey, false}, {ekey(0x0102, eid(9)), true}, {ekey(0, eid(8)), true}, {rkey(eid(9)), false}, {rkey(eid(8)), false}} {
+		v, err := mem.Get(c.key)
+		if err != nil {
+			t.Errorf("key %q: %v", c.key, err)
+		} else if (len(v) == 0) != c.empty {
+			t.Errorf("key %q: %d-byte value, want empty %v", c.key, len(v), c.empty)
 		}
 	}
-	if mem.Len() != 3 {
-		t.Errorf("store has %d keys, want 3", mem.Len())
+	if mem.Len() != 5 {
+		t.Errorf("store has %d keys, want 5", mem.Len())
 	}
 }
 

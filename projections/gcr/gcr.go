@@ -70,13 +70,35 @@ import (
 )
 
 // Key layout constants.
+//
+// Event records (issue #15) are stored once each under
+//
+//	ev/ <event id> <profile>
+//
+// the event's ULID (assigned at ingest) first, so that records arrive in
+// key order: Pebble moves them down its levels as whole files instead of
+// rewriting them with every compaction of the partitions' state (they
+// were 80 % of the state store's bytes, and written once, never changed).
+// Each is indexed under its profile by
+//
+//	p/ <part> /e/ <profile> / <time> / <event id>
+//
+// with an empty value (the index key names the record): a profile's
+// events are listed by a scan of its index and a Get per record.
 const (
 	idLen          = 16
 	profileKeyLen  = 2 + 2 + 3 + idLen              // p/ part /g/ profile
 	eventPrefixLen = 2 + 2 + 3 + idLen + 1          // p/ part /e/ profile /
 	eventKeyLen    = eventPrefixLen + 8 + 1 + idLen // ... time / event
+	recordKeyLen   = len(RecordPrefix) + 2*idLen    // ev/ event profile
 	maxPartitions  = 1 << 16
 )
+
+// RecordPrefix is the key prefix of the event records (see the key layout).
+const RecordPrefix = "ev/"
+
+// indexValue is the value of an event index entry.
+var indexValue = []byte{}
 
 // DefaultPartitions is the number of partitions used when Options.Partitions is 0.
 const DefaultPartitions = 16
@@ -186,6 +208,51 @@ func (p *Projection) eventKey(profile []byte, t int64, id []byte) []byte {
 	return append(k, id...)
 }
 
+// recordKey is the key of the record of event id stored under profile.
+func recordKey(id, profile []byte) []byte {
+	k := make([]byte, 0, recordKeyLen)
+	k = append(k, RecordPrefix...)
+	k = append(k, id...)
+	return append(k, profile...)
+}
+
+// RecordProfile returns the profile a record key (RecordPrefix…) is stored
+// under; ok is false for a key of another length.
+func RecordProfile(k []byte) (profile []byte, ok bool) {
+	if len(k) != recordKeyLen {
+		return nil, false
+	}
+	return k[len(RecordPrefix)+idLen:], true
+}
+
+// recordOf returns the record key an event index key names (k must be
+// eventKeyLen long).
+func recordOf(k []byte) []byte {
+	return recordKey(k[eventKeyLen-idLen:], k[eventPrefixLen-1-idLen:eventPrefixLen-1])
+}
+
+// MoveTo returns where the value of an event index entry written before
+// records had their own key range (the record was the entry's value) goes:
+// its record key. ok is false for a key that is not an index entry's.
+func MoveTo(indexKey []byte) (recKey []byte, ok bool) {
+	if len(indexKey) != eventKeyLen || !bytes.Equal(indexKey[4:7], []byte("/e/")) {
+		return nil, false
+	}
+	return recordOf(indexKey), true
+}
+
+// IndexValue is the value of an event index entry (empty).
+func IndexValue() []byte { return indexValue }
+
+// readRecord returns the stored record an event index key names: a copy.
+func readRecord(r store.Reader, k []byte) ([]byte, error) {
+	v, err := r.Get(recordOf(k))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("event index %x without its record: %w", k, ErrCorrupt)
+	}
+	return v, err
+}
+
 // Get returns the stored GCR of profile, or an error wrapping store.ErrNotFound.
 func (p *Projection) Get(r store.Reader, profile []byte) (*Profile, error) {
 	if len(profile) != idLen {
@@ -267,7 +334,7 @@ func (p *Projection) EventsBefore(r store.Reader, prof *Profile, before []byte, 
 	ids = append(ids, prof.ID)
 	ids = append(ids, prof.MergedFrom...)
 
-	type item struct{ order, value []byte } // order: time(8) '/' id(16)
+	type item struct{ order, key []byte } // order: time(8) '/' id(16); key: the index key
 	runs := make([][]item, 0, len(ids))
 	for _, id := range ids {
 		if len(id) != idLen {
@@ -280,15 +347,13 @@ func (p *Projection) EventsBefore(r store.Reader, prof *Profile, before []byte, 
 		if before != nil {
 			upper = append(bytes.Clone(prefix), before...)
 		}
-		err := r.Scan(prefix, upper, true, func(k, v []byte) bool {
+		err := r.Scan(prefix, upper, true, func(k, _ []byte) bool {
 			if len(k) != eventKeyLen {
 				bad = append([]byte(nil), k...)
 				return false
 			}
-			run = append(run, item{
-				order: append([]byte(nil), k[eventPrefixLen:]...),
-				value: append([]byte(nil), v...),
-			})
+			key := bytes.Clone(k)
+			run = append(run, item{order: key[eventPrefixLen:], key: key})
 			return len(run) < limit
 		})
 		if err != nil {
@@ -321,7 +386,11 @@ func (p *Projection) EventsBefore(r store.Reader, prof *Profile, before []byte, 
 			continue // the same event stored under two profiles
 		}
 		last = it.order
-		rec, err := decodeRecord(it.value)
+		v, err := readRecord(r, it.key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gcr: events: %w", err)
+		}
+		rec, err := decodeRecord(v)
 		if err != nil {
 			return nil, nil, fmt.Errorf("gcr: events: record %x: %w", it.order[9:], err)
 		}
@@ -342,13 +411,24 @@ func (p *Projection) EraseEvents(rw store.ReadWriter, profile []byte) (int, erro
 	}
 	prefix := p.eventPrefix(profile)
 	var keys [][]byte
+	var bad []byte
 	if err := rw.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
+		if len(k) != eventKeyLen {
+			bad = bytes.Clone(k)
+			return false
+		}
 		keys = append(keys, bytes.Clone(k))
 		return true
 	}); err != nil {
 		return 0, fmt.Errorf("gcr: erase events %x: %w", profile, err)
 	}
+	if bad != nil {
+		return 0, fmt.Errorf("gcr: erase events %x: key %x: %w", profile, bad, ErrCorrupt)
+	}
 	for _, k := range keys {
+		if err := rw.Delete(recordOf(k)); err != nil {
+			return 0, fmt.Errorf("gcr: erase events %x: %w", profile, err)
+		}
 		if err := rw.Delete(k); err != nil {
 			return 0, fmt.Errorf("gcr: erase events %x: %w", profile, err)
 		}
@@ -376,7 +456,7 @@ func (p *Projection) EachEvent(r store.Reader, prof *Profile, pageSize int, fn f
 	if pageSize <= 0 {
 		pageSize = 256
 	}
-	type item struct{ order, value []byte }
+	type item struct{ order, key []byte } // key: the index key
 	type run struct {
 		prefix, next []byte // next: lower bound of the next page (nil: exhausted)
 		buf          []item
@@ -394,12 +474,13 @@ func (p *Projection) EachEvent(r store.Reader, prof *Profile, pageSize int, fn f
 		var bad []byte
 		n := 0
 		var last []byte
-		err := r.Scan(rn.next, store.PrefixEnd(rn.prefix), false, func(k, v []byte) bool {
+		err := r.Scan(rn.next, store.PrefixEnd(rn.prefix), false, func(k, _ []byte) bool {
 			if len(k) != eventKeyLen {
 				bad = bytes.Clone(k)
 				return false
 			}
-			rn.buf = append(rn.buf, item{order: bytes.Clone(k[eventPrefixLen:]), value: bytes.Clone(v)})
+			key := bytes.Clone(k)
+			rn.buf = append(rn.buf, item{order: key[eventPrefixLen:], key: key})
 			last = k
 			n++
 			return n < pageSize
@@ -439,7 +520,11 @@ func (p *Projection) EachEvent(r store.Reader, prof *Profile, pageSize int, fn f
 			continue
 		}
 		prev = it.order
-		rec, err := decodeRecord(it.value)
+		v, err := readRecord(r, it.key)
+		if err != nil {
+			return fmt.Errorf("gcr: each event: %w", err)
+		}
+		rec, err := decodeRecord(v)
 		if err != nil {
 			return fmt.Errorf("gcr: each event: record %x: %w", it.order[9:], err)
 		}

@@ -7,7 +7,8 @@ import (
 	"github.com/aurumcdp/aurum/internal/wire"
 )
 
-// The stored form of an event record (key p/<partition>/e/<profile>/<time>/<event>):
+// The stored form of an event record (key ev/<event><profile>, indexed by
+// p/<partition>/e/<profile>/<time>/<event>: gcr.go):
 //
 //	record = 0xc1 0x02 body
 //

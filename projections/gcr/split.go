@@ -32,9 +32,14 @@ func (p *Projection) StoredEvents(r store.Reader, profile []byte) ([]StoredEvent
 	prefix := p.eventPrefix(profile)
 	var out []StoredEvent
 	var ferr error
-	err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, v []byte) bool {
+	err := r.Scan(prefix, store.PrefixEnd(prefix), false, func(k, _ []byte) bool {
 		if len(k) != eventKeyLen {
 			ferr = fmt.Errorf("gcr: stored events: key %x: %w", k, ErrCorrupt)
+			return false
+		}
+		v, err := readRecord(r, k)
+		if err != nil {
+			ferr = err
 			return false
 		}
 		rec, err := decodeRecord(v)
@@ -43,7 +48,7 @@ func (p *Projection) StoredEvents(r store.Reader, profile []byte) ([]StoredEvent
 			return false
 		}
 		out = append(out, StoredEvent{Profile: bytes.Clone(profile), KeyTime: binary.BigEndian.Uint64(k[eventPrefixLen:]),
-			Raw: bytes.Clone(v), Record: rec})
+			Raw: v, Record: rec})
 		return true
 	})
 	if err == nil {
@@ -61,8 +66,11 @@ func (p *Projection) storedKey(profile []byte, keyTime uint64, id []byte) []byte
 }
 
 // DeleteEvent deletes the record of event id stored under profile at key
-// time keyTime.
+// time keyTime, and its index entry.
 func (p *Projection) DeleteEvent(rw store.ReadWriter, profile []byte, keyTime uint64, id []byte) error {
+	if err := rw.Delete(recordKey(id, profile)); err != nil {
+		return fmt.Errorf("gcr: delete event %x of %x: %w", id, profile, err)
+	}
 	if err := rw.Delete(p.storedKey(profile, keyTime, id)); err != nil {
 		return fmt.Errorf("gcr: delete event %x of %x: %w", id, profile, err)
 	}
@@ -75,7 +83,10 @@ func (p *Projection) PutEvent(rw store.ReadWriter, profile []byte, keyTime uint6
 	if len(profile) != idLen || len(id) != idLen {
 		return fmt.Errorf("gcr: put event: want %d-byte profile and event ids", idLen)
 	}
-	if err := rw.Set(p.storedKey(profile, keyTime, id), raw); err != nil {
+	if err := rw.Set(recordKey(id, profile), raw); err != nil {
+		return fmt.Errorf("gcr: put event %x under %x: %w", id, profile, err)
+	}
+	if err := rw.Set(p.storedKey(profile, keyTime, id), indexValue); err != nil {
 		return fmt.Errorf("gcr: put event %x under %x: %w", id, profile, err)
 	}
 	return nil

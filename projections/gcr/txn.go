@@ -97,8 +97,11 @@ func (t *Txn) Add(profile []byte, rec *event.Record, owned []event.IDRef) error 
 	}
 	v, keys := appendRecord(t.recBuf[:0], t.keys, rec)
 	t.recBuf, t.keys = v, keys
-	if err := t.rw.Set(t.p.eventKey(profile, rec.Time, rec.ID), v); err != nil {
+	if err := t.rw.Set(recordKey(rec.ID, profile), v); err != nil {
 		return fmt.Errorf("gcr: add: store event %x: %w", rec.ID, err)
+	}
+	if err := t.rw.Set(t.p.eventKey(profile, rec.Time, rec.ID), indexValue); err != nil {
+		return fmt.Errorf("gcr: add: index event %x: %w", rec.ID, err)
 	}
 	if e.prof == nil {
 		e.prof = &Profile{ID: bytes.Clone(profile)}

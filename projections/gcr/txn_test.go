@@ -64,8 +64,8 @@ func TestTxnDecodeEncodeOnce(t *testing.T) {
 			eventSets += n
 		}
 	}
-	if eventSets != 11 {
-		t.Errorf("%d event records written, want 11", eventSets)
+	if eventSets != 2*11 {
+		t.Errorf("%d event records and index entries written, want 2×11", eventSets)
 	}
 
 	// Step 3: the Txn is reusable and reads the flushed state again.
