@@ -4,38 +4,70 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/aurumcdp/aurum/internal/wire"
 )
 
 // The stored form of a State (key p/<partition>/u/<profile>).
 //
-// Version 1, hand-written (no reflection), deterministic: equal states give
-// equal bytes, which the digest relies on.
+// Hand-written (no reflection), deterministic: equal states give equal
+// bytes, which the digest relies on. Version 2 (issue #15, session 13: the
+// audience state was half of the bytes the state store takes per event,
+// and a windowed aggregate paid 24 bytes of zero sums and a count's events
+// 8 bytes of zero values each):
+//
+//	state    = 0xc2 uvarint(len Aggs) agg* uvarint(len Members) member* varint(Timer)
+//	agg      = str(Key) uvarint(len Entries) uvarint(flags) entry* [varint(N)] [f64(Sum)] [f64(Min)] [f64(Max)] [varint(First)] [varint(Last)]
+//	entry    = varint(T − the previous entry's T; the first's from 0) [f64(V)] bytes(ID)
+//	member   = str(Audience) varint(Since) varint(Version)
+//
+// flags: a field in brackets is there when its bit is set, and the encoder
+// sets it when the field is not zero (a float: not all-zero bits): 1 the
+// entries carry values (one of them is not zero), 2 N, 4 Sum, 8 Min,
+// 16 Max, 32 First, 64 Last. Version 1 (0xc1), still read:
 //
 //	state    = 0xc1 uvarint(len Aggs) agg* uvarint(len Members) member* varint(Timer)
 //	agg      = str(Key) uvarint(len Entries) entry* varint(N) f64(Sum) f64(Min) f64(Max) varint(First) varint(Last)
 //	entry    = varint(T) f64(V) bytes(ID)
-//	member   = str(Audience) varint(Since) varint(Version)
+//
+// Both:
+//
 //	str      = uvarint(len) bytes
 //	bytes    = uvarint(len) bytes        (length 0 decodes as nil)
 //	f64      = 8 bytes little endian of math.Float64bits (every bit kept: -0, NaN payloads)
 //	varint   = encoding/binary zig-zag varint; uvarint = encoding/binary uvarint
 //
-// The leading byte is the version: 0xc1 (a code msgpack never uses, from
-// when msgpack states of earlier builds were still read; they are not any
-// more). A later version takes another leading byte.
+// The leading byte is the version: 0xc1 and 0xc2 are codes msgpack never
+// uses (msgpack states of earlier builds are not read any more).
 //
 // Decoding checks every length against the bytes left before it allocates,
 // so hostile input allocates at most a small multiple of its own length, and
-// it refuses trailing bytes.
-const stateV1 byte = 0xc1
+// it refuses trailing bytes and unknown flags.
+const (
+	stateV1 byte = 0xc1
+	stateV2 byte = 0xc2
+)
+
+// Aggregate flags of version 2.
+const (
+	aggValues = 1 << iota
+	aggN
+	aggSum
+	aggMin
+	aggMax
+	aggFirst
+	aggLast
+	aggFlags = aggLast<<1 - 1 // every flag
+)
 
 // Minimum encoded sizes, used to bound allocations by the input length.
 const (
-	minAggSize    = 1 + 1 + 1 + 3*8 + 1 + 1 // key len, entries len, N, Sum/Min/Max, First, Last
-	minEntrySize  = 1 + 8 + 1               // T, V, ID len
-	minMemberSize = 1 + 1 + 1               // name len, Since, Version
+	minAggSize     = 1 + 1 + 1 + 3*8 + 1 + 1 // v1: key len, entries len, N, Sum/Min/Max, First, Last
+	minEntrySize   = 1 + 8 + 1               // v1: T, V, ID len
+	minAggSizeV2   = 1 + 1 + 1               // key len, entries len, flags
+	minEntrySizeV2 = 1 + 1                   // T, ID len
+	minMemberSize  = 1 + 1 + 1               // name len, Since, Version
 )
 
 // ErrCorruptState is wrapped by DecodeState for bytes that are not a valid
@@ -47,26 +79,43 @@ func EncodeState(s *State) ([]byte, error) {
 	return AppendState(make([]byte, 0, stateSize(s)), s), nil
 }
 
-// AppendState appends the encoding of s to dst.
+// AppendState appends the encoding of s (the current version, 2) to dst.
 func AppendState(dst []byte, s *State) []byte {
-	dst = append(dst, stateV1)
+	dst = append(dst, stateV2)
 	dst = binary.AppendUvarint(dst, uint64(len(s.Aggs)))
 	for i := range s.Aggs {
 		a := &s.Aggs[i]
 		dst = wire.AppendString(dst, a.Key)
 		dst = binary.AppendUvarint(dst, uint64(len(a.Entries)))
+		flags := aggFlagsOf(a)
+		dst = binary.AppendUvarint(dst, flags)
+		prev := int64(0)
 		for j := range a.Entries {
 			e := &a.Entries[j]
-			dst = binary.AppendVarint(dst, e.T)
-			dst = wire.AppendFloat64(dst, e.V)
+			dst = binary.AppendVarint(dst, e.T-prev)
+			prev = e.T
+			if flags&aggValues != 0 {
+				dst = wire.AppendFloat64(dst, e.V)
+			}
 			dst = wire.AppendBytes(dst, e.ID)
 		}
-		dst = binary.AppendVarint(dst, a.N)
-		dst = wire.AppendFloat64(dst, a.Sum)
-		dst = wire.AppendFloat64(dst, a.Min)
-		dst = wire.AppendFloat64(dst, a.Max)
-		dst = binary.AppendVarint(dst, a.First)
-		dst = binary.AppendVarint(dst, a.Last)
+		if flags&aggN != 0 {
+			dst = binary.AppendVarint(dst, a.N)
+		}
+		for _, f := range [...]struct {
+			bit uint64
+			v   float64
+		}{{aggSum, a.Sum}, {aggMin, a.Min}, {aggMax, a.Max}} {
+			if flags&f.bit != 0 {
+				dst = wire.AppendFloat64(dst, f.v)
+			}
+		}
+		if flags&aggFirst != 0 {
+			dst = binary.AppendVarint(dst, a.First)
+		}
+		if flags&aggLast != 0 {
+			dst = binary.AppendVarint(dst, a.Last)
+		}
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(s.Members)))
 	for i := range s.Members {
@@ -76,6 +125,36 @@ func AppendState(dst []byte, s *State) []byte {
 		dst = binary.AppendVarint(dst, m.Version)
 	}
 	return binary.AppendVarint(dst, s.Timer)
+}
+
+// aggFlagsOf returns the version-2 flags of a: the fields that are not zero.
+func aggFlagsOf(a *AggState) uint64 {
+	var f uint64
+	for j := range a.Entries {
+		if math.Float64bits(a.Entries[j].V) != 0 {
+			f |= aggValues
+			break
+		}
+	}
+	if a.N != 0 {
+		f |= aggN
+	}
+	if math.Float64bits(a.Sum) != 0 {
+		f |= aggSum
+	}
+	if math.Float64bits(a.Min) != 0 {
+		f |= aggMin
+	}
+	if math.Float64bits(a.Max) != 0 {
+		f |= aggMax
+	}
+	if a.First != 0 {
+		f |= aggFirst
+	}
+	if a.Last != 0 {
+		f |= aggLast
+	}
+	return f
 }
 
 // stateSize is an upper bound of the encoded size of s (varints counted at
@@ -95,7 +174,7 @@ func stateSize(s *State) int {
 	return n
 }
 
-// DecodeState decodes a stored state (format version 1).
+// DecodeState decodes a stored state (format version 2 or 1).
 func DecodeState(data []byte) (*State, error) { return decodeState(data, nil) }
 
 // DecodeState is DecodeState for states of this set's profiles: aggregate
@@ -109,15 +188,84 @@ func (s *Set) DecodeState(data []byte) (*State, error) {
 }
 
 func decodeState(data []byte, intern map[string]string) (*State, error) {
-	if len(data) == 0 || data[0] != stateV1 {
-		return nil, fmt.Errorf("audience: decode state: %w: not a state of version %d", ErrCorruptState, stateV1)
+	if len(data) == 0 || (data[0] != stateV1 && data[0] != stateV2) {
+		return nil, fmt.Errorf("audience: decode state: %w: not a state of version 1 or 2", ErrCorruptState)
 	}
 	d := wire.NewReader(data[1:], ErrCorruptState)
-	s := decodeV1(&d, intern)
+	var s *State
+	if data[0] == stateV2 {
+		s = decodeV2(&d, intern)
+	} else {
+		s = decodeV1(&d, intern)
+	}
 	if err := d.Finish(); err != nil {
 		return nil, fmt.Errorf("audience: decode state: %w", err)
 	}
 	return s, nil
+}
+
+// decodeV2 reads the body of format version 2 (after its version byte).
+func decodeV2(d *wire.Reader, intern map[string]string) *State {
+	s := &State{}
+	if n := d.Count("aggregate count", minAggSizeV2); n > 0 {
+		s.Aggs = make([]AggState, n)
+		for i := range s.Aggs {
+			a := &s.Aggs[i]
+			a.Key = d.InternString("aggregate key", intern)
+			m := d.Count("entry count", minEntrySizeV2)
+			flags := d.Uvarint("aggregate flags")
+			if flags&^aggFlags != 0 {
+				d.Fail("aggregate flags %#x: unknown", flags)
+				return s
+			}
+			if m > 0 {
+				a.Entries = make([]AggEntry, m)
+				prev := int64(0)
+				for j := range a.Entries {
+					e := &a.Entries[j]
+					e.T = prev + d.Varint("entry time")
+					prev = e.T
+					if flags&aggValues != 0 {
+						e.V = d.Float64("entry value")
+					}
+					e.ID = d.Bytes("entry id")
+				}
+			}
+			if flags&aggN != 0 {
+				a.N = d.Varint("count")
+			}
+			if flags&aggSum != 0 {
+				a.Sum = d.Float64("sum")
+			}
+			if flags&aggMin != 0 {
+				a.Min = d.Float64("min")
+			}
+			if flags&aggMax != 0 {
+				a.Max = d.Float64("max")
+			}
+			if flags&aggFirst != 0 {
+				a.First = d.Varint("first")
+			}
+			if flags&aggLast != 0 {
+				a.Last = d.Varint("last")
+			}
+		}
+	}
+	decodeMembers(d, s, intern)
+	return s
+}
+
+func decodeMembers(d *wire.Reader, s *State, intern map[string]string) {
+	if n := d.Count("member count", minMemberSize); n > 0 {
+		s.Members = make([]Member, n)
+		for i := range s.Members {
+			m := &s.Members[i]
+			m.Audience = d.InternString("audience", intern)
+			m.Since = d.Varint("since")
+			m.Version = d.Varint("version")
+		}
+	}
+	s.Timer = d.Varint("timer")
 }
 
 // decodeV1 reads the body of format version 1 (after its version byte).
@@ -145,16 +293,7 @@ func decodeV1(d *wire.Reader, intern map[string]string) *State {
 			a.Last = d.Varint("last")
 		}
 	}
-	if n := d.Count("member count", minMemberSize); n > 0 {
-		s.Members = make([]Member, n)
-		for i := range s.Members {
-			m := &s.Members[i]
-			m.Audience = d.InternString("audience", intern)
-			m.Since = d.Varint("since")
-			m.Version = d.Varint("version")
-		}
-	}
-	s.Timer = d.Varint("timer")
+	decodeMembers(d, s, intern)
 	return s
 }
 
@@ -171,11 +310,11 @@ func decodeV1(d *wire.Reader, intern map[string]string) *State {
 // changed since, and now has not reached it, so every candidate
 // (rules.Rule.NextChange, entries dated in the future) is what it was.
 func (s *Set) StateUnchanged(data []byte, now int64) bool {
-	if len(data) == 0 || data[0] != stateV1 {
+	if len(data) == 0 || data[0] != stateV2 {
 		return false
 	}
 	d := wire.NewReader(data[1:], ErrCorruptState)
-	n := d.Count("aggregate count", minAggSize)
+	n := d.Count("aggregate count", minAggSizeV2)
 	if d.Err() != nil || n != len(s.sorted) {
 		return false
 	}
@@ -184,21 +323,35 @@ func (s *Set) StateUnchanged(data []byte, now int64) bool {
 		if string(d.Raw("aggregate key")) != ka.key {
 			return false
 		}
-		m := d.Count("entry count", minEntrySize)
+		m := d.Count("entry count", minEntrySizeV2)
+		flags := d.Uvarint("aggregate flags")
+		if flags&^aggFlags != 0 {
+			return false
+		}
 		for j := 0; j < m; j++ {
-			t := d.Varint("entry time")
-			d.Float64("entry value")
+			t := d.Varint("entry time") // the first entry's: from 0
+			if flags&aggValues != 0 {
+				d.Float64("entry value")
+			}
 			d.Raw("entry id")
 			if j == 0 && ka.agg.Window > 0 && t <= now-ka.agg.Window {
 				return false // evict would drop it
 			}
 		}
-		d.Varint("count")
-		d.Float64("sum")
-		d.Float64("min")
-		d.Float64("max")
-		d.Varint("first")
-		d.Varint("last")
+		if flags&aggN != 0 {
+			d.Varint("count")
+		}
+		for _, bit := range [...]uint64{aggSum, aggMin, aggMax} {
+			if flags&bit != 0 {
+				d.Float64("sum, min or max")
+			}
+		}
+		if flags&aggFirst != 0 {
+			d.Varint("first")
+		}
+		if flags&aggLast != 0 {
+			d.Varint("last")
+		}
 	}
 	members := d.Count("member count", minMemberSize)
 	for i := 0; i < members; i++ {

@@ -2,13 +2,16 @@ package audience
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/aurumcdp/aurum/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -164,6 +167,9 @@ func TestDecodeStateCorrupt(t *testing.T) {
 		{"entry count past end", "c10100ffff03" + zeros32},
 		{"overlong varint", "c1ffffffffffffffffffff01"},
 		{"empty", ""},
+		{"v2: unknown aggregate flag", "c20101" + "6b" + "00" + "80" + "01" + "00" + "00"},
+		{"v2: entry count past end", "c201016b" + "ff03" + "00"},
+		{"v2: entry value flagged but cut", "c201016b" + "01" + "01" + "02" + "0102"},
 		{"msgpack (earlier builds): a map", "81a161c0"},
 		{"msgpack (earlier builds): map32 claims 2^32-1 entries", "dfffffffff"},
 	} {
@@ -176,6 +182,86 @@ func TestDecodeStateCorrupt(t *testing.T) {
 		} else if !errors.Is(err, ErrCorruptState) {
 			t.Errorf("%s: error %v does not wrap ErrCorruptState", c.name, err)
 		}
+	}
+}
+
+// appendStateV1 is the encoder of format version 1 (the current one
+// before session 13), kept to test that its states are still read.
+func appendStateV1(dst []byte, s *State) []byte {
+	dst = append(dst, stateV1)
+	dst = binary.AppendUvarint(dst, uint64(len(s.Aggs)))
+	for i := range s.Aggs {
+		a := &s.Aggs[i]
+		dst = wire.AppendString(dst, a.Key)
+		dst = binary.AppendUvarint(dst, uint64(len(a.Entries)))
+		for j := range a.Entries {
+			e := &a.Entries[j]
+			dst = binary.AppendVarint(dst, e.T)
+			dst = wire.AppendFloat64(dst, e.V)
+			dst = wire.AppendBytes(dst, e.ID)
+		}
+		dst = binary.AppendVarint(dst, a.N)
+		dst = wire.AppendFloat64(dst, a.Sum)
+		dst = wire.AppendFloat64(dst, a.Min)
+		dst = wire.AppendFloat64(dst, a.Max)
+		dst = binary.AppendVarint(dst, a.First)
+		dst = binary.AppendVarint(dst, a.Last)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s.Members)))
+	for i := range s.Members {
+		m := &s.Members[i]
+		dst = wire.AppendString(dst, m.Audience)
+		dst = binary.AppendVarint(dst, m.Since)
+		dst = binary.AppendVarint(dst, m.Version)
+	}
+	return binary.AppendVarint(dst, s.Timer)
+}
+
+// TestStateV1StillRead: states stored by earlier builds (version 1) decode
+// to the same State, which encodes in version 2; -0 and NaN payloads in
+// values and sums survive both; and version 2 is smaller on a state like the
+// example audiences'.
+func TestStateV1StillRead(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	odd := sampleState()
+	odd.Aggs[0].Entries[1].V = math.Copysign(0, -1)
+	odd.Aggs[1].Min = math.Float64frombits(0x7ff8000000000123)
+	states := []*State{sampleState(), benchState, odd, {}}
+	for range 500 {
+		states = append(states, randomState(t, r))
+	}
+	for i, st := range states {
+		v1 := appendStateV1(nil, st)
+		got, err := DecodeState(v1)
+		if err != nil {
+			t.Fatalf("case %d: decode v1: %v", i, err)
+		}
+		// Compared by their version-1 bytes: bit for bit (NaN != NaN).
+		if !bytes.Equal(appendStateV1(nil, got), v1) {
+			t.Fatalf("case %d: v1 decoded\n got %#v\nwant %#v", i, got, st)
+		}
+		v2, _ := EncodeState(got)
+		if v2[0] != stateV2 {
+			t.Fatalf("case %d: encoded as version %#x", i, v2[0])
+		}
+		back, err := DecodeState(v2)
+		if err != nil || !bytes.Equal(appendStateV1(nil, back), v1) {
+			t.Fatalf("case %d: v2 round trip: %v\n got %#v\nwant %#v", i, err, back, st)
+		}
+	}
+	// benchState with the values counts have (none: addEvent folds 0).
+	real, _ := DecodeState(AppendState(nil, benchState))
+	for i := range real.Aggs {
+		if strings.HasPrefix(real.Aggs[i].Key, "count:") {
+			for j := range real.Aggs[i].Entries {
+				real.Aggs[i].Entries[j].V = 0
+			}
+		}
+	}
+	v1, v2 := appendStateV1(nil, real), AppendState(nil, real)
+	t.Logf("benchState, counts without values: version 1 %d bytes, version 2 %d bytes (%.2f×)", len(v1), len(v2), float64(len(v2))/float64(len(v1)))
+	if len(v2) >= len(v1)*3/4 {
+		t.Errorf("version 2 is %d bytes against version 1's %d: want at least a quarter less", len(v2), len(v1))
 	}
 }
 
@@ -202,6 +288,8 @@ func FuzzDecodeState(f *testing.F) {
 	good, _ := EncodeState(sampleState())
 	f.Add(good)
 	f.Add([]byte{stateV1, 0, 0, 0})
+	f.Add([]byte{stateV2, 0, 0, 0})
+	f.Add(appendStateV1(nil, sampleState()))
 	f.Add([]byte{0x80})
 	f.Add([]byte{stateV1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, in []byte) {

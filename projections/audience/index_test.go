@@ -114,6 +114,9 @@ func TestStateUnchanged(t *testing.T) {
 	if s.StateUnchanged(append(data[:len(data):len(data)], 0), 10*day+1) {
 		t.Error("trailing byte: unchanged")
 	}
+	if s.StateUnchanged(appendStateV1(nil, st), 10*day+1) {
+		t.Error("a state of version 1 (evaluated, so rewritten in version 2): unchanged")
+	}
 	other, _ := Compile([]Definition{{Name: "recent", Rule: `count("A", "1d") >= 1`}})
 	if other.StateUnchanged(data, 10*day+1) {
 		t.Error("an aggregate the set lacks: unchanged")
