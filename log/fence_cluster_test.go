@@ -17,33 +17,27 @@ import (
 // cluster on loopback and returns the first one's client URL.
 func startJSCluster(t *testing.T, n int) string {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = freePort(t)
-	}
-	routes := make([]*url.URL, n)
-	for i, p := range ports {
-		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)}
-	}
+	// The route ports are picked free and then bound by the servers: a
+	// process of another test package may take one in between, and that
+	// server's route listener never starts (CI: "server not ready").
+	// Start again on other ports then.
 	var srvs []*server.Server
-	for i := range n {
-		s, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("s%d", i), Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, DisableJetStreamBanner: true,
-			Cluster: server.ClusterOpts{Name: "fence", Host: "127.0.0.1", Port: ports[i]},
-			Routes:  routes,
-		})
-		if err != nil {
-			t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		var ok bool
+		if srvs, ok = tryJSCluster(t, n); ok {
+			break
 		}
-		s.Start()
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-		srvs = append(srvs, s)
+		for _, s := range srvs {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+		if attempt == 3 {
+			t.Fatal("JetStream cluster: a server not ready for connections, 3 times")
+		}
+		t.Logf("JetStream cluster: a server not ready for connections (attempt %d); on other ports", attempt)
 	}
 	for _, s := range srvs {
-		if !s.ReadyForConnections(30 * time.Second) {
-			t.Fatal("server not ready")
-		}
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	}
 	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 		for _, s := range srvs {
@@ -59,6 +53,40 @@ func startJSCluster(t *testing.T, n int) string {
 		return errors.New("no meta leader")
 	})
 	return srvs[0].ClientURL()
+}
+
+// tryJSCluster starts n clustered servers on fresh route ports; ok is
+// false when one of them is not ready for connections within 30 s (the
+// caller shuts them down).
+func tryJSCluster(t *testing.T, n int) (srvs []*server.Server, ok bool) {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+	}
+	routes := make([]*url.URL, n)
+	for i, p := range ports {
+		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)}
+	}
+	for i := range n {
+		s, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("s%d", i), Host: "127.0.0.1", Port: -1,
+			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, DisableJetStreamBanner: true,
+			Cluster: server.ClusterOpts{Name: "fence", Host: "127.0.0.1", Port: ports[i]},
+			Routes:  routes,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		srvs = append(srvs, s)
+	}
+	for _, s := range srvs {
+		if !s.ReadyForConnections(30 * time.Second) {
+			return srvs, false
+		}
+	}
+	return srvs, true
 }
 
 // openClusterLog opens a Log on the cluster at clientURL once it answers.
