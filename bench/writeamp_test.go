@@ -211,10 +211,10 @@ type writeAmpResult struct {
 	// settlePerEvent is the CPU (µs per event) of the wait for the
 	// compactions the run left, not in cpuPerEvent.
 	settlePerEvent float64
-	wall        time.Duration
-	m           store.Metrics // the run's LSM work (since open)
-	lsm         string
-	families    familyCounts
+	wall           time.Duration
+	m              store.Metrics // the run's LSM work (since open)
+	lsm            string
+	families       familyCounts
 }
 
 // writeAmpRun applies the log to a fresh state store with variant's options.
