@@ -237,6 +237,7 @@ func (e *Engine) applyGroup(ctx context.Context, r *alog.Reader, ent alog.Entry,
 // metrics, waiters woken, the outbox and erasure workers kicked.
 func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 	var access, sources, dests, erasures, outbox bool
+	var outboxes []int // with duplicates: Wake marks each once
 	for _, er := range results {
 		if er.corrupt != nil {
 			e.opts.Logger.Error("engine: skipped a corrupt log entry", "seq", er.seq, "err", er.corrupt)
@@ -251,6 +252,7 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		e.privacy.DestroyErased(res.ErasedKeys)
 		e.matching.Enqueue(res.MatchProfiles)
 		outbox = outbox || res.Outbox > 0
+		outboxes = append(outboxes, res.Outboxes...)
 		e.metrics.applied.Add(float64(res.Events))
 		e.metrics.duplicates.Add(float64(res.Duplicates))
 		e.metrics.invalid.Add(float64(res.Invalid))
@@ -291,8 +293,11 @@ func (e *Engine) afterApply(results []entryResult, start time.Time) error {
 		// the source).
 		e.requestCheckpoint()
 	}
-	if outbox || e.opts.Cluster != nil { // a new owner waits to catch up
+	switch {
+	case e.opts.Cluster != nil: // a new owner waits to catch up
 		e.publisher.Kick()
+	case outbox:
+		e.publisher.Wake(outboxes)
 	}
 	return nil
 }

@@ -402,13 +402,17 @@ type OutIdent struct {
 
 // Result summarises what one Apply did, for metrics and the engine's caches.
 type Result struct {
-	Events     int      // records applied
-	Duplicates int      // records dropped as duplicate messageIds
-	Invalid    int      // malformed records skipped
-	Created    int      // profiles created
-	Merges     int      // merges performed
-	Outbox     int      // outbox entries written
-	Sources    []Source // sources created
+	Events     int // records applied
+	Duplicates int // records dropped as duplicate messageIds
+	Invalid    int // malformed records skipped
+	Created    int // profiles created
+	Merges     int // merges performed
+	Outbox     int // outbox entries written
+	// Outboxes are the outboxes the entry wrote entries to, as indexes in
+	// OutboxPrefixes (0: the global one; 1+p: partition p's), ascending;
+	// nil when Outbox is 0. The publisher scans only these.
+	Outboxes []int
+	Sources  []Source // sources created
 	// IdentityConfig is set when the entry changed the identity config.
 	IdentityConfig bool
 	// Audiences is set when the entry changed the audience definitions.
@@ -556,7 +560,28 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 	if err := sm.finishErasure(rw, cmds, &res); err != nil {
 		return res, err
 	}
+	res.Outboxes = outboxesWritten(&res, cmds)
 	return res, nil
+}
+
+// outboxesWritten lists the outboxes an entry wrote to (Result.Outboxes):
+// a partition's when its command wrote transitions (every row of a
+// partition outbox is one), the global one when the entry wrote more rows
+// than transitions (merge, match and split records).
+func outboxesWritten(res *Result, cmds []PartitionCommand) []int {
+	if res.Outbox == 0 {
+		return nil
+	}
+	var out []int
+	if res.Outbox > res.Transitions {
+		out = append(out, 0)
+	}
+	for i := range cmds {
+		if cmds[i].transitions > 0 {
+			out = append(out, 1+i)
+		}
+	}
+	return out
 }
 
 // advanceClock moves the log clock (meta/now) to t if t is later, and

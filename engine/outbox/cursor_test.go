@@ -50,6 +50,59 @@ func putRow(t *testing.T, db *store.DB, seq uint64) {
 	}
 }
 
+// mergedLog opens a log and subscribes to the merge records' subject:
+// the message ids published there arrive on the channel.
+func mergedLog(t *testing.T, ctx context.Context) (*alog.Log, <-chan string) {
+	t.Helper()
+	l, err := alog.Open(ctx, alog.Options{Dir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	nc, err := nats.Connect(l.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	got := make(chan string, 64)
+	if _, err := nc.Subscribe("aurum.identity.merged", func(m *nats.Msg) { got <- m.Header.Get(nats.MsgIdHdr) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return l, got
+}
+
+// drainPass runs one pass of e's drainOutbox (at most max a outbox) and
+// checks that it published the rows of wantSeqs (putRow's), in order; it
+// returns how many outboxes the pass scanned.
+func drainPass(t *testing.T, ctx context.Context, e *Publisher, got <-chan string, max int, wantSeqs ...uint64) int {
+	t.Helper()
+	scans := e.scans
+	n, err := e.drainOutbox(ctx, max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range n {
+		select {
+		case id := <-got:
+			ids = append(ids, id)
+		case <-ctx.Done():
+			t.Fatalf("%d of %d published messages received", len(ids), n)
+		}
+	}
+	var want []string
+	for _, s := range wantSeqs {
+		want = append(want, "m"+strconv.FormatUint(s, 10))
+	}
+	if !slices.Equal(ids, want) {
+		t.Fatalf("published %v, want %v", ids, want)
+	}
+	return e.scans - scans
+}
+
 // TestDrainCursor: each pass scans an outbox from after the last row it
 // deleted, so rows go out in key order across passes; a row written below
 // the cursor (no writer does that but a store swap) goes out after the
@@ -57,49 +110,12 @@ func putRow(t *testing.T, db *store.DB, seq uint64) {
 func TestDrainCursor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	l, err := alog.Open(ctx, alog.Options{Dir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	nc, err := nats.Connect(l.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	got := make(chan string, 64)
-	sub, err := nc.Subscribe("aurum.identity.merged", func(m *nats.Msg) { got <- m.Header.Get(nats.MsgIdHdr) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	l, got := mergedLog(t, ctx)
 	state := &liveDB{db: openStore(t)}
 	e := New(Options{Partitions: 2}, l, nil, state, nil)
-	drain := func(wantIDs ...uint64) {
+	drain := func(wantSeqs ...uint64) {
 		t.Helper()
-		n, err := e.drainOutbox(ctx, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ids []string
-		for range n {
-			select {
-			case id := <-got:
-				ids = append(ids, id)
-			case <-ctx.Done():
-				t.Fatalf("%d of %d published messages received", len(ids), n)
-			}
-		}
-		var want []string
-		for _, s := range wantIDs {
-			want = append(want, "m"+strconv.FormatUint(s, 10))
-		}
-		if !slices.Equal(ids, want) {
-			t.Fatalf("published %v, want %v", ids, want)
-		}
+		drainPass(t, ctx, e, got, 4, wantSeqs...)
 	}
 	for seq := uint64(10); seq < 16; seq++ {
 		putRow(t, state.db, seq)

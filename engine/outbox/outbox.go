@@ -109,6 +109,12 @@ type Publisher struct {
 	consent   Consent
 	published prometheus.Counter
 	kick      chan struct{} // 1-buffered: rows were written
+	// dirty is what the next pass of a single node scans (dirty.go).
+	dirty dirtySet
+	// scan is the outboxes the pass under way scans (under mu); scans
+	// counts the outboxes passes scanned (under mu; for the tests).
+	scan  []bool
+	scans int
 	// mu is held while a range is published (shared by the partitions a
 	// cluster node publishes in parallel); Barrier takes it (see the
 	// erasure worker).
@@ -147,14 +153,29 @@ func New(opts Options, l *alog.Log, keys *seal.Keyring, state State, consent Con
 	p := &Publisher{parts: make([]partState, opts.Partitions), claimed: make([]atomic.Uint64, opts.Partitions), opts: opts, log: l, keys: keys, state: state, consent: consent, kick: make(chan struct{}, 1),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "aurum_outbox_published_total",
 			Help: "Outbox messages published."})}
+	p.dirty.markAll() // at start every outbox may hold rows
 	if opts.Registry != nil {
 		opts.Registry.MustRegister(p.published)
 	}
 	return p
 }
 
-// Kick wakes Run: the apply loop wrote outbox rows.
+// Kick wakes Run to scan every outbox (a cluster node: its publisher
+// decides per partition what to do).
 func (e *Publisher) Kick() {
+	e.dirty.markAll()
+	e.signal()
+}
+
+// Wake wakes Run: the apply loop committed rows to these outboxes (indexes
+// in projections.OutboxPrefixes, as projections.Result.Outboxes lists
+// them); the next pass scans them (and any other still marked).
+func (e *Publisher) Wake(outboxes []int) {
+	e.dirty.mark(outboxes)
+	e.signal()
+}
+
+func (e *Publisher) signal() {
 	select {
 	case e.kick <- struct{}{}:
 	default:
@@ -216,6 +237,17 @@ func (e *Publisher) Run(ctx context.Context) error {
 	}
 }
 
+// countTrue is how many of b are true.
+func countTrue(b []bool) int {
+	n := 0
+	for _, v := range b {
+		if v {
+			n++
+		}
+	}
+	return n
+}
+
 // drainMax bounds the entries one pass publishes from each outbox.
 const drainMax = 256
 
@@ -244,6 +276,7 @@ func (e *Publisher) rescan() {
 	e.mu.Lock()
 	e.cur = cursors{}
 	e.mu.Unlock()
+	e.dirty.markAll()
 }
 
 // afterKey narrows Scans of a store.Reader to keys after from (projections.Outbox
@@ -273,14 +306,21 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 	}
 	err := e.state.Live(func(db *store.DB, sm *projections.StateMachine) error {
 		prefixes := projections.OutboxPrefixes(e.opts.Partitions)
+		e.scan = e.dirty.take(len(prefixes), e.scan)
 		if e.cur.db != db || len(e.cur.after) != len(prefixes) {
 			e.cur = cursors{db: db, after: make([][]byte, len(prefixes))}
+			for i := range e.scan { // another store: whatever it holds
+				e.scan[i] = true
+			}
 		}
 		var (
 			started []rangeInFlight
 			pubErr  error
 		)
 		for i, prefix := range prefixes {
+			if !e.scan[i] {
+				continue
+			}
 			var r store.Reader = db
 			if last := e.from(i); last != nil {
 				r = afterKey{Reader: db, from: append(bytes.Clone(last), 0)}
@@ -294,7 +334,11 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 				pubErr = err
 				break // the later outboxes go out on the next pass
 			}
+			if len(rf.entries) >= max {
+				e.dirty.mark([]int{i}) // more may be pending
+			}
 		}
+		e.scans += countTrue(e.scan)
 		if e.opts.Trace != nil {
 			pt.Sent = time.Now()
 		}
@@ -338,6 +382,11 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 		e.published.Add(float64(total))
 		return pubErr
 	})
+	if err != nil {
+		// Rows of a failed publish, or outboxes the pass did not reach:
+		// the next pass scans them all.
+		e.dirty.markAll()
+	}
 	if total > 0 { // after the state lock: the record is a round trip
 		if rerr := e.recordProgress(ctx, false); rerr != nil && err == nil {
 			err = rerr
