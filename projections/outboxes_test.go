@@ -34,7 +34,7 @@ func TestResultOutboxes(t *testing.T) {
 	before := lasts()
 	var withRows, without int
 	seen := make([]bool, len(prefixes))
-	for _, e := range dedupScript(rand.New(rand.NewPCG(15, 1)), 1500) {
+	for _, e := range dedupScript(rand.New(rand.NewPCG(15, 1)), 300) {
 		res, err := sm.Apply(s, e.seq, e.subject, e.data)
 		if err != nil {
 			t.Fatalf("apply %d: %v", e.seq, err)
