@@ -237,17 +237,6 @@ func (e *Publisher) Run(ctx context.Context) error {
 	}
 }
 
-// countTrue is how many of b are true.
-func countTrue(b []bool) int {
-	n := 0
-	for _, v := range b {
-		if v {
-			n++
-		}
-	}
-	return n
-}
-
 // drainMax bounds the entries one pass publishes from each outbox.
 const drainMax = 256
 
@@ -321,6 +310,7 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 			if !e.scan[i] {
 				continue
 			}
+			e.scans++
 			var r store.Reader = db
 			if last := e.from(i); last != nil {
 				r = afterKey{Reader: db, from: append(bytes.Clone(last), 0)}
@@ -338,7 +328,6 @@ func (e *Publisher) drainOutbox(ctx context.Context, max int) (int, error) {
 				e.dirty.mark([]int{i}) // more may be pending
 			}
 		}
-		e.scans += countTrue(e.scan)
 		if e.opts.Trace != nil {
 			pt.Sent = time.Now()
 		}
