@@ -117,6 +117,12 @@ func AppendState(dst []byte, s *State) []byte {
 			dst = binary.AppendVarint(dst, a.Last)
 		}
 	}
+	return appendMembers(dst, s)
+}
+
+// appendMembers appends the tail both versions share: the memberships and
+// the timer (decodeMembers reads it).
+func appendMembers(dst []byte, s *State) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s.Members)))
 	for i := range s.Members {
 		m := &s.Members[i]
@@ -255,6 +261,7 @@ func decodeV2(d *wire.Reader, intern map[string]string) *State {
 	return s
 }
 
+// decodeMembers reads what appendMembers wrote.
 func decodeMembers(d *wire.Reader, s *State, intern map[string]string) {
 	if n := d.Count("member count", minMemberSize); n > 0 {
 		s.Members = make([]Member, n)

@@ -207,14 +207,7 @@ func appendStateV1(dst []byte, s *State) []byte {
 		dst = binary.AppendVarint(dst, a.First)
 		dst = binary.AppendVarint(dst, a.Last)
 	}
-	dst = binary.AppendUvarint(dst, uint64(len(s.Members)))
-	for i := range s.Members {
-		m := &s.Members[i]
-		dst = wire.AppendString(dst, m.Audience)
-		dst = binary.AppendVarint(dst, m.Since)
-		dst = binary.AppendVarint(dst, m.Version)
-	}
-	return binary.AppendVarint(dst, s.Timer)
+	return appendMembers(dst, s)
 }
 
 // TestStateV1StillRead: states stored by earlier builds (version 1) decode
