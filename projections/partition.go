@@ -40,6 +40,9 @@ type Partition struct {
 	timersOK   bool
 	// timerScans counts the due-timer scans made and skipped, for tests.
 	timerScans, timerSkips int
+	// scratch is the memory the partition's GCR Txns share, one at a
+	// time (gcr.Scratch).
+	scratch gcr.Scratch
 }
 
 // PartitionCommand is what one log entry asks of one partition, as decided by
@@ -141,7 +144,7 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 			return fmt.Errorf("projections: partition %d seq %d: split: %w", p.id, cmd.Seq, err)
 		}
 	}
-	txn := p.gcr.Begin(rw)
+	txn := p.gcr.BeginScratch(rw, &p.scratch)
 	for _, a := range cmd.Add {
 		if a.Fresh {
 			txn.Fresh(a.Profile) // before any other use of it in txn

@@ -81,7 +81,8 @@ func BenchmarkTxnFeatures(b *testing.B) {
 				ids[i] = make([]byte, 16)
 				binary.BigEndian.PutUint64(ids[i][8:], uint64(i))
 			}
-			tx := p.Begin(mem)
+			var scratch Scratch // as a partition lends its Txns
+			tx := p.BeginScratch(mem, &scratch)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -104,7 +105,7 @@ func BenchmarkTxnFeatures(b *testing.B) {
 					if err := tx.Flush(); err != nil {
 						b.Fatal(err)
 					}
-					tx = p.Begin(mem)
+					tx = p.BeginScratch(mem, &scratch)
 				}
 			}
 		})

@@ -69,16 +69,18 @@ const (
 )
 
 func encodeProfile(p *Profile) ([]byte, error) {
-	b, _ := encodeProfileWith(p, nil)
+	b, _ := appendProfile(nil, p, nil)
 	return b, nil
 }
 
-// encodeProfileWith encodes p; feat, when not nil, is the encoding of
-// p.Features to write (the bytes it was decoded from, unchanged since). It
-// returns the encoding and the feature row's part of it (nil: none).
-func encodeProfileWith(p *Profile, feat []byte) (b, row []byte) {
+// appendProfile appends the encoding of p to dst[:0] (a buffer it reuses,
+// growing it once); feat, when not nil, is the encoding of p.Features to
+// write (the bytes it was decoded from, unchanged since). It returns the
+// encoding and the feature row's part of it (nil: none), both in the
+// buffer.
+func appendProfile(dst []byte, p *Profile, feat []byte) (b, row []byte) {
 	n := profileSize(p, feat)
-	e := profileEncoder{buf: make([]byte, 0, n)}
+	e := profileEncoder{buf: slices.Grow(dst[:0], n)}
 	row = e.features(p.Features, feat)
 	e.profile(p)
 	return e.buf, row

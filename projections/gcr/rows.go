@@ -1,7 +1,7 @@
 package gcr
 
 import (
-	"bytes"
+	"hash/maphash"
 	"sync"
 
 	"github.com/aurumcdp/aurum/projections/features"
@@ -12,15 +12,16 @@ import (
 const DefaultRowCacheBytes = 8 << 20
 
 // rowCache keeps the decoded feature rows (features.Features) that Txn.Flush
-// wrote, each with the encoding it wrote, so that the next Txn to load the
-// profile takes the row instead of decoding it again (issue #12: the
-// decode was a third of the feature upkeep). It is a memo of
-// features.Decode: a row is taken only when its encoding equals, byte for
-// byte, the encoding the Txn read from the store, and Decode of those
-// bytes gives an equal row. So it never goes stale: a write that did not
-// commit (a failed entry's discarded batch), a restore, a rebuild or a
-// write by another path leaves store bytes that differ from the cached
-// ones, and the row is decoded.
+// wrote, each with the sum (rowSum) of the encoding it wrote, so that the
+// next Txn to load the profile takes the row instead of decoding it again
+// (issue #12: the decode was a third of the feature upkeep). It is a memo
+// of features.Decode: a row is taken only when the encoding the Txn read
+// from the store has the length and the sum of the one the row was written
+// with, that is (but with probability 2^-128, rowSum) equals it byte for
+// byte, and Decode of those bytes gives an equal row. So it does not go
+// stale: a write that did not commit (a failed entry's discarded batch), a
+// restore, a rebuild or a write by another path leaves store bytes that
+// differ from those the row was written with, and the row is decoded.
 //
 // Ownership moves: take removes the entry (whether it matches or not) and
 // hands the row to the Txn, which changes it; Flush puts it back with its
@@ -41,6 +42,7 @@ const DefaultRowCacheBytes = 8 << 20
 type rowCache struct {
 	shards []rowShard
 	max    int // bytes per shard; <= 0: disabled
+	seeds  [2]maphash.Seed
 }
 
 type rowShard struct {
@@ -51,20 +53,31 @@ type rowShard struct {
 }
 
 type cachedRow struct {
-	enc []byte // a copy of the encoding f was written with (a sub-slice would keep the whole stored GCR value alive)
+	sum rowSum // of the encoding f was written with
+	n   int    // its length
 	f   *features.Features
 }
 
+// rowSum identifies an encoding: two 64-bit hashes of it under the cache's
+// two random seeds (maphash). Comparing sums instead of the bytes spares
+// keeping a copy of every encoding and reading it back from memory that
+// has gone cold since the put (issue #12: that compare and copy were 4 %
+// of the apply's CPU). Two encodings that differ have equal sums with
+// probability about 2^-128 per take (two independent 64-bit hashes),
+// whatever their contents: the seeds are drawn per cache and never leave
+// the process, so inputs cannot be chosen to collide.
+type rowSum [2]uint64
+
 // rowCost estimates the memory a cached row holds per byte of its
-// encoding: the encoding itself, the decoded scores (a 40-byte Keyed and
-// its 16-byte key text per ~28 encoded bytes) and the map entry.
+// encoding: the decoded scores (a 40-byte Keyed and its 16-byte key text
+// per ~28 encoded bytes); rowOverhead the map entry and the Features.
 const (
-	rowCost     = 3
+	rowCost     = 2
 	rowOverhead = 128
 )
 
 func newRowCache(maxBytes, shards int) *rowCache {
-	c := &rowCache{max: maxBytes / max(shards, 1)}
+	c := &rowCache{max: maxBytes / max(shards, 1), seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 	if c.max > 0 {
 		c.shards = make([]rowShard, shards)
 	}
@@ -77,6 +90,7 @@ func (c *rowCache) take(shard int, profile, enc []byte) *features.Features {
 	if c.max <= 0 {
 		return nil
 	}
+	sum := c.sum(enc)
 	s := &c.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -87,7 +101,7 @@ func (c *rowCache) take(shard int, profile, enc []byte) *features.Features {
 	} else if r, ok = s.old[string(profile)]; ok {
 		delete(s.old, string(profile))
 	}
-	if !ok || !bytes.Equal(r.enc, enc) {
+	if !ok || r.n != len(enc) || r.sum != sum {
 		s.misses++
 		return nil
 	}
@@ -104,7 +118,7 @@ func (c *rowCache) put(shard int, profile []byte, enc []byte, f *features.Featur
 	s := &c.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := cachedRow{enc: bytes.Clone(enc), f: f}
+	r := cachedRow{sum: c.sum(enc), n: len(enc), f: f}
 	if prev, ok := s.cur[string(profile)]; ok {
 		delete(s.cur, string(profile))
 		s.bytes -= prev.size(profile)
@@ -141,7 +155,12 @@ func (c *rowCache) drop(shard int, profile []byte) {
 }
 
 func (r cachedRow) size(profile []byte) int {
-	return len(profile) + rowCost*len(r.enc) + rowOverhead
+	return len(profile) + rowCost*r.n + rowOverhead
+}
+
+// sum is enc's rowSum.
+func (c *rowCache) sum(enc []byte) rowSum {
+	return rowSum{maphash.Bytes(c.seeds[0], enc), maphash.Bytes(c.seeds[1], enc)}
 }
 
 type rowStats struct{ hits, misses int }

@@ -22,8 +22,7 @@ type Txn struct {
 	rw      store.ReadWriter
 	cache   map[string]*entry   // profile id → state
 	flushed map[string]*Profile // profile id → as the last Flush left it (nil: absent)
-	recBuf  []byte              // scratch for encoding event records (store.Writers copy values)
-	keys    []string            // scratch for sorting their map keys
+	s       *Scratch            // encoding buffers
 }
 
 type entry struct {
@@ -39,7 +38,13 @@ type entry struct {
 
 // Begin starts a Txn writing through rw.
 func (p *Projection) Begin(rw store.ReadWriter) *Txn {
-	return &Txn{p: p, rw: rw, cache: make(map[string]*entry)}
+	return p.BeginScratch(rw, &Scratch{})
+}
+
+// BeginScratch is Begin with the Txn's scratch memory lent by the caller,
+// which must not lend s to another Txn until this one is done.
+func (p *Projection) BeginScratch(rw store.ReadWriter, s *Scratch) *Txn {
+	return &Txn{p: p, rw: rw, cache: make(map[string]*entry), s: s}
 }
 
 // load returns the Txn's entry of profile, reading the GCR on first use:
@@ -95,8 +100,8 @@ func (t *Txn) Add(profile []byte, rec *event.Record, owned []event.IDRef) error 
 	if err != nil {
 		return fmt.Errorf("gcr: add: %w", err)
 	}
-	v, keys := appendRecord(t.recBuf[:0], t.keys, rec)
-	t.recBuf, t.keys = v, keys
+	v, keys := appendRecord(t.s.rec[:0], t.s.keys, rec)
+	t.s.rec, t.s.keys = v, keys
 	if err := t.rw.Set(recordKey(rec.ID, profile), v); err != nil {
 		return fmt.Errorf("gcr: add: store event %x: %w", rec.ID, err)
 	}
@@ -191,11 +196,13 @@ func (t *Txn) Flush() error {
 		if e.row != nil && e.prof.Features == e.rowOf && !e.rowChanged && !t.p.encodeRows {
 			same = e.row
 		}
-		v, row := encodeProfileWith(e.prof, same)
+		v, row := appendProfile(t.s.enc, e.prof, same)
+		t.s.enc = v
+		// Writers copy values, and so does the row cache: the buffer is
+		// the next profile's.
 		if err := t.rw.Set(key, v); err != nil {
 			return fmt.Errorf("gcr: flush: store %x: %w", id, err)
 		}
-		// Writers copy values: v is the cache's alone, and never changed.
 		t.p.rows.put(PartitionOf([]byte(id), t.p.parts), []byte(id), row, e.prof.Features)
 	}
 	if t.flushed == nil {
