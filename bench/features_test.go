@@ -59,8 +59,10 @@ func featuresLog(tb testing.TB, kr *seal.Keyring, people, events int) [][]byte {
 }
 
 // applyCPU applies log to a fresh state machine on Pebble (after the
-// eight example audiences when audiences is set) and returns the process
-// CPU time per event (wall time where CPU time is not available).
+// eight example audiences when audiences is set), in groups of entries as
+// the engine's apply loop does under load (ApplyHeld, Release, one commit
+// per group), and returns the process CPU time per event (wall time where
+// CPU time is not available).
 func applyCPU(tb testing.TB, kr *seal.Keyring, log [][]byte, events int, noFeatures, audiences bool) time.Duration {
 	db, err := store.Open(tb.TempDir(), nil)
 	if err != nil {
@@ -74,16 +76,34 @@ func applyCPU(tb testing.TB, kr *seal.Keyring, log [][]byte, events int, noFeatu
 		opts.InteractionKey = engine.InteractionKey(kr)
 	}
 	sm := projections.New(opts)
+	// As the engine's apply loop does with entries at hand (engine/apply.go
+	// group): up to engine.DefaultApplyGroupEntries entries in one batch,
+	// the GCRs held between them (ApplyHeld), released and committed once.
 	seq := uint64(0)
-	apply := func(subject string, data []byte) {
-		seq++
-		batch := db.NewBatch()
-		defer batch.Close()
-		if _, err := sm.Apply(batch, seq, subject, data); err != nil {
+	var batch *store.Batch
+	commit := func() {
+		if batch == nil {
+			return
+		}
+		if err := sm.Release(batch); err != nil {
 			tb.Fatal(err)
 		}
 		if err := db.Commit(batch, false); err != nil {
 			tb.Fatal(err)
+		}
+		batch.Close()
+		batch = nil
+	}
+	apply := func(subject string, data []byte) {
+		seq++
+		if batch == nil {
+			batch = db.NewBatch()
+		}
+		if _, err := sm.ApplyHeld(batch, seq, subject, data); err != nil {
+			tb.Fatal(err)
+		}
+		if seq%engine.DefaultApplyGroupEntries == 0 {
+			commit()
 		}
 	}
 	if audiences {
@@ -91,12 +111,14 @@ func applyCPU(tb testing.TB, kr *seal.Keyring, log [][]byte, events int, noFeatu
 			c, _ := msgpack.Marshal(&projections.Control{Kind: projections.ControlAudiencePut, Audience: audience.Definition{Name: name, Rule: exampleAudiences[name]}})
 			apply(projections.SubjectControl, c)
 		}
+		commit()
 	}
 	cpu0, cpuOK := processCPU()
 	start := time.Now()
 	for _, data := range log {
 		apply(projections.SubjectEvents, data)
 	}
+	commit()
 	d := time.Since(start)
 	if cpu1, ok := processCPU(); ok && cpuOK {
 		d = cpu1 - cpu0

@@ -312,8 +312,11 @@ type entryResult struct {
 // group applies consecutive log entries to db through sm in ONE Pebble
 // batch, committed once; the applied position it records is the last
 // entry's. The result is that of applying them one batch each:
-//   - sm.Apply writes the entry's changes and its position to the batch and
-//     reads through it, so each entry sees the ones before it;
+//   - sm.ApplyHeld writes the entry's changes and its position to the batch
+//     and reads through it, so each entry sees the ones before it; the
+//     GCRs it changes may stay decoded in sm's memory, where the next
+//     entries change them, until commit releases them into the batch
+//     (StateMachine.Release), each encoded once per group;
 //   - an entry that fails (a corrupt one, whose Apply leaves partial
 //     writes) makes the group discard its batch, reload sm's in-memory
 //     parts, apply the entries before it again in a fresh batch and commit
@@ -367,7 +370,7 @@ func (g *group) add(ent alog.Entry) error {
 	if g.b == nil {
 		g.b = g.db.NewBatchSize(min(g.size, maxBatchPrealloc))
 	}
-	res, err := g.sm.Apply(g.b, ent.Seq, ent.Subject, ent.Data)
+	res, err := g.sm.ApplyHeld(g.b, ent.Seq, ent.Subject, ent.Data)
 	if err == nil {
 		g.pend = append(g.pend, ent)
 		g.res = append(g.res, entryResult{seq: ent.Seq, res: res})
@@ -420,6 +423,13 @@ func (g *group) redo() error {
 // added since the last commit, in log order.
 func (g *group) commit() ([]entryResult, error) {
 	if g.b != nil {
+		// The GCRs the entries changed, held decoded in memory, each
+		// encoded once for the whole group (StateMachine.ApplyHeld).
+		if err := g.sm.Release(g.b); err != nil {
+			g.b.Close()
+			g.b = nil
+			return nil, fmt.Errorf("engine: release seqs %d-%d: %w", g.pend[0].Seq, g.pend[len(g.pend)-1].Seq, err)
+		}
 		g.size = g.b.Len()
 		err := g.db.Commit(g.b, false)
 		g.b.Close()

@@ -170,9 +170,12 @@ type StateMachine struct {
 	models     atomic.Pointer[[]Model]           // replaced by model.put/delete control records
 	gcr        *gcr.Projection
 	partitions []*Partition
-	cache      *stateCache // used by Apply and Skip only
-	ddf        *keyFilter  // dedup filter; nil: none; used by Apply and Load only
-	kcf        *keyFilter  // keychain filter; nil: none; used by Apply and Load only
+	// ownerReleases counts the held partitions released before a read of
+	// one of their profiles (releaseOwner): for tests; apply goroutine only.
+	ownerReleases int
+	cache         *stateCache // used by Apply and Skip only
+	ddf           *keyFilter  // dedup filter; nil: none; used by Apply and Load only
+	kcf           *keyFilter  // keychain filter; nil: none; used by Apply and Load only
 }
 
 // Open returns a state machine over the state in r (a new or existing
@@ -250,6 +253,7 @@ func (sm *StateMachine) Keychain() *identity.Keychain { return sm.keychain.Load(
 // loaded builds its filters from the store at its first Apply.
 func (sm *StateMachine) Load(r store.Reader) error {
 	sm.forgetTimers()
+	sm.dropHeld()
 	if err := sm.loadAudiences(r); err != nil {
 		return err
 	}
@@ -458,6 +462,48 @@ type Result struct {
 // seq on a fresh batch). Writes to the store other than through Apply and
 // Skip that keep the applied position need ResetCache.
 func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, data []byte) (Result, error) {
+	return sm.applyEntry(rw, seq, subject, data, false)
+}
+
+// ApplyHeld is Apply for a caller that applies several entries into one
+// batch and commits them together (the engine's apply groups): the GCRs an
+// event entry changes may stay in memory, decoded, in their partitions'
+// open GCR Txns, instead of being encoded and written once per entry, and
+// the next entries change them there. Before it commits, or hands rw to
+// anything else, the caller must call Release. Entries that read GCRs from
+// the store (control entries: erasures, splits, match reviews, ticks;
+// every entry while probabilistic matching is on) release what is held
+// first and hold nothing; an event entry that merges a held profile away
+// releases that profile's partition before it reads it. The state written
+// once Release has run is the state Apply would have written, byte for
+// byte (TestApplyHeld).
+//
+// When ApplyHeld fails, what it held is dropped with the entry: the caller
+// discards the batch, as after a failed Apply.
+func (sm *StateMachine) ApplyHeld(rw store.ReadWriter, seq uint64, subject string, data []byte) (Result, error) {
+	return sm.applyEntry(rw, seq, subject, data, true)
+}
+
+// Release writes the GCRs that ApplyHeld keeps in memory to rw, the writer
+// the entries were applied to, and closes the Txns that held them. It does
+// nothing when nothing is held. After a failure, discard rw as after a
+// failed Apply.
+func (sm *StateMachine) Release(rw store.ReadWriter) error {
+	if !sm.holding() {
+		return nil
+	}
+	prev, err := Applied(rw)
+	if err != nil {
+		return err
+	}
+	err = sm.withCache(rw, prev, sm.releaseHeld)
+	if err != nil {
+		sm.dropHeld()
+	}
+	return err
+}
+
+func (sm *StateMachine) applyEntry(rw store.ReadWriter, seq uint64, subject string, data []byte, hold bool) (Result, error) {
 	var res Result
 	err := sm.withCache(rw, seq, func(rw store.ReadWriter) error {
 		if sm.kcf != nil {
@@ -466,14 +512,60 @@ func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, d
 			}
 			rw = keychainFiltered{ReadWriter: rw, f: sm.kcf}
 		}
+		hold := hold && subject == SubjectEvents && sm.Keychain().Config().Probabilistic == nil
+		if !hold {
+			if err := sm.releaseHeld(rw); err != nil {
+				return err
+			}
+		}
 		var err error
-		res, err = sm.apply(rw, seq, subject, data)
+		res, err = sm.apply(rw, seq, subject, data, hold)
 		return err
 	})
 	if err != nil {
 		sm.forgetTimers() // some partitions may have recorded this entry's
+		sm.dropHeld()     // and held its GCRs
 	}
 	return res, err
+}
+
+// holding reports whether a partition holds GCRs (ApplyHeld).
+func (sm *StateMachine) holding() bool {
+	for _, p := range sm.partitions {
+		if p.held != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// releaseHeld writes every partition's held GCRs through rw (Release).
+func (sm *StateMachine) releaseHeld(rw store.ReadWriter) error {
+	for _, p := range sm.partitions {
+		if err := p.releaseHeld(rw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseOwner writes the held GCRs of profile's partition through rw, if
+// it holds profile: before the profile is read from the store.
+func (sm *StateMachine) releaseOwner(rw store.ReadWriter, profile []byte) error {
+	p := sm.partitions[gcr.PartitionOf(profile, len(sm.partitions))]
+	if p.held == nil || !p.held.Held(profile) {
+		return nil
+	}
+	sm.ownerReleases++
+	return p.releaseHeld(rw)
+}
+
+// dropHeld forgets what the partitions hold, unwritten: after a failed
+// entry, whose batch the caller discards, or a Load.
+func (sm *StateMachine) dropHeld() {
+	for _, p := range sm.partitions {
+		p.held = nil
+	}
 }
 
 // forgetTimers drops what the partitions know of their timers
@@ -484,7 +576,7 @@ func (sm *StateMachine) forgetTimers() {
 	}
 }
 
-func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, data []byte) (Result, error) {
+func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, data []byte, hold bool) (Result, error) {
 	var res Result
 	prev, err := Applied(rw)
 	if err != nil {
@@ -545,7 +637,7 @@ func (sm *StateMachine) apply(rw store.ReadWriter, seq uint64, subject string, d
 	}
 	set := sm.audiences.Load()
 	for i := range cmds {
-		cmds[i].Now, cmds[i].Audiences, cmds[i].Gen = now, set, gen
+		cmds[i].Now, cmds[i].Audiences, cmds[i].Gen, cmds[i].hold = now, set, gen, hold
 	}
 	if err := sm.applyPartitions(rw, cmds); err != nil {
 		return res, err

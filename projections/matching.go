@@ -319,6 +319,9 @@ func (sm *StateMachine) link(rw store.ReadWriter, seq uint64, now int64, rec *Ma
 // root's partition (Absorb) and drops it from its own (Drop).
 func (sm *StateMachine) absorb(rw store.ReadWriter, from, root []byte, cmds []PartitionCommand) error {
 	n := len(sm.partitions)
+	if err := sm.releaseOwner(rw, from); err != nil {
+		return err
+	}
 	g, err := sm.gcr.Get(rw, from)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // created and merged away within this entry: it has no GCR yet

@@ -43,6 +43,25 @@ type Partition struct {
 	// scratch is the memory the partition's GCR Txns share, one at a
 	// time (gcr.Scratch).
 	scratch gcr.Scratch
+	// held is the GCR Txn that StateMachine.ApplyHeld left open across
+	// entries (nil: none): its profiles are newer than the store's until
+	// releaseHeld writes them.
+	held *gcr.Txn
+}
+
+// releaseHeld writes the profiles of the partition's held Txn through rw
+// (a writer that may write the partition's keys) and closes it.
+func (p *Partition) releaseHeld(rw store.ReadWriter) error {
+	if p.held == nil {
+		return nil
+	}
+	t := p.held
+	p.held = nil
+	t.Rebind(rw)
+	if err := t.Flush(); err != nil {
+		return fmt.Errorf("projections: partition %d: release the held GCRs: %w", p.id, err)
+	}
+	return nil
 }
 
 // PartitionCommand is what one log entry asks of one partition, as decided by
@@ -77,9 +96,12 @@ type PartitionCommand struct {
 	transitions     int    // audience transitions written (for Result)
 	outIdx          uint32 // next index in the partition outbox for this entry
 	erasedAudiences int    // memberships ended by Erase
-	// gcr is the GCR Txn of this command, flushed before the audience
-	// stage: the GCRs it wrote are read from it, not the store.
+	// gcr is the GCR Txn of this command, flushed (or held) before the
+	// audience stage: the GCRs it wrote are read from it, not the store.
 	gcr *gcr.Txn
+	// hold keeps the partition's GCR Txn open after cmd
+	// (StateMachine.ApplyHeld).
+	hold bool
 }
 
 // Absorption folds the GCR From into the profile Into.
@@ -128,6 +150,14 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 		return fmt.Errorf("projections: partition %d: apply seq %d: already applied up to %d", p.id, cmd.Seq, prev)
 	}
 	cmd.prev = prev
+	if len(cmd.Erase) > 0 || len(cmd.Unstore) > 0 || len(cmd.Rebuild) > 0 {
+		// These read and rewrite GCRs in the store (the state machine
+		// releases before such entries already; this keeps the partition
+		// right on its own).
+		if err := p.releaseHeld(rw); err != nil {
+			return err
+		}
+	}
 	for _, id := range cmd.Erase {
 		if err := p.owns(id); err != nil {
 			return err
@@ -144,7 +174,12 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 			return fmt.Errorf("projections: partition %d seq %d: split: %w", p.id, cmd.Seq, err)
 		}
 	}
-	txn := p.gcr.BeginScratch(rw, &p.scratch)
+	txn := p.held
+	if txn != nil {
+		txn.Rebind(rw)
+	} else {
+		txn = p.gcr.BeginScratch(rw, &p.scratch)
+	}
 	for _, a := range cmd.Add {
 		if a.Fresh {
 			txn.Fresh(a.Profile) // before any other use of it in txn
@@ -193,8 +228,14 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 			return err
 		}
 	}
-	if err := txn.Flush(); err != nil {
-		return err
+	if cmd.hold {
+		txn.Hold()
+		p.held = txn
+	} else {
+		if err := txn.Flush(); err != nil {
+			return err
+		}
+		p.held = nil
 	}
 	cmd.gcr = txn
 	if cmd.Audiences != nil {

@@ -259,7 +259,12 @@ func (p *Partition) backfill(rw store.ReadWriter, cmd *PartitionCommand, get fun
 		cur = backfillCursor{Gen: cmd.Gen}
 	}
 	// Profiles with a GCR or with audience state (memberships of a deleted
-	// audience must end too); the GCR range covers both in practice.
+	// audience must end too); the GCR range covers both in practice. The
+	// scan sees the GCRs ApplyHeld keeps in memory once they are written:
+	// a profile created in a held entry has no key in the store before.
+	if err := p.releaseHeld(rw); err != nil {
+		return cur, err
+	}
 	prefix := p.key([]byte("g/"))
 	lower := prefix
 	if cur.After != nil {

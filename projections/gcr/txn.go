@@ -215,8 +215,31 @@ func (t *Txn) Flush() error {
 	return nil
 }
 
+// Hold ends an apply step without writing: the profiles the Txn holds stay
+// in it, decoded, for the next step (Rebind), and Flushed answers for
+// every one of them until Flush writes them all, each encoded once.
+func (t *Txn) Hold() {
+	if t.flushed == nil {
+		t.flushed = make(map[string]*Profile, len(t.cache))
+	}
+	for id, e := range t.cache {
+		t.flushed[id] = e.prof
+	}
+}
+
+// Rebind makes the Txn read and write through rw from now on (the next
+// apply step's writer, after Hold).
+func (t *Txn) Rebind(rw store.ReadWriter) { t.rw = rw }
+
+// Held reports whether the Txn holds profile (Hold).
+func (t *Txn) Held(profile []byte) bool {
+	_, ok := t.cache[string(profile)]
+	return ok
+}
+
 // Flushed returns the GCR of profile as the Txn's last Flush left it in the
-// store (nil: absent), without reading or decoding it again; ok is false
+// store, or its last Hold left it in the Txn (nil: absent), without reading
+// or decoding it again; ok is false
 // for a profile the Txn did not load, which must be read from the store.
 // The Profile is shared with the Txn: callers must not change it. It is
 // valid until the next Txn of the profile's partition (or this one, used
