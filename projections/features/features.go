@@ -112,8 +112,20 @@ func (s Scores) Get(k string) (Decayed, bool) {
 	return s[i].Decayed, true
 }
 
+// find returns the index of k in s, or where to insert it (sort.Find's
+// answer, without a call per comparison: it runs for every key of every
+// event).
 func (s Scores) find(k string) (int, bool) {
-	return sort.Find(len(s), func(i int) int { return strings.Compare(k, s[i].Key) })
+	lo, hi := 0, len(s)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s[m].Key < k {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(s) && s[lo].Key == k
 }
 
 // PurchaseDay is one UTC day with purchases.

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
 	"testing"
 
 	"github.com/aurumcdp/aurum/event"
@@ -355,5 +358,26 @@ func BenchmarkRowUpkeep(b *testing.B) {
 			b.ReportMetric(float64(len(appendV2(f))), "v2-row-bytes")
 			b.ReportMetric(float64(len(appendV1(f))), "v1-row-bytes")
 		})
+	}
+}
+
+// TestFind: Scores.find answers as sort.Find over the keys does (the index
+// of the key, or where it goes), for keys before, between, at and after
+// those of slices of 0 to 9 distinct sorted keys.
+func TestFind(t *testing.T) {
+	keys := []string{"", "a", "ab", "b", "ba", "c", "cat-1", "cat-10", "cat-2", "z"}
+	for n := range 10 {
+		for start := 0; start+n <= len(keys); start++ {
+			var s Scores
+			for _, k := range keys[start : start+n] {
+				s = append(s, Keyed{Key: k})
+			}
+			for _, k := range append(slices.Clone(keys), "0", "zz", "cat-") {
+				wi, wok := sort.Find(len(s), func(i int) int { return strings.Compare(k, s[i].Key) })
+				if i, ok := s.find(k); i != wi || ok != wok {
+					t.Fatalf("keys %q: find(%q) = %d, %v; sort.Find: %d, %v", keys[start:start+n], k, i, ok, wi, wok)
+				}
+			}
+		}
 	}
 }
