@@ -136,3 +136,28 @@ func TestNATSAuthRealProcess(t *testing.T) {
 		t.Fatalf("profile has %v events after the refused publishes, had %v", got, before)
 	}
 }
+
+// TestOutDuplicateWindowFlag: `serve --out-duplicate-window` is the
+// duplicate window of the real process's AURUM_OUT stream, as a
+// subscriber's view of the stream shows it.
+func TestOutDuplicateWindowFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real aurum process")
+	}
+	parallelProcess(t)
+	n := startNode(t, t.TempDir(), "--tick", "0", "--out-duplicate-window", "2m30s")
+	_, viewer := n.createToken("follower", "viewer")
+	js, err := jetstream.New(natsConnect(t, n.NATS, natsReader(viewer)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "AURUM_OUT")
+	if err != nil {
+		t.Fatalf("AURUM_OUT's info as a viewer: %v", err)
+	}
+	if got := s.CachedInfo().Config.Duplicates; got != 150*time.Second {
+		t.Fatalf("AURUM_OUT duplicate window %v, want 2m30s (--out-duplicate-window)", got)
+	}
+}

@@ -33,6 +33,7 @@ import (
 	"github.com/aurumcdp/aurum/engine/models"
 	"github.com/aurumcdp/aurum/engine/privacy"
 	"github.com/aurumcdp/aurum/engine/query"
+	alog "github.com/aurumcdp/aurum/log"
 	"github.com/aurumcdp/aurum/projections/identity"
 	"github.com/aurumcdp/aurum/seal"
 	"github.com/aurumcdp/aurum/sso"
@@ -55,6 +56,7 @@ type serveFlags struct {
 	dedupWindow, tick                           time.Duration
 	stateWAL                                    bool
 	stateCheckpoint                             time.Duration
+	outDuplicateWindow                          time.Duration
 	ingestRate                                  float64
 	publicMetrics, natsNoAuth                   bool
 	sessionTTL, sessionIdle                     time.Duration
@@ -243,6 +245,7 @@ OpenID Connect: --oidc-issuer, --oidc-client-id, --oidc-client-secret-file and
 	fl.StringVar(&f.memoryLimit, "memory-limit", "", "resident memory the node may use, e.g. 512MiB or 2GiB: sizes its caches and sets the Go runtime's soft limit (default $GOMEMLIMIT, else 80% of the cgroup's memory limit, else half the physical memory; at least 256MiB)")
 	fl.BoolVar(&f.stateWAL, "state-wal", false, "give the projections' store a write-ahead log synced every 200 ms (default: none; its memory is flushed at checkpoints and a crash applies the log again from the last one)")
 	fl.DurationVar(&f.stateCheckpoint, "state-checkpoint", engine.DefaultStateCheckpoint, "without --state-wal: how long applied work stays in memory at most before it is flushed to disk (a full memtable is flushed at once); a crash applies at most this much of the log again")
+	fl.DurationVar(&f.outDuplicateWindow, "out-duplicate-window", alog.DefaultOutDuplicateWindow, "how long AURUM_OUT remembers the message id of every audience transition and identity record it took, so that what an outbox publishes again after a crash or a cluster takeover (the last moments before it, which its progress on the log had not recorded yet) is not delivered twice; the NATS server keeps each id in memory that long, so that memory grows with transitions per second times the window: shorter saves it, and a node down for longer than the window may deliver those last transitions again (1s to 720h)")
 	fl.StringVar(&f.logFormat, "log-format", "text", `log format: "text" or "json"`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	addClusterFlags(cmd, &f.cluster)
@@ -296,6 +299,10 @@ func runServe(ctx context.Context, f serveFlags) error {
 		return fmt.Errorf("--state-checkpoint: at least 1s, got %v", f.stateCheckpoint)
 	}
 	opts.StateCheckpoint = f.stateCheckpoint
+	if f.outDuplicateWindow != 0 && (f.outDuplicateWindow < time.Second || f.outDuplicateWindow > alog.DefaultOutMaxAge) { // 0: the default
+		return fmt.Errorf("--out-duplicate-window: must be in [1s, %v], got %v", alog.DefaultOutMaxAge, f.outDuplicateWindow)
+	}
+	opts.OutDuplicateWindow = f.outDuplicateWindow
 	if f.sessionTTL == 0 { // for Options, zero is the default
 		return fmt.Errorf("--session-ttl: must be positive, got %v", f.sessionTTL)
 	}

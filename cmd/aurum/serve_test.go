@@ -22,6 +22,8 @@ func TestServeFlagErrors(t *testing.T) {
 		{"session TTL zero", func(f *serveFlags) { f.sessionTTL = 0 }, "--session-ttl: must be positive, got 0s"},
 		{"session TTL negative", func(f *serveFlags) { f.sessionTTL = -time.Hour }, "--session-ttl: must be positive, got -1h0m0s"},
 		{"state checkpoint too short", func(f *serveFlags) { f.stateCheckpoint = 500 * time.Millisecond }, "--state-checkpoint: at least 1s, got 500ms"},
+		{"out duplicate window too short", func(f *serveFlags) { f.outDuplicateWindow = 100 * time.Millisecond }, "--out-duplicate-window: must be in [1s, 720h0m0s], got 100ms"},
+		{"out duplicate window beyond the stream's age", func(f *serveFlags) { f.outDuplicateWindow = 800 * time.Hour }, "--out-duplicate-window: must be in [1s, 720h0m0s], got 800h0m0s"},
 		{"partitions", func(f *serveFlags) { f.partitions = 2000 }, "--partitions: must be in [1, 1024], got 2000"},
 		{"dedup window", func(f *serveFlags) { f.dedupWindow = -time.Hour }, "--dedup-window: must not be negative"},
 		{"NATS TLS cert alone", func(f *serveFlags) { f.natsTLSCert = "c.pem" }, "--nats-tls-cert and --nats-tls-key: give both or neither"},
