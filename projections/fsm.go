@@ -173,9 +173,12 @@ type StateMachine struct {
 	// ownerReleases counts the held partitions released before a read of
 	// one of their profiles (releaseOwner): for tests; apply goroutine only.
 	ownerReleases int
-	cache         *stateCache // used by Apply and Skip only
-	ddf           *keyFilter  // dedup filter; nil: none; used by Apply and Load only
-	kcf           *keyFilter  // keychain filter; nil: none; used by Apply and Load only
+	// maxHeld bounds the profiles a partition holds across entries
+	// (ApplyHeld): DefaultMaxHeldProfiles; tests lower it.
+	maxHeld int
+	cache   *stateCache // used by Apply and Skip only
+	ddf     *keyFilter  // dedup filter; nil: none; used by Apply and Load only
+	kcf     *keyFilter  // keychain filter; nil: none; used by Apply and Load only
 }
 
 // Open returns a state machine over the state in r (a new or existing
@@ -221,11 +224,12 @@ func New(opts Options) *StateMachine {
 		opts.ApplyWorkers = DefaultApplyWorkers()
 	}
 	sm := &StateMachine{
-		opts:  opts,
-		gcr:   gcr.New(&gcr.Options{Partitions: opts.Partitions, NoFeatures: opts.NoFeatures, InteractionKey: opts.InteractionKey, RowCacheBytes: opts.RowCacheBytes}),
-		cache: newStateCache(opts.CacheBytes),
-		ddf:   newDedupFilter(opts.DedupFilterBytes),
-		kcf:   newKeychainFilter(opts.KeychainFilterBytes),
+		opts:    opts,
+		maxHeld: DefaultMaxHeldProfiles,
+		gcr:     gcr.New(&gcr.Options{Partitions: opts.Partitions, NoFeatures: opts.NoFeatures, InteractionKey: opts.InteractionKey, RowCacheBytes: opts.RowCacheBytes}),
+		cache:   newStateCache(opts.CacheBytes),
+		ddf:     newDedupFilter(opts.DedupFilterBytes),
+		kcf:     newKeychainFilter(opts.KeychainFilterBytes),
 	}
 	sm.keychain.Store(identity.New(identity.DefaultConfig()))
 	empty, _ := audience.Compile(nil)
@@ -464,6 +468,13 @@ type Result struct {
 func (sm *StateMachine) Apply(rw store.ReadWriter, seq uint64, subject string, data []byte) (Result, error) {
 	return sm.applyEntry(rw, seq, subject, data, false)
 }
+
+// DefaultMaxHeldProfiles bounds the GCRs a partition holds decoded across
+// the entries of a group (ApplyHeld): past it, the entry writes them all
+// and the next starts afresh. 256 a partition, 4,096 over 16 partitions at
+// a few KB each: a group of 25,600 events over as many people holds no
+// more than that, while a group that sees people again holds them all.
+const DefaultMaxHeldProfiles = 256
 
 // ApplyHeld is Apply for a caller that applies several entries into one
 // batch and commits them together (the engine's apply groups): the GCRs an

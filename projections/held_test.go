@@ -45,8 +45,14 @@ func TestApplyHeld(t *testing.T) {
 		return m
 	}
 	wantDump := dump(want)
-	for _, size := range []int{1, 2, 7, 64, len(log)} {
+	for _, tc := range []struct{ size, maxHeld int }{
+		{1, DefaultMaxHeldProfiles}, {2, DefaultMaxHeldProfiles}, {7, DefaultMaxHeldProfiles},
+		{64, DefaultMaxHeldProfiles}, {len(log), DefaultMaxHeldProfiles},
+		{len(log), 3}, // the bound: partitions write what they hold past 3 profiles
+	} {
+		size := tc.size
 		got, sm := store.NewMem(), newSM()
+		sm.maxHeld = tc.maxHeld
 		held := 0
 		for i, e := range log {
 			res, err := sm.ApplyHeld(got, e.seq, e.subject, e.data)
@@ -58,6 +64,11 @@ func TestApplyHeld(t *testing.T) {
 			}
 			if sm.holding() {
 				held++
+			}
+			for _, p := range sm.partitions {
+				if p.held != nil && p.held.Len() > sm.maxHeld {
+					t.Fatalf("entry %d: partition %d holds %d profiles, bound %d", e.seq, p.id, p.held.Len(), sm.maxHeld)
+				}
 			}
 			if (i+1)%size == 0 {
 				if err := sm.Release(got); err != nil {
@@ -78,7 +89,15 @@ func TestApplyHeld(t *testing.T) {
 			diffKeys(t, wantDump, gotDump)
 			t.Fatalf("group size %d: the store differs from Apply's", size)
 		}
-		t.Logf("group size %d: %d of %d entries left GCRs held, %d merges of held profiles", size, held, len(log), sm.ownerReleases)
+		over := 0
+		for _, p := range sm.partitions {
+			over += p.overHeld
+		}
+		if tc.maxHeld == 3 && over == 0 {
+			t.Fatal("bound 3: no partition wrote its GCRs for the bound: the bound is not tested")
+		}
+		t.Logf("group size %d, bound %d: %d of %d entries left GCRs held, %d merges of held profiles, %d writes for the bound",
+			size, tc.maxHeld, held, len(log), sm.ownerReleases, over)
 	}
 
 	// A group whose batch is discarded: its entries applied into an

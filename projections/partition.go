@@ -47,6 +47,9 @@ type Partition struct {
 	// entries (nil: none): its profiles are newer than the store's until
 	// releaseHeld writes them.
 	held *gcr.Txn
+	// overHeld counts the entries that wrote their GCRs because the Txn
+	// held more than the bound (StateMachine.maxHeld): for tests.
+	overHeld int
 }
 
 // releaseHeld writes the profiles of the partition's held Txn through rw
@@ -228,10 +231,13 @@ func (p *Partition) Apply(rw store.ReadWriter, cmd *PartitionCommand) error {
 			return err
 		}
 	}
-	if cmd.hold {
+	if cmd.hold && txn.Len() <= p.sm.maxHeld {
 		txn.Hold()
 		p.held = txn
 	} else {
+		if cmd.hold {
+			p.overHeld++
+		}
 		if err := txn.Flush(); err != nil {
 			return err
 		}

@@ -231,6 +231,9 @@ func (t *Txn) Hold() {
 // apply step's writer, after Hold).
 func (t *Txn) Rebind(rw store.ReadWriter) { t.rw = rw }
 
+// Len is the number of profiles the Txn holds.
+func (t *Txn) Len() int { return len(t.cache) }
+
 // Held reports whether the Txn holds profile (Hold).
 func (t *Txn) Held(profile []byte) bool {
 	_, ok := t.cache[string(profile)]
