@@ -69,6 +69,9 @@ func (e *Engine) applyLoop(ctx context.Context, from uint64) error {
 			return err
 		}
 		unsynced = true
+		if e.opts.afterCommit != nil {
+			e.opts.afterCommit()
+		}
 		if start.Sub(lastSync) >= stateSyncInterval {
 			e.requestStateSync() // after the commit: the sync covers it
 			lastSync, unsynced, gt.Sync = start, false, true

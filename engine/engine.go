@@ -211,6 +211,12 @@ type Options struct {
 	// (apply groups, outbox passes, the live state store's stalls,
 	// flushes and compactions), for latency measurements. Nil: none.
 	Trace *Trace
+
+	// afterCommit, set by this package's tests, runs in the apply loop
+	// after a group committed and let go of the state lock, before the
+	// loop acts on it (afterApply): it widens the moment a replay's swap
+	// must not miss (TestReplaySwapsUnderLoad).
+	afterCommit func()
 }
 
 // Cluster is this node's view of the cluster; nil means a single node that

@@ -252,7 +252,15 @@ func (e *Engine) runRebuild(ctx context.Context, opts RebuildOptions, snapDir st
 			e.stateMu.Unlock()
 		}
 	}()
-	target := e.AppliedSeq() // the live apply loop is parked: this does not move
+	// The live apply loop is parked: the live state's position does not
+	// move. Read it from the store: the loop announces a commit
+	// (AppliedSeq) only after it let go of the lock, so the announced
+	// position may lag the committed one, and a swap at it would miss the
+	// entries in between (the loop goes on after them: TestReplaySwapsUnderLoad).
+	target, err := projections.Applied(e.state)
+	if err != nil {
+		return fmt.Errorf("engine: the live state's position: %w", err)
+	}
 	for applied < target {
 		if err := apply(ctx, target); err != nil {
 			return err
