@@ -45,6 +45,9 @@ func TestReplaySwapsUnderLoad(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var ingestErr error
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
+	defer halt() // before Close, on a failure too
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -81,8 +84,7 @@ func TestReplaySwapsUnderLoad(t *testing.T) {
 			return errors.New("replay running")
 		})
 	}
-	close(stop)
-	wg.Wait()
+	halt()
 	if ingestErr != nil {
 		t.Fatal(ingestErr)
 	}
